@@ -1,0 +1,61 @@
+# Every target installs what it needs on a fresh Debian 12 machine (as root) and is a fast
+# no-op when that is already done. Stamps live in .cache/ (git-ignored).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Machine packages: the lab (nspawn, debootstrap, iproute2, nftables), ssh-keygen, openssl for
+# independent certificate checks, zstd for the cached lab rootfs.
+APT_PACKAGES := systemd-container debootstrap iproute2 nftables openssh-client openssl zstd ca-certificates
+LAB_NAME ?= demo
+
+.PHONY: help setup demo test lint typecheck unit lab-test bench clean demo-down
+help:
+	@echo "make demo   - boot a local lab and bring up a berth cluster on it"
+	@echo "make test   - lint, type check and the whole test suite (lab tests included)"
+	@echo "make bench  - run the benchmarks under bench/"
+
+.cache/apt.stamp: Makefile
+	@mkdir -p .cache
+	@n=$$(dpkg-query -W -f='$${Status}\n' $(APT_PACKAGES) 2>/dev/null | grep -c '^install ok installed$$' || true); \
+	if [ "$$n" != "$(words $(APT_PACKAGES))" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+.cache/venv.stamp: pyproject.toml | $(BIN)/python
+	@mkdir -p .cache
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: .cache/apt.stamp .cache/venv.stamp
+
+demo: setup
+	$(BIN)/berth lab up 3 --name $(LAB_NAME)
+	$(BIN)/berth lab status --name $(LAB_NAME)
+
+demo-down: setup
+	$(BIN)/berth lab down --name $(LAB_NAME)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy provisioner berth tests bench
+
+test: lint typecheck
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf .cache .mypy_cache .ruff_cache .pytest_cache build *.egg-info

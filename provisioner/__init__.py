@@ -1,0 +1,1 @@
+"""berth's operator side: spec, PKI, connectors, facts, operations, phases, lab and CLI."""

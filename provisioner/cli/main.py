@@ -1,0 +1,68 @@
+"""Entry point of the ``berth`` command and its one error reporter.
+
+Each command area lives in its own module with a ``register(app)`` function, so the areas can
+grow independently. Errors from every command reach :func:`main`, which prints them the same
+way (one red line per problem, a hint, the exit code of the error's kind) and shows a traceback
+only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from provisioner.cli import certs, engine, lab, spec
+from provisioner.errors import ExitCode, ProvisionerError
+
+app = typer.Typer(
+    name="berth",
+    help="Bootstrap, upgrade and tear down a Kubernetes-style cluster on plain machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for area in (lab, spec, certs, engine):
+    area.register(app)
+
+_err = Console(stderr=True, highlight=False)
+
+
+def report(error: ProvisionerError) -> None:
+    """Print one error the way every berth command does."""
+    for line in error.lines():
+        style = "yellow" if line.startswith("hint:") else "red"
+        _err.print(line, style=style, markup=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    debug = "--debug" in sys.argv or os.environ.get("BERTH_DEBUG") == "1"
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
+    try:
+        app(standalone_mode=False)
+    except ProvisionerError as error:
+        if debug:
+            raise
+        report(error)
+        sys.exit(int(error.exit_code))
+    except typer.Abort:
+        _err.print("aborted", style="red")
+        sys.exit(int(ExitCode.FAILURE))
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as error:  # click usage errors and the like
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
