@@ -14,8 +14,9 @@ import sys
 import typer
 from rich.console import Console
 
+from berth import __version__
 from provisioner.cli import certs, engine, lab, spec
-from provisioner.errors import ExitCode, ProvisionerError
+from provisioner.errors import ProvisionerError
 
 app = typer.Typer(
     name="berth",
@@ -25,8 +26,21 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Bootstrap, upgrade and tear down a Kubernetes-style cluster on plain machines."""
+
+
 for area in (lab, spec, certs, engine):
     area.register(app)
+
+
+@app.command()
+def version() -> None:
+    """Print berth's version."""
+    typer.echo(__version__)
+
 
 _err = Console(stderr=True, highlight=False)
 
@@ -44,24 +58,14 @@ def main() -> None:
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
     try:
-        app(standalone_mode=False)
+        # standalone mode: typer/click handle --help, usage errors (exit 2) and Ctrl-C itself;
+        # only our own errors come out here.
+        app()
     except ProvisionerError as error:
         if debug:
             raise
         report(error)
         sys.exit(int(error.exit_code))
-    except typer.Abort:
-        _err.print("aborted", style="red")
-        sys.exit(int(ExitCode.FAILURE))
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except Exception as error:  # click usage errors and the like
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
 
 
 if __name__ == "__main__":
