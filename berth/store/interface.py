@@ -6,12 +6,17 @@ the key's ``mod_revision``. A watch replays every event after a given revision a
 live writes; once a revision has been compacted away, reading or watching from it fails with
 :class:`Compacted`, which the API server turns into ``410 Gone``.
 
-All methods are coroutines so that network-backed stores fit the same seam.
+Every successful write (create, update, delete) takes exactly the next revision; failed writes
+take none. A fresh store is at revision 1, as etcd is, so the first write is revision 2 and a
+revision is never 0 (``0`` means "now" in :meth:`Store.list`).
+
+All methods are coroutines so that network-backed stores fit the same seam. Implementations:
+``berth.store.memory.MemoryStore`` (tests), ``berth.store.sqlite.SqliteStore`` (embedded
+default) and ``berth.store.etcd.EtcdStore`` (HA).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -36,6 +41,33 @@ class Conflict(StoreError):
         super().__init__(f"conflict on {key}")
         self.key = key
         self.current = current
+
+
+class FutureRevision(StoreError):
+    """A read or compaction asked for a revision newer than the store's current one (the API
+    server answers ``504 Too large resource version``)."""
+
+    def __init__(self, requested: int, current: int) -> None:
+        super().__init__(f"revision {requested} is newer than the current revision {current}")
+        self.requested = requested
+        self.current = current
+
+
+class WatchOverflow(StoreError):
+    """A watcher fell too far behind the writers and was dropped.
+
+    Every store gives each live watcher a bounded buffer so that one slow reader can never hold
+    up writes or grow memory without bound. When the buffer is full the watch ends with this
+    error *after* delivering the events it had buffered. ``revision`` is the last revision it
+    delivered: the caller may resume with ``watch(prefix, revision=exc.revision)`` (history is
+    replayed from the log) or, as the API server does towards its own clients, end the stream
+    with a ``410 Expired`` so the client relists.
+    """
+
+    def __init__(self, prefix: str, revision: int) -> None:
+        super().__init__(f"watch on {prefix!r} fell behind after revision {revision}")
+        self.prefix = prefix
+        self.revision = revision
 
 
 class Compacted(StoreError):
@@ -77,6 +109,20 @@ class ListResult:
     more: bool  # True when ``limit`` cut the list short
 
 
+class Watch(Protocol):
+    """An open watch: an async iterator of events that must be closed when abandoned.
+
+    ``aclose`` unregisters the watcher (and for network stores ends the stream); calling it
+    twice is harmless. Async generators satisfy this protocol.
+    """
+
+    def __aiter__(self) -> Watch: ...
+
+    async def __anext__(self) -> Event: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Store(Protocol):
     async def current_revision(self) -> int: ...
 
@@ -85,7 +131,12 @@ class Store(Protocol):
     async def list(
         self, prefix: str, *, revision: int = 0, limit: int = 0, start_after: str = ""
     ) -> ListResult:
-        """Keys under ``prefix`` in key order, as of ``revision`` (0 = now)."""
+        """Keys under ``prefix`` in key order, as of ``revision`` (0 = now).
+
+        ``limit`` (0 = no limit) and ``start_after`` (exclusive) paginate; pass the first
+        page's ``ListResult.revision`` as ``revision`` for the next pages to get one consistent
+        snapshot. Raises :class:`Compacted` when ``revision`` is below the compaction point and
+        :class:`FutureRevision` when it is above the current revision."""
         ...
 
     async def create(self, key: str, value: bytes) -> KeyValue:
@@ -102,11 +153,19 @@ class Store(Protocol):
         value with ``mod_revision`` set to the delete's revision."""
         ...
 
-    def watch(self, prefix: str, *, revision: int) -> AsyncIterator[Event]:
+    def watch(self, prefix: str, *, revision: int) -> Watch:
         """Events under ``prefix`` with revision > ``revision``, then live ones, in order.
-        Raises :class:`Compacted` if ``revision`` is older than the compaction point."""
+
+        Errors surface from iteration, never from this call. The first ``__anext__`` raises
+        :class:`Compacted` at once (without waiting for an event) if ``revision`` is below the
+        compaction point; a watcher that falls behind ends with :class:`WatchOverflow`.
+        ``revision`` may be in the future: the watch then waits for it."""
         ...
 
-    async def compact(self, revision: int) -> None: ...
+    async def compact(self, revision: int) -> None:
+        """Forget history before ``revision``: reads and watches at older revisions raise
+        :class:`Compacted`. Compacting at or below the current compaction point is a no-op;
+        above the current revision raises :class:`FutureRevision`."""
+        ...
 
     async def close(self) -> None: ...
