@@ -1,0 +1,550 @@
+"""An in-memory API server behind the :class:`~berth.client.interface.ApiClient` seam.
+
+For unit tests of control loops: it keeps objects per resource with a global resourceVersion,
+records every write as an :class:`Action`, and mimics the server semantics control loops rely
+on — generation bumps on spec changes, the status subresource split, optimistic concurrency,
+graceful pod deletion, finalizers and propagation policies, namespace finalization, binding and
+eviction, and watches that replay history and answer 410 once history is compacted.
+
+It is single-threaded asyncio code: every method runs to completion without awaiting, so each
+call is atomic with respect to the others, as one request is on a real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from berth.client import errors
+from berth.client.interface import Obj, ObjectList, PropagationPolicy, WatchEvent, WatchEventType
+from berth.client.patches import merge_patch
+from berth.client.resources import NAMESPACES, PODS, ObjectKey, Resource, make_key
+from berth.client.selectors import parse_field_selector, parse_label_selector
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    verb: str  # create, update, patch, delete, bind, evict, finalize
+    resource: str  # plural
+    namespace: str | None
+    name: str
+    subresource: str | None = None
+    body: Obj | None = None
+
+
+@dataclass(slots=True)
+class _Watcher:
+    resource: Resource
+    namespace: str | None
+    queue: asyncio.Queue[WatchEvent | None]
+    label: str | None
+    fields: str | None
+
+
+@dataclass(slots=True)
+class _Record:
+    rv: int
+    resource: Resource
+    type: WatchEventType
+    obj: Obj
+    prev: Obj | None
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _spec_part(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
+
+
+@dataclass
+class FakeClient:
+    """In-memory :class:`ApiClient`. ``now`` supplies timestamps (pass a fake clock's)."""
+
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    actions: list[Action] = field(default_factory=list)
+    _objects: dict[Resource, dict[ObjectKey, Obj]] = field(default_factory=dict)
+    _rv: int = 0
+    _history: list[_Record] = field(default_factory=list)
+    _compacted: int = 0
+    _watchers: list[_Watcher] = field(default_factory=list)
+    _errors: dict[tuple[str, str], list[errors.ApiError]] = field(default_factory=dict)
+    _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    # ---- test helpers -------------------------------------------------------------------
+    def seed(self, resource: Resource, obj: Obj) -> Obj:
+        """Store ``obj`` as if created (no action recorded); returns the stored copy."""
+        stored = self._create(resource, copy.deepcopy(obj), None)
+        return copy.deepcopy(stored)
+
+    def objects(self, resource: Resource) -> list[Obj]:
+        return [copy.deepcopy(o) for o in self._objects.get(resource, {}).values()]
+
+    def stored(self, resource: Resource, key: str) -> Obj | None:
+        obj = self._objects.get(resource, {}).get(ObjectKey(key))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def fail_next(self, verb: str, resource: Resource, error: errors.ApiError) -> None:
+        """Make the next ``verb`` on ``resource`` raise ``error``."""
+        self._errors.setdefault((verb, resource.plural), []).append(error)
+
+    def writes(self, verb: str | None = None, resource: Resource | None = None) -> list[Action]:
+        return [
+            a
+            for a in self.actions
+            if (verb is None or a.verb == verb)
+            and (resource is None or a.resource == resource.plural)
+        ]
+
+    def compact(self) -> None:
+        """Forget history: watches from older resourceVersions now get 410."""
+        self._compacted = self._rv
+        self._history.clear()
+
+    def end_watches(self) -> None:
+        """Close every open watch stream (as a server does at ``timeoutSeconds``)."""
+        for w in self._watchers:
+            w.queue.put_nowait(None)
+        self._watchers.clear()
+
+    # ---- internals ----------------------------------------------------------------------
+    def _check_error(self, verb: str, resource: Resource) -> None:
+        pending = self._errors.get((verb, resource.plural))
+        if pending:
+            raise pending.pop(0)
+
+    def _bucket(self, resource: Resource) -> dict[ObjectKey, Obj]:
+        return self._objects.setdefault(resource, {})
+
+    def _find(self, resource: Resource, name: str, namespace: str | None) -> Obj:
+        key = make_key(namespace if resource.namespaced else None, name)
+        obj = self._bucket(resource).get(key)
+        if obj is None:
+            raise errors.NotFound(404, "NotFound", f'{resource.qualified} "{name}" not found')
+        return obj
+
+    def _bump(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def _emit(self, resource: Resource, type_: WatchEventType, obj: Obj, prev: Obj | None) -> None:
+        rec = _Record(self._rv, resource, type_, copy.deepcopy(obj), prev)
+        self._history.append(rec)
+        for w in self._watchers:
+            ev = self._event_for(w, rec)
+            if ev is not None:
+                w.queue.put_nowait(ev)
+
+    def _event_for(self, w: _Watcher, rec: _Record) -> WatchEvent | None:
+        if rec.resource != w.resource:
+            return None
+        ns = rec.obj.get("metadata", {}).get("namespace")
+        if w.namespace and ns != w.namespace:
+            return None
+
+        def match(o: Obj | None) -> bool:
+            if o is None:
+                return False
+            labels = o.get("metadata", {}).get("labels") or {}
+            return parse_label_selector(w.label).matches(labels) and parse_field_selector(
+                w.fields
+            ).matches(o)
+
+        now_m, prev_m = match(rec.obj), match(rec.prev)
+        if rec.type == "DELETED":
+            return WatchEvent("DELETED", copy.deepcopy(rec.obj)) if now_m else None
+        if now_m and not prev_m:
+            return WatchEvent("ADDED", copy.deepcopy(rec.obj))
+        if prev_m and not now_m:
+            return WatchEvent("DELETED", copy.deepcopy(rec.obj))
+        if now_m:
+            return WatchEvent(rec.type, copy.deepcopy(rec.obj))
+        return None
+
+    def _create(self, resource: Resource, body: Obj, namespace: str | None) -> Obj:
+        meta = body.setdefault("metadata", {})
+        if resource.namespaced:
+            ns = namespace or meta.get("namespace") or "default"
+            meta["namespace"] = ns
+            nsobj = self._bucket(NAMESPACES).get(ObjectKey(ns))
+            if nsobj is not None and nsobj["metadata"].get("deletionTimestamp"):
+                raise errors.Forbidden(
+                    403, "Forbidden", f"namespace {ns} is being terminated; cannot create"
+                )
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise errors.Invalid(422, "Invalid", "metadata.name: Required value")
+            meta["name"] = f"{prefix}{uuid.uuid4().hex[:5]}"
+        key = make_key(meta.get("namespace"), meta["name"])
+        bucket = self._bucket(resource)
+        if key in bucket:
+            raise errors.AlreadyExists(
+                409, "AlreadyExists", f'{resource.qualified} "{meta["name"]}" already exists'
+            )
+        body["kind"] = resource.kind
+        body["apiVersion"] = resource.api_version
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = _iso(self.now())
+        meta["generation"] = 1
+        meta.pop("deletionTimestamp", None)
+        if resource == NAMESPACES:
+            body.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            body.setdefault("status", {})["phase"] = "Active"
+        if resource == PODS:
+            body.setdefault("status", {}).setdefault("phase", "Pending")
+        meta["resourceVersion"] = self._bump()
+        bucket[key] = body
+        self._emit(resource, "ADDED", body, None)
+        return body
+
+    def _store_update(self, resource: Resource, old: Obj, new: Obj) -> Obj:
+        key = make_key(new["metadata"].get("namespace"), new["metadata"]["name"])
+        new["metadata"]["resourceVersion"] = self._bump()
+        if self._finished(resource, new):
+            del self._bucket(resource)[key]
+            self._emit(resource, "DELETED", new, old)
+            return new
+        self._bucket(resource)[key] = new
+        self._emit(resource, "MODIFIED", new, old)
+        return new
+
+    @staticmethod
+    def _finished(resource: Resource, obj: Obj) -> bool:
+        meta = obj["metadata"]
+        if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+            return False
+        if resource == NAMESPACES:
+            return not (obj.get("spec") or {}).get("finalizers")
+        if resource == PODS:
+            return bool(meta.get("deletionGracePeriodSeconds") == 0)
+        return True
+
+    def _write(self, resource: Resource, old: Obj, desired: Obj, subresource: str | None) -> Obj:
+        new = copy.deepcopy(desired)
+        new["kind"], new["apiVersion"] = resource.kind, resource.api_version
+        meta = new.setdefault("metadata", {})
+        oldmeta = old["metadata"]
+        for immutable in ("uid", "creationTimestamp", "namespace", "name"):
+            if immutable in oldmeta:
+                meta[immutable] = oldmeta[immutable]
+        # deletionTimestamp is set only by delete; clients cannot set or clear it.
+        for server_owned in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            if server_owned in oldmeta:
+                meta[server_owned] = oldmeta[server_owned]
+            else:
+                meta.pop(server_owned, None)
+        if oldmeta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or ()) - set(oldmeta.get("finalizers") or ())
+            if added:
+                raise errors.Forbidden(
+                    403,
+                    "Forbidden",
+                    "no new finalizers can be added if the object is being deleted",
+                )
+        if subresource == "status":
+            kept = copy.deepcopy(old)
+            kept["status"] = new.get("status", {})
+            new = kept
+        elif resource.has_status and subresource is None:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        gen = int(oldmeta.get("generation", 1))
+        if subresource is None and _spec_part(new) != _spec_part(old):
+            gen += 1
+        new["metadata"]["generation"] = gen
+        return self._store_update(resource, old, new)
+
+    # ---- ApiClient ----------------------------------------------------------------------
+    async def get(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        self._check_error("get", resource)
+        obj = self._find(resource, name, namespace)
+        if subresource == "scale":
+            return self._scale(resource, obj)
+        return copy.deepcopy(obj)
+
+    @staticmethod
+    def _scale(resource: Resource, obj: Obj) -> Obj:
+        spec = obj.get("spec") or {}
+        sel = (spec.get("selector") or {}).get("matchLabels") or {}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace"),
+                "resourceVersion": obj["metadata"]["resourceVersion"],
+            },
+            "spec": {"replicas": spec.get("replicas", 1)},
+            "status": {
+                "replicas": (obj.get("status") or {}).get("replicas", 0),
+                "selector": ",".join(f"{k}={v}" for k, v in sel.items()),
+            },
+        }
+
+    async def list(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+    ) -> ObjectList:
+        self._check_error("list", resource)
+        label = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector)
+        items = [
+            copy.deepcopy(o)
+            for o in self._bucket(resource).values()
+            if (not namespace or o["metadata"].get("namespace") == namespace)
+            and label.matches(o["metadata"].get("labels"))
+            and fields.matches(o)
+        ]
+        return ObjectList(items=items, resource_version=str(self._rv))
+
+    async def create(self, resource: Resource, body: Obj, *, namespace: str | None = None) -> Obj:
+        self._check_error("create", resource)
+        stored = self._create(resource, copy.deepcopy(body), namespace)
+        meta = stored["metadata"]
+        self.actions.append(
+            Action("create", resource.plural, meta.get("namespace"), meta["name"], None, stored)
+        )
+        return copy.deepcopy(stored)
+
+    async def create_subresource(
+        self,
+        resource: Resource,
+        name: str,
+        subresource: str,
+        body: Obj,
+        *,
+        namespace: str | None = None,
+    ) -> Obj:
+        self._check_error(subresource, resource)
+        obj = self._find(resource, name, namespace)
+        if resource == PODS and subresource == "binding":
+            if (obj.get("spec") or {}).get("nodeName"):
+                raise errors.Conflict(
+                    409,
+                    "Conflict",
+                    f"pod {name} is already assigned to node {obj['spec']['nodeName']}",
+                )
+            if obj["metadata"].get("deletionTimestamp"):
+                raise errors.Conflict(409, "Conflict", f"pod {name} is being deleted")
+            new = copy.deepcopy(obj)
+            new.setdefault("spec", {})["nodeName"] = body["target"]["name"]
+            status = new.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append(
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": _iso(self.now())}
+            )
+            status["conditions"] = conds
+            self.actions.append(Action("bind", resource.plural, namespace, name, None, body))
+            self._store_update(resource, obj, new)
+            return {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
+        if resource == PODS and subresource == "eviction":
+            self.actions.append(Action("evict", resource.plural, namespace, name, None, body))
+            await self._delete(resource, obj, None, None, None)
+            return {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
+        raise errors.NotFound(404, "NotFound", f"subresource {subresource} not supported")
+
+    async def update(self, resource: Resource, body: Obj, *, subresource: str | None = None) -> Obj:
+        self._check_error("update", resource)
+        meta = body.get("metadata") or {}
+        old = self._find(resource, str(meta.get("name")), meta.get("namespace"))
+        rv = meta.get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise errors.Conflict(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {resource.qualified} "{meta.get("name")}": '
+                "the object has been modified; please apply your changes to the latest version "
+                "and try again",
+            )
+        verb = "finalize" if subresource == "finalize" else "update"
+        self.actions.append(
+            Action(
+                verb,
+                resource.plural,
+                meta.get("namespace"),
+                str(meta.get("name")),
+                subresource,
+                copy.deepcopy(body),
+            )
+        )
+        if subresource == "finalize":
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["finalizers"] = list(
+                (body.get("spec") or {}).get("finalizers") or []
+            )
+            return copy.deepcopy(self._store_update(resource, old, new))
+        if subresource == "scale":
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["replicas"] = int(body["spec"]["replicas"])
+            new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+            return self._scale(resource, self._store_update(resource, old, new))
+        return copy.deepcopy(self._write(resource, old, body, subresource))
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Obj,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        self._check_error("patch", resource)
+        old = self._find(resource, name, namespace)
+        rv = (patch.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise errors.Conflict(409, "Conflict", f'{resource.qualified} "{name}" was modified')
+        self.actions.append(
+            Action("patch", resource.plural, namespace, name, subresource, copy.deepcopy(patch))
+        )
+        desired = merge_patch(old, patch)
+        return copy.deepcopy(self._write(resource, old, desired, subresource))
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        propagation_policy: PropagationPolicy | None = None,
+        grace_period_seconds: int | None = None,
+        precondition_uid: str | None = None,
+    ) -> Obj | None:
+        self._check_error("delete", resource)
+        obj = self._find(resource, name, namespace)
+        if precondition_uid and obj["metadata"].get("uid") != precondition_uid:
+            raise errors.Conflict(409, "Conflict", f"precondition failed: uid {precondition_uid}")
+        self.actions.append(
+            Action(
+                "delete",
+                resource.plural,
+                namespace,
+                name,
+                None,
+                {
+                    "propagationPolicy": propagation_policy,
+                    "gracePeriodSeconds": grace_period_seconds,
+                },
+            )
+        )
+        return await self._delete(resource, obj, propagation_policy, grace_period_seconds, None)
+
+    async def _delete(
+        self,
+        resource: Resource,
+        obj: Obj,
+        policy: PropagationPolicy | None,
+        grace: int | None,
+        _unused: None,
+    ) -> Obj | None:
+        new = copy.deepcopy(obj)
+        meta = new["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        if policy == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        if finalizers:
+            meta["finalizers"] = finalizers
+        now = self.now()
+        if resource == NAMESPACES:
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = _iso(now)
+                new.setdefault("status", {})["phase"] = "Terminating"
+                self._store_update(resource, obj, new)
+            return copy.deepcopy(self._find(resource, meta["name"], None))
+        if resource == PODS:
+            spec = new.get("spec") or {}
+            phase = (new.get("status") or {}).get("phase")
+            if grace is None:
+                grace = int(spec.get("terminationGracePeriodSeconds", 30))
+            if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+                grace = 0
+            current = meta.get("deletionGracePeriodSeconds")
+            if current is not None and grace > current:
+                grace = current
+            meta["deletionGracePeriodSeconds"] = grace
+            if grace > 0 or finalizers:
+                meta["deletionTimestamp"] = meta.get("deletionTimestamp") or _iso(
+                    now + timedelta(seconds=grace)
+                )
+                self._store_update(resource, obj, new)
+                return copy.deepcopy(new)
+        elif finalizers:
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = _iso(now)
+                meta["deletionGracePeriodSeconds"] = 0
+            self._store_update(resource, obj, new)
+            return copy.deepcopy(new)
+        meta["deletionTimestamp"] = meta.get("deletionTimestamp") or _iso(now)
+        key = make_key(meta.get("namespace"), meta["name"])
+        del self._bucket(resource)[key]
+        self._bump()
+        meta["resourceVersion"] = str(self._rv)
+        self._emit(resource, "DELETED", new, obj)
+        return None
+
+    async def watch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        resource_version: str = "",
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        self._check_error("watch", resource)
+        w = _Watcher(resource, namespace, asyncio.Queue(), label_selector, field_selector)
+        if resource_version in ("", "0"):
+            for obj in list(self._bucket(resource).values()):
+                ev = self._event_for(w, _Record(self._rv, resource, "ADDED", obj, None))
+                if ev is not None:
+                    w.queue.put_nowait(ev)
+        else:
+            start = int(resource_version)
+            if start < self._compacted:
+                status = errors.status_body(
+                    410, "Expired", f"too old resource version: {start} ({self._compacted})"
+                )
+                yield WatchEvent("ERROR", status)
+                return
+            for rec in self._history:
+                if rec.rv > start:
+                    ev = self._event_for(w, rec)
+                    if ev is not None:
+                        w.queue.put_nowait(ev)
+        self._watchers.append(w)
+        try:
+            while True:
+                item = await w.queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            if w in self._watchers:
+                self._watchers.remove(w)
+
+    async def close(self) -> None:
+        self.end_watches()

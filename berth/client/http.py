@@ -1,0 +1,234 @@
+"""The real client: Kubernetes REST over HTTPS with mutual TLS, on aiohttp.
+
+One :class:`aiohttp.ClientSession` (connection pool) per client, created lazily inside the
+running loop. Watches are streamed: the chunked body is split on newlines by hand so an object
+of any size fits (aiohttp's ``readline`` caps line length).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+
+from berth.client import errors
+from berth.client.interface import Obj, ObjectList, PropagationPolicy, WatchEvent
+from berth.client.kubeconfig import load_kubeconfig
+from berth.client.resources import Resource
+
+_JSON = "application/json"
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+class HttpClient:
+    """:class:`berth.client.interface.ApiClient` over HTTPS."""
+
+    def __init__(
+        self,
+        server: str,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        request_timeout: float = 30.0,
+        max_connections: int = 64,
+        user_agent: str = "berth",
+    ) -> None:
+        self.server = server.rstrip("/")
+        self._ssl = ssl_context
+        self._timeout = request_timeout
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._headers = {"User-Agent": user_agent, "Accept": _JSON}
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | Path, *, user_agent: str = "berth") -> HttpClient:
+        creds = load_kubeconfig(path)
+        return cls(creds.server, creds.ssl_context(), user_agent=user_agent)
+
+    def _sess(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl if self._ssl is not None else False, limit=self._max_connections
+            )
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = _JSON,
+    ) -> Any:
+        url = self.server + path
+        if params:
+            url += "?" + urlencode(params)
+        data = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type} if data is not None else None
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        async with self._sess().request(
+            method, url, data=data, headers=headers, timeout=timeout
+        ) as resp:
+            raw = await resp.read()
+            decoded: Any = None
+            if raw:
+                try:
+                    decoded = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    decoded = {"message": raw.decode(errors="replace")[:500]}
+            if resp.status >= 400:
+                raise errors.from_status(
+                    resp.status, decoded if isinstance(decoded, dict) else None
+                )
+            return decoded
+
+    async def get(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        return cast(
+            Obj, await self._request("GET", resource.object_path(name, namespace, subresource))
+        )
+
+    async def list(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+    ) -> ObjectList:
+        params: dict[str, str] = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if resource_version is not None:
+            params["resourceVersion"] = resource_version
+        doc = await self._request("GET", resource.collection_path(namespace), params=params)
+        meta = doc.get("metadata") or {}
+        items = doc.get("items") or []
+        for item in items:
+            # Lists carry kind/apiVersion on the list, not on each item; restore them.
+            item.setdefault("kind", resource.kind)
+            item.setdefault("apiVersion", resource.api_version)
+        return ObjectList(
+            items=items,
+            resource_version=str(meta.get("resourceVersion", "")),
+            continue_token=str(meta.get("continue", "") or ""),
+        )
+
+    async def create(self, resource: Resource, body: Obj, *, namespace: str | None = None) -> Obj:
+        ns = namespace or (body.get("metadata") or {}).get("namespace")
+        return cast(Obj, await self._request("POST", resource.collection_path(ns), body=body))
+
+    async def create_subresource(
+        self,
+        resource: Resource,
+        name: str,
+        subresource: str,
+        body: Obj,
+        *,
+        namespace: str | None = None,
+    ) -> Obj:
+        path = resource.object_path(name, namespace, subresource)
+        return cast(Obj, await self._request("POST", path, body=body) or {})
+
+    async def update(self, resource: Resource, body: Obj, *, subresource: str | None = None) -> Obj:
+        meta = body.get("metadata") or {}
+        path = resource.object_path(str(meta.get("name")), meta.get("namespace"), subresource)
+        return cast(Obj, await self._request("PUT", path, body=body))
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Obj,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        path = resource.object_path(name, namespace, subresource)
+        return cast(Obj, await self._request("PATCH", path, body=patch, content_type=_MERGE_PATCH))
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        propagation_policy: PropagationPolicy | None = None,
+        grace_period_seconds: int | None = None,
+        precondition_uid: str | None = None,
+    ) -> Obj | None:
+        options: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation_policy:
+            options["propagationPolicy"] = propagation_policy
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        if precondition_uid:
+            options["preconditions"] = {"uid": precondition_uid}
+        doc = await self._request("DELETE", resource.object_path(name, namespace), body=options)
+        if isinstance(doc, dict) and doc.get("kind") == resource.kind:
+            meta = doc.get("metadata") or {}
+            # A returned object that is still terminating exists; a Status means gone.
+            return doc if meta.get("deletionTimestamp") else None
+        return None
+
+    async def watch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        resource_version: str = "",
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        params = {"watch": "true", "allowWatchBookmarks": "true"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if timeout_seconds is not None:
+            params["timeoutSeconds"] = str(timeout_seconds)
+        url = self.server + resource.collection_path(namespace) + "?" + urlencode(params)
+        # No total timeout: the server ends the stream after timeoutSeconds.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout)
+        async with self._sess().get(url, timeout=timeout) as resp:
+            if resp.status >= 400:
+                raw = await resp.read()
+                body = orjson.loads(raw) if raw.startswith(b"{") else None
+                raise errors.from_status(resp.status, body)
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl], buf[nl + 1 :]
+                    if line.strip():
+                        doc = orjson.loads(line)
+                        yield WatchEvent(type=doc["type"], object=doc["object"])
+            if buf.strip():
+                doc = orjson.loads(buf)
+                yield WatchEvent(type=doc["type"], object=doc["object"])

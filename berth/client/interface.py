@@ -1,0 +1,146 @@
+"""The client seam: :class:`ApiClient` is what every control loop talks to.
+
+Two implementations exist: :class:`berth.client.http.HttpClient` (aiohttp, mTLS, the real API
+server) and :class:`berth.client.fake.FakeClient` (in memory, for unit tests). Objects travel as
+plain JSON dictionaries exactly as the Kubernetes REST API defines them; the API is the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from berth.client.resources import PODS, Resource
+
+Obj = dict[str, Any]
+"""One API object (or any JSON body) as decoded JSON."""
+
+PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
+WatchEventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: WatchEventType
+    object: Obj
+
+
+@dataclass(slots=True)
+class ObjectList:
+    items: list[Obj]
+    resource_version: str
+    continue_token: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ApiClient(Protocol):
+    async def get(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj: ...
+
+    async def list(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+    ) -> ObjectList: ...
+
+    async def create(
+        self,
+        resource: Resource,
+        body: Obj,
+        *,
+        namespace: str | None = None,
+    ) -> Obj: ...
+
+    async def create_subresource(
+        self,
+        resource: Resource,
+        name: str,
+        subresource: str,
+        body: Obj,
+        *,
+        namespace: str | None = None,
+    ) -> Obj:
+        """POST to a subresource (``binding``, ``eviction``)."""
+        ...
+
+    async def update(
+        self,
+        resource: Resource,
+        body: Obj,
+        *,
+        subresource: str | None = None,
+    ) -> Obj:
+        """PUT; conflicts (409) when ``metadata.resourceVersion`` is set and stale."""
+        ...
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Obj,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        """JSON merge patch (RFC 7386)."""
+        ...
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        propagation_policy: PropagationPolicy | None = None,
+        grace_period_seconds: int | None = None,
+        precondition_uid: str | None = None,
+    ) -> Obj | None:
+        """Returns the object when it still exists (graceful/finalizers), else None."""
+        ...
+
+    def watch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        resource_version: str = "",
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Events after ``resource_version``; ERROR events carry a Status (410 = relist)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def bind(client: ApiClient, *, namespace: str, pod: str, node: str) -> None:
+    """Bind ``pod`` to ``node`` through ``pods/{name}/binding``."""
+    body: Obj = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod, "namespace": namespace},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+    await client.create_subresource(PODS, pod, "binding", body, namespace=namespace)
+
+
+async def evict(client: ApiClient, *, namespace: str, pod: str) -> None:
+    """Evict ``pod`` through ``pods/{name}/eviction`` (honours its grace period)."""
+    body: Obj = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": namespace},
+    }
+    await client.create_subresource(PODS, pod, "eviction", body, namespace=namespace)

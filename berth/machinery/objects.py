@@ -1,0 +1,212 @@
+"""Helpers over API objects as JSON: frozen cache views, metadata accessors, owner references,
+conditions, quantities and timestamps.
+
+Cached objects are *frozen* — nested :class:`types.MappingProxyType` and tuples — so a handler or
+a reconcile can read them freely but cannot mutate the shared cache; :func:`thaw` returns a
+mutable deep copy to build a write from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+from berth.client.interface import Obj
+from berth.client.resources import ObjectKey, make_key
+
+Frozen = Mapping[str, Any]
+"""A read-only view of an API object, as handed out by informer caches."""
+
+
+def freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def thaw_obj(obj: Frozen) -> Obj:
+    result: Obj = thaw(obj)
+    return result
+
+
+def meta(obj: Frozen) -> Mapping[str, Any]:
+    m: Mapping[str, Any] = obj.get("metadata") or {}
+    return m
+
+
+def name(obj: Frozen) -> str:
+    return str(meta(obj).get("name", ""))
+
+
+def namespace(obj: Frozen) -> str | None:
+    ns = meta(obj).get("namespace")
+    return str(ns) if ns else None
+
+
+def uid(obj: Frozen) -> str:
+    return str(meta(obj).get("uid", ""))
+
+
+def key_of(obj: Frozen) -> ObjectKey:
+    return make_key(namespace(obj), name(obj))
+
+
+def labels(obj: Frozen) -> Mapping[str, str]:
+    result: Mapping[str, str] = meta(obj).get("labels") or {}
+    return result
+
+
+def annotations_of(obj: Frozen) -> Mapping[str, str]:
+    result: Mapping[str, str] = meta(obj).get("annotations") or {}
+    return result
+
+
+def is_deleting(obj: Frozen) -> bool:
+    return bool(meta(obj).get("deletionTimestamp"))
+
+
+def owner_references(obj: Frozen) -> Sequence[Mapping[str, Any]]:
+    refs: Sequence[Mapping[str, Any]] = meta(obj).get("ownerReferences") or ()
+    return refs
+
+
+def controller_ref(obj: Frozen) -> Mapping[str, Any] | None:
+    for ref in owner_references(obj):
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def owner_reference(owner: Frozen, *, block_owner_deletion: bool = True) -> Obj:
+    """A controller ownerReference pointing at ``owner``."""
+    return {
+        "apiVersion": owner.get("apiVersion"),
+        "kind": owner.get("kind"),
+        "name": name(owner),
+        "uid": uid(owner),
+        "controller": True,
+        "blockOwnerDeletion": block_owner_deletion,
+    }
+
+
+def is_controlled_by(obj: Frozen, owner: Frozen) -> bool:
+    ref = controller_ref(obj)
+    return ref is not None and ref.get("uid") == uid(owner)
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_micro_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def get_condition(obj: Frozen, type_: str) -> Mapping[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == type_:
+            result: Mapping[str, Any] = cond
+            return result
+    return None
+
+
+def condition_true(obj: Frozen, type_: str) -> bool:
+    cond = get_condition(obj, type_)
+    return cond is not None and cond.get("status") == "True"
+
+
+def set_condition(
+    conditions: list[Obj],
+    *,
+    type_: str,
+    status: str,
+    now: datetime,
+    reason: str = "",
+    message: str = "",
+    heartbeat: bool = False,
+) -> list[Obj]:
+    """Return ``conditions`` with ``type_`` set; lastTransitionTime moves only on a status
+    change (``lastHeartbeatTime``/``lastUpdateTime`` when ``heartbeat``)."""
+    stamp = format_time(now)
+    out = [dict(c) for c in conditions]
+    for cond in out:
+        if cond.get("type") == type_:
+            if cond.get("status") != status:
+                cond["lastTransitionTime"] = stamp
+            cond["status"] = status
+            cond["reason"] = reason
+            cond["message"] = message
+            if heartbeat:
+                cond["lastHeartbeatTime"] = stamp
+            return out
+    new: Obj = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": stamp,
+    }
+    if heartbeat:
+        new["lastHeartbeatTime"] = stamp
+    out.append(new)
+    return out
+
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
+_SUFFIX = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def parse_quantity(value: Any) -> Decimal:
+    """Parse a Kubernetes quantity (``100m``, ``1.5``, ``128Mi``, ``1e3``)."""
+    if isinstance(value, int | float):
+        return Decimal(str(value))
+    m = _QUANTITY.match(str(value).strip())
+    if not m or m.group(2) not in _SUFFIX:
+        raise ValueError(f"invalid quantity {value!r}")
+    return Decimal(m.group(1)) * _SUFFIX[m.group(2)]
+
+
+def milli(value: Any) -> int:
+    """A quantity in thousandths, rounded up (CPU in millicores)."""
+    q = parse_quantity(value) * 1000
+    return int(q.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def whole(value: Any) -> int:
+    """A quantity as a whole number, rounded up (memory in bytes, pod counts)."""
+    return int(parse_quantity(value).to_integral_value(rounding="ROUND_CEILING"))
