@@ -19,6 +19,7 @@ import pytest
 
 from berth.store.interface import Store
 from berth.store.memory import MemoryStore
+from berth.store.sqlite import SqliteStore
 
 Scenario = Callable[[Store, str], Awaitable[None]]
 Opener = Callable[[int], AbstractAsyncContextManager[Store]]
@@ -55,7 +56,19 @@ def _memory_opener() -> Opener:
     return open_memory
 
 
-BACKENDS = ["memory"]
+def _sqlite_opener(directory: Path) -> Opener:
+    @asynccontextmanager
+    async def open_sqlite(watch_buffer: int) -> AsyncIterator[Store]:
+        store = await SqliteStore.open(directory / "state.db", watch_buffer=watch_buffer)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return open_sqlite
+
+
+BACKENDS = ["memory", "sqlite"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -63,5 +76,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     name: str = request.param
     if name == "memory":
         yield Backend(name, _memory_opener(), bounded_watch=True)
+    elif name == "sqlite":
+        yield Backend(name, _sqlite_opener(tmp_path), bounded_watch=True)
     else:  # pragma: no cover - the list above is the source of truth
         raise AssertionError(name)
