@@ -131,7 +131,7 @@ def test_plugin_errors_carry_code_and_message(plugins: Path, tmp_path: Path) -> 
 
 def test_missing_plugin_names_the_search_path(plugins: Path, tmp_path: Path) -> None:
     conflist = {"cniVersion": "1.0.0", "name": "x", "plugins": [{"type": "flannel"}]}
-    with pytest.raises(CniError, match="not found in CNI_PATH .*containernetworking-plugins"):
+    with pytest.raises(CniError, match=r"not found in CNI_PATH .*containernetworking-plugins"):
         asyncio.run(_invoker(plugins, tmp_path).add(conflist, ATT))
     with pytest.raises(CniError, match="invalid plugin type"):
         _invoker(plugins, tmp_path).find_plugin("../bridge")
