@@ -1,0 +1,358 @@
+"""The SSH connector (paramiko): one persistent transport per host, channels multiplexed on it.
+
+Connecting verifies the server's host key against pinned keys *before* authenticating, so a
+man-in-the-middle never sees a signature from our key:
+
+* ``strict`` — an unknown or changed key is a :class:`~provisioner.errors.ConnectError` that names
+  the host, both SHA256 fingerprints and the fix;
+* ``accept-new`` — an unknown key is pinned into the known_hosts file on first use; a changed key
+  is still refused.
+
+TCP connects are retried with jittered exponential backoff; authentication and host-key failures
+are not (retrying cannot fix them). Messages name the host and what failed, never credentials.
+Files go over one SFTP session per host: written to a temporary name in the target directory, then
+chmod/chown/rename in one command, so a reader never sees a partial file even if the connection
+dies half-way.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import select
+import socket
+import threading
+import time
+from pathlib import Path, PurePosixPath
+
+import paramiko
+
+from provisioner.commands import Shell
+from provisioner.connectors.base import (
+    CommandResult,
+    HostKeyPolicy,
+    HostName,
+    HostTarget,
+    atomic_put_script,
+    render,
+)
+from provisioner.connectors.known_hosts import KnownHosts, fingerprint, host_entry
+from provisioner.errors import ConnectError, OperationError
+
+_BUF = 1 << 16
+
+
+def _load_key(path: Path, host: str) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(str(path))
+    except FileNotFoundError:
+        raise ConnectError(
+            f"{host}: identity file {path} does not exist",
+            hint="set spec.ssh.identityFile to an existing private key",
+        ) from None
+    except (paramiko.SSHException, ValueError) as error:
+        raise ConnectError(f"{host}: cannot load identity file {path}: {error}") from None
+
+
+def verify_host_key(
+    *,
+    host: str,
+    address: str,
+    port: int,
+    offered: paramiko.PKey,
+    known: KnownHosts,
+    policy: HostKeyPolicy,
+) -> None:
+    """Accept ``offered`` or raise :class:`ConnectError` (see the module docstring)."""
+    entry = host_entry(address, port)
+    names = [entry, host]
+    pinned = known.pinned(names, offered.get_name())
+    if pinned is not None:
+        if pinned.asbytes() == offered.asbytes():
+            return
+        where = known.path or "known_hosts"
+        raise ConnectError(
+            f"{host} ({address}:{port}): HOST KEY CHANGED — pinned {fingerprint(pinned)}, "
+            f"offered {fingerprint(offered)}; refusing to connect (possible man-in-the-middle)",
+            hint=f"if {host} was reinstalled, verify the new key out of band, then remove the old "
+            f"pin: ssh-keygen -f {where} -R '{entry}'",
+        )
+    others = known.pinned_any(names)
+    if others:
+        raise ConnectError(
+            f"{host} ({address}:{port}): HOST KEY CHANGED — pinned "
+            f"{', '.join(fingerprint(k) for k in others)}, offered {fingerprint(offered)} "
+            f"({offered.get_name()}); refusing to connect",
+            hint=f"verify the key out of band, then remove the old pin: "
+            f"ssh-keygen -f {known.path or 'known_hosts'} -R '{entry}'",
+        )
+    if policy is HostKeyPolicy.ACCEPT_NEW and known.path is not None:
+        known.pin(entry, offered)
+        return
+    raise ConnectError(
+        f"{host} ({address}:{port}): host key {fingerprint(offered)} ({offered.get_name()}) is "
+        f"not pinned and hostKeyPolicy is strict",
+        hint=f"add the host's key to {known.path or 'spec.ssh.knownHostsFile'} "
+        f"(e.g. from its /etc/ssh/ssh_host_ed25519_key.pub) or set hostKeyPolicy: accept-new",
+    )
+
+
+def _backoff(attempt: int) -> float:
+    # full jitter: spreads simultaneous reconnects of many hosts
+    return float(random.uniform(0, min(4.0, 0.2 * (2**attempt))))  # noqa: S311
+
+
+class SSHConnector:
+    """A live SSH connection to one host (see the module docstring)."""
+
+    def __init__(self, target: HostTarget, *, known: KnownHosts | None = None) -> None:
+        self.target = target
+        self._known = known if known is not None else KnownHosts(target.known_hosts)
+        self._transport: paramiko.Transport | None = None
+        self._jump: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> HostName:
+        return self.target.name
+
+    # -- connecting -------------------------------------------------------------------------
+
+    def connect(self) -> SSHConnector:
+        """Open the transport (retrying transient failures); idempotent."""
+        with self._lock:
+            if self._transport is not None and self._transport.is_active():
+                return self
+            self._close_locked()
+            t = self.target
+            last: Exception | None = None
+            for attempt in range(max(1, t.retries + 1)):
+                if attempt:
+                    time.sleep(_backoff(attempt))
+                try:
+                    self._transport = self._open(t)
+                    return self
+                except ConnectError:
+                    self._close_locked()
+                    raise
+                except (OSError, EOFError, paramiko.SSHException) as error:
+                    self._close_locked()
+                    last = error
+            reason = f"{type(last).__name__}: {last}" if last else "unknown error"
+            raise ConnectError(
+                f"{t.name}: could not connect to {t.address}:{t.port} as {t.user} "
+                f"({reason}; gave up after {t.retries + 1} attempt(s))",
+                hint="check the host is up and sshd listens there; adjust spec.ssh.connectTimeout",
+            )
+
+    def _sock(self, t: HostTarget) -> socket.socket | paramiko.Channel:
+        if t.jump is None:
+            return socket.create_connection((t.address, t.port), timeout=t.connect_timeout)
+        j = t.jump
+        raw = socket.create_connection((j.address, j.port), timeout=t.connect_timeout)
+        self._jump = self._handshake(
+            raw,
+            name=f"{t.name} via jump host {j.address}",
+            address=j.address,
+            port=j.port,
+            user=j.user,
+            identity=j.identity_file or t.identity_file,
+        )
+        return self._jump.open_channel(
+            "direct-tcpip", (t.address, t.port), ("127.0.0.1", 0), timeout=t.connect_timeout
+        )
+
+    def _handshake(
+        self,
+        sock: socket.socket | paramiko.Channel,
+        *,
+        name: str,
+        address: str,
+        port: int,
+        user: str,
+        identity: Path | None,
+    ) -> paramiko.Transport:
+        t = self.target
+        transport = paramiko.Transport(sock)
+        transport.set_keepalive(15)
+        transport.start_client(timeout=t.connect_timeout)
+        verify_host_key(
+            host=name,
+            address=address,
+            port=port,
+            offered=transport.get_remote_server_key(),
+            known=self._known,
+            policy=t.host_key_policy,
+        )
+        if identity is None:
+            transport.close()
+            raise ConnectError(
+                f"{name}: no identity file configured", hint="set spec.ssh.identityFile"
+            )
+        key = _load_key(identity, name)
+        try:
+            transport.auth_publickey(user, key)
+        except paramiko.AuthenticationException:
+            transport.close()
+            raise ConnectError(
+                f"{name}: authentication as {user} with key {identity} was refused",
+                hint=f"install the public key in ~{user}/.ssh/authorized_keys on {address}",
+            ) from None
+        return transport
+
+    def _open(self, t: HostTarget) -> paramiko.Transport:
+        sock = self._sock(t)
+        return self._handshake(
+            sock,
+            name=str(t.name),
+            address=t.address,
+            port=t.port,
+            user=t.user,
+            identity=t.identity_file,
+        )
+
+    def _live(self) -> paramiko.Transport:
+        transport = self._transport
+        if transport is None or not transport.is_active():
+            self.connect()
+            transport = self._transport
+        assert transport is not None
+        return transport
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def run(
+        self, command: Shell | str, *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        text = render(command)
+        try:
+            channel = self._live().open_session(timeout=self.target.connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            self._drop()
+            raise ConnectError(f"{self.host}: lost the connection ({error})") from None
+        try:
+            channel.exec_command(text)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            out, err = self._drain(channel, timeout)
+            if not channel.status_event.wait(timeout):
+                raise OperationError(f"{self.host}: command timed out after {timeout}s")
+            code = channel.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            self._drop()
+            raise ConnectError(
+                f"{self.host}: lost the connection while running a command ({error})"
+            ) from None
+        finally:
+            channel.close()
+        if code == -1:
+            # the transport died before the exit status arrived
+            self._drop()
+            raise ConnectError(f"{self.host}: connection closed before the command finished")
+        return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def _drain(self, channel: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes]:
+        out: list[bytes] = []
+        err: list[bytes] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([channel], [], [], remaining)
+            if not ready:
+                raise OperationError(f"{self.host}: command timed out after {timeout}s")
+            while channel.recv_stderr_ready():
+                err.append(channel.recv_stderr(_BUF))
+            if channel.recv_ready():
+                chunk = channel.recv(_BUF)
+                if chunk:
+                    out.append(chunk)
+                    continue
+            if channel.eof_received or channel.closed:
+                while channel.recv_ready():
+                    out.append(channel.recv(_BUF))
+                while channel.recv_stderr_ready():
+                    err.append(channel.recv_stderr(_BUF))
+                return b"".join(out), b"".join(err)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        transport = self._live()
+        with self._lock:
+            if self._sftp is None or self._sftp.sock.closed:
+                sftp = paramiko.SFTPClient.from_transport(transport)
+                if sftp is None:
+                    raise ConnectError(f"{self.host}: the SFTP subsystem is not available")
+                self._sftp = sftp
+            return self._sftp
+
+    def put(
+        self,
+        content: bytes,
+        path: str,
+        *,
+        mode: int = 0o644,
+        owner: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        target = PurePosixPath(path)
+        tmp = str(target.parent / f".{target.name}.berth-{secrets.token_hex(4)}")
+        try:
+            sftp = self._sftp_client()
+            with sftp.open(tmp, "wb") as handle:
+                handle.set_pipelined(True)
+                handle.write(content)
+        except FileNotFoundError:
+            raise OperationError(
+                f"{self.host}: cannot write {path}: directory {target.parent} does not exist",
+                hint="ensure the directory first (operations.files.Directory)",
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            self._drop()
+            raise ConnectError(
+                f"{self.host}: lost the connection uploading {path} ({error})"
+            ) from None
+        result = self.run(atomic_put_script(path, tmp, mode=mode, owner=owner, group=group))
+        if not result.ok:
+            self.run(Shell("rm", "-f", tmp))
+            result.check(self.host, f"installing {path}")
+
+    def get(self, path: str) -> bytes:
+        try:
+            with self._sftp_client().open(path, "rb") as handle:
+                handle.prefetch()
+                return handle.read()
+        except FileNotFoundError:
+            raise
+        except (paramiko.SSHException, EOFError) as error:
+            self._drop()
+            raise ConnectError(
+                f"{self.host}: lost the connection reading {path} ({error})"
+            ) from None
+
+    # -- teardown ---------------------------------------------------------------------------
+
+    def _drop(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        for transport in (self._transport, self._jump):
+            if transport is not None:
+                transport.close()
+        self._transport = None
+        self._jump = None
+
+    def close(self) -> None:
+        self._drop()
+
+    def kill_transport(self) -> None:
+        """Sever the TCP connection abruptly (fault injection in tests)."""
+        transport = self._transport
+        if transport is not None:
+            transport.sock.close()

@@ -1,0 +1,65 @@
+"""Gather many facts in one round-trip: one ``sh`` script, sections between random delimiters.
+
+Each fact's snippet runs in its own subshell with stderr discarded; its stdout is framed by a
+begin line and an end line carrying the snippet's exit code. The delimiter includes a random
+token, so no file content or command output can forge a frame.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from provisioner.connectors.base import Connector
+from provisioner.errors import FactError
+from provisioner.facts.base import Fact, FactSet
+
+
+def batch_script(facts: Sequence[Fact[Any]], token: str) -> str:
+    """The one script that prints every fact's output framed by ``token`` delimiters."""
+    parts = ["export LC_ALL=C"]
+    for index, fact in enumerate(facts):
+        parts.append(f"printf '%s\\n' '@@{token} {index}'")
+        parts.append(f"( {fact.command()}\n) 2>/dev/null </dev/null")
+        parts.append(f"printf '\\n%s %d\\n' '@@{token} {index} end' $?")
+    return "\n".join(parts) + "\n"
+
+
+def split_sections(stdout: str, token: str, count: int) -> list[tuple[str, int]]:
+    """Cut the script's stdout back into ``count`` (output, exit code) pairs."""
+    found: dict[int, tuple[str, int]] = {}
+    pattern = re.compile(rf"@@{token} (\d+)\n(.*?)\n@@{token} \1 end (\d+)\n", re.DOTALL)
+    for match in pattern.finditer(stdout):
+        found[int(match.group(1))] = (match.group(2), int(match.group(3)))
+    missing = [i for i in range(count) if i not in found]
+    if missing:
+        raise FactError(f"fact output incomplete: sections {missing} missing")
+    return [found[i] for i in range(count)]
+
+
+def gather(
+    connector: Connector, facts: Sequence[Fact[Any]], into: FactSet | None = None
+) -> FactSet:
+    """Run every fact in ``facts`` on the host in one round-trip and parse the results."""
+    result = into if into is not None else FactSet(connector.host)
+    unique = list(dict.fromkeys(facts))
+    if not unique:
+        return result
+    token = secrets.token_hex(8)
+    sent = time.time()
+    answer = connector.run(batch_script(unique, token))
+    received = time.time()
+    try:
+        sections = split_sections(answer.stdout, token, len(unique))
+    except FactError as error:
+        raise FactError(
+            f"{connector.host}: gathering facts failed ({error}); exit {answer.exit_code}: "
+            f"{answer.stderr.strip()[-300:]}"
+        ) from None
+    result.round_trip = (sent, received)
+    for fact, (output, code) in zip(unique, sections, strict=True):
+        result.add(fact, output, code)
+    return result

@@ -1,0 +1,61 @@
+"""Facts are gathered in one round-trip and framed so output cannot forge a section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.connectors.base import CommandResult
+from provisioner.connectors.fake import FakeConnector
+from provisioner.connectors.local import LocalConnector
+from provisioner.errors import FactError
+from provisioner.facts.base import Fact
+from provisioner.facts.files import PathInfo
+from provisioner.facts.gather import gather
+from provisioner.facts.system import Clock, OsRelease, Sysctls
+
+
+def test_one_round_trip_for_many_facts_against_a_real_shell(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("@@fake 0 end 0\n")  # content that looks like a delimiter
+    paths = PathInfo((str(tmp_path / "f"), str(tmp_path / "missing")))
+    facts: list[Fact[Any]] = [paths, OsRelease(), Clock()]
+    calls: list[str] = []
+
+    class Counting(LocalConnector):
+        def run(self, command, *, stdin=None, timeout=None):  # type: ignore[no-untyped-def]
+            calls.append(str(command))
+            return super().run(command, stdin=stdin, timeout=timeout)
+
+    result = gather(Counting(), facts)
+    assert len(calls) == 1
+    info = result.get(paths)
+    assert info[str(tmp_path / "missing")] is None
+    assert info[str(tmp_path / "f")] is not None
+    assert result.round_trip is not None
+
+
+def test_fingerprint_ignores_volatile_facts_and_tracks_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_text("a")
+    facts: list[Fact[Any]] = [PathInfo((str(path),)), Clock()]
+    first = gather(LocalConnector(), facts).fingerprint()
+    assert gather(LocalConnector(), facts).fingerprint() == first
+    path.write_text("b")
+    assert gather(LocalConnector(), facts).fingerprint() != first
+
+
+def test_truncated_output_is_a_fact_error_naming_the_host() -> None:
+    fake = FakeConnector("n2", default=CommandResult(255, "", "Connection reset"))
+    with pytest.raises(FactError, match=r"n2: gathering facts failed .*Connection reset"):
+        gather(fake, [Sysctls(("net.ipv4.ip_forward",))])
+
+
+def test_unparseable_output_names_host_and_fact() -> None:
+    def respond(script: str) -> CommandResult:
+        token = script.split("'@@", 1)[1].split(" ", 1)[0]
+        return CommandResult(0, f"@@{token} 0\nnot-a-number\n@@{token} 0 end 0\n", "")
+
+    with pytest.raises(FactError, match=r"n3: cannot parse fact Clock\{\}"):
+        gather(FakeConnector("n3", responder=respond), [Clock()])
