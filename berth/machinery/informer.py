@@ -103,6 +103,10 @@ class Informer:
 
     # ---- configuration ------------------------------------------------------------------
     def add_index(self, index: str, func: IndexFunc) -> None:
+        """Maintain an index; adding a name that already exists keeps the first (shared
+        informers get the same index from several controllers)."""
+        if index in self._indexers:
+            return
         self._indexers[index] = func
         table: dict[str, set[ObjectKey]] = {}
         for key, obj in self._items.items():

@@ -1,0 +1,103 @@
+"""A deterministic rig for controller unit tests: fake API, fake clock, informers fed by
+explicit relists, and a pretend kubelet that moves pods along by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from berth.client.fake import FakeClient
+from berth.client.interface import Obj
+from berth.client.resources import PODS
+from berth.controllers.context import Context
+from berth.machinery.clock import FakeClock
+from berth.machinery.controller import Controller
+from berth.machinery.events import EventRecorder
+from berth.machinery.informer import InformerFactory
+from berth.machinery.objects import format_time
+
+T = TypeVar("T")
+
+
+def run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(fn())
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.api = FakeClient(now=self.clock.now)
+        self.informers = InformerFactory(self.api, clock=self.clock)
+        self.recorder = EventRecorder(self.api, self.clock, component="test")
+        self.ctx = Context(self.api, self.informers, self.clock, self.recorder)
+
+    async def sync(self) -> None:
+        """Bring every informer cache up to date with the fake API (handlers fire)."""
+        for inf in self.informers.all():
+            await inf.relist()
+
+    async def converge(
+        self,
+        *controllers: Controller,
+        rounds: int = 30,
+        kubelet: bool = True,
+        ready: Callable[[Obj], bool] = lambda _p: True,
+    ) -> None:
+        """sync → reconcile everything queued → kubelet step, until nothing changes."""
+        for _ in range(rounds):
+            before = len(self.api.actions)
+            await self.sync()
+            for c in controllers:
+                await c.drain()
+            if kubelet:
+                await self.kubelet_step(ready=ready)
+            if len(self.api.actions) == before:
+                return
+        raise AssertionError("controllers did not converge")
+
+    async def kubelet_step(self, *, ready: Callable[[Obj], bool] = lambda _p: True) -> None:
+        """Schedule pods onto ``node-1``, mark them Running (and Ready if ``ready(pod)``), and
+        finish graceful deletions."""
+        for pod in self.api.objects(PODS):
+            meta = pod["metadata"]
+            ns, name = meta["namespace"], meta["name"]
+            if meta.get("deletionTimestamp"):
+                await self.api.delete(PODS, name, namespace=ns, grace_period_seconds=0)
+                continue
+            if not pod["spec"].get("nodeName"):
+                await self.api.create_subresource(
+                    PODS,
+                    name,
+                    "binding",
+                    {"target": {"kind": "Node", "name": "node-1"}},
+                    namespace=ns,
+                )
+            want_ready = "True" if ready(pod) else "False"
+            status = pod.get("status") or {}
+            conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
+            if status.get("phase") == "Running" and conds.get("Ready") == want_ready:
+                continue
+            stamp = format_time(self.clock.now())
+            await self.api.patch(
+                PODS,
+                name,
+                {
+                    "status": {
+                        "phase": "Running",
+                        "conditions": [
+                            {"type": "PodScheduled", "status": "True"},
+                            {"type": "Ready", "status": want_ready, "lastTransitionTime": stamp},
+                        ],
+                    }
+                },
+                namespace=ns,
+                subresource="status",
+            )
+
+
+def pod_template(labels: dict[str, str], image: str = "nginx:1") -> Obj:
+    return {
+        "metadata": {"labels": dict(labels)},
+        "spec": {"containers": [{"name": "c", "image": image}]},
+    }
