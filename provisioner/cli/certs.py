@@ -1,10 +1,131 @@
-"""`berth` commands for this area (filled in by its issue)."""
+"""`berth certs status|ensure|renew`: the cluster PKI kept in the operator's state directory.
+
+Distribution of renewed certificates to the hosts is the engine's job (``berth apply``); these
+commands only touch the local state, under the cluster lock.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from provisioner import pki
+from provisioner.errors import ExitCode
+from provisioner.spec import load_spec
+from provisioner.state import ClusterState
+
+SpecOption = Annotated[
+    Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)
+]
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="base directory of cluster states [default: $BERTH_STATE_DIR or ~/.local/state/berth]",
+    ),
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="work on a scratch copy of the state and report")
+]
+
+# Wide when piped: a table folded to 80 columns cuts SANs and dates into pieces.
+_out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+_err = Console(stderr=True, highlight=False)
+_STYLE = {"ok": "green", "expiring": "yellow", "expired": "red", "mismatch": "yellow"}
+_ACTION_STYLE = {"kept": "dim", "created": "green", "reissued": "yellow", "updated": "yellow"}
+
+
+def status(
+    inventory: SpecOption,
+    state_dir: StateDirOption = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="exit 1 if anything is missing, wrong or expiring")
+    ] = False,
+) -> None:
+    """Show every certificate: subject, SANs, expiry and days left."""
+    spec = load_spec(inventory)
+    state = ClusterState.open(spec.name, state_dir=state_dir)
+    rows = pki.status(spec, state)
+    window = spec.spec.certificates.renew_before_days
+    table = Table(title=f"certificates of cluster {spec.name} ({state.root})")
+    for column in ("name", "subject", "SANs", "expires (UTC)", "days left", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        style = _STYLE.get(row.health, "red")
+        table.add_row(
+            row.name,
+            row.subject,
+            ", ".join(row.sans),
+            f"{row.not_after:%Y-%m-%d %H:%M}" if row.not_after else "-",
+            "-" if row.days_left is None else str(row.days_left),
+            f"[{style}]{row.health}[/{style}]",
+        )
+    _out.print(table)
+    bad = [r for r in rows if r.health != "ok"]
+    for row in bad:
+        detail = "; ".join(row.notes) or (
+            f"{row.days_left} day(s) left (warning below {window})"
+            if row.health in ("expiring", "expired")
+            else row.health
+        )
+        _err.print(f"warning: {row.name}: {row.health}: {detail}", style="yellow", markup=False)
+    if bad:
+        _err.print(
+            f"hint: `berth certs renew -i {inventory}` re-issues leaves (CAs are kept)",
+            style="yellow",
+            markup=False,
+        )
+    if check and bad:
+        raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _run(inventory: Path, state_dir: Path | None, *, renew: bool, dry_run: bool) -> pki.PkiReport:
+    spec = load_spec(inventory)
+    state = ClusterState.open(spec.name, state_dir=state_dir)
+    with state.lock("berth certs renew" if renew else "berth certs ensure"):
+        report = pki.ensure(spec, state, renew_leaves=renew, dry_run=dry_run)
+    table = Table(title=f"PKI of cluster {spec.name} ({report.state_root})")
+    for column in ("item", "what", "action", "reason"):
+        table.add_column(column, overflow="fold")
+    for item in report.actions:
+        style = _ACTION_STYLE[item.action]
+        table.add_row(item.name, item.description, f"[{style}]{item.action}[/{style}]", item.reason)
+    _out.print(table)
+    for warning in report.warnings:
+        _err.print(f"warning: {warning}", style="yellow", markup=False)
+    for orphan in report.orphans:
+        _err.print(f"note: {orphan} is no longer in the spec (left in place)", markup=False)
+    if dry_run:
+        _err.print(f"dry run: results are in {report.state_root}; the state is unchanged")
+    return report
+
+
+def ensure(
+    inventory: SpecOption, state_dir: StateDirOption = None, dry_run: DryRunOption = False
+) -> None:
+    """Create missing certificates, verify existing ones, re-issue what no longer fits the spec."""
+    _run(inventory, state_dir, renew=False, dry_run=dry_run)
+
+
+def renew(
+    inventory: SpecOption, state_dir: StateDirOption = None, dry_run: DryRunOption = False
+) -> None:
+    """Re-issue every leaf certificate and kubeconfig now (CAs are kept).
+
+    Run `berth apply` afterwards to put the new certificates on the hosts.
+    """
+    _run(inventory, state_dir, renew=True, dry_run=dry_run)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the top-level app."""
-    del app
+    certs = typer.Typer(help="Inspect and renew the cluster PKI.", no_args_is_help=True)
+    certs.command()(status)
+    certs.command()(ensure)
+    certs.command()(renew)
+    app.add_typer(certs, name="certs")

@@ -1,0 +1,190 @@
+"""The operator-side state of one cluster: PKI, pinned host keys, secrets, kubeconfigs, lock.
+
+One directory per cluster, ``<base>/<metadata.name>``, where ``<base>`` is, first match wins:
+``--state-dir``, ``$BERTH_STATE_DIR``, ``$XDG_STATE_HOME/berth``, ``~/.local/state/berth``::
+
+    <base>/<name>/                 0700
+      lock                         who holds the cluster (pid, command, since), flock'ed
+      known_hosts                  host keys pinned on first contact (hostKeyPolicy accept-new)
+      pki/                         certificates (0644) and private keys (0600), see provisioner.pki
+      secrets/encryption-key       Secrets-at-rest key (0600)
+      kubeconfigs/                 admin.conf, scheduler.conf, ..., nodes/<host>.conf (0600)
+
+Every write is atomic (temporary file in the same directory, then rename). Private files are
+created 0600 and directories 0700 from the start, never chmod'ed afterwards, so there is no
+window in which a key is readable by others. Nothing here prints or logs file contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from provisioner.errors import StateError
+
+ENV_STATE_DIR = "BERTH_STATE_DIR"
+ENV_PASSPHRASE = "BERTH_STATE_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
+
+
+def default_base_dir() -> Path:
+    """Where cluster state directories live when neither ``--state-dir`` nor the env say."""
+    env = os.environ.get(ENV_STATE_DIR)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "berth"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) as 0700 if missing; refuse a directory others can read."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        os.chmod(path, 0o700)  # an older berth or a umask made it wider; it holds keys
+    return path
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically with permission ``mode`` from the first byte."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have narrowed or a stale temp file widened it
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    tmp.replace(path)
+
+
+class ClusterState:
+    """The state directory of one cluster (see the module docstring for its layout)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+
+    @classmethod
+    def open(cls, name: str, *, state_dir: str | Path | None = None) -> ClusterState:
+        """The state of cluster ``name`` under ``state_dir`` (or the default base), created
+        0700 if missing."""
+        base = Path(state_dir).expanduser() if state_dir else default_base_dir()
+        try:
+            root = ensure_private_dir(base / name)
+        except OSError as error:
+            raise StateError(
+                f"cannot create the cluster state directory {base / name}: {error.strerror}",
+                hint=f"pass --state-dir DIR or set {ENV_STATE_DIR} to a writable directory",
+            ) from None
+        return cls(root)
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def kubeconfig_dir(self) -> Path:
+        return self.root / "kubeconfigs"
+
+    @property
+    def known_hosts(self) -> Path:
+        """Pinned host keys (OpenSSH known_hosts format)."""
+        return self.root / "known_hosts"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.root / "journal"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "lock"
+
+    # -- secrets --------------------------------------------------------------------------------
+
+    @staticmethod
+    def passphrase() -> bytes | None:
+        """The passphrase that encrypts CA keys at rest (``$BERTH_STATE_PASSPHRASE``)."""
+        value = os.environ.get(ENV_PASSPHRASE)
+        return value.encode() if value else None
+
+    def write_private(self, path: Path, data: bytes) -> None:
+        """Atomically write a secret (key, token, kubeconfig): file 0600, directories 0700."""
+        ensure_private_dir(path.parent)
+        atomic_write(path, data, mode=0o600)
+
+    def write_public(self, path: Path, data: bytes) -> None:
+        """Atomically write a non-secret file (certificate, public key): 0644."""
+        ensure_private_dir(path.parent)
+        atomic_write(path, data, mode=0o644)
+
+    # -- lock -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, purpose: str | None = None) -> Iterator[None]:
+        """Hold the cluster exclusively for the ``with`` block.
+
+        Another berth run on the same cluster fails at once with a :class:`StateError` naming
+        the holder's pid and command. The lock is an ``flock`` on ``lock``: the kernel frees it
+        when the holder exits, however it exits, so a crash never leaves a stale lock. Nested
+        use on the same object is allowed.
+        """
+        if self._lock_fd is not None:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise StateError(
+                f"cluster state {self.root} is in use by another berth run ({holder})",
+                hint="wait for that run to finish; the lock frees itself when it exits",
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "command": purpose or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        self._lock_fd = fd
+        try:
+            yield
+        finally:
+            self._lock_fd = None
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict) or "pid" not in info:
+        return "holder unknown"
+    return f"pid {info['pid']}, `{info.get('command', '?')}`, since {info.get('since', '?')}"
