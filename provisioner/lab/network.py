@@ -9,8 +9,10 @@ firewalls stay theirs.
 from __future__ import annotations
 
 import ipaddress
+import time
 from pathlib import Path
 
+from provisioner.errors import LabError
 from provisioner.lab.system import run
 
 NETNS_DIR = Path("/run/netns")
@@ -49,9 +51,17 @@ def plug_host(*, netns: str, veth: str, bridge: str, address: ipaddress.IPv4Inte
 
 
 def delete_link(name: str) -> None:
-    """Remove an interface if it exists."""
-    if link_exists(name):
-        run(["ip", "link", "del", name])
+    """Remove an interface if it exists.
+
+    A veth also vanishes on its own, asynchronously, when its peer's namespace is deleted, so
+    "Cannot find device" is success, and a link still being torn down gets a moment to go.
+    """
+    deadline = time.monotonic() + 2.0
+    while link_exists(name):
+        if time.monotonic() > deadline:
+            raise LabError(f"interface {name} cannot be removed", hint=f"ip link del {name}")
+        run(["ip", "link", "del", name], check=False)
+        time.sleep(0.02)
 
 
 def delete_netns(name: str) -> None:

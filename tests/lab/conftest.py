@@ -1,0 +1,64 @@
+"""Lab fixtures for every ``tests/lab/test_*.py``.
+
+* ``lab`` (session): one 3-host lab (n1 control plane + worker, n2, n3 workers) shared by the
+  whole pytest run. Tests that fault a host must undo the fault before they return.
+* ``lab_factory`` (session): ``lab_factory(count)`` boots another lab with a fresh unique name;
+  every lab it made is torn down when the session ends, even after failures.
+
+Lab names embed this pytest process' PID, so concurrent pytest runs on the machine never collide.
+Labs left behind by pytest processes that no longer exist (a crashed or killed run) are torn down
+at session start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import LabError
+from provisioner.lab import Lab, list_labs
+
+_NAME = re.compile(r"^pt(\d+)-\d+$")
+
+LabFactory = Callable[..., Lab]
+
+
+def _reap_abandoned_labs() -> None:
+    for name in list_labs():
+        match = _NAME.match(name)
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            Lab(name).down()
+
+
+@pytest.fixture(scope="session")
+def lab_factory() -> Iterator[LabFactory]:
+    """Boot labs with unique names: ``lab_factory(count, subnet_cidr=None, timeout=60) -> Lab``."""
+    _reap_abandoned_labs()
+    counter = itertools.count(1)
+    made: list[Lab] = []
+
+    def make(count: int = 3, *, subnet_cidr: str | None = None, timeout: float = 60.0) -> Lab:
+        lab = Lab(f"pt{os.getpid()}-{next(counter)}")
+        made.append(lab)  # before up: a half-made lab is torn down too
+        lab.up(count, subnet_cidr=subnet_cidr, replace=True, timeout=timeout)
+        return lab
+
+    yield make
+    problems = []
+    for lab in reversed(made):
+        try:
+            lab.down()
+        except LabError as exc:
+            problems.append(f"{lab.name}: {exc.message}")
+    assert not problems, f"lab teardown failed: {problems}"
+
+
+@pytest.fixture(scope="session")
+def lab(lab_factory: LabFactory) -> Lab:
+    """A running 3-host lab shared by the session (restore any fault you inject)."""
+    return lab_factory(3)
