@@ -10,11 +10,12 @@ BIN := $(VENV)/bin
 APT_PACKAGES := systemd-container debootstrap iproute2 nftables openssh-client openssl zstd ca-certificates
 LAB_NAME ?= demo
 
-.PHONY: help setup demo test lint typecheck unit lab-test bench clean demo-down
+.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs bench clean demo-down
 help:
 	@echo "make demo   - boot a local lab and bring up a berth cluster on it"
 	@echo "make test   - lint, type check and the whole test suite (lab tests included)"
 	@echo "make bench  - run the benchmarks under bench/"
+	@echo "make demo-down - tear the demo lab down (LAB_NAME=demo)"
 
 .cache/apt.stamp: Makefile
 	@mkdir -p .cache
@@ -35,9 +36,13 @@ $(BIN)/python:
 
 setup: .cache/apt.stamp .cache/venv.stamp
 
-demo: setup
-	$(BIN)/berth lab up 3 --name $(LAB_NAME)
-	$(BIN)/berth lab status --name $(LAB_NAME)
+# The lab hosts' shared Debian rootfs: built once with debootstrap (~50 s), then cached under
+# /var/cache/berth-lab keyed by its package list; a fast no-op when cached.
+lab-rootfs: .cache/apt.stamp .cache/venv.stamp
+	$(BIN)/berth lab rootfs
+
+demo: setup lab-rootfs
+	$(BIN)/berth lab up 3 --name $(LAB_NAME) --replace
 
 demo-down: setup
 	$(BIN)/berth lab down --name $(LAB_NAME)
@@ -50,8 +55,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy provisioner berth tests $(wildcard bench/*.py)
 
-test: lint typecheck
+test: lint typecheck lab-rootfs
 	$(BIN)/pytest
+
+lab-test: setup lab-rootfs
+	$(BIN)/pytest -m lab
 
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
