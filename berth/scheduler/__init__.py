@@ -1,0 +1,1 @@
+"""The scheduler: filters, scores, assume-and-bind. Entry point ``python -m berth.scheduler``."""

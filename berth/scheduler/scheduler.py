@@ -1,0 +1,360 @@
+"""The scheduler: bind every pending pod to a node that fits, best-scored first.
+
+Flow per pod: take its key from the scheduling queue, filter nodes (starting where the last
+pod stopped, and stopping once enough feasible nodes are found — kube-scheduler's
+``percentageOfNodesToScore``), score the feasible ones (least allocated + spreading of pods of
+the same owner), *assume* the pod on the winner (its requests count against the node at once),
+and bind through ``pods/{name}/binding`` in the background. A failed bind un-assumes the pod
+and requeues it with backoff. A pod that fits nowhere gets a ``FailedScheduling`` event and a
+``PodScheduled=False`` condition, and waits until a node or pod change (or a periodic flush)
+gives it another chance.
+
+Concurrency: one scheduling loop; binds run as tasks bounded by a semaphore. All cache
+updates (informer handlers, assume/forget) happen on the loop without awaits in between, so the
+accounting is consistent whenever the loop filters a pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from berth.client import errors
+from berth.client.interface import ApiClient, bind
+from berth.client.resources import NODES, PODS, ObjectKey
+from berth.machinery.clock import Clock
+from berth.machinery.events import NORMAL, WARNING, EventRecorder
+from berth.machinery.informer import Handlers, InformerFactory
+from berth.machinery.objects import Frozen, format_time, is_deleting, key_of, meta, name, namespace
+from berth.machinery.queue import WorkQueue
+from berth.scheduler import plugins
+from berth.scheduler.nodeinfo import NodeInfo, PodInfo, node_info, pod_info
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEDULER = "default-scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    scheduler_name: str = DEFAULT_SCHEDULER
+    percentage_of_nodes_to_score: int = 0  # 0: adaptive, as kube-scheduler
+    min_feasible_nodes: int = 100
+    bind_concurrency: int = 64
+    initial_backoff: float = 1.0
+    max_backoff: float = 10.0
+    unschedulable_flush: float = 60.0
+    report_status: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    node: str | None
+    reasons: Counter[str]
+    evaluated: int
+    total: int
+
+    @property
+    def message(self) -> str:
+        return plugins.summarize(self.total, self.reasons)
+
+
+def _is_terminal(pod: Frozen) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+class Scheduler:
+    def __init__(
+        self,
+        client: ApiClient,
+        informers: InformerFactory,
+        clock: Clock,
+        recorder: EventRecorder,
+        config: SchedulerConfig | None = None,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.recorder = recorder
+        self.config = config or SchedulerConfig()
+        self.pods = informers.informer(PODS)
+        self.nodes = informers.informer(NODES)
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(
+            clock,
+            base_delay=self.config.initial_backoff,
+            max_delay=self.config.max_backoff,
+            name="scheduling",
+        )
+        self.node_infos: dict[str, NodeInfo] = {}
+        self._order: list[str] = []
+        self._next_start = 0
+        self._pod_node: dict[str, tuple[str, str]] = {}  # uid -> (node, pod key)
+        self.assumed: dict[str, str] = {}  # uid -> node, bind in flight
+        self.unschedulable: dict[ObjectKey, float] = {}  # key -> when it failed
+        self._attempts: Counter[ObjectKey] = Counter()
+        self._bind_slots = asyncio.Semaphore(self.config.bind_concurrency)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.scheduled = 0
+        self.bind_failures = 0
+        self.rng = random.Random(0)  # noqa: S311 - tie-breaking, not security
+        self.pods.add_handlers(
+            Handlers(on_add=self._pod_seen, on_update=self._pod_updated, on_delete=self._pod_gone)
+        )
+        self.nodes.add_handlers(
+            Handlers(
+                on_add=self._node_seen, on_update=self._node_updated, on_delete=self._node_gone
+            )
+        )
+
+    # ---- cache maintenance (informer handlers) ------------------------------------------
+    def _responsible(self, pod: Frozen) -> bool:
+        wanted = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
+        return bool(wanted == self.config.scheduler_name)
+
+    def _pod_seen(self, pod: Frozen) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        uid = str(meta(pod).get("uid"))
+        key = key_of(pod)
+        if node:
+            self.assumed.pop(uid, None)
+            self.unschedulable.pop(key, None)
+            if _is_terminal(pod):
+                self._unaccount(uid)
+            else:
+                self._account(pod, str(node))
+        elif not is_deleting(pod) and self._responsible(pod) and key not in self.unschedulable:
+            self.queue.add(key)
+
+    def _pod_updated(self, old: Frozen, new: Frozen) -> None:
+        self._pod_seen(new)
+        if _is_terminal(new) and not _is_terminal(old):
+            self._retry_unschedulable()
+
+    def _pod_gone(self, pod: Frozen) -> None:
+        uid = str(meta(pod).get("uid"))
+        self.unschedulable.pop(key_of(pod), None)
+        was_assumed = self.assumed.pop(uid, None) is not None
+        if self._unaccount(uid) or was_assumed:
+            self._retry_unschedulable()
+
+    def _account(self, pod: Frozen, node: str) -> None:
+        uid = str(meta(pod).get("uid"))
+        current = self._pod_node.get(uid)
+        if current is not None and current[0] == node:
+            return
+        if current is not None:
+            self._unaccount(uid)
+        info = self.node_infos.get(node)
+        if info is None:
+            # The node is not known (yet): remember the pod so it is counted when it appears.
+            self._pod_node[uid] = (node, key_of(pod))
+            return
+        info.add_pod(pod_info(pod))
+        self._pod_node[uid] = (node, key_of(pod))
+
+    def _unaccount(self, uid: str) -> bool:
+        entry = self._pod_node.pop(uid, None)
+        if entry is None:
+            return False
+        info = self.node_infos.get(entry[0])
+        if info is not None:
+            info.remove_pod(uid)
+        return True
+
+    def _node_seen(self, node: Frozen) -> None:
+        fresh = node_info(node)
+        current = self.node_infos.get(fresh.name)
+        if current is None:
+            self.node_infos[fresh.name] = fresh
+            self._order.append(fresh.name)
+            # Pods bound before the node was seen.
+            for n, key in list(self._pod_node.values()):
+                if n == fresh.name:
+                    pod = self.pods.get(key)
+                    if pod is not None:
+                        fresh.add_pod(pod_info(pod))
+        else:
+            current.update_node(fresh)
+        self._retry_unschedulable()
+
+    def _node_updated(self, old: Frozen, new: Frozen) -> None:
+        del old
+        self._node_seen(new)
+
+    def _node_gone(self, node: Frozen) -> None:
+        n = name(node)
+        if self.node_infos.pop(n, None) is not None:
+            self._order.remove(n)
+
+    def _retry_unschedulable(self) -> None:
+        """Cluster changed: give every unschedulable pod another try (after its backoff)."""
+        now = self.clock.monotonic()
+        for key, failed_at in list(self.unschedulable.items()):
+            del self.unschedulable[key]
+            attempts = max(self._attempts[key], 1)
+            backoff = min(
+                self.config.initial_backoff * 2 ** (attempts - 1), self.config.max_backoff
+            )
+            self.queue.add_after(key, backoff - (now - failed_at))
+
+    # ---- the algorithm ------------------------------------------------------------------
+    def feasible_target(self, total: int) -> int:
+        if total < self.config.min_feasible_nodes:
+            return total
+        pct = self.config.percentage_of_nodes_to_score
+        if pct <= 0:
+            pct = max(5, 50 - total // 125)
+        return max(total * pct // 100, self.config.min_feasible_nodes)
+
+    def find_node(self, pod: PodInfo) -> Decision:
+        order = self._order
+        total = len(order)
+        reasons: Counter[str] = Counter()
+        if total == 0:
+            return Decision(None, reasons, 0, 0)
+        target = self.feasible_target(total)
+        feasible: list[NodeInfo] = []
+        start = self._next_start % total
+        evaluated = 0
+        infos = self.node_infos
+        for i in range(total):
+            node = infos[order[(start + i) % total]]
+            evaluated += 1
+            failed = plugins.filter_node(pod, node)
+            if failed:
+                reasons.update(failed)
+                continue
+            feasible.append(node)
+            if len(feasible) >= target:
+                break
+        self._next_start = (start + evaluated) % total
+        if not feasible:
+            return Decision(None, reasons, evaluated, total)
+        max_owned = (
+            max((n.owners.get(pod.owner, 0) for n in feasible), default=0) if pod.owner else 0
+        )
+        best: list[NodeInfo] = []
+        best_score = -1.0
+        for node in feasible:
+            score = plugins.least_allocated(pod, node)
+            if pod.owner:
+                score += plugins.SPREAD_WEIGHT * plugins.spread(pod, node, max_owned)
+            if score > best_score:
+                best, best_score = [node], score
+            elif score == best_score:
+                best.append(node)
+        chosen = best[0] if len(best) == 1 else self.rng.choice(best)
+        return Decision(chosen.name, reasons, evaluated, total)
+
+    async def schedule_one(self, key: ObjectKey) -> Decision | None:
+        pod = self.pods.get(key)
+        if pod is None or is_deleting(pod) or not self._responsible(pod):
+            return None
+        if (pod.get("spec") or {}).get("nodeName"):
+            return None
+        uid = str(meta(pod).get("uid"))
+        if uid in self.assumed:
+            return None
+        info = pod_info(pod)
+        decision = self.find_node(info)
+        if decision.node is None:
+            self._attempts[key] += 1
+            self.unschedulable[key] = self.clock.monotonic()
+            self._spawn(self._report_unschedulable(pod, decision.message))
+            return decision
+        self.node_infos[decision.node].add_pod(info)
+        self._pod_node[uid] = (decision.node, key)
+        self.assumed[uid] = decision.node
+        self._spawn(self._bind(pod, info, decision.node))
+        return decision
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bind(self, pod: Frozen, info: PodInfo, node: str) -> None:
+        ns, pod_name = namespace(pod) or "default", name(pod)
+        async with self._bind_slots:
+            try:
+                await bind(self.client, namespace=ns, pod=pod_name, node=node)
+            except (TimeoutError, errors.ApiError, OSError) as exc:
+                self.bind_failures += 1
+                if self.assumed.pop(info.uid, None) is not None:
+                    self._unaccount(info.uid)
+                if isinstance(exc, errors.NotFound | errors.Conflict):
+                    return  # deleted, or bound by someone else: the informer will tell
+                log.warning("binding %s/%s to %s failed: %s", ns, pod_name, node, exc)
+                self.queue.add_rate_limited(ObjectKey(info.key))
+                return
+        self.scheduled += 1
+        self._attempts.pop(ObjectKey(info.key), None)
+        self.queue.forget(ObjectKey(info.key))
+        await self.recorder.record(
+            pod, NORMAL, "Scheduled", f"Successfully assigned {ns}/{pod_name} to {node}"
+        )
+
+    async def _report_unschedulable(self, pod: Frozen, message: str) -> None:
+        await self.recorder.record(pod, WARNING, "FailedScheduling", message)
+        if not self.config.report_status:
+            return
+        cond = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastProbeTime": None,
+            "lastTransitionTime": format_time(self.clock.now()),
+        }
+        current = [
+            dict(c)
+            for c in (pod.get("status") or {}).get("conditions") or ()
+            if c.get("type") != "PodScheduled"
+        ]
+        try:
+            await self.client.patch(
+                PODS,
+                name(pod),
+                {"status": {"conditions": [*current, cond]}},
+                namespace=namespace(pod),
+                subresource="status",
+            )
+        except (errors.ApiError, OSError) as exc:
+            log.debug("could not mark %s unschedulable: %s", name(pod), exc)
+
+    # ---- running ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Schedule until cancelled (informers must be started and synced by the caller)."""
+        flush = asyncio.create_task(self._flush_loop())
+        try:
+            n = 0
+            while True:
+                key = await self.queue.get()
+                if key is None:
+                    return
+                try:
+                    await self.schedule_one(key)
+                except Exception:
+                    log.exception("scheduling %s failed", key)
+                    self.queue.add_rate_limited(key)
+                finally:
+                    self.queue.done(key)
+                n += 1
+                if n % 16 == 0:
+                    await asyncio.sleep(0)  # let binds and informers run
+        finally:
+            flush.cancel()
+            await asyncio.gather(flush, return_exceptions=True)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.unschedulable_flush)
+            self._retry_unschedulable()
+
+    async def wait_binds(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
