@@ -1,0 +1,211 @@
+"""The table of API resources the cluster serves: one :class:`ResourceDef` per resource.
+
+Discovery documents, URL routing, storage keys and the controllers' clients all read this one
+table, so a resource exists in exactly one place. Kept free of server dependencies on purpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceDef:
+    """One REST resource, e.g. ``pods`` in group ``""`` version ``v1``."""
+
+    group: str
+    version: str
+    plural: str
+    singular: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    # subresources this server implements: "status", "scale", "log", "binding", "eviction",
+    # "finalize"
+    subresources: tuple[str, ...] = ()
+    list_kind: str = field(default="")
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_version(self) -> str:
+        """The ``apiVersion`` field value of objects of this resource."""
+        return self.group_version
+
+    @property
+    def group_resource(self) -> str:
+        """``deployments.apps`` style name used in error messages (``pods`` for core)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources
+
+    def key_prefix(self, namespace: str = "") -> str:
+        """Storage key prefix for this resource; with ``namespace`` for one namespace."""
+        base = f"/registry/{self.group or 'core'}/{self.plural}/"
+        if self.namespaced and namespace:
+            return f"{base}{namespace}/"
+        return base
+
+    def key(self, namespace: str, name: str) -> str:
+        """Storage key of one object."""
+        if self.namespaced:
+            return f"/registry/{self.group or 'core'}/{self.plural}/{namespace}/{name}"
+        return f"/registry/{self.group or 'core'}/{self.plural}/{name}"
+
+    @property
+    def list_kind_name(self) -> str:
+        return self.list_kind or f"{self.kind}List"
+
+
+def _core(
+    plural: str,
+    kind: str,
+    *,
+    namespaced: bool,
+    short: tuple[str, ...] = (),
+    cats: tuple[str, ...] = (),
+    subs: tuple[str, ...] = (),
+    verbs: tuple[str, ...] = ALL_VERBS,
+) -> ResourceDef:
+    return ResourceDef(
+        group="",
+        version="v1",
+        plural=plural,
+        singular=kind.lower(),
+        kind=kind,
+        namespaced=namespaced,
+        short_names=short,
+        categories=cats,
+        subresources=subs,
+        verbs=verbs,
+    )
+
+
+def _grouped(
+    group: str,
+    plural: str,
+    kind: str,
+    *,
+    namespaced: bool,
+    short: tuple[str, ...] = (),
+    cats: tuple[str, ...] = (),
+    subs: tuple[str, ...] = (),
+) -> ResourceDef:
+    return ResourceDef(
+        group=group,
+        version="v1",
+        plural=plural,
+        singular=kind.lower(),
+        kind=kind,
+        namespaced=namespaced,
+        short_names=short,
+        categories=cats,
+        subresources=subs,
+    )
+
+
+RESOURCES: tuple[ResourceDef, ...] = (
+    _core("namespaces", "Namespace", namespaced=False, short=("ns",), subs=("status", "finalize")),
+    _core("nodes", "Node", namespaced=False, short=("no",), subs=("status",)),
+    _core(
+        "pods",
+        "Pod",
+        namespaced=True,
+        short=("po",),
+        cats=("all",),
+        subs=("status", "binding", "log", "eviction"),
+    ),
+    _core("services", "Service", namespaced=True, short=("svc",), cats=("all",), subs=("status",)),
+    _core("endpoints", "Endpoints", namespaced=True, short=("ep",)),
+    _core("configmaps", "ConfigMap", namespaced=True, short=("cm",)),
+    _core("secrets", "Secret", namespaced=True),
+    _core("events", "Event", namespaced=True, short=("ev",)),
+    _core("serviceaccounts", "ServiceAccount", namespaced=True, short=("sa",)),
+    _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
+    _grouped(
+        "apps",
+        "deployments",
+        "Deployment",
+        namespaced=True,
+        short=("deploy",),
+        cats=("all",),
+        subs=("status", "scale"),
+    ),
+    _grouped(
+        "apps",
+        "replicasets",
+        "ReplicaSet",
+        namespaced=True,
+        short=("rs",),
+        cats=("all",),
+        subs=("status", "scale"),
+    ),
+    _grouped(
+        "apps",
+        "daemonsets",
+        "DaemonSet",
+        namespaced=True,
+        short=("ds",),
+        cats=("all",),
+        subs=("status",),
+    ),
+    _grouped(
+        "policy",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        namespaced=True,
+        short=("pdb",),
+        subs=("status",),
+    ),
+    _grouped("rbac.authorization.k8s.io", "roles", "Role", namespaced=True),
+    _grouped("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", namespaced=True),
+    _grouped("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False),
+    _grouped(
+        "rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False
+    ),
+)
+
+# Groups that hold only non-stored review APIs (access reviews).
+EXTRA_GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("authorization.k8s.io", "v1"),)
+
+
+class ResourceTable:
+    """Lookup by (group, version, plural) and by kind."""
+
+    def __init__(self, resources: tuple[ResourceDef, ...] = RESOURCES) -> None:
+        self.resources = resources
+        self._by_path = {(r.group, r.version, r.plural): r for r in resources}
+        self._by_kind = {(r.group, r.kind): r for r in resources}
+
+    def lookup(self, group: str, version: str, plural: str) -> ResourceDef | None:
+        return self._by_path.get((group, version, plural))
+
+    def by_kind(self, group: str, kind: str) -> ResourceDef | None:
+        return self._by_kind.get((group, kind))
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """Group name -> versions served (core group is ``""``)."""
+        out: dict[str, list[str]] = {}
+        for r in self.resources:
+            versions = out.setdefault(r.group, [])
+            if r.version not in versions:
+                versions.append(r.version)
+        for group, version in EXTRA_GROUP_VERSIONS:
+            versions = out.setdefault(group, [])
+            if version not in versions:
+                versions.append(version)
+        return out
+
+    def in_group_version(self, group: str, version: str) -> list[ResourceDef]:
+        return [r for r in self.resources if r.group == group and r.version == version]
+
+
+TABLE = ResourceTable()

@@ -1,0 +1,41 @@
+"""``python -m berth.apiserver --config FILE``: run the API server until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from .app import ApiServer
+from .config import ConfigError, parse_args
+
+
+async def _serve(server: ApiServer) -> None:
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Tell a supervising process (tests, systemd wrappers) where we listen.
+    print(f"listening on {server.config.bind_address}:{server.port}", flush=True)
+    await stop.wait()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = parse_args(argv)
+        server = ApiServer(config)
+    except (ConfigError, OSError, ValueError) as exc:
+        print(f"berth-apiserver: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(server))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

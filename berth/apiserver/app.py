@@ -1,0 +1,1071 @@
+"""The HTTP layer: TLS, authentication, routing, authorization, content negotiation.
+
+:class:`ApiServer` owns the store, the watch hub, the registry and the aiohttp site. Every
+request goes through :meth:`ApiServer.handle`, which turns any error into a ``Status``
+response: clients never see a traceback or a bare 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from berth import __version__
+from berth.api.meta import Obj, get_path
+from berth.api.resources import TABLE, ResourceDef
+from berth.store.interface import Compacted, Store, WatchOverflow
+from berth.store.memory import MemoryStore
+from berth.store.sqlite import SqliteStore
+
+from . import discovery
+from .allocators import IPAllocator, PortAllocator
+from .auth import ANONYMOUS, TokenAuthenticator, UserInfo, user_from_peercert
+from .codec import Codec, load_key
+from .config import ServerConfig
+from .errors import (
+    ApiError,
+    bad_request,
+    forbidden,
+    internal,
+    method_not_allowed,
+    route_not_found,
+    status_body,
+    unauthorized,
+    unsupported_media,
+)
+from .logs import proxy_logs
+from .metrics import Metrics
+from .params import parse_bool, parse_int, table_version, wants_metadata_only
+from .protobuf import decode_body
+from .rbac import Attributes, RbacAuthorizer, bootstrap_policy
+from .registry import PATCH_TYPES, DeleteOptions, ListOptions, Registry
+from .selectors import (
+    FieldSelector,
+    LabelSelector,
+    parse_field_selector,
+    parse_label_selector,
+)
+from .tables import to_table
+from .watch import ObjEvent, Subscriber, WatchHub
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = {"/healthz", "/livez", "/readyz", "/version", "/version/"}
+MAX_BODY = 3 * 1024 * 1024
+JSON = "application/json"
+OPENAPI_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    rd: ResourceDef
+    namespace: str
+    name: str
+    subresource: str
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type=JSON)
+
+
+def _status_response(err: ApiError) -> web.Response:
+    resp = _json(err.status(), err.code)
+    for k, v in err.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def _success(rd: ResourceDef, name: str, uid: str = "") -> Obj:
+    details: Obj = {"name": name, "kind": rd.plural}
+    if rd.group:
+        details["group"] = rd.group
+    if uid:
+        details["uid"] = uid
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }
+
+
+async def open_store(config: ServerConfig) -> Store:
+    """The store the configuration names (SQLite for real clusters, memory for tests)."""
+    if config.datastore == "sqlite":
+        if config.datastore_path is None:
+            raise ValueError("the sqlite datastore needs a path")
+        return await SqliteStore.open(config.datastore_path)
+    return MemoryStore()
+
+
+def server_ssl_context(config: ServerConfig) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(config.tls_cert_file), str(config.tls_key_file))
+    ctx.load_verify_locations(cafile=str(config.client_ca_file))
+    # Optional, so that bearer-token clients (service accounts) can connect too.
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class ApiServer:
+    """The API server. ``await start()`` binds and serves; ``await stop()`` shuts down."""
+
+    def __init__(self, config: ServerConfig, *, store: Store | None = None) -> None:
+        self.config = config
+        self._given_store = store
+        key = load_key(config.encryption_key_file) if config.encryption_key_file else None
+        self.codec = Codec(key)
+        self.service_ips = IPAllocator(config.service_cidr)
+        self.node_ports = PortAllocator(*config.node_port_range)
+        self.authorizer = RbacAuthorizer()
+        self.tokens = (
+            TokenAuthenticator.from_file(config.token_auth_file)
+            if config.token_auth_file
+            else TokenAuthenticator()
+        )
+        self.metrics = Metrics()
+        self.table = TABLE
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._compactor: asyncio.Task[None] | None = None
+        self.port = config.port
+        self._agent_ssl: ssl.SSLContext | None = None
+        self._stopping = asyncio.Event()
+
+    async def _open(self) -> None:
+        store = self._given_store or await open_store(self.config)
+        self.store: Store = store
+        self.hub = WatchHub(store, self.codec)
+        self.registry = Registry(
+            store, self.codec, service_ips=self.service_ips, node_ports=self.node_ports
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._open()
+        await self._load_rbac()
+        self.hub.listeners.append(self._on_event)
+        await self.hub.start()
+        await self.registry.load_allocations()
+        await self._bootstrap()
+        app = web.Application(client_max_size=MAX_BODY, handler_args={"max_field_size": 65536})
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(
+            self._runner,
+            self.config.bind_address,
+            self.config.port,
+            ssl_context=server_ssl_context(self.config),
+            backlog=1024,
+            reuse_address=True,
+        )
+        await self._site.start()
+        server = self._site._server
+        sockets = getattr(server, "sockets", None)
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        self._compactor = asyncio.create_task(self._compact_loop(), name="compactor")
+        log.info("berth API server listening on %s:%d", self.config.bind_address, self.port)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._compactor is not None:
+            self._compactor.cancel()
+        await self.hub.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.registry.close()
+        await self.store.close()
+
+    async def _compact_loop(self, interval: float = 300.0) -> None:
+        """Keep about ``interval`` seconds (at least) of history for watch resumption."""
+        previous = await self.store.current_revision()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.compact(previous)
+            except Exception:
+                log.exception("compaction at %d failed", previous)
+            previous = await self.store.current_revision()
+
+    async def _load_rbac(self) -> None:
+        for plural in ("clusterroles", "clusterrolebindings", "roles", "rolebindings"):
+            rd = self.table.lookup("rbac.authorization.k8s.io", "v1", plural)
+            assert rd is not None
+            for kv in (await self.store.list(rd.key_prefix())).items:
+                self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
+
+    def _on_event(self, ev: ObjEvent) -> None:
+        self.registry.observe(ev)
+        if ev.key.startswith("/registry/rbac.authorization.k8s.io/"):
+            kind = ev.obj.get("kind")
+            if isinstance(kind, str):
+                self.authorizer.apply(kind, ev.obj, deleted=ev.deleted)
+
+    async def _bootstrap(self) -> None:
+        ns_rd = self._rd("", "namespaces")
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            await self.registry.ensure(ns_rd, {"metadata": {"name": ns}})
+        for obj in bootstrap_policy():
+            rd = self.table.by_kind("rbac.authorization.k8s.io", str(obj["kind"]))
+            assert rd is not None
+            await self.registry.ensure(rd, obj)
+            self.authorizer.apply(rd.kind, obj, deleted=False)
+        svc = {
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "clusterIP": self.service_ips.first,
+                "ports": [
+                    {
+                        "name": "https",
+                        "port": 443,
+                        "protocol": "TCP",
+                        "targetPort": self.config.port or 6443,
+                    }
+                ],
+            },
+        }
+        if await self.store.get(self._rd("", "services").key("default", "kubernetes")) is None:
+            await self.registry.ensure(self._rd("", "services"), svc)
+        ep = {
+            "metadata": {"name": "kubernetes", "namespace": "default"},
+            "subsets": [
+                {
+                    "addresses": [{"ip": self.config.advertise_address}],
+                    "ports": [
+                        {"name": "https", "port": self.config.port or 6443, "protocol": "TCP"}
+                    ],
+                }
+            ],
+        }
+        await self.registry.ensure(self._rd("", "endpoints"), ep)
+
+    def _rd(self, group: str, plural: str) -> ResourceDef:
+        rd = self.table.lookup(group, "v1", plural)
+        assert rd is not None
+        return rd
+
+    # -- request entry ----------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        start = time.perf_counter()
+        label = ("", "")
+        try:
+            resp, label = await self._dispatch(request)
+        except ApiError as err:
+            resp = _status_response(err)
+        except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
+            resp = _status_response(
+                ApiError(exc.status, exc.reason or "BadRequest", exc.text or exc.reason or "")
+            )
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            resp = _status_response(internal())
+        verb = label[0] or request.method
+        self.metrics.observe(
+            verb=verb.upper(),
+            resource=label[1],
+            code=resp.status,
+            seconds=time.perf_counter() - start,
+        )
+        return resp
+
+    def _authenticate(self, request: web.Request) -> UserInfo:
+        transport = request.transport
+        cert = transport.get_extra_info("peercert") if transport is not None else None
+        user = user_from_peercert(cert)
+        if user is not None:
+            return user
+        header = request.headers.get("Authorization")
+        if header:
+            token_user = self.tokens.authenticate(header)
+            if token_user is None:
+                raise unauthorized()
+            return token_user
+        return ANONYMOUS
+
+    def _impersonate(self, request: web.Request, user: UserInfo) -> UserInfo:
+        target = request.headers.get("Impersonate-User")
+        groups = request.headers.getall("Impersonate-Group", [])
+        if not target:
+            if groups:
+                raise bad_request("requested impersonation of groups without a user")
+            return user
+        for kind, name in [("users", target)] + [("groups", g) for g in groups]:
+            attrs = Attributes(
+                user=user, verb="impersonate", resource_request=True, resource=kind, name=name
+            )
+            if not self.authorizer.allowed(attrs):
+                raise forbidden(
+                    f'{kind} "{name}" is forbidden: User "{user.name}" cannot impersonate'
+                    f' resource "{kind}" in API group "" at the cluster scope'
+                )
+        extra = () if target == "system:anonymous" else ("system:authenticated",)
+        return UserInfo(target, (*groups, *extra))
+
+    async def _dispatch(self, request: web.Request) -> tuple[web.StreamResponse, tuple[str, str]]:
+        path = request.path
+        user = self._authenticate(request)
+        if user is ANONYMOUS and path not in PUBLIC_PATHS:
+            raise unauthorized()
+        user = self._impersonate(request, user)
+        parts = [p for p in path.split("/") if p]
+        if not parts or parts[0] not in ("api", "apis"):
+            return await self._non_resource(request, user, path, parts), ("GET", "")
+        self._authorize_nonresource_if_discovery(user, path, parts)
+        return await self._api(request, user, parts)
+
+    # -- non-resource endpoints -------------------------------------------------------------
+
+    def _check_nonresource(self, user: UserInfo, path: str, verb: str = "get") -> None:
+        if path in PUBLIC_PATHS:
+            return
+        attrs = Attributes(user=user, verb=verb, resource_request=False, path=path)
+        if not self.authorizer.allowed(attrs):
+            raise forbidden(f'forbidden: User "{user.name}" cannot {verb} path "{path}"')
+
+    async def _non_resource(
+        self, request: web.Request, user: UserInfo, path: str, parts: list[str]
+    ) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise method_not_allowed(request.method)
+        self._check_nonresource(user, path)
+        if not parts:
+            paths = [
+                "/api",
+                "/api/v1",
+                "/apis",
+                "/healthz",
+                "/livez",
+                "/readyz",
+                "/metrics",
+                "/openapi/v2",
+                "/version",
+            ]
+            paths += [
+                f"/apis/{g}/{v}" for g, vs in self.table.group_versions().items() if g for v in vs
+            ]
+            return _json({"paths": sorted(paths)})
+        head = parts[0]
+        if head == "version" and len(parts) == 1:
+            return _json(discovery.version_info(__version__))
+        if head in ("healthz", "livez", "readyz"):
+            return web.Response(text="ok", content_type="text/plain")
+        if head == "metrics" and len(parts) == 1:
+            return web.Response(text=self.metrics.render(), content_type="text/plain")
+        if parts == ["openapi", "v2"]:
+            accept = request.headers.get("Accept", "")
+            if "protobuf" in accept:
+                # An empty protobuf document: kubectl's client-side validation then skips
+                # every kind instead of failing (see k8s-api-compat.md section 1.3).
+                return web.Response(body=b"", headers={"Content-Type": OPENAPI_PB})
+            return _json(
+                {
+                    "swagger": "2.0",
+                    "info": {"title": "berth", "version": __version__},
+                    "paths": {},
+                    "definitions": {},
+                }
+            )
+        raise route_not_found()
+
+    def _authorize_nonresource_if_discovery(
+        self, user: UserInfo, path: str, parts: list[str]
+    ) -> None:
+        discovery_path = (parts[0] == "api" and len(parts) <= 2) or (
+            parts[0] == "apis" and len(parts) <= 3
+        )
+        if discovery_path:
+            self._check_nonresource(user, path)
+
+    # -- API paths ---------------------------------------------------------------------------
+
+    async def _api(
+        self, request: web.Request, user: UserInfo, parts: list[str]
+    ) -> tuple[web.StreamResponse, tuple[str, str]]:
+        if parts[0] == "api":
+            if len(parts) == 1:
+                return self._get_only(request, discovery.api_versions(self._server_address())), (
+                    "GET",
+                    "",
+                )
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            if len(parts) == 1:
+                return self._get_only(request, discovery.api_group_list(self.table)), ("GET", "")
+            if len(parts) == 2:
+                doc = discovery.api_group(self.table, parts[1])
+                if doc is None:
+                    raise route_not_found()
+                return self._get_only(request, doc), ("GET", "")
+            group, version, rest = parts[1], parts[2], parts[3:]
+        if not rest:
+            doc = discovery.resource_list(self.table, group, version)
+            if doc is None:
+                raise route_not_found()
+            return self._get_only(request, doc), ("GET", "")
+        if group == "authorization.k8s.io" and version == "v1":
+            return await self._access_review(request, user, rest), ("CREATE", rest[0])
+        watch_prefix = False
+        if rest[0] == "watch":
+            watch_prefix = True
+            rest = rest[1:]
+        route = self._route(group, version, rest)
+        return await self._resource(request, user, route, watch_prefix=watch_prefix)
+
+    def _server_address(self) -> str:
+        return f"{self.config.advertise_address}:{self.port}"
+
+    @staticmethod
+    def _get_only(request: web.Request, doc: Obj) -> web.Response:
+        if request.method not in ("GET", "HEAD"):
+            raise method_not_allowed(request.method)
+        return _json(doc)
+
+    def _route(self, group: str, version: str, rest: list[str]) -> Route:
+        def lookup(plural: str) -> ResourceDef:
+            rd = self.table.lookup(group, version, plural)
+            if rd is None:
+                raise route_not_found()
+            return rd
+
+        if rest[0] == "namespaces" and len(rest) >= 3 and group == "":
+            ns_rd = lookup("namespaces")
+            if len(rest) == 3 and rest[2] in ns_rd.subresources:
+                return Route(ns_rd, "", rest[1], rest[2])
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            ns = rest[1]
+            rd = lookup(rest[2])
+            if not rd.namespaced or len(rest) > 5:
+                raise route_not_found()
+            name = rest[3] if len(rest) > 3 else ""
+            sub = rest[4] if len(rest) > 4 else ""
+            if sub and sub not in rd.subresources:
+                raise route_not_found()
+            return Route(rd, ns, name, sub)
+        rd = lookup(rest[0])
+        if len(rest) > 3:
+            raise route_not_found()
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if rd.namespaced and name:
+            raise route_not_found()  # namespaced objects are addressed under namespaces/{ns}/
+        if sub and sub not in rd.subresources:
+            raise route_not_found()
+        return Route(rd, "", name, sub)
+
+    def _authorize(self, user: UserInfo, verb: str, route: Route) -> None:
+        rd = route.rd
+        attrs = Attributes(
+            user=user,
+            verb=verb,
+            resource_request=True,
+            api_group=rd.group,
+            resource=rd.plural,
+            subresource=route.subresource,
+            namespace=route.namespace,
+            name=route.name,
+        )
+        if self.authorizer.allowed(attrs):
+            return
+        what = f"{rd.plural}/{route.subresource}" if route.subresource else rd.plural
+        scope = (
+            f'in the namespace "{route.namespace}"' if route.namespace else "at the cluster scope"
+        )
+        named = f'{rd.group_resource} "{route.name}"' if route.name else rd.group_resource
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'{named} is forbidden: User "{user.name}" cannot {verb} resource "{what}" in API'
+            f' group "{rd.group}" {scope}',
+            details={
+                "name": route.name,
+                "kind": rd.plural,
+                **({"group": rd.group} if rd.group else {}),
+            },
+        )
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return None
+        ctype = (request.content_type or "").lower()
+        if "yaml" in ctype:
+            try:
+                return yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise bad_request(f"invalid YAML body: {exc}") from exc
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return decode_body(raw)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"invalid JSON body: {exc}") from exc
+
+    async def _resource(
+        self, request: web.Request, user: UserInfo, route: Route, *, watch_prefix: bool
+    ) -> tuple[web.StreamResponse, tuple[str, str]]:
+        q = request.query
+        method = request.method
+        rd = route.rd
+        reg = self.registry
+        dry_run = q.get("dryRun") == "All"
+        if route.rd.namespaced and route.namespace == "" and route.name:
+            raise route_not_found()
+        if method in ("GET", "HEAD"):
+            watching = watch_prefix or parse_bool(q.get("watch"), "watch")
+            verb = "watch" if watching else ("get" if route.name else "list")
+            if route.subresource == "log":
+                verb = "get"
+            self._authorize(user, verb, route)
+            if route.subresource == "log":
+                pod = await reg.get(rd, route.namespace, route.name)
+                return await proxy_logs(request, self, pod), ("GET", "pods/log")
+            if watching:
+                return await self._watch(request, route), ("WATCH", rd.plural)
+            if route.name:
+                obj = await reg.get(rd, route.namespace, route.name)
+                if route.subresource == "scale":
+                    return _json(reg.to_scale(rd, obj)), ("GET", rd.plural)
+                return self._render_one(request, rd, obj), ("GET", rd.plural)
+            return await self._list(request, route), ("LIST", rd.plural)
+        body = await self._body(request)
+        if method == "POST":
+            if route.name and not route.subresource:
+                raise method_not_allowed(method)
+            self._authorize(user, "create", route)
+            if route.subresource == "binding":
+                await reg.bind(route.namespace, route.name, body, user=user)
+                return _json(_success_plain(), 201), ("CREATE", "pods/binding")
+            if route.subresource == "eviction":
+                opts = DeleteOptions.from_body(
+                    body.get("deleteOptions") if isinstance(body, dict) else None
+                )
+                self._authorize_as(user, "delete", route)
+                await reg.delete(rd, route.namespace, route.name, opts, user=user)
+                return _json(_success_plain(), 201), ("CREATE", "pods/eviction")
+            if route.subresource:
+                raise method_not_allowed(method)
+            obj = await reg.create(rd, route.namespace, body, user=user, dry_run=dry_run)
+            return _json(obj, 201), ("CREATE", rd.plural)
+        if method == "PUT":
+            if not route.name:
+                raise method_not_allowed(method)
+            self._authorize(user, "update", route)
+            if route.subresource == "scale":
+                obj = await reg.update_scale(
+                    rd, route.namespace, route.name, patch_type=None, body=body, user=user
+                )
+            elif route.subresource == "finalize":
+                obj = await reg.finalize_namespace(route.name, body, user=user)
+            else:
+                obj = await reg.update(
+                    rd,
+                    route.namespace,
+                    route.name,
+                    body,
+                    subresource=route.subresource,
+                    user=user,
+                    dry_run=dry_run,
+                )
+            return _json(obj), ("UPDATE", rd.plural)
+        if method == "PATCH":
+            if not route.name:
+                raise method_not_allowed(method)
+            self._authorize(user, "patch", route)
+            ctype = (request.content_type or "").lower()
+            patch_type = PATCH_TYPES.get(ctype)
+            if patch_type is None:
+                raise unsupported_media(ctype or "(none)")
+            if body is None:
+                raise bad_request("the patch body is empty")
+            if route.subresource == "scale":
+                obj = await reg.update_scale(
+                    rd, route.namespace, route.name, patch_type=patch_type, body=body, user=user
+                )
+            else:
+                obj = await reg.patch(
+                    rd,
+                    route.namespace,
+                    route.name,
+                    patch_type,
+                    body,
+                    subresource=route.subresource,
+                    user=user,
+                    dry_run=dry_run,
+                )
+            return _json(obj), ("PATCH", rd.plural)
+        if method == "DELETE":
+            grace_q = parse_int(q.get("gracePeriodSeconds"), "gracePeriodSeconds", minimum=0)
+            opts = DeleteOptions.from_body(body, grace_query=grace_q)
+            if q.get("propagationPolicy"):
+                opts = DeleteOptions.from_body(
+                    {**(body or {}), "propagationPolicy": q["propagationPolicy"]},
+                    grace_query=grace_q,
+                )
+            if dry_run:
+                opts = DeleteOptions(
+                    opts.grace_period, opts.propagation, opts.uid, opts.resource_version, True
+                )
+            if route.subresource:
+                raise method_not_allowed(method)
+            if not route.name:
+                self._authorize(user, "deletecollection", route)
+                return await self._delete_collection(request, route, opts, user), (
+                    "DELETECOLLECTION",
+                    rd.plural,
+                )
+            self._authorize(user, "delete", route)
+            obj, gone_now = await reg.delete(rd, route.namespace, route.name, opts, user=user)
+            if rd.kind == "Pod" or not gone_now:
+                return _json(obj), ("DELETE", rd.plural)
+            return _json(_success(rd, route.name, str(obj["metadata"].get("uid", "")))), (
+                "DELETE",
+                rd.plural,
+            )
+        raise method_not_allowed(method)
+
+    def _authorize_as(self, user: UserInfo, verb: str, route: Route) -> None:
+        self._authorize(user, verb, Route(route.rd, route.namespace, route.name, ""))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _selectors(
+        self, request: web.Request, rd: ResourceDef
+    ) -> tuple[LabelSelector, FieldSelector]:
+        q = request.query
+        return parse_label_selector(q.get("labelSelector")), parse_field_selector(
+            q.get("fieldSelector"), rd.kind
+        )
+
+    def _render_one(self, request: web.Request, rd: ResourceDef, obj: Obj) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        tv = table_version(accept)
+        if tv:
+            include = request.query.get("includeObject", "Metadata")
+            return _json(
+                to_table(
+                    rd,
+                    [obj],
+                    table_api_version=tv,
+                    resource_version=str(obj["metadata"].get("resourceVersion", "")),
+                    include_object=include,
+                )
+            )
+        if wants_metadata_only(accept):
+            return _json(
+                {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": obj["metadata"],
+                }
+            )
+        return _json(obj)
+
+    async def _list(self, request: web.Request, route: Route) -> web.Response:
+        rd = route.rd
+        q = request.query
+        label, field = self._selectors(request, rd)
+        opts = ListOptions(
+            label=label,
+            field=field,
+            limit=parse_int(q.get("limit"), "limit", minimum=0) or 0,
+            continue_token=q.get("continue", ""),
+            resource_version=q.get("resourceVersion", ""),
+        )
+        page = await self.registry.list_objects(rd, route.namespace, opts)
+        accept = request.headers.get("Accept", "")
+        tv = table_version(accept)
+        rv = str(page.revision)
+        if tv:
+            include = q.get("includeObject", "Metadata")
+            return _json(
+                to_table(
+                    rd,
+                    page.items,
+                    table_api_version=tv,
+                    resource_version=rv,
+                    include_object=include,
+                    continue_token=page.continue_token,
+                )
+            )
+        meta: Obj = {"resourceVersion": rv}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+        if wants_metadata_only(accept):
+            items = [
+                {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o["metadata"],
+                }
+                for o in page.items
+            ]
+            return _json(
+                {
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": meta,
+                    "items": items,
+                }
+            )
+        return _json(
+            {
+                "kind": rd.list_kind_name,
+                "apiVersion": rd.api_version,
+                "metadata": meta,
+                "items": page.items,
+            }
+        )
+
+    async def _delete_collection(
+        self, request: web.Request, route: Route, opts: DeleteOptions, user: UserInfo
+    ) -> web.Response:
+        rd = route.rd
+        label, field = self._selectors(request, rd)
+        list_opts = ListOptions(label=label, field=field)
+        page = await self.registry.list_objects(rd, route.namespace, list_opts)
+        deleted = []
+        for obj in page.items:
+            ns = str(obj["metadata"].get("namespace", ""))
+            try:
+                gone_obj, _ = await self.registry.delete(
+                    rd, ns, str(obj["metadata"]["name"]), opts, user=user
+                )
+                deleted.append(gone_obj)
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+        return _json(
+            {
+                "kind": rd.list_kind_name,
+                "apiVersion": rd.api_version,
+                "metadata": {"resourceVersion": str(await self.store.current_revision())},
+                "items": deleted,
+            }
+        )
+
+    # -- access reviews ----------------------------------------------------------------------
+
+    async def _access_review(
+        self, request: web.Request, user: UserInfo, rest: list[str]
+    ) -> web.Response:
+        if (
+            request.method != "POST"
+            or len(rest) != 1
+            or rest[0] not in ("selfsubjectaccessreviews", "subjectaccessreviews")
+        ):
+            raise route_not_found()
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise bad_request("an access review must be a JSON object")
+        spec = body.get("spec") or {}
+        subject = user
+        if rest[0] == "subjectaccessreviews":
+            check = Attributes(
+                user=user,
+                verb="create",
+                resource_request=True,
+                api_group="authorization.k8s.io",
+                resource="subjectaccessreviews",
+            )
+            if not self.authorizer.allowed(check):
+                raise forbidden(f'User "{user.name}" cannot create subjectaccessreviews')
+            subject = UserInfo(str(spec.get("user", "")), tuple(spec.get("groups") or []))
+        ra = spec.get("resourceAttributes")
+        nra = spec.get("nonResourceAttributes")
+        if isinstance(ra, dict):
+            attrs = Attributes(
+                user=subject,
+                verb=str(ra.get("verb", "")),
+                resource_request=True,
+                api_group=str(ra.get("group", "")),
+                resource=str(ra.get("resource", "")),
+                subresource=str(ra.get("subresource", "")),
+                namespace=str(ra.get("namespace", "")),
+                name=str(ra.get("name", "")),
+            )
+        elif isinstance(nra, dict):
+            attrs = Attributes(
+                user=subject,
+                verb=str(nra.get("verb", "")),
+                resource_request=False,
+                path=str(nra.get("path", "")),
+            )
+        else:
+            raise bad_request("spec.resourceAttributes or spec.nonResourceAttributes is required")
+        allowed = self.authorizer.allowed(attrs)
+        body["status"] = {"allowed": allowed, **({"reason": "allowed by RBAC"} if allowed else {})}
+        body.setdefault("metadata", {})["creationTimestamp"] = None
+        return _json(body, 201)
+
+    # -- watch -------------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, route: Route) -> web.StreamResponse:
+        rd = route.rd
+        q = request.query
+        label, field = self._selectors(request, rd)
+        timeout = parse_int(q.get("timeoutSeconds"), "timeoutSeconds", minimum=0)
+        if not timeout:
+            timeout = int(1800 * (1 + random.random()))  # noqa: S311 (spread, not security)
+        bookmarks = parse_bool(q.get("allowWatchBookmarks"), "allowWatchBookmarks")
+        rv = q.get("resourceVersion", "")
+        accept = request.headers.get("Accept", "")
+        tv = table_version(accept)
+        include = q.get("includeObject", "Metadata")
+        prefix = rd.key_prefix(route.namespace)
+        if route.name:
+            field = parse_field_selector(f"metadata.name={route.name}", rd.kind)
+        initial: list[Obj] = []
+        if rv in ("", "0"):
+            page = await self.registry.list_objects(
+                rd, route.namespace, ListOptions(label=label, field=field)
+            )
+            start_rev = page.revision
+            initial = page.items
+        else:
+            try:
+                start_rev = int(rv)
+            except ValueError as exc:
+                raise bad_request(f"invalid resource version {rv!r}") from exc
+        source = _EventSource(self, prefix, start_rev)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        self.metrics.watchers[rd.plural] += 1
+        writer = _WatchWriter(
+            resp,
+            rd=rd,
+            label=label,
+            field=field,
+            table_version=tv,
+            include=include,
+            metrics=self.metrics,
+        )
+        try:
+            try:
+                await source.open()
+            except Compacted as exc:
+                await writer.error(
+                    status_body(
+                        410,
+                        "Expired",
+                        f"too old resource version: {exc.requested} ({exc.compacted})",
+                    )
+                )
+                return resp
+            for obj in initial:
+                writer.add("ADDED", obj)
+            await writer.flush()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            bookmark_every = self.config.watch_bookmark_interval
+            next_bookmark = loop.time() + bookmark_every
+            while not self._stopping.is_set():
+                now_t = loop.time()
+                if now_t >= deadline:
+                    break
+                wait = min(deadline, next_bookmark if bookmarks else deadline) - now_t
+                try:
+                    batch = await source.next_batch(max(wait, 0.0))
+                except WatchOverflow:
+                    break  # too slow: end the stream; the client relists
+                except Compacted as exc:
+                    await writer.error(
+                        status_body(
+                            410,
+                            "Expired",
+                            f"too old resource version: {exc.requested} ({exc.compacted})",
+                        )
+                    )
+                    break
+                for ev in batch:
+                    writer.event(ev)
+                if batch:
+                    await writer.flush()
+                if source.overflowed:
+                    break
+                if bookmarks and loop.time() >= next_bookmark:
+                    if not batch:
+                        writer.bookmark(
+                            max(source.delivered, self.hub.latest if source.live else 0)
+                        )
+                        await writer.flush()
+                    next_bookmark = loop.time() + bookmark_every
+                if source.closed:
+                    break
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away
+        finally:
+            self.metrics.watchers[rd.plural] -= 1
+            await source.close()
+        return resp
+
+
+def _success_plain() -> Obj:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+class _EventSource:
+    """Events for one client watch: from the hub's ring, or the store's log when older."""
+
+    def __init__(self, server: ApiServer, prefix: str, after: int) -> None:
+        self.server = server
+        self.prefix = prefix
+        self.after = after
+        self.sub: Subscriber | None = None
+        self.store_watch: Any = None
+        self.delivered = after
+        self.overflowed = False
+        self.closed = False
+
+    @property
+    def live(self) -> bool:
+        return self.sub is not None
+
+    async def open(self) -> None:
+        self.sub = self.server.hub.subscribe(self.prefix, self.after)
+        if self.sub is None:
+            self.store_watch = self.server.store.watch(self.prefix, revision=self.after)
+            self._pending_first = await self.store_watch.__anext__()
+
+    async def next_batch(self, wait_seconds: float) -> list[ObjEvent]:
+        if self.sub is not None:
+            batch = await self.sub.next_batch(wait_seconds)
+            self.overflowed = self.sub.overflowed
+            self.closed = self.sub.closed
+        else:
+            batch = []
+            first = getattr(self, "_pending_first", None)
+            if first is not None:
+                self._pending_first = None
+                raw = [first]
+            else:
+                try:
+                    raw = [await asyncio.wait_for(self.store_watch.__anext__(), wait_seconds)]
+                except TimeoutError:
+                    raw = []
+                except StopAsyncIteration:
+                    self.closed = True
+                    raw = []
+            for event in raw:
+                ev = self.server.hub.decode_event(event)
+                if ev is not None:
+                    batch.append(ev)
+        if batch:
+            self.delivered = batch[-1].revision
+        return batch
+
+    async def close(self) -> None:
+        if self.sub is not None:
+            self.server.hub.unsubscribe(self.sub)
+        if self.store_watch is not None:
+            await self.store_watch.aclose()
+
+
+class _WatchWriter:
+    """Encodes watch events (plain objects or one-row Tables) and writes them in batches."""
+
+    def __init__(
+        self,
+        resp: web.StreamResponse,
+        *,
+        rd: ResourceDef,
+        label: LabelSelector,
+        field: FieldSelector,
+        table_version: str | None,
+        include: str,
+        metrics: Metrics,
+    ) -> None:
+        self.resp = resp
+        self.rd = rd
+        self.label = label
+        self.field = field
+        self.table_version = table_version
+        self.include = include
+        self.metrics = metrics
+        self.buf: list[bytes] = []
+        self.columns_sent = False
+        self.filtered = not (label.empty and field.empty)
+
+    def _matches(self, obj: Obj | None) -> bool:
+        if obj is None:
+            return False
+        if not self.filtered:
+            return True
+        labels = get_path(obj, "metadata", "labels") or {}
+        return self.label.matches(labels) and self.field.matches(obj)
+
+    def event(self, ev: ObjEvent) -> None:
+        if ev.deleted:
+            if self._matches(ev.obj):
+                self.add("DELETED", ev.obj, ev)
+            return
+        now_match = self._matches(ev.obj)
+        before = self._matches(ev.prev) if ev.prev is not None else False
+        if now_match and before:
+            self.add("MODIFIED", ev.obj, ev)
+        elif now_match:
+            self.add("ADDED", ev.obj, ev)
+        elif before:
+            self.add("DELETED", ev.obj, ev)
+
+    def add(self, etype: str, obj: Obj, ev: ObjEvent | None = None) -> None:
+        if self.table_version:
+            table = to_table(
+                self.rd,
+                [obj],
+                table_api_version=self.table_version,
+                resource_version=str(get_path(obj, "metadata", "resourceVersion") or ""),
+                include_object=self.include,
+                with_columns=not self.columns_sent,
+            )
+            self.columns_sent = True
+            body = orjson.dumps(table)
+        elif ev is not None:
+            body = ev._json.get("obj") or b""
+            if not body:
+                body = ev._json["obj"] = orjson.dumps(obj)
+        else:
+            body = orjson.dumps(obj)
+        self.buf.append(b'{"type":"' + etype.encode() + b'","object":' + body + b"}\n")
+
+    def bookmark(self, revision: int) -> None:
+        obj = {
+            "kind": self.rd.kind,
+            "apiVersion": self.rd.api_version,
+            "metadata": {"resourceVersion": str(revision)},
+        }
+        self.buf.append(orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
+
+    async def error(self, status: Obj) -> None:
+        self.buf.append(orjson.dumps({"type": "ERROR", "object": status}) + b"\n")
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self.buf:
+            return
+        data = b"".join(self.buf)
+        self.metrics.watch_events += len(self.buf)
+        self.buf.clear()
+        await self.resp.write(data)

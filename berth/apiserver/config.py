@@ -1,0 +1,169 @@
+"""API server configuration: a YAML (or JSON) file, overridable by command-line flags.
+
+Example ``apiserver.yaml``::
+
+    bindAddress: 0.0.0.0
+    port: 6443
+    advertiseAddress: 10.231.1.11        # what /api and the `kubernetes` endpoints report
+    tls:
+      certFile: /etc/berth/pki/apiserver.crt
+      keyFile: /etc/berth/pki/apiserver.key
+      clientCAFile: /etc/berth/pki/ca.crt
+    datastore: {type: sqlite, path: /var/lib/berth/state.db}   # or {type: memory}
+    serviceCIDR: 10.96.0.0/12
+    nodePortRange: 30000-32767
+    secretsEncryptionKeyFile: /etc/berth/pki/secrets.key      # 32 bytes (raw or base64)
+    tokenAuthFile: /etc/berth/tokens.csv                      # optional: token,user,uid,"g1,g2"
+    agentClient:                                              # for pods/log proxying to agents
+      certFile: /etc/berth/pki/apiserver-agent-client.crt
+      keyFile: /etc/berth/pki/apiserver-agent-client.key
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """The configuration file or flags are wrong; the message says where and what."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    tls_cert_file: Path
+    tls_key_file: Path
+    client_ca_file: Path
+    bind_address: str = "127.0.0.1"
+    port: int = 6443
+    advertise_address: str = "127.0.0.1"
+    datastore: str = "memory"  # "memory" or "sqlite"
+    datastore_path: Path | None = None
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    encryption_key_file: Path | None = None
+    token_auth_file: Path | None = None
+    agent_client_cert_file: Path | None = None
+    agent_client_key_file: Path | None = None
+    watch_bookmark_interval: float = 60.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _path(v: Any, base: Path) -> Path | None:
+    if v in (None, ""):
+        return None
+    p = Path(str(v))
+    return p if p.is_absolute() else base / p
+
+
+def _port_range(v: Any, where: str) -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in str(v).split("-", 1))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: nodePortRange must look like 30000-32767, got {v!r}") from exc
+    if not 0 < low <= high < 65536:
+        raise ConfigError(f"{where}: nodePortRange {v!r} is not a valid port range")
+    return low, high
+
+
+def load_config(path: Path) -> ServerConfig:
+    """Read a config file; relative paths resolve against the file's directory."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the configuration must be a mapping")
+    base = path.parent
+    tls = data.get("tls") or {}
+    ds = data.get("datastore") or {"type": "memory"}
+    agent = data.get("agentClient") or {}
+    missing = [k for k in ("certFile", "keyFile", "clientCAFile") if not tls.get(k)]
+    if missing:
+        raise ConfigError(f"{path}: tls.{missing[0]} is required")
+    if ds.get("type") not in ("memory", "sqlite"):
+        raise ConfigError(
+            f"{path}: datastore.type must be memory or sqlite, got {ds.get('type')!r}"
+        )
+    if ds.get("type") == "sqlite" and not ds.get("path"):
+        raise ConfigError(f"{path}: datastore.path is required for sqlite")
+    cert, key, ca = (_path(tls[k], base) for k in ("certFile", "keyFile", "clientCAFile"))
+    assert cert is not None
+    assert key is not None
+    assert ca is not None
+    return ServerConfig(
+        tls_cert_file=cert,
+        tls_key_file=key,
+        client_ca_file=ca,
+        bind_address=str(data.get("bindAddress", "127.0.0.1")),
+        port=int(data.get("port", 6443)),
+        advertise_address=str(data.get("advertiseAddress", data.get("bindAddress", "127.0.0.1"))),
+        datastore=str(ds.get("type")),
+        datastore_path=_path(ds.get("path"), base),
+        service_cidr=str(data.get("serviceCIDR", "10.96.0.0/12")),
+        node_port_range=_port_range(data.get("nodePortRange", "30000-32767"), str(path)),
+        encryption_key_file=_path(data.get("secretsEncryptionKeyFile"), base),
+        token_auth_file=_path(data.get("tokenAuthFile"), base),
+        agent_client_cert_file=_path(agent.get("certFile"), base),
+        agent_client_key_file=_path(agent.get("keyFile"), base),
+        watch_bookmark_interval=float(data.get("watchBookmarkInterval", 60.0)),
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    """``python -m berth.apiserver --config FILE [--port N ...]``: flags override the file."""
+    p = argparse.ArgumentParser(prog="python -m berth.apiserver", description="berth API server")
+    p.add_argument("--config", type=Path, help="YAML configuration file")
+    p.add_argument("--bind-address")
+    p.add_argument("--port", type=int)
+    p.add_argument("--advertise-address")
+    p.add_argument("--tls-cert-file", type=Path)
+    p.add_argument("--tls-private-key-file", type=Path)
+    p.add_argument("--client-ca-file", type=Path)
+    p.add_argument("--datastore", help="memory, or sqlite:/path/to/state.db")
+    p.add_argument("--service-cidr")
+    p.add_argument("--node-port-range")
+    p.add_argument("--encryption-key-file", type=Path)
+    p.add_argument("--token-auth-file", type=Path)
+    p.add_argument("--agent-client-cert", type=Path)
+    p.add_argument("--agent-client-key", type=Path)
+    a = p.parse_args(argv)
+    if a.config is not None:
+        cfg = load_config(a.config)
+    else:
+        if not (a.tls_cert_file and a.tls_private_key_file and a.client_ca_file):
+            raise ConfigError(
+                "give --config FILE, or all of --tls-cert-file, --tls-private-key-file and"
+                " --client-ca-file"
+            )
+        cfg = ServerConfig(a.tls_cert_file, a.tls_private_key_file, a.client_ca_file)
+    changes: dict[str, Any] = {}
+    for flag, attr in (
+        ("bind_address", "bind_address"),
+        ("port", "port"),
+        ("advertise_address", "advertise_address"),
+        ("tls_cert_file", "tls_cert_file"),
+        ("tls_private_key_file", "tls_key_file"),
+        ("client_ca_file", "client_ca_file"),
+        ("service_cidr", "service_cidr"),
+        ("encryption_key_file", "encryption_key_file"),
+        ("token_auth_file", "token_auth_file"),
+        ("agent_client_cert", "agent_client_cert_file"),
+        ("agent_client_key", "agent_client_key_file"),
+    ):
+        value = getattr(a, flag)
+        if value is not None:
+            changes[attr] = value
+    if a.node_port_range:
+        changes["node_port_range"] = _port_range(a.node_port_range, "--node-port-range")
+    if a.datastore:
+        kind, _, rest = a.datastore.partition(":")
+        if kind not in ("memory", "sqlite") or (kind == "sqlite" and not rest):
+            raise ConfigError("--datastore must be memory or sqlite:/path")
+        changes["datastore"] = kind
+        changes["datastore_path"] = Path(rest) if rest else None
+    return replace(cfg, **changes)

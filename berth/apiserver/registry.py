@@ -1,0 +1,961 @@
+"""Generic object storage semantics on top of the revisioned store.
+
+One :class:`Registry` serves every resource: create (generateName, defaults, validation),
+get, list (selectors, limit/continue, resourceVersion semantics), update and patch (optimistic
+concurrency, status/spec split, generation), delete (graceful pods, finalizers, namespaces)
+and the subresources that change stored objects (status, scale, binding, eviction, finalize).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from berth.api.meta import Obj, format_time, get_path, meta, now, parse_time
+from berth.api.resources import TABLE, ResourceDef, ResourceTable
+from berth.store.interface import (
+    Compacted,
+    Conflict,
+    FutureRevision,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    Store,
+)
+
+from . import strategy
+from .admission import admit
+from .allocators import IPAllocator, PortAllocator
+from .auth import UserInfo
+from .codec import Codec
+from .errors import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    forbidden,
+    gone,
+    invalid,
+    not_found,
+    required,
+)
+from .patch import json_merge_patch, json_patch, strategic_merge_patch
+from .selectors import (
+    EVERYTHING,
+    NO_FIELDS,
+    FieldSelector,
+    LabelSelector,
+    selector_to_string,
+)
+from .validation import validate
+from .watch import ObjEvent
+
+log = logging.getLogger(__name__)
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+MAX_PATCH_RETRIES = 5
+
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ListOptions:
+    label: LabelSelector = EVERYTHING
+    field: FieldSelector = NO_FIELDS
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[Obj]
+    revision: int
+    continue_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOptions:
+    grace_period: int | None = None
+    propagation: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    dry_run: bool = False
+
+    @classmethod
+    def from_body(cls, body: Any, *, grace_query: int | None = None) -> DeleteOptions:
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise bad_request("DeleteOptions must be a JSON object")
+        grace = body.get("gracePeriodSeconds", grace_query)
+        if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
+            raise bad_request("gracePeriodSeconds must be an integer")
+        pre = body.get("preconditions") or {}
+        policy = body.get("propagationPolicy") or ""
+        if body.get("orphanDependents") is True and not policy:
+            policy = "Orphan"
+        if policy not in ("", "Background", "Foreground", "Orphan"):
+            raise bad_request(f"unsupported propagationPolicy {policy!r}")
+        return cls(
+            grace_period=grace,
+            propagation=policy,
+            uid=str(pre.get("uid") or "") if isinstance(pre, dict) else "",
+            resource_version=str(pre.get("resourceVersion") or "") if isinstance(pre, dict) else "",
+            dry_run=bool(body.get("dryRun")),
+        )
+
+
+def _encode_continue(revision: int, start_after: str) -> str:
+    raw = orjson.dumps({"v": "berth/1", "rv": revision, "start": start_after})
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(data["rv"]), str(data["start"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion"
+        ) from exc
+
+
+def _rv_param(value: str) -> int:
+    try:
+        rv = int(value)
+    except ValueError as exc:
+        raise bad_request(f"invalid resource version {value!r}") from exc
+    if rv < 0:
+        raise bad_request(f"invalid resource version {value!r}")
+    return rv
+
+
+class Registry:
+    """Stores API objects; all HTTP-independent semantics live here."""
+
+    def __init__(
+        self,
+        store: Store,
+        codec: Codec,
+        *,
+        service_ips: IPAllocator,
+        node_ports: PortAllocator,
+        resources: ResourceTable = TABLE,
+    ) -> None:
+        self.store = store
+        self.codec = codec
+        self.service_ips = service_ips
+        self.node_ports = node_ports
+        self.resources = resources
+        self.namespace_phase: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- startup ---------------------------------------------------------------------------
+
+    async def load_allocations(self) -> None:
+        """Rebuild the Service IP and NodePort allocators from the stored Services."""
+        svc = self._rd("", "services")
+        result = await self.store.list(svc.key_prefix())
+        for kv in result.items:
+            obj = self.codec.decode(kv)
+            self._mark_service(obj)
+        ns = self._rd("", "namespaces")
+        for kv in (await self.store.list(ns.key_prefix())).items:
+            obj = self.codec.decode(kv)
+            name = str(get_path(obj, "metadata", "name"))
+            self.namespace_phase[name] = str(get_path(obj, "status", "phase") or "Active")
+            if get_path(obj, "metadata", "deletionTimestamp"):
+                self._spawn(self._finalize_namespace(name))
+
+    def _mark_service(self, obj: Obj) -> None:
+        spec = obj.get("spec") or {}
+        self.service_ips.mark(spec.get("clusterIP"))
+        for p in spec.get("ports") or []:
+            if isinstance(p, dict):
+                self.node_ports.mark(p.get("nodePort"))
+
+    def observe(self, ev: ObjEvent) -> None:
+        """Watch-hub listener keeping the namespace cache current."""
+        if ev.key.startswith("/registry/core/namespaces/"):
+            name = ev.key.rsplit("/", 1)[-1]
+            if ev.deleted:
+                self.namespace_phase.pop(name, None)
+            else:
+                self.namespace_phase[name] = str(get_path(ev.obj, "status", "phase") or "Active")
+
+    async def ensure(self, rd: ResourceDef, obj: Obj) -> None:
+        """Create ``obj`` unless an object with its name exists (bootstrap objects)."""
+        ns = str(get_path(obj, "metadata", "namespace") or "")
+        if await self.store.get(rd.key(ns, str(get_path(obj, "metadata", "name")))) is None:
+            try:
+                await self.create(rd, ns, copy.deepcopy(obj), user=None)
+            except ApiError as exc:
+                if exc.reason != "AlreadyExists":
+                    raise
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                log.debug("background task ended", exc_info=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _rd(self, group: str, plural: str) -> ResourceDef:
+        rd = self.resources.lookup(group, "v1", plural)
+        assert rd is not None, plural
+        return rd
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def _get_kv(self, rd: ResourceDef, ns: str, name: str) -> tuple[KeyValue, Obj]:
+        kv = await self.store.get(rd.key(ns, name))
+        if kv is None:
+            raise not_found(rd, name)
+        return kv, self.codec.decode(kv)
+
+    async def get(self, rd: ResourceDef, ns: str, name: str) -> Obj:
+        return (await self._get_kv(rd, ns, name))[1]
+
+    async def list_objects(self, rd: ResourceDef, ns: str, opts: ListOptions) -> ListPage:
+        prefix = rd.key_prefix(ns)
+        revision = 0
+        start_after = ""
+        if opts.continue_token:
+            revision, start_after = _decode_continue(opts.continue_token)
+            if not start_after.startswith(prefix):
+                raise bad_request("continue key does not belong to this list")
+        elif opts.resource_version not in ("", "0") and opts.limit:
+            revision = _rv_param(opts.resource_version)
+        elif opts.resource_version not in ("", "0"):
+            wanted = _rv_param(opts.resource_version)
+            current = await self.store.current_revision()
+            if wanted > current:
+                raise ApiError(
+                    504,
+                    "Timeout",
+                    f"Too large resource version: {wanted}, current: {current}",
+                    details={
+                        "causes": [
+                            {
+                                "reason": "ResourceVersionTooLarge",
+                                "message": "Too large resource version",
+                            }
+                        ],
+                        "retryAfterSeconds": 1,
+                    },
+                )
+        exact = opts.field.exact_name()
+        items: list[Obj] = []
+        try:
+            if (
+                exact is not None
+                and not opts.limit
+                and not opts.continue_token
+                and (not rd.namespaced or ns)
+            ):
+                # metadata.name=X pins one key: read it instead of the whole prefix.
+                result_rev = await self.store.current_revision()
+                kv = await self.store.get(rd.key(ns, exact))
+                if kv is not None:
+                    obj = self.codec.decode(kv)
+                    if opts.label.matches(
+                        obj["metadata"].get("labels") or {}
+                    ) and opts.field.matches(obj):
+                        items.append(obj)
+                return ListPage(items, max(result_rev, kv.mod_revision if kv else 0), "")
+            page_size = opts.limit if opts.limit else 0
+            cursor = start_after
+            while True:
+                result = await self.store.list(
+                    prefix, revision=revision, limit=page_size, start_after=cursor
+                )
+                revision = result.revision
+                for kv in result.items:
+                    obj = self.codec.decode(kv)
+                    labels = obj["metadata"].get("labels") or {}
+                    if (opts.label.empty or opts.label.matches(labels)) and (
+                        opts.field.empty or opts.field.matches(obj)
+                    ):
+                        items.append(obj)
+                    cursor = kv.key
+                    if opts.limit and len(items) >= opts.limit:
+                        more = result.more or kv is not result.items[-1]
+                        token = _encode_continue(revision, cursor) if more else ""
+                        return ListPage(items, revision, token)
+                if not result.more:
+                    return ListPage(items, revision, "")
+                page_size = max(opts.limit - len(items), 50) if opts.limit else 0
+        except Compacted as exc:
+            raise gone(
+                "The provided continue parameter is too old to display a consistent list result."
+                " You can start a new list without the continue parameter."
+                if opts.continue_token
+                else f"too old resource version: {exc.requested} ({exc.compacted})"
+            ) from exc
+        except FutureRevision as exc:
+            raise ApiError(
+                504,
+                "Timeout",
+                f"Too large resource version: {exc.requested}, current: {exc.current}",
+            ) from exc
+
+    # -- create ------------------------------------------------------------------------------
+
+    async def _check_namespace(self, ns: str) -> None:
+        phase = self.namespace_phase.get(ns)
+        if phase is None:
+            kv = await self.store.get(self._rd("", "namespaces").key("", ns))
+            if kv is None:
+                raise not_found(self._rd("", "namespaces"), ns)
+            phase = str(get_path(self.codec.decode(kv), "status", "phase") or "Active")
+        if phase == "Terminating":
+            raise forbidden(
+                f"unable to create new content in namespace {ns} because it is being terminated"
+            )
+
+    def _check_identity(self, rd: ResourceDef, ns: str, obj: Any) -> Obj:
+        if not isinstance(obj, dict):
+            raise bad_request("the body of the request must be a JSON object")
+        api_version = obj.get("apiVersion")
+        if api_version not in (None, "") and api_version != rd.api_version:
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API"
+                f" version ({rd.api_version})"
+            )
+        kind = obj.get("kind")
+        if kind not in (None, "") and kind != rd.kind:
+            raise bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({rd.kind})"
+            )
+        m = obj.get("metadata")
+        if m is None:
+            m = obj["metadata"] = {}
+        if not isinstance(m, dict):
+            raise bad_request("metadata must be an object")
+        body_ns = m.get("namespace")
+        if rd.namespaced and body_ns not in (None, "") and body_ns != ns:
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the"
+                " request"
+            )
+        return obj
+
+    async def create(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        body: Any,
+        *,
+        user: UserInfo | None,
+        dry_run: bool = False,
+    ) -> Obj:
+        obj = self._check_identity(rd, ns, body)
+        m = obj["metadata"]
+        generate = (
+            not m.get("name") and isinstance(m.get("generateName"), str) and m["generateName"]
+        )
+        if generate:
+            m["name"] = m["generateName"] + "".join(
+                secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
+            )
+        strategy.prepare_for_create(rd, obj, ns)
+        errs = validate(rd, obj)
+        if errs:
+            raise invalid(rd, str(m.get("name") or m.get("generateName") or ""), errs)
+        name = str(m["name"])
+        if user is not None:
+            admit(user, "create", rd, namespace=ns, name=name, new=obj)
+        if rd.namespaced:
+            await self._check_namespace(ns)
+        allocated = self._allocate_service(obj) if rd.kind == "Service" else None
+        if dry_run:
+            self._release_service(allocated)
+            return obj
+        for attempt in range(5):
+            key = rd.key(ns, name)
+            try:
+                kv = await self.store.create(key, self.codec.encode(key, obj))
+            except KeyExists:
+                if generate and attempt < 4:
+                    name = m["generateName"] + "".join(
+                        secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
+                    )
+                    m["name"] = name
+                    continue
+                self._release_service(allocated)
+                raise already_exists(rd, name) from None
+            except BaseException:
+                self._release_service(allocated)
+                raise
+            m["resourceVersion"] = str(kv.mod_revision)
+            if rd.kind == "Namespace":
+                self.namespace_phase[name] = "Active"
+            return obj
+        raise AssertionError("unreachable")
+
+    # -- services ---------------------------------------------------------------------------
+
+    def _allocate_service(self, obj: Obj, old: Obj | None = None) -> tuple[list[str], list[int]]:
+        """Allocate a ClusterIP and NodePorts; returns what was newly taken (for rollback)."""
+        spec = obj.setdefault("spec", {})
+        ips: list[str] = []
+        ports: list[int] = []
+        old_spec = (old or {}).get("spec") or {}
+        try:
+            stype = spec.get("type", "ClusterIP")
+            if stype == "ExternalName":
+                spec.pop("clusterIP", None)
+            elif old is not None and old_spec.get("clusterIP"):
+                wanted = spec.get("clusterIP")
+                if wanted not in (None, "", old_spec["clusterIP"]):
+                    raise ApiError(
+                        422,
+                        "Invalid",
+                        f'Service "{get_path(obj, "metadata", "name")}" is invalid: spec.clusterIP:'
+                        " Invalid value: field is immutable",
+                    )
+                spec["clusterIP"] = old_spec["clusterIP"]
+            elif spec.get("clusterIP") == "None":
+                pass
+            elif spec.get("clusterIP"):
+                self.service_ips.reserve(spec["clusterIP"])
+                ips.append(spec["clusterIP"])
+            else:
+                spec["clusterIP"] = self.service_ips.allocate()
+                ips.append(spec["clusterIP"])
+            if spec.get("clusterIP"):
+                spec["clusterIPs"] = [spec["clusterIP"]]
+            old_ports = {
+                p.get("nodePort") for p in old_spec.get("ports") or [] if isinstance(p, dict)
+            }
+            for p in spec.get("ports") or []:
+                if not isinstance(p, dict):
+                    continue
+                if stype in ("NodePort", "LoadBalancer"):
+                    np = p.get("nodePort")
+                    if np in old_ports and np:
+                        continue
+                    if isinstance(np, int) and np:
+                        self.node_ports.reserve(np)
+                    else:
+                        p["nodePort"] = self.node_ports.allocate()
+                    ports.append(p["nodePort"])
+                else:
+                    p.pop("nodePort", None)
+        except BaseException:
+            self._release_service((ips, ports))
+            raise
+        return ips, ports
+
+    def _release_service(self, allocated: tuple[list[str], list[int]] | None) -> None:
+        if allocated is None:
+            return
+        for ip in allocated[0]:
+            self.service_ips.release(ip)
+        for port in allocated[1]:
+            self.node_ports.release(port)
+
+    def _service_freed(self, old: Obj, new: Obj | None) -> tuple[list[str], list[int]]:
+        """Addresses and ports ``old`` held that ``new`` (None = deleted) no longer holds."""
+        old_spec = old.get("spec") or {}
+        new_spec = (new or {}).get("spec") or {}
+        ips = [
+            ip
+            for ip in [old_spec.get("clusterIP")]
+            if isinstance(ip, str) and ip != new_spec.get("clusterIP")
+        ]
+        new_ports = {p.get("nodePort") for p in new_spec.get("ports") or [] if isinstance(p, dict)}
+        ports = [
+            p["nodePort"]
+            for p in old_spec.get("ports") or []
+            if isinstance(p, dict)
+            and isinstance(p.get("nodePort"), int)
+            and p["nodePort"] not in new_ports
+        ]
+        return ips, ports
+
+    # -- update / patch ----------------------------------------------------------------------
+
+    async def update(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        name: str,
+        body: Any,
+        *,
+        subresource: str = "",
+        user: UserInfo | None,
+        dry_run: bool = False,
+    ) -> Obj:
+        new = self._check_identity(rd, ns, body)
+        body_name = new["metadata"].get("name")
+        if body_name not in (None, "") and body_name != name:
+            raise bad_request(
+                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )
+        new["metadata"]["name"] = name
+        key = rd.key(ns, name)
+        kv = await self.store.get(key)
+        if kv is None:
+            if rd.kind in ("Endpoints", "Lease", "Event") and not subresource:
+                new["metadata"].pop("resourceVersion", None)
+                return await self.create(rd, ns, new, user=user, dry_run=dry_run)
+            raise not_found(rd, name)
+        old = self.codec.decode(kv)
+        wanted_rv = new["metadata"].get("resourceVersion")
+        if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):
+            raise conflict(rd, name)
+        return await self._write_update(
+            rd,
+            ns,
+            name,
+            kv=kv,
+            old=old,
+            new=new,
+            subresource=subresource,
+            user=user,
+            verb="update",
+            dry_run=dry_run,
+        )
+
+    async def _write_update(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        name: str,
+        *,
+        kv: KeyValue,
+        old: Obj,
+        new: Obj,
+        subresource: str,
+        user: UserInfo | None,
+        verb: str,
+        dry_run: bool,
+    ) -> Obj:
+        new = strategy.prepare_for_update(rd, old, new, subresource)
+        errs = validate(rd, new)
+        if errs:
+            raise invalid(rd, name, errs)
+        if user is not None:
+            admit(
+                user, verb, rd, subresource=subresource, namespace=ns, name=name, old=old, new=new
+            )
+        if get_path(old, "metadata", "deletionTimestamp"):
+            added = set(get_path(new, "metadata", "finalizers") or []) - set(
+                get_path(old, "metadata", "finalizers") or []
+            )
+            if added:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{rd.kind} "{name}" is invalid: metadata.finalizers: Forbidden: no new'
+                    f" finalizers can be added if the object is being deleted, found new"
+                    f" finalizers {sorted(added)!r}",
+                )
+        allocated = None
+        if rd.kind == "Service":
+            allocated = self._allocate_service(new, old)
+        old_cmp = dict(old)
+        old_cmp["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
+        new_cmp = dict(new)
+        new_cmp["metadata"] = {k: v for k, v in new["metadata"].items() if k != "resourceVersion"}
+        if old_cmp == new_cmp:
+            return old  # no-op writes do not bump resourceVersion (as kube-apiserver)
+        if dry_run:
+            self._release_service(allocated)
+            return new
+        key = rd.key(ns, name)
+        finalize = (
+            bool(get_path(new, "metadata", "deletionTimestamp"))
+            and not get_path(new, "metadata", "finalizers")
+            and not (
+                rd.kind == "Pod"
+                and (get_path(new, "metadata", "deletionGracePeriodSeconds") or 0) > 0
+            )
+        )
+        try:
+            if finalize and rd.kind != "Namespace":
+                deleted = await self.store.delete(key, expected_revision=kv.mod_revision)
+                meta(new)["resourceVersion"] = str(deleted.mod_revision)
+                if rd.kind == "Service":
+                    self._release_service(self._service_freed(old, None))
+                return new
+            written = await self.store.update(
+                key, self.codec.encode(key, new), expected_revision=kv.mod_revision
+            )
+        except Conflict:
+            self._release_service(allocated)
+            raise conflict(rd, name) from None
+        except KeyNotFound:
+            self._release_service(allocated)
+            raise not_found(rd, name) from None
+        if rd.kind == "Service":
+            self._release_service(self._service_freed(old, new))
+        meta(new)["resourceVersion"] = str(written.mod_revision)
+        return new
+
+    async def patch(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        name: str,
+        patch_type: str,
+        patch: Any,
+        *,
+        subresource: str = "",
+        user: UserInfo | None,
+        dry_run: bool = False,
+    ) -> Obj:
+        for _attempt in range(MAX_PATCH_RETRIES):
+            key = rd.key(ns, name)
+            kv = await self.store.get(key)
+            if kv is None:
+                if patch_type == "apply":
+                    body = copy.deepcopy(patch)
+                    return await self.create(rd, ns, body, user=user, dry_run=dry_run)
+                raise not_found(rd, name)
+            old = self.codec.decode(kv)
+            patched = apply_patch(patch_type, old, patch)
+            if not isinstance(patched, dict):
+                raise ApiError(422, "Invalid", "the patch produced something that is not an object")
+            if not isinstance(patched.get("metadata"), dict):
+                patched["metadata"] = {}
+            wanted_rv = patched["metadata"].get("resourceVersion")
+            explicit = wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision)
+            if explicit:
+                raise conflict(rd, name)
+            if patched["metadata"].get("name") not in (None, "", name):
+                raise bad_request("metadata.name cannot be changed by a patch")
+            patched["metadata"]["name"] = name
+            if rd.namespaced:
+                patched["metadata"]["namespace"] = ns
+            try:
+                return await self._write_update(
+                    rd,
+                    ns,
+                    name,
+                    kv=kv,
+                    old=old,
+                    new=patched,
+                    subresource=subresource,
+                    user=user,
+                    verb="patch",
+                    dry_run=dry_run,
+                )
+            except ApiError as exc:
+                if exc.reason == "Conflict" and patch_has_no_precondition(patch):
+                    continue  # someone wrote in between; re-read and re-apply
+                raise
+        raise conflict(rd, name)
+
+    # -- delete ------------------------------------------------------------------------------
+
+    async def delete(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        name: str,
+        opts: DeleteOptions,
+        *,
+        user: UserInfo | None,
+    ) -> tuple[Obj, bool]:
+        """Delete (or start deleting) an object; returns it and whether it is gone now."""
+        for _attempt in range(MAX_PATCH_RETRIES):
+            kv, obj = await self._get_kv(rd, ns, name)
+            m = obj["metadata"]
+            if opts.uid and opts.uid != m.get("uid"):
+                raise conflict(
+                    rd,
+                    name,
+                    f"Precondition failed: UID in precondition: {opts.uid},"
+                    f" UID in object meta: {m.get('uid')}",
+                )
+            if opts.resource_version and opts.resource_version != str(kv.mod_revision):
+                raise conflict(
+                    rd,
+                    name,
+                    "Precondition failed: ResourceVersion in precondition:"
+                    f" {opts.resource_version}, ResourceVersion in object meta: {kv.mod_revision}",
+                )
+            if user is not None:
+                admit(user, "delete", rd, namespace=ns, name=name, old=obj)
+            if opts.dry_run:
+                return obj, False
+            try:
+                if rd.kind == "Namespace":
+                    return await self._delete_namespace(rd, kv, obj), False
+                graceful = self._pod_grace(rd, obj, opts)
+                if graceful is not None:
+                    return await self._mark_deleting(rd, kv, obj, graceful, []), False
+                finalizers = list(m.get("finalizers") or [])
+                if opts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
+                    finalizers.append("foregroundDeletion")
+                elif opts.propagation == "Orphan" and "orphan" not in finalizers:
+                    finalizers.append("orphan")
+                if finalizers:
+                    return await self._mark_deleting(rd, kv, obj, 0, finalizers), False
+                deleted = await self.store.delete(kv.key, expected_revision=kv.mod_revision)
+            except Conflict:
+                continue
+            except KeyNotFound:
+                raise not_found(rd, name) from None
+            m["resourceVersion"] = str(deleted.mod_revision)
+            if rd.kind == "Service":
+                self._release_service(self._service_freed(obj, None))
+            return obj, True
+        raise conflict(rd, name)
+
+    @staticmethod
+    def _pod_grace(rd: ResourceDef, obj: Obj, opts: DeleteOptions) -> int | None:
+        """Grace seconds when a pod must terminate gracefully; ``None`` to delete now."""
+        if rd.kind != "Pod":
+            return None
+        spec = obj.get("spec") or {}
+        phase = get_path(obj, "status", "phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            return None
+        grace = opts.grace_period
+        if grace is None:
+            current = get_path(obj, "metadata", "deletionGracePeriodSeconds")
+            grace = (
+                current
+                if isinstance(current, int)
+                else spec.get("terminationGracePeriodSeconds", 30)
+            )
+        if not isinstance(grace, int) or grace <= 0:
+            return None
+        return grace
+
+    async def _mark_deleting(
+        self, rd: ResourceDef, kv: KeyValue, obj: Obj, grace: int, finalizers: list[str]
+    ) -> Obj:
+        m = obj["metadata"]
+        at = now() + timedelta(seconds=grace)
+        existing = parse_time(m["deletionTimestamp"]) if m.get("deletionTimestamp") else None
+        if existing is None or at < existing:
+            m["deletionTimestamp"] = format_time(at)
+            m["deletionGracePeriodSeconds"] = grace
+        if finalizers:
+            m["finalizers"] = finalizers
+        written = await self.store.update(
+            kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
+        )
+        m["resourceVersion"] = str(written.mod_revision)
+        return obj
+
+    async def _delete_namespace(self, rd: ResourceDef, kv: KeyValue, obj: Obj) -> Obj:
+        name = str(obj["metadata"]["name"])
+        if name in SYSTEM_NAMESPACES:
+            raise forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+        if not obj["metadata"].get("deletionTimestamp"):
+            obj["metadata"]["deletionTimestamp"] = format_time(now())
+            obj["status"] = {"phase": "Terminating"}
+            written = await self.store.update(
+                kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
+            )
+            obj["metadata"]["resourceVersion"] = str(written.mod_revision)
+            self.namespace_phase[name] = "Terminating"
+            self._spawn(self._finalize_namespace(name))
+        return obj
+
+    async def _finalize_namespace(self, name: str) -> None:
+        """Remove everything in a terminating namespace, then the namespace itself.
+
+        Pods get their normal graceful deletion first; whatever still exists after the grace
+        period (no node agent confirmed it) is removed outright so deletion always finishes.
+        """
+        namespaced = [r for r in self.resources.resources if r.namespaced]
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            remaining = 0
+            for rd in namespaced:
+                result = await self.store.list(rd.key_prefix(name))
+                for kv in result.items:
+                    remaining += 1
+                    force = asyncio.get_running_loop().time() > deadline or rd.kind != "Pod"
+                    try:
+                        if force:
+                            await self.store.delete(kv.key, expected_revision=kv.mod_revision)
+                            if rd.kind == "Service":
+                                self._release_service(
+                                    self._service_freed(self.codec.decode(kv), None)
+                                )
+                        else:
+                            await self.delete(
+                                rd, name, kv.key.rsplit("/", 1)[-1], DeleteOptions(), user=None
+                            )
+                    except (Conflict, KeyNotFound, ApiError):
+                        continue
+            if remaining == 0:
+                break
+            await asyncio.sleep(0.5)
+        ns_rd = self._rd("", "namespaces")
+        ns_kv = await self.store.get(ns_rd.key("", name))
+        if ns_kv is not None:
+            try:
+                await self.store.delete(ns_kv.key, expected_revision=ns_kv.mod_revision)
+            except (Conflict, KeyNotFound):
+                log.info("namespace %s changed while finalizing", name)
+
+    async def finalize_namespace(self, name: str, body: Any, *, user: UserInfo | None) -> Obj:
+        """PUT namespaces/{name}/finalize: replace ``spec.finalizers``."""
+        rd = self._rd("", "namespaces")
+        kv, obj = await self._get_kv(rd, "", name)
+        wanted = get_path(body, "spec", "finalizers") if isinstance(body, dict) else None
+        obj.setdefault("spec", {})["finalizers"] = list(wanted or [])
+        written = await self.store.update(
+            kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
+        )
+        obj["metadata"]["resourceVersion"] = str(written.mod_revision)
+        return obj
+
+    # -- pod subresources --------------------------------------------------------------------
+
+    async def bind(self, ns: str, name: str, body: Any, *, user: UserInfo | None) -> None:
+        """POST pods/{name}/binding: assign the pod to ``target.name`` once."""
+        rd = self._rd("", "pods")
+        target = get_path(body, "target", "name") if isinstance(body, dict) else None
+        if not isinstance(target, str) or not target:
+            raise invalid(rd, name, [required("target.name")])
+        for _attempt in range(MAX_PATCH_RETRIES):
+            kv, pod = await self._get_kv(rd, ns, name)
+            spec = pod.setdefault("spec", {})
+            if spec.get("nodeName"):
+                raise conflict(
+                    rd, name, f'pod {name} is already assigned to node "{spec["nodeName"]}"'
+                )
+            if pod["metadata"].get("deletionTimestamp"):
+                raise conflict(
+                    rd, name, f"pod {name} is being deleted, cannot be assigned to a host"
+                )
+            spec["nodeName"] = target
+            status = pod.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append(
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": format_time(now()),
+                }
+            )
+            status["conditions"] = conds
+            try:
+                await self.store.update(
+                    kv.key, self.codec.encode(kv.key, pod), expected_revision=kv.mod_revision
+                )
+                return
+            except Conflict:
+                continue
+        raise conflict(rd, name)
+
+    # -- scale -------------------------------------------------------------------------------
+
+    def to_scale(self, rd: ResourceDef, obj: Obj) -> Obj:
+        m = obj["metadata"]
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: m[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in m
+            },
+            "spec": {"replicas": get_path(obj, "spec", "replicas") or 0},
+            "status": {
+                "replicas": get_path(obj, "status", "replicas") or 0,
+                "selector": selector_to_string(get_path(obj, "spec", "selector")),
+            },
+        }
+
+    async def update_scale(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        name: str,
+        *,
+        patch_type: str | None,
+        body: Any,
+        user: UserInfo | None,
+    ) -> Obj:
+        for _attempt in range(MAX_PATCH_RETRIES):
+            kv, obj = await self._get_kv(rd, ns, name)
+            scale = self.to_scale(rd, obj)
+            new_scale = apply_patch(patch_type, scale, body) if patch_type else body
+            if not isinstance(new_scale, dict):
+                raise bad_request("Scale must be an object")
+            replicas = get_path(new_scale, "spec", "replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value:'
+                    f" {replicas!r}: must be greater than or equal to 0",
+                )
+            wanted_rv = get_path(new_scale, "metadata", "resourceVersion")
+            if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):
+                raise conflict(rd, name)
+            new = copy.deepcopy(obj)
+            new.setdefault("spec", {})["replicas"] = replicas
+            try:
+                written = await self._write_update(
+                    rd,
+                    ns,
+                    name,
+                    kv=kv,
+                    old=obj,
+                    new=new,
+                    subresource="",
+                    user=user,
+                    verb="update",
+                    dry_run=False,
+                )
+            except ApiError as exc:
+                if exc.reason == "Conflict" and wanted_rv in (None, ""):
+                    continue
+                raise
+            return self.to_scale(rd, written)
+        raise conflict(rd, name)
+
+
+def patch_has_no_precondition(patch: Any) -> bool:
+    if isinstance(patch, dict):
+        return get_path(patch, "metadata", "resourceVersion") in (None, "")
+    if isinstance(patch, list):
+        return not any(
+            isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in patch
+        )
+    return True
+
+
+def apply_patch(patch_type: str | None, original: Obj, patch: Any) -> Any:
+    base = copy.deepcopy(original)
+    if patch_type == "json":
+        return json_patch(base, patch)
+    if patch_type == "merge":
+        return json_merge_patch(base, patch)
+    if patch_type in ("strategic", "apply"):
+        return strategic_merge_patch(base, patch)
+    raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type!r}")

@@ -1,0 +1,173 @@
+"""Watch fan-out: one store watch for the whole server, decoded once, shared by every client.
+
+The hub follows ``/registry/`` from the store, decodes each event once and keeps the most
+recent ones in a ring so that a client can resume from any resourceVersion the ring still
+covers. Each client watch is a :class:`Subscriber` with a bounded queue: a client that cannot
+keep up is cut off (its stream ends, and the client relists) instead of holding memory or
+slowing anyone else. A resume point older than the ring is served from the store's own log;
+one older than the store's compaction point is ``410 Expired``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from berth.api.meta import Obj
+from berth.store.interface import Event, EventType, Store, WatchOverflow
+
+from .codec import Codec, CodecError
+
+log = logging.getLogger(__name__)
+
+ROOT_PREFIX = "/registry/"
+
+
+@dataclass(slots=True)
+class ObjEvent:
+    """A decoded store event. ``obj`` is the new object (the last state for deletes)."""
+
+    revision: int
+    key: str
+    deleted: bool
+    obj: Obj
+    prev: Obj | None
+    _json: dict[str, bytes] = field(default_factory=dict)
+
+
+class Subscriber:
+    """One client watch's bounded queue of events under ``prefix``."""
+
+    def __init__(self, prefix: str, after: int, capacity: int) -> None:
+        self.prefix = prefix
+        self.after = after
+        self.capacity = capacity
+        self.queue: deque[ObjEvent] = deque()
+        self.overflowed = False
+        self.closed = False
+        self.wakeup = asyncio.Event()
+
+    def offer(self, ev: ObjEvent) -> None:
+        if ev.revision <= self.after or not ev.key.startswith(self.prefix):
+            return
+        if len(self.queue) >= self.capacity:
+            self.overflowed = True
+        else:
+            self.queue.append(ev)
+        self.wakeup.set()
+
+    async def next_batch(self, wait_seconds: float) -> list[ObjEvent]:
+        """Events queued so far, waiting up to ``wait_seconds`` for the first."""
+        if not self.queue and not self.overflowed and not self.closed:
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), wait_seconds)
+        batch = list(self.queue)
+        self.queue.clear()
+        return batch
+
+
+class WatchHub:
+    """Server-wide event fan-out with a resumable ring of recent events."""
+
+    def __init__(
+        self,
+        store: Store,
+        codec: Codec,
+        *,
+        ring_size: int = 20000,
+        subscriber_capacity: int = 2000,
+    ) -> None:
+        self.store = store
+        self.codec = codec
+        self.ring: deque[ObjEvent] = deque(maxlen=ring_size)
+        self.subscriber_capacity = subscriber_capacity
+        self.floor = 0  # every event with revision > floor is in the ring
+        self.latest = 0  # highest revision seen
+        self.subscribers: set[Subscriber] = set()
+        self.listeners: list[Callable[[ObjEvent], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._seen = asyncio.Event()
+
+    async def start(self) -> None:
+        rev = await self.store.current_revision()
+        self.floor = self.latest = rev
+        self._task = asyncio.create_task(self._follow(rev), name="watch-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for sub in list(self.subscribers):
+            sub.closed = True
+            sub.wakeup.set()
+
+    async def _follow(self, rev: int) -> None:
+        while True:
+            watch = self.store.watch(ROOT_PREFIX, revision=rev)
+            try:
+                async for event in watch:
+                    self._dispatch(event)
+                    rev = event.kv.mod_revision
+            except WatchOverflow as exc:
+                # The hub fell behind the store's live buffer: resume from its log, lossless.
+                rev = exc.revision
+                continue
+            finally:
+                await watch.aclose()
+            return
+
+    def decode_event(self, event: Event) -> ObjEvent | None:
+        try:
+            obj = self.codec.decode(event.kv)
+            prev = self.codec.decode(event.prev) if event.prev is not None else None
+        except CodecError:
+            log.exception("cannot decode event for %s", event.kv.key)
+            return None
+        return ObjEvent(
+            revision=event.kv.mod_revision,
+            key=event.kv.key,
+            deleted=event.type is EventType.DELETE,
+            obj=obj,
+            prev=prev,
+        )
+
+    def _dispatch(self, event: Event) -> None:
+        ev = self.decode_event(event)
+        self.latest = max(self.latest, event.kv.mod_revision)
+        if ev is None:
+            return
+        if len(self.ring) == self.ring.maxlen and self.ring:
+            self.floor = self.ring[0].revision
+        self.ring.append(ev)
+        for listener in self.listeners:
+            try:
+                listener(ev)
+            except Exception:
+                log.exception("watch listener failed")
+        for sub in self.subscribers:
+            sub.offer(ev)
+
+    def subscribe(self, prefix: str, after: int) -> Subscriber | None:
+        """A subscriber receiving events with revision > ``after``; ``None`` when the ring no
+        longer covers ``after`` (the caller then reads the store's log)."""
+        if after < self.floor:
+            return None
+        sub = Subscriber(prefix, after, self.subscriber_capacity)
+        backlog: list[ObjEvent] = []
+        for ev in reversed(self.ring):  # usually only the newest few are wanted
+            if ev.revision <= after:
+                break
+            backlog.append(ev)
+        for ev in reversed(backlog):
+            sub.offer(ev)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
