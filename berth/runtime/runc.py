@@ -1,0 +1,518 @@
+"""``RuncRuntime``: pods as CNI-attached network namespaces, containers as runc containers.
+
+Per container, under ``<state>/containers/<id>/``: the OCI bundle (``config.json`` and a
+``rootfs/`` copied from the image's shared snapshot — hard links when the root is read-only),
+``meta.json`` (pod, name, image, timestamps), ``container.log`` (stdout+stderr, rotated by
+copy+truncate) and ``exit.json`` (written by the :mod:`berth.runtime.shim` when the process
+ends). runc's own state lives in ``runc_root`` (a tmpfs: it does not survive a reboot, and
+neither do the containers).
+
+Container ids are deterministic — ``<pod uid>_<name>_<attempt>`` — so an agent that restarts
+and asks to create the same container again gets the running one back instead of a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import enum
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import berth
+from berth.network.command import Completed, Runner, SubprocessRunner, host_env
+from berth.network.podnet import HostPort, PodNetwork
+from berth.runtime.bundle import render_config, resolve_user, unenforced_limits
+from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
+from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
+from berth.runtime.images import ImageService, PulledImage
+from berth.runtime.sandbox import SandboxManager, SandboxRecord
+from berth.runtime.spec import ContainerID, ContainerSpec, PodSpec, PodUID
+
+DEFAULT_STATE_DIR = Path("/var/lib/berth/runtime")
+DEFAULT_RUNC_ROOT = Path("/run/berth/runc")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+POLL_SECONDS = 0.05
+# The directory holding the ``berth`` package: the shim runs ``python3 -m berth.runtime.shim``.
+_BERTH_ROOT = str(Path(berth.__file__).resolve().parent.parent)
+
+
+class ContainerState(enum.StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    EXITED = "exited"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    """What the agent reports in ``pod.status.containerStatuses``."""
+
+    id: ContainerID
+    pod_uid: PodUID
+    name: str
+    attempt: int
+    image: str
+    image_id: str
+    state: ContainerState
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    reason: str = ""
+    message: str = ""
+    created_at: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    log_path: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    uid: PodUID
+    namespace: str
+    name: str
+    ip: str | None
+    netns: str
+    ready: bool
+
+
+@dataclass
+class RecoveryReport:
+    """What :meth:`RuncRuntime.recover` found on disk and in runc after a restart."""
+
+    sandboxes: list[SandboxStatus] = field(default_factory=list)
+    containers: list[ContainerStatus] = field(default_factory=list)
+    removed_orphans: list[str] = field(default_factory=list)
+
+
+def container_id(pod_uid: PodUID, name: str, attempt: int) -> ContainerID:
+    if not _NAME.match(name):
+        raise ContainerError(f"container name {name!r} is not a DNS-1123 label")
+    return ContainerID(f"{pod_uid}_{name}_{attempt}")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as out:
+        json.dump(doc, out)
+    os.replace(tmp, path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return ""
+
+
+class RuncRuntime:
+    """The node's container runtime. All methods are coroutines; blocking work (image pulls,
+    unpacking, copying root file systems) runs in worker threads."""
+
+    def __init__(
+        self,
+        *,
+        images: ImageService,
+        network: PodNetwork | None,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        runc_root: Path = DEFAULT_RUNC_ROOT,
+        runc: str = "runc",
+        runner: Runner | None = None,
+        python: str = sys.executable,
+        enforce: frozenset[str] | None = None,
+    ) -> None:
+        self.images = images
+        self.runner = runner or SubprocessRunner()
+        self.state_dir = state_dir
+        self.containers_dir = state_dir / "containers"
+        self.containers_dir.mkdir(parents=True, exist_ok=True)
+        self.runc_root = runc_root
+        self.runc = runc
+        self.python = python
+        self.sandboxes = SandboxManager(state_dir=state_dir, network=network, runner=self.runner)
+        self.enforce = enforceable_controllers() if enforce is None else enforce
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    # ---- runc -------------------------------------------------------------------------------
+
+    async def _runc(self, *args: str) -> Completed:
+        return await self.runner.run([self.runc, "--root", str(self.runc_root), *args])
+
+    async def runc_state(self, cid: ContainerID) -> dict[str, Any] | None:
+        """``runc state`` as a dict, or ``None`` when runc does not know the container."""
+        result = await self._runc("state", cid)
+        if not result.ok:
+            return None
+        doc = json.loads(result.stdout)
+        return doc if isinstance(doc, dict) else None
+
+    async def runc_list(self) -> list[dict[str, Any]]:
+        result = await self._runc("list", "--format", "json")
+        if not result.ok:
+            raise ContainerError(f"runc list failed: {result.describe()}")
+        return list(json.loads(result.stdout or b"null") or [])
+
+    # ---- images -----------------------------------------------------------------------------
+
+    async def pull_image(self, reference: str, *, policy: str = "IfNotPresent") -> PulledImage:
+        """Make ``reference`` present per ``imagePullPolicy``; verified, stored, unpacked."""
+        async with self._lock(f"image:{reference}"):
+            image = await asyncio.to_thread(self.images.ensure, reference, policy=policy)
+            await asyncio.to_thread(self.images.rootfs_snapshot, image)
+            return image
+
+    # ---- sandboxes ----------------------------------------------------------------------------
+
+    async def run_pod_sandbox(self, pod: PodSpec, ports: Sequence[HostPort] = ()) -> SandboxStatus:
+        """Create (or find, when it already exists) the pod's sandbox; returns its pod IP."""
+        async with self._lock(f"pod:{pod.uid}"):
+            record = await self.sandboxes.create(pod, ports)
+        return _sandbox_status(record)
+
+    def sandbox_status(self, uid: PodUID) -> SandboxStatus | None:
+        record = self.sandboxes.record(uid)
+        return _sandbox_status(record) if record else None
+
+    def list_sandboxes(self) -> list[SandboxStatus]:
+        return [_sandbox_status(r) for r in self.sandboxes.list_records()]
+
+    async def stop_pod_sandbox(self, uid: PodUID, *, grace_seconds: float = 10.0) -> None:
+        """Stop every container of the pod, then release its network (IP, veth)."""
+        for status in await self.list_containers(pod_uid=uid):
+            if status.state in (ContainerState.RUNNING, ContainerState.CREATED):
+                await self.stop_container(status.id, grace_seconds=grace_seconds)
+        async with self._lock(f"pod:{uid}"):
+            await self.sandboxes.stop_network(uid)
+
+    async def remove_pod_sandbox(self, uid: PodUID, *, grace_seconds: float = 10.0) -> None:
+        """Stop and remove the pod's containers, then its network, netns, mounts and files."""
+        await self.stop_pod_sandbox(uid, grace_seconds=grace_seconds)
+        for status in await self.list_containers(pod_uid=uid):
+            await self.remove_container(status.id)
+        async with self._lock(f"pod:{uid}"):
+            await self.sandboxes.remove(uid)
+        stuck = await asyncio.to_thread(remove_pod_cgroups, uid)
+        if stuck:
+            raise SandboxError(f"pod {uid}: cgroups left behind: {'; '.join(stuck)}")
+
+    # ---- containers ---------------------------------------------------------------------------
+
+    def _dir(self, cid: ContainerID) -> Path:
+        return self.containers_dir / cid
+
+    async def create_container(
+        self, pod: PodSpec, container: ContainerSpec, *, attempt: int = 0
+    ) -> ContainerID:
+        """Prepare the bundle and ``runc create`` the container (it does not run yet).
+
+        Idempotent: when the container already exists (e.g. the agent restarted between
+        create and its bookkeeping), its id is returned and nothing is created twice.
+        """
+        cid = container_id(pod.uid, container.name, attempt)
+        async with self._lock(f"ctr:{cid}"):
+            existing = await self.runc_state(cid)
+            if existing is not None:
+                return cid
+            record = self.sandboxes.record(pod.uid)
+            if record is None or record.state != "ready":
+                raise SandboxError(
+                    f"pod {pod.namespace}/{pod.name}: no ready sandbox; run_pod_sandbox first"
+                )
+            image = await self.pull_image(container.image, policy=container.image_pull_policy)
+            bundle = self._dir(cid)
+            if bundle.exists():  # a half-made attempt from before a crash
+                await asyncio.to_thread(shutil.rmtree, bundle)
+            bundle.mkdir(parents=True)
+            try:
+                config, warnings = await asyncio.to_thread(
+                    self._prepare_bundle, pod, container, image, record, bundle
+                )
+                _write_json(bundle / "config.json", config)
+                _write_json(
+                    bundle / "meta.json",
+                    {
+                        "id": cid,
+                        "podUid": pod.uid,
+                        "podNamespace": pod.namespace,
+                        "podName": pod.name,
+                        "name": container.name,
+                        "attempt": attempt,
+                        "image": container.image,
+                        "imageId": image.image_id,
+                        "createdAt": _now(),
+                        "warnings": warnings,
+                    },
+                )
+                await self._spawn_shim(cid, bundle)
+            except BaseException:
+                await self._runc("delete", "--force", cid)
+                await asyncio.to_thread(shutil.rmtree, bundle, True)
+                raise
+            return cid
+
+    def _prepare_bundle(
+        self,
+        pod: PodSpec,
+        container: ContainerSpec,
+        image: PulledImage,
+        record: SandboxRecord,
+        bundle: Path,
+    ) -> tuple[dict[str, Any], list[str]]:
+        snapshot = self.images.rootfs_snapshot(image)
+        rootfs = bundle / "rootfs"
+        # Hard links cost nothing and are safe when the container cannot write its root.
+        flags = "-al" if container.read_only_root_filesystem else "-a"
+        copy = subprocess_run(["cp", flags, f"{snapshot}/.", str(rootfs)], mkdir=rootfs)
+        if copy:
+            raise ContainerError(f"copying the image root file system failed: {copy}")
+        user = resolve_user(
+            spec_uid=container.run_as_user,
+            spec_gid=container.run_as_group,
+            image_user=image.config.user,
+            passwd=_read_text(rootfs / "etc/passwd"),
+            group=_read_text(rootfs / "etc/group"),
+            extra_gids=[*pod.supplemental_groups, *([pod.fs_group] if pod.fs_group else [])],
+        )
+        config = render_config(
+            pod=pod,
+            container=container,
+            image=image.config,
+            user=user,
+            rootfs=rootfs,
+            paths=self.sandboxes.paths(pod, record),
+            cgroups_path=f"/{CGROUP_PARENT}/{pod.uid}/{bundle.name}",
+            enforce=self.enforce,
+        )
+        warnings = [
+            f"{limit} limit not enforced: this node's cgroups do not offer that controller"
+            for limit in unenforced_limits(container, self.enforce)
+        ]
+        return config, warnings
+
+    async def _spawn_shim(self, cid: ContainerID, bundle: Path) -> None:
+        env = host_env(PYTHONPATH=_BERTH_ROOT)
+        argv = [
+            self.python,
+            "-m",
+            "berth.runtime.shim",
+            "--runc",
+            self.runc,
+            "--root",
+            str(self.runc_root),
+            "--bundle",
+            str(bundle),
+            "--id",
+            cid,
+            "--log",
+            str(bundle / "container.log"),
+            "--exit",
+            str(bundle / "exit.json"),
+        ]
+        result = await self.runner.run(argv, env=env)
+        if not result.ok:
+            raise ContainerError(
+                f"runc create {cid} failed: {result.stderr.decode(errors='replace').strip()}"
+            )
+
+    async def start_container(self, cid: ContainerID) -> None:
+        """``runc start``: the created container's process begins to run."""
+        async with self._lock(f"ctr:{cid}"):
+            meta = self._meta(cid)
+            result = await self._runc("start", cid)
+            if not result.ok:
+                raise ContainerError(f"runc start {cid}: {result.describe()}")
+            meta["startedAt"] = _now()
+            _write_json(self._dir(cid) / "meta.json", meta)
+
+    async def stop_container(self, cid: ContainerID, *, grace_seconds: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL once ``grace_seconds`` have passed; returns when it is gone."""
+        state = await self.runc_state(cid)
+        if state is None or state.get("status") == "stopped":
+            return
+        if state.get("status") == "created":
+            await self._runc("kill", cid, "KILL")
+        else:
+            await self._runc("kill", cid, "TERM")
+            if await self._wait_stopped(cid, grace_seconds):
+                return
+            await self._runc("kill", "--all", cid, "KILL")
+        if not await self._wait_stopped(cid, 10.0):
+            raise ContainerError(f"container {cid} did not stop after SIGKILL")
+
+    async def _wait_stopped(self, cid: ContainerID, seconds: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        exit_file = self._dir(cid) / "exit.json"
+        while True:
+            if exit_file.exists():
+                return True
+            state = await self.runc_state(cid)
+            if state is None or state.get("status") == "stopped":
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def remove_container(self, cid: ContainerID) -> None:
+        """Delete it from runc (killing it if needed) and remove its bundle and logs."""
+        async with self._lock(f"ctr:{cid}"):
+            result = await self._runc("delete", "--force", cid)
+            if not result.ok and b"does not exist" not in result.stderr:
+                raise ContainerError(f"runc delete {cid}: {result.describe()}")
+            await asyncio.to_thread(shutil.rmtree, self._dir(cid), True)
+
+    async def exec_in_container(
+        self, cid: ContainerID, argv: Sequence[str], *, time_limit: float = 10.0
+    ) -> Completed:
+        """Run a command inside the container (exec probes); never raises on rc != 0."""
+        return await self.runner.run(
+            [self.runc, "--root", str(self.runc_root), "exec", cid, *argv], time_limit=time_limit
+        )
+
+    def _meta(self, cid: ContainerID) -> dict[str, Any]:
+        meta = _read_json(self._dir(cid) / "meta.json")
+        if meta is None:
+            raise ContainerNotFound(f"no container {cid} on this node")
+        return meta
+
+    async def container_status(self, cid: ContainerID) -> ContainerStatus:
+        meta = self._meta(cid)
+        return self._status(meta, await self.runc_state(cid))
+
+    def _status(self, meta: dict[str, Any], state: dict[str, Any] | None) -> ContainerStatus:
+        cid = ContainerID(str(meta["id"]))
+        exit_doc = _read_json(self._dir(cid) / "exit.json")
+        runc_status = (state or {}).get("status")
+        common: dict[str, Any] = {
+            "id": cid,
+            "pod_uid": PodUID(str(meta["podUid"])),
+            "name": str(meta["name"]),
+            "attempt": int(meta["attempt"]),
+            "image": str(meta["image"]),
+            "image_id": str(meta["imageId"]),
+            "created_at": str(meta.get("createdAt", "")),
+            "started_at": str(meta.get("startedAt", "")),
+            "log_path": str(self._dir(cid) / "container.log"),
+            "warnings": tuple(meta.get("warnings") or ()),
+        }
+        raw_pid = (state or {}).get("pid")
+        pid = raw_pid if isinstance(raw_pid, int) and raw_pid > 0 else None
+        if runc_status == "running" and exit_doc is None:
+            return ContainerStatus(state=ContainerState.RUNNING, pid=pid, **common)
+        if runc_status == "created" and exit_doc is None:
+            return ContainerStatus(state=ContainerState.CREATED, pid=pid, **common)
+        if exit_doc is not None:
+            code = exit_doc.get("exitCode")
+            reason = "Completed" if code == 0 else "Error"
+            return ContainerStatus(
+                state=ContainerState.EXITED,
+                exit_code=code,
+                signal=exit_doc.get("signal"),
+                reason=reason if code is not None else "Unknown",
+                finished_at=str(exit_doc.get("finishedAt", "")),
+                **common,
+            )
+        return ContainerStatus(
+            state=ContainerState.UNKNOWN,
+            reason="ContainerStatusUnknown",
+            message="runc no longer knows the container and no exit code was recorded "
+            "(node rebooted or the shim was killed)",
+            **common,
+        )
+
+    async def list_containers(self, *, pod_uid: PodUID | None = None) -> list[ContainerStatus]:
+        """Every container this runtime made (from disk), with live state from ``runc list``."""
+        states = {str(s["id"]): s for s in await self.runc_list()}
+        out = []
+        for meta_path in sorted(self.containers_dir.glob("*/meta.json")):
+            meta = _read_json(meta_path)
+            if meta is None or (pod_uid is not None and meta.get("podUid") != pod_uid):
+                continue
+            out.append(self._status(meta, states.get(str(meta["id"]))))
+        return out
+
+    async def recover(self) -> RecoveryReport:
+        """After an agent restart: list what still exists, and delete runc containers that
+        have no bundle directory any more (made by a crashed create) so they cannot linger."""
+        report = RecoveryReport(sandboxes=self.list_sandboxes())
+        report.containers = await self.list_containers()
+        known = {c.id for c in report.containers}
+        for state in await self.runc_list():
+            cid = str(state["id"])
+            if cid not in known and str(state.get("bundle", "")).startswith(
+                str(self.containers_dir)
+            ):
+                await self._runc("delete", "--force", cid)
+                report.removed_orphans.append(cid)
+        return report
+
+    def rotate_logs(self, *, max_bytes: int = 10 << 20, keep: int = 3) -> list[Path]:
+        """Rotate ``container.log`` files larger than ``max_bytes`` (copy + truncate, so the
+        container keeps writing to the same open file); keeps ``keep`` old generations."""
+        rotated = []
+        for log in sorted(self.containers_dir.glob("*/container.log")):
+            if log.stat().st_size <= max_bytes:
+                continue
+            for n in range(keep - 1, 0, -1):
+                older = log.with_name(f"container.log.{n}")
+                if older.exists():
+                    os.replace(older, log.with_name(f"container.log.{n + 1}"))
+            shutil.copyfile(log, log.with_name("container.log.1"))
+            with log.open("r+b") as fh:
+                fh.truncate(0)
+            rotated.append(log)
+        return rotated
+
+    def read_log(self, cid: ContainerID, *, tail_bytes: int = 1 << 16) -> bytes:
+        path = self._dir(cid) / "container.log"
+        try:
+            with path.open("rb") as fh:
+                fh.seek(max(0, path.stat().st_size - tail_bytes))
+                return fh.read()
+        except FileNotFoundError as exc:
+            raise ContainerNotFound(f"no log for container {cid}") from exc
+
+
+def _sandbox_status(record: SandboxRecord) -> SandboxStatus:
+    return SandboxStatus(
+        uid=PodUID(record.uid),
+        namespace=record.namespace,
+        name=record.name,
+        ip=record.ip,
+        netns=record.netns,
+        ready=record.state == "ready",
+    )
+
+
+def subprocess_run(argv: list[str], *, mkdir: Path) -> str:
+    """Run a blocking helper command (from a worker thread); returns stderr on failure."""
+    mkdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(argv, capture_output=True, check=False)
+    if proc.returncode != 0:
+        return proc.stderr.decode(errors="replace").strip() or f"rc {proc.returncode}"
+    return ""

@@ -1,0 +1,292 @@
+"""Pod sandboxes: a network namespace attached through CNI, plus the pod's files and volumes.
+
+A sandbox owns, under ``<state>/pods/<uid>/``: ``sandbox.json`` (what was made, written before
+the next step so teardown can always finish), ``hosts``/``hostname``/``resolv.conf`` (bind-
+mounted into every container) and ``volumes/<name>/`` (emptyDir, configMap, secret on tmpfs).
+The network namespace is ``/run/netns/berth-<uid>``. Teardown is idempotent and leaves no
+namespace, veth, IP reservation, mount or directory behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from berth.network.command import Runner, check
+from berth.network.podnet import HostPort, PodNetwork
+from berth.runtime.bundle import SandboxPaths
+from berth.runtime.errors import SandboxError
+from berth.runtime.spec import EmptyDir, FilesVolume, HostPath, PodSpec, PodUID
+
+NETNS_DIR = Path("/run/netns")
+_SAFE_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def netns_name(uid: PodUID) -> str:
+    return f"berth-{uid}"
+
+
+@dataclass
+class SandboxRecord:
+    """What a sandbox consists of; persisted as ``sandbox.json``."""
+
+    uid: str
+    namespace: str
+    name: str
+    netns: str
+    ip: str | None = None
+    ports: list[dict[str, object]] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    state: str = "creating"  # creating -> ready -> stopped
+
+    @classmethod
+    def load(cls, path: Path) -> SandboxRecord:
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, path: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as out:
+            json.dump(asdict(self), out)
+        os.replace(tmp, path)
+
+
+def render_hosts(
+    ip: str | None, hostname: str, aliases: Sequence[tuple[str, Sequence[str]]]
+) -> str:
+    lines = [
+        "# Kubernetes-managed hosts file (berth).",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+    ]
+    if ip:
+        lines.append(f"{ip}\t{hostname}")
+    lines += [f"{addr}\t{' '.join(names)}" for addr, names in aliases]
+    return "\n".join(lines) + "\n"
+
+
+def render_resolv_conf(pod: PodSpec) -> str:
+    lines = [f"nameserver {ns}" for ns in pod.dns_nameservers]
+    if pod.dns_searches:
+        lines.append("search " + " ".join(pod.dns_searches))
+    if pod.dns_options and pod.dns_nameservers:
+        lines.append("options " + " ".join(pod.dns_options))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+class SandboxManager:
+    """Creates and removes pod sandboxes on this node."""
+
+    def __init__(self, *, state_dir: Path, network: PodNetwork | None, runner: Runner) -> None:
+        self.pods_dir = state_dir / "pods"
+        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        self.network = network
+        self.runner = runner
+
+    def pod_dir(self, uid: PodUID) -> Path:
+        if not _SAFE_KEY.match(uid):
+            raise SandboxError(f"pod uid {uid!r} has characters unsafe for a path")
+        return self.pods_dir / uid
+
+    def record(self, uid: PodUID) -> SandboxRecord | None:
+        try:
+            return SandboxRecord.load(self.pod_dir(uid) / "sandbox.json")
+        except FileNotFoundError:
+            return None
+
+    def list_records(self) -> list[SandboxRecord]:
+        out = []
+        for path in sorted(self.pods_dir.glob("*/sandbox.json")):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                out.append(SandboxRecord.load(path))
+        return out
+
+    def paths(self, pod: PodSpec, record: SandboxRecord) -> SandboxPaths:
+        pod_dir = self.pod_dir(pod.uid)
+        return SandboxPaths(
+            netns=Path(record.netns) if record.netns else None,
+            etc_hosts=pod_dir / "hosts",
+            etc_resolv_conf=pod_dir / "resolv.conf",
+            etc_hostname=pod_dir / "hostname",
+            volumes={
+                v.name: pod_dir / "volumes" / v.name
+                for v in pod.volumes
+                if not isinstance(v.source, HostPath)
+            },
+        )
+
+    async def create(self, pod: PodSpec, ports: Sequence[HostPort] = ()) -> SandboxRecord:
+        """Make (or find) the sandbox for ``pod``: netns, CNI, /etc files, volumes."""
+        pod_dir = self.pod_dir(pod.uid)
+        existing = self.record(pod.uid)
+        if existing is not None and existing.state == "ready":
+            if _exists(existing.netns):
+                return existing
+            raise SandboxError(
+                f"pod {pod.namespace}/{pod.name}: sandbox record exists but its network "
+                f"namespace {existing.netns} is gone (node rebooted?); remove and recreate it"
+            )
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        record = existing or SandboxRecord(
+            uid=pod.uid,
+            namespace=pod.namespace,
+            name=pod.name,
+            netns=str(NETNS_DIR / netns_name(pod.uid)),
+            ports=[p.as_capability() for p in ports],
+        )
+        record.save(pod_dir / "sandbox.json")
+        try:
+            if not _exists(record.netns):
+                await check(self.runner, ["ip", "netns", "add", netns_name(pod.uid)], what="netns")
+            if self.network is not None:
+                address = await self.network.attach(
+                    sandbox_id=pod.uid,
+                    netns=record.netns,
+                    namespace=pod.namespace,
+                    name=pod.name,
+                    ports=ports,
+                )
+                record.ip = address.ip
+            await self._prepare_files(pod, record)
+        except Exception as exc:  # undo partial work whatever failed, then report
+            await self.remove(pod.uid)
+            if isinstance(exc, SandboxError):
+                raise
+            raise SandboxError(
+                f"pod {pod.namespace}/{pod.name}: sandbox setup failed: {exc}"
+            ) from exc
+        record.state = "ready"
+        record.save(pod_dir / "sandbox.json")
+        return record
+
+    async def _prepare_files(self, pod: PodSpec, record: SandboxRecord) -> None:
+        pod_dir = self.pod_dir(pod.uid)
+        hostname = pod.effective_hostname
+        _write_file(
+            pod_dir / "hosts", render_hosts(record.ip, hostname, pod.host_aliases).encode(), 0o644
+        )
+        _write_file(pod_dir / "hostname", f"{hostname}\n".encode(), 0o644)
+        _write_file(pod_dir / "resolv.conf", render_resolv_conf(pod).encode(), 0o644)
+        volumes_dir = pod_dir / "volumes"
+        volumes_dir.mkdir(exist_ok=True)
+        for volume in pod.volumes:
+            source = volume.source
+            target = volumes_dir / volume.name
+            if isinstance(source, HostPath):
+                self._prepare_host_path(source)
+                continue
+            target.mkdir(exist_ok=True)
+            needs_tmpfs = isinstance(source, FilesVolume) and source.kind == "secret"
+            needs_tmpfs |= isinstance(source, EmptyDir) and source.medium == "Memory"
+            if needs_tmpfs and str(target) not in record.tmpfs:
+                options = "mode=0755,nosuid,nodev"
+                if isinstance(source, EmptyDir) and source.size_limit_bytes:
+                    options += f",size={source.size_limit_bytes}"
+                record.tmpfs.append(str(target))
+                record.save(pod_dir / "sandbox.json")
+                await check(
+                    self.runner,
+                    ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                    what=f"tmpfs for volume {volume.name}",
+                )
+            if isinstance(source, EmptyDir):
+                # like the kubelet: any container user may write (setgid with an fsGroup)
+                mode = 0o777 if pod.fs_group is None else 0o2777
+                if pod.fs_group is not None:
+                    os.chown(target, -1, pod.fs_group)
+                os.chmod(target, mode)
+            else:
+                self._write_projected(target, source, pod.fs_group)
+
+    @staticmethod
+    def _write_projected(target: Path, source: FilesVolume, fs_group: int | None) -> None:
+        for key, data in sorted(source.files.items()):
+            if not _SAFE_KEY.match(key) or key in (".", ".."):
+                raise SandboxError(f"{source.kind} key {key!r} is not a valid file name")
+            path = target / key
+            _write_file(path, data, source.mode)
+            if fs_group is not None:
+                os.chown(path, -1, fs_group)
+
+    @staticmethod
+    def _prepare_host_path(source: HostPath) -> None:
+        path = Path(source.path)
+        if source.type == "DirectoryOrCreate":
+            path.mkdir(parents=True, exist_ok=True)
+        elif source.type == "FileOrCreate":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(exist_ok=True)
+        elif source.type == "Directory" and not path.is_dir():
+            raise SandboxError(f"hostPath {path} is not an existing directory")
+        elif source.type == "File" and not path.is_file():
+            raise SandboxError(f"hostPath {path} is not an existing file")
+
+    async def stop_network(self, uid: PodUID) -> None:
+        """CNI DEL (releases the IP and the veth); the namespace stays until :meth:`remove`."""
+        record = self.record(uid)
+        if record is None or self.network is None:
+            return
+        ports = [_host_port(p) for p in record.ports]
+        await self.network.detach(sandbox_id=uid, netns=record.netns, ports=ports)
+        record.state = "stopped"
+        record.save(self.pod_dir(uid) / "sandbox.json")
+
+    async def remove(self, uid: PodUID) -> None:
+        """Tear everything down; safe to call repeatedly and after partial creation."""
+        pod_dir = self.pod_dir(uid)
+        record = self.record(uid)
+        if record is not None:
+            await self.stop_network(uid)
+            for tmpfs in reversed(record.tmpfs):
+                if _is_mountpoint(Path(tmpfs)):
+                    await check(self.runner, ["umount", tmpfs], what="unmount volume")
+        for leftover in _mounts_under(pod_dir):
+            await check(self.runner, ["umount", "-l", str(leftover)], what="unmount leftover")
+        name = netns_name(uid)
+        if _exists(str(NETNS_DIR / name)):
+            await check(self.runner, ["ip", "netns", "del", name], what="delete netns")
+        shutil.rmtree(pod_dir, ignore_errors=True)
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def _host_port(doc: Mapping[str, object]) -> HostPort:
+    return HostPort(
+        host_port=int(str(doc["hostPort"])),
+        container_port=int(str(doc["containerPort"])),
+        protocol=str(doc.get("protocol", "tcp")),
+        host_ip=str(doc.get("hostIP", "")),
+    )
+
+
+def _mountinfo() -> list[str]:
+    try:
+        return Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _is_mountpoint(path: Path) -> bool:
+    return str(path) in {line.split()[4] for line in _mountinfo() if len(line.split()) > 4}
+
+
+def _mounts_under(directory: Path) -> list[Path]:
+    prefix = str(directory) + "/"
+    points = {line.split()[4] for line in _mountinfo() if len(line.split()) > 4}
+    return sorted((Path(p) for p in points if p.startswith(prefix)), reverse=True)
