@@ -25,8 +25,9 @@ from typing import Any
 
 from provisioner.errors import SpecError
 from provisioner.inventory_sources.document import HostEntry, build_document
-from provisioner.spec.problems import Path, Problem, render
+from provisioner.spec.problems import Path, Problem, position_of, render
 from provisioner.spec.source import YamlSyntaxError, parse_yaml
+from provisioner.spec.translate import did_you_mean
 
 DEFAULT_OUTPUT = "berth_hosts"
 _FIELDS = {"name", "address", "roles", "user", "port", "labels"}
@@ -62,6 +63,7 @@ def hosts_from_terraform(
             if host is not None:
                 hosts.append(host)
     if problems:
+        problems.sort(key=lambda p: position_of(p, source))
         raise SpecError([render(p, source) for p in problems])
     return hosts
 
@@ -72,14 +74,11 @@ def _host(item: Any, path: Path, problems: list[Problem]) -> HostEntry | None:
         return None
     before = len(problems)
     for key in sorted(set(item) - _FIELDS):
-        problems.append(
-            Problem(
-                (*path, key),
-                f"unknown field '{key}'",
-                hint="known: " + ", ".join(sorted(_FIELDS)),
-                at_key=True,
-            )
+        guess = did_you_mean(str(key), _FIELDS)
+        hint = (
+            f"did you mean '{guess}'?" if guess else "known fields: " + ", ".join(sorted(_FIELDS))
         )
+        problems.append(Problem((*path, key), f"unknown field '{key}'", hint=hint, at_key=True))
     for key in ("name", "address"):
         if not isinstance(item.get(key), str) or not item.get(key):
             problems.append(Problem((*path, key), "required text field is missing or empty"))

@@ -123,7 +123,8 @@ def from_vagrant(
     hosts = hosts_from_ssh_config(text, filename=filename, addresses=addresses)
     unknown = sorted(set(control_planes) - {h.name for h in hosts})
     if unknown:
-        raise SpecError([f"{filename}: --control-plane names unknown machine(s): {unknown}"])
+        names = ", ".join(unknown)
+        raise SpecError([f"{filename}: --control-plane names unknown machine(s): {names}"])
     return build_document(
         name, hosts, control_planes=control_planes, user=user, host_key_policy="accept-new"
     )

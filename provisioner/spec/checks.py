@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from provisioner.spec.model import CONTROL_PLANE, ApiServer, Certificates, Host, Network
+from provisioner.spec.model import CONTROL_PLANE, WORKER, ApiServer, Certificates, Host, Network
 from provisioner.spec.problems import Path, Problem
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -58,7 +58,10 @@ def _try_field(model: type[_M], name: str, raw: Any) -> Any:
     info = model.model_fields[name]
     if raw is None:
         return _field_default(model, name)
-    annotation: Any = info.annotation
+    # the field's own validators live in its metadata, not in the bare annotation
+    annotation: Any = (
+        Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    )
     try:
         return TypeAdapter(annotation).validate_python(raw)
     except ValidationError:
@@ -159,11 +162,12 @@ def _unique_names_and_addresses(parts: _Parts) -> Iterator[Problem]:
 
 
 def _raw_control_planes(parts: _Parts) -> list[int] | None:
-    """Indexes of hosts with the control-plane role, or ``None`` if some roles are unreadable."""
+    """Indexes of hosts with the control-plane role, or ``None`` if some host's roles are
+    missing or invalid (that host's own problem is reported; counting would only add noise)."""
     indexes = []
     for index, raw in enumerate(parts.raw_hosts):
         roles = raw.get("roles") if isinstance(raw, dict) else None
-        if not isinstance(roles, list):
+        if not isinstance(roles, list) or not roles or not set(roles) <= {CONTROL_PLANE, WORKER}:
             return None
         if CONTROL_PLANE in roles:
             indexes.append(index)

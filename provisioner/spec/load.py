@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from provisioner.errors import SpecError
 from provisioner.spec.checks import semantic_problems
 from provisioner.spec.model import API_VERSION, KIND, ClusterSpec
-from provisioner.spec.problems import Problem, render
+from provisioner.spec.problems import Problem, position_of, render
 from provisioner.spec.source import SourceMap, YamlSyntaxError, parse_yaml
 from provisioner.spec.translate import problems_from_validation
 
@@ -72,8 +72,7 @@ def parse_spec(text: str, *, filename: str = "<spec>", source: Path | None = Non
 
 def _rendered(problems: list[Problem], source_map: SourceMap) -> list[str]:
     def order(problem: Problem) -> tuple[int, int]:
-        position = source_map.locate(problem.path, at_key=problem.at_key)
-        return position.line, position.column
+        return position_of(problem, source_map)
 
     lines: list[str] = []
     for problem in sorted(problems, key=order):

@@ -31,6 +31,7 @@ class Problem:
     value: object = NO_VALUE
     hint: str | None = None
     at_key: bool = False  # point at the key itself (unknown or duplicate keys, bad label keys)
+    position: tuple[int, int] | None = None  # (line, column) when the path cannot say it
 
 
 def render_path(path: Path) -> str:
@@ -55,15 +56,27 @@ def render_value(value: object) -> str:
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
+        if all(isinstance(v, str | int | float | bool) for v in value):
+            short = "[" + ", ".join(str(v) for v in value) + "]"
+            if len(short) <= 80:
+                return short
         return "a list"
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def position_of(problem: Problem, source: SourceMap) -> tuple[int, int]:
+    """Where ``problem`` is in the file: (line, column), 1-based."""
+    if problem.position is not None:
+        return problem.position
+    found = source.locate(problem.path, at_key=problem.at_key)
+    return found.line, found.column
+
+
 def render(problem: Problem, source: SourceMap) -> str:
     """The one line printed for ``problem``."""
-    position = source.locate(problem.path, at_key=problem.at_key)
-    line = f"{source.filename}:{position.line}:{position.column}: {render_path(problem.path)}: "
+    line_no, column = position_of(problem, source)
+    line = f"{source.filename}:{line_no}:{column}: {render_path(problem.path)}: "
     line += problem.message
     if problem.value is not NO_VALUE:
         line += f" (got {render_value(problem.value)})"

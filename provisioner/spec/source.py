@@ -110,7 +110,7 @@ def _index(node: yaml.Node, path: Path, source: SourceMap, problems: list[Proble
                         child,
                         f"duplicate key (first at line {first.line}); YAML keeps only the last one",
                         hint="remove one of them",
-                        at_key=True,
+                        position=(key_position.line, key_position.column),
                     )
                 )
                 continue

@@ -127,7 +127,7 @@ def _translate(details: ErrorDetails, root: type[BaseModel]) -> Problem:
     if kind in {"dict_type", "model_type", "model_attributes_type"}:
         return Problem(path, "must be a mapping of 'key: value' lines", value)
     if kind == "too_short":
-        return Problem(path, "must not be empty", value)
+        return Problem(path, "must not be empty")
     bounds = {
         "greater_than_equal": ("ge", "at least"),
         "greater_than": ("gt", "greater than"),

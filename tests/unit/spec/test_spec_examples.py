@@ -1,0 +1,69 @@
+"""Every example in inventories/ is a valid spec, and the Vagrant and lab examples match what
+the Vagrantfile and `berth lab up` really produce."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from provisioner.lab import clusterspec
+from provisioner.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = sorted((ROOT / "inventories").glob("*.yaml"))
+
+
+def test_the_examples_are_there() -> None:
+    names = {p.name for p in EXAMPLES}
+    assert {
+        "lab.yaml",
+        "single-node.yaml",
+        "one-plus-two.yaml",
+        "ha-etcd.yaml",
+        "vagrant.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_validates(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.control_plane_hosts
+
+
+def test_ha_example_is_on_etcd_with_an_odd_control_plane() -> None:
+    spec = load_spec(ROOT / "inventories" / "ha-etcd.yaml")
+    assert spec.uses_etcd
+    assert len(spec.control_plane_hosts) == 3
+
+
+def _vagrant_machines() -> dict[str, str]:
+    text = (ROOT / "Vagrantfile").read_text()
+    block = re.search(r"MACHINES = \{(.*?)\}", text, re.S)
+    assert block is not None, "Vagrantfile has no MACHINES table"
+    return dict(re.findall(r'"([\w-]+)"\s*=>\s*"([\d.]+)"', block.group(1)))
+
+
+def test_vagrant_example_matches_the_vagrantfile() -> None:
+    spec = load_spec(ROOT / "inventories" / "vagrant.yaml")
+    assert {h.name: h.address for h in spec.hosts} == _vagrant_machines()
+    assert 'config.vm.box = "debian/bookworm64"' in (ROOT / "Vagrantfile").read_text()
+    key = (
+        (ROOT / "Vagrantfile").read_text().split('BERTH_KEY = File.expand_path("')[1].split('"')[0]
+    )
+    assert spec.spec.ssh.identity_file == key
+
+
+def test_lab_example_matches_what_the_lab_writes() -> None:
+    example = load_spec(ROOT / "inventories" / "lab.yaml")
+    written = parse_spec(
+        clusterspec.render(
+            name="demo",
+            hosts=[(h.name, h.address) for h in example.hosts],
+            identity_file="id_ed25519",
+            known_hosts_file="known_hosts",
+        ),
+        filename="lab cluster.yaml",
+    )
+    assert written.model_dump() == example.model_dump()
