@@ -1,0 +1,110 @@
+"""Agent configuration: which nodes this process runs (one, or a simulated fleet), how they
+look (capacity, labels, taints), the runtime, heartbeat timings and the log server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class AgentConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    name: str
+    address: str = "127.0.0.1"
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, str]] = field(default_factory=list)
+    capacity: dict[str, str] = field(
+        default_factory=lambda: {"cpu": "4", "memory": "8Gi", "pods": "110"}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    address: str = "127.0.0.1"
+    port: int = 10250
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    kubeconfig: str
+    nodes: tuple[NodeConfig, ...]
+    runtime: str = "simulated"
+    start_delay: float = 0.0
+    stop_delay: float = 0.0
+    lease_duration: int = 40
+    renew_interval: float = 10.0
+    status_report_interval: float = 60.0
+    workers: int = 8
+    server: ServerConfig | None = None
+
+
+def _node(raw: dict[str, Any], where: str) -> NodeConfig:
+    if not raw.get("name"):
+        raise AgentConfigError(f"{where}: name is required")
+    return NodeConfig(
+        name=str(raw["name"]),
+        address=str(raw.get("address", "127.0.0.1")),
+        labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+        taints=[dict(t) for t in raw.get("taints") or []],
+        capacity={str(k): str(v) for k, v in (raw.get("capacity") or {}).items()}
+        or {"cpu": "4", "memory": "8Gi", "pods": "110"},
+    )
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Parse the agent's YAML config.
+
+    ``nodes`` lists nodes explicitly; ``simulate: {count, namePrefix, ...}`` adds a fleet of
+    identical simulated nodes (``namePrefix`` + index)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise AgentConfigError(f"{path}: cannot read agent config: {exc}") from exc
+    if not isinstance(raw, dict) or not raw.get("kubeconfig"):
+        raise AgentConfigError(f"{path}: kubeconfig is required")
+    nodes = [_node(n, f"{path}: nodes[{i}]") for i, n in enumerate(raw.get("nodes") or [])]
+    sim = raw.get("simulate") or {}
+    for i in range(int(sim.get("count", 0))):
+        template = {k: v for k, v in sim.items() if k not in ("count", "namePrefix")}
+        nodes.append(_node({**template, "name": f"{sim.get('namePrefix', 'sim-')}{i}"}, str(path)))
+    if not nodes:
+        raise AgentConfigError(f"{path}: no nodes (set nodes: or simulate.count)")
+    if raw.get("runtime", "simulated") != "simulated":
+        raise AgentConfigError(f"{path}: runtime {raw.get('runtime')!r} is not supported yet")
+    server = raw.get("server")
+    base = path.parent
+
+    def resolve(p: str) -> str:
+        return str(p if not p or Path(p).is_absolute() else base / p)
+
+    return AgentConfig(
+        kubeconfig=resolve(str(raw["kubeconfig"])),
+        nodes=tuple(nodes),
+        runtime="simulated",
+        start_delay=float(raw.get("startDelay", 0.0)),
+        stop_delay=float(raw.get("stopDelay", 0.0)),
+        lease_duration=int(raw.get("leaseDurationSeconds", 40)),
+        renew_interval=float(raw.get("renewIntervalSeconds", 10.0)),
+        status_report_interval=float(raw.get("statusReportSeconds", 60.0)),
+        workers=int(raw.get("workers", 8)),
+        server=ServerConfig(
+            address=str(server.get("address", "127.0.0.1")),
+            port=int(server.get("port", 10250)),
+            cert_file=resolve(str(server.get("certFile", ""))),
+            key_file=resolve(str(server.get("keyFile", ""))),
+            client_ca_file=resolve(str(server.get("clientCAFile", ""))),
+        )
+        if server
+        else None,
+    )

@@ -1,0 +1,135 @@
+"""One process, many nodes: a :class:`Fleet` runs a :class:`~berth.agent.node.NodeAgent` per
+configured node, one shared pod informer (a field selector when there is a single node), one
+:class:`~berth.agent.pods.PodManager` and one log server — so hundreds of simulated nodes cost
+one watch, not hundreds.
+
+Concurrency contract: everything runs on one loop; pod events and runtime changes only enqueue
+pod keys; node agents run as independent heartbeat tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from berth.agent.config import NodeConfig, ServerConfig
+from berth.agent.node import NodeAgent
+from berth.agent.pods import PodManager
+from berth.agent.runtime import Runtime
+from berth.agent.server import make_app, serve, tls_context
+from berth.agent.simulated import SimulatedRuntime
+from berth.client.interface import ApiClient
+from berth.client.resources import PODS
+from berth.machinery.clock import Clock
+from berth.machinery.informer import Handlers, Informer
+from berth.machinery.objects import Frozen, key_of
+
+log = logging.getLogger(__name__)
+
+
+class Fleet:
+    def __init__(
+        self,
+        client: ApiClient,
+        clock: Clock,
+        runtime: Runtime,
+        nodes: Sequence[NodeConfig],
+        *,
+        server: ServerConfig | None = None,
+        lease_duration: int = 40,
+        renew_interval: float = 10.0,
+        status_report_interval: float = 60.0,
+        status_check_interval: float | None = None,
+        workers: int = 8,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.runtime = runtime
+        self.server = server
+        port = server.port if server else 10250
+        self.agents = {
+            n.name: NodeAgent(
+                client,
+                clock,
+                n,
+                runtime_name=runtime.name,
+                daemon_port=port,
+                lease_duration=lease_duration,
+                renew_interval=renew_interval,
+                status_report_interval=status_report_interval,
+                status_check_interval=status_check_interval,
+            )
+            for n in nodes
+        }
+        selector = f"spec.nodeName={nodes[0].name}" if len(nodes) == 1 else None
+        self.pods = Informer(client, PODS, clock=clock, field_selector=selector)
+        self.manager = PodManager(
+            client,
+            clock,
+            runtime,
+            self.pods,
+            node_address=self._address,
+            node_cidr=self._cidr,
+            workers=workers,
+        )
+        self.pods.add_handlers(
+            Handlers(
+                on_add=self._pod_event,
+                on_update=lambda _o, n: self._pod_event(n),
+                on_delete=self._pod_event,
+            )
+        )
+        if isinstance(runtime, SimulatedRuntime):
+            runtime.on_change.append(self.manager.on_sandbox_change)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+
+    def _address(self, node: str) -> str | None:
+        agent = self.agents.get(node)
+        return agent.config.address if agent is not None else None
+
+    def _cidr(self, node: str) -> str:
+        agent = self.agents.get(node)
+        return agent.pod_cidr if agent is not None else ""
+
+    def _pod_event(self, pod: Frozen) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node in self.agents or key_of(pod) in self.manager.records:
+            self.manager.enqueue(key_of(pod))
+
+    async def start(self) -> None:
+        if self.server is not None:
+            ctx = (
+                tls_context(
+                    cert_file=self.server.cert_file,
+                    key_file=self.server.key_file,
+                    client_ca_file=self.server.client_ca_file,
+                )
+                if self.server.cert_file
+                else None
+            )
+            self._runner = await serve(
+                make_app(self.manager, self.runtime),
+                address=self.server.address,
+                port=self.server.port,
+                ssl_context=ctx,
+            )
+        for agent in self.agents.values():
+            self._tasks.append(asyncio.create_task(agent.run(), name=f"node-{agent.name}"))
+        await asyncio.gather(*(a.registered.wait() for a in self.agents.values()))
+        self._tasks.append(asyncio.create_task(self.pods.run(), name="agent-pod-informer"))
+        await self.pods.wait_synced()
+        self._tasks.append(asyncio.create_task(self.manager.controller.run(), name="agent-pods"))
+
+    async def stop(self) -> None:
+        self.manager.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

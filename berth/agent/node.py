@@ -1,0 +1,212 @@
+"""One node's identity and heartbeat: register the Node, renew its Lease in
+``kube-node-lease``, and report its status (capacity, allocatable, addresses, conditions,
+daemon endpoint, node info).
+
+Concurrency contract: :meth:`NodeAgent.run` is one task per node; it only writes the Node and
+its Lease, never pods. Writes are retried with backoff on the clock; a failed heartbeat is
+logged and retried at the next interval (the node lifecycle controller decides what a
+missed heartbeat means).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+from typing import Any
+
+from berth.agent.config import NodeConfig
+from berth.client import errors
+from berth.client.interface import ApiClient, Obj
+from berth.client.resources import LEASES, NODES
+from berth.machinery.clock import Clock
+from berth.machinery.objects import format_micro_time, format_time
+
+log = logging.getLogger(__name__)
+
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+KUBELET_VERSION = "v1.20.0-berth"
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        client: ApiClient,
+        clock: Clock,
+        config: NodeConfig,
+        *,
+        runtime_name: str,
+        daemon_port: int,
+        lease_duration: int = 40,
+        renew_interval: float = 10.0,
+        status_report_interval: float = 60.0,
+        status_check_interval: float | None = None,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.config = config
+        self.runtime_name = runtime_name
+        self.daemon_port = daemon_port
+        self.lease_duration = lease_duration
+        self.renew_interval = renew_interval
+        self.status_interval = status_report_interval
+        self.check_interval = (
+            renew_interval if status_check_interval is None else status_check_interval
+        )
+        self.node_uid = ""
+        self.pod_cidr = ""
+        self.registered = asyncio.Event()
+        self.heartbeats = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def _status(self) -> Obj:
+        now = format_time(self.clock.now())
+        cap = dict(self.config.capacity)
+
+        def cond(type_: str, status: str, reason: str, message: str) -> Obj:
+            return {
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+
+        return {
+            "capacity": cap,
+            "allocatable": cap,
+            "addresses": [
+                {"type": "InternalIP", "address": self.config.address},
+                {"type": "Hostname", "address": self.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.daemon_port}},
+            "nodeInfo": {
+                "machineID": self.name,
+                "systemUUID": self.name,
+                "bootID": self.name,
+                "kernelVersion": platform.release(),
+                "osImage": "berth simulated node",
+                "containerRuntimeVersion": f"{self.runtime_name}://0.1.0",
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": KUBELET_VERSION,
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+            "conditions": [
+                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "sufficient memory"),
+                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "no disk pressure"),
+                cond("PIDPressure", "False", "KubeletHasSufficientPID", "sufficient PID"),
+                cond("Ready", "True", "KubeletReady", "berth agent is posting ready status"),
+            ],
+        }
+
+    async def register(self) -> None:
+        labels = {
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            **self.config.labels,
+        }
+        body: Obj = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.name, "labels": labels},
+            "spec": {"taints": list(self.config.taints)} if self.config.taints else {},
+        }
+        try:
+            node = await self.client.create(NODES, body)
+        except errors.AlreadyExists:
+            node = await self.client.get(NODES, self.name)
+        self.node_uid = str(node["metadata"].get("uid", ""))
+        self.pod_cidr = str((node.get("spec") or {}).get("podCIDR") or "")
+        await self.post_status()
+        self.registered.set()
+
+    async def post_status(self, *, only_if_not_ready: bool = False) -> bool:
+        """Post status (fetching the Node first, as the kubelet does). With
+        ``only_if_not_ready``, post only when the server's Ready is not True — e.g. after the
+        node lifecycle controller marked it Unknown. Returns whether it posted."""
+        status = self._status()
+        node = await self.client.get(NODES, self.name)
+        if only_if_not_ready:
+            ready = [
+                c
+                for c in (node.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Ready"
+            ]
+            if ready and ready[0].get("status") == "True":
+                self.pod_cidr = str((node.get("spec") or {}).get("podCIDR") or "")
+                return False
+        self.pod_cidr = str((node.get("spec") or {}).get("podCIDR") or "")
+        old = {c.get("type"): c for c in (node.get("status") or {}).get("conditions") or []}
+        for c in status["conditions"]:
+            prev = old.get(c["type"])
+            if prev is not None and prev.get("status") == c["status"]:
+                c["lastTransitionTime"] = prev.get("lastTransitionTime", c["lastTransitionTime"])
+        await self.client.patch(NODES, self.name, {"status": status}, subresource="status")
+        return True
+
+    async def renew_lease(self) -> None:
+        now = format_micro_time(self.clock.now())
+        spec: dict[str, Any] = {
+            "holderIdentity": self.name,
+            "leaseDurationSeconds": self.lease_duration,
+            "renewTime": now,
+        }
+        try:
+            await self.client.patch(
+                LEASES, self.name, {"spec": spec}, namespace=NODE_LEASE_NAMESPACE
+            )
+        except errors.NotFound:
+            body: Obj = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": self.name,
+                    "namespace": NODE_LEASE_NAMESPACE,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Node",
+                            "name": self.name,
+                            "uid": self.node_uid,
+                        }
+                    ]
+                    if self.node_uid
+                    else [],
+                },
+                "spec": spec,
+            }
+            await self.client.create(LEASES, body, namespace=NODE_LEASE_NAMESPACE)
+        self.heartbeats += 1
+
+    async def run(self) -> None:
+        """Register, then heartbeat (Lease) and report status until cancelled."""
+        delay = 0.2
+        while True:
+            try:
+                await self.register()
+                break
+            except (errors.ApiError, OSError) as exc:
+                log.warning("node %s: registration failed: %s", self.name, exc)
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, 7.0)
+        last_status = last_check = self.clock.monotonic()
+        while True:
+            try:
+                await self.renew_lease()
+                now = self.clock.monotonic()
+                if now - last_status >= self.status_interval:
+                    await self.post_status()
+                    last_status = last_check = now
+                elif now - last_check >= self.check_interval:
+                    last_check = now
+                    if await self.post_status(only_if_not_ready=True):
+                        last_status = now
+            except (errors.ApiError, OSError) as exc:
+                log.warning("node %s: heartbeat failed: %s", self.name, exc)
+            await self.clock.sleep(self.renew_interval)

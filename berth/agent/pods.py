@@ -1,0 +1,565 @@
+"""Running the pods bound to this process's nodes: reconcile(pod key) drives a pod's
+containers through the runtime toward its spec and reports what happened as pod status.
+
+Per pod, level-triggered: start the sandbox; run init containers in order; start app
+containers; restart exited ones per ``restartPolicy`` with crash-loop backoff (10s doubling to
+5 minutes, reported as ``CrashLoopBackOff``); run startup/liveness/readiness probes on their
+periods (a failed liveness or startup probe restarts the container); report phase, conditions
+(PodScheduled, Initialized, ContainersReady, Ready), containerStatuses with restartCount, host
+and pod IP. A pod with ``deletionTimestamp`` gets its containers stopped within
+``deletionGracePeriodSeconds``, then is deleted with grace 0 (uid precondition).
+
+Concurrency contract: a keyed :class:`WorkQueue` serialises work per pod; runtime changes and
+probe deadlines only *enqueue* the pod's key. Records live on one loop and are touched only by
+the reconcile of their own key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from berth.agent.runtime import ContainerConfig, ContainerStatus, ProbeKind, Runtime, SandboxConfig
+from berth.client import errors
+from berth.client.interface import ApiClient, Obj
+from berth.client.resources import PODS, ObjectKey, make_key
+from berth.machinery.clock import Clock
+from berth.machinery.controller import Controller
+from berth.machinery.informer import Informer
+from berth.machinery.objects import Frozen, format_time, meta, name, namespace, thaw
+from berth.machinery.queue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 10.0
+BACKOFF_MAX = 300.0
+_PROBE_KINDS: tuple[ProbeKind, ...] = ("startup", "liveness", "readiness")
+
+
+@dataclass(slots=True)
+class ContainerRecord:
+    name: str
+    current: str | None = None  # runtime id of the latest instance
+    previous: str | None = None
+    restarts: int = 0
+    started: bool = False  # startup probe passed (or none)
+    ready: bool = False
+    successes: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    next_probe: dict[str, float] = field(default_factory=dict)
+    last_status: ContainerStatus | None = None
+    previous_status: ContainerStatus | None = None
+
+
+@dataclass(slots=True)
+class PodRecord:
+    uid: str
+    key: ObjectKey
+    node: str
+    sandbox: str = ""
+    pod_ip: str = ""
+    start_time: datetime | None = None
+    containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    last_report: Obj | None = None
+    finished: bool = False
+
+
+def _probe_spec(container: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    spec: Mapping[str, Any] | None = container.get(f"{kind}Probe")
+    return spec
+
+
+def _config(c: Mapping[str, Any], *, init: bool) -> ContainerConfig:
+    env = {
+        str(e["name"]): str(e.get("value", ""))
+        for e in c.get("env") or ()
+        if isinstance(e, Mapping) and "name" in e
+    }
+    return ContainerConfig(
+        name=str(c["name"]),
+        image=str(c.get("image", "")),
+        command=tuple(str(x) for x in c.get("command") or ()),
+        args=tuple(str(x) for x in c.get("args") or ()),
+        env=env,
+        init=init,
+        spec=thaw(c),
+    )
+
+
+class IPAllocator:
+    """Pod IPs per node from the node's podCIDR (a fallback range when none is assigned)."""
+
+    def __init__(self, fallback: str = "10.255.0.0/16") -> None:
+        self._used: dict[str, set[str]] = {}
+        self._fallback = ipaddress.ip_network(fallback)
+        self._fallback_used: set[str] = set()
+
+    def allocate(self, node: str, cidr: str) -> str:
+        if cidr:
+            net = ipaddress.ip_network(cidr, strict=False)
+            used = self._used.setdefault(node, set())
+        else:
+            net, used = self._fallback, self._fallback_used
+        for host in net.hosts():
+            ip = str(host)
+            if ip.endswith(".1") and host == next(net.hosts()):
+                continue  # the first address is the node's bridge
+            if ip not in used:
+                used.add(ip)
+                return ip
+        raise RuntimeError(f"no free pod IPs in {net} on node {node}")
+
+    def release(self, node: str, ip: str) -> None:
+        self._used.get(node, set()).discard(ip)
+        self._fallback_used.discard(ip)
+
+
+class PodManager:
+    def __init__(
+        self,
+        client: ApiClient,
+        clock: Clock,
+        runtime: Runtime,
+        pods: Informer,
+        *,
+        node_address: Callable[[str], str | None],
+        node_cidr: Callable[[str], str],
+        workers: int = 8,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.runtime = runtime
+        self.pods = pods
+        self.node_address = node_address
+        self.node_cidr = node_cidr
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(clock, name="agent-pods")
+        self.controller = Controller("agent-pods", self, self.queue, workers=workers)
+        self.records: dict[ObjectKey, PodRecord] = {}
+        self.ips = IPAllocator()
+        self.status_writes = 0
+
+    def mine(self, pod: Frozen) -> bool:
+        node = (pod.get("spec") or {}).get("nodeName")
+        return bool(node) and self.node_address(str(node)) is not None
+
+    def enqueue(self, key: ObjectKey) -> None:
+        self.queue.add(key)
+
+    def on_sandbox_change(self, config: SandboxConfig) -> None:
+        self.queue.add(make_key(config.namespace, config.name))
+
+    # ---- reconcile ----------------------------------------------------------------------
+    async def reconcile(self, key: ObjectKey) -> None:
+        pod = self.pods.get(key)
+        rec = self.records.get(key)
+        if pod is None or not self.mine(pod):
+            if rec is not None:
+                await self._teardown(rec)
+            return
+        uid = str(meta(pod).get("uid"))
+        if rec is not None and rec.uid != uid:
+            await self._teardown(rec)  # same name, new pod
+            rec = None
+        if rec is None:
+            rec = PodRecord(uid=uid, key=key, node=str(pod["spec"]["nodeName"]))
+            self.records[key] = rec
+        if meta(pod).get("deletionTimestamp"):
+            await self._terminate(pod, rec)
+            return
+        if rec.finished:
+            await self._report(pod, rec)
+            return
+        if not rec.sandbox:
+            rec.pod_ip = self.ips.allocate(rec.node, self.node_cidr(rec.node))
+            rec.sandbox = await self.runtime.create_sandbox(
+                SandboxConfig(
+                    namespace=namespace(pod) or "default",
+                    name=name(pod),
+                    uid=uid,
+                    node=rec.node,
+                    pod_ip=rec.pod_ip,
+                    labels=dict(meta(pod).get("labels") or {}),
+                )
+            )
+            rec.start_time = self.clock.now()
+        wake: list[float] = []
+        spec = pod.get("spec") or {}
+        policy = str(spec.get("restartPolicy") or "Always")
+        init_done = await self._run_init(pod, rec, policy, wake)
+        if init_done is None:  # an init container failed for good
+            rec.finished = True
+        elif init_done:
+            for c in spec.get("containers") or ():
+                await self._run_container(pod, rec, c, policy, wake)
+                await self._probe(pod, rec, c, wake)
+        await self._report(pod, rec)
+        if wake:
+            self.queue.add_after(key, max(min(wake) - self.clock.monotonic(), 0.001))
+
+    async def _refresh(self, cr: ContainerRecord) -> ContainerStatus | None:
+        if cr.current is None:
+            return None
+        cr.last_status = await self.runtime.container_status(cr.current)
+        return cr.last_status
+
+    async def _start(
+        self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], *, init: bool
+    ) -> None:
+        cr = rec.containers.setdefault(str(c["name"]), ContainerRecord(str(c["name"])))
+        if cr.current is not None:
+            cr.previous, cr.previous_status = cr.current, cr.last_status
+            cr.restarts += 1
+        cr.started = _probe_spec(c, "startup") is None
+        cr.ready = False
+        cr.successes.clear()
+        cr.failures.clear()
+        cr.next_probe.clear()
+        cr.current = await self.runtime.start_container(
+            rec.sandbox, _config(c, init=init), attempt=cr.restarts
+        )
+        cr.last_status = await self.runtime.container_status(cr.current)
+
+    def _backoff_left(self, cr: ContainerRecord, st: ContainerStatus) -> float:
+        if cr.restarts == 0 or st.finished_at is None:
+            return 0.0
+        delay = float(min(BACKOFF_INITIAL * 2 ** (cr.restarts - 1), BACKOFF_MAX))
+        elapsed = (self.clock.now() - st.finished_at).total_seconds()
+        return max(0.0, delay - elapsed)
+
+    async def _run_init(
+        self, pod: Frozen, rec: PodRecord, policy: str, wake: list[float]
+    ) -> bool | None:
+        """True when every init container succeeded; False while in progress; None when one
+        failed and restartPolicy is Never."""
+        for c in (pod.get("spec") or {}).get("initContainers") or ():
+            cr = rec.containers.get(str(c["name"]))
+            st = await self._refresh(cr) if cr is not None else None
+            if cr is None or st is None:
+                await self._start(pod, rec, c, init=True)
+                return False
+            if st.phase != "exited":
+                return False
+            if st.exit_code == 0:
+                continue
+            if policy == "Never":
+                return None
+            left = self._backoff_left(cr, st)
+            if left > 0:
+                wake.append(self.clock.monotonic() + left)
+                return False
+            await self._start(pod, rec, c, init=True)
+            return False
+        return True
+
+    async def _run_container(
+        self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], policy: str, wake: list[float]
+    ) -> None:
+        cr = rec.containers.get(str(c["name"]))
+        st = await self._refresh(cr) if cr is not None else None
+        if cr is None or st is None:
+            await self._start(pod, rec, c, init=False)
+            return
+        if st.phase != "exited":
+            return
+        restart = policy == "Always" or (policy == "OnFailure" and st.exit_code != 0)
+        if not restart:
+            return
+        left = self._backoff_left(cr, st)
+        if left > 0:
+            wake.append(self.clock.monotonic() + left)
+            return
+        await self._start(pod, rec, c, init=False)
+
+    async def _probe(
+        self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], wake: list[float]
+    ) -> None:
+        cr = rec.containers.get(str(c["name"]))
+        if cr is None or cr.current is None or cr.last_status is None:
+            return
+        st = cr.last_status
+        if st.phase != "running" or st.started_at is None:
+            cr.ready = False
+            return
+        if _probe_spec(c, "readiness") is None and cr.started:
+            cr.ready = True
+        now = self.clock.monotonic()
+        running_for = (self.clock.now() - st.started_at).total_seconds()
+        for kind in _PROBE_KINDS:
+            spec = _probe_spec(c, kind)
+            if spec is None or (kind != "startup" and not cr.started):
+                continue
+            if kind == "startup" and cr.started:
+                continue
+            period = float(spec.get("periodSeconds") or 10)
+            due = cr.next_probe.get(kind)
+            if due is None:
+                initial = float(spec.get("initialDelaySeconds") or 0) - running_for
+                due = now + max(initial, 0.0)
+                cr.next_probe[kind] = due
+            if due > now:
+                wake.append(due)
+                continue
+            ok = await self.runtime.probe(cr.current, kind, spec, pod_ip=rec.pod_ip)
+            cr.next_probe[kind] = now + period
+            wake.append(now + period)
+            if ok:
+                cr.successes[kind] = cr.successes.get(kind, 0) + 1
+                cr.failures[kind] = 0
+            else:
+                cr.failures[kind] = cr.failures.get(kind, 0) + 1
+                cr.successes[kind] = 0
+            threshold_ok = int(spec.get("successThreshold") or 1)
+            threshold_fail = int(spec.get("failureThreshold") or 3)
+            if kind == "startup" and cr.successes.get(kind, 0) >= 1:
+                cr.started = True
+                cr.ready = _probe_spec(c, "readiness") is None
+            elif kind == "readiness":
+                if cr.successes.get(kind, 0) >= threshold_ok:
+                    cr.ready = True
+                elif cr.failures.get(kind, 0) >= threshold_fail:
+                    cr.ready = False
+            if kind in ("liveness", "startup") and cr.failures.get(kind, 0) >= threshold_fail:
+                log.info("%s: container %s failed its %s probe; restarting", rec.key, cr.name, kind)
+                grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+                await self.runtime.stop_container(cr.current, grace_seconds=grace)
+                await self._refresh(cr)
+                cr.ready = False
+                wake.append(now)  # restart on the next pass (policy + backoff apply)
+                return
+
+    # ---- termination --------------------------------------------------------------------
+    async def _terminate(self, pod: Frozen, rec: PodRecord) -> None:
+        grace = float(meta(pod).get("deletionGracePeriodSeconds") or 0)
+        ids = [cr.current for cr in rec.containers.values() if cr.current is not None]
+        await asyncio.gather(*(self.runtime.stop_container(i, grace_seconds=grace) for i in ids))
+        for cr in rec.containers.values():
+            await self._refresh(cr)
+            cr.ready = False
+        with contextlib.suppress(errors.NotFound, errors.Conflict):
+            await self._report(pod, rec)
+        with contextlib.suppress(errors.NotFound, errors.Conflict):
+            await self.client.delete(
+                PODS,
+                name(pod),
+                namespace=namespace(pod),
+                grace_period_seconds=0,
+                precondition_uid=rec.uid,
+            )
+        await self._teardown(rec)
+
+    async def _teardown(self, rec: PodRecord) -> None:
+        if rec.sandbox:
+            await self.runtime.remove_sandbox(rec.sandbox)
+        if rec.pod_ip:
+            self.ips.release(rec.node, rec.pod_ip)
+        self.records.pop(rec.key, None)
+
+    # ---- status -------------------------------------------------------------------------
+    def _container_status(
+        self,
+        c: Mapping[str, Any],
+        cr: ContainerRecord | None,
+        *,
+        waiting_reason: str,
+        pod: Frozen,
+        init: bool = False,
+    ) -> Obj:
+        image = str(c.get("image", ""))
+        out: Obj = {
+            "name": str(c["name"]),
+            "image": image,
+            "imageID": f"{self.runtime.name}://{image}",
+            "ready": bool(cr and cr.ready),
+            "restartCount": cr.restarts if cr else 0,
+            "started": False,
+            "state": {"waiting": {"reason": waiting_reason}},
+            "lastState": {},
+        }
+        if cr is None or cr.last_status is None:
+            return out
+        st = cr.last_status
+        out["containerID"] = f"{self.runtime.name}://{st.id}"
+        if st.phase == "running" and st.started_at is not None:
+            out["state"] = {"running": {"startedAt": format_time(st.started_at)}}
+            out["started"] = cr.started
+        elif st.phase == "exited":
+            term = _terminated(st)
+            policy = str((pod.get("spec") or {}).get("restartPolicy") or "Always")
+            if init:
+                restarting = policy != "Never" and st.exit_code != 0
+            else:
+                restarting = policy == "Always" or (policy == "OnFailure" and st.exit_code != 0)
+            if restarting:
+                left = self._backoff_left(cr, st) if cr.restarts else 0.0
+                delay = min(BACKOFF_INITIAL * 2 ** max(cr.restarts - 1, 0), BACKOFF_MAX)
+                if left > 0 or cr.restarts > 0:
+                    out["state"] = {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off {int(delay)}s restarting failed "
+                            f"container={c['name']} pod={name(pod)}_{namespace(pod)}"
+                            f"({meta(pod).get('uid')})",
+                        }
+                    }
+                    out["lastState"] = {"terminated": term}
+                else:
+                    out["state"] = {"terminated": term}
+            else:
+                out["state"] = {"terminated": term}
+        if cr.previous_status is not None and not out["lastState"]:
+            out["lastState"] = {"terminated": _terminated(cr.previous_status)}
+        return out
+
+    def _build_status(self, pod: Frozen, rec: PodRecord) -> Obj:
+        spec = pod.get("spec") or {}
+        policy = str(spec.get("restartPolicy") or "Always")
+        now = self.clock.now()
+        inits = list(spec.get("initContainers") or ())
+        apps = list(spec.get("containers") or ())
+        init_states = [rec.containers.get(str(c["name"])) for c in inits]
+        init_ok = all(
+            cr is not None
+            and cr.last_status is not None
+            and cr.last_status.phase == "exited"
+            and cr.last_status.exit_code == 0
+            for cr in init_states
+        )
+        init_failed = rec.finished
+        app_recs = [rec.containers.get(str(c["name"])) for c in apps]
+        statuses = [
+            self._container_status(
+                c,
+                cr,
+                waiting_reason="ContainerCreating" if init_ok else "PodInitializing",
+                pod=pod,
+            )
+            for c, cr in zip(apps, app_recs, strict=True)
+        ]
+        init_statuses = [
+            self._container_status(c, cr, waiting_reason="PodInitializing", pod=pod, init=True)
+            for c, cr in zip(inits, init_states, strict=True)
+        ]
+        phases = [cr.last_status.phase if cr and cr.last_status else "none" for cr in app_recs]
+        codes = [cr.last_status.exit_code if cr and cr.last_status else None for cr in app_recs]
+        if init_failed:
+            phase = "Failed"
+        elif not init_ok:
+            phase = "Pending"
+        elif all(p == "exited" for p in phases) and policy != "Always":
+            if all(code == 0 for code in codes):
+                phase = "Succeeded"
+            elif policy == "Never":
+                phase = "Failed"
+            else:
+                phase = "Running"
+        elif (
+            any(p == "running" for p in phases)
+            or any(cr is not None and cr.restarts > 0 for cr in app_recs)
+            or (policy == "Always" and any(p == "exited" for p in phases))
+        ):
+            phase = "Running"
+        else:
+            phase = "Pending"
+        if phase in ("Succeeded", "Failed"):
+            rec.finished = True
+        all_ready = bool(app_recs) and all(cr is not None and cr.ready for cr in app_recs)
+        if phase in ("Succeeded", "Failed"):
+            all_ready = False
+        unready = [
+            str(c["name"]) for c, cr in zip(apps, app_recs, strict=True) if not (cr and cr.ready)
+        ]
+        old = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or ()}
+
+        def cond(type_: str, ok: bool, reason: str = "", message: str = "") -> Obj:
+            status = "True" if ok else "False"
+            prev = old.get(type_)
+            since = (
+                prev.get("lastTransitionTime")
+                if prev is not None and prev.get("status") == status
+                else format_time(now)
+            )
+            out: Obj = {
+                "type": type_,
+                "status": status,
+                "lastProbeTime": None,
+                "lastTransitionTime": since,
+            }
+            if not ok and reason:
+                out["reason"] = reason
+                out["message"] = message
+            return out
+
+        not_ready_msg = f"containers with unready status: [{' '.join(unready)}]"
+        reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+        conditions = [
+            cond(
+                "Initialized",
+                init_ok or phase == "Succeeded",
+                "ContainersNotInitialized",
+                "containers with incomplete status: ["
+                + " ".join(
+                    str(c["name"])
+                    for c, cr in zip(inits, init_states, strict=True)
+                    if not (cr and cr.last_status and cr.last_status.exit_code == 0)
+                )
+                + "]",
+            ),
+            cond("Ready", all_ready, reason, not_ready_msg),
+            cond("ContainersReady", all_ready, reason, not_ready_msg),
+            cond("PodScheduled", True),
+        ]
+        status: Obj = {
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": self.node_address(rec.node) or "",
+            "podIP": rec.pod_ip,
+            "podIPs": [{"ip": rec.pod_ip}] if rec.pod_ip else [],
+            "startTime": format_time(rec.start_time or now),
+            "containerStatuses": statuses,
+            "qosClass": "BestEffort",
+        }
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
+        return status
+
+    async def _report(self, pod: Frozen, rec: PodRecord) -> None:
+        status = self._build_status(pod, rec)
+        if status == rec.last_report:
+            return
+        current = thaw(pod.get("status") or {})
+        if all(current.get(k) == v for k, v in status.items()):
+            rec.last_report = status
+            return
+        await self.client.patch(
+            PODS, name(pod), {"status": status}, namespace=namespace(pod), subresource="status"
+        )
+        self.status_writes += 1
+        rec.last_report = status
+
+    # ---- logs ---------------------------------------------------------------------------
+    def container_id(
+        self, namespace_: str, pod: str, container: str, *, previous: bool = False
+    ) -> str | None:
+        rec = self.records.get(make_key(namespace_, pod))
+        if rec is None:
+            return None
+        cr = rec.containers.get(container)
+        if cr is None:
+            return None
+        return cr.previous if previous else cr.current
+
+
+def _terminated(st: ContainerStatus) -> Obj:
+    return {
+        "exitCode": st.exit_code if st.exit_code is not None else 0,
+        "reason": st.reason or ("Completed" if st.exit_code == 0 else "Error"),
+        "startedAt": format_time(st.started_at) if st.started_at else None,
+        "finishedAt": format_time(st.finished_at) if st.finished_at else None,
+        "containerID": f"simulated://{st.id}",
+    }

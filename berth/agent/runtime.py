@@ -1,0 +1,96 @@
+"""The seam between the node agent and whatever runs containers.
+
+The agent speaks only this :class:`Runtime` protocol: create a pod sandbox, start and stop
+containers, read their status and logs, list what exists (to recover after an agent restart)
+and run probes. :mod:`berth.agent.simulated` implements it without processes (kwok-style, for
+tests and scale runs); a runc-backed implementation plugs in behind the same calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+ContainerPhase = Literal["created", "running", "exited"]
+ProbeKind = Literal["startup", "liveness", "readiness"]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    pod_ip: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerConfig:
+    name: str
+    image: str
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    init: bool = False
+    spec: Mapping[str, Any] = field(default_factory=dict)  # the container's full API spec
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStatus:
+    id: str
+    sandbox_id: str
+    name: str
+    image: str
+    phase: ContainerPhase
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    message: str = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxStatus:
+    id: str
+    config: SandboxConfig
+    ready: bool
+    containers: tuple[ContainerStatus, ...]
+
+
+class Runtime(Protocol):
+    name: str  # e.g. "simulated", reported as containerRuntimeVersion
+
+    async def create_sandbox(self, config: SandboxConfig) -> str: ...
+
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        """Stop everything in the sandbox and forget it (idempotent)."""
+        ...
+
+    async def start_container(
+        self, sandbox_id: str, config: ContainerConfig, *, attempt: int
+    ) -> str:
+        """Create and start a container; returns its id."""
+        ...
+
+    async def stop_container(self, container_id: str, *, grace_seconds: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace_seconds`` (idempotent)."""
+        ...
+
+    async def container_status(self, container_id: str) -> ContainerStatus | None: ...
+
+    async def list_sandboxes(self) -> list[SandboxStatus]: ...
+
+    def logs(
+        self, container_id: str, *, tail_lines: int | None = None, follow: bool = False
+    ) -> AsyncIterator[bytes]: ...
+
+    async def probe(
+        self, container_id: str, kind: ProbeKind, probe: Mapping[str, Any], *, pod_ip: str
+    ) -> bool:
+        """Run an exec/httpGet/tcpSocket probe against the container; True = success."""
+        ...

@@ -1,0 +1,72 @@
+"""The agent's HTTPS endpoint (the API server proxies ``pods/log`` here):
+``GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&previous=`` and
+``GET /healthz``. Clients must present a certificate signed by the cluster CA (mTLS).
+
+Concurrency contract: handlers only read the pod manager's records and the runtime's logs; a
+following log stream ends when the container exits or the client goes away.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from berth.agent.pods import PodManager
+from berth.agent.runtime import Runtime
+from berth.client.kubeconfig import server_ssl_context
+
+_TRUE = {"1", "t", "T", "true", "True", "TRUE"}
+
+
+def make_app(manager: PodManager, runtime: Runtime) -> web.Application:
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def container_logs(request: web.Request) -> web.StreamResponse:
+        ns = request.match_info["namespace"]
+        pod = request.match_info["pod"]
+        container = request.match_info["container"]
+        previous = request.query.get("previous", "") in _TRUE
+        follow = request.query.get("follow", "") in _TRUE
+        tail_raw = request.query.get("tailLines")
+        try:
+            tail = int(tail_raw) if tail_raw is not None else None
+        except ValueError:
+            return web.Response(status=400, text=f"tailLines must be an integer, got {tail_raw!r}")
+        cid = manager.container_id(ns, pod, container, previous=previous)
+        if cid is None:
+            what = "previous terminated container" if previous else "container"
+            return web.Response(
+                status=404, text=f'{what} "{container}" in pod "{pod}" not found on this node'
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await resp.prepare(request)
+        async for chunk in runtime.logs(cid, tail_lines=tail, follow=follow):
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
+    return app
+
+
+def tls_context(*, cert_file: str, key_file: str, client_ca_file: str) -> ssl.SSLContext:
+    return server_ssl_context(
+        ca_pem=Path(client_ca_file).read_bytes(),
+        cert_pem=Path(cert_file).read_bytes(),
+        key_pem=Path(key_file).read_bytes(),
+    )
+
+
+async def serve(
+    app: web.Application, *, address: str, port: int, ssl_context: ssl.SSLContext | None
+) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, address, port, ssl_context=ssl_context)
+    await site.start()
+    return runner

@@ -1,0 +1,79 @@
+"""NodeAgent: registration (capacity, labels, taints, addresses, daemon endpoint) and Lease
+heartbeat in kube-node-lease; recovery of Ready after the controller marked it Unknown."""
+
+from __future__ import annotations
+
+import asyncio
+
+from berth.agent.config import NodeConfig
+from berth.agent.node import NodeAgent
+from berth.client.fake import FakeClient
+from berth.client.resources import LEASES, NODES
+from berth.machinery.clock import FakeClock
+
+
+def agent() -> tuple[FakeClock, FakeClient, NodeAgent]:
+    clock = FakeClock()
+    api = FakeClient(now=clock.now)
+    cfg = NodeConfig(
+        name="n1",
+        address="192.0.2.7",
+        labels={"zone": "a"},
+        taints=[{"key": "dedicated", "value": "db", "effect": "NoSchedule"}],
+        capacity={"cpu": "2", "memory": "4Gi", "pods": "20"},
+    )
+    return clock, api, NodeAgent(api, clock, cfg, runtime_name="simulated", daemon_port=10250)
+
+
+def test_registers_node_with_status_and_renews_lease() -> None:
+    async def body() -> None:
+        clock, api, a = agent()
+        task = asyncio.create_task(a.run())
+        await clock.step(0)
+        node = api.stored(NODES, "n1")
+        assert node is not None
+        assert node["metadata"]["labels"]["zone"] == "a"
+        assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "n1"
+        assert node["spec"]["taints"][0]["key"] == "dedicated"
+        st = node["status"]
+        assert st["allocatable"] == {"cpu": "2", "memory": "4Gi", "pods": "20"}
+        assert {"type": "InternalIP", "address": "192.0.2.7"} in st["addresses"]
+        assert st["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+        ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        lease = api.stored(LEASES, "kube-node-lease/n1")
+        assert lease is not None
+        first = lease["spec"]["renewTime"]
+        assert lease["spec"]["leaseDurationSeconds"] == 40
+        assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
+        await clock.step(10)
+        lease = api.stored(LEASES, "kube-node-lease/n1")
+        assert lease is not None
+        assert lease["spec"]["renewTime"] > first
+        assert a.heartbeats == 2
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(body())
+
+
+def test_agent_restores_ready_after_controller_marked_unknown() -> None:
+    async def body() -> None:
+        clock, api, a = agent()
+        task = asyncio.create_task(a.run())
+        await clock.step(0)
+        node = api.stored(NODES, "n1")
+        assert node is not None
+        for c in node["status"]["conditions"]:
+            if c["type"] == "Ready":
+                c["status"] = "Unknown"
+        await api.update(NODES, node, subresource="status")
+        await clock.step(10)
+        node = api.stored(NODES, "n1")
+        assert node is not None
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(body())

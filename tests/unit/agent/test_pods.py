@@ -1,0 +1,239 @@
+"""PodManager.reconcile(key) with the simulated runtime, fake API and fake clock: phases,
+conditions, restarts with crash-loop backoff, probes, init containers, graceful deletion."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from berth.agent.pods import PodManager
+from berth.agent.simulated import SimulatedRuntime
+from berth.client.fake import FakeClient
+from berth.client.interface import Obj
+from berth.client.resources import PODS, ObjectKey
+from berth.machinery.clock import FakeClock
+from berth.machinery.informer import Informer
+
+KEY = ObjectKey("default/p")
+
+
+class Rig:
+    def __init__(self, *, start_delay: float = 0.0) -> None:
+        self.clock = FakeClock()
+        self.api = FakeClient(now=self.clock.now)
+        self.runtime = SimulatedRuntime(self.clock, start_delay=start_delay)
+        self.pods = Informer(self.api, PODS, clock=self.clock)
+        self.manager = PodManager(
+            self.api,
+            self.clock,
+            self.runtime,
+            self.pods,
+            node_address=lambda n: "192.0.2.10" if n == "n1" else None,
+            node_cidr=lambda _n: "10.244.3.0/24",
+        )
+
+    def add(self, **spec: Any) -> None:
+        body: Obj = {
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "web:1"}], **spec},
+        }
+        self.api.seed(PODS, body)
+
+    async def sync(self) -> None:
+        await self.pods.relist()
+        await self.manager.reconcile(KEY)
+        await self.pods.relist()
+
+    def status(self) -> Obj:
+        pod = self.api.stored(PODS, "default/p")
+        assert pod is not None
+        result: Obj = pod["status"]
+        return result
+
+    def container(self, name: str = "app") -> Obj:
+        return next(c for c in self.status()["containerStatuses"] if c["name"] == name)
+
+    def cond(self, type_: str) -> str:
+        return str(next(c for c in self.status()["conditions"] if c["type"] == type_)["status"])
+
+
+def run(coro: Any) -> None:
+    asyncio.run(coro)
+
+
+def test_bound_pod_runs_and_reports_ready_with_ips() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add()
+        await r.sync()
+        st = r.status()
+        assert st["phase"] == "Running"
+        assert st["hostIP"] == "192.0.2.10"
+        assert st["podIP"] == "10.244.3.2"
+        assert r.cond("Ready") == "True"
+        assert r.cond("ContainersReady") == "True"
+        assert r.cond("Initialized") == "True"
+        assert r.cond("PodScheduled") == "True"
+        c = r.container()
+        assert "running" in c["state"]
+        assert c["ready"] is True
+        assert c["restartCount"] == 0
+        assert c["containerID"].startswith("simulated://")
+
+    run(body())
+
+
+def test_start_delay_keeps_pod_pending_until_container_runs() -> None:
+    async def body() -> None:
+        r = Rig(start_delay=2.0)
+        r.add()
+        await r.sync()
+        assert r.status()["phase"] == "Pending"
+        assert r.container()["state"] == {"waiting": {"reason": "ContainerCreating"}}
+        assert r.cond("Ready") == "False"
+        r.clock.advance(2.0)
+        await r.sync()
+        assert r.status()["phase"] == "Running"
+        assert r.cond("Ready") == "True"
+
+    run(body())
+
+
+def test_crashing_container_restarts_with_exponential_backoff() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add()
+        r.runtime.script_exit("default", "p", "app", after=1.0, code=1)
+        await r.sync()
+        r.clock.advance(1.0)  # first crash: restarted at once
+        await r.sync()
+        assert r.container()["restartCount"] == 1
+        assert "running" in r.container()["state"]
+        r.clock.advance(1.0)  # second crash: 10s back-off
+        await r.sync()
+        c = r.container()
+        assert c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        assert "back-off 10s" in c["state"]["waiting"]["message"]
+        assert c["lastState"]["terminated"]["exitCode"] == 1
+        assert r.status()["phase"] == "Running"
+        r.clock.advance(9.0)
+        await r.sync()
+        assert r.container()["restartCount"] == 1, "still backing off"
+        r.clock.advance(1.0)
+        await r.sync()
+        assert r.container()["restartCount"] == 2
+        r.clock.advance(1.0)  # third crash: 20s
+        await r.sync()
+        assert "back-off 20s" in r.container()["state"]["waiting"]["message"]
+
+    run(body())
+
+
+def test_restart_policy_never_and_on_failure_end_in_terminal_phases() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add(restartPolicy="Never")
+        await r.sync()
+        r.runtime.exit("default", "p", "app", code=3)
+        await r.sync()
+        assert r.status()["phase"] == "Failed"
+        assert r.container()["state"]["terminated"]["exitCode"] == 3
+        assert r.cond("Ready") == "False"
+
+        r2 = Rig()
+        r2.add(restartPolicy="OnFailure")
+        await r2.sync()
+        r2.runtime.exit("default", "p", "app", code=0)
+        await r2.sync()
+        assert r2.status()["phase"] == "Succeeded"
+
+    run(body())
+
+
+def test_readiness_probe_gates_ready_and_liveness_failure_restarts() -> None:
+    async def body() -> None:
+        r = Rig()
+        probe = {"httpGet": {"path": "/", "port": 80}, "periodSeconds": 5, "failureThreshold": 2}
+        r.add(
+            containers=[
+                {"name": "app", "image": "web:1", "readinessProbe": probe, "livenessProbe": probe}
+            ]
+        )
+        r.runtime.set_probe("default", "p", "app", "readiness", False)
+        await r.sync()
+        assert r.cond("Ready") == "False"
+        r.runtime.set_probe("default", "p", "app", "readiness", True)
+        r.clock.advance(5)
+        await r.sync()
+        assert r.cond("Ready") == "True"
+        r.runtime.set_probe("default", "p", "app", "liveness", False)
+        r.clock.advance(5)
+        await r.sync()
+        assert r.container()["restartCount"] == 0, "one failure is below the threshold"
+        r.clock.advance(5)
+        await r.sync()  # second failure: killed
+        await r.sync()  # restarted (first restart has no back-off)
+        assert r.container()["restartCount"] == 1
+
+    run(body())
+
+
+def test_init_containers_run_before_app_containers() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add(initContainers=[{"name": "setup", "image": "busybox"}])
+        r.runtime.script_exit("default", "p", "setup", after=3.0, code=0)
+        await r.sync()
+        assert r.status()["phase"] == "Pending"
+        assert r.cond("Initialized") == "False"
+        assert r.container()["state"]["waiting"]["reason"] == "PodInitializing"
+        r.clock.advance(3)
+        await r.sync()
+        await r.sync()
+        assert r.cond("Initialized") == "True"
+        assert r.status()["phase"] == "Running"
+        init = r.status()["initContainerStatuses"][0]
+        assert init["state"]["terminated"]["reason"] == "Completed"
+
+    run(body())
+
+
+def test_graceful_deletion_stops_containers_then_deletes_with_grace_zero() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add()
+        await r.sync()
+        await r.api.delete(PODS, "p", namespace="default", grace_period_seconds=30)
+        assert r.api.stored(PODS, "default/p") is not None, "graceful: still there"
+        await r.sync()
+        assert r.api.stored(PODS, "default/p") is None
+        final = r.api.writes("delete", PODS)[-1]
+        assert final.body is not None
+        assert final.body["gracePeriodSeconds"] == 0
+        assert r.runtime.running() == 0
+        assert r.manager.records == {}
+
+    run(body())
+
+
+def test_logs_of_current_and_previous_containers() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add()
+        await r.sync()
+        r.runtime.append_log("default", "p", "app", "hello")
+        r.runtime.exit("default", "p", "app", code=1)
+        await r.sync()
+        current = r.manager.container_id("default", "p", "app")
+        previous = r.manager.container_id("default", "p", "app", previous=True)
+        assert current is not None
+        assert previous is not None
+        assert current != previous
+        old = [line async for line in r.runtime.logs(previous)]
+        assert any(b"hello" in line for line in old)
+        assert any(b"exited app with code 1" in line for line in old)
+        tail = [line async for line in r.runtime.logs(current, tail_lines=1)]
+        assert len(tail) == 1
+        assert b"started app" in tail[0]
+
+    run(body())
