@@ -1,10 +1,197 @@
-"""`berth` commands for this area (filled in by its issue)."""
+"""`berth preflight`, `berth plan` and `berth apply`: the engine from the command line.
+
+``plan`` connects, runs preflight, and prints per host and phase each change (with a unified diff
+for files) or why nothing is needed; ``-o FILE`` saves it. ``apply FILE`` applies a saved plan
+exactly and refuses if a host drifted since. ``apply -i SPEC`` plans, shows, asks (``--yes``
+skips), then applies, re-reading facts before every operation.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from provisioner.engine.inventory import inventory_from_spec
+from provisioner.engine.plan import Plan, PlanDriftError
+from provisioner.engine.runner import Engine, RunContext
+from provisioner.errors import SpecError
+from provisioner.phases.sets import PHASE_SETS
+from provisioner.phases.workflow import select
+from provisioner.reporting import ConsoleReporter, JsonReporter, Reporter
+from provisioner.spec import load_spec
+from provisioner.state import ClusterState
+
+SpecOption = Annotated[
+    Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)
+]
+OnlyOption = Annotated[list[str], typer.Option("--only", help="run only this phase (repeatable)")]
+SkipOption = Annotated[list[str], typer.Option("--skip", help="skip this phase (repeatable)")]
+SetOption = Annotated[str, typer.Option("--phases", help=f"phase set: {', '.join(PHASE_SETS)}")]
+OutputOption = Annotated[str, typer.Option("--output", help="text or json (one event per line)")]
+UnreachableOption = Annotated[
+    bool, typer.Option("--allow-unreachable", help="skip unreachable hosts instead of aborting")
+]
+StateOption = Annotated[
+    Path | None, typer.Option("--state-dir", help="base directory of cluster state")
+]
+ParallelOption = Annotated[int, typer.Option("--parallel", help="hosts handled at once")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="also show no-ops")]
+
+
+def _reporter(output: str, verbose: bool) -> Reporter:
+    if output not in ("text", "json"):
+        raise typer.BadParameter("--output must be text or json")
+    return JsonReporter() if output == "json" else ConsoleReporter(verbose=verbose)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
+
+
+def _engine(
+    spec_path: Path,
+    *,
+    phase_set: str,
+    only: list[str],
+    skip: list[str],
+    reporter: Reporter,
+    allow_unreachable: bool,
+    state_dir: Path | None,
+    parallel: int,
+) -> Engine:
+    spec = load_spec(spec_path)
+    state = ClusterState.open(spec.name, state_dir=state_dir)
+    if phase_set not in PHASE_SETS:
+        raise typer.BadParameter(f"unknown phase set {phase_set!r}; known: {', '.join(PHASE_SETS)}")
+    try:
+        phases = select(PHASE_SETS[phase_set](), only=only, skip=skip)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    ctx = RunContext(
+        inventory=inventory_from_spec(spec, known_hosts=state.known_hosts),
+        cache_dir=_cache_dir(),
+        spec=spec,
+        phase_set=phase_set,
+    )
+    return Engine(
+        ctx, phases, reporter=reporter, parallel=parallel, allow_unreachable=allow_unreachable
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def preflight(
+    inventory: SpecOption,
+    *,
+    output: OutputOption = "text",
+    state_dir: StateOption = None,
+    parallel: ParallelOption = 16,
+) -> None:
+    """Check every host (reachability, OS, Python, systemd, ports, disk, clock skew, host-to-host
+    reachability) without changing anything; report every problem at once (exit 4)."""
+    reporter = _reporter(output, verbose=False)
+    with _engine(
+        inventory, phase_set="cluster", only=["preflight"], skip=[], reporter=reporter,
+        allow_unreachable=False, state_dir=state_dir, parallel=parallel,
+    ) as engine:  # fmt: skip
+        engine.connect_all(tolerate=True)
+        engine.preflight()
+
+
+def plan(
+    inventory: SpecOption,
+    *,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="save the plan here")] = None,
+    phases: SetOption = "cluster",
+    only: OnlyOption = [],  # noqa: B006 - typer reads list defaults, never mutates them
+    skip: SkipOption = [],  # noqa: B006
+    output: OutputOption = "text",
+    allow_unreachable: UnreachableOption = False,
+    state_dir: StateOption = None,
+    parallel: ParallelOption = 16,
+    verbose: VerboseOption = False,
+) -> None:
+    """Show what `apply` would change on every host, per phase (no changes are made)."""
+    reporter = _reporter(output, verbose)
+    with _engine(
+        inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
+        allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
+    ) as engine:  # fmt: skip
+        engine.connect_all(tolerate=True)
+        engine.preflight()
+        result = engine.plan()
+        result.spec_path = str(inventory.resolve())
+        result.spec_digest = _digest(inventory)
+        result.only, result.skip = list(only), list(skip)
+        engine.report_plan(result)
+        if out is not None:
+            result.save(out)
+            engine.emit("summary", f"plan saved to {out}; apply it with: berth apply {out}")
+
+
+def apply(
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="a plan saved by `berth plan -o`")
+    ] = None,
+    *,
+    inventory: Annotated[
+        Path | None, typer.Option("--inventory", "-i", help="cluster spec (YAML)")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    phases: SetOption = "cluster",
+    only: OnlyOption = [],  # noqa: B006
+    skip: SkipOption = [],  # noqa: B006
+    output: OutputOption = "text",
+    allow_unreachable: UnreachableOption = False,
+    state_dir: StateOption = None,
+    parallel: ParallelOption = 16,
+    verbose: VerboseOption = False,
+) -> None:
+    """Apply a saved plan exactly (`berth apply PLAN`), or plan, show, confirm and apply
+    (`berth apply -i SPEC`)."""
+    reporter = _reporter(output, verbose)
+    if plan_file is not None:
+        saved = Plan.load(plan_file)
+        spec_path = inventory or Path(saved.spec_path or "")
+        if not saved.spec_path or not spec_path.exists():
+            raise SpecError([f"{plan_file}: the plan's spec {saved.spec_path} is missing"])
+        if _digest(spec_path) != saved.spec_digest:
+            raise PlanDriftError([f"{spec_path}: the spec changed since the plan was made"])
+        with _engine(
+            spec_path, phase_set=saved.phase_set, only=saved.only, skip=saved.skip,
+            reporter=reporter, allow_unreachable=allow_unreachable, state_dir=state_dir,
+            parallel=parallel,
+        ) as engine:  # fmt: skip
+            engine.connect_all()
+            engine.apply(saved)
+        return
+    if inventory is None:
+        raise typer.BadParameter("give a saved PLAN or --inventory/-i SPEC")
+    with _engine(
+        inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
+        allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
+    ) as engine:  # fmt: skip
+        engine.connect_all(tolerate=True)
+        engine.preflight()
+        predicted = engine.plan()
+        engine.report_plan(predicted)
+        if not predicted.has_changes:
+            return
+        if not yes:
+            if output == "json":
+                raise typer.BadParameter("--output json needs --yes (no prompt in a stream)")
+            typer.confirm("Apply the changes above?", abort=True)
+        engine.apply()
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the top-level app."""
-    del app
+    """Add `preflight`, `plan` and `apply` to the top-level app."""
+    app.command()(preflight)
+    app.command()(plan)
+    app.command()(apply)

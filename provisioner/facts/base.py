@@ -66,6 +66,8 @@ class FactSet:
         self._values: dict[Fact[Any], Any] = {}
         self._raw: dict[str, tuple[str, int]] = {}
         self.round_trip: tuple[float, float] | None = None
+        self.times: dict[str, tuple[float, float]] = {}
+        """Per fact key: local times its gathering command was sent and answered."""
         """Local wall-clock times the gathering command was sent and answered (clock skew)."""
 
     def add(self, fact: Fact[T], output: str, exit_code: int) -> T:
@@ -110,6 +112,15 @@ class FactSet:
             output, code = self._raw[key]
             digest.update(f"{key}\0{code}\0{output}\0".encode())
         return digest.hexdigest()
+
+    def digests(self, facts: list[Fact[Any]]) -> dict[str, str]:
+        """Per-fact SHA-256 of the raw output (non-volatile facts only), keyed by fact key."""
+        out: dict[str, str] = {}
+        for key in sorted({f.key() for f in facts}):
+            if key in self._raw:
+                output, code = self._raw[key]
+                out[key] = hashlib.sha256(f"{code}\0{output}".encode()).hexdigest()
+        return out
 
     def data(self) -> dict[str, Any]:
         """Every gathered value as JSON-able data, keyed by :meth:`Fact.key`."""

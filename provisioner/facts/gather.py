@@ -62,4 +62,5 @@ def gather(
     result.round_trip = (sent, received)
     for fact, (output, code) in zip(unique, sections, strict=True):
         result.add(fact, output, code)
+        result.times[fact.key()] = (sent, received)
     return result

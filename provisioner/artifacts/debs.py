@@ -1,0 +1,153 @@
+"""Fetch ``.deb`` files with this machine's apt, for hosts that have no package mirror.
+
+:meth:`DebCache.resolve` expands the wanted packages to their dependency closure (``apt-cache
+depends --recurse``, Depends/PreDepends only) and drops what the host already has installed (its
+dpkg status, from the :class:`~provisioner.facts.packages.Packages` fact). :meth:`DebCache.fetch`
+downloads each missing file once into the cache with ``apt-get download`` and returns it with its
+SHA-256; later runs are served from the cache without touching the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import OperationError
+from provisioner.operations.packages import Deb
+
+_lock = threading.Lock()
+DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    version: str
+    arch: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}_{self.version.replace(':', '%3a')}_{self.arch}.deb"
+
+
+def _apt(*argv: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False)
+    if done.returncode != 0:
+        raise OperationError(
+            f"{' '.join(argv)} failed on this machine (exit {done.returncode}): "
+            f"{done.stderr.strip()[-400:]}",
+            hint="run `apt-get update` on this machine and check the package name",
+        )
+    return done.stdout
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+APT_CACHE = Path("/var/cache/apt/pkgcache.bin")
+
+
+def _apt_generation() -> str:
+    """Changes whenever apt's package lists change (``apt-get update``)."""
+    try:
+        stat = APT_CACHE.stat()
+    except FileNotFoundError:
+        return "none"
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+class DebCache:
+    """A directory of downloaded ``.deb`` files (see the module docstring).
+
+    apt's answers (dependency closures, candidate versions) are memoised in ``index.json`` for
+    as long as apt's package lists are unchanged, so a no-op run does not spend ~0.5 s per query.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        index_path = self.root / "index.json"
+        generation = _apt_generation()
+        with _lock:
+            try:
+                index = json.loads(index_path.read_text())
+            except (OSError, ValueError):
+                index = {}
+            if index.get("generation") != generation:
+                index = {"generation": generation}
+            if key in index:
+                return index[key]
+        value = compute()
+        with _lock:
+            try:
+                index = json.loads(index_path.read_text())
+            except (OSError, ValueError):
+                index = {}
+            if index.get("generation") != generation:
+                index = {"generation": generation}
+            index[key] = value
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = index_path.with_suffix(f".tmp{threading.get_ident()}")
+            tmp.write_text(json.dumps(index, sort_keys=True))
+            tmp.replace(index_path)
+        return value
+
+    def closure(self, names: Sequence[str]) -> list[str]:
+        """``names`` plus everything they depend on (recursively), in apt's order."""
+        result: list[str] = self._memo("closure:" + ",".join(names), lambda: self._closure(names))
+        return result
+
+    def _closure(self, names: Sequence[str]) -> list[str]:
+        out = _apt(
+            "apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+            "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *names,
+        )  # fmt: skip
+        found = [line.strip() for line in out.splitlines() if line and not line[0].isspace()]
+        return list(dict.fromkeys(n for n in found if not n.startswith("<")))
+
+    def resolve(self, names: Sequence[str], installed: Mapping[str, str | None]) -> list[str]:
+        """The packages of the closure of ``names`` the host lacks (``names`` always kept)."""
+        return [n for n in self.closure(names) if n in names or installed.get(n) is None]
+
+    def candidate(self, name: str) -> Candidate:
+        """The version apt would download for ``name``."""
+
+        def ask() -> list[str]:
+            out = _apt("apt-cache", "show", "--no-all-versions", name)
+            fields = dict(re.findall(r"^(Package|Version|Architecture): (.+)$", out, re.M))
+            return [fields["Package"], fields["Version"], fields["Architecture"]]
+
+        package, version, arch = self._memo("candidate:" + name, ask)
+        return Candidate(package, version, arch)
+
+    def fetch(self, names: Sequence[str], *, arch: str) -> tuple[Deb, ...]:
+        """Every package in ``names`` as a cached ``.deb`` (downloaded once)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        debs = []
+        for name in names:
+            candidate = self.candidate(name)
+            with _lock:
+                if candidate.arch not in (arch, "all"):
+                    raise OperationError(
+                        f"{name}: this machine's apt offers {candidate.arch}, the host needs {arch}"
+                    )
+                path = self.root / candidate.filename
+                if not path.exists():
+                    _apt("apt-get", "download", "-q", f"{name}={candidate.version}", cwd=self.root)
+                if not path.exists():
+                    raise OperationError(f"apt-get download {name} did not produce {path.name}")
+                debs.append(Deb(name, candidate.version, _sha256(path), path))
+        return tuple(debs)

@@ -1,0 +1,481 @@
+"""The engine: connects to every host, plans, and applies phase by phase.
+
+Hosts are handled in parallel by a bounded thread pool; phases run in order, and a phase starts
+only when the previous one finished on every host. Planning gathers each host's facts for all
+selected phases in one round-trip and evaluates every operation against them (predict only).
+Applying re-reads the facts of each operation just before running it, because earlier operations
+change the host (a printed plan is a prediction, never a script to replay).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from provisioner.commands import Command, Shell, Upload
+from provisioner.connectors.base import Connector, HostName, HostTarget
+from provisioner.connectors.ssh import SSHConnector
+from provisioner.engine.plan import Plan, PlanDriftError, PlannedOp
+from provisioner.errors import (
+    ExitCode,
+    OperationError,
+    PreflightError,
+    ProvisionerError,
+)
+from provisioner.facts.base import Fact, FactSet
+from provisioner.facts.files import PathInfo
+from provisioner.facts.gather import gather
+from provisioner.operations.base import HostRun, OpContext, Operation, Outcome, evaluate
+from provisioner.operations.systemd import DaemonReload
+from provisioner.phases.workflow import Inventory, SelectedPhase
+from provisioner.reporting import CollectingReporter, Event, Reporter
+
+T = TypeVar("T")
+R = TypeVar("R")
+ConnectFn = Callable[[HostTarget], Connector]
+DIFF_LIMIT = 64 * 1024
+
+
+def ssh_connect(target: HostTarget) -> Connector:
+    """The default connector factory: a connected :class:`SSHConnector`."""
+    return SSHConnector(target).connect()
+
+
+class HostsFailed(ProvisionerError):
+    """One or more hosts failed; one line per host, each prefixed ``[phase] host:``."""
+
+    def __init__(self, problems: list[str], *, exit_code: ExitCode, what: str, hint: str) -> None:
+        super().__init__(f"{what} failed on {len(problems)} host(s)", hint=hint)
+        self.problems = problems
+        self.exit_code = exit_code
+
+    def lines(self) -> list[str]:
+        return [*self.problems, *super().lines()]
+
+
+@dataclass
+class RunContext:
+    """The :class:`~provisioner.phases.workflow.PhaseData` the engine hands to phases."""
+
+    inventory: Inventory
+    cache_dir: Path
+    spec: Any = None
+    dry_run: bool = True
+    phase_set: str = "custom"
+    engine: Engine | None = field(default=None, repr=False)
+
+    def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:
+        if self.engine is None:
+            raise RuntimeError("RunContext is not attached to an engine")
+        return self.engine.host_facts(host, facts)
+
+
+@dataclass
+class ApplySummary:
+    changed: int = 0
+    unchanged: int = 0
+    hosts: int = 0
+
+
+class Engine:
+    """Plan and apply ``phases`` on ``ctx.inventory`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        phases: Sequence[SelectedPhase],
+        *,
+        connect: ConnectFn = ssh_connect,
+        reporter: Reporter | None = None,
+        parallel: int = 16,
+        allow_unreachable: bool = False,
+    ) -> None:
+        self.ctx = ctx
+        ctx.engine = self
+        self.phases = list(phases)
+        self._connect = connect
+        self.reporter: Reporter = reporter or CollectingReporter()
+        self.parallel = max(1, parallel)
+        self.allow_unreachable = allow_unreachable
+        self.connectors: dict[HostName, Connector] = {}
+        self.unreachable: dict[HostName, str] = {}
+        self._facts: dict[HostName, FactSet] = {}
+        self._fact_locks: dict[HostName, threading.Lock] = {}
+        self._ops: dict[tuple[str, HostName], list[Operation]] = {}
+        self._runs: dict[HostName, HostRun] = {}
+        self._prepared = False
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def emit(
+        self, kind: str, message: str, *, phase: str = "", host: str = "", **data: Any
+    ) -> None:
+        self.reporter.emit(Event(kind, phase, host, message, data))
+
+    def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[tuple[T, R | BaseException]]:
+        """Run ``fn`` on every item in the bounded pool; results or exceptions, in order."""
+        work = list(items)
+        if not work:
+            return []
+
+        def guarded(item: T) -> R | BaseException:
+            try:
+                return fn(item)
+            except Exception as error:
+                return error
+
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(work))) as pool:
+            return list(zip(work, pool.map(guarded, work), strict=True))
+
+    @property
+    def hosts(self) -> list[HostTarget]:
+        """Reachable hosts (all hosts before :meth:`connect_all`)."""
+        return [h for h in self.ctx.inventory.hosts if h.name not in self.unreachable]
+
+    def connector(self, host: HostName) -> Connector:
+        return self.connectors[host]
+
+    def close(self) -> None:
+        for connector in self.connectors.values():
+            connector.close()
+        self.connectors.clear()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connecting and facts -------------------------------------------------------------------
+
+    def connect_all(self, *, tolerate: bool = False) -> None:
+        """Connect to every host at once; unreachable hosts abort unless allowed (or
+        ``tolerate``: preflight reports them with every other problem)."""
+        todo = [h for h in self.ctx.inventory.hosts if h.name not in self.connectors]
+        for target, result in self._map(self._connect, todo):
+            if isinstance(result, BaseException):
+                message = _message(result, target.name)
+                self.unreachable[target.name] = message
+                self.emit("problem", f"unreachable: {message}", host=target.name)
+            else:
+                self.connectors[target.name] = result
+                self._fact_locks[target.name] = threading.Lock()
+                self.emit("connected", "connected", host=target.name)
+        if self.unreachable and not self.allow_unreachable and not tolerate:
+            raise HostsFailed(
+                [f"{name}: {why}" for name, why in self.unreachable.items()],
+                exit_code=ExitCode.CONNECTION,
+                what="connecting",
+                hint="nothing was changed; fix the hosts or pass --allow-unreachable to skip them",
+            )
+
+    def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:
+        """Facts of ``host``, gathering (in one round-trip) only those not cached yet."""
+        with self._fact_locks[host]:
+            cached = self._facts.setdefault(host, FactSet(host))
+            missing = [f for f in facts if f not in cached]
+            if missing:
+                gather(self.connectors[host], missing, into=cached)
+            return cached
+
+    # -- phases ---------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Run the selected phases' operator-side ``prepare`` steps (once)."""
+        if self._prepared:
+            return
+        for selected in self.phases:
+            if selected.phase.prepare is not None:
+                selected.phase.prepare(self.ctx)
+        self._prepared = True
+
+    def operations(self, selected: SelectedPhase, host: HostTarget) -> list[Operation]:
+        key = (selected.path, host.name)
+        if key not in self._ops:
+            phase = selected.phase
+            ops: list[Operation] = []
+            if phase.operations is not None and host in phase.hosts(self.ctx.inventory):
+                ops = [*phase.operations(self.ctx, host), DaemonReload()]
+            ids = [op.id for op in ops]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise OperationError(
+                    f"[{selected.path}] {host.name}: operations declared twice: {duplicates}"
+                )
+            self._ops[key] = ops
+        return self._ops[key]
+
+    def preflight(self) -> None:
+        """Run every selected phase's ``check`` on all hosts at once; report every problem."""
+        checking = [p for p in self.phases if p.phase.check is not None]
+        if not checking:
+            return
+        problems: list[str] = []
+        if not self.allow_unreachable:
+            problems += [f"[preflight] {n}: unreachable: {w}" for n, w in self.unreachable.items()]
+
+        def gather_checks(host: HostTarget) -> None:
+            wanted = [
+                f
+                for p in checking
+                if p.phase.check_facts is not None
+                for f in p.phase.check_facts(self.ctx, host)
+            ]
+            self.host_facts(host.name, wanted)
+
+        for host, result in self._map(gather_checks, self.hosts):
+            if isinstance(result, BaseException):
+                problems.append(f"[preflight] {host.name}: {_message(result, host.name)}")
+        for selected in checking:
+            assert selected.phase.check is not None
+            live = {h.name: self.connectors[h.name] for h in self.hosts}
+            for problem in selected.phase.check(self.ctx, live):
+                line = f"[{selected.path}] {problem}"
+                problems.append(line)
+        for line in problems:
+            self.emit("problem", line)
+        if problems:
+            raise PreflightError(
+                problems, hint="nothing was changed; fix the problems above and run again"
+            )
+        for selected in checking:
+            self.emit("done", "all checks passed", phase=selected.path)
+
+    # -- plan -----------------------------------------------------------------------------------
+
+    def _phase_ops(self, host: HostTarget) -> list[tuple[SelectedPhase, list[Operation]]]:
+        return [(p, self.operations(p, host)) for p in self.phases if p.phase.operations]
+
+    def plan(self) -> Plan:
+        """Predict every operation on every reachable host (no writes)."""
+        self.prepare()
+        plan = Plan(
+            cluster=self.ctx.inventory.cluster,
+            phase_set=self.ctx.phase_set,
+            phases=[p.path for p in self.phases],
+            hosts=[h.name for h in self.hosts],
+            unreachable=sorted(self.unreachable),
+        )
+        failures: list[str] = []
+        for host, result in self._map(self._plan_host, self.hosts):
+            if isinstance(result, BaseException):
+                failures.append(f"{host.name}: {_message(result, host.name)}")
+                continue
+            ops, fingerprints = result
+            plan.ops.extend(ops)
+            plan.fingerprints[host.name] = fingerprints
+        if failures:
+            raise HostsFailed(
+                failures, exit_code=ExitCode.APPLY, what="planning", hint="nothing was changed"
+            )
+        order = {p.path: i for i, p in enumerate(self.phases)}
+        hosts = {h: i for i, h in enumerate(plan.hosts)}
+        plan.ops.sort(key=lambda o: (order[o.phase], hosts[o.host]))
+        return plan
+
+    def _plan_host(self, host: HostTarget) -> tuple[list[PlannedOp], dict[str, str]]:
+        by_phase = self._phase_ops(host)
+        wanted = [f for _, ops in by_phase for op in ops for f in op.facts()]
+        facts = self.host_facts(host.name, wanted)
+        run = HostRun()
+        planned: list[PlannedOp] = []
+        for selected, ops in by_phase:
+            for op in ops:
+                outcome = evaluate(op, OpContext(host.name, facts, run))
+                planned.append(self._planned(selected.path, host, outcome, facts))
+        return planned, facts.digests(wanted)
+
+    def _planned(self, phase: str, host: HostTarget, outcome: Outcome, facts: FactSet) -> PlannedOp:
+        op = outcome.op
+        diffs = [
+            d
+            for c in outcome.commands
+            if isinstance(c, Upload) and (d := self._diff(host.name, c, facts))
+        ]
+        return PlannedOp(
+            phase=phase,
+            host=host.name,
+            op=op.id,
+            description=op.describe(),
+            commands=[c.describe() for c in outcome.commands],
+            digests=[c.digest() for c in outcome.commands],
+            noop=outcome.noop_reason,
+            diff="\n".join(diffs) or None,
+        )
+
+    def _diff(self, host: HostName, upload: Upload, facts: FactSet) -> str | None:
+        fact = PathInfo((upload.path,))
+        state = facts.get(fact).get(upload.path) if fact in facts else None
+        if upload.mode & 0o044 == 0:
+            return f"(content of {upload.path} not shown: mode {upload.mode:04o})"
+        try:
+            new = upload.content.decode()
+        except UnicodeDecodeError:
+            return None
+        old = ""
+        if state is not None and state.kind == "file":
+            if state.mode & 0o044 == 0 or state.size > DIFF_LIMIT:
+                return None
+            try:
+                old = self.connectors[host].get(upload.path).decode()
+            except (UnicodeDecodeError, OSError):
+                return None
+        lines = difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"{host}:{upload.path}" if state else "/dev/null",
+            tofile=f"{host}:{upload.path} (planned)",
+        )
+        return "".join(lines).rstrip("\n") or None
+
+    def report_plan(self, plan: Plan) -> None:
+        for op in plan.ops:
+            if op.changed:
+                self.emit(
+                    "change", op.description, phase=op.phase, host=op.host,
+                    commands=op.commands, diff=op.diff, op=op.op,
+                )  # fmt: skip
+            else:
+                self.emit("noop", f"{op.description}: {op.noop}", phase=op.phase, host=op.host)
+        changed_hosts = len({op.host for op in plan.changes})
+        self.emit(
+            "summary",
+            f"plan: {len(plan.changes)} change(s) on {changed_hosts} host(s), "
+            f"{len(plan.ops) - len(plan.changes)} operation(s) already in place",
+            changes=len(plan.changes),
+        )
+
+    # -- apply ----------------------------------------------------------------------------------
+
+    def check_drift(self, plan: Plan) -> None:
+        """Refuse a saved plan when any host's facts changed since it was made."""
+        problems: list[str] = []
+
+        def fresh(host: HostTarget) -> dict[str, str]:
+            wanted = [f for _, ops in self._phase_ops(host) for op in ops for f in op.facts()]
+            return gather(self.connectors[host.name], wanted).digests(wanted)
+
+        missing = sorted(set(plan.hosts) - {h.name for h in self.hosts})
+        problems += [f"{name}: in the plan but not reachable now" for name in missing]
+        for host, result in self._map(fresh, [h for h in self.hosts if h.name in plan.hosts]):
+            if isinstance(result, BaseException):
+                problems.append(f"{host.name}: {_message(result, host.name)}")
+                continue
+            before = plan.fingerprints.get(host.name, {})
+            changed = sorted(
+                k for k in before.keys() | result.keys() if before.get(k) != result.get(k)
+            )
+            if changed:
+                problems.append(f"{host.name}: drifted since the plan: {', '.join(changed)}")
+        if problems:
+            raise PlanDriftError(problems)
+
+    def apply(self, plan: Plan | None = None) -> ApplySummary:
+        """Apply every phase; with a saved ``plan``, refuse anything it did not show."""
+        self.ctx.dry_run = False
+        self.prepare()
+        if plan is not None:
+            self.check_drift(plan)
+        summary = ApplySummary(hosts=len(self.hosts))
+        for selected in self.phases:
+            if selected.phase.operations is None:
+                continue
+            self.emit("phase", selected.phase.summary, phase=selected.path)
+            failures: list[str] = []
+            targets = [h for h in self.hosts if self.operations(selected, h)]
+            apply_one = functools.partial(self._apply_host, selected, plan=plan)
+            for host, result in self._map(apply_one, targets):
+                if isinstance(result, BaseException):
+                    message = _message(result, host.name)
+                    failures.append(f"[{selected.path}] {host.name}: {message}")
+                    self.emit("error", message, phase=selected.path, host=host.name)
+                else:
+                    summary.changed += result[0]
+                    summary.unchanged += result[1]
+            if failures:
+                raise HostsFailed(
+                    failures,
+                    exit_code=ExitCode.APPLY,
+                    what=f"phase {selected.path}",
+                    hint="fix the cause and apply again: finished operations are not repeated",
+                )
+        self.emit(
+            "summary",
+            f"apply: {summary.changed} change(s), {summary.unchanged} operation(s) already in "
+            f"place on {summary.hosts} host(s)",
+            changes=summary.changed,
+        )
+        return summary
+
+    def _apply_host(
+        self, selected: SelectedPhase, host: HostTarget, *, plan: Plan | None
+    ) -> tuple[int, int]:
+        connector = self.connectors[host.name]
+        run = self._runs.setdefault(host.name, HostRun())
+        changed = unchanged = 0
+        for op in self.operations(selected, host):
+            facts = gather(connector, op.facts())
+            outcome = evaluate(op, OpContext(host.name, facts, run))
+            if plan is not None:
+                _check_against_plan(plan, selected.path, host.name, outcome)
+            if not outcome.changed:
+                unchanged += 1
+                self.emit(
+                    "noop", f"{op.describe()}: {outcome.noop_reason}",
+                    phase=selected.path, host=host.name,
+                )  # fmt: skip
+                continue
+            for command in outcome.commands:
+                _execute(connector, command)
+            changed += 1
+            self.emit(
+                "done", op.describe(), phase=selected.path, host=host.name,
+                commands=[c.describe() for c in outcome.commands], op=op.id,
+            )  # fmt: skip
+        return changed, unchanged
+
+
+def _check_against_plan(plan: Plan, phase: str, host: str, outcome: Outcome) -> None:
+    planned = plan.find(phase, host, outcome.op.id)
+    digests = [c.digest() for c in outcome.commands]
+    if planned is None:
+        if digests:
+            raise OperationError(
+                f"{outcome.op.describe()} is not in the plan; plan again",
+            )
+        return
+    if planned.digests != digests:
+        shown = "; ".join(planned.commands) or "nothing"
+        now = "; ".join(c.describe() for c in outcome.commands) or "nothing"
+        raise OperationError(
+            f"{outcome.op.describe()}: the plan showed [{shown}] but the host now needs [{now}]",
+            hint="the host changed during the apply; run `berth plan` again",
+        )
+
+
+def _execute(connector: Connector, command: Command) -> None:
+    if isinstance(command, Upload):
+        connector.put(
+            command.content, command.path, mode=command.mode, owner=command.owner,
+            group=command.group,
+        )  # fmt: skip
+        return
+    assert isinstance(command, Shell)
+    connector.run(command).check(connector.host, command.render())
+
+
+def _message(error: BaseException, host: str | None = None) -> str:
+    """One line for ``error``, without a leading ``host:`` the caller prefixes anyway."""
+    if isinstance(error, ProvisionerError):
+        text = "; ".join(error.lines())
+    else:
+        text = f"{type(error).__name__}: {error}"
+    if host and text.startswith(f"{host}: "):
+        text = text[len(host) + 2 :]
+    return text

@@ -1,0 +1,121 @@
+"""Preflight: check every host before anything changes, and report every problem at once.
+
+Checks (all hosts concurrently, one round-trip each): reachability over SSH (done by the engine),
+supported OS, Python version, systemd as PID 1, free disk, clock skew against this machine and
+between hosts, required ports free on hosts not yet managed by berth, and host-to-host TCP
+reachability on the cluster's ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from provisioner.connectors.base import Connector, HostName, HostTarget
+from provisioner.facts.base import Fact
+from provisioner.facts.files import PathInfo
+from provisioner.facts.network import ListeningPorts
+from provisioner.facts.reach import TcpReachability
+from provisioner.facts.system import Clock, DiskFree, OsRelease, PythonVersion, Systemd
+from provisioner.phases.workflow import Phase, PhaseData
+
+MANAGED_MARKER = "/var/lib/berth/cluster"
+"""Written by the cluster phases; ports in use on a managed host are berth's own."""
+
+SUPPORTED_OS = {"debian": (12,), "ubuntu": (22, 4)}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+
+def preflight_phase(
+    *,
+    min_python: tuple[int, int] = (3, 11),
+    min_disk_bytes: int = 1 << 30,
+    max_skew_seconds: float = 2.0,
+    ports: Callable[[HostTarget], Sequence[int]] = lambda host: (),
+    peer_ports: Callable[[HostTarget], Sequence[int]] = lambda host: (host.port,),
+) -> Phase:
+    """The preflight phase. ``ports``: ports a host must have free; ``peer_ports``: ports every
+    other host must be able to reach on it."""
+
+    def targets(data: PhaseData, host: HostTarget) -> tuple[tuple[str, int], ...]:
+        return tuple(
+            (peer.address, port)
+            for peer in data.inventory.hosts
+            if peer.name != host.name
+            for port in peer_ports(peer)
+        )
+
+    def check_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
+        return (
+            OsRelease(), PythonVersion(), Systemd(), DiskFree(("/",)), Clock(),
+            ListeningPorts(), PathInfo((MANAGED_MARKER,)), TcpReachability(targets(data, host)),
+        )  # fmt: skip
+
+    def check(data: PhaseData, live: Mapping[HostName, Connector]) -> list[str]:
+        problems: list[str] = []
+        offsets: dict[str, float] = {}
+        for host in data.inventory.hosts:
+            if host.name not in live:
+                continue
+            facts = data.host_facts(host.name, check_facts(data, host))
+
+            def problem(text: str, name: str = host.name) -> None:
+                problems.append(f"{name}: {text}")
+
+            os_info = facts.get(OsRelease())
+            if os_info is None:
+                problem("no /etc/os-release: cannot tell the operating system")
+            elif (
+                os_info.id not in SUPPORTED_OS
+                or _version(os_info.version_id) < SUPPORTED_OS[os_info.id]
+            ):
+                name = os_info.pretty_name or os_info.id
+                problem(f"unsupported OS {name}: need Debian 12+ or Ubuntu 22.04+")
+            python = facts.get(PythonVersion())
+            if python is None:
+                problem("python3 is not installed")
+            elif python.version[:2] < min_python:
+                problem(
+                    f"python3 is {'.'.join(map(str, python.version))}, need "
+                    f"{'.'.join(map(str, min_python))}+"
+                )
+            if not facts.get(Systemd()).running:
+                problem("systemd is not running as PID 1")
+            free = facts.get(DiskFree(("/",)))["/"]
+            if free is not None and free < min_disk_bytes:
+                problem(f"only {free >> 20} MiB free on /, need {min_disk_bytes >> 20} MiB")
+            clock = facts.get(Clock())
+            sent, received = facts.times.get(Clock().key(), (clock, clock))
+            offsets[host.name] = clock - (sent + received) / 2
+            managed = facts.get(PathInfo((MANAGED_MARKER,)))[MANAGED_MARKER] is not None
+            listening = {(s.proto, s.port) for s in facts.get(ListeningPorts())}
+            if not managed:
+                for port in ports(host):
+                    if ("tcp", port) in listening:
+                        problem(f"port {port}/tcp is already in use")
+            for (address, port), status in facts.get(TcpReachability(targets(data, host))).items():
+                if status not in ("open", "refused"):
+                    peer = next(
+                        (p.name for p in data.inventory.hosts if p.address == address), address
+                    )
+                    problem(f"cannot reach {peer} ({address}) on {port}/tcp: {status}")
+        for name, offset in offsets.items():
+            if abs(offset) > max_skew_seconds:
+                problems.append(
+                    f"{name}: clock is {offset:+.1f}s off this machine's "
+                    f"(max {max_skew_seconds}s); new certificates would not be valid there"
+                )
+        if offsets and max(offsets.values()) - min(offsets.values()) > max_skew_seconds:
+            spread = ", ".join(f"{n} {o:+.1f}s" for n, o in sorted(offsets.items()))
+            problems.append(f"clock skew between hosts exceeds {max_skew_seconds}s: {spread}")
+        return problems
+
+    return Phase(
+        "preflight",
+        "Check every host before changing anything",
+        check=check,
+        check_facts=check_facts,
+    )

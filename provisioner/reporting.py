@@ -1,0 +1,109 @@
+"""What the operator sees: one line per event, prefixed ``[phase] host:``, or a JSON stream.
+
+The engine emits :class:`Event` values to a :class:`Reporter`. :class:`ConsoleReporter` prints
+them with rich (colours, unified diffs for changed files); :class:`JsonReporter` writes one JSON
+object per line to stdout for ``--output json``. Both are safe to call from worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened. ``kind`` is a short verb (``op``, ``phase``, ``error``...)."""
+
+    kind: str
+    phase: str = ""
+    host: str = ""
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def prefix(self) -> str:
+        parts = []
+        if self.phase:
+            parts.append(f"[{self.phase}]")
+        if self.host:
+            parts.append(f"{self.host}:")
+        return " ".join(parts)
+
+
+class Reporter(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+_STYLES = {
+    "change": "yellow",
+    "noop": "dim",
+    "done": "green",
+    "error": "red",
+    "problem": "red",
+    "warning": "yellow",
+    "phase": "bold cyan",
+    "summary": "bold",
+}
+
+
+class ConsoleReporter:
+    """Human output (see the module docstring). ``verbose`` also prints no-ops."""
+
+    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.verbose = verbose
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "noop" and not self.verbose:
+            return
+        if event.kind in ("facts", "connected"):
+            return
+        style = _STYLES.get(event.kind, "")
+        prefix = escape(event.prefix())
+        text = f"{prefix} {escape(event.message)}".strip()
+        with self._lock:
+            self.console.print(f"[{style}]{text}[/]" if style else text)
+            for command in event.data.get("commands", []):
+                self.console.print(f"    [dim]$[/] {escape(command)}")
+            diff = event.data.get("diff")
+            if diff:
+                for line in diff.splitlines():
+                    colour = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
+                    body = escape(line)
+                    self.console.print(f"    [{colour}]{body}[/]" if colour else f"    {body}")
+
+
+class JsonReporter:
+    """One JSON object per event and line (``--output json``)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        line = json.dumps(asdict(event), sort_keys=True, default=str)
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+class CollectingReporter:
+    """Keeps every event (tests, and callers that render their own summary)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]

@@ -1,0 +1,61 @@
+"""Template errors are located; the JSON reporter writes one parseable event per line."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from provisioner.errors import TemplateError
+from provisioner.reporting import ConsoleReporter, Event, JsonReporter
+from provisioner.templating import render
+
+
+def test_renders_with_strict_undefined(tmp_path: Path) -> None:
+    (tmp_path / "a.j2").write_text("x={{ x }}\n")
+    assert render("a.j2", {"x": 1}, root=tmp_path) == "x=1\n"
+
+
+def test_undefined_variable_names_template_line_and_context(tmp_path: Path) -> None:
+    (tmp_path / "unit.j2").write_text("[Unit]\nDescription={{ name }}\nAfter={{ after }}\n\n")
+    with pytest.raises(TemplateError) as caught:
+        render("unit.j2", {"name": "api"}, root=tmp_path)
+    message = caught.value.message
+    assert message.startswith(
+        f"template {tmp_path}/unit.j2:3: UndefinedError: 'after' is undefined"
+    )
+    assert ">    3 | After={{ after }}" in message
+    assert "     2 | Description={{ name }}" in message
+
+
+def test_syntax_error_is_located(tmp_path: Path) -> None:
+    (tmp_path / "bad.j2").write_text("ok\n{% if x %}\nno end\n")
+    with pytest.raises(TemplateError, match=r"bad\.j2:\d: TemplateSyntaxError"):
+        render("bad.j2", {"x": True}, root=tmp_path)
+
+
+def test_json_reporter_writes_one_event_per_line() -> None:
+    stream = io.StringIO()
+    reporter = JsonReporter(stream)
+    reporter.emit(Event("change", "demo", "n1", "file /etc/x", {"commands": ["upload /etc/x"]}))
+    reporter.emit(Event("summary", message="plan: 1 change(s)"))
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert events[0] == {
+        "kind": "change",
+        "phase": "demo",
+        "host": "n1",
+        "message": "file /etc/x",
+        "data": {"commands": ["upload /etc/x"]},
+    }
+    assert events[1]["kind"] == "summary"
+
+
+def test_console_lines_are_prefixed_with_phase_and_host() -> None:
+    out = io.StringIO()
+    reporter = ConsoleReporter(Console(file=out, width=200, color_system=None))
+    reporter.emit(Event("change", "demo", "n1", "file /etc/[x]", {"commands": ["chmod 0600 /a"]}))
+    reporter.emit(Event("noop", "demo", "n1", "hidden unless verbose"))
+    assert out.getvalue().splitlines() == ["[demo] n1: file /etc/[x]", "    $ chmod 0600 /a"]
