@@ -1,0 +1,201 @@
+"""From a Kubernetes ``v1/Pod`` (as a dict) to the runtime's :class:`PodSpec` and
+:class:`ContainerSpec` values.
+
+What needs the API server is the caller's job and comes in through callbacks: the content of
+ConfigMap/Secret volumes (``files(kind, name)``) and ``valueFrom`` environment values
+(``env_from(container_name, env_var_doc)``). Without them such pods are refused clearly.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from berth.runtime.errors import ContainerError
+from berth.runtime.spec import (
+    ContainerSpec,
+    EmptyDir,
+    FilesVolume,
+    HostPath,
+    PodSpec,
+    PodUID,
+    PortMapping,
+    Resources,
+    Volume,
+    VolumeMount,
+    VolumeSource,
+)
+
+FilesFn = Callable[[str, str], Mapping[str, bytes]]
+EnvFromFn = Callable[[str, Mapping[str, Any]], str]
+
+_SUFFIX: dict[str, Decimal | int] = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+}  # fmt: skip
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
+
+
+def parse_quantity(text: str | int | float) -> Decimal:
+    """A Kubernetes resource quantity (``250m``, ``64Mi``, ``1.5``, ``1e3``) as a number."""
+    match = _QUANTITY.match(str(text).strip())
+    if not match or (match.group(2) and match.group(2) not in _SUFFIX):
+        raise ContainerError(f"invalid resource quantity {text!r}")
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation as exc:
+        raise ContainerError(f"invalid resource quantity {text!r}") from exc
+    return number * Decimal(_SUFFIX.get(match.group(2), 1))
+
+
+def _resources(doc: Mapping[str, Any]) -> Resources:
+    requests = doc.get("requests") or {}
+    limits = doc.get("limits") or {}
+
+    def millis(value: Any) -> int | None:
+        return None if value is None else int(parse_quantity(value) * 1000)
+
+    def count(value: Any) -> int | None:
+        return None if value is None else int(parse_quantity(value))
+
+    return Resources(
+        cpu_request_millis=millis(requests.get("cpu", limits.get("cpu"))),
+        cpu_limit_millis=millis(limits.get("cpu")),
+        memory_limit_bytes=count(limits.get("memory")),
+    )
+
+
+def _volume(doc: Mapping[str, Any], files: FilesFn | None) -> Volume:
+    name = str(doc["name"])
+    source: VolumeSource
+    if "emptyDir" in doc:
+        ed = doc.get("emptyDir") or {}
+        size = ed.get("sizeLimit")
+        source = EmptyDir(
+            medium=str(ed.get("medium") or ""),
+            size_limit_bytes=int(parse_quantity(size)) if size is not None else None,
+        )
+    elif "hostPath" in doc:
+        hp = doc["hostPath"]
+        source = HostPath(path=str(hp["path"]), type=str(hp.get("type") or ""))
+    elif "configMap" in doc or "secret" in doc:
+        kind = "configMap" if "configMap" in doc else "secret"
+        ref = doc[kind]
+        ref_name = str(ref.get("name") or ref.get("secretName") or "")
+        if files is None:
+            raise ContainerError(f"volume {name!r}: {kind} {ref_name!r} needs a files() callback")
+        content = dict(files(kind, ref_name))
+        if ref.get("items"):
+            content = {str(i["path"]): content[str(i["key"])] for i in ref["items"]}
+        mode = ref.get("defaultMode")
+        source = FilesVolume(kind=kind, files=content, default_mode=int(mode) if mode else None)
+    else:
+        kinds = sorted(k for k in doc if k != "name")
+        raise ContainerError(f"volume {name!r}: unsupported volume type {kinds}")
+    return Volume(name=name, source=source)
+
+
+def _container(
+    doc: Mapping[str, Any], pod_security: Mapping[str, Any], env_from: EnvFromFn | None
+) -> ContainerSpec:
+    name = str(doc["name"])
+    security = {**pod_security, **(doc.get("securityContext") or {})}
+    caps = security.get("capabilities") or {}
+    env: list[tuple[str, str]] = []
+    for item in doc.get("env") or []:
+        if "valueFrom" in item:
+            if env_from is None:
+                raise ContainerError(
+                    f"container {name!r}: env {item['name']} uses valueFrom; "
+                    "pass an env_from() callback"
+                )
+            env.append((str(item["name"]), env_from(name, item)))
+        else:
+            env.append((str(item["name"]), str(item.get("value", ""))))
+    return ContainerSpec(
+        name=name,
+        image=str(doc["image"]),
+        command=tuple(doc.get("command") or ()),
+        args=tuple(doc.get("args") or ()),
+        env=tuple(env),
+        working_dir=str(doc.get("workingDir") or ""),
+        run_as_user=security.get("runAsUser"),
+        run_as_group=security.get("runAsGroup"),
+        read_only_root_filesystem=bool(security.get("readOnlyRootFilesystem", False)),
+        allow_privilege_escalation=bool(security.get("allowPrivilegeEscalation", True)),
+        capabilities_add=tuple(caps.get("add") or ()),
+        capabilities_drop=tuple(caps.get("drop") or ()),
+        resources=_resources(doc.get("resources") or {}),
+        volume_mounts=tuple(
+            VolumeMount(
+                name=str(m["name"]),
+                mount_path=str(m["mountPath"]),
+                read_only=bool(m.get("readOnly", False)),
+                sub_path=str(m.get("subPath") or ""),
+            )
+            for m in doc.get("volumeMounts") or []
+        ),
+        ports=tuple(
+            PortMapping(
+                container_port=int(p["containerPort"]),
+                host_port=int(p["hostPort"]),
+                protocol=str(p.get("protocol") or "TCP").lower(),
+                host_ip=str(p.get("hostIP") or ""),
+            )
+            for p in doc.get("ports") or []
+            if p.get("hostPort")
+        ),
+        image_pull_policy=str(doc.get("imagePullPolicy") or "IfNotPresent"),
+    )
+
+
+def pod_from_k8s(
+    pod: Mapping[str, Any],
+    *,
+    files: FilesFn | None = None,
+    env_from: EnvFromFn | None = None,
+    dns_nameservers: tuple[str, ...] = (),
+    dns_searches: tuple[str, ...] = (),
+) -> tuple[PodSpec, list[ContainerSpec]]:
+    """Convert a Pod; ``dns_*`` is what the agent computes from ``dnsPolicy`` (ClusterFirst)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    security = spec.get("securityContext") or {}
+    pod_security = {
+        k: security[k] for k in ("runAsUser", "runAsGroup") if security.get(k) is not None
+    }
+    dns = spec.get("dnsConfig") or {}
+    podspec = PodSpec(
+        uid=PodUID(str(meta["uid"])),
+        namespace=str(meta.get("namespace") or "default"),
+        name=str(meta["name"]),
+        hostname=str(spec.get("hostname") or ""),
+        volumes=tuple(_volume(v, files) for v in spec.get("volumes") or []),
+        dns_nameservers=tuple(dns.get("nameservers") or dns_nameservers),
+        dns_searches=tuple(dns.get("searches") or dns_searches),
+        supplemental_groups=tuple(int(g) for g in security.get("supplementalGroups") or ()),
+        fs_group=security.get("fsGroup"),
+        host_aliases=tuple(
+            (str(a["ip"]), tuple(a.get("hostnames") or ())) for a in spec.get("hostAliases") or []
+        ),
+    )
+    containers = [_container(c, pod_security, env_from) for c in spec.get("containers") or []]
+    return podspec, containers
+
+
+def secret_files(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """A ``v1/Secret``'s ``data`` (base64) and ``stringData`` as file contents."""
+    out = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    out.update({k: str(v).encode() for k, v in (secret.get("stringData") or {}).items()})
+    return out
+
+
+def configmap_files(cm: Mapping[str, Any]) -> dict[str, bytes]:
+    """A ``v1/ConfigMap``'s ``data`` and ``binaryData`` as file contents."""
+    out = {k: str(v).encode() for k, v in (cm.get("data") or {}).items()}
+    out.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
+    return out
