@@ -511,11 +511,11 @@ class Lab:
             table = nft_table(self.name)
             if partitioned:
                 state.record("nft-table", table, self.state_path)
-                network.partition(table, first.address, second.address)
+                network.partition(table, first.veth, second.veth)
                 if pair not in state.partitions:
                     state.partitions.append(pair)
             else:
-                network.unpartition(table, first.address, second.address)
+                network.unpartition(table, first.veth, second.veth)
                 state.partitions = [p for p in state.partitions if p != pair]
             state.save(self.state_path)
 

@@ -2,8 +2,8 @@
 
 Hosts get only their /24 (no default route), so nothing they send can leave the machine; the
 machine's ``ip_forward`` is never touched. Partitions are drop rules in a bridge-family nftables
-table on the machine, i.e. the "switch" drops traffic between two hosts, and the hosts' own
-firewalls stay theirs.
+table on the machine matching the two hosts' bridge ports, i.e. the "switch" drops traffic between
+two hosts, and the hosts' own firewalls stay theirs.
 """
 
 from __future__ import annotations
@@ -99,33 +99,32 @@ def link_is_up(name: str) -> bool:
 
 
 def _pair_elements(a: str, b: str) -> str:
-    return f"{{ {a} . {b}, {b} . {a} }}"
+    return f'{{ "{a}" . "{b}", "{b}" . "{a}" }}'
 
 
-def partition(table: str, a: str, b: str) -> None:
-    """Drop all IPv4 traffic between addresses ``a`` and ``b`` on the bridge (both directions)."""
+def partition(table: str, veth_a: str, veth_b: str) -> None:
+    """Drop every frame the bridge would forward between two hosts' ports, both directions
+    (IPv4, IPv6 and ARP alike: the switch between them is broken, nothing else)."""
     run(
         ["nft", "-f", "-"],
         input_text=(
             f"table bridge {table} {{\n"
-            "  set pairs { type ipv4_addr . ipv4_addr; }\n"
+            "  set pairs { type ifname . ifname; }\n"
             "  chain forward {\n"
             "    type filter hook forward priority 0; policy accept;\n"
-            "    ip saddr . ip daddr @pairs drop\n"
+            "    iifname . oifname @pairs drop\n"
             "  }\n"
             "}\n"
-            f"add element bridge {table} pairs {_pair_elements(a, b)}\n"
+            f"add element bridge {table} pairs {_pair_elements(veth_a, veth_b)}\n"
         ),
     )
 
 
-def unpartition(table: str, a: str, b: str) -> None:
-    """Let traffic between ``a`` and ``b`` pass again."""
+def unpartition(table: str, veth_a: str, veth_b: str) -> None:
+    """Let frames between the two ports pass again."""
     if table_exists(table):
-        run(
-            ["nft", "delete", "element", "bridge", table, "pairs", _pair_elements(a, b)],
-            check=False,
-        )
+        elements = _pair_elements(veth_a, veth_b)
+        run(["nft", "delete", "element", "bridge", table, "pairs", elements], check=False)
 
 
 def table_exists(table: str) -> bool:

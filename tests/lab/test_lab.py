@@ -327,13 +327,28 @@ def test_cut_isolates_a_host_and_heal_reconnects_it(lab: Lab) -> None:
     assert run(lab, "n2", "true")[0] == 0
 
 
+def _link_local(lab: Lab, host: str) -> str:
+    """``host``'s IPv6 link-local address, once duplicate address detection (~1 s after the
+    link came up, so possibly still running just after boot) has finished."""
+    wait_dad = (
+        "for i in $(seq 50); do ip -6 addr show tentative | grep -q . || break; sleep 0.1; done"
+    )
+    out = run(lab, host, f"{wait_dad}; ip -6 -o addr show dev eth0 scope link")[1]
+    return out.split()[3].split("/")[0]
+
+
 @pytest.mark.lab
 def test_partition_separates_exactly_two_hosts(lab: Lab) -> None:
+    _link_local(lab, "n1")  # its own address must be usable as a source
+    n2_ipv6 = _link_local(lab, "n2")
+    ping6 = f"ping -6 -c1 -W{{}} {n2_ipv6}%eth0"
+    assert run(lab, "n1", ping6.format(2))[0] == 0
     lab.partition("n1", "n2")
     try:
         assert lab.partitions() == [("n1", "n2")]
         assert _ping_fails(lab, "n1", "n2")
         assert _ping_fails(lab, "n2", "n1")
+        assert run(lab, "n1", ping6.format(0.5))[0] != 0  # not just IPv4: the link is down
         assert _ping(lab, "n1", "n3")
         assert _ping(lab, "n2", "n3")
         assert run(lab, "n1", "true")[0] == 0
