@@ -36,11 +36,14 @@ def up(
         str | None, typer.Option(help="Private IPv4 range (default: a free /24 of 10.231/16).")
     ] = None,
     replace: Annotated[bool, typer.Option(help="Tear down an existing lab of that name.")] = False,
+    hybrid_cgroups: Annotated[
+        bool, typer.Option(help="Boot hosts on cgroup v1 (lets runc inside enforce limits).")
+    ] = False,
 ) -> None:
     """Boot COUNT hosts n1..nCOUNT and write the lab's cluster spec."""
     lab = Lab(name)
     started = time.monotonic()
-    lab.up(count, subnet_cidr=subnet, replace=replace)
+    lab.up(count, subnet_cidr=subnet, replace=replace, unified_cgroups=not hybrid_cgroups)
     typer.echo(
         f"lab {lab.name}: {count} host(s) up in {time.monotonic() - started:.1f}s "
         f"(boot to sshd {lab.boot_seconds or 0:.2f}s)"

@@ -67,9 +67,22 @@ def nspawn_argv(*, root: Path, machine: str, hostname: str, netns: str) -> list[
     ]
 
 
-def launch(argv: list[str], *, cgroup_procs: list[Path], log: Path) -> HostProcess:
-    """Start ``argv`` detached inside the given cgroups; output goes to ``log``."""
-    env = {**os.environ, **NSPAWN_ENV, "BERTH_LAB_CGROUP_PROCS": ":".join(map(str, cgroup_procs))}
+def launch(
+    argv: list[str], *, cgroup_procs: list[Path], log: Path, unified_cgroups: bool = True
+) -> HostProcess:
+    """Start ``argv`` detached inside the given cgroups; output goes to ``log``.
+
+    ``unified_cgroups=False`` boots the host on the machine's v1 hierarchies instead: the host's
+    systemd is then "tainted: cgroupsv1", but a root process in it may remount the controllers
+    read-write and have runc enforce memory/pids/CPU limits (which pure cgroup2 hosts cannot,
+    because this machine binds every controller to v1).
+    """
+    env = {
+        **os.environ,
+        **NSPAWN_ENV,
+        "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1" if unified_cgroups else "0",
+        "BERTH_LAB_CGROUP_PROCS": ":".join(map(str, cgroup_procs)),
+    }
     out = subprocess.run(
         ["sh", "-c", _DETACH, "berth-lab-launch", _JOIN_AND_EXEC, str(log), *argv],
         env=env,

@@ -166,12 +166,15 @@ class Lab:
         subnet_cidr: str | None = None,
         replace: bool = False,
         timeout: float = BOOT_TIMEOUT,
+        unified_cgroups: bool = True,
     ) -> None:
         """Boot ``count`` hosts and return once every host's sshd answers.
 
         Builds (or reuses) the cached rootfs, picks a free /24 unless ``subnet_cidr`` is given, and
         writes the lab key, ``known_hosts`` and ``cluster.yaml``. An existing lab of the same
         name is an error unless ``replace`` (then it is torn down first).
+        ``unified_cgroups=False`` boots hosts on cgroup v1 (see :func:`boot.launch`): only for
+        tests that need runc to enforce resource limits inside a host.
         """
         require_root()
         require_tools()
@@ -190,7 +193,13 @@ class Lab:
                     )
                 self._teardown()
             try:
-                self._create(count, rootfs=rootfs, wanted=wanted, timeout=timeout)
+                self._create(
+                    count,
+                    rootfs=rootfs,
+                    wanted=wanted,
+                    timeout=timeout,
+                    unified_cgroups=unified_cgroups,
+                )
             except LabError as exc:
                 raise LabError(
                     f"lab {self.name!r}: {exc.message}",
@@ -321,9 +330,10 @@ class Lab:
         rootfs: Path,
         wanted: ipaddress.IPv4Network | None,
         timeout: float,
+        unified_cgroups: bool,
     ) -> None:
         (self.dir / "hosts").mkdir(parents=True)
-        state = LabState(name=self.name, rootfs=str(rootfs))
+        state = LabState(name=self.name, rootfs=str(rootfs), unified_cgroups=unified_cgroups)
         state.save(self.state_path)
         raise_inotify_limit()
         with file_lock(self._machine_lock()):
@@ -418,6 +428,7 @@ class Lab:
                 ),
                 cgroup_procs=cgroups.procs_files(relpath),
                 log=dirs.console_log,
+                unified_cgroups=state.unified_cgroups,
             )
             entry.pid, entry.pid_start, entry.frozen = proc.pid, proc.start, False
             state.save(self.state_path)

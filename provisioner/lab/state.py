@@ -43,6 +43,7 @@ class LabState(BaseModel):
     bridge: str = ""
     gateway: str = ""  # the bridge's own address: how the machine reaches the hosts
     rootfs: str = ""
+    unified_cgroups: bool = True  # False: hosts boot on the machine's hybrid (v1) hierarchies
     hosts: dict[str, HostState] = Field(default_factory=dict)
     partitions: list[tuple[str, str]] = Field(default_factory=list)
     resources: list[Resource] = Field(default_factory=list)

@@ -37,15 +37,28 @@ def _reap_abandoned_labs() -> None:
 
 @pytest.fixture(scope="session")
 def lab_factory() -> Iterator[LabFactory]:
-    """Boot labs with unique names: ``lab_factory(count, subnet_cidr=None, timeout=60) -> Lab``."""
+    """Boot labs with unique names: ``lab_factory(count, *, subnet_cidr=None, timeout=60,
+    unified_cgroups=True) -> Lab``."""
     _reap_abandoned_labs()
     counter = itertools.count(1)
     made: list[Lab] = []
 
-    def make(count: int = 3, *, subnet_cidr: str | None = None, timeout: float = 60.0) -> Lab:
+    def make(
+        count: int = 3,
+        *,
+        subnet_cidr: str | None = None,
+        timeout: float = 60.0,
+        unified_cgroups: bool = True,
+    ) -> Lab:
         lab = Lab(f"pt{os.getpid()}-{next(counter)}")
         made.append(lab)  # before up: a half-made lab is torn down too
-        lab.up(count, subnet_cidr=subnet_cidr, replace=True, timeout=timeout)
+        lab.up(
+            count,
+            subnet_cidr=subnet_cidr,
+            replace=True,
+            timeout=timeout,
+            unified_cgroups=unified_cgroups,
+        )
         return lab
 
     yield make

@@ -360,6 +360,30 @@ def test_partition_separates_exactly_two_hosts(lab: Lab) -> None:
     assert _ping(lab, "n2", "n1")
 
 
+@pytest.mark.lab
+def test_hybrid_cgroup_hosts_can_enforce_limits(lab_factory: LabFactory) -> None:
+    hybrid = lab_factory(1, unified_cgroups=False)
+    limit = 32 * 1024 * 1024
+    status, out, err = run(
+        hybrid,
+        "n1",
+        "systemctl is-system-running --wait; "
+        "mount -o remount,bind,rw /sys/fs/cgroup/memory && mkdir /sys/fs/cgroup/memory/lim && "
+        f"echo {limit} > /sys/fs/cgroup/memory/lim/memory.limit_in_bytes",
+    )
+    assert (status, out.strip()) == (0, "running"), err
+    # the host's own child cgroup is a real one on the machine, below the host's cgroup
+    machine_side = next(
+        h.mountpoint / cgroup_relpath(hybrid.name, host_name(1))
+        for h in cgroups.hierarchies()
+        if "memory" in h.controllers
+    )
+    found = list(machine_side.rglob("lim/memory.limit_in_bytes"))
+    assert [int(p.read_text()) for p in found] == [limit]
+    hybrid.down()  # copes with cgroups the host made itself
+    assert not machine_side.exists()
+
+
 def _status(lab: Lab, host: str) -> HostStatus:
     return next(s for s in lab.status() if s.host.name == host)
 
