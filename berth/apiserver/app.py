@@ -197,10 +197,16 @@ class ApiServer:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.store.compact(previous)
+                await self.compact(previous)
             except Exception:
                 log.exception("compaction at %d failed", previous)
             previous = await self.store.current_revision()
+
+    async def compact(self, revision: int) -> None:
+        """Drop history before ``revision`` in the store and the watch ring alike, so that a
+        watch from an older resourceVersion gets ``410 Expired`` wherever it is served."""
+        await self.store.compact(revision)
+        self.hub.floor = max(self.hub.floor, revision)
 
     async def _load_rbac(self) -> None:
         for plural in ("clusterroles", "clusterrolebindings", "roles", "rolebindings"):

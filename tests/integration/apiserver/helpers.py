@@ -1,0 +1,230 @@
+"""Helpers for driving the API server: kubectl runner, raw HTTPS client, object builders."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import ssl
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import watch as k8s_watch
+
+from berth.apiserver.testing import ServerHandle
+
+# The kubernetes client's generated models are loosely typed (optional everywhere); tests
+# handle them as Any and assert on the values instead.
+Watch: Any = k8s_watch.Watch
+
+
+def core_api(api: k8s.ApiClient) -> Any:
+    return k8s.CoreV1Api(api)
+
+
+def apps_api(api: k8s.ApiClient) -> Any:
+    return k8s.AppsV1Api(api)
+
+
+def rbac_api(api: k8s.ApiClient) -> Any:
+    return k8s.RbacAuthorizationV1Api(api)
+
+
+@dataclass
+class Kubectl:
+    """Runs one kubectl binary with its own HOME and discovery cache (no leaks between runs)."""
+
+    binary: Path
+    kubeconfig: Path
+    home: Path
+    version: str
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "KUBECACHEDIR": str(self.home / ".kube" / "cache"),
+            "KUBECONFIG": str(self.kubeconfig),
+        }
+        env.update(extra or {})
+        return env
+
+    def run(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.binary), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env(env),
+            timeout=timeout,
+            check=False,
+        )
+
+    def __call__(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> str:
+        """Run and return stdout; fail the test with stderr when kubectl fails."""
+        r = self.run(*args, stdin=stdin, env=env)
+        assert r.returncode == 0, f"kubectl {' '.join(args)} failed ({r.returncode}): {r.stderr}"
+        return r.stdout
+
+    def with_kubeconfig(self, kubeconfig: Path) -> Kubectl:
+        return Kubectl(self.binary, kubeconfig, self.home, self.version)
+
+
+def table(output: str) -> list[list[str]]:
+    """Split ``kubectl get`` output into rows of cells (columns separated by 2+ spaces)."""
+    return [
+        re.split(r"\s{2,}", line.strip()) for line in output.strip().splitlines() if line.strip()
+    ]
+
+
+class Raw:
+    """Minimal HTTPS client with a client certificate, for requests the typed clients refuse
+    to send (invalid bodies, odd content types)."""
+
+    def __init__(self, srv: ServerHandle, cert: tuple[Path, Path] | None) -> None:
+        self.ctx = ssl.create_default_context(cafile=str(srv.pki.ca_cert))
+        if cert is not None:
+            self.ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+        self.port = srv.server.port
+        self.conn: http.client.HTTPSConnection | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | Any = None,
+        *,
+        content_type: str | None = "application/json",
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, dict[str, str], bytes]:
+        if body is not None and not isinstance(body, bytes | str):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        h = dict(headers or {})
+        if content_type is not None and body is not None:
+            h["Content-Type"] = content_type
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPSConnection(
+                    "127.0.0.1", self.port, context=self.ctx, timeout=timeout
+                )
+            try:
+                self.conn.request(method, path, body=body, headers=h)
+                resp = self.conn.getresponse()
+                data = resp.read()
+                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        status, _, data = self.request(method, path, body, **kw)
+        return status, json.loads(data) if data else None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def node(
+    name: str,
+    *,
+    ready: bool = True,
+    ip: str = "10.0.0.1",
+    roles: tuple[str, ...] = (),
+    port: int = 10250,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                **{f"node-role.kubernetes.io/{r}": "" for r in roles},
+            },
+        },
+        "spec": {},
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "True" if ready else "False", "reason": "AgentReady"}
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": ip},
+                {"type": "Hostname", "address": name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+            "nodeInfo": {
+                "kubeletVersion": "v0.1.0",
+                "osImage": "Debian GNU/Linux 12 (bookworm)",
+                "kernelVersion": "6.1.0",
+                "containerRuntimeVersion": "runc://1.1.5",
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "bootID": "",
+                "machineID": "",
+                "kubeProxyVersion": "",
+                "systemUUID": "",
+            },
+        },
+    }
+
+
+def pod(
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    node_name: str | None = None,
+    containers: int = 1,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [
+            {"name": f"c{i}" if containers > 1 else "app", "image": "busybox:1.36"}
+            for i in range(containers)
+        ]
+    }
+    if node_name:
+        spec["nodeName"] = node_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": spec,
+    }
+
+
+def deployment(name: str, *, image: str = "nginx:1.19", replicas: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {"name": "web", "image": image, "ports": [{"containerPort": 80}]}
+                    ]
+                },
+            },
+        },
+    }
