@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import paramiko
 import pytest
 import yaml
 
-from provisioner.errors import LabError
+from provisioner.errors import ExitCode, LabError
 from provisioner.lab import HostStatus, Lab, boot, cgroups, connect, network, run
 from provisioner.lab.clusterspec import render
 from provisioner.lab.keys import generate_ed25519, known_hosts_line
@@ -487,3 +489,42 @@ def test_a_subnet_in_use_is_refused(lab: Lab) -> None:
             clash.up(1, subnet_cidr=lab.subnet)
     finally:
         clash.down()
+
+
+def _berth(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner.cli.main", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_cli_reports_a_missing_lab_with_the_lab_exit_code(tmp_path: Path) -> None:
+    result = _berth("lab", "status", "--name", "nosuch", env={"BERTH_LAB_ROOT": str(tmp_path)})
+    assert result.returncode == ExitCode.LAB
+    assert "no lab named 'nosuch'" in result.stderr
+    assert "berth lab up --name nosuch" in result.stderr
+
+
+@pytest.mark.lab
+def test_cli_status_and_ssh(lab: Lab) -> None:
+    status = _berth("lab", "status", "--name", lab.name)
+    assert status.returncode == 0, status.stderr
+    rows = [line.split() for line in status.stdout.splitlines() if line.startswith("n")]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (h.name, h.address, "running", "yes") for h in lab.hosts
+    ]
+    # OpenSSH itself, host key checked strictly against the lab's known_hosts
+    ssh = _berth("lab", "ssh", "--name", lab.name, "n3", "hostname", "-s")
+    assert (ssh.returncode, ssh.stdout.strip()) == (0, "n3"), ssh.stderr
+    # fault commands: cut shows in status, heal undoes it
+    assert _berth("lab", "cut", "n3", "--name", lab.name).returncode == 0
+    try:
+        cut = _berth("lab", "status", "--name", lab.name).stdout
+        assert [line.split()[2] for line in cut.splitlines() if line.startswith("n3")] == ["cut"]
+    finally:
+        assert _berth("lab", "heal", "n3", "--name", lab.name).returncode == 0
+    assert not _status(lab, "n3").cut
