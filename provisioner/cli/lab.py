@@ -10,6 +10,7 @@ import typer
 
 from provisioner.errors import LabError
 from provisioner.lab import Lab, ensure_rootfs, list_labs
+from provisioner.lab.system import ip_forward_enabled
 
 lab_app = typer.Typer(
     help="A local multi-host lab: systemd-nspawn hosts on a private bridge, faults on demand.",
@@ -149,5 +150,7 @@ def _print_status(lab: Lab) -> None:
         )
     for a, b in state.partitions:
         typer.echo(f"partitioned: {a} <-> {b}")
+    if ip_forward_enabled():
+        typer.echo("warning: net.ipv4.ip_forward=1 on this machine (the lab never turns it on)")
     typer.echo(f"spec: {lab.spec_path}")
     typer.echo(f"ssh:  berth lab ssh n1 --name {lab.name}    (or: {' '.join(lab.ssh_argv('n1'))})")

@@ -140,3 +140,19 @@ def freezer_file(relpath: str) -> tuple[Path, str, str]:
         if hierarchy.version == 2:
             return hierarchy.mountpoint / relpath / "cgroup.freeze", "1", "0"
     raise LabError("no cgroup freezer available (neither v1 freezer nor cgroup2)")
+
+
+def thaw_all(relpath: str) -> None:
+    """Thaw every frozen cgroup at or below ``relpath`` (a frozen process ignores SIGKILL)."""
+    for hierarchy in hierarchies():
+        top = hierarchy.mountpoint / relpath
+        if "freezer" in hierarchy.controllers:
+            knob, thawed = "freezer.state", "THAWED"
+        elif hierarchy.version == 2:
+            knob, thawed = "cgroup.freeze", "0"
+        else:
+            continue
+        for path in top.rglob(knob) if top.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if path.read_text().strip() != thawed:
+                    path.write_text(thawed)

@@ -17,17 +17,21 @@ def connect(lab: Lab, host: str, *, timeout: float = 10.0) -> paramiko.SSHClient
     client = paramiko.SSHClient()
     client.load_host_keys(str(lab.known_hosts_path))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(
-        target.address,
-        port=22,
-        username="root",
-        pkey=paramiko.Ed25519Key.from_private_key_file(str(lab.key_path)),
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=timeout,
-        banner_timeout=timeout,
-        auth_timeout=timeout,
-    )
+    try:
+        client.connect(
+            target.address,
+            port=22,
+            username="root",
+            pkey=paramiko.Ed25519Key.from_private_key_file(str(lab.key_path)),
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+        )
+    except BaseException:
+        client.close()  # no half-open transport thread left behind
+        raise
     return client
 
 

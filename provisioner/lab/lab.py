@@ -535,11 +535,10 @@ class Lab:
         if state is None:
             state = LabState(name=self.name)
         # 1. Power off every host at once (sequentially would take a second or two per host).
+        cgroups.thaw_all(cgroup_relpath(self.name))  # a frozen host cannot even be killed
         procs: list[tuple[HostState, boot.HostProcess]] = []
         for entry in state.hosts.values():
             proc = _process(entry)
-            if self._freezer_exists(entry) and self._is_frozen(entry):
-                self._write_freezer(entry, frozen=False)
             if boot.is_running(proc) and proc is not None:
                 boot.signal_process(proc, signal.SIGTERM)
                 procs.append((entry, proc))
@@ -568,17 +567,21 @@ class Lab:
     def _remove_nspawn_leftovers(self, state: LabState) -> None:
         """nspawn leaves /run/systemd/nspawn/propagate/<machine> (and the empty dirs above it,
         created on first use) behind; remove ours, and the dirs once no lab is left."""
-        for entry in state.hosts.values():
-            shutil.rmtree(NSPAWN_RUN / "propagate" / entry.machine, ignore_errors=True)
+        machines = {entry.machine for entry in state.hosts.values()}
+        prefix = f"{self.name}-n"
+        if (NSPAWN_RUN / "propagate").is_dir():
+            machines |= {
+                p.name
+                for p in (NSPAWN_RUN / "propagate").iterdir()
+                if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit()
+            }
+        for machine in machines:
+            shutil.rmtree(NSPAWN_RUN / "propagate" / machine, ignore_errors=True)
         if any(self.dir.parent.glob("*/state.json")):
             return  # another lab is (being) set up: its nspawn may need these dirs any moment
         for path in (NSPAWN_RUN / "propagate", NSPAWN_RUN / "locks", NSPAWN_RUN):
             with contextlib.suppress(OSError):  # not empty: not ours to remove
                 path.rmdir()
-
-    def _freezer_exists(self, entry: HostState) -> bool:
-        path, _, _ = cgroups.freezer_file(cgroup_relpath(self.name, HostName(entry.name)))
-        return path.is_file()
 
     def _netns_names(self, state: LabState) -> list[str]:
         names = {r.id for r in state.resources if r.kind == "netns"}

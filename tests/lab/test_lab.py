@@ -434,6 +434,19 @@ def test_down_leaves_nothing_and_labs_coexist(lab: Lab, lab_factory: LabFactory)
 
 
 @pytest.mark.lab
+def test_down_finds_everything_by_name_when_the_state_file_is_lost(
+    lab_factory: LabFactory,
+) -> None:
+    orphan = lab_factory(2)
+    orphan.partition("n1", "n2")
+    orphan.freeze("n1")
+    machines = [h.machine for h in orphan.hosts]
+    orphan.state_path.unlink()
+    orphan.down()
+    assert _traces(orphan, machines) == []
+
+
+@pytest.mark.lab
 def test_down_cleans_up_after_a_crash_half_way_through_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
