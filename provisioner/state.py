@@ -7,7 +7,7 @@ One directory per cluster, ``<base>/<metadata.name>``, where ``<base>`` is, firs
       lock                         who holds the cluster (pid, command, since), flock'ed
       known_hosts                  host keys pinned on first contact (hostKeyPolicy accept-new)
       pki/                         certificates (0644) and private keys (0600), see provisioner.pki
-      secrets/encryption-key       Secrets-at-rest key (0600)
+      secrets/<name>               generated secrets, base64 (0600); encryption-key: Secrets at rest
       kubeconfigs/                 admin.conf, scheduler.conf, ..., nodes/<host>.conf (0600)
 
 Every write is atomic (temporary file in the same directory, then rename). Private files are
@@ -17,16 +17,22 @@ window in which a key is readable by others. Nothing here prints or logs file co
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import fcntl
 import json
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.errors import StateError
+
+if TYPE_CHECKING:
+    from provisioner.spec.model import ClusterSpec
 
 ENV_STATE_DIR = "BERTH_STATE_DIR"
 ENV_PASSPHRASE = "BERTH_STATE_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
@@ -77,6 +83,11 @@ class ClusterState:
         self._lock_depth = 0
 
     @classmethod
+    def for_spec(cls, spec: ClusterSpec, *, state_dir: str | Path | None = None) -> ClusterState:
+        """The state of the cluster ``spec`` describes (named by ``metadata.name``)."""
+        return cls.open(spec.name, state_dir=state_dir)
+
+    @classmethod
     def open(cls, name: str, *, state_dir: str | Path | None = None) -> ClusterState:
         """The state of cluster ``name`` under ``state_dir`` (or the default base), created
         0700 if missing."""
@@ -124,6 +135,29 @@ class ClusterState:
         """The passphrase that encrypts CA keys at rest (``$BERTH_STATE_PASSPHRASE``)."""
         value = os.environ.get(ENV_PASSPHRASE)
         return value.encode() if value else None
+
+    def secret(self, name: str, *, nbytes: int = 32) -> tuple[bytes, bool]:
+        """The random secret ``secrets/<name>`` (``nbytes`` bytes, stored base64, 0600),
+        created on first use; returns it and whether it was just created.
+
+        A file that exists but does not hold ``nbytes`` bytes is an error, never replaced:
+        whatever it protects (encrypted Secrets, issued tokens) would be lost.
+        """
+        path = self.secrets_dir / name
+        if path.exists():
+            try:
+                value = base64.b64decode(path.read_bytes().strip(), validate=True)
+            except ValueError:
+                value = b""
+            if len(value) != nbytes:
+                raise StateError(
+                    f"{path} is not a base64 {nbytes}-byte key",
+                    hint="restore it from a backup of the cluster state",
+                )
+            return value, False
+        value = secrets.token_bytes(nbytes)
+        self.write_private(path, base64.b64encode(value) + b"\n")
+        return value, True
 
     def write_private(self, path: Path, data: bytes) -> None:
         """Atomically write a secret (key, token, kubeconfig): file 0600, directories 0700."""

@@ -10,10 +10,8 @@ there, so the real state is never touched and the result can be inspected.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import os
-import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -244,24 +242,11 @@ class _Ensurer:
         self.report.actions.append(PkiAction(name, description, "kept", "valid"))
 
     def _ensure_encryption_key(self) -> None:
-        name, description = "encryption-key", "Secrets encryption key"
-        path = self.files.encryption_key
-        if path.exists():
-            try:
-                raw = base64.b64decode(path.read_bytes().strip(), validate=True)
-            except ValueError:
-                raw = b""
-            if len(raw) != ENCRYPTION_KEY_BYTES:
-                # Never replace it: Secrets already encrypted with it would become unreadable.
-                raise StateError(
-                    f"{path} is not a base64 {ENCRYPTION_KEY_BYTES}-byte key",
-                    hint="restore it from a backup of the cluster state",
-                )
-            self.report.actions.append(PkiAction(name, description, "kept", "valid"))
-            return
-        key = base64.b64encode(secrets.token_bytes(ENCRYPTION_KEY_BYTES)) + b"\n"
-        self.state.write_private(path, key)
-        self.report.actions.append(PkiAction(name, description, "created", "missing"))
+        name = self.files.encryption_key.name
+        _, created = self.state.secret(name, nbytes=ENCRYPTION_KEY_BYTES)
+        action: ActionKind = "created" if created else "kept"
+        reason = "missing" if created else "valid"
+        self.report.actions.append(PkiAction(name, "Secrets encryption key", action, reason))
 
     # -- kubeconfigs ----------------------------------------------------------------------------
 

@@ -121,3 +121,19 @@ def _kubeconfig_rows(
             )
         )
     return rows
+
+
+def expiry_warnings(
+    spec: ClusterSpec, state: ClusterState, *, now: dt.datetime | None = None
+) -> list[str]:
+    """One line per certificate or kubeconfig that is expired or inside the renewal window,
+    for any command to print before it starts (empty when all is well or nothing exists yet)."""
+    lines = []
+    for row in status(spec, state, now=now):
+        if row.health == "expired" and row.not_after is not None:
+            lines.append(f"{row.name} expired on {row.not_after:%Y-%m-%d}")
+        elif row.health == "expiring":
+            lines.append(f"{row.name} expires in {row.days_left} day(s)")
+    if lines:
+        lines.append(f"run `berth certs renew -i {spec.source_path or 'SPEC'}`, then apply")
+    return lines
