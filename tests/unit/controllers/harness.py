@@ -70,7 +70,7 @@ class Harness:
                     PODS,
                     name,
                     "binding",
-                    {"target": {"kind": "Node", "name": "node-1"}},
+                    {"target": {"kind": "Node", "name": pinned_node(pod) or "node-1"}},
                     namespace=ns,
                 )
             want_ready = "True" if ready(pod) else "False"
@@ -94,6 +94,17 @@ class Harness:
                 namespace=ns,
                 subresource="status",
             )
+
+
+def pinned_node(pod: Obj) -> str | None:
+    """The node a DaemonSet pod is pinned to through node affinity, if any."""
+    affinity = (pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for field in term.get("matchFields") or []:
+            if field.get("key") == "metadata.name":
+                return str(field["values"][0])
+    return None
 
 
 def pod_template(labels: dict[str, str], image: str = "nginx:1") -> Obj:

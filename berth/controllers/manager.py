@@ -1,0 +1,120 @@
+"""The controller manager: builds the controllers on shared informers and runs them.
+
+Concurrency contract: one loop; informers start first and every controller's workers start
+only after all caches have synced (so no reconcile sees a half-filled cache); each controller
+runs its own workers on its own queue; :meth:`ControllerManager.run` returns only when
+cancelled (it then shuts the queues down and stops the informers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from berth.client.interface import ApiClient
+from berth.controllers.context import Context
+from berth.controllers.daemonset import DaemonSetController
+from berth.controllers.deployment import DeploymentController
+from berth.controllers.endpoints import EndpointsController
+from berth.controllers.garbagecollector import GarbageCollector
+from berth.controllers.namespace import NamespaceController
+from berth.controllers.nodeipam import NodeIpamController
+from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
+from berth.controllers.replicaset import ReplicaSetController
+from berth.machinery.clock import Clock
+from berth.machinery.controller import Controller
+from berth.machinery.events import EventRecorder
+from berth.machinery.informer import InformerFactory
+
+ALL_CONTROLLERS = (
+    "replicaset",
+    "deployment",
+    "daemonset",
+    "nodelifecycle",
+    "endpoints",
+    "namespace",
+    "garbagecollector",
+    "nodeipam",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    controllers: Sequence[str] = ALL_CONTROLLERS
+    cluster_cidr: str = "10.244.0.0/16"
+    node_cidr_mask_size: int = 24
+    node_lifecycle: NodeLifecycleConfig = field(default_factory=NodeLifecycleConfig)
+    workers: int = 4
+
+
+class ControllerManager:
+    def __init__(self, client: ApiClient, clock: Clock, config: ManagerConfig) -> None:
+        unknown = set(config.controllers) - set(ALL_CONTROLLERS)
+        if unknown:
+            raise ValueError(
+                f"unknown controller(s) {sorted(unknown)}; known: {', '.join(ALL_CONTROLLERS)}"
+            )
+        self.informers = InformerFactory(client, clock=clock)
+        self.ctx = Context(
+            client,
+            self.informers,
+            clock,
+            EventRecorder(client, clock, component="berth-controller-manager"),
+        )
+        want = set(config.controllers)
+        self.replicasets = (
+            ReplicaSetController(self.ctx, workers=config.workers) if "replicaset" in want else None
+        )
+        self.deployments = (
+            DeploymentController(self.ctx, workers=config.workers) if "deployment" in want else None
+        )
+        self.daemonsets = DaemonSetController(self.ctx) if "daemonset" in want else None
+        self.nodelifecycle = (
+            NodeLifecycleController(self.ctx, config.node_lifecycle)
+            if "nodelifecycle" in want
+            else None
+        )
+        self.endpoints = EndpointsController(self.ctx) if "endpoints" in want else None
+        self.namespaces = NamespaceController(self.ctx) if "namespace" in want else None
+        self.gc = GarbageCollector(self.ctx) if "garbagecollector" in want else None
+        self.nodeipam = (
+            NodeIpamController(
+                self.ctx,
+                cluster_cidr=config.cluster_cidr,
+                node_mask_size=config.node_cidr_mask_size,
+            )
+            if "nodeipam" in want
+            else None
+        )
+
+    @property
+    def controllers(self) -> list[Controller]:
+        parts = (
+            self.replicasets,
+            self.deployments,
+            self.daemonsets,
+            self.nodelifecycle,
+            self.endpoints,
+            self.namespaces,
+            self.gc,
+            self.nodeipam,
+        )
+        return [p.controller for p in parts if p is not None]
+
+    async def run(self) -> None:
+        self.informers.start()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self.informers.wait_for_sync()
+            tasks = [asyncio.create_task(c.run(), name=c.name) for c in self.controllers]
+            if self.nodelifecycle is not None:
+                tasks.append(asyncio.create_task(self.nodelifecycle.run_monitor()))
+            await asyncio.gather(*tasks)
+        finally:
+            for c in self.controllers:
+                c.queue.shutdown()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.informers.stop()

@@ -1,0 +1,82 @@
+"""Node IPAM: give every Node a ``spec.podCIDR`` carved from the cluster pod CIDR.
+
+reconcile(node name): a node without a podCIDR gets the lowest free subnet of
+``node_mask_size`` bits; CIDRs of existing nodes are marked used as the informer delivers
+them (before any reconcile runs, since workers start after the cache syncs), and released
+when a node is deleted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from berth.client.resources import NODES, ObjectKey
+from berth.controllers.context import Context
+from berth.machinery.controller import Controller, Permanent
+from berth.machinery.events import WARNING
+from berth.machinery.informer import Handlers
+from berth.machinery.objects import Frozen, name
+from berth.machinery.queue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+class NodeIpamController:
+    def __init__(self, ctx: Context, *, cluster_cidr: str, node_mask_size: int = 24) -> None:
+        self.ctx = ctx
+        self.network = ipaddress.ip_network(cluster_cidr)
+        if node_mask_size < self.network.prefixlen:
+            raise ValueError(
+                f"node CIDR mask /{node_mask_size} is larger than the cluster CIDR {cluster_cidr}"
+            )
+        self.mask = node_mask_size
+        self.used: dict[str, str] = {}  # cidr -> node
+        self.nodes = ctx.informers.informer(NODES)
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="nodeipam")
+        self.controller = Controller("nodeipam", self, self.queue, workers=1)
+        self.nodes.add_handlers(
+            Handlers(
+                on_add=self._seen,
+                on_update=lambda _o, n: self._seen(n),
+                on_delete=self._gone,
+            )
+        )
+
+    def _seen(self, node: Frozen) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR")
+        if cidr:
+            self.used[str(ipaddress.ip_network(str(cidr), strict=False))] = name(node)
+        else:
+            self.queue.add(ObjectKey(name(node)))
+
+    def _gone(self, node: Frozen) -> None:
+        for cidr, owner in list(self.used.items()):
+            if owner == name(node):
+                del self.used[cidr]
+
+    def _next_free(self) -> str | None:
+        for subnet in self.network.subnets(new_prefix=self.mask):
+            if str(subnet) not in self.used:
+                return str(subnet)
+        return None
+
+    async def reconcile(self, key: ObjectKey) -> None:
+        node = self.nodes.get(key)
+        if node is None or (node.get("spec") or {}).get("podCIDR"):
+            return
+        cidr = self._next_free()
+        if cidr is None:
+            await self.ctx.recorder.record(
+                node, WARNING, "CIDRNotAvailable", f"no free /{self.mask} left in {self.network}"
+            )
+            raise Permanent(f"cluster CIDR {self.network} is exhausted")
+        self.used[cidr] = str(key)
+        try:
+            await self.ctx.client.patch(
+                NODES, str(key), {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
+            )
+        except Exception:
+            del self.used[cidr]
+            raise
+        log.info("node %s: podCIDR %s", key, cidr)

@@ -1,0 +1,71 @@
+"""Endpoints reconcile(service): ready and not-ready addresses, named target ports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from berth.client.resources import ENDPOINTS, PODS, SERVICES, ObjectKey
+from berth.controllers.endpoints import EndpointsController
+
+from .harness import Harness, run
+
+KEY = ObjectKey("default/web")
+
+
+def pod(name: str, ip: str, ready: bool, app: str = "web") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_endpoints_track_matching_pods() -> None:
+    async def body() -> None:
+        h = Harness()
+        c = EndpointsController(h.ctx)
+        h.api.seed(
+            SERVICES,
+            {
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {
+                    "selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                },
+            },
+        )
+        h.api.seed(PODS, pod("a", "10.0.0.2", True))
+        h.api.seed(PODS, pod("b", "10.0.0.3", False))
+        h.api.seed(PODS, pod("other", "10.0.0.4", True, app="db"))
+        await h.sync()
+        await c.reconcile(KEY)
+        ep = h.api.stored(ENDPOINTS, "default/web")
+        assert ep is not None
+        (subset,) = ep["subsets"]
+        assert subset["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+        assert [a["ip"] for a in subset["addresses"]] == ["10.0.0.2"]
+        assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.0.0.3"]
+        assert subset["addresses"][0]["targetRef"]["name"] == "a"
+        await h.api.delete(PODS, "a", namespace="default")
+        await h.sync()
+        await c.reconcile(KEY)
+        ep = h.api.stored(ENDPOINTS, "default/web")
+        assert ep is not None
+        assert "addresses" not in ep["subsets"][0]
+        writes = len(h.api.actions)
+        await h.sync()
+        await c.reconcile(KEY)
+        assert len(h.api.actions) == writes, "no write when nothing changed"
+        await h.api.delete(SERVICES, "web", namespace="default")
+        await h.sync()
+        await c.reconcile(KEY)
+        assert h.api.stored(ENDPOINTS, "default/web") is None
+
+    run(body)

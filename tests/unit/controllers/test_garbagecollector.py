@@ -1,0 +1,145 @@
+"""Garbage collector reconcile(uid): background cascade, orphaning, foreground deletion with
+blockOwnerDeletion, dangling reference cleanup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from berth.client.interface import Obj
+from berth.client.resources import CONFIGMAPS, PODS, REPLICASETS, ObjectKey
+from berth.controllers.garbagecollector import GarbageCollector
+
+from .harness import Harness, run
+
+
+def owner_ref(obj: Obj, *, block: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": block,
+    }
+
+
+def setup() -> tuple[Harness, GarbageCollector, Obj, Obj]:
+    h = Harness()
+    gc = GarbageCollector(h.ctx, resources=(REPLICASETS, PODS, CONFIGMAPS))
+    rs = h.api.seed(
+        REPLICASETS, {"metadata": {"name": "rs", "namespace": "default"}, "spec": {"replicas": 1}}
+    )
+    pod = h.api.seed(
+        PODS,
+        {
+            "metadata": {"name": "p", "namespace": "default", "ownerReferences": [owner_ref(rs)]},
+            "spec": {"containers": [{"name": "c"}]},
+        },
+    )
+    return h, gc, rs, pod
+
+
+async def settle(h: Harness, gc: GarbageCollector) -> None:
+    for _ in range(10):
+        before = len(h.api.actions)
+        await h.sync()
+        await gc.controller.drain()
+        if len(h.api.actions) == before:
+            return
+
+
+def test_background_deletion_collects_dependents() -> None:
+    async def body() -> None:
+        h, gc, _rs, _pod = setup()
+        await settle(h, gc)
+        assert h.api.writes("delete") == []
+        await h.api.delete(REPLICASETS, "rs", namespace="default", propagation_policy="Background")
+        await settle(h, gc)
+        assert h.api.stored(PODS, "default/p") is None
+
+    run(body)
+
+
+def test_orphan_deletion_keeps_dependents_and_strips_owner_reference() -> None:
+    async def body() -> None:
+        h, gc, _rs, _pod = setup()
+        await settle(h, gc)
+        await h.api.delete(REPLICASETS, "rs", namespace="default", propagation_policy="Orphan")
+        assert h.api.stored(REPLICASETS, "default/rs") is not None, "held by the orphan finalizer"
+        await settle(h, gc)
+        assert h.api.stored(REPLICASETS, "default/rs") is None
+        pod = h.api.stored(PODS, "default/p")
+        assert pod is not None
+        assert not pod["metadata"].get("ownerReferences")
+
+    run(body)
+
+
+def test_foreground_deletion_waits_for_blocking_dependents() -> None:
+    async def body() -> None:
+        h, gc, rs, _pod = setup()
+        cm = h.api.seed(
+            CONFIGMAPS,
+            {
+                "metadata": {
+                    "name": "cm",
+                    "namespace": "default",
+                    "ownerReferences": [owner_ref(rs, block=False)],
+                }
+            },
+        )
+        del cm
+        await settle(h, gc)
+        await h.api.delete(REPLICASETS, "rs", namespace="default", propagation_policy="Foreground")
+        await h.sync()
+        await gc.controller.drain()
+        stored = h.api.stored(REPLICASETS, "default/rs")
+        assert stored is not None
+        assert "foregroundDeletion" in stored["metadata"]["finalizers"]
+        await settle(h, gc)
+        assert h.api.stored(PODS, "default/p") is None
+        assert h.api.stored(CONFIGMAPS, "default/cm") is None
+        assert h.api.stored(REPLICASETS, "default/rs") is None
+
+    run(body)
+
+
+def test_dangling_owner_among_live_ones_is_removed_from_references() -> None:
+    async def body() -> None:
+        h = Harness()
+        gc = GarbageCollector(h.ctx, resources=(REPLICASETS, PODS))
+        live = h.api.seed(REPLICASETS, {"metadata": {"name": "live", "namespace": "default"}})
+        ghost = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "ghost",
+            "uid": "00000000-dead",
+            "controller": False,
+        }
+        h.api.seed(
+            PODS,
+            {
+                "metadata": {
+                    "name": "p",
+                    "namespace": "default",
+                    "ownerReferences": [owner_ref(live), ghost],
+                },
+                "spec": {"containers": [{"name": "c"}]},
+            },
+        )
+        await settle(h, gc)
+        pod = h.api.stored(PODS, "default/p")
+        assert pod is not None
+        assert [r["name"] for r in pod["metadata"]["ownerReferences"]] == ["live"]
+
+    run(body)
+
+
+def test_unknown_uid_is_a_no_op() -> None:
+    async def body() -> None:
+        h, gc, _rs, _pod = setup()
+        await h.sync()
+        await gc.reconcile(ObjectKey("nope"))
+        assert h.api.actions == []
+
+    run(body)

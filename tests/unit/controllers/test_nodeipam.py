@@ -1,0 +1,42 @@
+"""Node IPAM reconcile(node): lowest free subnet, existing assignments respected."""
+
+from __future__ import annotations
+
+import pytest
+
+from berth.client.resources import NODES, ObjectKey
+from berth.controllers.nodeipam import NodeIpamController
+from berth.machinery.controller import Permanent
+
+from .harness import Harness, run
+
+
+def test_assigns_free_pod_cidrs_and_skips_used_ones() -> None:
+    async def body() -> None:
+        h = Harness()
+        c = NodeIpamController(h.ctx, cluster_cidr="10.244.0.0/22", node_mask_size=24)
+        h.api.seed(NODES, {"metadata": {"name": "old"}, "spec": {"podCIDR": "10.244.0.0/24"}})
+        h.api.seed(NODES, {"metadata": {"name": "new"}})
+        await h.sync()
+        await c.reconcile(ObjectKey("new"))
+        node = h.api.stored(NODES, "new")
+        assert node is not None
+        assert node["spec"]["podCIDR"] == "10.244.1.0/24"
+        assert node["spec"]["podCIDRs"] == ["10.244.1.0/24"]
+        await c.reconcile(ObjectKey("old"))
+        assert len(h.api.writes("patch", NODES)) == 1
+
+    run(body)
+
+
+def test_exhausted_range_is_reported() -> None:
+    async def body() -> None:
+        h = Harness()
+        c = NodeIpamController(h.ctx, cluster_cidr="10.244.0.0/24", node_mask_size=24)
+        h.api.seed(NODES, {"metadata": {"name": "a"}, "spec": {"podCIDR": "10.244.0.0/24"}})
+        h.api.seed(NODES, {"metadata": {"name": "b"}})
+        await h.sync()
+        with pytest.raises(Permanent):
+            await c.reconcile(ObjectKey("b"))
+
+    run(body)

@@ -1,0 +1,184 @@
+"""Node lifecycle reconcile(node): Unknown after the grace period without heartbeats, taints,
+pods marked not ready, eviction after tolerationSeconds (or at once without toleration)."""
+
+from __future__ import annotations
+
+import pytest
+
+from berth.client.interface import Obj
+from berth.client.resources import LEASES, NODES, PODS, ObjectKey
+from berth.controllers.nodelifecycle import (
+    UNREACHABLE,
+    NodeLifecycleConfig,
+    NodeLifecycleController,
+)
+from berth.machinery.controller import Retry
+from berth.machinery.objects import format_micro_time, format_time
+
+from .harness import Harness, run
+
+NODE = ObjectKey("n1")
+
+
+def seed(h: Harness) -> None:
+    stamp = format_time(h.clock.now())
+    h.api.seed(
+        NODES,
+        {
+            "metadata": {"name": "n1"},
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "lastHeartbeatTime": stamp,
+                        "lastTransitionTime": stamp,
+                    }
+                ]
+            },
+        },
+    )
+    h.api.seed(
+        LEASES,
+        {
+            "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": "n1", "renewTime": format_micro_time(h.clock.now())},
+        },
+    )
+
+
+def pod(name: str, tolerations: list[Obj] | None = None) -> Obj:
+    return {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c"}], "tolerations": tolerations or []},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+async def reconcile(h: Harness, c: NodeLifecycleController) -> None:
+    await h.sync()
+    delay = 0.0
+    try:
+        await c.reconcile(NODE)
+    except Retry as r:
+        delay = r.delay
+    assert delay <= c.config.monitor_period
+
+
+def ready_status(h: Harness) -> str:
+    node = h.api.stored(NODES, "n1")
+    assert node is not None
+    return str(next(c for c in node["status"]["conditions"] if c["type"] == "Ready")["status"])
+
+
+def test_heartbeating_node_stays_ready_and_silent_node_goes_unknown_after_grace() -> None:
+    async def body() -> None:
+        h = Harness()
+        seed(h)
+        c = NodeLifecycleController(h.ctx, NodeLifecycleConfig(grace_period=40))
+        await reconcile(h, c)
+        for _ in range(6):  # lease renewed every 10s
+            h.clock.advance(10)
+            await h.api.patch(
+                LEASES,
+                "n1",
+                {"spec": {"renewTime": format_micro_time(h.clock.now())}},
+                namespace="kube-node-lease",
+            )
+            await reconcile(h, c)
+        assert ready_status(h) == "True"
+        h.clock.advance(39)
+        await reconcile(h, c)
+        assert ready_status(h) == "True"
+        h.clock.advance(1)
+        await reconcile(h, c)
+        assert ready_status(h) == "Unknown"
+        node = h.api.stored(NODES, "n1")
+        assert node is not None
+        keys = {(t["key"], t["effect"]) for t in node["spec"]["taints"]}
+        assert keys == {(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")}
+
+    run(body)
+
+
+def test_pods_marked_not_ready_and_evicted_after_toleration_seconds() -> None:
+    async def body() -> None:
+        h = Harness()
+        seed(h)
+        h.api.seed(PODS, pod("default-toleration"))
+        h.api.seed(
+            PODS,
+            pod(
+                "short",
+                [
+                    {
+                        "key": UNREACHABLE,
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": 5,
+                    }
+                ],
+            ),
+        )
+        h.api.seed(PODS, pod("forever", [{"operator": "Exists"}]))
+        c = NodeLifecycleController(
+            h.ctx, NodeLifecycleConfig(grace_period=40, default_toleration_seconds=20)
+        )
+        await reconcile(h, c)
+        h.clock.advance(40)
+        await reconcile(h, c)
+        p = h.api.stored(PODS, "default/short")
+        assert p is not None
+        assert p["status"]["conditions"][0]["status"] == "False"
+        assert h.api.writes("delete", PODS) == []
+        h.clock.advance(5)
+        await reconcile(h, c)
+        assert [a.name for a in h.api.writes("delete", PODS)] == ["short"]
+        h.clock.advance(15)
+        await reconcile(h, c)
+        assert [a.name for a in h.api.writes("delete", PODS)] == ["short", "default-toleration"]
+        h.clock.advance(600)
+        await reconcile(h, c)
+        assert "forever" not in [a.name for a in h.api.writes("delete", PODS)]
+
+    run(body)
+
+
+def test_recovered_node_loses_its_taints() -> None:
+    async def body() -> None:
+        h = Harness()
+        seed(h)
+        c = NodeLifecycleController(h.ctx, NodeLifecycleConfig(grace_period=40))
+        await reconcile(h, c)
+        h.clock.advance(40)
+        await reconcile(h, c)
+        assert ready_status(h) == "Unknown"
+        stamp = format_time(h.clock.now())
+        await h.api.patch(
+            NODES,
+            "n1",
+            {
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": stamp}]
+                }
+            },
+            subresource="status",
+        )
+        await reconcile(h, c)
+        node = h.api.stored(NODES, "n1")
+        assert node is not None
+        assert not node["spec"].get("taints")
+
+    run(body)
+
+
+def test_retry_is_requested_for_the_next_check() -> None:
+    async def body() -> None:
+        h = Harness()
+        seed(h)
+        c = NodeLifecycleController(h.ctx)
+        await h.sync()
+        with pytest.raises(Retry):
+            await c.reconcile(NODE)
+
+    run(body)
