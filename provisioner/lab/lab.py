@@ -45,7 +45,9 @@ from provisioner.lab.names import (
 from provisioner.lab.rootfs import ensure_rootfs
 from provisioner.lab.state import HostState, LabState
 from provisioner.lab.system import (
+    mounts_below,
     raise_inotify_limit,
+    remove_tree,
     require_kernel_features,
     require_root,
     require_tools,
@@ -550,7 +552,7 @@ class Lab:
         _kill_leftovers(cgroup_relpath(self.name))
         # 2. Filesystems, firewall, network, cgroups: recorded resources plus anything named
         #    after this lab (a crash may have come between creating a thing and recording it).
-        for mountpoint in _mounts_below(self.dir):
+        for mountpoint in mounts_below(self.dir):
             overlay.unmount(mountpoint)
         network.delete_table(nft_table(self.name))
         with file_lock(self._machine_lock()):
@@ -560,7 +562,7 @@ class Lab:
                 network.delete_link(link)
             network.release_netns_dir()
         cgroups.remove(cgroup_relpath(self.name))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tree(self.dir)
         with file_lock(self._machine_lock()):
             self._remove_nspawn_leftovers(state)
 
@@ -630,14 +632,3 @@ def _kill_leftovers(relpath: str) -> None:
         if time.monotonic() > deadline:
             raise LabError(f"processes in cgroup {relpath} survive SIGKILL")
         time.sleep(0.05)
-
-
-def _mounts_below(directory: Path) -> list[Path]:
-    """Mount points at or below ``directory``, deepest first."""
-    prefix = str(directory).rstrip("/") + "/"
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 4 and (fields[4] + "/").startswith(prefix):
-            found.append(Path(fields[4]))
-    return sorted(set(found), key=lambda p: -len(p.parts))

@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.errors import LabError
 from provisioner.lab.locks import file_lock
-from provisioner.lab.system import require_root, require_tools, run
+from provisioner.lab.system import remove_tree, require_root, require_tools, run
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -136,8 +135,9 @@ def ensure_rootfs(recipe: RootfsRecipe | None = None, *, cache: Path | None = No
     with file_lock(cache / ".rootfs.lock"):
         if (target / MARKER).is_file():  # another process built it while we waited
             return RootfsResult(target, built=False, seconds=time.monotonic() - started)
+        for stale in cache.glob(".build-*"):  # from a build that was killed (we hold the lock)
+            remove_tree(stale)
         scratch = cache / f".build-{recipe.key()}-{os.getpid()}"
-        shutil.rmtree(scratch, ignore_errors=True)
         try:
             _debootstrap(recipe, scratch)
             customise(scratch)
@@ -154,7 +154,7 @@ def ensure_rootfs(recipe: RootfsRecipe | None = None, *, cache: Path | None = No
             )
             scratch.rename(target)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
     return RootfsResult(target, built=True, seconds=time.monotonic() - started)
 
 

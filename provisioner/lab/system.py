@@ -88,3 +88,24 @@ def raise_inotify_limit() -> None:
 def ip_forward_enabled() -> bool:
     """Whether the machine routes between interfaces (the lab never turns this on)."""
     return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+
+
+def mounts_below(directory: Path) -> list[Path]:
+    """Mount points at or below ``directory``, deepest first."""
+    prefix = str(directory).rstrip("/") + "/"
+    found = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4 and (fields[4] + "/").startswith(prefix):
+            found.add(Path(fields[4]))
+    return sorted(found, key=lambda p: -len(p.parts))
+
+
+def remove_tree(directory: Path) -> None:
+    """Delete ``directory``, first detaching anything mounted inside it (a killed debootstrap
+    leaves /proc and /sys mounted in its target; deleting through those must never happen)."""
+    for mountpoint in mounts_below(directory):
+        run(["umount", "--lazy", str(mountpoint)], check=False)
+    if mounts_below(directory):
+        raise LabError(f"cannot unmount everything below {directory}; not deleting it")
+    shutil.rmtree(directory, ignore_errors=True)

@@ -34,6 +34,7 @@ from provisioner.lab.names import (
 )
 from provisioner.lab.rootfs import PACKAGES, RootfsRecipe, debian_mirror
 from provisioner.lab.subnet import check_free, choose_free, parse_subnet
+from provisioner.lab.system import remove_tree
 from tests.lab.conftest import LabFactory
 
 # ---- pure parts (no root, no sockets) --------------------------------------------------------
@@ -134,6 +135,19 @@ def test_generated_keys_load_in_paramiko_and_pin_as_known_hosts(tmp_path: Path) 
     pinned = paramiko.HostKeys(str(pins)).lookup("10.231.1.11")
     assert pinned is not None
     assert pinned["ssh-ed25519"].get_base64() == loaded.get_base64()
+
+
+@pytest.mark.lab  # needs root (mounts)
+def test_remove_tree_unmounts_before_deleting(tmp_path: Path) -> None:
+    tree = tmp_path / "scratch"
+    (tree / "proc").mkdir(parents=True)
+    keep = tmp_path / "keep"  # stands for what a bind/proc mount exposes: must survive
+    keep.mkdir()
+    (keep / "precious").write_text("x")
+    subprocess.run(["mount", "--bind", str(keep), str(tree / "proc")], check=True)
+    remove_tree(tree)
+    assert not tree.exists()
+    assert (keep / "precious").read_text() == "x"
 
 
 # ---- booted labs -------------------------------------------------------------------------
