@@ -8,6 +8,7 @@ protocol, so the same code runs over SSH, against a local directory, or against 
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -113,9 +114,13 @@ def render(command: Shell | str) -> str:
 def atomic_put_script(
     path: str, tmp: str, *, mode: int, owner: str | None, group: str | None
 ) -> Shell:
-    """The command that finishes an upload already written to ``tmp``: chmod, chown, rename."""
+    """The command that finishes an upload already written to ``tmp``: chmod, chown, rename,
+    then remove temp files an earlier, interrupted upload of the same path left behind."""
     argv: list[str | Raw] = ["chmod", f"{mode:o}", tmp, Raw("&&")]
     if owner or group:
         argv += ["chown", f"{owner or ''}:{group or ''}".rstrip(":"), tmp, Raw("&&")]
     argv += ["mv", "-fT", tmp, path]
+    parent, _, name = path.rpartition("/")
+    leftovers = shlex.quote(f"{parent}/.{name}.berth-") + "*"
+    argv += [Raw("&&"), "rm", "-f", "--", Raw(leftovers)]
     return Shell(*argv)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from provisioner.commands import Shell
 from provisioner.connectors.base import CommandResult, HostName, render
+from provisioner.errors import OperationError
 
 
 class LocalConnector:
@@ -67,7 +68,13 @@ class LocalConnector:
         group: str | None = None,
     ) -> None:
         target = self._path(path)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.berth-")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.berth-")
+        except FileNotFoundError:
+            raise OperationError(
+                f"{self._host}: cannot write {path}: directory {Path(path).parent} does not exist",
+                hint="ensure the directory first (operations.files.Directory)",
+            ) from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)

@@ -17,6 +17,7 @@ dies half-way.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import secrets
 import select
@@ -339,12 +340,15 @@ class SSHConnector:
             self._close_locked()
 
     def _close_locked(self) -> None:
+        # closing over a dead connection raises; there is nothing left to save by then
         if self._sftp is not None:
-            self._sftp.close()
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self._sftp.close()
             self._sftp = None
         for transport in (self._transport, self._jump):
             if transport is not None:
-                transport.close()
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    transport.close()
         self._transport = None
         self._jump = None
 

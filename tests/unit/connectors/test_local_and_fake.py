@@ -43,8 +43,8 @@ def test_local_put_is_atomic_and_sets_mode(tmp_path: Path) -> None:
 
 
 def test_local_put_into_missing_directory_leaves_nothing(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        LocalConnector(root=tmp_path).put(b"x", "/missing/x.conf")
+    with pytest.raises(OperationError, match="directory /missing does not exist"):
+        LocalConnector("n1", root=tmp_path).put(b"x", "/missing/x.conf")
     assert list(tmp_path.iterdir()) == []
 
 

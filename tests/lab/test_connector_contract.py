@@ -1,0 +1,112 @@
+"""One contract for every connector backend: local, fake, and SSH against a lab host.
+
+The fake serves canned outputs, so for commands it is held to the *shape* of the contract (it
+returns what it was told and records what it was asked); local and SSH run real commands.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioner.commands import Raw, Shell
+from provisioner.connectors.base import (
+    CommandResult,
+    Connector,
+    HostKeyPolicy,
+    HostName,
+    HostTarget,
+)
+from provisioner.connectors.fake import FakeConnector
+from provisioner.connectors.local import LocalConnector
+from provisioner.connectors.ssh import SSHConnector
+from provisioner.errors import OperationError
+from provisioner.lab import Lab
+
+BACKENDS = ["local", "fake", pytest.param("ssh", marks=pytest.mark.lab)]
+RUN_BACKENDS = ["local", pytest.param("ssh", marks=pytest.mark.lab)]
+
+
+def ssh_target(lab: Lab, host: str) -> HostTarget:
+    entry = lab.host(host)
+    return HostTarget(
+        name=HostName(host),
+        address=entry.address,
+        identity_file=lab.key_path,
+        known_hosts=lab.known_hosts_path,
+        host_key_policy=HostKeyPolicy.STRICT,
+        connect_timeout=5,
+        retries=1,
+    )
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Connector, str]]:
+    """A connector and a scratch directory that exists on its host."""
+    kind = request.param
+    if kind == "local":
+        yield LocalConnector("local"), str(tmp_path)
+    elif kind == "fake":
+        fake = FakeConnector("fake", responses=[("exit 3", CommandResult(3, "out", "err"))])
+        yield fake, "/scratch"
+    else:
+        lab: Lab = request.getfixturevalue("lab")
+        connector = SSHConnector(ssh_target(lab, "n1")).connect()
+        workdir = connector.run("mktemp -d").check("n1", "mktemp").stdout.strip()
+        yield connector, workdir
+        connector.run(Shell("rm", "-rf", "--", workdir))
+        connector.close()
+
+
+@pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
+def test_run_returns_exit_code_and_separate_streams(backend: tuple[Connector, str]) -> None:
+    connector, _ = backend
+    assert connector.run("printf out; printf err >&2; exit 3") == CommandResult(3, "out", "err")
+
+
+@pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
+def test_run_feeds_stdin_and_keeps_arguments_intact(backend: tuple[Connector, str]) -> None:
+    connector, _ = backend
+    odd = "a b;$(echo pwned)'\"\\"
+    result = connector.run(Shell("cat", Raw("&&"), "printf", "%s", odd), stdin=b"in\n")
+    assert result.stdout == "in\n" + odd
+
+
+@pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
+def test_large_output_on_both_streams_does_not_deadlock(backend: tuple[Connector, str]) -> None:
+    connector, _ = backend
+    result = connector.run("head -c 3000000 /dev/zero | tr '\\0' o; head -c 3000000 /dev/zero >&2")
+    assert (len(result.stdout), len(result.stderr)) == (3_000_000, 3_000_000)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_put_is_atomic_with_mode_and_get_reads_it_back(backend: tuple[Connector, str]) -> None:
+    connector, workdir = backend
+    path = f"{workdir}/app.conf"
+    connector.put(b"one\n", path, mode=0o600, owner="root", group="root")
+    connector.put(b"two\n", path, mode=0o640)
+    assert connector.get(path) == b"two\n"
+    if isinstance(connector, FakeConnector):
+        assert [u.mode for u in connector.uploads] == [0o600, 0o640]
+        return
+    listing = connector.run(Shell("ls", "-A", workdir)).stdout.split()
+    assert listing == ["app.conf"]  # no temporary files left behind
+    mode = connector.run(Shell("stat", "-c", "%a", path)).stdout.strip()
+    assert int(mode, 8) == stat.S_IMODE(0o640)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_get_of_a_missing_file_raises_file_not_found(backend: tuple[Connector, str]) -> None:
+    connector, workdir = backend
+    with pytest.raises(FileNotFoundError):
+        connector.get(f"{workdir}/missing")
+
+
+@pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
+def test_put_into_a_missing_directory_is_an_operation_error(backend: tuple[Connector, str]) -> None:
+    connector, workdir = backend
+    with pytest.raises(OperationError, match="does not exist"):
+        connector.put(b"x", f"{workdir}/nope/x.conf")
