@@ -83,14 +83,16 @@ def launch(
         "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1" if unified_cgroups else "0",
         "BERTH_LAB_CGROUP_PROCS": ":".join(map(str, cgroup_procs)),
     }
-    out = subprocess.run(
+    launcher = subprocess.run(
         ["sh", "-c", _DETACH, "berth-lab-launch", _JOIN_AND_EXEC, str(log), *argv],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    pid = int(out.strip())
+        check=False,
+    )
+    if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
+        raise LabError(f"could not start systemd-nspawn: {launcher.stderr.strip()}")
+    pid = int(launcher.stdout.strip())
     start = start_time(pid)
     if start is None:
         raise LabError(f"systemd-nspawn exited at once; see {log}")

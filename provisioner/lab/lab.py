@@ -318,8 +318,13 @@ class Lab:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with file_lock(self.dir.parent / ".locks" / f"{self.name}.lock"):
-            yield
+        """Serialise operations on this lab, and report OS-level failures as lab errors."""
+        try:
+            with file_lock(self.dir.parent / ".locks" / f"{self.name}.lock"):
+                yield
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise LabError(f"lab {self.name!r}: {exc.strerror or exc}{where}") from exc
 
     def _machine_lock(self) -> Path:
         """The lock for machine-wide choices: subnets, /run/netns."""
@@ -463,10 +468,11 @@ class Lab:
                 boot.signal_process(proc, signal.SIGTERM)
             else:
                 init = boot.container_init(proc)
-                if init is not None:
-                    os.kill(init, signal.SIGKILL)
-                else:
+                if init is None:
                     boot.signal_process(proc, signal.SIGKILL)
+                else:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(init, signal.SIGKILL)
             if not boot.wait_exit(proc, STOP_TIMEOUT):
                 boot.signal_process(proc, signal.SIGKILL)
                 boot.wait_exit(proc, 5.0)
