@@ -35,6 +35,7 @@ from provisioner.lab.names import (
 from provisioner.lab.rootfs import PACKAGES, RootfsRecipe, debian_mirror
 from provisioner.lab.subnet import check_free, choose_free, parse_subnet
 from provisioner.lab.system import remove_tree
+from provisioner.spec import load_spec
 from tests.lab.conftest import LabFactory
 
 # ---- pure parts (no root, no sockets) --------------------------------------------------------
@@ -225,6 +226,12 @@ def test_ssh_is_strict_about_host_keys(lab: Lab, tmp_path: Path) -> None:
 
 @pytest.mark.lab
 def test_spec_describes_the_lab(lab: Lab) -> None:
+    validated = load_spec(lab.spec_path)  # berth's own validation accepts it as written
+    assert validated.metadata.name == lab.name
+    assert validated.spec.ssh.host_key_policy == "strict"
+    assert [(h.name, h.address) for h in validated.spec.hosts] == [
+        (h.name, h.address) for h in lab.hosts
+    ]
     spec = yaml.safe_load(lab.spec_path.read_text())
     assert spec["metadata"]["name"] == lab.name
     ssh = spec["spec"]["ssh"]
