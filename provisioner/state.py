@@ -187,6 +187,7 @@ class ClusterState:
             finally:
                 self._lock_depth -= 1
             return
+        ensure_private_dir(self.root)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -27,6 +27,26 @@ def validate(inventory: SpecOption) -> None:
     """Check a cluster spec and report every problem at once (exit 3 when there are any)."""
     spec = load_spec(inventory)
     typer.echo(f"{inventory}: valid: {summary(spec)}")
+    for note in file_notes(spec):
+        typer.echo(f"note: {note}", err=True)
+
+
+def file_notes(spec: ClusterSpec) -> list[str]:
+    """Files the spec names that do not exist (yet): not errors, since a spec is often checked
+    on another machine than the one that applies it, but worth a look before connecting."""
+    missing: dict[tuple[str, Path], list[str]] = {}
+    for host in spec.hosts:
+        ssh = spec.ssh_for(host.name)
+        for what, path in (
+            ("identityFile", ssh.identity_file),
+            ("knownHostsFile", ssh.known_hosts_file),
+        ):
+            if path is not None and not path.exists():
+                missing.setdefault((what, path), []).append(host.name)
+    return [
+        f"{what} {path} does not exist (used by {', '.join(hosts)})"
+        for (what, path), hosts in missing.items()
+    ]
 
 
 def summary(spec: ClusterSpec) -> str:

@@ -34,9 +34,13 @@ def test_validate_ok_exits_0(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = ROOT / "inventories" / "ha-etcd.yaml"
-    code, out, _ = run(monkeypatch, capsys, "validate", "-i", str(path))
+    monkeypatch.setenv("HOME", "/nonexistent")
+    code, out, err = run(monkeypatch, capsys, "validate", "-i", str(path))
     assert code == 0
     assert out.startswith(f"{path}: valid: cluster prod-eu1: 5 host(s), 3 control-plane")
+    # files the spec names but that are not here are pointed out, without failing
+    key = "/nonexistent/.ssh/prod_eu1_ed25519"
+    assert f"note: identityFile {key} does not exist (used by cp1, cp2, cp3, w1, w2)" in err
 
 
 def test_validate_errors_exit_3_with_every_problem(
