@@ -79,7 +79,7 @@ def _parts(body: dict[str, Any]) -> _Parts:
     hosts: list[tuple[int, Host]] = []
     for index, raw in enumerate(raw_hosts):
         try:
-            hosts.append((index, Host.model_validate(raw)))
+            hosts.append((index, Host.model_validate(raw, by_alias=True, by_name=False)))
         except ValidationError:
             continue
     datastore = _section(body, "datastore").get("type", "sqlite")

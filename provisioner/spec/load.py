@@ -61,7 +61,9 @@ def parse_spec(text: str, *, filename: str = "<spec>", source: Path | None = Non
         )
     else:
         try:
-            spec = ClusterSpec.model_validate(data)
+            # YAML keys are the camelCase aliases only; Python code may still construct models
+            # by field name, but a spec file has exactly one spelling for each key.
+            spec = ClusterSpec.model_validate(data, by_alias=True, by_name=False)
         except ValidationError as error:
             problems.extend(problems_from_validation(error, ClusterSpec))
         problems.extend(semantic_problems(data))

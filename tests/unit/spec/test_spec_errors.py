@@ -16,6 +16,34 @@ from tests.unit.spec.conftest import ONE_HOST, doc
 
 CASES = [
     pytest.param(
+        ONE_HOST + "ssh: {identity_file: id}\n",
+        [
+            "cluster.yaml:7:9: spec.ssh.identity_file: unknown field 'identity_file'; hint: did you mean 'identityFile'?",
+        ],
+        id="snake_case_key",
+    ),
+    pytest.param(
+        "hosts:\n  - name: n1\n    address: 10.0.0.1\n    roles: [control-plane]\n    ssh: {prot: 2222}\n",
+        [
+            "cluster.yaml:9:13: spec.hosts[0].ssh.prot: unknown field 'prot'; hint: did you mean 'port'?",
+        ],
+        id="unknown_host_ssh_key",
+    ),
+    pytest.param(
+        ONE_HOST + "ssh: {jumpHost: {address: b.example, usr: ops}}\n",
+        [
+            "cluster.yaml:7:40: spec.ssh.jumpHost.usr: unknown field 'usr'; hint: did you mean 'user'?",
+        ],
+        id="unknown_jump_host_key",
+    ),
+    pytest.param(
+        ONE_HOST + "colour: blue\n",
+        [
+            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, secretsEncryption, ssh, upgrade, version",
+        ],
+        id="unknown_key_without_a_close_match",
+    ),
+    pytest.param(
         ONE_HOST + "netwrok: {}\n",
         [
             "cluster.yaml:7:3: spec.netwrok: unknown field 'netwrok'; hint: did you mean 'network'?",
