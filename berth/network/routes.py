@@ -10,6 +10,7 @@ import ipaddress
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from berth.network.command import Runner, check
 
@@ -81,6 +82,18 @@ def plan_routes(current: set[Route], desired: set[Route]) -> list[list[str]]:
     commands = [r.argv("del") for r in stale if r.dst not in wanted_dsts]
     commands += [r.argv("replace") for r in sorted(desired - current)]
     return commands
+
+
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+def enable_forwarding(path: Path = IP_FORWARD) -> bool:
+    """Turn on IPv4 forwarding in this network namespace (a node routes pod and NodePort
+    traffic even when it runs no pods itself). Returns whether it had to change."""
+    if path.read_text().strip() == "1":
+        return False
+    path.write_text("1\n")
+    return True
 
 
 class RouteSync:

@@ -30,7 +30,7 @@ from typing import Any
 from berth.network.cni import CniInvoker
 from berth.network.command import SubprocessRunner
 from berth.network.podnet import HostPort, PodNetwork, node_conflist
-from berth.network.routes import Peer, RouteSync, desired_routes
+from berth.network.routes import Peer, RouteSync, desired_routes, enable_forwarding
 from berth.proxy.apply import NftApplier
 from berth.proxy.model import endpoints_from_slices, service_from_k8s
 from berth.proxy.render import render_ruleset
@@ -111,7 +111,10 @@ async def _main(args: argparse.Namespace) -> Any:
             service_cidr=args.service_cidr,
             service_dev=args.dev,
         )
-        return {"commands": await RouteSync(SubprocessRunner()).sync(desired)}
+        return {
+            "forwarding_enabled": enable_forwarding(),
+            "commands": await RouteSync(SubprocessRunner()).sync(desired),
+        }
     if args.command == "proxy":
         return await _proxy(args, json.load(sys.stdin))
     rt = _runtime(args)

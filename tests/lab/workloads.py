@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -115,21 +114,23 @@ class Registry:
             "  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.host}\n"
         )
-        log = (workdir / "registry.log").open("wb")
-        self.proc = subprocess.Popen(
-            ["docker-registry", "serve", str(config)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+        with (workdir / "registry.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                ["docker-registry", "serve", str(config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + 10
         while True:
             try:
-                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1) as resp:  # noqa: S310
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1) as resp:
                     if resp.status == 200:
                         return
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise RuntimeError(f"docker-registry did not start: {workdir}/registry.log")
+                    raise RuntimeError(
+                        f"docker-registry did not start: {workdir}/registry.log"
+                    ) from exc
                 time.sleep(0.05)
 
     def push(self, layout: Path, ref_name: str, repository: str) -> str:
@@ -182,7 +183,9 @@ class Node:
         control = self.lab.dir / f"ssh-{self.name}.sock"
         argv[1:1] = ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}",
                      "-o", "ControlPersist=120"]  # fmt: skip
-        result = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{self.name}: `{command}` exited {result.returncode}: "
@@ -251,7 +254,7 @@ def count_responders(url: str, n: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     for _ in range(n):
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 key = resp.read().decode().strip()
         except OSError as exc:
             key = f"error: {type(exc).__name__}"
@@ -259,7 +262,9 @@ def count_responders(url: str, n: int) -> dict[str, int]:
     return counts
 
 
-def web_pod(name: str, image: str, *, uid: str, text: str, command: list[str] | None = None) -> dict[str, Any]:
+def web_pod(
+    name: str, image: str, *, uid: str, text: str, command: list[str] | None = None
+) -> dict[str, Any]:
     """A ``v1/Pod`` running busybox httpd on :8080 serving ``text`` from a ConfigMap volume."""
     return {
         "apiVersion": "v1",
@@ -334,7 +339,3 @@ def teardown_node(node: Node) -> None:
     node.ssh("nft delete table ip berth 2>/dev/null; "
              "ip route flush proto 199 2>/dev/null; ip link del cni0 2>/dev/null; "
              f"rm -rf {STATE_DIR}", check=False)  # fmt: skip
-
-
-def free_port_env() -> dict[str, str]:
-    return dict(os.environ)

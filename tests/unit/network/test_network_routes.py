@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from berth.network.routes import Peer, Route, desired_routes, parse_routes, plan_routes
+from berth.network.routes import (
+    Peer,
+    Route,
+    desired_routes,
+    enable_forwarding,
+    parse_routes,
+    plan_routes,
+)
 
 PEERS = [
     Peer("10.244.1.0/24", "10.231.0.11"),
@@ -46,3 +54,11 @@ def test_parse_handles_device_routes_and_empty_output() -> None:
     assert parse_routes("") == set()
     parsed = parse_routes('[{"dst":"10.96.0.0/12","dev":"eth0","scope":"link","flags":[]}]')
     assert parsed == {Route("10.96.0.0/12", dev="eth0")}
+
+
+def test_enable_forwarding_writes_only_when_off(tmp_path: Path) -> None:
+    knob = tmp_path / "ip_forward"
+    knob.write_text("0\n")
+    assert enable_forwarding(knob) is True
+    assert knob.read_text() == "1\n"
+    assert enable_forwarding(knob) is False

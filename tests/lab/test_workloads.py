@@ -1,0 +1,194 @@
+"""berth's node runtime on lab hosts: images, runc pods, CNI pod network, nftables Services.
+
+One module-wide setup (the ``cluster`` fixture): a docker-registry on the lab bridge holding a
+busybox image built offline, runc/CNI/nftables .debs installed on n1..n3, berth's node packages
+shipped, host-gw routes synced, and two web pods (A on n1, B on n2) behind a NodePort Service
+rendered into berth's nft table on every host. The machine blackholes the pod and service CIDRs
+meanwhile. Every host call goes through ``python3 -m berth.runtime`` — a fresh runtime process
+each time, i.e. the situation of a restarted node agent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from provisioner.lab import Lab
+from tests.lab.workloads import (
+    CLUSTER_CIDR,
+    HTTP_COUNTER,
+    Node,
+    Registry,
+    blackhole_routes,
+    build_busybox_layout,
+    count_responders,
+    download_debs,
+    setup_nodes,
+    teardown_node,
+    web_pod,
+    web_service,
+)
+
+pytestmark = pytest.mark.lab
+CLUSTER_IP = "10.96.0.10"
+
+
+@dataclass
+class Cluster:
+    nodes: dict[str, Node]
+    image: str
+    pods: dict[str, dict[str, Any]]  # "a"/"b" -> {"node", "uid", "ip", "containers", "doc"}
+
+    def apply_service(self, endpoint_ips: list[str]) -> None:
+        for node in self.nodes.values():
+            node.berth("proxy", "--cluster-cidr", CLUSTER_CIDR, stdin=web_service(endpoint_ips))
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    work = tmp_path_factory.mktemp("workloads")
+    with blackhole_routes():
+        registry = Registry(lab.gateway, work)
+        nodes: list[Node] = []
+        try:
+            layout = work / "layout"
+            ref = build_busybox_layout(layout)
+            image = registry.push(layout, ref, "lab/busybox:1.35")
+            nodes = setup_nodes(lab, registry.host, download_debs(), ["n1", "n2", "n3"])
+            by_name = {n.name: n for n in nodes}
+            for name in ("n1", "n2"):
+                by_name[name].berth("pull", image)
+            pods = {}
+            for key, host in (("a", "n1"), ("b", "n2")):
+                uid = str(uuid.uuid4())
+                doc = web_pod(f"web-{key}", image, uid=uid, text=f"pod-{key}")
+                result = by_name[host].berth("run-pod", stdin=doc)
+                pods[key] = {"node": by_name[host], "uid": uid, "doc": doc, **result}
+            c = Cluster(nodes=by_name, image=image, pods=pods)
+            c.apply_service([pods["a"]["ip"], pods["b"]["ip"]])
+            yield c
+        finally:
+            for node in nodes:
+                teardown_node(node)
+            registry.stop()
+
+
+def _exec(node: Node, cid: str, *argv: str) -> dict[str, Any]:
+    result: dict[str, Any] = node.berth("exec", cid, "--", *argv)
+    return result
+
+
+def test_pods_on_two_hosts_reach_each_other_by_pod_ip(cluster: Cluster) -> None:
+    a, b = cluster.pods["a"], cluster.pods["b"]
+    assert a["ip"].startswith("10.244.1.")
+    assert b["ip"].startswith("10.244.2.")
+    for src, dst in ((a, b), (b, a)):
+        # (Debian's busybox-static wget segfaults with -T; the timeout applet bounds it instead)
+        out = _exec(src["node"], src["containers"][0], "timeout", "3", "wget", "-qO-",
+                    f"http://{dst['ip']}:8080/")  # fmt: skip
+        assert out["rc"] == 0, out
+        assert out["stdout"].strip() == ("pod-b" if dst is b else "pod-a")
+
+
+def test_limits_the_lab_cannot_enforce_are_reported_not_fatal(cluster: Cluster) -> None:
+    status = cluster.nodes["n1"].berth("status", "--pod", cluster.pods["a"]["uid"])
+    (container,) = status["containers"]
+    assert container["state"] == "running"
+    # The lab's hosts run cgroup2 without delegated controllers: the memory limit cannot be
+    # applied there, so the pod runs anyway and says why the limit is missing.
+    assert container["warnings"] == [
+        "memory limit not enforced: this node's cgroups do not offer that controller"
+    ]
+
+
+def test_cluster_ip_reaches_both_pods_from_every_host(cluster: Cluster) -> None:
+    for node in cluster.nodes.values():
+        counts = node.python(HTTP_COUNTER.format(n=40, url=f"http://{CLUSTER_IP}/"))
+        assert set(counts) == {"pod-a", "pod-b"}, (node.name, counts)
+
+
+def test_pod_reaches_its_own_service_hairpin(cluster: Cluster) -> None:
+    a = cluster.pods["a"]
+    loop = f"for i in $(seq 30); do timeout 2 wget -qO- http://{CLUSTER_IP}/ || echo FAIL; done"
+    out = _exec(a["node"], a["containers"][0], "sh", "-c", loop)
+    lines = out["stdout"].split()
+    assert "FAIL" not in lines, out
+    assert set(lines) == {"pod-a", "pod-b"}, "both backends, including pod A itself"
+
+
+def test_node_port_reachable_from_the_machine(cluster: Cluster) -> None:
+    for name in ("n1", "n3"):  # a host with a backend, and one without
+        counts = count_responders(f"http://{cluster.nodes[name].address}:30080/", 40)
+        assert set(counts) == {"pod-a", "pod-b"}, (name, counts)
+
+
+def test_killing_the_container_process_is_detected_with_its_exit_code(cluster: Cluster) -> None:
+    node = cluster.nodes["n2"]
+    uid = str(uuid.uuid4())
+    doc = web_pod("victim", cluster.image, uid=uid, text="v", command=["/bin/sleep", "3600"])
+    (cid,) = node.berth("run-pod", stdin=doc)["containers"]
+    status = node.berth("status", "--pod", uid)["containers"][0]
+    assert status["state"] == "running"
+    node.ssh(f"kill -KILL {status['pid']}")
+    deadline = time.monotonic() + 10
+    while status["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = node.berth("status", "--pod", uid)["containers"][0]
+    assert (status["state"], status["exit_code"], status["signal"]) == ("exited", 137, "SIGKILL")
+    assert status["id"] == cid
+    node.berth("remove-pod", uid)
+
+
+def test_restarted_agent_finds_the_running_container_instead_of_duplicating(
+    cluster: Cluster,
+) -> None:
+    a = cluster.pods["a"]
+    node: Node = a["node"]
+    before = node.berth("status", "--pod", a["uid"])["containers"]
+    recovered = node.berth("recover")
+    found = [c for c in recovered["containers"] if c["pod_uid"] == a["uid"]]
+    assert [(c["id"], c["state"]) for c in found] == [(a["containers"][0], "running")]
+    again = node.berth("run-pod", stdin=a["doc"])  # the agent re-syncs the same pod
+    assert again["containers"] == a["containers"]
+    assert again["ip"] == a["ip"]
+    after = node.berth("status", "--pod", a["uid"])["containers"]
+    assert [(c["id"], c["pid"]) for c in after] == [(c["id"], c["pid"]) for c in before]
+    listed = node.ssh("runc --root /run/berth/runc list -q").stdout.decode().split()
+    assert sum(1 for cid in listed if cid.startswith(a["uid"])) == 1
+
+
+def test_deleting_a_pod_leaves_nothing_behind(cluster: Cluster) -> None:
+    b = cluster.pods["b"]
+    node: Node = b["node"]
+    cluster.apply_service([cluster.pods["a"]["ip"]])  # endpoint B goes away first
+    node.berth("remove-pod", b["uid"], "--grace", "2")
+    checks = {
+        "runc": f"runc --root /run/berth/runc list -q | grep -c {b['uid']} || true",
+        "netns": f"ip netns list | grep -c berth-{b['uid']} || true",
+        "veth": "ip -o link show master cni0 2>/dev/null | grep -c veth || true",
+        "ipam": f"ls /var/lib/cni/networks/berth/ | grep -cx {b['ip']} || true",
+        "cni cache": f"ls /var/lib/berth/runtime/cni-results | grep -c {b['uid']} || true",
+        "nft": f"nft list table ip berth | grep -c {b['ip']} || true",
+        "pod dir": f"ls /var/lib/berth/runtime/pods | grep -c {b['uid']} || true",
+        "cgroup": f"find /sys/fs/cgroup -maxdepth 3 -name {b['uid']} | grep -c . || true",
+        "mounts": f"grep -c {b['uid']} /proc/self/mountinfo || true",
+    }
+    leftovers = {k: node.ssh(cmd).stdout.decode().strip() for k, cmd in checks.items()}
+    assert leftovers == dict.fromkeys(checks, "0")
+    # ... and the Service now only reaches pod A, from every host
+    counts = cluster.nodes["n3"].python(HTTP_COUNTER.format(n=10, url=f"http://{CLUSTER_IP}/"))
+    assert counts == {"pod-a": 10}
+
+
+def test_image_store_on_the_host_is_content_addressed(cluster: Cluster) -> None:
+    node = cluster.nodes["n1"]
+    listing = node.ssh("ls /var/lib/berth/runtime/images/blobs/sha256").stdout.decode().split()
+    assert len(listing) == 3, "manifest + config + one layer, stored once"
+    for name in listing:
+        digest = node.ssh(f"sha256sum /var/lib/berth/runtime/images/blobs/sha256/{name}")
+        assert digest.stdout.decode().split()[0] == name
