@@ -4,8 +4,9 @@ what exists, re-issue what is wrong, and say per file what was done and why.
 The CAs are kept unless they are missing, unusable or expired (an expired CA is replaced, which
 re-issues every leaf: the offline way back for a cluster that was switched off for too long).
 Leaves are re-issued when :func:`provisioner.pki.verify.assess` finds a reason, or all of them
-with ``renew_leaves``. ``dry_run`` copies the state into a scratch directory first and works
-there, so the real state is never touched and the result can be inspected.
+with ``renew_leaves``; a changed lifetime in the spec applies from a certificate's next issue.
+``dry_run`` copies the state into a scratch directory first and works there, so the real state
+is never touched and the result can be inspected.
 """
 
 from __future__ import annotations

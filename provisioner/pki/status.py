@@ -49,7 +49,15 @@ def status(
         if not cert_path.exists():
             rows.append(CertStatus(request.id, request.description, "missing"))
             continue
-        cert = crypto.load_cert(cert_path.read_bytes())
+        try:
+            cert = crypto.load_cert(cert_path.read_bytes())
+        except ValueError:
+            rows.append(
+                CertStatus(
+                    request.id, request.description, "mismatch", notes=("certificate unreadable",)
+                )
+            )
+            continue
         loaded[request.id] = cert
         info = crypto.describe(cert)
         notes: list[str] = []
@@ -59,10 +67,14 @@ def status(
             notes.append("private key missing")
         elif not crypto.is_encrypted_pem(key_data):
             ca = loaded.get(request.ca) if request.ca else None
-            verdict = assess(
-                request, cert, crypto.load_key(key_data), ca=ca, now=now, renew_before_days=window
-            )
-            notes += verdict.reissue
+            try:
+                key = crypto.load_key(key_data)
+            except (ValueError, TypeError):
+                notes.append("private key unreadable")
+            else:
+                notes += assess(
+                    request, cert, key, ca=ca, now=now, renew_before_days=window
+                ).reissue
         rows.append(
             CertStatus(
                 name=request.id,
@@ -103,7 +115,13 @@ def _kubeconfig_rows(
         if pem is None:
             rows.append(CertStatus(name, description, "missing"))
             continue
-        cert = crypto.load_cert(pem)
+        try:
+            cert = crypto.load_cert(pem)
+        except ValueError:
+            rows.append(
+                CertStatus(name, description, "mismatch", notes=("embedded cert unreadable",))
+            )
+            continue
         info = crypto.describe(cert)
         notes: list[str] = []
         current = loaded.get(CertId(item.cert_id))

@@ -74,3 +74,18 @@ def test_generated_secrets_persist_and_are_never_replaced(tmp_path: Path) -> Non
     (state.secrets_dir / "bootstrap-token").write_text("not base64!")
     with pytest.raises(StateError, match="is not a base64 16-byte key"):
         state.secret("bootstrap-token", nbytes=16)
+
+
+def test_status_reports_broken_files_instead_of_failing(tree: ClusterState) -> None:
+    (tree.pki_dir / "proxy.crt").write_text("garbage")
+    (tree.pki_dir / "admin.key").write_text("garbage")
+    (tree.pki_dir / "scheduler.key").unlink()
+    rows = {row.name: row for row in pki.status(ha_spec(), tree, now=NOW)}
+    assert (rows["proxy"].health, rows["proxy"].notes) == ("mismatch", ("certificate unreadable",))
+    assert (rows["admin"].health, rows["admin"].notes) == ("mismatch", ("private key unreadable",))
+    assert (rows["scheduler"].health, rows["scheduler"].notes) == (
+        "mismatch",
+        ("private key missing",),
+    )
+    assert rows["apiserver"].health == "ok"
+    assert rows["apiserver"].days_left == 365
