@@ -167,7 +167,9 @@ def _raw_control_planes(parts: _Parts) -> list[int] | None:
     indexes = []
     for index, raw in enumerate(parts.raw_hosts):
         roles = raw.get("roles") if isinstance(raw, dict) else None
-        if not isinstance(roles, list) or not roles or not set(roles) <= {CONTROL_PLANE, WORKER}:
+        if not isinstance(roles, list) or not roles:
+            return None
+        if not all(isinstance(r, str) and r in (CONTROL_PLANE, WORKER) for r in roles):
             return None
         if CONTROL_PLANE in roles:
             indexes.append(index)

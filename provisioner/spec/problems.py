@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,7 +44,8 @@ def render_path(path: Path) -> str:
         elif _PLAIN_KEY.match(part):
             out += f".{part}" if out else part
         else:
-            out += f'["{part}"]'
+            # quoted, control characters escaped, other text kept readable
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
     return out or "(document)"
 
 
@@ -82,4 +84,5 @@ def render(problem: Problem, source: SourceMap) -> str:
         line += f" (got {render_value(problem.value)})"
     if problem.hint:
         line += f"; hint: {problem.hint}"
-    return line
+    # one problem, one line: no key or value may smuggle a line break in
+    return line.replace("\r", "\\r").replace("\n", "\\n")

@@ -152,4 +152,4 @@ def _unknown_field(path: Path, root: type[BaseModel]) -> Problem:
         hint = "known fields here: " + ", ".join(known)
     else:
         hint = None
-    return Problem(path, f"unknown field '{key}'", hint=hint, at_key=True)
+    return Problem(path, f"unknown field {key!r}", hint=hint, at_key=True)
