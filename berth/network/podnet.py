@@ -109,14 +109,20 @@ class PodNetwork:
         namespace: str,
         name: str,
         ports: Sequence[HostPort] = (),
+        requested_ip: str | None = None,
     ) -> PodAddress:
-        """ADD lo and eth0. A failed ADD is followed by DEL (plugins leave half-made links)."""
+        """ADD lo and eth0. A failed ADD is followed by DEL (plugins leave half-made links).
+
+        ``requested_ip`` asks host-local for that exact address (``CNI_ARGS`` ``IP=``), for
+        callers that choose pod IPs themselves."""
         k8s_args = {
             "IgnoreUnknown": "1",
             "K8S_POD_NAMESPACE": namespace,
             "K8S_POD_NAME": name,
             "K8S_POD_INFRA_CONTAINER_ID": sandbox_id,
         }
+        if requested_ip:
+            k8s_args["IP"] = requested_ip
         lo, eth0 = self._attachments(sandbox_id, netns, k8s_args, ports)
         await self.invoker.add(LOOPBACK_CONFLIST, lo)
         try:

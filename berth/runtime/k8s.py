@@ -69,7 +69,7 @@ def _resources(doc: Mapping[str, Any]) -> Resources:
     )
 
 
-def _volume(doc: Mapping[str, Any], files: FilesFn | None) -> Volume:
+def volume_from_k8s(doc: Mapping[str, Any], files: FilesFn | None) -> Volume:
     name = str(doc["name"])
     source: VolumeSource
     if "emptyDir" in doc:
@@ -99,11 +99,14 @@ def _volume(doc: Mapping[str, Any], files: FilesFn | None) -> Volume:
     return Volume(name=name, source=source)
 
 
-def _container(
-    doc: Mapping[str, Any], pod_security: Mapping[str, Any], env_from: EnvFromFn | None
+def container_from_k8s(
+    doc: Mapping[str, Any],
+    pod_security: Mapping[str, Any] | None = None,
+    env_from: EnvFromFn | None = None,
 ) -> ContainerSpec:
+    """One entry of ``spec.containers`` (``pod_security``: the pod's runAsUser/runAsGroup)."""
     name = str(doc["name"])
-    security = {**pod_security, **(doc.get("securityContext") or {})}
+    security = {**(pod_security or {}), **(doc.get("securityContext") or {})}
     caps = security.get("capabilities") or {}
     env: list[tuple[str, str]] = []
     for item in doc.get("env") or []:
@@ -174,7 +177,7 @@ def pod_from_k8s(
         namespace=str(meta.get("namespace") or "default"),
         name=str(meta["name"]),
         hostname=str(spec.get("hostname") or ""),
-        volumes=tuple(_volume(v, files) for v in spec.get("volumes") or []),
+        volumes=tuple(volume_from_k8s(v, files) for v in spec.get("volumes") or []),
         dns_nameservers=tuple(dns.get("nameservers") or dns_nameservers),
         dns_searches=tuple(dns.get("searches") or dns_searches),
         supplemental_groups=tuple(int(g) for g in security.get("supplementalGroups") or ()),
@@ -183,7 +186,9 @@ def pod_from_k8s(
             (str(a["ip"]), tuple(a.get("hostnames") or ())) for a in spec.get("hostAliases") or []
         ),
     )
-    containers = [_container(c, pod_security, env_from) for c in spec.get("containers") or []]
+    containers = [
+        container_from_k8s(c, pod_security, env_from) for c in spec.get("containers") or []
+    ]
     return podspec, containers
 
 

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,10 +188,20 @@ class RuncRuntime:
 
     # ---- sandboxes ----------------------------------------------------------------------------
 
-    async def run_pod_sandbox(self, pod: PodSpec, ports: Sequence[HostPort] = ()) -> SandboxStatus:
-        """Create (or find, when it already exists) the pod's sandbox; returns its pod IP."""
+    async def run_pod_sandbox(
+        self,
+        pod: PodSpec,
+        ports: Sequence[HostPort] = (),
+        *,
+        requested_ip: str | None = None,
+        extra: Mapping[str, object] | None = None,
+    ) -> SandboxStatus:
+        """Create (or find, when it already exists) the pod's sandbox; returns its pod IP.
+
+        ``requested_ip`` pins the pod IP (the CNI IPAM must grant exactly it); ``extra`` is
+        stored with the sandbox for the caller (e.g. labels) and survives restarts."""
         async with self._lock(f"pod:{pod.uid}"):
-            record = await self.sandboxes.create(pod, ports)
+            record = await self.sandboxes.create(pod, ports, requested_ip=requested_ip, extra=extra)
         return _sandbox_status(record)
 
     def sandbox_status(self, uid: PodUID) -> SandboxStatus | None:

@@ -45,6 +45,7 @@ class SandboxRecord:
     ports: list[dict[str, object]] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
     state: str = "creating"  # creating -> ready -> stopped
+    extra: dict[str, object] = field(default_factory=dict)  # the caller's own bookkeeping
 
     @classmethod
     def load(cls, path: Path) -> SandboxRecord:
@@ -129,7 +130,14 @@ class SandboxManager:
             },
         )
 
-    async def create(self, pod: PodSpec, ports: Sequence[HostPort] = ()) -> SandboxRecord:
+    async def create(
+        self,
+        pod: PodSpec,
+        ports: Sequence[HostPort] = (),
+        *,
+        requested_ip: str | None = None,
+        extra: Mapping[str, object] | None = None,
+    ) -> SandboxRecord:
         """Make (or find) the sandbox for ``pod``: netns, CNI, /etc files, volumes."""
         pod_dir = self.pod_dir(pod.uid)
         existing = self.record(pod.uid)
@@ -147,6 +155,7 @@ class SandboxManager:
             name=pod.name,
             netns=str(NETNS_DIR / netns_name(pod.uid)),
             ports=[p.as_capability() for p in ports],
+            extra=dict(extra or {}),
         )
         record.save(pod_dir / "sandbox.json")
         try:
@@ -159,8 +168,11 @@ class SandboxManager:
                     namespace=pod.namespace,
                     name=pod.name,
                     ports=ports,
+                    requested_ip=requested_ip,
                 )
                 record.ip = address.ip
+            else:
+                record.ip = requested_ip
             await self._prepare_files(pod, record)
         except Exception as exc:  # undo partial work whatever failed, then report
             await self.remove(pod.uid)

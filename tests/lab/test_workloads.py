@@ -22,6 +22,8 @@ from provisioner.lab import Lab
 from tests.lab.workloads import (
     CLUSTER_CIDR,
     HTTP_COUNTER,
+    REMOTE_BERTH,
+    STATE_DIR,
     Node,
     Registry,
     blackhole_routes,
@@ -183,6 +185,83 @@ def test_deleting_a_pod_leaves_nothing_behind(cluster: Cluster) -> None:
     # ... and the Service now only reaches pod A, from every host
     counts = cluster.nodes["n3"].python(HTTP_COUNTER.format(n=10, url=f"http://{CLUSTER_IP}/"))
     assert counts == {"pod-a": 10}
+
+
+AGENT_SCRIPT = """
+import asyncio, json
+from berth.agent.runtime import ContainerConfig, SandboxConfig
+from berth.runtime.agent_runtime import RuncAgentRuntime
+from berth.runtime.cli import _runtime, parser
+
+args = parser().parse_args(["--state-dir", "{state}", "--pod-cidr", "{cidr}",
+                            "--insecure-registry", "{registry}", "status"])
+agent = RuncAgentRuntime(_runtime(args))
+spec = {{"name": "web", "image": "{image}", "ports": [{{"name": "http", "containerPort": 8080}}]}}
+
+async def main():
+    out = {{}}
+    sid = await agent.create_sandbox(SandboxConfig(namespace="default", name="agent-pod",
+        uid="{uid}", node="n1", pod_ip="{ip}", labels={{"app": "agent"}}))
+    cid = await agent.start_container(sid, ContainerConfig(name="web", image="{image}",
+        command=("/bin/httpd", "-f", "-v", "-p", "8080", "-h", "/"), spec=spec), attempt=0)
+    again = await agent.start_container(sid, ContainerConfig(name="web", image="{image}",
+        command=("/bin/httpd", "-f", "-v", "-p", "8080", "-h", "/"), spec=spec), attempt=0)
+    await asyncio.sleep(0.3)
+    out["same_id"] = again == cid
+    probe = lambda p: agent.probe(cid, "readiness", p, pod_ip="{ip}")
+    out["http"] = await probe({{"httpGet": {{"port": "http", "path": "/etc/passwd"}}}})
+    out["http_404"] = await probe({{"httpGet": {{"port": 8080, "path": "/nope"}}}})
+    out["tcp"] = await probe({{"tcpSocket": {{"port": 8080}}}})
+    out["tcp_closed"] = await probe({{"tcpSocket": {{"port": 9}}}})
+    out["exec"] = await probe({{"exec": {{"command": ["cat", "/etc/passwd"]}}}})
+    out["exec_fail"] = await probe({{"exec": {{"command": ["false"]}}}})
+    out["logs"] = b"".join([c async for c in agent.logs(cid)]).decode()
+    (sb,) = [s for s in await agent.list_sandboxes() if s.id == sid]
+    out["ip"] = sb.config.pod_ip
+    out["labels"] = dict(sb.config.labels)
+    out["phases"] = [c.phase for c in sb.containers]
+    await agent.stop_container(cid, grace_seconds=2)
+    out["stopped"] = (await agent.container_status(cid)).phase
+    await agent.remove_sandbox(sid)
+    out["left"] = [s.id for s in await agent.list_sandboxes() if s.id == sid]
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_agent_protocol_adapter_runs_a_pod_with_the_agents_ip_and_probes(
+    cluster: Cluster,
+) -> None:
+    node = cluster.nodes["n1"]
+    code = AGENT_SCRIPT.format(
+        state=STATE_DIR, cidr=node.pod_cidr, registry=node.registry, image=cluster.image,
+        uid=str(uuid.uuid4()), ip="10.244.1.77",
+    )  # fmt: skip
+    out = node.python(code, env=f"PYTHONPATH={REMOTE_BERTH}")
+    logs = out.pop("logs")
+    assert out == {
+        "same_id": True,
+        "http": True,
+        "http_404": False,
+        "tcp": True,
+        "tcp_closed": False,
+        "exec": True,
+        "exec_fail": False,
+        "ip": "10.244.1.77",
+        "labels": {"app": "agent"},
+        "phases": ["running"],
+        "stopped": "exited",
+        "left": [],
+    }
+    # httpd -v logged both HTTP probes, coming from the node (the pod network's gateway)
+    assert logs.splitlines() == [
+        line for line in logs.splitlines() if line.startswith("[::ffff:10.244.1.1]:")
+    ]
+    assert [line.rsplit(" ", 1)[1] for line in logs.splitlines()] == [
+        "response:200",
+        "response:404",
+    ]
 
 
 def test_image_store_on_the_host_is_content_addressed(cluster: Cluster) -> None:

@@ -157,7 +157,8 @@ def berth_tarball() -> bytes:
     """The host-side packages the node runtime needs (stdlib only), as a tar."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for rel in ("berth/__init__.py", "berth/runtime", "berth/network", "berth/proxy"):
+        for rel in ("berth/__init__.py", "berth/runtime", "berth/network", "berth/proxy",
+                    "berth/agent/__init__.py", "berth/agent/runtime.py"):  # fmt: skip
             tar.add(
                 ROOT / rel,
                 arcname=rel,
@@ -225,10 +226,10 @@ class Node:
         self.ssh(f"rm -rf {REMOTE_BERTH}; mkdir -p {REMOTE_BERTH}; tar -C {REMOTE_BERTH} -xf -",
                  stdin=berth_tarball())  # fmt: skip
 
-    def python(self, code: str, *, netns: str | None = None) -> Any:
+    def python(self, code: str, *, netns: str | None = None, env: str = "") -> Any:
         """Run Python on the host (optionally inside a netns); parse its JSON output."""
         prefix = f"ip netns exec {netns} " if netns else ""
-        result = self.ssh(f"{prefix}python3 -c {_quote(code)}")
+        result = self.ssh(f"{env} {prefix}python3 -c {_quote(code)}")
         return json.loads(result.stdout)
 
 

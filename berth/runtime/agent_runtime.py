@@ -1,0 +1,293 @@
+""":class:`RuncAgentRuntime`: the node agent's :class:`berth.agent.runtime.Runtime` protocol on
+top of :class:`~berth.runtime.runc.RuncRuntime` (runc containers, CNI pod network).
+
+Mapping:
+
+* ``create_sandbox(config)`` → :meth:`RuncRuntime.run_pod_sandbox`, pinning the agent's chosen
+  ``pod_ip`` through host-local IPAM; the sandbox id is the pod uid. Pod volumes are taken from
+  ``config.spec["volumes"]`` when the agent passes the pod spec there; a ``volumeMount`` naming
+  a volume the sandbox does not know gets an emptyDir (and a warning) instead of failing.
+* ``start_container(sandbox, config, attempt)`` → create + start; ``config.spec`` (the API
+  container) supplies securityContext, resources and mounts; ``config.command/args/env`` win.
+  The same (pod, name, attempt) twice returns the existing container.
+* ``probe`` runs exec probes with ``runc exec`` and httpGet/tcpSocket probes from the node
+  against the pod IP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from berth.agent.runtime import (
+    ContainerConfig,
+    ContainerPhase,
+    ProbeKind,
+    SandboxConfig,
+    SandboxStatus,
+)
+from berth.agent.runtime import ContainerStatus as AgentContainerStatus
+from berth.runtime.errors import ContainerNotFound
+from berth.runtime.k8s import FilesFn, container_from_k8s, volume_from_k8s
+from berth.runtime.runc import ContainerState, ContainerStatus, RuncRuntime
+from berth.runtime.spec import (
+    ContainerID,
+    EmptyDir,
+    FilesVolume,
+    HostPath,
+    PodSpec,
+    PodUID,
+    Volume,
+    VolumeSource,
+)
+
+LOG_POLL_SECONDS = 0.25
+_PHASES: dict[ContainerState, ContainerPhase] = {
+    ContainerState.CREATED: "created",
+    ContainerState.RUNNING: "running",
+    ContainerState.EXITED: "exited",
+    ContainerState.UNKNOWN: "exited",
+}
+
+
+def _time(text: str) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def to_agent_status(status: ContainerStatus) -> AgentContainerStatus:
+    """Our status in the agent's terms (an unknown end is reported as exited, code unknown)."""
+    return AgentContainerStatus(
+        id=status.id,
+        sandbox_id=status.pod_uid,
+        name=status.name,
+        image=status.image,
+        phase=_PHASES[status.state],
+        created_at=_time(status.created_at) or datetime.datetime.now(datetime.UTC),
+        started_at=_time(status.started_at),
+        finished_at=_time(status.finished_at),
+        exit_code=status.exit_code,
+        reason=status.reason,
+        message=status.message or "; ".join(status.warnings),
+        attempt=status.attempt,
+    )
+
+
+def _volume_shape(doc: Mapping[str, Any]) -> Volume:
+    """A volume's kind without its content (enough to mount what the sandbox prepared)."""
+    source: VolumeSource
+    if "hostPath" in doc:
+        source = HostPath(
+            path=str(doc["hostPath"]["path"]), type=str(doc["hostPath"].get("type") or "")
+        )
+    elif "secret" in doc or "configMap" in doc:
+        source = FilesVolume(kind="secret" if "secret" in doc else "configMap", files={})
+    else:
+        medium = str((doc.get("emptyDir") or {}).get("medium") or "")
+        source = EmptyDir(medium=medium)
+    return Volume(name=str(doc["name"]), source=source)
+
+
+class RuncAgentRuntime:
+    """Implements :class:`berth.agent.runtime.Runtime` with runc (see the module docstring)."""
+
+    name = "runc"
+
+    def __init__(self, runtime: RuncRuntime, *, files: FilesFn | None = None) -> None:
+        self.rt = runtime
+        self.files = files
+        self._container_specs: dict[str, Mapping[str, Any]] = {}
+
+    # ---- sandboxes ----------------------------------------------------------------------------
+
+    def _pod(self, uid: str) -> PodSpec:
+        record = self.rt.sandboxes.record(PodUID(uid))
+        if record is None:
+            raise ContainerNotFound(f"no sandbox {uid} on this node")
+        volumes = tuple(_volume_shape(v) for v in record.extra.get("volumes") or [])  # type: ignore[attr-defined]
+        return PodSpec(
+            uid=PodUID(uid), namespace=record.namespace, name=record.name, volumes=volumes
+        )
+
+    async def create_sandbox(self, config: SandboxConfig) -> str:
+        pod_spec: Mapping[str, Any] = getattr(config, "spec", None) or {}
+        volume_docs = [dict(v) for v in pod_spec.get("volumes") or []]
+        pod = PodSpec(
+            uid=PodUID(config.uid),
+            namespace=config.namespace,
+            name=config.name,
+            hostname=str(pod_spec.get("hostname") or ""),
+            volumes=tuple(volume_from_k8s(v, self.files) for v in volume_docs),
+        )
+        await self.rt.run_pod_sandbox(
+            pod,
+            requested_ip=config.pod_ip or None,
+            extra={"node": config.node, "labels": dict(config.labels), "volumes": volume_docs},
+        )
+        return config.uid
+
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        await self.rt.remove_pod_sandbox(PodUID(sandbox_id), grace_seconds=2.0)
+
+    async def list_sandboxes(self) -> list[SandboxStatus]:
+        by_pod: dict[str, list[AgentContainerStatus]] = {}
+        for status in await self.rt.list_containers():
+            by_pod.setdefault(status.pod_uid, []).append(to_agent_status(status))
+        out = []
+        for record in self.rt.sandboxes.list_records():
+            labels = record.extra.get("labels") or {}
+            config = SandboxConfig(
+                namespace=record.namespace,
+                name=record.name,
+                uid=record.uid,
+                node=str(record.extra.get("node") or ""),
+                pod_ip=record.ip or "",
+                labels=dict(labels) if isinstance(labels, dict) else {},
+            )
+            out.append(
+                SandboxStatus(
+                    id=record.uid,
+                    config=config,
+                    ready=record.state == "ready",
+                    containers=tuple(by_pod.get(record.uid, ())),
+                )
+            )
+        return out
+
+    # ---- containers ---------------------------------------------------------------------------
+
+    async def start_container(
+        self, sandbox_id: str, config: ContainerConfig, *, attempt: int
+    ) -> str:
+        api = dict(config.spec) or {"name": config.name, "image": config.image}
+        api.setdefault("name", config.name)
+        api.setdefault("image", config.image)
+        spec = container_from_k8s(
+            api, env_from=lambda _c, item: config.env.get(str(item["name"]), "")
+        )
+        spec = dataclasses.replace(
+            spec,
+            command=config.command,
+            args=config.args,
+            env=tuple(config.env.items()),
+        )
+        pod = self._pod(sandbox_id)
+        known = {v.name for v in pod.volumes}
+        missing = [m.name for m in spec.volume_mounts if m.name not in known]
+        if missing:
+            pod = dataclasses.replace(
+                pod,
+                volumes=pod.volumes + tuple(Volume(n, EmptyDir()) for n in dict.fromkeys(missing)),
+            )
+            for name in missing:
+                (self.rt.sandboxes.pod_dir(pod.uid) / "volumes" / name).mkdir(
+                    parents=True, exist_ok=True
+                )
+        cid = await self.rt.create_container(pod, spec, attempt=attempt)
+        self._container_specs[cid] = api
+        status = await self.rt.container_status(cid)
+        if status.state == ContainerState.CREATED:
+            await self.rt.start_container(cid)
+        return cid
+
+    async def stop_container(self, container_id: str, *, grace_seconds: float) -> None:
+        await self.rt.stop_container(ContainerID(container_id), grace_seconds=grace_seconds)
+
+    async def container_status(self, container_id: str) -> AgentContainerStatus | None:
+        try:
+            return to_agent_status(await self.rt.container_status(ContainerID(container_id)))
+        except ContainerNotFound:
+            return None
+
+    async def logs(
+        self, container_id: str, *, tail_lines: int | None = None, follow: bool = False
+    ) -> AsyncIterator[bytes]:
+        cid = ContainerID(container_id)
+        try:
+            data = self.rt.read_log(cid, tail_bytes=1 << 24)
+        except ContainerNotFound:
+            return
+        lines = data.splitlines(keepends=True)
+        if tail_lines is not None:
+            lines = lines[-tail_lines:] if tail_lines else []
+        for line in lines:
+            yield line
+        offset = len(data)
+        path = self.rt.containers_dir / container_id / "container.log"
+        while follow:
+            status = await self.container_status(container_id)
+            size = path.stat().st_size if path.exists() else 0
+            if size < offset:  # rotated (copy + truncate): start over in the new file
+                offset = 0
+            if size > offset:
+                with path.open("rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read(size - offset)
+                offset = size
+                yield chunk
+            if status is None or status.phase == "exited":
+                return
+            await asyncio.sleep(LOG_POLL_SECONDS)
+
+    # ---- probes -------------------------------------------------------------------------------
+
+    async def probe(
+        self, container_id: str, kind: ProbeKind, probe: Mapping[str, Any], *, pod_ip: str
+    ) -> bool:
+        timeout = float(probe.get("timeoutSeconds") or 1)
+        if "exec" in probe:
+            argv = [str(a) for a in (probe["exec"] or {}).get("command") or []]
+            result = await self.rt.exec_in_container(
+                ContainerID(container_id), argv, time_limit=timeout
+            )
+            return result.ok
+        spec = self._container_specs.get(container_id, {})
+        try:
+            if "httpGet" in probe:
+                return await asyncio.wait_for(_http_probe(probe["httpGet"], spec, pod_ip), timeout)
+            if "tcpSocket" in probe:
+                port = _port(probe["tcpSocket"].get("port"), spec)
+                host = str(probe["tcpSocket"].get("host") or pod_ip)
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                writer.close()
+                return True
+        except (OSError, TimeoutError, ValueError):
+            return False
+        return False  # grpc and unknown handlers are not supported
+
+
+def _port(value: Any, spec: Mapping[str, Any]) -> int:
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return int(value)
+    for port in spec.get("ports") or []:
+        if port.get("name") == value:
+            return int(port["containerPort"])
+    raise ValueError(f"named port {value!r} not found in the container spec")
+
+
+async def _http_probe(get: Mapping[str, Any], spec: Mapping[str, Any], pod_ip: str) -> bool:
+    host = str(get.get("host") or pod_ip)
+    port = _port(get.get("port"), spec)
+    path = str(get.get("path") or "/")
+    context = None
+    if str(get.get("scheme") or "HTTP").upper() == "HTTPS":
+        context = ssl.create_default_context()
+        context.check_hostname = False  # the kubelet does not verify probe certificates
+        context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection(host, port, ssl=context)
+    headers = "".join(
+        f"{h['name']}: {h['value']}\r\n" for h in get.get("httpHeaders") or [] if "name" in h
+    )
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: berth-probe/1.0\r\n"
+    writer.write(f"{request}{headers}Connection: close\r\n\r\n".encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    parts = status_line.split()
+    return len(parts) >= 2 and parts[1].isdigit() and 200 <= int(parts[1]) < 400

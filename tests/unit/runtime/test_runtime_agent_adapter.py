@@ -1,0 +1,181 @@
+"""The agent-protocol adapter: typing against berth.agent.runtime.Runtime, status mapping, logs,
+and the k8s Pod conversion it relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from berth.agent.runtime import Runtime
+from berth.runtime.agent_runtime import RuncAgentRuntime, to_agent_status
+from berth.runtime.errors import ContainerError
+from berth.runtime.images import ImageService
+from berth.runtime.k8s import configmap_files, parse_quantity, pod_from_k8s, secret_files
+from berth.runtime.runc import ContainerState, ContainerStatus, RuncRuntime
+from berth.runtime.spec import (
+    ContainerID,
+    EmptyDir,
+    FilesVolume,
+    HostPath,
+    PodUID,
+    PortMapping,
+    Resources,
+)
+from berth.runtime.store import ContentStore
+
+
+def _adapter(tmp_path: Path) -> RuncAgentRuntime:
+    rt = RuncRuntime(
+        images=ImageService(ContentStore(tmp_path / "images")),
+        network=None,
+        state_dir=tmp_path / "state",
+        runc_root=tmp_path / "runc",
+        enforce=frozenset(),
+    )
+    return RuncAgentRuntime(rt)
+
+
+def test_adapter_satisfies_the_agent_runtime_protocol(tmp_path: Path) -> None:
+    runtime: Runtime = _adapter(tmp_path)  # mypy checks the structural match
+    assert runtime.name == "runc"
+
+
+def test_status_mapping() -> None:
+    base = ContainerStatus(
+        id=ContainerID("u_web_1"),
+        pod_uid=PodUID("u"),
+        name="web",
+        attempt=1,
+        image="img",
+        image_id="sha256:x",
+        state=ContainerState.EXITED,
+        exit_code=137,
+        signal="SIGKILL",
+        reason="Error",
+        created_at="2026-11-22T00:00:00+00:00",
+        started_at="2026-11-22T00:00:01+00:00",
+        finished_at="2026-11-22T00:00:09+00:00",
+        warnings=("memory limit not enforced",),
+    )
+    agent = to_agent_status(base)
+    assert (agent.phase, agent.exit_code, agent.reason, agent.attempt) == (
+        "exited",
+        137,
+        "Error",
+        1,
+    )
+    assert agent.sandbox_id == "u"
+    assert agent.finished_at is not None
+    assert (agent.finished_at - agent.created_at).total_seconds() == 9
+    assert agent.message == "memory limit not enforced"
+    unknown = to_agent_status(
+        ContainerStatus(**{**base.__dict__, "state": ContainerState.UNKNOWN, "exit_code": None})
+    )
+    assert (unknown.phase, unknown.exit_code) == ("exited", None)
+
+
+def test_logs_tail_and_missing_container(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+    d = adapter.rt.containers_dir / "u_web_0"
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text(json.dumps({"id": "u_web_0"}))
+    (d / "container.log").write_bytes(b"one\ntwo\nthree\n")
+
+    async def collect(cid: str, tail: int | None) -> list[bytes]:
+        return [chunk async for chunk in adapter.logs(cid, tail_lines=tail)]
+
+    assert asyncio.run(collect("u_web_0", 2)) == [b"two\n", b"three\n"]
+    assert asyncio.run(collect("u_web_0", None)) == [b"one\n", b"two\n", b"three\n"]
+    assert asyncio.run(collect("nope", None)) == []
+    assert asyncio.run(adapter.container_status("nope")) is None
+
+
+POD = {
+    "metadata": {"name": "web", "namespace": "shop", "uid": "1234"},
+    "spec": {
+        "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "supplementalGroups": [3000]},
+        "hostAliases": [{"ip": "10.0.0.9", "hostnames": ["db"]}],
+        "volumes": [
+            {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            {"name": "logs", "hostPath": {"path": "/var/log/web", "type": "DirectoryOrCreate"}},
+            {
+                "name": "conf",
+                "configMap": {"name": "web-conf", "items": [{"key": "a", "path": "a.conf"}]},
+            },
+            {"name": "tls", "secret": {"secretName": "web-tls", "defaultMode": 0o440}},
+        ],
+        "containers": [
+            {
+                "name": "web",
+                "image": "registry.local:5000/web:1",
+                "command": ["/bin/web"],
+                "env": [{"name": "MODE", "value": "prod"}],
+                "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 9090}],
+                "resources": {
+                    "requests": {"cpu": "250m"},
+                    "limits": {"cpu": "1", "memory": "128Mi"},
+                },
+                "securityContext": {
+                    "runAsUser": 0,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                },
+                "volumeMounts": [{"name": "conf", "mountPath": "/etc/web", "readOnly": True}],
+                "imagePullPolicy": "Always",
+            }
+        ],
+    },
+}
+
+
+def test_pod_conversion() -> None:
+    def files(kind: str, name: str) -> dict[str, bytes]:
+        if kind == "configMap":
+            return configmap_files({"data": {"a": "x=1"}})
+        return secret_files({"data": {"tls.crt": "Y2VydA=="}, "stringData": {"k": "v"}})
+
+    pod, (web,) = pod_from_k8s(POD, files=files, dns_nameservers=("10.96.0.10",))
+    assert (pod.uid, pod.namespace, pod.fs_group, pod.supplemental_groups) == (
+        "1234", "shop", 2000, (3000,),
+    )  # fmt: skip
+    assert pod.host_aliases == (("10.0.0.9", ("db",)),)
+    assert pod.dns_nameservers == ("10.96.0.10",)
+    sources = {v.name: v.source for v in pod.volumes}
+    assert sources["scratch"] == EmptyDir(medium="Memory", size_limit_bytes=64 << 20)
+    assert sources["logs"] == HostPath("/var/log/web", "DirectoryOrCreate")
+    assert sources["conf"] == FilesVolume("configMap", {"a.conf": b"x=1"})
+    assert sources["tls"] == FilesVolume("secret", {"tls.crt": b"cert", "k": b"v"}, 0o440)
+    assert web.run_as_user == 0, "the container's securityContext overrides the pod's"
+    assert web.resources == Resources(
+        cpu_request_millis=250, cpu_limit_millis=1000, memory_limit_bytes=128 << 20
+    )
+    assert web.capabilities_drop == ("ALL",)
+    assert web.ports == (PortMapping(container_port=80, host_port=8080),)
+    assert web.image_pull_policy == "Always"
+
+
+def test_quantities_and_refusals() -> None:
+    assert parse_quantity("250m") * 1000 == 250
+    assert parse_quantity("1.5Gi") == 1.5 * 2**30
+    assert parse_quantity("1e3") == 1000
+    assert parse_quantity(2) == 2
+    with pytest.raises(ContainerError, match="invalid resource quantity"):
+        parse_quantity("12XB")
+    needs_files = {"metadata": {"name": "p", "uid": "u"},
+                   "spec": {"volumes": [{"name": "c", "configMap": {"name": "x"}}]}}  # fmt: skip
+    with pytest.raises(ContainerError, match="files\\(\\) callback"):
+        pod_from_k8s(needs_files)
+    value_from = {
+        "metadata": {"name": "p", "uid": "u"},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "i", "env": [{"name": "X", "valueFrom": {"fieldRef": {}}}]}
+            ]
+        },
+    }
+    with pytest.raises(ContainerError, match="valueFrom"):
+        pod_from_k8s(value_from)
+    assert pod_from_k8s(value_from, env_from=lambda c, e: "v")[1][0].env == (("X", "v"),)
