@@ -85,6 +85,7 @@ class Fleet:
         if isinstance(runtime, SimulatedRuntime):
             runtime.on_change.append(self.manager.on_sandbox_change)
         self._tasks: list[asyncio.Task[None]] = []
+        self._node_tasks: dict[str, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
 
     def _address(self, node: str) -> str | None:
@@ -118,11 +119,26 @@ class Fleet:
                 ssl_context=ctx,
             )
         for agent in self.agents.values():
-            self._tasks.append(asyncio.create_task(agent.run(), name=f"node-{agent.name}"))
+            task = asyncio.create_task(agent.run(), name=f"node-{agent.name}")
+            self._node_tasks[agent.name] = task
+            self._tasks.append(task)
         await asyncio.gather(*(a.registered.wait() for a in self.agents.values()))
         self._tasks.append(asyncio.create_task(self.pods.run(), name="agent-pod-informer"))
         await self.pods.wait_synced()
         self._tasks.append(asyncio.create_task(self.manager.controller.run(), name="agent-pods"))
+
+    async def stop_node(self, node: str) -> None:
+        """Simulate a node dying: its heartbeats stop and its pods are no longer managed
+        (nothing is reported or deleted on its behalf; the runtime forgets its containers)."""
+        agent = self.agents.pop(node, None)
+        task = self._node_tasks.pop(node, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if agent is not None:
+            for key, rec in list(self.manager.records.items()):
+                if rec.node == node:
+                    self.manager.enqueue(key)
 
     async def stop(self) -> None:
         self.manager.queue.shutdown()

@@ -63,6 +63,7 @@ class SimulatedRuntime:
         self._containers: dict[str, _Container] = {}
         self._exits: dict[tuple[str, str, str], tuple[float, int]] = {}  # (ns, pod, c)
         self._probes: dict[tuple[str, str, str, str], bool] = {}
+        self._image_probes: dict[tuple[str, str], bool] = {}
         self.on_change: list[Callable[[SandboxConfig], None]] = []
 
     # ---- scripting (tests) --------------------------------------------------------------
@@ -80,6 +81,11 @@ class SimulatedRuntime:
 
     def set_probe(self, namespace: str, pod: str, container: str, kind: str, ok: bool) -> None:
         self._probes[(namespace, pod, container, kind)] = ok
+
+    def set_image_probe(self, image: str, kind: str, ok: bool) -> None:
+        """Script ``kind`` probes of every container running ``image`` (a per-container
+        :meth:`set_probe` wins)."""
+        self._image_probes[(image, kind)] = ok
 
     def append_log(self, namespace: str, pod: str, container: str, line: str) -> None:
         c = self._find(namespace, pod, container)
@@ -200,7 +206,10 @@ class SimulatedRuntime:
         if c is None or c.status.phase != "running":
             return False
         sb = self._sandboxes[c.status.sandbox_id]
-        return self._probes.get((sb.config.namespace, sb.config.name, c.config.name, kind), True)
+        scripted = self._probes.get((sb.config.namespace, sb.config.name, c.config.name, kind))
+        if scripted is not None:
+            return scripted
+        return self._image_probes.get((c.config.image, kind), True)
 
     # ---- internals ----------------------------------------------------------------------
     def _find(self, namespace: str, pod: str, container: str) -> _Container | None:

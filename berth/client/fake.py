@@ -76,6 +76,7 @@ class FakeClient:
     _watchers: list[_Watcher] = field(default_factory=list)
     _errors: dict[tuple[str, str], list[errors.ApiError]] = field(default_factory=dict)
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    unserved: set[Resource] = field(default_factory=set)
 
     # ---- test helpers -------------------------------------------------------------------
     def seed(self, resource: Resource, obj: Obj) -> Obj:
@@ -545,6 +546,9 @@ class FakeClient:
         finally:
             if w in self._watchers:
                 self._watchers.remove(w)
+
+    async def served(self, resource: Resource) -> bool:
+        return resource not in self.unserved
 
     async def close(self) -> None:
         self.end_watches()

@@ -43,6 +43,7 @@ class HttpClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._headers = {"User-Agent": user_agent, "Accept": _JSON}
+        self._discovery: dict[str, set[str]] = {}
 
     @classmethod
     def from_kubeconfig(cls, path: str | Path, *, user_agent: str = "berth") -> HttpClient:
@@ -92,6 +93,21 @@ class HttpClient:
                     resp.status, decoded if isinstance(decoded, dict) else None
                 )
             return decoded
+
+    async def served(self, resource: Resource) -> bool:
+        gv = resource.api_version
+        if gv not in self._discovery:
+            path = f"/apis/{gv}" if resource.group else f"/api/{gv}"
+            try:
+                doc = await self._request("GET", path)
+            except errors.NotFound:
+                doc = {}
+            self._discovery[gv] = {
+                str(r.get("name"))
+                for r in (doc or {}).get("resources") or []
+                if "/" not in str(r.get("name"))
+            }
+        return resource.plural in self._discovery[gv]
 
     async def get(
         self,
@@ -185,10 +201,10 @@ class HttpClient:
         if precondition_uid:
             options["preconditions"] = {"uid": precondition_uid}
         doc = await self._request("DELETE", resource.object_path(name, namespace), body=options)
+        # Servers answer with the object (graceful deletion, finalizers, and for some kinds
+        # also the final state) or with a Status; only the former is returned.
         if isinstance(doc, dict) and doc.get("kind") == resource.kind:
-            meta = doc.get("metadata") or {}
-            # A returned object that is still terminating exists; a Status means gone.
-            return doc if meta.get("deletionTimestamp") else None
+            return cast(Obj, doc)
         return None
 
     async def watch(

@@ -106,7 +106,8 @@ class ApiClient(Protocol):
         grace_period_seconds: int | None = None,
         precondition_uid: str | None = None,
     ) -> Obj | None:
-        """Returns the object when it still exists (graceful/finalizers), else None."""
+        """Returns the object when the server answers with one (graceful deletion,
+        finalizers; pods also on final deletion), None when it answers with a Status."""
         ...
 
     def watch(
@@ -120,6 +121,10 @@ class ApiClient(Protocol):
         timeout_seconds: int | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """Events after ``resource_version``; ERROR events carry a Status (410 = relist)."""
+        ...
+
+    async def served(self, resource: Resource) -> bool:
+        """Whether the server serves ``resource`` (API discovery)."""
         ...
 
     async def close(self) -> None: ...

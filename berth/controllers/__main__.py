@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     async def lead(client: HttpClient, clock: Clock) -> None:
-        await ControllerManager(client, clock, config).run()
+        manager = await ControllerManager.create(client, clock, config)
+        await manager.run()
 
     asyncio.run(run_component(args, lead, user_agent="berth-controller-manager"))
 

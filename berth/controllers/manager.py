@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from berth.client.interface import ApiClient
+from berth.client.resources import ALL, EVENTS, Resource
 from berth.controllers.context import Context
 from berth.controllers.daemonset import DaemonSetController
 from berth.controllers.deployment import DeploymentController
@@ -49,7 +50,23 @@ class ManagerConfig:
 
 
 class ControllerManager:
-    def __init__(self, client: ApiClient, clock: Clock, config: ManagerConfig) -> None:
+    """Build with :meth:`create` (it asks the server which resources it serves)."""
+
+    @classmethod
+    async def create(
+        cls, client: ApiClient, clock: Clock, config: ManagerConfig
+    ) -> ControllerManager:
+        served = [r for r in ALL if await client.served(r)]
+        return cls(client, clock, config, served=served)
+
+    def __init__(
+        self,
+        client: ApiClient,
+        clock: Clock,
+        config: ManagerConfig,
+        *,
+        served: Sequence[Resource] = ALL,
+    ) -> None:
         unknown = set(config.controllers) - set(ALL_CONTROLLERS)
         if unknown:
             raise ValueError(
@@ -76,8 +93,16 @@ class ControllerManager:
             else None
         )
         self.endpoints = EndpointsController(self.ctx) if "endpoints" in want else None
-        self.namespaces = NamespaceController(self.ctx) if "namespace" in want else None
-        self.gc = GarbageCollector(self.ctx) if "garbagecollector" in want else None
+        self.namespaces = (
+            NamespaceController(self.ctx, resources=[r for r in served if r.namespaced])
+            if "namespace" in want
+            else None
+        )
+        self.gc = (
+            GarbageCollector(self.ctx, resources=[r for r in served if r != EVENTS])
+            if "garbagecollector" in want
+            else None
+        )
         self.nodeipam = (
             NodeIpamController(
                 self.ctx,

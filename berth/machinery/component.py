@@ -87,5 +87,6 @@ async def run_component(args: argparse.Namespace, lead: Lead, *, user_agent: str
             t.cancel()
         await asyncio.gather(main, stopper, return_exceptions=True)
         await client.close()
+        await asyncio.sleep(0.25)  # let TLS connections close cleanly (aiohttp's advice)
     if main.done() and not main.cancelled() and main.exception() is not None:
         raise main.exception()  # type: ignore[misc]

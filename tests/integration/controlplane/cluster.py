@@ -1,0 +1,187 @@
+"""A whole control plane in one test: the real API server (its own thread), and — on the
+test's event loop — the scheduler, the controller manager and a fleet of simulated nodes,
+each talking HTTPS with its own client, as separate processes would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from berth.agent.config import NodeConfig, ServerConfig
+from berth.agent.fleet import Fleet
+from berth.agent.simulated import SimulatedRuntime
+from berth.apiserver.testing import ServerHandle
+from berth.client.http import HttpClient
+from berth.client.interface import Obj
+from berth.client.resources import PODS
+from berth.controllers.manager import ControllerManager, ManagerConfig
+from berth.controllers.nodelifecycle import NodeLifecycleConfig
+from berth.machinery.clock import RealClock
+from berth.machinery.events import EventRecorder
+from berth.machinery.informer import InformerFactory
+from berth.scheduler.scheduler import Scheduler
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[3]
+KUBECTL_120 = ROOT / ".cache" / "kubectl-1.20" / "usr" / "bin" / "kubectl"
+KUBECTL = str(KUBECTL_120 if KUBECTL_120.exists() else Path("/usr/bin/kubectl"))
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[T | bool | None]], *, within: float = 20.0, what: str = ""
+) -> T:
+    """Poll ``check`` every 100ms until it returns something truthy (which is returned)."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last  # type: ignore[no-any-return]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {within}s waiting for {what or check}: last={last!r}")
+
+
+@dataclass
+class Cluster:
+    server: ServerHandle
+    kubeconfig: Path
+    api: HttpClient
+    runtime: SimulatedRuntime
+    fleet: Fleet
+    manager: ControllerManager
+    scheduler: Scheduler
+    home: Path
+    clients: list[HttpClient] = field(default_factory=list)
+
+    async def pods(self, namespace: str = "default", selector: str | None = None) -> list[Obj]:
+        return (await self.api.list(PODS, namespace=namespace, label_selector=selector)).items
+
+    async def kubectl(self, *args: str, within: float = 60.0, check: bool = True) -> str:
+        env = {**os.environ, "HOME": str(self.home), "KUBECONFIG": str(self.kubeconfig)}
+        proc = await asyncio.create_subprocess_exec(
+            KUBECTL,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), within)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {err.decode()}")
+        return out.decode() + (err.decode() if not check else "")
+
+
+@asynccontextmanager
+async def control_plane(
+    server: ServerHandle,
+    tmp: Path,
+    *,
+    nodes: int = 3,
+    node_labels: dict[str, dict[str, str]] | None = None,
+    lifecycle: NodeLifecycleConfig | None = None,
+    renew_interval: float = 1.0,
+    start_delay: float = 0.0,
+    serve_logs: bool = False,
+) -> AsyncIterator[Cluster]:
+    kubeconfig = server.kubeconfig("admin", groups=["system:masters"])
+    clock = RealClock()
+    clients: list[HttpClient] = []
+
+    def client(agent: str) -> HttpClient:
+        c = HttpClient.from_kubeconfig(kubeconfig, user_agent=agent)
+        clients.append(c)
+        return c
+
+    lifecycle = lifecycle or NodeLifecycleConfig(
+        grace_period=4.0, startup_grace_period=10.0, monitor_period=0.5
+    )
+    manager = await ControllerManager.create(
+        client("controller-manager"), clock, ManagerConfig(node_lifecycle=lifecycle)
+    )
+    sched_client = client("scheduler")
+    informers = InformerFactory(sched_client, clock=clock)
+    scheduler = Scheduler(
+        sched_client,
+        informers,
+        clock,
+        EventRecorder(sched_client, clock, component="default-scheduler"),
+    )
+    runtime = SimulatedRuntime(clock, start_delay=start_delay)
+    labels = node_labels or {}
+    server_cfg: ServerConfig | None = None
+    if serve_logs:
+        cert, key = server.pki.issue(
+            "agent-serving", common_name="berth-agent", server=True, ips=["127.0.0.1"]
+        )
+        server_cfg = ServerConfig(
+            address="127.0.0.1",
+            port=_free_port(),
+            cert_file=str(cert),
+            key_file=str(key),
+            client_ca_file=str(server.pki.ca_cert),
+        )
+    fleet = Fleet(
+        client("agent"),
+        clock,
+        runtime,
+        [NodeConfig(name=f"node-{i}", labels=labels.get(f"node-{i}", {})) for i in range(nodes)],
+        server=server_cfg,
+        renew_interval=renew_interval,
+        status_report_interval=30.0,
+        status_check_interval=renew_interval,
+    )
+    api = client("test")
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        await fleet.start()
+        tasks.append(asyncio.create_task(manager.run()))
+        informers.start()
+        await informers.wait_for_sync()
+        tasks.append(asyncio.create_task(scheduler.run()))
+        await manager.informers.wait_for_sync()
+        yield Cluster(server, kubeconfig, api, runtime, fleet, manager, scheduler, home, clients)
+    finally:
+        scheduler.queue.shutdown()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await informers.stop()
+        await fleet.stop()
+        for c in clients:
+            await c.close()
+        await asyncio.sleep(0.3)  # let TLS connections finish closing (aiohttp's advice)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def deployment(name: str, *, replicas: int = 3, image: str = "nginx:1", **spec: Any) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "app", "image": image}],
+                    "terminationGracePeriodSeconds": 1,
+                },
+            },
+            **spec,
+        },
+    }
