@@ -106,3 +106,20 @@ def test_any_extra_key_anywhere(path: tuple[str | int, ...], key: str, value: An
 def test_the_base_document_is_valid() -> None:
     spec = parse_spec(yaml.safe_dump(BASE), filename="f.yaml")
     assert len(spec.hosts) == 2
+
+
+TEXT = yaml.safe_dump(BASE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(position=st.integers(0, len(TEXT)), insert=st.text(max_size=6), delete=st.integers(0, 6))
+def test_any_edit_of_the_text(position: int, insert: str, delete: int) -> None:
+    text = TEXT[:position] + insert + TEXT[position + delete :]
+    try:
+        parse_spec(text, filename="f.yaml")
+    except SpecError as error:
+        problems = error.problems
+    else:
+        problems = []
+    for line in problems:
+        assert LINE.match(line), line

@@ -95,12 +95,38 @@ def test_one_run_reports_every_mistake_in_file_order(tmp_path: Path) -> None:
             "c.yaml:3:1: kind: duplicate key (first at line 2); YAML keeps only the last one; hint: remove one of them",
             id="duplicate-key",
         ),
+        pytest.param(
+            "a: b\nc: d\x07e\n",
+            "c.yaml:2:5: YAML syntax: character U+0007 is not allowed in YAML; hint: remove it (binary data does not belong in a spec)",
+            id="control-character",
+        ),
+        pytest.param(
+            "b: x\na: &x\n  c: *x\n",
+            "c.yaml:2:4: YAML syntax: an alias refers to a mapping or list that contains it; hint: an anchor (&name) cannot be used (*name) inside itself",
+            id="self-referencing-alias",
+        ),
     ],
 )
 def test_document_level_errors_are_located(text: str, expected: str) -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(text, filename="c.yaml")
     assert caught.value.problems == [expected]
+
+
+def test_dates_stay_text_so_validation_reports_them() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(doc("version: 2024-13-01\n" + ONE_HOST), filename="c.yaml")
+    assert caught.value.problems == [
+        "c.yaml:5:12: spec.version: is not a release version (got '2024-13-01'); hint: write MAJOR.MINOR.PATCH, e.g. 0.1.0"
+    ]
+
+
+def test_aliases_are_fine_when_they_do_not_loop() -> None:
+    text = doc(
+        "ssh: &common {user: ops}\n"
+        "hosts:\n  - {name: n1, address: 10.0.0.1, roles: [control-plane], ssh: *common}\n"
+    )
+    assert parse_spec(text).ssh_for("n1").user == "ops"
 
 
 def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
