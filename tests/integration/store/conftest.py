@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from berth.store.etcd import EtcdStore
 from berth.store.interface import Store
 from berth.store.memory import MemoryStore
 from berth.store.sqlite import SqliteStore
+
+from .etcd_server import EtcdProcess, start_etcd
 
 Scenario = Callable[[Store, str], Awaitable[None]]
 Opener = Callable[[int], AbstractAsyncContextManager[Store]]
@@ -68,13 +71,39 @@ def _sqlite_opener(directory: Path) -> Opener:
     return open_sqlite
 
 
-BACKENDS = ["memory", "sqlite"]
+def _etcd_opener(url: str) -> Opener:
+    @asynccontextmanager
+    async def open_etcd(watch_buffer: int) -> AsyncIterator[Store]:
+        del watch_buffer  # etcd never drops slow watchers; they are backpressured instead
+        store = await EtcdStore.open([url])
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    return open_etcd
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProcess]:
+    """One real etcd for the whole session (tests use disjoint key prefixes)."""
+    server = start_etcd(tmp_path_factory.mktemp("etcd"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+BACKENDS = ["memory", "sqlite", "etcd"]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     name: str = request.param
-    if name == "memory":
+    if name == "etcd":
+        server: EtcdProcess = request.getfixturevalue("etcd_server")
+        yield Backend(name, _etcd_opener(server.url), bounded_watch=False)
+    elif name == "memory":
         yield Backend(name, _memory_opener(), bounded_watch=True)
     elif name == "sqlite":
         yield Backend(name, _sqlite_opener(tmp_path), bounded_watch=True)

@@ -308,8 +308,7 @@ def test_many_concurrent_watchers_all_receive_every_event_in_order(backend: Back
         try:
             # Open every watch (so most events arrive live rather than from history).
             await store.create(p + "first", b"0")
-            for watch in watches:
-                await next_event(watch)
+            await asyncio.gather(*(next_event(watch) for watch in watches))
             written = await asyncio.gather(
                 *(store.create(f"{p}k{i}", str(i).encode()) for i in range(60))
             )

@@ -1,0 +1,87 @@
+"""EtcdStore behaviour beyond the shared contract: mTLS and endpoint failover."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from berth.store.etcd import EtcdError, EtcdStore, EtcdTLS
+from berth.store.interface import EventType
+
+from .etcd_server import EtcdProcess, TLSFiles, make_tls, start_etcd
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return make_tls(tmp_path_factory.mktemp("etcd-pki"))
+
+
+@pytest.fixture(scope="module")
+def tls_etcd(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: TLSFiles
+) -> Iterator[EtcdProcess]:
+    server = start_etcd(tmp_path_factory.mktemp("etcd-tls"), tls=tls_files)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_mtls_reads_writes_and_watches(tls_etcd: EtcdProcess, tls_files: TLSFiles) -> None:
+    tls = EtcdTLS(tls_files.ca, tls_files.client_cert, tls_files.client_key)
+
+    async def main() -> None:
+        store = await EtcdStore.open([tls_etcd.url], tls=tls)
+        try:
+            start = await store.current_revision()
+            kv = await store.create("/tls/a", b"secret")
+            assert (await store.list("/tls/")).items == [kv]
+            watch = store.watch("/tls/", revision=start)
+            event = await asyncio.wait_for(watch.__anext__(), 5)
+            await watch.aclose()
+            assert (event.type, event.kv) == (EventType.PUT, kv)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_mtls_without_a_client_certificate_is_refused(
+    tls_etcd: EtcdProcess, tls_files: TLSFiles
+) -> None:
+    async def main() -> None:
+        with pytest.raises(EtcdError):
+            await EtcdStore.open([tls_etcd.url], tls=EtcdTLS(tls_files.ca))
+
+    asyncio.run(main())
+
+
+def test_an_unreachable_endpoint_fails_over_to_the_next(
+    etcd_server: EtcdProcess, tmp_path: Path
+) -> None:
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens there on a test machine
+
+    async def main() -> None:
+        store = await EtcdStore.open([dead, etcd_server.url], request_timeout=2)
+        try:
+            start = await store.current_revision()
+            watch = store.watch("/failover/", revision=start)
+            kv = await store.create("/failover/a", b"")
+            event = await asyncio.wait_for(watch.__anext__(), 5)
+            await watch.aclose()
+            assert event.kv == kv
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_no_reachable_endpoint_says_what_to_check() -> None:
+    async def main() -> None:
+        with pytest.raises(EtcdError, match="no etcd endpoint reachable"):
+            await EtcdStore.open(["http://127.0.0.1:9"], request_timeout=2)
+
+    asyncio.run(main())
