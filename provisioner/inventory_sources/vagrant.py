@@ -51,9 +51,19 @@ def parse_ssh_config(text: str) -> list[SshConfigBlock]:
         if key.lower() == "host":
             blocks.append(SshConfigBlock(alias=value.split()[0] if value else "", line=number))
         elif blocks:
-            unquoted = shlex.split(value)[0] if value.startswith('"') else value
-            blocks[-1].options.setdefault(key.lower(), unquoted)
+            blocks[-1].options.setdefault(key.lower(), _unquoted(value))
     return blocks
+
+
+def _unquoted(value: str) -> str:
+    """``"a b"`` -> ``a b`` (ssh's quoting); an unbalanced quote is taken literally."""
+    if not value.startswith('"'):
+        return value
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        return value.strip('"')
+    return words[0] if words else ""
 
 
 def _is_loopback(address: str) -> bool:

@@ -181,3 +181,8 @@ def test_terraform_missing_output_names_the_ones_present() -> None:
     with pytest.raises(SpecError) as caught:
         from_terraform(json.dumps({"ips": {"value": []}}), name="tf", filename="out.json")
     assert caught.value.problems == ["out.json:1:1: no output named 'berth_hosts' (outputs: ips)"]
+
+
+def test_odd_ssh_config_lines_do_not_crash_the_parser() -> None:
+    blocks = parse_ssh_config('Host a\n  HostName=10.0.0.1\n  IdentityFile "/unbalanced\n  Port\n')
+    assert blocks[0].options == {"hostname": "10.0.0.1", "identityfile": "/unbalanced", "port": ""}
