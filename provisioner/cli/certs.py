@@ -102,6 +102,9 @@ def _run(inventory: Path, state_dir: Path | None, *, renew: bool, dry_run: bool)
         _err.print(f"note: {orphan} is no longer in the spec (left in place)", markup=False)
     if dry_run:
         _err.print(f"dry run: results are in {report.state_root}; the state is unchanged")
+    else:
+        admin = pki.PkiFiles(state).kubeconfig("admin.conf")
+        _err.print(f"admin kubeconfig: {admin} (kubectl --kubeconfig {admin} ...)", markup=False)
     return report
 
 

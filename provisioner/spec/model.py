@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from berth import __version__
 from provisioner.spec import syntax
 
 API_VERSION = "berth.dev/v1alpha1"
@@ -366,6 +367,11 @@ class ClusterSpec(_Model):
     def workers(self) -> list[Host]:
         """Hosts that run workloads (the worker role; a control-plane host may have it too)."""
         return [h for h in self.spec.hosts if h.is_worker]
+
+    @property
+    def berth_version(self) -> str:
+        """The berth release to install on hosts: ``spec.version``, or the operator's own."""
+        return self.spec.version or __version__
 
     @property
     def uses_etcd(self) -> bool:

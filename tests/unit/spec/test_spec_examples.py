@@ -3,13 +3,14 @@ the Vagrantfile and `berth lab up` really produce."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from provisioner.lab import clusterspec
-from provisioner.spec import load_spec, parse_spec
+from provisioner.spec import json_schema, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "inventories").glob("*.yaml"))
@@ -30,6 +31,18 @@ def test_the_examples_are_there() -> None:
 def test_example_validates(path: Path) -> None:
     spec = load_spec(path)
     assert spec.control_plane_hosts
+
+
+def test_the_committed_schema_is_current() -> None:
+    # inventories/cluster.schema.json is what editors load; regenerate with
+    # `berth schema -o inventories/cluster.schema.json` after changing the models.
+    committed = json.loads((ROOT / "inventories" / "cluster.schema.json").read_text())
+    assert committed == json_schema()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_point_editors_at_the_schema(path: Path) -> None:
+    assert path.read_text().startswith("# yaml-language-server: $schema=cluster.schema.json\n")
 
 
 def test_ha_example_is_on_etcd_with_an_odd_control_plane() -> None:

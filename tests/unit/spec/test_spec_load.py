@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import berth
 from provisioner.errors import ExitCode, SpecError
 from provisioner.spec import ClusterSpec, dump_spec, json_schema, load_spec, parse_spec
 from tests.unit.spec.conftest import ONE_HOST, doc
@@ -176,6 +177,7 @@ def test_accessors(full: ClusterSpec, tmp_path: Path) -> None:
     assert full.api_server_url == "https://api.example.com:443"
     assert full.kubernetes_service_ip == "10.100.0.1"
     assert full.cluster_dns == "10.100.0.10"
+    assert full.berth_version == berth.__version__  # the operator's own when spec.version is unset
     assert full.source_path == tmp_path / "prod.yaml"
     assert full.identity_file == tmp_path / "keys" / "id"
 
