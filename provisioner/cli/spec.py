@@ -27,13 +27,14 @@ def validate(inventory: SpecOption) -> None:
     """Check a cluster spec and report every problem at once (exit 3 when there are any)."""
     spec = load_spec(inventory)
     typer.echo(f"{inventory}: valid: {summary(spec)}")
-    for note in file_notes(spec):
+    for note in notes(spec):
         typer.echo(f"note: {note}", err=True)
 
 
-def file_notes(spec: ClusterSpec) -> list[str]:
-    """Files the spec names that do not exist (yet): not errors, since a spec is often checked
-    on another machine than the one that applies it, but worth a look before connecting."""
+def notes(spec: ClusterSpec) -> list[str]:
+    """Things worth a look that are not errors: files the spec names that do not exist (yet;
+    a spec is often checked on another machine than the one that applies it), and an HA
+    control plane that clients reach through one of its hosts only."""
     missing: dict[tuple[str, Path], list[str]] = {}
     for host in spec.hosts:
         ssh = spec.ssh_for(host.name)
@@ -43,10 +44,19 @@ def file_notes(spec: ClusterSpec) -> list[str]:
         ):
             if path is not None and not path.exists():
                 missing.setdefault((what, path), []).append(host.name)
-    return [
+    out = [
         f"{what} {path} does not exist (used by {', '.join(hosts)})"
         for (what, path), hosts in missing.items()
     ]
+    control_planes = spec.control_plane_hosts
+    if len(control_planes) > 1 and spec.spec.api_server.endpoint is None:
+        first = control_planes[0]
+        out.append(
+            f"apiServer.endpoint is not set: clients reach the {len(control_planes)} API servers "
+            f"through {first.name} ({first.address}) only; set a load balancer or virtual IP "
+            "to survive its loss"
+        )
+    return out
 
 
 def summary(spec: ClusterSpec) -> str:

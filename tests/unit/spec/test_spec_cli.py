@@ -56,6 +56,20 @@ def test_validate_errors_exit_3_with_every_problem(
     assert "2 problem(s) in the cluster spec" in err
 
 
+def test_validate_notes_an_ha_control_plane_without_endpoint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    hosts = "".join(
+        f"  - {{name: cp{i}, address: 10.0.0.{i}, roles: [control-plane]}}\n" for i in (1, 2, 3)
+    )
+    path.write_text(doc("hosts:\n" + hosts + "datastore: {type: etcd}\n"))
+    code, _, err = run(monkeypatch, capsys, "validate", "-i", str(path))
+    assert code == 0
+    expected = "clients reach the 3 API servers through cp1 (10.0.0.1) only"
+    assert f"note: apiServer.endpoint is not set: {expected}" in err
+
+
 def test_validate_missing_option_is_a_usage_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
