@@ -328,6 +328,7 @@ class RuncRuntime:
         env = host_env(PYTHONPATH=_BERTH_ROOT)
         argv = [
             self.python,
+            "-S",  # no site-packages: the shim needs only the stdlib and berth (PYTHONPATH)
             "-m",
             "berth.runtime.shim",
             "--runc",
