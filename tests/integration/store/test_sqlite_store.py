@@ -164,3 +164,16 @@ def test_writes_after_close_are_refused(tmp_path: Path) -> None:
             await store.list("/")
 
     asyncio.run(main())
+
+
+def test_durability_settings_are_in_force(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await SqliteStore.open(tmp_path / "state.db")
+        try:
+            conn = store._writer_conn
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        finally:
+            await store.close()
+
+    asyncio.run(main())
