@@ -35,7 +35,7 @@ def ha_spec(text: str = HA) -> ClusterSpec:
     return parse_spec(text, filename="ha.yaml")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> ClusterState:
     """A freshly generated state for the HA spec (do not modify: copy it with ``tree``)."""
     state = ClusterState(tmp_path_factory.mktemp("pristine") / "ha")
