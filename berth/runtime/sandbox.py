@@ -92,11 +92,19 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
 class SandboxManager:
     """Creates and removes pod sandboxes on this node."""
 
-    def __init__(self, *, state_dir: Path, network: PodNetwork | None, runner: Runner) -> None:
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        network: PodNetwork | None,
+        runner: Runner,
+        netns_dir: Path = NETNS_DIR,
+    ) -> None:
         self.pods_dir = state_dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.network = network
         self.runner = runner
+        self.netns_dir = netns_dir  # where ``ip netns`` keeps namespaces (tests use a tmp dir)
 
     def pod_dir(self, uid: PodUID) -> Path:
         if not _SAFE_KEY.match(uid):
@@ -153,7 +161,7 @@ class SandboxManager:
             uid=pod.uid,
             namespace=pod.namespace,
             name=pod.name,
-            netns=str(NETNS_DIR / netns_name(pod.uid)),
+            netns=str(self.netns_dir / netns_name(pod.uid)),
             ports=[p.as_capability() for p in ports],
             extra=dict(extra or {}),
         )
@@ -269,7 +277,7 @@ class SandboxManager:
         for leftover in _mounts_under(pod_dir):
             await check(self.runner, ["umount", "-l", str(leftover)], what="unmount leftover")
         name = netns_name(uid)
-        if _exists(str(NETNS_DIR / name)):
+        if _exists(str(self.netns_dir / name)):
             await check(self.runner, ["ip", "netns", "del", name], what="delete netns")
         shutil.rmtree(pod_dir, ignore_errors=True)
 

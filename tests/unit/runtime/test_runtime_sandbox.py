@@ -1,0 +1,133 @@
+"""Pod sandboxes with a fake command runner: files, volumes, records, idempotence, teardown."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from berth.network.command import Completed
+from berth.runtime.errors import SandboxError
+from berth.runtime.sandbox import SandboxManager
+from berth.runtime.spec import EmptyDir, FilesVolume, HostPath, PodSpec, PodUID, Volume
+
+
+class FakeHost:
+    """Pretends to be ``ip``/``mount``/``umount``: records argv, fakes netns files."""
+
+    def __init__(self, netns_dir: Path) -> None:
+        self.netns_dir = netns_dir
+        self.calls: list[list[str]] = []
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        self.calls.append(list(argv))
+        if argv[:3] == ["ip", "netns", "add"]:
+            (self.netns_dir / argv[3]).touch()
+        if argv[:3] == ["ip", "netns", "del"]:
+            (self.netns_dir / argv[3]).unlink()
+        return Completed(tuple(argv), 0, b"", b"")
+
+
+def _manager(tmp_path: Path) -> tuple[SandboxManager, FakeHost]:
+    netns = tmp_path / "netns"
+    netns.mkdir()
+    host = FakeHost(netns)
+    return SandboxManager(state_dir=tmp_path / "state", network=None, runner=host,
+                          netns_dir=netns), host  # fmt: skip
+
+
+POD = PodSpec(
+    uid=PodUID("pod-1"),
+    namespace="default",
+    name="web",
+    dns_nameservers=("10.96.0.10",),
+    fs_group=2000,
+    volumes=(
+        Volume("conf", FilesVolume("configMap", {"app.conf": b"x=1\n"})),
+        Volume("token", FilesVolume("secret", {"token": b"s3cr3t"})),
+        Volume("scratch", EmptyDir()),
+        Volume("ram", EmptyDir(medium="Memory", size_limit_bytes=1 << 20)),
+    ),
+)
+
+
+def test_create_writes_files_and_volumes_and_is_idempotent(tmp_path: Path) -> None:
+    manager, host = _manager(tmp_path)
+    record = asyncio.run(manager.create(POD, requested_ip="10.244.1.9"))
+    assert (record.state, record.ip) == ("ready", "10.244.1.9")
+    pod_dir = manager.pod_dir(POD.uid)
+    assert "10.244.1.9\tweb" in (pod_dir / "hosts").read_text()
+    assert (pod_dir / "hostname").read_text() == "web\n"
+    assert (pod_dir / "resolv.conf").read_text().startswith("nameserver 10.96.0.10\n")
+    token = pod_dir / "volumes/token/token"
+    assert token.read_bytes() == b"s3cr3t"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o400
+    assert token.stat().st_gid == 2000, "fsGroup owns projected files"
+    conf = pod_dir / "volumes/conf/app.conf"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o644
+    scratch = (pod_dir / "volumes/scratch").stat()
+    assert (stat.S_IMODE(scratch.st_mode), scratch.st_gid) == (0o2777, 2000)
+    mounts = [c for c in host.calls if c[0] == "mount"]
+    assert mounts == [
+        ["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid,nodev", "tmpfs",
+         str(pod_dir / "volumes/token")],
+        ["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid,nodev,size=1048576", "tmpfs",
+         str(pod_dir / "volumes/ram")],
+    ], "secrets and Memory emptyDirs live on tmpfs"  # fmt: skip
+    calls = len(host.calls)
+    again = asyncio.run(manager.create(POD))
+    assert again == record
+    assert len(host.calls) == calls, "a ready sandbox is found, not made twice"
+
+
+def test_remove_deletes_netns_and_directory_and_repeats_safely(tmp_path: Path) -> None:
+    manager, host = _manager(tmp_path)
+    asyncio.run(manager.create(POD))
+    asyncio.run(manager.remove(POD.uid))
+    assert ["ip", "netns", "del", "berth-pod-1"] in host.calls
+    assert not manager.pod_dir(POD.uid).exists()
+    assert list(host.netns_dir.iterdir()) == []
+    asyncio.run(manager.remove(POD.uid))
+    assert manager.record(POD.uid) is None
+
+
+def test_failed_setup_is_undone(tmp_path: Path) -> None:
+    manager, host = _manager(tmp_path)
+    bad = PodSpec(uid=PodUID("pod-2"), namespace="d", name="p",
+                  volumes=(Volume("c", FilesVolume("configMap", {"../x": b""})),))  # fmt: skip
+    with pytest.raises(SandboxError, match="not a valid file name"):
+        asyncio.run(manager.create(bad))
+    assert not manager.pod_dir(bad.uid).exists()
+    assert list(host.netns_dir.iterdir()) == []
+
+
+def test_host_path_types(tmp_path: Path) -> None:
+    manager, _ = _manager(tmp_path)
+    made = tmp_path / "made/dir"
+    pod = PodSpec(uid=PodUID("pod-3"), namespace="d", name="p", volumes=(
+        Volume("a", HostPath(str(made), "DirectoryOrCreate")),
+        Volume("b", HostPath(str(tmp_path / "f/file"), "FileOrCreate")),
+    ))  # fmt: skip
+    asyncio.run(manager.create(pod))
+    assert made.is_dir()
+    assert (tmp_path / "f/file").is_file()
+    absent = Volume("a", HostPath(str(tmp_path / "nope"), "Directory"))
+    missing = PodSpec(uid=PodUID("pod-4"), namespace="d", name="p", volumes=(absent,))
+    with pytest.raises(SandboxError, match="not an existing directory"):
+        asyncio.run(manager.create(missing))
+
+
+def test_unsafe_pod_uid_is_refused(tmp_path: Path) -> None:
+    manager, _ = _manager(tmp_path)
+    with pytest.raises(SandboxError, match="unsafe"):
+        manager.pod_dir(PodUID("../../etc"))
