@@ -42,7 +42,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-_err = Console(stderr=True, highlight=False)
+# soft_wrap: never fold a FILE:LINE:COL line at 80 columns in CI logs
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def report(error: ProvisionerError) -> None:
