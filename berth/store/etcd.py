@@ -29,7 +29,7 @@ import base64
 import builtins
 import contextlib
 import ssl
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,30 @@ class EtcdStore:
             f"no etcd endpoint reachable ({', '.join(self.endpoints)}): {last}; check that "
             "etcd is running and the endpoints/TLS settings are right"
         )
+
+    @contextlib.asynccontextmanager
+    async def raw_stream(self, path: str, body: Json) -> AsyncIterator[AsyncIterator[Json]]:
+        """POST ``body`` to a streaming gateway ``path`` (e.g. ``/v3/maintenance/snapshot``)
+        and yield its messages; the first reachable endpoint answers."""
+        _, session = self._sessions()
+        data = orjson.dumps(body)
+        last: Exception | None = None
+        for i in self._endpoint_order():
+            try:
+                resp = await session.post(self.endpoints[i] + path, data=data)
+            except aiohttp.ClientConnectorError as exc:
+                last = exc
+                continue
+            try:
+                if resp.status != 200:
+                    text = await resp.text()
+                    raise EtcdError(f"etcd {path}: HTTP {resp.status}: {text[:200]}")
+                async with contextlib.aclosing(_messages(resp)) as messages:
+                    yield messages
+                return
+            finally:
+                resp.close()
+        raise EtcdError(f"no etcd endpoint reachable ({', '.join(self.endpoints)}): {last}")
 
     async def _compact_revision(self) -> int:
         """etcd reports the compaction point only to watches that start below it."""

@@ -134,8 +134,11 @@ def _event(row: _Row) -> Event:
     return Event(EventType.DELETE if deleted else EventType.PUT, kv, prev)
 
 
-class _Lock:
-    """An exclusive advisory lock on ``<db>.lock`` (one writer process per database)."""
+class WriterLock:
+    """An exclusive advisory lock on ``<db>.lock`` (one writer process per database).
+
+    Held by an open :class:`SqliteStore` and by snapshot restores; released by the kernel if
+    the process dies, so a crash never leaves a stale lock."""
 
     def __init__(self, db_path: Path) -> None:
         self.path = db_path.with_name(db_path.name + ".lock")
@@ -163,7 +166,7 @@ class SqliteStore:
         self,
         path: Path,
         *,
-        lock: _Lock,
+        lock: WriterLock,
         writer: sqlite3.Connection,
         revision: int,
         watch_buffer: int,
@@ -199,7 +202,7 @@ class SqliteStore:
         process. The parent directory must exist."""
         db_path = Path(path)
         loop = asyncio.get_running_loop()
-        lock = await loop.run_in_executor(None, _Lock, db_path)
+        lock = await loop.run_in_executor(None, WriterLock, db_path)
         try:
             conn, revision = await loop.run_in_executor(None, cls._init_db, db_path)
         except BaseException:
