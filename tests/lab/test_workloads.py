@@ -38,6 +38,7 @@ from tests.lab.workloads import (
 
 pytestmark = pytest.mark.lab
 CLUSTER_IP = "10.96.0.10"
+STICKY_IP = "10.96.0.11"
 
 
 @dataclass
@@ -47,8 +48,15 @@ class Cluster:
     pods: dict[str, dict[str, Any]]  # "a"/"b" -> {"node", "uid", "ip", "containers", "doc"}
 
     def apply_service(self, endpoint_ips: list[str]) -> None:
+        """``web`` (NodePort) and ``sticky`` (ClientIP affinity) over the same endpoints."""
+        doc = web_service(endpoint_ips)
+        sticky = web_service(
+            endpoint_ips, name="sticky", cluster_ip=STICKY_IP, node_port=None, affinity=True
+        )
+        doc["services"] += sticky["services"]
+        doc["endpointSlices"] += sticky["endpointSlices"]
         for node in self.nodes.values():
-            node.berth("proxy", "--cluster-cidr", CLUSTER_CIDR, stdin=web_service(endpoint_ips))
+            node.berth("proxy", "--cluster-cidr", CLUSTER_CIDR, stdin=doc)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +120,16 @@ def test_cluster_ip_reaches_both_pods_from_every_host(cluster: Cluster) -> None:
     for node in cluster.nodes.values():
         counts = node.python(HTTP_COUNTER.format(n=40, url=f"http://{CLUSTER_IP}/"))
         assert set(counts) == {"pod-a", "pod-b"}, (node.name, counts)
+
+
+def test_client_ip_affinity_pins_each_client_to_one_backend(cluster: Cluster) -> None:
+    seen = set()
+    for node in cluster.nodes.values():
+        counts = node.python(HTTP_COUNTER.format(n=20, url=f"http://{STICKY_IP}/"))
+        assert len(counts) == 1, (node.name, counts)
+        assert set(counts) <= {"pod-a", "pod-b"}
+        seen |= set(counts)
+    assert seen, "every client got answers"
 
 
 def test_pod_reaches_its_own_service_hairpin(cluster: Cluster) -> None:

@@ -288,24 +288,30 @@ def web_pod(
     }
 
 
-def web_service(endpoint_ips: Sequence[str], *, cluster_ip: str = "10.96.0.10") -> dict[str, Any]:
-    """The ``web`` Service (ClusterIP :80, NodePort 30080 -> :8080) and its EndpointSlice."""
+def web_service(
+    endpoint_ips: Sequence[str],
+    *,
+    name: str = "web",
+    cluster_ip: str = "10.96.0.10",
+    node_port: int | None = 30080,
+    affinity: bool = False,
+) -> dict[str, Any]:
+    """A Service (ClusterIP :80 [+ NodePort] -> :8080) and its EndpointSlice, as the
+    ``proxy`` command takes them."""
+    port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": 8080}
+    spec: dict[str, Any] = {"type": "ClusterIP", "clusterIP": cluster_ip, "ports": [port]}
+    if node_port is not None:
+        spec["type"] = "NodePort"
+        port["nodePort"] = node_port
+    if affinity:
+        spec["sessionAffinity"] = "ClientIP"
     return {
-        "services": [
-            {
-                "metadata": {"name": "web", "namespace": "default"},
-                "spec": {
-                    "type": "NodePort",
-                    "clusterIP": cluster_ip,
-                    "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}],
-                },
-            }
-        ],
+        "services": [{"metadata": {"name": name, "namespace": "default"}, "spec": spec}],
         "endpointSlices": [
             {
                 "metadata": {
                     "namespace": "default",
-                    "labels": {"kubernetes.io/service-name": "web"},
+                    "labels": {"kubernetes.io/service-name": name},
                 },
                 "addressType": "IPv4",
                 "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
