@@ -102,7 +102,6 @@ class RuncAgentRuntime:
     def __init__(self, runtime: RuncRuntime, *, files: FilesFn | None = None) -> None:
         self.rt = runtime
         self.files = files
-        self._container_specs: dict[str, Mapping[str, Any]] = {}
 
     # ---- sandboxes ----------------------------------------------------------------------------
 
@@ -189,8 +188,9 @@ class RuncAgentRuntime:
                 (self.rt.sandboxes.pod_dir(pod.uid) / "volumes" / name).mkdir(
                     parents=True, exist_ok=True
                 )
-        cid = await self.rt.create_container(pod, spec, attempt=attempt)
-        self._container_specs[cid] = api
+        cid = await self.rt.create_container(
+            pod, spec, attempt=attempt, annotations={"apiSpec": api}
+        )
         status = await self.rt.container_status(cid)
         if status.state == ContainerState.CREATED:
             await self.rt.start_container(cid)
@@ -247,7 +247,10 @@ class RuncAgentRuntime:
                 ContainerID(container_id), argv, time_limit=timeout
             )
             return result.ok
-        spec = self._container_specs.get(container_id, {})
+        try:
+            spec = self.rt.annotations(ContainerID(container_id)).get("apiSpec") or {}
+        except ContainerNotFound:
+            return False
         try:
             if "httpGet" in probe:
                 return await asyncio.wait_for(_http_probe(probe["httpGet"], spec, pod_ip), timeout)

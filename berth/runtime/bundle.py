@@ -319,7 +319,9 @@ def render_config(
     hostname = pod.effective_hostname
     env = build_env(container, image, hostname)
     caps = _capabilities(container)
-    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}]
+    if paths.netns is not None:  # a host-network pod also keeps the node's hostname
+        namespaces.append({"type": "uts"})
     namespaces.append({"type": "mount"})
     if paths.netns is not None:
         namespaces.append({"type": "network", "path": str(paths.netns)})
@@ -335,7 +337,7 @@ def render_config(
         {"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
         for major, minor in _DEVICES
     ]
-    return {
+    config: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
@@ -362,3 +364,6 @@ def render_config(
             "readonlyPaths": list(READONLY_PATHS),
         },
     }
+    if paths.netns is None:
+        del config["hostname"]  # runc refuses a hostname without a private UTS namespace
+    return config

@@ -182,6 +182,7 @@ def pod_from_k8s(
         dns_searches=tuple(dns.get("searches") or dns_searches),
         supplemental_groups=tuple(int(g) for g in security.get("supplementalGroups") or ()),
         fs_group=security.get("fsGroup"),
+        host_network=bool(spec.get("hostNetwork", False)),
         host_aliases=tuple(
             (str(a["ip"]), tuple(a.get("hostnames") or ())) for a in spec.get("hostAliases") or []
         ),

@@ -236,12 +236,18 @@ class RuncRuntime:
         return self.containers_dir / cid
 
     async def create_container(
-        self, pod: PodSpec, container: ContainerSpec, *, attempt: int = 0
+        self,
+        pod: PodSpec,
+        container: ContainerSpec,
+        *,
+        attempt: int = 0,
+        annotations: Mapping[str, object] | None = None,
     ) -> ContainerID:
         """Prepare the bundle and ``runc create`` the container (it does not run yet).
 
         Idempotent: when the container already exists (e.g. the agent restarted between
         create and its bookkeeping), its id is returned and nothing is created twice.
+        ``annotations`` are kept with the container (see :meth:`annotations`).
         """
         cid = container_id(pod.uid, container.name, attempt)
         async with self._lock(f"ctr:{cid}"):
@@ -276,6 +282,7 @@ class RuncRuntime:
                         "imageId": image.image_id,
                         "createdAt": _now(),
                         "warnings": warnings,
+                        "annotations": dict(annotations or {}),
                     },
                 )
                 await self._spawn_shim(cid, bundle)
@@ -404,6 +411,11 @@ class RuncRuntime:
         return await self.runner.run(
             [self.runc, "--root", str(self.runc_root), "exec", cid, *argv], time_limit=time_limit
         )
+
+    def annotations(self, cid: ContainerID) -> dict[str, Any]:
+        """What the caller stored with the container at creation (survives restarts)."""
+        found = self._meta(cid).get("annotations")
+        return dict(found) if isinstance(found, dict) else {}
 
     def _meta(self, cid: ContainerID) -> dict[str, Any]:
         meta = _read_json(self._dir(cid) / "meta.json")

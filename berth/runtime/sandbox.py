@@ -150,7 +150,7 @@ class SandboxManager:
         pod_dir = self.pod_dir(pod.uid)
         existing = self.record(pod.uid)
         if existing is not None and existing.state == "ready":
-            if _exists(existing.netns):
+            if not existing.netns or _exists(existing.netns):
                 return existing
             raise SandboxError(
                 f"pod {pod.namespace}/{pod.name}: sandbox record exists but its network "
@@ -161,15 +161,15 @@ class SandboxManager:
             uid=pod.uid,
             namespace=pod.namespace,
             name=pod.name,
-            netns=str(self.netns_dir / netns_name(pod.uid)),
+            netns="" if pod.host_network else str(self.netns_dir / netns_name(pod.uid)),
             ports=[p.as_capability() for p in ports],
             extra=dict(extra or {}),
         )
         record.save(pod_dir / "sandbox.json")
         try:
-            if not _exists(record.netns):
+            if record.netns and not _exists(record.netns):
                 await check(self.runner, ["ip", "netns", "add", netns_name(pod.uid)], what="netns")
-            if self.network is not None:
+            if self.network is not None and record.netns:
                 address = await self.network.attach(
                     sandbox_id=pod.uid,
                     netns=record.netns,
@@ -258,7 +258,7 @@ class SandboxManager:
     async def stop_network(self, uid: PodUID) -> None:
         """CNI DEL (releases the IP and the veth); the namespace stays until :meth:`remove`."""
         record = self.record(uid)
-        if record is None or self.network is None:
+        if record is None or self.network is None or not record.netns:
             return
         ports = [_host_port(p) for p in record.ports]
         await self.network.detach(sandbox_id=uid, netns=record.netns, ports=ports)

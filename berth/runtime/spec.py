@@ -123,6 +123,7 @@ class PodSpec:
     supplemental_groups: tuple[int, ...] = ()
     fs_group: int | None = None
     host_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    host_network: bool = False  # share the node's network (and UTS) namespace: no CNI
 
     @property
     def effective_hostname(self) -> str:

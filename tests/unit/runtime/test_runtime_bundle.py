@@ -201,3 +201,24 @@ def test_unknown_image_user_and_bad_mounts_are_errors() -> None:
         _render(
             ContainerSpec("c", "i", volume_mounts=(VolumeMount("logs", "/x", sub_path="../.."),))
         )
+
+
+def test_host_network_pod_shares_the_node_network_and_hostname() -> None:
+    paths = SandboxPaths(
+        netns=None,
+        etc_hosts=PATHS.etc_hosts,
+        etc_resolv_conf=PATHS.etc_resolv_conf,
+        etc_hostname=PATHS.etc_hostname,
+        volumes={},
+    )
+    doc = render_config(
+        pod=PodSpec(uid=PodUID("u"), namespace="kube-system", name="proxy", host_network=True),
+        container=ContainerSpec(name="c", image="i"),
+        image=IMAGE,
+        user=resolve_user(spec_uid=None, spec_gid=None, image_user="", passwd="", group=""),
+        rootfs=Path("/r"),
+        paths=paths,
+        cgroups_path="/berth/u/c",
+    )
+    assert [n["type"] for n in doc["linux"]["namespaces"]] == ["pid", "ipc", "mount"]
+    assert "hostname" not in doc

@@ -131,3 +131,15 @@ def test_unsafe_pod_uid_is_refused(tmp_path: Path) -> None:
     manager, _ = _manager(tmp_path)
     with pytest.raises(SandboxError, match="unsafe"):
         manager.pod_dir(PodUID("../../etc"))
+
+
+def test_host_network_pod_gets_no_netns_and_no_cni(tmp_path: Path) -> None:
+    manager, host = _manager(tmp_path)
+    pod = PodSpec(uid=PodUID("pod-5"), namespace="d", name="p", host_network=True)
+    record = asyncio.run(manager.create(pod, requested_ip="10.231.0.11"))
+    assert (record.netns, record.ip, record.state) == ("", "10.231.0.11", "ready")
+    assert host.calls == []
+    assert manager.paths(pod, record).netns is None
+    assert asyncio.run(manager.create(pod)) == record
+    asyncio.run(manager.remove(pod.uid))
+    assert host.calls == []
