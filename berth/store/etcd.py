@@ -503,19 +503,24 @@ class _EtcdWatch:
     async def _disconnect(self) -> None:
         stream, resp = self._stream, self._resp
         self._stream = self._resp = None
+        closed: asyncio.Future[None] | None = None
+        if resp is not None:
+            # Abort the connection first: a task blocked reading the stream then fails
+            # promptly (and, seeing the watch closed, stops).
+            protocol = resp.connection.protocol if resp.connection is not None else None
+            closed = protocol.closed if protocol is not None else None
+            if protocol is not None:
+                protocol.abort()
+            resp.close()
         if stream is not None:
-            await stream.aclose()
-        if resp is None:
-            return
-        # Abort the stream's connection and wait until its transport is really gone: a TLS
-        # transport otherwise finishes closing only in a later loop iteration, which may
-        # never come if the caller is shutting its event loop down.
-        protocol = resp.connection.protocol if resp.connection is not None else None
-        closed = protocol.closed if protocol is not None else None
-        if protocol is not None:
-            protocol.abort()
-        resp.close()
+            # Raises RuntimeError if another task is inside the generator right now; that
+            # task finishes it instead.
+            with contextlib.suppress(RuntimeError):
+                await stream.aclose()
         if closed is not None:
+            # Wait until the transport is really gone: a TLS transport otherwise finishes
+            # closing only in a later loop iteration, which may never come if the caller is
+            # shutting its event loop down.
             with contextlib.suppress(TimeoutError, aiohttp.ClientError):
                 await asyncio.wait_for(asyncio.shield(closed), 1.0)
 

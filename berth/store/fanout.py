@@ -179,3 +179,4 @@ class LogWatch:
         if self._sub is not None:
             self._broadcaster.unsubscribe(self._sub)
             self._sub.events.clear()
+            self._sub.wakeup.set()  # a task waiting in __anext__ wakes up and stops

@@ -85,3 +85,26 @@ def test_no_reachable_endpoint_says_what_to_check() -> None:
             await EtcdStore.open(["http://127.0.0.1:9"], request_timeout=2)
 
     asyncio.run(main())
+
+
+def test_a_broken_watch_stream_resumes_without_loss_or_duplicates(etcd_server: EtcdProcess) -> None:
+    async def main() -> None:
+        store = await EtcdStore.open([etcd_server.url])
+        watch = store.watch("/resume/", revision=await store.current_revision())
+        try:
+            a = await store.create("/resume/a", b"")
+            assert (await asyncio.wait_for(watch.__anext__(), 5)).kv == a
+            # Cut the connection under the watch, as a restarting member or a proxy would.
+            resp = watch._resp  # type: ignore[attr-defined]
+            assert resp is not None
+            assert resp.connection is not None
+            resp.connection.transport.abort()
+            b = await store.create("/resume/b", b"")
+            c = await store.create("/resume/c", b"")
+            got = [(await asyncio.wait_for(watch.__anext__(), 5)).kv for _ in range(2)]
+            assert got == [b, c]
+        finally:
+            await watch.aclose()
+            await store.close()
+
+    asyncio.run(main())

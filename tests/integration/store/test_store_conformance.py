@@ -374,3 +374,33 @@ def test_closed_watch_stops_iterating(backend: Backend) -> None:
             await next_event(watch)
 
     backend.run(scenario)
+
+
+def test_closing_a_watch_wakes_a_task_waiting_on_it(backend: Backend) -> None:
+    async def scenario(store: Store, p: str) -> None:
+        watch = store.watch(p, revision=await store.current_revision())
+        await store.create(p + "a", b"")
+        await next_event(watch)  # live, with nothing more to come
+        waiter = asyncio.ensure_future(watch.__anext__())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await watch.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiter, NEXT_EVENT_TIMEOUT)
+
+    backend.run(scenario)
+
+
+def test_a_watch_from_a_future_revision_waits_for_it(backend: Backend) -> None:
+    async def scenario(store: Store, p: str) -> None:
+        now = await store.current_revision()
+        watch = store.watch(p, revision=now + 2)
+        try:
+            await store.create(p + "a", b"")
+            await store.create(p + "b", b"")
+            third = await store.create(p + "c", b"")
+            assert (await next_event(watch)).kv == third
+        finally:
+            await watch.aclose()
+
+    backend.run(scenario)
