@@ -226,6 +226,13 @@ class SqliteStore:
 
     @classmethod
     def _init_db(cls, path: Path) -> tuple[sqlite3.Connection, int]:
+        # The store holds Secrets: the file is owner-only (tightened if it was not). SQLite
+        # gives the -wal and -shm files the database file's mode.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         conn = cls._connect(path)
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +174,19 @@ def test_durability_settings_are_in_force(tmp_path: Path) -> None:
             conn = store._writer_conn
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_database_files_are_owner_only(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await SqliteStore.open(tmp_path / "state.db")
+        try:
+            await store.create("/secret", b"")
+            for name in ("state.db", "state.db-wal", "state.db-shm", "state.db.lock"):
+                assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
         finally:
             await store.close()
 
