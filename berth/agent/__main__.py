@@ -31,6 +31,7 @@ async def _run(config_path: str) -> None:
         lease_duration=config.lease_duration,
         renew_interval=config.renew_interval,
         status_report_interval=config.status_report_interval,
+        status_check_interval=config.status_check_interval,
         workers=config.workers,
     )
     stop = asyncio.Event()
@@ -44,6 +45,7 @@ async def _run(config_path: str) -> None:
     finally:
         await fleet.stop()
         await client.close()
+        await asyncio.sleep(0.25)  # let TLS connections close cleanly
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,6 +44,7 @@ class AgentConfig:
     lease_duration: int = 40
     renew_interval: float = 10.0
     status_report_interval: float = 60.0
+    status_check_interval: float = 10.0
     workers: int = 8
     server: ServerConfig | None = None
 
@@ -97,6 +98,7 @@ def load_config(path: str | Path) -> AgentConfig:
         lease_duration=int(raw.get("leaseDurationSeconds", 40)),
         renew_interval=float(raw.get("renewIntervalSeconds", 10.0)),
         status_report_interval=float(raw.get("statusReportSeconds", 60.0)),
+        status_check_interval=float(raw.get("statusCheckSeconds", 10.0)),
         workers=int(raw.get("workers", 8)),
         server=ServerConfig(
             address=str(server.get("address", "127.0.0.1")),

@@ -4,6 +4,9 @@ conditions, quantities and timestamps.
 Cached objects are *frozen* — nested :class:`types.MappingProxyType` and tuples — so a handler or
 a reconcile can read them freely but cannot mutate the shared cache; :func:`thaw` returns a
 mutable deep copy to build a write from.
+
+Concurrency contract: every function here is pure; frozen values may be shared freely between
+tasks (nothing can change them), while thawed copies belong to whoever made them.
 """
 
 from __future__ import annotations

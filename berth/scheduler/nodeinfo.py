@@ -151,6 +151,15 @@ class NodeInfo:
     ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     owners: Counter[str] = field(default_factory=Counter)
     pods: dict[str, PodInfo] = field(default_factory=dict)  # by pod uid
+    plain: bool = False  # schedulable, ready, no NoSchedule/NoExecute taints (see refresh)
+
+    def __post_init__(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute :attr:`plain`: on a plain node only resources can reject a simple pod,
+        which lets the scheduler skip the other filters."""
+        self.plain = self.ready and not self.unschedulable and not self.schedule_taints
 
     @property
     def schedule_taints(self) -> tuple[Taint, ...]:
@@ -191,6 +200,7 @@ class NodeInfo:
         self.alloc_cpu = other.alloc_cpu
         self.alloc_memory = other.alloc_memory
         self.alloc_pods = other.alloc_pods
+        self.refresh()
 
 
 def node_info(node: Frozen) -> NodeInfo:

@@ -221,32 +221,27 @@ class Scheduler:
         start = self._next_start % total
         evaluated = 0
         infos = self.node_infos
+        simple = pod.simple
+        fits_plain = plugins.fits_plain
         for i in range(total):
             node = infos[order[(start + i) % total]]
             evaluated += 1
-            failed = plugins.filter_node(pod, node)
-            if failed:
-                reasons.update(failed)
-                continue
+            if simple and node.plain:
+                if not fits_plain(pod, node):
+                    reasons.update(plugins.resources(pod, node))
+                    continue
+            else:
+                failed = plugins.filter_node(pod, node)
+                if failed:
+                    reasons.update(failed)
+                    continue
             feasible.append(node)
             if len(feasible) >= target:
                 break
         self._next_start = (start + evaluated) % total
         if not feasible:
             return Decision(None, reasons, evaluated, total)
-        max_owned = (
-            max((n.owners.get(pod.owner, 0) for n in feasible), default=0) if pod.owner else 0
-        )
-        best: list[NodeInfo] = []
-        best_score = -1.0
-        for node in feasible:
-            score = plugins.least_allocated(pod, node)
-            if pod.owner:
-                score += plugins.SPREAD_WEIGHT * plugins.spread(pod, node, max_owned)
-            if score > best_score:
-                best, best_score = [node], score
-            elif score == best_score:
-                best.append(node)
+        best = plugins.best_nodes(pod, feasible)
         chosen = best[0] if len(best) == 1 else self.rng.choice(best)
         return Decision(chosen.name, reasons, evaluated, total)
 

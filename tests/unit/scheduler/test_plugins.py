@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from berth.machinery.objects import freeze
@@ -186,3 +187,41 @@ def test_summary_message_matches_kube_scheduler_wording() -> None:
         "0/3 nodes are available: 2 Insufficient cpu, "
         "1 node(s) had untolerated taint {node-role: }."
     )
+
+
+def test_fast_paths_agree_with_the_reference_filters_and_scores() -> None:
+    rng = random.Random(7)
+    for trial in range(300):
+        n = node(
+            f"n{trial}",
+            cpu=str(rng.randint(1, 4)),
+            memory=f"{rng.randint(1, 4)}Gi",
+            pods=str(rng.randint(1, 3)),
+        )
+        for j in range(rng.randint(0, 3)):
+            filler = pod(
+                cpu=f"{rng.randint(0, 2000)}m",
+                memory=f"{rng.randint(0, 2048)}Mi",
+                owner=rng.choice(["", "rs-1", "rs-2"]),
+            )
+            filler.uid = f"f{j}"
+            n.add_pod(filler)
+        p = pod(
+            cpu=f"{rng.randint(0, 2000)}m",
+            memory=f"{rng.randint(0, 2048)}Mi",
+            owner=rng.choice(["", "rs-1"]),
+        )
+        assert n.plain
+        assert p.simple
+        assert plugins.fits_plain(p, n) == (plugins.filter_node(p, n) == [])
+        other = node("other")
+        max_owned = max(n.owners.get(p.owner, 0), other.owners.get(p.owner, 0))
+
+        def total(x: NodeInfo, p: PodInfo = p, max_owned: int = max_owned) -> float:
+            s = plugins.least_allocated(p, x)
+            if p.owner:
+                s += plugins.SPREAD_WEIGHT * plugins.spread(p, x, max_owned)
+            return s
+
+        want = [x for x in (n, other) if total(x) == max(total(n), total(other))]
+        assert plugins.best_nodes(p, [n, other]) == want
