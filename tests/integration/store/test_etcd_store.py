@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from berth.store.config import DatastoreConfig, open_store
 from berth.store.etcd import EtcdError, EtcdStore, EtcdTLS
 from berth.store.interface import EventType
 
@@ -105,6 +106,26 @@ def test_a_broken_watch_stream_resumes_without_loss_or_duplicates(etcd_server: E
             assert got == [b, c]
         finally:
             await watch.aclose()
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_open_store_reaches_etcd_over_mtls(tls_etcd: EtcdProcess, tls_files: TLSFiles) -> None:
+    section = {
+        "type": "etcd",
+        "endpoints": [tls_etcd.url],
+        "caFile": str(tls_files.ca),
+        "certFile": str(tls_files.client_cert),
+        "keyFile": str(tls_files.client_key),
+    }
+
+    async def main() -> None:
+        store = await open_store(DatastoreConfig.from_mapping(section))
+        try:
+            assert isinstance(store, EtcdStore)
+            assert await store.current_revision() >= 1
+        finally:
             await store.close()
 
     asyncio.run(main())
