@@ -3,10 +3,12 @@ benchmarks, optionally with client mTLS."""
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -123,6 +125,16 @@ def make_tls(directory: Path) -> TLSFiles:
     )
 
 
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so a killed pytest run never
+    leaves an etcd behind."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -174,7 +186,14 @@ def start_etcd(workdir: Path, *, tls: TLSFiles | None = None) -> EtcdProcess:
         ]
     log = workdir / "etcd.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        # preexec_fn only makes one prctl syscall (resolved before the fork), which is safe
+        # even if other threads exist.
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
     server = EtcdProcess(url, process, log)
     context = tls.client_context() if tls else None
     deadline = time.monotonic() + STARTUP_TIMEOUT
