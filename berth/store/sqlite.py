@@ -222,6 +222,9 @@ class SqliteStore:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA cache_size = -16384")  # 16 MiB of page cache per connection
+        # A burst of writes can grow the WAL a lot; shrink it back after checkpoints.
+        conn.execute("PRAGMA journal_size_limit = 67108864")
         return conn
 
     @classmethod
