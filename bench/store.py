@@ -8,7 +8,7 @@ commit shares an fsync among writes). The API target is >= 500 creates/s with p9
 Peers: etcd 3.4 (single member, same disk, started here on 127.0.0.1) and SQLite with group
 commit disabled (max_batch=1). MemoryStore shows the Python-only ceiling.
 
-    .venv/bin/python bench/store.py [--creates 2000] [--clients 64]
+    .venv/bin/python bench/store.py [--creates 2000] [--clients 64] [--extra-commit-ms 5]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for the test helper that starts etcd
@@ -86,10 +87,21 @@ def fsync_ms(directory: Path, rounds: int = 200) -> float:
     return statistics.median(costs) * 1000
 
 
-def sqlite_opener(path: Path, max_batch: int) -> Opener:
+def sqlite_opener(path: Path, max_batch: int, extra_commit_ms: float) -> Opener:
     @asynccontextmanager
     async def open_store() -> AsyncIterator[Store]:
         store = await SqliteStore.open(path, max_batch=max_batch)
+        if extra_commit_ms:
+            # Emulate a disk whose fsync costs this much more: the writer thread stalls after
+            # each commit exactly as it would inside a slow fdatasync.
+            apply = store._apply
+
+            def slow_apply(batch: list[Any]) -> list[Any]:
+                outcomes = apply(batch)
+                time.sleep(extra_commit_ms / 1000)
+                return outcomes
+
+            store._apply = slow_apply  # type: ignore[method-assign]
         try:
             yield store
         finally:
@@ -124,6 +136,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--creates", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument(
+        "--extra-commit-ms",
+        type=float,
+        default=0.0,
+        help="add this much to every SQLite commit, to emulate a slower disk than this one",
+    )
     args = parser.parse_args()
     serial_creates = max(args.creates // 4, 50)
 
@@ -133,8 +151,10 @@ def main() -> None:
         etcd = start_etcd(work / "etcd")
         try:
             backends: dict[str, Opener] = {
-                "sqlite": sqlite_opener(work / "group.db", max_batch=512),
-                "sqlite, no group commit": sqlite_opener(work / "single.db", max_batch=1),
+                "sqlite": sqlite_opener(work / "group.db", 512, args.extra_commit_ms),
+                "sqlite, no group commit": sqlite_opener(
+                    work / "single.db", 1, args.extra_commit_ms
+                ),
                 "etcd 3.4 (peer)": etcd_opener(etcd.url),
                 "memory (ceiling)": memory_opener(),
             }
@@ -160,6 +180,8 @@ def main() -> None:
         f"store creates, 1 KiB values, {args.clients} concurrent clients; disk under /var/tmp "
         f"(median fdatasync {fsync:.2f} ms); load average {os.getloadavg()[0]:.1f}"
     )
+    if args.extra_commit_ms:
+        print(f"SQLite commits made {args.extra_commit_ms} ms slower (emulated slow disk)")
     header = f"{'backend':26} {'1 client/s':>11} {'p99 ms':>7} {'concurrent/s':>13} {'p50 ms':>7}"
     print(header + f" {'p99 ms':>7} {'vs etcd':>8}")
     for name, (serial, conc) in results.items():
