@@ -187,8 +187,10 @@ class SqliteStore:
         self._readers_lock = threading.Lock()
         self._queue: asyncio.Queue[_Write | _Compact | None] = asyncio.Queue()
         self._broadcaster = Broadcaster(watch_buffer)
-        self._closed = False
+        self._closed = False  # no new reads or writes
+        self._released = False  # threads, connections and lock given back
         self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
+        self._writer_task.add_done_callback(self._writer_stopped)
 
     @classmethod
     async def open(
@@ -389,6 +391,17 @@ class SqliteStore:
         # the batch is being committed may still have been written (as with any database).
         return await future
 
+    def _writer_stopped(self, task: asyncio.Task[None]) -> None:
+        """If the writer dies (a bug, or its loop shutting down), fail what is still queued
+        and every later write, instead of leaving callers waiting forever."""
+        if task.cancelled() or task.exception() is not None:
+            self._closed = True
+            reason = "cancelled" if task.cancelled() else repr(task.exception())
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not None and not item.future.done():
+                    item.future.set_exception(StoreError(f"store writer stopped: {reason}"))
+
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -446,7 +459,12 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for write in batch:
-                outcomes.append(self._apply_one(conn, write))
+                try:
+                    outcomes.append(self._apply_one(conn, write))
+                except (UnicodeEncodeError, sqlite3.IntegrityError, sqlite3.InterfaceError) as exc:
+                    # Rejected at bind time or by a constraint: the statement did nothing and
+                    # the transaction goes on for the other writes in the batch.
+                    outcomes.append(StoreError(f"cannot write {write.key!r}: {exc}"))
             if self._next_revision != start:
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'revision'", (self._next_revision,)
@@ -539,11 +557,14 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Finish queued writes, end watches, close the database and release the lock."""
-        if self._closed:
+        if self._released:
             return
+        self._released = True
         self._closed = True
-        self._queue.put_nowait(None)
-        await self._writer_task
+        if not self._writer_task.done():
+            self._queue.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer_task
         self._broadcaster.close()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown)

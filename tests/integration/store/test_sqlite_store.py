@@ -191,3 +191,37 @@ def test_database_files_are_owner_only(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_an_unwritable_key_fails_alone_not_its_whole_batch(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await SqliteStore.open(tmp_path / "state.db")
+        try:
+            results = await asyncio.gather(
+                store.create("/ok/1", b""),
+                store.create("/bad/\udcff", b""),  # a lone surrogate cannot be UTF-8
+                store.create("/ok/2", b""),
+                return_exceptions=True,
+            )
+            assert isinstance(results[1], StoreError)
+            assert [kv.mod_revision for kv in (results[0], results[2])] == [2, 3]  # type: ignore[union-attr]
+            assert await store.current_revision() == 3
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_dead_writer_fails_queued_and_later_writes(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await SqliteStore.open(tmp_path / "state.db")
+        store._writer_task.cancel()
+        with pytest.raises(StoreError):
+            await store.create("/a", b"")
+        with pytest.raises(StoreError, match="closed"):
+            await store.create("/b", b"")
+        await store.close()
+        reopened = await SqliteStore.open(tmp_path / "state.db")  # the lock was released
+        await reopened.close()
+
+    asyncio.run(main())
