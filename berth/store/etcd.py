@@ -54,6 +54,9 @@ from berth.store.interface import (
 Json = dict[str, Any]
 
 DEFAULT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 3.0  # a member that does not answer SYN within this is skipped
+# Failures that prove the request never reached etcd, so trying the next member is safe.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 WATCH_RECONNECTS = 5
 _COMPACTED = "required revision has been compacted"
 _FUTURE = "required revision is a future revision"
@@ -190,13 +193,17 @@ class EtcdStore:
             ssl_ctx: ssl.SSLContext | bool = self._tls.context() if self._tls else True
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=64),
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=self._timeout, sock_connect=min(CONNECT_TIMEOUT, self._timeout)
+                ),
             )
             # Watches hold a connection each for as long as they live: their own pool, no cap
             # and no total timeout (only a connect timeout).
             self._watch_session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=0),
-                timeout=aiohttp.ClientTimeout(total=None, connect=self._timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=min(CONNECT_TIMEOUT, self._timeout)
+                ),
             )
         return self._session, self._watch_session
 
@@ -215,7 +222,7 @@ class EtcdStore:
                 async with session.post(url, data=data) as resp:
                     payload = await resp.read()
                     status = resp.status
-            except aiohttp.ClientConnectorError as exc:
+            except _NOT_SENT as exc:
                 last = exc
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -246,7 +253,7 @@ class EtcdStore:
         for i in self._endpoint_order():
             try:
                 resp = await session.post(self.endpoints[i] + path, data=data)
-            except aiohttp.ClientConnectorError as exc:
+            except _NOT_SENT as exc:
                 last = exc
                 continue
             try:
@@ -277,7 +284,7 @@ class EtcdStore:
                             return int(result.get("compact_revision", 0))
                         if not result.get("created"):
                             return 0
-            except aiohttp.ClientConnectorError:
+            except _NOT_SENT:
                 continue
         return 0
 
@@ -489,7 +496,7 @@ class _EtcdWatch:
         for i in store._endpoint_order():
             try:
                 resp = await session.post(store.endpoints[i] + "/v3/watch", data=body)
-            except aiohttp.ClientConnectorError as exc:
+            except _NOT_SENT as exc:
                 last = exc
                 continue
             if resp.status != 200:
