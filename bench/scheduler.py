@@ -124,9 +124,8 @@ async def _no_event(*_a: Any, **_k: Any) -> None:
 
 # ---- processes ------------------------------------------------------------------------------
 def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=log.open("wb")
-    )
+    with log.open("wb") as err:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=err)
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:

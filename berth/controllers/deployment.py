@@ -204,13 +204,13 @@ class DeploymentController:
         new_rs = self._find_new(d, sets)
         olds = [rs for rs in sets if new_rs is None or name(rs) != name(new_rs)]
         if is_deleting(d):
-            await self._sync_status(d, new_rs, olds, progressed=None)
+            await self._sync_status(d, new_rs, olds)
             return
         if spec.get("paused") or self._is_scaling_event(d, sets):
             if new_rs is not None:
                 new_rs = await self._sync_revision(d, new_rs, olds)
             await self._scale(d, new_rs, olds)
-            await self._sync_status(d, new_rs, olds, progressed=None)
+            await self._sync_status(d, new_rs, olds)
             return
         if recreate:
             await self._recreate(d, new_rs, olds)
@@ -373,7 +373,7 @@ class DeploymentController:
         olds = await self._scale_down_olds(d, new_rs, olds, unavailable)
         if self._complete(d, new_rs, olds):
             await self._cleanup(d, olds)
-        await self._sync_status(d, new_rs, olds, progressed=None, created=created)
+        await self._sync_status(d, new_rs, olds, created=created)
 
     async def _scale_down_olds(
         self, d: Frozen, new_rs: Frozen, olds: list[Frozen], max_unavailable: int
@@ -428,7 +428,7 @@ class DeploymentController:
             and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
         ]
         if running:
-            await self._sync_status(d, new_rs, olds, progressed=None)
+            await self._sync_status(d, new_rs, olds)
             return
         created = False
         if new_rs is None:
@@ -439,7 +439,7 @@ class DeploymentController:
             new_rs = await self._scale_rs(d, new_rs, spec_replicas(d))
         if self._complete(d, new_rs, olds):
             await self._cleanup(d, olds)
-        await self._sync_status(d, new_rs, olds, progressed=None, created=created)
+        await self._sync_status(d, new_rs, olds, created=created)
 
     async def _scale(self, d: Frozen, new_rs: Frozen | None, olds: list[Frozen]) -> None:
         """Proportional scaling across active ReplicaSets."""
@@ -520,10 +520,8 @@ class DeploymentController:
         new_rs: Frozen | None,
         olds: list[Frozen],
         *,
-        progressed: bool | None,
         created: bool = False,
     ) -> None:
-        del progressed
         spec = d.get("spec") or {}
         want = spec_replicas(d)
         _, max_unavailable = surge_and_unavailable(d)
