@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import berth
 from berth.network.command import Completed, Runner, SubprocessRunner, host_env
 from berth.network.podnet import HostPort, PodNetwork
+from berth.runtime import shim
 from berth.runtime.bundle import render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
@@ -42,8 +42,8 @@ DEFAULT_STATE_DIR = Path("/var/lib/berth/runtime")
 DEFAULT_RUNC_ROOT = Path("/run/berth/runc")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 POLL_SECONDS = 0.05
-# The directory holding the ``berth`` package: the shim runs ``python3 -m berth.runtime.shim``.
-_BERTH_ROOT = str(Path(berth.__file__).resolve().parent.parent)
+# The shim runs as a plain script file (see berth.runtime.shim for why).
+_SHIM = str(Path(shim.__file__).resolve())
 
 
 class ContainerState(enum.StrEnum):
@@ -332,12 +332,11 @@ class RuncRuntime:
         return config, warnings
 
     async def _spawn_shim(self, cid: ContainerID, bundle: Path) -> None:
-        env = host_env(PYTHONPATH=_BERTH_ROOT)
+        env = host_env()
         argv = [
             self.python,
-            "-S",  # no site-packages: the shim needs only the stdlib and berth (PYTHONPATH)
-            "-m",
-            "berth.runtime.shim",
+            "-S",  # no site-packages: the shim is standard library only
+            _SHIM,
             "--runc",
             self.runc,
             "--root",

@@ -1,6 +1,9 @@
 """A tiny per-container supervisor so exit codes survive the agent (like containerd-shim).
 
-``python3 -m berth.runtime.shim --runc runc --root R --bundle B --id ID --log L --exit E``
+``python3 -S .../berth/runtime/shim.py --runc runc --root R --bundle B --id ID --log L --exit E``
+
+(Run as a file, not with ``-m``: that skips importing the ``berth`` package, and the shim needs
+nothing but the standard library — every millisecond here is pod startup latency.)
 
 1. forks; the parent waits for the child's verdict on a pipe and exits 0 (created) or 1 (with
    runc's error on stderr), so the caller sees ``runc create`` fail synchronously;
@@ -17,7 +20,6 @@ exit codes in the exit files. Standard library only.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import datetime
 import json
@@ -85,16 +87,27 @@ def _wait_for(pid: int, *, reaper: bool) -> tuple[int | None, str | None]:
     return None, None
 
 
+_OPTIONS = ("runc", "root", "bundle", "id", "log", "exit")
+
+
+def _parse(argv: list[str]) -> dict[str, str] | None:
+    """``--name value`` pairs for every option (argparse costs start-up time here)."""
+    if len(argv) % 2:
+        return None
+    found = {"runc": "runc"}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        if not flag.startswith("--") or flag[2:] not in _OPTIONS:
+            return None
+        found[flag[2:]] = value
+    return found if all(o in found for o in _OPTIONS) else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="berth-shim")
-    parser.add_argument("--runc", default="runc")
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--bundle", required=True)
-    parser.add_argument("--id", required=True)
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--exit", required=True)
-    args = parser.parse_args(argv)
-    bundle = Path(args.bundle)
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args is None:
+        print(__doc__, file=sys.stderr)
+        return 2
+    bundle = Path(args["bundle"])
     runc_log = bundle / "runc.log"
     pid_file = bundle / "init.pid"
     read_end, write_end = os.pipe()
@@ -118,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     reaper = _set_subreaper()
-    log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    log_fd = os.open(args["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     rc = subprocess.call(
         [
-            args.runc,
+            args["runc"],
             "--root",
-            args.root,
+            args["root"],
             "--log",
             str(runc_log),
             "--log-format",
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             str(bundle),
             "--pid-file",
             str(pid_file),
-            args.id,
+            args["id"],
         ],
         stdin=devnull,
         stdout=log_fd,
@@ -147,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     _report(write_end, {"ok": True, "pid": pid, "subreaper": reaper})
     code, sig = _wait_for(pid, reaper=reaper)
     _write_atomic(
-        Path(args.exit),
+        Path(args["exit"]),
         {
             "exitCode": code,
             "signal": sig,

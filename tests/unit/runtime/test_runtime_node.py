@@ -44,8 +44,8 @@ def _shim(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
     (bundle / "mode").write_text(mode)
     return subprocess.run(
         [
-            sys.executable, "-m", "berth.runtime.shim", "--runc", str(runc), "--root",
-            str(tmp_path / "root"), "--bundle", str(bundle), "--id", "c1",
+            sys.executable, "-S", str(ROOT / "berth/runtime/shim.py"), "--runc", str(runc),
+            "--root", str(tmp_path / "root"), "--bundle", str(bundle), "--id", "c1",
             "--log", str(bundle / "container.log"), "--exit", str(bundle / "exit.json"),
         ],
         capture_output=True, text=True, timeout=10, cwd=ROOT, check=False,
@@ -64,6 +64,15 @@ def test_shim_reports_creation_then_records_the_exit_code(tmp_path: Path) -> Non
     assert doc["exitCode"] == 3
     assert doc["signal"] is None
     assert (tmp_path / "bundle" / "container.log").read_text() == "out\nerr\n"
+
+
+def test_shim_refuses_bad_arguments(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "berth/runtime/shim.py"), "--id", "x"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "per-container supervisor" in result.stderr
 
 
 def test_shim_passes_runc_errors_back_synchronously(tmp_path: Path) -> None:
