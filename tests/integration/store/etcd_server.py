@@ -159,7 +159,22 @@ class EtcdProcess:
 
 
 def start_etcd(workdir: Path, *, tls: TLSFiles | None = None) -> EtcdProcess:
-    """Start etcd under ``workdir`` and wait until it serves clients."""
+    """Start etcd under ``workdir`` and wait until it serves clients. Retried with fresh
+    ports if etcd exits at once (another process took a port between probe and bind)."""
+    for attempt in range(3):
+        try:
+            return _start_etcd(workdir / f"try{attempt}", tls)
+        except _EtcdExited:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _EtcdExited(RuntimeError):
+    pass
+
+
+def _start_etcd(workdir: Path, tls: TLSFiles | None) -> EtcdProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     client_port, peer_port = _free_port(), _free_port()
     scheme = "https" if tls else "http"
@@ -199,7 +214,7 @@ def start_etcd(workdir: Path, *, tls: TLSFiles | None = None) -> EtcdProcess:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"etcd exited with {process.returncode}: {log.read_text()[-2000:]}")
+            raise _EtcdExited(f"etcd exited with {process.returncode}: {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=1, context=context) as resp:
                 if b'"true"' in resp.read():
