@@ -61,7 +61,8 @@ class WatchOverflow(StoreError):
     error *after* delivering the events it had buffered. ``revision`` is the last revision it
     delivered: the caller may resume with ``watch(prefix, revision=exc.revision)`` (history is
     replayed from the log) or, as the API server does towards its own clients, end the stream
-    with a ``410 Expired`` so the client relists.
+    with a ``410 Expired`` so the client relists. (``EtcdStore`` never raises it: etcd
+    slows a lagging watcher down instead of dropping it.)
     """
 
     def __init__(self, prefix: str, revision: int) -> None:
@@ -158,8 +159,10 @@ class Store(Protocol):
 
         Errors surface from iteration, never from this call. The first ``__anext__`` raises
         :class:`Compacted` at once (without waiting for an event) if ``revision`` is below the
-        compaction point; a watcher that falls behind ends with :class:`WatchOverflow`.
-        ``revision`` may be in the future: the watch then waits for it."""
+        compaction point; a watcher that falls behind ends with :class:`WatchOverflow`. Any
+        other :class:`StoreError` (e.g. etcd unreachable after retries) means: wait a little
+        and watch again from the last revision seen. ``revision`` may be in the future: the
+        watch then waits for it."""
         ...
 
     async def compact(self, revision: int) -> None:
