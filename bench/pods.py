@@ -40,6 +40,7 @@ from tests.lab.workloads import (
     blackhole_routes,
     build_busybox_layout,
     download_debs,
+    require_machine_tools,
     setup_nodes,
     teardown_node,
     web_service,
@@ -160,6 +161,7 @@ def startup(node: Node, image: str) -> dict[str, list[float]]:
 
 
 def main() -> None:
+    require_machine_tools()
     lab = Lab(f"benchpods{os.getpid()}")
     with tempfile.TemporaryDirectory() as tmp, blackhole_routes():
         registry: Registry | None = None

@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import ssl
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from berth.agent.runtime import (
@@ -31,9 +32,20 @@ from berth.agent.runtime import (
     SandboxStatus,
 )
 from berth.agent.runtime import ContainerStatus as AgentContainerStatus
+from berth.network.cni import CniInvoker
+from berth.network.command import SubprocessRunner
+from berth.network.podnet import PodNetwork, node_conflist
 from berth.runtime.errors import ContainerNotFound
+from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, volume_from_k8s
-from berth.runtime.runc import ContainerState, ContainerStatus, RuncRuntime
+from berth.runtime.registry import RegistryClient
+from berth.runtime.runc import (
+    DEFAULT_RUNC_ROOT,
+    DEFAULT_STATE_DIR,
+    ContainerState,
+    ContainerStatus,
+    RuncRuntime,
+)
 from berth.runtime.spec import (
     ContainerID,
     EmptyDir,
@@ -44,6 +56,7 @@ from berth.runtime.spec import (
     Volume,
     VolumeSource,
 )
+from berth.runtime.store import ContentStore
 
 LOG_POLL_SECONDS = 0.25
 _PHASES: dict[ContainerState, ContainerPhase] = {
@@ -102,6 +115,33 @@ class RuncAgentRuntime:
     def __init__(self, runtime: RuncRuntime, *, files: FilesFn | None = None) -> None:
         self.rt = runtime
         self.files = files
+
+    @classmethod
+    def for_node(
+        cls,
+        *,
+        pod_cidr: str,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        runc_root: Path = DEFAULT_RUNC_ROOT,
+        insecure_registries: frozenset[str] = frozenset(),
+        files: FilesFn | None = None,
+    ) -> RuncAgentRuntime:
+        """Everything wired for a node: image store + registry client under ``state_dir``,
+        CNI bridge/host-local/portmap for ``pod_cidr``, runc under ``runc_root``."""
+        runner = SubprocessRunner()
+        images = ImageService(
+            ContentStore(state_dir / "images"), RegistryClient(insecure=insecure_registries)
+        )
+        invoker = CniInvoker(runner, cache_dir=state_dir / "cni-results")
+        network = PodNetwork(invoker, node_conflist(pod_cidr=pod_cidr))
+        runtime = RuncRuntime(
+            images=images,
+            network=network,
+            state_dir=state_dir,
+            runc_root=runc_root,
+            runner=runner,
+        )
+        return cls(runtime, files=files)
 
     # ---- sandboxes ----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from tests.lab.workloads import (
     build_busybox_layout,
     count_responders,
     download_debs,
+    require_machine_tools,
     setup_nodes,
     teardown_node,
     web_pod,
@@ -61,6 +62,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_machine_tools()
     work = tmp_path_factory.mktemp("workloads")
     with blackhole_routes():
         registry = Registry(lab.gateway, work)

@@ -41,6 +41,23 @@ STATE_DIR = "/var/lib/berth/runtime"
 BLACKHOLE_METRIC = "4242"  # our own routes: never touch a blackhole someone else added
 
 
+MACHINE_TOOLS = {
+    "skopeo": "skopeo",
+    "docker-registry": "docker-registry",
+    "busybox": "busybox-static",
+}
+
+
+def require_machine_tools() -> None:
+    """Fail clearly (not with a FileNotFoundError deep inside) when the machine lacks a tool."""
+    missing = sorted(pkg for tool, pkg in MACHINE_TOOLS.items() if shutil.which(tool) is None)
+    if missing:
+        raise RuntimeError(
+            f"the workload lab tests need these machine packages: {' '.join(missing)} "
+            f"(apt-get install -y {' '.join(missing)})"
+        )
+
+
 @contextlib.contextmanager
 def blackhole_routes(cidrs: Sequence[str] = (CLUSTER_CIDR, SERVICE_CIDR)) -> Iterator[None]:
     added = []

@@ -41,6 +41,13 @@ def _adapter(tmp_path: Path) -> RuncAgentRuntime:
 def test_adapter_satisfies_the_agent_runtime_protocol(tmp_path: Path) -> None:
     runtime: Runtime = _adapter(tmp_path)  # mypy checks the structural match
     assert runtime.name == "runc"
+    wired: Runtime = RuncAgentRuntime.for_node(
+        pod_cidr="10.244.3.0/24", state_dir=tmp_path / "node", runc_root=tmp_path / "runc"
+    )
+    assert isinstance(wired, RuncAgentRuntime)
+    assert wired.rt.sandboxes.network is not None
+    conflist = wired.rt.sandboxes.network.conflist
+    assert conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"] == "10.244.3.0/24"
 
 
 def test_status_mapping() -> None:
