@@ -156,8 +156,12 @@ class SandboxManager:
                 f"pod {pod.namespace}/{pod.name}: sandbox record exists but its network "
                 f"namespace {existing.netns} is gone (node rebooted?); remove and recreate it"
             )
+        if existing is not None:
+            # Half-made (the agent crashed mid-way) or stopped: plugins refuse a second ADD
+            # for a live attachment, so tear down what is there and start clean.
+            await self.remove(pod.uid)
         pod_dir.mkdir(parents=True, exist_ok=True)
-        record = existing or SandboxRecord(
+        record = SandboxRecord(
             uid=pod.uid,
             namespace=pod.namespace,
             name=pod.name,

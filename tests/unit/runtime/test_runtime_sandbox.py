@@ -143,3 +143,15 @@ def test_host_network_pod_gets_no_netns_and_no_cni(tmp_path: Path) -> None:
     assert asyncio.run(manager.create(pod)) == record
     asyncio.run(manager.remove(pod.uid))
     assert host.calls == []
+
+
+def test_a_half_made_sandbox_is_torn_down_and_recreated(tmp_path: Path) -> None:
+    manager, host = _manager(tmp_path)
+    record = asyncio.run(manager.create(POD))
+    record.state = "creating"  # as if the agent died before finishing
+    record.save(manager.pod_dir(POD.uid) / "sandbox.json")
+    host.calls.clear()
+    again = asyncio.run(manager.create(POD))
+    assert again.state == "ready"
+    netns_calls = [c[:3] for c in host.calls if c[0] == "ip"]
+    assert netns_calls == [["ip", "netns", "del"], ["ip", "netns", "add"]]
