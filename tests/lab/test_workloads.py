@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.lab import Lab
+from tests.lab.conftest import LabFactory
 from tests.lab.workloads import (
     CLUSTER_CIDR,
     HTTP_COUNTER,
@@ -61,8 +61,11 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_machine_tools()
+    # A lab of our own: installing runc/CNI/nftables and flipping ip_forward on hosts must not
+    # leak into other modules' expectations of the shared lab.
+    lab = lab_factory(3)
     work = tmp_path_factory.mktemp("workloads")
     with blackhole_routes():
         registry = Registry(lab.gateway, work)
