@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from berth.network.node import peers_from_nodes
 from berth.network.routes import (
     Peer,
     Route,
@@ -62,3 +64,18 @@ def test_enable_forwarding_writes_only_when_off(tmp_path: Path) -> None:
     assert enable_forwarding(knob) is True
     assert knob.read_text() == "1\n"
     assert enable_forwarding(knob) is False
+
+
+def test_peers_from_node_objects() -> None:
+    nodes: list[dict[str, Any]] = [
+        {"spec": {"podCIDR": "10.244.2.0/24"},
+         "status": {"addresses": [{"type": "Hostname", "address": "n2"},
+                                  {"type": "InternalIP", "address": "10.231.0.12"}]}},
+        {"spec": {}, "status": {"addresses": [{"type": "InternalIP", "address": "10.231.0.13"}]}},
+        {"spec": {"podCIDR": "10.244.1.0/24"},
+         "status": {"addresses": [{"type": "InternalIP", "address": "10.231.0.11"}]}},
+    ]  # fmt: skip
+    assert peers_from_nodes(nodes) == [
+        Peer("10.244.1.0/24", "10.231.0.11"),
+        Peer("10.244.2.0/24", "10.231.0.12"),
+    ], "nodes without a podCIDR yet are skipped"

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from berth.proxy.model import (
     service_from_k8s,
 )
 from berth.proxy.render import render_ruleset, transaction
+from berth.proxy.sync import ServiceProxy
 
 GOLDEN = Path(__file__).parent / "golden"
 WEB = Service(
@@ -211,3 +213,28 @@ def test_applier_failure_is_raised_and_retried_next_time() -> None:
         asyncio.run(applier.apply("table ip berth {\n}\n"))
     runner.rc = 0
     assert asyncio.run(applier.apply("table ip berth {\n}\n")) is True
+
+
+def test_service_proxy_syncs_kubernetes_objects_once_per_change() -> None:
+    runner = FakeRunner()
+    proxy = ServiceProxy(cluster_cidr="10.244.0.0/16", runner=runner)
+    services: list[dict[str, Any]] = [
+        {
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]},
+        },
+        {"metadata": {"name": "headless"}, "spec": {"clusterIP": "None"}},
+    ]
+    slices = [
+        {
+            "metadata": {"namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": ["10.244.1.2"], "conditions": {"ready": True}}],
+        }
+    ]
+    assert asyncio.run(proxy.sync(services, slices)) is True
+    assert asyncio.run(proxy.sync(services, slices)) is False
+    script = (runner.calls[0][1] or b"").decode()
+    assert "10.96.0.10 . tcp . 80 : goto svc_default_web_http_tcp_" in script
+    assert "dnat to 10.244.1.2:8080" in script
+    assert "headless" not in script

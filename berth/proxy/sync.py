@@ -1,0 +1,39 @@
+"""One call for the agent: Kubernetes Services + EndpointSlices in, berth's nft table out.
+
+Level-triggered: call :meth:`ServiceProxy.sync` with the *complete* current lists after any
+change (or on a timer); it renders everything and applies only when the ruleset changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from berth.network.command import Runner, SubprocessRunner
+from berth.proxy.apply import NftApplier
+from berth.proxy.model import endpoints_from_slices, service_from_k8s
+from berth.proxy.render import render_ruleset
+
+
+class ServiceProxy:
+    """Renders and applies; remembers the last ruleset so unchanged syncs cost nothing."""
+
+    def __init__(self, *, cluster_cidr: str | None, runner: Runner | None = None) -> None:
+        self.cluster_cidr = cluster_cidr
+        self.applier = NftApplier(runner or SubprocessRunner())
+
+    def render(
+        self, services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]]
+    ) -> str:
+        parsed = [s for s in (service_from_k8s(o) for o in services) if s is not None]
+        return render_ruleset(parsed, endpoints_from_slices(slices), cluster_cidr=self.cluster_cidr)
+
+    async def sync(
+        self, services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]]
+    ) -> bool:
+        """Apply the table for these objects; returns whether ``nft`` had to run."""
+        return await self.applier.apply(self.render(services, slices))
+
+    async def remove(self) -> None:
+        """Delete berth's table (node teardown)."""
+        await self.applier.remove()
