@@ -451,6 +451,8 @@ class RuncRuntime:
         if exit_doc is not None:
             code = exit_doc.get("exitCode")
             reason = "Completed" if code == 0 else "Error"
+            if exit_doc.get("oomKilled"):
+                reason = "OOMKilled"
             return ContainerStatus(
                 state=ContainerState.EXITED,
                 exit_code=code,

@@ -61,6 +61,28 @@ def _runc_error(runc_log: Path) -> str:
     return "\n".join(lines[-5:]) or "runc failed without logging anything"
 
 
+def oom_kills(bundle: Path, cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The container cgroup's OOM-kill count (read before ``runc delete`` removes it)."""
+    try:
+        config = json.loads((bundle / "config.json").read_text())
+        relative = str(config["linux"]["cgroupsPath"]).lstrip("/")
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    candidates = (
+        (cgroup_root / relative / "memory.events", "oom_kill"),  # cgroup v2
+        (cgroup_root / "memory" / relative / "memory.oom_control", "oom_kill"),  # v1
+    )
+    for path, key in candidates:
+        try:
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key and value.strip().isdigit():
+                    return int(value)
+        except OSError:
+            continue
+    return 0
+
+
 def _set_subreaper() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -164,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "exitCode": code,
             "signal": sig,
+            "oomKilled": sig == "SIGKILL" and oom_kills(bundle) > 0,
             "pid": pid,
             "finishedAt": datetime.datetime.now(datetime.UTC).isoformat(),
         },

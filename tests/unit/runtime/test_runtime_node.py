@@ -16,6 +16,7 @@ from berth.runtime.errors import ContainerError
 from berth.runtime.images import ImageService
 from berth.runtime.runc import ContainerState, RuncRuntime, container_id
 from berth.runtime.sandbox import render_hosts, render_resolv_conf
+from berth.runtime.shim import oom_kills
 from berth.runtime.spec import ContainerID, PodSpec, PodUID
 from berth.runtime.store import ContentStore
 
@@ -182,3 +183,25 @@ def test_container_ids_are_deterministic_and_validated() -> None:
     assert container_id(PodUID("u1"), "web", 2) == "u1_web_2"
     with pytest.raises(ContainerError, match="DNS-1123"):
         container_id(PodUID("u1"), "Web_1", 0)
+
+
+def test_oom_kill_counters_are_read_from_v1_and_v2_cgroups(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"linux": {"cgroupsPath": "/berth/p/c"}}))
+    root = tmp_path / "cg"
+    assert oom_kills(bundle, root) == 0
+    v1 = root / "memory/berth/p/c"
+    v1.mkdir(parents=True)
+    (v1 / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    assert oom_kills(bundle, root) == 1
+    v2 = root / "berth/p/c"
+    v2.mkdir(parents=True)
+    (v2 / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\n")
+    assert oom_kills(bundle, root) == 2
+
+
+def test_oom_killed_exit_is_reported_as_such(tmp_path: Path) -> None:
+    rt = _runtime(tmp_path)
+    cid = _container(rt, "m", {"exitCode": 137, "signal": "SIGKILL", "oomKilled": True})
+    assert rt._status(rt._meta(cid), None).reason == "OOMKilled"
