@@ -187,6 +187,14 @@ class ApiServer:
             self._compactor.cancel()
         await self.hub.stop()
         if self._runner is not None:
+            server = self._runner.server
+            if server is not None:
+                # Abort open connections (watches, idle keep-alives) instead of waiting for
+                # each client's TLS close_notify, which a vanished client never sends.
+                for conn in list(server.connections):
+                    transport = conn.transport
+                    if transport is not None:
+                        transport.abort()
             await self._runner.cleanup()
         await self.registry.close()
         await self.store.close()
@@ -643,7 +651,7 @@ class ApiServer:
                 )
             self._authorize(user, "delete", route)
             obj, gone_now = await reg.delete(rd, route.namespace, route.name, opts, user=user)
-            if rd.kind == "Pod" or not gone_now:
+            if rd.kind in ("Pod", "Service") or not gone_now:
                 return _json(obj), ("DELETE", rd.plural)
             return _json(_success(rd, route.name, str(obj["metadata"].get("uid", "")))), (
                 "DELETE",
