@@ -29,11 +29,10 @@ from typing import Any
 
 from berth.network.cni import CniInvoker
 from berth.network.command import SubprocessRunner
+from berth.network.node import sync_node_network
 from berth.network.podnet import HostPort, PodNetwork, node_conflist
-from berth.network.routes import Peer, RouteSync, desired_routes, enable_forwarding
-from berth.proxy.apply import NftApplier
-from berth.proxy.model import endpoints_from_slices, service_from_k8s
-from berth.proxy.render import render_ruleset
+from berth.network.routes import Peer
+from berth.proxy.sync import ServiceProxy
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import pod_from_k8s
 from berth.runtime.registry import RegistryClient
@@ -95,26 +94,22 @@ async def _run_pod(rt: RuncRuntime, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _proxy(args: argparse.Namespace, doc: dict[str, Any]) -> dict[str, Any]:
-    services = [s for s in (service_from_k8s(o) for o in doc.get("services") or []) if s]
-    endpoints = endpoints_from_slices(doc.get("endpointSlices") or [])
-    ruleset = render_ruleset(services, endpoints, cluster_cidr=args.cluster_cidr)
-    await NftApplier(SubprocessRunner()).apply(ruleset)
-    return {"services": len(services), "bytes": len(ruleset)}
+    proxy = ServiceProxy(cluster_cidr=args.cluster_cidr)
+    services, slices = doc.get("services") or [], doc.get("endpointSlices") or []
+    return {"applied": await proxy.sync(services, slices)}
 
 
 async def _main(args: argparse.Namespace) -> Any:
     if args.command == "routes":
         peers = [Peer(cidr, ip) for cidr, ip in json.loads(args.peers)]
-        desired = desired_routes(
-            peers,
+        commands = await sync_node_network(
+            SubprocessRunner(),
             own_pod_cidr=args.own_cidr,
+            peers=peers,
             service_cidr=args.service_cidr,
             service_dev=args.dev,
         )
-        return {
-            "forwarding_enabled": enable_forwarding(),
-            "commands": await RouteSync(SubprocessRunner()).sync(desired),
-        }
+        return {"commands": commands}
     if args.command == "proxy":
         return await _proxy(args, json.load(sys.stdin))
     rt = _runtime(args)
@@ -178,7 +173,7 @@ def parser() -> argparse.ArgumentParser:
     rot.add_argument("--max-bytes", type=int, default=10 << 20)
     routes = sub.add_parser("routes")
     routes.add_argument("--peers", required=True, help='JSON [["podCIDR", "nodeIP"], ...]')
-    routes.add_argument("--own-cidr", default=None)
+    routes.add_argument("--own-cidr", required=True)
     routes.add_argument("--service-cidr", default=None)
     routes.add_argument("--dev", default=None)
     proxy = sub.add_parser("proxy", help='{"services": [...], "endpointSlices": [...]} on stdin')
