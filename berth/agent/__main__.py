@@ -21,6 +21,11 @@ async def _run(config_path: str) -> None:
     config = load_config(config_path)
     clock = RealClock()
     client = HttpClient.from_kubeconfig(config.kubeconfig, user_agent="berth-agent")
+    node_clients = {
+        n.name: HttpClient.from_kubeconfig(n.kubeconfig, user_agent=f"berth-agent/{n.name}")
+        for n in config.nodes
+        if n.kubeconfig
+    }
     runtime = SimulatedRuntime(clock, start_delay=config.start_delay, stop_delay=config.stop_delay)
     fleet = Fleet(
         client,
@@ -33,6 +38,7 @@ async def _run(config_path: str) -> None:
         status_report_interval=config.status_report_interval,
         status_check_interval=config.status_check_interval,
         workers=config.workers,
+        node_clients=node_clients,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -44,7 +50,8 @@ async def _run(config_path: str) -> None:
         await stop.wait()
     finally:
         await fleet.stop()
-        await client.close()
+        for c in [client, *node_clients.values()]:
+            await c.close()
         await asyncio.sleep(0.25)  # let TLS connections close cleanly
 
 

@@ -3,7 +3,7 @@ look (capacity, labels, taints), the runtime, heartbeat timings and the log serv
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ class AgentConfigError(Exception):
 class NodeConfig:
     name: str
     address: str = "127.0.0.1"
+    kubeconfig: str = ""  # this node's own credentials (default: the agent's kubeconfig)
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[dict[str, str]] = field(default_factory=list)
     capacity: dict[str, str] = field(
@@ -54,6 +55,7 @@ def _node(raw: dict[str, Any], where: str) -> NodeConfig:
         raise AgentConfigError(f"{where}: name is required")
     return NodeConfig(
         name=str(raw["name"]),
+        kubeconfig=str(raw.get("kubeconfig", "")),
         address=str(raw.get("address", "127.0.0.1")),
         labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
         taints=[dict(t) for t in raw.get("taints") or []],
@@ -75,6 +77,13 @@ def load_config(path: str | Path) -> AgentConfig:
     if not isinstance(raw, dict) or not raw.get("kubeconfig"):
         raise AgentConfigError(f"{path}: kubeconfig is required")
     nodes = [_node(n, f"{path}: nodes[{i}]") for i, n in enumerate(raw.get("nodes") or [])]
+    base = path.parent
+    nodes = [
+        replace(n, kubeconfig=str(base / n.kubeconfig))
+        if n.kubeconfig and not Path(n.kubeconfig).is_absolute()
+        else n
+        for n in nodes
+    ]
     sim = raw.get("simulate") or {}
     for i in range(int(sim.get("count", 0))):
         template = {k: v for k, v in sim.items() if k not in ("count", "namePrefix")}
@@ -84,7 +93,6 @@ def load_config(path: str | Path) -> AgentConfig:
     if raw.get("runtime", "simulated") != "simulated":
         raise AgentConfigError(f"{path}: runtime {raw.get('runtime')!r} is not supported yet")
     server = raw.get("server")
-    base = path.parent
 
     def resolve(p: str) -> str:
         return str(p if not p or Path(p).is_absolute() else base / p)

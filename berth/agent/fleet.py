@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
@@ -44,15 +44,19 @@ class Fleet:
         status_report_interval: float = 60.0,
         status_check_interval: float | None = None,
         workers: int = 8,
+        node_clients: Mapping[str, ApiClient] | None = None,
     ) -> None:
+        """``client`` watches pods; each node writes with ``node_clients[name]`` when given
+        (its own identity, as the API server's node restriction requires), else ``client``."""
         self.client = client
         self.clock = clock
         self.runtime = runtime
         self.server = server
         port = server.port if server else 10250
+        self.node_clients = dict(node_clients or {})
         self.agents = {
             n.name: NodeAgent(
-                client,
+                self.node_clients.get(n.name, client),
                 clock,
                 n,
                 runtime_name=runtime.name,
@@ -74,6 +78,7 @@ class Fleet:
             node_address=self._address,
             node_cidr=self._cidr,
             workers=workers,
+            node_client=lambda node: self.node_clients.get(node, client),
         )
         self.pods.add_handlers(
             Handlers(

@@ -131,8 +131,12 @@ class PodManager:
         node_address: Callable[[str], str | None],
         node_cidr: Callable[[str], str],
         workers: int = 8,
+        node_client: Callable[[str], ApiClient] | None = None,
     ) -> None:
         self.client = client
+        # Writes for a pod go out with its node's identity (the API server lets a node
+        # modify only its own pods); without per-node clients, ``client`` is used.
+        self.client_for: Callable[[str], ApiClient] = node_client or (lambda _node: client)
         self.clock = clock
         self.runtime = runtime
         self.pods = pods
@@ -344,7 +348,7 @@ class PodManager:
         with contextlib.suppress(errors.NotFound, errors.Conflict):
             await self._report(pod, rec)
         with contextlib.suppress(errors.NotFound, errors.Conflict):
-            await self.client.delete(
+            await self.client_for(rec.node).delete(
                 PODS,
                 name(pod),
                 namespace=namespace(pod),
@@ -536,7 +540,7 @@ class PodManager:
         if all(current.get(k) == v for k, v in status.items()):
             rec.last_report = status
             return
-        await self.client.patch(
+        await self.client_for(rec.node).patch(
             PODS, name(pod), {"status": status}, namespace=namespace(pod), subresource="status"
         )
         self.status_writes += 1

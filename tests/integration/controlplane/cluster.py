@@ -94,8 +94,10 @@ async def control_plane(
     clock = RealClock()
     clients: list[HttpClient] = []
 
-    def client(agent: str) -> HttpClient:
-        c = HttpClient.from_kubeconfig(kubeconfig, user_agent=agent)
+    def client(agent: str, user: str = "", groups: tuple[str, ...] = ()) -> HttpClient:
+        """A client with the component's own identity (RBAC applies, as in a cluster)."""
+        path = server.kubeconfig(user, groups=list(groups)) if user else kubeconfig
+        c = HttpClient.from_kubeconfig(path, user_agent=agent)
         clients.append(c)
         return c
 
@@ -103,9 +105,11 @@ async def control_plane(
         grace_period=4.0, startup_grace_period=10.0, monitor_period=0.5
     )
     manager = await ControllerManager.create(
-        client("controller-manager"), clock, ManagerConfig(node_lifecycle=lifecycle)
+        client("controller-manager", "system:kube-controller-manager"),
+        clock,
+        ManagerConfig(node_lifecycle=lifecycle),
     )
-    sched_client = client("scheduler")
+    sched_client = client("scheduler", "system:kube-scheduler")
     informers = InformerFactory(sched_client, clock=clock)
     scheduler = Scheduler(
         sched_client,
@@ -127,15 +131,19 @@ async def control_plane(
             key_file=str(key),
             client_ca_file=str(server.pki.ca_cert),
         )
+    names = [f"node-{i}" for i in range(nodes)]
     fleet = Fleet(
-        client("agent"),
+        client("agent", "system:node:node-0", ("system:nodes",)),
         clock,
         runtime,
-        [NodeConfig(name=f"node-{i}", labels=labels.get(f"node-{i}", {})) for i in range(nodes)],
+        [NodeConfig(name=n, labels=labels.get(n, {})) for n in names],
         server=server_cfg,
         renew_interval=renew_interval,
         status_report_interval=30.0,
         status_check_interval=renew_interval,
+        node_clients={
+            n: client(f"agent/{n}", f"system:node:{n}", ("system:nodes",)) for n in names
+        },
     )
     api = client("test")
     home = tmp / "home"
