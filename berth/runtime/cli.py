@@ -140,6 +140,13 @@ async def _main(args: argparse.Namespace) -> Any:
     if args.command == "remove-pod":
         await rt.remove_pod_sandbox(PodUID(args.uid), grace_seconds=args.grace)
         return {"removed": args.uid}
+    if args.command == "check-pod":
+        record = rt.sandboxes.record(PodUID(args.uid))
+        network = rt.sandboxes.network
+        if record is None or network is None:
+            raise SystemExit(f"no sandbox {args.uid} with a pod network on this node")
+        await network.check(sandbox_id=args.uid, netns=record.netns)
+        return {"checked": args.uid}
     if args.command == "recover":
         return _jsonable(await rt.recover())
     if args.command == "rotate-logs":
@@ -168,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name)
         cmd.add_argument("uid")
         cmd.add_argument("--grace", type=float, default=10.0)
+    sub.add_parser("check-pod", help="CNI CHECK of the pod's eth0").add_argument("uid")
     sub.add_parser("recover")
     rot = sub.add_parser("rotate-logs")
     rot.add_argument("--max-bytes", type=int, default=10 << 20)

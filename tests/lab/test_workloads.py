@@ -110,6 +110,19 @@ def test_pods_on_two_hosts_reach_each_other_by_pod_ip(cluster: Cluster) -> None:
         assert out["stdout"].strip() == ("pod-b" if dst is b else "pod-a")
 
 
+def test_cni_check_confirms_the_pod_attachment(cluster: Cluster) -> None:
+    a = cluster.pods["a"]
+    assert a["node"].berth("check-pod", a["uid"]) == {"checked": a["uid"]}
+    a["node"].ssh(f"ip -n berth-{a['uid']} addr flush dev eth0")  # break it on purpose ...
+    broken = a["node"].berth("check-pod", a["uid"], check=False)
+    assert "CNI CHECK via plugin 'bridge' failed" in broken["error"], broken
+    a["node"].ssh(
+        f"ip -n berth-{a['uid']} addr add {a['ip']}/24 dev eth0 && "
+        f"ip -n berth-{a['uid']} route add default via 10.244.1.1"
+    )  # ... and mend it
+    assert a["node"].berth("check-pod", a["uid"]) == {"checked": a["uid"]}
+
+
 def test_limits_the_lab_cannot_enforce_are_reported_not_fatal(cluster: Cluster) -> None:
     status = cluster.nodes["n1"].berth("status", "--pod", cluster.pods["a"]["uid"])
     (container,) = status["containers"]
