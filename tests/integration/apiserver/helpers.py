@@ -93,11 +93,18 @@ class Raw:
     """Minimal HTTPS client with a client certificate, for requests the typed clients refuse
     to send (invalid bodies, odd content types)."""
 
-    def __init__(self, srv: ServerHandle, cert: tuple[Path, Path] | None) -> None:
-        self.ctx = ssl.create_default_context(cafile=str(srv.pki.ca_cert))
+    def __init__(
+        self,
+        srv: ServerHandle | None,
+        cert: tuple[Path, Path] | None,
+        *,
+        ca: Path | None = None,
+        port: int = 0,
+    ) -> None:
+        self.ctx = ssl.create_default_context(cafile=str(srv.pki.ca_cert if srv else ca))
         if cert is not None:
             self.ctx.load_cert_chain(str(cert[0]), str(cert[1]))
-        self.port = srv.server.port
+        self.port = srv.server.port if srv else port
         self.conn: http.client.HTTPSConnection | None = None
 
     def request(
