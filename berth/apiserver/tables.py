@@ -138,15 +138,15 @@ def _pod_row(o: Obj) -> list[Cell]:
             waiting, term, running = st.get("waiting"), st.get("terminated"), st.get("running")
             if waiting and waiting.get("reason"):
                 reason = waiting["reason"]
-            elif term and term.get("reason"):
+            elif term is not None and term.get("reason"):
                 reason = term["reason"]
-            elif term:
+            elif term is not None:
                 sig = term.get("signal")
                 reason = f"Signal:{sig}" if sig else f"ExitCode:{term.get('exitCode', 0)}"
-            elif running and cs.get("ready"):
+            elif running is not None and cs.get("ready"):
                 has_running = True
                 ready += 1
-            elif running:
+            elif running is not None:
                 has_running = True
         if reason == "Completed" and has_running:
             reason = "Running"

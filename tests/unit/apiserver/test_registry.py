@@ -1,0 +1,223 @@
+"""Registry semantics over the in-memory store (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from berth.api.resources import TABLE, ResourceDef
+from berth.apiserver.allocators import IPAllocator, PortAllocator
+from berth.apiserver.codec import Codec
+from berth.apiserver.errors import ApiError
+from berth.apiserver.registry import DeleteOptions, ListOptions, Registry
+from berth.apiserver.selectors import parse_label_selector
+from berth.apiserver.validation import validate
+from berth.store.memory import MemoryStore
+
+
+def _rd(group: str, plural: str) -> ResourceDef:
+    rd = TABLE.lookup(group, "v1", plural)
+    assert rd is not None
+    return rd
+
+
+PODS, CMS, DEPLOY, NSS = (
+    _rd("", "pods"),
+    _rd("", "configmaps"),
+    _rd("apps", "deployments"),
+    _rd("", "namespaces"),
+)
+
+
+async def _registry() -> Registry:
+    reg = Registry(
+        MemoryStore(), Codec(), service_ips=IPAllocator("10.96.0.0/24"), node_ports=PortAllocator()
+    )
+    await reg.create(NSS, "", {"metadata": {"name": "default"}}, user=None)
+    return reg
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def _deployment(replicas: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+    }
+
+
+def test_generation_bumps_only_on_spec_changes() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        d = await reg.create(DEPLOY, "default", _deployment(), user=None)
+        assert d["metadata"]["generation"] == 1
+        d = await reg.patch(
+            DEPLOY, "default", "web", "merge", {"metadata": {"labels": {"x": "y"}}}, user=None
+        )
+        assert d["metadata"]["generation"] == 1
+        d = await reg.patch(
+            DEPLOY,
+            "default",
+            "web",
+            "merge",
+            {"status": {"replicas": 3}},
+            subresource="status",
+            user=None,
+        )
+        assert (d["metadata"]["generation"], d["status"]["replicas"]) == (1, 3)
+        d = await reg.patch(
+            DEPLOY,
+            "default",
+            "web",
+            "merge",
+            {"spec": {"replicas": 2}, "status": {"replicas": 0}},
+            user=None,
+        )
+        assert (d["metadata"]["generation"], d["status"]["replicas"]) == (2, 3)
+        rv = d["metadata"]["resourceVersion"]
+        same = await reg.patch(
+            DEPLOY, "default", "web", "merge", {"spec": {"replicas": 2}}, user=None
+        )
+        assert same["metadata"]["resourceVersion"] == rv  # no-op: nothing written
+
+    run(scenario())
+
+
+def test_update_with_stale_resource_version_conflicts() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        cm = await reg.create(
+            CMS, "default", {"metadata": {"name": "c"}, "data": {"a": "1"}}, user=None
+        )
+        await reg.patch(CMS, "default", "c", "merge", {"data": {"a": "2"}}, user=None)
+        with pytest.raises(ApiError) as exc:
+            await reg.update(
+                CMS,
+                "default",
+                "c",
+                {"metadata": {"name": "c", "resourceVersion": cm["metadata"]["resourceVersion"]}},
+                user=None,
+            )
+        assert (exc.value.code, exc.value.reason) == (409, "Conflict")
+
+    run(scenario())
+
+
+def test_list_pages_keep_selector_and_snapshot() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        for i in range(10):
+            await reg.create(
+                CMS,
+                "default",
+                {"metadata": {"name": f"c{i}", "labels": {"even": str(i % 2 == 0).lower()}}},
+                user=None,
+            )
+        sel = parse_label_selector("even=true")
+        first = await reg.list_objects(CMS, "default", ListOptions(label=sel, limit=2))
+        assert [o["metadata"]["name"] for o in first.items] == ["c0", "c2"]
+        await reg.create(
+            CMS, "default", {"metadata": {"name": "c10", "labels": {"even": "true"}}}, user=None
+        )
+        rest = await reg.list_objects(
+            CMS, "default", ListOptions(label=sel, limit=10, continue_token=first.continue_token)
+        )
+        assert [o["metadata"]["name"] for o in rest.items] == [
+            "c4",
+            "c6",
+            "c8",
+        ]  # the snapshot of page 1
+        assert rest.revision == first.revision
+        assert rest.continue_token == ""
+
+    run(scenario())
+
+
+def test_pod_deletion_grace_and_finalizers() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        pod = {
+            "metadata": {"name": "p"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+        }
+        await reg.create(PODS, "default", pod, user=None)
+        obj, gone = await reg.delete(PODS, "default", "p", DeleteOptions(), user=None)
+        assert not gone
+        assert obj["metadata"]["deletionGracePeriodSeconds"] == 30
+        obj, gone = await reg.delete(PODS, "default", "p", DeleteOptions(grace_period=0), user=None)
+        assert gone
+        await reg.create(
+            CMS, "default", {"metadata": {"name": "f", "finalizers": ["x/y"]}}, user=None
+        )
+        obj, gone = await reg.delete(CMS, "default", "f", DeleteOptions(), user=None)
+        assert not gone
+        assert obj["metadata"]["deletionTimestamp"]
+        with pytest.raises(ApiError):
+            await reg.patch(
+                CMS,
+                "default",
+                "f",
+                "merge",
+                {"metadata": {"finalizers": ["x/y", "new/one"]}},
+                user=None,
+            )
+        await reg.patch(CMS, "default", "f", "merge", {"metadata": {"finalizers": None}}, user=None)
+        with pytest.raises(ApiError) as exc:
+            await reg.get(CMS, "default", "f")
+        assert exc.value.code == 404
+
+    run(scenario())
+
+
+def test_creating_in_missing_namespace_is_404() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        with pytest.raises(ApiError) as exc:
+            await reg.create(CMS, "nowhere", {"metadata": {"name": "c"}}, user=None)
+        assert exc.value.code == 404
+        assert exc.value.message == 'namespaces "nowhere" not found'
+
+    run(scenario())
+
+
+def test_validation_causes() -> None:
+    errs = validate(
+        DEPLOY,
+        {
+            "metadata": {"name": "Bad_Name"},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "c"}},
+                    "spec": {"containers": [{"name": "x"}]},
+                },
+            },
+        },
+    )
+    fields = [e.field for e in errs]
+    assert fields == [
+        "metadata.name",
+        "spec.template.spec.containers[0].image",
+        "spec.template.metadata.labels",
+    ]
+    assert (
+        validate(
+            PODS,
+            {
+                "metadata": {"name": "ok", "labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        )
+        == []
+    )
