@@ -35,6 +35,7 @@ from berth.runtime.bundle import render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
 from berth.runtime.images import ImageService, PulledImage
+from berth.runtime.reference import parse_reference
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
 from berth.runtime.spec import ContainerID, ContainerSpec, PodSpec, PodUID
 
@@ -186,6 +187,16 @@ class RuncRuntime:
             await asyncio.to_thread(self.images.rootfs_snapshot, image)
             return image
 
+    async def remove_image(self, reference: str) -> bool:
+        """Forget an image reference; its blobs go with the next :meth:`prune_images`.
+        Running containers are unaffected: each has its own copy of the root file system."""
+        normalised = str(parse_reference(reference))
+        return await asyncio.to_thread(self.images.store.remove_image, normalised)
+
+    async def prune_images(self) -> list[Path]:
+        """Delete blobs and snapshots that no image reference uses any more."""
+        return await asyncio.to_thread(self.images.store.prune)
+
     # ---- sandboxes ----------------------------------------------------------------------------
 
     async def run_pod_sandbox(
@@ -303,10 +314,7 @@ class RuncRuntime:
         snapshot = self.images.rootfs_snapshot(image)
         rootfs = bundle / "rootfs"
         # Hard links cost nothing and are safe when the container cannot write its root.
-        flags = "-al" if container.read_only_root_filesystem else "-a"
-        copy = subprocess_run(["cp", flags, f"{snapshot}/.", str(rootfs)], mkdir=rootfs)
-        if copy:
-            raise ContainerError(f"copying the image root file system failed: {copy}")
+        copy_tree(snapshot, rootfs, hardlink=container.read_only_root_filesystem)
         user = resolve_user(
             spec_uid=container.run_as_user,
             spec_gid=container.run_as_group,
@@ -533,10 +541,12 @@ def _sandbox_status(record: SandboxRecord) -> SandboxStatus:
     )
 
 
-def subprocess_run(argv: list[str], *, mkdir: Path) -> str:
-    """Run a blocking helper command (from a worker thread); returns stderr on failure."""
-    mkdir.mkdir(parents=True, exist_ok=True)
+def copy_tree(source: Path, target: Path, *, hardlink: bool) -> None:
+    """``cp -a`` (or ``cp -al``) ``source``'s content into ``target``: ownership, modes,
+    xattrs and special files survive, which ``shutil.copytree`` does not guarantee."""
+    target.mkdir(parents=True, exist_ok=True)
+    argv = ["cp", "-al" if hardlink else "-a", f"{source}/.", str(target)]
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0:
-        return proc.stderr.decode(errors="replace").strip() or f"rc {proc.returncode}"
-    return ""
+        detail = proc.stderr.decode(errors="replace").strip() or f"rc {proc.returncode}"
+        raise ContainerError(f"copying the image root file system to {target} failed: {detail}")

@@ -3,6 +3,7 @@ container status mapping and log rotation."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,11 +15,13 @@ import pytest
 from berth.runtime.cgroups import enforceable_controllers
 from berth.runtime.errors import ContainerError
 from berth.runtime.images import ImageService
+from berth.runtime.layout import ImageSpec, write_layout
 from berth.runtime.runc import ContainerState, RuncRuntime, container_id
 from berth.runtime.sandbox import render_hosts, render_resolv_conf
 from berth.runtime.shim import oom_kills
 from berth.runtime.spec import ContainerID, PodSpec, PodUID
 from berth.runtime.store import ContentStore
+from tests.unit.runtime.helpers import Entry, make_tar
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -205,3 +208,13 @@ def test_oom_killed_exit_is_reported_as_such(tmp_path: Path) -> None:
     rt = _runtime(tmp_path)
     cid = _container(rt, "m", {"exitCode": 137, "signal": "SIGKILL", "oomKilled": True})
     assert rt._status(rt._meta(cid), None).reason == "OOMKilled"
+
+
+def test_images_can_be_removed_and_pruned(tmp_path: Path) -> None:
+    rt = _runtime(tmp_path)
+    layout = tmp_path / "layout"
+    write_layout(layout, ref_name="x", layers=[make_tar(Entry("f"))], spec=ImageSpec(cmd=["f"]))
+    rt.images.import_layout(layout, ref_name="x", as_reference="busybox")
+    assert asyncio.run(rt.remove_image("docker.io/library/busybox:latest")) is True
+    assert len(asyncio.run(rt.prune_images())) == 3
+    assert rt.images.get("busybox") is None
