@@ -102,8 +102,8 @@ async def algorithm(nodes: int, pods: int) -> float:
         api,
         informers,
         clock,
-        EventRecorder(api, clock, component="bench"),
-        SchedulerConfig(report_status=False),
+        recorder=EventRecorder(api, clock, component="bench"),
+        config=SchedulerConfig(report_status=False),
     )
     for inf in informers.all():
         await inf.relist()

@@ -31,7 +31,7 @@ async def _run(config_path: str) -> None:
         client,
         clock,
         runtime,
-        config.nodes,
+        nodes=config.nodes,
         server=config.server,
         lease_duration=config.lease_duration,
         renew_interval=config.renew_interval,

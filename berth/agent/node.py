@@ -66,7 +66,7 @@ class NodeAgent:
         now = format_time(self.clock.now())
         cap = dict(self.config.capacity)
 
-        def cond(type_: str, status: str, reason: str, message: str) -> Obj:
+        def cond(type_: str, status: str, reason: str, *, message: str) -> Obj:
             return {
                 "type": type_,
                 "status": status,
@@ -97,10 +97,19 @@ class NodeAgent:
                 "architecture": "amd64",
             },
             "conditions": [
-                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "sufficient memory"),
-                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "no disk pressure"),
-                cond("PIDPressure", "False", "KubeletHasSufficientPID", "sufficient PID"),
-                cond("Ready", "True", "KubeletReady", "berth agent is posting ready status"),
+                cond(
+                    "MemoryPressure",
+                    "False",
+                    "KubeletHasSufficientMemory",
+                    message="sufficient memory",
+                ),
+                cond(
+                    "DiskPressure", "False", "KubeletHasNoDiskPressure", message="no disk pressure"
+                ),
+                cond("PIDPressure", "False", "KubeletHasSufficientPID", message="sufficient PID"),
+                cond(
+                    "Ready", "True", "KubeletReady", message="berth agent is posting ready status"
+                ),
             ],
         }
 

@@ -126,8 +126,8 @@ class PodManager:
         client: ApiClient,
         clock: Clock,
         runtime: Runtime,
-        pods: Informer,
         *,
+        pods: Informer,
         node_address: Callable[[str], str | None],
         node_cidr: Callable[[str], str],
         workers: int = 8,
@@ -189,19 +189,20 @@ class PodManager:
                     node=rec.node,
                     pod_ip=rec.pod_ip,
                     labels=dict(meta(pod).get("labels") or {}),
+                    spec=thaw(pod.get("spec") or {}),
                 )
             )
             rec.start_time = self.clock.now()
         wake: list[float] = []
         spec = pod.get("spec") or {}
         policy = str(spec.get("restartPolicy") or "Always")
-        init_done = await self._run_init(pod, rec, policy, wake)
+        init_done = await self._run_init(pod, rec, policy=policy, wake=wake)
         if init_done is None:  # an init container failed for good
             rec.finished = True
         elif init_done:
             for c in spec.get("containers") or ():
-                await self._run_container(pod, rec, c, policy, wake)
-                await self._probe(pod, rec, c, wake)
+                await self._run_container(pod, rec, c, policy=policy, wake=wake)
+                await self._probe(pod, rec, c, wake=wake)
         await self._report(pod, rec)
         if wake:
             self.queue.add_after(key, max(min(wake) - self.clock.monotonic(), 0.001))
@@ -237,7 +238,7 @@ class PodManager:
         return max(0.0, delay - elapsed)
 
     async def _run_init(
-        self, pod: Frozen, rec: PodRecord, policy: str, wake: list[float]
+        self, pod: Frozen, rec: PodRecord, *, policy: str, wake: list[float]
     ) -> bool | None:
         """True when every init container succeeded; False while in progress; None when one
         failed and restartPolicy is Never."""
@@ -262,7 +263,7 @@ class PodManager:
         return True
 
     async def _run_container(
-        self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], policy: str, wake: list[float]
+        self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], *, policy: str, wake: list[float]
     ) -> None:
         cr = rec.containers.get(str(c["name"]))
         st = await self._refresh(cr) if cr is not None else None
@@ -281,7 +282,7 @@ class PodManager:
         await self._start(pod, rec, c, init=False)
 
     async def _probe(
-        self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], wake: list[float]
+        self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], *, wake: list[float]
     ) -> None:
         cr = rec.containers.get(str(c["name"]))
         if cr is None or cr.current is None or cr.last_status is None:
@@ -480,7 +481,7 @@ class PodManager:
         ]
         old = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or ()}
 
-        def cond(type_: str, ok: bool, reason: str = "", message: str = "") -> Obj:
+        def cond(type_: str, ok: bool, *, reason: str = "", message: str = "") -> Obj:
             status = "True" if ok else "False"
             prev = old.get(type_)
             since = (
@@ -501,21 +502,20 @@ class PodManager:
 
         not_ready_msg = f"containers with unready status: [{' '.join(unready)}]"
         reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+        incomplete = " ".join(
+            str(c["name"])
+            for c, cr in zip(inits, init_states, strict=True)
+            if not (cr and cr.last_status and cr.last_status.exit_code == 0)
+        )
         conditions = [
             cond(
                 "Initialized",
                 init_ok or phase == "Succeeded",
-                "ContainersNotInitialized",
-                "containers with incomplete status: ["
-                + " ".join(
-                    str(c["name"])
-                    for c, cr in zip(inits, init_states, strict=True)
-                    if not (cr and cr.last_status and cr.last_status.exit_code == 0)
-                )
-                + "]",
+                reason="ContainersNotInitialized",
+                message=f"containers with incomplete status: [{incomplete}]",
             ),
-            cond("Ready", all_ready, reason, not_ready_msg),
-            cond("ContainersReady", all_ready, reason, not_ready_msg),
+            cond("Ready", all_ready, reason=reason, message=not_ready_msg),
+            cond("ContainersReady", all_ready, reason=reason, message=not_ready_msg),
             cond("PodScheduled", True),
         ]
         status: Obj = {

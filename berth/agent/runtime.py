@@ -25,6 +25,7 @@ class SandboxConfig:
     node: str
     pod_ip: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    spec: Mapping[str, Any] = field(default_factory=dict)  # the pod's full API spec (volumes, ...)
 
 
 @dataclass(frozen=True, slots=True)

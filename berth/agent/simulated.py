@@ -67,7 +67,7 @@ class SimulatedRuntime:
         self.on_change: list[Callable[[SandboxConfig], None]] = []
 
     # ---- scripting (tests) --------------------------------------------------------------
-    def exit(self, namespace: str, pod: str, container: str, code: int = 0) -> None:
+    def exit(self, namespace: str, pod: str, container: str, *, code: int = 0) -> None:
         """Make the running instance of ``container`` exit now with ``code``."""
         c = self._find(namespace, pod, container)
         if c is not None and c.status.phase != "exited":
@@ -79,15 +79,15 @@ class SimulatedRuntime:
         """Every start of ``container`` from now on exits with ``code`` after ``after``s."""
         self._exits[(namespace, pod, container)] = (after, code)
 
-    def set_probe(self, namespace: str, pod: str, container: str, kind: str, ok: bool) -> None:
+    def set_probe(self, namespace: str, pod: str, container: str, *, kind: str, ok: bool) -> None:
         self._probes[(namespace, pod, container, kind)] = ok
 
-    def set_image_probe(self, image: str, kind: str, ok: bool) -> None:
+    def set_image_probe(self, image: str, *, kind: str, ok: bool) -> None:
         """Script ``kind`` probes of every container running ``image`` (a per-container
         :meth:`set_probe` wins)."""
         self._image_probes[(image, kind)] = ok
 
-    def append_log(self, namespace: str, pod: str, container: str, line: str) -> None:
+    def append_log(self, namespace: str, pod: str, container: str, *, line: str) -> None:
         c = self._find(namespace, pod, container)
         if c is not None:
             self._log(c, line)

@@ -134,7 +134,9 @@ class FakeClient:
         self._rv += 1
         return str(self._rv)
 
-    def _emit(self, resource: Resource, type_: WatchEventType, obj: Obj, prev: Obj | None) -> None:
+    def _emit(
+        self, resource: Resource, type_: WatchEventType, obj: Obj, *, prev: Obj | None
+    ) -> None:
         rec = _Record(self._rv, resource, type_, copy.deepcopy(obj), prev)
         self._history.append(rec)
         for w in self._watchers:
@@ -202,7 +204,7 @@ class FakeClient:
             body.setdefault("status", {}).setdefault("phase", "Pending")
         meta["resourceVersion"] = self._bump()
         bucket[key] = body
-        self._emit(resource, "ADDED", body, None)
+        self._emit(resource, "ADDED", body, prev=None)
         return body
 
     def _store_update(self, resource: Resource, old: Obj, new: Obj) -> Obj:
@@ -210,10 +212,10 @@ class FakeClient:
         new["metadata"]["resourceVersion"] = self._bump()
         if self._finished(resource, new):
             del self._bucket(resource)[key]
-            self._emit(resource, "DELETED", new, old)
+            self._emit(resource, "DELETED", new, prev=old)
             return new
         self._bucket(resource)[key] = new
-        self._emit(resource, "MODIFIED", new, old)
+        self._emit(resource, "MODIFIED", new, prev=old)
         return new
 
     @staticmethod
@@ -227,7 +229,7 @@ class FakeClient:
             return bool(meta.get("deletionGracePeriodSeconds") == 0)
         return True
 
-    def _write(self, resource: Resource, old: Obj, desired: Obj, subresource: str | None) -> Obj:
+    def _write(self, resource: Resource, old: Obj, desired: Obj, *, subresource: str | None) -> Obj:
         new = copy.deepcopy(desired)
         new["kind"], new["apiVersion"] = resource.kind, resource.api_version
         meta = new.setdefault("metadata", {})
@@ -333,8 +335,8 @@ class FakeClient:
         resource: Resource,
         name: str,
         subresource: str,
-        body: Obj,
         *,
+        body: Obj,
         namespace: str | None = None,
     ) -> Obj:
         self._check_error(subresource, resource)
@@ -361,7 +363,7 @@ class FakeClient:
             return {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
         if resource == PODS and subresource == "eviction":
             self.actions.append(Action("evict", resource.plural, namespace, name, None, body))
-            await self._delete(resource, obj, None, None, None)
+            await self._delete(resource, obj, policy=None, grace=None)
             return {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
         raise errors.NotFound(404, "NotFound", f"subresource {subresource} not supported")
 
@@ -400,7 +402,7 @@ class FakeClient:
             new.setdefault("spec", {})["replicas"] = int(body["spec"]["replicas"])
             new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
             return self._scale(resource, self._store_update(resource, old, new))
-        return copy.deepcopy(self._write(resource, old, body, subresource))
+        return copy.deepcopy(self._write(resource, old, body, subresource=subresource))
 
     async def patch(
         self,
@@ -420,7 +422,7 @@ class FakeClient:
             Action("patch", resource.plural, namespace, name, subresource, copy.deepcopy(patch))
         )
         desired = merge_patch(old, patch)
-        return copy.deepcopy(self._write(resource, old, desired, subresource))
+        return copy.deepcopy(self._write(resource, old, desired, subresource=subresource))
 
     async def delete(
         self,
@@ -449,15 +451,17 @@ class FakeClient:
                 },
             )
         )
-        return await self._delete(resource, obj, propagation_policy, grace_period_seconds, None)
+        return await self._delete(
+            resource, obj, policy=propagation_policy, grace=grace_period_seconds
+        )
 
     async def _delete(
         self,
         resource: Resource,
         obj: Obj,
+        *,
         policy: PropagationPolicy | None,
         grace: int | None,
-        _unused: None,
     ) -> Obj | None:
         new = copy.deepcopy(obj)
         meta = new["metadata"]
@@ -503,7 +507,7 @@ class FakeClient:
         del self._bucket(resource)[key]
         self._bump()
         meta["resourceVersion"] = str(self._rv)
-        self._emit(resource, "DELETED", new, obj)
+        self._emit(resource, "DELETED", new, prev=obj)
         return None
 
     async def watch(

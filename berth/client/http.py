@@ -159,8 +159,8 @@ class HttpClient:
         resource: Resource,
         name: str,
         subresource: str,
-        body: Obj,
         *,
+        body: Obj,
         namespace: str | None = None,
     ) -> Obj:
         path = resource.object_path(name, namespace, subresource)

@@ -67,8 +67,8 @@ class ApiClient(Protocol):
         resource: Resource,
         name: str,
         subresource: str,
-        body: Obj,
         *,
+        body: Obj,
         namespace: str | None = None,
     ) -> Obj:
         """POST to a subresource (``binding``, ``eviction``)."""
@@ -138,7 +138,7 @@ async def bind(client: ApiClient, *, namespace: str, pod: str, node: str) -> Non
         "metadata": {"name": pod, "namespace": namespace},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     }
-    await client.create_subresource(PODS, pod, "binding", body, namespace=namespace)
+    await client.create_subresource(PODS, pod, "binding", body=body, namespace=namespace)
 
 
 async def evict(client: ApiClient, *, namespace: str, pod: str) -> None:
@@ -148,4 +148,4 @@ async def evict(client: ApiClient, *, namespace: str, pod: str) -> None:
         "kind": "Eviction",
         "metadata": {"name": pod, "namespace": namespace},
     }
-    await client.create_subresource(PODS, pod, "eviction", body, namespace=namespace)
+    await client.create_subresource(PODS, pod, "eviction", body=body, namespace=namespace)

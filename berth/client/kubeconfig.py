@@ -62,7 +62,7 @@ def _load_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
         ctx.load_cert_chain(str(cert_path), str(key_path))
 
 
-def _material(entry: dict[str, Any], field: str, base: Path, where: str) -> bytes:
+def _material(entry: dict[str, Any], field: str, *, base: Path, where: str) -> bytes:
     data = entry.get(f"{field}-data")
     if data:
         return base64.b64decode(str(data))
@@ -77,7 +77,7 @@ def _material(entry: dict[str, Any], field: str, base: Path, where: str) -> byte
     raise KubeconfigError(f"{where}: needs {field}-data or {field}")
 
 
-def _named(items: Any, name: str, what: str, path: Path) -> dict[str, Any]:
+def _named(items: Any, name: str, *, what: str, path: Path) -> dict[str, Any]:
     for item in items or []:
         if isinstance(item, dict) and item.get("name") == name:
             body = item.get(what)
@@ -103,16 +103,16 @@ def load_kubeconfig(path: str | Path, *, context: str | None = None) -> Credenti
         ctx_name = contexts[0].get("name")
     if not ctx_name:
         raise KubeconfigError(f"{path}: no current-context set")
-    ctx = _named(contexts, str(ctx_name), "context", path)
-    cluster = _named(doc.get("clusters"), str(ctx.get("cluster")), "cluster", path)
-    user = _named(doc.get("users"), str(ctx.get("user")), "user", path)
+    ctx = _named(contexts, str(ctx_name), what="context", path=path)
+    cluster = _named(doc.get("clusters"), str(ctx.get("cluster")), what="cluster", path=path)
+    user = _named(doc.get("users"), str(ctx.get("user")), what="user", path=path)
     server = cluster.get("server")
     if not server:
         raise KubeconfigError(f"{path}: cluster {ctx.get('cluster')!r} has no server")
     base = path.parent
     return Credentials(
         server=str(server).rstrip("/"),
-        ca_pem=_material(cluster, "certificate-authority", base, f"{path}: cluster"),
-        cert_pem=_material(user, "client-certificate", base, f"{path}: user"),
-        key_pem=_material(user, "client-key", base, f"{path}: user"),
+        ca_pem=_material(cluster, "certificate-authority", base=base, where=f"{path}: cluster"),
+        cert_pem=_material(user, "client-certificate", base=base, where=f"{path}: user"),
+        key_pem=_material(user, "client-key", base=base, where=f"{path}: user"),
     )

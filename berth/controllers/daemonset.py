@@ -24,7 +24,6 @@ from berth.client.resources import DAEMONSETS, NODES, PODS, ObjectKey, make_key
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Retry
-from berth.machinery.events import NORMAL
 from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
@@ -175,16 +174,20 @@ class DaemonSetController:
         for node_name, pods in by_node.items():
             if node_name not in eligible:
                 to_delete.extend(pods)
-        to_delete.extend(await self._rolling_victims(ds, h, by_node, eligible, to_delete))
+        to_delete.extend(
+            await self._rolling_victims(
+                ds, h=h, by_node=by_node, eligible=eligible, already=to_delete
+            )
+        )
         await asyncio.gather(
-            *(self._create(ds, key, tmpl, h, n) for n in to_create),
+            *(self._create(ds, key, tmpl=tmpl, h=h, node=n) for n in to_create),
             *(self._delete(p) for p in {name(p): p for p in to_delete}.values()),
         )
         if to_create:
-            await self.ctx.recorder.record(
-                ds, NORMAL, "SuccessfulCreate", f"Created {len(to_create)} daemon pod(s)"
+            await self.ctx.recorder.normal(
+                ds, "SuccessfulCreate", f"Created {len(to_create)} daemon pod(s)"
             )
-        retry = await self._update_status(ds, h, by_node, eligible)
+        retry = await self._update_status(ds, h=h, by_node=by_node, eligible=eligible)
         if retry is not None:
             raise Retry(retry, "waiting for daemon pods to become available")
 
@@ -208,6 +211,7 @@ class DaemonSetController:
     async def _rolling_victims(
         self,
         ds: Frozen,
+        *,
         h: str,
         by_node: dict[str, list[Frozen]],
         eligible: set[str],
@@ -234,7 +238,7 @@ class DaemonSetController:
         budget = max_unavailable - unavailable
         return old[: max(budget, 0)]
 
-    async def _create(self, ds: Frozen, key: ObjectKey, tmpl: Obj, h: str, node: str) -> None:
+    async def _create(self, ds: Frozen, key: ObjectKey, *, tmpl: Obj, h: str, node: str) -> None:
         body = podutil.pod_from_template(
             tmpl, ds, generate_name=f"{name(ds)}-", extra_labels={HASH_LABEL: h}
         )
@@ -254,7 +258,7 @@ class DaemonSetController:
             await self.ctx.client.delete(PODS, name(pod), namespace=namespace(pod))
 
     async def _update_status(
-        self, ds: Frozen, h: str, by_node: dict[str, list[Frozen]], eligible: set[str]
+        self, ds: Frozen, *, h: str, by_node: dict[str, list[Frozen]], eligible: set[str]
     ) -> float | None:
         now = self.ctx.clock.now()
         min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)

@@ -35,7 +35,6 @@ from berth.client.interface import Obj
 from berth.client.resources import DEPLOYMENTS, REPLICASETS, ObjectKey, make_key
 from berth.controllers.context import Context, by_controller_uid
 from berth.machinery.controller import Controller, Retry
-from berth.machinery.events import NORMAL
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
@@ -305,9 +304,8 @@ class DeploymentController:
                 subresource="status",
             )
             raise Retry(0, "pod-template-hash collision") from None
-        await self.ctx.recorder.record(
+        await self.ctx.recorder.normal(
             d,
-            NORMAL,
             "ScalingReplicaSet",
             f"Scaled up replica set {created['metadata']['name']} to {replicas}",
         )
@@ -338,9 +336,8 @@ class DeploymentController:
         )
         if spec_replicas(rs) != replicas:
             verb = "up" if replicas > spec_replicas(rs) else "down"
-            await self.ctx.recorder.record(
+            await self.ctx.recorder.normal(
                 d,
-                NORMAL,
                 "ScalingReplicaSet",
                 f"Scaled {verb} replica set {name(rs)} to {replicas}",
             )
@@ -370,13 +367,13 @@ class DeploymentController:
             else:
                 new_rs = await self._scale_rs(d, new_rs, have)  # refresh annotations only
             all_sets = [*olds, new_rs]
-        olds = await self._scale_down_olds(d, new_rs, olds, unavailable)
+        olds = await self._scale_down_olds(d, new_rs, olds, max_unavailable=unavailable)
         if self._complete(d, new_rs, olds):
             await self._cleanup(d, olds)
         await self._sync_status(d, new_rs, olds, created=created)
 
     async def _scale_down_olds(
-        self, d: Frozen, new_rs: Frozen, olds: list[Frozen], max_unavailable: int
+        self, d: Frozen, new_rs: Frozen, olds: list[Frozen], *, max_unavailable: int
     ) -> list[Frozen]:
         if sum(spec_replicas(rs) for rs in olds) == 0:
             return olds
@@ -618,8 +615,8 @@ class DeploymentController:
                     message=f'ReplicaSet "{rs_name}" has timed out progressing.',
                     now=now,
                 )
-                await self.ctx.recorder.record(
-                    d, "Warning", "ProgressDeadlineExceeded", f"Deployment {name(d)} timed out"
+                await self.ctx.recorder.warning(
+                    d, "ProgressDeadlineExceeded", f"Deployment {name(d)} timed out"
                 )
             else:
                 retry = int(deadline) - elapsed + 0.01

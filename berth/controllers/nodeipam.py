@@ -14,7 +14,6 @@ import logging
 from berth.client.resources import NODES, ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Permanent
-from berth.machinery.events import WARNING
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import Frozen, name
 from berth.machinery.queue import WorkQueue
@@ -67,8 +66,8 @@ class NodeIpamController:
             return
         cidr = self._next_free()
         if cidr is None:
-            await self.ctx.recorder.record(
-                node, WARNING, "CIDRNotAvailable", f"no free /{self.mask} left in {self.network}"
+            await self.ctx.recorder.warning(
+                node, "CIDRNotAvailable", f"no free /{self.mask} left in {self.network}"
             )
             raise Permanent(f"cluster CIDR {self.network} is exhausted")
         self.used[cidr] = str(key)

@@ -28,7 +28,6 @@ from berth.client.interface import Obj
 from berth.client.resources import LEASES, NODES, PODS, ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Retry
-from berth.machinery.events import NORMAL
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
@@ -183,8 +182,8 @@ class NodeLifecycleController:
         await self.ctx.client.patch(
             NODES, name(node), {"status": {"conditions": conditions}}, subresource="status"
         )
-        await self.ctx.recorder.record(
-            node, NORMAL, "NodeNotReady", f"Node {name(node)} status is now: NodeNotReady"
+        await self.ctx.recorder.normal(
+            node, "NodeNotReady", f"Node {name(node)} status is now: NodeNotReady"
         )
         for pod in self.pods.by_index("node", name(node)):
             await self._mark_pod_not_ready(pod, stamp)
@@ -252,9 +251,8 @@ class NodeLifecycleController:
             with contextlib.suppress(errors.NotFound):
                 await self.ctx.client.delete(PODS, name(pod), namespace=namespace(pod))
                 self.evictions += 1
-                await self.ctx.recorder.record(
+                await self.ctx.recorder.normal(
                     pod,
-                    NORMAL,
                     "TaintManagerEviction",
                     f"Marking for deletion Pod {namespace(pod)}/{name(pod)}",
                 )

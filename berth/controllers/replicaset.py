@@ -21,7 +21,6 @@ from berth.client.selectors import from_label_selector
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Retry
-from berth.machinery.events import NORMAL, WARNING
 from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
@@ -160,13 +159,9 @@ class ReplicaSetController:
         failures = [r for r in results if isinstance(r, BaseException)]
         created = count - len(failures)
         if created:
-            await self.ctx.recorder.record(
-                rs, NORMAL, "SuccessfulCreate", f"Created {created} pod(s)"
-            )
+            await self.ctx.recorder.normal(rs, "SuccessfulCreate", f"Created {created} pod(s)")
         if failures:
-            await self.ctx.recorder.record(
-                rs, WARNING, "FailedCreate", f"Error creating: {failures[0]}"
-            )
+            await self.ctx.recorder.warning(rs, "FailedCreate", f"Error creating: {failures[0]}")
             raise failures[0]
 
     async def _delete_pods(self, rs: Frozen, key: ObjectKey, victims: list[Frozen]) -> None:
@@ -176,8 +171,8 @@ class ReplicaSetController:
                 await self.ctx.client.delete(PODS, name(pod), namespace=namespace(pod))
 
         await asyncio.gather(*(one(p) for p in victims))
-        await self.ctx.recorder.record(
-            rs, NORMAL, "SuccessfulDelete", f"Deleted pod(s): {', '.join(name(p) for p in victims)}"
+        await self.ctx.recorder.normal(
+            rs, "SuccessfulDelete", f"Deleted pod(s): {', '.join(name(p) for p in victims)}"
         )
 
     async def _update_status(self, rs: Frozen, owned: list[Frozen], selector: Any) -> float | None:

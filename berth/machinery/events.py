@@ -42,7 +42,15 @@ class EventRecorder:
         self.window = aggregate_window
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, int, float]] = {}
 
-    async def record(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    async def normal(self, obj: Mapping[str, Any], reason: str, message: str) -> None:
+        await self.record(obj, type_=NORMAL, reason=reason, message=message)
+
+    async def warning(self, obj: Mapping[str, Any], reason: str, message: str) -> None:
+        await self.record(obj, type_=WARNING, reason=reason, message=message)
+
+    async def record(
+        self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str
+    ) -> None:
         m = meta(obj)
         ns = str(m.get("namespace") or "default")
         ident = (str(m.get("uid", "")), type_, reason, message)

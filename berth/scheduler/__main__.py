@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     async def lead(client: HttpClient, clock: Clock) -> None:
         informers = InformerFactory(client, clock=clock)
         recorder = EventRecorder(client, clock, component=args.scheduler_name)
-        scheduler = Scheduler(client, informers, clock, recorder, config)
+        scheduler = Scheduler(client, informers, clock, recorder=recorder, config=config)
         informers.start()
         try:
             await informers.wait_for_sync()

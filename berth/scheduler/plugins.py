@@ -66,7 +66,8 @@ def node_affinity(pod: PodInfo, node: NodeInfo) -> str | None:
         if labels.get(k) != v:
             return SELECTOR_MISMATCH
     if pod.affinity_terms and not any(
-        _term_matches(exprs, fields, labels, node.name) for exprs, fields in pod.affinity_terms
+        _term_matches(exprs, fields, labels=labels, name=node.name)
+        for exprs, fields in pod.affinity_terms
     ):
         return SELECTOR_MISMATCH
     return None
@@ -75,6 +76,7 @@ def node_affinity(pod: PodInfo, node: NodeInfo) -> str | None:
 def _term_matches(
     exprs: tuple[Requirement, ...],
     fields: tuple[Requirement, ...],
+    *,
     labels: Mapping[str, str],
     name: str,
 ) -> bool:

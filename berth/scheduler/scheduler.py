@@ -28,7 +28,7 @@ from berth.client import errors
 from berth.client.interface import ApiClient, bind
 from berth.client.resources import NODES, PODS, ObjectKey
 from berth.machinery.clock import Clock
-from berth.machinery.events import NORMAL, WARNING, EventRecorder
+from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, InformerFactory
 from berth.machinery.objects import Frozen, format_time, is_deleting, key_of, meta, name, namespace
 from berth.machinery.queue import WorkQueue
@@ -74,6 +74,7 @@ class Scheduler:
         client: ApiClient,
         informers: InformerFactory,
         clock: Clock,
+        *,
         recorder: EventRecorder,
         config: SchedulerConfig | None = None,
     ) -> None:
@@ -289,12 +290,12 @@ class Scheduler:
         self.scheduled += 1
         self._attempts.pop(ObjectKey(info.key), None)
         self.queue.forget(ObjectKey(info.key))
-        await self.recorder.record(
-            pod, NORMAL, "Scheduled", f"Successfully assigned {ns}/{pod_name} to {node}"
+        await self.recorder.normal(
+            pod, "Scheduled", f"Successfully assigned {ns}/{pod_name} to {node}"
         )
 
     async def _report_unschedulable(self, pod: Frozen, message: str) -> None:
-        await self.recorder.record(pod, WARNING, "FailedScheduling", message)
+        await self.recorder.warning(pod, "FailedScheduling", message)
         if not self.config.report_status:
             return
         cond = {

@@ -115,7 +115,7 @@ async def control_plane(
         sched_client,
         informers,
         clock,
-        EventRecorder(sched_client, clock, component="default-scheduler"),
+        recorder=EventRecorder(sched_client, clock, component="default-scheduler"),
     )
     runtime = SimulatedRuntime(clock, start_delay=start_delay)
     labels = node_labels or {}
@@ -136,7 +136,7 @@ async def control_plane(
         client("agent", "system:node:node-0", ("system:nodes",)),
         clock,
         runtime,
-        [NodeConfig(name=n, labels=labels.get(n, {})) for n in names],
+        nodes=[NodeConfig(name=n, labels=labels.get(n, {})) for n in names],
         server=server_cfg,
         renew_interval=renew_interval,
         status_report_interval=30.0,

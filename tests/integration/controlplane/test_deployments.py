@@ -134,7 +134,7 @@ def test_proportional_scaling_and_rollover(server: ServerHandle, tmp_path: Path)
             await c.kubectl("rollout", "status", "deployment/prop", "--timeout=30s")
 
             # An image whose pods never become ready stalls the rollout at 8 old + 5 new.
-            c.runtime.set_image_probe("nginx:broken", "readiness", False)
+            c.runtime.set_image_probe("nginx:broken", kind="readiness", ok=False)
             await c.api.patch(
                 DEPLOYMENTS,
                 "prop",
@@ -191,7 +191,7 @@ def test_rollout_status_reports_progress_deadline_exceeded(
                 "periodSeconds": 1,
             }
 
-            c.runtime.set_image_probe("nginx:1", "readiness", False)
+            c.runtime.set_image_probe("nginx:1", kind="readiness", ok=False)
             await c.api.create(DEPLOYMENTS, spec)
             out = await c.kubectl(
                 "rollout", "status", "deployment/stuck", "--timeout=30s", check=False

@@ -144,7 +144,7 @@ def test_kubectl_logs_are_served_by_the_agent(server: ServerHandle, tmp_path: Pa
             await c.kubectl("rollout", "status", "deployment/logs", "--timeout=30s")
             (pod,) = await c.pods(selector="app=logs")
             name = pod["metadata"]["name"]
-            c.runtime.append_log("default", name, "app", "hello from the simulated runtime")
+            c.runtime.append_log("default", name, "app", line="hello from the simulated runtime")
             out = await c.kubectl("logs", name)
             assert "started app (nginx:1)" in out
             assert "hello from the simulated runtime" in out

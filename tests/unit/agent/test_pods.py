@@ -27,7 +27,7 @@ class Rig:
             self.api,
             self.clock,
             self.runtime,
-            self.pods,
+            pods=self.pods,
             node_address=lambda n: "192.0.2.10" if n == "n1" else None,
             node_cidr=lambda _n: "10.244.3.0/24",
         )
@@ -159,14 +159,14 @@ def test_readiness_probe_gates_ready_and_liveness_failure_restarts() -> None:
                 {"name": "app", "image": "web:1", "readinessProbe": probe, "livenessProbe": probe}
             ]
         )
-        r.runtime.set_probe("default", "p", "app", "readiness", False)
+        r.runtime.set_probe("default", "p", "app", kind="readiness", ok=False)
         await r.sync()
         assert r.cond("Ready") == "False"
-        r.runtime.set_probe("default", "p", "app", "readiness", True)
+        r.runtime.set_probe("default", "p", "app", kind="readiness", ok=True)
         r.clock.advance(5)
         await r.sync()
         assert r.cond("Ready") == "True"
-        r.runtime.set_probe("default", "p", "app", "liveness", False)
+        r.runtime.set_probe("default", "p", "app", kind="liveness", ok=False)
         r.clock.advance(5)
         await r.sync()
         assert r.container()["restartCount"] == 0, "one failure is below the threshold"
@@ -221,7 +221,7 @@ def test_logs_of_current_and_previous_containers() -> None:
         r = Rig()
         r.add()
         await r.sync()
-        r.runtime.append_log("default", "p", "app", "hello")
+        r.runtime.append_log("default", "p", "app", line="hello")
         r.runtime.exit("default", "p", "app", code=1)
         await r.sync()
         current = r.manager.container_id("default", "p", "app")

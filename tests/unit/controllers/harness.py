@@ -70,7 +70,7 @@ class Harness:
                     PODS,
                     name,
                     "binding",
-                    {"target": {"kind": "Node", "name": pinned_node(pod) or "node-1"}},
+                    body={"target": {"kind": "Node", "name": pinned_node(pod) or "node-1"}},
                     namespace=ns,
                 )
             want_ready = "True" if ready(pod) else "False"

@@ -55,8 +55,8 @@ class Rig:
             self.api,
             self.informers,
             self.clock,
-            EventRecorder(self.api, self.clock, component="default-scheduler"),
-            config,
+            recorder=EventRecorder(self.api, self.clock, component="default-scheduler"),
+            config=config,
         )
 
     async def sync(self) -> None:
