@@ -4,9 +4,10 @@ top of :class:`~berth.runtime.runc.RuncRuntime` (runc containers, CNI pod networ
 Mapping:
 
 * ``create_sandbox(config)`` → :meth:`RuncRuntime.run_pod_sandbox`, pinning the agent's chosen
-  ``pod_ip`` through host-local IPAM; the sandbox id is the pod uid. Pod volumes are taken from
-  ``config.spec["volumes"]`` when the agent passes the pod spec there; a ``volumeMount`` naming
-  a volume the sandbox does not know gets an emptyDir (and a warning) instead of failing.
+  ``pod_ip`` through host-local IPAM; the sandbox id is the pod uid. ``config.spec`` (the pod's
+  API spec) supplies volumes, hostNetwork, hostname, securityContext, hostAliases and DNS
+  (ClusterFirst → ``cluster_dns``); a ``volumeMount`` naming a volume the sandbox does not
+  know gets an emptyDir instead of failing.
 * ``start_container(sandbox, config, attempt)`` → create + start; ``config.spec`` (the API
   container) supplies securityContext, resources and mounts; ``config.command/args/env`` win.
   The same (pod, name, attempt) twice returns the existing container.
@@ -37,7 +38,7 @@ from berth.network.command import SubprocessRunner
 from berth.network.podnet import PodNetwork, node_conflist
 from berth.runtime.errors import ContainerNotFound
 from berth.runtime.images import ImageService
-from berth.runtime.k8s import FilesFn, container_from_k8s, volume_from_k8s
+from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
 from berth.runtime.registry import RegistryClient
 from berth.runtime.runc import (
     DEFAULT_RUNC_ROOT,
@@ -112,9 +113,18 @@ class RuncAgentRuntime:
 
     name = "runc"
 
-    def __init__(self, runtime: RuncRuntime, *, files: FilesFn | None = None) -> None:
+    def __init__(
+        self,
+        runtime: RuncRuntime,
+        *,
+        files: FilesFn | None = None,
+        cluster_dns: str | None = None,
+        cluster_domain: str = "cluster.local",
+    ) -> None:
         self.rt = runtime
         self.files = files
+        self.cluster_dns = cluster_dns
+        self.cluster_domain = cluster_domain
 
     @classmethod
     def for_node(
@@ -125,6 +135,7 @@ class RuncAgentRuntime:
         runc_root: Path = DEFAULT_RUNC_ROOT,
         insecure_registries: frozenset[str] = frozenset(),
         files: FilesFn | None = None,
+        cluster_dns: str | None = None,
     ) -> RuncAgentRuntime:
         """Everything wired for a node: image store + registry client under ``state_dir``,
         CNI bridge/host-local/portmap for ``pod_cidr``, runc under ``runc_root``."""
@@ -141,33 +152,47 @@ class RuncAgentRuntime:
             runc_root=runc_root,
             runner=runner,
         )
-        return cls(runtime, files=files)
+        return cls(runtime, files=files, cluster_dns=cluster_dns)
 
     # ---- sandboxes ----------------------------------------------------------------------------
 
     def _pod(self, uid: str) -> PodSpec:
+        """The sandbox's pod, rebuilt from what :meth:`create_sandbox` stored (volume kinds
+        only: their content is already in place)."""
         record = self.rt.sandboxes.record(PodUID(uid))
         if record is None:
             raise ContainerNotFound(f"no sandbox {uid} on this node")
-        volumes = tuple(_volume_shape(v) for v in record.extra.get("volumes") or [])  # type: ignore[attr-defined]
-        return PodSpec(
-            uid=PodUID(uid), namespace=record.namespace, name=record.name, volumes=volumes
-        )
+        stored = record.extra.get("spec")
+        spec = dict(stored) if isinstance(stored, dict) else {}
+        volumes = spec.pop("volumes", None) or []
+        doc = {"metadata": {"uid": uid, "namespace": record.namespace, "name": record.name}}
+        pod, _ = pod_from_k8s({**doc, "spec": {**spec, "containers": []}})
+        return dataclasses.replace(pod, volumes=tuple(_volume_shape(v) for v in volumes))
+
+    def _dns(self, namespace: str, spec: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
+        """Nameservers and search path for ``dnsPolicy`` ClusterFirst (the default)."""
+        policy = str(spec.get("dnsPolicy") or "ClusterFirst")
+        if self.cluster_dns is None or policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
+            return (), ()
+        if spec.get("hostNetwork") and policy == "ClusterFirst":
+            return (), ()
+        domain = self.cluster_domain
+        return (self.cluster_dns,), (f"{namespace}.svc.{domain}", f"svc.{domain}", domain)
 
     async def create_sandbox(self, config: SandboxConfig) -> str:
-        pod_spec: Mapping[str, Any] = getattr(config, "spec", None) or {}
-        volume_docs = [dict(v) for v in pod_spec.get("volumes") or []]
-        pod = PodSpec(
-            uid=PodUID(config.uid),
-            namespace=config.namespace,
-            name=config.name,
-            hostname=str(pod_spec.get("hostname") or ""),
-            volumes=tuple(volume_from_k8s(v, self.files) for v in volume_docs),
+        spec = {k: v for k, v in config.spec.items() if k not in ("containers", "initContainers")}
+        nameservers, searches = self._dns(config.namespace, spec)
+        doc = {"metadata": {"uid": config.uid, "namespace": config.namespace, "name": config.name}}
+        pod, _ = pod_from_k8s(
+            {**doc, "spec": {**spec, "containers": []}},
+            files=self.files,
+            dns_nameservers=nameservers,
+            dns_searches=searches,
         )
         await self.rt.run_pod_sandbox(
             pod,
             requested_ip=config.pod_ip or None,
-            extra={"node": config.node, "labels": dict(config.labels), "volumes": volume_docs},
+            extra={"node": config.node, "labels": dict(config.labels), "spec": spec},
         )
         return config.uid
 

@@ -231,13 +231,17 @@ from berth.runtime.cli import _runtime, parser
 
 args = parser().parse_args(["--state-dir", "{state}", "--pod-cidr", "{cidr}",
                             "--insecure-registry", "{registry}", "status"])
-agent = RuncAgentRuntime(_runtime(args))
-spec = {{"name": "web", "image": "{image}", "ports": [{{"name": "http", "containerPort": 8080}}]}}
+agent = RuncAgentRuntime(_runtime(args), cluster_dns="10.96.0.10",
+                         files=lambda kind, name: {{"greeting": b"hello from " + name.encode()}})
+spec = {{"name": "web", "image": "{image}", "ports": [{{"name": "http", "containerPort": 8080}}],
+        "volumeMounts": [{{"name": "cfg", "mountPath": "/cfg"}}]}}
+pod_spec = {{"volumes": [{{"name": "cfg", "configMap": {{"name": "web-cfg"}}}}],
+            "hostAliases": [{{"ip": "10.0.0.9", "hostnames": ["db"]}}]}}
 
 async def main():
     out = {{}}
     sid = await agent.create_sandbox(SandboxConfig(namespace="default", name="agent-pod",
-        uid="{uid}", node="n1", pod_ip="{ip}", labels={{"app": "agent"}}))
+        uid="{uid}", node="n1", pod_ip="{ip}", labels={{"app": "agent"}}, spec=pod_spec))
     cid = await agent.start_container(sid, ContainerConfig(name="web", image="{image}",
         command=("/bin/httpd", "-f", "-v", "-p", "8080", "-h", "/"), spec=spec), attempt=0)
     again = await agent.start_container(sid, ContainerConfig(name="web", image="{image}",
@@ -252,6 +256,10 @@ async def main():
     out["exec"] = await probe({{"exec": {{"command": ["cat", "/etc/passwd"]}}}})
     out["exec_fail"] = await probe({{"exec": {{"command": ["false"]}}}})
     out["logs"] = b"".join([c async for c in agent.logs(cid)]).decode()
+    run = lambda *argv: agent.rt.exec_in_container(cid, argv)
+    out["configmap"] = (await run("cat", "/cfg/greeting")).stdout.decode()
+    out["resolv"] = (await run("cat", "/etc/resolv.conf")).stdout.decode().splitlines()
+    out["hosts"] = (await run("grep", "db", "/etc/hosts")).stdout.decode().split()
     (sb,) = [s for s in await agent.list_sandboxes() if s.id == sid]
     out["ip"] = sb.config.pod_ip
     out["labels"] = dict(sb.config.labels)
@@ -284,6 +292,13 @@ def test_agent_protocol_adapter_runs_a_pod_with_the_agents_ip_and_probes(
         "tcp_closed": False,
         "exec": True,
         "exec_fail": False,
+        "configmap": "hello from web-cfg",
+        "resolv": [
+            "nameserver 10.96.0.10",
+            "search default.svc.cluster.local svc.cluster.local cluster.local",
+            "options ndots:5",
+        ],
+        "hosts": ["10.0.0.9", "db"],
         "ip": "10.244.1.77",
         "labels": {"app": "agent"},
         "phases": ["running"],

@@ -15,6 +15,7 @@ from berth.runtime.errors import ContainerError
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import configmap_files, parse_quantity, pod_from_k8s, secret_files
 from berth.runtime.runc import ContainerState, ContainerStatus, RuncRuntime
+from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import (
     ContainerID,
     EmptyDir,
@@ -186,3 +187,33 @@ def test_quantities_and_refusals() -> None:
     with pytest.raises(ContainerError, match="valueFrom"):
         pod_from_k8s(value_from)
     assert pod_from_k8s(value_from, env_from=lambda c, e: "v")[1][0].env == (("X", "v"),)
+
+
+def test_sandbox_pod_is_rebuilt_from_the_stored_spec(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+    adapter.cluster_dns = "10.96.0.10"
+    spec = {
+        "hostNetwork": True,
+        "volumes": [
+            {"name": "c", "configMap": {"name": "x", "items": [{"key": "k", "path": "p"}]}},
+            {"name": "s", "secret": {"secretName": "y"}},
+            {"name": "h", "hostPath": {"path": "/var/log"}},
+            {"name": "e", "emptyDir": {}},
+        ],
+    }
+    pod_dir = adapter.rt.sandboxes.pod_dir(PodUID("u1"))
+    pod_dir.mkdir(parents=True)
+    SandboxRecord(uid="u1", namespace="ns", name="p", netns="", extra={"spec": spec}).save(
+        pod_dir / "sandbox.json"
+    )
+    pod = adapter._pod("u1")
+    assert pod.host_network is True
+    assert [type(v.source).__name__ for v in pod.volumes] == [
+        "FilesVolume", "FilesVolume", "HostPath", "EmptyDir",
+    ]  # fmt: skip
+    assert adapter._dns("shop", {}) == (
+        ("10.96.0.10",),
+        ("shop.svc.cluster.local", "svc.cluster.local", "cluster.local"),
+    )
+    assert adapter._dns("shop", {"dnsPolicy": "Default"}) == ((), ())
+    assert adapter._dns("shop", {"hostNetwork": True}) == ((), ()), "host DNS for host network"
