@@ -64,8 +64,10 @@ class Subscriber:
         """Events queued so far, waiting up to ``wait_seconds`` for the first."""
         if not self.queue and not self.overflowed and not self.closed:
             self.wakeup.clear()
+            # asyncio.timeout, not wait_for: no extra task per wait (1,000s of watchers).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), wait_seconds)
+                async with asyncio.timeout(wait_seconds):
+                    await self.wakeup.wait()
         batch = list(self.queue)
         self.queue.clear()
         return batch
