@@ -5,16 +5,57 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
+from pathlib import Path
 
-from berth.agent.config import AgentConfigError, load_config
+from berth.agent.config import AgentConfig, AgentConfigError, load_config
 from berth.agent.fleet import Fleet
+from berth.agent.node import NodeAgent
+from berth.agent.runtime import Runtime
 from berth.agent.simulated import SimulatedRuntime
 from berth.client.http import HttpClient
+from berth.client.interface import ApiClient
 from berth.client.kubeconfig import KubeconfigError
-from berth.machinery.clock import RealClock
+from berth.client.resources import NODES
+from berth.machinery.clock import Clock, RealClock
 from berth.machinery.component import setup_logging
+
+log = logging.getLogger("berth.agent")
+
+
+async def _pod_cidr(client: ApiClient, clock: Clock, node: str) -> str:
+    """Wait until the controller manager has given ``node`` its podCIDR."""
+    waited = 0.0
+    while True:
+        obj = await client.get(NODES, node)
+        cidr = str((obj.get("spec") or {}).get("podCIDR") or "")
+        if cidr:
+            return cidr
+        if waited in (0.0, 30.0):
+            log.info("node %s: waiting for a podCIDR from the controller manager", node)
+        await clock.sleep(1.0)
+        waited += 1.0
+
+
+async def _make_runtime(config: AgentConfig, clock: Clock, client: ApiClient) -> Runtime:
+    if config.runtime == "simulated":
+        return SimulatedRuntime(clock, start_delay=config.start_delay, stop_delay=config.stop_delay)
+    # runc: the pod network is configured from the node's podCIDR, so register first.
+    node = config.nodes[0]
+    port = config.server.port if config.server else 10250
+    await NodeAgent(client, clock, node, runtime_name="runc", daemon_port=port).register()
+    cidr = await _pod_cidr(client, clock, node.name)
+    # Imported here: only real nodes need the runc/CNI stack (and its dependencies).
+    from berth.runtime.agent_runtime import RuncAgentRuntime  # noqa: PLC0415
+
+    return RuncAgentRuntime.for_node(
+        pod_cidr=cidr,
+        state_dir=Path(config.runc.state_dir),
+        runc_root=Path(config.runc.runc_root),
+        insecure_registries=frozenset(config.runc.insecure_registries),
+    )
 
 
 async def _run(config_path: str) -> None:
@@ -26,7 +67,8 @@ async def _run(config_path: str) -> None:
         for n in config.nodes
         if n.kubeconfig
     }
-    runtime = SimulatedRuntime(clock, start_delay=config.start_delay, stop_delay=config.stop_delay)
+    first = config.nodes[0].name
+    runtime = await _make_runtime(config, clock, node_clients.get(first, client))
     fleet = Fleet(
         client,
         clock,

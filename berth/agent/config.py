@@ -36,6 +36,13 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RuncConfig:
+    state_dir: str = "/var/lib/berth/runtime"
+    runc_root: str = "/run/berth/runc"
+    insecure_registries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     kubeconfig: str
     nodes: tuple[NodeConfig, ...]
@@ -48,6 +55,7 @@ class AgentConfig:
     status_check_interval: float = 10.0
     workers: int = 8
     server: ServerConfig | None = None
+    runc: RuncConfig = field(default_factory=RuncConfig)
 
 
 def _node(raw: dict[str, Any], where: str) -> NodeConfig:
@@ -90,8 +98,22 @@ def load_config(path: str | Path) -> AgentConfig:
         nodes.append(_node({**template, "name": f"{sim.get('namePrefix', 'sim-')}{i}"}, str(path)))
     if not nodes:
         raise AgentConfigError(f"{path}: no nodes (set nodes: or simulate.count)")
-    if raw.get("runtime", "simulated") != "simulated":
-        raise AgentConfigError(f"{path}: runtime {raw.get('runtime')!r} is not supported yet")
+    runtime = str(raw.get("runtime", "simulated"))
+    if runtime not in ("simulated", "runc"):
+        raise AgentConfigError(
+            f"{path}: runtime: {runtime!r} is not a runtime (use simulated or runc)"
+        )
+    if runtime == "runc" and len(nodes) != 1:
+        raise AgentConfigError(
+            f"{path}: runtime runc runs exactly one node per agent (found {len(nodes)})"
+        )
+    runc_raw = raw.get("runc") or {}
+    defaults = RuncConfig()
+    runc = RuncConfig(
+        state_dir=str(runc_raw.get("stateDir", defaults.state_dir)),
+        runc_root=str(runc_raw.get("runcRoot", defaults.runc_root)),
+        insecure_registries=tuple(str(r) for r in runc_raw.get("insecureRegistries") or ()),
+    )
     server = raw.get("server")
 
     def resolve(p: str) -> str:
@@ -100,7 +122,8 @@ def load_config(path: str | Path) -> AgentConfig:
     return AgentConfig(
         kubeconfig=resolve(str(raw["kubeconfig"])),
         nodes=tuple(nodes),
-        runtime="simulated",
+        runtime=runtime,
+        runc=runc,
         start_delay=float(raw.get("startDelay", 0.0)),
         stop_delay=float(raw.get("stopDelay", 0.0)),
         lease_duration=int(raw.get("leaseDurationSeconds", 40)),

@@ -45,6 +45,7 @@ class Fleet:
         status_check_interval: float | None = None,
         workers: int = 8,
         node_clients: Mapping[str, ApiClient] | None = None,
+        relist_period: float | None = None,
     ) -> None:
         """``client`` watches pods; each node writes with ``node_clients[name]`` when given
         (its own identity, as the API server's node restriction requires), else ``client``."""
@@ -54,6 +55,12 @@ class Fleet:
         self.server = server
         port = server.port if server else 10250
         self.node_clients = dict(node_clients or {})
+        # Runtimes that cannot notify container changes are polled (the simulated one notifies).
+        self.relist_period = (
+            relist_period
+            if relist_period is not None or isinstance(runtime, SimulatedRuntime)
+            else 1.0
+        )
         self.agents = {
             n.name: NodeAgent(
                 self.node_clients.get(n.name, client),
@@ -128,9 +135,21 @@ class Fleet:
             self._node_tasks[agent.name] = task
             self._tasks.append(task)
         await asyncio.gather(*(a.registered.wait() for a in self.agents.values()))
+        adopted = await self.manager.recover(set(self.agents))
+        if adopted:
+            log.info(
+                "adopted %d pod(s) still running in the %s runtime", adopted, self.runtime.name
+            )
         self._tasks.append(asyncio.create_task(self.pods.run(), name="agent-pod-informer"))
         await self.pods.wait_synced()
         self._tasks.append(asyncio.create_task(self.manager.controller.run(), name="agent-pods"))
+        if self.relist_period:
+            self._tasks.append(asyncio.create_task(self._relist_loop(self.relist_period)))
+
+    async def _relist_loop(self, period: float) -> None:
+        while True:
+            await self.clock.sleep(period)
+            self.manager.relist()
 
     async def stop_node(self, node: str) -> None:
         """Simulate a node dying: its heartbeats stop and its pods are no longer managed

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -115,6 +115,11 @@ class IPAllocator:
                 return ip
         raise RuntimeError(f"no free pod IPs in {net} on node {node}")
 
+    def claim(self, node: str, ip: str) -> None:
+        """Mark ``ip`` used (recovered after a restart)."""
+        self._used.setdefault(node, set()).add(ip)
+        self._fallback_used.add(ip)
+
     def release(self, node: str, ip: str) -> None:
         self._used.get(node, set()).discard(ip)
         self._fallback_used.discard(ip)
@@ -157,6 +162,46 @@ class PodManager:
 
     def on_sandbox_change(self, config: SandboxConfig) -> None:
         self.queue.add(make_key(config.namespace, config.name))
+
+    def relist(self) -> None:
+        """Enqueue every pod this manager runs (for runtimes that do not notify changes, the
+        kubelet's "PLEG relist": exits and probe deadlines are noticed on the next pass)."""
+        for key in list(self.records):
+            self.queue.add(key)
+
+    async def recover(self, nodes: Collection[str]) -> int:
+        """Adopt what the runtime still runs for ``nodes`` after an agent restart, so pods
+        keep their containers, IPs and restart counts. Returns how many pods were adopted."""
+        adopted = 0
+        for sb in await self.runtime.list_sandboxes():
+            cfg = sb.config
+            if cfg.node not in nodes:
+                continue
+            key = make_key(cfg.namespace, cfg.name)
+            rec = PodRecord(uid=cfg.uid, key=key, node=cfg.node, sandbox=sb.id, pod_ip=cfg.pod_ip)
+            by_name: dict[str, list[ContainerStatus]] = {}
+            for st in sb.containers:
+                by_name.setdefault(st.name, []).append(st)
+            for cname, attempts in by_name.items():
+                attempts.sort(key=lambda st: st.attempt)
+                latest = attempts[-1]
+                cr = ContainerRecord(cname, current=latest.id, restarts=latest.attempt)
+                cr.last_status = latest
+                # No probe state survives a restart: assume started (a startup probe that
+                # already passed) and let readiness be re-probed.
+                cr.started = True
+                if len(attempts) > 1:
+                    cr.previous, cr.previous_status = attempts[-2].id, attempts[-2]
+                rec.containers[cname] = cr
+                first = attempts[0].created_at
+                if rec.start_time is None or first < rec.start_time:
+                    rec.start_time = first
+            if cfg.pod_ip:
+                self.ips.claim(cfg.node, cfg.pod_ip)
+            self.records[key] = rec
+            self.queue.add(key)
+            adopted += 1
+        return adopted
 
     # ---- reconcile ----------------------------------------------------------------------
     async def reconcile(self, key: ObjectKey) -> None:

@@ -33,6 +33,20 @@ def test_nodes_and_simulated_fleet(tmp_path: Path) -> None:
     assert config.server.port == 10260
     assert config.server.cert_file == str(tmp_path / "tls.crt")
     assert config.start_delay == 0.5
+    assert config.runtime == "simulated"
+
+
+def test_runc_runtime_settings(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        "kubeconfig: kc\nruntime: runc\nnodes: [{name: n1}]\n"
+        "runc: {stateDir: /srv/rt, insecureRegistries: [10.0.0.1:5000]}\n"
+    )
+    config = load_config(cfg)
+    assert config.runtime == "runc"
+    assert config.runc.state_dir == "/srv/rt"
+    assert config.runc.runc_root == "/run/berth/runc"
+    assert config.runc.insecure_registries == ("10.0.0.1:5000",)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +55,8 @@ def test_nodes_and_simulated_fleet(tmp_path: Path) -> None:
         ("nodes: [{name: a}]\n", "kubeconfig is required"),
         ("kubeconfig: kc\n", "no nodes"),
         ("kubeconfig: kc\nnodes: [{address: 1.2.3.4}]\n", r"nodes\[0\]: name is required"),
-        ("kubeconfig: kc\nruntime: runc\nnodes: [{name: a}]\n", "not supported"),
+        ("kubeconfig: kc\nruntime: docker\nnodes: [{name: a}]\n", "not a runtime"),
+        ("kubeconfig: kc\nruntime: runc\nsimulate: {count: 2}\n", "exactly one node"),
     ],
 )
 def test_errors_name_the_file_and_field(tmp_path: Path, text: str, message: str) -> None:

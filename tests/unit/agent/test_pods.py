@@ -237,3 +237,37 @@ def test_logs_of_current_and_previous_containers() -> None:
         assert b"started app" in tail[0]
 
     run(body())
+
+
+def test_restarted_agent_adopts_running_containers() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add()
+        r.runtime.script_exit("default", "p", "app", after=1.0, code=1)
+        await r.sync()
+        r.clock.advance(1.0)  # crash once: restartCount 1
+        await r.sync()
+        before = r.container()
+        assert before["restartCount"] == 1
+        # A new agent process (same runtime, empty memory) adopts instead of restarting.
+        fresh = PodManager(
+            r.api,
+            r.clock,
+            r.runtime,
+            pods=r.pods,
+            node_address=lambda n: "192.0.2.10" if n == "n1" else None,
+            node_cidr=lambda _n: "10.244.3.0/24",
+        )
+        assert await fresh.recover({"n1"}) == 1
+        assert await fresh.recover({"other-node"}) == 0
+        r.manager = fresh
+        starts = len([a for a in r.api.actions])
+        await r.sync()
+        after = r.container()
+        assert after["containerID"] == before["containerID"]
+        assert after["restartCount"] == 1
+        assert r.status()["podIP"] == "10.244.3.2"
+        assert len(r.api.actions) == starts, "nothing changed, nothing written"
+        assert fresh.ips.allocate("n1", "10.244.3.0/24") == "10.244.3.3", "adopted IP is taken"
+
+    run(body())
