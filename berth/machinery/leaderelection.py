@@ -133,9 +133,18 @@ class LeaderElector:
                 if not work.done():
                     work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
-            if work.done() and not work.cancelled() and work.exception() is None:
+            failure = work.exception() if work.done() and not work.cancelled() else None
+            if work.done() and not work.cancelled() and failure is None:
                 return  # the work finished on its own
-            log.warning("leader election: %s lost leadership of %s", cfg.identity, cfg.name)
+            if failure is not None:
+                # The work crashed while leading: say why, and pause before leading again so a
+                # persistent failure does not spin.
+                log.error(
+                    "leader election: %s: work failed: %s", cfg.name, failure, exc_info=failure
+                )
+                await self.clock.sleep(cfg.retry_period)
+            else:
+                log.warning("leader election: %s lost leadership of %s", cfg.identity, cfg.name)
 
     async def _renew_until_lost(self, work: asyncio.Task[None]) -> None:
         cfg = self.config

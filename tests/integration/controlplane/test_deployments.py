@@ -199,3 +199,22 @@ def test_rollout_status_reports_progress_deadline_exceeded(
             assert 'deployment "stuck" exceeded its progress deadline' in out
 
     run(body())
+
+
+def test_paused_deployment_waits_for_resume(server: ServerHandle, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with control_plane(server, tmp_path) as c:
+            await c.api.create(DEPLOYMENTS, deployment("paused", replicas=2))
+            await c.kubectl("rollout", "status", "deployment/paused", "--timeout=30s")
+            await c.kubectl("rollout", "pause", "deployment/paused")
+            await set_image(c, "paused", "nginx:2")
+            await asyncio.sleep(1.0)
+            assert len(await replicasets(c, "paused")) == 1, "no rollout while paused"
+            assert await running_images(c, "paused") == {"nginx:1": 2}
+            await c.kubectl("rollout", "resume", "deployment/paused")
+            await c.kubectl("rollout", "status", "deployment/paused", "--timeout=30s")
+            await wait_until(
+                lambda: _equals(running_images(c, "paused"), {"nginx:2": 2}), what="resumed"
+            )
+
+    run(body())
