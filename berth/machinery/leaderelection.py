@@ -150,7 +150,14 @@ class LeaderElector:
         cfg = self.config
         try:
             while not work.done():
-                await self.clock.sleep(cfg.retry_period)
+                # Wake for the next renewal, or as soon as the work ends on its own.
+                tick = asyncio.ensure_future(self.clock.sleep(cfg.retry_period))
+                try:
+                    await asyncio.wait({tick, work}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    tick.cancel()
+                if work.done():
+                    return
                 if await self.try_acquire_or_renew():
                     self._last_renew = self.clock.monotonic()
                 elif self.clock.monotonic() - self._last_renew >= cfg.renew_deadline:

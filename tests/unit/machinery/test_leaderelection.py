@@ -86,3 +86,28 @@ def test_run_cancels_work_when_renewal_fails_past_deadline() -> None:
         await asyncio.gather(runner, return_exceptions=True)
 
     asyncio.run(body())
+
+
+def test_crashing_work_is_restarted_after_a_pause_while_still_leading() -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        api = FakeClient(now=clock.now)
+        a, _ = electors(clock, api)
+        runs = 0
+
+        async def lead() -> None:
+            nonlocal runs
+            runs += 1
+            raise RuntimeError("controller exploded")
+
+        runner = asyncio.create_task(a.run(lead))
+        await clock.step(0)
+        assert runs == 1
+        await clock.step(1.9)
+        assert runs == 1, "no immediate respin"
+        await clock.step(0.2)
+        assert runs == 2
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+    asyncio.run(body())
