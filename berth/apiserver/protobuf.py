@@ -72,6 +72,94 @@ RESOURCE_ATTRS: Schema = {
 }
 NON_RESOURCE_ATTRS: Schema = {1: ("path", "string", None), 2: ("verb", "string", None)}
 
+INT_OR_STRING: Schema = {
+    1: ("type", "int", None),
+    2: ("intVal", "int", None),
+    3: ("strVal", "string", None),
+}
+LABEL_SELECTOR: Schema = {
+    1: ("matchLabels", "map_ss", None),
+    2: (
+        "matchExpressions",
+        "rmsg",
+        {
+            1: ("key", "string", None),
+            2: ("operator", "string", None),
+            3: ("values", "rstring", None),
+        },
+    ),
+}
+CONTAINER_PORT: Schema = {
+    1: ("name", "string", None),
+    2: ("hostPort", "int", None),
+    3: ("containerPort", "int", None),
+    4: ("protocol", "string", None),
+    5: ("hostIP", "string", None),
+}
+ENV_VAR: Schema = {1: ("name", "string", None), 2: ("value", "string", None)}
+RESOURCES: Schema = {1: ("limits", "map_sq", None), 2: ("requests", "map_sq", None)}
+CONTAINER: Schema = {
+    1: ("name", "string", None),
+    2: ("image", "string", None),
+    3: ("command", "rstring", None),
+    4: ("args", "rstring", None),
+    5: ("workingDir", "string", None),
+    6: ("ports", "rmsg", CONTAINER_PORT),
+    7: ("env", "rmsg", ENV_VAR),
+    8: ("resources", "msg", RESOURCES),
+    13: ("terminationMessagePath", "string", None),
+    14: ("imagePullPolicy", "string", None),
+    16: ("stdin", "bool", None),
+    17: ("stdinOnce", "bool", None),
+    18: ("tty", "bool", None),
+    20: ("terminationMessagePolicy", "string", None),
+}
+POD_SPEC: Schema = {
+    2: ("containers", "rmsg", CONTAINER),
+    3: ("restartPolicy", "string", None),
+    4: ("terminationGracePeriodSeconds", "int", None),
+    6: ("dnsPolicy", "string", None),
+    7: ("nodeSelector", "map_ss", None),
+    8: ("serviceAccountName", "string", None),
+    10: ("nodeName", "string", None),
+    11: ("hostNetwork", "bool", None),
+    19: ("schedulerName", "string", None),
+    20: ("initContainers", "rmsg", CONTAINER),
+    24: ("priorityClassName", "string", None),
+}
+POD_TEMPLATE: Schema = {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", POD_SPEC)}
+SERVICE_PORT: Schema = {
+    1: ("name", "string", None),
+    2: ("protocol", "string", None),
+    3: ("port", "int", None),
+    4: ("targetPort", "intorstr", INT_OR_STRING),
+    5: ("nodePort", "int", None),
+}
+POLICY_RULE: Schema = {
+    1: ("verbs", "rstring", None),
+    2: ("apiGroups", "rstring", None),
+    3: ("resources", "rstring", None),
+    4: ("resourceNames", "rstring", None),
+    5: ("nonResourceURLs", "rstring", None),
+}
+SUBJECT: Schema = {
+    1: ("kind", "string", None),
+    2: ("apiGroup", "string", None),
+    3: ("name", "string", None),
+    4: ("namespace", "string", None),
+}
+ROLE_REF: Schema = {
+    1: ("apiGroup", "string", None),
+    2: ("kind", "string", None),
+    3: ("name", "string", None),
+}
+BINDING: Schema = {
+    1: ("metadata", "msg", OBJECT_META),
+    2: ("subjects", "rmsg", SUBJECT),
+    3: ("roleRef", "msg", ROLE_REF),
+}
+ROLE: Schema = {1: ("metadata", "msg", OBJECT_META), 2: ("rules", "rmsg", POLICY_RULE)}
+
 KINDS: dict[str, Schema] = {
     "ConfigMap": {
         1: ("metadata", "msg", OBJECT_META),
@@ -98,6 +186,56 @@ KINDS: dict[str, Schema] = {
     },
     "Eviction": {1: ("metadata", "msg", OBJECT_META), 2: ("deleteOptions", "msg", DELETE_OPTIONS)},
     "DeleteOptions": DELETE_OPTIONS,
+    "Pod": {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", POD_SPEC)},
+    "Deployment": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: (
+            "spec",
+            "msg",
+            {
+                1: ("replicas", "int", None),
+                2: ("selector", "msg", LABEL_SELECTOR),
+                3: ("template", "msg", POD_TEMPLATE),
+                4: ("strategy", "msg", {1: ("type", "string", None)}),
+                5: ("minReadySeconds", "int", None),
+                6: ("revisionHistoryLimit", "int", None),
+                7: ("paused", "bool", None),
+                9: ("progressDeadlineSeconds", "int", None),
+            },
+        ),
+    },
+    "Service": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: (
+            "spec",
+            "msg",
+            {
+                1: ("ports", "rmsg", SERVICE_PORT),
+                2: ("selector", "map_ss", None),
+                3: ("clusterIP", "string", None),
+                4: ("type", "string", None),
+                5: ("externalIPs", "rstring", None),
+                7: ("sessionAffinity", "string", None),
+                10: ("externalName", "string", None),
+            },
+        ),
+    },
+    "PodDisruptionBudget": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: (
+            "spec",
+            "msg",
+            {
+                1: ("minAvailable", "intorstr", INT_OR_STRING),
+                2: ("selector", "msg", LABEL_SELECTOR),
+                3: ("maxUnavailable", "intorstr", INT_OR_STRING),
+            },
+        ),
+    },
+    "Role": ROLE,
+    "ClusterRole": ROLE,
+    "RoleBinding": BINDING,
+    "ClusterRoleBinding": BINDING,
     "SelfSubjectAccessReview": {
         1: ("metadata", "msg", OBJECT_META),
         2: (
@@ -110,6 +248,28 @@ KINDS: dict[str, Schema] = {
         ),
     },
 }
+
+
+# Go pointer fields (optional in proto2): present on the wire only when set, so a zero is a
+# real value. Every other scalar is always written by Go, and JSON would omit its zero.
+KEEP_ZERO = frozenset(
+    {
+        "gracePeriodSeconds",
+        "replicas",
+        "terminationGracePeriodSeconds",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+        "deletionGracePeriodSeconds",
+        "activeDeadlineSeconds",
+        "automountServiceAccountToken",
+        "immutable",
+        "orphanDependents",
+        "controller",
+        "blockOwnerDeletion",
+        "type",
+        "intVal",
+    }
+)
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -195,9 +355,11 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
         elif kind == "int":
             if not isinstance(value, int):
                 raise bad_request(f"protobuf field {name} has the wrong wire type")
-            obj[name] = _signed(value)
+            if value or name in KEEP_ZERO:
+                obj[name] = _signed(value)
         elif kind == "bool":
-            obj[name] = bool(value)
+            if value or name in KEEP_ZERO:
+                obj[name] = bool(value)
         elif kind == "msg":
             obj[name] = decode_message(value if isinstance(value, bytes) else b"", sub)
         elif kind == "rmsg":
@@ -212,10 +374,18 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
         elif kind == "map_sb":
             k, v = _map_entry(value)
             obj.setdefault(name, {})[k] = base64.b64encode(v).decode()
+        elif kind == "map_sq":  # map<string, Quantity{string=1}>
+            k, v = _map_entry(value)
+            q = decode_message(v, {1: ("string", "string", None)})
+            obj.setdefault(name, {})[k] = q.get("string", "0")
+        elif kind == "intorstr":
+            ios = decode_message(value if isinstance(value, bytes) else b"", sub)
+            obj[name] = ios.get("strVal", "") if ios.get("type") == 1 else ios.get("intVal", 0)
         elif kind == "time":
             t = decode_message(value if isinstance(value, bytes) else b"", TIME)
             seconds = t.get("seconds", 0)
-            obj[name] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if seconds:  # Go's zero Time is JSON null
+                obj[name] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return obj
 
 

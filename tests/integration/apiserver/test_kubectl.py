@@ -261,6 +261,34 @@ def test_create_and_delete(kubectl: Kubectl, ns: str, tmp_path: Path) -> None:
     assert kubectl("delete", "-n", ns, "-f", str(path)).strip() == 'service "front" deleted'
 
 
+def test_create_typed_generators(kubectl: Kubectl, ns: str, api: k8s.ApiClient) -> None:
+    """kubectl 1.32 sends these as protobuf; 1.20 as JSON. Both must store the same object."""
+    out = kubectl(
+        "create", "deployment", "gen", "-n", ns, "--image=nginx:1.25", "--replicas=3", "--port=8080"
+    )
+    assert out.strip() == "deployment.apps/gen created"
+    d = apps_api(api).read_namespaced_deployment("gen", ns)
+    assert d.spec.replicas == 3
+    assert d.spec.selector.match_labels == {"app": "gen"}
+    c = d.spec.template.spec.containers[0]
+    assert (c.name, c.image, c.ports[0].container_port) == ("nginx", "nginx:1.25", 8080)
+    assert c.ports[0].host_port is None  # Go's zero values do not leak into the object
+    assert d.spec.template.metadata.creation_timestamp is None
+    kubectl("create", "role", "gen-reader", "-n", ns, "--verb=get,list", "--resource=pods")
+    kubectl("create", "rolebinding", "gen-reader", "-n", ns, "--role=gen-reader", "--user=dana")
+    rb = json.loads(kubectl("get", "rolebinding", "gen-reader", "-n", ns, "-o", "json"))
+    assert rb["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "gen-reader",
+    }
+    assert rb["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dana"}
+    ]
+    rows = table(kubectl("get", "rolebinding", "gen-reader", "-n", ns))
+    assert rows[1][:2] == ["gen-reader", "Role/gen-reader"]
+
+
 def test_get_watch_sees_a_change(kubectl: Kubectl, ns: str, api: k8s.ApiClient) -> None:
     lines: list[str] = []
     seen = threading.Event()
