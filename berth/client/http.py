@@ -227,8 +227,10 @@ class HttpClient:
         if timeout_seconds is not None:
             params["timeoutSeconds"] = str(timeout_seconds)
         url = self.server + resource.collection_path(namespace) + "?" + urlencode(params)
-        # No total timeout: the server ends the stream after timeoutSeconds.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout)
+        # No total timeout: the server ends the stream after timeoutSeconds. A read timeout a
+        # minute beyond that catches a server that vanished without closing the connection.
+        idle = (timeout_seconds or 300) + 60
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=idle)
         async with self._sess().get(url, timeout=timeout) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
