@@ -631,21 +631,13 @@ class DeploymentController:
                     namespace=namespace(d),
                     subresource="status",
                 )
-        cond = (
-            next(c for c in conds if c["type"] == "Progressing")
-            if any(c["type"] == "Progressing" for c in conds)
-            else None
+        cond = next((c for c in conds if c["type"] == "Progressing"), None)
+        in_progress = cond is not None and cond["reason"] in (
+            "ReplicaSetUpdated",
+            "NewReplicaSetCreated",
         )
-        if (
-            retry is None
-            and deadline is not None
-            and cond is not None
-            and cond["reason"]
-            in (
-                "ReplicaSetUpdated",
-                "NewReplicaSetCreated",
-            )
-        ):
+        if retry is None and deadline is not None and in_progress:
+            # Progress was just made: check the deadline again when it could expire.
             retry = float(deadline) + 0.01
         if retry is not None:
             raise Retry(retry, "checking the progress deadline")

@@ -1,3 +1,5 @@
+"""FakeClock: timers fire in deadline order on advance; sleep returns only when time moves."""
+
 from __future__ import annotations
 
 import asyncio
