@@ -576,6 +576,7 @@ class ApiServer:
                     body.get("deleteOptions") if isinstance(body, dict) else None
                 )
                 self._authorize_as(user, "delete", route)
+                await reg.check_disruption_budgets(route.namespace, route.name)
                 await reg.delete(rd, route.namespace, route.name, opts, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/eviction")
             if route.subresource:

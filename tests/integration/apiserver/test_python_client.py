@@ -254,3 +254,57 @@ def test_namespace_deletion_removes_content(api: k8s.ApiClient) -> None:
         core.read_namespace("doomed")
     assert exc.value.status == 404
     assert core.list_namespaced_config_map("doomed").items == []
+
+
+def test_eviction_respects_disruption_budgets(api: k8s.ApiClient, raw: Raw) -> None:
+    core = core_api(api)
+    for name in ("guarded-1", "guarded-2"):
+        core.create_namespaced_pod(NS, pod(name, labels={"app": "guarded"}, node_name="n1"))
+        core.patch_namespaced_pod_status(
+            name, NS, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        )
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "guard"},
+        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}},
+    }
+    status, _ = raw.json("POST", f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets", pdb)
+    assert status == 201
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "guarded-1", "namespace": NS},
+    }
+    status, headers, data = raw.request(
+        "POST", f"/api/v1/namespaces/{NS}/pods/guarded-1/eviction", eviction
+    )
+    assert status == 429
+    assert headers["retry-after"] == "5"
+    assert b"would violate the pod's disruption budget" in data
+    status, _ = raw.json(
+        "PATCH",
+        f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/guard",
+        {"spec": {"minAvailable": "50%"}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+    status, body = raw.json("POST", f"/api/v1/namespaces/{NS}/pods/guarded-1/eviction", eviction)
+    assert (status, body["status"]) == (201, "Success")
+    assert core.read_namespaced_pod("guarded-1", NS).metadata.deletion_timestamp is not None
+    status, _ = raw.json("POST", f"/api/v1/namespaces/{NS}/pods/guarded-2/eviction", eviction)
+    assert status == 429  # one of two left healthy: 50% must stay
+
+
+def test_delete_collection(api: k8s.ApiClient) -> None:
+    core = core_api(api)
+    for i in range(3):
+        core.create_namespaced_config_map(
+            NS, {"metadata": {"name": f"bulk-{i}", "labels": {"bulk": "yes"}}}
+        )
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "keep", "labels": {"bulk": "no"}}})
+    core.delete_collection_namespaced_config_map(NS, label_selector="bulk=yes")
+    names = {
+        c.metadata.name for c in core.list_namespaced_config_map(NS, label_selector="bulk").items
+    }
+    assert names == {"keep"}
