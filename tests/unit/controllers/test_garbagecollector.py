@@ -143,3 +143,28 @@ def test_unknown_uid_is_a_no_op() -> None:
         assert h.api.actions == []
 
     run(body)
+
+
+def test_dependency_circle_does_not_block_background_deletion() -> None:
+    async def body() -> None:
+        h = Harness()
+        gc = GarbageCollector(h.ctx, resources=(CONFIGMAPS,))
+        a = h.api.seed(CONFIGMAPS, {"metadata": {"name": "a", "namespace": "default"}})
+        b = h.api.seed(
+            CONFIGMAPS,
+            {"metadata": {"name": "b", "namespace": "default", "ownerReferences": [owner_ref(a)]}},
+        )
+        c = h.api.seed(
+            CONFIGMAPS,
+            {"metadata": {"name": "c", "namespace": "default", "ownerReferences": [owner_ref(b)]}},
+        )
+        await h.api.patch(
+            CONFIGMAPS, "a", {"metadata": {"ownerReferences": [owner_ref(c)]}}, namespace="default"
+        )
+        await settle(h, gc)
+        assert len(h.api.objects(CONFIGMAPS)) == 3, "a live circle is left alone"
+        await h.api.delete(CONFIGMAPS, "a", namespace="default")
+        await settle(h, gc)
+        assert h.api.objects(CONFIGMAPS) == []
+
+    run(body)
