@@ -8,6 +8,7 @@ response: clients never see a traceback or a bare 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -22,7 +23,7 @@ from aiohttp import web
 from berth import __version__
 from berth.api.meta import Obj, get_path
 from berth.api.resources import TABLE, ResourceDef
-from berth.store.interface import Compacted, Store, WatchOverflow
+from berth.store.interface import Compacted, Event, Store, Watch, WatchOverflow
 from berth.store.memory import MemoryStore
 from berth.store.sqlite import SqliteStore
 
@@ -942,14 +943,19 @@ def _success_plain() -> Obj:
 
 
 class _EventSource:
-    """Events for one client watch: from the hub's ring, or the store's log when older."""
+    """Events for one client watch: from the hub's ring, or the store's log when older.
+
+    A store watch is read through one pending ``__anext__`` task at a time, so waiting with a
+    timeout never cancels the store's iterator in the middle of a step.
+    """
 
     def __init__(self, server: ApiServer, prefix: str, after: int) -> None:
         self.server = server
         self.prefix = prefix
         self.after = after
         self.sub: Subscriber | None = None
-        self.store_watch: Any = None
+        self.store_watch: Watch | None = None
+        self._next: asyncio.Task[Event] | None = None
         self.delivered = after
         self.overflowed = False
         self.closed = False
@@ -959,10 +965,15 @@ class _EventSource:
         return self.sub is not None
 
     async def open(self) -> None:
+        """Subscribe; raises :class:`Compacted` at once when ``after`` is too old."""
         self.sub = self.server.hub.subscribe(self.prefix, self.after)
         if self.sub is None:
             self.store_watch = self.server.store.watch(self.prefix, revision=self.after)
-            self._pending_first = await self.store_watch.__anext__()
+            self._next = asyncio.ensure_future(self.store_watch.__anext__())
+            # The store reports compaction on the first step without waiting for an event.
+            await asyncio.wait({self._next}, timeout=0.05)
+            if self._next.done() and self._next.exception() is not None:
+                raise self._next.exception()  # type: ignore[misc]
 
     async def next_batch(self, wait_seconds: float) -> list[ObjEvent]:
         if self.sub is not None:
@@ -970,30 +981,39 @@ class _EventSource:
             self.overflowed = self.sub.overflowed
             self.closed = self.sub.closed
         else:
-            batch = []
-            first = getattr(self, "_pending_first", None)
-            if first is not None:
-                self._pending_first = None
-                raw = [first]
-            else:
-                try:
-                    raw = [await asyncio.wait_for(self.store_watch.__anext__(), wait_seconds)]
-                except TimeoutError:
-                    raw = []
-                except StopAsyncIteration:
-                    self.closed = True
-                    raw = []
-            for event in raw:
-                ev = self.server.hub.decode_event(event)
-                if ev is not None:
-                    batch.append(ev)
+            batch = await self._from_store(wait_seconds)
         if batch:
             self.delivered = batch[-1].revision
+        return batch
+
+    async def _from_store(self, wait_seconds: float) -> list[ObjEvent]:
+        assert self.store_watch is not None
+        if self._next is None:
+            self._next = asyncio.ensure_future(self.store_watch.__anext__())
+        await asyncio.wait({self._next}, timeout=wait_seconds)
+        batch: list[ObjEvent] = []
+        while self._next is not None and self._next.done():
+            task, self._next = self._next, None
+            try:
+                event = task.result()
+            except StopAsyncIteration:
+                self.closed = True
+                break
+            ev = self.server.hub.decode_event(event)
+            if ev is not None:
+                batch.append(ev)
+            if len(batch) < 500:  # drain what is ready without waiting again
+                self._next = asyncio.ensure_future(self.store_watch.__anext__())
+                await asyncio.sleep(0)
         return batch
 
     async def close(self) -> None:
         if self.sub is not None:
             self.server.hub.unsubscribe(self.sub)
+        if self._next is not None:
+            self._next.cancel()
+            with contextlib.suppress(BaseException):
+                await self._next
         if self.store_watch is not None:
             await self.store_watch.aclose()
 

@@ -4,6 +4,7 @@ encrypted at rest."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 from pathlib import Path
@@ -62,6 +63,13 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         )
         assert status == 200
         last_rv = int(body["metadata"]["resourceVersion"])
+        status, body = client.json(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/durable-1",
+            {"data": {"i": "after"}},
+            content_type="application/merge-patch+json",
+        )
+        assert status == 200
     finally:
         client.close()
         _kill9(proc)
