@@ -91,6 +91,19 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "durable-0"}}
         )
         assert status == 409
+        # A watcher resuming from a resourceVersion it saw before the crash gets the changes
+        # after it, replayed from the store's log (the new server's memory never had them).
+        status, _, data = client.request(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=true"
+            f"&resourceVersion={last_rv}&timeoutSeconds=1",
+        )
+        assert status == 200
+        events = [json.loads(line) for line in data.decode().splitlines()]
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+            ("MODIFIED", "durable-1")
+        ]
+        assert events[0]["object"]["data"] == {"i": "after"}
     finally:
         client.close()
         proc.process.send_signal(signal.SIGTERM)
