@@ -24,6 +24,7 @@ from berth.agent.simulated import SimulatedRuntime
 from berth.client.interface import ApiClient
 from berth.client.resources import PODS
 from berth.machinery.clock import Clock
+from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen, key_of
 
@@ -46,6 +47,7 @@ class Fleet:
         workers: int = 8,
         node_clients: Mapping[str, ApiClient] | None = None,
         relist_period: float | None = None,
+        events: bool = True,
     ) -> None:
         """``client`` watches pods; each node writes with ``node_clients[name]`` when given
         (its own identity, as the API server's node restriction requires), else ``client``."""
@@ -55,6 +57,7 @@ class Fleet:
         self.server = server
         port = server.port if server else 10250
         self.node_clients = dict(node_clients or {})
+        self._recorders: dict[str, EventRecorder] = {}
         # Runtimes that cannot notify container changes are polled (the simulated one notifies).
         self.relist_period = (
             relist_period
@@ -86,6 +89,7 @@ class Fleet:
             node_cidr=self._cidr,
             workers=workers,
             node_client=lambda node: self.node_clients.get(node, client),
+            recorder=self._recorder if events else None,
         )
         self.pods.add_handlers(
             Handlers(
@@ -99,6 +103,13 @@ class Fleet:
         self._tasks: list[asyncio.Task[None]] = []
         self._node_tasks: dict[str, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
+
+    def _recorder(self, node: str) -> EventRecorder:
+        if node not in self._recorders:
+            self._recorders[node] = EventRecorder(
+                self.node_clients.get(node, self.client), self.clock, component="kubelet", host=node
+            )
+        return self._recorders[node]
 
     def _address(self, node: str) -> str | None:
         agent = self.agents.get(node)

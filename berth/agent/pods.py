@@ -31,6 +31,7 @@ from berth.client.interface import ApiClient, Obj
 from berth.client.resources import PODS, ObjectKey, make_key
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
+from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
 from berth.machinery.objects import Frozen, format_time, meta, name, namespace, thaw
 from berth.machinery.queue import WorkQueue
@@ -57,6 +58,13 @@ class ContainerRecord:
     previous_status: ContainerStatus | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    warning: bool
+    reason: str
+    message: str
+
+
 @dataclass(slots=True)
 class PodRecord:
     uid: str
@@ -68,6 +76,10 @@ class PodRecord:
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     last_report: Obj | None = None
     finished: bool = False
+    events: list[PendingEvent] = field(default_factory=list)  # posted after the status
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.events.append(PendingEvent(warning, reason, message))
 
 
 def _probe_spec(container: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
@@ -137,11 +149,15 @@ class PodManager:
         node_cidr: Callable[[str], str],
         workers: int = 8,
         node_client: Callable[[str], ApiClient] | None = None,
+        recorder: Callable[[str], EventRecorder] | None = None,
     ) -> None:
         self.client = client
         # Writes for a pod go out with its node's identity (the API server lets a node
         # modify only its own pods); without per-node clients, ``client`` is used.
         self.client_for: Callable[[str], ApiClient] = node_client or (lambda _node: client)
+        # What users read in ``kubectl describe pod`` (Created, Started, Killing, BackOff,
+        # Unhealthy), recorded per node; None records nothing.
+        self.recorder_for = recorder
         self.clock = clock
         self.runtime = runtime
         self.pods = pods
@@ -249,6 +265,7 @@ class PodManager:
                 await self._run_container(pod, rec, c, policy=policy, wake=wake)
                 await self._probe(pod, rec, c, wake=wake)
         await self._report(pod, rec)
+        await self._post_events(pod, rec)
         if wake:
             self.queue.add_after(key, max(min(wake) - self.clock.monotonic(), 0.001))
 
@@ -274,6 +291,8 @@ class PodManager:
             rec.sandbox, _config(c, init=init), attempt=cr.restarts
         )
         cr.last_status = await self.runtime.container_status(cr.current)
+        rec.event("Created", f"Created container {cr.name}")
+        rec.event("Started", f"Started container {cr.name}")
 
     def _backoff_left(self, cr: ContainerRecord, st: ContainerStatus) -> float:
         if cr.restarts == 0 or st.finished_at is None:
@@ -323,6 +342,7 @@ class PodManager:
         left = self._backoff_left(cr, st)
         if left > 0:
             wake.append(self.clock.monotonic() + left)
+            rec.event("BackOff", "Back-off restarting failed container", warning=True)
             return
         await self._start(pod, rec, c, init=False)
 
@@ -364,6 +384,7 @@ class PodManager:
             else:
                 cr.failures[kind] = cr.failures.get(kind, 0) + 1
                 cr.successes[kind] = 0
+                rec.event("Unhealthy", f"{kind.capitalize()} probe failed", warning=True)
             threshold_ok = int(spec.get("successThreshold") or 1)
             threshold_fail = int(spec.get("failureThreshold") or 3)
             if kind == "startup" and cr.successes.get(kind, 0) >= 1:
@@ -376,6 +397,7 @@ class PodManager:
                     cr.ready = False
             if kind in ("liveness", "startup") and cr.failures.get(kind, 0) >= threshold_fail:
                 log.info("%s: container %s failed its %s probe; restarting", rec.key, cr.name, kind)
+                rec.event("Killing", f"Container {cr.name} failed {kind} probe, will be restarted")
                 grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
                 await self.runtime.stop_container(cr.current, grace_seconds=grace)
                 await self._refresh(cr)
@@ -387,6 +409,10 @@ class PodManager:
     async def _terminate(self, pod: Frozen, rec: PodRecord) -> None:
         grace = float(meta(pod).get("deletionGracePeriodSeconds") or 0)
         ids = [cr.current for cr in rec.containers.values() if cr.current is not None]
+        for cr in rec.containers.values():
+            if cr.last_status is not None and cr.last_status.phase == "running":
+                rec.event("Killing", f"Stopping container {cr.name}")
+        await self._post_events(pod, rec)
         await asyncio.gather(*(self.runtime.stop_container(i, grace_seconds=grace) for i in ids))
         for cr in rec.containers.values():
             await self._refresh(cr)
@@ -402,6 +428,17 @@ class PodManager:
                 precondition_uid=rec.uid,
             )
         await self._teardown(rec)
+
+    async def _post_events(self, pod: Frozen, rec: PodRecord) -> None:
+        events, rec.events = rec.events, []
+        if self.recorder_for is None:
+            return
+        recorder = self.recorder_for(rec.node)
+        for ev in events:
+            if ev.warning:
+                await recorder.warning(pod, ev.reason, ev.message)
+            else:
+                await recorder.normal(pod, ev.reason, ev.message)
 
     async def _teardown(self, rec: PodRecord) -> None:
         if rec.sandbox:

@@ -159,6 +159,9 @@ def test_kubectl_logs_are_served_by_the_agent(server: ServerHandle, tmp_path: Pa
             await wait_until(restarted, what="container restarted")
             previous = await c.kubectl("logs", name, "--previous")
             assert "exited app with code 2" in previous
+            describe = await c.kubectl("describe", "pod", name)
+            assert "Started container app" in describe
+            assert "Successfully assigned default/" in describe
 
     run(body())
 

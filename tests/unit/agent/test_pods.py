@@ -10,8 +10,9 @@ from berth.agent.pods import PodManager
 from berth.agent.simulated import SimulatedRuntime
 from berth.client.fake import FakeClient
 from berth.client.interface import Obj
-from berth.client.resources import PODS, ObjectKey
+from berth.client.resources import EVENTS, PODS, ObjectKey
 from berth.machinery.clock import FakeClock
+from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
 
 KEY = ObjectKey("default/p")
@@ -23,6 +24,7 @@ class Rig:
         self.api = FakeClient(now=self.clock.now)
         self.runtime = SimulatedRuntime(self.clock, start_delay=start_delay)
         self.pods = Informer(self.api, PODS, clock=self.clock)
+        recorder = EventRecorder(self.api, self.clock, component="kubelet", host="n1")
         self.manager = PodManager(
             self.api,
             self.clock,
@@ -30,7 +32,11 @@ class Rig:
             pods=self.pods,
             node_address=lambda n: "192.0.2.10" if n == "n1" else None,
             node_cidr=lambda _n: "10.244.3.0/24",
+            recorder=lambda _n: recorder,
         )
+
+    def events(self) -> list[str]:
+        return [e["reason"] for e in self.api.objects(EVENTS)]
 
     def add(self, **spec: Any) -> None:
         body: Obj = {
@@ -79,6 +85,7 @@ def test_bound_pod_runs_and_reports_ready_with_ips() -> None:
         assert c["ready"] is True
         assert c["restartCount"] == 0
         assert c["containerID"].startswith("simulated://")
+        assert r.events() == ["Created", "Started"]
 
     run(body())
 
@@ -125,6 +132,10 @@ def test_crashing_container_restarts_with_exponential_backoff() -> None:
         r.clock.advance(1.0)  # third crash: 20s
         await r.sync()
         assert "back-off 20s" in r.container()["state"]["waiting"]["message"]
+        assert "BackOff" in r.events()
+        (ev,) = [e for e in r.api.objects(EVENTS) if e["reason"] == "Started"]
+        assert ev["count"] == 3, "repeated events are aggregated"
+        assert ev["source"] == {"component": "kubelet", "host": "n1"}
 
     run(body())
 
@@ -212,6 +223,7 @@ def test_graceful_deletion_stops_containers_then_deletes_with_grace_zero() -> No
         assert final.body["gracePeriodSeconds"] == 0
         assert r.runtime.running() == 0
         assert r.manager.records == {}
+        assert "Killing" in r.events()
 
     run(body())
 
