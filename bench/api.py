@@ -57,6 +57,7 @@ class Bench:
         self.ssl.load_cert_chain(str(cert), str(key))
         self.url = files.url
         self.clients = clients
+        self.created = 1
 
     def session(self, limit: int) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -85,6 +86,7 @@ class Bench:
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(self.clients)))
             elapsed = time.perf_counter() - start
+        self.created = total
         return total / elapsed, latencies
 
     async def reads(self, ns: str, gets: int, lists: int) -> tuple[list[float], list[float]]:
@@ -107,7 +109,7 @@ class Bench:
 
             await asyncio.gather(
                 *(
-                    bounded(f"/api/v1/namespaces/{ns}/pods/p-{i % 500}", get_lat)
+                    bounded(f"/api/v1/namespaces/{ns}/pods/p-{i % min(500, self.created)}", get_lat)
                     for i in range(gets)
                 )
             )

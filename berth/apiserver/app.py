@@ -901,9 +901,9 @@ class ApiServer:
                 now_t = loop.time()
                 if now_t >= deadline:
                     break
-                wait = min(deadline, next_bookmark if bookmarks else deadline) - now_t
+                wake_at = min(deadline, next_bookmark) if bookmarks else deadline
                 try:
-                    batch = await source.next_batch(max(wait, 0.0))
+                    batch = await source.next_batch(wake_at)
                 except WatchOverflow:
                     break  # too slow: end the stream; the client relists
                 except Compacted as exc:
@@ -975,13 +975,15 @@ class _EventSource:
             if self._next.done() and self._next.exception() is not None:
                 raise self._next.exception()  # type: ignore[misc]
 
-    async def next_batch(self, wait_seconds: float) -> list[ObjEvent]:
+    async def next_batch(self, until: float) -> list[ObjEvent]:
+        """Events after the last batch, waiting until loop time ``until`` for the first."""
         if self.sub is not None:
-            batch = await self.sub.next_batch(wait_seconds)
+            batch = await self.sub.next_batch(until)
             self.overflowed = self.sub.overflowed
             self.closed = self.sub.closed
         else:
-            batch = await self._from_store(wait_seconds)
+            wait = max(until - asyncio.get_running_loop().time(), 0.0)
+            batch = await self._from_store(wait)
         if batch:
             self.delivered = batch[-1].revision
         return batch

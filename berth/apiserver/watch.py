@@ -50,6 +50,8 @@ class Subscriber:
         self.overflowed = False
         self.closed = False
         self.wakeup = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
 
     def offer(self, ev: ObjEvent) -> None:
         if ev.revision <= self.after or not ev.key.startswith(self.prefix):
@@ -60,17 +62,30 @@ class Subscriber:
             self.queue.append(ev)
         self.wakeup.set()
 
-    async def next_batch(self, wait_seconds: float) -> list[ObjEvent]:
-        """Events queued so far, waiting up to ``wait_seconds`` for the first."""
+    async def next_batch(self, until: float) -> list[ObjEvent]:
+        """Events queued so far, waiting until loop time ``until`` for the first.
+
+        One timer per subscriber, kept while ``until`` stays the same: with thousands of
+        watchers, a fresh timer per wait would cost more than the events themselves.
+        """
         if not self.queue and not self.overflowed and not self.closed:
-            self.wakeup.clear()
-            # asyncio.timeout, not wait_for: no extra task per wait (1,000s of watchers).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_seconds):
-                    await self.wakeup.wait()
+            loop = asyncio.get_running_loop()
+            if until > loop.time():
+                if self._timer is None or self._timer_when != until:
+                    if self._timer is not None:
+                        self._timer.cancel()
+                    self._timer = loop.call_at(until, self.wakeup.set)
+                    self._timer_when = until
+                self.wakeup.clear()
+                await self.wakeup.wait()
         batch = list(self.queue)
         self.queue.clear()
         return batch
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class WatchHub:
@@ -173,3 +188,4 @@ class WatchHub:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+        sub.cancel_timer()
