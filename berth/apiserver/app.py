@@ -29,8 +29,14 @@ from berth.store.sqlite import SqliteStore
 
 from . import discovery
 from .allocators import IPAllocator, PortAllocator
-from .auth import ANONYMOUS, TokenAuthenticator, UserInfo, user_from_peercert
-from .codec import Codec, load_key
+from .auth import (
+    ANONYMOUS,
+    ServiceAccountTokens,
+    TokenAuthenticator,
+    UserInfo,
+    user_from_peercert,
+)
+from .codec import SECRETS_PREFIX, Codec, load_key
 from .config import ServerConfig
 from .errors import (
     ApiError,
@@ -136,6 +142,7 @@ class ApiServer:
             if config.token_auth_file
             else TokenAuthenticator()
         )
+        self.sa_tokens = ServiceAccountTokens()
         self.metrics = Metrics()
         self.table = TABLE
         self._runner: web.AppRunner | None = None
@@ -157,7 +164,7 @@ class ApiServer:
 
     async def start(self) -> None:
         await self._open()
-        await self._load_rbac()
+        await self._load_caches()
         self.hub.listeners.append(self._on_event)
         await self.hub.start()
         await self.registry.load_allocations()
@@ -217,12 +224,16 @@ class ApiServer:
         await self.store.compact(revision)
         self.hub.floor = max(self.hub.floor, revision)
 
-    async def _load_rbac(self) -> None:
+    async def _load_caches(self) -> None:
+        """RBAC objects and service-account tokens, before the hub keeps them current."""
         for plural in ("clusterroles", "clusterrolebindings", "roles", "rolebindings"):
             rd = self.table.lookup("rbac.authorization.k8s.io", "v1", plural)
             assert rd is not None
             for kv in (await self.store.list(rd.key_prefix())).items:
                 self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
+        secrets_rd = self._rd("", "secrets")
+        for kv in (await self.store.list(secrets_rd.key_prefix())).items:
+            self.sa_tokens.apply(kv.key, self.codec.decode(kv), deleted=False)
 
     def _on_event(self, ev: ObjEvent) -> None:
         self.registry.observe(ev)
@@ -230,6 +241,8 @@ class ApiServer:
             kind = ev.obj.get("kind")
             if isinstance(kind, str):
                 self.authorizer.apply(kind, ev.obj, deleted=ev.deleted)
+        elif ev.key.startswith(SECRETS_PREFIX):
+            self.sa_tokens.apply(ev.key, ev.obj, deleted=ev.deleted)
 
     async def _bootstrap(self) -> None:
         ns_rd = self._rd("", "namespaces")
@@ -313,7 +326,7 @@ class ApiServer:
             return user
         header = request.headers.get("Authorization")
         if header:
-            token_user = self.tokens.authenticate(header)
+            token_user = self.tokens.authenticate(header) or self.sa_tokens.authenticate(header)
             if token_user is None:
                 raise unauthorized()
             return token_user

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import secrets
 from typing import Any
 
 from berth.api.meta import Obj, format_time, meta, new_uid, now
@@ -29,6 +30,7 @@ _SPECLESS = {
 }
 
 DEFAULT_TOLERATION_SECONDS = 300
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
 
 
 def _container_defaults(c: Obj) -> None:
@@ -126,6 +128,12 @@ def apply_defaults(rd: ResourceDef, obj: Obj) -> None:
             data = obj.setdefault("data", {})
             for k, v in string_data.items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
+        if obj["type"] == SA_TOKEN_TYPE:
+            data = obj.setdefault("data", {})
+            if not data.get("token"):
+                # What kube's token controller does: mint the bearer token the API server
+                # accepts for this service account (see auth.ServiceAccountTokens).
+                data["token"] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
     elif kind == "Event":
         obj.setdefault("count", 1)
         obj.setdefault("type", "Normal")

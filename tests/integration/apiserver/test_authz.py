@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import threading
+import time
 
 import pytest
 from kubernetes import client as k8s
@@ -228,3 +230,54 @@ def test_concurrent_patches_all_land(api: k8s.ApiClient, server: ServerHandle) -
     assert errors == []
     labels = core.read_namespaced_config_map("many", NS).metadata.labels
     assert len(labels) == 30
+
+
+def test_service_account_token_secrets_authenticate(
+    api: k8s.ApiClient, server: ServerHandle
+) -> None:
+    core = core_api(api)
+    core.create_namespaced_service_account(NS, {"metadata": {"name": "robot"}})
+    secret = core.create_namespaced_secret(
+        NS,
+        {
+            "metadata": {
+                "name": "robot-token",
+                "annotations": {"kubernetes.io/service-account.name": "robot"},
+            },
+            "type": "kubernetes.io/service-account-token",
+        },
+    )
+    token = base64.b64decode(secret.data["token"]).decode()  # minted by the server
+    assert len(token) >= 32
+    rbac_api(api).create_namespaced_role_binding(
+        NS,
+        {
+            "metadata": {"name": "robot-view"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "view",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": NS}],
+        },
+    )
+    client = Raw(server, None)
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            status, body = client.json("GET", f"/api/v1/namespaces/{NS}/pods", headers=auth)
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200
+        status, body = client.json("GET", "/api/v1/namespaces/default/pods", headers=auth)
+        assert status == 403
+        assert 'User "system:serviceaccount:authz:robot"' in body["message"]
+        core.delete_namespaced_secret("robot-token", NS)
+        deadline = time.monotonic() + 5
+        while client.json("GET", f"/api/v1/namespaces/{NS}/pods", headers=auth)[0] != 401:
+            assert time.monotonic() < deadline, "token still accepted after its Secret was deleted"
+            time.sleep(0.1)
+    finally:
+        client.close()
