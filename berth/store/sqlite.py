@@ -98,7 +98,7 @@ class _Compact:
     low: int  # delete superseded rows with low < id <= high
     high: int
     target: int  # the compaction revision
-    future: asyncio.Future[None] = field(repr=False)
+    future: asyncio.Future[int] = field(repr=False)  # the first row id above high
 
 
 _Outcome = tuple[KeyValue, Event] | BaseException
@@ -515,26 +515,31 @@ class SqliteStore:
         if revision <= compacted:
             return
         loop = asyncio.get_running_loop()
-        # The first chunk also records the new compaction point, so reads below it fail
-        # from then on even while older rows are still being deleted.
-        for low in range(compacted, revision, COMPACT_CHUNK):
+        # Scan from the oldest row, not from the previous compaction point: the version a key
+        # had at that point survived it, and may be superseded by now. The first chunk also
+        # records the new compaction point, so reads below it fail from then on even while
+        # older rows are still being deleted. Each chunk reports the next row id after it,
+        # so empty stretches of ids are skipped.
+        low = 0
+        while low < revision:
             if self._closed:
                 raise StoreError("store closed while compacting")
-            future: asyncio.Future[None] = loop.create_future()
+            future: asyncio.Future[int] = loop.create_future()
             high = min(low + COMPACT_CHUNK, revision)
             self._queue.put_nowait(_Compact(low, high, revision, future))
-            await future
+            next_id = await future
+            low = max(high, next_id - 1)
 
     async def _run_compact(self, job: _Compact) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._write_thread, self._compact_chunk, job)
+            next_id = await loop.run_in_executor(self._write_thread, self._compact_chunk, job)
         except Exception as exc:
             job.future.set_exception(exc)
         else:
-            job.future.set_result(None)
+            job.future.set_result(next_id)
 
-    def _compact_chunk(self, job: _Compact) -> None:
+    def _compact_chunk(self, job: _Compact) -> int:
         conn = self._writer_conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -547,11 +552,15 @@ class SqliteStore:
                 "AND newer.id > log.id AND newer.id <= ?))",
                 (job.low, job.high, job.target),
             )
+            (next_id,) = conn.execute(
+                "SELECT IFNULL(MIN(id), ?) FROM log WHERE id > ?", (job.target + 1, job.high)
+            ).fetchone()
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
+        return int(next_id)
 
     # -- lifecycle -----------------------------------------------------------------------
 

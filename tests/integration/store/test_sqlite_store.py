@@ -225,3 +225,24 @@ def test_a_dead_writer_fails_queued_and_later_writes(tmp_path: Path) -> None:
         await reopened.close()
 
     asyncio.run(main())
+
+
+def test_compaction_removes_versions_kept_by_an_earlier_compaction(tmp_path: Path) -> None:
+    # Regression: compact(C2) used to scan only rows after the previous compaction point C1,
+    # so a key's version kept at C1 survived after its deletion tombstone (<= C2) was
+    # removed, and the deleted key came back.
+    async def main() -> None:
+        store = await SqliteStore.open(tmp_path / "state.db")
+        try:
+            await store.create("/k", b"old")
+            first = await store.current_revision()
+            await store.compact(first)  # keeps /k@first: it is the value as of `first`
+            await store.delete("/k")
+            await store.compact(await store.current_revision())
+            assert await store.get("/k") is None
+            assert (await store.list("/")).items == []
+            assert (await store.create("/k", b"new")).value == b"new"
+        finally:
+            await store.close()
+
+    asyncio.run(main())

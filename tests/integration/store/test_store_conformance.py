@@ -88,11 +88,15 @@ def test_stale_update_conflicts_and_reports_the_current_value(backend: Backend) 
     backend.run(scenario)
 
 
-def test_update_with_revision_zero_never_creates(backend: Backend) -> None:
+def test_update_with_revision_zero_never_creates_nor_skips_the_check(backend: Backend) -> None:
     async def scenario(store: Store, p: str) -> None:
         with pytest.raises(KeyNotFound):
             await store.update(p + "k", b"v", expected_revision=0)
         assert await store.get(p + "k") is None
+        kv = await store.create(p + "k", b"v")
+        with pytest.raises(Conflict):
+            await store.update(p + "k", b"w", expected_revision=0)
+        assert await store.get(p + "k") == kv
 
     backend.run(scenario)
 
