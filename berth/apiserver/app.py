@@ -458,6 +458,8 @@ class ApiServer:
         if rest[0] == "watch":
             watch_prefix = True
             rest = rest[1:]
+            if not rest:
+                raise route_not_found()
         route = self._route(group, version, rest)
         return await self._resource(request, user, route, watch_prefix=watch_prefix)
 

@@ -140,6 +140,14 @@ def apply_defaults(rd: ResourceDef, obj: Obj) -> None:
         obj.setdefault("source", {})
 
 
+def _drop_empty_meta(m: Obj) -> None:
+    """Go's JSON encoding omits empty maps and lists in ObjectMeta; so do we, so that a
+    patch adding ``annotations: {}`` is a no-op as on kube-apiserver."""
+    for f in ("labels", "annotations", "finalizers", "ownerReferences"):
+        if f in m and not m[f]:
+            del m[f]
+
+
 def prepare_for_create(rd: ResourceDef, obj: Obj, namespace: str) -> Obj:
     """Set server-owned metadata and reset fields clients may not set on create."""
     m = meta(obj)
@@ -156,7 +164,11 @@ def prepare_for_create(rd: ResourceDef, obj: Obj, namespace: str) -> Obj:
     m.pop("deletionGracePeriodSeconds", None)
     m.pop("managedFields", None)
     m.pop("selfLink", None)
-    m["generation"] = 1
+    _drop_empty_meta(m)
+    if rd.kind in _SPECLESS:
+        m.pop("generation", None)  # as kube: only objects with a spec have a generation
+    else:
+        m["generation"] = 1
     if rd.kind == "Pod":
         obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj.get("spec") or {})}
     elif rd.kind == "Namespace":
@@ -226,6 +238,7 @@ def prepare_for_update(rd: ResourceDef, old: Obj, new: Obj, subresource: str) ->
         else:
             m.pop(f, None)
     m.pop("managedFields", None)
+    _drop_empty_meta(m)
     if rd.has_status and rd.kind != "Namespace":
         if "status" in old:
             result["status"] = old["status"]
@@ -236,7 +249,9 @@ def prepare_for_update(rd: ResourceDef, old: Obj, new: Obj, subresource: str) ->
     if rd.kind == "Namespace":
         result["spec"] = old.get("spec") or {}
     apply_defaults(rd, result)
-    if spec_part(rd, result) != spec_part(rd, old):
+    if rd.kind in _SPECLESS:
+        m.pop("generation", None)
+    elif spec_part(rd, result) != spec_part(rd, old):
         m["generation"] = int(om.get("generation") or 1) + 1
     else:
         m["generation"] = int(om.get("generation") or 1)

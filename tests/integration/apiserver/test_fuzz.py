@@ -213,7 +213,9 @@ def fuzz_ns(raw: Raw) -> str:
     return "fuzz"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(req=requests())
 def test_no_request_crashes_the_server(
     raw: Raw, fuzz_ns: str, req: tuple[str, str, bytes | None, str | None]
@@ -227,6 +229,20 @@ def test_no_request_crashes_the_server(
         assert doc["kind"] == "Status"
         assert doc["code"] == status
         assert doc["status"] == "Failure"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/watch",
+        "/apis/apps/v1/watch",
+        "/api/v1/watch/namespaces/a/pods/b/c/d",
+        "/api/v1/namespaces//pods",
+    ],
+)
+def test_edge_paths_are_404(raw: Raw, path: str) -> None:
+    status, body = raw.json("GET", path)
+    assert (status, body["reason"]) == (404, "NotFound")
 
 
 def test_server_still_healthy_after_fuzzing(raw: Raw, fuzz_ns: str) -> None:
