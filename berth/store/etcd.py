@@ -149,8 +149,9 @@ def list_request(prefix: str, *, revision: int, limit: int, start_after: str) ->
 class EtcdStore:
     """etcd-backed store: ``EtcdStore(["https://10.0.0.1:2379", ...], tls=EtcdTLS(...))``.
 
-    The HTTP session is created on first use (inside the event loop); ``await
-    EtcdStore.open(...)`` also checks that a member answers. Call :meth:`close` when done.
+    The HTTP session is created on first use (inside the event loop, which it is then bound
+    to); ``await EtcdStore.open(...)`` also checks that a member answers. Call :meth:`close`
+    when done.
     """
 
     def __init__(

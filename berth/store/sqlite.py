@@ -160,7 +160,8 @@ class WriterLock:
 
 
 class SqliteStore:
-    """The SQLite store. Create with ``await SqliteStore.open(path)``."""
+    """The SQLite store. Create with ``await SqliteStore.open(path)``, use it from that event
+    loop only (its writer task lives there), and ``await close()`` it."""
 
     def __init__(
         self,
