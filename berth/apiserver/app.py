@@ -542,8 +542,11 @@ class ApiServer:
         ctype = (request.content_type or "").lower()
         if "yaml" in ctype:
             try:
-                return yaml.safe_load(raw)
-            except yaml.YAMLError as exc:
+                parsed = yaml.safe_load(raw)
+                # Round-trip through JSON: YAML can hold what JSON cannot (dates, sets,
+                # lone surrogates), and everything downstream is JSON.
+                return orjson.loads(orjson.dumps(parsed))
+            except (yaml.YAMLError, TypeError, orjson.JSONEncodeError) as exc:
                 raise bad_request(f"invalid YAML body: {exc}") from exc
         if ctype == "application/vnd.kubernetes.protobuf":
             return decode_body(raw)

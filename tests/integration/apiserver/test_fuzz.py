@@ -206,11 +206,78 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes | None, str | None]:
     return method, (path or "/") + query, body, draw(st.sampled_from(CONTENT_TYPES))
 
 
+SEEDED = [
+    ("/api/v1/namespaces/fuzz/configmaps", {"metadata": {"name": "cm"}, "data": {"a": "b"}}),
+    (
+        "/api/v1/namespaces/fuzz/pods",
+        {
+            "metadata": {"name": "po", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        },
+    ),
+    (
+        "/apis/apps/v1/namespaces/fuzz/deployments",
+        {
+            "metadata": {"name": "de"},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]},
+                },
+            },
+        },
+    ),
+    (
+        "/api/v1/namespaces/fuzz/services",
+        {"metadata": {"name": "sv"}, "spec": {"ports": [{"port": 80}]}},
+    ),
+    ("/api/v1/nodes", {"metadata": {"name": "fuzz-node"}}),
+]
+OBJECT_PATHS = [
+    "/api/v1/namespaces/fuzz/configmaps/cm",
+    "/api/v1/namespaces/fuzz/pods/po",
+    "/api/v1/namespaces/fuzz/pods/po/status",
+    "/api/v1/namespaces/fuzz/pods/po/binding",
+    "/api/v1/namespaces/fuzz/pods/po/eviction",
+    "/apis/apps/v1/namespaces/fuzz/deployments/de",
+    "/apis/apps/v1/namespaces/fuzz/deployments/de/scale",
+    "/apis/apps/v1/namespaces/fuzz/deployments/de/status",
+    "/api/v1/namespaces/fuzz/services/sv",
+    "/api/v1/nodes/fuzz-node",
+    "/api/v1/nodes/fuzz-node/status",
+    "/api/v1/namespaces/fuzz/finalize",
+    "/api/v1/namespaces/fuzz/configmaps",
+    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+]
+
+
 @pytest.fixture(scope="module")
 def fuzz_ns(raw: Raw) -> str:
     status, _ = raw.json("POST", "/api/v1/namespaces", {"metadata": {"name": "fuzz"}})
     assert status == 201
+    for path, body in SEEDED:
+        status, _ = raw.json("POST", path, body)
+        assert status == 201, path
     return "fuzz"
+
+
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    method=st.sampled_from(["POST", "PUT", "PATCH", "PATCH", "PATCH"]),
+    path=st.sampled_from(OBJECT_PATHS),
+    body=shaped,
+    ctype=st.sampled_from(CONTENT_TYPES),
+)
+def test_junk_writes_to_real_objects_never_500(
+    raw: Raw, fuzz_ns: str, method: str, path: str, body: Any, ctype: str | None
+) -> None:
+    status, headers, data = raw.request(method, path, json.dumps(body).encode(), content_type=ctype)
+    assert status != 500, data[:500]
+    if status >= 400:
+        assert json.loads(data)["code"] == status
 
 
 @settings(
