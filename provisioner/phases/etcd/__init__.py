@@ -1,0 +1,232 @@
+"""The etcd phase: a mutual-TLS etcd cluster on the control-plane hosts, one member at a time.
+
+``etcd/install`` (every control-plane host at once): Debian's ``etcd-server`` and
+``etcd-client`` from shipped ``.deb`` files (Debian's own ``etcd.service`` masked first, so the
+package never starts an unconfigured etcd), the member's credentials owned by the ``etcd`` user,
+its environment file and the ``berth-etcd.service`` unit (templates under ``templates/etcd/``).
+
+``etcd/members`` (first control-plane host): members whose host left the spec are removed —
+before the ``nodes`` phase destroys those hosts.
+
+``etcd/join-1`` … ``etcd/join-7`` (the k-th control-plane host of the spec, one phase each, so
+one host at a time): the member is added through the running members (``etcdctl member add``),
+``bootstrap.env`` gets the member list etcd then has with ``initial-cluster-state=existing``
+(the first host of a new cluster bootstraps with ``new``), the service starts (or restarts when
+its config or credentials changed) and the phase waits until the member is healthy before the
+next host's turn. Every operation yields nothing when the host is already right.
+
+Integration: put :func:`etcd_phase` after the ``pki`` phase and before the API servers; give
+them :func:`apiserver_datastore` as their datastore config. ``berth destroy`` should stop
+:data:`UNIT` and remove :data:`PATHS`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from provisioner.artifacts.debs import DEB_ARCH, DebCache
+from provisioner.connectors.base import HostTarget
+from provisioner.errors import PhaseError
+from provisioner.facts.base import Fact
+from provisioner.facts.packages import Packages
+from provisioner.facts.system import Machine
+from provisioner.operations.base import Operation
+from provisioner.operations.files import Directory, File, Symlink
+from provisioner.operations.packages import DebPackages
+from provisioner.operations.systemd import UNIT_DIR, Service, UnitFile
+from provisioner.phases.cluster.context import spec_of, state_of
+from provisioner.phases.etcd import layout
+from provisioner.phases.etcd.layout import PATHS, UNIT
+from provisioner.phases.etcd.ops import (
+    BootstrapFile,
+    HealthyAfterStart,
+    MemberJoined,
+    MembersRemoved,
+    OwnedStateFile,
+    Peer,
+)
+from provisioner.phases.workflow import Phase, PhaseData
+from provisioner.pki import REMOTE_PKI, ensure, files_for_host
+from provisioner.spec import ClusterSpec
+from provisioner.spec.model import Host
+from provisioner.templating import render
+
+__all__ = ["PATHS", "UNIT", "apiserver_datastore", "etcd_endpoints", "etcd_phase"]
+
+
+def etcd_endpoints(spec: ClusterSpec) -> list[str]:
+    """Client URLs of every member (one per control-plane host, in spec order)."""
+    return [layout.client_url(h.address) for h in spec.control_plane_hosts]
+
+
+def apiserver_datastore(spec: ClusterSpec) -> dict[str, Any]:
+    """The API server's ``datastore`` config for an etcd cluster (credentials from the pki
+    phase's files, see :func:`provisioner.pki.files_for_host`)."""
+    return {
+        "type": "etcd",
+        "endpoints": etcd_endpoints(spec),
+        "caFile": f"{REMOTE_PKI}/etcd-ca.crt",
+        "certFile": f"{REMOTE_PKI}/apiserver-etcd-client.crt",
+        "keyFile": f"{REMOTE_PKI}/apiserver-etcd-client.key",
+    }
+
+
+def _members(spec: ClusterSpec) -> list[Host]:
+    members = spec.control_plane_hosts
+    if len(members) > layout.MAX_MEMBERS:
+        raise PhaseError(
+            "etcd",
+            f"{len(members)} control-plane hosts: berth runs at most {layout.MAX_MEMBERS} "
+            "etcd members",
+            hint="keep 3 or 5 control-plane hosts",
+        )
+    return members
+
+
+def _peer(host: Host) -> Peer:
+    return Peer(host.name, layout.peer_url(host.address))
+
+
+def _etcd_spec(data: PhaseData) -> ClusterSpec | None:
+    spec = spec_of(data, "etcd")
+    return spec if spec.uses_etcd else None
+
+
+def _install_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
+    return (Packages(), Machine())
+
+
+def _credentials(data: PhaseData, spec: ClusterSpec, host: HostTarget) -> list[OwnedStateFile]:
+    sources = {f.remote_path: f.source for f in files_for_host(spec, state_of(data), host.name)}
+    return [
+        OwnedStateFile(path, sources[remote], mode, owner)
+        for path, (remote, mode, owner) in layout.SOURCES.items()
+    ]
+
+
+def _context(data: PhaseData, host: Host) -> dict[str, Any]:
+    return {
+        "cluster": data.inventory.cluster,
+        "name": host.name,
+        "user": layout.USER,
+        "data_dir": layout.DATA,
+        "client_url": layout.client_url(host.address),
+        "client_port": layout.CLIENT_PORT,
+        "peer_url": layout.peer_url(host.address),
+        "ca": layout.CA,
+        "server_cert": layout.SERVER_CERT,
+        "server_key": layout.SERVER_KEY,
+        "peer_cert": layout.PEER_CERT,
+        "peer_key": layout.PEER_KEY,
+        "env_file": layout.ENV_FILE,
+        "bootstrap_file": layout.BOOTSTRAP_FILE,
+    }
+
+
+def install_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    """Packages, credentials, config and unit (nothing is started here)."""
+    spec = _etcd_spec(data)
+    if spec is None:
+        return ()
+    _members(spec)
+    member = spec.host(host.name)
+    facts = data.host_facts(host.name, _install_facts(data, host))
+    machine = facts.get(Machine()).arch
+    cache = DebCache(data.cache_dir / "debs")
+    installed = facts.get(Packages())
+    debs = cache.fetch(
+        cache.resolve(layout.PACKAGES, installed), arch=DEB_ARCH.get(machine, machine)
+    )
+    context = _context(data, member)
+    return (
+        # masked before the package lands: Debian's unit would start etcd on the default ports
+        Symlink(f"{UNIT_DIR}/{layout.DEBIAN_UNIT}", "/dev/null"),
+        DebPackages(debs),
+        Directory(layout.ETC, mode=0o755),
+        Directory(layout.PKI, mode=0o750, owner="root", group=layout.USER),
+        *_credentials(data, spec, host),
+        Directory(layout.DATA, mode=0o700, owner=layout.USER, group=layout.USER),
+        File(layout.ENV_FILE, render("etcd/etcd.env.j2", context).encode(), mode=0o644),
+        UnitFile(layout.UNIT, render("etcd/berth-etcd.service.j2", context).encode()),
+    )
+
+
+def prune_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    """On the first control-plane host: remove members whose host left the spec."""
+    spec = _etcd_spec(data)
+    if spec is None:
+        return ()
+    members = _members(spec)
+    if host.name != members[0].name:
+        return ()
+    return (MembersRemoved(tuple(map(_peer, members)), tuple(etcd_endpoints(spec))),)
+
+
+def join_ops(data: PhaseData, host: HostTarget, *, rank: int) -> Sequence[Operation]:
+    """On the ``rank``-th control-plane host (1-based): join, first start, restart, health."""
+    spec = _etcd_spec(data)
+    if spec is None:
+        return ()
+    members = _members(spec)
+    if rank > len(members) or members[rank - 1].name != host.name:
+        return ()
+    member = members[rank - 1]
+    endpoints = tuple(etcd_endpoints(spec))
+    mine = layout.client_url(member.address)
+    peer = _peer(member)
+    credentials = tuple(f"file:{path}" for path in layout.SOURCES)
+    return (
+        MemberJoined(
+            peer, endpoints, tuple(e for e in endpoints if e != mine), bootstrap=rank == 1
+        ),
+        BootstrapFile(
+            peer,
+            endpoints,
+            bootstrap=rank == 1,
+            earlier=tuple(map(_peer, members[: rank - 1])),
+            token=f"berth-{data.inventory.cluster}",
+        ),
+        Service(layout.UNIT, restart_on=(f"file:{layout.ENV_FILE}", *credentials)),
+        HealthyAfterStart(member.name),
+    )
+
+
+def prepare(data: PhaseData) -> None:
+    """The etcd credentials exist in the cluster state (the pki phase makes them too)."""
+    spec = _etcd_spec(data)
+    if spec is None or data.dry_run:
+        return
+    state = state_of(data)
+    with state.lock("berth apply (etcd)"):
+        ensure(spec, state)
+
+
+def _cp(host: HostTarget) -> bool:
+    return "control-plane" in host.roles
+
+
+def etcd_phase() -> Phase:
+    """``etcd`` with its children (see the module docstring)."""
+    joins = tuple(
+        Phase(
+            f"join-{rank}",
+            f"etcd member on control-plane host #{rank}: join, start, wait until healthy",
+            operations=functools.partial(join_ops, rank=rank),
+            applies_to=_cp,
+        )
+        for rank in range(1, layout.MAX_MEMBERS + 1)
+    )
+    return Phase(
+        "etcd",
+        "etcd cluster on the control-plane hosts (mTLS), one member at a time",
+        applies_to=_cp,
+        children=(
+            Phase("install", "etcd packages, credentials, config and unit",
+                  operations=install_ops, facts=_install_facts, prepare=prepare, applies_to=_cp),
+            Phase("members", "Remove members of control-plane hosts that left the spec",
+                  operations=prune_ops, applies_to=_cp),
+            *joins,
+        ),
+    )  # fmt: skip
