@@ -150,7 +150,25 @@ def test_kubectl_logs_are_served_by_the_agent(server: ServerHandle, tmp_path: Pa
             assert "hello from the simulated runtime" in out
             tail = await c.kubectl("logs", name, "--tail=1")
             assert tail.strip().endswith("hello from the simulated runtime")
+            env = {**os.environ, "HOME": str(c.home), "KUBECONFIG": str(c.kubeconfig)}
+            follow = await asyncio.create_subprocess_exec(
+                KUBECTL,
+                "logs",
+                "-f",
+                "--tail=0",
+                name,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+            await asyncio.sleep(1.0)  # the stream is open
+            c.runtime.append_log("default", name, "app", line="streamed line")
+            assert follow.stdout is not None
+            line = await asyncio.wait_for(follow.stdout.readline(), 10)
+            assert line.decode().strip().endswith("streamed line")
             c.runtime.exit("default", name, "app", code=2)
+            rest, _ = await asyncio.wait_for(follow.communicate(), 10)  # ends with the container
+            assert "exited app with code 2" in rest.decode()
 
             async def restarted() -> bool:
                 p = await c.api.get(PODS, name, namespace="default")
