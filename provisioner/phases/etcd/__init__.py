@@ -36,7 +36,6 @@ from provisioner.operations.base import Operation
 from provisioner.operations.files import Directory, File, Symlink
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import UNIT_DIR, Service, UnitFile
-from provisioner.phases.cluster.context import spec_of, state_of
 from provisioner.phases.etcd import layout
 from provisioner.phases.etcd.layout import PATHS, UNIT
 from provisioner.phases.etcd.ops import (
@@ -51,6 +50,7 @@ from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.pki import REMOTE_PKI, ensure, files_for_host
 from provisioner.spec import ClusterSpec
 from provisioner.spec.model import Host
+from provisioner.state import ClusterState
 from provisioner.templating import render
 
 __all__ = ["PATHS", "UNIT", "apiserver_datastore", "etcd_endpoints", "etcd_phase"]
@@ -90,8 +90,15 @@ def _peer(host: Host) -> Peer:
 
 
 def _etcd_spec(data: PhaseData) -> ClusterSpec | None:
-    spec = spec_of(data, "etcd")
+    spec: Any = data.spec
+    if not isinstance(spec, ClusterSpec):
+        raise PhaseError("etcd", "the etcd phase needs a cluster spec (berth apply -i SPEC)")
     return spec if spec.uses_etcd else None
+
+
+def state_of(data: PhaseData, spec: ClusterSpec) -> ClusterState:
+    """The cluster state (``--state-dir`` when the run context carries one)."""
+    return ClusterState.for_spec(spec, state_dir=getattr(data, "state_dir", None))
 
 
 def _install_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
@@ -99,7 +106,8 @@ def _install_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
 
 
 def _credentials(data: PhaseData, spec: ClusterSpec, host: HostTarget) -> list[OwnedStateFile]:
-    sources = {f.remote_path: f.source for f in files_for_host(spec, state_of(data), host.name)}
+    files = files_for_host(spec, state_of(data, spec), host.name)
+    sources = {f.remote_path: f.source for f in files}
     return [
         OwnedStateFile(path, sources[remote], mode, owner)
         for path, (remote, mode, owner) in layout.SOURCES.items()
@@ -198,7 +206,7 @@ def prepare(data: PhaseData) -> None:
     spec = _etcd_spec(data)
     if spec is None or data.dry_run:
         return
-    state = state_of(data)
+    state = state_of(data, spec)
     with state.lock("berth apply (etcd)"):
         ensure(spec, state)
 
