@@ -755,11 +755,16 @@ class Registry:
         m = obj["metadata"]
         at = now() + timedelta(seconds=grace)
         existing = parse_time(m["deletionTimestamp"]) if m.get("deletionTimestamp") else None
+        changed = False
         if existing is None or at < existing:
             m["deletionTimestamp"] = format_time(at)
             m["deletionGracePeriodSeconds"] = grace
-        if finalizers:
+            changed = True
+        if finalizers and finalizers != m.get("finalizers"):
             m["finalizers"] = finalizers
+            changed = True
+        if not changed:
+            return obj  # deleting again changes nothing: no write, no new resourceVersion
         written = await self.store.update(
             kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
         )

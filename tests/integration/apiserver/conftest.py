@@ -30,9 +30,11 @@ def _kubectl_120() -> Path:
     if binary.exists():
         return binary
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            ["apt-get", "download", "kubernetes-client"], cwd=tmp, check=True, capture_output=True
-        )
+        download = ["apt-get", "download", "kubernetes-client"]
+        if subprocess.run(download, cwd=tmp, check=False, capture_output=True).returncode != 0:
+            # A fresh machine may have no package lists yet.
+            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+            subprocess.run(download, cwd=tmp, check=True, capture_output=True)
         debs = glob.glob(f"{tmp}/kubernetes-client_*.deb")
         assert debs, "apt-get download kubernetes-client produced no .deb"
         staging = KUBECTL_120_DIR.with_suffix(".tmp")
