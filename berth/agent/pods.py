@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from berth.agent.env import EnvError, resolve_env
 from berth.agent.runtime import ContainerConfig, ContainerStatus, ProbeKind, Runtime, SandboxConfig
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
+CONFIG_RETRY = 10.0  # retry a container whose ConfigMap/Secret is missing
 _PROBE_KINDS: tuple[ProbeKind, ...] = ("startup", "liveness", "readiness")
 
 
@@ -56,6 +58,7 @@ class ContainerRecord:
     next_probe: dict[str, float] = field(default_factory=dict)
     last_status: ContainerStatus | None = None
     previous_status: ContainerStatus | None = None
+    config_error: str = ""  # why it could not be created (CreateContainerConfigError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +90,13 @@ def _probe_spec(container: Mapping[str, Any], kind: str) -> Mapping[str, Any] | 
     return spec
 
 
-def _config(c: Mapping[str, Any], *, init: bool) -> ContainerConfig:
-    env = {
-        str(e["name"]): str(e.get("value", ""))
-        for e in c.get("env") or ()
-        if isinstance(e, Mapping) and "name" in e
-    }
+def _config(c: Mapping[str, Any], *, init: bool, env: Mapping[str, str]) -> ContainerConfig:
     return ContainerConfig(
         name=str(c["name"]),
         image=str(c.get("image", "")),
         command=tuple(str(x) for x in c.get("command") or ()),
         args=tuple(str(x) for x in c.get("args") or ()),
-        env=env,
+        env=dict(env),
         init=init,
         spec=thaw(c),
     )
@@ -277,8 +275,23 @@ class PodManager:
 
     async def _start(
         self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], *, init: bool
-    ) -> None:
+    ) -> bool:
+        """Start (or restart) ``c``; False when its configuration cannot be built yet."""
         cr = rec.containers.setdefault(str(c["name"]), ContainerRecord(str(c["name"])))
+        try:
+            env = await resolve_env(
+                self.client_for(rec.node),
+                pod,
+                c,
+                pod_ip=rec.pod_ip,
+                host_ip=self.node_address(rec.node) or "",
+            )
+        except EnvError as exc:
+            if cr.config_error != str(exc):
+                rec.event("Failed", f"Error: {exc}", warning=True)
+            cr.config_error = str(exc)
+            return False
+        cr.config_error = ""
         if cr.current is not None:
             cr.previous, cr.previous_status = cr.current, cr.last_status
             cr.restarts += 1
@@ -288,11 +301,12 @@ class PodManager:
         cr.failures.clear()
         cr.next_probe.clear()
         cr.current = await self.runtime.start_container(
-            rec.sandbox, _config(c, init=init), attempt=cr.restarts
+            rec.sandbox, _config(c, init=init, env=env), attempt=cr.restarts
         )
         cr.last_status = await self.runtime.container_status(cr.current)
         rec.event("Created", f"Created container {cr.name}")
         rec.event("Started", f"Started container {cr.name}")
+        return True
 
     def _backoff_left(self, cr: ContainerRecord, st: ContainerStatus) -> float:
         if cr.restarts == 0 or st.finished_at is None:
@@ -310,7 +324,8 @@ class PodManager:
             cr = rec.containers.get(str(c["name"]))
             st = await self._refresh(cr) if cr is not None else None
             if cr is None or st is None:
-                await self._start(pod, rec, c, init=True)
+                if not await self._start(pod, rec, c, init=True):
+                    wake.append(self.clock.monotonic() + CONFIG_RETRY)
                 return False
             if st.phase != "exited":
                 return False
@@ -322,7 +337,8 @@ class PodManager:
             if left > 0:
                 wake.append(self.clock.monotonic() + left)
                 return False
-            await self._start(pod, rec, c, init=True)
+            if not await self._start(pod, rec, c, init=True):
+                wake.append(self.clock.monotonic() + CONFIG_RETRY)
             return False
         return True
 
@@ -332,7 +348,8 @@ class PodManager:
         cr = rec.containers.get(str(c["name"]))
         st = await self._refresh(cr) if cr is not None else None
         if cr is None or st is None:
-            await self._start(pod, rec, c, init=False)
+            if not await self._start(pod, rec, c, init=False):
+                wake.append(self.clock.monotonic() + CONFIG_RETRY)
             return
         if st.phase != "exited":
             return
@@ -344,7 +361,8 @@ class PodManager:
             wake.append(self.clock.monotonic() + left)
             rec.event("BackOff", "Back-off restarting failed container", warning=True)
             return
-        await self._start(pod, rec, c, init=False)
+        if not await self._start(pod, rec, c, init=False):
+            wake.append(self.clock.monotonic() + CONFIG_RETRY)
 
     async def _probe(
         self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], *, wake: list[float]
@@ -468,6 +486,13 @@ class PodManager:
             "state": {"waiting": {"reason": waiting_reason}},
             "lastState": {},
         }
+        if cr is not None and cr.config_error:
+            out["state"] = {
+                "waiting": {"reason": "CreateContainerConfigError", "message": cr.config_error}
+            }
+            if cr.last_status is not None and cr.last_status.phase == "exited":
+                out["lastState"] = {"terminated": _terminated(cr.last_status)}
+            return out
         if cr is None or cr.last_status is None:
             return out
         st = cr.last_status

@@ -92,6 +92,11 @@ class SimulatedRuntime:
         if c is not None:
             self._log(c, line)
 
+    def config_of(self, namespace: str, pod: str, container: str) -> ContainerConfig | None:
+        """What the latest instance of ``container`` was started with (env, command, ...)."""
+        c = self._find(namespace, pod, container)
+        return c.config if c is not None else None
+
     def running(self) -> int:
         return sum(1 for c in self._containers.values() if c.status.phase == "running")
 

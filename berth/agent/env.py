@@ -1,0 +1,149 @@
+"""A container's environment, resolved as the kubelet resolves it.
+
+Order and rules: ``envFrom`` sources first (ConfigMaps and Secrets, keys optionally prefixed),
+then ``env`` in order, later entries overriding earlier ones. A literal ``value`` expands
+``$(NAME)`` references to variables defined before it (``$$`` escapes a ``$``; unknown
+references stay as written). ``valueFrom`` reads the downward API (``fieldRef``:
+metadata.name/namespace/uid/labels['k']/annotations['k'], spec.nodeName,
+spec.serviceAccountName, status.podIP/hostIP), container resources (``resourceFieldRef``) and
+ConfigMap/Secret keys (``optional`` honoured). A missing required source raises
+:class:`EnvError`, which the agent reports as ``CreateContainerConfigError`` and retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from berth.client import errors
+from berth.client.interface import ApiClient, Obj
+from berth.client.resources import CONFIGMAPS, SECRETS
+from berth.machinery.objects import Frozen, meta, parse_quantity
+
+_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+_SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
+
+
+class EnvError(Exception):
+    """The environment cannot be built yet (a referenced object or key is missing)."""
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env[name] if name in env else m.group(0)
+
+    return _REF.sub(sub, value)
+
+
+def field_value(pod: Frozen, path: str, *, pod_ip: str, host_ip: str) -> str:
+    m = _SUBSCRIPT.match(path)
+    if m:
+        return str((meta(pod).get(m.group(1)) or {}).get(m.group(2), ""))
+    simple = {
+        "metadata.name": meta(pod).get("name"),
+        "metadata.namespace": meta(pod).get("namespace"),
+        "metadata.uid": meta(pod).get("uid"),
+        "spec.nodeName": (pod.get("spec") or {}).get("nodeName"),
+        "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName"),
+        "status.podIP": pod_ip,
+        "status.hostIP": host_ip,
+    }
+    if path not in simple:
+        raise EnvError(f"unsupported fieldRef {path!r}")
+    return str(simple[path] or "")
+
+
+def resource_value(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
+    kind, _, res = str(ref.get("resource", "")).partition(".")
+    amount = ((container.get("resources") or {}).get(kind) or {}).get(res)
+    if amount is None:
+        return "0"
+    divisor = parse_quantity(ref.get("divisor") or "1")
+    value = parse_quantity(amount) / divisor
+    return str(int(value.to_integral_value(rounding="ROUND_CEILING")))
+
+
+class _Sources:
+    """ConfigMaps and Secrets fetched once per resolution."""
+
+    def __init__(self, client: ApiClient, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self._cache: dict[tuple[str, str], dict[str, str] | None] = {}
+
+    async def data(self, kind: str, name: str) -> dict[str, str] | None:
+        if (kind, name) not in self._cache:
+            resource = SECRETS if kind == "secret" else CONFIGMAPS
+            try:
+                obj: Obj = await self.client.get(resource, name, namespace=self.namespace)
+            except errors.NotFound:
+                self._cache[(kind, name)] = None
+            else:
+                if kind == "secret":
+                    raw = obj.get("data") or {}
+                    values = {
+                        k: base64.b64decode(v).decode(errors="replace") for k, v in raw.items()
+                    }
+                    values.update(obj.get("stringData") or {})
+                else:
+                    values = {k: str(v) for k, v in (obj.get("data") or {}).items()}
+                self._cache[(kind, name)] = values
+        return self._cache[(kind, name)]
+
+
+async def resolve_env(
+    client: ApiClient,
+    pod: Frozen,
+    container: Mapping[str, Any],
+    *,
+    pod_ip: str,
+    host_ip: str,
+) -> dict[str, str]:
+    sources = _Sources(client, str(meta(pod).get("namespace") or "default"))
+    env: dict[str, str] = {}
+    for src in container.get("envFrom") or ():
+        prefix = str(src.get("prefix") or "")
+        for kind, key in (("configmap", "configMapRef"), ("secret", "secretRef")):
+            ref = src.get(key)
+            if not ref:
+                continue
+            data = await sources.data(kind, str(ref.get("name")))
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise EnvError(f'{kind} "{ref.get("name")}" not found')
+            for k, v in data.items():
+                env[prefix + k] = v
+    for item in container.get("env") or ():
+        name = str(item["name"])
+        if "valueFrom" not in item:
+            env[name] = expand(str(item.get("value", "")), env)
+            continue
+        frm = item["valueFrom"] or {}
+        if "fieldRef" in frm:
+            path = str(frm["fieldRef"].get("fieldPath"))
+            env[name] = field_value(pod, path, pod_ip=pod_ip, host_ip=host_ip)
+        elif "resourceFieldRef" in frm:
+            env[name] = resource_value(container, frm["resourceFieldRef"])
+        else:
+            kind, ref = (
+                ("configmap", frm["configMapKeyRef"])
+                if "configMapKeyRef" in frm
+                else ("secret", frm.get("secretKeyRef") or {})
+            )
+            data = await sources.data(kind, str(ref.get("name")))
+            key = str(ref.get("key"))
+            if data is None or key not in data:
+                if ref.get("optional"):
+                    continue
+                what = f'{kind} "{ref.get("name")}"'
+                raise EnvError(
+                    f"{what} not found" if data is None else f"couldn't find key {key} in {what}"
+                )
+            env[name] = data[key]
+    return env

@@ -1,0 +1,150 @@
+"""Container environment: envFrom, literal values with $(VAR) expansion, downward API,
+resources, ConfigMap/Secret keys, optional sources; and the agent's
+CreateContainerConfigError until a missing ConfigMap appears."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+
+from berth.agent.env import EnvError, expand, resolve_env
+from berth.client.fake import FakeClient
+from berth.client.resources import CONFIGMAPS, PODS, SECRETS
+from berth.machinery.objects import freeze
+
+from .test_pods import Rig
+
+POD = freeze(
+    {
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "serviceAccountName": "sa"},
+    }
+)
+
+
+def test_expand_references_and_escapes() -> None:
+    env = {"A": "1", "B": "two"}
+    assert expand("$(A)-$(B)-$(C)-$$(A)", env) == "1-two-$(C)-$(A)"
+
+
+def test_resolves_every_source_in_order() -> None:
+    async def body() -> None:
+        api = FakeClient()
+        api.seed(
+            CONFIGMAPS,
+            {
+                "metadata": {"name": "cfg", "namespace": "ns"},
+                "data": {"MODE": "fast", "LEVEL": "3"},
+            },
+        )
+        api.seed(
+            SECRETS,
+            {
+                "metadata": {"name": "db", "namespace": "ns"},
+                "data": {"password": base64.b64encode(b"s3cret").decode()},
+            },
+        )
+        container: dict[str, Any] = {
+            "name": "c",
+            "resources": {"limits": {"memory": "128Mi", "cpu": "500m"}},
+            "envFrom": [
+                {"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
+                {"secretRef": {"name": "absent", "optional": True}},
+            ],
+            "env": [
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "MODE"}}},
+                {
+                    "name": "PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}},
+                },
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {
+                    "name": "MEM_MI",
+                    "valueFrom": {
+                        "resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}
+                    },
+                },
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {"name": "URL", "value": "http://$(IP):80/$(POD)"},
+                {
+                    "name": "GONE",
+                    "valueFrom": {
+                        "configMapKeyRef": {"name": "cfg", "key": "nope", "optional": True}
+                    },
+                },
+            ],
+        }
+        env = await resolve_env(api, POD, container, pod_ip="10.0.0.9", host_ip="192.0.2.1")
+        assert env == {
+            "CFG_MODE": "fast",
+            "CFG_LEVEL": "3",
+            "MODE": "fast",
+            "PASSWORD": "s3cret",
+            "POD": "p",
+            "APP": "web",
+            "IP": "10.0.0.9",
+            "MEM_MI": "128",
+            "CPU": "1",
+            "URL": "http://10.0.0.9:80/p",
+        }
+
+    asyncio.run(body())
+
+
+def test_missing_required_sources_are_errors() -> None:
+    async def body() -> None:
+        api = FakeClient()
+        api.seed(CONFIGMAPS, {"metadata": {"name": "cfg", "namespace": "ns"}, "data": {}})
+        missing_map = {"name": "c", "envFrom": [{"configMapRef": {"name": "nope"}}]}
+        with pytest.raises(EnvError, match='configmap "nope" not found'):
+            await resolve_env(api, POD, missing_map, pod_ip="", host_ip="")
+        missing_key = {
+            "name": "c",
+            "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}],
+        }
+        with pytest.raises(EnvError, match='couldn\'t find key k in configmap "cfg"'):
+            await resolve_env(api, POD, missing_key, pod_ip="", host_ip="")
+
+    asyncio.run(body())
+
+
+def test_agent_waits_with_create_container_config_error() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add(
+            containers=[
+                {
+                    "name": "app",
+                    "image": "web:1",
+                    "env": [
+                        {
+                            "name": "MODE",
+                            "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}},
+                        }
+                    ],
+                }
+            ]
+        )
+        await r.sync()
+        waiting = r.container()["state"]["waiting"]
+        assert waiting["reason"] == "CreateContainerConfigError"
+        assert 'configmap "cfg" not found' in waiting["message"]
+        assert r.status()["phase"] == "Pending"
+        await r.api.create(
+            CONFIGMAPS,
+            {"metadata": {"name": "cfg", "namespace": "default"}, "data": {"mode": "fast"}},
+        )
+        r.clock.advance(10)
+        await r.sync()
+        assert r.status()["phase"] == "Running"
+        config = r.runtime.config_of("default", "p", "app")
+        assert config is not None
+        assert config.env == {"MODE": "fast"}
+        assert r.api.stored(PODS, "default/p") is not None
+
+    asyncio.run(body())
