@@ -539,6 +539,29 @@ BINDING = Printer(
     _binding_row,
 )
 
+
+def _pdb_row(o: Obj) -> list[Cell]:
+    spec = o.get("spec") or {}
+    return [
+        _name(o),
+        str(spec["minAvailable"]) if "minAvailable" in spec else "N/A",
+        str(spec["maxUnavailable"]) if "maxUnavailable" in spec else "N/A",
+        _int(get_path(o, "status", "disruptionsAllowed")),
+        age(_created(o)),
+    ]
+
+
+PDB = Printer(
+    (
+        NAME,
+        Column("Min Available"),
+        Column("Max Unavailable"),
+        Column("Allowed Disruptions", type="integer"),
+        AGE,
+    ),
+    _pdb_row,
+)
+
 DEFAULT = Printer(
     (NAME, Column("Created At", type="date", description="Creation timestamp")),
     lambda o: [_name(o), _created(o) or ""],
@@ -560,6 +583,7 @@ PRINTERS: dict[str, Printer] = {
     "Event": EVENT,
     "RoleBinding": BINDING,
     "ClusterRoleBinding": BINDING,
+    "PodDisruptionBudget": PDB,
 }
 
 

@@ -136,3 +136,25 @@ def test_node_and_deployment_rows() -> None:
         0
     ]["cells"]
     assert cells == ["web", "2/3", 3, 2, "0s", "nginx", "nginx:1.20", "app=web"]
+
+
+def test_pdb_and_default_rows() -> None:
+    pdb_rd = TABLE.lookup("policy", "v1", "poddisruptionbudgets")
+    role_rd = TABLE.lookup("rbac.authorization.k8s.io", "v1", "roles")
+    assert pdb_rd is not None
+    assert role_rd is not None
+    created = format_time(now())
+    pdb = {"metadata": {"name": "p", "creationTimestamp": created}, "spec": {"minAvailable": "50%"}}
+    t = to_table(pdb_rd, [pdb], table_api_version="meta.k8s.io/v1", resource_version="1")
+    assert [c["name"] for c in t["columnDefinitions"]] == [
+        "Name",
+        "Min Available",
+        "Max Unavailable",
+        "Allowed Disruptions",
+        "Age",
+    ]
+    assert t["rows"][0]["cells"] == ["p", "50%", "N/A", 0, "0s"]
+    role = {"metadata": {"name": "r", "creationTimestamp": created}}
+    t = to_table(role_rd, [role], table_api_version="meta.k8s.io/v1beta1", resource_version="1")
+    assert t["apiVersion"] == "meta.k8s.io/v1beta1"
+    assert t["rows"][0]["cells"] == ["r", created]
