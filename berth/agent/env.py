@@ -1,4 +1,5 @@
-"""A container's environment, resolved as the kubelet resolves it.
+"""A container's environment and a pod's ConfigMap/Secret volume files, resolved as the
+kubelet resolves them.
 
 Order and rules: ``envFrom`` sources first (ConfigMaps and Secrets, keys optionally prefixed),
 then ``env`` in order, later entries overriding earlier ones. A literal ``value`` expands
@@ -7,7 +8,11 @@ references stay as written). ``valueFrom`` reads the downward API (``fieldRef``:
 metadata.name/namespace/uid/labels['k']/annotations['k'], spec.nodeName,
 spec.serviceAccountName, status.podIP/hostIP), container resources (``resourceFieldRef``) and
 ConfigMap/Secret keys (``optional`` honoured). A missing required source raises
-:class:`EnvError`, which the agent reports as ``CreateContainerConfigError`` and retries.
+:class:`SourceError`, which the agent reports as ``CreateContainerConfigError`` and retries.
+
+Volume files: each ``configMap``/``secret`` volume becomes ``{file name: bytes}`` — all keys,
+or only ``items`` (``key`` → ``path``) when listed — so runtimes receive content, never API
+references (a missing source is reported as ``FailedMount`` and retried).
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
 
-class EnvError(Exception):
-    """The environment cannot be built yet (a referenced object or key is missing)."""
+class SourceError(Exception):
+    """A referenced ConfigMap, Secret or key is missing (the agent retries)."""
 
 
 def expand(value: str, env: Mapping[str, str]) -> str:
@@ -54,7 +59,7 @@ def field_value(pod: Frozen, path: str, *, pod_ip: str, host_ip: str) -> str:
         "status.hostIP": host_ip,
     }
     if path not in simple:
-        raise EnvError(f"unsupported fieldRef {path!r}")
+        raise SourceError(f"unsupported fieldRef {path!r}")
     return str(simple[path] or "")
 
 
@@ -69,14 +74,14 @@ def resource_value(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
 
 
 class _Sources:
-    """ConfigMaps and Secrets fetched once per resolution."""
+    """ConfigMaps and Secrets fetched once per resolution, as raw bytes per key."""
 
     def __init__(self, client: ApiClient, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
-        self._cache: dict[tuple[str, str], dict[str, str] | None] = {}
+        self._cache: dict[tuple[str, str], dict[str, bytes] | None] = {}
 
-    async def data(self, kind: str, name: str) -> dict[str, str] | None:
+    async def raw(self, kind: str, name: str) -> dict[str, bytes] | None:
         if (kind, name) not in self._cache:
             resource = SECRETS if kind == "secret" else CONFIGMAPS
             try:
@@ -84,16 +89,21 @@ class _Sources:
             except errors.NotFound:
                 self._cache[(kind, name)] = None
             else:
-                if kind == "secret":
-                    raw = obj.get("data") or {}
-                    values = {
-                        k: base64.b64decode(v).decode(errors="replace") for k, v in raw.items()
-                    }
-                    values.update(obj.get("stringData") or {})
-                else:
-                    values = {k: str(v) for k, v in (obj.get("data") or {}).items()}
+                values: dict[str, bytes] = {}
+                encoded = "data" if kind == "secret" else "binaryData"
+                for k, v in (obj.get(encoded) or {}).items():
+                    values[k] = base64.b64decode(v)
+                plain = "stringData" if kind == "secret" else "data"
+                for k, v in (obj.get(plain) or {}).items():
+                    values[k] = str(v).encode()
                 self._cache[(kind, name)] = values
         return self._cache[(kind, name)]
+
+    async def data(self, kind: str, name: str) -> dict[str, str] | None:
+        raw = await self.raw(kind, name)
+        if raw is None:
+            return None
+        return {k: v.decode(errors="replace") for k, v in raw.items()}
 
 
 async def resolve_env(
@@ -116,7 +126,7 @@ async def resolve_env(
             if data is None:
                 if ref.get("optional"):
                     continue
-                raise EnvError(f'{kind} "{ref.get("name")}" not found')
+                raise SourceError(f'{kind} "{ref.get("name")}" not found')
             for k, v in data.items():
                 env[prefix + k] = v
     for item in container.get("env") or ():
@@ -142,8 +152,40 @@ async def resolve_env(
                 if ref.get("optional"):
                     continue
                 what = f'{kind} "{ref.get("name")}"'
-                raise EnvError(
+                raise SourceError(
                     f"{what} not found" if data is None else f"couldn't find key {key} in {what}"
                 )
             env[name] = data[key]
     return env
+
+
+async def resolve_volume_files(client: ApiClient, pod: Frozen) -> dict[str, dict[str, bytes]]:
+    """``{volume name: {path: content}}`` for the pod's ConfigMap and Secret volumes."""
+    sources = _Sources(client, str(meta(pod).get("namespace") or "default"))
+    out: dict[str, dict[str, bytes]] = {}
+    for vol in (pod.get("spec") or {}).get("volumes") or ():
+        if "configMap" in vol:
+            kind, ref, name = "configmap", vol["configMap"] or {}, "name"
+        elif "secret" in vol:
+            kind, ref, name = "secret", vol["secret"] or {}, "secretName"
+        else:
+            continue
+        source = str(ref.get(name))
+        data = await sources.raw(kind, source)
+        if data is None:
+            if ref.get("optional"):
+                out[str(vol["name"])] = {}
+                continue
+            raise SourceError(f'{kind} "{source}" not found')
+        items = ref.get("items")
+        if items:
+            files = {}
+            for item in items:
+                key = str(item["key"])
+                if key not in data:
+                    raise SourceError(f'couldn\'t find key {key} in {kind} "{source}"')
+                files[str(item.get("path") or key)] = data[key]
+        else:
+            files = dict(data)
+        out[str(vol["name"])] = files
+    return out

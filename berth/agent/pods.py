@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from berth.agent.env import EnvError, resolve_env
+from berth.agent.env import SourceError, resolve_env, resolve_volume_files
 from berth.agent.runtime import ContainerConfig, ContainerStatus, ProbeKind, Runtime, SandboxConfig
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
 from berth.client.resources import PODS, ObjectKey, make_key
 from berth.machinery.clock import Clock
-from berth.machinery.controller import Controller
+from berth.machinery.controller import Controller, Retry
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
 from berth.machinery.objects import Frozen, format_time, meta, name, namespace, thaw
@@ -239,6 +239,13 @@ class PodManager:
             await self._report(pod, rec)
             return
         if not rec.sandbox:
+            try:
+                files = await resolve_volume_files(self.client_for(rec.node), pod)
+            except SourceError as exc:
+                rec.event("FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
+                await self._report(pod, rec)
+                await self._post_events(pod, rec)
+                raise Retry(CONFIG_RETRY, str(exc)) from None
             rec.pod_ip = self.ips.allocate(rec.node, self.node_cidr(rec.node))
             rec.sandbox = await self.runtime.create_sandbox(
                 SandboxConfig(
@@ -249,6 +256,7 @@ class PodManager:
                     pod_ip=rec.pod_ip,
                     labels=dict(meta(pod).get("labels") or {}),
                     spec=thaw(pod.get("spec") or {}),
+                    volume_files=files,
                 )
             )
             rec.start_time = self.clock.now()
@@ -286,7 +294,7 @@ class PodManager:
                 pod_ip=rec.pod_ip,
                 host_ip=self.node_address(rec.node) or "",
             )
-        except EnvError as exc:
+        except SourceError as exc:
             if cr.config_error != str(exc):
                 rec.event("Failed", f"Error: {exc}", warning=True)
             cr.config_error = str(exc)

@@ -26,6 +26,8 @@ class SandboxConfig:
     pod_ip: str
     labels: Mapping[str, str] = field(default_factory=dict)
     spec: Mapping[str, Any] = field(default_factory=dict)  # the pod's full API spec (volumes, ...)
+    # ConfigMap/Secret volume contents resolved by the agent: {volume name: {path: bytes}}.
+    volume_files: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

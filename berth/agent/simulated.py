@@ -92,6 +92,13 @@ class SimulatedRuntime:
         if c is not None:
             self._log(c, line)
 
+    def sandbox_of(self, namespace: str, pod: str) -> SandboxConfig | None:
+        """The sandbox config of ``pod`` (IP, spec, resolved volume files)."""
+        for sb in self._sandboxes.values():
+            if sb.config.namespace == namespace and sb.config.name == pod:
+                return sb.config
+        return None
+
     def config_of(self, namespace: str, pod: str, container: str) -> ContainerConfig | None:
         """What the latest instance of ``container`` was started with (env, command, ...)."""
         c = self._find(namespace, pod, container)

@@ -1,6 +1,6 @@
-"""Container environment: envFrom, literal values with $(VAR) expansion, downward API,
-resources, ConfigMap/Secret keys, optional sources; and the agent's
-CreateContainerConfigError until a missing ConfigMap appears."""
+"""Container environment (envFrom, $(VAR) expansion, downward API, resources, ConfigMap/Secret
+keys, optional sources) and ConfigMap/Secret volume files; the agent's
+CreateContainerConfigError and FailedMount until a missing source appears."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from berth.agent.env import EnvError, expand, resolve_env
+from berth.agent.env import SourceError, expand, resolve_env, resolve_volume_files
 from berth.client.fake import FakeClient
 from berth.client.resources import CONFIGMAPS, PODS, SECRETS
+from berth.machinery.controller import Retry
 from berth.machinery.objects import freeze
 
-from .test_pods import Rig
+from .test_pods import KEY, Rig
 
 POD = freeze(
     {
@@ -101,13 +102,13 @@ def test_missing_required_sources_are_errors() -> None:
         api = FakeClient()
         api.seed(CONFIGMAPS, {"metadata": {"name": "cfg", "namespace": "ns"}, "data": {}})
         missing_map = {"name": "c", "envFrom": [{"configMapRef": {"name": "nope"}}]}
-        with pytest.raises(EnvError, match='configmap "nope" not found'):
+        with pytest.raises(SourceError, match='configmap "nope" not found'):
             await resolve_env(api, POD, missing_map, pod_ip="", host_ip="")
         missing_key = {
             "name": "c",
             "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}],
         }
-        with pytest.raises(EnvError, match='couldn\'t find key k in configmap "cfg"'):
+        with pytest.raises(SourceError, match='couldn\'t find key k in configmap "cfg"'):
             await resolve_env(api, POD, missing_key, pod_ip="", host_ip="")
 
     asyncio.run(body())
@@ -146,5 +147,75 @@ def test_agent_waits_with_create_container_config_error() -> None:
         assert config is not None
         assert config.env == {"MODE": "fast"}
         assert r.api.stored(PODS, "default/p") is not None
+
+    asyncio.run(body())
+
+
+def test_volume_files_keys_items_binary_and_optional() -> None:
+    async def body() -> None:
+        api = FakeClient()
+        api.seed(
+            CONFIGMAPS,
+            {
+                "metadata": {"name": "cfg", "namespace": "ns"},
+                "data": {"a.conf": "x=1", "b.conf": "y=2"},
+            },
+        )
+        api.seed(
+            SECRETS,
+            {
+                "metadata": {"name": "tls", "namespace": "ns"},
+                "data": {"key": base64.b64encode(b"\x00\xffbin").decode()},
+            },
+        )
+        pod = freeze(
+            {
+                "metadata": {"name": "p", "namespace": "ns"},
+                "spec": {
+                    "volumes": [
+                        {"name": "all", "configMap": {"name": "cfg"}},
+                        {
+                            "name": "some",
+                            "configMap": {
+                                "name": "cfg",
+                                "items": [{"key": "b.conf", "path": "sub/b"}],
+                            },
+                        },
+                        {"name": "secret", "secret": {"secretName": "tls"}},
+                        {"name": "maybe", "secret": {"secretName": "absent", "optional": True}},
+                        {"name": "scratch", "emptyDir": {}},
+                    ]
+                },
+            }
+        )
+        files = await resolve_volume_files(api, pod)
+        assert files == {
+            "all": {"a.conf": b"x=1", "b.conf": b"y=2"},
+            "some": {"sub/b": b"y=2"},
+            "secret": {"key": b"\x00\xffbin"},
+            "maybe": {},
+        }
+
+    asyncio.run(body())
+
+
+def test_agent_reports_failed_mount_until_the_configmap_exists() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.add(volumes=[{"name": "cfg", "configMap": {"name": "settings"}}])
+        await r.pods.relist()
+        with pytest.raises(Retry):
+            await r.manager.reconcile(KEY)
+        assert "FailedMount" in r.events()
+        assert r.container()["state"]["waiting"]["reason"] == "ContainerCreating"
+        await r.api.create(
+            CONFIGMAPS,
+            {"metadata": {"name": "settings", "namespace": "default"}, "data": {"mode": "fast"}},
+        )
+        await r.sync()
+        assert r.status()["phase"] == "Running"
+        sandbox = r.runtime.sandbox_of("default", "p")
+        assert sandbox is not None
+        assert sandbox.volume_files == {"cfg": {"mode": b"fast"}}
 
     asyncio.run(body())
