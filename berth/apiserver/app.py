@@ -8,9 +8,7 @@ response: clients never see a traceback or a bare 500.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import ssl
 import time
 from dataclasses import dataclass
@@ -21,9 +19,9 @@ import yaml
 from aiohttp import web
 
 from berth import __version__
-from berth.api.meta import Obj, get_path
+from berth.api.meta import Obj
 from berth.api.resources import TABLE, ResourceDef
-from berth.store.interface import Compacted, Event, Store, Watch, WatchOverflow
+from berth.store.interface import Store
 from berth.store.memory import MemoryStore
 from berth.store.sqlite import SqliteStore
 
@@ -45,7 +43,6 @@ from .errors import (
     internal,
     method_not_allowed,
     route_not_found,
-    status_body,
     unauthorized,
     unsupported_media,
 )
@@ -62,7 +59,8 @@ from .selectors import (
     parse_label_selector,
 )
 from .tables import to_table
-from .watch import ObjEvent, Subscriber, WatchHub
+from .watch import ObjEvent, WatchHub
+from .watchhttp import serve_watch
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +148,7 @@ class ApiServer:
         self._compactor: asyncio.Task[None] | None = None
         self.port = config.port
         self._agent_ssl: ssl.SSLContext | None = None
-        self._stopping = asyncio.Event()
+        self.stopping = asyncio.Event()
 
     async def _open(self) -> None:
         store = self._given_store or await open_store(self.config)
@@ -190,7 +188,7 @@ class ApiServer:
         log.info("berth API server listening on %s:%d", self.config.bind_address, self.port)
 
     async def stop(self) -> None:
-        self._stopping.set()
+        self.stopping.set()
         if self._compactor is not None:
             self._compactor.cancel()
         await self.hub.stop()
@@ -856,271 +854,17 @@ class ApiServer:
     # -- watch -------------------------------------------------------------------------------
 
     async def _watch(self, request: web.Request, route: Route) -> web.StreamResponse:
-        rd = route.rd
-        q = request.query
-        label, field = self._selectors(request, rd)
-        timeout = parse_int(q.get("timeoutSeconds"), "timeoutSeconds", minimum=0)
-        if not timeout:
-            timeout = int(1800 * (1 + random.random()))  # noqa: S311 (spread, not security)
-        bookmarks = parse_bool(q.get("allowWatchBookmarks"), "allowWatchBookmarks")
-        rv = q.get("resourceVersion", "")
-        accept = request.headers.get("Accept", "")
-        tv = table_version(accept)
-        include = q.get("includeObject", "Metadata")
-        prefix = rd.key_prefix(route.namespace)
-        if route.name:
-            field = parse_field_selector(f"metadata.name={route.name}", rd.kind)
-        initial: list[Obj] = []
-        if rv in ("", "0"):
-            page = await self.registry.list_objects(
-                rd, route.namespace, ListOptions(label=label, field=field)
-            )
-            start_rev = page.revision
-            initial = page.items
-        else:
-            try:
-                start_rev = int(rv)
-            except ValueError as exc:
-                raise bad_request(f"invalid resource version {rv!r}") from exc
-        source = _EventSource(self, prefix, start_rev)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        self.metrics.watchers[rd.plural] += 1
-        writer = _WatchWriter(
-            resp,
-            rd=rd,
+        label, field = self._selectors(request, route.rd)
+        return await serve_watch(
+            self,
+            request,
+            route.rd,
+            namespace=route.namespace,
+            name=route.name,
             label=label,
             field=field,
-            table_version=tv,
-            include=include,
-            metrics=self.metrics,
         )
-        try:
-            try:
-                await source.open()
-            except Compacted as exc:
-                await writer.error(
-                    status_body(
-                        410,
-                        "Expired",
-                        f"too old resource version: {exc.requested} ({exc.compacted})",
-                    )
-                )
-                return resp
-            for obj in initial:
-                writer.add("ADDED", obj)
-            await writer.flush()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            bookmark_every = self.config.watch_bookmark_interval
-            next_bookmark = loop.time() + bookmark_every
-            while not self._stopping.is_set():
-                now_t = loop.time()
-                if now_t >= deadline:
-                    break
-                wake_at = min(deadline, next_bookmark) if bookmarks else deadline
-                try:
-                    batch = await source.next_batch(wake_at)
-                except WatchOverflow:
-                    break  # too slow: end the stream; the client relists
-                except Compacted as exc:
-                    await writer.error(
-                        status_body(
-                            410,
-                            "Expired",
-                            f"too old resource version: {exc.requested} ({exc.compacted})",
-                        )
-                    )
-                    break
-                for ev in batch:
-                    writer.event(ev)
-                if batch:
-                    await writer.flush()
-                if source.overflowed:
-                    break
-                if bookmarks and loop.time() >= next_bookmark:
-                    if not batch:
-                        writer.bookmark(
-                            max(source.delivered, self.hub.latest if source.live else 0)
-                        )
-                        await writer.flush()
-                    next_bookmark = loop.time() + bookmark_every
-                if source.closed:
-                    break
-        except (ConnectionError, RuntimeError):
-            pass  # the client went away
-        finally:
-            self.metrics.watchers[rd.plural] -= 1
-            await source.close()
-        return resp
 
 
 def _success_plain() -> Obj:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
-
-
-class _EventSource:
-    """Events for one client watch: from the hub's ring, or the store's log when older.
-
-    A store watch is read through one pending ``__anext__`` task at a time, so waiting with a
-    timeout never cancels the store's iterator in the middle of a step.
-    """
-
-    def __init__(self, server: ApiServer, prefix: str, after: int) -> None:
-        self.server = server
-        self.prefix = prefix
-        self.after = after
-        self.sub: Subscriber | None = None
-        self.store_watch: Watch | None = None
-        self._next: asyncio.Task[Event] | None = None
-        self.delivered = after
-        self.overflowed = False
-        self.closed = False
-
-    @property
-    def live(self) -> bool:
-        return self.sub is not None
-
-    async def open(self) -> None:
-        """Subscribe; raises :class:`Compacted` at once when ``after`` is too old."""
-        self.sub = self.server.hub.subscribe(self.prefix, self.after)
-        if self.sub is None:
-            self.store_watch = self.server.store.watch(self.prefix, revision=self.after)
-            self._next = asyncio.ensure_future(self.store_watch.__anext__())
-            # The store reports compaction on the first step without waiting for an event.
-            await asyncio.wait({self._next}, timeout=0.05)
-            if self._next.done() and self._next.exception() is not None:
-                raise self._next.exception()  # type: ignore[misc]
-
-    async def next_batch(self, until: float) -> list[ObjEvent]:
-        """Events after the last batch, waiting until loop time ``until`` for the first."""
-        if self.sub is not None:
-            batch = await self.sub.next_batch(until)
-            self.overflowed = self.sub.overflowed
-            self.closed = self.sub.closed
-        else:
-            wait = max(until - asyncio.get_running_loop().time(), 0.0)
-            batch = await self._from_store(wait)
-        if batch:
-            self.delivered = batch[-1].revision
-        return batch
-
-    async def _from_store(self, wait_seconds: float) -> list[ObjEvent]:
-        assert self.store_watch is not None
-        if self._next is None:
-            self._next = asyncio.ensure_future(self.store_watch.__anext__())
-        await asyncio.wait({self._next}, timeout=wait_seconds)
-        batch: list[ObjEvent] = []
-        while self._next is not None and self._next.done():
-            task, self._next = self._next, None
-            try:
-                event = task.result()
-            except StopAsyncIteration:
-                self.closed = True
-                break
-            ev = self.server.hub.decode_event(event)
-            if ev is not None:
-                batch.append(ev)
-            if len(batch) < 500:  # drain what is ready without waiting again
-                self._next = asyncio.ensure_future(self.store_watch.__anext__())
-                await asyncio.sleep(0)
-        return batch
-
-    async def close(self) -> None:
-        if self.sub is not None:
-            self.server.hub.unsubscribe(self.sub)
-        if self._next is not None:
-            self._next.cancel()
-            with contextlib.suppress(BaseException):
-                await self._next
-        if self.store_watch is not None:
-            await self.store_watch.aclose()
-
-
-class _WatchWriter:
-    """Encodes watch events (plain objects or one-row Tables) and writes them in batches."""
-
-    def __init__(
-        self,
-        resp: web.StreamResponse,
-        *,
-        rd: ResourceDef,
-        label: LabelSelector,
-        field: FieldSelector,
-        table_version: str | None,
-        include: str,
-        metrics: Metrics,
-    ) -> None:
-        self.resp = resp
-        self.rd = rd
-        self.label = label
-        self.field = field
-        self.table_version = table_version
-        self.include = include
-        self.metrics = metrics
-        self.buf: list[bytes] = []
-        self.columns_sent = False
-        self.filtered = not (label.empty and field.empty)
-
-    def _matches(self, obj: Obj | None) -> bool:
-        if obj is None:
-            return False
-        if not self.filtered:
-            return True
-        labels = get_path(obj, "metadata", "labels") or {}
-        return self.label.matches(labels) and self.field.matches(obj)
-
-    def event(self, ev: ObjEvent) -> None:
-        if ev.deleted:
-            if self._matches(ev.obj):
-                self.add("DELETED", ev.obj, ev)
-            return
-        now_match = self._matches(ev.obj)
-        before = self._matches(ev.prev) if ev.prev is not None else False
-        if now_match and before:
-            self.add("MODIFIED", ev.obj, ev)
-        elif now_match:
-            self.add("ADDED", ev.obj, ev)
-        elif before:
-            self.add("DELETED", ev.obj, ev)
-
-    def add(self, etype: str, obj: Obj, ev: ObjEvent | None = None) -> None:
-        if self.table_version:
-            table = to_table(
-                self.rd,
-                [obj],
-                table_api_version=self.table_version,
-                resource_version=str(get_path(obj, "metadata", "resourceVersion") or ""),
-                include_object=self.include,
-                with_columns=not self.columns_sent,
-            )
-            self.columns_sent = True
-            body = orjson.dumps(table)
-        elif ev is not None:
-            body = ev._json.get("obj") or b""
-            if not body:
-                body = ev._json["obj"] = orjson.dumps(obj)
-        else:
-            body = orjson.dumps(obj)
-        self.buf.append(b'{"type":"' + etype.encode() + b'","object":' + body + b"}\n")
-
-    def bookmark(self, revision: int) -> None:
-        obj = {
-            "kind": self.rd.kind,
-            "apiVersion": self.rd.api_version,
-            "metadata": {"resourceVersion": str(revision)},
-        }
-        self.buf.append(orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
-
-    async def error(self, status: Obj) -> None:
-        self.buf.append(orjson.dumps({"type": "ERROR", "object": status}) + b"\n")
-        await self.flush()
-
-    async def flush(self) -> None:
-        if not self.buf:
-            return
-        data = b"".join(self.buf)
-        self.metrics.watch_events += len(self.buf)
-        self.buf.clear()
-        await self.resp.write(data)
