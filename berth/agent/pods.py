@@ -641,7 +641,6 @@ class PodManager:
             "podIPs": [{"ip": rec.pod_ip}] if rec.pod_ip else [],
             "startTime": format_time(rec.start_time or now),
             "containerStatuses": statuses,
-            "qosClass": "BestEffort",
         }
         if init_statuses:
             status["initContainerStatuses"] = init_statuses

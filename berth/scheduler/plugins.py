@@ -196,7 +196,8 @@ def best_nodes(pod: PodInfo, feasible: list[NodeInfo]) -> list[NodeInfo]:
 
 def summarize(total: int, reasons: Mapping[str, int]) -> str:
     """``0/3 nodes are available: 1 node(s) had untolerated taint {a: b}, 2 Insufficient cpu.``"""
-    parts = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+    # kube-scheduler sorts the formatted "<count> <reason>" strings, count included.
+    parts = ", ".join(sorted(f"{n} {r}" for r, n in reasons.items()))
     if not parts:
         return f"0/{total} nodes are available."
     return f"0/{total} nodes are available: {parts}."

@@ -184,8 +184,8 @@ def test_summary_message_matches_kube_scheduler_wording() -> None:
         3, {"node(s) had untolerated taint {node-role: }": 1, "Insufficient cpu": 2}
     )
     assert msg == (
-        "0/3 nodes are available: 2 Insufficient cpu, "
-        "1 node(s) had untolerated taint {node-role: }."
+        "0/3 nodes are available: 1 node(s) had untolerated taint {node-role: }, "
+        "2 Insufficient cpu."
     )
 
 

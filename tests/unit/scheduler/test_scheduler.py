@@ -114,8 +114,8 @@ def test_unschedulable_pod_gets_event_condition_and_is_retried_when_a_node_appea
         (event,) = r.api.objects(EVENTS)
         assert event["reason"] == "FailedScheduling"
         assert event["message"] == (
-            "0/3 nodes are available: 2 Insufficient cpu, "
-            "1 node(s) had untolerated taint {dedicated: db}."
+            "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, "
+            "2 Insufficient cpu."
         )
         stored = r.api.stored(PODS, "default/big")
         assert stored is not None
