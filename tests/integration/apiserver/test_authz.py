@@ -281,3 +281,45 @@ def test_service_account_token_secrets_authenticate(
             time.sleep(0.1)
     finally:
         client.close()
+
+
+def test_impersonation(raw: Raw, server: ServerHandle) -> None:
+    status, body = raw.json(
+        "GET", f"/api/v1/namespaces/{NS}/pods", headers={"Impersonate-User": "mallory"}
+    )
+    assert status == 403
+    assert 'User "mallory" cannot list resource "pods"' in body["message"]
+    status, _ = raw.json(
+        "GET",
+        f"/api/v1/namespaces/{NS}/pods",
+        headers={"Impersonate-User": "mallory", "Impersonate-Group": "system:masters"},
+    )
+    assert status == 200
+    bob = _raw_as(server, "bob", ["devs"])
+    try:
+        status, body = bob.json("GET", "/api/v1/namespaces", headers={"Impersonate-User": "admin"})
+        assert status == 403
+        assert 'cannot impersonate resource "users"' in body["message"]
+    finally:
+        bob.close()
+
+
+def test_table_include_object_variants(raw: Raw) -> None:
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io, application/json"}
+    for include, kind in (("Object", "Pod"), ("Metadata", "PartialObjectMetadata")):
+        status, body = raw.json(
+            "GET", f"/api/v1/namespaces/{NS}/pods?includeObject={include}", headers=accept
+        )
+        assert status == 200
+        assert body["kind"] == "Table"
+        assert int(body["metadata"]["resourceVersion"]) > 0
+        assert {r["object"]["kind"] for r in body["rows"]} == {kind}
+    status, body = raw.json(
+        "GET", f"/api/v1/namespaces/{NS}/pods?includeObject=None", headers=accept
+    )
+    assert all("object" not in r for r in body["rows"])
+    meta_accept = {"Accept": "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"}
+    status, body = raw.json("GET", f"/api/v1/namespaces/{NS}/pods", headers=meta_accept)
+    assert body["kind"] == "PartialObjectMetadataList"
+    assert {i["metadata"]["name"] for i in body["items"]} >= {"on-a", "on-b"}
+    assert all("spec" not in i for i in body["items"])
