@@ -245,3 +245,31 @@ def _truthy(fn: Any) -> Any:
         return bool(fn())
 
     return check
+
+
+def test_cordon_and_drain_move_pods_to_other_nodes(server: ServerHandle, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with control_plane(server, tmp_path, nodes=3) as c:
+            await c.api.create(DEPLOYMENTS, deployment("drain", replicas=3))
+            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=30s")
+            await c.kubectl("drain", "node-0", "--ignore-daemonsets", "--timeout=60s")
+            node = await c.api.get(NODES, "node-0")
+            assert node["spec"]["unschedulable"] is True
+
+            async def moved() -> bool:
+                live = [
+                    p
+                    for p in await c.pods(selector="app=drain")
+                    if not p["metadata"].get("deletionTimestamp")
+                    and p["status"].get("phase") == "Running"
+                ]
+                return len(live) == 3 and all(p["spec"]["nodeName"] != "node-0" for p in live)
+
+            await wait_until(moved, what="pods running off the drained node")
+            await c.kubectl("uncordon", "node-0")
+            await c.kubectl("scale", "deployment/drain", "--replicas=6")
+            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=30s")
+            pods = await c.pods(selector="app=drain")
+            assert any(p["spec"]["nodeName"] == "node-0" for p in pods), "uncordoned node used"
+
+    run(body())
