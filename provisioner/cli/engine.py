@@ -76,6 +76,7 @@ def _engine(
         cache_dir=_cache_dir(),
         spec=spec,
         phase_set=phase_set,
+        state_dir=state_dir,
     )
     return Engine(
         ctx, phases, reporter=reporter, parallel=parallel, allow_unreachable=allow_unreachable
@@ -154,7 +155,7 @@ def apply(
     verbose: VerboseOption = False,
 ) -> None:
     """Apply a saved plan exactly (`berth apply PLAN`), or plan, show, confirm and apply
-    (`berth apply -i SPEC`)."""
+    (`berth apply -i SPEC`). Preflight runs whenever something is to change."""
     reporter = _reporter(output, verbose)
     if plan_file is not None:
         saved = Plan.load(plan_file)
@@ -178,11 +179,15 @@ def apply(
         allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
     ) as engine:  # fmt: skip
         engine.connect_all(tolerate=True)
-        engine.preflight()
+        if engine.unreachable:
+            engine.preflight()  # reports the unreachable hosts with every other problem
         predicted = engine.plan()
-        engine.report_plan(predicted)
         if not predicted.has_changes:
+            engine.report_plan(predicted)
             return
+        # something will change: every host must pass preflight first
+        engine.preflight()
+        engine.report_plan(predicted)
         if not yes:
             if output == "json":
                 raise typer.BadParameter("--output json needs --yes (no prompt in a stream)")

@@ -21,6 +21,7 @@ import contextlib
 import random
 import secrets
 import select
+import shlex
 import socket
 import threading
 import time
@@ -38,9 +39,11 @@ from provisioner.connectors.base import (
     render,
 )
 from provisioner.connectors.known_hosts import KnownHosts, fingerprint, host_entry
+from provisioner.connectors.shell_session import ShellDied, ShellSession
 from provisioner.errors import ConnectError, OperationError
 
 _BUF = 1 << 16
+_POLL = 0.5
 
 
 def _load_key(path: Path, host: str) -> paramiko.PKey:
@@ -112,7 +115,9 @@ class SSHConnector:
         self._transport: paramiko.Transport | None = None
         self._jump: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._session: ShellSession | None = None
         self._lock = threading.Lock()
+        self._session_lock = threading.Lock()
 
     @property
     def host(self) -> HostName:
@@ -226,14 +231,48 @@ class SSHConnector:
     def run(
         self, command: Shell | str, *, stdin: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
+        """Run ``command`` with ``/bin/sh``: on the host's persistent shell session when
+        possible (see :mod:`provisioner.connectors.shell_session`), else on a new channel."""
         text = render(command)
+        if stdin is None and timeout is None and self._session_lock.acquire(blocking=False):
+            try:
+                return self._run_in_session(text)
+            finally:
+                self._session_lock.release()
+        return self._run_in_channel(text, stdin=stdin, timeout=timeout)
+
+    def _run_in_session(self, text: str) -> CommandResult:
+        try:
+            if self._session is None or not self._session.alive:
+                self._session = ShellSession(self._live(), timeout=self.target.connect_timeout)
+            return self._session.run(text)
+        except ShellDied:
+            # the shell itself exited (a syntax error makes sh quit): rerun on a fresh channel,
+            # which reports the error with its real exit code
+            self._session = None
+            if self._transport is None or not self._transport.is_active():
+                self._drop()
+                raise ConnectError(
+                    f"{self.host}: connection closed before the command finished"
+                ) from None
+            return self._run_in_channel(text, stdin=None, timeout=None)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            self._session = None
+            self._drop()
+            raise ConnectError(
+                f"{self.host}: lost the connection while running a command ({error})"
+            ) from None
+
+    def _run_in_channel(
+        self, text: str, *, stdin: bytes | None, timeout: float | None
+    ) -> CommandResult:
         try:
             channel = self._live().open_session(timeout=self.target.connect_timeout)
         except (paramiko.SSHException, OSError, EOFError) as error:
             self._drop()
             raise ConnectError(f"{self.host}: lost the connection ({error})") from None
         try:
-            channel.exec_command(text)
+            channel.exec_command(shlex.join(["/bin/sh", "-c", text]))
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
@@ -260,9 +299,16 @@ class SSHConnector:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([channel], [], [], remaining)
+            # wake up now and then: a transport that dies does not always wake the channel
+            wait = _POLL if remaining is None else min(_POLL, remaining)
+            ready, _, _ = select.select([channel], [], [], wait)
             if not ready:
-                raise OperationError(f"{self.host}: command timed out after {timeout}s")
+                transport = channel.get_transport()
+                if transport is None or not transport.is_active():
+                    raise EOFError("the connection closed")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise OperationError(f"{self.host}: command timed out after {timeout}s")
+                continue
             while channel.recv_stderr_ready():
                 err.append(channel.recv_stderr(_BUF))
             if channel.recv_ready():
@@ -341,6 +387,10 @@ class SSHConnector:
 
     def _close_locked(self) -> None:
         # closing over a dead connection raises; there is nothing left to save by then
+        if self._session is not None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self._session.close()
+            self._session = None
         if self._sftp is not None:
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                 self._sftp.close()

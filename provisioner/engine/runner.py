@@ -40,6 +40,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 ConnectFn = Callable[[HostTarget], Connector]
 DIFF_LIMIT = 64 * 1024
+CLUSTER = "(cluster)"
+"""The pseudo host of operator-side work (a phase's ``after`` step) in plans and reports."""
 
 
 def ssh_connect(target: HostTarget) -> Connector:
@@ -67,6 +69,8 @@ class RunContext:
     cache_dir: Path
     spec: Any = None
     dry_run: bool = True
+    state_dir: Path | None = None
+    """``--state-dir``: phases open the cluster state under it (default: the usual base)."""
     phase_set: str = "custom"
     engine: Engine | None = field(default=None, repr=False)
 
@@ -109,7 +113,8 @@ class Engine:
         self._fact_locks: dict[HostName, threading.Lock] = {}
         self._ops: dict[tuple[str, HostName], list[Operation]] = {}
         self._runs: dict[HostName, HostRun] = {}
-        self._prepared = False
+        self._prepared: bool | None = None  # the dry_run value prepare last ran with
+        self._preflight_done = False
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -188,12 +193,13 @@ class Engine:
 
     def prepare(self) -> None:
         """Run the selected phases' operator-side ``prepare`` steps (once)."""
-        if self._prepared:
+        # a plan prepares without writing; the apply that follows prepares for real
+        if self._prepared is False or self._prepared == self.ctx.dry_run:
             return
         for selected in self.phases:
             if selected.phase.prepare is not None:
                 selected.phase.prepare(self.ctx)
-        self._prepared = True
+        self._prepared = self.ctx.dry_run
 
     def operations(self, selected: SelectedPhase, host: HostTarget) -> list[Operation]:
         key = (selected.path, host.name)
@@ -211,23 +217,30 @@ class Engine:
             self._ops[key] = ops
         return self._ops[key]
 
+    def _phase_facts(self, host: HostTarget, *, checks: bool = True) -> list[Fact[Any]]:
+        """Facts the selected phases declared (``checks=False``: only phases with operations,
+        which planning needs; the preflight's own probes are skipped then)."""
+        return [
+            fact
+            for p in self.phases
+            if p.phase.facts is not None and (checks or p.phase.operations is not None)
+            for fact in p.phase.facts(self.ctx, host)
+        ]
+
     def preflight(self) -> None:
-        """Run every selected phase's ``check`` on all hosts at once; report every problem."""
-        checking = [p for p in self.phases if p.phase.check is not None]
-        if not checking:
+        """Run every selected phase's ``check`` on all hosts at once; report every problem.
+
+        The facts of *every* selected phase are gathered here in the same round-trip, so
+        planning afterwards needs only the operations' own facts."""
+        if self._preflight_done:
             return
+        checking = [p for p in self.phases if p.phase.check is not None]
         problems: list[str] = []
         if not self.allow_unreachable:
             problems += [f"[preflight] {n}: unreachable: {w}" for n, w in self.unreachable.items()]
 
         def gather_checks(host: HostTarget) -> None:
-            wanted = [
-                f
-                for p in checking
-                if p.phase.check_facts is not None
-                for f in p.phase.check_facts(self.ctx, host)
-            ]
-            self.host_facts(host.name, wanted)
+            self.host_facts(host.name, self._phase_facts(host))
 
         for host, result in self._map(gather_checks, self.hosts):
             if isinstance(result, BaseException):
@@ -246,6 +259,7 @@ class Engine:
             )
         for selected in checking:
             self.emit("done", "all checks passed", phase=selected.path)
+        self._preflight_done = True
 
     # -- plan -----------------------------------------------------------------------------------
 
@@ -276,10 +290,20 @@ class Engine:
             )
         order = {p.path: i for i, p in enumerate(self.phases)}
         hosts = {h: i for i, h in enumerate(plan.hosts)}
-        plan.ops.sort(key=lambda o: (order[o.phase], hosts[o.host]))
+        for selected in self.phases:
+            if selected.phase.after is not None:
+                predicted: list[str] = []
+                selected.phase.after(self.ctx, predicted.append)
+                plan.ops += [
+                    PlannedOp(phase=selected.path, host=CLUSTER, op=f"after:{line}",
+                              description=line, commands=[line])
+                    for line in predicted
+                ]  # fmt: skip
+        plan.ops.sort(key=lambda o: (order[o.phase], hosts.get(o.host, len(hosts))))
         return plan
 
     def _plan_host(self, host: HostTarget) -> tuple[list[PlannedOp], dict[str, str]]:
+        self.host_facts(host.name, self._phase_facts(host, checks=False))  # cached after preflight
         by_phase = self._phase_ops(host)
         wanted = [f for _, ops in by_phase for op in ops for f in op.facts()]
         facts = self.host_facts(host.name, wanted)
@@ -385,6 +409,8 @@ class Engine:
         summary = ApplySummary(hosts=len(self.hosts))
         for selected in self.phases:
             if selected.phase.operations is None:
+                if selected.phase.after is not None:
+                    summary.changed += self._after(selected)
                 continue
             self.emit("phase", selected.phase.summary, phase=selected.path)
             failures: list[str] = []
@@ -405,6 +431,8 @@ class Engine:
                     what=f"phase {selected.path}",
                     hint="fix the cause and apply again: finished operations are not repeated",
                 )
+            if selected.phase.after is not None:
+                summary.changed += self._after(selected)
         self.emit(
             "summary",
             f"apply: {summary.changed} change(s), {summary.unchanged} operation(s) already in "
@@ -412,6 +440,15 @@ class Engine:
             changes=summary.changed,
         )
         return summary
+
+    def _after(self, selected: SelectedPhase) -> int:
+        """Run a phase's operator-side ``after`` step, reporting each change it makes."""
+        assert selected.phase.after is not None
+
+        def report(line: str) -> None:
+            self.emit("done", line, phase=selected.path, host=CLUSTER)
+
+        return selected.phase.after(self.ctx, report)
 
     def _apply_host(
         self, selected: SelectedPhase, host: HostTarget, *, plan: Plan | None

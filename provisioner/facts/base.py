@@ -27,6 +27,10 @@ class Fact(ABC, Generic[T]):
     volatile: ClassVar[bool] = False
     """True for facts that change by themselves (time, free space): left out of fingerprints."""
 
+    solo: ClassVar[bool] = False
+    """True for facts whose value depends on *when* they are read (the clock): gathered in their
+    own short round-trip, best of three, so ``FactSet.times`` bounds the reading tightly."""
+
     @property
     def name(self) -> str:
         return type(self).__name__
@@ -101,6 +105,7 @@ class FactSet:
     def update(self, other: FactSet) -> None:
         self._values.update(other._values)
         self._raw.update(other._raw)
+        self.times.update(other.times)
 
     def fingerprint(self, facts: list[Fact[Any]] | None = None) -> str:
         """SHA-256 over the raw outputs of non-volatile facts (all, or the ``facts`` given)."""

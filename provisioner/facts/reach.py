@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from provisioner.facts.base import Fact
 
 # Runs on the host with its python3. "refused" still proves the packet got there (nothing
-# listens yet); only a timeout or an error means the path is blocked.
+# listens yet); only a timeout or an error means the path is blocked. Few probes at a time and a
+# timeout past the kernel's first SYN retransmit (1 s): a busy server with a short listen backlog
+# drops SYNs, which must not read as "unreachable".
 _PROBE = """
 import json, socket, sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ def probe(t):
     except OSError as e:
         return "error: " + (e.strerror or str(e))
 targets = json.loads(sys.argv[1])
-with ThreadPoolExecutor(32) as pool:
+with ThreadPoolExecutor(4) as pool:
     for t, r in zip(targets, pool.map(probe, targets)):
         print("%%s\\t%%s\\t%%s" %% (t[0], t[1], r))
 """
@@ -36,7 +38,7 @@ class TcpReachability(Fact[dict[tuple[str, int], str]]):
     """For each ``(address, port)``: ``open``, ``refused`` (reachable), ``timeout`` or ``error``."""
 
     targets: tuple[tuple[str, int], ...]
-    timeout: float = 1.0
+    timeout: float = 3.0
     volatile = True
 
     def command(self) -> str:

@@ -114,6 +114,7 @@ class Clock(Fact[float]):
     """The host's wall clock (seconds since the epoch); compared between hosts for skew."""
 
     volatile = True
+    solo = True
 
     def command(self) -> str:
         return "date +%s.%N"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from provisioner.artifacts.debs import DEB_ARCH, DebCache
 from provisioner.connectors.base import HostTarget
+from provisioner.facts.base import Fact
 from provisioner.facts.packages import Packages
 from provisioner.facts.system import Machine
 from provisioner.operations.base import Operation
@@ -29,8 +31,12 @@ DEMO_PACKAGES = ("tree",)
 DEMO_PORT = 8099
 
 
+def _artifact_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
+    return (Packages(), Machine())
+
+
 def _artifact_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
-    facts = data.host_facts(host.name, (Packages(), Machine()))
+    facts = data.host_facts(host.name, _artifact_facts(data, host))
     installed = facts.get(Packages())
     arch = DEB_ARCH.get(facts.get(Machine()).arch, facts.get(Machine()).arch)
     cache = DebCache(data.cache_dir / "debs")
@@ -63,7 +69,12 @@ def _demo_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
 def demo_phases() -> list[Phase]:
     """preflight → artifacts → demo."""
     return [
-        preflight_phase(peer_ports=lambda host: (host.port,)),
-        Phase("artifacts", "Ship .deb packages the hosts lack", operations=_artifact_ops),
+        preflight_phase(peer_ports=lambda host: (DEMO_PORT,)),
+        Phase(
+            "artifacts",
+            "Ship .deb packages the hosts lack",
+            operations=_artifact_ops,
+            facts=_artifact_facts,
+        ),
         Phase("demo", "Install the demo service", operations=_demo_ops),
     ]

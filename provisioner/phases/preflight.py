@@ -57,6 +57,7 @@ def preflight_phase(
     def check(data: PhaseData, live: Mapping[HostName, Connector]) -> list[str]:
         problems: list[str] = []
         offsets: dict[str, float] = {}
+        slack: dict[str, float] = {}
         for host in data.inventory.hosts:
             if host.name not in live:
                 continue
@@ -89,7 +90,9 @@ def preflight_phase(
                 problem(f"only {free >> 20} MiB free on /, need {min_disk_bytes >> 20} MiB")
             clock = facts.get(Clock())
             sent, received = facts.times.get(Clock().key(), (clock, clock))
+            # the reading happened somewhere inside the round-trip: +- half of it
             offsets[host.name] = clock - (sent + received) / 2
+            slack[host.name] = (received - sent) / 2
             managed = facts.get(PathInfo((MANAGED_MARKER,)))[MANAGED_MARKER] is not None
             listening = {(s.proto, s.port) for s in facts.get(ListeningPorts())}
             if not managed:
@@ -103,19 +106,20 @@ def preflight_phase(
                     )
                     problem(f"cannot reach {peer} ({address}) on {port}/tcp: {status}")
         for name, offset in offsets.items():
-            if abs(offset) > max_skew_seconds:
+            if abs(offset) - slack[name] > max_skew_seconds:
                 problems.append(
                     f"{name}: clock is {offset:+.1f}s off this machine's "
                     f"(max {max_skew_seconds}s); new certificates would not be valid there"
                 )
-        if offsets and max(offsets.values()) - min(offsets.values()) > max_skew_seconds:
-            spread = ", ".join(f"{n} {o:+.1f}s" for n, o in sorted(offsets.items()))
-            problems.append(f"clock skew between hosts exceeds {max_skew_seconds}s: {spread}")
+        skew = max(offsets.values()) - min(offsets.values()) if offsets else 0.0
+        if offsets and skew - 2 * max(slack.values()) > max_skew_seconds:
+            listing = ", ".join(f"{n} {o:+.1f}s" for n, o in sorted(offsets.items()))
+            problems.append(f"clock skew between hosts exceeds {max_skew_seconds}s: {listing}")
         return problems
 
     return Phase(
         "preflight",
         "Check every host before changing anything",
         check=check,
-        check_facts=check_facts,
+        facts=check_facts,
     )

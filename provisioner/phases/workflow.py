@@ -66,6 +66,9 @@ class PhaseData(Protocol):
 
 OperationsFn = Callable[[PhaseData, HostTarget], Sequence[Operation]]
 CheckFn = Callable[[PhaseData, Mapping[HostName, Connector]], list[str]]
+AfterFn = Callable[[PhaseData, Callable[[str], None]], int]
+"""``after(data, report) -> changes``: report one line per change — made, or only predicted
+while ``data.dry_run`` (planning) — and return how many there were."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,14 @@ class Phase:
     operations: OperationsFn | None = None
     prepare: Callable[[PhaseData], None] | None = None
     check: CheckFn | None = None
-    check_facts: Callable[[PhaseData, HostTarget], Sequence[Fact[Any]]] | None = None
-    """Facts ``check`` reads; the engine gathers them on all hosts at once beforehand."""
+    facts: Callable[[PhaseData, HostTarget], Sequence[Fact[Any]]] | None = None
+    """Facts ``check`` or ``operations`` read through ``data.host_facts``; the engine gathers
+    those of every selected phase on all hosts up front, in one round-trip per host."""
     applies_to: Callable[[HostTarget], bool] | None = None
     children: tuple[Phase, ...] = ()
+    after: AfterFn | None = None
+    """Operator-side work once the phase's host operations are done on every host (API calls,
+    hosts outside the inventory): see :data:`AfterFn`."""
 
     def hosts(self, inventory: Inventory) -> tuple[HostTarget, ...]:
         if self.applies_to is None:

@@ -110,3 +110,24 @@ def test_put_into_a_missing_directory_is_an_operation_error(backend: tuple[Conne
     connector, workdir = backend
     with pytest.raises(OperationError, match="does not exist"):
         connector.put(b"x", f"{workdir}/nope/x.conf")
+
+
+@pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
+def test_commands_are_isolated_from_each_other(backend: tuple[Connector, str]) -> None:
+    connector, workdir = backend
+    assert connector.run(f"cd {workdir}; X=1; exit 7").exit_code == 7
+    assert connector.run('echo "${X:-unset}"').stdout == "unset\n"  # nothing leaks
+    assert connector.run("pwd").stdout.strip() != workdir
+    assert connector.run("cat; echo after").stdout == "after\n"  # stdin is empty, not the next
+    assert connector.run("printf 'no newline'") == CommandResult(0, "no newline", "")
+
+
+@pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
+def test_a_syntax_error_is_reported_and_the_next_command_works(
+    backend: tuple[Connector, str],
+) -> None:
+    connector, _ = backend
+    broken = connector.run("if then fi (")
+    assert broken.exit_code == 2
+    assert "syntax error" in broken.stderr.lower()
+    assert connector.run("echo fine") == CommandResult(0, "fine\n", "")

@@ -29,7 +29,13 @@ def test_one_round_trip_for_many_facts_against_a_real_shell(tmp_path: Path) -> N
             return super().run(command, stdin=stdin, timeout=timeout)
 
     result = gather(Counting(), facts)
-    assert len(calls) == 1
+    # one round-trip for the batch; the clock is "solo": its own short round-trip, so the
+    # time it was read is bounded by that round-trip alone
+    assert len(calls) == 2
+    assert "date +%s.%N" not in calls[0]
+    assert "date +%s.%N" in calls[1]
+    sent, received = result.times[Clock().key()]
+    assert sent <= result.get(Clock()) <= received
     info = result.get(paths)
     assert info[str(tmp_path / "missing")] is None
     assert info[str(tmp_path / "f")] is not None

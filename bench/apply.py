@@ -1,0 +1,166 @@
+"""Benchmark: berth apply vs pyinfra doing the same operations on 3 and 20 lab hosts.
+
+For each host count and each tool a fresh lab is booted, then the tool runs twice from the
+command line: a cold apply (a user, two directories, two templated files, a page, a symlink, a
+systemd unit enabled and started, and the ``tree`` .deb shipped and installed) and a no-op
+re-apply. Both tools use strict host-key checking with the lab's pinned keys. berth's run also
+includes its preflight (OS, Python, systemd, disk, clock skew, host-to-host reachability), which
+pyinfra does not do. Prints both times and pyinfra/berth ratios.
+
+Run: ``.venv/bin/python bench/apply.py [3 20]`` (root; pyinfra from the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from provisioner.artifacts.debs import DebCache
+from provisioner.lab import Lab, run
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+PYINFRA_DEPLOY = """
+from pyinfra import host
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+d = host.data
+server.user(name="user", user="berth-demo", home="/var/lib/berth-demo",
+            shell="/usr/sbin/nologin", system=True, create_home=False)
+files.directory(name="etc dir", path="/etc/berth-demo", mode="755")
+files.directory(name="data dir", path="/var/lib/berth-demo", mode="750",
+                user="berth-demo", group="berth-demo")
+conf = files.template(name="config", src="demo.conf.j2", dest="/etc/berth-demo/demo.conf",
+                      cluster=d.cluster, host_name=d.host_name, address=d.address, port=8099)
+files.template(name="page", src="index.html.j2", dest="/var/lib/berth-demo/index.html",
+               user="berth-demo", group="berth-demo", host_name=d.host_name)
+files.link(name="link", path="/usr/local/bin/berth-demo-tree", target="/usr/bin/tree")
+unit = files.template(name="unit", src="berth-demo.service.j2",
+                      dest="/etc/systemd/system/berth-demo.service",
+                      cluster=d.cluster, host_name=d.host_name, address=d.address, port=8099)
+files.directory(name="artifacts", path="/var/lib/berth/artifacts", mode="755")
+files.put(name="deb", src=d.deb, dest="/var/lib/berth/artifacts/tree.deb")
+apt.deb(name="install tree", src="/var/lib/berth/artifacts/tree.deb")
+systemd.daemon_reload(name="reload", _if=unit.did_change)
+systemd.service(name="service", service="berth-demo.service", running=True, enabled=True)
+systemd.service(name="restart", service="berth-demo.service", restarted=True,
+                _if=any_changed(conf, unit))
+"""
+
+
+def _templates(directory: Path) -> None:
+    source = ROOT / "provisioner" / "phases" / "demo_templates"
+    for name in ("demo.conf.j2", "berth-demo.service.j2"):
+        text = (source / name).read_text().replace("{{ host }}", "{{ host_name }}")
+        (directory / name).write_text(text)
+    (directory / "index.html.j2").write_text("<h1>{{ host_name }}</h1>\n")
+
+
+def _pyinfra_inventory(lab: Lab, directory: Path, deb: Path) -> Path:
+    hosts = [
+        (
+            h.address,
+            {
+                "ssh_user": "root",
+                "ssh_key": str(lab.key_path),
+                "ssh_known_hosts_file": str(lab.known_hosts_path),
+                "ssh_strict_host_key_checking": "yes",
+                "cluster": lab.name,
+                "host_name": h.name,
+                "address": h.address,
+                "deb": str(deb),
+            },
+        )
+        for h in lab.hosts
+    ]
+    path = directory / "inventory.py"
+    path.write_text(f"hosts = {hosts!r}\n")
+    return path
+
+
+def _boot(name: str, count: int) -> Lab:
+    """A fresh lab whose hosts finished booting (so neither tool races systemd's startup)."""
+    lab = Lab(name)
+    lab.up(count, replace=True)
+    for host in lab.hosts:
+        run(lab, host.name, "systemctl is-system-running --wait", timeout=120)
+    return lab
+
+
+def _timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return elapsed, done.stdout
+
+
+def bench_berth(count: int, work: Path) -> tuple[float, float]:
+    lab = _boot(f"bb{count}", count)
+    try:
+        env = dict(os.environ, BERTH_CACHE_DIR=str(work / "cache"),
+                   BERTH_STATE_DIR=str(work / "state"))  # fmt: skip
+        argv = [str(BIN / "berth"), "apply", "-i", str(lab.spec_path), "--phases", "demo",
+                "--yes", "--output", "json", "--parallel", "32"]  # fmt: skip
+        cold, _ = _timed(argv, cwd=work, env=env)
+        noop, out = _timed(argv, cwd=work, env=env)
+        events = [json.loads(line) for line in out.splitlines()]
+        changes = [e for e in events if e["kind"] == "change"]
+        assert not changes, f"berth re-apply was not a no-op: {changes[:3]}"
+        return cold, noop
+    finally:
+        lab.down()
+
+
+def bench_pyinfra(count: int, work: Path, deb: Path) -> tuple[float, float]:
+    lab = _boot(f"bp{count}", count)
+    try:
+        deploy = work / "pyinfra"
+        deploy.mkdir(exist_ok=True)
+        _templates(deploy)
+        (deploy / "deploy.py").write_text(PYINFRA_DEPLOY)
+        inventory = _pyinfra_inventory(lab, deploy, deb)
+        argv = [str(BIN / "pyinfra"), "-y", "--parallel", "32", str(inventory), "deploy.py"]
+        cold, _ = _timed(argv, cwd=deploy, env=dict(os.environ))
+        noop, out = _timed(argv, cwd=deploy, env=dict(os.environ))
+        if os.environ.get("BENCH_DEBUG"):
+            print(out)
+        return cold, noop
+    finally:
+        lab.down()
+
+
+def main() -> None:
+    counts = [int(a) for a in sys.argv[1:]] or [3, 20]
+    if shutil.which("pyinfra", path=str(BIN)) is None:
+        sys.exit("pyinfra is not installed in this venv: pip install -e '.[bench]'")
+    with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
+        work = Path(tmp)
+        deb = DebCache(work / "cache" / "debs").fetch(["tree"], arch="amd64")[0].source
+        rows = []
+        for count in counts:
+            b_cold, b_noop = bench_berth(count, work)
+            p_cold, p_noop = bench_pyinfra(count, work, deb)
+            rows.append((count, b_cold, p_cold, b_noop, p_noop))
+        print(f"{'hosts':>5} | {'cold: berth':>11} {'pyinfra':>8} {'ratio':>6} | "
+              f"{'no-op: berth':>12} {'pyinfra':>8} {'ratio':>6}")  # fmt: skip
+        for count, b_cold, p_cold, b_noop, p_noop in rows:
+            print(f"{count:>5} | {b_cold:>10.2f}s {p_cold:>7.2f}s {p_cold / b_cold:>5.1f}x | "
+                  f"{b_noop:>11.2f}s {p_noop:>7.2f}s {p_noop / b_noop:>5.1f}x")  # fmt: skip
+        print(
+            "ratio = pyinfra time / berth time (higher is better for berth); goal: no-op on "
+            "20 hosts < 2 s and >= 3x"
+        )
+
+
+if __name__ == "__main__":
+    main()
