@@ -22,6 +22,7 @@ from berth.controllers.garbagecollector import GarbageCollector
 from berth.controllers.namespace import NamespaceController
 from berth.controllers.nodeipam import NodeIpamController
 from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
+from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
@@ -37,6 +38,7 @@ ALL_CONTROLLERS = (
     "namespace",
     "garbagecollector",
     "nodeipam",
+    "podgc",
 )
 
 
@@ -112,6 +114,7 @@ class ControllerManager:
             if "nodeipam" in want
             else None
         )
+        self.podgc = PodGarbageCollector(self.ctx) if "podgc" in want else None
 
     @property
     def controllers(self) -> list[Controller]:
@@ -124,6 +127,7 @@ class ControllerManager:
             self.namespaces,
             self.gc,
             self.nodeipam,
+            self.podgc,
         )
         return [p.controller for p in parts if p is not None]
 

@@ -86,6 +86,14 @@ def test_failed_node_goes_not_ready_and_its_pods_are_replaced_elsewhere(
                 return len(live) == 3 and all(p["spec"]["nodeName"] != "node-0" for p in live)
 
             await wait_until(replaced, within=15, what="replacement running on other nodes")
+            # Nobody is left to finish the evicted pod: removing the dead Node collects it.
+            await c.kubectl("delete", "node", "node-0")
+
+            async def collected() -> bool:
+                names = {p["metadata"]["name"] for p in await c.pods(selector="app=svc")}
+                return victim["metadata"]["name"] not in names
+
+            await wait_until(collected, within=10, what="pod of the deleted node collected")
 
     run(body())
 
