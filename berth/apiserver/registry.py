@@ -56,7 +56,7 @@ from .selectors import (
     selector_from_label_selector_object,
     selector_to_string,
 )
-from .validation import validate
+from .validation import validate, validate_update
 from .watch import ObjEvent
 
 log = logging.getLogger(__name__)
@@ -556,7 +556,7 @@ class Registry:
         dry_run: bool,
     ) -> Obj:
         new = strategy.prepare_for_update(rd, old, new, subresource)
-        errs = validate(rd, new)
+        errs = validate(rd, new) + validate_update(rd, old, new)
         if errs:
             raise invalid(rd, name, errs)
         if user is not None:

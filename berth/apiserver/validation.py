@@ -303,3 +303,42 @@ def validate(rd: ResourceDef, obj: Obj) -> list[FieldError]:
     if check is not None:
         errs += check(obj)
     return errs
+
+
+def _pod_spec_mutable_view(spec: Any) -> Any:
+    """The pod spec with the fields an update may change blanked out."""
+    if not isinstance(spec, dict):
+        return spec
+    view = dict(spec)
+    for f in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
+        view.pop(f, None)
+    for list_name in ("containers", "initContainers"):
+        items = view.get(list_name)
+        if isinstance(items, list):
+            view[list_name] = [
+                {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c
+                for c in items
+            ]
+    return view
+
+
+def validate_update(rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
+    """Rules about what an update may change (immutable fields)."""
+    if rd.kind == "Pod":
+        if _pod_spec_mutable_view(new.get("spec")) != _pod_spec_mutable_view(old.get("spec")):
+            return [
+                FieldError(
+                    "FieldValueForbidden",
+                    "spec",
+                    "Forbidden: pod updates may not change fields other than"
+                    " `spec.containers[*].image`, `spec.initContainers[*].image`,"
+                    " `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to"
+                    " existing tolerations) or `spec.terminationGracePeriodSeconds`",
+                )
+            ]
+    elif rd.kind in ("Deployment", "ReplicaSet", "DaemonSet"):
+        old_sel = (old.get("spec") or {}).get("selector")
+        new_sel = (new.get("spec") or {}).get("selector")
+        if old_sel is not None and new_sel != old_sel:
+            return [invalid_value("spec.selector", new_sel, "field is immutable")]
+    return []

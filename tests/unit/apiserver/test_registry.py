@@ -221,3 +221,45 @@ def test_validation_causes() -> None:
         )
         == []
     )
+
+
+def test_pod_spec_and_workload_selectors_are_immutable() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}
+        await reg.create(PODS, "default", pod, user=None)
+        p = await reg.patch(
+            PODS,
+            "default",
+            "p",
+            "strategic",
+            {"spec": {"containers": [{"name": "c", "image": "i:2"}]}},
+            user=None,
+        )
+        assert p["spec"]["containers"][0]["image"] == "i:2"
+        with pytest.raises(ApiError) as exc:
+            await reg.patch(
+                PODS, "default", "p", "merge", {"spec": {"nodeName": "sneaky"}}, user=None
+            )
+        assert exc.value.code == 422
+        assert "pod updates may not change fields" in exc.value.message
+        await reg.create(DEPLOY, "default", _deployment(), user=None)
+        with pytest.raises(ApiError) as exc:
+            await reg.patch(
+                DEPLOY,
+                "default",
+                "web",
+                "merge",
+                {
+                    "spec": {
+                        "selector": {"matchLabels": {"app": "x"}},
+                        "template": {"metadata": {"labels": {"app": "x"}}},
+                    }
+                },
+                user=None,
+            )
+        assert exc.value.code == 422
+        assert exc.value.details is not None
+        assert exc.value.details["causes"][0]["field"] == "spec.selector"
+
+    run(scenario())
