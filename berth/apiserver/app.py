@@ -282,7 +282,13 @@ class ApiServer:
                 }
             ],
         }
-        await self.registry.ensure(self._rd("", "endpoints"), ep)
+        ep_rd = self._rd("", "endpoints")
+        await self.registry.ensure(ep_rd, ep)
+        current = await self.registry.get(ep_rd, "default", "kubernetes")
+        if current.get("subsets") != ep["subsets"]:
+            # The advertised address or port changed since the last start.
+            current["subsets"] = ep["subsets"]
+            await self.registry.update(ep_rd, "default", "kubernetes", current, user=None)
 
     def _rd(self, group: str, plural: str) -> ResourceDef:
         rd = self.table.lookup(group, "v1", plural)
