@@ -44,8 +44,14 @@ setup: .cache/apt.stamp .cache/venv.stamp
 lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs
 
+# A 3-host lab, a berth cluster on it (apply ends with verify), then the nodes through kubectl.
 demo: setup lab-rootfs
 	$(BIN)/berth lab up 3 --name $(LAB_NAME) --replace
+	@spec=$$($(BIN)/python -c 'from provisioner.lab import Lab; print(Lab("$(LAB_NAME)").spec_path)'); \
+	$(BIN)/berth apply -i $$spec --yes && \
+	kubeconfig=$$($(BIN)/berth kubeconfig -i $$spec | head -1) && \
+	echo && echo "kubectl --kubeconfig $$kubeconfig get nodes -o wide" && \
+	kubectl --kubeconfig $$kubeconfig get nodes -o wide
 
 demo-down: setup
 	$(BIN)/berth lab down --name $(LAB_NAME)

@@ -1,0 +1,98 @@
+"""``berth destroy``: stop and remove everything berth put on the hosts, then check each host
+is clean (testinfra). Idempotent (a second run changes nothing), works on half-installed
+clusters (every step tolerates what is already gone), and skips unreachable hosts, naming them.
+``keep_data`` keeps ``/var/lib/berth`` (the datastore).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provisioner.connectors.base import HostTarget
+from provisioner.engine.runner import Engine, RunContext
+from provisioner.operations.base import Operation
+from provisioner.operations.files import Absent
+from provisioner.operations.systemd import UnitAbsent
+from provisioner.phases.cluster import layout
+from provisioner.phases.workflow import Inventory, Phase, PhaseData, select
+from provisioner.reporting import CollectingReporter, Event, Reporter
+from provisioner.verify.clean import clean_problems
+
+
+def teardown_ops(keep_data: bool) -> Phase:
+    def ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+        paths = (layout.OPT, layout.ETC) + (() if keep_data else (layout.VAR,))
+        return (
+            *(UnitAbsent(unit) for unit in layout.ALL_UNITS),
+            *(Absent(path, recursive=True) for path in paths),
+        )
+
+    return Phase("teardown", "Stop and remove berth's units, files and data", operations=ops)
+
+
+@dataclass
+class DestroyResult:
+    """Per host: changes made, problems left (not clean), or why it was skipped."""
+
+    changed: dict[str, int] = field(default_factory=dict)
+    dirty: dict[str, list[str]] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.dirty and not self.unreachable
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, count in sorted(self.changed.items()):
+            problems = self.dirty.get(name)
+            if problems:
+                out += [f"{name}: NOT clean: {p}" for p in problems]
+            else:
+                what = f"{count} change(s)" if count else "nothing to remove"
+                out.append(f"{name}: {what}; verified clean")
+        out += [f"{n}: skipped, unreachable: {why}" for n, why in sorted(self.unreachable.items())]
+        return out
+
+
+def destroy_hosts(
+    cluster: str,
+    targets: Sequence[HostTarget],
+    *,
+    cache_dir: Path,
+    keep_data: bool = False,
+    reporter: Reporter | None = None,
+    parallel: int = 16,
+) -> DestroyResult:
+    """Tear berth down on ``targets`` and verify each reachable host is clean."""
+    ctx = RunContext(inventory=Inventory(cluster, tuple(targets)), cache_dir=cache_dir)
+    result = DestroyResult()
+    counting = _CountingReporter(reporter or CollectingReporter())
+    phases = select([teardown_ops(keep_data)])
+    with Engine(
+        ctx, phases, reporter=counting, parallel=parallel, allow_unreachable=True
+    ) as engine:
+        engine.connect_all()
+        result.unreachable = {str(k): v for k, v in engine.unreachable.items()}
+        engine.apply()
+        for host in engine.hosts:
+            result.changed[host.name] = counting.done.get(host.name, 0)
+            problems = clean_problems(engine.connector(host.name), keep_data=keep_data)
+            if problems:
+                result.dirty[host.name] = problems
+    return result
+
+
+class _CountingReporter:
+    """Forwards events and counts the changes made per host."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.done: dict[str, int] = {}
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "done" and event.host:
+            self.done[event.host] = self.done.get(event.host, 0) + 1
+        self.inner.emit(event)

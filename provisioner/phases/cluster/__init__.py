@@ -1,0 +1,50 @@
+"""The cluster phases: what ``berth apply -i SPEC`` does after preflight.
+
+``artifacts`` (the berth bundle) → ``pki`` (credentials, 0600 root-owned keys) → ``datastore`` →
+``control-plane`` (API server, controller manager, scheduler) → ``agents`` (every host is a
+node) → ``nodes`` (roles, labels, taints through the API; hosts that left the spec drained,
+deleted and cleaned) → ``cleanup`` (other bundle versions) → ``verify``.
+
+Importing this module adds them to the ``cluster`` phase set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisioner.connectors.base import HostTarget
+from provisioner.facts.base import Fact
+from provisioner.phases.cluster import hostside, layout
+from provisioner.phases.cluster.finish import verify_after
+from provisioner.phases.cluster.nodes import nodes_after
+from provisioner.phases.cluster.ops import DirEntries
+from provisioner.phases.sets import _CLUSTER_EXTRA, extend_cluster_phases
+from provisioner.phases.workflow import Phase, PhaseData
+
+
+def _versions_fact(data: PhaseData, host: HostTarget) -> tuple[Fact[Any], ...]:
+    return (DirEntries(layout.VERSIONS),)
+
+
+def cluster_install_phases() -> tuple[Phase, ...]:
+    """The install phases in order (without preflight, which the phase set puts first)."""
+    return (
+        Phase("artifacts", "Ship the berth bundle", operations=hostside.artifact_ops,
+              prepare=hostside.prepare_bundle),
+        Phase("pki", "Distribute certificates, keys and kubeconfigs",
+              operations=hostside.pki_ops, prepare=hostside.prepare_pki),
+        Phase("datastore", "Prepare the datastore", operations=hostside.datastore_ops,
+              applies_to=hostside.is_control_plane),
+        Phase("control-plane", "API server, controller manager and scheduler",
+              operations=hostside.control_plane_ops, applies_to=hostside.is_control_plane),
+        Phase("agents", "Node agents on every host", operations=hostside.agent_ops),
+        Phase("nodes", "Roles, labels and taints of every Node; hosts that left",
+              after=nodes_after),
+        Phase("cleanup", "Remove other berth versions", operations=hostside.prune_ops,
+              facts=_versions_fact),
+        Phase("verify", "Check the hosts and the cluster", after=verify_after),
+    )  # fmt: skip
+
+
+if not any(p.name == "artifacts" for p in _CLUSTER_EXTRA):
+    extend_cluster_phases(*cluster_install_phases())

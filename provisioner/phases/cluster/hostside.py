@@ -1,0 +1,209 @@
+"""The per-host phases of a cluster install: bundle, PKI, datastore, control plane, agents.
+
+Every phase only declares operations; the engine plans and applies them. Services restart only
+when their unit, their config, a credential they read or the active bundle changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from provisioner.connectors.base import HostTarget
+from provisioner.errors import PhaseError
+from provisioner.operations.base import Operation
+from provisioner.operations.files import Absent, Directory, File, Symlink
+from provisioner.operations.systemd import Service, UnitFile
+from provisioner.phases.cluster import layout
+from provisioner.phases.cluster.context import bundle_of, spec_of, state_of
+from provisioner.phases.cluster.ops import BundleInstalled, DirEntries, StateFile
+from provisioner.phases.workflow import PhaseData
+from provisioner.pki import ensure, files_for_host
+from provisioner.spec import ClusterSpec
+from provisioner.templating import render
+
+CURRENT_ID = f"symlink:{layout.CURRENT}"
+
+
+def _is_cp(host: HostTarget) -> bool:
+    return "control-plane" in host.roles
+
+
+def _yaml(document: dict[str, Any]) -> bytes:
+    return yaml.safe_dump(document, sort_keys=False).encode()
+
+
+def _unit(name: str, context: dict[str, Any]) -> UnitFile:
+    return UnitFile(name, render(f"{name}.j2", context).encode())
+
+
+# -- artifacts -------------------------------------------------------------------------------
+
+
+def prepare_bundle(data: PhaseData) -> None:
+    bundle_of(data)
+
+
+def artifact_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    bundle = bundle_of(data)
+    return (
+        Directory(layout.OPT),
+        Directory(layout.VERSIONS),
+        Directory(layout.INCOMING, mode=0o700),
+        BundleInstalled(bundle),
+        Symlink(layout.CURRENT, f"versions/{bundle.id}"),
+        Directory(layout.VAR),
+        File(layout.MARKER, f"{data.inventory.cluster}\n".encode()),
+    )
+
+
+def prune_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    """Remove bundles other than the active one (after every service switched to it)."""
+    bundle = bundle_of(data)
+    entries = data.host_facts(host.name, (DirEntries(layout.VERSIONS),)).get(
+        DirEntries(layout.VERSIONS)
+    )
+    return tuple(
+        Absent(layout.version_dir(name), recursive=True)
+        for name in entries or ()
+        if name != bundle.id
+    )
+
+
+# -- pki -------------------------------------------------------------------------------------
+
+
+def prepare_pki(data: PhaseData) -> None:
+    if data.dry_run:
+        return  # planning never writes the state; the apply generates what is missing
+    spec = spec_of(data, "pki")
+    state = state_of(data)
+    with state.lock("berth apply (pki)"):
+        ensure(spec, state)
+
+
+def pki_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    spec = spec_of(data, "pki")
+    files = files_for_host(spec, state_of(data), host.name)
+    return (
+        Directory(layout.ETC),
+        Directory(layout.PKI, mode=0o700),
+        Directory(layout.KUBECONFIGS, mode=0o700),
+        *(StateFile(f.remote_path, f.source, f.mode) for f in files),
+    )
+
+
+def _pki_ids(data: PhaseData, host: HostTarget) -> tuple[str, ...]:
+    spec = spec_of(data, "pki")
+    return tuple(f"file:{f.remote_path}" for f in files_for_host(spec, state_of(data), host.name))
+
+
+# -- datastore -------------------------------------------------------------------------------
+
+
+def datastore_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    spec = spec_of(data, "datastore")
+    if spec.spec.datastore.type != "sqlite":
+        raise PhaseError(
+            "datastore",
+            f"datastore type {spec.spec.datastore.type!r} is not installable yet",
+            hint="use datastore: {type: sqlite} with one control-plane host",
+        )
+    return (Directory(layout.DATASTORE_DIR, mode=0o700),)
+
+
+# -- control plane ---------------------------------------------------------------------------
+
+
+def apiserver_config(spec: ClusterSpec, host: HostTarget) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bindAddress": "0.0.0.0",  # noqa: S104 - the API server serves the whole cluster
+        "port": spec.api_port,
+        "advertiseAddress": host.address,
+        "tls": {
+            "certFile": f"{layout.PKI}/apiserver.crt",
+            "keyFile": f"{layout.PKI}/apiserver.key",
+            "clientCAFile": f"{layout.PKI}/ca.crt",
+        },
+        "datastore": {"type": "sqlite", "path": f"{layout.DATASTORE_DIR}/state.db"},
+        "serviceCIDR": str(spec.spec.network.service_cidr),
+        "agentClient": {
+            "certFile": f"{layout.PKI}/apiserver-agent-client.crt",
+            "keyFile": f"{layout.PKI}/apiserver-agent-client.key",
+        },
+    }
+    if spec.spec.secrets_encryption:
+        config["secretsEncryptionKeyFile"] = f"{layout.PKI}/encryption-key"
+    return config
+
+
+def _context(data: PhaseData, host: HostTarget, **extra: Any) -> dict[str, Any]:
+    return {"cluster": data.inventory.cluster, "host": host.name, "site": layout.SITE, **extra}
+
+
+def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    spec = spec_of(data, "control-plane")
+    network = spec.spec.network
+    credentials = _pki_ids(data, host)
+    config = f"file:{layout.APISERVER_CONFIG}"
+    return (
+        File(layout.APISERVER_CONFIG, _yaml(apiserver_config(spec, host)), mode=0o600),
+        _unit(
+            layout.APISERVER,
+            _context(
+                data, host, config=layout.APISERVER_CONFIG, datastore_dir=layout.DATASTORE_DIR
+            ),
+        ),
+        _unit(
+            layout.CONTROLLER_MANAGER,
+            _context(
+                data,
+                host,
+                kubeconfig=f"{layout.KUBECONFIGS}/controller-manager.conf",
+                pod_cidr=str(network.pod_cidr),
+                node_cidr_mask_size=network.node_cidr_mask_size,
+            ),
+        ),
+        _unit(
+            layout.SCHEDULER,
+            _context(data, host, kubeconfig=f"{layout.KUBECONFIGS}/scheduler.conf"),
+        ),
+        Service(layout.APISERVER, restart_on=(config, CURRENT_ID, *credentials)),
+        Service(layout.CONTROLLER_MANAGER, restart_on=(CURRENT_ID, *credentials)),
+        Service(layout.SCHEDULER, restart_on=(CURRENT_ID, *credentials)),
+    )
+
+
+# -- agents ----------------------------------------------------------------------------------
+
+
+def agent_config(host: HostTarget) -> dict[str, Any]:
+    """The agent's config. Labels and taints are not in it: they are patched onto the Node by
+    the ``nodes`` phase, so changing them never restarts the agent."""
+    return {
+        "kubeconfig": f"{layout.KUBECONFIGS}/agent.conf",
+        "runtime": "simulated",
+        "nodes": [{"name": host.name, "address": host.address}],
+        "server": {
+            "address": host.address,
+            "port": layout.AGENT_PORT,
+            "certFile": f"{layout.PKI}/agent-serving.crt",
+            "keyFile": f"{layout.PKI}/agent-serving.key",
+            "clientCAFile": f"{layout.PKI}/ca.crt",
+        },
+    }
+
+
+def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    config = f"file:{layout.AGENT_CONFIG}"
+    return (
+        File(layout.AGENT_CONFIG, _yaml(agent_config(host)), mode=0o600),
+        _unit(layout.AGENT, _context(data, host, config=layout.AGENT_CONFIG)),
+        Service(layout.AGENT, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
+    )
+
+
+def is_control_plane(host: HostTarget) -> bool:
+    return _is_cp(host)

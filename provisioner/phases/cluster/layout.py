@@ -1,0 +1,45 @@
+"""Where berth puts things on a host: one place, so install, verify and destroy agree."""
+
+from __future__ import annotations
+
+from provisioner.pki import REMOTE_KUBECONFIGS, REMOTE_PKI
+
+OPT = "/opt/berth"
+VERSIONS = f"{OPT}/versions"
+CURRENT = f"{OPT}/current"
+SITE = f"{CURRENT}/site"
+"""``PYTHONPATH`` of every berth unit: the active bundle's site-packages."""
+INCOMING = f"{OPT}/incoming"
+ETC = "/etc/berth"
+PKI = REMOTE_PKI
+KUBECONFIGS = REMOTE_KUBECONFIGS
+VAR = "/var/lib/berth"
+MARKER = f"{VAR}/cluster"
+"""Names the cluster a host belongs to (preflight treats marked hosts as berth's own)."""
+DATASTORE_DIR = f"{VAR}/datastore"
+AGENT_DIR = f"{VAR}/agent"
+APISERVER_CONFIG = f"{ETC}/apiserver.yaml"
+AGENT_CONFIG = f"{ETC}/agent.yaml"
+UNIT_DIR = "/etc/systemd/system"
+
+APISERVER = "berth-apiserver.service"
+CONTROLLER_MANAGER = "berth-controller-manager.service"
+SCHEDULER = "berth-scheduler.service"
+AGENT = "berth-agent.service"
+CONTROL_PLANE_UNITS = (APISERVER, CONTROLLER_MANAGER, SCHEDULER)
+ALL_UNITS = (*CONTROL_PLANE_UNITS, AGENT)
+
+API_PORT = 6443
+AGENT_PORT = 10250
+
+ALL_PATHS = (OPT, ETC, VAR, *(f"{UNIT_DIR}/{unit}" for unit in ALL_UNITS))
+"""Everything berth creates on a host (``destroy`` removes these, ``--keep-data`` keeps VAR)."""
+
+
+def version_dir(bundle_id: str) -> str:
+    return f"{VERSIONS}/{bundle_id}"
+
+
+def units_for(roles: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The units a host with ``roles`` runs (every host is a node)."""
+    return (*CONTROL_PLANE_UNITS, AGENT) if "control-plane" in roles else (AGENT,)

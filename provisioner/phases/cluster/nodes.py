@@ -1,0 +1,256 @@
+"""The ``nodes`` phase: make every host's Node carry its roles, labels and taints (through the
+API, so nothing restarts), and take hosts that left the spec out of the cluster.
+
+Which labels and taints berth manages is recorded on each Node (annotations
+``berth.dev/managed-labels`` and ``berth.dev/managed-taints``), so a label removed from the spec
+is removed from the Node while labels and taints others set (the node lifecycle controller's
+``node.kubernetes.io/*`` taints, an operator's ``kubectl label``) are left alone.
+
+A host with both roles is schedulable; a control-plane-only host gets
+``node-role.kubernetes.io/control-plane:NoSchedule``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from berth.client import errors as api_errors
+from berth.client.http import HttpClient
+from berth.client.interface import evict
+from berth.client.kubeconfig import load_kubeconfig
+from berth.client.resources import NODES, PODS
+from provisioner.errors import PhaseError
+from provisioner.phases.cluster.context import spec_of, state_of
+from provisioner.phases.cluster.removal import (
+    forget_host,
+    record_hosts,
+    recorded_hosts,
+    remove_host,
+)
+from provisioner.phases.workflow import PhaseData
+from provisioner.spec import ClusterSpec
+
+ROLE_PREFIX = "node-role.kubernetes.io/"
+MANAGED_LABELS = "berth.dev/managed-labels"
+MANAGED_TAINTS = "berth.dev/managed-taints"
+CONTROL_PLANE_TAINT = {"key": f"{ROLE_PREFIX}control-plane", "value": "", "effect": "NoSchedule"}
+REGISTER_TIMEOUT = 90.0
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DesiredNode:
+    """What berth wants on one Node."""
+
+    name: str
+    labels: dict[str, str]
+    taints: tuple[tuple[str, str, str], ...]  # (key, value, effect)
+
+
+def desired_nodes(spec: ClusterSpec) -> list[DesiredNode]:
+    out = []
+    for host in spec.hosts:
+        labels = {f"{ROLE_PREFIX}{role}": "" for role in host.roles}
+        labels.update(host.labels)
+        taints = [(t.key, t.value, t.effect) for t in host.taints]
+        if host.is_control_plane and not host.is_worker:
+            taints.append((CONTROL_PLANE_TAINT["key"], CONTROL_PLANE_TAINT["value"], "NoSchedule"))
+        out.append(DesiredNode(host.name, labels, tuple(taints)))
+    return out
+
+
+@dataclass
+class NodePatch:
+    """The merge patch that brings a Node to :class:`DesiredNode` (empty when it already is)."""
+
+    patch: Obj = field(default_factory=dict)
+    changes: list[str] = field(default_factory=list)
+
+
+def node_patch(node: Obj, want: DesiredNode) -> NodePatch:
+    """Pure: the patch and a human line per change."""
+    meta = node.get("metadata") or {}
+    labels: dict[str, str] = dict(meta.get("labels") or {})
+    annotations: dict[str, str] = dict(meta.get("annotations") or {})
+    taints: list[Obj] = list((node.get("spec") or {}).get("taints") or [])
+    old_labels = {k for k in annotations.get(MANAGED_LABELS, "").split(",") if k}
+    old_taints = {k for k in annotations.get(MANAGED_TAINTS, "").split(",") if k}
+    result = NodePatch()
+    label_patch: dict[str, str | None] = {}
+    for key, value in sorted(want.labels.items()):
+        if labels.get(key) != value:
+            label_patch[key] = value
+            result.changes.append(f"label {key}={value}")
+    for key in sorted(old_labels - set(want.labels)):
+        if key in labels:
+            label_patch[key] = None
+            result.changes.append(f"remove label {key}")
+    wanted_taints = [{"key": k, "value": v, "effect": e} for k, v, e in want.taints]
+    managed_keys = old_taints | {k for k, _, _ in want.taints}
+    kept = [t for t in taints if t.get("key") not in managed_keys]
+    current_managed = sorted(
+        (t.get("key", ""), t.get("value", "") or "", t.get("effect", ""))
+        for t in taints
+        if t.get("key") in managed_keys
+    )
+    if current_managed != sorted(want.taints):
+        result.changes.append(
+            "taints "
+            + (", ".join(f"{k}={v}:{e}" if v else f"{k}:{e}" for k, v, e in want.taints) or "none")
+        )
+        result.patch.setdefault("spec", {})["taints"] = kept + wanted_taints
+    new_annotations = {
+        MANAGED_LABELS: ",".join(sorted(want.labels)),
+        MANAGED_TAINTS: ",".join(sorted({k for k, _, _ in want.taints})),
+    }
+    annotation_patch = {k: v for k, v in new_annotations.items() if annotations.get(k) != v}
+    metadata: Obj = {}
+    if label_patch:
+        metadata["labels"] = label_patch
+    if annotation_patch:
+        metadata["annotations"] = annotation_patch
+    if metadata:
+        result.patch["metadata"] = metadata
+    return result
+
+
+def admin_kubeconfig(data: PhaseData) -> Path:
+    return state_of(data).kubeconfig_dir / "admin.conf"
+
+
+def admin_client(path: Path, *, timeout: float = 5.0) -> HttpClient:
+    """A client with the admin kubeconfig; short timeouts, since an API server that was just
+    restarted must not stall the apply."""
+    creds = load_kubeconfig(path)
+    return HttpClient(
+        creds.server, creds.ssl_context(), request_timeout=timeout, user_agent="berth-provisioner"
+    )
+
+
+async def _nodes(client: HttpClient) -> dict[str, Obj]:
+    listing = await client.list(NODES)
+    return {n["metadata"]["name"]: n for n in listing.items}
+
+
+async def _wait_registered(client: HttpClient, names: set[str], within: float) -> dict[str, Obj]:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            nodes = await _nodes(client)
+        except (TimeoutError, OSError, api_errors.ApiError):
+            nodes = {}
+        missing = names - set(nodes)
+        if not missing:
+            return nodes
+        if time.monotonic() > deadline:
+            raise PhaseError(
+                "nodes",
+                f"node(s) {', '.join(sorted(missing))} did not register within {within:.0f}s",
+                hint="look at `journalctl -u berth-agent` on those hosts "
+                "(and berth-apiserver on the control plane)",
+            )
+        await asyncio.sleep(0.5)
+
+
+def _daemon_pod(pod: Obj) -> bool:
+    return any(o.get("kind") == "DaemonSet" for o in pod["metadata"].get("ownerReferences") or [])
+
+
+async def drain(client: HttpClient, node: str, *, within: float) -> int:
+    """Cordon ``node`` and evict its pods (DaemonSet pods are left); returns pods evicted."""
+    await client.patch(NODES, node, {"spec": {"unschedulable": True}})
+    pods = (await client.list(PODS, field_selector=f"spec.nodeName={node}")).items
+    evicted = 0
+    for pod in pods:
+        if _daemon_pod(pod):
+            continue
+        try:
+            await evict(client, namespace=pod["metadata"]["namespace"], pod=pod["metadata"]["name"])
+            evicted += 1
+        except api_errors.NotFound:
+            continue
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        remaining = (await client.list(PODS, field_selector=f"spec.nodeName={node}")).items
+        left = [p for p in remaining if not _daemon_pod(p)]
+        if not left:
+            break
+        await asyncio.sleep(0.5)
+    return evicted
+
+
+async def _reconcile(
+    data: PhaseData, report: Callable[[str], None], client: HttpClient | None
+) -> int:
+    spec = spec_of(data, "nodes")
+    wanted = desired_nodes(spec)
+    removed = sorted(set(recorded_hosts(state_of(data))) - {h.name for h in spec.hosts})
+    changes = 0
+    if client is None:  # planning a cluster whose API is not up yet
+        for want in wanted:
+            report(f"node {want.name}: register, label {', '.join(sorted(want.labels))}")
+            changes += 1
+        for name in removed:
+            report(f"host {name} left the spec: cordon, drain, delete its Node, clean the host")
+            changes += 1
+        return changes
+    if data.dry_run:
+        try:
+            nodes = await _nodes(client)
+        except (TimeoutError, OSError, api_errors.ApiError):
+            nodes = {}
+    else:
+        nodes = await _wait_registered(client, {w.name for w in wanted}, REGISTER_TIMEOUT)
+    for want in wanted:
+        node = nodes.get(want.name)
+        if node is None:
+            report(f"node {want.name}: register, label {', '.join(sorted(want.labels))}")
+            changes += 1
+            continue
+        patch = node_patch(node, want)
+        if not patch.patch:
+            continue
+        if not data.dry_run:
+            await client.patch(NODES, want.name, patch.patch)
+        if patch.changes:
+            report(f"node {want.name}: {'; '.join(patch.changes)}")
+            changes += 1
+    for name in removed:
+        changes += 1
+        if data.dry_run:
+            report(f"host {name} left the spec: cordon, drain, delete its Node, clean the host")
+            continue
+        if name in nodes:
+            evicted = await drain(client, name, within=spec.spec.upgrade.drain_timeout_seconds)
+            with contextlib.suppress(api_errors.NotFound):
+                await client.delete(NODES, name)
+            report(f"node {name}: cordoned, {evicted} pod(s) evicted, Node deleted")
+        remove_host(data, name, report)
+        forget_host(state_of(data), name)
+    return changes
+
+
+def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
+    """The ``after`` step of the ``nodes`` phase (see the module docstring)."""
+    path = admin_kubeconfig(data)
+
+    async def run() -> int:
+        if not path.exists():
+            return await _reconcile(data, report, None)
+        client = admin_client(path)
+        try:
+            return await _reconcile(data, report, client)
+        finally:
+            await client.close()
+
+    changes = asyncio.run(run())
+    if not data.dry_run:
+        record_hosts(state_of(data), spec_of(data, "nodes"))
+    return changes
