@@ -7,7 +7,10 @@ returns what it was told and records what it was asked); local and SSH run real 
 from __future__ import annotations
 
 import stat
+import time
 from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,11 +22,12 @@ from provisioner.connectors.base import (
     HostKeyPolicy,
     HostName,
     HostTarget,
+    JumpHost,
 )
 from provisioner.connectors.fake import FakeConnector
 from provisioner.connectors.local import LocalConnector
 from provisioner.connectors.ssh import SSHConnector
-from provisioner.errors import OperationError
+from provisioner.errors import ConnectError, OperationError
 from provisioner.lab import Lab
 
 BACKENDS = ["local", "fake", pytest.param("ssh", marks=pytest.mark.lab)]
@@ -131,3 +135,45 @@ def test_a_syntax_error_is_reported_and_the_next_command_works(
     assert broken.exit_code == 2
     assert "syntax error" in broken.stderr.lower()
     assert connector.run("echo fine") == CommandResult(0, "fine\n", "")
+
+
+# ---- SSH-only behaviour: pinning on first use, jump hosts, retries ----------------------------
+
+
+@pytest.mark.lab
+def test_accept_new_pins_on_first_use_then_strict_accepts(lab: Lab, tmp_path: Path) -> None:
+    pins = tmp_path / "state" / "known_hosts"
+    target = replace(
+        ssh_target(lab, "n2"), known_hosts=pins, host_key_policy=HostKeyPolicy.ACCEPT_NEW
+    )
+    with closing(SSHConnector(target).connect()) as first:
+        assert first.run("hostname").stdout.strip() == "n2"
+    assert pins.read_text().startswith(f"{lab.host('n2').address} ssh-ed25519 ")
+    strict = replace(target, host_key_policy=HostKeyPolicy.STRICT)
+    with closing(SSHConnector(strict).connect()) as again:
+        assert again.run("hostname").stdout.strip() == "n2"
+
+
+@pytest.mark.lab
+def test_jump_host_reaches_the_target_through_a_direct_tcpip_channel(lab: Lab) -> None:
+    jump = JumpHost(lab.host("n1").address, identity_file=lab.key_path)
+    target = replace(ssh_target(lab, "n3"), jump=jump)
+    with closing(SSHConnector(target).connect()) as connector:
+        assert connector.run("hostname").stdout.strip() == "n3"
+        # the target sees the connection coming from the jump host, not from this machine
+        peer = connector.run("echo $SSH_CONNECTION").stdout.split()[0]
+        assert peer == lab.host("n1").address
+
+
+@pytest.mark.lab
+def test_connect_retries_then_names_host_and_attempts(lab: Lab) -> None:
+    target = replace(ssh_target(lab, "n1"), port=2, retries=2, connect_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(ConnectError) as caught:
+        SSHConnector(target).connect()
+    assert caught.value.message.startswith(
+        f"n1: could not connect to {lab.host('n1').address}:2 as root (ConnectionRefusedError"
+    )
+    assert caught.value.message.endswith("gave up after 3 attempt(s))")
+    assert "id_ed25519" not in caught.value.message  # never the credentials
+    assert time.monotonic() - started < 10
