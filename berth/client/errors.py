@@ -49,6 +49,13 @@ class TooManyRequests(ApiError):
     pass
 
 
+class Unreachable(ApiError):
+    """The request never got an answer (connection refused or reset, timeout). Status 0."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "Unreachable", message)
+
+
 def from_status(status: int, body: dict[str, Any] | None) -> ApiError:
     """Build the error for an HTTP answer ``status`` whose body was ``body`` (a Status)."""
     body = body or {}

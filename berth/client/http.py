@@ -78,21 +78,23 @@ class HttpClient:
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else None
         timeout = aiohttp.ClientTimeout(total=self._timeout)
-        async with self._sess().request(
-            method, url, data=data, headers=headers, timeout=timeout
-        ) as resp:
-            raw = await resp.read()
-            decoded: Any = None
-            if raw:
-                try:
-                    decoded = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    decoded = {"message": raw.decode(errors="replace")[:500]}
-            if resp.status >= 400:
-                raise errors.from_status(
-                    resp.status, decoded if isinstance(decoded, dict) else None
-                )
-            return decoded
+        try:
+            async with self._sess().request(
+                method, url, data=data, headers=headers, timeout=timeout
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise errors.Unreachable(f"{method} {path}: {exc or type(exc).__name__}") from exc
+        decoded: Any = None
+        if raw:
+            try:
+                decoded = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                decoded = {"message": raw.decode(errors="replace")[:500]}
+        if status >= 400:
+            raise errors.from_status(status, decoded if isinstance(decoded, dict) else None)
+        return decoded
 
     async def served(self, resource: Resource) -> bool:
         gv = resource.api_version
@@ -231,7 +233,16 @@ class HttpClient:
         # minute beyond that catches a server that vanished without closing the connection.
         idle = (timeout_seconds or 300) + 60
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=idle)
-        async with self._sess().get(url, timeout=timeout) as resp:
+        try:
+            async for event in self._stream(url, timeout):
+                yield event
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise errors.Unreachable(
+                f"watch {resource.plural}: {exc or type(exc).__name__}"
+            ) from exc
+
+    async def _stream(self, url: str, limits: aiohttp.ClientTimeout) -> AsyncIterator[WatchEvent]:
+        async with self._sess().get(url, timeout=limits) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
                 body = orjson.loads(raw) if raw.startswith(b"{") else None

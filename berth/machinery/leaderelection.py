@@ -68,6 +68,11 @@ class LeaderElector:
         try:
             lease = await self.client.get(LEASES, cfg.name, namespace=cfg.namespace)
         except errors.NotFound:
+            lease = None
+        except errors.ApiError as exc:
+            log.warning("leader election: cannot read lease %s: %s", cfg.name, exc)
+            return False
+        if lease is None:
             body: Obj = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",

@@ -1,0 +1,66 @@
+"""The HTTPS client against the real API server: mTLS, errors as typed exceptions, a server
+that is not there as :class:`Unreachable`, watch resume and discovery."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from berth.apiserver.testing import ServerHandle
+from berth.client import errors
+from berth.client.http import HttpClient
+from berth.client.kubeconfig import load_kubeconfig
+from berth.client.resources import CONFIGMAPS, DEPLOYMENTS, STATEFULSETS
+
+
+def test_errors_watch_and_discovery(server: ServerHandle, tmp_path: Path) -> None:
+    async def body() -> None:
+        api = HttpClient.from_kubeconfig(server.kubeconfig())
+        try:
+            with pytest.raises(errors.NotFound):
+                await api.get(CONFIGMAPS, "nope", namespace="default")
+            cm = {"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "1"}}
+            created = await api.create(CONFIGMAPS, cm)
+            with pytest.raises(errors.AlreadyExists):
+                await api.create(CONFIGMAPS, cm)
+            stale = dict(created, data={"k": "2"})
+            await api.update(CONFIGMAPS, stale)
+            with pytest.raises(errors.Conflict):
+                await api.update(CONFIGMAPS, stale)  # its resourceVersion is now old
+            start = created["metadata"]["resourceVersion"]
+            seen = []
+            async for ev in api.watch(
+                CONFIGMAPS, namespace="default", resource_version=start, timeout_seconds=1
+            ):
+                if ev.type != "BOOKMARK":
+                    seen.append((ev.type, ev.object["metadata"]["name"]))
+            assert ("MODIFIED", "a") in seen
+            assert await api.served(DEPLOYMENTS)
+            assert not await api.served(STATEFULSETS)
+        finally:
+            await api.close()
+            await asyncio.sleep(0.3)
+
+    asyncio.run(body())
+
+
+def test_a_server_that_is_not_there_is_unreachable(server: ServerHandle) -> None:
+    async def body() -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # closed again when the block ends: nobody listens
+        creds = load_kubeconfig(server.kubeconfig())
+        api = HttpClient(f"https://127.0.0.1:{port}", creds.ssl_context(), request_timeout=2)
+        try:
+            with pytest.raises(errors.Unreachable):
+                await api.get(CONFIGMAPS, "a", namespace="default")
+            with pytest.raises(errors.Unreachable):
+                async for _ in api.watch(CONFIGMAPS):
+                    pass
+        finally:
+            await api.close()
+
+    asyncio.run(body())
