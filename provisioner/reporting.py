@@ -15,6 +15,15 @@ from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 
 @dataclass(frozen=True)
@@ -53,22 +62,53 @@ _STYLES = {
 
 
 class ConsoleReporter:
-    """Human output (see the module docstring). ``verbose`` also prints no-ops."""
+    """Human output (see the module docstring). ``verbose`` also prints no-ops.
 
-    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
+    On a terminal, a progress bar per stage and phase counts hosts as they finish (``progress``
+    forces it on or off); the event lines scroll above it.
+    """
+
+    def __init__(
+        self, console: Console | None = None, *, verbose: bool = False, progress: bool | None = None
+    ) -> None:
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.verbose = verbose
+        self.show_progress = self.console.is_terminal if progress is None else progress
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
 
+    def _track(self, event: Event) -> None:
+        if event.kind in ("stage", "phase"):
+            if self._progress is None:
+                self._progress = Progress(
+                    SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TextColumn("hosts"), TimeElapsedColumn(),
+                    console=self.console,
+                )  # fmt: skip
+                self._progress.start()
+            label = f"[{event.phase}]" if event.phase else event.message
+            self._tasks[event.phase or event.message] = self._progress.add_task(
+                escape(label), total=event.data.get("total", 0)
+            )
+        elif self._progress is not None and event.kind in ("connected", "progress", "problem"):
+            key = event.phase or "connecting"
+            if key in self._tasks and (event.kind != "problem" or not event.phase):
+                self._progress.advance(self._tasks[key])
+        if event.kind == "summary" and self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
     def emit(self, event: Event) -> None:
-        if event.kind == "noop" and not self.verbose:
-            return
-        if event.kind in ("facts", "connected"):
-            return
-        style = _STYLES.get(event.kind, "")
-        prefix = escape(event.prefix())
-        text = f"{prefix} {escape(event.message)}".strip()
         with self._lock:
+            if self.show_progress:
+                self._track(event)
+            if event.kind == "noop" and not self.verbose:
+                return
+            if event.kind in ("facts", "connected", "stage", "progress"):
+                return
+            style = _STYLES.get(event.kind, "")
+            text = f"{escape(event.prefix())} {escape(event.message)}".strip()
             self.console.print(f"[{style}]{text}[/]" if style else text)
             for command in event.data.get("commands", []):
                 self.console.print(f"    [dim]$[/] {escape(command)}")
@@ -78,6 +118,13 @@ class ConsoleReporter:
                     colour = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
                     body = escape(line)
                     self.console.print(f"    [{colour}]{body}[/]" if colour else f"    {body}")
+
+    def close(self) -> None:
+        """Stop the progress display (if a run ended without a summary, e.g. on an error)."""
+        with self._lock:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
 
 
 class JsonReporter:

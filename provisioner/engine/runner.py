@@ -150,6 +150,9 @@ class Engine:
         for connector in self.connectors.values():
             connector.close()
         self.connectors.clear()
+        stop = getattr(self.reporter, "close", None)  # e.g. a live progress display
+        if stop is not None:
+            stop()
 
     def __enter__(self) -> Engine:
         return self
@@ -163,6 +166,7 @@ class Engine:
         """Connect to every host at once; unreachable hosts abort unless allowed (or
         ``tolerate``: preflight reports them with every other problem)."""
         todo = [h for h in self.ctx.inventory.hosts if h.name not in self.connectors]
+        self.emit("stage", "connecting", total=len(todo))
         for target, result in self._map(self._connect, todo):
             if isinstance(result, BaseException):
                 message = _message(result, target.name)
@@ -412,9 +416,9 @@ class Engine:
                 if selected.phase.after is not None:
                     summary.changed += self._after(selected)
                 continue
-            self.emit("phase", selected.phase.summary, phase=selected.path)
             failures: list[str] = []
             targets = [h for h in self.hosts if self.operations(selected, h)]
+            self.emit("phase", selected.phase.summary, phase=selected.path, total=len(targets))
             apply_one = functools.partial(self._apply_host, selected, plan=plan)
             for host, result in self._map(apply_one, targets):
                 if isinstance(result, BaseException):
@@ -475,6 +479,7 @@ class Engine:
                 "done", op.describe(), phase=selected.path, host=host.name,
                 commands=[c.describe() for c in outcome.commands], op=op.id,
             )  # fmt: skip
+        self.emit("progress", "finished", phase=selected.path, host=host.name)
         return changed, unchanged
 
 

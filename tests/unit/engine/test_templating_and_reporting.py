@@ -59,3 +59,18 @@ def test_console_lines_are_prefixed_with_phase_and_host() -> None:
     reporter.emit(Event("change", "demo", "n1", "file /etc/[x]", {"commands": ["chmod 0600 /a"]}))
     reporter.emit(Event("noop", "demo", "n1", "hidden unless verbose"))
     assert out.getvalue().splitlines() == ["[demo] n1: file /etc/[x]", "    $ chmod 0600 /a"]
+
+
+def test_progress_counts_hosts_per_phase() -> None:
+    out = io.StringIO()
+    reporter = ConsoleReporter(
+        Console(file=out, width=120, color_system=None, force_terminal=False), progress=True
+    )
+    reporter.emit(Event("phase", "demo", message="Install", data={"total": 2}))
+    for host in ("n1", "n2"):
+        reporter.emit(Event("progress", "demo", host, "finished"))
+    reporter.emit(Event("summary", message="apply: 2 change(s)"))
+    text = out.getvalue()
+    assert "[demo]" in text
+    assert "2/2 hosts" in text
+    assert text.rstrip().endswith("apply: 2 change(s)")
