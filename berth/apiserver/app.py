@@ -48,10 +48,11 @@ from .errors import (
 )
 from .logs import proxy_logs
 from .metrics import Metrics
+from .options import DeleteOptions, ListOptions
 from .params import parse_bool, parse_int, table_version, wants_metadata_only
 from .protobuf import decode_body
 from .rbac import Attributes, RbacAuthorizer, bootstrap_policy
-from .registry import PATCH_TYPES, DeleteOptions, ListOptions, Registry
+from .registry import PATCH_TYPES, Registry
 from .selectors import (
     FieldSelector,
     LabelSelector,

@@ -13,7 +13,6 @@ import base64
 import copy
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import UserInfo
 from .codec import Codec
+from .disruption import check_budgets
 from .errors import (
     ApiError,
     already_exists,
@@ -47,15 +47,12 @@ from .errors import (
     not_found,
     required,
 )
+from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .selectors import (
-    EVERYTHING,
-    NO_FIELDS,
-    FieldSelector,
-    LabelSelector,
-    selector_from_label_selector_object,
     selector_to_string,
 )
+from .services import ServiceAddresses
 from .validation import validate, validate_update
 from .watch import ObjEvent
 
@@ -71,54 +68,6 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
     "application/apply-patch+yaml": "apply",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ListOptions:
-    label: LabelSelector = EVERYTHING
-    field: FieldSelector = NO_FIELDS
-    limit: int = 0
-    continue_token: str = ""
-    resource_version: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ListPage:
-    items: list[Obj]
-    revision: int
-    continue_token: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteOptions:
-    grace_period: int | None = None
-    propagation: str = ""
-    uid: str = ""
-    resource_version: str = ""
-    dry_run: bool = False
-
-    @classmethod
-    def from_body(cls, body: Any, *, grace_query: int | None = None) -> DeleteOptions:
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            raise bad_request("DeleteOptions must be a JSON object")
-        grace = body.get("gracePeriodSeconds", grace_query)
-        if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
-            raise bad_request("gracePeriodSeconds must be an integer")
-        pre = body.get("preconditions") or {}
-        policy = body.get("propagationPolicy") or ""
-        if body.get("orphanDependents") is True and not policy:
-            policy = "Orphan"
-        if policy not in ("", "Background", "Foreground", "Orphan"):
-            raise bad_request(f"unsupported propagationPolicy {policy!r}")
-        return cls(
-            grace_period=grace,
-            propagation=policy,
-            uid=str(pre.get("uid") or "") if isinstance(pre, dict) else "",
-            resource_version=str(pre.get("resourceVersion") or "") if isinstance(pre, dict) else "",
-            dry_run=bool(body.get("dryRun")),
-        )
 
 
 def _encode_continue(revision: int, start_after: str) -> str:
@@ -160,8 +109,7 @@ class Registry:
     ) -> None:
         self.store = store
         self.codec = codec
-        self.service_ips = service_ips
-        self.node_ports = node_ports
+        self.services = ServiceAddresses(service_ips, node_ports)
         self.resources = resources
         self.namespace_phase: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -174,7 +122,7 @@ class Registry:
         result = await self.store.list(svc.key_prefix())
         for kv in result.items:
             obj = self.codec.decode(kv)
-            self._mark_service(obj)
+            self.services.mark(obj)
         ns = self._rd("", "namespaces")
         for kv in (await self.store.list(ns.key_prefix())).items:
             obj = self.codec.decode(kv)
@@ -182,13 +130,6 @@ class Registry:
             self.namespace_phase[name] = str(get_path(obj, "status", "phase") or "Active")
             if get_path(obj, "metadata", "deletionTimestamp"):
                 self._spawn(self._finalize_namespace(name))
-
-    def _mark_service(self, obj: Obj) -> None:
-        spec = obj.get("spec") or {}
-        self.service_ips.mark(spec.get("clusterIP"))
-        for p in spec.get("ports") or []:
-            if isinstance(p, dict):
-                self.node_ports.mark(p.get("nodePort"))
 
     def observe(self, ev: ObjEvent) -> None:
         """Watch-hub listener keeping the namespace cache current."""
@@ -390,9 +331,9 @@ class Registry:
             admit(user, "create", rd, namespace=ns, name=name, new=obj)
         if rd.namespaced:
             await self._check_namespace(ns)
-        allocated = self._allocate_service(obj) if rd.kind == "Service" else None
+        allocated = self.services.allocate(obj) if rd.kind == "Service" else None
         if dry_run:
-            self._release_service(allocated)
+            self.services.release(allocated)
             return obj
         for attempt in range(5):
             key = rd.key(ns, name)
@@ -405,10 +346,10 @@ class Registry:
                     )
                     m["name"] = name
                     continue
-                self._release_service(allocated)
+                self.services.release(allocated)
                 raise already_exists(rd, name) from None
             except BaseException:
-                self._release_service(allocated)
+                self.services.release(allocated)
                 raise
             m["resourceVersion"] = str(kv.mod_revision)
             if rd.kind == "Namespace":
@@ -417,85 +358,6 @@ class Registry:
         raise AssertionError("unreachable")
 
     # -- services ---------------------------------------------------------------------------
-
-    def _allocate_service(self, obj: Obj, old: Obj | None = None) -> tuple[list[str], list[int]]:
-        """Allocate a ClusterIP and NodePorts; returns what was newly taken (for rollback)."""
-        spec = obj.setdefault("spec", {})
-        ips: list[str] = []
-        ports: list[int] = []
-        old_spec = (old or {}).get("spec") or {}
-        try:
-            stype = spec.get("type", "ClusterIP")
-            if stype == "ExternalName":
-                spec.pop("clusterIP", None)
-            elif old is not None and old_spec.get("clusterIP"):
-                wanted = spec.get("clusterIP")
-                if wanted not in (None, "", old_spec["clusterIP"]):
-                    raise ApiError(
-                        422,
-                        "Invalid",
-                        f'Service "{get_path(obj, "metadata", "name")}" is invalid: spec.clusterIP:'
-                        " Invalid value: field is immutable",
-                    )
-                spec["clusterIP"] = old_spec["clusterIP"]
-            elif spec.get("clusterIP") == "None":
-                pass
-            elif spec.get("clusterIP"):
-                self.service_ips.reserve(spec["clusterIP"])
-                ips.append(spec["clusterIP"])
-            else:
-                spec["clusterIP"] = self.service_ips.allocate()
-                ips.append(spec["clusterIP"])
-            if spec.get("clusterIP"):
-                spec["clusterIPs"] = [spec["clusterIP"]]
-            old_ports = {
-                p.get("nodePort") for p in old_spec.get("ports") or [] if isinstance(p, dict)
-            }
-            for p in spec.get("ports") or []:
-                if not isinstance(p, dict):
-                    continue
-                if stype in ("NodePort", "LoadBalancer"):
-                    np = p.get("nodePort")
-                    if np in old_ports and np:
-                        continue
-                    if isinstance(np, int) and np:
-                        self.node_ports.reserve(np)
-                    else:
-                        p["nodePort"] = self.node_ports.allocate()
-                    ports.append(p["nodePort"])
-                else:
-                    p.pop("nodePort", None)
-        except BaseException:
-            self._release_service((ips, ports))
-            raise
-        return ips, ports
-
-    def _release_service(self, allocated: tuple[list[str], list[int]] | None) -> None:
-        if allocated is None:
-            return
-        for ip in allocated[0]:
-            self.service_ips.release(ip)
-        for port in allocated[1]:
-            self.node_ports.release(port)
-
-    def _service_freed(self, old: Obj, new: Obj | None) -> tuple[list[str], list[int]]:
-        """Addresses and ports ``old`` held that ``new`` (None = deleted) no longer holds."""
-        old_spec = old.get("spec") or {}
-        new_spec = (new or {}).get("spec") or {}
-        ips = [
-            ip
-            for ip in [old_spec.get("clusterIP")]
-            if isinstance(ip, str) and ip != new_spec.get("clusterIP")
-        ]
-        new_ports = {p.get("nodePort") for p in new_spec.get("ports") or [] if isinstance(p, dict)}
-        ports = [
-            p["nodePort"]
-            for p in old_spec.get("ports") or []
-            if isinstance(p, dict)
-            and isinstance(p.get("nodePort"), int)
-            and p["nodePort"] not in new_ports
-        ]
-        return ips, ports
 
     # -- update / patch ----------------------------------------------------------------------
 
@@ -577,7 +439,7 @@ class Registry:
                 )
         allocated = None
         if rd.kind == "Service":
-            allocated = self._allocate_service(new, old)
+            allocated = self.services.allocate(new, old)
         old_cmp = dict(old)
         old_cmp["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
         new_cmp = dict(new)
@@ -585,7 +447,7 @@ class Registry:
         if old_cmp == new_cmp:
             return old  # no-op writes do not bump resourceVersion (as kube-apiserver)
         if dry_run:
-            self._release_service(allocated)
+            self.services.release(allocated)
             return new
         key = rd.key(ns, name)
         finalize = (
@@ -601,19 +463,19 @@ class Registry:
                 deleted = await self.store.delete(key, expected_revision=kv.mod_revision)
                 meta(new)["resourceVersion"] = str(deleted.mod_revision)
                 if rd.kind == "Service":
-                    self._release_service(self._service_freed(old, None))
+                    self.services.release(self.services.freed(old, None))
                 return new
             written = await self.store.update(
                 key, self.codec.encode(key, new), expected_revision=kv.mod_revision
             )
         except Conflict:
-            self._release_service(allocated)
+            self.services.release(allocated)
             raise conflict(rd, name) from None
         except KeyNotFound:
-            self._release_service(allocated)
+            self.services.release(allocated)
             raise not_found(rd, name) from None
         if rd.kind == "Service":
-            self._release_service(self._service_freed(old, new))
+            self.services.release(self.services.freed(old, new))
         meta(new)["resourceVersion"] = str(written.mod_revision)
         return new
 
@@ -724,7 +586,7 @@ class Registry:
                 raise not_found(rd, name) from None
             m["resourceVersion"] = str(deleted.mod_revision)
             if rd.kind == "Service":
-                self._release_service(self._service_freed(obj, None))
+                self.services.release(self.services.freed(obj, None))
             return obj, True
         raise conflict(rd, name)
 
@@ -805,8 +667,8 @@ class Registry:
                         if force:
                             await self.store.delete(kv.key, expected_revision=kv.mod_revision)
                             if rd.kind == "Service":
-                                self._release_service(
-                                    self._service_freed(self.codec.decode(kv), None)
+                                self.services.release(
+                                    self.services.freed(self.codec.decode(kv), None)
                                 )
                         else:
                             await self.delete(
@@ -878,46 +740,8 @@ class Registry:
         raise conflict(rd, name)
 
     async def check_disruption_budgets(self, ns: str, name: str) -> None:
-        """Refuse an eviction (429) that would break a PodDisruptionBudget covering the pod.
-
-        The budget is evaluated here from the pods themselves (healthy = Ready condition
-        True), so evictions are safe even before any controller maintains PDB status.
-        """
-        pods_rd, pdb_rd = self._rd("", "pods"), self._rd("policy", "poddisruptionbudgets")
-        pod = await self.get(pods_rd, ns, name)
-        if pod["metadata"].get("deletionTimestamp"):
-            return  # already terminating: evicting again changes nothing
-        labels = pod["metadata"].get("labels") or {}
-        budgets = await self.store.list(pdb_rd.key_prefix(ns))
-        for kv in budgets.items:
-            pdb = self.codec.decode(kv)
-            spec = pdb.get("spec") or {}
-            selector = selector_from_label_selector_object(spec.get("selector"))
-            if selector.empty or not selector.matches(labels):
-                continue
-            pods = await self.list_objects(pods_rd, ns, ListOptions(label=selector))
-            live = [p for p in pods.items if not p["metadata"].get("deletionTimestamp")]
-            healthy = sum(1 for p in live if _ready(p))
-            expected = len(live)
-            if "minAvailable" in spec:
-                desired = _scaled(spec["minAvailable"], expected, round_up=True)
-            else:
-                desired = expected - _scaled(spec.get("maxUnavailable", 0), expected, round_up=True)
-            if _ready(pod) and healthy - 1 >= desired:
-                continue
-            if not _ready(pod) and healthy >= desired:
-                continue
-            why = (
-                f"The disruption budget {pdb['metadata']['name']} needs {desired} healthy pods"
-                f" and has {healthy} currently"
-            )
-            raise ApiError(
-                429,
-                "TooManyRequests",
-                "Cannot evict pod as it would violate the pod's disruption budget.",
-                details={"causes": [{"reason": "DisruptionBudget", "message": why}]},
-                headers={"Retry-After": "5"},
-            )
+        """Refuse (429) an eviction that would break a PodDisruptionBudget covering the pod."""
+        await check_budgets(self, ns, name)
 
     # -- scale -------------------------------------------------------------------------------
 
@@ -986,26 +810,6 @@ class Registry:
                 raise
             return self.to_scale(rd, written)
         raise conflict(rd, name)
-
-
-def _ready(pod: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in get_path(pod, "status", "conditions") or []
-        if isinstance(c, dict)
-    )
-
-
-def _scaled(value: Any, total: int, *, round_up: bool) -> int:
-    """An int-or-percent budget value applied to ``total`` pods."""
-    if isinstance(value, str) and value.endswith("%"):
-        try:
-            pct = int(value[:-1])
-        except ValueError:
-            return total
-        n = pct * total
-        return -(-n // 100) if round_up else n // 100
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def patch_has_no_precondition(patch: Any) -> bool:

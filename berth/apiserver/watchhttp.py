@@ -23,8 +23,8 @@ from berth.store.interface import Compacted, Event, Watch, WatchOverflow
 
 from .errors import bad_request, status_body
 from .metrics import Metrics
+from .options import ListOptions
 from .params import parse_bool, parse_int, table_version
-from .registry import ListOptions
 from .selectors import FieldSelector, LabelSelector, parse_field_selector
 from .tables import to_table
 from .watch import ObjEvent, Subscriber

@@ -11,7 +11,8 @@ from berth.api.resources import TABLE, ResourceDef
 from berth.apiserver.allocators import IPAllocator, PortAllocator
 from berth.apiserver.codec import Codec
 from berth.apiserver.errors import ApiError
-from berth.apiserver.registry import DeleteOptions, ListOptions, Registry
+from berth.apiserver.options import DeleteOptions, ListOptions
+from berth.apiserver.registry import Registry
 from berth.apiserver.selectors import parse_label_selector
 from berth.apiserver.validation import validate
 from berth.store.memory import MemoryStore
