@@ -35,11 +35,12 @@ from provisioner.connectors.ssh import SSHConnector
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, HostsFailed, RunContext, ssh_connect
-from provisioner.errors import ConnectError, ExitCode
+from provisioner.errors import ConnectError, ExitCode, PreflightError
 from provisioner.lab import Lab, run
 from provisioner.operations.base import Operation
 from provisioner.operations.files import File
 from provisioner.phases.demo import demo_phases
+from provisioner.phases.preflight import preflight_phase
 from provisioner.phases.workflow import Phase, PhaseData, select
 from provisioner.reporting import CollectingReporter
 from provisioner.spec import load_spec
@@ -256,3 +257,24 @@ def test_plan_shows_exactly_the_drift_and_a_saved_plan_refuses_more(
     assert _sh(lab3, "n2", "cat /etc/berth-demo/demo.conf") == "listen=tampered\n"
     _converge(lab3, cache)
     assert _sh(lab3, "n2", "systemctl is-active berth-demo.service").strip() == "active"
+
+
+def test_preflight_reports_every_problem_on_every_host_at_once(lab3: Lab, cache: Path) -> None:
+    # port 22 counts as "must be free" here so that every reachable host has a problem too
+    phases = [preflight_phase(ports=lambda host: (22,), peer_ports=lambda host: (22,))]
+    lab3.kill("n3")
+    try:
+        with _engine(lab3, cache, phases=phases) as engine:
+            engine.connect_all(tolerate=True)
+            with pytest.raises(PreflightError) as caught:
+                engine.preflight()
+    finally:
+        lab3.start("n3")
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert problems[0].startswith("[preflight] n3: unreachable: could not connect to")
+    assert problems[1:] == [
+        "[preflight] n1: port 22/tcp is already in use",
+        "[preflight] n2: port 22/tcp is already in use",
+    ]
+    assert caught.value.exit_code == ExitCode.PREFLIGHT
