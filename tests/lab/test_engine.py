@@ -278,3 +278,30 @@ def test_preflight_reports_every_problem_on_every_host_at_once(lab3: Lab, cache:
         "[preflight] n2: port 22/tcp is already in use",
     ]
     assert caught.value.exit_code == ExitCode.PREFLIGHT
+
+
+def test_cli_saved_plan_applies_exactly_once(lab3: Lab, cache: Path, tmp_path: Path) -> None:
+    _converge(lab3, cache)
+    _sh(lab3, "n3", "rm /usr/local/bin/berth-demo-tree")
+    saved = tmp_path / "plan.json"
+    spec = str(lab3.spec_path)
+    planned = _cli(lab3, cache, "plan", "-i", spec, "--phases", "demo", "-o", str(saved),
+                   "--output", "json")  # fmt: skip
+    changes = [(e["phase"], e["host"], e["data"]["op"]) for e in planned if e["kind"] == "change"]
+    assert changes == [("demo", "n3", "symlink:/usr/local/bin/berth-demo-tree")]
+    applied = _cli(lab3, cache, "apply", str(saved), "--output", "json")
+    done = [
+        (e["phase"], e["host"], e["data"]["op"])
+        for e in applied
+        if e["kind"] == "done" and e["host"]
+    ]
+    assert done == changes
+    assert _sh(lab3, "n3", "readlink /usr/local/bin/berth-demo-tree").strip() == "/usr/bin/tree"
+    # the plan described a host that no longer exists: applying it again is refused
+    env = dict(os.environ, BERTH_CACHE_DIR=str(cache), BERTH_STATE_DIR=str(cache / "state"))
+    again = subprocess.run(
+        [sys.executable, "-m", "provisioner.cli.main", "apply", str(saved)],
+        capture_output=True, text=True, env=env, check=False, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == ExitCode.STATE
+    assert "n3: drifted since the plan: PathInfo" in again.stderr

@@ -13,17 +13,21 @@ from typing import Any
 import pytest
 import yaml
 
-from provisioner.facts import files, network, packages, system, systemd, users
+from provisioner.facts import files, network, packages, reach, system, systemd, users
 from provisioner.facts.base import Fact, to_data
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(GOLDEN.glob("*/*.yaml"))
 FACTS: dict[str, type[Fact[Any]]] = {
     cls.__name__: cls
-    for module in (files, network, packages, system, systemd, users)
+    for module in (files, network, packages, reach, system, systemd, users)
     for cls in vars(module).values()
     if isinstance(cls, type) and issubclass(cls, Fact) and cls is not Fact
 }
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def test_every_fact_has_golden_cases() -> None:
@@ -34,7 +38,7 @@ def test_every_fact_has_golden_cases() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_golden(case: Path) -> None:
     data = yaml.safe_load(case.read_text())
-    args = {k: tuple(v) if isinstance(v, list) else v for k, v in (data.get("args") or {}).items()}
+    args = {k: _tuples(v) for k, v in (data.get("args") or {}).items()}
     fact = FACTS[case.parent.name](**args)
     if "command" in data:
         assert fact.command() == data["command"]
