@@ -11,12 +11,17 @@ streamed over SSH and unpacked into ``/opt/berth/versions/<id>/`` (``<id>`` =
 Bundles are cached under ``<cache>/bundles/<id>.tar``; the hash covers the ``berth`` sources, the
 pinned requirements, the target platform and the bundle format, so a source edit makes a new id
 and an unchanged tree reuses the cached tar without touching the network.
+
+In a git checkout the bundle holds the *committed* ``berth`` (``git archive HEAD:berth``): work in
+progress in the tree is never shipped to hosts by accident, and the id changes only with commits
+touching ``berth/``. ``BERTH_BUNDLE_SOURCE=worktree`` ships the working tree instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
 import os
 import shutil
 import subprocess
@@ -36,6 +41,7 @@ PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x8
 RUNTIME_REQUIREMENTS = ("aiohttp", "orjson", "PyYAML", "cryptography")
 """What ``berth`` (host side) imports beyond the standard library; transitive deps follow."""
 _SKIP_DIRS = {"__pycache__"}
+ENV_SOURCE = "BERTH_BUNDLE_SOURCE"
 
 
 class BundleError(ProvisionerError):
@@ -81,12 +87,29 @@ def source_root() -> Path:
     return Path(berth.__file__).parent
 
 
+def committed_tree(root: Path | None = None) -> str | None:
+    """The git tree id of the committed ``berth`` package, or ``None`` outside a git checkout
+    (or with ``BERTH_BUNDLE_SOURCE=worktree``)."""
+    root = root or source_root()
+    if os.environ.get(ENV_SOURCE) == "worktree" or shutil.which("git") is None:
+        return None
+    result = subprocess.run(
+        ["git", "-C", str(root.parent), "rev-parse", f"HEAD:{root.name}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def bundle_id(*, version: str, source: Path | None = None, pins: tuple[str, ...] = ()) -> str:
     """``<version>-<hash12>``: the hash covers sources, pins, platform and format."""
     root = source or source_root()
     digest = hashlib.sha256(
         f"{BUNDLE_FORMAT}\0{HOST_ABI}\0{','.join(PLATFORMS)}\0{','.join(pins)}\0".encode()
     )
+    tree = committed_tree(root)
+    if tree is not None:
+        digest.update(f"git-tree\0{tree}".encode())
+        return f"{version}-{digest.hexdigest()[:12]}"
     for path in _source_files(root):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -133,11 +156,11 @@ def _write_tar(site: Path, out: Path) -> None:
     tmp.replace(out)
 
 
-def build_bundle(cache_dir: Path, *, version: str) -> Bundle:
+def build_bundle(cache_dir: Path, *, version: str, ident: str | None = None) -> Bundle:
     """The bundle for ``version`` of the current sources: cached, or built now (a few seconds,
-    needs PyPI or a warm pip cache once per dependency set)."""
+    needs PyPI or a warm pip cache once per dependency set). ``ident``: a precomputed id."""
     pins = pinned_requirements()
-    ident = bundle_id(version=version, pins=pins)
+    ident = ident or bundle_id(version=version, pins=pins)
     out = cache_dir / "bundles" / f"{ident}.tar"
     if out.exists():
         return Bundle(ident, out)
@@ -146,13 +169,28 @@ def build_bundle(cache_dir: Path, *, version: str) -> Bundle:
         site = Path(scratch) / "site"
         _pip_install(site, pins)
         shutil.rmtree(site / "bin", ignore_errors=True)
-        shutil.copytree(
-            source_root(), site / "berth", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
+        _copy_sources(site / "berth")
         _compile(site)
         _write_tar(site, out)
     _prune(out.parent, keep=out.name)
     return Bundle(ident, out)
+
+
+def _copy_sources(target: Path) -> None:
+    root = source_root()
+    tree = committed_tree(root)
+    if tree is None:
+        shutil.copytree(root, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return
+    archive = subprocess.run(
+        ["git", "-C", str(root.parent), "archive", "--format=tar", tree],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if archive.returncode != 0:
+        raise BundleError(f"git archive of the committed berth failed: {archive.stderr[-300:]!r}")
+    target.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
 
 
 def _prune(directory: Path, *, keep: str, retain: int = 3) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import berth
-from provisioner.artifacts.berth_bundle import Bundle, build_bundle
+from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_id, pinned_requirements
 from provisioner.errors import PhaseError
 from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
@@ -33,8 +33,15 @@ def release(spec: ClusterSpec) -> str:
 
 
 @functools.cache
+def local_bundle_id(version: str) -> str:
+    """The id of the bundle of the local sources (computed once per process, so an apply and
+    the verify after it agree even while the sources are being edited)."""
+    return bundle_id(version=version, pins=pinned_requirements())
+
+
+@functools.cache
 def _bundle(cache_dir: Path, version: str) -> Bundle:
-    return build_bundle(cache_dir, version=version)
+    return build_bundle(cache_dir, version=version, ident=local_bundle_id(version))
 
 
 def bundle_of(data: PhaseData) -> Bundle:

@@ -1,0 +1,175 @@
+"""Host checks (testinfra over berth's SSH connector): units, ports, key files, certificates,
+versions, leftovers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from provisioner.connectors.base import Connector, HostTarget
+from provisioner.phases.cluster import layout
+from provisioner.pki import HostFile
+from provisioner.verify.testinfra_backend import testinfra_host
+
+CERT_WARN_DAYS = 30
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One named check on one host (or ``(cluster)``): passed or not, and why."""
+
+    name: str
+    host: str
+    ok: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        mark = "PASS" if self.ok else "FAIL"
+        return f"{mark} [{self.host}] {self.name}" + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class HostExpectations:
+    """What a healthy host of the cluster looks like."""
+
+    target: HostTarget
+    files: tuple[HostFile, ...]
+    bundle_id: str
+    sans: tuple[str, ...]  # addresses the API serving certificate must cover (control plane)
+
+
+def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResult]:
+    host = testinfra_host(connector)
+    name = str(want.target.name)
+    results: list[CheckResult] = []
+
+    def check(check_name: str, ok: bool, detail: str = "") -> None:
+        results.append(CheckResult(check_name, name, ok, detail))
+
+    expected_units = layout.units_for(want.target.roles)
+    for unit in layout.ALL_UNITS:
+        service = host.service(unit)
+        if unit in expected_units:
+            running, enabled = service.is_running, service.is_enabled
+            detail = "" if running and enabled else (
+                f"{'active' if running else 'NOT active'}, "
+                f"{'enabled' if enabled else 'NOT enabled'}"
+            )  # fmt: skip
+            check(f"unit {unit} active+enabled", running and enabled, detail)
+        else:
+            stray = service.is_running
+            check(
+                f"unit {unit} not running",
+                not stray,
+                "running where it should not" if stray else "",
+            )
+    listening = {
+        layout.API_PORT: "control-plane" in want.target.roles,
+        layout.AGENT_PORT: True,
+    }
+    for port, should in listening.items():
+        is_listening = any(
+            host.socket(f"tcp://{address}:{port}").is_listening
+            for address in ("0.0.0.0", want.target.address)  # noqa: S104 - a probe address
+        )
+        check(
+            f"port {port}/tcp {'listening' if should else 'closed'}",
+            is_listening == should,
+            "" if is_listening == should else ("not listening" if should else "listening"),
+        )
+    for item in want.files:
+        f = host.file(item.remote_path)
+        if not f.exists:
+            check(f"file {item.remote_path}", False, "missing")
+            continue
+        mode, owner, group = f.mode, f.user, f.group
+        ok = mode == item.mode and owner == "root" and group == "root"
+        check(
+            f"file {item.remote_path} {item.mode:04o} root:root",
+            ok,
+            "" if ok else f"is {mode:04o} {owner}:{group}",
+        )
+    for path in (layout.APISERVER_CONFIG, layout.AGENT_CONFIG):
+        if path == layout.APISERVER_CONFIG and "control-plane" not in want.target.roles:
+            continue
+        f = host.file(path)
+        ok = f.exists and f.mode == 0o600 and f.user == "root"
+        check(f"file {path} 0600 root", ok, "" if ok else "missing or wrong mode/owner")
+    current = host.file(layout.CURRENT)
+    active = current.linked_to.rpartition("/")[2] if current.is_symlink else ""
+    check(
+        f"version {want.bundle_id} active",
+        active == want.bundle_id,
+        "" if active == want.bundle_id else f"{layout.CURRENT} is {active or 'missing'}",
+    )
+    complete = host.file(f"{layout.version_dir(active)}/.complete").exists if active else False
+    check("active version completely unpacked", complete, "" if complete else "no .complete")
+    versions = host.run(f"ls -1A {layout.VERSIONS}").stdout.split()
+    others = [v for v in versions if v != active]
+    check("no other berth versions left", not others, ", ".join(others))
+    python = host.run("/usr/bin/python3 -c 'import sys; print(sys.version.split()[0])'")
+    check("python3 is 3.11+", python.stdout.startswith("3.1") and python.stdout[2:4] >= "11",
+          python.stdout.strip())  # fmt: skip
+    results += _cert_checks(connector, want)
+    return results
+
+
+def _cert_checks(connector: Connector, want: HostExpectations) -> list[CheckResult]:
+    name = str(want.target.name)
+    out: list[CheckResult] = []
+    now = dt.datetime.now(dt.UTC)
+    wanted: list[tuple[str, tuple[str, ...]]] = [
+        (f"{layout.PKI}/agent-serving.crt", (want.target.address,))
+    ]
+    if "control-plane" in want.target.roles:
+        wanted.append((f"{layout.PKI}/apiserver.crt", want.sans))
+    for path, sans in wanted:
+        try:
+            cert = x509.load_pem_x509_certificate(connector.get(path))
+        except (OSError, ValueError) as error:
+            out.append(CheckResult(f"certificate {path}", name, False, f"unreadable: {error}"))
+            continue
+        left = cert.not_valid_after_utc - now
+        out.append(
+            CheckResult(
+                f"certificate {path} valid > {CERT_WARN_DAYS}d",
+                name,
+                left.days > CERT_WARN_DAYS and cert.not_valid_before_utc <= now,
+                f"expires {cert.not_valid_after_utc:%Y-%m-%d} ({left.days}d)",
+            )
+        )
+        covered = _sans(cert)
+        missing = [s for s in sans if s not in covered]
+        out.append(
+            CheckResult(
+                f"certificate {path} SANs",
+                name,
+                not missing,
+                f"missing {', '.join(missing)}" if missing else "",
+            )
+        )
+    return out
+
+
+def _sans(cert: x509.Certificate) -> set[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    names = set(ext.get_values_for_type(x509.DNSName))
+    names |= {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}
+    return names
+
+
+def normalize_address(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
+
+
+HostCheckFn = Callable[[Connector, HostExpectations], list[CheckResult]]

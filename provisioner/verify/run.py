@@ -1,0 +1,129 @@
+"""``berth verify``: host checks on every host (in parallel, over the spec's SSH settings) plus the
+cluster checks through the API; a readable report, JSON, or JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from provisioner.connectors.base import Connector, HostTarget
+from provisioner.connectors.ssh import SSHConnector
+from provisioner.engine.inventory import inventory_from_spec
+from provisioner.errors import ProvisionerError, VerifyError
+from provisioner.pki import files_for_host
+from provisioner.spec import ClusterSpec
+from provisioner.state import ClusterState
+from provisioner.verify.cluster import cluster_checks
+from provisioner.verify.hosts import CheckResult, HostExpectations, host_checks
+
+ConnectFn = Callable[[HostTarget], Connector]
+
+
+def _connect(target: HostTarget) -> Connector:
+    return SSHConnector(target).connect()
+
+
+@dataclass
+class VerifyReport:
+    """Every check's result, in order: hosts first, then the cluster."""
+
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def lines(self, *, verbose: bool = True) -> list[str]:
+        shown = self.results if verbose else self.failed
+        summary = (
+            f"verify: {len(self.results) - len(self.failed)}/{len(self.results)} checks passed"
+        )
+        return [r.line() for r in shown] + [summary]
+
+    def to_json(self) -> str:
+        return json.dumps({"ok": self.ok, "checks": [asdict(r) for r in self.results]}, indent=1)
+
+    def to_junit(self) -> bytes:
+        suites = ET.Element("testsuites")
+        by_host: dict[str, list[CheckResult]] = {}
+        for r in self.results:
+            by_host.setdefault(r.host, []).append(r)
+        for host, results in by_host.items():
+            failures = sum(1 for r in results if not r.ok)
+            suite = ET.SubElement(
+                suites, "testsuite", name=f"berth-verify.{host}", tests=str(len(results)),
+                failures=str(failures), errors="0",
+            )  # fmt: skip
+            for r in results:
+                case = ET.SubElement(suite, "testcase", classname=host, name=r.name)
+                if not r.ok:
+                    failure = ET.SubElement(case, "failure", message=r.detail or "failed")
+                    failure.text = r.line()
+                elif r.detail:
+                    ET.SubElement(case, "system-out").text = r.detail
+        xml: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+        return xml
+
+    def raise_if_failed(self) -> None:
+        if self.failed:
+            raise VerifyError(
+                f"{len(self.failed)} check(s) failed: "
+                + "; ".join(f"[{r.host}] {r.name}" for r in self.failed),
+                hint="fix the hosts (or run `berth apply` again) and re-run `berth verify`",
+            )
+
+
+def expectations(spec: ClusterSpec, state: ClusterState, bundle_id: str) -> list[HostExpectations]:
+    inventory = inventory_from_spec(spec, known_hosts=state.known_hosts)
+    sans = tuple(dict.fromkeys([spec.api_endpoint, *(h.address for h in spec.control_plane_hosts)]))
+    return [
+        HostExpectations(
+            target=target,
+            files=tuple(files_for_host(spec, state, target.name)),
+            bundle_id=bundle_id,
+            sans=sans,
+        )
+        for target in inventory.hosts
+    ]
+
+
+def verify(
+    spec: ClusterSpec,
+    state: ClusterState,
+    *,
+    bundle_id: str,
+    smoke: bool = True,
+    connect: ConnectFn = _connect,
+    parallel: int = 16,
+) -> VerifyReport:
+    """Run every host check and every cluster check; never raises for a failed check."""
+    wanted = expectations(spec, state, bundle_id)
+
+    def one(want: HostExpectations) -> list[CheckResult]:
+        try:
+            connector = connect(want.target)
+        except ProvisionerError as error:
+            return [CheckResult("reachable over SSH", want.target.name, False, error.message)]
+        try:
+            return host_checks(connector, want)
+        finally:
+            connector.close()
+
+    report = VerifyReport()
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(wanted)))) as pool:
+        for results in pool.map(one, wanted):
+            report.results += results
+    report.results += cluster_checks(state.kubeconfig_dir / "admin.conf", spec, smoke=smoke)
+    return report
+
+
+def write_junit(report: VerifyReport, path: Path) -> None:
+    path.write_bytes(report.to_junit())
