@@ -42,6 +42,9 @@ class HttpClient:
         self._timeout = request_timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Watches hold their connection for minutes: they get their own unbounded pool so
+        # they can never starve ordinary requests of connections.
+        self._watch_session: aiohttp.ClientSession | None = None
         self._headers = {"User-Agent": user_agent, "Accept": _JSON}
         self._discovery: dict[str, set[str]] = {}
 
@@ -50,18 +53,25 @@ class HttpClient:
         creds = load_kubeconfig(path)
         return cls(creds.server, creds.ssl_context(), user_agent=user_agent)
 
-    def _sess(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _sess(self, *, watch: bool = False) -> aiohttp.ClientSession:
+        current = self._watch_session if watch else self._session
+        if current is None or current.closed:
             connector = aiohttp.TCPConnector(
-                ssl=self._ssl if self._ssl is not None else False, limit=self._max_connections
+                ssl=self._ssl if self._ssl is not None else False,
+                limit=0 if watch else self._max_connections,
             )
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
-        return self._session
+            current = aiohttp.ClientSession(connector=connector, headers=self._headers)
+            if watch:
+                self._watch_session = current
+            else:
+                self._session = current
+        return current
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
+        self._session = self._watch_session = None
 
     async def _request(
         self,
@@ -242,7 +252,7 @@ class HttpClient:
             ) from exc
 
     async def _stream(self, url: str, limits: aiohttp.ClientTimeout) -> AsyncIterator[WatchEvent]:
-        async with self._sess().get(url, timeout=limits) as resp:
+        async with self._sess(watch=True).get(url, timeout=limits) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
                 body = orjson.loads(raw) if raw.startswith(b"{") else None
