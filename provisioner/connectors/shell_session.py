@@ -39,6 +39,9 @@ class ShellSession:
     def __init__(self, transport: paramiko.Transport, *, timeout: float) -> None:
         self.channel = transport.open_session(timeout=timeout)
         self.channel.exec_command("exec /bin/sh")
+        # anything the login shell printed before sh took over (an rc file's echo) is swallowed
+        # by this first frame instead of landing in the first real command's output
+        self.run(":")
 
     @property
     def alive(self) -> bool:

@@ -181,30 +181,34 @@ class SSHConnector:
     ) -> paramiko.Transport:
         t = self.target
         transport = paramiko.Transport(sock)
-        transport.set_keepalive(15)
-        transport.start_client(timeout=t.connect_timeout)
-        verify_host_key(
-            host=name,
-            address=address,
-            port=port,
-            offered=transport.get_remote_server_key(),
-            known=self._known,
-            policy=t.host_key_policy,
-        )
-        if identity is None:
-            transport.close()
-            raise ConnectError(
-                f"{name}: no identity file configured", hint="set spec.ssh.identityFile"
-            )
-        key = _load_key(identity, name)
         try:
-            transport.auth_publickey(user, key)
-        except paramiko.AuthenticationException:
+            transport.set_keepalive(15)
+            transport.start_client(timeout=t.connect_timeout)
+            # the host key is checked before we authenticate: an impostor never gets a
+            # signature made with our key
+            verify_host_key(
+                host=name,
+                address=address,
+                port=port,
+                offered=transport.get_remote_server_key(),
+                known=self._known,
+                policy=t.host_key_policy,
+            )
+            if identity is None:
+                raise ConnectError(
+                    f"{name}: no identity file configured", hint="set spec.ssh.identityFile"
+                )
+            key = _load_key(identity, name)
+            try:
+                transport.auth_publickey(user, key)
+            except paramiko.AuthenticationException:
+                raise ConnectError(
+                    f"{name}: authentication as {user} with key {identity} was refused",
+                    hint=f"install the public key in ~{user}/.ssh/authorized_keys on {address}",
+                ) from None
+        except BaseException:
             transport.close()
-            raise ConnectError(
-                f"{name}: authentication as {user} with key {identity} was refused",
-                hint=f"install the public key in ~{user}/.ssh/authorized_keys on {address}",
-            ) from None
+            raise
         return transport
 
     def _open(self, t: HostTarget) -> paramiko.Transport:
