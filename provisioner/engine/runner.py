@@ -9,7 +9,6 @@ change the host (a printed plan is a prediction, never a script to replay).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import Connector, HostName, HostTarget
 from provisioner.connectors.ssh import SSHConnector
+from provisioner.engine.diff import upload_diff
 from provisioner.engine.plan import Plan, PlanDriftError, PlannedOp
 from provisioner.errors import (
     ExitCode,
@@ -39,7 +39,6 @@ from provisioner.reporting import CollectingReporter, Event, Reporter
 T = TypeVar("T")
 R = TypeVar("R")
 ConnectFn = Callable[[HostTarget], Connector]
-DIFF_LIMIT = 64 * 1024
 CLUSTER = "(cluster)"
 """The pseudo host of operator-side work (a phase's ``after`` step) in plans and reports."""
 
@@ -340,27 +339,7 @@ class Engine:
     def _diff(self, host: HostName, upload: Upload, facts: FactSet) -> str | None:
         fact = PathInfo((upload.path,))
         state = facts.get(fact).get(upload.path) if fact in facts else None
-        if upload.mode & 0o044 == 0:
-            return f"(content of {upload.path} not shown: mode {upload.mode:04o})"
-        try:
-            new = upload.content.decode()
-        except UnicodeDecodeError:
-            return None
-        old = ""
-        if state is not None and state.kind == "file":
-            if state.mode & 0o044 == 0 or state.size > DIFF_LIMIT:
-                return None
-            try:
-                old = self.connectors[host].get(upload.path).decode()
-            except (UnicodeDecodeError, OSError):
-                return None
-        lines = difflib.unified_diff(
-            old.splitlines(keepends=True),
-            new.splitlines(keepends=True),
-            fromfile=f"{host}:{upload.path}" if state else "/dev/null",
-            tofile=f"{host}:{upload.path} (planned)",
-        )
-        return "".join(lines).rstrip("\n") or None
+        return upload_diff(self.connectors[host], upload, state)
 
     def report_plan(self, plan: Plan) -> None:
         for op in plan.ops:
