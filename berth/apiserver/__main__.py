@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 
+from berth.store.interface import StoreError
+
 from .app import ApiServer
 from .config import ConfigError, parse_args
 
@@ -33,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError, ValueError) as exc:
         print(f"berth-apiserver: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(server))
+    try:
+        asyncio.run(_serve(server))
+    except (OSError, StoreError) as exc:
+        # Port in use, unreadable certificates, datastore locked by another server ...
+        print(f"berth-apiserver: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
