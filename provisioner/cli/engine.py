@@ -8,8 +8,10 @@ skips), then applies, re-reading facts before every operation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,10 +20,10 @@ import typer
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, RunContext
-from provisioner.errors import SpecError
+from provisioner.errors import ProvisionerError, SpecError
 from provisioner.phases.sets import PHASE_SETS
 from provisioner.phases.workflow import select
-from provisioner.reporting import ConsoleReporter, JsonReporter, Reporter
+from provisioner.reporting import ConsoleReporter, Event, JsonReporter, Reporter
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
 
@@ -46,6 +48,21 @@ def _reporter(output: str, verbose: bool) -> Reporter:
     if output not in ("text", "json"):
         raise typer.BadParameter("--output must be text or json")
     return JsonReporter() if output == "json" else ConsoleReporter(verbose=verbose)
+
+
+@contextlib.contextmanager
+def _final_error_event(reporter: Reporter) -> Iterator[None]:
+    """With ``--output json``, end the stream with a ``failed`` event carrying the error (the
+    reporter in ``main`` still prints it to stderr and sets the exit code)."""
+    try:
+        yield
+    except ProvisionerError as error:
+        if isinstance(reporter, JsonReporter):
+            reporter.emit(
+                Event("failed", message=error.message,
+                      data={"lines": error.lines(), "exit_code": int(error.exit_code)})
+            )  # fmt: skip
+        raise
 
 
 def _cache_dir() -> Path:
@@ -97,7 +114,7 @@ def preflight(
     """Check every host (reachability, OS, Python, systemd, ports, disk, clock skew, host-to-host
     reachability) without changing anything; report every problem at once (exit 4)."""
     reporter = _reporter(output, verbose=False)
-    with _engine(
+    with _final_error_event(reporter), _engine(
         inventory, phase_set="cluster", only=["preflight"], skip=[], reporter=reporter,
         allow_unreachable=False, state_dir=state_dir, parallel=parallel,
     ) as engine:  # fmt: skip
@@ -120,7 +137,7 @@ def plan(
 ) -> None:
     """Show what `apply` would change on every host, per phase (no changes are made)."""
     reporter = _reporter(output, verbose)
-    with _engine(
+    with _final_error_event(reporter), _engine(
         inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
         allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
     ) as engine:  # fmt: skip
@@ -157,42 +174,43 @@ def apply(
     """Apply a saved plan exactly (`berth apply PLAN`), or plan, show, confirm and apply
     (`berth apply -i SPEC`). Preflight runs whenever something is to change."""
     reporter = _reporter(output, verbose)
-    if plan_file is not None:
-        saved = Plan.load(plan_file)
-        spec_path = inventory or Path(saved.spec_path or "")
-        if not saved.spec_path or not spec_path.exists():
-            raise SpecError([f"{plan_file}: the plan's spec {saved.spec_path} is missing"])
-        if _digest(spec_path) != saved.spec_digest:
-            raise PlanDriftError([f"{spec_path}: the spec changed since the plan was made"])
-        with _engine(
-            spec_path, phase_set=saved.phase_set, only=saved.only, skip=saved.skip,
-            reporter=reporter, allow_unreachable=allow_unreachable, state_dir=state_dir,
-            parallel=parallel,
-        ) as engine:  # fmt: skip
-            engine.connect_all()
-            engine.apply(saved)
-        return
-    if inventory is None:
-        raise typer.BadParameter("give a saved PLAN or --inventory/-i SPEC")
-    with _engine(
-        inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
-        allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
-    ) as engine:  # fmt: skip
-        engine.connect_all(tolerate=True)
-        if engine.unreachable:
-            engine.preflight()  # reports the unreachable hosts with every other problem
-        predicted = engine.plan()
-        if not predicted.has_changes:
-            engine.report_plan(predicted)
+    with _final_error_event(reporter):
+        if plan_file is not None:
+            saved = Plan.load(plan_file)
+            spec_path = inventory or Path(saved.spec_path or "")
+            if not saved.spec_path or not spec_path.exists():
+                raise SpecError([f"{plan_file}: the plan's spec {saved.spec_path} is missing"])
+            if _digest(spec_path) != saved.spec_digest:
+                raise PlanDriftError([f"{spec_path}: the spec changed since the plan was made"])
+            with _engine(
+                spec_path, phase_set=saved.phase_set, only=saved.only, skip=saved.skip,
+                reporter=reporter, allow_unreachable=allow_unreachable, state_dir=state_dir,
+                parallel=parallel,
+            ) as engine:  # fmt: skip
+                engine.connect_all()
+                engine.apply(saved)
             return
-        # something will change: every host must pass preflight first
-        engine.preflight()
-        engine.report_plan(predicted)
-        if not yes:
-            if output == "json":
-                raise typer.BadParameter("--output json needs --yes (no prompt in a stream)")
-            typer.confirm("Apply the changes above?", abort=True)
-        engine.apply()
+        if inventory is None:
+            raise typer.BadParameter("give a saved PLAN or --inventory/-i SPEC")
+        with _engine(
+            inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
+            allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
+        ) as engine:  # fmt: skip
+            engine.connect_all(tolerate=True)
+            if engine.unreachable:
+                engine.preflight()  # reports the unreachable hosts with every other problem
+            predicted = engine.plan()
+            if not predicted.has_changes:
+                engine.report_plan(predicted)
+                return
+            # something will change: every host must pass preflight first
+            engine.preflight()
+            engine.report_plan(predicted)
+            if not yes:
+                if output == "json":
+                    raise typer.BadParameter("--output json needs --yes (no prompt in a stream)")
+                typer.confirm("Apply the changes above?", abort=True)
+            engine.apply()
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@ contacted: every case fails before connecting)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,21 @@ def test_a_changed_spec_refuses_a_saved_plan(
     assert code == 9
     assert f"{spec}: the spec changed since the plan was made" in err
     assert "hint: run `berth plan` again" in err
+
+
+def test_json_output_ends_with_a_failed_event(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(SPEC.read_text())
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        '{"format": 1, "cluster": "single", "phase_set": "demo", "phases": ["demo"], '
+        f'"hosts": ["node1"], "spec_path": "{spec}", "spec_digest": "0", "ops": []}}'
+    )
+    code, out, _ = run(monkeypatch, capsys, "apply", str(plan), "--output", "json")
+    assert code == 9
+    last = json.loads(out.splitlines()[-1])
+    assert last["kind"] == "failed"
+    assert last["data"]["exit_code"] == 9
+    assert last["data"]["lines"][0] == f"{spec}: the spec changed since the plan was made"
