@@ -203,6 +203,8 @@ class Engine:
             if selected.phase.prepare is not None:
                 selected.phase.prepare(self.ctx)
         self._prepared = self.ctx.dry_run
+        # operations computed before a real prepare may rest on inputs it just created
+        self._ops.clear()
 
     def operations(self, selected: SelectedPhase, host: HostTarget) -> list[Operation]:
         key = (selected.path, host.name)
