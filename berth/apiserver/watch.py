@@ -96,7 +96,7 @@ class WatchHub:
         store: Store,
         codec: Codec,
         *,
-        ring_size: int = 20000,
+        ring_size: int = 4096,  # older resume points are served from the store log
         subscriber_capacity: int = 2000,
     ) -> None:
         self.store = store
