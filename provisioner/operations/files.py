@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from provisioner.commands import Command, Raw, Shell, Upload, sha256_hex
@@ -11,6 +12,7 @@ from provisioner.errors import OperationError
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.operations.base import OpContext, Operation
+from provisioner.templating import render
 
 
 def _attrs(path: str, state: PathState, mode: int, owner: str, group: str) -> Iterator[Shell]:
@@ -151,3 +153,23 @@ class Absent(Operation):
             )
             return
         yield Shell("rm", "-f", "--", self.path)
+
+
+def template(
+    path: str,
+    name: str,
+    context: Mapping[str, Any],
+    *,
+    root: Path | None = None,
+    mode: int = 0o644,
+    owner: str = "root",
+    group: str = "root",
+) -> File:
+    """A :class:`File` whose content is the jinja2 template ``name`` rendered locally with
+    ``context`` (undefined variables are errors naming the template and line).
+
+    Example: ``template("/etc/berth/agent.yaml", "config/agent.yaml.j2", {"node": "n1"})``.
+    """
+    return File(
+        path, render(name, context, root=root).encode(), mode=mode, owner=owner, group=group
+    )
