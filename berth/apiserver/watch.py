@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from berth.api.meta import Obj
-from berth.store.interface import Event, EventType, Store, WatchOverflow
+from berth.store.interface import Compacted, Event, EventType, Store, StoreError, WatchOverflow
 
 from .codec import Codec, CodecError
 
@@ -125,19 +125,29 @@ class WatchHub:
             sub.wakeup.set()
 
     async def _follow(self, rev: int) -> None:
+        """Follow the store for the server's lifetime; never give up silently."""
         while True:
             watch = self.store.watch(ROOT_PREFIX, revision=rev)
             try:
                 async for event in watch:
                     self._dispatch(event)
                     rev = event.kv.mod_revision
+                return  # the store closed: the server is stopping
             except WatchOverflow as exc:
                 # The hub fell behind the store's live buffer: resume from its log, lossless.
                 rev = exc.revision
-                continue
+            except Compacted:
+                # History the hub never saw is gone: restart at the head; clients resuming
+                # from before it get 410 and relist.
+                rev = await self.store.current_revision()
+                self.floor = max(self.floor, rev)
+                self.ring.clear()
+                log.warning("watch hub lost history; continuing from revision %d", rev)
+            except StoreError:
+                log.exception("watch hub: store watch failed; retrying")
+                await asyncio.sleep(1.0)
             finally:
                 await watch.aclose()
-            return
 
     def decode_event(self, event: Event) -> ObjEvent | None:
         try:
