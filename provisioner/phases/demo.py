@@ -18,7 +18,7 @@ from provisioner.facts.base import Fact
 from provisioner.facts.packages import Packages
 from provisioner.facts.system import Machine
 from provisioner.operations.base import Operation
-from provisioner.operations.files import Directory, File, Symlink
+from provisioner.operations.files import Directory, File, Symlink, template
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.operations.users import User
@@ -47,13 +47,12 @@ def _artifact_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
 def _demo_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     context = {"cluster": data.inventory.cluster, "host": host.name, "address": host.address,
                "port": DEMO_PORT}  # fmt: skip
-    config = render("demo.conf.j2", context, root=TEMPLATES).encode()
     unit = render("berth-demo.service.j2", context, root=TEMPLATES).encode()
     return (
         User("berth-demo", home="/var/lib/berth-demo"),
         Directory("/etc/berth-demo"),
         Directory("/var/lib/berth-demo", mode=0o750, owner="berth-demo", group="berth-demo"),
-        File("/etc/berth-demo/demo.conf", config),
+        template("/etc/berth-demo/demo.conf", "demo.conf.j2", context, root=TEMPLATES),
         File(
             "/var/lib/berth-demo/index.html",
             f"<h1>{host.name}</h1>\n".encode(),
