@@ -306,9 +306,8 @@ class ApiServer:
         except ApiError as err:
             resp = _status_response(err)
         except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
-            resp = _status_response(
-                ApiError(exc.status, exc.reason or "BadRequest", exc.text or exc.reason or "")
-            )
+            reason = "RequestEntityTooLarge" if exc.status == 413 else "BadRequest"
+            resp = _status_response(ApiError(exc.status, reason, exc.reason or reason))
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:

@@ -318,3 +318,9 @@ def test_server_still_healthy_after_fuzzing(raw: Raw, fuzz_ns: str) -> None:
     status, body = raw.json("GET", "/api/v1/namespaces/default")
     assert status == 200
     assert body["metadata"]["name"] == "default"
+
+
+def test_oversized_body_is_413_status(raw: Raw, fuzz_ns: str) -> None:
+    big = {"metadata": {"name": "big"}, "data": {"x": "y" * (4 * 1024 * 1024)}}
+    status, body = raw.json("POST", "/api/v1/namespaces/fuzz/configmaps", big)
+    assert (status, body["kind"], body["reason"]) == (413, "Status", "RequestEntityTooLarge")
