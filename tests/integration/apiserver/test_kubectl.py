@@ -290,7 +290,12 @@ def test_create_typed_generators(kubectl: Kubectl, ns: str, api: k8s.ApiClient) 
 
 
 def test_get_watch_sees_a_change(kubectl: Kubectl, ns: str, api: k8s.ApiClient) -> None:
+    core = core_api(api)
+    # A marker already there: once kubectl prints it, its list is done and its watch starts
+    # from that list's resourceVersion, so every later change reaches it (no sleeps).
+    core.create_namespaced_pod(ns, pod("watch-marker", labels={"watched": "yes"}))
     lines: list[str] = []
+    listed = threading.Event()
     seen = threading.Event()
     with subprocess.Popen(
         [str(kubectl.binary), "get", "pods", "-n", ns, "-w", "-l", "watched=yes"],
@@ -304,26 +309,28 @@ def test_get_watch_sees_a_change(kubectl: Kubectl, ns: str, api: k8s.ApiClient) 
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
+                if "watch-marker" in line:
+                    listed.set()
                 if "watched-pod" in line and "Terminating" in line:
                     seen.set()
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         try:
-            time.sleep(1.5)  # let kubectl list and open its watch
-            core = core_api(api)
+            assert listed.wait(30), f"kubectl get -w printed: {lines!r}"
             core.create_namespaced_pod(
                 ns, pod("watched-pod", labels={"watched": "yes"}, node_name="somewhere")
             )
             core.delete_namespaced_pod("watched-pod", ns)  # bound: graceful, shows Terminating
-            assert seen.wait(20), f"kubectl get -w printed: {lines!r}"
+            assert seen.wait(30), f"kubectl get -w printed: {lines!r}"
         finally:
             proc.kill()
             t.join(5)
+    assert table(lines[0])[0][:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     rows = [table(line)[0] for line in lines if "watched-pod" in line]
     assert rows[0][:3] == ["watched-pod", "0/1", "Pending"]
     assert rows[-1][:3] == ["watched-pod", "0/1", "Terminating"]
-    assert sum(1 for line in lines if line.startswith("NAME")) <= 1
+    assert sum(1 for line in lines if line.startswith("NAME")) == 1
 
 
 def test_describe_pod_and_node(
@@ -397,7 +404,8 @@ def agent_confirms_deletions(api: k8s.ApiClient, nodes: tuple[str, str]) -> Iter
                 timeout_seconds=1,
             ):
                 p = ev["object"]
-                if ev["type"] == "MODIFIED" and p.metadata.deletion_timestamp:
+                # Each 1s stream starts with a fresh list (ADDED), so nothing is missed.
+                if ev["type"] in ("ADDED", "MODIFIED") and p.metadata.deletion_timestamp:
                     try:
                         core.delete_namespaced_pod(
                             p.metadata.name, p.metadata.namespace, grace_period_seconds=0
@@ -424,7 +432,6 @@ def test_drain_evicts_pods(
     worker = nodes[1]
     for name in ("drain-1", "drain-2"):
         core.create_namespaced_pod(ns, pod(name, node_name=worker))
-    time.sleep(0.5)  # the stand-in agent's watch is open
     r = kubectl.run("drain", worker, "--force", "--ignore-daemonsets", "--timeout=60s")
     assert r.returncode == 0, r.stderr
     assert f"node/{worker} cordoned" in r.stdout + r.stderr
