@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NewType
 
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ExitCode, ProvisionerError
 
 BundleId = NewType("BundleId", str)
 """``<version>-<hash12>``, the name of a directory under ``/opt/berth/versions``."""
@@ -30,6 +30,8 @@ _HASH = re.compile(r"^[0-9a-f]{12}$")
 
 class VersionSkewError(ProvisionerError):
     """The requested upgrade breaks the version-skew policy; nothing was changed."""
+
+    exit_code = ExitCode.PREFLIGHT
 
     def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
         super().__init__(

@@ -1,0 +1,132 @@
+"""The SSH side of the upgrade against fake connectors (no sockets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.artifacts.berth_bundle import Bundle
+from provisioner.connectors.base import CommandResult, HostTarget
+from provisioner.connectors.fake import FakeConnector
+from provisioner.errors import OperationError
+from provisioner.spec import load_spec
+from provisioner.state import ClusterState
+from provisioner.upgrade.cluster import SshClusterOps, parse_unit_probe, unit_probe
+
+NEW = "0.2.0-bbbbbbbbbbbb"
+OLD = "0.1.0-aaaaaaaaaaaa"
+SPEC = """\
+apiVersion: berth.dev/v1alpha1
+kind: Cluster
+metadata: {name: demo}
+spec:
+  version: 0.2.0
+  ssh: {user: root, identityFile: id, hostKeyPolicy: accept-new}
+  hosts:
+    - {name: cp1, address: 10.231.9.11, roles: [control-plane, worker]}
+    - {name: w1, address: 10.231.9.12, roles: [worker]}
+  datastore: {type: sqlite}
+"""
+
+
+def test_the_unit_probe_reads_states_and_mapped_bundles() -> None:
+    script = unit_probe(("berth-apiserver.service", "berth-agent.service"))
+    assert "/proc/$p/maps" in script
+    assert "systemctl is-active berth-agent.service" in script
+    output = (
+        "@unit berth-apiserver.service active\n"
+        f"/opt/berth/versions/{NEW}\n"
+        "@unit berth-agent.service activating\n"
+    )
+    states, bundles = parse_unit_probe(output)
+    assert states == {"berth-apiserver.service": "active", "berth-agent.service": "activating"}
+    assert bundles == {
+        "berth-apiserver.service": frozenset({NEW}),
+        "berth-agent.service": frozenset(),
+    }
+
+
+@pytest.fixture
+def ops(tmp_path: Path) -> tuple[SshClusterOps, dict[str, FakeConnector]]:
+    spec_path = tmp_path / "cluster.yaml"
+    spec_path.write_text(SPEC)
+    (tmp_path / "id").write_text("not a key")
+    conns = {
+        "cp1": FakeConnector("cp1", responses=[
+            ("readlink", CommandResult(0, f"versions/{OLD}\n", "")),
+            ("journalctl", CommandResult(0, "cp1: agent crashed\n", "")),
+        ]),
+        "w1": FakeConnector("w1", responses=[("readlink", CommandResult(1, "", "no such file"))]),
+    }  # fmt: skip
+
+    def connect(target: HostTarget) -> FakeConnector:
+        return conns[target.name]
+
+    state = ClusterState(tmp_path / "state")
+    bundle = Bundle(NEW, tmp_path / "bundle.tar")
+    cluster = SshClusterOps(
+        load_spec(spec_path), state, bundle=bundle, cache_dir=tmp_path / "cache", connect=connect
+    )
+    return cluster, conns
+
+
+def test_running_reads_the_current_symlink(
+    ops: tuple[SshClusterOps, dict[str, FakeConnector]],
+) -> None:
+    cluster, _ = ops
+    assert cluster.running() == {"cp1": OLD, "w1": None}
+    assert cluster.target == NEW
+    cluster.close()
+
+
+def test_switch_checks_the_bundle_swaps_the_link_atomically_and_restarts_the_units(
+    ops: tuple[SshClusterOps, dict[str, FakeConnector]],
+) -> None:
+    cluster, conns = ops
+    cluster.switch("w1", NEW)
+    (command,) = conns["w1"].commands
+    assert command.startswith(f"test -f /opt/berth/versions/{NEW}/.complete && ln -sfn")
+    assert "mv -fT /opt/berth/.current.berth-upgrade /opt/berth/current" in command
+    assert command.endswith("systemctl restart berth-agent.service")
+    cluster.switch("cp1", OLD)
+    assert (
+        conns["cp1"]
+        .commands[-1]
+        .endswith(
+            "systemctl restart berth-apiserver.service berth-controller-manager.service "
+            "berth-scheduler.service berth-agent.service"
+        )
+    )
+    assert "cp1: agent crashed" in cluster.logs("cp1")
+    assert "-u berth-agent.service" in conns["cp1"].commands[-1]
+    cluster.close()
+
+
+def test_a_previous_bundle_gone_from_host_and_cache_is_a_clear_error(
+    ops: tuple[SshClusterOps, dict[str, FakeConnector]],
+) -> None:
+    cluster, conns = ops
+    conns["w1"].default = CommandResult(1, "", "")  # no marker: the bundle is not there
+    with pytest.raises(OperationError, match=f"bundle {OLD} is not on the host and not in"):
+        cluster.install("w1", OLD)
+    cluster.close()
+
+
+def test_installing_uploads_and_unpacks_beside_the_active_bundle_once(
+    ops: tuple[SshClusterOps, dict[str, FakeConnector]], tmp_path: Path
+) -> None:
+    cluster, conns = ops
+    (tmp_path / "bundle.tar").write_bytes(b"tar bytes")
+    conns["w1"].default = CommandResult(1, "", "")
+    conns["w1"].responses = [("tar -C", CommandResult(0, "", ""))]
+    cluster.install("w1", NEW)
+    assert [u.path for u in conns["w1"].uploads] == [f"/opt/berth/incoming/{NEW}.tar"]
+    assert (
+        f"mv -T /opt/berth/versions/{NEW}.partial /opt/berth/versions/{NEW}"
+        in (conns["w1"].commands[-1])
+    )
+    conns["w1"].default = CommandResult(0, "", "")  # the marker is there now
+    cluster.install("w1", NEW)
+    assert len(conns["w1"].uploads) == 1
+    cluster.close()
