@@ -33,6 +33,7 @@ import orjson
 from berth.client import errors
 from berth.client.interface import Obj
 from berth.client.resources import DEPLOYMENTS, REPLICASETS, ObjectKey, make_key
+from berth.client.selectors import from_label_selector
 from berth.controllers.context import Context, by_controller_uid
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers
@@ -43,6 +44,7 @@ from berth.machinery.objects import (
     format_time,
     is_deleting,
     key_of,
+    labels,
     meta,
     name,
     namespace,
@@ -198,6 +200,8 @@ class DeploymentController:
         if d is None:
             return
         sets = [rs for rs in self.sets.by_index("controller", uid(d)) if not is_deleting(rs)]
+        if not is_deleting(d):
+            sets += await self._adopt(d)
         spec = d.get("spec") or {}
         recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
         new_rs = self._find_new(d, sets)
@@ -215,6 +219,36 @@ class DeploymentController:
             await self._recreate(d, new_rs, olds)
         else:
             await self._rolling(d, new_rs, olds)
+
+    async def _adopt(self, d: Frozen) -> list[Frozen]:
+        """Take ownership of orphaned ReplicaSets the selector matches (e.g. left behind by
+        ``kubectl delete --cascade=orphan`` of a previous Deployment of the same name)."""
+        selector = from_label_selector((d.get("spec") or {}).get("selector"))
+        if selector.empty:
+            return []
+        adopted: list[Frozen] = []
+        for rs in self.sets.list(namespace(d) or ""):
+            if controller_ref(rs) is not None or is_deleting(rs):
+                continue
+            if not selector.matches(labels(rs)):
+                continue
+            refs = [dict(r) for r in meta(rs).get("ownerReferences") or ()]
+            refs.append(owner_reference(d))
+            patch: Obj = {
+                "metadata": {
+                    "ownerReferences": refs,
+                    "resourceVersion": meta(rs).get("resourceVersion"),
+                }
+            }
+            try:
+                adopted.append(
+                    await self.ctx.client.patch(
+                        REPLICASETS, name(rs), patch, namespace=namespace(rs)
+                    )
+                )
+            except (errors.Conflict, errors.NotFound):
+                continue
+        return adopted
 
     def _find_new(self, d: Frozen, sets: list[Frozen]) -> Frozen | None:
         template = (d.get("spec") or {}).get("template")

@@ -99,6 +99,7 @@ class ReplicaSetController:
         selector = from_label_selector(spec.get("selector"))
         owned = self.pods.by_index("controller", uid(rs))
         if not is_deleting(rs):
+            owned = await self._release(rs, selector, owned)
             owned = owned + await self._adopt(rs, selector)
         active = [p for p in owned if podutil.is_active(p)]
         active_names = [name(p) for p in active]
@@ -116,6 +117,29 @@ class ReplicaSetController:
         retry_in = await self._update_status(rs, owned, selector)
         if retry_in is not None:
             raise Retry(retry_in, "waiting for pods to become available")
+
+    async def _release(self, rs: Frozen, selector: Any, owned: list[Frozen]) -> list[Frozen]:
+        """Let go of owned pods whose labels no longer match (they become orphans); returns
+        the pods still owned."""
+        kept: list[Frozen] = []
+        for pod in owned:
+            if selector.matches(labels(pod)) or is_deleting(pod):
+                kept.append(pod)
+                continue
+            refs = [
+                dict(r) for r in meta(pod).get("ownerReferences") or () if r.get("uid") != uid(rs)
+            ]
+            patch: Obj = {
+                "metadata": {
+                    "ownerReferences": refs or None,
+                    "resourceVersion": meta(pod).get("resourceVersion"),
+                }
+            }
+            try:
+                await self.ctx.client.patch(PODS, name(pod), patch, namespace=namespace(pod))
+            except (errors.Conflict, errors.NotFound):
+                kept.append(pod)  # changed under us; decide again on its next event
+        return kept
 
     async def _adopt(self, rs: Frozen, selector: Any) -> list[Frozen]:
         adopted: list[Frozen] = []

@@ -151,7 +151,18 @@ def test_garbage_collection_cascade_orphan_and_foreground(
                 await c.api.list(REPLICASETS, namespace="default", label_selector="app=orphan")
             ).items
             assert not rs_obj["metadata"].get("ownerReferences")
-            assert len(await live_pods(c, "app=orphan")) == 2
+            pods_before = {p["metadata"]["name"] for p in await live_pods(c, "app=orphan")}
+            assert len(pods_before) == 2
+            # A new Deployment with the same selector adopts the orphan instead of starting over.
+            await c.api.create(DEPLOYMENTS, deployment("orphan", replicas=2))
+            await c.kubectl("rollout", "status", "deployment/orphan", "--timeout=30s")
+            (adopted,) = (
+                await c.api.list(REPLICASETS, namespace="default", label_selector="app=orphan")
+            ).items
+            assert adopted["metadata"]["uid"] == rs_obj["metadata"]["uid"]
+            assert adopted["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+            pods_after = {p["metadata"]["name"] for p in await live_pods(c, "app=orphan")}
+            assert pods_after == pods_before
             # Foreground: the owner stays (with the finalizer) until its dependents are gone.
             await c.api.delete(
                 DEPLOYMENTS, "fg", namespace="default", propagation_policy="Foreground"

@@ -240,3 +240,36 @@ def test_old_replicasets_beyond_history_limit_are_deleted() -> None:
         assert revisions == [3, 4]
 
     run(body)
+
+
+def test_orphaned_replicaset_with_matching_labels_is_adopted() -> None:
+    async def body() -> None:
+        r = Rig()
+        d = deployment(2)
+        h = template_hash(d["spec"]["template"])
+        tmpl = pod_template({"app": "web", HASH_LABEL: h})
+        r.h.api.seed(
+            REPLICASETS,
+            {
+                "metadata": {
+                    "name": f"web-{h}",
+                    "namespace": "default",
+                    "labels": {"app": "web", HASH_LABEL: h},
+                    "annotations": {REVISION: "4"},
+                },
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "web", HASH_LABEL: h}},
+                    "template": tmpl,
+                },
+            },
+        )
+        owner = r.h.api.seed(DEPLOYMENTS, d)
+        await r.h.sync()
+        with contextlib.suppress(Retry):
+            await r.d.reconcile(KEY)
+        (rs,) = r.h.api.objects(REPLICASETS)
+        assert rs["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+        assert r.h.api.writes("create", REPLICASETS) == []
+
+    run(body)

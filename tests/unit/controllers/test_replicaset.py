@@ -163,3 +163,24 @@ def test_deleted_replicaset_is_a_no_op() -> None:
         assert h.api.actions == []
 
     run(body)
+
+
+def test_pods_whose_labels_stop_matching_are_released_and_replaced() -> None:
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(REPLICASETS, replicaset(2))
+        c = ReplicaSetController(h.ctx)
+        await h.converge(c.controller)
+        victim = owned_pods(h)[0]["metadata"]["name"]
+        await h.api.patch(
+            PODS, victim, {"metadata": {"labels": {"app": "debug"}}}, namespace="default"
+        )
+        await h.converge(c.controller)
+        released = h.api.stored(PODS, f"default/{victim}")
+        assert released is not None
+        assert not released["metadata"].get("ownerReferences"), "released as an orphan"
+        mine = [p for p in owned_pods(h) if p["metadata"].get("ownerReferences")]
+        assert len(mine) == 2
+        assert victim not in {p["metadata"]["name"] for p in mine}
+
+    run(body)
