@@ -144,6 +144,7 @@ class ApiServer:
         self.sa_tokens = ServiceAccountTokens()
         self.metrics = Metrics()
         self.table = TABLE
+        self._group_of = {r.plural: r.group for r in TABLE.resources}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -317,6 +318,7 @@ class ApiServer:
         self.metrics.observe(
             verb=verb.upper(),
             resource=label[1],
+            group=self._group_of.get(label[1].split("/", 1)[0], ""),
             code=resp.status,
             seconds=time.perf_counter() - start,
         )

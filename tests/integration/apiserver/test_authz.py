@@ -323,3 +323,20 @@ def test_table_include_object_variants(raw: Raw) -> None:
     assert body["kind"] == "PartialObjectMetadataList"
     assert {i["metadata"]["name"] for i in body["items"]} >= {"on-a", "on-b"}
     assert all("spec" not in i for i in body["items"])
+
+
+def test_metrics_count_requests(raw: Raw, server: ServerHandle) -> None:
+    raw.json("GET", "/apis/apps/v1/namespaces/authz/deployments")
+    status, _, data = raw.request("GET", "/metrics")
+    assert status == 200
+    text = data.decode()
+    assert (
+        'apiserver_request_total{verb="LIST",group="apps",resource="deployments",code="200"}'
+        in text
+    )
+    assert 'apiserver_request_duration_seconds_count{verb="LIST",resource="deployments"}' in text
+    bob = _raw_as(server, "bob", ["devs"])
+    try:
+        assert bob.request("GET", "/metrics")[0] == 403  # not for every authenticated user
+    finally:
+        bob.close()
