@@ -8,9 +8,11 @@ BIN := $(VENV)/bin
 # Machine packages: the lab (nspawn, debootstrap, iproute2, nftables), ssh-keygen, openssl for
 # independent certificate checks, zstd for the cached lab rootfs; etcd-server for the etcd store
 # conformance tests; busybox-static, skopeo and docker-registry to build and serve test images
-# without network; runc and the CNI plugins as the machine-side peers of the node runtime tests.
+# without network; runc and the CNI plugins as the machine-side peers of the node runtime tests;
+# vagrant to validate the Vagrantfile (no provider needed for that).
 APT_PACKAGES := systemd-container debootstrap iproute2 nftables openssh-client openssl zstd \
-	ca-certificates etcd-server busybox-static skopeo docker-registry runc containernetworking-plugins
+	ca-certificates etcd-server busybox-static skopeo docker-registry runc containernetworking-plugins \
+	vagrant
 LAB_NAME ?= demo
 
 .PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs bench clean demo-down

@@ -14,7 +14,8 @@ and an unchanged tree reuses the cached tar without touching the network.
 
 In a git checkout the bundle holds the *committed* ``berth`` (``git archive HEAD:berth``): work in
 progress in the tree is never shipped to hosts by accident, and the id changes only with commits
-touching ``berth/``. ``BERTH_BUNDLE_SOURCE=worktree`` ships the working tree instead.
+touching ``berth/``. ``BERTH_BUNDLE_SOURCE=worktree`` ships the working tree instead, and
+``BERTH_BUNDLE_SOURCE=<commit>`` the ``berth`` of that commit (tests pin one this way).
 """
 
 from __future__ import annotations
@@ -91,10 +92,11 @@ def committed_tree(root: Path | None = None) -> str | None:
     """The git tree id of the committed ``berth`` package, or ``None`` outside a git checkout
     (or with ``BERTH_BUNDLE_SOURCE=worktree``)."""
     root = root or source_root()
-    if os.environ.get(ENV_SOURCE) == "worktree" or shutil.which("git") is None:
+    source = os.environ.get(ENV_SOURCE) or "HEAD"
+    if source == "worktree" or shutil.which("git") is None:
         return None
     result = subprocess.run(
-        ["git", "-C", str(root.parent), "rev-parse", f"HEAD:{root.name}"],
+        ["git", "-C", str(root.parent), "rev-parse", f"{source}:{root.name}"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     return result.stdout.strip() if result.returncode == 0 else None

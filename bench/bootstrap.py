@@ -1,0 +1,76 @@
+"""Cold bootstrap and no-op re-apply of a berth cluster on lab hosts, against the issue's goals.
+
+For 3 and 10 hosts: boot bare lab hosts, then time ``berth apply -i SPEC --yes`` from bare hosts
+until it exits 0 (which means: every node registered and Ready, and ``berth verify`` passed,
+smoke pods included), then a second apply (no changes), then ``berth destroy``. The bundle build
+is timed once on its own (it is cached on disk and shared by every later run).
+
+Run: ``.venv/bin/python bench/bootstrap.py [--hosts 3,10]`` (root, as the lab needs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from provisioner.artifacts.berth_bundle import build_bundle
+from provisioner.lab import Lab
+
+GOALS = {3: 30.0, 10: 60.0}
+NOOP_GOAL = 3.0
+BERTH = [sys.executable, "-m", "provisioner.cli.main"]
+
+
+def timed(args: list[str], env: dict[str, str]) -> float:
+    start = time.monotonic()
+    result = subprocess.run([*BERTH, *args], capture_output=True, text=True, env=env, check=False)
+    elapsed = time.monotonic() - start
+    if result.returncode != 0:
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+        raise SystemExit(f"`berth {' '.join(args)}` failed (exit {result.returncode})")
+    return elapsed
+
+
+def bench(count: int) -> tuple[float, float, float]:
+    lab = Lab(f"bench-boot{count}")
+    lab.up(count, replace=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="berth-bench-") as state:
+            env = {**os.environ, "BERTH_STATE_DIR": state}
+            spec = str(lab.spec_path)
+            cold = timed(["apply", "-i", spec, "--yes"], env)
+            noop = timed(["apply", "-i", spec, "--yes"], env)
+            destroy = timed(["destroy", "-i", spec, "--yes"], env)
+            return cold, noop, destroy
+    finally:
+        lab.down()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hosts", default="3,10", help="comma-separated host counts")
+    args = parser.parse_args()
+    cache = Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
+    start = time.monotonic()
+    bundle = build_bundle(cache, version="0.1.0")
+    print(f"bundle {bundle.id}: {bundle.size / 1e6:.1f} MB, ready in "
+          f"{time.monotonic() - start:.1f}s (cached on disk after the first build)")  # fmt: skip
+    print(f"{'hosts':>5} {'cold apply':>11} {'goal':>6} {'ratio':>6} {'no-op':>7} {'goal':>5} "
+          f"{'ratio':>6} {'destroy':>8}")  # fmt: skip
+    for count in (int(c) for c in args.hosts.split(",")):
+        cold, noop, destroy = bench(count)
+        goal = GOALS.get(count, 60.0)
+        print(
+            f"{count:>5} {cold:>10.1f}s {goal:>5.0f}s {cold / goal:>6.2f} {noop:>6.2f}s "
+            f"{NOOP_GOAL:>4.0f}s {noop / NOOP_GOAL:>6.2f} {destroy:>7.1f}s"
+        )
+    print("ratio = measured / goal (issue 8): below 1.00 meets the goal")
+
+
+if __name__ == "__main__":
+    main()

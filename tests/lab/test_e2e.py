@@ -1,0 +1,185 @@
+"""berth end to end on lab hosts: apply, verify, grow, shrink, relabel, destroy.
+
+One 4-host lab and one cluster are shared by the module (tests run in file order and each
+leaves the cluster healthy for the next):
+
+* bootstrap n1 (control plane + worker) and n2, n3 (workers): every node Ready through the
+  official ``kubernetes`` client, verify passed as part of apply;
+* a second apply changes nothing and says so;
+* adding n4 changes only n4 (and registers its Node);
+* ``berth verify`` fails, naming the checks, when a unit is stopped or a key file is 0644;
+  apply repairs both;
+* changing a label patches the Node without restarting any agent;
+* removing n4 drains it, deletes its Node and leaves the host clean;
+* ``berth destroy`` leaves every host verified clean; a second destroy is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config  # the official client, unmodified
+
+from provisioner.lab import Lab, run
+from tests.lab.conftest import LabFactory
+
+pytestmark = pytest.mark.lab
+
+BERTH = [sys.executable, "-m", "provisioner.cli.main"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Cluster:
+    lab: Lab
+    workdir: Path
+    state_dir: Path
+    commit: str
+    """The commit whose ``berth`` every apply ships (others may commit during the module)."""
+
+    def spec(self, hosts: int = 3, labels: dict[str, str] | None = None) -> Path:
+        """A spec for the first ``hosts`` lab hosts (absolute SSH paths, optional n3 labels)."""
+        document: dict[str, Any] = yaml.safe_load(self.lab.spec_path.read_text())
+        body = document["spec"]
+        body["ssh"]["identityFile"] = str(self.lab.key_path)
+        body["ssh"]["knownHostsFile"] = str(self.lab.known_hosts_path)
+        body["hosts"] = body["hosts"][:hosts]
+        if labels:
+            body["hosts"][2]["labels"] = labels
+        path = self.workdir / f"cluster-{hosts}-{len(labels or {})}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    def berth(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "BERTH_STATE_DIR": str(self.state_dir),
+            "BERTH_BUNDLE_SOURCE": self.commit,
+        }
+        return subprocess.run(
+            [*BERTH, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+
+    def events(self, *args: str) -> list[dict[str, Any]]:
+        result = self.berth(*args, "--output", "json")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf"
+
+    def nodes(self) -> dict[str, Any]:
+        api = client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))  # type: ignore[no-untyped-call]
+        return {str(n.metadata.name): n for n in api.list_node().items if n.metadata}
+
+    def sh(self, host: str, command: str) -> str:
+        code, out, err = run(self.lab, host, command)
+        assert code == 0, f"{host}: {command}: {err}"
+        return out
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    lab = lab_factory(4)
+    work = tmp_path_factory.mktemp("e2e")
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return Cluster(lab, work, work / "state", commit)
+
+
+def _ready(node: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def _changed_hosts(events: list[dict[str, Any]]) -> set[str]:
+    # preflight's "all checks passed" is a host-less "done"; verify reports, it changes nothing
+    return {
+        e["host"] for e in events if e["kind"] == "done" and e["host"] and e["phase"] != "verify"
+    }
+
+
+def test_bootstrap_one_plus_two(cluster: Cluster) -> None:
+    result = cluster.berth("apply", "-i", str(cluster.spec(3)), "--yes")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "checks passed" in result.stdout
+    assert f"kubectl --kubeconfig {cluster.kubeconfig} get nodes" in result.stdout
+    assert oct(cluster.kubeconfig.stat().st_mode & 0o777) == "0o600"
+    nodes = cluster.nodes()
+    assert sorted(nodes) == ["n1", "n2", "n3"]
+    assert all(_ready(n) for n in nodes.values())
+    assert "node-role.kubernetes.io/control-plane" in nodes["n1"].metadata.labels
+    assert not nodes["n1"].spec.taints  # control plane + worker: schedulable
+    assert cluster.sh("n1", "stat -c '%a %U' /etc/berth/pki/apiserver.key").strip() == "600 root"
+    assert cluster.sh("n2", "test -e /etc/berth/pki/apiserver.key || echo absent").strip() == (
+        "absent"
+    )
+
+
+def test_second_apply_changes_nothing(cluster: Cluster) -> None:
+    result = cluster.berth("apply", "-i", str(cluster.spec(3)), "--yes")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "plan: 0 change(s)" in result.stdout
+
+
+def test_adding_a_host_changes_only_that_host(cluster: Cluster) -> None:
+    events = cluster.events("apply", "-i", str(cluster.spec(4)), "--yes")
+    assert _changed_hosts(events) == {"n4", "(cluster)"}
+    nodes = cluster.nodes()
+    assert sorted(nodes) == ["n1", "n2", "n3", "n4"]
+    assert _ready(nodes["n4"])
+
+
+def test_verify_names_a_stopped_unit_and_a_world_readable_key(cluster: Cluster) -> None:
+    cluster.sh("n2", "systemctl stop berth-agent && chmod 0644 /etc/berth/pki/agent-serving.key")
+    result = cluster.berth("verify", "-i", str(cluster.spec(4)), "--no-smoke", "--output", "json")
+    assert result.returncode == 7, result.stderr
+    failed = {(c["host"], c["name"]) for c in json.loads(result.stdout)["checks"] if not c["ok"]}
+    assert ("n2", "unit berth-agent.service active+enabled") in failed
+    assert ("n2", "file /etc/berth/pki/agent-serving.key 0600 root:root") in failed
+    assert "berth-agent.service" in result.stderr  # the error line names the failing checks
+    repaired = cluster.berth("apply", "-i", str(cluster.spec(4)), "--yes")
+    assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-2000:]
+    assert cluster.sh("n2", "stat -c %a /etc/berth/pki/agent-serving.key").strip() == "600"
+
+
+def test_label_change_patches_the_node_without_restarts(cluster: Cluster) -> None:
+    before = {h: cluster.sh(h, "systemctl show -p MainPID berth-agent") for h in ("n1", "n3")}
+    result = cluster.berth("apply", "-i", str(cluster.spec(4, {"tier": "gold"})), "--yes")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert cluster.nodes()["n3"].metadata.labels.get("tier") == "gold"
+    after = {h: cluster.sh(h, "systemctl show -p MainPID berth-agent") for h in ("n1", "n3")}
+    assert after == before
+
+
+def test_removing_a_host_drains_deletes_and_cleans_it(cluster: Cluster) -> None:
+    events = cluster.events("apply", "-i", str(cluster.spec(3, {"tier": "gold"})), "--yes")
+    lines = [e["message"] for e in events if e["host"] == "(cluster)"]
+    assert any("node n4: cordoned" in line and "Node deleted" in line for line in lines), lines
+    assert any("host n4: n4:" in line and "verified clean" in line for line in lines), lines
+    assert sorted(cluster.nodes()) == ["n1", "n2", "n3"]
+    assert cluster.sh("n4", "ls /opt/berth /etc/berth 2>&1 || true").count("No such file") == 2
+
+
+def test_destroy_leaves_every_host_clean_and_is_idempotent(cluster: Cluster) -> None:
+    spec = str(cluster.spec(3, {"tier": "gold"}))
+    first = cluster.berth("destroy", "-i", spec, "--yes")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    for host in ("n1", "n2", "n3"):
+        assert f"{host}: " in first.stdout
+        assert "berth" not in cluster.sh(
+            host, "systemctl list-unit-files 'berth*' --no-legend || true"
+        )
+    assert first.stdout.count("verified clean") == 3
+    second = cluster.berth("destroy", "-i", spec, "--yes")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("nothing to remove; verified clean") == 3

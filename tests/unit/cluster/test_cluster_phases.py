@@ -1,0 +1,180 @@
+"""Pure parts of the cluster phases: desired Node state and its patch, the bundle id, the
+bundle and state-file operations against recorded facts, and the verify report formats."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.artifacts.berth_bundle import Bundle, bundle_id
+from provisioner.commands import Shell, Upload, sha256_hex
+from provisioner.connectors.base import HostName
+from provisioner.facts.base import FactSet
+from provisioner.facts.files import PathInfo, PathState
+from provisioner.operations.base import HostRun, OpContext, evaluate
+from provisioner.phases.cluster.nodes import (
+    CONTROL_PLANE_TAINT,
+    MANAGED_LABELS,
+    MANAGED_TAINTS,
+    DesiredNode,
+    desired_nodes,
+    node_patch,
+)
+from provisioner.phases.cluster.ops import BundleInstalled, DirEntries, StateFile
+from provisioner.spec import load_spec
+from provisioner.verify.hosts import CheckResult
+from provisioner.verify.run import VerifyReport
+
+SPEC = """\
+apiVersion: berth.dev/v1alpha1
+kind: Cluster
+metadata: {name: unit}
+spec:
+  hosts:
+    - {name: cp, address: 10.0.0.1, roles: [control-plane]}
+    - {name: both, address: 10.0.0.2, roles: [control-plane, worker]}
+    - {name: cp3, address: 10.0.0.4, roles: [control-plane]}
+    - name: w
+      address: 10.0.0.3
+      roles: [worker]
+      labels: {tier: gold}
+      taints: [{key: dedicated, value: db, effect: NoSchedule}]
+  datastore: {type: etcd}
+"""
+
+
+def _ctx(values: dict[Any, Any]) -> OpContext:
+    facts = FactSet("h")
+    for fact, value in values.items():
+        facts.put(fact, value)
+    return OpContext(HostName("h"), facts, HostRun())
+
+
+def test_control_plane_only_hosts_are_tainted_and_hosts_with_both_roles_are_not(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "c.yaml").write_text(SPEC)
+    nodes = {n.name: n for n in desired_nodes(load_spec(tmp_path / "c.yaml"))}
+    assert nodes["cp"].taints == ((CONTROL_PLANE_TAINT["key"], "", "NoSchedule"),)
+    assert nodes["both"].taints == ()
+    assert set(nodes["both"].labels) == {
+        "node-role.kubernetes.io/control-plane",
+        "node-role.kubernetes.io/worker",
+    }
+    assert nodes["w"].labels["tier"] == "gold"
+    assert nodes["w"].taints == (("dedicated", "db", "NoSchedule"),)
+
+
+def test_node_patch_adds_removes_managed_labels_and_keeps_foreign_taints() -> None:
+    node = {
+        "metadata": {
+            "labels": {"old": "x", "kubernetes.io/hostname": "w", "mine": "1"},
+            "annotations": {MANAGED_LABELS: "old,mine", MANAGED_TAINTS: "gone"},
+        },
+        "spec": {
+            "taints": [
+                {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+                {"key": "gone", "value": "", "effect": "NoExecute"},
+            ]
+        },
+    }
+    want = DesiredNode("w", {"mine": "2"}, (("dedicated", "db", "NoSchedule"),))
+    result = node_patch(node, want)
+    assert result.patch["metadata"]["labels"] == {"mine": "2", "old": None}
+    assert result.patch["spec"]["taints"] == [
+        {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+    ]
+    assert result.patch["metadata"]["annotations"] == {
+        MANAGED_LABELS: "mine",
+        MANAGED_TAINTS: "dedicated",
+    }
+
+
+def test_node_patch_is_empty_for_a_node_already_right() -> None:
+    want = DesiredNode("w", {"a": ""}, (("k", "v", "NoSchedule"),))
+    node = {
+        "metadata": {
+            "labels": {"a": ""},
+            "annotations": {MANAGED_LABELS: "a", MANAGED_TAINTS: "k"},
+        },
+        "spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]},
+    }
+    result = node_patch(node, want)
+    assert result.patch == {}
+    assert result.changes == []
+
+
+def test_bundle_id_follows_the_sources_in_worktree_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BERTH_BUNDLE_SOURCE", "worktree")
+    (tmp_path / "berth").mkdir()
+    (tmp_path / "berth" / "a.py").write_text("x = 1\n")
+    first = bundle_id(version="1.0", source=tmp_path / "berth", pins=("aiohttp==1",))
+    assert first.startswith("1.0-")
+    assert bundle_id(version="1.0", source=tmp_path / "berth", pins=("aiohttp==1",)) == first
+    assert bundle_id(version="1.0", source=tmp_path / "berth", pins=("aiohttp==2",)) != first
+    (tmp_path / "berth" / "a.py").write_text("x = 2\n")
+    assert bundle_id(version="1.0", source=tmp_path / "berth", pins=("aiohttp==1",)) != first
+
+
+def test_bundle_is_uploaded_and_unpacked_only_when_its_marker_is_missing(tmp_path: Path) -> None:
+    tar = tmp_path / "b.tar"
+    tar.write_bytes(b"tar bytes")
+    op = BundleInstalled(Bundle("1.0-abc", tar))
+    marker = PathInfo((op.marker,))
+    missing = evaluate(op, _ctx({marker: {op.marker: None}}))
+    upload, unpack = missing.commands
+    assert isinstance(upload, Upload)
+    assert upload.content == b"tar bytes"
+    assert upload.mode == 0o600
+    assert isinstance(unpack, Shell)
+    assert "mv -T /opt/berth/versions/1.0-abc.partial /opt/berth/versions/1.0-abc" in (
+        unpack.render()
+    )
+    present = PathState("file", 0o644, "root", "root", 0)
+    assert evaluate(op, _ctx({marker: {op.marker: present}})).commands == ()
+
+
+def test_state_file_uploads_the_state_content_and_is_a_noop_when_equal(tmp_path: Path) -> None:
+    source = tmp_path / "k.key"
+    op = StateFile("/etc/berth/pki/k.key", source, 0o600)
+    info = PathInfo((op.path,))
+    planned = evaluate(op, _ctx({info: {op.path: None}}))
+    assert planned.commands == (Upload(b"", op.path, 0o600),)  # planned before PKI exists
+    source.write_bytes(b"secret")
+    same = PathState("file", 0o600, "root", "root", 6, sha256=sha256_hex(b"secret"))
+    assert evaluate(op, _ctx({info: {op.path: same}})).commands == ()
+    wide = PathState("file", 0o644, "root", "root", 6, sha256=sha256_hex(b"secret"))
+    fixed = evaluate(op, _ctx({info: {op.path: wide}})).commands
+    assert fixed == (Shell("chmod", "0600", op.path),)
+
+
+def test_dir_entries_parse() -> None:
+    fact = DirEntries("/opt/berth/versions")
+    assert fact.parse("b\na\n", 0) == ("a", "b")
+    assert fact.parse("", 3) is None
+
+
+def test_verify_report_json_and_junit_name_the_failures() -> None:
+    report = VerifyReport(
+        [
+            CheckResult("unit berth-agent.service active+enabled", "n2", False, "NOT active"),
+            CheckResult("node n1 Ready", "(cluster)", True),
+        ]
+    )
+    assert not report.ok
+    data = json.loads(report.to_json())
+    assert data["ok"] is False
+    assert data["checks"][0]["host"] == "n2"
+    root = ET.fromstring(report.to_junit())
+    failures = root.findall(".//failure")
+    assert len(failures) == 1
+    assert failures[0].get("message") == "NOT active"
+    with pytest.raises(Exception, match=r"\[n2\] unit berth-agent.service active\+enabled"):
+        report.raise_if_failed()
