@@ -7,6 +7,8 @@ such object breaks every list call for its kind, so the server rejects them on w
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,8 @@ _QUALIFIED = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
 
+_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_DATA_KEY_HELP = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
 # Kinds whose names are DNS-1123 labels rather than subdomains.
 _LABEL_NAMED = {"Namespace", "Service"}
 # RBAC and a few other kinds allow path-segment names (e.g. "system:kube-scheduler").
@@ -276,6 +280,25 @@ def _string_data(obj: Obj) -> list[FieldError]:
             not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values())
         ):
             errs.append(invalid_value(f, "...", "must be a map of string to string"))
+    binary_fields = ("data", "binaryData") if obj.get("kind") == "Secret" else ("binaryData",)
+    for f in binary_fields:
+        v = obj.get(f)
+        if not isinstance(v, dict):
+            continue
+        for k, x in v.items():
+            if not isinstance(k, str) or not _DATA_KEY.match(k):
+                errs.append(
+                    invalid_value(
+                        f"{f}[{k}]",
+                        k,
+                        _DATA_KEY_HELP,
+                    )
+                )
+            if isinstance(x, str):
+                try:
+                    base64.b64decode(x, validate=True)
+                except (ValueError, binascii.Error):
+                    errs.append(invalid_value(f"{f}[{k}]", "<value>", "illegal base64 data"))
     return errs
 
 

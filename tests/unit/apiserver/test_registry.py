@@ -264,3 +264,15 @@ def test_pod_spec_and_workload_selectors_are_immutable() -> None:
         assert exc.value.details["causes"][0]["field"] == "spec.selector"
 
     run(scenario())
+
+
+def test_secret_data_must_be_base64() -> None:
+    secrets = _rd("", "secrets")
+    ok = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dmFsdWU="}}
+    assert validate(secrets, ok) == []
+    bad = {
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": {"k": "not base64!", "bad/key": "YQ=="},
+    }
+    assert [e.field for e in validate(secrets, bad)] == ["data[k]", "data[bad/key]"]
