@@ -80,8 +80,13 @@ def test_replicaset_replaces_deleted_pods(server: ServerHandle, tmp_path: Path) 
             await c.kubectl("delete", "pod", victim, "--wait=false")
             after = await running(c, "app=rs", 3)
             assert victim not in {p["metadata"]["name"] for p in after}
-            rs = await c.api.get(REPLICASETS, "rs", namespace="default")
-            assert rs["status"]["readyReplicas"] == 3
+
+            # The ReplicaSet's status follows the pods asynchronously (its next reconcile).
+            async def status_caught_up() -> bool | None:
+                rs = await c.api.get(REPLICASETS, "rs", namespace="default")
+                return rs["status"].get("readyReplicas") == 3 or None
+
+            await wait_until(status_caught_up, what="ReplicaSet reports 3 ready replicas")
 
     run(body())
 
