@@ -46,11 +46,13 @@ setup: .cache/apt.stamp .cache/venv.stamp
 lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs
 
-# A 3-host lab, a berth cluster on it (apply ends with verify), then the nodes through kubectl.
+# A 3-host lab, a berth cluster on it (apply ends with verify; the full report follows), then
+# the nodes through kubectl.
 demo: setup lab-rootfs
 	$(BIN)/berth lab up 3 --name $(LAB_NAME) --replace
 	@spec=$$($(BIN)/python -c 'from provisioner.lab import Lab; print(Lab("$(LAB_NAME)").spec_path)'); \
 	$(BIN)/berth apply -i $$spec --yes && \
+	$(BIN)/berth verify -i $$spec && \
 	kubeconfig=$$($(BIN)/berth kubeconfig -i $$spec | head -1) && \
 	echo && echo "kubectl --kubeconfig $$kubeconfig get nodes -o wide" && \
 	kubectl --kubeconfig $$kubeconfig get nodes -o wide
@@ -72,8 +74,13 @@ test: lint typecheck lab-rootfs
 lab-test: setup lab-rootfs
 	$(BIN)/pytest -m lab
 
-bench: setup
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+# pyinfra (the peer of bench/apply.py) gets its own venv: it pins python-dateutil<3, which the
+# kubernetes client in the dev venv cannot use.
+.cache/pyinfra-venv/bin/pyinfra:
+	$(PYTHON) -m venv .cache/pyinfra-venv
+	.cache/pyinfra-venv/bin/pip install -q 'pyinfra>=3.0'
+
+bench: setup lab-rootfs .cache/pyinfra-venv/bin/pyinfra
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,11 @@ from provisioner.lab import Lab, run
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# pyinfra lives in its own venv (``make bench`` creates it): it pins python-dateutil<3, which
+# conflicts with the kubernetes client in the dev venv.
+PYINFRA = Path(
+    os.environ.get("BERTH_PYINFRA", str(ROOT / ".cache" / "pyinfra-venv" / "bin" / "pyinfra"))
+)
 
 PYINFRA_DEPLOY = """
 from pyinfra import host
@@ -129,7 +133,7 @@ def bench_pyinfra(count: int, work: Path, deb: Path) -> tuple[float, float]:
         _templates(deploy)
         (deploy / "deploy.py").write_text(PYINFRA_DEPLOY)
         inventory = _pyinfra_inventory(lab, deploy, deb)
-        argv = [str(BIN / "pyinfra"), "-y", "--parallel", "32", str(inventory), "deploy.py"]
+        argv = [str(PYINFRA), "-y", "--parallel", "32", str(inventory), "deploy.py"]
         cold, _ = _timed(argv, cwd=deploy, env=dict(os.environ))
         noop, out = _timed(argv, cwd=deploy, env=dict(os.environ))
         if os.environ.get("BENCH_DEBUG"):
@@ -141,8 +145,8 @@ def bench_pyinfra(count: int, work: Path, deb: Path) -> tuple[float, float]:
 
 def main() -> None:
     counts = [int(a) for a in sys.argv[1:]] or [3, 20]
-    if shutil.which("pyinfra", path=str(BIN)) is None:
-        sys.exit("pyinfra is not installed in this venv: pip install -e '.[bench]'")
+    if not PYINFRA.exists():
+        sys.exit(f"pyinfra not found at {PYINFRA}: run `make bench`, or set BERTH_PYINFRA")
     with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
         work = Path(tmp)
         deb = DebCache(work / "cache" / "debs").fetch(["tree"], arch="amd64")[0].source
