@@ -170,10 +170,15 @@ def apply(
     state_dir: StateOption = None,
     parallel: ParallelOption = 16,
     verbose: VerboseOption = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="skip the final `verify` phase (= --skip verify)")
+    ] = False,
 ) -> None:
     """Apply a saved plan exactly (`berth apply PLAN`), or plan, show, confirm and apply
     (`berth apply -i SPEC`). Preflight runs whenever something is to change."""
     reporter = _reporter(output, verbose)
+    if no_verify and phases == "cluster":
+        skip = [*skip, "verify"]
     with _final_error_event(reporter):
         if plan_file is not None:
             saved = Plan.load(plan_file)
