@@ -24,13 +24,20 @@ from provisioner.lab import Lab
 GOALS = {3: 30.0, 10: 60.0}
 NOOP_GOAL = 3.0
 BERTH = [sys.executable, "-m", "provisioner.cli.main"]
+REPO = Path(__file__).resolve().parents[1]
+COMMIT = (
+    subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    or "HEAD"
+)
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str], *, expect: str = "") -> float:
     start = time.monotonic()
     result = subprocess.run([*BERTH, *args], capture_output=True, text=True, env=env, check=False)
     elapsed = time.monotonic() - start
-    if result.returncode != 0:
+    if result.returncode != 0 or expect not in result.stdout:
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
         raise SystemExit(f"`berth {' '.join(args)}` failed (exit {result.returncode})")
     return elapsed
@@ -41,10 +48,11 @@ def bench(count: int) -> tuple[float, float, float]:
     lab.up(count, replace=True)
     try:
         with tempfile.TemporaryDirectory(prefix="berth-bench-") as state:
-            env = {**os.environ, "BERTH_STATE_DIR": state}
+            # ship one commit's berth throughout, even if someone commits meanwhile
+            env = {**os.environ, "BERTH_STATE_DIR": state, "BERTH_BUNDLE_SOURCE": COMMIT}
             spec = str(lab.spec_path)
-            cold = timed(["apply", "-i", spec, "--yes"], env)
-            noop = timed(["apply", "-i", spec, "--yes"], env)
+            cold = timed(["apply", "-i", spec, "--yes"], env, expect="checks passed")
+            noop = timed(["apply", "-i", spec, "--yes"], env, expect="plan: 0 change(s)")
             destroy = timed(["destroy", "-i", spec, "--yes"], env)
             return cold, noop, destroy
     finally:
@@ -57,6 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
     start = time.monotonic()
+    os.environ["BERTH_BUNDLE_SOURCE"] = COMMIT
     bundle = build_bundle(cache, version="0.1.0")
     print(f"bundle {bundle.id}: {bundle.size / 1e6:.1f} MB, ready in "
           f"{time.monotonic() - start:.1f}s (cached on disk after the first build)")  # fmt: skip
