@@ -104,10 +104,9 @@ def upgrade(
     version = to or _journal_release(state)
     _check_to(spec, inventory, version)
     cache = _cache_dir()
-    if plan:
-        planned = Bundle(bundle_id(version=version, pins=pinned_requirements()), Path("/dev/null"))
-    else:
-        planned = build_bundle(cache, version=version)
+    # the id is known without building: the skew check refuses before pip or any upload
+    ident = bundle_id(version=version, pins=pinned_requirements())
+    planned = Bundle(ident, cache / "bundles" / f"{ident}.tar")
     with (
         state.lock("berth upgrade"),
         SshClusterOps(
@@ -120,9 +119,11 @@ def upgrade(
                 typer.echo(line)
             return
         if resume:
+            ops.bundle = build_bundle(cache, version=version, ident=ident)
             upgrader.resume(target=planned.id)
             return
         preview = upgrader.plan(allow_downgrade=allow_downgrade)
+        ops.bundle = build_bundle(cache, version=version, ident=ident)
         if preview.batches and not yes:
             for line in preview.lines():
                 typer.echo(line)

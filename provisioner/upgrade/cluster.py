@@ -248,6 +248,14 @@ class SshClusterOps:
             else:
                 conn.put(command.content, command.path, mode=command.mode)
 
+    def remove(self, host: str, bundle: str) -> None:
+        directory = layout.version_dir(bundle)
+        script = Shell(
+            "test", Raw('"$(readlink'), layout.CURRENT, Raw(')"'), "!=", f"versions/{bundle}",
+            Raw("&&"), "rm", "-rf", "--", directory,
+        )  # fmt: skip
+        self.sh(host, script, f"removing bundle {bundle} (refused if it is active)")
+
     def switch(self, host: str, bundle: str) -> None:
         target = f"versions/{bundle}"
         script = Shell(

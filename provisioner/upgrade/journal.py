@@ -48,6 +48,7 @@ class Step(StrEnum):
     COMPLETED = "completed"  # run: every host upgraded
     ROLLBACK_STARTED = "rollback-started"  # run: `berth rollback`
     REVERTED = "reverted"  # host: back on its previous bundle (cluster rollback)
+    PRUNED = "pruned"  # host: the rolled-back-from bundle removed (cluster rollback)
     SNAPSHOT_RESTORED = "snapshot-restored"
     ROLLBACK_COMPLETED = "rollback-completed"
 

@@ -283,6 +283,11 @@ class Upgrader:
             self.ops.uncordon(host)
             journal.append(Step.UNCORDONED, host)
             self.report(f"{host}: back on {previous}, healthy")
+        for host in progress.hosts:
+            # the release rolled back from runs nowhere now: leave the hosts as before the run
+            if progress.previous.get(host) != progress.target:
+                self.ops.remove(host, progress.target)
+                journal.append(Step.PRUNED, host, bundle=progress.target)
         for host in sorted(progress.cordoned - set(revert)):
             self.ops.uncordon(host)  # cordoned by a run that died before switching it
             journal.append(Step.UNCORDONED, host)

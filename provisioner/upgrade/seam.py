@@ -38,6 +38,10 @@ class ClusterOps(Protocol):
         """Unpack ``bundle`` next to the active one on ``host``, without switching to it."""
         ...
 
+    def remove(self, host: str, bundle: str) -> None:
+        """Delete ``bundle`` from ``host`` (never the active one; absent is fine)."""
+        ...
+
     def switch(self, host: str, bundle: str) -> None:
         """Atomically point ``host``'s ``current`` at ``bundle`` and restart its berth units."""
         ...

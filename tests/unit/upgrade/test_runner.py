@@ -62,6 +62,11 @@ class FakeCluster:
         self._call("install", host)
         self.installed[host].add(bundle)
 
+    def remove(self, host: str, bundle: str) -> None:
+        assert self.current[host] != bundle, "removing the active bundle"
+        self._call("remove", host)
+        self.installed[host].discard(bundle)
+
     def switch(self, host: str, bundle: str) -> None:
         assert bundle in self.installed[host], "switch to a bundle that is not installed"
         self._call(f"switch:{bundle[:5]}", host)
@@ -224,6 +229,7 @@ def test_rollback_returns_every_host_workers_first(tmp_path: Path) -> None:
     assert cluster.current == dict.fromkeys(["cp1", "w1", "w2"], OLD)
     assert [h for a, h in cluster.calls if a == "switch:0.1.0"] == ["w2", "w1", "cp1"]
     assert cluster.restored is None  # the datastore only with --restore-snapshot
+    assert cluster.installed == {key: {OLD} for key in ["cp1", "w1", "w2"]}  # as before the run
     with pytest.raises(StateError, match="already rolled back"):
         upgrader(cluster, tmp_path).rollback()
 
