@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .app import ApiServer
 
 JSON = "application/json"
+log = logging.getLogger(__name__)
 
 
 async def serve_watch(
@@ -136,6 +138,9 @@ async def serve_watch(
                 break
     except (ConnectionError, RuntimeError):
         pass  # the client went away
+    except Exception:
+        # Headers are sent: no Status can follow. End the stream; the client re-watches.
+        log.exception("watch on %s failed", rd.plural)
     finally:
         server.metrics.watchers[rd.plural] -= 1
         await source.close()
