@@ -224,6 +224,21 @@ def test_apply_create_change_and_reapply(
     ]
     assert rows[1][:4] == ["web", "0/3", "0", "0"]
     assert rows[1][5:] == ["nginx,sidecar", "nginx:1.20,busybox:1.36", "app=web"]
+    # Drop the sidecar and add an env var: kubectl sends `$patch: delete` for the removed
+    # container and merges env by name.
+    without_sidecar = _manifest(3, "nginx:1.20").split("      - name: sidecar")[0]
+    path.write_text(
+        without_sidecar.replace(
+            "ports: [{containerPort: 80}]",
+            "ports: [{containerPort: 80}]\n        env: [{name: MODE, value: fast}]",
+        )
+    )
+    assert kubectl("apply", "-n", ns, "-f", str(path)).strip() == "deployment.apps/web configured"
+    d = apps.read_namespaced_deployment("web", ns)
+    containers = d.spec.template.spec.containers
+    assert [c.name for c in containers] == ["nginx"]
+    assert [(e.name, e.value) for e in containers[0].env] == [("MODE", "fast")]
+    assert [p.container_port for p in containers[0].ports] == [80]
 
 
 def test_create_and_delete(kubectl: Kubectl, ns: str, tmp_path: Path) -> None:
