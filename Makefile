@@ -47,10 +47,11 @@ lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs
 
 # A 3-host lab, a berth cluster on it (apply ends with verify; the full report follows), then
-# the nodes through kubectl.
+# the nodes through kubectl. The shipped berth is pinned to one commit for the whole recipe.
 demo: setup lab-rootfs
 	$(BIN)/berth lab up 3 --name $(LAB_NAME) --replace
 	@spec=$$($(BIN)/python -c 'from provisioner.lab import Lab; print(Lab("$(LAB_NAME)").spec_path)'); \
+	export BERTH_BUNDLE_SOURCE=$$(git rev-parse HEAD 2>/dev/null || echo worktree); \
 	$(BIN)/berth apply -i $$spec --yes && \
 	$(BIN)/berth verify -i $$spec && \
 	kubeconfig=$$($(BIN)/berth kubeconfig -i $$spec | head -1) && \
