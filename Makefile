@@ -39,7 +39,15 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
-setup: .cache/apt.stamp .cache/venv.stamp
+# kubectl 1.20.2 from Debian's kubernetes-client, extracted beside the tree (never installed: it
+# would replace /usr/bin/kubectl). The API server tests drive it as well as /usr/bin/kubectl.
+.cache/kubectl-1.20/usr/bin/kubectl: | .cache/apt.stamp
+	@rm -rf .cache/kubectl-deb && mkdir -p .cache/kubectl-deb
+	cd .cache/kubectl-deb && apt-get download kubernetes-client
+	dpkg-deb -x .cache/kubectl-deb/kubernetes-client_*.deb .cache/kubectl-1.20
+	@rm -rf .cache/kubectl-deb
+
+setup: .cache/apt.stamp .cache/venv.stamp .cache/kubectl-1.20/usr/bin/kubectl
 
 # The lab hosts' shared Debian rootfs: built once with debootstrap (~50 s), then cached under
 # /var/cache/berth-lab keyed by its package list; a fast no-op when cached.
