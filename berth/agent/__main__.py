@@ -12,6 +12,7 @@ from pathlib import Path
 
 from berth.agent.config import AgentConfig, AgentConfigError, load_config
 from berth.agent.fleet import Fleet
+from berth.agent.network import NodeNetwork
 from berth.agent.node import NodeAgent
 from berth.agent.runtime import Runtime
 from berth.agent.simulated import SimulatedRuntime
@@ -55,6 +56,20 @@ async def _make_runtime(config: AgentConfig, clock: Clock, client: ApiClient) ->
         state_dir=Path(config.runc.state_dir),
         runc_root=Path(config.runc.runc_root),
         insecure_registries=frozenset(config.runc.insecure_registries),
+        cluster_dns=config.network.cluster_dns or None,
+    )
+
+
+def _node_network(config: AgentConfig, clock: Clock, client: ApiClient) -> NodeNetwork:
+    node = config.nodes[0]
+    return NodeNetwork(
+        client,
+        clock,
+        node=node.name,
+        node_address=node.address,
+        cluster_cidr=config.network.cluster_cidr or None,
+        service_cidr=config.network.service_cidr or None,
+        service_device=config.network.service_device,
     )
 
 
@@ -82,6 +97,14 @@ async def _run(config_path: str) -> None:
         workers=config.workers,
         node_clients=node_clients,
     )
+    # A runc node also carries the cluster network: routes to the other nodes' pods and the
+    # service rules (what kube-proxy and a host-gw CNI daemon do elsewhere).
+    network = (
+        _node_network(config, clock, node_clients.get(first, client))
+        if config.runtime == "runc"
+        else None
+    )
+    network_task: asyncio.Task[None] | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -89,8 +112,13 @@ async def _run(config_path: str) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         await fleet.start()
+        if network is not None:
+            network_task = asyncio.create_task(network.run(), name="agent-network")
         await stop.wait()
     finally:
+        if network_task is not None:
+            network_task.cancel()
+            await asyncio.gather(network_task, return_exceptions=True)
         await fleet.stop()
         for c in [client, *node_clients.values()]:
             await c.close()

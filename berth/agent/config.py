@@ -3,6 +3,7 @@ look (capacity, labels, taints), the runtime, heartbeat timings and the log serv
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ class RuncConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    """The cluster network as the runc node sees it (routes + service proxy)."""
+
+    cluster_cidr: str = ""  # all pod CIDRs (the proxy masquerades traffic from outside it)
+    service_cidr: str = ""  # routed out of ``service_device`` so ClusterIPs are reachable
+    service_device: str = ""  # default: the interface carrying the node's address
+    cluster_dns: str = ""  # nameserver written into pods' resolv.conf (ClusterFirst)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     kubeconfig: str
     nodes: tuple[NodeConfig, ...]
@@ -56,6 +67,7 @@ class AgentConfig:
     workers: int = 8
     server: ServerConfig | None = None
     runc: RuncConfig = field(default_factory=RuncConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
 def _node(raw: dict[str, Any], where: str) -> NodeConfig:
@@ -114,6 +126,22 @@ def load_config(path: str | Path) -> AgentConfig:
         runc_root=str(runc_raw.get("runcRoot", defaults.runc_root)),
         insecure_registries=tuple(str(r) for r in runc_raw.get("insecureRegistries") or ()),
     )
+    net_raw = raw.get("network") or {}
+    network = NetworkConfig(
+        cluster_cidr=str(net_raw.get("clusterCIDR") or ""),
+        service_cidr=str(net_raw.get("serviceCIDR") or ""),
+        service_device=str(net_raw.get("serviceDevice") or ""),
+        cluster_dns=str(net_raw.get("clusterDNS") or ""),
+    )
+    for key, value in (
+        ("clusterCIDR", network.cluster_cidr),
+        ("serviceCIDR", network.service_cidr),
+    ):
+        if value:
+            try:
+                ipaddress.ip_network(value)
+            except ValueError as exc:
+                raise AgentConfigError(f"{path}: network.{key}: {exc}") from exc
     server = raw.get("server")
 
     def resolve(p: str) -> str:
@@ -124,6 +152,7 @@ def load_config(path: str | Path) -> AgentConfig:
         nodes=tuple(nodes),
         runtime=runtime,
         runc=runc,
+        network=network,
         start_delay=float(raw.get("startDelay", 0.0)),
         stop_delay=float(raw.get("stopDelay", 0.0)),
         lease_duration=int(raw.get("leaseDurationSeconds", 40)),

@@ -26,7 +26,14 @@ from datetime import datetime
 from typing import Any
 
 from berth.agent.env import SourceError, resolve_env, resolve_volume_files
-from berth.agent.runtime import ContainerConfig, ContainerStatus, ProbeKind, Runtime, SandboxConfig
+from berth.agent.runtime import (
+    ContainerConfig,
+    ContainerStatus,
+    ImagePullFailed,
+    ProbeKind,
+    Runtime,
+    SandboxConfig,
+)
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
 from berth.client.resources import PODS, ObjectKey, make_key
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 CONFIG_RETRY = 10.0  # retry a container whose ConfigMap/Secret is missing
+PULL_BACKOFF_REPORT = 1.0  # ErrImagePull shows this long before it becomes ImagePullBackOff
 _PROBE_KINDS: tuple[ProbeKind, ...] = ("startup", "liveness", "readiness")
 
 
@@ -59,6 +67,12 @@ class ContainerRecord:
     last_status: ContainerStatus | None = None
     previous_status: ContainerStatus | None = None
     config_error: str = ""  # why it could not be created (CreateContainerConfigError)
+    # Image pulls: the waiting reason (ErrImagePull, ImagePullBackOff, ErrImageNeverPull),
+    # its message, how many pulls failed in a row and when the next may be tried.
+    pull_reason: str = ""
+    pull_message: str = ""
+    pull_failures: int = 0
+    pull_retry_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +260,9 @@ class PodManager:
                 await self._report(pod, rec)
                 await self._post_events(pod, rec)
                 raise Retry(CONFIG_RETRY, str(exc)) from None
-            rec.pod_ip = self.ips.allocate(rec.node, self.node_cidr(rec.node))
+            host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
+            if not self.runtime.assigns_pod_ips and not host_network:
+                rec.pod_ip = self.ips.allocate(rec.node, self.node_cidr(rec.node))
             rec.sandbox = await self.runtime.create_sandbox(
                 SandboxConfig(
                     namespace=namespace(pod) or "default",
@@ -259,6 +275,11 @@ class PodManager:
                     volume_files=files,
                 )
             )
+            if self.runtime.assigns_pod_ips:
+                # What the CNI IPAM granted (it also survives agent restarts in its records).
+                rec.pod_ip = await self.runtime.sandbox_ip(rec.sandbox)
+            if host_network:
+                rec.pod_ip = self.node_address(rec.node) or ""
             rec.start_time = self.clock.now()
         wake: list[float] = []
         spec = pod.get("spec") or {}
@@ -283,8 +304,9 @@ class PodManager:
 
     async def _start(
         self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], *, init: bool
-    ) -> bool:
-        """Start (or restart) ``c``; False when its configuration cannot be built yet."""
+    ) -> float | None:
+        """Start (or restart) ``c``. Returns None when it started, else the monotonic time to
+        try again (its configuration cannot be built yet, or its image pull is backing off)."""
         cr = rec.containers.setdefault(str(c["name"]), ContainerRecord(str(c["name"])))
         try:
             env = await resolve_env(
@@ -298,8 +320,32 @@ class PodManager:
             if cr.config_error != str(exc):
                 rec.event("Failed", f"Error: {exc}", warning=True)
             cr.config_error = str(exc)
-            return False
+            return self.clock.monotonic() + CONFIG_RETRY
         cr.config_error = ""
+        now = self.clock.monotonic()
+        image = str(c.get("image", ""))
+        if cr.pull_reason and now < cr.pull_retry_at:
+            if cr.pull_reason == "ErrImagePull":
+                cr.pull_reason = "ImagePullBackOff"
+                cr.pull_message = f'Back-off pulling image "{image}"'
+                rec.event("BackOff", cr.pull_message)
+            return cr.pull_retry_at
+        attempt = cr.restarts + 1 if cr.current is not None else 0
+        try:
+            cid = await self.runtime.start_container(
+                rec.sandbox, _config(c, init=init, env=env), attempt=attempt
+            )
+        except ImagePullFailed as exc:
+            cr.pull_failures += 1
+            delay = float(min(BACKOFF_INITIAL * 2 ** (cr.pull_failures - 1), BACKOFF_MAX))
+            cr.pull_retry_at = now + delay
+            cr.pull_reason = "ErrImageNeverPull" if exc.never_pull else "ErrImagePull"
+            cr.pull_message = str(exc)
+            rec.event("Failed", f'Failed to pull image "{image}": {exc}', warning=True)
+            rec.event("Failed", f"Error: {cr.pull_reason}", warning=True)
+            return min(now + PULL_BACKOFF_REPORT, cr.pull_retry_at)
+        cr.pull_reason = cr.pull_message = ""
+        cr.pull_failures = 0
         if cr.current is not None:
             cr.previous, cr.previous_status = cr.current, cr.last_status
             cr.restarts += 1
@@ -308,13 +354,11 @@ class PodManager:
         cr.successes.clear()
         cr.failures.clear()
         cr.next_probe.clear()
-        cr.current = await self.runtime.start_container(
-            rec.sandbox, _config(c, init=init, env=env), attempt=cr.restarts
-        )
+        cr.current = cid
         cr.last_status = await self.runtime.container_status(cr.current)
         rec.event("Created", f"Created container {cr.name}")
         rec.event("Started", f"Started container {cr.name}")
-        return True
+        return None
 
     def _backoff_left(self, cr: ContainerRecord, st: ContainerStatus) -> float:
         if cr.restarts == 0 or st.finished_at is None:
@@ -332,8 +376,9 @@ class PodManager:
             cr = rec.containers.get(str(c["name"]))
             st = await self._refresh(cr) if cr is not None else None
             if cr is None or st is None:
-                if not await self._start(pod, rec, c, init=True):
-                    wake.append(self.clock.monotonic() + CONFIG_RETRY)
+                retry = await self._start(pod, rec, c, init=True)
+                if retry is not None:
+                    wake.append(retry)
                 return False
             if st.phase != "exited":
                 return False
@@ -345,8 +390,9 @@ class PodManager:
             if left > 0:
                 wake.append(self.clock.monotonic() + left)
                 return False
-            if not await self._start(pod, rec, c, init=True):
-                wake.append(self.clock.monotonic() + CONFIG_RETRY)
+            retry = await self._start(pod, rec, c, init=True)
+            if retry is not None:
+                wake.append(retry)
             return False
         return True
 
@@ -356,8 +402,9 @@ class PodManager:
         cr = rec.containers.get(str(c["name"]))
         st = await self._refresh(cr) if cr is not None else None
         if cr is None or st is None:
-            if not await self._start(pod, rec, c, init=False):
-                wake.append(self.clock.monotonic() + CONFIG_RETRY)
+            retry = await self._start(pod, rec, c, init=False)
+            if retry is not None:
+                wake.append(retry)
             return
         if st.phase != "exited":
             return
@@ -369,8 +416,9 @@ class PodManager:
             wake.append(self.clock.monotonic() + left)
             rec.event("BackOff", "Back-off restarting failed container", warning=True)
             return
-        if not await self._start(pod, rec, c, init=False):
-            wake.append(self.clock.monotonic() + CONFIG_RETRY)
+        retry = await self._start(pod, rec, c, init=False)
+        if retry is not None:
+            wake.append(retry)
 
     async def _probe(
         self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], *, wake: list[float]
@@ -494,12 +542,15 @@ class PodManager:
             "state": {"waiting": {"reason": waiting_reason}},
             "lastState": {},
         }
+        waiting = None
         if cr is not None and cr.config_error:
-            out["state"] = {
-                "waiting": {"reason": "CreateContainerConfigError", "message": cr.config_error}
-            }
+            waiting = {"reason": "CreateContainerConfigError", "message": cr.config_error}
+        elif cr is not None and cr.pull_reason:
+            waiting = {"reason": cr.pull_reason, "message": cr.pull_message}
+        if cr is not None and waiting is not None:
+            out["state"] = {"waiting": waiting}
             if cr.last_status is not None and cr.last_status.phase == "exited":
-                out["lastState"] = {"terminated": _terminated(cr.last_status)}
+                out["lastState"] = {"terminated": _terminated(cr.last_status, self.runtime.name)}
             return out
         if cr is None or cr.last_status is None:
             return out
@@ -509,7 +560,7 @@ class PodManager:
             out["state"] = {"running": {"startedAt": format_time(st.started_at)}}
             out["started"] = cr.started
         elif st.phase == "exited":
-            term = _terminated(st)
+            term = _terminated(st, self.runtime.name)
             policy = str((pod.get("spec") or {}).get("restartPolicy") or "Always")
             if init:
                 restarting = policy != "Never" and st.exit_code != 0
@@ -533,7 +584,7 @@ class PodManager:
             else:
                 out["state"] = {"terminated": term}
         if cr.previous_status is not None and not out["lastState"]:
-            out["lastState"] = {"terminated": _terminated(cr.previous_status)}
+            out["lastState"] = {"terminated": _terminated(cr.previous_status, self.runtime.name)}
         return out
 
     def _build_status(self, pod: Frozen, rec: PodRecord) -> Obj:
@@ -673,11 +724,11 @@ class PodManager:
         return cr.previous if previous else cr.current
 
 
-def _terminated(st: ContainerStatus) -> Obj:
+def _terminated(st: ContainerStatus, runtime: str) -> Obj:
     return {
         "exitCode": st.exit_code if st.exit_code is not None else 0,
         "reason": st.reason or ("Completed" if st.exit_code == 0 else "Error"),
         "startedAt": format_time(st.started_at) if st.started_at else None,
         "finishedAt": format_time(st.finished_at) if st.finished_at else None,
-        "containerID": f"simulated://{st.id}",
+        "containerID": f"{runtime}://{st.id}",
     }

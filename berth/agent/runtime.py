@@ -65,10 +65,26 @@ class SandboxStatus:
     containers: tuple[ContainerStatus, ...]
 
 
+class ImagePullFailed(Exception):
+    """A container's image could not be made present (reported as ``ErrImagePull`` /
+    ``ImagePullBackOff``, or ``ErrImageNeverPull`` when ``never_pull``)."""
+
+    def __init__(self, message: str, *, never_pull: bool = False) -> None:
+        super().__init__(message)
+        self.never_pull = never_pull
+
+
 class Runtime(Protocol):
     name: str  # e.g. "simulated", reported as containerRuntimeVersion
+    # True when the runtime's network plugin picks pod IPs (the agent then reads the IP back
+    # with :meth:`sandbox_ip` instead of choosing one).
+    assigns_pod_ips: bool
 
     async def create_sandbox(self, config: SandboxConfig) -> str: ...
+
+    async def sandbox_ip(self, sandbox_id: str) -> str:
+        """The pod IP the sandbox got ("" for host-network pods)."""
+        ...
 
     async def remove_sandbox(self, sandbox_id: str) -> None:
         """Stop everything in the sandbox and forget it (idempotent)."""
@@ -77,7 +93,8 @@ class Runtime(Protocol):
     async def start_container(
         self, sandbox_id: str, config: ContainerConfig, *, attempt: int
     ) -> str:
-        """Create and start a container; returns its id."""
+        """Create and start a container; returns its id. Raises :class:`ImagePullFailed` when
+        the image cannot be made present."""
         ...
 
     async def stop_container(self, container_id: str, *, grace_seconds: float) -> None:

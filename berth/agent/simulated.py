@@ -24,6 +24,7 @@ from typing import Any
 from berth.agent.runtime import (
     ContainerConfig,
     ContainerStatus,
+    ImagePullFailed,
     ProbeKind,
     SandboxConfig,
     SandboxStatus,
@@ -53,6 +54,7 @@ def _exited(c: _Container) -> bool:
 
 class SimulatedRuntime:
     name = "simulated"
+    assigns_pod_ips = False
 
     def __init__(self, clock: Clock, *, start_delay: float = 0.0, stop_delay: float = 0.0) -> None:
         self.clock = clock
@@ -65,6 +67,7 @@ class SimulatedRuntime:
         self._probes: dict[tuple[str, str, str, str], bool] = {}
         self._image_probes: dict[tuple[str, str], bool] = {}
         self.on_change: list[Callable[[SandboxConfig], None]] = []
+        self._pull_failures: dict[str, str] = {}
 
     # ---- scripting (tests) --------------------------------------------------------------
     def exit(self, namespace: str, pod: str, container: str, *, code: int = 0) -> None:
@@ -86,6 +89,13 @@ class SimulatedRuntime:
         """Script ``kind`` probes of every container running ``image`` (a per-container
         :meth:`set_probe` wins)."""
         self._image_probes[(image, kind)] = ok
+
+    def fail_pulls(self, image: str, message: str | None) -> None:
+        """Script image pulls of ``image`` to fail with ``message`` (None: succeed again)."""
+        if message is None:
+            self._pull_failures.pop(image, None)
+        else:
+            self._pull_failures[image] = message
 
     def append_log(self, namespace: str, pod: str, container: str, *, line: str) -> None:
         c = self._find(namespace, pod, container)
@@ -116,6 +126,10 @@ class SimulatedRuntime:
         self._sandboxes[sid] = _Sandbox(sid, config)
         return sid
 
+    async def sandbox_ip(self, sandbox_id: str) -> str:
+        sb = self._sandboxes.get(sandbox_id)
+        return sb.config.pod_ip if sb is not None else ""
+
     async def remove_sandbox(self, sandbox_id: str) -> None:
         sb = self._sandboxes.pop(sandbox_id, None)
         if sb is None:
@@ -131,6 +145,9 @@ class SimulatedRuntime:
         self, sandbox_id: str, config: ContainerConfig, *, attempt: int
     ) -> str:
         sb = self._sandboxes[sandbox_id]
+        failure = self._pull_failures.get(config.image)
+        if failure is not None:
+            raise ImagePullFailed(failure)
         cid = f"{sandbox_id}-{config.name}-{attempt}-{next(self._ids)}"
         now = self.clock.now()
         c = _Container(

@@ -11,7 +11,11 @@ from typing import Any
 
 from berth.network.command import Runner, SubprocessRunner
 from berth.proxy.apply import NftApplier
-from berth.proxy.model import endpoints_from_slices, service_from_k8s
+from berth.proxy.model import (
+    endpoints_from_k8s_endpoints,
+    endpoints_from_slices,
+    service_from_k8s,
+)
 from berth.proxy.render import render_ruleset
 
 
@@ -33,6 +37,20 @@ class ServiceProxy:
     ) -> bool:
         """Apply the table for these objects; returns whether ``nft`` had to run."""
         return await self.applier.apply(self.render(services, slices))
+
+    def render_from_endpoints(
+        self, services: Iterable[Mapping[str, Any]], endpoints: Iterable[Mapping[str, Any]]
+    ) -> str:
+        """Like :meth:`render`, from ``v1/Endpoints`` objects instead of EndpointSlices."""
+        parsed = [s for s in (service_from_k8s(o) for o in services) if s is not None]
+        by_service = dict(endpoints_from_k8s_endpoints(o) for o in endpoints)
+        return render_ruleset(parsed, by_service, cluster_cidr=self.cluster_cidr)
+
+    async def sync_from_endpoints(
+        self, services: Iterable[Mapping[str, Any]], endpoints: Iterable[Mapping[str, Any]]
+    ) -> bool:
+        """Apply the table for Services + ``v1/Endpoints``; returns whether ``nft`` ran."""
+        return await self.applier.apply(self.render_from_endpoints(services, endpoints))
 
     async def remove(self) -> None:
         """Delete berth's table (node teardown)."""

@@ -28,6 +28,7 @@ from typing import Any
 from berth.agent.runtime import (
     ContainerConfig,
     ContainerPhase,
+    ImagePullFailed,
     ProbeKind,
     SandboxConfig,
     SandboxStatus,
@@ -36,7 +37,7 @@ from berth.agent.runtime import ContainerStatus as AgentContainerStatus
 from berth.network.cni import CniInvoker
 from berth.network.command import SubprocessRunner
 from berth.network.podnet import PodNetwork, node_conflist
-from berth.runtime.errors import ContainerNotFound
+from berth.runtime.errors import ContainerNotFound, ImageError, ImageNotPresent
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
 from berth.runtime.registry import RegistryClient
@@ -112,6 +113,7 @@ class RuncAgentRuntime:
     """Implements :class:`berth.agent.runtime.Runtime` with runc (see the module docstring)."""
 
     name = "runc"
+    assigns_pod_ips = True  # host-local IPAM picks them; the agent reads them back
 
     def __init__(
         self,
@@ -183,9 +185,10 @@ class RuncAgentRuntime:
         spec = {k: v for k, v in config.spec.items() if k not in ("containers", "initContainers")}
         nameservers, searches = self._dns(config.namespace, spec)
         doc = {"metadata": {"uid": config.uid, "namespace": config.namespace, "name": config.name}}
+        volumes, files = _resolved_volumes(spec.get("volumes") or [], config.volume_files)
         pod, _ = pod_from_k8s(
-            {**doc, "spec": {**spec, "containers": []}},
-            files=self.files,
+            {**doc, "spec": {**spec, "volumes": volumes, "containers": []}},
+            files=files or self.files,
             dns_nameservers=nameservers,
             dns_searches=searches,
         )
@@ -195,6 +198,10 @@ class RuncAgentRuntime:
             extra={"node": config.node, "labels": dict(config.labels), "spec": spec},
         )
         return config.uid
+
+    async def sandbox_ip(self, sandbox_id: str) -> str:
+        record = self.rt.sandboxes.record(PodUID(sandbox_id))
+        return (record.ip or "") if record is not None else ""
 
     async def remove_sandbox(self, sandbox_id: str) -> None:
         await self.rt.remove_pod_sandbox(PodUID(sandbox_id), grace_seconds=2.0)
@@ -241,6 +248,14 @@ class RuncAgentRuntime:
             args=config.args,
             env=tuple(config.env.items()),
         )
+        try:
+            await self.rt.pull_image(spec.image, policy=spec.image_pull_policy)
+        except ImageNotPresent as exc:
+            raise ImagePullFailed(str(exc), never_pull=True) from exc
+        except (ImageError, OSError) as exc:
+            raise ImagePullFailed(str(exc)) from exc
+        # Present now: creating the container must not pull a second time.
+        spec = dataclasses.replace(spec, image_pull_policy="IfNotPresent")
         pod = self._pod(sandbox_id)
         known = {v.name for v in pod.volumes}
         missing = [m.name for m in spec.volume_mounts if m.name not in known]
@@ -328,6 +343,32 @@ class RuncAgentRuntime:
         except (OSError, TimeoutError, ValueError):
             return False
         return False  # grpc and unknown handlers are not supported
+
+
+def _resolved_volumes(
+    volumes: list[Any], contents: Mapping[str, Mapping[str, bytes]]
+) -> tuple[list[Any], FilesFn | None]:
+    """Point ConfigMap/Secret volumes at the contents the agent resolved (``volume_files``,
+    keyed by volume name, ``items`` already applied), through a ``files()`` callback keyed by
+    volume name. Volumes without resolved content keep their API reference."""
+    if not contents:
+        return volumes, None
+    out = []
+    for volume in volumes:
+        name = str(volume.get("name"))
+        kind = "configMap" if "configMap" in volume else "secret" if "secret" in volume else ""
+        if kind and name in contents:
+            ref = dict(volume[kind] or {})
+            ref.pop("items", None)
+            ref["secretName" if kind == "secret" else "name"] = name
+            out.append({**volume, kind: ref})
+        else:
+            out.append(volume)
+
+    def files(_kind: str, name: str) -> Mapping[str, bytes]:
+        return contents.get(name, {})
+
+    return out, files
 
 
 def _port(value: Any, spec: Mapping[str, Any]) -> int:

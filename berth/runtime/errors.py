@@ -11,6 +11,10 @@ class ImageError(NodeRuntimeError):
     """An image could not be resolved, fetched, verified or unpacked."""
 
 
+class ImageNotPresent(ImageError):
+    """The image is not on the node and ``imagePullPolicy: Never`` forbids pulling it."""
+
+
 class DigestMismatch(ImageError):
     """Downloaded content does not hash to the digest that addressed it."""
 

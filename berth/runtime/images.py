@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.runtime.digest import Digest, parse_digest, sha256_digest, verify_bytes
-from berth.runtime.errors import DigestMismatch, ImageError
+from berth.runtime.errors import DigestMismatch, ImageError, ImageNotPresent
 from berth.runtime.layout import REF_NAME, open_layout
 from berth.runtime.manifest import (
     DEFAULT_PLATFORM,
@@ -71,7 +71,9 @@ class ImageService:
         present = self.get(reference)
         if policy == "Never":
             if present is None:
-                raise ImageError(f"image {reference} is not present and imagePullPolicy is Never")
+                raise ImageNotPresent(
+                    f"image {reference} is not present and imagePullPolicy is Never"
+                )
             return present
         if policy == "IfNotPresent" and present is not None:
             return present

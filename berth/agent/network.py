@@ -1,0 +1,128 @@
+"""The node's share of the cluster network, kept in step with the API: host-gw routes to every
+other node's pod CIDR (+ the service CIDR route) and the service proxy's nftables table.
+
+Level-triggered: informers on Nodes, Services and Endpoints only mark the state dirty; one
+loop then renders everything from the caches and applies the difference (``ip route`` for
+routes that changed, one atomic ``nft -f`` when the ruleset changed). A failed sync is logged
+and retried; a periodic resync repairs rules someone removed by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from berth.client.interface import ApiClient
+from berth.client.resources import ENDPOINTS, NODES, SERVICES
+from berth.machinery.clock import Clock
+from berth.machinery.informer import Handlers, Informer
+from berth.machinery.objects import Frozen
+from berth.network.command import CommandFailed, Runner, SubprocessRunner, check
+from berth.network.node import peers_from_nodes, sync_node_network
+from berth.proxy.sync import ServiceProxy
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 2.0
+
+
+async def device_with_address(runner: Runner, address: str) -> str:
+    """The interface carrying ``address`` (where the service CIDR route points)."""
+    result = await check(runner, ["ip", "-j", "-4", "addr", "show"], what="list addresses")
+    for link in json.loads(result.stdout or b"[]"):
+        for info in link.get("addr_info") or []:
+            if info.get("local") == address:
+                return str(link["ifname"])
+    raise CommandFailed(result, f"no interface carries the node address {address}")
+
+
+class NodeNetwork:
+    """Routes + service rules for ``node``; :meth:`run` until cancelled."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        clock: Clock,
+        *,
+        node: str,
+        node_address: str,
+        cluster_cidr: str | None,
+        service_cidr: str | None,
+        service_device: str = "",
+        runner: Runner | None = None,
+        resync_seconds: float = 30.0,
+    ) -> None:
+        self.clock = clock
+        self.node = node
+        self.node_address = node_address
+        self.service_cidr = service_cidr
+        self.service_device = service_device
+        self.runner = runner or SubprocessRunner()
+        self.proxy = ServiceProxy(cluster_cidr=cluster_cidr, runner=self.runner)
+        self.resync_seconds = resync_seconds
+        self.nodes = Informer(client, NODES, clock=clock)
+        self.services = Informer(client, SERVICES, clock=clock)
+        self.endpoints = Informer(client, ENDPOINTS, clock=clock)
+        self._dirty = asyncio.Event()
+        handlers = Handlers(
+            on_add=self._changed,
+            on_update=lambda _old, new: self._changed(new),
+            on_delete=self._changed,
+        )
+        for informer in (self.nodes, self.services, self.endpoints):
+            informer.add_handlers(handlers)
+        self.syncs = 0
+
+    def _changed(self, _obj: Frozen) -> None:
+        self._dirty.set()
+
+    async def sync_once(self) -> None:
+        """Make routes and rules match the caches now."""
+        own = next(
+            (
+                str((n.get("spec") or {}).get("podCIDR") or "")
+                for n in self.nodes.list()
+                if (n.get("metadata") or {}).get("name") == self.node
+            ),
+            "",
+        )
+        if self.service_cidr and not self.service_device:
+            self.service_device = await device_with_address(self.runner, self.node_address)
+        commands = await sync_node_network(
+            self.runner,
+            own_pod_cidr=own,
+            peers=peers_from_nodes(self.nodes.list()),
+            service_cidr=self.service_cidr,
+            service_dev=self.service_device or None,
+        )
+        for argv in commands:
+            log.info("node %s: %s", self.node, " ".join(argv))
+        if await self.proxy.sync_from_endpoints(self.services.list(), self.endpoints.list()):
+            log.info("node %s: service rules applied", self.node)
+        self.syncs += 1
+
+    async def run(self) -> None:
+        tasks = [
+            asyncio.create_task(i.run(), name=f"agent-network-{i.resource.plural}")
+            for i in (self.nodes, self.services, self.endpoints)
+        ]
+        try:
+            for informer in (self.nodes, self.services, self.endpoints):
+                await informer.wait_synced()
+            self._dirty.set()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), self.resync_seconds)
+                self._dirty.clear()
+                try:
+                    await self.sync_once()
+                except (CommandFailed, OSError, ValueError) as exc:
+                    log.warning("node %s: network sync failed (retrying): %s", self.node, exc)
+                    await self.clock.sleep(RETRY_SECONDS)
+                    self._dirty.set()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,150 @@
+"""The agent's network loop: routes and service rules follow Nodes, Services and Endpoints
+(commands faked; nothing touches this machine's network)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from berth.agent.config import AgentConfigError, load_config
+from berth.agent.network import NodeNetwork
+from berth.client.fake import FakeClient
+from berth.client.resources import ENDPOINTS, NODES, SERVICES
+from berth.machinery.clock import FakeClock
+from berth.network import node as node_module
+from berth.network.command import Completed
+from berth.runtime.agent_runtime import _resolved_volumes
+
+ADDRS = [
+    {"ifname": "lo", "addr_info": [{"local": "127.0.0.1"}]},
+    {"ifname": "host0", "addr_info": [{"local": "10.231.1.11"}]},
+]
+
+
+class HostRunner:
+    """Answers ``ip -j`` queries like a host with no berth routes yet; records the rest."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], bytes | None]] = []
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        self.calls.append((list(argv), stdin))
+        out = b""
+        if list(argv[:3]) == ["ip", "-j", "route"]:
+            out = b"[]"
+        elif list(argv[:3]) == ["ip", "-j", "-4"]:
+            out = json.dumps(ADDRS).encode()
+        return Completed(tuple(argv), 0, out, b"")
+
+
+def _node(name: str, cidr: str, address: str) -> dict[str, object]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"podCIDR": cidr},
+        "status": {"addresses": [{"type": "InternalIP", "address": address}]},
+    }
+
+
+def test_sync_routes_other_nodes_and_renders_services_from_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(node_module, "enable_forwarding", lambda: False)
+
+    async def body() -> None:
+        clock = FakeClock()
+        api = FakeClient(now=clock.now)
+        api.seed(NODES, _node("n1", "10.244.0.0/24", "10.231.1.11"))
+        api.seed(NODES, _node("n2", "10.244.1.0/24", "10.231.1.12"))
+        api.seed(
+            SERVICES,
+            {
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {
+                    "type": "NodePort",
+                    "clusterIP": "10.96.0.20",
+                    "ports": [{"name": "http", "port": 80, "nodePort": 30080}],
+                },
+            },
+        )
+        api.seed(
+            ENDPOINTS,
+            {
+                "metadata": {"name": "web", "namespace": "default"},
+                "subsets": [
+                    {
+                        "addresses": [{"ip": "10.244.1.5"}],
+                        "ports": [{"name": "http", "port": 8080}],
+                    }
+                ],
+            },
+        )
+        runner = HostRunner()
+        net = NodeNetwork(
+            api,
+            clock,
+            node="n1",
+            node_address="10.231.1.11",
+            cluster_cidr="10.244.0.0/16",
+            service_cidr="10.96.0.0/12",
+            runner=runner,
+        )
+        for informer in (net.nodes, net.services, net.endpoints):
+            await informer.relist()
+        await net.sync_once()
+        argvs = [" ".join(a) for a, _ in runner.calls]
+        assert "ip route replace 10.244.1.0/24 via 10.231.1.12 proto 199" in argvs
+        assert "ip route replace 10.96.0.0/12 dev host0 proto 199" in argvs
+        assert not any("10.244.0.0/24" in a for a in argvs), "no route to its own pods"
+        nft = [stdin for a, stdin in runner.calls if a[0] == "nft"]
+        assert len(nft) == 1
+        assert nft[0] is not None
+        assert b"10.96.0.20" in nft[0]
+        assert b"10.244.1.5" in nft[0]
+        assert b"30080" in nft[0]
+        calls = len(runner.calls)
+        await net.sync_once()  # same objects: the ruleset is unchanged, nft does not run again
+        assert "nft" not in [a[0] for a, _ in runner.calls[calls:]]
+
+    asyncio.run(body())
+
+
+def test_resolved_volume_files_replace_api_references() -> None:
+    volumes = [
+        {"name": "cfg", "configMap": {"name": "app", "items": [{"key": "k", "path": "p"}]}},
+        {"name": "tls", "secret": {"secretName": "certs", "defaultMode": 256}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    contents = {"cfg": {"p": b"v"}, "tls": {"tls.key": b"secret"}}
+    out, files = _resolved_volumes(volumes, contents)
+    assert files is not None
+    assert out[0] == {"name": "cfg", "configMap": {"name": "cfg"}}  # items already applied
+    assert out[1] == {"name": "tls", "secret": {"secretName": "tls", "defaultMode": 256}}
+    assert out[2] == volumes[2]
+    assert files("configMap", "cfg") == {"p": b"v"}
+    assert files("secret", "tls") == {"tls.key": b"secret"}
+
+
+def test_network_section_of_the_agent_config(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "kubeconfig: k.conf\nruntime: runc\nnodes: [{name: n1}]\n"
+        "network: {clusterCIDR: 10.244.0.0/16, serviceCIDR: 10.96.0.0/12, clusterDNS: 10.96.0.10}\n"
+    )
+    config = load_config(path)
+    assert config.network.cluster_cidr == "10.244.0.0/16"
+    assert config.network.service_cidr == "10.96.0.0/12"
+    assert config.network.cluster_dns == "10.96.0.10"
+    path.write_text("kubeconfig: k.conf\nnodes: [{name: n1}]\nnetwork: {serviceCIDR: 10.96/99}\n")
+    with pytest.raises(AgentConfigError, match=r"network.serviceCIDR"):
+        load_config(path)
