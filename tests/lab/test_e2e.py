@@ -11,7 +11,9 @@ leaves the cluster healthy for the next):
   apply repairs both;
 * changing a label patches the Node without restarting any agent;
 * removing n4 drains it, deletes its Node and leaves the host clean;
-* ``berth destroy`` leaves every host verified clean; a second destroy is a no-op.
+* ``berth destroy`` leaves every host verified clean; a second destroy is a no-op; an
+  unreachable host is skipped and named (exit 5);
+* the units' hardening is in force inside nspawn hosts; ``status`` and ``kubeconfig`` work.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,16 +48,21 @@ class Cluster:
     commit: str
     """The commit whose ``berth`` every apply ships (others may commit during the module)."""
 
-    def spec(self, hosts: int = 3, labels: dict[str, str] | None = None) -> Path:
-        """A spec for the first ``hosts`` lab hosts (absolute SSH paths, optional n3 labels)."""
+    def spec(
+        self, hosts: int = 3, labels: dict[str, str] | None = None, *, impatient: bool = False
+    ) -> Path:
+        """A spec for the first ``hosts`` lab hosts (absolute SSH paths, optional n3 labels;
+        ``impatient``: give up on an unreachable host after 2 s, without retries)."""
         document: dict[str, Any] = yaml.safe_load(self.lab.spec_path.read_text())
         body = document["spec"]
         body["ssh"]["identityFile"] = str(self.lab.key_path)
         body["ssh"]["knownHostsFile"] = str(self.lab.known_hosts_path)
+        if impatient:
+            body["ssh"].update(connectTimeout=2, retries=0)
         body["hosts"] = body["hosts"][:hosts]
         if labels:
             body["hosts"][2]["labels"] = labels
-        path = self.workdir / f"cluster-{hosts}-{len(labels or {})}.yaml"
+        path = self.workdir / f"cluster-{hosts}-{len(labels or {})}-{int(impatient)}.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
 
@@ -125,6 +133,34 @@ def test_bootstrap_one_plus_two(cluster: Cluster) -> None:
     )
 
 
+def test_unit_hardening_is_in_force_inside_the_hosts(cluster: Cluster) -> None:
+    pid = cluster.sh("n1", "systemctl show -p MainPID --value berth-apiserver").strip()
+    assert "NoNewPrivs:\t1" in cluster.sh("n1", f"cat /proc/{pid}/status")
+    # ProtectSystem=strict: /usr is read-only in the API server's mount namespace
+    attempt = run(cluster.lab, "n1", f"nsenter -t {pid} -m touch /usr/berth-probe")
+    assert attempt[0] != 0
+    assert "Read-only file system" in attempt[2]
+    assert cluster.sh("n1", "systemctl show -p Restart --value berth-agent").strip() == (
+        "on-failure"
+    )
+
+
+def test_status_and_kubeconfig(cluster: Cluster) -> None:
+    status = cluster.berth("status", "-i", str(cluster.spec(3)))
+    assert status.returncode == 0, status.stderr
+    for host in ("n1", "n2", "n3"):
+        assert host in status.stdout
+    assert status.stdout.count("Ready") >= 3
+    assert "leader elected: kube-scheduler" in status.stdout
+    assert "first to expire" in status.stdout
+    cluster.kubeconfig.unlink()
+    rewritten = cluster.berth("kubeconfig", "-i", str(cluster.spec(3)))
+    assert rewritten.returncode == 0, rewritten.stderr
+    assert rewritten.stdout.splitlines()[0] == str(cluster.kubeconfig)
+    assert cluster.kubeconfig.stat().st_mode & 0o777 == 0o600
+    assert sorted(cluster.nodes()) == ["n1", "n2", "n3"]
+
+
 def test_second_apply_changes_nothing(cluster: Cluster) -> None:
     result = cluster.berth("apply", "-i", str(cluster.spec(3)), "--yes")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -141,8 +177,18 @@ def test_adding_a_host_changes_only_that_host(cluster: Cluster) -> None:
 
 def test_verify_names_a_stopped_unit_and_a_world_readable_key(cluster: Cluster) -> None:
     cluster.sh("n2", "systemctl stop berth-agent && chmod 0644 /etc/berth/pki/agent-serving.key")
-    result = cluster.berth("verify", "-i", str(cluster.spec(4)), "--no-smoke", "--output", "json")
+    junit = cluster.workdir / "verify.xml"
+    result = cluster.berth(
+        "verify", "-i", str(cluster.spec(4)), "--no-smoke", "--output", "json", "--junit",
+        str(junit),
+    )  # fmt: skip
     assert result.returncode == 7, result.stderr
+    junit_failures = {
+        case.get("name")
+        for case in ET.parse(junit).iter("testcase")
+        if case.find("failure") is not None
+    }
+    assert "unit berth-agent.service active+enabled" in junit_failures
     failed = {(c["host"], c["name"]) for c in json.loads(result.stdout)["checks"] if not c["ok"]}
     assert ("n2", "unit berth-agent.service active+enabled") in failed
     assert ("n2", "file /etc/berth/pki/agent-serving.key 0600 root:root") in failed
@@ -183,3 +229,15 @@ def test_destroy_leaves_every_host_clean_and_is_idempotent(cluster: Cluster) -> 
     second = cluster.berth("destroy", "-i", spec, "--yes")
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout.count("nothing to remove; verified clean") == 3
+
+
+def test_destroy_skips_an_unreachable_host_and_says_so(cluster: Cluster) -> None:
+    cluster.lab.cut("n2")
+    try:
+        result = cluster.berth("destroy", "-i", str(cluster.spec(3, impatient=True)), "--yes")
+    finally:
+        cluster.lab.heal("n2")
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "n2: skipped, unreachable" in result.stdout
+    assert result.stdout.count("nothing to remove; verified clean") == 2
+    assert "skipped unreachable host(s): n2" in result.stderr
