@@ -117,6 +117,16 @@ async def _main(args: argparse.Namespace) -> Any:
         started = time.monotonic()
         image = await rt.pull_image(args.reference, policy=args.policy)
         return {"imageId": image.image_id, "seconds": time.monotonic() - started}
+    if args.command == "load":
+        # Air-gapped nodes: an OCI archive (or layout) shipped by ``berth images load``.
+        image = await asyncio.to_thread(
+            rt.images.import_layout,
+            Path(args.archive),
+            ref_name=args.ref_name,
+            as_reference=args.reference,
+        )
+        await rt.pull_image(args.reference, policy="Never")  # unpack the root file system
+        return {"reference": args.reference, "imageId": image.image_id}
     if args.command == "run-pod":
         return await _run_pod(rt, json.load(sys.stdin))
     if args.command == "status":
@@ -164,6 +174,10 @@ def parser() -> argparse.ArgumentParser:
     pull = sub.add_parser("pull")
     pull.add_argument("reference")
     pull.add_argument("--policy", default="IfNotPresent")
+    load = sub.add_parser("load", help="import an image from an OCI archive or layout")
+    load.add_argument("archive")
+    load.add_argument("--reference", required=True, help="the name pods use, e.g. app:1.0")
+    load.add_argument("--ref-name", default=None, help="which index entry (ref.name annotation)")
     sub.add_parser("run-pod", help="v1/Pod JSON on stdin")
     status = sub.add_parser("status")
     status.add_argument("--pod", default="")
