@@ -11,13 +11,14 @@ from typing import Any
 
 import yaml
 
+import berth
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
 from provisioner.operations.base import Operation
 from provisioner.operations.files import Absent, Directory, File, Symlink
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.context import bundle_of, spec_of, state_of
+from provisioner.phases.cluster.context import bundle_of, release, spec_of, state_of
 from provisioner.phases.cluster.ops import BundleInstalled, DirEntries, StateFile
 from provisioner.phases.workflow import PhaseData
 from provisioner.pki import ensure, files_for_host
@@ -43,6 +44,16 @@ def _unit(name: str, context: dict[str, Any]) -> UnitFile:
 
 
 def prepare_bundle(data: PhaseData) -> None:
+    """Refuse a spec asking for another berth release (the operator ships itself), then build
+    or reuse the bundle."""
+    spec = spec_of(data, "artifacts")
+    if release(spec) != berth.__version__:
+        raise PhaseError(
+            "artifacts",
+            f"the spec asks for berth {release(spec)}, but this is berth {berth.__version__}",
+            hint=f"run berth {release(spec)} to install it, or set spec.version to "
+            f"{berth.__version__}",
+        )
     bundle_of(data)
 
 

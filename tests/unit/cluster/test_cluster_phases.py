@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ import pytest
 from provisioner.artifacts.berth_bundle import Bundle, bundle_id
 from provisioner.commands import Shell, Upload, sha256_hex
 from provisioner.connectors.base import HostName
+from provisioner.errors import PhaseError
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.operations.base import HostRun, OpContext, evaluate
+from provisioner.phases.cluster.hostside import prepare_bundle
 from provisioner.phases.cluster.nodes import (
     CONTROL_PLANE_TAINT,
     MANAGED_LABELS,
@@ -178,3 +181,10 @@ def test_verify_report_json_and_junit_name_the_failures() -> None:
     assert failures[0].get("message") == "NOT active"
     with pytest.raises(Exception, match=r"\[n2\] unit berth-agent.service active\+enabled"):
         report.raise_if_failed()
+
+
+def test_a_spec_asking_for_another_release_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(SPEC.replace("spec:\n", "spec:\n  version: 9.9.9\n", 1))
+    data = SimpleNamespace(spec=load_spec(tmp_path / "c.yaml"), cache_dir=tmp_path, dry_run=True)
+    with pytest.raises(PhaseError, match=r"asks for berth 9\.9\.9"):
+        prepare_bundle(data)
