@@ -14,12 +14,19 @@ import yaml
 import berth
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
+from provisioner.facts.base import Fact
 from provisioner.operations.base import Operation
 from provisioner.operations.files import Absent, Directory, File, Symlink
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.context import bundle_of, release, spec_of, state_of
-from provisioner.phases.cluster.ops import BundleInstalled, DirEntries, StateFile
+from provisioner.phases.cluster.ops import (
+    BundleInstalled,
+    Capacity,
+    DirEntries,
+    HostCapacity,
+    StateFile,
+)
 from provisioner.phases.workflow import PhaseData
 from provisioner.pki import ensure, files_for_host
 from provisioner.spec import ClusterSpec
@@ -190,13 +197,26 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
 # -- agents ----------------------------------------------------------------------------------
 
 
-def agent_config(host: HostTarget) -> dict[str, Any]:
+def agent_facts(data: PhaseData, host: HostTarget) -> tuple[Fact[Any], ...]:
+    return (Capacity(),)
+
+
+def agent_config(host: HostTarget, capacity: HostCapacity) -> dict[str, Any]:
     """The agent's config. Labels and taints are not in it: they are patched onto the Node by
     the ``nodes`` phase, so changing them never restarts the agent."""
+    node = {
+        "name": host.name,
+        "address": host.address,
+        "capacity": {
+            "cpu": str(capacity.cpus),
+            "memory": f"{capacity.memory_kib}Ki",
+            "pods": "110",
+        },
+    }
     return {
         "kubeconfig": f"{layout.KUBECONFIGS}/agent.conf",
         "runtime": "simulated",
-        "nodes": [{"name": host.name, "address": host.address}],
+        "nodes": [node],
         "server": {
             "address": host.address,
             "port": layout.AGENT_PORT,
@@ -209,8 +229,9 @@ def agent_config(host: HostTarget) -> dict[str, Any]:
 
 def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     config = f"file:{layout.AGENT_CONFIG}"
+    capacity = data.host_facts(host.name, (Capacity(),)).get(Capacity())
     return (
-        File(layout.AGENT_CONFIG, _yaml(agent_config(host)), mode=0o600),
+        File(layout.AGENT_CONFIG, _yaml(agent_config(host, capacity)), mode=0o600),
         _unit(layout.AGENT, _context(data, host, config=layout.AGENT_CONFIG)),
         Service(layout.AGENT, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
     )

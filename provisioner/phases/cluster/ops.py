@@ -37,6 +37,24 @@ class DirEntries(Fact[tuple[str, ...] | None]):
 
 
 @dataclass(frozen=True)
+class HostCapacity:
+    cpus: int
+    memory_kib: int
+
+
+@dataclass(frozen=True)
+class Capacity(Fact[HostCapacity]):
+    """CPUs and memory the host offers (what its Node advertises)."""
+
+    def command(self) -> str:
+        return "nproc; awk '/^MemTotal:/ {print $2}' /proc/meminfo"
+
+    def parse(self, output: str, exit_code: int) -> HostCapacity:
+        cpus, memory = output.split()[:2]
+        return HostCapacity(int(cpus), int(memory))
+
+
+@dataclass(frozen=True)
 class StateFile(Operation):
     """A file whose content comes from the operator's cluster state (read when the operation
     runs, so a plan made before the PKI exists still applies what ``prepare`` generated).

@@ -27,7 +27,13 @@ from provisioner.phases.cluster.nodes import (
     desired_nodes,
     node_patch,
 )
-from provisioner.phases.cluster.ops import BundleInstalled, DirEntries, StateFile
+from provisioner.phases.cluster.ops import (
+    BundleInstalled,
+    Capacity,
+    DirEntries,
+    HostCapacity,
+    StateFile,
+)
 from provisioner.spec import load_spec
 from provisioner.verify.hosts import CheckResult
 from provisioner.verify.run import VerifyReport
@@ -156,6 +162,10 @@ def test_state_file_uploads_the_state_content_and_is_a_noop_when_equal(tmp_path:
     wide = PathState("file", 0o644, "root", "root", 6, sha256=sha256_hex(b"secret"))
     fixed = evaluate(op, _ctx({info: {op.path: wide}})).commands
     assert fixed == (Shell("chmod", "0600", op.path),)
+
+
+def test_capacity_parse() -> None:
+    assert Capacity().parse("2\n24576000\n", 0) == HostCapacity(2, 24576000)
 
 
 def test_dir_entries_parse() -> None:
