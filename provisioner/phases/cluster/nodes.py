@@ -232,8 +232,8 @@ async def _reconcile(
             with contextlib.suppress(api_errors.NotFound):
                 await client.delete(NODES, name)
             report(f"node {name}: cordoned, {evicted} pod(s) evicted, Node deleted")
-        remove_host(data, name, report)
-        forget_host(state_of(data), name)
+        if remove_host(data, name, report):
+            forget_host(state_of(data), name)
     return changes
 
 

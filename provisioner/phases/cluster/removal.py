@@ -69,9 +69,16 @@ def _write(state: ClusterState, hosts: dict[str, HostTarget]) -> None:
 
 
 def record_hosts(state: ClusterState, spec: ClusterSpec) -> None:
-    """Remember every host of ``spec`` (after a successful apply)."""
+    """Remember every host of ``spec`` (after a successful apply), plus hosts that left the
+    spec but could not be cleaned yet (the next apply tries again)."""
     inventory = inventory_from_spec(spec, known_hosts=state.known_hosts)
-    _write(state, {str(h.name): h for h in inventory.hosts})
+    hosts = {name: t for name, t in recorded_hosts(state).items() if name not in spec_names(spec)}
+    hosts.update({str(h.name): h for h in inventory.hosts})
+    _write(state, hosts)
+
+
+def spec_names(spec: ClusterSpec) -> set[str]:
+    return {h.name for h in spec.hosts}
 
 
 def forget_host(state: ClusterState, name: str) -> None:
@@ -80,14 +87,16 @@ def forget_host(state: ClusterState, name: str) -> None:
     _write(state, hosts)
 
 
-def remove_host(data: PhaseData, name: str, report: Callable[[str], None]) -> None:
-    """Clean host ``name`` (from the record) like ``berth destroy`` would."""
+def remove_host(data: PhaseData, name: str, report: Callable[[str], None]) -> bool:
+    """Clean host ``name`` (from the record) like ``berth destroy`` would; whether it is now
+    clean (an unreachable host stays recorded, and the next apply tries again)."""
     target = recorded_hosts(state_of(data)).get(name)
     if target is None:
         report(f"host {name}: no record of how to reach it; clean it with `berth destroy`")
-        return
+        return True
     result = destroy_hosts(
         spec_of(data, "nodes").name, [target], cache_dir=data.cache_dir, keep_data=False
     )
     for line in result.lines():
         report(f"host {name}: {line}")
+    return result.ok

@@ -34,7 +34,9 @@ from provisioner.phases.cluster.ops import (
     HostCapacity,
     StateFile,
 )
+from provisioner.phases.cluster.removal import forget_host, record_hosts, recorded_hosts
 from provisioner.spec import load_spec
+from provisioner.state import ClusterState
 from provisioner.verify.hosts import CheckResult
 from provisioner.verify.run import VerifyReport
 
@@ -198,3 +200,19 @@ def test_a_spec_asking_for_another_release_is_refused(tmp_path: Path) -> None:
     data = SimpleNamespace(spec=load_spec(tmp_path / "c.yaml"), cache_dir=tmp_path, dry_run=True)
     with pytest.raises(PhaseError, match=r"asks for berth 9\.9\.9"):
         prepare_bundle(data)
+
+
+def test_hosts_that_left_the_spec_stay_recorded_until_cleaned(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(SPEC)
+    spec = load_spec(tmp_path / "c.yaml")
+    state = ClusterState.open("unit", state_dir=tmp_path / "state")
+    record_hosts(state, spec)
+    assert set(recorded_hosts(state)) == {"cp", "both", "cp3", "w"}
+    without_w = SPEC.replace("    - name: w\n", "    - name: w-gone\n", 1)
+    (tmp_path / "d.yaml").write_text(without_w)
+    record_hosts(state, load_spec(tmp_path / "d.yaml"))
+    assert set(recorded_hosts(state)) == {"cp", "both", "cp3", "w", "w-gone"}
+    assert recorded_hosts(state)["w"].address == "10.0.0.3"
+    forget_host(state, "w")
+    assert "w" not in recorded_hosts(state)
+    assert (state.root / "hosts.json").stat().st_mode & 0o777 == 0o600
