@@ -196,7 +196,16 @@ class SshClusterOps:
     def datastore_host(self) -> str:
         return next(h for h in self.targets if self.is_control_plane(h))
 
+    def _sqlite_only(self, what: str) -> None:
+        kind = self.spec.spec.datastore.type
+        if kind != "sqlite":
+            raise OperationError(
+                f"{what} of a {kind} datastore is not implemented by `berth upgrade` yet",
+                hint="take an etcd snapshot yourself (etcdctl snapshot save) before upgrading",
+            )
+
     def snapshot(self, dest: Path) -> Path:
+        self._sqlite_only("the pre-upgrade snapshot")
         host = self.datastore_host()
         script = Shell(
             "env", f"PYTHONPATH={layout.SITE}", "python3", "-c", _SAVE, DATASTORE_DB,
@@ -209,6 +218,7 @@ class SshClusterOps:
         return dest
 
     def restore_snapshot(self, source: Path) -> None:
+        self._sqlite_only("restoring the snapshot")
         host = self.datastore_host()
         self.conn(host).put(source.read_bytes(), REMOTE_SNAPSHOT, mode=0o600)
         script = Shell(

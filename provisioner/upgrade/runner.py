@@ -124,11 +124,23 @@ class Upgrader:
         journal.append(
             Step.PLANNED, target=plan.target, previous=previous_bundles, batches=plan.batches
         )
+        self._snapshot(journal)
+        return self._roll(journal, journal.replay())
+
+    def _snapshot(self, journal: Journal) -> None:
+        """Snapshot the datastore before the first change; a failure halts the run with
+        nothing changed (``--resume`` tries the snapshot again)."""
         dest = self.snapshot_dir / f"upgrade-{journal.run}.db"
-        path = self.ops.snapshot(dest)
+        try:
+            path = self.ops.snapshot(dest)
+        except ProvisionerError as error:
+            journal.append(Step.HALTED, reason=f"datastore snapshot failed: {error.message}")
+            raise UpgradeHalted(
+                f"upgrade halted before any change: the datastore snapshot failed: {error.message}",
+                hint="fix the cause, then `berth upgrade --resume`",
+            ) from None
         journal.append(Step.SNAPSHOT, path=str(path))
         self.report(f"datastore snapshot: {path}")
-        return self._roll(journal, journal.replay())
 
     def resume(self, *, target: str | None = None) -> Progress:
         """Continue the newest run from its journal (its target must be what this operator
@@ -160,6 +172,8 @@ class Upgrader:
             raise VersionSkewError(problems, hint="the hosts changed since the upgrade stopped")
         journal.append(Step.RESUMED, pending=progress.pending())
         self.report(f"resuming upgrade {progress.run} to {progress.target}")
+        if progress.snapshot is None:
+            self._snapshot(journal)
         return self._roll(journal, journal.replay())
 
     def _roll(self, journal: Journal, progress: Progress) -> Progress:

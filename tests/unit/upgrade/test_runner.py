@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import StateError
+from provisioner.errors import OperationError, StateError
 from provisioner.upgrade.gate import GateFailure
 from provisioner.upgrade.journal import Journal, RunStatus, Step
 from provisioner.upgrade.planner import PlannedHost
@@ -35,6 +35,7 @@ class FakeCluster:
         self.calls: list[tuple[str, str]] = []
         self.kill_at: tuple[str, str] | None = None
         self.restored: Path | None = None
+        self.snapshot_fails = False
 
     @property
     def target(self) -> str:
@@ -50,6 +51,8 @@ class FakeCluster:
 
     def snapshot(self, dest: Path) -> Path:
         self._call("snapshot", "cp1")
+        if self.snapshot_fails:
+            raise OperationError("cp1: datastore snapshot failed (exit 1): disk full")
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(b"db")
         return dest
@@ -263,3 +266,17 @@ def test_nothing_to_do_when_every_host_runs_the_target(tmp_path: Path) -> None:
     assert progress.status is RunStatus.COMPLETED
     assert cluster.calls == []
     assert lines[-1].endswith("nothing to upgrade")
+
+
+def test_a_failed_snapshot_halts_before_any_change_and_resume_retries_it(tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cluster.snapshot_fails = True
+    with pytest.raises(UpgradeHalted, match="halted before any change: the datastore snapshot"):
+        upgrader(cluster, tmp_path).upgrade()
+    assert cluster.calls == [("snapshot", "cp1")]
+    assert cluster.current == dict.fromkeys(["cp1", "w1", "w2"], OLD)
+    cluster.snapshot_fails = False
+    progress = upgrader(cluster, tmp_path).resume()
+    assert progress.status is RunStatus.COMPLETED
+    assert progress.snapshot is not None
+    assert [a for a, _ in cluster.calls].count("snapshot") == 2

@@ -1,0 +1,392 @@
+"""Upgrade in place against a real 1+2 lab cluster, with two real builds of berth.
+
+The *old* build is this checkout; the *new* ones are copies of it made by the test with the
+version in ``pyproject.toml`` bumped (and, for the broken build, an agent that always reports
+``Ready=False``). Each build runs as its own operator process (``python -m
+provisioner.cli.main`` with ``PYTHONPATH`` on its tree) and ships its own bundle.
+
+* a skipped minor release and a downgrade are refused before any host changes;
+* a broken build: the first node fails its health gate, is rolled back automatically, the
+  upgrade halts naming the node, the check and the logs, and the cluster is healthy on the old
+  release;
+* a good build: every host ends on the new bundle and healthy, while a Deployment spread over
+  the workers never loses all of its ready replicas; ``berth rollback`` brings it back;
+* the operator killed half-way: ``--resume`` finishes, and ``berth rollback --restore-snapshot``
+  returns every host and the datastore to before the upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from berth.client.http import HttpClient
+from berth.client.resources import DEPLOYMENTS, PODS, Resource
+from provisioner.artifacts.berth_bundle import Bundle
+from provisioner.lab import Lab
+from provisioner.spec import load_spec
+from provisioner.state import ClusterState
+from provisioner.upgrade.cluster import SshClusterOps
+from provisioner.upgrade.gate import evaluate
+from provisioner.upgrade.journal import Journal, RunStatus
+from tests.lab.conftest import LabFactory
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+OLD, NEW = "0.1.0", "0.2.0"
+PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", namespaced=True)
+LONG_AGO = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Build:
+    """A berth source tree and the release its operator ships."""
+
+    tree: Path
+    version: str
+
+
+def make_build(base: Path, version: str, *, broken: bool = False) -> Build:
+    """Copy this checkout, set ``version`` in pyproject.toml; ``broken``: its agent never
+    becomes Ready."""
+    tree = base / f"berth-{version}{'-broken' if broken else ''}"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("berth", "provisioner", "templates"):
+        shutil.copytree(ROOT / part, tree / part, ignore=ignore)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{OLD}"' in pyproject
+    (tree / "pyproject.toml").write_text(
+        pyproject.replace(f'version = "{OLD}"', f'version = "{version}"', 1)
+    )
+    if broken:
+        node = tree / "berth" / "agent" / "node.py"
+        text = node.read_text()
+        good = '"Ready", "True", "KubeletReady"'
+        assert good in text
+        node.write_text(text.replace(good, '"Ready", "False", "KubeletNotReady"'))
+    return Build(tree, version)
+
+
+@dataclass
+class Cluster:
+    lab: Lab
+    spec_path: Path
+    env: dict[str, str]
+    state: ClusterState
+
+    def spec_for(self, version: str) -> Path:
+        """The lab's spec with ``spec.version: version`` (next to it: relative paths hold)."""
+        path = self.spec_path.with_name(f"cluster-{version}.yaml")
+        path.write_text(
+            self.spec_path.read_text().replace(f"  version: {OLD}\n", f"  version: {version}\n")
+        )
+        return path
+
+    def berth(
+        self, build: Build | None, *args: str, check: bool = False, timeout: float = 400
+    ) -> subprocess.CompletedProcess[str]:
+        tree = build.tree if build else ROOT
+        result = subprocess.run(
+            [sys.executable, "-m", "provisioner.cli.main", *args],
+            env={**self.env, "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if check:
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
+
+    def popen(self, build: Build, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "provisioner.cli.main", *args],
+            env={**self.env, "PYTHONPATH": str(build.tree)}, cwd=build.tree,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    def ops(self) -> SshClusterOps:
+        spec = load_spec(self.spec_path)
+        placeholder = Bundle("0.0.0-000000000000", Path("/dev/null"))
+        return SshClusterOps(
+            spec, self.state, bundle=placeholder, cache_dir=Path(self.env["BERTH_CACHE_DIR"]),
+            gate_timeout=60,
+        )  # fmt: skip
+
+    def running(self) -> dict[str, str | None]:
+        with self.ops() as ops:
+            return ops.running()
+
+    def assert_healthy_on(self, release: str) -> dict[str, str | None]:
+        """Every host runs one bundle of ``release``, its units run it, its Node is Ready, the
+        API server answers /readyz (the gate's checks, with a deadline)."""
+        with self.ops() as ops:
+            running = ops.running()
+            assert {b.split("-")[0] for b in running.values() if b} == {release}, running
+            for host, bundle in running.items():
+                assert bundle is not None
+                deadline = time.monotonic() + 60
+                while True:
+                    failures = evaluate(
+                        ops.observe(host), bundle=bundle, since=LONG_AGO,
+                        control_plane=ops.is_control_plane(host),
+                    )  # fmt: skip
+                    if not failures or time.monotonic() > deadline:
+                        break
+                    time.sleep(1)
+                assert failures == [], f"{host}: {failures}"
+        return running
+
+    def verify_failures(self, build: Build | None, spec: Path) -> list[str]:
+        """``berth verify`` of ``build``: its FAIL lines (smoke pods included)."""
+        result = self.berth(build, "verify", "-i", str(spec), timeout=300)
+        fails = [line for line in result.stdout.splitlines() if line.startswith("FAIL ")]
+        assert (result.returncode == 0) == (not fails), result.stdout[-2000:] + result.stderr
+        return fails
+
+    def journal(self) -> Journal:
+        journal = Journal.latest(self.state.journal_dir)
+        assert journal is not None
+        return journal
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
+    base = tmp_path_factory.mktemp("builds")
+    return {
+        "new": make_build(base, NEW),
+        "broken": make_build(base, NEW, broken=True),
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    lab = lab_factory(3)
+    base = tmp_path_factory.mktemp("upgrade")
+    env = {
+        **os.environ,
+        "BERTH_STATE_DIR": str(base / "state"),
+        "BERTH_CACHE_DIR": str(base / "cache"),
+    }
+    spec = load_spec(lab.spec_path)
+    state = ClusterState.open(spec.name, state_dir=base / "state")
+    made = Cluster(lab, lab.spec_path, env, state)
+    # --parallel 1: the engine's parallel apply stalled on a lab host while this was written
+    made.berth(None, "apply", "-i", str(lab.spec_path), "--yes", "--parallel", "1", check=True)
+    made.assert_healthy_on(OLD)
+    return made
+
+
+def test_skipped_minor_and_downgrade_are_refused_before_any_change(cluster: Cluster) -> None:
+    before = cluster.running()
+    skip = cluster.berth(None, "upgrade", "-i", str(cluster.spec_for("0.3.0")), "--to", "0.3.0",
+                         "--yes")  # fmt: skip
+    assert skip.returncode == 4, skip.stderr
+    assert "n1: 0.1.0 -> 0.3.0 skips minor release(s) 0.2; upgrade one minor release at a time" \
+        in skip.stderr  # fmt: skip
+    assert "upgrade refused before any change: 3 problem(s)" in skip.stderr
+    down = cluster.berth(None, "upgrade", "-i", str(cluster.spec_for("0.0.9")), "--to", "0.0.9",
+                         "--yes")  # fmt: skip
+    assert down.returncode == 4, down.stderr
+    assert "n2: runs 0.1.0; 0.0.9 would be a downgrade (pass --allow-downgrade" in down.stderr
+    assert cluster.running() == before
+    assert Journal.latest(cluster.state.journal_dir) is None
+    with cluster.ops() as ops:
+        versions = ops.sh("n1", "ls /opt/berth/versions", "listing bundles")
+    assert versions.split() == [b for b in {before["n1"]} if b]
+
+
+def test_a_broken_build_is_rolled_back_on_its_first_node_and_halts(
+    cluster: Cluster, builds: dict[str, Build]
+) -> None:
+    before = cluster.running()
+    result = cluster.berth(
+        builds["broken"], "upgrade", "-i", str(cluster.spec_for(NEW)), "--to", NEW, "--yes",
+        "--gate-timeout", "20",
+    )  # fmt: skip
+    assert result.returncode == 6, result.stdout + result.stderr
+    err = result.stderr
+    assert "halted: health gate failed on n1: n1: node-ready" in err
+    assert "n1: failed check node-ready: Ready=False (KubeletNotReady" in err
+    assert f"n1: rolled back to {before['n1']} automatically; healthy again" in err
+    assert "log line(s):" in err
+    assert "berth-agent" in err
+    assert "berth upgrade --resume" in err
+    progress = cluster.journal().replay()
+    assert progress.status is RunStatus.HALTED
+    assert progress.on_target == set()
+    assert progress.done == set()
+    assert cluster.assert_healthy_on(OLD) == before
+    # n2 and n3 were never touched: no new bundle there
+    with cluster.ops() as ops:
+        assert ops.sh("n2", "ls /opt/berth/versions", "ls").split() == [before["n2"]]
+    # close the halted run: nothing was switched, so nothing to take back
+    back = cluster.berth(None, "rollback", "-i", str(cluster.spec_path), "--yes", check=True)
+    assert "no host" in back.stdout
+    assert cluster.verify_failures(None, cluster.spec_path) == []  # broken bundle removed too
+
+
+class ReadyWatcher:
+    """Polls the Deployment's pods through the API while the upgrade runs: the least number
+    of Ready pods seen, and how many polls could not reach the API (its restart)."""
+
+    def __init__(self, kubeconfig: Path, name: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.name = name
+        self.samples: list[int] = []
+        self.unreachable = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReadyWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        async def loop() -> None:
+            client = HttpClient.from_kubeconfig(self.kubeconfig)
+            try:
+                while not self._stop.is_set():
+                    try:
+                        pods = await client.list(PODS, namespace="default",
+                                                 label_selector=f"app={self.name}")  # fmt: skip
+                        self.samples.append(sum(_ready(p) for p in pods.items))
+                    except Exception:
+                        self.unreachable += 1
+                    await asyncio.sleep(0.2)
+            finally:
+                await client.close()
+
+        asyncio.run(loop())
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _deploy(kubeconfig: Path, name: str) -> None:
+    body = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "web", "image": "registry.local/web:1"}]},
+            },
+        },
+    }  # fmt: skip
+
+    budget = {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}},
+    }  # fmt: skip
+
+    async def create_and_wait() -> None:
+        client = HttpClient.from_kubeconfig(kubeconfig)
+        try:
+            await client.create(DEPLOYMENTS, body, namespace="default")
+            # as an operator would: the drain's evictions must leave one replica running
+            await client.create(PDBS, budget, namespace="default")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                pods = await client.list(PODS, namespace="default", label_selector=f"app={name}")
+                if sum(_ready(p) for p in pods.items) >= 2:
+                    return
+                await asyncio.sleep(0.5)
+            raise AssertionError(f"deployment {name} never had 2 ready pods")
+        finally:
+            await client.close()
+
+    asyncio.run(create_and_wait())
+
+
+def test_a_rolling_upgrade_keeps_the_workload_up_and_rollback_returns(
+    cluster: Cluster, builds: dict[str, Build]
+) -> None:
+    before = cluster.running()
+    kubeconfig = cluster.state.kubeconfig_dir / "admin.conf"
+    _deploy(kubeconfig, "web")
+    with ReadyWatcher(kubeconfig, "web") as watcher:
+        cluster.berth(builds["new"], "upgrade", "-i", str(cluster.spec_for(NEW)), "--to", NEW,
+                      "--yes", check=True)  # fmt: skip
+    after = cluster.assert_healthy_on(NEW)
+    assert len(set(after.values())) == 1
+    # verify passes except that the previous release is kept beside the new one, on purpose:
+    # it is what `berth rollback` switches back to
+    kept = {f"FAIL [{h}] no other berth versions left: {before[h]}" for h in before}
+    assert set(cluster.verify_failures(builds["new"], cluster.spec_for(NEW))) <= kept
+    assert cluster.journal().replay().status is RunStatus.COMPLETED
+    assert watcher.samples, "the API never answered during the upgrade"
+    assert min(watcher.samples) >= 1, f"no ready replica at some point: {watcher.samples}"
+    snapshot = cluster.journal().replay().snapshot
+    assert snapshot is not None
+    assert Path(snapshot).stat().st_mode & 0o777 == 0o600
+    cluster.berth(None, "rollback", "-i", str(cluster.spec_path), "--yes", check=True)
+    assert cluster.assert_healthy_on(OLD) == before
+    assert cluster.journal().replay().status is RunStatus.ROLLED_BACK
+
+
+def _wait_for_step(
+    journal_dir: Path, host: str, step: str, proc: subprocess.Popen[str], *, after: Path
+) -> None:
+    """Wait until a journal other than ``after`` (the previous run's) records ``step`` for
+    ``host``."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        latest = Journal.latest(journal_dir)
+        fresh = latest is not None and latest.path != after
+        if fresh and latest and any(r.host == host and r.step == step for r in latest.records()):
+            return
+        assert proc.poll() is None, "the upgrade finished before it could be killed"
+        time.sleep(0.05)
+    raise AssertionError(f"no journal line {step} for {host}")
+
+
+def test_a_killed_upgrade_resumes_then_rolls_back_with_the_snapshot(
+    cluster: Cluster, builds: dict[str, Build]
+) -> None:
+    before = cluster.running()
+    spec = str(cluster.spec_for(NEW))
+    previous_run = cluster.journal().path
+    with cluster.popen(builds["new"], "upgrade", "-i", spec, "--to", NEW, "--yes") as proc:
+        try:
+            _wait_for_step(cluster.state.journal_dir, "n2", "switched", proc, after=previous_run)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)  # the operator's process dies mid-upgrade
+            proc.wait(30)
+    progress = cluster.journal().replay()
+    assert progress.status is RunStatus.RUNNING
+    assert progress.done == {"n1"}
+    assert "n2" in progress.on_target
+    resumed = cluster.berth(builds["new"], "upgrade", "-i", spec, "--resume", "--yes",
+                            check=True)  # fmt: skip
+    assert "resuming upgrade" in resumed.stdout
+    assert "n1: runs" not in resumed.stdout  # n1 was done before the kill: not redone
+    cluster.assert_healthy_on(NEW)
+    assert cluster.journal().replay().status is RunStatus.COMPLETED
+    records = [json.loads(r.to_json()) for r in cluster.journal().records()]
+    assert [r["step"] for r in records].count("resumed") == 1
+    cluster.berth(None, "rollback", "-i", str(cluster.spec_path), "--restore-snapshot", "--yes",
+                  check=True)  # fmt: skip
+    assert cluster.assert_healthy_on(OLD) == before
+    steps = [r.step for r in cluster.journal().records()]
+    assert "snapshot-restored" in steps
+    assert cluster.verify_failures(None, cluster.spec_path) == []
