@@ -13,7 +13,7 @@ from provisioner.images import ImageArchiveError, choose_reference, load_image, 
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
 
-_out = Console(highlight=False)
+_out = Console(highlight=False, soft_wrap=True)  # one line per host, never folded
 
 images_app = typer.Typer(help="Images on the nodes (air-gapped clusters).", no_args_is_help=True)
 

@@ -1,0 +1,564 @@
+"""Real workloads on a berth cluster, driven with unmodified kubectl (issue 7).
+
+One 3-host lab, one cluster for the module (tests run in file order; each leaves the cluster
+usable for the next):
+
+* ``berth apply`` installs the control plane and agents; the test then ships runc, the CNI
+  plugins and nftables to every host as .debs (hosts have no route out) and restarts each
+  agent with ``runtime: runc`` as a ``KillMode=process`` unit (container shims outlive the
+  agent), so the agent also runs the node's routes and service rules;
+* a 3-replica Deployment of a busybox httpd image (from a registry on the lab bridge) spreads
+  over the nodes; every replica answers its ClusterIP from every node and its NodePort from
+  this machine; a pod on one node reaches a pod on another by pod IP;
+* a killed container process is restarted and counted; a crashing container ends in
+  CrashLoopBackOff; ``kubectl logs`` (plain, -f, --previous, --tail) shows what it printed;
+* pull failures are reported on the pod (ErrImagePull, ImagePullBackOff, ErrImageNeverPull);
+  ``berth images load`` gives every node an image no registry serves (policy Never honoured);
+* restarting every agent keeps pods running without duplicates;
+* deleting everything leaves no container, netns, veth, IP allocation or nft rule behind.
+
+Safety: blackhole routes for the pod and service CIDRs exist on this machine for the whole
+module; only lab bridge addresses are contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from berth.runtime.sandbox import netns_name
+from provisioner.lab import Lab
+from tests.lab.conftest import LabFactory
+from tests.lab.workloads import (
+    CLUSTER_CIDR,
+    HTTP_COUNTER,
+    SERVICE_CIDR,
+    Node,
+    Registry,
+    blackhole_routes,
+    build_busybox_layout,
+    count_responders,
+    download_debs,
+    require_machine_tools,
+)
+
+pytestmark = pytest.mark.lab
+
+BERTH = [sys.executable, "-m", "provisioner.cli.main"]
+REPO = Path(__file__).resolve().parents[2]
+SITE = "/opt/berth/current/site"
+AGENT_UNIT = "berth-agent-runc"
+RUNC = "runc --root /run/berth/runc"
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T | None], *, timeout: float = 90.0) -> T:
+    """Poll ``check`` (twice a second) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Cluster:
+    lab: Lab
+    workdir: Path
+    spec: Path
+    state_dir: Path
+    image: str
+    nodes: dict[str, Node]
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf"
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr[-2000:]}")
+        return result
+
+    def apply(self, *objects: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+
+    def pods(self, selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["get", "pods", "-o", "json"] + (["-l", selector] if selector else [])
+        items: list[dict[str, Any]] = json.loads(self.kubectl(*args).stdout)["items"]
+        return items
+
+    def pod(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.kubectl("get", "pod", name, "-o", "json").stdout)
+        return found
+
+    def berth(self, *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "BERTH_STATE_DIR": str(self.state_dir)}
+        return subprocess.run(
+            [*BERTH, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+
+
+def _container(pod: dict[str, Any]) -> dict[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+    first: dict[str, Any] = statuses[0]
+    return first
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _ready_pod(c: Cluster, name: str) -> dict[str, Any] | None:
+    pod = c.pod(name)
+    return pod if _ready(pod) else None
+
+
+def _waiting_reason(pod: dict[str, Any]) -> str:
+    return str(((_container(pod).get("state") or {}).get("waiting") or {}).get("reason") or "")
+
+
+def _install_debs(node: Node, debs: list[Path]) -> None:
+    archive = node.lab.dir / "node-debs.tar"
+    if not archive.exists():
+        with tarfile.open(archive, "w") as tar:
+            for deb in debs:
+                tar.add(deb, arcname=deb.name)
+    node.ssh(
+        "set -e; rm -rf /root/berth-debs; mkdir -p /root/berth-debs; "
+        "tar -C /root/berth-debs -xf -; "
+        "dpkg -i --force-confdef /root/berth-debs/*.deb >/root/berth-debs/dpkg.log 2>&1",
+        stdin=archive.read_bytes(),
+    )
+
+
+def _start_runc_agent(node: Node, registry: str) -> None:
+    """The installed agent's config with ``runtime: runc`` + the network, as a unit that
+    leaves container shims alone when it stops (KillMode=process)."""
+    config = yaml.safe_load(node.ssh("cat /etc/berth/agent.yaml").stdout)
+    config["runtime"] = "runc"
+    config["runc"] = {"insecureRegistries": [registry]}
+    config["network"] = {"clusterCIDR": CLUSTER_CIDR, "serviceCIDR": SERVICE_CIDR}
+    node.ssh(
+        "cat > /etc/berth/agent-runc.yaml && chmod 600 /etc/berth/agent-runc.yaml",
+        stdin=yaml.safe_dump(config).encode(),
+    )
+    node.ssh(
+        "systemctl stop berth-agent && "
+        f"systemd-run --unit {AGENT_UNIT} -p KillMode=process -p Restart=always -p RestartSec=1 "
+        f"--setenv PYTHONPATH={SITE} --setenv PYTHONDONTWRITEBYTECODE=1 "
+        "/usr/bin/python3 -m berth.agent --config /etc/berth/agent-runc.yaml"
+    )
+
+
+def _clean_node(node: Node) -> None:
+    """Leave no pod network behind on the host (before the blackhole routes go)."""
+    node.ssh(
+        f"systemctl stop {AGENT_UNIT}; for c in $({RUNC} list -q); do "
+        f"{RUNC} kill $c KILL; {RUNC} delete -f $c; done; "
+        "for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; "
+        "nft delete table ip berth; ip route flush proto 199; ip link del cni0",
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_machine_tools()
+    lab = lab_factory(3)
+    work = tmp_path_factory.mktemp("cluster-workloads")
+    with blackhole_routes():
+        registry = Registry(lab.gateway, work)
+        nodes: dict[str, Node] = {}
+        try:
+            layout = work / "layout"
+            image = registry.push(layout, build_busybox_layout(layout), "lab/busybox:1.35")
+            document = yaml.safe_load(lab.spec_path.read_text())
+            document["spec"]["ssh"]["identityFile"] = str(lab.key_path)
+            document["spec"]["ssh"]["knownHostsFile"] = str(lab.known_hosts_path)
+            document["spec"]["network"] = {"podCIDR": CLUSTER_CIDR, "serviceCIDR": SERVICE_CIDR}
+            spec = work / "cluster.yaml"
+            spec.write_text(yaml.safe_dump(document, sort_keys=False))
+            c = Cluster(lab, work, spec, work / "state", image, nodes)
+            applied = c.berth("apply", "-i", str(spec), "--yes")
+            assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
+            debs = download_debs()
+            for host in lab.hosts:
+                nodes[host.name] = Node(lab, host.name, host.address, "", registry.host)
+                _install_debs(nodes[host.name], debs)
+                _start_runc_agent(nodes[host.name], registry.host)
+
+            def runc_nodes() -> bool:
+                items = json.loads(c.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+                runtimes = [n["status"]["nodeInfo"]["containerRuntimeVersion"] for n in items]
+                return len(items) == 3 and all(r.startswith("runc://") for r in runtimes)
+
+            wait_for("every node to run the runc agent", runc_nodes, timeout=60)
+            yield c
+        finally:
+            for node in nodes.values():
+                _clean_node(node)
+            registry.stop()
+
+
+# -- the Deployment and its Service ---------------------------------------------------------
+
+WEB_LABELS = {"app": "web"}
+
+
+def _web(image: str) -> list[dict[str, Any]]:
+    serve = "hostname > /www/index.html && exec httpd -f -v -p 8080 -h /www"
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": WEB_LABELS},
+            "template": {
+                "metadata": {"labels": WEB_LABELS},
+                "spec": {
+                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["/bin/sh", "-c", serve],
+                            "ports": [{"containerPort": 8080, "name": "http"}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/", "port": "http"},
+                                "periodSeconds": 2,
+                            },
+                            "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+                        }
+                    ],
+                    "volumes": [{"name": "www", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "type": "NodePort",
+            "selector": WEB_LABELS,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+    return [deployment, service]
+
+
+def _web_pods(c: Cluster) -> list[dict[str, Any]]:
+    def ready() -> list[dict[str, Any]] | None:
+        pods = [p for p in c.pods("app=web") if not p["metadata"].get("deletionTimestamp")]
+        ok = len(pods) == 3 and all(_ready(p) and p["status"].get("podIP") for p in pods)
+        return pods if ok else None
+
+    return wait_for("3 ready web replicas", ready, timeout=120)
+
+
+def _service(c: Cluster) -> tuple[str, int]:
+    svc = json.loads(c.kubectl("get", "service", "web", "-o", "json").stdout)
+    return svc["spec"]["clusterIP"], int(svc["spec"]["ports"][0]["nodePort"])
+
+
+def _answers_from(node: Node, url: str, n: int) -> dict[str, int]:
+    result: dict[str, int] = node.python(HTTP_COUNTER.format(n=n, url=url))
+    return result
+
+
+def test_deployment_spreads_over_the_nodes(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.apply(*_web(cluster.image))
+    pods = _web_pods(cluster)
+    print(f"3 replicas ready in {time.monotonic() - started:.1f}s")
+    assert sorted(p["spec"]["nodeName"] for p in pods) == ["n1", "n2", "n3"]
+    for pod in pods:
+        ip = pod["status"]["podIP"]
+        node = cluster.nodes[pod["spec"]["nodeName"]]
+        cidr = json.loads(cluster.kubectl("get", "node", node.name, "-o", "json").stdout)
+        prefix = cidr["spec"]["podCIDR"].rsplit(".", 2)[0]
+        assert ip.startswith(prefix + "."), f"{ip} not in {node.name}'s podCIDR"
+        assert _container(pod)["containerID"].startswith("runc://")
+
+
+def test_every_replica_answers_its_cluster_ip_from_every_node(cluster: Cluster) -> None:
+    names = {p["metadata"]["name"] for p in _web_pods(cluster)}
+    cluster_ip, _ = _service(cluster)
+    for node in cluster.nodes.values():
+        answers = _answers_from(node, f"http://{cluster_ip}/", 40)
+        assert set(answers) == names, (node.name, answers)
+
+
+def test_every_replica_answers_its_node_port_from_this_machine(cluster: Cluster) -> None:
+    names = {p["metadata"]["name"] for p in _web_pods(cluster)}
+    _, node_port = _service(cluster)
+    for node in cluster.nodes.values():
+        answers = count_responders(f"http://{node.address}:{node_port}/", 40)
+        assert set(answers) == names, (node.name, answers)
+
+
+def test_pod_reaches_a_pod_on_another_node_by_pod_ip(cluster: Cluster) -> None:
+    pods = {p["spec"]["nodeName"]: p for p in _web_pods(cluster)}
+    a, b = pods["n1"], pods["n2"]
+    node = cluster.nodes["n1"]
+    code = (
+        "import json, urllib.request\n"
+        f"print(json.dumps(urllib.request.urlopen('http://{b['status']['podIP']}:8080/', "
+        "timeout=3).read().decode().strip()))"
+    )
+    answer = node.python(code, netns=netns_name(a["metadata"]["uid"]))
+    assert answer == b["metadata"]["name"]
+
+
+def test_killed_container_process_is_restarted_and_counted(cluster: Cluster) -> None:
+    pod = next(p for p in _web_pods(cluster) if p["spec"]["nodeName"] == "n2")
+    name = pod["metadata"]["name"]
+    cid = _container(pod)["containerID"].removeprefix("runc://")
+    node = cluster.nodes["n2"]
+    state = json.loads(node.ssh(f"{RUNC} state {cid}").stdout)
+    node.ssh(f"kill -9 {int(state['pid'])}")
+
+    def restarted() -> dict[str, Any] | None:
+        current = cluster.pod(name)
+        status = _container(current)
+        return current if status.get("restartCount") == 1 and _ready(current) else None
+
+    after = wait_for(f"{name} restarted", restarted, timeout=60)
+    status = _container(after)
+    assert status["lastState"]["terminated"]["exitCode"] == 137
+    assert status["containerID"] != f"runc://{cid}"
+
+
+# -- crash loops and logs -------------------------------------------------------------------
+
+
+def _bare_pod(name: str, image: str, command: str, **extra: Any) -> dict[str, Any]:
+    container = {"name": "main", "image": image, "command": ["/bin/sh", "-c", command]}
+    container.update(extra)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"test": "workloads"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [container],
+        },
+    }
+
+
+def test_crashing_container_ends_in_crash_loop_back_off_with_its_logs(cluster: Cluster) -> None:
+    crash = "echo run-$(cat /proc/uptime | cut -d' ' -f1); echo oops >&2; exit 3"
+    cluster.apply(_bare_pod("crasher", cluster.image, crash))
+
+    def looping() -> dict[str, Any] | None:
+        pod = cluster.pod("crasher")
+        crashed = _waiting_reason(pod) == "CrashLoopBackOff"
+        return pod if crashed and _container(pod).get("restartCount", 0) >= 1 else None
+
+    pod = wait_for("crasher in CrashLoopBackOff", looping, timeout=60)
+    status = _container(pod)
+    assert status["lastState"]["terminated"]["exitCode"] == 3
+    assert pod["status"]["phase"] == "Running"
+    logs = cluster.kubectl("logs", "crasher").stdout
+    assert "oops" in logs
+    assert logs.startswith("run-")
+    previous = cluster.kubectl("logs", "crasher", "--previous").stdout
+    assert previous.startswith("run-")
+    tail = cluster.kubectl("logs", "crasher", "--tail=1").stdout.splitlines()
+    assert len(tail) == 1
+    assert tail[0] in logs.splitlines()
+
+
+def test_logs_follow_streams_new_lines(cluster: Cluster) -> None:
+    ticker = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.3; done"
+    cluster.apply(_bare_pod("ticker", cluster.image, ticker))
+    wait_for("ticker running", lambda: _ready(cluster.pod("ticker")), timeout=60)
+    proc = subprocess.Popen(
+        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "logs", "-f", "ticker"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(3.0)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    ticks = [int(line.split("-")[1]) for line in out.splitlines() if line.startswith("tick-")]
+    assert len(ticks) >= 6, out
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "in order, none lost"
+    time.sleep(1.0)  # a few more ticks after the stream stopped
+    later = cluster.kubectl("logs", "ticker", "--tail=3").stdout.splitlines()
+    numbers = [int(line.split("-")[1]) for line in later]
+    assert len(numbers) == 3
+    assert numbers == list(range(numbers[0], numbers[0] + 3))
+    assert numbers[-1] > ticks[-1], "--tail shows the newest lines"
+
+
+# -- images ---------------------------------------------------------------------------------
+
+
+def test_pull_errors_are_reported_on_the_pod(cluster: Cluster) -> None:
+    missing = cluster.image.replace("lab/busybox:1.35", "lab/missing:1")
+    cluster.apply(
+        _bare_pod("missing", missing, "true", imagePullPolicy="Always"),
+        _bare_pod("never", "airgap.local/absent:1", "true", imagePullPolicy="Never"),
+    )
+
+    def reason(name: str, wanted: str) -> Callable[[], dict[str, Any] | None]:
+        def check() -> dict[str, Any] | None:
+            pod = cluster.pod(name)
+            return pod if _waiting_reason(pod) == wanted else None
+
+        return check
+
+    pod = wait_for("ImagePullBackOff", reason("missing", "ImagePullBackOff"), timeout=60)
+    assert pod["status"]["phase"] == "Pending"
+    assert _container(pod)["restartCount"] == 0
+    events = cluster.kubectl(
+        "get", "events", "--field-selector", "involvedObject.name=missing", "-o", "json"
+    ).stdout
+    messages = [e["message"] for e in json.loads(events)["items"] if e["reason"] == "Failed"]
+    assert any("lab/missing:1" in m for m in messages), messages
+    pod = wait_for("ErrImageNeverPull", reason("never", "ErrImageNeverPull"), timeout=60)
+    message = _container(pod)["state"]["waiting"]["message"]
+    assert "imagePullPolicy is Never" in message
+
+
+def test_images_load_serves_air_gapped_nodes(cluster: Cluster) -> None:
+    layout = cluster.workdir / "airgap-layout"
+    ref = build_busybox_layout(layout, ref_name="airgap")
+    archive = cluster.workdir / "airgap.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(layout, arcname=".")
+    started = time.monotonic()
+    loaded = cluster.berth(
+        "images", "load", str(archive), "-i", str(cluster.spec), "--as", "airgap.local/web:1"
+    )
+    elapsed = time.monotonic() - started
+    assert loaded.returncode == 0, loaded.stdout[-2000:] + loaded.stderr[-2000:]
+    assert sorted(line.split(":")[0] for line in loaded.stdout.splitlines()) == ["n1", "n2", "n3"]
+    print(f"berth images load: 3 nodes in {elapsed:.1f}s ({archive.stat().st_size} bytes)")
+    assert ref == "airgap"
+    pods = []
+    for node_name in cluster.nodes:
+        pod = _bare_pod(
+            f"airgap-{node_name}",
+            "airgap.local/web:1",
+            "exec httpd -f -p 8080 -h /www",
+            imagePullPolicy="Never",
+        )
+        pod["spec"]["nodeName"] = node_name
+        pods.append(pod)
+    cluster.apply(*pods)
+    for node_name, node in cluster.nodes.items():
+        pod = wait_for(
+            f"airgap-{node_name} ready", partial(_ready_pod, cluster, f"airgap-{node_name}")
+        )
+        code = (
+            "import json, urllib.request\n"
+            f"print(json.dumps(urllib.request.urlopen('http://{pod['status']['podIP']}:8080/', "
+            "timeout=3).read().decode().strip()))"
+        )
+        assert node.python(code) == "busybox"
+
+
+# -- agent restarts and clean deletion -------------------------------------------------------
+
+
+def _agent_pid(node: Node) -> int:
+    return int(node.ssh(f"systemctl show -p MainPID --value {AGENT_UNIT}").stdout.decode())
+
+
+def _agent_restarted(node: Node, old_pid: int) -> bool:
+    return _agent_pid(node) not in (0, old_pid)
+
+
+def _runc_ids(node: Node, uids: set[str]) -> list[str]:
+    """runc's containers of the pods ``uids`` on ``node`` (ids are ``<pod uid>_<name>_<n>``)."""
+    ids = node.ssh(f"{RUNC} list -q").stdout.decode().split()
+    return sorted(i for i in ids if i.split("_")[0] in uids)
+
+
+def test_restarting_the_agents_keeps_pods_running_without_duplicates(cluster: Cluster) -> None:
+    before = {p["metadata"]["name"]: p for p in _web_pods(cluster)}
+    uids = {p["metadata"]["uid"] for p in before.values()}
+    containers = {name: _runc_ids(node, uids) for name, node in cluster.nodes.items()}
+    for node in cluster.nodes.values():
+        pid = _agent_pid(node)
+        node.ssh(f"kill -TERM {pid}")
+        wait_for(f"{node.name}'s agent back", partial(_agent_restarted, node, pid), timeout=30)
+    time.sleep(5.0)  # the restarted agents adopt, reconcile and report
+    after = {p["metadata"]["name"]: p for p in _web_pods(cluster)}
+    assert sorted(after) == sorted(before)
+    for name, pod in after.items():
+        assert _container(pod)["containerID"] == _container(before[name])["containerID"]
+        assert _container(pod)["restartCount"] == _container(before[name])["restartCount"]
+        assert pod["status"]["podIP"] == before[name]["status"]["podIP"]
+    assert {name: _runc_ids(node, uids) for name, node in cluster.nodes.items()} == containers
+    cluster_ip, _ = _service(cluster)
+    answers = _answers_from(cluster.nodes["n3"], f"http://{cluster_ip}/", 30)
+    assert set(answers) == set(after)
+
+
+def test_deleting_everything_leaves_nothing_behind(cluster: Cluster) -> None:
+    cluster_ip, node_port = _service(cluster)
+    cluster.kubectl("delete", "deployment", "web", "--wait=false")
+    cluster.kubectl("delete", "service", "web", "--wait=false")
+    cluster.kubectl("delete", "pods", "-l", "test=workloads", "--wait=false")
+    wait_for("every pod gone", lambda: not cluster.pods() or None, timeout=120)
+    for node in cluster.nodes.values():
+        deadline = time.monotonic() + 30
+        while _leftovers(node, cluster_ip, node_port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _leftovers(node, cluster_ip, node_port) == {}, node.name
+
+
+def _leftovers(node: Node, cluster_ip: str, node_port: int) -> dict[str, str]:
+    """What pods or the deleted service left on the host, by kind (empty when clean)."""
+
+    def sh(command: str) -> str:
+        return node.ssh(command).stdout.decode().strip()
+
+    found = {
+        "containers": sh(f"{RUNC} list -q"),
+        "netns": sh("ip netns list"),
+        "veth": sh("ip -o link show type veth | grep -v ': eth0@' || true"),
+        "ip allocations": sh(
+            "ls /var/lib/cni/networks/*/ | grep -v -e '^last_reserved_ip' -e '^lock$' "
+            "-e ':$' -e '^$' || true"
+        ),
+        "sandboxes": sh(
+            "ls /var/lib/berth/runtime/pods /var/lib/berth/runtime/containers "
+            "| grep -v -e ':$' -e '^$' || true"
+        ),
+    }
+    rules = sh("nft list table ip berth")
+    if cluster_ip in rules or f" {node_port} " in rules:
+        found["nft"] = "service web still in the berth table"
+    return {k: v for k, v in found.items() if v}
