@@ -85,9 +85,11 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf"
 
+    def core_api(self) -> client.CoreV1Api:
+        return client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))  # type: ignore[no-untyped-call]
+
     def nodes(self) -> dict[str, Any]:
-        api = client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))  # type: ignore[no-untyped-call]
-        return {str(n.metadata.name): n for n in api.list_node().items if n.metadata}
+        return {str(n.metadata.name): n for n in self.core_api().list_node().items if n.metadata}
 
     def sh(self, host: str, command: str) -> str:
         code, out, err = run(self.lab, host, command)
@@ -208,9 +210,19 @@ def test_label_change_patches_the_node_without_restarts(cluster: Cluster) -> Non
 
 
 def test_removing_a_host_drains_deletes_and_cleans_it(cluster: Cluster) -> None:
+    api = cluster.core_api()
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="on-n4"),
+        spec=client.V1PodSpec(
+            node_name="n4", containers=[client.V1Container(name="c", image="busybox:1.36")]
+        ),
+    )
+    api.create_namespaced_pod("default", pod)
     events = cluster.events("apply", "-i", str(cluster.spec(3, {"tier": "gold"})), "--yes")
     lines = [e["message"] for e in events if e["host"] == "(cluster)"]
-    assert any("node n4: cordoned" in line and "Node deleted" in line for line in lines), lines
+    assert any("node n4: cordoned, 1 pod(s) evicted, Node deleted" in line for line in lines), lines
+    left = {p.metadata.name for p in api.list_namespaced_pod("default").items if p.metadata}
+    assert "on-n4" not in left
     assert any("host n4: n4:" in line and "verified clean" in line for line in lines), lines
     assert sorted(cluster.nodes()) == ["n1", "n2", "n3"]
     assert cluster.sh("n4", "ls /opt/berth /etc/berth 2>&1 || true").count("No such file") == 2
@@ -218,8 +230,13 @@ def test_removing_a_host_drains_deletes_and_cleans_it(cluster: Cluster) -> None:
 
 def test_destroy_leaves_every_host_clean_and_is_idempotent(cluster: Cluster) -> None:
     spec = str(cluster.spec(3, {"tier": "gold"}))
+    kept = cluster.berth("destroy", "-i", spec, "--yes", "--keep-data")
+    assert kept.returncode == 0, kept.stdout[-3000:] + kept.stderr[-2000:]
+    assert cluster.sh("n1", "ls /var/lib/berth/datastore").strip() != ""  # the datastore stays
+    assert cluster.sh("n1", "ls /opt/berth /etc/berth 2>&1 || true").count("No such file") == 2
     first = cluster.berth("destroy", "-i", spec, "--yes")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert "n1: 1 change(s); verified clean" in first.stdout  # now /var/lib/berth went too
     for host in ("n1", "n2", "n3"):
         assert f"{host}: " in first.stdout
         assert "berth" not in cluster.sh(
