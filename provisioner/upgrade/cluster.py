@@ -94,6 +94,16 @@ def unit_probe(units: tuple[str, ...]) -> str:
     return "; ".join(parts) + "; true"
 
 
+def host_time(output: str, host: str) -> dt.datetime:
+    """The ``date +%s.%N`` line of a command's output as an aware UTC datetime."""
+    for line in output.splitlines():
+        try:
+            return dt.datetime.fromtimestamp(float(line.strip()), tz=dt.UTC)
+        except ValueError:
+            continue
+    raise OperationError(f"{host}: no clock reading in {output[-200:]!r}")
+
+
 class SshClusterOps:
     """:class:`ClusterOps` for a cluster described by ``spec`` with state ``state``."""
 
@@ -266,15 +276,17 @@ class SshClusterOps:
         )  # fmt: skip
         self.sh(host, script, f"removing bundle {bundle} (refused if it is active)")
 
-    def switch(self, host: str, bundle: str) -> None:
+    def switch(self, host: str, bundle: str) -> dt.datetime:
         target = f"versions/{bundle}"
         script = Shell(
             "test", "-f", f"{layout.version_dir(bundle)}/.complete", Raw("&&"),
             "ln", "-sfn", target, _SWITCH_TMP, Raw("&&"),
             "mv", "-fT", _SWITCH_TMP, layout.CURRENT, Raw("&&"),
+            "date", "+%s.%N", Raw("&&"),
             "systemctl", "restart", *self.units(host),
         )  # fmt: skip
-        self.sh(host, script, f"switching to {bundle}")
+        out = self.sh(host, script, f"switching to {bundle}")
+        return host_time(out, host)
 
     def cordon(self, host: str) -> None:
         self._api_retrying(lambda c: draining.cordon(c, host))

@@ -50,10 +50,6 @@ class UpgradePlan:
         return out + describe_plan(self.batches, target=self.target)
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class Upgrader:
     """Rolling upgrade, resume and cluster rollback of one cluster (module docstring)."""
 
@@ -66,7 +62,6 @@ class Upgrader:
         snapshot_dir: Path,
         max_unavailable: int,
         report: Report = lambda line: None,
-        now: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self.ops = ops
         self.hosts = list(hosts)
@@ -74,7 +69,6 @@ class Upgrader:
         self.snapshot_dir = snapshot_dir
         self.max_unavailable = max_unavailable
         self.report = report
-        self.now = now
 
     @property
     def control_plane(self) -> frozenset[str]:
@@ -198,8 +192,7 @@ class Upgrader:
             journal.append(Step.INSTALLED, host, bundle=target)
         since: dict[str, dt.datetime] = {}
         for host in batch:
-            since[host] = self.now()
-            self.ops.switch(host, target)
+            since[host] = self.ops.switch(host, target)
             journal.append(Step.SWITCHED, host, bundle=target)
         failed: dict[str, list[GateFailure]] = {}
         for host in batch:
@@ -230,8 +223,7 @@ class Upgrader:
         for host, failures in failed.items():
             logs = self.ops.logs(host)  # read before the rollback restarts the units
             previous = progress.previous[host]
-            since = self.now()
-            self.ops.switch(host, previous)
+            since = self.ops.switch(host, previous)
             back = self.ops.gate(host, previous, since=since)
             if back:
                 journal.append(Step.GATE_FAILED, host, bundle=previous,
@@ -280,8 +272,7 @@ class Upgrader:
         for host in revert:
             previous = progress.previous[host]
             self.ops.install(host, previous)  # a no-op when it is still on the host
-            since = self.now()
-            self.ops.switch(host, previous)
+            since = self.ops.switch(host, previous)
             failures = self.ops.gate(host, previous, since=since)
             if failures:
                 logs = self.ops.logs(host).strip().splitlines()[-LOG_LINES_SHOWN:]

@@ -42,8 +42,10 @@ class ClusterOps(Protocol):
         """Delete ``bundle`` from ``host`` (never the active one; absent is fine)."""
         ...
 
-    def switch(self, host: str, bundle: str) -> None:
-        """Atomically point ``host``'s ``current`` at ``bundle`` and restart its berth units."""
+    def switch(self, host: str, bundle: str) -> dt.datetime:
+        """Atomically point ``host``'s ``current`` at ``bundle`` and restart its berth units;
+        returns the *host's* clock just before the restart (what the gate compares the new
+        agent's heartbeat with, so clock skew between operator and host does not matter)."""
         ...
 
     def cordon(self, host: str) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,10 @@ def ops(tmp_path: Path) -> tuple[SshClusterOps, dict[str, FakeConnector]]:
             ("readlink", CommandResult(0, f"versions/{OLD}\n", "")),
             ("journalctl", CommandResult(0, "cp1: agent crashed\n", "")),
         ]),
-        "w1": FakeConnector("w1", responses=[("readlink", CommandResult(1, "", "no such file"))]),
+        "w1": FakeConnector("w1", responses=[
+            ("readlink", CommandResult(1, "", "no such file")),
+            ("systemctl restart", CommandResult(0, "1763773200.250000000\n", "")),
+        ]),
     }  # fmt: skip
 
     def connect(target: HostTarget) -> FakeConnector:
@@ -84,12 +88,14 @@ def test_switch_checks_the_bundle_swaps_the_link_atomically_and_restarts_the_uni
     ops: tuple[SshClusterOps, dict[str, FakeConnector]],
 ) -> None:
     cluster, conns = ops
-    cluster.switch("w1", NEW)
+    at = cluster.switch("w1", NEW)
+    assert at == dt.datetime(2025, 11, 22, 1, 0, 0, 250000, tzinfo=dt.UTC)  # the host's clock
     (command,) = conns["w1"].commands
     assert command.startswith(f"test -f /opt/berth/versions/{NEW}/.complete && ln -sfn")
     assert "mv -fT /opt/berth/.current.berth-upgrade /opt/berth/current" in command
-    assert command.endswith("systemctl restart berth-agent.service")
-    cluster.switch("cp1", OLD)
+    assert command.endswith("date +%s.%N && systemctl restart berth-agent.service")
+    with pytest.raises(OperationError, match="cp1: no clock reading"):
+        cluster.switch("cp1", OLD)
     assert (
         conns["cp1"]
         .commands[-1]

@@ -36,6 +36,7 @@ class FakeCluster:
         self.kill_at: tuple[str, str] | None = None
         self.restored: Path | None = None
         self.snapshot_fails = False
+        self.switched_at = dt.datetime.min
 
     @property
     def target(self) -> str:
@@ -70,10 +71,12 @@ class FakeCluster:
         self._call("remove", host)
         self.installed[host].discard(bundle)
 
-    def switch(self, host: str, bundle: str) -> None:
+    def switch(self, host: str, bundle: str) -> dt.datetime:
         assert bundle in self.installed[host], "switch to a bundle that is not installed"
         self._call(f"switch:{bundle[:5]}", host)
         self.current[host] = bundle
+        self.switched_at = dt.datetime.now(dt.UTC)
+        return self.switched_at
 
     def cordon(self, host: str) -> None:
         self._call("cordon", host)
@@ -88,6 +91,7 @@ class FakeCluster:
         self.cordoned.discard(host)
 
     def gate(self, host: str, bundle: str, *, since: dt.datetime) -> list[GateFailure]:
+        assert since == self.switched_at, "the gate must compare with the host's switch time"
         self._call("gate", host)
         if (host, bundle) in self.broken:
             return [GateFailure("node-ready", "Ready=False (KubeletNotReady)")]
