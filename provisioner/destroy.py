@@ -25,7 +25,7 @@ def teardown_ops(keep_data: bool) -> Phase:
     def ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
         paths = (layout.OPT, layout.ETC) + (() if keep_data else (layout.VAR,))
         return (
-            *(UnitAbsent(unit) for unit in layout.ALL_UNITS),
+            *(UnitAbsent(unit) for unit in layout.TEARDOWN_UNITS),
             *(Absent(path, recursive=True) for path in paths),
         )
 

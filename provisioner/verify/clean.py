@@ -11,7 +11,7 @@ def clean_problems(connector: Connector, *, keep_data: bool = False) -> list[str
     """What berth left on the host (empty when it is clean)."""
     host = testinfra_host(connector)
     problems: list[str] = []
-    for unit in layout.ALL_UNITS:
+    for unit in layout.TEARDOWN_UNITS:
         service = host.service(unit)
         if service.is_running:
             problems.append(f"unit {unit} is still running")
@@ -20,7 +20,7 @@ def clean_problems(connector: Connector, *, keep_data: bool = False) -> list[str
     for path in (layout.OPT, layout.ETC) + (() if keep_data else (layout.VAR,)):
         if host.file(path).exists:
             problems.append(f"{path} is still there")
-    for port in (layout.API_PORT, layout.AGENT_PORT):
+    for port in (layout.API_PORT, layout.AGENT_PORT, *layout.ETCD_PORTS):
         if host.socket(f"tcp://0.0.0.0:{port}").is_listening:
             problems.append(f"port {port}/tcp is still listening")
     leftover = host.run("pgrep -a -f '^/usr/bin/python3 -m berth[.]' || true").stdout.strip()

@@ -31,6 +31,12 @@ ALL_UNITS = (*CONTROL_PLANE_UNITS, AGENT)
 
 API_PORT = 6443
 AGENT_PORT = 10250
+ETCD_PORTS = (2379, 2380)
+
+ETCD_UNIT = "berth-etcd.service"
+"""The etcd member's unit (:mod:`provisioner.phases.etcd`); its files live under ETC and VAR."""
+TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT)
+"""Every unit ``berth destroy`` stops and removes."""
 
 ALL_PATHS = (OPT, ETC, VAR, *(f"{UNIT_DIR}/{unit}" for unit in ALL_UNITS))
 """Everything berth creates on a host (``destroy`` removes these, ``--keep-data`` keeps VAR)."""
