@@ -26,6 +26,7 @@ from provisioner.phases.cluster.nodes import (
     DesiredNode,
     desired_nodes,
     node_patch,
+    nodes_after,
 )
 from provisioner.phases.cluster.ops import (
     BundleInstalled,
@@ -216,3 +217,15 @@ def test_hosts_that_left_the_spec_stay_recorded_until_cleaned(tmp_path: Path) ->
     forget_host(state, "w")
     assert "w" not in recorded_hosts(state)
     assert (state.root / "hosts.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_planning_a_new_cluster_predicts_every_node_without_an_api(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(SPEC)
+    data = SimpleNamespace(
+        spec=load_spec(tmp_path / "c.yaml"), cache_dir=tmp_path, dry_run=True,
+        state_dir=tmp_path / "state",
+    )  # fmt: skip
+    lines: list[str] = []
+    assert nodes_after(data, lines.append) == 4
+    assert lines[0].startswith("node cp: register, label node-role.kubernetes.io/control-plane")
+    assert not (tmp_path / "state" / "unit" / "hosts.json").exists()  # planning writes nothing
