@@ -36,7 +36,7 @@ from provisioner.operations.base import Operation
 from provisioner.operations.files import Directory, File, Symlink
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import UNIT_DIR, Service, UnitFile
-from provisioner.phases.etcd import layout
+from provisioner.phases.etcd import layout, packages
 from provisioner.phases.etcd.layout import PATHS, UNIT
 from provisioner.phases.etcd.ops import (
     BootstrapFile,
@@ -144,9 +144,8 @@ def install_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     machine = facts.get(Machine()).arch
     cache = DebCache(data.cache_dir / "debs")
     installed = facts.get(Packages())
-    debs = cache.fetch(
-        cache.resolve(layout.PACKAGES, installed), arch=DEB_ARCH.get(machine, machine)
-    )
+    wanted = packages.missing(layout.PACKAGES, installed)
+    debs = cache.fetch(wanted, arch=DEB_ARCH.get(machine, machine))
     context = _context(data, member)
     return (
         # masked before the package lands: Debian's unit would start etcd on the default ports

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import Command, Raw, Shell, Upload
+from provisioner.commands import Command, Shell, Upload
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.operations.base import OpContext, Operation
@@ -24,6 +24,20 @@ from provisioner.phases.etcd.facts import EtcdMembers, Member, etcdctl
 from provisioner.templating import render
 
 HEALTH_WAIT_SECONDS = 60
+MEMBER_ADD_SECONDS = 30
+UNHEALTHY = "unhealthy cluster"
+
+
+def retrying(argv: tuple[str, ...], *, retry_on: str, within: int) -> Shell:
+    """``argv`` run until it succeeds, again (once a second, up to ``within`` s) only while it
+    fails with ``retry_on`` in its output — an answer that proves nothing was changed."""
+    command = " ".join(shlex.quote(a) for a in argv)
+    script = (
+        f"i=0; until out=$({command} 2>&1); do "
+        f'case "$out" in *{shlex.quote(retry_on)}*) ;; *) echo "$out" >&2; exit 1;; esac; '
+        f'i=$((i+1)); [ "$i" -ge {within} ] && {{ echo "$out" >&2; exit 1; }}; sleep 1; done'
+    )
+    return Shell("sh", "-c", script)
 
 
 @dataclass(frozen=True)
@@ -109,9 +123,13 @@ class MemberJoined(Operation):
         if not self.others:
             ctx.noop(f"{self.peer.name} is the only control-plane host")
             return
-        yield Shell(
-            *etcdctl(self.others), "member", "add", self.peer.name,
-            f"--peer-urls={self.peer.peer_url}", Raw(">/dev/null"),
+        # etcd refuses to add a member until every member has been connected for 5 s
+        # ("unhealthy cluster", nothing changed): right after the previous join, wait for that
+        yield retrying(
+            (*etcdctl(self.others), "member", "add", self.peer.name,
+             f"--peer-urls={self.peer.peer_url}"),
+            retry_on=UNHEALTHY,
+            within=MEMBER_ADD_SECONDS,
         )  # fmt: skip
 
 
@@ -144,8 +162,11 @@ class MembersRemoved(Operation):
             ctx.noop(f"every one of the {len(members)} member(s) is a control-plane host")
             return
         for member in stale:
-            yield Shell(*etcdctl(self.endpoints), "member", "remove", member.hex_id,
-                        Raw(">/dev/null"))  # fmt: skip
+            yield retrying(
+                (*etcdctl(self.endpoints), "member", "remove", member.hex_id),
+                retry_on=UNHEALTHY,
+                within=MEMBER_ADD_SECONDS,
+            )
 
 
 def initial_cluster(

@@ -9,6 +9,7 @@ after checking its bootstrap file against the cluster as etcd does), and the hea
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,12 @@ class SimCluster:
         self.running -= {m.name for m in gone}
 
 
+def unwrap_retry(script: str) -> str | None:
+    """The command a :func:`provisioner.phases.etcd.ops.retrying` script runs."""
+    match = re.match(r"i=0; until out=\$\((.*) 2>&1\); do ", script)
+    return match.group(1) if match else None
+
+
 def _env(content: bytes) -> dict[str, str]:
     return dict(re.findall(r"^(ETCD_\w+)=(.*)$", content.decode(), re.M))
 
@@ -59,6 +66,8 @@ class EtcdHost(SimHost):
 
     def _segment(self, argv: list[str | Raw]) -> None:
         words = [a for a in argv if isinstance(a, str)]
+        if words[:2] == ["sh", "-c"] and (inner := unwrap_retry(words[2])):
+            words = shlex.split(inner)
         match words:
             case ["etcdctl", *_, "member", "add", name, peer]:
                 self.log.append(" ".join(words))

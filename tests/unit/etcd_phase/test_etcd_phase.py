@@ -5,6 +5,7 @@ member whose host left the spec is removed, changed config restarts one member a
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from provisioner.artifacts import debs as debs_module
-from provisioner.commands import Command, Upload
+from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import HostName
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.facts.base import FactSet
@@ -31,13 +32,14 @@ from provisioner.phases.etcd import (
     prepare,
     prune_ops,
 )
+from provisioner.phases.etcd import packages as etcd_packages
 from provisioner.phases.etcd.facts import EtcdMembers, Member
-from provisioner.phases.etcd.ops import OwnedStateFile
+from provisioner.phases.etcd.ops import OwnedStateFile, retrying
 from provisioner.phases.workflow import Inventory, flatten
 from provisioner.spec import ClusterSpec, parse_spec
 from tests.unit.operations.simhost import Entry
 
-from .etcdsim import EtcdHost, SimCluster
+from .etcdsim import EtcdHost, SimCluster, unwrap_retry
 
 ENV = b"ETCD_NAME={name}\nETCD_INITIAL_ADVERTISE_PEER_URLS=https://{address}:2380\n"
 ADDRESSES = {
@@ -107,6 +109,16 @@ def hosts_for(spec: ClusterSpec, cluster: SimCluster) -> dict[str, EtcdHost]:
     return out
 
 
+def shown(command: Command) -> str:
+    """How a command is described, with a retried etcdctl shown as the bare etcdctl line
+    prefixed ``retry:`` (the retry loop itself is checked in its own test)."""
+    if isinstance(command, Shell) and command.argv[:2] == ("sh", "-c"):
+        inner = unwrap_retry(str(command.argv[2]))
+        if inner is not None:
+            return f"retry: {inner}"
+    return command.describe()
+
+
 def run_ops(sim: EtcdHost, ops: list[Operation], run: HostRun) -> list[str]:
     """Evaluate and execute ``ops`` like the engine's apply (facts re-read per operation)."""
     described: list[str] = []
@@ -115,7 +127,7 @@ def run_ops(sim: EtcdHost, ops: list[Operation], run: HostRun) -> list[str]:
         command: Command
         for command in outcome.commands:
             sim.execute(command)
-            described.append(command.describe())
+            described.append(shown(command))
     return described
 
 
@@ -158,12 +170,12 @@ def test_new_cluster_joins_one_member_at_a_time_and_a_second_run_yields_nothing(
     health = "health wait"
     commands = run_phase(data, sims, {})
     add2 = (
-        f"etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.13:2379 {TLS} member add "
-        "cp2 --peer-urls=https://10.0.0.12:2380 >/dev/null"
+        "retry: etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.13:2379 "
+        f"{TLS} member add cp2 --peer-urls=https://10.0.0.12:2380"
     )
     add3 = (
-        f"etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.12:2379 {TLS} member add "
-        "cp3 --peer-urls=https://10.0.0.13:2380 >/dev/null"
+        "retry: etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.12:2379 "
+        f"{TLS} member add cp3 --peer-urls=https://10.0.0.13:2380"
     )
     assert commands == {
         "etcd/join-1 cp1": [
@@ -209,10 +221,8 @@ def test_plan_for_a_new_cluster_predicts_the_joins_from_the_spec(tmp_path: Path)
     p = [f"{n}=https://{ADDRESSES[n]}:2380" for n in ("cp1", "cp2", "cp3")]
     assert boot == [upload_line(boot_text(",".join(p), "existing"))]
     add = evaluate(ops[0], OpContext(HostName("cp3"), sim.facts(ops[0].facts()), HostRun()))
-    assert (
-        add.commands[0]
-        .describe()
-        .startswith("etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.12:2379 ")
+    assert shown(add.commands[0]).startswith(
+        "retry: etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.12:2379 "
     )
 
 
@@ -250,11 +260,11 @@ def test_replaced_host_is_removed_from_the_members_before_its_successor_joins(
     commands = run_phase(data, live, {})
     endpoints = "https://10.0.0.11:2379,https://10.0.0.12:2379,https://10.0.0.14:2379"
     assert commands["etcd/members cp1"] == [
-        f"etcdctl --endpoints={endpoints} {TLS} member remove {cp3.hex_id} >/dev/null"
+        f"retry: etcdctl --endpoints={endpoints} {TLS} member remove {cp3.hex_id}"
     ]
     assert commands["etcd/join-3 cp4"][0] == (
-        f"etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.12:2379 {TLS} member add "
-        "cp4 --peer-urls=https://10.0.0.14:2380 >/dev/null"
+        "retry: etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.12:2379 "
+        f"{TLS} member add cp4 --peer-urls=https://10.0.0.14:2380"
     )
     assert list(commands) == ["etcd/members cp1", "etcd/join-3 cp4"]
     assert sorted(m.name for m in cluster.members) == ["cp1", "cp2", "cp4"]
@@ -290,7 +300,7 @@ def run_ops_capture(sim: EtcdHost, ops: list[Operation]) -> list[str]:
     out = []
     for op in ops:
         outcome = evaluate(op, OpContext(HostName(sim.name), sim.facts(op.facts()), HostRun()))
-        out += [c.describe() for c in outcome.commands]
+        out += [shown(c) for c in outcome.commands]
     return out
 
 
@@ -371,27 +381,26 @@ def test_install_masks_debian_unit_before_the_package_and_owns_credentials(
 ) -> None:
     spec = make_spec(["cp1", "cp2", "cp3"], tmp_path)
     data = data_for(spec, tmp_path)
-    asked: list[tuple[str, ...]] = []
-
-    def resolve(self: object, names: tuple[str, ...], installed: object) -> list[str]:
-        asked.append(tuple(names))
-        return list(names)
+    graph = {"etcd-server": [("init-system-helpers",), ("adduser",)], "adduser": [("passwd",)]}
+    monkeypatch.setattr(etcd_packages, "_depends", lambda name: graph.get(name, []))
+    shipped: list[str] = []
 
     def fetch(self: object, names: list[str], *, arch: str) -> tuple[Deb, ...]:
         assert arch == "amd64"
+        shipped.extend(names)
         return tuple(Deb(n, "3.4.23-4+b4", "0" * 64, tmp_path / f"{n}.deb") for n in names)
 
-    monkeypatch.setattr(debs_module.DebCache, "resolve", resolve)
     monkeypatch.setattr(debs_module.DebCache, "fetch", fetch)
     facts = FactSet("cp1")
-    facts.put(Packages(), {})
+    installed: dict[str, str | None] = {"init-system-helpers": "1.65.2", "passwd": "1:4.13"}
+    facts.put(Packages(), installed)
     facts.put(Machine(), Machine().parse("cp1\nx86_64\n6.1.0\n", 0))
     data.facts["cp1"] = facts
     prepare(data)  # makes the etcd credentials in the cluster state
     ops = list(install_ops(data, data.inventory.hosts[0]))
     assert ops[0] == Symlink("/etc/systemd/system/etcd.service", "/dev/null")
     assert isinstance(ops[1], DebPackages)
-    assert asked == [("etcd-server", "etcd-client")]
+    assert shipped == ["etcd-server", "etcd-client", "adduser"]
     owned = {op.path: (op.owner, oct(op.mode)) for op in ops if isinstance(op, OwnedStateFile)}
     assert owned == {
         layout.CA: ("etcd", "0o644"),
@@ -410,3 +419,62 @@ def test_install_masks_debian_unit_before_the_package_and_owns_credentials(
     assert "ETCD_LISTEN_CLIENT_URLS=https://10.0.0.11:2379,https://127.0.0.1:2379\n" in text
     assert "ETCD_PEER_CLIENT_CERT_AUTH=true\n" in text
     assert "ETCD_CLIENT_CERT_AUTH=true\n" in text
+
+
+APT_DEPENDS = """etcd-server
+  PreDepends: init-system-helpers
+  Depends: adduser
+  Depends: libc6
+  Suggests: etcd-client
+init-system-helpers
+ |Depends: usrmerge
+  Depends: usr-is-merged
+    usrmerge
+adduser
+  Depends: passwd
+  Depends: <debconf-2.0>
+  Suggests: perl
+"""
+
+
+def test_apt_depends_output_keeps_alternatives_together() -> None:
+    assert etcd_packages.parse_depends(APT_DEPENDS) == {
+        "etcd-server": [("init-system-helpers",), ("adduser",), ("libc6",)],
+        "init-system-helpers": [("usrmerge", "usr-is-merged")],
+        "adduser": [("passwd",)],
+    }
+
+
+def test_an_installed_alternative_satisfies_the_group() -> None:
+    graph = etcd_packages.parse_depends(APT_DEPENDS)
+    installed = {"libc6": "2.36", "usr-is-merged": "37", "passwd": "1"}
+    shipped = etcd_packages.missing(("etcd-server",), installed, depends=lambda n: graph.get(n, []))
+    assert shipped == ["etcd-server", "init-system-helpers", "adduser"]
+    assert "usrmerge" not in shipped
+    bare = etcd_packages.missing(("etcd-server",), {}, depends=lambda n: graph.get(n, []))
+    assert bare == [
+        "etcd-server", "init-system-helpers", "adduser", "libc6", "usrmerge", "passwd",
+    ]  # fmt: skip
+
+
+def test_retry_loop_retries_only_an_unhealthy_cluster(tmp_path: Path) -> None:
+    """The member add retry runs for real in sh: a refusal that changed nothing is retried,
+    any other failure stops at once."""
+    counter = tmp_path / "n"
+    counter.write_text("0")
+    fake = tmp_path / "fake"
+    fake.write_text(
+        "#!/bin/sh\nn=$(cat $1); echo $((n+1)) > $1\n"
+        'if [ "$n" -lt 2 ]; then echo "Error: etcdserver: unhealthy cluster"; exit 1; fi\n'
+        'if [ "$2" = fail ]; then echo "Error: peerURL exists"; exit 1; fi\necho added\n'
+    )
+    fake.chmod(0o755)
+    ok = retrying((str(fake), str(counter), "ok"), retry_on="unhealthy cluster", within=10)
+    done = subprocess.run(["sh", "-c", ok.argv[2]], capture_output=True, text=True, check=False)  # type: ignore[list-item]
+    assert (done.returncode, counter.read_text().strip()) == (0, "3")
+    counter.write_text("2")
+    bad = retrying((str(fake), str(counter), "fail"), retry_on="unhealthy cluster", within=10)
+    done = subprocess.run(["sh", "-c", bad.argv[2]], capture_output=True, text=True, check=False)  # type: ignore[list-item]
+    assert done.returncode == 1
+    assert "peerURL exists" in done.stderr
+    assert counter.read_text().strip() == "3", "not retried"
