@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.agent.runtime import Runtime
+from berth.agent.runtime import ContainerConfig, ImagePullFailed, Runtime
 from berth.runtime.agent_runtime import RuncAgentRuntime, to_agent_status
 from berth.runtime.errors import ContainerError
 from berth.runtime.images import ImageService
@@ -217,3 +217,18 @@ def test_sandbox_pod_is_rebuilt_from_the_stored_spec(tmp_path: Path) -> None:
     )
     assert adapter._dns("shop", {"dnsPolicy": "Default"}) == ((), ())
     assert adapter._dns("shop", {"hostNetwork": True}) == ((), ()), "host DNS for host network"
+
+
+def test_image_failures_become_pull_errors_before_anything_is_created(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+    never = ContainerConfig(
+        name="web", image="airgap.local/absent:1", spec={"imagePullPolicy": "Never"}
+    )
+    with pytest.raises(ImagePullFailed, match="imagePullPolicy is Never") as info:
+        asyncio.run(adapter.start_container("uid-1", never, attempt=0))
+    assert info.value.never_pull is True
+    bad = ContainerConfig(name="web", image="Not A Reference", spec={})
+    with pytest.raises(ImagePullFailed, match="invalid image reference") as info:
+        asyncio.run(adapter.start_container("uid-1", bad, attempt=0))
+    assert info.value.never_pull is False
+    assert not list((tmp_path / "state" / "containers").iterdir())
