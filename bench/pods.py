@@ -10,6 +10,10 @@ in a registry on the lab bridge and pulls it on both hosts (so "image present"),
    with no network and no volumes.
 2. **throughput**, from host n1's network namespace to a pod on n2: small GETs per second and
    MB/s of a 1.9 MB file, through the ClusterIP (nftables DNAT, one endpoint) vs the pod IP.
+3. **through the agent**, same hosts and image: ``berth apply``, agents switched to
+   ``runtime: runc``, then a Deployment of 30 replicas (after a warm-up that pulls the image)
+   timed from ``kubectl apply`` to every pod Ready, and its deletion to every pod gone — next
+   to section 1's 30 pods started straight in the runtime (wall time, both hosts at once).
 
 Run as root: ``.venv/bin/python bench/pods.py``. The machine blackholes the pod and service
 CIDRs for the duration; all traffic stays on the lab bridge.
@@ -22,10 +26,13 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 # The lab helpers live with the lab tests (they are not part of the installed packages).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +41,7 @@ from provisioner.lab import Lab
 from tests.lab.workloads import (
     CLUSTER_CIDR,
     REMOTE_BERTH,
+    SERVICE_CIDR,
     STATE_DIR,
     Node,
     Registry,
@@ -160,6 +168,67 @@ def startup(node: Node, image: str) -> dict[str, list[float]]:
     return result
 
 
+def through_agent(lab: Lab, registry: Registry, image: str, work: Path) -> dict[str, float]:
+    """Section 3: the same pods through API server, scheduler and agent (seconds)."""
+    from tests.lab.test_cluster_workloads import (  # noqa: PLC0415 - lab-only helpers
+        Cluster,
+        _clean_node,
+        _ready,
+        _start_runc_agent,
+        _web,
+        wait_for,
+    )
+
+    document: dict[str, Any] = yaml.safe_load(lab.spec_path.read_text())
+    document["spec"]["ssh"]["identityFile"] = str(lab.key_path)
+    document["spec"]["ssh"]["knownHostsFile"] = str(lab.known_hosts_path)
+    document["spec"]["network"] = {"podCIDR": CLUSTER_CIDR, "serviceCIDR": SERVICE_CIDR}
+    spec = work / "cluster.yaml"
+    spec.write_text(yaml.safe_dump(document, sort_keys=False))
+    c = Cluster(lab, work, spec, work / "state", image, {})
+    try:
+        applied = c.berth("apply", "-i", str(spec), "--yes")
+        if applied.returncode != 0:
+            tail = applied.stdout[-3000:] + applied.stderr[-2000:]
+            raise SystemExit(f"berth apply failed: {tail}")
+        for host in lab.hosts:
+            c.nodes[host.name] = Node(lab, host.name, host.address, "", registry.host)
+            _start_runc_agent(c.nodes[host.name], registry.host)
+
+        def runc_nodes() -> bool:
+            items = json.loads(c.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+            runtimes = [n["status"]["nodeInfo"]["containerRuntimeVersion"] for n in items]
+            return len(items) == len(lab.hosts) and all(r.startswith("runc://") for r in runtimes)
+
+        wait_for("runc agents", runc_nodes, timeout=60)
+        deployment = _web(image)[0]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        del container["readinessProbe"]  # Ready = running, as section 1 measures
+
+        def run(replicas: int) -> tuple[float, float]:
+            deployment["spec"]["replicas"] = replicas
+            started = time.monotonic()
+            c.apply(deployment)
+
+            def all_ready() -> bool:
+                pods = c.pods("app=web")
+                return len(pods) == replicas and all(_ready(p) for p in pods)
+
+            wait_for(f"{replicas} ready", all_ready, timeout=300)
+            up = time.monotonic() - started
+            started = time.monotonic()
+            c.kubectl("delete", "deployment", "web", "--wait=false")
+            wait_for("pods gone", lambda: not c.pods("app=web"), timeout=300)
+            return up, time.monotonic() - started
+
+        run(len(lab.hosts))  # warm-up: every node pulls the image once
+        up, down = run(PODS_PER_NODE * len(lab.hosts))
+        return {"up": up, "down": down}
+    finally:
+        for node in c.nodes.values():
+            _clean_node(node)
+
+
 def main() -> None:
     require_machine_tools()
     lab = Lab(f"benchpods{os.getpid()}")
@@ -186,6 +255,9 @@ def main() -> None:
             tput = n1.python(
                 THROUGHPUT.format(pod_ip=target, cluster_ip=CLUSTER_IP, small=500, big=40)
             )
+            for node in nodes:
+                teardown_node(node)
+            agent = through_agent(lab, registry, image, Path(tmp))
         finally:
             for node in nodes:
                 teardown_node(node)
@@ -218,6 +290,14 @@ def main() -> None:
     direct, svc = tput["direct"], tput["clusterip"]
     print(f"ratio clusterip/direct: GET/s {svc['small']['per_s'] / direct['small']['per_s']:.2f}x, "
           f"MB/s {svc['big']['mb_s'] / direct['big']['mb_s']:.2f}x")  # fmt: skip
+    print()
+    # Section 1 starts 15 pods one after another on each host, both hosts at once.
+    direct_wall = max(sum(r["berth"]) for r in results)
+    print(f"{len(berth)} pods, wall time in seconds (image present)")
+    print(f"{'runtime directly (section 1)':34} {direct_wall:8.2f}")
+    print(f"{'kubectl apply -> all Ready (agent)':34} {agent['up']:8.2f}")
+    print(f"{'kubectl delete -> all gone (agent)':34} {agent['down']:8.2f}")
+    print(f"ratio agent/direct: {agent['up'] / direct_wall:.2f}x")
 
 
 if __name__ == "__main__":
