@@ -7,6 +7,7 @@ clusters (every step tolerates what is already gone), and skips unreachable host
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,11 +78,17 @@ def destroy_hosts(
         engine.connect_all()
         result.unreachable = {str(k): v for k, v in engine.unreachable.items()}
         engine.apply()
-        for host in engine.hosts:
+        hosts = engine.hosts
+        for host in hosts:
             result.changed[host.name] = counting.done.get(host.name, 0)
-            problems = clean_problems(engine.connector(host.name), keep_data=keep_data)
-            if problems:
-                result.dirty[host.name] = problems
+
+        def check(host: HostTarget) -> list[str]:
+            return clean_problems(engine.connector(host.name), keep_data=keep_data)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts)))) as pool:
+            for host, problems in zip(hosts, pool.map(check, hosts), strict=True):
+                if problems:
+                    result.dirty[host.name] = problems
     return result
 
 
