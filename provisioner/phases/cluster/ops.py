@@ -71,6 +71,12 @@ class StateFile(Operation):
         return f"file:{self.path}"
 
     def describe(self) -> str:
+        if not self.source.exists():
+            # a saved plan of a new cluster cannot show the content; `certs ensure` fixes that
+            return (
+                f"file {self.path} (not in the cluster state yet: the apply generates it; "
+                "run `berth certs ensure` first for an exact plan)"
+            )
         return f"file {self.path} (from the cluster state)"
 
     def facts(self) -> tuple[Fact[Any], ...]:
