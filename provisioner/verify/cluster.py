@@ -9,14 +9,17 @@ import contextlib
 import datetime as dt
 import secrets
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
+from berth.client.kubeconfig import load_kubeconfig
 from berth.client.resources import LEASES, NAMESPACES, NODES, PODS
 from provisioner.phases.cluster.nodes import admin_client, desired_nodes, node_patch
 from provisioner.spec import ClusterSpec
+from provisioner.spec.model import https_url
 from provisioner.verify.hosts import CheckResult
 
 CLUSTER = "(cluster)"
@@ -159,6 +162,22 @@ async def _smoke(client: HttpClient, nodes: dict[str, Obj]) -> list[CheckResult]
     return results
 
 
+def _readyz(kubeconfig: Path, spec: ClusterSpec) -> list[CheckResult]:
+    """``/readyz`` of every API server (each control-plane host, dialled directly)."""
+    context = load_kubeconfig(kubeconfig).ssl_context()
+    results = []
+    for host in spec.control_plane_hosts:
+        url = f"{https_url(host.address, spec.api_port)}/readyz"
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=10) as answer:  # noqa: S310
+                body = answer.read(200).decode(errors="replace").strip()
+                ok = answer.status == 200
+        except (OSError, ValueError) as error:
+            body, ok = f"{type(error).__name__}: {error}", False
+        results.append(_check(f"API server on {host.name} ready (/readyz)", ok, body))
+    return results
+
+
 async def _all(kubeconfig: Path, spec: ClusterSpec, *, smoke: bool) -> list[CheckResult]:
     client = admin_client(kubeconfig, timeout=10.0)
     try:
@@ -167,6 +186,7 @@ async def _all(kubeconfig: Path, spec: ClusterSpec, *, smoke: bool) -> list[Chec
         except (TimeoutError, OSError, api_errors.ApiError) as error:
             return [_check("API server reachable", False, f"{type(error).__name__}: {error}")]
         results = [_check("API server reachable", True, spec.api_server_url)]
+        results += await asyncio.to_thread(_readyz, kubeconfig, spec)
         results += node_results
         results += await _leader_checks(client)
         if smoke:

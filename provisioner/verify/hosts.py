@@ -104,7 +104,9 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
     check(
         f"version {want.bundle_id} active",
         active == want.bundle_id,
-        "" if active == want.bundle_id else f"{layout.CURRENT} is {active or 'missing'}",
+        ""
+        if active == want.bundle_id
+        else f"{layout.CURRENT} is {active or 'missing'}; `berth apply` ships this berth",
     )
     complete = host.file(f"{layout.version_dir(active)}/.complete").exists if active else False
     check("active version completely unpacked", complete, "" if complete else "no .complete")
