@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+import berth
 from provisioner.artifacts.berth_bundle import (
     Bundle,
     build_bundle,
@@ -41,10 +42,17 @@ def _cache_dir() -> Path:
 
 
 def _check_to(spec: ClusterSpec, inventory: Path, to: str) -> None:
+    """``--to`` must name this berth's own release, and the spec must not say otherwise."""
     try:
         Release.parse(to)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--to") from None
+    if to != berth.__version__:
+        # the operator ships itself (its bundle), as `berth apply` does
+        raise SpecError(
+            [f"--to {to}: this is berth {berth.__version__}, which can only install itself"],
+            hint=f"run the upgrade with berth {to}",
+        )
     if spec.spec.version is not None and spec.spec.version != to:
         raise SpecError(
             [

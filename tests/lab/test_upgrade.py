@@ -72,6 +72,11 @@ def make_build(base: Path, version: str, *, broken: bool = False) -> Build:
     (tree / "pyproject.toml").write_text(
         pyproject.replace(f'version = "{OLD}"', f'version = "{version}"', 1)
     )
+    # what `pip install` would record: importlib.metadata (berth.__version__) finds this first
+    # on PYTHONPATH, so the build knows its own release
+    info = tree / f"berth-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: berth\nVersion: {version}\n")
     if broken:
         node = tree / "berth" / "agent" / "node.py"
         text = node.read_text()
@@ -167,6 +172,8 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
     return {
         "new": make_build(base, NEW),
         "broken": make_build(base, NEW, broken=True),
+        "skip": make_build(base, "0.3.0"),
+        "down": make_build(base, "0.0.9"),
     }
 
 
@@ -188,16 +195,21 @@ def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -
     return made
 
 
-def test_skipped_minor_and_downgrade_are_refused_before_any_change(cluster: Cluster) -> None:
+def test_skipped_minor_and_downgrade_are_refused_before_any_change(
+    cluster: Cluster, builds: dict[str, Build]
+) -> None:
     before = cluster.running()
-    skip = cluster.berth(None, "upgrade", "-i", str(cluster.spec_for("0.3.0")), "--to", "0.3.0",
-                         "--yes")  # fmt: skip
+    other = cluster.berth(None, "upgrade", "-i", str(cluster.spec_for(NEW)), "--to", NEW, "--yes")
+    assert other.returncode == 3, other.stderr
+    assert f"--to {NEW}: this is berth {OLD}, which can only install itself" in other.stderr
+    skip = cluster.berth(builds["skip"], "upgrade", "-i", str(cluster.spec_for("0.3.0")),
+                         "--to", "0.3.0", "--yes")  # fmt: skip
     assert skip.returncode == 4, skip.stderr
     assert "n1: 0.1.0 -> 0.3.0 skips minor release(s) 0.2; upgrade one minor release at a time" \
         in skip.stderr  # fmt: skip
     assert "upgrade refused before any change: 3 problem(s)" in skip.stderr
-    down = cluster.berth(None, "upgrade", "-i", str(cluster.spec_for("0.0.9")), "--to", "0.0.9",
-                         "--yes")  # fmt: skip
+    down = cluster.berth(builds["down"], "upgrade", "-i", str(cluster.spec_for("0.0.9")),
+                         "--to", "0.0.9", "--yes")  # fmt: skip
     assert down.returncode == 4, down.stderr
     assert "n2: runs 0.1.0; 0.0.9 would be a downgrade (pass --allow-downgrade" in down.stderr
     assert cluster.running() == before
