@@ -17,6 +17,7 @@ Run: ``.venv/bin/python bench/upgrade.py`` (root; boots and removes lab ``bench-
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import shutil
 import subprocess
@@ -94,7 +95,7 @@ def breakdown(records: list[Record]) -> dict[str, dict[str, float]]:
 def rollback_breakdown(records: list[Record]) -> dict[str, float]:
     """host -> seconds its switch back + gate took (from the record before its REVERTED)."""
     out: dict[str, float] = {}
-    for before, record in zip(records, records[1:], strict=False):
+    for before, record in itertools.pairwise(records):
         if record.step is Step.REVERTED and record.host:
             out[record.host] = (_t(record) - _t(before)).total_seconds()
     return out
