@@ -9,8 +9,11 @@ provisioner.cli.main`` with ``PYTHONPATH`` on its tree) and ships its own bundle
 * a broken build: the first node fails its health gate, is rolled back automatically, the
   upgrade halts naming the node, the check and the logs, and the cluster is healthy on the old
   release;
-* a good build: every host ends on the new bundle and healthy, while a Deployment spread over
-  the workers never loses all of its ready replicas; ``berth rollback`` brings it back;
+* a good build: every host ends on the new bundle and healthy (``berth verify`` passes but for
+  the previous release kept for rollback), while a Deployment of 2 replicas under a
+  PodDisruptionBudget never has zero Ready pods as seen through the API (a client hitting a
+  Service is not measured: the installed agents run the simulated runtime, no pod serves
+  traffic); ``berth rollback`` brings it back;
 * the operator killed half-way: ``--resume`` finishes, and ``berth rollback --restore-snapshot``
   returns every host and the datastore to before the upgrade.
 """
