@@ -201,7 +201,9 @@ def through_agent(lab: Lab, registry: Registry, image: str, work: Path) -> dict[
             return len(items) == len(lab.hosts) and all(r.startswith("runc://") for r in runtimes)
 
         wait_for("runc agents", runc_nodes, timeout=60)
-        deployment = _web(image)[0]
+        objects = {o["kind"]: o for o in _web(image)}
+        c.apply(objects["ConfigMap"])  # the replicas mount it
+        deployment = objects["Deployment"]
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         del container["readinessProbe"]  # Ready = running, as section 1 measures
 

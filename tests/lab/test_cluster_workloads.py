@@ -252,10 +252,22 @@ def _web(image: str) -> list[dict[str, Any]]:
                                 "httpGet": {"path": "/", "port": "http"},
                                 "periodSeconds": 2,
                             },
-                            "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+                            "volumeMounts": [
+                                {"name": "www", "mountPath": "/www"},
+                                {"name": "about", "mountPath": "/www/cfg", "readOnly": True},
+                            ],
                         }
                     ],
-                    "volumes": [{"name": "www", "emptyDir": {}}],
+                    "volumes": [
+                        {"name": "www", "emptyDir": {}},
+                        {
+                            "name": "about",
+                            "configMap": {
+                                "name": "web-about",
+                                "items": [{"key": "about", "path": "about.txt"}],
+                            },
+                        },
+                    ],
                 },
             },
         },
@@ -270,7 +282,13 @@ def _web(image: str) -> list[dict[str, Any]]:
             "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
         },
     }
-    return [deployment, service]
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "web-about", "namespace": "default"},
+        "data": {"about": "served from a ConfigMap", "unused": "not projected"},
+    }
+    return [config_map, deployment, service]
 
 
 def _web_pods(c: Cluster) -> list[dict[str, Any]]:
@@ -334,6 +352,22 @@ def test_pod_reaches_a_pod_on_another_node_by_pod_ip(cluster: Cluster) -> None:
     )
     answer = node.python(code, netns=netns_name(a["metadata"]["uid"]))
     assert answer == b["metadata"]["name"]
+
+
+def test_config_map_volume_is_projected_into_every_replica(cluster: Cluster) -> None:
+    for pod in _web_pods(cluster):
+        node = cluster.nodes[pod["spec"]["nodeName"]]
+        base = f"http://{pod['status']['podIP']}:8080/cfg"
+        code = (
+            "import json, urllib.request, urllib.error\n"
+            f"about = urllib.request.urlopen('{base}/about.txt', timeout=3).read().decode()\n"
+            "try:\n"
+            f"    urllib.request.urlopen('{base}/unused', timeout=3); unused = 200\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    unused = e.code\n"
+            "print(json.dumps([about, unused]))"
+        )
+        assert node.python(code) == ["served from a ConfigMap", 404]
 
 
 def test_killed_container_process_is_restarted_and_counted(cluster: Cluster) -> None:
