@@ -88,7 +88,12 @@ def load_config(path: str | Path) -> AgentConfig:
     """Parse the agent's YAML config.
 
     ``nodes`` lists nodes explicitly; ``simulate: {count, namePrefix, ...}`` adds a fleet of
-    identical simulated nodes (``namePrefix`` + index)."""
+    identical simulated nodes (``namePrefix`` + index).
+
+    ``runtime: runc`` runs real containers on exactly one node: ``runc: {stateDir, runcRoot,
+    insecureRegistries}`` and ``network: {clusterCIDR, serviceCIDR, serviceDevice,
+    clusterDNS}`` (the agent then also keeps the node's host-gw routes and service rules). Its
+    systemd unit needs ``KillMode=process`` so container shims outlive agent restarts."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
