@@ -24,7 +24,7 @@ from provisioner.verify.clean import clean_problems
 
 def teardown_ops(keep_data: bool) -> Phase:
     def ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
-        paths = (layout.OPT, layout.ETC) + (() if keep_data else (layout.VAR,))
+        paths = layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS)
         return (
             *(UnitAbsent(unit) for unit in layout.TEARDOWN_UNITS),
             *(Absent(path, recursive=True) for path in paths),

@@ -17,7 +17,7 @@ def clean_problems(connector: Connector, *, keep_data: bool = False) -> list[str
             problems.append(f"unit {unit} is still running")
         if host.file(f"{layout.UNIT_DIR}/{unit}").exists:
             problems.append(f"unit file {layout.UNIT_DIR}/{unit} is still there")
-    for path in (layout.OPT, layout.ETC) + (() if keep_data else (layout.VAR,)):
+    for path in layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS):
         if host.file(path).exists:
             problems.append(f"{path} is still there")
     for port in (layout.API_PORT, layout.AGENT_PORT, *layout.ETCD_PORTS):

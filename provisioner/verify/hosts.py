@@ -4,8 +4,6 @@ versions, leftovers."""
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -165,13 +163,3 @@ def _sans(cert: x509.Certificate) -> set[str]:
     names = set(ext.get_values_for_type(x509.DNSName))
     names |= {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}
     return names
-
-
-def normalize_address(address: str) -> str:
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return address
-
-
-HostCheckFn = Callable[[Connector, HostExpectations], list[CheckResult]]

@@ -18,7 +18,7 @@ from provisioner.phases.cluster import hostside, layout
 from provisioner.phases.cluster.finish import verify_after
 from provisioner.phases.cluster.nodes import nodes_after
 from provisioner.phases.cluster.ops import DirEntries
-from provisioner.phases.sets import _CLUSTER_EXTRA, extend_cluster_phases
+from provisioner.phases.sets import extend_cluster_phases
 from provisioner.phases.workflow import Phase, PhaseData
 
 
@@ -47,5 +47,4 @@ def cluster_install_phases() -> tuple[Phase, ...]:
     )  # fmt: skip
 
 
-if not any(p.name == "artifacts" for p in _CLUSTER_EXTRA):
-    extend_cluster_phases(*cluster_install_phases())
+extend_cluster_phases(*cluster_install_phases())

@@ -35,10 +35,6 @@ from provisioner.templating import render
 CURRENT_ID = f"symlink:{layout.CURRENT}"
 
 
-def _is_cp(host: HostTarget) -> bool:
-    return "control-plane" in host.roles
-
-
 def _yaml(document: dict[str, Any]) -> bytes:
     return yaml.safe_dump(document, sort_keys=False).encode()
 
@@ -238,4 +234,4 @@ def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
 
 
 def is_control_plane(host: HostTarget) -> bool:
-    return _is_cp(host)
+    return "control-plane" in host.roles

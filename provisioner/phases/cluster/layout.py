@@ -38,8 +38,9 @@ ETCD_UNIT = "berth-etcd.service"
 TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT)
 """Every unit ``berth destroy`` stops and removes."""
 
-ALL_PATHS = (OPT, ETC, VAR, *(f"{UNIT_DIR}/{unit}" for unit in ALL_UNITS))
-"""Everything berth creates on a host (``destroy`` removes these, ``--keep-data`` keeps VAR)."""
+INSTALL_PATHS = (OPT, ETC)
+DATA_PATHS = (VAR,)
+"""With the units, everything berth creates on a host (``destroy --keep-data`` keeps DATA_PATHS)."""
 
 
 def version_dir(bundle_id: str) -> str:
