@@ -11,6 +11,7 @@ agent sees after a restart — handy for debugging and used by the lab tests::
     python3 -m berth.runtime routes --own-cidr 10.244.1.0/24 \\
         --peers '[["10.244.2.0/24", "10.231.0.12"]]'
     python3 -m berth.runtime proxy --cluster-cidr 10.244.0.0/16 < services.json
+    python3 -m berth.runtime reset --purge    # node teardown (stop the agent first)
 
 ``run-pod`` reads a ``v1/Pod`` JSON document; ConfigMap/Secret volume content may be given in
 a top-level ``"files": {"configMap/<name>": {"<key>": "<text>"}}`` object.
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,6 +38,7 @@ from berth.proxy.sync import ServiceProxy
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import pod_from_k8s
 from berth.runtime.registry import RegistryClient
+from berth.runtime.reset import bridge_cidr, reset_node
 from berth.runtime.runc import DEFAULT_RUNC_ROOT, DEFAULT_STATE_DIR, ContainerState, RuncRuntime
 from berth.runtime.spec import ContainerID, PodUID
 from berth.runtime.store import ContentStore
@@ -112,6 +115,14 @@ async def _main(args: argparse.Namespace) -> Any:
         return {"commands": commands}
     if args.command == "proxy":
         return await _proxy(args, json.load(sys.stdin))
+    if args.command == "reset":
+        runner = SubprocessRunner()
+        if not args.pod_cidr:  # CNI DEL needs the network config: the bridge knows the range
+            args.pod_cidr = await bridge_cidr(runner) or ""
+        report = await reset_node(_runtime(args), runner, grace_seconds=args.grace)
+        if args.purge:
+            await asyncio.to_thread(shutil.rmtree, args.state_dir, True)
+        return dataclasses.asdict(report)
     rt = _runtime(args)
     if args.command == "pull":
         started = time.monotonic()
@@ -198,6 +209,9 @@ def parser() -> argparse.ArgumentParser:
     routes.add_argument("--own-cidr", required=True)
     routes.add_argument("--service-cidr", default=None)
     routes.add_argument("--dev", default=None)
+    reset = sub.add_parser("reset", help="remove every pod, rule, route and the bridge (teardown)")
+    reset.add_argument("--grace", type=float, default=2.0)
+    reset.add_argument("--purge", action="store_true", help="also delete the state directory")
     proxy = sub.add_parser("proxy", help='{"services": [...], "endpointSlices": [...]} on stdin')
     proxy.add_argument("--cluster-cidr", default=None)
     return p

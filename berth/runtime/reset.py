@@ -1,0 +1,64 @@
+"""Remove everything berth's node runtime and network made on this host (node teardown).
+
+Order matters: pods first (containers stopped, CNI DEL releases each IP and veth, netns,
+mounts and files removed), then runc containers no sandbox owns, then the node-wide pieces
+(the service proxy's nftables table, host-gw routes, the pod bridge). Idempotent: a second run
+finds nothing and changes nothing. The agent must be stopped first, or it recreates pods.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+
+from berth.network.command import Runner
+from berth.network.podnet import BRIDGE
+from berth.network.routes import RouteSync
+from berth.proxy.sync import ServiceProxy
+from berth.runtime.runc import RuncRuntime
+from berth.runtime.spec import PodUID
+
+
+@dataclass
+class ResetReport:
+    pods: list[str] = field(default_factory=list)  # sandbox uids removed
+    containers: list[str] = field(default_factory=list)  # containers no sandbox owned
+    routes: int = 0  # host-gw / service routes deleted
+    bridge: bool = False  # the pod bridge was deleted
+
+
+async def bridge_cidr(runner: Runner, bridge: str = BRIDGE) -> str | None:
+    """The pod CIDR the bridge serves (its gateway address's network), if the bridge exists."""
+    result = await runner.run(["ip", "-j", "-4", "addr", "show", "dev", bridge])
+    if not result.ok:
+        return None
+    for link in json.loads(result.stdout or b"[]"):
+        for info in link.get("addr_info") or []:
+            if info.get("local") and info.get("prefixlen") is not None:
+                iface = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}")
+                return str(iface.network)
+    return None
+
+
+async def reset_node(
+    rt: RuncRuntime, runner: Runner, *, grace_seconds: float = 2.0, bridge: str = BRIDGE
+) -> ResetReport:
+    report = ResetReport()
+    for record in rt.sandboxes.list_records():
+        await rt.remove_pod_sandbox(PodUID(record.uid), grace_seconds=grace_seconds)
+        report.pods.append(record.uid)
+    for status in await rt.list_containers():
+        await rt.remove_container(status.id)
+        report.containers.append(status.id)
+    for state in await rt.runc_list():
+        if str(state.get("bundle", "")).startswith(str(rt.containers_dir)):
+            await rt.runner.run([rt.runc, "--root", str(rt.runc_root), "delete", "--force",
+                                 str(state["id"])])  # fmt: skip
+            report.containers.append(str(state["id"]))
+    await ServiceProxy(cluster_cidr=None, runner=runner).remove()
+    report.routes = len(await RouteSync(runner).sync(set()))
+    if (await runner.run(["ip", "link", "show", "dev", bridge])).ok:
+        await runner.run(["ip", "link", "del", "dev", bridge])
+        report.bridge = True
+    return report

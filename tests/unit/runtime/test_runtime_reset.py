@@ -1,0 +1,82 @@
+"""Node teardown (``python3 -m berth.runtime reset``): node-wide pieces removed, commands
+faked (nothing touches this machine)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from berth.network.command import Completed
+from berth.runtime.images import ImageService
+from berth.runtime.reset import bridge_cidr, reset_node
+from berth.runtime.runc import RuncRuntime
+from berth.runtime.store import ContentStore
+
+ROUTES = [
+    {"dst": "10.244.2.0/24", "gateway": "10.231.1.12"},
+    {"dst": "10.96.0.0/12", "dev": "eth0"},
+]
+CNI0 = [{"ifname": "cni0", "addr_info": [{"local": "10.244.1.1", "prefixlen": 24}]}]
+
+
+class Host:
+    """A host with two berth routes and a bridge; later calls see them gone."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.bridge = True
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        argv = list(argv)
+        self.calls.append(argv)
+        out, rc = b"", 0
+        if argv[:3] == ["ip", "-j", "route"]:
+            done = any(c[:3] == ["ip", "route", "del"] for c in self.calls[:-1])
+            out = b"[]" if done else json.dumps(ROUTES).encode()
+        elif argv[:4] == ["ip", "-j", "-4", "addr"]:
+            out, rc = (json.dumps(CNI0).encode(), 0) if self.bridge else (b"", 1)
+        elif argv[:3] == ["ip", "link", "show"]:
+            rc = 0 if self.bridge else 1
+        elif argv[:3] == ["ip", "link", "del"]:
+            self.bridge = False
+        elif "list" in argv:
+            out = b"[]"
+        return Completed(tuple(argv), rc, out, b"")
+
+
+def _runtime(tmp_path: Path, host: Host) -> RuncRuntime:
+    return RuncRuntime(
+        images=ImageService(ContentStore(tmp_path / "images")),
+        network=None,
+        state_dir=tmp_path / "state",
+        runc_root=tmp_path / "runc",
+        runner=host,
+        enforce=frozenset(),
+    )
+
+
+def test_reset_removes_table_routes_and_bridge_then_finds_nothing(tmp_path: Path) -> None:
+    host = Host()
+    rt = _runtime(tmp_path, host)
+    assert asyncio.run(bridge_cidr(host)) == "10.244.1.0/24"
+    report = asyncio.run(reset_node(rt, host))
+    assert report.routes == 2
+    assert report.bridge is True
+    assert report.pods == []
+    commands = [" ".join(c) for c in host.calls]
+    assert "ip route del 10.244.2.0/24 via 10.231.1.12 proto 199" in commands
+    assert "ip route del 10.96.0.0/12 dev eth0 proto 199" in commands
+    assert "ip link del dev cni0" in commands
+    assert any(c == "nft -f -" for c in commands)
+    again = asyncio.run(reset_node(rt, host))
+    assert (again.routes, again.bridge) == (0, False)
+    assert asyncio.run(bridge_cidr(host)) is None
