@@ -596,3 +596,32 @@ def _leftovers(node: Node, cluster_ip: str, node_port: int) -> dict[str, str]:
     if cluster_ip in rules or f" {node_port} " in rules:
         found["nft"] = "service web still in the berth table"
     return {k: v for k, v in found.items() if v}
+
+
+def test_node_reset_after_the_agent_stops_leaves_the_host_clean(cluster: Cluster) -> None:
+    node = cluster.nodes["n3"]
+    pod = _bare_pod("leftover", cluster.image, "exec httpd -f -p 8080 -h /www")
+    pod["spec"]["nodeName"] = "n3"
+    cluster.apply(pod)
+    uid = wait_for("leftover ready", partial(_ready_pod, cluster, "leftover"))["metadata"]["uid"]
+    node.ssh(f"systemctl stop {AGENT_UNIT}")
+    assert _runc_ids(node, {uid}), "KillMode=process: the container outlives its agent"
+    out = node.ssh(f"PYTHONPATH={SITE} python3 -m berth.runtime reset").stdout
+    report = json.loads(out)
+    assert report["pods"] == [uid]
+    assert report["bridge"] is True
+    assert report["routes"] >= 3  # to n1's and n2's pods + the service CIDR
+
+    def sh(command: str) -> str:
+        return node.ssh(command, check=False).stdout.decode().strip()
+
+    assert sh(f"{RUNC} list -q") == ""
+    assert sh("ip netns list") == ""
+    assert sh("ip -o link show type veth | grep -v ': eth0@'") == ""
+    assert sh("ls /var/lib/cni/networks/*/ | grep -v -e '^last_reserved_ip' -e '^lock$'") == ""
+    assert sh("ip route show proto 199") == ""
+    assert node.ssh("nft list table ip berth", check=False).returncode != 0
+    assert node.ssh("ip link show cni0", check=False).returncode != 0
+    again = json.loads(node.ssh(f"PYTHONPATH={SITE} python3 -m berth.runtime reset").stdout)
+    assert again == {"pods": [], "containers": [], "routes": 0, "bridge": False}
+    cluster.kubectl("delete", "pod", "leftover", "--force", "--grace-period=0")
