@@ -159,7 +159,9 @@ def etcd_member_restore_commands(
 
 def health_wait() -> Shell:
     """Until the local member serves a quorum read (after a restore, all start together)."""
-    return retrying((*_local_etcdctl(), "endpoint", "health"), retry_on="", within=HEALTH_SECONDS)
+    # "" retries every failure: any answer but healthy means "not yet"
+    probe = (*_local_etcdctl(), "endpoint", "health")
+    return retrying(probe, retry_on=("",), within=HEALTH_SECONDS)
 
 
 def _targets(spec: ClusterSpec, state: ClusterState) -> list[HostTarget]:

@@ -5,8 +5,12 @@
 package never starts an unconfigured etcd), the member's credentials owned by the ``etcd`` user,
 its environment file and the ``berth-etcd.service`` unit (templates under ``templates/etcd/``).
 
-``etcd/members`` (first control-plane host): members whose host left the spec are removed —
-before the ``nodes`` phase destroys those hosts.
+``etcd/members`` (first control-plane host): members whose host left the spec — or is no
+control-plane host any more — are removed, before the ``nodes`` phase destroys those hosts.
+
+``etcd/retire`` (every other host): a host that is no control-plane host has no etcd member:
+its unit is stopped and removed with the member's data and config (nothing to do on a host
+that never had one).
 
 ``etcd/join-1`` … ``etcd/join-7`` (the k-th control-plane host of the spec, one phase each, so
 one host at a time): the member is added through the running members (``etcdctl member add``),
@@ -33,9 +37,9 @@ from provisioner.facts.base import Fact
 from provisioner.facts.packages import Packages
 from provisioner.facts.system import Machine
 from provisioner.operations.base import Operation
-from provisioner.operations.files import Directory, File, Symlink
+from provisioner.operations.files import Absent, Directory, File, Symlink
 from provisioner.operations.packages import DebPackages
-from provisioner.operations.systemd import UNIT_DIR, Service, UnitFile
+from provisioner.operations.systemd import UNIT_DIR, Service, UnitAbsent, UnitFile
 from provisioner.phases.etcd import layout, packages
 from provisioner.phases.etcd.layout import PATHS, UNIT
 from provisioner.phases.etcd.ops import (
@@ -171,6 +175,18 @@ def prune_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     return (MembersRemoved(tuple(map(_peer, members)), tuple(etcd_endpoints(spec))),)
 
 
+def retire_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    """On hosts that are no control-plane host: no etcd member (after ``etcd/members``)."""
+    spec = _etcd_spec(data)
+    if spec is None or _cp(host):
+        return ()
+    return (
+        UnitAbsent(layout.UNIT),
+        Absent(layout.DATA, recursive=True),
+        Absent(layout.ETC, recursive=True),
+    )
+
+
 def join_ops(data: PhaseData, host: HostTarget, *, rank: int) -> Sequence[Operation]:
     """On the ``rank``-th control-plane host (1-based): join, first start, restart, health."""
     spec = _etcd_spec(data)
@@ -228,12 +244,13 @@ def etcd_phase() -> Phase:
     return Phase(
         "etcd",
         "etcd cluster on the control-plane hosts (mTLS), one member at a time",
-        applies_to=_cp,
         children=(
             Phase("install", "etcd packages, credentials, config and unit",
                   operations=install_ops, facts=_install_facts, prepare=prepare, applies_to=_cp),
             Phase("members", "Remove members of control-plane hosts that left the spec",
                   operations=prune_ops, applies_to=_cp),
+            Phase("retire", "No etcd member on hosts that are no control-plane host",
+                  operations=retire_ops, applies_to=lambda host: not _cp(host)),
             *joins,
         ),
     )  # fmt: skip

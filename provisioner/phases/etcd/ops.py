@@ -25,16 +25,33 @@ from provisioner.templating import render
 
 HEALTH_WAIT_SECONDS = 60
 MEMBER_ADD_SECONDS = 30
-UNHEALTHY = "unhealthy cluster"
+TRANSIENT = (
+    "unhealthy cluster",  # a member joined less than 5 s ago: nothing was changed
+    "request timed out",  # the leader changed under the request: it may or may not apply
+    "leader changed",
+    "no leader",
+    "context deadline exceeded",
+)
+"""etcd answers after which a membership change is tried again."""
 
 
-def retrying(argv: tuple[str, ...], *, retry_on: str, within: int) -> Shell:
-    """``argv`` run until it succeeds, again (once a second, up to ``within`` s) only while it
-    fails with ``retry_on`` in its output — an answer that proves nothing was changed."""
+def retrying(
+    argv: tuple[str, ...], *, retry_on: tuple[str, ...], done_on: tuple[str, ...] = (),
+    within: int,
+) -> Shell:  # fmt: skip
+    """``argv`` run until it succeeds: again (once a second, up to ``within`` s) while it fails
+    with one of ``retry_on`` in its output, and counted as done when the output has one of
+    ``done_on`` (what a retry answers when the first, timed-out attempt did apply). An empty
+    string in ``retry_on`` retries every failure."""
     command = " ".join(shlex.quote(a) for a in argv)
+
+    def pattern(words: tuple[str, ...]) -> str:
+        return "|".join(f"*{shlex.quote(w)}*" if w else "*" for w in words)
+
+    done = f'case "$out" in {pattern(done_on)}) exit 0;; esac; ' if done_on else ""
     script = (
-        f"i=0; until out=$({command} 2>&1); do "
-        f'case "$out" in *{shlex.quote(retry_on)}*) ;; *) echo "$out" >&2; exit 1;; esac; '
+        f"i=0; until out=$({command} 2>&1); do {done}"
+        f'case "$out" in {pattern(retry_on)}) ;; *) echo "$out" >&2; exit 1;; esac; '
         f'i=$((i+1)); [ "$i" -ge {within} ] && {{ echo "$out" >&2; exit 1; }}; sleep 1; done'
     )
     return Shell("sh", "-c", script)
@@ -128,7 +145,8 @@ class MemberJoined(Operation):
         yield retrying(
             (*etcdctl(self.others), "member", "add", self.peer.name,
              f"--peer-urls={self.peer.peer_url}"),
-            retry_on=UNHEALTHY,
+            retry_on=TRANSIENT,
+            done_on=("Peer URLs already exists",),
             within=MEMBER_ADD_SECONDS,
         )  # fmt: skip
 
@@ -164,7 +182,8 @@ class MembersRemoved(Operation):
         for member in stale:
             yield retrying(
                 (*etcdctl(self.endpoints), "member", "remove", member.hex_id),
-                retry_on=UNHEALTHY,
+                retry_on=TRANSIENT,
+                done_on=("member not found",),
                 within=MEMBER_ADD_SECONDS,
             )
 

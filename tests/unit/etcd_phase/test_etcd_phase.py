@@ -31,6 +31,7 @@ from provisioner.phases.etcd import (
     layout,
     prepare,
     prune_ops,
+    retire_ops,
 )
 from provisioner.phases.etcd import packages as etcd_packages
 from provisioner.phases.etcd.facts import EtcdMembers, Member
@@ -372,8 +373,8 @@ def test_member_list_fact_asks_each_endpoint_on_its_own() -> None:
 
 def test_phase_tree() -> None:
     paths = [p.path for p in flatten([etcd_phase()])]
-    assert paths[:3] == ["etcd", "etcd/install", "etcd/members"]
-    assert paths[3:] == [f"etcd/join-{k}" for k in range(1, 8)]
+    assert paths[:4] == ["etcd", "etcd/install", "etcd/members", "etcd/retire"]
+    assert paths[4:] == [f"etcd/join-{k}" for k in range(1, 8)]
 
 
 def test_install_masks_debian_unit_before_the_package_and_owns_credentials(
@@ -469,12 +470,45 @@ def test_retry_loop_retries_only_an_unhealthy_cluster(tmp_path: Path) -> None:
         'if [ "$2" = fail ]; then echo "Error: peerURL exists"; exit 1; fi\necho added\n'
     )
     fake.chmod(0o755)
-    ok = retrying((str(fake), str(counter), "ok"), retry_on="unhealthy cluster", within=10)
+    ok = retrying((str(fake), str(counter), "ok"), retry_on=("unhealthy cluster",), within=10)
     done = subprocess.run(["sh", "-c", ok.argv[2]], capture_output=True, text=True, check=False)  # type: ignore[list-item]
     assert (done.returncode, counter.read_text().strip()) == (0, "3")
     counter.write_text("2")
-    bad = retrying((str(fake), str(counter), "fail"), retry_on="unhealthy cluster", within=10)
+    bad = retrying((str(fake), str(counter), "fail"), retry_on=("unhealthy cluster",), within=10)
     done = subprocess.run(["sh", "-c", bad.argv[2]], capture_output=True, text=True, check=False)  # type: ignore[list-item]
     assert done.returncode == 1
     assert "peerURL exists" in done.stderr
     assert counter.read_text().strip() == "3", "not retried"
+    counter.write_text("2")
+    applied = retrying(
+        (str(fake), str(counter), "fail"), retry_on=("unhealthy cluster",),
+        done_on=("peerURL exists",), within=10,
+    )  # fmt: skip
+    script = str(applied.argv[2])
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, "an earlier attempt that did apply counts as done"
+
+
+def test_a_host_that_is_no_control_plane_host_has_no_member_left(tmp_path: Path) -> None:
+    spec = make_spec(["cp1", "cp2", "cp3", "w1"], tmp_path)
+    data = data_for(spec, tmp_path)
+    worker = data.inventory.hosts[3]
+    assert retire_ops(data, data.inventory.hosts[0]) == ()
+    sim = EtcdHost(name="w1")
+    # leftovers of a member (the host was a control-plane host before)
+    sim.paths[f"/etc/systemd/system/{layout.UNIT}"] = Entry("file", 0o644, content=b"unit")
+    sim.loaded[layout.UNIT] = b"unit"
+    sim.units[layout.UNIT] = {"enabled": "enabled", "active": "active"}
+    sim.paths[layout.DATA] = Entry("directory", 0o700, "etcd", "etcd")
+    sim.paths[layout.MEMBER_DIR] = Entry("directory", 0o700, "etcd", "etcd")
+    sim.paths[layout.ETC] = Entry("directory", 0o755)
+    sim.paths[layout.ENV_FILE] = Entry("file", 0o644, content=b"x")
+    ops = list(retire_ops(data, worker))
+    assert run_ops(sim, ops, HostRun()) == [
+        "systemctl stop berth-etcd.service",
+        "systemctl disable berth-etcd.service",
+        "rm -f -- /etc/systemd/system/berth-etcd.service",
+        "rm -rf -- /var/lib/berth/etcd",
+        "rm -rf -- /etc/berth/etcd",
+    ]
+    assert run_ops(sim, ops, HostRun()) == [], "a second run yields nothing"
