@@ -341,7 +341,7 @@ def test_every_replica_answers_its_node_port_from_this_machine(cluster: Cluster)
         assert set(answers) == names, (node.name, answers)
 
 
-def test_pod_reaches_a_pod_on_another_node_by_pod_ip(cluster: Cluster) -> None:
+def test_pod_reaches_pods_on_other_nodes_by_pod_ip_and_cluster_ip(cluster: Cluster) -> None:
     pods = {p["spec"]["nodeName"]: p for p in _web_pods(cluster)}
     a, b = pods["n1"], pods["n2"]
     node = cluster.nodes["n1"]
@@ -352,6 +352,13 @@ def test_pod_reaches_a_pod_on_another_node_by_pod_ip(cluster: Cluster) -> None:
     )
     answer = node.python(code, netns=netns_name(a["metadata"]["uid"]))
     assert answer == b["metadata"]["name"]
+    cluster_ip, _ = _service(cluster)
+    url = f"http://{cluster_ip}/"
+    from_pod = node.python(
+        HTTP_COUNTER.format(n=40, url=url), netns=netns_name(a["metadata"]["uid"])
+    )
+    # the pod reaches every replica (its own included: hairpin) through the ClusterIP
+    assert set(from_pod) == {p["metadata"]["name"] for p in pods.values()}, from_pod
 
 
 def test_config_map_volume_is_projected_into_every_replica(cluster: Cluster) -> None:
