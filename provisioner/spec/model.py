@@ -34,6 +34,7 @@ WORKER: Role = "worker"
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 HostKeyPolicy = Literal["strict", "accept-new"]
 DatastoreType = Literal["sqlite", "etcd"]
+Runtime = Literal["runc", "simulated"]
 
 
 def _checked(check: Callable[[str], str | None], hint: str | None = None) -> AfterValidator:
@@ -279,6 +280,11 @@ class ClusterSpecBody(_Model):
     certificates: Certificates = Field(default_factory=Certificates)
     upgrade: Upgrade = Field(default_factory=Upgrade)
     secrets_encryption: bool = Field(True, description="encrypt Secrets at rest in the datastore")
+    runtime: Runtime = Field(
+        "runc",
+        description="runc: real containers (runc, CNI bridge, nftables service proxy shipped to "
+        "every host); simulated: pods only pretend to run (scale tests)",
+    )
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,16 @@ CASES = [
         id="unknown_jump_host_key",
     ),
     pytest.param(
+        ONE_HOST + "runtime: docker\n",
+        [
+            "cluster.yaml:7:12: spec.runtime: must be one of 'runc', 'simulated' (got 'docker')",
+        ],
+        id="unknown_runtime",
+    ),
+    pytest.param(
         ONE_HOST + "colour: blue\n",
         [
-            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, secretsEncryption, ssh, upgrade, version",
+            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, runtime, secretsEncryption, ssh, upgrade, version",
         ],
         id="unknown_key_without_a_close_match",
     ),
