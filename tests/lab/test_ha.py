@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from berth.lb import Backend, HealthConfig, LBConfig, LoadBalancer
 from berth.store.etcd import EtcdStore, EtcdTLS
 from berth.store.interface import StoreError
 from provisioner import snapshot
@@ -382,6 +383,70 @@ def test_snapshot_save_and_restore_round_trip(etcd_lab: EtcdLab, tmp_path: Path)
     assert sorted(m["name"] for m in _members(etcd_lab, "n3")) == ["n1", "n2", "n3"]
     again, _ = etcd_lab.apply()
     assert again == 0
+
+
+def test_node_load_balancer_fails_over_between_real_members(etcd_lab: EtcdLab) -> None:
+    """berth.lb in front of the three members (TLS passes through: the client verifies the
+    member's certificate for 127.0.0.1 and presents its own), health by HTTPS ``/health`` with
+    the client certificate. A power-cut member is skipped within seconds; a partitioned one is
+    taken out because its ``/health`` fails without a leader."""
+    tls = etcd_lab.tls()
+    hosts = ["n1", "n2", "n3"]
+    config = LBConfig(
+        backends=tuple(Backend(etcd_lab.lab.host(h).address, 2379) for h in hosts),
+        listen_port=0,
+        connect_timeout=1.0,
+        health=HealthConfig(
+            mode="https", path="/health", interval=0.5, timeout=1.0, fall=2, rise=1,
+            ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file,
+        ),
+    )  # fmt: skip
+
+    async def until(predicate: Any, budget: float) -> float:
+        started = time.monotonic()
+        while not predicate():
+            assert time.monotonic() - started < budget, "load balancer did not notice"
+            await asyncio.sleep(0.1)
+        return time.monotonic() - started
+
+    async def scenario() -> tuple[float, float, float, float, WriteChecker]:
+        balancer = LoadBalancer(config)
+        await balancer.start()
+        store = EtcdStore([f"https://127.0.0.1:{balancer.port}"], tls=tls, request_timeout=4)
+        try:
+            await _wait_healthy(store, 30)
+            async with checking(store) as checker:
+                await asyncio.sleep(1)
+                cut = time.monotonic()
+                await asyncio.to_thread(etcd_lab.lab.kill, "n2")
+                noticed_cut = await until(lambda: not balancer.pool.is_up(config.backends[1]), 10)
+                await asyncio.sleep(4)
+                gap_cut = checker.longest_gap(cut, time.monotonic())
+                await asyncio.to_thread(etcd_lab.lab.start, "n2")
+                await until(lambda: balancer.pool.is_up(config.backends[1]), REJOIN_BUDGET)
+                with _isolated(etcd_lab.lab, "n3", ["n1", "n2"]):
+                    parted = time.monotonic()
+                    noticed_part = await until(
+                        lambda: not balancer.pool.is_up(config.backends[2]), 15
+                    )
+                    await asyncio.sleep(3)
+                    gap_part = checker.longest_gap(parted, time.monotonic())
+                await until(lambda: balancer.pool.is_up(config.backends[2]), REJOIN_BUDGET)
+                await asyncio.sleep(1)
+            assert await checker.lost(store) == []
+            return noticed_cut, gap_cut, noticed_part, gap_part, checker
+        finally:
+            await store.close()
+            await balancer.stop()
+
+    noticed_cut, gap_cut, noticed_part, gap_part, checker = asyncio.run(scenario())
+    print(
+        f"lb: power cut noticed in {noticed_cut:.1f}s (write gap {gap_cut:.2f}s), partitioned "
+        f"member out in {noticed_part:.1f}s (write gap {gap_part:.2f}s), "
+        f"{len(checker.acked)} acked, {len(checker.uncertain)} uncertain"
+    )
+    assert gap_cut < WRITE_GAP_BUDGET
+    assert gap_part < WRITE_GAP_BUDGET
 
 
 def test_replacing_a_control_plane_host_changes_membership_safely(etcd_lab: EtcdLab) -> None:
