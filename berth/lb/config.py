@@ -101,6 +101,30 @@ class LBConfig:
             health=_health(raw.get("health") or {}),
         )
 
+    def to_mapping(self) -> dict[str, Any]:
+        """The YAML document :meth:`from_mapping` reads (what a provisioner writes to the node)."""
+        health: dict[str, Any] = {
+            "mode": self.health.mode,
+            "intervalSeconds": self.health.interval,
+            "timeoutSeconds": self.health.timeout,
+            "fall": self.health.fall,
+            "rise": self.health.rise,
+            "path": self.health.path,
+        }
+        for key, value in (
+            ("caFile", self.health.ca_file),
+            ("certFile", self.health.cert_file),
+            ("keyFile", self.health.key_file),
+        ):
+            if value is not None:
+                health[key] = str(value)
+        return {
+            "listen": {"address": self.listen_address, "port": self.listen_port},
+            "backends": [str(b) for b in self.backends],
+            "connectTimeoutSeconds": self.connect_timeout,
+            "health": health,
+        }
+
     @classmethod
     def load(cls, path: Path) -> LBConfig:
         try:

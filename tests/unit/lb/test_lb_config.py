@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.lb.config import Backend, ConfigError, LBConfig
+from berth.lb.config import Backend, ConfigError, HealthConfig, LBConfig
 
 
 def test_full_config_parses() -> None:
@@ -59,3 +59,17 @@ def test_load_prefixes_the_file(tmp_path: Path) -> None:
     path.write_text("backends: [x]\n")
     with pytest.raises(ConfigError, match=f"^{path}: backends"):
         LBConfig.load(path)
+
+
+def test_to_mapping_round_trips() -> None:
+    config = LBConfig(
+        backends=(Backend("10.0.0.1", 6443), Backend("::1", 6443)),
+        listen_port=6444,
+        health=HealthConfig(
+            mode="https", ca_file=Path("/ca"), cert_file=Path("/c"), key_file=Path("/k")
+        ),
+    )
+    assert LBConfig.from_mapping(config.to_mapping()) == config
+    plain = LBConfig(backends=(Backend("10.0.0.1", 6443),))
+    assert "caFile" not in plain.to_mapping()["health"]
+    assert LBConfig.from_mapping(plain.to_mapping()) == plain
