@@ -8,6 +8,7 @@ response: clients never see a traceback or a bare 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -68,6 +69,9 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = {"/healthz", "/livez", "/readyz", "/version", "/version/"}
 MAX_BODY = 3 * 1024 * 1024
 JSON = "application/json"
+SHUTDOWN_GRACE = 1.0
+"""Seconds a request still running at stop may take to finish before it is cancelled
+(watches end at once; this bounds a slow list or write)."""
 OPENAPI_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
@@ -171,7 +175,9 @@ class ApiServer:
         await self._bootstrap()
         app = web.Application(client_max_size=MAX_BODY, handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+        )
         await self._runner.setup()
         self._site = web.TCPSite(
             self._runner,
@@ -190,9 +196,17 @@ class ApiServer:
         log.info("berth API server listening on %s:%d", self.config.bind_address, self.port)
 
     async def stop(self) -> None:
+        """Stop promptly: refuse new connections, end every open watch at once (clients
+        relist and re-watch), let in-flight requests finish for at most
+        :data:`SHUTDOWN_GRACE` seconds, then flush and close the store."""
         self.stopping.set()
         if self._compactor is not None:
             self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
+        # Wakes watches served from the hub's ring; ``stopping`` wakes those replaying the
+        # store's log (a resume from before this server started), which nothing else would
+        # wake until their timeoutSeconds — aiohttp's shutdown waited on them.
         await self.hub.stop()
         if self._runner is not None:
             server = self._runner.server

@@ -197,7 +197,16 @@ class EventSource:
         assert self.store_watch is not None
         if self._next is None:
             self._next = asyncio.ensure_future(self.store_watch.__anext__())
-        await asyncio.wait({self._next}, timeout=wait_seconds)
+        # ``stopping`` ends the wait too: the hub cannot wake a watch that reads the store.
+        stopping = asyncio.ensure_future(self.server.stopping.wait())
+        try:
+            await asyncio.wait(
+                {self._next, stopping}, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+        if self.server.stopping.is_set():
+            self.closed = True
         batch: list[ObjEvent] = []
         while self._next is not None and self._next.done():
             task, self._next = self._next, None
