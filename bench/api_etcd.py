@@ -5,7 +5,9 @@
    ``berth`` installs. An API server that does not accept an etcd datastore yet is reported as
    such (the row is skipped, never faked).
 2. Raw writes: ``/v3/kv/put`` from C concurrent clients to etcd with 1 and with 3 members (what
-   replication costs), next to ``SqliteStore.create`` with the same concurrency and value size.
+   replication costs), the 3 members again through ``berth.lb`` (what the node-side load
+   balancer's extra hop costs), next to ``SqliteStore.create`` with the same concurrency and
+   value size.
 
     .venv/bin/python bench/api_etcd.py [--clients 16] [--creates 1000] [--seconds 3]
 """
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.api import pct, run_one, stop  # noqa: E402
 from berth.apiserver.testing import ServerProcess, prepare, start_process  # noqa: E402
+from berth.lb import Backend, HealthConfig, LBConfig, LoadBalancer  # noqa: E402
 from berth.store.sqlite import SqliteStore  # noqa: E402
 
 VALUE = b"x" * 1024
@@ -144,6 +147,21 @@ async def etcd_puts(urls: list[str], *, clients: int, seconds: float) -> Rate:
     return Rate(done / elapsed, pct(latencies, 50), pct(latencies, 99))
 
 
+async def etcd_puts_via_lb(urls: list[str], *, clients: int, seconds: float) -> Rate:
+    """The same puts through a :class:`LoadBalancer` in this process (TCP health checks)."""
+    backends = tuple(Backend("127.0.0.1", int(u.rsplit(":", 1)[1])) for u in urls)
+    balancer = LoadBalancer(
+        LBConfig(backends=backends, listen_port=0, health=HealthConfig(interval=1.0))
+    )
+    await balancer.start()
+    try:
+        return await etcd_puts(
+            [f"http://127.0.0.1:{balancer.port}"], clients=clients, seconds=seconds
+        )
+    finally:
+        await balancer.stop()
+
+
 async def sqlite_creates(path: Path, *, clients: int, seconds: float) -> Rate:
     store = await SqliteStore.open(str(path))
     latencies: list[float] = []
@@ -218,6 +236,9 @@ def main() -> int:
                 ),
                 "etcd 3 members puts": asyncio.run(
                     etcd_puts(three.urls, clients=args.clients, seconds=args.seconds)
+                ),
+                "etcd 3 via berth.lb": asyncio.run(
+                    etcd_puts_via_lb(three.urls, clients=args.clients, seconds=args.seconds)
                 ),
             }
             base = rows["etcd 3 members puts"].per_s
