@@ -65,12 +65,18 @@ def etcd_endpoints(spec: ClusterSpec) -> list[str]:
     return [layout.client_url(h.address) for h in spec.control_plane_hosts]
 
 
-def apiserver_datastore(spec: ClusterSpec) -> dict[str, Any]:
+def apiserver_datastore(spec: ClusterSpec, host: str | None = None) -> dict[str, Any]:
     """The API server's ``datastore`` config for an etcd cluster (credentials from the pki
-    phase's files, see :func:`provisioner.pki.files_for_host`)."""
+    phase's files, see :func:`provisioner.pki.files_for_host`). With ``host``, that host's own
+    member comes first: the client sticks to the first member that answers, so each API
+    server reads from its local member while it is up."""
+    endpoints = etcd_endpoints(spec)
+    if host is not None:
+        mine = layout.client_url(spec.host(host).address)
+        endpoints = [mine, *(e for e in endpoints if e != mine)]
     return {
         "type": "etcd",
-        "endpoints": etcd_endpoints(spec),
+        "endpoints": endpoints,
         "caFile": f"{REMOTE_PKI}/etcd-ca.crt",
         "certFile": f"{REMOTE_PKI}/apiserver-etcd-client.crt",
         "keyFile": f"{REMOTE_PKI}/apiserver-etcd-client.key",

@@ -331,6 +331,10 @@ def test_apiserver_datastore_names_every_member(tmp_path: Path) -> None:
         "certFile": "/etc/berth/pki/apiserver-etcd-client.crt",
         "keyFile": "/etc/berth/pki/apiserver-etcd-client.key",
     }
+    local = apiserver_datastore(spec, "cp2")["endpoints"]
+    assert local == [
+        "https://10.0.0.12:2379", "https://10.0.0.11:2379", "https://10.0.0.13:2379",
+    ]  # fmt: skip
 
 
 # -- the member-list fact, with output recorded from etcdctl 3.4.23 --------------------------
