@@ -1,7 +1,10 @@
 """``berth destroy``: stop and remove everything berth put on the hosts, then check each host
 is clean (testinfra). Idempotent (a second run changes nothing), works on half-installed
 clusters (every step tolerates what is already gone), and skips unreachable hosts, naming them.
-``keep_data`` keeps ``/var/lib/berth`` (the datastore).
+``keep_data`` keeps ``/var/lib/berth`` (the datastore, and the runtime's image store).
+A runc node is torn down with ``python3 -m berth.runtime reset --purge`` after its agent stopped:
+every pod (CNI DEL), orphaned runc container, berth's nftables table, host-gw route and the pod
+bridge go.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from provisioner.operations.base import Operation
 from provisioner.operations.files import Absent
 from provisioner.operations.systemd import UnitAbsent
 from provisioner.phases.cluster import layout
+from provisioner.phases.cluster.ops import NodeReset
 from provisioner.phases.workflow import Inventory, Phase, PhaseData, select
 from provisioner.reporting import CollectingReporter, Event, Reporter
 from provisioner.verify.clean import clean_problems
@@ -27,6 +31,8 @@ def teardown_ops(keep_data: bool) -> Phase:
         paths = layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS)
         return (
             *(UnitAbsent(unit) for unit in layout.TEARDOWN_UNITS),
+            # after the agent stopped, before berth's code goes: pods, routes, nft, bridge
+            NodeReset(purge=not keep_data),
             *(Absent(path, recursive=True) for path in paths),
         )
 

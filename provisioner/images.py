@@ -29,8 +29,8 @@ from provisioner.errors import ExitCode, OperationError, ProvisionerError
 from provisioner.phases.cluster import layout
 
 REF_NAME = "org.opencontainers.image.ref.name"
-RUNTIME_STATE = f"{layout.VAR}/runtime"
-INCOMING = f"{layout.VAR}/incoming-images"
+RUNTIME_STATE = layout.RUNTIME_STATE
+INCOMING = layout.INCOMING_IMAGES
 
 
 class ImageArchiveError(ProvisionerError):

@@ -1,9 +1,12 @@
-"""Is a host clean of berth? (after ``berth destroy`` or the removal of a host)."""
+"""Is a host clean of berth? (after ``berth destroy`` or the removal of a host): no unit, file,
+listening port or process, and nothing of a runc node's pods and network (bridge, nftables
+table, routes, network namespaces, containers, CNI IP allocations)."""
 
 from __future__ import annotations
 
 from provisioner.connectors.base import Connector
 from provisioner.phases.cluster import layout
+from provisioner.phases.cluster.ops import NODE_LEFTOVER_PROBE
 from provisioner.verify.testinfra_backend import testinfra_host
 
 
@@ -23,6 +26,9 @@ def clean_problems(connector: Connector, *, keep_data: bool = False) -> list[str
     for port in (layout.API_PORT, layout.AGENT_PORT, *layout.ETCD_PORTS):
         if host.socket(f"tcp://0.0.0.0:{port}").is_listening:
             problems.append(f"port {port}/tcp is still listening")
+    for item in host.run(NODE_LEFTOVER_PROBE).stdout.splitlines():
+        if item.strip() and not (keep_data and item.startswith("state ")):
+            problems.append(f"{item.strip()} still there")
     leftover = host.run("pgrep -a -f '^/usr/bin/python3 -m berth[.]' || true").stdout.strip()
     if leftover:
         problems.append(f"berth processes still running: {leftover.splitlines()[0]}")

@@ -1,6 +1,10 @@
 """Cluster checks through the API (admin kubeconfig): nodes registered with the right roles,
 labels and taints, all Ready, components healthy, leaders elected, and a smoke workload — one pod
-on every schedulable node, placed by the scheduler, Running, then deleted."""
+on every schedulable node, placed by the scheduler, Running, then deleted.
+
+On a runc cluster the smoke pods are real containers (busybox httpd from the smoke image the
+agents phase loaded, ``imagePullPolicy: Never``), each serving its node's name, and a ClusterIP
+Service over them must reach every pod from every node (nftables service proxy, host-gw routes)."""
 
 from __future__ import annotations
 
@@ -10,14 +14,16 @@ import datetime as dt
 import secrets
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
-from berth.client.resources import LEASES, NAMESPACES, NODES, PODS
+from berth.client.resources import LEASES, NAMESPACES, NODES, PODS, SERVICES
 from provisioner.phases.cluster.nodes import admin_client, desired_nodes, node_patch
+from provisioner.smoke_image import SERVE_PORT, smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.spec.model import https_url
 from provisioner.verify.hosts import CheckResult
@@ -25,6 +31,7 @@ from provisioner.verify.hosts import CheckResult
 CLUSTER = "(cluster)"
 SMOKE_NAMESPACE = "berth-verify"
 SMOKE_TIMEOUT = 60.0
+RUN_LABEL = "berth.dev/verify-run"
 LEASE_STALE_SECONDS = 60.0
 Obj = dict[str, Any]
 
@@ -105,29 +112,51 @@ def _schedulable(node: Obj) -> bool:
     )
 
 
-async def _smoke(client: HttpClient, nodes: dict[str, Obj]) -> list[CheckResult]:
-    targets = sorted(name for name, node in nodes.items() if _schedulable(node) and _ready(node))
-    if not targets:
-        return [_check("smoke workload", False, "no schedulable Ready node")]
-    with contextlib.suppress(api_errors.AlreadyExists):
-        await client.create(NAMESPACES, {"metadata": {"name": SMOKE_NAMESPACE}})
-    run = secrets.token_hex(3)
-    pods = {}
-    for name in targets:
-        pod = f"smoke-{name}-{run}"
-        body: Obj = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": pod, "labels": {"app": "berth-verify"}},
-            "spec": {
-                "nodeSelector": {"kubernetes.io/hostname": name},
-                "containers": [{"name": "smoke", "image": "busybox:1.36", "command": ["true"]}],
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 0,
-            },
+Probe = Callable[[str, str, int], dict[str, int]]
+"""``probe(host, url, expected)``: from ``host``, GET ``url`` until ``expected`` distinct bodies
+answered (or a deadline); how often each body (or error) answered."""
+
+
+def _runtime_of(node: Obj) -> str:
+    info = (node.get("status") or {}).get("nodeInfo") or {}
+    return str(info.get("containerRuntimeVersion") or "unknown")
+
+
+def _smoke_pod(name: str, node: str, run: str, image: str | None) -> Obj:
+    """A pod pinned to ``node``: with ``image`` (a runc cluster) busybox httpd serving the node
+    name from the preloaded smoke image; without, a pod that only has to run (simulated)."""
+    container: Obj = {"name": "smoke", "image": "busybox:1.36", "command": ["true"]}
+    spec: Obj = {"restartPolicy": "Never"}
+    if image is not None:
+        serve = (
+            f"mkdir -p /tmp/www && echo {node} > /tmp/www/index.html && "
+            f"exec httpd -f -p {SERVE_PORT} -h /tmp/www"
+        )
+        container = {
+            "name": "smoke",
+            "image": image,
+            "imagePullPolicy": "Never",  # loaded by the agents phase: no registry involved
+            "command": ["/bin/sh", "-c", serve],
+            "ports": [{"containerPort": SERVE_PORT, "name": "http"}],
         }
-        await client.create(PODS, body, namespace=SMOKE_NAMESPACE)
-        pods[pod] = name
+        spec = {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "berth-verify", RUN_LABEL: run}},
+        "spec": {
+            **spec,
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "containers": [container],
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+
+
+async def _wait_pods(
+    client: HttpClient, pods: dict[str, str], *, serving: bool
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Poll until every pod runs (and is Ready when it serves); its phase and node."""
     deadline = time.monotonic() + SMOKE_TIMEOUT
     phases: dict[str, str] = {}
     placed: dict[str, str] = {}
@@ -137,29 +166,96 @@ async def _smoke(client: HttpClient, nodes: dict[str, Obj]) -> list[CheckResult]
                 obj = await client.get(PODS, pod, namespace=SMOKE_NAMESPACE)
             except api_errors.NotFound:
                 continue
-            phases[pod] = (obj.get("status") or {}).get("phase", "")
+            phase = (obj.get("status") or {}).get("phase", "")
+            if serving and phase == "Running" and not _ready(obj):
+                phase = "Running (not Ready)"
+            phases[pod] = phase
             placed[pod] = (obj.get("spec") or {}).get("nodeName", "")
         if all(phases.get(p) in ("Running", "Succeeded") for p in pods):
             break
         await asyncio.sleep(0.5)
-    results = []
-    for pod, node in pods.items():
-        runtime = (nodes[node].get("status") or {}).get("nodeInfo", {}).get(
-            "containerRuntimeVersion"
-        ) or "unknown"
-        ok = phases.get(pod) in ("Running", "Succeeded") and placed.get(pod) == node
-        simulated = " (simulated: no container ran)" if runtime.startswith("simulated") else ""
-        results.append(
-            _check(
-                f"smoke pod on {node}",
-                ok,
-                f"{phases.get(pod) or 'not started'} on {placed.get(pod) or 'no node'}; "
-                f"runtime {runtime}{simulated}",
+    return phases, placed
+
+
+async def _service_checks(
+    client: HttpClient, run: str, pods: dict[str, str], probe: Probe
+) -> list[CheckResult]:
+    """A ClusterIP Service over the smoke pods; every node must reach every pod through it."""
+    service = f"smoke-{run}"
+    body: Obj = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": service},
+        "spec": {
+            "selector": {RUN_LABEL: run},
+            "ports": [{"name": "http", "port": 80, "targetPort": SERVE_PORT}],
+        },
+    }
+    try:
+        created = await client.create(SERVICES, body, namespace=SMOKE_NAMESPACE)
+    except api_errors.ApiError as error:
+        return [_check("smoke Service created", False, f"{type(error).__name__}: {error}")]
+    try:
+        cluster_ip = str((created.get("spec") or {}).get("clusterIP") or "")
+        if not cluster_ip:
+            return [_check("smoke Service created", False, "no clusterIP allocated")]
+        url = f"http://{cluster_ip}/"
+        backends = set(pods.values())
+        hosts = sorted(backends)
+
+        async def one(host: str) -> CheckResult:
+            counts = await asyncio.to_thread(probe, host, url, len(backends))
+            answered = {body for body in counts if not body.startswith("error")}
+            missing = sorted(backends - answered)
+            detail = " ".join(f"{k}x{v}" for k, v in sorted(counts.items()))
+            if missing:
+                detail += f"; no answer from the pod on {', '.join(missing)}"
+            return CheckResult(
+                f"smoke Service {cluster_ip} reaches every pod", host, not missing, detail
             )
-        )
+
+        return list(await asyncio.gather(*(one(host) for host in hosts)))
+    finally:
         with contextlib.suppress(api_errors.ApiError):
-            await client.delete(PODS, pod, namespace=SMOKE_NAMESPACE, grace_period_seconds=0)
-    return results
+            await client.delete(SERVICES, service, namespace=SMOKE_NAMESPACE)
+
+
+async def _smoke(
+    client: HttpClient, nodes: dict[str, Obj], *, image: str | None, probe: Probe | None
+) -> list[CheckResult]:
+    targets = sorted(name for name, node in nodes.items() if _schedulable(node) and _ready(node))
+    if not targets:
+        return [_check("smoke workload", False, "no schedulable Ready node")]
+    with contextlib.suppress(api_errors.AlreadyExists):
+        await client.create(NAMESPACES, {"metadata": {"name": SMOKE_NAMESPACE}})
+    run = secrets.token_hex(3)
+    pods = {}
+    try:
+        for name in targets:
+            pod = f"smoke-{name}-{run}"
+            await client.create(PODS, _smoke_pod(pod, name, run, image), namespace=SMOKE_NAMESPACE)
+            pods[pod] = name
+        phases, placed = await _wait_pods(client, pods, serving=image is not None)
+        results = []
+        for pod, node in pods.items():
+            runtime = _runtime_of(nodes[node])
+            ok = phases.get(pod) in ("Running", "Succeeded") and placed.get(pod) == node
+            simulated = " (simulated: no container ran)" if runtime.startswith("simulated") else ""
+            results.append(
+                _check(
+                    f"smoke pod on {node}",
+                    ok,
+                    f"{phases.get(pod) or 'not started'} on {placed.get(pod) or 'no node'}; "
+                    f"runtime {runtime}{simulated}",
+                )
+            )
+        if image is not None and probe is not None and all(r.ok for r in results):
+            results += await _service_checks(client, run, pods, probe)
+        return results
+    finally:
+        for pod in pods:
+            with contextlib.suppress(api_errors.ApiError):
+                await client.delete(PODS, pod, namespace=SMOKE_NAMESPACE, grace_period_seconds=0)
 
 
 def _readyz(kubeconfig: Path, spec: ClusterSpec) -> list[CheckResult]:
@@ -178,7 +274,9 @@ def _readyz(kubeconfig: Path, spec: ClusterSpec) -> list[CheckResult]:
     return results
 
 
-async def _all(kubeconfig: Path, spec: ClusterSpec, *, smoke: bool) -> list[CheckResult]:
+async def _all(
+    kubeconfig: Path, spec: ClusterSpec, *, smoke: bool, probe: Probe | None
+) -> list[CheckResult]:
     client = admin_client(kubeconfig, timeout=10.0)
     try:
         try:
@@ -190,14 +288,18 @@ async def _all(kubeconfig: Path, spec: ClusterSpec, *, smoke: bool) -> list[Chec
         results += node_results
         results += await _leader_checks(client)
         if smoke:
-            results += await _smoke(client, nodes)
+            image = smoke_image().reference if spec.spec.runtime == "runc" else None
+            results += await _smoke(client, nodes, image=image, probe=probe)
         return results
     finally:
         await client.close()
 
 
-def cluster_checks(kubeconfig: Path, spec: ClusterSpec, *, smoke: bool = True) -> list[CheckResult]:
-    """Every cluster check (see the module docstring)."""
+def cluster_checks(
+    kubeconfig: Path, spec: ClusterSpec, *, smoke: bool = True, probe: Probe | None = None
+) -> list[CheckResult]:
+    """Every cluster check (see the module docstring). ``probe`` lets the runc smoke check
+    reach the smoke Service from every node (without it the Service is not checked)."""
     if not kubeconfig.exists():
         return [_check("admin kubeconfig", False, f"{kubeconfig} is missing; run `berth apply`")]
-    return asyncio.run(_all(kubeconfig, spec, smoke=smoke))
+    return asyncio.run(_all(kubeconfig, spec, smoke=smoke, probe=probe))

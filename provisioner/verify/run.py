@@ -4,6 +4,7 @@ cluster checks through the API; a readable report, JSON, or JUnit XML."""
 from __future__ import annotations
 
 import json
+import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from provisioner.errors import ProvisionerError, VerifyError
 from provisioner.pki import files_for_host
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
-from provisioner.verify.cluster import cluster_checks
+from provisioner.verify.cluster import Probe, cluster_checks
 from provisioner.verify.hosts import CheckResult, HostExpectations, host_checks
 
 ConnectFn = Callable[[HostTarget], Connector]
@@ -95,6 +96,45 @@ def expectations(spec: ClusterSpec, state: ClusterState, bundle_id: str) -> list
     ]
 
 
+PROBE_SCRIPT = """
+import collections, json, sys, time, urllib.request
+url, want = sys.argv[1], int(sys.argv[2])
+counts = collections.Counter()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and len([k for k in counts if not k.startswith("error")]) < want:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            counts[answer.read(200).decode(errors="replace").strip()] += 1
+    except Exception as error:
+        counts["error: " + type(error).__name__] += 1
+        time.sleep(0.3)
+print(json.dumps(counts))
+"""
+"""Runs on a host: GET the URL until ``want`` distinct bodies answered (30 s at most)."""
+
+
+def ssh_probe(targets: list[HostTarget], connect: ConnectFn) -> Probe:
+    """A :data:`~provisioner.verify.cluster.Probe` that runs :data:`PROBE_SCRIPT` over SSH."""
+    by_name: dict[str, HostTarget] = {t.name: t for t in targets}
+
+    def probe(host: str, url: str, expected: int) -> dict[str, int]:
+        try:
+            connector = connect(by_name[host])
+        except ProvisionerError as error:
+            return {f"error: {error.message}": 1}
+        try:
+            command = shlex.join(["python3", "-c", PROBE_SCRIPT, url, str(expected)])
+            result = connector.run(command, timeout=60)
+            if not result.ok:
+                return {f"error: {result.stderr.strip()[-200:]}": 1}
+            counts: dict[str, int] = json.loads(result.stdout)
+            return counts
+        finally:
+            connector.close()
+
+    return probe
+
+
 def verify(
     spec: ClusterSpec,
     state: ClusterState,
@@ -121,7 +161,10 @@ def verify(
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(wanted)))) as pool:
         for results in pool.map(one, wanted):
             report.results += results
-    report.results += cluster_checks(state.kubeconfig_dir / "admin.conf", spec, smoke=smoke)
+    probe = ssh_probe([w.target for w in wanted], connect)
+    report.results += cluster_checks(
+        state.kubeconfig_dir / "admin.conf", spec, smoke=smoke, probe=probe
+    )
     return report
 
 

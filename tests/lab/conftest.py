@@ -22,6 +22,7 @@ import pytest
 
 from provisioner.errors import LabError
 from provisioner.lab import Lab, list_labs
+from tests.lab.workloads import blackhole_routes
 
 _NAME = re.compile(r"^pt(\d+)-\d+$")
 
@@ -38,7 +39,16 @@ def _reap_abandoned_labs() -> None:
 @pytest.fixture(scope="session")
 def lab_factory() -> Iterator[LabFactory]:
     """Boot labs with unique names: ``lab_factory(count, *, subnet_cidr=None, timeout=60,
-    unified_cgroups=True) -> Lab``."""
+    unified_cgroups=True) -> Lab``.
+
+    Clusters berth applies run real pod networks (runtime runc): for the whole session this
+    machine drops traffic to the default pod and service CIDRs (blackhole routes), so a stray
+    packet to a pod or ClusterIP can never leave by the machine's default route."""
+    with blackhole_routes():
+        yield from _lab_factory()
+
+
+def _lab_factory() -> Iterator[LabFactory]:
     _reap_abandoned_labs()
     counter = itertools.count(1)
     made: list[Lab] = []

@@ -12,11 +12,15 @@ from typing import Any
 import yaml
 
 import berth
+from provisioner.artifacts.debs import DEB_ARCH, DebCache
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
 from provisioner.facts.base import Fact
+from provisioner.facts.packages import Packages
+from provisioner.facts.system import Machine
 from provisioner.operations.base import Operation
 from provisioner.operations.files import Absent, Directory, File, Symlink
+from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.context import bundle_of, release, spec_of, state_of
@@ -25,10 +29,13 @@ from provisioner.phases.cluster.ops import (
     Capacity,
     DirEntries,
     HostCapacity,
+    ImageLoaded,
     StateFile,
 )
+from provisioner.phases.etcd.packages import missing
 from provisioner.phases.workflow import PhaseData
 from provisioner.pki import ensure, files_for_host
+from provisioner.smoke_image import smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.templating import render
 
@@ -193,13 +200,23 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
 # -- agents ----------------------------------------------------------------------------------
 
 
+def _runc(data: PhaseData) -> bool:
+    return spec_of(data, "agents").spec.runtime == "runc"
+
+
 def agent_facts(data: PhaseData, host: HostTarget) -> tuple[Fact[Any], ...]:
+    if _runc(data):
+        return (Capacity(), Packages(), Machine())
     return (Capacity(),)
 
 
-def agent_config(host: HostTarget, capacity: HostCapacity) -> dict[str, Any]:
+def agent_config(spec: ClusterSpec, host: HostTarget, capacity: HostCapacity) -> dict[str, Any]:
     """The agent's config. Labels and taints are not in it: they are patched onto the Node by
-    the ``nodes`` phase, so changing them never restarts the agent."""
+    the ``nodes`` phase, so changing them never restarts the agent.
+
+    ``runtime: runc`` runs real containers: the runtime's state and runc root, and the cluster
+    network the agent keeps on the node (host-gw routes to the other nodes' pod blocks, the
+    nftables service proxy, the nameserver of ClusterFirst pods)."""
     node = {
         "name": host.name,
         "address": host.address,
@@ -209,9 +226,9 @@ def agent_config(host: HostTarget, capacity: HostCapacity) -> dict[str, Any]:
             "pods": "110",
         },
     }
-    return {
+    config: dict[str, Any] = {
         "kubeconfig": f"{layout.KUBECONFIGS}/agent.conf",
-        "runtime": "simulated",
+        "runtime": spec.spec.runtime,
         "nodes": [node],
         "server": {
             "address": host.address,
@@ -221,13 +238,38 @@ def agent_config(host: HostTarget, capacity: HostCapacity) -> dict[str, Any]:
             "clientCAFile": f"{layout.PKI}/ca.crt",
         },
     }
+    if spec.spec.runtime == "runc":
+        network = spec.spec.network
+        config["runc"] = {"stateDir": layout.RUNTIME_STATE, "runcRoot": layout.RUNC_ROOT}
+        config["network"] = {
+            "clusterCIDR": str(network.pod_cidr),
+            "serviceCIDR": str(network.service_cidr),
+            "clusterDNS": str(network.cluster_dns),
+        }
+    return config
+
+
+def node_software_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...]:
+    """runc, the CNI plugins and nftables (with the dependencies the host lacks) shipped as
+    .debs, and the verify smoke image in the node's image store. Nothing for simulated nodes."""
+    if not _runc(data):
+        return ()
+    facts = data.host_facts(host.name, agent_facts(data, host))
+    machine = facts.get(Machine()).arch
+    installed = facts.get(Packages())
+    wanted = missing(layout.NODE_PACKAGES, installed)
+    debs = DebCache(data.cache_dir / "debs").fetch(wanted, arch=DEB_ARCH.get(machine, machine))
+    image = smoke_image()
+    return (DebPackages(debs), ImageLoaded(image.reference, image.archive, image.ref_name))
 
 
 def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    spec = spec_of(data, "agents")
     config = f"file:{layout.AGENT_CONFIG}"
     capacity = data.host_facts(host.name, (Capacity(),)).get(Capacity())
     return (
-        File(layout.AGENT_CONFIG, _yaml(agent_config(host, capacity)), mode=0o600),
+        *node_software_ops(data, host),
+        File(layout.AGENT_CONFIG, _yaml(agent_config(spec, host, capacity)), mode=0o600),
         _unit(layout.AGENT, _context(data, host, config=layout.AGENT_CONFIG)),
         Service(layout.AGENT, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
     )

@@ -1,0 +1,111 @@
+"""The image ``berth verify`` runs its smoke pods from, built on the operator machine.
+
+Nodes need no registry for it: the agents phase loads it into every runc node's image store
+(the ``berth images load`` machinery), and smoke pods use it with ``imagePullPolicy: Never``.
+It is one layer holding Debian's statically linked busybox (``apt-get install busybox-static``)
+with its applets (``sh``, ``httpd``, ``wget``, ...). The archive is reproducible (sorted tar,
+mtime 0, gzip without a timestamp), so its reference — tagged with the manifest digest — is the
+same in every run on the same machine, and loading it again is a no-op.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.runtime.digest import digest_hex
+from berth.runtime.layout import ImageSpec, tar_directory, write_layout
+from provisioner.errors import OperationError
+
+REPOSITORY = "berth.local/verify-smoke"
+REF_NAME = "smoke"
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
+SERVE_PORT = 8080
+"""Where the smoke pods' httpd listens."""
+
+
+@dataclass(frozen=True)
+class SmokeImage:
+    """The OCI archive (bytes) and the reference pods use."""
+
+    archive: bytes
+    reference: str
+    ref_name: str = REF_NAME
+
+
+def find_busybox() -> Path:
+    """The machine's busybox binary; it must be statically linked (it runs in an empty rootfs)."""
+    for candidate in BUSYBOX_CANDIDATES:
+        path = Path(candidate)
+        if path.is_file():
+            return path
+    raise OperationError(
+        "the verify smoke image needs a static busybox on this machine (none at "
+        f"{' or '.join(BUSYBOX_CANDIDATES)})",
+        hint="apt-get install busybox-static (or set spec.runtime: simulated)",
+    )
+
+
+def _rootfs(root: Path, busybox: Path) -> None:
+    for directory in ("bin", "etc", "tmp", "www", "proc", "sys", "dev"):
+        (root / directory).mkdir(mode=0o755)
+    (root / "tmp").chmod(0o1777)
+    shutil.copyfile(busybox, root / "bin/busybox")
+    (root / "bin/busybox").chmod(0o755)
+    applets = subprocess.run(
+        [str(busybox), "--list"], capture_output=True, text=True, check=False, timeout=10
+    )
+    if applets.returncode != 0 or "httpd" not in applets.stdout.split():
+        raise OperationError(
+            f"{busybox} cannot serve the smoke pods (no httpd applet)",
+            hint="apt-get install busybox-static",
+        )
+    for applet in applets.stdout.split():
+        if applet != "busybox":
+            (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\n")
+    (root / "www/index.html").write_text("berth smoke\n")
+
+
+def _archive(layout: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(layout.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(layout)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = 0
+            if info.isreg():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+@functools.cache
+def _build(busybox: Path, size: int, mtime_ns: int) -> SmokeImage:
+    with tempfile.TemporaryDirectory(prefix="berth-smoke-") as tmp:
+        root = Path(tmp) / "rootfs"
+        root.mkdir(mode=0o755)
+        _rootfs(root, busybox)
+        layout = Path(tmp) / "layout"
+        spec = ImageSpec(
+            cmd=["/bin/httpd", "-f", "-p", str(SERVE_PORT), "-h", "/www"], env=("PATH=/bin",)
+        )
+        digest = write_layout(layout, ref_name=REF_NAME, layers=[tar_directory(root)], spec=spec)
+        return SmokeImage(_archive(layout), f"{REPOSITORY}:{digest_hex(digest)[:16]}")
+
+
+def smoke_image() -> SmokeImage:
+    """The smoke image of this machine's busybox (built once per process)."""
+    busybox = find_busybox().resolve()
+    stat = busybox.stat()
+    return _build(busybox, stat.st_size, stat.st_mtime_ns)
