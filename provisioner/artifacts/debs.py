@@ -1,10 +1,11 @@
 """Fetch ``.deb`` files with this machine's apt, for hosts that have no package mirror.
 
-:meth:`DebCache.resolve` expands the wanted packages to their dependency closure (``apt-cache
-depends --recurse``, Depends/PreDepends only) and drops what the host already has installed (its
-dpkg status, from the :class:`~provisioner.facts.packages.Packages` fact). :meth:`DebCache.fetch`
-downloads each missing file once into the cache with ``apt-get download`` and returns it with its
-SHA-256; later runs are served from the cache without touching the network.
+:meth:`DebCache.resolve` adds the dependencies (Depends/PreDepends) the host lacks to the wanted
+packages, judged against its dpkg status (the :class:`~provisioner.facts.packages.Packages`
+fact); an ``A | B`` dependency is met by either alternative (:mod:`.depends`).
+:meth:`DebCache.fetch` downloads each missing file once into the cache with ``apt-get download``
+and returns it with its SHA-256; later runs are served from the cache without touching the
+network.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provisioner.artifacts import depends
 from provisioner.errors import OperationError
 from provisioner.operations.packages import Deb
 
@@ -105,22 +107,10 @@ class DebCache:
             tmp.replace(index_path)
         return value
 
-    def closure(self, names: Sequence[str]) -> list[str]:
-        """``names`` plus everything they depend on (recursively), in apt's order."""
-        result: list[str] = self._memo("closure:" + ",".join(names), lambda: self._closure(names))
-        return result
-
-    def _closure(self, names: Sequence[str]) -> list[str]:
-        out = _apt(
-            "apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
-            "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *names,
-        )  # fmt: skip
-        found = [line.strip() for line in out.splitlines() if line and not line[0].isspace()]
-        return list(dict.fromkeys(n for n in found if not n.startswith("<")))
-
     def resolve(self, names: Sequence[str], installed: Mapping[str, str | None]) -> list[str]:
-        """The packages of the closure of ``names`` the host lacks (``names`` always kept)."""
-        return [n for n in self.closure(names) if n in names or installed.get(n) is None]
+        """``names`` plus the dependencies the host lacks; an ``A | B`` dependency is met by
+        either alternative (see :mod:`provisioner.artifacts.depends`)."""
+        return depends.missing(names, installed)
 
     def candidate(self, name: str) -> Candidate:
         """The version apt would download for ``name``."""

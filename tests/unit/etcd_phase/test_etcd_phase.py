@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from provisioner.artifacts import debs as debs_module
+from provisioner.artifacts import depends as etcd_packages
 from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import HostName
 from provisioner.engine.inventory import inventory_from_spec
@@ -33,7 +34,6 @@ from provisioner.phases.etcd import (
     prune_ops,
     retire_ops,
 )
-from provisioner.phases.etcd import packages as etcd_packages
 from provisioner.phases.etcd.facts import EtcdMembers, Member
 from provisioner.phases.etcd.ops import OwnedStateFile, retrying
 from provisioner.phases.workflow import Inventory, flatten
