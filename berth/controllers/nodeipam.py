@@ -64,6 +64,10 @@ class NodeIpamController:
         node = self.nodes.get(key)
         if node is None or (node.get("spec") or {}).get("podCIDR"):
             return
+        if str(key) in self.used.values():
+            # assigned by us, but the cache still shows an older Node (an update made before
+            # our patch arrived after it): a second CIDR would move the node's pods' range
+            return
         cidr = self._next_free()
         if cidr is None:
             await self.ctx.recorder.warning(

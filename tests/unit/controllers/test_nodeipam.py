@@ -29,6 +29,23 @@ def test_assigns_free_pod_cidrs_and_skips_used_ones() -> None:
     run(body)
 
 
+def test_a_stale_cache_never_gets_a_node_a_second_cidr() -> None:
+    async def body() -> None:
+        h = Harness()
+        c = NodeIpamController(h.ctx, cluster_cidr="10.244.0.0/22", node_mask_size=24)
+        h.api.seed(NODES, {"metadata": {"name": "n3"}})
+        await h.sync()
+        await c.reconcile(ObjectKey("n3"))
+        # an older update of n3 (no podCIDR yet) is all the cache has when n3 is queued again
+        await c.reconcile(ObjectKey("n3"))
+        assert len(h.api.writes("patch", NODES)) == 1
+        node = h.api.stored(NODES, "n3")
+        assert node is not None
+        assert node["spec"]["podCIDR"] == "10.244.0.0/24"
+
+    run(body)
+
+
 def test_exhausted_range_is_reported() -> None:
     async def body() -> None:
         h = Harness()
