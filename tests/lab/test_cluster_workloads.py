@@ -3,33 +3,36 @@
 One 3-host lab, one cluster for the module (tests run in file order; each leaves the cluster
 usable for the next):
 
-* ``berth apply`` installs the control plane and agents; the test then ships runc, the CNI
-  plugins and nftables to every host as .debs (hosts have no route out) and restarts each
-  agent with ``runtime: runc`` as a ``KillMode=process`` unit (container shims outlive the
-  agent), so the agent also runs the node's routes and service rules;
-* a 3-replica Deployment of a busybox httpd image (from a registry on the lab bridge) spreads
-  over the nodes; every replica answers its ClusterIP from every node and its NodePort from
-  this machine; a pod on one node reaches a pod on another by pod IP;
+* ``berth apply`` alone makes runc nodes (the default ``spec.runtime``): runc, the CNI plugins
+  and nftables shipped as .debs, agents as ``KillMode=process`` units keeping the node's routes
+  and service rules, and the verify smoke image (busybox) in every node's image store — its
+  verify ran real smoke pods behind a ClusterIP Service;
+* a 3-replica Deployment of the smoke image spreads over the nodes; every replica answers its
+  ClusterIP from every node and its NodePort from this machine; a pod on one node reaches a pod
+  on another by pod IP;
 * a killed container process is restarted and counted; a crashing container ends in
   CrashLoopBackOff; ``kubectl logs`` (plain, -f, --previous, --tail) shows what it printed;
 * pull failures are reported on the pod (ErrImagePull, ImagePullBackOff, ErrImageNeverPull);
   ``berth images load`` gives every node an image no registry serves (policy Never honoured);
 * restarting every agent keeps pods running without duplicates;
-* deleting everything leaves no container, netns, veth, IP allocation or nft rule behind.
+* deleting everything leaves no container, netns, veth, IP allocation or nft rule behind;
+  ``berth.runtime reset`` after an agent stopped cleans its host; ``berth destroy`` of nodes
+  with running pods leaves every host verified clean.
 
 Safety: blackhole routes for the pod and service CIDRs exist on this machine for the whole
-module; only lab bridge addresses are contacted.
+session (tests/lab/conftest.py); only lab bridge addresses are contacted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,26 +43,16 @@ import yaml
 
 from berth.runtime.sandbox import netns_name
 from provisioner.lab import Lab
+from provisioner.smoke_image import smoke_image
 from tests.lab.conftest import LabFactory
-from tests.lab.workloads import (
-    CLUSTER_CIDR,
-    HTTP_COUNTER,
-    SERVICE_CIDR,
-    Node,
-    Registry,
-    blackhole_routes,
-    build_busybox_layout,
-    count_responders,
-    download_debs,
-    require_machine_tools,
-)
+from tests.lab.workloads import HTTP_COUNTER, Node, build_busybox_layout, count_responders
 
 pytestmark = pytest.mark.lab
 
 BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
 SITE = "/opt/berth/current/site"
-AGENT_UNIT = "berth-agent-runc"
+AGENT_UNIT = "berth-agent"
 RUNC = "runc --root /run/berth/runc"
 T = TypeVar("T")
 
@@ -139,87 +132,29 @@ def _waiting_reason(pod: dict[str, Any]) -> str:
     return str(((_container(pod).get("state") or {}).get("waiting") or {}).get("reason") or "")
 
 
-def _install_debs(node: Node, debs: list[Path]) -> None:
-    archive = node.lab.dir / "node-debs.tar"
-    if not archive.exists():
-        with tarfile.open(archive, "w") as tar:
-            for deb in debs:
-                tar.add(deb, arcname=deb.name)
-    node.ssh(
-        "set -e; rm -rf /root/berth-debs; mkdir -p /root/berth-debs; "
-        "tar -C /root/berth-debs -xf -; "
-        "dpkg -i --force-confdef /root/berth-debs/*.deb >/root/berth-debs/dpkg.log 2>&1",
-        stdin=archive.read_bytes(),
-    )
-
-
-def _start_runc_agent(node: Node, registry: str) -> None:
-    """The installed agent's config with ``runtime: runc`` + the network, as a unit that
-    leaves container shims alone when it stops (KillMode=process)."""
-    config = yaml.safe_load(node.ssh("cat /etc/berth/agent.yaml").stdout)
-    config["runtime"] = "runc"
-    config["runc"] = {"insecureRegistries": [registry]}
-    config["network"] = {"clusterCIDR": CLUSTER_CIDR, "serviceCIDR": SERVICE_CIDR}
-    node.ssh(
-        "cat > /etc/berth/agent-runc.yaml && chmod 600 /etc/berth/agent-runc.yaml",
-        stdin=yaml.safe_dump(config).encode(),
-    )
-    node.ssh(
-        "systemctl stop berth-agent && "
-        f"systemd-run --unit {AGENT_UNIT} -p KillMode=process -p Restart=always -p RestartSec=1 "
-        f"--setenv PYTHONPATH={SITE} --setenv PYTHONDONTWRITEBYTECODE=1 "
-        "/usr/bin/python3 -m berth.agent --config /etc/berth/agent-runc.yaml"
-    )
-
-
-def _clean_node(node: Node) -> None:
-    """Leave no pod network behind on the host (before the blackhole routes go)."""
-    node.ssh(
-        f"systemctl stop {AGENT_UNIT}; for c in $({RUNC} list -q); do "
-        f"{RUNC} kill $c KILL; {RUNC} delete -f $c; done; "
-        "for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; "
-        "nft delete table ip berth; ip route flush proto 199; ip link del cni0",
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
-def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    require_machine_tools()
+def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    """``berth apply`` alone: runc nodes (the default runtime) with the smoke image loaded."""
     lab = lab_factory(3)
     work = tmp_path_factory.mktemp("cluster-workloads")
-    with blackhole_routes():
-        registry = Registry(lab.gateway, work)
-        nodes: dict[str, Node] = {}
-        try:
-            layout = work / "layout"
-            image = registry.push(layout, build_busybox_layout(layout), "lab/busybox:1.35")
-            document = yaml.safe_load(lab.spec_path.read_text())
-            document["spec"]["ssh"]["identityFile"] = str(lab.key_path)
-            document["spec"]["ssh"]["knownHostsFile"] = str(lab.known_hosts_path)
-            document["spec"]["network"] = {"podCIDR": CLUSTER_CIDR, "serviceCIDR": SERVICE_CIDR}
-            spec = work / "cluster.yaml"
-            spec.write_text(yaml.safe_dump(document, sort_keys=False))
-            c = Cluster(lab, work, spec, work / "state", image, nodes)
-            applied = c.berth("apply", "-i", str(spec), "--yes")
-            assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
-            debs = download_debs()
-            for host in lab.hosts:
-                nodes[host.name] = Node(lab, host.name, host.address, "", registry.host)
-                _install_debs(nodes[host.name], debs)
-                _start_runc_agent(nodes[host.name], registry.host)
-
-            def runc_nodes() -> bool:
-                items = json.loads(c.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-                runtimes = [n["status"]["nodeInfo"]["containerRuntimeVersion"] for n in items]
-                return len(items) == 3 and all(r.startswith("runc://") for r in runtimes)
-
-            wait_for("every node to run the runc agent", runc_nodes, timeout=60)
-            yield c
-        finally:
-            for node in nodes.values():
-                _clean_node(node)
-            registry.stop()
+    document = yaml.safe_load(lab.spec_path.read_text())
+    document["spec"]["ssh"]["identityFile"] = str(lab.key_path)
+    document["spec"]["ssh"]["knownHostsFile"] = str(lab.known_hosts_path)
+    assert "runtime" not in document["spec"], "runc must be the default"
+    spec = work / "cluster.yaml"
+    spec.write_text(yaml.safe_dump(document, sort_keys=False))
+    nodes = {h.name: Node(lab, h.name, h.address, "", "") for h in lab.hosts}
+    c = Cluster(lab, work, spec, work / "state", smoke_image().reference, nodes)
+    started = time.monotonic()
+    applied = c.berth("apply", "-i", str(spec), "--yes")
+    assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
+    print(f"berth apply (3 hosts, runc, cold): {time.monotonic() - started:.1f}s")
+    assert "smoke Service" in applied.stdout  # verify reached every smoke pod through a Service
+    items = json.loads(c.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    runtimes = sorted(n["status"]["nodeInfo"]["containerRuntimeVersion"] for n in items)
+    assert len(runtimes) == 3
+    assert all(r.startswith("runc://") for r in runtimes), runtimes
+    return c
 
 
 # -- the Deployment and its Service ---------------------------------------------------------
@@ -464,8 +399,16 @@ def test_logs_follow_streams_new_lines(cluster: Cluster) -> None:
 # -- images ---------------------------------------------------------------------------------
 
 
+def _closed_port(address: str) -> int:
+    """A port nothing listens on at ``address`` (a lab bridge address)."""
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
 def test_pull_errors_are_reported_on_the_pod(cluster: Cluster) -> None:
-    missing = cluster.image.replace("lab/busybox:1.35", "lab/missing:1")
+    # a "registry" on the lab bridge that refuses connections: the pull fails on every try
+    missing = f"{cluster.lab.gateway}:{_closed_port(cluster.lab.gateway)}/lab/missing:1"
     cluster.apply(
         _bare_pod("missing", missing, "true", imagePullPolicy="Always"),
         _bare_pod("never", "airgap.local/absent:1", "true", imagePullPolicy="Never"),
@@ -632,3 +575,25 @@ def test_node_reset_after_the_agent_stops_leaves_the_host_clean(cluster: Cluster
     again = json.loads(node.ssh(f"PYTHONPATH={SITE} python3 -m berth.runtime reset").stdout)
     assert again == {"pods": [], "containers": [], "routes": 0, "bridge": False}
     cluster.kubectl("delete", "pod", "leftover", "--force", "--grace-period=0")
+
+
+def test_destroy_leaves_runc_nodes_with_pods_clean(cluster: Cluster) -> None:
+    pods = []
+    for name in cluster.nodes:
+        pod = _bare_pod(f"last-{name}", cluster.image, "exec httpd -f -p 8080 -h /www")
+        pod["spec"]["nodeName"] = name
+        pods.append(pod)
+    cluster.apply(*pods)
+    for name in cluster.nodes:
+        if name != "n3":  # n3's agent was stopped by the previous test: its pod stays Pending
+            wait_for(f"last-{name} ready", partial(_ready_pod, cluster, f"last-{name}"))
+    destroyed = cluster.berth("destroy", "-i", str(cluster.spec), "--yes")
+    assert destroyed.returncode == 0, destroyed.stdout[-3000:] + destroyed.stderr[-2000:]
+    assert sorted(line for line in destroyed.stdout.splitlines() if "verified clean" in line)
+    for node in cluster.nodes.values():
+        assert node.ssh(f"{RUNC} list -q", check=False).stdout.strip() == b"", node.name
+        assert node.ssh("ip netns list").stdout.strip() == b"", node.name
+        assert node.ssh("ip route show proto 199").stdout.strip() == b"", node.name
+        assert node.ssh("nft list table ip berth", check=False).returncode != 0, node.name
+        assert node.ssh("ip link show cni0", check=False).returncode != 0, node.name
+        assert node.ssh("ls /var/lib/cni/networks/berth", check=False).returncode != 0
