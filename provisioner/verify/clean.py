@@ -27,7 +27,7 @@ def clean_problems(connector: Connector, *, keep_data: bool = False) -> list[str
         if host.socket(f"tcp://0.0.0.0:{port}").is_listening:
             problems.append(f"port {port}/tcp is still listening")
     for item in host.run(NODE_LEFTOVER_PROBE).stdout.splitlines():
-        if item.strip() and not (keep_data and item.startswith("state ")):
+        if item.strip() and not (keep_data and item == f"state {layout.RUNTIME_STATE}"):
             problems.append(f"{item.strip()} still there")
     leftover = host.run("pgrep -a -f '^/usr/bin/python3 -m berth[.]' || true").stdout.strip()
     if leftover:

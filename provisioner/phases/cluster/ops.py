@@ -197,7 +197,7 @@ NODE_LEFTOVER_PROBE = (
     f"[ -d {CNI_STATE} ] && echo 'state {CNI_STATE}'; "
     f"[ -d {layout.RUNTIME_STATE} ] && echo 'state {layout.RUNTIME_STATE}'; true"
 )
-"""Prints one line per leftover; ``state ...`` lines are what ``reset --purge`` removes."""
+"""Prints one line per leftover (``state DIR``: a state directory that is still there)."""
 
 
 @dataclass(frozen=True)
@@ -233,8 +233,8 @@ class NodeReset(Operation):
 
     def commands(self, ctx: OpContext) -> Iterator[Command]:
         leftovers = ctx.fact(NodeLeftovers())
-        if not self.purge:
-            leftovers = tuple(item for item in leftovers if not item.startswith("state "))
+        if not self.purge:  # the runtime's state (images) stays with the data
+            leftovers = tuple(i for i in leftovers if i != f"state {layout.RUNTIME_STATE}")
         if not leftovers:
             ctx.noop("no pods, pod network or service rules on the host")
             return
@@ -246,7 +246,9 @@ class NodeReset(Operation):
                 layout.RUNC_ROOT, "reset", *(("--purge",) if self.purge else ()),
                 Raw(">/dev/null"),
             )  # fmt: skip
-        # else berth's code is gone (an interrupted destroy): the clean check names what is left
-        if self.purge and f"state {CNI_STATE}" in leftovers:
+        elif f"state {CNI_STATE}" not in leftovers:
+            # berth's code is gone (an interrupted destroy): the clean check names what is left
+            ctx.noop("berth is not installed: berth.runtime reset cannot run")
+        if f"state {CNI_STATE}" in leftovers:
             # host-local IPAM's bookkeeping (last reserved IP, lock) outlives every CNI DEL
             yield Shell("rm", "-rf", "--", CNI_STATE)

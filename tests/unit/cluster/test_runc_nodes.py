@@ -128,8 +128,11 @@ def test_node_reset_runs_only_when_something_is_left() -> None:
     assert "berth.runtime --state-dir /var/lib/berth/runtime --runc-root /run/berth/runc" in reset
     assert reset.split(">")[0].rstrip().endswith("reset --purge")
     assert remove == f"rm -rf -- {CNI_STATE}"
-    # --keep-data: the runtime's state stays, so leftover state alone is no reason to run
-    assert _reset(False, (f"state {layout.RUNTIME_STATE}", f"state {CNI_STATE}")) == ()
+    # --keep-data: the runtime's state (images) stays; the IPAM bookkeeping goes
+    assert _reset(False, (f"state {layout.RUNTIME_STATE}",)) == ()
+    reset, remove = _reset(False, (f"state {layout.RUNTIME_STATE}", f"state {CNI_STATE}"))
+    assert "--purge" not in reset
+    assert remove == f"rm -rf -- {CNI_STATE}"
     (kept,) = _reset(False, ("nftables table ip berth",))
     assert "--purge" not in kept
     # berth's code already gone: only what needs no berth is removed
