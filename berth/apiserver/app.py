@@ -22,9 +22,8 @@ from aiohttp import web
 from berth import __version__
 from berth.api.meta import Obj
 from berth.api.resources import TABLE, ResourceDef
+from berth.store import config as datastore
 from berth.store.interface import Store
-from berth.store.memory import MemoryStore
-from berth.store.sqlite import SqliteStore
 
 from . import discovery
 from .allocators import IPAllocator, PortAllocator
@@ -110,12 +109,9 @@ def _success(rd: ResourceDef, name: str, uid: str = "") -> Obj:
 
 
 async def open_store(config: ServerConfig) -> Store:
-    """The store the configuration names (SQLite for real clusters, memory for tests)."""
-    if config.datastore == "sqlite":
-        if config.datastore_path is None:
-            raise ValueError("the sqlite datastore needs a path")
-        return await SqliteStore.open(config.datastore_path)
-    return MemoryStore()
+    """The store the configuration names: SQLite (one server), etcd (any number of servers
+    on one etcd cluster) or memory (tests) — all opened by :mod:`berth.store.config`."""
+    return await datastore.open_store(config.datastore)
 
 
 def server_ssl_context(config: ServerConfig) -> ssl.SSLContext:

@@ -9,7 +9,9 @@ Example ``apiserver.yaml``::
       certFile: /etc/berth/pki/apiserver.crt
       keyFile: /etc/berth/pki/apiserver.key
       clientCAFile: /etc/berth/pki/ca.crt
-    datastore: {type: sqlite, path: /var/lib/berth/state.db}   # or {type: memory}
+    datastore: {type: sqlite, path: /var/lib/berth/state.db}   # or {type: memory}, or:
+    # datastore: {type: etcd, endpoints: [https://10.231.1.11:2379, ...],
+    #             caFile: etcd-ca.crt, certFile: apiserver-etcd-client.crt, keyFile: ...}
     serviceCIDR: 10.96.0.0/12
     nodePortRange: 30000-32767
     secretsEncryptionKeyFile: /etc/berth/pki/secrets.key      # 32 bytes (raw or base64)
@@ -28,6 +30,10 @@ from typing import Any
 
 import yaml
 
+from berth.store.config import DatastoreConfig, DatastoreConfigError
+
+MEMORY = DatastoreConfig(type="memory")
+
 
 class ConfigError(Exception):
     """The configuration file or flags are wrong; the message says where and what."""
@@ -41,8 +47,7 @@ class ServerConfig:
     bind_address: str = "127.0.0.1"
     port: int = 6443
     advertise_address: str = "127.0.0.1"
-    datastore: str = "memory"  # "memory" or "sqlite"
-    datastore_path: Path | None = None
+    datastore: DatastoreConfig = MEMORY  # see berth.store.config
     service_cidr: str = "10.96.0.0/12"
     node_port_range: tuple[int, int] = (30000, 32767)
     encryption_key_file: Path | None = None
@@ -70,6 +75,21 @@ def _port_range(v: Any, where: str) -> tuple[int, int]:
     return low, high
 
 
+def _datastore(section: dict[str, Any], base: Path, where: str) -> DatastoreConfig:
+    """The ``datastore`` section through :mod:`berth.store.config` (the one parser for every
+    backend), file paths resolved against ``base``."""
+    resolved = dict(section)
+    for key in ("path", "caFile", "certFile", "keyFile"):
+        value = resolved.get(key)
+        if isinstance(value, str) and value:
+            resolved[key] = str(_path(value, base))
+    try:
+        return DatastoreConfig.from_mapping(resolved)
+    except DatastoreConfigError as exc:
+        lines = str(exc).splitlines()
+        raise ConfigError("\n".join(f"{where}: {line}" for line in lines)) from exc
+
+
 def load_config(path: Path) -> ServerConfig:
     """Read a config file; relative paths resolve against the file's directory."""
     try:
@@ -85,12 +105,9 @@ def load_config(path: Path) -> ServerConfig:
     missing = [k for k in ("certFile", "keyFile", "clientCAFile") if not tls.get(k)]
     if missing:
         raise ConfigError(f"{path}: tls.{missing[0]} is required")
-    if ds.get("type") not in ("memory", "sqlite"):
-        raise ConfigError(
-            f"{path}: datastore.type must be memory or sqlite, got {ds.get('type')!r}"
-        )
-    if ds.get("type") == "sqlite" and not ds.get("path"):
-        raise ConfigError(f"{path}: datastore.path is required for sqlite")
+    if not isinstance(ds, dict):
+        raise ConfigError(f"{path}: datastore must be a mapping")
+    datastore = _datastore(ds, base, str(path))
     cert, key, ca = (_path(tls[k], base) for k in ("certFile", "keyFile", "clientCAFile"))
     assert cert is not None
     assert key is not None
@@ -102,8 +119,7 @@ def load_config(path: Path) -> ServerConfig:
         bind_address=str(data.get("bindAddress", "127.0.0.1")),
         port=int(data.get("port", 6443)),
         advertise_address=str(data.get("advertiseAddress", data.get("bindAddress", "127.0.0.1"))),
-        datastore=str(ds.get("type")),
-        datastore_path=_path(ds.get("path"), base),
+        datastore=datastore,
         service_cidr=str(data.get("serviceCIDR", "10.96.0.0/12")),
         node_port_range=_port_range(data.get("nodePortRange", "30000-32767"), str(path)),
         encryption_key_file=_path(data.get("secretsEncryptionKeyFile"), base),
@@ -124,7 +140,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--tls-cert-file", type=Path)
     p.add_argument("--tls-private-key-file", type=Path)
     p.add_argument("--client-ca-file", type=Path)
-    p.add_argument("--datastore", help="memory, or sqlite:/path/to/state.db")
+    p.add_argument(
+        "--datastore",
+        help="memory, sqlite:/path/to/state.db or etcd:http://host:2379[,...] (etcd over TLS:"
+        " give the datastore section in --config)",
+    )
     p.add_argument("--service-cidr")
     p.add_argument("--node-port-range")
     p.add_argument("--encryption-key-file", type=Path)
@@ -162,8 +182,14 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         changes["node_port_range"] = _port_range(a.node_port_range, "--node-port-range")
     if a.datastore:
         kind, _, rest = a.datastore.partition(":")
-        if kind not in ("memory", "sqlite") or (kind == "sqlite" and not rest):
-            raise ConfigError("--datastore must be memory or sqlite:/path")
-        changes["datastore"] = kind
-        changes["datastore_path"] = Path(rest) if rest else None
+        section: dict[str, Any] = {"type": kind}
+        if kind == "sqlite" and rest:
+            section["path"] = rest
+        elif kind == "etcd" and rest:
+            section["endpoints"] = rest.split(",")
+        elif kind != "memory" or rest:
+            raise ConfigError(
+                "--datastore must be memory, sqlite:/path or etcd:http://host:port[,...]"
+            )
+        changes["datastore"] = _datastore(section, Path.cwd(), "--datastore")
     return replace(cfg, **changes)

@@ -28,6 +28,7 @@ from berth.store.interface import (
     KeyNotFound,
     KeyValue,
     Store,
+    StoreError,
 )
 
 from . import strategy
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 MAX_PATCH_RETRIES = 5
+REPAIR_INTERVAL = 60.0
+"""Seconds between two passes reconciling Service allocation keys with stored Services (a
+leaked key is released on the second pass that finds it unheld)."""
 
 PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -109,20 +113,18 @@ class Registry:
     ) -> None:
         self.store = store
         self.codec = codec
-        self.services = ServiceAddresses(service_ips, node_ports)
+        self.services = ServiceAddresses(store, service_ips, node_ports)
         self.resources = resources
         self.namespace_phase: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- startup ---------------------------------------------------------------------------
 
-    async def load_allocations(self) -> None:
-        """Rebuild the Service IP and NodePort allocators from the stored Services."""
-        svc = self._rd("", "services")
-        result = await self.store.list(svc.key_prefix())
-        for kv in result.items:
-            obj = self.codec.decode(kv)
-            self.services.mark(obj)
+    async def load_allocations(self, *, repair_interval: float = REPAIR_INTERVAL) -> None:
+        """Reconcile the Service IP and NodePort allocations with the stored Services, then
+        keep doing so every ``repair_interval`` seconds (leaks from a crashed server)."""
+        await self.services.repair(self._stored_services)
+        self._spawn(self._repair_loop(repair_interval))
         ns = self._rd("", "namespaces")
         for kv in (await self.store.list(ns.key_prefix())).items:
             obj = self.codec.decode(kv)
@@ -130,6 +132,18 @@ class Registry:
             self.namespace_phase[name] = str(get_path(obj, "status", "phase") or "Active")
             if get_path(obj, "metadata", "deletionTimestamp"):
                 self._spawn(self._finalize_namespace(name))
+
+    async def _stored_services(self) -> list[Obj]:
+        result = await self.store.list(self._rd("", "services").key_prefix())
+        return [self.codec.decode(kv) for kv in result.items]
+
+    async def _repair_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.services.repair(self._stored_services)
+            except StoreError:
+                log.warning("service allocation repair failed; retrying", exc_info=True)
 
     def observe(self, ev: ObjEvent) -> None:
         """Watch-hub listener keeping the namespace cache current."""
@@ -331,9 +345,10 @@ class Registry:
             admit(user, "create", rd, namespace=ns, name=name, new=obj)
         if rd.namespaced:
             await self._check_namespace(ns)
-        allocated = self.services.allocate(obj) if rd.kind == "Service" else None
+        allocated = (
+            await self.services.allocate(obj, dry_run=dry_run) if rd.kind == "Service" else None
+        )
         if dry_run:
-            self.services.release(allocated)
             return obj
         for attempt in range(5):
             key = rd.key(ns, name)
@@ -346,10 +361,13 @@ class Registry:
                     )
                     m["name"] = name
                     continue
-                self.services.release(allocated)
+                if allocated is not None:
+                    existing = await self.store.get(key)
+                    stored = self.codec.decode(existing) if existing is not None else None
+                    await self.services.release(allocated, keep=stored)
                 raise already_exists(rd, name) from None
             except BaseException:
-                self.services.release(allocated)
+                await self.services.release(allocated)
                 raise
             m["resourceVersion"] = str(kv.mod_revision)
             if rd.kind == "Namespace":
@@ -439,7 +457,7 @@ class Registry:
                 )
         allocated = None
         if rd.kind == "Service":
-            allocated = self.services.allocate(new, old)
+            allocated = await self.services.allocate(new, old, dry_run=dry_run)
         old_cmp = dict(old)
         old_cmp["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
         new_cmp = dict(new)
@@ -447,7 +465,6 @@ class Registry:
         if old_cmp == new_cmp:
             return old  # no-op writes do not bump resourceVersion (as kube-apiserver)
         if dry_run:
-            self.services.release(allocated)
             return new
         key = rd.key(ns, name)
         finalize = (
@@ -463,19 +480,19 @@ class Registry:
                 deleted = await self.store.delete(key, expected_revision=kv.mod_revision)
                 meta(new)["resourceVersion"] = str(deleted.mod_revision)
                 if rd.kind == "Service":
-                    self.services.release(self.services.freed(old, None))
+                    await self.services.release(self.services.freed(old, None))
                 return new
             written = await self.store.update(
                 key, self.codec.encode(key, new), expected_revision=kv.mod_revision
             )
         except Conflict:
-            self.services.release(allocated)
+            await self.services.release(allocated)
             raise conflict(rd, name) from None
         except KeyNotFound:
-            self.services.release(allocated)
+            await self.services.release(allocated)
             raise not_found(rd, name) from None
         if rd.kind == "Service":
-            self.services.release(self.services.freed(old, new))
+            await self.services.release(self.services.freed(old, new))
         meta(new)["resourceVersion"] = str(written.mod_revision)
         return new
 
@@ -586,7 +603,7 @@ class Registry:
                 raise not_found(rd, name) from None
             m["resourceVersion"] = str(deleted.mod_revision)
             if rd.kind == "Service":
-                self.services.release(self.services.freed(obj, None))
+                await self.services.release(self.services.freed(obj, None))
             return obj, True
         raise conflict(rd, name)
 
@@ -667,7 +684,7 @@ class Registry:
                         if force:
                             await self.store.delete(kv.key, expected_revision=kv.mod_revision)
                             if rd.kind == "Service":
-                                self.services.release(
+                                await self.services.release(
                                     self.services.freed(self.codec.decode(kv), None)
                                 )
                         else:

@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from berth.store.config import DatastoreConfig
+
 from .app import ApiServer
 from .config import ServerConfig
 
@@ -242,10 +244,34 @@ class ServerFiles:
         )
 
 
+def _datastore(kind: str | DatastoreConfig, sqlite_path: Path | None) -> DatastoreConfig:
+    if isinstance(kind, DatastoreConfig):
+        return kind
+    section: dict[str, Any] = {"type": kind}
+    if sqlite_path is not None:
+        section["path"] = str(sqlite_path)
+    return DatastoreConfig.from_mapping(section)
+
+
+def datastore_section(config: DatastoreConfig) -> dict[str, Any]:
+    """The config file's ``datastore`` mapping for ``config``."""
+    section: dict[str, Any] = {"type": config.type}
+    if config.path is not None:
+        section["path"] = str(config.path)
+    if config.endpoints:
+        section["endpoints"] = list(config.endpoints)
+    if config.tls is not None:
+        section["caFile"] = str(config.tls.ca_file)
+        if config.tls.cert_file is not None and config.tls.key_file is not None:
+            section["certFile"] = str(config.tls.cert_file)
+            section["keyFile"] = str(config.tls.key_file)
+    return section
+
+
 def prepare(
     directory: Path,
     *,
-    datastore: str = "memory",
+    datastore: str | DatastoreConfig = "memory",
     sqlite_path: Path | None = None,
     port: int = 0,
     encryption_key: bytes | None = None,
@@ -270,8 +296,7 @@ def prepare(
         bind_address="127.0.0.1",
         port=port,
         advertise_address="127.0.0.1",
-        datastore=datastore,
-        datastore_path=sqlite_path,
+        datastore=_datastore(datastore, sqlite_path),
         encryption_key_file=key_file,
         token_auth_file=token_auth_file,
         agent_client_cert_file=agent_cert,
@@ -295,7 +320,7 @@ class ServerHandle(ServerFiles):
 def running_server(
     directory: Path,
     *,
-    datastore: str = "memory",
+    datastore: str | DatastoreConfig = "memory",
     sqlite_path: Path | None = None,
     encryption_key: bytes | None = None,
     token_auth_file: Path | None = None,
@@ -372,10 +397,7 @@ def write_config_file(files: ServerFiles, path: Path, *, port: int) -> Path:
             "keyFile": str(c.tls_key_file),
             "clientCAFile": str(c.client_ca_file),
         },
-        "datastore": {
-            "type": c.datastore,
-            **({"path": str(c.datastore_path)} if c.datastore_path else {}),
-        },
+        "datastore": datastore_section(c.datastore),
         "serviceCIDR": c.service_cidr,
         "nodePortRange": f"{c.node_port_range[0]}-{c.node_port_range[1]}",
     }

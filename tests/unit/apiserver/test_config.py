@@ -25,7 +25,7 @@ def test_load_config_resolves_relative_paths(tmp_path: Path) -> None:
     c = load_config(f)
     assert c.tls_cert_file == tmp_path / "pki/apiserver.crt"
     assert c.client_ca_file == Path("/etc/ca.crt")
-    assert (c.datastore, c.datastore_path) == ("sqlite", tmp_path / "state.db")
+    assert (c.datastore.type, c.datastore.path) == ("sqlite", tmp_path / "state.db")
     assert c.node_port_range == (31000, 31999)
     assert c.advertise_address == "10.0.0.5"
     assert c.agent_client_key_file == tmp_path / "pki/agent.key"
@@ -35,8 +35,10 @@ def test_load_config_resolves_relative_paths(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (("clientCAFile: /etc/ca.crt", "clientCAFile: ''"), "tls.clientCAFile is required"),
-        (("type: sqlite, path: state.db", "type: etcd"), "datastore.type must be memory or sqlite"),
-        (("type: sqlite, path: state.db", "type: sqlite"), "datastore.path is required"),
+        (("type: sqlite, path: state.db", "type: etc"), "datastore.type: must be one of"),
+        (("type: sqlite, path: state.db", "type: etcd"), "datastore.endpoints: required"),
+        (("type: sqlite, path: state.db", "type: sqlite"), "datastore.path: required"),
+        (("path: state.db", "path: state.db, nodes: 3"), "datastore.nodes: unknown field"),
         (("31000-31999", "31999-31000"), "not a valid port range"),
         (("31000-31999", "lots"), "nodePortRange must look like 30000-32767"),
     ],
@@ -56,6 +58,35 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     f = tmp_path / "apiserver.yaml"
     f.write_text(GOOD)
     c = parse_args(["--config", str(f), "--port", "7443", "--datastore", "memory"])
-    assert (c.port, c.datastore, c.datastore_path) == (7443, "memory", None)
+    assert (c.port, c.datastore.type, c.datastore.path) == (7443, "memory", None)
+    c = parse_args(["--config", str(f), "--datastore", "etcd:http://127.0.0.1:2379"])
+    assert (c.datastore.type, c.datastore.endpoints) == ("etcd", ("http://127.0.0.1:2379",))
+    with pytest.raises(ConfigError, match="--datastore must be"):
+        parse_args(["--config", str(f), "--datastore", "sqlite"])
     with pytest.raises(ConfigError):
         parse_args(["--port", "1"])
+
+
+def test_etcd_datastore_goes_through_the_store_config(tmp_path: Path) -> None:
+    f = tmp_path / "apiserver.yaml"
+    etcd = (
+        "type: etcd, endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379],"
+        " caFile: pki/etcd-ca.crt, certFile: pki/etcd.crt, keyFile: /etc/etcd.key"
+    )
+    f.write_text(GOOD.replace("type: sqlite, path: state.db", etcd))
+    c = load_config(f)
+    assert c.datastore.type == "etcd"
+    assert c.datastore.endpoints == ("https://10.0.0.1:2379", "https://10.0.0.2:2379")
+    assert c.datastore.tls is not None
+    assert c.datastore.tls.ca_file == tmp_path / "pki/etcd-ca.crt"
+    assert c.datastore.tls.cert_file == tmp_path / "pki/etcd.crt"
+    assert c.datastore.tls.key_file == Path("/etc/etcd.key")
+
+
+def test_etcd_over_https_without_a_ca_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "apiserver.yaml"
+    f.write_text(
+        GOOD.replace("type: sqlite, path: state.db", "type: etcd, endpoints: [https://a:1]")
+    )
+    with pytest.raises(ConfigError, match=r"apiserver.yaml: datastore.caFile: required"):
+        load_config(f)
