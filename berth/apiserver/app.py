@@ -23,7 +23,7 @@ from berth import __version__
 from berth.api.meta import Obj
 from berth.api.resources import TABLE, ResourceDef
 from berth.store import config as datastore
-from berth.store.interface import Store
+from berth.store.interface import Store, StoreError
 
 from . import discovery
 from .allocators import IPAllocator, PortAllocator
@@ -50,6 +50,7 @@ from .logs import proxy_logs
 from .metrics import Metrics
 from .options import DeleteOptions, ListOptions
 from .params import parse_bool, parse_int, table_version, wants_metadata_only
+from .peers import ApiServerPeers
 from .protobuf import decode_body
 from .rbac import Attributes, RbacAuthorizer, bootstrap_policy
 from .registry import PATCH_TYPES, Registry
@@ -71,6 +72,8 @@ JSON = "application/json"
 SHUTDOWN_GRACE = 1.0
 """Seconds a request still running at stop may take to finish before it is cancelled
 (watches end at once; this bounds a slow list or write)."""
+PEERS_LEAVE_TIMEOUT = 1.0
+"""Seconds a stopping server spends deleting its Lease (a dead datastore must not hold it)."""
 OPENAPI_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
@@ -148,6 +151,7 @@ class ApiServer:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._compactor: asyncio.Task[None] | None = None
+        self._peers_task: asyncio.Task[None] | None = None
         self.port = config.port
         self._agent_ssl: ssl.SSLContext | None = None
         self.stopping = asyncio.Event()
@@ -189,6 +193,10 @@ class ApiServer:
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
         self._compactor = asyncio.create_task(self._compact_loop(), name="compactor")
+        self.peers = ApiServerPeers(
+            self.registry, address=self.config.advertise_address, port=self.port
+        )
+        self._peers_task = asyncio.create_task(self.peers.run(), name="apiserver-peers")
         log.info("berth API server listening on %s:%d", self.config.bind_address, self.port)
 
     async def stop(self) -> None:
@@ -196,6 +204,14 @@ class ApiServer:
         relist and re-watch), let in-flight requests finish for at most
         :data:`SHUTDOWN_GRACE` seconds, then flush and close the store."""
         self.stopping.set()
+        if self._peers_task is not None:
+            self._peers_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._peers_task
+            try:  # other servers take us out of the kubernetes Endpoints at once
+                await asyncio.wait_for(self.peers.leave(), PEERS_LEAVE_TIMEOUT)
+            except (TimeoutError, ApiError, StoreError):
+                log.warning("could not withdraw from the kubernetes endpoints", exc_info=True)
         if self._compactor is not None:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -283,24 +299,7 @@ class ApiServer:
         }
         if await self.store.get(self._rd("", "services").key("default", "kubernetes")) is None:
             await self.registry.ensure(self._rd("", "services"), svc)
-        ep = {
-            "metadata": {"name": "kubernetes", "namespace": "default"},
-            "subsets": [
-                {
-                    "addresses": [{"ip": self.config.advertise_address}],
-                    "ports": [
-                        {"name": "https", "port": self.config.port or 6443, "protocol": "TCP"}
-                    ],
-                }
-            ],
-        }
-        ep_rd = self._rd("", "endpoints")
-        await self.registry.ensure(ep_rd, ep)
-        current = await self.registry.get(ep_rd, "default", "kubernetes")
-        if current.get("subsets") != ep["subsets"]:
-            # The advertised address or port changed since the last start.
-            current["subsets"] = ep["subsets"]
-            await self.registry.update(ep_rd, "default", "kubernetes", current, user=None)
+        # The kubernetes Endpoints are kept by ApiServerPeers once the port is known.
 
     def _rd(self, group: str, plural: str) -> ResourceDef:
         rd = self.table.lookup(group, "v1", plural)

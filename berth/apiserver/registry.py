@@ -117,6 +117,7 @@ class Registry:
         self.resources = resources
         self.namespace_phase: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._finalizing: set[str] = set()  # namespaces this server is emptying
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class Registry:
             name = str(get_path(obj, "metadata", "name"))
             self.namespace_phase[name] = str(get_path(obj, "status", "phase") or "Active")
             if get_path(obj, "metadata", "deletionTimestamp"):
-                self._spawn(self._finalize_namespace(name))
+                self._finalize_soon(name)
 
     async def _stored_services(self) -> list[Obj]:
         result = await self.store.list(self._rd("", "services").key_prefix())
@@ -153,6 +154,8 @@ class Registry:
                 self.namespace_phase.pop(name, None)
             else:
                 self.namespace_phase[name] = str(get_path(ev.obj, "status", "phase") or "Active")
+                if get_path(ev.obj, "metadata", "deletionTimestamp"):
+                    self._finalize_soon(name)  # possibly deleted through another server
 
     async def ensure(self, rd: ResourceDef, obj: Obj) -> None:
         """Create ``obj`` unless an object with its name exists (bootstrap objects)."""
@@ -662,10 +665,24 @@ class Registry:
             )
             obj["metadata"]["resourceVersion"] = str(written.mod_revision)
             self.namespace_phase[name] = "Terminating"
-            self._spawn(self._finalize_namespace(name))
+            self._finalize_soon(name)
         return obj
 
+    def _finalize_soon(self, name: str) -> None:
+        """Empty and remove a terminating namespace unless this server already is. Every
+        server does so for every terminating namespace it sees (the deletes are CAS and
+        idempotent), so one dying mid-way never leaves a namespace stuck Terminating."""
+        if name not in self._finalizing:
+            self._finalizing.add(name)
+            self._spawn(self._finalize_namespace(name))
+
     async def _finalize_namespace(self, name: str) -> None:
+        try:
+            await self._empty_namespace(name)
+        finally:
+            self._finalizing.discard(name)
+
+    async def _empty_namespace(self, name: str) -> None:
         """Remove everything in a terminating namespace, then the namespace itself.
 
         Pods get their normal graceful deletion first; whatever still exists after the grace
