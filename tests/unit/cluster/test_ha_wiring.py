@@ -1,0 +1,145 @@
+"""HA wiring of the cluster phases (provisioner.phases.cluster.ha): the API servers' etcd
+datastore, berth-lb on every host, component kubeconfigs through the balancer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from berth.lb.config import LBConfig
+from provisioner.commands import Upload, sha256_hex
+from provisioner.connectors.base import HostName
+from provisioner.engine.inventory import inventory_from_spec
+from provisioner.facts.base import FactSet
+from provisioner.facts.files import PathInfo, PathState
+from provisioner.operations.base import HostRun, OpContext
+from provisioner.operations.files import File
+from provisioner.operations.systemd import Service, UnitFile
+from provisioner.phases.cluster import ha
+from provisioner.phases.workflow import Inventory
+from provisioner.spec import ClusterSpec, parse_spec
+
+ADDRESSES = {"cp1": "10.0.0.11", "cp2": "10.0.0.12", "cp3": "10.0.0.13", "w1": "10.0.0.21"}
+
+
+def _spec(tmp: Path, hosts: list[str], datastore: str) -> ClusterSpec:
+    lines = [
+        "apiVersion: berth.dev/v1alpha1",
+        "kind: Cluster",
+        "metadata: {name: ha}",
+        "spec:",
+        "  ssh: {user: root, identityFile: id}",
+        f"  datastore: {{type: {datastore}}}",
+        "  hosts:",
+    ]
+    for name in hosts:
+        roles = "[worker]" if name.startswith("w") else "[control-plane, worker]"
+        lines.append(f"    - {{name: {name}, address: {ADDRESSES[name]}, roles: {roles}}}")
+    (tmp / "id").write_text("key")
+    return parse_spec("\n".join(lines) + "\n", source=tmp / "cluster.yaml")
+
+
+@dataclass
+class Data:
+    spec: ClusterSpec
+    inventory: Inventory
+    cache_dir: Path
+    state_dir: Path
+    dry_run: bool = False
+
+    def host_facts(self, host: HostName, facts: Any) -> FactSet:
+        raise AssertionError("the HA wiring reads no facts")
+
+
+def _ctx(values: dict[Any, Any]) -> OpContext:
+    facts = FactSet("h")
+    for fact, value in values.items():
+        facts.put(fact, value)
+    return OpContext(HostName("h"), facts, HostRun())
+
+
+def _data(tmp: Path, spec: ClusterSpec) -> Data:
+    return Data(spec, inventory_from_spec(spec), tmp / "cache", tmp / "state")
+
+
+def test_api_servers_use_etcd_with_their_own_member_first(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, ["cp1", "cp2", "cp3", "w1"], "etcd")
+    cp2 = inventory_from_spec(spec).host("cp2")
+    section = ha.apiserver_datastore_for(spec, cp2)
+    assert section["type"] == "etcd"
+    assert section["endpoints"][0] == "https://10.0.0.12:2379"
+    assert sorted(section["endpoints"]) == [f"https://10.0.0.1{i}:2379" for i in (1, 2, 3)]
+    one = _spec(tmp_path, ["cp1", "w1"], "sqlite")
+    assert ha.apiserver_datastore_for(one, inventory_from_spec(one).host("cp1"))["type"] == (
+        "sqlite"
+    )
+
+
+def test_the_balancer_fronts_every_control_plane_api_server(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, ["cp1", "cp2", "cp3", "w1"], "etcd")
+    mapping = ha.lb_config(spec).to_mapping()
+    parsed = LBConfig.from_mapping(mapping)  # what berth.lb will read on the host
+    assert [str(b) for b in parsed.backends] == [f"10.0.0.1{i}:6443" for i in (1, 2, 3)]
+    assert (parsed.listen_address, parsed.listen_port) == ("127.0.0.1", ha.LB_PORT)
+    assert parsed.health.mode == "https"
+
+
+def test_kubeconfigs_are_rewritten_to_dial_the_balancer() -> None:
+    source = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "ha", "cluster": {"server": "https://10.0.0.11:6443"}}],
+            "users": [{"name": "u", "user": {"client-certificate-data": "QQ=="}}],
+        }
+    ).encode()
+    doc = yaml.safe_load(ha.kubeconfig_via_balancer(source))
+    assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6444"
+    assert doc["users"][0]["user"]["client-certificate-data"] == "QQ=="
+
+
+def test_every_host_of_an_ha_cluster_gets_the_balancer(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, ["cp1", "cp2", "cp3", "w1"], "etcd")
+    data = _data(tmp_path, spec)
+    worker = ha.lb_ops(data, data.inventory.host("w1"))
+    control = ha.lb_ops(data, data.inventory.host("cp1"))
+    config = next(op for op in worker if isinstance(op, File) and op.path == ha.LB_CONFIG)
+    assert LBConfig.from_mapping(yaml.safe_load(config.content)).listen_port == ha.LB_PORT
+    unit = next(op for op in worker if isinstance(op, UnitFile))
+    assert b"python3 -m berth.lb --config /etc/berth/lb.yaml" in unit.content
+    assert any(isinstance(op, Service) and op.name == ha.LB_UNIT for op in worker)
+    kubeconfigs = {op.path for op in control if isinstance(op, ha.BalancedKubeconfig)}
+    assert kubeconfigs == {
+        ha.balanced(n) for n in ("agent.conf", "scheduler.conf", "controller-manager.conf")
+    }
+    assert {op.path for op in worker if isinstance(op, ha.BalancedKubeconfig)} == {
+        ha.balanced("agent.conf")
+    }
+    assert ha.kubeconfig_path(spec, "agent.conf") == ha.balanced("agent.conf")
+
+
+def test_a_balanced_kubeconfig_uploads_the_rewritten_state_file(tmp_path: Path) -> None:
+    source = tmp_path / "agent.conf"
+    source.write_text("clusters:\n- name: c\n  cluster: {server: 'https://10.0.0.11:6443'}\n")
+    op = ha.BalancedKubeconfig(ha.balanced("agent.conf"), source, 0o600)
+    assert "via the node's balancer" in op.describe()
+    info = PathInfo((op.path,))
+    absent = _ctx({info: {op.path: None}})
+    (upload,) = list(op.commands(absent))
+    assert isinstance(upload, Upload)
+    assert b"https://127.0.0.1:6444" in upload.content
+    assert upload.mode == 0o600
+    same = PathState("file", 0o600, "root", "root", 1, sha256=sha256_hex(upload.content))
+    up_to_date = _ctx({info: {op.path: same}})
+    assert list(op.commands(up_to_date)) == []
+    assert up_to_date.noop_reason
+
+
+def test_a_single_control_plane_cluster_has_no_balancer(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, ["cp1", "w1"], "sqlite")
+    data = _data(tmp_path, spec)
+    assert ha.lb_ops(data, data.inventory.host("w1")) == ()
+    assert ha.kubeconfig_path(spec, "agent.conf") == "/etc/berth/kubeconfigs/agent.conf"
