@@ -4,7 +4,8 @@ One 4-host lab and one cluster are shared by the module (tests run in file order
 leaves the cluster healthy for the next):
 
 * bootstrap n1 (control plane + worker) and n2, n3 (workers): every node Ready through the
-  official ``kubernetes`` client, verify passed as part of apply;
+  official ``kubernetes`` client and running runc (the default runtime), verify passed as part
+  of apply (its smoke pods answered through a ClusterIP Service from every node);
 * a second apply changes nothing and says so;
 * adding n4 changes only n4 (and registers its Node);
 * ``berth verify`` fails, naming the checks, when a unit is stopped or a key file is 0644;
@@ -127,6 +128,11 @@ def test_bootstrap_one_plus_two(cluster: Cluster) -> None:
     nodes = cluster.nodes()
     assert sorted(nodes) == ["n1", "n2", "n3"]
     assert all(_ready(n) for n in nodes.values())
+    # real container nodes by default, proven by verify's smoke pods behind a ClusterIP
+    assert all(
+        n.status.node_info.container_runtime_version.startswith("runc://") for n in nodes.values()
+    )
+    assert result.stdout.count("reaches every pod") == 3
     assert "node-role.kubernetes.io/control-plane" in nodes["n1"].metadata.labels
     assert not nodes["n1"].spec.taints  # control plane + worker: schedulable
     assert cluster.sh("n1", "stat -c '%a %U' /etc/berth/pki/apiserver.key").strip() == "600 root"
@@ -142,9 +148,9 @@ def test_unit_hardening_is_in_force_inside_the_hosts(cluster: Cluster) -> None:
     attempt = run(cluster.lab, "n1", f"nsenter -t {pid} -m touch /usr/berth-probe")
     assert attempt[0] != 0
     assert "Read-only file system" in attempt[2]
-    assert cluster.sh("n1", "systemctl show -p Restart --value berth-agent").strip() == (
-        "on-failure"
-    )
+    # the agent's containers outlive it (KillMode=process), and it comes back after any exit
+    agent = cluster.sh("n1", "systemctl show -p Restart -p KillMode berth-agent").split()
+    assert sorted(agent) == ["KillMode=process", "Restart=always"]
 
 
 def test_status_and_kubeconfig(cluster: Cluster) -> None:
