@@ -22,6 +22,7 @@ from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
 from berth.client.resources import LEASES, NAMESPACES, NODES, PODS, SERVICES
+from provisioner.errors import ProvisionerError
 from provisioner.phases.cluster.nodes import admin_client, desired_nodes, node_patch
 from provisioner.smoke_image import SERVE_PORT, smoke_image
 from provisioner.spec import ClusterSpec
@@ -169,6 +170,10 @@ async def _wait_pods(
             phase = (obj.get("status") or {}).get("phase", "")
             if serving and phase == "Running" and not _ready(obj):
                 phase = "Running (not Ready)"
+            for status in (obj.get("status") or {}).get("containerStatuses") or []:
+                waiting = (status.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason"):  # e.g. ErrImageNeverPull: the smoke image is missing
+                    phase += f" ({waiting['reason']}: {str(waiting.get('message', ''))[:160]})"
             phases[pod] = phase
             placed[pod] = (obj.get("spec") or {}).get("nodeName", "")
         if all(phases.get(p) in ("Running", "Succeeded") for p in pods):
@@ -288,7 +293,12 @@ async def _all(
         results += node_results
         results += await _leader_checks(client)
         if smoke:
-            image = smoke_image().reference if spec.spec.runtime == "runc" else None
+            image = None
+            if spec.spec.runtime == "runc":
+                try:
+                    image = smoke_image().reference
+                except ProvisionerError as error:
+                    return [*results, _check("smoke image", False, error.message)]
             results += await _smoke(client, nodes, image=image, probe=probe)
         return results
     finally:
