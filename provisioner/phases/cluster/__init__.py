@@ -1,6 +1,8 @@
 """The cluster phases: what ``berth apply -i SPEC`` does after preflight.
 
-``artifacts`` (the berth bundle) → ``pki`` (credentials, 0600 root-owned keys) → ``datastore`` →
+``artifacts`` (the berth bundle) → ``pki`` (credentials, 0600 root-owned keys) → ``etcd`` (a
+3-member cluster, only with ``datastore: etcd``) → ``datastore`` → ``lb`` (HA only: every
+host's balancer in front of the API servers, :mod:`provisioner.phases.cluster.ha`) →
 ``control-plane`` (API server, controller manager, scheduler) → ``agents`` (every host is a
 node) → ``nodes`` (roles, labels, taints through the API; hosts that left the spec drained,
 deleted and cleaned) → ``cleanup`` (other bundle versions) → ``verify``.
@@ -14,10 +16,11 @@ from typing import Any
 
 from provisioner.connectors.base import HostTarget
 from provisioner.facts.base import Fact
-from provisioner.phases.cluster import hostside, layout
+from provisioner.phases.cluster import ha, hostside, layout
 from provisioner.phases.cluster.finish import verify_after
 from provisioner.phases.cluster.nodes import nodes_after
 from provisioner.phases.cluster.ops import DirEntries
+from provisioner.phases.etcd import etcd_phase
 from provisioner.phases.sets import extend_cluster_phases
 from provisioner.phases.workflow import Phase, PhaseData
 
@@ -33,8 +36,11 @@ def cluster_install_phases() -> tuple[Phase, ...]:
               prepare=hostside.prepare_bundle),
         Phase("pki", "Distribute certificates, keys and kubeconfigs",
               operations=hostside.pki_ops, prepare=hostside.prepare_pki),
+        etcd_phase(),  # nothing to do unless datastore: etcd
         Phase("datastore", "Prepare the datastore", operations=hostside.datastore_ops,
               applies_to=hostside.is_control_plane),
+        Phase("lb", "API load balancer on every host (etcd clusters only)",
+              operations=ha.lb_ops),
         Phase("control-plane", "API server, controller manager and scheduler",
               operations=hostside.control_plane_ops, applies_to=hostside.is_control_plane),
         Phase("agents", "Node agents on every host", operations=hostside.agent_ops,

@@ -28,7 +28,7 @@ from berth.lb.config import Backend, HealthConfig, LBConfig
 from provisioner.commands import Command
 from provisioner.connectors.base import HostTarget
 from provisioner.operations.base import OpContext, Operation
-from provisioner.operations.files import File
+from provisioner.operations.files import Directory, File
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.context import spec_of, state_of
@@ -40,7 +40,7 @@ from provisioner.spec import ClusterSpec
 from provisioner.templating import render
 
 LB_PORT = 6444
-LB_UNIT = "berth-lb.service"
+LB_UNIT = layout.LB_UNIT
 LB_CONFIG = f"{layout.ETC}/lb.yaml"
 BALANCED = f"{layout.KUBECONFIGS}/lb"
 """Kubeconfigs that dial the node's balancer (copies of the state's, server rewritten)."""
@@ -129,7 +129,7 @@ def kubeconfig_path(spec: ClusterSpec, name: str) -> str:
 def lb_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     """``berth-lb`` and the balanced kubeconfigs on every host of an HA cluster (before the
     components that use them start)."""
-    spec = spec_of(data, "agents")
+    spec = spec_of(data, "lb")
     if not is_ha(spec):
         return ()
     config = yaml.safe_dump(lb_config(spec).to_mapping(), sort_keys=False).encode()
@@ -143,5 +143,6 @@ def lb_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
         File(LB_CONFIG, config, mode=0o644),
         UnitFile(LB_UNIT, render(f"{LB_UNIT}.j2", context).encode()),
         Service(LB_UNIT, restart_on=(f"file:{LB_CONFIG}", f"symlink:{layout.CURRENT}")),
+        Directory(BALANCED, mode=0o700),
         *balanced_kubeconfigs(data, host),
     )

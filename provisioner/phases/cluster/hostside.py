@@ -22,7 +22,7 @@ from provisioner.operations.base import Operation
 from provisioner.operations.files import Absent, Directory, File, Symlink
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import layout
+from provisioner.phases.cluster import ha, layout
 from provisioner.phases.cluster.context import bundle_of, release, spec_of, state_of
 from provisioner.phases.cluster.ops import (
     BundleInstalled,
@@ -125,13 +125,8 @@ def _pki_ids(data: PhaseData, host: HostTarget) -> tuple[str, ...]:
 
 
 def datastore_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
-    spec = spec_of(data, "datastore")
-    if spec.spec.datastore.type != "sqlite":
-        raise PhaseError(
-            "datastore",
-            f"datastore type {spec.spec.datastore.type!r} is not installable yet",
-            hint="use datastore: {type: sqlite} with one control-plane host",
-        )
+    """SQLite's directory; with etcd (installed by the etcd phase) the directory still exists:
+    the API server's unit names it in ReadWritePaths, which systemd needs to exist."""
     return (Directory(layout.DATASTORE_DIR, mode=0o700),)
 
 
@@ -148,7 +143,7 @@ def apiserver_config(spec: ClusterSpec, host: HostTarget) -> dict[str, Any]:
             "keyFile": f"{layout.PKI}/apiserver.key",
             "clientCAFile": f"{layout.PKI}/ca.crt",
         },
-        "datastore": {"type": "sqlite", "path": f"{layout.DATASTORE_DIR}/state.db"},
+        "datastore": ha.apiserver_datastore_for(spec, host),
         "serviceCIDR": str(spec.spec.network.service_cidr),
         "agentClient": {
             "certFile": f"{layout.PKI}/apiserver-agent-client.crt",
@@ -182,14 +177,14 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
             _context(
                 data,
                 host,
-                kubeconfig=f"{layout.KUBECONFIGS}/controller-manager.conf",
+                kubeconfig=ha.kubeconfig_path(spec, "controller-manager.conf"),
                 pod_cidr=str(network.pod_cidr),
                 node_cidr_mask_size=network.node_cidr_mask_size,
             ),
         ),
         _unit(
             layout.SCHEDULER,
-            _context(data, host, kubeconfig=f"{layout.KUBECONFIGS}/scheduler.conf"),
+            _context(data, host, kubeconfig=ha.kubeconfig_path(spec, "scheduler.conf")),
         ),
         Service(layout.APISERVER, restart_on=(config, CURRENT_ID, *credentials)),
         Service(layout.CONTROLLER_MANAGER, restart_on=(CURRENT_ID, *credentials)),
@@ -227,7 +222,7 @@ def agent_config(spec: ClusterSpec, host: HostTarget, capacity: HostCapacity) ->
         },
     }
     config: dict[str, Any] = {
-        "kubeconfig": f"{layout.KUBECONFIGS}/agent.conf",
+        "kubeconfig": ha.kubeconfig_path(spec, "agent.conf"),
         "runtime": spec.spec.runtime,
         "nodes": [node],
         "server": {

@@ -41,7 +41,9 @@ ETCD_PORTS = (2379, 2380)
 
 ETCD_UNIT = "berth-etcd.service"
 """The etcd member's unit (:mod:`provisioner.phases.etcd`); its files live under ETC and VAR."""
-TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT)
+LB_UNIT = "berth-lb.service"
+"""The node's API load balancer in an etcd (HA) cluster (:mod:`provisioner.phases.cluster.ha`)."""
+TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT, LB_UNIT)
 """Every unit ``berth destroy`` stops and removes."""
 
 INSTALL_PATHS = (OPT, ETC)

@@ -18,7 +18,8 @@ from provisioner.facts.files import PathInfo, PathState
 from provisioner.operations.base import HostRun, OpContext
 from provisioner.operations.files import File
 from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import ha
+from provisioner.phases.cluster import cluster_install_phases, ha, hostside
+from provisioner.phases.cluster.ops import HostCapacity
 from provisioner.phases.workflow import Inventory
 from provisioner.spec import ClusterSpec, parse_spec
 
@@ -143,3 +144,20 @@ def test_a_single_control_plane_cluster_has_no_balancer(tmp_path: Path) -> None:
     data = _data(tmp_path, spec)
     assert ha.lb_ops(data, data.inventory.host("w1")) == ()
     assert ha.kubeconfig_path(spec, "agent.conf") == "/etc/berth/kubeconfigs/agent.conf"
+
+
+def test_apply_runs_etcd_after_pki_and_the_balancer_before_the_components() -> None:
+    names = [p.name for p in cluster_install_phases()]
+    order = [names.index(n) for n in ("pki", "etcd", "datastore", "lb", "control-plane", "agents")]
+    assert order == sorted(order)
+
+
+def test_the_installed_configs_use_etcd_and_the_balancer(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, ["cp1", "cp2", "cp3", "w1"], "etcd")
+    inventory = inventory_from_spec(spec)
+    api = hostside.apiserver_config(spec, inventory.host("cp3"))
+    assert api["datastore"]["endpoints"][0] == "https://10.0.0.13:2379"
+    agent = hostside.agent_config(spec, inventory.host("w1"), HostCapacity(2, 1024))
+    assert agent["kubeconfig"] == ha.balanced("agent.conf")
+    data = _data(tmp_path, spec)
+    assert hostside.datastore_ops(data, inventory.host("cp1"))  # etcd is no longer refused
