@@ -72,6 +72,8 @@ JSON = "application/json"
 SHUTDOWN_GRACE = 1.0
 """Seconds a request still running at stop may take to finish before it is cancelled
 (watches end at once; this bounds a slow list or write)."""
+READYZ_DATASTORE_TIMEOUT = 2.0
+"""Seconds /readyz waits for the datastore's current revision before answering 503."""
 PEERS_LEAVE_TIMEOUT = 1.0
 """Seconds a stopping server spends deleting its Lease (a dead datastore must not hold it)."""
 OPENAPI_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -412,7 +414,9 @@ class ApiServer:
         head = parts[0]
         if head == "version" and len(parts) == 1:
             return _json(discovery.version_info(__version__))
-        if head in ("healthz", "livez", "readyz"):
+        if head == "readyz":
+            return await self._readyz()
+        if head in ("healthz", "livez"):
             return web.Response(text="ok", content_type="text/plain")
         if head == "metrics" and len(parts) == 1:
             return web.Response(text=self.metrics.render(), content_type="text/plain")
@@ -431,6 +435,17 @@ class ApiServer:
                 }
             )
         raise route_not_found()
+
+    async def _readyz(self) -> web.Response:
+        """Ready while not stopping and the datastore answers (an etcd member cut off from
+        its quorum does not): load balancers then send clients to another API server."""
+        if self.stopping.is_set():
+            return web.Response(status=503, text="shutting down", content_type="text/plain")
+        try:
+            await asyncio.wait_for(self.store.current_revision(), READYZ_DATASTORE_TIMEOUT)
+        except (StoreError, TimeoutError):
+            return web.Response(status=503, text="datastore unreachable", content_type="text/plain")
+        return web.Response(text="ok", content_type="text/plain")
 
     def _authorize_nonresource_if_discovery(
         self, user: UserInfo, path: str, parts: list[str]

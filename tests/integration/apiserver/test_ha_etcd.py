@@ -253,3 +253,19 @@ def _wait_endpoints(api: Any, procs: list[ServerProcess], within: float = 15.0) 
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
+
+
+def test_readyz_fails_while_the_datastore_does_not_answer(tmp_path: Path) -> None:
+    p = _start_pair(tmp_path)
+    try:
+        cert = _admin(p)
+        raws = [_raw(proc, cert) for proc in p]
+        assert [raw.request("GET", "/readyz")[0] for raw in raws] == [200, 200]
+        p.etcd.stop()
+        # load balancers in front of these servers now send clients elsewhere
+        assert [raw.request("GET", "/readyz")[0] for raw in raws] == [503, 503]
+        assert [raw.request("GET", "/livez")[0] for raw in raws] == [200, 200]
+        for raw in raws:
+            raw.close()
+    finally:
+        p.stop()
