@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import secrets
 import select
+import time
 
 import paramiko
 
@@ -31,6 +32,10 @@ _POLL = 0.5
 
 class ShellDied(Exception):
     """The session's shell exited or its channel closed before the command's frame completed."""
+
+
+class ShellTimeout(Exception):
+    """The command's frame did not complete in time (the session is out of step: close it)."""
 
 
 class ShellSession:
@@ -53,7 +58,9 @@ class ShellSession:
             or not transport.is_active()
         )
 
-    def run(self, text: str) -> CommandResult:
+    def run(self, text: str, *, timeout: float | None = None) -> CommandResult:
+        """Run ``text``; raises :class:`ShellTimeout` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         token = secrets.token_hex(8)
         script = (
             f"( {text}\n) </dev/null\n"
@@ -82,6 +89,9 @@ class ShellSession:
                 del err[-len(err_end) :]
             if (code is None or not err_done) and not self.alive and not self._pending():
                 raise ShellDied(bytes(err[-300:]).decode(errors="replace"))
+            pending = code is None or not err_done
+            if pending and deadline is not None and time.monotonic() >= deadline:
+                raise ShellTimeout(text)
         return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def _pending(self) -> bool:

@@ -13,6 +13,13 @@ are not (retrying cannot fix them). Messages name the host and what failed, neve
 Files go over one SFTP session per host: written to a temporary name in the target directory, then
 chmod/chown/rename in one command, so a reader never sees a partial file even if the connection
 dies half-way.
+
+Nothing waits without bound: a command gets :data:`COMMAND_TIMEOUT` seconds unless the caller
+gives its own, and every transfer (SFTP, a command's stdin) fails after :data:`STALL_TIMEOUT`
+seconds without progress — each as an error naming the host and what it was doing. The SFTP
+session is used by one thread at a time (paramiko's client is not safe for concurrent requests:
+one thread would read another's replies and both wait forever), and a command's stdin is sent
+while its output is read (writing it all first deadlocks once the output fills the SSH window).
 """
 
 from __future__ import annotations
@@ -39,11 +46,15 @@ from provisioner.connectors.base import (
     render,
 )
 from provisioner.connectors.known_hosts import KnownHosts, fingerprint, host_entry
-from provisioner.connectors.shell_session import ShellDied, ShellSession
+from provisioner.connectors.shell_session import ShellDied, ShellSession, ShellTimeout
 from provisioner.errors import ConnectError, OperationError
 
 _BUF = 1 << 16
 _POLL = 0.5
+COMMAND_TIMEOUT = 1800.0
+"""Seconds any command may run when its caller gave no timeout (package installs included)."""
+STALL_TIMEOUT = 120.0
+"""Seconds an upload, download or a command's stdin may make no progress before it fails."""
 
 
 def _load_key(path: Path, host: str) -> paramiko.PKey:
@@ -101,6 +112,13 @@ def verify_host_key(
     )
 
 
+def _excerpt(text: str, limit: int = 120) -> str:
+    """The start of a command for an error message: its first line, shortened."""
+    lines = text.strip().splitlines() or [""]
+    first = lines[0]
+    return first[:limit] + " ..." if len(first) > limit or len(lines) > 1 else first
+
+
 def _backoff(attempt: int) -> float:
     # full jitter: spreads simultaneous reconnects of many hosts
     return float(random.uniform(0, min(4.0, 0.2 * (2**attempt))))  # noqa: S311
@@ -118,6 +136,9 @@ class SSHConnector:
         self._session: ShellSession | None = None
         self._lock = threading.Lock()
         self._session_lock = threading.Lock()
+        self._sftp_lock = threading.Lock()
+        self.command_timeout = COMMAND_TIMEOUT
+        self.stall_timeout = STALL_TIMEOUT
 
     @property
     def host(self) -> HostName:
@@ -249,7 +270,18 @@ class SSHConnector:
         try:
             if self._session is None or not self._session.alive:
                 self._session = ShellSession(self._live(), timeout=self.target.connect_timeout)
-            return self._session.run(text)
+            return self._session.run(text, timeout=self.command_timeout)
+        except ShellTimeout:
+            # the command may still run there: this shell is out of step, a new one starts fresh
+            session, self._session = self._session, None
+            if session is not None:
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    session.close()
+            raise OperationError(
+                f"{self.host}: command did not finish within {self.command_timeout:.0f}s: "
+                f"{_excerpt(text)}",
+                hint="check the host (load, a hung process); the command may still be running",
+            ) from None
         except ShellDied:
             # the shell itself exited (a syntax error makes sh quit): rerun on a fresh channel,
             # which reports the error with its real exit code
@@ -270,6 +302,7 @@ class SSHConnector:
     def _run_in_channel(
         self, text: str, *, stdin: bytes | None, timeout: float | None
     ) -> CommandResult:
+        limit = self.command_timeout if timeout is None else timeout
         try:
             channel = self._live().open_session(timeout=self.target.connect_timeout)
         except (paramiko.SSHException, OSError, EOFError) as error:
@@ -277,12 +310,11 @@ class SSHConnector:
             raise ConnectError(f"{self.host}: lost the connection ({error})") from None
         try:
             channel.exec_command(shlex.join(["/bin/sh", "-c", text]))
-            if stdin:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-            out, err = self._drain(channel, timeout)
-            if not channel.status_event.wait(timeout):
-                raise OperationError(f"{self.host}: command timed out after {timeout}s")
+            out, err = self._exchange(channel, stdin or b"", limit, text)
+            if not channel.status_event.wait(limit):
+                raise OperationError(
+                    f"{self.host}: command timed out after {limit:.0f}s: {_excerpt(text)}"
+                )
             code = channel.recv_exit_status()
         except (paramiko.SSHException, OSError, EOFError) as error:
             self._drop()
@@ -297,35 +329,72 @@ class SSHConnector:
             raise ConnectError(f"{self.host}: connection closed before the command finished")
         return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
-    def _drain(self, channel: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes]:
+    def _exchange(
+        self, channel: paramiko.Channel, stdin: bytes, timeout: float, text: str
+    ) -> tuple[bytes, bytes]:
+        """Send ``stdin`` while reading stdout/stderr until EOF, within ``timeout`` seconds.
+
+        Output is read between stdin chunks: a command that writes while it reads (``base64``,
+        ``tar -v``) stops reading once its output fills the SSH window we do not drain, and a
+        plain ``sendall`` then waits forever. A command that exits without reading all of its
+        stdin is fine: the rest is dropped."""
         out: list[bytes] = []
         err: list[bytes] = []
-        deadline = None if timeout is None else time.monotonic() + timeout
+        sent = 0
+        if not stdin:
+            channel.shutdown_write()
+        deadline = time.monotonic() + timeout
+        progress = time.monotonic()
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            # wake up now and then: a transport that dies does not always wake the channel
-            wait = _POLL if remaining is None else min(_POLL, remaining)
+            now = time.monotonic()
+            if now >= deadline:
+                raise OperationError(
+                    f"{self.host}: command timed out after {timeout:.0f}s: {_excerpt(text)}"
+                )
+            sending = sent < len(stdin) and not channel.closed and not channel.exit_status_ready()
+            if sending and now - progress > self.stall_timeout:
+                raise OperationError(
+                    f"{self.host}: the command took no input for {self.stall_timeout:.0f}s "
+                    f"({sent} of {len(stdin)} bytes sent): {_excerpt(text)}"
+                )
+            wait = min(_POLL, deadline - now)
+            if sending:
+                wait = 0.0 if channel.send_ready() else min(wait, 0.05)
             ready, _, _ = select.select([channel], [], [], wait)
+            while channel.recv_stderr_ready():
+                err.append(channel.recv_stderr(_BUF))
+            while channel.recv_ready():
+                chunk = channel.recv(_BUF)
+                if not chunk:
+                    break
+                out.append(chunk)
+            if sending and channel.send_ready():
+                try:
+                    n = channel.send(stdin[sent : sent + _BUF])
+                except OSError:
+                    n = 0  # the command closed its stdin (or exited): the rest is not wanted
+                    sent = len(stdin)
+                if n:
+                    sent += n
+                    progress = time.monotonic()
+                if sent >= len(stdin):
+                    with contextlib.suppress(OSError):
+                        channel.shutdown_write()
+            elif sent < len(stdin) and (channel.closed or channel.exit_status_ready()):
+                sent = len(stdin)  # exited without reading everything
+            if channel.eof_received or channel.closed:
+                while channel.recv_ready():
+                    chunk = channel.recv(_BUF)
+                    if not chunk:
+                        break
+                    out.append(chunk)
+                while channel.recv_stderr_ready():
+                    err.append(channel.recv_stderr(_BUF))
+                return b"".join(out), b"".join(err)
             if not ready:
                 transport = channel.get_transport()
                 if transport is None or not transport.is_active():
                     raise EOFError("the connection closed")
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise OperationError(f"{self.host}: command timed out after {timeout}s")
-                continue
-            while channel.recv_stderr_ready():
-                err.append(channel.recv_stderr(_BUF))
-            if channel.recv_ready():
-                chunk = channel.recv(_BUF)
-                if chunk:
-                    out.append(chunk)
-                    continue
-            if channel.eof_received or channel.closed:
-                while channel.recv_ready():
-                    out.append(channel.recv(_BUF))
-                while channel.recv_stderr_ready():
-                    err.append(channel.recv_stderr(_BUF))
-                return b"".join(out), b"".join(err)
 
     # -- files ------------------------------------------------------------------------------
 
@@ -336,6 +405,11 @@ class SSHConnector:
                 sftp = paramiko.SFTPClient.from_transport(transport)
                 if sftp is None:
                     raise ConnectError(f"{self.host}: the SFTP subsystem is not available")
+                # every blocking read/write on the session now fails after this long without
+                # progress (socket.timeout) instead of waiting forever
+                channel = sftp.get_channel()
+                if channel is not None:
+                    channel.settimeout(self.stall_timeout)
                 self._sftp = sftp
             return self._sftp
 
@@ -351,14 +425,22 @@ class SSHConnector:
         target = PurePosixPath(path)
         tmp = str(target.parent / f".{target.name}.berth-{secrets.token_hex(4)}")
         try:
-            sftp = self._sftp_client()
-            with sftp.open(tmp, "wb") as handle:
-                handle.set_pipelined(True)
-                handle.write(content)
+            with self._sftp_lock:
+                sftp = self._sftp_client()
+                with sftp.open(tmp, "wb") as handle:
+                    handle.set_pipelined(True)
+                    handle.write(content)
         except FileNotFoundError:
             raise OperationError(
                 f"{self.host}: cannot write {path}: directory {target.parent} does not exist",
                 hint="ensure the directory first (operations.files.Directory)",
+            ) from None
+        except TimeoutError:
+            self._drop()
+            raise ConnectError(
+                f"{self.host}: uploading {path} ({len(content)} bytes) made no progress for "
+                f"{self.stall_timeout:.0f}s; gave up",
+                hint="check the host's disk and network; apply again (uploads are atomic)",
             ) from None
         except (paramiko.SSHException, OSError, EOFError) as error:
             self._drop()
@@ -372,11 +454,16 @@ class SSHConnector:
 
     def get(self, path: str) -> bytes:
         try:
-            with self._sftp_client().open(path, "rb") as handle:
+            with self._sftp_lock, self._sftp_client().open(path, "rb") as handle:
                 handle.prefetch()
                 return handle.read()
         except FileNotFoundError:
             raise
+        except TimeoutError:
+            self._drop()
+            raise ConnectError(
+                f"{self.host}: reading {path} made no progress for {self.stall_timeout:.0f}s"
+            ) from None
         except (paramiko.SSHException, EOFError) as error:
             self._drop()
             raise ConnectError(
