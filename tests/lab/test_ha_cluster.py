@@ -1,0 +1,295 @@
+"""An HA cluster by ``berth apply`` on lab hosts: three control-plane hosts on a 3-member etcd
+(``datastore: etcd``) and one worker, every host with ``berth-lb`` in front of the three API
+servers.
+
+* apply builds it: every node Ready, ``kubernetes`` Endpoints list the three API servers, a
+  second apply changes nothing;
+* power cut of the control-plane host leading the controller manager: the API keeps serving
+  reads and writes through the other two within 10 s, the controller manager's leadership
+  moves, and a Deployment scaled during the outage converges;
+* partition of one control-plane host from the other two: its API server refuses writes (no
+  split brain) while the majority keeps accepting them, and it catches up once healed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes import config as kconfig
+from kubernetes.client import ApiException
+
+from provisioner.lab import Lab, run
+from provisioner.smoke_image import smoke_image
+from tests.lab.conftest import LabFactory
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
+
+BERTH = [sys.executable, "-m", "provisioner.cli.main"]
+REPO = Path(__file__).resolve().parents[2]
+CONTROL_PLANE = ("n1", "n2", "n3")
+SERVE_BUDGET = 10.0  # seconds after a power cut until the API answers reads and writes again
+CONVERGE_BUDGET = 120.0
+T = TypeVar("T")
+
+
+@dataclass
+class HaCluster:
+    lab: Lab
+    workdir: Path
+    state_dir: Path
+    commit: str
+
+    @property
+    def spec_path(self) -> Path:
+        document: dict[str, Any] = yaml.safe_load(self.lab.spec_path.read_text())
+        body = document["spec"]
+        body["ssh"]["identityFile"] = str(self.lab.key_path)
+        body["ssh"]["knownHostsFile"] = str(self.lab.known_hosts_path)
+        body["ssh"].update(connectTimeout=3, retries=1)
+        for host in body["hosts"]:
+            cp = host["name"] in CONTROL_PLANE
+            host["roles"] = ["control-plane", "worker"] if cp else ["worker"]
+        body["datastore"] = {"type": "etcd"}
+        path = self.workdir / "cluster-ha.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    def berth(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "BERTH_STATE_DIR": str(self.state_dir),
+            "BERTH_BUNDLE_SOURCE": self.commit,
+        }
+        return subprocess.run(
+            [*BERTH, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+
+    def api(self, host: str) -> client.ApiClient:
+        """An admin client dialling ``host``'s API server directly (not the spec endpoint)."""
+        admin = self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf"
+        doc = yaml.safe_load(admin.read_text())
+        for entry in doc["clusters"]:
+            entry["cluster"]["server"] = f"https://{self.lab.host(host).address}:6443"
+        path = self.workdir / f"admin-{host}.conf"
+        path.write_text(yaml.safe_dump(doc))
+        path.chmod(0o600)
+        configuration = client.Configuration()
+        kconfig.load_kube_config(str(path), client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.retries = 0
+        return client.ApiClient(configuration)
+
+    def core(self, host: str) -> Any:
+        return client.CoreV1Api(self.api(host))
+
+    def apps(self, host: str) -> Any:
+        return client.AppsV1Api(self.api(host))
+
+    def sh(self, host: str, command: str) -> str:
+        code, out, err = run(self.lab, host, command)
+        assert code == 0, f"{host}: {command}: {err}"
+        return out
+
+
+@pytest.fixture(scope="module")
+def ha(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> HaCluster:
+    lab = lab_factory(4)
+    work = tmp_path_factory.mktemp("ha-cluster")
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return HaCluster(lab, work, work / "state", commit)
+
+
+def _until(what: str, budget: float, probe: Callable[[], T | None]) -> tuple[T, float]:
+    """Call ``probe`` until it returns something (exceptions count as not yet); returns it
+    with the seconds it took."""
+    started = time.monotonic()
+    last: BaseException | None = None
+    while True:
+        try:
+            result = probe()
+        except (ApiException, OSError, Exception) as exc:  # the API is down: try again
+            last, result = exc, None
+        if result is not None:
+            return result, time.monotonic() - started
+        if time.monotonic() - started > budget:
+            raise AssertionError(f"{what}: not within {budget:.0f} s (last error: {last!r})")
+        time.sleep(0.25)
+
+
+def _ready(node: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def _holder(ha: HaCluster, via: str, lease: str) -> str:
+    """The host whose process holds ``lease`` (identities are ``<hostname>_<pid>``)."""
+    coordination: Any = client.CoordinationV1Api(ha.api(via))
+    obj = coordination.read_namespaced_lease(lease, "kube-system")
+    return str(obj.spec.holder_identity).split("_", 1)[0]
+
+
+def _deployment(replicas: int) -> dict[str, Any]:
+    labels = {"app": "ha-web"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "ha-web", "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    # on the worker, which no fault touches: convergence is the control
+                    # plane's work, not a node's
+                    "nodeSelector": {"kubernetes.io/hostname": "n4"},
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": smoke_image().reference,
+                            "imagePullPolicy": "Never",
+                            "command": ["/bin/sh", "-c", "exec sleep 3600"],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _configmap(name: str) -> client.V1ConfigMap:
+    return client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name=name), data={"at": str(time.time())}
+    )
+
+
+def test_apply_builds_three_api_servers_on_etcd_behind_every_hosts_balancer(
+    ha: HaCluster,
+) -> None:
+    result = ha.berth("apply", "-i", str(ha.spec_path), "--yes")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    core = ha.core("n2")
+    nodes = {n.metadata.name: n for n in core.list_node().items}
+    assert sorted(nodes) == ["n1", "n2", "n3", "n4"]
+    assert all(_ready(n) for n in nodes.values())
+    for host in ("n1", "n2", "n3", "n4"):
+        assert ha.sh(host, "systemctl is-active berth-lb").strip() == "active"
+        # the agent dials its own balancer
+        agent = ha.sh(host, "cat /etc/berth/agent.yaml")
+        assert "/etc/berth/kubeconfigs/lb/agent.conf" in agent
+    addresses = {ha.lab.host(h).address for h in CONTROL_PLANE}
+
+    def endpoints() -> bool | None:
+        ep = core.read_namespaced_endpoints("kubernetes", "default")
+        listed = {a.ip for s in ep.subsets or [] for a in s.addresses or []}
+        return True if listed == addresses else None
+
+    _until("the kubernetes Endpoints list the three API servers", 30, endpoints)
+    again = ha.berth("apply", "-i", str(ha.spec_path), "--yes")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "plan: 0 change(s)" in again.stdout
+
+
+def test_power_cut_of_a_control_plane_host_the_others_keep_serving(ha: HaCluster) -> None:
+    apps = ha.apps("n2")
+    apps.create_namespaced_deployment("default", _deployment(2))
+    _until(
+        "the Deployment is ready before the fault",
+        CONVERGE_BUDGET,
+        lambda: (
+            True
+            if (apps.read_namespaced_deployment("ha-web", "default").status.ready_replicas or 0)
+            == 2
+            else None
+        ),
+    )
+    victim = _holder(ha, "n2", "kube-controller-manager")
+    assert victim in CONTROL_PLANE
+    survivor = next(h for h in CONTROL_PLANE if h != victim)
+    core = ha.core(survivor)
+    apps = ha.apps(survivor)
+    ha.lab.kill(victim)
+    try:
+        _, read_after = _until(
+            "a read through a surviving API server", SERVE_BUDGET, core.list_node
+        )
+        _, write_after = _until(
+            "a write through a surviving API server",
+            SERVE_BUDGET,
+            lambda: core.create_namespaced_config_map("default", _configmap("after-cut")),
+        )
+        assert read_after < SERVE_BUDGET
+        assert write_after < SERVE_BUDGET
+        apps.patch_namespaced_deployment_scale("ha-web", "default", {"spec": {"replicas": 4}})
+        new_leader, moved_after = _until(
+            "the controller manager's leadership moves",
+            60,
+            lambda: (
+                h if (h := _holder(ha, survivor, "kube-controller-manager")) != victim else None
+            ),
+        )
+        assert new_leader in CONTROL_PLANE
+        _until(
+            "the Deployment scaled during the outage converges",
+            CONVERGE_BUDGET,
+            lambda: (
+                True
+                if (apps.read_namespaced_deployment("ha-web", "default").status.ready_replicas or 0)
+                == 4
+                else None
+            ),
+        )
+        print(
+            f"power cut of {victim}: reads after {read_after:.1f} s, writes after "
+            f"{write_after:.1f} s, controller manager leadership to {new_leader} after "
+            f"{moved_after:.1f} s"
+        )
+    finally:
+        ha.lab.start(victim)
+    # the victim's API server comes back on the same datastore and sees the outage's writes
+    back = ha.core(victim)
+    _until(
+        "the restarted API server serves the write made while it was down",
+        CONVERGE_BUDGET,
+        lambda: back.read_namespaced_config_map("after-cut", "default"),
+    )
+
+
+def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaCluster) -> None:
+    minority, *majority = CONTROL_PLANE
+    for other in majority:
+        ha.lab.partition(minority, other)
+    try:
+        isolated = ha.core(minority)
+        with pytest.raises(ApiException):
+            isolated.create_namespaced_config_map(
+                "default", _configmap("split-brain"), _request_timeout=15
+            )
+        kept = ha.core(majority[0])
+        _until(
+            "the majority accepts writes during the partition",
+            SERVE_BUDGET * 2,
+            lambda: kept.create_namespaced_config_map("default", _configmap("majority")),
+        )
+    finally:
+        for other in majority:
+            ha.lab.unpartition(minority, other)
+    healed = ha.core(minority)
+    _until(
+        "the healed host serves the majority's write",
+        CONVERGE_BUDGET,
+        lambda: healed.read_namespaced_config_map("majority", "default"),
+    )
+    names = {c.metadata.name for c in healed.list_namespaced_config_map("default").items}
+    assert "split-brain" not in names, "the isolated API server's write must not exist"
