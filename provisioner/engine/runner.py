@@ -5,14 +5,19 @@ only when the previous one finished on every host. Planning gathers each host's 
 selected phases in one round-trip and evaluates every operation against them (predict only).
 Applying re-reads the facts of each operation just before running it, because earlier operations
 change the host (a printed plan is a prediction, never a script to replay).
+
+A watchdog names every host still busy each ``watchdog_interval`` seconds of a stage or phase
+(with the operation it is running), so a slow or stuck host is visible while the others wait;
+the connector bounds every remote wait, so a stuck host ends as an error naming it.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -114,6 +119,9 @@ class Engine:
         self._runs: dict[HostName, HostRun] = {}
         self._prepared: bool | None = None  # the dry_run value prepare last ran with
         self._preflight_done = False
+        self.watchdog_interval = 60.0
+        """Seconds between ``warning`` events naming the hosts a stage or phase waits for."""
+        self._doing: dict[HostName, str] = {}  # the operation each host is applying now
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -122,8 +130,11 @@ class Engine:
     ) -> None:
         self.reporter.emit(Event(kind, phase, host, message, data))
 
-    def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[tuple[T, R | BaseException]]:
-        """Run ``fn`` on every item in the bounded pool; results or exceptions, in order."""
+    def _map(
+        self, fn: Callable[[T], R], items: Iterable[T], *, stage: str = ""
+    ) -> list[tuple[T, R | BaseException]]:
+        """Run ``fn`` on every item in the bounded pool; results or exceptions, in order.
+        While items are still running, the watchdog reports them (see the module docstring)."""
         work = list(items)
         if not work:
             return []
@@ -135,7 +146,27 @@ class Engine:
                 return error
 
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(work))) as pool:
-            return list(zip(work, pool.map(guarded, work), strict=True))
+            futures = [pool.submit(guarded, item) for item in work]
+            started = time.monotonic()
+            pending: set[Future[R | BaseException]] = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=self.watchdog_interval)
+                if pending:
+                    busy = [item for item, f in zip(work, futures, strict=True) if f in pending]
+                    self._still_busy(busy, stage, time.monotonic() - started)
+            return [(item, f.result()) for item, f in zip(work, futures, strict=True)]
+
+    def _still_busy(self, items: Sequence[object], stage: str, elapsed: float) -> None:
+        for item in items:
+            name = str(getattr(item, "name", item))
+            doing = self._doing.get(HostName(name))
+            self.emit(
+                "warning",
+                f"still running after {elapsed:.0f}s" + (f": {doing}" if doing else ""),
+                phase=stage,
+                host=name,
+                elapsed=round(elapsed, 1),
+            )
 
     @property
     def hosts(self) -> list[HostTarget]:
@@ -166,7 +197,7 @@ class Engine:
         ``tolerate``: preflight reports them with every other problem)."""
         todo = [h for h in self.ctx.inventory.hosts if h.name not in self.connectors]
         self.emit("stage", "connecting", total=len(todo))
-        for target, result in self._map(self._connect, todo):
+        for target, result in self._map(self._connect, todo, stage="connecting"):
             if isinstance(result, BaseException):
                 message = _message(result, target.name)
                 self.unreachable[target.name] = message
@@ -247,7 +278,7 @@ class Engine:
         def gather_checks(host: HostTarget) -> None:
             self.host_facts(host.name, self._phase_facts(host))
 
-        for host, result in self._map(gather_checks, self.hosts):
+        for host, result in self._map(gather_checks, self.hosts, stage="preflight"):
             if isinstance(result, BaseException):
                 problems.append(f"[preflight] {host.name}: {_message(result, host.name)}")
         for selected in checking:
@@ -282,7 +313,7 @@ class Engine:
             unreachable=sorted(self.unreachable),
         )
         failures: list[str] = []
-        for host, result in self._map(self._plan_host, self.hosts):
+        for host, result in self._map(self._plan_host, self.hosts, stage="plan"):
             if isinstance(result, BaseException):
                 failures.append(f"{host.name}: {_message(result, host.name)}")
                 continue
@@ -401,7 +432,7 @@ class Engine:
             targets = [h for h in self.hosts if self.operations(selected, h)]
             self.emit("phase", selected.phase.summary, phase=selected.path, total=len(targets))
             apply_one = functools.partial(self._apply_host, selected, plan=plan)
-            for host, result in self._map(apply_one, targets):
+            for host, result in self._map(apply_one, targets, stage=selected.path):
                 if isinstance(result, BaseException):
                     message = _message(result, host.name)
                     failures.append(f"[{selected.path}] {host.name}: {message}")
@@ -438,10 +469,21 @@ class Engine:
     def _apply_host(
         self, selected: SelectedPhase, host: HostTarget, *, plan: Plan | None
     ) -> tuple[int, int]:
+        try:
+            changed, unchanged = self._apply_ops(selected, host, plan=plan)
+        finally:
+            self._doing.pop(host.name, None)  # the watchdog names only what runs now
+        self.emit("progress", "finished", phase=selected.path, host=host.name)
+        return changed, unchanged
+
+    def _apply_ops(
+        self, selected: SelectedPhase, host: HostTarget, *, plan: Plan | None
+    ) -> tuple[int, int]:
         connector = self.connectors[host.name]
         run = self._runs.setdefault(host.name, HostRun())
         changed = unchanged = 0
         for op in self.operations(selected, host):
+            self._doing[host.name] = op.describe()
             facts = gather(connector, op.facts())
             outcome = evaluate(op, OpContext(host.name, facts, run))
             if plan is not None:
@@ -460,7 +502,6 @@ class Engine:
                 "done", op.describe(), phase=selected.path, host=host.name,
                 commands=[c.describe() for c in outcome.commands], op=op.id,
             )  # fmt: skip
-        self.emit("progress", "finished", phase=selected.path, host=host.name)
         return changed, unchanged
 
 

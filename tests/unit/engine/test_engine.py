@@ -5,6 +5,7 @@ saved plan refuses drift, and every failure names its phase and host."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -172,3 +173,40 @@ def test_failures_are_prefixed_with_phase_and_host(tmp_path: Path) -> None:
     assert not (tmp_path / "h2" / "current").exists()  # but the next phase never started
     errors = reporter.of("error")
     assert [(e.phase, e.host) for e in errors] == [("files", "h1")]
+
+
+class _SlowUploads(LocalConnector):
+    """h2 takes a while to write files (a stand-in for a host stuck shipping a bundle)."""
+
+    def put(
+        self,
+        content: bytes,
+        path: str,
+        *,
+        mode: int = 0o644,
+        owner: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        if self.host == "h2":
+            time.sleep(0.3)
+        super().put(content, path, mode=mode, owner=owner, group=group)
+
+
+def test_watchdog_names_the_host_phase_and_operation_a_phase_waits_for(tmp_path: Path) -> None:
+    reporter = CollectingReporter()
+    ctx = RunContext(_inventory(), cache_dir=tmp_path / "cache")
+    engine = Engine(
+        ctx,
+        select(_phases(tmp_path)),
+        connect=lambda target: _SlowUploads(target.name),
+        reporter=reporter,
+    )
+    engine.watchdog_interval = 0.1
+    engine.connect_all()
+    engine.apply()
+    warnings = reporter.of("warning")
+    slow_ops = {File(str(tmp_path / "h2" / n), b"").describe() for n in ("app.conf", "secret.key")}
+    named = [w for w in warnings if (w.phase, w.host) == ("files", "h2")]
+    assert named, f"the watchdog never named h2 in [files]: {warnings}"
+    assert {w.message.split(": ", 1)[1] for w in named} <= slow_ops
+    assert all(w.message.startswith("still running after") for w in warnings)
