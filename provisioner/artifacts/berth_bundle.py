@@ -4,7 +4,9 @@ Hosts run Debian 12's ``python3`` (3.11, no pip, no venv). Instead of installing
 the operator builds one plain tar once: the binary wheels of the host-side dependencies for
 CPython 3.11 on manylinux x86_64 (pinned to the versions installed next to this provisioner, so
 hosts run what the tests ran), unpacked with ``pip install --target``, plus the ``berth`` package
-itself, all compiled to ``.pyc`` (the same bytecode magic as the host's 3.11). The tar is
+itself and a minimal ``berth-<version>.dist-info`` (so ``berth.__version__`` on a host is the
+release it was shipped as, not ``0.0.0+unknown``), all compiled to ``.pyc`` (the same bytecode
+magic as the host's 3.11). The tar is
 streamed over SSH and unpacked into ``/opt/berth/versions/<id>/`` (``<id>`` =
 ``<version>-<hash>``), which is measured as the fastest way from bare host to imports-ok.
 
@@ -35,7 +37,7 @@ from pathlib import Path
 import berth
 from provisioner.errors import ProvisionerError
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # 2: carries berth's dist-info
 HOST_PYTHON = "3.11"
 HOST_ABI = "cp311"
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
@@ -172,10 +174,23 @@ def build_bundle(cache_dir: Path, *, version: str, ident: str | None = None) -> 
         _pip_install(site, pins)
         shutil.rmtree(site / "bin", ignore_errors=True)
         _copy_sources(site / "berth")
+        write_dist_info(site, version)
         _compile(site)
         _write_tar(site, out)
     _prune(out.parent, keep=out.name)
     return Bundle(ident, out)
+
+
+def write_dist_info(site: Path, version: str) -> Path:
+    """Record ``berth`` ``version`` in ``site`` the way ``pip install`` would, minimally:
+    ``importlib.metadata`` (hence ``berth.__version__``) finds ``berth-<version>.dist-info``
+    when ``site`` is on ``sys.path``. Returns the dist-info directory."""
+    if not version or any(c.isspace() or c in "/\\" for c in version):
+        raise BundleError(f"cannot record berth version {version!r} in the bundle")
+    info = site / f"berth-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: berth\nVersion: {version}\n")
+    return info
 
 
 def _copy_sources(target: Path) -> None:

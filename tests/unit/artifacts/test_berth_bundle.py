@@ -1,0 +1,60 @@
+"""The berth bundle records berth's release: on a host, ``berth.__version__`` is the version the
+bundle was built for (it was ``0.0.0+unknown``: the shipped tree had no dist-info)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from provisioner.artifacts import berth_bundle
+from provisioner.artifacts.berth_bundle import BundleError, build_bundle, write_dist_info
+
+
+def _host_version(site: Path) -> str:
+    """``berth.__version__`` as a host sees it: only ``site`` on the path (``-S``: no
+    site-packages, where this checkout's own dist-info lives)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", "import berth; print(berth.__version__, berth.__file__)"],
+        env={**env, "PYTHONPATH": str(site)},
+        cwd=site,  # -c puts the working directory first on the path
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    version, where = result.stdout.split()
+    assert Path(where).is_relative_to(site)  # the shipped package, not this checkout
+    return version
+
+
+def test_the_bundle_carries_berths_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no PyPI in unit tests: the dependency wheels are beside the point here
+    monkeypatch.setattr(berth_bundle, "_pip_install", lambda target, pins: target.mkdir())
+    monkeypatch.setattr(berth_bundle, "_compile", lambda site: None)
+    bundle = build_bundle(tmp_path / "cache", version="9.8.7")
+    assert bundle.id.startswith("9.8.7-")
+    with tarfile.open(bundle.path) as tar:
+        names = tar.getnames()
+        assert "site/berth-9.8.7.dist-info/METADATA" in names
+        tar.extractall(tmp_path / "host", filter="data")
+    assert _host_version(tmp_path / "host" / "site") == "9.8.7"
+
+
+def test_without_dist_info_a_host_knows_no_version(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "berth").symlink_to(Path(berth_bundle.source_root()), target_is_directory=True)
+    assert _host_version(site) == "0.0.0+unknown"
+    write_dist_info(site, "1.2.3")
+    assert _host_version(site) == "1.2.3"
+
+
+@pytest.mark.parametrize("bad", ["", "1.0 beta", "../1"])
+def test_a_version_that_cannot_name_a_dist_info_is_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(BundleError, match="cannot record berth version"):
+        write_dist_info(tmp_path, bad)
