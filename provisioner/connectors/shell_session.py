@@ -76,7 +76,8 @@ class ShellSession:
         err_done = False
         while code is None or not err_done:
             # wake up now and then: a transport that dies does not always wake the channel
-            select.select([self.channel], [], [], _POLL)
+            wait = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
+            select.select([self.channel], [], [], wait)
             while self.channel.recv_stderr_ready():
                 err += self.channel.recv_stderr(_BUF)
             while self.channel.recv_ready():

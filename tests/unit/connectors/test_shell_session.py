@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 
 from provisioner.connectors.base import CommandResult
-from provisioner.connectors.shell_session import ShellDied, ShellSession
+from provisioner.connectors.shell_session import ShellDied, ShellSession, ShellTimeout
 
 
 class FakeTransport:
@@ -35,6 +36,7 @@ class FakeChannel:
         self.closed = False
         self.eof_received = False
         self.dies_on_next_command = False
+        self.hangs = False  # the command never finishes: no frame ever comes back
 
     def exec_command(self, command: str) -> None:
         assert command == "exec /bin/sh"
@@ -46,6 +48,8 @@ class FakeChannel:
         return self._read
 
     def sendall(self, data: bytes) -> None:
+        if self.hangs:
+            return
         if self.dies_on_next_command:
             self.closed = self.eof_received = True
             self.err += b"sh: 1: Syntax error: end of file unexpected\n"
@@ -118,3 +122,12 @@ def test_a_dead_transport_is_noticed() -> None:
     session, channel = _session()
     channel.transport.active = False
     assert not session.alive
+
+
+def test_a_command_that_never_finishes_times_out() -> None:
+    session, channel = _session()
+    channel.hangs = True
+    started = time.monotonic()
+    with pytest.raises(ShellTimeout):
+        session.run("sleep 1000", timeout=0.2)
+    assert time.monotonic() - started < 2
