@@ -198,7 +198,8 @@ def test_apply_builds_three_api_servers_on_etcd_behind_every_hosts_balancer(
     _until("the kubernetes Endpoints list the three API servers", 30, endpoints)
     again = ha.berth("apply", "-i", str(ha.spec_path), "--yes")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "plan: 0 change(s)" in again.stdout
+    changed = [line for line in again.stdout.splitlines() if line.startswith("[")]
+    assert "plan: 0 change(s)" in again.stdout, "\n".join(changed)
 
 
 def test_power_cut_of_a_control_plane_host_the_others_keep_serving(ha: HaCluster) -> None:
@@ -293,3 +294,12 @@ def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaClus
     )
     names = {c.metadata.name for c in healed.list_namespaced_config_map("default").items}
     assert "split-brain" not in names, "the isolated API server's write must not exist"
+
+
+def test_destroy_removes_etcd_and_the_balancer_everywhere(ha: HaCluster) -> None:
+    result = ha.berth("destroy", "-i", str(ha.spec_path), "--yes")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.stdout.count("verified clean") == 4
+    for host in ("n1", "n2", "n3", "n4"):
+        units = ha.sh(host, "systemctl list-unit-files 'berth*' --no-legend || true")
+        assert "berth" not in units, f"{host}: {units}"
