@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+from pathlib import Path
 from typing import Any
 
+from berth import __version__
 from berth.agent.config import NodeConfig
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
@@ -25,7 +27,22 @@ from berth.machinery.objects import format_micro_time, format_time
 log = logging.getLogger(__name__)
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
-KUBELET_VERSION = "v1.20.0-berth"
+# kubectl shows kubeletVersion in its VERSION column: the Kubernetes API level berth speaks, with
+# the berth release as semver build metadata, so `kubectl get nodes` tells which release a node
+# runs (upgrades are visible there too).
+KUBELET_VERSION = f"v1.20.0+berth.{__version__}"
+
+
+def os_image(os_release: Path = Path("/etc/os-release")) -> str:
+    """The host's PRETTY_NAME (what kubelet reports as osImage), or a plain fallback."""
+    try:
+        for line in os_release.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key == "PRETTY_NAME":
+                return value.strip().strip('"') or "Linux"
+    except OSError:
+        pass
+    return "Linux"
 
 
 class NodeAgent:
@@ -89,8 +106,8 @@ class NodeAgent:
                 "systemUUID": self.name,
                 "bootID": self.name,
                 "kernelVersion": platform.release(),
-                "osImage": "berth simulated node",
-                "containerRuntimeVersion": f"{self.runtime_name}://0.1.0",
+                "osImage": os_image(),
+                "containerRuntimeVersion": f"{self.runtime_name}://{__version__}",
                 "kubeletVersion": KUBELET_VERSION,
                 "kubeProxyVersion": KUBELET_VERSION,
                 "operatingSystem": "linux",
