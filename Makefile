@@ -85,7 +85,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 typecheck: setup
-	$(BIN)/mypy provisioner berth tests $(wildcard bench/*.py)
+	$(BIN)/mypy provisioner berth tests bench
 
 test: lint typecheck lab-rootfs
 	$(BIN)/pytest
