@@ -844,6 +844,8 @@ class ApiServer:
         if not isinstance(body, dict):
             raise bad_request("an access review must be a JSON object")
         spec = body.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise bad_request("spec of an access review must be an object")
         subject = user
         if rest[0] == "subjectaccessreviews":
             check = Attributes(
@@ -855,7 +857,10 @@ class ApiServer:
             )
             if not self.authorizer.allowed(check):
                 raise forbidden(f'User "{user.name}" cannot create subjectaccessreviews')
-            subject = UserInfo(str(spec.get("user", "")), tuple(spec.get("groups") or []))
+            groups = spec.get("groups") or []
+            if not isinstance(groups, list):
+                raise bad_request("spec.groups of a subject access review must be a list")
+            subject = UserInfo(str(spec.get("user", "")), tuple(str(g) for g in groups))
         ra = spec.get("resourceAttributes")
         nra = spec.get("nonResourceAttributes")
         if isinstance(ra, dict):

@@ -340,3 +340,22 @@ def test_metrics_count_requests(raw: Raw, server: ServerHandle) -> None:
         assert bob.request("GET", "/metrics")[0] == 403  # not for every authenticated user
     finally:
         bob.close()
+
+
+@pytest.mark.parametrize(
+    ("resource", "spec"),
+    [
+        ("selfsubjectaccessreviews", "not-an-object"),
+        ("selfsubjectaccessreviews", [1, 2]),
+        ("subjectaccessreviews", {"user": "u", "groups": "not-a-list"}),
+    ],
+)
+def test_malformed_access_reviews_are_400_not_500(raw: Raw, resource: str, spec: object) -> None:
+    # Found by the request fuzzer: a spec that is not an object crashed the handler.
+    status, _, body = raw.request(
+        "POST",
+        f"/apis/authorization.k8s.io/v1/{resource}",
+        {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": spec},
+    )
+    assert status == 400, body
+    assert b'"kind":"Status"' in body.replace(b" ", b"")
