@@ -238,6 +238,12 @@ class SshClusterOps:
             "systemctl", "start", layout.APISERVER,
         )  # fmt: skip
         self.sh(host, script, "restoring the datastore snapshot")
+        # Every watcher (scheduler, controller manager, agents) last saw a revision newer than
+        # the restored datastore's: restarted, each lists afresh instead of waiting for a revision
+        # the datastore will reuse (pods were left unscheduled). Agents keep their pods running.
+        for each in self.spec.hosts:
+            restart = [u for u in self.units(each.name) if u != layout.APISERVER]
+            self.sh(each.name, Shell("systemctl", "restart", *restart), "restarting watchers")
 
     def _bundle_for(self, host: str, bundle: str) -> Bundle:
         if bundle == self.bundle.id:

@@ -11,9 +11,9 @@ provisioner.cli.main`` with ``PYTHONPATH`` on its tree) and ships its own bundle
   release;
 * a good build: every host ends on the new bundle and healthy (``berth verify`` passes but for
   the previous release kept for rollback), while a Deployment of 2 replicas under a
-  PodDisruptionBudget never has zero Ready pods as seen through the API (a client hitting a
-  Service is not measured: the installed agents run the simulated runtime, no pod serves
-  traffic); ``berth rollback`` brings it back;
+  PodDisruptionBudget never has zero Ready pods as seen through the API (real runc containers
+  of the verify smoke image; a client hitting a Service is not measured);
+  ``berth rollback`` brings it back;
 * the operator killed half-way: ``--resume`` finishes, and ``berth rollback --restore-snapshot``
   returns every host and the datastore to before the upgrade.
 """
@@ -40,6 +40,7 @@ from berth.client.http import HttpClient
 from berth.client.resources import DEPLOYMENTS, PODS, Resource
 from provisioner.artifacts.berth_bundle import Bundle
 from provisioner.lab import Lab
+from provisioner.smoke_image import smoke_image
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
 from provisioner.upgrade.cluster import SshClusterOps
@@ -303,7 +304,10 @@ def _deploy(kubeconfig: Path, name: str) -> None:
             "replicas": 2, "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "web", "image": "registry.local/web:1"}]},
+                "spec": {"containers": [
+                    # the verify smoke image every runc node holds (busybox httpd): no registry
+                    {"name": "web", "image": smoke_image().reference, "imagePullPolicy": "Never"},
+                ]},
             },
         },
     }  # fmt: skip
