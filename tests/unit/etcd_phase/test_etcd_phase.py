@@ -516,3 +516,14 @@ def test_a_host_that_is_no_control_plane_host_has_no_member_left(tmp_path: Path)
         "rm -rf -- /etc/berth/etcd",
     ]
     assert run_ops(sim, ops, HostRun()) == [], "a second run yields nothing"
+
+
+def test_dependency_walk_is_skipped_when_every_package_is_installed() -> None:
+    def no_lookup(name: str) -> list[tuple[str, ...]]:
+        raise AssertionError(f"looked up {name}: a no-op apply must not call apt-cache")
+
+    installed: dict[str, str | None] = {"etcd-server": "3.4.23", "etcd-client": "3.4.23"}
+    assert etcd_packages.missing(("etcd-server", "etcd-client"), installed, depends=no_lookup) == [
+        "etcd-server",
+        "etcd-client",
+    ]
