@@ -7,8 +7,8 @@ Faults: a power cut of one member (writes keep flowing through the others within
 member rejoins and catches up when it boots again) and a partition of one member from the
 other two (it refuses writes — no split brain — and catches up when the partition heals).
 
-The full control plane on etcd (API servers behind the node load balancer) needs the cluster
-phases' etcd hook; until then this covers the datastore layer.
+This covers the datastore layer alone; tests/lab/test_ha_cluster.py runs the whole control plane
+on etcd (API servers behind the node load balancer) through `berth apply`.
 """
 
 from __future__ import annotations
