@@ -1,11 +1,13 @@
 """`berth certs status|ensure|renew`: the cluster PKI kept in the operator's state directory.
 
-Distribution of renewed certificates to the hosts is the engine's job (``berth apply``); these
-commands only touch the local state, under the cluster lock.
+``status`` and ``ensure`` only touch the local state (under the cluster lock). ``renew`` also
+distributes what it re-issued, one host at a time (:mod:`provisioner.cli.certs_rollout`), unless
+``--local-only`` or ``--dry-run``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from provisioner import pki
+from provisioner.cli.certs_rollout import Rollout, rollout_order
+from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ExitCode
+from provisioner.reporting import ConsoleReporter
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
 
@@ -38,6 +43,10 @@ _out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 _err = Console(stderr=True, highlight=False)
 _STYLE = {"ok": "green", "expiring": "yellow", "expired": "red", "mismatch": "yellow"}
 _ACTION_STYLE = {"kept": "dim", "created": "green", "reissued": "yellow", "updated": "yellow"}
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
 
 
 def status(
@@ -116,13 +125,46 @@ def ensure(
 
 
 def renew(
-    inventory: SpecOption, state_dir: StateDirOption = None, dry_run: DryRunOption = False
+    inventory: SpecOption,
+    state_dir: StateDirOption = None,
+    dry_run: DryRunOption = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    local_only: Annotated[
+        bool,
+        typer.Option("--local-only", help="only re-issue in the state; `berth apply` distributes"),
+    ] = False,
 ) -> None:
-    """Re-issue every leaf certificate and kubeconfig now (CAs are kept).
-
-    Run `berth apply` afterwards to put the new certificates on the hosts.
-    """
+    """Re-issue every leaf certificate and kubeconfig (CAs are kept), then put them on the
+    hosts one host at a time, control-plane hosts first: only the units that use a changed file
+    restart, and each host must be healthy again before the next one is touched."""
+    spec = load_spec(inventory)
+    order = ", ".join(h.name for h in rollout_order(inventory_from_spec(spec).hosts))
+    distribute = not (dry_run or local_only)
+    if distribute and not yes:
+        typer.confirm(
+            f"Re-issue every leaf certificate and restart the units using them, one host at a "
+            f"time ({order})?",
+            abort=True,
+        )
     _run(inventory, state_dir, renew=True, dry_run=dry_run)
+    if not distribute:
+        _err.print(
+            f"not distributed; `berth certs renew -i {inventory}` (or `berth apply`) puts them on "
+            f"the hosts ({order}), one host at a time",
+            markup=False,
+        )
+        return
+    state = ClusterState.open(spec.name, state_dir=state_dir)
+    rollout = Rollout(
+        spec=spec, state=state, state_dir=state_dir, cache_dir=_cache_dir(),
+        reporter=ConsoleReporter(), say=lambda line: _out.print(line, markup=False),
+    )  # fmt: skip
+    outcomes = rollout.run()
+    restarted = sum(1 for o in outcomes if o.restarted)
+    _out.print(
+        f"renewed certificates are on {len(outcomes)} host(s); units restarted on {restarted}",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

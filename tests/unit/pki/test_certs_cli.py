@@ -54,7 +54,7 @@ def test_ensure_status_renew(
     assert "days left" in out
 
     admin_before = (base / "ha" / "pki" / "admin.crt").read_bytes()
-    code, out, _ = run(monkeypatch, capsys, "certs", "renew", *common)
+    code, out, _ = run(monkeypatch, capsys, "certs", "renew", "--local-only", *common)
     assert code == 0
     assert "reissued" in out
     assert "renewal requested" in out

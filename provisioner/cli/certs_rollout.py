@@ -1,0 +1,222 @@
+"""Put renewed certificates on the hosts one host at a time (``berth certs renew``).
+
+Each host gets its own run of the engine over the phases that carry credentials and restart
+the units using them (``pki``, ``etcd``, ``lb``, ``control-plane``, ``agents``), restricted to
+that host: the phases' own ``restart_on`` decides what restarts, so nothing of their logic is
+repeated here. Control-plane hosts go first. After a host whose units restarted, the next host
+waits until it is healthy again (its API server answers ``/readyz``, its Node is Ready with a
+fresh heartbeat), so clients that retry never lose the whole API at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import http.client
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from berth.client import errors as api_errors
+from berth.client.http import HttpClient
+from berth.client.kubeconfig import load_kubeconfig
+from berth.client.resources import NODES
+from provisioner.connectors.base import HostTarget
+from provisioner.engine.inventory import inventory_from_spec
+from provisioner.engine.runner import Engine, RunContext
+from provisioner.errors import OperationError
+from provisioner.phases.cluster import cluster_install_phases
+from provisioner.phases.workflow import SelectedPhase, select
+from provisioner.reporting import Event, Reporter
+from provisioner.spec import ClusterSpec
+from provisioner.state import ClusterState
+
+CREDENTIAL_PHASES = ("pki", "etcd", "lb", "control-plane", "agents")
+"""The cluster phases that upload certificates/kubeconfigs or restart the units using them."""
+HEARTBEAT_SLACK = dt.timedelta(seconds=2)
+"""Tolerated clock difference between the operator and a host when judging a heartbeat."""
+
+
+@dataclass
+class HostOutcome:
+    """What one host's step changed."""
+
+    host: str
+    changed: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    healthy_after: float | None = None
+    """Seconds from the end of the step until the host was healthy (None: nothing restarted)."""
+
+
+class _Recorder:
+    """Forwards events to the user's reporter and keeps each host's ``done`` operations."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.done: dict[str, list[tuple[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "done" and event.host:
+            with self._lock:
+                self.done.setdefault(event.host, []).append(
+                    (str(event.data.get("op", "")), event.message)
+                )
+        self.inner.emit(event)
+
+
+def rollout_order(hosts: tuple[HostTarget, ...]) -> list[HostTarget]:
+    """Control-plane hosts first, then the others, each group in spec order."""
+    return sorted(hosts, key=lambda h: "control-plane" not in h.roles)
+
+
+def _only_host(phases: list[SelectedPhase], name: str) -> list[SelectedPhase]:
+    def narrowed(selected: SelectedPhase) -> SelectedPhase:
+        wider = selected.phase.applies_to
+
+        def applies(host: HostTarget) -> bool:
+            return host.name == name and (wider is None or wider(host))
+
+        return SelectedPhase(selected.path, dataclasses.replace(selected.phase, applies_to=applies))
+
+    return [narrowed(p) for p in phases]
+
+
+@dataclass
+class Rollout:
+    """Distribute the state's current credentials to every host, one host at a time."""
+
+    spec: ClusterSpec
+    state: ClusterState
+    state_dir: Path | None
+    cache_dir: Path
+    reporter: Reporter
+    health_timeout: float = 180.0
+    say: Callable[[str], None] = print
+
+    def run(self) -> list[HostOutcome]:
+        inventory = inventory_from_spec(self.spec, known_hosts=self.state.known_hosts)
+        phases = select(cluster_install_phases(), only=CREDENTIAL_PHASES)
+        outcomes: list[HostOutcome] = []
+        for host in rollout_order(inventory.hosts):
+            recorder = _Recorder(self.reporter)
+            ctx = RunContext(
+                inventory=inventory, cache_dir=self.cache_dir, spec=self.spec,
+                phase_set="cluster", state_dir=self.state_dir,
+            )  # fmt: skip
+            # a restarted agent posts its status when it registers: a heartbeat newer than the
+            # step's start is (almost always) the new process's
+            started = dt.datetime.now(dt.UTC)
+            with Engine(ctx, _only_host(phases, host.name), reporter=recorder, parallel=1) as eng:
+                eng.connect_all()
+                eng.apply()
+            done = recorder.done.get(host.name, [])
+            outcome = HostOutcome(
+                host.name,
+                changed=[message for _, message in done],
+                restarted=[
+                    op.removeprefix("service:") for op, _ in done if op.startswith("service:")
+                ],
+            )
+            if outcome.restarted:
+                outcome.healthy_after = self.wait_healthy(host, since=started)
+            self.say(_describe(outcome))
+            outcomes.append(outcome)
+        return outcomes
+
+    # -- health ------------------------------------------------------------------------------
+
+    def wait_healthy(self, host: HostTarget, *, since: dt.datetime) -> float:
+        """Seconds until ``host`` is healthy; :class:`OperationError` after the timeout."""
+        start = time.monotonic()
+        deadline = start + self.health_timeout
+        problem = "not checked yet"
+        while time.monotonic() < deadline:
+            problem = self._problem(host, since=since)
+            if not problem:
+                return time.monotonic() - start
+            time.sleep(1.0)
+        raise OperationError(
+            f"{host.name}: not healthy {self.health_timeout:.0f}s after its restart: {problem}",
+            hint="the other hosts were left untouched; fix this host, then run "
+            "`berth certs renew` (or `berth apply`) again",
+        )
+
+    def _problem(self, host: HostTarget, *, since: dt.datetime) -> str:
+        if "control-plane" in host.roles:
+            status = self._readyz(host.address)
+            if status != 200:
+                return f"API server /readyz answered {status or 'nothing'}"
+        node = self._node(host.name)
+        if node is None:
+            return "its Node could not be read"
+        for condition in node.get("status", {}).get("conditions") or []:
+            if condition.get("type") != "Ready":
+                continue
+            if condition.get("status") != "True":
+                return "its Node is not Ready"
+            beat = _parse_time(condition.get("lastHeartbeatTime"))
+            if beat is None or beat < since - HEARTBEAT_SLACK:
+                return "its Node has no heartbeat since the restart"
+            return ""
+        return "its Node has no Ready condition"
+
+    def _credentials_path(self) -> Path:
+        return self.state.kubeconfig_dir / "admin.conf"
+
+    def _readyz(self, address: str) -> int | None:
+        context: ssl.SSLContext = load_kubeconfig(self._credentials_path()).ssl_context()
+        conn = http.client.HTTPSConnection(address, self.spec.api_port, context=context, timeout=5)
+        try:
+            conn.request("GET", "/readyz")
+            return conn.getresponse().status
+        except (OSError, ssl.SSLError, http.client.HTTPException):
+            return None
+        finally:
+            conn.close()
+
+    def _node(self, name: str) -> dict[str, Any] | None:
+        creds = load_kubeconfig(self._credentials_path())
+
+        async def get() -> dict[str, Any]:
+            client = HttpClient(
+                creds.server, creds.ssl_context(), request_timeout=5.0,
+                user_agent="berth-certs-renew",
+            )  # fmt: skip
+            try:
+                return await client.get(NODES, name)
+            finally:
+                await client.close()
+
+        try:
+            return asyncio.run(get())
+        except (OSError, TimeoutError, api_errors.ApiError):
+            return None
+
+
+def _is_service(op_id: str) -> bool:
+    return op_id.startswith("service:")
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _describe(outcome: HostOutcome) -> str:
+    if not outcome.changed:
+        return f"{outcome.host}: nothing to change"
+    restarted = ", ".join(outcome.restarted) or "none"
+    line = f"{outcome.host}: {len(outcome.changed)} change(s); restarted: {restarted}"
+    if outcome.healthy_after is not None:
+        line += f"; healthy after {outcome.healthy_after:.1f}s"
+    return line
