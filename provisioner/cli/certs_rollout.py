@@ -26,12 +26,13 @@ from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
 from berth.client.resources import NODES
-from provisioner.connectors.base import HostTarget
+from provisioner.commands import Shell
+from provisioner.connectors.base import CommandResult, Connector, HostName, HostTarget
 from provisioner.engine.inventory import inventory_from_spec
-from provisioner.engine.runner import Engine, RunContext
+from provisioner.engine.runner import Engine, RunContext, ssh_connect
 from provisioner.errors import OperationError
 from provisioner.phases.cluster import cluster_install_phases
-from provisioner.phases.workflow import SelectedPhase, select
+from provisioner.phases.workflow import Inventory, SelectedPhase, select
 from provisioner.reporting import Event, Reporter
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
@@ -70,6 +71,40 @@ class _Recorder:
         self.inner.emit(event)
 
 
+class _Shared:
+    """A connection kept open across the per-host engine runs (the engines' ``close`` is a
+    no-op; the rollout closes the real connection at the end)."""
+
+    def __init__(self, inner: Connector) -> None:
+        self.inner = inner
+
+    @property
+    def host(self) -> HostName:
+        return self.inner.host
+
+    def run(
+        self, command: Shell | str, *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        return self.inner.run(command, stdin=stdin, timeout=timeout)
+
+    def put(
+        self,
+        content: bytes,
+        path: str,
+        *,
+        mode: int = 0o644,
+        owner: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        self.inner.put(content, path, mode=mode, owner=owner, group=group)
+
+    def get(self, path: str) -> bytes:
+        return self.inner.get(path)
+
+    def close(self) -> None:
+        pass
+
+
 def rollout_order(hosts: tuple[HostTarget, ...]) -> list[HostTarget]:
     """Control-plane hosts first, then the others, each group in spec order."""
     return sorted(hosts, key=lambda h: "control-plane" not in h.roles)
@@ -98,36 +133,52 @@ class Rollout:
     reporter: Reporter
     health_timeout: float = 180.0
     say: Callable[[str], None] = print
+    connect: Callable[[HostTarget], Connector] = ssh_connect
 
     def run(self) -> list[HostOutcome]:
-        inventory = inventory_from_spec(self.spec, known_hosts=self.state.known_hosts)
-        phases = select(cluster_install_phases(), only=CREDENTIAL_PHASES)
-        outcomes: list[HostOutcome] = []
-        for host in rollout_order(inventory.hosts):
-            recorder = _Recorder(self.reporter)
-            ctx = RunContext(
-                inventory=inventory, cache_dir=self.cache_dir, spec=self.spec,
-                phase_set="cluster", state_dir=self.state_dir,
-            )  # fmt: skip
-            # a restarted agent posts its status when it registers: a heartbeat newer than the
-            # step's start is (almost always) the new process's
-            started = dt.datetime.now(dt.UTC)
-            with Engine(ctx, _only_host(phases, host.name), reporter=recorder, parallel=1) as eng:
-                eng.connect_all()
-                eng.apply()
-            done = recorder.done.get(host.name, [])
-            outcome = HostOutcome(
-                host.name,
-                changed=[message for _, message in done],
-                restarted=[
-                    op.removeprefix("service:") for op, _ in done if op.startswith("service:")
-                ],
-            )
-            if outcome.restarted:
-                outcome.healthy_after = self.wait_healthy(host, since=started)
-            self.say(_describe(outcome))
-            outcomes.append(outcome)
-        return outcomes
+        """Roll out host by host; stops at the first host that fails or stays unhealthy."""
+        opened: dict[HostName, Connector] = {}
+
+        def connect(target: HostTarget) -> Connector:
+            if target.name not in opened:
+                opened[target.name] = self.connect(target)
+            return _Shared(opened[target.name])
+
+        try:
+            return [self._step(host, connect) for host in self._order()]
+        finally:
+            for connector in opened.values():
+                connector.close()
+
+    def _order(self) -> list[HostTarget]:
+        return rollout_order(self._inventory().hosts)
+
+    def _inventory(self) -> Inventory:
+        return inventory_from_spec(self.spec, known_hosts=self.state.known_hosts)
+
+    def _step(self, host: HostTarget, connect: Callable[[HostTarget], Connector]) -> HostOutcome:
+        phases = _only_host(select(cluster_install_phases(), only=CREDENTIAL_PHASES), host.name)
+        recorder = _Recorder(self.reporter)
+        ctx = RunContext(
+            inventory=self._inventory(), cache_dir=self.cache_dir, spec=self.spec,
+            phase_set="cluster", state_dir=self.state_dir,
+        )  # fmt: skip
+        # a restarted agent posts its status when it registers: a heartbeat newer than the
+        # step's start is (almost always) the new process's
+        started = dt.datetime.now(dt.UTC)
+        with Engine(ctx, phases, connect=connect, reporter=recorder, parallel=1) as engine:
+            engine.connect_all()
+            engine.apply()
+        done = recorder.done.get(host.name, [])
+        outcome = HostOutcome(
+            host.name,
+            changed=[message for _, message in done],
+            restarted=[op.removeprefix("service:") for op, _ in done if _is_service(op)],
+        )
+        if outcome.restarted:
+            outcome.healthy_after = self.wait_healthy(host, since=started)
+        self.say(_describe(outcome))
+        return outcome
 
     # -- health ------------------------------------------------------------------------------
 

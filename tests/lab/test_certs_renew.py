@@ -123,6 +123,7 @@ def test_renew_rolls_new_certificates_out_one_host_at_a_time(cluster: Cluster) -
 
     # what the command says it did, per host and in order
     lines = [line for line in result.stdout.splitlines() if " change(s); restarted: " in line]
+    print("\n".join(lines))
     assert [line.split(":", 1)[0] for line in lines] == ["n1", "n2", "n3"], result.stdout
     assert "berth-apiserver" in lines[0], lines[0]
     assert "healthy after" in lines[0], lines[0]

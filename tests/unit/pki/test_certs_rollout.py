@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,15 @@ def test_each_host_step_runs_only_the_credential_phases_on_that_host() -> None:
     assert certs_rollout._only_host(phases, "cp1")[0].phase.hosts(inventory) == (CP,)
 
 
+@dataclass
+class FakeConnection:
+    host: str
+    closed: int = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
 class FakeEngine:
     """Stands in for the engine: reports a ``done`` event per operation it is told to make."""
 
@@ -53,19 +63,27 @@ class FakeEngine:
     changes: dict[str, list[str]] = {}
 
     def __init__(
-        self, ctx: Any, phases: list[SelectedPhase], *, reporter: Any, parallel: int
+        self,
+        ctx: Any,
+        phases: list[SelectedPhase],
+        *,
+        connect: Any,
+        reporter: Any,
+        parallel: int,
     ) -> None:
         assert parallel == 1
-        self.ctx, self.phases, self.reporter = ctx, phases, reporter
+        self.ctx, self.phases, self.reporter, self.connect = ctx, phases, reporter, connect
+        self.connectors: list[Any] = []
 
     def __enter__(self) -> FakeEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        for connector in self.connectors:
+            connector.close()
 
     def connect_all(self) -> None:
-        pass
+        self.connectors = [self.connect(host) for host in self.ctx.inventory.hosts]
 
     def apply(self) -> None:
         agents = next(p.phase for p in self.phases if p.path == "agents")
@@ -87,9 +105,16 @@ def test_rollout_goes_host_by_host_and_waits_only_after_restarts(
     monkeypatch.setattr(certs_rollout, "Engine", FakeEngine)
     waited: list[str] = []
     said: list[str] = []
+    connections: list[FakeConnection] = []
+
+    def connect(target: HostTarget) -> FakeConnection:
+        connections.append(FakeConnection(target.name))
+        return connections[-1]
+
     rollout = Rollout(
         spec=spec, state=ClusterState.open("ha", state_dir=tmp_path), state_dir=tmp_path,
         cache_dir=tmp_path, reporter=CollectingReporter(), say=said.append,
+        connect=connect,  # type: ignore[arg-type]
     )  # fmt: skip
 
     def wait_healthy(host: HostTarget, since: dt.datetime) -> float:
@@ -106,6 +131,9 @@ def test_rollout_goes_host_by_host_and_waits_only_after_restarts(
     assert said[0] == "cp1: 2 change(s); restarted: berth-apiserver.service; healthy after 1.5s"
     assert said[1] == "cp2: 1 change(s); restarted: none"
     assert said[3] == "w1: nothing to change"
+    # one connection per host for the whole rollout, closed once at the end
+    assert sorted(c.host for c in connections) == ["cp1", "cp2", "cp3", "w1"]
+    assert all(c.closed == 1 for c in connections)
 
 
 def _node(status: str, beat: dt.datetime) -> dict[str, Any]:
