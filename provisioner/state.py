@@ -223,3 +223,9 @@ def _read_holder(fd: int) -> str:
     if not isinstance(info, dict) or "pid" not in info:
         return "holder unknown"
     return f"pid {info['pid']}, `{info.get('command', '?')}`, since {info.get('since', '?')}"
+
+
+def cache_dir() -> Path:
+    """Where the operator caches downloads and builds (berth bundles, .debs): ``$BERTH_CACHE_DIR``
+    or ``~/.cache/berth``. Shared by every cluster; nothing secret lives there."""
+    return Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()

@@ -7,7 +7,6 @@ distributes what it re-issued, one host at a time (:mod:`provisioner.cli.certs_r
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +21,7 @@ from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ExitCode
 from provisioner.reporting import ConsoleReporter
 from provisioner.spec import load_spec
-from provisioner.state import ClusterState
+from provisioner.state import ClusterState, cache_dir
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)
@@ -43,10 +42,6 @@ _out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 _err = Console(stderr=True, highlight=False)
 _STYLE = {"ok": "green", "expiring": "yellow", "expired": "red", "mismatch": "yellow"}
 _ACTION_STYLE = {"kept": "dim", "created": "green", "reissued": "yellow", "updated": "yellow"}
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
 
 
 def status(
@@ -156,7 +151,7 @@ def renew(
         return
     state = ClusterState.open(spec.name, state_dir=state_dir)
     rollout = Rollout(
-        spec=spec, state=state, state_dir=state_dir, cache_dir=_cache_dir(),
+        spec=spec, state=state, state_dir=state_dir, cache_dir=cache_dir(),
         reporter=ConsoleReporter(), say=lambda line: _out.print(line, markup=False),
     )  # fmt: skip
     outcomes = rollout.run()

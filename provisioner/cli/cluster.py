@@ -4,7 +4,6 @@ the ``cluster`` phase set that `berth plan/apply` run."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +25,7 @@ from provisioner.phases.cluster.removal import forget_host, recorded_hosts
 from provisioner.pki import status as pki_status
 from provisioner.reporting import ConsoleReporter
 from provisioner.spec import load_spec
-from provisioner.state import ClusterState
+from provisioner.state import ClusterState, cache_dir
 from provisioner.verify.cluster import cluster_checks
 from provisioner.verify.run import verify as run_verify
 from provisioner.verify.run import write_junit
@@ -38,10 +37,6 @@ StateOption = Annotated[
     Path | None, typer.Option("--state-dir", help="base directory of cluster state")
 ]
 _out = Console(highlight=False, soft_wrap=True)
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
 
 
 def kubeconfig(inventory: SpecOption, *, state_dir: StateOption = None) -> None:
@@ -110,7 +105,7 @@ def destroy(
         )
     with state.lock("berth destroy"):
         result = destroy_hosts(
-            spec.name, list(targets.values()), cache_dir=_cache_dir(), keep_data=keep_data,
+            spec.name, list(targets.values()), cache_dir=cache_dir(), keep_data=keep_data,
             reporter=ConsoleReporter(), parallel=parallel,
         )  # fmt: skip
         for name in result.changed:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -25,7 +24,7 @@ from provisioner.phases.sets import PHASE_SETS
 from provisioner.phases.workflow import select
 from provisioner.reporting import ConsoleReporter, Event, JsonReporter, Reporter
 from provisioner.spec import load_spec
-from provisioner.state import ClusterState
+from provisioner.state import ClusterState, cache_dir
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)
@@ -65,10 +64,6 @@ def _final_error_event(reporter: Reporter) -> Iterator[None]:
         raise
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
-
-
 def _engine(
     spec_path: Path,
     *,
@@ -90,7 +85,7 @@ def _engine(
         raise typer.BadParameter(str(error)) from None
     ctx = RunContext(
         inventory=inventory_from_spec(spec, known_hosts=state.known_hosts),
-        cache_dir=_cache_dir(),
+        cache_dir=cache_dir(),
         spec=spec,
         phase_set=phase_set,
         state_dir=state_dir,

@@ -3,7 +3,6 @@ place, one node at a time, and back (see :mod:`provisioner.upgrade`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from provisioner.artifacts.berth_bundle import (
 )
 from provisioner.errors import SpecError
 from provisioner.spec import ClusterSpec, load_spec
-from provisioner.state import ClusterState
+from provisioner.state import ClusterState, cache_dir
 from provisioner.upgrade.cluster import SshClusterOps
 from provisioner.upgrade.journal import Journal
 from provisioner.upgrade.planner import PlannedHost
@@ -35,10 +34,6 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for con
 GateOption = Annotated[
     float, typer.Option("--gate-timeout", help="seconds a node has to pass its health gate")
 ]
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
 
 
 def _check_to(spec: ClusterSpec, inventory: Path, to: str) -> None:
@@ -111,7 +106,7 @@ def upgrade(
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     version = to or _journal_release(state)
     _check_to(spec, inventory, version)
-    cache = _cache_dir()
+    cache = cache_dir()
     # the id is known without building: the skew check refuses before pip or any upload
     ident = bundle_id(version=version, pins=pinned_requirements())
     planned = Bundle(ident, cache / "bundles" / f"{ident}.tar")
@@ -158,7 +153,7 @@ def rollback(
     first, each gated on its health."""
     spec = load_spec(inventory)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
-    cache = _cache_dir()
+    cache = cache_dir()
     # the target bundle is irrelevant to a rollback; name it by what the journal says
     placeholder = Bundle("0.0.0-000000000000", Path("/dev/null"))
     if not yes:

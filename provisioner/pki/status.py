@@ -153,5 +153,5 @@ def expiry_warnings(
         elif row.health == "expiring":
             lines.append(f"{row.name} expires in {row.days_left} day(s)")
     if lines:
-        lines.append(f"run `berth certs renew -i {spec.source_path or 'SPEC'}`, then apply")
+        lines.append(f"run `berth certs renew -i {spec.source_path or 'SPEC'}`")
     return lines

@@ -60,7 +60,7 @@ def test_expiry_warnings(pristine: ClusterState) -> None:
     assert "admin expires in 15 day(s)" in lines
     assert "kubeconfigs/admin.conf expires in 15 day(s)" in lines
     assert not any(line.startswith("ca ") for line in lines)
-    assert lines[-1] == "run `berth certs renew -i SPEC`, then apply"
+    assert lines[-1] == "run `berth certs renew -i SPEC`"
     expired = pki.expiry_warnings(ha_spec(), pristine, now=NOW + dt.timedelta(days=400))
     assert any(line.startswith("apiserver expired on ") for line in expired)
 
