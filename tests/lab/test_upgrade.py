@@ -11,8 +11,10 @@ provisioner.cli.main`` with ``PYTHONPATH`` on its tree) and ships its own bundle
   release;
 * a good build: every host ends on the new bundle and healthy (``berth verify`` passes but for
   the previous release kept for rollback), while a Deployment of 2 replicas under a
-  PodDisruptionBudget never has zero Ready pods as seen through the API (real runc containers
-  of the verify smoke image; a client hitting a Service is not measured);
+  PodDisruptionBudget, one replica on each worker, never has zero Ready pods as seen through the
+  API (real runc containers of the verify smoke image), and a client on n1 hitting its ClusterIP
+  Service every 50 ms through the whole upgrade (retrying a refused or reset connection once)
+  sees no failed request and replies from both workers;
   ``berth rollback`` brings it back;
 * the operator killed half-way: ``--resume`` finishes, and ``berth rollback --restore-snapshot``
   returns every host and the datastore to before the upgrade.
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -37,10 +41,10 @@ from typing import Any
 import pytest
 
 from berth.client.http import HttpClient
-from berth.client.resources import DEPLOYMENTS, PODS, Resource
+from berth.client.resources import DEPLOYMENTS, PODS, SERVICES, Resource
 from provisioner.artifacts.berth_bundle import Bundle
 from provisioner.lab import Lab
-from provisioner.smoke_image import smoke_image
+from provisioner.smoke_image import SERVE_PORT, smoke_image
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
 from provisioner.upgrade.cluster import SshClusterOps
@@ -296,7 +300,24 @@ def _ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _deploy(kubeconfig: Path, name: str) -> None:
+NOT_ON_N1 = {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["n1"]}
+
+
+def _pod_names(kubeconfig: Path, app: str) -> list[str]:
+    async def names() -> list[str]:
+        client = HttpClient.from_kubeconfig(kubeconfig)
+        try:
+            pods = await client.list(PODS, namespace="default", label_selector=f"app={app}")
+            return [str(p["metadata"]["name"]) for p in pods.items]
+        finally:
+            await client.close()
+
+    return asyncio.run(names())
+
+
+def _deploy(kubeconfig: Path, name: str) -> tuple[str, dict[str, str]]:
+    """A 2-replica Deployment under a PodDisruptionBudget and a ClusterIP Service over it;
+    once both replicas are Ready: the Service's ClusterIP and the node of each replica."""
     body = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": "default"},
@@ -304,10 +325,25 @@ def _deploy(kubeconfig: Path, name: str) -> None:
             "replicas": 2, "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [
-                    # the verify smoke image every runc node holds (busybox httpd): no registry
-                    {"name": "web", "image": smoke_image().reference, "imagePullPolicy": "Never"},
-                ]},
+                "spec": {
+                    # on the two workers, one replica each (the scheduler spreads a workload's
+                    # pods); n1 stays free for the client, whose host is upgraded too
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                        {"nodeSelectorTerms": [{"matchExpressions": [NOT_ON_N1]}]},
+                    }},
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [{
+                        # the verify smoke image every runc node holds (busybox httpd): no registry
+                        "name": "web", "image": smoke_image().reference, "imagePullPolicy": "Never",
+                        "command": ["/bin/sh", "-c", SERVE_NODE_NAME],
+                        "env": [{"name": "NODE_NAME",
+                                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                        "ports": [{"containerPort": SERVE_PORT, "name": "http"}],
+                        # endpoints follow readiness: a replica is a backend once it answers
+                        "readinessProbe": {"httpGet": {"path": "/", "port": SERVE_PORT},
+                                           "periodSeconds": 1},
+                    }],
+                },
             },
         },
     }  # fmt: skip
@@ -318,23 +354,131 @@ def _deploy(kubeconfig: Path, name: str) -> None:
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}},
     }  # fmt: skip
 
-    async def create_and_wait() -> None:
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": {"app": name},
+                 "ports": [{"port": 80, "targetPort": "http", "protocol": "TCP"}]},
+    }  # fmt: skip
+
+    async def create_and_wait() -> tuple[str, dict[str, str]]:
         client = HttpClient.from_kubeconfig(kubeconfig)
         try:
             await client.create(DEPLOYMENTS, body, namespace="default")
             # as an operator would: the drain's evictions must leave one replica running
             await client.create(PDBS, budget, namespace="default")
+            created = await client.create(SERVICES, service, namespace="default")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 pods = await client.list(PODS, namespace="default", label_selector=f"app={name}")
-                if sum(_ready(p) for p in pods.items) >= 2:
-                    return
+                ready = [p for p in pods.items if _ready(p)]
+                if len(ready) >= 2:
+                    nodes = {str(p["metadata"]["name"]): str(p["spec"]["nodeName"]) for p in ready}
+                    return str(created["spec"]["clusterIP"]), nodes
                 await asyncio.sleep(0.5)
             raise AssertionError(f"deployment {name} never had 2 ready pods")
         finally:
             await client.close()
 
-    asyncio.run(create_and_wait())
+    return asyncio.run(create_and_wait())
+
+
+# busybox httpd behind a shell that serves this replica's node name and exits at once on
+# SIGTERM (a drain's eviction) - no preStop-style grace sleep: the Service must have dropped the
+# replica before the agent stops it. (A shell that is PID 1 ignores an untrapped SIGTERM, which
+# would hold every eviction until the SIGKILL at the end of the grace period.)
+SERVE_NODE_NAME = (
+    f"mkdir -p /tmp/www; echo $NODE_NAME > /tmp/www/index.html; "
+    f"httpd -f -p {SERVE_PORT} -h /tmp/www & server=$!; "
+    "trap 'kill $server; exit 0' TERM; wait $server"
+)
+
+# The client on a lab host: GET the Service every 50 ms for the whole upgrade, one line per
+# request (wall time, ok NODE | error KIND, attempts). Retry policy, as the issue's "clients that
+# retry": a refused or reset connection is retried once, immediately; a timeout (2 s) or any
+# other error is a failure. It stops when STOP exists, or after a time bound if the test dies.
+SERVICE_CLIENT = """
+import os, sys, time, urllib.error, urllib.request
+url, log, stop, bound = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+deadline = time.monotonic() + bound
+with open(log, "w", buffering=1) as out:
+    while time.monotonic() < deadline and not os.path.exists(stop):
+        started = time.time()
+        for attempt in (1, 2):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as reply:
+                    result = "ok " + reply.read().decode().strip()
+                break
+            except Exception as error:
+                cause = error.reason if isinstance(error, urllib.error.URLError) else error
+                result = "error " + type(cause).__name__
+                if not isinstance(cause, (ConnectionRefusedError, ConnectionResetError)):
+                    break
+        out.write(f"{started:.3f} {result} {attempt}\\n")
+        time.sleep(0.05)
+"""
+
+
+@dataclass(frozen=True)
+class ClientRun:
+    """What the Service client saw: one (wall time, outcome, attempts) per request."""
+
+    lines: list[tuple[float, str, int]]
+
+    @classmethod
+    def parse(cls, log: str) -> ClientRun:
+        lines = []
+        for line in log.splitlines():
+            stamp, *outcome, attempts = line.split()
+            lines.append((float(stamp), " ".join(outcome), int(attempts)))
+        return cls(lines)
+
+    @property
+    def failed(self) -> list[tuple[float, str, int]]:
+        return [line for line in self.lines if not line[1].startswith("ok ")]
+
+    @property
+    def retried(self) -> int:
+        return sum(attempts > 1 for _, _, attempts in self.lines)
+
+    @property
+    def responders(self) -> set[str]:
+        return {outcome.removeprefix("ok ") for _, outcome, _ in self.lines} - {
+            o for _, o, _ in self.failed
+        }
+
+    @property
+    def max_gap(self) -> float:
+        """The longest time between two successive requests' starts (a slow reply shows)."""
+        stamps = [stamp for stamp, _, _ in self.lines]
+        return max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
+
+
+class ServiceClient:
+    """:data:`SERVICE_CLIENT` running in the background on ``host`` while the block runs."""
+
+    def __init__(self, cluster: Cluster, host: str, url: str) -> None:
+        self.cluster, self.host, self.url = cluster, host, url
+        self.run = ClientRun([])
+
+    def __enter__(self) -> ServiceClient:
+        argv = f"{shlex.quote(SERVICE_CLIENT)} {self.url} {CLIENT_LOG} {CLIENT_STOP} 1200"
+        start = (
+            f"rm -f {CLIENT_LOG} {CLIENT_STOP} && "
+            f"setsid nohup python3 -c {argv} >/dev/null 2>&1 </dev/null &"
+        )
+        with self.cluster.ops() as ops:
+            ops.sh(self.host, start, "starting the Service client")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self.cluster.ops() as ops:
+            log = ops.sh(self.host, f"touch {CLIENT_STOP}; sleep 3; cat {CLIENT_LOG} || true",
+                         "stopping the Service client")  # fmt: skip
+        self.run = ClientRun.parse(log)
+
+
+CLIENT_LOG, CLIENT_STOP = "/tmp/berth-service-client.log", "/tmp/berth-service-client.stop"
 
 
 def test_a_rolling_upgrade_keeps_the_workload_up_and_rollback_returns(
@@ -342,10 +486,29 @@ def test_a_rolling_upgrade_keeps_the_workload_up_and_rollback_returns(
 ) -> None:
     before = cluster.running()
     kubeconfig = cluster.state.kubeconfig_dir / "admin.conf"
-    _deploy(kubeconfig, "web")
-    with ReadyWatcher(kubeconfig, "web") as watcher:
+    cluster_ip, placed = _deploy(kubeconfig, "web")
+    assert sorted(placed.values()) == ["n2", "n3"], f"replicas not spread: {placed}"
+    url = f"http://{cluster_ip}/"
+    with ServiceClient(cluster, "n1", url) as client, ReadyWatcher(kubeconfig, "web") as watcher:
+        time.sleep(2)  # the client is under way before the first drain
+        began = time.time()
         cluster.berth(builds["new"], "upgrade", "-i", str(cluster.spec_for(NEW)), "--to", NEW,
                       "--yes", check=True)  # fmt: skip
+        ended = time.time()
+    run = client.run
+    print(
+        f"service client: {len(run.lines)} requests, {len(run.failed)} failed, "
+        f"{run.retried} retried once, max gap {run.max_gap:.2f}s, from {sorted(run.responders)}; "
+        f"upgrade {ended - began:.1f}s"
+    )
+    assert len(run.lines) > 100, f"the client ran {len(run.lines)} request(s)"
+    # the client ran through the whole upgrade (the lab hosts share this machine's clock)
+    assert run.lines[0][0] < began, (began, run.lines[0])
+    assert run.lines[-1][0] > ended, (ended, run.lines[-1])
+    assert run.failed == [], f"{len(run.failed)} of {len(run.lines)} failed: {run.failed[:20]}"
+    assert run.responders >= {"n2", "n3"}, run.responders
+    # both first replicas were evicted by the drains while the client ran: replaced, not kept
+    assert set(_pod_names(kubeconfig, "web")).isdisjoint(placed), placed
     after = cluster.assert_healthy_on(NEW)
     assert len(set(after.values())) == 1
     # verify passes except that the previous release is kept beside the new one, on purpose:
