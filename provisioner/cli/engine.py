@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from provisioner.cli import upgrade
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, RunContext
@@ -129,8 +130,21 @@ def plan(
     state_dir: StateOption = None,
     parallel: ParallelOption = 16,
     verbose: VerboseOption = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="show the upgrade plan to this berth release instead (order, batches, checks)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Show what `apply` would change on every host, per phase (no changes are made)."""
+    """Show what `apply` would change on every host, per phase (no changes are made); with
+    `--to VERSION`, the rolling upgrade plan instead."""
+    if to is not None:
+        # one planner for upgrades: the same one `berth upgrade --plan` prints
+        upgrade.upgrade(inventory, to=to, plan=True, state_dir=state_dir)
+        return
     reporter = _reporter(output, verbose)
     with _final_error_event(reporter), _engine(
         inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,

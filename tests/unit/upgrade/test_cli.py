@@ -54,3 +54,34 @@ def test_a_release_is_required_and_must_parse(tmp_path: Path, args: list[str]) -
     error = run(tmp_path, berth.__version__, *args)
     assert isinstance(error, SystemExit)
     assert error.code == 2
+
+
+class _FakeOps:
+    """Stands in for SshClusterOps: hosts cp1, w1, w2 running the previous release."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from tests.unit.upgrade.test_runner import FakeCluster  # noqa: PLC0415 - test helper
+
+        self.fake = FakeCluster()
+
+    def __enter__(self) -> object:
+        return self.fake
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_plan_to_shows_the_same_upgrade_plan_as_upgrade_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("provisioner.cli.upgrade.SshClusterOps", _FakeOps)
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(SPEC.format(version=berth.__version__))
+    (tmp_path / "id").write_text("unused")
+    common = ["-i", str(spec), "--state-dir", str(tmp_path / "state"), "--to", berth.__version__]
+    via_plan = CliRunner().invoke(app, ["plan", *common])
+    via_upgrade = CliRunner().invoke(app, ["upgrade", "--plan", *common])
+    assert via_plan.exit_code == 0, via_plan.output
+    assert via_plan.output == via_upgrade.output
+    assert "cp1: runs 0.1.0-aaaaaaaaaaaa" in via_plan.output
+    assert "w2" in via_plan.output
