@@ -39,6 +39,7 @@ from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
+    adoption_patch,
     annotations_of,
     controller_ref,
     format_time,
@@ -232,14 +233,7 @@ class DeploymentController:
                 continue
             if not selector.matches(labels(rs)):
                 continue
-            refs = [dict(r) for r in meta(rs).get("ownerReferences") or ()]
-            refs.append(owner_reference(d))
-            patch: Obj = {
-                "metadata": {
-                    "ownerReferences": refs,
-                    "resourceVersion": meta(rs).get("resourceVersion"),
-                }
-            }
+            patch = adoption_patch(rs, d)
             try:
                 adopted.append(
                     await self.ctx.client.patch(

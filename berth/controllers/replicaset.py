@@ -25,6 +25,7 @@ from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
+    adoption_patch,
     controller_ref,
     is_deleting,
     key_of,
@@ -32,7 +33,6 @@ from berth.machinery.objects import (
     meta,
     name,
     namespace,
-    owner_reference,
     uid,
 )
 from berth.machinery.queue import WorkQueue
@@ -150,14 +150,7 @@ class ReplicaSetController:
                 continue
             if not selector.matches(labels(pod)):
                 continue
-            refs = [dict(r) for r in meta(pod).get("ownerReferences") or ()]
-            refs.append(owner_reference(rs))
-            patch: Obj = {
-                "metadata": {
-                    "ownerReferences": refs,
-                    "resourceVersion": meta(pod).get("resourceVersion"),
-                }
-            }
+            patch = adoption_patch(pod, rs)
             try:
                 adopted.append(
                     await self.ctx.client.patch(PODS, name(pod), patch, namespace=namespace(pod))

@@ -106,6 +106,20 @@ def owner_reference(owner: Frozen, *, block_owner_deletion: bool = True) -> Obj:
     }
 
 
+def adoption_patch(child: Frozen, owner: Frozen) -> Obj:
+    """A merge patch making ``owner`` the controller of ``child``. It carries the child's
+    resourceVersion, so it fails with a conflict if the child changed since it was read (another
+    controller may have adopted it in between)."""
+    refs = [dict(r) for r in owner_references(child)]
+    refs.append(owner_reference(owner))
+    return {
+        "metadata": {
+            "ownerReferences": refs,
+            "resourceVersion": meta(child).get("resourceVersion"),
+        }
+    }
+
+
 def is_controlled_by(obj: Frozen, owner: Frozen) -> bool:
     ref = controller_ref(obj)
     return ref is not None and ref.get("uid") == uid(owner)
