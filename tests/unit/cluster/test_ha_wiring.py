@@ -21,26 +21,8 @@ from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import cluster_install_phases, ha, hostside
 from provisioner.phases.cluster.ops import HostCapacity
 from provisioner.phases.workflow import Inventory
-from provisioner.spec import ClusterSpec, parse_spec
-
-ADDRESSES = {"cp1": "10.0.0.11", "cp2": "10.0.0.12", "cp3": "10.0.0.13", "w1": "10.0.0.21"}
-
-
-def _spec(tmp: Path, hosts: list[str], datastore: str) -> ClusterSpec:
-    lines = [
-        "apiVersion: berth.dev/v1alpha1",
-        "kind: Cluster",
-        "metadata: {name: ha}",
-        "spec:",
-        "  ssh: {user: root, identityFile: id}",
-        f"  datastore: {{type: {datastore}}}",
-        "  hosts:",
-    ]
-    for name in hosts:
-        roles = "[worker]" if name.startswith("w") else "[control-plane, worker]"
-        lines.append(f"    - {{name: {name}, address: {ADDRESSES[name]}, roles: {roles}}}")
-    (tmp / "id").write_text("key")
-    return parse_spec("\n".join(lines) + "\n", source=tmp / "cluster.yaml")
+from provisioner.spec import ClusterSpec
+from tests.unit.etcd_phase.test_etcd_phase import make_spec
 
 
 @dataclass
@@ -67,20 +49,20 @@ def _data(tmp: Path, spec: ClusterSpec) -> Data:
 
 
 def test_api_servers_use_etcd_with_their_own_member_first(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, ["cp1", "cp2", "cp3", "w1"], "etcd")
+    spec = make_spec(["cp1", "cp2", "cp3", "w1"], tmp_path, datastore="etcd")
     cp2 = inventory_from_spec(spec).host("cp2")
     section = ha.apiserver_datastore_for(spec, cp2)
     assert section["type"] == "etcd"
     assert section["endpoints"][0] == "https://10.0.0.12:2379"
     assert sorted(section["endpoints"]) == [f"https://10.0.0.1{i}:2379" for i in (1, 2, 3)]
-    one = _spec(tmp_path, ["cp1", "w1"], "sqlite")
+    one = make_spec(["cp1", "w1"], tmp_path, datastore="sqlite")
     assert ha.apiserver_datastore_for(one, inventory_from_spec(one).host("cp1"))["type"] == (
         "sqlite"
     )
 
 
 def test_the_balancer_fronts_every_control_plane_api_server(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, ["cp1", "cp2", "cp3", "w1"], "etcd")
+    spec = make_spec(["cp1", "cp2", "cp3", "w1"], tmp_path, datastore="etcd")
     mapping = ha.lb_config(spec).to_mapping()
     parsed = LBConfig.from_mapping(mapping)  # what berth.lb will read on the host
     assert [str(b) for b in parsed.backends] == [f"10.0.0.1{i}:6443" for i in (1, 2, 3)]
@@ -103,7 +85,7 @@ def test_kubeconfigs_are_rewritten_to_dial_the_balancer() -> None:
 
 
 def test_every_host_of_an_ha_cluster_gets_the_balancer(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, ["cp1", "cp2", "cp3", "w1"], "etcd")
+    spec = make_spec(["cp1", "cp2", "cp3", "w1"], tmp_path, datastore="etcd")
     data = _data(tmp_path, spec)
     worker = ha.lb_ops(data, data.inventory.host("w1"))
     control = ha.lb_ops(data, data.inventory.host("cp1"))
@@ -140,7 +122,7 @@ def test_a_balanced_kubeconfig_uploads_the_rewritten_state_file(tmp_path: Path) 
 
 
 def test_a_single_control_plane_cluster_has_no_balancer(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, ["cp1", "w1"], "sqlite")
+    spec = make_spec(["cp1", "w1"], tmp_path, datastore="sqlite")
     data = _data(tmp_path, spec)
     assert ha.lb_ops(data, data.inventory.host("w1")) == ()
     assert ha.kubeconfig_path(spec, "agent.conf") == "/etc/berth/kubeconfigs/agent.conf"
@@ -153,7 +135,7 @@ def test_apply_runs_etcd_after_pki_and_the_balancer_before_the_components() -> N
 
 
 def test_the_installed_configs_use_etcd_and_the_balancer(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, ["cp1", "cp2", "cp3", "w1"], "etcd")
+    spec = make_spec(["cp1", "cp2", "cp3", "w1"], tmp_path, datastore="etcd")
     inventory = inventory_from_spec(spec)
     api = hostside.apiserver_config(spec, inventory.host("cp3"))
     assert api["datastore"]["endpoints"][0] == "https://10.0.0.13:2379"
