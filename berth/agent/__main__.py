@@ -84,6 +84,13 @@ async def _run(config_path: str) -> None:
     }
     first = config.nodes[0].name
     runtime = await _make_runtime(config, clock, node_clients.get(first, client))
+    # A runc node also carries the cluster network: routes to the other nodes' pods and the
+    # service rules (what kube-proxy and a host-gw CNI daemon do elsewhere).
+    network = (
+        _node_network(config, clock, node_clients.get(first, client))
+        if config.runtime == "runc"
+        else None
+    )
     fleet = Fleet(
         client,
         clock,
@@ -96,13 +103,7 @@ async def _run(config_path: str) -> None:
         status_check_interval=config.status_check_interval,
         workers=config.workers,
         node_clients=node_clients,
-    )
-    # A runc node also carries the cluster network: routes to the other nodes' pods and the
-    # service rules (what kube-proxy and a host-gw CNI daemon do elsewhere).
-    network = (
-        _node_network(config, clock, node_clients.get(first, client))
-        if config.runtime == "runc"
-        else None
+        withdrawal=network.withdrawal if network is not None else None,
     )
     network_task: asyncio.Task[None] | None = None
     stop = asyncio.Event()

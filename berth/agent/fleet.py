@@ -21,6 +21,7 @@ from berth.agent.pods import PodManager
 from berth.agent.runtime import Runtime
 from berth.agent.server import make_app, serve, tls_context
 from berth.agent.simulated import SimulatedRuntime
+from berth.agent.withdrawal import EndpointWithdrawal
 from berth.client.interface import ApiClient
 from berth.client.resources import PODS
 from berth.machinery.clock import Clock
@@ -48,6 +49,7 @@ class Fleet:
         node_clients: Mapping[str, ApiClient] | None = None,
         relist_period: float | None = None,
         events: bool = True,
+        withdrawal: EndpointWithdrawal | None = None,
     ) -> None:
         """``client`` watches pods; each node writes with ``node_clients[name]`` when given
         (its own identity, as the API server's node restriction requires), else ``client``."""
@@ -90,6 +92,7 @@ class Fleet:
             workers=workers,
             node_client=lambda node: self.node_clients.get(node, client),
             recorder=self._recorder if events else None,
+            withdrawal=withdrawal,
         )
         self.pods.add_handlers(
             Handlers(

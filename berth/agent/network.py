@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 
+from berth.agent.withdrawal import EndpointWithdrawal
 from berth.client.interface import ApiClient
 from berth.client.resources import ENDPOINTS, NODES, SERVICES
 from berth.machinery.clock import Clock
@@ -65,6 +66,9 @@ class NodeNetwork:
         self.nodes = Informer(client, NODES, clock=clock)
         self.services = Informer(client, SERVICES, clock=clock)
         self.endpoints = Informer(client, ENDPOINTS, clock=clock)
+        # the pods of this node are signalled on deletion once Services no longer list them
+        self.withdrawal = EndpointWithdrawal(clock)
+        self.endpoints.add_handlers(self.withdrawal.handlers())
         self._dirty = asyncio.Event()
         handlers = Handlers(
             on_add=self._changed,

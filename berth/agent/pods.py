@@ -6,8 +6,10 @@ containers; restart exited ones per ``restartPolicy`` with crash-loop backoff (1
 5 minutes, reported as ``CrashLoopBackOff``); run startup/liveness/readiness probes on their
 periods (a failed liveness or startup probe restarts the container); report phase, conditions
 (PodScheduled, Initialized, ContainersReady, Ready), containerStatuses with restartCount, host
-and pod IP. A pod with ``deletionTimestamp`` gets its containers stopped within
-``deletionGracePeriodSeconds``, then is deleted with grace 0 (uid precondition).
+and pod IP. A pod with ``deletionTimestamp`` is first withdrawn from Services (its signal is
+held until no Endpoints object lists it, see :mod:`berth.agent.withdrawal`), then gets its
+containers stopped within what is left of ``deletionGracePeriodSeconds``, then is deleted with
+grace 0 (uid precondition).
 
 Concurrency contract: a keyed :class:`WorkQueue` serialises work per pod; runtime changes and
 probe deadlines only *enqueue* the pod's key. Records live on one loop and are touched only by
@@ -34,6 +36,7 @@ from berth.agent.runtime import (
     Runtime,
     SandboxConfig,
 )
+from berth.agent.withdrawal import EndpointWithdrawal, hold_limit
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
 from berth.client.resources import PODS, ObjectKey, make_key
@@ -93,6 +96,7 @@ class PodRecord:
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     last_report: Obj | None = None
     finished: bool = False
+    terminating_since: float | None = None  # monotonic time the deletion was first seen
     events: list[PendingEvent] = field(default_factory=list)  # posted after the status
 
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
@@ -162,8 +166,12 @@ class PodManager:
         workers: int = 8,
         node_client: Callable[[str], ApiClient] | None = None,
         recorder: Callable[[str], EventRecorder] | None = None,
+        withdrawal: EndpointWithdrawal | None = None,
     ) -> None:
         self.client = client
+        # A deleted pod is signalled only once Services stopped routing to it (see
+        # berth.agent.withdrawal); None (no service proxy on these nodes) signals at once.
+        self.withdrawal = withdrawal
         # Writes for a pod go out with its node's identity (the API server lets a node
         # modify only its own pods); without per-node clients, ``client`` is used.
         self.client_for: Callable[[str], ApiClient] = node_client or (lambda _node: client)
@@ -482,6 +490,15 @@ class PodManager:
     # ---- termination --------------------------------------------------------------------
     async def _terminate(self, pod: Frozen, rec: PodRecord) -> None:
         grace = float(meta(pod).get("deletionGracePeriodSeconds") or 0)
+        now = self.clock.monotonic()
+        if rec.terminating_since is None:
+            rec.terminating_since = now
+        held = now - rec.terminating_since
+        wait = self._withdrawal_wait(pod, rec, grace=grace, held=held)
+        if wait > 0:
+            self.queue.add_after(rec.key, wait)  # level-triggered: look again, hold no worker
+            return
+        grace = max(0.0, grace - held)  # the hold came out of the grace period
         ids = [cr.current for cr in rec.containers.values() if cr.current is not None]
         for cr in rec.containers.values():
             if cr.last_status is not None and cr.last_status.phase == "running":
@@ -502,6 +519,17 @@ class PodManager:
                 precondition_uid=rec.uid,
             )
         await self._teardown(rec)
+
+    def _withdrawal_wait(self, pod: Frozen, rec: PodRecord, *, grace: float, held: float) -> float:
+        """Seconds more to keep a deleted pod running while Services withdraw it."""
+        if self.withdrawal is None or not rec.pod_ip or rec.finished:
+            return 0.0
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            return 0.0  # its address is the node's: no Service withdrawal to wait for
+        left = hold_limit(grace) - held
+        if left <= 0:
+            return 0.0
+        return min(self.withdrawal.hold(rec.pod_ip), left)
 
     async def _post_events(self, pod: Frozen, rec: PodRecord) -> None:
         events, rec.events = rec.events, []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -508,6 +509,116 @@ def test_restarting_the_agents_keeps_pods_running_without_duplicates(cluster: Cl
     cluster_ip, _ = _service(cluster)
     answers = _answers_from(cluster.nodes["n3"], f"http://{cluster_ip}/", 30)
     assert set(answers) == set(after)
+
+
+# A client on a node requesting a URL back to back until STOP exists, then printing its
+# outcomes: {"ok": n, "<error kind>": n}. No retries: every failed request counts.
+LOAD_CLIENT = """
+import collections, json, os, sys, urllib.error, urllib.request
+url, stop = sys.argv[1], sys.argv[2]
+counts = collections.Counter()
+while not os.path.exists(stop):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            reply.read()
+        counts["ok"] += 1
+    except Exception as error:
+        cause = error.reason if isinstance(error, urllib.error.URLError) else error
+        counts[type(cause).__name__] += 1
+print(json.dumps(counts))
+"""
+
+
+QUICK_LABELS = {"app": "quick"}
+# httpd in the background and a TERM trap: the replica stops serving the moment it is signalled
+QUICK_SERVE = "hostname > /tmp/index.html; httpd -f -p 8080 -h /tmp & trap 'exit 0' TERM; wait"
+
+
+def _quick(image: str) -> list[dict[str, Any]]:
+    container = {
+        "name": "quick", "image": image, "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/sh", "-c", QUICK_SERVE],
+        "ports": [{"containerPort": 8080, "name": "http"}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+    }  # fmt: skip
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "quick", "namespace": "default"},
+        "spec": {
+            "replicas": 2, "selector": {"matchLabels": QUICK_LABELS},
+            "template": {"metadata": {"labels": QUICK_LABELS}, "spec": {
+                "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                "terminationGracePeriodSeconds": 10, "containers": [container],
+            }},
+        },
+    }  # fmt: skip
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "quick", "namespace": "default"},
+        "spec": {"selector": QUICK_LABELS, "ports": [{"port": 80, "targetPort": "http"}]},
+    }  # fmt: skip
+    return [deployment, service]
+
+
+def _quick_pods(c: Cluster) -> list[dict[str, Any]]:
+    def ready() -> list[dict[str, Any]] | None:
+        pods = [p for p in c.pods("app=quick") if not p["metadata"].get("deletionTimestamp")]
+        ok = len(pods) == 2 and all(_ready(p) and p["status"].get("podIP") for p in pods)
+        return pods if ok else None
+
+    return wait_for("2 ready quick replicas", ready, timeout=120)
+
+
+def _pod_gone(c: Cluster, name: str) -> bool:
+    return c.kubectl("get", "pod", name, "--ignore-not-found", "-o", "name").stdout.strip() == ""
+
+
+def test_deleting_replicas_under_load_fails_no_request(cluster: Cluster) -> None:
+    """A replica that exits the moment it is signalled: the agent holds the signal until the
+    Services no longer route to the pod, plus a margin for slower nodes' proxies, so a client
+    hammering the ClusterIP without retries never meets a replica that is gone, even from a
+    node whose proxy lags (Kubernetes users add ``preStop: sleep`` for this)."""
+    cluster.apply(*_quick(cluster.image))
+    before = _quick_pods(cluster)
+    svc = json.loads(cluster.kubectl("get", "service", "quick", "-o", "json").stdout)
+    url = f"http://{svc['spec']['clusterIP']}/"
+    client = cluster.nodes["n1"]
+    log, stop = "/tmp/berth-load-client.json", "/tmp/berth-load-client.stop"
+    client.ssh(
+        f"rm -f {log} {stop}; setsid nohup python3 -c {shlex.quote(LOAD_CLIENT)} "
+        f"{url} {stop} >{log} 2>&1 </dev/null &"
+    )
+    try:
+        time.sleep(1)  # under way before the first deletion
+        for pod in before:
+            name = pod["metadata"]["name"]
+            # the client's node is slow to follow: its service proxy (in the agent) is frozen
+            # for the first half second of the deletion, as on a busy node
+            agent = _agent_pid(client)
+            client.ssh(f"kill -STOP {agent}")
+            try:
+                started = time.monotonic()
+                cluster.kubectl("delete", "pod", name, "--wait=false")
+                time.sleep(0.5)
+            finally:
+                client.ssh(f"kill -CONT {agent}")
+            wait_for(f"{name} gone", partial(_pod_gone, cluster, name))
+            print(f"{name} deleted in {time.monotonic() - started:.1f}s")
+            _quick_pods(cluster)  # its replacement is ready before the next one goes
+    finally:
+        client.ssh(f"touch {stop}")
+    counts: dict[str, int] = wait_for(
+        "the load client's counts",
+        lambda: json.loads(client.ssh(f"cat {log}").stdout or b"null"),
+        timeout=10,
+    )
+    print(f"load client through 2 deletions: {counts}")
+    assert set(counts) == {"ok"}, counts
+    assert counts["ok"] > 100, counts
+    after = {p["metadata"]["name"] for p in _quick_pods(cluster)}
+    assert after.isdisjoint(p["metadata"]["name"] for p in before)
+    cluster.kubectl("delete", "deployment,service", "quick", "--wait=true", timeout=90)
+    wait_for("the quick pods gone", lambda: not cluster.pods("app=quick") or None, timeout=60)
 
 
 def test_deleting_everything_leaves_nothing_behind(cluster: Cluster) -> None:

@@ -203,6 +203,17 @@ def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -
     return made
 
 
+@pytest.fixture(autouse=True)
+def starts_on_old(cluster: Cluster) -> None:
+    """Each test starts from the old release on every host: a test that failed half-way (its
+    rollback never ran) must not turn the next one into a no-op upgrade."""
+    running = cluster.running()
+    if all(b and b.startswith(f"{OLD}-") for b in running.values()):
+        return
+    back = cluster.berth(None, "rollback", "-i", str(cluster.spec_path), "--yes")
+    assert cluster.assert_healthy_on(OLD), (running, back.stdout[-2000:], back.stderr[-2000:])
+
+
 def test_skipped_minor_and_downgrade_are_refused_before_any_change(
     cluster: Cluster, builds: dict[str, Build]
 ) -> None:
