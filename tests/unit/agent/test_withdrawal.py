@@ -52,7 +52,9 @@ def test_a_deleted_endpoints_object_withdraws_its_addresses_and_relisting_resets
     clock = FakeClock()
     view = EndpointWithdrawal(clock, margin=1.0)
     handlers = view.handlers()
-    assert handlers.on_add and handlers.on_update and handlers.on_delete
+    assert handlers.on_add is not None
+    assert handlers.on_update is not None
+    assert handlers.on_delete is not None
     handlers.on_add(endpoints("web", "10.0.0.5"))
     handlers.on_delete(endpoints("web", "10.0.0.5"))
     assert view.hold("10.0.0.5") == 1.0
