@@ -56,6 +56,7 @@ async def _make_runtime(config: AgentConfig, clock: Clock, client: ApiClient) ->
         state_dir=Path(config.runc.state_dir),
         runc_root=Path(config.runc.runc_root),
         insecure_registries=frozenset(config.runc.insecure_registries),
+        registry_cas=config.runc.registry_cas,
         cluster_dns=config.network.cluster_dns or None,
     )
 

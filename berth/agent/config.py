@@ -4,6 +4,7 @@ look (capacity, labels, taints), the runtime, heartbeat timings and the log serv
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class RuncConfig:
     state_dir: str = "/var/lib/berth/runtime"
     runc_root: str = "/run/berth/runc"
     insecure_registries: tuple[str, ...] = ()
+    registry_cas: Mapping[str, str] = field(default_factory=dict)  # registry -> PEM CA bundle
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +93,10 @@ def load_config(path: str | Path) -> AgentConfig:
     identical simulated nodes (``namePrefix`` + index).
 
     ``runtime: runc`` runs real containers on exactly one node: ``runc: {stateDir, runcRoot,
-    insecureRegistries}`` and ``network: {clusterCIDR, serviceCIDR, serviceDevice,
-    clusterDNS}`` (the agent then also keeps the node's host-gw routes and service rules). Its
-    systemd unit needs ``KillMode=process`` so container shims outlive agent restarts."""
+    insecureRegistries, registryCAs: {registry: PEM}}`` and ``network: {clusterCIDR,
+    serviceCIDR, serviceDevice, clusterDNS}`` (the agent then also keeps the node's host-gw
+    routes and service rules). Its systemd unit needs ``KillMode=process`` so container shims
+    outlive agent restarts."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -130,6 +133,9 @@ def load_config(path: str | Path) -> AgentConfig:
         state_dir=str(runc_raw.get("stateDir", defaults.state_dir)),
         runc_root=str(runc_raw.get("runcRoot", defaults.runc_root)),
         insecure_registries=tuple(str(r) for r in runc_raw.get("insecureRegistries") or ()),
+        registry_cas={
+            str(host).lower(): str(pem) for host, pem in (runc_raw.get("registryCAs") or {}).items()
+        },
     )
     net_raw = raw.get("network") or {}
     network = NetworkConfig(

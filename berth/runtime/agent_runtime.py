@@ -40,7 +40,7 @@ from berth.network.podnet import PodNetwork, node_conflist
 from berth.runtime.errors import ContainerNotFound, ImageError, ImageNotPresent
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
-from berth.runtime.registry import RegistryClient
+from berth.runtime.registry import RegistryClient, UrllibTransport
 from berth.runtime.runc import (
     DEFAULT_RUNC_ROOT,
     DEFAULT_STATE_DIR,
@@ -136,6 +136,7 @@ class RuncAgentRuntime:
         state_dir: Path = DEFAULT_STATE_DIR,
         runc_root: Path = DEFAULT_RUNC_ROOT,
         insecure_registries: frozenset[str] = frozenset(),
+        registry_cas: Mapping[str, str] | None = None,
         files: FilesFn | None = None,
         cluster_dns: str | None = None,
     ) -> RuncAgentRuntime:
@@ -143,7 +144,11 @@ class RuncAgentRuntime:
         CNI bridge/host-local/portmap for ``pod_cidr``, runc under ``runc_root``."""
         runner = SubprocessRunner()
         images = ImageService(
-            ContentStore(state_dir / "images"), RegistryClient(insecure=insecure_registries)
+            ContentStore(state_dir / "images"),
+            RegistryClient(
+                transport=UrllibTransport(ca_bundles=registry_cas),
+                insecure=insecure_registries,
+            ),
         )
         invoker = CniInvoker(runner, cache_dir=state_dir / "cni-results")
         network = PodNetwork(invoker, node_conflist(pod_cidr=pod_cidr))

@@ -34,6 +34,7 @@ class _Parts:
     datastore: str | None
     network: dict[str, Any]
     endpoint: str | None
+    raw_registries: list[Any]
     extra_sans: list[tuple[int, str]]
     certificates: dict[str, int]
 
@@ -102,12 +103,15 @@ def _parts(body: dict[str, Any]) -> _Parts:
         value = _try_field(Certificates, name, raw_value)
         if isinstance(value, int):
             certificates[name] = value
+    raw_registries = body.get("registries") if isinstance(body.get("registries"), list) else []
+    assert isinstance(raw_registries, list)
     return _Parts(
         raw_hosts=raw_hosts,
         hosts=hosts,
         datastore=datastore if datastore in ("sqlite", "etcd") else None,
         network=network,
         endpoint=endpoint,
+        raw_registries=raw_registries,
         extra_sans=extra_sans,
         certificates=certificates,
     )
@@ -396,6 +400,23 @@ def _taints(parts: _Parts) -> Iterator[Problem]:
             seen[key] = position
 
 
+def _unique_registries(parts: _Parts) -> Iterator[Problem]:
+    first: dict[str, int] = {}
+    for index, raw in enumerate(parts.raw_registries):
+        if not isinstance(raw, dict) or not isinstance(raw.get("host"), str):
+            continue
+        host = raw["host"].lower()  # registry host names are case-insensitive
+        if host in first:
+            yield Problem(
+                (*_S, "registries", index, "host"),
+                f"duplicate registry, already listed as spec.registries[{first[host]}]",
+                raw["host"],
+                hint="list each registry once",
+            )
+        else:
+            first[host] = index
+
+
 _RULES: tuple[Callable[[_Parts], Iterator[Problem]], ...] = (
     _unique_names_and_addresses,
     _control_plane_count,
@@ -404,4 +425,5 @@ _RULES: tuple[Callable[[_Parts], Iterator[Problem]], ...] = (
     _api_endpoint,
     _certificate_lifetimes,
     _taints,
+    _unique_registries,
 )

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from provisioner.errors import SpecError
 from provisioner.spec.checks import semantic_problems
+from provisioner.spec.files import local_file_problems
 from provisioner.spec.model import API_VERSION, KIND, ClusterSpec
 from provisioner.spec.problems import Problem, position_of, render
 from provisioner.spec.source import SourceMap, YamlSyntaxError, parse_yaml
@@ -67,6 +68,8 @@ def parse_spec(text: str, *, filename: str = "<spec>", source: Path | None = Non
         except ValidationError as error:
             problems.extend(problems_from_validation(error, ClusterSpec))
         problems.extend(semantic_problems(data))
+        if spec is not None:
+            problems.extend(local_file_problems(spec.with_source(source)))
     if problems or spec is None:
         raise SpecError(_rendered(problems, source_map), hint=_HINT)
     return spec.with_source(source)

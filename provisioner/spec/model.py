@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -93,6 +101,10 @@ DnsLabel = Annotated[str, _checked(syntax.dns1123_label, "e.g. 'demo' or 'prod-e
 NodeName = Annotated[str, _checked(syntax.dns1123_subdomain, "e.g. 'n1' or 'cp1.lab'")]
 Address = Annotated[
     str, _checked(syntax.hostname_or_ip, "write an IP address or a DNS name, e.g. api.example.com")
+]
+RegistryHost = Annotated[
+    str,
+    _checked(syntax.registry_host, "as image references name it, e.g. registry.example.com:5000"),
 ]
 LabelKey = Annotated[str, _checked(syntax.qualified_name, "e.g. 'gpu' or 'example.com/zone'")]
 LabelValue = Annotated[str, _checked(syntax.label_value, "e.g. 'true' or 'eu-west-1a'")]
@@ -266,6 +278,32 @@ class Upgrade(_Model):
     drain_timeout_seconds: int = Field(120, ge=0)
 
 
+class Registry(_Model):
+    """A container registry the nodes pull images from, and how they trust it. Registries not
+    listed are spoken to over HTTPS, verified against the host's system CAs."""
+
+    host: RegistryHost = Field(description="host[:port], exactly as image references name it")
+    insecure: bool = Field(
+        False,
+        description="plain HTTP without TLS: only for a registry on a network you trust",
+    )
+    ca_file: str | None = Field(
+        None,
+        description="PEM CA bundle the nodes trust for this registry's HTTPS certificate (on "
+        "top of the system CAs); relative paths resolve against the spec file's directory",
+    )
+
+    @model_validator(mode="after")
+    def _tls_or_not(self) -> Registry:
+        if self.insecure and self.ca_file:
+            raise PydanticCustomError(
+                "berth",
+                "sets both insecure and caFile",
+                {"hint": "an insecure registry speaks plain HTTP; drop insecure to use caFile"},
+            )
+        return self
+
+
 class ClusterSpecBody(_Model):
     """The ``spec`` section of a Cluster document."""
 
@@ -280,6 +318,10 @@ class ClusterSpecBody(_Model):
     certificates: Certificates = Field(default_factory=Certificates)
     upgrade: Upgrade = Field(default_factory=Upgrade)
     secrets_encryption: bool = Field(True, description="encrypt Secrets at rest in the datastore")
+    registries: list[Registry] = Field(
+        default_factory=list,
+        description="registries needing a CA bundle or plain HTTP (runc nodes)",
+    )
     runtime: Runtime = Field(
         "runc",
         description="runc: real containers (runc, CNI bridge, nftables service proxy shipped to "

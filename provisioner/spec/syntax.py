@@ -96,3 +96,27 @@ def hostname_or_ip(value: str) -> str | None:
     if len(value) <= 253 and _HOSTNAME.match(value):
         return None
     return "is neither an IP address nor a DNS name"
+
+
+_BRACKETED_V6 = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$")
+
+
+def registry_host(value: str) -> str | None:
+    """A registry as image references name it: ``host[:port]``, the host a DNS name or an IPv4
+    address, or ``[IPv6]:port``; no scheme, no path."""
+    if "://" in value or "/" in value:
+        return "is not a registry host: write host[:port] without a scheme or a path"
+    v6 = _BRACKETED_V6.match(value)
+    if v6:
+        host, port = v6.group(1), v6.group(2)
+        if ip_address(host) is not None or ":" not in host:
+            return "is not a valid bracketed IPv6 address"
+    else:
+        host, _, port = value.partition(":")
+        if hostname_or_ip(host) is not None or ":" in port or "*" in host:
+            return "is not a registry host: write host[:port], e.g. registry.example.com:5000"
+    if port is not None and port != "" and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return "has a port outside 1-65535"
+    if port == "" and value.endswith(":"):
+        return "ends with ':' but names no port"
+    return None

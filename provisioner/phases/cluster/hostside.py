@@ -235,13 +235,36 @@ def agent_config(spec: ClusterSpec, host: HostTarget, capacity: HostCapacity) ->
     }
     if spec.spec.runtime == "runc":
         network = spec.spec.network
-        config["runc"] = {"stateDir": layout.RUNTIME_STATE, "runcRoot": layout.RUNC_ROOT}
+        config["runc"] = {
+            "stateDir": layout.RUNTIME_STATE,
+            "runcRoot": layout.RUNC_ROOT,
+            **registry_settings(spec),
+        }
         config["network"] = {
             "clusterCIDR": str(network.pod_cidr),
             "serviceCIDR": str(network.service_cidr),
             "clusterDNS": str(network.cluster_dns),
         }
     return config
+
+
+def registry_settings(spec: ClusterSpec) -> dict[str, Any]:
+    """``spec.registries`` as the agent reads them: the plain-HTTP ones, and the PEM CA bundle
+    of each private-CA one (inlined: the agent config changes, and the agent restarts, when a
+    bundle does; the spec loader already checked every bundle)."""
+    registries = spec.spec.registries
+    settings: dict[str, Any] = {}
+    insecure = [r.host.lower() for r in registries if r.insecure]
+    if insecure:
+        settings["insecureRegistries"] = insecure
+    bundles = {}
+    for registry in registries:
+        path = spec.resolve_path(registry.ca_file)
+        if path is not None:
+            bundles[registry.host.lower()] = path.read_text(encoding="ascii")
+    if bundles:
+        settings["registryCAs"] = bundles
+    return settings
 
 
 def node_software_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...]:

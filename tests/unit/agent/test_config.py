@@ -40,13 +40,15 @@ def test_runc_runtime_settings(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(
         "kubeconfig: kc\nruntime: runc\nnodes: [{name: n1}]\n"
-        "runc: {stateDir: /srv/rt, insecureRegistries: [10.0.0.1:5000]}\n"
+        "runc: {stateDir: /srv/rt, insecureRegistries: [10.0.0.1:5000],\n"
+        "       registryCAs: {Reg.Example:5443: PEM}}\n"
     )
     config = load_config(cfg)
     assert config.runtime == "runc"
     assert config.runc.state_dir == "/srv/rt"
     assert config.runc.runc_root == "/run/berth/runc"
     assert config.runc.insecure_registries == ("10.0.0.1:5000",)
+    assert config.runc.registry_cas == {"reg.example:5443": "PEM"}
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from berth.agent.config import load_config
+from berth.apiserver.testing import TestPKI
 from berth.runtime.images import ImageService
 from berth.runtime.store import ContentStore
 from provisioner.commands import Shell, Upload
@@ -71,6 +72,29 @@ def test_runc_is_the_default_and_its_agent_config_loads(tmp_path: Path) -> None:
     assert loaded.network.cluster_cidr == "10.50.0.0/16"
     assert loaded.network.service_cidr == "10.60.0.0/16"
     assert loaded.network.cluster_dns == "10.60.0.10"
+
+
+def test_spec_registries_reach_the_agent_config(tmp_path: Path) -> None:
+    pki = TestPKI(tmp_path / "pki")
+    (tmp_path / "c.yaml").write_text(
+        SPEC + "  registries:\n"
+        "    - {host: 10.0.0.9:5000, insecure: true}\n"
+        "    - {host: Registry.Example:5443, caFile: pki/ca.crt}\n"
+        "    - {host: public.example}\n"
+    )
+    config = agent_config(load_spec(tmp_path / "c.yaml"), _host(), HostCapacity(2, 1024))
+    (tmp_path / "agent.yaml").write_text(json.dumps({**config, "kubeconfig": "k"}))
+    loaded = load_config(tmp_path / "agent.yaml")
+    assert loaded.runc.insecure_registries == ("10.0.0.9:5000",)
+    assert loaded.runc.registry_cas == {"registry.example:5443": pki.ca_cert.read_text()}
+    plain = agent_config(load_spec(_written(tmp_path / "p.yaml", SPEC)), _host(),
+                         HostCapacity(2, 1024))  # fmt: skip
+    assert set(plain["runc"]) == {"stateDir", "runcRoot"}
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def test_simulated_nodes_get_no_runc_or_network_section(tmp_path: Path) -> None:

@@ -8,10 +8,13 @@ documents; a change in wording or location is a user-visible change and must sho
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from berth.apiserver.testing import TestPKI
 from provisioner.errors import SpecError
-from provisioner.spec import parse_spec
+from provisioner.spec import load_spec, parse_spec
 from tests.unit.spec.conftest import ONE_HOST, doc
 
 CASES = [
@@ -46,7 +49,7 @@ CASES = [
     pytest.param(
         ONE_HOST + "colour: blue\n",
         [
-            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, runtime, secretsEncryption, ssh, upgrade, version",
+            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, registries, runtime, secretsEncryption, ssh, upgrade, version",
         ],
         id="unknown_key_without_a_close_match",
     ),
@@ -333,6 +336,21 @@ CASES = [
         ],
         id="max_unavailable",
     ),
+    pytest.param(
+        ONE_HOST
+        + "registries:\n"
+        + "  - {host: 'https://r.example/v2', insecure: true}\n"
+        + "  - {host: r.example:5000, insecure: true, caFile: ca.pem}\n"
+        + "  - {host: R.example:5000}\n"
+        + "  - {host: 'r.example:99999'}\n",
+        [
+            "cluster.yaml:8:14: spec.registries[0].host: is not a registry host: write host[:port] without a scheme or a path (got 'https://r.example/v2'); hint: as image references name it, e.g. registry.example.com:5000",
+            "cluster.yaml:9:7: spec.registries[1]: sets both insecure and caFile (got a mapping); hint: an insecure registry speaks plain HTTP; drop insecure to use caFile",
+            "cluster.yaml:10:14: spec.registries[2].host: duplicate registry, already listed as spec.registries[1] (got 'R.example:5000'); hint: list each registry once",
+            "cluster.yaml:11:14: spec.registries[3].host: has a port outside 1-65535 (got 'r.example:99999'); hint: as image references name it, e.g. registry.example.com:5000",
+        ],
+        id="registries",
+    ),
 ]
 
 
@@ -347,3 +365,26 @@ def test_the_table_bodies_are_otherwise_valid() -> None:
     # The baseline the cases are edits of must itself be valid, or the table tests nothing.
     spec = parse_spec(doc(ONE_HOST), filename="cluster.yaml")
     assert [h.name for h in spec.hosts] == ["n1"]
+
+
+def test_registry_ca_bundles_are_read_and_checked_at_load(tmp_path: Path) -> None:
+    TestPKI(tmp_path / "pki")
+    (tmp_path / "not-pem.txt").write_text("hello\n")
+    body = ONE_HOST + (
+        "registries:\n"
+        "  - {host: a.example, caFile: pki/ca.crt}\n"
+        "  - {host: b.example, caFile: missing.pem}\n"
+        "  - {host: c.example, caFile: not-pem.txt}\n"
+    )
+    (tmp_path / "cluster.yaml").write_text(doc(body))
+    with pytest.raises(SpecError) as caught:
+        load_spec(tmp_path / "cluster.yaml")
+    where = tmp_path / "cluster.yaml"
+    assert caught.value.problems == [
+        f"{where}:9:33: spec.registries[1].caFile: cannot read the CA bundle "
+        f"{tmp_path / 'missing.pem'}: No such file or directory (got 'missing.pem'); "
+        "hint: relative paths resolve against the spec file's directory",
+        f"{where}:10:33: spec.registries[2].caFile: {tmp_path / 'not-pem.txt'} holds no PEM "
+        "certificate (got 'not-pem.txt'); hint: give the CA certificate(s) that signed the "
+        "registry's certificate, PEM",
+    ]
