@@ -33,8 +33,9 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,11 +43,18 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from berth.apiserver.testing import TestPKI
 from berth.runtime.sandbox import netns_name
 from provisioner.lab import Lab
 from provisioner.smoke_image import smoke_image
 from tests.lab.conftest import LabFactory
-from tests.lab.workloads import HTTP_COUNTER, Node, build_busybox_layout, count_responders
+from tests.lab.workloads import (
+    HTTP_COUNTER,
+    Node,
+    Registry,
+    build_busybox_layout,
+    count_responders,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -78,6 +86,7 @@ class Cluster:
     state_dir: Path
     image: str
     nodes: dict[str, Node]
+    registries: dict[str, str] = field(default_factory=dict)  # name -> host:port
 
     @property
     def kubeconfig(self) -> Path:
@@ -133,19 +142,51 @@ def _waiting_reason(pod: dict[str, Any]) -> str:
     return str(((_container(pod).get("state") or {}).get("waiting") or {}).get("reason") or "")
 
 
+@contextmanager
+def _registries(lab: Lab, work: Path) -> Iterator[dict[str, Registry]]:
+    """Three docker-registries on the lab bridge, each holding ``lab/busybox:1``: ``plain``
+    (HTTP), ``private`` (HTTPS, a certificate from a private CA) and ``unlisted`` (HTTPS from
+    the same CA, but absent from the spec: its certificate must be refused)."""
+    pki = TestPKI(work / "registry-pki")
+    cert, key = pki.issue("registry", common_name="registry", server=True, ips=[lab.gateway])
+    layout = work / "registry-layout"
+    ref = build_busybox_layout(layout)
+    started: dict[str, Registry] = {}
+    try:
+        for name, tls in (("plain", None), ("private", (cert, key, pki.ca_cert)),
+                          ("unlisted", (cert, key, pki.ca_cert))):  # fmt: skip
+            started[name] = Registry(lab.gateway, work / f"registry-{name}", tls=tls)
+            started[name].push(layout, ref, "lab/busybox:1")
+        yield started
+    finally:
+        for registry in started.values():
+            registry.stop()
+
+
 @pytest.fixture(scope="module")
-def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    """``berth apply`` alone: runc nodes (the default runtime) with the smoke image loaded."""
+def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """``berth apply`` alone: runc nodes (the default runtime) with the smoke image loaded, and
+    the spec's registries: one plain-HTTP, one HTTPS signed by a private CA."""
     lab = lab_factory(3)
     work = tmp_path_factory.mktemp("cluster-workloads")
+    with _registries(lab, work) as registries:
+        yield _applied(lab, work, registries)
+
+
+def _applied(lab: Lab, work: Path, registries: dict[str, Registry]) -> Cluster:
     document = yaml.safe_load(lab.spec_path.read_text())
     document["spec"]["ssh"]["identityFile"] = str(lab.key_path)
     document["spec"]["ssh"]["knownHostsFile"] = str(lab.known_hosts_path)
     assert "runtime" not in document["spec"], "runc must be the default"
+    document["spec"]["registries"] = [
+        {"host": registries["plain"].host, "insecure": True},
+        {"host": registries["private"].host, "caFile": "registry-pki/ca.crt"},
+    ]
     spec = work / "cluster.yaml"
     spec.write_text(yaml.safe_dump(document, sort_keys=False))
     nodes = {h.name: Node(lab, h.name, h.address, "", "") for h in lab.hosts}
     c = Cluster(lab, work, spec, work / "state", smoke_image().reference, nodes)
+    c.registries = {name: registry.host for name, registry in registries.items()}
     started = time.monotonic()
     applied = c.berth("apply", "-i", str(spec), "--yes")
     assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
@@ -433,6 +474,38 @@ def test_pull_errors_are_reported_on_the_pod(cluster: Cluster) -> None:
     pod = wait_for("ErrImageNeverPull", reason("never", "ErrImageNeverPull"), timeout=60)
     message = _container(pod)["state"]["waiting"]["message"]
     assert "imagePullPolicy is Never" in message
+
+
+def test_images_come_from_the_registries_the_spec_trusts(cluster: Cluster) -> None:
+    """Pulled over plain HTTP only from the registry the spec marks insecure, over HTTPS from
+    the one whose private CA the spec gives; the same CA's certificate on a registry the spec
+    does not list is refused (trust is per registry, not added to the whole node)."""
+    cluster.apply(*(
+        _bare_pod(f"from-{name}", f"{cluster.registries[name]}/lab/busybox:1", "sleep 3600",
+                  imagePullPolicy="Always")
+        for name in ("plain", "private", "unlisted")
+    ))  # fmt: skip
+    for name in ("plain", "private"):
+        pod = wait_for(f"from-{name} running", partial(_running_pod, cluster, f"from-{name}"))
+        assert "running" in _container(pod)["state"], pod["status"]
+
+    def refused() -> dict[str, Any] | None:
+        pod = cluster.pod("from-unlisted")
+        return pod if _waiting_reason(pod) in ("ErrImagePull", "ImagePullBackOff") else None
+
+    pod = wait_for("from-unlisted refused", refused, timeout=60)
+    events = cluster.kubectl(
+        "get", "events", "--field-selector", "involvedObject.name=from-unlisted", "-o", "json"
+    ).stdout
+    messages = [e["message"] for e in json.loads(events)["items"] if e["reason"] == "Failed"]
+    assert any("CERTIFICATE_VERIFY_FAILED" in m for m in messages), (messages, pod["status"])
+    for name in ("plain", "private", "unlisted"):
+        cluster.kubectl("delete", "pod", f"from-{name}", "--wait=false")
+
+
+def _running_pod(c: Cluster, name: str) -> dict[str, Any] | None:
+    pod = c.pod(name)
+    return pod if (pod.get("status") or {}).get("phase") == "Running" else None
 
 
 def test_images_load_serves_air_gapped_nodes(cluster: Cluster) -> None:

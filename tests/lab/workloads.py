@@ -18,6 +18,7 @@ import io
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -116,30 +117,41 @@ def build_busybox_layout(layout: Path, *, ref_name: str = "bb") -> str:
 
 
 class Registry:
-    """``docker-registry`` serving plain HTTP on the lab bridge address (a free port)."""
+    """``docker-registry`` on the lab bridge address (a free port): plain HTTP, or HTTPS with
+    ``tls`` = (certificate, key, CA that signed it)."""
 
-    def __init__(self, address: str, workdir: Path) -> None:
+    def __init__(
+        self, address: str, workdir: Path, *, tls: tuple[Path, Path, Path] | None = None
+    ) -> None:
         with socket.socket() as probe:
             probe.bind((address, 0))
             self.port = probe.getsockname()[1]
         self.host = f"{address}:{self.port}"
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "config.yml"
+        served = (
+            f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls is not None else ""
+        )
         config.write_text(
             "version: 0.1\n"
             f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n"
+            f"http:\n  addr: {self.host}\n{served}"
         )
         with (workdir / "registry.log").open("wb") as log:
             self.proc = subprocess.Popen(
                 ["docker-registry", "serve", str(config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
+        scheme = "https" if tls is not None else "http"
+        context = ssl.create_default_context(cafile=str(tls[2])) if tls is not None else None
         deadline = time.monotonic() + 10
         while True:
             try:
-                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1) as resp:
+                with urllib.request.urlopen(
+                    f"{scheme}://{self.host}/v2/", timeout=1, context=context
+                ) as resp:
                     if resp.status == 200:
                         return
             except OSError as exc:
