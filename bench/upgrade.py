@@ -115,14 +115,14 @@ def main() -> None:
             new_spec.write_text(
                 spec.read_text().replace(f"  version: {OLD}\n", f"  version: {NEW}\n")
             )
-            bootstrap = _berth(ROOT, env, "apply", "-i", str(spec), "--yes", "--parallel", "1")
+            bootstrap = _berth(ROOT, env, "apply", "-i", str(spec), "--yes")
             upgrade = _berth(new_tree, env, "upgrade", "-i", str(new_spec), "--to", NEW, "--yes")
             journal = Journal.latest(base / "state" / lab.name / "journal")
             assert journal is not None
             phases = breakdown(journal.records())
             rollback = _berth(ROOT, env, "rollback", "-i", str(spec), "--yes")
             reverted = rollback_breakdown(journal.records())
-            peer = _berth(new_tree, env, "apply", "-i", str(new_spec), "--yes", "--parallel", "1")
+            peer = _berth(new_tree, env, "apply", "-i", str(new_spec), "--yes")
         finally:
             lab.down()
     print(f"1+2 lab cluster, {OLD} -> {NEW} (wall times, one run)")

@@ -197,8 +197,7 @@ def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -
     spec = load_spec(lab.spec_path)
     state = ClusterState.open(spec.name, state_dir=base / "state")
     made = Cluster(lab, lab.spec_path, env, state)
-    # --parallel 1: the engine's parallel apply stalled on a lab host while this was written
-    made.berth(None, "apply", "-i", str(lab.spec_path), "--yes", "--parallel", "1", check=True)
+    made.berth(None, "apply", "-i", str(lab.spec_path), "--yes", check=True)
     made.assert_healthy_on(OLD)
     return made
 
