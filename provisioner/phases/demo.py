@@ -68,7 +68,7 @@ def _demo_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
 def demo_phases() -> list[Phase]:
     """preflight → artifacts → demo."""
     return [
-        preflight_phase(peer_ports=lambda host: (DEMO_PORT,)),
+        preflight_phase(peer_ports=lambda data, host: (DEMO_PORT,)),
         Phase(
             "artifacts",
             "Ship .deb packages the hosts lack",

@@ -22,6 +22,9 @@ from provisioner.phases.workflow import Phase, PhaseData
 MANAGED_MARKER = "/var/lib/berth/cluster"
 """Written by the cluster phases; ports in use on a managed host are berth's own."""
 
+PortsOf = Callable[[PhaseData, HostTarget], Sequence[int]]
+"""The TCP ports of a host, given the run's data (its spec)."""
+
 SUPPORTED_OS = {"debian": (12,), "ubuntu": (22, 4)}
 
 
@@ -34,18 +37,18 @@ def preflight_phase(
     min_python: tuple[int, int] = (3, 11),
     min_disk_bytes: int = 1 << 30,
     max_skew_seconds: float = 2.0,
-    ports: Callable[[HostTarget], Sequence[int]] = lambda host: (),
-    peer_ports: Callable[[HostTarget], Sequence[int]] = lambda host: (host.port,),
+    ports: PortsOf = lambda data, host: (),
+    peer_ports: PortsOf = lambda data, host: (host.port,),
 ) -> Phase:
     """The preflight phase. ``ports``: ports a host must have free; ``peer_ports``: ports every
-    other host must be able to reach on it."""
+    other host must be able to reach on it (both may read the spec from the phase data)."""
 
     def targets(data: PhaseData, host: HostTarget) -> tuple[tuple[str, int], ...]:
         return tuple(
             (peer.address, port)
             for peer in data.inventory.hosts
             if peer.name != host.name
-            for port in peer_ports(peer)
+            for port in peer_ports(data, peer)
         )
 
     def check_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
@@ -96,7 +99,7 @@ def preflight_phase(
             managed = facts.get(PathInfo((MANAGED_MARKER,)))[MANAGED_MARKER] is not None
             listening = {(s.proto, s.port) for s in facts.get(ListeningPorts())}
             if not managed:
-                for port in ports(host):
+                for port in ports(data, host):
                     if ("tcp", port) in listening:
                         problem(f"port {port}/tcp is already in use")
             for (address, port), status in facts.get(TcpReachability(targets(data, host))).items():

@@ -11,26 +11,41 @@ from collections.abc import Callable
 from provisioner.connectors.base import HostTarget
 from provisioner.phases.demo import demo_phases
 from provisioner.phases.preflight import preflight_phase
-from provisioner.phases.workflow import Phase
-
-API_PORT = 6443
-AGENT_PORT = 10250
-ETCD_PORTS = (2379, 2380)
+from provisioner.phases.workflow import Phase, PhaseData
+from provisioner.spec.model import ClusterSpec
 
 
-def cluster_ports(host: HostTarget) -> tuple[int, ...]:
-    """Ports berth's components listen on, by role (checked free and reachable in preflight)."""
+def cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
+    """Ports berth's components listen on, by role and spec (checked free and reachable in
+    preflight): the API server's port on control-plane hosts, etcd's with the etcd datastore,
+    the agent's on workers."""
+    # Imported here: the cluster package registers its phases with this module on import.
+    from provisioner.phases.cluster import layout  # noqa: PLC0415
+
+    spec = data.spec if isinstance(data.spec, ClusterSpec) else None
     ports: list[int] = []
     if "control-plane" in host.roles:
-        ports += [API_PORT, *ETCD_PORTS]
+        ports.append(spec.api_port if spec else layout.API_PORT)
+        if spec is None or spec.uses_etcd:
+            ports += layout.ETCD_PORTS
     if "worker" in host.roles:
-        ports.append(AGENT_PORT)
+        ports.append(layout.AGENT_PORT)
     return tuple(ports)
+
+
+def local_cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
+    """:func:`cluster_ports` plus those bound on loopback only (free, but not reachable from
+    peers): ``berth-lb`` on every host of an etcd cluster."""
+    from provisioner.phases.cluster.ha import LB_PORT  # noqa: PLC0415
+
+    spec = data.spec if isinstance(data.spec, ClusterSpec) else None
+    lb = (LB_PORT,) if spec is not None and spec.uses_etcd else ()
+    return (*cluster_ports(data, host), *lb)
 
 
 def cluster_phases() -> list[Phase]:
     """preflight (the later phases append themselves: artifacts, pki, datastore, ...)."""
-    return [preflight_phase(ports=cluster_ports, peer_ports=cluster_ports), *_CLUSTER_EXTRA]
+    return [preflight_phase(ports=local_cluster_ports, peer_ports=cluster_ports), *_CLUSTER_EXTRA]
 
 
 _CLUSTER_EXTRA: list[Phase] = []

@@ -261,7 +261,7 @@ def test_plan_shows_exactly_the_drift_and_a_saved_plan_refuses_more(
 
 def test_preflight_reports_every_problem_on_every_host_at_once(lab3: Lab, cache: Path) -> None:
     # port 22 counts as "must be free" here so that every reachable host has a problem too
-    phases = [preflight_phase(ports=lambda host: (22,), peer_ports=lambda host: (22,))]
+    phases = [preflight_phase(ports=lambda d, h: (22,), peer_ports=lambda d, h: (22,))]
     lab3.kill("n3")
     try:
         with _engine(lab3, cache, phases=phases) as engine:

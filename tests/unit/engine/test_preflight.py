@@ -24,7 +24,9 @@ from provisioner.facts.system import (
     SystemdInfo,
 )
 from provisioner.phases.preflight import MANAGED_MARKER, preflight_phase
+from provisioner.phases.sets import cluster_ports, local_cluster_ports
 from provisioner.phases.workflow import Inventory
+from provisioner.spec import parse_spec
 
 N1 = HostTarget(HostName("n1"), "10.0.0.1", roles=("control-plane",))
 N2 = HostTarget(HostName("n2"), "10.0.0.2", roles=("worker",))
@@ -60,8 +62,8 @@ def _healthy(name: str, *, clock: float, targets: tuple[tuple[str, int], ...]) -
 
 def _phase_and_data() -> tuple[Any, Data]:
     phase = preflight_phase(
-        ports=lambda h: (6443,) if "control-plane" in h.roles else (10250,),
-        peer_ports=lambda h: (6443,) if "control-plane" in h.roles else (10250,),
+        ports=lambda d, h: (6443,) if "control-plane" in h.roles else (10250,),
+        peer_ports=lambda d, h: (6443,) if "control-plane" in h.roles else (10250,),
     )
     data = Data(Inventory("c", (N1, N2)))
     data.facts["n1"] = _healthy("n1", clock=1000.0, targets=(("10.0.0.2", 10250),))
@@ -119,3 +121,30 @@ def test_clock_skew_between_hosts_and_against_this_machine() -> None:
         "there",
         "clock skew between hosts exceeds 2.0s: n1 +0.0s, n2 +5.0s",
     ]
+
+
+def _spec(datastore: str, control_planes: int, port: int) -> Any:
+    hosts = "".join(
+        f"    - {{name: c{i}, address: 10.0.0.{i + 1}, roles: [control-plane]}}\n"
+        for i in range(control_planes)
+    )
+    return parse_spec(
+        "apiVersion: berth.dev/v1alpha1\nkind: Cluster\nmetadata: {name: t}\nspec:\n"
+        f"  hosts:\n{hosts}    - {{name: w1, address: 10.0.0.9, roles: [worker]}}\n"
+        f"  datastore: {{type: {datastore}}}\n  apiServer: {{port: {port}}}\n"
+    )
+
+
+def test_cluster_ports_follow_the_spec() -> None:
+    worker = HostTarget(HostName("w1"), "10.0.0.9", roles=("worker",))
+    single = Data(Inventory("t", (N1, worker)), spec=_spec("sqlite", 1, 7443))
+    # sqlite: no etcd, no balancer; the API server on the spec's port
+    assert cluster_ports(single, N1) == (7443,)
+    assert local_cluster_ports(single, N1) == (7443,)
+    assert cluster_ports(single, worker) == (10250,)
+    ha = Data(Inventory("t", (N1, worker)), spec=_spec("etcd", 3, 6443))
+    assert cluster_ports(ha, N1) == (6443, 2379, 2380)
+    # berth-lb listens on loopback on every host: checked free, not reachable from peers
+    assert local_cluster_ports(ha, N1) == (6443, 2379, 2380, 6444)
+    assert local_cluster_ports(ha, worker) == (10250, 6444)
+    assert cluster_ports(ha, worker) == (10250,)
