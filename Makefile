@@ -56,17 +56,14 @@ lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 
 # A 3-host lab, a berth cluster on it (apply ends with verify; the full report follows), then
 # the nodes through kubectl. The shipped berth is pinned to one commit for the whole recipe.
-# The demo cluster runs real pod networks (runtime runc): while it is up this machine drops
-# traffic to its pod and service CIDRs (blackhole routes, metric 4243: ours alone), so a stray
-# packet to a pod or ClusterIP never leaves by the machine's default route.
-DEMO_CIDRS = $(BIN)/python -c 'import sys; from provisioner.spec import load_spec; \
-	n = load_spec(sys.argv[1]).spec.network; print(n.pod_cidr, n.service_cidr)'
+# The demo cluster runs real pod networks (runtime runc): while a lab is up this machine drops
+# traffic to the pod and service CIDRs (blackhole routes the lab holds; see
+# provisioner/lab/blackholes.py), so a stray packet to a pod or ClusterIP never leaves it.
 DEMO_SPEC = $(BIN)/python -c 'from provisioner.lab import Lab; print(Lab("$(LAB_NAME)").spec_path)'
 
 demo: setup lab-rootfs
 	$(BIN)/berth lab up 3 --name $(LAB_NAME) --replace
 	@spec=$$($(DEMO_SPEC)); \
-	for cidr in $$($(DEMO_CIDRS) $$spec); do ip route replace blackhole $$cidr metric 4243; done; \
 	export BERTH_BUNDLE_SOURCE=$$(git rev-parse HEAD 2>/dev/null || echo worktree); \
 	$(BIN)/berth apply -i $$spec --yes && \
 	$(BIN)/berth verify -i $$spec && \
@@ -75,9 +72,7 @@ demo: setup lab-rootfs
 	kubectl --kubeconfig $$kubeconfig get nodes -o wide
 
 demo-down: setup
-	@spec=$$($(DEMO_SPEC)); cidrs=$$([ -f $$spec ] && $(DEMO_CIDRS) $$spec); \
-	$(BIN)/berth lab down --name $(LAB_NAME) && \
-	for cidr in $$cidrs; do ip route del blackhole $$cidr metric 4243 2>/dev/null || true; done
+	$(BIN)/berth lab down --name $(LAB_NAME)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.errors import LabError
-from provisioner.lab import boot, cgroups, clusterspec, network, overlay, subnet
+from provisioner.lab import blackholes, boot, cgroups, clusterspec, network, overlay, subnet
 from provisioner.lab.keys import generate_ed25519, known_hosts_line, write_key_pair
 from provisioner.lab.locks import file_lock
 from provisioner.lab.names import (
@@ -52,11 +52,14 @@ from provisioner.lab.system import (
     require_root,
     require_tools,
 )
+from provisioner.spec.model import Network
 
 DEFAULT_ROOT = Path("/var/lib/berth-lab")
 BOOT_TIMEOUT = 60.0  # seconds until every sshd must answer
 STOP_TIMEOUT = 20.0  # graceful poweroff before the hard kill
 NSPAWN_RUN = Path("/run/systemd/nspawn")
+CLUSTER_BLOCKS = (Network().pod_cidr, Network().service_cidr)
+"""The pod and service blocks of the spec a lab writes (berth's defaults)."""
 
 
 def labs_root() -> Path:
@@ -207,6 +210,7 @@ class Lab:
                     f"lab {self.name!r}: {exc.message}",
                     hint=exc.hint or f"clean up with: berth lab down --name {self.name}",
                 ) from exc
+            blackholes.hold(self.dir, CLUSTER_BLOCKS)
 
     def down(self) -> None:
         """Remove everything the lab made; safe to repeat and after a failed :meth:`up`."""
@@ -571,6 +575,7 @@ class Lab:
         remove_tree(self.dir)
         with file_lock(self._machine_lock()):
             self._remove_nspawn_leftovers(state)
+        blackholes.release(self.dir, CLUSTER_BLOCKS)
 
     def _remove_nspawn_leftovers(self, state: LabState) -> None:
         """nspawn leaves /run/systemd/nspawn/propagate/<machine> (and the empty dirs above it,

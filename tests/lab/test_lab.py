@@ -19,9 +19,10 @@ import pytest
 import yaml
 
 from provisioner.errors import ExitCode, LabError
-from provisioner.lab import HostStatus, Lab, boot, cgroups, connect, network, run
+from provisioner.lab import HostStatus, Lab, blackholes, boot, cgroups, connect, network, run
 from provisioner.lab.clusterspec import render
 from provisioner.lab.keys import generate_ed25519, known_hosts_line
+from provisioner.lab.lab import CLUSTER_BLOCKS
 from provisioner.lab.names import (
     IFNAME_MAX,
     MAX_HOSTS,
@@ -452,6 +453,24 @@ def test_down_leaves_nothing_and_labs_coexist(lab: Lab, lab_factory: LabFactory)
     assert _traces(other, machines) == []
     assert not other.exists()
     assert run(lab, "n1", "true")[0] == 0  # the other lab is untouched
+    assert all(blackholes.in_place(c) for c in CLUSTER_BLOCKS), "lab is up: its routes stay"
+
+
+@pytest.mark.lab
+def test_pod_and_service_blocks_are_blackholed_while_a_lab_is_up(tmp_path: Path) -> None:
+    lone = Lab(f"pt{os.getpid()}-902", root=tmp_path / "labs")
+    try:
+        lone.up(1)
+        assert all(blackholes.in_place(c) for c in CLUSTER_BLOCKS)
+        for address in ("10.244.3.7", "10.96.0.10"):  # a pod, a ClusterIP
+            route = subprocess.run(["ip", "route", "get", address], capture_output=True,
+                                   text=True, check=False)  # fmt: skip
+            assert route.returncode != 0 or route.stdout.startswith("blackhole"), route
+    finally:
+        lone.down()
+    # the routes go with the last lab on the machine (whatever its root directory)
+    others = any(blackholes.HOLDERS.iterdir())
+    assert [blackholes.in_place(c) for c in CLUSTER_BLOCKS] == [others, others]
 
 
 @pytest.mark.lab
