@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,26 +26,15 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+# The build helper lives with the lab tests (not part of the installed packages).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from provisioner.lab import Lab
 from provisioner.upgrade.journal import Journal, Record, Step
+from tests.lab.builds import OLD, make_build
 
 ROOT = Path(__file__).resolve().parents[1]
-OLD, NEW = "0.1.0", "0.2.0"
-
-
-def _copy_build(base: Path, version: str) -> Path:
-    tree = base / f"berth-{version}"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("berth", "provisioner", "templates"):
-        shutil.copytree(ROOT / part, tree / part, ignore=ignore)
-    text = (ROOT / "pyproject.toml").read_text()
-    (tree / "pyproject.toml").write_text(
-        text.replace(f'version = "{OLD}"', f'version = "{version}"')
-    )
-    info = tree / f"berth-{version}.dist-info"  # what pip records: the build knows its release
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: berth\nVersion: {version}\n")
-    return tree
+NEW = "0.2.0"
 
 
 def _berth(tree: Path, env: dict[str, str], *args: str) -> float:
@@ -107,7 +95,7 @@ def main() -> None:
         base = Path(scratch)
         env = {**os.environ, "BERTH_STATE_DIR": str(base / "state"),
                "BERTH_CACHE_DIR": str(base / "cache")}  # fmt: skip
-        new_tree = _copy_build(base, NEW)
+        new_tree = make_build(base, NEW).tree
         try:
             lab.up(3, replace=True)
             spec = lab.spec_path

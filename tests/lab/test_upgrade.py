@@ -28,7 +28,6 @@ import itertools
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,48 +49,15 @@ from provisioner.state import ClusterState
 from provisioner.upgrade.cluster import SshClusterOps
 from provisioner.upgrade.gate import evaluate
 from provisioner.upgrade.journal import Journal, RunStatus
+from tests.lab.builds import OLD, Build, make_build
 from tests.lab.conftest import LabFactory
 
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
-OLD, NEW = "0.1.0", "0.2.0"
+NEW = "0.2.0"
 PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", namespaced=True)
 LONG_AGO = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class Build:
-    """A berth source tree and the release its operator ships."""
-
-    tree: Path
-    version: str
-
-
-def make_build(base: Path, version: str, *, broken: bool = False) -> Build:
-    """Copy this checkout, set ``version`` in pyproject.toml; ``broken``: its agent never
-    becomes Ready."""
-    tree = base / f"berth-{version}{'-broken' if broken else ''}"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("berth", "provisioner", "templates"):
-        shutil.copytree(ROOT / part, tree / part, ignore=ignore)
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert f'version = "{OLD}"' in pyproject
-    (tree / "pyproject.toml").write_text(
-        pyproject.replace(f'version = "{OLD}"', f'version = "{version}"', 1)
-    )
-    # what `pip install` would record: importlib.metadata (berth.__version__) finds this first
-    # on PYTHONPATH, so the build knows its own release
-    info = tree / f"berth-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: berth\nVersion: {version}\n")
-    if broken:
-        node = tree / "berth" / "agent" / "node.py"
-        text = node.read_text()
-        good = '"Ready", "True", "KubeletReady"'
-        assert good in text
-        node.write_text(text.replace(good, '"Ready", "False", "KubeletNotReady"'))
-    return Build(tree, version)
 
 
 @dataclass
