@@ -23,7 +23,7 @@ from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
 from berth.client.resources import NODES
-from provisioner.artifacts.berth_bundle import Bundle
+from provisioner.artifacts.berth_bundle import SUFFIX, Bundle
 from provisioner.commands import Raw, Shell
 from provisioner.connectors.base import Connector, HostTarget
 from provisioner.engine.inventory import inventory_from_spec
@@ -248,7 +248,7 @@ class SshClusterOps:
     def _bundle_for(self, host: str, bundle: str) -> Bundle:
         if bundle == self.bundle.id:
             return self.bundle
-        cached = self.cache_dir / "bundles" / f"{bundle}.tar"
+        cached = self.cache_dir / "bundles" / f"{bundle}{SUFFIX}"
         return Bundle(bundle, cached)
 
     def install(self, host: str, bundle: str) -> None:

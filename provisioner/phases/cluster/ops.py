@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.runtime.reference import parse_reference
-from provisioner.artifacts.berth_bundle import Bundle
+from provisioner.artifacts.berth_bundle import SUFFIX, Bundle
 from provisioner.commands import Command, Raw, Shell, Upload
 from provisioner.facts._sh import check_path, words
 from provisioner.facts.base import Fact
@@ -130,7 +130,7 @@ class BundleInstalled(Operation):
         if ctx.fact(PathInfo((self.marker,)))[self.marker] is not None:
             ctx.noop(f"bundle {self.bundle.id} is installed")
             return
-        tar = f"{layout.INCOMING}/{self.bundle.id}.tar"
+        tar = f"{layout.INCOMING}/{self.bundle.id}{SUFFIX}"
         scratch = f"{self.target}.partial"
         yield Upload(self.bundle.path.read_bytes(), tar, 0o600)
         yield Shell(

@@ -127,7 +127,7 @@ def test_installing_uploads_and_unpacks_beside_the_active_bundle_once(
     conns["w1"].default = CommandResult(1, "", "")
     conns["w1"].responses = [("tar -C", CommandResult(0, "", ""))]
     cluster.install("w1", NEW)
-    assert [u.path for u in conns["w1"].uploads] == [f"/opt/berth/incoming/{NEW}.tar"]
+    assert [u.path for u in conns["w1"].uploads] == [f"/opt/berth/incoming/{NEW}.tar.gz"]
     assert (
         f"mv -T /opt/berth/versions/{NEW}.partial /opt/berth/versions/{NEW}"
         in (conns["w1"].commands[-1])
