@@ -96,6 +96,21 @@ class RecoveryReport:
     removed_orphans: list[str] = field(default_factory=list)
 
 
+def process_start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/PID/stat`` field 22) —
+    with the pid, its identity, since pids are reused. ``None`` when there is no such process
+    or it already ended (a zombie not yet reaped by its shim)."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X", "x") or not fields[19].isdigit():
+        return None
+    return int(fields[19])
+
+
 def container_id(pod_uid: PodUID, name: str, attempt: int) -> ContainerID:
     if not _NAME.match(name):
         raise ContainerError(f"container name {name!r} is not a DNS-1123 label")
@@ -121,6 +136,14 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
@@ -143,8 +166,10 @@ class RuncRuntime:
         runner: Runner | None = None,
         python: str = sys.executable,
         enforce: frozenset[str] | None = None,
+        proc: Path = Path("/proc"),
     ) -> None:
         self.images = images
+        self.proc = proc
         self.runner = runner or SubprocessRunner()
         self.state_dir = state_dir
         self.containers_dir = state_dir / "containers"
@@ -262,8 +287,10 @@ class RuncRuntime:
         """
         cid = container_id(pod.uid, container.name, attempt)
         async with self._lock(f"ctr:{cid}"):
-            existing = await self.runc_state(cid)
-            if existing is not None:
+            bundle = self._dir(cid)
+            # runc can only know a container whose bundle exists (made before runc create,
+            # removed after runc delete): a new container costs no `runc state`.
+            if bundle.exists() and await self.runc_state(cid) is not None:
                 return cid
             record = self.sandboxes.record(pod.uid)
             if record is None or record.state != "ready":
@@ -271,7 +298,6 @@ class RuncRuntime:
                     f"pod {pod.namespace}/{pod.name}: no ready sandbox; run_pod_sandbox first"
                 )
             image = await self.pull_image(container.image, policy=container.image_pull_policy)
-            bundle = self._dir(cid)
             if bundle.exists():  # a half-made attempt from before a crash
                 await asyncio.to_thread(shutil.rmtree, bundle)
             bundle.mkdir(parents=True)
@@ -372,6 +398,12 @@ class RuncRuntime:
             if not result.ok:
                 raise ContainerError(f"runc start {cid}: {result.describe()}")
             meta["startedAt"] = _now()
+            # The init process's identity, so that container_status can tell "still running"
+            # from /proc instead of forking `runc state` (see _known_running).
+            pid = _read_pid(self._dir(cid) / "init.pid")
+            ticks = process_start_ticks(pid, self.proc) if pid is not None else None
+            if pid is not None and ticks is not None:
+                meta["initPid"], meta["initStartTicks"] = pid, ticks
             _write_json(self._dir(cid) / "meta.json", meta)
 
     async def stop_container(self, cid: ContainerID, *, grace_seconds: float = 10.0) -> None:
@@ -393,12 +425,15 @@ class RuncRuntime:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         exit_file = self._dir(cid) / "exit.json"
+        meta = _read_json(self._dir(cid) / "meta.json") or {}
         while True:
             if exit_file.exists():
                 return True
-            state = await self.runc_state(cid)
-            if state is None or state.get("status") == "stopped":
-                return True
+            # While its init process is alive there is nothing to ask runc (every 50 ms).
+            if not self._known_running(cid, meta):
+                state = await self.runc_state(cid)
+                if state is None or state.get("status") == "stopped":
+                    return True
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(POLL_SECONDS)
@@ -432,7 +467,37 @@ class RuncRuntime:
 
     async def container_status(self, cid: ContainerID) -> ContainerStatus:
         meta = self._meta(cid)
+        if self._known_running(cid, meta):
+            return self._status(meta, {"status": "running", "pid": meta["initPid"]})
         return self._status(meta, await self.runc_state(cid))
+
+    def _known_running(self, cid: ContainerID, meta: Mapping[str, Any]) -> bool:
+        """True when the container was started, its shim recorded no exit and its init
+        process (same pid *and* start time) is alive — read from the bundle and /proc, no
+        runc. The agent asks for every container on every reconcile: forking ``runc state``
+        each time (a Go binary, milliseconds of CPU) was the bulk of an idle node's load and
+        competed with starting pods. Anything else (created, exited, unknown) asks runc."""
+        pid, ticks = meta.get("initPid"), meta.get("initStartTicks")
+        if not isinstance(pid, int) or not isinstance(ticks, int):
+            return False
+        if (self._dir(cid) / "exit.json").exists():
+            return False
+        return process_start_ticks(pid, self.proc) == ticks
+
+    def has_ended(self, cid: ContainerID) -> bool:
+        """Cheap exit check for a container believed running (no runc): its shim wrote the
+        exit file, or its init process is gone (the shim died too). Containers started
+        without a recorded init process are judged by the exit file alone."""
+        if (self._dir(cid) / "exit.json").exists():
+            return True
+        try:
+            meta = self._meta(cid)
+        except ContainerNotFound:
+            return True
+        pid, ticks = meta.get("initPid"), meta.get("initStartTicks")
+        if not isinstance(pid, int) or not isinstance(ticks, int):
+            return False
+        return process_start_ticks(pid, self.proc) != ticks
 
     def _status(self, meta: dict[str, Any], state: dict[str, Any] | None) -> ContainerStatus:
         cid = ContainerID(str(meta["id"]))

@@ -1,0 +1,168 @@
+"""Container status without forking runc: a started container whose init process (pid and
+start time, from /proc) is alive and whose shim recorded no exit is running; everything else
+still asks runc. And the agent adapter's poll_changes names the pods whose container ended.
+
+/proc is a directory the tests write (``proc=``), so pids, zombies and pid reuse are staged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from berth.network.command import Completed
+from berth.runtime.agent_runtime import RuncAgentRuntime
+from berth.runtime.images import ImageService
+from berth.runtime.runc import ContainerState, RuncRuntime, container_id, process_start_ticks
+from berth.runtime.sandbox import SandboxRecord
+from berth.runtime.spec import ContainerID, PodUID
+from berth.runtime.store import ContentStore
+
+POD = PodUID("pod-1")
+
+
+class RecordingRunner:
+    """Answers runc like a runc that knows no container (``state`` fails); records argv."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        self.calls.append(tuple(argv))
+        if "state" in argv:
+            return Completed(tuple(argv), 1, b"", b"container does not exist")
+        return Completed(tuple(argv), 0, b"", b"")
+
+    def runc(self, command: str) -> list[tuple[str, ...]]:
+        return [c for c in self.calls if command in c]
+
+
+def _stat(proc: Path, pid: int, *, state: str = "S", ticks: int = 777) -> None:
+    # field 2 holds spaces and a ')' on purpose: fields are counted after the last ')'
+    rest = " ".join([state, *["0"] * 18, str(ticks), "0", "0"])
+    (proc / str(pid)).mkdir(parents=True, exist_ok=True)
+    (proc / str(pid) / "stat").write_text(f"{pid} (sh -c x) y) {rest}\n")
+
+
+def _runtime(tmp_path: Path) -> tuple[RuncRuntime, RecordingRunner, Path]:
+    runner = RecordingRunner()
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    rt = RuncRuntime(
+        images=ImageService(ContentStore(tmp_path / "images")),
+        network=None,
+        state_dir=tmp_path / "state",
+        runc_root=tmp_path / "runc",
+        runner=runner,
+        enforce=frozenset(),
+        proc=proc,
+    )
+    return rt, runner, proc
+
+
+def _created(rt: RuncRuntime, *, pid: int) -> ContainerID:
+    """A container as create_container leaves it: bundle, meta.json, the shim's init.pid."""
+    cid = container_id(POD, "web", 0)
+    d = rt.containers_dir / cid
+    d.mkdir(parents=True)
+    meta = {"id": cid, "podUid": POD, "name": "web", "attempt": 0, "image": "i",
+            "imageId": "sha256:x", "createdAt": "t0"}  # fmt: skip
+    (d / "meta.json").write_text(json.dumps(meta))
+    (d / "init.pid").write_text(f"{pid}\n")
+    return cid
+
+
+def test_start_time_is_read_after_the_command_name(tmp_path: Path) -> None:
+    _stat(tmp_path, 10, ticks=123456)
+    _stat(tmp_path, 11, state="Z")
+    assert process_start_ticks(10, tmp_path) == 123456
+    assert process_start_ticks(11, tmp_path) is None, "a zombie has ended"
+    assert process_start_ticks(12, tmp_path) is None
+
+
+def test_a_running_container_is_answered_without_runc(tmp_path: Path) -> None:
+    rt, runner, proc = _runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4242, ticks=777)
+    asyncio.run(rt.start_container(cid))
+    meta = json.loads((rt.containers_dir / cid / "meta.json").read_text())
+    assert (meta["initPid"], meta["initStartTicks"]) == (4242, 777)
+    runner.calls.clear()
+    for _ in range(3):
+        status = asyncio.run(rt.container_status(cid))
+        assert (status.state, status.pid) == (ContainerState.RUNNING, 4242)
+    assert runner.calls == [], "no runc state for a container known to run"
+    assert rt.has_ended(cid) is False
+
+
+def test_an_ended_or_replaced_process_is_asked_of_runc(tmp_path: Path) -> None:
+    rt, runner, proc = _runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4242, ticks=777)
+    asyncio.run(rt.start_container(cid))
+    _stat(proc, 4242, ticks=999)  # the pid now belongs to another process
+    assert rt.has_ended(cid) is True
+    runner.calls.clear()
+    status = asyncio.run(rt.container_status(cid))
+    assert len(runner.runc("state")) == 1
+    assert status.state == ContainerState.UNKNOWN  # runc and the shim know nothing either
+    _stat(proc, 4242, ticks=777)
+    exit_doc = {"exitCode": 3, "signal": None, "finishedAt": "t2"}
+    (rt.containers_dir / cid / "exit.json").write_text(json.dumps(exit_doc))
+    assert rt.has_ended(cid) is True, "the shim's exit file wins over a live-looking pid"
+    status = asyncio.run(rt.container_status(cid))
+    assert (status.state, status.exit_code) == (ContainerState.EXITED, 3)
+    assert len(runner.runc("state")) == 2
+
+
+def test_stopping_polls_proc_not_runc_while_the_process_lives(tmp_path: Path) -> None:
+    rt, runner, proc = _runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4242, ticks=777)
+    asyncio.run(rt.start_container(cid))
+
+    async def stop() -> bool:
+        async def exit_soon() -> None:
+            await asyncio.sleep(0.3)  # ~6 polls of 50 ms
+            (rt.containers_dir / cid / "exit.json").write_text('{"exitCode": 143}')
+
+        waiter = asyncio.create_task(exit_soon())
+        stopped = await rt._wait_stopped(cid, 5.0)
+        await waiter
+        return stopped
+
+    runner.calls.clear()
+    assert asyncio.run(stop()) is True
+    assert runner.runc("state") == []
+
+
+def test_poll_changes_names_the_pod_whose_container_ended_once(tmp_path: Path) -> None:
+    rt, _runner, proc = _runtime(tmp_path)
+    record = SandboxRecord(uid=POD, namespace="ns", name="web-1", netns="n", ip="10.244.1.5",
+                           state="ready", extra={"node": "n1"})  # fmt: skip
+    rt.sandboxes.pod_dir(POD).mkdir(parents=True)
+    record.save(rt.sandboxes.pod_dir(POD) / "sandbox.json")
+    agent = RuncAgentRuntime(rt)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4242, ticks=777)
+    asyncio.run(rt.start_container(cid))
+    assert agent.poll_changes() == [], "nothing watched until the agent saw it running"
+    status = asyncio.run(agent.container_status(cid))
+    assert status is not None
+    assert status.phase == "running"
+    assert agent.poll_changes() == []
+    (rt.containers_dir / cid / "exit.json").write_text('{"exitCode": 1}')
+    (changed,) = agent.poll_changes()
+    assert (changed.namespace, changed.name, changed.uid, changed.node, changed.pod_ip) == (
+        "ns", "web-1", POD, "n1", "10.244.1.5",
+    )  # fmt: skip
+    assert agent.poll_changes() == [], "reported once"
