@@ -15,8 +15,7 @@ from berth.client.fake import FakeClient
 from berth.client.resources import CONFIGMAPS, PODS, SECRETS
 from berth.machinery.controller import Retry
 from berth.machinery.objects import freeze
-
-from .test_pods import KEY, Rig
+from tests.unit.agent.rig import KEY, Rig
 
 POD = freeze(
     {

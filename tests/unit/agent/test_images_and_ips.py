@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from berth.agent.runtime import SandboxConfig
 from berth.agent.simulated import SimulatedRuntime
-from tests.unit.agent.test_pods import Rig, run
+from tests.unit.agent.rig import Rig, run
 
 
 def test_failed_pull_is_err_image_pull_then_back_off_then_runs_once_fixed() -> None:

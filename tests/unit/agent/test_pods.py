@@ -3,68 +3,9 @@ conditions, restarts with crash-loop backoff, probes, init containers, graceful 
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from berth.agent.pods import PodManager
-from berth.agent.simulated import SimulatedRuntime
-from berth.client.fake import FakeClient
-from berth.client.interface import Obj
-from berth.client.resources import EVENTS, PODS, ObjectKey
-from berth.machinery.clock import FakeClock
-from berth.machinery.events import EventRecorder
-from berth.machinery.informer import Informer
-
-KEY = ObjectKey("default/p")
-
-
-class Rig:
-    def __init__(self, *, start_delay: float = 0.0) -> None:
-        self.clock = FakeClock()
-        self.api = FakeClient(now=self.clock.now)
-        self.runtime = SimulatedRuntime(self.clock, start_delay=start_delay)
-        self.pods = Informer(self.api, PODS, clock=self.clock)
-        recorder = EventRecorder(self.api, self.clock, component="kubelet", host="n1")
-        self.manager = PodManager(
-            self.api,
-            self.clock,
-            self.runtime,
-            pods=self.pods,
-            node_address=lambda n: "192.0.2.10" if n == "n1" else None,
-            node_cidr=lambda _n: "10.244.3.0/24",
-            recorder=lambda _n: recorder,
-        )
-
-    def events(self) -> list[str]:
-        return [e["reason"] for e in self.api.objects(EVENTS)]
-
-    def add(self, **spec: Any) -> None:
-        body: Obj = {
-            "metadata": {"name": "p", "namespace": "default"},
-            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "web:1"}], **spec},
-        }
-        self.api.seed(PODS, body)
-
-    async def sync(self) -> None:
-        await self.pods.relist()
-        await self.manager.reconcile(KEY)
-        await self.pods.relist()
-
-    def status(self) -> Obj:
-        pod = self.api.stored(PODS, "default/p")
-        assert pod is not None
-        result: Obj = pod["status"]
-        return result
-
-    def container(self, name: str = "app") -> Obj:
-        return next(c for c in self.status()["containerStatuses"] if c["name"] == name)
-
-    def cond(self, type_: str) -> str:
-        return str(next(c for c in self.status()["conditions"] if c["type"] == type_)["status"])
-
-
-def run(coro: Any) -> None:
-    asyncio.run(coro)
+from berth.client.resources import EVENTS, PODS
+from tests.unit.agent.rig import Rig, run
 
 
 def test_bound_pod_runs_and_reports_ready_with_ips() -> None:

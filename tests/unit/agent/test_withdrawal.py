@@ -3,17 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
-from berth.agent.pods import PodManager
-from berth.agent.simulated import SimulatedRuntime
 from berth.agent.withdrawal import LIMIT_SECONDS, POLL_SECONDS, EndpointWithdrawal, hold_limit
-from berth.client.fake import FakeClient
 from berth.client.interface import Obj
-from berth.client.resources import PODS, ObjectKey
 from berth.machinery.clock import FakeClock
-from berth.machinery.informer import Informer
+from tests.unit.agent.rig import Rig as PodRig
+from tests.unit.agent.rig import run
 
 POD_IP = "10.244.3.2"  # the first address the rig's pod gets
 
@@ -68,44 +62,13 @@ def test_the_hold_is_half_the_grace_period_and_bounded() -> None:
     assert hold_limit(3600) == LIMIT_SECONDS
 
 
-class Rig:
-    def __init__(self, *, margin: float = 1.0) -> None:
-        self.clock = FakeClock()
-        self.api = FakeClient(now=self.clock.now)
-        self.runtime = SimulatedRuntime(self.clock)
-        self.pods = Informer(self.api, PODS, clock=self.clock)
-        self.view = EndpointWithdrawal(self.clock, margin=margin)
-        self.manager = PodManager(
-            self.api,
-            self.clock,
-            self.runtime,
-            pods=self.pods,
-            node_address=lambda _n: "192.0.2.10",
-            node_cidr=lambda _n: "10.244.3.0/24",
-            withdrawal=self.view,
-        )
+class Rig(PodRig):
+    """The pod rig with an Endpoints view of a 1 s margin."""
 
-    def add(self, **spec: Any) -> None:
-        body: Obj = {
-            "metadata": {"name": "p", "namespace": "default"},
-            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "web:1"}], **spec},
-        }
-        self.api.seed(PODS, body)
+    view: EndpointWithdrawal
 
-    async def sync(self) -> None:
-        await self.pods.relist()
-        await self.manager.reconcile(ObjectKey("default/p"))
-        await self.pods.relist()
-
-    async def delete(self, grace: int) -> None:
-        await self.api.delete(PODS, "p", namespace="default", grace_period_seconds=grace)
-
-    def gone(self) -> bool:
-        return self.api.stored(PODS, "default/p") is None
-
-
-def run(coro: Any) -> None:
-    asyncio.run(coro)
+    def __init__(self) -> None:
+        super().__init__(withdrawal=lambda clock: EndpointWithdrawal(clock, margin=1.0))
 
 
 def test_a_listed_pod_keeps_running_until_withdrawn_plus_the_margin() -> None:
