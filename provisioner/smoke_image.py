@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,13 @@ def _build(busybox: Path, size: int, mtime_ns: int) -> SmokeImage:
         return SmokeImage(_archive(layout), f"{REPOSITORY}:{digest_hex(digest)[:16]}")
 
 
+_BUILDING = threading.Lock()
+
+
 def smoke_image() -> SmokeImage:
-    """The smoke image of this machine's busybox (built once per process)."""
+    """The smoke image of this machine's busybox (built once per process: every host's plan
+    asks for it at once, and ``functools.cache`` alone would let each of them build it)."""
     busybox = find_busybox().resolve()
     stat = busybox.stat()
-    return _build(busybox, stat.st_size, stat.st_mtime_ns)
+    with _BUILDING:
+        return _build(busybox, stat.st_size, stat.st_mtime_ns)
