@@ -1,0 +1,83 @@
+"""The dependency walk over this machine's apt: one ``apt-cache depends`` run per level of the
+tree (each run loads apt's whole cache), shared by every host planned at once, with the same
+answer as walking one package at a time."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from provisioner.artifacts import depends
+
+# name -> dependency groups (alternatives), as apt-cache would print them
+GRAPH: dict[str, list[tuple[str, ...]]] = {
+    "runc": [("libc6",), ("libseccomp2",)],
+    "nftables": [("libnftables1",), ("libedit2",)],
+    "libnftables1": [("libmnl0",), ("libjansson4",), ("libc6",)],
+    "libedit2": [("libbsd0",), ("libtinfo6",)],
+    "libbsd0": [("libmd0",)],
+    "libseccomp2": [("libc6",)],
+    "libmnl0": [],
+    "libjansson4": [],
+    "libtinfo6": [],
+    "libmd0": [],
+    "libc6": [("libgcc-s1",)],
+    "libgcc-s1": [],
+}
+
+
+def _apt_cache(argv: Sequence[str], **_: Any) -> subprocess.CompletedProcess[str]:
+    names = [a for a in argv[1:] if not a.startswith("-") and a != "depends"]
+    out = []
+    for name in names:
+        out.append(name)
+        for group in GRAPH[name]:
+            for index, alt in enumerate(group):
+                bar = "|" if index < len(group) - 1 else " "
+                out.append(f" {bar}Depends: {alt}")
+    return subprocess.CompletedProcess(list(argv), 0, "\n".join(out) + "\n", "")
+
+
+@pytest.fixture
+def apt(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    runs: list[list[str]] = []
+
+    def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        runs.append(list(argv))
+        return _apt_cache(argv, **kwargs)
+
+    monkeypatch.setattr("provisioner.artifacts.depends.subprocess.run", run)
+    monkeypatch.setattr(depends, "_known", {})
+    return runs
+
+
+def test_one_apt_cache_run_per_level_and_the_same_answer(apt: list[list[str]]) -> None:
+    installed: dict[str, str | None] = {"libc6": "2.36"}
+    wanted = ["runc", "nftables"]
+    batched = depends.missing(wanted, installed)
+    one_by_one = depends.missing(wanted, installed, depends=lambda n: GRAPH[n])
+    assert batched == one_by_one
+    assert batched == ["runc", "nftables", "libseccomp2", "libnftables1", "libedit2", "libmnl0",
+                       "libjansson4", "libbsd0", "libtinfo6", "libmd0"]  # fmt: skip
+    # levels: {runc, nftables}, {libseccomp2, libnftables1, libedit2}, {libmnl0, ...}, {libmd0}
+    assert len(apt) == 4
+    assert depends.missing(wanted, installed) == batched
+    assert len(apt) == 4, "known dependencies are not asked again"
+
+
+def test_hosts_planned_at_once_share_one_walk(apt: list[list[str]]) -> None:
+    results: list[list[str]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(depends.missing(["nftables"], {})))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({tuple(r) for r in results}) == 1
+    assert len(apt) == 4  # {nftables}, {libnftables1, libedit2}, {libmnl0, ..}, {libgcc-s1, libmd0}
