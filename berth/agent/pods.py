@@ -563,7 +563,8 @@ class PodManager:
         out: Obj = {
             "name": str(c["name"]),
             "image": image,
-            "imageID": f"{self.runtime.name}://{image}",
+            # what the runtime runs (kubelet's imageID); empty until a container exists
+            "imageID": cr.last_status.image_id if cr and cr.last_status else "",
             "ready": bool(cr and cr.ready),
             "restartCount": cr.restarts if cr else 0,
             "started": False,

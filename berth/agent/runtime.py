@@ -55,6 +55,7 @@ class ContainerStatus:
     reason: str = ""
     message: str = ""
     attempt: int = 0
+    image_id: str = ""  # the runtime's id of the image it runs (e.g. sha256:<config digest>)
 
 
 @dataclass(frozen=True, slots=True)

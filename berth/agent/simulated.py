@@ -16,6 +16,7 @@ bodies without awaits, so a status read never sees a half-applied transition. Li
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -159,6 +160,7 @@ class SimulatedRuntime:
                 phase="created",
                 created_at=now,
                 attempt=attempt,
+                image_id=_simulated_image_id(config.image),
             ),
             config,
         )
@@ -275,3 +277,8 @@ class SimulatedRuntime:
     def _notify(self, config: SandboxConfig) -> None:
         for cb in self.on_change:
             cb(config)
+
+
+def _simulated_image_id(image: str) -> str:
+    """A stable, digest-shaped id per image name (no image exists to take one from)."""
+    return "sha256:" + hashlib.sha256(image.encode()).hexdigest()

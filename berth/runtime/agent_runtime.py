@@ -94,6 +94,7 @@ def to_agent_status(status: ContainerStatus) -> AgentContainerStatus:
         reason=status.reason,
         message=status.message or "; ".join(status.warnings),
         attempt=status.attempt,
+        image_id=status.image_id,
     )
 
 

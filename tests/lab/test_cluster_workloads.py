@@ -300,6 +300,10 @@ def test_deployment_spreads_over_the_nodes(cluster: Cluster) -> None:
         prefix = cidr["spec"]["podCIDR"].rsplit(".", 2)[0]
         assert ip.startswith(prefix + "."), f"{ip} not in {node.name}'s podCIDR"
         assert _container(pod)["containerID"].startswith("runc://")
+    # the runtime's id of the image (its config digest), the same for every replica
+    image_ids = {_container(p)["imageID"] for p in pods}
+    assert len(image_ids) == 1, image_ids
+    assert image_ids.pop().startswith("sha256:")
 
 
 def test_every_replica_answers_its_cluster_ip_from_every_node(cluster: Cluster) -> None:

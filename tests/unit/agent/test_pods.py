@@ -3,6 +3,8 @@ conditions, restarts with crash-loop backoff, probes, init containers, graceful 
 
 from __future__ import annotations
 
+import hashlib
+
 from berth.agent.pods import PodManager
 from berth.client.resources import EVENTS, PODS
 from tests.unit.agent.rig import Rig, run
@@ -26,6 +28,7 @@ def test_bound_pod_runs_and_reports_ready_with_ips() -> None:
         assert c["ready"] is True
         assert c["restartCount"] == 0
         assert c["containerID"].startswith("simulated://")
+        assert c["imageID"].startswith("sha256:"), c
         assert r.events() == ["Created", "Started"]
 
     run(body())
@@ -38,6 +41,7 @@ def test_start_delay_keeps_pod_pending_until_container_runs() -> None:
         await r.sync()
         assert r.status()["phase"] == "Pending"
         assert r.container()["state"] == {"waiting": {"reason": "ContainerCreating"}}
+        assert r.container()["imageID"] == "sha256:" + hashlib.sha256(b"web:1").hexdigest()
         assert r.cond("Ready") == "False"
         r.clock.advance(2.0)
         await r.sync()

@@ -76,6 +76,7 @@ def test_status_mapping() -> None:
         1,
     )
     assert agent.sandbox_id == "u"
+    assert agent.image_id == "sha256:x"
     assert agent.finished_at is not None
     assert (agent.finished_at - agent.created_at).total_seconds() == 9
     assert agent.message == "memory limit not enforced"
