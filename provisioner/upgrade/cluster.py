@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import http.client
+import logging
 import shlex
 import ssl
 import time
@@ -23,6 +24,7 @@ from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
 from berth.client.resources import NODES
+from provisioner import snapshot as datastore_snapshot
 from provisioner.artifacts.berth_bundle import SUFFIX, Bundle
 from provisioner.commands import Raw, Shell
 from provisioner.connectors.base import Connector, HostTarget
@@ -38,6 +40,8 @@ from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
 from provisioner.upgrade import drain as draining
 from provisioner.upgrade.gate import GateFailure, HostObservation, evaluate
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 LOG_LINES = 60
@@ -206,16 +210,13 @@ class SshClusterOps:
     def datastore_host(self) -> str:
         return next(h for h in self.targets if self.is_control_plane(h))
 
-    def _sqlite_only(self, what: str) -> None:
-        kind = self.spec.spec.datastore.type
-        if kind != "sqlite":
-            raise OperationError(
-                f"{what} of a {kind} datastore is not implemented by `berth upgrade` yet",
-                hint="take an etcd snapshot yourself (etcdctl snapshot save) before upgrading",
-            )
-
     def snapshot(self, dest: Path) -> Path:
-        self._sqlite_only("the pre-upgrade snapshot")
+        if self.spec.uses_etcd:
+            # etcdctl snapshot save on the first control-plane member that can, checked with
+            # snapshot status (the same as `berth snapshot save`)
+            return datastore_snapshot.save(
+                self.spec, self.state, output=dest, connect=self._connect
+            ).path
         host = self.datastore_host()
         script = Shell(
             "env", f"PYTHONPATH={layout.SITE}", "python3", "-c", _SAVE, DATASTORE_DB,
@@ -228,16 +229,22 @@ class SshClusterOps:
         return dest
 
     def restore_snapshot(self, source: Path) -> None:
-        self._sqlite_only("restoring the snapshot")
-        host = self.datastore_host()
-        self.conn(host).put(source.read_bytes(), REMOTE_SNAPSHOT, mode=0o600)
-        script = Shell(
-            "systemctl", "stop", layout.APISERVER, Raw("&&"),
-            "env", f"PYTHONPATH={layout.SITE}", "python3", "-c", _RESTORE, REMOTE_SNAPSHOT,
-            DATASTORE_DB, Raw("&&"), "rm", "-f", "--", REMOTE_SNAPSHOT, Raw(";"),
-            "systemctl", "start", layout.APISERVER,
-        )  # fmt: skip
-        self.sh(host, script, "restoring the datastore snapshot")
+        if self.spec.uses_etcd:
+            # every member rebuilt from the snapshot, API servers stopped meanwhile (the same
+            # as `berth snapshot restore`)
+            datastore_snapshot.restore(
+                self.spec, self.state, source, report=log.info, connect=self._connect
+            )
+        else:
+            host = self.datastore_host()
+            self.conn(host).put(source.read_bytes(), REMOTE_SNAPSHOT, mode=0o600)
+            script = Shell(
+                "systemctl", "stop", layout.APISERVER, Raw("&&"),
+                "env", f"PYTHONPATH={layout.SITE}", "python3", "-c", _RESTORE, REMOTE_SNAPSHOT,
+                DATASTORE_DB, Raw("&&"), "rm", "-f", "--", REMOTE_SNAPSHOT, Raw(";"),
+                "systemctl", "start", layout.APISERVER,
+            )  # fmt: skip
+            self.sh(host, script, "restoring the datastore snapshot")
         # Every watcher (scheduler, controller manager, agents) last saw a revision newer than
         # the restored datastore's: restarted, each lists afresh instead of waiting for a revision
         # the datastore will reuse (pods were left unscheduled). Agents keep their pods running.

@@ -30,6 +30,7 @@ from kubernetes.client import ApiException
 
 from provisioner.lab import Lab, run
 from provisioner.smoke_image import smoke_image
+from tests.lab.builds import OLD, make_build
 from tests.lab.conftest import LabFactory
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_PLANE = ("n1", "n2", "n3")
+NEW = "0.2.0"
 SERVE_BUDGET = 10.0  # seconds after a power cut until the API answers reads and writes again
 CONVERGE_BUDGET = 120.0
 T = TypeVar("T")
@@ -294,6 +296,46 @@ def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaClus
     )
     names = {c.metadata.name for c in healed.list_namespaced_config_map("default").items}
     assert "split-brain" not in names, "the isolated API server's write must not exist"
+
+
+def _current_release(ha: HaCluster, host: str) -> str:
+    """The release of the bundle ``/opt/berth/current`` names (``<release>-<hash>``)."""
+    return ha.sh(host, "readlink /opt/berth/current").strip().rsplit("/", 1)[-1].split("-")[0]
+
+
+def test_an_upgrade_snapshots_etcd_and_rollback_restores_it(ha: HaCluster, tmp_path: Path) -> None:
+    """A rolling upgrade of the HA cluster takes an etcd snapshot before any change;
+    ``berth rollback --restore-snapshot`` returns every host to the old release and etcd to
+    that snapshot (what was written after it is gone, what was before it is there)."""
+    build = make_build(tmp_path, NEW)
+    spec = ha.spec_path
+    new_spec = spec.with_name("cluster-ha-new.yaml")
+    new_spec.write_text(spec.read_text().replace(f"version: {OLD}", f"version: {NEW}"))
+    ha.core("n2").create_namespaced_config_map("default", _configmap("before-upgrade"))
+    env = {**os.environ, "BERTH_STATE_DIR": str(ha.state_dir),
+           "BERTH_BUNDLE_SOURCE": "worktree", "PYTHONPATH": str(build.tree)}  # fmt: skip
+    upgraded = subprocess.run(
+        [*BERTH, "upgrade", "-i", str(new_spec), "--to", NEW, "--yes"], cwd=build.tree,
+        env=env, capture_output=True, text=True, timeout=500, check=False,
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stdout[-4000:] + upgraded.stderr[-3000:]
+    assert "datastore snapshot:" in upgraded.stdout, upgraded.stdout[-3000:]
+    assert {_current_release(ha, h) for h in ("n1", "n2", "n3", "n4")} == {NEW}
+    _until("a write after the upgrade", 30, lambda: ha.core("n3").create_namespaced_config_map(
+        "default", _configmap("after-upgrade")))  # fmt: skip
+    back = ha.berth("rollback", "-i", str(spec), "--restore-snapshot", "--yes")
+    assert back.returncode == 0, back.stdout[-4000:] + back.stderr[-3000:]
+    assert {_current_release(ha, h) for h in ("n1", "n2", "n3", "n4")} == {OLD}
+
+    def restored() -> list[str] | None:
+        names = [c.metadata.name for c in ha.core("n1").list_namespaced_config_map("default").items]
+        return names if "before-upgrade" in names and "after-upgrade" not in names else None
+
+    _until("etcd back at the snapshot", 60, restored)
+    nodes, _ = _until("every node Ready on the old release", 120, lambda: (
+        items if len(items := ha.core("n2").list_node().items) == 4
+        and all(_ready(n) for n in items) else None))  # fmt: skip
+    assert all(n.status.node_info.kubelet_version.endswith(f"+berth.{OLD}") for n in nodes)
 
 
 def test_destroy_removes_etcd_and_the_balancer_everywhere(ha: HaCluster) -> None:
