@@ -22,6 +22,7 @@ from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.admin import write_admin_kubeconfig
 from provisioner.phases.cluster.context import local_bundle_id, release
 from provisioner.phases.cluster.removal import forget_host, recorded_hosts
+from provisioner.phases.etcd.created import forget_created
 from provisioner.pki import status as pki_status
 from provisioner.reporting import ConsoleReporter
 from provisioner.spec import load_spec
@@ -111,6 +112,8 @@ def destroy(
         for name in result.changed:
             if name not in result.dirty:
                 forget_host(state, name)
+        if not keep_data and not result.dirty and not result.unreachable:
+            forget_created(state)  # the members' data is gone: the next apply starts anew
     for line in result.lines():
         bad = "NOT clean" in line or "unreachable" in line
         _out.print(line, style="red" if bad else "green", markup=False)

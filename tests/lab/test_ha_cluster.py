@@ -29,7 +29,9 @@ from kubernetes import config as kconfig
 from kubernetes.client import ApiException
 
 from provisioner.lab import Lab, run
+from provisioner.phases.etcd.created import was_created
 from provisioner.smoke_image import smoke_image
+from provisioner.state import ClusterState
 from tests.lab.builds import OLD, make_build
 from tests.lab.conftest import LabFactory
 
@@ -339,8 +341,11 @@ def test_an_upgrade_snapshots_etcd_and_rollback_restores_it(ha: HaCluster, tmp_p
 
 
 def test_destroy_removes_etcd_and_the_balancer_everywhere(ha: HaCluster) -> None:
+    state = ClusterState.open(ha.lab.name, state_dir=ha.state_dir)
+    assert was_created(state)
     result = ha.berth("destroy", "-i", str(ha.spec_path), "--yes")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert not was_created(state), "the members' data is gone: the next apply bootstraps anew"
     assert result.stdout.count("verified clean") == 4
     for host in ("n1", "n2", "n3", "n4"):
         units = ha.sh(host, "systemctl list-unit-files 'berth*' --no-legend || true")

@@ -27,7 +27,7 @@ them :func:`apiserver_datastore` as their datastore config. ``berth destroy`` sh
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from provisioner.artifacts.debs import DEB_ARCH, DebCache
@@ -41,6 +41,7 @@ from provisioner.operations.files import Absent, Directory, File, Symlink
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import UNIT_DIR, Service, UnitAbsent, UnitFile
 from provisioner.phases.etcd import layout, packages
+from provisioner.phases.etcd.created import record_created, was_created
 from provisioner.phases.etcd.layout import PATHS, UNIT
 from provisioner.phases.etcd.ops import (
     BootstrapFile,
@@ -206,14 +207,19 @@ def join_ops(data: PhaseData, host: HostTarget, *, rank: int) -> Sequence[Operat
     mine = layout.client_url(member.address)
     peer = _peer(member)
     credentials = tuple(f"file:{path}" for path in layout.SOURCES)
+    created = was_created(state_of(data, spec))
     return (
         MemberJoined(
-            peer, endpoints, tuple(e for e in endpoints if e != mine), bootstrap=rank == 1
+            peer,
+            endpoints,
+            tuple(e for e in endpoints if e != mine),
+            bootstrap=rank == 1 and not created,
+            created=created,
         ),
         BootstrapFile(
             peer,
             endpoints,
-            bootstrap=rank == 1,
+            bootstrap=rank == 1 and not created,
             earlier=tuple(map(_peer, members[: rank - 1])),
             token=f"berth-{data.inventory.cluster}",
         ),
@@ -232,6 +238,17 @@ def prepare(data: PhaseData) -> None:
         ensure(spec, state)
 
 
+def _record_created(data: PhaseData, report: Callable[[str], None]) -> int:
+    """Operator-side bookkeeping, not a change on any host: reports nothing."""
+    spec = _etcd_spec(data)
+    if spec is None or data.dry_run:
+        return 0
+    state = state_of(data, spec)
+    if not was_created(state):
+        record_created(state, first_member=_members(spec)[0].name)
+    return 0
+
+
 def _cp(host: HostTarget) -> bool:
     return "control-plane" in host.roles
 
@@ -244,6 +261,8 @@ def etcd_phase() -> Phase:
             f"etcd member on control-plane host #{rank}: join, start, wait until healthy",
             operations=functools.partial(join_ops, rank=rank),
             applies_to=_cp,
+            # once the first member is healthy, the cluster exists: never bootstrap it again
+            after=_record_created if rank == 1 else None,
         )
         for rank in range(1, layout.MAX_MEMBERS + 1)
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.commands import Command, Shell, Upload
+from provisioner.errors import OperationError
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.operations.base import OpContext, Operation
@@ -115,6 +116,8 @@ class MemberJoined(Operation):
     others: tuple[str, ...]
     """Client URLs of the other control-plane hosts (to add this one through)."""
     bootstrap: bool
+    created: bool = False
+    """The cluster state records that this cluster's etcd exists already."""
 
     @property
     def id(self) -> str:
@@ -131,6 +134,14 @@ class MemberJoined(Operation):
             ctx.noop(f"{self.peer.name} has member data in {layout.DATA}")
             return
         members = ctx.fact(EtcdMembers(self.endpoints))
+        if members is None and self.created:
+            raise OperationError(
+                f"{self.peer.name} has no etcd data and no member of this cluster's etcd "
+                f"answers ({', '.join(self.endpoints)}), though the cluster state records that "
+                "it was created: berth will not start a second etcd cluster beside it",
+                hint="bring the other control-plane hosts back (then apply again), or restore "
+                "a snapshot: berth snapshot restore -i SPEC FILE",
+            )
         if members is None and self.bootstrap:
             ctx.noop(f"no etcd member answers: {self.peer.name} starts a new cluster")
             return

@@ -17,6 +17,7 @@ from provisioner.artifacts import depends as etcd_packages
 from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import HostName
 from provisioner.engine.inventory import inventory_from_spec
+from provisioner.errors import OperationError
 from provisioner.facts.base import FactSet
 from provisioner.facts.packages import Packages
 from provisioner.facts.system import Machine
@@ -34,10 +35,12 @@ from provisioner.phases.etcd import (
     prune_ops,
     retire_ops,
 )
+from provisioner.phases.etcd.created import forget_created, was_created
 from provisioner.phases.etcd.facts import EtcdMembers, Member
 from provisioner.phases.etcd.ops import OwnedStateFile, retrying
 from provisioner.phases.workflow import Inventory, flatten
 from provisioner.spec import ClusterSpec, parse_spec
+from provisioner.state import ClusterState
 from tests.unit.operations.simhost import Entry
 
 from .etcdsim import EtcdHost, SimCluster, unwrap_retry
@@ -295,6 +298,30 @@ def test_only_the_first_host_may_bootstrap(tmp_path: Path) -> None:
     done = run_ops_capture(sim, ops[:1])
     assert len(done) == 1
     assert "member add cp2" in done[0]
+
+
+def test_once_created_the_first_host_never_bootstraps_a_second_cluster(tmp_path: Path) -> None:
+    """The first member's health recorded in the cluster state: a first control-plane host that
+    later finds no member answering (its data lost, the others down) refuses to start a new
+    cluster beside the real one, naming the fix; before that record it bootstraps."""
+    spec = make_spec(["cp1", "cp2", "cp3"], tmp_path)
+    data = data_for(spec, tmp_path)
+    first = data.inventory.hosts[0]
+    sim = hosts_for(spec, SimCluster())["cp1"]
+    assert run_ops_capture(sim, list(join_ops(data, first, rank=1))[:1]) == []  # bootstraps
+    join_1 = next(p for p in flatten([etcd_phase()]) if p.path == "etcd/join-1").phase
+    assert join_1.after is not None
+    planning = Data(spec, data.inventory, tmp_path, state_dir=data.state_dir, dry_run=True)
+    state = ClusterState.for_spec(spec, state_dir=data.state_dir)
+    assert join_1.after(planning, print) == 0
+    assert not was_created(state), "a plan writes nothing"
+    assert join_1.after(data, print) == 0
+    assert was_created(state)
+    with pytest.raises(OperationError, match="will not start a second etcd cluster") as caught:
+        run_ops_capture(sim, list(join_ops(data, first, rank=1))[:1])
+    assert "berth snapshot restore" in (caught.value.hint or "")
+    forget_created(state)
+    assert run_ops_capture(sim, list(join_ops(data, first, rank=1))[:1]) == []
 
 
 def run_ops_capture(sim: EtcdHost, ops: list[Operation]) -> list[str]:
