@@ -57,6 +57,10 @@ from provisioner.spec.model import Network
 DEFAULT_ROOT = Path("/var/lib/berth-lab")
 BOOT_TIMEOUT = 60.0  # seconds until every sshd must answer
 STOP_TIMEOUT = 20.0  # graceful poweroff before the hard kill
+TEARDOWN_GRACE = 5.0
+"""``down`` waits this long for the hosts' poweroff: everything of theirs is removed anyway,
+and a host whose pods ignore SIGTERM (a container's PID 1 without a handler) would otherwise
+hold systemd's final kill, and ``down``, for the whole :data:`STOP_TIMEOUT`."""
 NSPAWN_RUN = Path("/run/systemd/nspawn")
 CLUSTER_BLOCKS = (Network().pod_cidr, Network().service_cidr)
 """The pod and service blocks of the spec a lab writes (berth's defaults)."""
@@ -554,7 +558,7 @@ class Lab:
             if boot.is_running(proc) and proc is not None:
                 boot.signal_process(proc, signal.SIGTERM)
                 procs.append((entry, proc))
-        deadline = time.monotonic() + STOP_TIMEOUT
+        deadline = time.monotonic() + TEARDOWN_GRACE
         for _entry, proc in procs:
             if not boot.wait_exit(proc, max(0.1, deadline - time.monotonic())):
                 boot.signal_process(proc, signal.SIGKILL)

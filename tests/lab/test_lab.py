@@ -20,6 +20,7 @@ import yaml
 
 from provisioner.errors import ExitCode, LabError
 from provisioner.lab import HostStatus, Lab, blackholes, boot, cgroups, connect, network, run
+from provisioner.lab import lab as lab_module
 from provisioner.lab.clusterspec import render
 from provisioner.lab.keys import generate_ed25519, known_hosts_line
 from provisioner.lab.lab import CLUSTER_BLOCKS
@@ -471,6 +472,27 @@ def test_pod_and_service_blocks_are_blackholed_while_a_lab_is_up(tmp_path: Path)
     # the routes go with the last lab on the machine (whatever its root directory)
     others = any(blackholes.HOLDERS.iterdir())
     assert [blackholes.in_place(c) for c in CLUSTER_BLOCKS] == [others, others]
+
+
+@pytest.mark.lab
+def test_down_does_not_wait_for_processes_that_ignore_sigterm(lab_factory: LabFactory) -> None:
+    """Like a container whose PID 1 has no SIGTERM handler, in a cgroup of no unit: it holds
+    the host's poweroff; down kills the host after a short grace instead of waiting it out."""
+    stubborn = lab_factory(1)
+    start = (
+        "mkdir -p /sys/fs/cgroup/stubborn; setsid sh -c 'echo $$ > "
+        '/sys/fs/cgroup/stubborn/cgroup.procs; trap "" TERM; exec sleep 1000\' '
+        "</dev/null >/dev/null 2>&1 & sleep 0.3; cat /sys/fs/cgroup/stubborn/cgroup.procs"
+    )
+    code, out, err = run(stubborn, "n1", start)
+    assert code == 0, err
+    assert out.strip(), "the stubborn process runs"
+    machines = [h.machine for h in stubborn.hosts]
+    started = time.monotonic()
+    stubborn.down()
+    took = time.monotonic() - started
+    assert took < lab_module.STOP_TIMEOUT, f"down waited {took:.1f} s for the poweroff"
+    assert _traces(stubborn, machines) == []
 
 
 @pytest.mark.lab
