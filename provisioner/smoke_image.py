@@ -11,10 +11,8 @@ same in every run on the same machine, and loading it again is a no-op.
 from __future__ import annotations
 
 import functools
-import io
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -75,22 +73,6 @@ def _rootfs(root: Path, busybox: Path) -> None:
     (root / "www/index.html").write_text("berth smoke\n")
 
 
-def _archive(layout: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(layout.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(layout)))
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mtime = 0
-            if info.isreg():
-                with path.open("rb") as handle:
-                    tar.addfile(info, handle)
-            else:
-                tar.addfile(info)
-    return buf.getvalue()
-
-
 @functools.cache
 def _build(busybox: Path, size: int, mtime_ns: int) -> SmokeImage:
     with tempfile.TemporaryDirectory(prefix="berth-smoke-") as tmp:
@@ -102,7 +84,7 @@ def _build(busybox: Path, size: int, mtime_ns: int) -> SmokeImage:
             cmd=["/bin/httpd", "-f", "-p", str(SERVE_PORT), "-h", "/www"], env=("PATH=/bin",)
         )
         digest = write_layout(layout, ref_name=REF_NAME, layers=[tar_directory(root)], spec=spec)
-        return SmokeImage(_archive(layout), f"{REPOSITORY}:{digest_hex(digest)[:16]}")
+        return SmokeImage(tar_directory(layout), f"{REPOSITORY}:{digest_hex(digest)[:16]}")
 
 
 _BUILDING = threading.Lock()
