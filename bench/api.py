@@ -7,17 +7,25 @@ Reference figures printed alongside (same machine not available for them): etcd 
 single-client write 583/s at 1.6 ms avg (etcd op-guide, 8 vCPU), and the SIG Scalability
 SLO of 1 s p99 for mutating calls.
 
-Usage: ``python bench/api.py [--clients 16] [--creates 2000] [--watchers 1000]``
+``--baseline REV`` runs the same measurements, in the same run and alternating per store,
+against the API server of another commit (its ``berth`` package unpacked from git), and
+prints the ratio of creates/s: this machine is noisy, so a change on the hot path (admission,
+authorization) is judged by that ratio, not by figures from different runs.
+
+Usage: ``python bench/api.py [--clients 16] [--creates 2000] [--watchers 1000] [--baseline REV]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import signal
 import ssl
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -170,7 +178,21 @@ class Bench:
         return latencies, received
 
 
-async def run_one(label: str, proc: ServerProcess, args: argparse.Namespace) -> None:
+def unpack_berth(rev: str, into: Path) -> Path:
+    """``berth`` of commit ``rev`` as an importable directory (``into/berth``)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", rev, "berth"],
+        check=True,
+        capture_output=True,
+    )
+    into.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+async def run_one(label: str, proc: ServerProcess, args: argparse.Namespace) -> float:
     b = Bench(proc, args.clients)
     rate, create_lat = await b.creates("bench", args.creates)
     get_lat, list_lat = await b.reads("bench", gets=2000, lists=40)
@@ -195,6 +217,7 @@ async def run_one(label: str, proc: ServerProcess, args: argparse.Namespace) -> 
             f"   max {max(lat):6.1f} ms   (goal p99 <= 200 ms)"
         )
     print(f"  mean create latency {statistics.fmean(create_lat):.1f} ms")
+    return rate
 
 
 def stop(proc: ServerProcess) -> None:
@@ -213,19 +236,35 @@ def main() -> int:
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--watch-events", type=int, default=50)
     parser.add_argument("--stores", default="memory,sqlite")
+    parser.add_argument("--baseline", metavar="REV", help="also measure commit REV's server")
+    parser.add_argument("--rounds", type=int, default=1, help="alternations per store")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        base = unpack_berth(args.baseline, Path(tmp) / "baseline") if args.baseline else None
+        servers: list[tuple[str, Path | None]] = [("this tree", None)]
+        if base is not None:
+            servers.insert(0, (f"baseline {args.baseline}", base))
         for store in args.stores.split(","):
-            d = Path(tmp) / store
-            d.mkdir()
-            files = prepare(
-                d, datastore=store, sqlite_path=d / "state.db" if store == "sqlite" else None
-            )
-            proc = start_process(files)
-            try:
-                asyncio.run(run_one(store, proc, args))
-            finally:
-                stop(proc)
+            rates: dict[str, list[float]] = {label: [] for label, _ in servers}
+            for round_no in range(args.rounds):
+                for label, source in servers:
+                    d = Path(tmp) / f"{store}-{round_no}-{len(rates[label])}-{label[:4]}"
+                    d.mkdir()
+                    sqlite_path = d / "state.db" if store == "sqlite" else None
+                    files = prepare(d, datastore=store, sqlite_path=sqlite_path)
+                    proc = start_process(files, source=source)
+                    try:
+                        rate = asyncio.run(run_one(f"{store}, {label}", proc, args))
+                    finally:
+                        stop(proc)
+                    rates[label].append(rate)
+            if base is not None:
+                before = statistics.median(rates[servers[0][0]])
+                after = statistics.median(rates["this tree"])
+                print(
+                    f"[{store}] creates/s median: baseline {before:.0f}, this tree {after:.0f}"
+                    f" -> ratio {after / before:.2f}"
+                )
     return 0
 
 

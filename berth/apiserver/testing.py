@@ -412,14 +412,26 @@ def write_config_file(files: ServerFiles, path: Path, *, port: int) -> Path:
     return path
 
 
-def start_process(files: ServerFiles, *, port: int = 0, timeout: float = 60) -> ServerProcess:
-    """Run ``python -m berth.apiserver --config`` for ``files``; waits until it listens."""
+def start_process(
+    files: ServerFiles, *, port: int = 0, timeout: float = 60, source: Path | None = None
+) -> ServerProcess:
+    """Run ``python -m berth.apiserver --config`` for ``files``; waits until it listens.
+
+    ``source``: a directory holding another ``berth`` package (e.g. an older release unpacked
+    by a benchmark) to run instead of this one."""
     config_path = write_config_file(files, files.directory / "apiserver.yaml", port=port)
+    env = None
+    if source is not None:
+        env = {**os.environ, "PYTHONPATH": str(source)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "berth.apiserver", "--config", str(config_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env=env,
+        # ``-m`` puts the working directory first on sys.path: run from ``source`` so that
+        # its berth, not the checkout's, is imported.
+        cwd=source,
     )
     assert proc.stdout is not None
     line = ""
