@@ -856,6 +856,8 @@ class ApiServer:
         spec = body.get("spec") or {}
         if not isinstance(spec, dict):
             raise bad_request("spec of an access review must be an object")
+        if not isinstance(body.get("metadata") or {}, dict):
+            raise bad_request("metadata of an access review must be an object")
         subject = user
         if rest[0] == "subjectaccessreviews":
             groups = spec.get("groups") or []
@@ -886,7 +888,7 @@ class ApiServer:
             raise bad_request("spec.resourceAttributes or spec.nonResourceAttributes is required")
         allowed = self.authorizer.allowed(attrs)
         body["status"] = {"allowed": allowed, **({"reason": "allowed by RBAC"} if allowed else {})}
-        body.setdefault("metadata", {})["creationTimestamp"] = None
+        body["metadata"] = {**(body.get("metadata") or {}), "creationTimestamp": None}
         return _json(body, 201)
 
     # -- watch -------------------------------------------------------------------------------

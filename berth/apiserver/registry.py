@@ -839,6 +839,11 @@ class Registry:
                     f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value:'
                     f" {replicas!r}: must be greater than or equal to 0",
                 )
+            if replicas > shapes.INT32[1]:  # Scale.spec.replicas is an int32
+                raise bad_request(
+                    'Scale in version "v1" cannot be handled as a Scale: spec.replicas:'
+                    f" expected a 32-bit integer, got {replicas}"
+                )
             wanted_rv = get_path(new_scale, "metadata", "resourceVersion")
             if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):
                 raise conflict(rd, name)

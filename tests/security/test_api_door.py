@@ -456,6 +456,21 @@ def test_scale_write_changes_only_replicas(admin: Raw, method: str, ctype: str, 
     assert after.get("status", {}).get("replicas") != 99
 
 
+def test_scale_replicas_beyond_int32_are_refused(admin: Raw) -> None:
+    status, _, data = admin.request("POST", f"{APPS}/deployments", deployment("huge", replicas=1))
+    assert status == 201, data[:300]
+    for replicas in (2**31, 2**40):
+        status, _, data = admin.request(
+            "PATCH",
+            f"{APPS}/deployments/huge/scale",
+            json.dumps({"spec": {"replicas": replicas}}),
+            content_type=MERGE,
+        )
+        assert (status, _status(data)["reason"]) == (400, "BadRequest"), data[:300]
+    after = json.loads(admin.request("GET", f"{APPS}/deployments/huge")[2])
+    assert after["spec"]["replicas"] == 1
+
+
 def test_scale_write_for_a_missing_deployment_is_404(admin: Raw) -> None:
     status, _, data = admin.request(
         "PATCH",
@@ -535,6 +550,11 @@ def test_namespace_finalize_accepts_only_put(admin: Raw) -> None:
             "POST",
             "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
             {"metadata": {"name": "s"}, "roleRef": {"kind": "Role", "name": "r"}, "subjects": 7},
+        ),
+        (
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {"metadata": "x", "spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}},
         ),
     ],
 )
