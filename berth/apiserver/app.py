@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import yaml
 from aiohttp import web
 
 from berth import __version__
@@ -34,6 +33,7 @@ from .auth import (
     UserInfo,
     user_from_peercert,
 )
+from .bodies import read_body
 from .codec import SECRETS_PREFIX, Codec, load_key
 from .config import ServerConfig
 from .errors import (
@@ -51,7 +51,6 @@ from .metrics import Metrics
 from .options import DeleteOptions, ListOptions
 from .params import parse_bool, parse_int, table_version, wants_metadata_only
 from .peers import ApiServerPeers
-from .protobuf import decode_body
 from .rbac import Attributes, RbacAuthorizer, bootstrap_policy
 from .registry import PATCH_TYPES, Registry
 from .selectors import (
@@ -85,6 +84,36 @@ class Route:
     namespace: str
     name: str
     subresource: str
+
+
+SUBRESOURCE_METHODS: dict[str, tuple[str, ...]] = {
+    "status": ("GET", "HEAD", "PUT", "PATCH"),
+    "scale": ("GET", "HEAD", "PUT", "PATCH"),
+    "binding": ("POST",),
+    "eviction": ("POST",),
+    "log": ("GET", "HEAD"),
+    "finalize": ("PUT",),
+}
+"""The methods each subresource serves, as kube-apiserver's (any other is 405). A write to
+a subresource is never a write to the whole object: a PATCH to ``pods/NAME/eviction`` or a
+PUT to ``pods/NAME/binding`` does not reach the main resource's update."""
+
+
+def write_verb(method: str, route: Route) -> str:
+    """The RBAC verb of a write request to ``route``; 405 for a method the route lacks."""
+    if route.subresource and method not in SUBRESOURCE_METHODS.get(route.subresource, ()):
+        raise method_not_allowed(method)
+    if method == "POST":
+        if route.name and not route.subresource:
+            raise method_not_allowed(method)
+        return "create"
+    if method in ("PUT", "PATCH"):
+        if not route.name:
+            raise method_not_allowed(method)
+        return "update" if method == "PUT" else "patch"
+    if method == "DELETE":
+        return "delete" if route.name else "deletecollection"
+    raise method_not_allowed(method)
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -565,26 +594,6 @@ class ApiServer:
             },
         )
 
-    async def _body(self, request: web.Request) -> Any:
-        raw = await request.read()
-        if not raw:
-            return None
-        ctype = (request.content_type or "").lower()
-        if "yaml" in ctype:
-            try:
-                parsed = yaml.safe_load(raw)
-                # Round-trip through JSON: YAML can hold what JSON cannot (dates, sets,
-                # lone surrogates), and everything downstream is JSON.
-                return orjson.loads(orjson.dumps(parsed))
-            except (yaml.YAMLError, TypeError, orjson.JSONEncodeError) as exc:
-                raise bad_request(f"invalid YAML body: {exc}") from exc
-        if ctype == "application/vnd.kubernetes.protobuf":
-            return decode_body(raw)
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise bad_request(f"invalid JSON body: {exc}") from exc
-
     async def _resource(
         self, request: web.Request, user: UserInfo, route: Route, *, watch_prefix: bool
     ) -> tuple[web.StreamResponse, tuple[str, str]]:
@@ -596,6 +605,8 @@ class ApiServer:
         if route.rd.namespaced and route.namespace == "" and route.name:
             raise route_not_found()
         if method in ("GET", "HEAD"):
+            if route.subresource and method not in SUBRESOURCE_METHODS.get(route.subresource, ()):
+                raise method_not_allowed(method)
             watching = watch_prefix or parse_bool(q.get("watch"), "watch")
             verb = "watch" if watching else ("get" if route.name else "list")
             if route.subresource == "log":
@@ -612,11 +623,19 @@ class ApiServer:
                     return _json(reg.to_scale(rd, obj)), ("GET", rd.plural)
                 return self._render_one(request, rd, obj), ("GET", rd.plural)
             return await self._list(request, route), ("LIST", rd.plural)
-        body = await self._body(request)
+        # Authorize before reading a byte of the body: decoding is the costly part, and an
+        # identity that may not make this request must not get to make the server do it.
+        verb = write_verb(method, route)
+        self._authorize(user, verb, route)
+        if route.subresource == "eviction":
+            self._authorize_as(user, "delete", route)
+        patch_type = ""
+        if method == "PATCH":
+            patch_type = PATCH_TYPES.get((request.content_type or "").lower(), "")
+            if not patch_type:
+                raise unsupported_media(request.content_type or "(none)")
+        body = await read_body(request)
         if method == "POST":
-            if route.name and not route.subresource:
-                raise method_not_allowed(method)
-            self._authorize(user, "create", route)
             if route.subresource == "binding":
                 await reg.bind(route.namespace, route.name, body, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/binding")
@@ -624,18 +643,12 @@ class ApiServer:
                 opts = DeleteOptions.from_body(
                     body.get("deleteOptions") if isinstance(body, dict) else None
                 )
-                self._authorize_as(user, "delete", route)
                 await reg.check_disruption_budgets(route.namespace, route.name)
                 await reg.delete(rd, route.namespace, route.name, opts, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/eviction")
-            if route.subresource:
-                raise method_not_allowed(method)
             obj = await reg.create(rd, route.namespace, body, user=user, dry_run=dry_run)
             return _json(obj, 201), ("CREATE", rd.plural)
         if method == "PUT":
-            if not route.name:
-                raise method_not_allowed(method)
-            self._authorize(user, "update", route)
             if route.subresource == "scale":
                 obj = await reg.update_scale(
                     rd, route.namespace, route.name, patch_type=None, body=body, user=user
@@ -654,13 +667,6 @@ class ApiServer:
                 )
             return _json(obj), ("UPDATE", rd.plural)
         if method == "PATCH":
-            if not route.name:
-                raise method_not_allowed(method)
-            self._authorize(user, "patch", route)
-            ctype = (request.content_type or "").lower()
-            patch_type = PATCH_TYPES.get(ctype)
-            if patch_type is None:
-                raise unsupported_media(ctype or "(none)")
             if body is None:
                 raise bad_request("the patch body is empty")
             if route.subresource == "scale":
@@ -679,35 +685,30 @@ class ApiServer:
                     dry_run=dry_run,
                 )
             return _json(obj), ("PATCH", rd.plural)
-        if method == "DELETE":
-            grace_q = parse_int(q.get("gracePeriodSeconds"), "gracePeriodSeconds", minimum=0)
-            opts = DeleteOptions.from_body(body, grace_query=grace_q)
-            if q.get("propagationPolicy"):
-                opts = DeleteOptions.from_body(
-                    {**(body or {}), "propagationPolicy": q["propagationPolicy"]},
-                    grace_query=grace_q,
-                )
-            if dry_run:
-                opts = DeleteOptions(
-                    opts.grace_period, opts.propagation, opts.uid, opts.resource_version, True
-                )
-            if route.subresource:
-                raise method_not_allowed(method)
-            if not route.name:
-                self._authorize(user, "deletecollection", route)
-                return await self._delete_collection(request, route, opts, user), (
-                    "DELETECOLLECTION",
-                    rd.plural,
-                )
-            self._authorize(user, "delete", route)
-            obj, gone_now = await reg.delete(rd, route.namespace, route.name, opts, user=user)
-            if rd.kind in ("Pod", "Service") or not gone_now:
-                return _json(obj), ("DELETE", rd.plural)
-            return _json(_success(rd, route.name, str(obj["metadata"].get("uid", "")))), (
-                "DELETE",
+        # DELETE
+        grace_q = parse_int(q.get("gracePeriodSeconds"), "gracePeriodSeconds", minimum=0)
+        opts = DeleteOptions.from_body(body, grace_query=grace_q)
+        if q.get("propagationPolicy"):
+            opts = DeleteOptions.from_body(
+                {**(body or {}), "propagationPolicy": q["propagationPolicy"]},
+                grace_query=grace_q,
+            )
+        if dry_run:
+            opts = DeleteOptions(
+                opts.grace_period, opts.propagation, opts.uid, opts.resource_version, True
+            )
+        if not route.name:
+            return await self._delete_collection(request, route, opts, user), (
+                "DELETECOLLECTION",
                 rd.plural,
             )
-        raise method_not_allowed(method)
+        obj, gone_now = await reg.delete(rd, route.namespace, route.name, opts, user=user)
+        if rd.kind in ("Pod", "Service") or not gone_now:
+            return _json(obj), ("DELETE", rd.plural)
+        return _json(_success(rd, route.name, str(obj["metadata"].get("uid", "")))), (
+            "DELETE",
+            rd.plural,
+        )
 
     def _authorize_as(self, user: UserInfo, verb: str, route: Route) -> None:
         self._authorize(user, verb, Route(route.rd, route.namespace, route.name, ""))
@@ -840,23 +841,25 @@ class ApiServer:
             or rest[0] not in ("selfsubjectaccessreviews", "subjectaccessreviews")
         ):
             raise route_not_found()
-        body = await self._body(request)
+        check = Attributes(
+            user=user,
+            verb="create",
+            resource_request=True,
+            api_group="authorization.k8s.io",
+            resource=rest[0],
+        )
+        if not self.authorizer.allowed(check):  # before the body is read, as for any write
+            raise forbidden(f'User "{user.name}" cannot create {rest[0]}')
+        body = await read_body(request)
         if not isinstance(body, dict):
             raise bad_request("an access review must be a JSON object")
         spec = body.get("spec") or {}
         if not isinstance(spec, dict):
             raise bad_request("spec of an access review must be an object")
+        if not isinstance(body.get("metadata") or {}, dict):
+            raise bad_request("metadata of an access review must be an object")
         subject = user
         if rest[0] == "subjectaccessreviews":
-            check = Attributes(
-                user=user,
-                verb="create",
-                resource_request=True,
-                api_group="authorization.k8s.io",
-                resource="subjectaccessreviews",
-            )
-            if not self.authorizer.allowed(check):
-                raise forbidden(f'User "{user.name}" cannot create subjectaccessreviews')
             groups = spec.get("groups") or []
             if not isinstance(groups, list):
                 raise bad_request("spec.groups of a subject access review must be a list")
@@ -885,7 +888,7 @@ class ApiServer:
             raise bad_request("spec.resourceAttributes or spec.nonResourceAttributes is required")
         allowed = self.authorizer.allowed(attrs)
         body["status"] = {"allowed": allowed, **({"reason": "allowed by RBAC"} if allowed else {})}
-        body.setdefault("metadata", {})["creationTimestamp"] = None
+        body["metadata"] = {**(body.get("metadata") or {}), "creationTimestamp": None}
         return _json(body, 201)
 
     # -- watch -------------------------------------------------------------------------------

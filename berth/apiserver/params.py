@@ -8,6 +8,9 @@ from .errors import bad_request
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+"""Integer parameters are int64 in the API (Go ``strconv.ParseInt(v, 10, 64)``)."""
 
 
 def parse_bool(value: str | None, name: str, default: bool = False) -> bool:
@@ -28,6 +31,10 @@ def parse_int(value: str | None, name: str, *, minimum: int | None = None) -> in
         n = int(value)
     except ValueError as exc:
         raise bad_request(f"invalid integer value {value!r} for parameter {name!r}") from exc
+    if not INT64_MIN <= n <= INT64_MAX:
+        raise bad_request(
+            f"invalid integer value {value!r} for parameter {name!r}: out of the 64-bit range"
+        )
     if minimum is not None and n < minimum:
         raise bad_request(f"parameter {name!r} must be at least {minimum}, got {n}")
     return n

@@ -31,10 +31,11 @@ from berth.store.interface import (
     StoreError,
 )
 
-from . import strategy
+from . import shapes, strategy
 from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import UserInfo
+from .bodies import check_depth
 from .codec import Codec
 from .disruption import check_budgets
 from .errors import (
@@ -62,6 +63,11 @@ log = logging.getLogger(__name__)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 MAX_PATCH_RETRIES = 5
+MAX_GRACE_SECONDS = 100 * 365 * 24 * 3600
+"""Longest grace period turned into a deletionTimestamp (a hundred years: forever)."""
+MAX_STORE_PAGE = 10_000
+"""Most keys one store read returns for a list with ``limit``: a bigger limit (any int64 is
+valid) is served in several reads, and never reaches a store as a number it cannot hold."""
 REPAIR_INTERVAL = 60.0
 """Seconds between two passes reconciling Service allocation keys with stored Services (a
 leaked key is released on the second pass that finds it unheld)."""
@@ -244,7 +250,7 @@ class Registry:
                     ) and opts.field.matches(obj):
                         items.append(obj)
                 return ListPage(items, max(result_rev, kv.mod_revision if kv else 0), "")
-            page_size = opts.limit if opts.limit else 0
+            page_size = min(opts.limit, MAX_STORE_PAGE) if opts.limit else 0
             cursor = start_after
             while True:
                 result = await self.store.list(
@@ -265,7 +271,9 @@ class Registry:
                         return ListPage(items, revision, token)
                 if not result.more:
                     return ListPage(items, revision, "")
-                page_size = max(opts.limit - len(items), 50) if opts.limit else 0
+                page_size = (
+                    min(max(opts.limit - len(items), 50), MAX_STORE_PAGE) if opts.limit else 0
+                )
         except Compacted as exc:
             raise gone(
                 "The provided continue parameter is too old to display a consistent list result."
@@ -319,6 +327,7 @@ class Registry:
                 "the namespace of the provided object does not match the namespace sent on the"
                 " request"
             )
+        shapes.check(rd, obj)
         return obj
 
     async def create(
@@ -515,16 +524,20 @@ class Registry:
             key = rd.key(ns, name)
             kv = await self.store.get(key)
             if kv is None:
-                if patch_type == "apply":
+                # Server-side apply creates a missing object, but only through the object
+                # itself: a write to a subresource (status) never creates one.
+                if patch_type == "apply" and not subresource:
                     body = copy.deepcopy(patch)
                     return await self.create(rd, ns, body, user=user, dry_run=dry_run)
                 raise not_found(rd, name)
             old = self.codec.decode(kv)
             patched = apply_patch(patch_type, old, patch)
+            check_depth(patched, "the patched object")  # JSON patch ops can deepen it
             if not isinstance(patched, dict):
                 raise ApiError(422, "Invalid", "the patch produced something that is not an object")
             if not isinstance(patched.get("metadata"), dict):
                 patched["metadata"] = {}
+            shapes.check(rd, patched)
             wanted_rv = patched["metadata"].get("resourceVersion")
             explicit = wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision)
             if explicit:
@@ -635,7 +648,8 @@ class Registry:
         self, rd: ResourceDef, kv: KeyValue, obj: Obj, grace: int, finalizers: list[str]
     ) -> Obj:
         m = obj["metadata"]
-        at = now() + timedelta(seconds=grace)
+        # Any int64 is a valid grace period, but a datetime ends at year 9999.
+        at = now() + timedelta(seconds=min(grace, MAX_GRACE_SECONDS))
         existing = parse_time(m["deletionTimestamp"]) if m.get("deletionTimestamp") else None
         changed = False
         if existing is None or at < existing:
@@ -726,10 +740,15 @@ class Registry:
         rd = self._rd("", "namespaces")
         kv, obj = await self._get_kv(rd, "", name)
         wanted = get_path(body, "spec", "finalizers") if isinstance(body, dict) else None
+        if not isinstance(wanted, list | None) or not all(isinstance(f, str) for f in wanted or []):
+            raise bad_request("spec.finalizers must be a list of strings")
         obj.setdefault("spec", {})["finalizers"] = list(wanted or [])
-        written = await self.store.update(
-            kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
-        )
+        try:
+            written = await self.store.update(
+                kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
+            )
+        except Conflict:
+            raise conflict(rd, name) from None
         obj["metadata"]["resourceVersion"] = str(written.mod_revision)
         return obj
 
@@ -819,6 +838,11 @@ class Registry:
                     "Invalid",
                     f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value:'
                     f" {replicas!r}: must be greater than or equal to 0",
+                )
+            if replicas > shapes.INT32[1]:  # Scale.spec.replicas is an int32
+                raise bad_request(
+                    'Scale in version "v1" cannot be handled as a Scale: spec.replicas:'
+                    f" expected a 32-bit integer, got {replicas}"
                 )
             wanted_rv = get_path(new_scale, "metadata", "resourceVersion")
             if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):

@@ -220,7 +220,15 @@ IMMUTABLE_META = (
 
 
 def prepare_for_update(rd: ResourceDef, old: Obj, new: Obj, subresource: str) -> Obj:
-    """Merge ``new`` over ``old`` according to who may write what; bump generation."""
+    """Merge ``new`` over ``old`` according to who may write what; bump generation.
+
+    A status write takes only ``status`` from ``new``: spec and all metadata stay as stored.
+    That is stricter than kube-apiserver, whose status strategies keep the spec (and, for
+    pods, ownerReferences; for workloads, labels) but let labels/annotations through on some
+    kinds: here a status writer such as a node agent cannot relabel a pod into a Service's
+    selector or rewrite its annotations."""
+    if subresource not in ("", "status"):
+        raise ValueError(f"no update strategy for subresource {subresource!r}")
     if subresource == "status":
         result = copy.deepcopy(old)
         result["status"] = new.get("status") or {}

@@ -413,18 +413,27 @@ def write_config_file(files: ServerFiles, path: Path, *, port: int) -> Path:
 
 
 def start_process(
-    files: ServerFiles, *, port: int = 0, timeout: float = 60, source: Path | None = None
+    files: ServerFiles,
+    *,
+    port: int = 0,
+    timeout: float = 60,
+    memory_limit: int | None = None,
+    source: Path | None = None,
 ) -> ServerProcess:
     """Run ``python -m berth.apiserver --config`` for ``files``; waits until it listens.
 
+    ``memory_limit`` (bytes) caps the process's data segment (``RLIMIT_DATA``: heap and
+    private anonymous memory) with ``prlimit``, so that a request making the server
+    allocate without bound fails there instead of exhausting the machine.
     ``source``: a directory holding another ``berth`` package (e.g. an older release unpacked
     by a benchmark) to run instead of this one."""
     config_path = write_config_file(files, files.directory / "apiserver.yaml", port=port)
+    limit = ["prlimit", f"--data={memory_limit}", "--"] if memory_limit is not None else []
     env = None
     if source is not None:
         env = {**os.environ, "PYTHONPATH": str(source)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "berth.apiserver", "--config", str(config_path)],
+        [*limit, sys.executable, "-m", "berth.apiserver", "--config", str(config_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -2,12 +2,22 @@
 
 Hypothesis generates methods, paths (built from real route segments and junk), query strings
 (real parameter names with odd values) and bodies (JSON documents shaped like objects, random
-JSON, random bytes) under several content types.
+JSON, random bytes, YAML alias bombs, documents nested deeper than the server accepts, huge
+numbers, fields of the wrong JSON type) under several content types.
+
+The server runs as a child process with its data segment capped (:data:`MEMORY_LIMIT`), so a
+body that makes it allocate without bound kills it (and the tests say so) instead of
+exhausting the machine; a watcher polls ``/healthz`` throughout and the last tests check it
+always answered within :data:`HEALTHZ_WITHIN` seconds and the process is still alive.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -15,9 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from berth.apiserver.testing import ServerProcess, prepare, start_process
+
 from .helpers import Raw
 
 pytestmark = pytest.mark.timeout(300)
+
+MEMORY_LIMIT = 768 * 1024 * 1024
+HEALTHZ_WITHIN = 1.0
 
 SEGMENTS = [
     "api",
@@ -110,6 +125,11 @@ ODD_VALUES = [
     "%ff",
     "\u00e9",
     "a==b==c",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "1e400",
+    "9" * 5000,
 ]
 CONTENT_TYPES = [
     None,
@@ -180,6 +200,91 @@ shaped = st.recursive(
 )
 
 
+def alias_bomb(levels: int, width: int = 9) -> bytes:
+    """``width ** levels`` strings in about 50 bytes a level (nine levels: 450 bytes)."""
+    lines = ["a0: &a0 [" + ",".join(['"x"'] * width) + "]"]
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _deep_json(depth: int, opener: str) -> bytes:
+    closer = "]" if opener == "[" else "}"
+    if opener == "{":
+        return ('{"a":' * depth + "1" + closer * depth).encode()
+    return (opener * depth + closer * depth).encode()
+
+
+HUGE_NUMBERS = [
+    "1e400",
+    "-1e400",
+    str(2**63),
+    str(-(2**63) - 1),
+    str(2**64),
+    "9" * 400,
+    "1" + "0" * 5000,
+    "1.7976931348623157e309",
+]
+
+
+@st.composite
+def hostile_bodies(draw: st.DrawFn) -> bytes:
+    """Bodies built to exhaust a decoder: bombs, deep nesting, huge numbers, wrong types."""
+    kind = draw(st.sampled_from(["bomb", "deep-yaml", "deep-json", "huge", "typed"]))
+    if kind == "bomb":
+        return alias_bomb(draw(st.integers(2, 12)), draw(st.integers(2, 12)))
+    if kind == "deep-yaml":
+        depth = draw(st.sampled_from([99, 100, 101, 200, 999, 1000, 1001, 3000, 20000]))
+        return draw(
+            st.sampled_from([b"- " * depth + b"x\n", b"{a: " * depth + b"1" + b"}" * depth])
+        )
+    if kind == "deep-json":
+        depth = draw(st.sampled_from([99, 100, 101, 255, 256, 400, 1024, 1025, 5000]))
+        return _deep_json(depth, draw(st.sampled_from(["[", "{"])))
+    if kind == "huge":
+        template = draw(st.sampled_from(HUGE_NUMBER_PLACES))
+        return template.replace("N", draw(st.sampled_from(HUGE_NUMBERS))).encode()
+    seed: Any = draw(st.sampled_from(SEEDED))[1]
+    path = draw(st.sampled_from(list(_paths(seed))))
+    return json.dumps(_put_at(seed, path, draw(WRONG_TYPES))).encode()
+
+
+HUGE_NUMBER_PLACES = [
+    "N",
+    '{"metadata":{"name":"h","generation":N},"data":{"a":"b"}}',
+    '{"metadata":{"name":"po"},"spec":{"containers":[{"name":"c","image":"i",'
+    '"ports":[{"containerPort":N}]}],"terminationGracePeriodSeconds":N}}',
+    '{"spec":{"replicas":N}}',
+    '{"spec":{"ports":[{"port":N,"targetPort":N,"nodePort":N}]}}',
+    '[{"op":"replace","path":"/spec/replicas","value":N}]',
+    '{"gracePeriodSeconds":N}',
+    '{"metadata":{"name":"h","deletionGracePeriodSeconds":N}}',
+]
+
+
+WRONG_TYPES = st.sampled_from(["x", 7, 1.5, True, None, [], ["x"], {}, {"a": [1]}, [None]])
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield prefix
+    if isinstance(value, dict):
+        for k, child in value.items():
+            yield from _paths(child, (*prefix, k))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _paths(child, (*prefix, i))
+
+
+def _put_at(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    result = json.loads(json.dumps(doc))
+    cur = result
+    for p in path[:-1]:
+        cur = cur[p]
+    cur[path[-1]] = value
+    return result
+
+
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, str, bytes | None, str | None]:
     method = draw(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE"]))
@@ -193,7 +298,7 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes | None, str | None]:
     if "watch" in params or "watch" in segs or "follow" in params:
         params["timeoutSeconds"] = "1"  # keep any watch short
     query = ("?" + urlencode(params)) if params else ""
-    kind = draw(st.sampled_from(["none", "shaped", "json", "bytes"]))
+    kind = draw(st.sampled_from(["none", "shaped", "json", "bytes", "hostile"]))
     body: bytes | None
     if kind == "none":
         body = None
@@ -201,6 +306,8 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes | None, str | None]:
         body = json.dumps(draw(shaped)).encode()
     elif kind == "json":
         body = json.dumps(draw(json_values)).encode()
+    elif kind == "hostile":
+        body = draw(hostile_bodies())
     else:
         body = draw(st.binary(max_size=64))
     return method, (path or "/") + query, body, draw(st.sampled_from(CONTENT_TYPES))
@@ -252,8 +359,70 @@ OBJECT_PATHS = [
 ]
 
 
+@dataclass
+class HealthWatch:
+    """Polls ``/healthz`` on its own connection until stopped; records the slowest answer."""
+
+    server: ServerProcess
+    client: Raw
+    stop: threading.Event = field(default_factory=threading.Event)
+    slowest: float = 0.0
+    polls: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            started = time.monotonic()
+            try:
+                status, _, data = self.client.request("GET", "/healthz", timeout=30)
+            except OSError as exc:
+                self.failures.append(repr(exc))
+                return
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self.polls += 1
+            if (status, data) != (200, b"ok"):
+                self.failures.append(f"{status} {data[:100]!r}")
+
+
 @pytest.fixture(scope="module")
-def fuzz_ns(raw: Raw) -> str:
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    directory = tmp_path_factory.mktemp("fuzz")
+    files = prepare(directory, datastore="sqlite", sqlite_path=directory / "state.db")
+    proc = start_process(files, memory_limit=MEMORY_LIMIT)
+    yield proc
+    proc.process.terminate()
+    proc.process.wait(30)
+    if proc.process.stdout is not None:
+        proc.process.stdout.close()
+
+
+def _client(server: ServerProcess, user: str, groups: list[str]) -> Raw:
+    port = int(server.url.rsplit(":", 1)[1])
+    cert = server.files.client_cert(user, groups)
+    return Raw(None, cert, ca=server.files.pki.ca_cert, port=port)
+
+
+@pytest.fixture(scope="module")
+def raw(fuzz_server: ServerProcess) -> Iterator[Raw]:
+    """Overrides conftest's: an admin client of the memory-capped child process."""
+    r = _client(fuzz_server, "fuzz-admin", ["system:masters"])
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def health(fuzz_server: ServerProcess) -> Iterator[HealthWatch]:
+    watch = HealthWatch(fuzz_server, _client(fuzz_server, "fuzz-health", ["system:masters"]))
+    thread = threading.Thread(target=watch.run, name="healthz-watch", daemon=True)
+    thread.start()
+    yield watch
+    watch.stop.set()
+    thread.join(60)
+    watch.client.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_ns(raw: Raw, health: HealthWatch) -> str:
     status, _ = raw.json("POST", "/api/v1/namespaces", {"metadata": {"name": "fuzz"}})
     assert status == 201
     for path, body in SEEDED:
@@ -312,6 +481,42 @@ def test_edge_paths_are_404(raw: Raw, path: str) -> None:
     assert (status, body["reason"]) == (404, "NotFound")
 
 
+@settings(
+    max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    method=st.sampled_from(["POST", "PUT", "PATCH", "PATCH"]),
+    path=st.sampled_from(OBJECT_PATHS),
+    body=hostile_bodies(),
+    ctype=st.sampled_from(CONTENT_TYPES),
+)
+def test_hostile_bodies_never_500(
+    raw: Raw, fuzz_ns: str, method: str, path: str, body: bytes, ctype: str | None
+) -> None:
+    status, _, data = raw.request(method, path, body, content_type=ctype)
+    assert status != 500, data[:500]
+    assert status < 500, data[:500]
+    if status >= 400:
+        assert json.loads(data)["code"] == status
+
+
+def test_hostile_bodies_from_a_user_without_rights_are_403(
+    raw: Raw, fuzz_server: ServerProcess
+) -> None:
+    nobody = _client(fuzz_server, "fuzz-nobody", [])
+    try:
+        for levels in (7, 8, 9, 12):
+            for ctype in ("application/yaml", "application/apply-patch+yaml"):
+                method = "POST" if ctype == "application/yaml" else "PATCH"
+                path = "/api/v1/namespaces/fuzz/configmaps" + ("/cm" if method == "PATCH" else "")
+                status, _, data = nobody.request(
+                    method, path, alias_bomb(levels), content_type=ctype
+                )
+                assert status == 403, data[:300]
+    finally:
+        nobody.close()
+
+
 def test_server_still_healthy_after_fuzzing(raw: Raw, fuzz_ns: str) -> None:
     status, _, data = raw.request("GET", "/healthz")
     assert (status, data) == (200, b"ok")
@@ -324,3 +529,12 @@ def test_oversized_body_is_413_status(raw: Raw, fuzz_ns: str) -> None:
     big = {"metadata": {"name": "big"}, "data": {"x": "y" * (4 * 1024 * 1024)}}
     status, body = raw.json("POST", "/api/v1/namespaces/fuzz/configmaps", big)
     assert (status, body["kind"], body["reason"]) == (413, "Status", "RequestEntityTooLarge")
+
+
+def test_healthz_answered_within_a_second_throughout(
+    fuzz_server: ServerProcess, health: HealthWatch, fuzz_ns: str
+) -> None:
+    assert fuzz_server.process.poll() is None, "the API server process died while fuzzed"
+    assert not health.failures, health.failures[:5]
+    assert health.polls > 0
+    assert health.slowest < HEALTHZ_WITHIN, f"/healthz once took {health.slowest:.2f}s"
