@@ -408,7 +408,7 @@ def test_a_service_nft_refuses_for_a_reason_not_foreseen_is_isolated_by_nft_itse
         table = runner.table()
         assert "dnat to 10.244.1.5:8080" in table
         assert "dnat to 10.244.2.7:8080" in table
-        refused = {r.key: r.reason for r in net.proxy.rejected}
+        refused: dict[str, str] = {r.key: r.reason for r in net.proxy.rejected}
         assert "nft refuses its rules" in refused[f"{NS}/affinity"]
         assert "nft refuses its rules" in refused[f"{NS}/big-port"]
 
