@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
+from berth.agent.authz import AgentAuthorizer, subject_access_reviewer
 from berth.agent.config import NodeConfig, ServerConfig
 from berth.agent.node import NodeAgent
 from berth.agent.pods import PodManager
@@ -164,8 +165,15 @@ class Fleet:
                 if self.server.cert_file
                 else None
             )
+            authorizer = AgentAuthorizer(self.clock, subject_access_reviewer(self.client))
+            app = make_app(
+                self.manager,
+                self.runtime,
+                authorizer=authorizer,
+                default_node=next(iter(self.agents)),
+            )
             self._runner = await serve(
-                make_app(self.manager, self.runtime),
+                app,
                 address=self.server.address,
                 port=self.server.port,
                 ssl_context=ctx,

@@ -14,10 +14,12 @@ import contextlib
 import json
 import logging
 
+from berth.agent.proxy_events import RejectionReporter
 from berth.agent.withdrawal import EndpointWithdrawal
 from berth.client.interface import ApiClient
 from berth.client.resources import ENDPOINTS, NODES, SERVICES
 from berth.machinery.clock import Clock
+from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen
 from berth.network.command import CommandFailed, Runner, SubprocessRunner, check
@@ -61,7 +63,12 @@ class NodeNetwork:
         self.service_cidr = service_cidr
         self.service_device = service_device
         self.runner = runner or SubprocessRunner()
-        self.proxy = ServiceProxy(cluster_cidr=cluster_cidr, runner=self.runner)
+        self.proxy = ServiceProxy(
+            cluster_cidr=cluster_cidr, runner=self.runner, service_cidr=service_cidr
+        )
+        self.reporter = RejectionReporter(
+            EventRecorder(client, clock, component="berth-proxy", host=node), clock
+        )
         self.resync_seconds = resync_seconds
         self.nodes = Informer(client, NODES, clock=clock)
         self.services = Informer(client, SERVICES, clock=clock)
@@ -103,8 +110,12 @@ class NodeNetwork:
         )
         for argv in commands:
             log.info("node %s: %s", self.node, " ".join(argv))
-        if await self.proxy.sync_from_endpoints(self.services.list(), self.endpoints.list()):
-            log.info("node %s: service rules applied", self.node)
+        services = self.services.list()
+        try:
+            if await self.proxy.sync_from_endpoints(services, self.endpoints.list()):
+                log.info("node %s: service rules applied", self.node)
+        finally:
+            await self.reporter.report(self.proxy.rejected, services)
         self.syncs += 1
 
     async def run(self) -> None:
@@ -122,8 +133,14 @@ class NodeNetwork:
                 self._dirty.clear()
                 try:
                     await self.sync_once()
-                except (CommandFailed, OSError, ValueError) as exc:
-                    log.warning("node %s: network sync failed (retrying): %s", self.node, exc)
+                # the loop must outlive any bad object: log, retry, never die
+                except Exception as exc:
+                    log.warning(
+                        "node %s: network sync failed (retrying): %s",
+                        self.node,
+                        exc,
+                        exc_info=not isinstance(exc, CommandFailed | OSError),
+                    )
                     await self.clock.sleep(RETRY_SECONDS)
                     self._dirty.set()
         finally:

@@ -1,6 +1,8 @@
 """The agent's HTTPS endpoint (the API server proxies ``pods/log`` here):
 ``GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&previous=`` and
-``GET /healthz``. Clients must present a certificate signed by the cluster CA (mTLS).
+``GET /healthz``. Clients must present a certificate signed by the cluster CA (mTLS), and
+every request is then authorized for that certificate's identity (:mod:`berth.agent.authz`):
+another node, the service proxy or any other cluster identity gets 403.
 
 Concurrency contract: handlers only read the pod manager's records and the runtime's logs; a
 following log stream ends when the container exits or the client goes away.
@@ -12,15 +14,50 @@ import ssl
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
+from berth.agent.authz import AgentAuthorizer, identity_from_peercert, node_request
 from berth.agent.pods import PodManager
 from berth.agent.runtime import Runtime
 from berth.client.kubeconfig import server_ssl_context
+from berth.client.resources import ObjectKey
 
 _TRUE = {"1", "t", "T", "true", "True", "TRUE"}
 
 
-def make_app(manager: PodManager, runtime: Runtime) -> web.Application:
+def _authorization(
+    manager: PodManager, authorizer: AgentAuthorizer, default_node: str
+) -> Middleware:
+    @web.middleware
+    async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peercert = request.transport.get_extra_info("peercert") if request.transport else None
+        who = identity_from_peercert(peercert)
+        if who is None:
+            return web.Response(status=401, text="Unauthorized")
+        node = default_node
+        ns, pod = request.match_info.get("namespace"), request.match_info.get("pod")
+        if ns and pod:
+            rec = manager.records.get(ObjectKey(f"{ns}/{pod}"))
+            node = rec.node if rec is not None else default_node
+        asked = node_request(request.method, request.path, node)
+        if not await authorizer.allowed(who, asked):
+            return web.Response(status=403, text=asked.describe(who))
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return authorize
+
+
+def make_app(
+    manager: PodManager,
+    runtime: Runtime,
+    *,
+    authorizer: AgentAuthorizer,
+    default_node: str,
+) -> web.Application:
+    """The agent's routes; ``default_node`` names the node a request that is not about one
+    pod is authorized against."""
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -48,7 +85,7 @@ def make_app(manager: PodManager, runtime: Runtime) -> web.Application:
         await resp.write_eof()
         return resp
 
-    app = web.Application()
+    app = web.Application(middlewares=[_authorization(manager, authorizer, default_node)])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
     return app

@@ -4,7 +4,13 @@ The agent serves ``GET /containerLogs/{namespace}/{pod}/{container}`` with the q
 ``follow``, ``tailLines``, ``previous``, ``timestamps``, ``sinceSeconds`` and ``limitBytes``
 (the kubelet's contract) on the port the Node reports in
 ``status.daemonEndpoints.kubeletEndpoint.Port``. The API server authenticates to it with the
-agent-client certificate from its configuration and verifies it against the cluster CA.
+agent-client certificate from its configuration, and accepts the agent only if it presents a
+serving certificate from the cluster CA *for that node's name* (a DNS name equal to the Node's
+name, as the provisioner issues them). A node writes its own Node's addresses and port, so
+without that check it could point the API server at another node, or at any server holding a
+cluster certificate (the API server itself), and receive requests meant for someone else;
+with it, a dial anywhere but that node's own agent ends at the TLS handshake, before any
+request is sent.
 """
 
 from __future__ import annotations
@@ -51,9 +57,9 @@ def agent_ssl_context(server: ApiServer) -> ssl.SSLContext:
             "pod logs are unavailable: the API server has no agent client certificate configured",
         )
     ctx = ssl.create_default_context(cafile=str(cfg.client_ca_file))
-    # Agent serving certificates carry the node's addresses, which may be NATed or renamed;
-    # the chain to the cluster CA is what authenticates the agent.
-    ctx.check_hostname = False
+    # The name checked is the node's (given per request as server_hostname), not the
+    # address dialled: addresses may be NATed, and the node chooses them itself.
+    ctx.check_hostname = True
     ctx.load_cert_chain(str(cfg.agent_client_cert_file), str(cfg.agent_client_key_file))
     return ctx
 
@@ -108,7 +114,9 @@ async def proxy_logs(request: web.Request, server: ApiServer, pod: Obj) -> web.S
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, params=params, ssl=server._agent_ssl) as upstream,
+            session.get(
+                url, params=params, ssl=server._agent_ssl, server_hostname=str(node_name)
+            ) as upstream,
         ):
             if upstream.status != 200:
                 text = (await upstream.text())[:500]
@@ -127,6 +135,14 @@ async def proxy_logs(request: web.Request, server: ApiServer, pod: Obj) -> web.S
             except (ConnectionError, aiohttp.ClientError):
                 pass  # either side went away mid-stream; the response simply ends
             return resp
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise ApiError(
+            502,
+            "InternalError",
+            f"refusing to proxy to {host}:{port}: it does not present the serving certificate"
+            f" of node {node_name} (one from the cluster CA naming {node_name}):"
+            f" {exc.certificate_error}",
+        ) from exc
     except aiohttp.ClientError as exc:
         raise ApiError(
             502,

@@ -23,6 +23,7 @@ from .errors import ApiError
 from .options import DeleteOptions, ListOptions
 from .registry import Registry
 from .selectors import parse_label_selector
+from .service_validation import server_advertised_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,12 @@ class ApiServerPeers:
         await self.registry.update(LEASES, NAMESPACE, self.name, lease, user=None)
 
     async def _write_endpoints(self, wanted: list[Obj]) -> None:
+        # our advertise address may be loopback (a single-machine server), which validation
+        # refuses in any Endpoints a client writes
+        with server_advertised_endpoints():
+            await self._write_endpoints_now(wanted)
+
+    async def _write_endpoints_now(self, wanted: list[Obj]) -> None:
         try:
             current = await self.registry.get(ENDPOINTS, "default", "kubernetes")
         except ApiError as exc:

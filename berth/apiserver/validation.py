@@ -17,6 +17,7 @@ from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
 
 from .errors import FieldError, invalid_value, required
+from .service_validation import VALIDATORS as SERVICE_VALIDATORS
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(
@@ -199,35 +200,6 @@ def _workload(obj: Obj, *, needs_replicas: bool) -> list[FieldError]:
     return errs
 
 
-def _service(obj: Obj) -> list[FieldError]:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return [required("spec")]
-    errs: list[FieldError] = []
-    stype = spec.get("type", "ClusterIP")
-    ports = spec.get("ports")
-    if stype != "ExternalName" and spec.get("clusterIP") != "None" and not ports:
-        errs.append(required("spec.ports"))
-    for i, p in enumerate(ports or []):
-        if not isinstance(p, dict):
-            errs.append(invalid_value(f"spec.ports[{i}]", p, "must be an object"))
-            continue
-        port = p.get("port")
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            errs.append(
-                invalid_value(
-                    f"spec.ports[{i}].port", port, "must be between 1 and 65535, inclusive"
-                )
-            )
-        if len(ports or []) > 1 and not p.get("name"):
-            errs.append(required(f"spec.ports[{i}].name"))
-    if stype not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
-        errs.append(
-            FieldError("FieldValueNotSupported", "spec.type", f"Unsupported value: {stype!r}")
-        )
-    return errs
-
-
 def _lease(obj: Obj) -> list[FieldError]:
     spec = obj.get("spec")
     if spec is not None and not isinstance(spec, dict):
@@ -307,7 +279,7 @@ VALIDATORS: dict[str, Callable[[Obj], list[FieldError]]] = {
     "Deployment": lambda o: _workload(o, needs_replicas=True),
     "ReplicaSet": lambda o: _workload(o, needs_replicas=True),
     "DaemonSet": lambda o: _workload(o, needs_replicas=False),
-    "Service": _service,
+    **SERVICE_VALIDATORS,  # Service, Endpoints: see service_validation
     "Lease": _lease,
     "Event": _event,
     "Role": _rules,

@@ -31,6 +31,16 @@ class NftApplier:
         self._applied = digest
         return True
 
+    async def check(self, ruleset: str) -> str | None:
+        """Dry-run ``ruleset`` with ``nft -c`` (nothing changes): ``None`` when nft accepts
+        it, else the first line of its complaint."""
+        script = transaction(ruleset, table=self.table)
+        result = await self.runner.run([self.nft, "-c", "-f", "-"], stdin=script.encode())
+        if result.ok:
+            return None
+        text = (result.stderr or result.stdout or b"").decode(errors="replace").strip()
+        return (text.splitlines() or [f"exit status {result.returncode}"])[0][:300]
+
     async def remove(self) -> None:
         """Delete the table (no error when it is already gone)."""
         script = f"add table ip {self.table}\ndelete table ip {self.table}\n"

@@ -64,8 +64,13 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def agent(server: ServerHandle, api: k8s.ApiClient) -> Iterator[StandInAgent]:
+    # the API server accepts only a serving certificate naming the pod's node
     cert, key = server.pki.issue(
-        "agent-serving", common_name="system:node:log-node", server=True, ips=["127.0.0.1"]
+        "agent-serving",
+        common_name="system:node:log-node",
+        server=True,
+        ips=["127.0.0.1"],
+        dns=["log-node"],
     )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))

@@ -120,9 +120,12 @@ async def control_plane(
     runtime = SimulatedRuntime(clock, start_delay=start_delay)
     labels = node_labels or {}
     server_cfg: ServerConfig | None = None
+    names = [f"node-{i}" for i in range(nodes)]
     if serve_logs:
+        # one agent process serves every simulated node: its certificate names them all (the
+        # API server accepts only a serving certificate naming the pod's node)
         cert, key = server.pki.issue(
-            "agent-serving", common_name="berth-agent", server=True, ips=["127.0.0.1"]
+            "agent-serving", common_name="berth-agent", server=True, ips=["127.0.0.1"], dns=names
         )
         server_cfg = ServerConfig(
             address="127.0.0.1",
@@ -131,7 +134,6 @@ async def control_plane(
             key_file=str(key),
             client_ca_file=str(server.pki.ca_cert),
         )
-    names = [f"node-{i}" for i in range(nodes)]
     fleet = Fleet(
         client("agent", "system:node:node-0", ("system:nodes",)),
         clock,
