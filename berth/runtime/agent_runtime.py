@@ -51,6 +51,7 @@ from berth.runtime.runc import (
     ContainerStatus,
     RuncRuntime,
 )
+from berth.runtime.safepath import child
 from berth.runtime.spec import (
     ContainerID,
     EmptyDir,
@@ -276,9 +277,7 @@ class RuncAgentRuntime:
                 volumes=pod.volumes + tuple(Volume(n, EmptyDir()) for n in dict.fromkeys(missing)),
             )
             for name in missing:
-                (self.rt.sandboxes.pod_dir(pod.uid) / "volumes" / name).mkdir(
-                    parents=True, exist_ok=True
-                )
+                self.rt.sandboxes.volume_dir(pod.uid, name).mkdir(parents=True, exist_ok=True)
         cid = await self.rt.create_container(
             pod, spec, attempt=attempt, annotations={"apiSpec": api}
         )
@@ -337,7 +336,7 @@ class RuncAgentRuntime:
         for line in lines:
             yield line
         offset = len(data)
-        path = self.rt.containers_dir / container_id / "container.log"
+        path = child(self.rt.containers_dir, container_id, what="container id") / "container.log"
         while follow:
             status = await self.container_status(container_id)
             size = path.stat().st_size if path.exists() else 0

@@ -36,6 +36,7 @@ from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
 from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.reference import parse_reference
+from berth.runtime.safepath import check_element, child
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
 from berth.runtime.spec import ContainerID, ContainerSpec, PodSpec, PodUID
 
@@ -114,6 +115,7 @@ def process_start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
 def container_id(pod_uid: PodUID, name: str, attempt: int) -> ContainerID:
     if not _NAME.match(name):
         raise ContainerError(f"container name {name!r} is not a DNS-1123 label")
+    check_element(pod_uid, what="pod uid")
     return ContainerID(f"{pod_uid}_{name}_{attempt}")
 
 
@@ -269,7 +271,7 @@ class RuncRuntime:
     # ---- containers ---------------------------------------------------------------------------
 
     def _dir(self, cid: ContainerID) -> Path:
-        return self.containers_dir / cid
+        return child(self.containers_dir, cid, what="container id")
 
     async def create_container(
         self,
