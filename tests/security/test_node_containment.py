@@ -9,17 +9,37 @@ existed, must not let a pod write, chmod or mount outside its own directory as r
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from berth.network.command import Completed
-from berth.runtime.errors import NodeRuntimeError
-from berth.runtime.sandbox import SandboxManager
-from berth.runtime.spec import EmptyDir, FilesVolume, PodSpec, PodUID, Volume
+from berth.runtime.errors import ContainerError, NodeRuntimeError
+from berth.runtime.images import ImageService, PulledImage
+from berth.runtime.layout import ImageSpec, write_layout
+from berth.runtime.runc import RuncRuntime
+from berth.runtime.sandbox import SandboxManager, SandboxRecord
+from berth.runtime.spec import (
+    ContainerSpec,
+    EmptyDir,
+    FilesVolume,
+    PodSpec,
+    PodUID,
+    Volume,
+    VolumeMount,
+)
+from berth.runtime.store import ContentStore
+from tests.unit.runtime.helpers import Entry, make_tar
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE_DB_LIMIT = 4 << 20  # berth.runtime.runc.IMAGE_DB_LIMIT (not imported: it is new)
 
 
 class _RecordingHost:
@@ -125,3 +145,166 @@ def test_pod_uid_cannot_name_a_directory_outside_pods(node: Node, uid: str) -> N
     manager, _, _ = node
     with pytest.raises(NodeRuntimeError, match="pod uid"):
         manager.pod_dir(PodUID(uid))
+
+
+# ---- point 10: image files are read inside the image's root ---------------------------------
+
+# Runs in a child process under a memory and time limit, so that the code before the fix
+# (which followed the image's symlinks on the host) fails the test instead of eating the
+# machine: it prepares one container bundle and prints what happened.
+_PREPARE = """
+import json, resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))
+from berth.runtime.images import ImageService, PulledImage
+from berth.runtime.runc import RuncRuntime
+from berth.runtime.sandbox import SandboxRecord
+from berth.runtime.spec import ContainerSpec, PodSpec, PodUID
+from berth.runtime.store import ContentStore
+tmp = Path(sys.argv[1])
+rt = RuncRuntime(images=ImageService(ContentStore(tmp / "images")), network=None,
+                 state_dir=tmp / "state", runc_root=tmp / "runc", enforce=frozenset())
+image = rt.images.import_layout(tmp / "layout", ref_name="x", as_reference="hostile")
+pod = PodSpec(uid=PodUID("pod-1"), namespace="default", name="p")
+record = SandboxRecord(uid="pod-1", namespace="default", name="p", netns="", state="ready")
+container = ContainerSpec(name="c", image="hostile")
+try:
+    config, _ = rt._prepare_bundle(pod, container, image, record, tmp / "bundle")
+except BaseException as exc:
+    print(json.dumps({"error": type(exc).__name__, "message": str(exc)[:300]}))
+else:
+    print(json.dumps({"user": config["process"]["user"]}))
+"""
+
+
+def _prepare_with_image(tmp_path: Path, *entries: Entry, user: str) -> dict[str, Any]:
+    write_layout(
+        tmp_path / "layout",
+        ref_name="x",
+        layers=[make_tar(Entry("etc", "dir", mode=0o755), *entries)],
+        spec=ImageSpec(cmd=["/bin/true"], user=user),
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _PREPARE, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("preparing the container hung on a file of the image")
+    assert result.stdout, result.stderr[-2000:]
+    doc: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return doc
+
+
+def test_image_passwd_symlinked_to_dev_zero_is_not_read_on_the_host(tmp_path: Path) -> None:
+    outcome = _prepare_with_image(
+        tmp_path, Entry("etc/passwd", "symlink", target="/dev/zero"), user="app"
+    )
+    assert outcome.get("error") == "ContainerError", outcome
+    assert "app" in outcome["message"]
+
+
+def test_image_passwd_that_is_a_fifo_does_not_hang_the_node(tmp_path: Path) -> None:
+    outcome = _prepare_with_image(tmp_path, Entry("etc/passwd", "fifo"), user="app")
+    assert outcome.get("error") == "ContainerError", outcome
+    assert "not a regular file" in outcome["message"]
+
+
+def test_image_passwd_symlinked_to_a_host_file_reads_the_image_not_the_host(
+    tmp_path: Path,
+) -> None:
+    host_file = tmp_path / "host-shadow"
+    host_file.write_text("app:x:4242:4242::/:/bin/sh\n")
+    outcome = _prepare_with_image(
+        tmp_path, Entry("etc/passwd", "symlink", target=str(host_file)), user="app"
+    )
+    assert outcome.get("user") is None, f"the node read a host file as the image's: {outcome}"
+    assert outcome.get("error") == "ContainerError", outcome
+
+
+def test_image_passwd_through_relative_links_climbing_out_stays_in_the_root(
+    tmp_path: Path,
+) -> None:
+    host_file = tmp_path / "host-passwd"
+    host_file.write_text("app:x:4242:4242::/:/bin/sh\n")
+    # etc/passwd -> ../../../../<...>/host-passwd: ".." is clamped at the image's root.
+    climb = "../" * 40 + str(host_file).lstrip("/")
+    outcome = _prepare_with_image(
+        tmp_path, Entry("etc/passwd", "symlink", target=climb), user="app"
+    )
+    assert outcome.get("user") is None, f"the node read a host file as the image's: {outcome}"
+
+
+def test_image_passwd_symlinks_resolved_inside_the_root_still_work(tmp_path: Path) -> None:
+    outcome = _prepare_with_image(
+        tmp_path,
+        Entry("usr", "dir", mode=0o755),
+        Entry("usr/passwd", data=b"root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n"),
+        Entry("etc/passwd", "symlink", target="/usr/passwd"),
+        user="app",
+    )
+    assert outcome == {"user": {"uid": 1000, "gid": 1001}}
+
+
+def test_image_passwd_larger_than_the_bound_is_refused(tmp_path: Path) -> None:
+    huge = b"#" * (IMAGE_DB_LIMIT + 1)
+    outcome = _prepare_with_image(tmp_path, Entry("etc/passwd", data=huge), user="app")
+    assert outcome.get("error") == "ContainerError", outcome
+    assert "larger than" in outcome["message"]
+
+
+def _runtime_with_image(tmp_path: Path) -> tuple[RuncRuntime, PulledImage, Path]:
+    """A runtime, a harmless image and the (existing) emptyDir ``scratch`` of pod-1."""
+    rt = RuncRuntime(
+        images=ImageService(ContentStore(tmp_path / "images")),
+        network=None,
+        state_dir=tmp_path / "state",
+        runc_root=tmp_path / "runc",
+        enforce=frozenset(),
+    )
+    layers = [make_tar(Entry("f"))]
+    write_layout(tmp_path / "layout", ref_name="x", layers=layers, spec=ImageSpec(cmd=["/f"]))
+    image = rt.images.import_layout(tmp_path / "layout", ref_name="x", as_reference="img")
+    volume = rt.sandboxes.volume_dir(PodUID("pod-1"), "scratch")
+    volume.mkdir(parents=True)
+    return rt, image, volume
+
+
+def _prepare_mounting(
+    rt: RuncRuntime, image: PulledImage, bundle: Path, sub_path: str
+) -> dict[str, Any]:
+    pod = PodSpec(
+        uid=PodUID("pod-1"), namespace="default", name="p", volumes=(Volume("scratch", EmptyDir()),)
+    )
+    record = SandboxRecord(uid="pod-1", namespace="default", name="p", netns="", state="ready")
+    mount = VolumeMount("scratch", "/data", sub_path=sub_path)
+    container = ContainerSpec(name="c", image="img", volume_mounts=(mount,))
+    config, _ = rt._prepare_bundle(pod, container, image, record, bundle)
+    return config
+
+
+@pytest.mark.parametrize("sub_path", ["evil", "evil/etc", "dir/link/x"])
+def test_subpath_through_a_symlink_planted_in_a_volume_is_refused(
+    tmp_path: Path, sub_path: str
+) -> None:
+    """A container writes ``evil -> /`` into its emptyDir; a second container mounting
+    ``subPath: evil`` must not get the node's root bind-mounted (CVE-2017-1002101)."""
+    rt, image, volume = _runtime_with_image(tmp_path)
+    (volume / "evil").symlink_to("/")
+    (volume / "dir").mkdir()
+    (volume / "dir/link").symlink_to("/etc")
+    with pytest.raises(ContainerError, match="symlink"):
+        _prepare_mounting(rt, image, tmp_path / "bundle", sub_path)
+
+
+def test_subpath_missing_is_created_inside_the_volume(tmp_path: Path) -> None:
+    rt, image, volume = _runtime_with_image(tmp_path)
+    config = _prepare_mounting(rt, image, tmp_path / "bundle", "a/b")
+    assert (volume / "a/b").is_dir()
+    data = next(m for m in config["mounts"] if m["destination"] == "/data")
+    assert data["source"] == str(volume / "a/b")
