@@ -8,7 +8,7 @@ Safety rules (a layer is untrusted input):
   be written through a symlink to a place outside the root;
 * hard links may only point at files inside the root (resolved the same way);
 * files are created with ``O_NOFOLLOW`` after removing whatever was at that name;
-* device nodes are created only when running as root, and skipped otherwise.
+* device nodes are never created (skipped); whiteouts must name a plain file.
 
 Whiteouts follow the OCI image spec: ``.wh.NAME`` deletes ``NAME`` from lower layers and
 ``.wh..wh..opq`` empties its directory of lower-layer content. Entries of the layer being
@@ -23,7 +23,6 @@ import hashlib
 import io
 import os
 import shutil
-import stat
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -68,6 +67,20 @@ def entry_parts(name: str) -> tuple[str, ...]:
     if ".." in parts:
         raise UnsafeLayer(f"layer entry {name!r} contains '..': refusing path traversal")
     return tuple(parts)
+
+
+def whiteout_target(name: str, base: str) -> str:
+    """What the whiteout entry ``base`` (``.wh.NAME``) deletes: ``NAME``, which must be a plain
+    file name. ``.wh.`` (nothing), ``.wh..`` and ``.wh...`` (the directory itself or its
+    parent) and other ``.wh..wh.`` names (reserved by the OCI image spec; only the opaque
+    marker is defined) are refused: applied naively they delete the root or what is above it.
+    """
+    target = base[len(WHITEOUT_PREFIX) :]
+    if target in ("", ".", "..") or target.startswith(WHITEOUT_PREFIX):
+        raise UnsafeLayer(
+            f"layer entry {name!r} is not a valid whiteout (.wh.<file name>, or .wh..wh..opq)"
+        )
+    return target
 
 
 def resolve_in_root(root: Path, parts: tuple[str, ...], *, follow_last: bool = False) -> Path:
@@ -179,7 +192,7 @@ class LayerApplier:
             self._opaque(parent_parts)
             return
         if base.startswith(WHITEOUT_PREFIX):
-            self._whiteout((*parent_parts, base[len(WHITEOUT_PREFIX) :]))
+            self._whiteout((*parent_parts, whiteout_target(member.name, base)))
             return
         parent = resolve_in_root(self.root, parent_parts, follow_last=True)
         if not parent.is_dir():
@@ -207,17 +220,10 @@ class LayerApplier:
             elif member.isfifo():
                 os.mkfifo(target, member.mode & 0o7777)
             elif member.ischr() or member.isblk():
-                if not self._as_root:
-                    return
-                kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                try:
-                    os.mknod(
-                        target,
-                        kind | (member.mode & 0o7777),
-                        os.makedev(member.devmajor, member.devminor),
-                    )
-                except PermissionError:
-                    return
+                # Never made: a device node in an image is a device node on the node's own
+                # disk, readable by whoever reaches the snapshot (a layer naming the node's
+                # /dev/sda 0666). Containers get their /dev from the runtime, not the image.
+                return
             else:
                 return  # sparse/unknown kinds: skip rather than guess
         self._created.add(parts)

@@ -9,11 +9,13 @@ existed, must not let a pod write, chmod or mount outside its own directory as r
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 import pytest
 
 from berth.network.command import Completed
-from berth.runtime.errors import ContainerError, NodeRuntimeError
+from berth.runtime.errors import ContainerError, NodeRuntimeError, UnsafeLayer
 from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.layout import ImageSpec, write_layout
 from berth.runtime.runc import RuncRuntime
@@ -36,6 +38,7 @@ from berth.runtime.spec import (
     VolumeMount,
 )
 from berth.runtime.store import ContentStore
+from berth.runtime.unpack import apply_layer
 from tests.unit.runtime.helpers import Entry, make_tar
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,6 +164,7 @@ from berth.runtime.runc import RuncRuntime
 from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import ContainerSpec, PodSpec, PodUID
 from berth.runtime.store import ContentStore
+from berth.runtime.unpack import apply_layer
 tmp = Path(sys.argv[1])
 rt = RuncRuntime(images=ImageService(ContentStore(tmp / "images")), network=None,
                  state_dir=tmp / "state", runc_root=tmp / "runc", enforce=frozenset())
@@ -308,3 +312,88 @@ def test_subpath_missing_is_created_inside_the_volume(tmp_path: Path) -> None:
     assert (volume / "a/b").is_dir()
     data = next(m for m in config["mounts"] if m["destination"] == "/data")
     assert data["source"] == str(volume / "a/b")
+
+
+# ---- point 11: hostile layer tars ------------------------------------------------------------
+
+
+def _hostile_tar(*members: tarfile.TarInfo) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info in members:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
+    return buf.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, *, link: str = "", size: int = 0) -> Any:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.size = size
+    info.mode = 0o666
+    return info
+
+
+@pytest.fixture
+def image_root(tmp_path: Path) -> Path:
+    """``tmp_path/host/store/rootfs`` with ``etc/keep`` in it; ``tmp_path/host/precious`` is a
+    file of the node next to the store."""
+    root = tmp_path / "host" / "store" / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/keep").write_text("lower layer")
+    (tmp_path / "host" / "precious").write_text("node data")
+    return root
+
+
+@pytest.mark.parametrize("whiteout", [".wh..", ".wh...", ".wh.", "etc/.wh..", "etc/.wh..."])
+def test_whiteouts_naming_dot_or_dotdot_are_refused(image_root: Path, whiteout: str) -> None:
+    with pytest.raises(UnsafeLayer, match="whiteout"):
+        apply_layer(image_root, io.BytesIO(_hostile_tar(_member(whiteout))))
+    assert (image_root / "etc/keep").read_text() == "lower layer"
+    assert (image_root.parents[1] / "precious").read_text() == "node data"
+
+
+def test_reserved_whiteout_prefix_is_refused(image_root: Path) -> None:
+    with pytest.raises(UnsafeLayer, match="whiteout"):
+        apply_layer(image_root, io.BytesIO(_hostile_tar(_member("etc/.wh..wh.plnk"))))
+
+
+@pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.BLKTYPE])
+def test_device_nodes_are_never_created_on_the_node(image_root: Path, kind: bytes) -> None:
+    dev = _member("dev/sda", kind)
+    dev.devmajor, dev.devminor = 8, 0  # the node's first disk
+    apply_layer(image_root, io.BytesIO(_hostile_tar(_member("dev", tarfile.DIRTYPE), dev)))
+    assert not os.path.lexists(image_root / "dev/sda")
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        _member("../../precious", size=1),
+        _member("etc/../../../precious", size=1),
+        _member("etc/pw", tarfile.LNKTYPE, link="../../precious"),
+    ],
+    ids=["dotdot", "nested-dotdot", "hardlink-out"],
+)
+def test_traversing_members_are_refused(image_root: Path, member: tarfile.TarInfo) -> None:
+    with pytest.raises(UnsafeLayer):
+        apply_layer(image_root, io.BytesIO(_hostile_tar(member)))
+    assert (image_root.parents[1] / "precious").read_text() == "node data"
+
+
+def test_absolute_members_and_writes_through_symlinks_stay_in_the_root(image_root: Path) -> None:
+    precious = image_root.parents[1] / "precious"
+    layer = _hostile_tar(
+        _member("/etc/abs", size=3),
+        _member("out", tarfile.SYMTYPE, link=str(precious.parent)),
+        _member("out/precious", size=5),
+        _member("etc/pw", tarfile.LNKTYPE, link=str(precious)),
+    )
+    apply_layer(image_root, io.BytesIO(layer))
+    assert (image_root / "etc/abs").read_bytes() == b"xxx"
+    assert precious.read_text() == "node data"
+    # "out" is followed as if the image's root were "/": the write lands inside the root,
+    # and the hard link to the host path links the image's own copy.
+    rerooted = image_root / str(precious).lstrip("/")
+    assert rerooted.read_bytes() == b"xxxxx"
+    assert (image_root / "etc/pw").stat().st_ino == rerooted.stat().st_ino
