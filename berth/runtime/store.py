@@ -29,6 +29,12 @@ from berth.runtime.errors import DigestMismatch, ImageError
 from berth.runtime.manifest import ImageConfig, parse_image_config
 from berth.runtime.unpack import apply_layer
 
+# No single blob (a compressed layer, a config) may be larger than this, whatever its
+# descriptor says: the largest public image layers are a few GiB.
+MAX_BLOB_BYTES = 16 << 30
+# A download must leave this much free on the store's file system (the node keeps working).
+FREE_SPACE_RESERVE = 256 << 20
+
 
 @dataclass(frozen=True)
 class ImageRecord:
@@ -93,11 +99,17 @@ def _atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise
 
 
+def _free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
 class ContentStore:
     """Verified blobs, image records and snapshots under one directory (see module docstring)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_blob_bytes: int = MAX_BLOB_BYTES) -> None:
         self.root = root
+        self.max_blob_bytes = max_blob_bytes
         self.blobs = root / "blobs" / "sha256"
         self.images = root / "images"
         self.snapshots = root / "snapshots"
@@ -133,11 +145,25 @@ class ContentStore:
         self, stream: BinaryIO, expected: Digest, *, size: int | None = None, what: str = "blob"
     ) -> Digest:
         """Stream into the store, hashing on the way; nothing is kept unless the digest (and
-        the size, when known) match."""
+        the size, when known) match. The download stops as soon as more than ``size`` (or, with
+        no size, more than ``max_blob_bytes``) bytes arrive, and a declared size that exceeds
+        the bound or the free disk space is refused before anything is read."""
+        bound = self.max_blob_bytes if size is None else size
+        if bound > self.max_blob_bytes:
+            raise ImageError(
+                f"{what}: {size} bytes is more than the {self.max_blob_bytes} bytes a blob may "
+                "have on this node; refusing to download it"
+            )
+        free = _free_bytes(self.tmp)
+        if size is not None and size + FREE_SPACE_RESERVE > free:
+            raise ImageError(
+                f"{what}: {size} bytes do not fit in the {free} bytes free under {self.tmp} "
+                f"(keeping {FREE_SPACE_RESERVE} bytes free); free disk space on the node"
+            )
         fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="ingest-")
         try:
             with os.fdopen(fd, "wb") as out:
-                actual, written = copy_and_hash(stream, out)
+                actual, written = copy_and_hash(stream, out, limit=bound, what=what)
             if actual != expected:
                 raise DigestMismatch(what=what, expected=expected, actual=actual)
             if size is not None and written != size:

@@ -9,23 +9,37 @@ existed, must not let a pod write, chmod or mount outside its own directory as r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import io
 import json
 import os
+import ssl
 import stat
 import subprocess
 import sys
 import tarfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, ClassVar, cast
 
 import pytest
 
+from berth.apiserver.testing import TestPKI
 from berth.network.command import Completed
-from berth.runtime.errors import ContainerError, NodeRuntimeError, UnsafeLayer
+from berth.runtime.digest import Digest
+from berth.runtime.errors import (
+    ContainerError,
+    ImageError,
+    NodeRuntimeError,
+    RegistryError,
+    UnsafeLayer,
+)
 from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.layout import ImageSpec, write_layout
+from berth.runtime.reference import parse_reference
+from berth.runtime.registry import RegistryClient, Response, UrllibTransport
 from berth.runtime.runc import RuncRuntime
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
 from berth.runtime.spec import (
@@ -39,7 +53,7 @@ from berth.runtime.spec import (
 )
 from berth.runtime.store import ContentStore
 from berth.runtime.unpack import apply_layer
-from tests.unit.runtime.helpers import Entry, make_tar
+from tests.unit.runtime.helpers import Entry, FakeTransport, make_tar
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_DB_LIMIT = 4 << 20  # berth.runtime.runc.IMAGE_DB_LIMIT (not imported: it is new)
@@ -160,6 +174,8 @@ import json, resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))
 from berth.runtime.images import ImageService, PulledImage
+from berth.runtime.reference import parse_reference
+from berth.runtime.registry import RegistryClient, Response, UrllibTransport
 from berth.runtime.runc import RuncRuntime
 from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import ContainerSpec, PodSpec, PodUID
@@ -397,3 +413,197 @@ def test_absolute_members_and_writes_through_symlinks_stay_in_the_root(image_roo
     rerooted = image_root / str(precious).lstrip("/")
     assert rerooted.read_bytes() == b"xxxxx"
     assert (image_root / "etc/pw").stat().st_ino == rerooted.stat().st_ino
+
+
+# ---- point 11: registry blobs and token realms -----------------------------------------------
+
+_FLOOD = 64 << 20  # what the hostile registry sends for a blob declared a few hundred bytes
+
+
+class _HostileRegistry(http.server.BaseHTTPRequestHandler):
+    """Serves one image on plain HTTP; its layer blob never ends where the descriptor says,
+    and a redirect sends the blob to ``/elsewhere`` on another server (``other``)."""
+
+    routes: ClassVar[dict[str, bytes]] = {}
+    flood_path: ClassVar[str] = ""
+    redirect_to: ClassVar[str] = ""
+    seen_headers: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen_headers.append(dict(self.headers.items()))
+        if self.path == self.flood_path and self.redirect_to:
+            self.send_response(307)
+            self.send_header("Location", self.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == self.flood_path:
+            self.send_response(200)
+            self.end_headers()  # no Content-Length: the body ends when the server says so
+            chunk = b"\0" * (1 << 20)
+            with contextlib.suppress(OSError):
+                for _ in range(_FLOOD // len(chunk)):
+                    self.wfile.write(chunk)
+            return
+        body = self.routes.get(self.path)
+        if body is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serve(
+    handler: type[http.server.BaseHTTPRequestHandler], *, tls: tuple[Path, Path] | None = None
+) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class _CountingTransport:
+    """The real transport, counting the body bytes the client read."""
+
+    def __init__(self) -> None:
+        self.inner = UrllibTransport(timeout=10)
+        self.read = 0
+
+    def get(self, url: str, headers: Mapping[str, str]) -> Response:
+        resp = self.inner.get(url, headers)
+        outer = self
+        body = resp.body
+
+        class Counting(io.RawIOBase):
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, buffer: Any) -> int:
+                data = body.read(len(buffer))
+                buffer[: len(data)] = data
+                outer.read += len(data)
+                return len(data)
+
+            def close(self) -> None:
+                body.close()
+                super().close()
+
+        return Response(resp.status, resp.headers, cast(BinaryIO, Counting()))
+
+
+def _publish(tmp_path: Path, repo: str) -> tuple[dict[str, bytes], str]:
+    """An image's manifest and blobs as registry routes; returns them and the layer's path."""
+    layout = tmp_path / "layout"
+    digest = write_layout(layout, ref_name="v1", layers=[make_tar(Entry("f", data=b"x"))],
+                          spec=ImageSpec(cmd=["/f"]))  # fmt: skip
+    blobs = layout / "blobs" / "sha256"
+    manifest = (blobs / digest.split(":")[1]).read_bytes()
+    routes = {f"/v2/{repo}/blobs/sha256:{b.name}": b.read_bytes() for b in blobs.iterdir()}
+    routes[f"/v2/{repo}/manifests/v1"] = manifest
+    layer = json.loads(manifest)["layers"][0]["digest"]
+    return routes, f"/v2/{repo}/blobs/{layer}"
+
+
+def test_blob_larger_than_its_descriptor_is_aborted_while_streaming(tmp_path: Path) -> None:
+    routes, layer_path = _publish(tmp_path, "lab/app")
+    _HostileRegistry.routes, _HostileRegistry.flood_path = routes, layer_path
+    _HostileRegistry.redirect_to = ""
+    with _serve(_HostileRegistry) as host:
+        transport = _CountingTransport()
+        client = RegistryClient(transport=transport, insecure=frozenset({host}))
+        images = ImageService(ContentStore(tmp_path / "store"), client)
+        with pytest.raises(ImageError, match="more than"):
+            images.pull(f"{host}/lab/app:v1")
+    assert transport.read < 4 << 20, f"read {transport.read} bytes of a blob declared tiny"
+    assert list(images.store.tmp.iterdir()) == [], "the partial download was left behind"
+
+
+def test_blob_descriptor_beyond_the_node_bound_is_not_downloaded(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "store", max_blob_bytes=1 << 20)
+    never = io.BytesIO(b"")
+    with pytest.raises(ImageError, match="more than the"):
+        store.put_stream(never, Digest("sha256:" + "0" * 64), size=2 << 20, what="layer")
+    roomy = ContentStore(tmp_path / "s2", max_blob_bytes=1 << 62)
+    with pytest.raises(ImageError, match="do not fit"):
+        roomy.put_stream(never, Digest("sha256:" + "0" * 64), size=1 << 60, what="layer")
+
+
+def test_token_realm_over_plain_http_is_refused_for_an_https_registry() -> None:
+    transport = FakeTransport()
+    url = "https://registry.example/v2/lab/app/manifests/v1"
+    challenge = 'Bearer realm="http://attacker.example/token",service="registry"'
+    transport.protected[url] = ("t0k", challenge)
+    token_url = "http://attacker.example/token?service=registry&scope=repository%3Alab%2Fapp%3Apull"
+    transport.routes[token_url] = (200, {}, b'{"token":"t0k"}')
+    client = RegistryClient(transport=transport)
+    with pytest.raises(RegistryError, match="token realm"):
+        client.get_manifest(parse_reference("registry.example/lab/app:v1"), "v1")
+    assert [u for u, _ in transport.requests if u.startswith("http://")] == []
+
+
+@pytest.mark.parametrize("realm", ["file:///etc/shadow", "ftp://x/token", "https:///token"])
+def test_token_realm_must_be_an_https_url(realm: str) -> None:
+    transport = FakeTransport()
+    url = "https://registry.example/v2/lab/app/manifests/v1"
+    transport.protected[url] = ("t0k", f'Bearer realm="{realm}"')
+    with pytest.raises(RegistryError, match="token realm"):
+        RegistryClient(transport=transport).get_manifest(
+            parse_reference("registry.example/lab/app:v1"), "v1"
+        )
+
+
+def test_registry_token_is_not_carried_to_another_host_on_redirect(tmp_path: Path) -> None:
+    routes, layer_path = _publish(tmp_path, "lab/app")
+
+    class Other(_HostileRegistry):
+        routes: ClassVar[dict[str, bytes]] = {}
+        seen_headers: ClassVar[list[dict[str, str]]] = []
+
+    with _serve(Other) as other:
+        Other.routes = {"/elsewhere": routes[layer_path]}
+        _HostileRegistry.routes, _HostileRegistry.flood_path = routes, layer_path
+        _HostileRegistry.redirect_to = f"http://{other}/elsewhere"
+        with _serve(_HostileRegistry) as host:
+            reply = UrllibTransport(timeout=10).get(
+                f"http://{host}{layer_path}", {"Authorization": "Bearer registry-token"}
+            )
+            assert reply.read_all(1 << 20) == routes[layer_path]
+    assert Other.seen_headers, "the redirect was not followed"
+    assert all("Authorization" not in h for h in Other.seen_headers), Other.seen_headers
+
+
+def test_redirect_from_https_to_plain_http_is_refused(tmp_path: Path) -> None:
+    routes, layer_path = _publish(tmp_path, "lab/app")
+
+    class Plain(_HostileRegistry):
+        routes: ClassVar[dict[str, bytes]] = {}
+        seen_headers: ClassVar[list[dict[str, str]]] = []
+
+    pki = TestPKI(tmp_path / "pki")
+    cert, key = pki.issue("registry", common_name="registry", server=True, ips=["127.0.0.1"])
+    with _serve(Plain) as plain:
+        Plain.routes = {"/blob": routes[layer_path]}
+        _HostileRegistry.routes, _HostileRegistry.flood_path = routes, layer_path
+        _HostileRegistry.redirect_to = f"http://{plain}/blob"
+        with _serve(_HostileRegistry, tls=(cert, key)) as host:
+            transport = UrllibTransport(timeout=10, ca_bundles={host: pki.ca_cert.read_text()})
+            with pytest.raises(RegistryError, match="not https"):
+                transport.get(f"https://{host}{layer_path}", {"Authorization": "Bearer t"})
+    assert Plain.seen_headers == [], "the node followed an https registry down to plain http"
