@@ -28,6 +28,7 @@ import pytest
 
 from berth.apiserver.testing import TestPKI
 from berth.network.command import Completed
+from berth.runtime.agent_runtime import _http_probe
 from berth.runtime.digest import Digest
 from berth.runtime.errors import (
     ContainerError,
@@ -38,6 +39,7 @@ from berth.runtime.errors import (
 )
 from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.layout import ImageSpec, write_layout
+from berth.runtime.probetarget import ProbeRefused, resolve_target
 from berth.runtime.reference import parse_reference
 from berth.runtime.registry import RegistryClient, Response, UrllibTransport
 from berth.runtime.runc import RuncRuntime
@@ -174,6 +176,7 @@ import json, resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))
 from berth.runtime.images import ImageService, PulledImage
+from berth.runtime.probetarget import ProbeRefused, resolve_target
 from berth.runtime.reference import parse_reference
 from berth.runtime.registry import RegistryClient, Response, UrllibTransport
 from berth.runtime.runc import RuncRuntime
@@ -607,3 +610,82 @@ def test_redirect_from_https_to_plain_http_is_refused(tmp_path: Path) -> None:
             with pytest.raises(RegistryError, match="not https"):
                 transport.get(f"https://{host}{layer_path}", {"Authorization": "Bearer t"})
     assert Plain.seen_headers == [], "the node followed an https registry down to plain http"
+
+
+# ---- point 11: httpGet/tcpSocket probes run by the node ------------------------------------
+
+
+async def _probe_against_recorder(
+    get: dict[str, Any], *, pod_ip: str = "127.0.0.1", host_network: bool = False
+) -> tuple[bool | str, bytes]:
+    """Run the node's httpGet probe against a server on 127.0.0.1 that records what it got;
+    returns (probe result or the refusal's class name, the bytes received)."""
+    received = bytearray()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            received.extend(await asyncio.wait_for(reader.read(65536), 2))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    outcome: bool | str
+    try:
+        outcome = await _http_probe({**get, "port": port}, {}, pod_ip, host_network=host_network)
+    except ValueError as exc:  # what probe() turns into a failed probe
+        outcome = type(exc).__name__
+    finally:
+        server.close()
+        await server.wait_closed()
+    return outcome, bytes(received)
+
+
+_INJECTED = "/ HTTP/1.1\r\nHost: x\r\n\r\nGET /admin/delete HTTP/1.1\r\nX-Injected: 1"
+
+
+@pytest.mark.parametrize(
+    "get",
+    [
+        {"path": _INJECTED},
+        {"path": "/ok", "httpHeaders": [{"name": "X-A", "value": "1\r\nX-Injected: 1"}]},
+        {"path": "/ok", "httpHeaders": [{"name": "X-Injected: 1\r\nX-A", "value": "1"}]},
+        {"path": "/has space X-Injected"},
+    ],
+    ids=["path-crlf", "header-value-crlf", "header-name-crlf", "path-space"],
+)
+def test_probe_fields_cannot_inject_http(get: dict[str, Any]) -> None:
+    outcome, received = asyncio.run(_probe_against_recorder(get))
+    assert b"X-Injected" not in received, received
+    assert outcome == "ProbeRefused"
+
+
+def test_probe_host_on_the_node_loopback_is_refused_for_a_pod_network_pod() -> None:
+    # The pod's IP is elsewhere; its probe names the node's own loopback (etcd, the agent...).
+    outcome, received = asyncio.run(
+        _probe_against_recorder({"path": "/", "host": "127.0.0.1"}, pod_ip="10.244.9.9")
+    )
+    assert received == b"", "the node probed its own loopback for a pod"
+    assert outcome == "ProbeRefused"
+
+
+def test_probe_host_loopback_is_allowed_for_a_host_network_pod() -> None:
+    outcome, received = asyncio.run(
+        _probe_against_recorder({"path": "/healthz", "host": "127.0.0.1"}, host_network=True)
+    )
+    assert outcome is True
+    assert received.startswith(b"GET /healthz HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "::1", "0.0.0.0", "localhost"])
+def test_probe_hosts_the_node_must_not_reach_for_pods(host: str) -> None:
+    with pytest.raises(ProbeRefused):
+        asyncio.run(resolve_target(host, host_network=False))
+
+
+@pytest.mark.parametrize("host", ["a b", "x\r\nHost: y", "http://x/", "x/y", ""])
+def test_probe_host_must_be_an_address_or_dns_name(host: str) -> None:
+    with pytest.raises(ProbeRefused):
+        asyncio.run(resolve_target(host, host_network=True))
