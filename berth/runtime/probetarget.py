@@ -29,9 +29,8 @@ from typing import Any
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PATH = re.compile(r"^/[\x21-\x7e]*$")
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$"
-)
+_DNS_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*\.?$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -40,7 +39,7 @@ class ProbeRefused(ValueError):
 
 
 def check_path(path: str) -> str:
-    if not _PATH.match(path):
+    if not _PATH.fullmatch(path):
         raise ProbeRefused(
             f"httpGet path {path!r} must start with '/' and hold only printable ASCII without "
             "spaces (percent-encode the rest)"
@@ -52,7 +51,7 @@ def check_headers(headers: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]
     out = []
     for header in headers:
         name, value = str(header.get("name", "")), str(header.get("value", ""))
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise ProbeRefused(f"httpGet header name {name!r} is not an HTTP token")
         if _CONTROL.search(value):
             raise ProbeRefused(f"httpGet header {name} has a control character (CR/LF) in it")
@@ -65,7 +64,7 @@ def is_host_syntax(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return bool(_HOSTNAME.match(host))
+        return bool(_HOSTNAME.fullmatch(host))
     return True
 
 

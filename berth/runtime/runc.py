@@ -116,7 +116,7 @@ def process_start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
 
 
 def container_id(pod_uid: PodUID, name: str, attempt: int) -> ContainerID:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ContainerError(f"container name {name!r} is not a DNS-1123 label")
     check_element(pod_uid, what="pod uid")
     return ContainerID(f"{pod_uid}_{name}_{attempt}")

@@ -108,7 +108,7 @@ class SandboxManager:
         self.netns_dir = netns_dir  # where ``ip netns`` keeps namespaces (tests use a tmp dir)
 
     def pod_dir(self, uid: PodUID) -> Path:
-        if not _SAFE_KEY.match(uid):
+        if not _SAFE_KEY.fullmatch(uid):
             raise SandboxError(f"pod uid {uid!r} has characters unsafe for a path")
         return child(self.pods_dir, uid, what="pod uid")
 
