@@ -196,6 +196,10 @@ class RuncRuntime:
         self.proc = proc
         self.runner = runner or SubprocessRunner()
         self.state_dir = state_dir
+        # Root only: it holds image root file systems (setuid binaries, whatever a layer
+        # brought) and pod volumes (Secrets): no other user of the node may reach into it.
+        state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(state_dir, 0o700)
         self.containers_dir = state_dir / "containers"
         self.containers_dir.mkdir(parents=True, exist_ok=True)
         self.runc_root = runc_root

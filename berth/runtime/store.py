@@ -116,6 +116,9 @@ class ContentStore:
         self.tmp = root / "tmp"
         for d in (self.blobs, self.images, self.snapshots, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
+        # Root only: unpacked images may hold setuid binaries and device-less but hostile
+        # trees; no other user of the node may reach into them.
+        os.chmod(root, 0o700)
 
     # -- blobs -----------------------------------------------------------------------------
     def blob_path(self, digest: Digest) -> Path:

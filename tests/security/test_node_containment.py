@@ -689,3 +689,25 @@ def test_probe_hosts_the_node_must_not_reach_for_pods(host: str) -> None:
 def test_probe_host_must_be_an_address_or_dns_name(host: str) -> None:
     with pytest.raises(ProbeRefused):
         asyncio.run(resolve_target(host, host_network=True))
+
+
+# ---- what the node keeps for pods and images is the node's (root's) alone ------------------
+
+
+def test_image_trees_and_pod_volumes_are_not_reachable_by_other_node_users(tmp_path: Path) -> None:
+    """A layer's setuid-root shell in an unpacked image, or a Secret a pod asked to be 0644,
+    must not be usable by an unprivileged user of the node."""
+    old = os.umask(0o022)
+    try:
+        store = ContentStore(tmp_path / "store")
+        rt = RuncRuntime(
+            images=ImageService(store),
+            network=None,
+            state_dir=tmp_path / "state",
+            runc_root=tmp_path / "runc",
+            enforce=frozenset(),
+        )
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(store.root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(rt.state_dir.stat().st_mode) == 0o700
