@@ -29,6 +29,7 @@ import pytest
 from berth.apiserver.testing import TestPKI
 from berth.network.command import Completed
 from berth.runtime.agent_runtime import _http_probe
+from berth.runtime.bundle import SandboxPaths, volume_mounts
 from berth.runtime.digest import Digest
 from berth.runtime.errors import (
     ContainerError,
@@ -711,3 +712,12 @@ def test_image_trees_and_pod_volumes_are_not_reachable_by_other_node_users(tmp_p
         os.umask(old)
     assert stat.S_IMODE(store.root.stat().st_mode) == 0o700
     assert stat.S_IMODE(rt.state_dir.stat().st_mode) == 0o700
+
+
+def test_mount_paths_with_dotdot_are_refused_by_the_node(tmp_path: Path) -> None:
+    paths = SandboxPaths(netns=None, etc_hosts=tmp_path / "h", etc_resolv_conf=tmp_path / "r",
+                         etc_hostname=tmp_path / "n", volumes={"v": tmp_path / "v"})  # fmt: skip
+    mount = VolumeMount("v", "/data/../../proc/sys")
+    container = ContainerSpec(name="c", image="i", volume_mounts=(mount,))
+    with pytest.raises(ContainerError, match=r"'\.\.'"):
+        volume_mounts(container, (Volume("v", EmptyDir()),), paths)
