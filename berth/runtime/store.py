@@ -27,7 +27,7 @@ from typing import BinaryIO
 from berth.runtime.digest import Digest, copy_and_hash, digest_hex, parse_digest, sha256_digest
 from berth.runtime.errors import DigestMismatch, ImageError
 from berth.runtime.manifest import ImageConfig, parse_image_config
-from berth.runtime.unpack import apply_layer
+from berth.runtime.unpack import MAX_UNPACKED_BYTES, UnpackBudget, apply_layer
 
 # No single blob (a compressed layer, a config) may be larger than this, whatever its
 # descriptor says: the largest public image layers are a few GiB.
@@ -107,9 +107,16 @@ def _free_bytes(directory: Path) -> int:
 class ContentStore:
     """Verified blobs, image records and snapshots under one directory (see module docstring)."""
 
-    def __init__(self, root: Path, *, max_blob_bytes: int = MAX_BLOB_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_blob_bytes: int = MAX_BLOB_BYTES,
+        max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
+    ) -> None:
         self.root = root
         self.max_blob_bytes = max_blob_bytes
+        self.max_unpacked_bytes = max_unpacked_bytes
         self.blobs = root / "blobs" / "sha256"
         self.images = root / "images"
         self.snapshots = root / "snapshots"
@@ -229,9 +236,10 @@ class ContentStore:
         try:
             rootfs = work / "rootfs"
             rootfs.mkdir(mode=0o755)
+            budget = UnpackBudget(self.max_unpacked_bytes)
             for layer, expected in zip(record.layers, record.diff_ids, strict=True):
                 with self.blob_path(layer).open("rb") as stream:
-                    actual = apply_layer(rootfs, stream)
+                    actual = apply_layer(rootfs, stream, budget=budget)
                 if actual != expected:
                     raise DigestMismatch(
                         what=f"{record.reference}: layer {layer} (uncompressed)",

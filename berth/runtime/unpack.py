@@ -154,11 +154,41 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+# An image's files, unpacked, may not exceed this (a few MiB of gzip can expand to any size).
+MAX_UNPACKED_BYTES = 64 << 30
+# Unpacking stops when it would leave less than this free on the file system.
+UNPACK_FREE_RESERVE = 256 << 20
+
+
+class UnpackBudget:
+    """How many bytes of regular files an image's layers may still write: a bound on the
+    total and on the free space left, so a compression bomb cannot fill the node's disk."""
+
+    def __init__(self, max_bytes: int = MAX_UNPACKED_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def spend(self, size: int, directory: Path, *, what: str) -> None:
+        self.used += size
+        if self.used > self.max_bytes:
+            raise UnsafeLayer(
+                f"layer entry {what!r}: the image unpacks to more than {self.max_bytes} bytes; "
+                "refusing it (compression bomb?)"
+            )
+        st = os.statvfs(directory)
+        if size + UNPACK_FREE_RESERVE > st.f_bavail * st.f_frsize:
+            raise UnsafeLayer(
+                f"layer entry {what!r} ({size} bytes) does not fit on the node's disk "
+                f"(keeping {UNPACK_FREE_RESERVE} bytes free); free disk space on the node"
+            )
+
+
 class LayerApplier:
     """Applies one layer to ``root``; see the module docstring for the rules."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, budget: UnpackBudget | None = None) -> None:
         self.root = root
+        self.budget = budget or UnpackBudget()
         self._as_root = os.geteuid() == 0
         self._created: set[tuple[str, ...]] = set()
         self._dir_times: list[tuple[Path, float]] = []
@@ -230,6 +260,7 @@ class LayerApplier:
         self._set_metadata(member, target)
 
     def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+        self.budget.spend(member.size, target.parent, what=member.name)
         src = tar.extractfile(member)
         if src is None:
             raise UnsafeLayer(f"layer entry {member.name!r} has no data")
@@ -275,6 +306,7 @@ class LayerApplier:
                 _remove(child)
 
 
-def apply_layer(root: Path, stream: BinaryIO) -> Digest:
-    """Apply one layer tar (plain or gzip) from ``stream`` to ``root``; returns its diff id."""
-    return LayerApplier(root).apply(stream)
+def apply_layer(root: Path, stream: BinaryIO, *, budget: UnpackBudget | None = None) -> Digest:
+    """Apply one layer tar (plain or gzip) from ``stream`` to ``root``; returns its diff id.
+    ``budget`` bounds what the unpacked files may take (shared by the layers of an image)."""
+    return LayerApplier(root, budget=budget).apply(stream)

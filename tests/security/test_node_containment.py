@@ -419,6 +419,18 @@ def test_absolute_members_and_writes_through_symlinks_stay_in_the_root(image_roo
     assert (image_root / "etc/pw").stat().st_ino == rerooted.stat().st_ino
 
 
+def test_an_image_unpacking_beyond_its_bound_is_refused_and_removed(tmp_path: Path) -> None:
+    """A few KiB of gzip can expand to any size: what an image unpacks to is bounded too."""
+    write_layout(tmp_path / "layout", ref_name="x", spec=ImageSpec(cmd=["/f"]),
+                 layers=[make_tar(Entry("zeros", data=bytes(24 << 20)))])  # fmt: skip
+    store = ContentStore(tmp_path / "store", max_unpacked_bytes=8 << 20)
+    image = ImageService(store).import_layout(tmp_path / "layout", ref_name="x", as_reference="b")
+    with pytest.raises(UnsafeLayer, match="unpacks to more than"):
+        store.ensure_snapshot(image.record)
+    assert not store.snapshot_path(image.record).exists()
+    assert list(store.tmp.iterdir()) == [], "the partial tree was left on the disk"
+
+
 # ---- point 11: registry blobs and token realms -----------------------------------------------
 
 _FLOOD = 64 << 20  # what the hostile registry sends for a blob declared a few hundred bytes
