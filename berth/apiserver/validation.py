@@ -17,6 +17,7 @@ from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
 
 from .errors import FieldError, invalid_value, required
+from .podsafety import validate_pod_spec_safety
 from .service_validation import VALIDATORS as SERVICE_VALIDATORS
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -44,7 +45,7 @@ def validate_name(kind: str, name: str, field: str = "metadata.name") -> list[Fi
             return [invalid_value(field, name, "may not contain '/' or '%'")]
         return []
     if kind in _LABEL_NAMED:
-        if len(name) > 63 or not _DNS1123_LABEL.match(name):
+        if len(name) > 63 or not _DNS1123_LABEL.fullmatch(name):
             return [
                 invalid_value(
                     field,
@@ -54,7 +55,7 @@ def validate_name(kind: str, name: str, field: str = "metadata.name") -> list[Fi
                 )
             ]
         return []
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
         return [
             invalid_value(
                 field,
@@ -73,7 +74,7 @@ def _validate_string_map(m: Any, field: str, *, labels: bool) -> list[FieldError
         return [invalid_value(field, m, "must be a map of string to string")]
     errs: list[FieldError] = []
     for k, v in m.items():
-        if not isinstance(k, str) or len(k) > 316 or not _QUALIFIED.match(k):
+        if not isinstance(k, str) or len(k) > 316 or not _QUALIFIED.fullmatch(k):
             errs.append(
                 invalid_value(
                     field, k, "name part must consist of alphanumeric characters, '-', '_' or '.'"
@@ -81,7 +82,7 @@ def _validate_string_map(m: Any, field: str, *, labels: bool) -> list[FieldError
             )
         if not isinstance(v, str):
             errs.append(invalid_value(f"{field}[{k}]", v, "must be a string"))
-        elif labels and (len(v) > 63 or not _LABEL_VALUE.match(v)):
+        elif labels and (len(v) > 63 or not _LABEL_VALUE.fullmatch(v)):
             errs.append(
                 invalid_value(
                     f"{field}[{k}]",
@@ -157,6 +158,7 @@ def _containers(spec: Any, field: str) -> list[FieldError]:
     for i, v in enumerate(spec.get("volumes") or []):
         if not isinstance(v, dict) or not v.get("name"):
             errs.append(required(f"{field}.volumes[{i}].name"))
+    errs += validate_pod_spec_safety(spec, field)  # volumes, mounts, probes (issue 13)
     return errs
 
 
@@ -258,7 +260,7 @@ def _string_data(obj: Obj) -> list[FieldError]:
         if not isinstance(v, dict):
             continue
         for k, x in v.items():
-            if not isinstance(k, str) or not _DATA_KEY.match(k):
+            if not isinstance(k, str) or not _DATA_KEY.fullmatch(k):
                 errs.append(
                     invalid_value(
                         f"{f}[{k}]",

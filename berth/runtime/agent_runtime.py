@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -43,6 +44,7 @@ from berth.network.podnet import PodNetwork, node_conflist
 from berth.runtime.errors import ContainerNotFound, ImageError, ImageNotPresent
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
+from berth.runtime.probetarget import ProbeRefused, check_headers, check_path, resolve_target
 from berth.runtime.registry import RegistryClient, UrllibTransport
 from berth.runtime.runc import (
     DEFAULT_RUNC_ROOT,
@@ -51,6 +53,7 @@ from berth.runtime.runc import (
     ContainerStatus,
     RuncRuntime,
 )
+from berth.runtime.safepath import child
 from berth.runtime.spec import (
     ContainerID,
     EmptyDir,
@@ -63,6 +66,7 @@ from berth.runtime.spec import (
 )
 from berth.runtime.store import ContentStore
 
+log = logging.getLogger(__name__)
 LOG_POLL_SECONDS = 0.25
 _PHASES: dict[ContainerState, ContainerPhase] = {
     ContainerState.CREATED: "created",
@@ -276,12 +280,9 @@ class RuncAgentRuntime:
                 volumes=pod.volumes + tuple(Volume(n, EmptyDir()) for n in dict.fromkeys(missing)),
             )
             for name in missing:
-                (self.rt.sandboxes.pod_dir(pod.uid) / "volumes" / name).mkdir(
-                    parents=True, exist_ok=True
-                )
-        cid = await self.rt.create_container(
-            pod, spec, attempt=attempt, annotations={"apiSpec": api}
-        )
+                self.rt.sandboxes.volume_dir(pod.uid, name).mkdir(parents=True, exist_ok=True)
+        annotations = {"apiSpec": api, "hostNetwork": pod.host_network}  # (probe targets)
+        cid = await self.rt.create_container(pod, spec, attempt=attempt, annotations=annotations)
         status = await self.rt.container_status(cid)
         if status.state == ContainerState.CREATED:
             await self.rt.start_container(cid)
@@ -337,7 +338,7 @@ class RuncAgentRuntime:
         for line in lines:
             yield line
         offset = len(data)
-        path = self.rt.containers_dir / container_id / "container.log"
+        path = child(self.rt.containers_dir, container_id, what="container id") / "container.log"
         while follow:
             status = await self.container_status(container_id)
             size = path.stat().st_size if path.exists() else 0
@@ -366,18 +367,26 @@ class RuncAgentRuntime:
             )
             return result.ok
         try:
-            spec = self.rt.annotations(ContainerID(container_id)).get("apiSpec") or {}
+            annotations = self.rt.annotations(ContainerID(container_id))
         except ContainerNotFound:
             return False
+        spec = annotations.get("apiSpec") or {}
+        host_network = bool(annotations.get("hostNetwork"))
         try:
             if "httpGet" in probe:
-                return await asyncio.wait_for(_http_probe(probe["httpGet"], spec, pod_ip), timeout)
+                get = probe["httpGet"]
+                return await asyncio.wait_for(
+                    _http_probe(get, spec, pod_ip, host_network=host_network), timeout
+                )
             if "tcpSocket" in probe:
                 port = _port(probe["tcpSocket"].get("port"), spec)
-                host = str(probe["tcpSocket"].get("host") or pod_ip)
+                host = await _probe_host(probe["tcpSocket"], pod_ip, host_network=host_network)
                 _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
                 writer.close()
                 return True
+        except ProbeRefused as exc:
+            log.warning("container %s: %s probe refused: %s", container_id, kind, exc)
+            return False
         except (OSError, TimeoutError, ValueError):
             return False
         return False  # grpc and unknown handlers are not supported
@@ -418,20 +427,34 @@ def _port(value: Any, spec: Mapping[str, Any]) -> int:
     raise ValueError(f"named port {value!r} not found in the container spec")
 
 
-async def _http_probe(get: Mapping[str, Any], spec: Mapping[str, Any], pod_ip: str) -> bool:
-    host = str(get.get("host") or pod_ip)
+async def _probe_host(handler: Mapping[str, Any], pod_ip: str, *, host_network: bool) -> str:
+    """Where a probe connects: the pod IP, or its ``host`` once checked and resolved (see
+    :mod:`berth.runtime.probetarget`)."""
+    host = str(handler.get("host") or "")
+    if not host:
+        return pod_ip
+    return await resolve_target(host, host_network=host_network)
+
+
+async def _http_probe(
+    get: Mapping[str, Any], spec: Mapping[str, Any], pod_ip: str, *, host_network: bool = False
+) -> bool:
+    # Checked before connecting: nothing unsafe is ever sent (CR/LF would inject headers).
+    path = check_path(str(get.get("path") or "/"))
+    extra = check_headers(get.get("httpHeaders") or [])
     port = _port(get.get("port"), spec)
-    path = str(get.get("path") or "/")
+    host = await _probe_host(get, pod_ip, host_network=host_network)
     context = None
     if str(get.get("scheme") or "HTTP").upper() == "HTTPS":
         context = ssl.create_default_context()
         context.check_hostname = False  # the kubelet does not verify probe certificates
         context.verify_mode = ssl.CERT_NONE
     reader, writer = await asyncio.open_connection(host, port, ssl=context)
-    headers = "".join(
-        f"{h['name']}: {h['value']}\r\n" for h in get.get("httpHeaders") or [] if "name" in h
-    )
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: berth-probe/1.0\r\n"
+    headers = "".join(f"{name}: {value}\r\n" for name, value in extra)
+    if not any(name.lower() == "host" for name, _ in extra):  # the pod's Host header wins
+        named = str(get.get("host") or host)
+        headers = f"Host: {f'[{named}]' if ':' in named else named}:{port}\r\n" + headers
+    request = f"GET {path} HTTP/1.1\r\nUser-Agent: berth-probe/1.0\r\n"
     writer.write(f"{request}{headers}Connection: close\r\n\r\n".encode())
     await writer.drain()
     status_line = await reader.readline()

@@ -257,6 +257,8 @@ def volume_mounts(
             )
         if not vm.mount_path.startswith("/"):
             raise ContainerError(f"volumeMount {vm.mount_path!r} must be an absolute path")
+        if ".." in PurePosixPath(vm.mount_path).parts:  # runc resolves in root; be plain anyway
+            raise ContainerError(f"volumeMount {vm.mount_path!r} must not contain '..'")
         if isinstance(volume.source, HostPath):
             base: Path = Path(volume.source.path)
         else:

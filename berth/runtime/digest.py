@@ -39,12 +39,28 @@ def verify_bytes(data: bytes, expected: Digest, *, what: str) -> None:
         raise DigestMismatch(what=what, expected=expected, actual=actual)
 
 
-def copy_and_hash(src: BinaryIO, dst: BinaryIO) -> tuple[Digest, int]:
-    """Copy ``src`` to ``dst`` while hashing; returns the digest and the byte count."""
+class TooLarge(ImageError):
+    """More bytes arrived than the content may have (its descriptor's size, or a bound)."""
+
+
+def copy_and_hash(
+    src: BinaryIO, dst: BinaryIO, *, limit: int | None = None, what: str = "content"
+) -> tuple[Digest, int]:
+    """Copy ``src`` to ``dst`` while hashing; returns the digest and the byte count.
+
+    With ``limit``, raises :class:`TooLarge` as soon as a byte beyond it arrives (never more
+    than ``limit`` + 1 bytes are read), so a source that sends more than it declared cannot
+    fill the disk before the size check."""
     h = hashlib.sha256()
     size = 0
-    while chunk := src.read(_CHUNK):
+    while True:
+        want = _CHUNK if limit is None else min(_CHUNK, limit + 1 - size)
+        chunk = src.read(want)
+        if not chunk:
+            break
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise TooLarge(f"{what}: more than the {limit} bytes it may have arrived; aborted")
         h.update(chunk)
         dst.write(chunk)
-        size += len(chunk)
     return Digest("sha256:" + h.hexdigest()), size

@@ -31,6 +31,17 @@ from berth.runtime.reference import ImageReference, parse_reference
 from berth.runtime.registry import RegistryClient
 from berth.runtime.store import ContentStore, ImageRecord
 
+# An image config is read into memory whole (env, entrypoint, history): bounded.
+MAX_CONFIG_BYTES = 8 << 20
+
+
+def _check_config_size(manifest: Manifest, where: str) -> None:
+    if manifest.config.size > MAX_CONFIG_BYTES:
+        raise ImageError(
+            f"{where}: image config of {manifest.config.size} bytes is larger than the "
+            f"{MAX_CONFIG_BYTES} bytes allowed"
+        )
+
 
 @dataclass(frozen=True)
 class PulledImage:
@@ -93,6 +104,7 @@ class ImageService:
         elif media_type not in MANIFEST_TYPES:
             raise ImageError(f"{ref}: unsupported manifest media type {media_type!r}")
         manifest = parse_manifest(raw)
+        _check_config_size(manifest, f"{ref}")
         self.store.put_bytes(raw, digest, what=f"{ref} manifest")
         for desc in (manifest.config, *manifest.layers):
             if self.store.has_blob(desc.digest):
@@ -136,6 +148,7 @@ class ImageService:
             raw = source.blob(digest)
             verify_bytes(raw, digest, what=f"{source.where} {digest}")
         manifest = parse_manifest(raw)
+        _check_config_size(manifest, source.where)
         self.store.put_bytes(raw, digest)
         for desc in (manifest.config, *manifest.layers):
             if not self.store.has_blob(desc.digest):

@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from berth.runtime.errors import RegistryError
 from berth.runtime.manifest import ACCEPT
@@ -74,15 +74,41 @@ class UrllibTransport:
         if not url.startswith(("http://", "https://")):
             raise RegistryError(f"refusing non-HTTP URL {url!r}")
         request = urllib.request.Request(url, headers=dict(headers), method="GET")  # noqa: S310
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=self.context_for(url)), _CarefulRedirects()
+        )
         try:
-            resp = urllib.request.urlopen(  # noqa: S310
-                request, timeout=self.timeout, context=self.context_for(url)
-            )
+            resp = opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as err:
             return Response(err.code, dict(err.headers.items()), err)  # type: ignore[arg-type]
         except (urllib.error.URLError, OSError) as exc:
             raise RegistryError(f"cannot reach {url}: {exc}") from exc
         return Response(resp.status, dict(resp.headers.items()), resp)
+
+
+class _CarefulRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects as registries use them (blobs live on a CDN), minus two leaks urllib allows:
+    an https URL redirected to plain http is refused, and the registry's ``Authorization``
+    header is not carried to another host."""
+
+    def redirect_request(  # noqa: PLR0917 (urllib's signature)
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if old.scheme == "https" and new.scheme != "https":
+            raise RegistryError(f"refusing the redirect from {req.full_url} to {newurl}: not https")
+        if new.scheme not in ("http", "https"):
+            raise RegistryError(f"refusing the redirect to {newurl}: not an HTTP URL")
+        follow = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if follow is not None and (old.hostname, old.port) != (new.hostname, new.port):
+            follow.remove_header("Authorization")
+        return follow
 
 
 def _context_trusting(pem: str) -> ssl.SSLContext:
@@ -138,6 +164,7 @@ class RegistryClient:
         realm = params.pop("realm", "")
         if not realm:
             raise RegistryError(f"{ref.registry}: bearer challenge without a realm")
+        self._check_realm(ref, realm)
         params.setdefault("scope", f"repository:{ref.repository}:pull")
         resp = self.transport.get(f"{realm}?{urllib.parse.urlencode(params)}", {})
         if resp.status != 200:
@@ -147,6 +174,22 @@ class RegistryClient:
         if not isinstance(token, str):
             raise RegistryError(f"{ref.registry}: token endpoint returned no token")
         return token
+
+    def _check_realm(self, ref: ImageReference, realm: str) -> None:
+        """The token endpoint a registry names must be HTTPS: a plain-HTTP realm would hand
+        the token (and whatever a future credential flow sends) to anyone on the path, and
+        lets a registry reached over HTTPS downgrade the node. Plain HTTP is accepted only
+        for a registry configured as insecure (spoken to over plain HTTP anyway)."""
+        parts = urllib.parse.urlsplit(realm)
+        scheme = parts.scheme.lower()
+        if scheme == "https" and parts.hostname:
+            return
+        if scheme == "http" and parts.hostname and ref.registry in self.insecure:
+            return
+        raise RegistryError(
+            f"{ref.registry}: refusing the token realm {realm!r}: it must be an https:// URL "
+            "(plain http only for a registry listed as insecure)"
+        )
 
     def get_manifest(
         self, ref: ImageReference, lookup: str

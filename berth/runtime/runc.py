@@ -31,16 +31,20 @@ from typing import Any
 from berth.network.command import Completed, Runner, SubprocessRunner, host_env
 from berth.network.podnet import HostPort, PodNetwork
 from berth.runtime import shim
-from berth.runtime.bundle import render_config, resolve_user, unenforced_limits
+from berth.runtime.bundle import SandboxPaths, render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
 from berth.runtime.images import ImageService, PulledImage
+from berth.runtime.inroot import UnsafeRootPath, read_file_in_root, subpath_in_root
 from berth.runtime.reference import parse_reference
+from berth.runtime.safepath import check_element, child
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
-from berth.runtime.spec import ContainerID, ContainerSpec, PodSpec, PodUID
+from berth.runtime.spec import ContainerID, ContainerSpec, HostPath, PodSpec, PodUID
 
 DEFAULT_STATE_DIR = Path("/var/lib/berth/runtime")
 DEFAULT_RUNC_ROOT = Path("/run/berth/runc")
+# The image's /etc/passwd and /etc/group are read on the node as root: bounded.
+IMAGE_DB_LIMIT = 4 << 20
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 POLL_SECONDS = 0.05
 # The shim runs as a plain script file (see berth.runtime.shim for why).
@@ -112,8 +116,9 @@ def process_start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
 
 
 def container_id(pod_uid: PodUID, name: str, attempt: int) -> ContainerID:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ContainerError(f"container name {name!r} is not a DNS-1123 label")
+    check_element(pod_uid, what="pod uid")
     return ContainerID(f"{pod_uid}_{name}_{attempt}")
 
 
@@ -144,11 +149,30 @@ def _read_pid(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _read_text(path: Path) -> str:
+def _image_text(rootfs: Path, path: str) -> str:
+    """A small file of the image (``/etc/passwd``, ``/etc/group``) read inside its root, never
+    following its symlinks onto the host; "" when the image has none."""
     try:
-        return path.read_text(errors="replace")
-    except (FileNotFoundError, IsADirectoryError):
-        return ""
+        data = read_file_in_root(rootfs, path, limit=IMAGE_DB_LIMIT)
+    except UnsafeRootPath as exc:
+        raise ContainerError(f"cannot use the image: {exc}") from None
+    return "" if data is None else data.decode(errors="replace")
+
+
+def _check_subpaths(pod: PodSpec, container: ContainerSpec, paths: SandboxPaths) -> None:
+    """Every ``subPath`` must be a plain path inside its volume (no symlink a container could
+    have planted to make the node bind-mount a host directory); missing ones are created."""
+    hosts = {v.name: v.source.path for v in pod.volumes if isinstance(v.source, HostPath)}
+    for mount in container.volume_mounts:
+        if not mount.sub_path:
+            continue
+        base = Path(hosts[mount.name]) if mount.name in hosts else paths.volumes.get(mount.name)
+        if base is None:
+            continue  # an unknown volume: render_config refuses it with a clear message
+        try:
+            subpath_in_root(base, mount.sub_path)
+        except UnsafeRootPath as exc:
+            raise ContainerError(f"container {container.name!r}: volumeMount {exc}") from None
 
 
 class RuncRuntime:
@@ -172,6 +196,10 @@ class RuncRuntime:
         self.proc = proc
         self.runner = runner or SubprocessRunner()
         self.state_dir = state_dir
+        # Root only: it holds image root file systems (setuid binaries, whatever a layer
+        # brought) and pod volumes (Secrets): no other user of the node may reach into it.
+        state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(state_dir, 0o700)
         self.containers_dir = state_dir / "containers"
         self.containers_dir.mkdir(parents=True, exist_ok=True)
         self.runc_root = runc_root
@@ -269,7 +297,7 @@ class RuncRuntime:
     # ---- containers ---------------------------------------------------------------------------
 
     def _dir(self, cid: ContainerID) -> Path:
-        return self.containers_dir / cid
+        return child(self.containers_dir, cid, what="container id")
 
     async def create_container(
         self,
@@ -345,17 +373,19 @@ class RuncRuntime:
             spec_uid=container.run_as_user,
             spec_gid=container.run_as_group,
             image_user=image.config.user,
-            passwd=_read_text(rootfs / "etc/passwd"),
-            group=_read_text(rootfs / "etc/group"),
+            passwd=_image_text(rootfs, "/etc/passwd"),
+            group=_image_text(rootfs, "/etc/group"),
             extra_gids=[*pod.supplemental_groups, *([pod.fs_group] if pod.fs_group else [])],
         )
+        paths = self.sandboxes.paths(pod, record)
+        _check_subpaths(pod, container, paths)
         config = render_config(
             pod=pod,
             container=container,
             image=image.config,
             user=user,
             rootfs=rootfs,
-            paths=self.sandboxes.paths(pod, record),
+            paths=paths,
             cgroups_path=f"/{CGROUP_PARENT}/{pod.uid}/{bundle.name}",
             enforce=self.enforce,
         )

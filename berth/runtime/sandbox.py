@@ -23,6 +23,7 @@ from berth.network.command import Runner, check
 from berth.network.podnet import HostPort, PodNetwork
 from berth.runtime.bundle import SandboxPaths
 from berth.runtime.errors import SandboxError
+from berth.runtime.safepath import check_element, child, relative_parts
 from berth.runtime.spec import EmptyDir, FilesVolume, HostPath, PodSpec, PodUID
 
 NETNS_DIR = Path("/run/netns")
@@ -107,9 +108,14 @@ class SandboxManager:
         self.netns_dir = netns_dir  # where ``ip netns`` keeps namespaces (tests use a tmp dir)
 
     def pod_dir(self, uid: PodUID) -> Path:
-        if not _SAFE_KEY.match(uid):
+        if not _SAFE_KEY.fullmatch(uid):
             raise SandboxError(f"pod uid {uid!r} has characters unsafe for a path")
-        return self.pods_dir / uid
+        return child(self.pods_dir, uid, what="pod uid")
+
+    def volume_dir(self, uid: PodUID, volume: str) -> Path:
+        """Where the (non-hostPath) volume named ``volume`` of pod ``uid`` lives; a name that
+        would leave ``volumes/`` (``..``, ``a/b``) is refused, whatever the API accepted."""
+        return child(self.pod_dir(uid) / "volumes", volume, what="volume name")
 
     def record(self, uid: PodUID) -> SandboxRecord | None:
         try:
@@ -132,7 +138,7 @@ class SandboxManager:
             etc_resolv_conf=pod_dir / "resolv.conf",
             etc_hostname=pod_dir / "hostname",
             volumes={
-                v.name: pod_dir / "volumes" / v.name
+                v.name: self.volume_dir(pod.uid, v.name)
                 for v in pod.volumes
                 if not isinstance(v.source, HostPath)
             },
@@ -148,6 +154,8 @@ class SandboxManager:
     ) -> SandboxRecord:
         """Make (or find) the sandbox for ``pod``: netns, CNI, /etc files, volumes."""
         pod_dir = self.pod_dir(pod.uid)
+        for volume in pod.volumes:  # refuse before anything is made, not half-way through
+            check_element(volume.name, what="volume name")
         existing = self.record(pod.uid)
         if existing is not None and existing.state == "ready":
             if not existing.netns or _exists(existing.netns):
@@ -209,7 +217,7 @@ class SandboxManager:
         volumes_dir.mkdir(exist_ok=True)
         for volume in pod.volumes:
             source = volume.source
-            target = volumes_dir / volume.name
+            target = self.volume_dir(pod.uid, volume.name)
             if isinstance(source, HostPath):
                 self._prepare_host_path(source)
                 continue
@@ -238,10 +246,19 @@ class SandboxManager:
 
     @staticmethod
     def _write_projected(target: Path, source: FilesVolume, fs_group: int | None) -> None:
+        # Item paths may nest (``items: [{key: k, path: dir/file}]``) but never leave the
+        # volume; ``target`` is fresh and only ever mounted read-only into containers, so no
+        # symlink can have been planted under it.
         for key, data in sorted(source.files.items()):
-            if not _SAFE_KEY.match(key) or key in (".", ".."):
-                raise SandboxError(f"{source.kind} key {key!r} is not a valid file name")
-            path = target / key
+            parts = relative_parts(key, what=f"{source.kind} item path")
+            path = target.joinpath(*parts)
+            for depth in range(1, len(parts)):
+                directory = target.joinpath(*parts[:depth])
+                if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+                    raise SandboxError(f"{source.kind} item path {key!r} clashes with a file")
+                directory.mkdir(exist_ok=True)
+            if path.is_symlink() or path.is_dir():
+                raise SandboxError(f"{source.kind} item path {key!r} clashes with a directory")
             _write_file(path, data, source.mode)
             if fs_group is not None:
                 os.chown(path, -1, fs_group)

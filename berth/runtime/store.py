@@ -27,7 +27,13 @@ from typing import BinaryIO
 from berth.runtime.digest import Digest, copy_and_hash, digest_hex, parse_digest, sha256_digest
 from berth.runtime.errors import DigestMismatch, ImageError
 from berth.runtime.manifest import ImageConfig, parse_image_config
-from berth.runtime.unpack import apply_layer
+from berth.runtime.unpack import MAX_UNPACKED_BYTES, UnpackBudget, apply_layer
+
+# No single blob (a compressed layer, a config) may be larger than this, whatever its
+# descriptor says: the largest public image layers are a few GiB.
+MAX_BLOB_BYTES = 16 << 30
+# A download must leave this much free on the store's file system (the node keeps working).
+FREE_SPACE_RESERVE = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -93,17 +99,33 @@ def _atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise
 
 
+def _free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
 class ContentStore:
     """Verified blobs, image records and snapshots under one directory (see module docstring)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_blob_bytes: int = MAX_BLOB_BYTES,
+        max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
+    ) -> None:
         self.root = root
+        self.max_blob_bytes = max_blob_bytes
+        self.max_unpacked_bytes = max_unpacked_bytes
         self.blobs = root / "blobs" / "sha256"
         self.images = root / "images"
         self.snapshots = root / "snapshots"
         self.tmp = root / "tmp"
         for d in (self.blobs, self.images, self.snapshots, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
+        # Root only: unpacked images may hold setuid binaries and device-less but hostile
+        # trees; no other user of the node may reach into them.
+        os.chmod(root, 0o700)
 
     # -- blobs -----------------------------------------------------------------------------
     def blob_path(self, digest: Digest) -> Path:
@@ -133,11 +155,25 @@ class ContentStore:
         self, stream: BinaryIO, expected: Digest, *, size: int | None = None, what: str = "blob"
     ) -> Digest:
         """Stream into the store, hashing on the way; nothing is kept unless the digest (and
-        the size, when known) match."""
+        the size, when known) match. The download stops as soon as more than ``size`` (or, with
+        no size, more than ``max_blob_bytes``) bytes arrive, and a declared size that exceeds
+        the bound or the free disk space is refused before anything is read."""
+        bound = self.max_blob_bytes if size is None else size
+        if bound > self.max_blob_bytes:
+            raise ImageError(
+                f"{what}: {size} bytes is more than the {self.max_blob_bytes} bytes a blob may "
+                "have on this node; refusing to download it"
+            )
+        free = _free_bytes(self.tmp)
+        if size is not None and size + FREE_SPACE_RESERVE > free:
+            raise ImageError(
+                f"{what}: {size} bytes do not fit in the {free} bytes free under {self.tmp} "
+                f"(keeping {FREE_SPACE_RESERVE} bytes free); free disk space on the node"
+            )
         fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="ingest-")
         try:
             with os.fdopen(fd, "wb") as out:
-                actual, written = copy_and_hash(stream, out)
+                actual, written = copy_and_hash(stream, out, limit=bound, what=what)
             if actual != expected:
                 raise DigestMismatch(what=what, expected=expected, actual=actual)
             if size is not None and written != size:
@@ -200,9 +236,10 @@ class ContentStore:
         try:
             rootfs = work / "rootfs"
             rootfs.mkdir(mode=0o755)
+            budget = UnpackBudget(self.max_unpacked_bytes)
             for layer, expected in zip(record.layers, record.diff_ids, strict=True):
                 with self.blob_path(layer).open("rb") as stream:
-                    actual = apply_layer(rootfs, stream)
+                    actual = apply_layer(rootfs, stream, budget=budget)
                 if actual != expected:
                     raise DigestMismatch(
                         what=f"{record.reference}: layer {layer} (uncompressed)",

@@ -8,7 +8,7 @@ Safety rules (a layer is untrusted input):
   be written through a symlink to a place outside the root;
 * hard links may only point at files inside the root (resolved the same way);
 * files are created with ``O_NOFOLLOW`` after removing whatever was at that name;
-* device nodes are created only when running as root, and skipped otherwise.
+* device nodes are never created (skipped); whiteouts must name a plain file.
 
 Whiteouts follow the OCI image spec: ``.wh.NAME`` deletes ``NAME`` from lower layers and
 ``.wh..wh..opq`` empties its directory of lower-layer content. Entries of the layer being
@@ -23,7 +23,6 @@ import hashlib
 import io
 import os
 import shutil
-import stat
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -68,6 +67,20 @@ def entry_parts(name: str) -> tuple[str, ...]:
     if ".." in parts:
         raise UnsafeLayer(f"layer entry {name!r} contains '..': refusing path traversal")
     return tuple(parts)
+
+
+def whiteout_target(name: str, base: str) -> str:
+    """What the whiteout entry ``base`` (``.wh.NAME``) deletes: ``NAME``, which must be a plain
+    file name. ``.wh.`` (nothing), ``.wh..`` and ``.wh...`` (the directory itself or its
+    parent) and other ``.wh..wh.`` names (reserved by the OCI image spec; only the opaque
+    marker is defined) are refused: applied naively they delete the root or what is above it.
+    """
+    target = base[len(WHITEOUT_PREFIX) :]
+    if target in ("", ".", "..") or target.startswith(WHITEOUT_PREFIX):
+        raise UnsafeLayer(
+            f"layer entry {name!r} is not a valid whiteout (.wh.<file name>, or .wh..wh..opq)"
+        )
+    return target
 
 
 def resolve_in_root(root: Path, parts: tuple[str, ...], *, follow_last: bool = False) -> Path:
@@ -141,11 +154,41 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+# An image's files, unpacked, may not exceed this (a few MiB of gzip can expand to any size).
+MAX_UNPACKED_BYTES = 64 << 30
+# Unpacking stops when it would leave less than this free on the file system.
+UNPACK_FREE_RESERVE = 256 << 20
+
+
+class UnpackBudget:
+    """How many bytes of regular files an image's layers may still write: a bound on the
+    total and on the free space left, so a compression bomb cannot fill the node's disk."""
+
+    def __init__(self, max_bytes: int = MAX_UNPACKED_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def spend(self, size: int, directory: Path, *, what: str) -> None:
+        self.used += size
+        if self.used > self.max_bytes:
+            raise UnsafeLayer(
+                f"layer entry {what!r}: the image unpacks to more than {self.max_bytes} bytes; "
+                "refusing it (compression bomb?)"
+            )
+        st = os.statvfs(directory)
+        if size + UNPACK_FREE_RESERVE > st.f_bavail * st.f_frsize:
+            raise UnsafeLayer(
+                f"layer entry {what!r} ({size} bytes) does not fit on the node's disk "
+                f"(keeping {UNPACK_FREE_RESERVE} bytes free); free disk space on the node"
+            )
+
+
 class LayerApplier:
     """Applies one layer to ``root``; see the module docstring for the rules."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, budget: UnpackBudget | None = None) -> None:
         self.root = root
+        self.budget = budget or UnpackBudget()
         self._as_root = os.geteuid() == 0
         self._created: set[tuple[str, ...]] = set()
         self._dir_times: list[tuple[Path, float]] = []
@@ -179,7 +222,7 @@ class LayerApplier:
             self._opaque(parent_parts)
             return
         if base.startswith(WHITEOUT_PREFIX):
-            self._whiteout((*parent_parts, base[len(WHITEOUT_PREFIX) :]))
+            self._whiteout((*parent_parts, whiteout_target(member.name, base)))
             return
         parent = resolve_in_root(self.root, parent_parts, follow_last=True)
         if not parent.is_dir():
@@ -207,23 +250,17 @@ class LayerApplier:
             elif member.isfifo():
                 os.mkfifo(target, member.mode & 0o7777)
             elif member.ischr() or member.isblk():
-                if not self._as_root:
-                    return
-                kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                try:
-                    os.mknod(
-                        target,
-                        kind | (member.mode & 0o7777),
-                        os.makedev(member.devmajor, member.devminor),
-                    )
-                except PermissionError:
-                    return
+                # Never made: a device node in an image is a device node on the node's own
+                # disk, readable by whoever reaches the snapshot (a layer naming the node's
+                # /dev/sda 0666). Containers get their /dev from the runtime, not the image.
+                return
             else:
                 return  # sparse/unknown kinds: skip rather than guess
         self._created.add(parts)
         self._set_metadata(member, target)
 
     def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+        self.budget.spend(member.size, target.parent, what=member.name)
         src = tar.extractfile(member)
         if src is None:
             raise UnsafeLayer(f"layer entry {member.name!r} has no data")
@@ -269,6 +306,7 @@ class LayerApplier:
                 _remove(child)
 
 
-def apply_layer(root: Path, stream: BinaryIO) -> Digest:
-    """Apply one layer tar (plain or gzip) from ``stream`` to ``root``; returns its diff id."""
-    return LayerApplier(root).apply(stream)
+def apply_layer(root: Path, stream: BinaryIO, *, budget: UnpackBudget | None = None) -> Digest:
+    """Apply one layer tar (plain or gzip) from ``stream`` to ``root``; returns its diff id.
+    ``budget`` bounds what the unpacked files may take (shared by the layers of an image)."""
+    return LayerApplier(root, budget=budget).apply(stream)
