@@ -115,13 +115,20 @@ def test_endpoints_address_must_be_a_routable_ip(tenant: Raw, ip: Any, why: str)
     [
         ({"port": 0}, "subsets[0].ports[0].port"),
         ({"port": 70000}, "subsets[0].ports[0].port"),
-        ({"port": "80"}, "subsets[0].ports[0].port"),
         ({"protocol": "ICMP"}, "subsets[0].ports[0].protocol"),
     ],
 )
 def test_endpoints_ports_are_checked(tenant: Raw, patch: dict[str, Any], field: str) -> None:
     body = _refused(tenant, "POST", EPS, _endpoints("bad-port", **patch))
     assert _fields(body) == [field]
+
+
+def test_endpoints_port_of_the_wrong_type_is_a_decode_error(tenant: Raw) -> None:
+    # As upstream: a string where the schema has an integer fails decoding (400), before
+    # validation (422) could run.
+    status, _, data = tenant.request("POST", EPS, _endpoints("bad-port", port="80"))
+    assert status == 400, data
+    assert "subsets[0].ports[0].port" in json.loads(data)["message"]
 
 
 def test_endpoints_update_and_patch_are_checked_too(tenant: Raw) -> None:
