@@ -17,6 +17,7 @@ from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
 
 from .errors import FieldError, invalid_value, required
+from .nodevalidation import validate_node, validate_node_update
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(
@@ -316,6 +317,7 @@ VALIDATORS: dict[str, Callable[[Obj], list[FieldError]]] = {
     "ClusterRoleBinding": _binding,
     "ConfigMap": _string_data,
     "Secret": _string_data,
+    "Node": validate_node,
 }
 
 
@@ -359,6 +361,8 @@ def validate_update(rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
                     " existing tolerations) or `spec.terminationGracePeriodSeconds`",
                 )
             ]
+    elif rd.kind == "Node":
+        return validate_node_update(old, new)
     elif rd.kind in ("Deployment", "ReplicaSet", "DaemonSet"):
         old_sel = (old.get("spec") or {}).get("selector")
         new_sel = (new.get("spec") or {}).get("selector")
