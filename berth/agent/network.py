@@ -96,7 +96,9 @@ class NodeNetwork:
         )
         if self.service_cidr and not self.service_device:
             self.service_device = await device_with_address(self.runner, self.node_address)
-        peers, skipped = usable_peers(self.nodes.list(), cluster_cidr=self.cluster_cidr)
+        peers, skipped = usable_peers(
+            self.nodes.list(), cluster_cidr=self.cluster_cidr, own_pod_cidr=own
+        )
         for name, why in skipped.items():
             if self._reported.get(name) != why:
                 log.warning("node %s: no route to node %s: %s", self.node, name, why)

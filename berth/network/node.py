@@ -17,7 +17,7 @@ def _node_name(node: Mapping[str, Any]) -> str:
 
 
 def _candidate(
-    node: Mapping[str, Any], cluster: Network | None
+    node: Mapping[str, Any], cluster: Network | None, own: Network | None
 ) -> tuple[Network, str] | str | None:
     """``(pod network, InternalIP)`` of a usable node, a reason it is not, or ``None`` (no
     podCIDR or address yet)."""
@@ -27,7 +27,7 @@ def _candidate(
         (
             a.get("address")
             for a in addresses
-            if isinstance(a, dict) and a.get("type") == "InternalIP"
+            if isinstance(a, Mapping) and a.get("type") == "InternalIP"
         ),
         None,
     )
@@ -44,23 +44,38 @@ def _candidate(
         network.version != cluster.version or not network.subnet_of(cluster)  # type: ignore[arg-type]
     ):
         return f"podCIDR {network} is outside the cluster pod CIDR {cluster}"
+    if own is not None and (network.version, network.prefixlen) != (own.version, own.prefixlen):
+        # node IPAM gives every node a range of one size: ours tells which
+        return f"podCIDR {network} is not a /{own.prefixlen} like every node's"
     return network, str(address)
 
 
+def _network(cidr: str | None) -> Network | None:
+    try:
+        return ipaddress.ip_network(cidr, strict=False) if cidr else None
+    except ValueError:
+        return None
+
+
 def usable_peers(
-    nodes: Iterable[Mapping[str, Any]], *, cluster_cidr: str | None = None
+    nodes: Iterable[Mapping[str, Any]],
+    *,
+    cluster_cidr: str | None = None,
+    own_pod_cidr: str | None = None,
 ) -> tuple[list[Peer], dict[str, str]]:
     """The peers to route to, and ``{node: why it is left out}`` for the others.
 
-    A malformed podCIDR or address, one outside ``cluster_cidr``, or two nodes claiming
-    overlapping ranges leave those nodes out (a claim on a neighbour's range must not pull
-    its traffic, and neither claim can be told right from here) while every other node keeps
-    its route: one bad Node object never stops the sync."""
-    cluster = ipaddress.ip_network(cluster_cidr, strict=False) if cluster_cidr else None
+    A malformed podCIDR or address, a range outside ``cluster_cidr`` or of another size than
+    ``own_pod_cidr``, or two nodes claiming overlapping ranges leave those nodes out (a claim
+    on a neighbour's range must not pull its traffic, and neither claim can be told right from
+    here) while every other node keeps its route: one bad Node object never stops the sync,
+    nor takes the routes of nodes it does not overlap."""
+    cluster = _network(cluster_cidr)
+    own = _network(own_pod_cidr)
     skipped: dict[str, str] = {}
     found: list[tuple[Network, str, str]] = []
     for node in nodes:
-        got = _candidate(node, cluster)
+        got = _candidate(node, cluster, own)
         if isinstance(got, str):
             skipped[_node_name(node)] = got
         elif got is not None:
@@ -89,11 +104,14 @@ def usable_peers(
 
 
 def peers_from_nodes(
-    nodes: Iterable[Mapping[str, Any]], *, cluster_cidr: str | None = None
+    nodes: Iterable[Mapping[str, Any]],
+    *,
+    cluster_cidr: str | None = None,
+    own_pod_cidr: str | None = None,
 ) -> list[Peer]:
     """``(spec.podCIDR, InternalIP)`` of every ``v1/Node`` that has both and is usable (see
     :func:`usable_peers`)."""
-    return usable_peers(nodes, cluster_cidr=cluster_cidr)[0]
+    return usable_peers(nodes, cluster_cidr=cluster_cidr, own_pod_cidr=own_pod_cidr)[0]
 
 
 async def sync_node_network(
