@@ -26,6 +26,7 @@ from berth.store import config as datastore
 from berth.store.interface import Store, StoreError
 
 from . import discovery
+from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
@@ -639,6 +640,9 @@ class ApiServer:
                     body.get("deleteOptions") if isinstance(body, dict) else None
                 )
                 self._authorize_as(user, "delete", route)
+                if user.node_name is not None:  # NodeRestriction first: no budget peeking
+                    pod = await reg.get(rd, route.namespace, route.name)
+                    admit(user, "create", rd, subresource="eviction", name=route.name, old=pod)
                 await reg.check_disruption_budgets(route.namespace, route.name)
                 await reg.delete(rd, route.namespace, route.name, opts, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/eviction")

@@ -391,6 +391,15 @@ def test_node_cannot_create_pods_or_touch_other_nodes_pods(admin: Api, n1: Api) 
     assert admin.ok("GET", _ns("pods/on-n2"))["spec"]["nodeName"] == "n2"
 
 
+def test_node_learns_nothing_from_evicting_another_nodes_pod(admin: Api, n1: Api) -> None:
+    selector = {"matchLabels": {"app": "on-n2"}}
+    budget = {"metadata": {"name": "keep-n2"}, "spec": {"minAvailable": 1, "selector": selector}}
+    admin.ok("POST", f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets", budget)
+    evict = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "on-n2"}}
+    status, body = n1("POST", _ns("pods/on-n2/eviction"), evict)
+    assert status == 403, body  # refused as not its pod, before any budget is consulted
+
+
 # -- the kubelet's own paths -----------------------------------------------------------------
 
 
