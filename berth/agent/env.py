@@ -9,6 +9,8 @@ metadata.name/namespace/uid/labels['k']/annotations['k'], spec.nodeName,
 spec.serviceAccountName, status.podIP/hostIP), container resources (``resourceFieldRef``) and
 ConfigMap/Secret keys (``optional`` honoured). A missing required source raises
 :class:`SourceError`, which the agent reports as ``CreateContainerConfigError`` and retries.
+Each source is read with a ``get`` of that one object (never a list or watch): the node
+authorizer grants a node exactly the objects its pods reference.
 
 Volume files: each ``configMap``/``secret`` volume becomes ``{file name: bytes}`` — all keys,
 or only ``items`` (``key`` → ``path``) when listed — so runtimes receive content, never API
@@ -88,6 +90,12 @@ class _Sources:
                 obj: Obj = await self.client.get(resource, name, namespace=self.namespace)
             except errors.NotFound:
                 self._cache[(kind, name)] = None
+            except errors.Forbidden as exc:
+                # The node authorizer lets a node get only what its pods reference; an API
+                # server that has not seen the pod's binding yet refuses: retry like a miss.
+                raise SourceError(
+                    f'{kind} "{name}" is not readable by this node yet: {exc}'
+                ) from exc
             else:
                 values: dict[str, bytes] = {}
                 encoded = "data" if kind == "secret" else "binaryData"

@@ -23,7 +23,7 @@ from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen
 from berth.network.command import CommandFailed, Runner, SubprocessRunner, check
-from berth.network.node import peers_from_nodes, sync_node_network
+from berth.network.node import sync_node_network, usable_peers
 from berth.proxy.sync import ServiceProxy
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class NodeNetwork:
         self.node = node
         self.node_address = node_address
         self.service_cidr = service_cidr
+        self.cluster_cidr = cluster_cidr
+        self._reported: dict[str, str] = {}  # node -> why its route is left out (logged once)
         self.service_device = service_device
         self.runner = runner or SubprocessRunner()
         self.proxy = ServiceProxy(
@@ -101,10 +103,17 @@ class NodeNetwork:
         )
         if self.service_cidr and not self.service_device:
             self.service_device = await device_with_address(self.runner, self.node_address)
+        peers, skipped = usable_peers(
+            self.nodes.list(), cluster_cidr=self.cluster_cidr, own_pod_cidr=own
+        )
+        for name, why in skipped.items():
+            if self._reported.get(name) != why:
+                log.warning("node %s: no route to node %s: %s", self.node, name, why)
+        self._reported = skipped
         commands = await sync_node_network(
             self.runner,
             own_pod_cidr=own,
-            peers=peers_from_nodes(self.nodes.list()),
+            peers=peers,
             service_cidr=self.service_cidr,
             service_dev=self.service_device or None,
         )

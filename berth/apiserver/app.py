@@ -25,6 +25,7 @@ from berth.store import config as datastore
 from berth.store.interface import Store, StoreError
 
 from . import discovery
+from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
@@ -48,10 +49,12 @@ from .errors import (
 )
 from .logs import proxy_logs
 from .metrics import Metrics
+from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
+from .nodegraph import NodeGraph
 from .options import DeleteOptions, ListOptions
 from .params import parse_bool, parse_int, table_version, wants_metadata_only
 from .peers import ApiServerPeers
-from .rbac import Attributes, RbacAuthorizer, bootstrap_policy
+from .rbac import Attributes, bootstrap_policy
 from .registry import PATCH_TYPES, Registry
 from .selectors import (
     FieldSelector,
@@ -169,7 +172,8 @@ class ApiServer:
         self.codec = Codec(key)
         self.service_ips = IPAllocator(config.service_cidr)
         self.node_ports = PortAllocator(*config.node_port_range)
-        self.authorizer = RbacAuthorizer()
+        self.node_graph = NodeGraph()
+        self.authorizer = NodeAndRbacAuthorizer(self.node_graph)
         self.tokens = (
             TokenAuthenticator.from_file(config.token_auth_file)
             if config.token_auth_file
@@ -199,9 +203,9 @@ class ApiServer:
 
     async def start(self) -> None:
         await self._open()
-        await self._load_caches()
+        loaded_at = await self._load_caches()
         self.hub.listeners.append(self._on_event)
-        await self.hub.start()
+        await self.hub.start(after=loaded_at)
         await self.registry.load_allocations()
         await self._bootstrap()
         app = web.Application(client_max_size=MAX_BODY, handler_args={"max_field_size": 65536})
@@ -281,19 +285,25 @@ class ApiServer:
         await self.store.compact(revision)
         self.hub.floor = max(self.hub.floor, revision)
 
-    async def _load_caches(self) -> None:
-        """RBAC objects and service-account tokens, before the hub keeps them current."""
+    async def _load_caches(self) -> int:
+        """RBAC objects, service-account tokens and the node graph, read at one revision
+        (returned): the hub replays every event after it, so no write is missed between."""
+        rev = await self.store.current_revision()
         for plural in ("clusterroles", "clusterrolebindings", "roles", "rolebindings"):
             rd = self.table.lookup("rbac.authorization.k8s.io", "v1", plural)
             assert rd is not None
-            for kv in (await self.store.list(rd.key_prefix())).items:
+            for kv in (await self.store.list(rd.key_prefix(), revision=rev)).items:
                 self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
         secrets_rd = self._rd("", "secrets")
-        for kv in (await self.store.list(secrets_rd.key_prefix())).items:
+        for kv in (await self.store.list(secrets_rd.key_prefix(), revision=rev)).items:
             self.sa_tokens.apply(kv.key, self.codec.decode(kv), deleted=False)
+        for kv in (await self.store.list(self._rd("", "pods").key_prefix(), revision=rev)).items:
+            self.node_graph.apply_pod(self.codec.decode(kv), deleted=False)
+        return rev
 
     def _on_event(self, ev: ObjEvent) -> None:
         self.registry.observe(ev)
+        self.node_graph.observe(ev.key, ev.obj, deleted=ev.deleted)
         if ev.key.startswith("/registry/rbac.authorization.k8s.io/"):
             kind = ev.obj.get("kind")
             if isinstance(kind, str):
@@ -310,6 +320,7 @@ class ApiServer:
             assert rd is not None
             await self.registry.ensure(rd, obj)
             self.authorizer.apply(rd.kind, obj, deleted=False)
+        await retire_node_group_binding(self.registry)
         svc = {
             "metadata": {
                 "name": "kubernetes",
@@ -563,7 +574,9 @@ class ApiServer:
             raise route_not_found()
         return Route(rd, "", name, sub)
 
-    def _authorize(self, user: UserInfo, verb: str, route: Route) -> None:
+    def _authorize(
+        self, user: UserInfo, verb: str, route: Route, *, field_selector: str = ""
+    ) -> None:
         rd = route.rd
         attrs = Attributes(
             user=user,
@@ -574,9 +587,11 @@ class ApiServer:
             subresource=route.subresource,
             namespace=route.namespace,
             name=route.name,
+            field_selector=field_selector,
         )
         if self.authorizer.allowed(attrs):
             return
+        why = self.authorizer.denial_reason(attrs)
         what = f"{rd.plural}/{route.subresource}" if route.subresource else rd.plural
         scope = (
             f'in the namespace "{route.namespace}"' if route.namespace else "at the cluster scope"
@@ -586,7 +601,7 @@ class ApiServer:
             403,
             "Forbidden",
             f'{named} is forbidden: User "{user.name}" cannot {verb} resource "{what}" in API'
-            f' group "{rd.group}" {scope}',
+            f' group "{rd.group}" {scope}' + (f": {why}" if why else ""),
             details={
                 "name": route.name,
                 "kind": rd.plural,
@@ -611,7 +626,7 @@ class ApiServer:
             verb = "watch" if watching else ("get" if route.name else "list")
             if route.subresource == "log":
                 verb = "get"
-            self._authorize(user, verb, route)
+            self._authorize(user, verb, route, field_selector=q.get("fieldSelector", ""))
             if route.subresource == "log":
                 pod = await reg.get(rd, route.namespace, route.name)
                 return await proxy_logs(request, self, pod), ("GET", "pods/log")
@@ -643,6 +658,9 @@ class ApiServer:
                 opts = DeleteOptions.from_body(
                     body.get("deleteOptions") if isinstance(body, dict) else None
                 )
+                if user.node_name is not None:  # NodeRestriction first: no budget peeking
+                    pod = await reg.get(rd, route.namespace, route.name)
+                    admit(user, "create", rd, subresource="eviction", name=route.name, old=pod)
                 await reg.check_disruption_budgets(route.namespace, route.name)
                 await reg.delete(rd, route.namespace, route.name, opts, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/eviction")

@@ -14,6 +14,7 @@ from typing import Any
 from berth.api.meta import Obj
 
 from .auth import UserInfo
+from .noderules import SYSTEM_NODE_ROLE_RULES
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
@@ -31,6 +32,7 @@ class Attributes:
     namespace: str = ""
     name: str = ""
     path: str = ""
+    field_selector: str = ""  # list/watch: the raw fieldSelector (the node authorizer reads it)
 
 
 def _has(values: Any, wanted: str) -> bool:
@@ -288,32 +290,9 @@ def bootstrap_policy() -> list[Obj]:
                 _rule(["discovery.k8s.io"], ["endpointslices"], READ),
             ],
         ),
-        _cluster_role(
-            "system:node",
-            [
-                EVENTS,
-                LEASES_RW,
-                _rule([""], ["nodes"], [*READ, "create", "update", "patch", "delete"]),
-                _rule([""], ["nodes/status"], ["patch", "update"]),
-                _rule([""], ["pods"], [*READ, "create", "delete"]),
-                _rule([""], ["pods/status"], ["patch", "update"]),
-                _rule([""], ["pods/eviction"], ["create"]),
-                _rule(
-                    [""],
-                    [
-                        "configmaps",
-                        "secrets",
-                        "services",
-                        "endpoints",
-                        "serviceaccounts",
-                        "namespaces",
-                        "persistentvolumeclaims",
-                        "persistentvolumes",
-                    ],
-                    READ,
-                ),
-            ],
-        ),
+        # Nodes are authorized by the node authorizer (nodeauthz.py), not by this role: as
+        # upstream, it exists for operators to bind elsewhere and is bound to nobody.
+        _cluster_role("system:node", [dict(r) for r in SYSTEM_NODE_ROLE_RULES]),
     ]
     bindings = [
         _cluster_binding("cluster-admin", "cluster-admin", [_group("system:masters")]),
@@ -332,6 +311,6 @@ def bootstrap_policy() -> list[Obj]:
         _cluster_binding(
             "system:node-proxier", "system:node-proxier", [_user("system:kube-proxy")]
         ),
-        _cluster_binding("system:node", "system:node", [_group("system:nodes")]),
+        _cluster_binding("system:node", "system:node", []),
     ]
     return roles + bindings

@@ -17,6 +17,7 @@ from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
 
 from .errors import FieldError, invalid_value, required
+from .nodevalidation import validate_node, validate_node_update
 from .podsafety import validate_pod_spec_safety
 from .service_validation import VALIDATORS as SERVICE_VALIDATORS
 
@@ -290,6 +291,7 @@ VALIDATORS: dict[str, Callable[[Obj], list[FieldError]]] = {
     "ClusterRoleBinding": _binding,
     "ConfigMap": _string_data,
     "Secret": _string_data,
+    "Node": validate_node,
 }
 
 
@@ -333,6 +335,8 @@ def validate_update(rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
                     " existing tolerations) or `spec.terminationGracePeriodSeconds`",
                 )
             ]
+    elif rd.kind == "Node":
+        return validate_node_update(old, new)
     elif rd.kind in ("Deployment", "ReplicaSet", "DaemonSet"):
         old_sel = (old.get("spec") or {}).get("selector")
         new_sel = (new.get("spec") or {}).get("selector")

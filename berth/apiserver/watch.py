@@ -110,8 +110,10 @@ class WatchHub:
         self._task: asyncio.Task[None] | None = None
         self._seen = asyncio.Event()
 
-    async def start(self) -> None:
-        rev = await self.store.current_revision()
+    async def start(self, after: int | None = None) -> None:
+        """Follow the store from revision ``after`` (default: now); events after it reach
+        the listeners and the ring (the server's caches were read at ``after``)."""
+        rev = await self.store.current_revision() if after is None else after
         self.floor = self.latest = rev
         self._task = asyncio.create_task(self._follow(rev), name="watch-hub")
 

@@ -45,7 +45,12 @@ class NodeIpamController:
     def _seen(self, node: Frozen) -> None:
         cidr = (node.get("spec") or {}).get("podCIDR")
         if cidr:
-            self.used[str(ipaddress.ip_network(str(cidr), strict=False))] = name(node)
+            try:
+                self.used[str(ipaddress.ip_network(str(cidr), strict=False))] = name(node)
+            except ValueError:
+                # the API refuses such a value now; one stored earlier must not stop the
+                # handler (and with it every other node's assignment)
+                log.warning("node %s: ignoring malformed podCIDR %r", name(node), cidr)
         else:
             self.queue.add(ObjectKey(name(node)))
 

@@ -135,7 +135,10 @@ async def control_plane(
             client_ca_file=str(server.pki.ca_cert),
         )
     fleet = Fleet(
-        client("agent", "system:node:node-0", ("system:nodes",)),
+        # The simulated fleet shares one pod watch across all its nodes, which no single node
+        # identity may hold (a node lists only pods with spec.nodeName=itself): it watches as
+        # the admin; every node still writes and reads Secrets with its own identity.
+        client("agent"),
         clock,
         runtime,
         nodes=[NodeConfig(name=n, labels=labels.get(n, {})) for n in names],

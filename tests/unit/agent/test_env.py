@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from berth.agent.env import SourceError, expand, resolve_env, resolve_volume_files
+from berth.client import errors
 from berth.client.fake import FakeClient
 from berth.client.resources import CONFIGMAPS, PODS, SECRETS
 from berth.machinery.controller import Retry
@@ -216,5 +217,29 @@ def test_agent_reports_failed_mount_until_the_configmap_exists() -> None:
         sandbox = r.runtime.sandbox_of("default", "p")
         assert sandbox is not None
         assert sandbox.volume_files == {"cfg": {"mode": b"fast"}}
+
+    asyncio.run(body())
+
+
+class _RefusingClient(FakeClient):
+    """What a node sees when the API server's node graph does not link it to the object."""
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        raise errors.Forbidden(403, "Forbidden", "no relationship found between node 'n1'")
+
+
+def test_a_source_the_node_may_not_read_yet_is_retried_not_skipped() -> None:
+    async def body() -> None:
+        optional = {"envFrom": [{"secretRef": {"name": "db", "optional": True}}]}
+        with pytest.raises(SourceError, match='secret "db" is not readable by this node yet'):
+            await resolve_env(_RefusingClient(), POD, optional, pod_ip="", host_ip="")
+        pod = freeze(
+            {
+                **POD,
+                "spec": {"nodeName": "n1", "volumes": [{"name": "v", "configMap": {"name": "c"}}]},
+            }
+        )
+        with pytest.raises(SourceError, match='configmap "c" is not readable'):
+            await resolve_volume_files(_RefusingClient(), pod)
 
     asyncio.run(body())

@@ -10,6 +10,8 @@ from berth.apiserver.admission import admit
 from berth.apiserver.auth import UserInfo, user_from_peercert
 from berth.apiserver.codec import ENVELOPE, Codec, CodecError
 from berth.apiserver.errors import ApiError
+from berth.apiserver.nodeauthz import NodeAndRbacAuthorizer
+from berth.apiserver.nodegraph import NodeGraph
 from berth.apiserver.protobuf import MAGIC, decode_body
 from berth.apiserver.rbac import Attributes, RbacAuthorizer, bootstrap_policy
 from berth.store.interface import KeyValue
@@ -72,8 +74,8 @@ def test_peer_certificate_identity() -> None:
     assert user_from_peercert({}) is None
 
 
-def _authorizer() -> RbacAuthorizer:
-    a = RbacAuthorizer()
+def _authorizer(a: RbacAuthorizer | None = None) -> RbacAuthorizer:
+    a = a or RbacAuthorizer()
     for obj in bootstrap_policy():
         a.apply(str(obj["kind"]), obj, deleted=False)
     return a
@@ -112,8 +114,22 @@ def test_bootstrap_policy_for_components() -> None:
     assert _can(a, proxy, "list", "endpoints")
     assert not _can(a, proxy, "create", "pods", ns="x")
     node = UserInfo("system:node:n1", ("system:nodes", "system:authenticated"))
-    assert _can(a, node, "patch", "nodes", sub="status")
-    assert _can(a, node, "update", "leases", group="coordination.k8s.io", ns="kube-node-lease")
+    # RBAC grants nodes nothing (no binding); the node authorizer in front of it does
+    assert not _can(a, node, "get", "secrets", ns="default")
+    assert not _can(a, node, "patch", "nodes", sub="status")
+    chain = _authorizer(NodeAndRbacAuthorizer(NodeGraph()))
+    assert _can(chain, node, "patch", "nodes", sub="status")
+    assert not _can(chain, node, "get", "secrets", ns="default")
+    lease = Attributes(
+        user=node,
+        verb="update",
+        resource_request=True,
+        api_group="coordination.k8s.io",
+        resource="leases",
+        namespace="kube-node-lease",
+        name="n1",
+    )
+    assert chain.allowed(lease)
     nobody = UserInfo("eve", ("system:authenticated",))
     assert not _can(a, nobody, "get", "secrets", ns="default")
     assert a.allowed(
@@ -197,4 +213,6 @@ def test_node_restriction_admission() -> None:
         admit(node_user, "delete", pods, name="p", old={"spec": {"nodeName": "n2"}})
     with pytest.raises(ApiError):
         admit(node_user, "update", pods, name="p", old=bound)
+    with pytest.raises(ApiError):
+        admit(node_user, "create", pods, name="p", new=bound)
     admit(UserInfo("admin", ("system:masters",)), "delete", pods, name="p", old={"spec": {}})
