@@ -53,6 +53,7 @@ from .params import parse_bool, parse_int, table_version, wants_metadata_only
 from .peers import ApiServerPeers
 from .protobuf import decode_body
 from .rbac import Attributes, RbacAuthorizer, bootstrap_policy
+from .rbac_escalation import EscalationCheck
 from .registry import PATCH_TYPES, Registry
 from .selectors import (
     FieldSelector,
@@ -165,6 +166,7 @@ class ApiServer:
         self.registry = Registry(
             store, self.codec, service_ips=self.service_ips, node_ports=self.node_ports
         )
+        self.registry.escalation = EscalationCheck(self.authorizer, self.registry.get)
 
     # -- lifecycle --------------------------------------------------------------------------
 

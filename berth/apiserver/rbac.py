@@ -132,6 +132,25 @@ class RbacAuthorizer:
                         return True
         return False
 
+    def rules_for(self, user: UserInfo, namespace: str) -> list[Obj]:
+        """Every rule ``user`` holds in ``namespace`` (cluster-wide only when ``""``): the
+        rules of her ClusterRoleBindings, plus those of her RoleBindings in ``namespace``."""
+        rules: list[Obj] = []
+        for binding in self.cluster_bindings.values():
+            if self._binding_applies(binding, user, ""):
+                ref = binding.get("roleRef") or {}
+                rules += self.cluster_roles.get(str(ref.get("name")), [])
+        if namespace:
+            for (ns, _), binding in self.bindings.items():
+                if ns != namespace or not self._binding_applies(binding, user, ns):
+                    continue
+                ref = binding.get("roleRef") or {}
+                if ref.get("kind") == "ClusterRole":
+                    rules += self.cluster_roles.get(str(ref.get("name")), [])
+                else:
+                    rules += self.roles.get((ns, str(ref.get("name"))), [])
+        return rules
+
     @staticmethod
     def _binding_applies(binding: Obj, user: UserInfo, ns: str) -> bool:
         return any(
