@@ -14,6 +14,7 @@ from typing import Any
 from berth.api.meta import Obj
 
 from .auth import UserInfo
+from .component_roles import controller_manager_rules, node_proxier_rules, scheduler_rules
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
@@ -266,47 +267,11 @@ def bootstrap_policy() -> list[Obj]:
                 ),
             ],
         ),
-        _cluster_role(
-            "system:kube-scheduler",
-            [
-                EVENTS,
-                LEASES_RW,
-                _rule([""], ["pods"], [*READ, "delete"]),
-                _rule([""], ["pods/binding", "bindings"], ["create"]),
-                _rule([""], ["pods/status"], ["patch", "update"]),
-                _rule(
-                    [""],
-                    [
-                        "nodes",
-                        "namespaces",
-                        "services",
-                        "endpoints",
-                        "configmaps",
-                        "persistentvolumes",
-                        "persistentvolumeclaims",
-                        "replicationcontrollers",
-                    ],
-                    READ,
-                ),
-                _rule(["apps"], ["replicasets", "statefulsets", "daemonsets", "deployments"], READ),
-                _rule(["policy"], ["poddisruptionbudgets"], READ),
-            ],
-        ),
-        # The controller manager runs every controller in one process with one identity.
-        _cluster_role(
-            "system:kube-controller-manager",
-            [
-                _rule(["*"], ["*"], ["*"]),
-            ],
-        ),
-        _cluster_role(
-            "system:node-proxier",
-            [
-                EVENTS,
-                _rule([""], ["services", "endpoints", "nodes"], READ),
-                _rule(["discovery.k8s.io"], ["endpointslices"], READ),
-            ],
-        ),
+        _cluster_role("system:kube-scheduler", scheduler_rules()),
+        # The controller manager runs every controller in one process with one identity: the
+        # union of its controllers' rights (see component_roles for what that implies).
+        _cluster_role("system:kube-controller-manager", controller_manager_rules()),
+        _cluster_role("system:node-proxier", node_proxier_rules()),
         _cluster_role(
             "system:node",
             [
