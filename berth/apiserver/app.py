@@ -54,6 +54,7 @@ from .peers import ApiServerPeers
 from .protobuf import decode_body
 from .rbac import Attributes, RbacAuthorizer, bootstrap_policy
 from .rbac_escalation import EscalationCheck
+from .rbac_reconcile import reconcile_bootstrap_roles
 from .registry import PATCH_TYPES, Registry
 from .selectors import (
     FieldSelector,
@@ -283,6 +284,7 @@ class ApiServer:
             assert rd is not None
             await self.registry.ensure(rd, obj)
             self.authorizer.apply(rd.kind, obj, deleted=False)
+        await reconcile_bootstrap_roles(self.registry, bootstrap_policy())
         svc = {
             "metadata": {
                 "name": "kubernetes",

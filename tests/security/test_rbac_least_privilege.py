@@ -13,6 +13,7 @@ watch on ``*.*``), and patch/delete them. That is asserted in the unit tests, no
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +131,48 @@ def test_proxy_reads_only_what_it_routes(component: Any) -> None:
     status, body = proxy.json("GET", "/api/v1/services")
     assert status == 200, body
 
+
+def test_a_cluster_from_an_older_berth_gets_the_narrowed_roles(tmp_path: Path) -> None:
+    """Bootstrap roles were only created when absent: a cluster made by an older berth kept
+    the controller manager's ``*`` on everything across upgrades."""
+    db = tmp_path / "state.db"
+    role = f"{RBAC}/clusterroles/system:kube-controller-manager"
+    everything = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+    with running_server(tmp_path / "old", datastore="sqlite", sqlite_path=db) as old:
+        admin = Raw(old, old.client_cert("admin", ["system:masters"]))
+        status, stored = admin.json("GET", role)
+        assert status == 200, stored
+        status, body = admin.json("PUT", role, {**stored, "rules": everything})
+        assert status == 200, body
+        # an operator's own edit of a bootstrap role, kept by opting out (as upstream)
+        status, body = admin.json(
+            "PATCH",
+            f"{RBAC}/clusterroles/view",
+            {
+                "metadata": {
+                    "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "false"}
+                },
+                "rules": everything,
+            },
+            content_type=MERGE,
+        )
+        assert status == 200, body
+        admin.close()
+    with running_server(tmp_path / "new", datastore="sqlite", sqlite_path=db) as new:
+        admin = Raw(new, new.client_cert("admin", ["system:masters"]))
+        cm = Raw(new, new.client_cert("system:kube-controller-manager", []))
+        try:
+            status, stored = admin.json("GET", role)
+            assert status == 200, stored
+            assert everything[0] not in stored["rules"]
+            assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]} in stored[
+                "rules"
+            ]
+            _refused(
+                cm.json("POST", f"{RBAC}/clusterrolebindings", _cluster_admin_binding("x", "m"))
+            )
+            status, view = admin.json("GET", f"{RBAC}/clusterroles/view")
+            assert view["rules"] == everything
+        finally:
+            admin.close()
+            cm.close()
