@@ -311,6 +311,12 @@ def _not_supported(field: str, value: Any, supported: tuple[str, ...]) -> FieldE
     )
 
 
+def _role_ref(obj: Obj) -> Any:
+    """roleRef with its defaulted apiGroup (bindings stored before the default lack it)."""
+    ref = obj.get("roleRef")
+    return {**ref, "apiGroup": ref.get("apiGroup") or RBAC_GROUP} if isinstance(ref, dict) else ref
+
+
 def _binding(obj: Obj, *, role_kinds: tuple[str, ...]) -> list[FieldError]:
     """A binding refers to a Role or ClusterRole (a ClusterRoleBinding to a ClusterRole only)
     of the RBAC group: anything else would be read differently by the authorizer and by the
@@ -426,7 +432,7 @@ def validate_update(rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
                 )
             ]
     elif rd.kind in ("RoleBinding", "ClusterRoleBinding"):
-        if new.get("roleRef") != old.get("roleRef"):
+        if _role_ref(new) != _role_ref(old):
             # Changing what a binding grants is deleting it and creating another (each with
             # its own checks); kube-apiserver refuses it the same way.
             return [invalid_value("roleRef", new.get("roleRef"), "cannot change roleRef")]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from berth.api.meta import Obj
+from berth.api.resources import TABLE
 from berth.apiserver.rbac_escalation import describe, only_gc_fields_changed, uncovered
+from berth.apiserver.validation import validate_update
 
 
 def _r(groups: list[str], resources: list[str], verbs: list[str], **extra: list[str]) -> Obj:
@@ -105,3 +107,17 @@ def test_only_gc_fields_changed() -> None:
     assert not only_gc_fields_changed(None, gc)
     assert not only_gc_fields_changed(old, {**gc, "rules": [_r(["*"], ["*"], ["*"])]})
     assert not only_gc_fields_changed(old, {**old, "metadata": {"name": "r", "labels": {"a": "b"}}})
+
+
+def test_role_ref_is_immutable_but_its_defaulted_api_group_is_no_change() -> None:
+    rd = TABLE.by_kind("rbac.authorization.k8s.io", "RoleBinding")
+    assert rd is not None
+    stored_by_older_berth: Obj = {"roleRef": {"kind": "ClusterRole", "name": "view"}}
+    defaulted: Obj = {
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}
+    }
+    assert validate_update(rd, stored_by_older_berth, defaulted) == []
+    changed: Obj = {"roleRef": {**defaulted["roleRef"], "name": "cluster-admin"}}
+    [err] = validate_update(rd, defaulted, changed)
+    assert err.field == "roleRef"
+    assert "cannot change roleRef" in err.message
