@@ -55,6 +55,8 @@ from .options import DeleteOptions, ListOptions
 from .params import parse_bool, parse_int, table_version, wants_metadata_only
 from .peers import ApiServerPeers
 from .rbac import Attributes, bootstrap_policy
+from .rbac_escalation import EscalationCheck
+from .rbac_reconcile import reconcile_bootstrap_roles
 from .registry import PATCH_TYPES, Registry
 from .selectors import (
     FieldSelector,
@@ -198,6 +200,7 @@ class ApiServer:
         self.registry = Registry(
             store, self.codec, service_ips=self.service_ips, node_ports=self.node_ports
         )
+        self.registry.escalation = EscalationCheck(self.authorizer, self.registry.get)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -320,6 +323,7 @@ class ApiServer:
             assert rd is not None
             await self.registry.ensure(rd, obj)
             self.authorizer.apply(rd.kind, obj, deleted=False)
+        await reconcile_bootstrap_roles(self.registry, bootstrap_policy())
         await retire_node_group_binding(self.registry)
         svc = {
             "metadata": {

@@ -14,6 +14,7 @@ from typing import Any
 from berth.api.meta import Obj
 
 from .auth import UserInfo
+from .component_roles import controller_manager_rules, node_proxier_rules, scheduler_rules
 from .noderules import SYSTEM_NODE_ROLE_RULES
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -134,6 +135,25 @@ class RbacAuthorizer:
                         return True
         return False
 
+    def rules_for(self, user: UserInfo, namespace: str) -> list[Obj]:
+        """Every rule ``user`` holds in ``namespace`` (cluster-wide only when ``""``): the
+        rules of her ClusterRoleBindings, plus those of her RoleBindings in ``namespace``."""
+        rules: list[Obj] = []
+        for binding in self.cluster_bindings.values():
+            if self._binding_applies(binding, user, ""):
+                ref = binding.get("roleRef") or {}
+                rules += self.cluster_roles.get(str(ref.get("name")), [])
+        if namespace:
+            for (ns, _), binding in self.bindings.items():
+                if ns != namespace or not self._binding_applies(binding, user, ns):
+                    continue
+                ref = binding.get("roleRef") or {}
+                if ref.get("kind") == "ClusterRole":
+                    rules += self.cluster_roles.get(str(ref.get("name")), [])
+                else:
+                    rules += self.roles.get((ns, str(ref.get("name"))), [])
+        return rules
+
     @staticmethod
     def _binding_applies(binding: Obj, user: UserInfo, ns: str) -> bool:
         return any(
@@ -249,47 +269,11 @@ def bootstrap_policy() -> list[Obj]:
                 ),
             ],
         ),
-        _cluster_role(
-            "system:kube-scheduler",
-            [
-                EVENTS,
-                LEASES_RW,
-                _rule([""], ["pods"], [*READ, "delete"]),
-                _rule([""], ["pods/binding", "bindings"], ["create"]),
-                _rule([""], ["pods/status"], ["patch", "update"]),
-                _rule(
-                    [""],
-                    [
-                        "nodes",
-                        "namespaces",
-                        "services",
-                        "endpoints",
-                        "configmaps",
-                        "persistentvolumes",
-                        "persistentvolumeclaims",
-                        "replicationcontrollers",
-                    ],
-                    READ,
-                ),
-                _rule(["apps"], ["replicasets", "statefulsets", "daemonsets", "deployments"], READ),
-                _rule(["policy"], ["poddisruptionbudgets"], READ),
-            ],
-        ),
-        # The controller manager runs every controller in one process with one identity.
-        _cluster_role(
-            "system:kube-controller-manager",
-            [
-                _rule(["*"], ["*"], ["*"]),
-            ],
-        ),
-        _cluster_role(
-            "system:node-proxier",
-            [
-                EVENTS,
-                _rule([""], ["services", "endpoints", "nodes"], READ),
-                _rule(["discovery.k8s.io"], ["endpointslices"], READ),
-            ],
-        ),
+        _cluster_role("system:kube-scheduler", scheduler_rules()),
+        # The controller manager runs every controller in one process with one identity: the
+        # union of its controllers' rights (see component_roles for what that implies).
+        _cluster_role("system:kube-controller-manager", controller_manager_rules()),
+        _cluster_role("system:node-proxier", node_proxier_rules()),
         # Nodes are authorized by the node authorizer (nodeauthz.py), not by this role: as
         # upstream, it exists for operators to bind elsewhere and is bound to nobody.
         _cluster_role("system:node", [dict(r) for r in SYSTEM_NODE_ROLE_RULES]),

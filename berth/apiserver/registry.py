@@ -51,6 +51,7 @@ from .errors import (
 )
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
+from .rbac_escalation import EscalationCheck
 from .selectors import (
     selector_to_string,
 )
@@ -124,6 +125,8 @@ class Registry:
         self.namespace_phase: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._finalizing: set[str] = set()  # namespaces this server is emptying
+        # RBAC escalation prevention, set by the API server (it needs the authorizer).
+        self.escalation: EscalationCheck | None = None
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -330,6 +333,19 @@ class Registry:
         shapes.check(rd, obj)
         return obj
 
+    async def _check_escalation(
+        self,
+        user: UserInfo | None,
+        rd: ResourceDef,
+        ns: str,
+        name: str,
+        *,
+        old: Obj | None,
+        new: Obj,
+    ) -> None:
+        if user is not None and self.escalation is not None:
+            await self.escalation.check(user, rd, ns, name=name, old=old, new=new)
+
     async def create(
         self,
         rd: ResourceDef,
@@ -355,6 +371,7 @@ class Registry:
         name = str(m["name"])
         if user is not None:
             admit(user, "create", rd, namespace=ns, name=name, new=obj)
+        await self._check_escalation(user, rd, ns, name, old=None, new=obj)
         if rd.namespaced:
             await self._check_namespace(ns)
         allocated = (
@@ -455,6 +472,7 @@ class Registry:
             admit(
                 user, verb, rd, subresource=subresource, namespace=ns, name=name, old=old, new=new
             )
+        await self._check_escalation(user, rd, ns, name, old=old, new=new)
         if get_path(old, "metadata", "deletionTimestamp"):
             added = set(get_path(new, "metadata", "finalizers") or []) - set(
                 get_path(old, "metadata", "finalizers") or []

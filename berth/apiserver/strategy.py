@@ -134,10 +134,23 @@ def apply_defaults(rd: ResourceDef, obj: Obj) -> None:
                 # What kube's token controller does: mint the bearer token the API server
                 # accepts for this service account (see auth.ServiceAccountTokens).
                 data["token"] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
+    elif kind in ("RoleBinding", "ClusterRoleBinding"):
+        _binding_defaults(obj)
     elif kind == "Event":
         obj.setdefault("count", 1)
         obj.setdefault("type", "Normal")
         obj.setdefault("source", {})
+
+
+def _binding_defaults(obj: Obj) -> None:
+    """kube's v1 defaults: roleRef and User/Group subjects are of the RBAC API group."""
+    rbac = "rbac.authorization.k8s.io"
+    ref = obj.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = rbac
+    for s in obj.get("subjects") or []:
+        if isinstance(s, dict) and not s.get("apiGroup") and s.get("kind") in ("User", "Group"):
+            s["apiGroup"] = rbac
 
 
 def _drop_empty_meta(m: Obj) -> None:

@@ -216,7 +216,10 @@ def _event(obj: Obj) -> list[FieldError]:
     return []
 
 
-def _rules(obj: Obj) -> list[FieldError]:
+def _rules(obj: Obj, *, namespaced: bool) -> list[FieldError]:
+    """Policy rules as kube-apiserver validates them: verbs always; a rule is either about
+    resources (apiGroups and resources required) or about non-resource URLs (cluster roles
+    only), never both — the escalation check and the authorizer read them that way."""
     errs: list[FieldError] = []
     rules = obj.get("rules")
     if rules is None:
@@ -224,12 +227,75 @@ def _rules(obj: Obj) -> list[FieldError]:
     if not isinstance(rules, list):
         return [invalid_value("rules", rules, "must be a list")]
     for i, r in enumerate(rules):
+        where = f"rules[{i}]"
         if not isinstance(r, dict) or not isinstance(r.get("verbs"), list) or not r["verbs"]:
-            errs.append(required(f"rules[{i}].verbs"))
+            errs.append(required(f"{where}.verbs"))
+            continue
+        for f in ("verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs"):
+            v = r.get(f)
+            if v is not None and (
+                not isinstance(v, list) or not all(isinstance(x, str) for x in v)
+            ):
+                errs.append(invalid_value(f"{where}.{f}", v, "must be a list of strings"))
+        if r.get("nonResourceURLs"):
+            if namespaced:
+                errs.append(
+                    invalid_value(
+                        f"{where}.nonResourceURLs",
+                        r["nonResourceURLs"],
+                        "namespaced rules cannot apply to non-resource URLs",
+                    )
+                )
+            if r.get("apiGroups") or r.get("resources") or r.get("resourceNames"):
+                errs.append(
+                    invalid_value(
+                        f"{where}.nonResourceURLs",
+                        r["nonResourceURLs"],
+                        "rules cannot apply to both regular resources and non-resource URLs",
+                    )
+                )
+            continue
+        if not r.get("apiGroups"):
+            errs.append(
+                FieldError(
+                    "FieldValueRequired",
+                    f"{where}.apiGroups",
+                    "Required value: resource rules must supply at least one api group",
+                )
+            )
+        if not r.get("resources"):
+            errs.append(
+                FieldError(
+                    "FieldValueRequired",
+                    f"{where}.resources",
+                    "Required value: resource rules must supply at least one resource",
+                )
+            )
     return errs
 
 
-def _binding(obj: Obj) -> list[FieldError]:
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def _not_supported(field: str, value: Any, supported: tuple[str, ...]) -> FieldError:
+    choices = ", ".join(f'"{c}"' for c in supported)
+    return FieldError(
+        "FieldValueNotSupported",
+        field,
+        f"Unsupported value: {value!r}: supported values: {choices}",
+    )
+
+
+def _role_ref(obj: Obj) -> Any:
+    """roleRef with its defaulted apiGroup (bindings stored before the default lack it)."""
+    ref = obj.get("roleRef")
+    return {**ref, "apiGroup": ref.get("apiGroup") or RBAC_GROUP} if isinstance(ref, dict) else ref
+
+
+def _binding(obj: Obj, *, role_kinds: tuple[str, ...]) -> list[FieldError]:
+    """A binding refers to a Role or ClusterRole (a ClusterRoleBinding to a ClusterRole only)
+    of the RBAC group: anything else would be read differently by the authorizer and by the
+    escalation check."""
     errs: list[FieldError] = []
     ref = obj.get("roleRef")
     if not isinstance(ref, dict):
@@ -237,6 +303,12 @@ def _binding(obj: Obj) -> list[FieldError]:
     for f in ("kind", "name"):
         if not ref.get(f):
             errs.append(required(f"roleRef.{f}"))
+    if ref.get("kind") and ref["kind"] not in role_kinds:
+        errs.append(_not_supported("roleRef.kind", ref["kind"], role_kinds))
+    if ref.get("apiGroup") != RBAC_GROUP:
+        errs.append(_not_supported("roleRef.apiGroup", ref.get("apiGroup"), (RBAC_GROUP,)))
+    if not isinstance(ref.get("name", ""), str):
+        errs.append(invalid_value("roleRef.name", ref["name"], "must be a string"))
     for i, s in enumerate(obj.get("subjects") or []):
         if not isinstance(s, dict):
             errs.append(invalid_value(f"subjects[{i}]", s, "must be an object"))
@@ -285,10 +357,10 @@ VALIDATORS: dict[str, Callable[[Obj], list[FieldError]]] = {
     **SERVICE_VALIDATORS,  # Service, Endpoints: see service_validation
     "Lease": _lease,
     "Event": _event,
-    "Role": _rules,
-    "ClusterRole": _rules,
-    "RoleBinding": _binding,
-    "ClusterRoleBinding": _binding,
+    "Role": lambda o: _rules(o, namespaced=True),
+    "ClusterRole": lambda o: _rules(o, namespaced=False),
+    "RoleBinding": lambda o: _binding(o, role_kinds=("Role", "ClusterRole")),
+    "ClusterRoleBinding": lambda o: _binding(o, role_kinds=("ClusterRole",)),
     "ConfigMap": _string_data,
     "Secret": _string_data,
     "Node": validate_node,
@@ -337,6 +409,11 @@ def validate_update(rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
             ]
     elif rd.kind == "Node":
         return validate_node_update(old, new)
+    elif rd.kind in ("RoleBinding", "ClusterRoleBinding"):
+        if _role_ref(new) != _role_ref(old):
+            # Changing what a binding grants is deleting it and creating another (each with
+            # its own checks); kube-apiserver refuses it the same way.
+            return [invalid_value("roleRef", new.get("roleRef"), "cannot change roleRef")]
     elif rd.kind in ("Deployment", "ReplicaSet", "DaemonSet"):
         old_sel = (old.get("spec") or {}).get("selector")
         new_sel = (new.get("spec") or {}).get("selector")

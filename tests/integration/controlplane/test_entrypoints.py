@@ -37,9 +37,11 @@ def test_entry_points_run_a_deployment(server: ServerHandle, tmp_path: Path) -> 
             }
         )
     )
+    # The components run under their own identities, as in a cluster: their least-privilege
+    # roles must carry leader election and every controller's work.
+    cm = ["--kubeconfig", str(server.kubeconfig("system:kube-controller-manager", groups=[]))]
+    scheduler = ["--kubeconfig", str(server.kubeconfig("system:kube-scheduler", groups=[]))]
     common = [
-        "--kubeconfig",
-        str(kubeconfig),
         "--lease-duration",
         "4",
         "--renew-deadline",
@@ -48,9 +50,15 @@ def test_entry_points_run_a_deployment(server: ServerHandle, tmp_path: Path) -> 
         "0.5",
     ]
     procs = [
-        spawn(["-m", "berth.controllers", *common, "--identity", "cm-a"], tmp_path / "cm-a.log"),
-        spawn(["-m", "berth.controllers", *common, "--identity", "cm-b"], tmp_path / "cm-b.log"),
-        spawn(["-m", "berth.scheduler", *common], tmp_path / "scheduler.log"),
+        spawn(
+            ["-m", "berth.controllers", *cm, *common, "--identity", "cm-a"],
+            tmp_path / "cm-a.log",
+        ),
+        spawn(
+            ["-m", "berth.controllers", *cm, *common, "--identity", "cm-b"],
+            tmp_path / "cm-b.log",
+        ),
+        spawn(["-m", "berth.scheduler", *scheduler, *common], tmp_path / "scheduler.log"),
         spawn(["-m", "berth.agent", "--config", str(agent_cfg)], tmp_path / "agent.log"),
     ]
     try:
@@ -68,6 +76,8 @@ def test_entry_points_run_a_deployment(server: ServerHandle, tmp_path: Path) -> 
                 p.wait()
     logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
     assert "Traceback" not in "".join(logs.values()), logs
+    for name in ("cm-a.log", "cm-b.log", "scheduler.log"):
+        assert "Forbidden" not in logs[name], logs[name]  # an RBAC denial of a component
 
 
 async def _drive(server: ServerHandle, kubeconfig: Path, tmp: Path) -> None:

@@ -194,7 +194,8 @@ def test_kubectl_logs_are_served_by_the_agent(server: ServerHandle, tmp_path: Pa
 
 def test_two_candidates_one_leader(server: ServerHandle, tmp_path: Path) -> None:
     async def body() -> None:
-        kubeconfig = server.kubeconfig("admin", groups=["system:masters"])
+        # the controller manager's own identity: its role allows its Lease and nothing more
+        kubeconfig = server.kubeconfig("system:kube-controller-manager", groups=[])
         clients = [HttpClient.from_kubeconfig(kubeconfig) for _ in range(2)]
         clock = RealClock()
         electors = [

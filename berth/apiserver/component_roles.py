@@ -1,0 +1,123 @@
+"""Least-privilege rules for the control plane's own identities.
+
+Each list grants what berth's component actually calls (read from ``berth/controllers``,
+``berth/machinery``, ``berth/scheduler``), never more than kube's bootstrap roles grant the
+same work. ``tests/unit/apiserver/test_component_roles.py`` ties them to the code: a component
+that starts using another resource fails there first, not with a 403 in a cluster.
+
+The controller manager runs every controller in one process under one identity
+(``system:kube-controller-manager``), where kube-controller-manager gives each controller its
+own service account (``system:controller:<name>`` roles). It therefore holds the *union* of
+what its controllers need. That union is still narrower than kube's union: the garbage
+collector and the namespace controller reach only the kinds berth's client monitors (no RBAC
+objects, no PDBs) instead of ``*.*``, and the GC never ``update``s. What the union implies,
+as in kube, and which one identity makes more concentrated than per-controller accounts:
+
+* it can read (get/list/watch) every monitored kind, Secrets included — the garbage collector
+  must see every object's ownerReferences and the namespace controller must find what to
+  delete (kube's ``generic-garbage-collector`` and ``namespace-controller`` hold get/list/watch
+  on ``*.*``);
+* it can patch and delete every monitored kind (the GC removes ownerReferences and finalizers
+  and deletes dependents; the namespace controller empties namespaces).
+
+It cannot create or change RBAC objects, bind or escalate, impersonate, create namespaces or
+Secrets, or write any subresource other than the status ones its controllers own.
+A controller added later (e.g. a token controller) adds its own rule here.
+"""
+
+from __future__ import annotations
+
+from berth.api.meta import Obj
+
+READ = ["get", "list", "watch"]
+
+
+def rule(
+    groups: list[str], resources: list[str], verbs: list[str], names: list[str] | None = None
+) -> Obj:
+    r: Obj = {"apiGroups": groups, "resources": resources, "verbs": verbs}
+    if names:
+        r["resourceNames"] = names
+    return r
+
+
+def events_rule() -> Obj:
+    """The event recorder: create an Event, then patch its count (kube's eventsRule)."""
+    return rule(["", "events.k8s.io"], ["events"], ["create", "patch", "update"])
+
+
+def leader_election_rules(lease: str) -> list[Obj]:
+    """kube's leader-election rules: create any Lease (a create has no name to match), read
+    and renew only the component's own."""
+    return [
+        rule(["coordination.k8s.io"], ["leases"], ["create"]),
+        rule(["coordination.k8s.io"], ["leases"], ["get", "update"], [lease]),
+    ]
+
+
+# Every kind the garbage collector watches (berth.client.resources.ALL without events) and the
+# namespace controller empties (its namespaced members, events included). Kinds the server does
+# not serve cost nothing and keep the rule right when they are added.
+MONITORED_CORE = [
+    "pods",
+    "nodes",
+    "namespaces",
+    "services",
+    "endpoints",
+    "configmaps",
+    "secrets",
+    "serviceaccounts",
+    "replicationcontrollers",
+]
+MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
+MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs"]}
+GC_VERBS = [*READ, "patch", "delete"]
+
+
+def controller_manager_rules() -> list[Obj]:
+    return [
+        events_rule(),
+        *leader_election_rules("kube-controller-manager"),
+        # garbagecollector: informers on every kind, a live GET of owners, ownerReferences /
+        # finalizers patches, deletes; namespace: list + delete of every namespaced kind
+        rule([""], MONITORED_CORE, GC_VERBS),
+        rule(["apps"], MONITORED_APPS, GC_VERBS),
+        *(rule([g], plurals, GC_VERBS) for g, plurals in MONITORED_OTHER.items()),
+        rule([""], ["events"], ["list", "delete"]),  # namespace controller
+        rule([""], ["namespaces/finalize"], ["update"]),  # namespace controller
+        # replicaset, daemonset: create pods (deletes, adoption patches are in GC_VERBS)
+        rule([""], ["pods"], ["create"]),
+        # nodelifecycle: pods' Ready condition; node Unknown status (taints are patches)
+        rule([""], ["pods/status", "nodes/status"], ["patch"]),
+        # deployment: create ReplicaSets
+        rule(["apps"], ["replicasets"], ["create"]),
+        # deployment, replicaset, daemonset: their status
+        rule(
+            ["apps"], ["deployments/status", "replicasets/status", "daemonsets/status"], ["patch"]
+        ),
+        # endpoints: create, replace
+        rule([""], ["endpoints"], ["create", "update"]),
+    ]
+
+
+def scheduler_rules() -> list[Obj]:
+    """kube's ``system:kube-scheduler``, without the reads of plugins berth's scheduler does
+    not have (volumes, spreading, PDB-aware preemption, CSI) and without ``delete pods``
+    (kube's scheduler deletes preemption victims; berth's does not preempt)."""
+    return [
+        events_rule(),
+        *leader_election_rules("kube-scheduler"),
+        rule([""], ["pods", "nodes"], READ),
+        rule([""], ["pods/binding", "bindings"], ["create"]),
+        rule([""], ["pods/status"], ["patch", "update"]),
+    ]
+
+
+def node_proxier_rules() -> list[Obj]:
+    """kube's ``system:node-proxier``, verbatim (the ``system:kube-proxy`` identity)."""
+    return [
+        events_rule(),
+        rule([""], ["services", "endpoints"], ["list", "watch"]),
+        rule([""], ["nodes"], READ),
+        rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
+    ]
