@@ -29,12 +29,11 @@ from . import discovery
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
-    ServiceAccountTokens,
     TokenAuthenticator,
     UserInfo,
     user_from_peercert,
 )
-from .codec import SECRETS_PREFIX, Codec, load_key
+from .codec import Codec, load_key
 from .config import ServerConfig
 from .errors import (
     ApiError,
@@ -60,6 +59,7 @@ from .selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from .serviceaccounts import ServiceAccounts
 from .tables import to_table
 from .watch import ObjEvent, WatchHub
 from .watchhttp import serve_watch
@@ -146,7 +146,7 @@ class ApiServer:
             if config.token_auth_file
             else TokenAuthenticator()
         )
-        self.sa_tokens = ServiceAccountTokens()
+        self.service_accounts = ServiceAccounts(config)
         self.metrics = Metrics()
         self.table = TABLE
         self._group_of = {r.plural: r.group for r in TABLE.resources}
@@ -165,6 +165,7 @@ class ApiServer:
         self.registry = Registry(
             store, self.codec, service_ips=self.service_ips, node_ports=self.node_ports
         )
+        self.registry.service_accounts = self.service_accounts
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -259,9 +260,7 @@ class ApiServer:
             assert rd is not None
             for kv in (await self.store.list(rd.key_prefix())).items:
                 self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
-        secrets_rd = self._rd("", "secrets")
-        for kv in (await self.store.list(secrets_rd.key_prefix())).items:
-            self.sa_tokens.apply(kv.key, self.codec.decode(kv), deleted=False)
+        await self.service_accounts.load(self.store, self.codec)
 
     def _on_event(self, ev: ObjEvent) -> None:
         self.registry.observe(ev)
@@ -269,13 +268,14 @@ class ApiServer:
             kind = ev.obj.get("kind")
             if isinstance(kind, str):
                 self.authorizer.apply(kind, ev.obj, deleted=ev.deleted)
-        elif ev.key.startswith(SECRETS_PREFIX):
-            self.sa_tokens.apply(ev.key, ev.obj, deleted=ev.deleted)
+        else:
+            self.service_accounts.cache.apply(ev.key, ev.obj, deleted=ev.deleted)
 
     async def _bootstrap(self) -> None:
         ns_rd = self._rd("", "namespaces")
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             await self.registry.ensure(ns_rd, {"metadata": {"name": ns}})
+            await self.service_accounts.ensure_default_account(self.registry, ns)
         for obj in bootstrap_policy():
             rd = self.table.by_kind("rbac.authorization.k8s.io", str(obj["kind"]))
             assert rd is not None
@@ -343,7 +343,9 @@ class ApiServer:
             return user
         header = request.headers.get("Authorization")
         if header:
-            token_user = self.tokens.authenticate(header) or self.sa_tokens.authenticate(header)
+            token_user = self.tokens.authenticate(
+                header
+            ) or self.service_accounts.authenticator.authenticate(header)
             if token_user is None:
                 raise unauthorized()
             return token_user
@@ -617,6 +619,14 @@ class ApiServer:
             if route.name and not route.subresource:
                 raise method_not_allowed(method)
             self._authorize(user, "create", route)
+            if route.subresource == "token" and rd.kind == "ServiceAccount":
+                token, warnings = await self.service_accounts.create_token(
+                    reg, user, route.namespace, route.name, body
+                )
+                resp = _json(token, 201)
+                for w in warnings:
+                    resp.headers.add("Warning", f'299 - "{w}"')
+                return resp, ("CREATE", "serviceaccounts/token")
             if route.subresource == "binding":
                 await reg.bind(route.namespace, route.name, body, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/binding")
