@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from berth.api import satoken
 from berth.apiserver.config import DEFAULT_ISSUER
 from berth.apiserver.testing import ServerHandle, running_server
+from berth.apiserver.watch import ObjEvent
 from tests.integration.apiserver.helpers import Raw
 
 NS = "tenant"
@@ -82,9 +83,22 @@ def _seen(srv: ServerHandle, resource_version: str) -> None:
     """Wait until the server's watch hub (which feeds every authentication cache) has
     dispatched the write at ``resource_version``."""
 
+    wanted = int(resource_version)
+    hub = srv.server.hub
+
     async def until() -> None:
-        while srv.server.hub.latest < int(resource_version):
-            await asyncio.sleep(0.005)
+        done = asyncio.Event()
+
+        def listener(ev: ObjEvent) -> None:
+            if ev.revision >= wanted:
+                done.set()
+
+        hub.listeners.append(listener)
+        try:
+            if hub.latest < wanted:
+                await done.wait()
+        finally:
+            hub.listeners.remove(listener)
 
     srv.call(until(), timeout=10)
 
