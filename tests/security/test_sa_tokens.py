@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,9 @@ from berth.api import satoken
 from berth.apiserver.config import DEFAULT_ISSUER
 from berth.apiserver.testing import ServerHandle, running_server
 from berth.apiserver.watch import ObjEvent
+from berth.client.http import HttpClient
+from berth.controllers.manager import ControllerManager, ManagerConfig
+from berth.machinery.clock import RealClock
 from tests.integration.apiserver.helpers import Raw
 
 NS = "tenant"
@@ -441,3 +446,92 @@ def test_pod_gets_the_projected_token_volume(srv: ServerHandle, tenant: Raw) -> 
         },
     )
     assert not opted_out["spec"].get("volumes")
+
+
+# -- legacy token Secrets -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _token_controller(srv: ServerHandle) -> Iterator[None]:
+    """The controller manager's token controller, with its own identity, on its own loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    kubeconfig = srv.kubeconfig("system:kube-controller-manager", groups=[])
+
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        client = HttpClient.from_kubeconfig(kubeconfig)
+        config = ManagerConfig(
+            controllers=["serviceaccount-token"],
+            root_ca_pem=srv.pki.ca_cert.read_bytes(),
+            service_account_signer=_server_signer(srv),
+        )
+        manager = asyncio.create_task(ControllerManager(client, RealClock(), config).run())
+        await stop.wait()
+        manager.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await manager
+        await client.close()
+        await asyncio.sleep(0.3)  # let TLS connections finish closing (aiohttp's advice)
+
+    future = asyncio.run_coroutine_threadsafe(run(), loop)
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        future.result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def _eventually(check: Any, what: str, within: float = 10.0) -> Any:
+    """Poll a condition the controller brings about (it has no event to wait on from here)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_legacy_token_secret_is_filled_by_the_controller_and_dies_with_its_account(
+    srv: ServerHandle, tenant: Raw
+) -> None:
+    uid = _account(srv, tenant, "legacy")
+    path = f"/api/v1/namespaces/{NS}/secrets"
+    secret = {
+        "metadata": {
+            "name": "legacy-token",
+            "annotations": {"kubernetes.io/service-account.name": "legacy"},
+        },
+        "type": "kubernetes.io/service-account-token",
+        "data": {"token": base64.b64encode(b"i-pick-my-own-token").decode()},
+    }
+    status, out = tenant.json("POST", path, secret)
+    assert status == 201, out
+    assert "token" not in (out.get("data") or {})  # what the creator wrote is dropped
+    with _token_controller(srv):
+
+        def filled() -> Any:
+            got = tenant.json("GET", f"{path}/legacy-token")[1]
+            return got if (got.get("data") or {}).get("token") else None
+
+        got = _eventually(filled, "the token controller to fill the Secret")
+        token = base64.b64decode(got["data"]["token"]).decode()
+        assert base64.b64decode(got["data"]["ca.crt"]) == srv.pki.ca_cert.read_bytes()
+        assert base64.b64decode(got["data"]["namespace"]) == NS.encode()
+        assert got["metadata"]["annotations"]["kubernetes.io/service-account.uid"] == uid
+        assert _payload(token)["iss"] == "kubernetes/serviceaccount"
+        _seen(srv, got["metadata"]["resourceVersion"])
+        assert _whoami(srv, token) == (403, f"system:serviceaccount:{NS}:legacy")
+
+        _delete(srv, tenant, f"/api/v1/namespaces/{NS}/serviceaccounts/legacy")
+        assert _whoami(srv, token)[0] == 401
+        _eventually(
+            lambda: tenant.json("GET", f"{path}/legacy-token")[0] == 404,
+            "the token controller to delete the orphaned Secret",
+        )

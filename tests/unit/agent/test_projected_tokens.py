@@ -99,7 +99,7 @@ def test_missing_root_ca_is_a_failed_mount() -> None:
         r = Rig()
         r.api.seed(SERVICEACCOUNTS, {"metadata": {"name": "default", "namespace": "default"}})
         r.add(serviceAccountName="default", volumes=[_api_access()])
-        with pytest.raises(Retry, match="kube-root-ca.crt"):
+        with pytest.raises(Retry, match=r"kube-root-ca\.crt"):
             await r.sync()
         assert "FailedMount" in r.events()
         assert r.runtime.sandbox_of("default", "p") is None
