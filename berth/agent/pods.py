@@ -36,7 +36,7 @@ from berth.agent.runtime import (
     Runtime,
     SandboxConfig,
 )
-from berth.agent.tokens import ProjectedTokens
+from berth.agent.tokens import ProjectedTokens, has_projected_token
 from berth.agent.withdrawal import EndpointWithdrawal, hold_limit
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
@@ -553,7 +553,11 @@ class PodManager:
         renews at 80% of a token's lifetime); wake up again at the next due time."""
         due = self.tokens.refresh_due(rec.uid)
         if due is None:
-            return
+            if not has_projected_token(pod):
+                return
+            # A pod adopted after an agent restart: its token files were written by the
+            # previous agent, whose tokens this one does not know; write fresh ones now.
+            due = self.clock.monotonic()
         if self.clock.monotonic() >= due:
             try:
                 files = await resolve_volume_files(

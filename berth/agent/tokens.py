@@ -90,3 +90,11 @@ class ProjectedTokens:
     def forget(self, pod_uid: str) -> None:
         for key in [k for k in self._tokens if k[0] == pod_uid]:
             del self._tokens[key]
+
+
+def has_projected_token(pod: Frozen) -> bool:
+    return any(
+        "serviceAccountToken" in src
+        for vol in (pod.get("spec") or {}).get("volumes") or ()
+        for src in (vol.get("projected") or {}).get("sources") or ()
+    )

@@ -42,7 +42,6 @@ _PREFIXES = {
     "/registry/core/serviceaccounts/": "serviceaccounts",
     "/registry/core/pods/": "pods",
     "/registry/core/secrets/": "secrets",
-    "/registry/core/nodes/": "nodes",
 }
 
 
@@ -60,7 +59,7 @@ class Entry:
         return self.deleted_at is None or self.deleted_at > now - DELETION_LEEWAY
 
 
-def _entry(kind: str, obj: Obj) -> Entry | None:
+def _entry(kind: str, obj: Obj) -> Entry:
     m = obj.get("metadata") or {}
     ts = m.get("deletionTimestamp")
     parsed = parse_time(ts) if isinstance(ts, str) and ts else None
@@ -75,7 +74,7 @@ def _entry(kind: str, obj: Obj) -> Entry | None:
         )
     if kind == "secrets":
         if obj.get("type") != SA_TOKEN_TYPE:
-            return None  # only token Secrets back tokens; the rest is not kept in memory
+            return Entry(uid, deleted_at)  # may back a TokenRequest bound to it
         encoded = (obj.get("data") or {}).get("token")
         token = None
         if isinstance(encoded, str):
@@ -89,7 +88,8 @@ def _entry(kind: str, obj: Obj) -> Entry | None:
 
 
 class ObjectCache:
-    """Service accounts, pods, token Secrets and nodes by key, fed by the watch hub."""
+    """Service accounts, pods and Secrets by key (UIDs, deletion, and token Secrets' tokens;
+    never other Secrets' data), fed by the watch hub."""
 
     def __init__(self) -> None:
         self._maps: dict[str, dict[str, Entry]] = {kind: {} for kind in _PREFIXES.values()}
@@ -106,11 +106,10 @@ class ObjectCache:
         if kind is None:
             return
         name = key[len("/registry/core/") + len(kind) + 1 :]  # "ns/name" or "name"
-        entry = None if deleted else _entry(kind, obj)
-        if entry is None:
+        if deleted:
             self._maps[kind].pop(name, None)
         else:
-            self._maps[kind][name] = entry
+            self._maps[kind][name] = _entry(kind, obj)
 
     def get(self, kind: str, namespace: str, name: str) -> Entry | None:
         return self._maps[kind].get(f"{namespace}/{name}" if namespace else name)

@@ -112,7 +112,7 @@ class ServiceAccounts:
 
     async def load(self, store: Store, codec: Codec) -> None:
         """Fill the caches before the watch hub keeps them current."""
-        for rd in (SA_RD, PODS_RD, SECRETS_RD, NODES_RD):
+        for rd in (SA_RD, PODS_RD, SECRETS_RD):
             for kv in (await store.list(rd.key_prefix())).items:
                 self.cache.apply(kv.key, codec.decode(kv), deleted=False)
 
@@ -310,6 +310,9 @@ class ServiceAccounts:
                 f'pods "{pod_name}" is forbidden: error looking up service account'
                 f' {namespace}/{account_name}: serviceaccount "{account_name}" not found'
             ) from None
+        errs = _token_projection_errors(spec)
+        if errs:
+            raise invalid(PODS_RD, str(get_path(pod, "metadata", "name") or ""), errs)
         automount = spec.get("automountServiceAccountToken")
         if automount is None:
             automount = account.get("automountServiceAccountToken")
@@ -358,6 +361,50 @@ def access_volume(name: str) -> Obj:
             "defaultMode": 0o644,
         },
     }
+
+
+def _token_projection_errors(spec: Obj) -> list[FieldError]:
+    """Upstream's validation of ``serviceAccountToken`` projections."""
+    errs: list[FieldError] = []
+    for i, vol in enumerate(spec.get("volumes") or []):
+        projected = vol.get("projected") if isinstance(vol, dict) else None
+        if not isinstance(projected, dict):
+            continue
+        for j, src in enumerate(projected.get("sources") or []):
+            ref = src.get("serviceAccountToken") if isinstance(src, dict) else None
+            if ref is None:
+                continue
+            where = f"spec.volumes[{i}].projected.sources[{j}].serviceAccountToken"
+            if not isinstance(ref, dict):
+                errs.append(_invalid_value(where, ref, "must be an object"))
+                continue
+            seconds = ref.get("expirationSeconds", DEFAULT_EXPIRATION)
+            if not isinstance(seconds, int) or isinstance(seconds, bool):
+                errs.append(_invalid_value(f"{where}.expirationSeconds", seconds, "not a number"))
+            elif seconds < MIN_EXPIRATION:
+                errs.append(
+                    _invalid_value(
+                        f"{where}.expirationSeconds",
+                        seconds,
+                        "may not specify a duration less than 10 minutes",
+                    )
+                )
+            elif seconds > MAX_EXPIRATION:
+                errs.append(
+                    _invalid_value(
+                        f"{where}.expirationSeconds",
+                        seconds,
+                        "may not specify a duration larger than 2^32 seconds",
+                    )
+                )
+            path = ref.get("path")
+            if not isinstance(path, str) or not path:
+                errs.append(_required(f"{where}.path"))
+            elif path.startswith("/") or ".." in path.split("/"):
+                errs.append(
+                    _invalid_value(f"{where}.path", path, "must be a relative path without '..'")
+                )
+    return errs
 
 
 def _mount_token_volume(spec: Obj) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from berth.client.resources import CONFIGMAPS, SERVICEACCOUNTS
+from berth.client.resources import CONFIGMAPS, PODS, SERVICEACCOUNTS
 from berth.machinery.controller import Retry
 from tests.unit.agent.rig import Rig, run
 
@@ -103,5 +103,24 @@ def test_missing_root_ca_is_a_failed_mount() -> None:
             await r.sync()
         assert "FailedMount" in r.events()
         assert r.runtime.sandbox_of("default", "p") is None
+
+    run(body())
+
+
+def test_adopted_pod_gets_fresh_tokens() -> None:
+    """After an agent restart the token files are the previous agent's: rewrite them."""
+
+    async def body() -> None:
+        r = _rig()
+        r.add(serviceAccountName="default", volumes=[_api_access()])
+        await r.sync()
+        pod = r.api.stored(PODS, "default/p")
+        assert pod is not None
+        r.manager.tokens.forget(pod["metadata"]["uid"])  # what a restarted agent knows
+        await r.sync()
+        assert r.api.tokens_issued == 2
+        sandbox = r.runtime.sandbox_of("default", "p")
+        assert sandbox is not None
+        assert sandbox.volume_files["kube-api-access-x7k2p"]["token"] == b"fake-token-2"
 
     run(body())
