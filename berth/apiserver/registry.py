@@ -347,6 +347,7 @@ class Registry:
             )
         strategy.prepare_for_create(rd, obj, ns)
         if rd.kind == "Pod" and self.service_accounts is not None:
+            await self._check_namespace(ns)  # a missing namespace is a 404, as upstream
             await self.service_accounts.admit_pod(self, ns, obj)
         errs = validate(rd, obj)
         if errs:

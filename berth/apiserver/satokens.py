@@ -54,6 +54,7 @@ class Entry:
     node: str = ""  # pods: spec.nodeName
     sa_name: str = ""  # pods: spec.serviceAccountName; secrets: the annotation
     token: bytes | None = None  # service-account-token secrets: data.token, decoded
+    automount: bool | None = None  # service accounts: automountServiceAccountToken
 
     def live(self, now: float) -> bool:
         return self.deleted_at is None or self.deleted_at > now - DELETION_LEEWAY
@@ -84,7 +85,8 @@ def _entry(kind: str, obj: Obj) -> Entry:
                 token = None
         sa = str((m.get("annotations") or {}).get(SA_NAME_ANNOTATION) or "")
         return Entry(uid, deleted_at, sa_name=sa, token=token)
-    return Entry(uid, deleted_at)
+    automount = obj.get("automountServiceAccountToken")
+    return Entry(uid, deleted_at, automount=automount if isinstance(automount, bool) else None)
 
 
 class ObjectCache:

@@ -298,8 +298,17 @@ class ServiceAccounts:
         account_name = str(spec.get("serviceAccountName") or DEFAULT_ACCOUNT)
         spec["serviceAccountName"] = account_name
         spec.setdefault("serviceAccount", account_name)
+        cached = self.cache.get("serviceaccounts", namespace, account_name)
         try:
-            account = await registry.get(SA_RD, namespace, account_name)
+            # The cache first (no store read on the pod-create path); a miss may only be this
+            # server lagging behind another that created the account, so read the store then.
+            account_automount = (
+                cached.automount
+                if cached is not None
+                else (await registry.get(SA_RD, namespace, account_name)).get(
+                    "automountServiceAccountToken"
+                )
+            )
         except ApiError as exc:
             if exc.code != 404:
                 raise
@@ -315,7 +324,7 @@ class ServiceAccounts:
             raise invalid(PODS_RD, str(get_path(pod, "metadata", "name") or ""), errs)
         automount = spec.get("automountServiceAccountToken")
         if automount is None:
-            automount = account.get("automountServiceAccountToken")
+            automount = account_automount
         if automount is False:
             return
         _mount_token_volume(spec)

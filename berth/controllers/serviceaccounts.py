@@ -27,9 +27,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ACCOUNT = "default"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 DESCRIPTION = (
-    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal"
-    " endpoints such as the internal service IP or kubernetes.default.svc. No other usage is"
-    " guaranteed across distributions of Kubernetes clusters."
+    "The cluster CA certificate, for pods to verify the API server at kubernetes.default.svc"
+    " (kept here by the controller manager)."
 )
 
 

@@ -446,6 +446,24 @@ def test_pod_gets_the_projected_token_volume(srv: ServerHandle, tenant: Raw) -> 
         },
     )
     assert not opted_out["spec"].get("volumes")
+    _write(
+        srv,
+        tenant,
+        "POST",
+        f"/api/v1/namespaces/{NS}/serviceaccounts",
+        {"metadata": {"name": "quiet"}, "automountServiceAccountToken": False},
+    )
+    quiet = _write(
+        srv,
+        tenant,
+        "POST",
+        f"/api/v1/namespaces/{NS}/pods",
+        {
+            "metadata": {"name": "quiet"},
+            "spec": {"serviceAccountName": "quiet", "containers": [{"name": "c", "image": "x"}]},
+        },
+    )
+    assert not quiet["spec"].get("volumes")
 
 
 # -- legacy token Secrets -------------------------------------------------------------------------

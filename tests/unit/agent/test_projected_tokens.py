@@ -67,6 +67,7 @@ def test_token_is_requested_bound_to_the_pod_and_written() -> None:
         (request,) = [a for a in r.api.actions if a.verb == "token"]
         assert request.name == "default"
         assert request.namespace == "default"
+        assert request.body is not None
         spec = request.body["spec"]
         assert spec["expirationSeconds"] == 3607
         ref = spec["boundObjectRef"]

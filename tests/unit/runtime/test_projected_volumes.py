@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from berth.runtime.agent_runtime import RuncAgentRuntime, _resolved_volumes
+from berth.runtime.errors import SandboxError
 from berth.runtime.images import ImageService
 from berth.runtime.runc import RuncRuntime
-from berth.runtime.sandbox import SandboxError, SandboxRecord
+from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import FilesVolume, PodUID
 from berth.runtime.store import ContentStore
 
