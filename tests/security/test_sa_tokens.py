@@ -228,6 +228,24 @@ def test_jwt_signed_by_another_key_is_refused(srv: ServerHandle, tenant: Raw) ->
     assert _whoami(srv, genuine) == (403, f"system:serviceaccount:{NS}:robot-b")
 
 
+def test_unsigned_and_tampered_tokens_are_refused(srv: ServerHandle, tenant: Raw) -> None:
+    uid = _account(srv, tenant, "robot-n")
+    claims = _claims(uid, account="robot-n")
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    body = b64(json.dumps(claims).encode())
+    unsigned = f"{b64(json.dumps({'alg': 'none'}).encode())}.{body}."
+    assert _plant(srv, tenant, unsigned, "robot-n") == 401
+    # a genuine token whose claims were changed (another account) after signing
+    genuine = _server_signer(srv).sign(claims).split(".")
+    other = dict(claims, sub=f"system:serviceaccount:{NS}:default")
+    other["kubernetes.io"] = dict(claims["kubernetes.io"], serviceaccount={"name": "default"})
+    tampered = f"{genuine[0]}.{b64(json.dumps(other).encode())}.{genuine[2]}"
+    assert _plant(srv, tenant, tampered, "robot-n") == 401
+
+
 def test_expired_token_is_refused(srv: ServerHandle, tenant: Raw) -> None:
     uid = _account(srv, tenant, "robot-e")
     long_ago = int(time.time()) - 7200
