@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,7 +92,7 @@ def _signing_key(config: ServerConfig) -> ec.EllipticCurvePrivateKey:
 class ServiceAccounts:
     """Owns the signing key, the verification keys and the caches tokens are checked against."""
 
-    def __init__(self, config: ServerConfig, *, clock: Any = time.time) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Callable[[], float] = time.time) -> None:
         key = _signing_key(config)
         self.signer = satoken.Signer(key)
         public = [key.public_key()]
