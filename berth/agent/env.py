@@ -14,7 +14,9 @@ authorizer grants a node exactly the objects its pods reference.
 
 Volume files: each ``configMap``/``secret`` volume becomes ``{file name: bytes}`` — all keys,
 or only ``items`` (``key`` → ``path``) when listed — so runtimes receive content, never API
-references (a missing source is reported as ``FailedMount`` and retried).
+references (a missing source is reported as ``FailedMount`` and retried). A ``projected``
+volume merges its sources the same way: ``secret``, ``configMap``, ``downwardAPI`` items and
+``serviceAccountToken`` (a token requested for the pod, see :mod:`berth.agent.tokens`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from berth.agent.tokens import DEFAULT_EXPIRATION, ProjectedTokens, TokenRequestError
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
 from berth.client.resources import CONFIGMAPS, SECRETS
+from berth.machinery.clock import RealClock
 from berth.machinery.objects import Frozen, meta, parse_quantity
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -167,11 +171,20 @@ async def resolve_env(
     return env
 
 
-async def resolve_volume_files(client: ApiClient, pod: Frozen) -> dict[str, dict[str, bytes]]:
-    """``{volume name: {path: content}}`` for the pod's ConfigMap and Secret volumes."""
+async def resolve_volume_files(
+    client: ApiClient, pod: Frozen, *, tokens: ProjectedTokens | None = None
+) -> dict[str, dict[str, bytes]]:
+    """``{volume name: {path: content}}`` for the pod's ConfigMap, Secret and projected
+    volumes (``tokens`` caches projected service-account tokens; without it each resolution
+    requests new ones)."""
     sources = _Sources(client, str(meta(pod).get("namespace") or "default"))
     out: dict[str, dict[str, bytes]] = {}
     for vol in (pod.get("spec") or {}).get("volumes") or ():
+        if "projected" in vol:
+            out[str(vol["name"])] = await _projected(
+                client, pod, sources, vol["projected"] or {}, tokens
+            )
+            continue
         if "configMap" in vol:
             kind, ref, name = "configmap", vol["configMap"] or {}, "name"
         elif "secret" in vol:
@@ -197,3 +210,64 @@ async def resolve_volume_files(client: ApiClient, pod: Frozen) -> dict[str, dict
             files = dict(data)
         out[str(vol["name"])] = files
     return out
+
+
+def _select(data: Mapping[str, bytes], items: Any, kind: str, source: str) -> dict[str, bytes]:
+    if not items:
+        return dict(data)
+    files = {}
+    for item in items:
+        key = str(item["key"])
+        if key not in data:
+            raise SourceError(f'couldn\'t find key {key} in {kind} "{source}"')
+        files[str(item.get("path") or key)] = data[key]
+    return files
+
+
+async def _projected(
+    client: ApiClient,
+    pod: Frozen,
+    sources: _Sources,
+    projected: Mapping[str, Any],
+    tokens: ProjectedTokens | None,
+) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for src in projected.get("sources") or ():
+        if "secret" in src or "configMap" in src:
+            kind = "secret" if "secret" in src else "configmap"
+            ref = src.get("secret") or src.get("configMap") or {}
+            source = str(ref.get("name"))
+            data = await sources.raw(kind, source)
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise SourceError(f'{kind} "{source}" not found')
+            files.update(_select(data, ref.get("items"), kind, source))
+        elif "downwardAPI" in src:
+            for item in (src.get("downwardAPI") or {}).get("items") or ():
+                path = str(item.get("path"))
+                if "fieldRef" in item:
+                    field = str((item["fieldRef"] or {}).get("fieldPath"))
+                    files[path] = field_value(pod, field, pod_ip="", host_ip="").encode()
+                elif "resourceFieldRef" in item:
+                    ref = item["resourceFieldRef"] or {}
+                    wanted = ref.get("containerName")
+                    containers = (pod.get("spec") or {}).get("containers") or ()
+                    container: Mapping[str, Any] = next(
+                        (c for c in containers if c.get("name") == wanted), {}
+                    )
+                    files[path] = resource_value(container, ref).encode()
+        elif "serviceAccountToken" in src:
+            ref = src.get("serviceAccountToken") or {}
+            audience = str(ref.get("audience") or "")
+            expiration = int(ref.get("expirationSeconds") or DEFAULT_EXPIRATION)
+            cache = tokens if tokens is not None else ProjectedTokens(RealClock())
+            try:
+                token = await cache.get(client, pod, audience=audience, expiration=expiration)
+            except (errors.ApiError, TokenRequestError) as exc:
+                raise SourceError(f"failed to fetch token: {exc}") from exc
+            files[str(ref.get("path") or "token")] = token
+        else:
+            kinds = sorted(src)
+            raise SourceError(f"unsupported projected volume source {kinds}")
+    return files

@@ -36,6 +36,7 @@ from berth.agent.runtime import (
     Runtime,
     SandboxConfig,
 )
+from berth.agent.tokens import ProjectedTokens, has_projected_token
 from berth.agent.withdrawal import EndpointWithdrawal, hold_limit
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
@@ -188,6 +189,8 @@ class PodManager:
         self.records: dict[ObjectKey, PodRecord] = {}
         self.ips = IPAllocator()
         self.status_writes = 0
+        # Projected service-account tokens of the pods here, renewed before they expire.
+        self.tokens = ProjectedTokens(clock)
 
     def mine(self, pod: Frozen) -> bool:
         node = (pod.get("spec") or {}).get("nodeName")
@@ -262,7 +265,9 @@ class PodManager:
             return
         if not rec.sandbox:
             try:
-                files = await resolve_volume_files(self.client_for(rec.node), pod)
+                files = await resolve_volume_files(
+                    self.client_for(rec.node), pod, tokens=self.tokens
+                )
             except SourceError as exc:
                 rec.event("FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
                 await self._report(pod, rec)
@@ -290,6 +295,7 @@ class PodManager:
                 rec.pod_ip = self.node_address(rec.node) or ""
             rec.start_time = self.clock.now()
         wake: list[float] = []
+        await self._renew_tokens(pod, rec, wake)
         spec = pod.get("spec") or {}
         policy = str(spec.get("restartPolicy") or "Always")
         init_done = await self._run_init(pod, rec, policy=policy, wake=wake)
@@ -542,7 +548,32 @@ class PodManager:
             else:
                 await recorder.normal(pod, ev.reason, ev.message)
 
+    async def _renew_tokens(self, pod: Frozen, rec: PodRecord, wake: list[float]) -> None:
+        """Rewrite the pod's volumes once a projected token is due for renewal (the kubelet
+        renews at 80% of a token's lifetime); wake up again at the next due time."""
+        due = self.tokens.refresh_due(rec.uid)
+        if due is None:
+            if not has_projected_token(pod):
+                return
+            # A pod adopted after an agent restart: its token files were written by the
+            # previous agent, whose tokens this one does not know; write fresh ones now.
+            due = self.clock.monotonic()
+        if self.clock.monotonic() >= due:
+            try:
+                files = await resolve_volume_files(
+                    self.client_for(rec.node), pod, tokens=self.tokens
+                )
+                await self.runtime.update_volume_files(rec.sandbox, files)
+            except (SourceError, errors.ApiError) as exc:
+                rec.event("FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
+                wake.append(self.clock.monotonic() + CONFIG_RETRY)
+                return
+            due = self.tokens.refresh_due(rec.uid)
+        if due is not None:
+            wake.append(due)
+
     async def _teardown(self, rec: PodRecord) -> None:
+        self.tokens.forget(rec.uid)
         if rec.sandbox:
             await self.runtime.remove_sandbox(rec.sandbox)
         if rec.pod_ip:

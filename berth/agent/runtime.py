@@ -87,6 +87,13 @@ class Runtime(Protocol):
         """The pod IP the sandbox got ("" for host-network pods)."""
         ...
 
+    async def update_volume_files(
+        self, sandbox_id: str, volume_files: Mapping[str, Mapping[str, bytes]]
+    ) -> None:
+        """Rewrite the content of the sandbox's ConfigMap/Secret/projected volumes (renewed
+        service-account tokens), through the same path that wrote them at creation."""
+        ...
+
     async def remove_sandbox(self, sandbox_id: str) -> None:
         """Stop everything in the sandbox and forget it (idempotent)."""
         ...

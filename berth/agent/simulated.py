@@ -131,6 +131,13 @@ class SimulatedRuntime:
         sb = self._sandboxes.get(sandbox_id)
         return sb.config.pod_ip if sb is not None else ""
 
+    async def update_volume_files(
+        self, sandbox_id: str, volume_files: Mapping[str, Mapping[str, bytes]]
+    ) -> None:
+        sb = self._sandboxes.get(sandbox_id)
+        if sb is not None:
+            sb.config = replace(sb.config, volume_files=volume_files)
+
     async def remove_sandbox(self, sandbox_id: str) -> None:
         sb = self._sandboxes.pop(sandbox_id, None)
         if sb is None:

@@ -128,7 +128,7 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _core("configmaps", "ConfigMap", namespaced=True, short=("cm",)),
     _core("secrets", "Secret", namespaced=True),
     _core("events", "Event", namespaced=True, short=("ev",)),
-    _core("serviceaccounts", "ServiceAccount", namespaced=True, short=("sa",)),
+    _core("serviceaccounts", "ServiceAccount", namespaced=True, short=("sa",), subs=("token",)),
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
     _grouped(
         "apps",

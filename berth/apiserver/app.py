@@ -29,13 +29,12 @@ from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
-    ServiceAccountTokens,
     TokenAuthenticator,
     UserInfo,
     user_from_peercert,
 )
 from .bodies import read_body
-from .codec import SECRETS_PREFIX, Codec, load_key
+from .codec import Codec, load_key
 from .config import ServerConfig
 from .errors import (
     ApiError,
@@ -64,6 +63,7 @@ from .selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from .serviceaccounts import ServiceAccounts
 from .tables import to_table
 from .watch import ObjEvent, WatchHub
 from .watchhttp import serve_watch
@@ -98,6 +98,7 @@ SUBRESOURCE_METHODS: dict[str, tuple[str, ...]] = {
     "eviction": ("POST",),
     "log": ("GET", "HEAD"),
     "finalize": ("PUT",),
+    "token": ("POST",),
 }
 """The methods each subresource serves, as kube-apiserver's (any other is 405). A write to
 a subresource is never a write to the whole object: a PATCH to ``pods/NAME/eviction`` or a
@@ -181,7 +182,7 @@ class ApiServer:
             if config.token_auth_file
             else TokenAuthenticator()
         )
-        self.sa_tokens = ServiceAccountTokens()
+        self.service_accounts = ServiceAccounts(config)
         self.metrics = Metrics()
         self.table = TABLE
         self._group_of = {r.plural: r.group for r in TABLE.resources}
@@ -201,6 +202,7 @@ class ApiServer:
             store, self.codec, service_ips=self.service_ips, node_ports=self.node_ports
         )
         self.registry.escalation = EscalationCheck(self.authorizer, self.registry.get)
+        self.registry.service_accounts = self.service_accounts
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -297,9 +299,7 @@ class ApiServer:
             assert rd is not None
             for kv in (await self.store.list(rd.key_prefix(), revision=rev)).items:
                 self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
-        secrets_rd = self._rd("", "secrets")
-        for kv in (await self.store.list(secrets_rd.key_prefix(), revision=rev)).items:
-            self.sa_tokens.apply(kv.key, self.codec.decode(kv), deleted=False)
+        await self.service_accounts.load(self.store, self.codec, revision=rev)
         for kv in (await self.store.list(self._rd("", "pods").key_prefix(), revision=rev)).items:
             self.node_graph.apply_pod(self.codec.decode(kv), deleted=False)
         return rev
@@ -311,13 +311,14 @@ class ApiServer:
             kind = ev.obj.get("kind")
             if isinstance(kind, str):
                 self.authorizer.apply(kind, ev.obj, deleted=ev.deleted)
-        elif ev.key.startswith(SECRETS_PREFIX):
-            self.sa_tokens.apply(ev.key, ev.obj, deleted=ev.deleted)
+        else:
+            self.service_accounts.cache.apply(ev.key, ev.obj, deleted=ev.deleted)
 
     async def _bootstrap(self) -> None:
         ns_rd = self._rd("", "namespaces")
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             await self.registry.ensure(ns_rd, {"metadata": {"name": ns}})
+            await self.service_accounts.ensure_default_account(self.registry, ns)
         for obj in bootstrap_policy():
             rd = self.table.by_kind("rbac.authorization.k8s.io", str(obj["kind"]))
             assert rd is not None
@@ -387,7 +388,9 @@ class ApiServer:
             return user
         header = request.headers.get("Authorization")
         if header:
-            token_user = self.tokens.authenticate(header) or self.sa_tokens.authenticate(header)
+            token_user = self.tokens.authenticate(
+                header
+            ) or self.service_accounts.authenticator.authenticate(header)
             if token_user is None:
                 raise unauthorized()
             return token_user
@@ -655,6 +658,14 @@ class ApiServer:
                 raise unsupported_media(request.content_type or "(none)")
         body = await read_body(request)
         if method == "POST":
+            if route.subresource == "token" and rd.kind == "ServiceAccount":
+                token, warnings = await self.service_accounts.create_token(
+                    reg, user, route.namespace, route.name, body
+                )
+                resp = _json(token, 201)
+                for w in warnings:
+                    resp.headers.add("Warning", f'299 - "{w}"')
+                return resp, ("CREATE", "serviceaccounts/token")
             if route.subresource == "binding":
                 await reg.bind(route.namespace, route.name, body, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/binding")

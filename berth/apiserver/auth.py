@@ -3,12 +3,12 @@
 * Client certificates verified against the cluster CA: the subject CN is the user name, each
   O is a group (the kube-apiserver convention; ``O=system:masters`` is the superuser group).
 * Bearer tokens from a static token file (kube's CSV format ``token,user,uid,"g1,g2"``).
+* Service-account JWTs: see :mod:`berth.apiserver.satokens`.
 * No credentials: anonymous, which may only reach the health and version endpoints.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,46 +88,3 @@ class TokenAuthenticator:
             return None
         token = header[len("Bearer ") :].strip()
         return self._tokens.get(token)
-
-
-class ServiceAccountTokens:
-    """Bearer tokens held in ``kubernetes.io/service-account-token`` Secrets.
-
-    Fed from the watch hub: the Secret named by annotation
-    ``kubernetes.io/service-account.name`` authenticates as
-    ``system:serviceaccount:<namespace>:<name>`` in groups ``system:serviceaccounts`` and
-    ``system:serviceaccounts:<namespace>``. Deleting the Secret revokes the token.
-    """
-
-    def __init__(self) -> None:
-        self._by_token: dict[str, UserInfo] = {}
-        self._by_secret: dict[str, str] = {}
-
-    def apply(self, key: str, secret: dict[str, Any], *, deleted: bool) -> None:
-        old = self._by_secret.pop(key, None)
-        if old is not None:
-            self._by_token.pop(old, None)
-        if deleted or secret.get("type") != "kubernetes.io/service-account-token":
-            return
-        meta = secret.get("metadata") or {}
-        sa = (meta.get("annotations") or {}).get("kubernetes.io/service-account.name")
-        encoded = (secret.get("data") or {}).get("token")
-        if not sa or not isinstance(encoded, str):
-            return
-        try:
-            token = base64.b64decode(encoded).decode()
-        except (ValueError, UnicodeDecodeError):
-            return
-        ns = str(meta.get("namespace", ""))
-        user = UserInfo(
-            f"system:serviceaccount:{ns}:{sa}",
-            ("system:serviceaccounts", f"system:serviceaccounts:{ns}", AUTHENTICATED),
-            str(meta.get("uid", "")),
-        )
-        self._by_token[token] = user
-        self._by_secret[key] = token
-
-    def authenticate(self, header: str | None) -> UserInfo | None:
-        if not header or not header.startswith("Bearer "):
-            return None
-        return self._by_token.get(header[len("Bearer ") :].strip())

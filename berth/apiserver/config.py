@@ -16,6 +16,11 @@ Example ``apiserver.yaml``::
     nodePortRange: 30000-32767
     secretsEncryptionKeyFile: /etc/berth/pki/secrets.key      # 32 bytes (raw or base64)
     tokenAuthFile: /etc/berth/tokens.csv                      # optional: token,user,uid,"g1,g2"
+    serviceAccountSigningKeyFile: /etc/berth/pki/sa.key       # ES256 key that signs SA tokens
+    serviceAccountKeyFile: /etc/berth/pki/sa.pub              # key(s) that verify them (or a list)
+    serviceAccountIssuer: https://kubernetes.default.svc.cluster.local   # the tokens' "iss"
+    apiAudiences: [https://kubernetes.default.svc.cluster.local]         # default: the issuer
+    serviceAccountMaxTokenExpiration: 172800                  # seconds; longer requests shortened
     agentClient:                                              # for pods/log proxying to agents
       certFile: /etc/berth/pki/apiserver-agent-client.crt
       keyFile: /etc/berth/pki/apiserver-agent-client.key
@@ -33,6 +38,10 @@ import yaml
 from berth.store.config import DatastoreConfig, DatastoreConfigError
 
 MEMORY = DatastoreConfig(type="memory")
+DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+DEFAULT_MAX_TOKEN_EXPIRATION = 48 * 3600
+"""Seconds; upstream has no cap by default, a shorter bound limits what a leaked token is worth
+(pods' projected tokens are refreshed long before, so nothing depends on longer ones)."""
 
 
 class ConfigError(Exception):
@@ -55,6 +64,13 @@ class ServerConfig:
     agent_client_cert_file: Path | None = None
     agent_client_key_file: Path | None = None
     watch_bookmark_interval: float = 60.0
+    # Service-account tokens. Without a signing key the server signs with a key it makes at
+    # start (tokens then die with the process and other servers refuse them).
+    service_account_signing_key_file: Path | None = None
+    service_account_key_files: tuple[Path, ...] = ()
+    service_account_issuer: str = DEFAULT_ISSUER
+    api_audiences: tuple[str, ...] = ()  # empty: the issuer, as upstream
+    service_account_max_token_expiration: int = DEFAULT_MAX_TOKEN_EXPIRATION
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,7 +143,39 @@ def load_config(path: Path) -> ServerConfig:
         agent_client_cert_file=_path(agent.get("certFile"), base),
         agent_client_key_file=_path(agent.get("keyFile"), base),
         watch_bookmark_interval=float(data.get("watchBookmarkInterval", 60.0)),
+        service_account_signing_key_file=_path(data.get("serviceAccountSigningKeyFile"), base),
+        service_account_key_files=_paths(data.get("serviceAccountKeyFile"), base),
+        service_account_issuer=str(data.get("serviceAccountIssuer") or DEFAULT_ISSUER),
+        api_audiences=tuple(str(a) for a in _list(data.get("apiAudiences"))),
+        service_account_max_token_expiration=_max_expiration(
+            data.get("serviceAccountMaxTokenExpiration"), str(path)
+        ),
     )
+
+
+def _list(v: Any) -> list[Any]:
+    if v in (None, ""):
+        return []
+    return list(v) if isinstance(v, list) else [v]
+
+
+def _paths(v: Any, base: Path) -> tuple[Path, ...]:
+    return tuple(p for p in (_path(x, base) for x in _list(v)) if p is not None)
+
+
+def _max_expiration(v: Any, where: str) -> int:
+    if v in (None, ""):
+        return DEFAULT_MAX_TOKEN_EXPIRATION
+    try:
+        seconds = int(v)
+    except (TypeError, ValueError):
+        seconds = 0
+    if seconds < 600:
+        raise ConfigError(
+            f"{where}: serviceAccountMaxTokenExpiration must be a number of seconds of at least"
+            f" 600, got {v!r}"
+        )
+    return seconds
 
 
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
@@ -151,6 +199,9 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--token-auth-file", type=Path)
     p.add_argument("--agent-client-cert", type=Path)
     p.add_argument("--agent-client-key", type=Path)
+    p.add_argument("--service-account-signing-key-file", type=Path)
+    p.add_argument("--service-account-key-file", type=Path, action="append")
+    p.add_argument("--service-account-issuer")
     a = p.parse_args(argv)
     if a.config is not None:
         cfg = load_config(a.config)
@@ -174,10 +225,14 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         ("token_auth_file", "token_auth_file"),
         ("agent_client_cert", "agent_client_cert_file"),
         ("agent_client_key", "agent_client_key_file"),
+        ("service_account_signing_key_file", "service_account_signing_key_file"),
+        ("service_account_issuer", "service_account_issuer"),
     ):
         value = getattr(a, flag)
         if value is not None:
             changes[attr] = value
+    if a.service_account_key_file:
+        changes["service_account_key_files"] = tuple(a.service_account_key_file)
     if a.node_port_range:
         changes["node_port_range"] = _port_range(a.node_port_range, "--node-port-range")
     if a.datastore:

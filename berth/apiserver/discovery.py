@@ -19,6 +19,7 @@ SUBRESOURCE_VERBS = {
     "binding": ["create"],
     "eviction": ["create"],
     "finalize": ["update"],
+    "token": ["create"],
 }
 
 REVIEW_RESOURCES = {
@@ -112,6 +113,8 @@ def _sub_entry(rd: ResourceDef, sub: str) -> dict[str, Any]:
         e.update(group="policy", version="v1", kind="Eviction")
     elif sub == "binding":
         e["kind"] = "Binding"
+    elif sub == "token":
+        e.update(group="authentication.k8s.io", version="v1", kind="TokenRequest")
     return e
 
 

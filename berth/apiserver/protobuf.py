@@ -185,6 +185,28 @@ KINDS: dict[str, Schema] = {
         4: ("automountServiceAccountToken", "bool", None),
     },
     "Eviction": {1: ("metadata", "msg", OBJECT_META), 2: ("deleteOptions", "msg", DELETE_OPTIONS)},
+    # authentication/v1 (``kubectl create token``)
+    "TokenRequest": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: (
+            "spec",
+            "msg",
+            {
+                1: ("audiences", "rstring", None),
+                3: (
+                    "boundObjectRef",
+                    "msg",
+                    {
+                        1: ("kind", "string", None),
+                        2: ("apiVersion", "string", None),
+                        3: ("name", "string", None),
+                        4: ("uid", "string", None),
+                    },
+                ),
+                4: ("expirationSeconds", "int", None),
+            },
+        ),
+    },
     "DeleteOptions": DELETE_OPTIONS,
     "Pod": {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", POD_SPEC)},
     "Deployment": {

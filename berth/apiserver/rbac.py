@@ -278,6 +278,7 @@ def bootstrap_policy() -> list[Obj]:
         # upstream, it exists for operators to bind elsewhere and is bound to nobody.
         _cluster_role("system:node", [dict(r) for r in SYSTEM_NODE_ROLE_RULES]),
     ]
+    _add_service_account_token_rules(roles)
     bindings = [
         _cluster_binding("cluster-admin", "cluster-admin", [_group("system:masters")]),
         _cluster_binding("system:discovery", "system:discovery", [_group("system:authenticated")]),
@@ -298,3 +299,14 @@ def bootstrap_policy() -> list[Obj]:
         _cluster_binding("system:node", "system:node", []),
     ]
     return roles + bindings
+
+
+# -- service-account tokens (issue 13 point 6) ---------------------------------------------------
+
+
+def _add_service_account_token_rules(roles: list[Obj]) -> None:
+    """A node requests the projected tokens of the pods it runs (the API server's token
+    request handler narrows that to pods bound to the node, as NodeRestriction does)."""
+    for role in roles:
+        if role["metadata"]["name"] == "system:node":
+            role["rules"].append(_rule([""], ["serviceaccounts/token"], ["create"]))

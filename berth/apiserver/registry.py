@@ -14,7 +14,7 @@ import copy
 import logging
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -58,6 +58,9 @@ from .selectors import (
 from .services import ServiceAddresses
 from .validation import validate, validate_update
 from .watch import ObjEvent
+
+if TYPE_CHECKING:
+    from .serviceaccounts import ServiceAccounts
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,9 @@ class Registry:
         self._finalizing: set[str] = set()  # namespaces this server is emptying
         # RBAC escalation prevention, set by the API server (it needs the authorizer).
         self.escalation: EscalationCheck | None = None
+        # ServiceAccount admission of pods and each namespace's default account (set by the
+        # server; None in registries built without one).
+        self.service_accounts: ServiceAccounts | None = None
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -365,6 +371,9 @@ class Registry:
                 secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
             )
         strategy.prepare_for_create(rd, obj, ns)
+        if rd.kind == "Pod" and self.service_accounts is not None:
+            await self._check_namespace(ns)  # a missing namespace is a 404, as upstream
+            await self.service_accounts.admit_pod(self, ns, obj)
         errs = validate(rd, obj)
         if errs:
             raise invalid(rd, str(m.get("name") or m.get("generateName") or ""), errs)
@@ -401,6 +410,8 @@ class Registry:
             m["resourceVersion"] = str(kv.mod_revision)
             if rd.kind == "Namespace":
                 self.namespace_phase[name] = "Active"
+                if self.service_accounts is not None:
+                    await self.service_accounts.ensure_default_account(self, name)
             return obj
         raise AssertionError("unreachable")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import secrets
 from typing import Any
 
 from berth.api.meta import Obj, format_time, meta, new_uid, now
@@ -128,12 +127,6 @@ def apply_defaults(rd: ResourceDef, obj: Obj) -> None:
             data = obj.setdefault("data", {})
             for k, v in string_data.items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
-        if obj["type"] == SA_TOKEN_TYPE:
-            data = obj.setdefault("data", {})
-            if not data.get("token"):
-                # What kube's token controller does: mint the bearer token the API server
-                # accepts for this service account (see auth.ServiceAccountTokens).
-                data["token"] = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
     elif kind in ("RoleBinding", "ClusterRoleBinding"):
         _binding_defaults(obj)
     elif kind == "Event":
@@ -190,6 +183,10 @@ def prepare_for_create(rd: ResourceDef, obj: Obj, namespace: str) -> Obj:
     elif rd.has_status and rd.kind != "Node":
         obj.pop("status", None)
     apply_defaults(rd, obj)
+    if rd.kind == "Secret" and obj.get("type") == SA_TOKEN_TYPE:
+        # Only the token controller writes a token Secret's token (a signed legacy JWT naming
+        # this Secret); whatever its creator wrote there is dropped.
+        (obj.get("data") or {}).pop("token", None)
     return obj
 
 

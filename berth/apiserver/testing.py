@@ -289,6 +289,15 @@ def prepare(
     if encryption_key is not None:
         key_file = directory / "secrets.key"
         _write_private(key_file, base64.b64encode(encryption_key))
+    sa_key = directory / "sa.key"
+    sa_pub = directory / "sa.pub"
+    signing = _key()
+    _write_private(sa_key, _pem_key(signing))
+    sa_pub.write_bytes(
+        signing.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     config = ServerConfig(
         tls_cert_file=cert,
         tls_key_file=key,
@@ -301,6 +310,8 @@ def prepare(
         token_auth_file=token_auth_file,
         agent_client_cert_file=agent_cert,
         agent_client_key_file=agent_key,
+        service_account_signing_key_file=sa_key,
+        service_account_key_files=(sa_pub,),
     )
     return ServerFiles(directory, pki, config)
 
@@ -403,6 +414,11 @@ def write_config_file(files: ServerFiles, path: Path, *, port: int) -> Path:
     }
     if c.encryption_key_file:
         doc["secretsEncryptionKeyFile"] = str(c.encryption_key_file)
+    if c.service_account_signing_key_file is not None:
+        doc["serviceAccountSigningKeyFile"] = str(c.service_account_signing_key_file)
+    if c.service_account_key_files:
+        doc["serviceAccountKeyFile"] = [str(p) for p in c.service_account_key_files]
+    doc["serviceAccountIssuer"] = c.service_account_issuer
     if c.agent_client_cert_file and c.agent_client_key_file:
         doc["agentClient"] = {
             "certFile": str(c.agent_client_cert_file),

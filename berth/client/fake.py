@@ -23,7 +23,14 @@ from datetime import UTC, datetime, timedelta
 from berth.client import errors
 from berth.client.interface import Obj, ObjectList, PropagationPolicy, WatchEvent, WatchEventType
 from berth.client.patches import merge_patch
-from berth.client.resources import NAMESPACES, PODS, ObjectKey, Resource, make_key
+from berth.client.resources import (
+    NAMESPACES,
+    PODS,
+    SERVICEACCOUNTS,
+    ObjectKey,
+    Resource,
+    make_key,
+)
 from berth.client.selectors import parse_field_selector, parse_label_selector
 
 
@@ -77,6 +84,7 @@ class FakeClient:
     _errors: dict[tuple[str, str], list[errors.ApiError]] = field(default_factory=dict)
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     unserved: set[Resource] = field(default_factory=set)
+    tokens_issued: int = 0  # serviceaccounts/token requests answered
 
     # ---- test helpers -------------------------------------------------------------------
     def seed(self, resource: Resource, obj: Obj) -> Obj:
@@ -365,6 +373,22 @@ class FakeClient:
             self.actions.append(Action("evict", resource.plural, namespace, name, None, body))
             await self._delete(resource, obj, policy=None, grace=None)
             return {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
+        if resource == SERVICEACCOUNTS and subresource == "token":
+            # A stand-in for the API server's TokenRequest: an opaque numbered token.
+            self.actions.append(Action("token", resource.plural, namespace, name, None, body))
+            spec = dict(body.get("spec") or {})
+            seconds = int(spec.get("expirationSeconds") or 3600)
+            self.tokens_issued += 1
+            return {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": spec,
+                "status": {
+                    "token": f"fake-token-{self.tokens_issued}",
+                    "expirationTimestamp": _iso(self.now() + timedelta(seconds=seconds)),
+                },
+            }
         raise errors.NotFound(404, "NotFound", f"subresource {subresource} not supported")
 
     async def update(self, resource: Resource, body: Obj, *, subresource: str | None = None) -> Obj:

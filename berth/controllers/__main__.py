@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
+from berth.api import satoken
 from berth.client.http import HttpClient
+from berth.client.kubeconfig import load_kubeconfig
 from berth.controllers.manager import ALL_CONTROLLERS, ControllerManager, ManagerConfig
 from berth.controllers.nodelifecycle import NodeLifecycleConfig
 from berth.machinery.clock import Clock
@@ -33,6 +36,17 @@ def main(argv: list[str] | None = None) -> None:
         help="how long pods without not-ready/unreachable tolerations stay on a failed node",
     )
     parser.add_argument("--concurrent-syncs", type=int, default=4)
+    parser.add_argument(
+        "--root-ca-file",
+        type=Path,
+        help="the cluster CA published as kube-root-ca.crt (default: the kubeconfig's CA)",
+    )
+    parser.add_argument(
+        "--service-account-private-key-file",
+        type=Path,
+        help="ES256 key signing legacy service-account token Secrets (the API server's"
+        " serviceAccountSigningKeyFile); without it those Secrets are not filled",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     config = ManagerConfig(
@@ -46,6 +60,16 @@ def main(argv: list[str] | None = None) -> None:
             default_toleration_seconds=args.default_toleration_seconds,
         ),
         workers=args.concurrent_syncs,
+        root_ca_pem=(
+            args.root_ca_file.read_bytes()
+            if args.root_ca_file
+            else load_kubeconfig(args.kubeconfig).ca_pem
+        ),
+        service_account_signer=(
+            satoken.Signer(satoken.load_private_key(args.service_account_private_key_file))
+            if args.service_account_private_key_file
+            else None
+        ),
     )
 
     async def lead(client: HttpClient, clock: Clock) -> None:

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from berth.api import satoken
 from berth.client.interface import ApiClient
 from berth.client.resources import ALL, EVENTS, Resource
 from berth.controllers.context import Context
@@ -24,6 +25,8 @@ from berth.controllers.nodeipam import NodeIpamController
 from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
+from berth.controllers.satokens import TokensController
+from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
 from berth.machinery.events import EventRecorder
@@ -39,6 +42,9 @@ ALL_CONTROLLERS = (
     "garbagecollector",
     "nodeipam",
     "podgc",
+    "serviceaccount",
+    "root-ca-cert-publisher",
+    "serviceaccount-token",
 )
 
 
@@ -49,6 +55,11 @@ class ManagerConfig:
     node_cidr_mask_size: int = 24
     node_lifecycle: NodeLifecycleConfig = field(default_factory=NodeLifecycleConfig)
     workers: int = 4
+    # The cluster CA published as each namespace's kube-root-ca.crt and put in token Secrets
+    # (None: neither the publisher nor the token controller runs).
+    root_ca_pem: bytes | None = None
+    # Signs legacy token Secrets' tokens (None: the token controller does not run).
+    service_account_signer: satoken.Signer | None = None
 
 
 class ControllerManager:
@@ -115,6 +126,21 @@ class ControllerManager:
             else None
         )
         self.podgc = PodGarbageCollector(self.ctx) if "podgc" in want else None
+        self.serviceaccounts = (
+            ServiceAccountsController(self.ctx) if "serviceaccount" in want else None
+        )
+        ca = config.root_ca_pem
+        self.root_ca = (
+            RootCAPublisher(self.ctx, ca)
+            if "root-ca-cert-publisher" in want and ca is not None
+            else None
+        )
+        signer = config.service_account_signer
+        self.tokens = (
+            TokensController(self.ctx, signer, ca)
+            if "serviceaccount-token" in want and signer is not None and ca is not None
+            else None
+        )
 
     @property
     def controllers(self) -> list[Controller]:
@@ -128,6 +154,9 @@ class ControllerManager:
             self.gc,
             self.nodeipam,
             self.podgc,
+            self.serviceaccounts,
+            self.root_ca,
+            self.tokens,
         )
         return [p.controller for p in parts if p is not None]
 

@@ -109,8 +109,9 @@ def _volume_shape(doc: Mapping[str, Any]) -> Volume:
         source = HostPath(
             path=str(doc["hostPath"]["path"]), type=str(doc["hostPath"].get("type") or "")
         )
-    elif "secret" in doc or "configMap" in doc:
-        source = FilesVolume(kind="secret" if "secret" in doc else "configMap", files={})
+    elif "secret" in doc or "configMap" in doc or "projected" in doc:
+        kind = "configMap" if "configMap" in doc else "secret"  # projected: tmpfs, as secrets
+        source = FilesVolume(kind=kind, files={})
     else:
         medium = str((doc.get("emptyDir") or {}).get("medium") or "")
         source = EmptyDir(medium=medium)
@@ -217,6 +218,22 @@ class RuncAgentRuntime:
     async def sandbox_ip(self, sandbox_id: str) -> str:
         record = self.rt.sandboxes.record(PodUID(sandbox_id))
         return (record.ip or "") if record is not None else ""
+
+    async def update_volume_files(
+        self, sandbox_id: str, volume_files: Mapping[str, Mapping[str, bytes]]
+    ) -> None:
+        record = self.rt.sandboxes.record(PodUID(sandbox_id))
+        if record is None:
+            raise ContainerNotFound(f"no sandbox {sandbox_id} on this node")
+        stored = record.extra.get("spec")
+        spec = dict(stored) if isinstance(stored, dict) else {}
+        wanted = [v for v in spec.get("volumes") or [] if str(v.get("name")) in volume_files]
+        volumes, files = _resolved_volumes(wanted, volume_files)
+        doc = {"metadata": {"uid": sandbox_id, "namespace": record.namespace, "name": record.name}}
+        pod, _ = pod_from_k8s(
+            {**doc, "spec": {**spec, "volumes": volumes, "containers": []}}, files=files
+        )
+        self.rt.sandboxes.refresh_files(pod)
 
     async def remove_sandbox(self, sandbox_id: str) -> None:
         await self.rt.remove_pod_sandbox(PodUID(sandbox_id), grace_seconds=2.0)
@@ -403,6 +420,13 @@ def _resolved_volumes(
     out = []
     for volume in volumes:
         name = str(volume.get("name"))
+        if "projected" in volume and name in contents:
+            # Projected (service-account token, CA, namespace): files on a tmpfs like a
+            # Secret's, with the projection's mode (0644 unless it says otherwise).
+            mode = (volume["projected"] or {}).get("defaultMode")
+            ref = {"secretName": name, "defaultMode": 0o644 if mode is None else mode}
+            out.append({"name": name, "secret": ref})
+            continue
         kind = "configMap" if "configMap" in volume else "secret" if "secret" in volume else ""
         if kind and name in contents:
             ref = dict(volume[kind] or {})

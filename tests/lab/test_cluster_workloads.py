@@ -25,6 +25,7 @@ session (tests/lab/conftest.py); only lab bridge addresses are contacted.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -63,6 +64,7 @@ REPO = Path(__file__).resolve().parents[2]
 SITE = "/opt/berth/current/site"
 AGENT_UNIT = "berth-agent"
 RUNC = "runc --root /run/berth/runc"
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 T = TypeVar("T")
 
 
@@ -356,6 +358,54 @@ def test_config_map_volume_is_projected_into_every_replica(cluster: Cluster) -> 
             "print(json.dumps([about, unused]))"
         )
         assert node.python(code) == ["served from a ConfigMap", 404]
+
+
+def test_every_replica_gets_a_service_account_token_the_api_server_accepts(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The kube-api-access volume on a runc node: the token the agent requested for the pod,
+    the cluster CA and the namespace; the token authenticates as the pod's account."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    ca = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+    for pod in _web_pods(cluster):
+        volume = next(
+            v["name"] for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")
+        )
+        mounts = pod["spec"]["containers"][0]["volumeMounts"]
+        assert {"name": volume, "readOnly": True, "mountPath": SA_MOUNT} in mounts
+        node = cluster.nodes[pod["spec"]["nodeName"]]
+        where = f"/var/lib/berth/runtime/pods/{pod['metadata']['uid']}/volumes/{volume}"
+        files = node.python(
+            "import json, os\n"
+            f"d = {where!r}\n"
+            "print(json.dumps({f: open(os.path.join(d, f)).read() for f in os.listdir(d)"
+            " if not f.startswith('.')}))"
+        )
+        assert sorted(files) == ["ca.crt", "namespace", "token"]
+        assert files["namespace"] == "default"
+        assert base64.b64decode(ca).decode() == files["ca.crt"]
+        token_config = tmp_path / f"token-{pod['metadata']['name']}.conf"
+        token_config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": admin["clusters"],
+                    "users": [{"name": "pod", "user": {"token": files["token"]}}],
+                    "contexts": [
+                        {"name": "pod", "context": {"cluster": admin["clusters"][0]["name"],
+                                                    "user": "pod"}}
+                    ],
+                    "current-context": "pod",
+                }
+            )
+        )  # fmt: skip
+        out = subprocess.run(
+            ["kubectl", "--kubeconfig", str(token_config), "get", "secrets", "-n", "kube-system"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert out.returncode != 0
+        assert 'User "system:serviceaccount:default:default"' in out.stderr, out.stderr
 
 
 def test_killed_container_process_is_restarted_and_counted(cluster: Cluster) -> None:

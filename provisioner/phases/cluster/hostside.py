@@ -150,6 +150,12 @@ def apiserver_config(spec: ClusterSpec, host: HostTarget) -> dict[str, Any]:
             "keyFile": f"{layout.PKI}/apiserver-agent-client.key",
         },
     }
+    # Service-account tokens: signed with the PKI's sa.key, checked with sa.pub.
+    config["serviceAccountSigningKeyFile"] = f"{layout.PKI}/sa.key"
+    config["serviceAccountKeyFile"] = f"{layout.PKI}/sa.pub"
+    config["serviceAccountIssuer"] = (
+        f"https://kubernetes.default.svc.{spec.spec.network.cluster_domain}"
+    )
     if spec.spec.secrets_encryption:
         config["secretsEncryptionKeyFile"] = f"{layout.PKI}/encryption-key"
     return config
@@ -180,6 +186,7 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
                 kubeconfig=ha.kubeconfig_path(spec, "controller-manager.conf"),
                 pod_cidr=str(network.pod_cidr),
                 node_cidr_mask_size=network.node_cidr_mask_size,
+                pki=layout.PKI,
             ),
         ),
         _unit(

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from berth.agent.config import NodeConfig, ServerConfig
 from berth.agent.fleet import Fleet
 from berth.agent.simulated import SimulatedRuntime
+from berth.api import satoken
 from berth.apiserver.testing import ServerHandle
 from berth.client.http import HttpClient
 from berth.client.interface import Obj
@@ -107,7 +108,11 @@ async def control_plane(
     manager = await ControllerManager.create(
         client("controller-manager", "system:kube-controller-manager"),
         clock,
-        ManagerConfig(node_lifecycle=lifecycle),
+        ManagerConfig(
+            node_lifecycle=lifecycle,
+            root_ca_pem=server.pki.ca_cert.read_bytes(),
+            service_account_signer=_signer(server),
+        ),
     )
     sched_client = client("scheduler", "system:kube-scheduler")
     informers = InformerFactory(sched_client, clock=clock)
@@ -172,6 +177,12 @@ async def control_plane(
         for c in clients:
             await c.close()
         await asyncio.sleep(0.3)  # let TLS connections finish closing (aiohttp's advice)
+
+
+def _signer(server: ServerHandle) -> satoken.Signer | None:
+    """The API server's service-account key, as the controller manager gets it."""
+    key = server.config.service_account_signing_key_file
+    return satoken.Signer(satoken.load_private_key(key)) if key is not None else None
 
 
 def _free_port() -> int:

@@ -21,6 +21,7 @@ class ProcessServer:
     def __init__(self, proc: ServerProcess) -> None:
         self.proc = proc
         self.pki = proc.files.pki
+        self.config = proc.files.config
 
     def kubeconfig(self, user: str = "admin", groups: list[str] | None = None) -> Path:
         return self.proc.kubeconfig(user, groups if groups is not None else ["system:masters"])

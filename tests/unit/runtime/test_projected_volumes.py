@@ -1,0 +1,77 @@
+"""Projected volumes (the service-account token, CA and namespace) in the runc runtime: laid
+out like a Secret's (tmpfs, files written by the sandbox's file-volume writer), and rewritten in
+place when the agent renews the token."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from berth.runtime.agent_runtime import RuncAgentRuntime, _resolved_volumes
+from berth.runtime.errors import SandboxError
+from berth.runtime.images import ImageService
+from berth.runtime.runc import RuncRuntime
+from berth.runtime.sandbox import SandboxRecord
+from berth.runtime.spec import FilesVolume, PodUID
+from berth.runtime.store import ContentStore
+
+VOLUME = "kube-api-access-abcde"
+SPEC = {
+    "volumes": [
+        {
+            "name": VOLUME,
+            "projected": {
+                "defaultMode": 0o644,
+                "sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}],
+            },
+        }
+    ]
+}
+
+
+def _adapter(tmp_path: Path) -> RuncAgentRuntime:
+    rt = RuncRuntime(
+        images=ImageService(ContentStore(tmp_path / "images")),
+        network=None,
+        state_dir=tmp_path / "state",
+        runc_root=tmp_path / "runc",
+        enforce=frozenset(),
+    )
+    return RuncAgentRuntime(rt)
+
+
+def _sandbox(adapter: RuncAgentRuntime) -> Path:
+    pod_dir = adapter.rt.sandboxes.pod_dir(PodUID("u1"))
+    (pod_dir / "volumes" / VOLUME).mkdir(parents=True)
+    SandboxRecord(uid="u1", namespace="ns", name="p", netns="", extra={"spec": SPEC}).save(
+        pod_dir / "sandbox.json"
+    )
+    return pod_dir / "volumes" / VOLUME
+
+
+def test_projected_volume_is_a_files_volume_on_tmpfs() -> None:
+    volumes, files = _resolved_volumes(SPEC["volumes"], {VOLUME: {"token": b"t"}})
+    assert volumes == [{"name": VOLUME, "secret": {"secretName": VOLUME, "defaultMode": 0o644}}]
+    assert files is not None
+    assert files("secret", VOLUME) == {"token": b"t"}
+
+
+def test_renewed_token_is_rewritten_in_place(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+    target = _sandbox(adapter)
+    assert isinstance(adapter._pod("u1").volumes[0].source, FilesVolume)
+    content = {"token": b"second", "ca.crt": b"ca", "namespace": b"ns"}
+    asyncio.run(adapter.update_volume_files("u1", {VOLUME: content}))
+    assert (target / "token").read_bytes() == b"second"
+    assert (target / "namespace").read_bytes() == b"ns"
+    assert (target / "token").stat().st_mode & 0o777 == 0o644
+
+
+def test_renewal_refuses_file_names_that_leave_the_volume(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+    _sandbox(adapter)
+    with pytest.raises(SandboxError):
+        asyncio.run(adapter.update_volume_files("u1", {VOLUME: {"../escaped": b"x"}}))
+    assert not (adapter.rt.sandboxes.pod_dir(PodUID("u1")) / "volumes" / "escaped").exists()
