@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from berth.runtime.agent_runtime import RuncAgentRuntime, _resolved_volumes
-from berth.runtime.errors import SandboxError
 from berth.runtime.images import ImageService
 from berth.runtime.runc import RuncRuntime
+from berth.runtime.safepath import UnsafePath
 from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import FilesVolume, PodUID
 from berth.runtime.store import ContentStore
@@ -72,6 +72,7 @@ def test_renewed_token_is_rewritten_in_place(tmp_path: Path) -> None:
 def test_renewal_refuses_file_names_that_leave_the_volume(tmp_path: Path) -> None:
     adapter = _adapter(tmp_path)
     _sandbox(adapter)
-    with pytest.raises(SandboxError):
+    # Refused by the one safe-path check every volume file goes through.
+    with pytest.raises(UnsafePath, match=r"must not contain '\.\.'"):
         asyncio.run(adapter.update_volume_files("u1", {VOLUME: {"../escaped": b"x"}}))
     assert not (adapter.rt.sandboxes.pod_dir(PodUID("u1")) / "volumes" / "escaped").exists()
