@@ -19,6 +19,12 @@ Example ``apiserver.yaml``::
     agentClient:                                              # for pods/log proxying to agents
       certFile: /etc/berth/pki/apiserver-agent-client.crt
       keyFile: /etc/berth/pki/apiserver-agent-client.key
+    podSecurity:              # Pod Security Admission defaults (berth.apiserver.podsecurity);
+      enforce: baseline       # left out: these secure defaults
+      enforceVersion: latest
+      audit: restricted
+      warn: restricted
+      exemptions: {usernames: [], runtimeClasses: [], namespaces: [kube-system]}
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from typing import Any
 import yaml
 
 from berth.store.config import DatastoreConfig, DatastoreConfigError
+
+from .podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 
 MEMORY = DatastoreConfig(type="memory")
 
@@ -55,6 +63,7 @@ class ServerConfig:
     agent_client_cert_file: Path | None = None
     agent_client_key_file: Path | None = None
     watch_bookmark_interval: float = 60.0
+    pod_security: PodSecurityConfig = SECURE_POD_SECURITY
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,6 +117,10 @@ def load_config(path: Path) -> ServerConfig:
     if not isinstance(ds, dict):
         raise ConfigError(f"{path}: datastore must be a mapping")
     datastore = _datastore(ds, base, str(path))
+    try:
+        pod_security = PodSecurityConfig.from_mapping(data.get("podSecurity", {}))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     cert, key, ca = (_path(tls[k], base) for k in ("certFile", "keyFile", "clientCAFile"))
     assert cert is not None
     assert key is not None
@@ -127,6 +140,7 @@ def load_config(path: Path) -> ServerConfig:
         agent_client_cert_file=_path(agent.get("certFile"), base),
         agent_client_key_file=_path(agent.get("keyFile"), base),
         watch_bookmark_interval=float(data.get("watchBookmarkInterval", 60.0)),
+        pod_security=pod_security,
     )
 
 

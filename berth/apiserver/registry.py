@@ -50,6 +50,7 @@ from .errors import (
 )
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
+from .podsecurity import PodSecurityAdmission, PodSecurityConfig
 from .selectors import (
     selector_to_string,
 )
@@ -110,6 +111,7 @@ class Registry:
         service_ips: IPAllocator,
         node_ports: PortAllocator,
         resources: ResourceTable = TABLE,
+        pod_security: PodSecurityConfig | None = None,
     ) -> None:
         self.store = store
         self.codec = codec
@@ -118,6 +120,13 @@ class Registry:
         self.namespace_phase: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._finalizing: set[str] = set()  # namespaces this server is emptying
+        self.pod_security = (
+            PodSecurityAdmission(
+                pod_security, read_namespace=self._read_namespace, list_pods=self._pods_in
+            )
+            if pod_security is not None
+            else None
+        )
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -282,6 +291,14 @@ class Registry:
 
     # -- create ------------------------------------------------------------------------------
 
+    async def _read_namespace(self, name: str) -> Obj | None:
+        kv = await self.store.get(self._rd("", "namespaces").key("", name))
+        return self.codec.decode(kv) if kv is not None else None
+
+    async def _pods_in(self, ns: str) -> list[Obj]:
+        pods = self._rd("", "pods")
+        return [self.codec.decode(kv) for kv in (await self.store.list(pods.key_prefix(ns))).items]
+
     async def _check_namespace(self, ns: str) -> None:
         phase = self.namespace_phase.get(ns)
         if phase is None:
@@ -348,6 +365,10 @@ class Registry:
             admit(user, "create", rd, namespace=ns, name=name, new=obj)
         if rd.namespaced:
             await self._check_namespace(ns)
+        if user is not None and self.pod_security is not None:
+            await self.pod_security.review(
+                user, "create", rd, subresource="", namespace=ns, name=name, new=obj
+            )
         allocated = (
             await self.services.allocate(obj, dry_run=dry_run) if rd.kind == "Service" else None
         )
@@ -446,6 +467,17 @@ class Registry:
             admit(
                 user, verb, rd, subresource=subresource, namespace=ns, name=name, old=old, new=new
             )
+            if self.pod_security is not None:
+                await self.pod_security.review(
+                    user,
+                    "update",
+                    rd,
+                    subresource=subresource,
+                    namespace=ns,
+                    name=name,
+                    new=new,
+                    old=old,
+                )
         if get_path(old, "metadata", "deletionTimestamp"):
             added = set(get_path(new, "metadata", "finalizers") or []) - set(
                 get_path(old, "metadata", "finalizers") or []
