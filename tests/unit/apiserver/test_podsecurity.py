@@ -235,3 +235,16 @@ def test_exempt_users_and_runtime_classes_are_not_checked() -> None:
     assert refused.value.code == 403
     assert review(config, hostile, user="ci") == []
     assert review(config, {**hostile, "spec": {**spec, "runtimeClassName": "vm"}}) == []
+
+
+def test_remembered_verdicts_still_see_the_annotations_checks_read() -> None:
+    evaluator = Evaluator()
+    spec = {"containers": containers({})}
+    baseline = LevelVersion("baseline", (1, 18))
+    assert evaluator.evaluate(baseline, {"name": "a"}, spec).allowed
+    assert evaluator.evaluate(baseline, {"name": "b", "labels": {"x": "y"}}, spec).allowed
+    unconfined = {"annotations": {"seccomp.security.alpha.kubernetes.io/pod": "unconfined"}}
+    assert not evaluator.evaluate(baseline, unconfined, spec).allowed
+    apparmor = {"annotations": {"container.apparmor.security.beta.kubernetes.io/c0": "unconfined"}}
+    assert not evaluator.evaluate(LevelVersion("baseline"), apparmor, spec).allowed
+    assert evaluator.evaluate(LevelVersion("baseline"), {}, spec).allowed
