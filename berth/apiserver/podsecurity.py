@@ -267,6 +267,11 @@ class Verdict:
     """The reasons a pod violates a level (none: allowed)."""
 
     reasons: tuple[tuple[str, str], ...] = ()
+    text: str = field(default="", compare=False)  # detail(), built once (verdicts are cached)
+
+    @classmethod
+    def of(cls, reasons: list[tuple[str, str]]) -> Verdict:
+        return cls(tuple(reasons), ", ".join(f"{r} ({d})" if d else r for r, d in reasons))
 
     @property
     def allowed(self) -> bool:
@@ -274,7 +279,7 @@ class Verdict:
 
     def detail(self) -> str:
         """``reason (detail), reason (detail)``: the body of upstream's messages."""
-        return ", ".join(f"{r} ({d})" if d else r for r, d in self.reasons)
+        return self.text
 
     def reason(self) -> str:
         return ", ".join(r for r, _ in self.reasons)
@@ -326,7 +331,7 @@ class Evaluator:
             found = check(meta, spec)
             if found is not None:
                 reasons.append(found)
-        return Verdict(tuple(reasons))
+        return Verdict.of(reasons)
 
 
 def _checked_annotations(metadata: Obj) -> dict[str, Any]:
