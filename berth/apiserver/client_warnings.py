@@ -42,7 +42,8 @@ def collecting() -> Iterator[list[str]]:
 
 def _clean(text: str) -> str:
     # A header value cannot hold line breaks or other control characters.
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
     if len(text) > MAX_WARNING_CHARS:
         text = text[: MAX_WARNING_CHARS - 3] + "..."
     return text

@@ -47,13 +47,13 @@ from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
 
 from . import discovery
+from .audit import AuditLog
 from .auth import UserInfo
 from .client_warnings import add_warning
 from .errors import ApiError, FieldError, invalid
 from .podsecurity_checks import RESTRICTED, VersionTuple, checks_for, go_quote
 
 log = logging.getLogger(__name__)
-audit_log = logging.getLogger("berth.apiserver.audit")
 
 PRIVILEGED = "privileged"
 BASELINE = "baseline"
@@ -100,7 +100,11 @@ class Policy:
 
     @property
     def fully_privileged(self) -> bool:
-        return all(lv.level == PRIVILEGED for lv in (self.enforce, self.audit, self.warn))
+        return (
+            self.enforce.level == PRIVILEGED
+            and self.audit.level == PRIVILEGED
+            and self.warn.level == PRIVILEGED
+        )
 
 
 def parse_level(text: str) -> str | None:
@@ -300,18 +304,30 @@ class Evaluator:
         self._checks: dict[tuple[str, VersionTuple], tuple[Any, ...]] = {}
         self._verdicts: OrderedDict[tuple[str, VersionTuple, bytes], Verdict] = OrderedDict()
 
-    def evaluate(self, lv: LevelVersion, metadata: Any, spec: Any) -> Verdict:
+    @staticmethod
+    def fingerprint(metadata: Any, spec: Any) -> bytes | None:
+        """What a verdict depends on: the spec and the annotations checks read (``None`` when
+        it is not JSON, which no request body can produce)."""
+        meta = metadata if isinstance(metadata, dict) else {}
+        try:
+            return orjson.dumps([spec, _checked_annotations(meta)], option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
+
+    def evaluate(
+        self, lv: LevelVersion, metadata: Any, spec: Any, *, fingerprint: bytes | None = None
+    ) -> Verdict:
+        """The verdict of ``lv`` on a pod; ``fingerprint`` (from :meth:`fingerprint`) saves
+        recomputing it when one pod is judged at several levels."""
         if lv.level == PRIVILEGED:
             return Verdict()
         version = lv.version if lv.version is not None and lv.version < self.newest else self.newest
         meta = metadata if isinstance(metadata, dict) else {}
         pod_spec = spec if isinstance(spec, dict) else {}
-        try:
-            fingerprint = orjson.dumps(
-                [pod_spec, _checked_annotations(meta)], option=orjson.OPT_SORT_KEYS
-            )
-        except TypeError:  # not JSON (cannot come from a request): judge it without the cache
-            return self._run(lv.level, version, meta, pod_spec)
+        if fingerprint is None:
+            fingerprint = self.fingerprint(meta, pod_spec)
+            if fingerprint is None:
+                return self._run(lv.level, version, meta, pod_spec)
         key = (lv.level, version, fingerprint)
         cached = self._verdicts.get(key)
         if cached is not None:
@@ -358,6 +374,39 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 """Where each workload resource keeps the pods it will create."""
 
 NamespaceReader = Callable[[str], Awaitable[Obj | None]]
+
+
+class NamespaceLabels:
+    """The labels of every namespace this server has seen, kept current from the watch hub and
+    from this server's own namespace writes (so that a pod created right after its namespace
+    was labelled through this server is judged by the new labels). A namespace not yet seen is
+    read from the store. Pod creates are hot: a datastore read each (a thread hop with SQLite)
+    would double their cost."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def remember(self, obj: Obj, *, deleted: bool = False) -> None:
+        """Record a namespace as written (``deleted``: gone); older news never wins."""
+        name = str(get_path(obj, "metadata", "name") or "")
+        try:
+            revision = int(str(get_path(obj, "metadata", "resourceVersion") or 0))
+        except ValueError:
+            revision = 0
+        known = self._known.get(name)
+        if known is not None and known[0] > revision:
+            return
+        if deleted:
+            self._known.pop(name, None)
+            return
+        labels = get_path(obj, "metadata", "labels")
+        self._known[name] = (revision, dict(labels) if isinstance(labels, dict) else {})
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        known = self._known.get(name)
+        return known[1] if known is not None else None
+
+
 PodLister = Callable[[str], Awaitable[list[Obj]]]
 
 
@@ -383,11 +432,14 @@ class PodSecurityAdmission:
         read_namespace: NamespaceReader,
         list_pods: PodLister,
         evaluator: Evaluator | None = None,
+        audit_log: AuditLog | None = None,
     ) -> None:
         self.config = config
+        self.audit_log = audit_log or AuditLog()
         self.evaluator = evaluator or Evaluator()
         self._read_namespace = read_namespace
         self._list_pods = list_pods
+        self.namespaces = NamespaceLabels()
 
     async def review(
         self,
@@ -415,13 +467,14 @@ class PodSecurityAdmission:
             return
         if namespace in self.config.exempt_namespaces or user.name in self.config.exempt_usernames:
             return
-        ns = await self._read_namespace(namespace)
-        if ns is None:
-            raise ApiError(500, "InternalError", f'failed to lookup namespace "{namespace}"')
-        labels = get_path(ns, "metadata", "labels") or {}
-        policy, errors = policy_from_labels(
-            labels if isinstance(labels, dict) else {}, self.config.defaults
-        )
+        labels = self.namespaces.get(namespace)
+        if labels is None:
+            ns = await self._read_namespace(namespace)
+            if ns is None:
+                raise ApiError(500, "InternalError", f'failed to lookup namespace "{namespace}"')
+            self.namespaces.remember(ns)
+            labels = dict(_labels(ns))
+        policy, errors = policy_from_labels(labels, self.config.defaults)
         review = Review(user, operation, rd, namespace, name)
         if is_pod:
             if not errors and policy.fully_privileged:
@@ -457,11 +510,15 @@ class PodSecurityAdmission:
         if errors:
             review.annotations["error"] = "Failed to parse policy: " + _aggregate(errors)
         verdicts: dict[LevelVersion, Verdict] = {}
+        fingerprint = self.evaluator.fingerprint(metadata, spec)
 
         def verdict(lv: LevelVersion) -> Verdict:
-            if lv not in verdicts:
-                verdicts[lv] = self.evaluator.evaluate(lv, metadata, spec)
-            return verdicts[lv]
+            found = verdicts.get(lv)
+            if found is None:
+                found = verdicts[lv] = self.evaluator.evaluate(
+                    lv, metadata, spec, fingerprint=fingerprint
+                )
+            return found
 
         refusal: ApiError | None = None
         if enforce:
@@ -489,7 +546,7 @@ class PodSecurityAdmission:
             warned = verdict(policy.warn)
             if not warned.allowed:
                 add_warning(f'would violate PodSecurity "{policy.warn}": {warned.detail()}')
-        _audit(review)
+        self._audit(review)
         if refusal is not None:
             raise refusal
 
@@ -610,6 +667,22 @@ class PodSecurityAdmission:
                 first.append(pod)
         return first + siblings
 
+    def _audit(self, review: Review) -> None:
+        """The request's audit annotations, as a line of the audit log (only when there is a
+        violation or a label error to record)."""
+        if "audit-violations" not in review.annotations and "error" not in review.annotations:
+            return
+        self.audit_log.write(
+            {
+                "verb": review.operation,
+                "user": review.user.name,
+                "resource": review.rd.group_resource,
+                "namespace": review.namespace,
+                "name": review.name,
+                "annotations": {LABEL_PREFIX + k: v for k, v in review.annotations.items()},
+            }
+        )
+
 
 def _labels(obj: Obj) -> Mapping[str, Any]:
     labels = get_path(obj, "metadata", "labels")
@@ -650,22 +723,3 @@ def _significant_pod_update(new: Obj, old: Obj) -> bool:
         if c.get("name") not in old_ephemeral or old_ephemeral[c.get("name")] != c.get("image"):
             return True
     return False
-
-
-def _audit(review: Review) -> None:
-    """The audit annotations of this request, as a log line (berth's audit log)."""
-    if "audit-violations" not in review.annotations and "error" not in review.annotations:
-        return
-    audit_log.info(
-        "%s",
-        orjson.dumps(
-            {
-                "verb": review.operation,
-                "user": review.user.name,
-                "resource": review.rd.group_resource,
-                "namespace": review.namespace,
-                "name": review.name,
-                "annotations": {LABEL_PREFIX + k: v for k, v in review.annotations.items()},
-            }
-        ).decode(),
-    )

@@ -159,6 +159,8 @@ class Registry:
         """Watch-hub listener keeping the namespace cache current."""
         if ev.key.startswith("/registry/core/namespaces/"):
             name = ev.key.rsplit("/", 1)[-1]
+            if self.pod_security is not None:
+                self.pod_security.namespaces.remember(ev.obj, deleted=ev.deleted)
             if ev.deleted:
                 self.namespace_phase.pop(name, None)
             else:
@@ -396,6 +398,8 @@ class Registry:
             m["resourceVersion"] = str(kv.mod_revision)
             if rd.kind == "Namespace":
                 self.namespace_phase[name] = "Active"
+                if self.pod_security is not None:
+                    self.pod_security.namespaces.remember(obj)
             return obj
         raise AssertionError("unreachable")
 
@@ -529,6 +533,8 @@ class Registry:
         if rd.kind == "Service":
             await self.services.release(self.services.freed(old, new))
         meta(new)["resourceVersion"] = str(written.mod_revision)
+        if rd.kind == "Namespace" and self.pod_security is not None:
+            self.pod_security.namespaces.remember(new)
         return new
 
     async def patch(

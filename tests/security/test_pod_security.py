@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,13 +184,15 @@ def test_restricted_violations_come_back_as_warning_headers(client: Client) -> N
 
 
 def test_violations_are_written_to_the_audit_log(
-    client: Client, caplog: pytest.LogCaptureFixture
+    client: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="berth.apiserver.audit"):
-        status, _, _ = client.create_pod("default", pod("audited"))
+    capsys.readouterr()
+    status, _, _ = client.create_pod("default", pod("audited"))
     assert status == 201
     lines = [
-        json.loads(r.getMessage()) for r in caplog.records if r.name == "berth.apiserver.audit"
+        json.loads(line.removeprefix("AUDIT "))
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("AUDIT ")
     ]
     assert len(lines) == 1
     annotations = lines[0]["annotations"]
