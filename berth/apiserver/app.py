@@ -24,7 +24,7 @@ from berth.api.resources import TABLE, ResourceDef
 from berth.store import config as datastore
 from berth.store.interface import Store, StoreError
 
-from . import discovery
+from . import client_warnings, discovery
 from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
@@ -199,7 +199,11 @@ class ApiServer:
         self.store: Store = store
         self.hub = WatchHub(store, self.codec)
         self.registry = Registry(
-            store, self.codec, service_ips=self.service_ips, node_ports=self.node_ports
+            store,
+            self.codec,
+            service_ips=self.service_ips,
+            node_ports=self.node_ports,
+            pod_security=self.config.pod_security,
         )
         self.registry.escalation = EscalationCheck(self.authorizer, self.registry.get)
         self.registry.service_accounts = self.service_accounts
@@ -358,18 +362,21 @@ class ApiServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
         label = ("", "")
-        try:
-            resp, label = await self._dispatch(request)
-        except ApiError as err:
-            resp = _status_response(err)
-        except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
-            reason = "RequestEntityTooLarge" if exc.status == 413 else "BadRequest"
-            resp = _status_response(ApiError(exc.status, reason, exc.reason or reason))
-        except (ConnectionError, asyncio.CancelledError):
-            raise
-        except Exception:
-            log.exception("unhandled error serving %s %s", request.method, request.path)
-            resp = _status_response(internal())
+        # Warnings (Pod Security's, for one) added while serving become Warning headers.
+        with client_warnings.collecting() as warnings:
+            try:
+                resp, label = await self._dispatch(request)
+            except ApiError as err:
+                resp = _status_response(err)
+            except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
+                reason = "RequestEntityTooLarge" if exc.status == 413 else "BadRequest"
+                resp = _status_response(ApiError(exc.status, reason, exc.reason or reason))
+            except (ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception("unhandled error serving %s %s", request.method, request.path)
+                resp = _status_response(internal())
+        client_warnings.attach(resp, warnings)
         verb = label[0] or request.method
         self.metrics.observe(
             verb=verb.upper(),

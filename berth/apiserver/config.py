@@ -24,6 +24,12 @@ Example ``apiserver.yaml``::
     agentClient:                                              # for pods/log proxying to agents
       certFile: /etc/berth/pki/apiserver-agent-client.crt
       keyFile: /etc/berth/pki/apiserver-agent-client.key
+    podSecurity:              # Pod Security Admission defaults (berth.apiserver.podsecurity);
+      enforce: baseline       # left out: these secure defaults
+      enforceVersion: latest
+      audit: restricted
+      warn: restricted
+      exemptions: {usernames: [], runtimeClasses: [], namespaces: [kube-system]}
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from typing import Any
 import yaml
 
 from berth.store.config import DatastoreConfig, DatastoreConfigError
+
+from .podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 
 MEMORY = DatastoreConfig(type="memory")
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -71,6 +79,7 @@ class ServerConfig:
     service_account_issuer: str = DEFAULT_ISSUER
     api_audiences: tuple[str, ...] = ()  # empty: the issuer, as upstream
     service_account_max_token_expiration: int = DEFAULT_MAX_TOKEN_EXPIRATION
+    pod_security: PodSecurityConfig = SECURE_POD_SECURITY
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,6 +133,10 @@ def load_config(path: Path) -> ServerConfig:
     if not isinstance(ds, dict):
         raise ConfigError(f"{path}: datastore must be a mapping")
     datastore = _datastore(ds, base, str(path))
+    try:
+        pod_security = PodSecurityConfig.from_mapping(data.get("podSecurity", {}))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     cert, key, ca = (_path(tls[k], base) for k in ("certFile", "keyFile", "clientCAFile"))
     assert cert is not None
     assert key is not None
@@ -150,6 +163,7 @@ def load_config(path: Path) -> ServerConfig:
         service_account_max_token_expiration=_max_expiration(
             data.get("serviceAccountMaxTokenExpiration"), str(path)
         ),
+        pod_security=pod_security,
     )
 
 

@@ -51,6 +51,7 @@ from .errors import (
 )
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
+from .podsecurity import PodSecurityAdmission, PodSecurityConfig
 from .rbac_escalation import EscalationCheck
 from .selectors import (
     selector_to_string,
@@ -120,6 +121,7 @@ class Registry:
         service_ips: IPAllocator,
         node_ports: PortAllocator,
         resources: ResourceTable = TABLE,
+        pod_security: PodSecurityConfig | None = None,
     ) -> None:
         self.store = store
         self.codec = codec
@@ -133,6 +135,13 @@ class Registry:
         # ServiceAccount admission of pods and each namespace's default account (set by the
         # server; None in registries built without one).
         self.service_accounts: ServiceAccounts | None = None
+        self.pod_security = (
+            PodSecurityAdmission(
+                pod_security, read_namespace=self._read_namespace, list_pods=self._pods_in
+            )
+            if pod_security is not None
+            else None
+        )
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -165,6 +174,8 @@ class Registry:
         """Watch-hub listener keeping the namespace cache current."""
         if ev.key.startswith("/registry/core/namespaces/"):
             name = ev.key.rsplit("/", 1)[-1]
+            if self.pod_security is not None:
+                self.pod_security.namespaces.remember(ev.obj, deleted=ev.deleted)
             if ev.deleted:
                 self.namespace_phase.pop(name, None)
             else:
@@ -299,6 +310,14 @@ class Registry:
 
     # -- create ------------------------------------------------------------------------------
 
+    async def _read_namespace(self, name: str) -> Obj | None:
+        kv = await self.store.get(self._rd("", "namespaces").key("", name))
+        return self.codec.decode(kv) if kv is not None else None
+
+    async def _pods_in(self, ns: str) -> list[Obj]:
+        pods = self._rd("", "pods")
+        return [self.codec.decode(kv) for kv in (await self.store.list(pods.key_prefix(ns))).items]
+
     async def _check_namespace(self, ns: str) -> None:
         phase = self.namespace_phase.get(ns)
         if phase is None:
@@ -383,6 +402,10 @@ class Registry:
         await self._check_escalation(user, rd, ns, name, old=None, new=obj)
         if rd.namespaced:
             await self._check_namespace(ns)
+        if user is not None and self.pod_security is not None:
+            await self.pod_security.review(
+                user, "create", rd, subresource="", namespace=ns, name=name, new=obj
+            )
         allocated = (
             await self.services.allocate(obj, dry_run=dry_run) if rd.kind == "Service" else None
         )
@@ -410,6 +433,8 @@ class Registry:
             m["resourceVersion"] = str(kv.mod_revision)
             if rd.kind == "Namespace":
                 self.namespace_phase[name] = "Active"
+                if self.pod_security is not None:
+                    self.pod_security.namespaces.remember(obj)
                 if self.service_accounts is not None:
                     await self.service_accounts.ensure_default_account(self, name)
             return obj
@@ -483,6 +508,17 @@ class Registry:
             admit(
                 user, verb, rd, subresource=subresource, namespace=ns, name=name, old=old, new=new
             )
+            if self.pod_security is not None:
+                await self.pod_security.review(
+                    user,
+                    "update",
+                    rd,
+                    subresource=subresource,
+                    namespace=ns,
+                    name=name,
+                    new=new,
+                    old=old,
+                )
         await self._check_escalation(user, rd, ns, name, old=old, new=new)
         if get_path(old, "metadata", "deletionTimestamp"):
             added = set(get_path(new, "metadata", "finalizers") or []) - set(
@@ -535,6 +571,8 @@ class Registry:
         if rd.kind == "Service":
             await self.services.release(self.services.freed(old, new))
         meta(new)["resourceVersion"] = str(written.mod_revision)
+        if rd.kind == "Namespace" and self.pod_security is not None:
+            self.pod_security.namespaces.remember(new)
         return new
 
     async def patch(

@@ -43,6 +43,7 @@ from berth.store.config import DatastoreConfig
 
 from .app import ApiServer
 from .config import ServerConfig
+from .podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 
 T = TypeVar("T")
 
@@ -276,6 +277,7 @@ def prepare(
     port: int = 0,
     encryption_key: bytes | None = None,
     token_auth_file: Path | None = None,
+    pod_security: PodSecurityConfig = SECURE_POD_SECURITY,
 ) -> ServerFiles:
     """Generate PKI and a :class:`ServerConfig` for a server on 127.0.0.1."""
     pki = TestPKI(directory / "pki")
@@ -312,6 +314,7 @@ def prepare(
         agent_client_key_file=agent_key,
         service_account_signing_key_file=sa_key,
         service_account_key_files=(sa_pub,),
+        pod_security=pod_security,
     )
     return ServerFiles(directory, pki, config)
 
@@ -336,14 +339,19 @@ def running_server(
     encryption_key: bytes | None = None,
     token_auth_file: Path | None = None,
     bookmark_interval: float | None = None,
+    pod_security: PodSecurityConfig = SECURE_POD_SECURITY,
 ) -> Iterator[ServerHandle]:
-    """Run an :class:`ApiServer` in a thread on a free port; stop it on exit."""
+    """Run an :class:`ApiServer` in a thread on a free port; stop it on exit.
+
+    Pod Security Admission runs with production's default (baseline enforced, restricted
+    warned, kube-system exempt) unless ``pod_security`` says otherwise."""
     files = prepare(
         directory,
         datastore=datastore,
         sqlite_path=sqlite_path,
         encryption_key=encryption_key,
         token_auth_file=token_auth_file,
+        pod_security=pod_security,
     )
     config = files.config
     if bookmark_interval is not None:
@@ -411,6 +419,7 @@ def write_config_file(files: ServerFiles, path: Path, *, port: int) -> Path:
         "datastore": datastore_section(c.datastore),
         "serviceCIDR": c.service_cidr,
         "nodePortRange": f"{c.node_port_range[0]}-{c.node_port_range[1]}",
+        "podSecurity": c.pod_security.to_mapping(),
     }
     if c.encryption_key_file:
         doc["secretsEncryptionKeyFile"] = str(c.encryption_key_file)

@@ -37,6 +37,7 @@ class _Parts:
     raw_registries: list[Any]
     extra_sans: list[tuple[int, str]]
     certificates: dict[str, int]
+    pod_security_exemptions: dict[str, Any]
 
 
 def semantic_problems(document: Any) -> list[Problem]:
@@ -114,6 +115,7 @@ def _parts(body: dict[str, Any]) -> _Parts:
         raw_registries=raw_registries,
         extra_sans=extra_sans,
         certificates=certificates,
+        pod_security_exemptions=_section(_section(body, "podSecurity"), "exemptions"),
     )
 
 
@@ -417,6 +419,25 @@ def _unique_registries(parts: _Parts) -> Iterator[Problem]:
             first[host] = index
 
 
+def _pod_security_exemptions(parts: _Parts) -> Iterator[Problem]:
+    for key, raw in parts.pod_security_exemptions.items():
+        if not isinstance(raw, list):
+            continue
+        first: dict[str, int] = {}
+        for index, name in enumerate(raw):
+            if not isinstance(name, str):
+                continue
+            if name in first:
+                yield Problem(
+                    (*_S, "podSecurity", "exemptions", key, index),
+                    f"repeats {key}[{first[name]}]",
+                    name,
+                    hint="list each exemption once",
+                )
+            else:
+                first[name] = index
+
+
 _RULES: tuple[Callable[[_Parts], Iterator[Problem]], ...] = (
     _unique_names_and_addresses,
     _control_plane_count,
@@ -426,4 +447,5 @@ _RULES: tuple[Callable[[_Parts], Iterator[Problem]], ...] = (
     _certificate_lifetimes,
     _taints,
     _unique_registries,
+    _pod_security_exemptions,
 )

@@ -13,6 +13,7 @@ directly: only the loader reports every problem with its file, line and column.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 HostKeyPolicy = Literal["strict", "accept-new"]
 DatastoreType = Literal["sqlite", "etcd"]
 Runtime = Literal["runc", "simulated"]
+PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
 
 
 def _checked(check: Callable[[str], str | None], hint: str | None = None) -> AfterValidator:
@@ -116,6 +118,17 @@ Version = Annotated[
     ),
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
+PodSecurityVersion = Annotated[
+    str,
+    _checked(
+        lambda v: (
+            None
+            if v == "latest" or re.fullmatch(r"v1\.(0|[1-9][0-9]*)", v)
+            else ("is not a Pod Security version")
+        ),
+        "write latest or v1.MINOR, e.g. v1.32",
+    ),
+]
 
 
 class _Model(BaseModel):
@@ -304,6 +317,36 @@ class Registry(_Model):
         return self
 
 
+class PodSecurityExemptions(_Model):
+    """Requests Pod Security Admission never checks."""
+
+    usernames: list[str] = Field(default_factory=list, description="authenticated user names")
+    runtime_classes: list[str] = Field(default_factory=list, description="runtimeClassName values")
+    namespaces: list[DnsLabel] = Field(
+        default_factory=lambda: ["kube-system"],
+        description="namespaces whose pods are never checked (berth's default: kube-system)",
+    )
+
+
+class PodSecurity(_Model):
+    """The cluster-wide Pod Security Standards level of each mode, for namespaces without
+    their own ``pod-security.kubernetes.io/<mode>`` label (as Kubernetes' PodSecurity admission
+    configuration). The default refuses what takes a node (hostPath, privileged, host
+    namespaces, added capabilities ...) and warns about the rest of ``restricted``."""
+
+    enforce: PodSecurityLevel = Field("baseline", description="pods violating it are refused")
+    enforce_version: PodSecurityVersion = "latest"
+    audit: PodSecurityLevel = Field(
+        "restricted", description="violations are written to the API server's audit log"
+    )
+    audit_version: PodSecurityVersion = "latest"
+    warn: PodSecurityLevel = Field(
+        "restricted", description="violations come back to the client as warnings"
+    )
+    warn_version: PodSecurityVersion = "latest"
+    exemptions: PodSecurityExemptions = Field(default_factory=PodSecurityExemptions)
+
+
 class ClusterSpecBody(_Model):
     """The ``spec`` section of a Cluster document."""
 
@@ -318,6 +361,7 @@ class ClusterSpecBody(_Model):
     certificates: Certificates = Field(default_factory=Certificates)
     upgrade: Upgrade = Field(default_factory=Upgrade)
     secrets_encryption: bool = Field(True, description="encrypt Secrets at rest in the datastore")
+    pod_security: PodSecurity = Field(default_factory=PodSecurity)
     registries: list[Registry] = Field(
         default_factory=list,
         description="registries needing a CA bundle or plain HTTP (runc nodes)",

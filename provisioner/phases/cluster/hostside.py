@@ -149,6 +149,8 @@ def apiserver_config(spec: ClusterSpec, host: HostTarget) -> dict[str, Any]:
             "certFile": f"{layout.PKI}/apiserver-agent-client.crt",
             "keyFile": f"{layout.PKI}/apiserver-agent-client.key",
         },
+        # Pod Security Admission's cluster defaults (berth.apiserver.podsecurity).
+        "podSecurity": spec.spec.pod_security.model_dump(by_alias=True, mode="json"),
     }
     # Service-account tokens: signed with the PKI's sa.key, checked with sa.pub.
     config["serviceAccountSigningKeyFile"] = f"{layout.PKI}/sa.key"

@@ -31,6 +31,25 @@ def test_load_config_resolves_relative_paths(tmp_path: Path) -> None:
     assert c.agent_client_key_file == tmp_path / "pki/agent.key"
 
 
+def test_pod_security_defaults_to_baseline_enforced_and_takes_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "apiserver.yaml"
+    f.write_text(GOOD)
+    defaults = load_config(f).pod_security
+    assert str(defaults.defaults.enforce) == "baseline:latest"
+    assert str(defaults.defaults.warn) == "restricted:latest"
+    assert defaults.exempt_namespaces == ("kube-system",)
+    f.write_text(
+        GOOD
+        + "podSecurity: {enforce: restricted, enforceVersion: v1.30,"
+        + " exemptions: {usernames: [ci], runtimeClasses: [kata], namespaces: []}}\n"
+    )
+    chosen = load_config(f).pod_security
+    assert str(chosen.defaults.enforce) == "restricted:v1.30"
+    assert str(chosen.defaults.audit) == "restricted:latest"
+    assert (chosen.exempt_usernames, chosen.exempt_runtime_classes) == (("ci",), ("kata",))
+    assert chosen.exempt_namespaces == ()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -41,6 +60,12 @@ def test_load_config_resolves_relative_paths(tmp_path: Path) -> None:
         (("path: state.db", "path: state.db, nodes: 3"), "datastore.nodes: unknown field"),
         (("31000-31999", "31999-31000"), "not a valid port range"),
         (("31000-31999", "lots"), "nodePortRange must look like 30000-32767"),
+        (("secrets.key", "secrets.key\npodSecurity: {enforce: strict}"), "podSecurity.enforce"),
+        (
+            ("secrets.key", "secrets.key\npodSecurity: {warnVersion: '1.3'}"),
+            "podSecurity.warnVersion",
+        ),
+        (("secrets.key", "secrets.key\npodSecurity: {enforcing: baseline}"), "not a setting"),
     ],
 )
 def test_config_errors_say_what_is_wrong(

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from berth.apiserver.podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 from berth.lb.config import LBConfig
 from provisioner.commands import Upload, sha256_hex
 from provisioner.connectors.base import HostName
@@ -143,3 +144,14 @@ def test_the_installed_configs_use_etcd_and_the_balancer(tmp_path: Path) -> None
     assert agent["kubeconfig"] == ha.balanced("agent.conf")
     data = _data(tmp_path, spec)
     assert hostside.datastore_ops(data, inventory.host("cp1"))  # etcd is no longer refused
+
+
+def test_the_api_server_gets_the_specs_pod_security_defaults(tmp_path: Path) -> None:
+    """The secure default (baseline enforced, restricted warned and audited, kube-system exempt)
+    reaches the API server's configuration, in the shape its loader reads."""
+    spec = make_spec(["cp1", "w1"], tmp_path)
+    inventory = inventory_from_spec(spec)
+    section = hostside.apiserver_config(spec, inventory.host("cp1"))["podSecurity"]
+    assert section["enforce"] == "baseline"
+    assert section["exemptions"]["namespaces"] == ["kube-system"]
+    assert PodSecurityConfig.from_mapping(section) == SECURE_POD_SECURITY

@@ -49,7 +49,7 @@ CASES = [
     pytest.param(
         ONE_HOST + "colour: blue\n",
         [
-            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, registries, runtime, secretsEncryption, ssh, upgrade, version",
+            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, podSecurity, registries, runtime, secretsEncryption, ssh, upgrade, version",
         ],
         id="unknown_key_without_a_close_match",
     ),
@@ -350,6 +350,20 @@ CASES = [
             "cluster.yaml:11:14: spec.registries[3].host: has a port outside 1-65535 (got 'r.example:99999'); hint: as image references name it, e.g. registry.example.com:5000",
         ],
         id="registries",
+    ),
+    pytest.param(
+        ONE_HOST
+        + "podSecurity:\n"
+        + "  enforce: strict\n"
+        + "  warnVersion: '1.30'\n"
+        + "  exemptions: {namespaces: [kube-system, ops, kube-system], usernames: [a, a]}\n",
+        [
+            "cluster.yaml:8:14: spec.podSecurity.enforce: must be one of 'privileged', 'baseline', 'restricted' (got 'strict'); hint: did you mean 'restricted'?",
+            "cluster.yaml:9:18: spec.podSecurity.warnVersion: is not a Pod Security version (got '1.30'); hint: write latest or v1.MINOR, e.g. v1.32",
+            "cluster.yaml:10:49: spec.podSecurity.exemptions.namespaces[2]: repeats namespaces[0] (got 'kube-system'); hint: list each exemption once",
+            "cluster.yaml:10:78: spec.podSecurity.exemptions.usernames[1]: repeats usernames[0] (got 'a'); hint: list each exemption once",
+        ],
+        id="pod_security",
     ),
 ]
 
