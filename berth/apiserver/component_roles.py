@@ -97,6 +97,12 @@ def controller_manager_rules() -> list[Obj]:
         ),
         # endpoints: create, replace
         rule([""], ["endpoints"], ["create", "update"]),
+        # serviceaccount: each namespace's default account; root-ca-cert-publisher: the
+        # kube-root-ca.crt ConfigMap of every namespace (reads are in GC_VERBS)
+        rule([""], ["serviceaccounts"], ["create"]),
+        rule([""], ["configmaps"], ["create", "update"]),
+        # serviceaccount-token: fills legacy token Secrets (deletes them with their account)
+        rule([""], ["secrets"], ["update"]),
     ]
 
 

@@ -126,6 +126,8 @@ def admin(srv: ServerHandle) -> Iterator[Api]:
         api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", _secret(name))
     for name in ("cm-envfrom", "cm-projected", "cm-n2"):
         api.ok("POST", f"/api/v1/namespaces/{NS}/configmaps", _configmap(name))
+    for name in ("runner", "builder"):  # ServiceAccount admission: a pod's account must exist
+        api.ok("POST", f"/api/v1/namespaces/{NS}/serviceaccounts", {"metadata": {"name": name}})
     taint = {"key": "dedicated", "value": "db", "effect": "NoSchedule"}
     n1 = _node("n1", podCIDR="10.244.1.0/24", podCIDRs=["10.244.1.0/24"], taints=[taint])
     api.ok("POST", "/api/v1/nodes", n1)
