@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from provisioner import snapshot as snapshots
+from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.errors import ProvisionerError
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
@@ -53,6 +54,7 @@ def restore(
     yes: Annotated[
         bool, typer.Option("--yes", help="confirm: the datastore is replaced by the snapshot")
     ] = False,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Replace the datastore with a snapshot (API servers and etcd members restart)."""
     if not yes:
@@ -62,7 +64,7 @@ def restore(
         )
     spec = load_spec(inventory)
     state = ClusterState.open(spec.name, state_dir=state_dir)
-    with state.lock("berth snapshot restore"):
+    with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
         snapshots.restore(spec, state, snapshot, report=typer.echo)
 
 
