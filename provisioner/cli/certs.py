@@ -145,9 +145,9 @@ def renew(
     """Re-issue every leaf certificate and kubeconfig (CAs are kept), then put them on the
     hosts one host at a time, control-plane hosts first: only the units that use a changed file
     restart, and each host must be healthy again before the next one is touched."""
-    spec = load_spec(inventory)
-    order = ", ".join(h.name for h in rollout_order(inventory_from_spec(spec).hosts))
     distribute = not (dry_run or local_only)
+    spec = load_spec(inventory, ssh_files=distribute)
+    order = ", ".join(h.name for h in rollout_order(inventory_from_spec(spec).hosts))
     if distribute and not yes:
         typer.confirm(
             f"Re-issue every leaf certificate and restart the units using them, one host at a "

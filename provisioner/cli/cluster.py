@@ -68,7 +68,7 @@ def verify(
     node). Exit 7 naming the failing checks."""
     if output not in ("text", "json"):
         raise typer.BadParameter("--output must be text or json")
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     report = run_verify(spec, state, bundle_id=local_bundle_id(release(spec)), smoke=smoke)
     if junit is not None:
@@ -95,7 +95,7 @@ def destroy(
 ) -> None:
     """Stop and remove everything berth put on the hosts, then check each host is clean.
     Idempotent; unreachable hosts are skipped and named (exit 5)."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
         _destroy(spec, state, yes=yes, keep_data=keep_data, parallel=parallel)
@@ -152,7 +152,7 @@ def _installed(target: HostTarget) -> str:
 
 def status(inventory: SpecOption, *, state_dir: StateOption = None) -> None:
     """Hosts, roles, installed berth version, node readiness and certificate expiry."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     hosts = inventory_from_spec(spec, known_hosts=state.known_hosts).hosts
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:

@@ -83,7 +83,7 @@ def _engine(
 ) -> Iterator[Engine]:
     """The engine for ``spec_path``; with ``lock``, the cluster lock is held from before the
     first host is contacted until the engine is closed (a second apply is refused, exit 9)."""
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, ssh_files=True)
     state = ClusterState.open(spec.name, state_dir=state_dir)
     holding = (
         cluster_locked(state, wait_lock=wait_lock, spec=spec_path)

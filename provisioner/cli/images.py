@@ -39,7 +39,7 @@ def load(
 ) -> None:
     """Import the image into every node's store, verified by digest; pods then use it with
     imagePullPolicy IfNotPresent or Never and no node contacts a registry."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     image = read_archive(archive)
     name, ref_name = choose_reference(image, reference)

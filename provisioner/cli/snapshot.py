@@ -37,7 +37,7 @@ def save(
     ] = None,
 ) -> None:
     """Take a consistent snapshot of the datastore and copy it here (0600: it holds Secrets)."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.open(spec.name, state_dir=state_dir)
     taken = snapshots.save(spec, state, output=output)
     revision = f", revision {taken.revision}" if taken.revision is not None else ""
@@ -62,7 +62,7 @@ def restore(
             "restore replaces the cluster's datastore: every change since the snapshot is lost",
             hint=f"run again with --yes to restore {snapshot}",
         )
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.open(spec.name, state_dir=state_dir)
     with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
         snapshots.restore(spec, state, snapshot, report=typer.echo)

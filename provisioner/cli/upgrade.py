@@ -103,7 +103,7 @@ def upgrade(
     """Upgrade every host to release --to (this berth's build), control plane first, one
     node at a time, each gated on its health; a node that fails its gate is rolled back and the
     upgrade halts. A datastore snapshot is taken first and kept in the cluster state."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     if to is None and not resume:
         raise typer.BadParameter("give the release to upgrade to", param_hint="--to")
     state = ClusterState.for_spec(spec, state_dir=state_dir)
@@ -176,7 +176,7 @@ def rollback(
 ) -> None:
     """Return every host the last upgrade touched to the release it ran before, workers
     first, each gated on its health."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     cache = cache_dir()
     # the target bundle is irrelevant to a rollback; name it by what the journal says
