@@ -184,6 +184,7 @@ class ClusterState:
         one process: a phase that locks inside a command that already holds the lock nests.
         ``spec`` is the spec path the unlock hint names.
         """
+        ensure_private_dir(self.root)
         with ClusterLock(self.root, spec=spec).hold(purpose, wait=wait, say=say) as holder:
             yield holder
 

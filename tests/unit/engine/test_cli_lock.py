@@ -141,3 +141,31 @@ def test_concurrent_applies_one_runs_the_others_exit_9_naming_it(
             if run.poll() is None:
                 run.kill()
             run.communicate()
+
+
+def test_state_unlock_breaks_a_lock_left_on_another_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from provisioner.cluster_lock import LockHolder  # noqa: PLC0415
+    from tests.unit.engine.test_cli import run  # noqa: PLC0415
+
+    monkeypatch.setenv("BERTH_STATE_DIR", str(tmp_path / "state"))
+    spec = _spec(tmp_path, 22)
+    lock = tmp_path / "state" / "locktest" / "lock"
+    lock.parent.mkdir(parents=True)
+    left = LockHolder("00ff00ff00ff00ff", 4242, "alice", "build-7", "elsewhere",
+                      "berth apply -i c.yaml", "2026-12-01T10:00:00+00:00")  # fmt: skip
+    lock.write_bytes(left.encode())
+    # an apply is refused, and told how to break the lock
+    code, _, err = run(monkeypatch, capsys, "apply", "-i", str(spec), "--yes")
+    assert code == 9
+    flat = " ".join(err.split())
+    assert "locked by a berth run on another machine (pid 4242 of alice on build-7" in flat
+    assert f"berth state unlock -i {spec} 00ff00ff00ff00ff" in flat
+    code, _, err = run(monkeypatch, capsys, "state", "unlock", "-i", str(spec), "0000")
+    assert code == 9
+    assert "not 0000; it was not unlocked" in " ".join(err.split())
+    code, out, _ = run(monkeypatch, capsys, "state", "unlock", "-i", str(spec), left.id)
+    assert code == 0
+    assert out.startswith("cluster locktest: broke the lock of pid 4242 of alice on build-7")
+    assert lock.read_bytes() == b""

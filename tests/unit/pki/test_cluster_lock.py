@@ -251,3 +251,28 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_locking_creates_a_missing_state_directory_privately(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "cluster"
+    with ClusterState(root).lock():
+        assert (root / "lock").is_file()
+    assert root.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_cli_waits_with_wait_lock_and_says_for_whom(
+    tmp_path: Path, holder: Holder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--wait-lock 1s` against a holder that stays: it says it waits, then exits 9 naming it
+    from provisioner.cli import locking  # noqa: PLC0415
+
+    said: list[str] = []
+    monkeypatch.setattr(locking, "_say", said.append)
+    with (
+        pytest.raises(ClusterLockedError, match=f"pid {holder.pid} of "),
+        locking.cluster_locked(ClusterState(tmp_path), wait_lock="1s"),
+    ):
+        pass
+    assert len(said) == 1
+    assert said[0].startswith("waiting up to 1s for the cluster lock: ")
+    assert f"(pid {holder.pid} of " in said[0]
