@@ -9,7 +9,8 @@ Two limits keep a hostile or broken file from hanging or crashing the loader, ea
 the node that crossed it: nesting deeper than :data:`MAX_DEPTH` (the composer recurses once per
 level: thousands of ``[`` would end in a RecursionError), and aliases that would expand to more
 than :data:`MAX_ALIAS_NODES` nodes (the "billion laughs": a few lines of ``&a``/``*a`` that every
-later walk, validation included, would expand to billions of nodes).
+later walk, validation included, would expand to billions of nodes; a long scalar counts as one
+node per :data:`SCALAR_BYTES_PER_NODE` characters).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ MAX_DEPTH = 64
 """Deepest nesting of mappings and lists a spec may have (a real one needs about 6)."""
 MAX_ALIAS_NODES = 10_000
 """Most nodes that aliases (``*name``, ``<<: *name``) may add to a spec once expanded."""
+SCALAR_BYTES_PER_NODE = 64
+"""A scalar counts as one node per this many characters (aliases of long strings add up)."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -133,6 +136,9 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
         self._composed += 1
+        if isinstance(node, yaml.ScalarNode):
+            # a long scalar weighs more: 10,000 aliases of a 1 MB string are 10 GB to validate
+            self._composed += len(node.value) // SCALAR_BYTES_PER_NODE
         self._sizes[id(node)] = self._composed - before
         return node
 

@@ -218,3 +218,14 @@ def test_any_alias_tree_loads_or_is_refused_quickly(levels: int, width: int) -> 
     expanded = sum(width**level for level in range(1, levels + 1))
     if expanded > 2 * MAX_ALIAS_NODES:
         assert any("aliases expand to more than" in p for p in problems)
+
+
+def test_many_aliases_of_a_long_string_are_refused_too() -> None:
+    labels = ", ".join(f"k{i}: *x" for i in range(2000))
+    host = "{name: n1, address: 10.0.0.1, roles: [worker], labels: {" + labels + "}}"
+    text = doc(f"hosts:\n  - {host}")
+    text = text.replace("spec:\n", f'x: &x "{"a" * 1_000_000}"\nspec:\n', 1)
+    started = time.monotonic()
+    (problem,) = load_or_locate(text)
+    assert time.monotonic() - started < 3
+    assert "aliases expand to more than" in problem
