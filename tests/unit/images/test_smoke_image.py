@@ -77,9 +77,10 @@ def _serving(pid: int) -> bool:
 
 def _run_as_pid1(rootfs: Path, command: list[str], env: list[str]) -> subprocess.Popen[bytes]:
     """``command`` as PID 1 of new PID and network namespaces, chrooted into ``rootfs``;
-    `unshare --fork` waits for it and exits with its status."""
+    `unshare --fork` waits for it and exits with its status (``--kill-child``: should unshare
+    die first, its PID 1 and with it the whole namespace is killed)."""
     return subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--net", f"--root={rootfs}", "--", *command],
+        ["unshare", "--pid", "--fork", "--kill-child", "--net", f"--root={rootfs}", "--", *command],
         env=dict(item.split("=", 1) for item in env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -108,8 +109,15 @@ def _stops_on_sigterm(rootfs: Path, command: list[str], env: list[str]) -> None:
         assert code == 0
     finally:
         if runner.poll() is None:
-            runner.kill()
-            runner.wait()
+            # SIGKILL the namespace's PID 1 (which ends the namespace) and let unshare reap it:
+            # killing unshare first would leave PID 1 to this machine's init
+            for child in _children(runner.pid):
+                os.kill(child, signal.SIGKILL)
+            try:
+                runner.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                runner.kill()
+                runner.wait()
 
 
 def test_the_image_command_exits_at_once_on_sigterm_as_pid_1(tmp_path: Path) -> None:
