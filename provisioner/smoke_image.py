@@ -3,7 +3,10 @@
 Nodes need no registry for it: the agents phase loads it into every runc node's image store
 (the ``berth images load`` machinery), and smoke pods use it with ``imagePullPolicy: Never``.
 It is one layer holding Debian's statically linked busybox (``apt-get install busybox-static``)
-with its applets (``sh``, ``httpd``, ``wget``, ...). The archive is reproducible (sorted tar,
+with its applets (``sh``, ``httpd``, ``wget``, ...) and ``/bin/smoke-serve``, the image's command:
+httpd behind a shell that exits at once on SIGTERM. (A container's PID 1 gets no default signal
+actions from the kernel: httpd alone ignores SIGTERM, so every pod deletion or scale-down would
+wait out the whole grace period before the SIGKILL.) The archive is reproducible (sorted tar,
 mtime 0, gzip without a timestamp), so its reference — tagged with the manifest digest — is the
 same in every run on the same machine, and loading it again is a no-op.
 """
@@ -27,6 +30,20 @@ REF_NAME = "smoke"
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 SERVE_PORT = 8080
 """Where the smoke pods' httpd listens."""
+SERVE = "/bin/smoke-serve"
+"""``smoke-serve [DIR]``: serve DIR (default ``/www``) on :data:`SERVE_PORT` until SIGTERM/INT."""
+CMD = (SERVE,)
+"""The image's command."""
+
+_SERVE_SCRIPT = f"""#!/bin/sh
+# smoke-serve [DIR]: serve DIR (default /www) over HTTP on port {SERVE_PORT} until SIGTERM or
+# SIGINT, then stop httpd and exit 0 at once. As a container's PID 1, httpd alone would ignore
+# SIGTERM (PID 1 has no default signal actions) and hold every stop for its grace period.
+trap 'kill "$server" 2>/dev/null; exit 0' TERM INT
+httpd -f -p {SERVE_PORT} -h "${{1:-/www}}" &
+server=$!
+wait "$server"
+"""
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,8 @@ def _rootfs(root: Path, busybox: Path) -> None:
     (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc/group").write_text("root:x:0:\n")
     (root / "www/index.html").write_text("berth smoke\n")
+    (root / SERVE.lstrip("/")).write_text(_SERVE_SCRIPT)
+    (root / SERVE.lstrip("/")).chmod(0o755)
 
 
 @functools.cache
@@ -80,9 +99,7 @@ def _build(busybox: Path, size: int, mtime_ns: int) -> SmokeImage:
         root.mkdir(mode=0o755)
         _rootfs(root, busybox)
         layout = Path(tmp) / "layout"
-        spec = ImageSpec(
-            cmd=["/bin/httpd", "-f", "-p", str(SERVE_PORT), "-h", "/www"], env=("PATH=/bin",)
-        )
+        spec = ImageSpec(cmd=CMD, env=("PATH=/bin",))
         digest = write_layout(layout, ref_name=REF_NAME, layers=[tar_directory(root)], spec=spec)
         return SmokeImage(tar_directory(layout), f"{REPOSITORY}:{digest_hex(digest)[:16]}")
 

@@ -4,7 +4,7 @@ One directory per cluster, ``<base>/<metadata.name>``, where ``<base>`` is, firs
 ``--state-dir``, ``$BERTH_STATE_DIR``, ``$XDG_STATE_HOME/berth``, ``~/.local/state/berth``::
 
     <base>/<name>/                 0700
-      lock                         who holds the cluster (pid, command, since), flock'ed
+      lock                         who holds the cluster (see provisioner.cluster_lock), flock'ed
       known_hosts                  host keys pinned on first contact (hostKeyPolicy accept-new)
       pki/                         certificates (0644) and private keys (0600), see provisioner.pki
       secrets/<name>               generated secrets, base64 (0600); encryption-key: Secrets at rest
@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
-import fcntl
-import json
 import os
 import secrets
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provisioner.cluster_lock import ClusterLock, LockHolder
 from provisioner.errors import StateError
 
 if TYPE_CHECKING:
@@ -79,8 +76,6 @@ class ClusterState:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._lock_fd: int | None = None
-        self._lock_depth = 0
 
     @classmethod
     def for_spec(cls, spec: ClusterSpec, *, state_dir: str | Path | None = None) -> ClusterState:
@@ -172,57 +167,30 @@ class ClusterState:
     # -- lock -----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, purpose: str | None = None) -> Iterator[None]:
-        """Hold the cluster exclusively for the ``with`` block.
+    def lock(
+        self,
+        purpose: str | None = None,
+        *,
+        wait: float | None = None,
+        say: Callable[[str], None] | None = None,
+        spec: str | None = None,
+    ) -> Iterator[LockHolder]:
+        """Hold the cluster exclusively for the ``with`` block (see
+        :mod:`provisioner.cluster_lock`).
 
-        Another berth run on the same cluster fails at once with a :class:`StateError` naming
-        the holder's pid and command. The lock is an ``flock`` on ``lock``: the kernel frees it
-        when the holder exits, however it exits, so a crash never leaves a stale lock. Nested
-        use on the same object is allowed.
+        Another berth run on the same cluster fails at once with a
+        :class:`~provisioner.cluster_lock.ClusterLockedError` (exit 9) naming the holder (pid,
+        user, machine, command, since), or after waiting ``wait`` seconds. Re-entrant within
+        one process: a phase that locks inside a command that already holds the lock nests.
+        ``spec`` is the spec path the unlock hint names.
         """
-        if self._lock_fd is not None:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
         ensure_private_dir(self.root)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise StateError(
-                f"cluster state {self.root} is in use by another berth run ({holder})",
-                hint="wait for that run to finish; the lock frees itself when it exits",
-            ) from None
-        info = {
-            "pid": os.getpid(),
-            "command": purpose or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
-            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-        self._lock_fd = fd
-        try:
-            yield
-        finally:
-            self._lock_fd = None
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            os.close(fd)
+        with ClusterLock(self.root, spec=spec).hold(purpose, wait=wait, say=say) as holder:
+            yield holder
 
-
-def _read_holder(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except (OSError, ValueError):
-        info = {}
-    if not isinstance(info, dict) or "pid" not in info:
-        return "holder unknown"
-    return f"pid {info['pid']}, `{info.get('command', '?')}`, since {info.get('since', '?')}"
+    def break_lock(self, lock_id: str) -> LockHolder:
+        """Remove a lock left by a run that is over (``berth state unlock``)."""
+        return ClusterLock(self.root).break_lock(lock_id)
 
 
 def cache_dir() -> Path:

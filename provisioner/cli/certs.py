@@ -17,10 +17,11 @@ from rich.table import Table
 
 from provisioner import pki
 from provisioner.cli.certs_rollout import Rollout, rollout_order
+from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ExitCode
 from provisioner.reporting import ConsoleReporter
-from provisioner.spec import load_spec
+from provisioner.spec import ClusterSpec, load_spec
 from provisioner.state import ClusterState, cache_dir
 
 SpecOption = Annotated[
@@ -88,10 +89,17 @@ def status(
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
-def _run(inventory: Path, state_dir: Path | None, *, renew: bool, dry_run: bool) -> pki.PkiReport:
+def _run(
+    inventory: Path,
+    state_dir: Path | None,
+    *,
+    renew: bool,
+    dry_run: bool,
+    wait_lock: str | None,
+) -> pki.PkiReport:
     spec = load_spec(inventory)
     state = ClusterState.open(spec.name, state_dir=state_dir)
-    with state.lock("berth certs renew" if renew else "berth certs ensure"):
+    with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
         report = pki.ensure(spec, state, renew_leaves=renew, dry_run=dry_run)
     table = Table(title=f"PKI of cluster {spec.name} ({report.state_root})")
     for column in ("item", "what", "action", "reason"):
@@ -113,14 +121,18 @@ def _run(inventory: Path, state_dir: Path | None, *, renew: bool, dry_run: bool)
 
 
 def ensure(
-    inventory: SpecOption, state_dir: StateDirOption = None, dry_run: DryRunOption = False
+    inventory: SpecOption,
+    state_dir: StateDirOption = None,
+    dry_run: DryRunOption = False,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Create missing certificates, verify existing ones, re-issue what no longer fits the spec."""
-    _run(inventory, state_dir, renew=False, dry_run=dry_run)
+    _run(inventory, state_dir, renew=False, dry_run=dry_run, wait_lock=wait_lock)
 
 
 def renew(
     inventory: SpecOption,
+    *,
     state_dir: StateDirOption = None,
     dry_run: DryRunOption = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
@@ -128,20 +140,37 @@ def renew(
         bool,
         typer.Option("--local-only", help="only re-issue in the state; `berth apply` distributes"),
     ] = False,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Re-issue every leaf certificate and kubeconfig (CAs are kept), then put them on the
     hosts one host at a time, control-plane hosts first: only the units that use a changed file
     restart, and each host must be healthy again before the next one is touched."""
-    spec = load_spec(inventory)
-    order = ", ".join(h.name for h in rollout_order(inventory_from_spec(spec).hosts))
     distribute = not (dry_run or local_only)
+    spec = load_spec(inventory, ssh_files=distribute)
+    order = ", ".join(h.name for h in rollout_order(inventory_from_spec(spec).hosts))
     if distribute and not yes:
         typer.confirm(
             f"Re-issue every leaf certificate and restart the units using them, one host at a "
             f"time ({order})?",
             abort=True,
         )
-    _run(inventory, state_dir, renew=True, dry_run=dry_run)
+    state = ClusterState.open(spec.name, state_dir=state_dir)
+    # one hold for re-issuing and distributing: no apply may slip in between
+    with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
+        _renew(spec, state, inventory, state_dir, dry_run=dry_run, distribute=distribute)
+
+
+def _renew(
+    spec: ClusterSpec,
+    state: ClusterState,
+    inventory: Path,
+    state_dir: Path | None,
+    *,
+    dry_run: bool,
+    distribute: bool,
+) -> None:
+    order = ", ".join(h.name for h in rollout_order(inventory_from_spec(spec).hosts))
+    _run(inventory, state_dir, renew=True, dry_run=dry_run, wait_lock=None)
     if not distribute:
         _err.print(
             f"not distributed; `berth certs renew -i {inventory}` (or `berth apply`) puts them on "
@@ -149,7 +178,6 @@ def renew(
             markup=False,
         )
         return
-    state = ClusterState.open(spec.name, state_dir=state_dir)
     rollout = Rollout(
         spec=spec, state=state, state_dir=state_dir, cache_dir=cache_dir(),
         reporter=ConsoleReporter(), say=lambda line: _out.print(line, markup=False),

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 import provisioner.phases.cluster  # noqa: F401 - registers the cluster phases
+from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.connectors.base import HostTarget
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.destroy import destroy_hosts
@@ -26,6 +27,7 @@ from provisioner.phases.etcd.created import forget_created
 from provisioner.pki import status as pki_status
 from provisioner.reporting import ConsoleReporter
 from provisioner.spec import load_spec
+from provisioner.spec.model import ClusterSpec
 from provisioner.state import ClusterState, cache_dir
 from provisioner.verify.cluster import cluster_checks
 from provisioner.verify.run import verify as run_verify
@@ -66,7 +68,7 @@ def verify(
     node). Exit 7 naming the failing checks."""
     if output not in ("text", "json"):
         raise typer.BadParameter("--output must be text or json")
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     report = run_verify(spec, state, bundle_id=local_bundle_id(release(spec)), smoke=smoke)
     if junit is not None:
@@ -89,11 +91,19 @@ def destroy(
     ] = False,
     state_dir: StateOption = None,
     parallel: Annotated[int, typer.Option("--parallel", help="hosts handled at once")] = 16,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Stop and remove everything berth put on the hosts, then check each host is clean.
     Idempotent; unreachable hosts are skipped and named (exit 5)."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
+    with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
+        _destroy(spec, state, yes=yes, keep_data=keep_data, parallel=parallel)
+
+
+def _destroy(
+    spec: ClusterSpec, state: ClusterState, *, yes: bool, keep_data: bool, parallel: int
+) -> None:
     targets: dict[str, HostTarget] = dict(recorded_hosts(state))
     targets.update(
         {str(h.name): h for h in inventory_from_spec(spec, known_hosts=state.known_hosts).hosts}
@@ -104,16 +114,15 @@ def destroy(
             f"({', '.join(sorted(targets))})?",
             abort=True,
         )
-    with state.lock("berth destroy"):
-        result = destroy_hosts(
-            spec.name, list(targets.values()), cache_dir=cache_dir(), keep_data=keep_data,
-            reporter=ConsoleReporter(), parallel=parallel,
-        )  # fmt: skip
-        for name in result.changed:
-            if name not in result.dirty:
-                forget_host(state, name)
-        if not keep_data and not result.dirty and not result.unreachable:
-            forget_created(state)  # the members' data is gone: the next apply starts anew
+    result = destroy_hosts(
+        spec.name, list(targets.values()), cache_dir=cache_dir(), keep_data=keep_data,
+        reporter=ConsoleReporter(), parallel=parallel,
+    )  # fmt: skip
+    for name in result.changed:
+        if name not in result.dirty:
+            forget_host(state, name)
+    if not keep_data and not result.dirty and not result.unreachable:
+        forget_created(state)  # the members' data is gone: the next apply starts anew
     for line in result.lines():
         bad = "NOT clean" in line or "unreachable" in line
         _out.print(line, style="red" if bad else "green", markup=False)
@@ -143,7 +152,7 @@ def _installed(target: HostTarget) -> str:
 
 def status(inventory: SpecOption, *, state_dir: StateOption = None) -> None:
     """Hosts, roles, installed berth version, node readiness and certificate expiry."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     hosts = inventory_from_spec(spec, known_hosts=state.known_hosts).hosts
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from provisioner.cli import upgrade
+from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, RunContext
@@ -25,6 +26,7 @@ from provisioner.phases.sets import PHASE_SETS
 from provisioner.phases.workflow import select
 from provisioner.reporting import ConsoleReporter, Event, JsonReporter, Reporter
 from provisioner.spec import load_spec
+from provisioner.spec.model import ClusterSpec
 from provisioner.state import ClusterState, cache_dir
 
 SpecOption = Annotated[
@@ -65,6 +67,7 @@ def _final_error_event(reporter: Reporter) -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
 def _engine(
     spec_path: Path,
     *,
@@ -75,9 +78,37 @@ def _engine(
     allow_unreachable: bool,
     state_dir: Path | None,
     parallel: int,
-) -> Engine:
-    spec = load_spec(spec_path)
+    lock: bool = False,
+    wait_lock: str | None = None,
+) -> Iterator[Engine]:
+    """The engine for ``spec_path``; with ``lock``, the cluster lock is held from before the
+    first host is contacted until the engine is closed (a second apply is refused, exit 9)."""
+    spec = load_spec(spec_path, ssh_files=True)
     state = ClusterState.open(spec.name, state_dir=state_dir)
+    holding = (
+        cluster_locked(state, wait_lock=wait_lock, spec=spec_path)
+        if lock
+        else contextlib.nullcontext()
+    )
+    with holding, _build_engine(
+        spec, state, phase_set=phase_set, only=only, skip=skip, reporter=reporter,
+        allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
+    ) as engine:  # fmt: skip
+        yield engine
+
+
+def _build_engine(
+    spec: ClusterSpec,
+    state: ClusterState,
+    *,
+    phase_set: str,
+    only: list[str],
+    skip: list[str],
+    reporter: Reporter,
+    allow_unreachable: bool,
+    state_dir: Path | None,
+    parallel: int,
+) -> Engine:
     if phase_set not in PHASE_SETS:
         raise typer.BadParameter(f"unknown phase set {phase_set!r}; known: {', '.join(PHASE_SETS)}")
     try:
@@ -182,6 +213,7 @@ def apply(
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="skip the final `verify` phase (= --skip verify)")
     ] = False,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Apply a saved plan exactly (`berth apply PLAN`), or plan, show, confirm and apply
     (`berth apply -i SPEC`). Preflight runs whenever something is to change."""
@@ -199,7 +231,7 @@ def apply(
             with _engine(
                 spec_path, phase_set=saved.phase_set, only=saved.only, skip=saved.skip,
                 reporter=reporter, allow_unreachable=allow_unreachable, state_dir=state_dir,
-                parallel=parallel,
+                parallel=parallel, lock=True, wait_lock=wait_lock,
             ) as engine:  # fmt: skip
                 engine.connect_all()
                 engine.apply(saved)
@@ -209,6 +241,7 @@ def apply(
         with _engine(
             inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
             allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
+            lock=True, wait_lock=wait_lock,
         ) as engine:  # fmt: skip
             engine.connect_all(tolerate=True)
             if engine.unreachable:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.images import ImageArchiveError, choose_reference, load_image, read_archive
 from provisioner.spec import load_spec
@@ -34,10 +35,11 @@ def load(
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="base directory of cluster state")
     ] = None,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Import the image into every node's store, verified by digest; pods then use it with
     imagePullPolicy IfNotPresent or Never and no node contacts a registry."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     image = read_archive(archive)
     name, ref_name = choose_reference(image, reference)
@@ -47,8 +49,9 @@ def load(
         if unknown:
             raise ImageArchiveError(f"{inventory}: no host named {', '.join(unknown)} in the spec")
         targets = [t for t in targets if str(t.name) in hosts]
-    for loaded in load_image(image, targets, reference=name, ref_name=ref_name):
-        _out.print(f"{loaded.host}: {name} loaded ({loaded.image_id})", markup=False)
+    with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
+        for loaded in load_image(image, targets, reference=name, ref_name=ref_name):
+            _out.print(f"{loaded.host}: {name} loaded ({loaded.image_id})", markup=False)
 
 
 def register(app: typer.Typer) -> None:

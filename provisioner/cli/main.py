@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from berth import __version__
-from provisioner.cli import certs, cluster, engine, images, lab, snapshot, spec, upgrade
+from provisioner.cli import certs, cluster, engine, images, lab, locking, snapshot, spec, upgrade
 from provisioner.errors import ProvisionerError
 
 app = typer.Typer(
@@ -32,7 +32,7 @@ def _root() -> None:
     """Bootstrap, upgrade and tear down a Kubernetes-style cluster on plain machines."""
 
 
-for area in (lab, spec, certs, engine, cluster, upgrade, images, snapshot):
+for area in (lab, spec, certs, engine, cluster, upgrade, images, snapshot, locking):
     area.register(app)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from provisioner import snapshot as snapshots
+from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.errors import ProvisionerError
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
@@ -36,7 +37,7 @@ def save(
     ] = None,
 ) -> None:
     """Take a consistent snapshot of the datastore and copy it here (0600: it holds Secrets)."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.open(spec.name, state_dir=state_dir)
     taken = snapshots.save(spec, state, output=output)
     revision = f", revision {taken.revision}" if taken.revision is not None else ""
@@ -53,6 +54,7 @@ def restore(
     yes: Annotated[
         bool, typer.Option("--yes", help="confirm: the datastore is replaced by the snapshot")
     ] = False,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Replace the datastore with a snapshot (API servers and etcd members restart)."""
     if not yes:
@@ -60,9 +62,9 @@ def restore(
             "restore replaces the cluster's datastore: every change since the snapshot is lost",
             hint=f"run again with --yes to restore {snapshot}",
         )
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.open(spec.name, state_dir=state_dir)
-    with state.lock("berth snapshot restore"):
+    with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
         snapshots.restore(spec, state, snapshot, report=typer.echo)
 
 

@@ -3,6 +3,7 @@ place, one node at a time, and back (see :mod:`provisioner.upgrade`)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from provisioner.artifacts.berth_bundle import (
     bundle_id,
     pinned_requirements,
 )
+from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.errors import SpecError
 from provisioner.spec import ClusterSpec, load_spec
 from provisioner.state import ClusterState, cache_dir
@@ -96,26 +98,48 @@ def upgrade(
     yes: YesOption = False,
     gate_timeout: GateOption = 120.0,
     state_dir: StateOption = None,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Upgrade every host to release --to (this berth's build), control plane first, one
     node at a time, each gated on its health; a node that fails its gate is rolled back and the
     upgrade halts. A datastore snapshot is taken first and kept in the cluster state."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     if to is None and not resume:
         raise typer.BadParameter("give the release to upgrade to", param_hint="--to")
     state = ClusterState.for_spec(spec, state_dir=state_dir)
+    # a plan changes nothing: it runs beside an apply; an upgrade holds the cluster throughout
+    with (
+        contextlib.nullcontext()
+        if plan
+        else cluster_locked(state, wait_lock=wait_lock, spec=inventory)
+    ):
+        _upgrade(
+            spec, state, inventory, to=to, resume=resume, allow_downgrade=allow_downgrade,
+            plan=plan, yes=yes, gate_timeout=gate_timeout,
+        )  # fmt: skip
+
+
+def _upgrade(
+    spec: ClusterSpec,
+    state: ClusterState,
+    inventory: Path,
+    *,
+    to: str | None,
+    resume: bool,
+    allow_downgrade: bool,
+    plan: bool,
+    yes: bool,
+    gate_timeout: float,
+) -> None:
     version = to or _journal_release(state)
     _check_to(spec, inventory, version)
     cache = cache_dir()
     # the id is known without building: the skew check refuses before pip or any upload
     ident = bundle_id(version=version, pins=pinned_requirements())
     planned = Bundle(ident, cache / "bundles" / f"{ident}.tar")
-    with (
-        state.lock("berth upgrade"),
-        SshClusterOps(
-            spec, state, bundle=planned, cache_dir=cache, gate_timeout=gate_timeout
-        ) as ops,
-    ):
+    with SshClusterOps(
+        spec, state, bundle=planned, cache_dir=cache, gate_timeout=gate_timeout
+    ) as ops:
         upgrader = _upgrader(spec, state, ops)
         if plan:
             for line in upgrader.plan(allow_downgrade=allow_downgrade).lines():
@@ -148,10 +172,11 @@ def rollback(
     yes: YesOption = False,
     gate_timeout: GateOption = 120.0,
     state_dir: StateOption = None,
+    wait_lock: WaitLockOption = None,
 ) -> None:
     """Return every host the last upgrade touched to the release it ran before, workers
     first, each gated on its health."""
-    spec = load_spec(inventory)
+    spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     cache = cache_dir()
     # the target bundle is irrelevant to a rollback; name it by what the journal says
@@ -160,7 +185,7 @@ def rollback(
         what = " and the datastore snapshot" if restore_snapshot else ""
         typer.confirm(f"Return every upgraded host to its previous release{what}?", abort=True)
     with (
-        state.lock("berth rollback"),
+        cluster_locked(state, wait_lock=wait_lock, spec=inventory),
         SshClusterOps(
             spec, state, bundle=placeholder, cache_dir=cache, gate_timeout=gate_timeout
         ) as ops,

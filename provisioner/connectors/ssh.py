@@ -9,7 +9,9 @@ man-in-the-middle never sees a signature from our key:
   is still refused.
 
 TCP connects are retried with jittered exponential backoff; authentication and host-key failures
-are not (retrying cannot fix them). Messages name the host and what failed, never credentials.
+are not (retrying cannot fix them), nor is a local file problem (an identity or known_hosts file
+that is missing, a directory or unreadable): that is reported once, naming the file. Messages
+name the host and what failed, never credentials.
 Files go over one SFTP session per host: written to a temporary name in the target directory, then
 chmod/chown/rename in one command, so a reader never sees a partial file even if the connection
 dies half-way.
@@ -57,6 +59,10 @@ STALL_TIMEOUT = 120.0
 """Seconds an upload, download or a command's stdin may make no progress before it fails."""
 
 
+_LOCAL_FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+"""Errors of a file on this machine (a TCP connect never raises them): retrying cannot help."""
+
+
 def _load_key(path: Path, host: str) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_path(str(path))
@@ -65,8 +71,28 @@ def _load_key(path: Path, host: str) -> paramiko.PKey:
             f"{host}: identity file {path} does not exist",
             hint="set spec.ssh.identityFile to an existing private key",
         ) from None
+    except OSError as error:  # a directory, no permission: a local problem, never retried
+        raise ConnectError(
+            f"{host}: cannot read identity file {path}: {error.strerror}",
+            hint="set spec.ssh.identityFile to a private key file this user can read",
+        ) from None
+    except (paramiko.PasswordRequiredException, TypeError):  # TypeError: from cryptography
+        raise ConnectError(
+            f"{host}: identity file {path} is encrypted; berth cannot ask for its passphrase",
+            hint="give an unencrypted private key (e.g. a deploy key kept on this machine only)",
+        ) from None
     except (paramiko.SSHException, ValueError) as error:
         raise ConnectError(f"{host}: cannot load identity file {path}: {error}") from None
+
+
+def _known_hosts(path: Path | None, host: str) -> KnownHosts:
+    try:
+        return KnownHosts(path)
+    except OSError as error:
+        raise ConnectError(
+            f"{host}: cannot read known_hosts file {path}: {error.strerror}",
+            hint="set spec.ssh.knownHostsFile to an OpenSSH known_hosts file this user can read",
+        ) from None
 
 
 def verify_host_key(
@@ -102,7 +128,13 @@ def verify_host_key(
             f"ssh-keygen -f {known.path or 'known_hosts'} -R '{entry}'",
         )
     if policy is HostKeyPolicy.ACCEPT_NEW and known.path is not None:
-        known.pin(entry, offered)
+        try:
+            known.pin(entry, offered)
+        except OSError as error:
+            raise ConnectError(
+                f"{host}: cannot pin its host key into {known.path}: {error.strerror}",
+                hint="make spec.ssh.knownHostsFile (or the cluster state) writable",
+            ) from None
         return
     raise ConnectError(
         f"{host} ({address}:{port}): host key {fingerprint(offered)} ({offered.get_name()}) is "
@@ -129,7 +161,7 @@ class SSHConnector:
 
     def __init__(self, target: HostTarget, *, known: KnownHosts | None = None) -> None:
         self.target = target
-        self._known = known if known is not None else KnownHosts(target.known_hosts)
+        self._known = known if known is not None else _known_hosts(target.known_hosts, target.name)
         self._transport: paramiko.Transport | None = None
         self._jump: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -163,6 +195,13 @@ class SSHConnector:
                 except ConnectError:
                     self._close_locked()
                     raise
+                except _LOCAL_FILE_ERRORS as error:
+                    # a file on this machine: the same on every attempt, and no sshd hint
+                    self._close_locked()
+                    raise ConnectError(
+                        f"{t.name}: {type(error).__name__}: {error}",
+                        hint="a file on this machine is the problem, not the host",
+                    ) from None
                 except (OSError, EOFError, paramiko.SSHException) as error:
                     self._close_locked()
                     last = error

@@ -201,7 +201,10 @@ class Engine:
             if isinstance(result, BaseException):
                 message = _message(result, target.name)
                 self.unreachable[target.name] = message
-                self.emit("problem", f"unreachable: {message}", host=target.name)
+                if self.allow_unreachable:
+                    # skipped: this line is the only report; otherwise the error that ends the
+                    # run (or preflight's) names the host, once
+                    self.emit("problem", f"unreachable: {message}", host=target.name)
             else:
                 self.connectors[target.name] = result
                 self._fact_locks[target.name] = threading.Lock()
@@ -287,9 +290,8 @@ class Engine:
             for problem in selected.phase.check(self.ctx, live):
                 line = f"[{selected.path}] {problem}"
                 problems.append(line)
-        for line in problems:
-            self.emit("problem", line)
         if problems:
+            # the error carries every problem and is printed once (a `failed` event in json)
             raise PreflightError(
                 problems, hint="nothing was changed; fix the problems above and run again"
             )

@@ -3,6 +3,8 @@
 Public API::
 
     load_spec(path) -> ClusterSpec          # raises SpecError with every located problem
+    load_spec(path, ssh_files=True)         # ... also checks the SSH key files (commands that
+                                            # connect to hosts, and `berth validate`)
     parse_spec(text, filename=..., source=...) -> ClusterSpec
     json_schema() -> dict                   # for editors (``berth schema``)
     dump_spec(data) -> str                  # YAML text of a spec document (camelCase keys)

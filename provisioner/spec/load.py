@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from provisioner.errors import SpecError
 from provisioner.spec.checks import semantic_problems
-from provisioner.spec.files import local_file_problems
+from provisioner.spec.files import local_file_problems, ssh_file_problems
 from provisioner.spec.model import API_VERSION, KIND, ClusterSpec
 from provisioner.spec.problems import Problem, position_of, render
 from provisioner.spec.source import SourceMap, YamlSyntaxError, parse_yaml
@@ -22,11 +22,13 @@ from provisioner.spec.translate import problems_from_validation
 _HINT = "fix the lines above; `berth schema` prints a JSON Schema for editor completion"
 
 
-def load_spec(path: str | Path) -> ClusterSpec:
+def load_spec(path: str | Path, *, ssh_files: bool = False) -> ClusterSpec:
     """Read, validate and return the spec at ``path``.
 
     Raises :class:`provisioner.errors.SpecError` carrying every problem, each rendered as
-    ``FILE:LINE:COL: path.to.field: message (got VALUE); hint: ...``.
+    ``FILE:LINE:COL: path.to.field: message (got VALUE); hint: ...``. With ``ssh_files``
+    (`berth validate` and every command that connects to the hosts), the SSH identity and
+    known_hosts files the spec names are checked too.
     """
     file = Path(path)
     try:
@@ -37,12 +39,15 @@ def load_spec(path: str | Path) -> ClusterSpec:
             [f"{path}: cannot read the spec: {reason}"],
             hint="pass the cluster spec with -i FILE",
         ) from None
-    return parse_spec(text, filename=str(path), source=file)
+    return parse_spec(text, filename=str(path), source=file, ssh_files=ssh_files)
 
 
-def parse_spec(text: str, *, filename: str = "<spec>", source: Path | None = None) -> ClusterSpec:
+def parse_spec(
+    text: str, *, filename: str = "<spec>", source: Path | None = None, ssh_files: bool = False
+) -> ClusterSpec:
     """Validate spec ``text``; ``filename`` is what messages name, ``source`` anchors the
-    relative paths inside the spec (identity files, known_hosts)."""
+    relative paths inside the spec (identity files, known_hosts), ``ssh_files`` checks those
+    files exist and are usable."""
     try:
         data, source_map, problems = parse_yaml(text, filename)
     except YamlSyntaxError as error:
@@ -70,6 +75,8 @@ def parse_spec(text: str, *, filename: str = "<spec>", source: Path | None = Non
         problems.extend(semantic_problems(data))
         if spec is not None:
             problems.extend(local_file_problems(spec.with_source(source)))
+            if ssh_files:
+                problems.extend(ssh_file_problems(spec))
     if problems or spec is None:
         raise SpecError(_rendered(problems, source_map), hint=_HINT)
     return spec.with_source(source)

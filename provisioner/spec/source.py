@@ -4,6 +4,13 @@ PyYAML's composer gives each node a start mark. We walk the composed node tree o
 the marks by *path* (``("spec", "hosts", 2, "address")``), the same shape as pydantic's error
 locations, so any problem found later can be pointed at ``FILE:LINE:COL``. Duplicate keys, which
 PyYAML silently resolves to the last one, are reported here.
+
+Two limits keep a hostile or broken file from hanging or crashing the loader, each reported at
+the node that crossed it: nesting deeper than :data:`MAX_DEPTH` (the composer recurses once per
+level: thousands of ``[`` would end in a RecursionError), and aliases that would expand to more
+than :data:`MAX_ALIAS_NODES` nodes (the "billion laughs": a few lines of ``&a``/``*a`` that every
+later walk, validation included, would expand to billions of nodes; a long scalar counts as one
+node per :data:`SCALAR_BYTES_PER_NODE` characters).
 """
 
 from __future__ import annotations
@@ -71,18 +78,77 @@ def _mark_position(mark: Any) -> Position:
     return Position(int(mark.line) + 1, int(mark.column) + 1)
 
 
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists a spec may have (a real one needs about 6)."""
+MAX_ALIAS_NODES = 10_000
+"""Most nodes that aliases (``*name``, ``<<: *name``) may add to a spec once expanded."""
+SCALAR_BYTES_PER_NODE = 64
+"""A scalar counts as one node per this many characters (aliases of long strings add up)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without implicit timestamps: a spec has no dates, and a value such as
-    ``2024-13-01`` must reach validation as text instead of failing inside the YAML library."""
+    """SafeLoader without implicit timestamps (a spec has no dates, and a value such as
+    ``2024-13-01`` must reach validation as text instead of failing inside the YAML library),
+    with the nesting and alias limits of the module docstring."""
 
     yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._alias_nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> its node count, aliases expanded
+        self._composed = 0
+
+    def _next_mark(self) -> Any:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
+        return event.start_mark
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # PyYAML's composer calls this once per node and per alias, recursively; counting here
+        # bounds the work before anything expands the aliases.
+        if self.check_event(yaml.AliasEvent):
+            mark = self._next_mark()
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node), 1)  # 1: an alias to an unfinished anchor (a cycle)
+            self._alias_nodes += size
+            self._composed += size
+            if self._alias_nodes > MAX_ALIAS_NODES:
+                raise _limit_error(
+                    f"aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)",
+                    mark,
+                    "write the values out, or use fewer nested aliases",
+                )
+            return node
+        if self._depth >= MAX_DEPTH:
+            raise _limit_error(
+                f"nested more than {MAX_DEPTH} levels deep",
+                self._next_mark(),
+                "a cluster spec nests only a few levels; check the brackets and indentation",
+            )
+        self._depth += 1
+        before = self._composed
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._composed += 1
+        if isinstance(node, yaml.ScalarNode):
+            # a long scalar weighs more: 10,000 aliases of a 1 MB string are 10 GB to validate
+            self._composed += len(node.value) // SCALAR_BYTES_PER_NODE
+        self._sizes[id(node)] = self._composed - before
+        return node
+
 
 def _syntax_error(message: str, position: Position, hint: str | None = None) -> YamlSyntaxError:
     return YamlSyntaxError(Problem((), f"YAML syntax: {message}", hint=hint), position)
+
+
+def _limit_error(message: str, mark: Any, hint: str) -> YamlSyntaxError:
+    return YamlSyntaxError(Problem((), f"YAML: {message}", hint=hint), _mark_position(mark))
 
 
 def _position_in(text: str, offset: int) -> Position:

@@ -24,7 +24,7 @@ from berth.client.kubeconfig import load_kubeconfig
 from berth.client.resources import LEASES, NAMESPACES, NODES, PODS, SERVICES
 from provisioner.errors import ProvisionerError
 from provisioner.phases.cluster.nodes import admin_client, desired_nodes, node_patch
-from provisioner.smoke_image import SERVE_PORT, smoke_image
+from provisioner.smoke_image import SERVE, SERVE_PORT, smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.spec.model import https_url
 from provisioner.verify.hosts import CheckResult
@@ -129,10 +129,8 @@ def _smoke_pod(name: str, node: str, run: str, image: str | None) -> Obj:
     container: Obj = {"name": "smoke", "image": "busybox:1.36", "command": ["true"]}
     spec: Obj = {"restartPolicy": "Never"}
     if image is not None:
-        serve = (
-            f"mkdir -p /tmp/www && echo {node} > /tmp/www/index.html && "
-            f"exec httpd -f -p {SERVE_PORT} -h /tmp/www"
-        )
+        # smoke-serve, not a bare httpd: a PID 1 that exits on SIGTERM (see smoke_image)
+        serve = f"mkdir -p /tmp/www && echo {node} > /tmp/www/index.html && exec {SERVE} /tmp/www"
         container = {
             "name": "smoke",
             "image": image,

@@ -114,7 +114,8 @@ def test_smoke_image_is_reproducible_and_imports_where_the_phase_looks(tmp_path:
     state = tmp_path / "runtime"
     service = ImageService(ContentStore(state / "images"))
     imported = service.import_layout(archive, ref_name=image.ref_name, as_reference=image.reference)
-    assert imported.config.cmd[0] == "/bin/httpd"
+    assert imported.config.cmd[0] == "/bin/smoke-serve"  # httpd behind a SIGTERM trap
+    assert (service.rootfs_snapshot(imported) / "bin/smoke-serve").is_file()
     assert (service.rootfs_snapshot(imported) / "bin/httpd").is_symlink()
     recorded = image_record_path(image.reference).removeprefix(layout.RUNTIME_STATE)
     assert (state / recorded.lstrip("/")).is_file()

@@ -145,3 +145,75 @@ def test_missing_identity_file_is_named(fake_network: dict[str, Any], tmp_path: 
     target = _target(tmp_path, tmp_path / "nope")
     with pytest.raises(ConnectError, match=r"n1: identity file .*/nope does not exist"):
         ssh.SSHConnector(target).connect()
+
+
+# -- local file problems are reported once, never retried (issue 19, point 4) ------------------
+
+
+def _pinned(tmp_path: Path) -> None:
+    (tmp_path / "known_hosts").write_text(
+        f"10.0.0.1 ssh-ed25519 {FakeTransport.server_key.get_base64()}\n"
+    )
+
+
+def test_a_directory_as_identity_file_is_one_error_without_retry(
+    fake_network: dict[str, Any], tmp_path: Path
+) -> None:
+    _pinned(tmp_path)
+    (tmp_path / "keydir").mkdir()
+    target = _target(tmp_path, tmp_path / "keydir", retries=3)
+    with pytest.raises(ConnectError) as caught:
+        ssh.SSHConnector(target).connect()
+    assert (
+        caught.value.message == f"n1: cannot read identity file {tmp_path}/keydir: Is a directory"
+    )
+    assert "sshd" not in (caught.value.hint or "")
+    assert fake_network["dials"] == 1
+
+
+def test_an_encrypted_identity_file_is_one_error_without_retry(
+    fake_network: dict[str, Any], tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+        BestAvailableEncryption,
+    )
+
+    _pinned(tmp_path)
+    encrypted = tmp_path / "id_encrypted"
+    encrypted.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            Encoding.PEM, PrivateFormat.OpenSSH, BestAvailableEncryption(b"pw")
+        )
+    )
+    with pytest.raises(ConnectError, match="is encrypted; berth cannot ask for its passphrase"):
+        ssh.SSHConnector(_target(tmp_path, encrypted, retries=3)).connect()
+    assert fake_network["dials"] == 1
+
+
+def test_a_directory_as_known_hosts_is_a_connect_error_naming_it(
+    fake_network: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "known_hosts").mkdir()
+    with pytest.raises(ConnectError) as caught:
+        ssh.SSHConnector(_target(tmp_path, fake_network["identity"]))
+    assert caught.value.message == (
+        f"n1: cannot read known_hosts file {tmp_path}/known_hosts: Is a directory"
+    )
+    assert fake_network["dials"] == 0
+
+
+def test_a_host_key_that_cannot_be_pinned_is_not_retried(
+    fake_network: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    target = HostTarget(
+        name=HostName("n1"),
+        address="10.0.0.1",
+        identity_file=fake_network["identity"],
+        known_hosts=tmp_path / "blocker" / "known_hosts",
+        host_key_policy=HostKeyPolicy.ACCEPT_NEW,
+        retries=3,
+    )
+    with pytest.raises(ConnectError, match=r"^n1: cannot pin its host key into .*blocker"):
+        ssh.SSHConnector(target).connect()
+    assert fake_network["dials"] == 1

@@ -10,6 +10,7 @@ import pytest
 
 from provisioner.cli import main as cli_main
 from provisioner.cli.main import main
+from tests.unit.keyfiles import write_identity
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = ROOT / "inventories" / "single-node.yaml"
@@ -31,6 +32,9 @@ def run(
 def _isolated_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BERTH_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("BERTH_CACHE_DIR", str(tmp_path / "cache"))
+    # the example spec's identity file, ~/.ssh/id_ed25519, must exist: plan/apply check it
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    write_identity(tmp_path / "home" / ".ssh" / "id_ed25519")
 
 
 def test_unknown_phase_is_a_usage_error_listing_the_phases(

@@ -89,21 +89,17 @@ def test_a_second_lock_on_the_same_cluster_fails_naming_the_holder(tmp_path: Pat
             holder.stdin.close()
             holder.wait(timeout=10)
     message = caught.value.message
-    assert f"cluster state {root} is in use by another berth run (pid {holder.pid}, " in message
+    assert f"cluster state {root} is in use by another berth run (pid {holder.pid} of " in message
     assert "`berth apply -i test.yaml`" in message
     assert caught.value.exit_code == ExitCode.STATE
     with ClusterState(root).lock():  # freed when the holder exited
         pass
 
 
-def test_lock_is_reentrant_on_one_object_and_exclusive_across_objects(tmp_path: Path) -> None:
+def test_lock_is_reentrant_within_one_process(tmp_path: Path) -> None:
+    # the CLI holds the lock for a whole run; phases lock again through their own objects
     state = ClusterState(tmp_path)
-    with (
-        state.lock("outer"),
-        state.lock("inner"),
-        pytest.raises(StateError, match=f"pid {os.getpid()}, `outer`"),
-        ClusterState(tmp_path).lock(),
-    ):
+    with state.lock("outer"), state.lock("inner"), ClusterState(tmp_path).lock():
         pass
     with ClusterState(tmp_path).lock():
         pass

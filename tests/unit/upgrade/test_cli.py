@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 import berth
 from provisioner.cli.main import app
 from provisioner.errors import SpecError
+from tests.unit.keyfiles import write_identity
 
 SPEC = """\
 apiVersion: berth.dev/v1alpha1
@@ -27,7 +28,7 @@ spec:
 def run(tmp_path: Path, version: str, *args: str) -> BaseException | None:
     spec = tmp_path / "cluster.yaml"
     spec.write_text(SPEC.format(version=version))
-    (tmp_path / "id").write_text("unused")
+    write_identity(tmp_path / "id")
     result = CliRunner().invoke(
         app, ["upgrade", "-i", str(spec), "--state-dir", str(tmp_path / "state"), *args]
     )
@@ -77,7 +78,7 @@ def test_plan_to_shows_the_same_upgrade_plan_as_upgrade_plan(
     monkeypatch.setattr("provisioner.cli.upgrade.SshClusterOps", _FakeOps)
     spec = tmp_path / "cluster.yaml"
     spec.write_text(SPEC.format(version=berth.__version__))
-    (tmp_path / "id").write_text("unused")
+    write_identity(tmp_path / "id")
     common = ["-i", str(spec), "--state-dir", str(tmp_path / "state"), "--to", berth.__version__]
     via_plan = CliRunner().invoke(app, ["plan", *common])
     via_upgrade = CliRunner().invoke(app, ["upgrade", "--plan", *common])
