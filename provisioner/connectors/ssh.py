@@ -16,9 +16,14 @@ Files go over one SFTP session per host: written to a temporary name in the targ
 chmod/chown/rename in one command, so a reader never sees a partial file even if the connection
 dies half-way.
 
-Nothing waits without bound: a command gets :data:`COMMAND_TIMEOUT` seconds unless the caller
-gives its own, and every transfer (SFTP, a command's stdin) fails after :data:`STALL_TIMEOUT`
-seconds without progress — each as an error naming the host and what it was doing. The SFTP
+Nothing waits without bound. A host that stops answering (cut off, powered off, frozen) is
+declared dead after :data:`~provisioner.connectors.liveness.DEAD_AFTER` seconds of silence
+despite keepalive requests (see :mod:`provisioner.connectors.liveness`): the connection is closed,
+and whatever waited on it fails at once, naming the host, what it was doing and why. While the
+host answers, a command gets :data:`COMMAND_TIMEOUT` seconds unless the caller gives its own,
+and every transfer (SFTP, a command's stdin) fails after :data:`STALL_TIMEOUT` seconds without
+progress (a live host whose disk or sftp-server hangs) — each as an error naming the host and
+what it was doing. The SFTP
 session is used by one thread at a time (paramiko's client is not safe for concurrent requests:
 one thread would read another's replies and both wait forever), and a command's stdin is sent
 while its output is read (writing it all first deadlocks once the output fills the SSH window).
@@ -35,6 +40,7 @@ import socket
 import threading
 import time
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 import paramiko
 
@@ -48,15 +54,24 @@ from provisioner.connectors.base import (
     render,
 )
 from provisioner.connectors.known_hosts import KnownHosts, fingerprint, host_entry
+from provisioner.connectors.liveness import (
+    ALIVE_COUNT_MAX,
+    ALIVE_INTERVAL,
+    Liveness,
+    Meter,
+    tune_socket,
+)
 from provisioner.connectors.shell_session import ShellDied, ShellSession, ShellTimeout
 from provisioner.errors import ConnectError, OperationError
 
 _BUF = 1 << 16
 _POLL = 0.5
 COMMAND_TIMEOUT = 1800.0
-"""Seconds any command may run when its caller gave no timeout (package installs included)."""
+"""Seconds any command may run when its caller gave no timeout (package installs included) on a
+host that still answers; a host that stops answering fails much sooner (module docstring)."""
 STALL_TIMEOUT = 120.0
-"""Seconds an upload, download or a command's stdin may make no progress before it fails."""
+"""Seconds an upload, download or a command's stdin may make no progress before it fails, on a
+host that still answers keepalives (its disk or sftp-server hangs); a dead host fails sooner."""
 
 
 _LOCAL_FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
@@ -151,6 +166,18 @@ def _excerpt(text: str, limit: int = 120) -> str:
     return first[:limit] + " ..." if len(first) > limit or len(lines) > 1 else first
 
 
+def _dial(address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection with the kernel's dead-peer limits set (see liveness.tune_socket)."""
+    sock = socket.create_connection((address, port), timeout=timeout)
+    if isinstance(sock, socket.socket):  # tests may hand out stand-ins
+        try:
+            tune_socket(sock)
+        except BaseException:
+            sock.close()
+            raise
+    return sock
+
+
 def _backoff(attempt: int) -> float:
     # full jitter: spreads simultaneous reconnects of many hosts
     return float(random.uniform(0, min(4.0, 0.2 * (2**attempt))))  # noqa: S311
@@ -166,11 +193,16 @@ class SSHConnector:
         self._jump: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._session: ShellSession | None = None
+        self._monitors: list[Liveness] = []
+        self._dead: str | None = None
+        """Why the liveness monitor closed the connection (None while the host answers)."""
         self._lock = threading.Lock()
         self._session_lock = threading.Lock()
         self._sftp_lock = threading.Lock()
         self.command_timeout = COMMAND_TIMEOUT
         self.stall_timeout = STALL_TIMEOUT
+        self.alive_interval = ALIVE_INTERVAL
+        self.alive_count_max = ALIVE_COUNT_MAX
 
     @property
     def host(self) -> HostName:
@@ -191,6 +223,7 @@ class SSHConnector:
                     time.sleep(_backoff(attempt))
                 try:
                     self._transport = self._open(t)
+                    self._dead = None
                     return self
                 except ConnectError:
                     self._close_locked()
@@ -214,9 +247,9 @@ class SSHConnector:
 
     def _sock(self, t: HostTarget) -> socket.socket | paramiko.Channel:
         if t.jump is None:
-            return socket.create_connection((t.address, t.port), timeout=t.connect_timeout)
+            return _dial(t.address, t.port, t.connect_timeout)
         j = t.jump
-        raw = socket.create_connection((j.address, j.port), timeout=t.connect_timeout)
+        raw = _dial(j.address, j.port, t.connect_timeout)
         self._jump = self._handshake(
             raw,
             name=f"{t.name} via jump host {j.address}",
@@ -240,9 +273,10 @@ class SSHConnector:
         identity: Path | None,
     ) -> paramiko.Transport:
         t = self.target
-        transport = paramiko.Transport(sock)
+        meter = Meter(sock)
+        # a socket to paramiko: it only calls recv/send/settimeout/close (and reads _closed)
+        transport = paramiko.Transport(cast("socket.socket", meter))
         try:
-            transport.set_keepalive(15)
             transport.start_client(timeout=t.connect_timeout)
             # the host key is checked before we authenticate: an impostor never gets a
             # signature made with our key
@@ -269,7 +303,38 @@ class SSHConnector:
         except BaseException:
             transport.close()
             raise
+        monitor = Liveness(
+            transport, meter, name=name, on_dead=self._declare_dead,
+            interval=self.alive_interval, count_max=self.alive_count_max,
+        )  # fmt: skip
+        self._monitors.append(monitor.start())
         return transport
+
+    def _declare_dead(self, reason: str) -> None:
+        """Called by a liveness monitor: close the connection so every wait on it ends now.
+
+        Runs on the monitor's thread and takes no lock: the thread holding ``_lock`` may itself
+        be waiting on this very connection (opening the SFTP session)."""
+        self._dead = reason
+        for transport in (self._transport, self._jump):
+            if transport is not None:
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    transport.close()
+
+    def _lost(self, what: str, error: BaseException | str) -> ConnectError:
+        """The error for a connection that ended while doing ``what``: the monitor's reason
+        when it closed it, else the error paramiko or the socket gave."""
+        if self._dead:
+            why = self._dead
+        elif isinstance(error, str):
+            why = error
+        else:
+            why = str(error) or type(error).__name__
+        return ConnectError(
+            f"{self.host}: connection lost while {what}: {why}",
+            hint="check the host and its network; once it answers, apply again (finished "
+            "operations are not repeated, uploads are atomic)",
+        )
 
     def _open(self, t: HostTarget) -> paramiko.Transport:
         sock = self._sock(t)
@@ -327,16 +392,14 @@ class SSHConnector:
             self._session = None
             if self._transport is None or not self._transport.is_active():
                 self._drop()
-                raise ConnectError(
-                    f"{self.host}: connection closed before the command finished"
+                raise self._lost(
+                    f"running {_excerpt(text)}", "closed before the command finished"
                 ) from None
             return self._run_in_channel(text, stdin=None, timeout=None)
         except (paramiko.SSHException, OSError, EOFError) as error:
             self._session = None
             self._drop()
-            raise ConnectError(
-                f"{self.host}: lost the connection while running a command ({error})"
-            ) from None
+            raise self._lost(f"running {_excerpt(text)}", error) from None
 
     def _run_in_channel(
         self, text: str, *, stdin: bytes | None, timeout: float | None
@@ -346,7 +409,7 @@ class SSHConnector:
             channel = self._live().open_session(timeout=self.target.connect_timeout)
         except (paramiko.SSHException, OSError, EOFError) as error:
             self._drop()
-            raise ConnectError(f"{self.host}: lost the connection ({error})") from None
+            raise self._lost(f"starting {_excerpt(text)}", error) from None
         try:
             channel.exec_command(shlex.join(["/bin/sh", "-c", text]))
             out, err = self._exchange(channel, stdin or b"", limit, text)
@@ -357,15 +420,14 @@ class SSHConnector:
             code = channel.recv_exit_status()
         except (paramiko.SSHException, OSError, EOFError) as error:
             self._drop()
-            raise ConnectError(
-                f"{self.host}: lost the connection while running a command ({error})"
-            ) from None
+            raise self._lost(f"running {_excerpt(text)}", error) from None
         finally:
-            channel.close()
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.close()
         if code == -1:
             # the transport died before the exit status arrived
             self._drop()
-            raise ConnectError(f"{self.host}: connection closed before the command finished")
+            raise self._lost(f"running {_excerpt(text)}", "closed before the command finished")
         return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def _exchange(
@@ -476,6 +538,8 @@ class SSHConnector:
             ) from None
         except TimeoutError:
             self._drop()
+            if self._dead:
+                raise self._lost(f"uploading {path}", self._dead) from None
             raise ConnectError(
                 f"{self.host}: uploading {path} ({len(content)} bytes) made no progress for "
                 f"{self.stall_timeout:.0f}s; gave up",
@@ -483,9 +547,7 @@ class SSHConnector:
             ) from None
         except (paramiko.SSHException, OSError, EOFError) as error:
             self._drop()
-            raise ConnectError(
-                f"{self.host}: lost the connection uploading {path} ({error})"
-            ) from None
+            raise self._lost(f"uploading {path} ({len(content)} bytes)", error) from None
         result = self.run(atomic_put_script(path, tmp, mode=mode, owner=owner, group=group))
         if not result.ok:
             self.run(Shell("rm", "-f", tmp))
@@ -500,14 +562,14 @@ class SSHConnector:
             raise
         except TimeoutError:
             self._drop()
+            if self._dead:
+                raise self._lost(f"reading {path}", self._dead) from None
             raise ConnectError(
                 f"{self.host}: reading {path} made no progress for {self.stall_timeout:.0f}s"
             ) from None
         except (paramiko.SSHException, EOFError) as error:
             self._drop()
-            raise ConnectError(
-                f"{self.host}: lost the connection reading {path} ({error})"
-            ) from None
+            raise self._lost(f"reading {path}", error) from None
 
     # -- teardown ---------------------------------------------------------------------------
 
@@ -517,6 +579,9 @@ class SSHConnector:
 
     def _close_locked(self) -> None:
         # closing over a dead connection raises; there is nothing left to save by then
+        for monitor in self._monitors:
+            monitor.stop()
+        self._monitors = []
         if self._session is not None:
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                 self._session.close()

@@ -28,6 +28,7 @@ from provisioner.connectors.ssh import SSHConnector
 from provisioner.engine.diff import upload_diff
 from provisioner.engine.plan import Plan, PlanDriftError, PlannedOp
 from provisioner.errors import (
+    ConnectError,
     ExitCode,
     OperationError,
     PreflightError,
@@ -486,19 +487,26 @@ class Engine:
         changed = unchanged = 0
         for op in self.operations(selected, host):
             self._doing[host.name] = op.describe()
-            facts = gather(connector, op.facts())
-            outcome = evaluate(op, OpContext(host.name, facts, run))
-            if plan is not None:
-                _check_against_plan(plan, selected.path, host.name, outcome)
-            if not outcome.changed:
-                unchanged += 1
-                self.emit(
-                    "noop", f"{op.describe()}: {outcome.noop_reason}",
-                    phase=selected.path, host=host.name,
-                )  # fmt: skip
-                continue
-            for command in outcome.commands:
-                _execute(connector, command)
+            try:
+                facts = gather(connector, op.facts())
+                outcome = evaluate(op, OpContext(host.name, facts, run))
+                if plan is not None:
+                    _check_against_plan(plan, selected.path, host.name, outcome)
+                if not outcome.changed:
+                    unchanged += 1
+                    self.emit(
+                        "noop", f"{op.describe()}: {outcome.noop_reason}",
+                        phase=selected.path, host=host.name,
+                    )  # fmt: skip
+                    continue
+                for command in outcome.commands:
+                    _execute(connector, command)
+            except ConnectError as error:
+                # the host was lost mid-operation: say which operation it was in
+                lost = error.message.removeprefix(f"{host.name}: ")
+                raise ConnectError(
+                    f"{host.name}: {op.describe()}: {lost}", hint=error.hint
+                ) from None
             changed += 1
             self.emit(
                 "done", op.describe(), phase=selected.path, host=host.name,

@@ -38,8 +38,8 @@ class FakeTransport:
         self.active = False
         FakeTransport.instances.append(self)
 
-    def set_keepalive(self, interval: int) -> None:
-        self.calls.append("keepalive")
+    def global_request(self, kind: str, data: Any = None, wait: bool = True) -> None:
+        self.calls.append(f"request:{kind}")
 
     def start_client(self, timeout: float | None = None) -> None:
         self.calls.append("start_client")
@@ -98,7 +98,7 @@ def test_pinned_key_then_authentication(fake_network: dict[str, Any], tmp_path: 
         f"10.0.0.1 ssh-ed25519 {FakeTransport.server_key.get_base64()}\n"
     )
     ssh.SSHConnector(_target(tmp_path, fake_network["identity"])).connect()
-    assert FakeTransport.instances[0].calls == ["keepalive", "start_client", "auth:root"]
+    assert FakeTransport.instances[0].calls[:2] == ["start_client", "auth:root"]
 
 
 def test_changed_key_is_refused_before_we_authenticate(

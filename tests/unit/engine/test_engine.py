@@ -210,3 +210,44 @@ def test_watchdog_names_the_host_phase_and_operation_a_phase_waits_for(tmp_path:
     assert named, f"the watchdog never named h2 in [files]: {warnings}"
     assert {w.message.split(": ", 1)[1] for w in named} <= slow_ops
     assert all(w.message.startswith("still running after") for w in warnings)
+
+
+class _LostUploads(LocalConnector):
+    """h2's connection dies on its first upload (what the SSH connector raises when the
+    liveness monitor gives up on a host)."""
+
+    def put(
+        self,
+        content: bytes,
+        path: str,
+        *,
+        mode: int = 0o644,
+        owner: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        if self.host == "h2":
+            raise ConnectError(
+                f"h2: connection lost while uploading {path}: no answer for 20s",
+                hint="check the host",
+            )
+        super().put(content, path, mode=mode, owner=owner, group=group)
+
+
+def test_a_host_lost_mid_operation_is_named_with_phase_and_operation(tmp_path: Path) -> None:
+    reporter = CollectingReporter()
+    ctx = RunContext(_inventory(), cache_dir=tmp_path / "cache")
+    engine = Engine(
+        ctx, select(_phases(tmp_path)), connect=lambda t: _LostUploads(t.name), reporter=reporter
+    )
+    engine.connect_all()
+    with pytest.raises(HostsFailed) as caught:
+        engine.apply()
+    assert caught.value.exit_code == ExitCode.APPLY
+    conf = tmp_path / "h2" / "app.conf"
+    op = File(str(conf), b"").describe()
+    assert caught.value.problems == [
+        f"[files] h2: {op}: connection lost while uploading {conf}: no answer for 20s; "
+        "hint: check the host"
+    ]
+    assert (tmp_path / "h1" / "secret.key").exists()  # the other host finished the phase
+    assert not (tmp_path / "h1" / "current").exists()  # and the next phase never started
