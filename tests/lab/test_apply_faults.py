@@ -1,14 +1,19 @@
 """`berth apply` when a host's cable is cut mid-run (issue 19, point 1): the apply fails within a
 minute naming the host, the phase and the operation, the other host finishes the phase, and an
-apply after the cable is back converges.
+apply after the host is back converges.
 
-One 2-host lab. The cuts are placed by the apply's own ``--output json`` events, never by
-sleeping: in the artifacts phase as soon as n2 has done its first operation (its bundle upload
-is next), and in the pki phase by cutting the host that finishes artifacts first (the phase
-waits for the other one, so the cut is in place before the host starts pki). Before the fix an
-apply never ended (a dead peer was never noticed): each test then fails after
+One 2-host lab. The faults are placed by the apply's own ``--output json`` events, never by
+sleeping:
+
+* cut in the artifacts phase as soon as n2 has done its first operation (its bundle upload is
+  next);
+* frozen (every process stopped, its kernel still acknowledging TCP) as the next apply starts
+  the artifacts phase (n2 still lacks the bundle);
+* cut in the pki phase: the host that finishes artifacts first is cut (the phase waits for the
+  other one, so the cut is in place before the host starts pki).
+
+Before the fix an apply never ended (a dead peer was never noticed): each test then fails after
 :data:`FAILS_WITHIN` seconds instead of hanging.
-
 """
 
 from __future__ import annotations
@@ -46,9 +51,11 @@ class Apply:
     process: subprocess.Popen[str]
     events: list[Event] = field(default_factory=list)
     _queue: queue.Queue[Event | None] = field(default_factory=queue.Queue)
+    _reader: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -77,12 +84,20 @@ class Apply:
         try:
             code = self.process.wait(timeout=within)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
             pytest.fail(f"apply still running {within:.0f}s after the cut (it hangs)")
         while (event := self._queue.get(timeout=10)) is not None:
             self.events.append(event)
         return code
+
+    def stop(self) -> None:
+        """Kill apply if it still runs; release its pipe."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        assert self._reader is not None
+        self._reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
 
     def failure(self) -> list[str]:
         (failed,) = [e for e in self.events if e["kind"] == "failed"]
@@ -123,11 +138,12 @@ def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture
 def healed(cluster: Cluster) -> Iterator[Cluster]:
-    """The cluster; every host's cable is plugged back in afterwards, whatever happened."""
+    """The cluster; every host is thawed and its cable plugged back in afterwards."""
     try:
         yield cluster
     finally:
         for host in cluster.lab.hosts:
+            cluster.lab.thaw(host.name)
             cluster.lab.heal(host.name)
 
 
@@ -162,14 +178,32 @@ def test_a_host_cut_in_the_artifacts_phase_fails_the_apply_naming_it(healed: Clu
         cut_at = time.monotonic()
         code = apply.finish(within=FAILS_WITHIN)
     finally:
-        if apply.process.poll() is None:
-            apply.process.kill()
-            apply.process.wait()
-    assert time.monotonic() - cut_at < FAILS_WITHIN
+        apply.stop()
+    took = time.monotonic() - cut_at
+    assert took < FAILS_WITHIN
+    print(f"apply failed {took:.1f}s after the cut")
     _assert_failed_naming(apply, code, "artifacts", "n2")
     # the other host finished the phase; no host started the next one
     assert [e for e in apply.events if _of("progress", "artifacts", "n1")(e)]
-    assert not [e for e in apply.events if e["phase"] == "pki" and e["kind"] != "noop"]
+    applied = {"phase", "done", "progress"}  # the plan's "change" events come before
+    assert not [e for e in apply.events if e["phase"] == "pki" and e["kind"] in applied]
+
+
+def test_a_host_frozen_in_the_artifacts_phase_fails_the_apply_naming_it(healed: Cluster) -> None:
+    # n2 still lacks the bundle (the cut above interrupted it): seconds of work in artifacts
+    apply = healed.start()
+    try:
+        apply.until(_of("phase", "artifacts"))
+        healed.lab.freeze("n2")
+        frozen_at = time.monotonic()
+        code = apply.finish(within=FAILS_WITHIN)
+    finally:
+        apply.stop()
+    took = time.monotonic() - frozen_at
+    assert took < FAILS_WITHIN
+    print(f"apply failed {took:.1f}s after the freeze")
+    _assert_failed_naming(apply, code, "artifacts", "n2")
+    assert [e for e in apply.events if _of("progress", "artifacts", "n1")(e)]
 
 
 def test_a_host_cut_in_the_pki_phase_fails_the_apply_naming_it(healed: Cluster) -> None:
@@ -178,11 +212,11 @@ def test_a_host_cut_in_the_pki_phase_fails_the_apply_naming_it(healed: Cluster) 
         first = apply.until(_of("progress", "artifacts"))
         victim = str(first["host"])
         healed.lab.cut(victim)
+        cut_at = time.monotonic()
         code = apply.finish(within=FAILS_WITHIN)
     finally:
-        if apply.process.poll() is None:
-            apply.process.kill()
-            apply.process.wait()
+        apply.stop()
+    print(f"apply failed {time.monotonic() - cut_at:.1f}s after the cut: {apply.failure()}")
     other = "n1" if victim == "n2" else "n2"
     _assert_failed_naming(apply, code, "pki", victim)
     assert [e for e in apply.events if _of("progress", "pki", other)(e)]
@@ -191,7 +225,10 @@ def test_a_host_cut_in_the_pki_phase_fails_the_apply_naming_it(healed: Cluster) 
 def test_apply_converges_once_the_host_is_back(healed: Cluster) -> None:
     for _ in range(2):  # the first apply finishes the work; the second finds none left
         apply = healed.start()
-        code = apply.finish(within=300)
+        try:
+            code = apply.finish(within=300)
+        finally:
+            apply.stop()
         assert code == 0, apply.events[-5:]
     summary = [e for e in apply.events if e["kind"] == "summary"][-1]
     assert summary["data"]["changes"] == 0, summary
