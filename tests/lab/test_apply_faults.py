@@ -84,7 +84,7 @@ class Apply:
         try:
             code = self.process.wait(timeout=within)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"apply still running {within:.0f}s after the cut (it hangs)")
+            pytest.fail(f"apply still running {within:.0f}s after the fault (it hangs)")
         while (event := self._queue.get(timeout=10)) is not None:
             self.events.append(event)
         return code
