@@ -163,7 +163,9 @@ def test_connection_killed_mid_upload_leaves_no_partial_file_and_reapply_converg
     monkeypatch.undo()
     assert len(caught.value.problems) == 1
     cut_host = caught.value.problems[0].split()[1].rstrip(":")
-    assert caught.value.problems[0].startswith(f"[big] {cut_host}: lost the connection")
+    # "[big] HOST: <operation>: connection lost while uploading <path> ..."
+    assert caught.value.problems[0].startswith(f"[big] {cut_host}: file {BIG}: ")
+    assert f"connection lost while uploading {BIG}" in caught.value.problems[0]
     # the target never holds part of the content: it is absent; the partial bytes sit in a temp
     assert _sh(lab3, cut_host, f"test -e {BIG} && echo present || echo absent").strip() == "absent"
     assert _sh(lab3, cut_host, "ls -A /var/lib/berth-demo").split().count("big.bin") == 0
