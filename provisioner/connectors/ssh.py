@@ -304,22 +304,27 @@ class SSHConnector:
             transport.close()
             raise
         monitor = Liveness(
-            transport, meter, name=name, on_dead=self._declare_dead,
+            transport, meter, name=name,
+            on_dead=lambda reason: self._declare_dead(reason, transport),
             interval=self.alive_interval, count_max=self.alive_count_max,
         )  # fmt: skip
         self._monitors.append(monitor.start())
         return transport
 
-    def _declare_dead(self, reason: str) -> None:
-        """Called by a liveness monitor: close the connection so every wait on it ends now.
+    def _declare_dead(self, reason: str, transport: paramiko.Transport) -> None:
+        """Called by the liveness monitor of ``transport``: close the connection (the target's
+        transport and its jump host's) so every wait on it ends now.
 
         Runs on the monitor's thread and takes no lock: the thread holding ``_lock`` may itself
         be waiting on this very connection (opening the SFTP session)."""
-        self._dead = reason
-        for transport in (self._transport, self._jump):
-            if transport is not None:
+        current = (self._transport, self._jump)
+        doomed = current if transport in current else (transport,)  # else: replaced already
+        if transport in current:
+            self._dead = reason
+        for each in doomed:
+            if each is not None:
                 with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                    transport.close()
+                    each.close()
 
     def _lost(self, what: str, error: BaseException | str) -> ConnectError:
         """The error for a connection that ended while doing ``what``: the monitor's reason
