@@ -23,10 +23,10 @@ and whatever waited on it fails at once, naming the host, what it was doing and 
 host answers, a command gets :data:`COMMAND_TIMEOUT` seconds unless the caller gives its own,
 and every transfer (SFTP, a command's stdin) fails after :data:`STALL_TIMEOUT` seconds without
 progress (a live host whose disk or sftp-server hangs) — each as an error naming the host and
-what it was doing. The SFTP
-session is used by one thread at a time (paramiko's client is not safe for concurrent requests:
-one thread would read another's replies and both wait forever), and a command's stdin is sent
-while its output is read (writing it all first deadlocks once the output fills the SSH window).
+what it was doing. The SFTP session is used by one thread at a time (paramiko's client is not
+safe for concurrent requests: one thread would read another's replies and both wait forever),
+and a command's stdin is sent while its output is read (writing it all first deadlocks once the
+output fills the SSH window).
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@ change the host (a printed plan is a prediction, never a script to replay).
 
 A watchdog names every host still busy each ``watchdog_interval`` seconds of a stage or phase
 (with the operation it is running), so a slow or stuck host is visible while the others wait;
-the connector bounds every remote wait, so a stuck host ends as an error naming it.
+the connector bounds every remote wait, so a stuck host ends as an error naming it. A host
+lost mid-operation (cut off, powered off, frozen: the SSH connector notices within
+``liveness.DEAD_AFTER`` seconds) fails alone, named with its phase and operation; the other
+hosts finish the phase, and the run then stops with exit 6.
 """
 
 from __future__ import annotations
