@@ -144,7 +144,7 @@ class Liveness:
             if silent >= self.interval * self.count_max:
                 self.dead = (
                     f"no answer for {silent:.0f}s ({self.count_max} keepalives "
-                    f"{self.interval:.0f}s apart unanswered): the host is down, frozen or "
+                    f"{self.interval:g}s apart unanswered): the host is down, frozen or "
                     f"cut off"
                 )
                 self._on_dead(self.dead)
