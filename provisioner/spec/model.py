@@ -272,6 +272,19 @@ class ApiServer(_Model):
     )
     port: Port = 6443
     extra_sans: list[Address] = Field(default_factory=list, alias="extraSANs")
+    vip: IpAddress | None = Field(
+        None,
+        description="a virtual IPv4 address one control-plane host holds (elected through the "
+        "datastore, announced by gratuitous ARP, moved within seconds when its holder fails); "
+        "kubeconfigs dial it. etcd datastore only; a free address of the hosts' subnet",
+    )
+    vip_interface: str | None = Field(
+        None,
+        alias="vipInterface",
+        pattern=r"^[A-Za-z0-9_.-]{1,15}$",
+        description="network interface the VIP is added to; defaults to the interface whose "
+        "subnet contains the VIP on each control-plane host",
+    )
 
 
 class Certificates(_Model):
@@ -473,8 +486,15 @@ class ClusterSpec(_Model):
 
     @property
     def api_endpoint(self) -> str:
-        """The address clients dial: ``apiServer.endpoint`` or the first control-plane address."""
-        return self.spec.api_server.endpoint or self.control_plane_hosts[0].address
+        """The address clients dial: ``apiServer.endpoint``, else ``apiServer.vip``, else the
+        first control-plane address."""
+        api = self.spec.api_server
+        return api.endpoint or api.vip or self.control_plane_hosts[0].address
+
+    @property
+    def api_vip(self) -> str | None:
+        """The virtual IP the control-plane hosts elect a holder for (``None``: no VIP)."""
+        return self.spec.api_server.vip
 
     @property
     def api_port(self) -> int:

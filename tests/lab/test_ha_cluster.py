@@ -13,12 +13,14 @@ servers.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +43,7 @@ BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_PLANE = ("n1", "n2", "n3")
 NEW = "0.2.0"
+VIP_MOVE_BUDGET = 5.0  # seconds without an acknowledged write through the VIP after a power cut
 SERVE_BUDGET = 10.0  # seconds after a power cut until the API answers reads and writes again
 CONVERGE_BUDGET = 120.0
 T = TypeVar("T")
@@ -64,9 +67,19 @@ class HaCluster:
             cp = host["name"] in CONTROL_PLANE
             host["roles"] = ["control-plane", "worker"] if cp else ["worker"]
         body["datastore"] = {"type": "etcd"}
+        body["apiServer"] = {"vip": self.vip}
         path = self.workdir / "cluster-ha.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
+
+    @property
+    def vip(self) -> str:
+        """The API VIP: a free address of the lab's subnet (hosts are .11 and up)."""
+        return str(ipaddress.ip_network(self.lab.subnet).network_address + 200)
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf"
 
     def berth(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         env = {
@@ -269,6 +282,92 @@ def test_power_cut_of_a_control_plane_host_the_others_keep_serving(ha: HaCluster
         CONVERGE_BUDGET,
         lambda: back.read_namespaced_config_map("after-cut", "default"),
     )
+
+
+@dataclass
+class VipWriter:
+    """Creates ConfigMaps one after another through the admin kubeconfig (the VIP), each
+    request bounded to 1 s, and records when each write was acknowledged."""
+
+    kubeconfig: Path
+    acked: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        configuration = client.Configuration()
+        kconfig.load_kube_config(str(self.kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.retries = 0
+        core: Any = client.CoreV1Api(client.ApiClient(configuration))
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            try:
+                core.create_namespaced_config_map(
+                    "default", _configmap(f"vip-write-{n}"), _request_timeout=(1, 1)
+                )
+            except Exception:
+                time.sleep(0.05)
+                continue
+            self.acked.append(time.monotonic())
+
+    def acks_after(self, moment: float) -> int:
+        return sum(1 for t in self.acked if t > moment)
+
+    def gap_around(self, moment: float) -> float:
+        """Seconds between the last acknowledged write before ``moment`` and the first after."""
+        before = max(t for t in self.acked if t <= moment)
+        after = min(t for t in self.acked if t > moment)
+        return after - before
+
+
+def test_power_cut_of_the_vip_holder_moves_the_vip_within_5s(ha: HaCluster) -> None:
+    """The admin kubeconfig dials the VIP; a power cut of the host holding it moves it to a
+    surviving control-plane host within 5 s while a client keeps writing, and kubectl keeps
+    working with the unchanged admin kubeconfig."""
+    admin = yaml.safe_load(ha.admin_kubeconfig.read_text())
+    assert admin["clusters"][0]["cluster"]["server"] == f"https://{ha.vip}:6443"
+    victim, _ = _until("a host holds the VIP lease", 30, lambda: _holder(ha, "n2", "berth-vip"))
+    assert victim in CONTROL_PLANE
+    assert f"{ha.vip}/32" in ha.sh(victim, "ip -o -4 addr show")
+    survivor = next(h for h in CONTROL_PLANE if h != victim)
+    writer = VipWriter(ha.admin_kubeconfig)
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    try:
+        _until("writes through the VIP", 30, lambda: True if len(writer.acked) >= 5 else None)
+        cut = time.monotonic()
+        ha.lab.kill(victim)
+        _until(
+            "writes through the VIP after the power cut",
+            VIP_MOVE_BUDGET * 4,
+            lambda: True if writer.acks_after(cut) >= 5 else None,
+        )
+    finally:
+        writer.stop.set()
+        thread.join(timeout=10)
+    gap = writer.gap_around(cut)
+    new_holder = _holder(ha, survivor, "berth-vip")
+    print(
+        f"power cut of VIP holder {victim}: VIP moved to {new_holder}; no acknowledged write "
+        f"for {gap:.2f} s"
+    )
+    try:
+        assert new_holder != victim
+        assert new_holder in CONTROL_PLANE
+        assert gap < VIP_MOVE_BUDGET, f"the VIP answered again only after {gap:.2f} s"
+        assert f"{ha.vip}/32" in ha.sh(new_holder, "ip -o -4 addr show")
+        kubectl = subprocess.run(
+            ["kubectl", "--kubeconfig", str(ha.admin_kubeconfig), "get", "nodes", "-o", "name"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert kubectl.returncode == 0, kubectl.stderr
+        assert "node/n4" in kubectl.stdout
+    finally:
+        ha.lab.start(victim)
+    # the restarted host serves again and does not take the VIP back while it is held
+    _until("the restarted API server serves", CONVERGE_BUDGET, ha.core(victim).list_node)
+    assert _holder(ha, survivor, "berth-vip") == new_holder
+    assert f"{ha.vip}/32" not in ha.sh(victim, "ip -o -4 addr show")
 
 
 def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaCluster) -> None:
