@@ -104,6 +104,15 @@ NodeName = Annotated[str, _checked(syntax.dns1123_subdomain, "e.g. 'n1' or 'cp1.
 Address = Annotated[
     str, _checked(syntax.hostname_or_ip, "write an IP address or a DNS name, e.g. api.example.com")
 ]
+
+
+def _interface_name(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) and value not in (".", ".."):
+        return None
+    return "is not a network interface name (1-15 letters, digits, '.', '-', '_')"
+
+
+InterfaceName = Annotated[str, _checked(_interface_name, "e.g. eth0 or ens3; see `ip link`")]
 RegistryHost = Annotated[
     str,
     _checked(syntax.registry_host, "as image references name it, e.g. registry.example.com:5000"),
@@ -278,10 +287,9 @@ class ApiServer(_Model):
         "datastore, announced by gratuitous ARP, moved within seconds when its holder fails); "
         "kubeconfigs dial it. etcd datastore only; a free address of the hosts' subnet",
     )
-    vip_interface: str | None = Field(
+    vip_interface: InterfaceName | None = Field(
         None,
         alias="vipInterface",
-        pattern=r"^[A-Za-z0-9_.-]{1,15}$",
         description="network interface the VIP is added to; defaults to the interface whose "
         "subnet contains the VIP on each control-plane host",
     )
