@@ -9,7 +9,7 @@ Example::
     lease: {name: berth-vip, namespace: kube-system}
     leaseDurationSeconds: 2
     renewDeadlineSeconds: 1.5
-    retryPeriodSeconds: 0.5
+    retryPeriodSeconds: 0.25
     announceIntervalSeconds: 2
 
 Timing: a candidate takes over once it has seen the lease unrenewed for
@@ -44,7 +44,7 @@ class VipConfig:
     lease_namespace: str = "kube-system"
     lease_duration: float = 2.0
     renew_deadline: float = 1.5
-    retry_period: float = 0.5
+    retry_period: float = 0.25
     announce_interval: float = 2.0
 
     def __post_init__(self) -> None:
@@ -76,7 +76,7 @@ class VipConfig:
                 lease_namespace=str(lease.get("namespace", "kube-system")),
                 lease_duration=float(raw.get("leaseDurationSeconds", 2)),
                 renew_deadline=float(raw.get("renewDeadlineSeconds", 1.5)),
-                retry_period=float(raw.get("retryPeriodSeconds", 0.5)),
+                retry_period=float(raw.get("retryPeriodSeconds", 0.25)),
                 announce_interval=float(raw.get("announceIntervalSeconds", 2)),
             )
         except KeyError as exc:
