@@ -21,28 +21,46 @@ class AddressError(RuntimeError):
     """An ``ip`` command failed, or no interface fits the VIP."""
 
 
-def interface_for(vip: str, run: Runner = run_command) -> str:
-    """The interface with an address whose subnet contains ``vip`` (the VIP must be reachable
-    on the hosts' own link for gratuitous ARP to reach the clients)."""
-    code, out, err = run(["ip", "-o", "-4", "addr", "show"])
-    if code != 0:
-        raise AddressError(f"ip addr show failed: {err.strip()}")
-    ip = ipaddress.IPv4Address(vip)
-    seen: list[str] = []
+def parse_ipv4_addresses(out: str) -> list[tuple[str, str]]:
+    """``(interface, address/prefix)`` of each line of ``ip -o -4 addr show``."""
+    found = []
     for line in out.splitlines():
         # "2: eth0    inet 10.231.1.11/24 brd 10.231.1.255 scope global eth0\ ..."
         fields = line.split()
-        if len(fields) < 4 or fields[2] != "inet":
-            continue
-        name, cidr = fields[1].split("@", 1)[0], fields[3]
+        if len(fields) >= 4 and fields[2] == "inet":
+            found.append((fields[1].split("@", 1)[0], fields[3]))
+    return found
+
+
+def subnet_interface(vip: str, addresses: list[tuple[str, str]]) -> str | None:
+    """The interface with an address whose subnet (wider than /32) contains ``vip``."""
+    ip = ipaddress.IPv4Address(vip)
+    for name, cidr in addresses:
         network = ipaddress.IPv4Interface(cidr).network
-        seen.append(f"{name} {cidr}")
         if ip in network and network.prefixlen < 32 and not network.network_address.is_loopback:
             return name
-    raise AddressError(
-        f"the VIP {vip} lies in no subnet of this host's interfaces ({', '.join(seen)}): pick "
-        "a free address of the control-plane hosts' subnet for apiServer.vip, or name the "
-        "interface with apiServer.vipInterface"
+    return None
+
+
+def interface_for(vip: str, run: Runner = run_command) -> str:
+    """The interface the VIP goes on: the one whose subnet contains it (the VIP must be on the
+    hosts' own link for gratuitous ARP to reach the clients)."""
+    code, out, err = run(["ip", "-o", "-4", "addr", "show"])
+    if code != 0:
+        raise AddressError(f"ip addr show failed: {err.strip()}")
+    addresses = parse_ipv4_addresses(out)
+    name = subnet_interface(vip, addresses)
+    if name is None:
+        raise AddressError(outside_every_subnet(vip, addresses))
+    return name
+
+
+def outside_every_subnet(vip: str, addresses: list[tuple[str, str]]) -> str:
+    seen = ", ".join(f"{name} {cidr}" for name, cidr in addresses) or "none"
+    return (
+        f"the VIP {vip} lies in no subnet of this host's interfaces ({seen}): pick a free "
+        "address of the control-plane hosts' subnet for apiServer.vip, or name the interface "
+        "with apiServer.vipInterface"
     )
 
 
