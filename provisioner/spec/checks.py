@@ -347,8 +347,8 @@ def _api_endpoint(parts: _Parts) -> Iterator[Problem]:
 
 def _api_vip(parts: _Parts) -> Iterator[Problem]:
     """A VIP is elected through etcd and announced by ARP, on a free address of the hosts'
-    network (that it lies inside the hosts' subnet is checked by its holder on each host, which
-    knows the interfaces' prefixes)."""
+    network. That it lies inside the hosts' subnet needs their prefixes, which the spec does not
+    have: preflight checks it (:mod:`provisioner.phases.cluster.vip_check`)."""
     base = (*_S, "apiServer")
     if parts.vip is None:
         if parts.vip_interface is not None:

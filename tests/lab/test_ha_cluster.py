@@ -7,6 +7,9 @@ servers.
 * power cut of the control-plane host leading the controller manager: the API keeps serving
   reads and writes through the other two within 10 s, the controller manager's leadership
   moves, and a Deployment scaled during the outage converges;
+* power cut of the host holding the API VIP (``apiServer.vip``, which the admin kubeconfig
+  dials): a client writing through the VIP is answered again by another host within 5 s, and
+  kubectl keeps working with the same kubeconfig;
 * partition of one control-plane host from the other two: its API server refuses writes (no
   split brain) while the majority keeps accepting them, and it catches up once healed.
 """
