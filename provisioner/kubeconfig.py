@@ -42,6 +42,10 @@ def kubeconfig_plan(spec: ClusterSpec) -> list[KubeconfigSpec]:
         ),
         KubeconfigSpec("proxy.conf", "system:kube-proxy", "proxy", endpoint),
     ]
+    if spec.api_vip is not None:
+        # the VIP holder speaks to its own host's API server: a renewal through it proves that
+        # server serves and reaches a datastore quorum
+        plan.append(KubeconfigSpec("vip.conf", "system:berth-vip", "vip", local))
     plan += [
         KubeconfigSpec(
             f"nodes/{host.name}.conf",

@@ -119,6 +119,12 @@ def scheduler_rules() -> list[Obj]:
     ]
 
 
+def vip_holder_rules() -> list[Obj]:
+    """berth's API VIP holder (``berth.vip``, ``system:berth-vip``): it only campaigns for
+    its Lease."""
+    return leader_election_rules("berth-vip")
+
+
 def node_proxier_rules() -> list[Obj]:
     """kube's ``system:node-proxier``, verbatim (the ``system:kube-proxy`` identity)."""
     return [

@@ -14,7 +14,12 @@ from typing import Any
 from berth.api.meta import Obj
 
 from .auth import UserInfo
-from .component_roles import controller_manager_rules, node_proxier_rules, scheduler_rules
+from .component_roles import (
+    controller_manager_rules,
+    node_proxier_rules,
+    scheduler_rules,
+    vip_holder_rules,
+)
 from .noderules import SYSTEM_NODE_ROLE_RULES
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -274,6 +279,7 @@ def bootstrap_policy() -> list[Obj]:
         # union of its controllers' rights (see component_roles for what that implies).
         _cluster_role("system:kube-controller-manager", controller_manager_rules()),
         _cluster_role("system:node-proxier", node_proxier_rules()),
+        _cluster_role("system:berth-vip", vip_holder_rules()),
         # Nodes are authorized by the node authorizer (nodeauthz.py), not by this role: as
         # upstream, it exists for operators to bind elsewhere and is bound to nobody.
         _cluster_role("system:node", [dict(r) for r in SYSTEM_NODE_ROLE_RULES]),
@@ -296,6 +302,7 @@ def bootstrap_policy() -> list[Obj]:
         _cluster_binding(
             "system:node-proxier", "system:node-proxier", [_user("system:kube-proxy")]
         ),
+        _cluster_binding("system:berth-vip", "system:berth-vip", [_user("system:berth-vip")]),
         _cluster_binding("system:node", "system:node", []),
     ]
     return roles + bindings

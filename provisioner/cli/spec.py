@@ -61,12 +61,13 @@ def notes(spec: ClusterSpec) -> list[str]:
         for (what, path), hosts in missing.items()
     ]
     control_planes = spec.control_plane_hosts
-    if len(control_planes) > 1 and spec.spec.api_server.endpoint is None:
+    api = spec.spec.api_server
+    if len(control_planes) > 1 and api.endpoint is None and api.vip is None:
         first = control_planes[0]
         out.append(
             f"apiServer.endpoint is not set: clients reach the {len(control_planes)} API servers "
-            f"through {first.name} ({first.address}) only; set a load balancer or virtual IP "
-            "to survive its loss"
+            f"through {first.name} ({first.address}) only; set apiServer.vip (a free address "
+            "of the hosts' subnet) or apiServer.endpoint (a load balancer) to survive its loss"
         )
     return out
 

@@ -85,6 +85,10 @@ def _with_etcd(spec: ClusterSpec) -> bool:
     return spec.uses_etcd
 
 
+def _with_vip(spec: ClusterSpec) -> bool:
+    return spec.api_vip is not None
+
+
 @dataclass(frozen=True)
 class CertSpec:
     """One row of the PKI table. ``name`` may contain ``{host}`` for per-host rows."""
@@ -146,6 +150,8 @@ def apiserver_sans(spec: ClusterSpec, host: Host | None = None) -> Sans:
         spec.kubernetes_service_ip,
         spec.api_endpoint,
     ]
+    if spec.api_vip is not None:  # also when apiServer.endpoint names it by DNS
+        names.append(spec.api_vip)
     for control_plane in spec.control_plane_hosts:
         names += [control_plane.name, control_plane.address]
     names += spec.spec.api_server.extra_sans
@@ -238,6 +244,14 @@ CERTS: tuple[CertSpec, ...] = (
         "ca",
         _fixed("system:kube-controller-manager"),
         CLIENT,
+    ),
+    CertSpec(
+        "vip",
+        "API VIP holder client (leader election)",
+        "ca",
+        _fixed("system:berth-vip"),
+        CLIENT,
+        when=_with_vip,
     ),
     CertSpec("proxy", "service proxy client", "ca", _fixed("system:kube-proxy"), CLIENT),
     CertSpec(

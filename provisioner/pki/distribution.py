@@ -67,7 +67,8 @@ def files_for_host(spec: ClusterSpec, state: ClusterState, host_name: str) -> li
                     "Secrets at-rest encryption key",
                 )
             )
-        for component in ("scheduler", "controller-manager"):
+        vip = ("vip",) if spec.api_vip is not None else ()
+        for component in ("scheduler", "controller-manager", *vip):
             out.append(
                 HostFile(
                     f"{REMOTE_KUBECONFIGS}/{component}.conf",

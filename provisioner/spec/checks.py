@@ -34,6 +34,8 @@ class _Parts:
     datastore: str | None
     network: dict[str, Any]
     endpoint: str | None
+    vip: str | None
+    vip_interface: Any
     raw_registries: list[Any]
     extra_sans: list[tuple[int, str]]
     certificates: dict[str, int]
@@ -112,6 +114,8 @@ def _parts(body: dict[str, Any]) -> _Parts:
         datastore=datastore if datastore in ("sqlite", "etcd") else None,
         network=network,
         endpoint=endpoint,
+        vip=_try_field(ApiServer, "vip", api.get("vip")),
+        vip_interface=api.get("vipInterface"),
         raw_registries=raw_registries,
         extra_sans=extra_sans,
         certificates=certificates,
@@ -341,6 +345,57 @@ def _api_endpoint(parts: _Parts) -> Iterator[Problem]:
         seen[key] = index
 
 
+def _api_vip(parts: _Parts) -> Iterator[Problem]:
+    """A VIP is elected through etcd and announced by ARP, on a free address of the hosts'
+    network. That it lies inside the hosts' subnet needs their prefixes, which the spec does not
+    have: preflight checks it (:mod:`provisioner.phases.cluster.vip_check`)."""
+    base = (*_S, "apiServer")
+    if parts.vip is None:
+        if parts.vip_interface is not None:
+            yield Problem(
+                (*base, "vipInterface"),
+                "is set but apiServer.vip is not",
+                parts.vip_interface,
+                hint="set apiServer.vip too, or remove vipInterface",
+            )
+        return
+    path = (*base, "vip")
+    ip = ipaddress.ip_address(parts.vip)
+    if parts.datastore == "sqlite":
+        yield Problem(
+            path,
+            "needs 'datastore: {type: etcd}': the VIP's holder is elected among several "
+            "control-plane hosts through the datastore",
+            parts.vip,
+            hint="with one control-plane host, remove vip (its address is the endpoint)",
+        )
+    if ip.version != 4:
+        yield Problem(
+            path,
+            "must be an IPv4 address: the VIP is announced by gratuitous ARP",
+            parts.vip,
+            hint="pick a free IPv4 address of the control-plane hosts' subnet",
+        )
+        return
+    if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local:
+        yield Problem(
+            path,
+            "is not a unicast address other hosts can reach",
+            parts.vip,
+            hint="pick a free IPv4 address of the control-plane hosts' subnet",
+        )
+    for index, host in parts.hosts:
+        if host.address == parts.vip:
+            yield Problem(
+                path,
+                f"is the address of host '{host.name}' (spec.hosts[{index}]); the VIP must be "
+                "an address no host has",
+                parts.vip,
+                hint="pick a free address of the control-plane hosts' subnet",
+            )
+    yield from _inside_cluster_blocks(parts, path, parts.vip)
+
+
 def _inside_cluster_blocks(parts: _Parts, path: Path, address: str) -> Iterator[Problem]:
     text = _canonical_ip(address)
     if text is None:
@@ -444,6 +499,7 @@ _RULES: tuple[Callable[[_Parts], Iterator[Problem]], ...] = (
     _cidrs,
     _cluster_dns,
     _api_endpoint,
+    _api_vip,
     _certificate_lifetimes,
     _taints,
     _unique_registries,

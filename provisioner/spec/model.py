@@ -104,6 +104,15 @@ NodeName = Annotated[str, _checked(syntax.dns1123_subdomain, "e.g. 'n1' or 'cp1.
 Address = Annotated[
     str, _checked(syntax.hostname_or_ip, "write an IP address or a DNS name, e.g. api.example.com")
 ]
+
+
+def _interface_name(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value) and value not in (".", ".."):
+        return None
+    return "is not a network interface name (1-15 letters, digits, '.', '-', '_')"
+
+
+InterfaceName = Annotated[str, _checked(_interface_name, "e.g. eth0 or ens3; see `ip link`")]
 RegistryHost = Annotated[
     str,
     _checked(syntax.registry_host, "as image references name it, e.g. registry.example.com:5000"),
@@ -272,6 +281,18 @@ class ApiServer(_Model):
     )
     port: Port = 6443
     extra_sans: list[Address] = Field(default_factory=list, alias="extraSANs")
+    vip: IpAddress | None = Field(
+        None,
+        description="a virtual IPv4 address one control-plane host holds (elected through the "
+        "datastore, announced by gratuitous ARP, moved within seconds when its holder fails); "
+        "kubeconfigs dial it. etcd datastore only; a free address of the hosts' subnet",
+    )
+    vip_interface: InterfaceName | None = Field(
+        None,
+        alias="vipInterface",
+        description="network interface the VIP is added to; defaults to the interface whose "
+        "subnet contains the VIP on each control-plane host",
+    )
 
 
 class Certificates(_Model):
@@ -473,8 +494,15 @@ class ClusterSpec(_Model):
 
     @property
     def api_endpoint(self) -> str:
-        """The address clients dial: ``apiServer.endpoint`` or the first control-plane address."""
-        return self.spec.api_server.endpoint or self.control_plane_hosts[0].address
+        """The address clients dial: ``apiServer.endpoint``, else ``apiServer.vip``, else the
+        first control-plane address."""
+        api = self.spec.api_server
+        return api.endpoint or api.vip or self.control_plane_hosts[0].address
+
+    @property
+    def api_vip(self) -> str | None:
+        """The virtual IP the control-plane hosts elect a holder for (``None``: no VIP)."""
+        return self.spec.api_server.vip
 
     @property
     def api_port(self) -> int:

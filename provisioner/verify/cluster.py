@@ -75,10 +75,11 @@ async def _node_checks(
     return results, nodes
 
 
-async def _leader_checks(client: HttpClient) -> list[CheckResult]:
+async def _leader_checks(client: HttpClient, cluster: ClusterSpec) -> list[CheckResult]:
     results = []
     now = dt.datetime.now(dt.UTC)
-    for lease_name in ("kube-controller-manager", "kube-scheduler"):
+    vip = ("berth-vip",) if cluster.api_vip is not None else ()  # the API VIP's holder
+    for lease_name in ("kube-controller-manager", "kube-scheduler", *vip):
         try:
             lease = await client.get(LEASES, lease_name, namespace="kube-system")
         except api_errors.NotFound:
@@ -289,7 +290,7 @@ async def _all(
         results = [_check("API server reachable", True, spec.api_server_url)]
         results += await asyncio.to_thread(_readyz, kubeconfig, spec)
         results += node_results
-        results += await _leader_checks(client)
+        results += await _leader_checks(client, spec)
         if smoke:
             image = None
             if spec.spec.runtime == "runc":

@@ -7,18 +7,24 @@ servers.
 * power cut of the control-plane host leading the controller manager: the API keeps serving
   reads and writes through the other two within 10 s, the controller manager's leadership
   moves, and a Deployment scaled during the outage converges;
+* power cut of the host holding the API VIP (``apiServer.vip``, which the admin kubeconfig
+  dials): a client writing through the VIP is answered again by another host within 5 s, and
+  kubectl keeps working with the same kubeconfig;
 * partition of one control-plane host from the other two: its API server refuses writes (no
   split brain) while the majority keeps accepting them, and it catches up once healed.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +47,7 @@ BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_PLANE = ("n1", "n2", "n3")
 NEW = "0.2.0"
+VIP_MOVE_BUDGET = 5.0  # seconds without an acknowledged write through the VIP after a power cut
 SERVE_BUDGET = 10.0  # seconds after a power cut until the API answers reads and writes again
 CONVERGE_BUDGET = 120.0
 T = TypeVar("T")
@@ -64,9 +71,19 @@ class HaCluster:
             cp = host["name"] in CONTROL_PLANE
             host["roles"] = ["control-plane", "worker"] if cp else ["worker"]
         body["datastore"] = {"type": "etcd"}
+        body["apiServer"] = {"vip": self.vip}
         path = self.workdir / "cluster-ha.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
+
+    @property
+    def vip(self) -> str:
+        """The API VIP: a free address of the lab's subnet (hosts are .11 and up)."""
+        return str(ipaddress.ip_network(self.lab.subnet).network_address + 200)
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf"
 
     def berth(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         env = {
@@ -269,6 +286,95 @@ def test_power_cut_of_a_control_plane_host_the_others_keep_serving(ha: HaCluster
         CONVERGE_BUDGET,
         lambda: back.read_namespaced_config_map("after-cut", "default"),
     )
+
+
+@dataclass
+class VipWriter:
+    """Creates ConfigMaps one after another through the admin kubeconfig (the VIP), each
+    request bounded (0.5 s to connect, 1 s to answer), and records when each write was
+    acknowledged."""
+
+    kubeconfig: Path
+    acked: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        configuration = client.Configuration()
+        kconfig.load_kube_config(str(self.kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.retries = 0
+        core: Any = client.CoreV1Api(client.ApiClient(configuration))
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            try:
+                core.create_namespaced_config_map(
+                    "default", _configmap(f"vip-write-{n}"), _request_timeout=(0.5, 1)
+                )
+            except Exception:
+                time.sleep(0.05)
+                continue
+            self.acked.append(time.monotonic())
+
+    def acks_after(self, moment: float) -> int:
+        return sum(1 for t in self.acked if t > moment)
+
+    def longest_gap_since(self, moment: float) -> float:
+        """The longest time without an acknowledged write, from the last one before
+        ``moment`` on (the power cut lands somewhere after ``moment``)."""
+        times = [max(t for t in self.acked if t <= moment)]
+        times += [t for t in self.acked if t > moment]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+
+def test_power_cut_of_the_vip_holder_moves_the_vip_within_5s(ha: HaCluster) -> None:
+    """The admin kubeconfig dials the VIP; a power cut of the host holding it moves it to a
+    surviving control-plane host within 5 s while a client keeps writing, and kubectl keeps
+    working with the unchanged admin kubeconfig."""
+    admin = yaml.safe_load(ha.admin_kubeconfig.read_text())
+    assert admin["clusters"][0]["cluster"]["server"] == f"https://{ha.vip}:6443"
+    victim, _ = _until("a host holds the VIP lease", 30, lambda: _holder(ha, "n2", "berth-vip"))
+    assert victim in CONTROL_PLANE
+    assert f"{ha.vip}/32" in ha.sh(victim, "ip -o -4 addr show")
+    survivor = next(h for h in CONTROL_PLANE if h != victim)
+    writer = VipWriter(ha.admin_kubeconfig)
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    try:
+        _until("writes through the VIP", 30, lambda: True if len(writer.acked) >= 5 else None)
+        cut = time.monotonic()
+        ha.lab.kill(victim)
+        dead = time.monotonic()  # the victim's processes are gone by now
+        _until(
+            "writes through the VIP after the power cut",
+            VIP_MOVE_BUDGET * 4,
+            lambda: True if writer.acks_after(dead) >= 5 else None,
+        )
+    finally:
+        writer.stop.set()
+        thread.join(timeout=10)
+    gap = writer.longest_gap_since(cut)
+    new_holder = _holder(ha, survivor, "berth-vip")
+    print(
+        f"power cut of VIP holder {victim}: VIP moved to {new_holder}; no acknowledged write "
+        f"for {gap:.2f} s"
+    )
+    try:
+        assert new_holder != victim
+        assert new_holder in CONTROL_PLANE
+        assert gap < VIP_MOVE_BUDGET, f"the VIP answered again only after {gap:.2f} s"
+        assert f"{ha.vip}/32" in ha.sh(new_holder, "ip -o -4 addr show")
+        kubectl = subprocess.run(
+            ["kubectl", "--kubeconfig", str(ha.admin_kubeconfig), "get", "nodes", "-o", "name"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert kubectl.returncode == 0, kubectl.stderr
+        assert "node/n4" in kubectl.stdout
+    finally:
+        ha.lab.start(victim)
+    # the restarted host serves again and does not take the VIP back while it is held
+    _until("the restarted API server serves", CONVERGE_BUDGET, ha.core(victim).list_node)
+    assert _holder(ha, survivor, "berth-vip") == new_holder
+    assert f"{ha.vip}/32" not in ha.sh(victim, "ip -o -4 addr show")
 
 
 def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaCluster) -> None:

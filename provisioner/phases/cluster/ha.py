@@ -11,6 +11,10 @@
   connection, not the cluster. Scheduler and controller manager run on every control-plane
   host and elect a leader (``berth.machinery.leaderelection``).
 
+* With ``apiServer.vip``, every control-plane host runs ``berth-vip`` (:mod:`berth.vip`): the
+  host elected through a Lease holds the VIP and announces it by gratuitous ARP; the admin
+  and proxy kubeconfigs dial it (:func:`vip_ops`).
+
 With SQLite (one control-plane host) nothing here applies: :func:`lb_ops` yields nothing and
 the components keep dialling the one API server directly.
 """
@@ -25,6 +29,7 @@ from typing import Any
 import yaml
 
 from berth.lb.config import Backend, HealthConfig, LBConfig
+from berth.vip.config import VipConfig
 from provisioner.commands import Command
 from provisioner.connectors.base import HostTarget
 from provisioner.operations.base import OpContext, Operation
@@ -145,4 +150,49 @@ def lb_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
         Service(LB_UNIT, restart_on=(f"file:{LB_CONFIG}", f"symlink:{layout.CURRENT}")),
         Directory(BALANCED, mode=0o700),
         *balanced_kubeconfigs(data, host),
+    )
+
+
+VIP_UNIT = layout.VIP_UNIT
+VIP_CONFIG = f"{layout.ETC}/vip.yaml"
+VIP_KUBECONFIG = f"{layout.KUBECONFIGS}/vip.conf"
+"""Dials the host's own API server (distributed by the pki phase)."""
+
+
+def vip_config(spec: ClusterSpec, host: HostTarget) -> VipConfig:
+    vip = spec.api_vip
+    assert vip is not None
+    return VipConfig(
+        address=vip,
+        interface=spec.spec.api_server.vip_interface,
+        kubeconfig=Path(VIP_KUBECONFIG),
+        identity=host.name,
+    )
+
+
+def vip_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
+    """``berth-vip`` on a control-plane host when the spec sets ``apiServer.vip`` (after the
+    API server it campaigns through)."""
+    spec = spec_of(data, "control-plane")
+    if spec.api_vip is None or "control-plane" not in host.roles:
+        return ()
+    config = yaml.safe_dump(vip_config(spec, host).to_mapping(), sort_keys=False).encode()
+    context = {
+        "cluster": data.inventory.cluster,
+        "host": host.name,
+        "site": layout.SITE,
+        "config": VIP_CONFIG,
+        "vip": spec.api_vip,
+    }
+    return (
+        File(VIP_CONFIG, config, mode=0o644),
+        UnitFile(VIP_UNIT, render(f"{VIP_UNIT}.j2", context).encode()),
+        Service(
+            VIP_UNIT,
+            restart_on=(
+                f"file:{VIP_CONFIG}",
+                f"file:{VIP_KUBECONFIG}",
+                f"symlink:{layout.CURRENT}",
+            ),
+        ),
     )

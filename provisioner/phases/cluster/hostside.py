@@ -198,6 +198,7 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
         Service(layout.APISERVER, restart_on=(config, CURRENT_ID, *credentials)),
         Service(layout.CONTROLLER_MANAGER, restart_on=(CURRENT_ID, *credentials)),
         Service(layout.SCHEDULER, restart_on=(CURRENT_ID, *credentials)),
+        *ha.vip_ops(data, host),
     )
 
 

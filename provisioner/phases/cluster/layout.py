@@ -43,7 +43,9 @@ ETCD_UNIT = "berth-etcd.service"
 """The etcd member's unit (:mod:`provisioner.phases.etcd`); its files live under ETC and VAR."""
 LB_UNIT = "berth-lb.service"
 """The node's API load balancer in an etcd (HA) cluster (:mod:`provisioner.phases.cluster.ha`)."""
-TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT, LB_UNIT)
+VIP_UNIT = "berth-vip.service"
+"""The API VIP's holder on each control-plane host when the spec sets ``apiServer.vip``."""
+TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT, LB_UNIT, VIP_UNIT)
 """Every unit ``berth destroy`` stops and removes."""
 
 INSTALL_PATHS = (OPT, ETC)
