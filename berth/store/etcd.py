@@ -104,6 +104,10 @@ class EtcdUnavailable(Unavailable, EtcdError):
     no answer in time."""
 
 
+class EtcdNoQuorum(EtcdUnavailable):
+    """The member has no leader: it cannot reach a majority of the members."""
+
+
 def no_quorum_message(endpoint: str) -> str:
     return (
         f"the datastore has no quorum: etcd member {endpoint} has no leader (it cannot reach "
@@ -220,7 +224,7 @@ class EtcdStore:
                 try:
                     await store.current_revision()
                     return store
-                except EtcdUnavailable:
+                except EtcdNoQuorum:
                     if asyncio.get_running_loop().time() >= deadline:
                         raise
                 await asyncio.sleep(QUORUM_PROBE_INTERVAL)
@@ -267,7 +271,7 @@ class EtcdStore:
                 last = exc
                 continue
             except _LeaderLost:
-                raise EtcdUnavailable(no_quorum_message(endpoint), outcome_unknown=write) from None
+                raise EtcdNoQuorum(no_quorum_message(endpoint), outcome_unknown=write) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise EtcdUnavailable(
                     f"the datastore did not answer: etcd request {path} to {endpoint} "
@@ -286,7 +290,7 @@ class EtcdStore:
                 raise _EtcdCallError(path, status, message)
             return answer
         raise EtcdUnavailable(
-            f"the datastore is unreachable: no etcd endpoint answers "
+            f"the datastore is unreachable: no etcd endpoint reachable "
             f"({', '.join(self.endpoints)}): {last}; check that etcd is running and the "
             "endpoints/TLS settings are right"
         )
@@ -507,7 +511,7 @@ def _unavailable(endpoint: str, message: str, *, write: bool) -> EtcdUnavailable
     """etcd's UNAVAILABLE / DEADLINE_EXCEEDED answers: "no leader" (refused before anything
     was proposed), "request timed out", "leader changed", "too many requests" ..."""
     if _NO_LEADER in message:
-        return EtcdUnavailable(no_quorum_message(endpoint))
+        return EtcdNoQuorum(no_quorum_message(endpoint))
     return EtcdUnavailable(
         f"the datastore cannot serve now: etcd member {endpoint}: {message} (it may have "
         "lost its quorum)",

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from berth.store.etcd import EtcdStore, EtcdUnavailable
+from berth.store.etcd import EtcdNoQuorum, EtcdStore, EtcdUnavailable
 from berth.store.interface import Unavailable
 
 NO_LEADER = {"error": "etcdserver: no leader", "message": "etcdserver: no leader", "code": 14}
@@ -81,6 +81,7 @@ def test_no_leader_is_unavailable_with_a_reason_naming_the_quorum() -> None:
             finally:
                 await store.close()
         assert "the datastore has no quorum" in str(read.value)
+        assert isinstance(read.value, EtcdNoQuorum)
         assert url in str(read.value)
         # refused before anything was proposed: the write certainly did not happen
         assert not write.value.outcome_unknown
@@ -148,5 +149,29 @@ def test_no_reachable_member_is_unavailable() -> None:
                 await store.current_revision()
         finally:
             await store.close()
+
+    asyncio.run(main())
+
+
+def test_opening_waits_for_a_leader_as_long_as_one_request_may_take() -> None:
+    """A whole cluster booting after a power cut has no leader for a while: opening the store
+    (the API server's start) waits for one instead of failing at once, which would make a
+    supervisor restart the server in a tight loop."""
+    elected = asyncio.Event()
+
+    async def handler(_: web.Request) -> web.StreamResponse:
+        if elected.is_set():
+            return web.json_response(RANGE_OK)
+        return web.json_response(NO_LEADER, status=503)
+
+    async def main() -> None:
+        async with fake_etcd(handler) as url:
+            asyncio.get_running_loop().call_later(1.0, elected.set)
+            store = await EtcdStore.open([url], request_timeout=5)
+            assert await store.current_revision() == 7
+            await store.close()
+            elected.clear()
+            with pytest.raises(EtcdNoQuorum):
+                await EtcdStore.open([url], request_timeout=1)
 
     asyncio.run(main())
