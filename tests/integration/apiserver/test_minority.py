@@ -95,6 +95,7 @@ def test_a_minority_api_server_answers_503_no_quorum_at_once(minority: Minority)
     status, headers, body, took = minority.create("at-the-cut")
     _assert_no_quorum(status, headers, body)
     assert took < NOTICE_BUDGET, took
+    print(f"a request sent at the cut: 503 after {took:.1f} s")
     # from now on the member knows: reads, writes and /readyz answer at once
     status, headers, body, took = minority.create("during")
     _assert_no_quorum(status, headers, body)
