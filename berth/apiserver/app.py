@@ -289,7 +289,7 @@ class ApiServer:
                     await self.compact(previous)
                 previous = await self.store.current_revision()
             except Exception:
-                log.exception("compaction at %d failed", previous)
+                log.exception("compaction round skipped (last revision read: %d)", previous)
             await asyncio.sleep(interval)
 
     async def compact(self, revision: int) -> None:
@@ -507,8 +507,10 @@ class ApiServer:
             await asyncio.wait_for(self.store.current_revision(), READYZ_DATASTORE_TIMEOUT)
         except TimeoutError:
             why = f"the datastore did not answer within {READYZ_DATASTORE_TIMEOUT:g}s"
-        except StoreError as exc:  # Unavailable says why (no quorum, unreachable)
-            why = str(exc)
+        except Unavailable as exc:  # anonymous clients may ask: no addresses, just why
+            why = exc.summary
+        except StoreError:
+            why = "the datastore failed"
         else:
             return web.Response(text="ok", content_type="text/plain")
         return web.Response(

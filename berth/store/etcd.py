@@ -107,10 +107,18 @@ class EtcdUnavailable(Unavailable, EtcdError):
 class EtcdNoQuorum(EtcdUnavailable):
     """The member has no leader: it cannot reach a majority of the members."""
 
+    def __init__(self, endpoint: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(
+            no_quorum_message(endpoint), outcome_unknown=outcome_unknown, summary=NO_QUORUM
+        )
+
+
+NO_QUORUM = "the datastore has no quorum"
+
 
 def no_quorum_message(endpoint: str) -> str:
     return (
-        f"the datastore has no quorum: etcd member {endpoint} has no leader (it cannot reach "
+        f"{NO_QUORUM}: etcd member {endpoint} has no leader (it cannot reach "
         "a majority of the etcd members)"
     )
 
@@ -271,12 +279,13 @@ class EtcdStore:
                 last = exc
                 continue
             except _LeaderLost:
-                raise EtcdNoQuorum(no_quorum_message(endpoint), outcome_unknown=write) from None
+                raise EtcdNoQuorum(endpoint, outcome_unknown=write) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise EtcdUnavailable(
                     f"the datastore did not answer: etcd request {path} to {endpoint} "
                     f"failed: {exc!r}",
                     outcome_unknown=write,
+                    summary="the datastore did not answer",
                 ) from exc
             self._preferred = i
             try:
@@ -292,7 +301,8 @@ class EtcdStore:
         raise EtcdUnavailable(
             f"the datastore is unreachable: no etcd endpoint reachable "
             f"({', '.join(self.endpoints)}): {last}; check that etcd is running and the "
-            "endpoints/TLS settings are right"
+            "endpoints/TLS settings are right",
+            summary="the datastore is unreachable",
         )
 
     async def _post_while_led(
@@ -511,11 +521,12 @@ def _unavailable(endpoint: str, message: str, *, write: bool) -> EtcdUnavailable
     """etcd's UNAVAILABLE / DEADLINE_EXCEEDED answers: "no leader" (refused before anything
     was proposed), "request timed out", "leader changed", "too many requests" ..."""
     if _NO_LEADER in message:
-        return EtcdNoQuorum(no_quorum_message(endpoint))
+        return EtcdNoQuorum(endpoint)
     return EtcdUnavailable(
         f"the datastore cannot serve now: etcd member {endpoint}: {message} (it may have "
         "lost its quorum)",
         outcome_unknown=write,
+        summary="the datastore cannot serve now",
     )
 
 

@@ -32,11 +32,19 @@ class Unavailable(StoreError):
     API server (the API server answers ``503`` with ``Retry-After``).
 
     ``outcome_unknown`` is True when a write had been sent before the failure showed: it may
-    still be applied (by the majority the member lost). Otherwise nothing was done."""
+    still be applied (by the majority the member lost). Otherwise nothing was done.
+    ``summary`` is the reason without addresses or details (for anonymous ``/readyz``)."""
 
-    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcome_unknown: bool = False,
+        summary: str = "the datastore is unavailable",
+    ) -> None:
         super().__init__(message)
         self.outcome_unknown = outcome_unknown
+        self.summary = summary
 
 
 class KeyExists(StoreError):

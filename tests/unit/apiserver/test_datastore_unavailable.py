@@ -14,24 +14,23 @@ import orjson
 
 from berth.apiserver.app import ApiServer
 from berth.apiserver.testing import prepare
-from berth.store.etcd import no_quorum_message
-from berth.store.interface import KeyValue, ListResult, Unavailable
+from berth.store.etcd import EtcdNoQuorum
+from berth.store.interface import KeyValue, ListResult
 from berth.store.memory import MemoryStore
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 
 
 class OutageStore(MemoryStore):
-    """A memory store that raises :class:`Unavailable` while ``down`` (reads and writes)."""
+    """A memory store whose reads and writes fail as an etcd member without a leader does
+    while ``down``."""
 
     down = False
     outcome_unknown = False
 
     def _check(self) -> None:
         if self.down:
-            raise Unavailable(
-                no_quorum_message("https://10.0.0.1:2379"), outcome_unknown=self.outcome_unknown
-            )
+            raise EtcdNoQuorum("https://10.0.0.1:2379", outcome_unknown=self.outcome_unknown)
 
     async def current_revision(self) -> int:
         self._check()
@@ -107,6 +106,7 @@ def test_no_quorum_is_503_with_retry_after_and_says_why(tmp_path: Path) -> None:
     status, retry_after, text = seen["readyz"]
     assert (status, retry_after) == (503, "2")
     assert "the datastore has no quorum" in text
+    assert "10.0.0.1" not in text  # /readyz is public: the reason, not the member's address
 
     assert seen["after"][0] == 200
     assert seen["readyz-after"][:2] == (200, None)
