@@ -30,6 +30,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes import config as kconfig
+from kubernetes.client import ApiException
 
 from provisioner.lab import Lab, run
 from tests.chaos.conftest import LabFactory
@@ -200,6 +201,21 @@ def _kill_9_apiserver(cluster: Cluster, host: str) -> None:
     cluster.sh(host, "kill -9 $(systemctl show -p MainPID --value berth-apiserver)")
 
 
+def _minority_refuses(cluster: Cluster, host: str) -> float:
+    """A write through ``host``'s API server, cut off from the etcd quorum, is refused with
+    503, Retry-After and a reason naming the quorum; returns how long the answer took."""
+    api = cluster.core(host)
+    body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"minority-{time.time_ns()}"))
+    started = time.monotonic()
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_config_map(NAMESPACE, body, _request_timeout=(3, 15))
+    took = time.monotonic() - started
+    assert refused.value.status == 503, refused.value.body
+    assert refused.value.headers.get("Retry-After") == "2"
+    assert "the datastore has no quorum" in refused.value.body
+    return took
+
+
 def test_acknowledged_writes_survive_power_cuts_and_kill_9_on_sqlite(
     chaos_lab: LabFactory, tmp_path: Path
 ) -> None:
@@ -246,6 +262,9 @@ def test_acknowledged_writes_survive_a_power_cut_and_a_partition_on_etcd(
         lab.partition("n1", "n3")
         try:
             writer.progressed()  # the majority side accepts writes, n1 must not
+            first = _minority_refuses(cluster, "n1")  # n1 has noticed by now, or is about to
+            assert first < 5.0, first
+            assert _minority_refuses(cluster, "n1") < 2.0
         finally:
             lab.unpartition("n1", "n2")
             lab.unpartition("n1", "n3")
