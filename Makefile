@@ -15,10 +15,11 @@ APT_PACKAGES := systemd-container debootstrap iproute2 nftables openssh-client o
 	vagrant
 LAB_NAME ?= demo
 
-.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs bench clean demo-down
+.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs chaos bench clean demo-down
 help:
 	@echo "make demo   - boot a local lab and bring up a berth cluster on it"
 	@echo "make test   - lint, type check and the whole test suite (lab tests included)"
+	@echo "make chaos  - the chaos durability run on lab clusters (before each release; ~10 min)"
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make demo-down - tear the demo lab down (LAB_NAME=demo)"
 
@@ -87,6 +88,11 @@ test: lint typecheck lab-rootfs
 
 lab-test: setup lab-rootfs
 	$(BIN)/pytest -m lab
+
+# tests/chaos: power cuts, kill -9 and a partition under a full-speed writer on a SQLite and an
+# etcd cluster. Too long for `make test` (see tests/chaos/conftest.py); run before each release.
+chaos: setup lab-rootfs
+	$(BIN)/pytest -m chaos tests/chaos
 
 # pyinfra (the peer of bench/apply.py) gets its own venv: it pins python-dateutil<3, which the
 # kubernetes client in the dev venv cannot use.

@@ -22,7 +22,7 @@ from berth import __version__
 from berth.api.meta import Obj
 from berth.api.resources import TABLE, ResourceDef
 from berth.store import config as datastore
-from berth.store.interface import Store, StoreError
+from berth.store.interface import Store, StoreError, Unavailable
 
 from . import client_warnings, discovery
 from .admission import admit
@@ -37,8 +37,10 @@ from .bodies import read_body
 from .codec import Codec, load_key
 from .config import ServerConfig
 from .errors import (
+    DATASTORE_RETRY_AFTER,
     ApiError,
     bad_request,
+    datastore_unavailable,
     forbidden,
     internal,
     method_not_allowed,
@@ -278,15 +280,17 @@ class ApiServer:
         await self.store.close()
 
     async def _compact_loop(self, interval: float = 300.0) -> None:
-        """Keep about ``interval`` seconds (at least) of history for watch resumption."""
-        previous = await self.store.current_revision()
+        """Keep about ``interval`` seconds (at least) of history for watch resumption. A
+        datastore outage skips rounds; it must not end the loop."""
+        previous = 0  # nothing to compact until a revision has been read
         while True:
-            await asyncio.sleep(interval)
             try:
-                await self.compact(previous)
+                if previous:
+                    await self.compact(previous)
+                previous = await self.store.current_revision()
             except Exception:
-                log.exception("compaction at %d failed", previous)
-            previous = await self.store.current_revision()
+                log.exception("compaction round skipped (last revision read: %d)", previous)
+            await asyncio.sleep(interval)
 
     async def compact(self, revision: int) -> None:
         """Drop history before ``revision`` in the store and the watch ring alike, so that a
@@ -368,6 +372,10 @@ class ApiServer:
                 resp, label = await self._dispatch(request)
             except ApiError as err:
                 resp = _status_response(err)
+            except Unavailable as exc:  # e.g. this server's etcd member has no quorum
+                resp = _status_response(
+                    datastore_unavailable(str(exc), outcome_unknown=exc.outcome_unknown)
+                )
             except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
                 reason = "RequestEntityTooLarge" if exc.status == 413 else "BadRequest"
                 resp = _status_response(ApiError(exc.status, reason, exc.reason or reason))
@@ -497,9 +505,20 @@ class ApiServer:
             return web.Response(status=503, text="shutting down", content_type="text/plain")
         try:
             await asyncio.wait_for(self.store.current_revision(), READYZ_DATASTORE_TIMEOUT)
-        except (StoreError, TimeoutError):
-            return web.Response(status=503, text="datastore unreachable", content_type="text/plain")
-        return web.Response(text="ok", content_type="text/plain")
+        except TimeoutError:
+            why = f"the datastore did not answer within {READYZ_DATASTORE_TIMEOUT:g}s"
+        except Unavailable as exc:  # anonymous clients may ask: no addresses, just why
+            why = exc.summary
+        except StoreError:
+            why = "the datastore failed"
+        else:
+            return web.Response(text="ok", content_type="text/plain")
+        return web.Response(
+            status=503,
+            text=f"datastore not ready: {why}",
+            content_type="text/plain",
+            headers={"Retry-After": str(DATASTORE_RETRY_AFTER)},
+        )
 
     def _authorize_nonresource_if_discovery(
         self, user: UserInfo, path: str, parts: list[str]

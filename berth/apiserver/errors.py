@@ -127,6 +127,27 @@ def internal(message: str = "an internal error occurred") -> ApiError:
     return ApiError(500, "InternalError", message)
 
 
+DATASTORE_RETRY_AFTER = 2
+"""Seconds a client is told to wait after a 503 for an unavailable datastore (kube-apiserver
+tells clients 2 s when its storage is unreachable)."""
+
+
+def datastore_unavailable(why: str, *, outcome_unknown: bool = False) -> ApiError:
+    """503 ServiceUnavailable with ``Retry-After`` (and ``details.retryAfterSeconds``, which
+    client-go honours): the datastore cannot serve now, e.g. this server's etcd member has no
+    quorum. Another API server, or this one later, may succeed."""
+    message = f"{why}; retry later or through another API server"
+    if outcome_unknown:
+        message += " (the write was sent and may still be applied: read before retrying it)"
+    return ApiError(
+        503,
+        "ServiceUnavailable",
+        message,
+        details={"retryAfterSeconds": DATASTORE_RETRY_AFTER},
+        headers={"Retry-After": str(DATASTORE_RETRY_AFTER)},
+    )
+
+
 class FieldError:
     """One validation problem: ``field`` is a path such as ``spec.containers[0].name``."""
 

@@ -20,6 +20,12 @@ Mapping onto the store contract:
 
 Writes are not retried on another endpoint once sent (a retried create or CAS could report a
 failure for a write that in fact succeeded); only failures to connect fail over.
+
+A member cut off from its quorum must not hold requests for etcd's 7 s request timeout: every
+request asks it to refuse at once when it has no leader (:data:`REQUIRE_LEADER`), and a request
+already waiting when the member loses its leader is given up as soon as a probe sees that
+(:data:`QUORUM_PROBE_INTERVAL`). Both, like every other "cannot serve now" answer, raise
+:class:`EtcdUnavailable` (the contract's :class:`~berth.store.interface.Unavailable`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from berth.store.interface import (
     KeyValue,
     ListResult,
     StoreError,
+    Unavailable,
     Watch,
 )
 
@@ -58,6 +65,17 @@ CONNECT_TIMEOUT = 3.0  # a member that does not answer SYN within this is skippe
 # Failures that prove the request never reached etcd, so trying the next member is safe.
 _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 WATCH_RECONNECTS = 5
+REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
+"""gRPC metadata (the JSON gateway forwards ``Grpc-Metadata-*`` headers) asking the member to
+refuse a request with "etcdserver: no leader" (gRPC UNAVAILABLE, HTTP 503) when it has no
+leader, instead of waiting out its request timeout. Such a refusal happens before anything is
+proposed, so nothing was written."""
+QUORUM_PROBE_INTERVAL = 0.5
+"""A request waiting longer than this makes the client ask the member, every interval, whether
+it still has a leader; the request is given up once it has none. A member notices a lost quorum
+one to two election timeouts (1-2 s by default) after it happens."""
+_UNAVAILABLE_CODES = (4, 14)  # gRPC DEADLINE_EXCEEDED, UNAVAILABLE
+_NO_LEADER = "no leader"
 _COMPACTED = "required revision has been compacted"
 _FUTURE = "required revision is a future revision"
 
@@ -78,7 +96,31 @@ class EtcdTLS:
 
 
 class EtcdError(StoreError):
-    """etcd answered with an error the contract has no name for, or could not be reached."""
+    """etcd answered with an error the contract has no name for."""
+
+
+class EtcdUnavailable(Unavailable, EtcdError):
+    """etcd cannot serve now: no member reachable, the member has no leader (no quorum), or
+    no answer in time."""
+
+
+class EtcdNoQuorum(EtcdUnavailable):
+    """The member has no leader: it cannot reach a majority of the members."""
+
+    def __init__(self, endpoint: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(
+            no_quorum_message(endpoint), outcome_unknown=outcome_unknown, summary=NO_QUORUM
+        )
+
+
+NO_QUORUM = "the datastore has no quorum"
+
+
+def no_quorum_message(endpoint: str) -> str:
+    return (
+        f"{NO_QUORUM}: etcd member {endpoint} has no leader (it cannot reach "
+        "a majority of the etcd members)"
+    )
 
 
 # -- wire encoding (pure functions; unit tested) ---------------------------------------------
@@ -170,6 +212,7 @@ class EtcdStore:
         self._session: aiohttp.ClientSession | None = None
         self._watch_session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._probes: dict[int, asyncio.Future[bool]] = {}
 
     @classmethod
     async def open(
@@ -180,12 +223,22 @@ class EtcdStore:
         request_timeout: float = DEFAULT_TIMEOUT,
     ) -> EtcdStore:
         store = cls(endpoints, tls=tls, request_timeout=request_timeout)
+        # A member without a leader refuses at once; at startup (a whole cluster booting
+        # after a power cut) wait for a leader as long as one request may take, so a
+        # supervisor restarting the caller does not spin.
+        deadline = asyncio.get_running_loop().time() + request_timeout
         try:
-            await store.current_revision()
+            while True:
+                try:
+                    await store.current_revision()
+                    return store
+                except EtcdNoQuorum:
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise
+                await asyncio.sleep(QUORUM_PROBE_INTERVAL)
         except BaseException:
             await store.close()
             raise
-        return store
 
     def _sessions(self) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
         if self._closed:
@@ -216,19 +269,23 @@ class EtcdStore:
         """POST ``body`` to ``path``; fail over to the next endpoint only if connecting fails."""
         session, _ = self._sessions()
         data = orjson.dumps(body)
+        write = path != "/v3/kv/range"  # may have been applied if it fails once sent
         last: Exception | None = None
         for i in self._endpoint_order():
-            url = self.endpoints[i] + path
+            endpoint = self.endpoints[i]
             try:
-                async with session.post(url, data=data) as resp:
-                    payload = await resp.read()
-                    status = resp.status
+                status, payload = await self._post_while_led(session, i, path, data)
             except _NOT_SENT as exc:
                 last = exc
                 continue
+            except _LeaderLost:
+                raise EtcdNoQuorum(endpoint, outcome_unknown=write) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise EtcdError(
-                    f"etcd request {path} to {self.endpoints[i]} failed: {exc}"
+                raise EtcdUnavailable(
+                    f"the datastore did not answer: etcd request {path} to {endpoint} "
+                    f"failed: {exc!r}",
+                    outcome_unknown=write,
+                    summary="the datastore did not answer",
                 ) from exc
             self._preferred = i
             try:
@@ -237,12 +294,65 @@ class EtcdStore:
                 raise EtcdError(f"etcd {path}: HTTP {status}, not JSON: {payload[:200]!r}") from exc
             if status != 200 or "error" in answer:
                 message = str(answer.get("message") or answer.get("error") or payload[:200])
+                if status == 503 or answer.get("code") in _UNAVAILABLE_CODES:
+                    raise _unavailable(endpoint, message, write=write)
                 raise _EtcdCallError(path, status, message)
             return answer
-        raise EtcdError(
-            f"no etcd endpoint reachable ({', '.join(self.endpoints)}): {last}; check that "
-            "etcd is running and the endpoints/TLS settings are right"
+        raise EtcdUnavailable(
+            f"the datastore is unreachable: no etcd endpoint reachable "
+            f"({', '.join(self.endpoints)}): {last}; check that etcd is running and the "
+            "endpoints/TLS settings are right",
+            summary="the datastore is unreachable",
         )
+
+    async def _post_while_led(
+        self, session: aiohttp.ClientSession, i: int, path: str, data: bytes
+    ) -> tuple[int, bytes]:
+        """POST to endpoint ``i``; raise :class:`_LeaderLost` if the member loses its leader
+        while the request waits (etcd would hold it until its own request timeout)."""
+
+        async def post() -> tuple[int, bytes]:
+            url = self.endpoints[i] + path
+            async with session.post(url, data=data, headers=REQUIRE_LEADER) as resp:
+                return resp.status, await resp.read()
+
+        request = asyncio.ensure_future(post())
+        try:
+            while True:
+                done, _ = await asyncio.wait((request,), timeout=QUORUM_PROBE_INTERVAL)
+                if done:
+                    return request.result()
+                if not await self._has_leader(i):
+                    raise _LeaderLost
+        finally:
+            if not request.done():
+                request.cancel()
+                await asyncio.wait((request,))
+
+    async def _has_leader(self, i: int) -> bool:
+        """False only when member ``i`` says it has no leader. One probe per member at a
+        time, shared by every waiting request, on the watch session (whose connections are
+        not capped, so stuck requests cannot starve the probe)."""
+        probe = self._probes.get(i)
+        if probe is None or probe.done():
+            probe = asyncio.ensure_future(self._probe_leader(i))
+            self._probes[i] = probe
+        return await asyncio.shield(probe)
+
+    async def _probe_leader(self, i: int) -> bool:
+        _, session = self._sessions()
+        try:
+            async with session.post(
+                self.endpoints[i] + "/v3/maintenance/status",
+                data=b"{}",
+                headers=REQUIRE_LEADER,
+                timeout=aiohttp.ClientTimeout(total=2 * QUORUM_PROBE_INTERVAL),
+            ) as resp:
+                payload = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError):
+            return True  # no proof of a lost leader: the request's own timeout decides
+        return not (status == 503 and _NO_LEADER.encode() in payload)
 
     @contextlib.asynccontextmanager
     async def raw_stream(self, path: str, body: Json) -> AsyncIterator[AsyncIterator[Json]]:
@@ -395,10 +505,29 @@ class EtcdStore:
 
     async def close(self) -> None:
         self._closed = True
+        for probe in self._probes.values():
+            probe.cancel()
         for session in (self._session, self._watch_session):
             if session is not None:
                 await session.close()
         self._session = self._watch_session = None
+
+
+class _LeaderLost(Exception):
+    """The member lost its leader while a request waited."""
+
+
+def _unavailable(endpoint: str, message: str, *, write: bool) -> EtcdUnavailable:
+    """etcd's UNAVAILABLE / DEADLINE_EXCEEDED answers: "no leader" (refused before anything
+    was proposed), "request timed out", "leader changed", "too many requests" ..."""
+    if _NO_LEADER in message:
+        return EtcdNoQuorum(endpoint)
+    return EtcdUnavailable(
+        f"the datastore cannot serve now: etcd member {endpoint}: {message} (it may have "
+        "lost its quorum)",
+        outcome_unknown=write,
+        summary="the datastore cannot serve now",
+    )
 
 
 class _EtcdCallError(EtcdError):

@@ -26,6 +26,27 @@ class StoreError(Exception):
     """Base of all storage errors."""
 
 
+class Unavailable(StoreError):
+    """The datastore cannot serve now: no quorum (an etcd member cut off from the others),
+    unreachable, or no answer in time. The same request may succeed later or through another
+    API server (the API server answers ``503`` with ``Retry-After``).
+
+    ``outcome_unknown`` is True when a write had been sent before the failure showed: it may
+    still be applied (by the majority the member lost). Otherwise nothing was done.
+    ``summary`` is the reason without addresses or details (for anonymous ``/readyz``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcome_unknown: bool = False,
+        summary: str = "the datastore is unavailable",
+    ) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
+        self.summary = summary
+
+
 class KeyExists(StoreError):
     """``create`` found the key already present."""
 

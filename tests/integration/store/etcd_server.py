@@ -224,3 +224,49 @@ def _start_etcd(workdir: Path, tls: TLSFiles | None) -> EtcdProcess:
         time.sleep(0.1)  # startup takes about a second; nothing to wait on but the port
     server.stop()
     raise RuntimeError(f"etcd did not become healthy in {STARTUP_TIMEOUT}s: {log}")
+
+
+def start_etcd_cluster(workdir: Path, *, tls: TLSFiles, members: int = 3) -> list[EtcdProcess]:
+    """A ``members``-member etcd cluster on 127.0.0.1 (client mTLS, plain peer traffic);
+    returns once every member serves clients."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    names = [f"m{i}" for i in range(members)]
+    clients = [f"https://127.0.0.1:{_free_port()}" for _ in names]
+    peers = [f"http://127.0.0.1:{_free_port()}" for _ in names]
+    initial = ",".join(f"{name}={peer}" for name, peer in zip(names, peers, strict=True))
+    started: list[EtcdProcess] = []
+    for name, url, peer in zip(names, clients, peers, strict=True):
+        log = workdir / f"{name}.log"
+        argv = [
+            etcd_binary(), f"--name={name}", f"--data-dir={workdir / name}",
+            f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster={initial}", "--initial-cluster-state=new",
+            "--logger=zap", "--log-level=warn",
+            f"--cert-file={tls.server_cert}", f"--key-file={tls.server_key}",
+            f"--trusted-ca-file={tls.ca}", "--client-cert-auth",
+        ]  # fmt: skip
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )  # fmt: skip
+        started.append(EtcdProcess(url, process, log))
+    context = tls.client_context()
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    waiting = list(started)
+    while waiting and time.monotonic() < deadline:
+        member = waiting[0]
+        try:
+            with urllib.request.urlopen(f"{member.url}/health", timeout=1, context=context) as r:
+                if b'"true"' in r.read():
+                    waiting.pop(0)
+                    continue
+        except OSError:
+            pass
+        time.sleep(0.1)  # the members elect a leader in about a second
+    if waiting:
+        for member in started:
+            member.stop()
+        raise RuntimeError(f"etcd cluster not healthy in {STARTUP_TIMEOUT}s: {workdir}")
+    return started
