@@ -22,7 +22,13 @@ from berth.api.meta import Obj
 
 from . import discovery
 from .errors import FieldError
-from .podsecurity_checks import RESTRICTED, VersionTuple, checks_for, go_quote
+from .podsecurity_checks import (
+    ALLOWED_VOLUME_SOURCES,
+    RESTRICTED,
+    VersionTuple,
+    checks_for,
+    go_quote,
+)
 
 PRIVILEGED = "privileged"
 BASELINE = "baseline"
@@ -269,10 +275,13 @@ class Evaluator:
     @staticmethod
     def fingerprint(metadata: Any, spec: Any) -> bytes | None:
         """What a verdict depends on: the spec and the annotations checks read (``None`` when
-        it is not JSON, which no request body can produce)."""
+        it is not JSON, which no request body can produce). Parts no check reads are left out
+        (see :func:`_judged_spec`), so that pods that differ only there share a verdict."""
         meta = metadata if isinstance(metadata, dict) else {}
         try:
-            return orjson.dumps([spec, _checked_annotations(meta)], option=orjson.OPT_SORT_KEYS)
+            return orjson.dumps(
+                [_judged_spec(spec), _checked_annotations(meta)], option=orjson.OPT_SORT_KEYS
+            )
         except TypeError:
             return None
 
@@ -319,3 +328,33 @@ def _checked_annotations(metadata: Obj) -> dict[str, Any]:
     if not isinstance(annotations, dict):
         return {}
     return {k: v for k, v in annotations.items() if "seccomp" in str(k) or "apparmor" in str(k)}
+
+
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def _judged_spec(spec: Any) -> Any:
+    """``spec`` without what no check reads: the volumeMounts of every container, and the name
+    of each volume whose source every level allows (a message names only volumes it refuses).
+    Every pod gets a ``kube-api-access-<random>`` token volume, mounted in each container:
+    without this, no two pods of one template would ever share a verdict."""
+    if not isinstance(spec, dict):
+        return spec
+    judged = dict(spec)
+    volumes = spec.get("volumes")
+    if isinstance(volumes, list):
+        judged["volumes"] = [_judged_volume(v) for v in volumes]
+    for kind in _CONTAINER_LISTS:
+        containers = spec.get(kind)
+        if isinstance(containers, list):
+            judged[kind] = [
+                {k: v for k, v in c.items() if k != "volumeMounts"} if isinstance(c, dict) else c
+                for c in containers
+            ]
+    return judged
+
+
+def _judged_volume(volume: Any) -> Any:
+    if isinstance(volume, dict) and all(k == "name" or k in ALLOWED_VOLUME_SOURCES for k in volume):
+        return {k: v for k, v in volume.items() if k != "name"}
+    return volume
