@@ -11,7 +11,8 @@ usable for the next):
   ClusterIP from every node and its NodePort from this machine; a pod on one node reaches a pod
   on another by pod IP;
 * a killed container process is restarted and counted; a crashing container ends in
-  CrashLoopBackOff; 100 pods that exit at once end Succeeded or Failed per their exit code; ``kubectl logs`` (plain, -f, --previous, --tail) shows what it printed;
+  CrashLoopBackOff; 100 pods that exit at once end Succeeded or Failed per their exit code;
+  ``kubectl logs`` (plain, -f, --previous, --tail) shows what it printed;
 * pull failures are reported on the pod (ErrImagePull, ImagePullBackOff, ErrImageNeverPull);
   ``berth images load`` gives every node an image no registry serves (policy Never honoured);
 * restarting every agent keeps pods running without duplicates;
