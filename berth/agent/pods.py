@@ -108,6 +108,10 @@ class PodRecord:
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     last_report: Obj | None = None
     finished: bool = False
+    init_failed: bool = False  # an init container failed for good (restartPolicy Never)
+    # The terminal phase once decided (Succeeded/Failed): reported from then on, never
+    # recomputed (upstream's kubelet never moves a pod out of a terminal phase either).
+    terminal_phase: str = ""
     terminating_since: float | None = None  # monotonic time the deletion was first seen
     events: list[PendingEvent] = field(default_factory=list)  # posted after the status
 
@@ -311,7 +315,7 @@ class PodManager:
         policy = str(spec.get("restartPolicy") or "Always")
         init_done = await self._run_init(pod, rec, policy=policy, wake=wake)
         if init_done is None:  # an init container failed for good
-            rec.finished = True
+            rec.init_failed = rec.finished = True
         elif init_done:
             for c in spec.get("containers") or ():
                 await self._run_container(pod, rec, c, policy=policy, wake=wake)
@@ -701,7 +705,7 @@ class PodManager:
         )
         # The phase follows recorded exits only: a pending one still counts as running, a
         # confirmed exit without a code as a failure (UNKNOWN_EXIT_CODE), never as success.
-        init_failed = rec.finished
+        init_failed = rec.init_failed
         app_recs = [rec.containers.get(str(c["name"])) for c in apps]
         statuses = [
             self._container_status(
@@ -723,7 +727,9 @@ class PodManager:
             for cr in app_recs
         ]
         codes = [_exit_code(cr.last_status) if cr and cr.last_status else None for cr in app_recs]
-        if init_failed:
+        if rec.terminal_phase:
+            phase = rec.terminal_phase
+        elif init_failed:
             phase = "Failed"
         elif not init_ok:
             phase = "Pending"
@@ -744,6 +750,7 @@ class PodManager:
             phase = "Pending"
         if phase in ("Succeeded", "Failed"):
             rec.finished = True
+            rec.terminal_phase = phase
         all_ready = bool(app_recs) and all(cr is not None and cr.ready for cr in app_recs)
         if phase in ("Succeeded", "Failed"):
             all_ready = False

@@ -91,3 +91,22 @@ def test_a_terminal_phase_is_never_left() -> None:
         assert r.container()["state"]["terminated"]["exitCode"] == 3
 
     run(body())
+
+
+def test_a_succeeded_pod_stays_succeeded_when_reported_again() -> None:
+    """The lab's 100 short-lived pods: every exit-0 pod was reported Succeeded, then Failed
+    (code 0, reason Completed) on its next status report."""
+
+    async def body() -> None:
+        r = Rig()
+        r.add(restartPolicy="Never")
+        await r.sync()
+        r.runtime.exit("default", "p", "app", code=0)
+        await r.sync()
+        assert r.status()["phase"] == "Succeeded"
+        r.clock.advance(1)
+        await r.sync()  # a later reconcile of the finished pod (any pod event does it)
+        assert r.status()["phase"] == "Succeeded", r.status()
+        assert r.container()["state"]["terminated"]["exitCode"] == 0
+
+    run(body())
