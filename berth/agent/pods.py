@@ -63,6 +63,7 @@ UNKNOWN_RECHECK = 1.0
 # What an exit without a code is reported as (the kubelet's code for a container it can no
 # longer locate, reason ContainerStatusUnknown): never 0, so never mistaken for success.
 UNKNOWN_EXIT_CODE = 137
+SHUTDOWN_POD_MESSAGE = "Pod was terminated in response to imminent node shutdown."
 _PROBE_KINDS: tuple[ProbeKind, ...] = ("startup", "liveness", "readiness")
 
 
@@ -529,6 +530,45 @@ class PodManager:
                 cr.ready = False
                 wake.append(now)  # restart on the next pass (policy + backoff apply)
                 return
+
+    # ---- graceful node shutdown ---------------------------------------------------------
+    async def stop_for_shutdown(self, rec: PodRecord, *, grace_cap: float) -> None:
+        """Stop ``rec``'s containers (SIGTERM, SIGKILL after min(its grace period,
+        ``grace_cap``)) and report the pod Failed/Terminated with a DisruptionTarget
+        condition, as the kubelet's graceful node shutdown does. The reconcile loop must be
+        stopped first (nothing may restart the containers)."""
+        pod = self.pods.get(rec.key)
+        if pod is None or rec.finished:
+            return
+        spec = pod.get("spec") or {}
+        grace = min(float(spec.get("terminationGracePeriodSeconds", 30)), grace_cap)
+        ids = [cr.current for cr in rec.containers.values() if cr.current is not None]
+        await asyncio.gather(
+            *(self.runtime.stop_container(i, grace_seconds=grace) for i in ids),
+            return_exceptions=True,
+        )
+        for cr in rec.containers.values():
+            await self._refresh(cr)
+            cr.ready = False
+            cr.unknown_since = None  # what the runtime says now is all there will be
+        rec.terminal_phase = "Failed"
+        status = self._build_status(pod, rec)
+        status["reason"] = "Terminated"
+        status["message"] = SHUTDOWN_POD_MESSAGE
+        status["conditions"] = [
+            *status["conditions"],
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "TerminationByKubelet",
+                "message": SHUTDOWN_POD_MESSAGE,
+                "lastProbeTime": None,
+                "lastTransitionTime": format_time(self.clock.now()),
+            },
+        ]
+        await self.client_for(rec.node).patch(
+            PODS, name(pod), {"status": status}, namespace=namespace(pod), subresource="status"
+        )
 
     # ---- termination --------------------------------------------------------------------
     async def _terminate(self, pod: Frozen, rec: PodRecord) -> None:
