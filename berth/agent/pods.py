@@ -113,6 +113,7 @@ class PodRecord:
     # The terminal phase once decided (Succeeded/Failed): reported from then on, never
     # recomputed (upstream's kubelet never moves a pod out of a terminal phase either).
     terminal_phase: str = ""
+    settled: bool = False  # its terminal status is in the API: nothing more to report
     terminating_since: float | None = None  # monotonic time the deletion was first seen
     events: list[PendingEvent] = field(default_factory=list)  # posted after the status
 
@@ -276,8 +277,15 @@ class PodManager:
         if meta(pod).get("deletionTimestamp"):
             await self._terminate(pod, rec)
             return
+        api_phase = str((pod.get("status") or {}).get("phase") or "")
+        if api_phase in ("Succeeded", "Failed") and not rec.terminal_phase:
+            # Terminal in the API already (reported before an agent restart, or stopped by a
+            # graceful node shutdown before a reboot): never run again, and leave its last
+            # status as it is (the kubelet never restarts a pod in a terminal phase either).
+            rec.finished, rec.terminal_phase, rec.settled = True, api_phase, True
         if rec.finished:
-            await self._report(pod, rec)
+            if not rec.settled:
+                await self._report(pod, rec)
             return
         if not rec.sandbox:
             try:

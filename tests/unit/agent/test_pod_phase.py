@@ -6,6 +6,7 @@ UNKNOWN_CONFIRM fails the pod, reported with exit code 137 and never as success.
 from __future__ import annotations
 
 from berth.agent.pods import UNKNOWN_CONFIRM, UNKNOWN_EXIT_CODE
+from berth.client.resources import PODS
 from tests.unit.agent.rig import Rig, run
 
 
@@ -108,5 +109,24 @@ def test_a_succeeded_pod_stays_succeeded_when_reported_again() -> None:
         await r.sync()  # a later reconcile of the finished pod (any pod event does it)
         assert r.status()["phase"] == "Succeeded", r.status()
         assert r.container()["state"]["terminated"]["exitCode"] == 0
+
+    run(body())
+
+
+def test_a_pod_terminal_in_the_api_is_never_run_again() -> None:
+    """After a graceful node shutdown and a reboot (or an agent restart), a pod the API already
+    shows Failed or Succeeded must not get its containers back: its replacement runs
+    elsewhere."""
+
+    async def body() -> None:
+        r = Rig()
+        r.add(restartPolicy="Always")
+        stored = r.api.stored(PODS, "default/p")
+        assert stored is not None
+        final = {"phase": "Failed", "reason": "Terminated", "message": "shut down"}
+        await r.api.patch(PODS, "p", {"status": final}, namespace="default", subresource="status")
+        await r.sync()
+        assert r.runtime.running() == 0
+        assert r.status() == final, "its last status stays as it was"
 
     run(body())
