@@ -7,10 +7,11 @@ applied with ``spec.podEvictionTimeout: 20``:
 * a worker shut down cleanly (``lab stop``: SIGTERM to its systemd): before the host goes
   down, its agent marks the node NotReady ("node is shutting down") and stops its pods —
   SIGTERM, their exit recorded — reporting them Failed/Terminated, all read back from the
-  API server once the host is off.
+  API server once the host is off; booted again, the node does not run those pods again
+  (their replacements do).
 
-The tests leave their host off (the lab is this module's own): each faults a worker that is
-still up, in either order.
+The power-cut test leaves its host off (the lab is this module's own): each test faults a
+worker that is still up, in either order.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import yaml
 
 from provisioner.smoke_image import smoke_image
 from tests.lab.conftest import LabFactory
-from tests.lab.test_cluster_workloads import Cluster, wait_for
+from tests.lab.test_cluster_workloads import RUNC, Cluster, wait_for
 from tests.lab.workloads import Node
 
 pytestmark = pytest.mark.lab
@@ -149,4 +150,12 @@ def test_a_clean_poweroff_stops_pods_and_marks_the_node_not_ready_first(
         assert term.get("exitCode") == 7, f"{name} did not get SIGTERM: {status}"
         conditions = {c["type"]: c for c in status["conditions"]}
         assert conditions["DisruptionTarget"]["reason"] == "TerminationByKubelet"
+    # Booted again, the node never runs the pods it stopped (their replacements do).
+    uids = {cluster.pod(n)["metadata"]["uid"] for n in names}
+    cluster.lab.start(host)
+    wait_for(f"{host} Ready again", lambda: _ready_condition(cluster, host)["status"] == "True")
+    wait_for("the replacements running", lambda: _running(cluster, "drain", 2), timeout=120)
+    running = cluster.nodes[host].ssh(f"{RUNC} list -q").stdout.decode()
+    assert not [u for u in uids if u in running], running
+    assert {cluster.pod(n)["status"]["phase"] for n in names} == {"Failed"}
     cluster.kubectl("delete", "deployment", "drain", "--wait=false")
