@@ -468,16 +468,20 @@ class RuncRuntime:
         deadline = loop.time() + seconds
         exit_file = self._dir(cid) / "exit.json"
         meta = _read_json(self._dir(cid) / "meta.json") or {}
+        ended = False  # runc says the process is gone
         while True:
             if exit_file.exists():
                 return True
             # While its init process is alive there is nothing to ask runc (every 50 ms).
-            if not self._known_running(cid, meta):
+            if not ended and not self._known_running(cid, meta):
                 state = await self.runc_state(cid)
-                if state is None or state.get("status") == "stopped":
-                    return True
+                ended = state is None or state.get("status") == "stopped"
+            # Gone, but its shim may still be writing the exit file: stopped means the exit
+            # is recorded (what callers report next), unless there is no shim to record it.
+            if ended and not self._shim_alive(meta):
+                return True
             if loop.time() >= deadline:
-                return False
+                return ended
             await asyncio.sleep(POLL_SECONDS)
 
     async def remove_container(self, cid: ContainerID) -> None:

@@ -226,3 +226,27 @@ def test_a_shim_gone_without_an_exit_file_is_an_unknown_end(tmp_path: Path) -> N
     assert rt.has_ended(cid) is True
     status = asyncio.run(rt.container_status(cid))
     assert (status.state, status.reason) == (ContainerState.UNKNOWN, "ContainerStatusUnknown")
+
+
+def test_stopping_returns_once_the_shim_recorded_the_exit(tmp_path: Path) -> None:
+    """A graceful node shutdown reports each stopped container's exit code right after the
+    stop: the stop must not return while the shim is still writing it (issue 19.9)."""
+    rt, proc = _stopped_runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4100, ticks=555)  # the shim, alive
+    asyncio.run(rt._spawn_shim(cid, rt.containers_dir / cid))
+
+    async def stop() -> bool:
+        async def shim_writes_soon() -> None:
+            await asyncio.sleep(0.3)
+            (rt.containers_dir / cid / "exit.json").write_text('{"exitCode": 7}')
+
+        writer = asyncio.create_task(shim_writes_soon())
+        stopped = await rt._wait_stopped(cid, 5.0)
+        recorded = (rt.containers_dir / cid / "exit.json").exists()
+        await writer
+        return stopped and recorded
+
+    assert asyncio.run(stop()) is True
+    status = asyncio.run(rt.container_status(cid))
+    assert (status.state, status.exit_code) == (ContainerState.EXITED, 7)
