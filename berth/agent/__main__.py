@@ -15,6 +15,7 @@ from berth.agent.fleet import Fleet
 from berth.agent.network import NodeNetwork
 from berth.agent.node import NodeAgent
 from berth.agent.runtime import Runtime
+from berth.agent.shutdown import host_shutting_down, shut_down_gracefully
 from berth.agent.simulated import SimulatedRuntime
 from berth.client.http import HttpClient
 from berth.client.interface import ApiClient
@@ -117,6 +118,8 @@ async def _run(config_path: str) -> None:
         if network is not None:
             network_task = asyncio.create_task(network.run(), name="agent-network")
         await stop.wait()
+        if await asyncio.to_thread(host_shutting_down):
+            await shut_down_gracefully(fleet, grace_cap=config.shutdown_grace_period)
     finally:
         if network_task is not None:
             network_task.cancel()

@@ -67,6 +67,9 @@ class AgentConfig:
     status_report_interval: float = 60.0
     status_check_interval: float = 10.0
     workers: int = 8
+    # Graceful node shutdown (berth.agent.shutdown): at most this long to stop the pods when
+    # the host powers off cleanly (each pod gets min(its terminationGracePeriodSeconds, this)).
+    shutdown_grace_period: float = 30.0
     server: ServerConfig | None = None
     runc: RuncConfig = field(default_factory=RuncConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -171,6 +174,7 @@ def load_config(path: str | Path) -> AgentConfig:
         status_report_interval=float(raw.get("statusReportSeconds", 60.0)),
         status_check_interval=float(raw.get("statusCheckSeconds", 10.0)),
         workers=int(raw.get("workers", 8)),
+        shutdown_grace_period=float(raw.get("shutdownGracePeriodSeconds", 30.0)),
         server=ServerConfig(
             address=str(server.get("address", "127.0.0.1")),
             port=int(server.get("port", 10250)),

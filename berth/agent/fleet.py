@@ -221,6 +221,15 @@ class Fleet:
                 if rec.node == node:
                     self.manager.enqueue(key)
 
+    def stop_reconciling(self) -> None:
+        """Stop every pod-side task (informer, reconcile workers, polls) but the node
+        heartbeats: nothing restarts a container from now on (graceful node shutdown)."""
+        self.manager.queue.shutdown()
+        heartbeats = set(self._node_tasks.values())
+        for t in self._tasks:
+            if t not in heartbeats:
+                t.cancel()
+
     async def stop(self) -> None:
         self.manager.queue.shutdown()
         for t in self._tasks:

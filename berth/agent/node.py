@@ -31,6 +31,7 @@ NODE_LEASE_NAMESPACE = "kube-node-lease"
 # the berth release as semver build metadata, so `kubectl get nodes` tells which release a node
 # runs (upgrades are visible there too).
 KUBELET_VERSION = f"v1.20.0+berth.{__version__}"
+SHUTTING_DOWN = "node is shutting down"  # the Ready condition's message (as the kubelet's)
 
 
 def os_image(os_release: Path = Path("/etc/os-release")) -> str:
@@ -74,6 +75,8 @@ class NodeAgent:
         self.pod_cidr = ""
         self.registered = asyncio.Event()
         self.heartbeats = 0
+        # Set when the host shuts down (berth.agent.shutdown): Ready=False from then on.
+        self.shutting_down = False
 
     @property
     def name(self) -> str:
@@ -124,7 +127,9 @@ class NodeAgent:
                     "DiskPressure", "False", "KubeletHasNoDiskPressure", message="no disk pressure"
                 ),
                 cond("PIDPressure", "False", "KubeletHasSufficientPID", message="sufficient PID"),
-                cond(
+                cond("Ready", "False", "KubeletNotReady", message=SHUTTING_DOWN)
+                if self.shutting_down
+                else cond(
                     "Ready", "True", "KubeletReady", message="berth agent is posting ready status"
                 ),
             ],

@@ -54,6 +54,16 @@ BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 CONFIG_RETRY = 10.0  # retry a container whose ConfigMap/Secret is missing
 PULL_BACKOFF_REPORT = 1.0  # ErrImagePull shows this long before it becomes ImagePullBackOff
+# An exit the runtime reports without a code (it has no record of how the container ended) is
+# believed only once it stayed so this long, looked at every UNKNOWN_RECHECK seconds: a
+# runtime records an exit within milliseconds, so a transient unknown (the exit still being
+# written) never decides a pod's phase, while a lost one (node rebooted, shim killed) does.
+UNKNOWN_CONFIRM = 10.0
+UNKNOWN_RECHECK = 1.0
+# What an exit without a code is reported as (the kubelet's code for a container it can no
+# longer locate, reason ContainerStatusUnknown): never 0, so never mistaken for success.
+UNKNOWN_EXIT_CODE = 137
+SHUTDOWN_POD_MESSAGE = "Pod was terminated in response to imminent node shutdown."
 _PROBE_KINDS: tuple[ProbeKind, ...] = ("startup", "liveness", "readiness")
 
 
@@ -70,6 +80,8 @@ class ContainerRecord:
     next_probe: dict[str, float] = field(default_factory=dict)
     last_status: ContainerStatus | None = None
     previous_status: ContainerStatus | None = None
+    # Monotonic time the runtime first said the current instance exited without a code.
+    unknown_since: float | None = None
     config_error: str = ""  # why it could not be created (CreateContainerConfigError)
     # Image pulls: the waiting reason (ErrImagePull, ImagePullBackOff, ErrImageNeverPull),
     # its message, how many pulls failed in a row and when the next may be tried.
@@ -97,6 +109,11 @@ class PodRecord:
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     last_report: Obj | None = None
     finished: bool = False
+    init_failed: bool = False  # an init container failed for good (restartPolicy Never)
+    # The terminal phase once decided (Succeeded/Failed): reported from then on, never
+    # recomputed (upstream's kubelet never moves a pod out of a terminal phase either).
+    terminal_phase: str = ""
+    settled: bool = False  # its terminal status is in the API: nothing more to report
     terminating_since: float | None = None  # monotonic time the deletion was first seen
     events: list[PendingEvent] = field(default_factory=list)  # posted after the status
 
@@ -260,8 +277,15 @@ class PodManager:
         if meta(pod).get("deletionTimestamp"):
             await self._terminate(pod, rec)
             return
+        api_phase = str((pod.get("status") or {}).get("phase") or "")
+        if api_phase in ("Succeeded", "Failed") and not rec.terminal_phase:
+            # Terminal in the API already (reported before an agent restart, or stopped by a
+            # graceful node shutdown before a reboot): never run again, and leave its last
+            # status as it is (the kubelet never restarts a pod in a terminal phase either).
+            rec.finished, rec.terminal_phase, rec.settled = True, api_phase, True
         if rec.finished:
-            await self._report(pod, rec)
+            if not rec.settled:
+                await self._report(pod, rec)
             return
         if not rec.sandbox:
             try:
@@ -300,11 +324,12 @@ class PodManager:
         policy = str(spec.get("restartPolicy") or "Always")
         init_done = await self._run_init(pod, rec, policy=policy, wake=wake)
         if init_done is None:  # an init container failed for good
-            rec.finished = True
+            rec.init_failed = rec.finished = True
         elif init_done:
             for c in spec.get("containers") or ():
                 await self._run_container(pod, rec, c, policy=policy, wake=wake)
                 await self._probe(pod, rec, c, wake=wake)
+        self._recheck_pending(rec, wake)
         await self._report(pod, rec)
         await self._post_events(pod, rec)
         if wake:
@@ -313,8 +338,29 @@ class PodManager:
     async def _refresh(self, cr: ContainerRecord) -> ContainerStatus | None:
         if cr.current is None:
             return None
-        cr.last_status = await self.runtime.container_status(cr.current)
+        self._observe(cr, await self.runtime.container_status(cr.current))
         return cr.last_status
+
+    def _observe(self, cr: ContainerRecord, st: ContainerStatus | None) -> None:
+        cr.last_status = st
+        if st is not None and st.phase == "exited" and st.exit_code is None:
+            if cr.unknown_since is None:
+                cr.unknown_since = self.clock.monotonic()
+        else:
+            cr.unknown_since = None
+
+    def _exit_pending(self, cr: ContainerRecord | None) -> bool:
+        """True while the runtime says ``cr`` exited but not how, for less than
+        UNKNOWN_CONFIRM: it is not an exit yet (no phase, restart or init verdict from it)."""
+        if cr is None or cr.unknown_since is None:
+            return False
+        return self.clock.monotonic() - cr.unknown_since < UNKNOWN_CONFIRM
+
+    def _recheck_pending(self, rec: PodRecord, wake: list[float]) -> None:
+        now = self.clock.monotonic()
+        for cr in rec.containers.values():
+            if self._exit_pending(cr) and cr.unknown_since is not None:
+                wake.append(min(now + UNKNOWN_RECHECK, cr.unknown_since + UNKNOWN_CONFIRM))
 
     async def _start(
         self, pod: Frozen, rec: PodRecord, c: Mapping[str, Any], *, init: bool
@@ -369,7 +415,7 @@ class PodManager:
         cr.failures.clear()
         cr.next_probe.clear()
         cr.current = cid
-        cr.last_status = await self.runtime.container_status(cr.current)
+        self._observe(cr, await self.runtime.container_status(cr.current))
         rec.event("Created", f"Created container {cr.name}")
         rec.event("Started", f"Started container {cr.name}")
         return None
@@ -394,7 +440,7 @@ class PodManager:
                 if retry is not None:
                     wake.append(retry)
                 return False
-            if st.phase != "exited":
+            if st.phase != "exited" or self._exit_pending(cr):
                 return False
             if st.exit_code == 0:
                 continue
@@ -420,7 +466,7 @@ class PodManager:
             if retry is not None:
                 wake.append(retry)
             return
-        if st.phase != "exited":
+        if st.phase != "exited" or self._exit_pending(cr):
             return
         restart = policy == "Always" or (policy == "OnFailure" and st.exit_code != 0)
         if not restart:
@@ -492,6 +538,45 @@ class PodManager:
                 cr.ready = False
                 wake.append(now)  # restart on the next pass (policy + backoff apply)
                 return
+
+    # ---- graceful node shutdown ---------------------------------------------------------
+    async def stop_for_shutdown(self, rec: PodRecord, *, grace_cap: float) -> None:
+        """Stop ``rec``'s containers (SIGTERM, SIGKILL after min(its grace period,
+        ``grace_cap``)) and report the pod Failed/Terminated with a DisruptionTarget
+        condition, as the kubelet's graceful node shutdown does. The reconcile loop must be
+        stopped first (nothing may restart the containers)."""
+        pod = self.pods.get(rec.key)
+        if pod is None or rec.finished:
+            return
+        spec = pod.get("spec") or {}
+        grace = min(float(spec.get("terminationGracePeriodSeconds", 30)), grace_cap)
+        ids = [cr.current for cr in rec.containers.values() if cr.current is not None]
+        await asyncio.gather(
+            *(self.runtime.stop_container(i, grace_seconds=grace) for i in ids),
+            return_exceptions=True,
+        )
+        for cr in rec.containers.values():
+            await self._refresh(cr)
+            cr.ready = False
+            cr.unknown_since = None  # what the runtime says now is all there will be
+        rec.terminal_phase = "Failed"
+        status = self._build_status(pod, rec)
+        status["reason"] = "Terminated"
+        status["message"] = SHUTDOWN_POD_MESSAGE
+        status["conditions"] = [
+            *status["conditions"],
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "TerminationByKubelet",
+                "message": SHUTDOWN_POD_MESSAGE,
+                "lastProbeTime": None,
+                "lastTransitionTime": format_time(self.clock.now()),
+            },
+        ]
+        await self.client_for(rec.node).patch(
+            PODS, name(pod), {"status": status}, namespace=namespace(pod), subresource="status"
+        )
 
     # ---- termination --------------------------------------------------------------------
     async def _terminate(self, pod: Frozen, rec: PodRecord) -> None:
@@ -616,7 +701,12 @@ class PodManager:
             return out
         st = cr.last_status
         out["containerID"] = f"{self.runtime.name}://{st.id}"
-        if st.phase == "running" and st.started_at is not None:
+        if self._exit_pending(cr):
+            # Not an exit yet (see UNKNOWN_CONFIRM): report what was last known, running.
+            if st.started_at is not None:
+                out["state"] = {"running": {"startedAt": format_time(st.started_at)}}
+                out["started"] = cr.started
+        elif st.phase == "running" and st.started_at is not None:
             out["state"] = {"running": {"startedAt": format_time(st.started_at)}}
             out["started"] = cr.started
         elif st.phase == "exited":
@@ -661,7 +751,9 @@ class PodManager:
             and cr.last_status.exit_code == 0
             for cr in init_states
         )
-        init_failed = rec.finished
+        # The phase follows recorded exits only: a pending one still counts as running, a
+        # confirmed exit without a code as a failure (UNKNOWN_EXIT_CODE), never as success.
+        init_failed = rec.init_failed
         app_recs = [rec.containers.get(str(c["name"])) for c in apps]
         statuses = [
             self._container_status(
@@ -676,9 +768,16 @@ class PodManager:
             self._container_status(c, cr, waiting_reason="PodInitializing", pod=pod, init=True)
             for c, cr in zip(inits, init_states, strict=True)
         ]
-        phases = [cr.last_status.phase if cr and cr.last_status else "none" for cr in app_recs]
-        codes = [cr.last_status.exit_code if cr and cr.last_status else None for cr in app_recs]
-        if init_failed:
+        phases = [
+            "running"
+            if self._exit_pending(cr)
+            else (cr.last_status.phase if cr and cr.last_status else "none")
+            for cr in app_recs
+        ]
+        codes = [_exit_code(cr.last_status) if cr and cr.last_status else None for cr in app_recs]
+        if rec.terminal_phase:
+            phase = rec.terminal_phase
+        elif init_failed:
             phase = "Failed"
         elif not init_ok:
             phase = "Pending"
@@ -699,6 +798,7 @@ class PodManager:
             phase = "Pending"
         if phase in ("Succeeded", "Failed"):
             rec.finished = True
+            rec.terminal_phase = phase
         all_ready = bool(app_recs) and all(cr is not None and cr.ready for cr in app_recs)
         if phase in ("Succeeded", "Failed"):
             all_ready = False
@@ -784,11 +884,23 @@ class PodManager:
         return cr.previous if previous else cr.current
 
 
+def _exit_code(st: ContainerStatus) -> int | None:
+    """The code to judge an exited container by (None while it runs)."""
+    if st.phase != "exited":
+        return None
+    return st.exit_code if st.exit_code is not None else UNKNOWN_EXIT_CODE
+
+
 def _terminated(st: ContainerStatus, runtime: str) -> Obj:
-    return {
-        "exitCode": st.exit_code if st.exit_code is not None else 0,
-        "reason": st.reason or ("Completed" if st.exit_code == 0 else "Error"),
+    code = st.exit_code if st.exit_code is not None else UNKNOWN_EXIT_CODE
+    out: Obj = {
+        "exitCode": code,
+        "reason": st.reason
+        or ("Completed" if code == 0 else "Error" if st.exit_code is not None else "Unknown"),
         "startedAt": format_time(st.started_at) if st.started_at else None,
         "finishedAt": format_time(st.finished_at) if st.finished_at else None,
         "containerID": f"{runtime}://{st.id}",
     }
+    if st.exit_code is None and st.message:
+        out["message"] = st.message
+    return out

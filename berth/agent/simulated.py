@@ -72,10 +72,31 @@ class SimulatedRuntime:
 
     # ---- scripting (tests) --------------------------------------------------------------
     def exit(self, namespace: str, pod: str, container: str, *, code: int = 0) -> None:
-        """Make the running instance of ``container`` exit now with ``code``."""
+        """Make the running instance of ``container`` exit now with ``code`` (or record the
+        code of an exit :meth:`exit_unrecorded` left without one)."""
         c = self._find(namespace, pod, container)
-        if c is not None and c.status.phase != "exited":
+        if c is not None and (c.status.phase != "exited" or c.status.exit_code is None):
             self._finish(c, code, "Completed" if code == 0 else "Error")
+
+    def exit_unrecorded(self, namespace: str, pod: str, container: str) -> None:
+        """Make ``container`` end without a recorded exit code, as a runtime reports one
+        whose exit is still being written or was lost (``ContainerStatusUnknown``)."""
+        c = self._find(namespace, pod, container)
+        if c is None or c.status.phase == "exited":
+            return
+        for t in c.timers:
+            t.cancel()
+        c.status = replace(
+            c.status,
+            phase="exited",
+            exit_code=None,
+            reason="ContainerStatusUnknown",
+            message="no exit code recorded",
+            started_at=c.status.started_at or self.clock.now(),
+        )
+        sb = self._sandboxes.get(c.status.sandbox_id)
+        if sb is not None:
+            self._notify(sb.config)
 
     def script_exit(
         self, namespace: str, pod: str, container: str, *, after: float, code: int

@@ -206,6 +206,7 @@ class ApiServer:
             service_ips=self.service_ips,
             node_ports=self.node_ports,
             pod_security=self.config.pod_security,
+            default_tolerations=self.config.default_tolerations,
         )
         self.registry.escalation = EscalationCheck(self.authorizer, self.registry.get)
         self.registry.service_accounts = self.service_accounts

@@ -30,6 +30,9 @@ Example ``apiserver.yaml``::
       audit: restricted
       warn: restricted
       exemptions: {usernames: [], runtimeClasses: [], namespaces: [kube-system]}
+    defaultTolerationSeconds: # DefaultTolerationSeconds admission (berth.apiserver.tolerations)
+      notReady: 300           # seconds a pod stays on a not-ready / unreachable node
+      unreachable: 300
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import yaml
 from berth.store.config import DatastoreConfig, DatastoreConfigError
 
 from .podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
+from .tolerations import DefaultTolerationSeconds
 
 MEMORY = DatastoreConfig(type="memory")
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -80,6 +84,7 @@ class ServerConfig:
     api_audiences: tuple[str, ...] = ()  # empty: the issuer, as upstream
     service_account_max_token_expiration: int = DEFAULT_MAX_TOKEN_EXPIRATION
     pod_security: PodSecurityConfig = SECURE_POD_SECURITY
+    default_tolerations: DefaultTolerationSeconds = field(default_factory=DefaultTolerationSeconds)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,6 +140,9 @@ def load_config(path: Path) -> ServerConfig:
     datastore = _datastore(ds, base, str(path))
     try:
         pod_security = PodSecurityConfig.from_mapping(data.get("podSecurity", {}))
+        default_tolerations = DefaultTolerationSeconds.from_mapping(
+            data.get("defaultTolerationSeconds")
+        )
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     cert, key, ca = (_path(tls[k], base) for k in ("certFile", "keyFile", "clientCAFile"))
@@ -164,6 +172,7 @@ def load_config(path: Path) -> ServerConfig:
             data.get("serviceAccountMaxTokenExpiration"), str(path)
         ),
         pod_security=pod_security,
+        default_tolerations=default_tolerations,
     )
 
 

@@ -57,6 +57,7 @@ from .selectors import (
     selector_to_string,
 )
 from .services import ServiceAddresses
+from .tolerations import DefaultTolerationSeconds, add_default_tolerations
 from .validation import validate, validate_update
 from .watch import ObjEvent
 
@@ -122,6 +123,7 @@ class Registry:
         node_ports: PortAllocator,
         resources: ResourceTable = TABLE,
         pod_security: PodSecurityConfig | None = None,
+        default_tolerations: DefaultTolerationSeconds | None = None,
     ) -> None:
         self.store = store
         self.codec = codec
@@ -135,6 +137,8 @@ class Registry:
         # ServiceAccount admission of pods and each namespace's default account (set by the
         # server; None in registries built without one).
         self.service_accounts: ServiceAccounts | None = None
+        # DefaultTolerationSeconds admission (berth.apiserver.tolerations).
+        self.default_tolerations = default_tolerations or DefaultTolerationSeconds()
         self.pod_security = (
             PodSecurityAdmission(
                 pod_security, read_namespace=self._read_namespace, list_pods=self._pods_in
@@ -390,6 +394,8 @@ class Registry:
                 secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
             )
         strategy.prepare_for_create(rd, obj, ns)
+        if rd.kind == "Pod":
+            add_default_tolerations(obj, self.default_tolerations)
         if rd.kind == "Pod" and self.service_accounts is not None:
             await self._check_namespace(ns)  # a missing namespace is a 404, as upstream
             await self.service_accounts.admit_pod(self, ns, obj)
@@ -501,6 +507,8 @@ class Registry:
         dry_run: bool,
     ) -> Obj:
         new = strategy.prepare_for_update(rd, old, new, subresource)
+        if rd.kind == "Pod" and not subresource:
+            add_default_tolerations(new, self.default_tolerations)
         errs = validate(rd, new) + validate_update(rd, old, new)
         if errs:
             raise invalid(rd, name, errs)

@@ -28,7 +28,6 @@ _SPECLESS = {
     "ClusterRoleBinding",
 }
 
-DEFAULT_TOLERATION_SECONDS = 300
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
 
 
@@ -78,18 +77,7 @@ def apply_defaults(rd: ResourceDef, obj: Obj) -> None:
             spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
         spec.setdefault("priority", 0)
-        tolerations = spec.setdefault("tolerations", [])
-        keys = {t.get("key") for t in tolerations if isinstance(t, dict)}
-        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-            if key not in keys:
-                tolerations.append(
-                    {
-                        "key": key,
-                        "operator": "Exists",
-                        "effect": "NoExecute",
-                        "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
-                    }
-                )
+        # not-ready/unreachable tolerations: berth.apiserver.tolerations (admission).
     elif kind == "Deployment" and isinstance(spec, dict):
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)

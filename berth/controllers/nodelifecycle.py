@@ -8,8 +8,9 @@ status."), its pods are marked not ready, and it gets the ``node.kubernetes.io/u
 NoExecute taint (``not-ready`` when the agent itself reports Ready=False). The taint manager
 part then evicts (deletes) every pod on a NoExecute-tainted node that does not tolerate the
 taint — at once, or after the toleration's ``tolerationSeconds``. A pod with no toleration for
-not-ready/unreachable gets ``default_toleration_seconds`` (300s), as kube-apiserver's
-DefaultTolerationSeconds admission would have given it.
+not-ready/unreachable gets ``default_toleration_seconds`` (300s, the cluster spec's
+``podEvictionTimeout``), as the API server's DefaultTolerationSeconds admission
+(:mod:`berth.apiserver.tolerations`) gives every pod created since.
 
 reconcile(node name) is level-triggered; a periodic monitor re-enqueues every node every
 ``monitor_period`` seconds, and reconcile asks to be retried when the next eviction is due.

@@ -419,6 +419,18 @@ class RuncRuntime:
             raise ContainerError(
                 f"runc create {cid} failed: {result.stderr.decode(errors='replace').strip()}"
             )
+        # The shim's identity (pid and start time), so that a stopped container without an
+        # exit file can be told apart: shim alive = exit being recorded, shim gone = lost.
+        try:
+            verdict = json.loads(result.stdout or b"{}")
+        except ValueError:
+            verdict = {}
+        shim_pid = verdict.get("shim") if isinstance(verdict, dict) else None
+        ticks = process_start_ticks(shim_pid, self.proc) if isinstance(shim_pid, int) else None
+        if isinstance(shim_pid, int) and ticks is not None:
+            meta = self._meta(cid)
+            meta["shimPid"], meta["shimStartTicks"] = shim_pid, ticks
+            _write_json(bundle / "meta.json", meta)
 
     async def start_container(self, cid: ContainerID) -> None:
         """``runc start``: the created container's process begins to run."""
@@ -456,16 +468,20 @@ class RuncRuntime:
         deadline = loop.time() + seconds
         exit_file = self._dir(cid) / "exit.json"
         meta = _read_json(self._dir(cid) / "meta.json") or {}
+        ended = False  # runc says the process is gone
         while True:
             if exit_file.exists():
                 return True
             # While its init process is alive there is nothing to ask runc (every 50 ms).
-            if not self._known_running(cid, meta):
+            if not ended and not self._known_running(cid, meta):
                 state = await self.runc_state(cid)
-                if state is None or state.get("status") == "stopped":
-                    return True
+                ended = state is None or state.get("status") == "stopped"
+            # Gone, but its shim may still be writing the exit file: stopped means the exit
+            # is recorded (what callers report next), unless there is no shim to record it.
+            if ended and not self._shim_alive(meta):
+                return True
             if loop.time() >= deadline:
-                return False
+                return ended
             await asyncio.sleep(POLL_SECONDS)
 
     async def remove_container(self, cid: ContainerID) -> None:
@@ -514,16 +530,29 @@ class RuncRuntime:
             return False
         return process_start_ticks(pid, self.proc) == ticks
 
+    def _shim_alive(self, meta: Mapping[str, Any]) -> bool | None:
+        """Whether the container's shim still runs (same pid and start time); None when its
+        identity was not recorded (a container made before shims reported it)."""
+        pid, ticks = meta.get("shimPid"), meta.get("shimStartTicks")
+        if not isinstance(pid, int) or not isinstance(ticks, int):
+            return None
+        return process_start_ticks(pid, self.proc) == ticks
+
     def has_ended(self, cid: ContainerID) -> bool:
         """Cheap exit check for a container believed running (no runc): its shim wrote the
-        exit file, or its init process is gone (the shim died too). Containers started
-        without a recorded init process are judged by the exit file alone."""
+        exit file, or its shim is gone without writing one. While the shim lives, the exit is
+        not recorded yet: the container counts as running (its process may be gone; the
+        exit file follows within milliseconds). Without a recorded shim, a gone init process
+        ends it; with neither, the exit file alone does."""
         if (self._dir(cid) / "exit.json").exists():
             return True
         try:
             meta = self._meta(cid)
         except ContainerNotFound:
             return True
+        shim_alive = self._shim_alive(meta)
+        if shim_alive is not None:
+            return not shim_alive
         pid, ticks = meta.get("initPid"), meta.get("initStartTicks")
         if not isinstance(pid, int) or not isinstance(ticks, int):
             return False
@@ -551,6 +580,11 @@ class RuncRuntime:
             return ContainerStatus(state=ContainerState.RUNNING, pid=pid, **common)
         if runc_status == "created" and exit_doc is None:
             return ContainerStatus(state=ContainerState.CREATED, pid=pid, **common)
+        if exit_doc is None and self._shim_alive(meta):
+            # The process ended but its shim has not written the exit file yet (a busy node
+            # takes a while): not an exit we can report, and never an unknown one. Like a
+            # CRI runtime, it stays running until the exit is recorded.
+            return ContainerStatus(state=ContainerState.RUNNING, pid=None, **common)
         if exit_doc is not None:
             code = exit_doc.get("exitCode")
             reason = "Completed" if code == 0 else "Error"

@@ -16,7 +16,9 @@ shim's CPU time. Whatever is needed once the container runs is imported then.)
    can rotate it by copy + truncate);
 3. when ``runc create`` returns, the container's init process is re-parented to the shim,
    which waits for it and writes ``{"exitCode", "signal", "finishedAt"}`` atomically to the
-   exit file (128 + signal number for a signalled process, as Kubernetes reports it).
+   exit file (128 + signal number for a signalled process, as Kubernetes reports it). The
+   verdict names the shim's own pid: until the shim ends, a missing exit file means the exit
+   is still being recorded, not that it is lost.
 
 The shim outlives the agent: an agent restart finds running containers via ``runc`` and their
 exit codes in the exit files. Standard library only.
@@ -205,7 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)
     with open(pid_file) as fh:
         pid = int(fh.read().strip())
-    _report(write_end, f'ok {{"ok": true, "pid": {pid}, "subreaper": {str(reaper).lower()}}}')
+    # Our own pid goes with the verdict: the runtime tells "the exit is being recorded" (the
+    # shim still lives) from "no exit will ever be recorded" (the shim is gone) by it.
+    shim = os.getpid()
+    _report(
+        write_end,
+        f'ok {{"ok": true, "pid": {pid}, "shim": {shim}, "subreaper": {str(reaper).lower()}}}',
+    )
     code, sig = _wait_for(pid, reaper=reaper)
     import datetime  # noqa: PLC0415 - after the container ended
 

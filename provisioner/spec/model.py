@@ -383,6 +383,14 @@ class ClusterSpecBody(_Model):
     upgrade: Upgrade = Field(default_factory=Upgrade)
     secrets_encryption: bool = Field(True, description="encrypt Secrets at rest in the datastore")
     pod_security: PodSecurity = Field(default_factory=PodSecurity)
+    pod_eviction_timeout: int = Field(
+        300,
+        ge=0,
+        le=86400,
+        description="seconds a pod stays bound to a node that stopped being ready or reachable "
+        "before it is evicted and replaced elsewhere (Kubernetes' default not-ready/unreachable "
+        "tolerations, 300); the node is noticed as down 40 s after its last heartbeat first",
+    )
     registries: list[Registry] = Field(
         default_factory=list,
         description="registries needing a CA bundle or plain HTTP (runc nodes)",

@@ -11,7 +11,8 @@ usable for the next):
   ClusterIP from every node and its NodePort from this machine; a pod on one node reaches a pod
   on another by pod IP;
 * a killed container process is restarted and counted; a crashing container ends in
-  CrashLoopBackOff; ``kubectl logs`` (plain, -f, --previous, --tail) shows what it printed;
+  CrashLoopBackOff; 100 pods that exit at once end Succeeded or Failed per their exit code;
+  ``kubectl logs`` (plain, -f, --previous, --tail) shows what it printed;
 * pull failures are reported on the pod (ErrImagePull, ImagePullBackOff, ErrImageNeverPull);
   ``berth images load`` gives every node an image no registry serves (policy Never honoured);
 * restarting every agent keeps pods running without duplicates;
@@ -466,6 +467,46 @@ def test_crashing_container_ends_in_crash_loop_back_off_with_its_logs(cluster: C
     tail = cluster.kubectl("logs", "crasher", "--tail=1").stdout.splitlines()
     assert len(tail) == 1
     assert tail[0] in logs.splitlines()
+
+
+SHORT_LIVED = 100
+
+
+def _short_lived(index: int, image: str) -> dict[str, Any]:
+    code = 3 if index % 2 else 0
+    pod = _bare_pod(f"short-{index}", image, f"echo hi; exit {code}")
+    pod["metadata"]["labels"] = {"test": "short-lived", "expect": str(code)}
+    pod["spec"]["restartPolicy"] = "Never"
+    return pod
+
+
+def test_short_lived_pods_end_in_the_phase_their_exit_code_says(cluster: Cluster) -> None:
+    """Issue 19.8: 100 pods created at once whose container prints and exits at once (exit 0
+    and exit 3 mixed), most before the agent first looks and while their shims race to write
+    the exit files on three busy nodes: each ends Succeeded (0) or Failed (3) with its own
+    code and a finishedAt, never Failed with ContainerStatusUnknown."""
+    pods = [_short_lived(i, cluster.image) for i in range(SHORT_LIVED)]
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(pods), timeout=120)
+
+    def all_terminal() -> list[dict[str, Any]] | None:
+        found = cluster.pods("test=short-lived")
+        done = [p for p in found if p["status"].get("phase") in ("Succeeded", "Failed")]
+        return found if len(done) == SHORT_LIVED else None
+
+    started = time.monotonic()
+    found = wait_for(f"{SHORT_LIVED} short-lived pods terminal", all_terminal, timeout=300)
+    print(f"{SHORT_LIVED} short-lived pods terminal in {time.monotonic() - started:.1f}s")
+    wrong = {}
+    for pod in found:
+        expect = int(pod["metadata"]["labels"]["expect"])
+        term = _container(pod).get("state", {}).get("terminated") or {}
+        seen = (pod["status"]["phase"], term.get("exitCode"), term.get("reason"))
+        wanted = ("Succeeded", 0, "Completed") if expect == 0 else ("Failed", 3, "Error")
+        if seen != wanted or not term.get("finishedAt"):
+            wrong[pod["metadata"]["name"]] = (*seen, term.get("finishedAt"))
+    assert not wrong, f"{len(wrong)} pods ended wrongly: {wrong}"
+    assert len({p["spec"]["nodeName"] for p in found}) == 3, "spread over the three nodes"
+    cluster.kubectl("delete", "pods", "-l", "test=short-lived", "--wait=true", timeout=180)
 
 
 def test_logs_follow_streams_new_lines(cluster: Cluster) -> None:

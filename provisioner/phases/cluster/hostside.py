@@ -151,6 +151,11 @@ def apiserver_config(spec: ClusterSpec, host: HostTarget) -> dict[str, Any]:
         },
         # Pod Security Admission's cluster defaults (berth.apiserver.podsecurity).
         "podSecurity": spec.spec.pod_security.model_dump(by_alias=True, mode="json"),
+        # DefaultTolerationSeconds admission (berth.apiserver.tolerations).
+        "defaultTolerationSeconds": {
+            "notReady": spec.spec.pod_eviction_timeout,
+            "unreachable": spec.spec.pod_eviction_timeout,
+        },
     }
     # Service-account tokens: signed with the PKI's sa.key, checked with sa.pub.
     config["serviceAccountSigningKeyFile"] = f"{layout.PKI}/sa.key"
@@ -189,6 +194,7 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
                 pod_cidr=str(network.pod_cidr),
                 node_cidr_mask_size=network.node_cidr_mask_size,
                 pki=layout.PKI,
+                pod_eviction_timeout=spec.spec.pod_eviction_timeout,
             ),
         ),
         _unit(

@@ -13,12 +13,12 @@ import pytest
 
 from provisioner.artifacts.berth_bundle import Bundle, bundle_id
 from provisioner.commands import Shell, Upload, sha256_hex
-from provisioner.connectors.base import HostName
+from provisioner.connectors.base import HostName, HostTarget
 from provisioner.errors import PhaseError
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.operations.base import HostRun, OpContext, evaluate
-from provisioner.phases.cluster.hostside import prepare_bundle
+from provisioner.phases.cluster.hostside import apiserver_config, prepare_bundle
 from provisioner.phases.cluster.nodes import (
     CONTROL_PLANE_TAINT,
     MANAGED_LABELS,
@@ -38,6 +38,7 @@ from provisioner.phases.cluster.ops import (
 from provisioner.phases.cluster.removal import forget_host, record_hosts, recorded_hosts
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
+from provisioner.templating import render
 from provisioner.verify.hosts import CheckResult
 from provisioner.verify.run import VerifyReport
 
@@ -229,3 +230,30 @@ def test_planning_a_new_cluster_predicts_every_node_without_an_api(tmp_path: Pat
     assert nodes_after(data, lines.append) == 4
     assert lines[0].startswith("node cp: register, label node-role.kubernetes.io/control-plane")
     assert not (tmp_path / "state" / "unit" / "hosts.json").exists()  # planning writes nothing
+
+
+def test_pod_eviction_timeout_reaches_the_api_server_and_controller_manager(
+    tmp_path: Path,
+) -> None:
+    """Issue 19.9: spec.podEvictionTimeout (default 300, upstream's tolerations) becomes the
+    API server's DefaultTolerationSeconds and the controller manager's fallback."""
+    host = HostTarget(HostName("cp"), "10.0.0.1")
+    (tmp_path / "c.yaml").write_text(SPEC)
+    default = load_spec(tmp_path / "c.yaml")
+    assert default.spec.pod_eviction_timeout == 300
+    assert apiserver_config(default, host)["defaultTolerationSeconds"] == {
+        "notReady": 300,
+        "unreachable": 300,
+    }
+    (tmp_path / "c.yaml").write_text(SPEC + "  podEvictionTimeout: 20\n")
+    short = load_spec(tmp_path / "c.yaml")
+    assert apiserver_config(short, host)["defaultTolerationSeconds"] == {
+        "notReady": 20,
+        "unreachable": 20,
+    }
+    unit = render(
+        "berth-controller-manager.service.j2",
+        {"cluster": "c", "host": "cp", "site": "/s", "kubeconfig": "k", "pod_cidr": "p",
+         "node_cidr_mask_size": 24, "pki": "/pki", "pod_eviction_timeout": 20},
+    )  # fmt: skip
+    assert "--default-toleration-seconds 20" in unit

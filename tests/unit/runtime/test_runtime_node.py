@@ -59,7 +59,9 @@ def _shim(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
 def test_shim_reports_creation_then_records_the_exit_code(tmp_path: Path) -> None:
     result = _shim(tmp_path, "ok")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["subreaper"] is True
+    verdict = json.loads(result.stdout)
+    assert verdict["subreaper"] is True
+    assert isinstance(verdict["shim"], int), "the shim names itself (issue 19.8)"
     exit_file = tmp_path / "bundle" / "exit.json"
     deadline = time.monotonic() + 5
     while not exit_file.exists() and time.monotonic() < deadline:

@@ -166,3 +166,87 @@ def test_poll_changes_names_the_pod_whose_container_ended_once(tmp_path: Path) -
         "ns", "web-1", POD, "n1", "10.244.1.5",
     )  # fmt: skip
     assert agent.poll_changes() == [], "reported once"
+
+
+class StoppedRunner(RecordingRunner):
+    """runc says the container is stopped (its process ended); the shim's create verdict names
+    the shim's pid."""
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        self.calls.append(tuple(argv))
+        if "state" in argv:
+            return Completed(tuple(argv), 0, b'{"status": "stopped", "pid": 0}', b"")
+        return Completed(tuple(argv), 0, b'{"ok": true, "pid": 4242, "shim": 4100}', b"")
+
+
+def _stopped_runtime(tmp_path: Path) -> tuple[RuncRuntime, Path]:
+    rt, _runner, proc = _runtime(tmp_path)
+    rt.runner = StoppedRunner()
+    return rt, proc
+
+
+def test_an_exit_the_shim_has_not_recorded_yet_is_still_running(tmp_path: Path) -> None:
+    """Issue 19.8: a container that exits before anyone looks, while its shim is still
+    writing the exit file, is neither "unknown" nor ended: it runs until the exit is
+    recorded, and then reports its real code."""
+    rt, proc = _stopped_runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4100, ticks=555)  # the shim
+    asyncio.run(rt._spawn_shim(cid, rt.containers_dir / cid))
+    meta = json.loads((rt.containers_dir / cid / "meta.json").read_text())
+    assert (meta["shimPid"], meta["shimStartTicks"]) == (4100, 555)
+    asyncio.run(rt.start_container(cid))  # the process already ended: no init pid to watch
+    status = asyncio.run(rt.container_status(cid))
+    assert status.state == ContainerState.RUNNING, status
+    assert rt.has_ended(cid) is False, "the shim is still recording the exit"
+    exit_doc = {"exitCode": 0, "signal": None, "finishedAt": "t2"}
+    (rt.containers_dir / cid / "exit.json").write_text(json.dumps(exit_doc))
+    assert rt.has_ended(cid) is True
+    status = asyncio.run(rt.container_status(cid))
+    assert (status.state, status.exit_code, status.reason) == (
+        ContainerState.EXITED,
+        0,
+        "Completed",
+    )
+
+
+def test_a_shim_gone_without_an_exit_file_is_an_unknown_end(tmp_path: Path) -> None:
+    rt, proc = _stopped_runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4100, ticks=555)
+    asyncio.run(rt._spawn_shim(cid, rt.containers_dir / cid))
+    _stat(proc, 4100, ticks=556)  # the pid now belongs to another process: the shim died
+    assert rt.has_ended(cid) is True
+    status = asyncio.run(rt.container_status(cid))
+    assert (status.state, status.reason) == (ContainerState.UNKNOWN, "ContainerStatusUnknown")
+
+
+def test_stopping_returns_once_the_shim_recorded_the_exit(tmp_path: Path) -> None:
+    """A graceful node shutdown reports each stopped container's exit code right after the
+    stop: the stop must not return while the shim is still writing it (issue 19.9)."""
+    rt, proc = _stopped_runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4100, ticks=555)  # the shim, alive
+    asyncio.run(rt._spawn_shim(cid, rt.containers_dir / cid))
+
+    async def stop() -> bool:
+        async def shim_writes_soon() -> None:
+            await asyncio.sleep(0.3)
+            (rt.containers_dir / cid / "exit.json").write_text('{"exitCode": 7}')
+
+        writer = asyncio.create_task(shim_writes_soon())
+        stopped = await rt._wait_stopped(cid, 5.0)
+        recorded = (rt.containers_dir / cid / "exit.json").exists()
+        await writer
+        return stopped and recorded
+
+    assert asyncio.run(stop()) is True
+    status = asyncio.run(rt.container_status(cid))
+    assert (status.state, status.exit_code) == (ContainerState.EXITED, 7)

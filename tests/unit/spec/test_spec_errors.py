@@ -49,7 +49,7 @@ CASES = [
     pytest.param(
         ONE_HOST + "colour: blue\n",
         [
-            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, podSecurity, registries, runtime, secretsEncryption, ssh, upgrade, version",
+            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, podEvictionTimeout, podSecurity, registries, runtime, secretsEncryption, ssh, upgrade, version",
         ],
         id="unknown_key_without_a_close_match",
     ),
