@@ -65,17 +65,15 @@ class HostFootprint:
 
 @dataclass(frozen=True)
 class Footprint(Fact[HostFootprint]):
-    """The footprint recorded on the host (``recorded=False`` when there is none)."""
+    """The footprint recorded on the host (``recorded=False``: no record of the paths)."""
 
     def command(self) -> str:
         return (
-            f"[ -f {ABSENT_BEFORE} ] || exit 3; echo '[absent-before]'; cat {ABSENT_BEFORE}; "
-            f"echo '[packages]'; cat {PACKAGES} 2>/dev/null; true"
+            f"[ -f {ABSENT_BEFORE} ] && {{ echo '[absent-before]'; cat {ABSENT_BEFORE}; }}; "
+            f"[ -f {PACKAGES} ] && {{ echo '[packages]'; cat {PACKAGES}; }}; true"
         )
 
     def parse(self, output: str, exit_code: int) -> HostFootprint:
-        if exit_code == 3:
-            return HostFootprint(recorded=False)
         sections: dict[str, list[str]] = {"[absent-before]": [], "[packages]": []}
         current: list[str] | None = None
         for raw in output.splitlines():
@@ -85,7 +83,9 @@ class Footprint(Fact[HostFootprint]):
             elif line and current is not None:
                 current.append(line)
         return HostFootprint(
-            recorded=True,
+            # packages are recorded even when the paths were not (an apply that skipped the
+            # artifacts phase): destroy removes them all the same
+            recorded="[absent-before]" in output.splitlines(),
             absent_before=tuple(p for p in sections["[absent-before]"] if p in SHARED_PATHS),
             packages=tuple(sorted(set(sections["[packages]"]))),
         )
