@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.commands import Command, Raw, Shell, Upload
+from provisioner.facts._sh import words
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.packages import Packages
@@ -36,6 +37,7 @@ DIR = "/var/lib/berth/footprint"
 etcd phases, so it names the path itself)."""
 ABSENT_BEFORE = f"{DIR}/absent-before"
 PACKAGES = f"{DIR}/packages"
+NFT_BEFORE = f"{DIR}/nftables-before"
 
 SHARED_PATHS = (
     "/etc/cni",
@@ -49,6 +51,46 @@ SHARED_PATHS = (
 footprint says it was absent before berth."""
 
 
+_FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
+# One NFT_MSG_GETTABLE dump over netlink, printing "FAMILY NAME" per table: it needs no `nft`
+# (absent before berth installs it, and again once destroy purged it).
+_LIST_TABLES = (
+    "import socket,struct\n"
+    "s=socket.socket(socket.AF_NETLINK,socket.SOCK_RAW,12)\n"
+    "s.send(struct.pack('=IHHIIBBH',20,(10<<8)|1,0x301,1,0,0,0,0))\n"
+    "done=False\n"
+    "while not done:\n"
+    " d=s.recv(65536);i=0\n"
+    " while i+16<=len(d):\n"
+    "  n,t=struct.unpack_from('=IH',d,i)\n"
+    "  if t in(2,3):done=True;break\n"
+    "  j=i+20\n"
+    "  while j+4<=i+n:\n"
+    "   l,a=struct.unpack_from('=HH',d,j)\n"
+    "   if a&0x7fff==1:print(d[i+16],d[j+4:j+l].split(bytes(1))[0].decode())\n"
+    "   j+=(l+3)&~3\n"
+    "  i+=(n+3)&~3\n"
+)
+
+
+@dataclass(frozen=True)
+class NftTables(Fact[tuple[str, ...]]):
+    """The host's nftables tables as ``FAMILY NAME`` (``ip berth``), read over netlink."""
+
+    def command(self) -> str:
+        return f"python3 -c {words((_LIST_TABLES,))}"
+
+    def parse(self, output: str, exit_code: int) -> tuple[str, ...]:
+        if exit_code != 0:
+            raise ValueError(f"listing the nftables tables failed (exit {exit_code})")
+        tables = set()
+        for line in output.splitlines():
+            family, _, name = line.strip().partition(" ")
+            if name:
+                tables.add(f"{_FAMILIES.get(int(family), family)} {name}")
+        return tuple(sorted(tables))
+
+
 @dataclass(frozen=True)
 class HostFootprint:
     """What the footprint on a host says (``recorded``: there is one)."""
@@ -56,6 +98,8 @@ class HostFootprint:
     recorded: bool
     absent_before: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
+    nft_before: tuple[str, ...] | None = None
+    """The nftables tables there before berth (``None``: not recorded)."""
 
     @property
     def created_paths(self) -> tuple[str, ...]:
@@ -70,11 +114,16 @@ class Footprint(Fact[HostFootprint]):
     def command(self) -> str:
         return (
             f"[ -f {ABSENT_BEFORE} ] && {{ echo '[absent-before]'; cat {ABSENT_BEFORE}; }}; "
-            f"[ -f {PACKAGES} ] && {{ echo '[packages]'; cat {PACKAGES}; }}; true"
+            f"[ -f {PACKAGES} ] && {{ echo '[packages]'; cat {PACKAGES}; }}; "
+            f"[ -f {NFT_BEFORE} ] && {{ echo '[nftables-before]'; cat {NFT_BEFORE}; }}; true"
         )
 
     def parse(self, output: str, exit_code: int) -> HostFootprint:
-        sections: dict[str, list[str]] = {"[absent-before]": [], "[packages]": []}
+        sections: dict[str, list[str]] = {
+            "[absent-before]": [],
+            "[packages]": [],
+            "[nftables-before]": [],
+        }
         current: list[str] | None = None
         for raw in output.splitlines():
             line = raw.strip()
@@ -88,6 +137,11 @@ class Footprint(Fact[HostFootprint]):
             recorded="[absent-before]" in output.splitlines(),
             absent_before=tuple(p for p in sections["[absent-before]"] if p in SHARED_PATHS),
             packages=tuple(sorted(set(sections["[packages]"]))),
+            nft_before=(
+                tuple(sorted(set(sections["[nftables-before]"])))
+                if "[nftables-before]" in output.splitlines()
+                else None
+            ),
         )
 
 
@@ -108,7 +162,7 @@ class FootprintRecorded(Operation):
         return "record what is on the host before berth (its footprint)"
 
     def facts(self) -> tuple[Fact[Any], ...]:
-        return (PathInfo((ABSENT_BEFORE, *SHARED_PATHS)),)
+        return (PathInfo((ABSENT_BEFORE, *SHARED_PATHS)), NftTables())
 
     def commands(self, ctx: OpContext) -> Iterator[Command]:
         paths = ctx.fact(PathInfo((ABSENT_BEFORE, *SHARED_PATHS)))
@@ -116,7 +170,10 @@ class FootprintRecorded(Operation):
             ctx.noop("the host's footprint was recorded at the first apply")
             return
         absent = [p for p in SHARED_PATHS if paths[p] is None]
+        tables = ctx.fact(NftTables())
         yield Shell("mkdir", "-p", "-m", "0700", DIR)
+        yield Upload("".join(f"{t}\n" for t in tables).encode(), NFT_BEFORE, 0o600)
+        # last: its presence says the footprint is complete
         yield Upload("".join(f"{p}\n" for p in absent).encode(), ABSENT_BEFORE, 0o600)
 
 
@@ -212,6 +269,7 @@ def footprint_problems(
     mounts: tuple[str, ...],
     keep_packages: bool,
     own_paths: tuple[str, ...] = (),
+    tables: tuple[str, ...] = (),
 ) -> list[str]:
     """What of ``footprint`` is still on the host (from the host's facts after destroy), and
     any mount left under ``own_paths`` (berth's own places)."""
@@ -227,4 +285,10 @@ def footprint_problems(
             problems.append(f"{path} (not there before berth) is still there")
     for path in (*footprint.created_paths, *own_paths):
         problems += [f"{m} is still mounted" for m in mounts_under(path, mounts)]
+    if footprint.nft_before is not None:
+        problems += [
+            f"nftables table {t} (not there before berth) is still there"
+            for t in tables
+            if t not in footprint.nft_before
+        ]
     return problems

@@ -12,7 +12,7 @@ from provisioner.connectors.base import Connector
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.packages import Packages
-from provisioner.footprint import HostFootprint, MountPoints, footprint_problems
+from provisioner.footprint import HostFootprint, MountPoints, NftTables, footprint_problems
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.ops import NODE_LEFTOVER_PROBE
 from provisioner.verify.testinfra_backend import testinfra_host
@@ -63,6 +63,7 @@ def clean_problems(
             mounts=fact(MountPoints()),
             keep_packages=keep_packages,
             own_paths=own,
+            tables=fact(NftTables()) if footprint.nft_before is not None else (),
         )
     leftover = host.run("pgrep -a -f '^/usr/bin/python3 -m berth[.]' || true").stdout.strip()
     if leftover:

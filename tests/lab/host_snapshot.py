@@ -7,6 +7,7 @@ tables, routes, network namespaces, users and groups, and the file trees berth t
 
 from __future__ import annotations
 
+from provisioner.footprint import NftTables
 from provisioner.lab import Lab, run
 
 # the trees berth writes in or next to (its own, the CNI's, runc's, etcd's, systemd's units)
@@ -19,7 +20,7 @@ ASPECTS = {
     "units": "systemctl list-unit-files --no-legend --no-pager --full | awk '{print $1, $2}'",
     "mounts": "awk '{print $5, $9}' /proc/self/mountinfo",
     "links": "ip -o link show | awk -F': ' '{print $2}'",
-    "nftables": "command -v nft >/dev/null && nft list tables || true",
+    "nftables": NftTables().command(),  # over netlink: `nft` itself comes and goes with berth
     "routes": "ip route show table all; ip -6 route show table all",
     "netns": "ip netns list",
     "users": "sed 's/:.*//; s/^/user /' /etc/passwd; sed 's/:.*//; s/^/group /' /etc/group",

@@ -17,6 +17,7 @@ from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.packages import Packages
 from provisioner.footprint import (
     ABSENT_BEFORE,
+    NFT_BEFORE,
     PACKAGES,
     SHARED_PATHS,
     CreatedPathAbsent,
@@ -24,6 +25,7 @@ from provisioner.footprint import (
     FootprintRecorded,
     HostFootprint,
     MountPoints,
+    NftTables,
     PackagesPurged,
     footprint_problems,
 )
@@ -66,23 +68,39 @@ def test_the_footprint_reads_back_what_was_recorded() -> None:
     nested = HostFootprint(True, ("/var/lib/cni", "/var/lib/cni/networks"))
     assert nested.created_paths == ("/var/lib/cni/networks", "/var/lib/cni")  # deepest first
     assert fact.parse("[absent-before]\n[packages]\n", 0) == HostFootprint(True)
+    with_nft = fact.parse("[absent-before]\n[nftables-before]\ninet filter\n", 0)
+    assert with_nft == HostFootprint(True, nft_before=("inet filter",))
+
+
+def test_nftables_tables_are_listed_over_netlink_by_family_name() -> None:
+    fact = NftTables()
+    assert fact.command().startswith("python3 -c ")
+    assert fact.parse("2 berth\n1 filter\n10 nat\n2 berth\n", 0) == (
+        "inet filter",
+        "ip berth",
+        "ip6 nat",
+    )
 
 
 def test_the_first_apply_records_the_shared_paths_absent_before_berth() -> None:
     info = PathInfo((ABSENT_BEFORE, *SHARED_PATHS))
     there = {"/etc/cni", "/var/lib/etcd"}
     state: dict[str, PathState | None] = {p: DIR if p in there else None for p in SHARED_PATHS}
-    outcome = evaluate(FootprintRecorded(), _ctx({info: {ABSENT_BEFORE: None, **state}}))
-    mkdir, upload = outcome.commands
+    tables = ("inet filter",)
+    values = {info: {ABSENT_BEFORE: None, **state}, NftTables(): tables}
+    mkdir, nft, upload = evaluate(FootprintRecorded(), _ctx(values)).commands
     assert isinstance(mkdir, Shell)
     assert mkdir.render() == "mkdir -p -m 0700 /var/lib/berth/footprint"
-    assert isinstance(upload, Upload)
+    assert isinstance(nft, Upload)
+    assert (nft.path, nft.content) == (NFT_BEFORE, b"inet filter\n")
+    assert isinstance(upload, Upload)  # last: it marks the record complete
     assert upload.path == ABSENT_BEFORE
     assert upload.mode == 0o600
     recorded = upload.content.decode().splitlines()
     assert recorded == [p for p in SHARED_PATHS if p not in there]
     # recorded once: a later apply (berth's own paths there now) never rewrites it
-    again = evaluate(FootprintRecorded(), _ctx({info: {ABSENT_BEFORE: FILE, **state}}))
+    values[info] = {ABSENT_BEFORE: FILE, **state}
+    again = evaluate(FootprintRecorded(), _ctx(values))
     assert again.commands == ()
     assert again.noop_reason == "the host's footprint was recorded at the first apply"
 
@@ -151,7 +169,9 @@ def test_mount_points_decode_the_kernels_escapes() -> None:
 
 
 def test_the_clean_check_names_each_part_of_the_footprint_left() -> None:
-    footprint = HostFootprint(True, ("/var/lib/cni", "/run/netns"), ("nftables", "runc"))
+    footprint = HostFootprint(
+        True, ("/var/lib/cni", "/run/netns"), ("nftables", "runc"), nft_before=("inet filter",)
+    )
     problems = footprint_problems(
         footprint,
         packages={"nftables": "1.0", "runc": None},
@@ -159,11 +179,13 @@ def test_the_clean_check_names_each_part_of_the_footprint_left() -> None:
         mounts=("/", "/run/berth/x"),
         keep_packages=False,
         own_paths=("/run/berth",),
+        tables=("inet filter", "ip nat"),
     )
     assert problems == [
         "package nftables (installed by berth) is still installed",
         "/var/lib/cni (not there before berth) is still there",
         "/run/berth/x is still mounted",
+        "nftables table ip nat (not there before berth) is still there",
     ]
     kept = footprint_problems(
         footprint, packages={"nftables": "1.0"}, paths={}, mounts=("/",), keep_packages=True
