@@ -53,6 +53,7 @@ def clean_problems(
             problems.append(f"{item.strip()} still there")
     own = layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS)
     if footprint is not None:
+        tables = fact(NftTables()) if footprint.nft_before is not None else None
         paths: dict[str, Any] = (
             fact(PathInfo(footprint.created_paths)) if footprint.created_paths else {}
         )
@@ -63,7 +64,7 @@ def clean_problems(
             mounts=fact(MountPoints()),
             keep_packages=keep_packages,
             own_paths=own,
-            tables=fact(NftTables()) if footprint.nft_before is not None else (),
+            tables=tables or (),
         )
     leftover = host.run("pgrep -a -f '^/usr/bin/python3 -m berth[.]' || true").stdout.strip()
     if leftover:

@@ -75,6 +75,7 @@ def test_the_footprint_reads_back_what_was_recorded() -> None:
 def test_nftables_tables_are_listed_over_netlink_by_family_name() -> None:
     fact = NftTables()
     assert fact.command().startswith("python3 -c ")
+    assert fact.parse("", 1) is None  # no nf_tables, or no right to ask: nothing compared
     assert fact.parse("2 berth\n1 filter\n10 nat\n2 berth\n", 0) == (
         "inet filter",
         "ip berth",
@@ -101,6 +102,9 @@ def test_the_first_apply_records_the_shared_paths_absent_before_berth() -> None:
     # recorded once: a later apply (berth's own paths there now) never rewrites it
     values[info] = {ABSENT_BEFORE: FILE, **state}
     again = evaluate(FootprintRecorded(), _ctx(values))
+    unreadable = {info: {ABSENT_BEFORE: None, **state}, NftTables(): None}
+    recorded_without_tables = evaluate(FootprintRecorded(), _ctx(unreadable)).commands
+    assert [c.path for c in recorded_without_tables if isinstance(c, Upload)] == [ABSENT_BEFORE]
     assert again.commands == ()
     assert again.noop_reason == "the host's footprint was recorded at the first apply"
 
@@ -162,6 +166,13 @@ def test_a_created_path_is_unmounted_deepest_first_then_removed() -> None:
     ]
     gone = {PathInfo(("/run/netns",)): {"/run/netns": None}, MountPoints(): mounts}
     assert _rendered(op, gone) == []
+    # the mask of Debian's etcd unit: systemd reloads its units once the mask is gone
+    mask = "/etc/systemd/system/etcd.service"
+    ctx = _ctx({PathInfo((mask,)): {mask: FILE}, MountPoints(): mounts})
+    assert [
+        c.render() for c in evaluate(CreatedPathAbsent(mask), ctx).commands if isinstance(c, Shell)
+    ] == [f"rm -rf -- {mask}"]
+    assert ctx.run.pending_daemon_reload
 
 
 def test_mount_points_decode_the_kernels_escapes() -> None:
