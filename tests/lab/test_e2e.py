@@ -27,7 +27,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,8 @@ class Cluster:
     state_dir: Path
     commit: str
     """The commit whose ``berth`` every apply ships (others may commit during the module)."""
-    before: dict[str, Snapshot]
-    """Each host as it was before berth's first apply."""
+    before: dict[str, Snapshot] = field(default_factory=dict)
+    """Each host as it was before berth's first apply (modules that never destroy skip it)."""
 
     def unchanged(self, *hosts: str) -> None:
         """Each of ``hosts`` is as it was before berth (names what differs)."""
