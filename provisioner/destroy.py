@@ -4,7 +4,10 @@ clusters (every step tolerates what is already gone), and skips unreachable host
 ``keep_data`` keeps ``/var/lib/berth`` (the datastore, and the runtime's image store).
 A runc node is torn down with ``python3 -m berth.runtime reset --purge`` after its agent stopped:
 every pod (CNI DEL), orphaned runc container, berth's nftables table, host-gw route and the pod
-bridge go.
+bridge go. Then what the host's footprint (:mod:`provisioner.footprint`, read before anything is
+removed) says berth added goes: the packages it installed (unless ``keep_packages``) and the
+shared paths that were not there before berth; berth's own paths (with the footprint) go last,
+so an interrupted destroy can run again. The clean check proves each of them gone.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from provisioner.connectors.base import HostTarget
 from provisioner.engine.runner import Engine, RunContext
+from provisioner.facts.base import Fact
+from provisioner.footprint import CreatedPathAbsent, Footprint, HostFootprint, PackagesPurged
 from provisioner.operations.base import Operation
 from provisioner.operations.files import Absent
 from provisioner.operations.systemd import UnitAbsent
@@ -26,17 +32,37 @@ from provisioner.reporting import CollectingReporter, Event, Reporter
 from provisioner.verify.clean import clean_problems
 
 
-def teardown_ops(keep_data: bool) -> Phase:
+def teardown_ops(
+    keep_data: bool,
+    keep_packages: bool = False,
+    footprints: dict[str, HostFootprint] | None = None,
+) -> Phase:
+    """The teardown phase; each host's footprint, as read before the teardown, is put in
+    ``footprints`` (the clean check compares the host with it)."""
+
     def ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
         paths = layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS)
+        footprint = data.host_facts(host.name, (Footprint(),)).get(Footprint())
+        if footprints is not None:
+            footprints[host.name] = footprint
+        purged = () if keep_packages or not footprint.packages else (footprint.packages,)
         return (
             *(UnitAbsent(unit) for unit in layout.TEARDOWN_UNITS),
             # after the agent stopped, before berth's code goes: pods, routes, nft, bridge
             NodeReset(purge=not keep_data),
+            # after the units stopped and the node reset (it needs runc and nft)
+            *(PackagesPurged(names) for names in purged),
+            *(CreatedPathAbsent(path) for path in footprint.created_paths),
+            # last: the footprint lives in /var/lib/berth
             *(Absent(path, recursive=True) for path in paths),
         )
 
-    return Phase("teardown", "Stop and remove berth's units, files and data", operations=ops)
+    def facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
+        return (Footprint(),)
+
+    return Phase(
+        "teardown", "Stop and remove berth's units, files and data", operations=ops, facts=facts
+    )
 
 
 @dataclass
@@ -70,6 +96,7 @@ def destroy_hosts(
     *,
     cache_dir: Path,
     keep_data: bool = False,
+    keep_packages: bool = False,
     reporter: Reporter | None = None,
     parallel: int = 16,
 ) -> DestroyResult:
@@ -77,7 +104,8 @@ def destroy_hosts(
     ctx = RunContext(inventory=Inventory(cluster, tuple(targets)), cache_dir=cache_dir)
     result = DestroyResult()
     counting = _CountingReporter(reporter or CollectingReporter())
-    phases = select([teardown_ops(keep_data)])
+    footprints: dict[str, HostFootprint] = {}
+    phases = select([teardown_ops(keep_data, keep_packages, footprints)])
     with Engine(
         ctx, phases, reporter=counting, parallel=parallel, allow_unreachable=True
     ) as engine:
@@ -89,7 +117,12 @@ def destroy_hosts(
             result.changed[host.name] = counting.done.get(host.name, 0)
 
         def check(host: HostTarget) -> list[str]:
-            return clean_problems(engine.connector(host.name), keep_data=keep_data)
+            return clean_problems(
+                engine.connector(host.name),
+                keep_data=keep_data,
+                keep_packages=keep_packages,
+                footprint=footprints.get(host.name),
+            )
 
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts)))) as pool:
             for host, problems in zip(hosts, pool.map(check, hosts), strict=True):

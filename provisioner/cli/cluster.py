@@ -89,6 +89,14 @@ def destroy(
     keep_data: Annotated[
         bool, typer.Option("--keep-data", help="keep /var/lib/berth (the datastore)")
     ] = False,
+    keep_packages: Annotated[
+        bool,
+        typer.Option(
+            "--keep-packages",
+            help="keep the Debian packages berth installed (runc, nftables, etcd, ...); "
+            "packages that were there before berth are always kept",
+        ),
+    ] = False,
     state_dir: StateOption = None,
     parallel: Annotated[int, typer.Option("--parallel", help="hosts handled at once")] = 16,
     wait_lock: WaitLockOption = None,
@@ -98,11 +106,20 @@ def destroy(
     spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
-        _destroy(spec, state, yes=yes, keep_data=keep_data, parallel=parallel)
+        _destroy(
+            spec, state, yes=yes, keep_data=keep_data, keep_packages=keep_packages,
+            parallel=parallel,
+        )  # fmt: skip
 
 
 def _destroy(
-    spec: ClusterSpec, state: ClusterState, *, yes: bool, keep_data: bool, parallel: int
+    spec: ClusterSpec,
+    state: ClusterState,
+    *,
+    yes: bool,
+    keep_data: bool,
+    keep_packages: bool,
+    parallel: int,
 ) -> None:
     targets: dict[str, HostTarget] = dict(recorded_hosts(state))
     targets.update(
@@ -116,7 +133,7 @@ def _destroy(
         )
     result = destroy_hosts(
         spec.name, list(targets.values()), cache_dir=cache_dir(), keep_data=keep_data,
-        reporter=ConsoleReporter(), parallel=parallel,
+        keep_packages=keep_packages, reporter=ConsoleReporter(), parallel=parallel,
     )  # fmt: skip
     for name in result.changed:
         if name not in result.dirty:

@@ -40,6 +40,10 @@ class DebPackages(Operation):
     """Every package in ``debs`` installed at exactly its version (``dpkg -i`` only if not)."""
 
     debs: tuple[Deb, ...]
+    record: str | None = None
+    """A list file (one name a line) the names of packages this installs that were not
+    installed at all are added to, before ``dpkg -i`` (the host's footprint: destroy removes
+    exactly those)."""
 
     @property
     def id(self) -> str:
@@ -63,6 +67,9 @@ class DebPackages(Operation):
                 "packages " + ", ".join(f"{d.name}={d.version}" for d in self.debs) + " installed"
             )
             return
+        new = tuple(d.name for d in todo if installed.get(d.name) is None)
+        if self.record is not None and new:
+            yield record_names(self.record, new)
         if paths[ARTIFACT_DIR] is None:
             yield Shell("mkdir", "-p", "-m", "0755", ARTIFACT_DIR)
         for deb in todo:
@@ -73,6 +80,18 @@ class DebPackages(Operation):
             "env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "-i", *(d.remote_path for d in todo),
             Raw(">/dev/null"),
         )  # fmt: skip
+
+
+def record_names(path: str, names: tuple[str, ...]) -> Shell:
+    """Add ``names`` to the list file ``path`` (one a line, sorted, no duplicates), atomically:
+    merged into a temp file beside it that is renamed over it (its directory is made 0700)."""
+    temp = f"{path}.tmp"
+    directory = path.rsplit("/", 1)[0] or "/"
+    return Shell(
+        "mkdir", "-p", "-m", "0700", directory, Raw("&&"), Raw("{"), "cat", path,
+        Raw("2>/dev/null;"), "printf", r"%s\n", *names, Raw(";"), Raw("}"), Raw("|"), "sort",
+        "-u", Raw(">"), temp, Raw("&&"), "mv", "-f", "--", temp, path,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,40 @@
 """Is a host clean of berth? (after ``berth destroy`` or the removal of a host): no unit, file,
 listening port or process, and nothing of a runc node's pods and network (bridge, nftables
-table, routes, network namespaces, containers, CNI IP allocations)."""
+table, routes, network namespaces, containers, CNI IP allocations); with the host's footprint
+(:mod:`provisioner.footprint`), also none of the packages berth installed and none of the shared
+paths that were not there before berth, and no mount left in them."""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from provisioner.connectors.base import Connector
+from provisioner.facts.base import Fact
+from provisioner.facts.files import PathInfo
+from provisioner.facts.packages import Packages
+from provisioner.footprint import HostFootprint, MountPoints, NftTables, footprint_problems
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.ops import NODE_LEFTOVER_PROBE
 from provisioner.verify.testinfra_backend import testinfra_host
 
+T = TypeVar("T")
 
-def clean_problems(connector: Connector, *, keep_data: bool = False) -> list[str]:
-    """What berth left on the host (empty when it is clean)."""
+
+def clean_problems(
+    connector: Connector,
+    *,
+    keep_data: bool = False,
+    keep_packages: bool = False,
+    footprint: HostFootprint | None = None,
+) -> list[str]:
+    """What berth left on the host (empty when it is clean); ``footprint``: what the host's
+    footprint said before the teardown."""
     host = testinfra_host(connector)
+
+    def fact(item: Fact[T]) -> T:
+        done = host.run(item.command())
+        return item.parse(done.stdout, done.rc)
+
     problems: list[str] = []
     for unit in layout.TEARDOWN_UNITS:
         service = host.service(unit)
@@ -29,6 +51,21 @@ def clean_problems(connector: Connector, *, keep_data: bool = False) -> list[str
     for item in host.run(NODE_LEFTOVER_PROBE).stdout.splitlines():
         if item.strip() and not (keep_data and item == f"state {layout.RUNTIME_STATE}"):
             problems.append(f"{item.strip()} still there")
+    own = layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS)
+    if footprint is not None:
+        tables = fact(NftTables()) if footprint.nft_before is not None else None
+        paths: dict[str, Any] = (
+            fact(PathInfo(footprint.created_paths)) if footprint.created_paths else {}
+        )
+        problems += footprint_problems(
+            footprint,
+            packages=fact(Packages(footprint.packages)) if footprint.packages else {},
+            paths=paths,
+            mounts=fact(MountPoints()),
+            keep_packages=keep_packages,
+            own_paths=own,
+            tables=tables or (),
+        )
     leftover = host.run("pgrep -a -f '^/usr/bin/python3 -m berth[.]' || true").stdout.strip()
     if leftover:
         problems.append(f"berth processes still running: {leftover.splitlines()[0]}")

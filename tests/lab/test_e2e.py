@@ -12,8 +12,11 @@ leaves the cluster healthy for the next):
   apply repairs both;
 * changing a label patches the Node without restarting any agent;
 * removing n4 drains it, deletes its Node and leaves the host clean;
-* ``berth destroy`` leaves every host verified clean; a second destroy is a no-op; an
-  unreachable host is skipped and named (exit 5);
+* ``berth destroy`` leaves every host verified clean and as it was before berth (a snapshot of
+  packages, units and masks, mounts, links, nftables tables, routes and the trees berth touches,
+  taken before the first apply); a second destroy is a no-op; an unreachable host is skipped
+  and named (exit 5);
+* a single-node cluster (n1 alone) applied and destroyed leaves n1 as it was before berth;
 * the units' hardening is in force inside nspawn hosts; ``status`` and ``kubeconfig`` work.
 """
 
@@ -24,7 +27,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from kubernetes import client, config  # the official client, unmodified
 
 from provisioner.lab import Lab, run
 from tests.lab.conftest import LabFactory
+from tests.lab.host_snapshot import Snapshot, differences, snapshot
 
 pytestmark = pytest.mark.lab
 
@@ -48,6 +52,14 @@ class Cluster:
     state_dir: Path
     commit: str
     """The commit whose ``berth`` every apply ships (others may commit during the module)."""
+    before: dict[str, Snapshot] = field(default_factory=dict)
+    """Each host as it was before berth's first apply (modules that never destroy skip it)."""
+
+    def unchanged(self, *hosts: str) -> None:
+        """Each of ``hosts`` is as it was before berth (names what differs)."""
+        changes = {h: differences(self.before[h], snapshot(self.lab, h)) for h in hosts}
+        report = [f"{h}: {line}" for h, lines in changes.items() for line in lines]
+        assert not report, "not as before berth:\n" + "\n".join(report)
 
     def spec(
         self, hosts: int = 3, labels: dict[str, str] | None = None, *, impatient: bool = False
@@ -105,7 +117,8 @@ def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    return Cluster(lab, work, work / "state", commit)
+    before = {host: snapshot(lab, host) for host in ("n1", "n2", "n3")}
+    return Cluster(lab, work, work / "state", commit, before)
 
 
 def _ready(node: Any) -> bool:
@@ -249,6 +262,7 @@ def test_destroy_leaves_every_host_clean_and_is_idempotent(cluster: Cluster) -> 
             host, "systemctl list-unit-files 'berth*' --no-legend || true"
         )
     assert first.stdout.count("verified clean") == 3
+    cluster.unchanged("n1", "n2", "n3")  # packages berth installed went too
     second = cluster.berth("destroy", "-i", spec, "--yes")
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout.count("nothing to remove; verified clean") == 3
@@ -264,3 +278,14 @@ def test_destroy_skips_an_unreachable_host_and_says_so(cluster: Cluster) -> None
     assert "n2: skipped, unreachable" in result.stdout
     assert result.stdout.count("nothing to remove; verified clean") == 2
     assert "skipped unreachable host(s): n2" in result.stderr
+
+
+def test_single_node_cluster_destroyed_leaves_the_host_as_before_berth(cluster: Cluster) -> None:
+    spec = str(cluster.spec(1))
+    applied = cluster.berth("apply", "-i", spec, "--yes")
+    assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-2000:]
+    destroyed = cluster.berth("destroy", "-i", spec, "--yes")
+    assert destroyed.returncode == 0, destroyed.stdout[-3000:] + destroyed.stderr[-2000:]
+    assert "n1: " in destroyed.stdout, destroyed.stdout
+    assert "verified clean" in destroyed.stdout, destroyed.stdout
+    cluster.unchanged("n1")

@@ -11,7 +11,9 @@ servers.
   dials): a client writing through the VIP is answered again by another host within 5 s, and
   kubectl keeps working with the same kubeconfig;
 * partition of one control-plane host from the other two: its API server refuses writes (no
-  split brain) while the majority keeps accepting them, and it catches up once healed.
+  split brain) while the majority keeps accepting them, and it catches up once healed;
+* destroy leaves every host as it was before berth (a snapshot taken before the first apply):
+  no etcd unit mask, ``/var/lib/etcd``, etcd or node packages, ``/run/berth`` or CNI state.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from provisioner.smoke_image import smoke_image
 from provisioner.state import ClusterState
 from tests.lab.builds import OLD, make_build
 from tests.lab.conftest import LabFactory
+from tests.lab.host_snapshot import Snapshot, differences, snapshot
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
@@ -59,6 +62,8 @@ class HaCluster:
     workdir: Path
     state_dir: Path
     commit: str
+    before: dict[str, Snapshot]
+    """Each host as it was before berth's first apply."""
 
     @property
     def spec_path(self) -> Path:
@@ -128,7 +133,8 @@ def ha(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> HaC
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    return HaCluster(lab, work, work / "state", commit)
+    before = {host: snapshot(lab, host) for host in (*CONTROL_PLANE, "n4")}
+    return HaCluster(lab, work, work / "state", commit, before)
 
 
 def _until(what: str, budget: float, probe: Callable[[], T | None]) -> tuple[T, float]:
@@ -456,3 +462,8 @@ def test_destroy_removes_etcd_and_the_balancer_everywhere(ha: HaCluster) -> None
     for host in ("n1", "n2", "n3", "n4"):
         units = ha.sh(host, "systemctl list-unit-files 'berth*' --no-legend || true")
         assert "berth" not in units, f"{host}: {units}"
+    # as before berth: no etcd mask, /var/lib/etcd, etcd or node packages, /run/berth, CNI state
+    report = [
+        f"{h}: {line}" for h in ha.before for line in differences(ha.before[h], snapshot(ha.lab, h))
+    ]
+    assert not report, "not as before berth:\n" + "\n".join(report)

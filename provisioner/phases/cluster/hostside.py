@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 import berth
+from provisioner import footprint
 from provisioner.artifacts.debs import DEB_ARCH, DebCache
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
@@ -70,6 +71,7 @@ def prepare_bundle(data: PhaseData) -> None:
 def artifact_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     bundle = bundle_of(data)
     return (
+        footprint.FootprintRecorded(),  # first: its facts show the host as it was before berth
         Directory(layout.OPT),
         Directory(layout.VERSIONS),
         Directory(layout.INCOMING, mode=0o700),
@@ -294,7 +296,10 @@ def node_software_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...
     wanted = missing(layout.NODE_PACKAGES, installed)
     debs = DebCache(data.cache_dir / "debs").fetch(wanted, arch=DEB_ARCH.get(machine, machine))
     image = smoke_image()
-    return (DebPackages(debs), ImageLoaded(image.reference, image.archive, image.ref_name))
+    return (
+        DebPackages(debs, record=footprint.PACKAGES),
+        ImageLoaded(image.reference, image.archive, image.ref_name),
+    )
 
 
 def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:

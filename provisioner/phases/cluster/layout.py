@@ -20,7 +20,8 @@ DATASTORE_DIR = f"{VAR}/datastore"
 AGENT_DIR = f"{VAR}/agent"
 RUNTIME_STATE = f"{VAR}/runtime"
 """The runc node runtime's state: image store, sandboxes, CNI results (``berth.runtime``)."""
-RUNC_ROOT = "/run/berth/runc"
+RUN = "/run/berth"
+RUNC_ROOT = f"{RUN}/runc"
 INCOMING_IMAGES = f"{VAR}/incoming-images"
 NODE_PACKAGES = ("runc", "containernetworking-plugins", "nftables", "iptables")
 """What a runc node needs from Debian (iptables: the CNI portmap plugin for hostPort)."""
@@ -48,9 +49,12 @@ VIP_UNIT = "berth-vip.service"
 TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT, LB_UNIT, VIP_UNIT)
 """Every unit ``berth destroy`` stops and removes."""
 
-INSTALL_PATHS = (OPT, ETC)
+INSTALL_PATHS = (OPT, ETC, RUN)
 DATA_PATHS = (VAR,)
-"""With the units, everything berth creates on a host (``destroy --keep-data`` keeps DATA_PATHS)."""
+"""With the units, everything berth creates on a host (``destroy --keep-data`` keeps DATA_PATHS).
+What berth adds outside these (packages, shared paths) is in the host's footprint
+(:mod:`provisioner.phases.cluster.footprint`)."""
+OWN_PATHS = INSTALL_PATHS + DATA_PATHS
 
 
 def version_dir(bundle_id: str) -> str:

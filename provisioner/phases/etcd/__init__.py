@@ -30,6 +30,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from provisioner import footprint
 from provisioner.artifacts.debs import DEB_ARCH, DebCache
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
@@ -161,7 +162,7 @@ def install_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     return (
         # masked before the package lands: Debian's unit would start etcd on the default ports
         Symlink(f"{UNIT_DIR}/{layout.DEBIAN_UNIT}", "/dev/null"),
-        DebPackages(debs),
+        DebPackages(debs, record=footprint.PACKAGES),  # destroy removes what was not there
         Directory(layout.ETC, mode=0o755),
         Directory(layout.PKI, mode=0o750, owner="root", group=layout.USER),
         *_credentials(data, spec, host),

@@ -1,0 +1,253 @@
+"""The host's footprint: recorded at the first apply (shared paths absent before berth, packages
+berth installed), read back by ``berth destroy``, which removes exactly that and whose clean
+check proves each of them gone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import provisioner.phases.cluster  # noqa: F401  (first: provisioner.destroy alone is an import cycle)
+from provisioner.commands import Shell, Upload, sha256_hex
+from provisioner.connectors.base import HostName, HostTarget
+from provisioner.destroy import teardown_ops
+from provisioner.facts.base import Fact, FactSet
+from provisioner.facts.files import PathInfo, PathState
+from provisioner.facts.packages import Packages
+from provisioner.footprint import (
+    ABSENT_BEFORE,
+    NFT_BEFORE,
+    PACKAGES,
+    SHARED_PATHS,
+    CreatedPathAbsent,
+    Footprint,
+    FootprintRecorded,
+    HostFootprint,
+    MountPoints,
+    NftTables,
+    PackagesPurged,
+    footprint_problems,
+)
+from provisioner.operations.base import HostRun, OpContext, Operation, evaluate
+from provisioner.operations.files import Absent
+from provisioner.operations.packages import Deb, DebPackages
+from provisioner.operations.systemd import UnitAbsent
+from provisioner.phases.cluster import layout
+from provisioner.phases.cluster.ops import NodeReset
+from provisioner.phases.workflow import Inventory
+
+DIR = PathState("directory", 0o755, "root", "root", 4096)
+FILE = PathState("file", 0o600, "root", "root", 1)
+
+
+def _ctx(values: dict[Any, Any]) -> OpContext:
+    facts = FactSet("h")
+    for fact, value in values.items():
+        facts.put(fact, value)
+    return OpContext(HostName("h"), facts, HostRun())
+
+
+def _rendered(op: Operation, values: dict[Any, Any]) -> list[str]:
+    outcome = evaluate(op, _ctx(values))
+    return [c.render() if isinstance(c, Shell) else c.describe() for c in outcome.commands]
+
+
+def test_the_footprint_reads_back_what_was_recorded() -> None:
+    fact = Footprint()
+    assert fact.parse("", 0) == HostFootprint(recorded=False)
+    # packages recorded by an apply that skipped the artifacts phase still count
+    assert fact.parse("[packages]\nrunc\n", 0) == HostFootprint(False, (), ("runc",))
+    output = (
+        "[absent-before]\n/var/lib/cni\n/run/netns\n/etc/passwd\n[packages]\nrunc\nnftables\nrunc\n"
+    )
+    footprint = fact.parse(output, 0)
+    # a path berth never tracks is ignored: a damaged record never makes destroy remove it
+    assert footprint == HostFootprint(True, ("/var/lib/cni", "/run/netns"), ("nftables", "runc"))
+    assert footprint.created_paths == ("/var/lib/cni", "/run/netns")
+    nested = HostFootprint(True, ("/var/lib/cni", "/var/lib/cni/networks"))
+    assert nested.created_paths == ("/var/lib/cni/networks", "/var/lib/cni")  # deepest first
+    assert fact.parse("[absent-before]\n[packages]\n", 0) == HostFootprint(True)
+    with_nft = fact.parse("[absent-before]\n[nftables-before]\ninet filter\n", 0)
+    assert with_nft == HostFootprint(True, nft_before=("inet filter",))
+
+
+def test_nftables_tables_are_listed_over_netlink_by_family_name() -> None:
+    fact = NftTables()
+    assert fact.command().startswith("python3 -c ")
+    assert fact.parse("", 1) is None  # no nf_tables, or no right to ask: nothing compared
+    assert fact.parse("2 berth\n1 filter\n10 nat\n2 berth\n", 0) == (
+        "inet filter",
+        "ip berth",
+        "ip6 nat",
+    )
+
+
+def test_the_first_apply_records_the_shared_paths_absent_before_berth() -> None:
+    info = PathInfo((ABSENT_BEFORE, *SHARED_PATHS))
+    there = {"/etc/cni", "/var/lib/etcd"}
+    state: dict[str, PathState | None] = {p: DIR if p in there else None for p in SHARED_PATHS}
+    tables = ("inet filter",)
+    values = {info: {ABSENT_BEFORE: None, **state}, NftTables(): tables}
+    mkdir, nft, upload = evaluate(FootprintRecorded(), _ctx(values)).commands
+    assert isinstance(mkdir, Shell)
+    assert mkdir.render() == "mkdir -p -m 0700 /var/lib/berth/footprint"
+    assert isinstance(nft, Upload)
+    assert (nft.path, nft.content) == (NFT_BEFORE, b"inet filter\n")
+    assert isinstance(upload, Upload)  # last: it marks the record complete
+    assert upload.path == ABSENT_BEFORE
+    assert upload.mode == 0o600
+    recorded = upload.content.decode().splitlines()
+    assert recorded == [p for p in SHARED_PATHS if p not in there]
+    # recorded once: a later apply (berth's own paths there now) never rewrites it
+    values[info] = {ABSENT_BEFORE: FILE, **state}
+    again = evaluate(FootprintRecorded(), _ctx(values))
+    unreadable = {info: {ABSENT_BEFORE: None, **state}, NftTables(): None}
+    recorded_without_tables = evaluate(FootprintRecorded(), _ctx(unreadable)).commands
+    assert [c.path for c in recorded_without_tables if isinstance(c, Upload)] == [ABSENT_BEFORE]
+    assert again.commands == ()
+    assert again.noop_reason == "the host's footprint was recorded at the first apply"
+
+
+def _deb(tmp: Path, name: str, version: str) -> Deb:
+    body = f"{name} {version}".encode()
+    source = tmp / f"{name}.deb"
+    source.write_bytes(body)
+    return Deb(name, version, sha256_hex(body), source)
+
+
+def test_packages_berth_installs_are_recorded_before_dpkg_runs(tmp_path: Path) -> None:
+    debs = (
+        _deb(tmp_path, "runc", "1.1"),
+        _deb(tmp_path, "nftables", "1.0"),
+        _deb(tmp_path, "jq", "2"),
+    )
+    names = tuple(d.name for d in debs)
+    paths = PathInfo(("/var/lib/berth/artifacts", *(d.remote_path for d in debs)))
+    values: dict[Fact[Any], Any] = {
+        # nftables was there (another version): an upgrade, never recorded; jq is right already
+        Packages(names): {"runc": None, "nftables": "0.9", "jq": "2"},
+        paths: {p: None for p in paths.paths},
+    }
+    commands = _rendered(DebPackages(debs, record=PACKAGES), values)
+    assert commands[0] == (
+        "mkdir -p -m 0700 /var/lib/berth/footprint && { cat /var/lib/berth/footprint/packages "
+        "2>/dev/null; printf '%s\\n' runc ; } | sort -u > /var/lib/berth/footprint/packages.tmp"
+        " && mv -f -- /var/lib/berth/footprint/packages.tmp /var/lib/berth/footprint/packages"
+    )
+    assert commands[-1].startswith("env DEBIAN_FRONTEND=noninteractive dpkg -i")
+    # without a record (other callers), nothing is written
+    assert not any("footprint" in c for c in _rendered(DebPackages(debs), values))
+    # nothing new: no record
+    values[Packages(names)] = {"runc": "1.0", "nftables": "0.9", "jq": "2"}
+    assert not any("footprint" in c for c in _rendered(DebPackages(debs, record=PACKAGES), values))
+
+
+def test_purge_removes_only_the_recorded_packages_still_installed() -> None:
+    names = ("etcd-server", "runc")
+    op = PackagesPurged(names)
+    assert _rendered(op, {Packages(names): {"etcd-server": "3.4", "runc": None}}) == [
+        "env DEBIAN_FRONTEND=noninteractive dpkg --purge etcd-server >/dev/null"
+    ]
+    outcome = evaluate(op, _ctx({Packages(names): {"etcd-server": None, "runc": None}}))
+    assert outcome.commands == ()
+    assert outcome.noop_reason == "no package berth installed is left"
+
+
+def test_a_created_path_is_unmounted_deepest_first_then_removed() -> None:
+    mounts = MountPoints().parse("/\n/run\n/run/netns\n/run/netns/berth-a\n/run/netns2\n", 0)
+    op = CreatedPathAbsent("/run/netns")
+    assert _rendered(
+        op, {PathInfo(("/run/netns",)): {"/run/netns": DIR}, MountPoints(): mounts}
+    ) == [
+        "umount -- /run/netns/berth-a",
+        "umount -- /run/netns",
+        "rm -rf -- /run/netns",
+    ]
+    gone = {PathInfo(("/run/netns",)): {"/run/netns": None}, MountPoints(): mounts}
+    assert _rendered(op, gone) == []
+    # the mask of Debian's etcd unit: systemd reloads its units once the mask is gone
+    mask = "/etc/systemd/system/etcd.service"
+    ctx = _ctx({PathInfo((mask,)): {mask: FILE}, MountPoints(): mounts})
+    assert [
+        c.render() for c in evaluate(CreatedPathAbsent(mask), ctx).commands if isinstance(c, Shell)
+    ] == [f"rm -rf -- {mask}"]
+    assert ctx.run.pending_daemon_reload
+
+
+def test_mount_points_decode_the_kernels_escapes() -> None:
+    assert MountPoints().parse("/mnt/a\\040b\n/x\\134y\n\n", 0) == ("/mnt/a b", "/x\\y")
+
+
+def test_the_clean_check_names_each_part_of_the_footprint_left() -> None:
+    footprint = HostFootprint(
+        True, ("/var/lib/cni", "/run/netns"), ("nftables", "runc"), nft_before=("inet filter",)
+    )
+    problems = footprint_problems(
+        footprint,
+        packages={"nftables": "1.0", "runc": None},
+        paths={"/var/lib/cni": DIR, "/run/netns": None},
+        mounts=("/", "/run/berth/x"),
+        keep_packages=False,
+        own_paths=("/run/berth",),
+        tables=("inet filter", "ip nat"),
+    )
+    assert problems == [
+        "package nftables (installed by berth) is still installed",
+        "/var/lib/cni (not there before berth) is still there",
+        "/run/berth/x is still mounted",
+        "nftables table ip nat (not there before berth) is still there",
+    ]
+    kept = footprint_problems(
+        footprint, packages={"nftables": "1.0"}, paths={}, mounts=("/",), keep_packages=True
+    )
+    assert kept == []
+
+
+@dataclass
+class _Data:
+    """The narrow PhaseData the teardown reads: one host's facts."""
+
+    values: dict[Any, Any]
+    inventory: Inventory = field(default_factory=lambda: Inventory("c", ()))
+    spec: Any = None
+    cache_dir: Path = Path("/nonexistent")
+    dry_run: bool = False
+
+    def host_facts(self, host: HostName, facts: Any) -> FactSet:
+        out = FactSet(host)
+        for fact, value in self.values.items():
+            out.put(fact, value)
+        return out
+
+
+def _teardown(footprint: HostFootprint, **options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    seen: dict[str, HostFootprint] = {}
+    phase = teardown_ops(footprints=seen, **options)
+    assert phase.operations is not None
+    host = HostTarget(name=HostName("n1"), address="10.0.0.1", roles=("worker",))
+    ops = tuple(phase.operations(_Data({Footprint(): footprint}), host))
+    return ops, dict(seen)
+
+
+def test_destroy_purges_berths_packages_and_paths_before_its_own_paths() -> None:
+    footprint = HostFootprint(True, ("/var/lib/cni", "/var/lib/cni/networks"), ("runc",))
+    ops, seen = _teardown(footprint, keep_data=False)
+    assert seen == {"n1": footprint}  # the clean check compares the host with it
+    kinds = [type(op) for op in ops]
+    assert kinds.index(NodeReset) > max(i for i, k in enumerate(kinds) if k is UnitAbsent)
+    purge = ops.index(PackagesPurged(("runc",)))
+    assert purge > kinds.index(NodeReset)  # the reset needs runc and nft
+    created = ops.index(CreatedPathAbsent("/var/lib/cni/networks"))
+    assert ops[created + 1] == CreatedPathAbsent("/var/lib/cni")
+    assert ops[-4:] == tuple(
+        Absent(p, recursive=True)
+        for p in ("/opt/berth", "/etc/berth", "/run/berth", "/var/lib/berth")
+    )  # the footprint, in /var/lib/berth, goes last
+    assert created > purge
+    kept, _ = _teardown(footprint, keep_data=True, keep_packages=True)
+    assert not any(isinstance(op, PackagesPurged) for op in kept)
+    assert Absent(layout.VAR, recursive=True) not in kept
+    # a host without a footprint (installed by an older berth) keeps shared paths and packages
+    old, _ = _teardown(HostFootprint(recorded=False), keep_data=False)
+    assert not any(isinstance(op, PackagesPurged | CreatedPathAbsent) for op in old)
