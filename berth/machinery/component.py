@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from berth.client.http import HttpClient
 from berth.machinery.clock import Clock, RealClock
@@ -51,42 +51,78 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
-async def run_component(args: argparse.Namespace, lead: Lead, *, user_agent: str) -> None:
-    client = HttpClient.from_kubeconfig(args.kubeconfig, user_agent=user_agent)
-    clock = RealClock()
+class LeaseSettings(Protocol):
+    """Where a process's leader-election settings come from (parsed flags or a config file)."""
+
+    @property
+    def lease_name(self) -> str: ...
+    @property
+    def identity(self) -> str: ...
+    @property
+    def lease_namespace(self) -> str: ...
+    @property
+    def lease_duration(self) -> float: ...
+    @property
+    def renew_deadline(self) -> float: ...
+    @property
+    def retry_period(self) -> float: ...
+
+
+def election_config(settings: LeaseSettings) -> LeaderElectionConfig:
+    return LeaderElectionConfig(
+        name=settings.lease_name,
+        identity=settings.identity,
+        namespace=settings.lease_namespace,
+        lease_duration=settings.lease_duration,
+        renew_deadline=settings.renew_deadline,
+        retry_period=settings.retry_period,
+    )
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set on SIGTERM/SIGINT (call from inside the running loop)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_until_stopped(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Wait until ``task`` ends or ``stop`` is set, then cancel and reap both; the caller
+    closes its client and re-raises ``task``'s error (:func:`raise_failure`)."""
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, stopper):
+            t.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)
+
+
+def raise_failure(task: asyncio.Task[None]) -> None:
+    """Re-raise the error ``task`` ended with, if any (not a cancellation)."""
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
+async def run_component(args: argparse.Namespace, lead: Lead, *, user_agent: str) -> None:
+    client = HttpClient.from_kubeconfig(args.kubeconfig, user_agent=user_agent)
+    clock = RealClock()
+    stop = stop_on_signals()
 
     async def work() -> None:
         await lead(client, clock)
 
     if args.leader_elect:
-        elector = LeaderElector(
-            client,
-            clock,
-            LeaderElectionConfig(
-                name=args.lease_name,
-                identity=args.identity,
-                namespace=args.lease_namespace,
-                lease_duration=args.lease_duration,
-                renew_deadline=args.renew_deadline,
-                retry_period=args.retry_period,
-            ),
-        )
+        elector = LeaderElector(client, clock, election_config(args))
         main = asyncio.create_task(elector.run(work))
     else:
         main = asyncio.create_task(work())
-    stopper = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await run_until_stopped(main, stop)
     finally:
-        for t in (main, stopper):
-            t.cancel()
-        await asyncio.gather(main, stopper, return_exceptions=True)
         await client.close()
         await asyncio.sleep(0.25)  # let TLS connections close cleanly (aiohttp's advice)
-    if main.done() and not main.cancelled() and main.exception() is not None:
-        raise main.exception()  # type: ignore[misc]
+    raise_failure(main)

@@ -7,14 +7,19 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
 from berth.machinery.clock import RealClock
-from berth.machinery.leaderelection import LeaderElectionConfig, LeaderElector
+from berth.machinery.component import (
+    election_config,
+    raise_failure,
+    run_until_stopped,
+    stop_on_signals,
+)
+from berth.machinery.leaderelection import LeaderElector
 from berth.vip.addresses import AddressError, IpAddresses, interface_for
 from berth.vip.arp import ArpAnnouncer
 from berth.vip.config import ConfigError, VipConfig
@@ -31,18 +36,7 @@ async def serve(config: VipConfig, interface: str) -> None:
         user_agent="berth-vip",
     )
     clock = RealClock()
-    elector = LeaderElector(
-        client,
-        clock,
-        LeaderElectionConfig(
-            name=config.lease_name,
-            identity=config.identity,
-            namespace=config.lease_namespace,
-            lease_duration=config.lease_duration,
-            renew_deadline=config.renew_deadline,
-            retry_period=config.retry_period,
-        ),
-    )
+    elector = LeaderElector(client, clock, election_config(config))
     holder = VipHolder(
         elector,
         IpAddresses(config.address, interface),
@@ -50,22 +44,14 @@ async def serve(config: VipConfig, interface: str) -> None:
         clock,
         config,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     task = asyncio.create_task(holder.run())
-    stopper = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await run_until_stopped(task, stop)
     finally:
-        for t in (task, stopper):
-            t.cancel()
-        await asyncio.gather(task, stopper, return_exceptions=True)
         with contextlib.suppress(Exception):
             await client.close()
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
+    raise_failure(task)
 
 
 def main(argv: list[str] | None = None) -> int:
