@@ -50,6 +50,7 @@ from berth.apiserver.testing import TestPKI
 from berth.runtime.sandbox import netns_name
 from provisioner.lab import Lab
 from provisioner.smoke_image import smoke_image
+from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 from tests.lab.workloads import (
     HTTP_COUNTER,
@@ -71,15 +72,7 @@ T = TypeVar("T")
 
 
 def wait_for(what: str, check: Callable[[], T | None], *, timeout: float = 90.0) -> T:
-    """Poll ``check`` (twice a second) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    return clusters.wait_for(what, check, timeout=timeout)
 
 
 @dataclass

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,25 +28,17 @@ import yaml
 
 from provisioner.lab import Lab
 from provisioner.smoke_image import smoke_image
+from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 
 pytestmark = pytest.mark.lab
 
-BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 AGENT_KUBECONFIG = "/etc/berth/kubeconfigs/agent.conf"
 T = TypeVar("T")
 
 
 def wait_for(what: str, check: Callable[[], T | None], *, timeout: float = 120.0) -> T:
-    """Poll ``check`` (twice a second) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    return clusters.wait_for(what, check, timeout=timeout)
 
 
 @dataclass
@@ -61,10 +50,7 @@ class Cluster:
     def kubectl(
         self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["kubectl", "--kubeconfig", str(kubeconfig or self.admin), *args],
-            input=stdin, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        return clusters.kubectl(kubeconfig or self.admin, *args, stdin=stdin)
 
     def admin_ok(self, *args: str, stdin: str | None = None) -> str:
         result = self.kubectl(*args, stdin=stdin)
@@ -76,19 +62,7 @@ class Cluster:
 def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
     lab = lab_factory(3)
     work = tmp_path_factory.mktemp("security")
-    document = yaml.safe_load(lab.spec_path.read_text())
-    document["spec"]["ssh"]["identityFile"] = str(lab.key_path)
-    document["spec"]["ssh"]["knownHostsFile"] = str(lab.known_hosts_path)
-    spec = work / "cluster.yaml"
-    spec.write_text(yaml.safe_dump(document, sort_keys=False))
-    state = work / "state"
-    env = {**os.environ, "BERTH_STATE_DIR": str(state)}
-    applied = subprocess.run(
-        [*BERTH, "apply", "-i", str(spec), "--yes"],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
-    )  # fmt: skip
-    assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
-    return Cluster(lab, work, state / lab.name / "kubeconfigs" / "admin.conf")
+    return Cluster(lab, work, clusters.apply_lab_spec(lab, work))
 
 
 def _node_kubeconfig(c: Cluster, host: str) -> Path:

@@ -9,9 +9,7 @@ One lab host (control plane and worker, runc), the spec as ``berth lab up`` writ
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +19,10 @@ import pytest
 import yaml
 
 from provisioner.smoke_image import smoke_image
+from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 
 pytestmark = pytest.mark.lab
-
-BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 
 
 @dataclass
@@ -34,10 +31,7 @@ class Cluster:
     image: str
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
-            input=stdin, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        return clusters.kubectl(self.kubeconfig, *args, stdin=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +39,8 @@ def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -
     lab = lab_factory(1)
     work = tmp_path_factory.mktemp("security-psa")
     document = yaml.safe_load(lab.spec_path.read_text())
-    document["spec"]["ssh"]["identityFile"] = str(lab.key_path)
-    document["spec"]["ssh"]["knownHostsFile"] = str(lab.known_hosts_path)
     assert "podSecurity" not in document["spec"], "the default policy must come from the model"
-    spec = work / "cluster.yaml"
-    spec.write_text(yaml.safe_dump(document, sort_keys=False))
-    state = work / "state"
-    env = {**os.environ, "BERTH_STATE_DIR": str(state)}
-    applied = subprocess.run(
-        [*BERTH, "apply", "-i", str(spec), "--yes"],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
-    )  # fmt: skip
-    assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
-    return Cluster(state / lab.name / "kubeconfigs" / "admin.conf", smoke_image().reference)
+    return Cluster(clusters.apply_lab_spec(lab, work), smoke_image().reference)
 
 
 def _pod(name: str, image: str, **spec: Any) -> dict[str, Any]:
