@@ -1,5 +1,6 @@
-"""Helpers shared by lab tests that apply a real cluster from the lab's own spec and drive it
-with kubectl (test_security.py, test_security_psa.py, test_cluster_workloads.py)."""
+"""Helpers shared by lab tests: tearing labs down (tests/lab and tests/chaos fixtures), applying
+a real cluster from the lab's own spec and driving it with kubectl (test_security.py,
+test_security_psa.py, test_cluster_workloads.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,22 @@ from typing import TypeVar
 
 import yaml
 
+from provisioner.errors import LabError
 from provisioner.lab import Lab
 
 BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 T = TypeVar("T")
+
+
+def tear_down_labs(made: list[Lab]) -> None:
+    """Bring every lab in ``made`` down, newest first, trying all before failing on any."""
+    problems = []
+    for lab in reversed(made):
+        try:
+            lab.down()
+        except LabError as exc:
+            problems.append(f"{lab.name}: {exc.message}")
+    assert not problems, f"lab teardown failed: {problems}"
 
 
 def wait_for(what: str, check: Callable[[], T | None], *, timeout: float) -> T:

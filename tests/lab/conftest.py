@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import LabError
 from provisioner.lab import Lab, list_labs
+from tests.lab.clusters import tear_down_labs
 from tests.lab.workloads import blackhole_routes
 
 _NAME = re.compile(r"^pt(\d+)-\d+$")
@@ -72,13 +72,7 @@ def _lab_factory() -> Iterator[LabFactory]:
         return lab
 
     yield make
-    problems = []
-    for lab in reversed(made):
-        try:
-            lab.down()
-        except LabError as exc:
-            problems.append(f"{lab.name}: {exc.message}")
-    assert not problems, f"lab teardown failed: {problems}"
+    tear_down_labs(made)
 
 
 @pytest.fixture(scope="session")
