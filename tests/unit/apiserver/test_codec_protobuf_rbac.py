@@ -13,8 +13,9 @@ from berth.apiserver.errors import ApiError
 from berth.apiserver.nodeauthz import NodeAndRbacAuthorizer
 from berth.apiserver.nodegraph import NodeGraph
 from berth.apiserver.protobuf import MAGIC, decode_body
-from berth.apiserver.rbac import Attributes, RbacAuthorizer, bootstrap_policy
+from berth.apiserver.rbac import Attributes
 from berth.store.interface import KeyValue
+from tests.unit.apiserver.rbac_checks import bootstrap_authorizer, can
 
 
 def test_secrets_are_sealed_and_other_kinds_are_not() -> None:
@@ -74,52 +75,22 @@ def test_peer_certificate_identity() -> None:
     assert user_from_peercert({}) is None
 
 
-def _authorizer(a: RbacAuthorizer | None = None) -> RbacAuthorizer:
-    a = a or RbacAuthorizer()
-    for obj in bootstrap_policy():
-        a.apply(str(obj["kind"]), obj, deleted=False)
-    return a
-
-
-def _can(
-    a: RbacAuthorizer,
-    user: UserInfo,
-    verb: str,
-    resource: str,
-    *,
-    group: str = "",
-    sub: str = "",
-    ns: str = "",
-) -> bool:
-    return a.allowed(
-        Attributes(
-            user=user,
-            verb=verb,
-            resource_request=True,
-            api_group=group,
-            resource=resource,
-            subresource=sub,
-            namespace=ns,
-        )
-    )
-
-
 def test_bootstrap_policy_for_components() -> None:
-    a = _authorizer()
+    a = bootstrap_authorizer()
     scheduler = UserInfo("system:kube-scheduler", ("system:authenticated",))
-    assert _can(a, scheduler, "create", "pods", sub="binding", ns="x")
-    assert _can(a, scheduler, "watch", "nodes")
-    assert not _can(a, scheduler, "delete", "nodes")
+    assert can(a, scheduler, "create", "pods", sub="binding", ns="x")
+    assert can(a, scheduler, "watch", "nodes")
+    assert not can(a, scheduler, "delete", "nodes")
     proxy = UserInfo("system:kube-proxy", ("system:authenticated",))
-    assert _can(a, proxy, "list", "endpoints")
-    assert not _can(a, proxy, "create", "pods", ns="x")
+    assert can(a, proxy, "list", "endpoints")
+    assert not can(a, proxy, "create", "pods", ns="x")
     node = UserInfo("system:node:n1", ("system:nodes", "system:authenticated"))
     # RBAC grants nodes nothing (no binding); the node authorizer in front of it does
-    assert not _can(a, node, "get", "secrets", ns="default")
-    assert not _can(a, node, "patch", "nodes", sub="status")
-    chain = _authorizer(NodeAndRbacAuthorizer(NodeGraph()))
-    assert _can(chain, node, "patch", "nodes", sub="status")
-    assert not _can(chain, node, "get", "secrets", ns="default")
+    assert not can(a, node, "get", "secrets", ns="default")
+    assert not can(a, node, "patch", "nodes", sub="status")
+    chain = bootstrap_authorizer(NodeAndRbacAuthorizer(NodeGraph()))
+    assert can(chain, node, "patch", "nodes", sub="status")
+    assert not can(chain, node, "get", "secrets", ns="default")
     lease = Attributes(
         user=node,
         verb="update",
@@ -131,7 +102,7 @@ def test_bootstrap_policy_for_components() -> None:
     )
     assert chain.allowed(lease)
     nobody = UserInfo("eve", ("system:authenticated",))
-    assert not _can(a, nobody, "get", "secrets", ns="default")
+    assert not can(a, nobody, "get", "secrets", ns="default")
     assert a.allowed(
         Attributes(user=nobody, verb="get", resource_request=False, path="/apis/apps/v1")
     )
@@ -141,7 +112,7 @@ def test_bootstrap_policy_for_components() -> None:
 
 
 def test_role_bindings_scope_to_their_namespace() -> None:
-    a = _authorizer()
+    a = bootstrap_authorizer()
     a.apply(
         "Role",
         {

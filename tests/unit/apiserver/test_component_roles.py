@@ -13,8 +13,9 @@ from __future__ import annotations
 import pytest
 
 from berth.apiserver.auth import UserInfo
-from berth.apiserver.rbac import Attributes, RbacAuthorizer, bootstrap_policy
+from berth.apiserver.rbac import RbacAuthorizer
 from berth.client.resources import ALL, EVENTS, Resource
+from tests.unit.apiserver.rbac_checks import bootstrap_authorizer, can
 
 CONTROLLER_MANAGER = UserInfo("system:kube-controller-manager", ("system:authenticated",))
 SCHEDULER = UserInfo("system:kube-scheduler", ("system:authenticated",))
@@ -23,35 +24,7 @@ PROXY = UserInfo("system:kube-proxy", ("system:authenticated",))
 
 @pytest.fixture(scope="module")
 def authorizer() -> RbacAuthorizer:
-    a = RbacAuthorizer()
-    for obj in bootstrap_policy():
-        a.apply(str(obj["kind"]), obj, deleted=False)
-    return a
-
-
-def _can(
-    a: RbacAuthorizer,
-    user: UserInfo,
-    verb: str,
-    resource: str,
-    *,
-    group: str = "",
-    sub: str = "",
-    ns: str = "",
-    name: str = "",
-) -> bool:
-    return a.allowed(
-        Attributes(
-            user=user,
-            verb=verb,
-            resource_request=True,
-            api_group=group,
-            resource=resource,
-            subresource=sub,
-            namespace=ns,
-            name=name,
-        )
-    )
+    return bootstrap_authorizer()
 
 
 @pytest.mark.parametrize("res", [r for r in ALL if r != EVENTS], ids=lambda r: r.qualified)
@@ -59,31 +32,31 @@ def test_controller_manager_reaches_every_kind_the_gc_monitors(
     authorizer: RbacAuthorizer, res: Resource
 ) -> None:
     for verb in ("get", "list", "watch", "patch", "delete"):
-        assert _can(authorizer, CONTROLLER_MANAGER, verb, res.plural, group=res.group), verb
+        assert can(authorizer, CONTROLLER_MANAGER, verb, res.plural, group=res.group), verb
     if res.namespaced:  # namespace controller: list and delete everything in a namespace
         for verb in ("list", "delete"):
-            assert _can(authorizer, CONTROLLER_MANAGER, verb, res.plural, group=res.group, ns="x")
+            assert can(authorizer, CONTROLLER_MANAGER, verb, res.plural, group=res.group, ns="x")
 
 
 def test_controller_manager_can_do_its_controllers_work(authorizer: RbacAuthorizer) -> None:
     cm = CONTROLLER_MANAGER
     a = authorizer
-    assert _can(a, cm, "create", "pods", ns="x")
-    assert _can(a, cm, "create", "replicasets", group="apps", ns="x")
+    assert can(a, cm, "create", "pods", ns="x")
+    assert can(a, cm, "create", "replicasets", group="apps", ns="x")
     for kind in ("deployments", "replicasets", "daemonsets"):
-        assert _can(a, cm, "patch", kind, group="apps", sub="status", ns="x")
-    assert _can(a, cm, "patch", "pods", sub="status", ns="x")
-    assert _can(a, cm, "patch", "nodes", sub="status")
-    assert _can(a, cm, "update", "namespaces", sub="finalize", name="gone")
-    assert _can(a, cm, "create", "endpoints", ns="x")
-    assert _can(a, cm, "update", "endpoints", ns="x")
-    assert _can(a, cm, "create", "events", ns="x")
-    assert _can(a, cm, "list", "events", ns="x")
-    assert _can(a, cm, "delete", "events", ns="x")
+        assert can(a, cm, "patch", kind, group="apps", sub="status", ns="x")
+    assert can(a, cm, "patch", "pods", sub="status", ns="x")
+    assert can(a, cm, "patch", "nodes", sub="status")
+    assert can(a, cm, "update", "namespaces", sub="finalize", name="gone")
+    assert can(a, cm, "create", "endpoints", ns="x")
+    assert can(a, cm, "update", "endpoints", ns="x")
+    assert can(a, cm, "create", "events", ns="x")
+    assert can(a, cm, "list", "events", ns="x")
+    assert can(a, cm, "delete", "events", ns="x")
     lease = {"group": "coordination.k8s.io", "ns": "kube-system"}
-    assert _can(a, cm, "create", "leases", **lease)
-    assert _can(a, cm, "update", "leases", name="kube-controller-manager", **lease)
-    assert not _can(a, cm, "update", "leases", name="kube-scheduler", **lease)
+    assert can(a, cm, "create", "leases", **lease)
+    assert can(a, cm, "update", "leases", name="kube-controller-manager", **lease)
+    assert not can(a, cm, "update", "leases", name="kube-scheduler", **lease)
 
 
 def test_controller_manager_cannot_take_the_cluster(authorizer: RbacAuthorizer) -> None:
@@ -93,30 +66,30 @@ def test_controller_manager_cannot_take_the_cluster(authorizer: RbacAuthorizer) 
     for kind in ("clusterrolebindings", "rolebindings", "clusterroles", "roles"):
         ns = "x" if kind in ("rolebindings", "roles") else ""
         for verb in ("create", "update", "patch", "delete", "escalate", "bind"):
-            assert not _can(a, cm, verb, kind, group=rbac, ns=ns), (verb, kind)
+            assert not can(a, cm, verb, kind, group=rbac, ns=ns), (verb, kind)
     for kind in ("users", "groups", "serviceaccounts"):
-        assert not _can(a, cm, "impersonate", kind)
-    assert not _can(a, cm, "create", "namespaces")
-    assert not _can(a, cm, "create", "nodes")
-    assert not _can(a, cm, "update", "nodes")
-    assert not _can(a, cm, "update", "pods", ns="x")
-    assert not _can(a, cm, "create", "pods", sub="exec", ns="x")
-    assert not _can(a, cm, "get", "pods", sub="log", ns="x")
-    assert not _can(a, cm, "update", "deployments", group="apps", sub="scale", ns="x")
-    assert not _can(a, cm, "get", "poddisruptionbudgets", group="policy", ns="x")
+        assert not can(a, cm, "impersonate", kind)
+    assert not can(a, cm, "create", "namespaces")
+    assert not can(a, cm, "create", "nodes")
+    assert not can(a, cm, "update", "nodes")
+    assert not can(a, cm, "update", "pods", ns="x")
+    assert not can(a, cm, "create", "pods", sub="exec", ns="x")
+    assert not can(a, cm, "get", "pods", sub="log", ns="x")
+    assert not can(a, cm, "update", "deployments", group="apps", sub="scale", ns="x")
+    assert not can(a, cm, "get", "poddisruptionbudgets", group="policy", ns="x")
 
 
 def test_scheduler_and_proxy_hold_only_their_work(authorizer: RbacAuthorizer) -> None:
     a = authorizer
-    assert _can(a, SCHEDULER, "create", "pods", sub="binding", ns="x")
-    assert _can(a, SCHEDULER, "patch", "pods", sub="status", ns="x")
-    assert _can(a, SCHEDULER, "watch", "pods")
-    assert _can(a, SCHEDULER, "watch", "nodes")
+    assert can(a, SCHEDULER, "create", "pods", sub="binding", ns="x")
+    assert can(a, SCHEDULER, "patch", "pods", sub="status", ns="x")
+    assert can(a, SCHEDULER, "watch", "pods")
+    assert can(a, SCHEDULER, "watch", "nodes")
     for verb, resource in (("list", "configmaps"), ("get", "secrets"), ("delete", "pods")):
-        assert not _can(a, SCHEDULER, verb, resource, ns="x"), resource
-    assert not _can(a, SCHEDULER, "create", "pods", ns="x")
-    assert _can(a, PROXY, "watch", "services")
-    assert _can(a, PROXY, "list", "endpointslices", group="discovery.k8s.io")
-    assert not _can(a, PROXY, "get", "secrets", ns="x")
-    assert not _can(a, PROXY, "get", "services", ns="x")  # list/watch only, as upstream
-    assert not _can(a, PROXY, "create", "pods", ns="x")
+        assert not can(a, SCHEDULER, verb, resource, ns="x"), resource
+    assert not can(a, SCHEDULER, "create", "pods", ns="x")
+    assert can(a, PROXY, "watch", "services")
+    assert can(a, PROXY, "list", "endpointslices", group="discovery.k8s.io")
+    assert not can(a, PROXY, "get", "secrets", ns="x")
+    assert not can(a, PROXY, "get", "services", ns="x")  # list/watch only, as upstream
+    assert not can(a, PROXY, "create", "pods", ns="x")
