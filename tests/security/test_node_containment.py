@@ -20,14 +20,13 @@ import subprocess
 import sys
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
 import pytest
 
 from berth.apiserver.testing import TestPKI
-from berth.network.command import Completed
 from berth.runtime.agent_runtime import _http_probe
 from berth.runtime.bundle import SandboxPaths, volume_mounts
 from berth.runtime.digest import Digest
@@ -56,36 +55,13 @@ from berth.runtime.spec import (
 )
 from berth.runtime.store import ContentStore
 from berth.runtime.unpack import apply_layer
-from tests.unit.runtime.helpers import Entry, FakeTransport, make_tar
+from tests.unit.runtime.helpers import Entry, FakeNetnsHost, FakeTransport, make_tar
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_DB_LIMIT = 4 << 20  # berth.runtime.runc.IMAGE_DB_LIMIT (not imported: it is new)
 
 
-class _RecordingHost:
-    """Stands in for ``ip``/``mount``/``umount``: records argv, fakes netns files."""
-
-    def __init__(self, netns_dir: Path) -> None:
-        self.netns_dir = netns_dir
-        self.calls: list[list[str]] = []
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        self.calls.append(list(argv))
-        if argv[:3] == ["ip", "netns", "add"]:
-            (self.netns_dir / argv[3]).touch()
-        if argv[:3] == ["ip", "netns", "del"]:
-            (self.netns_dir / argv[3]).unlink(missing_ok=True)
-        return Completed(tuple(argv), 0, b"", b"")
-
-
-Node = tuple[SandboxManager, _RecordingHost, Path]
+Node = tuple[SandboxManager, FakeNetnsHost, Path]
 
 
 @pytest.fixture
@@ -97,7 +73,7 @@ def node(tmp_path: Path) -> Node:
     victim = base / "victim"
     victim.mkdir(mode=0o700)
     os.chmod(victim, 0o700)
-    host = _RecordingHost(base / "netns")
+    host = FakeNetnsHost(base / "netns", missing_ok=True)
     manager = SandboxManager(
         state_dir=base / "state", network=None, runner=host, netns_dir=base / "netns"
     )

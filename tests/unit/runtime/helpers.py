@@ -1,12 +1,15 @@
-"""Builders for layer tars and a fake registry transport (no sockets)."""
+"""Builders for layer tars, a fake registry transport (no sockets) and a fake host for pod
+sandboxes (no ``ip``/``mount`` run)."""
 
 from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from berth.network.command import Completed
 from berth.runtime.registry import Response
 
 
@@ -60,3 +63,28 @@ class FakeTransport:
                 return Response(401, {"WWW-Authenticate": challenge}, io.BytesIO(b""))
         status, hdrs, body = self.routes.get(url, (404, {}, b'{"errors":[]}'))
         return Response(status, hdrs, io.BytesIO(body))
+
+
+class FakeNetnsHost:
+    """Stands in for ``ip``/``mount``/``umount`` under a SandboxManager: records argv, fakes
+    netns files. ``missing_ok``: deleting a netns that is not there passes (else it raises)."""
+
+    def __init__(self, netns_dir: Path, *, missing_ok: bool = False) -> None:
+        self.netns_dir = netns_dir
+        self.missing_ok = missing_ok
+        self.calls: list[list[str]] = []
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        self.calls.append(list(argv))
+        if argv[:3] == ["ip", "netns", "add"]:
+            (self.netns_dir / argv[3]).touch()
+        if argv[:3] == ["ip", "netns", "del"]:
+            (self.netns_dir / argv[3]).unlink(missing_ok=self.missing_ok)
+        return Completed(tuple(argv), 0, b"", b"")

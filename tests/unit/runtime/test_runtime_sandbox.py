@@ -4,44 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import stat
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from berth.network.command import Completed
 from berth.runtime.errors import SandboxError
 from berth.runtime.sandbox import SandboxManager
 from berth.runtime.spec import EmptyDir, FilesVolume, HostPath, PodSpec, PodUID, Volume
+from tests.unit.runtime.helpers import FakeNetnsHost
 
 
-class FakeHost:
-    """Pretends to be ``ip``/``mount``/``umount``: records argv, fakes netns files."""
-
-    def __init__(self, netns_dir: Path) -> None:
-        self.netns_dir = netns_dir
-        self.calls: list[list[str]] = []
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        self.calls.append(list(argv))
-        if argv[:3] == ["ip", "netns", "add"]:
-            (self.netns_dir / argv[3]).touch()
-        if argv[:3] == ["ip", "netns", "del"]:
-            (self.netns_dir / argv[3]).unlink()
-        return Completed(tuple(argv), 0, b"", b"")
-
-
-def _manager(tmp_path: Path) -> tuple[SandboxManager, FakeHost]:
+def _manager(tmp_path: Path) -> tuple[SandboxManager, FakeNetnsHost]:
     netns = tmp_path / "netns"
     netns.mkdir()
-    host = FakeHost(netns)
+    host = FakeNetnsHost(netns)
     return SandboxManager(state_dir=tmp_path / "state", network=None, runner=host,
                           netns_dir=netns), host  # fmt: skip
 
