@@ -18,10 +18,10 @@ from berth.api.resources import RESOURCES
 from berth.apiserver.testing import ServerHandle, running_server
 from berth.apiserver.validation import validate
 from tests.integration.apiserver.helpers import Raw
+from tests.security.helpers import tenant_in_new_namespace
 
 pytestmark = pytest.mark.timeout(120)
 NS = "tenant"
-RBAC = "rbac.authorization.k8s.io"
 PODS = f"/api/v1/namespaces/{NS}/pods"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
 
@@ -35,26 +35,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 @pytest.fixture(scope="module")
 def tenant(server: ServerHandle) -> Iterator[Raw]:
     """Raw HTTPS as "mallory", who may do anything to pods and deployments in her namespace."""
-    admin = Raw(server, server.client_cert("admin", ["system:masters"]))
     rules = [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]},
     ]
-    binding = {
-        "metadata": {"name": "mallory"},
-        "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "workloads"},
-        "subjects": [{"kind": "User", "name": "mallory"}],
-    }
-    role = {"metadata": {"name": "workloads"}, "rules": rules}
-    for path, obj in (
-        ("/api/v1/namespaces", {"metadata": {"name": NS}}),
-        (f"/apis/{RBAC}/v1/namespaces/{NS}/roles", role),
-        (f"/apis/{RBAC}/v1/namespaces/{NS}/rolebindings", binding),
-    ):
-        status, _, body = admin.request("POST", path, obj)
-        assert status == 201, body
-    admin.close()
-    mallory = Raw(server, server.client_cert("mallory"))
+    mallory = tenant_in_new_namespace(server, NS, "workloads", rules)
     yield mallory
     mallory.close()
 

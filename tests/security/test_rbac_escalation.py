@@ -17,6 +17,7 @@ import pytest
 
 from berth.apiserver.testing import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Raw
+from tests.security.helpers import groupless_clients
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,16 +49,7 @@ def admin(server: ServerHandle) -> Iterator[Raw]:
 
 @pytest.fixture
 def as_user(server: ServerHandle) -> Iterator[Any]:
-    opened: list[Raw] = []
-
-    def make(name: str) -> Raw:
-        r = Raw(server, server.client_cert(name, []))
-        opened.append(r)
-        return r
-
-    yield make
-    for r in opened:
-        r.close()
+    yield from groupless_clients(server)
 
 
 def _ok(result: tuple[int, Any], *codes: int) -> Any:

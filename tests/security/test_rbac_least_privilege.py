@@ -20,6 +20,7 @@ import pytest
 
 from berth.apiserver.testing import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Raw
+from tests.security.helpers import groupless_clients
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,16 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 
 @pytest.fixture
 def component(server: ServerHandle) -> Iterator[Any]:
-    opened: list[Raw] = []
-
-    def make(user: str) -> Raw:
-        r = Raw(server, server.client_cert(user, []))
-        opened.append(r)
-        return r
-
-    yield make
-    for r in opened:
-        r.close()
+    yield from groupless_clients(server)
 
 
 def _refused(result: tuple[int, Any]) -> None:

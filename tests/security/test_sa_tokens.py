@@ -33,6 +33,7 @@ from berth.client.http import HttpClient
 from berth.controllers.manager import ControllerManager, ManagerConfig
 from berth.machinery.clock import RealClock
 from tests.integration.apiserver.helpers import Raw
+from tests.security.helpers import bind_role
 
 NS = "tenant"
 KUBECTL = Path("/usr/bin/kubectl")
@@ -63,22 +64,7 @@ def tenant(srv: ServerHandle, admin: Raw) -> Iterator[Raw]:
             "verbs": ["*"],
         }
     ]
-    role = {"metadata": {"name": "tenant-admin"}, "rules": rules}
-    binding = {
-        "metadata": {"name": "mallory"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "Role",
-            "name": "tenant-admin",
-        },
-        "subjects": [{"kind": "User", "name": "mallory"}],
-    }
-    for path, body in (
-        (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles", role),
-        (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings", binding),
-    ):
-        status, out = admin.json("POST", path, body)
-        assert status == 201, out
+    bind_role(admin, NS, "mallory", "tenant-admin", rules)
     client = Raw(srv, srv.client_cert("mallory"))
     yield client
     client.close()

@@ -27,6 +27,7 @@ from berth.network import node as node_module
 from berth.network.command import Completed, SubprocessRunner
 from berth.proxy import checks
 from tests.integration.apiserver.helpers import Raw
+from tests.security.helpers import tenant_in_new_namespace
 
 pytestmark = pytest.mark.timeout(120)
 NS = "tenant"
@@ -40,7 +41,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
         yield srv
 
 
-RBAC = "rbac.authorization.k8s.io"
 EPS = f"/api/v1/namespaces/{NS}/endpoints"
 SVCS = f"/api/v1/namespaces/{NS}/services"
 
@@ -49,23 +49,8 @@ SVCS = f"/api/v1/namespaces/{NS}/services"
 def tenant(server: ServerHandle) -> Iterator[Raw]:
     """Raw HTTPS as "mallory", who may do anything to Services and Endpoints in her namespace
     (and nothing else). Raw, because an attacker does not use a validating client."""
-    admin = Raw(server, server.client_cert("admin", ["system:masters"]))
     rules = [{"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["*"]}]
-    role = {"metadata": {"name": "services-admin"}, "rules": rules}
-    binding = {
-        "metadata": {"name": "mallory"},
-        "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "services-admin"},
-        "subjects": [{"kind": "User", "name": "mallory"}],
-    }
-    for path, obj in (
-        ("/api/v1/namespaces", {"metadata": {"name": NS}}),
-        (f"/apis/{RBAC}/v1/namespaces/{NS}/roles", role),
-        (f"/apis/{RBAC}/v1/namespaces/{NS}/rolebindings", binding),
-    ):
-        status, _, body = admin.request("POST", path, obj)
-        assert status == 201, body
-    admin.close()
-    mallory = Raw(server, server.client_cert("mallory"))
+    mallory = tenant_in_new_namespace(server, NS, "services-admin", rules)
     yield mallory
     mallory.close()
 
