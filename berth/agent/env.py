@@ -198,17 +198,7 @@ async def resolve_volume_files(
                 out[str(vol["name"])] = {}
                 continue
             raise SourceError(f'{kind} "{source}" not found')
-        items = ref.get("items")
-        if items:
-            files = {}
-            for item in items:
-                key = str(item["key"])
-                if key not in data:
-                    raise SourceError(f'couldn\'t find key {key} in {kind} "{source}"')
-                files[str(item.get("path") or key)] = data[key]
-        else:
-            files = dict(data)
-        out[str(vol["name"])] = files
+        out[str(vol["name"])] = _select(data, ref.get("items"), kind, source)
     return out
 
 
