@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from berth.apiserver.testing import ServerProcess, prepare, start_process
-from tests.integration.apiserver.helpers import Raw, deployment, pod
+from tests.integration.apiserver.helpers import Raw, deployment, json_paths, pod, replaced_at
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -662,27 +662,6 @@ WRITE_KINDS = [
 ]
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for k, child in value.items():
-            yield from _paths(child, (*prefix, k))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from _paths(child, (*prefix, i))
-
-
-def _put_at(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
-    if not path:
-        return value
-    result = copy.deepcopy(obj)
-    cur = result
-    for p in path[:-1]:
-        cur = cur[p]
-    cur[path[-1]] = value
-    return result
-
-
 @pytest.fixture(scope="module")
 def seeded(admin: Raw) -> None:
     for collection, body in SEEDS.items():
@@ -694,8 +673,8 @@ def seeded(admin: Raw) -> None:
 def confused_writes(draw: st.DrawFn) -> tuple[str, str, str, Any]:
     collection = draw(st.sampled_from(sorted(SEEDS)))
     seed = SEEDS[collection]
-    path = draw(st.sampled_from(list(_paths(seed))))
-    body = _put_at(seed, path, draw(WRONG_VALUES))
+    path = draw(st.sampled_from(list(json_paths(seed))))
+    body = replaced_at(seed, path, draw(WRONG_VALUES))
     method, suffix, ctype = draw(st.sampled_from(WRITE_KINDS))
     if suffix.endswith("/status") and collection.endswith(
         ("configmaps", "secrets", "endpoints", "rolebindings")

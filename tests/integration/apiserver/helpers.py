@@ -1,13 +1,16 @@
-"""Helpers for driving the API server: kubectl runner, raw HTTPS client, object builders."""
+"""Helpers for driving the API server: kubectl runner, raw HTTPS client, object builders, and
+the document surgery the fuzz tests use (every path into a JSON document; one value replaced)."""
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import os
 import re
 import ssl
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,3 +238,26 @@ def deployment(name: str, *, image: str = "nginx:1.19", replicas: int = 2) -> di
             },
         },
     }
+
+
+def json_paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every path (keys and list indexes) into the JSON-like ``value``, the empty one first."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, child in value.items():
+            yield from json_paths(child, (*prefix, k))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from json_paths(child, (*prefix, i))
+
+
+def replaced_at(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A copy of ``doc`` with the value at ``path`` (from :func:`json_paths`) set to ``value``."""
+    if not path:
+        return value
+    result = copy.deepcopy(doc)
+    cur = result
+    for p in path[:-1]:
+        cur = cur[p]
+    cur[path[-1]] = value
+    return result

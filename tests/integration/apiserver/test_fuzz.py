@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from berth.apiserver.testing import ServerProcess, prepare, start_process
 
-from .helpers import Raw
+from .helpers import Raw, json_paths, replaced_at
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -244,8 +244,8 @@ def hostile_bodies(draw: st.DrawFn) -> bytes:
         template = draw(st.sampled_from(HUGE_NUMBER_PLACES))
         return template.replace("N", draw(st.sampled_from(HUGE_NUMBERS))).encode()
     seed: Any = draw(st.sampled_from(SEEDED))[1]
-    path = draw(st.sampled_from(list(_paths(seed))))
-    return json.dumps(_put_at(seed, path, draw(WRONG_TYPES))).encode()
+    path = draw(st.sampled_from(list(json_paths(seed))))
+    return json.dumps(replaced_at(seed, path, draw(WRONG_TYPES))).encode()
 
 
 HUGE_NUMBER_PLACES = [
@@ -262,27 +262,6 @@ HUGE_NUMBER_PLACES = [
 
 
 WRONG_TYPES = st.sampled_from(["x", 7, 1.5, True, None, [], ["x"], {}, {"a": [1]}, [None]])
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for k, child in value.items():
-            yield from _paths(child, (*prefix, k))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from _paths(child, (*prefix, i))
-
-
-def _put_at(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
-    if not path:
-        return value
-    result = json.loads(json.dumps(doc))
-    cur = result
-    for p in path[:-1]:
-        cur = cur[p]
-    cur[path[-1]] = value
-    return result
 
 
 @st.composite
