@@ -333,37 +333,29 @@ def test_token_request_limits(srv: ServerHandle, tenant: Raw, admin: Raw) -> Non
     assert status == 403
 
 
+def _token_for_pod_on(
+    srv: ServerHandle, admin: Raw, node: Raw, pod: str, node_name: str, path: str
+) -> tuple[int, Any]:
+    """Create pod ``pod`` bound to ``node_name``; then ``node`` asks ``path`` for a token bound
+    to it."""
+    body = {
+        "metadata": {"name": pod},
+        "spec": {"nodeName": node_name, "containers": [{"name": "c", "image": "nginx"}]},
+    }
+    _write(srv, admin, "POST", f"/api/v1/namespaces/{NS}/pods", body)
+    ref = {"kind": "Pod", "apiVersion": "v1", "name": pod}
+    return node.json("POST", path, {"spec": {"boundObjectRef": ref}})
+
+
 def test_node_gets_tokens_only_for_its_own_pods(srv: ServerHandle, admin: Raw) -> None:
     node = Raw(srv, srv.client_cert("system:node:n1", ["system:nodes"]))
     try:
         path = f"/api/v1/namespaces/{NS}/serviceaccounts/default/token"
         status, out = node.json("POST", path, {"spec": {}})
         assert status == 403, out
-        _write(
-            srv,
-            admin,
-            "POST",
-            f"/api/v1/namespaces/{NS}/pods",
-            {
-                "metadata": {"name": "elsewhere"},
-                "spec": {"nodeName": "n2", "containers": [{"name": "c", "image": "nginx"}]},
-            },
-        )
-        ref = {"kind": "Pod", "apiVersion": "v1", "name": "elsewhere"}
-        status, out = node.json("POST", path, {"spec": {"boundObjectRef": ref}})
+        status, out = _token_for_pod_on(srv, admin, node, "elsewhere", "n2", path)
         assert status == 403, out
-        _write(
-            srv,
-            admin,
-            "POST",
-            f"/api/v1/namespaces/{NS}/pods",
-            {
-                "metadata": {"name": "mine"},
-                "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]},
-            },
-        )
-        ref = {"kind": "Pod", "apiVersion": "v1", "name": "mine"}
-        status, out = node.json("POST", path, {"spec": {"boundObjectRef": ref}})
+        status, out = _token_for_pod_on(srv, admin, node, "mine", "n1", path)
         assert status == 201, out
         claims = _payload(out["status"]["token"])
         assert claims["kubernetes.io"]["pod"]["name"] == "mine"

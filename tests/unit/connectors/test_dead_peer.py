@@ -125,14 +125,20 @@ def _in_thread(fn: Callable[[], Any]) -> Future[Any]:
     return future
 
 
+def _running_long_command(connector: SSHConnector, marker: Path) -> Future[Any]:
+    """A minute-long command run in a thread, returned once it has started on the host."""
+    work = _in_thread(lambda: connector.run(f"touch {marker}; sleep 60"))
+    _started(marker)
+    return work
+
+
 def test_a_frozen_host_fails_a_running_command_naming_it(
     server: Server, identity: tuple[Path, paramiko.Ed25519Key], tmp_path: Path
 ) -> None:
     connector = _connector(tmp_path, identity[0], server.port)
     marker = tmp_path / "started"
     try:
-        work = _in_thread(lambda: connector.run(f"touch {marker}; sleep 60"))
-        _started(marker)
+        work = _running_long_command(connector, marker)
         server.freeze()
         error = _fails_soon(work, time.monotonic())
     finally:
@@ -221,8 +227,7 @@ def test_a_cut_cable_fails_a_running_command(
     connector = _connector(tmp_path, identity[0], cable.port)
     marker = tmp_path / "started"
     try:
-        work = _in_thread(lambda: connector.run(f"touch {marker}; sleep 60"))
-        _started(marker)
+        work = _running_long_command(connector, marker)
         cable.cut.set()
         error = _fails_soon(work, time.monotonic())
     finally:
@@ -249,8 +254,7 @@ def test_a_host_that_answers_again_is_reconnected(
     connector = _connector(tmp_path, identity[0], server.port)
     marker = tmp_path / "started"
     try:
-        work = _in_thread(lambda: connector.run(f"touch {marker}; sleep 60"))
-        _started(marker)
+        work = _running_long_command(connector, marker)
         server.freeze()
         _fails_soon(work, time.monotonic())
         server.thaw()
