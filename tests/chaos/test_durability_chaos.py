@@ -29,11 +29,11 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes import config as kconfig
 from kubernetes.client import ApiException
 
 from provisioner.lab import Lab, run
 from tests.chaos.conftest import LabFactory
+from tests.lab.clusters import admin_client_for
 
 pytestmark = [
     pytest.mark.chaos,
@@ -88,17 +88,14 @@ class Cluster:
     def core(self, host: str) -> Any:
         """An admin client dialling ``host``'s API server, without retries (the writer's
         failures must be seen, not hidden)."""
-        admin = self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf"
-        doc = yaml.safe_load(admin.read_text())
-        for entry in doc["clusters"]:
-            entry["cluster"]["server"] = f"https://{self.lab.host(host).address}:6443"
-        path = self.workdir / f"admin-{host}.conf"
-        path.write_text(yaml.safe_dump(doc))
-        path.chmod(0o600)
-        configuration = client.Configuration()
-        kconfig.load_kube_config(str(path), client_configuration=configuration)  # type: ignore[no-untyped-call]
-        configuration.retries = 0
-        return client.CoreV1Api(client.ApiClient(configuration))
+        return client.CoreV1Api(
+            admin_client_for(
+                self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf",
+                self.lab.host(host).address,
+                self.workdir,
+                host,
+            )
+        )
 
     def sh(self, host: str, command: str) -> str:
         code, out, err = run(self.lab, host, command)

@@ -1,6 +1,7 @@
 """Helpers shared by lab tests: tearing labs down (tests/lab and tests/chaos fixtures), applying
 a real cluster from the lab's own spec and driving it with kubectl (test_security.py,
-test_security_psa.py, test_cluster_workloads.py)."""
+test_security_psa.py, test_cluster_workloads.py), and an admin client for one API server of an
+HA cluster (test_ha_cluster.py, tests/chaos)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
+from kubernetes import client
+from kubernetes import config as kconfig
 
 from provisioner.errors import LabError
 from provisioner.lab import Lab
@@ -70,3 +73,21 @@ def apply_lab_spec(lab: Lab, work: Path) -> Path:
     )  # fmt: skip
     assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
     return state / lab.name / "kubeconfigs" / "admin.conf"
+
+
+def admin_client_for(
+    admin_kubeconfig: Path, address: str, workdir: Path, host: str
+) -> client.ApiClient:
+    """An admin client dialling the API server at ``address`` directly (not the spec's
+    endpoint), without retries (failures must be seen, not hidden); its kubeconfig is written
+    to ``workdir/admin-<host>.conf``."""
+    doc = yaml.safe_load(admin_kubeconfig.read_text())
+    for entry in doc["clusters"]:
+        entry["cluster"]["server"] = f"https://{address}:6443"
+    path = workdir / f"admin-{host}.conf"
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+    configuration = client.Configuration()
+    kconfig.load_kube_config(str(path), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.retries = 0
+    return client.ApiClient(configuration)

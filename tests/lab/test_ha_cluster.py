@@ -41,6 +41,7 @@ from provisioner.phases.etcd.created import was_created
 from provisioner.smoke_image import smoke_image
 from provisioner.state import ClusterState
 from tests.lab.builds import OLD, make_build
+from tests.lab.clusters import admin_client_for
 from tests.lab.conftest import LabFactory
 from tests.lab.host_snapshot import Snapshot, differences, snapshot
 
@@ -102,17 +103,12 @@ class HaCluster:
 
     def api(self, host: str) -> client.ApiClient:
         """An admin client dialling ``host``'s API server directly (not the spec endpoint)."""
-        admin = self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf"
-        doc = yaml.safe_load(admin.read_text())
-        for entry in doc["clusters"]:
-            entry["cluster"]["server"] = f"https://{self.lab.host(host).address}:6443"
-        path = self.workdir / f"admin-{host}.conf"
-        path.write_text(yaml.safe_dump(doc))
-        path.chmod(0o600)
-        configuration = client.Configuration()
-        kconfig.load_kube_config(str(path), client_configuration=configuration)  # type: ignore[no-untyped-call]
-        configuration.retries = 0
-        return client.ApiClient(configuration)
+        return admin_client_for(
+            self.state_dir / self.lab.name / "kubeconfigs" / "admin.conf",
+            self.lab.host(host).address,
+            self.workdir,
+            host,
+        )
 
     def core(self, host: str) -> Any:
         return client.CoreV1Api(self.api(host))
