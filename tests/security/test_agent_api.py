@@ -26,7 +26,7 @@ from berth.agent.authz import AgentAuthorizer, Identity, Request, subject_access
 from berth.apiserver.testing import ServerHandle, TestPKI, running_server
 from berth.client.http import HttpClient
 from berth.machinery.clock import FakeClock
-from tests.integration.apiserver.helpers import Raw, node, pod
+from tests.integration.apiserver.helpers import Raw, node, pod, serve_requiring_client_certs
 
 pytestmark = pytest.mark.timeout(60)
 SECRET_LOG = b"db password is hunter2\n"
@@ -213,15 +213,9 @@ def agent_of(server: ServerHandle) -> Iterator[Any]:
             f"serving-{cert_node}", common_name=f"system:node:{cert_node}",
             organizations=["system:nodes"], server=True, ips=["127.0.0.1"], dns=[cert_node],
         )  # fmt: skip
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        ctx.load_verify_locations(str(server.pki.ca_cert))
-        ctx.verify_mode = ssl.CERT_REQUIRED
         httpd = StandInAgent(("127.0.0.1", 0), Handler)
         httpd.requests = []
-        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-        t = threading.Thread(target=httpd.serve_forever, daemon=True)
-        t.start()
+        t = serve_requiring_client_certs(httpd, cert, key, server.pki.ca_cert)
         started.append((httpd, t))
         return httpd
 

@@ -10,8 +10,10 @@ import os
 import re
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +263,18 @@ def replaced_at(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
         cur = cur[p]
     cur[path[-1]] = value
     return result
+
+
+def serve_requiring_client_certs(
+    httpd: HTTPServer, cert: Path, key: Path, ca: Path
+) -> threading.Thread:
+    """Serve ``httpd`` on a daemon thread over TLS with ``cert``/``key``, requiring a client
+    certificate signed by ``ca`` (as an agent's API does); returns the started thread."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.load_verify_locations(str(ca))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    return t

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +15,7 @@ from kubernetes import client as k8s
 from berth.apiserver.testing import ServerHandle
 
 from .conftest import make_kubectl
-from .helpers import core_api, node, pod
+from .helpers import core_api, node, pod, serve_requiring_client_certs
 
 pytestmark = pytest.mark.timeout(60)
 NS = "logs"
@@ -72,15 +70,9 @@ def agent(server: ServerHandle, api: k8s.ApiClient) -> Iterator[StandInAgent]:
         ips=["127.0.0.1"],
         dns=["log-node"],
     )
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(cert), str(key))
-    ctx.load_verify_locations(str(server.pki.ca_cert))
-    ctx.verify_mode = ssl.CERT_REQUIRED
     httpd = StandInAgent(("127.0.0.1", 0), Handler)
     httpd.requests = []
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
+    t = serve_requiring_client_certs(httpd, cert, key, server.pki.ca_cert)
     core = core_api(api)
     core.create_namespace({"metadata": {"name": NS}})
     core.create_node(node("log-node", ip="127.0.0.1", port=httpd.server_address[1]))
