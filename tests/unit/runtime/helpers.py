@@ -1,5 +1,5 @@
 """Builders for layer tars, a fake registry transport (no sockets) and a fake host for pod
-sandboxes (no ``ip``/``mount`` run)."""
+sandboxes (no ``ip``/``mount`` run), and the agent adapter over a runc runtime in a temp dir."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth.network.command import Completed
+from berth.runtime.agent_runtime import RuncAgentRuntime
+from berth.runtime.images import ImageService
 from berth.runtime.registry import Response
+from berth.runtime.runc import RuncRuntime
+from berth.runtime.store import ContentStore
 
 
 @dataclass(frozen=True)
@@ -88,3 +92,16 @@ class FakeNetnsHost:
         if argv[:3] == ["ip", "netns", "del"]:
             (self.netns_dir / argv[3]).unlink(missing_ok=self.missing_ok)
         return Completed(tuple(argv), 0, b"", b"")
+
+
+def runc_adapter(tmp_path: Path) -> RuncAgentRuntime:
+    """The agent's runtime adapter over a RuncRuntime kept under ``tmp_path`` (no network, no
+    enforcement)."""
+    rt = RuncRuntime(
+        images=ImageService(ContentStore(tmp_path / "images")),
+        network=None,
+        state_dir=tmp_path / "state",
+        runc_root=tmp_path / "runc",
+        enforce=frozenset(),
+    )
+    return RuncAgentRuntime(rt)

@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from berth.runtime.agent_runtime import RuncAgentRuntime, _resolved_volumes
-from berth.runtime.images import ImageService
-from berth.runtime.runc import RuncRuntime
 from berth.runtime.safepath import UnsafePath
 from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import FilesVolume, PodUID
-from berth.runtime.store import ContentStore
+from tests.unit.runtime.helpers import runc_adapter
 
 VOLUME = "kube-api-access-abcde"
 SPEC = {
@@ -29,17 +27,6 @@ SPEC = {
         }
     ]
 }
-
-
-def _adapter(tmp_path: Path) -> RuncAgentRuntime:
-    rt = RuncRuntime(
-        images=ImageService(ContentStore(tmp_path / "images")),
-        network=None,
-        state_dir=tmp_path / "state",
-        runc_root=tmp_path / "runc",
-        enforce=frozenset(),
-    )
-    return RuncAgentRuntime(rt)
 
 
 def _sandbox(adapter: RuncAgentRuntime) -> Path:
@@ -59,7 +46,7 @@ def test_projected_volume_is_a_files_volume_on_tmpfs() -> None:
 
 
 def test_renewed_token_is_rewritten_in_place(tmp_path: Path) -> None:
-    adapter = _adapter(tmp_path)
+    adapter = runc_adapter(tmp_path)
     target = _sandbox(adapter)
     assert isinstance(adapter._pod("u1").volumes[0].source, FilesVolume)
     content = {"token": b"second", "ca.crt": b"ca", "namespace": b"ns"}
@@ -70,7 +57,7 @@ def test_renewed_token_is_rewritten_in_place(tmp_path: Path) -> None:
 
 
 def test_renewal_refuses_file_names_that_leave_the_volume(tmp_path: Path) -> None:
-    adapter = _adapter(tmp_path)
+    adapter = runc_adapter(tmp_path)
     _sandbox(adapter)
     # Refused by the one safe-path check every volume file goes through.
     with pytest.raises(UnsafePath, match=r"must not contain '\.\.'"):

@@ -12,9 +12,8 @@ import pytest
 from berth.agent.runtime import ContainerConfig, ImagePullFailed, Runtime
 from berth.runtime.agent_runtime import RuncAgentRuntime, to_agent_status
 from berth.runtime.errors import ContainerError
-from berth.runtime.images import ImageService
 from berth.runtime.k8s import configmap_files, parse_quantity, pod_from_k8s, secret_files
-from berth.runtime.runc import ContainerState, ContainerStatus, RuncRuntime
+from berth.runtime.runc import ContainerState, ContainerStatus
 from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import (
     ContainerID,
@@ -25,22 +24,11 @@ from berth.runtime.spec import (
     PortMapping,
     Resources,
 )
-from berth.runtime.store import ContentStore
-
-
-def _adapter(tmp_path: Path) -> RuncAgentRuntime:
-    rt = RuncRuntime(
-        images=ImageService(ContentStore(tmp_path / "images")),
-        network=None,
-        state_dir=tmp_path / "state",
-        runc_root=tmp_path / "runc",
-        enforce=frozenset(),
-    )
-    return RuncAgentRuntime(rt)
+from tests.unit.runtime.helpers import runc_adapter
 
 
 def test_adapter_satisfies_the_agent_runtime_protocol(tmp_path: Path) -> None:
-    runtime: Runtime = _adapter(tmp_path)  # mypy checks the structural match
+    runtime: Runtime = runc_adapter(tmp_path)  # mypy checks the structural match
     assert runtime.name == "runc"
     wired: Runtime = RuncAgentRuntime.for_node(
         pod_cidr="10.244.3.0/24", state_dir=tmp_path / "node", runc_root=tmp_path / "runc"
@@ -87,7 +75,7 @@ def test_status_mapping() -> None:
 
 
 def test_logs_tail_and_missing_container(tmp_path: Path) -> None:
-    adapter = _adapter(tmp_path)
+    adapter = runc_adapter(tmp_path)
     d = adapter.rt.containers_dir / "u_web_0"
     d.mkdir(parents=True)
     (d / "meta.json").write_text(json.dumps({"id": "u_web_0"}))
@@ -191,7 +179,7 @@ def test_quantities_and_refusals() -> None:
 
 
 def test_sandbox_pod_is_rebuilt_from_the_stored_spec(tmp_path: Path) -> None:
-    adapter = _adapter(tmp_path)
+    adapter = runc_adapter(tmp_path)
     adapter.cluster_dns = "10.96.0.10"
     spec = {
         "hostNetwork": True,
@@ -221,7 +209,7 @@ def test_sandbox_pod_is_rebuilt_from_the_stored_spec(tmp_path: Path) -> None:
 
 
 def test_image_failures_become_pull_errors_before_anything_is_created(tmp_path: Path) -> None:
-    adapter = _adapter(tmp_path)
+    adapter = runc_adapter(tmp_path)
     never = ContainerConfig(
         name="web", image="airgap.local/absent:1", spec={"imagePullPolicy": "Never"}
     )
