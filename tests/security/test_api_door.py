@@ -26,13 +26,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from berth.apiserver.testing import ServerProcess, prepare, start_process
-from tests.integration.apiserver.helpers import Raw, deployment, json_paths, pod, replaced_at
+from berth.apiserver.testing import ServerProcess
+from tests.integration.apiserver.helpers import (
+    Raw,
+    capped_server_process,
+    deployment,
+    json_paths,
+    pod,
+    raw_client,
+    replaced_at,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
-MEMORY_LIMIT = 768 * 1024 * 1024
-"""Data-segment cap of the server process: ten times what it uses, far below a bomb."""
 HEALTHZ_WITHIN = 1.0
 MAX_DEPTH = 100
 """The nesting bound (``berth.apiserver.bodies.MAX_DEPTH``), literal here so that this
@@ -65,14 +71,7 @@ def nested_json(depth: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    directory = tmp_path_factory.mktemp("door")
-    files = prepare(directory, datastore="sqlite", sqlite_path=directory / "state.db")
-    proc = start_process(files, memory_limit=MEMORY_LIMIT)
-    yield proc
-    proc.process.terminate()
-    proc.process.wait(30)
-    if proc.process.stdout is not None:
-        proc.process.stdout.close()
+    yield from capped_server_process(tmp_path_factory.mktemp("door"))
 
 
 _CERTS: dict[tuple[str, ...], tuple[Path, Path]] = {}
@@ -84,8 +83,7 @@ def _raw(server: ServerProcess, user: str, groups: list[str]) -> Raw:
     key = (files.url, user, *groups)
     if key not in _CERTS:
         _CERTS[key] = files.client_cert(user, groups)
-    port = int(files.url.rsplit(":", 1)[1])
-    return Raw(None, _CERTS[key], ca=files.pki.ca_cert, port=port)
+    return raw_client(server, _CERTS[key])
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
-from berth.apiserver.testing import ServerHandle
+from berth.apiserver.testing import ServerHandle, ServerProcess, prepare, start_process
 
 # The kubernetes client's generated models are loosely typed (optional everywhere); tests
 # handle them as Any and assert on the values instead.
@@ -278,3 +278,25 @@ def serve_requiring_client_certs(
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
     return t
+
+
+MEMORY_LIMIT = 768 * 1024 * 1024
+"""Data-segment cap of the server process: ten times what it uses, far below a bomb."""
+
+
+def capped_server_process(directory: Path) -> Iterator[ServerProcess]:
+    """Body of a fixture: an API server child process (sqlite under ``directory``) capped at
+    MEMORY_LIMIT, stopped afterwards."""
+    files = prepare(directory, datastore="sqlite", sqlite_path=directory / "state.db")
+    proc = start_process(files, memory_limit=MEMORY_LIMIT)
+    yield proc
+    proc.process.terminate()
+    proc.process.wait(30)
+    if proc.process.stdout is not None:
+        proc.process.stdout.close()
+
+
+def raw_client(server: ServerProcess, cert: tuple[Path, Path]) -> Raw:
+    """A raw HTTPS client of the child process ``server`` with client certificate ``cert``."""
+    port = int(server.files.url.rsplit(":", 1)[1])
+    return Raw(None, cert, ca=server.files.pki.ca_cert, port=port)

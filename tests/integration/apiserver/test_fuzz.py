@@ -5,10 +5,11 @@ Hypothesis generates methods, paths (built from real route segments and junk), q
 JSON, random bytes, YAML alias bombs, documents nested deeper than the server accepts, huge
 numbers, fields of the wrong JSON type) under several content types.
 
-The server runs as a child process with its data segment capped (:data:`MEMORY_LIMIT`), so a
-body that makes it allocate without bound kills it (and the tests say so) instead of
-exhausting the machine; a watcher polls ``/healthz`` throughout and the last tests check it
-always answered within :data:`HEALTHZ_WITHIN` seconds and the process is still alive.
+The server runs as a child process with its data segment capped
+(:data:`helpers.MEMORY_LIMIT`), so a body that makes it allocate without bound kills it (and
+the tests say so) instead of exhausting the machine; a watcher polls ``/healthz`` throughout
+and the last tests check it always answered within :data:`HEALTHZ_WITHIN` seconds and the
+process is still alive.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from berth.apiserver.testing import ServerProcess, prepare, start_process
+from berth.apiserver.testing import ServerProcess
 
-from .helpers import Raw, json_paths, replaced_at
+from .helpers import Raw, capped_server_process, json_paths, raw_client, replaced_at
 
 pytestmark = pytest.mark.timeout(300)
 
-MEMORY_LIMIT = 768 * 1024 * 1024
 HEALTHZ_WITHIN = 1.0
 
 SEGMENTS = [
@@ -365,20 +365,11 @@ class HealthWatch:
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    directory = tmp_path_factory.mktemp("fuzz")
-    files = prepare(directory, datastore="sqlite", sqlite_path=directory / "state.db")
-    proc = start_process(files, memory_limit=MEMORY_LIMIT)
-    yield proc
-    proc.process.terminate()
-    proc.process.wait(30)
-    if proc.process.stdout is not None:
-        proc.process.stdout.close()
+    yield from capped_server_process(tmp_path_factory.mktemp("fuzz"))
 
 
 def _client(server: ServerProcess, user: str, groups: list[str]) -> Raw:
-    port = int(server.url.rsplit(":", 1)[1])
-    cert = server.files.client_cert(user, groups)
-    return Raw(None, cert, ca=server.files.pki.ca_cert, port=port)
+    return raw_client(server, server.files.client_cert(user, groups))
 
 
 @pytest.fixture(scope="module")
