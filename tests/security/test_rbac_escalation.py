@@ -139,6 +139,23 @@ def _forbidden(result: tuple[int, Any]) -> str:
     return str(body["message"])
 
 
+def _every_update_forbidden(
+    client: Raw, user: str, path: str, field: str, items: list[Any], applied: dict[str, Any]
+) -> None:
+    """Setting list ``field`` of the object at ``path`` to ``items`` is refused by every update
+    route: PUT, merge, strategic and JSON patch (appending ``items[0]``), a forced apply of
+    ``applied``, and a dry-run merge patch."""
+    current = _ok(client.json("GET", path))
+    _forbidden(client.json("PUT", path, {**current, field: items}))
+    _forbidden(client.json("PATCH", path, {field: items}, content_type=MERGE))
+    _forbidden(client.json("PATCH", path, {field: items}, content_type=STRATEGIC))
+    append = [{"op": "add", "path": f"/{field}/-", "value": items[0]}]
+    _forbidden(client.json("PATCH", path, append, content_type=JSON_PATCH))
+    forced = f"{path}?fieldManager={user}&force=true"
+    _forbidden(client.json("PATCH", forced, applied, content_type=APPLY))
+    _forbidden(client.json("PATCH", path + "?dryRun=All", {field: items}, content_type=MERGE))
+
+
 def _rule(group: str, resources: list[str], verbs: list[str]) -> dict[str, Any]:
     return {"apiGroups": [group], "resources": resources, "verbs": verbs}
 
@@ -304,27 +321,8 @@ def test_updates_and_patches_of_a_binding_are_checked(admin: Raw, as_user: Any) 
     gina = as_user("gina")
     path = _path("RoleBinding", ns, "admins")
     me = [{"apiGroup": GROUP, "kind": "User", "name": "gina"}]
-    current = _ok(gina.json("GET", path))
-    _forbidden(gina.json("PUT", path, {**current, "subjects": me}))
-    _forbidden(gina.json("PATCH", path, {"subjects": me}, content_type=MERGE))
-    _forbidden(gina.json("PATCH", path, {"subjects": me}, content_type=STRATEGIC))
-    _forbidden(
-        gina.json(
-            "PATCH",
-            path,
-            [{"op": "add", "path": "/subjects/-", "value": me[0]}],
-            content_type=JSON_PATCH,
-        )
-    )
-    _forbidden(
-        gina.json(
-            "PATCH",
-            path + "?fieldManager=gina&force=true",
-            _binding("admins", "ClusterRole", "cluster-admin", "gina", namespace=ns),
-            content_type=APPLY,
-        )
-    )
-    _forbidden(gina.json("PATCH", path + "?dryRun=All", {"subjects": me}, content_type=MERGE))
+    applied = _binding("admins", "ClusterRole", "cluster-admin", "gina", namespace=ns)
+    _every_update_forbidden(gina, "gina", path, "subjects", me, applied)
     stored = _ok(admin.json("GET", path))
     assert [s["name"] for s in stored["subjects"]] == ["root"]
 
@@ -465,27 +463,8 @@ def test_updates_and_patches_of_a_role_are_checked(admin: Raw, as_user: Any) -> 
         )
     )
     everything = [EVERYTHING[0]]
-    current = _ok(liam.json("GET", path))
-    _forbidden(liam.json("PUT", path, {**current, "rules": everything}))
-    _forbidden(liam.json("PATCH", path, {"rules": everything}, content_type=MERGE))
-    _forbidden(liam.json("PATCH", path, {"rules": everything}, content_type=STRATEGIC))
-    _forbidden(
-        liam.json(
-            "PATCH",
-            path,
-            [{"op": "add", "path": "/rules/-", "value": EVERYTHING[0]}],
-            content_type=JSON_PATCH,
-        )
-    )
-    _forbidden(
-        liam.json(
-            "PATCH",
-            path + "?fieldManager=liam&force=true",
-            _role("mine", everything, namespace=ns),
-            content_type=APPLY,
-        )
-    )
-    _forbidden(liam.json("PATCH", path + "?dryRun=All", {"rules": everything}, content_type=MERGE))
+    applied = _role("mine", everything, namespace=ns)
+    _every_update_forbidden(liam, "liam", path, "rules", everything, applied)
     # an apply that creates a new role is checked like a create
     _forbidden(
         liam.json(
