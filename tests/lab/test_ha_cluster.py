@@ -385,10 +385,22 @@ def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaClus
         ha.lab.partition(minority, other)
     try:
         isolated = ha.core(minority)
-        with pytest.raises(ApiException):
+        # A write sent in the second before the minority's etcd member notices it lost the
+        # leader is ambiguous (etcd may still commit the forwarded proposal after the heal):
+        # the API server says so ("may still be applied"). Once the member knows, /readyz says
+        # there is no quorum, and a write is refused before anything is proposed.
+        _until(
+            "the isolated API server reports no quorum",
+            SERVE_BUDGET,
+            lambda: _no_quorum(ha, minority),
+        )
+        with pytest.raises(ApiException) as refused:
             isolated.create_namespaced_config_map(
                 "default", _configmap("split-brain"), _request_timeout=15
             )
+        assert refused.value.status == 503, refused.value.body
+        assert "quorum" in str(refused.value.body)
+        assert "may still be applied" not in str(refused.value.body)
         kept = ha.core(majority[0])
         _until(
             "the majority accepts writes during the partition",
@@ -406,6 +418,18 @@ def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaClus
     )
     names = {c.metadata.name for c in healed.list_namespaced_config_map("default").items}
     assert "split-brain" not in names, "the isolated API server's write must not exist"
+
+
+def _no_quorum(ha: HaCluster, host: str) -> bool | None:
+    """True once ``host``'s API server answers /readyz with 503 naming the missing quorum."""
+    try:
+        api = ha.api(host)
+        rest: Any = api.rest_client  # untyped in the kubernetes client
+        rest.request("GET", f"{api.configuration.host}/readyz", _request_timeout=5)
+    except ApiException as exc:
+        if exc.status == 503 and "quorum" in str(exc.body):
+            return True
+    return None
 
 
 def _current_release(ha: HaCluster, host: str) -> str:
