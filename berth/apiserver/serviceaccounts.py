@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from .errors import invalid_value as _invalid_value
 from .errors import required as _required
 from .podsafety import trust_volume_source
 from .satokens import ObjectCache, ServiceAccountAuthenticator
+from .suffixes import random_suffix
 
 if TYPE_CHECKING:
     from .codec import Codec
@@ -444,9 +444,7 @@ def _mount_token_volume(spec: Obj) -> None:
     taken = {v.get("name") for v in volumes if isinstance(v, dict)}
     name = ""
     while not name or name in taken:
-        name = "kube-api-access-" + "".join(
-            secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5)
-        )
+        name = "kube-api-access-" + random_suffix()
     volumes.append(access_volume(name))
     for c in needing:
         c.setdefault("volumeMounts", []).append(
