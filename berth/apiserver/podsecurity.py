@@ -59,6 +59,7 @@ from .podsecurity_policy import (
     PodSecurityConfig,
     Policy,
     Verdict,
+    cached_policy_from_labels,
     policy_from_labels,
 )
 
@@ -198,7 +199,7 @@ class PodSecurityAdmission:
                 raise ApiError(500, "InternalError", f'failed to lookup namespace "{namespace}"')
             self.namespaces.remember(ns)
             labels = dict(_labels(ns))
-        policy, errors = policy_from_labels(labels, self.config.defaults)
+        policy, errors = cached_policy_from_labels(labels, self.config.defaults)
         review = Review(user, operation, rd, namespace, name)
         if is_pod:
             if not errors and policy.fully_privileged:

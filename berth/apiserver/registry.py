@@ -12,7 +12,6 @@ import asyncio
 import base64
 import copy
 import logging
-import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +56,7 @@ from .selectors import (
     selector_to_string,
 )
 from .services import ServiceAddresses
+from .suffixes import random_suffix
 from .tolerations import DefaultTolerationSeconds, add_default_tolerations
 from .validation import validate, validate_update
 from .watch import ObjEvent
@@ -67,7 +67,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 MAX_PATCH_RETRIES = 5
 MAX_GRACE_SECONDS = 100 * 365 * 24 * 3600
 """Longest grace period turned into a deletionTimestamp (a hundred years: forever)."""
@@ -390,9 +389,7 @@ class Registry:
             not m.get("name") and isinstance(m.get("generateName"), str) and m["generateName"]
         )
         if generate:
-            m["name"] = m["generateName"] + "".join(
-                secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
-            )
+            m["name"] = m["generateName"] + random_suffix()
         strategy.prepare_for_create(rd, obj, ns)
         if rd.kind == "Pod":
             add_default_tolerations(obj, self.default_tolerations)
@@ -423,9 +420,7 @@ class Registry:
                 kv = await self.store.create(key, self.codec.encode(key, obj))
             except KeyExists:
                 if generate and attempt < 4:
-                    name = m["generateName"] + "".join(
-                        secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
-                    )
+                    name = m["generateName"] + random_suffix()
                     m["name"] = name
                     continue
                 if allocated is not None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,9 @@ from .config import ServerConfig
 from .errors import ApiError, FieldError, bad_request, conflict, forbidden, invalid
 from .errors import invalid_value as _invalid_value
 from .errors import required as _required
+from .podsafety import trust_volume_source
 from .satokens import ObjectCache, ServiceAccountAuthenticator
+from .suffixes import random_suffix
 
 if TYPE_CHECKING:
     from .codec import Codec
@@ -373,6 +374,11 @@ def access_volume(name: str) -> Obj:
     }
 
 
+# The projected source of that volume is the same for every pod: validated once, here, and
+# then trusted by pod validation (``podsafety``), which need not walk it on every create.
+trust_volume_source("projected", access_volume("")["projected"])
+
+
 def _token_projection_errors(spec: Obj) -> list[FieldError]:
     """Upstream's validation of ``serviceAccountToken`` projections."""
     errs: list[FieldError] = []
@@ -438,9 +444,7 @@ def _mount_token_volume(spec: Obj) -> None:
     taken = {v.get("name") for v in volumes if isinstance(v, dict)}
     name = ""
     while not name or name in taken:
-        name = "kube-api-access-" + "".join(
-            secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5)
-        )
+        name = "kube-api-access-" + random_suffix()
     volumes.append(access_volume(name))
     for c in needing:
         c.setdefault("volumeMounts", []).append(

@@ -32,13 +32,24 @@ class Shape:
     expected = "a value"
     plural = "values"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         raise NotImplementedError
 
 
 class Mismatch(Exception):
-    def __init__(self, path: str, expected: str, value: Any) -> None:
-        super().__init__(f"{path or '(the object)'}: expected {expected}, got {_describe(value)}")
+    """A value of the wrong type. The path to it is collected while the exception unwinds
+    (each container adds its step), so that the checks build no path string on success,
+    which is every request but the broken ones."""
+
+    def __init__(self, expected: str, value: Any) -> None:
+        super().__init__(expected)
+        self.expected = expected
+        self.value = value
+        self.steps: list[str] = []  # innermost first: ".image", "[0]", ".containers", ...
+
+    def message(self) -> str:
+        path = "".join(reversed(self.steps)).removeprefix(".")
+        return f"{path or '(the object)'}: expected {self.expected}, got {_describe(self.value)}"
 
 
 def _describe(value: Any) -> str:
@@ -59,18 +70,18 @@ class _Str(Shape):
     expected = "a string"
     plural = "strings"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is not None and not isinstance(value, str):
-            raise Mismatch(path, self.expected, value)
+            raise Mismatch(self.expected, value)
 
 
 class _Bool(Shape):
     expected = "a boolean"
     plural = "booleans"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is not None and not isinstance(value, bool):
-            raise Mismatch(path, self.expected, value)
+            raise Mismatch(self.expected, value)
 
 
 @dataclass(frozen=True)
@@ -79,46 +90,46 @@ class _Int(Shape):
     expected = "an integer"
     plural = "integers"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is None:
             return
         if not isinstance(value, int) or isinstance(value, bool):
-            raise Mismatch(path, self.expected, value)
+            raise Mismatch(self.expected, value)
         if not self.bounds[0] <= value <= self.bounds[1]:
             bits = 32 if self.bounds == INT32 else 64
-            raise Mismatch(path, f"a {bits}-bit integer", value)
+            raise Mismatch(f"a {bits}-bit integer", value)
 
 
 class _IntOrString(Shape):
     expected = "an integer or a string"
     plural = "integers or strings"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is None or isinstance(value, str):
             return
         if not isinstance(value, int) or isinstance(value, bool):
-            raise Mismatch(path, self.expected, value)
-        INT_32.check(value, path)
+            raise Mismatch(self.expected, value)
+        INT_32.check(value)
 
 
 class _Quantity(Shape):
     expected = "a quantity (a string or a number)"
     plural = "quantities (strings or numbers)"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is not None and (
             not isinstance(value, str | int | float) or isinstance(value, bool)
         ):
-            raise Mismatch(path, self.expected, value)
+            raise Mismatch(self.expected, value)
 
 
 class _AnyObject(Shape):
     expected = "an object"
     plural = "objects"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is not None and not isinstance(value, dict):
-            raise Mismatch(path, self.expected, value)
+            raise Mismatch(self.expected, value)
 
 
 @dataclass(frozen=True)
@@ -128,16 +139,21 @@ class ListOf(Shape):
     expected = "an array"
     plural = "arrays"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is None:
             return
         if not isinstance(value, list):
-            raise Mismatch(path, f"an array of {self.item.plural}", value)
+            raise Mismatch(f"an array of {self.item.plural}", value)
+        item_check = self.item.check
         for i, item in enumerate(value):
             if item is None and _is_container(self.item):
                 value[i] = {} if not isinstance(self.item, ListOf) else []
                 continue
-            self.item.check(item, f"{path}[{i}]")
+            try:
+                item_check(item)
+            except Mismatch as exc:
+                exc.steps.append(f"[{i}]")
+                raise
 
 
 @dataclass(frozen=True)
@@ -147,13 +163,18 @@ class MapOf(Shape):
     expected = "an object"
     plural = "objects"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is None:
             return
         if not isinstance(value, dict):
-            raise Mismatch(path, f"a map of {self.item.plural}", value)
+            raise Mismatch(f"a map of {self.item.plural}", value)
+        item_check = self.item.check
         for k, item in value.items():
-            self.item.check(item, f"{path}[{k}]")
+            try:
+                item_check(item)
+            except Mismatch as exc:
+                exc.steps.append(f"[{k}]")
+                raise
 
 
 @dataclass(frozen=True)
@@ -163,19 +184,30 @@ class Struct(Shape):
     expected = "an object"
     plural = "objects"
 
-    def check(self, value: Any, path: str) -> None:
+    def check(self, value: Any) -> None:
         if value is None:
             return
         if not isinstance(value, dict):
-            raise Mismatch(path, "an object", value)
-        for name, shape in self.fields.items():
-            if name not in value:
+            raise Mismatch("an object", value)
+        # Walk the object's own keys (a handful) rather than every declared field (dozens
+        # for a pod spec or a container): the undeclared ones are kept as sent.
+        fields = self.fields
+        nulls: list[str] = []
+        for name, child in value.items():
+            shape = fields.get(name)
+            if shape is None:
                 continue
-            child = value[name]
-            if child is None and _is_container(shape):
-                del value[name]  # Go: null decodes to the empty value, omitted on output
+            if child is None:
+                if _is_container(shape):
+                    nulls.append(name)
                 continue
-            shape.check(child, f"{path}.{name}" if path else name)
+            try:
+                shape.check(child)
+            except Mismatch as exc:
+                exc.steps.append(f".{name}")
+                raise
+        for name in nulls:
+            del value[name]  # Go: null decodes to the empty value, omitted on output
 
 
 def _is_container(shape: Shape) -> bool:
@@ -530,9 +562,9 @@ def check(rd: ResourceDef, obj: Any) -> None:
     if shape is None:
         return
     try:
-        shape.check(obj, "")
+        shape.check(obj)
     except Mismatch as exc:
-        raise cannot_handle(rd, str(exc)) from None
+        raise cannot_handle(rd, exc.message()) from None
 
 
 def cannot_handle(rd: ResourceDef, why: str) -> ApiError:

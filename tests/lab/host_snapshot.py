@@ -22,7 +22,8 @@ ASPECTS = {
     "links": "ip -o link show | awk -F': ' '{print $2}'",
     "nftables": NftTables().command(),  # over netlink: `nft` itself comes and goes with berth
     # IPv6 link-local routes come with the link's address some time after boot: not berth's
-    "routes": "ip route show table all; ip -6 route show table all | grep -v 'fe80:'; true",
+    # (``ip route show table all`` lists IPv6 routes too, so both listings are filtered).
+    "routes": "{ ip route show table all; ip -6 route show table all; } | grep -v 'fe80:'; true",
     "netns": "ip netns list",
     "users": "sed 's/:.*//; s/^/user /' /etc/passwd; sed 's/:.*//; s/^/group /' /etc/group",
     "files": f"find {' '.join(TREES)} 2>/dev/null; true",

@@ -386,13 +386,15 @@ def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaClus
     try:
         isolated = ha.core(minority)
         # A write sent in the second before the minority's etcd member notices it lost the
-        # leader is ambiguous (etcd may still commit the forwarded proposal after the heal):
-        # the API server says so ("may still be applied"). Once the member knows, /readyz says
-        # there is no quorum, and a write is refused before anything is proposed.
+        # leader is ambiguous (etcd may still commit the forwarded proposal after the heal),
+        # and the API server says so ("may still be applied"). Probe with throwaway writes
+        # until the server refuses one outright for want of quorum: from then on nothing is
+        # proposed, and the write that matters must never appear.
+        probes = iter(range(1000))
         _until(
-            "the isolated API server reports no quorum",
-            SERVE_BUDGET,
-            lambda: _no_quorum(ha, minority),
+            "the isolated API server refuses writes for want of quorum",
+            SERVE_BUDGET * 2,
+            lambda: _refused_unsent(isolated, f"probe-{next(probes)}"),
         )
         with pytest.raises(ApiException) as refused:
             isolated.create_namespaced_config_map(
@@ -420,14 +422,14 @@ def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaClus
     assert "split-brain" not in names, "the isolated API server's write must not exist"
 
 
-def _no_quorum(ha: HaCluster, host: str) -> bool | None:
-    """True once ``host``'s API server answers /readyz with 503 naming the missing quorum."""
+def _refused_unsent(core: Any, name: str) -> bool | None:
+    """True when creating ConfigMap ``name`` is refused with 503 for want of quorum before
+    anything was proposed (the refusal does not say the write may still be applied)."""
     try:
-        api = ha.api(host)
-        rest: Any = api.rest_client  # untyped in the kubernetes client
-        rest.request("GET", f"{api.configuration.host}/readyz", _request_timeout=5)
+        core.create_namespaced_config_map("default", _configmap(name), _request_timeout=15)
     except ApiException as exc:
-        if exc.status == 503 and "quorum" in str(exc.body):
+        body = str(exc.body)
+        if exc.status == 503 and "quorum" in body and "may still be applied" not in body:
             return True
     return None
 

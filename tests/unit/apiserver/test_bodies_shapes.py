@@ -154,3 +154,12 @@ def test_shapes_accept_int_or_string_and_quantities() -> None:
         _rd("pods"),
         {"spec": {"containers": [{"resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]}},
     )
+
+
+@pytest.mark.parametrize("decode", [bodies.decode_json, bodies.decode_yaml])
+def test_depth_at_the_limit_passes_and_one_more_is_400(decode: Any) -> None:
+    # The byte-count shortcut (at most MAX_DEPTH brackets) and the walk agree at the edge.
+    at_limit = b"[" * bodies.MAX_DEPTH + b"]" * bodies.MAX_DEPTH
+    assert decode(at_limit) is not None
+    over = b'{"a":' + at_limit + b"}"
+    assert "nested too deeply" in _bad_request(decode, over)
