@@ -119,10 +119,6 @@ class ClusterState:
     def journal_dir(self) -> Path:
         return self.root / "journal"
 
-    @property
-    def lock_path(self) -> Path:
-        return self.root / "lock"
-
     # -- secrets --------------------------------------------------------------------------------
 
     @staticmethod
