@@ -132,17 +132,25 @@ def _running_long_command(connector: SSHConnector, marker: Path) -> Future[Any]:
     return work
 
 
+def _lost(
+    connector: SSHConnector, start: Callable[[], Future[Any]], stop_answering: Callable[[], None]
+) -> ConnectError:
+    """Start the work, make the host stop answering once it runs, and return the error the work
+    fails with (within :data:`DETECTED_WITHIN`); the connector is closed either way."""
+    try:
+        work = start()
+        stop_answering()
+        return _fails_soon(work, time.monotonic())
+    finally:
+        connector.close()
+
+
 def test_a_frozen_host_fails_a_running_command_naming_it(
     server: Server, identity: tuple[Path, paramiko.Ed25519Key], tmp_path: Path
 ) -> None:
     connector = _connector(tmp_path, identity[0], server.port)
     marker = tmp_path / "started"
-    try:
-        work = _running_long_command(connector, marker)
-        server.freeze()
-        error = _fails_soon(work, time.monotonic())
-    finally:
-        connector.close()
+    error = _lost(connector, lambda: _running_long_command(connector, marker), server.freeze)
     assert error.message.startswith("h1: connection lost while running touch ")
     assert "no answer for" in error.message
     assert "the host is down, frozen or cut off" in error.message
@@ -153,15 +161,15 @@ def test_a_frozen_host_fails_a_command_with_stdin(
 ) -> None:
     connector = _connector(tmp_path, identity[0], server.port)
     marker = tmp_path / "started"
-    try:
+
+    def start() -> Future[Any]:
         work = _in_thread(
             lambda: connector.run(f"touch {marker}; cat >/dev/null; sleep 60", stdin=b"x" * 100)
         )
         _started(marker)
-        server.freeze()
-        error = _fails_soon(work, time.monotonic())
-    finally:
-        connector.close()
+        return work
+
+    error = _lost(connector, start, server.freeze)
     assert "no answer for" in error.message
 
 
@@ -170,17 +178,17 @@ def test_a_frozen_host_fails_an_upload_in_progress(
 ) -> None:
     connector = _connector(tmp_path, identity[0], server.port)
     target = tmp_path / "big"
-    try:
+
+    def start() -> Future[Any]:
         # far more than the socket buffers hold: the upload is still going when frozen
         work = _in_thread(lambda: connector.put(b"\0" * (256 << 20), str(target)))
         deadline = time.monotonic() + 10
         while not [p for p in tmp_path.glob(".big.berth-*") if p.stat().st_size]:
             assert time.monotonic() < deadline, "the upload never started"
             time.sleep(0.01)
-        server.freeze()
-        error = _fails_soon(work, time.monotonic())
-    finally:
-        connector.close()
+        return work
+
+    error = _lost(connector, start, server.freeze)
     assert error.message.startswith(f"h1: connection lost while uploading {target}")
     assert "no answer for" in error.message
     assert not target.exists()
@@ -227,11 +235,8 @@ def test_a_cut_cable_fails_a_running_command(
     connector = _connector(tmp_path, identity[0], cable.port)
     marker = tmp_path / "started"
     try:
-        work = _running_long_command(connector, marker)
-        cable.cut.set()
-        error = _fails_soon(work, time.monotonic())
+        error = _lost(connector, lambda: _running_long_command(connector, marker), cable.cut.set)
     finally:
-        connector.close()
         cable.close()
     assert "no answer for" in error.message
 
