@@ -175,8 +175,11 @@ def test_failures_are_prefixed_with_phase_and_host(tmp_path: Path) -> None:
     assert [(e.phase, e.host) for e in errors] == [("files", "h1")]
 
 
-class _SlowUploads(LocalConnector):
-    """h2 takes a while to write files (a stand-in for a host stuck shipping a bundle)."""
+class _H2Uploads(LocalConnector):
+    """A local host whose uploads on h2 first go through :meth:`on_h2` (given the path)."""
+
+    def on_h2(self, path: str) -> None:
+        raise NotImplementedError
 
     def put(
         self,
@@ -188,8 +191,15 @@ class _SlowUploads(LocalConnector):
         group: str | None = None,
     ) -> None:
         if self.host == "h2":
-            time.sleep(0.3)
+            self.on_h2(path)
         super().put(content, path, mode=mode, owner=owner, group=group)
+
+
+class _SlowUploads(_H2Uploads):
+    """h2 takes a while to write files (a stand-in for a host stuck shipping a bundle)."""
+
+    def on_h2(self, path: str) -> None:
+        time.sleep(0.3)
 
 
 def test_watchdog_names_the_host_phase_and_operation_a_phase_waits_for(tmp_path: Path) -> None:
@@ -212,25 +222,14 @@ def test_watchdog_names_the_host_phase_and_operation_a_phase_waits_for(tmp_path:
     assert all(w.message.startswith("still running after") for w in warnings)
 
 
-class _LostUploads(LocalConnector):
+class _LostUploads(_H2Uploads):
     """h2's connection dies on its first upload (what the SSH connector raises when the
     liveness monitor gives up on a host)."""
 
-    def put(
-        self,
-        content: bytes,
-        path: str,
-        *,
-        mode: int = 0o644,
-        owner: str | None = None,
-        group: str | None = None,
-    ) -> None:
-        if self.host == "h2":
-            raise ConnectError(
-                f"h2: connection lost while uploading {path}: no answer for 20s",
-                hint="check the host",
-            )
-        super().put(content, path, mode=mode, owner=owner, group=group)
+    def on_h2(self, path: str) -> None:
+        raise ConnectError(
+            f"h2: connection lost while uploading {path}: no answer for 20s", hint="check the host"
+        )
 
 
 def test_a_host_lost_mid_operation_is_named_with_phase_and_operation(tmp_path: Path) -> None:
