@@ -6,18 +6,17 @@ paths that were not there before berth, and no mount left in them."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from provisioner.connectors.base import Connector
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
+from provisioner.facts.gather import gather
 from provisioner.facts.packages import Packages
 from provisioner.footprint import HostFootprint, MountPoints, NftTables, footprint_problems
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.ops import NODE_LEFTOVER_PROBE
 from provisioner.verify.testinfra_backend import testinfra_host
-
-T = TypeVar("T")
 
 
 def clean_problems(
@@ -30,11 +29,6 @@ def clean_problems(
     """What berth left on the host (empty when it is clean); ``footprint``: what the host's
     footprint said before the teardown."""
     host = testinfra_host(connector)
-
-    def fact(item: Fact[T]) -> T:
-        done = host.run(item.command())
-        return item.parse(done.stdout, done.rc)
-
     problems: list[str] = []
     for unit in layout.TEARDOWN_UNITS:
         service = host.service(unit)
@@ -53,18 +47,22 @@ def clean_problems(
             problems.append(f"{item.strip()} still there")
     own = layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS)
     if footprint is not None:
-        tables = fact(NftTables()) if footprint.nft_before is not None else None
-        paths: dict[str, Any] = (
-            fact(PathInfo(footprint.created_paths)) if footprint.created_paths else {}
-        )
+        # what the footprint asks about, read in one round-trip
+        tables = NftTables() if footprint.nft_before is not None else None
+        paths = PathInfo(footprint.created_paths) if footprint.created_paths else None
+        packages = Packages(footprint.packages) if footprint.packages else None
+        wanted: list[Fact[Any]] = [MountPoints()]
+        wanted += [item for item in (tables, paths, packages) if item is not None]
+        facts = gather(connector, wanted)
+        now = facts.get(tables) if tables else None  # None: not recorded, or cannot be read
         problems += footprint_problems(
             footprint,
-            packages=fact(Packages(footprint.packages)) if footprint.packages else {},
-            paths=paths,
-            mounts=fact(MountPoints()),
+            packages=facts.get(packages) if packages else {},
+            paths=facts.get(paths) if paths else {},
+            mounts=facts.get(MountPoints()),
             keep_packages=keep_packages,
             own_paths=own,
-            tables=tables or (),
+            tables=now or (),
         )
     leftover = host.run("pgrep -a -f '^/usr/bin/python3 -m berth[.]' || true").stdout.strip()
     if leftover:
