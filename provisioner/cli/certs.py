@@ -90,15 +90,14 @@ def status(
 
 
 def _run(
+    spec: ClusterSpec,
+    state: ClusterState,
     inventory: Path,
-    state_dir: Path | None,
     *,
     renew: bool,
     dry_run: bool,
     wait_lock: str | None,
 ) -> pki.PkiReport:
-    spec = load_spec(inventory)
-    state = ClusterState.open(spec.name, state_dir=state_dir)
     with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
         report = pki.ensure(spec, state, renew_leaves=renew, dry_run=dry_run)
     table = Table(title=f"PKI of cluster {spec.name} ({report.state_root})")
@@ -127,7 +126,9 @@ def ensure(
     wait_lock: WaitLockOption = None,
 ) -> None:
     """Create missing certificates, verify existing ones, re-issue what no longer fits the spec."""
-    _run(inventory, state_dir, renew=False, dry_run=dry_run, wait_lock=wait_lock)
+    spec = load_spec(inventory)
+    state = ClusterState.open(spec.name, state_dir=state_dir)
+    _run(spec, state, inventory, renew=False, dry_run=dry_run, wait_lock=wait_lock)
 
 
 def renew(
@@ -157,7 +158,7 @@ def renew(
     state = ClusterState.open(spec.name, state_dir=state_dir)
     # one hold for re-issuing and distributing: no apply may slip in between
     with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
-        _renew(spec, state, inventory, state_dir, dry_run=dry_run, distribute=distribute)
+        _renew(spec, state, inventory, state_dir, order, dry_run=dry_run, distribute=distribute)
 
 
 def _renew(
@@ -165,12 +166,13 @@ def _renew(
     state: ClusterState,
     inventory: Path,
     state_dir: Path | None,
+    order: str,
     *,
     dry_run: bool,
     distribute: bool,
 ) -> None:
-    order = ", ".join(h.name for h in rollout_order(inventory_from_spec(spec).hosts))
-    _run(inventory, state_dir, renew=True, dry_run=dry_run, wait_lock=None)
+    # the caller holds the lock, loaded the spec and opened the state: not again here
+    _run(spec, state, inventory, renew=True, dry_run=dry_run, wait_lock=None)
     if not distribute:
         _err.print(
             f"not distributed; `berth certs renew -i {inventory}` (or `berth apply`) puts them on "
