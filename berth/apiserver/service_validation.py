@@ -74,7 +74,7 @@ def _is_int(value: Any) -> bool:
 
 
 def dns_label(value: Any, field: str) -> list[FieldError]:
-    if isinstance(value, str) and len(value) <= 63 and _DNS1123_LABEL.match(value):
+    if isinstance(value, str) and len(value) <= 63 and _DNS1123_LABEL.fullmatch(value):
         return []
     return [
         invalid_value(
@@ -87,7 +87,7 @@ def dns_label(value: Any, field: str) -> list[FieldError]:
 
 
 def dns_subdomain(value: Any, field: str) -> list[FieldError]:
-    if isinstance(value, str) and len(value) <= 253 and _DNS1123_SUBDOMAIN.match(value):
+    if isinstance(value, str) and len(value) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(value):
         return []
     return [
         invalid_value(
@@ -110,7 +110,7 @@ def port_name(value: str, field: str) -> list[FieldError]:
     one letter, no '-' at either end nor two in a row."""
     ok = (
         len(value) <= 15
-        and _IANA_SVC_NAME.match(value) is not None
+        and _IANA_SVC_NAME.fullmatch(value) is not None
         and "--" not in value
         and any(c.isalpha() for c in value)
     )
@@ -303,7 +303,7 @@ def _selector(spec: Obj) -> list[FieldError]:
         return [invalid_value("spec.selector", selector, "must be a map of string to string")]
     errs: list[FieldError] = []
     for k, v in selector.items():
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
+        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.fullmatch(v):
             errs.append(
                 invalid_value(
                     f"spec.selector[{k}]",
