@@ -30,7 +30,15 @@ from typing import Any
 
 import orjson
 
-from .errors import FieldError, invalid_value, required
+from .errors import (
+    FieldError,
+    duplicate,
+    forbidden_field,
+    invalid_value,
+    not_found_value,
+    not_supported,
+    required,
+)
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -63,25 +71,6 @@ _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 # types too: 420.0 or true is not 420) is valid whatever its name, so the per-create check
 # of that source is skipped (the name is still checked as any other's).
 _TRUSTED_SOURCES: list[tuple[str, bytes]] = []
-
-
-def _duplicate(field: str, value: Any) -> FieldError:
-    return FieldError("FieldValueDuplicate", field, f"Duplicate value: {value!r}")
-
-
-def _not_found(field: str, value: Any) -> FieldError:
-    return FieldError("FieldValueNotFound", field, f"Not found: {value!r}")
-
-
-def _forbidden(field: str, why: str) -> FieldError:
-    return FieldError("FieldValueForbidden", field, f"Forbidden: {why}")
-
-
-def _not_supported(field: str, value: Any, supported: tuple[str, ...]) -> FieldError:
-    values = ", ".join(f'"{v}"' for v in supported)
-    return FieldError(
-        "FieldValueNotSupported", field, f"Unsupported value: {value!r}: supported values: {values}"
-    )
 
 
 def _elements(path: str) -> list[str]:
@@ -209,7 +198,7 @@ def _volume_source(volume: dict[str, Any], where: str) -> list[FieldError]:
         key=_SOURCE_RANK.__getitem__,
     )
     if len(present) > 1:
-        return [_forbidden(f"{where}.{present[1]}", "may not specify more than 1 volume type")]
+        return [forbidden_field(f"{where}.{present[1]}", "may not specify more than 1 volume type")]
     errs: list[FieldError] = []
     errs += _files_source(volume.get("secret"), f"{where}.secret", "secretName")
     errs += _files_source(volume.get("configMap"), f"{where}.configMap", "name")
@@ -243,7 +232,7 @@ def _volumes(spec: dict[str, Any], field: str) -> tuple[list[FieldError], set[st
             if len(name) > 63 or not _LABEL.fullmatch(name):
                 errs.append(invalid_value(f"{where}.name", name, _LABEL_HELP))
             elif name in names:
-                errs.append(_duplicate(f"{where}.name", name))
+                errs.append(duplicate(f"{where}.name", name))
             names.add(name)
         if "name" in volume and _is_trusted(volume):
             continue
@@ -278,7 +267,7 @@ def _mounts(container: dict[str, Any], where: str, volumes: set[str]) -> list[Fi
         if not isinstance(name, str) or not name:
             errs.append(required(f"{at}.name"))
         elif name not in volumes:
-            errs.append(_not_found(f"{at}.name", name))
+            errs.append(not_found_value(f"{at}.name", name))
         path = mount.get("mountPath")
         if not isinstance(path, str) or not path:
             errs.append(required(f"{at}.mountPath"))
@@ -348,7 +337,7 @@ def _http_get(get: Any, field: str) -> list[FieldError]:
         )
     scheme = get.get("scheme")
     if scheme not in (None, "", "HTTP", "HTTPS"):
-        errs.append(_not_supported(f"{field}.scheme", scheme, ("HTTP", "HTTPS")))
+        errs.append(not_supported(f"{field}.scheme", scheme, ("HTTP", "HTTPS")))
     errs += _host(get.get("host"), f"{field}.host")
     headers = get.get("httpHeaders") or []
     if not isinstance(headers, list):
@@ -395,7 +384,7 @@ def _names(spec: dict[str, Any], field: str) -> list[FieldError]:
     init_names = {c.get("name") for c in inits if isinstance(c, dict)}
     for i, c in enumerate(spec.get("containers") or []):
         if isinstance(c, dict) and c.get("name") and c.get("name") in init_names:
-            errs.append(_duplicate(f"{field}.containers[{i}].name", c["name"]))
+            errs.append(duplicate(f"{field}.containers[{i}].name", c["name"]))
     return errs
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
 
-from .errors import FieldError, invalid_value, required
+from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 from .nodevalidation import validate_node, validate_node_update
 from .podsafety import validate_pod_spec_safety
 from .service_validation import VALIDATORS as SERVICE_VALIDATORS
@@ -142,9 +142,7 @@ def _containers(spec: Any, field: str) -> list[FieldError]:
             if not isinstance(name, str) or not name:
                 errs.append(required(f"{where}.name"))
             elif name in seen:
-                errs.append(
-                    FieldError("FieldValueDuplicate", f"{where}.name", f"Duplicate value: {name!r}")
-                )
+                errs.append(duplicate(f"{where}.name", name))
             else:
                 seen.add(name)
                 errs += validate_name("Service", name, f"{where}.name")
@@ -277,15 +275,6 @@ def _rules(obj: Obj, *, namespaced: bool) -> list[FieldError]:
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
-def _not_supported(field: str, value: Any, supported: tuple[str, ...]) -> FieldError:
-    choices = ", ".join(f'"{c}"' for c in supported)
-    return FieldError(
-        "FieldValueNotSupported",
-        field,
-        f"Unsupported value: {value!r}: supported values: {choices}",
-    )
-
-
 def _role_ref(obj: Obj) -> Any:
     """roleRef with its defaulted apiGroup (bindings stored before the default lack it)."""
     ref = obj.get("roleRef")
@@ -304,9 +293,9 @@ def _binding(obj: Obj, *, role_kinds: tuple[str, ...]) -> list[FieldError]:
         if not ref.get(f):
             errs.append(required(f"roleRef.{f}"))
     if ref.get("kind") and ref["kind"] not in role_kinds:
-        errs.append(_not_supported("roleRef.kind", ref["kind"], role_kinds))
+        errs.append(not_supported("roleRef.kind", ref["kind"], role_kinds))
     if ref.get("apiGroup") != RBAC_GROUP:
-        errs.append(_not_supported("roleRef.apiGroup", ref.get("apiGroup"), (RBAC_GROUP,)))
+        errs.append(not_supported("roleRef.apiGroup", ref.get("apiGroup"), (RBAC_GROUP,)))
     if not isinstance(ref.get("name", ""), str):
         errs.append(invalid_value("roleRef.name", ref["name"], "must be a string"))
     for i, s in enumerate(obj.get("subjects") or []):
@@ -398,10 +387,9 @@ def validate_update(rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
     if rd.kind == "Pod":
         if _pod_spec_mutable_view(new.get("spec")) != _pod_spec_mutable_view(old.get("spec")):
             return [
-                FieldError(
-                    "FieldValueForbidden",
+                forbidden_field(
                     "spec",
-                    "Forbidden: pod updates may not change fields other than"
+                    "pod updates may not change fields other than"
                     " `spec.containers[*].image`, `spec.initContainers[*].image`,"
                     " `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to"
                     " existing tolerations) or `spec.terminationGracePeriodSeconds`",
