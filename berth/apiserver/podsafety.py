@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from .dnsnames import LABEL_HELP, is_dns_label, is_dns_subdomain, is_iana_svc_name
 from .errors import (
     FieldError,
     duplicate,
@@ -40,19 +41,12 @@ from .errors import (
     required,
 )
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*\.?$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PROBE_PATH = re.compile(r"^/[\x21-\x7e]*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_PORT_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?=[a-z0-9]))*$")
 
-_LABEL_HELP = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-    "and must start and end with an alphanumeric character"
-)
 _MODE_HELP = "must be a number between 0 and 0777 (octal), both inclusive"
 # Every source a v1 Volume may have (a volume naming none is an emptyDir, as upstream defaults).
 _VOLUME_SOURCES = (
@@ -229,8 +223,8 @@ def _volumes(spec: dict[str, Any], field: str) -> tuple[list[FieldError], set[st
             continue  # reported by the caller's required-name check
         name = volume.get("name")
         if isinstance(name, str) and name:
-            if len(name) > 63 or not _LABEL.fullmatch(name):
-                errs.append(invalid_value(f"{where}.name", name, _LABEL_HELP))
+            if not is_dns_label(name):
+                errs.append(invalid_value(f"{where}.name", name, LABEL_HELP))
             elif name in names:
                 errs.append(duplicate(f"{where}.name", name))
             names.add(name)
@@ -300,7 +294,7 @@ def _port(value: Any, field: str) -> list[FieldError]:
         if not 1 <= value <= 65535:
             return [invalid_value(field, value, "must be between 1 and 65535, inclusive")]
         return []
-    if isinstance(value, str) and (value.isdigit() or _PORT_NAME.fullmatch(value)):
+    if isinstance(value, str) and (value.isdigit() or is_iana_svc_name(value)):
         if value.isdigit() and not 1 <= int(value) <= 65535:
             return [invalid_value(field, value, "must be between 1 and 65535, inclusive")]
         return []
@@ -392,10 +386,8 @@ def _etc_hosts(spec: dict[str, Any], field: str) -> list[FieldError]:
     errs: list[FieldError] = []
     for key in ("hostname", "subdomain"):
         value = spec.get(key)
-        if value not in (None, "") and (
-            not isinstance(value, str) or len(value) > 63 or not _LABEL.fullmatch(value)
-        ):
-            errs.append(invalid_value(f"{field}.{key}", value, _LABEL_HELP))
+        if value not in (None, "") and not is_dns_label(value):
+            errs.append(invalid_value(f"{field}.{key}", value, LABEL_HELP))
     aliases = spec.get("hostAliases") or []
     if not isinstance(aliases, list):
         return [*errs, invalid_value(f"{field}.hostAliases", aliases, "must be a list")]
@@ -409,7 +401,7 @@ def _etc_hosts(spec: dict[str, Any], field: str) -> list[FieldError]:
         except ValueError:
             errs.append(invalid_value(f"{at}.ip", alias.get("ip"), "must be a valid IP address"))
         for j, host in enumerate(alias.get("hostnames") or []):
-            if not isinstance(host, str) or len(host) > 253 or not _SUBDOMAIN.fullmatch(host):
+            if not is_dns_subdomain(host):
                 errs.append(
                     invalid_value(f"{at}.hostnames[{j}]", host, "must be a lowercase DNS name")
                 )

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 from berth.api.meta import Obj
 
+from .dnsnames import is_dns_label, is_dns_subdomain, is_iana_svc_name, is_label_value
 from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 
 MAX_AFFINITY_SECONDS = 86400  # upstream's MaxClientIPServiceAffinitySeconds
@@ -31,12 +31,6 @@ SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 AFFINITIES = ("ClientIP", "None")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 _loopback_allowed: ContextVar[bool] = ContextVar("berth_loopback_endpoints", default=False)
 
@@ -57,7 +51,7 @@ def _is_int(value: Any) -> bool:
 
 
 def dns_label(value: Any, field: str) -> list[FieldError]:
-    if isinstance(value, str) and len(value) <= 63 and _DNS1123_LABEL.fullmatch(value):
+    if is_dns_label(value):
         return []
     return [
         invalid_value(
@@ -70,7 +64,7 @@ def dns_label(value: Any, field: str) -> list[FieldError]:
 
 
 def dns_subdomain(value: Any, field: str) -> list[FieldError]:
-    if isinstance(value, str) and len(value) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(value):
+    if is_dns_subdomain(value):
         return []
     return [
         invalid_value(
@@ -91,13 +85,7 @@ def port_number(value: Any, field: str) -> list[FieldError]:
 def port_name(value: str, field: str) -> list[FieldError]:
     """An IANA_SVC_NAME: at most 15 characters, lower case letters, digits and '-', at least
     one letter, no '-' at either end nor two in a row."""
-    ok = (
-        len(value) <= 15
-        and _IANA_SVC_NAME.fullmatch(value) is not None
-        and "--" not in value
-        and any(c.isalpha() for c in value)
-    )
-    if ok:
+    if is_iana_svc_name(value):
         return []
     return [
         invalid_value(
@@ -286,7 +274,7 @@ def _selector(spec: Obj) -> list[FieldError]:
         return [invalid_value("spec.selector", selector, "must be a map of string to string")]
     errs: list[FieldError] = []
     for k, v in selector.items():
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.fullmatch(v):
+        if not is_label_value(v):
             errs.append(
                 invalid_value(
                     f"spec.selector[{k}]",

@@ -16,16 +16,12 @@ from typing import Any
 from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
 
+from .dnsnames import LABEL_HELP, SUBDOMAIN_HELP, is_dns_label, is_dns_subdomain, is_label_value
 from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 from .nodevalidation import validate_node, validate_node_update
 from .podsafety import validate_pod_spec_safety
 from .service_validation import VALIDATORS as SERVICE_VALIDATORS
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _QUALIFIED = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
@@ -46,26 +42,8 @@ def validate_name(kind: str, name: str, field: str = "metadata.name") -> list[Fi
             return [invalid_value(field, name, "may not contain '/' or '%'")]
         return []
     if kind in _LABEL_NAMED:
-        if len(name) > 63 or not _DNS1123_LABEL.fullmatch(name):
-            return [
-                invalid_value(
-                    field,
-                    name,
-                    "a lowercase RFC 1123 label must consist of lower case alphanumeric "
-                    "characters or '-', and must start and end with an alphanumeric character",
-                )
-            ]
-        return []
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
-        return [
-            invalid_value(
-                field,
-                name,
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                "characters, '-' or '.', and must start and end with an alphanumeric character",
-            )
-        ]
-    return []
+        return [] if is_dns_label(name) else [invalid_value(field, name, LABEL_HELP)]
+    return [] if is_dns_subdomain(name) else [invalid_value(field, name, SUBDOMAIN_HELP)]
 
 
 def _validate_string_map(m: Any, field: str, *, labels: bool) -> list[FieldError]:
@@ -83,7 +61,7 @@ def _validate_string_map(m: Any, field: str, *, labels: bool) -> list[FieldError
             )
         if not isinstance(v, str):
             errs.append(invalid_value(f"{field}[{k}]", v, "must be a string"))
-        elif labels and (len(v) > 63 or not _LABEL_VALUE.fullmatch(v)):
+        elif labels and not is_label_value(v):
             errs.append(
                 invalid_value(
                     f"{field}[{k}]",
