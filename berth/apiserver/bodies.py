@@ -87,16 +87,25 @@ def _shallow_json(raw: bytes) -> bool:
     return raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH
 
 
-def decode_json(raw: bytes) -> Any:
+def _bounded_json(raw: bytes) -> Any:
+    """``orjson.loads`` within :data:`MAX_DEPTH` (400 past it); other syntax errors are left
+    to the caller as :class:`orjson.JSONDecodeError`."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc) or "recursion" in str(exc).lower():
             raise too_deep() from exc
-        raise bad_request(f"invalid JSON body: {exc}") from exc
+        raise
     if not _shallow_json(raw):
         check_depth(value)
     return value
+
+
+def decode_json(raw: bytes) -> Any:
+    try:
+        return _bounded_json(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"invalid JSON body: {exc}") from exc
 
 
 class _Frame:
@@ -162,15 +171,9 @@ def decode_yaml(raw: bytes) -> Any:
         # Most YAML bodies are JSON (kubectl's server-side apply sends JSON as
         # application/apply-patch+yaml): JSON is YAML, and orjson reads it safely and fast.
         try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            if "depth limit" in str(exc) or "recursion" in str(exc).lower():
-                raise too_deep() from exc
-            # Otherwise flow-style YAML that is not JSON: the YAML path below.
-        else:
-            if not _shallow_json(raw):
-                check_depth(value)
-            return value
+            return _bounded_json(raw)
+        except orjson.JSONDecodeError:
+            pass  # flow-style YAML that is not JSON: the YAML path below
     try:
         scan_yaml(raw)
         parsed = yaml.load(raw, Loader=yaml.CSafeLoader)

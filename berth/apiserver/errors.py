@@ -167,6 +167,25 @@ def invalid_value(field: str, value: Any, why: str) -> FieldError:
     return FieldError("FieldValueInvalid", field, f"Invalid value: {value!r}: {why}")
 
 
+def duplicate(field: str, value: Any) -> FieldError:
+    return FieldError("FieldValueDuplicate", field, f"Duplicate value: {value!r}")
+
+
+def not_found_value(field: str, value: Any) -> FieldError:
+    return FieldError("FieldValueNotFound", field, f"Not found: {value!r}")
+
+
+def forbidden_field(field: str, why: str) -> FieldError:
+    return FieldError("FieldValueForbidden", field, f"Forbidden: {why}")
+
+
+def not_supported(field: str, value: Any, supported: tuple[str, ...]) -> FieldError:
+    values = ", ".join(f'"{v}"' for v in supported)
+    return FieldError(
+        "FieldValueNotSupported", field, f"Unsupported value: {value!r}: supported values: {values}"
+    )
+
+
 def invalid(rd: ResourceDef, name: str, errors: list[FieldError]) -> ApiError:
     """422 Invalid with one cause per field error, worded like kube-apiserver."""
     parts = [f"{e.field}: {e.message}" for e in errors]

@@ -30,21 +30,23 @@ from typing import Any
 
 import orjson
 
-from .errors import FieldError, invalid_value, required
+from .dnsnames import LABEL_HELP, is_dns_label, is_dns_subdomain, is_iana_svc_name
+from .errors import (
+    FieldError,
+    duplicate,
+    forbidden_field,
+    invalid_value,
+    not_found_value,
+    not_supported,
+    required,
+)
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*\.?$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PROBE_PATH = re.compile(r"^/[\x21-\x7e]*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_PORT_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?=[a-z0-9]))*$")
 
-_LABEL_HELP = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-    "and must start and end with an alphanumeric character"
-)
 _MODE_HELP = "must be a number between 0 and 0777 (octal), both inclusive"
 # Every source a v1 Volume may have (a volume naming none is an emptyDir, as upstream defaults).
 _VOLUME_SOURCES = (
@@ -63,25 +65,6 @@ _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 # types too: 420.0 or true is not 420) is valid whatever its name, so the per-create check
 # of that source is skipped (the name is still checked as any other's).
 _TRUSTED_SOURCES: list[tuple[str, bytes]] = []
-
-
-def _duplicate(field: str, value: Any) -> FieldError:
-    return FieldError("FieldValueDuplicate", field, f"Duplicate value: {value!r}")
-
-
-def _not_found(field: str, value: Any) -> FieldError:
-    return FieldError("FieldValueNotFound", field, f"Not found: {value!r}")
-
-
-def _forbidden(field: str, why: str) -> FieldError:
-    return FieldError("FieldValueForbidden", field, f"Forbidden: {why}")
-
-
-def _not_supported(field: str, value: Any, supported: tuple[str, ...]) -> FieldError:
-    values = ", ".join(f'"{v}"' for v in supported)
-    return FieldError(
-        "FieldValueNotSupported", field, f"Unsupported value: {value!r}: supported values: {values}"
-    )
 
 
 def _elements(path: str) -> list[str]:
@@ -209,7 +192,7 @@ def _volume_source(volume: dict[str, Any], where: str) -> list[FieldError]:
         key=_SOURCE_RANK.__getitem__,
     )
     if len(present) > 1:
-        return [_forbidden(f"{where}.{present[1]}", "may not specify more than 1 volume type")]
+        return [forbidden_field(f"{where}.{present[1]}", "may not specify more than 1 volume type")]
     errs: list[FieldError] = []
     errs += _files_source(volume.get("secret"), f"{where}.secret", "secretName")
     errs += _files_source(volume.get("configMap"), f"{where}.configMap", "name")
@@ -240,10 +223,10 @@ def _volumes(spec: dict[str, Any], field: str) -> tuple[list[FieldError], set[st
             continue  # reported by the caller's required-name check
         name = volume.get("name")
         if isinstance(name, str) and name:
-            if len(name) > 63 or not _LABEL.fullmatch(name):
-                errs.append(invalid_value(f"{where}.name", name, _LABEL_HELP))
+            if not is_dns_label(name):
+                errs.append(invalid_value(f"{where}.name", name, LABEL_HELP))
             elif name in names:
-                errs.append(_duplicate(f"{where}.name", name))
+                errs.append(duplicate(f"{where}.name", name))
             names.add(name)
         if "name" in volume and _is_trusted(volume):
             continue
@@ -278,7 +261,7 @@ def _mounts(container: dict[str, Any], where: str, volumes: set[str]) -> list[Fi
         if not isinstance(name, str) or not name:
             errs.append(required(f"{at}.name"))
         elif name not in volumes:
-            errs.append(_not_found(f"{at}.name", name))
+            errs.append(not_found_value(f"{at}.name", name))
         path = mount.get("mountPath")
         if not isinstance(path, str) or not path:
             errs.append(required(f"{at}.mountPath"))
@@ -311,7 +294,7 @@ def _port(value: Any, field: str) -> list[FieldError]:
         if not 1 <= value <= 65535:
             return [invalid_value(field, value, "must be between 1 and 65535, inclusive")]
         return []
-    if isinstance(value, str) and (value.isdigit() or _PORT_NAME.fullmatch(value)):
+    if isinstance(value, str) and (value.isdigit() or is_iana_svc_name(value)):
         if value.isdigit() and not 1 <= int(value) <= 65535:
             return [invalid_value(field, value, "must be between 1 and 65535, inclusive")]
         return []
@@ -348,7 +331,7 @@ def _http_get(get: Any, field: str) -> list[FieldError]:
         )
     scheme = get.get("scheme")
     if scheme not in (None, "", "HTTP", "HTTPS"):
-        errs.append(_not_supported(f"{field}.scheme", scheme, ("HTTP", "HTTPS")))
+        errs.append(not_supported(f"{field}.scheme", scheme, ("HTTP", "HTTPS")))
     errs += _host(get.get("host"), f"{field}.host")
     headers = get.get("httpHeaders") or []
     if not isinstance(headers, list):
@@ -395,7 +378,7 @@ def _names(spec: dict[str, Any], field: str) -> list[FieldError]:
     init_names = {c.get("name") for c in inits if isinstance(c, dict)}
     for i, c in enumerate(spec.get("containers") or []):
         if isinstance(c, dict) and c.get("name") and c.get("name") in init_names:
-            errs.append(_duplicate(f"{field}.containers[{i}].name", c["name"]))
+            errs.append(duplicate(f"{field}.containers[{i}].name", c["name"]))
     return errs
 
 
@@ -403,10 +386,8 @@ def _etc_hosts(spec: dict[str, Any], field: str) -> list[FieldError]:
     errs: list[FieldError] = []
     for key in ("hostname", "subdomain"):
         value = spec.get(key)
-        if value not in (None, "") and (
-            not isinstance(value, str) or len(value) > 63 or not _LABEL.fullmatch(value)
-        ):
-            errs.append(invalid_value(f"{field}.{key}", value, _LABEL_HELP))
+        if value not in (None, "") and not is_dns_label(value):
+            errs.append(invalid_value(f"{field}.{key}", value, LABEL_HELP))
     aliases = spec.get("hostAliases") or []
     if not isinstance(aliases, list):
         return [*errs, invalid_value(f"{field}.hostAliases", aliases, "must be a list")]
@@ -420,7 +401,7 @@ def _etc_hosts(spec: dict[str, Any], field: str) -> list[FieldError]:
         except ValueError:
             errs.append(invalid_value(f"{at}.ip", alias.get("ip"), "must be a valid IP address"))
         for j, host in enumerate(alias.get("hostnames") or []):
-            if not isinstance(host, str) or len(host) > 253 or not _SUBDOMAIN.fullmatch(host):
+            if not is_dns_subdomain(host):
                 errs.append(
                     invalid_value(f"{at}.hostnames[{j}]", host, "must be a lowercase DNS name")
                 )

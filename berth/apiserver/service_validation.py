@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 from berth.api.meta import Obj
 
-from .errors import FieldError, invalid_value, required
+from .dnsnames import is_dns_label, is_dns_subdomain, is_iana_svc_name, is_label_value
+from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 
 MAX_AFFINITY_SECONDS = 86400  # upstream's MaxClientIPServiceAffinitySeconds
 PROTOCOLS = ("SCTP", "TCP", "UDP")
@@ -31,12 +31,6 @@ SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 AFFINITIES = ("ClientIP", "None")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 _loopback_allowed: ContextVar[bool] = ContextVar("berth_loopback_endpoints", default=False)
 
@@ -52,29 +46,12 @@ def server_advertised_endpoints() -> Iterator[None]:
         _loopback_allowed.reset(token)
 
 
-def _not_supported(field: str, value: Any, allowed: tuple[str, ...]) -> FieldError:
-    supported = ", ".join(f'"{a}"' for a in allowed)
-    return FieldError(
-        "FieldValueNotSupported",
-        field,
-        f"Unsupported value: {value!r}: supported values: {supported}",
-    )
-
-
-def _duplicate(field: str, value: Any) -> FieldError:
-    return FieldError("FieldValueDuplicate", field, f"Duplicate value: {value!r}")
-
-
-def _forbidden(field: str, why: str) -> FieldError:
-    return FieldError("FieldValueForbidden", field, f"Forbidden: {why}")
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def dns_label(value: Any, field: str) -> list[FieldError]:
-    if isinstance(value, str) and len(value) <= 63 and _DNS1123_LABEL.match(value):
+    if is_dns_label(value):
         return []
     return [
         invalid_value(
@@ -87,7 +64,7 @@ def dns_label(value: Any, field: str) -> list[FieldError]:
 
 
 def dns_subdomain(value: Any, field: str) -> list[FieldError]:
-    if isinstance(value, str) and len(value) <= 253 and _DNS1123_SUBDOMAIN.match(value):
+    if is_dns_subdomain(value):
         return []
     return [
         invalid_value(
@@ -108,13 +85,7 @@ def port_number(value: Any, field: str) -> list[FieldError]:
 def port_name(value: str, field: str) -> list[FieldError]:
     """An IANA_SVC_NAME: at most 15 characters, lower case letters, digits and '-', at least
     one letter, no '-' at either end nor two in a row."""
-    ok = (
-        len(value) <= 15
-        and _IANA_SVC_NAME.match(value) is not None
-        and "--" not in value
-        and any(c.isalpha() for c in value)
-    )
-    if ok:
+    if is_iana_svc_name(value):
         return []
     return [
         invalid_value(
@@ -202,24 +173,24 @@ def _service_ports(spec: Obj, stype: str, headless: bool) -> list[FieldError]:
         else:
             errs += dns_label(name, f"{where}.name")
             if name in names:
-                errs.append(_duplicate(f"{where}.name", name))
+                errs.append(duplicate(f"{where}.name", name))
             names.add(name)
         port = p.get("port")
         errs += port_number(port, f"{where}.port")
         protocol = p.get("protocol", "TCP")
         if protocol not in PROTOCOLS:
-            errs.append(_not_supported(f"{where}.protocol", protocol, PROTOCOLS))
+            errs.append(not_supported(f"{where}.protocol", protocol, PROTOCOLS))
         errs += _target_port(p.get("targetPort"), f"{where}.targetPort")
         node_port = p.get("nodePort")
         if node_port not in (None, 0):
             errs += port_number(node_port, f"{where}.nodePort")
         if isinstance(protocol, str) and isinstance(port, int):
             if (protocol, port) in seen_ports:
-                errs.append(_duplicate(where, {"port": port, "protocol": protocol}))
+                errs.append(duplicate(where, {"port": port, "protocol": protocol}))
             seen_ports.add((protocol, port))
         if isinstance(protocol, str) and isinstance(node_port, int) and node_port:
             if (protocol, node_port) in seen_node_ports:
-                errs.append(_duplicate(f"{where}.nodePort", node_port))
+                errs.append(duplicate(f"{where}.nodePort", node_port))
             seen_node_ports.add((protocol, node_port))
     return errs
 
@@ -228,11 +199,11 @@ def _affinity(spec: Obj) -> list[FieldError]:
     affinity = spec.get("sessionAffinity", "None")
     config = spec.get("sessionAffinityConfig")
     if affinity not in AFFINITIES:
-        return [_not_supported("spec.sessionAffinity", affinity, AFFINITIES)]
+        return [not_supported("spec.sessionAffinity", affinity, AFFINITIES)]
     if affinity == "None":
         if config is not None:
             return [
-                _forbidden(
+                forbidden_field(
                     "spec.sessionAffinityConfig", "must not be set when session affinity is None"
                 )
             ]
@@ -303,7 +274,7 @@ def _selector(spec: Obj) -> list[FieldError]:
         return [invalid_value("spec.selector", selector, "must be a map of string to string")]
     errs: list[FieldError] = []
     for k, v in selector.items():
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
+        if not is_label_value(v):
             errs.append(
                 invalid_value(
                     f"spec.selector[{k}]",
@@ -320,7 +291,7 @@ def _policies(spec: Obj) -> list[FieldError]:
     for f in ("externalTrafficPolicy", "internalTrafficPolicy"):
         v = spec.get(f)
         if v not in (None, "") and v not in TRAFFIC_POLICIES:
-            errs.append(_not_supported(f"spec.{f}", v, TRAFFIC_POLICIES))
+            errs.append(not_supported(f"spec.{f}", v, TRAFFIC_POLICIES))
     ranges = spec.get("loadBalancerSourceRanges")
     if ranges is not None:
         if not isinstance(ranges, list):
@@ -358,7 +329,7 @@ def validate_service(obj: Obj) -> list[FieldError]:
         return [*errs, required("spec")]
     stype = spec.get("type", "ClusterIP")
     if stype not in SERVICE_TYPES:
-        errs.append(_not_supported("spec.type", stype, SERVICE_TYPES))
+        errs.append(not_supported("spec.type", stype, SERVICE_TYPES))
     headless = spec.get("clusterIP") == "None"
     errs += _service_ports(spec, str(stype), headless)
     errs += _cluster_ips(spec, str(stype))
@@ -436,7 +407,7 @@ def validate_endpoints(obj: Obj) -> list[FieldError]:
             errs += port_number(p.get("port"), f"{pwhere}.port")
             protocol = p.get("protocol", "TCP")
             if protocol not in PROTOCOLS:
-                errs.append(_not_supported(f"{pwhere}.protocol", protocol, PROTOCOLS))
+                errs.append(not_supported(f"{pwhere}.protocol", protocol, PROTOCOLS))
     return errs
 
 

@@ -66,21 +66,20 @@ def _describe(value: Any) -> str:
     return "an object"
 
 
-class _Str(Shape):
-    expected = "a string"
-    plural = "strings"
+@dataclass(frozen=True)
+class _Type(Shape):
+    """A value of one of ``types`` or null; ``no_bool`` where ``types`` holds ``int`` but a
+    JSON boolean is not a number (Python's bool is an int)."""
+
+    types: type | tuple[type, ...]
+    expected: str
+    plural: str
+    no_bool: bool = False
 
     def check(self, value: Any) -> None:
-        if value is not None and not isinstance(value, str):
-            raise Mismatch(self.expected, value)
-
-
-class _Bool(Shape):
-    expected = "a boolean"
-    plural = "booleans"
-
-    def check(self, value: Any) -> None:
-        if value is not None and not isinstance(value, bool):
+        if value is not None and (
+            not isinstance(value, self.types) or (self.no_bool and isinstance(value, bool))
+        ):
             raise Mismatch(self.expected, value)
 
 
@@ -110,26 +109,6 @@ class _IntOrString(Shape):
         if not isinstance(value, int) or isinstance(value, bool):
             raise Mismatch(self.expected, value)
         INT_32.check(value)
-
-
-class _Quantity(Shape):
-    expected = "a quantity (a string or a number)"
-    plural = "quantities (strings or numbers)"
-
-    def check(self, value: Any) -> None:
-        if value is not None and (
-            not isinstance(value, str | int | float) or isinstance(value, bool)
-        ):
-            raise Mismatch(self.expected, value)
-
-
-class _AnyObject(Shape):
-    expected = "an object"
-    plural = "objects"
-
-    def check(self, value: Any) -> None:
-        if value is not None and not isinstance(value, dict):
-            raise Mismatch(self.expected, value)
 
 
 @dataclass(frozen=True)
@@ -211,16 +190,18 @@ class Struct(Shape):
 
 
 def _is_container(shape: Shape) -> bool:
-    return isinstance(shape, ListOf | MapOf | Struct | _AnyObject)
+    return isinstance(shape, ListOf | MapOf | Struct) or shape is OBJECT
 
 
-STR = _Str()
-BOOL = _Bool()
+STR = _Type(str, "a string", "strings")
+BOOL = _Type(bool, "a boolean", "booleans")
 INT_32 = _Int(INT32)
 INT_64 = _Int(INT64)
 INT_OR_STR = _IntOrString()
-QUANTITY = _Quantity()
-OBJECT = _AnyObject()
+QUANTITY = _Type(
+    (str, int, float), "a quantity (a string or a number)", "quantities (strings or numbers)", True
+)
+OBJECT = _Type(dict, "an object", "objects")
 STRINGS = ListOf(STR)
 STRING_MAP = MapOf(STR)
 OBJECTS = ListOf(OBJECT)

@@ -16,16 +16,12 @@ from typing import Any
 from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
 
-from .errors import FieldError, invalid_value, required
+from .dnsnames import LABEL_HELP, SUBDOMAIN_HELP, is_dns_label, is_dns_subdomain, is_label_value
+from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 from .nodevalidation import validate_node, validate_node_update
 from .podsafety import validate_pod_spec_safety
 from .service_validation import VALIDATORS as SERVICE_VALIDATORS
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _QUALIFIED = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
@@ -46,26 +42,8 @@ def validate_name(kind: str, name: str, field: str = "metadata.name") -> list[Fi
             return [invalid_value(field, name, "may not contain '/' or '%'")]
         return []
     if kind in _LABEL_NAMED:
-        if len(name) > 63 or not _DNS1123_LABEL.fullmatch(name):
-            return [
-                invalid_value(
-                    field,
-                    name,
-                    "a lowercase RFC 1123 label must consist of lower case alphanumeric "
-                    "characters or '-', and must start and end with an alphanumeric character",
-                )
-            ]
-        return []
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
-        return [
-            invalid_value(
-                field,
-                name,
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                "characters, '-' or '.', and must start and end with an alphanumeric character",
-            )
-        ]
-    return []
+        return [] if is_dns_label(name) else [invalid_value(field, name, LABEL_HELP)]
+    return [] if is_dns_subdomain(name) else [invalid_value(field, name, SUBDOMAIN_HELP)]
 
 
 def _validate_string_map(m: Any, field: str, *, labels: bool) -> list[FieldError]:
@@ -83,7 +61,7 @@ def _validate_string_map(m: Any, field: str, *, labels: bool) -> list[FieldError
             )
         if not isinstance(v, str):
             errs.append(invalid_value(f"{field}[{k}]", v, "must be a string"))
-        elif labels and (len(v) > 63 or not _LABEL_VALUE.fullmatch(v)):
+        elif labels and not is_label_value(v):
             errs.append(
                 invalid_value(
                     f"{field}[{k}]",
@@ -142,9 +120,7 @@ def _containers(spec: Any, field: str) -> list[FieldError]:
             if not isinstance(name, str) or not name:
                 errs.append(required(f"{where}.name"))
             elif name in seen:
-                errs.append(
-                    FieldError("FieldValueDuplicate", f"{where}.name", f"Duplicate value: {name!r}")
-                )
+                errs.append(duplicate(f"{where}.name", name))
             else:
                 seen.add(name)
                 errs += validate_name("Service", name, f"{where}.name")
@@ -277,15 +253,6 @@ def _rules(obj: Obj, *, namespaced: bool) -> list[FieldError]:
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
-def _not_supported(field: str, value: Any, supported: tuple[str, ...]) -> FieldError:
-    choices = ", ".join(f'"{c}"' for c in supported)
-    return FieldError(
-        "FieldValueNotSupported",
-        field,
-        f"Unsupported value: {value!r}: supported values: {choices}",
-    )
-
-
 def _role_ref(obj: Obj) -> Any:
     """roleRef with its defaulted apiGroup (bindings stored before the default lack it)."""
     ref = obj.get("roleRef")
@@ -304,9 +271,9 @@ def _binding(obj: Obj, *, role_kinds: tuple[str, ...]) -> list[FieldError]:
         if not ref.get(f):
             errs.append(required(f"roleRef.{f}"))
     if ref.get("kind") and ref["kind"] not in role_kinds:
-        errs.append(_not_supported("roleRef.kind", ref["kind"], role_kinds))
+        errs.append(not_supported("roleRef.kind", ref["kind"], role_kinds))
     if ref.get("apiGroup") != RBAC_GROUP:
-        errs.append(_not_supported("roleRef.apiGroup", ref.get("apiGroup"), (RBAC_GROUP,)))
+        errs.append(not_supported("roleRef.apiGroup", ref.get("apiGroup"), (RBAC_GROUP,)))
     if not isinstance(ref.get("name", ""), str):
         errs.append(invalid_value("roleRef.name", ref["name"], "must be a string"))
     for i, s in enumerate(obj.get("subjects") or []):
@@ -398,10 +365,9 @@ def validate_update(rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
     if rd.kind == "Pod":
         if _pod_spec_mutable_view(new.get("spec")) != _pod_spec_mutable_view(old.get("spec")):
             return [
-                FieldError(
-                    "FieldValueForbidden",
+                forbidden_field(
                     "spec",
-                    "Forbidden: pod updates may not change fields other than"
+                    "pod updates may not change fields other than"
                     " `spec.containers[*].image`, `spec.initContainers[*].image`,"
                     " `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to"
                     " existing tolerations) or `spec.terminationGracePeriodSeconds`",

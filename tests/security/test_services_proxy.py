@@ -149,6 +149,14 @@ TARGET = "spec.ports[0].targetPort"
         (_service("np-big", port={"nodePort": 70000}, type="NodePort"), "spec.ports[0].nodePort"),
         (_service("proto", port={"protocol": "ICMP"}), "spec.ports[0].protocol"),
         (_service("pname", port={"name": "HTTP"}), "spec.ports[0].name"),
+        # A '$'-anchored pattern used with re.match lets a trailing newline through.
+        (_service("pname-nl", port={"name": "http\n"}), "spec.ports[0].name"),
+        (_service("tp-nl", port={"targetPort": "http\n"}), TARGET),
+        (
+            _service("xname-nl", type="ExternalName", externalName="db.example\n"),
+            "spec.externalName",
+        ),
+        (_service("sel-nl", selector={"app": "web\n"}), "spec.selector[app]"),
         (_service("cip", clusterIP="10.96.0.999"), "spec.clusterIP"),
         (_service("eip", externalIPs=["127.0.0.1"]), "spec.externalIPs[0]"),
         (_service("aff", sessionAffinity="Sticky"), "spec.sessionAffinity"),
