@@ -164,8 +164,7 @@ class ContentStore:
                 f"{what}: {size} bytes is more than the {self.max_blob_bytes} bytes a blob may "
                 "have on this node; refusing to download it"
             )
-        free = _free_bytes(self.tmp)
-        if size is not None and size + FREE_SPACE_RESERVE > free:
+        if size is not None and size + FREE_SPACE_RESERVE > (free := _free_bytes(self.tmp)):
             raise ImageError(
                 f"{what}: {size} bytes do not fit in the {free} bytes free under {self.tmp} "
                 f"(keeping {FREE_SPACE_RESERVE} bytes free); free disk space on the node"
