@@ -22,10 +22,10 @@ from contextvars import ContextVar
 from typing import Any
 
 from berth.api.meta import Obj
+from berth.api.services import MAX_AFFINITY_SECONDS, is_port_number
 
 from .errors import FieldError, invalid_value, required
 
-MAX_AFFINITY_SECONDS = 86400  # upstream's MaxClientIPServiceAffinitySeconds
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 AFFINITIES = ("ClientIP", "None")
@@ -100,7 +100,7 @@ def dns_subdomain(value: Any, field: str) -> list[FieldError]:
 
 
 def port_number(value: Any, field: str) -> list[FieldError]:
-    if _is_int(value) and 1 <= value <= 65535:
+    if is_port_number(value):
         return []
     return [invalid_value(field, value, "must be between 1 and 65535, inclusive")]
 
