@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from berth.client.interface import ApiClient
 from berth.client.kubeconfig import KubeconfigError
 from berth.client.resources import NODES
 from berth.machinery.clock import Clock, RealClock
-from berth.machinery.component import setup_logging
+from berth.machinery.component import setup_logging, stop_on_signals
 
 log = logging.getLogger("berth.agent")
 
@@ -108,11 +106,7 @@ async def _run(config_path: str) -> None:
         withdrawal=network.withdrawal if network is not None else None,
     )
     network_task: asyncio.Task[None] | None = None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await fleet.start()
         if network is not None:

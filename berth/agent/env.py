@@ -191,18 +191,21 @@ async def resolve_volume_files(
             kind, ref, name = "secret", vol["secret"] or {}, "secretName"
         else:
             continue
-        source = str(ref.get(name))
-        data = await sources.raw(kind, source)
-        if data is None:
-            if ref.get("optional"):
-                out[str(vol["name"])] = {}
-                continue
-            raise SourceError(f'{kind} "{source}" not found')
-        out[str(vol["name"])] = _select(data, ref.get("items"), kind, source)
+        out[str(vol["name"])] = await _source_files(sources, kind, ref, str(ref.get(name)))
     return out
 
 
-def _select(data: Mapping[str, bytes], items: Any, kind: str, source: str) -> dict[str, bytes]:
+async def _source_files(
+    sources: _Sources, kind: str, ref: Mapping[str, Any], source: str
+) -> dict[str, bytes]:
+    """The files of ConfigMap/Secret ``source`` (all keys, or ``ref``'s ``items``); none when
+    it is missing and ``ref`` says ``optional``."""
+    data = await sources.raw(kind, source)
+    if data is None:
+        if ref.get("optional"):
+            return {}
+        raise SourceError(f'{kind} "{source}" not found')
+    items = ref.get("items")
     if not items:
         return dict(data)
     files = {}
@@ -226,13 +229,7 @@ async def _projected(
         if "secret" in src or "configMap" in src:
             kind = "secret" if "secret" in src else "configmap"
             ref = src.get("secret") or src.get("configMap") or {}
-            source = str(ref.get("name"))
-            data = await sources.raw(kind, source)
-            if data is None:
-                if ref.get("optional"):
-                    continue
-                raise SourceError(f'{kind} "{source}" not found')
-            files.update(_select(data, ref.get("items"), kind, source))
+            files.update(await _source_files(sources, kind, ref, str(ref.get("name"))))
         elif "downwardAPI" in src:
             for item in (src.get("downwardAPI") or {}).get("items") or ():
                 path = str(item.get("path"))

@@ -701,15 +701,12 @@ class PodManager:
             return out
         st = cr.last_status
         out["containerID"] = f"{self.runtime.name}://{st.id}"
-        if self._exit_pending(cr):
-            # Not an exit yet (see UNKNOWN_CONFIRM): report what was last known, running.
-            if st.started_at is not None:
-                out["state"] = {"running": {"startedAt": format_time(st.started_at)}}
-                out["started"] = cr.started
-        elif st.phase == "running" and st.started_at is not None:
+        # An exit still pending (see UNKNOWN_CONFIRM) is not one yet: shown as last known.
+        pending = self._exit_pending(cr)
+        if (pending or st.phase == "running") and st.started_at is not None:
             out["state"] = {"running": {"startedAt": format_time(st.started_at)}}
             out["started"] = cr.started
-        elif st.phase == "exited":
+        elif st.phase == "exited" and not pending:
             term = _terminated(st, self.runtime.name)
             policy = str((pod.get("spec") or {}).get("restartPolicy") or "Always")
             if init:

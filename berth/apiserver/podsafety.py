@@ -24,11 +24,12 @@ The node checks again what it uses (``berth.runtime.safepath``, ``berth.runtime.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
+
+from berth.api.probes import has_control_character, is_header_name, is_host_syntax, is_probe_path
 
 from .dnsnames import LABEL_HELP, is_dns_label, is_dns_subdomain, is_iana_svc_name
 from .errors import (
@@ -40,12 +41,6 @@ from .errors import (
     not_supported,
     required,
 )
-
-_DNS_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*\.?$")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_PROBE_PATH = re.compile(r"^/[\x21-\x7e]*$")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _MODE_HELP = "must be a number between 0 and 0777 (octal), both inclusive"
 # Every source a v1 Volume may have (a volume naming none is an emptyDir, as upstream defaults).
@@ -304,14 +299,8 @@ def _port(value: Any, field: str) -> list[FieldError]:
 def _host(value: Any, field: str) -> list[FieldError]:
     if value is None or value == "":
         return []
-    if isinstance(value, str):
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            if len(value) <= 253 and _HOSTNAME.fullmatch(value):
-                return []
-        else:
-            return []
+    if isinstance(value, str) and is_host_syntax(value):
+        return []
     return [invalid_value(field, value, "must be a valid IP address or DNS name")]
 
 
@@ -320,7 +309,7 @@ def _http_get(get: Any, field: str) -> list[FieldError]:
         return [invalid_value(field, get, "must be an object")]
     errs = _port(get.get("port"), f"{field}.port")
     path = get.get("path")
-    if path not in (None, "") and (not isinstance(path, str) or not _PROBE_PATH.fullmatch(path)):
+    if path not in (None, "") and (not isinstance(path, str) or not is_probe_path(path)):
         errs.append(
             invalid_value(
                 f"{field}.path",
@@ -342,14 +331,14 @@ def _http_get(get: Any, field: str) -> list[FieldError]:
             errs.append(invalid_value(at, header, "must be an object"))
             continue
         name, value = header.get("name"), header.get("value", "")
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        if not isinstance(name, str) or not is_header_name(name):
             errs.append(
                 invalid_value(
                     f"{at}.name", name, "a valid HTTP header must consist of alphanumeric "
                     "characters, '-' and the token symbols of RFC 9110 (no ':', space or CR/LF)"
                 )
             )  # fmt: skip
-        if not isinstance(value, str) or _CONTROL.search(value):
+        if not isinstance(value, str) or has_control_character(value):
             errs.append(
                 invalid_value(f"{at}.value", value, "must not contain control characters (CR, LF)")
             )

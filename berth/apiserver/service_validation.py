@@ -21,11 +21,11 @@ from contextvars import ContextVar
 from typing import Any
 
 from berth.api.meta import Obj
+from berth.api.services import MAX_AFFINITY_SECONDS, is_port_number
 
 from .dnsnames import is_dns_label, is_dns_subdomain, is_iana_svc_name, is_label_value
 from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 
-MAX_AFFINITY_SECONDS = 86400  # upstream's MaxClientIPServiceAffinitySeconds
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 AFFINITIES = ("ClientIP", "None")
@@ -77,7 +77,7 @@ def dns_subdomain(value: Any, field: str) -> list[FieldError]:
 
 
 def port_number(value: Any, field: str) -> list[FieldError]:
-    if _is_int(value) and 1 <= value <= 65535:
+    if is_port_number(value):
         return []
     return [invalid_value(field, value, "must be between 1 and 65535, inclusive")]
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from berth.api.services import MAX_AFFINITY_SECONDS, is_port_number
 from berth.proxy.model import (
     Endpoint,
     Service,
@@ -25,8 +26,6 @@ from berth.proxy.model import (
     service_key,
 )
 from berth.proxy.render import PROTOCOLS
-
-MAX_AFFINITY_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -43,10 +42,6 @@ class Rejected:
     @property
     def name(self) -> str:
         return self.key.partition("/")[2]
-
-
-def _port_ok(port: object) -> bool:
-    return isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535
 
 
 def forwardable_ipv4(address: str) -> bool:
@@ -83,9 +78,9 @@ def service_problem(svc: Service, service_cidr: str | None = None) -> str | None
     seen: set[tuple[str, int]] = set()
     names: set[str] = set()
     for p in svc.ports:
-        if not _port_ok(p.port):
+        if not is_port_number(p.port):
             return f"port {p.port!r} is not in 1..65535"
-        if p.node_port is not None and not _port_ok(p.node_port):
+        if p.node_port is not None and not is_port_number(p.node_port):
             return f"nodePort {p.node_port!r} is not in 1..65535"
         proto = p.protocol.upper()
         if (proto, p.port) in seen:
@@ -103,7 +98,7 @@ def endpoints_problem(endpoints: Sequence[Endpoint]) -> str | None:
         if not forwardable_ipv4(ep.ip):
             return f"endpoint address {ep.ip!r} is not a forwardable IPv4 address"
         for name, port in ep.ports.items():
-            if not _port_ok(port):
+            if not is_port_number(port):
                 return f"endpoint port {name or '(unnamed)'}={port!r} is not in 1..65535"
     return None
 

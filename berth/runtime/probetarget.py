@@ -5,8 +5,8 @@ namespace as part of the agent. Without checks its fields reach the wire verbati
 or header with CR/LF injects headers or whole requests (``GET / HTTP/1.1\\r\\nX: y``), and
 ``host`` points the agent at anything the node can reach (its own loopback services, the
 cloud metadata address) — a blind SSRF whose pass/fail result is reported back in the pod's
-status. The API validates the same fields (``berth.apiserver.podsafety``); the node does not
-rely on that.
+status. The API validates the same fields by the same rules (:mod:`berth.api.probes`); the
+node does not rely on that.
 
 Rules (each refusal makes the probe fail with a clear reason, never sends anything):
 
@@ -22,16 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_PATH = re.compile(r"^/[\x21-\x7e]*$")
-_DNS_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*\.?$")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+from berth.api.probes import has_control_character, is_header_name, is_host_syntax, is_probe_path
 
 
 class ProbeRefused(ValueError):
@@ -39,7 +34,7 @@ class ProbeRefused(ValueError):
 
 
 def check_path(path: str) -> str:
-    if not _PATH.fullmatch(path):
+    if not is_probe_path(path):
         raise ProbeRefused(
             f"httpGet path {path!r} must start with '/' and hold only printable ASCII without "
             "spaces (percent-encode the rest)"
@@ -51,21 +46,12 @@ def check_headers(headers: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]
     out = []
     for header in headers:
         name, value = str(header.get("name", "")), str(header.get("value", ""))
-        if not _TOKEN.fullmatch(name):
+        if not is_header_name(name):
             raise ProbeRefused(f"httpGet header name {name!r} is not an HTTP token")
-        if _CONTROL.search(value):
+        if has_control_character(value):
             raise ProbeRefused(f"httpGet header {name} has a control character (CR/LF) in it")
         out.append((name, value))
     return out
-
-
-def is_host_syntax(host: str) -> bool:
-    """An IP address or a DNS name (what ``host`` of a probe may hold)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return bool(_HOSTNAME.fullmatch(host))
-    return True
 
 
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

@@ -478,7 +478,7 @@ class RuncRuntime:
                 ended = state is None or state.get("status") == "stopped"
             # Gone, but its shim may still be writing the exit file: stopped means the exit
             # is recorded (what callers report next), unless there is no shim to record it.
-            if ended and not self._shim_alive(meta):
+            if ended and not self._alive(meta, "shim"):
                 return True
             if loop.time() >= deadline:
                 return ended
@@ -523,17 +523,15 @@ class RuncRuntime:
         runc. The agent asks for every container on every reconcile: forking ``runc state``
         each time (a Go binary, milliseconds of CPU) was the bulk of an idle node's load and
         competed with starting pods. Anything else (created, exited, unknown) asks runc."""
-        pid, ticks = meta.get("initPid"), meta.get("initStartTicks")
-        if not isinstance(pid, int) or not isinstance(ticks, int):
-            return False
         if (self._dir(cid) / "exit.json").exists():
             return False
-        return process_start_ticks(pid, self.proc) == ticks
+        return self._alive(meta, "init") is True
 
-    def _shim_alive(self, meta: Mapping[str, Any]) -> bool | None:
-        """Whether the container's shim still runs (same pid and start time); None when its
-        identity was not recorded (a container made before shims reported it)."""
-        pid, ticks = meta.get("shimPid"), meta.get("shimStartTicks")
+    def _alive(self, meta: Mapping[str, Any], process: str) -> bool | None:
+        """Whether the container's ``init`` process or its ``shim`` still runs (the pid and
+        start time recorded in ``meta`` match /proc); None when they were not recorded (not
+        started yet, or a container made before shims reported theirs)."""
+        pid, ticks = meta.get(f"{process}Pid"), meta.get(f"{process}StartTicks")
         if not isinstance(pid, int) or not isinstance(ticks, int):
             return None
         return process_start_ticks(pid, self.proc) == ticks
@@ -550,13 +548,10 @@ class RuncRuntime:
             meta = self._meta(cid)
         except ContainerNotFound:
             return True
-        shim_alive = self._shim_alive(meta)
+        shim_alive = self._alive(meta, "shim")
         if shim_alive is not None:
             return not shim_alive
-        pid, ticks = meta.get("initPid"), meta.get("initStartTicks")
-        if not isinstance(pid, int) or not isinstance(ticks, int):
-            return False
-        return process_start_ticks(pid, self.proc) != ticks
+        return self._alive(meta, "init") is False
 
     def _status(self, meta: dict[str, Any], state: dict[str, Any] | None) -> ContainerStatus:
         cid = ContainerID(str(meta["id"]))
@@ -580,7 +575,7 @@ class RuncRuntime:
             return ContainerStatus(state=ContainerState.RUNNING, pid=pid, **common)
         if runc_status == "created" and exit_doc is None:
             return ContainerStatus(state=ContainerState.CREATED, pid=pid, **common)
-        if exit_doc is None and self._shim_alive(meta):
+        if exit_doc is None and self._alive(meta, "shim"):
             # The process ended but its shim has not written the exit file yet (a busy node
             # takes a while): not an exit we can report, and never an unknown one. Like a
             # CRI runtime, it stays running until the exit is recorded.

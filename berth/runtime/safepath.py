@@ -4,7 +4,7 @@ Pod uids, volume names, ConfigMap/Secret item paths and container names come fro
 server, i.e. from whoever may create a pod. The API validates them, but the node does not
 rely on that (a compromised or older API server, a bug in validation): every place the agent
 or the runtime joins such a value into a host path goes through :func:`child` (one path
-element, e.g. a volume name) or :func:`relative_child` (a relative path of several elements,
+element, e.g. a volume name) or :func:`relative_parts` (a relative path of several elements,
 e.g. an item ``path``). Both refuse, with :class:`UnsafePath`, anything that could name a
 location outside ``base``: empty names, ``.``, ``..``, a ``/`` in a single element, absolute
 paths, NUL bytes.
@@ -65,17 +65,3 @@ def relative_parts(path: str, *, what: str) -> tuple[str, ...]:
             raise UnsafePath(f"{what} {path!r} must not contain '..'")
         check_element(part, what=what)
     return parts
-
-
-def relative_child(base: Path, path: str, *, what: str) -> Path:
-    """``base / path`` for a relative ``path`` that stays under ``base`` (see
-    :func:`relative_parts`)."""
-    return base.joinpath(*relative_parts(path, what=what))
-
-
-def is_within(base: Path, path: Path) -> bool:
-    """True when ``path`` (resolved, symlinks followed) is ``base`` or below it: a last check
-    before acting on a path that a symlink might have redirected."""
-    real_base = base.resolve()
-    real = path.resolve()
-    return real == real_base or real_base in real.parents

@@ -248,10 +248,9 @@ class SandboxManager:
         """Rewrite the content of the pod's ConfigMap/Secret/projected volumes (renewed
         service-account tokens) the way :meth:`_prepare_files` wrote it; each file is
         replaced atomically, so a container never reads half a token."""
-        volumes_dir = self.pod_dir(pod.uid) / "volumes"
         for volume in pod.volumes:
             if isinstance(volume.source, FilesVolume):
-                target = volumes_dir / volume.name
+                target = self.volume_dir(pod.uid, volume.name)
                 if not target.is_dir():
                     raise SandboxError(f"volume {volume.name} of pod {pod.uid} was never set up")
                 self._write_projected(target, volume.source, pod.fs_group)

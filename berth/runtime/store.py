@@ -27,13 +27,17 @@ from typing import BinaryIO
 from berth.runtime.digest import Digest, copy_and_hash, digest_hex, parse_digest, sha256_digest
 from berth.runtime.errors import DigestMismatch, ImageError
 from berth.runtime.manifest import ImageConfig, parse_image_config
-from berth.runtime.unpack import MAX_UNPACKED_BYTES, UnpackBudget, apply_layer
+from berth.runtime.unpack import (
+    FREE_SPACE_RESERVE,
+    MAX_UNPACKED_BYTES,
+    UnpackBudget,
+    apply_layer,
+    free_bytes,
+)
 
 # No single blob (a compressed layer, a config) may be larger than this, whatever its
 # descriptor says: the largest public image layers are a few GiB.
 MAX_BLOB_BYTES = 16 << 30
-# A download must leave this much free on the store's file system (the node keeps working).
-FREE_SPACE_RESERVE = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -99,11 +103,6 @@ def _atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise
 
 
-def _free_bytes(directory: Path) -> int:
-    st = os.statvfs(directory)
-    return st.f_bavail * st.f_frsize
-
-
 class ContentStore:
     """Verified blobs, image records and snapshots under one directory (see module docstring)."""
 
@@ -164,8 +163,7 @@ class ContentStore:
                 f"{what}: {size} bytes is more than the {self.max_blob_bytes} bytes a blob may "
                 "have on this node; refusing to download it"
             )
-        free = _free_bytes(self.tmp)
-        if size is not None and size + FREE_SPACE_RESERVE > free:
+        if size is not None and size + FREE_SPACE_RESERVE > (free := free_bytes(self.tmp)):
             raise ImageError(
                 f"{what}: {size} bytes do not fit in the {free} bytes free under {self.tmp} "
                 f"(keeping {FREE_SPACE_RESERVE} bytes free); free disk space on the node"

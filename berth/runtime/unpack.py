@@ -156,8 +156,15 @@ class _Prefixed(io.RawIOBase):
 
 # An image's files, unpacked, may not exceed this (a few MiB of gzip can expand to any size).
 MAX_UNPACKED_BYTES = 64 << 30
-# Unpacking stops when it would leave less than this free on the file system.
-UNPACK_FREE_RESERVE = 256 << 20
+# Downloads and unpacking stop when they would leave less than this free on the file system
+# (the node keeps working).
+FREE_SPACE_RESERVE = 256 << 20
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``directory``'s file system."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
 
 
 class UnpackBudget:
@@ -175,11 +182,10 @@ class UnpackBudget:
                 f"layer entry {what!r}: the image unpacks to more than {self.max_bytes} bytes; "
                 "refusing it (compression bomb?)"
             )
-        st = os.statvfs(directory)
-        if size + UNPACK_FREE_RESERVE > st.f_bavail * st.f_frsize:
+        if size + FREE_SPACE_RESERVE > free_bytes(directory):
             raise UnsafeLayer(
                 f"layer entry {what!r} ({size} bytes) does not fit on the node's disk "
-                f"(keeping {UNPACK_FREE_RESERVE} bytes free); free disk space on the node"
+                f"(keeping {FREE_SPACE_RESERVE} bytes free); free disk space on the node"
             )
 
 

@@ -56,6 +56,23 @@ class Rig:
         }
         self.api.seed(PODS, body)
 
+    async def started(self, **spec: Any) -> None:
+        """Seeds ``default/p`` (:meth:`add`) and syncs once, so its containers start."""
+        self.add(**spec)
+        await self.sync()
+
+    async def exit(self, code: int) -> None:
+        """Ends the ``app`` container of ``default/p`` with ``code`` (or records the code of an
+        exit :meth:`exit_unrecorded` left without one) and syncs."""
+        self.runtime.exit("default", "p", "app", code=code)
+        await self.sync()
+
+    async def exit_unrecorded(self) -> None:
+        """Ends the ``app`` container of ``default/p`` without a recorded exit code yet, and
+        syncs."""
+        self.runtime.exit_unrecorded("default", "p", "app")
+        await self.sync()
+
     async def sync(self) -> None:
         await self.pods.relist()
         await self.manager.reconcile(KEY)

@@ -13,14 +13,11 @@ from tests.unit.agent.rig import Rig, run
 def test_an_exit_not_yet_recorded_does_not_end_the_pod() -> None:
     async def body() -> None:
         r = Rig()
-        r.add(restartPolicy="Never")
-        await r.sync()
-        r.runtime.exit_unrecorded("default", "p", "app")
-        await r.sync()
+        await r.started(restartPolicy="Never")
+        await r.exit_unrecorded()
         assert r.status()["phase"] == "Running", r.status()
         assert "running" in r.container()["state"], "not an exit yet: shown as last known"
-        r.runtime.exit("default", "p", "app", code=0)  # the runtime records it now
-        await r.sync()
+        await r.exit(0)  # the runtime records it now
         assert r.status()["phase"] == "Succeeded", r.status()
         term = r.container()["state"]["terminated"]
         assert (term["exitCode"], term["reason"]) == (0, "Completed")
@@ -32,15 +29,12 @@ def test_an_exit_not_yet_recorded_does_not_end_the_pod() -> None:
 def test_a_recorded_failure_after_an_unknown_moment_fails_with_its_code() -> None:
     async def body() -> None:
         r = Rig()
-        r.add(restartPolicy="Never")
-        await r.sync()
-        r.runtime.exit_unrecorded("default", "p", "app")
-        await r.sync()
+        await r.started(restartPolicy="Never")
+        await r.exit_unrecorded()
         r.clock.advance(UNKNOWN_CONFIRM / 2)
         await r.sync()
         assert r.status()["phase"] == "Running"
-        r.runtime.exit("default", "p", "app", code=3)
-        await r.sync()
+        await r.exit(3)
         assert r.status()["phase"] == "Failed"
         assert r.container()["state"]["terminated"]["exitCode"] == 3
 
@@ -50,12 +44,9 @@ def test_a_recorded_failure_after_an_unknown_moment_fails_with_its_code() -> Non
 def test_on_failure_does_not_restart_on_a_transient_unknown() -> None:
     async def body() -> None:
         r = Rig()
-        r.add(restartPolicy="OnFailure")
-        await r.sync()
-        r.runtime.exit_unrecorded("default", "p", "app")
-        await r.sync()
-        r.runtime.exit("default", "p", "app", code=0)
-        await r.sync()
+        await r.started(restartPolicy="OnFailure")
+        await r.exit_unrecorded()
+        await r.exit(0)
         assert r.status()["phase"] == "Succeeded"
         assert r.container()["restartCount"] == 0
 
@@ -65,10 +56,8 @@ def test_on_failure_does_not_restart_on_a_transient_unknown() -> None:
 def test_an_exit_that_stays_unknown_fails_the_pod_never_as_success() -> None:
     async def body() -> None:
         r = Rig()
-        r.add(restartPolicy="Never")
-        await r.sync()
-        r.runtime.exit_unrecorded("default", "p", "app")
-        await r.sync()
+        await r.started(restartPolicy="Never")
+        await r.exit_unrecorded()
         r.clock.advance(UNKNOWN_CONFIRM)
         await r.sync()
         assert r.status()["phase"] == "Failed"
@@ -81,10 +70,8 @@ def test_an_exit_that_stays_unknown_fails_the_pod_never_as_success() -> None:
 def test_a_terminal_phase_is_never_left() -> None:
     async def body() -> None:
         r = Rig()
-        r.add(restartPolicy="Never")
-        await r.sync()
-        r.runtime.exit("default", "p", "app", code=3)
-        await r.sync()
+        await r.started(restartPolicy="Never")
+        await r.exit(3)
         assert r.status()["phase"] == "Failed"
         r.clock.advance(60)
         await r.sync()
@@ -100,10 +87,8 @@ def test_a_succeeded_pod_stays_succeeded_when_reported_again() -> None:
 
     async def body() -> None:
         r = Rig()
-        r.add(restartPolicy="Never")
-        await r.sync()
-        r.runtime.exit("default", "p", "app", code=0)
-        await r.sync()
+        await r.started(restartPolicy="Never")
+        await r.exit(0)
         assert r.status()["phase"] == "Succeeded"
         r.clock.advance(1)
         await r.sync()  # a later reconcile of the finished pod (any pod event does it)

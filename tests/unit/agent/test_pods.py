@@ -13,8 +13,7 @@ from tests.unit.agent.rig import Rig, run
 def test_bound_pod_runs_and_reports_ready_with_ips() -> None:
     async def body() -> None:
         r = Rig()
-        r.add()
-        await r.sync()
+        await r.started()
         st = r.status()
         assert st["phase"] == "Running"
         assert st["hostIP"] == "192.0.2.10"
@@ -37,8 +36,7 @@ def test_bound_pod_runs_and_reports_ready_with_ips() -> None:
 def test_start_delay_keeps_pod_pending_until_container_runs() -> None:
     async def body() -> None:
         r = Rig(start_delay=2.0)
-        r.add()
-        await r.sync()
+        await r.started()
         assert r.status()["phase"] == "Pending"
         assert r.container()["state"] == {"waiting": {"reason": "ContainerCreating"}}
         assert r.container()["imageID"] == "sha256:" + hashlib.sha256(b"web:1").hexdigest()
@@ -88,19 +86,15 @@ def test_crashing_container_restarts_with_exponential_backoff() -> None:
 def test_restart_policy_never_and_on_failure_end_in_terminal_phases() -> None:
     async def body() -> None:
         r = Rig()
-        r.add(restartPolicy="Never")
-        await r.sync()
-        r.runtime.exit("default", "p", "app", code=3)
-        await r.sync()
+        await r.started(restartPolicy="Never")
+        await r.exit(3)
         assert r.status()["phase"] == "Failed"
         assert r.container()["state"]["terminated"]["exitCode"] == 3
         assert r.cond("Ready") == "False"
 
         r2 = Rig()
-        r2.add(restartPolicy="OnFailure")
-        await r2.sync()
-        r2.runtime.exit("default", "p", "app", code=0)
-        await r2.sync()
+        await r2.started(restartPolicy="OnFailure")
+        await r2.exit(0)
         assert r2.status()["phase"] == "Succeeded"
 
     run(body())
@@ -157,8 +151,7 @@ def test_init_containers_run_before_app_containers() -> None:
 def test_graceful_deletion_stops_containers_then_deletes_with_grace_zero() -> None:
     async def body() -> None:
         r = Rig()
-        r.add()
-        await r.sync()
+        await r.started()
         await r.api.delete(PODS, "p", namespace="default", grace_period_seconds=30)
         assert r.api.stored(PODS, "default/p") is not None, "graceful: still there"
         await r.sync()
@@ -176,11 +169,9 @@ def test_graceful_deletion_stops_containers_then_deletes_with_grace_zero() -> No
 def test_logs_of_current_and_previous_containers() -> None:
     async def body() -> None:
         r = Rig()
-        r.add()
-        await r.sync()
+        await r.started()
         r.runtime.append_log("default", "p", "app", line="hello")
-        r.runtime.exit("default", "p", "app", code=1)
-        await r.sync()
+        await r.exit(1)
         current = r.manager.container_id("default", "p", "app")
         previous = r.manager.container_id("default", "p", "app", previous=True)
         assert current is not None

@@ -8,6 +8,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from berth.network.command import Completed
 from berth.runtime.agent_runtime import RuncAgentRuntime
@@ -94,14 +95,20 @@ class FakeNetnsHost:
         return Completed(tuple(argv), 0, b"", b"")
 
 
-def runc_adapter(tmp_path: Path) -> RuncAgentRuntime:
-    """The agent's runtime adapter over a RuncRuntime kept under ``tmp_path`` (no network, no
-    enforcement)."""
-    rt = RuncRuntime(
+def runc_runtime(tmp_path: Path, **kwargs: Any) -> RuncRuntime:
+    """A RuncRuntime kept under ``tmp_path`` (no network, no enforcement); ``kwargs`` go to
+    the constructor (a ``runner``, a ``proc`` directory)."""
+    return RuncRuntime(
         images=ImageService(ContentStore(tmp_path / "images")),
         network=None,
         state_dir=tmp_path / "state",
         runc_root=tmp_path / "runc",
         enforce=frozenset(),
+        **kwargs,
     )
-    return RuncAgentRuntime(rt)
+
+
+def runc_adapter(tmp_path: Path) -> RuncAgentRuntime:
+    """The agent's runtime adapter over a RuncRuntime kept under ``tmp_path`` (no network, no
+    enforcement)."""
+    return RuncAgentRuntime(runc_runtime(tmp_path))

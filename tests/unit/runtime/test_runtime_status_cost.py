@@ -14,11 +14,10 @@ from pathlib import Path
 
 from berth.network.command import Completed
 from berth.runtime.agent_runtime import RuncAgentRuntime
-from berth.runtime.images import ImageService
 from berth.runtime.runc import ContainerState, RuncRuntime, container_id, process_start_ticks
 from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import ContainerID, PodUID
-from berth.runtime.store import ContentStore
+from tests.unit.runtime.helpers import runc_runtime
 
 POD = PodUID("pod-1")
 
@@ -38,9 +37,12 @@ class RecordingRunner:
         time_limit: float = 60.0,
     ) -> Completed:
         self.calls.append(tuple(argv))
+        return self.answer(tuple(argv))
+
+    def answer(self, argv: tuple[str, ...]) -> Completed:
         if "state" in argv:
-            return Completed(tuple(argv), 1, b"", b"container does not exist")
-        return Completed(tuple(argv), 0, b"", b"")
+            return Completed(argv, 1, b"", b"container does not exist")
+        return Completed(argv, 0, b"", b"")
 
     def runc(self, command: str) -> list[tuple[str, ...]]:
         return [c for c in self.calls if command in c]
@@ -57,16 +59,7 @@ def _runtime(tmp_path: Path) -> tuple[RuncRuntime, RecordingRunner, Path]:
     runner = RecordingRunner()
     proc = tmp_path / "proc"
     proc.mkdir()
-    rt = RuncRuntime(
-        images=ImageService(ContentStore(tmp_path / "images")),
-        network=None,
-        state_dir=tmp_path / "state",
-        runc_root=tmp_path / "runc",
-        runner=runner,
-        enforce=frozenset(),
-        proc=proc,
-    )
-    return rt, runner, proc
+    return runc_runtime(tmp_path, runner=runner, proc=proc), runner, proc
 
 
 def _created(rt: RuncRuntime, *, pid: int) -> ContainerID:
@@ -172,18 +165,10 @@ class StoppedRunner(RecordingRunner):
     """runc says the container is stopped (its process ended); the shim's create verdict names
     the shim's pid."""
 
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        self.calls.append(tuple(argv))
+    def answer(self, argv: tuple[str, ...]) -> Completed:
         if "state" in argv:
-            return Completed(tuple(argv), 0, b'{"status": "stopped", "pid": 0}', b"")
-        return Completed(tuple(argv), 0, b'{"ok": true, "pid": 4242, "shim": 4100}', b"")
+            return Completed(argv, 0, b'{"status": "stopped", "pid": 0}', b"")
+        return Completed(argv, 0, b'{"ok": true, "pid": 4242, "shim": 4100}', b"")
 
 
 def _stopped_runtime(tmp_path: Path) -> tuple[RuncRuntime, Path]:
