@@ -301,27 +301,34 @@ class ApiServer:
 
     async def _load_caches(self) -> int:
         """RBAC objects, service-account tokens and the node graph, read at one revision
-        (returned): the hub replays every event after it, so no write is missed between."""
+        (returned): the hub replays every event after it, so no write is missed between.
+        Each kind is listed once and fed to every cache that keeps it, as :meth:`_on_event`
+        feeds them afterwards."""
         rev = await self.store.current_revision()
         for plural in ("clusterroles", "clusterrolebindings", "roles", "rolebindings"):
-            rd = self.table.lookup("rbac.authorization.k8s.io", "v1", plural)
-            assert rd is not None
+            rd = self._rd("rbac.authorization.k8s.io", plural)
             for kv in (await self.store.list(rd.key_prefix(), revision=rev)).items:
                 self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
-        await self.service_accounts.load(self.store, self.codec, revision=rev)
-        for kv in (await self.store.list(self._rd("", "pods").key_prefix(), revision=rev)).items:
-            self.node_graph.apply_pod(self.codec.decode(kv), deleted=False)
+        for plural in ("serviceaccounts", "pods", "secrets"):
+            for kv in (
+                await self.store.list(self._rd("", plural).key_prefix(), revision=rev)
+            ).items:
+                self._apply(kv.key, self.codec.decode(kv), deleted=False)
         return rev
 
     def _on_event(self, ev: ObjEvent) -> None:
         self.registry.observe(ev)
-        self.node_graph.observe(ev.key, ev.obj, deleted=ev.deleted)
         if ev.key.startswith("/registry/rbac.authorization.k8s.io/"):
             kind = ev.obj.get("kind")
             if isinstance(kind, str):
                 self.authorizer.apply(kind, ev.obj, deleted=ev.deleted)
         else:
-            self.service_accounts.cache.apply(ev.key, ev.obj, deleted=ev.deleted)
+            self._apply(ev.key, ev.obj, deleted=ev.deleted)
+
+    def _apply(self, key: str, obj: Obj, *, deleted: bool) -> None:
+        """The node graph and the service-account cache (each ignores what it does not keep)."""
+        self.node_graph.observe(key, obj, deleted=deleted)
+        self.service_accounts.cache.apply(key, obj, deleted=deleted)
 
     async def _bootstrap(self) -> None:
         ns_rd = self._rd("", "namespaces")

@@ -30,7 +30,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from berth.api import satoken
 from berth.api.meta import Obj, format_time, get_path
 from berth.api.resources import TABLE, ResourceDef
-from berth.store.interface import Store
 
 from .auth import UserInfo
 from .config import ServerConfig
@@ -42,7 +41,6 @@ from .satokens import ObjectCache, ServiceAccountAuthenticator
 from .suffixes import random_suffix
 
 if TYPE_CHECKING:
-    from .codec import Codec
     from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -111,12 +109,6 @@ class ServiceAccounts:
             audiences=self.audiences,
             clock=clock,
         )
-
-    async def load(self, store: Store, codec: Codec, revision: int = 0) -> None:
-        """Fill the caches (at ``revision``, 0 = now) before the watch hub keeps them current."""
-        for rd in (SA_RD, PODS_RD, SECRETS_RD):
-            for kv in (await store.list(rd.key_prefix(), revision=revision)).items:
-                self.cache.apply(kv.key, codec.decode(kv), deleted=False)
 
     # -- TokenRequest ---------------------------------------------------------------------------
 
