@@ -34,10 +34,6 @@ DELETION_LEEWAY = 60
 CLOCK_LEEWAY = 60
 """Seconds of clock skew tolerated on ``exp`` and ``nbf`` (upstream's jwt.DefaultLeeway)."""
 
-SA_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
-SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
-SA_UID_ANNOTATION = "kubernetes.io/service-account.uid"
-
 _PREFIXES = {
     "/registry/core/serviceaccounts/": "serviceaccounts",
     "/registry/core/pods/": "pods",
@@ -74,7 +70,7 @@ def _entry(kind: str, obj: Obj) -> Entry:
             sa_name=str(get_path(obj, "spec", "serviceAccountName") or ""),
         )
     if kind == "secrets":
-        if obj.get("type") != SA_TOKEN_TYPE:
+        if obj.get("type") != satoken.TOKEN_SECRET_TYPE:
             return Entry(uid, deleted_at)  # may back a TokenRequest bound to it
         encoded = (obj.get("data") or {}).get("token")
         token = None
@@ -83,7 +79,7 @@ def _entry(kind: str, obj: Obj) -> Entry:
                 token = base64.b64decode(encoded)
             except ValueError:
                 token = None
-        sa = str((m.get("annotations") or {}).get(SA_NAME_ANNOTATION) or "")
+        sa = str((m.get("annotations") or {}).get(satoken.NAME_ANNOTATION) or "")
         return Entry(uid, deleted_at, sa_name=sa, token=token)
     automount = obj.get("automountServiceAccountToken")
     return Entry(uid, deleted_at, automount=automount if isinstance(automount, bool) else None)

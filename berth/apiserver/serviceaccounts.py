@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
-ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
-DEFAULT_ACCOUNT = "default"
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
 MAX_EXPIRATION = 1 << 32
@@ -289,7 +287,7 @@ class ServiceAccounts:
         spec = pod.get("spec")
         if not isinstance(spec, dict):
             return
-        account_name = str(spec.get("serviceAccountName") or DEFAULT_ACCOUNT)
+        account_name = str(spec.get("serviceAccountName") or satoken.DEFAULT_ACCOUNT)
         spec["serviceAccountName"] = account_name
         spec.setdefault("serviceAccount", account_name)
         cached = self.cache.get("serviceaccounts", namespace, account_name)
@@ -324,7 +322,7 @@ class ServiceAccounts:
         _mount_token_volume(spec)
 
     async def ensure_default_account(self, registry: Registry, namespace: str) -> None:
-        account = {"metadata": {"name": DEFAULT_ACCOUNT, "namespace": namespace}}
+        account = {"metadata": {"name": satoken.DEFAULT_ACCOUNT, "namespace": namespace}}
         await registry.ensure(SA_RD, account)
 
 
@@ -346,7 +344,7 @@ def access_volume(name: str) -> Obj:
                 },
                 {
                     "configMap": {
-                        "name": ROOT_CA_CONFIGMAP,
+                        "name": satoken.ROOT_CA_CONFIGMAP,
                         "items": [{"key": "ca.crt", "path": "ca.crt"}],
                     }
                 },
