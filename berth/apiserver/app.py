@@ -107,10 +107,15 @@ a subresource is never a write to the whole object: a PATCH to ``pods/NAME/evict
 PUT to ``pods/NAME/binding`` does not reach the main resource's update."""
 
 
-def write_verb(method: str, route: Route) -> str:
-    """The RBAC verb of a write request to ``route``; 405 for a method the route lacks."""
+def check_subresource_method(method: str, route: Route) -> None:
+    """405 for a method ``route``'s subresource does not serve."""
     if route.subresource and method not in SUBRESOURCE_METHODS.get(route.subresource, ()):
         raise method_not_allowed(method)
+
+
+def write_verb(method: str, route: Route) -> str:
+    """The RBAC verb of a write request to ``route``; 405 for a method the route lacks."""
+    check_subresource_method(method, route)
     if method == "POST":
         if route.name and not route.subresource:
             raise method_not_allowed(method)
@@ -661,8 +666,7 @@ class ApiServer:
         if route.rd.namespaced and route.namespace == "" and route.name:
             raise route_not_found()
         if method in ("GET", "HEAD"):
-            if route.subresource and method not in SUBRESOURCE_METHODS.get(route.subresource, ()):
-                raise method_not_allowed(method)
+            check_subresource_method(method, route)
             watching = watch_prefix or parse_bool(q.get("watch"), "watch")
             verb = "watch" if watching else ("get" if route.name else "list")
             if route.subresource == "log":
