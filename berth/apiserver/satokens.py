@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.api import satoken
-from berth.api.meta import Obj, get_path, parse_time
+from berth.api.meta import Obj, parse_time
 
 from .auth import AUTHENTICATED, UserInfo
 
@@ -47,8 +47,7 @@ class Entry:
 
     uid: str
     deleted_at: float | None = None  # metadata.deletionTimestamp, epoch seconds
-    node: str = ""  # pods: spec.nodeName
-    sa_name: str = ""  # pods: spec.serviceAccountName; secrets: the annotation
+    sa_name: str = ""  # service-account-token secrets: the account annotation
     token: bytes | None = None  # service-account-token secrets: data.token, decoded
     automount: bool | None = None  # service accounts: automountServiceAccountToken
 
@@ -63,12 +62,7 @@ def _entry(kind: str, obj: Obj) -> Entry:
     deleted_at = parsed.timestamp() if parsed is not None else None
     uid = str(m.get("uid") or "")
     if kind == "pods":
-        return Entry(
-            uid,
-            deleted_at,
-            node=str(get_path(obj, "spec", "nodeName") or ""),
-            sa_name=str(get_path(obj, "spec", "serviceAccountName") or ""),
-        )
+        return Entry(uid, deleted_at)
     if kind == "secrets":
         if obj.get("type") != satoken.TOKEN_SECRET_TYPE:
             return Entry(uid, deleted_at)  # may back a TokenRequest bound to it
@@ -111,9 +105,6 @@ class ObjectCache:
 
     def get(self, kind: str, namespace: str, name: str) -> Entry | None:
         return self._maps[kind].get(f"{namespace}/{name}" if namespace else name)
-
-    def has(self, kind: str, namespace: str, name: str) -> bool:
-        return self.get(kind, namespace, name) is not None
 
 
 def _audiences(claim: Any) -> list[str]:
