@@ -697,13 +697,10 @@ class ApiServer:
         body = await read_body(request)
         if method == "POST":
             if route.subresource == "token" and rd.kind == "ServiceAccount":
-                token, warnings = await self.service_accounts.create_token(
+                token = await self.service_accounts.create_token(
                     reg, user, route.namespace, route.name, body
                 )
-                resp = _json(token, 201)
-                for w in warnings:
-                    resp.headers.add("Warning", f'299 - "{w}"')
-                return resp, ("CREATE", "serviceaccounts/token")
+                return _json(token, 201), ("CREATE", "serviceaccounts/token")
             if route.subresource == "binding":
                 await reg.bind(route.namespace, route.name, body, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/binding")

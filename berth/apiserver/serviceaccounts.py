@@ -32,6 +32,7 @@ from berth.api.meta import Obj, format_time, get_path
 from berth.api.resources import TABLE, ResourceDef
 
 from .auth import UserInfo
+from .client_warnings import add_warning
 from .config import ServerConfig
 from .errors import ApiError, FieldError, bad_request, conflict, forbidden, invalid
 from .errors import invalid_value as _invalid_value
@@ -112,8 +113,8 @@ class ServiceAccounts:
 
     async def create_token(
         self, registry: Registry, user: UserInfo, namespace: str, name: str, body: Any
-    ) -> tuple[Obj, list[str]]:
-        """The TokenRequest response and any warnings (``Warning`` headers)."""
+    ) -> Obj:
+        """The TokenRequest response (a shortened expiration is a client warning)."""
         if body is None:
             body = {}
         if not isinstance(body, dict):
@@ -125,9 +126,8 @@ class ServiceAccounts:
         if not isinstance(spec, dict):
             raise bad_request("spec of a TokenRequest must be an object")
         audiences, expiration, ref = self._validate_spec(name, spec)
-        warnings: list[str] = []
         if expiration > self.max_expiration:
-            warnings.append(
+            add_warning(
                 f"requested expiration of {expiration} seconds shortened to"
                 f" {self.max_expiration} seconds"
             )
@@ -155,7 +155,7 @@ class ServiceAccounts:
         out_spec: Obj = {"audiences": audiences, "expirationSeconds": expiration}
         if ref is not None:
             out_spec["boundObjectRef"] = ref
-        response = {
+        return {
             "kind": "TokenRequest",
             "apiVersion": API_VERSION,
             "metadata": {
@@ -169,7 +169,6 @@ class ServiceAccounts:
                 "expirationTimestamp": format_time_epoch(issued + expiration),
             },
         }
-        return response, warnings
 
     def _validate_spec(self, name: str, spec: Obj) -> tuple[list[str], int, Obj | None]:
         errs: list[FieldError] = []
