@@ -41,6 +41,14 @@ LEGACY_NS = "kubernetes.io/serviceaccount/namespace"
 LEGACY_SECRET = "kubernetes.io/serviceaccount/secret.name"  # noqa: S105 (a claim name)
 LEGACY_SA_NAME = "kubernetes.io/serviceaccount/service-account.name"
 LEGACY_SA_UID = "kubernetes.io/serviceaccount/service-account.uid"
+TOKEN_SECRET_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
+"""The type of a Secret holding a legacy token (filled by the token controller)."""
+NAME_ANNOTATION = "kubernetes.io/service-account.name"
+UID_ANNOTATION = "kubernetes.io/service-account.uid"
+DEFAULT_ACCOUNT = "default"
+"""The account every namespace gets, and a pod without ``serviceAccountName`` runs as."""
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+"""The ConfigMap in every namespace holding the cluster CA (``ca.crt``)."""
 MAX_TOKEN_BYTES = 16 * 1024
 """A bearer token longer than this is refused unparsed (no JWT we issue comes near it)."""
 

@@ -107,10 +107,15 @@ a subresource is never a write to the whole object: a PATCH to ``pods/NAME/evict
 PUT to ``pods/NAME/binding`` does not reach the main resource's update."""
 
 
-def write_verb(method: str, route: Route) -> str:
-    """The RBAC verb of a write request to ``route``; 405 for a method the route lacks."""
+def check_subresource_method(method: str, route: Route) -> None:
+    """405 for a method ``route``'s subresource does not serve."""
     if route.subresource and method not in SUBRESOURCE_METHODS.get(route.subresource, ()):
         raise method_not_allowed(method)
+
+
+def write_verb(method: str, route: Route) -> str:
+    """The RBAC verb of a write request to ``route``; 405 for a method the route lacks."""
+    check_subresource_method(method, route)
     if method == "POST":
         if route.name and not route.subresource:
             raise method_not_allowed(method)
@@ -301,27 +306,34 @@ class ApiServer:
 
     async def _load_caches(self) -> int:
         """RBAC objects, service-account tokens and the node graph, read at one revision
-        (returned): the hub replays every event after it, so no write is missed between."""
+        (returned): the hub replays every event after it, so no write is missed between.
+        Each kind is listed once and fed to every cache that keeps it, as :meth:`_on_event`
+        feeds them afterwards."""
         rev = await self.store.current_revision()
         for plural in ("clusterroles", "clusterrolebindings", "roles", "rolebindings"):
-            rd = self.table.lookup("rbac.authorization.k8s.io", "v1", plural)
-            assert rd is not None
+            rd = self._rd("rbac.authorization.k8s.io", plural)
             for kv in (await self.store.list(rd.key_prefix(), revision=rev)).items:
                 self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
-        await self.service_accounts.load(self.store, self.codec, revision=rev)
-        for kv in (await self.store.list(self._rd("", "pods").key_prefix(), revision=rev)).items:
-            self.node_graph.apply_pod(self.codec.decode(kv), deleted=False)
+        for plural in ("serviceaccounts", "pods", "secrets"):
+            for kv in (
+                await self.store.list(self._rd("", plural).key_prefix(), revision=rev)
+            ).items:
+                self._apply(kv.key, self.codec.decode(kv), deleted=False)
         return rev
 
     def _on_event(self, ev: ObjEvent) -> None:
         self.registry.observe(ev)
-        self.node_graph.observe(ev.key, ev.obj, deleted=ev.deleted)
         if ev.key.startswith("/registry/rbac.authorization.k8s.io/"):
             kind = ev.obj.get("kind")
             if isinstance(kind, str):
                 self.authorizer.apply(kind, ev.obj, deleted=ev.deleted)
         else:
-            self.service_accounts.cache.apply(ev.key, ev.obj, deleted=ev.deleted)
+            self._apply(ev.key, ev.obj, deleted=ev.deleted)
+
+    def _apply(self, key: str, obj: Obj, *, deleted: bool) -> None:
+        """The node graph and the service-account cache (each ignores what it does not keep)."""
+        self.node_graph.observe(key, obj, deleted=deleted)
+        self.service_accounts.cache.apply(key, obj, deleted=deleted)
 
     async def _bootstrap(self) -> None:
         ns_rd = self._rd("", "namespaces")
@@ -654,8 +666,7 @@ class ApiServer:
         if route.rd.namespaced and route.namespace == "" and route.name:
             raise route_not_found()
         if method in ("GET", "HEAD"):
-            if route.subresource and method not in SUBRESOURCE_METHODS.get(route.subresource, ()):
-                raise method_not_allowed(method)
+            check_subresource_method(method, route)
             watching = watch_prefix or parse_bool(q.get("watch"), "watch")
             verb = "watch" if watching else ("get" if route.name else "list")
             if route.subresource == "log":
@@ -686,13 +697,10 @@ class ApiServer:
         body = await read_body(request)
         if method == "POST":
             if route.subresource == "token" and rd.kind == "ServiceAccount":
-                token, warnings = await self.service_accounts.create_token(
+                token = await self.service_accounts.create_token(
                     reg, user, route.namespace, route.name, body
                 )
-                resp = _json(token, 201)
-                for w in warnings:
-                    resp.headers.add("Warning", f'299 - "{w}"')
-                return resp, ("CREATE", "serviceaccounts/token")
+                return _json(token, 201), ("CREATE", "serviceaccounts/token")
             if route.subresource == "binding":
                 await reg.bind(route.namespace, route.name, body, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/binding")

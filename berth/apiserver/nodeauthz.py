@@ -30,24 +30,11 @@ from .noderestriction import NODE_LEASE_NAMESPACE
 from .noderules import NODE_RULES
 from .rbac import RBAC_GROUP, Attributes, RbacAuthorizer, rule_allows
 from .registry import Registry
+from .selectors import pinned_field_value
 
 log = logging.getLogger(__name__)
 
 READ_VERBS = ("get", "list", "watch")
-
-
-def selector_value(selector: str, field: str) -> str | None:
-    """The value a field selector requires ``field`` to equal (``field=v`` or ``field==v``),
-    parsed as the list/watch code parses it; ``None`` when it does not pin the field."""
-    for raw in selector.split(","):
-        part = raw.strip()
-        op = next((o for o in ("!=", "==", "=") if o in part), None)
-        if op is None or op == "!=":
-            continue
-        key, _, value = part.partition(op)
-        if key.strip() == field:
-            return value.strip()
-    return None
 
 
 class NodeAuthorizer:
@@ -97,7 +84,7 @@ class NodeAuthorizer:
         name = attrs.name
         if not name and attrs.verb != "get":
             # a list/watch pinned to one object by metadata.name reads only that object
-            name = selector_value(attrs.field_selector, "metadata.name") or ""
+            name = pinned_field_value(attrs.field_selector, "metadata.name") or ""
             if not name:
                 return False, f"node '{node}' can only get individual {attrs.resource}"
         return self._linked(node, attrs.resource, attrs, name)
@@ -122,7 +109,7 @@ class NodeAuthorizer:
             if verb == "get":
                 return self._linked(node, POD, attrs, attrs.name)
             if verb in ("list", "watch"):
-                if selector_value(attrs.field_selector, "spec.nodeName") == node:
+                if pinned_field_value(attrs.field_selector, "spec.nodeName") == node:
                     return True, ""
                 if attrs.name:
                     return self._linked(node, POD, attrs, attrs.name)

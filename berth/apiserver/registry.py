@@ -158,6 +158,8 @@ class Registry:
             obj = self.codec.decode(kv)
             name = str(get_path(obj, "metadata", "name"))
             self.namespace_phase[name] = str(get_path(obj, "status", "phase") or "Active")
+            if self.pod_security is not None:  # so no first pod create reads its namespace
+                self.pod_security.namespaces.remember(obj)
             if get_path(obj, "metadata", "deletionTimestamp"):
                 self._finalize_soon(name)
 

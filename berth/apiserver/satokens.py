@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.api import satoken
-from berth.api.meta import Obj, get_path, parse_time
+from berth.api.meta import Obj, parse_time
 
 from .auth import AUTHENTICATED, UserInfo
 
@@ -33,10 +33,6 @@ DELETION_LEEWAY = 60
 """Seconds an object marked for deletion still backs its tokens (upstream's grace)."""
 CLOCK_LEEWAY = 60
 """Seconds of clock skew tolerated on ``exp`` and ``nbf`` (upstream's jwt.DefaultLeeway)."""
-
-SA_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
-SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
-SA_UID_ANNOTATION = "kubernetes.io/service-account.uid"
 
 _PREFIXES = {
     "/registry/core/serviceaccounts/": "serviceaccounts",
@@ -51,8 +47,7 @@ class Entry:
 
     uid: str
     deleted_at: float | None = None  # metadata.deletionTimestamp, epoch seconds
-    node: str = ""  # pods: spec.nodeName
-    sa_name: str = ""  # pods: spec.serviceAccountName; secrets: the annotation
+    sa_name: str = ""  # service-account-token secrets: the account annotation
     token: bytes | None = None  # service-account-token secrets: data.token, decoded
     automount: bool | None = None  # service accounts: automountServiceAccountToken
 
@@ -67,14 +62,9 @@ def _entry(kind: str, obj: Obj) -> Entry:
     deleted_at = parsed.timestamp() if parsed is not None else None
     uid = str(m.get("uid") or "")
     if kind == "pods":
-        return Entry(
-            uid,
-            deleted_at,
-            node=str(get_path(obj, "spec", "nodeName") or ""),
-            sa_name=str(get_path(obj, "spec", "serviceAccountName") or ""),
-        )
+        return Entry(uid, deleted_at)
     if kind == "secrets":
-        if obj.get("type") != SA_TOKEN_TYPE:
+        if obj.get("type") != satoken.TOKEN_SECRET_TYPE:
             return Entry(uid, deleted_at)  # may back a TokenRequest bound to it
         encoded = (obj.get("data") or {}).get("token")
         token = None
@@ -83,7 +73,7 @@ def _entry(kind: str, obj: Obj) -> Entry:
                 token = base64.b64decode(encoded)
             except ValueError:
                 token = None
-        sa = str((m.get("annotations") or {}).get(SA_NAME_ANNOTATION) or "")
+        sa = str((m.get("annotations") or {}).get(satoken.NAME_ANNOTATION) or "")
         return Entry(uid, deleted_at, sa_name=sa, token=token)
     automount = obj.get("automountServiceAccountToken")
     return Entry(uid, deleted_at, automount=automount if isinstance(automount, bool) else None)
@@ -115,9 +105,6 @@ class ObjectCache:
 
     def get(self, kind: str, namespace: str, name: str) -> Entry | None:
         return self._maps[kind].get(f"{namespace}/{name}" if namespace else name)
-
-    def has(self, kind: str, namespace: str, name: str) -> bool:
-        return self.get(kind, namespace, name) is not None
 
 
 def _audiences(claim: Any) -> list[str]:

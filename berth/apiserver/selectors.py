@@ -9,7 +9,7 @@ supports (``metadata.name``, ``spec.nodeName`` ...).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,6 +247,31 @@ class FieldSelector:
 NO_FIELDS = FieldSelector((), ())
 
 
+def _field_terms(s: str) -> Iterator[tuple[str, str, str]]:
+    """``(field, operator, value)`` of each term of a field selector (operator ``""`` for a
+    term without one)."""
+    for raw in s.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        op = next((o for o in ("!=", "==", "=") if o in part), "")
+        if not op:
+            yield part, "", ""
+            continue
+        field, _, value = part.partition(op)
+        yield field.strip(), op, value.strip()
+
+
+def pinned_field_value(s: str, field: str) -> str | None:
+    """The value field selector ``s`` requires ``field`` to equal (``field=v`` or
+    ``field==v``), read as :func:`parse_field_selector` reads it; ``None`` when ``s`` does not
+    pin the field. Other terms, unknown fields and malformed terms are ignored."""
+    for name, op, value in _field_terms(s):
+        if name == field and op in ("=", "=="):
+            return value
+    return None
+
+
 def parse_field_selector(s: str | None, kind: str) -> FieldSelector:
     """Parse ``fieldSelector`` for objects of ``kind``; unknown fields are a 400."""
     if s is None or not s.strip():
@@ -254,16 +279,10 @@ def parse_field_selector(s: str | None, kind: str) -> FieldSelector:
     supported = _COMMON | FIELDS_BY_KIND.get(kind, {})
     reqs: list[FieldRequirement] = []
     getters: list[Callable[[Obj], str]] = []
-    for raw in s.split(","):
-        part = raw.strip()
-        if not part:
-            continue
-        op = next((o for o in ("!=", "==", "=") if o in part), None)
-        if op is None:
-            raise bad_request(f"invalid selector: '{s}'; can't understand '{part}'")
+    for field, op, value in _field_terms(s):
+        if not op:
+            raise bad_request(f"invalid selector: '{s}'; can't understand '{field}'")
         negate = op == "!="
-        field, _, value = part.partition(op)
-        field = field.strip()
         getter = supported.get(field)
         if getter is None:
             raise ApiError(
@@ -273,6 +292,6 @@ def parse_field_selector(s: str | None, kind: str) -> FieldSelector:
                 + '", "'.join(sorted(supported))
                 + '"',
             )
-        reqs.append(FieldRequirement(field, negate, value.strip()))
+        reqs.append(FieldRequirement(field, negate, value))
         getters.append(getter)
     return FieldSelector(tuple(reqs), tuple(getters))

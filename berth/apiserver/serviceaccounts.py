@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from berth.api import satoken
 from berth.api.meta import Obj, format_time, get_path
 from berth.api.resources import TABLE, ResourceDef
-from berth.store.interface import Store
 
 from .auth import UserInfo
+from .client_warnings import add_warning
 from .config import ServerConfig
 from .errors import ApiError, FieldError, bad_request, conflict, forbidden, invalid
 from .errors import invalid_value as _invalid_value
@@ -42,14 +42,11 @@ from .satokens import ObjectCache, ServiceAccountAuthenticator
 from .suffixes import random_suffix
 
 if TYPE_CHECKING:
-    from .codec import Codec
     from .registry import Registry
 
 log = logging.getLogger(__name__)
 
 MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
-ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
-DEFAULT_ACCOUNT = "default"
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
 MAX_EXPIRATION = 1 << 32
@@ -112,18 +109,12 @@ class ServiceAccounts:
             clock=clock,
         )
 
-    async def load(self, store: Store, codec: Codec, revision: int = 0) -> None:
-        """Fill the caches (at ``revision``, 0 = now) before the watch hub keeps them current."""
-        for rd in (SA_RD, PODS_RD, SECRETS_RD):
-            for kv in (await store.list(rd.key_prefix(), revision=revision)).items:
-                self.cache.apply(kv.key, codec.decode(kv), deleted=False)
-
     # -- TokenRequest ---------------------------------------------------------------------------
 
     async def create_token(
         self, registry: Registry, user: UserInfo, namespace: str, name: str, body: Any
-    ) -> tuple[Obj, list[str]]:
-        """The TokenRequest response and any warnings (``Warning`` headers)."""
+    ) -> Obj:
+        """The TokenRequest response (a shortened expiration is a client warning)."""
         if body is None:
             body = {}
         if not isinstance(body, dict):
@@ -135,9 +126,8 @@ class ServiceAccounts:
         if not isinstance(spec, dict):
             raise bad_request("spec of a TokenRequest must be an object")
         audiences, expiration, ref = self._validate_spec(name, spec)
-        warnings: list[str] = []
         if expiration > self.max_expiration:
-            warnings.append(
+            add_warning(
                 f"requested expiration of {expiration} seconds shortened to"
                 f" {self.max_expiration} seconds"
             )
@@ -165,7 +155,7 @@ class ServiceAccounts:
         out_spec: Obj = {"audiences": audiences, "expirationSeconds": expiration}
         if ref is not None:
             out_spec["boundObjectRef"] = ref
-        response = {
+        return {
             "kind": "TokenRequest",
             "apiVersion": API_VERSION,
             "metadata": {
@@ -179,7 +169,6 @@ class ServiceAccounts:
                 "expirationTimestamp": format_time_epoch(issued + expiration),
             },
         }
-        return response, warnings
 
     def _validate_spec(self, name: str, spec: Obj) -> tuple[list[str], int, Obj | None]:
         errs: list[FieldError] = []
@@ -297,7 +286,7 @@ class ServiceAccounts:
         spec = pod.get("spec")
         if not isinstance(spec, dict):
             return
-        account_name = str(spec.get("serviceAccountName") or DEFAULT_ACCOUNT)
+        account_name = str(spec.get("serviceAccountName") or satoken.DEFAULT_ACCOUNT)
         spec["serviceAccountName"] = account_name
         spec.setdefault("serviceAccount", account_name)
         cached = self.cache.get("serviceaccounts", namespace, account_name)
@@ -332,7 +321,7 @@ class ServiceAccounts:
         _mount_token_volume(spec)
 
     async def ensure_default_account(self, registry: Registry, namespace: str) -> None:
-        account = {"metadata": {"name": DEFAULT_ACCOUNT, "namespace": namespace}}
+        account = {"metadata": {"name": satoken.DEFAULT_ACCOUNT, "namespace": namespace}}
         await registry.ensure(SA_RD, account)
 
 
@@ -354,7 +343,7 @@ def access_volume(name: str) -> Obj:
                 },
                 {
                     "configMap": {
-                        "name": ROOT_CA_CONFIGMAP,
+                        "name": satoken.ROOT_CA_CONFIGMAP,
                         "items": [{"key": "ca.crt", "path": "ca.crt"}],
                     }
                 },

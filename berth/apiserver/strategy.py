@@ -12,6 +12,7 @@ import base64
 import copy
 from typing import Any
 
+from berth.api import satoken
 from berth.api.meta import Obj, format_time, meta, new_uid, now
 from berth.api.resources import ResourceDef
 
@@ -27,8 +28,6 @@ _SPECLESS = {
     "RoleBinding",
     "ClusterRoleBinding",
 }
-
-SA_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
 
 
 def _container_defaults(c: Obj) -> None:
@@ -171,7 +170,7 @@ def prepare_for_create(rd: ResourceDef, obj: Obj, namespace: str) -> Obj:
     elif rd.has_status and rd.kind != "Node":
         obj.pop("status", None)
     apply_defaults(rd, obj)
-    if rd.kind == "Secret" and obj.get("type") == SA_TOKEN_TYPE:
+    if rd.kind == "Secret" and obj.get("type") == satoken.TOKEN_SECRET_TYPE:
         # Only the token controller writes a token Secret's token (a signed legacy JWT naming
         # this Secret); whatever its creator wrote there is dropped.
         (obj.get("data") or {}).pop("token", None)

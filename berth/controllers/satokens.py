@@ -28,17 +28,13 @@ from berth.machinery.queue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
-NAME_ANNOTATION = "kubernetes.io/service-account.name"
-UID_ANNOTATION = "kubernetes.io/service-account.uid"
-
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
 def by_account(secret: Frozen) -> Iterable[str]:
-    account = annotations_of(secret).get(NAME_ANNOTATION)
+    account = annotations_of(secret).get(satoken.NAME_ANNOTATION)
     return [f"{namespace(secret)}/{account}"] if account else []
 
 
@@ -47,7 +43,9 @@ class TokensController:
         self.ctx = ctx
         self.signer = signer
         self.ca = ca_pem.decode()
-        self.secrets = ctx.informers.informer(SECRETS, field_selector=f"type={TOKEN_TYPE}")
+        self.secrets = ctx.informers.informer(
+            SECRETS, field_selector=f"type={satoken.TOKEN_SECRET_TYPE}"
+        )
         self.secrets.add_index("account", by_account)
         self.accounts = ctx.informers.informer(SERVICEACCOUNTS)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="serviceaccount-token")
@@ -72,11 +70,11 @@ class TokensController:
 
     async def reconcile(self, key: ObjectKey) -> None:
         secret = self.secrets.get(key)
-        if secret is None or is_deleting(secret) or secret.get("type") != TOKEN_TYPE:
+        if secret is None or is_deleting(secret) or secret.get("type") != satoken.TOKEN_SECRET_TYPE:
             return
         ns = str(namespace(secret) or "")
         notes = annotations_of(secret)
-        account_name = notes.get(NAME_ANNOTATION)
+        account_name = notes.get(satoken.NAME_ANNOTATION)
         if not account_name:
             return  # nothing to bind it to; it authenticates nobody
         account = self.accounts.get(f"{ns}/{account_name}")
@@ -89,7 +87,7 @@ class TokensController:
             account_uid = str((live.get("metadata") or {}).get("uid") or "")
         else:
             account_uid = str((account.get("metadata") or {}).get("uid") or "")
-        wanted_uid = notes.get(UID_ANNOTATION)
+        wanted_uid = notes.get(satoken.UID_ANNOTATION)
         if wanted_uid and wanted_uid != account_uid:
             await self._delete(secret, "its service account was recreated with another UID")
             return
@@ -114,9 +112,9 @@ class TokensController:
             "kind": "Secret",
             "metadata": {
                 **meta,
-                "annotations": {**dict(notes), UID_ANNOTATION: account_uid},
+                "annotations": {**dict(notes), satoken.UID_ANNOTATION: account_uid},
             },
-            "type": TOKEN_TYPE,
+            "type": satoken.TOKEN_SECRET_TYPE,
             "data": data,
         }
         with contextlib.suppress(errors.NotFound):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from berth.api import satoken
 from berth.client import errors
 from berth.client.resources import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS, ObjectKey
 from berth.controllers.context import Context
@@ -24,8 +25,6 @@ from berth.machinery.queue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ACCOUNT = "default"
-ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 DESCRIPTION = (
     "The cluster CA certificate, for pods to verify the API server at kubernetes.default.svc"
     " (kept here by the controller manager)."
@@ -54,19 +53,19 @@ class ServiceAccountsController:
         self.accounts.add_handlers(Handlers(on_delete=self._account_gone))
 
     def _account_gone(self, sa: Frozen) -> None:
-        if name(sa) == DEFAULT_ACCOUNT:
+        if name(sa) == satoken.DEFAULT_ACCOUNT:
             self.queue.add(ObjectKey(namespace(sa) or ""))
 
     async def reconcile(self, key: ObjectKey) -> None:
         ns = str(key)
         if not _active(self.namespaces.get(ns)):
             return
-        if self.accounts.get(f"{ns}/{DEFAULT_ACCOUNT}") is not None:
+        if self.accounts.get(f"{ns}/{satoken.DEFAULT_ACCOUNT}") is not None:
             return
-        body = {"metadata": {"name": DEFAULT_ACCOUNT, "namespace": ns}}
+        body = {"metadata": {"name": satoken.DEFAULT_ACCOUNT, "namespace": ns}}
         with contextlib.suppress(errors.AlreadyExists):
             await self.ctx.client.create(SERVICEACCOUNTS, body, namespace=ns)
-            log.info("created service account %s/%s", ns, DEFAULT_ACCOUNT)
+            log.info("created service account %s/%s", ns, satoken.DEFAULT_ACCOUNT)
 
 
 class RootCAPublisher:
@@ -91,20 +90,20 @@ class RootCAPublisher:
         )
 
     def _configmap_changed(self, cm: Frozen) -> None:
-        if name(cm) == ROOT_CA_CONFIGMAP:
+        if name(cm) == satoken.ROOT_CA_CONFIGMAP:
             self.queue.add(ObjectKey(namespace(cm) or ""))
 
     async def reconcile(self, key: ObjectKey) -> None:
         ns = str(key)
         if not _active(self.namespaces.get(ns)):
             return
-        current = self.configmaps.get(f"{ns}/{ROOT_CA_CONFIGMAP}")
+        current = self.configmaps.get(f"{ns}/{satoken.ROOT_CA_CONFIGMAP}")
         data = {"ca.crt": self.ca}
         annotations = {"kubernetes.io/description": DESCRIPTION}
         if current is None:
             body = {
                 "metadata": {
-                    "name": ROOT_CA_CONFIGMAP,
+                    "name": satoken.ROOT_CA_CONFIGMAP,
                     "namespace": ns,
                     "annotations": annotations,
                 },
@@ -118,7 +117,7 @@ class RootCAPublisher:
         meta = dict(current.get("metadata") or {})
         body = {
             "metadata": {
-                "name": ROOT_CA_CONFIGMAP,
+                "name": satoken.ROOT_CA_CONFIGMAP,
                 "namespace": ns,
                 "resourceVersion": meta.get("resourceVersion"),
                 "annotations": {**dict(meta.get("annotations") or {}), **annotations},

@@ -328,6 +328,14 @@ def test_token_request_limits(srv: ServerHandle, tenant: Raw, admin: Raw) -> Non
     assert "may not specify a duration less than 10 minutes" in out["message"]
     status, _ = tenant.json("POST", f"/api/v1/namespaces/{NS}/serviceaccounts/nobody/token", {})
     assert status == 404
+    # longer than the configured maximum: shortened to it, with a warning
+    longest = srv.server.config.service_account_max_token_expiration
+    status, headers, data = tenant.request("POST", path, {"spec": {"expirationSeconds": 1 << 31}})
+    assert status == 201
+    assert json.loads(data)["spec"]["expirationSeconds"] == longest
+    assert headers["warning"] == (
+        f'299 - "requested expiration of {1 << 31} seconds shortened to {longest} seconds"'
+    )
     # another namespace's account: not hers
     status, _ = tenant.json("POST", "/api/v1/namespaces/default/serviceaccounts/default/token", {})
     assert status == 403
