@@ -186,8 +186,11 @@ def berth_tarball() -> bytes:
     """The host-side packages the node runtime needs (stdlib only), as a tar."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for rel in ("berth/__init__.py", "berth/runtime", "berth/network", "berth/proxy",
-                    "berth/agent/__init__.py", "berth/agent/runtime.py"):  # fmt: skip
+        # berth/api: the runtime and the proxy share field rules with the API server there
+        # (berth.api.probes, berth.api.services: stdlib only).
+        shipped = ("berth/__init__.py", "berth/api", "berth/runtime", "berth/network",
+                   "berth/proxy", "berth/agent/__init__.py", "berth/agent/runtime.py")  # fmt: skip
+        for rel in shipped:
             tar.add(
                 ROOT / rel,
                 arcname=rel,
