@@ -1,0 +1,383 @@
+"""(Named wiring_*.py, so pytest does not collect it yet: it becomes test_crd.py in the commit
+that wires CRDs into the request path, once the kernel branch is on main.)
+
+CustomResourceDefinitions with unmodified kubectl (1.32 and 1.20) and the Python client:
+dynamic serving and discovery, printer columns, validation errors, the status and scale
+subresources, several versions, watch, and deletion of a CRD's objects."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+from .conftest import make_kubectl
+from .helpers import Kubectl, Raw, Watch, table
+
+pytestmark = pytest.mark.timeout(180)
+
+CRD_BASE = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def widget_crd(group: str, *, scope: str = "Namespaced") -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {"type": "string", "pattern": "^[a-z0-9./:-]+$"},
+                    "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                    "size": {"type": "string", "enum": ["small", "large"]},
+                    "selector": {"type": "string"},
+                },
+            },
+            "status": {
+                "type": "object",
+                "properties": {
+                    "replicas": {"type": "integer"},
+                    "phase": {"type": "string"},
+                    "selector": {"type": "string"},
+                },
+            },
+        },
+    }
+    version = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": schema},
+        "subresources": {
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
+        },
+        "additionalPrinterColumns": [
+            {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+            {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    }
+    beta = copy.deepcopy(version)
+    beta.update(name="v1beta1", storage=False)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": scope,
+            "names": {
+                "plural": "widgets",
+                "singular": "widget",
+                "kind": "Widget",
+                "shortNames": ["wdg"],
+                "categories": ["all"],
+            },
+            "versions": [version, beta],
+        },
+    }
+
+
+def widget(name: str, group: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": name},
+        "spec": {"image": "nginx:1.25", **spec},
+    }
+
+
+@pytest.fixture(scope="module", params=["1.32", "1.20"])
+def kubectl(
+    request: pytest.FixtureRequest,
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Kubectl:
+    version = str(request.param)
+    home = tmp_path_factory.mktemp(f"crd-home-{version}")
+    return make_kubectl(kubectl_binaries, version, admin_kubeconfig, home)
+
+
+@pytest.fixture(scope="module")
+def suffix(kubectl: Kubectl) -> str:
+    return "v" + kubectl.version.replace(".", "")
+
+
+@pytest.fixture(scope="module")
+def ns(suffix: str, raw: Raw) -> str:
+    status, _ = raw.json("POST", "/api/v1/namespaces", {"metadata": {"name": f"crd-{suffix}"}})
+    assert status == 201
+    return f"crd-{suffix}"
+
+
+def _discovered(raw: Raw, group: str) -> bool:
+    status, doc = raw.json("GET", f"/apis/{group}/v1")
+    return status == 200 and any(r["name"] == "widgets" for r in doc["resources"])
+
+
+@pytest.fixture(scope="module")
+def group(suffix: str, raw: Raw, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A CRD created with kubectl; served (in discovery) within one second."""
+    group = f"{suffix}.example.com"
+    path = tmp_path_factory.mktemp("crd") / "crd.yaml"
+    path.write_text(yaml.safe_dump(widget_crd(group)))
+    out = kubectl("apply", "-f", str(path))
+    created = time.monotonic()
+    assert out.strip() == f"customresourcedefinition.apiextensions.k8s.io/widgets.{group} created"
+    while not _discovered(raw, group):
+        assert time.monotonic() - created < 1.0, "the CRD was not in discovery within 1 s"
+        time.sleep(0.02)
+    print(f"discovery of a new CRD: {time.monotonic() - created:.3f} s")
+    return group
+
+
+def test_crd_status_conditions_and_discovery(kubectl: Kubectl, group: str, raw: Raw) -> None:
+    status, crd = raw.json("GET", f"{CRD_BASE}/widgets.{group}")
+    assert status == 200
+    conds = {c["type"]: c for c in crd["status"]["conditions"]}
+    assert conds["NamesAccepted"]["status"] == "True"
+    assert conds["NamesAccepted"]["reason"] == "NoConflicts"
+    assert conds["Established"]["status"] == "True"
+    assert crd["status"]["acceptedNames"]["shortNames"] == ["wdg"]
+    assert crd["status"]["storedVersions"] == ["v1"]
+    assert "customresourcecleanup.apiextensions.k8s.io" in crd["metadata"]["finalizers"]
+    rows = table(kubectl("api-resources", "--api-group", group))
+    assert rows[1][0] == "widgets"
+    assert "wdg" in rows[1]
+    assert rows[1][-1] == "Widget"
+    assert f"{group}/v1beta1" in kubectl("api-versions")
+    # the CRD itself in kubectl's table
+    assert kubectl("get", "crd", f"widgets.{group}", "-o", "name").strip() == (
+        f"customresourcedefinition.apiextensions.k8s.io/widgets.{group}"
+    )
+
+
+def test_get_prints_columns_short_names_and_categories(
+    kubectl: Kubectl, group: str, ns: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(widget("w1", group, replicas=2)))
+    assert kubectl("apply", "-n", ns, "-f", str(path)).strip() == f"widget.{group}/w1 created"
+    rows = table(kubectl("get", "wdg", "-n", ns))
+    assert rows[0] == ["NAME", "IMAGE", "REPLICAS", "PHASE", "AGE"]
+    assert rows[1][:3] == ["w1", "nginx:1.25", "2"]
+    assert rows[1][-1].endswith("s")
+    # v1beta1 serves the same object under its own apiVersion (None conversion)
+    got = json.loads(kubectl("get", f"widgets.v1beta1.{group}", "w1", "-n", ns, "-o", "json"))
+    assert got["apiVersion"] == f"{group}/v1beta1"
+    assert got["spec"]["replicas"] == 2
+    # `kubectl get all` includes the category
+    assert f"widget.{group}/w1" in kubectl("get", "all", "-n", ns)
+
+
+def test_validation_errors_name_the_field(
+    kubectl: Kubectl, group: str, ns: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.yaml"
+    bad = widget("bad", group, replicas="three", size="medium")
+    path.write_text(yaml.safe_dump(bad))
+    r = kubectl.run("apply", "-n", ns, "-f", str(path))
+    assert r.returncode != 0
+    assert 'The Widget "bad" is invalid' in r.stderr
+    assert (
+        'spec.replicas: Invalid value: "string": spec.replicas in body must be of type '
+        'integer: "string"'
+    ) in r.stderr
+    assert 'spec.size: Unsupported value: "medium": supported values: "small", "large"' in r.stderr
+    missing = widget("bad2", group)
+    del missing["spec"]["image"]
+    path.write_text(yaml.safe_dump(missing))
+    r = kubectl.run("create", "-n", ns, "-f", str(path))
+    assert "spec.image: Required value" in r.stderr
+
+
+def test_defaults_and_pruning(group: str, ns: str, raw: Raw) -> None:
+    body = widget("pruned", group)
+    body["spec"]["unknown"] = "dropped"
+    body["extra"] = 1
+    status, obj = raw.json("POST", f"/apis/{group}/v1/namespaces/{ns}/widgets", body)
+    assert status == 201, obj
+    assert obj["spec"] == {"image": "nginx:1.25", "replicas": 1}
+    assert "extra" not in obj
+    assert obj["metadata"]["generation"] == 1
+    status, err = raw.json(
+        "POST", f"/apis/{group}/v1/namespaces/{ns}/widgets", widget("x", group, replicas=-1)
+    )
+    assert status == 422
+    assert err["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "message": (
+                "Invalid value: -1: spec.replicas in body should be greater than or equal to 0"
+            ),
+            "field": "spec.replicas",
+        },
+        {
+            "reason": "FieldValueInvalid",
+            "message": "Invalid value: -1: should be a non-negative integer",
+            "field": ".spec.replicas",
+        },
+    ]
+
+
+def test_status_subresource(group: str, ns: str, raw: Raw) -> None:
+    base = f"/apis/{group}/v1/namespaces/{ns}/widgets"
+    body = widget("st", group)
+    body["status"] = {"phase": "Ignored"}
+    status, obj = raw.json("POST", base, body)
+    assert status == 201
+    assert "status" not in obj  # a create never writes status
+    # status writes change only status; generation stays
+    status, obj = raw.json(
+        "PATCH",
+        f"{base}/st/status",
+        {"status": {"phase": "Running", "replicas": 1}, "spec": {"image": "changed"}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200, obj
+    assert obj["status"] == {"phase": "Running", "replicas": 1}
+    assert obj["spec"]["image"] == "nginx:1.25"
+    assert obj["metadata"]["generation"] == 1
+    # main-resource writes keep status; a spec change bumps generation
+    status, obj = raw.json(
+        "PATCH",
+        f"{base}/st",
+        {"status": {"phase": "Hacked"}, "spec": {"image": "busybox"}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+    assert obj["status"]["phase"] == "Running"
+    assert obj["metadata"]["generation"] == 2
+    status, err = raw.json(
+        "PATCH",
+        f"{base}/st/status",
+        {"status": {"replicas": "many"}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 422
+    assert err["details"]["causes"][0]["field"] == "status.replicas"
+
+
+def test_scale_subresource(kubectl: Kubectl, group: str, ns: str, raw: Raw) -> None:
+    base = f"/apis/{group}/v1/namespaces/{ns}/widgets"
+    status, _ = raw.json("POST", base, widget("sc", group, replicas=1))
+    assert status == 201
+    raw.json(
+        "PATCH",
+        f"{base}/sc/status",
+        {"status": {"replicas": 1, "selector": "app=sc"}},
+        content_type="application/merge-patch+json",
+    )
+    out = kubectl("scale", "-n", ns, f"widgets.{group}/sc", "--replicas=3")
+    assert out.strip() == f"widget.{group}/sc scaled"
+    status, scale = raw.json("GET", f"{base}/sc/scale")
+    assert status == 200
+    assert scale["kind"] == "Scale"
+    assert scale["apiVersion"] == "autoscaling/v1"
+    assert scale["spec"] == {"replicas": 3}
+    assert scale["status"] == {"replicas": 1, "selector": "app=sc"}
+    status, obj = raw.json("GET", f"{base}/sc")
+    assert obj["spec"]["replicas"] == 3
+    assert obj["metadata"]["generation"] == 2
+
+
+def test_watch_sees_custom_objects(group: str, ns: str, api: k8s.ApiClient) -> None:
+    custom: Any = k8s.CustomObjectsApi(api)
+    events: list[tuple[str, str]] = []
+    started = threading.Event()
+
+    def reader() -> None:
+        w = Watch()
+        started.set()
+        for ev in w.stream(
+            custom.list_namespaced_custom_object, group, "v1", ns, "widgets", timeout_seconds=10
+        ):
+            events.append((ev["type"], ev["object"]["metadata"]["name"]))
+            if ev["object"]["metadata"]["name"] == "watched" and ev["type"] == "DELETED":
+                w.stop()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    started.wait()
+    time.sleep(0.5)
+    custom.create_namespaced_custom_object(group, "v1", ns, "widgets", widget("watched", group))
+    custom.delete_namespaced_custom_object(group, "v1", ns, "widgets", "watched")
+    t.join(15)
+    assert ("ADDED", "watched") in events
+    assert ("DELETED", "watched") in events
+
+
+def test_cluster_scoped_and_names_conflict(suffix: str, raw: Raw) -> None:
+    group = f"cl{suffix}.example.com"
+    crd = widget_crd(group, scope="Cluster")
+    status, _ = raw.json("POST", CRD_BASE, crd)
+    assert status == 201
+    deadline = time.monotonic() + 5
+    while not _discovered(raw, group):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    status, obj = raw.json("POST", f"/apis/{group}/v1/widgets", widget("c1", group))
+    assert status == 201, obj
+    assert "namespace" not in obj["metadata"]
+    # a second CRD asking for the same kind in the group is created but not served
+    clash = widget_crd(group, scope="Cluster")
+    clash["metadata"]["name"] = f"gadgets.{group}"
+    clash["spec"]["names"] = {"plural": "gadgets", "kind": "Widget"}
+    status, obj = raw.json("POST", CRD_BASE, clash)
+    assert status == 201
+    time.sleep(0.3)
+    status, obj = raw.json("GET", f"{CRD_BASE}/gadgets.{group}")
+    conds = {c["type"]: c for c in obj["status"]["conditions"]}
+    assert conds["NamesAccepted"]["status"] == "False"
+    assert conds["NamesAccepted"]["reason"] == "KindConflict"
+    assert conds["Established"]["status"] == "False"
+    status, _ = raw.json("GET", f"/apis/{group}/v1/gadgets")
+    assert status == 404
+
+
+def test_invalid_crd_is_refused(suffix: str, raw: Raw) -> None:
+    crd = widget_crd(f"bad{suffix}.example.com")
+    crd["metadata"]["name"] = "widgets.other.example.com"
+    crd["spec"]["versions"][1]["storage"] = True
+    status, err = raw.json("POST", CRD_BASE, crd)
+    assert status == 422
+    fields = {c["field"] for c in err["details"]["causes"]}
+    assert fields == {"metadata.name", "spec.versions"}
+
+
+def test_deleting_the_crd_deletes_its_objects(
+    kubectl: Kubectl, group: str, ns: str, raw: Raw
+) -> None:
+    base = f"/apis/{group}/v1/namespaces/{ns}/widgets"
+    status, listed = raw.json("GET", base)
+    assert status == 200
+    assert listed["items"], "earlier tests left widgets"
+    kubectl("delete", "crd", f"widgets.{group}", "--timeout=20s")
+    status, _ = raw.json("GET", f"{CRD_BASE}/widgets.{group}")
+    assert status == 404
+    assert not _discovered(raw, group)
+    # recreated, the CRD starts empty
+    status, _ = raw.json("POST", CRD_BASE, widget_crd(group))
+    assert status == 201
+    deadline = time.monotonic() + 5
+    while not _discovered(raw, group):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    status, listed = raw.json("GET", base)
+    assert status == 200
+    assert listed["items"] == []
+    assert "No resources found" in kubectl.run("get", "widgets", "-n", ns).stderr
