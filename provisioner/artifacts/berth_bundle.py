@@ -44,8 +44,10 @@ SUFFIX = ".tar.gz"
 HOST_PYTHON = "3.11"
 HOST_ABI = "cp311"
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
-RUNTIME_REQUIREMENTS = ("aiohttp", "orjson", "PyYAML", "cryptography")
-"""What ``berth`` (host side) imports beyond the standard library; transitive deps follow."""
+RUNTIME_REQUIREMENTS = ("aiohttp", "orjson", "PyYAML", "cryptography", "google-re2")
+"""What ``berth`` (host side) imports beyond the standard library; transitive deps follow.
+``google-re2``: CRD schema patterns (``berth.apiserver.crd.regex``); PyPI has its
+cp311 manylinux_2_28 x86_64 wheel, which Debian 12 (glibc 2.36) runs."""
 _SKIP_DIRS = {"__pycache__"}
 ENV_SOURCE = "BERTH_BUNDLE_SOURCE"
 
