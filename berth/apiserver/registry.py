@@ -226,7 +226,14 @@ class Registry:
         kv = await self.store.get(rd.key(ns, name))
         if kv is None:
             raise not_found(rd, name)
-        return kv, self.codec.decode(kv)
+        return kv, self.decode(rd, kv)
+
+    def decode(self, rd: ResourceDef, kv: KeyValue) -> Obj:
+        """The stored object in ``kv`` as ``rd`` serves it (custom resources: in the version
+        asked for)."""
+        obj = self.codec.decode(kv)
+        st = self.strategies.of(rd)
+        return st.to_served(rd, obj) if st.converts else obj
 
     async def get(self, rd: ResourceDef, ns: str, name: str) -> Obj:
         return (await self.get_kv(rd, ns, name))[1]
@@ -261,6 +268,8 @@ class Registry:
                 )
         exact = opts.field.exact_name()
         items: list[Obj] = []
+        st = self.strategies.of(rd)
+        served = st.to_served if st.converts else None
         try:
             if (
                 exact is not None
@@ -273,6 +282,8 @@ class Registry:
                 kv = await self.store.get(rd.key(ns, exact))
                 if kv is not None:
                     obj = self.codec.decode(kv)
+                    if served is not None:
+                        obj = served(rd, obj)
                     if opts.label.matches(
                         obj["metadata"].get("labels") or {}
                     ) and opts.field.matches(obj):
@@ -287,6 +298,8 @@ class Registry:
                 revision = result.revision
                 for kv in result.items:
                     obj = self.codec.decode(kv)
+                    if served is not None:
+                        obj = served(rd, obj)
                     labels = obj["metadata"].get("labels") or {}
                     if (opts.label.empty or opts.label.matches(labels)) and (
                         opts.field.empty or opts.field.matches(obj)
@@ -417,7 +430,8 @@ class Registry:
         for attempt in range(5):
             key = rd.key(ns, name)
             try:
-                kv = await self.store.create(key, self.codec.encode(key, obj))
+                as_stored = st.to_storage(rd, obj) if st.converts else obj
+                kv = await self.store.create(key, self.codec.encode(key, as_stored))
             except KeyExists:
                 if generate and attempt < 4:
                     name = m["generateName"] + random_suffix()
@@ -463,7 +477,7 @@ class Registry:
                 new["metadata"].pop("resourceVersion", None)
                 return await self.create(rd, ns, new, user=user, dry_run=dry_run)
             raise not_found(rd, name)
-        old = self.codec.decode(kv)
+        old = self.decode(rd, kv)
         wanted_rv = new["metadata"].get("resourceVersion")
         if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):
             raise conflict(rd, name)
@@ -544,8 +558,9 @@ class Registry:
                 meta(new)["resourceVersion"] = str(deleted.mod_revision)
                 await st.after_delete(self, rd, old)
                 return new
+            stored = st.to_storage(rd, new) if st.converts else new
             written = await self.store.update(
-                key, self.codec.encode(key, new), expected_revision=kv.mod_revision
+                key, self.codec.encode(key, stored), expected_revision=kv.mod_revision
             )
         except Conflict:
             await st.unreserve(self, reserved)
@@ -579,7 +594,7 @@ class Registry:
                     body = copy.deepcopy(patch)
                     return await self.create(rd, ns, body, user=user, dry_run=dry_run)
                 raise not_found(rd, name)
-            old = self.codec.decode(kv)
+            old = self.decode(rd, kv)
             patched = apply_patch(patch_type, old, patch)
             check_depth(patched, "the patched object")  # JSON patch ops can deepen it
             if not isinstance(patched, dict):

@@ -156,13 +156,21 @@ def validate(crd: Obj, old: Obj | None = None) -> list[FieldError]:
     errs += validate_stored_versions(crd)
 
     if old is not None:
-        ospec = old.get("spec") or {}
-        for f in ("group", "scope"):
-            if spec.get(f) != ospec.get(f):
-                errs.append(fe.invalid(f"spec.{f}", spec.get(f), "field is immutable"))
-        onames = ospec.get("names") or {}
-        if names.get("plural") != onames.get("plural"):
-            errs.append(fe.invalid("spec.names.plural", names.get("plural"), "field is immutable"))
+        errs += validate_update(crd, old)
+    return errs
+
+
+def validate_update(crd: Obj, old: Obj) -> list[FieldError]:
+    """What an update of ``old`` may not change: group, scope and plural."""
+    errs: list[FieldError] = []
+    spec = _mapping(crd.get("spec"))
+    ospec = _mapping(old.get("spec"))
+    for f in ("group", "scope"):
+        if spec.get(f) != ospec.get(f):
+            errs.append(fe.invalid(f"spec.{f}", spec.get(f), "field is immutable"))
+    plural = _mapping(spec.get("names")).get("plural")
+    if plural != _mapping(ospec.get("names")).get("plural"):
+        errs.append(fe.invalid("spec.names.plural", plural, "field is immutable"))
     return errs
 
 

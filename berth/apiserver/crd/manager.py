@@ -13,26 +13,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from berth.api.meta import Obj
-from berth.api.resources import ResourceDef
+from berth.api.resources import CRD_RESOURCE, ResourceDef
 
 from . import names
 from .served import ServedCRD, ServedVersion, served_from
 
-CRD_GROUP = "apiextensions.k8s.io"
+CRD_GROUP = CRD_RESOURCE.group
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 """Held by every CRD until all its custom objects are deleted (upstream's name)."""
-
-CRD_RESOURCE = ResourceDef(
-    group=CRD_GROUP,
-    version="v1",
-    plural="customresourcedefinitions",
-    singular="customresourcedefinition",
-    kind="CustomResourceDefinition",
-    namespaced=False,
-    short_names=("crd", "crds"),
-    categories=("api-extensions",),
-    subresources=("status",),
-)
 
 Path = tuple[str, str, str]
 
@@ -52,15 +40,28 @@ class CustomResources:
         self._crds: dict[str, Obj] = {}
         self._served: dict[str, ServedCRD] = {}
         self._by_path: dict[Path, ServedVersion] = {}
+        self._crd_by_path: dict[Path, ServedCRD] = {}
+        self._revisions: dict[str, int] = {}
         self.generation = 0
         """Bumped on every change of what is served (the OpenAPI documents rebuild on it)."""
 
     # -- learning CRDs ----------------------------------------------------------------------
 
-    def observe(self, crd: Obj, *, deleted: bool = False) -> bool:
+    def observe(self, crd: Obj, *, deleted: bool = False, revision: int = 0) -> bool:
         """Take a stored CRD (or its deletion) into account; True when what is served
-        changed."""
+        changed. ``revision``: the store revision of this state (its resourceVersion, or the
+        deletion's); a state older than one already taken is ignored, since the server
+        observes its own writes at once and the watch brings them again later."""
         name = str((crd.get("metadata") or {}).get("name") or "")
+        if not revision:
+            try:
+                revision = int((crd.get("metadata") or {}).get("resourceVersion") or 0)
+            except (TypeError, ValueError):
+                revision = 0
+        if revision and revision < self._revisions.get(name, 0):
+            return False
+        if revision:
+            self._revisions[name] = revision
         if deleted:
             self._crds.pop(name, None)
             new = None
@@ -78,8 +79,11 @@ class CustomResources:
             if path not in new_paths:
                 self.table.remove(v.rd)
                 self._by_path.pop(path, None)
+                self._crd_by_path.pop(path, None)
         for path, v in new_paths.items():
+            assert new is not None
             self._by_path[path] = v
+            self._crd_by_path[path] = new
             self.table.add(v.rd)
         self.generation += 1
         return True
@@ -95,10 +99,8 @@ class CustomResources:
         return self._by_path.get(_path(rd))
 
     def crd_of(self, rd: ResourceDef) -> ServedCRD | None:
-        for s in self._served.values():
-            if s.group == rd.group and s.plural == rd.plural:
-                return s
-        return None
+        """The served CRD behind ``rd`` (one dict lookup: asked on every request)."""
+        return self._crd_by_path.get(_path(rd))
 
     def storage_rd(self, rd: ResourceDef) -> ResourceDef | None:
         """The resource of the storage version of ``rd``'s CRD (objects are stored as it)."""
@@ -144,4 +146,6 @@ def _same_service(a: ServedCRD | None, b: ServedCRD | None) -> bool:
         [v.rd for v in a.versions] == [v.rd for v in b.versions]
         and [v.raw_schema for v in a.versions] == [v.raw_schema for v in b.versions]
         and [v.columns for v in a.versions] == [v.columns for v in b.versions]
+        and a.terminating == b.terminating
+        and a.storage_version == b.storage_version
     )

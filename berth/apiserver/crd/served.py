@@ -41,6 +41,9 @@ class ServedCRD:
     plural: str
     versions: tuple[ServedVersion, ...]
     storage_version: str
+    terminating: bool = False
+    """Being deleted: still served (so its objects can be read and their finalizers
+    removed) but refusing creates, as kube-apiserver."""
     # all versions share one storage key (``/registry/<group>/<plural>/``)
     by_version: dict[str, ServedVersion] = field(default_factory=dict)
 
@@ -49,10 +52,10 @@ class ServedCRD:
 
 
 def served_from(crd: Obj) -> ServedCRD | None:
-    """The served form of ``crd``, or None while it is not established (names not accepted)
-    or is being deleted."""
+    """The served form of ``crd``, or None while it is not established (names not
+    accepted)."""
     meta = crd.get("metadata") or {}
-    if meta.get("deletionTimestamp") or not crd_names.is_true(crd, "Established"):
+    if not crd_names.is_true(crd, "Established"):
         return None
     spec = crd.get("spec") or {}
     accepted = (crd.get("status") or {}).get("acceptedNames") or {}
@@ -109,5 +112,6 @@ def served_from(crd: Obj) -> ServedCRD | None:
         plural=plural,
         versions=tuple(versions),
         storage_version=storage,
+        terminating=bool(meta.get("deletionTimestamp")),
         by_version={v.rd.version: v for v in versions},
     )

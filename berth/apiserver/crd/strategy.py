@@ -117,7 +117,9 @@ def convert(obj: Obj, api_version: str) -> Obj:
 
 def _stored_versions_with(crd: Obj, old_status: Obj | None) -> list[str]:
     stored = list((old_status or {}).get("storedVersions") or [])
-    sv = definition.storage_version(crd)
+    storages = [v for v in definition.versions_of(crd) if v.get("storage") is True]
+    # Not exactly one storage version: none is added (validation reports both problems).
+    sv = str(storages[0].get("name") or "") if len(storages) == 1 else ""
     if sv and sv not in stored:
         stored.append(sv)
     return stored

@@ -278,8 +278,12 @@ def test_established_crd_served_form() -> None:
     assert v.rd.short_names == ("wd",)
     assert v.rd.subresources == ("status", "scale")
     assert v.rd.key("ns", "a") == "/registry/example.com/widgets/ns/a"
+    assert not served.terminating
+    # a CRD being deleted stays served (its objects are deleted through it), refusing creates
     crd["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
-    assert served_from(crd) is None
+    terminating = served_from(crd)
+    assert terminating is not None
+    assert terminating.terminating
 
 
 def test_printer_columns_cells() -> None:

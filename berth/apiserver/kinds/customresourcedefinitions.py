@@ -1,0 +1,209 @@
+"""CustomResourceDefinitions (``apiextensions.k8s.io/v1``): defaults, validation, names and
+conditions, and the deletion of a CRD's objects.
+
+Each API server registers its own :class:`CustomResourceDefinitionStrategy`, bound to its
+:class:`~berth.apiserver.crd.manager.CustomResources`: after every write of a CRD the names
+are checked against the other CRDs and the built-ins and the resulting ``acceptedNames`` and
+``NamesAccepted``/``Established`` conditions are written through ``/status`` (upstream's naming
+and establishing controllers, run in the request that changed the CRD, so the resources are
+served, here, before the answer leaves). Other servers learn the CRD from the watch.
+
+Every CRD holds the ``customresourcecleanup.apiextensions.k8s.io`` finalizer: deleting it
+marks it terminating (its resources stay served, refusing creates), every server that sees
+that deletes its objects (through the normal delete, so their own finalizers are honoured),
+and the finalizer goes once none is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import TYPE_CHECKING
+
+from berth.api.meta import Obj
+from berth.api.resources import CRD_RESOURCE, ResourceDef
+from berth.apiserver import strategy as shared
+from berth.apiserver.crd import definition
+from berth.apiserver.crd import strategy as crs
+from berth.apiserver.crd.manager import CLEANUP_FINALIZER, CustomResources, needs_cleanup
+from berth.apiserver.errors import ApiError, FieldError
+from berth.apiserver.options import DeleteOptions
+from berth.apiserver.validation import validate_metadata
+from berth.store.interface import StoreError
+
+from .base import KindStrategy
+
+if TYPE_CHECKING:
+    from berth.apiserver.registry import Registry
+
+log = logging.getLogger(__name__)
+
+CLEANUP_POLL = 0.5
+"""Seconds between two passes deleting a terminating CRD's objects (objects with finalizers
+of their own wait for their controllers)."""
+
+
+def _revision(obj: Obj) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def storage_resource(crd: Obj) -> ResourceDef | None:
+    """The resource a CRD's objects are stored under (its storage version), from its spec
+    alone: a terminating CRD is cleaned up even when this server never served it."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group, plural, kind = spec.get("group"), names.get("plural"), names.get("kind")
+    if not (isinstance(group, str) and isinstance(plural, str) and isinstance(kind, str)):
+        return None
+    if not (group and plural and kind):
+        return None
+    return ResourceDef(
+        group=group,
+        version=definition.storage_version(crd) or "v1",
+        plural=plural,
+        singular=kind.lower(),
+        kind=kind,
+        namespaced=spec.get("scope") == "Namespaced",
+    )
+
+
+class CustomResourceDefinitionStrategy(KindStrategy):
+    group = CRD_RESOURCE.group
+    kind = CRD_RESOURCE.kind
+
+    def __init__(self, resources: CustomResources | None = None) -> None:
+        self.resources = resources
+        self._cleaning: set[str] = set()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def prepare_for_create(self, rd: ResourceDef, obj: Obj, namespace: str) -> Obj:
+        shared.stamp_for_create(rd, obj, namespace, generation=True)
+        crs.prepare_crd_create(obj)
+        m = obj["metadata"]
+        finalizers = m.get("finalizers")
+        if finalizers is None:
+            m["finalizers"] = [CLEANUP_FINALIZER]
+        elif isinstance(finalizers, list) and CLEANUP_FINALIZER not in finalizers:
+            finalizers.append(CLEANUP_FINALIZER)
+        return obj
+
+    def prepare_for_update(self, rd: ResourceDef, old: Obj, new: Obj, subresource: str) -> Obj:
+        if subresource == "status":
+            return crs.prepare_crd_status_update(old, new)
+        if subresource:
+            raise ValueError(f"no update strategy for subresource {subresource!r}")
+        shared.stamp_for_update(rd, old, new)
+        crs.prepare_crd_update(old, new)
+        return new
+
+    def validate(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
+        return validate_metadata(obj, self.name_rule) + definition.validate(obj)
+
+    def validate_update(self, rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
+        return definition.validate_update(new, old)
+
+    # -- after writes -----------------------------------------------------------------------
+
+    async def after_create(self, reg: Registry, rd: ResourceDef, obj: Obj) -> None:
+        await self.settle(reg, rd, obj)
+
+    async def after_update(self, reg: Registry, rd: ResourceDef, old: Obj, new: Obj) -> None:
+        await self.settle(reg, rd, new)
+
+    async def after_delete(self, reg: Registry, rd: ResourceDef, obj: Obj) -> None:
+        if self.resources is not None:
+            self.resources.observe(obj, deleted=True, revision=_revision(obj))
+
+    async def settle(self, reg: Registry, rd: ResourceDef, crd: Obj) -> None:
+        """Accept the names of a CRD just written (writing its status when that changes
+        them), serve it, and start deleting its objects when it is terminating."""
+        resources = self.resources
+        if resources is None:
+            return
+        name = str(crd["metadata"].get("name") or "")
+        if not crd["metadata"].get("deletionTimestamp"):
+            status = resources.names_status(crd)
+            if status != crd.get("status"):
+                body = dict(crd)
+                body["status"] = status
+                try:
+                    # Its own after_update serves the result.
+                    await reg.update(rd, "", name, body, subresource="status", user=None)
+                    return
+                except ApiError as exc:
+                    if exc.code not in (404, 409):
+                        raise
+                    return  # a newer write came in between: its settle decides
+        resources.observe(crd)
+        self.observe(reg, crd)
+
+    def observe(self, reg: Registry, crd: Obj) -> None:
+        """Start the cleanup of a terminating CRD (once per CRD on this server)."""
+        if not needs_cleanup(crd):
+            return
+        name = str(crd["metadata"].get("name") or "")
+        if name and name not in self._cleaning:
+            self._cleaning.add(name)
+            reg._spawn(self._cleanup(reg, name))
+
+    async def _cleanup(self, reg: Registry, name: str) -> None:
+        try:
+            while True:
+                try:
+                    if await self._cleanup_pass(reg, name):
+                        return
+                except (ApiError, StoreError):
+                    log.warning("cleanup of CRD %s failed; retrying", name, exc_info=True)
+                await asyncio.sleep(CLEANUP_POLL)
+        finally:
+            self._cleaning.discard(name)
+
+    async def _cleanup_pass(self, reg: Registry, name: str) -> bool:
+        """Delete what remains of the CRD's objects; True once the CRD is done (its
+        finalizer removed, or it is gone or no longer terminating)."""
+        kv = await reg.store.get(CRD_RESOURCE.key("", name))
+        if kv is None:
+            return True
+        crd = reg.codec.decode(kv)
+        if not needs_cleanup(crd):
+            return True
+        rd = storage_resource(crd)
+        remaining = 0
+        if rd is not None:
+            for item in (await reg.store.list(rd.key_prefix())).items:
+                remaining += 1
+                obj = reg.codec.decode(item)
+                meta = obj.get("metadata") or {}
+                if meta.get("deletionTimestamp"):
+                    continue  # waiting for its own finalizers
+                try:
+                    await reg.delete(
+                        rd,
+                        str(meta.get("namespace") or ""),
+                        str(meta.get("name") or ""),
+                        DeleteOptions(),
+                        user=None,
+                    )
+                except ApiError as exc:
+                    if exc.code not in (404, 409):
+                        raise
+        if remaining:
+            return False
+        new = copy.deepcopy(crd)
+        new["metadata"]["finalizers"] = [
+            f for f in new["metadata"].get("finalizers") or [] if f != CLEANUP_FINALIZER
+        ]
+        try:
+            await reg.update(CRD_RESOURCE, "", name, new, user=None)
+        except ApiError as exc:
+            if exc.code == 404:
+                return True
+            if exc.code == 409:
+                return False
+            raise
+        return True
