@@ -1,7 +1,4 @@
-"""(Named wiring_*.py, so pytest does not collect it yet: it becomes test_kopf.py in the commit
-that wires CRDs into the request path, once the kernel branch is on main.)
-
-An unmodified kopf operator against berth: standalone, and with kopf's peering CRDs.
+"""An unmodified kopf operator against berth: standalone, and with kopf's peering CRDs.
 
 The operator (written to a file and run with ``kopf run``, as a user would) answers a
 custom object's creation by patching its status, and records its deletion handler running;
@@ -16,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -86,6 +83,28 @@ def crd(
 PRESERVE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
+def peering_crd(plural: str, kind: str, scope: str) -> dict[str, Any]:
+    """kopf's peering CRDs as its repository ships them (``peering.yaml``): no status
+    subresource, a schema of a status that keeps anything."""
+    version = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": {"type": "object", "properties": {"status": PRESERVE}}},
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.kopf.dev"},
+        "spec": {
+            "scope": scope,
+            "group": "kopf.dev",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [version],
+        },
+    }
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -119,6 +138,7 @@ def operator(
     server: ServerHandle, admin_kubeconfig: Path, tmp_path: Path, greetings: None
 ) -> Iterator[Callable[..., Path]]:
     procs: list[subprocess.Popen[bytes]] = []
+    logs: list[IO[bytes]] = []
 
     def start(*args: str) -> Path:
         op = tmp_path / "operator.py"
@@ -126,6 +146,7 @@ def operator(
         markers = tmp_path / "markers"
         markers.mkdir(exist_ok=True)
         log = open(tmp_path / "kopf.log", "wb")  # noqa: SIM115
+        logs.append(log)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(tmp_path),
@@ -151,6 +172,8 @@ def operator(
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+    for f in logs:
+        f.close()
     log = tmp_path / "kopf.log"
     if log.exists():
         text = log.read_text(errors="replace")
@@ -203,10 +226,8 @@ def test_kopf_standalone(raw: Raw, operator: Callable[..., Path]) -> None:
 
 
 def test_kopf_with_peering(raw: Raw, operator: Callable[..., Path]) -> None:
-    create_crd(raw, crd("kopf.dev", "kopfpeerings", "KopfPeering", "Namespaced", PRESERVE))
-    create_crd(
-        raw, crd("kopf.dev", "clusterkopfpeerings", "ClusterKopfPeering", "Cluster", PRESERVE)
-    )
+    create_crd(raw, peering_crd("kopfpeerings", "KopfPeering", "Namespaced"))
+    create_crd(raw, peering_crd("clusterkopfpeerings", "ClusterKopfPeering", "Cluster"))
     ns = _namespace(raw, "kopf-peering")
     status, _ = raw.json(
         "POST",
