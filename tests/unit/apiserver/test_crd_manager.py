@@ -81,3 +81,30 @@ def test_cleanup_finalizer() -> None:
     assert not needs_cleanup(crd)
     crd["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
     assert needs_cleanup(crd)
+
+
+def test_older_states_than_one_observed_are_ignored() -> None:
+    """A server serves its own CRD write at once; the watch brings the earlier states
+    (the create, before its names were accepted) afterwards: they must not undo it."""
+    table = FakeTable()
+    mgr = CustomResources(table, TABLE.resources)
+    crd = make_crd()
+    strategy.prepare_crd_create(crd)
+    created = copy.deepcopy(crd)
+    created["metadata"]["resourceVersion"] = "10"
+    accepted = established(copy.deepcopy(crd), mgr)
+    accepted["metadata"]["resourceVersion"] = "11"
+    assert mgr.observe(accepted)
+    assert not mgr.observe(created)  # from the watch, late
+    assert set(table.rds) == {("example.com", "v1", "widgets")}
+    assert not mgr.observe(accepted, deleted=True, revision=9)  # a stale deletion
+    assert set(table.rds) == {("example.com", "v1", "widgets")}
+    # a terminating CRD stays served (refusing creates), until it is gone
+    terminating = copy.deepcopy(accepted)
+    terminating["metadata"].update(resourceVersion="12", deletionTimestamp="2024-01-01T00:00:00Z")
+    assert mgr.observe(terminating)
+    served = mgr.crd_of(table.rds[("example.com", "v1", "widgets")])
+    assert served is not None
+    assert served.terminating
+    assert mgr.observe(terminating, deleted=True, revision=13)
+    assert table.rds == {}
