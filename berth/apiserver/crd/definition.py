@@ -99,6 +99,8 @@ def validate(crd: Obj, old: Obj | None = None) -> list[FieldError]:
     elif "." not in group:
         errs.append(fe.invalid("spec.group", group, "should be a domain with at least one dot"))
 
+    errs += _approval(group, meta)
+
     scope = spec.get("scope")
     if not scope:
         errs.append(fe.required("spec.scope"))
@@ -172,6 +174,42 @@ def validate_update(crd: Obj, old: Obj) -> list[FieldError]:
     if plural != _mapping(ospec.get("names")).get("plural"):
         errs.append(fe.invalid("spec.names.plural", plural, "field is immutable"))
     return errs
+
+
+APPROVAL_ANNOTATION = "api-approved.kubernetes.io"
+
+
+def _protected(group: str) -> bool:
+    return any(group == d or group.endswith("." + d) for d in ("k8s.io", "kubernetes.io"))
+
+
+def _approval(group: str, meta: Obj) -> list[FieldError]:
+    """Groups under k8s.io and kubernetes.io belong to Kubernetes: a CRD there must say it
+    was approved (or that it is not) in an annotation, as kube-apiserver requires; this also
+    keeps custom objects from landing beside built-in ones by accident."""
+    if not _protected(group):
+        return []
+    path = f"metadata.annotations[{APPROVAL_ANNOTATION}]"
+    annotations = meta.get("annotations")
+    value = annotations.get(APPROVAL_ANNOTATION) if isinstance(annotations, dict) else None
+    if not isinstance(value, str) or not value:
+        return [
+            fe.required(
+                path,
+                f'protected groups must have approval annotation "{APPROVAL_ANNOTATION}", see'
+                " https://github.com/kubernetes/enhancements/pull/1111",
+            )
+        ]
+    if value.startswith("unapproved") or value.startswith(("https://", "http://")):
+        return []
+    return [
+        fe.invalid(
+            path,
+            value,
+            "protected groups must have approval annotation set to a URL or start with"
+            ' "unapproved"',
+        )
+    ]
 
 
 def _validate_names(names: dict[str, Any], path: str) -> list[FieldError]:

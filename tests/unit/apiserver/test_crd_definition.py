@@ -111,6 +111,17 @@ def test_group_scope_and_names() -> None:
     assert any(f == "spec.names.shortNames[0]" for f, _ in errs)
 
 
+def test_protected_groups_need_the_approval_annotation() -> None:
+    crd = make_crd(group="widgets.k8s.io")
+    crd["metadata"]["name"] = "widgets.widgets.k8s.io"
+    path = "metadata.annotations[api-approved.kubernetes.io]"
+    assert any(f == path and m.startswith("Required value") for f, m in errors_of(crd))
+    crd["metadata"]["annotations"] = {"api-approved.kubernetes.io": "yes"}
+    assert any(f == path and m.startswith("Invalid value") for f, m in errors_of(crd))
+    crd["metadata"]["annotations"] = {"api-approved.kubernetes.io": "unapproved, testing"}
+    assert errors_of(crd) == []
+
+
 def test_exactly_one_storage_version_and_schema_required() -> None:
     crd = make_crd()
     v2 = copy.deepcopy(crd["spec"]["versions"][0])
