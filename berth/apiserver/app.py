@@ -203,6 +203,7 @@ class ApiServer:
         await self.hub.start(after=loaded_at)
         await self.registry.load_allocations()
         await self._bootstrap()
+        await self.crd_strategy.resettle(self.registry)
         app = web.Application(client_max_size=MAX_BODY, handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner = web.AppRunner(

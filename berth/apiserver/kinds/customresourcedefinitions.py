@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from berth.api.meta import Obj
 from berth.api.resources import CRD_RESOURCE, ResourceDef
 from berth.apiserver import strategy as shared
-from berth.apiserver.crd import definition
+from berth.apiserver.crd import definition, names
 from berth.apiserver.crd import strategy as crs
 from berth.apiserver.crd.manager import CLEANUP_FINALIZER, CustomResources, needs_cleanup
 from berth.apiserver.errors import ApiError, FieldError
@@ -116,8 +116,31 @@ class CustomResourceDefinitionStrategy(KindStrategy):
         await self.settle(reg, rd, new)
 
     async def after_delete(self, reg: Registry, rd: ResourceDef, obj: Obj) -> None:
-        if self.resources is not None:
-            self.resources.observe(obj, deleted=True, revision=_revision(obj))
+        if self.resources is None:
+            return
+        self.resources.observe(obj, deleted=True, revision=_revision(obj))
+        # Names it held may now go to CRDs of its group that asked for them (as upstream's
+        # naming controller requeues the group).
+        group = (obj.get("spec") or {}).get("group")
+        waiting = [
+            c
+            for c in self.resources.crds()
+            if (c.get("spec") or {}).get("group") == group and not names.is_true(c, "NamesAccepted")
+        ]
+        if waiting:
+            reg._spawn(self.resettle(reg, waiting))
+
+    async def resettle(self, reg: Registry, crds: list[Obj] | None = None) -> None:
+        """Accept the names of ``crds`` (default: every CRD this server knows) again: after
+        a CRD freed names, and at start-up (a server may have stopped between writing a
+        CRD and its status)."""
+        if self.resources is None:
+            return
+        for crd in crds if crds is not None else self.resources.crds():
+            try:
+                await self.settle(reg, CRD_RESOURCE, copy.deepcopy(crd))
+            except (ApiError, StoreError):
+                log.warning("could not settle the names of a CRD", exc_info=True)
 
     async def settle(self, reg: Registry, rd: ResourceDef, crd: Obj) -> None:
         """Accept the names of a CRD just written (writing its status when that changes

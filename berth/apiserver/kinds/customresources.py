@@ -36,6 +36,7 @@ from berth.apiserver.errors import (
     not_found,
 )
 from berth.apiserver.handlers import Call, Endpoint, json_response
+from berth.apiserver.handlers import patch as patch_object
 from berth.apiserver.patch import json_merge_patch, json_patch, strategic_merge_patch
 from berth.apiserver.tables import Column, Printer
 from berth.apiserver.validation import validate_metadata
@@ -119,6 +120,20 @@ async def write_scale(server: ApiServer, call: Call) -> web.StreamResponse:
     raise conflict(r.rd, r.name)
 
 
+async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
+    """PATCH of a custom object or its status: no strategic merge (custom objects carry no
+    patch strategies), as kube-apiserver."""
+    if call.patch_type == "strategic":
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include:"
+            " application/json-patch+json, application/merge-patch+json,"
+            " application/apply-patch+yaml",
+        )
+    return await patch_object(server, call)
+
+
 def _printer(columns: tuple[PrinterColumn, ...]) -> Printer:
     return Printer(
         (
@@ -144,6 +159,8 @@ class CustomObjectStrategy(KindStrategy):
 
     converts = True
     endpoints = {
+        ("patch", ""): Endpoint(patch),
+        ("patch", "status"): Endpoint(patch),
         ("get", "scale"): Endpoint(get_scale),
         ("update", "scale"): Endpoint(write_scale),
         ("patch", "scale"): Endpoint(write_scale),

@@ -237,6 +237,26 @@ def test_defaults_and_pruning(group: str, ns: str, raw: Raw) -> None:
     ]
 
 
+def test_strategic_merge_patch_is_refused(group: str, ns: str, raw: Raw) -> None:
+    base = f"/apis/{group}/v1/namespaces/{ns}/widgets"
+    status, _ = raw.json("POST", base, widget("smp", group))
+    assert status == 201
+    status, err = raw.json(
+        "PATCH",
+        f"{base}/smp",
+        {"spec": {"replicas": 2}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    assert (status, err["reason"]) == (415, "UnsupportedMediaType")
+    status, obj = raw.json(
+        "PATCH",
+        f"{base}/smp",
+        {"spec": {"replicas": 2}},
+        content_type="application/merge-patch+json",
+    )
+    assert (status, obj["spec"]["replicas"]) == (200, 2)
+
+
 def test_status_subresource(group: str, ns: str, raw: Raw) -> None:
     base = f"/apis/{group}/v1/namespaces/{ns}/widgets"
     body = widget("st", group)
@@ -352,6 +372,17 @@ def test_cluster_scoped_and_names_conflict(suffix: str, raw: Raw) -> None:
     assert conds["Established"]["status"] == "False"
     status, _ = raw.json("GET", f"/apis/{group}/v1/gadgets")
     assert status == 404
+    # once the CRD holding the kind is gone (with its object), the other one gets it
+    status, _ = raw.json("DELETE", f"{CRD_BASE}/widgets.{group}")
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while raw.json("GET", f"/apis/{group}/v1/gadgets")[0] != 200:
+        assert time.monotonic() < deadline, "the freed names were not accepted"
+        time.sleep(0.05)
+    status, obj = raw.json("GET", f"{CRD_BASE}/gadgets.{group}")
+    conds = {c["type"]: c for c in obj["status"]["conditions"]}
+    assert (conds["NamesAccepted"]["status"], conds["Established"]["status"]) == ("True", "True")
+    assert obj["status"]["acceptedNames"]["kind"] == "Widget"
 
 
 def test_invalid_crd_is_refused(suffix: str, raw: Raw) -> None:
