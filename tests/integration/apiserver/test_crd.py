@@ -15,6 +15,8 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from berth.apiserver.testing import ServerHandle
+
 from .conftest import make_kubectl
 from .helpers import Kubectl, Raw, Watch, table
 
@@ -342,6 +344,41 @@ def test_watch_sees_custom_objects(group: str, ns: str, api: k8s.ApiClient) -> N
     t.join(15)
     assert ("ADDED", "watched") in events
     assert ("DELETED", "watched") in events
+
+
+def test_a_watch_through_another_version_converts(group: str, ns: str, raw: Raw) -> None:
+    v1 = f"/apis/{group}/v1/namespaces/{ns}/widgets"
+    status, listed = raw.json("GET", v1)
+    rv = listed["metadata"]["resourceVersion"]
+    status, _ = raw.json("POST", v1, widget("converted", group))
+    assert status == 201
+    code, _, body = raw.request(
+        "GET",
+        f"/apis/{group}/v1beta1/namespaces/{ns}/widgets?watch=true&resourceVersion={rv}"
+        "&timeoutSeconds=1",
+    )
+    assert code == 200
+    events = [json.loads(line) for line in body.splitlines()]
+    [added] = [e for e in events if e["object"]["metadata"]["name"] == "converted"]
+    assert added["type"] == "ADDED"
+    assert added["object"]["apiVersion"] == f"{group}/v1beta1"
+    assert added["object"]["spec"]["replicas"] == 1
+
+
+def test_objects_are_stored_in_the_storage_version(
+    group: str, ns: str, raw: Raw, server: ServerHandle
+) -> None:
+    body = widget("beta", group)
+    body["apiVersion"] = f"{group}/v1beta1"
+    status, obj = raw.json("POST", f"/apis/{group}/v1beta1/namespaces/{ns}/widgets", body)
+    assert (status, obj["apiVersion"]) == (201, f"{group}/v1beta1")
+
+    async def stored() -> dict[str, Any]:
+        kv = await server.server.store.get(f"/registry/{group}/widgets/{ns}/beta")
+        assert kv is not None
+        return server.server.codec.decode(kv)
+
+    assert server.call(stored())["apiVersion"] == f"{group}/v1"
 
 
 def test_cluster_scoped_and_names_conflict(suffix: str, raw: Raw) -> None:
