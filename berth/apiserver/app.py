@@ -44,6 +44,7 @@ from .errors import (
     forbidden,
     internal,
     method_not_allowed,
+    not_acceptable,
     route_not_found,
     unauthorized,
     unsupported_media,
@@ -52,6 +53,8 @@ from .logs import proxy_logs
 from .metrics import Metrics
 from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
 from .nodegraph import NodeGraph
+from .openapi import http as openapi_http
+from .openapi.documents import OpenApi
 from .options import DeleteOptions, ListOptions
 from .params import parse_bool, parse_int, table_version, wants_metadata_only
 from .peers import ApiServerPeers
@@ -82,7 +85,6 @@ READYZ_DATASTORE_TIMEOUT = 2.0
 """Seconds /readyz waits for the datastore's current revision before answering 503."""
 PEERS_LEAVE_TIMEOUT = 1.0
 """Seconds a stopping server spends deleting its Lease (a dead datastore must not hold it)."""
-OPENAPI_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,10 @@ class ApiServer:
         self.service_accounts = ServiceAccounts(config)
         self.metrics = Metrics()
         self.table = TABLE
+        self.openapi = OpenApi(
+            lambda: openapi_http.discovery_groups(self.table),
+            lambda: getattr(self, "crd_schemas", None),
+        )
         self._group_of = {r.plural: r.group for r in TABLE.resources}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -480,6 +486,7 @@ class ApiServer:
                 "/readyz",
                 "/metrics",
                 "/openapi/v2",
+                "/openapi/v3",
                 "/version",
             ]
             paths += [
@@ -495,20 +502,14 @@ class ApiServer:
             return web.Response(text="ok", content_type="text/plain")
         if head == "metrics" and len(parts) == 1:
             return web.Response(text=self.metrics.render(), content_type="text/plain")
-        if parts == ["openapi", "v2"]:
-            accept = request.headers.get("Accept", "")
-            if "protobuf" in accept:
-                # An empty protobuf document: kubectl's client-side validation then skips
-                # every kind instead of failing (see k8s-api-compat.md section 1.3).
-                return web.Response(body=b"", headers={"Content-Type": OPENAPI_PB})
-            return _json(
-                {
-                    "swagger": "2.0",
-                    "info": {"title": "berth", "version": __version__},
-                    "paths": {},
-                    "definitions": {},
-                }
-            )
+        if head == "openapi":
+            documents = await asyncio.to_thread(self.openapi.current)
+            try:
+                return openapi_http.serve(request, parts, documents)
+            except openapi_http.NotServed:
+                raise route_not_found() from None
+            except openapi_http.NotAcceptable:
+                raise not_acceptable() from None
         raise route_not_found()
 
     async def _readyz(self) -> web.Response:

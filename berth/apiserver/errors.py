@@ -119,6 +119,14 @@ def unsupported_media(content_type: str) -> ApiError:
     )
 
 
+def not_acceptable() -> ApiError:
+    return ApiError(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json",
+    )
+
+
 def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 
