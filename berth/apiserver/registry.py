@@ -50,6 +50,8 @@ from .errors import (
     not_found,
 )
 from .kinds import Strategies
+from .openapi import fieldvalidation
+from .openapi.fieldvalidation import IGNORE, Findings
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .podsecurity import PodSecurityAdmission, PodSecurityConfig
@@ -338,7 +340,15 @@ class Registry:
                 f"unable to create new content in namespace {ns} because it is being terminated"
             )
 
-    def _check_identity(self, rd: ResourceDef, ns: str, obj: Any) -> Obj:
+    def _check_identity(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        obj: Any,
+        *,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+    ) -> Obj:
         if not isinstance(obj, dict):
             raise bad_request("the body of the request must be a JSON object")
         api_version = obj.get("apiVersion")
@@ -364,6 +374,13 @@ class Registry:
                 " request"
             )
         shapes.check(rd, obj)
+        # Unknown fields are never stored; reported as fieldValidation says, with the
+        # duplicate keys the caller found in the body (upstream's strict decoding).
+        found = Findings()
+        if findings is not None:
+            found.extend(findings)
+        found.extend(fieldvalidation.drop_unknown(rd, obj))
+        fieldvalidation.enforce(field_validation, rd, found)
         return obj
 
     async def _check_escalation(
@@ -387,8 +404,12 @@ class Registry:
         *,
         user: UserInfo | None,
         dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
     ) -> Obj:
-        obj = self._check_identity(rd, ns, body)
+        obj = self._check_identity(
+            rd, ns, body, field_validation=field_validation, findings=findings
+        )
         m = obj["metadata"]
         generate = (
             not m.get("name") and isinstance(m.get("generateName"), str) and m["generateName"]
@@ -448,8 +469,12 @@ class Registry:
         subresource: str = "",
         user: UserInfo | None,
         dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
     ) -> Obj:
-        new = self._check_identity(rd, ns, body)
+        new = self._check_identity(
+            rd, ns, body, field_validation=field_validation, findings=findings
+        )
         body_name = new["metadata"].get("name")
         if body_name not in (None, "") and body_name != name:
             raise bad_request(
@@ -568,7 +593,11 @@ class Registry:
         subresource: str = "",
         user: UserInfo | None,
         dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
     ) -> Obj:
+        """``findings``: the duplicate keys of the patch body; unknown fields of the patched
+        object are dropped (and reported as ``field_validation`` says)."""
         for _attempt in range(MAX_PATCH_RETRIES):
             key = rd.key(ns, name)
             kv = await self.store.get(key)
@@ -587,6 +616,7 @@ class Registry:
             if not isinstance(patched.get("metadata"), dict):
                 patched["metadata"] = {}
             shapes.check(rd, patched)
+            self._drop_unknown_patched(rd, patched, field_validation, findings)
             wanted_rv = patched["metadata"].get("resourceVersion")
             explicit = wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision)
             if explicit:
@@ -614,6 +644,18 @@ class Registry:
                     continue  # someone wrote in between; re-read and re-apply
                 raise
         raise conflict(rd, name)
+
+    @staticmethod
+    def _drop_unknown_patched(
+        rd: ResourceDef, patched: Obj, field_validation: str, findings: Findings | None
+    ) -> None:
+        # Strict shows the patched object as sent, unknown fields included
+        shown = copy.deepcopy(patched) if field_validation == fieldvalidation.STRICT else None
+        found = Findings()
+        if findings is not None:
+            found.extend(findings)
+        found.extend(fieldvalidation.drop_unknown(rd, patched))
+        fieldvalidation.enforce_patch(field_validation, found, shown)
 
     # -- delete ------------------------------------------------------------------------------
 
