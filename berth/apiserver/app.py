@@ -436,9 +436,12 @@ class ApiServer:
                 user=user, verb="impersonate", resource_request=True, resource=kind, name=name
             )
             if not self.authorizer.allowed(attrs):
-                raise forbidden(
+                raise ApiError(
+                    403,
+                    "Forbidden",
                     f'{kind} "{name}" is forbidden: User "{user.name}" cannot impersonate'
-                    f' resource "{kind}" in API group "" at the cluster scope'
+                    f' resource "{kind}" in API group "" at the cluster scope',
+                    details={"name": name, "kind": kind},
                 )
         extra = () if target == "system:anonymous" else ("system:authenticated",)
         return UserInfo(target, (*groups, *extra))
@@ -649,7 +652,7 @@ class ApiServer:
             f'{named} is forbidden: User "{user.name}" cannot {verb} resource "{what}" in API'
             f' group "{rd.group}" {scope}' + (f": {why}" if why else ""),
             details={
-                "name": route.name,
+                **({"name": route.name} if route.name else {}),
                 "kind": rd.plural,
                 **({"group": rd.group} if rd.group else {}),
             },
