@@ -24,7 +24,7 @@ from berth.api.resources import TABLE, ResourceDef
 from berth.store import config as datastore
 from berth.store.interface import Store, StoreError, Unavailable
 
-from . import client_warnings, discovery
+from . import client_warnings, discovery, reviews
 from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
@@ -571,8 +571,8 @@ class ApiServer:
             if doc is None:
                 raise route_not_found()
             return self._get_only(request, doc), ("GET", "")
-        if group == "authorization.k8s.io" and version == "v1":
-            return await self._access_review(request, user, rest), ("CREATE", rest[0])
+        if reviews.serves(group, version):
+            return await reviews.serve(request, user, self.authorizer, group, rest)
         watch_prefix = False
         if rest[0] == "watch":
             watch_prefix = True
@@ -900,67 +900,6 @@ class ApiServer:
                 "items": deleted,
             }
         )
-
-    # -- access reviews ----------------------------------------------------------------------
-
-    async def _access_review(
-        self, request: web.Request, user: UserInfo, rest: list[str]
-    ) -> web.Response:
-        if (
-            request.method != "POST"
-            or len(rest) != 1
-            or rest[0] not in ("selfsubjectaccessreviews", "subjectaccessreviews")
-        ):
-            raise route_not_found()
-        check = Attributes(
-            user=user,
-            verb="create",
-            resource_request=True,
-            api_group="authorization.k8s.io",
-            resource=rest[0],
-        )
-        if not self.authorizer.allowed(check):  # before the body is read, as for any write
-            raise forbidden(f'User "{user.name}" cannot create {rest[0]}')
-        body = await read_body(request)
-        if not isinstance(body, dict):
-            raise bad_request("an access review must be a JSON object")
-        spec = body.get("spec") or {}
-        if not isinstance(spec, dict):
-            raise bad_request("spec of an access review must be an object")
-        if not isinstance(body.get("metadata") or {}, dict):
-            raise bad_request("metadata of an access review must be an object")
-        subject = user
-        if rest[0] == "subjectaccessreviews":
-            groups = spec.get("groups") or []
-            if not isinstance(groups, list):
-                raise bad_request("spec.groups of a subject access review must be a list")
-            subject = UserInfo(str(spec.get("user", "")), tuple(str(g) for g in groups))
-        ra = spec.get("resourceAttributes")
-        nra = spec.get("nonResourceAttributes")
-        if isinstance(ra, dict):
-            attrs = Attributes(
-                user=subject,
-                verb=str(ra.get("verb", "")),
-                resource_request=True,
-                api_group=str(ra.get("group", "")),
-                resource=str(ra.get("resource", "")),
-                subresource=str(ra.get("subresource", "")),
-                namespace=str(ra.get("namespace", "")),
-                name=str(ra.get("name", "")),
-            )
-        elif isinstance(nra, dict):
-            attrs = Attributes(
-                user=subject,
-                verb=str(nra.get("verb", "")),
-                resource_request=False,
-                path=str(nra.get("path", "")),
-            )
-        else:
-            raise bad_request("spec.resourceAttributes or spec.nonResourceAttributes is required")
-        allowed = self.authorizer.allowed(attrs)
-        body["status"] = {"allowed": allowed, **({"reason": "allowed by RBAC"} if allowed else {})}
-        body["metadata"] = {**(body.get("metadata") or {}), "creationTimestamp": None}
-        return _json(body, 201)
 
     # -- watch -------------------------------------------------------------------------------
 
