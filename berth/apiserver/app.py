@@ -69,6 +69,7 @@ from .serviceaccounts import ServiceAccounts
 from .tables import to_table
 from .watch import ObjEvent, WatchHub
 from .watchhttp import serve_watch
+from .watchlist import list_options
 
 log = logging.getLogger(__name__)
 
@@ -821,6 +822,7 @@ class ApiServer:
     async def _list(self, request: web.Request, route: Route) -> web.Response:
         rd = route.rd
         q = request.query
+        list_options(q, watch=False)  # 422 for watch-only or contradictory options
         label, field = self._selectors(request, rd)
         opts = ListOptions(
             label=label,
