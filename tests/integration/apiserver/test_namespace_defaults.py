@@ -104,13 +104,14 @@ def test_root_ca_configmap_published_and_kept(
 
 
 def test_every_system_namespace_has_both(raw: Raw, controller_manager: None) -> None:
-    for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
-        path = f"/api/v1/namespaces/{ns}"
-        _eventually(
-            lambda path=path: raw.json("GET", f"{path}/configmaps/kube-root-ca.crt")[0] == 200,
-            f"kube-root-ca.crt in {ns}",
+    def has_root_ca(ns: str) -> Callable[[], bool]:
+        return lambda: (
+            raw.json("GET", f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt")[0] == 200
         )
-        assert raw.json("GET", f"{path}/serviceaccounts/default")[0] == 200
+
+    for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        _eventually(has_root_ca(ns), f"kube-root-ca.crt in {ns}")
+        assert raw.json("GET", f"/api/v1/namespaces/{ns}/serviceaccounts/default")[0] == 200
 
 
 def test_the_unit_passes_the_ca_file() -> None:
