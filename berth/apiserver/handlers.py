@@ -31,6 +31,7 @@ from .params import parse_int, table_version, wants_metadata_only
 from .selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from .tables import to_table
 from .watchhttp import serve_watch
+from .watchlist import list_options
 
 if TYPE_CHECKING:
     from .app import ApiServer
@@ -166,6 +167,7 @@ async def get_scale(server: ApiServer, call: Call) -> web.StreamResponse:
 async def list_objects(server: ApiServer, call: Call) -> web.StreamResponse:
     rd = call.route.rd
     q = call.request.query
+    list_options(q, watch=False)  # 422 for watch-only or contradictory options
     label, field = selectors(call)
     opts = ListOptions(
         label=label,

@@ -45,9 +45,11 @@ from .errors import (
     bad_request,
     conflict,
     forbidden,
+    forbidden_field,
     gone,
     invalid,
     not_found,
+    too_large_resource_version,
 )
 from .kinds import Strategies
 from .openapi import fieldvalidation
@@ -247,20 +249,7 @@ class Registry:
             wanted = _rv_param(opts.resource_version)
             current = await self.store.current_revision()
             if wanted > current:
-                raise ApiError(
-                    504,
-                    "Timeout",
-                    f"Too large resource version: {wanted}, current: {current}",
-                    details={
-                        "causes": [
-                            {
-                                "reason": "ResourceVersionTooLarge",
-                                "message": "Too large resource version",
-                            }
-                        ],
-                        "retryAfterSeconds": 1,
-                    },
-                )
+                raise too_large_resource_version(wanted, current)
         exact = opts.field.exact_name()
         items: list[Obj] = []
         try:
@@ -312,11 +301,7 @@ class Registry:
                 else f"too old resource version: {exc.requested} ({exc.compacted})"
             ) from exc
         except FutureRevision as exc:
-            raise ApiError(
-                504,
-                "Timeout",
-                f"Too large resource version: {exc.requested}, current: {exc.current}",
-            ) from exc
+            raise too_large_resource_version(exc.requested, exc.current) from exc
 
     # -- create ------------------------------------------------------------------------------
 
@@ -328,7 +313,7 @@ class Registry:
         pods = self._rd("", "pods")
         return [self.codec.decode(kv) for kv in (await self.store.list(pods.key_prefix(ns))).items]
 
-    async def check_namespace(self, ns: str) -> None:
+    async def check_namespace(self, ns: str, rd: ResourceDef | None = None, name: str = "") -> None:
         phase = self.namespace_phase.get(ns)
         if phase is None:
             kv = await self.store.get(self._rd("", "namespaces").key("", ns))
@@ -336,9 +321,17 @@ class Registry:
                 raise not_found(self._rd("", "namespaces"), ns)
             phase = str(get_path(self.codec.decode(kv), "status", "phase") or "Active")
         if phase == "Terminating":
-            raise forbidden(
-                f"unable to create new content in namespace {ns} because it is being terminated"
-            )
+            why = f"unable to create new content in namespace {ns} because it is being terminated"
+            err = forbidden(why, rd, name)
+            if err.details is not None:  # upstream's cause, which clients test for
+                err.details["causes"] = [
+                    {
+                        "reason": "NamespaceTerminating",
+                        "message": why,
+                        "field": "metadata.namespace",
+                    }
+                ]
+            raise err
 
     def _check_identity(
         self,
@@ -427,7 +420,7 @@ class Registry:
             admit(user, "create", rd, namespace=ns, name=name, new=obj)
         await self._check_escalation(user, rd, ns, name, old=None, new=obj)
         if rd.namespaced:
-            await self.check_namespace(ns)
+            await self.check_namespace(ns, rd, name)
         if user is not None and self.pod_security is not None:
             await self.pod_security.review(
                 user, "create", rd, subresource="", namespace=ns, name=name, new=obj
@@ -546,13 +539,11 @@ class Registry:
                 get_path(old, "metadata", "finalizers") or []
             )
             if added:
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f'{rd.kind} "{name}" is invalid: metadata.finalizers: Forbidden: no new'
-                    f" finalizers can be added if the object is being deleted, found new"
-                    f" finalizers {sorted(added)!r}",
+                why = (
+                    "no new finalizers can be added if the object is being deleted, found new"
+                    f" finalizers {sorted(added)!r}"
                 )
+                raise invalid(rd, name, [forbidden_field("metadata.finalizers", why)])
         reserved = await st.reserve(self, new, old, dry_run=dry_run)
         old_cmp = dict(old)
         old_cmp["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
@@ -835,6 +826,19 @@ class Registry:
                     "Invalid",
                     f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value:'
                     f" {replicas!r}: must be greater than or equal to 0",
+                    details={
+                        "name": name,
+                        "group": "autoscaling",
+                        "kind": "Scale",
+                        "causes": [
+                            {
+                                "reason": "FieldValueInvalid",
+                                "message": f"Invalid value: {replicas!r}: must be greater than"
+                                " or equal to 0",
+                                "field": "spec.replicas",
+                            }
+                        ],
+                    },
                 )
             if replicas > shapes.INT32[1]:  # Scale.spec.replicas is an int32
                 raise bad_request(
