@@ -84,6 +84,10 @@ def test_v2_describes_every_served_operation_with_kubectls_parameters(docs: Docu
     assert "patch" in doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]
     assert "get" in doc["paths"]["/api/v1/pods"]
     assert "post" in doc["paths"]["/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"]
+    review = doc["paths"]["/apis/authentication.k8s.io/v1/selfsubjectreviews"]["post"]
+    assert review["responses"]["200"]["schema"] == {
+        "$ref": "#/definitions/io.k8s.api.authentication.v1.SelfSubjectReview"
+    }
     assert doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"]["produces"] == [
         "text/plain"
     ]
@@ -98,6 +102,7 @@ def test_v3_has_one_self_contained_document_per_group_version(docs: Documents) -
     assert set(docs.v3) == {
         "api/v1",
         "apis/apps/v1",
+        "apis/authentication.k8s.io/v1",
         "apis/authorization.k8s.io/v1",
         "apis/coordination.k8s.io/v1",
         "apis/policy/v1",
