@@ -186,8 +186,11 @@ CRD_RESOURCE = RESOURCES[-1]
 """``customresourcedefinitions.apiextensions.k8s.io``: the resources it defines are added to a
 server's table while it runs."""
 
-# Groups that hold only non-stored review APIs (access reviews).
-EXTRA_GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("authorization.k8s.io", "v1"),)
+# Groups that hold only non-stored review APIs (berth/apiserver/reviews.py).
+EXTRA_GROUP_VERSIONS: tuple[tuple[str, str], ...] = (
+    ("authentication.k8s.io", "v1"),
+    ("authorization.k8s.io", "v1"),
+)
 
 
 class ResourceTable:

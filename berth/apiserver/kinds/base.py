@@ -120,6 +120,12 @@ class KindStrategy:
             m["generation"] = generation + 1 if changed else generation
         return new
 
+    def prune_unknown(self, rd: ResourceDef, obj: Obj) -> list[str]:
+        """Drop the fields of a client's ``obj`` that this kind's own schema does not know,
+        returning their paths (``spec.foo``) for ``fieldValidation``. Built-in kinds have
+        none here: their unknown fields are dropped by :mod:`berth.apiserver.openapi`."""
+        return []
+
     # -- validation -------------------------------------------------------------------------
 
     def validate(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:

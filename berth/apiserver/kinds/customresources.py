@@ -19,12 +19,12 @@ from aiohttp import web
 
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
-from berth.apiserver import client_warnings
 from berth.apiserver import strategy as shared
 from berth.apiserver.crd import strategy as crs
 from berth.apiserver.crd.defaulting import apply_defaults
 from berth.apiserver.crd.manager import CustomResources
 from berth.apiserver.crd.printers import NAME_DESCRIPTION, PrinterColumn, row
+from berth.apiserver.crd.pruning import prune
 from berth.apiserver.crd.scale import NotAnInteger, scale_of, set_replicas, validate_scale
 from berth.apiserver.crd.served import ServedVersion
 from berth.apiserver.errors import (
@@ -178,11 +178,15 @@ class CustomObjectStrategy(KindStrategy):
 
     # -- writes -----------------------------------------------------------------------------
 
+    def prune_unknown(self, rd: ResourceDef, obj: Obj) -> list[str]:
+        """The version's structural pruning of what a client sent (reported as its
+        ``fieldValidation`` says: a warning by default, a 400 with ``Strict``)."""
+        return sorted(prune(self.version(rd).schema, obj))  # a stable order, as upstream
+
     def defaults(self, rd: ResourceDef, obj: Obj) -> None:
-        """Prune unknown fields (each one a warning, as kube-apiserver's default
-        ``fieldValidation=Warn``), drop non-nullable nulls, apply the schema's defaults."""
-        for path in crs.normalize(self.version(rd), obj):
-            client_warnings.add_warning(f'unknown field "{path}"')
+        """Prune (what the merge of a status write may bring back), drop non-nullable
+        nulls, apply the schema's defaults."""
+        crs.normalize(self.version(rd), obj)
 
     def prepare_for_create(self, rd: ResourceDef, obj: Obj, namespace: str) -> Obj:
         crd = self.resources.crd_of(rd)

@@ -195,7 +195,14 @@ def test_validation_errors_name_the_field(
     path = tmp_path / "bad.yaml"
     bad = widget("bad", group, replicas="three", size="medium")
     path.write_text(yaml.safe_dump(bad))
-    r = kubectl.run("apply", "-n", ns, "-f", str(path))
+    server_side: tuple[str, ...] = ()
+    if kubectl.version == "1.20":
+        # kubectl 1.20 validates against the CRD's schema in /openapi/v2 before sending
+        r = kubectl.run("apply", "-n", ns, "-f", str(path))
+        assert r.returncode != 0
+        assert "invalid type for com.example.v120.v1.Widget.spec.replicas" in r.stderr, r.stderr
+        server_side = ("--validate=false",)
+    r = kubectl.run("apply", *server_side, "-n", ns, "-f", str(path))
     assert r.returncode != 0
     assert 'The Widget "bad" is invalid' in r.stderr
     assert (
@@ -206,7 +213,7 @@ def test_validation_errors_name_the_field(
     missing = widget("bad2", group)
     del missing["spec"]["image"]
     path.write_text(yaml.safe_dump(missing))
-    r = kubectl.run("create", "-n", ns, "-f", str(path))
+    r = kubectl.run("create", *server_side, "-n", ns, "-f", str(path))
     assert "spec.image: Required value" in r.stderr
 
 
@@ -219,6 +226,21 @@ def test_defaults_and_pruning(group: str, ns: str, raw: Raw) -> None:
     assert obj["spec"] == {"image": "nginx:1.25", "replicas": 1}
     assert "extra" not in obj
     assert obj["metadata"]["generation"] == 1
+    # fieldValidation: Warn (the default) names the dropped fields, Strict refuses them
+    body["metadata"]["name"] = "warned"
+    code, headers, _ = raw.request("POST", f"/apis/{group}/v1/namespaces/{ns}/widgets", body)
+    assert code == 201
+    # (one Warning header per field; this client keeps the last)
+    assert headers["warning"] == '299 - "unknown field \\"spec.unknown\\""', headers
+    body["metadata"]["name"] = "strict"
+    status, err = raw.json(
+        "POST", f"/apis/{group}/v1/namespaces/{ns}/widgets?fieldValidation=Strict", body
+    )
+    assert status == 400
+    assert err["message"] == (
+        'Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown'
+        ' field "extra", unknown field "spec.unknown"'
+    )
     status, err = raw.json(
         "POST", f"/apis/{group}/v1/namespaces/{ns}/widgets", widget("x", group, replicas=-1)
     )
