@@ -189,6 +189,14 @@ def test_get_prints_columns_short_names_and_categories(
     assert f"widget.{group}/w1" in kubectl("get", "all", "-n", ns)
 
 
+def test_explain_reads_the_crd_schema(kubectl: Kubectl, group: str) -> None:
+    out = kubectl("explain", "widgets.spec.replicas", f"--api-version={group}/v1")
+    assert "KIND:" in out
+    assert "Widget" in out
+    assert "replicas" in out
+    assert "<integer>" in out
+
+
 def test_validation_errors_name_the_field(
     kubectl: Kubectl, group: str, ns: str, tmp_path: Path
 ) -> None:
