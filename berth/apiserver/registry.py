@@ -712,6 +712,9 @@ class Registry:
                 elif opts.propagation == "Orphan" and "orphan" not in finalizers:
                     finalizers.append("orphan")
                 if finalizers:
+                    if st.converts:  # written back in the storage version
+                        marked = await self.mark_deleting(kv, st.to_storage(rd, obj), 0, finalizers)
+                        return st.to_served(rd, marked), False
                     return await self.mark_deleting(kv, obj, 0, finalizers), False
                 deleted = await self.store.delete(kv.key, expected_revision=kv.mod_revision)
             except Conflict:

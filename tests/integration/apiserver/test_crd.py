@@ -348,6 +348,18 @@ def test_scale_subresource(kubectl: Kubectl, group: str, ns: str, raw: Raw) -> N
     status, obj = raw.json("GET", f"{base}/sc")
     assert obj["spec"]["replicas"] == 3
     assert obj["metadata"]["generation"] == 2
+    # a dry run answers with the scale it would set, and sets nothing
+    status, scale = raw.json(
+        "PATCH",
+        f"{base}/sc/scale?dryRun=All",
+        {"spec": {"replicas": 5}},
+        content_type="application/merge-patch+json",
+    )
+    assert (status, scale["spec"]["replicas"]) == (200, 5)
+    assert raw.json("GET", f"{base}/sc")[1]["spec"]["replicas"] == 3
+    status, err = raw.json("PUT", f"{base}/sc/scale", {**scale, "spec": {"replicas": -1}})
+    assert status == 422
+    assert err["details"]["causes"][0]["field"] == "spec.replicas"
 
 
 def test_watch_sees_custom_objects(group: str, ns: str, api: k8s.ApiClient) -> None:
@@ -409,6 +421,27 @@ def test_objects_are_stored_in_the_storage_version(
         return server.server.codec.decode(kv)
 
     assert server.call(stored())["apiVersion"] == f"{group}/v1"
+    # written back by a deletion that waits on a finalizer: still in the storage version
+    beta = f"/apis/{group}/v1beta1/namespaces/{ns}/widgets/beta"
+    status, _ = raw.json(
+        "PATCH",
+        beta,
+        {"metadata": {"finalizers": ["example.com/hold"]}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+    status, obj = raw.json("DELETE", beta)
+    assert (status, obj["apiVersion"]) == (200, f"{group}/v1beta1")
+    assert obj["metadata"]["deletionTimestamp"]
+    assert server.call(stored())["apiVersion"] == f"{group}/v1"
+    status, _ = raw.json(
+        "PATCH",
+        beta,
+        [{"op": "remove", "path": "/metadata/finalizers"}],
+        content_type="application/json-patch+json",
+    )
+    assert status == 200
+    assert raw.json("GET", beta)[0] == 404
 
 
 def test_cluster_scoped_and_names_conflict(suffix: str, raw: Raw) -> None:
