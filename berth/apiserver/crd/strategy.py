@@ -1,17 +1,14 @@
-"""Write strategies: of custom objects (upstream's customresource strategy) and of
-CustomResourceDefinitions themselves.
+"""Write rules of custom objects and of CustomResourceDefinitions themselves.
 
-Custom objects: with a status subresource, a main-resource write keeps the stored status
-(and a create drops it) and a status write keeps everything but status; ``generation`` is 1 on
-create and grows when anything but metadata and status changes (anything but metadata without
-a status subresource). Every write is pruned, defaulted and validated against the version's
-schema; conversion is the None strategy: only ``apiVersion`` changes between versions.
+Custom objects (their kind strategy, ``berth.apiserver.kinds.customresources``, holds the
+status and generation rules): every write is pruned, defaulted and validated against the
+version's schema; conversion is the None strategy: only ``apiVersion`` changes between
+versions.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from berth.api.meta import Obj
 from berth.apiserver.errors import FieldError
@@ -22,11 +19,6 @@ from .defaulting import apply_defaults, prune_nulls
 from .pruning import prune
 from .scale import validate_replicas_paths
 from .served import ServedVersion
-
-
-def _spec_view(v: ServedVersion, obj: Obj) -> dict[str, Any]:
-    skip = ("metadata", "status") if v.status else ("metadata",)
-    return {k: val for k, val in obj.items() if k not in skip and k not in ("apiVersion", "kind")}
 
 
 def normalize(v: ServedVersion, obj: Obj) -> list[str]:
@@ -48,20 +40,6 @@ def validate_object(v: ServedVersion, obj: Obj) -> list[FieldError]:
     return errs
 
 
-def validate_status(v: ServedVersion, obj: Obj) -> list[FieldError]:
-    errs = _type_meta(v, obj)
-    if errs:
-        return errs
-    status_schema = v.schema.properties.get("status")
-    if status_schema is not None and "status" in obj:
-        out: list[FieldError] = []
-        values._validate(status_schema, obj["status"], "status", out)
-        errs += out
-    if v.scale is not None:
-        errs += validate_replicas_paths(obj, v.scale, spec=False)
-    return errs
-
-
 def _type_meta(v: ServedVersion, obj: Obj) -> list[FieldError]:
     errs = []
     if obj.get("kind") != v.rd.kind:
@@ -71,36 +49,6 @@ def _type_meta(v: ServedVersion, obj: Obj) -> list[FieldError]:
             fe.invalid("apiVersion", obj.get("apiVersion") or "", f"must be {v.rd.api_version}")
         )
     return errs
-
-
-def prepare_create(v: ServedVersion, obj: Obj) -> None:
-    """Status is written only through /status when the subresource exists."""
-    if v.status:
-        obj.pop("status", None)
-    obj.setdefault("metadata", {})["generation"] = 1
-
-
-def prepare_update(v: ServedVersion, old: Obj, new: Obj) -> None:
-    """Main-resource update: keep status (with the subresource) and bump generation when the
-    spec part changed."""
-    if v.status:
-        if "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
-        else:
-            new.pop("status", None)
-    m = new.setdefault("metadata", {})
-    gen = int((old.get("metadata") or {}).get("generation") or 1)
-    m["generation"] = gen + 1 if _spec_view(v, new) != _spec_view(v, old) else gen
-
-
-def prepare_status_update(old: Obj, new: Obj) -> Obj:
-    """A status write keeps everything of ``old`` but status (absent status removes it)."""
-    result = copy.deepcopy(old)
-    if "status" in new:
-        result["status"] = new["status"]
-    else:
-        result.pop("status", None)
-    return result
 
 
 def convert(obj: Obj, api_version: str) -> Obj:

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SETTLE_RETRY = 1.0
+"""Seconds before a CRD whose status write failed is settled again."""
+
 CLEANUP_POLL = 0.5
 """Seconds between two passes deleting a terminating CRD's objects (objects with finalizers
 of their own wait for their controllers)."""
@@ -142,9 +145,10 @@ class CustomResourceDefinitionStrategy(KindStrategy):
             except (ApiError, StoreError):
                 log.warning("could not settle the names of a CRD", exc_info=True)
 
-    async def settle(self, reg: Registry, rd: ResourceDef, crd: Obj) -> None:
+    async def settle(self, reg: Registry, rd: ResourceDef, crd: Obj, *, retry: bool = True) -> None:
         """Accept the names of a CRD just written (writing its status when that changes
-        them), serve it, and start deleting its objects when it is terminating."""
+        them), serve it, and start deleting its objects when it is terminating. A failed
+        status write is tried once more (``retry``) a second later."""
         resources = self.resources
         if resources is None:
             return
@@ -157,13 +161,30 @@ class CustomResourceDefinitionStrategy(KindStrategy):
                 try:
                     # Its own after_update serves the result.
                     await reg.update(rd, "", name, body, subresource="status", user=None)
-                    return
                 except ApiError as exc:
-                    if exc.code not in (404, 409):
-                        raise
-                    return  # a newer write came in between: its settle decides
+                    if exc.code in (404, 409):
+                        return  # a newer write came in between: its settle decides
+                    # The CRD itself is stored: its writer must not see a failure; try
+                    # again shortly (and at every start-up).
+                    log.warning("status of CRD %s not written: %s", name, exc.message)
+                    if retry:
+                        reg._spawn(self._settle_later(reg, name))
+                except StoreError:
+                    log.warning("status of CRD %s not written", name, exc_info=True)
+                    if retry:
+                        reg._spawn(self._settle_later(reg, name))
+                return
         resources.observe(crd)
         self.observe(reg, crd)
+
+    async def _settle_later(self, reg: Registry, name: str) -> None:
+        await asyncio.sleep(SETTLE_RETRY)
+        try:
+            kv = await reg.store.get(CRD_RESOURCE.key("", name))
+            if kv is not None:
+                await self.settle(reg, CRD_RESOURCE, reg.codec.decode(kv), retry=False)
+        except (ApiError, StoreError):
+            log.warning("could not settle the names of CRD %s", name, exc_info=True)
 
     def observe(self, reg: Registry, crd: Obj) -> None:
         """Start the cleanup of a terminating CRD (once per CRD on this server)."""
