@@ -55,11 +55,17 @@ def _revision(obj: Obj) -> int:
 
 
 def storage_resource(crd: Obj) -> ResourceDef | None:
-    """The resource a CRD's objects are stored under (its storage version), from its spec
-    alone: a terminating CRD is cleaned up even when this server never served it."""
+    """The resource a CRD's objects are stored under (its storage version), or None when it
+    never served any. Built from the names it was granted (``status.acceptedNames``, checked
+    against the built-ins and the other CRDs), never from the names it asks for: a CRD asking
+    for a built-in's plural is never established, and deleting it must not empty the
+    built-in's keys. From the stored CRD alone, so that a terminating CRD is cleaned up even
+    by a server that never served it."""
+    if not names.is_true(crd, "Established"):
+        return None
     spec = crd.get("spec") or {}
-    names = spec.get("names") or {}
-    group, plural, kind = spec.get("group"), names.get("plural"), names.get("kind")
+    accepted = (crd.get("status") or {}).get("acceptedNames") or {}
+    group, plural, kind = spec.get("group"), accepted.get("plural"), accepted.get("kind")
     if not (isinstance(group, str) and isinstance(plural, str) and isinstance(kind, str)):
         return None
     if not (group and plural and kind):

@@ -485,6 +485,32 @@ def test_cluster_scoped_and_names_conflict(suffix: str, raw: Raw) -> None:
     assert obj["status"]["acceptedNames"]["kind"] == "Widget"
 
 
+def test_deleting_a_crd_for_a_builtins_names_leaves_the_builtin_alone(
+    suffix: str, raw: Raw
+) -> None:
+    crd = widget_crd("rbac.authorization.k8s.io", scope="Cluster")
+    crd["metadata"] = {
+        "name": "clusterroles.rbac.authorization.k8s.io",
+        "annotations": {"api-approved.kubernetes.io": f"unapproved, test {suffix}"},
+    }
+    crd["spec"]["names"] = {"plural": "clusterroles", "kind": f"Sneaky{suffix}"}
+    status, body = raw.json("POST", CRD_BASE, crd)
+    assert status == 201, body
+    time.sleep(0.2)
+    status, body = raw.json("GET", f"{CRD_BASE}/clusterroles.rbac.authorization.k8s.io")
+    conds = {c["type"]: c for c in body["status"]["conditions"]}
+    assert conds["NamesAccepted"]["reason"] == "PluralConflict"
+    status, _ = raw.json("DELETE", f"{CRD_BASE}/clusterroles.rbac.authorization.k8s.io")
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while raw.json("GET", f"{CRD_BASE}/clusterroles.rbac.authorization.k8s.io")[0] != 404:
+        assert time.monotonic() < deadline, "the CRD was not deleted"
+        time.sleep(0.05)
+    status, roles = raw.json("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles")
+    assert status == 200
+    assert any(r["metadata"]["name"] == "cluster-admin" for r in roles["items"])
+
+
 def test_invalid_crd_is_refused(suffix: str, raw: Raw) -> None:
     crd = widget_crd(f"bad{suffix}.example.com")
     crd["metadata"]["name"] = "widgets.other.example.com"

@@ -63,6 +63,8 @@ def test_crd_create_holds_the_cleanup_finalizer_and_a_fresh_status() -> None:
     new["spec"]["scope"] = "Cluster"
     st.prepare_for_update(CRD_RESOURCE, crd, new, "")
     assert [e.field for e in st.validate_update(CRD_RESOURCE, crd, new)] == ["spec.scope"]
+    assert storage_resource(crd) is None  # never established: it has no objects
+    crd["status"] = names.reconcile_status(crd, [], TABLE.resources)
     rd = storage_resource(crd)
     assert rd is not None
     assert (rd.group, rd.version, rd.plural, rd.namespaced) == (
@@ -85,6 +87,16 @@ class _FailingRegistry:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self.spawned.append(coro)
         coro.close()
+
+
+def test_deleting_a_crd_asking_for_a_builtins_names_deletes_nothing_of_it() -> None:
+    crd = make_crd(group="rbac.authorization.k8s.io")
+    crd["metadata"]["name"] = "clusterroles.rbac.authorization.k8s.io"
+    crd["spec"]["names"] = {"plural": "clusterroles", "kind": "Sneaky"}
+    strategy.prepare_crd_create(crd)
+    crd["status"] = names.reconcile_status(crd, [], TABLE.resources)
+    assert not names.is_true(crd, "NamesAccepted")
+    assert storage_resource(crd) is None
 
 
 def test_a_failed_status_write_does_not_fail_the_crd_write() -> None:
