@@ -58,3 +58,30 @@ def test_without_dist_info_a_host_knows_no_version(tmp_path: Path) -> None:
 def test_a_version_that_cannot_name_a_dist_info_is_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(BundleError, match="cannot record berth version"):
         write_dist_info(tmp_path, bad)
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def test_an_installed_berth_ships_itself_even_inside_a_checkout(tmp_path: Path) -> None:
+    # a virtualenv inside some source checkout: `git archive HEAD:berth` there would ship the
+    # checkout's committed berth instead of the installed one
+    repo = tmp_path / "repo"
+    (repo / "berth").mkdir(parents=True)
+    (repo / "berth" / "__init__.py").write_text("# the checkout's berth\n")
+    (repo / "pyproject.toml").write_text("")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "checkout")
+    installed = repo / ".venv" / "lib" / "site-packages" / "berth"
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("# the installed berth\n")
+    assert berth_bundle.committed_tree(repo / "berth") is not None
+    assert berth_bundle.committed_tree(installed) is None
+    before = berth_bundle.bundle_id(version="1.0.0", source=installed)
+    (installed / "__init__.py").write_text("# another installed berth\n")
+    assert berth_bundle.bundle_id(version="1.0.0", source=installed) != before
