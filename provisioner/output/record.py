@@ -64,6 +64,10 @@ class PhaseState:
     total: int | None = None
     started: float | None = None
     spans: dict[str, Span] = field(default_factory=dict)
+    """Each host's latest turn (what the counts are of)."""
+    turns: list[Span] = field(default_factory=list)
+    """Every turn, in order (a host may take several: an upgrade gates a host again after
+    rolling it back)."""
     planned: dict[str, int] = field(default_factory=dict)
     """Changes the plan predicted, per host (the plan's ``change`` events)."""
     changed: int = 0
@@ -139,9 +143,15 @@ class RunRecord:
             state.summary = event.message if kind == "phase" else ""
             state.started = now
         elif kind == "start" and host:
-            self.phase(event.phase).spans[host] = Span(event.phase, host, now)
+            state = self.phase(event.phase)
+            state.spans[host] = Span(event.phase, host, now)
+            state.turns.append(state.spans[host])
         elif kind == "end" and host:
-            span = self.phase(event.phase).spans.setdefault(host, Span(event.phase, host, now))
+            state = self.phase(event.phase)
+            span = state.spans.get(host)
+            if span is None or span.end is not None:  # an end without its start
+                span = state.spans[host] = Span(event.phase, host, now)
+                state.turns.append(span)
             span.end, span.ok = now, bool(event.data.get("ok", True))
             self._host(host).seconds += span.end - span.start
             if self.doing.get(host, ("",))[0] == event.phase:
@@ -170,7 +180,7 @@ class RunRecord:
     def spans(self) -> list[Span]:
         """Every span, in the order the phases came."""
         with self.lock:
-            return [s for p in self.phases.values() for s in p.spans.values()]
+            return [s for p in self.phases.values() for s in p.turns]
 
     def phase_names(self) -> list[str]:
         """Phases and stages that had at least one host turn, in run order."""
