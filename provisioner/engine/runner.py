@@ -452,12 +452,13 @@ class Engine:
         self.emit(
             "run", "apply",
             phases=[p.path for p in self.phases if p.phase.operations or p.phase.after],
+            after=[p.path for p in self.phases if p.phase.after],
             hosts=[h.name for h in self.hosts],
         )  # fmt: skip
         for selected in self.phases:
             if selected.phase.operations is None:
                 if selected.phase.after is not None:
-                    self.emit("phase", selected.phase.summary, phase=selected.path, total=1)
+                    self.emit("phase", selected.phase.summary, phase=selected.path, total=0)
                     summary.changed += self._after(selected)
                 continue
             failures: list[str] = []

@@ -23,13 +23,15 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from provisioner.output.record import PhaseState, RunRecord
+from provisioner.output.record import CLUSTER, PhaseState, RunRecord
 from provisioner.reporting import Event
 
 SLOW = 2.0
 """Seconds on one operation after which the display names it (a slow host)."""
 SHOWN_SLOW = 3
 """Slow hosts named per phase line; the rest are counted."""
+OP_WIDTH = 48
+"""Characters of an operation's description shown (a package list can be hundreds)."""
 DEFAULT_HINT = "fix the cause and run `berth apply` again: finished operations are not repeated"
 _PRINTED = ("warning", "problem", "error")
 
@@ -58,7 +60,6 @@ class ProgressReporter:
         self._live: Live | None = None
         self._refresh = refresh_per_second
         self._spinners: dict[str, Spinner] = {}
-        self._announced: set[str] = set()
         self._ended: set[str] = set()
         self._summarized = False
         self._lock = threading.RLock()
@@ -87,15 +88,10 @@ class ProgressReporter:
         self.console.print(f"[{style}]{text}[/]")
 
     def _plain(self, event: Event) -> None:
-        """CI mode: a line when a phase starts and one when its last host is done."""
-        name = event.phase or event.message
-        if event.kind in ("stage", "phase") and name not in self._announced:
-            self._announced.add(name)
-            if event.kind == "phase":
-                total = event.data.get("total", 0)
-                line = f"[{name}] {event.message}: {total} host(s)"
-                self.console.print(escape(line), highlight=False)
-        elif event.kind == "end" and name not in self._ended:
+        """CI mode: one line per stage and phase, when its last host is done (a phase still
+        busy after a minute is named by the engine's ``still running`` warnings)."""
+        name = event.phase
+        if event.kind == "end" and name not in self._ended:
             state = self.record.phases.get(name)
             if state is not None and state.finished:
                 self._ended.add(name)
@@ -129,6 +125,10 @@ class ProgressReporter:
 
     def _stop(self) -> None:
         if self._live is not None:
+            if not self.record.applied:
+                # nothing was applied (nothing to change, or a refusal): the lines printed
+                # say it all, the board of connecting and planning goes
+                self._live.transient = True
             self._live.stop()
             self._live = None
 
@@ -163,14 +163,16 @@ def _interactive(console: Console) -> bool:
 
 
 def _phase_line(state: PhaseState, record: RunRecord) -> str:
-    """``[phase] 3/3 hosts, 12 changed, 4.1s`` (CI mode, when a phase ends)."""
-    parts = [f"[{state.name}] {state.done}/{state.total or len(state.spans)} hosts"]
+    """``[phase] 3/3 hosts, 12 changed, 4.1s: what the phase does`` (CI mode)."""
+    hosts = f"{state.done}/{state.total} hosts" if state.total else "(cluster)"
+    parts = [f"[{state.name}] {hosts}"]
     if state.changed:
         parts.append(f"{state.changed} changed")
     if state.failed:
         parts.append(f"{state.failed} failed")
     parts.append(_seconds(state.elapsed(record.now())))
-    return ", ".join(parts)
+    line = ", ".join(parts)
+    return f"{line}: {state.summary}" if state.summary else line
 
 
 def summary_table(record: RunRecord) -> Table:
@@ -202,7 +204,7 @@ class _Board:
                 grid.add_column()
             for state in record.phases.values():
                 grid.add_row(*self._row(state, now, record))
-            hosts = len(record.hosts) or max(
+            hosts = len([h for h in record.hosts if h != CLUSTER]) or max(
                 (p.total or 0 for p in record.phases.values()), default=0
             )
         header = Text(f"{self.reporter.title}: {hosts} host(s), {_seconds(now)}", style="bold")
@@ -225,7 +227,10 @@ class _Board:
             mark = Text("✓", style="green")
         else:
             mark = self._spinner(state.name)
-        count = Text(f"{state.done}/{total if total is not None else '?'} hosts")
+        if total == 0 and state.after:
+            count = Text("(cluster)")  # an operator-side step only, e.g. verify
+        else:
+            count = Text(f"{state.done}/{total if total is not None else '?'} hosts")
         slow = _slow_hosts(state, now, record.doing)
         return [mark, name, count, Text(_seconds(state.elapsed(now))), Text(slow, style="yellow")]
 
@@ -236,13 +241,17 @@ class _Board:
         return spinners[name]
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= OP_WIDTH else text[: OP_WIDTH - 1] + "…"
+
+
 def _slow_hosts(state: PhaseState, now: float, doing: dict[str, tuple[str, str, float]]) -> str:
     slow = sorted(
         ((host, op, now - since) for host, (phase, op, since) in doing.items()
          if phase == state.name and now - since >= SLOW),
         key=lambda item: -item[2],
     )  # fmt: skip
-    shown = [f"{host}: {op} ({_seconds(took)})" for host, op, took in slow[:SHOWN_SLOW]]
+    shown = [f"{host}: {_clip(op)} ({_seconds(took)})" for host, op, took in slow[:SHOWN_SLOW]]
     if len(slow) > SHOWN_SLOW:
         shown.append(f"+{len(slow) - SHOWN_SLOW} more")
     return "; ".join(shown)

@@ -72,10 +72,13 @@ class PhaseState:
     """Changes the plan predicted, per host (the plan's ``change`` events)."""
     changed: int = 0
     """Operations that changed something, on all hosts (the apply's ``done`` events)."""
+    after: bool = False
+    """The phase ends with an operator-side step (a ``(cluster)`` turn after the hosts')."""
 
     @property
     def done(self) -> int:
-        return sum(1 for s in self.spans.values() if s.end is not None)
+        """Hosts done (the operator-side step is not a host)."""
+        return sum(1 for h, s in self.spans.items() if s.end is not None and h != CLUSTER)
 
     @property
     def failed(self) -> int:
@@ -83,7 +86,13 @@ class PhaseState:
 
     @property
     def finished(self) -> bool:
-        return self.total is not None and self.done >= self.total and self.total > 0
+        if self.total is None or (self.total == 0 and not self.after):
+            return False
+        if self.after:
+            step = self.spans.get(CLUSTER)
+            if step is None or step.end is None:
+                return False
+        return self.done >= self.total
 
     def elapsed(self, now: float) -> float:
         if not self.spans:
@@ -133,13 +142,25 @@ class RunRecord:
         kind, host = event.kind, event.host
         if kind == "run":
             self.applied = True
-            for name in event.data.get("phases", []):
-                self.phase(str(name))
-            for name in event.data.get("hosts", []):
-                self._host(str(name))
+            # run order: the stages so far, then the phases as the apply will take them (the
+            # plan's events met them in another order)
+            phases = [str(name) for name in event.data.get("phases", [])]
+            before = [n for n, p in self.phases.items() if p.spans and n not in phases]
+            rest = [n for n in self.phases if n not in before and n not in phases]
+            for name in phases:
+                self.phase(name)
+            for name in event.data.get("after", []):
+                self.phase(str(name)).after = True
+            self.phases = {n: self.phases[n] for n in [*before, *phases, *rest]}
+            listed = [str(name) for name in event.data.get("hosts", [])]
+            for name in listed:
+                self._host(name)
+            # inventory order, not the order hosts happened to finish connecting in
+            self.hosts = listed + [h for h in self.hosts if h not in listed]
         elif kind in ("stage", "phase"):
             state = self.phase(event.phase or event.message)
             state.total = int(event.data.get("total", 0))
+            state.after = state.after or (kind == "phase" and state.total == 0)
             state.summary = event.message if kind == "phase" else ""
             state.started = now
         elif kind == "start" and host:

@@ -1,13 +1,14 @@
 """A small apply on this machine for the output tests: three local "hosts" (operations confined
-to a temp directory), a phase writing files, a phase where one host is slow, and optionally a
-phase where one host fails. Run as a script (``python -m tests.unit.output.scenario ROOT
-[--fail] [--timeline FILE]``) it prints what ``berth apply`` prints by default, so a test can
-watch it in a terminal (a pty) or through a pipe (CI)."""
+to a temp directory), a phase writing files, a phase where one host is slow, an operator-side
+step, and optionally a phase where one host fails. Run as a script (``python -m
+tests.unit.output.scenario ROOT [--fail] [--timeline FILE]``) it prints what ``berth apply``
+prints by default, so a test can watch it in a terminal (a pty) or through a pipe (CI)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,15 @@ def phases(root: Path, *, fail: bool) -> list[Phase]:
     def broken(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
         return (Broken(),) if host.name == FAILING_HOST else ()
 
+    def summarize(data: PhaseData, report: Callable[[str], None]) -> int:
+        time.sleep(0.1)
+        report("wrote the summary")
+        return 1
+
     listed = [
         Phase("files", "Write files", operations=files),
         Phase("slow", "Wait on the hosts", operations=slow),
+        Phase("summary", "Sum up on the operator's side", after=summarize),
     ]
     return [*listed, Phase("broken", "Break one host", operations=broken)] if fail else listed
 

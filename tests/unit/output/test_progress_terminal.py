@@ -33,10 +33,13 @@ def test_the_live_display_updates_then_ends_in_the_summary_table(tmp_path: Path)
 
     # after the last frame: the apply's summary and the table, one row per host
     tail = plain(raw.rsplit(REDRAW, 1)[1]).strip().splitlines()
-    last_frame, rest = tail[:6], tail[6:]
+    last_frame, rest = tail[:7], tail[7:]
     assert all("✓" in line for line in last_frame[1:]), last_frame
-    assert rest[0].startswith("apply: 9 change(s), 6 operation(s) already in place on 3 host(s)")
+    assert last_frame[-1].split()[:3] == ["✓", "summary", "(cluster)"]
+    assert rest[0].startswith("apply: 10 change(s), 6 operation(s) already in place on 3 host(s)")
     assert rest[1].split() == ["host", "changed", "ok", "failed", "time"]
     rows = [line.split() for line in rest[3:]]
-    assert [r[:4] for r in rows] == [[h, "3", "2", "0"] for h in ("h1", "h2", "h3")]
+    assert [r[:4] for r in rows] == [
+        *([h, "3", "2", "0"] for h in ("h1", "h2", "h3")), ["(cluster)", "1", "0", "0"],
+    ]  # fmt: skip
     assert float(rows[2][4].rstrip("s")) >= SLOW_SECONDS  # h3's time: where the time went

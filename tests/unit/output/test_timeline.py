@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.engine.runner import HostsFailed
-from provisioner.output.record import RunRecord, Span
+from provisioner.output.record import CLUSTER, RunRecord, Span
 from provisioner.output.timeline import render_svg, write_timeline
 from tests.unit.output import scenario
 
@@ -38,13 +38,15 @@ def test_an_apply_draws_every_host_and_phase(tmp_path: Path) -> None:
     root = ET.parse(path).getroot()  # well-formed SVG
     assert root.tag == f"{SVG}svg"
     texts = [t.text for t in root.iter(f"{SVG}text")]
-    phases = [*STAGES, "files", "slow"]
-    for host in scenario.HOSTS:
+    phases = [*STAGES, "files", "slow", "summary"]
+    for host in [*scenario.HOSTS, CLUSTER]:
         assert host in texts
     legend = [t.attrib["data-phase"] for t in root.iter(f"{SVG}text") if "data-phase" in t.attrib]
     assert legend == phases
     bars = _bars(root)
-    assert set(bars) == {(h, p) for h in scenario.HOSTS for p in phases}
+    assert set(bars) == {(h, p) for h in scenario.HOSTS for p in phases[:-1]} | {
+        (CLUSTER, "summary")
+    }
     # where the time went: the slow host's bar in the slow phase is far the widest
     assert bars["h3", "slow"] > 5 * bars["h1", "slow"]
     assert bars["h3", "slow"] == max(bars.values())
