@@ -7,7 +7,8 @@ run ends with a table per host (operations changed, already in place, failed, ti
 something failed, the failing host, phase, operation, the command's output and a hint.
 
 Warnings (a host still busy after a minute), unreachable hosts and errors are printed as they
-happen. ``-v`` and ``-vv`` use the line reporter (:class:`~provisioner.reporting.ConsoleReporter`)
+happen, and so are the lines of the operator-side steps (verify's result and how to reach the
+cluster). ``-v`` and ``-vv`` use the line reporter (:class:`~provisioner.reporting.ConsoleReporter`)
 instead.
 """
 
@@ -77,6 +78,9 @@ class ProgressReporter:
                 self._live.start()
             if event.kind in _PRINTED:
                 self._line(event)
+            elif event.kind == "done" and event.host == CLUSTER:
+                # what the operator-side steps did: verify's result, how to reach the cluster
+                self.console.print(f"{escape(event.prefix())} {escape(event.message)}")
             elif event.kind == "summary":
                 self._summary(event)
             elif not self.live_mode:

@@ -27,6 +27,7 @@ def test_without_a_terminal_the_output_is_plain_lines(tmp_path: Path) -> None:
         r"plan: 10 change\(s\) on 4 host\(s\), 6 operation\(s\) already in place",
         r"\[files\] 3/3 hosts, 6 changed, \d+\.\ds: Write files",
         r"\[slow\] 3/3 hosts, 3 changed, 2\.\ds: Wait on the hosts",
+        r"\[summary\] \(cluster\): wrote the summary",
         r"\[summary\] \(cluster\), 1 changed, 0\.\ds: Sum up on the operator's side",
         r"apply: 10 change\(s\), 6 operation\(s\) already in place on 3 host\(s\)",
         r"host +changed +ok +failed +time",

@@ -17,6 +17,7 @@ def test_the_live_display_updates_then_ends_in_the_summary_table(tmp_path: Path)
     code, raw = in_terminal(str(tmp_path / "hosts"))
     assert code == 0, raw[-3000:]
     assert raw.count(REDRAW) >= 10  # redrawn several times a second while the phase runs
+    assert "[summary] (cluster): wrote the summary" in plain(raw)  # operator-side lines shown
 
     # the frames: between redraws, each shows every phase line as it was then
     frames = [plain(f) for f in raw.split(REDRAW) if "slow" in plain(f)]
