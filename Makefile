@@ -57,7 +57,8 @@ lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 
 # A 3-host lab, a berth cluster on it (apply ends with verify; the full report follows), then
 # the nodes through kubectl. apply shows its compact progress (plain lines in CI logs) and draws
-# its timeline to .cache/demo-timeline.svg; `berth apply -vv` shows every command and diff. The shipped berth is pinned to one commit for the whole recipe.
+# its timeline to .cache/demo-timeline.svg; `berth apply -vv` shows every command and diff.
+# The shipped berth is pinned to one commit for the whole recipe.
 # The demo cluster runs real pod networks (runtime runc): while a lab is up this machine drops
 # traffic to the pod and service CIDRs (blackhole routes the lab holds; see
 # provisioner/lab/blackholes.py), so a stray packet to a pod or ClusterIP never leaves it.
