@@ -32,11 +32,11 @@ from typing import Any
 
 import yaml
 
+from berth.api.resources import NODES, PODS
 from berth.apiserver.testing import ServerProcess, prepare, start_process
 from berth.client.fake import FakeClient
 from berth.client.http import HttpClient
 from berth.client.interface import Obj
-from berth.client.resources import NODES, PODS
 from berth.machinery.clock import RealClock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import InformerFactory

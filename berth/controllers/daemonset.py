@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 
+from berth.api.resources import DAEMONSETS, NODES, PODS
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import DAEMONSETS, NODES, PODS, ObjectKey, make_key
+from berth.client.keys import ObjectKey, make_key
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Retry

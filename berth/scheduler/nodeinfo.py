@@ -14,8 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from berth.client.selectors import Requirement
-from berth.machinery.objects import Frozen, controller_ref, key_of, meta, milli, whole
+from berth.api.quantity import int_value, milli_value
+from berth.api.selectors import (
+    UNSATISFIABLE,
+    Requirement,
+    SelectorError,
+    node_selector_requirements,
+)
+from berth.machinery.objects import Frozen, controller_ref, key_of, meta
 
 DEFAULT_POD_LIMIT = 110
 ANY_IP = "0.0.0.0"  # noqa: S104 - a host port without hostIP conflicts with every address
@@ -74,17 +80,20 @@ def _requests(containers: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     for c in containers:
         req = (c.get("resources") or {}).get("requests") or {}
         if "cpu" in req:
-            cpu += milli(req["cpu"])
+            cpu += milli_value(req["cpu"])
         if "memory" in req:
-            mem += whole(req["memory"])
+            mem += int_value(req["memory"])
     return cpu, mem
 
 
-def _requirements(exprs: Sequence[Mapping[str, Any]] | None) -> tuple[Requirement, ...]:
-    return tuple(
-        Requirement(str(e["key"]), str(e["operator"]), tuple(str(v) for v in e.get("values") or ()))
-        for e in exprs or ()
-    )
+def _term(term: Mapping[str, Any]) -> NodeSelectorTerm:
+    try:
+        return (
+            node_selector_requirements(term.get("matchExpressions")),
+            node_selector_requirements(term.get("matchFields")),
+        )
+    except SelectorError:
+        return ((UNSATISFIABLE,), ())  # a term that does not parse matches no node
 
 
 def pod_info(pod: Frozen) -> PodInfo:
@@ -95,16 +104,13 @@ def pod_info(pod: Frozen) -> PodInfo:
         cpu, mem = max(cpu, icpu), max(mem, imem)
     overhead = spec.get("overhead") or {}
     if "cpu" in overhead:
-        cpu += milli(overhead["cpu"])
+        cpu += milli_value(overhead["cpu"])
     if "memory" in overhead:
-        mem += whole(overhead["memory"])
+        mem += int_value(overhead["memory"])
     required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
         "requiredDuringSchedulingIgnoredDuringExecution"
     ) or {}
-    terms = tuple(
-        (_requirements(t.get("matchExpressions")), _requirements(t.get("matchFields")))
-        for t in required.get("nodeSelectorTerms") or ()
-    )
+    terms = tuple(_term(t) for t in required.get("nodeSelectorTerms") or ())
     tolerations = tuple(
         Toleration(
             str(t.get("key") or ""),
@@ -220,7 +226,7 @@ def node_info(node: Frozen) -> NodeInfo:
         ),
         unschedulable=bool(spec.get("unschedulable")),
         ready=ready,
-        alloc_cpu=milli(alloc["cpu"]) if "cpu" in alloc else 0,
-        alloc_memory=whole(alloc["memory"]) if "memory" in alloc else 0,
-        alloc_pods=whole(alloc["pods"]) if "pods" in alloc else DEFAULT_POD_LIMIT,
+        alloc_cpu=milli_value(alloc["cpu"]) if "cpu" in alloc else 0,
+        alloc_memory=int_value(alloc["memory"]) if "memory" in alloc else 0,
+        alloc_pods=int_value(alloc["pods"]) if "pods" in alloc else DEFAULT_POD_LIMIT,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from berth.client.selectors import Requirement
+from berth.api.selectors import Requirement
 from berth.scheduler.nodeinfo import ANY_IP, NodeInfo, PodInfo, Taint, Toleration
 
 UNSCHEDULABLE = "node(s) were unschedulable"

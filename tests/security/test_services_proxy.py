@@ -19,9 +19,9 @@ import pytest
 
 from berth.agent import proxy_events
 from berth.agent.network import NodeNetwork
+from berth.api.resources import ENDPOINTS, EVENTS, NODES, SERVICES
 from berth.apiserver.testing import ServerHandle, running_server
 from berth.client.fake import FakeClient
-from berth.client.resources import ENDPOINTS, EVENTS, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed, SubprocessRunner

@@ -18,10 +18,10 @@ from berth.agent.config import NodeConfig, ServerConfig
 from berth.agent.fleet import Fleet
 from berth.agent.simulated import SimulatedRuntime
 from berth.api import satoken
+from berth.api.resources import PODS
 from berth.apiserver.testing import ServerHandle
 from berth.client.http import HttpClient
 from berth.client.interface import Obj
-from berth.client.resources import PODS
 from berth.controllers.manager import ControllerManager, ManagerConfig
 from berth.controllers.nodelifecycle import NodeLifecycleConfig
 from berth.machinery.clock import RealClock

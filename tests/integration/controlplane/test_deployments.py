@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from berth.api.resources import DEPLOYMENTS, REPLICASETS
 from berth.apiserver.testing import ServerHandle
 from berth.client.interface import Obj
-from berth.client.resources import DEPLOYMENTS, REPLICASETS
 from berth.controllers.deployment import REVISION
 
 from .cluster import Cluster, control_plane, deployment, wait_until

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
+from berth.api.resources import DEPLOYMENTS, LEASES, NODES
 from berth.apiserver.testing import ServerHandle
 from berth.client.http import HttpClient
-from berth.client.resources import DEPLOYMENTS, LEASES, NODES
 
 from .cluster import KUBECTL, deployment
 

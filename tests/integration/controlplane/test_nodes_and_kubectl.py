@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from berth.api.resources import DEPLOYMENTS, LEASES, NODES, PODS
 from berth.apiserver.testing import ServerHandle
 from berth.client.http import HttpClient
-from berth.client.resources import DEPLOYMENTS, LEASES, NODES, PODS
 from berth.controllers.nodelifecycle import NodeLifecycleConfig
 from berth.machinery.clock import RealClock
 from berth.machinery.leaderelection import LeaderElectionConfig, LeaderElector

@@ -12,8 +12,8 @@ import pytest
 
 from berth.agent.config import AgentConfigError, load_config
 from berth.agent.network import NodeNetwork
+from berth.api.resources import ENDPOINTS, NODES, SERVICES
 from berth.client.fake import FakeClient
-from berth.client.resources import ENDPOINTS, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed

@@ -7,8 +7,8 @@ import asyncio
 
 from berth.agent.config import NodeConfig
 from berth.agent.node import NodeAgent
+from berth.api.resources import LEASES, NODES
 from berth.client.fake import FakeClient
-from berth.client.resources import LEASES, NODES
 from berth.machinery.clock import FakeClock
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from berth.api.resources import CONFIGMAPS
 from berth.client.fake import FakeClient
-from berth.client.resources import CONFIGMAPS
 from berth.machinery.clock import FakeClock
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen, name

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from berth.api.resources import LEASES
 from berth.client.fake import FakeClient
-from berth.client.resources import LEASES
 from berth.machinery.clock import FakeClock
 from berth.machinery.leaderelection import LeaderElectionConfig, LeaderElector
 
