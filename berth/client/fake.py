@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from berth.api import patches
 from berth.api.meta import format_time
-from berth.api.resources import NAMESPACES, PODS, SERVICEACCOUNTS, ResourceDef
+from berth.api.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS, ResourceDef
 from berth.api.selectors import (
     FieldGetter,
     FieldSelector,
@@ -93,8 +93,23 @@ class _AnyField(Mapping[str, FieldGetter]):
 FieldsOf = Callable[[ResourceDef], Mapping[str, FieldGetter]]
 
 
-def _spec_part(obj: Obj) -> Obj:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
+# Kinds without a spec have no generation (as the API server's strategy.py: only objects with
+# a spec have one); for the others a change of ``spec`` bumps it.
+_SPECLESS = {
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Event",
+    "ServiceAccount",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+}
+
+
+def _spec_part(obj: Obj) -> object:
+    return obj.get("spec")
 
 
 @dataclass
@@ -205,7 +220,9 @@ class FakeClient:
             return WatchEvent(rec.type, copy.deepcopy(rec.obj))
         return None
 
-    def _create(self, resource: ResourceDef, body: Obj, namespace: str | None) -> Obj:
+    def _create(
+        self, resource: ResourceDef, body: Obj, namespace: str | None, *, api: bool = False
+    ) -> Obj:
         meta = body.setdefault("metadata", {})
         if resource.namespaced:
             ns = namespace or meta.get("namespace") or "default"
@@ -230,8 +247,13 @@ class FakeClient:
         body["apiVersion"] = resource.api_version
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _iso(self.now())
-        meta["generation"] = 1
+        if resource.kind in _SPECLESS:
+            meta.pop("generation", None)
+        else:
+            meta["generation"] = 1
         meta.pop("deletionTimestamp", None)
+        if api and resource.has_status and resource not in (NODES, PODS, NAMESPACES):
+            body.pop("status", None)  # the status subresource owns it (seed() may set one)
         if resource == NAMESPACES:
             body.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             body.setdefault("status", {})["phase"] = "Active"
@@ -297,10 +319,13 @@ class FakeClient:
                 new["status"] = copy.deepcopy(old["status"])
             else:
                 new.pop("status", None)
-        gen = int(oldmeta.get("generation", 1))
-        if subresource is None and _spec_part(new) != _spec_part(old):
-            gen += 1
-        new["metadata"]["generation"] = gen
+        if resource.kind in _SPECLESS:
+            new["metadata"].pop("generation", None)
+        else:
+            gen = int(oldmeta.get("generation", 1))
+            if subresource is None and _spec_part(new) != _spec_part(old):
+                gen += 1
+            new["metadata"]["generation"] = gen
         return self._store_update(resource, old, new)
 
     # ---- ApiClient ----------------------------------------------------------------------
@@ -372,7 +397,7 @@ class FakeClient:
         self, resource: ResourceDef, body: Obj, *, namespace: str | None = None
     ) -> Obj:
         self._check_error("create", resource)
-        stored = self._create(resource, copy.deepcopy(body), namespace)
+        stored = self._create(resource, copy.deepcopy(body), namespace, api=True)
         meta = stored["metadata"]
         self.actions.append(
             Action("create", resource.plural, meta.get("namespace"), meta["name"], None, stored)

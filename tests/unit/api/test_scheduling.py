@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from berth.api.scheduling import (
     Taint,
     Toleration,
@@ -41,7 +43,10 @@ def test_required_node_affinity() -> None:
     assert not aff.matches({"disk": "ssd", "cores": "2"}, "n1")
     assert not aff.matches({"cores": "8"}, "n1")  # nodeSelector first
     # the unparsable third term matches no node, whatever its labels
-    bad = [{"key": "x", "operator": "Exists"}, {"key": "y", "operator": "Gt", "values": ["z"]}]
+    bad: list[dict[str, Any]] = [
+        {"key": "x", "operator": "Exists"},
+        {"key": "y", "operator": "Gt", "values": ["z"]},
+    ]
     required = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": bad}]}}  # fmt: skip
     aff = required_node_affinity({"affinity": {"nodeAffinity": required}})
