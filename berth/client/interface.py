@@ -1,8 +1,9 @@
 """The client seam: :class:`ApiClient` is what every control loop talks to.
 
 Two implementations exist: :class:`berth.client.http.HttpClient` (aiohttp, mTLS, the real API
-server) and :class:`berth.client.fake.FakeClient` (in memory, for unit tests). Objects travel as
-plain JSON dictionaries exactly as the Kubernetes REST API defines them; the API is the contract.
+server) and :class:`tests.harness.fake_client.FakeClient` (in memory, for unit tests). Objects
+travel as plain JSON dictionaries exactly as the Kubernetes REST API defines them; the API is
+the contract.
 """
 
 from __future__ import annotations

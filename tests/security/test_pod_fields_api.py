@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from berth.api.resources import RESOURCES
-from berth.apiserver.testing import ServerHandle, running_server
 from berth.apiserver.validation import validate
+from tests.harness.apiserver import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import tenant_in_new_namespace
 

@@ -18,11 +18,11 @@ import pytest
 
 from berth.api.resources import CONFIGMAPS, DEPLOYMENTS, PODS
 from berth.apiserver import selectors as server_selectors
-from berth.apiserver.testing import ServerHandle
 from berth.client import errors
-from berth.client.fake import FakeClient
 from berth.client.http import HttpClient
 from berth.client.interface import ApiClient, Obj, WatchEvent
+from tests.harness.apiserver import ServerHandle
+from tests.harness.fake_client import FakeClient
 
 Body = Callable[[ApiClient], Awaitable[None]]
 _names = itertools.count()

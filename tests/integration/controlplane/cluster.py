@@ -19,7 +19,6 @@ from berth.agent.fleet import Fleet
 from berth.agent.simulated import SimulatedRuntime
 from berth.api import satoken
 from berth.api.resources import PODS
-from berth.apiserver.testing import ServerHandle
 from berth.client.http import HttpClient
 from berth.client.interface import Obj
 from berth.controllers.manager import ControllerManager, ManagerConfig
@@ -28,6 +27,7 @@ from berth.machinery.clock import RealClock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import InformerFactory
 from berth.scheduler.scheduler import Scheduler
+from tests.harness.apiserver import ServerHandle
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[3]

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from berth.api.resources import DEPLOYMENTS
-from berth.apiserver.testing import ServerProcess, prepare, start_process
+from tests.harness.apiserver import ServerProcess, prepare, start_process
 
 from .cluster import control_plane, deployment
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from berth.api.resources import CONFIGMAPS, DEPLOYMENTS
-from berth.apiserver.testing import ServerHandle
 from berth.client import errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
+from tests.harness.apiserver import ServerHandle
 
 
 def test_errors_watch_and_discovery(server: ServerHandle, tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import asyncio
 from pathlib import Path
 
 from berth.api.resources import DEPLOYMENTS, REPLICASETS
-from berth.apiserver.testing import ServerHandle
 from berth.client.interface import Obj
 from berth.controllers.deployment import REVISION
+from tests.harness.apiserver import ServerHandle
 
 from .cluster import Cluster, control_plane, deployment, wait_until
 

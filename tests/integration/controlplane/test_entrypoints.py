@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from berth.api.resources import DEPLOYMENTS, LEASES, NODES
-from berth.apiserver.testing import ServerHandle
 from berth.client.http import HttpClient
+from tests.harness.apiserver import ServerHandle
 
 from .cluster import KUBECTL, deployment
 

@@ -21,9 +21,9 @@ from berth.api.resources import (
     REPLICASETS,
     SERVICES,
 )
-from berth.apiserver.testing import ServerHandle
 from berth.client import errors
 from berth.client.interface import Obj
+from tests.harness.apiserver import ServerHandle
 
 from .cluster import Cluster, control_plane, deployment, wait_until
 

@@ -13,9 +13,9 @@ from berth.agent.pods import SHUTDOWN_POD_MESSAGE
 from berth.agent.shutdown import Run, host_shutting_down, shut_down_gracefully
 from berth.agent.simulated import SimulatedRuntime
 from berth.api.resources import NODES, PODS
-from berth.client.fake import FakeClient
 from berth.client.keys import make_key
 from berth.machinery.clock import FakeClock
+from tests.harness.fake_client import FakeClient
 
 
 def _systemd(state: str, jobs: str = "") -> Run:

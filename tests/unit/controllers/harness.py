@@ -9,13 +9,13 @@ from typing import Any, TypeVar
 
 from berth.api.meta import format_time
 from berth.api.resources import PODS
-from berth.client.fake import FakeClient
 from berth.client.interface import Obj
 from berth.controllers.context import Context
 from berth.machinery.clock import FakeClock
 from berth.machinery.controller import Controller
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import InformerFactory
+from tests.harness.fake_client import FakeClient
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ import yaml
 
 from berth.api.resources import DEPLOYMENTS, PODS, for_kind
 from berth.client import errors
-from berth.client.fake import FakeClient
 from berth.client.keys import split_key
 from berth.client.kubeconfig import KubeconfigError, load_kubeconfig
+from tests.harness.fake_client import FakeClient
 
 
 def kubeconfig(tmp: Path, **user: str) -> Path:

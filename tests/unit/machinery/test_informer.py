@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from berth.api.resources import CONFIGMAPS
-from berth.client.fake import FakeClient
 from berth.machinery.clock import FakeClock
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen, name
+from tests.harness.fake_client import FakeClient
 
 
 def cm(n: str, **data: str) -> dict[str, Any]:
