@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.api.meta import Obj
+from berth.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, LabelSelector
 
 from .errors import bad_request
-from .selectors import EVERYTHING, NO_FIELDS, FieldSelector, LabelSelector
 
 
 @dataclass(frozen=True, slots=True)
