@@ -51,6 +51,7 @@ from .kinds import KindStrategy, Strategies
 from .metrics import Metrics
 from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
 from .nodegraph import NodeGraph
+from .options import OPTIONS_KIND, parse_dry_run
 from .params import parse_bool
 from .peers import ApiServerPeers
 from .rbac import Attributes, bootstrap_policy
@@ -660,6 +661,9 @@ class ApiServer:
         )
         if endpoint.also_authorize:
             self._authorize_as(user, endpoint.also_authorize, route)
+        # Reads have no dryRun; on a write any value but All is refused, never taken for a
+        # real write (a query ``dryRun=all`` once stored what it was meant only to check).
+        dry_run = not reading and parse_dry_run(q.getall("dryRun", None), OPTIONS_KIND[verb])
         body: Any = None
         patch_type = ""
         if not reading:
@@ -670,7 +674,7 @@ class ApiServer:
             body = await read_body(request)
             if method == "PATCH" and body is None:
                 raise bad_request("the patch body is empty")
-        call = Call(request, user, route, st, body, patch_type, q.get("dryRun") == "All")
+        call = Call(request, user, route, st, body, patch_type, dry_run)
         resp = await endpoint.handler(self, call)
         resource = f"{rd.plural}/{sub}" if endpoint.metric_subresource else rd.plural
         return resp, (METRIC_VERBS[authz_verb], resource)

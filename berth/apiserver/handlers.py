@@ -12,6 +12,7 @@ handler with a :class:`Call`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -245,9 +246,9 @@ async def create(server: ApiServer, call: Call) -> web.StreamResponse:
 
 
 async def update(server: ApiServer, call: Call) -> web.StreamResponse:
-    """PUT of the object or of its ``status``."""
+    """PUT of the object or of its ``status`` (201 when it created the object)."""
     r = call.route
-    obj = await server.registry.update(
+    obj, created = await server.registry.put(
         r.rd,
         r.namespace,
         r.name,
@@ -256,7 +257,7 @@ async def update(server: ApiServer, call: Call) -> web.StreamResponse:
         user=call.user,
         dry_run=call.dry_run,
     )
-    return json_response(obj)
+    return json_response(obj, 201 if created else 200)
 
 
 async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
@@ -285,6 +286,7 @@ async def write_scale(server: ApiServer, call: Call) -> web.StreamResponse:
         patch_type=call.patch_type or None,
         body=call.body,
         user=call.user,
+        dry_run=call.dry_run,
     )
     return json_response(obj)
 
@@ -299,10 +301,8 @@ def delete_options(call: Call) -> DeleteOptions:
             {**(body or {}), "propagationPolicy": q["propagationPolicy"]},
             grace_query=grace_q,
         )
-    if call.dry_run:
-        opts = DeleteOptions(
-            opts.grace_period, opts.propagation, opts.uid, opts.resource_version, True
-        )
+    if call.dry_run:  # the query's dryRun, or the body's (DeleteOptions.dryRun)
+        opts = dataclasses.replace(opts, dry_run=True)
     return opts
 
 

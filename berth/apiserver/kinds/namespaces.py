@@ -31,13 +31,18 @@ NAMESPACE = Printer(
 )
 
 
-async def finalize(reg: Registry, rd: ResourceDef, name: str, body: Any) -> Obj:
-    """PUT namespaces/{name}/finalize: replace ``spec.finalizers``."""
+async def finalize(
+    reg: Registry, rd: ResourceDef, name: str, body: Any, *, dry_run: bool = False
+) -> Obj:
+    """PUT namespaces/{name}/finalize: replace ``spec.finalizers`` (``dry_run``: answer
+    with the namespace as it would be, write nothing)."""
     kv, obj = await reg.get_kv(rd, "", name)
     wanted = get_path(body, "spec", "finalizers") if isinstance(body, dict) else None
     if not isinstance(wanted, list | None) or not all(isinstance(f, str) for f in wanted or []):
         raise bad_request("spec.finalizers must be a list of strings")
     obj.setdefault("spec", {})["finalizers"] = list(wanted or [])
+    if dry_run:
+        return obj
     try:
         written = await reg.store.update(
             kv.key, reg.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
@@ -49,7 +54,9 @@ async def finalize(reg: Registry, rd: ResourceDef, name: str, body: Any) -> Obj:
 
 
 async def _finalize(server: ApiServer, call: Call) -> web.StreamResponse:
-    return json_response(await finalize(server.registry, call.route.rd, call.route.name, call.body))
+    r = call.route
+    obj = await finalize(server.registry, r.rd, r.name, call.body, dry_run=call.dry_run)
+    return json_response(obj)
 
 
 class NamespaceStrategy(KindStrategy):
@@ -93,6 +100,8 @@ class NamespaceStrategy(KindStrategy):
         if not obj["metadata"].get("deletionTimestamp"):
             obj["metadata"]["deletionTimestamp"] = format_time(now())
             obj["status"] = {"phase": "Terminating"}
+            if opts.dry_run:
+                return obj
             written = await reg.store.update(
                 kv.key, reg.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
             )

@@ -21,6 +21,8 @@ SERVICEACCOUNT = Printer(
 
 
 async def _token(server: ApiServer, call: Call) -> web.StreamResponse:
+    # A dry run issues the token too, as kube-apiserver's TokenRequest does: nothing is
+    # stored either way (a bound token is checked against its objects when it is used).
     r = call.route
     token = await server.service_accounts.create_token(
         server.registry, call.user, r.namespace, r.name, call.body
