@@ -46,7 +46,7 @@ from .errors import (
     unauthorized,
     unsupported_media,
 )
-from .handlers import ENDPOINTS, METRIC_VERBS, Call, Endpoint, Route
+from .handlers import METRIC_VERBS, Call, Endpoint, Route, endpoint_for
 from .kinds import KindStrategy, Strategies
 from .metrics import Metrics
 from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
@@ -538,7 +538,7 @@ class ApiServer:
                 return self._get_only(request, doc), ("GET", "")
             group, version, rest = parts[1], parts[2], parts[3:]
         if not rest:
-            doc = discovery.resource_list(self.table, group, version)
+            doc = discovery.resource_list(self.table, group, version, self.strategies)
             if doc is None:
                 raise route_not_found()
             return self._get_only(request, doc), ("GET", "")
@@ -681,8 +681,7 @@ class ApiServer:
 
     @staticmethod
     def _endpoint(st: KindStrategy, verb: str, subresource: str) -> Endpoint | None:
-        key = (verb, subresource)
-        return st.endpoints.get(key) or ENDPOINTS.get(key)
+        return endpoint_for(st, verb, subresource)
 
     def _authorize_as(self, user: UserInfo, verb: str, route: Route) -> None:
         self._authorize(user, verb, Route(route.rd, route.namespace, route.name, ""))

@@ -256,9 +256,14 @@ class PodStrategy(KindStrategy):
     }
     columns = POD
     endpoints = {
-        ("create", "binding"): Endpoint(_binding, metric_subresource=True),
+        ("create", "binding"): Endpoint(
+            _binding, metric_subresource=True, kind=("", "", "Binding")
+        ),
         ("create", "eviction"): Endpoint(
-            _eviction, also_authorize="delete", metric_subresource=True
+            _eviction,
+            also_authorize="delete",
+            metric_subresource=True,
+            kind=("policy", "v1", "Eviction"),
         ),
         ("get", "log"): _LOG,
         ("watch", "log"): _LOG,

@@ -34,4 +34,10 @@ class ServiceAccountStrategy(KindStrategy):
     kind = "ServiceAccount"
     specless = True
     columns = SERVICEACCOUNT
-    endpoints = {("create", "token"): Endpoint(_token, metric_subresource=True)}
+    endpoints = {
+        ("create", "token"): Endpoint(
+            _token,
+            metric_subresource=True,
+            kind=("authentication.k8s.io", "v1", "TokenRequest"),
+        )
+    }
