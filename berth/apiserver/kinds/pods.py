@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -243,6 +244,7 @@ _LOG = Endpoint(_log, authorize_as="get", metric_subresource=True)
 
 class PodStrategy(KindStrategy):
     kind = "Pod"
+    empty_status: Mapping[str, Any] = {}  # every PodStatus field is omitempty
     delete_returns_object = True
     teardown_gracefully = True
     field_selectors = {
