@@ -3,6 +3,7 @@ subresource, and each new namespace's default ServiceAccount."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from berth.apiserver.registry import Registry
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NAME_LABEL = "kubernetes.io/metadata.name"
 
 NAMESPACE = Printer(
     (NAME, Column("Status"), AGE),
@@ -61,10 +63,22 @@ async def _finalize(server: ApiServer, call: Call) -> web.StreamResponse:
 
 class NamespaceStrategy(KindStrategy):
     kind = "Namespace"
+    empty_status: Mapping[str, Any] = {"phase": "Active"}
     name_rule = LABEL
     field_selectors = {"status.phase": path_getter("status", "phase")}
     columns = NAMESPACE
     endpoints = {("update", "finalize"): Endpoint(_finalize)}
+
+    def defaults(self, rd: ResourceDef, obj: Obj) -> None:
+        # Every namespace carries its name as a label (for namespace selectors), set on each
+        # write so it can be neither removed nor changed, as kube-apiserver does.
+        m = obj["metadata"]
+        name = m.get("name")
+        if isinstance(name, str) and name:
+            labels = m.get("labels")
+            if not isinstance(labels, dict):
+                labels = m["labels"] = {}
+            labels[NAME_LABEL] = name
 
     def reset_status(self, rd: ResourceDef, obj: Obj) -> None:
         obj["status"] = {"phase": "Active"}
