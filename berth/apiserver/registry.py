@@ -465,6 +465,33 @@ class Registry:
         field_validation: str = IGNORE,
         findings: Findings | None = None,
     ) -> Obj:
+        obj, _created = await self.put(
+            rd,
+            ns,
+            name,
+            body,
+            subresource=subresource,
+            user=user,
+            dry_run=dry_run,
+            field_validation=field_validation,
+            findings=findings,
+        )
+        return obj
+
+    async def put(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        name: str,
+        body: Any,
+        *,
+        subresource: str = "",
+        user: UserInfo | None,
+        dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+    ) -> tuple[Obj, bool]:
+        """:meth:`update`, and whether the PUT created the object (an upsert kind's)."""
         new = self._check_identity(
             rd, ns, body, field_validation=field_validation, findings=findings
         )
@@ -479,13 +506,13 @@ class Registry:
         if kv is None:
             if not subresource and self.strategies.of(rd).upsert:
                 new["metadata"].pop("resourceVersion", None)
-                return await self.create(rd, ns, new, user=user, dry_run=dry_run)
+                return await self.create(rd, ns, new, user=user, dry_run=dry_run), True
             raise not_found(rd, name)
         old = self.codec.decode(kv)
         wanted_rv = new["metadata"].get("resourceVersion")
         if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):
             raise conflict(rd, name)
-        return await self._write_update(
+        written = await self._write_update(
             rd,
             ns,
             name,
@@ -497,6 +524,7 @@ class Registry:
             verb="update",
             dry_run=dry_run,
         )
+        return written, False
 
     async def _write_update(
         self,
@@ -680,8 +708,8 @@ class Registry:
                 )
             if user is not None:
                 admit(user, "delete", rd, namespace=ns, name=name, old=obj)
-            if opts.dry_run:
-                return obj, False
+            # A dry run goes the same way and answers what the delete would do (the object
+            # marked for deletion, or gone), writing nothing and setting nothing off.
             try:
                 started = await st.start_delete(self, rd, kv, obj, opts)
                 if started is not None:
@@ -692,7 +720,10 @@ class Registry:
                 elif opts.propagation == "Orphan" and "orphan" not in finalizers:
                     finalizers.append("orphan")
                 if finalizers:
-                    return await self.mark_deleting(kv, obj, 0, finalizers), False
+                    marked = await self.mark_deleting(kv, obj, 0, finalizers, dry_run=opts.dry_run)
+                    return marked, False
+                if opts.dry_run:
+                    return obj, True
                 deleted = await self.store.delete(kv.key, expected_revision=kv.mod_revision)
             except Conflict:
                 continue
@@ -703,9 +734,12 @@ class Registry:
             return obj, True
         raise conflict(rd, name)
 
-    async def mark_deleting(self, kv: KeyValue, obj: Obj, grace: int, finalizers: list[str]) -> Obj:
+    async def mark_deleting(
+        self, kv: KeyValue, obj: Obj, grace: int, finalizers: list[str], *, dry_run: bool = False
+    ) -> Obj:
         """Set ``obj``'s deletionTimestamp ``grace`` seconds ahead (unless an earlier one is
-        set) and its ``finalizers``; the object stays until they are done."""
+        set) and its ``finalizers``; the object stays until they are done. With ``dry_run``
+        only ``obj`` changes (the answer shows what would be stored)."""
         m = obj["metadata"]
         # Any int64 is a valid grace period, but a datetime ends at year 9999.
         at = now() + timedelta(seconds=min(grace, MAX_GRACE_SECONDS))
@@ -718,7 +752,7 @@ class Registry:
         if finalizers and finalizers != m.get("finalizers"):
             m["finalizers"] = finalizers
             changed = True
-        if not changed:
+        if not changed or dry_run:
             return obj  # deleting again changes nothing: no write, no new resourceVersion
         written = await self.store.update(
             kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
@@ -812,6 +846,7 @@ class Registry:
         patch_type: str | None,
         body: Any,
         user: UserInfo | None,
+        dry_run: bool = False,
     ) -> Obj:
         for _attempt in range(MAX_PATCH_RETRIES):
             kv, obj = await self.get_kv(rd, ns, name)
@@ -861,7 +896,7 @@ class Registry:
                     subresource="",
                     user=user,
                     verb="update",
-                    dry_run=False,
+                    dry_run=dry_run,
                 )
             except ApiError as exc:
                 if exc.reason == "Conflict" and wanted_rv in (None, ""):
