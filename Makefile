@@ -56,7 +56,9 @@ lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs
 
 # A 3-host lab, a berth cluster on it (apply ends with verify; the full report follows), then
-# the nodes through kubectl. The shipped berth is pinned to one commit for the whole recipe.
+# the nodes through kubectl. apply shows its compact progress (plain lines in CI logs) and draws
+# its timeline to .cache/demo-timeline.svg; `berth apply -vv` shows every command and diff.
+# The shipped berth is pinned to one commit for the whole recipe.
 # The demo cluster runs real pod networks (runtime runc): while a lab is up this machine drops
 # traffic to the pod and service CIDRs (blackhole routes the lab holds; see
 # provisioner/lab/blackholes.py), so a stray packet to a pod or ClusterIP never leaves it.
@@ -66,11 +68,12 @@ demo: setup lab-rootfs
 	$(BIN)/berth lab up 3 --name $(LAB_NAME) --replace
 	@spec=$$($(DEMO_SPEC)); \
 	export BERTH_BUNDLE_SOURCE=$$(git rev-parse HEAD 2>/dev/null || echo worktree); \
-	$(BIN)/berth apply -i $$spec --yes && \
+	$(BIN)/berth apply -i $$spec --yes --timeline .cache/demo-timeline.svg && \
 	$(BIN)/berth verify -i $$spec && \
 	kubeconfig=$$($(BIN)/berth kubeconfig -i $$spec | head -1) && \
 	echo && echo "kubectl --kubeconfig $$kubeconfig get nodes -o wide" && \
-	kubectl --kubeconfig $$kubeconfig get nodes -o wide
+	kubectl --kubeconfig $$kubeconfig get nodes -o wide && \
+	echo && echo "where the apply's time went: .cache/demo-timeline.svg (open it in a browser)"
 
 demo-down: setup
 	$(BIN)/berth lab down --name $(LAB_NAME)

@@ -35,7 +35,12 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from berth.apiserver.testing import ServerProcess, prepare, start_process
+# the API server harness lives under tests/ (it is not shipped): import it from the checkout
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.harness.apiserver import ServerProcess, prepare, start_process  # noqa: E402
 
 ETCD_SINGLE_CLIENT_WRITES = 583.0
 SLO_MUTATING_P99_MS = 1000.0

@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.api import pct, run_one, stop  # noqa: E402
-from berth.apiserver.testing import ServerProcess, prepare, start_process  # noqa: E402
 from berth.lb import Backend, HealthConfig, LBConfig, LoadBalancer  # noqa: E402
 from berth.store.sqlite import SqliteStore  # noqa: E402
+from tests.harness.apiserver import ServerProcess, prepare, start_process  # noqa: E402
 
 VALUE = b"x" * 1024
 _prctl = ctypes.CDLL(None, use_errno=True).prctl

@@ -41,8 +41,8 @@ import yaml
 # The lab helpers live with the lab tests (they are not part of the installed packages).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from berth.api.resources import PODS
 from berth.client.http import HttpClient
-from berth.client.resources import PODS
 from provisioner.lab import Lab
 from tests.lab.workloads import (
     CLUSTER_CIDR,

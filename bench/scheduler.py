@@ -32,15 +32,20 @@ from typing import Any
 
 import yaml
 
-from berth.apiserver.testing import ServerProcess, prepare, start_process
-from berth.client.fake import FakeClient
-from berth.client.http import HttpClient
-from berth.client.interface import Obj
-from berth.client.resources import NODES, PODS
-from berth.machinery.clock import RealClock
-from berth.machinery.events import EventRecorder
-from berth.machinery.informer import InformerFactory
-from berth.scheduler.scheduler import Scheduler, SchedulerConfig
+# the API server harness lives under tests/ (it is not shipped): import it from the checkout
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from berth.api.resources import NODES, PODS  # noqa: E402
+from berth.client.http import HttpClient  # noqa: E402
+from berth.client.interface import Obj  # noqa: E402
+from berth.machinery.clock import RealClock  # noqa: E402
+from berth.machinery.events import EventRecorder  # noqa: E402
+from berth.machinery.informer import InformerFactory  # noqa: E402
+from berth.scheduler.scheduler import Scheduler, SchedulerConfig  # noqa: E402
+from tests.harness.apiserver import ServerProcess, prepare, start_process  # noqa: E402
+from tests.harness.fake_client import FakeClient  # noqa: E402
 
 GOAL_THROUGHPUT = 300.0
 K8S_THROUGHPUT = 100.0

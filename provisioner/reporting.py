@@ -1,8 +1,10 @@
 """What the operator sees: one line per event, prefixed ``[phase] host:``, or a JSON stream.
 
 The engine emits :class:`Event` values to a :class:`Reporter`. :class:`ConsoleReporter` prints
-them with rich (colours, unified diffs for changed files); :class:`JsonReporter` writes one JSON
-object per line to stdout for ``--output json``. Both are safe to call from worker threads.
+them with rich (colours, unified diffs for changed files): it is ``berth apply -v``/``-vv``,
+``berth plan`` and the other commands' output (``berth apply``'s default, a live progress
+display, is :mod:`provisioner.output.progress`). :class:`JsonReporter` writes one JSON object
+per line to stdout for ``--output json``. All are safe to call from worker threads.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ class Reporter(Protocol):
     def emit(self, event: Event) -> None: ...
 
 
+_QUIET = frozenset({"facts", "connected", "stage", "progress", "start", "end", "running", "run"})
+"""Bookkeeping events (timing, progress) that are never printed as lines."""
+OPS, COMMANDS, NOOPS = 1, 2, 3
+"""Verbosity levels of :class:`ConsoleReporter`: operation lines; with their commands and
+diffs; and the operations already in place too."""
+
 _STYLES = {
     "change": "yellow",
     "noop": "dim",
@@ -62,17 +70,23 @@ _STYLES = {
 
 
 class ConsoleReporter:
-    """Human output (see the module docstring). ``verbose`` also prints no-ops.
+    """Human output, one line per event (see the module docstring). ``verbosity``:
+    :data:`OPS` prints each operation, :data:`COMMANDS` (the default) also its commands and
+    diffs, :data:`NOOPS` also the operations already in place.
 
     On a terminal, a progress bar per stage and phase counts hosts as they finish (``progress``
     forces it on or off); the event lines scroll above it.
     """
 
     def __init__(
-        self, console: Console | None = None, *, verbose: bool = False, progress: bool | None = None
+        self,
+        console: Console | None = None,
+        *,
+        verbosity: int = COMMANDS,
+        progress: bool | None = None,
     ) -> None:
         self.console = console or Console(highlight=False, soft_wrap=True)
-        self.verbose = verbose
+        self.verbosity = verbosity
         self.show_progress = self.console.is_terminal if progress is None else progress
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
@@ -91,10 +105,8 @@ class ConsoleReporter:
             self._tasks[event.phase or event.message] = self._progress.add_task(
                 escape(label), total=event.data.get("total", 0)
             )
-        elif self._progress is not None and event.kind in ("connected", "progress", "problem"):
-            key = event.phase or "connecting"
-            if key in self._tasks and (event.kind != "problem" or not event.phase):
-                self._progress.advance(self._tasks[key])
+        elif self._progress is not None and event.kind == "end" and event.phase in self._tasks:
+            self._progress.advance(self._tasks[event.phase])
         if event.kind == "summary" and self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -103,13 +115,15 @@ class ConsoleReporter:
         with self._lock:
             if self.show_progress:
                 self._track(event)
-            if event.kind == "noop" and not self.verbose:
+            if event.kind == "noop" and self.verbosity < NOOPS:
                 return
-            if event.kind in ("facts", "connected", "stage", "progress"):
+            if event.kind in _QUIET:
                 return
             style = _STYLES.get(event.kind, "")
             text = f"{escape(event.prefix())} {escape(event.message)}".strip()
             self.console.print(f"[{style}]{text}[/]" if style else text)
+            if self.verbosity < COMMANDS:
+                return
             for command in event.data.get("commands", []):
                 self.console.print(f"    [dim]$[/] {escape(command)}")
             diff = event.data.get("diff")
@@ -139,6 +153,23 @@ class JsonReporter:
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
+
+
+class TeeReporter:
+    """Hands every event to each of ``reporters`` (e.g. the console and a timeline record)."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = reporters
+
+    def emit(self, event: Event) -> None:
+        for reporter in self.reporters:
+            reporter.emit(event)
+
+    def close(self) -> None:
+        for reporter in self.reporters:
+            stop = getattr(reporter, "close", None)
+            if stop is not None:
+                stop()
 
 
 class CollectingReporter:

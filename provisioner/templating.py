@@ -1,4 +1,8 @@
-"""Rendering jinja2 templates from ``templates/`` with undefined variables as errors.
+"""Rendering jinja2 templates shipped as package data, with undefined variables as errors.
+
+The unit and config templates live in ``provisioner/templates/`` and are read through
+:mod:`importlib.resources`, so they are found the same way in a checkout, an editable install
+and an installed wheel (never relative to a source tree).
 
 A failure raises :class:`~provisioner.errors.TemplateError` naming the template, the line, and
 the lines around it, so the operator can fix the template without a traceback.
@@ -6,20 +10,41 @@ the lines around it, so the operator can fix the template without a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import jinja2
 
 from provisioner.errors import TemplateError
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES: Traversable = files("provisioner") / "templates"
+"""The cluster's templates (package data)."""
 
 
-def _environment(root: Path) -> jinja2.Environment:
+class _TraversableLoader(jinja2.BaseLoader):
+    """Loads ``a/b.j2`` from ``root / "a" / "b.j2"``: a directory or any importlib resource."""
+
+    def __init__(self, root: Traversable) -> None:
+        self.root = root
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        parts = template.split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            raise jinja2.TemplateNotFound(template)
+        path = self.root.joinpath(*parts)
+        if not path.is_file():
+            raise jinja2.TemplateNotFound(template)
+        # the name given as "filename": tracebacks then end in the template's own name
+        return path.read_text(encoding="utf-8"), template, lambda: True
+
+
+def _environment(root: Traversable) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(root)),
+        loader=_TraversableLoader(root),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - config files and unit files, not HTML
@@ -46,9 +71,9 @@ def _line_of(error: BaseException, name: str) -> int | None:
     return line
 
 
-def render(name: str, context: Mapping[str, Any], *, root: Path | None = None) -> str:
-    """Render template ``name`` (relative to ``root``, default ``templates/``) with ``context``."""
-    base = root or TEMPLATE_DIR
+def render(name: str, context: Mapping[str, Any], *, root: Traversable | None = None) -> str:
+    """Render template ``name`` (relative to ``root``, default :data:`TEMPLATES`)."""
+    base = root or TEMPLATES
     env = _environment(base)
     try:
         return env.get_template(name).render(**context)
@@ -56,11 +81,11 @@ def render(name: str, context: Mapping[str, Any], *, root: Path | None = None) -
         raise TemplateError(f"template {name} not found under {base}") from None
     except (jinja2.TemplateError, TypeError, ValueError) as error:
         line = _line_of(error, name)
-        source_path = base / name
+        source_path = base.joinpath(*name.split("/"))
         where = f"{source_path}:{line}" if line else str(source_path)
         excerpt = ""
-        if line and source_path.exists():
-            excerpt = "\n" + _context_lines(source_path.read_text(), line)
+        if line and source_path.is_file():
+            excerpt = "\n" + _context_lines(source_path.read_text(encoding="utf-8"), line)
         raise TemplateError(
             f"template {where}: {type(error).__name__}: {error}{excerpt}",
             hint="define the variable in the template context or fix the template",

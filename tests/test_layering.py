@@ -1,7 +1,10 @@
-"""The host side (``berth``) must never import the operator side (``provisioner``).
+"""The host side (``berth``) must never import the operator side (``provisioner``), and
+berth's client side (client, machinery, control loops, agents) never imports its server side
+(apiserver, store): the two meet only in ``berth.api``.
 
-import-linter enforces the same contract in ``make lint``; this test also catches an import
-hidden inside a function, which static analysis of the import graph can miss at run time.
+import-linter enforces the same contracts (and the layers within each side) in ``make lint``;
+these tests also catch an import hidden inside a function, which static analysis of the import
+graph can miss at run time.
 """
 
 from __future__ import annotations
@@ -13,18 +16,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_berth_modules_import_without_provisioner() -> None:
-    modules = sorted(
+CLIENT_SIDE = ("client", "machinery", "controllers", "scheduler", "agent", "vip")
+
+
+def _modules(*packages: str) -> list[str]:
+    return sorted(
         ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        for p in (ROOT / "berth").rglob("*.py")
+        for package in packages
+        for p in (ROOT / package).rglob("*.py")
     )
-    assert modules, "no berth modules found"
+
+
+def _import_all_blocking(modules: list[str], blocked: tuple[str, ...]) -> str:
+    """Import every module in a fresh interpreter that refuses ``blocked`` packages; the
+    error output (empty when none was imported)."""
     code = (
         "import sys, importlib\n"
+        f"blocked = {blocked!r}\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'provisioner' or name.startswith('provisioner.'):\n"
-        "            raise ImportError('berth imported ' + name)\n"
+        "        if any(name == b or name.startswith(b + '.') for b in blocked):\n"
+        "            raise ImportError('imported ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         f"for m in {modules!r}:\n"
         "    importlib.import_module(m)\n"
@@ -32,7 +44,19 @@ def test_berth_modules_import_without_provisioner() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
-    assert result.returncode == 0, result.stderr
+    return result.stderr if result.returncode else ""
+
+
+def test_berth_modules_import_without_provisioner() -> None:
+    modules = _modules("berth")
+    assert modules, "no berth modules found"
+    assert _import_all_blocking(modules, ("provisioner",)) == ""
+
+
+def test_the_client_side_imports_without_the_server_side() -> None:
+    modules = _modules(*(f"berth/{p}" for p in CLIENT_SIDE))
+    assert "berth.controllers.daemonset" in modules
+    assert _import_all_blocking(modules, ("berth.apiserver", "berth.store")) == ""
 
 
 def test_provisioner_is_not_a_dependency_of_berth_by_grep() -> None:

@@ -15,10 +15,10 @@ from berth.agent.node import NodeAgent
 from berth.agent.runtime import Runtime
 from berth.agent.shutdown import host_shutting_down, shut_down_gracefully
 from berth.agent.simulated import SimulatedRuntime
+from berth.api.resources import NODES
 from berth.client.http import HttpClient
 from berth.client.interface import ApiClient
 from berth.client.kubeconfig import KubeconfigError
-from berth.client.resources import NODES
 from berth.machinery.clock import Clock, RealClock
 from berth.machinery.component import setup_logging, stop_on_signals
 

@@ -20,22 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from berth.api.resources import SUBJECT_ACCESS_REVIEWS
 from berth.client import errors
 from berth.client.interface import ApiClient
-from berth.client.resources import Resource
 from berth.machinery.clock import Clock
 
 log = logging.getLogger(__name__)
 
 MASTERS = "system:masters"
-SUBJECT_ACCESS_REVIEWS = Resource(
-    "authorization.k8s.io",
-    "v1",
-    "subjectaccessreviews",
-    "SubjectAccessReview",
-    namespaced=False,
-    has_status=False,
-)
 ALLOWED_TTL = 300.0  # the kubelet's defaults for cached webhook answers
 DENIED_TTL = 30.0
 

@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from berth.agent.tokens import DEFAULT_EXPIRATION, ProjectedTokens, TokenRequestError
+from berth.api.quantity import parse_quantity
+from berth.api.resources import CONFIGMAPS, SECRETS
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
-from berth.client.resources import CONFIGMAPS, SECRETS
 from berth.machinery.clock import RealClock
-from berth.machinery.objects import Frozen, meta, parse_quantity
+from berth.machinery.objects import Frozen, meta
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
@@ -75,8 +76,14 @@ def resource_value(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
     if amount is None:
         return "0"
     divisor = parse_quantity(ref.get("divisor") or "1")
-    value = parse_quantity(amount) / divisor
-    return str(int(value.to_integral_value(rounding="ROUND_CEILING")))
+    # as the kubelet: CPU compares millicores, the rest whole units, rounded up
+    if res == "cpu":
+        have, unit = parse_quantity(amount).milli_value(), divisor.milli_value()
+    else:
+        have, unit = parse_quantity(amount).value(), divisor.value()
+    if unit <= 0:
+        raise SourceError(f"resourceFieldRef {ref.get('resource')!r}: divisor must be positive")
+    return str(-(-have // unit))
 
 
 class _Sources:

@@ -29,8 +29,8 @@ from berth.agent.runtime import Runtime, SandboxConfig
 from berth.agent.server import make_app, serve, tls_context
 from berth.agent.simulated import SimulatedRuntime
 from berth.agent.withdrawal import EndpointWithdrawal
+from berth.api.resources import PODS
 from berth.client.interface import ApiClient
-from berth.client.resources import PODS
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, Informer

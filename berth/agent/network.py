@@ -16,8 +16,8 @@ import logging
 
 from berth.agent.proxy_events import RejectionReporter
 from berth.agent.withdrawal import EndpointWithdrawal
+from berth.api.resources import ENDPOINTS, NODES, SERVICES
 from berth.client.interface import ApiClient
-from berth.client.resources import ENDPOINTS, NODES, SERVICES
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, Informer

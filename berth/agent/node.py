@@ -18,11 +18,11 @@ from typing import Any
 
 from berth import __version__
 from berth.agent.config import NodeConfig
+from berth.api.meta import format_micro_time, format_time
+from berth.api.resources import LEASES, NODES
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
-from berth.client.resources import LEASES, NODES
 from berth.machinery.clock import Clock
-from berth.machinery.objects import format_micro_time, format_time
 
 log = logging.getLogger(__name__)
 

@@ -38,14 +38,16 @@ from berth.agent.runtime import (
 )
 from berth.agent.tokens import ProjectedTokens, has_projected_token
 from berth.agent.withdrawal import EndpointWithdrawal, hold_limit
+from berth.api.meta import format_time
+from berth.api.resources import PODS
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
-from berth.client.resources import PODS, ObjectKey, make_key
+from berth.client.keys import ObjectKey, make_key
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
-from berth.machinery.objects import Frozen, format_time, meta, name, namespace, thaw
+from berth.machinery.objects import Frozen, meta, name, namespace, thaw
 from berth.machinery.queue import WorkQueue
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from aiohttp.typedefs import Handler, Middleware
 from berth.agent.authz import AgentAuthorizer, identity_from_peercert, node_request
 from berth.agent.pods import PodManager
 from berth.agent.runtime import Runtime
+from berth.client.keys import ObjectKey
 from berth.client.kubeconfig import server_ssl_context
-from berth.client.resources import ObjectKey
 
 _TRUE = {"1", "t", "T", "true", "True", "TRUE"}
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from berth.api.meta import parse_time
+from berth.api.resources import SERVICEACCOUNTS
 from berth.client.interface import ApiClient
-from berth.client.resources import SERVICEACCOUNTS
 from berth.machinery.clock import Clock
-from berth.machinery.objects import Frozen, meta, parse_time
+from berth.machinery.objects import Frozen, meta
 
 DEFAULT_EXPIRATION = 3600
 REFRESH_FRACTION = 0.8

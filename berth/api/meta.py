@@ -6,11 +6,16 @@ the model, and nothing is lost converting between typed models and JSON.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 Obj = dict[str, Any]
+
+# RFC 3339 as Go's time.RFC3339 layout reads it (what metav1.Time and MicroTime accept):
+# date, "T", time, optional fraction, "Z" or a numeric offset.
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$")
 
 
 def now() -> datetime:
@@ -18,15 +23,30 @@ def now() -> datetime:
 
 
 def format_time(t: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as Kubernetes writes ``metav1.Time``."""
+    """RFC 3339 in UTC with second precision, as Kubernetes writes ``metav1.Time`` (the
+    fraction is dropped, not rounded)."""
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(s: str) -> datetime | None:
-    """Parse an RFC 3339 timestamp; ``None`` when it is not one."""
+def format_micro_time(t: datetime) -> str:
+    """RFC 3339 in UTC with six fractional digits, as Kubernetes writes ``metav1.MicroTime``
+    (Lease renew times, Event series)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: Any) -> datetime | None:
+    """An RFC 3339 timestamp (``metav1.Time`` or ``MicroTime``) as an aware datetime;
+    ``None`` when ``text`` is empty or not one. Digits beyond microseconds are dropped."""
+    if not isinstance(text, str):
+        return None
+    m = _RFC3339.match(text)
+    if m is None:
+        return None
+    fraction = f".{m.group(2)[:6]}" if m.group(2) else ""
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
     try:
-        return datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
+        return datetime.fromisoformat(m.group(1) + fraction + zone)
+    except ValueError:  # e.g. month 13
         return None
 
 

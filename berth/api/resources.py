@@ -1,7 +1,9 @@
 """The table of API resources the cluster serves: one :class:`ResourceDef` per resource.
 
 Discovery documents, URL routing, storage keys and the controllers' clients all read this one
-table, so a resource exists in exactly one place. Kept free of server dependencies on purpose.
+table, so a resource exists in exactly one place: what the server serves is what clients and
+controllers use (the constants at the end, ``PODS``, ``NODES`` ..., are entries of the table).
+Kept free of server dependencies on purpose.
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ class ResourceDef:
     @property
     def has_status(self) -> bool:
         return "status" in self.subresources
+
+    def collection_path(self, namespace: str | None = None) -> str:
+        """The URL path of the collection (of one namespace when ``namespace`` is given)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+    def object_path(
+        self, name: str, namespace: str | None = None, subresource: str | None = None
+    ) -> str:
+        """The URL path of one object, or of one of its subresources."""
+        path = f"{self.collection_path(namespace)}/{name}"
+        return f"{path}/{subresource}" if subresource else path
 
     def key_prefix(self, namespace: str = "") -> str:
         """Storage key prefix for this resource; with ``namespace`` for one namespace."""
@@ -252,3 +268,51 @@ class ResourceTable:
 
 
 TABLE = ResourceTable()
+
+
+def _served(group: str, plural: str) -> ResourceDef:
+    rd = TABLE.lookup(group, "v1", plural)
+    if rd is None:  # pragma: no cover - a typo here fails every import
+        raise LookupError(f"{plural}.{group} is not in the resource table")
+    return rd
+
+
+# The served resources by name, for clients and controllers.
+NAMESPACES = _served("", "namespaces")
+NODES = _served("", "nodes")
+PODS = _served("", "pods")
+SERVICES = _served("", "services")
+ENDPOINTS = _served("", "endpoints")
+CONFIGMAPS = _served("", "configmaps")
+SECRETS = _served("", "secrets")
+EVENTS = _served("", "events")
+SERVICEACCOUNTS = _served("", "serviceaccounts")
+LEASES = _served("coordination.k8s.io", "leases")
+DEPLOYMENTS = _served("apps", "deployments")
+REPLICASETS = _served("apps", "replicasets")
+DAEMONSETS = _served("apps", "daemonsets")
+PODDISRUPTIONBUDGETS = _served("policy", "poddisruptionbudgets")
+ROLES = _served("rbac.authorization.k8s.io", "roles")
+ROLEBINDINGS = _served("rbac.authorization.k8s.io", "rolebindings")
+CLUSTERROLES = _served("rbac.authorization.k8s.io", "clusterroles")
+CLUSTERROLEBINDINGS = _served("rbac.authorization.k8s.io", "clusterrolebindings")
+
+SUBJECT_ACCESS_REVIEWS = ResourceDef(
+    group="authorization.k8s.io",
+    version="v1",
+    plural="subjectaccessreviews",
+    singular="subjectaccessreview",
+    kind="SubjectAccessReview",
+    namespaced=False,
+    verbs=("create",),
+)
+"""A review API (create only, nothing stored): outside :data:`RESOURCES`, as the other
+access reviews (discovery lists them apart)."""
+
+
+def for_kind(api_version: str, kind: str) -> ResourceDef | None:
+    """The served resource of objects of ``kind`` in ``api_version`` (an ownerReference's
+    pair); None when the server does not serve it."""
+    group, _, version = api_version.rpartition("/")
+    rd = TABLE.by_kind(group, kind)
+    return rd if rd is not None and rd.version == version else None

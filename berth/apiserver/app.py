@@ -48,7 +48,7 @@ from .errors import (
     unauthorized,
     unsupported_media,
 )
-from .handlers import ENDPOINTS, METRIC_VERBS, Call, Endpoint, Route
+from .handlers import METRIC_VERBS, Call, Endpoint, Route, endpoint_for
 from .kinds import KindStrategy, Strategies
 from .kinds.customresourcedefinitions import CustomResourceDefinitionStrategy
 from .kinds.customresources import CustomObjectStrategy
@@ -57,6 +57,7 @@ from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
 from .nodegraph import NodeGraph
 from .openapi import http as openapi_http
 from .openapi.documents import OpenApi
+from .options import OPTIONS_KIND, parse_dry_run
 from .params import parse_bool
 from .peers import ApiServerPeers
 from .rbac import Attributes, bootstrap_policy
@@ -579,7 +580,7 @@ class ApiServer:
                 return self._get_only(request, doc), ("GET", "")
             group, version, rest = parts[1], parts[2], parts[3:]
         if not rest:
-            doc = discovery.resource_list(self.table, group, version)
+            doc = discovery.resource_list(self.table, group, version, self.strategies)
             if doc is None:
                 raise route_not_found()
             return self._get_only(request, doc), ("GET", "")
@@ -702,6 +703,9 @@ class ApiServer:
         )
         if endpoint.also_authorize:
             self._authorize_as(user, endpoint.also_authorize, route)
+        # Reads have no dryRun; on a write any value but All is refused, never taken for a
+        # real write (a query ``dryRun=all`` once stored what it was meant only to check).
+        dry_run = not reading and parse_dry_run(q.getall("dryRun", None), OPTIONS_KIND[verb])
         body: Any = None
         patch_type = ""
         if not reading:
@@ -712,15 +716,14 @@ class ApiServer:
             body = await read_body(request)
             if method == "PATCH" and body is None:
                 raise bad_request("the patch body is empty")
-        call = Call(request, user, route, st, body, patch_type, q.get("dryRun") == "All")
+        call = Call(request, user, route, st, body, patch_type, dry_run)
         resp = await endpoint.handler(self, call)
         resource = f"{rd.plural}/{sub}" if endpoint.metric_subresource else rd.plural
         return resp, (METRIC_VERBS[authz_verb], resource)
 
     @staticmethod
     def _endpoint(st: KindStrategy, verb: str, subresource: str) -> Endpoint | None:
-        key = (verb, subresource)
-        return st.endpoints.get(key) or ENDPOINTS.get(key)
+        return endpoint_for(st, verb, subresource)
 
     def _authorize_as(self, user: UserInfo, verb: str, route: Route) -> None:
         self._authorize(user, verb, Route(route.rd, route.namespace, route.name, ""))

@@ -55,7 +55,7 @@ def leader_election_rules(lease: str) -> list[Obj]:
     ]
 
 
-# Every kind the garbage collector watches (berth.client.resources.ALL without events) and the
+# Every kind the garbage collector watches (berth.controllers.kinds.MANAGED without events) and the
 # namespace controller empties (its namespaced members, events included). Kinds the server does
 # not serve cost nothing and keep the rule right when they are added.
 MONITORED_CORE = [

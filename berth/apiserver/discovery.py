@@ -13,16 +13,8 @@ from typing import Any
 from berth.api.resources import ResourceDef, ResourceTable
 
 from . import reviews
-
-SUBRESOURCE_VERBS = {
-    "status": ["get", "patch", "update"],
-    "scale": ["get", "patch", "update"],
-    "log": ["get"],
-    "binding": ["create"],
-    "eviction": ["create"],
-    "finalize": ["update"],
-    "token": ["create"],
-}
+from .handlers import subresource_endpoints
+from .kinds import Strategies, strategy_for
 
 
 def version_info(berth_version: str) -> dict[str, Any]:
@@ -82,33 +74,43 @@ def _entry(rd: ResourceDef) -> dict[str, Any]:
     return e
 
 
-def _sub_entry(rd: ResourceDef, sub: str) -> dict[str, Any]:
+def _sub_entry(rd: ResourceDef, sub: str, strategies: Strategies | None) -> dict[str, Any] | None:
+    """The discovery entry of ``rd``'s subresource ``sub``, from the handlers the dispatch
+    table has for it (its verbs, and the kind they take); ``None`` when nothing serves it."""
+    st = strategies.of(rd) if strategies is not None else strategy_for(rd)
+    served = subresource_endpoints(st, sub)
+    if not served:
+        return None
     e: dict[str, Any] = {
         "name": f"{rd.plural}/{sub}",
         "singularName": "",
         "namespaced": rd.namespaced,
         "kind": rd.kind,
-        "verbs": SUBRESOURCE_VERBS[sub],
+        "verbs": sorted(served),
     }
-    if sub == "scale":
-        e.update(group="autoscaling", version="v1", kind="Scale")
-    elif sub == "eviction":
-        e.update(group="policy", version="v1", kind="Eviction")
-    elif sub == "binding":
-        e["kind"] = "Binding"
-    elif sub == "token":
-        e.update(group="authentication.k8s.io", version="v1", kind="TokenRequest")
+    kind = next((ep.kind for _, ep in sorted(served.items()) if ep.kind), None)
+    if kind is not None:
+        group, version, e["kind"] = kind
+        if group or version:
+            e.update(group=group, version=version)
     return e
 
 
-def resource_list(table: ResourceTable, group: str, version: str) -> dict[str, Any] | None:
+def resource_list(
+    table: ResourceTable, group: str, version: str, strategies: Strategies | None = None
+) -> dict[str, Any] | None:
+    """The ``APIResourceList`` of a group-version; subresources' verbs come from the
+    handlers ``strategies`` (default: the built-in ones) serve for them."""
     served = table.group_versions().get(group)
     if served is None or version not in served:
         return None
     resources: list[dict[str, Any]] = []
     for rd in table.in_group_version(group, version):
         resources.append(_entry(rd))
-        resources.extend(_sub_entry(rd, s) for s in rd.subresources)
+        for sub in rd.subresources:
+            entry = _sub_entry(rd, sub, strategies)
+            if entry is not None:
+                resources.append(entry)
     resources.extend(reviews.discovery_resources(group, version))
     gv = f"{group}/{version}" if group else version
     return {

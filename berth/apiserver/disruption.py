@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from berth.api.meta import Obj, get_path
+from berth.api.selectors import SelectorError, label_selector_from_object
 
 from .errors import ApiError
 from .options import ListOptions
-from .selectors import selector_from_label_selector_object
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -33,7 +33,10 @@ async def check_budgets(registry: Registry, ns: str, name: str) -> None:
     for kv in budgets.items:
         pdb = registry.codec.decode(kv)
         spec = pdb.get("spec") or {}
-        selector = selector_from_label_selector_object(spec.get("selector"))
+        try:
+            selector = label_selector_from_object(spec.get("selector"))
+        except SelectorError:
+            continue  # as upstream's eviction: a budget whose selector does not parse is skipped
         if selector.empty or not selector.matches(labels):
             continue
         pods = await registry.list_objects(pods_rd, ns, ListOptions(label=selector))

@@ -12,6 +12,7 @@ handler with a :class:`Call`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,10 @@ class Endpoint:
     ``delete`` on the pod as well as ``create`` on ``pods/eviction``)."""
     metric_subresource: bool = False
     """Count requests as ``plural/subresource`` in the metrics (else as ``plural``)."""
+    kind: tuple[str, str, str] | None = None
+    """(group, version, kind) of the object a subresource takes and answers with, as
+    discovery shows it (``scale`` is an ``autoscaling/v1`` Scale); ``None``: the resource's
+    own kind. An empty group and version stay out of discovery (the core ``Binding``)."""
 
 
 METRIC_VERBS = {
@@ -269,10 +274,10 @@ async def create(server: ApiServer, call: Call) -> web.StreamResponse:
 
 
 async def update(server: ApiServer, call: Call) -> web.StreamResponse:
-    """PUT of the object or of its ``status``."""
+    """PUT of the object or of its ``status`` (201 when it created the object)."""
     r = call.route
     how, findings = await field_validation(call, "update")
-    obj = await server.registry.update(
+    obj, created = await server.registry.put(
         r.rd,
         r.namespace,
         r.name,
@@ -283,7 +288,7 @@ async def update(server: ApiServer, call: Call) -> web.StreamResponse:
         field_validation=how,
         findings=findings,
     )
-    return json_response(obj)
+    return json_response(obj, 201 if created else 200)
 
 
 async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
@@ -320,6 +325,7 @@ async def write_scale(server: ApiServer, call: Call) -> web.StreamResponse:
         patch_type=call.patch_type or None,
         body=call.body,
         user=call.user,
+        dry_run=call.dry_run,
     )
     return json_response(obj)
 
@@ -334,10 +340,8 @@ def delete_options(call: Call) -> DeleteOptions:
             {**(body or {}), "propagationPolicy": q["propagationPolicy"]},
             grace_query=grace_q,
         )
-    if call.dry_run:
-        opts = DeleteOptions(
-            opts.grace_period, opts.propagation, opts.uid, opts.resource_version, True
-        )
+    if call.dry_run:  # the query's dryRun, or the body's (DeleteOptions.dryRun)
+        opts = dataclasses.replace(opts, dry_run=True)
     return opts
 
 
@@ -378,6 +382,8 @@ async def delete_collection(server: ApiServer, call: Call) -> web.StreamResponse
     )
 
 
+SCALE = ("autoscaling", "v1", "Scale")
+
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("get", ""): Endpoint(get_object),
     ("list", ""): Endpoint(list_objects),
@@ -393,10 +399,30 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("watch", "status"): Endpoint(watch),
     ("update", "status"): Endpoint(update),
     ("patch", "status"): Endpoint(patch),
-    ("get", "scale"): Endpoint(get_scale),
+    ("get", "scale"): Endpoint(get_scale, kind=SCALE),
     ("watch", "scale"): Endpoint(watch),
-    ("update", "scale"): Endpoint(write_scale),
-    ("patch", "scale"): Endpoint(write_scale),
+    ("update", "scale"): Endpoint(write_scale, kind=SCALE),
+    ("patch", "scale"): Endpoint(write_scale, kind=SCALE),
 }
 """Handlers every resource shares: the object, ``status`` and ``scale`` (served where the
 resource lists the subresource; routing refuses the others with 404)."""
+
+
+def endpoint_for(st: KindStrategy, verb: str, subresource: str) -> Endpoint | None:
+    """The handler of (verb, subresource) for a resource served by ``st``: the strategy's
+    own, else the shared one, else ``None`` (405)."""
+    key = (verb, subresource)
+    return st.endpoints.get(key) or ENDPOINTS.get(key)
+
+
+def subresource_endpoints(st: KindStrategy, subresource: str) -> dict[str, Endpoint]:
+    """Verb -> handler of everything served on ``subresource`` (strategy's own first).
+
+    A watch on a subresource URL is a ``get`` with ``watch=true`` that discovery does not
+    list (kube-apiserver lists ``get``, ``patch``, ``update`` for ``status``), so ``watch``
+    is left out."""
+    found = {v: e for (v, sub), e in ENDPOINTS.items() if sub == subresource and v != "watch"}
+    found.update(
+        {v: e for (v, sub), e in st.endpoints.items() if sub == subresource and v != "watch"}
+    )
+    return found

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 
+from berth.api.selectors import pinned_field_value
+
 from .auth import NODES
 from .errors import ApiError
 from .nodegraph import CONFIGMAP, POD, PV, PVC, SECRET, SERVICEACCOUNT, NodeGraph
@@ -30,7 +32,6 @@ from .noderestriction import NODE_LEASE_NAMESPACE
 from .noderules import NODE_RULES
 from .rbac import RBAC_GROUP, Attributes, RbacAuthorizer, rule_allows
 from .registry import Registry
-from .selectors import pinned_field_value
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,58 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.api.meta import Obj
+from berth.api.selectors import EVERYTHING, NO_FIELDS, FieldSelector, LabelSelector
 
-from .errors import bad_request
-from .selectors import EVERYTHING, NO_FIELDS, FieldSelector, LabelSelector
+from .errors import ApiError, bad_request
+
+DRY_RUN_ALL = "All"
+"""The one ``dryRun`` value there is: every stage of the request runs, nothing is stored."""
+
+OPTIONS_KIND = {
+    "create": "CreateOptions",
+    "update": "UpdateOptions",
+    "patch": "PatchOptions",
+    "delete": "DeleteOptions",
+    "deletecollection": "DeleteOptions",
+}
+"""The options object (``meta.k8s.io``) whose ``dryRun`` a write verb's query sets."""
+
+
+SHOWN_VALUES = 8
+"""Most refused ``dryRun`` values an error message repeats (a body may hold thousands)."""
+
+
+def _go_strings(values: list[Any]) -> str:
+    """A list as Go prints a ``[]string`` (kube-apiserver's wording of the bad value), cut
+    short past :data:`SHOWN_VALUES` values of 64 characters."""
+    shown = ['"' + str(v)[:64].replace('"', '\\"') + '"' for v in values[:SHOWN_VALUES]]
+    if len(values) > SHOWN_VALUES:
+        shown.append("...")
+    return "[]string{" + ", ".join(shown) + "}"
+
+
+def parse_dry_run(values: Any, options_kind: str) -> bool:
+    """Whether ``values`` (the ``dryRun`` query values, or a DeleteOptions body's ``dryRun``
+    list) ask for a dry run. Only ``All`` exists; anything else is refused as kube-apiserver
+    refuses it (422, the options object is invalid) rather than taken for a real write."""
+    if values is None or values == []:
+        return False
+    if not isinstance(values, list):
+        raise bad_request(f"{options_kind}.dryRun must be a list of strings")
+    if all(v == DRY_RUN_ALL for v in values):
+        return True
+    message = f'Unsupported value: {_go_strings(values)}: supported values: "{DRY_RUN_ALL}"'
+    raise ApiError(
+        422,
+        "Invalid",
+        f'{options_kind}.meta.k8s.io "" is invalid: dryRun: {message}',
+        details={
+            "name": "",
+            "group": "meta.k8s.io",
+            "kind": options_kind,
+            "causes": [{"reason": "FieldValueNotSupported", "message": message, "field": "dryRun"}],
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,5 +104,5 @@ class DeleteOptions:
             propagation=policy,
             uid=str(pre.get("uid") or "") if isinstance(pre, dict) else "",
             resource_version=str(pre.get("resourceVersion") or "") if isinstance(pre, dict) else "",
-            dry_run=bool(body.get("dryRun")),
+            dry_run=parse_dry_run(body.get("dryRun"), "DeleteOptions"),
         )

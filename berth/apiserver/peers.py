@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 
 from berth.api.meta import Obj, format_time, get_path, now, parse_time
 from berth.api.resources import TABLE, ResourceDef
+from berth.api.selectors import parse_label_selector
 from berth.store.interface import StoreError
 
 from .errors import ApiError
 from .options import DeleteOptions, ListOptions
 from .registry import Registry
-from .selectors import parse_label_selector
 from .service_validation import server_advertised_endpoints
 
 log = logging.getLogger(__name__)

@@ -482,6 +482,33 @@ class Registry:
         field_validation: str = IGNORE,
         findings: Findings | None = None,
     ) -> Obj:
+        obj, _created = await self.put(
+            rd,
+            ns,
+            name,
+            body,
+            subresource=subresource,
+            user=user,
+            dry_run=dry_run,
+            field_validation=field_validation,
+            findings=findings,
+        )
+        return obj
+
+    async def put(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        name: str,
+        body: Any,
+        *,
+        subresource: str = "",
+        user: UserInfo | None,
+        dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+    ) -> tuple[Obj, bool]:
+        """:meth:`update`, and whether the PUT created the object (an upsert kind's)."""
         new = self._check_identity(
             rd, ns, body, field_validation=field_validation, findings=findings
         )
@@ -496,13 +523,13 @@ class Registry:
         if kv is None:
             if not subresource and self.strategies.of(rd).upsert:
                 new["metadata"].pop("resourceVersion", None)
-                return await self.create(rd, ns, new, user=user, dry_run=dry_run)
+                return await self.create(rd, ns, new, user=user, dry_run=dry_run), True
             raise not_found(rd, name)
         old = self.decode(rd, kv)
         wanted_rv = new["metadata"].get("resourceVersion")
         if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):
             raise conflict(rd, name)
-        return await self._write_update(
+        written = await self._write_update(
             rd,
             ns,
             name,
@@ -514,6 +541,7 @@ class Registry:
             verb="update",
             dry_run=dry_run,
         )
+        return written, False
 
     async def _write_update(
         self,
@@ -700,8 +728,8 @@ class Registry:
                 )
             if user is not None:
                 admit(user, "delete", rd, namespace=ns, name=name, old=obj)
-            if opts.dry_run:
-                return obj, False
+            # A dry run goes the same way and answers what the delete would do (the object
+            # marked for deletion, or gone), writing nothing and setting nothing off.
             try:
                 started = await st.start_delete(self, rd, kv, obj, opts)
                 if started is not None:
@@ -713,9 +741,14 @@ class Registry:
                     finalizers.append("orphan")
                 if finalizers:
                     if st.converts:  # written back in the storage version
-                        marked = await self.mark_deleting(kv, st.to_storage(rd, obj), 0, finalizers)
+                        marked = await self.mark_deleting(
+                            kv, st.to_storage(rd, obj), 0, finalizers, dry_run=opts.dry_run
+                        )
                         return st.to_served(rd, marked), False
-                    return await self.mark_deleting(kv, obj, 0, finalizers), False
+                    marked = await self.mark_deleting(kv, obj, 0, finalizers, dry_run=opts.dry_run)
+                    return marked, False
+                if opts.dry_run:
+                    return obj, True
                 deleted = await self.store.delete(kv.key, expected_revision=kv.mod_revision)
             except Conflict:
                 continue
@@ -726,9 +759,12 @@ class Registry:
             return obj, True
         raise conflict(rd, name)
 
-    async def mark_deleting(self, kv: KeyValue, obj: Obj, grace: int, finalizers: list[str]) -> Obj:
+    async def mark_deleting(
+        self, kv: KeyValue, obj: Obj, grace: int, finalizers: list[str], *, dry_run: bool = False
+    ) -> Obj:
         """Set ``obj``'s deletionTimestamp ``grace`` seconds ahead (unless an earlier one is
-        set) and its ``finalizers``; the object stays until they are done."""
+        set) and its ``finalizers``; the object stays until they are done. With ``dry_run``
+        only ``obj`` changes (the answer shows what would be stored)."""
         m = obj["metadata"]
         # Any int64 is a valid grace period, but a datetime ends at year 9999.
         at = now() + timedelta(seconds=min(grace, MAX_GRACE_SECONDS))
@@ -741,7 +777,7 @@ class Registry:
         if finalizers and finalizers != m.get("finalizers"):
             m["finalizers"] = finalizers
             changed = True
-        if not changed:
+        if not changed or dry_run:
             return obj  # deleting again changes nothing: no write, no new resourceVersion
         written = await self.store.update(
             kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
@@ -835,6 +871,7 @@ class Registry:
         patch_type: str | None,
         body: Any,
         user: UserInfo | None,
+        dry_run: bool = False,
     ) -> Obj:
         for _attempt in range(MAX_PATCH_RETRIES):
             kv, obj = await self.get_kv(rd, ns, name)
@@ -884,7 +921,7 @@ class Registry:
                     subresource="",
                     user=user,
                     verb="update",
-                    dry_run=False,
+                    dry_run=dry_run,
                 )
             except ApiError as exc:
                 if exc.reason == "Conflict" and wanted_rv in (None, ""):

@@ -21,13 +21,14 @@ from aiohttp import web
 
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
+from berth.api.selectors import FieldSelector, LabelSelector
 from berth.store.interface import Compacted, Event, Watch, WatchOverflow
 
 from .errors import bad_request, status_body, too_large_resource_version
 from .metrics import Metrics
 from .options import ListOptions
 from .params import parse_bool, parse_int, table_version
-from .selectors import FieldSelector, LabelSelector, parse_field_selector
+from .selectors import parse_field_selector
 from .tables import Printer, to_table
 from .watch import ObjEvent, Subscriber
 from .watchlist import INITIAL_EVENTS_END, list_options

@@ -1,5 +1,5 @@
 """Async Kubernetes API client: the :class:`ApiClient` seam, the HTTPS implementation, an
-in-memory fake for tests, resources, selectors and errors."""
+object keys and errors (resources, selectors and patches are :mod:`berth.api`'s)."""
 
 from berth.client.errors import (
     AlreadyExists,
@@ -19,7 +19,7 @@ from berth.client.interface import (
     bind,
     evict,
 )
-from berth.client.resources import ObjectKey, Resource, make_key, split_key
+from berth.client.keys import ObjectKey, make_key, split_key
 
 __all__ = [
     "AlreadyExists",
@@ -34,7 +34,6 @@ __all__ = [
     "ObjectKey",
     "ObjectList",
     "PropagationPolicy",
-    "Resource",
     "WatchEvent",
     "bind",
     "evict",

@@ -16,13 +16,24 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
+from berth.api.resources import ResourceDef
 from berth.client import errors
-from berth.client.interface import Obj, ObjectList, PropagationPolicy, WatchEvent
+from berth.client.interface import (
+    Obj,
+    ObjectList,
+    PatchBody,
+    PatchType,
+    PropagationPolicy,
+    WatchEvent,
+)
 from berth.client.kubeconfig import load_kubeconfig
-from berth.client.resources import Resource
 
 _JSON = "application/json"
-_MERGE_PATCH = "application/merge-patch+json"
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+}
 
 
 class HttpClient:
@@ -106,7 +117,7 @@ class HttpClient:
             raise errors.from_status(status, decoded if isinstance(decoded, dict) else None)
         return decoded
 
-    async def served(self, resource: Resource) -> bool:
+    async def served(self, resource: ResourceDef) -> bool:
         gv = resource.api_version
         if gv not in self._discovery:
             path = f"/apis/{gv}" if resource.group else f"/api/{gv}"
@@ -123,7 +134,7 @@ class HttpClient:
 
     async def get(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         *,
         namespace: str | None = None,
@@ -135,7 +146,7 @@ class HttpClient:
 
     async def list(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
@@ -162,13 +173,15 @@ class HttpClient:
             continue_token=str(meta.get("continue", "") or ""),
         )
 
-    async def create(self, resource: Resource, body: Obj, *, namespace: str | None = None) -> Obj:
+    async def create(
+        self, resource: ResourceDef, body: Obj, *, namespace: str | None = None
+    ) -> Obj:
         ns = namespace or (body.get("metadata") or {}).get("namespace")
         return cast(Obj, await self._request("POST", resource.collection_path(ns), body=body))
 
     async def create_subresource(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         subresource: str,
         *,
@@ -178,26 +191,30 @@ class HttpClient:
         path = resource.object_path(name, namespace, subresource)
         return cast(Obj, await self._request("POST", path, body=body) or {})
 
-    async def update(self, resource: Resource, body: Obj, *, subresource: str | None = None) -> Obj:
+    async def update(
+        self, resource: ResourceDef, body: Obj, *, subresource: str | None = None
+    ) -> Obj:
         meta = body.get("metadata") or {}
         path = resource.object_path(str(meta.get("name")), meta.get("namespace"), subresource)
         return cast(Obj, await self._request("PUT", path, body=body))
 
     async def patch(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
-        patch: Obj,
+        patch: PatchBody,
         *,
         namespace: str | None = None,
         subresource: str | None = None,
+        patch_type: PatchType = "merge",
     ) -> Obj:
         path = resource.object_path(name, namespace, subresource)
-        return cast(Obj, await self._request("PATCH", path, body=patch, content_type=_MERGE_PATCH))
+        content_type = _PATCH_CONTENT_TYPES[patch_type]
+        return cast(Obj, await self._request("PATCH", path, body=patch, content_type=content_type))
 
     async def delete(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         *,
         namespace: str | None = None,
@@ -221,7 +238,7 @@ class HttpClient:
 
     async def watch(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         *,
         namespace: str | None = None,
         resource_version: str = "",

@@ -1,8 +1,9 @@
 """The client seam: :class:`ApiClient` is what every control loop talks to.
 
 Two implementations exist: :class:`berth.client.http.HttpClient` (aiohttp, mTLS, the real API
-server) and :class:`berth.client.fake.FakeClient` (in memory, for unit tests). Objects travel as
-plain JSON dictionaries exactly as the Kubernetes REST API defines them; the API is the contract.
+server) and :class:`tests.harness.fake_client.FakeClient` (in memory, for unit tests). Objects
+travel as plain JSON dictionaries exactly as the Kubernetes REST API defines them; the API is
+the contract.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from berth.client.resources import PODS, Resource
+from berth.api.resources import PODS, ResourceDef
 
 Obj = dict[str, Any]
 """One API object (or any JSON body) as decoded JSON."""
 
 PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
+PatchType = Literal["merge", "strategic", "json"]
+"""JSON merge patch (RFC 7386), Kubernetes strategic merge patch, JSON patch (RFC 6902)."""
+PatchBody = Obj | list[Obj]
+"""A merge or strategic merge patch (an object), or a JSON patch (a list of operations)."""
 WatchEventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
 
 
@@ -37,7 +42,7 @@ class ObjectList:
 class ApiClient(Protocol):
     async def get(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         *,
         namespace: str | None = None,
@@ -46,7 +51,7 @@ class ApiClient(Protocol):
 
     async def list(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
@@ -56,7 +61,7 @@ class ApiClient(Protocol):
 
     async def create(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         body: Obj,
         *,
         namespace: str | None = None,
@@ -64,7 +69,7 @@ class ApiClient(Protocol):
 
     async def create_subresource(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         subresource: str,
         *,
@@ -76,7 +81,7 @@ class ApiClient(Protocol):
 
     async def update(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         body: Obj,
         *,
         subresource: str | None = None,
@@ -86,19 +91,21 @@ class ApiClient(Protocol):
 
     async def patch(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
-        patch: Obj,
+        patch: PatchBody,
         *,
         namespace: str | None = None,
         subresource: str | None = None,
+        patch_type: PatchType = "merge",
     ) -> Obj:
-        """JSON merge patch (RFC 7386)."""
+        """PATCH; a JSON merge patch (RFC 7386) unless ``patch_type`` says otherwise (a JSON
+        patch is a list of operations)."""
         ...
 
     async def delete(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         *,
         namespace: str | None = None,
@@ -112,7 +119,7 @@ class ApiClient(Protocol):
 
     def watch(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         *,
         namespace: str | None = None,
         resource_version: str = "",
@@ -123,7 +130,7 @@ class ApiClient(Protocol):
         """Events after ``resource_version``; ERROR events carry a Status (410 = relist)."""
         ...
 
-    async def served(self, resource: Resource) -> bool:
+    async def served(self, resource: ResourceDef) -> bool:
         """Whether the server serves ``resource`` (API discovery)."""
         ...
 

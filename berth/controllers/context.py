@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from berth.api.resources import PODS
 from berth.client.interface import ApiClient
-from berth.client.resources import PODS
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer, InformerFactory

@@ -18,9 +18,18 @@ from typing import Any
 
 import orjson
 
+from berth.api.resources import DAEMONSETS, NODES, PODS
+from berth.api.scheduling import (
+    NO_EXECUTE,
+    NO_SCHEDULE,
+    first_untolerated,
+    node_taints,
+    pod_tolerations,
+    required_node_affinity,
+)
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import DAEMONSETS, NODES, PODS, ObjectKey, make_key
+from berth.client.keys import ObjectKey, make_key
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Retry
@@ -39,8 +48,6 @@ from berth.machinery.objects import (
     uid,
 )
 from berth.machinery.queue import WorkQueue
-from berth.scheduler import plugins
-from berth.scheduler.nodeinfo import node_info, pod_info
 
 HASH_LABEL = "controller-revision-hash"
 DAEMON_TOLERATIONS: tuple[Obj, ...] = (
@@ -133,13 +140,11 @@ class DaemonSetController:
             self.queue.add(make_key(namespace(pod), str(ref.get("name"))))
 
     def eligible(self, ds: Frozen, node: Frozen) -> bool:
-        tmpl = daemon_pod_template(ds)
-        probe = pod_info({"metadata": {"uid": "probe"}, "spec": tmpl.get("spec") or {}})
-        info = node_info(node)
-        relevant = tuple(t for t in info.taints if t.effect in ("NoSchedule", "NoExecute"))
-        if plugins.tolerates_all(probe.tolerations, relevant) is not None:
+        spec = daemon_pod_template(ds).get("spec") or {}
+        relevant = tuple(t for t in node_taints(node) if t.effect in (NO_SCHEDULE, NO_EXECUTE))
+        if first_untolerated(pod_tolerations(spec), relevant) is not None:
             return False
-        return plugins.node_affinity(probe, info) is None
+        return required_node_affinity(spec).matches(labels(node), name(node))
 
     async def reconcile(self, key: ObjectKey) -> None:
         ds = self.sets.get(key)

@@ -30,10 +30,12 @@ from typing import Any
 
 import orjson
 
+from berth.api.meta import format_time, parse_time
+from berth.api.resources import DEPLOYMENTS, REPLICASETS
+from berth.api.selectors import label_selector_from_object
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import DEPLOYMENTS, REPLICASETS, ObjectKey, make_key
-from berth.client.selectors import from_label_selector
+from berth.client.keys import ObjectKey, make_key
 from berth.controllers.context import Context, by_controller_uid
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers
@@ -42,7 +44,6 @@ from berth.machinery.objects import (
     adoption_patch,
     annotations_of,
     controller_ref,
-    format_time,
     is_deleting,
     key_of,
     labels,
@@ -50,7 +51,6 @@ from berth.machinery.objects import (
     name,
     namespace,
     owner_reference,
-    parse_time,
     thaw,
     uid,
 )
@@ -224,7 +224,7 @@ class DeploymentController:
     async def _adopt(self, d: Frozen) -> list[Frozen]:
         """Take ownership of orphaned ReplicaSets the selector matches (e.g. left behind by
         ``kubectl delete --cascade=orphan`` of a previous Deployment of the same name)."""
-        selector = from_label_selector((d.get("spec") or {}).get("selector"))
+        selector = label_selector_from_object((d.get("spec") or {}).get("selector"))
         if selector.empty:
             return []
         adopted: list[Frozen] = []

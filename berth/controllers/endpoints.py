@@ -13,10 +13,11 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from berth.api.resources import ENDPOINTS, SERVICES
+from berth.api.selectors import LabelSelector, selector_from_set
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import ENDPOINTS, SERVICES, ObjectKey, split_key
-from berth.client.selectors import Selector, from_label_selector
+from berth.client.keys import ObjectKey, split_key
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller
@@ -25,9 +26,9 @@ from berth.machinery.objects import Frozen, is_deleting, key_of, labels, meta, n
 from berth.machinery.queue import WorkQueue
 
 
-def _selector(svc: Frozen) -> Selector | None:
+def _selector(svc: Frozen) -> LabelSelector | None:
     sel = (svc.get("spec") or {}).get("selector")
-    return from_label_selector({"matchLabels": dict(sel)}) if sel else None
+    return selector_from_set(sel) if sel else None
 
 
 def _resolve_port(port: Mapping[str, Any], pod: Frozen) -> int | None:

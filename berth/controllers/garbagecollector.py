@@ -26,17 +26,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from berth.api.resources import EVENTS, ResourceDef, for_kind
 from berth.client import errors
 from berth.client.interface import Obj, PropagationPolicy
-from berth.client.resources import (
-    ALL,
-    EVENTS,
-    ObjectKey,
-    Resource,
-    for_kind,
-    split_key,
-)
+from berth.client.keys import ObjectKey, split_key
 from berth.controllers.context import Context
+from berth.controllers.kinds import MANAGED
 from berth.machinery.controller import Controller
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen, is_deleting, key_of, meta, name, namespace, uid
@@ -46,25 +41,25 @@ log = logging.getLogger(__name__)
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
-MONITORED: tuple[Resource, ...] = tuple(r for r in ALL if r != EVENTS)
+MONITORED: tuple[ResourceDef, ...] = tuple(r for r in MANAGED if r != EVENTS)
 
 
 @dataclass(slots=True)
 class Node:
     uid: str
-    resource: Resource
+    resource: ResourceDef
     key: ObjectKey
     owners: tuple[Mapping[str, Any], ...]
 
 
 class GarbageCollector:
-    def __init__(self, ctx: Context, *, resources: Sequence[Resource] = MONITORED) -> None:
+    def __init__(self, ctx: Context, *, resources: Sequence[ResourceDef] = MONITORED) -> None:
         self.ctx = ctx
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="garbagecollector")
         self.controller = Controller("garbagecollector", self, self.queue, workers=4)
         self.graph: dict[str, Node] = {}
         self.dependents: dict[str, set[str]] = {}
-        self.informers: dict[Resource, Informer] = {}
+        self.informers: dict[ResourceDef, Informer] = {}
         self.deleted = 0
         for res in resources:
             inf = ctx.informers.informer(res)
@@ -78,7 +73,7 @@ class GarbageCollector:
             )
 
     # ---- graph --------------------------------------------------------------------------
-    def _upsert(self, res: Resource, obj: Frozen) -> None:
+    def _upsert(self, res: ResourceDef, obj: Frozen) -> None:
         u = uid(obj)
         owners = tuple(meta(obj).get("ownerReferences") or ())
         old = self.graph.get(u)

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from berth.api import satoken
+from berth.api.resources import EVENTS, ResourceDef
 from berth.client.interface import ApiClient
-from berth.client.resources import ALL, EVENTS, Resource
 from berth.controllers.context import Context
 from berth.controllers.daemonset import DaemonSetController
 from berth.controllers.deployment import DeploymentController
 from berth.controllers.endpoints import EndpointsController
 from berth.controllers.garbagecollector import GarbageCollector
+from berth.controllers.kinds import MANAGED
 from berth.controllers.namespace import NamespaceController
 from berth.controllers.nodeipam import NodeIpamController
 from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
@@ -69,7 +70,7 @@ class ControllerManager:
     async def create(
         cls, client: ApiClient, clock: Clock, config: ManagerConfig
     ) -> ControllerManager:
-        served = [r for r in ALL if await client.served(r)]
+        served = [r for r in MANAGED if await client.served(r)]
         return cls(client, clock, config, served=served)
 
     def __init__(
@@ -78,7 +79,7 @@ class ControllerManager:
         clock: Clock,
         config: ManagerConfig,
         *,
-        served: Sequence[Resource] = ALL,
+        served: Sequence[ResourceDef] = MANAGED,
     ) -> None:
         unknown = set(config.controllers) - set(ALL_CONTROLLERS)
         if unknown:

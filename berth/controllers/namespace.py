@@ -12,10 +12,12 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+from berth.api.resources import NAMESPACES, ResourceDef
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import ALL, NAMESPACES, ObjectKey, Resource
+from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
+from berth.controllers.kinds import MANAGED
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import is_deleting, name, thaw_obj
@@ -24,7 +26,7 @@ from berth.machinery.queue import WorkQueue
 log = logging.getLogger(__name__)
 
 FINALIZER = "kubernetes"
-NAMESPACED: tuple[Resource, ...] = tuple(r for r in ALL if r.namespaced)
+NAMESPACED: tuple[ResourceDef, ...] = tuple(r for r in MANAGED if r.namespaced)
 
 
 class NamespaceController:
@@ -32,7 +34,7 @@ class NamespaceController:
         self,
         ctx: Context,
         *,
-        resources: Sequence[Resource] = NAMESPACED,
+        resources: Sequence[ResourceDef] = NAMESPACED,
         retry_delay: float = 1.0,
     ) -> None:
         self.ctx = ctx
@@ -41,7 +43,7 @@ class NamespaceController:
         self.namespaces = ctx.informers.informer(NAMESPACES)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="namespace")
         self.controller = Controller("namespace", self, self.queue, workers=2)
-        self._unserved: set[Resource] = set()
+        self._unserved: set[ResourceDef] = set()
         self.namespaces.add_handlers(
             Handlers(
                 on_add=lambda n: self.queue.add(ObjectKey(name(n))),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from berth.client.resources import NODES, ObjectKey
+from berth.api.resources import NODES
+from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Permanent
 from berth.machinery.informer import Handlers

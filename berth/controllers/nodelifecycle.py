@@ -24,22 +24,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from berth.api.meta import format_time, parse_time
+from berth.api.resources import LEASES, NODES, PODS
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import LEASES, NODES, PODS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers
-from berth.machinery.objects import (
-    Frozen,
-    format_time,
-    get_condition,
-    is_deleting,
-    name,
-    namespace,
-    parse_time,
-    thaw,
-)
+from berth.machinery.objects import Frozen, get_condition, is_deleting, name, namespace, thaw
 from berth.machinery.queue import WorkQueue
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from berth.api.resources import NODES, PODS
 from berth.client import errors
-from berth.client.resources import NODES, PODS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller
 from berth.machinery.informer import Handlers

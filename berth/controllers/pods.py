@@ -6,16 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from berth.api.meta import parse_time
 from berth.client.interface import Obj
-from berth.machinery.objects import (
-    Frozen,
-    get_condition,
-    is_deleting,
-    meta,
-    owner_reference,
-    parse_time,
-    thaw,
-)
+from berth.machinery.objects import Frozen, get_condition, is_deleting, meta, owner_reference, thaw
 
 
 def phase(pod: Frozen) -> str:

@@ -14,10 +14,11 @@ import contextlib
 import logging
 from typing import Any
 
+from berth.api.resources import PODS, REPLICASETS, ResourceDef
+from berth.api.selectors import label_selector_from_object
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import PODS, REPLICASETS, ObjectKey, Resource, make_key
-from berth.client.selectors import from_label_selector
+from berth.client.keys import ObjectKey, make_key
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Retry
@@ -46,7 +47,7 @@ class ReplicaSetController:
     """Also serves ReplicationControllers' shape; only apps/v1 ReplicaSets are wired."""
 
     kind = "ReplicaSet"
-    resource: Resource = REPLICASETS
+    resource: ResourceDef = REPLICASETS
 
     def __init__(self, ctx: Context, *, workers: int = 4) -> None:
         self.ctx = ctx
@@ -80,7 +81,9 @@ class ReplicaSetController:
         elif ref is None and not is_deleting(pod):
             # An orphan: a ReplicaSet whose selector matches may adopt it.
             for rs in self.sets.list(namespace(pod) or ""):
-                if from_label_selector((rs.get("spec") or {}).get("selector")).matches(labels(pod)):
+                if label_selector_from_object((rs.get("spec") or {}).get("selector")).matches(
+                    labels(pod)
+                ):
                     self._enqueue(rs)
 
     def _pod_updated(self, old: Frozen, new: Frozen) -> None:
@@ -96,7 +99,7 @@ class ReplicaSetController:
             self.expectations.forget(key)
             return
         spec = rs.get("spec") or {}
-        selector = from_label_selector(spec.get("selector"))
+        selector = label_selector_from_object(spec.get("selector"))
         owned = self.pods.by_index("controller", uid(rs))
         if not is_deleting(rs):
             owned = await self._release(rs, selector, owned)

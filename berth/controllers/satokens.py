@@ -18,8 +18,9 @@ import logging
 from collections.abc import Iterable
 
 from berth.api import satoken
+from berth.api.resources import SECRETS, SERVICEACCOUNTS
 from berth.client import errors
-from berth.client.resources import SECRETS, SERVICEACCOUNTS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller
 from berth.machinery.informer import Handlers

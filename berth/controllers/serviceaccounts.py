@@ -15,8 +15,9 @@ import contextlib
 import logging
 
 from berth.api import satoken
+from berth.api.resources import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS
 from berth.client import errors
-from berth.client.resources import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller
 from berth.machinery.informer import Handlers

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from berth.client.resources import ObjectKey
+from berth.client.keys import ObjectKey
 from berth.machinery.queue import WorkQueue
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from berth.api.meta import format_time
+from berth.api.resources import EVENTS
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
-from berth.client.resources import EVENTS
 from berth.machinery.clock import Clock
-from berth.machinery.objects import format_time, meta
+from berth.machinery.objects import meta
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from berth.client.resources import ObjectKey
+from berth.client.keys import ObjectKey
 from berth.machinery.clock import Clock
 
 

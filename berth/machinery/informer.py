@@ -23,9 +23,10 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from berth.api.resources import ResourceDef
 from berth.client import errors
 from berth.client.interface import ApiClient, WatchEvent
-from berth.client.resources import ObjectKey, Resource
+from berth.client.keys import ObjectKey
 from berth.machinery.clock import Clock
 from berth.machinery.objects import Frozen, freeze, key_of, meta
 
@@ -49,7 +50,7 @@ class Informer:
     def __init__(
         self,
         client: ApiClient,
-        resource: Resource,
+        resource: ResourceDef,
         *,
         clock: Clock,
         namespace: str | None = None,
@@ -274,13 +275,13 @@ class InformerFactory:
 
     def informer(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> Informer:
-        ident = (resource.qualified, namespace, label_selector, field_selector)
+        ident = (resource.group_resource, namespace, label_selector, field_selector)
         if ident not in self._informers:
             self._informers[ident] = Informer(
                 self.client,

@@ -18,11 +18,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from berth.api.meta import format_micro_time
+from berth.api.resources import LEASES
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
-from berth.client.resources import LEASES
 from berth.machinery.clock import Clock
-from berth.machinery.objects import format_micro_time
 
 log = logging.getLogger(__name__)
 

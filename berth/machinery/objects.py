@@ -1,5 +1,5 @@
 """Helpers over API objects as JSON: frozen cache views, metadata accessors, owner references,
-conditions, quantities and timestamps.
+and conditions (times and quantities are :mod:`berth.api.meta` and :mod:`berth.api.quantity`).
 
 Cached objects are *frozen* — nested :class:`types.MappingProxyType` and tuples — so a handler or
 a reconcile can read them freely but cannot mutate the shared cache; :func:`thaw` returns a
@@ -11,15 +11,14 @@ tasks (nothing can change them), while thawed copies belong to whoever made them
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from berth.api.meta import format_time
 from berth.client.interface import Obj
-from berth.client.resources import ObjectKey, make_key
+from berth.client.keys import ObjectKey, make_key
 
 Frozen = Mapping[str, Any]
 """A read-only view of an API object, as handed out by informer caches."""
@@ -125,20 +124,6 @@ def is_controlled_by(obj: Frozen, owner: Frozen) -> bool:
     return ref is not None and ref.get("uid") == uid(owner)
 
 
-def format_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def format_micro_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def get_condition(obj: Frozen, type_: str) -> Mapping[str, Any] | None:
     for cond in (obj.get("status") or {}).get("conditions") or ():
         if cond.get("type") == type_:
@@ -187,43 +172,3 @@ def set_condition(
         new["lastHeartbeatTime"] = stamp
     out.append(new)
     return out
-
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
-_SUFFIX = {
-    "": Decimal(1),
-    "m": Decimal("0.001"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-
-
-def parse_quantity(value: Any) -> Decimal:
-    """Parse a Kubernetes quantity (``100m``, ``1.5``, ``128Mi``, ``1e3``)."""
-    if isinstance(value, int | float):
-        return Decimal(str(value))
-    m = _QUANTITY.match(str(value).strip())
-    if not m or m.group(2) not in _SUFFIX:
-        raise ValueError(f"invalid quantity {value!r}")
-    return Decimal(m.group(1)) * _SUFFIX[m.group(2)]
-
-
-def milli(value: Any) -> int:
-    """A quantity in thousandths, rounded up (CPU in millicores)."""
-    q = parse_quantity(value) * 1000
-    return int(q.to_integral_value(rounding="ROUND_CEILING"))
-
-
-def whole(value: Any) -> int:
-    """A quantity as a whole number, rounded up (memory in bytes, pod counts)."""
-    return int(parse_quantity(value).to_integral_value(rounding="ROUND_CEILING"))

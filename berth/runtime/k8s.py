@@ -9,11 +9,11 @@ ConfigMap/Secret volumes (``files(kind, name)``) and ``valueFrom`` environment v
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from berth.api import quantity
+from berth.api.quantity import Quantity
 from berth.runtime.errors import ContainerError
 from berth.runtime.spec import (
     ContainerSpec,
@@ -32,24 +32,13 @@ from berth.runtime.spec import (
 FilesFn = Callable[[str, str], Mapping[str, bytes]]
 EnvFromFn = Callable[[str, Mapping[str, Any]], str]
 
-_SUFFIX: dict[str, Decimal | int] = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}  # fmt: skip
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
 
-
-def parse_quantity(text: str | int | float) -> Decimal:
-    """A Kubernetes resource quantity (``250m``, ``64Mi``, ``1.5``, ``1e3``) as a number."""
-    match = _QUANTITY.match(str(text).strip())
-    if not match or (match.group(2) and match.group(2) not in _SUFFIX):
-        raise ContainerError(f"invalid resource quantity {text!r}")
+def parse_quantity(text: str | int | float) -> Quantity:
+    """A Kubernetes resource quantity (``250m``, ``64Mi``, ``1.5``, ``1e3``)."""
     try:
-        number = Decimal(match.group(1))
-    except InvalidOperation as exc:
+        return quantity.parse_quantity(text)
+    except quantity.QuantityError as exc:
         raise ContainerError(f"invalid resource quantity {text!r}") from exc
-    return number * Decimal(_SUFFIX.get(match.group(2), 1))
 
 
 def _resources(doc: Mapping[str, Any]) -> Resources:
@@ -57,10 +46,10 @@ def _resources(doc: Mapping[str, Any]) -> Resources:
     limits = doc.get("limits") or {}
 
     def millis(value: Any) -> int | None:
-        return None if value is None else int(parse_quantity(value) * 1000)
+        return None if value is None else parse_quantity(value).milli_value()
 
     def count(value: Any) -> int | None:
-        return None if value is None else int(parse_quantity(value))
+        return None if value is None else parse_quantity(value).value()
 
     return Resources(
         cpu_request_millis=millis(requests.get("cpu", limits.get("cpu"))),
@@ -77,7 +66,7 @@ def volume_from_k8s(doc: Mapping[str, Any], files: FilesFn | None) -> Volume:
         size = ed.get("sizeLimit")
         source = EmptyDir(
             medium=str(ed.get("medium") or ""),
-            size_limit_bytes=int(parse_quantity(size)) if size is not None else None,
+            size_limit_bytes=parse_quantity(size).value() if size is not None else None,
         )
     elif "hostPath" in doc:
         hp = doc["hostPath"]

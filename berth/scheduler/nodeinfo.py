@@ -14,41 +14,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from berth.client.selectors import Requirement
-from berth.machinery.objects import Frozen, controller_ref, key_of, meta, milli, whole
+from berth.api.quantity import int_value, milli_value
+from berth.api.scheduling import (
+    RequiredNodeAffinity,
+    Taint,
+    Toleration,
+    node_taints,
+    pod_tolerations,
+    required_node_affinity,
+)
+from berth.machinery.objects import Frozen, controller_ref, key_of, meta
 
 DEFAULT_POD_LIMIT = 110
 ANY_IP = "0.0.0.0"  # noqa: S104 - a host port without hostIP conflicts with every address
-
-
-@dataclass(frozen=True, slots=True)
-class Taint:
-    key: str
-    value: str
-    effect: str
-
-    def __str__(self) -> str:
-        return f"{{{self.key}: {self.value}}}"
-
-
-@dataclass(frozen=True, slots=True)
-class Toleration:
-    key: str
-    operator: str
-    value: str
-    effect: str
-
-    def tolerates(self, taint: Taint) -> bool:
-        if self.effect and self.effect != taint.effect:
-            return False
-        if not self.key:
-            return self.operator == "Exists"  # empty key + Exists tolerates everything
-        if self.key != taint.key:
-            return False
-        return self.operator == "Exists" or self.value == taint.value
-
-
-NodeSelectorTerm = tuple[tuple[Requirement, ...], tuple[Requirement, ...]]  # labels, fields
 
 
 @dataclass(slots=True)
@@ -57,8 +35,7 @@ class PodInfo:
     uid: str
     cpu: int  # millicores
     memory: int  # bytes
-    node_selector: tuple[tuple[str, str], ...]
-    affinity_terms: tuple[NodeSelectorTerm, ...]  # ORed; empty = no required affinity
+    affinity: RequiredNodeAffinity  # nodeSelector and required node affinity
     tolerations: tuple[Toleration, ...]
     host_ports: tuple[tuple[str, str, int], ...]  # (protocol, hostIP, port)
     owner: str  # controller uid ("" when none): used for spreading
@@ -66,7 +43,7 @@ class PodInfo:
 
     @property
     def simple(self) -> bool:
-        return not (self.node_selector or self.affinity_terms or self.host_ports)
+        return self.affinity.empty and not self.host_ports
 
 
 def _requests(containers: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
@@ -74,17 +51,10 @@ def _requests(containers: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     for c in containers:
         req = (c.get("resources") or {}).get("requests") or {}
         if "cpu" in req:
-            cpu += milli(req["cpu"])
+            cpu += milli_value(req["cpu"])
         if "memory" in req:
-            mem += whole(req["memory"])
+            mem += int_value(req["memory"])
     return cpu, mem
-
-
-def _requirements(exprs: Sequence[Mapping[str, Any]] | None) -> tuple[Requirement, ...]:
-    return tuple(
-        Requirement(str(e["key"]), str(e["operator"]), tuple(str(v) for v in e.get("values") or ()))
-        for e in exprs or ()
-    )
 
 
 def pod_info(pod: Frozen) -> PodInfo:
@@ -95,25 +65,9 @@ def pod_info(pod: Frozen) -> PodInfo:
         cpu, mem = max(cpu, icpu), max(mem, imem)
     overhead = spec.get("overhead") or {}
     if "cpu" in overhead:
-        cpu += milli(overhead["cpu"])
+        cpu += milli_value(overhead["cpu"])
     if "memory" in overhead:
-        mem += whole(overhead["memory"])
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    terms = tuple(
-        (_requirements(t.get("matchExpressions")), _requirements(t.get("matchFields")))
-        for t in required.get("nodeSelectorTerms") or ()
-    )
-    tolerations = tuple(
-        Toleration(
-            str(t.get("key") or ""),
-            str(t.get("operator") or "Equal"),
-            str(t.get("value") or ""),
-            str(t.get("effect") or ""),
-        )
-        for t in spec.get("tolerations") or ()
-    )
+        mem += int_value(overhead["memory"])
     ports = tuple(
         (str(p.get("protocol") or "TCP"), str(p.get("hostIP") or ANY_IP), int(p["hostPort"]))
         for c in spec.get("containers") or ()
@@ -126,9 +80,8 @@ def pod_info(pod: Frozen) -> PodInfo:
         uid=str(meta(pod).get("uid", "")),
         cpu=cpu,
         memory=mem,
-        node_selector=tuple(sorted((spec.get("nodeSelector") or {}).items())),
-        affinity_terms=terms,
-        tolerations=tolerations,
+        affinity=required_node_affinity(spec),
+        tolerations=pod_tolerations(spec),
         host_ports=ports,
         owner=str(ref.get("uid")) if ref is not None else "",
         node_name=str(spec.get("nodeName") or ""),
@@ -214,13 +167,10 @@ def node_info(node: Frozen) -> NodeInfo:
     return NodeInfo(
         name=str(meta(node).get("name")),
         labels=dict(meta(node).get("labels") or {}),
-        taints=tuple(
-            Taint(str(t.get("key")), str(t.get("value") or ""), str(t.get("effect")))
-            for t in spec.get("taints") or ()
-        ),
+        taints=node_taints(node),
         unschedulable=bool(spec.get("unschedulable")),
         ready=ready,
-        alloc_cpu=milli(alloc["cpu"]) if "cpu" in alloc else 0,
-        alloc_memory=whole(alloc["memory"]) if "memory" in alloc else 0,
-        alloc_pods=whole(alloc["pods"]) if "pods" in alloc else DEFAULT_POD_LIMIT,
+        alloc_cpu=milli_value(alloc["cpu"]) if "cpu" in alloc else 0,
+        alloc_memory=int_value(alloc["memory"]) if "memory" in alloc else 0,
+        alloc_pods=int_value(alloc["pods"]) if "pods" in alloc else DEFAULT_POD_LIMIT,
     )

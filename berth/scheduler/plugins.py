@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from berth.client.selectors import Requirement
-from berth.scheduler.nodeinfo import ANY_IP, NodeInfo, PodInfo, Taint, Toleration
+from berth.api.scheduling import Taint, first_untolerated
+from berth.scheduler.nodeinfo import ANY_IP, NodeInfo, PodInfo
 
 UNSCHEDULABLE = "node(s) were unschedulable"
 NOT_READY = "node(s) were not ready"
@@ -19,14 +19,6 @@ INSUFFICIENT_MEMORY = "Insufficient memory"
 NOT_READY_KEY = "node.kubernetes.io/not-ready"
 UNREACHABLE_KEY = "node.kubernetes.io/unreachable"
 UNSCHEDULABLE_KEY = "node.kubernetes.io/unschedulable"
-
-
-def tolerates_all(tolerations: tuple[Toleration, ...], taints: tuple[Taint, ...]) -> Taint | None:
-    """The first taint not tolerated, or None."""
-    for taint in taints:
-        if not any(t.tolerates(taint) for t in tolerations):
-            return taint
-    return None
 
 
 def _tolerates_key(pod: PodInfo, key: str) -> bool:
@@ -56,39 +48,12 @@ def taints(pod: PodInfo, node: NodeInfo) -> str | None:
         for t in node.schedule_taints
         if t.key not in (NOT_READY_KEY, UNREACHABLE_KEY, UNSCHEDULABLE_KEY)
     )
-    bad = tolerates_all(pod.tolerations, relevant)
+    bad = first_untolerated(pod.tolerations, relevant)
     return f"node(s) had untolerated taint {bad}" if bad is not None else None
 
 
 def node_affinity(pod: PodInfo, node: NodeInfo) -> str | None:
-    labels = node.labels
-    for k, v in pod.node_selector:
-        if labels.get(k) != v:
-            return SELECTOR_MISMATCH
-    if pod.affinity_terms and not any(
-        _term_matches(exprs, fields, labels=labels, name=node.name)
-        for exprs, fields in pod.affinity_terms
-    ):
-        return SELECTOR_MISMATCH
-    return None
-
-
-def _term_matches(
-    exprs: tuple[Requirement, ...],
-    fields: tuple[Requirement, ...],
-    *,
-    labels: Mapping[str, str],
-    name: str,
-) -> bool:
-    if not exprs and not fields:
-        return False  # an empty term matches nothing (as in Kubernetes)
-    for r in exprs:
-        if not r.matches(labels):
-            return False
-    for r in fields:
-        if r.key == "metadata.name" and not r.matches({"metadata.name": name}):
-            return False
-    return True
+    return None if pod.affinity.matches(node.labels, node.name) else SELECTOR_MISMATCH
 
 
 def host_ports(pod: PodInfo, node: NodeInfo) -> str | None:

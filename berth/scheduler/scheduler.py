@@ -24,13 +24,15 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from berth.api.meta import format_time
+from berth.api.resources import NODES, PODS
 from berth.client import errors
 from berth.client.interface import ApiClient, bind
-from berth.client.resources import NODES, PODS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, InformerFactory
-from berth.machinery.objects import Frozen, format_time, is_deleting, key_of, meta, name, namespace
+from berth.machinery.objects import Frozen, is_deleting, key_of, meta, name, namespace
 from berth.machinery.queue import WorkQueue
 from berth.scheduler import plugins
 from berth.scheduler.nodeinfo import NodeInfo, PodInfo, node_info, pod_info

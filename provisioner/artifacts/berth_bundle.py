@@ -14,10 +14,14 @@ Bundles are cached under ``<cache>/bundles/<id>.tar.gz``; the hash covers the ``
 pinned requirements, the target platform and the bundle format, so a source edit makes a new id
 and an unchanged tree reuses the cached tar without touching the network.
 
-In a git checkout the bundle holds the *committed* ``berth`` (``git archive HEAD:berth``): work in
-progress in the tree is never shipped to hosts by accident, and the id changes only with commits
-touching ``berth/``. ``BERTH_BUNDLE_SOURCE=worktree`` ships the working tree instead, and
+Run from a git checkout, the bundle holds the *committed* ``berth`` (``git archive HEAD:berth``):
+work in progress in the tree is never shipped to hosts by accident, and the id changes only with
+commits touching ``berth/``. ``BERTH_BUNDLE_SOURCE=worktree`` ships the working tree instead, and
 ``BERTH_BUNDLE_SOURCE=<commit>`` the ``berth`` of that commit (tests pin one this way).
+
+Installed (from a wheel, with pip or pipx), the bundle holds the installed ``berth`` package
+itself: git is never asked, even when the installation happens to sit inside some checkout
+(a virtualenv in a source tree), so what hosts run is what was installed.
 """
 
 from __future__ import annotations
@@ -111,12 +115,18 @@ def source_root() -> Path:
     return Path(berth.__file__).parent
 
 
+def from_checkout(root: Path) -> bool:
+    """Whether the ``berth`` package at ``root`` is the one of a source checkout (its parent
+    holds ``pyproject.toml`` and ``.git``) rather than an installed one."""
+    return (root.parent / "pyproject.toml").is_file() and (root.parent / ".git").exists()
+
+
 def committed_tree(root: Path | None = None) -> str | None:
-    """The git tree id of the committed ``berth`` package, or ``None`` outside a git checkout
-    (or with ``BERTH_BUNDLE_SOURCE=worktree``)."""
+    """The git tree id of the committed ``berth`` package, or ``None`` when ``berth`` is not
+    run from a git checkout (an installed package) or with ``BERTH_BUNDLE_SOURCE=worktree``."""
     root = root or source_root()
     source = os.environ.get(ENV_SOURCE) or "HEAD"
-    if source == "worktree" or shutil.which("git") is None:
+    if source == "worktree" or not from_checkout(root) or shutil.which("git") is None:
         return None
     result = subprocess.run(
         ["git", "-C", str(root.parent), "rev-parse", f"{source}:{root.name}"],

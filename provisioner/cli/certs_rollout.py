@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from berth.api.resources import NODES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
-from berth.client.resources import NODES
 from provisioner.commands import Shell
 from provisioner.connectors.base import CommandResult, Connector, HostName, HostTarget
 from provisioner.engine.inventory import inventory_from_spec

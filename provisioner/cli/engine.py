@@ -4,6 +4,10 @@
 for files) or why nothing is needed; ``-o FILE`` saves it. ``apply FILE`` applies a saved plan
 exactly and refuses if a host drifted since. ``apply -i SPEC`` plans, shows, asks (``--yes``
 skips), then applies, re-reading facts before every operation.
+
+``apply`` shows a live progress display and a summary table by default (plain lines without a
+terminal); ``-v`` prints each operation, ``-vv`` also its commands, diffs and the operations
+already in place; ``--timeline FILE.svg`` draws where the time went.
 """
 
 from __future__ import annotations
@@ -22,9 +26,21 @@ from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, RunContext
 from provisioner.errors import ProvisionerError, SpecError
+from provisioner.output.progress import ProgressReporter
+from provisioner.output.record import RunRecord
+from provisioner.output.timeline import write_timeline
 from provisioner.phases.sets import PHASE_SETS
 from provisioner.phases.workflow import select
-from provisioner.reporting import ConsoleReporter, Event, JsonReporter, Reporter
+from provisioner.reporting import (
+    COMMANDS,
+    NOOPS,
+    OPS,
+    ConsoleReporter,
+    Event,
+    JsonReporter,
+    Reporter,
+    TeeReporter,
+)
 from provisioner.spec import load_spec
 from provisioner.spec.model import ClusterSpec
 from provisioner.state import ClusterState, cache_dir
@@ -44,22 +60,65 @@ StateOption = Annotated[
 ]
 ParallelOption = Annotated[int, typer.Option("--parallel", help="hosts handled at once")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="also show no-ops")]
+VerbosityOption = Annotated[
+    int,
+    typer.Option(
+        "--verbose", "-v", count=True,
+        help="-v: print each operation; -vv: also its commands, diffs and the no-ops",
+    ),
+]  # fmt: skip
+TimelineOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--timeline", help="draw the run per host and phase as an SVG timeline in this file",
+        show_default=False,
+    ),
+]  # fmt: skip
 
 
 def _reporter(output: str, verbose: bool) -> Reporter:
     if output not in ("text", "json"):
         raise typer.BadParameter("--output must be text or json")
-    return JsonReporter() if output == "json" else ConsoleReporter(verbose=verbose)
+    return (
+        JsonReporter()
+        if output == "json"
+        else ConsoleReporter(verbosity=NOOPS if verbose else COMMANDS)
+    )
+
+
+def _apply_reporter(output: str, verbosity: int, record: RunRecord) -> Reporter:
+    """``--output json``: the event stream; ``-v``/``-vv``: lines; else the progress display.
+    Every event also goes to ``record`` (the ``--timeline``)."""
+    if output not in ("text", "json"):
+        raise typer.BadParameter("--output must be text or json")
+    shown: Reporter
+    if output == "json":
+        shown = JsonReporter()
+    elif verbosity > 0:
+        shown = ConsoleReporter(verbosity=OPS if verbosity == 1 else NOOPS)
+    else:
+        return ProgressReporter(record=record)
+    return TeeReporter(shown, record)
 
 
 @contextlib.contextmanager
-def _final_error_event(reporter: Reporter) -> Iterator[None]:
+def _timeline(record: RunRecord, path: Path | None, *, title: str) -> Iterator[None]:
+    """Write the timeline when the run is over, whether it succeeded or not."""
+    try:
+        yield
+    finally:
+        if path is not None and record.spans():
+            write_timeline(record, path, title=title)
+
+
+@contextlib.contextmanager
+def _final_error_event(reporter: Reporter, output: str) -> Iterator[None]:
     """With ``--output json``, end the stream with a ``failed`` event carrying the error (the
     reporter in ``main`` still prints it to stderr and sets the exit code)."""
     try:
         yield
     except ProvisionerError as error:
-        if isinstance(reporter, JsonReporter):
+        if output == "json":
             reporter.emit(
                 Event("failed", message=error.message,
                       data={"lines": error.lines(), "exit_code": int(error.exit_code)})
@@ -141,7 +200,7 @@ def preflight(
     """Check every host (reachability, OS, Python, systemd, ports, disk, clock skew, host-to-host
     reachability) without changing anything; report every problem at once (exit 4)."""
     reporter = _reporter(output, verbose=False)
-    with _final_error_event(reporter), _engine(
+    with _final_error_event(reporter, output), _engine(
         inventory, phase_set="cluster", only=["preflight"], skip=[], reporter=reporter,
         allow_unreachable=False, state_dir=state_dir, parallel=parallel,
     ) as engine:  # fmt: skip
@@ -177,7 +236,7 @@ def plan(
         upgrade.upgrade(inventory, to=to, plan=True, state_dir=state_dir)
         return
     reporter = _reporter(output, verbose)
-    with _final_error_event(reporter), _engine(
+    with _final_error_event(reporter, output), _engine(
         inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
         allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
     ) as engine:  # fmt: skip
@@ -209,7 +268,8 @@ def apply(
     allow_unreachable: UnreachableOption = False,
     state_dir: StateOption = None,
     parallel: ParallelOption = 16,
-    verbose: VerboseOption = False,
+    verbose: VerbosityOption = 0,
+    timeline: TimelineOption = None,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="skip the final `verify` phase (= --skip verify)")
     ] = False,
@@ -217,10 +277,12 @@ def apply(
 ) -> None:
     """Apply a saved plan exactly (`berth apply PLAN`), or plan, show, confirm and apply
     (`berth apply -i SPEC`). Preflight runs whenever something is to change."""
-    reporter = _reporter(output, verbose)
+    record = RunRecord()
+    reporter = _apply_reporter(output, verbose, record)
     if no_verify and phases == "cluster":
         skip = [*skip, "verify"]
-    with _final_error_event(reporter):
+    title = f"berth apply {inventory or plan_file}"
+    with _timeline(record, timeline, title=title), _final_error_event(reporter, output):
         if plan_file is not None:
             saved = Plan.load(plan_file)
             spec_path = inventory or Path(saved.spec_path or "")
@@ -256,6 +318,8 @@ def apply(
             if not yes:
                 if output == "json":
                     raise typer.BadParameter("--output json needs --yes (no prompt in a stream)")
+                if isinstance(reporter, ProgressReporter):
+                    typer.echo(f"each change and its diff: berth plan -i {inventory}")
                 typer.confirm("Apply the changes above?", abort=True)
             engine.apply()
 

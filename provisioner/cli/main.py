@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from berth import __version__
+from provisioner.build_info import describe
 from provisioner.cli import certs, cluster, engine, images, lab, locking, snapshot, spec, upgrade
 from provisioner.errors import ProvisionerError
 
@@ -27,8 +28,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(describe())
+        raise typer.Exit
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print the release and the commit it was built from, and exit",
+        ),
+    ] = False,
+) -> None:
     """Bootstrap, upgrade and tear down a Kubernetes-style cluster on plain machines."""
 
 
@@ -38,8 +55,8 @@ for area in (lab, spec, certs, engine, cluster, upgrade, images, snapshot, locki
 
 @app.command()
 def version() -> None:
-    """Print berth's version."""
-    typer.echo(__version__)
+    """Print berth's release and the commit it was built from (= `berth --version`)."""
+    typer.echo(describe())
 
 
 # soft_wrap: never fold a FILE:LINE:COL line at 80 columns in CI logs

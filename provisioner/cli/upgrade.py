@@ -4,6 +4,7 @@ place, one node at a time, and back (see :mod:`provisioner.upgrade`)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -18,12 +19,16 @@ from provisioner.artifacts.berth_bundle import (
 )
 from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.errors import SpecError
+from provisioner.output.record import RunRecord
+from provisioner.output.timeline import write_timeline
 from provisioner.spec import ClusterSpec, load_spec
 from provisioner.state import ClusterState, cache_dir
 from provisioner.upgrade.cluster import SshClusterOps
 from provisioner.upgrade.journal import Journal
 from provisioner.upgrade.planner import PlannedHost
 from provisioner.upgrade.runner import Upgrader
+from provisioner.upgrade.seam import ClusterOps
+from provisioner.upgrade.timing import TimedOps
 from provisioner.upgrade.version import Release
 
 SpecOption = Annotated[
@@ -69,7 +74,7 @@ def _journal_release(state: ClusterState) -> str:
     return target.rpartition("-")[0]
 
 
-def _upgrader(spec: ClusterSpec, state: ClusterState, ops: SshClusterOps) -> Upgrader:
+def _upgrader(spec: ClusterSpec, state: ClusterState, ops: ClusterOps) -> Upgrader:
     return Upgrader(
         ops,
         hosts=[PlannedHost(h.name, h.is_control_plane) for h in spec.hosts],
@@ -99,6 +104,14 @@ def upgrade(
     gate_timeout: GateOption = 120.0,
     state_dir: StateOption = None,
     wait_lock: WaitLockOption = None,
+    timeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--timeline",
+            help="draw the upgrade per host and step as an SVG timeline in this file",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Upgrade every host to release --to (this berth's build), control plane first, one
     node at a time, each gated on its health; a node that fails its gate is rolled back and the
@@ -115,7 +128,7 @@ def upgrade(
     ):
         _upgrade(
             spec, state, inventory, to=to, resume=resume, allow_downgrade=allow_downgrade,
-            plan=plan, yes=yes, gate_timeout=gate_timeout,
+            plan=plan, yes=yes, gate_timeout=gate_timeout, timeline=timeline,
         )  # fmt: skip
 
 
@@ -130,6 +143,7 @@ def _upgrade(
     plan: bool,
     yes: bool,
     gate_timeout: float,
+    timeline: Path | None = None,
 ) -> None:
     version = to or _journal_release(state)
     _check_to(spec, inventory, version)
@@ -137,10 +151,13 @@ def _upgrade(
     # the id is known without building: the skew check refuses before pip or any upload
     ident = bundle_id(version=version, pins=pinned_requirements())
     planned = Bundle(ident, cache / "bundles" / f"{ident}.tar")
-    with SshClusterOps(
-        spec, state, bundle=planned, cache_dir=cache, gate_timeout=gate_timeout
-    ) as ops:
-        upgrader = _upgrader(spec, state, ops)
+    with (
+        SshClusterOps(
+            spec, state, bundle=planned, cache_dir=cache, gate_timeout=gate_timeout
+        ) as ops,
+        _timeline(timeline, title=f"berth upgrade {inventory} --to {version}") as record,
+    ):
+        upgrader = _upgrader(spec, state, ops if record is None else TimedOps(ops, record))
         if plan:
             for line in upgrader.plan(allow_downgrade=allow_downgrade).lines():
                 typer.echo(line)
@@ -156,6 +173,21 @@ def _upgrade(
                 typer.echo(line)
             typer.confirm("Upgrade the hosts above?", abort=True)
         upgrader.upgrade(allow_downgrade=allow_downgrade)
+
+
+@contextlib.contextmanager
+def _timeline(path: Path | None, *, title: str) -> Iterator[RunRecord | None]:
+    """With ``--timeline``, a record of the run's steps, drawn to ``path`` when it is over
+    (also when it failed: where it stopped is worth seeing)."""
+    if path is None:
+        yield None
+        return
+    record = RunRecord()
+    try:
+        yield record
+    finally:
+        if record.spans():
+            write_timeline(record, path, title=title)
 
 
 def rollback(

@@ -6,6 +6,10 @@ selected phases in one round-trip and evaluates every operation against them (pr
 Applying re-reads the facts of each operation just before running it, because earlier operations
 change the host (a printed plan is a prediction, never a script to replay).
 
+Every host's turn in a stage or phase is reported as a ``start`` and an ``end`` event (``end``
+carries ``ok`` and ``seconds``), and each operation as a ``running`` event when it begins: the
+live progress display and the ``--timeline`` SVG are drawn from these.
+
 A watchdog names every host still busy each ``watchdog_interval`` seconds of a stage or phase
 (with the operation it is running), so a slow or stuck host is visible while the others wait;
 the connector bounds every remote wait, so a stuck host ends as an error naming it. A host
@@ -126,6 +130,7 @@ class Engine:
         self.watchdog_interval = 60.0
         """Seconds between ``warning`` events naming the hosts a stage or phase waits for."""
         self._doing: dict[HostName, str] = {}  # the operation each host is applying now
+        self._failed_op: dict[HostName, str | None] = {}  # the operation a failed host was in
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -144,10 +149,22 @@ class Engine:
             return []
 
         def guarded(item: T) -> R | BaseException:
+            host = str(getattr(item, "name", item))
+            if stage:
+                self.emit("start", stage, phase=stage, host=host)
+            began = time.monotonic()
+            outcome: R | BaseException
             try:
-                return fn(item)
+                outcome = fn(item)
             except Exception as error:
-                return error
+                outcome = error
+            if stage:
+                self.emit(
+                    "end", stage, phase=stage, host=host,
+                    ok=not isinstance(outcome, BaseException),
+                    seconds=round(time.monotonic() - began, 3),
+                )  # fmt: skip
+            return outcome
 
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(work))) as pool:
             futures = [pool.submit(guarded, item) for item in work]
@@ -200,7 +217,7 @@ class Engine:
         """Connect to every host at once; unreachable hosts abort unless allowed (or
         ``tolerate``: preflight reports them with every other problem)."""
         todo = [h for h in self.ctx.inventory.hosts if h.name not in self.connectors]
-        self.emit("stage", "connecting", total=len(todo))
+        self.emit("stage", "connecting", phase="connecting", total=len(todo))
         for target, result in self._map(self._connect, todo, stage="connecting"):
             if isinstance(result, BaseException):
                 message = _message(result, target.name)
@@ -285,6 +302,7 @@ class Engine:
         def gather_checks(host: HostTarget) -> None:
             self.host_facts(host.name, self._phase_facts(host))
 
+        self.emit("stage", "preflight", phase="preflight", total=len(self.hosts))
         for host, result in self._map(gather_checks, self.hosts, stage="preflight"):
             if isinstance(result, BaseException):
                 problems.append(f"[preflight] {host.name}: {_message(result, host.name)}")
@@ -319,6 +337,7 @@ class Engine:
             unreachable=sorted(self.unreachable),
         )
         failures: list[str] = []
+        self.emit("stage", "plan", phase="plan", total=len(self.hosts))
         for host, result in self._map(self._plan_host, self.hosts, stage="plan"):
             if isinstance(result, BaseException):
                 failures.append(f"{host.name}: {_message(result, host.name)}")
@@ -395,6 +414,7 @@ class Engine:
             f"plan: {len(plan.changes)} change(s) on {changed_hosts} host(s), "
             f"{len(plan.ops) - len(plan.changes)} operation(s) already in place",
             changes=len(plan.changes),
+            of="plan",
         )
 
     # -- apply ----------------------------------------------------------------------------------
@@ -429,9 +449,16 @@ class Engine:
         if plan is not None:
             self.check_drift(plan)
         summary = ApplySummary(hosts=len(self.hosts))
+        self.emit(
+            "run", "apply",
+            phases=[p.path for p in self.phases if p.phase.operations or p.phase.after],
+            after=[p.path for p in self.phases if p.phase.after],
+            hosts=[h.name for h in self.hosts],
+        )  # fmt: skip
         for selected in self.phases:
             if selected.phase.operations is None:
                 if selected.phase.after is not None:
+                    self.emit("phase", selected.phase.summary, phase=selected.path, total=0)
                     summary.changed += self._after(selected)
                 continue
             failures: list[str] = []
@@ -442,7 +469,11 @@ class Engine:
                 if isinstance(result, BaseException):
                     message = _message(result, host.name)
                     failures.append(f"[{selected.path}] {host.name}: {message}")
-                    self.emit("error", message, phase=selected.path, host=host.name)
+                    hint = result.hint if isinstance(result, ProvisionerError) else None
+                    self.emit(
+                        "error", message, phase=selected.path, host=host.name,
+                        op=self._failed_op.pop(host.name, None), hint=hint,
+                    )  # fmt: skip
                 else:
                     summary.changed += result[0]
                     summary.unchanged += result[1]
@@ -460,6 +491,7 @@ class Engine:
             f"apply: {summary.changed} change(s), {summary.unchanged} operation(s) already in "
             f"place on {summary.hosts} host(s)",
             changes=summary.changed,
+            of="apply",
         )
         return summary
 
@@ -470,13 +502,26 @@ class Engine:
         def report(line: str) -> None:
             self.emit("done", line, phase=selected.path, host=CLUSTER)
 
-        return selected.phase.after(self.ctx, report)
+        self.emit("start", selected.path, phase=selected.path, host=CLUSTER)
+        began, ok = time.monotonic(), False
+        try:
+            changed = selected.phase.after(self.ctx, report)
+            ok = True
+        finally:
+            self.emit(
+                "end", selected.path, phase=selected.path, host=CLUSTER, ok=ok,
+                seconds=round(time.monotonic() - began, 3),
+            )  # fmt: skip
+        return changed
 
     def _apply_host(
         self, selected: SelectedPhase, host: HostTarget, *, plan: Plan | None
     ) -> tuple[int, int]:
         try:
             changed, unchanged = self._apply_ops(selected, host, plan=plan)
+        except Exception:
+            self._failed_op[host.name] = self._doing.get(host.name)  # for the error event
+            raise
         finally:
             self._doing.pop(host.name, None)  # the watchdog names only what runs now
         self.emit("progress", "finished", phase=selected.path, host=host.name)
@@ -490,6 +535,7 @@ class Engine:
         changed = unchanged = 0
         for op in self.operations(selected, host):
             self._doing[host.name] = op.describe()
+            self.emit("running", op.describe(), phase=selected.path, host=host.name)
             try:
                 facts = gather(connector, op.facts())
                 outcome = evaluate(op, OpContext(host.name, facts, run))

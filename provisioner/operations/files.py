@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from provisioner.commands import Command, Raw, Shell, Upload, sha256_hex
@@ -160,7 +160,7 @@ def template(
     name: str,
     context: Mapping[str, Any],
     *,
-    root: Path | None = None,
+    root: Traversable | None = None,
     mode: int = 0o644,
     owner: str = "root",
     group: str = "root",

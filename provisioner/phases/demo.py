@@ -9,7 +9,7 @@ a ``.deb`` — so the engine can be demonstrated and benchmarked before the clus
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 from provisioner.artifacts.debs import DEB_ARCH, DebCache
@@ -26,7 +26,7 @@ from provisioner.phases.preflight import preflight_phase
 from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.templating import render
 
-TEMPLATES = Path(__file__).parent / "demo_templates"
+TEMPLATES = files("provisioner.phases") / "demo_templates"
 DEMO_PACKAGES = ("tree",)
 DEMO_PORT = 8099
 

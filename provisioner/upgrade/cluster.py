@@ -20,10 +20,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from berth.api.resources import NODES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
-from berth.client.resources import NODES
 from provisioner import snapshot as datastore_snapshot
 from provisioner.artifacts.berth_bundle import SUFFIX, Bundle
 from provisioner.commands import Raw, Shell

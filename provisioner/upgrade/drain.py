@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth.api.resources import NODES, PODS
 from berth.client import errors as api_errors
 from berth.client.interface import ApiClient, evict
-from berth.client.resources import NODES, PODS
 from provisioner.errors import ProvisionerError
 
 Obj = dict[str, Any]

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from berth.api.resources import LEASES, NAMESPACES, NODES, PODS, SERVICES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
-from berth.client.resources import LEASES, NAMESPACES, NODES, PODS, SERVICES
 from provisioner.errors import ProvisionerError
 from provisioner.phases.cluster.nodes import admin_client, desired_nodes, node_patch
 from provisioner.smoke_image import SERVE, SERVE_PORT, smoke_image

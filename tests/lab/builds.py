@@ -30,7 +30,7 @@ def make_build(base: Path, version: str, *, broken: bool = False) -> Build:
     becomes Ready."""
     tree = base / f"berth-{version}{'-broken' if broken else ''}"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for part in ("berth", "provisioner", "templates"):
+    for part in ("berth", "provisioner"):
         shutil.copytree(ROOT / part, tree / part, ignore=ignore)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert f'version = "{OLD}"' in pyproject

@@ -46,10 +46,10 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from berth.apiserver.testing import TestPKI
 from berth.runtime.sandbox import netns_name
 from provisioner.lab import Lab
 from provisioner.smoke_image import smoke_image
+from tests.harness.apiserver import TestPKI
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 from tests.lab.workloads import (

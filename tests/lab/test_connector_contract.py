@@ -24,11 +24,11 @@ from provisioner.connectors.base import (
     HostTarget,
     JumpHost,
 )
-from provisioner.connectors.fake import FakeConnector
 from provisioner.connectors.local import LocalConnector
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.errors import ConnectError, OperationError
 from provisioner.lab import Lab
+from tests.harness.fake_connector import FakeConnector
 
 BACKENDS = ["local", "fake", pytest.param("ssh", marks=pytest.mark.lab)]
 RUN_BACKENDS = ["local", pytest.param("ssh", marks=pytest.mark.lab)]

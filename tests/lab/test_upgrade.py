@@ -39,8 +39,8 @@ from typing import Any
 
 import pytest
 
+from berth.api.resources import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS, SERVICES
 from berth.client.http import HttpClient
-from berth.client.resources import DEPLOYMENTS, PODS, SERVICES, Resource
 from provisioner.artifacts.berth_bundle import Bundle
 from provisioner.lab import Lab
 from provisioner.smoke_image import SERVE_PORT, smoke_image
@@ -56,7 +56,6 @@ pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 NEW = "0.2.0"
-PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", namespaced=True)
 LONG_AGO = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
@@ -342,7 +341,7 @@ def _deploy(kubeconfig: Path, name: str) -> tuple[str, dict[str, str]]:
         try:
             await client.create(DEPLOYMENTS, body, namespace="default")
             # as an operator would: the drain's evictions must leave one replica running
-            await client.create(PDBS, budget, namespace="default")
+            await client.create(PODDISRUPTIONBUDGETS, budget, namespace="default")
             created = await client.create(SERVICES, service, namespace="default")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from berth.apiserver.testing import ServerHandle
+from tests.harness.apiserver import ServerHandle
 from tests.integration.apiserver.helpers import Raw
 
 RBAC = "rbac.authorization.k8s.io"

@@ -23,9 +23,9 @@ import pytest
 
 from berth.agent import server as agent_server
 from berth.agent.authz import AgentAuthorizer, Identity, Request, subject_access_reviewer
-from berth.apiserver.testing import ServerHandle, TestPKI, running_server
 from berth.client.http import HttpClient
 from berth.machinery.clock import FakeClock
+from tests.harness.apiserver import ServerHandle, TestPKI, running_server
 from tests.integration.apiserver.helpers import Raw, node, pod, serve_requiring_client_certs
 
 pytestmark = pytest.mark.timeout(60)

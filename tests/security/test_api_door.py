@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from berth.apiserver.testing import ServerProcess
+from tests.harness.apiserver import ServerProcess
 from tests.integration.apiserver.helpers import (
     Raw,
     capped_server_process,
@@ -520,7 +520,7 @@ def test_namespace_finalize_accepts_only_put(admin: Raw) -> None:
     )
     assert status == 405, data[:300]
     after = json.loads(admin.request("GET", "/api/v1/namespaces/fin")[2])
-    assert "labels" not in after["metadata"]
+    assert after["metadata"]["labels"] == {"kubernetes.io/metadata.name": "fin"}
 
 
 # -- point 11 (API): former 500s -----------------------------------------------------------

@@ -31,9 +31,9 @@ from typing import Any
 import pytest
 
 from berth.apiserver.nodeauthz import retire_node_group_binding
-from berth.apiserver.testing import ServerHandle, running_server
 from berth.network.node import peers_from_nodes, usable_peers
 from berth.network.routes import Peer, Route, desired_routes
+from tests.harness.apiserver import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Raw
 
 NS = "default"

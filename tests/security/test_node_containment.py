@@ -26,7 +26,6 @@ from typing import Any, BinaryIO, ClassVar, cast
 
 import pytest
 
-from berth.apiserver.testing import TestPKI
 from berth.runtime.agent_runtime import _http_probe
 from berth.runtime.bundle import SandboxPaths, volume_mounts
 from berth.runtime.digest import Digest
@@ -55,6 +54,7 @@ from berth.runtime.spec import (
 )
 from berth.runtime.store import ContentStore
 from berth.runtime.unpack import apply_layer
+from tests.harness.apiserver import TestPKI
 from tests.unit.runtime.helpers import Entry, FakeNetnsHost, FakeTransport, make_tar
 
 ROOT = Path(__file__).resolve().parents[2]

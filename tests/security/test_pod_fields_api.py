@@ -16,7 +16,7 @@ import pytest
 
 from berth.api.resources import RESOURCES
 from berth.apiserver.kinds import strategy_for
-from berth.apiserver.testing import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import tenant_in_new_namespace
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from berth.apiserver.testing import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Kubectl
 
 KUBECTL_132 = Path("/usr/bin/kubectl")

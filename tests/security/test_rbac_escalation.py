@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from berth.apiserver.testing import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import groupless_clients
 

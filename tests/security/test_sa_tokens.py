@@ -27,11 +27,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from berth.api import satoken
 from berth.apiserver.config import DEFAULT_ISSUER
-from berth.apiserver.testing import ServerHandle, running_server
 from berth.apiserver.watch import ObjEvent
 from berth.client.http import HttpClient
 from berth.controllers.manager import ControllerManager, ManagerConfig
 from berth.machinery.clock import RealClock
+from tests.harness.apiserver import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import bind_role
 

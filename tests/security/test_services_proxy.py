@@ -19,13 +19,13 @@ import pytest
 
 from berth.agent import proxy_events
 from berth.agent.network import NodeNetwork
-from berth.apiserver.testing import ServerHandle, running_server
-from berth.client.fake import FakeClient
-from berth.client.resources import ENDPOINTS, EVENTS, NODES, SERVICES
+from berth.api.resources import ENDPOINTS, EVENTS, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed, SubprocessRunner
 from berth.proxy import checks
+from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.fake_client import FakeClient
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import tenant_in_new_namespace
 

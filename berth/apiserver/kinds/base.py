@@ -13,6 +13,7 @@ only what it does differently.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,11 @@ class KindStrategy:
     endpoints: Mapping[tuple[str, str], Endpoint] = {}
     """Handlers of this kind's own (verb, subresource) pairs, looked up before the shared
     ones of :data:`berth.apiserver.handlers.ENDPOINTS`."""
+    empty_status: Mapping[str, Any] | None = None
+    """The ``status`` kube-apiserver shows for this kind when nothing set one: its Go type's
+    fields without ``omitempty``, at their zero values (``{}`` for a Deployment,
+    ``{"replicas": 0}`` for a ReplicaSet). Every write fills what is missing from it, so an
+    object always carries these fields; ``None``: the kind has no status (ConfigMap)."""
 
     # -- shaping writes ---------------------------------------------------------------------
 
@@ -81,7 +87,18 @@ class KindStrategy:
         strategy.stamp_for_create(rd, obj, namespace, generation=not self.specless)
         self.reset_status(rd, obj)
         self.defaults(rd, obj)
+        self.fill_status(obj)
         return obj
+
+    def fill_status(self, obj: Obj) -> None:
+        """Give ``obj`` the fields of :attr:`empty_status` it lacks (as decoding into the Go
+        type and encoding again would)."""
+        if self.empty_status is not None:
+            status = obj.get("status")
+            if status is None:
+                obj["status"] = copy.deepcopy(dict(self.empty_status))
+            elif isinstance(status, dict):
+                _fill(status, self.empty_status)
 
     def keep_on_update(self, rd: ResourceDef, old: Obj, new: Obj) -> None:
         """Put back in ``new`` what an update of the object itself may not change: the
@@ -105,12 +122,15 @@ class KindStrategy:
     def prepare_for_update(self, rd: ResourceDef, old: Obj, new: Obj, subresource: str) -> Obj:
         """Merge ``new`` over ``old`` according to who may write what; bump generation."""
         if subresource == "status":
-            return strategy.status_update(old, new)
+            merged = strategy.status_update(old, new)
+            self.fill_status(merged)
+            return merged
         if subresource:
             raise ValueError(f"no update strategy for subresource {subresource!r}")
         strategy.stamp_for_update(rd, old, new)
         self.keep_on_update(rd, old, new)
         self.defaults(rd, new)
+        self.fill_status(new)
         m = new["metadata"]
         if self.specless:
             m.pop("generation", None)
@@ -195,3 +215,14 @@ class KindStrategy:
     def printer(self, rd: ResourceDef) -> Printer:
         """The Table columns for ``rd`` (custom resources: their additionalPrinterColumns)."""
         return self.columns
+
+
+def _fill(into: dict[str, Any], zero: Mapping[str, Any]) -> None:
+    """Add to ``into`` the fields of ``zero`` it lacks (or holds as null), into nested
+    objects too."""
+    for key, value in zero.items():
+        have = into.get(key)
+        if have is None:
+            into[key] = copy.deepcopy(value)
+        elif isinstance(value, Mapping) and isinstance(have, dict):
+            _fill(have, value)

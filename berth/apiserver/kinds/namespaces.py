@@ -3,6 +3,7 @@ subresource, and each new namespace's default ServiceAccount."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from berth.apiserver.registry import Registry
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NAME_LABEL = "kubernetes.io/metadata.name"
 
 NAMESPACE = Printer(
     (NAME, Column("Status"), AGE),
@@ -31,13 +33,18 @@ NAMESPACE = Printer(
 )
 
 
-async def finalize(reg: Registry, rd: ResourceDef, name: str, body: Any) -> Obj:
-    """PUT namespaces/{name}/finalize: replace ``spec.finalizers``."""
+async def finalize(
+    reg: Registry, rd: ResourceDef, name: str, body: Any, *, dry_run: bool = False
+) -> Obj:
+    """PUT namespaces/{name}/finalize: replace ``spec.finalizers`` (``dry_run``: answer
+    with the namespace as it would be, write nothing)."""
     kv, obj = await reg.get_kv(rd, "", name)
     wanted = get_path(body, "spec", "finalizers") if isinstance(body, dict) else None
     if not isinstance(wanted, list | None) or not all(isinstance(f, str) for f in wanted or []):
         raise bad_request("spec.finalizers must be a list of strings")
     obj.setdefault("spec", {})["finalizers"] = list(wanted or [])
+    if dry_run:
+        return obj
     try:
         written = await reg.store.update(
             kv.key, reg.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
@@ -49,15 +56,29 @@ async def finalize(reg: Registry, rd: ResourceDef, name: str, body: Any) -> Obj:
 
 
 async def _finalize(server: ApiServer, call: Call) -> web.StreamResponse:
-    return json_response(await finalize(server.registry, call.route.rd, call.route.name, call.body))
+    r = call.route
+    obj = await finalize(server.registry, r.rd, r.name, call.body, dry_run=call.dry_run)
+    return json_response(obj)
 
 
 class NamespaceStrategy(KindStrategy):
     kind = "Namespace"
+    empty_status: Mapping[str, Any] = {"phase": "Active"}
     name_rule = LABEL
     field_selectors = {"status.phase": path_getter("status", "phase")}
     columns = NAMESPACE
     endpoints = {("update", "finalize"): Endpoint(_finalize)}
+
+    def defaults(self, rd: ResourceDef, obj: Obj) -> None:
+        # Every namespace carries its name as a label (for namespace selectors), set on each
+        # write so it can be neither removed nor changed, as kube-apiserver does.
+        m = obj["metadata"]
+        name = m.get("name")
+        if isinstance(name, str) and name:
+            labels = m.get("labels")
+            if not isinstance(labels, dict):
+                labels = m["labels"] = {}
+            labels[NAME_LABEL] = name
 
     def reset_status(self, rd: ResourceDef, obj: Obj) -> None:
         obj["status"] = {"phase": "Active"}
@@ -95,6 +116,8 @@ class NamespaceStrategy(KindStrategy):
         if not obj["metadata"].get("deletionTimestamp"):
             obj["metadata"]["deletionTimestamp"] = format_time(now())
             obj["status"] = {"phase": "Terminating"}
+            if opts.dry_run:
+                return obj
             written = await reg.store.update(
                 kv.key, reg.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
             )

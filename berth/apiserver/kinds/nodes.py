@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
 from berth.apiserver.errors import FieldError
@@ -66,6 +69,26 @@ NODE = Printer(
 
 class NodeStrategy(KindStrategy):
     kind = "Node"
+    empty_status: Mapping[str, Any] = {
+        # daemonEndpoints and nodeInfo are structs (omitempty does not drop them); the
+        # endpoint's Port and every NodeSystemInfo string have no omitempty.
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "nodeInfo": {
+            f: ""
+            for f in (
+                "machineID",
+                "systemUUID",
+                "bootID",
+                "kernelVersion",
+                "osImage",
+                "containerRuntimeVersion",
+                "kubeletVersion",
+                "kubeProxyVersion",
+                "operatingSystem",
+                "architecture",
+            )
+        },
+    }
     field_selectors = {
         "spec.unschedulable": lambda o: field_string(bool(get_path(o, "spec", "unschedulable")))
     }

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -173,8 +175,11 @@ def _graceful_seconds(obj: Obj, opts: DeleteOptions) -> int | None:
 # --- subresources ------------------------------------------------------------------------------
 
 
-async def bind(reg: Registry, rd: ResourceDef, ns: str, name: str, body: Any) -> None:
-    """POST pods/{name}/binding: assign the pod to ``target.name`` once."""
+async def bind(
+    reg: Registry, rd: ResourceDef, ns: str, name: str, body: Any, *, dry_run: bool = False
+) -> None:
+    """POST pods/{name}/binding: assign the pod to ``target.name`` once (``dry_run``: check
+    that it could be, and write nothing)."""
     target = get_path(body, "target", "name") if isinstance(body, dict) else None
     if not isinstance(target, str) or not target:
         raise invalid(rd, name, [required("target.name")])
@@ -197,6 +202,8 @@ async def bind(reg: Registry, rd: ResourceDef, ns: str, name: str, body: Any) ->
             }
         )
         status["conditions"] = conds
+        if dry_run:
+            return
         try:
             await reg.store.update(
                 kv.key, reg.codec.encode(kv.key, pod), expected_revision=kv.mod_revision
@@ -209,13 +216,15 @@ async def bind(reg: Registry, rd: ResourceDef, ns: str, name: str, body: Any) ->
 
 async def _binding(server: ApiServer, call: Call) -> web.StreamResponse:
     r = call.route
-    await bind(server.registry, r.rd, r.namespace, r.name, call.body)
+    await bind(server.registry, r.rd, r.namespace, r.name, call.body, dry_run=call.dry_run)
     return json_response(created_status(), 201)
 
 
 async def _eviction(server: ApiServer, call: Call) -> web.StreamResponse:
     r, reg, body = call.route, server.registry, call.body
     opts = DeleteOptions.from_body(body.get("deleteOptions") if isinstance(body, dict) else None)
+    if call.dry_run:  # the request's dryRun reaches the delete, as the Eviction's own does
+        opts = dataclasses.replace(opts, dry_run=True)
     if call.user.node_name is not None:  # NodeRestriction first: no budget peeking
         pod = await reg.get(r.rd, r.namespace, r.name)
         admit(call.user, "create", r.rd, subresource="eviction", name=r.name, old=pod)
@@ -235,6 +244,7 @@ _LOG = Endpoint(_log, authorize_as="get", metric_subresource=True)
 
 class PodStrategy(KindStrategy):
     kind = "Pod"
+    empty_status: Mapping[str, Any] = {}  # every PodStatus field is omitempty
     delete_returns_object = True
     teardown_gracefully = True
     field_selectors = {
@@ -248,9 +258,14 @@ class PodStrategy(KindStrategy):
     }
     columns = POD
     endpoints = {
-        ("create", "binding"): Endpoint(_binding, metric_subresource=True),
+        ("create", "binding"): Endpoint(
+            _binding, metric_subresource=True, kind=("", "", "Binding")
+        ),
         ("create", "eviction"): Endpoint(
-            _eviction, also_authorize="delete", metric_subresource=True
+            _eviction,
+            also_authorize="delete",
+            metric_subresource=True,
+            kind=("policy", "v1", "Eviction"),
         ),
         ("get", "log"): _LOG,
         ("watch", "log"): _LOG,
@@ -297,4 +312,4 @@ class PodStrategy(KindStrategy):
         grace = _graceful_seconds(obj, opts)
         if grace is None:
             return None
-        return await reg.mark_deleting(kv, obj, grace, [])
+        return await reg.mark_deleting(kv, obj, grace, [], dry_run=opts.dry_run)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from berth.api.meta import Obj, get_path
 from berth.apiserver.tables import (
     AGE,
@@ -45,4 +48,10 @@ PDB = Printer(
 class PodDisruptionBudgetStrategy(KindStrategy):
     group = "policy"
     kind = "PodDisruptionBudget"
+    empty_status: Mapping[str, Any] = {
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "disruptionsAllowed": 0,
+        "expectedPods": 0,
+    }
     columns = PDB

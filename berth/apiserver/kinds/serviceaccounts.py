@@ -21,6 +21,8 @@ SERVICEACCOUNT = Printer(
 
 
 async def _token(server: ApiServer, call: Call) -> web.StreamResponse:
+    # A dry run issues the token too, as kube-apiserver's TokenRequest does: nothing is
+    # stored either way (a bound token is checked against its objects when it is used).
     r = call.route
     token = await server.service_accounts.create_token(
         server.registry, call.user, r.namespace, r.name, call.body
@@ -32,4 +34,10 @@ class ServiceAccountStrategy(KindStrategy):
     kind = "ServiceAccount"
     specless = True
     columns = SERVICEACCOUNT
-    endpoints = {("create", "token"): Endpoint(_token, metric_subresource=True)}
+    endpoints = {
+        ("create", "token"): Endpoint(
+            _token,
+            metric_subresource=True,
+            kind=("authentication.k8s.io", "v1", "TokenRequest"),
+        )
+    }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
+from berth.apiserver import service_families
 from berth.apiserver.errors import FieldError
 from berth.apiserver.service_validation import validate_endpoints, validate_service
 from berth.apiserver.tables import AGE, NAME, Cell, Column, Printer, age, created, name_of
@@ -15,6 +17,10 @@ from .base import KindStrategy
 
 if TYPE_CHECKING:
     from berth.apiserver.registry import Registry
+
+DEFAULT_AFFINITY_SECONDS = 10800
+"""ClientIP affinity timeout a Service gets when it names none (upstream's
+DefaultClientIPServiceAffinitySeconds; the proxy assumes the same)."""
 
 
 def _svc_row(o: Obj) -> list[Cell]:
@@ -80,6 +86,7 @@ ENDPOINTS = Printer((NAME, Column("Endpoints"), AGE), _endpoints_row)
 
 class ServiceStrategy(KindStrategy):
     kind = "Service"
+    empty_status: Mapping[str, Any] = {"loadBalancer": {}}
     name_rule = LABEL
     delete_returns_object = True
     columns = SERVICE
@@ -89,13 +96,33 @@ class ServiceStrategy(KindStrategy):
         if isinstance(spec, dict):
             spec.setdefault("type", "ClusterIP")
             spec.setdefault("sessionAffinity", "None")
+            if spec["sessionAffinity"] == "None":
+                spec.pop("sessionAffinityConfig", None)  # upstream drops it, no error
+            elif spec["sessionAffinity"] == "ClientIP":
+                config = spec.get("sessionAffinityConfig")
+                if config is None or (
+                    isinstance(config, dict)
+                    and get_path(config, "clientIP", "timeoutSeconds") is None
+                ):
+                    spec["sessionAffinityConfig"] = {
+                        "clientIP": {"timeoutSeconds": DEFAULT_AFFINITY_SECONDS}
+                    }
             for p in spec.get("ports") or []:
                 if isinstance(p, dict):
                     p.setdefault("protocol", "TCP")
                     p.setdefault("targetPort", p.get("port"))
+            service_families.fill_defaults(spec)
+
+    def keep_on_update(self, rd: ResourceDef, old: Obj, new: Obj) -> None:
+        super().keep_on_update(rd, old, new)
+        new_spec, old_spec = new.get("spec"), old.get("spec")
+        if isinstance(new_spec, dict) and isinstance(old_spec, dict):
+            service_families.carry_on_update(new_spec, old_spec)
 
     def validate_fields(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
-        return validate_service(obj)
+        spec = obj.get("spec")
+        families = service_families.validate(spec) if isinstance(spec, dict) else []
+        return validate_service(obj) + families
 
     async def reserve(self, reg: Registry, new: Obj, old: Obj | None, *, dry_run: bool) -> Any:
         return await reg.services.allocate(new, old, dry_run=dry_run)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
 from berth.apiserver.errors import FieldError
@@ -131,6 +134,7 @@ class _Workload(KindStrategy):
 
 class DeploymentStrategy(_Workload):
     kind = "Deployment"
+    empty_status: Mapping[str, Any] = {}  # every DeploymentStatus field is omitempty
     columns = DEPLOYMENT
 
     def defaults(self, rd: ResourceDef, obj: Obj) -> None:
@@ -151,6 +155,7 @@ class DeploymentStrategy(_Workload):
 
 class ReplicaSetStrategy(_Workload):
     kind = "ReplicaSet"
+    empty_status: Mapping[str, Any] = {"replicas": 0}
     field_selectors = {"status.replicas": path_getter("status", "replicas")}
     columns = REPLICASET
 
@@ -163,6 +168,12 @@ class ReplicaSetStrategy(_Workload):
 
 class DaemonSetStrategy(_Workload):
     kind = "DaemonSet"
+    empty_status: Mapping[str, Any] = {
+        "currentNumberScheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "numberReady": 0,
+    }
     needs_replicas = False
     columns = DAEMONSET
 

@@ -46,6 +46,15 @@ def _paths(node: Any, path: str, found: list[str]) -> None:
             _paths(item, f"{path}[{index}]", found)
 
 
+def is_json(raw: bytes) -> bool:
+    """Whether ``raw`` is JSON text (a YAML body may start with ``{`` and still not be)."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 def json_duplicates(raw: bytes, value: Any) -> list[str]:
     """The paths of the repeated keys in JSON text ``raw`` (decoded as ``value``), in
     document order, without repeats, at most :data:`MAX_REPORTED`."""

@@ -113,7 +113,9 @@ def body_duplicates(raw: bytes, content_type: str, value: Any, *, prefix: str = 
     if not raw:
         return found
     text = raw.lstrip()[:1]
-    if "yaml" in content_type.lower() and text not in (b"{", b"["):
+    is_yaml = "yaml" in content_type.lower()
+    if is_yaml and (text not in (b"{", b"[") or not duplicates.is_json(raw)):
+        # YAML proper, or YAML flow style that merely starts like JSON (``{a: 1}``)
         lines = duplicates.yaml_duplicates(raw)
         if lines:
             found.errors.append(

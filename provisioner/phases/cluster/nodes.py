@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from berth.api.resources import NODES, PODS
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.interface import evict
 from berth.client.kubeconfig import load_kubeconfig
-from berth.client.resources import NODES, PODS
 from provisioner.errors import PhaseError
 from provisioner.phases.cluster.context import spec_of, state_of
 from provisioner.phases.cluster.removal import (

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from berth.apiserver.testing import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle, running_server
 
 from .helpers import Kubectl, Raw
 

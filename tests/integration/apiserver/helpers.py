@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
-from berth.apiserver.testing import ServerHandle, ServerProcess, prepare, start_process
+from tests.harness.apiserver import ServerHandle, ServerProcess, prepare, start_process
 
 # The kubernetes client's generated models are loosely typed (optional everywhere); tests
 # handle them as Any and assert on the values instead.

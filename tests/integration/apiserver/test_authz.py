@@ -8,7 +8,7 @@ import time
 import pytest
 from kubernetes import client as k8s
 
-from berth.apiserver.testing import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle, running_server
 
 from .helpers import Raw, core_api, node, pod, rbac_api
 

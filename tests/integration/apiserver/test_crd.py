@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from berth.apiserver.testing import ServerHandle
+from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
 from .helpers import Kubectl, Raw, Watch, table

@@ -11,7 +11,7 @@ import pytest
 
 from berth.api.resources import CRD_RESOURCE
 from berth.apiserver.crd.strategy import prepare_crd_create
-from berth.apiserver.testing import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle, running_server
 
 from .helpers import Raw
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.apiserver.testing import ServerProcess, prepare, start_process
+from tests.harness.apiserver import ServerProcess, prepare, start_process
 
 from .helpers import Raw
 

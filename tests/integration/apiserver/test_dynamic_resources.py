@@ -13,7 +13,7 @@ from berth.api.resources import ResourceDef
 from berth.apiserver.app import ApiServer
 from berth.apiserver.handlers import Call, Endpoint, json_response
 from berth.apiserver.kinds import KindStrategy
-from berth.apiserver.testing import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle, running_server
 from tests.integration.apiserver.helpers import Raw
 
 GADGETS = ResourceDef(

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from berth.apiserver.testing import ServerProcess
+from tests.harness.apiserver import ServerProcess
 
 from .helpers import Raw, capped_server_process, json_paths, raw_client, replaced_at
 

@@ -20,8 +20,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from berth.apiserver.testing import ServerFiles, ServerProcess, prepare, start_process
 from berth.store.config import DatastoreConfig
+from tests.harness.apiserver import ServerFiles, ServerProcess, prepare, start_process
 from tests.integration.store.etcd_server import EtcdProcess, TLSFiles, make_tls, start_etcd
 
 from .helpers import Kubectl, Raw, Watch, core_api, table

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import pytest
 
-from berth.apiserver.testing import ServerHandle
+from tests.harness.apiserver import ServerHandle
 
 from .helpers import Raw
 

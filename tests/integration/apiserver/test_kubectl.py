@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from berth.apiserver.testing import ServerHandle
+from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
 from .helpers import Kubectl, Watch, apps_api, core_api, deployment, node, pod, table

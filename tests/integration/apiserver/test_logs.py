@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client as k8s
 
-from berth.apiserver.testing import ServerHandle
+from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
 from .helpers import core_api, node, pod, serve_requiring_client_certs

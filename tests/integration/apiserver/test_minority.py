@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from berth.apiserver.testing import ServerProcess, prepare, start_process
 from berth.store.config import DatastoreConfig
+from tests.harness.apiserver import ServerProcess, prepare, start_process
 from tests.integration.store.etcd_server import EtcdProcess, make_tls, start_etcd_cluster
 
 from .helpers import Raw

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from berth.apiserver.testing import ServerHandle
+from tests.harness.apiserver import ServerHandle
 
 from .conftest import ROOT
 from .helpers import Raw
@@ -115,5 +115,5 @@ def test_every_system_namespace_has_both(raw: Raw, controller_manager: None) -> 
 
 
 def test_the_unit_passes_the_ca_file() -> None:
-    unit = (ROOT / "templates" / "berth-controller-manager.service.j2").read_text()
+    unit = (ROOT / "provisioner" / "templates" / "berth-controller-manager.service.j2").read_text()
     assert "--root-ca-file {{ pki }}/ca.crt" in unit  # what the fixture above passes

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from berth.apiserver.testing import ServerHandle
+from tests.harness.apiserver import ServerHandle
 
 from .helpers import Raw, Watch, apps_api, core_api, deployment, pod
 

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from berth.apiserver.testing import ServerProcess, prepare, start_process
+from tests.harness.apiserver import ServerProcess, prepare, start_process
 
 from .helpers import Watch, core_api
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from berth.apiserver.testing import ServerHandle
+from tests.harness.apiserver import ServerHandle
 
 from .helpers import Raw, Watch, core_api
 

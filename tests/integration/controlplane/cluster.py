@@ -18,16 +18,16 @@ from berth.agent.config import NodeConfig, ServerConfig
 from berth.agent.fleet import Fleet
 from berth.agent.simulated import SimulatedRuntime
 from berth.api import satoken
-from berth.apiserver.testing import ServerHandle
+from berth.api.resources import PODS
 from berth.client.http import HttpClient
 from berth.client.interface import Obj
-from berth.client.resources import PODS
 from berth.controllers.manager import ControllerManager, ManagerConfig
 from berth.controllers.nodelifecycle import NodeLifecycleConfig
 from berth.machinery.clock import RealClock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import InformerFactory
 from berth.scheduler.scheduler import Scheduler
+from tests.harness.apiserver import ServerHandle
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[3]

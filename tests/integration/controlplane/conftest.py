@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.apiserver.testing import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle, running_server
 
 
 @pytest.fixture

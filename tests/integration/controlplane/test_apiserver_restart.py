@@ -9,8 +9,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from berth.apiserver.testing import ServerProcess, prepare, start_process
-from berth.client.resources import DEPLOYMENTS
+from berth.api.resources import DEPLOYMENTS
+from tests.harness.apiserver import ServerProcess, prepare, start_process
 
 from .cluster import control_plane, deployment
 

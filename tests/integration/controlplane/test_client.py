@@ -4,16 +4,17 @@ that is not there as :class:`Unreachable`, watch resume and discovery."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from pathlib import Path
 
 import pytest
 
-from berth.apiserver.testing import ServerHandle
+from berth.api.resources import CONFIGMAPS, DEPLOYMENTS
 from berth.client import errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
-from berth.client.resources import CONFIGMAPS, DEPLOYMENTS, STATEFULSETS
+from tests.harness.apiserver import ServerHandle
 
 
 def test_errors_watch_and_discovery(server: ServerHandle, tmp_path: Path) -> None:
@@ -39,7 +40,9 @@ def test_errors_watch_and_discovery(server: ServerHandle, tmp_path: Path) -> Non
                     seen.append((ev.type, ev.object["metadata"]["name"]))
             assert ("MODIFIED", "a") in seen
             assert await api.served(DEPLOYMENTS)
-            assert not await api.served(STATEFULSETS)
+            # a kind the table does not hold (yet): discovery says it is not served
+            statefulsets = dataclasses.replace(DEPLOYMENTS, plural="statefulsets")
+            assert not await api.served(statefulsets)
         finally:
             await api.close()
             await asyncio.sleep(0.3)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from berth.apiserver.testing import ServerHandle
+from berth.api.resources import DEPLOYMENTS, REPLICASETS
 from berth.client.interface import Obj
-from berth.client.resources import DEPLOYMENTS, REPLICASETS
 from berth.controllers.deployment import REVISION
+from tests.harness.apiserver import ServerHandle
 
 from .cluster import Cluster, control_plane, deployment, wait_until
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from berth.apiserver.testing import ServerHandle
+from berth.api.resources import DEPLOYMENTS, LEASES, NODES
 from berth.client.http import HttpClient
-from berth.client.resources import DEPLOYMENTS, LEASES, NODES
+from tests.harness.apiserver import ServerHandle
 
 from .cluster import KUBECTL, deployment
 

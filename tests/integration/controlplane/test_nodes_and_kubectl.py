@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from berth.apiserver.testing import ServerHandle
+from berth.api.resources import DEPLOYMENTS, LEASES, NODES, PODS
 from berth.client.http import HttpClient
-from berth.client.resources import DEPLOYMENTS, LEASES, NODES, PODS
 from berth.controllers.nodelifecycle import NodeLifecycleConfig
 from berth.machinery.clock import RealClock
 from berth.machinery.leaderelection import LeaderElectionConfig, LeaderElector
+from tests.harness.apiserver import ServerHandle
 
 from .cluster import KUBECTL, Cluster, control_plane, deployment, wait_until
 

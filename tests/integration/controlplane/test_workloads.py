@@ -11,10 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from berth.apiserver.testing import ServerHandle
-from berth.client import errors
-from berth.client.interface import Obj
-from berth.client.resources import (
+from berth.api.resources import (
     DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
@@ -24,6 +21,9 @@ from berth.client.resources import (
     REPLICASETS,
     SERVICES,
 )
+from berth.client import errors
+from berth.client.interface import Obj
+from tests.harness.apiserver import ServerHandle
 
 from .cluster import Cluster, control_plane, deployment, wait_until
 

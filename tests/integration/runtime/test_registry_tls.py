@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from berth.apiserver.testing import TestPKI
 from berth.runtime.errors import RegistryError
 from berth.runtime.registry import UrllibTransport
+from tests.harness.apiserver import TestPKI
 
 
 class _V2(http.server.BaseHTTPRequestHandler):

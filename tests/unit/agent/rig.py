@@ -9,12 +9,13 @@ from typing import Any
 from berth.agent.pods import PodManager
 from berth.agent.simulated import SimulatedRuntime
 from berth.agent.withdrawal import EndpointWithdrawal
-from berth.client.fake import FakeClient
+from berth.api.resources import EVENTS, PODS
 from berth.client.interface import Obj
-from berth.client.resources import EVENTS, PODS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.machinery.clock import Clock, FakeClock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
+from tests.harness.fake_client import FakeClient
 
 KEY = ObjectKey("default/p")
 

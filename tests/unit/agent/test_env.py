@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from berth.agent.env import SourceError, expand, resolve_env, resolve_volume_files
+from berth.api.resources import CONFIGMAPS, PODS, SECRETS
 from berth.client import errors
-from berth.client.fake import FakeClient
-from berth.client.resources import CONFIGMAPS, PODS, SECRETS
 from berth.machinery.controller import Retry
 from berth.machinery.objects import freeze
+from tests.harness.fake_client import FakeClient
 from tests.unit.agent.rig import KEY, Rig
 
 POD = freeze(

@@ -10,13 +10,13 @@ from pathlib import Path
 from berth.agent.config import NodeConfig
 from berth.agent.fleet import CHANGE_POLL_PERIOD, RESYNC_PERIOD, Fleet
 from berth.agent.runtime import SandboxConfig
-from berth.client.fake import FakeClient
-from berth.client.resources import make_key
+from berth.client.keys import make_key
 from berth.machinery.clock import FakeClock
 from berth.runtime.agent_runtime import RuncAgentRuntime
 from berth.runtime.images import ImageService
 from berth.runtime.runc import RuncRuntime
 from berth.runtime.store import ContentStore
+from tests.harness.fake_client import FakeClient
 
 
 class ScriptedRunc(RuncAgentRuntime):

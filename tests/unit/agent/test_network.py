@@ -12,12 +12,12 @@ import pytest
 
 from berth.agent.config import AgentConfigError, load_config
 from berth.agent.network import NodeNetwork
-from berth.client.fake import FakeClient
-from berth.client.resources import ENDPOINTS, NODES, SERVICES
+from berth.api.resources import ENDPOINTS, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed
 from berth.runtime.agent_runtime import _resolved_volumes
+from tests.harness.fake_client import FakeClient
 
 ADDRS = [
     {"ifname": "lo", "addr_info": [{"local": "127.0.0.1"}]},

@@ -7,9 +7,9 @@ import asyncio
 
 from berth.agent.config import NodeConfig
 from berth.agent.node import NodeAgent
-from berth.client.fake import FakeClient
-from berth.client.resources import LEASES, NODES
+from berth.api.resources import LEASES, NODES
 from berth.machinery.clock import FakeClock
+from tests.harness.fake_client import FakeClient
 
 
 def agent() -> tuple[FakeClock, FakeClient, NodeAgent]:

@@ -6,7 +6,7 @@ UNKNOWN_CONFIRM fails the pod, reported with exit code 137 and never as success.
 from __future__ import annotations
 
 from berth.agent.pods import UNKNOWN_CONFIRM, UNKNOWN_EXIT_CODE
-from berth.client.resources import PODS
+from berth.api.resources import PODS
 from tests.unit.agent.rig import Rig, run
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from berth.agent.pods import PodManager
-from berth.client.resources import EVENTS, PODS
+from berth.api.resources import EVENTS, PODS
 from tests.unit.agent.rig import Rig, run
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from berth.client.resources import CONFIGMAPS, PODS, SERVICEACCOUNTS
+from berth.api.resources import CONFIGMAPS, PODS, SERVICEACCOUNTS
 from berth.machinery.controller import Retry
 from tests.unit.agent.rig import Rig, run
 

@@ -12,9 +12,10 @@ from berth.agent.fleet import Fleet
 from berth.agent.pods import SHUTDOWN_POD_MESSAGE
 from berth.agent.shutdown import Run, host_shutting_down, shut_down_gracefully
 from berth.agent.simulated import SimulatedRuntime
-from berth.client.fake import FakeClient
-from berth.client.resources import NODES, PODS, make_key
+from berth.api.resources import NODES, PODS
+from berth.client.keys import make_key
 from berth.machinery.clock import FakeClock
+from tests.harness.fake_client import FakeClient
 
 
 def _systemd(state: str, jobs: str = "") -> Run:

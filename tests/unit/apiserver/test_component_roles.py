@@ -2,7 +2,7 @@
 a stolen certificate take the cluster.
 
 The first test ties the controller manager's role to the kinds its garbage collector and
-namespace controller monitor (``berth.client.resources.ALL``): a kind added there must be added
+namespace controller monitor (``berth.controllers.kinds.MANAGED``): a kind added there must be added
 to the role too, or those controllers' informers would be refused in a cluster. The
 control-plane integration tests (tests/integration/controlplane) run every controller and the
 scheduler under these roles against a real API server.
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import pytest
 
+from berth.api.resources import EVENTS, ResourceDef
 from berth.apiserver.auth import UserInfo
 from berth.apiserver.rbac import RbacAuthorizer
-from berth.client.resources import ALL, EVENTS, Resource
+from berth.controllers.kinds import MANAGED
 from tests.unit.apiserver.rbac_checks import bootstrap_authorizer, can
 
 CONTROLLER_MANAGER = UserInfo("system:kube-controller-manager", ("system:authenticated",))
@@ -27,9 +28,9 @@ def authorizer() -> RbacAuthorizer:
     return bootstrap_authorizer()
 
 
-@pytest.mark.parametrize("res", [r for r in ALL if r != EVENTS], ids=lambda r: r.qualified)
+@pytest.mark.parametrize("res", [r for r in MANAGED if r != EVENTS], ids=lambda r: r.group_resource)
 def test_controller_manager_reaches_every_kind_the_gc_monitors(
-    authorizer: RbacAuthorizer, res: Resource
+    authorizer: RbacAuthorizer, res: ResourceDef
 ) -> None:
     for verb in ("get", "list", "watch", "patch", "delete"):
         assert can(authorizer, CONTROLLER_MANAGER, verb, res.plural, group=res.group), verb

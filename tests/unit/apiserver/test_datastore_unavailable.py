@@ -13,10 +13,10 @@ import aiohttp
 import orjson
 
 from berth.apiserver.app import ApiServer
-from berth.apiserver.testing import prepare
 from berth.store.etcd import EtcdNoQuorum
 from berth.store.interface import KeyValue, ListResult
 from berth.store.memory import MemoryStore
+from tests.harness.apiserver import prepare
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 

@@ -232,3 +232,13 @@ def test_warn_sends_a_warning_per_problem_and_ignore_nothing() -> None:
 def test_every_served_kind_compiles() -> None:
     for rd in TABLE.resources:
         assert fieldvalidation.tree_for(rd) is not None, rd.kind
+
+
+def test_yaml_flow_style_that_starts_like_json_is_read_as_yaml() -> None:
+    # found by the hostile-body fuzz: ``{a: {a: 1}}`` is YAML, not JSON; it used to reach the
+    # JSON duplicate scan and raise (a 500)
+    found = fieldvalidation.body_duplicates(b"{a: {a: 1}, a: 2}", "application/yaml", {"a": 2})
+    assert found.errors
+    assert "already set in map" in found.errors[0]
+    clean = fieldvalidation.body_duplicates(b"{a: {a: 1}}", "application/yaml", {"a": {"a": 1}})
+    assert not clean.errors

@@ -45,7 +45,7 @@ def test_label_selector_matching(selector: str, labels: dict[str, str], expected
     assert parse_label_selector(selector).matches(labels) is expected
 
 
-@pytest.mark.parametrize("bad", ["app in (web", "a b", "=x", "app=we b", "app in ()", ",", "k=v,,"])
+@pytest.mark.parametrize("bad", ["app in (web", "a b", "=x", "app=we b", ",", "k=v,,"])
 def test_bad_label_selectors_are_400(bad: str) -> None:
     with pytest.raises(ApiError) as exc:
         parse_label_selector(bad)
@@ -88,7 +88,7 @@ def test_label_selector_objects_round_trip() -> None:
             {"key": "legacy", "operator": "DoesNotExist"},
         ],
     }
-    assert selector_to_string(obj) == "app=web,tier in (a,b),!legacy"
+    assert selector_to_string(obj) == "app=web,!legacy,tier in (a,b)"  # sorted by key, as upstream
     sel = selector_from_label_selector_object(obj)
     assert sel.matches({"app": "web", "tier": "a"})
     assert not sel.matches({"app": "web", "tier": "c"})

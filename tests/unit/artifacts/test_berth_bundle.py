@@ -113,3 +113,30 @@ def test_a_bundle_id_changes_with_the_schema_package(monkeypatch: pytest.MonkeyP
     before = berth_bundle.bundle_id(version="1", pins=("a==1",))
     monkeypatch.setattr(berth_bundle, "schema_pin", lambda: "kubernetes-validate==0.0.1")
     assert berth_bundle.bundle_id(version="1", pins=("a==1",)) != before
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def test_an_installed_berth_ships_itself_even_inside_a_checkout(tmp_path: Path) -> None:
+    # a virtualenv inside some source checkout: `git archive HEAD:berth` there would ship the
+    # checkout's committed berth instead of the installed one
+    repo = tmp_path / "repo"
+    (repo / "berth").mkdir(parents=True)
+    (repo / "berth" / "__init__.py").write_text("# the checkout's berth\n")
+    (repo / "pyproject.toml").write_text("")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "checkout")
+    installed = repo / ".venv" / "lib" / "site-packages" / "berth"
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("# the installed berth\n")
+    assert berth_bundle.committed_tree(repo / "berth") is not None
+    assert berth_bundle.committed_tree(installed) is None
+    before = berth_bundle.bundle_id(version="1.0.0", source=installed)
+    (installed / "__init__.py").write_text("# another installed berth\n")
+    assert berth_bundle.bundle_id(version="1.0.0", source=installed) != before

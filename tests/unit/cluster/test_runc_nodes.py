@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from berth.agent.config import load_config
-from berth.apiserver.testing import TestPKI
 from berth.runtime.images import ImageService
 from berth.runtime.store import ContentStore
 from provisioner.commands import Shell, Upload
@@ -34,6 +33,7 @@ from provisioner.smoke_image import smoke_image
 from provisioner.spec import load_spec
 from provisioner.verify.cluster import _smoke_pod
 from provisioner.verify.run import ssh_probe
+from tests.harness.apiserver import TestPKI
 
 SPEC = """\
 apiVersion: berth.dev/v1alpha1

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from provisioner.connectors.base import CommandResult
-from provisioner.connectors.fake import FakeConnector
 from provisioner.connectors.local import LocalConnector
 from provisioner.errors import FactError
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.gather import gather
 from provisioner.facts.system import Clock, OsRelease, Sysctls
+from tests.harness.fake_connector import FakeConnector
 
 
 def test_one_round_trip_for_many_facts_against_a_real_shell(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from provisioner.commands import Raw, Shell
 from provisioner.connectors.base import CommandResult, Connector
-from provisioner.connectors.fake import FakeConnector
 from provisioner.connectors.local import LocalConnector
 from provisioner.errors import ConnectError, OperationError
+from tests.harness.fake_connector import FakeConnector
 
 
 def test_both_satisfy_the_protocol(tmp_path: Path) -> None:

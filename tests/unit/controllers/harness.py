@@ -7,15 +7,15 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from berth.client.fake import FakeClient
+from berth.api.meta import format_time
+from berth.api.resources import PODS
 from berth.client.interface import Obj
-from berth.client.resources import PODS
 from berth.controllers.context import Context
 from berth.machinery.clock import FakeClock
 from berth.machinery.controller import Controller
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import InformerFactory
-from berth.machinery.objects import format_time
+from tests.harness.fake_client import FakeClient
 
 T = TypeVar("T")
 

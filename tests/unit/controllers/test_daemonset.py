@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth.api.resources import DAEMONSETS, NODES, PODS
 from berth.client.interface import Obj
-from berth.client.resources import DAEMONSETS, NODES, PODS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.daemonset import DaemonSetController
 
 from .harness import Harness, pod_template, run

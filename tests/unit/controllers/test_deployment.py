@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 
+from berth.api.resources import DEPLOYMENTS, PODS, REPLICASETS
 from berth.client.interface import Obj
-from berth.client.resources import DEPLOYMENTS, PODS, REPLICASETS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.deployment import (
     HASH_LABEL,
     REVISION,

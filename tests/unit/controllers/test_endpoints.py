@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from berth.client.resources import ENDPOINTS, PODS, SERVICES, ObjectKey
+from berth.api.resources import ENDPOINTS, PODS, SERVICES
+from berth.client.keys import ObjectKey
 from berth.controllers.endpoints import EndpointsController
 
 from .harness import Harness, run

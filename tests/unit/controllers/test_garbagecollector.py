@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth.api.resources import CONFIGMAPS, PODS, REPLICASETS
 from berth.client.interface import Obj
-from berth.client.resources import CONFIGMAPS, PODS, REPLICASETS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.garbagecollector import GarbageCollector
 
 from .harness import Harness, run

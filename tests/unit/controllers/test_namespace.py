@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from berth.client.resources import CONFIGMAPS, NAMESPACES, PODS, SERVICES, ObjectKey
+from berth.api.resources import CONFIGMAPS, NAMESPACES, PODS, SERVICES
+from berth.client.keys import ObjectKey
 from berth.controllers.namespace import NamespaceController
 from berth.machinery.controller import Retry
 

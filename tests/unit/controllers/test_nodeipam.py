@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from berth.client.resources import NODES, ObjectKey
+from berth.api.resources import NODES
+from berth.client.keys import ObjectKey
 from berth.controllers.nodeipam import NodeIpamController
 from berth.machinery.controller import Permanent
 

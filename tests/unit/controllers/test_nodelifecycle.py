@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from berth.api.meta import format_micro_time, format_time
+from berth.api.resources import LEASES, NODES, PODS
 from berth.client.interface import Obj
-from berth.client.resources import LEASES, NODES, PODS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.nodelifecycle import (
     UNREACHABLE,
     NodeLifecycleConfig,
     NodeLifecycleController,
 )
 from berth.machinery.controller import Retry
-from berth.machinery.objects import format_micro_time, format_time
 
 from .harness import Harness, run
 

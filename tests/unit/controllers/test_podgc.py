@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from berth.client.resources import NODES, PODS, ObjectKey
+from berth.api.resources import NODES, PODS
+from berth.client.keys import ObjectKey
 from berth.controllers.podgc import PodGarbageCollector
 
 from .harness import Harness, run

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from berth.api.resources import EVENTS, PODS, REPLICASETS
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import EVENTS, PODS, REPLICASETS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.controllers.replicaset import ReplicaSetController
 from berth.machinery.controller import Retry
 

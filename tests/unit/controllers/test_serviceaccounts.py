@@ -4,7 +4,8 @@ deletions and edits are undone)."""
 
 from __future__ import annotations
 
-from berth.client.resources import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS, ObjectKey
+from berth.api.resources import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS
+from berth.client.keys import ObjectKey
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
 
 from .harness import Harness, run

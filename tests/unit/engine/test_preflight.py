@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.connectors.base import HostName, HostTarget
-from provisioner.connectors.fake import FakeConnector
 from provisioner.facts.base import Fact, FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.network import Listener, ListeningPorts
@@ -27,6 +26,7 @@ from provisioner.phases.preflight import MANAGED_MARKER, preflight_phase
 from provisioner.phases.sets import cluster_ports, local_cluster_ports
 from provisioner.phases.workflow import Inventory
 from provisioner.spec import parse_spec
+from tests.harness.fake_connector import FakeConnector
 
 N1 = HostTarget(HostName("n1"), "10.0.0.1", roles=("control-plane",))
 N2 = HostTarget(HostName("n2"), "10.0.0.2", roles=("worker",))

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from provisioner.errors import TemplateError
-from provisioner.reporting import ConsoleReporter, Event, JsonReporter
+from provisioner.reporting import COMMANDS, NOOPS, OPS, ConsoleReporter, Event, JsonReporter
 from provisioner.templating import render
 
 
@@ -68,9 +68,29 @@ def test_progress_counts_hosts_per_phase() -> None:
     )
     reporter.emit(Event("phase", "demo", message="Install", data={"total": 2}))
     for host in ("n1", "n2"):
-        reporter.emit(Event("progress", "demo", host, "finished"))
+        reporter.emit(Event("start", "demo", host, "demo"))
+        reporter.emit(Event("end", "demo", host, "demo", {"ok": True, "seconds": 0.1}))
     reporter.emit(Event("summary", message="apply: 2 change(s)"))
     text = out.getvalue()
     assert "[demo]" in text
     assert "2/2 hosts" in text
     assert text.rstrip().endswith("apply: 2 change(s)")
+
+
+def test_verbosity_levels_of_the_line_reporter() -> None:
+    def lines(verbosity: int) -> list[str]:
+        out = io.StringIO()
+        reporter = ConsoleReporter(
+            Console(file=out, width=200, color_system=None), verbosity=verbosity
+        )
+        reporter.emit(Event("running", "demo", "n1", "file /etc/x"))
+        reporter.emit(Event("done", "demo", "n1", "file /etc/x", {"commands": ["upload /etc/x"]}))
+        reporter.emit(Event("noop", "demo", "n1", "user demo: exists"))
+        reporter.emit(Event("end", "demo", "n1", "demo", {"ok": True, "seconds": 0.1}))
+        return out.getvalue().splitlines()
+
+    assert lines(OPS) == ["[demo] n1: file /etc/x"]
+    assert lines(COMMANDS) == ["[demo] n1: file /etc/x", "    $ upload /etc/x"]
+    assert lines(NOOPS) == [
+        "[demo] n1: file /etc/x", "    $ upload /etc/x", "[demo] n1: user demo: exists",
+    ]  # fmt: skip

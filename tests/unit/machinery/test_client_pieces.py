@@ -1,5 +1,6 @@
-"""Client building blocks without a server: kubeconfig loading, selectors, merge patch,
-quantities, and the fake API's server semantics that controllers rely on."""
+"""Client building blocks without a server: kubeconfig loading, resource lookup and keys, and
+the fake API's server semantics that controllers rely on (selectors, patches and quantities
+are tested with :mod:`berth.api` in tests/unit/api)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from berth.api.resources import DEPLOYMENTS, PODS, for_kind
 from berth.client import errors
-from berth.client.fake import FakeClient
+from berth.client.keys import split_key
 from berth.client.kubeconfig import KubeconfigError, load_kubeconfig
-from berth.client.patches import merge_patch
-from berth.client.resources import DEPLOYMENTS, PODS, for_kind, split_key
-from berth.client.selectors import (
-    from_label_selector,
-    parse_field_selector,
-    parse_label_selector,
-)
-from berth.machinery.objects import milli, whole
+from tests.harness.fake_client import FakeClient
 
 
 def kubeconfig(tmp: Path, **user: str) -> Path:
@@ -63,45 +58,6 @@ def test_kubeconfig_errors_name_the_file_and_what_is_missing(tmp_path: Path) -> 
         load_kubeconfig(path)
     with pytest.raises(KubeconfigError, match="cannot read"):
         load_kubeconfig(tmp_path / "missing")
-
-
-def test_label_and_field_selectors() -> None:
-    sel = parse_label_selector("app=web,tier!=db,env in (a,b),!legacy,zone")
-    assert sel.matches({"app": "web", "env": "a", "zone": "z"})
-    assert not sel.matches({"app": "web", "env": "c", "zone": "z"})
-    assert not sel.matches({"app": "web", "env": "a", "zone": "z", "legacy": "1"})
-    assert not sel.matches({"app": "web", "env": "a", "zone": "z", "tier": "db"})
-    assert parse_label_selector("").matches({})
-    structured = from_label_selector(
-        {
-            "matchLabels": {"app": "web"},
-            "matchExpressions": [{"key": "v", "operator": "NotIn", "values": ["1"]}],
-        }
-    )
-    assert structured.matches({"app": "web", "v": "2"})
-    assert not structured.matches({"app": "web", "v": "1"})
-    fields = parse_field_selector("spec.nodeName=n1,status.phase!=Failed")
-    assert fields.matches({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
-    assert not fields.matches({"spec": {"nodeName": "n1"}, "status": {"phase": "Failed"}})
-
-
-def test_merge_patch_rfc7386() -> None:
-    target = {"a": 1, "b": {"c": 2, "d": 3}, "l": [1, 2]}
-    assert merge_patch(target, {"b": {"c": None, "e": 4}, "l": [3], "a": None}) == {
-        "b": {"d": 3, "e": 4},
-        "l": [3],
-    }
-    assert target["b"] == {"c": 2, "d": 3}, "the target is not modified"
-
-
-def test_quantities() -> None:
-    assert milli("250m") == 250
-    assert milli("1.5") == 1500
-    assert milli(2) == 2000
-    assert whole("128Mi") == 128 * 2**20
-    assert whole("1G") == 10**9
-    with pytest.raises(ValueError, match="invalid quantity"):
-        whole("12 apples")
 
 
 def test_resource_lookup_and_keys() -> None:

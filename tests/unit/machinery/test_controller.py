@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from berth.client.resources import ObjectKey
+from berth.client.keys import ObjectKey
 from berth.machinery.clock import FakeClock
 from berth.machinery.controller import Controller, Permanent, Retry
 from berth.machinery.queue import WorkQueue

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from berth.client.fake import FakeClient
-from berth.client.resources import CONFIGMAPS
+from berth.api.resources import CONFIGMAPS
 from berth.machinery.clock import FakeClock
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen, name
+from tests.harness.fake_client import FakeClient
 
 
 def cm(n: str, **data: str) -> dict[str, Any]:

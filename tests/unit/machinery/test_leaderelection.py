@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from berth.client.fake import FakeClient
-from berth.client.resources import LEASES
+from berth.api.resources import LEASES
 from berth.machinery.clock import FakeClock
 from berth.machinery.leaderelection import LeaderElectionConfig, LeaderElector
+from tests.harness.fake_client import FakeClient
 
 
 def electors(clock: FakeClock, api: FakeClient) -> tuple[LeaderElector, LeaderElector]:

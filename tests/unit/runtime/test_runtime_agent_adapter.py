@@ -155,10 +155,13 @@ def test_pod_conversion() -> None:
 
 
 def test_quantities_and_refusals() -> None:
-    assert parse_quantity("250m") * 1000 == 250
-    assert parse_quantity("1.5Gi") == 1.5 * 2**30
-    assert parse_quantity("1e3") == 1000
-    assert parse_quantity(2) == 2
+    assert parse_quantity("250m").milli_value() == 250
+    assert parse_quantity("1.5Gi").value() == 3 * 2**29
+    assert parse_quantity("1e3").value() == 1000
+    assert parse_quantity(2).value() == 2
+    # rounded up as the kubelet rounds, never down to nothing
+    assert parse_quantity("0.1m").milli_value() == 1
+    assert parse_quantity("1.5").value() == 2
     with pytest.raises(ContainerError, match="invalid resource quantity"):
         parse_quantity("12XB")
     needs_files = {"metadata": {"name": "p", "uid": "u"},

@@ -7,14 +7,15 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+from berth.api.resources import EVENTS, NODES, PODS
 from berth.client import errors
-from berth.client.fake import FakeClient
 from berth.client.interface import Obj
-from berth.client.resources import EVENTS, NODES, PODS, ObjectKey
+from berth.client.keys import ObjectKey
 from berth.machinery.clock import FakeClock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import InformerFactory
 from berth.scheduler.scheduler import Scheduler, SchedulerConfig
+from tests.harness.fake_client import FakeClient
 
 
 def node(name: str, *, cpu: str = "2", taints: list[dict[str, str]] | None = None) -> Obj:

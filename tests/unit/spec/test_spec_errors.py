@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from berth.apiserver.testing import TestPKI
 from provisioner.errors import SpecError
 from provisioner.spec import load_spec, parse_spec
+from tests.harness.apiserver import TestPKI
 from tests.unit.spec.conftest import ONE_HOST, doc
 
 CASES = [

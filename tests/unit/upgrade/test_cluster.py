@@ -9,11 +9,11 @@ import pytest
 
 from provisioner.artifacts.berth_bundle import Bundle
 from provisioner.connectors.base import CommandResult, HostTarget
-from provisioner.connectors.fake import FakeConnector
 from provisioner.errors import OperationError
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
 from provisioner.upgrade.cluster import SshClusterOps, parse_unit_probe, unit_probe
+from tests.harness.fake_connector import FakeConnector
 
 NEW = "0.2.0-bbbbbbbbbbbb"
 OLD = "0.1.0-aaaaaaaaaaaa"

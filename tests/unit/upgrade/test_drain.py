@@ -8,9 +8,9 @@ from typing import Any, cast
 
 import pytest
 
+from berth.api.resources import NODES, PODS, ResourceDef
 from berth.client import errors as api_errors
 from berth.client.interface import ApiClient, ObjectList
-from berth.client.resources import NODES, PODS, Resource
 from provisioner.upgrade.drain import DrainError, drain, uncordon
 
 Obj = dict[str, Any]
@@ -34,14 +34,14 @@ class FakeApi:
         self.evicting: dict[str, int] = {}
         self.calls: list[str] = []
 
-    async def patch(self, resource: Resource, name: str, patch: Obj, **_: Any) -> Obj:
+    async def patch(self, resource: ResourceDef, name: str, patch: Obj, **_: Any) -> Obj:
         assert resource is NODES
         assert name == "w1"
         self.node["spec"].update(patch["spec"])
         self.calls.append(f"patch {patch}")
         return self.node
 
-    async def list(self, resource: Resource, **kw: Any) -> ObjectList:
+    async def list(self, resource: ResourceDef, **kw: Any) -> ObjectList:
         assert resource is PODS
         assert kw["field_selector"] == "spec.nodeName=w1"
         for name in list(self.evicting):
@@ -52,7 +52,7 @@ class FakeApi:
         return ObjectList(items=list(self.pods.values()), resource_version="1")
 
     async def create_subresource(
-        self, resource: Resource, name: str, subresource: str, **_: Any
+        self, resource: ResourceDef, name: str, subresource: str, **_: Any
     ) -> Obj:
         assert subresource == "eviction"
         if self.refuse:
@@ -66,7 +66,7 @@ class FakeApi:
         self.evicting[name] = self.linger
         return {}
 
-    async def delete(self, resource: Resource, name: str, **_: Any) -> None:
+    async def delete(self, resource: ResourceDef, name: str, **_: Any) -> None:
         self.calls.append(f"delete {name}")
         self.pods.pop(name, None)
 

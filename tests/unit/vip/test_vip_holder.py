@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from berth.api.resources import LEASES
 from berth.client import errors
-from berth.client.fake import FakeClient
 from berth.client.interface import ApiClient
-from berth.client.resources import LEASES
 from berth.machinery.clock import FakeClock
 from berth.machinery.leaderelection import LeaderElectionConfig, LeaderElector
 from berth.vip.addresses import AddressError
 from berth.vip.config import VipConfig
 from berth.vip.holder import VipHolder
+from tests.harness.fake_client import FakeClient
 
 VIP = "10.0.0.200"
 

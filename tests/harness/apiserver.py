@@ -2,7 +2,7 @@
 
 Use from any area's integration tests::
 
-    from berth.apiserver.testing import running_server
+    from tests.harness.apiserver import running_server
 
     with running_server(tmp_path) as srv:          # in-process, memory store, own thread
         kubeconfig = srv.kubeconfig("admin", groups=["system:masters"])
@@ -39,11 +39,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from berth.apiserver.app import ApiServer
+from berth.apiserver.config import ServerConfig
+from berth.apiserver.podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 from berth.store.config import DatastoreConfig
-
-from .app import ApiServer
-from .config import ServerConfig
-from .podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 
 T = TypeVar("T")
 

@@ -16,22 +16,33 @@ import asyncio
 import copy
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from berth.client import errors
-from berth.client.interface import Obj, ObjectList, PropagationPolicy, WatchEvent, WatchEventType
-from berth.client.patches import merge_patch
-from berth.client.resources import (
-    NAMESPACES,
-    PODS,
-    SERVICEACCOUNTS,
-    ObjectKey,
-    Resource,
-    make_key,
+from berth.api import patches
+from berth.api.meta import format_time
+from berth.api.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS, ResourceDef
+from berth.api.selectors import (
+    FieldGetter,
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+    path_getter,
 )
-from berth.client.selectors import parse_field_selector, parse_label_selector
+from berth.client import errors
+from berth.client.interface import (
+    Obj,
+    ObjectList,
+    PatchBody,
+    PatchType,
+    PropagationPolicy,
+    WatchEvent,
+    WatchEventType,
+)
+from berth.client.keys import ObjectKey, make_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,28 +57,59 @@ class Action:
 
 @dataclass(slots=True)
 class _Watcher:
-    resource: Resource
+    resource: ResourceDef
     namespace: str | None
     queue: asyncio.Queue[WatchEvent | None]
-    label: str | None
-    fields: str | None
+    label: LabelSelector
+    fields: FieldSelector
 
 
 @dataclass(slots=True)
 class _Record:
     rv: int
-    resource: Resource
+    resource: ResourceDef
     type: WatchEventType
     obj: Obj
     prev: Obj | None
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_iso = format_time
 
 
-def _spec_part(obj: Obj) -> Obj:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
+class _AnyField(Mapping[str, FieldGetter]):
+    """Every dotted path is a field (the default: the fake does not know which fields each
+    kind supports; the API server refuses the others)."""
+
+    def __getitem__(self, key: str) -> FieldGetter:
+        return path_getter(*key.split("."))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+FieldsOf = Callable[[ResourceDef], Mapping[str, FieldGetter]]
+
+
+# Kinds without a spec have no generation (as the API server's strategy.py: only objects with
+# a spec have one); for the others a change of ``spec`` bumps it.
+_SPECLESS = {
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Event",
+    "ServiceAccount",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+}
+
+
+def _spec_part(obj: Obj) -> object:
+    return obj.get("spec")
 
 
 @dataclass
@@ -76,34 +118,36 @@ class FakeClient:
 
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     actions: list[Action] = field(default_factory=list)
-    _objects: dict[Resource, dict[ObjectKey, Obj]] = field(default_factory=dict)
+    _objects: dict[ResourceDef, dict[ObjectKey, Obj]] = field(default_factory=dict)
     _rv: int = 0
     _history: list[_Record] = field(default_factory=list)
     _compacted: int = 0
     _watchers: list[_Watcher] = field(default_factory=list)
     _errors: dict[tuple[str, str], list[errors.ApiError]] = field(default_factory=dict)
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    unserved: set[Resource] = field(default_factory=set)
+    unserved: set[ResourceDef] = field(default_factory=set)
     tokens_issued: int = 0  # serviceaccounts/token requests answered
+    # the field selector fields of each resource (default: any dotted path)
+    fields_of: FieldsOf = field(default=lambda _resource: _AnyField())
 
     # ---- test helpers -------------------------------------------------------------------
-    def seed(self, resource: Resource, obj: Obj) -> Obj:
+    def seed(self, resource: ResourceDef, obj: Obj) -> Obj:
         """Store ``obj`` as if created (no action recorded); returns the stored copy."""
         stored = self._create(resource, copy.deepcopy(obj), None)
         return copy.deepcopy(stored)
 
-    def objects(self, resource: Resource) -> list[Obj]:
+    def objects(self, resource: ResourceDef) -> list[Obj]:
         return [copy.deepcopy(o) for o in self._objects.get(resource, {}).values()]
 
-    def stored(self, resource: Resource, key: str) -> Obj | None:
+    def stored(self, resource: ResourceDef, key: str) -> Obj | None:
         obj = self._objects.get(resource, {}).get(ObjectKey(key))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def fail_next(self, verb: str, resource: Resource, error: errors.ApiError) -> None:
+    def fail_next(self, verb: str, resource: ResourceDef, error: errors.ApiError) -> None:
         """Make the next ``verb`` on ``resource`` raise ``error``."""
         self._errors.setdefault((verb, resource.plural), []).append(error)
 
-    def writes(self, verb: str | None = None, resource: Resource | None = None) -> list[Action]:
+    def writes(self, verb: str | None = None, resource: ResourceDef | None = None) -> list[Action]:
         return [
             a
             for a in self.actions
@@ -123,19 +167,19 @@ class FakeClient:
         self._watchers.clear()
 
     # ---- internals ----------------------------------------------------------------------
-    def _check_error(self, verb: str, resource: Resource) -> None:
+    def _check_error(self, verb: str, resource: ResourceDef) -> None:
         pending = self._errors.get((verb, resource.plural))
         if pending:
             raise pending.pop(0)
 
-    def _bucket(self, resource: Resource) -> dict[ObjectKey, Obj]:
+    def _bucket(self, resource: ResourceDef) -> dict[ObjectKey, Obj]:
         return self._objects.setdefault(resource, {})
 
-    def _find(self, resource: Resource, name: str, namespace: str | None) -> Obj:
+    def _find(self, resource: ResourceDef, name: str, namespace: str | None) -> Obj:
         key = make_key(namespace if resource.namespaced else None, name)
         obj = self._bucket(resource).get(key)
         if obj is None:
-            raise errors.NotFound(404, "NotFound", f'{resource.qualified} "{name}" not found')
+            raise errors.NotFound(404, "NotFound", f'{resource.group_resource} "{name}" not found')
         return obj
 
     def _bump(self) -> str:
@@ -143,7 +187,7 @@ class FakeClient:
         return str(self._rv)
 
     def _emit(
-        self, resource: Resource, type_: WatchEventType, obj: Obj, *, prev: Obj | None
+        self, resource: ResourceDef, type_: WatchEventType, obj: Obj, *, prev: Obj | None
     ) -> None:
         rec = _Record(self._rv, resource, type_, copy.deepcopy(obj), prev)
         self._history.append(rec)
@@ -163,9 +207,7 @@ class FakeClient:
             if o is None:
                 return False
             labels = o.get("metadata", {}).get("labels") or {}
-            return parse_label_selector(w.label).matches(labels) and parse_field_selector(
-                w.fields
-            ).matches(o)
+            return w.label.matches(labels) and w.fields.matches(o)
 
         now_m, prev_m = match(rec.obj), match(rec.prev)
         if rec.type == "DELETED":
@@ -178,7 +220,9 @@ class FakeClient:
             return WatchEvent(rec.type, copy.deepcopy(rec.obj))
         return None
 
-    def _create(self, resource: Resource, body: Obj, namespace: str | None) -> Obj:
+    def _create(
+        self, resource: ResourceDef, body: Obj, namespace: str | None, *, api: bool = False
+    ) -> Obj:
         meta = body.setdefault("metadata", {})
         if resource.namespaced:
             ns = namespace or meta.get("namespace") or "default"
@@ -197,14 +241,19 @@ class FakeClient:
         bucket = self._bucket(resource)
         if key in bucket:
             raise errors.AlreadyExists(
-                409, "AlreadyExists", f'{resource.qualified} "{meta["name"]}" already exists'
+                409, "AlreadyExists", f'{resource.group_resource} "{meta["name"]}" already exists'
             )
         body["kind"] = resource.kind
         body["apiVersion"] = resource.api_version
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _iso(self.now())
-        meta["generation"] = 1
+        if resource.kind in _SPECLESS:
+            meta.pop("generation", None)
+        else:
+            meta["generation"] = 1
         meta.pop("deletionTimestamp", None)
+        if api and resource.has_status and resource not in (NODES, PODS, NAMESPACES):
+            body.pop("status", None)  # the status subresource owns it (seed() may set one)
         if resource == NAMESPACES:
             body.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             body.setdefault("status", {})["phase"] = "Active"
@@ -215,7 +264,7 @@ class FakeClient:
         self._emit(resource, "ADDED", body, prev=None)
         return body
 
-    def _store_update(self, resource: Resource, old: Obj, new: Obj) -> Obj:
+    def _store_update(self, resource: ResourceDef, old: Obj, new: Obj) -> Obj:
         key = make_key(new["metadata"].get("namespace"), new["metadata"]["name"])
         new["metadata"]["resourceVersion"] = self._bump()
         if self._finished(resource, new):
@@ -227,7 +276,7 @@ class FakeClient:
         return new
 
     @staticmethod
-    def _finished(resource: Resource, obj: Obj) -> bool:
+    def _finished(resource: ResourceDef, obj: Obj) -> bool:
         meta = obj["metadata"]
         if not meta.get("deletionTimestamp") or meta.get("finalizers"):
             return False
@@ -237,7 +286,9 @@ class FakeClient:
             return bool(meta.get("deletionGracePeriodSeconds") == 0)
         return True
 
-    def _write(self, resource: Resource, old: Obj, desired: Obj, *, subresource: str | None) -> Obj:
+    def _write(
+        self, resource: ResourceDef, old: Obj, desired: Obj, *, subresource: str | None
+    ) -> Obj:
         new = copy.deepcopy(desired)
         new["kind"], new["apiVersion"] = resource.kind, resource.api_version
         meta = new.setdefault("metadata", {})
@@ -268,16 +319,19 @@ class FakeClient:
                 new["status"] = copy.deepcopy(old["status"])
             else:
                 new.pop("status", None)
-        gen = int(oldmeta.get("generation", 1))
-        if subresource is None and _spec_part(new) != _spec_part(old):
-            gen += 1
-        new["metadata"]["generation"] = gen
+        if resource.kind in _SPECLESS:
+            new["metadata"].pop("generation", None)
+        else:
+            gen = int(oldmeta.get("generation", 1))
+            if subresource is None and _spec_part(new) != _spec_part(old):
+                gen += 1
+            new["metadata"]["generation"] = gen
         return self._store_update(resource, old, new)
 
     # ---- ApiClient ----------------------------------------------------------------------
     async def get(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         *,
         namespace: str | None = None,
@@ -290,7 +344,7 @@ class FakeClient:
         return copy.deepcopy(obj)
 
     @staticmethod
-    def _scale(resource: Resource, obj: Obj) -> Obj:
+    def _scale(resource: ResourceDef, obj: Obj) -> Obj:
         spec = obj.get("spec") or {}
         sel = (spec.get("selector") or {}).get("matchLabels") or {}
         return {
@@ -310,7 +364,7 @@ class FakeClient:
 
     async def list(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
@@ -318,8 +372,7 @@ class FakeClient:
         resource_version: str | None = None,
     ) -> ObjectList:
         self._check_error("list", resource)
-        label = parse_label_selector(label_selector)
-        fields = parse_field_selector(field_selector)
+        label, fields = self._selectors(resource, label_selector, field_selector)
         items = [
             copy.deepcopy(o)
             for o in self._bucket(resource).values()
@@ -329,9 +382,22 @@ class FakeClient:
         ]
         return ObjectList(items=items, resource_version=str(self._rv))
 
-    async def create(self, resource: Resource, body: Obj, *, namespace: str | None = None) -> Obj:
+    def _selectors(
+        self, resource: ResourceDef, label: str | None, fields: str | None
+    ) -> tuple[LabelSelector, FieldSelector]:
+        try:
+            return (
+                parse_label_selector(label),
+                parse_field_selector(fields, self.fields_of(resource)),
+            )
+        except SelectorError as exc:
+            raise errors.BadRequest(400, "BadRequest", str(exc)) from None
+
+    async def create(
+        self, resource: ResourceDef, body: Obj, *, namespace: str | None = None
+    ) -> Obj:
         self._check_error("create", resource)
-        stored = self._create(resource, copy.deepcopy(body), namespace)
+        stored = self._create(resource, copy.deepcopy(body), namespace, api=True)
         meta = stored["metadata"]
         self.actions.append(
             Action("create", resource.plural, meta.get("namespace"), meta["name"], None, stored)
@@ -340,7 +406,7 @@ class FakeClient:
 
     async def create_subresource(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         subresource: str,
         *,
@@ -391,7 +457,9 @@ class FakeClient:
             }
         raise errors.NotFound(404, "NotFound", f"subresource {subresource} not supported")
 
-    async def update(self, resource: Resource, body: Obj, *, subresource: str | None = None) -> Obj:
+    async def update(
+        self, resource: ResourceDef, body: Obj, *, subresource: str | None = None
+    ) -> Obj:
         self._check_error("update", resource)
         meta = body.get("metadata") or {}
         old = self._find(resource, str(meta.get("name")), meta.get("namespace"))
@@ -400,7 +468,7 @@ class FakeClient:
             raise errors.Conflict(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {resource.qualified} "{meta.get("name")}": '
+                f'Operation cannot be fulfilled on {resource.group_resource} "{meta.get("name")}": '
                 "the object has been modified; please apply your changes to the latest version "
                 "and try again",
             )
@@ -430,27 +498,50 @@ class FakeClient:
 
     async def patch(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
-        patch: Obj,
+        patch: PatchBody,
         *,
         namespace: str | None = None,
         subresource: str | None = None,
+        patch_type: PatchType = "merge",
     ) -> Obj:
         self._check_error("patch", resource)
         old = self._find(resource, name, namespace)
-        rv = (patch.get("metadata") or {}).get("resourceVersion")
+        desired = self._apply_patch(patch_type, old, patch)
+        rv = (desired.get("metadata") or {}).get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
-            raise errors.Conflict(409, "Conflict", f'{resource.qualified} "{name}" was modified')
+            raise errors.Conflict(
+                409, "Conflict", f'{resource.group_resource} "{name}" was modified'
+            )
+        # a JSON patch (a list of operations) is recorded as {"operations": [...]}
+        recorded = copy.deepcopy(patch) if isinstance(patch, dict) else {"operations": patch}
         self.actions.append(
-            Action("patch", resource.plural, namespace, name, subresource, copy.deepcopy(patch))
+            Action("patch", resource.plural, namespace, name, subresource, recorded)
         )
-        desired = merge_patch(old, patch)
         return copy.deepcopy(self._write(resource, old, desired, subresource=subresource))
+
+    @staticmethod
+    def _apply_patch(patch_type: PatchType, old: Obj, patch: PatchBody) -> Obj:
+        """The patched object, with the server's answers to a patch that does not apply."""
+        try:
+            if patch_type == "json":
+                desired = patches.json_patch(old, patch)
+            elif patch_type == "strategic":
+                desired = patches.strategic_merge_patch(old, patch)
+            else:
+                desired = patches.json_merge_patch(old, patch)
+        except patches.PatchFormatError as exc:
+            raise errors.BadRequest(400, "BadRequest", str(exc)) from None
+        except patches.PatchError as exc:
+            raise errors.Invalid(422, "Invalid", str(exc)) from None
+        if not isinstance(desired, dict):
+            raise errors.BadRequest(400, "BadRequest", "the patched object is not an object")
+        return desired
 
     async def delete(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         name: str,
         *,
         namespace: str | None = None,
@@ -481,7 +572,7 @@ class FakeClient:
 
     async def _delete(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         obj: Obj,
         *,
         policy: PropagationPolicy | None,
@@ -536,7 +627,7 @@ class FakeClient:
 
     async def watch(
         self,
-        resource: Resource,
+        resource: ResourceDef,
         *,
         namespace: str | None = None,
         resource_version: str = "",
@@ -545,7 +636,8 @@ class FakeClient:
         timeout_seconds: int | None = None,
     ) -> AsyncIterator[WatchEvent]:
         self._check_error("watch", resource)
-        w = _Watcher(resource, namespace, asyncio.Queue(), label_selector, field_selector)
+        label, fields = self._selectors(resource, label_selector, field_selector)
+        w = _Watcher(resource, namespace, asyncio.Queue(), label, fields)
         if resource_version in ("", "0"):
             for obj in list(self._bucket(resource).values()):
                 ev = self._event_for(w, _Record(self._rv, resource, "ADDED", obj, None))
@@ -575,7 +667,7 @@ class FakeClient:
             if w in self._watchers:
                 self._watchers.remove(w)
 
-    async def served(self, resource: Resource) -> bool:
+    async def served(self, resource: ResourceDef) -> bool:
         return resource not in self.unserved
 
     async def close(self) -> None:
