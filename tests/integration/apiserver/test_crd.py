@@ -511,6 +511,50 @@ def test_deleting_a_crd_for_a_builtins_names_leaves_the_builtin_alone(
     assert any(r["metadata"]["name"] == "cluster-admin" for r in roles["items"])
 
 
+def test_a_terminating_crd_waits_for_its_objects_finalizers(suffix: str, raw: Raw) -> None:
+    group = f"fin{suffix}.example.com"
+    status, _ = raw.json("POST", CRD_BASE, widget_crd(group))
+    assert status == 201
+    deadline = time.monotonic() + 5
+    while not _discovered(raw, group):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    base = f"/apis/{group}/v1/namespaces/default/widgets"
+    held = widget("held", group)
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    status, _ = raw.json("POST", base, held)
+    assert status == 201
+    status, _ = raw.json("DELETE", f"{CRD_BASE}/widgets.{group}")
+    assert status == 200
+
+    def deleting() -> bool:
+        _, obj = raw.json("GET", f"{base}/held")
+        return bool(obj.get("metadata", {}).get("deletionTimestamp"))
+
+    while not deleting():
+        assert time.monotonic() < deadline + 5, "the object was not deleted"
+        time.sleep(0.05)
+    # still served while it terminates, but creates are refused
+    status, err = raw.json("POST", base, widget("late", group))
+    assert (status, err["reason"]) == (405, "MethodNotAllowed")
+    assert err["message"] == "create not allowed while custom resource definition is terminating"
+    status, crd = raw.json("GET", f"{CRD_BASE}/widgets.{group}")
+    assert status == 200  # the object's finalizer holds the CRD's
+    assert crd["metadata"]["finalizers"] == ["customresourcecleanup.apiextensions.k8s.io"]
+    status, _ = raw.json(
+        "PATCH",
+        f"{base}/held",
+        [{"op": "remove", "path": "/metadata/finalizers"}],
+        content_type="application/json-patch+json",
+    )
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while raw.json("GET", f"{CRD_BASE}/widgets.{group}")[0] != 404:
+        assert time.monotonic() < deadline, "the CRD was not deleted"
+        time.sleep(0.05)
+    assert not _discovered(raw, group)
+
+
 def test_invalid_crd_is_refused(suffix: str, raw: Raw) -> None:
     crd = widget_crd(f"bad{suffix}.example.com")
     crd["metadata"]["name"] = "widgets.other.example.com"
