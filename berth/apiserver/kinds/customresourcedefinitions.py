@@ -222,6 +222,18 @@ class CustomResourceDefinitionStrategy(KindStrategy):
         crd = reg.codec.decode(kv)
         if not needs_cleanup(crd):
             return True
+        if not names.is_true(crd, "Terminating"):
+            status = copy.deepcopy(crd.get("status") or {})
+            names.set_condition(
+                status,
+                "Terminating",
+                "True",
+                "InstanceDeletionInProgress",
+                "CustomResource deletion is in progress",
+            )
+            crd = await reg.update(
+                CRD_RESOURCE, "", name, {**crd, "status": status}, subresource="status", user=None
+            )
         rd = storage_resource(crd)
         remaining = 0
         if rd is not None:

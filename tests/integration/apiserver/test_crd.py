@@ -541,6 +541,9 @@ def test_a_terminating_crd_waits_for_its_objects_finalizers(suffix: str, raw: Ra
     status, crd = raw.json("GET", f"{CRD_BASE}/widgets.{group}")
     assert status == 200  # the object's finalizer holds the CRD's
     assert crd["metadata"]["finalizers"] == ["customresourcecleanup.apiextensions.k8s.io"]
+    conds = {c["type"]: c for c in crd["status"]["conditions"]}
+    assert conds["Terminating"]["status"] == "True"
+    assert conds["Terminating"]["reason"] == "InstanceDeletionInProgress"
     status, _ = raw.json(
         "PATCH",
         f"{base}/held",
