@@ -48,6 +48,7 @@ from .errors import (
     unauthorized,
     unsupported_media,
 )
+from .fieldmanager import check_field_manager, manager_from_user_agent
 from .logs import proxy_logs
 from .metrics import Metrics
 from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
@@ -127,6 +128,24 @@ def write_verb(method: str, route: Route) -> str:
     if method == "DELETE":
         return "delete" if route.name else "deletecollection"
     raise method_not_allowed(method)
+
+
+_OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+
+
+def _field_manager(request: web.Request, patch_type: str) -> str:
+    """The write's field manager: ``fieldManager`` (required for apply patches, validated as
+    upstream's options), else derived from the User-Agent as kube-apiserver does."""
+    q = request.query
+    name = q.get("fieldManager", "")
+    force = parse_bool(q["force"], "force") if "force" in q else None
+    check_field_manager(
+        name,
+        apply=patch_type == "apply",
+        force=force if request.method == "PATCH" else None,
+        kind=_OPTIONS_KIND.get(request.method, "PatchOptions"),
+    )
+    return name or manager_from_user_agent(request.headers.get("User-Agent", ""))
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -695,6 +714,7 @@ class ApiServer:
             if not patch_type:
                 raise unsupported_media(request.content_type or "(none)")
         body = await read_body(request)
+        manager = _field_manager(request, patch_type)
         if method == "POST":
             if route.subresource == "token" and rd.kind == "ServiceAccount":
                 token = await self.service_accounts.create_token(
@@ -714,12 +734,20 @@ class ApiServer:
                 await reg.check_disruption_budgets(route.namespace, route.name)
                 await reg.delete(rd, route.namespace, route.name, opts, user=user)
                 return _json(_success_plain(), 201), ("CREATE", "pods/eviction")
-            obj = await reg.create(rd, route.namespace, body, user=user, dry_run=dry_run)
+            obj = await reg.create(
+                rd, route.namespace, body, user=user, dry_run=dry_run, field_manager=manager
+            )
             return _json(obj, 201), ("CREATE", rd.plural)
         if method == "PUT":
             if route.subresource == "scale":
                 obj = await reg.update_scale(
-                    rd, route.namespace, route.name, patch_type=None, body=body, user=user
+                    rd,
+                    route.namespace,
+                    route.name,
+                    patch_type=None,
+                    body=body,
+                    user=user,
+                    field_manager=manager,
                 )
             elif route.subresource == "finalize":
                 obj = await reg.finalize_namespace(route.name, body, user=user)
@@ -732,6 +760,7 @@ class ApiServer:
                     subresource=route.subresource,
                     user=user,
                     dry_run=dry_run,
+                    field_manager=manager,
                 )
             return _json(obj), ("UPDATE", rd.plural)
         if method == "PATCH":
@@ -739,7 +768,13 @@ class ApiServer:
                 raise bad_request("the patch body is empty")
             if route.subresource == "scale":
                 obj = await reg.update_scale(
-                    rd, route.namespace, route.name, patch_type=patch_type, body=body, user=user
+                    rd,
+                    route.namespace,
+                    route.name,
+                    patch_type=patch_type,
+                    body=body,
+                    user=user,
+                    field_manager=manager,
                 )
             else:
                 obj = await reg.patch(
@@ -751,6 +786,8 @@ class ApiServer:
                     subresource=route.subresource,
                     user=user,
                     dry_run=dry_run,
+                    field_manager=manager,
+                    force=parse_bool(q.get("force"), "force"),
                 )
             return _json(obj), ("PATCH", rd.plural)
         # DELETE

@@ -48,6 +48,7 @@ from .errors import (
     not_found,
     required,
 )
+from .fieldmanager import FieldManager
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .podsecurity import PodSecurityAdmission, PodSecurityConfig
@@ -76,6 +77,11 @@ valid) is served in several reads, and never reaches a store as a number it cann
 REPAIR_INTERVAL = 60.0
 """Seconds between two passes reconciling Service allocation keys with stored Services (a
 leaked key is released on the second pass that finds it unheld)."""
+
+SERVER_MANAGER = "berth-apiserver"
+"""The field manager of writes the server makes itself (bootstrap objects, defaults)."""
+
+_NO_FIELDS: Any = object()
 
 PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -138,6 +144,9 @@ class Registry:
         self.service_accounts: ServiceAccounts | None = None
         # DefaultTolerationSeconds admission (berth.apiserver.tolerations).
         self.default_tolerations = default_tolerations or DefaultTolerationSeconds()
+        # managedFields and server-side apply; CRDs add their schemas to
+        # ``field_manager.schemas`` (berth.apiserver.fieldmanager.schema.Schemas.add).
+        self.field_manager = FieldManager()
         self.pod_security = (
             PodSecurityAdmission(
                 pod_security, read_namespace=self._read_namespace, list_pods=self._pods_in
@@ -384,7 +393,11 @@ class Registry:
         *,
         user: UserInfo | None,
         dry_run: bool = False,
+        field_manager: str = SERVER_MANAGER,
+        applied_fields: Any = _NO_FIELDS,
     ) -> Obj:
+        """Create ``body``; ``field_manager`` owns what it sets (an Update entry), unless
+        ``applied_fields`` holds the managedFields of the server-side apply creating it."""
         obj = self._check_identity(rd, ns, body)
         m = obj["metadata"]
         generate = (
@@ -392,7 +405,17 @@ class Registry:
         )
         if generate:
             m["name"] = m["generateName"] + random_suffix()
+        requested = m.get("managedFields", _NO_FIELDS)
         strategy.prepare_for_create(rd, obj, ns)
+        if applied_fields is not _NO_FIELDS:
+            if applied_fields:
+                m["managedFields"] = applied_fields
+        elif requested is _NO_FIELDS:
+            self.field_manager.record_update(rd, None, obj, manager=field_manager)
+        else:
+            self.field_manager.record_update(
+                rd, None, obj, manager=field_manager, requested=requested
+            )
         if rd.kind == "Pod":
             add_default_tolerations(obj, self.default_tolerations)
         if rd.kind == "Pod" and self.service_accounts is not None:
@@ -457,6 +480,7 @@ class Registry:
         subresource: str = "",
         user: UserInfo | None,
         dry_run: bool = False,
+        field_manager: str = SERVER_MANAGER,
     ) -> Obj:
         new = self._check_identity(rd, ns, body)
         body_name = new["metadata"].get("name")
@@ -470,7 +494,9 @@ class Registry:
         if kv is None:
             if rd.kind in ("Endpoints", "Lease", "Event") and not subresource:
                 new["metadata"].pop("resourceVersion", None)
-                return await self.create(rd, ns, new, user=user, dry_run=dry_run)
+                return await self.create(
+                    rd, ns, new, user=user, dry_run=dry_run, field_manager=field_manager
+                )
             raise not_found(rd, name)
         old = self.codec.decode(kv)
         wanted_rv = new["metadata"].get("resourceVersion")
@@ -487,6 +513,7 @@ class Registry:
             user=user,
             verb="update",
             dry_run=dry_run,
+            field_manager=field_manager,
         )
 
     async def _write_update(
@@ -502,8 +529,24 @@ class Registry:
         user: UserInfo | None,
         verb: str,
         dry_run: bool,
+        field_manager: str = SERVER_MANAGER,
+        applied_fields: Any = _NO_FIELDS,
+        fields_subresource: str | None = None,
     ) -> Obj:
+        requested = (new.get("metadata") or {}).get("managedFields", _NO_FIELDS)
         new = strategy.prepare_for_update(rd, old, new, subresource)
+        if applied_fields is not _NO_FIELDS:
+            if applied_fields:
+                meta(new)["managedFields"] = applied_fields
+        else:
+            self.field_manager.record_update(
+                rd,
+                old,
+                new,
+                manager=field_manager,
+                subresource=subresource if fields_subresource is None else fields_subresource,
+                **({} if requested is _NO_FIELDS else {"requested": requested}),
+            )
         if rd.kind == "Pod" and not subresource:
             add_default_tolerations(new, self.default_tolerations)
         errs = validate(rd, new) + validate_update(rd, old, new)
@@ -591,19 +634,43 @@ class Registry:
         subresource: str = "",
         user: UserInfo | None,
         dry_run: bool = False,
+        field_manager: str = SERVER_MANAGER,
+        force: bool = False,
     ) -> Obj:
+        fm = self.field_manager
         for _attempt in range(MAX_PATCH_RETRIES):
             key = rd.key(ns, name)
             kv = await self.store.get(key)
+            applied: Any = _NO_FIELDS
             if kv is None:
                 # Server-side apply creates a missing object, but only through the object
                 # itself: a write to a subresource (status) never creates one.
                 if patch_type == "apply" and not subresource:
-                    body = copy.deepcopy(patch)
-                    return await self.create(rd, ns, body, user=user, dry_run=dry_run)
+                    body, _ = fm.apply(rd, None, patch, manager=field_manager, force=force)
+                    body["metadata"].setdefault("name", name)
+                    if body["metadata"]["name"] != name:
+                        raise bad_request(
+                            f"the name of the object ({body['metadata']['name']}) does not"
+                            f" match the name on the URL ({name})"
+                        )
+                    applied = body["metadata"].pop("managedFields", [])
+                    return await self.create(
+                        rd, ns, body, user=user, dry_run=dry_run, applied_fields=applied
+                    )
                 raise not_found(rd, name)
             old = self.codec.decode(kv)
-            patched = apply_patch(patch_type, old, patch)
+            if patch_type == "apply":
+                patched, _ = fm.apply(
+                    rd,
+                    copy.deepcopy(old),
+                    patch,
+                    manager=field_manager,
+                    force=force,
+                    subresource=subresource,
+                )
+                applied = patched["metadata"].get("managedFields", [])
+            else:
+                patched = apply_patch(patch_type, old, patch)
             check_depth(patched, "the patched object")  # JSON patch ops can deepen it
             if not isinstance(patched, dict):
                 raise ApiError(422, "Invalid", "the patch produced something that is not an object")
@@ -631,6 +698,8 @@ class Registry:
                     user=user,
                     verb="patch",
                     dry_run=dry_run,
+                    field_manager=field_manager,
+                    applied_fields=applied,
                 )
             except ApiError as exc:
                 if exc.reason == "Conflict" and patch_has_no_precondition(patch):
@@ -896,6 +965,7 @@ class Registry:
         patch_type: str | None,
         body: Any,
         user: UserInfo | None,
+        field_manager: str = SERVER_MANAGER,
     ) -> Obj:
         for _attempt in range(MAX_PATCH_RETRIES):
             kv, obj = await self._get_kv(rd, ns, name)
@@ -933,6 +1003,8 @@ class Registry:
                     user=user,
                     verb="update",
                     dry_run=False,
+                    field_manager=field_manager,
+                    fields_subresource="scale",
                 )
             except ApiError as exc:
                 if exc.reason == "Conflict" and wanted_rv in (None, ""):

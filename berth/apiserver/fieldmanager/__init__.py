@@ -177,6 +177,8 @@ class FieldManager:
         self.schemas = schemas or Schemas()
 
     def _ignored(self, rd: ResourceDef, subresource: str) -> Ignored:
+        if subresource == "status":
+            return Ignored(only="f:status")
         return Ignored(status=not subresource and (rd.has_status or rd.kind == "Namespace"))
 
     def record_update(

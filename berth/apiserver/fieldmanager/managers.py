@@ -157,13 +157,18 @@ class Conflicts(Exception):
 
 @dataclass
 class Ignored:
-    """What a write may not own: identity metadata always, and ``status`` on a kind's main
-    resource when it has a status subresource (upstream's reset fields)."""
+    """What a write may not own: identity metadata always, ``status`` on a kind's main
+    resource when it has a status subresource, and all but ``status`` through that
+    subresource (upstream's reset fields)."""
 
     status: bool = False
     extra: FieldSet = field(default_factory=dict)
+    only: str = ""
+    """A subresource's writes own only this top-level field (``f:status`` for status)."""
 
     def strip(self, s: FieldSet) -> FieldSet:
+        if self.only:
+            return {k: v for k, v in s.items() if k == self.only}
         s = difference(s, _STRIPPED)
         if self.status:
             s = recursive_difference(s, STATUS)
