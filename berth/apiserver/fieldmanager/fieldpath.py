@@ -79,17 +79,26 @@ def difference(a: FieldSet, b: FieldSet) -> FieldSet:
     if not a or not b:
         return a
     out: FieldSet = {}
-    for key, child in children(a):
+    for key, child in a.items():
+        if key == SELF:
+            continue
         other = b.get(key)
         if other is None:
             out[key] = child
-            continue
-        node = _make(
-            is_member(child) and not is_member(other),
-            difference(dict(children(child)), dict(children(other))),
-        )
-        if node is not None:
-            out[key] = node
+        elif not other:
+            # b holds exactly this path: only what lies below it in a stays
+            if child and (len(child) > 1 or SELF not in child):
+                out[key] = {k: v for k, v in child.items() if k != SELF}
+        else:
+            node = _make(
+                is_member(child) and SELF not in other,
+                difference(
+                    {k: v for k, v in child.items() if k != SELF},
+                    {k: v for k, v in other.items() if k != SELF},
+                ),
+            )
+            if node is not None:
+                out[key] = node
     return out
 
 

@@ -136,7 +136,10 @@ def _added_walk(value: Any, node: Node, out: FieldSet, *, in_item: bool) -> None
     if kind in (STRUCT, MAP, DEDUCED):
         fields = node.fields if kind == STRUCT else None
         for k, v in value.items():
-            if v is None:
+            cls = v.__class__
+            if cls is not dict and cls is not list:
+                if v is not None:
+                    out["f:" + k] = {}  # a scalar is a leaf whatever the schema says
                 continue
             child = None if fields is None else fields.get(k)
             if child is None:
