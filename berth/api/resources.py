@@ -178,12 +178,39 @@ EXTRA_GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("authorization.k8s.io", "v
 
 
 class ResourceTable:
-    """Lookup by (group, version, plural) and by kind."""
+    """Lookup by (group, version, plural) and by kind; changes at run time.
+
+    Custom resources are added and removed while the server runs (:meth:`add`,
+    :meth:`remove`); every change bumps :attr:`generation`, so that anything built from the
+    table (discovery documents, caches) knows to rebuild. Reads never see a half-made change:
+    each change builds new lookup maps and swaps them in."""
 
     def __init__(self, resources: tuple[ResourceDef, ...] = RESOURCES) -> None:
+        self.generation = 0
+        self._index(tuple(resources))
+
+    def _index(self, resources: tuple[ResourceDef, ...]) -> None:
         self.resources = resources
         self._by_path = {(r.group, r.version, r.plural): r for r in resources}
-        self._by_kind = {(r.group, r.kind): r for r in resources}
+        by_kind: dict[tuple[str, str], ResourceDef] = {}
+        for r in resources:  # the first version listed answers for its kind
+            by_kind.setdefault((r.group, r.kind), r)
+        self._by_kind = by_kind
+
+    def add(self, rd: ResourceDef) -> None:
+        """Serve ``rd``; it replaces a resource at the same (group, version, plural)."""
+        path = (rd.group, rd.version, rd.plural)
+        kept = tuple(r for r in self.resources if (r.group, r.version, r.plural) != path)
+        self._index((*kept, rd))
+        self.generation += 1
+
+    def remove(self, rd: ResourceDef) -> None:
+        """Stop serving the resource at ``rd``'s (group, version, plural), if served."""
+        path = (rd.group, rd.version, rd.plural)
+        kept = tuple(r for r in self.resources if (r.group, r.version, r.plural) != path)
+        if len(kept) != len(self.resources):
+            self._index(kept)
+            self.generation += 1
 
     def lookup(self, group: str, version: str, plural: str) -> ResourceDef | None:
         return self._by_path.get((group, version, plural))

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,12 +19,11 @@ from aiohttp import web
 
 from berth import __version__
 from berth.api.meta import Obj
-from berth.api.resources import TABLE, ResourceDef
+from berth.api.resources import ResourceDef, ResourceTable
 from berth.store import config as datastore
 from berth.store.interface import Store, StoreError, Unavailable
 
 from . import client_warnings, discovery
-from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
@@ -48,28 +46,19 @@ from .errors import (
     unauthorized,
     unsupported_media,
 )
-from .fieldmanager import check_field_manager, manager_from_user_agent
-from .logs import proxy_logs
+from .handlers import ENDPOINTS, METRIC_VERBS, Call, Endpoint, Route
+from .kinds import KindStrategy, Strategies
 from .metrics import Metrics
 from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
 from .nodegraph import NodeGraph
-from .options import DeleteOptions, ListOptions
-from .params import parse_bool, parse_int, table_version, wants_metadata_only
+from .params import parse_bool
 from .peers import ApiServerPeers
 from .rbac import Attributes, bootstrap_policy
 from .rbac_escalation import EscalationCheck
 from .rbac_reconcile import reconcile_bootstrap_roles
 from .registry import PATCH_TYPES, Registry
-from .selectors import (
-    FieldSelector,
-    LabelSelector,
-    parse_field_selector,
-    parse_label_selector,
-)
 from .serviceaccounts import ServiceAccounts
-from .tables import to_table
 from .watch import ObjEvent, WatchHub
-from .watchhttp import serve_watch
 
 log = logging.getLogger(__name__)
 
@@ -86,37 +75,9 @@ PEERS_LEAVE_TIMEOUT = 1.0
 OPENAPI_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    rd: ResourceDef
-    namespace: str
-    name: str
-    subresource: str
-
-
-SUBRESOURCE_METHODS: dict[str, tuple[str, ...]] = {
-    "status": ("GET", "HEAD", "PUT", "PATCH"),
-    "scale": ("GET", "HEAD", "PUT", "PATCH"),
-    "binding": ("POST",),
-    "eviction": ("POST",),
-    "log": ("GET", "HEAD"),
-    "finalize": ("PUT",),
-    "token": ("POST",),
-}
-"""The methods each subresource serves, as kube-apiserver's (any other is 405). A write to
-a subresource is never a write to the whole object: a PATCH to ``pods/NAME/eviction`` or a
-PUT to ``pods/NAME/binding`` does not reach the main resource's update."""
-
-
-def check_subresource_method(method: str, route: Route) -> None:
-    """405 for a method ``route``'s subresource does not serve."""
-    if route.subresource and method not in SUBRESOURCE_METHODS.get(route.subresource, ()):
-        raise method_not_allowed(method)
-
-
 def write_verb(method: str, route: Route) -> str:
-    """The RBAC verb of a write request to ``route``; 405 for a method the route lacks."""
-    check_subresource_method(method, route)
+    """The RBAC verb of a write request to ``route``; 405 for a method the route lacks
+    (whether its subresource serves the verb is the dispatch table's to say)."""
     if method == "POST":
         if route.name and not route.subresource:
             raise method_not_allowed(method)
@@ -130,24 +91,6 @@ def write_verb(method: str, route: Route) -> str:
     raise method_not_allowed(method)
 
 
-_OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
-
-
-def _field_manager(request: web.Request, patch_type: str) -> str:
-    """The write's field manager: ``fieldManager`` (required for apply patches, validated as
-    upstream's options), else derived from the User-Agent as kube-apiserver does."""
-    q = request.query
-    name = q.get("fieldManager", "")
-    force = parse_bool(q["force"], "force") if "force" in q else None
-    check_field_manager(
-        name,
-        apply=patch_type == "apply",
-        force=force if request.method == "PATCH" else None,
-        kind=_OPTIONS_KIND.get(request.method, "PatchOptions"),
-    )
-    return name or manager_from_user_agent(request.headers.get("User-Agent", ""))
-
-
 def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(obj), status=status, content_type=JSON)
 
@@ -157,21 +100,6 @@ def _status_response(err: ApiError) -> web.Response:
     for k, v in err.headers.items():
         resp.headers[k] = v
     return resp
-
-
-def _success(rd: ResourceDef, name: str, uid: str = "") -> Obj:
-    details: Obj = {"name": name, "kind": rd.plural}
-    if rd.group:
-        details["group"] = rd.group
-    if uid:
-        details["uid"] = uid
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": details,
-    }
 
 
 async def open_store(config: ServerConfig) -> Store:
@@ -210,8 +138,12 @@ class ApiServer:
         )
         self.service_accounts = ServiceAccounts(config)
         self.metrics = Metrics()
-        self.table = TABLE
-        self._group_of = {r.plural: r.group for r in TABLE.resources}
+        # This server's resources and their strategies: custom resources come and go at
+        # run time (add_resource / remove_resource).
+        self.table = ResourceTable()
+        self.strategies = Strategies()
+        self._group_of: dict[str, str] = {}
+        self._group_of_generation = -1
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -231,6 +163,8 @@ class ApiServer:
             node_ports=self.node_ports,
             pod_security=self.config.pod_security,
             default_tolerations=self.config.default_tolerations,
+            resources=self.table,
+            strategies=self.strategies,
         )
         self.registry.escalation = EscalationCheck(self.authorizer, self.registry.get)
         self.registry.service_accounts = self.service_accounts
@@ -421,11 +355,31 @@ class ApiServer:
         self.metrics.observe(
             verb=verb.upper(),
             resource=label[1],
-            group=self._group_of.get(label[1].split("/", 1)[0], ""),
+            group=self._metric_group(label[1]),
             code=resp.status,
             seconds=time.perf_counter() - start,
         )
         return resp
+
+    def _metric_group(self, resource: str) -> str:
+        if self._group_of_generation != self.table.generation:
+            self._group_of = {r.plural: r.group for r in self.table.resources}
+            self._group_of_generation = self.table.generation
+        return self._group_of.get(resource.split("/", 1)[0], "")
+
+    # -- served resources --------------------------------------------------------------------
+
+    def add_resource(self, rd: ResourceDef, strategy: KindStrategy | None = None) -> None:
+        """Serve ``rd`` from now on (a custom resource), with ``strategy`` (default: the
+        catalog's fallback, :attr:`Strategies.default`). Discovery shows it at once."""
+        if strategy is not None:
+            self.strategies.register(rd, strategy)
+        self.table.add(rd)
+
+    def remove_resource(self, rd: ResourceDef) -> None:
+        """Stop serving ``rd`` (its stored objects are the caller's to delete)."""
+        self.table.remove(rd)
+        self.strategies.unregister(rd)
 
     def _authenticate(self, request: web.Request) -> UserInfo:
         transport = request.transport
@@ -677,263 +631,57 @@ class ApiServer:
     async def _resource(
         self, request: web.Request, user: UserInfo, route: Route, *, watch_prefix: bool
     ) -> tuple[web.StreamResponse, tuple[str, str]]:
+        """Serve a request to a resource through the (verb, subresource) dispatch table
+        (:mod:`berth.apiserver.handlers`): 405 for a pair nobody serves, then authorization,
+        then (writes) the body, then the handler."""
         q = request.query
         method = request.method
         rd = route.rd
-        reg = self.registry
-        dry_run = q.get("dryRun") == "All"
-        if route.rd.namespaced and route.namespace == "" and route.name:
+        sub = route.subresource
+        if rd.namespaced and route.namespace == "" and route.name:
             raise route_not_found()
-        if method in ("GET", "HEAD"):
-            check_subresource_method(method, route)
+        st = self.registry.strategies.of(rd)
+        reading = method in ("GET", "HEAD")
+        if reading:
+            if sub and self._endpoint(st, "get", sub) is None:
+                raise method_not_allowed(method)
             watching = watch_prefix or parse_bool(q.get("watch"), "watch")
             verb = "watch" if watching else ("get" if route.name else "list")
-            if route.subresource == "log":
-                verb = "get"
-            self._authorize(user, verb, route, field_selector=q.get("fieldSelector", ""))
-            if route.subresource == "log":
-                pod = await reg.get(rd, route.namespace, route.name)
-                return await proxy_logs(request, self, pod), ("GET", "pods/log")
-            if watching:
-                return await self._watch(request, route), ("WATCH", rd.plural)
-            if route.name:
-                obj = await reg.get(rd, route.namespace, route.name)
-                if route.subresource == "scale":
-                    return _json(reg.to_scale(rd, obj)), ("GET", rd.plural)
-                return self._render_one(request, rd, obj), ("GET", rd.plural)
-            return await self._list(request, route), ("LIST", rd.plural)
+        else:
+            verb = write_verb(method, route)
+        endpoint = self._endpoint(st, verb, sub)
+        if endpoint is None:
+            raise method_not_allowed(method)
+        authz_verb = endpoint.authorize_as or verb
         # Authorize before reading a byte of the body: decoding is the costly part, and an
         # identity that may not make this request must not get to make the server do it.
-        verb = write_verb(method, route)
-        self._authorize(user, verb, route)
-        if route.subresource == "eviction":
-            self._authorize_as(user, "delete", route)
-        patch_type = ""
-        if method == "PATCH":
-            patch_type = PATCH_TYPES.get((request.content_type or "").lower(), "")
-            if not patch_type:
-                raise unsupported_media(request.content_type or "(none)")
-        body = await read_body(request)
-        manager = _field_manager(request, patch_type)
-        if method == "POST":
-            if route.subresource == "token" and rd.kind == "ServiceAccount":
-                token = await self.service_accounts.create_token(
-                    reg, user, route.namespace, route.name, body
-                )
-                return _json(token, 201), ("CREATE", "serviceaccounts/token")
-            if route.subresource == "binding":
-                await reg.bind(route.namespace, route.name, body, user=user)
-                return _json(_success_plain(), 201), ("CREATE", "pods/binding")
-            if route.subresource == "eviction":
-                opts = DeleteOptions.from_body(
-                    body.get("deleteOptions") if isinstance(body, dict) else None
-                )
-                if user.node_name is not None:  # NodeRestriction first: no budget peeking
-                    pod = await reg.get(rd, route.namespace, route.name)
-                    admit(user, "create", rd, subresource="eviction", name=route.name, old=pod)
-                await reg.check_disruption_budgets(route.namespace, route.name)
-                await reg.delete(rd, route.namespace, route.name, opts, user=user)
-                return _json(_success_plain(), 201), ("CREATE", "pods/eviction")
-            obj = await reg.create(
-                rd, route.namespace, body, user=user, dry_run=dry_run, field_manager=manager
-            )
-            return _json(obj, 201), ("CREATE", rd.plural)
-        if method == "PUT":
-            if route.subresource == "scale":
-                obj = await reg.update_scale(
-                    rd,
-                    route.namespace,
-                    route.name,
-                    patch_type=None,
-                    body=body,
-                    user=user,
-                    field_manager=manager,
-                )
-            elif route.subresource == "finalize":
-                obj = await reg.finalize_namespace(route.name, body, user=user)
-            else:
-                obj = await reg.update(
-                    rd,
-                    route.namespace,
-                    route.name,
-                    body,
-                    subresource=route.subresource,
-                    user=user,
-                    dry_run=dry_run,
-                    field_manager=manager,
-                )
-            return _json(obj), ("UPDATE", rd.plural)
-        if method == "PATCH":
-            if body is None:
-                raise bad_request("the patch body is empty")
-            if route.subresource == "scale":
-                obj = await reg.update_scale(
-                    rd,
-                    route.namespace,
-                    route.name,
-                    patch_type=patch_type,
-                    body=body,
-                    user=user,
-                    field_manager=manager,
-                )
-            else:
-                obj = await reg.patch(
-                    rd,
-                    route.namespace,
-                    route.name,
-                    patch_type,
-                    body,
-                    subresource=route.subresource,
-                    user=user,
-                    dry_run=dry_run,
-                    field_manager=manager,
-                    force=parse_bool(q.get("force"), "force"),
-                )
-            return _json(obj), ("PATCH", rd.plural)
-        # DELETE
-        grace_q = parse_int(q.get("gracePeriodSeconds"), "gracePeriodSeconds", minimum=0)
-        opts = DeleteOptions.from_body(body, grace_query=grace_q)
-        if q.get("propagationPolicy"):
-            opts = DeleteOptions.from_body(
-                {**(body or {}), "propagationPolicy": q["propagationPolicy"]},
-                grace_query=grace_q,
-            )
-        if dry_run:
-            opts = DeleteOptions(
-                opts.grace_period, opts.propagation, opts.uid, opts.resource_version, True
-            )
-        if not route.name:
-            return await self._delete_collection(request, route, opts, user), (
-                "DELETECOLLECTION",
-                rd.plural,
-            )
-        obj, gone_now = await reg.delete(rd, route.namespace, route.name, opts, user=user)
-        if rd.kind in ("Pod", "Service") or not gone_now:
-            return _json(obj), ("DELETE", rd.plural)
-        return _json(_success(rd, route.name, str(obj["metadata"].get("uid", "")))), (
-            "DELETE",
-            rd.plural,
+        self._authorize(
+            user, authz_verb, route, field_selector=q.get("fieldSelector", "") if reading else ""
         )
+        if endpoint.also_authorize:
+            self._authorize_as(user, endpoint.also_authorize, route)
+        body: Any = None
+        patch_type = ""
+        if not reading:
+            if method == "PATCH":
+                patch_type = PATCH_TYPES.get((request.content_type or "").lower(), "")
+                if not patch_type:
+                    raise unsupported_media(request.content_type or "(none)")
+            body = await read_body(request)
+            if method == "PATCH" and body is None:
+                raise bad_request("the patch body is empty")
+        call = Call(request, user, route, st, body, patch_type, q.get("dryRun") == "All")
+        resp = await endpoint.handler(self, call)
+        resource = f"{rd.plural}/{sub}" if endpoint.metric_subresource else rd.plural
+        return resp, (METRIC_VERBS[authz_verb], resource)
+
+    @staticmethod
+    def _endpoint(st: KindStrategy, verb: str, subresource: str) -> Endpoint | None:
+        key = (verb, subresource)
+        return st.endpoints.get(key) or ENDPOINTS.get(key)
 
     def _authorize_as(self, user: UserInfo, verb: str, route: Route) -> None:
         self._authorize(user, verb, Route(route.rd, route.namespace, route.name, ""))
-
-    # -- reads -------------------------------------------------------------------------------
-
-    def _selectors(
-        self, request: web.Request, rd: ResourceDef
-    ) -> tuple[LabelSelector, FieldSelector]:
-        q = request.query
-        return parse_label_selector(q.get("labelSelector")), parse_field_selector(
-            q.get("fieldSelector"), rd.kind
-        )
-
-    def _render_one(self, request: web.Request, rd: ResourceDef, obj: Obj) -> web.Response:
-        accept = request.headers.get("Accept", "")
-        tv = table_version(accept)
-        if tv:
-            include = request.query.get("includeObject", "Metadata")
-            return _json(
-                to_table(
-                    rd,
-                    [obj],
-                    table_api_version=tv,
-                    resource_version=str(obj["metadata"].get("resourceVersion", "")),
-                    include_object=include,
-                )
-            )
-        if wants_metadata_only(accept):
-            return _json(
-                {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj["metadata"],
-                }
-            )
-        return _json(obj)
-
-    async def _list(self, request: web.Request, route: Route) -> web.Response:
-        rd = route.rd
-        q = request.query
-        label, field = self._selectors(request, rd)
-        opts = ListOptions(
-            label=label,
-            field=field,
-            limit=parse_int(q.get("limit"), "limit", minimum=0) or 0,
-            continue_token=q.get("continue", ""),
-            resource_version=q.get("resourceVersion", ""),
-        )
-        page = await self.registry.list_objects(rd, route.namespace, opts)
-        accept = request.headers.get("Accept", "")
-        tv = table_version(accept)
-        rv = str(page.revision)
-        if tv:
-            include = q.get("includeObject", "Metadata")
-            return _json(
-                to_table(
-                    rd,
-                    page.items,
-                    table_api_version=tv,
-                    resource_version=rv,
-                    include_object=include,
-                    continue_token=page.continue_token,
-                )
-            )
-        meta: Obj = {"resourceVersion": rv}
-        if page.continue_token:
-            meta["continue"] = page.continue_token
-        if wants_metadata_only(accept):
-            items = [
-                {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o["metadata"],
-                }
-                for o in page.items
-            ]
-            return _json(
-                {
-                    "kind": "PartialObjectMetadataList",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": meta,
-                    "items": items,
-                }
-            )
-        return _json(
-            {
-                "kind": rd.list_kind_name,
-                "apiVersion": rd.api_version,
-                "metadata": meta,
-                "items": page.items,
-            }
-        )
-
-    async def _delete_collection(
-        self, request: web.Request, route: Route, opts: DeleteOptions, user: UserInfo
-    ) -> web.Response:
-        rd = route.rd
-        label, field = self._selectors(request, rd)
-        list_opts = ListOptions(label=label, field=field)
-        page = await self.registry.list_objects(rd, route.namespace, list_opts)
-        deleted = []
-        for obj in page.items:
-            ns = str(obj["metadata"].get("namespace", ""))
-            try:
-                gone_obj, _ = await self.registry.delete(
-                    rd, ns, str(obj["metadata"]["name"]), opts, user=user
-                )
-                deleted.append(gone_obj)
-            except ApiError as exc:
-                if exc.code != 404:
-                    raise
-        return _json(
-            {
-                "kind": rd.list_kind_name,
-                "apiVersion": rd.api_version,
-                "metadata": {"resourceVersion": str(await self.store.current_revision())},
-                "items": deleted,
-            }
-        )
 
     # -- access reviews ----------------------------------------------------------------------
 
@@ -995,21 +743,3 @@ class ApiServer:
         body["status"] = {"allowed": allowed, **({"reason": "allowed by RBAC"} if allowed else {})}
         body["metadata"] = {**(body.get("metadata") or {}), "creationTimestamp": None}
         return _json(body, 201)
-
-    # -- watch -------------------------------------------------------------------------------
-
-    async def _watch(self, request: web.Request, route: Route) -> web.StreamResponse:
-        label, field = self._selectors(request, route.rd)
-        return await serve_watch(
-            self,
-            request,
-            route.rd,
-            namespace=route.namespace,
-            name=route.name,
-            label=label,
-            field=field,
-        )
-
-
-def _success_plain() -> Obj:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}

@@ -3,7 +3,9 @@
 One :class:`Registry` serves every resource: create (generateName, defaults, validation),
 get, list (selectors, limit/continue, resourceVersion semantics), update and patch (optimistic
 concurrency, status/spec split, generation), delete (graceful pods, finalizers, namespaces)
-and the subresources that change stored objects (status, scale, binding, eviction, finalize).
+and the subresources that change stored objects (status, scale). What differs between kinds
+comes from each resource's strategy (:mod:`berth.apiserver.kinds`), asked through
+:attr:`Registry.strategies`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from berth.store.interface import (
     StoreError,
 )
 
-from . import shapes, strategy
+from . import shapes
 from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import UserInfo
@@ -46,9 +48,9 @@ from .errors import (
     gone,
     invalid,
     not_found,
-    required,
 )
 from .fieldmanager import FieldManager
+from .kinds import Strategies
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .podsecurity import PodSecurityAdmission, PodSecurityConfig
@@ -58,8 +60,7 @@ from .selectors import (
 )
 from .services import ServiceAddresses
 from .suffixes import random_suffix
-from .tolerations import DefaultTolerationSeconds, add_default_tolerations
-from .validation import validate, validate_update
+from .tolerations import DefaultTolerationSeconds
 from .watch import ObjEvent
 
 if TYPE_CHECKING:
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 MAX_PATCH_RETRIES = 5
 MAX_GRACE_SECONDS = 100 * 365 * 24 * 3600
 """Longest grace period turned into a deletionTimestamp (a hundred years: forever)."""
@@ -129,8 +129,11 @@ class Registry:
         resources: ResourceTable = TABLE,
         pod_security: PodSecurityConfig | None = None,
         default_tolerations: DefaultTolerationSeconds | None = None,
+        strategies: Strategies | None = None,
     ) -> None:
         self.store = store
+        # Each resource's kind strategy (berth.apiserver.kinds): every per-kind rule.
+        self.strategies = strategies or Strategies()
         self.codec = codec
         self.services = ServiceAddresses(store, service_ips, node_ports)
         self.resources = resources
@@ -170,7 +173,7 @@ class Registry:
             if self.pod_security is not None:  # so no first pod create reads its namespace
                 self.pod_security.namespaces.remember(obj)
             if get_path(obj, "metadata", "deletionTimestamp"):
-                self._finalize_soon(name)
+                self.finalize_soon(name)
 
     async def _stored_services(self) -> list[Obj]:
         result = await self.store.list(self._rd("", "services").key_prefix())
@@ -195,7 +198,7 @@ class Registry:
             else:
                 self.namespace_phase[name] = str(get_path(ev.obj, "status", "phase") or "Active")
                 if get_path(ev.obj, "metadata", "deletionTimestamp"):
-                    self._finalize_soon(name)  # possibly deleted through another server
+                    self.finalize_soon(name)  # possibly deleted through another server
 
     async def ensure(self, rd: ResourceDef, obj: Obj) -> None:
         """Create ``obj`` unless an object with its name exists (bootstrap objects)."""
@@ -228,14 +231,14 @@ class Registry:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def _get_kv(self, rd: ResourceDef, ns: str, name: str) -> tuple[KeyValue, Obj]:
+    async def get_kv(self, rd: ResourceDef, ns: str, name: str) -> tuple[KeyValue, Obj]:
         kv = await self.store.get(rd.key(ns, name))
         if kv is None:
             raise not_found(rd, name)
         return kv, self.codec.decode(kv)
 
     async def get(self, rd: ResourceDef, ns: str, name: str) -> Obj:
-        return (await self._get_kv(rd, ns, name))[1]
+        return (await self.get_kv(rd, ns, name))[1]
 
     async def list_objects(self, rd: ResourceDef, ns: str, opts: ListOptions) -> ListPage:
         prefix = rd.key_prefix(ns)
@@ -332,7 +335,7 @@ class Registry:
         pods = self._rd("", "pods")
         return [self.codec.decode(kv) for kv in (await self.store.list(pods.key_prefix(ns))).items]
 
-    async def _check_namespace(self, ns: str) -> None:
+    async def check_namespace(self, ns: str) -> None:
         phase = self.namespace_phase.get(ns)
         if phase is None:
             kv = await self.store.get(self._rd("", "namespaces").key("", ns))
@@ -406,7 +409,8 @@ class Registry:
         if generate:
             m["name"] = m["generateName"] + random_suffix()
         requested = m.get("managedFields", _NO_FIELDS)
-        strategy.prepare_for_create(rd, obj, ns)
+        st = self.strategies.of(rd)
+        st.prepare_for_create(rd, obj, ns)
         if applied_fields is not _NO_FIELDS:
             if applied_fields:
                 m["managedFields"] = applied_fields
@@ -416,12 +420,8 @@ class Registry:
             self.field_manager.record_update(
                 rd, None, obj, manager=field_manager, requested=requested
             )
-        if rd.kind == "Pod":
-            add_default_tolerations(obj, self.default_tolerations)
-        if rd.kind == "Pod" and self.service_accounts is not None:
-            await self._check_namespace(ns)  # a missing namespace is a 404, as upstream
-            await self.service_accounts.admit_pod(self, ns, obj)
-        errs = validate(rd, obj)
+        await st.admit_create(self, rd, ns, obj)
+        errs = st.validate(rd, obj)
         if errs:
             raise invalid(rd, str(m.get("name") or m.get("generateName") or ""), errs)
         name = str(m["name"])
@@ -429,14 +429,12 @@ class Registry:
             admit(user, "create", rd, namespace=ns, name=name, new=obj)
         await self._check_escalation(user, rd, ns, name, old=None, new=obj)
         if rd.namespaced:
-            await self._check_namespace(ns)
+            await self.check_namespace(ns)
         if user is not None and self.pod_security is not None:
             await self.pod_security.review(
                 user, "create", rd, subresource="", namespace=ns, name=name, new=obj
             )
-        allocated = (
-            await self.services.allocate(obj, dry_run=dry_run) if rd.kind == "Service" else None
-        )
+        reserved = await st.reserve(self, obj, None, dry_run=dry_run)
         if dry_run:
             return obj
         for attempt in range(5):
@@ -448,25 +446,18 @@ class Registry:
                     name = m["generateName"] + random_suffix()
                     m["name"] = name
                     continue
-                if allocated is not None:
+                if reserved is not None:
                     existing = await self.store.get(key)
                     stored = self.codec.decode(existing) if existing is not None else None
-                    await self.services.release(allocated, keep=stored)
+                    await st.unreserve(self, reserved, keep=stored)
                 raise already_exists(rd, name) from None
             except BaseException:
-                await self.services.release(allocated)
+                await st.unreserve(self, reserved)
                 raise
             m["resourceVersion"] = str(kv.mod_revision)
-            if rd.kind == "Namespace":
-                self.namespace_phase[name] = "Active"
-                if self.pod_security is not None:
-                    self.pod_security.namespaces.remember(obj)
-                if self.service_accounts is not None:
-                    await self.service_accounts.ensure_default_account(self, name)
+            await st.after_create(self, rd, obj)
             return obj
         raise AssertionError("unreachable")
-
-    # -- services ---------------------------------------------------------------------------
 
     # -- update / patch ----------------------------------------------------------------------
 
@@ -492,7 +483,7 @@ class Registry:
         key = rd.key(ns, name)
         kv = await self.store.get(key)
         if kv is None:
-            if rd.kind in ("Endpoints", "Lease", "Event") and not subresource:
+            if not subresource and self.strategies.of(rd).upsert:
                 new["metadata"].pop("resourceVersion", None)
                 return await self.create(
                     rd, ns, new, user=user, dry_run=dry_run, field_manager=field_manager
@@ -534,7 +525,8 @@ class Registry:
         fields_subresource: str | None = None,
     ) -> Obj:
         requested = (new.get("metadata") or {}).get("managedFields", _NO_FIELDS)
-        new = strategy.prepare_for_update(rd, old, new, subresource)
+        st = self.strategies.of(rd)
+        new = st.prepare_for_update(rd, old, new, subresource)
         if applied_fields is not _NO_FIELDS:
             if applied_fields:
                 meta(new)["managedFields"] = applied_fields
@@ -547,9 +539,8 @@ class Registry:
                 subresource=subresource if fields_subresource is None else fields_subresource,
                 **({} if requested is _NO_FIELDS else {"requested": requested}),
             )
-        if rd.kind == "Pod" and not subresource:
-            add_default_tolerations(new, self.default_tolerations)
-        errs = validate(rd, new) + validate_update(rd, old, new)
+        st.admit_update(self, rd, new, subresource)
+        errs = st.validate(rd, new) + st.validate_update(rd, old, new)
         if errs:
             raise invalid(rd, name, errs)
         if user is not None:
@@ -580,9 +571,7 @@ class Registry:
                     f" finalizers can be added if the object is being deleted, found new"
                     f" finalizers {sorted(added)!r}",
                 )
-        allocated = None
-        if rd.kind == "Service":
-            allocated = await self.services.allocate(new, old, dry_run=dry_run)
+        reserved = await st.reserve(self, new, old, dry_run=dry_run)
         old_cmp = dict(old)
         old_cmp["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
         new_cmp = dict(new)
@@ -592,35 +581,23 @@ class Registry:
         if dry_run:
             return new
         key = rd.key(ns, name)
-        finalize = (
-            bool(get_path(new, "metadata", "deletionTimestamp"))
-            and not get_path(new, "metadata", "finalizers")
-            and not (
-                rd.kind == "Pod"
-                and (get_path(new, "metadata", "deletionGracePeriodSeconds") or 0) > 0
-            )
-        )
         try:
-            if finalize and rd.kind != "Namespace":
+            if st.finished_deleting(new):  # the last finalizer is gone: remove the object
                 deleted = await self.store.delete(key, expected_revision=kv.mod_revision)
                 meta(new)["resourceVersion"] = str(deleted.mod_revision)
-                if rd.kind == "Service":
-                    await self.services.release(self.services.freed(old, None))
+                await st.after_delete(self, rd, old)
                 return new
             written = await self.store.update(
                 key, self.codec.encode(key, new), expected_revision=kv.mod_revision
             )
         except Conflict:
-            await self.services.release(allocated)
+            await st.unreserve(self, reserved)
             raise conflict(rd, name) from None
         except KeyNotFound:
-            await self.services.release(allocated)
+            await st.unreserve(self, reserved)
             raise not_found(rd, name) from None
-        if rd.kind == "Service":
-            await self.services.release(self.services.freed(old, new))
         meta(new)["resourceVersion"] = str(written.mod_revision)
-        if rd.kind == "Namespace" and self.pod_security is not None:
-            self.pod_security.namespaces.remember(new)
+        await st.after_update(self, rd, old, new)
         return new
 
     async def patch(
@@ -719,8 +696,9 @@ class Registry:
         user: UserInfo | None,
     ) -> tuple[Obj, bool]:
         """Delete (or start deleting) an object; returns it and whether it is gone now."""
+        st = self.strategies.of(rd)
         for _attempt in range(MAX_PATCH_RETRIES):
-            kv, obj = await self._get_kv(rd, ns, name)
+            kv, obj = await self.get_kv(rd, ns, name)
             m = obj["metadata"]
             if opts.uid and opts.uid != m.get("uid"):
                 raise conflict(
@@ -741,53 +719,29 @@ class Registry:
             if opts.dry_run:
                 return obj, False
             try:
-                if rd.kind == "Namespace":
-                    return await self._delete_namespace(rd, kv, obj), False
-                graceful = self._pod_grace(rd, obj, opts)
-                if graceful is not None:
-                    return await self._mark_deleting(rd, kv, obj, graceful, []), False
+                started = await st.start_delete(self, rd, kv, obj, opts)
+                if started is not None:
+                    return started, False
                 finalizers = list(m.get("finalizers") or [])
                 if opts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
                     finalizers.append("foregroundDeletion")
                 elif opts.propagation == "Orphan" and "orphan" not in finalizers:
                     finalizers.append("orphan")
                 if finalizers:
-                    return await self._mark_deleting(rd, kv, obj, 0, finalizers), False
+                    return await self.mark_deleting(kv, obj, 0, finalizers), False
                 deleted = await self.store.delete(kv.key, expected_revision=kv.mod_revision)
             except Conflict:
                 continue
             except KeyNotFound:
                 raise not_found(rd, name) from None
             m["resourceVersion"] = str(deleted.mod_revision)
-            if rd.kind == "Service":
-                await self.services.release(self.services.freed(obj, None))
+            await st.after_delete(self, rd, obj)
             return obj, True
         raise conflict(rd, name)
 
-    @staticmethod
-    def _pod_grace(rd: ResourceDef, obj: Obj, opts: DeleteOptions) -> int | None:
-        """Grace seconds when a pod must terminate gracefully; ``None`` to delete now."""
-        if rd.kind != "Pod":
-            return None
-        spec = obj.get("spec") or {}
-        phase = get_path(obj, "status", "phase")
-        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
-            return None
-        grace = opts.grace_period
-        if grace is None:
-            current = get_path(obj, "metadata", "deletionGracePeriodSeconds")
-            grace = (
-                current
-                if isinstance(current, int)
-                else spec.get("terminationGracePeriodSeconds", 30)
-            )
-        if not isinstance(grace, int) or grace <= 0:
-            return None
-        return grace
-
-    async def _mark_deleting(
-        self, rd: ResourceDef, kv: KeyValue, obj: Obj, grace: int, finalizers: list[str]
-    ) -> Obj:
+    async def mark_deleting(self, kv: KeyValue, obj: Obj, grace: int, finalizers: list[str]) -> Obj:
+        """Set ``obj``'s deletionTimestamp ``grace`` seconds ahead (unless an earlier one is
+        set) and its ``finalizers``; the object stays until they are done."""
         m = obj["metadata"]
         # Any int64 is a valid grace period, but a datetime ends at year 9999.
         at = now() + timedelta(seconds=min(grace, MAX_GRACE_SECONDS))
@@ -808,22 +762,7 @@ class Registry:
         m["resourceVersion"] = str(written.mod_revision)
         return obj
 
-    async def _delete_namespace(self, rd: ResourceDef, kv: KeyValue, obj: Obj) -> Obj:
-        name = str(obj["metadata"]["name"])
-        if name in SYSTEM_NAMESPACES:
-            raise forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
-        if not obj["metadata"].get("deletionTimestamp"):
-            obj["metadata"]["deletionTimestamp"] = format_time(now())
-            obj["status"] = {"phase": "Terminating"}
-            written = await self.store.update(
-                kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
-            )
-            obj["metadata"]["resourceVersion"] = str(written.mod_revision)
-            self.namespace_phase[name] = "Terminating"
-            self._finalize_soon(name)
-        return obj
-
-    def _finalize_soon(self, name: str) -> None:
+    def finalize_soon(self, name: str) -> None:
         """Empty and remove a terminating namespace unless this server already is. Every
         server does so for every terminating namespace it sees (the deletes are CAS and
         idempotent), so one dying mid-way never leaves a namespace stuck Terminating."""
@@ -843,22 +782,21 @@ class Registry:
         Pods get their normal graceful deletion first; whatever still exists after the grace
         period (no node agent confirmed it) is removed outright so deletion always finishes.
         """
-        namespaced = [r for r in self.resources.resources if r.namespaced]
+        namespaced = [(r, self.strategies.of(r)) for r in self.resources.resources if r.namespaced]
         deadline = asyncio.get_running_loop().time() + 60
         while True:
             remaining = 0
-            for rd in namespaced:
+            for rd, st in namespaced:
                 result = await self.store.list(rd.key_prefix(name))
                 for kv in result.items:
                     remaining += 1
-                    force = asyncio.get_running_loop().time() > deadline or rd.kind != "Pod"
+                    force = (
+                        asyncio.get_running_loop().time() > deadline or not st.teardown_gracefully
+                    )
                     try:
                         if force:
                             await self.store.delete(kv.key, expected_revision=kv.mod_revision)
-                            if rd.kind == "Service":
-                                await self.services.release(
-                                    self.services.freed(self.codec.decode(kv), None)
-                                )
+                            await st.after_delete(self, rd, self.codec.decode(kv))
                         else:
                             await self.delete(
                                 rd, name, kv.key.rsplit("/", 1)[-1], DeleteOptions(), user=None
@@ -876,62 +814,7 @@ class Registry:
             except (Conflict, KeyNotFound):
                 log.info("namespace %s changed while finalizing", name)
 
-    async def finalize_namespace(self, name: str, body: Any, *, user: UserInfo | None) -> Obj:
-        """PUT namespaces/{name}/finalize: replace ``spec.finalizers``."""
-        rd = self._rd("", "namespaces")
-        kv, obj = await self._get_kv(rd, "", name)
-        wanted = get_path(body, "spec", "finalizers") if isinstance(body, dict) else None
-        if not isinstance(wanted, list | None) or not all(isinstance(f, str) for f in wanted or []):
-            raise bad_request("spec.finalizers must be a list of strings")
-        obj.setdefault("spec", {})["finalizers"] = list(wanted or [])
-        try:
-            written = await self.store.update(
-                kv.key, self.codec.encode(kv.key, obj), expected_revision=kv.mod_revision
-            )
-        except Conflict:
-            raise conflict(rd, name) from None
-        obj["metadata"]["resourceVersion"] = str(written.mod_revision)
-        return obj
-
     # -- pod subresources --------------------------------------------------------------------
-
-    async def bind(self, ns: str, name: str, body: Any, *, user: UserInfo | None) -> None:
-        """POST pods/{name}/binding: assign the pod to ``target.name`` once."""
-        rd = self._rd("", "pods")
-        target = get_path(body, "target", "name") if isinstance(body, dict) else None
-        if not isinstance(target, str) or not target:
-            raise invalid(rd, name, [required("target.name")])
-        for _attempt in range(MAX_PATCH_RETRIES):
-            kv, pod = await self._get_kv(rd, ns, name)
-            spec = pod.setdefault("spec", {})
-            if spec.get("nodeName"):
-                raise conflict(
-                    rd, name, f'pod {name} is already assigned to node "{spec["nodeName"]}"'
-                )
-            if pod["metadata"].get("deletionTimestamp"):
-                raise conflict(
-                    rd, name, f"pod {name} is being deleted, cannot be assigned to a host"
-                )
-            spec["nodeName"] = target
-            status = pod.setdefault("status", {})
-            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-            conds.append(
-                {
-                    "type": "PodScheduled",
-                    "status": "True",
-                    "lastProbeTime": None,
-                    "lastTransitionTime": format_time(now()),
-                }
-            )
-            status["conditions"] = conds
-            try:
-                await self.store.update(
-                    kv.key, self.codec.encode(kv.key, pod), expected_revision=kv.mod_revision
-                )
-                return
-            except Conflict:
-                continue
-        raise conflict(rd, name)
 
     async def check_disruption_budgets(self, ns: str, name: str) -> None:
         """Refuse (429) an eviction that would break a PodDisruptionBudget covering the pod."""
@@ -968,7 +851,7 @@ class Registry:
         field_manager: str = SERVER_MANAGER,
     ) -> Obj:
         for _attempt in range(MAX_PATCH_RETRIES):
-            kv, obj = await self._get_kv(rd, ns, name)
+            kv, obj = await self.get_kv(rd, ns, name)
             scale = self.to_scale(rd, obj)
             new_scale = apply_patch(patch_type, scale, body) if patch_type else body
             if not isinstance(new_scale, dict):

@@ -9,7 +9,7 @@ supports (``metadata.name``, ``spec.nodeName`` ...).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,7 +171,7 @@ def selector_to_string(sel: Any) -> str:
 # --- field selectors -------------------------------------------------------------------------
 
 
-def _str(v: Any) -> str:
+def field_string(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -179,38 +179,16 @@ def _str(v: Any) -> str:
     return str(v)
 
 
-def _path_getter(*path: str) -> Callable[[Obj], str]:
-    return lambda obj: _str(get_path(obj, *path))
+def path_getter(*path: str) -> Callable[[Obj], str]:
+    return lambda obj: field_string(get_path(obj, *path))
 
 
-_COMMON: dict[str, Callable[[Obj], str]] = {
-    "metadata.name": _path_getter("metadata", "name"),
-    "metadata.namespace": _path_getter("metadata", "namespace"),
-}
+FieldGetter = Callable[[Obj], str]
+"""Reads one selectable field of an object, as the string a field selector compares."""
 
-FIELDS_BY_KIND: dict[str, dict[str, Callable[[Obj], str]]] = {
-    "Pod": {
-        "spec.nodeName": _path_getter("spec", "nodeName"),
-        "spec.restartPolicy": _path_getter("spec", "restartPolicy"),
-        "spec.schedulerName": _path_getter("spec", "schedulerName"),
-        "spec.serviceAccountName": _path_getter("spec", "serviceAccountName"),
-        "status.phase": _path_getter("status", "phase"),
-        "status.podIP": _path_getter("status", "podIP"),
-        "status.nominatedNodeName": _path_getter("status", "nominatedNodeName"),
-    },
-    "Node": {"spec.unschedulable": lambda o: _str(bool(get_path(o, "spec", "unschedulable")))},
-    "Event": {
-        f"involvedObject.{f}": _path_getter("involvedObject", f)
-        for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
-    }
-    | {
-        "reason": _path_getter("reason"),
-        "source": _path_getter("source", "component"),
-        "type": _path_getter("type"),
-    },
-    "Namespace": {"status.phase": _path_getter("status", "phase")},
-    "Secret": {"type": _path_getter("type")},
-    "ReplicaSet": {"status.replicas": _path_getter("status", "replicas")},
+COMMON_FIELDS: dict[str, FieldGetter] = {
+    "metadata.name": path_getter("metadata", "name"),
+    "metadata.namespace": path_getter("metadata", "namespace"),
 }
 
 
@@ -272,11 +250,12 @@ def pinned_field_value(s: str, field: str) -> str | None:
     return None
 
 
-def parse_field_selector(s: str | None, kind: str) -> FieldSelector:
-    """Parse ``fieldSelector`` for objects of ``kind``; unknown fields are a 400."""
+def parse_field_selector(s: str | None, fields: Mapping[str, FieldGetter]) -> FieldSelector:
+    """Parse ``fieldSelector`` over ``metadata.name``, ``metadata.namespace`` and ``fields``
+    (the kind's own selectable fields, from its strategy); unknown fields are a 400."""
     if s is None or not s.strip():
         return NO_FIELDS
-    supported = _COMMON | FIELDS_BY_KIND.get(kind, {})
+    supported = {**COMMON_FIELDS, **fields}
     reqs: list[FieldRequirement] = []
     getters: list[Callable[[Obj], str]] = []
     for field, op, value in _field_terms(s):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -409,9 +409,3 @@ def validate_endpoints(obj: Obj) -> list[FieldError]:
             if protocol not in PROTOCOLS:
                 errs.append(not_supported(f"{pwhere}.protocol", protocol, PROTOCOLS))
     return errs
-
-
-VALIDATORS: dict[str, Callable[[Obj], list[FieldError]]] = {
-    "Service": validate_service,
-    "Endpoints": validate_endpoints,
-}

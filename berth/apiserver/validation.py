@@ -2,7 +2,8 @@
 
 The Python client refuses to deserialize an object missing a schema-required field, and one
 such object breaks every list call for its kind, so the server rejects them on write with
-422 ``Invalid`` and one cause per field.
+422 ``Invalid`` and one cause per field. Each kind's strategy (:mod:`berth.apiserver.kinds`)
+picks the checks that apply to it from here.
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
 from typing import Any
 
 from berth.api.meta import Obj
-from berth.api.resources import ResourceDef
 
 from .dnsnames import LABEL_HELP, SUBDOMAIN_HELP, is_dns_label, is_dns_subdomain, is_label_value
 from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
-from .nodevalidation import validate_node, validate_node_update
 from .podsafety import validate_pod_spec_safety
-from .service_validation import VALIDATORS as SERVICE_VALIDATORS
 
 _QUALIFIED = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -28,20 +25,21 @@ _QUALIFIED = re.compile(
 
 _DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _DATA_KEY_HELP = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
-# Kinds whose names are DNS-1123 labels rather than subdomains.
-_LABEL_NAMED = {"Namespace", "Service"}
-# RBAC and a few other kinds allow path-segment names (e.g. "system:kube-scheduler").
-_PATH_SEGMENT_NAMED = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+# How a kind's names are checked (a strategy's ``name_rule``): DNS-1123 subdomains by default,
+# labels for some (Namespace, Service), path segments for RBAC (e.g. "system:kube-scheduler").
+SUBDOMAIN = "subdomain"
+LABEL = "label"
+PATH_SEGMENT = "path-segment"
 
 
-def validate_name(kind: str, name: str, field: str = "metadata.name") -> list[FieldError]:
+def validate_name(rule: str, name: str, field: str = "metadata.name") -> list[FieldError]:
     if not name:
         return [required(field)]
-    if kind in _PATH_SEGMENT_NAMED:
+    if rule == PATH_SEGMENT:
         if name in (".", "..") or "/" in name or "%" in name:
             return [invalid_value(field, name, "may not contain '/' or '%'")]
         return []
-    if kind in _LABEL_NAMED:
+    if rule == LABEL:
         return [] if is_dns_label(name) else [invalid_value(field, name, LABEL_HELP)]
     return [] if is_dns_subdomain(name) else [invalid_value(field, name, SUBDOMAIN_HELP)]
 
@@ -73,11 +71,11 @@ def _validate_string_map(m: Any, field: str, *, labels: bool) -> list[FieldError
     return errs
 
 
-def validate_metadata(rd: ResourceDef, obj: Obj) -> list[FieldError]:
+def validate_metadata(obj: Obj, name_rule: str = SUBDOMAIN) -> list[FieldError]:
     m = obj.get("metadata")
     if not isinstance(m, dict):
         return [required("metadata")]
-    errs = validate_name(rd.kind, str(m.get("name") or ""))
+    errs = validate_name(name_rule, str(m.get("name") or ""))
     errs += _validate_string_map(m.get("labels"), "metadata.labels", labels=True)
     errs += _validate_string_map(m.get("annotations"), "metadata.annotations", labels=False)
     for f in ("finalizers",):
@@ -123,7 +121,7 @@ def _containers(spec: Any, field: str) -> list[FieldError]:
                 errs.append(duplicate(f"{where}.name", name))
             else:
                 seen.add(name)
-                errs += validate_name("Service", name, f"{where}.name")
+                errs += validate_name(LABEL, name, f"{where}.name")
             if not isinstance(c.get("image"), str) or not c.get("image"):
                 errs.append(required(f"{where}.image"))
             for j, p in enumerate(c.get("ports") or []):
@@ -139,11 +137,11 @@ def _containers(spec: Any, field: str) -> list[FieldError]:
     return errs
 
 
-def _pod(obj: Obj) -> list[FieldError]:
+def pod_fields(obj: Obj) -> list[FieldError]:
     return _containers(obj.get("spec"), "spec")
 
 
-def _workload(obj: Obj, *, needs_replicas: bool) -> list[FieldError]:
+def workload_fields(obj: Obj, *, needs_replicas: bool) -> list[FieldError]:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return [required("spec")]
@@ -179,20 +177,20 @@ def _workload(obj: Obj, *, needs_replicas: bool) -> list[FieldError]:
     return errs
 
 
-def _lease(obj: Obj) -> list[FieldError]:
+def lease_fields(obj: Obj) -> list[FieldError]:
     spec = obj.get("spec")
     if spec is not None and not isinstance(spec, dict):
         return [invalid_value("spec", spec, "must be an object")]
     return []
 
 
-def _event(obj: Obj) -> list[FieldError]:
+def event_fields(obj: Obj) -> list[FieldError]:
     if not isinstance(obj.get("involvedObject"), dict):
         return [required("involvedObject")]
     return []
 
 
-def _rules(obj: Obj, *, namespaced: bool) -> list[FieldError]:
+def policy_rules(obj: Obj, *, namespaced: bool) -> list[FieldError]:
     """Policy rules as kube-apiserver validates them: verbs always; a rule is either about
     resources (apiGroups and resources required) or about non-resource URLs (cluster roles
     only), never both — the escalation check and the authorizer read them that way."""
@@ -259,7 +257,7 @@ def _role_ref(obj: Obj) -> Any:
     return {**ref, "apiGroup": ref.get("apiGroup") or RBAC_GROUP} if isinstance(ref, dict) else ref
 
 
-def _binding(obj: Obj, *, role_kinds: tuple[str, ...]) -> list[FieldError]:
+def binding_fields(obj: Obj, *, role_kinds: tuple[str, ...]) -> list[FieldError]:
     """A binding refers to a Role or ClusterRole (a ClusterRoleBinding to a ClusterRole only)
     of the RBAC group: anything else would be read differently by the authorizer and by the
     escalation check."""
@@ -286,7 +284,9 @@ def _binding(obj: Obj, *, role_kinds: tuple[str, ...]) -> list[FieldError]:
     return errs
 
 
-def _string_data(obj: Obj) -> list[FieldError]:
+def data_fields(obj: Obj, *, binary_fields: tuple[str, ...]) -> list[FieldError]:
+    """``data``/``binaryData``/``stringData`` maps; keys of ``binary_fields`` are checked as
+    config keys with base64 values (both maps of a Secret, ``binaryData`` of a ConfigMap)."""
     errs: list[FieldError] = []
     for f in ("data", "binaryData", "stringData"):
         v = obj.get(f)
@@ -294,7 +294,6 @@ def _string_data(obj: Obj) -> list[FieldError]:
             not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values())
         ):
             errs.append(invalid_value(f, "...", "must be a map of string to string"))
-    binary_fields = ("data", "binaryData") if obj.get("kind") == "Secret" else ("binaryData",)
     for f in binary_fields:
         v = obj.get(f)
         if not isinstance(v, dict):
@@ -316,33 +315,6 @@ def _string_data(obj: Obj) -> list[FieldError]:
     return errs
 
 
-VALIDATORS: dict[str, Callable[[Obj], list[FieldError]]] = {
-    "Pod": _pod,
-    "Deployment": lambda o: _workload(o, needs_replicas=True),
-    "ReplicaSet": lambda o: _workload(o, needs_replicas=True),
-    "DaemonSet": lambda o: _workload(o, needs_replicas=False),
-    **SERVICE_VALIDATORS,  # Service, Endpoints: see service_validation
-    "Lease": _lease,
-    "Event": _event,
-    "Role": lambda o: _rules(o, namespaced=True),
-    "ClusterRole": lambda o: _rules(o, namespaced=False),
-    "RoleBinding": lambda o: _binding(o, role_kinds=("Role", "ClusterRole")),
-    "ClusterRoleBinding": lambda o: _binding(o, role_kinds=("ClusterRole",)),
-    "ConfigMap": _string_data,
-    "Secret": _string_data,
-    "Node": validate_node,
-}
-
-
-def validate(rd: ResourceDef, obj: Obj) -> list[FieldError]:
-    """All field errors of ``obj`` as an object of resource ``rd``."""
-    errs = validate_metadata(rd, obj)
-    check = VALIDATORS.get(rd.kind)
-    if check is not None:
-        errs += check(obj)
-    return errs
-
-
 def _pod_spec_mutable_view(spec: Any) -> Any:
     """The pod spec with the fields an update may change blanked out."""
     if not isinstance(spec, dict):
@@ -360,29 +332,33 @@ def _pod_spec_mutable_view(spec: Any) -> Any:
     return view
 
 
-def validate_update(rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
-    """Rules about what an update may change (immutable fields)."""
-    if rd.kind == "Pod":
-        if _pod_spec_mutable_view(new.get("spec")) != _pod_spec_mutable_view(old.get("spec")):
-            return [
-                forbidden_field(
-                    "spec",
-                    "pod updates may not change fields other than"
-                    " `spec.containers[*].image`, `spec.initContainers[*].image`,"
-                    " `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to"
-                    " existing tolerations) or `spec.terminationGracePeriodSeconds`",
-                )
-            ]
-    elif rd.kind == "Node":
-        return validate_node_update(old, new)
-    elif rd.kind in ("RoleBinding", "ClusterRoleBinding"):
-        if _role_ref(new) != _role_ref(old):
-            # Changing what a binding grants is deleting it and creating another (each with
-            # its own checks); kube-apiserver refuses it the same way.
-            return [invalid_value("roleRef", new.get("roleRef"), "cannot change roleRef")]
-    elif rd.kind in ("Deployment", "ReplicaSet", "DaemonSet"):
-        old_sel = (old.get("spec") or {}).get("selector")
-        new_sel = (new.get("spec") or {}).get("selector")
-        if old_sel is not None and new_sel != old_sel:
-            return [invalid_value("spec.selector", new_sel, "field is immutable")]
+def pod_update(old: Obj, new: Obj) -> list[FieldError]:
+    """A pod's spec is immutable but for images, deadlines, tolerations and grace."""
+    if _pod_spec_mutable_view(new.get("spec")) != _pod_spec_mutable_view(old.get("spec")):
+        return [
+            forbidden_field(
+                "spec",
+                "pod updates may not change fields other than"
+                " `spec.containers[*].image`, `spec.initContainers[*].image`,"
+                " `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to"
+                " existing tolerations) or `spec.terminationGracePeriodSeconds`",
+            )
+        ]
+    return []
+
+
+def binding_update(old: Obj, new: Obj) -> list[FieldError]:
+    if _role_ref(new) != _role_ref(old):
+        # Changing what a binding grants is deleting it and creating another (each with
+        # its own checks); kube-apiserver refuses it the same way.
+        return [invalid_value("roleRef", new.get("roleRef"), "cannot change roleRef")]
+    return []
+
+
+def selector_update(old: Obj, new: Obj) -> list[FieldError]:
+    """A workload's ``spec.selector`` is immutable once set."""
+    old_sel = (old.get("spec") or {}).get("selector")
+    new_sel = (new.get("spec") or {}).get("selector")
+    if old_sel is not None and new_sel != old_sel:
+        return [invalid_value("spec.selector", new_sel, "field is immutable")]
     return []

@@ -27,7 +27,7 @@ from .metrics import Metrics
 from .options import ListOptions
 from .params import parse_bool, parse_int, table_version
 from .selectors import FieldSelector, LabelSelector, parse_field_selector
-from .tables import to_table
+from .tables import Printer, to_table
 from .watch import ObjEvent, Subscriber
 
 if TYPE_CHECKING:
@@ -46,8 +46,10 @@ async def serve_watch(
     name: str,
     label: LabelSelector,
     field: FieldSelector,
+    printer: Printer,
 ) -> web.StreamResponse:
-    """Stream watch events for ``rd`` in ``namespace`` (all namespaces when empty)."""
+    """Stream watch events for ``rd`` in ``namespace`` (all namespaces when empty);
+    ``printer`` renders them when the client asks for Tables."""
     q = request.query
     timeout = parse_int(q.get("timeoutSeconds"), "timeoutSeconds", minimum=0)
     if not timeout:
@@ -59,7 +61,7 @@ async def serve_watch(
     include = q.get("includeObject", "Metadata")
     prefix = rd.key_prefix(namespace)
     if name:
-        field = parse_field_selector(f"metadata.name={name}", rd.kind)
+        field = parse_field_selector(f"metadata.name={name}", {})
     initial: list[Obj] = []
     if rv in ("", "0"):
         page = await server.registry.list_objects(
@@ -85,6 +87,7 @@ async def serve_watch(
         table_version=tv,
         include=include,
         metrics=server.metrics,
+        printer=printer,
     )
     try:
         try:
@@ -247,8 +250,10 @@ class WatchWriter:
         table_version: str | None,
         include: str,
         metrics: Metrics,
+        printer: Printer,
     ) -> None:
         self.resp = resp
+        self.printer = printer
         self.rd = rd
         self.label = label
         self.field = field
@@ -284,7 +289,7 @@ class WatchWriter:
     def add(self, etype: str, obj: Obj, ev: ObjEvent | None = None) -> None:
         if self.table_version:
             table = to_table(
-                self.rd,
+                self.printer,
                 [obj],
                 table_api_version=self.table_version,
                 resource_version=str(get_path(obj, "metadata", "resourceVersion") or ""),

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from berth.api.resources import RESOURCES
+from berth.apiserver.kinds import strategy_for
 from berth.apiserver.testing import ServerHandle, running_server
-from berth.apiserver.validation import validate
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import tenant_in_new_namespace
 
@@ -254,5 +254,5 @@ def test_probe_hosts_must_be_addresses_or_dns_names(handler: dict[str, Any], fie
     # Checked on the validator itself: Pod Security Admission may refuse a probe ``host``
     # first on a running server, and this is about what validation accepts.
     pods = next(rd for rd in RESOURCES if rd.kind == "Pod")
-    errors = validate(pods, _pod({"containers": [_app(readinessProbe=handler)]}))
+    errors = strategy_for(pods).validate(pods, _pod({"containers": [_app(readinessProbe=handler)]}))
     assert f"spec.containers[0].readinessProbe.{field}" in [e.field for e in errors]

@@ -10,6 +10,7 @@ beside it: ``fieldpath`` (field sets), ``schema`` (types), ``typed`` (structured
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -45,6 +46,7 @@ __all__ = [
     "Schemas",
     "custom_resource_node",
     "manager_from_user_agent",
+    "request_field_manager",
 ]
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -117,6 +119,33 @@ def check_field_manager(name: str, *, apply: bool, force: bool | None, kind: str
             message,
             details={"group": "meta.k8s.io", "kind": kind, "name": "", "causes": causes},
         )
+
+
+_OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False", ""}
+
+
+def request_field_manager(
+    query: Mapping[str, str], method: str, user_agent: str, patch_type: str
+) -> tuple[str, bool]:
+    """A write's field manager and ``force``: ``fieldManager`` (required for apply patches,
+    validated as upstream's options), else derived from the User-Agent as kube-apiserver
+    does."""
+    name = query.get("fieldManager", "")
+    raw_force = query.get("force")
+    if raw_force is not None and raw_force not in _TRUE | _FALSE:
+        raise ApiError(
+            400, "BadRequest", f"invalid boolean value {raw_force!r} for parameter 'force'"
+        )
+    force = None if raw_force is None else raw_force in _TRUE
+    check_field_manager(
+        name,
+        apply=patch_type == "apply",
+        force=force if method == "PATCH" else None,
+        kind=_OPTIONS_KIND.get(method, "PatchOptions"),
+    )
+    return name or manager_from_user_agent(user_agent), bool(force)
 
 
 def _manager_label(entry: Entry) -> str:

@@ -6,8 +6,8 @@ import pytest
 
 from berth.api.meta import Obj
 from berth.api.resources import TABLE
+from berth.apiserver.kinds import strategy_for
 from berth.apiserver.rbac_escalation import describe, only_gc_fields_changed, uncovered
-from berth.apiserver.validation import validate_update
 
 
 def _r(groups: list[str], resources: list[str], verbs: list[str], **extra: list[str]) -> Obj:
@@ -116,8 +116,8 @@ def test_role_ref_is_immutable_but_its_defaulted_api_group_is_no_change() -> Non
     defaulted: Obj = {
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}
     }
-    assert validate_update(rd, stored_by_older_berth, defaulted) == []
+    assert strategy_for(rd).validate_update(rd, stored_by_older_berth, defaulted) == []
     changed: Obj = {"roleRef": {**defaulted["roleRef"], "name": "cluster-admin"}}
-    [err] = validate_update(rd, defaulted, changed)
+    [err] = strategy_for(rd).validate_update(rd, defaulted, changed)
     assert err.field == "roleRef"
     assert "cannot change roleRef" in err.message

@@ -10,12 +10,16 @@ import pytest
 from berth.api.resources import TABLE, ResourceDef
 from berth.apiserver.allocators import IPAllocator, PortAllocator
 from berth.apiserver.codec import Codec
-from berth.apiserver.errors import ApiError
+from berth.apiserver.errors import ApiError, FieldError
+from berth.apiserver.kinds import strategy_for
 from berth.apiserver.options import DeleteOptions, ListOptions
 from berth.apiserver.registry import Registry
 from berth.apiserver.selectors import parse_label_selector
-from berth.apiserver.validation import validate
 from berth.store.memory import MemoryStore
+
+
+def validate(rd: ResourceDef, obj: dict[str, Any]) -> list[FieldError]:
+    return strategy_for(rd).validate(rd, obj)
 
 
 def _rd(group: str, plural: str) -> ResourceDef:

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
+from berth.api.resources import TABLE
 from berth.apiserver.errors import ApiError
+from berth.apiserver.kinds import strategy_for
 from berth.apiserver.selectors import (
+    FieldGetter,
     parse_field_selector,
     parse_label_selector,
     selector_from_label_selector_object,
@@ -47,6 +52,12 @@ def test_bad_label_selectors_are_400(bad: str) -> None:
     assert exc.value.code == 400
 
 
+def _fields(kind: str) -> Mapping[str, FieldGetter]:
+    rd = TABLE.by_kind("", kind)
+    assert rd is not None
+    return strategy_for(rd).field_selectors
+
+
 def test_field_selectors() -> None:
     pod = {
         "metadata": {"name": "p", "namespace": "ns"},
@@ -54,17 +65,17 @@ def test_field_selectors() -> None:
         "status": {"phase": "Running"},
     }
     sel = parse_field_selector(
-        "spec.nodeName=n1,status.phase!=Failed,status.phase!=Succeeded", "Pod"
+        "spec.nodeName=n1,status.phase!=Failed,status.phase!=Succeeded", _fields("Pod")
     )
     assert sel.matches(pod)
-    assert not parse_field_selector("metadata.namespace==other", "Pod").matches(pod)
-    assert parse_field_selector("metadata.name=p", "Pod").exact_name() == "p"
+    assert not parse_field_selector("metadata.namespace==other", _fields("Pod")).matches(pod)
+    assert parse_field_selector("metadata.name=p", _fields("Pod")).exact_name() == "p"
     event = {"involvedObject": {"kind": "Node", "name": "n1", "uid": "n1", "namespace": ""}}
     assert parse_field_selector(
-        "involvedObject.kind=Node,involvedObject.namespace=", "Event"
+        "involvedObject.kind=Node,involvedObject.namespace=", _fields("Event")
     ).matches(event)
     with pytest.raises(ApiError) as exc:
-        parse_field_selector("spec.nodeName=n1", "ConfigMap")
+        parse_field_selector("spec.nodeName=n1", _fields("ConfigMap"))
     assert exc.value.code == 400
     assert '"spec.nodeName" is not a known field selector' in exc.value.message
 

@@ -5,8 +5,13 @@ from datetime import timedelta
 import pytest
 
 from berth.api.meta import format_time, now
-from berth.api.resources import TABLE
-from berth.apiserver.tables import human_duration, to_table
+from berth.api.resources import TABLE, ResourceDef
+from berth.apiserver.kinds import strategy_for
+from berth.apiserver.tables import Printer, human_duration, to_table
+
+
+def _printer(rd: ResourceDef) -> Printer:
+    return strategy_for(rd).printer(rd)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +73,7 @@ def test_pod_rows() -> None:
             },
         ],
     )
-    t = to_table(rd, [running], table_api_version="meta.k8s.io/v1", resource_version="7")
+    t = to_table(_printer(rd), [running], table_api_version="meta.k8s.io/v1", resource_version="7")
     assert t["metadata"] == {"resourceVersion": "7"}
     assert [c["name"] for c in t["columnDefinitions"]][:5] == [
         "Name",
@@ -92,7 +97,7 @@ def test_pod_rows() -> None:
     terminating = _pod(phase="Running")
     terminating["metadata"]["deletionTimestamp"] = format_time(now())  # type: ignore[index]
     t = to_table(
-        rd,
+        _printer(rd),
         [terminating],
         table_api_version="meta.k8s.io/v1",
         resource_version="8",
@@ -117,9 +122,9 @@ def test_node_and_deployment_rows() -> None:
             "nodeInfo": {"kubeletVersion": "v0.1.0"},
         },
     }
-    cells = to_table(node_rd, [n], table_api_version="meta.k8s.io/v1", resource_version="1")[
-        "rows"
-    ][0]["cells"]
+    cells = to_table(
+        _printer(node_rd), [n], table_api_version="meta.k8s.io/v1", resource_version="1"
+    )["rows"][0]["cells"]
     assert cells[:5] == ["n1", "Ready,SchedulingDisabled", "control-plane", "0s", "v0.1.0"]
     dep_rd = TABLE.lookup("apps", "v1", "deployments")
     assert dep_rd is not None
@@ -132,9 +137,9 @@ def test_node_and_deployment_rows() -> None:
         },
         "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2},
     }
-    cells = to_table(dep_rd, [d], table_api_version="meta.k8s.io/v1", resource_version="1")["rows"][
-        0
-    ]["cells"]
+    cells = to_table(
+        _printer(dep_rd), [d], table_api_version="meta.k8s.io/v1", resource_version="1"
+    )["rows"][0]["cells"]
     assert cells == ["web", "2/3", 3, 2, "0s", "nginx", "nginx:1.20", "app=web"]
 
 
@@ -145,7 +150,7 @@ def test_pdb_and_default_rows() -> None:
     assert role_rd is not None
     created = format_time(now())
     pdb = {"metadata": {"name": "p", "creationTimestamp": created}, "spec": {"minAvailable": "50%"}}
-    t = to_table(pdb_rd, [pdb], table_api_version="meta.k8s.io/v1", resource_version="1")
+    t = to_table(_printer(pdb_rd), [pdb], table_api_version="meta.k8s.io/v1", resource_version="1")
     assert [c["name"] for c in t["columnDefinitions"]] == [
         "Name",
         "Min Available",
@@ -155,6 +160,8 @@ def test_pdb_and_default_rows() -> None:
     ]
     assert t["rows"][0]["cells"] == ["p", "50%", "N/A", 0, "0s"]
     role = {"metadata": {"name": "r", "creationTimestamp": created}}
-    t = to_table(role_rd, [role], table_api_version="meta.k8s.io/v1beta1", resource_version="1")
+    t = to_table(
+        _printer(role_rd), [role], table_api_version="meta.k8s.io/v1beta1", resource_version="1"
+    )
     assert t["apiVersion"] == "meta.k8s.io/v1beta1"
     assert t["rows"][0]["cells"] == ["r", created]

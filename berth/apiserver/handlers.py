@@ -1,0 +1,384 @@
+"""Request dispatch: which handler serves a (verb, subresource) of a resource.
+
+:class:`~berth.apiserver.app.ApiServer` routes a request to a :class:`Route`, turns its method
+into the RBAC verb (``get``, ``list``, ``watch``, ``create``, ``update``, ``patch``, ``delete``,
+``deletecollection``), and looks the pair (verb, subresource) up first in the kind strategy's
+own :attr:`~berth.apiserver.kinds.base.KindStrategy.endpoints` (pods' ``binding``, ``eviction``
+and ``log``, a namespace's ``finalize``, a service account's ``token``), then in
+:data:`ENDPOINTS`, the handlers every resource shares (the object itself, ``status`` and
+``scale``). A pair in neither is a 405. The server authorizes, reads the body, then calls the
+handler with a :class:`Call`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from berth.api.meta import Obj
+from berth.api.resources import ResourceDef
+
+from .auth import UserInfo
+from .errors import ApiError
+from .fieldmanager import request_field_manager
+from .options import DeleteOptions, ListOptions
+from .params import parse_int, table_version, wants_metadata_only
+from .selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
+from .tables import to_table
+from .watchhttp import serve_watch
+
+if TYPE_CHECKING:
+    from .app import ApiServer
+    from .kinds.base import KindStrategy
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    rd: ResourceDef
+    namespace: str
+    name: str
+    subresource: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One authorized request to a resource, as its handler gets it."""
+
+    request: web.Request
+    user: UserInfo
+    route: Route
+    strategy: KindStrategy
+    body: Any
+    """The decoded body of a write (``None`` for reads and empty bodies)."""
+    patch_type: str
+    """``json``, ``merge``, ``strategic`` or ``apply`` for a PATCH, else ``""``."""
+    dry_run: bool
+    """``dryRun=All``: every handler that writes must honour it."""
+
+
+Handler = Callable[["ApiServer", Call], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A handler and how its requests are authorized and counted."""
+
+    handler: Handler
+    authorize_as: str = ""
+    """RBAC verb checked instead of the request's (``pods/log`` is a ``get``, watch or not)."""
+    also_authorize: str = ""
+    """A second verb checked on the object itself before the body is read (an eviction needs
+    ``delete`` on the pod as well as ``create`` on ``pods/eviction``)."""
+    metric_subresource: bool = False
+    """Count requests as ``plural/subresource`` in the metrics (else as ``plural``)."""
+
+
+METRIC_VERBS = {
+    "get": "GET",
+    "list": "LIST",
+    "watch": "WATCH",
+    "create": "CREATE",
+    "update": "UPDATE",
+    "patch": "PATCH",
+    "delete": "DELETE",
+    "deletecollection": "DELETECOLLECTION",
+}
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type=JSON)
+
+
+def success_status(rd: ResourceDef, name: str, uid: str = "") -> Obj:
+    details: Obj = {"name": name, "kind": rd.plural}
+    if rd.group:
+        details["group"] = rd.group
+    if uid:
+        details["uid"] = uid
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }
+
+
+def created_status() -> Obj:
+    """The Status a subresource POST (binding, eviction) answers with."""
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def selectors(call: Call) -> tuple[LabelSelector, FieldSelector]:
+    q = call.request.query
+    return parse_label_selector(q.get("labelSelector")), parse_field_selector(
+        q.get("fieldSelector"), call.strategy.field_selectors
+    )
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+def render_one(call: Call, obj: Obj) -> web.Response:
+    request = call.request
+    accept = request.headers.get("Accept", "")
+    tv = table_version(accept)
+    if tv:
+        include = request.query.get("includeObject", "Metadata")
+        return json_response(
+            to_table(
+                call.strategy.printer(call.route.rd),
+                [obj],
+                table_api_version=tv,
+                resource_version=str(obj["metadata"].get("resourceVersion", "")),
+                include_object=include,
+            )
+        )
+    if wants_metadata_only(accept):
+        return json_response(
+            {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            }
+        )
+    return json_response(obj)
+
+
+async def get_object(server: ApiServer, call: Call) -> web.StreamResponse:
+    r = call.route
+    return render_one(call, await server.registry.get(r.rd, r.namespace, r.name))
+
+
+async def get_scale(server: ApiServer, call: Call) -> web.StreamResponse:
+    r = call.route
+    obj = await server.registry.get(r.rd, r.namespace, r.name)
+    return json_response(server.registry.to_scale(r.rd, obj))
+
+
+async def list_objects(server: ApiServer, call: Call) -> web.StreamResponse:
+    rd = call.route.rd
+    q = call.request.query
+    label, field = selectors(call)
+    opts = ListOptions(
+        label=label,
+        field=field,
+        limit=parse_int(q.get("limit"), "limit", minimum=0) or 0,
+        continue_token=q.get("continue", ""),
+        resource_version=q.get("resourceVersion", ""),
+    )
+    page = await server.registry.list_objects(rd, call.route.namespace, opts)
+    accept = call.request.headers.get("Accept", "")
+    tv = table_version(accept)
+    rv = str(page.revision)
+    if tv:
+        include = q.get("includeObject", "Metadata")
+        return json_response(
+            to_table(
+                call.strategy.printer(rd),
+                page.items,
+                table_api_version=tv,
+                resource_version=rv,
+                include_object=include,
+                continue_token=page.continue_token,
+            )
+        )
+    meta: Obj = {"resourceVersion": rv}
+    if page.continue_token:
+        meta["continue"] = page.continue_token
+    if wants_metadata_only(accept):
+        items = [
+            {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": o["metadata"],
+            }
+            for o in page.items
+        ]
+        return json_response(
+            {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": meta,
+                "items": items,
+            }
+        )
+    return json_response(
+        {
+            "kind": rd.list_kind_name,
+            "apiVersion": rd.api_version,
+            "metadata": meta,
+            "items": page.items,
+        }
+    )
+
+
+async def watch(server: ApiServer, call: Call) -> web.StreamResponse:
+    label, field = selectors(call)
+    r = call.route
+    return await serve_watch(
+        server,
+        call.request,
+        r.rd,
+        namespace=r.namespace,
+        name=r.name,
+        label=label,
+        field=field,
+        printer=call.strategy.printer(r.rd),
+    )
+
+
+# -- writes -----------------------------------------------------------------------------------
+
+
+def field_manager(call: Call) -> tuple[str, bool]:
+    """The write's field manager (managedFields) and whether an apply is forced."""
+    request = call.request
+    return request_field_manager(
+        request.query, request.method, request.headers.get("User-Agent", ""), call.patch_type
+    )
+
+
+async def create(server: ApiServer, call: Call) -> web.StreamResponse:
+    r = call.route
+    manager, _ = field_manager(call)
+    obj = await server.registry.create(
+        r.rd, r.namespace, call.body, user=call.user, dry_run=call.dry_run, field_manager=manager
+    )
+    return json_response(obj, 201)
+
+
+async def update(server: ApiServer, call: Call) -> web.StreamResponse:
+    """PUT of the object or of its ``status``."""
+    r = call.route
+    manager, _ = field_manager(call)
+    obj = await server.registry.update(
+        r.rd,
+        r.namespace,
+        r.name,
+        call.body,
+        subresource=r.subresource,
+        user=call.user,
+        dry_run=call.dry_run,
+        field_manager=manager,
+    )
+    return json_response(obj)
+
+
+async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
+    """PATCH of the object or of its ``status``."""
+    r = call.route
+    manager, force = field_manager(call)
+    obj = await server.registry.patch(
+        r.rd,
+        r.namespace,
+        r.name,
+        call.patch_type,
+        call.body,
+        subresource=r.subresource,
+        user=call.user,
+        dry_run=call.dry_run,
+        field_manager=manager,
+        force=force,
+    )
+    return json_response(obj)
+
+
+async def write_scale(server: ApiServer, call: Call) -> web.StreamResponse:
+    """PUT or PATCH of ``scale``: ``spec.replicas`` of the object."""
+    r = call.route
+    manager, _ = field_manager(call)
+    obj = await server.registry.update_scale(
+        r.rd,
+        r.namespace,
+        r.name,
+        patch_type=call.patch_type or None,
+        body=call.body,
+        user=call.user,
+        field_manager=manager,
+    )
+    return json_response(obj)
+
+
+def delete_options(call: Call) -> DeleteOptions:
+    q = call.request.query
+    body = call.body
+    grace_q = parse_int(q.get("gracePeriodSeconds"), "gracePeriodSeconds", minimum=0)
+    opts = DeleteOptions.from_body(body, grace_query=grace_q)
+    if q.get("propagationPolicy"):
+        opts = DeleteOptions.from_body(
+            {**(body or {}), "propagationPolicy": q["propagationPolicy"]},
+            grace_query=grace_q,
+        )
+    if call.dry_run:
+        opts = DeleteOptions(
+            opts.grace_period, opts.propagation, opts.uid, opts.resource_version, True
+        )
+    return opts
+
+
+async def delete(server: ApiServer, call: Call) -> web.StreamResponse:
+    r = call.route
+    opts = delete_options(call)
+    obj, gone_now = await server.registry.delete(r.rd, r.namespace, r.name, opts, user=call.user)
+    if call.strategy.delete_returns_object or not gone_now:
+        return json_response(obj)
+    return json_response(success_status(r.rd, r.name, str(obj["metadata"].get("uid", ""))))
+
+
+async def delete_collection(server: ApiServer, call: Call) -> web.StreamResponse:
+    rd = call.route.rd
+    opts = delete_options(call)
+    label, field = selectors(call)
+    page = await server.registry.list_objects(
+        rd, call.route.namespace, ListOptions(label=label, field=field)
+    )
+    deleted = []
+    for obj in page.items:
+        ns = str(obj["metadata"].get("namespace", ""))
+        try:
+            gone_obj, _ = await server.registry.delete(
+                rd, ns, str(obj["metadata"]["name"]), opts, user=call.user
+            )
+            deleted.append(gone_obj)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+    return json_response(
+        {
+            "kind": rd.list_kind_name,
+            "apiVersion": rd.api_version,
+            "metadata": {"resourceVersion": str(await server.store.current_revision())},
+            "items": deleted,
+        }
+    )
+
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    ("get", ""): Endpoint(get_object),
+    ("list", ""): Endpoint(list_objects),
+    ("watch", ""): Endpoint(watch),
+    ("create", ""): Endpoint(create),
+    ("update", ""): Endpoint(update),
+    ("patch", ""): Endpoint(patch),
+    ("delete", ""): Endpoint(delete),
+    ("deletecollection", ""): Endpoint(delete_collection),
+    # GET .../status answers with the whole object, as kube-apiserver; a watch on a
+    # subresource URL watches the object.
+    ("get", "status"): Endpoint(get_object),
+    ("watch", "status"): Endpoint(watch),
+    ("update", "status"): Endpoint(update),
+    ("patch", "status"): Endpoint(patch),
+    ("get", "scale"): Endpoint(get_scale),
+    ("watch", "scale"): Endpoint(watch),
+    ("update", "scale"): Endpoint(write_scale),
+    ("patch", "scale"): Endpoint(write_scale),
+}
+"""Handlers every resource shares: the object, ``status`` and ``scale`` (served where the
+resource lists the subresource; routing refuses the others with 404)."""
