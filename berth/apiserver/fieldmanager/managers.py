@@ -167,9 +167,14 @@ class Ignored:
     """A subresource's writes own only this top-level field (``f:status`` for status)."""
 
     def strip(self, s: FieldSet) -> FieldSet:
+        """``s`` without what no manager may own."""
+        return self.filter(difference(s, _STRIPPED))
+
+    def filter(self, s: FieldSet) -> FieldSet:
+        """``s`` without the fields the write resets (a change to them neither conflicts
+        nor takes them from their owners: the strategy throws it away)."""
         if self.only:
             return {k: v for k, v in s.items() if k == self.only}
-        s = difference(s, _STRIPPED)
         if self.status:
             s = recursive_difference(s, STATUS)
         if self.extra:
@@ -236,9 +241,9 @@ def update(
     c = compare(old, new, node)
     if not c.changed():
         return managed
-    changed = union(c.modified, c.added)
+    changed = ignored.filter(union(c.modified, c.added))
     me = (manager, UPDATE, api_version, subresource)
-    out = _take_from_others(managed, me, changed, c.removed, force=True)
+    out = _take_from_others(managed, me, changed, ignored.filter(c.removed), force=True)
     previous = out.get(me)
     mine = changed if previous is None else union(difference(previous.fields, c.removed), changed)
     mine = ignored.strip(mine)
@@ -314,7 +319,13 @@ def apply(
     if last is not None and last.fields:
         merged = _prune(merged, out, last.fields, node)
     c = compare(live, merged, node)
-    out = _take_from_others(out, me, union(c.modified, c.added), c.removed, force=force)
+    out = _take_from_others(
+        out,
+        me,
+        ignored.filter(union(c.modified, c.added)),
+        ignored.filter(c.removed),
+        force=force,
+    )
     if not mine:
         out.pop(me, None)
     elif not c.changed() and last is not None:

@@ -630,3 +630,27 @@ def test_custom_resources_use_their_schema() -> None:
     created = widget({"size": 1})
     fm.record_update(WIDGETS, None, created, manager="c")
     assert fields_of(created, "c", "Update") == {"f:spec": {".": {}, "f:size": {}}}
+
+
+def test_fields_a_write_resets_neither_conflict_nor_change_owners() -> None:
+    fm = FieldManager()
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"replicas": 1},
+    }
+    obj, _ = fm.apply(DEPLOYS, None, dep, manager="owner", force=False)
+    before = copy.deepcopy(obj)
+    obj["status"] = {"replicas": 1}
+    fm.record_update(DEPLOYS, before, obj, manager="ctrl", subresource="status")
+    # through status, a changed spec is thrown away later: no conflict with its owner
+    through_status = {**dep, "spec": {"replicas": 9}, "status": {"replicas": 1}}
+    out, _ = fm.apply(DEPLOYS, obj, through_status, manager="st", force=False, subresource="status")
+    assert fields_of(out, "owner")["f:spec"] == {"f:replicas": {}}
+    assert entries(out)[("st", "Apply")]["fieldsV1"] == {"f:status": {"f:replicas": {}}}
+    # and the main resource's apply of a status is no conflict with the status writer
+    out, _ = fm.apply(
+        DEPLOYS, obj, {**dep, "status": {"replicas": 5}}, manager="owner", force=False
+    )
+    assert entries(out)[("ctrl", "Update")]["fieldsV1"] == {"f:status": {"f:replicas": {}}}
