@@ -173,8 +173,11 @@ RESOURCES: tuple[ResourceDef, ...] = (
     ),
 )
 
-# Groups that hold only non-stored review APIs (access reviews).
-EXTRA_GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("authorization.k8s.io", "v1"),)
+# Groups that hold only non-stored review APIs (berth/apiserver/reviews.py).
+EXTRA_GROUP_VERSIONS: tuple[tuple[str, str], ...] = (
+    ("authentication.k8s.io", "v1"),
+    ("authorization.k8s.io", "v1"),
+)
 
 
 class ResourceTable:

@@ -23,7 +23,7 @@ from berth.api.resources import ResourceDef, ResourceTable
 from berth.store import config as datastore
 from berth.store.interface import Store, StoreError, Unavailable
 
-from . import client_warnings, discovery
+from . import client_warnings, discovery, reviews
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
@@ -42,6 +42,7 @@ from .errors import (
     forbidden,
     internal,
     method_not_allowed,
+    not_acceptable,
     route_not_found,
     unauthorized,
     unsupported_media,
@@ -51,6 +52,8 @@ from .kinds import KindStrategy, Strategies
 from .metrics import Metrics
 from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
 from .nodegraph import NodeGraph
+from .openapi import http as openapi_http
+from .openapi.documents import OpenApi
 from .params import parse_bool
 from .peers import ApiServerPeers
 from .rbac import Attributes, bootstrap_policy
@@ -72,7 +75,6 @@ READYZ_DATASTORE_TIMEOUT = 2.0
 """Seconds /readyz waits for the datastore's current revision before answering 503."""
 PEERS_LEAVE_TIMEOUT = 1.0
 """Seconds a stopping server spends deleting its Lease (a dead datastore must not hold it)."""
-OPENAPI_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
 def write_verb(method: str, route: Route) -> str:
@@ -144,6 +146,10 @@ class ApiServer:
         self.strategies = Strategies()
         self._group_of: dict[str, str] = {}
         self._group_of_generation = -1
+        self.openapi = OpenApi(
+            lambda: openapi_http.discovery_groups(self.table),
+            lambda: getattr(self, "crd_schemas", None),
+        )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -409,9 +415,12 @@ class ApiServer:
                 user=user, verb="impersonate", resource_request=True, resource=kind, name=name
             )
             if not self.authorizer.allowed(attrs):
-                raise forbidden(
+                raise ApiError(
+                    403,
+                    "Forbidden",
                     f'{kind} "{name}" is forbidden: User "{user.name}" cannot impersonate'
-                    f' resource "{kind}" in API group "" at the cluster scope'
+                    f' resource "{kind}" in API group "" at the cluster scope',
+                    details={"name": name, "kind": kind},
                 )
         extra = () if target == "system:anonymous" else ("system:authenticated",)
         return UserInfo(target, (*groups, *extra))
@@ -453,6 +462,7 @@ class ApiServer:
                 "/readyz",
                 "/metrics",
                 "/openapi/v2",
+                "/openapi/v3",
                 "/version",
             ]
             paths += [
@@ -468,20 +478,14 @@ class ApiServer:
             return web.Response(text="ok", content_type="text/plain")
         if head == "metrics" and len(parts) == 1:
             return web.Response(text=self.metrics.render(), content_type="text/plain")
-        if parts == ["openapi", "v2"]:
-            accept = request.headers.get("Accept", "")
-            if "protobuf" in accept:
-                # An empty protobuf document: kubectl's client-side validation then skips
-                # every kind instead of failing (see k8s-api-compat.md section 1.3).
-                return web.Response(body=b"", headers={"Content-Type": OPENAPI_PB})
-            return _json(
-                {
-                    "swagger": "2.0",
-                    "info": {"title": "berth", "version": __version__},
-                    "paths": {},
-                    "definitions": {},
-                }
-            )
+        if head == "openapi":
+            documents = await asyncio.to_thread(self.openapi.current)
+            try:
+                return openapi_http.serve(request, parts, documents)
+            except openapi_http.NotServed:
+                raise route_not_found() from None
+            except openapi_http.NotAcceptable:
+                raise not_acceptable() from None
         raise route_not_found()
 
     async def _readyz(self) -> web.Response:
@@ -541,8 +545,8 @@ class ApiServer:
             if doc is None:
                 raise route_not_found()
             return self._get_only(request, doc), ("GET", "")
-        if group == "authorization.k8s.io" and version == "v1":
-            return await self._access_review(request, user, rest), ("CREATE", rest[0])
+        if reviews.serves(group, version):
+            return await reviews.serve(request, user, self.authorizer, group, rest)
         watch_prefix = False
         if rest[0] == "watch":
             watch_prefix = True
@@ -622,7 +626,7 @@ class ApiServer:
             f'{named} is forbidden: User "{user.name}" cannot {verb} resource "{what}" in API'
             f' group "{rd.group}" {scope}' + (f": {why}" if why else ""),
             details={
-                "name": route.name,
+                **({"name": route.name} if route.name else {}),
                 "kind": rd.plural,
                 **({"group": rd.group} if rd.group else {}),
             },
@@ -682,64 +686,3 @@ class ApiServer:
 
     def _authorize_as(self, user: UserInfo, verb: str, route: Route) -> None:
         self._authorize(user, verb, Route(route.rd, route.namespace, route.name, ""))
-
-    # -- access reviews ----------------------------------------------------------------------
-
-    async def _access_review(
-        self, request: web.Request, user: UserInfo, rest: list[str]
-    ) -> web.Response:
-        if (
-            request.method != "POST"
-            or len(rest) != 1
-            or rest[0] not in ("selfsubjectaccessreviews", "subjectaccessreviews")
-        ):
-            raise route_not_found()
-        check = Attributes(
-            user=user,
-            verb="create",
-            resource_request=True,
-            api_group="authorization.k8s.io",
-            resource=rest[0],
-        )
-        if not self.authorizer.allowed(check):  # before the body is read, as for any write
-            raise forbidden(f'User "{user.name}" cannot create {rest[0]}')
-        body = await read_body(request)
-        if not isinstance(body, dict):
-            raise bad_request("an access review must be a JSON object")
-        spec = body.get("spec") or {}
-        if not isinstance(spec, dict):
-            raise bad_request("spec of an access review must be an object")
-        if not isinstance(body.get("metadata") or {}, dict):
-            raise bad_request("metadata of an access review must be an object")
-        subject = user
-        if rest[0] == "subjectaccessreviews":
-            groups = spec.get("groups") or []
-            if not isinstance(groups, list):
-                raise bad_request("spec.groups of a subject access review must be a list")
-            subject = UserInfo(str(spec.get("user", "")), tuple(str(g) for g in groups))
-        ra = spec.get("resourceAttributes")
-        nra = spec.get("nonResourceAttributes")
-        if isinstance(ra, dict):
-            attrs = Attributes(
-                user=subject,
-                verb=str(ra.get("verb", "")),
-                resource_request=True,
-                api_group=str(ra.get("group", "")),
-                resource=str(ra.get("resource", "")),
-                subresource=str(ra.get("subresource", "")),
-                namespace=str(ra.get("namespace", "")),
-                name=str(ra.get("name", "")),
-            )
-        elif isinstance(nra, dict):
-            attrs = Attributes(
-                user=subject,
-                verb=str(nra.get("verb", "")),
-                resource_request=False,
-                path=str(nra.get("path", "")),
-            )
-        else:
-            raise bad_request("spec.resourceAttributes or spec.nonResourceAttributes is required")
-        allowed = self.authorizer.allowed(attrs)
-        body["status"] = {"allowed": allowed, **({"reason": "allowed by RBAC"} if allowed else {})}
-        body["metadata"] = {**(body.get("metadata") or {}), "creationTimestamp": None}
-        return _json(body, 201)

@@ -12,6 +12,8 @@ from typing import Any
 
 from berth.api.resources import ResourceDef, ResourceTable
 
+from . import reviews
+
 SUBRESOURCE_VERBS = {
     "status": ["get", "patch", "update"],
     "scale": ["get", "patch", "update"],
@@ -20,25 +22,6 @@ SUBRESOURCE_VERBS = {
     "eviction": ["create"],
     "finalize": ["update"],
     "token": ["create"],
-}
-
-REVIEW_RESOURCES = {
-    ("authorization.k8s.io", "v1"): [
-        {
-            "name": "selfsubjectaccessreviews",
-            "singularName": "selfsubjectaccessreview",
-            "namespaced": False,
-            "kind": "SelfSubjectAccessReview",
-            "verbs": ["create"],
-        },
-        {
-            "name": "subjectaccessreviews",
-            "singularName": "subjectaccessreview",
-            "namespaced": False,
-            "kind": "SubjectAccessReview",
-            "verbs": ["create"],
-        },
-    ],
 }
 
 
@@ -126,7 +109,7 @@ def resource_list(table: ResourceTable, group: str, version: str) -> dict[str, A
     for rd in table.in_group_version(group, version):
         resources.append(_entry(rd))
         resources.extend(_sub_entry(rd, s) for s in rd.subresources)
-    resources.extend(REVIEW_RESOURCES.get((group, version), []))
+    resources.extend(reviews.discovery_resources(group, version))
     gv = f"{group}/{version}" if group else version
     return {
         "kind": "APIResourceList",

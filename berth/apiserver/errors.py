@@ -1,7 +1,9 @@
 """API errors and their ``meta/v1 Status`` bodies.
 
 Every non-2xx response the server sends is one of these, so clients always get a ``Status``
-(kubectl prints ``Error from server (<reason>): <message>``).
+(kubectl prints ``Error from server (<reason>): <message>``). Every one carries ``details``
+(``{}`` at least, as kube-apiserver's route 404 and 405 do): clients read its fields without
+checking it is there (kubectl 1.32 ``debug`` dereferences ``details.name`` of a 404).
 """
 
 from __future__ import annotations
@@ -44,15 +46,14 @@ def status_body(
         "status": "Failure",
         "message": message,
         "reason": reason,
+        "details": details or {},
         "code": code,
     }
-    if details:
-        body["details"] = details
     return body
 
 
 def _details(rd: ResourceDef | None, name: str) -> dict[str, Any]:
-    d: dict[str, Any] = {"name": name}
+    d: dict[str, Any] = {"name": name} if name else {}
     if rd is not None:
         d["kind"] = rd.plural
         if rd.group:
@@ -95,8 +96,10 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
-def forbidden(message: str) -> ApiError:
-    return ApiError(403, "Forbidden", message)
+def forbidden(message: str, rd: ResourceDef | None = None, name: str = "") -> ApiError:
+    """403; with ``rd`` (and ``name``) the details name the object, as upstream's
+    ``NewForbidden`` does for a request on a resource."""
+    return ApiError(403, "Forbidden", message, details=_details(rd, name) if rd else {})
 
 
 def unauthorized() -> ApiError:
@@ -104,10 +107,11 @@ def unauthorized() -> ApiError:
 
 
 def method_not_allowed(method: str) -> ApiError:
+    """405 for a method the path does not serve, worded as kube-apiserver's router answers
+    (``method`` is not in the message: upstream names it only in the client's fallback)."""
+    del method
     return ApiError(
-        405,
-        "MethodNotAllowed",
-        f"the server does not allow this method on the requested resource ({method})",
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
     )
 
 
@@ -119,12 +123,20 @@ def unsupported_media(content_type: str) -> ApiError:
     )
 
 
+def not_acceptable() -> ApiError:
+    return ApiError(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json",
+    )
+
+
 def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 
 
 def internal(message: str = "an internal error occurred") -> ApiError:
-    return ApiError(500, "InternalError", message)
+    return ApiError(500, "InternalError", message, details={"causes": [{"message": message}]})
 
 
 DATASTORE_RETRY_AFTER = 2
@@ -196,3 +208,19 @@ def invalid(rd: ResourceDef, name: str, errors: list[FieldError]) -> ApiError:
         {"reason": e.reason, "message": e.message, "field": e.field} for e in errors
     ]
     return ApiError(422, "Invalid", f'{rd.kind} "{name}" is invalid: {joined}', details=details)
+
+
+def too_large_resource_version(wanted: int, current: int) -> ApiError:
+    """504 for a read at a resourceVersion the store has not reached (upstream's
+    ``NewTooLargeResourceVersionError``: a Timeout with a cause and one second's retry)."""
+    return ApiError(
+        504,
+        "Timeout",
+        f"Too large resource version: {wanted}, current: {current}",
+        details={
+            "causes": [
+                {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+            ],
+            "retryAfterSeconds": 1,
+        },
+    )

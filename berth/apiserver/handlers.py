@@ -25,11 +25,14 @@ from berth.api.resources import ResourceDef
 from .auth import UserInfo
 from .errors import ApiError
 from .fieldmanager import request_field_manager
+from .openapi import fieldvalidation
+from .openapi.fieldvalidation import Findings
 from .options import DeleteOptions, ListOptions
 from .params import parse_int, table_version, wants_metadata_only
 from .selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from .tables import to_table
 from .watchhttp import serve_watch
+from .watchlist import list_options
 
 if TYPE_CHECKING:
     from .app import ApiServer
@@ -165,6 +168,7 @@ async def get_scale(server: ApiServer, call: Call) -> web.StreamResponse:
 async def list_objects(server: ApiServer, call: Call) -> web.StreamResponse:
     rd = call.route.rd
     q = call.request.query
+    list_options(q, watch=False)  # 422 for watch-only or contradictory options
     label, field = selectors(call)
     opts = ListOptions(
         label=label,
@@ -245,11 +249,31 @@ def field_manager(call: Call) -> tuple[str, bool]:
     )
 
 
+async def field_validation(call: Call, verb: str) -> tuple[str, Findings | None]:
+    """The ``fieldValidation`` directive of a write and the duplicate keys of its body
+    (not looked for with ``Ignore``). The body was read before: aiohttp keeps its bytes."""
+    how = fieldvalidation.directive(call.request.query.get("fieldValidation"), verb)
+    if how == fieldvalidation.IGNORE:
+        return how, None
+    raw = await call.request.read()
+    if call.patch_type == "json":
+        return how, fieldvalidation.json_patch_findings(raw, call.body)
+    return how, fieldvalidation.body_duplicates(raw, call.request.content_type or "", call.body)
+
+
 async def create(server: ApiServer, call: Call) -> web.StreamResponse:
     r = call.route
     manager, _ = field_manager(call)
+    how, findings = await field_validation(call, "create")
     obj = await server.registry.create(
-        r.rd, r.namespace, call.body, user=call.user, dry_run=call.dry_run, field_manager=manager
+        r.rd,
+        r.namespace,
+        call.body,
+        user=call.user,
+        dry_run=call.dry_run,
+        field_validation=how,
+        findings=findings,
+        field_manager=manager,
     )
     return json_response(obj, 201)
 
@@ -258,6 +282,7 @@ async def update(server: ApiServer, call: Call) -> web.StreamResponse:
     """PUT of the object or of its ``status``."""
     r = call.route
     manager, _ = field_manager(call)
+    how, findings = await field_validation(call, "update")
     obj = await server.registry.update(
         r.rd,
         r.namespace,
@@ -267,6 +292,8 @@ async def update(server: ApiServer, call: Call) -> web.StreamResponse:
         user=call.user,
         dry_run=call.dry_run,
         field_manager=manager,
+        field_validation=how,
+        findings=findings,
     )
     return json_response(obj)
 
@@ -275,6 +302,12 @@ async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
     """PATCH of the object or of its ``status``."""
     r = call.route
     manager, force = field_manager(call)
+    how, findings = await field_validation(call, "patch")
+    if call.patch_type == "apply":
+        # Server-side apply reports only the body's duplicate keys this way; the fields of
+        # the applied configuration are checked by the apply itself.
+        fieldvalidation.enforce_apply(how, findings or Findings())
+        how, findings = fieldvalidation.IGNORE, None
     obj = await server.registry.patch(
         r.rd,
         r.namespace,
@@ -286,6 +319,8 @@ async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
         dry_run=call.dry_run,
         field_manager=manager,
         force=force,
+        field_validation=how,
+        findings=findings,
     )
     return json_response(obj)
 

@@ -22,7 +22,7 @@ from typing import Any
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
 
-from .errors import forbidden
+from .errors import ApiError, forbidden
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 
@@ -93,11 +93,38 @@ def admit(
     old: Obj | None,
     new: Obj | None,
 ) -> None:
-    """Raise 403 when node ``node`` may not make this write."""
+    """Raise 403 when node ``node`` may not make this write (its details name the object,
+    as upstream's admission errors do)."""
+    try:
+        _admit(node, verb, rd, subresource=subresource, namespace=namespace, name=name, old=old)
+        if rd.kind == "Node":
+            _admit_node(node, verb, subresource=subresource, name=name, old=old, new=new)
+    except ApiError as exc:
+        target = name or str(get_path(new, "metadata", "name") or "")
+        exc.details = {**_object_details(rd, target), **(exc.details or {})}
+        raise
+
+
+def _object_details(rd: ResourceDef, name: str) -> dict[str, Any]:
+    return {
+        **({"name": name} if name else {}),
+        **({"group": rd.group} if rd.group else {}),
+        "kind": rd.plural,
+    }
+
+
+def _admit(
+    node: str,
+    verb: str,
+    rd: ResourceDef,
+    *,
+    subresource: str,
+    namespace: str,
+    name: str,
+    old: Obj | None,
+) -> None:
     who = f'node "{node}"'
-    if rd.kind == "Node":
-        _admit_node(node, verb, subresource=subresource, name=name, old=old, new=new)
-    elif rd.kind == "Lease":
+    if rd.kind == "Lease":
         if namespace != NODE_LEASE_NAMESPACE or name != node:
             raise forbidden(f"{who} may only write its own lease in {NODE_LEASE_NAMESPACE}")
     elif rd.kind == "Pod":

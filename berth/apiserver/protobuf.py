@@ -269,6 +269,12 @@ KINDS: dict[str, Schema] = {
             },
         ),
     },
+    # kubectl auth whoami / auth can-i --list (authentication/v1 and authorization/v1)
+    "SelfSubjectReview": {1: ("metadata", "msg", OBJECT_META)},
+    "SelfSubjectRulesReview": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: ("spec", "msg", {1: ("namespace", "string", None)}),
+    },
 }
 
 

@@ -247,6 +247,7 @@ def bootstrap_policy() -> list[Obj]:
                     ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                     ["create"],
                 ),
+                _rule(["authentication.k8s.io"], ["selfsubjectreviews"], ["create"]),
             ],
         ),
         _cluster_role(

@@ -45,12 +45,16 @@ from .errors import (
     bad_request,
     conflict,
     forbidden,
+    forbidden_field,
     gone,
     invalid,
     not_found,
+    too_large_resource_version,
 )
 from .fieldmanager import FieldManager
 from .kinds import Strategies
+from .openapi import fieldvalidation
+from .openapi.fieldvalidation import IGNORE, Findings
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .podsecurity import PodSecurityAdmission, PodSecurityConfig
@@ -254,20 +258,7 @@ class Registry:
             wanted = _rv_param(opts.resource_version)
             current = await self.store.current_revision()
             if wanted > current:
-                raise ApiError(
-                    504,
-                    "Timeout",
-                    f"Too large resource version: {wanted}, current: {current}",
-                    details={
-                        "causes": [
-                            {
-                                "reason": "ResourceVersionTooLarge",
-                                "message": "Too large resource version",
-                            }
-                        ],
-                        "retryAfterSeconds": 1,
-                    },
-                )
+                raise too_large_resource_version(wanted, current)
         exact = opts.field.exact_name()
         items: list[Obj] = []
         try:
@@ -319,11 +310,7 @@ class Registry:
                 else f"too old resource version: {exc.requested} ({exc.compacted})"
             ) from exc
         except FutureRevision as exc:
-            raise ApiError(
-                504,
-                "Timeout",
-                f"Too large resource version: {exc.requested}, current: {exc.current}",
-            ) from exc
+            raise too_large_resource_version(exc.requested, exc.current) from exc
 
     # -- create ------------------------------------------------------------------------------
 
@@ -335,7 +322,7 @@ class Registry:
         pods = self._rd("", "pods")
         return [self.codec.decode(kv) for kv in (await self.store.list(pods.key_prefix(ns))).items]
 
-    async def check_namespace(self, ns: str) -> None:
+    async def check_namespace(self, ns: str, rd: ResourceDef | None = None, name: str = "") -> None:
         phase = self.namespace_phase.get(ns)
         if phase is None:
             kv = await self.store.get(self._rd("", "namespaces").key("", ns))
@@ -343,11 +330,27 @@ class Registry:
                 raise not_found(self._rd("", "namespaces"), ns)
             phase = str(get_path(self.codec.decode(kv), "status", "phase") or "Active")
         if phase == "Terminating":
-            raise forbidden(
-                f"unable to create new content in namespace {ns} because it is being terminated"
-            )
+            why = f"unable to create new content in namespace {ns} because it is being terminated"
+            err = forbidden(why, rd, name)
+            if err.details is not None:  # upstream's cause, which clients test for
+                err.details["causes"] = [
+                    {
+                        "reason": "NamespaceTerminating",
+                        "message": why,
+                        "field": "metadata.namespace",
+                    }
+                ]
+            raise err
 
-    def _check_identity(self, rd: ResourceDef, ns: str, obj: Any) -> Obj:
+    def _check_identity(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        obj: Any,
+        *,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+    ) -> Obj:
         if not isinstance(obj, dict):
             raise bad_request("the body of the request must be a JSON object")
         api_version = obj.get("apiVersion")
@@ -373,6 +376,13 @@ class Registry:
                 " request"
             )
         shapes.check(rd, obj)
+        # Unknown fields are never stored; reported as fieldValidation says, with the
+        # duplicate keys the caller found in the body (upstream's strict decoding).
+        found = Findings()
+        if findings is not None:
+            found.extend(findings)
+        found.extend(fieldvalidation.drop_unknown(rd, obj))
+        fieldvalidation.enforce(field_validation, rd, found)
         return obj
 
     async def _check_escalation(
@@ -396,12 +406,16 @@ class Registry:
         *,
         user: UserInfo | None,
         dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
         field_manager: str = SERVER_MANAGER,
         applied_fields: Any = _NO_FIELDS,
     ) -> Obj:
         """Create ``body``; ``field_manager`` owns what it sets (an Update entry), unless
         ``applied_fields`` holds the managedFields of the server-side apply creating it."""
-        obj = self._check_identity(rd, ns, body)
+        obj = self._check_identity(
+            rd, ns, body, field_validation=field_validation, findings=findings
+        )
         m = obj["metadata"]
         generate = (
             not m.get("name") and isinstance(m.get("generateName"), str) and m["generateName"]
@@ -429,7 +443,7 @@ class Registry:
             admit(user, "create", rd, namespace=ns, name=name, new=obj)
         await self._check_escalation(user, rd, ns, name, old=None, new=obj)
         if rd.namespaced:
-            await self.check_namespace(ns)
+            await self.check_namespace(ns, rd, name)
         if user is not None and self.pod_security is not None:
             await self.pod_security.review(
                 user, "create", rd, subresource="", namespace=ns, name=name, new=obj
@@ -471,9 +485,13 @@ class Registry:
         subresource: str = "",
         user: UserInfo | None,
         dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
         field_manager: str = SERVER_MANAGER,
     ) -> Obj:
-        new = self._check_identity(rd, ns, body)
+        new = self._check_identity(
+            rd, ns, body, field_validation=field_validation, findings=findings
+        )
         body_name = new["metadata"].get("name")
         if body_name not in (None, "") and body_name != name:
             raise bad_request(
@@ -564,13 +582,11 @@ class Registry:
                 get_path(old, "metadata", "finalizers") or []
             )
             if added:
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f'{rd.kind} "{name}" is invalid: metadata.finalizers: Forbidden: no new'
-                    f" finalizers can be added if the object is being deleted, found new"
-                    f" finalizers {sorted(added)!r}",
+                why = (
+                    "no new finalizers can be added if the object is being deleted, found new"
+                    f" finalizers {sorted(added)!r}"
                 )
+                raise invalid(rd, name, [forbidden_field("metadata.finalizers", why)])
         reserved = await st.reserve(self, new, old, dry_run=dry_run)
         old_cmp = dict(old)
         old_cmp["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
@@ -611,9 +627,13 @@ class Registry:
         subresource: str = "",
         user: UserInfo | None,
         dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
         field_manager: str = SERVER_MANAGER,
         force: bool = False,
     ) -> Obj:
+        """``findings``: the duplicate keys of the patch body; unknown fields of the patched
+        object are dropped (and reported as ``field_validation`` says)."""
         fm = self.field_manager
         for _attempt in range(MAX_PATCH_RETRIES):
             key = rd.key(ns, name)
@@ -654,6 +674,7 @@ class Registry:
             if not isinstance(patched.get("metadata"), dict):
                 patched["metadata"] = {}
             shapes.check(rd, patched)
+            self._drop_unknown_patched(rd, patched, field_validation, findings)
             wanted_rv = patched["metadata"].get("resourceVersion")
             explicit = wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision)
             if explicit:
@@ -683,6 +704,18 @@ class Registry:
                     continue  # someone wrote in between; re-read and re-apply
                 raise
         raise conflict(rd, name)
+
+    @staticmethod
+    def _drop_unknown_patched(
+        rd: ResourceDef, patched: Obj, field_validation: str, findings: Findings | None
+    ) -> None:
+        # Strict shows the patched object as sent, unknown fields included
+        shown = copy.deepcopy(patched) if field_validation == fieldvalidation.STRICT else None
+        found = Findings()
+        if findings is not None:
+            found.extend(findings)
+        found.extend(fieldvalidation.drop_unknown(rd, patched))
+        fieldvalidation.enforce_patch(field_validation, found, shown)
 
     # -- delete ------------------------------------------------------------------------------
 
@@ -863,6 +896,19 @@ class Registry:
                     "Invalid",
                     f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value:'
                     f" {replicas!r}: must be greater than or equal to 0",
+                    details={
+                        "name": name,
+                        "group": "autoscaling",
+                        "kind": "Scale",
+                        "causes": [
+                            {
+                                "reason": "FieldValueInvalid",
+                                "message": f"Invalid value: {replicas!r}: must be greater than"
+                                " or equal to 0",
+                                "field": "spec.replicas",
+                            }
+                        ],
+                    },
                 )
             if replicas > shapes.INT32[1]:  # Scale.spec.replicas is an int32
                 raise bad_request(

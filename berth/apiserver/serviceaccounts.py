@@ -134,7 +134,9 @@ class ServiceAccounts:
             expiration = self.max_expiration
         account = await registry.get(SA_RD, namespace, name)
         if get_path(account, "metadata", "deletionTimestamp"):
-            raise forbidden(f'serviceaccounts "{name}" is being deleted; no new tokens')
+            raise forbidden(
+                f'serviceaccounts "{name}" is being deleted; no new tokens', SA_RD, name
+            )
         sa_ref = satoken.Ref(name, str(account["metadata"]["uid"]))
         pod = secret = node = None
         if ref is not None:
@@ -243,7 +245,11 @@ class ServiceAccounts:
                 f" UID in record ({uid}). The object might have been deleted and then recreated",
             )
         if get_path(obj, "metadata", "deletionTimestamp"):
-            raise forbidden(f'{rd.plural} "{obj_name}" is being deleted; no new tokens bound to it')
+            raise forbidden(
+                f'{rd.plural} "{obj_name}" is being deleted; no new tokens bound to it',
+                rd,
+                obj_name,
+            )
         if kind == "Secret":
             return None, satoken.Ref(obj_name, uid), None
         if get_path(obj, "spec", "serviceAccountName") != account:
@@ -274,10 +280,16 @@ class ServiceAccounts:
         who = f'node "{node_name}"'
         if pod is None:
             raise forbidden(
-                f"{who} requested a token for serviceaccount {account!r} not bound to a pod"
+                f"{who} requested a token for serviceaccount {account!r} not bound to a pod",
+                SA_RD,
+                account,
             )
         if node is None or node.name != node_name:
-            raise forbidden(f"{who} requested a token bound to a pod scheduled on a different node")
+            raise forbidden(
+                f"{who} requested a token bound to a pod scheduled on a different node",
+                SA_RD,
+                account,
+            )
 
     # -- admission ------------------------------------------------------------------------------
 
@@ -308,7 +320,9 @@ class ServiceAccounts:
             )
             raise forbidden(
                 f'pods "{pod_name}" is forbidden: error looking up service account'
-                f' {namespace}/{account_name}: serviceaccount "{account_name}" not found'
+                f' {namespace}/{account_name}: serviceaccount "{account_name}" not found',
+                PODS_RD,
+                str(pod_name or ""),
             ) from None
         errs = _token_projection_errors(spec)
         if errs:

@@ -14,12 +14,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from berth.api.meta import Obj, get_path
+from berth.api.resources import TABLE, ResourceDef
 from berth.store.interface import Conflict, KeyExists, KeyNotFound, KeyValue, Store
 
 from .allocators import IPAllocator, Owner, PortAllocator, StoreAllocator
-from .errors import ApiError
+from .errors import FieldError, invalid
 
 log = logging.getLogger(__name__)
+
+
+def _services() -> ResourceDef:
+    rd = TABLE.by_kind("", "Service")
+    assert rd is not None
+    return rd
+
+
+IMMUTABLE = "Invalid value: field is immutable"
 
 
 @dataclass(slots=True)
@@ -78,11 +88,10 @@ class ServiceAddresses:
             elif old is not None and old_spec.get("clusterIP"):
                 wanted = spec.get("clusterIP")
                 if wanted not in (None, "", old_spec["clusterIP"]):
-                    raise ApiError(
-                        422,
-                        "Invalid",
-                        f'Service "{get_path(obj, "metadata", "name")}" is invalid: spec.clusterIP:'
-                        " Invalid value: field is immutable",
+                    raise invalid(
+                        _services(),
+                        str(get_path(obj, "metadata", "name") or ""),
+                        [FieldError("FieldValueInvalid", "spec.clusterIP", IMMUTABLE)],
                     )
                 spec["clusterIP"] = old_spec["clusterIP"]
             elif spec.get("clusterIP") == "None":

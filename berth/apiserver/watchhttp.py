@@ -22,13 +22,14 @@ from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
 from berth.store.interface import Compacted, Event, Watch, WatchOverflow
 
-from .errors import bad_request, status_body
+from .errors import bad_request, status_body, too_large_resource_version
 from .metrics import Metrics
 from .options import ListOptions
 from .params import parse_bool, parse_int, table_version
 from .selectors import FieldSelector, LabelSelector, parse_field_selector
 from .tables import Printer, to_table
 from .watch import ObjEvent, Subscriber
+from .watchlist import INITIAL_EVENTS_END, list_options
 
 if TYPE_CHECKING:
     from .app import ApiServer
@@ -62,18 +63,22 @@ async def serve_watch(
     prefix = rd.key_prefix(namespace)
     if name:
         field = parse_field_selector(f"metadata.name={name}", {})
+    send_initial = list_options(q, watch=True).send_initial_events
     initial: list[Obj] = []
-    if rv in ("", "0"):
+    if send_initial is False:  # watch-list without the list: from rv, or from now
+        start_rev = _revision(rv) if rv not in ("", "0") else await server.store.current_revision()
+    elif send_initial or rv in ("", "0"):
+        if send_initial and rv not in ("", "0"):  # a state at least as new as rv
+            current = await server.store.current_revision()
+            if _revision(rv) > current:
+                raise too_large_resource_version(_revision(rv), current)
         page = await server.registry.list_objects(
             rd, namespace, ListOptions(label=label, field=field)
         )
         start_rev = page.revision
         initial = page.items
     else:
-        try:
-            start_rev = int(rv)
-        except ValueError as exc:
-            raise bad_request(f"invalid resource version {rv!r}") from exc
+        start_rev = _revision(rv)
     source = EventSource(server, prefix, start_rev)
     resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
     resp.enable_chunked_encoding()
@@ -103,6 +108,8 @@ async def serve_watch(
             return resp
         for obj in initial:
             writer.add("ADDED", obj)
+        if send_initial and bookmarks:  # the state is complete: upstream's watch-list marker
+            writer.bookmark(start_rev, initial_events_end=True)
         await writer.flush()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -148,6 +155,13 @@ async def serve_watch(
         server.metrics.watchers[rd.plural] -= 1
         await source.close()
     return resp
+
+
+def _revision(rv: str) -> int:
+    try:
+        return int(rv)
+    except ValueError as exc:
+        raise bad_request(f"invalid resource version {rv!r}") from exc
 
 
 class EventSource:
@@ -306,12 +320,11 @@ class WatchWriter:
             body = orjson.dumps(obj)
         self.buf.append(b'{"type":"' + etype.encode() + b'","object":' + body + b"}\n")
 
-    def bookmark(self, revision: int) -> None:
-        obj = {
-            "kind": self.rd.kind,
-            "apiVersion": self.rd.api_version,
-            "metadata": {"resourceVersion": str(revision)},
-        }
+    def bookmark(self, revision: int, *, initial_events_end: bool = False) -> None:
+        meta: Obj = {"resourceVersion": str(revision)}
+        if initial_events_end:
+            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+        obj = {"kind": self.rd.kind, "apiVersion": self.rd.api_version, "metadata": meta}
         self.buf.append(orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
 
     async def error(self, status: Obj) -> None:

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import berth
+from berth.apiserver.openapi import definitions
 from provisioner.errors import ProvisionerError
 
-BUNDLE_FORMAT = 3  # 2: carries berth's dist-info; 3: gzip-compressed
+BUNDLE_FORMAT = 4  # 2: carries berth's dist-info; 3: gzip-compressed; 4: Kubernetes schemas
 SUFFIX = ".tar.gz"
 """Bundles are gzip-compressed tars: a third of the bytes to every host (measured: 38.9 MB ->
 11.4 MB; compressing once costs ~1 s, unpacking on a host ~0.2 s)."""
@@ -46,6 +47,10 @@ HOST_ABI = "cp311"
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
 RUNTIME_REQUIREMENTS = ("aiohttp", "orjson", "PyYAML", "cryptography")
 """What ``berth`` (host side) imports beyond the standard library; transitive deps follow."""
+SCHEMA_PACKAGE = "kubernetes-validate"
+"""Ships the upstream Kubernetes schemas the API server serves and validates with. Not a
+runtime requirement (72 MB of schemas for every release): the bundle carries only the one
+file berth reads, compressed (see :mod:`berth.apiserver.openapi.definitions`)."""
 _SKIP_DIRS = {"__pycache__"}
 ENV_SOURCE = "BERTH_BUNDLE_SOURCE"
 
@@ -78,6 +83,17 @@ def pinned_requirements() -> tuple[str, ...]:
                 hint="run `make setup`",
             ) from None
     return tuple(pins)
+
+
+def schema_pin() -> str:
+    """``kubernetes-validate==<version>``: the bundle's schemas come from that release."""
+    try:
+        return f"{SCHEMA_PACKAGE}=={importlib.metadata.version(SCHEMA_PACKAGE)}"
+    except importlib.metadata.PackageNotFoundError:
+        raise BundleError(
+            f"{SCHEMA_PACKAGE} is not installed next to berth: the bundle needs its schemas",
+            hint="run `make setup`",
+        ) from None
 
 
 def _source_files(root: Path) -> list[Path]:
@@ -113,6 +129,7 @@ def bundle_id(*, version: str, source: Path | None = None, pins: tuple[str, ...]
     digest = hashlib.sha256(
         f"{BUNDLE_FORMAT}\0{HOST_ABI}\0{','.join(PLATFORMS)}\0{','.join(pins)}\0".encode()
     )
+    digest.update(f"{schema_pin()}\0".encode())
     tree = committed_tree(root)
     if tree is not None:
         digest.update(f"git-tree\0{tree}".encode())
@@ -177,11 +194,26 @@ def build_bundle(cache_dir: Path, *, version: str, ident: str | None = None) -> 
         _pip_install(site, pins)
         shutil.rmtree(site / "bin", ignore_errors=True)
         _copy_sources(site / "berth")
+        write_schemas(site / "berth")
         write_dist_info(site, version)
         _compile(site)
         _write_tar(site, out)
     _prune(out.parent, keep=out.name)
     return Bundle(ident, out)
+
+
+def write_schemas(package: Path) -> Path:
+    """Put the compressed Kubernetes schemas into the shipped ``berth`` package ``package``,
+    where :func:`berth.apiserver.openapi.definitions.source_path` looks first."""
+    relative = Path(definitions.__file__).relative_to(source_root()).parent
+    out = package / relative / definitions.BUNDLED_NAME
+    try:
+        data = definitions.compressed_definitions()
+    except definitions.DefinitionsMissing as exc:
+        raise BundleError(str(exc), hint="run `make setup`") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out
 
 
 def write_dist_info(site: Path, version: str) -> Path:

@@ -12,12 +12,11 @@ schema its object touches, and recursive schemas (JSONSchemaProps) are fine.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Mapping
-from importlib import resources
 from typing import Any
 
 from berth.api.resources import ResourceDef
+from berth.apiserver.openapi.definitions import load_definitions
 
 SCALAR = 0
 STRUCT = 1  # a map with named fields (fields merge one by one)
@@ -217,31 +216,10 @@ class Compiler:
 
 # -- built-in kinds -------------------------------------------------------------------------
 
-_DEFINITIONS = ("kubernetes_validate", "kubernetes-json-schema/v1.32.0-local/_definitions.json")
-
-
-@functools.cache
-def _load_definitions() -> dict[str, Any]:
-    """The Kubernetes 1.32 definitions (``$defs``), loaded once.
-
-    The openapi work ships ``berth.apiserver.openapi.definitions.load_definitions`` reading the
-    same file; this is the stand-in until it is there."""
-    try:
-        from berth.apiserver.openapi.definitions import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-            load_definitions,
-        )
-    except ImportError:
-        package, path = _DEFINITIONS
-        text = resources.files(package).joinpath(path).read_text()
-        defs: dict[str, Any] = json.loads(text)["$defs"]
-        return defs
-    loaded: dict[str, Any] = load_definitions()
-    return loaded
-
 
 @functools.cache
 def _builtin_compiler() -> tuple[Compiler, dict[tuple[str, str, str], str]]:
-    defs = _load_definitions()
+    defs = load_definitions()  # the openapi module's: hosts read the bundled copy
     by_gvk: dict[tuple[str, str, str], str] = {}
     for name, schema in defs.items():
         for gvk in schema.get("x-kubernetes-group-version-kind") or ():

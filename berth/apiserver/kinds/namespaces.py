@@ -89,7 +89,9 @@ class NamespaceStrategy(KindStrategy):
         """Mark the namespace Terminating; the registry empties it, then removes it."""
         name = str(obj["metadata"]["name"])
         if name in SYSTEM_NAMESPACES:
-            raise forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+            raise forbidden(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted', rd, name
+            )
         if not obj["metadata"].get("deletionTimestamp"):
             obj["metadata"]["deletionTimestamp"] = format_time(now())
             obj["status"] = {"phase": "Terminating"}

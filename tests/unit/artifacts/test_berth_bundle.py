@@ -4,13 +4,16 @@ bundle was built for (it was ``0.0.0+unknown``: the shipped tree had no dist-inf
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
+import orjson
 import pytest
 
+from berth.apiserver.openapi import definitions
 from provisioner.artifacts import berth_bundle
 from provisioner.artifacts.berth_bundle import BundleError, build_bundle, write_dist_info
 
@@ -58,3 +61,55 @@ def test_without_dist_info_a_host_knows_no_version(tmp_path: Path) -> None:
 def test_a_version_that_cannot_name_a_dist_info_is_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(BundleError, match="cannot record berth version"):
         write_dist_info(tmp_path, bad)
+
+
+def test_the_bundle_carries_the_kubernetes_schemas_and_a_host_finds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hosts get the one schema file the API server reads (compressed, inside the berth
+    package), not the 72 MB kubernetes-validate package; the loader finds it there."""
+
+    def fake_pip(target: Path, pins: tuple[str, ...]) -> None:
+        target.mkdir()
+        # the loader parses with orjson; the other wheels are beside the point here
+        shutil.copytree(Path(orjson.__file__).parent, target / "orjson")
+
+    monkeypatch.setenv("BERTH_BUNDLE_SOURCE", "worktree")  # this tree's loader
+    monkeypatch.setattr(berth_bundle, "_pip_install", fake_pip)
+    monkeypatch.setattr(berth_bundle, "_compile", lambda site: None)
+    bundle = build_bundle(tmp_path / "cache", version="1.0.0")
+    shipped = f"site/berth/apiserver/openapi/{definitions.BUNDLED_NAME}"
+    with tarfile.open(bundle.path) as tar:
+        names = tar.getnames()
+        assert shipped in names
+        assert not any("kubernetes_validate" in n for n in names)
+        tar.extractall(tmp_path / "host", filter="data")
+    site = tmp_path / "host" / "site"
+    assert (site / shipped.removeprefix("site/")).stat().st_size < 400_000
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    probe = (
+        "from berth.apiserver.openapi import definitions as d\n"
+        "assert d.package_path() is None\n"  # no kubernetes_validate on a host
+        "defs = d.load_definitions()\n"
+        "print(d.source_path()); print(len(defs))\n"
+        "print(defs['io.k8s.api.core.v1.Container']['properties']['imagePullPolicy']['type'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        env={**env, "PYTHONPATH": str(site)},
+        cwd=site,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    where, count, pull_policy_type = result.stdout.splitlines()
+    assert Path(where) == site / "berth/apiserver/openapi" / definitions.BUNDLED_NAME
+    assert int(count) > 500
+    assert "string" in pull_policy_type
+
+
+def test_a_bundle_id_changes_with_the_schema_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_BUNDLE_SOURCE", "worktree")
+    before = berth_bundle.bundle_id(version="1", pins=("a==1",))
+    monkeypatch.setattr(berth_bundle, "schema_pin", lambda: "kubernetes-validate==0.0.1")
+    assert berth_bundle.bundle_id(version="1", pins=("a==1",)) != before
