@@ -200,9 +200,7 @@ def unpack_berth(rev: str, into: Path) -> Path:
     return into
 
 
-async def run_one(
-    label: str, proc: ServerProcess, args: argparse.Namespace
-) -> tuple[float, float]:
+async def run_one(label: str, proc: ServerProcess, args: argparse.Namespace) -> tuple[float, float]:
     """(creates/s, server CPU microseconds per create) of one server."""
     b = Bench(proc, args.clients)
     cpu_before = cpu_seconds(proc.process.pid)
