@@ -434,8 +434,8 @@ class Registry:
             self.field_manager.record_update(
                 rd, None, obj, manager=field_manager, requested=requested
             )
-        await st.admit_create(self, rd, ns, obj)
-        errs = st.validate(rd, obj)
+        template = await st.admit_create(self, rd, ns, obj)  # verdicts are remembered by it
+        errs = st.validate(rd, obj, template=template)
         if errs:
             raise invalid(rd, str(m.get("name") or m.get("generateName") or ""), errs)
         name = str(m["name"])
@@ -446,7 +446,14 @@ class Registry:
             await self.check_namespace(ns, rd, name)
         if user is not None and self.pod_security is not None:
             await self.pod_security.review(
-                user, "create", rd, subresource="", namespace=ns, name=name, new=obj
+                user,
+                "create",
+                rd,
+                subresource="",
+                namespace=ns,
+                name=name,
+                new=obj,
+                template=template,
             )
         reserved = await st.reserve(self, obj, None, dry_run=dry_run)
         if dry_run:
