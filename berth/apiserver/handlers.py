@@ -25,6 +25,7 @@ from berth.api.resources import ResourceDef
 
 from .auth import UserInfo
 from .errors import ApiError
+from .fieldmanager import request_field_manager
 from .openapi import fieldvalidation
 from .openapi.fieldvalidation import Findings
 from .options import DeleteOptions, ListOptions
@@ -246,6 +247,14 @@ async def watch(server: ApiServer, call: Call) -> web.StreamResponse:
 # -- writes -----------------------------------------------------------------------------------
 
 
+def field_manager(call: Call) -> tuple[str, bool]:
+    """The write's field manager (managedFields) and whether an apply is forced."""
+    request = call.request
+    return request_field_manager(
+        request.query, request.method, request.headers.get("User-Agent", ""), call.patch_type
+    )
+
+
 async def field_validation(call: Call, verb: str) -> tuple[str, Findings | None]:
     """The ``fieldValidation`` directive of a write and the duplicate keys of its body
     (not looked for with ``Ignore``). The body was read before: aiohttp keeps its bytes."""
@@ -260,6 +269,7 @@ async def field_validation(call: Call, verb: str) -> tuple[str, Findings | None]
 
 async def create(server: ApiServer, call: Call) -> web.StreamResponse:
     r = call.route
+    manager, _ = field_manager(call)
     how, findings = await field_validation(call, "create")
     obj = await server.registry.create(
         r.rd,
@@ -269,6 +279,7 @@ async def create(server: ApiServer, call: Call) -> web.StreamResponse:
         dry_run=call.dry_run,
         field_validation=how,
         findings=findings,
+        field_manager=manager,
     )
     return json_response(obj, 201)
 
@@ -276,6 +287,7 @@ async def create(server: ApiServer, call: Call) -> web.StreamResponse:
 async def update(server: ApiServer, call: Call) -> web.StreamResponse:
     """PUT of the object or of its ``status`` (201 when it created the object)."""
     r = call.route
+    manager, _ = field_manager(call)
     how, findings = await field_validation(call, "update")
     obj, created = await server.registry.put(
         r.rd,
@@ -285,6 +297,7 @@ async def update(server: ApiServer, call: Call) -> web.StreamResponse:
         subresource=r.subresource,
         user=call.user,
         dry_run=call.dry_run,
+        field_manager=manager,
         field_validation=how,
         findings=findings,
     )
@@ -294,6 +307,7 @@ async def update(server: ApiServer, call: Call) -> web.StreamResponse:
 async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
     """PATCH of the object or of its ``status``."""
     r = call.route
+    manager, force = field_manager(call)
     how, findings = await field_validation(call, "patch")
     if call.patch_type == "apply":
         # Server-side apply reports only the body's duplicate keys this way; the fields of
@@ -309,6 +323,8 @@ async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
         subresource=r.subresource,
         user=call.user,
         dry_run=call.dry_run,
+        field_manager=manager,
+        force=force,
         field_validation=how,
         findings=findings,
     )
@@ -318,6 +334,7 @@ async def patch(server: ApiServer, call: Call) -> web.StreamResponse:
 async def write_scale(server: ApiServer, call: Call) -> web.StreamResponse:
     """PUT or PATCH of ``scale``: ``spec.replicas`` of the object."""
     r = call.route
+    manager, _ = field_manager(call)
     obj = await server.registry.update_scale(
         r.rd,
         r.namespace,
@@ -326,6 +343,7 @@ async def write_scale(server: ApiServer, call: Call) -> web.StreamResponse:
         body=call.body,
         user=call.user,
         dry_run=call.dry_run,
+        field_manager=manager,
     )
     return json_response(obj)
 

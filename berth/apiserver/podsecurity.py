@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,9 +59,11 @@ from .podsecurity_policy import (
     PodSecurityConfig,
     Policy,
     Verdict,
+    annotations_key,
     cached_policy_from_labels,
     policy_from_labels,
 )
+from .podtemplate import PodTemplate
 
 __all__ = [
     "PRIVILEGED_EVERYWHERE",
@@ -177,7 +179,10 @@ class PodSecurityAdmission:
         name: str,
         new: Obj,
         old: Obj | None = None,
+        template: Hashable | None = None,
     ) -> None:
+        """``template``: a created pod's template key (:mod:`podtemplate`), by which (with
+        the annotations the checks read, and each level) its verdicts are remembered."""
         if rd.group == "" and rd.kind == "Namespace":
             await self._namespace(
                 operation, rd, subresource=subresource, name=name, new=new, old=old
@@ -206,8 +211,20 @@ class PodSecurityAdmission:
                 return
             if operation == "update" and old is not None and not _significant_pod_update(new, old):
                 return
+            metadata = new.get("metadata")
+            fingerprint = None
+            if isinstance(template, PodTemplate):
+                annotations = annotations_key(metadata)
+                if annotations is not None:
+                    fingerprint = (template, annotations)
             self._evaluate(
-                review, policy, errors, new.get("metadata"), new.get("spec"), enforce=True
+                review,
+                policy,
+                errors,
+                metadata,
+                new.get("spec"),
+                enforce=True,
+                fingerprint=fingerprint,
             )
             return
         if not errors and policy.warn.level == PRIVILEGED and policy.audit.level == PRIVILEGED:
@@ -228,6 +245,7 @@ class PodSecurityAdmission:
         spec: Any,
         *,
         enforce: bool,
+        fingerprint: Hashable | None = None,
     ) -> None:
         runtime_class = spec.get("runtimeClassName") if isinstance(spec, dict) else None
         if runtime_class and runtime_class in self.config.exempt_runtime_classes:
@@ -235,7 +253,8 @@ class PodSecurityAdmission:
         if errors:
             review.annotations["error"] = "Failed to parse policy: " + _aggregate(errors)
         verdicts: dict[LevelVersion, Verdict] = {}
-        fingerprint = self.evaluator.fingerprint(metadata, spec)
+        if fingerprint is None:
+            fingerprint = self.evaluator.fingerprint(metadata, spec)
 
         def verdict(lv: LevelVersion) -> Verdict:
             found = verdicts.get(lv)

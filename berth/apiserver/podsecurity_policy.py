@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -297,7 +297,7 @@ class Evaluator:
     def __init__(self, newest: VersionTuple = SERVER_VERSION) -> None:
         self.newest = newest
         self._checks: dict[tuple[str, VersionTuple], tuple[Any, ...]] = {}
-        self._verdicts: OrderedDict[tuple[str, VersionTuple, bytes], Verdict] = OrderedDict()
+        self._verdicts: OrderedDict[tuple[str, VersionTuple, Hashable], Verdict] = OrderedDict()
 
     @staticmethod
     def fingerprint(metadata: Any, spec: Any) -> bytes | None:
@@ -315,10 +315,12 @@ class Evaluator:
             return None
 
     def evaluate(
-        self, lv: LevelVersion, metadata: Any, spec: Any, *, fingerprint: bytes | None = None
+        self, lv: LevelVersion, metadata: Any, spec: Any, *, fingerprint: Hashable | None = None
     ) -> Verdict:
         """The verdict of ``lv`` on a pod; ``fingerprint`` (from :meth:`fingerprint`) saves
-        recomputing it when one pod is judged at several levels."""
+        recomputing it when one pod is judged at several levels. A created pod's is its
+        template key and :func:`annotations_key` instead (no copy of the spec to make), which
+        stand for the same inputs; both kinds share the cache (bytes never equal a tuple)."""
         if lv.level == PRIVILEGED:
             return Verdict()
         version = lv.version if lv.version is not None and lv.version < self.newest else self.newest
@@ -348,6 +350,16 @@ class Evaluator:
             if found is not None:
                 reasons.append(found)
         return Verdict.of(reasons)
+
+
+def annotations_key(metadata: Any) -> bytes | None:
+    """The annotations a check reads, as JSON (``None`` if they are not JSON)."""
+    if not isinstance(metadata, dict) or not metadata.get("annotations"):
+        return b"{}"
+    try:
+        return orjson.dumps(_checked_annotations(metadata))
+    except TypeError:
+        return None
 
 
 def _checked_annotations(metadata: Obj) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from .errors import (
     not_found,
     too_large_resource_version,
 )
+from .fieldmanager import FieldManager
 from .kinds import Strategies
 from .openapi import fieldvalidation
 from .openapi.fieldvalidation import IGNORE, Findings
@@ -80,6 +81,11 @@ valid) is served in several reads, and never reaches a store as a number it cann
 REPAIR_INTERVAL = 60.0
 """Seconds between two passes reconciling Service allocation keys with stored Services (a
 leaked key is released on the second pass that finds it unheld)."""
+
+SERVER_MANAGER = "berth-apiserver"
+"""The field manager of writes the server makes itself (bootstrap objects, defaults)."""
+
+_NO_FIELDS: Any = object()
 
 PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -145,6 +151,9 @@ class Registry:
         self.service_accounts: ServiceAccounts | None = None
         # DefaultTolerationSeconds admission (berth.apiserver.tolerations).
         self.default_tolerations = default_tolerations or DefaultTolerationSeconds()
+        # managedFields and server-side apply; CRDs add their schemas to
+        # ``field_manager.schemas`` (berth.apiserver.fieldmanager.schema.Schemas.add).
+        self.field_manager = FieldManager()
         self.pod_security = (
             PodSecurityAdmission(
                 pod_security, read_namespace=self._read_namespace, list_pods=self._pods_in
@@ -415,7 +424,11 @@ class Registry:
         dry_run: bool = False,
         field_validation: str = IGNORE,
         findings: Findings | None = None,
+        field_manager: str = SERVER_MANAGER,
+        applied_fields: Any = _NO_FIELDS,
     ) -> Obj:
+        """Create ``body``; ``field_manager`` owns what it sets (an Update entry), unless
+        ``applied_fields`` holds the managedFields of the server-side apply creating it."""
         obj = self._check_identity(
             rd, ns, body, field_validation=field_validation, findings=findings
         )
@@ -425,10 +438,20 @@ class Registry:
         )
         if generate:
             m["name"] = m["generateName"] + random_suffix()
+        requested = m.get("managedFields", _NO_FIELDS)
         st = self.strategies.of(rd)
         st.prepare_for_create(rd, obj, ns)
-        await st.admit_create(self, rd, ns, obj)
-        errs = st.validate(rd, obj)
+        if applied_fields is not _NO_FIELDS:
+            if applied_fields:
+                m["managedFields"] = applied_fields
+        elif requested is _NO_FIELDS:
+            self.field_manager.record_update(rd, None, obj, manager=field_manager)
+        else:
+            self.field_manager.record_update(
+                rd, None, obj, manager=field_manager, requested=requested
+            )
+        template = await st.admit_create(self, rd, ns, obj)  # verdicts are remembered by it
+        errs = st.validate(rd, obj, template=template)
         if errs:
             raise invalid(rd, str(m.get("name") or m.get("generateName") or ""), errs)
         name = str(m["name"])
@@ -439,7 +462,14 @@ class Registry:
             await self.check_namespace(ns, rd, name)
         if user is not None and self.pod_security is not None:
             await self.pod_security.review(
-                user, "create", rd, subresource="", namespace=ns, name=name, new=obj
+                user,
+                "create",
+                rd,
+                subresource="",
+                namespace=ns,
+                name=name,
+                new=obj,
+                template=template,
             )
         reserved = await st.reserve(self, obj, None, dry_run=dry_run)
         if dry_run:
@@ -481,6 +511,7 @@ class Registry:
         dry_run: bool = False,
         field_validation: str = IGNORE,
         findings: Findings | None = None,
+        field_manager: str = SERVER_MANAGER,
     ) -> Obj:
         obj, _created = await self.put(
             rd,
@@ -492,6 +523,7 @@ class Registry:
             dry_run=dry_run,
             field_validation=field_validation,
             findings=findings,
+            field_manager=field_manager,
         )
         return obj
 
@@ -507,6 +539,7 @@ class Registry:
         dry_run: bool = False,
         field_validation: str = IGNORE,
         findings: Findings | None = None,
+        field_manager: str = SERVER_MANAGER,
     ) -> tuple[Obj, bool]:
         """:meth:`update`, and whether the PUT created the object (an upsert kind's)."""
         new = self._check_identity(
@@ -523,7 +556,12 @@ class Registry:
         if kv is None:
             if not subresource and self.strategies.of(rd).upsert:
                 new["metadata"].pop("resourceVersion", None)
-                return await self.create(rd, ns, new, user=user, dry_run=dry_run), True
+                return (
+                    await self.create(
+                        rd, ns, new, user=user, dry_run=dry_run, field_manager=field_manager
+                    ),
+                    True,
+                )
             raise not_found(rd, name)
         old = self.decode(rd, kv)
         wanted_rv = new["metadata"].get("resourceVersion")
@@ -540,6 +578,7 @@ class Registry:
             user=user,
             verb="update",
             dry_run=dry_run,
+            field_manager=field_manager,
         )
         return written, False
 
@@ -556,9 +595,25 @@ class Registry:
         user: UserInfo | None,
         verb: str,
         dry_run: bool,
+        field_manager: str = SERVER_MANAGER,
+        applied_fields: Any = _NO_FIELDS,
+        fields_subresource: str | None = None,
     ) -> Obj:
+        requested = (new.get("metadata") or {}).get("managedFields", _NO_FIELDS)
         st = self.strategies.of(rd)
         new = st.prepare_for_update(rd, old, new, subresource)
+        if applied_fields is not _NO_FIELDS:
+            if applied_fields:
+                meta(new)["managedFields"] = applied_fields
+        else:
+            self.field_manager.record_update(
+                rd,
+                old,
+                new,
+                manager=field_manager,
+                subresource=subresource if fields_subresource is None else fields_subresource,
+                **({} if requested is _NO_FIELDS else {"requested": requested}),
+            )
         st.admit_update(self, rd, new, subresource)
         errs = st.validate(rd, new) + st.validate_update(rd, old, new)
         if errs:
@@ -632,21 +687,45 @@ class Registry:
         dry_run: bool = False,
         field_validation: str = IGNORE,
         findings: Findings | None = None,
+        field_manager: str = SERVER_MANAGER,
+        force: bool = False,
     ) -> Obj:
         """``findings``: the duplicate keys of the patch body; unknown fields of the patched
         object are dropped (and reported as ``field_validation`` says)."""
+        fm = self.field_manager
         for _attempt in range(MAX_PATCH_RETRIES):
             key = rd.key(ns, name)
             kv = await self.store.get(key)
+            applied: Any = _NO_FIELDS
             if kv is None:
                 # Server-side apply creates a missing object, but only through the object
                 # itself: a write to a subresource (status) never creates one.
                 if patch_type == "apply" and not subresource:
-                    body = copy.deepcopy(patch)
-                    return await self.create(rd, ns, body, user=user, dry_run=dry_run)
+                    body, _ = fm.apply(rd, None, patch, manager=field_manager, force=force)
+                    body["metadata"].setdefault("name", name)
+                    if body["metadata"]["name"] != name:
+                        raise bad_request(
+                            f"the name of the object ({body['metadata']['name']}) does not"
+                            f" match the name on the URL ({name})"
+                        )
+                    applied = body["metadata"].pop("managedFields", [])
+                    return await self.create(
+                        rd, ns, body, user=user, dry_run=dry_run, applied_fields=applied
+                    )
                 raise not_found(rd, name)
             old = self.decode(rd, kv)
-            patched = apply_patch(patch_type, old, patch)
+            if patch_type == "apply":
+                patched, _ = fm.apply(
+                    rd,
+                    copy.deepcopy(old),
+                    patch,
+                    manager=field_manager,
+                    force=force,
+                    subresource=subresource,
+                )
+                applied = patched["metadata"].get("managedFields", [])
+            else:
+                patched = apply_patch(patch_type, old, patch)
             check_depth(patched, "the patched object")  # JSON patch ops can deepen it
             if not isinstance(patched, dict):
                 raise ApiError(422, "Invalid", "the patch produced something that is not an object")
@@ -675,6 +754,8 @@ class Registry:
                     user=user,
                     verb="patch",
                     dry_run=dry_run,
+                    field_manager=field_manager,
+                    applied_fields=applied,
                 )
             except ApiError as exc:
                 if exc.reason == "Conflict" and patch_has_no_precondition(patch):
@@ -872,6 +953,7 @@ class Registry:
         body: Any,
         user: UserInfo | None,
         dry_run: bool = False,
+        field_manager: str = SERVER_MANAGER,
     ) -> Obj:
         for _attempt in range(MAX_PATCH_RETRIES):
             kv, obj = await self.get_kv(rd, ns, name)
@@ -922,6 +1004,8 @@ class Registry:
                     user=user,
                     verb="update",
                     dry_run=dry_run,
+                    field_manager=field_manager,
+                    fields_subresource="scale",
                 )
             except ApiError as exc:
                 if exc.reason == "Conflict" and wanted_rv in (None, ""):

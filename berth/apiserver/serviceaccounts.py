@@ -38,6 +38,7 @@ from .errors import ApiError, FieldError, bad_request, conflict, forbidden, inva
 from .errors import invalid_value as _invalid_value
 from .errors import required as _required
 from .podsafety import trust_volume_source
+from .podtemplate import PodTemplate, spec_bytes
 from .satokens import ObjectCache, ServiceAccountAuthenticator
 from .suffixes import random_suffix
 
@@ -293,11 +294,13 @@ class ServiceAccounts:
 
     # -- admission ------------------------------------------------------------------------------
 
-    async def admit_pod(self, registry: Registry, namespace: str, pod: Obj) -> None:
-        """ServiceAccount admission of a pod being created (mutates ``pod``)."""
+    async def admit_pod(self, registry: Registry, namespace: str, pod: Obj) -> PodTemplate | None:
+        """ServiceAccount admission of a pod being created (mutates ``pod``). Returns the
+        pod's template key (:mod:`podtemplate`), taken just before the token volume is
+        added; ``None``: the pod's verdicts are not to be remembered."""
         spec = pod.get("spec")
         if not isinstance(spec, dict):
-            return
+            return None
         account_name = str(spec.get("serviceAccountName") or satoken.DEFAULT_ACCOUNT)
         spec["serviceAccountName"] = account_name
         spec.setdefault("serviceAccount", account_name)
@@ -330,9 +333,9 @@ class ServiceAccounts:
         automount = spec.get("automountServiceAccountToken")
         if automount is None:
             automount = account_automount
-        if automount is False:
-            return
-        _mount_token_volume(spec)
+        before = spec_bytes(spec)
+        added = automount is not False and _mount_token_volume(spec)
+        return PodTemplate(before, added) if before is not None else None
 
     async def ensure_default_account(self, registry: Registry, namespace: str) -> None:
         account = {"metadata": {"name": satoken.DEFAULT_ACCOUNT, "namespace": namespace}}
@@ -426,7 +429,9 @@ def _token_projection_errors(spec: Obj) -> list[FieldError]:
     return errs
 
 
-def _mount_token_volume(spec: Obj) -> None:
+def _mount_token_volume(spec: Obj) -> bool:
+    """Add the ``kube-api-access-*`` volume and mount it where it is missing; ``False`` when
+    every container mounts something at :data:`MOUNT_PATH` already (nothing added)."""
     containers = [
         c
         for key in ("initContainers", "containers")
@@ -442,7 +447,7 @@ def _mount_token_volume(spec: Obj) -> None:
         )
     ]
     if not needing:
-        return
+        return False
     volumes = spec.setdefault("volumes", [])
     taken = {v.get("name") for v in volumes if isinstance(v, dict)}
     name = ""
@@ -453,3 +458,4 @@ def _mount_token_volume(spec: Obj) -> None:
         c.setdefault("volumeMounts", []).append(
             {"name": name, "readOnly": True, "mountPath": MOUNT_PATH}
         )
+    return True

@@ -18,6 +18,7 @@ from berth.api.meta import Obj
 from .dnsnames import LABEL_HELP, SUBDOMAIN_HELP, is_dns_label, is_dns_subdomain, is_label_value
 from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
 from .podsafety import validate_pod_spec_safety
+from .podtemplate import PodTemplate, Remembered
 
 _QUALIFIED = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -137,8 +138,24 @@ def _containers(spec: Any, field: str) -> list[FieldError]:
     return errs
 
 
-def pod_fields(obj: Obj) -> list[FieldError]:
-    return _containers(obj.get("spec"), "spec")
+# Pod templates (:mod:`podtemplate`) whose spec was found valid: a pod spec's validation
+# reads nothing but the spec, so another pod of the template needs only its metadata
+# checked. Only valid specs are remembered: an invalid one is checked in full every time,
+# so that every error and message comes from the pod itself.
+_VALID_POD_SPECS: Remembered[PodTemplate, bool] = Remembered()
+
+
+def pod_fields(obj: Obj, template: PodTemplate | None = None) -> list[FieldError]:
+    """Errors in a pod's spec; ``template``: the key of a pod being created, under which a
+    valid spec is remembered."""
+    if template is None:
+        return _containers(obj.get("spec"), "spec")
+    if _VALID_POD_SPECS.get(template):
+        return []
+    errs = _containers(obj.get("spec"), "spec")
+    if not errs:
+        _VALID_POD_SPECS.put(template, True)
+    return errs
 
 
 def workload_fields(obj: Obj, *, needs_replicas: bool) -> list[FieldError]:

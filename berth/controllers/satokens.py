@@ -24,7 +24,15 @@ from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller
 from berth.machinery.informer import Handlers
-from berth.machinery.objects import Frozen, annotations_of, is_deleting, key_of, name, namespace
+from berth.machinery.objects import (
+    Frozen,
+    annotations_of,
+    is_deleting,
+    key_of,
+    name,
+    namespace,
+    thaw,
+)
 from berth.machinery.queue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -107,7 +115,9 @@ class TokensController:
                 "namespace": _b64(ns),
             }
         )
-        meta = dict(secret.get("metadata") or {})
+        # a mutable copy all the way down: cached metadata holds read-only views (labels,
+        # managedFields) that cannot be encoded as a request body
+        meta = thaw(secret.get("metadata") or {})
         body = {
             "apiVersion": "v1",
             "kind": "Secret",

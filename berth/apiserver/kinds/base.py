@@ -14,7 +14,7 @@ only what it does differently.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from berth.api.meta import Obj, get_path
@@ -148,8 +148,11 @@ class KindStrategy:
 
     # -- validation -------------------------------------------------------------------------
 
-    def validate(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
-        """All field errors of ``obj`` (metadata, then the kind's own fields)."""
+    def validate(
+        self, rd: ResourceDef, obj: Obj, *, template: Hashable | None = None
+    ) -> list[FieldError]:
+        """All field errors of ``obj`` (metadata, then the kind's own fields); ``template``:
+        what :meth:`admit_create` returned for it."""
         return validate_metadata(obj, self.name_rule) + self.validate_fields(rd, obj)
 
     def validate_fields(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
@@ -162,8 +165,13 @@ class KindStrategy:
 
     # -- admission and side effects ---------------------------------------------------------
 
-    async def admit_create(self, reg: Registry, rd: ResourceDef, ns: str, obj: Obj) -> None:
-        """Mutating admission of a new object, after defaults and before validation."""
+    async def admit_create(
+        self, reg: Registry, rd: ResourceDef, ns: str, obj: Obj
+    ) -> Hashable | None:
+        """Mutating admission of a new object, after defaults and before validation. May
+        return a key of what the object's checks read (pods: :mod:`podtemplate`), under
+        which validation and Pod Security remember their verdicts."""
+        return None
 
     def admit_update(self, reg: Registry, rd: ResourceDef, new: Obj, subresource: str) -> None:
         """Mutating admission of an update, after :meth:`prepare_for_update`."""

@@ -29,7 +29,6 @@ from berth.apiserver.crd import strategy as crs
 from berth.apiserver.crd.manager import CLEANUP_FINALIZER, CustomResources, needs_cleanup
 from berth.apiserver.errors import ApiError, FieldError
 from berth.apiserver.options import DeleteOptions
-from berth.apiserver.validation import validate_metadata
 from berth.store.interface import StoreError
 
 from .base import KindStrategy
@@ -110,8 +109,8 @@ class CustomResourceDefinitionStrategy(KindStrategy):
         crs.prepare_crd_update(old, new)
         return new
 
-    def validate(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
-        return validate_metadata(obj, self.name_rule) + definition.validate(obj)
+    def validate_fields(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
+        return definition.validate(obj)
 
     def validate_update(self, rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
         return definition.validate_update(new, old)

@@ -39,7 +39,6 @@ from berth.apiserver.handlers import Call, Endpoint, json_response
 from berth.apiserver.handlers import patch as patch_object
 from berth.apiserver.patch import json_merge_patch, json_patch, strategic_merge_patch
 from berth.apiserver.tables import Column, Printer
-from berth.apiserver.validation import validate_metadata
 
 from .base import KindStrategy
 
@@ -216,8 +215,8 @@ class CustomObjectStrategy(KindStrategy):
             return merged
         return super().prepare_for_update(rd, old, new, subresource)
 
-    def validate(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
-        return validate_metadata(obj, self.name_rule) + crs.validate_object(self.version(rd), obj)
+    def validate_fields(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
+        return crs.validate_object(self.version(rd), obj)
 
     # -- versions ---------------------------------------------------------------------------
 

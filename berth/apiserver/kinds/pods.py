@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from berth.apiserver.errors import FieldError, conflict, invalid, required
 from berth.apiserver.handlers import Call, Endpoint, created_status, json_response
 from berth.apiserver.logs import proxy_logs
 from berth.apiserver.options import DeleteOptions
+from berth.apiserver.podtemplate import PodTemplate
 from berth.apiserver.selectors import path_getter
 from berth.apiserver.strategy import pod_spec_defaults
 from berth.apiserver.tables import (
@@ -30,7 +31,7 @@ from berth.apiserver.tables import (
     none_cell,
 )
 from berth.apiserver.tolerations import add_default_tolerations
-from berth.apiserver.validation import pod_fields, pod_update
+from berth.apiserver.validation import pod_fields, pod_update, validate_metadata
 from berth.store.interface import Conflict, KeyValue
 
 from .base import KindStrategy
@@ -284,17 +285,26 @@ class PodStrategy(KindStrategy):
     def reset_status(self, rd: ResourceDef, obj: Obj) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj.get("spec") or {})}
 
+    def validate(
+        self, rd: ResourceDef, obj: Obj, *, template: Hashable | None = None
+    ) -> list[FieldError]:
+        spec_errors = pod_fields(obj, template if isinstance(template, PodTemplate) else None)
+        return validate_metadata(obj, self.name_rule) + spec_errors
+
     def validate_fields(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
         return pod_fields(obj)
 
     def validate_update(self, rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
         return pod_update(old, new)
 
-    async def admit_create(self, reg: Registry, rd: ResourceDef, ns: str, obj: Obj) -> None:
+    async def admit_create(
+        self, reg: Registry, rd: ResourceDef, ns: str, obj: Obj
+    ) -> PodTemplate | None:
         add_default_tolerations(obj, reg.default_tolerations)
-        if reg.service_accounts is not None:
-            await reg.check_namespace(ns)  # a missing namespace is a 404, as upstream
-            await reg.service_accounts.admit_pod(reg, ns, obj)
+        if reg.service_accounts is None:
+            return None
+        await reg.check_namespace(ns)  # a missing namespace is a 404, as upstream
+        return await reg.service_accounts.admit_pod(reg, ns, obj)
 
     def admit_update(self, reg: Registry, rd: ResourceDef, new: Obj, subresource: str) -> None:
         if not subresource:
