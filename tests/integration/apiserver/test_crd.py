@@ -225,6 +225,31 @@ def test_validation_errors_name_the_field(
     assert "spec.image: Required value" in r.stderr
 
 
+def test_server_side_apply(kubectl: Kubectl, group: str, ns: str, tmp_path: Path) -> None:
+    path = tmp_path / "ssa.yaml"
+    path.write_text(yaml.safe_dump(widget("ssa", group, replicas=2)))
+    out = kubectl("apply", "--server-side", "-n", ns, "-f", str(path))
+    assert out.strip() == f"widget.{group}/ssa serverside-applied"
+    path.write_text(yaml.safe_dump(widget("ssa", group, replicas=4)))
+    r = kubectl.run("apply", "--server-side", "--field-manager=other", "-n", ns, "-f", str(path))
+    assert r.returncode != 0
+    assert "conflict" in r.stderr.lower()
+    assert ".spec.replicas" in r.stderr
+    out = kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-n",
+        ns,
+        "-f",
+        str(path),
+    )
+    assert "serverside-applied" in out
+    got = json.loads(kubectl("get", f"widgets.{group}", "ssa", "-n", ns, "-o", "json"))
+    assert got["spec"]["replicas"] == 4
+
+
 def test_defaults_and_pruning(group: str, ns: str, raw: Raw) -> None:
     body = widget("pruned", group)
     body["spec"]["unknown"] = "dropped"
