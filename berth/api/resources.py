@@ -157,6 +157,16 @@ RESOURCES: tuple[ResourceDef, ...] = (
         cats=("all",),
         subs=("status",),
     ),
+    _grouped("batch", "jobs", "Job", namespaced=True, cats=("all",), subs=("status",)),
+    _grouped(
+        "batch",
+        "cronjobs",
+        "CronJob",
+        namespaced=True,
+        short=("cj",),
+        cats=("all",),
+        subs=("status",),
+    ),
     _grouped(
         "policy",
         "poddisruptionbudgets",

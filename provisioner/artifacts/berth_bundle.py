@@ -44,7 +44,7 @@ SUFFIX = ".tar.gz"
 HOST_PYTHON = "3.11"
 HOST_ABI = "cp311"
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
-RUNTIME_REQUIREMENTS = ("aiohttp", "orjson", "PyYAML", "cryptography")
+RUNTIME_REQUIREMENTS = ("aiohttp", "orjson", "PyYAML", "cryptography", "croniter")
 """What ``berth`` (host side) imports beyond the standard library; transitive deps follow."""
 _SKIP_DIRS = {"__pycache__"}
 ENV_SOURCE = "BERTH_BUNDLE_SOURCE"
