@@ -116,6 +116,15 @@ class Schedule:
             return None
         return nxt.astimezone(UTC)
 
+    def latest_at_or_before(self, t: datetime) -> datetime | None:
+        """The last firing at or before ``t`` (UTC), None if there is none."""
+        it = croniter(self.expr, (t + timedelta(seconds=1)).astimezone(self.zone))
+        try:
+            prev: datetime = it.get_prev(datetime)
+        except CroniterBadDateError:
+            return None
+        return prev.astimezone(UTC)
+
     def times_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """Firings in ``(start, end]``, oldest first (UTC)."""
         t: datetime | None = start

@@ -68,6 +68,7 @@ CONTROLLERREVISIONS = Resource(
 )
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True, has_status=False)
 JOBS = Resource("batch", "v1", "jobs", "Job", namespaced=True)
+CRONJOBS = Resource("batch", "v1", "cronjobs", "CronJob", namespaced=True)
 
 ALL: tuple[Resource, ...] = (
     PODS,
@@ -87,6 +88,7 @@ ALL: tuple[Resource, ...] = (
     CONTROLLERREVISIONS,
     LEASES,
     JOBS,
+    CRONJOBS,
 )
 
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
