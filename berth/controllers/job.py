@@ -281,9 +281,9 @@ class JobController:
         retry: float | None = None
         if verdict is not None or suspended:
             await self._delete_pods(job, key, active)
-            active = []
+            status["active"] = status["ready"] = 0
         else:
-            retry = await self._manage(
+            retry, change = await self._manage(
                 job,
                 key,
                 owned=owned,
@@ -293,6 +293,7 @@ class JobController:
                 completed=completed,
                 now=now,
             )
+            status["active"] = max(0, len(active) + change)
             left = jp.deadline_left(job, now)
             if left is None and spec.get("activeDeadlineSeconds") is not None:
                 left = float(spec["activeDeadlineSeconds"])
@@ -339,9 +340,10 @@ class JobController:
         succeeded: int,
         completed: set[int],
         now: datetime,
-    ) -> float | None:
+    ) -> tuple[float | None, int]:
         """Create or delete pods toward the wanted number; returns a delay to check again
-        (the back-off before replacing failed pods), None when nothing waits."""
+        (the back-off before replacing failed pods; None when nothing waits) and by how
+        many pods the active count changed."""
         spec = job.get("spec") or {}
         indexed = spec.get("completionMode") == "Indexed"
         parallelism = int(spec.get("parallelism", 1))
@@ -369,28 +371,30 @@ class JobController:
                 extra += sorted((ps[-1] for ps in busy.values()), key=podutil.deletion_rank)[:over]
             if extra:
                 await self._delete_pods(job, key, extra[:BURST])
-                return None
+                return None, -len(extra[:BURST])
             missing = [i for i in range(completions) if i not in completed and i not in taken]
             room = max(0, parallelism - len(busy) - len(creating))
             todo = missing[: min(room, BURST)]
             if not todo:
-                return None
+                return None, 0
             wait = jp.backoff_remaining(owned, job, now)
             if wait > 0:
-                return wait
+                return wait, 0
             await self._create_pods(job, key, todo)
-            return None
+            return None, len(todo)
         want = jp.want_active(job, succeeded, len(active))
         if occupied > want and active:
             victims = sorted(active, key=podutil.deletion_rank)[: min(occupied - want, BURST)]
             await self._delete_pods(job, key, victims)
-            return None
+            return None, -len(victims)
         if occupied < want:
             wait = jp.backoff_remaining(owned, job, now)
             if wait > 0:
-                return wait
-            await self._create_pods(job, key, [None] * min(want - occupied, BURST))
-        return None
+                return wait, 0
+            count = min(want - occupied, BURST)
+            await self._create_pods(job, key, [None] * count)
+            return None, count
+        return None, 0
 
     # ---- writes -------------------------------------------------------------------------
     async def _write_status(

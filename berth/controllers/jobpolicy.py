@@ -214,7 +214,8 @@ def backoff_remaining(pods: Iterable[Frozen], job: Frozen, now: datetime) -> flo
             t = finish_time(p)
             if t is not None:
                 finished.append((t, False))
-        elif considered_failed(p, job):
+        elif considered_failed(p, job) and counts_as_failure(job, p):
+            # (a failure the pod failure policy ignores does not slow replacements either)
             t = finish_time(p)
             if t is not None:
                 finished.append((t, True))
