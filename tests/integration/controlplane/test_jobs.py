@@ -6,13 +6,14 @@ in the middle of a Job (pods finishing while it is down) that loses and doubles 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from berth.apiserver.testing import ServerHandle
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.resources import JOBS, PODS
+from berth.client.resources import CRONJOBS, JOBS, PODS
 from berth.controllers.manager import ControllerManager, ManagerConfig
 from berth.machinery.clock import RealClock
 
@@ -332,5 +333,55 @@ def test_deleting_a_job_removes_its_pods(server: ServerHandle, tmp_path: Path) -
                 return not await c.pods(selector="batch.kubernetes.io/job-name=del")
 
             await wait_until(no_pods, within=30, what="pods of the deleted job gone")
+
+    run(body())
+
+
+def test_cronjob_runs_a_missed_time_and_tracks_it(server: ServerHandle, tmp_path: Path) -> None:
+    """A CronJob whose last run is three minutes old (as after a controller outage) runs the
+    latest missed time at once: a Job named after the scheduled minute, in status.active until
+    it completes, then lastSuccessfulTime."""
+
+    async def body() -> None:
+        async with control_plane(server, tmp_path) as c:
+            await c.api.create(
+                CRONJOBS,
+                {
+                    "metadata": {"name": "tick", "namespace": "default"},
+                    "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": job("x")["spec"]}},
+                },
+            )
+            past = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+            await c.api.patch(
+                CRONJOBS,
+                "tick",
+                {"status": {"lastScheduleTime": past.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+                namespace="default",
+                subresource="status",
+            )
+
+            async def job_made() -> list[Obj] | None:
+                jobs = (await c.api.list(JOBS, namespace="default")).items
+                return [j for j in jobs if j["metadata"]["name"].startswith("tick-")] or None
+
+            (made,) = await wait_until(job_made, within=30, what="the CronJob's Job")
+            minutes = int(made["metadata"]["name"].split("-")[1])
+            assert minutes * 60 > past.timestamp()
+            assert made["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+            cj = await c.api.get(CRONJOBS, "tick", namespace="default")
+            assert [a["name"] for a in cj["status"]["active"]] == [made["metadata"]["name"]]
+            name = made["metadata"]["name"]
+            pods = await wait_until(lambda: _n_running(c, name, 1), what="the Job's pod")
+            c.runtime.exit("default", pods[0]["metadata"]["name"], "work", code=0)
+            await finished(c, name, "Complete")
+
+            async def recorded() -> Obj | None:
+                cj = await c.api.get(CRONJOBS, "tick", namespace="default")
+                st = cj.get("status") or {}
+                return cj if st.get("lastSuccessfulTime") and not st.get("active") else None
+
+            await wait_until(recorded, what="lastSuccessfulTime recorded")
+            out = await c.kubectl("get", "cronjob", "tick")
+            assert "* * * * *" in out
 
     run(body())
