@@ -179,20 +179,23 @@ class JobController:
             if not jp.has_tracking_finalizer(p):
                 continue
             u = uid(p)
+            if u in unc_fail or (u in unc_ok and not indexed):
+                to_release.append(p)  # recorded before: only its finalizer is left to remove
+                continue
             ix = jp.completion_index(p) if indexed else None
             index_ok = not indexed or (ix is not None and ix < completions)
             if podutil.phase(p) == "Succeeded" and u not in unc_fail:
                 if indexed:
                     if ix is not None and ix < completions:
                         completed.add(ix)
-                elif u not in unc_ok and len(unc_ok) < MAX_UNCOUNTED:
+                elif len(unc_ok) < MAX_UNCOUNTED:
                     unc_ok.append(u)
-                elif u not in unc_ok:
+                else:
                     continue  # the list is full: counted on a later pass
                 to_release.append(p)
             elif jp.considered_failed(p, job) or (verdict is not None and not verdict.success):
                 # Once the Job is failing, every pod not yet finished counts as failed.
-                if u not in unc_fail and index_ok and jp.counts_as_failure(job, p):
+                if index_ok and jp.counts_as_failure(job, p):
                     if len(unc_fail) >= MAX_UNCOUNTED:
                         continue
                     unc_fail.append(u)

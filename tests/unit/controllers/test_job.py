@@ -320,3 +320,35 @@ def test_suspend_deletes_active_pods_and_sets_the_condition() -> None:
         assert all(p["metadata"].get("deletionTimestamp") for p in pods(h))
 
     run(body)
+
+
+def test_a_pod_recorded_as_failed_stays_failed_if_it_then_succeeds() -> None:
+    """A pod deleted while running is recorded as failed (TerminatingOrFailed); if the
+    controller stops before removing its finalizer and the pod then exits 0, it is still
+    counted once, as the failure already recorded, and its finalizer goes."""
+
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(JOBS, job(completions=2))
+        c = JobController(h.ctx)
+        await reconcile(h, c)
+        (p,) = pods(h)
+        await h.api.patch(
+            JOBS,
+            "j",
+            {"status": {"uncountedTerminatedPods": {"failed": [p["metadata"]["uid"]]}}},
+            namespace="default",
+            subresource="status",
+        )
+        await end(h, p, code=0)
+        c2 = JobController(h.ctx)
+        await settle(h, c2)
+        st = stored_job(h)["status"]
+        assert st["failed"] == 1
+        assert st.get("succeeded", 0) == 0
+        assert st["uncountedTerminatedPods"] == {}
+        stored = h.api.stored(PODS, f"default/{p['metadata']['name']}")
+        assert stored is not None
+        assert "finalizers" not in stored["metadata"]
+
+    run(body)
