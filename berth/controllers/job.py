@@ -148,6 +148,8 @@ class JobController:
         succeeded = int(status.get("succeeded") or 0)
         failed = int(status.get("failed") or 0)
         completed = jp.parse_indexes(status.get("completedIndexes"), completions)
+        per_index_limit = spec.get("backoffLimitPerIndex") if indexed else None
+        failed_ix = jp.parse_indexes(status.get("failedIndexes"), completions)
         by_uid = {uid(p): p for p in owned}
 
         # 1. Uids recorded as uncounted whose pod has lost its finalizer (or is gone) are
@@ -199,6 +201,12 @@ class JobController:
                     if len(unc_fail) >= MAX_UNCOUNTED:
                         continue
                     unc_fail.append(u)
+                    if per_index_limit is not None and ix is not None and ix not in completed:
+                        # the index itself fails past its own limit, or by a FailIndex rule
+                        match = jp.match_failure_policy(job, p)
+                        over = jp.index_failure_count(p) + 1 > int(per_index_limit)
+                        if over or (match is not None and match.action == "FailIndex"):
+                            failed_ix.add(ix)
                 to_release.append(p)
             elif verdict is not None:
                 to_release.append(p)  # lingering pods of a Job that has succeeded
@@ -226,6 +234,18 @@ class JobController:
                 )
             elif left is not None and left <= 0 and not suspended:
                 verdict = jp.Verdict(jp.FAILURE_TARGET, jp.REASON_DEADLINE, jp.MSG_DEADLINE)
+            elif (
+                per_index_limit is not None
+                and spec.get("maxFailedIndexes") is not None
+                and len(failed_ix) > int(spec["maxFailedIndexes"])
+            ):
+                verdict = jp.Verdict(
+                    jp.FAILURE_TARGET, jp.REASON_MAX_FAILED_INDEXES, jp.MSG_MAX_FAILED_INDEXES
+                )
+            elif failed_ix and len(completed | failed_ix) >= completions:
+                verdict = jp.Verdict(
+                    jp.FAILURE_TARGET, jp.REASON_FAILED_INDEXES, jp.MSG_FAILED_INDEXES
+                )
             elif jp.success_reached(job, succ_total, len(active), completed):
                 verdict = jp.Verdict(
                     jp.SUCCESS_CRITERIA_MET,
@@ -265,6 +285,8 @@ class JobController:
         )
         if indexed:
             status["completedIndexes"] = jp.format_indexes(completed)
+        if per_index_limit is not None:
+            status["failedIndexes"] = jp.format_indexes(failed_ix)
         base = thaw(job.get("status") or {})
         rv = await self._write_status(job, base, status)
         base = copy.deepcopy(status)
@@ -293,7 +315,7 @@ class JobController:
                 active=active,
                 terminating=terminating,
                 succeeded=succ_total,
-                completed=completed,
+                completed=completed | failed_ix,
                 now=now,
             )
             status["active"] = max(0, len(active) + change)
@@ -380,11 +402,25 @@ class JobController:
             todo = missing[: min(room, BURST)]
             if not todo:
                 return None, 0
-            wait = jp.backoff_remaining(owned, job, now)
-            if wait > 0:
-                return wait, 0
-            await self._create_pods(job, key, todo)
-            return None, len(todo)
+            if spec.get("backoffLimitPerIndex") is None:
+                wait = jp.backoff_remaining(owned, job, now)
+                if wait > 0:
+                    return wait, 0
+                await self._create_pods(job, key, todo)
+                return None, len(todo)
+            # each index waits its own back-off, from its own failures
+            ready: list[int | None] = []
+            waits: list[float] = []
+            for ix in todo:
+                mine = [p for p in owned if jp.completion_index(p) == ix]
+                wait = jp.backoff_remaining(mine, job, now)
+                if wait > 0:
+                    waits.append(wait)
+                else:
+                    ready.append(ix)
+            if ready:
+                await self._create_pods(job, key, ready, owned=owned)
+            return (min(waits) if waits else None), len(ready)
         want = jp.want_active(job, succeeded, len(active))
         if occupied > want and active:
             victims = sorted(active, key=podutil.deletion_rank)[: min(occupied - want, BURST)]
@@ -416,7 +452,12 @@ class JobController:
         return str(written["metadata"].get("resourceVersion", ""))
 
     async def _create_pods(
-        self, job: Frozen, key: ObjectKey, indexes: Sequence[int | None]
+        self,
+        job: Frozen,
+        key: ObjectKey,
+        indexes: Sequence[int | None],
+        *,
+        owned: Sequence[Frozen] = (),
     ) -> None:
         template = (job.get("spec") or {}).get("template") or {}
 
@@ -430,6 +471,8 @@ class JobController:
                 m["generateName"] = f"{name(job)}-{ix}-"
                 m["name"] = f"{name(job)}-{ix}-{podutil.random_suffix()}"
                 labels, annotations, hostname = jp.index_pod_extras(job, ix)
+                if (job.get("spec") or {}).get("backoffLimitPerIndex") is not None:
+                    annotations[jp.INDEX_FAILURE_COUNT] = str(jp.failures_of_index(owned, job, ix))
                 m.setdefault("labels", {}).update(labels)
                 m["annotations"] = {**(m.get("annotations") or {}), **annotations}
                 pod_spec = body["spec"]

@@ -30,6 +30,8 @@ TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 """Annotation (and label) holding an Indexed Job pod's index."""
 COMPLETION_INDEX_ENV = "JOB_COMPLETION_INDEX"
+INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+"""Annotation: how many pods of this index failed before this one (backoffLimitPerIndex)."""
 CONTROLLER_NAME = "kubernetes.io/job-controller"
 """``spec.managedBy`` values this controller reconciles (besides none at all)."""
 
@@ -51,6 +53,10 @@ MSG_BACKOFF_LIMIT = "Job has reached the specified backoff limit"
 REASON_DEADLINE = "DeadlineExceeded"
 MSG_DEADLINE = "Job was active longer than specified deadline"
 REASON_POD_FAILURE_POLICY = "PodFailurePolicy"
+REASON_MAX_FAILED_INDEXES = "MaxFailedIndexesExceeded"
+MSG_MAX_FAILED_INDEXES = "Job has exceeded the specified maximal number of failed indexes"
+REASON_FAILED_INDEXES = "FailedIndexes"
+MSG_FAILED_INDEXES = "Job has failed indexes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +315,25 @@ def completion_index(pod: Frozen) -> int | None:
     if raw is None or not raw.isdigit() or len(raw) > 9:
         return None
     return int(raw)
+
+
+def index_failure_count(pod: Frozen) -> int:
+    raw = annotations_of(pod).get(INDEX_FAILURE_COUNT)
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 9 else 0
+
+
+def failures_of_index(pods: Iterable[Frozen], job: Frozen, index: int) -> int:
+    """Counted failures of ``index`` so far: the highest count its pods carry, plus one for
+    a pod of it that failed itself."""
+    most = 0
+    for p in pods:
+        if completion_index(p) != index:
+            continue
+        n = index_failure_count(p)
+        if considered_failed(p, job) and counts_as_failure(job, p):
+            n += 1
+        most = max(most, n)
+    return most
 
 
 def parse_indexes(text: str | None, completions: int) -> set[int]:

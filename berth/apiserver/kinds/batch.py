@@ -400,7 +400,32 @@ def job_spec_fields(spec: Any, path: str, *, needs_selector: bool) -> list[Field
                 )
             )
     elif spec.get("backoffLimitPerIndex") is not None:
-        errs.append(required(f"{path}.completionMode"))
+        errs.append(
+            invalid_value(
+                f"{path}.backoffLimitPerIndex",
+                spec.get("backoffLimitPerIndex"),
+                "requires indexed completion mode",
+            )
+        )
+    max_failed = spec.get("maxFailedIndexes")
+    if max_failed is not None and spec.get("backoffLimitPerIndex") is None:
+        errs.append(
+            FieldError(
+                "FieldValueRequired",
+                f"{path}.backoffLimitPerIndex",
+                "Required value: when maxFailedIndexes is specified",
+            )
+        )
+    elif (
+        isinstance(max_failed, int)
+        and isinstance(spec.get("completions"), int)
+        and max_failed > spec["completions"]
+    ):
+        errs.append(
+            invalid_value(
+                f"{path}.maxFailedIndexes", max_failed, "must be less than or equal to completions"
+            )
+        )
     prp = spec.get("podReplacementPolicy")
     if prp is not None:
         allowed = (

@@ -352,3 +352,49 @@ def test_a_pod_recorded_as_failed_stays_failed_if_it_then_succeeds() -> None:
         assert "finalizers" not in stored["metadata"]
 
     run(body)
+
+
+def test_backoff_limit_per_index_fails_only_that_index() -> None:
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(
+            JOBS,
+            job(
+                completionMode="Indexed",
+                completions=2,
+                parallelism=2,
+                backoffLimitPerIndex=1,
+                backoffLimit=2147483647,
+                podReplacementPolicy="Failed",
+            ),
+        )
+        c = JobController(h.ctx)
+        await reconcile(h, c)
+
+        def of(ix: str) -> list[Obj]:
+            return [p for p in pods(h) if p["metadata"]["annotations"][jp.COMPLETION_INDEX] == ix]
+
+        (zero,) = of("0")
+        assert zero["metadata"]["annotations"][jp.INDEX_FAILURE_COUNT] == "0"
+        await end(h, zero, code=1)
+        await settle(h, c)
+        assert len(of("0")) == 1  # its own back-off: 10 s
+        h.clock.advance(10)
+        await settle(h, c)
+        again = [p for p in of("0") if p["status"]["phase"] != "Failed"]
+        assert [p["metadata"]["annotations"][jp.INDEX_FAILURE_COUNT] for p in again] == ["1"]
+        await end(h, again[0], code=1)  # past the per-index limit: index 0 fails for good
+        (one,) = of("1")
+        await end(h, one, code=0)
+        await settle(h, c)
+        h.clock.advance(60)
+        await settle(h, c)
+        assert len(of("0")) == 2  # no third attempt at index 0
+        st = stored_job(h)["status"]
+        assert st["failedIndexes"] == "0"
+        assert st["completedIndexes"] == "1"
+        assert st["failed"] == 2
+        failed = next(x for x in st["conditions"] if x["type"] == "Failed")
+        assert (failed["reason"], failed["message"]) == ("FailedIndexes", "Job has failed indexes")
+
+    run(body)
