@@ -2,12 +2,12 @@
 
 kube-apiserver and kube-controller-manager parse ``spec.schedule`` with robfig/cron's standard
 parser: five fields (minute, hour, day of month, month, day of week; ``*``, lists, ranges,
-steps, ``?``, month and weekday names) or a macro (``@yearly``, ``@annually``, ``@monthly``,
-``@weekly``, ``@daily``, ``@midnight``, ``@hourly``), optionally prefixed by ``TZ=<zone>`` or
-``CRON_TZ=<zone>``. croniter understands a superset (seconds fields, ``L``, ``#``, ``H``), so
-the grammar is checked here first: what kube refuses is refused, and croniter only ever sees
-what kube would have parsed. Both the API server (validation) and the CronJob controller
-(iteration) use this module, so they cannot disagree.
+steps, ``?``, month and weekday names), a macro (``@yearly``, ``@annually``, ``@monthly``,
+``@weekly``, ``@daily``, ``@midnight``, ``@hourly``) or ``@every <duration>``, optionally
+prefixed by ``TZ=<zone>`` or ``CRON_TZ=<zone>``. croniter understands a superset (seconds
+fields, ``L``, ``#``, ``H``), so the grammar is checked here first: what kube refuses is
+refused, and croniter only ever sees what kube would have parsed. Both the API server
+(validation) and the CronJob controller (iteration) use this module, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ _NAMES = {
     3: ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
     4: ("sun", "mon", "tue", "wed", "thu", "fri", "sat"),
 }
+_EVERY = re.compile(r"^@every\s+(\S{1,64})$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0
+}  # fmt: skip
 _FIELD = re.compile(r"^[0-9A-Za-z*?,/-]{1,100}$")
 _WORD = re.compile(r"[A-Za-z]+")
 _ZONE = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
@@ -80,6 +85,24 @@ def _check_field(i: int, text: str) -> None:
             raise ScheduleError(f"failed to parse int from {word}")
 
 
+def every_seconds(expr: str) -> int | None:
+    """The period of an ``@every <Go duration>`` schedule in whole seconds (robfig/cron
+    truncates to the second, at least one), None for any other schedule."""
+    m = _EVERY.match(expr)
+    if m is None:
+        return None
+    text, pos, total = m.group(1), 0, 0.0
+    while pos < len(text):
+        part = _DURATION_PART.match(text, pos)
+        if part is None:
+            raise ScheduleError(f"failed to parse duration @every {text}: time: invalid duration")
+        total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
+        pos = part.end()
+    if total > 100 * 365 * 86400:
+        raise ScheduleError(f"failed to parse duration @every {text}: out of range")
+    return max(1, int(total))
+
+
 def normalize(expr: str) -> str:
     """The five-field form of ``expr`` (a macro expanded); raises :class:`ScheduleError`."""
     if len(expr) > MAX_SCHEDULE:
@@ -106,9 +129,13 @@ class Schedule:
 
     expr: str
     zone: tzinfo
+    every: int = 0
+    """Seconds between firings of an ``@every`` schedule (0: a cron expression)."""
 
     def next_after(self, t: datetime) -> datetime | None:
         """The first firing strictly after ``t`` (UTC), or None if it never fires (Feb 30)."""
+        if self.every:
+            return t.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=self.every)
         it = croniter(self.expr, t.astimezone(self.zone))
         try:
             nxt: datetime = it.get_next(datetime)
@@ -117,7 +144,10 @@ class Schedule:
         return nxt.astimezone(UTC)
 
     def latest_at_or_before(self, t: datetime) -> datetime | None:
-        """The last firing at or before ``t`` (UTC), None if there is none."""
+        """The last firing at or before ``t`` (UTC), None if there is none (and for
+        ``@every``, whose firings are anchored by the caller's start, not by the clock)."""
+        if self.every:
+            return None
         it = croniter(self.expr, (t + timedelta(seconds=1)).astimezone(self.zone))
         try:
             prev: datetime = it.get_prev(datetime)
@@ -148,6 +178,11 @@ def parse(schedule: str, time_zone: str | None = None) -> Schedule:
         raise ScheduleError("cannot use both timeZone field and TZ or CRON_TZ in schedule")
     zone_name = time_zone if time_zone is not None else embedded
     zone: tzinfo = UTC if zone_name is None else load_zone(zone_name)
+    if len(expr) > MAX_SCHEDULE:
+        raise ScheduleError(f"must be no more than {MAX_SCHEDULE} characters")
+    every = every_seconds(expr)
+    if every is not None:
+        return Schedule("", zone, every)
     try:
         return Schedule(normalize(expr), zone)
     except CroniterBadCronError as exc:

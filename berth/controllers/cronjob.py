@@ -89,13 +89,15 @@ def due(
     first = sched.next_after(earliest)
     if first is None or first > now:
         return Due(None, 0)
-    latest = sched.latest_at_or_before(now) or first
     second = sched.next_after(first)
     if second is None or second > now:
         return Due(first, 1)
     # Estimated from the period (iterating a years-long outage minute by minute is too slow).
     period = (second - first).total_seconds()
     missed = int((now - first).total_seconds() // period) + 1 if period > 0 else 1
+    if sched.every:  # constant delay: firings are anchored at the first one
+        return Due(first + timedelta(seconds=(missed - 1) * sched.every), missed)
+    latest = sched.latest_at_or_before(now) or first
     return Due(max(latest, first), missed)
 
 

@@ -131,6 +131,29 @@ def test_due_picks_the_latest_missed_time_and_counts_the_misses() -> None:
     assert bounded.missed == 2
 
 
+def test_every_schedules_run_at_a_constant_delay_from_the_last_run() -> None:
+    sched = cron.parse("@every 90s")
+    assert sched.every == 90
+    last = T0 + timedelta(seconds=30)
+    one = due(
+        sched,
+        created=T0,
+        last_schedule=last,
+        starting_deadline=None,
+        now=last + timedelta(seconds=100),
+    )
+    assert (one.time, one.missed) == (last + timedelta(seconds=90), 1)
+    many = due(
+        sched,
+        created=T0,
+        last_schedule=last,
+        starting_deadline=None,
+        now=last + timedelta(seconds=500),
+    )
+    assert (many.time, many.missed) == (last + timedelta(seconds=450), 5)
+    assert cron.parse("@every 300ms").every == 1
+
+
 def test_job_names_are_minutes_since_the_epoch() -> None:
     t = datetime(2026, 12, 6, 19, 30, tzinfo=UTC)
     assert job_name("backup", t) == f"backup-{int(t.timestamp()) // 60}"
@@ -166,7 +189,10 @@ def test_history_victims_are_the_oldest_beyond_each_limit() -> None:
         ("* * * * * *", None, False),  # seconds: not kube's grammar
         ("0 0 L * *", None, False),
         ("61 * * * *", None, False),
-        ("@every 1h", None, False),
+        ("@every 1h30m", None, True),
+        ("@every 1.5h", None, True),
+        ("@every 5", None, False),
+        ("@every forever", None, False),
         ("0 9 * * *", "Mars/Olympus", False),
         ("0 9 * * *", "Local", False),
         ("0 9 * * *", "../../etc/passwd", False),
