@@ -246,6 +246,12 @@ class JobController:
                 verdict = jp.Verdict(
                     jp.FAILURE_TARGET, jp.REASON_FAILED_INDEXES, jp.MSG_FAILED_INDEXES
                 )
+            elif (rule := jp.success_policy_rule(job, completed)) is not None:
+                verdict = jp.Verdict(
+                    jp.SUCCESS_CRITERIA_MET,
+                    jp.REASON_SUCCESS_POLICY,
+                    f"Matched rules at index {rule}",
+                )
             elif jp.success_reached(job, succ_total, len(active), completed):
                 verdict = jp.Verdict(
                     jp.SUCCESS_CRITERIA_MET,

@@ -53,6 +53,7 @@ MSG_BACKOFF_LIMIT = "Job has reached the specified backoff limit"
 REASON_DEADLINE = "DeadlineExceeded"
 MSG_DEADLINE = "Job was active longer than specified deadline"
 REASON_POD_FAILURE_POLICY = "PodFailurePolicy"
+REASON_SUCCESS_POLICY = "SuccessPolicy"
 REASON_MAX_FAILED_INDEXES = "MaxFailedIndexesExceeded"
 MSG_MAX_FAILED_INDEXES = "Job has exceeded the specified maximal number of failed indexes"
 REASON_FAILED_INDEXES = "FailedIndexes"
@@ -389,6 +390,28 @@ def success_reached(job: Frozen, succeeded: int, active: int, completed: set[int
     if completions is None:
         return succeeded > 0 and active == 0
     return succeeded >= int(completions)
+
+
+def success_policy_rule(job: Frozen, completed: set[int]) -> int | None:
+    """The index of the first ``spec.successPolicy`` rule the completed indexes meet (an
+    Indexed Job may succeed before every index has): ``succeededIndexes`` all completed,
+    or at least ``succeededCount`` of them (of all indexes when no set is named)."""
+    spec = job.get("spec") or {}
+    policy = spec.get("successPolicy")
+    if not policy or spec.get("completionMode") != "Indexed":
+        return None
+    completions = int(spec.get("completions") or 0)
+    for i, rule in enumerate(policy.get("rules") or ()):
+        named = rule.get("succeededIndexes")
+        count = rule.get("succeededCount")
+        if named is not None:
+            wanted = parse_indexes(str(named), completions)
+            done = len(wanted & completed)
+            if (count is None and done == len(wanted)) or (count is not None and done >= count):
+                return i
+        elif count is not None and len(completed) >= int(count):
+            return i
+    return None
 
 
 def deadline_left(job: Frozen, now: datetime) -> float | None:

@@ -10,6 +10,7 @@ controller iterates with (:mod:`berth.api.cron`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from berth.api import cron
@@ -465,6 +466,52 @@ def job_spec_fields(spec: Any, path: str, *, needs_selector: bool) -> list[Field
             )
         )
     errs += _pod_failure_policy(spec, path)
+    errs += _success_policy(spec, path)
+    return errs
+
+
+_INDEXES = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+def _success_policy(spec: Obj, path: str) -> list[FieldError]:
+    sp = spec.get("successPolicy")
+    if sp is None:
+        return []
+    where = f"{path}.successPolicy"
+    if spec.get("completionMode") != "Indexed":
+        why = "requires indexed completion mode"
+        return [invalid_value(f"{path}.completionMode", spec.get("completionMode"), why)]
+    rules = sp.get("rules") if isinstance(sp, dict) else None
+    if not isinstance(rules, list) or not rules or len(rules) > 20:
+        return [invalid_value(f"{where}.rules", rules, "must have between 1 and 20 rules")]
+    raw_completions = spec.get("completions")
+    completions = raw_completions if isinstance(raw_completions, int) else 0
+    errs: list[FieldError] = []
+    for i, rule in enumerate(rules):
+        rw = f"{where}.rules[{i}]"
+        if not isinstance(rule, dict) or (
+            rule.get("succeededIndexes") is None and rule.get("succeededCount") is None
+        ):
+            errs.append(required(rw))
+            continue
+        named = rule.get("succeededIndexes")
+        size = completions
+        if named is not None:
+            if not isinstance(named, str) or len(named) > 65536 or not _INDEXES.match(named):
+                errs.append(invalid_value(f"{rw}.succeededIndexes", named, "error parsing"))
+                continue
+            parts = [tuple(int(x) for x in p.split("-")) for p in named.split(",")]
+            if any(p[-1] >= completions or p[0] > p[-1] for p in parts):
+                why = "must be ordered indexes below completions"
+                errs.append(invalid_value(f"{rw}.succeededIndexes", named, why))
+                continue
+            size = sum(p[-1] - p[0] + 1 for p in parts)
+        count = rule.get("succeededCount")
+        if count is not None and (
+            not isinstance(count, int) or isinstance(count, bool) or count < 0 or count > size
+        ):
+            why = "must be between 0 and the number of indexes it names"
+            errs.append(invalid_value(f"{rw}.succeededCount", count, why))
     return errs
 
 
@@ -513,6 +560,7 @@ def job_update(old: Obj, new: Obj) -> list[FieldError]:
         "selector",
         "completionMode",
         "podFailurePolicy",
+        "successPolicy",
         "backoffLimitPerIndex",
         "manualSelector",
     ):

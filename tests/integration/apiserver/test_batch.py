@@ -175,6 +175,23 @@ def test_cronjob_defaults(raw: Raw) -> None:
             job_body("sel", selector={"matchLabels": {"a": "b"}}),
             "spec.template.metadata.labels",
         ),
+        (
+            job_body("sp", successPolicy={"rules": [{"succeededCount": 1}]}),
+            "spec.completionMode",
+        ),
+        (
+            job_body(
+                "sp2",
+                completionMode="Indexed",
+                completions=3,
+                successPolicy={"rules": [{"succeededIndexes": "1-5"}]},
+            ),
+            "spec.successPolicy.rules[0].succeededIndexes",
+        ),
+        (
+            job_body("pi", backoffLimitPerIndex=1),
+            "spec.backoffLimitPerIndex",
+        ),
         (cronjob_body("sched", "every day"), "spec.schedule"),
         (cronjob_body("tz", timeZone="Nowhere/Atlantis"), "spec.timeZone"),
         (cronjob_body("both", "CRON_TZ=UTC 0 * * * *", timeZone="UTC"), "spec.timeZone"),

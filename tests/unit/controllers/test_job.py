@@ -398,3 +398,39 @@ def test_backoff_limit_per_index_fails_only_that_index() -> None:
         assert (failed["reason"], failed["message"]) == ("FailedIndexes", "Job has failed indexes")
 
     run(body)
+
+
+def test_success_policy_completes_an_indexed_job_early() -> None:
+    async def body() -> None:
+        h = Harness()
+        policy = {"rules": [{"succeededIndexes": "0-2", "succeededCount": 5},
+                            {"succeededIndexes": "1,3"}]}  # fmt: skip
+        h.api.seed(
+            JOBS, job(completionMode="Indexed", completions=4, parallelism=4, successPolicy=policy)
+        )
+        c = JobController(h.ctx)
+        await reconcile(h, c)
+        by_ix = {p["metadata"]["annotations"][jp.COMPLETION_INDEX]: p for p in pods(h)}
+        await end(h, by_ix["1"])
+        await settle(h, c)
+        assert not any(x["type"] == "SuccessCriteriaMet" for x in stored_job(h)["status"].get(
+            "conditions", []))  # fmt: skip
+        await end(h, by_ix["3"])
+        await settle(h, c)
+        st = stored_job(h)["status"]
+        met = next(x for x in st["conditions"] if x["type"] == "SuccessCriteriaMet")
+        assert (met["reason"], met["message"]) == ("SuccessPolicy", "Matched rules at index 1")
+        # the lingering pods (0 and 2) are deleted; Complete follows once they are gone
+        assert all(
+            p["metadata"].get("deletionTimestamp")
+            for p in pods(h)
+            if p["metadata"]["annotations"][jp.COMPLETION_INDEX] in ("0", "2")
+        )
+        await confirm_deletions(h)
+        await settle(h, c)
+        st = stored_job(h)["status"]
+        done = next(x for x in st["conditions"] if x["type"] == "Complete")
+        assert done["reason"] == "SuccessPolicy"
+        assert st["completedIndexes"] == "1,3"
+
+    run(body)
