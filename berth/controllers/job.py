@@ -36,6 +36,7 @@ from datetime import datetime
 from berth.client import errors
 from berth.client.interface import Obj
 from berth.client.resources import JOBS, PODS, ObjectKey, make_key
+from berth.client.selectors import from_label_selector
 from berth.controllers import jobpolicy as jp
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
@@ -44,10 +45,12 @@ from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
+    adoption_patch,
     controller_ref,
     format_time,
     is_deleting,
     key_of,
+    labels,
     meta,
     name,
     namespace,
@@ -106,6 +109,12 @@ class JobController:
     def _pod_changed(self, pod: Frozen) -> None:
         for key in by_job_key(pod):
             self.queue.add(ObjectKey(key))
+        if controller_ref(pod) is None and not is_deleting(pod):
+            # an orphan: a Job whose selector matches may adopt it
+            for job in self.jobs.list(namespace(pod) or ""):
+                sel = from_label_selector((job.get("spec") or {}).get("selector"))
+                if not sel.empty and sel.matches(labels(pod)):
+                    self._enqueue(job)
 
     def _pod_updated(self, old: Frozen, new: Frozen) -> None:
         self._pod_changed(old)
@@ -129,6 +138,7 @@ class JobController:
             # Nothing is counted any more; no pod may stay stuck on our finalizer.
             await self._release([p for p in owned if jp.has_tracking_finalizer(p)])
             return
+        owned += await self._adopt(job)
         try:
             await self._sync(key, job, owned)
         except errors.Conflict:
@@ -440,6 +450,29 @@ class JobController:
             await self._create_pods(job, key, [None] * count)
             return None, count
         return None, 0
+
+    async def _adopt(self, job: Frozen) -> list[Frozen]:
+        """Take running orphan pods the Job's selector matches (kube's ClaimPods), adding the
+        tracking finalizer so their end is counted like any other pod's."""
+        selector = from_label_selector((job.get("spec") or {}).get("selector"))
+        if selector.empty:
+            return []
+        adopted: list[Frozen] = []
+        for pod in self.pods.list(namespace(job) or ""):
+            if controller_ref(pod) is not None or is_deleting(pod) or not podutil.is_active(pod):
+                continue
+            if not selector.matches(labels(pod)):
+                continue
+            patch = adoption_patch(pod, job)
+            finalizers = list(meta(pod).get("finalizers") or ())
+            patch["metadata"]["finalizers"] = [*finalizers, jp.TRACKING_FINALIZER]
+            try:
+                adopted.append(
+                    await self.ctx.client.patch(PODS, name(pod), patch, namespace=namespace(pod))
+                )
+            except (errors.Conflict, errors.NotFound):
+                continue  # changed under us; its next event brings us back
+        return adopted
 
     # ---- writes -------------------------------------------------------------------------
     async def _write_status(

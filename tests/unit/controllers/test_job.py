@@ -434,3 +434,37 @@ def test_success_policy_completes_an_indexed_job_early() -> None:
         assert st["completedIndexes"] == "1,3"
 
     run(body)
+
+
+def test_a_matching_orphan_pod_is_adopted_and_tracked() -> None:
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(
+            JOBS,
+            job(
+                manualSelector=True,
+                selector={"matchLabels": {"app": "batch"}},
+                completions=1,
+            ),
+        )
+        orphan = h.api.seed(
+            PODS,
+            {
+                "metadata": {"name": "stray", "namespace": "default", "labels": {"app": "batch"}},
+                "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+                "status": {"phase": "Running"},
+            },
+        )
+        c = JobController(h.ctx)
+        await settle(h, c)
+        stray = h.api.stored(PODS, "default/stray")
+        assert stray is not None
+        (ref,) = stray["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["uid"]) == ("Job", stored_job(h)["metadata"]["uid"])
+        assert stray["metadata"]["finalizers"] == [jp.TRACKING_FINALIZER]
+        assert len(pods(h)) == 1  # it counts as the Job's one active pod: none created
+        await end(h, orphan)
+        await settle(h, c)
+        assert stored_job(h)["status"]["succeeded"] == 1
+
+    run(body)
