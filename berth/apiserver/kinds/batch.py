@@ -554,7 +554,9 @@ def _template_view(tpl: Any, *, scheduling_mutable: bool) -> Any:
 
 def job_update(old: Obj, new: Obj) -> list[FieldError]:
     """What an update of a Job may not change (kube's ValidateJobSpecUpdate)."""
-    o, n = old.get("spec") or {}, new.get("spec") or {}
+    o, n = old.get("spec"), new.get("spec")
+    if not isinstance(o, dict) or not isinstance(n, dict):
+        return []  # the object itself is invalid: validate_fields says so
     errs: list[FieldError] = []
     for f in (
         "selector",

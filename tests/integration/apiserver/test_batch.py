@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kubernetes import client as k8s
 
 from .conftest import make_kubectl
-from .helpers import Kubectl, Raw, table
+from .helpers import Kubectl, Raw, json_paths, replaced_at, table
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -251,3 +253,72 @@ def test_python_client_reads_jobs_and_cronjobs(api: k8s.ApiClient, raw: Raw) -> 
     assert cj.spec.schedule == "*/5 * * * *"
     batch.patch_namespaced_cron_job("pyc", "default", {"spec": {"suspend": True}})
     assert batch.read_namespaced_cron_job("pyc", "default").spec.suspend is True
+
+
+# -- an attacker's bodies: every path of a valid Job/CronJob replaced by a wrong JSON type ------
+
+FUZZ_SEEDS: dict[str, dict[str, Any]] = {
+    JOBS: job_body(
+        "fz",
+        completionMode="Indexed",
+        completions=3,
+        parallelism=2,
+        backoffLimitPerIndex=1,
+        maxFailedIndexes=1,
+        podReplacementPolicy="Failed",
+        activeDeadlineSeconds=60,
+        ttlSecondsAfterFinished=10,
+        successPolicy={"rules": [{"succeededIndexes": "0-1", "succeededCount": 1}]},
+        podFailurePolicy={
+            "rules": [
+                {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [1, 2]}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+    ),
+    CRONJOBS: cronjob_body(
+        "fz",
+        "0 9 * * MON-FRI",
+        timeZone="Europe/Berlin",
+        startingDeadlineSeconds=30,
+        concurrencyPolicy="Forbid",
+    ),
+}
+FUZZ_VALUES: st.SearchStrategy[Any] = st.sampled_from(
+    ["x", 7, -1, 1.5, True, None, [], ["x"], [1], {}, {"a": 1}, [{}], [None], 2**70, "9-1"]
+)
+
+
+@st.composite
+def confused(draw: st.DrawFn) -> tuple[str, Any, str]:
+    collection = draw(st.sampled_from(sorted(FUZZ_SEEDS)))
+    seed = FUZZ_SEEDS[collection]
+    path = draw(st.sampled_from(list(json_paths(seed))))
+    body = replaced_at(seed, path, draw(FUZZ_VALUES))
+    method = draw(st.sampled_from(["POST", "PUT", "PATCH"]))
+    return collection, body, method
+
+
+@settings(
+    max_examples=250,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(write=confused())
+def test_type_confused_batch_writes_are_never_500(raw: Raw, write: tuple[str, Any, str]) -> None:
+    collection, body, method = write
+    for seed_path, seed in FUZZ_SEEDS.items():
+        raw.json("POST", seed_path, seed)  # 409 after the first time: fine
+    if method == "POST":
+        if isinstance(body, dict):
+            body = {**body, "metadata": {"name": "fz-new"}}
+        status, out = raw.json("POST", collection, body)
+        raw.json("DELETE", f"{collection}/fz-new")
+    elif method == "PUT":
+        status, out = raw.json("PUT", f"{collection}/fz", body)
+    else:
+        status, out = raw.json(
+            "PATCH", f"{collection}/fz", body, content_type="application/merge-patch+json"
+        )
+    assert status < 500, (method, collection, body, out)
