@@ -208,6 +208,9 @@ class CronJobController:
                 )
             except errors.NotFound:
                 return
+            except errors.Conflict:
+                # the cached CronJob is stale; a Job made above is found again by its name
+                raise Retry(0.2, "stale CronJob in the cache") from None
         await self._clean_history(cj, children)
         if wake is not None:
             raise Retry(wake, "next scheduled time")
