@@ -87,6 +87,9 @@ class JobController:
         self.pods.add_index("job", by_job_key)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="job")
         self.expectations = Expectations(ctx.clock)
+        self.written: dict[ObjectKey, int] = {}
+        """The resourceVersion of each Job's last status write: a cached Job older than
+        that is stale, and counting or creating pods from it could double them."""
         self.controller = Controller("job", self, self.queue, workers=workers)
         self.jobs.add_handlers(
             Handlers(
@@ -126,6 +129,7 @@ class JobController:
         related = self.pods.by_index("job", key)
         if job is None:
             self.expectations.forget(key)
+            self.written.pop(key, None)
             await self._release_if_orphaned(key, related)
             return
         managed_by = (job.get("spec") or {}).get("managedBy")
@@ -138,6 +142,8 @@ class JobController:
             # Nothing is counted any more; no pod may stay stuck on our finalizer.
             await self._release([p for p in owned if jp.has_tracking_finalizer(p)])
             return
+        if _revision(meta(job).get("resourceVersion")) < self.written.get(key, 0):
+            raise Retry(0.2, "the cache has not seen our last status write yet")
         owned += await self._adopt(job)
         try:
             await self._sync(key, job, owned)
@@ -488,7 +494,9 @@ class JobController:
         written = await self.ctx.client.patch(
             JOBS, name(job), patch, namespace=namespace(job), subresource="status"
         )
-        return str(written["metadata"].get("resourceVersion", ""))
+        rv_now = str(written["metadata"].get("resourceVersion", ""))
+        self.written[key_of(job)] = _revision(rv_now)
+        return rv_now
 
     async def _create_pods(
         self,
@@ -634,3 +642,10 @@ def _index_of(pod_name: str, job_name: str) -> int:
     rest = pod_name[len(job_name) + 1 :]
     head = rest.split("-", 1)[0]
     return int(head) if head.isdigit() else -1
+
+
+def _revision(rv: object) -> int:
+    """berth's resourceVersions are store revisions (integers); anything else compares as 0
+    (no staleness check rather than a wrong one)."""
+    text = str(rv or "")
+    return int(text) if text.isdigit() and len(text) < 20 else 0

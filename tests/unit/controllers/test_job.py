@@ -468,3 +468,30 @@ def test_a_matching_orphan_pod_is_adopted_and_tracked() -> None:
         assert stored_job(h)["status"]["succeeded"] == 1
 
     run(body)
+
+
+def test_a_stale_cached_job_creates_no_extra_pod() -> None:
+    """The cache still shows the Job before our last count (succeeded 0, one pod active):
+    computed from it the status looks unchanged, so no conditional write would catch it, and
+    it would start a third pod for a Job of two completions. The controller waits instead."""
+
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(JOBS, job(parallelism=2, completions=2))
+        c = JobController(h.ctx)
+        await reconcile(h, c)
+        a, _b = pods(h)
+        await end(h, a)
+        await settle(h, c)
+        current = stored_job(h)
+        assert current["status"]["succeeded"] == 1
+        assert len(pods(h)) == 2
+        stale = {**current, "status": {**current["status"], "succeeded": 0}}
+        stale["metadata"] = {**current["metadata"], "resourceVersion": "1"}
+        c.jobs.replace([stale], "1")
+        with pytest.raises(Retry):
+            await c.reconcile(KEY)
+        assert len(pods(h)) == 2
+        assert stored_job(h)["status"]["succeeded"] == 1
+
+    run(body)
