@@ -7,10 +7,11 @@ job controller does:
   pod is created with. A finished pod's uid is first written to
   ``status.uncountedTerminatedPods`` (Indexed Jobs: its index to ``completedIndexes``), then
   its finalizer is removed, then the uid moves to ``succeeded``/``failed``. Every status
-  write is conditioned on the cached resourceVersion, so a stale cache can never overwrite a
-  newer count; a controller killed between any two steps finds the pod either still holding
-  its finalizer (not yet counted) or listed as uncounted (counted on the next pass) —
-  nothing is lost or counted twice.
+  write is conditioned on the cached resourceVersion, and no reconcile acts on a cached Job
+  older than its last status write, so a stale cache can neither overwrite a newer count
+  nor start pods from an old one; a controller killed between any two steps finds the pod
+  either still holding its finalizer (not yet counted) or listed as uncounted (counted on
+  the next pass) — nothing is lost or counted twice.
 * **decides**: a pod failure policy ``FailJob`` match, ``failed > backoffLimit`` (OnFailure:
   container restarts), ``activeDeadlineSeconds`` or the completions reached add
   ``FailureTarget`` / ``SuccessCriteriaMet`` first; remaining pods are deleted, and once none
