@@ -6,6 +6,8 @@ in the middle of a Job (pods finishing while it is down) that loses and doubles 
 from __future__ import annotations
 
 import asyncio
+import os
+from asyncio.subprocess import PIPE
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -234,22 +236,51 @@ def test_active_deadline_and_ttl(server: ServerHandle, tmp_path: Path) -> None:
     run(body())
 
 
+async def kubectl_132(c: Cluster, *args: str) -> str:
+    """kubectl 1.32 (the cluster's default binary is 1.20 when it is cached)."""
+    env = {**os.environ, "HOME": str(c.home), "KUBECONFIG": str(c.kubeconfig)}
+    proc = await asyncio.create_subprocess_exec(
+        "/usr/bin/kubectl", *args, stdout=PIPE, stderr=PIPE, env=env
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
 def test_kubectl_create_and_wait(server: ServerHandle, tmp_path: Path) -> None:
+    """``kubectl create job`` and ``kubectl wait --for=condition=complete`` (1.20 and 1.32),
+    and ``kubectl create job --from=cronjob/x`` (1.32)."""
+
     async def body() -> None:
         async with control_plane(server, tmp_path) as c:
             await c.kubectl("create", "job", "kc", "--image=busybox:1", "--", "true")
-            waiter = asyncio.create_task(
-                c.kubectl("wait", "--for=condition=complete", "job/kc", "--timeout=40s")
+            await kubectl_132(
+                c, "create", "cronjob", "nightly", "--image=busybox:1", "--schedule=0 3 * * *"
             )
+            await kubectl_132(c, "create", "job", "kc2", "--from=cronjob/nightly")
+            waits = [
+                asyncio.create_task(
+                    c.kubectl("wait", "--for=condition=complete", "job/kc", "--timeout=40s")
+                ),
+                asyncio.create_task(
+                    kubectl_132(c, "wait", "--for=condition=complete", "job/kc2", "--timeout=40s")
+                ),
+            ]
+            for job_name, container in (("kc", "kc"), ("kc2", "nightly")):
 
-            async def one() -> list[Obj] | None:
-                pods = [p for p in await job_pods(c, "kc") if p["status"].get("phase") == "Running"]
-                return pods or None
+                async def one(job_name: str = job_name) -> list[Obj] | None:
+                    pods = [
+                        p
+                        for p in await job_pods(c, job_name)
+                        if p["status"].get("phase") == "Running"
+                    ]
+                    return pods or None
 
-            (pod,) = await wait_until(one, what="kubectl-created job pod")
-            c.runtime.exit("default", pod["metadata"]["name"], "kc", code=0)
-            out = await waiter
-            assert "job.batch/kc condition met" in out
+                (pod,) = await wait_until(one, what=f"the pod of {job_name}")
+                c.runtime.exit("default", pod["metadata"]["name"], container, code=0)
+            out_120, out_132 = await asyncio.gather(*waits)
+            assert "job.batch/kc condition met" in out_120
+            assert "job.batch/kc2 condition met" in out_132
 
     run(body())
 
