@@ -239,6 +239,8 @@ class JobController:
 
         # 3. The verdict, if none yet.
         suspended = bool(spec.get("suspend"))
+        # a Job resumed now starts its deadline afresh (startTime is reset below)
+        resuming = not suspended and jp.has_true(job, jp.SUSPENDED)
         conditions: list[Obj] = list(status.get("conditions") or [])
         events: list[tuple[bool, str, str]] = []
         if verdict is None:
@@ -249,7 +251,7 @@ class JobController:
                 verdict = jp.Verdict(
                     jp.FAILURE_TARGET, jp.REASON_BACKOFF_LIMIT, jp.MSG_BACKOFF_LIMIT
                 )
-            elif left is not None and left <= 0 and not suspended:
+            elif left is not None and left <= 0 and not suspended and not resuming:
                 verdict = jp.Verdict(jp.FAILURE_TARGET, jp.REASON_DEADLINE, jp.MSG_DEADLINE)
             elif (
                 per_index_limit is not None
@@ -287,15 +289,15 @@ class JobController:
                     conditions, jp.SUSPENDED, "True", "JobSuspended", "Job suspended", now=now
                 ):
                     events.append((False, "Suspended", "Job suspended"))
-            elif jp.has_true(job, jp.SUSPENDED):
+            elif resuming:
                 jp.set_condition(
                     conditions, jp.SUSPENDED, "False", "JobResumed", "Job resumed", now=now
                 )
                 events.append((False, "Resumed", "Job resumed"))
                 # the deadline counts time the Job is continuously active
                 status["startTime"] = format_time(now)
-            if not suspended and not status.get("startTime"):
-                status["startTime"] = format_time(now)
+        if not suspended and not status.get("startTime"):
+            status["startTime"] = format_time(now)
 
         status.update(
             active=len(active),

@@ -495,3 +495,40 @@ def test_a_stale_cached_job_creates_no_extra_pod() -> None:
         assert stored_job(h)["status"]["succeeded"] == 1
 
     run(body)
+
+
+def test_resuming_restarts_the_active_deadline() -> None:
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(JOBS, job(activeDeadlineSeconds=30, completions=1))
+        c = JobController(h.ctx)
+        await reconcile(h, c)
+        await h.api.patch(JOBS, "j", {"spec": {"suspend": True}}, namespace="default")
+        await settle(h, c)
+        h.clock.advance(300)  # suspended far longer than the deadline
+        await h.api.patch(JOBS, "j", {"spec": {"suspend": False}}, namespace="default")
+        await settle(h, c)
+        st = stored_job(h)["status"]
+        assert not any(x["type"] in ("FailureTarget", "Failed") for x in st["conditions"])
+        assert st["startTime"] == format_time(h.clock.now())
+        h.clock.advance(31)
+        await settle(h, c)
+        st = stored_job(h)["status"]
+        failed = next(x for x in st["conditions"] if x["type"] == "FailureTarget")
+        assert failed["reason"] == "DeadlineExceeded"
+
+    run(body)
+
+
+def test_a_job_with_zero_completions_completes_at_once_with_a_start_time() -> None:
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(JOBS, job(completions=0))
+        c = JobController(h.ctx)
+        await settle(h, c)
+        st = stored_job(h)["status"]
+        assert [x["type"] for x in st["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+        assert st["startTime"] == st["completionTime"]
+        assert pods(h) == []
+
+    run(body)
