@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
     EVENTS,
+    JOBS,
     LEASES,
     NAMESPACES,
     NODES,
@@ -42,4 +44,6 @@ MANAGED: tuple[ResourceDef, ...] = (
     REPLICASETS,
     DAEMONSETS,
     LEASES,
+    JOBS,
+    CRONJOBS,
 )
