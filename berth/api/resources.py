@@ -174,6 +174,16 @@ RESOURCES: tuple[ResourceDef, ...] = (
         subs=("status",),
     ),
     _grouped(
+        "apps",
+        "statefulsets",
+        "StatefulSet",
+        namespaced=True,
+        short=("sts",),
+        cats=("all",),
+        subs=("status", "scale"),
+    ),
+    _grouped("apps", "controllerrevisions", "ControllerRevision", namespaced=True),
+    _grouped(
         "policy",
         "poddisruptionbudgets",
         "PodDisruptionBudget",
@@ -278,6 +288,8 @@ LEASES = _served("coordination.k8s.io", "leases")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")
+STATEFULSETS = _served("apps", "statefulsets")
+CONTROLLERREVISIONS = _served("apps", "controllerrevisions")
 PODDISRUPTIONBUDGETS = _served("policy", "poddisruptionbudgets")
 ROLES = _served("rbac.authorization.k8s.io", "roles")
 ROLEBINDINGS = _served("rbac.authorization.k8s.io", "rolebindings")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CONTROLLERREVISIONS,
     DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
@@ -25,6 +26,7 @@ from berth.api.resources import (
     SECRETS,
     SERVICEACCOUNTS,
     SERVICES,
+    STATEFULSETS,
     ResourceDef,
 )
 
@@ -41,5 +43,7 @@ MANAGED: tuple[ResourceDef, ...] = (
     DEPLOYMENTS,
     REPLICASETS,
     DAEMONSETS,
+    STATEFULSETS,
+    CONTROLLERREVISIONS,
     LEASES,
 )

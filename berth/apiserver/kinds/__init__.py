@@ -29,6 +29,7 @@ from .rbac import (
 )
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
+from .statefulsets import ControllerRevisionStrategy, StatefulSetStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
 
 __all__ = ["BUILTIN", "KindStrategy", "Strategies", "strategy_for"]
@@ -47,6 +48,8 @@ BUILTIN: tuple[KindStrategy, ...] = (
     DeploymentStrategy(),
     ReplicaSetStrategy(),
     DaemonSetStrategy(),
+    StatefulSetStrategy(),
+    ControllerRevisionStrategy(),
     PodDisruptionBudgetStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),
