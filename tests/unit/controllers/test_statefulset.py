@@ -98,7 +98,7 @@ def test_ordered_ready_creates_one_pod_at_a_time_and_waits_for_ready() -> None:
         await h.converge(c.controller)
         pods = live(h)
         assert sorted(pods) == ["web-0", "web-1", "web-2"]
-        creates = [a.name or a.body["metadata"]["name"] for a in h.api.writes("create", PODS)]
+        creates = [a.name for a in h.api.writes("create", PODS)]
         assert creates == ["web-0", "web-1", "web-2"]
         for ordinal, (pod_name, pod) in enumerate(sorted(pods.items())):
             lbl = pod["metadata"]["labels"]
