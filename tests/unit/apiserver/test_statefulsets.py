@@ -136,11 +136,12 @@ def test_only_some_spec_fields_may_change() -> None:
             {"ordinals": {"start": 1}},
         ):
             await reg.patch(STATEFULSETS, "default", "web", "merge", {"spec": allowed}, user=None)
-        for forbidden in (
+        forbidden_changes: list[dict[str, Any]] = [
             {"serviceName": "other"},
             {"podManagementPolicy": "Parallel"},
             {"volumeClaimTemplates": []},
-        ):
+        ]
+        for forbidden in forbidden_changes:
             with pytest.raises(ApiError) as exc:
                 await reg.patch(
                     STATEFULSETS, "default", "web", "merge", {"spec": forbidden}, user=None
