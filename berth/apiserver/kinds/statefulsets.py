@@ -218,11 +218,13 @@ class StatefulSetStrategy(KindStrategy):
         if isinstance(retention, dict):
             retention.setdefault("whenDeleted", "Retain")
             retention.setdefault("whenScaled", "Retain")
-        for claim in spec.get("volumeClaimTemplates") or ():
+        claims = spec.get("volumeClaimTemplates")
+        for claim in claims if isinstance(claims, list) else ():
             if isinstance(claim, dict):
                 claim.setdefault("apiVersion", "v1")
                 claim.setdefault("kind", "PersistentVolumeClaim")
-                claim.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+                if isinstance(claim.setdefault("metadata", {}), dict):
+                    claim["metadata"].setdefault("creationTimestamp", None)
                 if isinstance(claim.get("spec"), dict):
                     claim["spec"].setdefault("volumeMode", "Filesystem")
                 claim.setdefault("status", {"phase": "Pending"})
@@ -232,10 +234,12 @@ class StatefulSetStrategy(KindStrategy):
         return statefulset_fields(obj)
 
     def validate_update(self, rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
+        old_spec, new_spec = old.get("spec"), new.get("spec")
+        if not isinstance(old_spec, dict) or not isinstance(new_spec, dict):
+            return []  # validate_fields reports a spec that is not an object
         errs = selector_update(old, new)
         if errs:
             return errs
-        old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
         fixed_old = {k: v for k, v in old_spec.items() if k not in MUTABLE_SPEC}
         fixed_new = {k: v for k, v in new_spec.items() if k not in MUTABLE_SPEC}
         if fixed_old != fixed_new:
