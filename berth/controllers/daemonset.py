@@ -7,6 +7,10 @@ pod for each eligible node lacking one — pinned with required node affinity on
 ``metadata.name`` so the scheduler binds it there — deletes pods on ineligible nodes,
 duplicates and failed pods, rolls out template changes under RollingUpdate (at most
 ``maxUnavailable`` old pods down at a time; ``OnDelete`` waits for users) and reports status.
+
+Each template the set has had is kept as a ControllerRevision (:mod:`history`), named
+``<set>-<hash>`` where the hash is the pods' ``controller-revision-hash``; ``kubectl rollout
+history/undo daemonset`` read and apply them, an undo renumbering the old revision as newest.
 """
 
 from __future__ import annotations
