@@ -145,6 +145,9 @@ def test_ordered_creation_same_name_return_and_reverse_scale_down(
             assert pods["web-1"]["spec"]["hostname"] == "web-1"
             assert pods["web-1"]["spec"]["subdomain"] == "web"
             assert pods["web-1"]["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == "1"
+            described = await kubectl(c, "describe", "statefulset", "web")
+            assert "Pods Status:" in described
+            assert "3 Running" in described
             table = await kubectl(c, "get", "statefulset", "web")
             assert table.split()[:3] == ["NAME", "READY", "AGE"]
             assert table.split()[4] == "3/3"

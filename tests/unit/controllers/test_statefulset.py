@@ -10,6 +10,7 @@ from typing import Any
 from berth.api.resources import CONTROLLERREVISIONS, EVENTS, PODS, STATEFULSETS, ResourceDef
 from berth.client.interface import Obj
 from berth.client.keys import ObjectKey
+from berth.controllers.history import data_hash, revision_data, revision_name
 from berth.controllers.statefulset import StatefulSetController
 from berth.controllers.statefulset_claims import ClaimManager
 
@@ -363,5 +364,35 @@ def test_volume_claims_without_served_claims_are_noted_not_made() -> None:
         assert "volumes" not in live(h)["web-0"]["spec"]
         reasons = [e.get("reason") for e in h.api.objects(EVENTS)]
         assert "VolumeClaimsNotServed" in reasons
+
+    run(body)
+
+
+def test_a_revision_name_taken_by_another_object_bumps_the_collision_count() -> None:
+    async def body() -> None:
+        h = Harness()
+        sts = h.api.seed(STATEFULSETS, statefulset(1))
+        taken = revision_name("web", data_hash(revision_data(sts), 0))
+        h.api.seed(
+            CONTROLLERREVISIONS,
+            {
+                "metadata": {"name": taken, "namespace": "default"},
+                "data": {"someone": "else"},
+                "revision": 1,
+            },
+        )
+        c = StatefulSetController(h.ctx)
+        await h.converge(c.controller)
+        st = status(h)
+        assert st["collisionCount"] == 1
+        assert st["updateRevision"] == revision_name("web", data_hash(revision_data(sts), 1))
+        assert (
+            live(h)["web-0"]["metadata"]["labels"]["controller-revision-hash"]
+            == (st["updateRevision"])
+        )
+        # the next pass keeps the same revision (the count is remembered in the status)
+        await h.sync()
+        await c.reconcile(KEY)
+        assert len(h.api.objects(CONTROLLERREVISIONS)) == 2
 
     run(body)
