@@ -16,6 +16,7 @@ saying so. When the storage kinds land, this module is the only place to change.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Mapping
 
 from berth.api.resources import TABLE, ResourceDef
 from berth.client import errors
@@ -131,6 +132,7 @@ class ClaimManager:
                 await self.ctx.client.patch(self.resource, cname, patch, namespace=namespace(sts))
 
 
-def _is_claim_volume(volume: Frozen, templates: object) -> bool:
-    names = {str((t.get("metadata") or {}).get("name")) for t in templates}  # type: ignore[attr-defined]
-    return isinstance(volume, dict) and volume.get("name") in names
+def _is_claim_volume(volume: Frozen, templates: Iterable[Frozen]) -> bool:
+    """A pod volume named like a claim template: the claim replaces it (as kube does)."""
+    names = {str((t.get("metadata") or {}).get("name")) for t in templates}
+    return isinstance(volume, Mapping) and volume.get("name") in names
