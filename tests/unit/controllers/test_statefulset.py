@@ -396,3 +396,31 @@ def test_a_revision_name_taken_by_another_object_bumps_the_collision_count() -> 
         assert len(h.api.objects(CONTROLLERREVISIONS)) == 2
 
     run(body)
+
+
+def test_parallel_scale_down_deletes_every_condemned_pod_at_once() -> None:
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(STATEFULSETS, statefulset(4, podManagementPolicy="Parallel"))
+        c = StatefulSetController(h.ctx)
+        await h.converge(c.controller)
+        await set_spec(h, replicas=1)
+        await h.sync()
+        await c.reconcile(KEY)
+        assert deleted_pods(h) == ["web-3", "web-2", "web-1"]
+
+    run(body)
+
+
+def test_moving_the_start_ordinal_replaces_pods_outside_the_range() -> None:
+    async def body() -> None:
+        h = Harness()
+        h.api.seed(STATEFULSETS, statefulset(2))
+        c = StatefulSetController(h.ctx)
+        await h.converge(c.controller)
+        await set_spec(h, ordinals={"start": 1})
+        await h.converge(c.controller)
+        assert sorted(live(h)) == ["web-1", "web-2"]
+        assert deleted_pods(h) == ["web-0"]
+
+    run(body)
