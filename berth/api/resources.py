@@ -184,6 +184,16 @@ RESOURCES: tuple[ResourceDef, ...] = (
         subs=("status",),
     ),
     _grouped(
+        "apps",
+        "statefulsets",
+        "StatefulSet",
+        namespaced=True,
+        short=("sts",),
+        cats=("all",),
+        subs=("status", "scale"),
+    ),
+    _grouped("apps", "controllerrevisions", "ControllerRevision", namespaced=True),
+    _grouped(
         "policy",
         "poddisruptionbudgets",
         "PodDisruptionBudget",
@@ -303,6 +313,8 @@ REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")
 JOBS = _served("batch", "jobs")
 CRONJOBS = _served("batch", "cronjobs")
+STATEFULSETS = _served("apps", "statefulsets")
+CONTROLLERREVISIONS = _served("apps", "controllerrevisions")
 PODDISRUPTIONBUDGETS = _served("policy", "poddisruptionbudgets")
 ROLES = _served("rbac.authorization.k8s.io", "roles")
 ROLEBINDINGS = _served("rbac.authorization.k8s.io", "rolebindings")

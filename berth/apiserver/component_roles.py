@@ -89,16 +89,26 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["pods"], ["create"]),
         # nodelifecycle: pods' Ready condition; node Unknown status (taints are patches)
         rule([""], ["pods/status", "nodes/status"], ["patch"]),
-        # deployment: create ReplicaSets
-        rule(["apps"], ["replicasets"], ["create"]),
-        # deployment, replicaset, daemonset: their status
+        # deployment: create ReplicaSets; statefulset, daemonset: their ControllerRevisions
+        rule(["apps"], ["replicasets", "controllerrevisions"], ["create"]),
+        # deployment, replicaset, daemonset, statefulset: their status
         rule(
-            ["apps"], ["deployments/status", "replicasets/status", "daemonsets/status"], ["patch"]
+            ["apps"],
+            [
+                "deployments/status",
+                "replicasets/status",
+                "daemonsets/status",
+                "statefulsets/status",
+            ],
+            ["patch"],
         ),
         # job: its status; cronjob: create Jobs, its status (job pods: "create pods" above;
         # tracking-finalizer removal, deletes: GC_VERBS)
         rule(["batch"], ["jobs"], ["create"]),
         rule(["batch"], ["jobs/status", "cronjobs/status"], ["patch"]),
+        # statefulset: one claim per pod and volumeClaimTemplate (ownerReferences for the
+        # retention policy); inert until the server serves persistentvolumeclaims
+        rule([""], ["persistentvolumeclaims"], ["get", "create", "patch"]),
         # endpoints: create, replace
         rule([""], ["endpoints"], ["create", "update"]),
         # serviceaccount: each namespace's default account; root-ca-cert-publisher: the

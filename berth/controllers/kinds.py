@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CONTROLLERREVISIONS,
     CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
@@ -27,6 +28,7 @@ from berth.api.resources import (
     SECRETS,
     SERVICEACCOUNTS,
     SERVICES,
+    STATEFULSETS,
     ResourceDef,
 )
 
@@ -43,6 +45,8 @@ MANAGED: tuple[ResourceDef, ...] = (
     DEPLOYMENTS,
     REPLICASETS,
     DAEMONSETS,
+    STATEFULSETS,
+    CONTROLLERREVISIONS,
     LEASES,
     JOBS,
     CRONJOBS,

@@ -30,6 +30,7 @@ from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
+from berth.controllers.statefulset import StatefulSetController
 from berth.controllers.ttlafterfinished import TTLAfterFinishedController
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
@@ -40,6 +41,7 @@ ALL_CONTROLLERS = (
     "replicaset",
     "deployment",
     "daemonset",
+    "statefulset",
     "nodelifecycle",
     "endpoints",
     "namespace",
@@ -107,6 +109,7 @@ class ControllerManager:
             DeploymentController(self.ctx, workers=config.workers) if "deployment" in want else None
         )
         self.daemonsets = DaemonSetController(self.ctx) if "daemonset" in want else None
+        self.statefulsets = StatefulSetController(self.ctx) if "statefulset" in want else None
         self.nodelifecycle = (
             NodeLifecycleController(self.ctx, config.node_lifecycle)
             if "nodelifecycle" in want
@@ -167,6 +170,7 @@ class ControllerManager:
             self.replicasets,
             self.deployments,
             self.daemonsets,
+            self.statefulsets,
             self.nodelifecycle,
             self.endpoints,
             self.namespaces,

@@ -31,6 +31,7 @@ from .rbac import (
 )
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
+from .statefulsets import ControllerRevisionStrategy, StatefulSetStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
 
 __all__ = ["BUILTIN", "KindStrategy", "Strategies", "strategy_for"]
@@ -51,6 +52,8 @@ BUILTIN: tuple[KindStrategy, ...] = (
     DaemonSetStrategy(),
     JobStrategy(),
     CronJobStrategy(),
+    StatefulSetStrategy(),
+    ControllerRevisionStrategy(),
     PodDisruptionBudgetStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),

@@ -61,6 +61,8 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "replicasets/status": ["get", "patch", "update"],
         "replicasets/scale": ["get", "patch", "update"],
         "daemonsets/status": ["get", "patch", "update"],
+        "statefulsets/status": ["get", "patch", "update"],
+        "statefulsets/scale": ["get", "patch", "update"],
     }
     assert "group" not in core["pods/binding"]
     assert core["pods/binding"]["kind"] == "Binding"
