@@ -68,6 +68,8 @@ MONITORED_CORE = [
     "secrets",
     "serviceaccounts",
     "replicationcontrollers",
+    "resourcequotas",
+    "limitranges",
 ]
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
 MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs"]}
@@ -103,6 +105,10 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["configmaps"], ["create", "update"]),
         # serviceaccount-token: fills legacy token Secrets (deletes them with their account)
         rule([""], ["secrets"], ["update"]),
+        # resourcequota: count what quotas name (any kind: count/<resource>.<group>, as kube's
+        # resourcequota-controller lists *.*) and write their status
+        rule(["*"], ["*"], ["list"]),
+        rule([""], ["resourcequotas/status"], ["update"]),
     ]
 
 

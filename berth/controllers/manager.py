@@ -26,6 +26,7 @@ from berth.controllers.nodeipam import NodeIpamController
 from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
+from berth.controllers.resourcequota import ResourceQuotaController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
 from berth.machinery.clock import Clock
@@ -46,6 +47,7 @@ ALL_CONTROLLERS = (
     "serviceaccount",
     "root-ca-cert-publisher",
     "serviceaccount-token",
+    "resourcequota",
 )
 
 
@@ -136,6 +138,7 @@ class ControllerManager:
             if "root-ca-cert-publisher" in want and ca is not None
             else None
         )
+        self.resourcequota = ResourceQuotaController(self.ctx) if "resourcequota" in want else None
         signer = config.service_account_signer
         self.tokens = (
             TokensController(self.ctx, signer, ca)
@@ -158,6 +161,7 @@ class ControllerManager:
             self.serviceaccounts,
             self.root_ca,
             self.tokens,
+            self.resourcequota,
         )
         return [p.controller for p in parts if p is not None]
 

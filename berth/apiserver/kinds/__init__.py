@@ -17,16 +17,19 @@ from .base import KindStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
 from .events import EventStrategy
+from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .quota import ResourceQuotaStrategy
 from .rbac import (
     ClusterRoleBindingStrategy,
     ClusterRoleStrategy,
     RoleBindingStrategy,
     RoleStrategy,
 )
+from .scheduling import PriorityClassStrategy
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
@@ -48,6 +51,9 @@ BUILTIN: tuple[KindStrategy, ...] = (
     ReplicaSetStrategy(),
     DaemonSetStrategy(),
     PodDisruptionBudgetStrategy(),
+    ResourceQuotaStrategy(),
+    LimitRangeStrategy(),
+    PriorityClassStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),
     RoleBindingStrategy(),
