@@ -58,7 +58,8 @@ def test_drain_blocked_by_a_budget_ends_at_its_timeout_with_the_retry_message(
         "metadata": {"name": "keep-one"},
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "only"}}},
     }
-    k8s.PolicyV1Api(api).create_namespaced_pod_disruption_budget(ns, budget)
+    policy_api: Any = k8s.PolicyV1Api(api)
+    policy_api.create_namespaced_pod_disruption_budget(ns, budget)
     started = time.monotonic()
     r = kubectl.run("drain", worker, "--force", "--ignore-daemonsets", "--timeout=5s")
     took = time.monotonic() - started
@@ -100,9 +101,8 @@ def test_quota_on_cpu_requires_containers_to_declare_it(
     with pytest.raises(k8s.ApiException) as exc:
         core.create_namespaced_pod(quota_ns, pod("bare"))
     assert exc.value.status == 403
-    assert (
-        "failed quota: cpu: must specify limits.memory for: app; requests.cpu for: app"
-        in exc.value.body
+    assert "failed quota: cpu: must specify limits.memory for: app; requests.cpu for: app" in str(
+        exc.value.body
     )
     sized = pod("sized")
     sized["spec"]["containers"][0]["resources"] = {
@@ -115,7 +115,7 @@ def test_quota_on_cpu_requires_containers_to_declare_it(
         core.create_namespaced_pod(quota_ns, sized)
     assert (
         "exceeded quota: cpu, requested: requests.cpu=600m, used: requests.cpu=600m,"
-        " limited: requests.cpu=1" in exc.value.body
+        " limited: requests.cpu=1" in str(exc.value.body)
     )
 
 
@@ -186,7 +186,8 @@ def test_priority_classes_set_pod_priority(kubectl: Kubectl, ns: str, api: k8s.A
     assert "system-node-critical" in out
     assert "2000001000" in out
     name = "high-" + kubectl.version.replace(".", "")
-    k8s.SchedulingV1Api(api).create_priority_class(
+    scheduling_api: Any = k8s.SchedulingV1Api(api)
+    scheduling_api.create_priority_class(
         {"metadata": {"name": name}, "value": 1000, "preemptionPolicy": "Never"}
     )
     p = pod("important")
@@ -200,4 +201,4 @@ def test_priority_classes_set_pod_priority(kubectl: Kubectl, ns: str, api: k8s.A
     with pytest.raises(k8s.ApiException) as exc:
         core.create_namespaced_pod(ns, missing)
     assert exc.value.status == 403
-    assert "no PriorityClass with name nope was found" in exc.value.body
+    assert "no PriorityClass with name nope was found" in str(exc.value.body)
