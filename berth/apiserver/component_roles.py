@@ -114,14 +114,17 @@ def controller_manager_rules() -> list[Obj]:
 
 def scheduler_rules() -> list[Obj]:
     """kube's ``system:kube-scheduler``, without the reads of plugins berth's scheduler does
-    not have (volumes, spreading, PDB-aware preemption, CSI) and without ``delete pods``
-    (kube's scheduler deletes preemption victims; berth's does not preempt)."""
+    not have (volumes, spreading, CSI); ``delete pods`` and reading budgets are for
+    preemption, as kube's."""
     return [
         events_rule(),
         *leader_election_rules("kube-scheduler"),
         rule([""], ["pods", "nodes"], READ),
         rule([""], ["pods/binding", "bindings"], ["create"]),
         rule([""], ["pods/status"], ["patch", "update"]),
+        # preemption: delete the victims; budgets are weighed when choosing them
+        rule([""], ["pods"], ["delete"]),
+        rule(["policy"], ["poddisruptionbudgets"], ["list", "watch"]),
     ]
 
 
