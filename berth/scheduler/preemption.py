@@ -38,7 +38,7 @@ class Candidate:
         return (self.violations, top, sum(v.priority for v in self.victims), len(self.victims))
 
 
-def _without(node: NodeInfo, keep: Iterable[PodInfo]) -> NodeInfo:
+def with_pods(node: NodeInfo, keep: Iterable[PodInfo]) -> NodeInfo:
     """A copy of ``node`` holding only the pods ``keep``."""
     view = NodeInfo(
         name=node.name,
@@ -62,7 +62,7 @@ def victims_on(pod: PodInfo, node: NodeInfo, violations: Violations) -> Candidat
     if not lower:
         return None
     others = [p for p in node.pods.values() if p.priority >= pod.priority]
-    view = _without(node, others)
+    view = with_pods(node, others)
     if plugins.filter_node(pod, view):
         return None
     lower.sort(key=lambda p: -p.priority)  # most important first

@@ -90,6 +90,10 @@ class Scheduler:
         self.nodes = informers.informer(NODES)
         self.budgets = informers.informer(PODDISRUPTIONBUDGETS) if self.config.preemption else None
         self.preemptions = 0
+        # node -> {uid: pod} nominated there by a preemption, until bound or gone: pods of
+        # no higher priority are filtered as if they were already there (kube's nominator),
+        # so the room the victims leave is not taken by others.
+        self.nominated: dict[str, dict[str, PodInfo]] = {}
         self.queue: WorkQueue[ObjectKey] = WorkQueue(
             clock,
             base_delay=self.config.initial_backoff,
@@ -127,6 +131,7 @@ class Scheduler:
         uid = str(meta(pod).get("uid"))
         key = key_of(pod)
         if node:
+            self._forget_nomination(uid)
             self.assumed.pop(uid, None)
             self.unschedulable.pop(key, None)
             if _is_terminal(pod):
@@ -143,6 +148,7 @@ class Scheduler:
 
     def _pod_gone(self, pod: Frozen) -> None:
         uid = str(meta(pod).get("uid"))
+        self._forget_nomination(uid)
         self.unschedulable.pop(key_of(pod), None)
         was_assumed = self.assumed.pop(uid, None) is not None
         if self._unaccount(uid) or was_assumed:
@@ -230,9 +236,27 @@ class Scheduler:
         infos = self.node_infos
         simple = pod.simple
         fits_plain = plugins.fits_plain
+        nominated = self.nominated
         for i in range(total):
             node = infos[order[(start + i) % total]]
             evaluated += 1
+            if nominated and node.name in nominated:
+                ahead = [
+                    p
+                    for p in nominated[node.name].values()
+                    if p.uid != pod.uid and p.priority >= pod.priority
+                ]
+                if ahead:
+                    failed = plugins.filter_node(
+                        pod, preemption.with_pods(node, [*node.pods.values(), *ahead])
+                    )
+                    if failed:
+                        reasons.update(failed)
+                        continue
+                    feasible.append(node)
+                    if len(feasible) >= target:
+                        break
+                    continue
             if simple and node.plain:
                 if not fits_plain(pod, node):
                     reasons.update(plugins.resources(pod, node))
@@ -270,6 +294,7 @@ class Scheduler:
             if self.config.preemption and self._may_preempt(pod, info):
                 chosen = preemption.choose(info, list(self.node_infos.values()), self._breaking)
                 if chosen is not None:
+                    self._nominate(info, chosen.node)
                     self._spawn(self._preempt(pod, chosen))
             return decision
         self.node_infos[decision.node].add_pod(info)
@@ -293,6 +318,15 @@ class Scheduler:
             if victim is not None and is_deleting(victim) and other.priority < info.priority:
                 return False
         return True
+
+    def _nominate(self, info: PodInfo, node: str) -> None:
+        self._forget_nomination(info.uid)
+        self.nominated.setdefault(node, {})[info.uid] = info
+
+    def _forget_nomination(self, uid: str) -> None:
+        for node, pods in list(self.nominated.items()):
+            if pods.pop(uid, None) is not None and not pods:
+                del self.nominated[node]
 
     def _breaking(self, victims: list[PodInfo]) -> set[str]:
         """The victims whose eviction, in this order, would break a PodDisruptionBudget

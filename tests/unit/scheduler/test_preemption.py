@@ -130,3 +130,23 @@ def test_the_node_whose_victims_break_no_budget_is_chosen() -> None:
         assert batch["metadata"]["deletionTimestamp"]
 
     run(body())
+
+
+def test_the_room_victims_leave_is_kept_for_the_nominated_pod() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.api.seed(NODES, node("n1", cpu="1"))
+        r.api.seed(PODS, prio("low", 0, cpu="800m", on="n1"))
+        r.api.seed(PODS, prio("high", 1000, cpu="600m"))
+        await r.sync()
+        await r.drain()
+        await r.api.delete(PODS, "low", namespace="default", grace_period_seconds=0)
+        await r.api.create(PODS, prio("sneaky", 0, cpu="500m"), namespace="default")
+        await r.sync()
+        r.clock.advance(2)
+        await r.drain()
+        placed = r.placement()
+        assert placed["high"] == "n1"
+        assert placed["sneaky"] == ""  # 600m + 500m do not fit in 1 cpu
+
+    run(body())
