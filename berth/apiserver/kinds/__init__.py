@@ -16,6 +16,7 @@ from berth.api.resources import ResourceDef
 from .base import KindStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
+from .customresourcedefinitions import CustomResourceDefinitionStrategy
 from .events import EventStrategy
 from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
@@ -58,6 +59,7 @@ BUILTIN: tuple[KindStrategy, ...] = (
     ClusterRoleStrategy(),
     RoleBindingStrategy(),
     ClusterRoleBindingStrategy(),
+    CustomResourceDefinitionStrategy(),
 )
 """The built-in kinds' strategies, found by (group, kind)."""
 
