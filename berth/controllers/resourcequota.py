@@ -91,7 +91,14 @@ class ResourceQuotaController:
             except (errors.NotFound, errors.Forbidden):
                 continue  # not served here, or not ours to read: counted as none
             objects.extend((rd, o) for o in items)
-        status = q.status_for(quota, q.total(quota, objects))
+        used = q.total(quota, objects)
+        # What no resource this controller knows can spend (count/ of a custom resource) is
+        # left as admission charged it: recounting it as zero would let quota be overrun.
+        before = q.parse_list((quota.get("status") or {}).get("used"))
+        for k in hard:
+            if k in before and not any(q.tracks(rd, k) for rd in self.resources):
+                used[k] = before[k]
+        status = q.status_for(quota, used)
         if status != quota.get("status"):
             quota["status"] = status
             try:

@@ -186,10 +186,11 @@ def test_priority_classes_set_pod_priority(kubectl: Kubectl, ns: str, api: k8s.A
     assert "system-node-critical" in out
     assert "2000001000" in out
     name = "high-" + kubectl.version.replace(".", "")
-    scheduling_api: Any = k8s.SchedulingV1Api(api)
-    scheduling_api.create_priority_class(
-        {"metadata": {"name": name}, "value": 1000, "preemptionPolicy": "Never"}
-    )
+    out = kubectl("create", "priorityclass", name, "--value=1000", "--preemption-policy=Never")
+    assert out.strip() == f"priorityclass.scheduling.k8s.io/{name} created"
+    r = kubectl.run("create", "priorityclass", "system-mine", "--value=5")
+    assert r.returncode != 0
+    assert "priority class names with 'system-' prefix are reserved" in r.stderr
     p = pod("important")
     p["spec"]["priorityClassName"] = name
     created = core.create_namespaced_pod(ns, p)
@@ -202,3 +203,22 @@ def test_priority_classes_set_pod_priority(kubectl: Kubectl, ns: str, api: k8s.A
         core.create_namespaced_pod(ns, missing)
     assert exc.value.status == 403
     assert "no PriorityClass with name nope was found" in str(exc.value.body)
+
+
+def test_an_update_that_raises_usage_is_checked_against_the_quota(
+    kubectl: Kubectl, ns: str, api: k8s.ApiClient
+) -> None:
+    core = core_api(api)
+    svc_ns = ns + "-svc"
+    core.create_namespace({"metadata": {"name": svc_ns}})
+    kubectl("create", "quota", "no-nodeports", "-n", svc_ns, "--hard=services.nodeports=0")
+    core.create_namespaced_service(
+        svc_ns, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    with pytest.raises(k8s.ApiException) as exc:
+        core.patch_namespaced_service("web", svc_ns, {"spec": {"type": "NodePort"}})
+    assert exc.value.status == 403
+    assert (
+        "exceeded quota: no-nodeports, requested: services.nodeports=1, used:"
+        " services.nodeports=0, limited: services.nodeports=0" in str(exc.value.body)
+    )
