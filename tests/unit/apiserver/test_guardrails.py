@@ -3,16 +3,25 @@ LimitRange/PriorityClass strategies' upstream defaults."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import pytest
 
 from berth.api import quota as q
 from berth.api.quantity import parse_quantity
-from berth.api.resources import CONFIGMAPS, DEPLOYMENTS, LIMITRANGES, PODS, SERVICES
+from berth.api.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    LIMITRANGES,
+    PODS,
+    PRIORITYCLASSES,
+    SERVICES,
+)
 from berth.apiserver.errors import ApiError
 from berth.apiserver.kinds.limitranges import LimitRangeStrategy
 from berth.apiserver.limitranger import LimitRanger
+from berth.apiserver.priority import PriorityAdmission
 
 
 def _pod(*containers: dict[str, Any], init: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
@@ -186,3 +195,56 @@ def test_limit_ranger_bounds_with_upstream_messages(
 def test_quantities_stay_exact() -> None:
     total = q.add({"cpu": parse_quantity("0.1")}, {"cpu": parse_quantity("0.2")})
     assert total["cpu"].canonical() == "300m"
+
+
+class _NoStore:
+    """What priority admission reads from a registry when its cache misses: nothing here."""
+
+    class resources:
+        @staticmethod
+        def lookup(group: str, version: str, plural: str) -> None:
+            return None
+
+
+def _admit(adm: PriorityAdmission, pod: dict[str, Any]) -> dict[str, Any]:
+    asyncio.run(adm.admit_pod(cast(Any, _NoStore()), PODS, pod))
+    return cast(dict[str, Any], pod["spec"])
+
+
+def _classes(*classes: dict[str, Any]) -> PriorityAdmission:
+    adm = PriorityAdmission()
+    for c in classes:
+        adm.remember(PRIORITYCLASSES.key("", c["metadata"]["name"]), c)
+    return adm
+
+
+def test_priority_comes_from_the_class_or_the_global_default() -> None:
+    high = {"metadata": {"name": "high"}, "value": 1000, "preemptionPolicy": "Never"}
+    adm = _classes(high)
+    pod = _pod(_c("a"))
+    pod["spec"]["priorityClassName"] = "high"
+    assert _admit(adm, pod)["priority"] == 1000
+    assert pod["spec"]["preemptionPolicy"] == "Never"
+    plain = _admit(adm, _pod(_c("a")))
+    assert (plain["priority"], plain["preemptionPolicy"]) == (0, "PreemptLowerPriority")
+    assert "priorityClassName" not in plain
+    default = {"metadata": {"name": "std"}, "value": 7, "globalDefault": True}
+    spec = _admit(_classes(high, default), _pod(_c("a")))
+    assert (spec["priorityClassName"], spec["priority"]) == ("std", 7)
+
+
+def test_unknown_classes_and_contradicting_values_are_refused() -> None:
+    adm = _classes({"metadata": {"name": "high"}, "value": 1000})
+    unknown = _pod(_c("a"))
+    unknown["spec"]["priorityClassName"] = "nope"
+    with pytest.raises(ApiError) as exc:
+        _admit(adm, unknown)
+    assert exc.value.message == 'pods "p" is forbidden: no PriorityClass with name nope was found'
+    lying = _pod(_c("a"))
+    lying["spec"].update(priorityClassName="high", priority=5)
+    with pytest.raises(ApiError) as exc:
+        _admit(adm, lying)
+    assert "the integer value of priority (5) must not be provided in pod spec" in (
+        exc.value.message
+    )
+    assert "computed 1000 from the given PriorityClass name" in exc.value.message
