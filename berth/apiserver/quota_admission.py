@@ -78,9 +78,12 @@ class QuotaAdmission:
         if quotas_rd is None:
             return
         name = str(get_path(new, "metadata", "name") or "")
+        charged: set[str] = set()  # quotas already charged by an earlier attempt
         for _attempt in range(MAX_ATTEMPTS):
-            writes: list[tuple[str, int, Obj]] = []
+            writes: list[tuple[str, str, int, Obj]] = []
             for quota_name in sorted(self.names.get(ns, ())):
+                if quota_name in charged:
+                    continue
                 kv = await reg.store.get(quotas_rd.key(ns, quota_name))
                 if kv is None:
                     continue
@@ -113,14 +116,15 @@ class QuotaAdmission:
                         name,
                     )
                 quota["status"] = q.status_for(quota, after)
-                writes.append((kv.key, kv.mod_revision, quota))
+                writes.append((quota_name, kv.key, kv.mod_revision, quota))
             if dry_run:
                 return
             try:
-                for key, revision, quota in writes:
+                for quota_name, key, revision, quota in writes:
                     await reg.store.update(
                         key, reg.codec.encode(key, quota), expected_revision=revision
                     )
+                    charged.add(quota_name)
             except (Conflict, KeyNotFound):
                 continue  # another write charged a quota meanwhile: read them again
             return
