@@ -9,9 +9,9 @@ namespace, so this holds across several API servers on one datastore too. A writ
 after being charged leaves the quota over-counted until the resourcequota controller
 recounts it (it does so on every change and periodically), never under-counted.
 
-Which quotas a namespace has is kept from the watch hub (and from this server's own writes
-at once), so a create in a namespace without quota costs one dict lookup. The quotas that
-apply are then read from the store, fresh.
+Which quotas a namespace has, and the resources each names, are kept from the watch hub
+(and from this server's own writes at once), so a create that no quota tracks costs a dict
+lookup. The quotas that apply are then read from the store, fresh.
 """
 
 from __future__ import annotations
@@ -38,25 +38,32 @@ PREFIX = "/registry/core/resourcequotas/"
 
 class QuotaAdmission:
     def __init__(self) -> None:
-        self.names: dict[str, set[str]] = {}
-        """Namespace -> names of its ResourceQuotas."""
+        self.names: dict[str, dict[str, frozenset[str]]] = {}
+        """Namespace -> its ResourceQuotas' names -> the resource names of their hard."""
 
     # -- which quotas exist ------------------------------------------------------------------
 
-    def remember(self, key: str, *, deleted: bool) -> None:
-        """A quota stored (or deleted) at ``key`` (``/registry/core/resourcequotas/ns/name``)."""
+    def remember(self, key: str, obj: Obj | None) -> None:
+        """A quota stored at ``key`` (``/registry/core/resourcequotas/ns/name``); ``None``:
+        deleted."""
         rest = key[len(PREFIX) :].split("/")
         if len(rest) != 2:
             return
         ns, name = rest
-        if deleted:
+        if obj is None:
             names = self.names.get(ns)
             if names is not None:
-                names.discard(name)
+                names.pop(name, None)
                 if not names:
                     del self.names[ns]
         else:
-            self.names.setdefault(ns, set()).add(name)
+            hard = get_path(obj, "spec", "hard")
+            keys = (
+                frozenset(k for k in hard if isinstance(k, str))
+                if isinstance(hard, dict)
+                else frozenset()
+            )
+            self.names.setdefault(ns, {})[name] = keys
 
     # -- admission -----------------------------------------------------------------------------
 
@@ -72,7 +79,10 @@ class QuotaAdmission:
     ) -> None:
         """Check ``new`` (replacing ``old`` on an update) against every quota of ``ns`` and,
         unless ``dry_run``, charge them; raises 403 when a quota would be exceeded."""
-        if not rd.namespaced or not self.names.get(ns):
+        if not rd.namespaced:
+            return
+        quotas = self.names.get(ns)
+        if not quotas or not any(q.tracks(rd, k) for keys in quotas.values() for k in keys):
             return
         quotas_rd = reg.resources.lookup("", "v1", "resourcequotas")
         if quotas_rd is None:
@@ -81,7 +91,7 @@ class QuotaAdmission:
         charged: set[str] = set()  # quotas already charged by an earlier attempt
         for _attempt in range(MAX_ATTEMPTS):
             writes: list[tuple[str, str, int, Obj]] = []
-            for quota_name in sorted(self.names.get(ns, ())):
+            for quota_name in sorted(quotas):
                 if quota_name in charged:
                     continue
                 kv = await reg.store.get(quotas_rd.key(ns, quota_name))

@@ -178,7 +178,7 @@ class Registry:
         await self.services.repair(self._stored_services)
         self._spawn(self._repair_loop(repair_interval))
         for kv in (await self.store.list(self._rd("", "resourcequotas").key_prefix())).items:
-            self.quotas.remember(kv.key, deleted=False)
+            self.quotas.remember(kv.key, self.codec.decode(kv))
         for kv in (await self.store.list(self._rd("", "limitranges").key_prefix())).items:
             self.limit_ranger.remember(kv.key, self.codec.decode(kv))
         pcs = self.resources.lookup("scheduling.k8s.io", "v1", "priorityclasses")
@@ -209,7 +209,7 @@ class Registry:
     def observe(self, ev: ObjEvent) -> None:
         """Watch-hub listener keeping the namespace and quota caches current."""
         if ev.key.startswith("/registry/core/resourcequotas/"):
-            self.quotas.remember(ev.key, deleted=ev.deleted)
+            self.quotas.remember(ev.key, None if ev.deleted else ev.obj)
         elif ev.key.startswith("/registry/core/limitranges/"):
             self.limit_ranger.remember(ev.key, None if ev.deleted else ev.obj)
         elif ev.key.startswith("/registry/scheduling.k8s.io/priorityclasses/"):

@@ -86,10 +86,13 @@ class ResourceQuotaStrategy(KindStrategy):
         return errs
 
     async def after_create(self, reg: Registry, rd: ResourceDef, obj: Obj) -> None:
-        reg.quotas.remember(_key(rd, obj), deleted=False)
+        reg.quotas.remember(_key(rd, obj), obj)
+
+    async def after_update(self, reg: Registry, rd: ResourceDef, old: Obj, new: Obj) -> None:
+        reg.quotas.remember(_key(rd, new), new)
 
     async def after_delete(self, reg: Registry, rd: ResourceDef, obj: Obj) -> None:
-        reg.quotas.remember(_key(rd, obj), deleted=True)
+        reg.quotas.remember(_key(rd, obj), None)
 
 
 def _key(rd: ResourceDef, obj: Obj) -> str:
