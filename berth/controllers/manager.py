@@ -28,6 +28,7 @@ from berth.controllers.nodeipam import NodeIpamController
 from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
+from berth.controllers.resourcequota import ResourceQuotaController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
 from berth.controllers.statefulset import StatefulSetController
@@ -51,6 +52,7 @@ ALL_CONTROLLERS = (
     "serviceaccount",
     "root-ca-cert-publisher",
     "serviceaccount-token",
+    "resourcequota",
     "job",
     "cronjob",
     "ttl-after-finished",
@@ -145,6 +147,7 @@ class ControllerManager:
             if "root-ca-cert-publisher" in want and ca is not None
             else None
         )
+        self.resourcequota = ResourceQuotaController(self.ctx) if "resourcequota" in want else None
         signer = config.service_account_signer
         self.tokens = (
             TokensController(self.ctx, signer, ca)
@@ -180,6 +183,7 @@ class ControllerManager:
             self.serviceaccounts,
             self.root_ca,
             self.tokens,
+            self.resourcequota,
             self.jobs,
             self.cronjobs,
             self.ttl,

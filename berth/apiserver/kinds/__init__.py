@@ -19,16 +19,19 @@ from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
 from .customresourcedefinitions import CustomResourceDefinitionStrategy
 from .events import EventStrategy
+from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .quota import ResourceQuotaStrategy
 from .rbac import (
     ClusterRoleBindingStrategy,
     ClusterRoleStrategy,
     RoleBindingStrategy,
     RoleStrategy,
 )
+from .scheduling import PriorityClassStrategy
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
 from .statefulsets import ControllerRevisionStrategy, StatefulSetStrategy
@@ -55,6 +58,9 @@ BUILTIN: tuple[KindStrategy, ...] = (
     StatefulSetStrategy(),
     ControllerRevisionStrategy(),
     PodDisruptionBudgetStrategy(),
+    ResourceQuotaStrategy(),
+    LimitRangeStrategy(),
+    PriorityClassStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),
     RoleBindingStrategy(),

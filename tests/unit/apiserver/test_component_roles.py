@@ -94,7 +94,9 @@ def test_scheduler_and_proxy_hold_only_their_work(authorizer: RbacAuthorizer) ->
     assert can(a, SCHEDULER, "patch", "pods", sub="status", ns="x")
     assert can(a, SCHEDULER, "watch", "pods")
     assert can(a, SCHEDULER, "watch", "nodes")
-    for verb, resource in (("list", "configmaps"), ("get", "secrets"), ("delete", "pods")):
+    assert can(a, SCHEDULER, "delete", "pods", ns="x")  # preemption victims
+    assert can(a, SCHEDULER, "watch", "poddisruptionbudgets", group="policy")
+    for verb, resource in (("list", "configmaps"), ("get", "secrets"), ("update", "pods")):
         assert not can(a, SCHEDULER, verb, resource, ns="x"), resource
     assert not can(a, SCHEDULER, "create", "pods", ns="x")
     assert can(a, PROXY, "watch", "services")

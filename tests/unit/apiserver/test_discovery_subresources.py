@@ -48,6 +48,7 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
     verbs = {name: r["verbs"] for name, r in {**core, **apps}.items() if "/" in name}
     assert verbs == {
         "namespaces/status": ["get", "patch", "update"],
+        "resourcequotas/status": ["get", "patch", "update"],
         "namespaces/finalize": ["update"],
         "nodes/status": ["get", "patch", "update"],
         "pods/status": ["get", "patch", "update"],
