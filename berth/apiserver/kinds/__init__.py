@@ -30,6 +30,11 @@ from .rbac import (
 )
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
+from .storage import (
+    PersistentVolumeClaimStrategy,
+    PersistentVolumeStrategy,
+    StorageClassStrategy,
+)
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
 
 __all__ = ["BUILTIN", "KindStrategy", "Strategies", "strategy_for"]
@@ -45,6 +50,9 @@ BUILTIN: tuple[KindStrategy, ...] = (
     EventStrategy(),
     ServiceAccountStrategy(),
     LeaseStrategy(),
+    PersistentVolumeStrategy(),
+    PersistentVolumeClaimStrategy(),
+    StorageClassStrategy(),
     DeploymentStrategy(),
     ReplicaSetStrategy(),
     DaemonSetStrategy(),
