@@ -32,6 +32,9 @@ PV_PROTECTION_FINALIZER = "kubernetes.io/pv-protection"
 LOCAL_PROVISIONER = "berth.io/local"
 """The provisioner name of berth's node-local volumes (the default StorageClass's)."""
 LOCAL_STORAGE_CLASS = "berth-local"
+LOCAL_VOLUMES_DIR = "/var/lib/berth/volumes"
+"""Where a node keeps local volumes (the class parameter ``nodePath`` may name another; the
+node agent refuses any volume whose path is not ``<its volumes dir>/<volume name>``)."""
 LOCAL_CLEANUP_FINALIZER = "berth.io/local-volume-cleanup"
 """Held by every volume the local provisioner makes, until the node that holds its directory
 has removed it (only the node can touch its own disk)."""

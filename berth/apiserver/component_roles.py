@@ -68,6 +68,8 @@ MONITORED_CORE = [
     "secrets",
     "serviceaccounts",
     "replicationcontrollers",
+    "persistentvolumeclaims",
+    "persistentvolumes",
 ]
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
 MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs"]}
@@ -103,6 +105,12 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["configmaps"], ["create", "update"]),
         # serviceaccount-token: fills legacy token Secrets (deletes them with their account)
         rule([""], ["secrets"], ["update"]),
+        # persistentvolume-binder: claimRef/volumeName and protection finalizers, phases, the
+        # local provisioner's volumes (deletes are in GC_VERBS)
+        rule([""], ["persistentvolumes"], ["create", "update"]),
+        rule([""], ["persistentvolumeclaims"], ["update"]),
+        rule([""], ["persistentvolumes/status", "persistentvolumeclaims/status"], ["patch"]),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
     ]
 
 
@@ -114,6 +122,10 @@ def scheduler_rules() -> list[Obj]:
         events_rule(),
         *leader_election_rules("kube-scheduler"),
         rule([""], ["pods", "nodes"], READ),
+        # VolumeBinding: claims, volumes, classes; the selected-node annotation on claims
+        rule([""], ["persistentvolumeclaims", "persistentvolumes"], READ),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
+        rule([""], ["persistentvolumeclaims"], ["patch", "update"]),
         rule([""], ["pods/binding", "bindings"], ["create"]),
         rule([""], ["pods/status"], ["patch", "update"]),
     ]

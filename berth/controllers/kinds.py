@@ -20,6 +20,8 @@ from berth.api.resources import (
     LEASES,
     NAMESPACES,
     NODES,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
     PODS,
     REPLICASETS,
     SECRETS,
@@ -42,4 +44,6 @@ MANAGED: tuple[ResourceDef, ...] = (
     REPLICASETS,
     DAEMONSETS,
     LEASES,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
 )

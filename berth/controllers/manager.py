@@ -28,6 +28,7 @@ from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
+from berth.controllers.volumes import VolumeController
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
 from berth.machinery.events import EventRecorder
@@ -46,6 +47,7 @@ ALL_CONTROLLERS = (
     "serviceaccount",
     "root-ca-cert-publisher",
     "serviceaccount-token",
+    "persistentvolume-binder",
 )
 
 
@@ -127,6 +129,7 @@ class ControllerManager:
             else None
         )
         self.podgc = PodGarbageCollector(self.ctx) if "podgc" in want else None
+        self.volumes = VolumeController(self.ctx) if "persistentvolume-binder" in want else None
         self.serviceaccounts = (
             ServiceAccountsController(self.ctx) if "serviceaccount" in want else None
         )
@@ -155,6 +158,7 @@ class ControllerManager:
             self.gc,
             self.nodeipam,
             self.podgc,
+            self.volumes,
             self.serviceaccounts,
             self.root_ca,
             self.tokens,

@@ -40,10 +40,11 @@ class PodInfo:
     host_ports: tuple[tuple[str, str, int], ...]  # (protocol, hostIP, port)
     owner: str  # controller uid ("" when none): used for spreading
     node_name: str = ""
+    claims: bool = False  # uses PersistentVolumeClaims (the VolumeBinding plugin applies)
 
     @property
     def simple(self) -> bool:
-        return self.affinity.empty and not self.host_ports
+        return self.affinity.empty and not self.host_ports and not self.claims
 
 
 def _requests(containers: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
@@ -85,6 +86,7 @@ def pod_info(pod: Frozen) -> PodInfo:
         host_ports=ports,
         owner=str(ref.get("uid")) if ref is not None else "",
         node_name=str(spec.get("nodeName") or ""),
+        claims=any("persistentVolumeClaim" in v for v in spec.get("volumes") or ()),
     )
 
 

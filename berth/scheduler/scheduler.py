@@ -36,6 +36,7 @@ from berth.machinery.objects import Frozen, is_deleting, key_of, meta, name, nam
 from berth.machinery.queue import WorkQueue
 from berth.scheduler import plugins
 from berth.scheduler.nodeinfo import NodeInfo, PodInfo, node_info, pod_info
+from berth.scheduler.volumes import PodVolumes, VolumeBinding
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,17 @@ class Scheduler:
                 on_add=self._node_seen, on_update=self._node_updated, on_delete=self._node_gone
             )
         )
+        self.volume_binding = VolumeBinding(client, informers)
+        storage_changed = Handlers(
+            on_add=lambda _o: self._retry_unschedulable(),
+            on_update=lambda _o, _n: self._retry_unschedulable(),
+        )
+        for inf in (
+            self.volume_binding.claims,
+            self.volume_binding.volumes,
+            self.volume_binding.classes,
+        ):
+            inf.add_handlers(storage_changed)
 
     # ---- cache maintenance (informer handlers) ------------------------------------------
     def _responsible(self, pod: Frozen) -> bool:
@@ -213,7 +225,7 @@ class Scheduler:
             pct = max(5, 50 - total // 125)
         return max(total * pct // 100, self.config.min_feasible_nodes)
 
-    def find_node(self, pod: PodInfo) -> Decision:
+    def find_node(self, pod: PodInfo, volumes: PodVolumes | None = None) -> Decision:
         order = self._order
         total = len(order)
         reasons: Counter[str] = Counter()
@@ -235,6 +247,9 @@ class Scheduler:
                     continue
             else:
                 failed = plugins.filter_node(pod, node)
+                if not failed and volumes is not None:
+                    unfit = volumes.unfit(node.labels, node.name)
+                    failed = [unfit] if unfit else []
                 if failed:
                     reasons.update(failed)
                     continue
@@ -258,7 +273,17 @@ class Scheduler:
         if uid in self.assumed:
             return None
         info = pod_info(pod)
-        decision = self.find_node(info)
+        volumes: PodVolumes | None = None
+        if info.claims:
+            prepared = self.volume_binding.prepare(pod)
+            if isinstance(prepared, str):
+                total = len(self._order)
+                decision = Decision(None, Counter({prepared: max(total, 1)}), 0, total)
+            else:
+                volumes = prepared
+                decision = self.find_node(info, volumes)
+        else:
+            decision = self.find_node(info)
         if decision.node is None:
             self._attempts[key] += 1
             self.unschedulable[key] = self.clock.monotonic()
@@ -267,7 +292,7 @@ class Scheduler:
         self.node_infos[decision.node].add_pod(info)
         self._pod_node[uid] = (decision.node, key)
         self.assumed[uid] = decision.node
-        self._spawn(self._bind(pod, info, decision.node))
+        self._spawn(self._bind(pod, info, decision.node, volumes))
         return decision
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -275,10 +300,14 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _bind(self, pod: Frozen, info: PodInfo, node: str) -> None:
+    async def _bind(
+        self, pod: Frozen, info: PodInfo, node: str, volumes: PodVolumes | None = None
+    ) -> None:
         ns, pod_name = namespace(pod) or "default", name(pod)
         async with self._bind_slots:
             try:
+                if volumes is not None and volumes.waiting:
+                    await self.volume_binding.select_node(volumes, node)
                 await bind(self.client, namespace=ns, pod=pod_name, node=node)
             except (TimeoutError, errors.ApiError, OSError) as exc:
                 self.bind_failures += 1
