@@ -248,3 +248,19 @@ def claim_names_of_pod(pod: Mapping[str, Any]) -> list[str]:
         if isinstance(src, Mapping) and src.get("claimName"):
             out.append(str(src["claimName"]))
     return out
+
+
+def default_storage_class() -> dict[str, Any]:
+    """berth's default StorageClass: node-local directories, made where the pod is scheduled."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": LOCAL_STORAGE_CLASS,
+            "annotations": {DEFAULT_CLASS_ANNOTATION: "true"},
+        },
+        "provisioner": LOCAL_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": WAIT_FOR_FIRST_CONSUMER,
+        "allowVolumeExpansion": False,
+    }

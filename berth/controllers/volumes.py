@@ -361,6 +361,9 @@ class VolumeController:
         phase = (pv.get("status") or {}).get("phase")
         if is_deleting(pv):
             fins = list(meta(pv).get("finalizers") or ())
+            if phase == st.PV_BOUND and not await self._claim_alive(pv):
+                await self._set_volume_phase(pv, st.PV_RELEASED)
+                phase = st.PV_RELEASED
             if st.PV_PROTECTION_FINALIZER in fins and phase != st.PV_BOUND:
                 body = thaw(pv)
                 body["metadata"]["finalizers"] = [
@@ -398,6 +401,22 @@ class VolumeController:
             except errors.NotFound:
                 pass
         await self._reclaim(pv)
+
+    async def _claim_alive(self, pv: Frozen) -> bool:
+        """The claim the volume's claimRef names still exists (same uid), asked live when the
+        cache has none."""
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if not ref.get("name"):
+            return False
+        claim = self.claims.get(f"{ref.get('namespace')}/{ref.get('name')}")
+        if claim is None:
+            try:
+                claim = await self.ctx.client.get(
+                    PERSISTENTVOLUMECLAIMS, str(ref["name"]), namespace=str(ref.get("namespace"))
+                )
+            except errors.NotFound:
+                return False
+        return not ref.get("uid") or ref.get("uid") == meta(claim).get("uid")
 
     async def _reclaim(self, pv: Frozen) -> None:
         policy = (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy") or "Retain"

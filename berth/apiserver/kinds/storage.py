@@ -233,10 +233,10 @@ def pvc_update(old: Obj, new: Obj) -> list[FieldError]:
     o = copy.deepcopy(old.get("spec") or {})
     n = copy.deepcopy(new.get("spec") or {})
     # Filled in once: the binder's volumeName, a class given to a claim that had none.
-    if not o.get("volumeName"):
-        o["volumeName"] = n.get("volumeName")
-    if o.get("storageClassName") is None:
-        o["storageClassName"] = n.get("storageClassName")
+    if not o.get("volumeName") and "volumeName" in n:
+        o["volumeName"] = n["volumeName"]
+    if o.get("storageClassName") is None and "storageClassName" in n:
+        o["storageClassName"] = n["storageClassName"]
     errs: list[FieldError] = []
     bound = get_path(old, "status", "phase") == st.CLAIM_BOUND
     if bound:

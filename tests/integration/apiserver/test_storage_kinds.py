@@ -91,18 +91,19 @@ def test_default_class_fills_claims_and_columns(kubectl: Kubectl, api: k8s.ApiCl
     assert rows[0] == [
         "NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE",
     ]  # fmt: skip
-    assert rows[1][:5] == [
-        "fast (default)",
-        "berth.io/local",
-        "Delete",
-        "WaitForFirstConsumer",
-        "false",
-    ]
+    by_name = {r[0]: r for r in rows[1:]}
+    assert by_name["fast (default)"][1:5] == [
+        "berth.io/local", "Delete", "WaitForFirstConsumer", "false",
+    ]  # fmt: skip
+    # berth's own default class, made when the cluster was born
+    assert by_name["berth-local (default)"][1:4] == [
+        "berth.io/local", "Delete", "WaitForFirstConsumer",
+    ]  # fmt: skip
     _apply(kubectl, _pvc("data", "1Gi"))
     _apply(kubectl, _pvc("explicit-none", "1Gi", storageClassName=""))
     core = core_api(api)
     claim = core.read_namespaced_persistent_volume_claim("data", "default")
-    assert claim.spec.storage_class_name == "fast"
+    assert claim.spec.storage_class_name == "fast"  # the newer of the two defaults
     assert claim.metadata.finalizers == ["kubernetes.io/pvc-protection"]
     assert claim.status.phase == "Pending"
     # An explicit "" asks for no class: admission leaves it.
