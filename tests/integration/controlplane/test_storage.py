@@ -106,8 +106,8 @@ def test_static_binding_picks_the_smallest_fit_and_retain_releases(
             assert pv["spec"]["claimRef"]["uid"] == got["metadata"]["uid"]
             await wait_phase(c, PERSISTENTVOLUMES, "pv-small", "Bound")
             await wait_phase(c, PERSISTENTVOLUMES, "pv-big", "Available")
-            out = await c.kubectl("get", "pvc", "c1")
-            assert "pv-small" in out and "Bound" in out and "2Gi" in out
+            row = (await c.kubectl("get", "pvc", "c1")).splitlines()[1].split()
+            assert row[:5] == ["c1", "Bound", "pv-small", "2Gi", "RWO"]
 
             # pv-protection: a Bound volume is not removed while bound.
             await c.api.delete(PERSISTENTVOLUMES, "pv-small")
