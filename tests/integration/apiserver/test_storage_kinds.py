@@ -163,3 +163,40 @@ def test_get_pv_pvc_sc_together(kubectl: Kubectl) -> None:
     assert "persistentvolume/pv-cols" in out
     assert "persistentvolumeclaim/data" in out
     assert "storageclass.storage.k8s.io/fast" in out
+
+
+def _bound(kubectl: Kubectl, name: str, cls: str) -> None:
+    _apply(kubectl, _pvc(name, "1Gi", storageClassName=cls))
+    kubectl(
+        "patch", "pvc", name, "--subresource=status", "--type=merge",
+        "-p", '{"status":{"phase":"Bound","capacity":{"storage":"1Gi"}}}',
+    )  # fmt: skip
+
+
+def test_bound_claims_grow_only_when_their_class_allows_expansion(kubectl: Kubectl) -> None:
+    grow = '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}'
+    _bound(kubectl, "fixed", "fast")
+    r = kubectl.run("patch", "pvc", "fixed", "-p", grow)
+    assert r.returncode != 0
+    assert "only dynamically provisioned pvc can be resized" in r.stderr
+    _apply(
+        kubectl,
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "elastic"},
+            "provisioner": "example.com/elastic",
+            "allowVolumeExpansion": True,
+        },
+    )
+    _bound(kubectl, "elastic-claim", "elastic")
+    kubectl("patch", "pvc", "elastic-claim", "-p", grow)
+    r = kubectl.run(
+        "patch",
+        "pvc",
+        "elastic-claim",
+        "-p",
+        '{"spec":{"resources":{"requests":{"storage":"1Gi"}}}}',
+    )
+    assert r.returncode != 0
+    assert "field can not be less than previous value" in r.stderr
