@@ -67,6 +67,15 @@ def _pods_claims(pod: Frozen) -> list[str]:
     return [f"{ns}/{c}" for c in st.claim_names_of_pod(pod)]
 
 
+def _volume_claim(pv: Frozen) -> list[str]:
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    return [f"{ref.get('namespace')}/{ref.get('name')}"] if ref.get("name") else []
+
+
+def _free_volume_class(pv: Frozen) -> list[str]:
+    return [] if (pv.get("spec") or {}).get("claimRef") else [st.volume_class(pv)]
+
+
 def _pod_may_run(pod: Frozen) -> bool:
     """The pod may still use its volumes: not finished (a deleted pod leaves the cache only
     once its node has stopped it)."""
@@ -78,6 +87,8 @@ class VolumeController:
         self.ctx = ctx
         self.claims = ctx.informers.informer(PERSISTENTVOLUMECLAIMS)
         self.volumes = ctx.informers.informer(PERSISTENTVOLUMES)
+        self.volumes.add_index("claim", _volume_claim)
+        self.volumes.add_index("free-class", _free_volume_class)
         self.classes = ctx.informers.informer(STORAGECLASSES)
         self.nodes = ctx.informers.informer(NODES)
         self.pods = ctx.pods()
@@ -113,10 +124,8 @@ class VolumeController:
         volume = (claim.get("spec") or {}).get("volumeName")
         if volume:
             self.queue.add(ObjectKey(str(volume)))
-        for pv in self.volumes.list():  # a volume pre-bound to it
-            ref = (pv.get("spec") or {}).get("claimRef") or {}
-            if ref.get("name") == name(claim) and ref.get("namespace") == namespace(claim):
-                self.queue.add(ObjectKey(name(pv)))
+        for pv in self.volumes.by_index("claim", f"{namespace(claim)}/{name(claim)}"):
+            self.queue.add(ObjectKey(name(pv)))  # a volume pre-bound to it
 
     def _volume_seen(self, pv: Frozen) -> None:
         self.queue.add(ObjectKey(name(pv)))
@@ -163,7 +172,15 @@ class VolumeController:
             # Static volumes for a WFFC claim are chosen by the scheduler's node.
             await self._set_claim_phase(claim, st.CLAIM_PENDING)
             return
-        pv = st.best_volume(self.volumes.list(), claim, node=node_filter)
+        # Candidates: free volumes of the claim's class, and any reserved for this claim.
+        candidates = {
+            name(v): v
+            for v in (
+                *self.volumes.by_index("free-class", st.claim_class(claim)),
+                *self.volumes.by_index("claim", str(key)),
+            )
+        }
+        pv = st.best_volume(candidates.values(), claim, node=node_filter)
         if pv is not None:
             await self._bind(claim, pv)
             return

@@ -39,6 +39,16 @@ AFFINITY_CONFLICT = "node(s) had volume node affinity conflict"
 NO_VOLUME = "node(s) didn't find available persistent volumes to bind"
 
 
+CLASS_INDEX = "free-by-class"
+
+
+def _free_volume_class(pv: Frozen) -> list[str]:
+    """Index of the volumes a claim could still get (no claimRef, or pre-bound to a claim
+    not yet bound: its uid is unset) by class: the scheduler and binder look only there."""
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    return [] if ref.get("uid") else [st.volume_class(pv)]
+
+
 @dataclass(slots=True)
 class _Waiting:
     claim: Frozen
@@ -70,6 +80,7 @@ class VolumeBinding:
         self.client = client
         self.claims = informers.informer(PERSISTENTVOLUMECLAIMS)
         self.volumes = informers.informer(PERSISTENTVOLUMES)
+        self.volumes.add_index(CLASS_INDEX, _free_volume_class)
         self.classes = informers.informer(STORAGECLASSES)
 
     def prepare(self, pod: Frozen) -> PodVolumes | str:
@@ -93,7 +104,11 @@ class VolumeBinding:
             cls = self.classes.get(cls_name) if cls_name else None
             if cls is None or cls.get("volumeBindingMode") != st.WAIT_FOR_FIRST_CONSUMER:
                 return UNBOUND_IMMEDIATE
-            candidates = [pv for pv in self.volumes.list() if st.volume_unfit(pv, claim) is None]
+            candidates = [
+                pv
+                for pv in self.volumes.by_index(CLASS_INDEX, cls_name)
+                if st.volume_unfit(pv, claim) is None
+            ]
             provisioner = str(cls.get("provisioner") or "")
             can_provision = bool(provisioner) and provisioner != "kubernetes.io/no-provisioner"
             out.waiting.append(_Waiting(claim, candidates, can_provision))
