@@ -236,7 +236,10 @@ class Scheduler:
         start = self._next_start % total
         evaluated = 0
         infos = self.node_infos
-        simple = pod.simple
+        # Claims alone do not make a pod complex: the plain path, plus the volume check when
+        # the claims' volumes restrict the nodes at all.
+        simple = pod.affinity.empty and not pod.host_ports
+        check_volumes = volumes if volumes is not None and volumes.constrained else None
         fits_plain = plugins.fits_plain
         for i in range(total):
             node = infos[order[(start + i) % total]]
@@ -245,10 +248,15 @@ class Scheduler:
                 if not fits_plain(pod, node):
                     reasons.update(plugins.resources(pod, node))
                     continue
+                if check_volumes is not None:
+                    unfit = check_volumes.unfit(node.labels, node.name)
+                    if unfit:
+                        reasons[unfit] += 1
+                        continue
             else:
                 failed = plugins.filter_node(pod, node)
-                if not failed and volumes is not None:
-                    unfit = volumes.unfit(node.labels, node.name)
+                if not failed and check_volumes is not None:
+                    unfit = check_volumes.unfit(node.labels, node.name)
                     failed = [unfit] if unfit else []
                 if failed:
                     reasons.update(failed)

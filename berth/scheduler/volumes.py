@@ -60,8 +60,13 @@ class _Waiting:
 class PodVolumes:
     """What one pod's claims ask of a node."""
 
-    bound: list[Frozen] = field(default_factory=list)  # the volumes of bound claims
+    bound: list[Frozen] = field(default_factory=list)  # bound claims' volumes with affinity
     waiting: list[_Waiting] = field(default_factory=list)  # unbound WFFC claims
+
+    @property
+    def constrained(self) -> bool:
+        """Some node may not do (else :meth:`unfit` is None everywhere and is not asked)."""
+        return bool(self.bound) or any(not w.can_provision for w in self.waiting)
 
     def unfit(self, labels: Mapping[str, str], node: str) -> str | None:
         for pv in self.bound:
@@ -98,7 +103,8 @@ class VolumeBinding:
                 pv = self.volumes.get(str(volume_name))
                 if pv is None:
                     return f'persistentvolume "{volume_name}" not found'
-                out.bound.append(pv)
+                if (pv.get("spec") or {}).get("nodeAffinity"):
+                    out.bound.append(pv)
                 continue
             cls_name = st.claim_class(claim)
             cls = self.classes.get(cls_name) if cls_name else None
