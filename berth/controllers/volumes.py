@@ -54,6 +54,8 @@ from berth.machinery.queue import WorkQueue
 
 log = logging.getLogger(__name__)
 
+MAX_TOLD = 100_000
+"""Bound on the claim uids remembered as told to wait (forgotten all at once beyond it)."""
 RECHECK = 15.0
 """Seconds before a claim still waiting for a volume is looked at again without an event."""
 
@@ -93,6 +95,7 @@ class VolumeController:
         self.nodes = ctx.informers.informer(NODES)
         self.pods = ctx.pods()
         self.pods.add_index("claims", _pods_claims)
+        self._waiting_told: set[str] = set()
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="persistentvolume-binder")
         self.controller = Controller("persistentvolume-binder", self, self.queue, workers=workers)
         self.claims.add_handlers(
@@ -170,6 +173,12 @@ class VolumeController:
             node_filter = (self._node_labels(str(node)), str(node))
         if wffc and not node:
             # Static volumes for a WFFC claim are chosen by the scheduler's node.
+            if not self._told(claim):
+                await self.ctx.recorder.normal(
+                    claim,
+                    "WaitForFirstConsumer",
+                    "waiting for first consumer to be created before binding",
+                )
             await self._set_claim_phase(claim, st.CLAIM_PENDING)
             return
         # Candidates: free volumes of the claim's class, and any reserved for this claim.
@@ -188,6 +197,16 @@ class VolumeController:
             await self._set_claim_phase(claim, st.CLAIM_PENDING)
             raise Retry(RECHECK, "no volume fits the claim")
         await self._provision(claim, cls, str(node or ""))
+
+    def _told(self, claim: Frozen) -> bool:
+        """The claim's WaitForFirstConsumer event was recorded (once per claim uid here)."""
+        uid = str(meta(claim).get("uid"))
+        if uid in self._waiting_told:
+            return True
+        if len(self._waiting_told) > MAX_TOLD:
+            self._waiting_told.clear()
+        self._waiting_told.add(uid)
+        return False
 
     def _class_of(self, claim: Frozen) -> Frozen | None:
         cls_name = st.claim_class(claim)

@@ -12,6 +12,7 @@ from typing import Any
 
 from berth.api import storage as st
 from berth.api.resources import (
+    EVENTS,
     PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES,
     PODS,
@@ -185,6 +186,10 @@ def test_wait_for_first_consumer_provisions_on_the_pods_node(
             assert got["spec"]["storageClassName"] == st.LOCAL_STORAGE_CLASS
             assert got["status"]["phase"] == "Pending"  # waits for its first consumer
             assert not (await c.api.list(PERSISTENTVOLUMES)).items
+            events = (await c.api.list(EVENTS, namespace="default")).items
+            assert [e["reason"] for e in events if e["involvedObject"]["name"] == "data"] == [
+                "WaitForFirstConsumer"
+            ]
 
             await c.api.create(PODS, pod_using("user", "data"), namespace="default")
             await wait_phase(c, PODS, "user", "Running", "default")
