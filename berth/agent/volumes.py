@@ -140,6 +140,17 @@ async def resolve_claims(
             if local is None:
                 path = str((spec.get("local") or {}).get("path") or "")
             else:
+                local.path_of(str(pv_name))  # a hostile name goes no further
+                if annotations.get(st.LOCAL_VOLUME_MADE_ANNOTATION) != "true":
+                    # Say so before making it: the binder relies on "no annotation, no
+                    # directory" when it deletes a volume no pod ever used.
+                    pv["metadata"].setdefault("annotations", {})[
+                        st.LOCAL_VOLUME_MADE_ANNOTATION
+                    ] = "true"
+                    try:
+                        pv = await client.update(PERSISTENTVOLUMES, pv)
+                    except (errors.Conflict, errors.NotFound) as exc:
+                        raise ClaimNotReady(f"persistentvolume {pv_name!r}: {exc}") from None
                 made_path, made = local.ensure(pv)
                 path = str(made_path)
                 if made and note is not None:

@@ -35,6 +35,9 @@ LOCAL_STORAGE_CLASS = "berth-local"
 LOCAL_VOLUMES_DIR = "/var/lib/berth/volumes"
 """Where a node keeps local volumes (the class parameter ``nodePath`` may name another; the
 node agent refuses any volume whose path is not ``<its volumes dir>/<volume name>``)."""
+LOCAL_VOLUME_MADE_ANNOTATION = "berth.io/local-volume-made"
+"""Set by the node before it makes a local volume's directory: without it no directory exists,
+and the binder may drop the cleanup finalizer itself (nothing for the node to remove)."""
 LOCAL_CLEANUP_FINALIZER = "berth.io/local-volume-cleanup"
 """Held by every volume the local provisioner makes, until the node that holds its directory
 has removed it (only the node can touch its own disk)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
-from berth.api.storage import LOCAL_CLEANUP_FINALIZER
+from berth.api.storage import LOCAL_CLEANUP_FINALIZER, LOCAL_VOLUME_MADE_ANNOTATION
 
 from .errors import ApiError, forbidden
 
@@ -147,14 +147,17 @@ def _admit(
 def _admit_volume(node: str, *, old: Obj | None, new: Obj | None) -> None:
     """A node writes a PersistentVolume only to say its local directory is gone: the one
     change allowed is dropping the local provisioner's cleanup finalizer."""
-    why = f'node "{node}" may only remove the {LOCAL_CLEANUP_FINALIZER} finalizer of its volumes'
+    why = (
+        f'node "{node}" may only remove the {LOCAL_CLEANUP_FINALIZER} finalizer of its volumes'
+        f" or mark them {LOCAL_VOLUME_MADE_ANNOTATION}"
+    )
     if old is None or new is None:
         raise forbidden(why)
     old_fins = list(get_path(old, "metadata", "finalizers") or [])
     new_fins = list(get_path(new, "metadata", "finalizers") or [])
-    if new_fins != [f for f in old_fins if f != LOCAL_CLEANUP_FINALIZER]:
+    if new_fins not in (old_fins, [f for f in old_fins if f != LOCAL_CLEANUP_FINALIZER]):
         raise forbidden(why)
-    skip = ("finalizers", "resourceVersion", "managedFields", "generation")
+    skip = ("finalizers", "resourceVersion", "managedFields", "generation", "annotations")
     for part in ("spec", "status", "metadata"):
         a, b = old.get(part) or {}, new.get(part) or {}
         if part == "metadata":
@@ -162,6 +165,13 @@ def _admit_volume(node: str, *, old: Obj | None, new: Obj | None) -> None:
             b = {k: v for k, v in b.items() if k not in skip}
         if a != b:
             raise forbidden(why)
+    # ... and marking it made (before the node makes its directory)
+    old_notes = dict(get_path(old, "metadata", "annotations") or {})
+    new_notes = dict(get_path(new, "metadata", "annotations") or {})
+    if new_notes.get(LOCAL_VOLUME_MADE_ANNOTATION) == "true":
+        old_notes.setdefault(LOCAL_VOLUME_MADE_ANNOTATION, "true")
+    if old_notes != new_notes:
+        raise forbidden(why)
 
 
 def _admit_node(

@@ -400,11 +400,16 @@ class VolumeController:
             if phase == st.PV_BOUND and not await self._claim_alive(pv):
                 await self._set_volume_phase(pv, st.PV_RELEASED)
                 phase = st.PV_RELEASED
-            if st.PV_PROTECTION_FINALIZER in fins and phase != st.PV_BOUND:
+            drop = {st.PV_PROTECTION_FINALIZER}
+            annotations = annotations_of(pv)
+            if (
+                annotations.get(st.PROVISIONED_BY_ANNOTATION) == st.LOCAL_PROVISIONER
+                and annotations.get(st.LOCAL_VOLUME_MADE_ANNOTATION) != "true"
+            ):
+                drop.add(st.LOCAL_CLEANUP_FINALIZER)  # no node ever made its directory
+            if drop & set(fins) and phase != st.PV_BOUND:
                 body = thaw(pv)
-                body["metadata"]["finalizers"] = [
-                    f for f in fins if f != st.PV_PROTECTION_FINALIZER
-                ]
+                body["metadata"]["finalizers"] = [f for f in fins if f not in drop]
                 with contextlib.suppress(errors.NotFound, errors.Conflict):
                     await self.ctx.client.update(PERSISTENTVOLUMES, body)
             return

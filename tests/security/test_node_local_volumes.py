@@ -95,6 +95,13 @@ def test_node_reads_only_its_own_local_volumes(n1: Api) -> None:
         [{"op": "replace", "path": "/spec/local/path", "value": "/etc"}],
         [{"op": "replace", "path": "/spec/persistentVolumeReclaimPolicy", "value": "Retain"}],
         [{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}],
+        [{"op": "add", "path": "/metadata/annotations/x", "value": "y"}],
+        [
+            {
+                "op": "remove",
+                "path": f"/metadata/annotations/{st.PROVISIONED_BY_ANNOTATION.replace('/', '~1')}",
+            }
+        ],
         [{"op": "add", "path": "/metadata/finalizers/-", "value": "example.com/hold"}],
         [{"op": "remove", "path": "/spec/claimRef"}],
     ],
@@ -128,3 +135,15 @@ def test_node_drops_the_cleanup_finalizer_of_its_volume_only(admin: Api, n1: Api
     assert sorted(theirs["metadata"]["finalizers"]) == sorted(
         [st.LOCAL_CLEANUP_FINALIZER, st.PV_PROTECTION_FINALIZER]
     )
+
+
+def test_node_marks_its_volume_made(n1: Api) -> None:
+    key = st.LOCAL_VOLUME_MADE_ANNOTATION.replace("/", "~1")
+    mark = [{"op": "add", "path": f"/metadata/annotations/{key}", "value": "true"}]
+    status, _ = n1("PATCH", "/api/v1/persistentvolumes/pv-n2", mark, content_type=JSON_PATCH)
+    assert status == 403
+    got = n1.ok("PATCH", "/api/v1/persistentvolumes/pv-n1", mark, content_type=JSON_PATCH)
+    assert got["metadata"]["annotations"][st.LOCAL_VOLUME_MADE_ANNOTATION] == "true"
+    unmark = [{"op": "replace", "path": f"/metadata/annotations/{key}", "value": "false"}]
+    status, _ = n1("PATCH", "/api/v1/persistentvolumes/pv-n1", unmark, content_type=JSON_PATCH)
+    assert status == 403

@@ -87,6 +87,9 @@ def test_bound_local_claim_becomes_a_host_path_made_on_the_node(tmp_path: Path) 
         "v0": {"name": "v0", "hostPath": {"path": str(root / "pvc-1"), "readOnly": True}}
     }
     assert (root / "pvc-1").is_dir()
+    stored = client.stored(PERSISTENTVOLUMES, "pvc-1")
+    assert stored is not None  # marked before the directory was made
+    assert stored["metadata"]["annotations"][st.LOCAL_VOLUME_MADE_ANNOTATION] == "true"
     assert (root / "pvc-1").stat().st_mode & 0o777 == 0o777
     assert len(notes) == 1
     assert "not enforced" in notes[0]
