@@ -61,9 +61,12 @@ class Decision:
     reasons: Counter[str]
     evaluated: int
     total: int
+    rejected: str = ""  # why the pod fits no node before any node is looked at (PreFilter)
 
     @property
     def message(self) -> str:
+        if self.rejected:  # worded as kube-scheduler words a PreFilter rejection: no count
+            return f"0/{self.total} nodes are available: {self.rejected}."
         return plugins.summarize(self.total, self.reasons)
 
 
@@ -286,7 +289,7 @@ class Scheduler:
             prepared = self.volume_binding.prepare(pod)
             if isinstance(prepared, str):
                 total = len(self._order)
-                decision = Decision(None, Counter({prepared: max(total, 1)}), 0, total)
+                decision = Decision(None, Counter(), 0, total, rejected=prepared)
             else:
                 volumes = prepared
                 decision = self.find_node(info, volumes)

@@ -123,7 +123,9 @@ def test_unbound_immediate_claim_keeps_the_pod_pending() -> None:
         stored = r.api.stored(PODS, "default/p")
         assert stored is not None
         cond = stored["status"]["conditions"][0]
-        assert "pod has unbound immediate PersistentVolumeClaims" in cond["message"]
+        assert cond["message"] == (
+            "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+        )
 
     run(body())
 
