@@ -314,11 +314,11 @@ class VolumeController:
             except errors.NotFound:
                 return
         pv_spec = pv.get("spec") or {}
-        status = claim.get("status") or {}
+        status = thaw(claim.get("status") or {})  # cached lists are tuples
         want = {
             "phase": st.CLAIM_BOUND,
             "accessModes": list(pv_spec.get("accessModes") or ()),
-            "capacity": dict(pv_spec.get("capacity") or {}),
+            "capacity": thaw(pv_spec.get("capacity") or {}),
         }
         if any(status.get(k) != v for k, v in want.items()):
             with contextlib.suppress(errors.NotFound, errors.Conflict):
