@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
     EVENTS,
+    JOBS,
     LEASES,
     NAMESPACES,
     NODES,
@@ -46,4 +48,6 @@ MANAGED: tuple[ResourceDef, ...] = (
     LEASES,
     PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES,
+    JOBS,
+    CRONJOBS,
 )
