@@ -150,6 +150,16 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _grouped(
         "scheduling.k8s.io", "priorityclasses", "PriorityClass", namespaced=False, short=("pc",)
     ),
+    _core(
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        namespaced=True,
+        short=("pvc",),
+        subs=("status",),
+    ),
+    _core(
+        "persistentvolumes", "PersistentVolume", namespaced=False, short=("pv",), subs=("status",)
+    ),
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
     _grouped(
         "apps",
@@ -206,6 +216,7 @@ RESOURCES: tuple[ResourceDef, ...] = (
         short=("pdb",),
         subs=("status",),
     ),
+    _grouped("storage.k8s.io", "storageclasses", "StorageClass", namespaced=False, short=("sc",)),
     _grouped("rbac.authorization.k8s.io", "roles", "Role", namespaced=True),
     _grouped("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", namespaced=True),
     _grouped("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False),
@@ -313,6 +324,9 @@ SECRETS = _served("", "secrets")
 EVENTS = _served("", "events")
 SERVICEACCOUNTS = _served("", "serviceaccounts")
 LEASES = _served("coordination.k8s.io", "leases")
+PERSISTENTVOLUMECLAIMS = _served("", "persistentvolumeclaims")
+PERSISTENTVOLUMES = _served("", "persistentvolumes")
+STORAGECLASSES = _served("storage.k8s.io", "storageclasses")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")

@@ -20,6 +20,7 @@ from aiohttp import web
 from berth import __version__
 from berth.api.meta import Obj
 from berth.api.resources import CRD_RESOURCE, RESOURCES, ResourceDef, ResourceTable
+from berth.api.storage import default_storage_class
 from berth.store import config as datastore
 from berth.store.interface import Store, StoreError, Unavailable
 
@@ -336,6 +337,7 @@ class ApiServer:
 
     async def _bootstrap(self) -> None:
         ns_rd = self._rd("", "namespaces")
+        born = await self.store.get(ns_rd.key("", "default")) is None
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             await self.registry.ensure(ns_rd, {"metadata": {"name": ns}})
             await self.service_accounts.ensure_default_account(self.registry, ns)
@@ -371,6 +373,12 @@ class ApiServer:
         if await self.store.get(self._rd("", "services").key("default", "kubernetes")) is None:
             await self.registry.ensure(self._rd("", "services"), svc)
         # The kubernetes Endpoints are kept by ApiServerPeers once the port is known.
+        if born:
+            # The default StorageClass, once, when the cluster is made (as k3s ships its
+            # local-path class): an administrator may change or delete it for good.
+            await self.registry.ensure(
+                self._rd("storage.k8s.io", "storageclasses"), default_storage_class()
+            )
 
     def _rd(self, group: str, plural: str) -> ResourceDef:
         rd = self.table.lookup(group, "v1", plural)

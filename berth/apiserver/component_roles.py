@@ -70,6 +70,8 @@ MONITORED_CORE = [
     "replicationcontrollers",
     "resourcequotas",
     "limitranges",
+    "persistentvolumeclaims",
+    "persistentvolumes",
 ]
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
 MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs", "cronjobs"]}
@@ -140,6 +142,12 @@ def controller_manager_rules() -> list[Obj]:
         # map who may do what), so those counts are kept as admission charged them.
         rule(QUOTA_COUNTED_GROUPS, ["*"], ["list"]),
         rule([""], ["resourcequotas/status"], ["update"]),
+        # persistentvolume-binder: claimRef/volumeName and protection finalizers, phases, the
+        # local provisioner's volumes (deletes are in GC_VERBS)
+        rule([""], ["persistentvolumes"], ["create", "update"]),
+        rule([""], ["persistentvolumeclaims"], ["update"]),
+        rule([""], ["persistentvolumes/status", "persistentvolumeclaims/status"], ["patch"]),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
     ]
 
 
@@ -151,6 +159,10 @@ def scheduler_rules() -> list[Obj]:
         events_rule(),
         *leader_election_rules("kube-scheduler"),
         rule([""], ["pods", "nodes"], READ),
+        # VolumeBinding: claims, volumes, classes; the selected-node annotation on claims
+        rule([""], ["persistentvolumeclaims", "persistentvolumes"], READ),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
+        rule([""], ["persistentvolumeclaims"], ["patch", "update"]),
         rule([""], ["pods/binding", "bindings"], ["create"]),
         rule([""], ["pods/status"], ["patch", "update"]),
         # preemption: delete the victims; budgets are weighed when choosing them

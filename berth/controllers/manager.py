@@ -33,6 +33,7 @@ from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
 from berth.controllers.statefulset import StatefulSetController
 from berth.controllers.ttlafterfinished import TTLAfterFinishedController
+from berth.controllers.volumes import VolumeController
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
 from berth.machinery.events import EventRecorder
@@ -53,6 +54,7 @@ ALL_CONTROLLERS = (
     "root-ca-cert-publisher",
     "serviceaccount-token",
     "resourcequota",
+    "persistentvolume-binder",
     "job",
     "cronjob",
     "ttl-after-finished",
@@ -138,6 +140,7 @@ class ControllerManager:
             else None
         )
         self.podgc = PodGarbageCollector(self.ctx) if "podgc" in want else None
+        self.volumes = VolumeController(self.ctx) if "persistentvolume-binder" in want else None
         self.serviceaccounts = (
             ServiceAccountsController(self.ctx) if "serviceaccount" in want else None
         )
@@ -180,6 +183,7 @@ class ControllerManager:
             self.gc,
             self.nodeipam,
             self.podgc,
+            self.volumes,
             self.serviceaccounts,
             self.root_ca,
             self.tokens,

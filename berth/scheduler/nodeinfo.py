@@ -42,10 +42,11 @@ class PodInfo:
     node_name: str = ""
     priority: int = 0  # spec.priority, set by Priority admission
     preempts: bool = True  # spec.preemptionPolicy is not Never
+    claims: bool = False  # uses PersistentVolumeClaims (the VolumeBinding plugin applies)
 
     @property
     def simple(self) -> bool:
-        return self.affinity.empty and not self.host_ports
+        return self.affinity.empty and not self.host_ports and not self.claims
 
 
 def _requests(containers: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
@@ -90,6 +91,7 @@ def pod_info(pod: Frozen) -> PodInfo:
         node_name=str(spec.get("nodeName") or ""),
         priority=priority if isinstance(priority, int) else 0,
         preempts=spec.get("preemptionPolicy") != "Never",
+        claims=any("persistentVolumeClaim" in v for v in spec.get("volumes") or ()),
     )
 
 

@@ -37,6 +37,7 @@ from berth.machinery.objects import Frozen, is_deleting, key_of, meta, name, nam
 from berth.machinery.queue import WorkQueue
 from berth.scheduler import plugins, preemption
 from berth.scheduler.nodeinfo import NodeInfo, PodInfo, node_info, pod_info
+from berth.scheduler.volumes import PodVolumes, VolumeBinding
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,12 @@ class Decision:
     reasons: Counter[str]
     evaluated: int
     total: int
+    rejected: str = ""  # why the pod fits no node before any node is looked at (PreFilter)
 
     @property
     def message(self) -> str:
+        if self.rejected:  # worded as kube-scheduler words a PreFilter rejection: no count
+            return f"0/{self.total} nodes are available: {self.rejected}."
         return plugins.summarize(self.total, self.reasons)
 
 
@@ -120,6 +124,17 @@ class Scheduler:
                 on_add=self._node_seen, on_update=self._node_updated, on_delete=self._node_gone
             )
         )
+        self.volume_binding = VolumeBinding(client, informers)
+        storage_changed = Handlers(
+            on_add=lambda _o: self._retry_unschedulable(),
+            on_update=lambda _o, _n: self._retry_unschedulable(),
+        )
+        for inf in (
+            self.volume_binding.claims,
+            self.volume_binding.volumes,
+            self.volume_binding.classes,
+        ):
+            inf.add_handlers(storage_changed)
 
     # ---- cache maintenance (informer handlers) ------------------------------------------
     def _responsible(self, pod: Frozen) -> bool:
@@ -223,7 +238,7 @@ class Scheduler:
             pct = max(5, 50 - total // 125)
         return max(total * pct // 100, self.config.min_feasible_nodes)
 
-    def find_node(self, pod: PodInfo) -> Decision:
+    def find_node(self, pod: PodInfo, volumes: PodVolumes | None = None) -> Decision:
         order = self._order
         total = len(order)
         reasons: Counter[str] = Counter()
@@ -234,7 +249,10 @@ class Scheduler:
         start = self._next_start % total
         evaluated = 0
         infos = self.node_infos
-        simple = pod.simple
+        # Claims alone do not make a pod complex: the plain path, plus the volume check when
+        # the claims' volumes restrict the nodes at all.
+        simple = pod.affinity.empty and not pod.host_ports
+        check_volumes = volumes if volumes is not None and volumes.constrained else None
         fits_plain = plugins.fits_plain
         nominated = self.nominated
         for i in range(total):
@@ -261,8 +279,16 @@ class Scheduler:
                 if not fits_plain(pod, node):
                     reasons.update(plugins.resources(pod, node))
                     continue
+                if check_volumes is not None:
+                    unfit = check_volumes.unfit(node.labels, node.name)
+                    if unfit:
+                        reasons[unfit] += 1
+                        continue
             else:
                 failed = plugins.filter_node(pod, node)
+                if not failed and check_volumes is not None:
+                    unfit = check_volumes.unfit(node.labels, node.name)
+                    failed = [unfit] if unfit else []
                 if failed:
                     reasons.update(failed)
                     continue
@@ -286,7 +312,17 @@ class Scheduler:
         if uid in self.assumed:
             return None
         info = pod_info(pod)
-        decision = self.find_node(info)
+        volumes: PodVolumes | None = None
+        if info.claims:
+            prepared = self.volume_binding.prepare(pod)
+            if isinstance(prepared, str):
+                total = len(self._order)
+                decision = Decision(None, Counter(), 0, total, rejected=prepared)
+            else:
+                volumes = prepared
+                decision = self.find_node(info, volumes)
+        else:
+            decision = self.find_node(info)
         if decision.node is None:
             self._attempts[key] += 1
             self.unschedulable[key] = self.clock.monotonic()
@@ -300,7 +336,7 @@ class Scheduler:
         self.node_infos[decision.node].add_pod(info)
         self._pod_node[uid] = (decision.node, key)
         self.assumed[uid] = decision.node
-        self._spawn(self._bind(pod, info, decision.node))
+        self._spawn(self._bind(pod, info, decision.node, volumes))
         return decision
 
     # ---- preemption -----------------------------------------------------------------------
@@ -436,10 +472,14 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _bind(self, pod: Frozen, info: PodInfo, node: str) -> None:
+    async def _bind(
+        self, pod: Frozen, info: PodInfo, node: str, volumes: PodVolumes | None = None
+    ) -> None:
         ns, pod_name = namespace(pod) or "default", name(pod)
         async with self._bind_slots:
             try:
+                if volumes is not None and volumes.waiting:
+                    await self.volume_binding.select_node(volumes, node)
                 await bind(self.client, namespace=ns, pod=pod_name, node=node)
             except (TimeoutError, errors.ApiError, OSError) as exc:
                 self.bind_failures += 1

@@ -35,6 +35,11 @@ from .scheduling import PriorityClassStrategy
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
 from .statefulsets import ControllerRevisionStrategy, StatefulSetStrategy
+from .storage import (
+    PersistentVolumeClaimStrategy,
+    PersistentVolumeStrategy,
+    StorageClassStrategy,
+)
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
 
 __all__ = ["BUILTIN", "KindStrategy", "Strategies", "strategy_for"]
@@ -50,6 +55,9 @@ BUILTIN: tuple[KindStrategy, ...] = (
     EventStrategy(),
     ServiceAccountStrategy(),
     LeaseStrategy(),
+    PersistentVolumeStrategy(),
+    PersistentVolumeClaimStrategy(),
+    StorageClassStrategy(),
     DeploymentStrategy(),
     ReplicaSetStrategy(),
     DaemonSetStrategy(),

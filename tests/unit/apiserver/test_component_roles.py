@@ -88,7 +88,6 @@ def test_controller_manager_cannot_take_the_cluster(authorizer: RbacAuthorizer) 
     assert not can(a, cm, "get", "pods", sub="log", ns="x")
     assert not can(a, cm, "update", "deployments", group="apps", sub="scale", ns="x")
     assert not can(a, cm, "update", "statefulsets", group="apps", ns="x")
-    assert not can(a, cm, "delete", "persistentvolumeclaims", ns="x")
     assert not can(a, cm, "get", "poddisruptionbudgets", group="policy", ns="x")
 
 

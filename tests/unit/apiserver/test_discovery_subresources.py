@@ -57,6 +57,8 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "pods/eviction": ["create"],
         "services/status": ["get", "patch", "update"],
         "serviceaccounts/token": ["create"],
+        "persistentvolumeclaims/status": ["get", "patch", "update"],
+        "persistentvolumes/status": ["get", "patch", "update"],
         "deployments/status": ["get", "patch", "update"],
         "deployments/scale": ["get", "patch", "update"],
         "replicasets/status": ["get", "patch", "update"],

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from berth.api.resources import CONTROLLERREVISIONS, EVENTS, PODS, STATEFULSETS, ResourceDef
+from berth.api.resources import (
+    CONTROLLERREVISIONS,
+    EVENTS,
+    PERSISTENTVOLUMECLAIMS,
+    PODS,
+    STATEFULSETS,
+    ResourceDef,
+)
 from berth.client.interface import Obj
 from berth.client.keys import ObjectKey
 from berth.controllers.history import data_hash, revision_data, revision_name
@@ -358,8 +365,8 @@ def test_volume_claims_without_served_claims_are_noted_not_made() -> None:
             },
         }
         h.api.seed(STATEFULSETS, statefulset(1, volumeClaimTemplates=[claim]))
+        h.api.unserved.add(PERSISTENTVOLUMECLAIMS)  # a server without storage
         c = StatefulSetController(h.ctx)
-        c.claims = ClaimManager(h.ctx, resource=None)
         await h.converge(c.controller)
         assert "volumes" not in live(h)["web-0"]["spec"]
         reasons = [e.get("reason") for e in h.api.objects(EVENTS)]
