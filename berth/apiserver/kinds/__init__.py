@@ -28,6 +28,7 @@ from .rbac import (
     RoleBindingStrategy,
     RoleStrategy,
 )
+from .resourcemetrics import NodeMetricsStrategy, PodMetricsStrategy
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
@@ -54,6 +55,8 @@ BUILTIN: tuple[KindStrategy, ...] = (
     RoleBindingStrategy(),
     ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(),
+    NodeMetricsStrategy(),
+    PodMetricsStrategy(),
 )
 """The built-in kinds' strategies, found by (group, kind)."""
 
