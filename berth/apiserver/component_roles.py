@@ -70,7 +70,11 @@ MONITORED_CORE = [
     "replicationcontrollers",
 ]
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
-MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs"]}
+MONITORED_OTHER = {
+    "coordination.k8s.io": ["leases"],
+    "batch": ["jobs"],
+    "autoscaling": ["horizontalpodautoscalers"],
+}
 GC_VERBS = [*READ, "patch", "delete"]
 
 
@@ -103,6 +107,12 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["configmaps"], ["create", "update"]),
         # serviceaccount-token: fills legacy token Secrets (deletes them with their account)
         rule([""], ["secrets"], ["update"]),
+        # horizontalpodautoscaler (kube's system:controller:horizontal-pod-autoscaler): its
+        # status, any target's scale, pods' resource metrics, CRDs (which kinds have /scale)
+        rule(["autoscaling"], ["horizontalpodautoscalers/status"], ["update"]),
+        rule(["*"], ["*/scale"], ["get", "update"]),
+        rule(["metrics.k8s.io"], ["pods"], ["list"]),
+        rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list"]),
     ]
 
 

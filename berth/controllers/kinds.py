@@ -17,6 +17,7 @@ from berth.api.resources import (
     DEPLOYMENTS,
     ENDPOINTS,
     EVENTS,
+    HORIZONTALPODAUTOSCALERS,
     LEASES,
     NAMESPACES,
     NODES,
@@ -42,4 +43,5 @@ MANAGED: tuple[ResourceDef, ...] = (
     REPLICASETS,
     DAEMONSETS,
     LEASES,
+    HORIZONTALPODAUTOSCALERS,
 )

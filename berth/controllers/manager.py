@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from berth.api import satoken
-from berth.api.resources import EVENTS, ResourceDef
+from berth.api.resources import EVENTS, HORIZONTALPODAUTOSCALERS, ResourceDef
 from berth.client.interface import ApiClient
+from berth.controllers.autoscaling.controller import HorizontalPodAutoscalerController
 from berth.controllers.context import Context
 from berth.controllers.daemonset import DaemonSetController
 from berth.controllers.deployment import DeploymentController
@@ -46,6 +47,7 @@ ALL_CONTROLLERS = (
     "serviceaccount",
     "root-ca-cert-publisher",
     "serviceaccount-token",
+    "horizontalpodautoscaling",
 )
 
 
@@ -61,6 +63,7 @@ class ManagerConfig:
     root_ca_pem: bytes | None = None
     # Signs legacy token Secrets' tokens (None: the token controller does not run).
     service_account_signer: satoken.Signer | None = None
+    hpa_sync_period: float = 15.0  # kube: --horizontal-pod-autoscaler-sync-period
 
 
 class ControllerManager:
@@ -136,6 +139,11 @@ class ControllerManager:
             if "root-ca-cert-publisher" in want and ca is not None
             else None
         )
+        self.autoscaler = (
+            HorizontalPodAutoscalerController(self.ctx, sync_period=config.hpa_sync_period)
+            if "horizontalpodautoscaling" in want and HORIZONTALPODAUTOSCALERS in served
+            else None
+        )
         signer = config.service_account_signer
         self.tokens = (
             TokensController(self.ctx, signer, ca)
@@ -158,6 +166,7 @@ class ControllerManager:
             self.serviceaccounts,
             self.root_ca,
             self.tokens,
+            self.autoscaler,
         )
         return [p.controller for p in parts if p is not None]
 

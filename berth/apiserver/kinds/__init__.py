@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from berth.api.resources import ResourceDef
 
+from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import KindStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
@@ -55,6 +56,7 @@ BUILTIN: tuple[KindStrategy, ...] = (
     RoleBindingStrategy(),
     ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(),
+    HorizontalPodAutoscalerStrategy(),
     NodeMetricsStrategy(),
     PodMetricsStrategy(),
 )

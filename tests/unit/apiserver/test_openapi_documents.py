@@ -106,7 +106,10 @@ def test_v3_has_one_self_contained_document_per_group_version(docs: Documents) -
         "apis/apps/v1",
         "apis/authentication.k8s.io/v1",
         "apis/authorization.k8s.io/v1",
+        "apis/autoscaling/v1",
+        "apis/autoscaling/v2",
         "apis/coordination.k8s.io/v1",
+        "apis/metrics.k8s.io/v1beta1",
         "apis/policy/v1",
         "apis/rbac.authorization.k8s.io/v1",
     }
