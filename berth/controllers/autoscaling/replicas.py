@@ -66,7 +66,7 @@ def _name(pod: Mapping[str, object]) -> str:
 def _ready_condition(pod: Mapping[str, object]) -> Mapping[str, object] | None:
     status = pod.get("status")
     conditions = status.get("conditions") if isinstance(status, Mapping) else None
-    for c in conditions if isinstance(conditions, list) else ():
+    for c in conditions if isinstance(conditions, list | tuple) else ():
         if isinstance(c, Mapping) and c.get("type") == "Ready":
             return c
     return None
@@ -109,7 +109,7 @@ def pod_request(pod: Mapping[str, object], resource: str) -> float:
     spec = pod.get("spec")
     containers = spec.get("containers") if isinstance(spec, Mapping) else None
     total = 0.0
-    for c in containers if isinstance(containers, list) else ():
+    for c in containers if isinstance(containers, list | tuple) else ():
         requests = (c.get("resources") or {}).get("requests") or {}
         if resource not in requests:
             raise MetricsError(
@@ -144,7 +144,9 @@ def propose(
             continue
         name = _name(pod)
         sample = samples.get(name)
-        if sample is None:
+        if _phase(pod) == "Pending":
+            unready.append(pod)
+        elif sample is None:
             missing.append(pod)
         elif is_unready(pod, resource, sample):
             unready.append(pod)
