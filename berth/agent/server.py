@@ -1,6 +1,7 @@
 """The agent's HTTPS endpoint (the API server proxies ``pods/log`` here):
 ``GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&previous=`` and
-``GET /stats/summary`` (CPU and memory, :mod:`berth.agent.stats`) and ``GET /healthz``.
+``GET /stats/summary`` (CPU and memory, :mod:`berth.agent.stats`), ``GET /metrics``
+(Prometheus: pod start latency, runtime errors, work queues) and ``GET /healthz``.
 Clients must present a certificate signed by the cluster CA (mTLS), and
 every request is then authorized for that certificate's identity (:mod:`berth.agent.authz`):
 another node, the service proxy or any other cluster identity gets 403.
@@ -24,6 +25,7 @@ from berth.agent.runtime import Runtime
 from berth.agent.stats import summary
 from berth.client.keys import ObjectKey
 from berth.client.kubeconfig import server_ssl_context
+from berth.machinery.prometheus import REGISTRY
 
 _TRUE = {"1", "t", "T", "true", "True", "TRUE"}
 
@@ -99,9 +101,13 @@ def make_app(
         body = await summary(manager, runtime, node, started)
         return web.json_response(body)
 
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(text=REGISTRY.render(), content_type="text/plain")
+
     app = web.Application(middlewares=[_authorization(manager, authorizer, default_node)])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats/summary", stats_summary)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
     return app
 

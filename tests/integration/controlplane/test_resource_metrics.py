@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from berth.api.resources import DEPLOYMENTS
+from berth.machinery.prometheus import REGISTRY
 from tests.harness.apiserver import ServerHandle
 
 from .cluster import Cluster, control_plane, deployment, wait_until
@@ -56,6 +57,11 @@ async def _top(server: ServerHandle, tmp_path: Path) -> None:
         # ``c.kubectl`` is 1.20 (KUBECTL) when cached; 1.32 answers the same API
         env_out = await _kubectl_132(c, "top", "pods", "-l", "app=busy", "--containers")
         assert env_out.count(" app ") == 2, env_out
+        # the components' Prometheus figures moved with the work (one process here)
+        figures = REGISTRY.render()
+        assert 'scheduler_schedule_attempts_total{result="scheduled"}' in figures
+        assert "kubelet_pod_start_duration_seconds_count" in figures
+        assert 'workqueue_adds_total{name="deployments"}' in figures
         raw = await c.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/node-0")
         assert '"kind":"NodeMetrics"' in raw, raw
         assert '"window"' in raw, raw
