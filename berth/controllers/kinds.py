@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
     EVENTS,
     HORIZONTALPODAUTOSCALERS,
+    JOBS,
     LEASES,
     NAMESPACES,
     NODES,
@@ -43,5 +45,7 @@ MANAGED: tuple[ResourceDef, ...] = (
     REPLICASETS,
     DAEMONSETS,
     LEASES,
+    JOBS,
+    CRONJOBS,
     HORIZONTALPODAUTOSCALERS,
 )

@@ -15,6 +15,7 @@ from berth.api.resources import ResourceDef
 
 from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import KindStrategy
+from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
 from .customresourcedefinitions import CustomResourceDefinitionStrategy
@@ -50,6 +51,8 @@ BUILTIN: tuple[KindStrategy, ...] = (
     DeploymentStrategy(),
     ReplicaSetStrategy(),
     DaemonSetStrategy(),
+    JobStrategy(),
+    CronJobStrategy(),
     PodDisruptionBudgetStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),
