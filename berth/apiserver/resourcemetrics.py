@@ -50,6 +50,7 @@ RESOLUTION = 10.0
 SCRAPE_TIMEOUT = 5.0
 CONCURRENCY = 10
 MAX_SUMMARY_BYTES = 8 << 20
+INLINE_DECODE_BYTES = 256 << 10
 MAX_PODS_PER_NODE = 1000
 MAX_CONTAINERS_PER_POD = 64
 
@@ -126,6 +127,7 @@ class MetricsStore:
 
     def __init__(self) -> None:
         self._nodes: dict[str, _NodeSeries] = {}
+        self._pod_node: dict[tuple[str, str], str] = {}  # (namespace, pod) -> its node
 
     def record(self, node: str, summary: Obj) -> None:
         """Take in one node's summary: its pods not listed are forgotten."""
@@ -163,12 +165,20 @@ class MetricsStore:
                     now[c["name"]] = (prev_point, p)
             if now:
                 series.pods[(ns, name)] = now
+        if old is not None:
+            for pod in old.pods.keys() - series.pods.keys():
+                if self._pod_node.get(pod) == node:
+                    del self._pod_node[pod]
+        for pod in series.pods:
+            self._pod_node[pod] = node
         self._nodes[node] = series
 
     def forget_except(self, nodes: Iterable[str]) -> None:
         keep = set(nodes)
         for name in [n for n in self._nodes if n not in keep]:
-            del self._nodes[name]
+            for pod in self._nodes.pop(name).pods:
+                if self._pod_node.get(pod) == name:
+                    del self._pod_node[pod]
 
     def node_rate(self, node: str) -> Rate | None:
         s = self._nodes.get(node)
@@ -178,18 +188,18 @@ class MetricsStore:
 
     def pod_rates(self, namespace: str, pod: str) -> dict[str, Rate] | None:
         """Each container's rate, or None when the pod (or any container) has none yet."""
-        for s in self._nodes.values():
-            containers = s.pods.get((namespace, pod))
-            if containers is None:
-                continue
-            out: dict[str, Rate] = {}
-            for name, (prev, cur) in containers.items():
-                r = rate(prev, cur)
-                if r is None:
-                    return None
-                out[name] = r
-            return out
-        return None
+        node = self._pod_node.get((namespace, pod))
+        series = self._nodes.get(node) if node is not None else None
+        containers = series.pods.get((namespace, pod)) if series is not None else None
+        if containers is None:
+            return None
+        out: dict[str, Rate] = {}
+        for name, (prev, cur) in containers.items():
+            r = rate(prev, cur)
+            if r is None:
+                return None
+            out[name] = r
+        return out
 
 
 def _stamp(t: float) -> str:
@@ -314,7 +324,12 @@ class Scraper:
                 body = await resp.content.read(MAX_SUMMARY_BYTES + 1)
             if len(body) > MAX_SUMMARY_BYTES:
                 raise OSError("summary too large")
-            summary = orjson.loads(body)
+            # a big node's summary is decoded off the event loop
+            summary = (
+                orjson.loads(body)
+                if len(body) < INLINE_DECODE_BYTES
+                else await asyncio.to_thread(orjson.loads, body)
+            )
             if not isinstance(summary, dict):
                 raise ValueError("summary is not an object")
         except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:

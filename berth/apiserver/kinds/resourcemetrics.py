@@ -14,7 +14,7 @@ from aiohttp import web
 
 from berth.api.meta import Obj
 from berth.api.resources import NODES, PODS, ResourceDef
-from berth.apiserver.errors import method_not_allowed, not_found
+from berth.apiserver.errors import ApiError, method_not_allowed, not_found
 from berth.apiserver.handlers import Call, Endpoint, json_response, selectors
 from berth.apiserver.options import ListOptions
 from berth.apiserver.resourcemetrics import node_metrics, pod_metrics
@@ -43,8 +43,10 @@ async def get_metrics(server: ApiServer, call: Call) -> web.StreamResponse:
     r = call.route
     try:
         obj = await server.registry.get(_subject(r.rd), r.namespace, r.name)
-    except Exception as exc:  # the Node/Pod is missing: the metrics are what is not found
-        raise not_found(r.rd, r.name) from exc
+    except ApiError as exc:  # the Node/Pod is missing: the metrics are what is not found
+        if exc.code != 404:
+            raise
+        raise not_found(r.rd, r.name) from None
     found = _metrics_of(server, r.rd, obj)
     if found is None:
         raise not_found(r.rd, r.name)

@@ -71,6 +71,15 @@ def test_store_rates_and_forgetting() -> None:
     second = s.pod_rates("ns", "a")
     assert second is not None
     assert second["app"] == Rate(second["app"].time, 10.0, 250_000_000, 200)
+    # the pod moves to another node (same name, a new pod): found there
+    s.record("n2", _summary(21, 1, [_pod("a", 21, 900_000_000, 300, start=20)]))
+    moved = s.pod_rates("ns", "a")
+    assert moved is not None
+    assert moved["app"].memory == 300
+    s.forget_except(["n1"])
+    assert s.pod_rates("ns", "a") is None
+    s.record("n1", _summary(25, 15_000_000_001, [_pod("a", 25, 4_000_000_000, 200, start=5)]))
+    assert s.pod_rates("ns", "a") is not None
     # the pod is gone from the node's next summary: forgotten; the node too when removed
     s.record("n1", _summary(30, 16_000_000_000, []))
     assert s.pod_rates("ns", "a") is None
