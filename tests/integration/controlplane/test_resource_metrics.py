@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from berth.api.resources import DEPLOYMENTS
+from berth.api.resources import DEPLOYMENTS, POD_METRICS, ROLEBINDINGS
+from berth.client import errors
+from berth.client.http import HttpClient
 from berth.machinery.prometheus import REGISTRY
 from tests.harness.apiserver import ServerHandle
 
@@ -62,6 +64,37 @@ async def _top(server: ServerHandle, tmp_path: Path) -> None:
         assert 'scheduler_schedule_attempts_total{result="scheduled"}' in figures
         assert "kubelet_pod_start_duration_seconds_count" in figures
         assert 'workqueue_adds_total{name="deployments"}' in figures
+        # RBAC: the view role reads metrics (kubectl top); nobody else does
+        await c.api.create(
+            ROLEBINDINGS,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "viewer", "namespace": "default"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "view",
+                },
+                "subjects": [{"kind": "User", "name": "viewer"}],
+            },
+            namespace="default",
+        )
+        viewer = HttpClient.from_kubeconfig(server.kubeconfig("viewer", groups=[]))
+        stranger = HttpClient.from_kubeconfig(server.kubeconfig("stranger", groups=[]))
+        try:
+            seen = await viewer.list(POD_METRICS, namespace="default", label_selector="app=busy")
+            assert len(seen.items) == 2
+            with pytest.raises(errors.Forbidden):
+                await stranger.list(POD_METRICS, namespace="default")
+            with pytest.raises(errors.ApiError) as refused:
+                await c.api.delete(
+                    POD_METRICS, seen.items[0]["metadata"]["name"], namespace="default"
+                )
+            assert refused.value.status == 405  # read-only
+        finally:
+            await viewer.close()
+            await stranger.close()
         raw = await c.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/node-0")
         assert '"kind":"NodeMetrics"' in raw, raw
         assert '"window"' in raw, raw
