@@ -181,6 +181,11 @@ async def _autoscale(server: ServerHandle, tmp_path: Path) -> None:
             assert "cpu: <unknown>/50%" in rows["new"]
             assert rows["new"].split()[-4:-1] == ["1", "5", "1"]
 
+        for binary in (KUBECTL, KUBECTL_132):
+            described = await _kubectl(c, binary, "describe", "hpa", "new")
+            assert "Reference:" in described
+            assert "Deployment/new" in described
+            assert "Min replicas:" in described
         # no metrics: ScalingActive False with upstream's reason, and a warning event
         async def inactive() -> dict[str, Any] | None:
             h = await c.api.get(HORIZONTALPODAUTOSCALERS, "new", namespace="default")
