@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CONTROLLERREVISIONS,
     CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
@@ -21,13 +22,16 @@ from berth.api.resources import (
     HORIZONTALPODAUTOSCALERS,
     JOBS,
     LEASES,
+    LIMITRANGES,
     NAMESPACES,
     NODES,
     PODS,
     REPLICASETS,
+    RESOURCEQUOTAS,
     SECRETS,
     SERVICEACCOUNTS,
     SERVICES,
+    STATEFULSETS,
     ResourceDef,
 )
 
@@ -44,7 +48,11 @@ MANAGED: tuple[ResourceDef, ...] = (
     DEPLOYMENTS,
     REPLICASETS,
     DAEMONSETS,
+    STATEFULSETS,
+    CONTROLLERREVISIONS,
     LEASES,
+    RESOURCEQUOTAS,
+    LIMITRANGES,
     JOBS,
     CRONJOBS,
     HORIZONTALPODAUTOSCALERS,

@@ -20,10 +20,12 @@ from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
 from .customresourcedefinitions import CustomResourceDefinitionStrategy
 from .events import EventStrategy
+from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .quota import ResourceQuotaStrategy
 from .rbac import (
     ClusterRoleBindingStrategy,
     ClusterRoleStrategy,
@@ -31,8 +33,10 @@ from .rbac import (
     RoleStrategy,
 )
 from .resourcemetrics import NodeMetricsStrategy, PodMetricsStrategy
+from .scheduling import PriorityClassStrategy
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
+from .statefulsets import ControllerRevisionStrategy, StatefulSetStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
 
 __all__ = ["BUILTIN", "KindStrategy", "Strategies", "strategy_for"]
@@ -53,7 +57,12 @@ BUILTIN: tuple[KindStrategy, ...] = (
     DaemonSetStrategy(),
     JobStrategy(),
     CronJobStrategy(),
+    StatefulSetStrategy(),
+    ControllerRevisionStrategy(),
     PodDisruptionBudgetStrategy(),
+    ResourceQuotaStrategy(),
+    LimitRangeStrategy(),
+    PriorityClassStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),
     RoleBindingStrategy(),

@@ -186,6 +186,7 @@ async def _autoscale(server: ServerHandle, tmp_path: Path) -> None:
             assert "Reference:" in described
             assert "Deployment/new" in described
             assert "Min replicas:" in described
+
         # no metrics: ScalingActive False with upstream's reason, and a warning event
         async def inactive() -> dict[str, Any] | None:
             h = await c.api.get(HORIZONTALPODAUTOSCALERS, "new", namespace="default")
