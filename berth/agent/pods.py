@@ -22,10 +22,10 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from berth.agent.env import SourceError, resolve_env, resolve_volume_files
 from berth.agent.runtime import (
@@ -49,8 +49,31 @@ from berth.machinery.controller import Controller, Retry
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
 from berth.machinery.objects import Frozen, meta, name, namespace, thaw
+from berth.machinery.prometheus import POD_START_BUCKETS, REGISTRY
 from berth.machinery.queue import WorkQueue
 from berth.runtime.safepath import UnsafePath
+
+POD_START = REGISTRY.histogram(
+    "kubelet_pod_start_duration_seconds",
+    "Duration in seconds from the agent seeing a pod for the first time to all its containers"
+    " running.",
+    POD_START_BUCKETS,
+)
+RUNTIME_ERRORS = REGISTRY.counter(
+    "kubelet_runtime_operations_errors_total",
+    "Cumulative number of runtime operation errors by operation type.",
+)
+T = TypeVar("T")
+
+
+async def _counted(operation: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await call(*args)``, counting a failure in kubelet_runtime_operations_errors_total."""
+    try:
+        return await call(*args)
+    except Exception:
+        RUNTIME_ERRORS.inc(operation_type=operation)
+        raise
+
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +143,9 @@ class PodRecord:
     settled: bool = False  # its terminal status is in the API: nothing more to report
     terminating_since: float | None = None  # monotonic time the deletion was first seen
     events: list[PendingEvent] = field(default_factory=list)  # posted after the status
+    # Pod start latency (kubelet_pod_start_duration_seconds): when this agent first saw the
+    # pod (None: adopted after a restart, not measured) until all its containers ran.
+    seen_at: float | None = None
 
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append(PendingEvent(warning, reason, message))
@@ -280,6 +306,7 @@ class PodManager:
             rec = None
         if rec is None:
             rec = PodRecord(uid=uid, key=key, node=str(pod["spec"]["nodeName"]))
+            rec.seen_at = self.clock.monotonic()
             self.records[key] = rec
         if meta(pod).get("deletionTimestamp"):
             await self._terminate(pod, rec)
@@ -313,7 +340,9 @@ class PodManager:
             host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
             if not self.runtime.assigns_pod_ips and not host_network:
                 rec.pod_ip = self.ips.allocate(rec.node, self.node_cidr(rec.node))
-            rec.sandbox = await self.runtime.create_sandbox(
+            rec.sandbox = await _counted(
+                "create_sandbox",
+                self.runtime.create_sandbox,
                 SandboxConfig(
                     namespace=namespace(pod) or "default",
                     name=name(pod),
@@ -323,7 +352,7 @@ class PodManager:
                     labels=dict(meta(pod).get("labels") or {}),
                     spec=with_claims(thaw(pod.get("spec") or {}), claims),
                     volume_files=files,
-                )
+                ),
             )
             if self.runtime.assigns_pod_ips:
                 # What the CNI IPAM granted (it also survives agent restarts in its records).
@@ -409,6 +438,7 @@ class PodManager:
                 rec.sandbox, _config(c, init=init, env=env), attempt=attempt
             )
         except ImagePullFailed as exc:
+            RUNTIME_ERRORS.inc(operation_type="pull_image")
             cr.pull_failures += 1
             delay = float(min(BACKOFF_INITIAL * 2 ** (cr.pull_failures - 1), BACKOFF_MAX))
             cr.pull_retry_at = now + delay
@@ -417,6 +447,9 @@ class PodManager:
             rec.event("Failed", f'Failed to pull image "{image}": {exc}', warning=True)
             rec.event("Failed", f"Error: {cr.pull_reason}", warning=True)
             return min(now + PULL_BACKOFF_REPORT, cr.pull_retry_at)
+        except Exception:
+            RUNTIME_ERRORS.inc(operation_type="start_container")
+            raise
         cr.pull_reason = cr.pull_message = ""
         cr.pull_failures = 0
         if cr.current is not None:
@@ -673,7 +706,7 @@ class PodManager:
     async def _teardown(self, rec: PodRecord) -> None:
         self.tokens.forget(rec.uid)
         if rec.sandbox:
-            await self.runtime.remove_sandbox(rec.sandbox)
+            await _counted("remove_sandbox", self.runtime.remove_sandbox, rec.sandbox)
         if rec.pod_ip:
             self.ips.release(rec.node, rec.pod_ip)
         self.records.pop(rec.key, None)
@@ -806,6 +839,14 @@ class PodManager:
             phase = "Running"
         else:
             phase = "Pending"
+        if (
+            rec.seen_at is not None
+            and phases
+            and all(p == "running" for p in phases)
+            and all(cr is not None and cr.restarts == 0 for cr in app_recs)
+        ):
+            POD_START.observe(self.clock.monotonic() - rec.seen_at)
+            rec.seen_at = None
         if phase in ("Succeeded", "Failed"):
             rec.finished = True
             rec.terminal_phase = phase

@@ -8,7 +8,7 @@ tests and scale runs); a runc-backed implementation plugs in behind the same cal
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -66,6 +66,24 @@ class SandboxStatus:
     containers: tuple[ContainerStatus, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A usage sample: cumulative CPU nanoseconds and working-set memory bytes (``None``:
+    this node cannot tell)."""
+
+    cpu_ns: int | None
+    memory_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSample:
+    """The node's usage and each asked-for container's, read at ``time``."""
+
+    time: datetime
+    node: Usage
+    containers: Mapping[str, Usage] = field(default_factory=dict)
+
+
 class ImagePullFailed(Exception):
     """A container's image could not be made present (reported as ``ErrImagePull`` /
     ``ImagePullBackOff``, or ``ErrImageNeverPull`` when ``never_pull``)."""
@@ -121,4 +139,9 @@ class Runtime(Protocol):
         self, container_id: str, kind: ProbeKind, probe: Mapping[str, Any], *, pod_ip: str
     ) -> bool:
         """Run an exec/httpGet/tcpSocket probe against the container; True = success."""
+        ...
+
+    async def usage(self, container_ids: Sequence[str]) -> UsageSample:
+        """CPU and memory usage of the node and of the given containers (those the runtime
+        does not know are left out)."""
         ...

@@ -1,6 +1,8 @@
 """The agent's HTTPS endpoint (the API server proxies ``pods/log`` here):
 ``GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&previous=`` and
-``GET /healthz``. Clients must present a certificate signed by the cluster CA (mTLS), and
+``GET /stats/summary`` (CPU and memory, :mod:`berth.agent.stats`), ``GET /metrics``
+(Prometheus: pod start latency, runtime errors, work queues) and ``GET /healthz``.
+Clients must present a certificate signed by the cluster CA (mTLS), and
 every request is then authorized for that certificate's identity (:mod:`berth.agent.authz`):
 another node, the service proxy or any other cluster identity gets 403.
 
@@ -11,6 +13,7 @@ following log stream ends when the container exits or the client goes away.
 from __future__ import annotations
 
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -19,8 +22,10 @@ from aiohttp.typedefs import Handler, Middleware
 from berth.agent.authz import AgentAuthorizer, identity_from_peercert, node_request
 from berth.agent.pods import PodManager
 from berth.agent.runtime import Runtime
+from berth.agent.stats import summary
 from berth.client.keys import ObjectKey
 from berth.client.kubeconfig import server_ssl_context
+from berth.machinery.prometheus import REGISTRY
 
 _TRUE = {"1", "t", "T", "true", "True", "TRUE"}
 
@@ -34,7 +39,11 @@ def _authorization(
         who = identity_from_peercert(peercert)
         if who is None:
             return web.Response(status=401, text="Unauthorized")
-        node = default_node
+        node = (
+            request.query.get("node", default_node)
+            if request.path == "/stats/summary"
+            else default_node
+        )
         ns, pod = request.match_info.get("namespace"), request.match_info.get("pod")
         if ns and pod:
             rec = manager.records.get(ObjectKey(f"{ns}/{pod}"))
@@ -56,7 +65,9 @@ def make_app(
     default_node: str,
 ) -> web.Application:
     """The agent's routes; ``default_node`` names the node a request that is not about one
-    pod is authorized against."""
+    pod is authorized against (``/stats/summary?node=NAME``: that node, for an agent that
+    runs several)."""
+    started = datetime.now(UTC)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -85,8 +96,18 @@ def make_app(
         await resp.write_eof()
         return resp
 
+    async def stats_summary(request: web.Request) -> web.Response:
+        node = request.query.get("node", default_node)
+        body = await summary(manager, runtime, node, started)
+        return web.json_response(body)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(text=REGISTRY.render(), content_type="text/plain")
+
     app = web.Application(middlewares=[_authorization(manager, authorizer, default_node)])
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/stats/summary", stats_summary)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
     return app
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +29,8 @@ from berth.agent.runtime import (
     ProbeKind,
     SandboxConfig,
     SandboxStatus,
+    Usage,
+    UsageSample,
 )
 from berth.machinery.clock import Clock, Timer
 
@@ -38,6 +40,12 @@ class _Container:
     status: ContainerStatus
     config: ContainerConfig
     log: list[bytes] = field(default_factory=list)
+    # Simulated usage: CPU burnt at ``cpu_rate`` cores since ``cpu_since`` on top of
+    # ``cpu_ns``; a steady working set.
+    cpu_rate: float = 0.001
+    cpu_ns: int = 0
+    cpu_since: float = 0.0
+    memory_bytes: int = 1 << 20
     timers: list[Timer] = field(default_factory=list)
     waiters: list[asyncio.Event] = field(default_factory=list)
 
@@ -119,6 +127,30 @@ class SimulatedRuntime:
         else:
             self._pull_failures[image] = message
 
+    def set_usage(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        cpu_cores: float | None = None,
+        memory_bytes: int | None = None,
+    ) -> None:
+        """From now on the running ``container`` burns ``cpu_cores`` and holds
+        ``memory_bytes`` of working set (what the stats endpoint reports)."""
+        c = self._find(namespace, pod, container)
+        if c is None:
+            raise KeyError(f"{namespace}/{pod}/{container} is not running")
+        if cpu_cores is not None:
+            c.cpu_ns = self._cpu_ns(c)
+            c.cpu_since = self.clock.monotonic()
+            c.cpu_rate = cpu_cores
+        if memory_bytes is not None:
+            c.memory_bytes = memory_bytes
+
+    def _cpu_ns(self, c: _Container) -> int:
+        return c.cpu_ns + int(c.cpu_rate * max(0.0, self.clock.monotonic() - c.cpu_since) * 1e9)
+
     def append_log(self, namespace: str, pod: str, container: str, *, line: str) -> None:
         c = self._find(namespace, pod, container)
         if c is not None:
@@ -199,6 +231,7 @@ class SimulatedRuntime:
             if c.status.phase != "created":
                 return
             c.status = replace(c.status, phase="running", started_at=self.clock.now())
+            c.cpu_since = self.clock.monotonic()
             self._log(c, f"started {config.name} ({config.image})")
             scripted = self._exits.get((sb.config.namespace, sb.config.name, config.name))
             if scripted is not None:
@@ -233,6 +266,19 @@ class SimulatedRuntime:
     async def container_status(self, container_id: str) -> ContainerStatus | None:
         c = self._containers.get(container_id)
         return c.status if c is not None else None
+
+    async def usage(self, container_ids: Sequence[str]) -> UsageSample:
+        found = {
+            cid: Usage(self._cpu_ns(c), c.memory_bytes)
+            for cid in container_ids
+            if (c := self._containers.get(cid)) is not None
+        }
+        running = [c for c in self._containers.values() if c.status.phase == "running"]
+        node = Usage(
+            sum(self._cpu_ns(c) for c in running) + int(self.clock.monotonic() * 1e7),
+            sum(c.memory_bytes for c in running) + (256 << 20),
+        )
+        return UsageSample(self.clock.now(), node, found)
 
     async def list_sandboxes(self) -> list[SandboxStatus]:
         return [

@@ -223,6 +223,37 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _grouped(
         "rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False
     ),
+    # autoscaling/v2 first: the preferred version, and the one objects are stored in
+    *(
+        ResourceDef(
+            group="autoscaling",
+            version=version,
+            plural="horizontalpodautoscalers",
+            singular="horizontalpodautoscaler",
+            kind="HorizontalPodAutoscaler",
+            namespaced=True,
+            short_names=("hpa",),
+            categories=("all",),
+            subresources=("status",),
+        )
+        for version in ("v2", "v1")
+    ),
+    # metrics.k8s.io: computed from the agents' stats, never stored (read-only)
+    *(
+        ResourceDef(
+            group="metrics.k8s.io",
+            version="v1beta1",
+            plural=plural,
+            singular="",
+            kind=kind,
+            namespaced=namespaced,
+            verbs=("get", "list"),
+        )
+        for plural, kind, namespaced in (
+            ("nodes", "NodeMetrics", False),
+            ("pods", "PodMetrics", True),
+        )
+    ),
     _grouped(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
@@ -306,8 +337,8 @@ class ResourceTable:
 TABLE = ResourceTable()
 
 
-def _served(group: str, plural: str) -> ResourceDef:
-    rd = TABLE.lookup(group, "v1", plural)
+def _served(group: str, plural: str, version: str = "v1") -> ResourceDef:
+    rd = TABLE.lookup(group, version, plural)
     if rd is None:  # pragma: no cover - a typo here fails every import
         raise LookupError(f"{plural}.{group} is not in the resource table")
     return rd
@@ -342,6 +373,9 @@ ROLES = _served("rbac.authorization.k8s.io", "roles")
 ROLEBINDINGS = _served("rbac.authorization.k8s.io", "rolebindings")
 CLUSTERROLES = _served("rbac.authorization.k8s.io", "clusterroles")
 CLUSTERROLEBINDINGS = _served("rbac.authorization.k8s.io", "clusterrolebindings")
+HORIZONTALPODAUTOSCALERS = _served("autoscaling", "horizontalpodautoscalers", "v2")
+NODE_METRICS = _served("metrics.k8s.io", "nodes", "v1beta1")
+POD_METRICS = _served("metrics.k8s.io", "pods", "v1beta1")
 
 SUBJECT_ACCESS_REVIEWS = ResourceDef(
     group="authorization.k8s.io",

@@ -66,6 +66,7 @@ from .rbac import Attributes, bootstrap_policy
 from .rbac_escalation import EscalationCheck
 from .rbac_reconcile import reconcile_bootstrap_roles
 from .registry import PATCH_TYPES, Registry
+from .resourcemetrics import RESOLUTION, MetricsStore, Scraper
 from .serviceaccounts import ServiceAccounts
 from .watch import ObjEvent, WatchHub
 
@@ -162,6 +163,10 @@ class ApiServer:
         )
         self.service_accounts = ServiceAccounts(config)
         self.metrics = Metrics()
+        # Resource metrics (metrics.k8s.io) from the agents' stats (resourcemetrics.py).
+        self.resource_metrics = MetricsStore()
+        self.metrics_resolution = RESOLUTION
+        self._scraper_task: asyncio.Task[None] | None = None
         # This server's resources and their strategies: custom resources come and go at
         # run time (add_resource / remove_resource).
         self.table = ResourceTable()
@@ -237,6 +242,8 @@ class ApiServer:
             self.registry, address=self.config.advertise_address, port=self.port
         )
         self._peers_task = asyncio.create_task(self.peers.run(), name="apiserver-peers")
+        self.scraper = Scraper(self, self.resource_metrics, resolution=self.metrics_resolution)
+        self._scraper_task = asyncio.create_task(self.scraper.run(), name="resource-metrics")
         log.info("berth API server listening on %s:%d", self.config.bind_address, self.port)
 
     async def stop(self) -> None:
@@ -244,6 +251,10 @@ class ApiServer:
         relist and re-watch), let in-flight requests finish for at most
         :data:`SHUTDOWN_GRACE` seconds, then flush and close the store."""
         self.stopping.set()
+        if self._scraper_task is not None:
+            self._scraper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scraper_task
         if self._peers_task is not None:
             self._peers_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

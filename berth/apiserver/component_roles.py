@@ -74,7 +74,11 @@ MONITORED_CORE = [
     "persistentvolumes",
 ]
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
-MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs", "cronjobs"]}
+MONITORED_OTHER = {
+    "coordination.k8s.io": ["leases"],
+    "batch": ["jobs", "cronjobs"],
+    "autoscaling": ["horizontalpodautoscalers"],
+}
 GC_VERBS = [*READ, "patch", "delete"]
 
 
@@ -141,6 +145,12 @@ def controller_manager_rules() -> list[Obj]:
         # manager away from RBAC objects and CRD-defined groups (a stolen certificate must not
         # map who may do what), so those counts are kept as admission charged them.
         rule(QUOTA_COUNTED_GROUPS, ["*"], ["list"]),
+        # horizontalpodautoscaler (kube's system:controller:horizontal-pod-autoscaler): its
+        # status, any target's scale, pods' resource metrics, CRDs (which kinds have /scale)
+        rule(["autoscaling"], ["horizontalpodautoscalers/status"], ["update"]),
+        rule(["*"], ["*/scale"], ["get", "update"]),
+        rule(["metrics.k8s.io"], ["pods"], ["list"]),
+        rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list"]),
         rule([""], ["resourcequotas/status"], ["update"]),
         # persistentvolume-binder: claimRef/volumeName and protection finalizers, phases, the
         # local provisioner's volumes (deletes are in GC_VERBS)

@@ -22,6 +22,7 @@ MAGIC = b"k8s\x00"
 Schema = dict[int, tuple[str, str, Any]]
 
 TIME: Schema = {1: ("seconds", "int", None), 2: ("nanos", "int", None)}
+QUANTITY: Schema = {1: ("string", "string", None)}
 OWNER_REF: Schema = {
     1: ("kind", "string", None),
     3: ("name", "string", None),
@@ -341,6 +342,79 @@ KINDS: dict[str, Schema] = {
     },
 }
 
+# autoscaling (``kubectl autoscale``): v1 and v2 share the kind name, not the field numbers
+CROSS_VERSION_REF: Schema = {
+    1: ("kind", "string", None),
+    2: ("name", "string", None),
+    3: ("apiVersion", "string", None),
+}
+METRIC_TARGET: Schema = {
+    1: ("type", "string", None),
+    2: ("value", "quantity", None),
+    3: ("averageValue", "quantity", None),
+    4: ("averageUtilization", "int", None),
+}
+SCALING_RULES: Schema = {
+    1: ("selectPolicy", "string", None),
+    2: (
+        "policies",
+        "rmsg",
+        {
+            1: ("type", "string", None),
+            2: ("value", "int", None),
+            3: ("periodSeconds", "int", None),
+        },
+    ),
+    3: ("stabilizationWindowSeconds", "int", None),
+}
+HPA_V2_SPEC: Schema = {
+    1: ("scaleTargetRef", "msg", CROSS_VERSION_REF),
+    2: ("minReplicas", "int", None),
+    3: ("maxReplicas", "int", None),
+    4: (
+        "metrics",
+        "rmsg",
+        {
+            1: ("type", "string", None),
+            4: (
+                "resource",
+                "msg",
+                {1: ("name", "string", None), 2: ("target", "msg", METRIC_TARGET)},
+            ),
+            7: (
+                "containerResource",
+                "msg",
+                {
+                    1: ("name", "string", None),
+                    2: ("target", "msg", METRIC_TARGET),
+                    3: ("container", "string", None),
+                },
+            ),
+        },
+    ),
+    5: (
+        "behavior",
+        "msg",
+        {1: ("scaleUp", "msg", SCALING_RULES), 2: ("scaleDown", "msg", SCALING_RULES)},
+    ),
+}
+HPA_V1_SPEC: Schema = {
+    1: ("scaleTargetRef", "msg", CROSS_VERSION_REF),
+    2: ("minReplicas", "int", None),
+    3: ("maxReplicas", "int", None),
+    4: ("targetCPUUtilizationPercentage", "int", None),
+}
+VERSIONED_KINDS: dict[tuple[str, str], Schema] = {
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): {
+        1: ("metadata", "msg", OBJECT_META),
+        2: ("spec", "msg", HPA_V2_SPEC),
+    },
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): {
+        1: ("metadata", "msg", OBJECT_META),
+        2: ("spec", "msg", HPA_V1_SPEC),
+    },
+}
+
 
 # Go pointer fields (optional in proto2): present on the wire only when set, so a zero is a
 # real value. Every other scalar is always written by Go, and JSON would omit its zero.
@@ -372,6 +446,10 @@ KEEP_ZERO = frozenset(
         "blockOwnerDeletion",
         "type",
         "intVal",
+        "minReplicas",
+        "targetCPUUtilizationPercentage",
+        "averageUtilization",
+        "stabilizationWindowSeconds",
         "value",  # PriorityClass.value (int32, always written)
     }
 )
@@ -481,8 +559,11 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
             obj.setdefault(name, {})[k] = base64.b64encode(v).decode()
         elif kind == "map_sq":  # map<string, Quantity{string=1}>
             k, v = _map_entry(value)
-            q = decode_message(v, {1: ("string", "string", None)})
+            q = decode_message(v, QUANTITY)
             obj.setdefault(name, {})[k] = q.get("string", "0")
+        elif kind == "quantity":  # resource.Quantity{string=1}
+            q = decode_message(value if isinstance(value, bytes) else b"", QUANTITY)
+            obj[name] = q.get("string", "0")
         elif kind == "intorstr":
             ios = decode_message(value if isinstance(value, bytes) else b"", sub)
             obj[name] = ios.get("strVal", "") if ios.get("type") == 1 else ios.get("intVal", 0)
@@ -515,7 +596,7 @@ def decode_body(data: bytes) -> dict[str, Any]:
             raw = value
     type_meta = envelope.get("typeMeta") or {}
     kind = str(type_meta.get("kind", ""))
-    schema = KINDS.get(kind)
+    schema = VERSIONED_KINDS.get((str(type_meta.get("apiVersion", "")), kind)) or KINDS.get(kind)
     if schema is None:
         raise ApiError(
             415,

@@ -273,6 +273,9 @@ def bootstrap_policy() -> list[Obj]:
                     ],
                     READ,
                 ),
+                _rule(["autoscaling"], ["horizontalpodautoscalers"], READ),
+                # what metrics-server's aggregated-metrics-reader adds to view: kubectl top
+                _rule(["metrics.k8s.io"], ["pods", "nodes"], READ),
             ],
         ),
         _cluster_role("system:kube-scheduler", scheduler_rules()),

@@ -19,6 +19,7 @@ from berth.api.resources import (
     DEPLOYMENTS,
     ENDPOINTS,
     EVENTS,
+    HORIZONTALPODAUTOSCALERS,
     JOBS,
     LEASES,
     LIMITRANGES,
@@ -58,4 +59,5 @@ MANAGED: tuple[ResourceDef, ...] = (
     PERSISTENTVOLUMES,
     JOBS,
     CRONJOBS,
+    HORIZONTALPODAUTOSCALERS,
 )

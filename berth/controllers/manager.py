@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from berth.api import satoken
-from berth.api.resources import CRONJOBS, EVENTS, JOBS, ResourceDef
+from berth.api.resources import CRONJOBS, EVENTS, HORIZONTALPODAUTOSCALERS, JOBS, ResourceDef
 from berth.client.interface import ApiClient
+from berth.controllers.autoscaling.controller import HorizontalPodAutoscalerController
 from berth.controllers.context import Context
 from berth.controllers.cronjob import CronJobController
 from berth.controllers.daemonset import DaemonSetController
@@ -58,6 +59,7 @@ ALL_CONTROLLERS = (
     "job",
     "cronjob",
     "ttl-after-finished",
+    "horizontalpodautoscaling",
 )
 
 
@@ -73,6 +75,7 @@ class ManagerConfig:
     root_ca_pem: bytes | None = None
     # Signs legacy token Secrets' tokens (None: the token controller does not run).
     service_account_signer: satoken.Signer | None = None
+    hpa_sync_period: float = 15.0  # kube: --horizontal-pod-autoscaler-sync-period
 
 
 class ControllerManager:
@@ -150,6 +153,11 @@ class ControllerManager:
             if "root-ca-cert-publisher" in want and ca is not None
             else None
         )
+        self.autoscaler = (
+            HorizontalPodAutoscalerController(self.ctx, sync_period=config.hpa_sync_period)
+            if "horizontalpodautoscaling" in want and HORIZONTALPODAUTOSCALERS in served
+            else None
+        )
         self.resourcequota = ResourceQuotaController(self.ctx) if "resourcequota" in want else None
         signer = config.service_account_signer
         self.tokens = (
@@ -191,6 +199,7 @@ class ControllerManager:
             self.jobs,
             self.cronjobs,
             self.ttl,
+            self.autoscaler,
         )
         return [p.controller for p in parts if p is not None]
 

@@ -18,9 +18,12 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from aiohttp import web
+
 from berth.client.http import HttpClient
 from berth.machinery.clock import Clock, RealClock
 from berth.machinery.leaderelection import LeaderElectionConfig, LeaderElector
+from berth.machinery.prometheus import REGISTRY
 
 Lead = Callable[[HttpClient, Clock], Coroutine[Any, Any, None]]
 
@@ -40,6 +43,12 @@ def add_common_flags(parser: argparse.ArgumentParser, *, lease_name: str) -> Non
     parser.add_argument("--retry-period", type=float, default=2.0)
     parser.add_argument(
         "--identity", default=f"{socket.gethostname()}_{os.getpid()}", help="leader identity"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus /metrics (and /healthz) over plain HTTP on 127.0.0.1:PORT (0: off)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
 
@@ -115,6 +124,7 @@ async def run_component(args: argparse.Namespace, lead: Lead, *, user_agent: str
     async def work() -> None:
         await lead(client, clock)
 
+    metrics = await serve_metrics(int(getattr(args, "metrics_port", 0) or 0))
     if args.leader_elect:
         elector = LeaderElector(client, clock, election_config(args))
         main = asyncio.create_task(elector.run(work))
@@ -123,6 +133,30 @@ async def run_component(args: argparse.Namespace, lead: Lead, *, user_agent: str
     try:
         await run_until_stopped(main, stop)
     finally:
+        if metrics is not None:
+            await metrics.cleanup()
         await client.close()
         await asyncio.sleep(0.25)  # let TLS connections close cleanly (aiohttp's advice)
     raise_failure(main)
+
+
+async def serve_metrics(port: int) -> web.AppRunner | None:
+    """``GET /metrics`` (the process's :data:`REGISTRY`) and ``/healthz`` on 127.0.0.1:``port``
+    — loopback only, as the figures need no credentials to read (a scraper on the host, or
+    ``berth verify`` over SSH); served by every replica, leader or not."""
+    if port <= 0:
+        return None
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(text=REGISTRY.render(), content_type="text/plain")
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner

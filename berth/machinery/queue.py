@@ -21,6 +21,7 @@ from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from berth.machinery.clock import Clock, Timer
+from berth.machinery.prometheus import QUEUE_ADDS, track_queue
 
 K = TypeVar("K", bound=Hashable)
 
@@ -46,6 +47,8 @@ class WorkQueue(Generic[K]):
         self._deadlines: dict[K, float] = {}
         self._getters: deque[asyncio.Future[None]] = deque()
         self._shutdown = False
+        self._adds_key = (("name", name or "unnamed"),)  # workqueue_adds_total's labels
+        track_queue(self)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -61,6 +64,7 @@ class WorkQueue(Generic[K]):
         if self._shutdown or key in self._dirty:
             return
         self._dirty.add(key)
+        QUEUE_ADDS.values[self._adds_key] += 1
         if key in self._processing:
             return  # re-queued by done()
         self._queue.append(key)

@@ -25,7 +25,7 @@ import dataclasses
 import datetime
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,15 @@ from berth.agent.runtime import (
     ProbeKind,
     SandboxConfig,
     SandboxStatus,
+    Usage,
+    UsageSample,
 )
 from berth.agent.runtime import ContainerStatus as AgentContainerStatus
 from berth.network.cni import CniInvoker
 from berth.network.command import SubprocessRunner
 from berth.network.podnet import PodNetwork, node_conflist
+from berth.runtime.cgroups import CGROUP_PARENT
+from berth.runtime.cgroupstats import CgroupReader
 from berth.runtime.errors import ContainerNotFound, ImageError, ImageNotPresent
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
@@ -138,6 +142,7 @@ class RuncAgentRuntime:
         self.files = files
         self.cluster_dns = cluster_dns
         self.cluster_domain = cluster_domain
+        self.cgroups = CgroupReader()
         # Containers last seen running (by container_status), watched by poll_changes.
         self._running: dict[ContainerID, PodUID] = {}
 
@@ -322,6 +327,26 @@ class RuncAgentRuntime:
         else:
             self._running.pop(cid, None)
         return to_agent_status(status)
+
+    async def usage(self, container_ids: Sequence[str]) -> UsageSample:
+        """Read from the containers' cgroups (``berth/<pod uid>/<container id>``, as the
+        bundle sets ``cgroupsPath``), in a worker thread: a few small files per container."""
+        return await asyncio.to_thread(self._read_usage, list(container_ids))
+
+    def _read_usage(self, container_ids: list[str]) -> UsageSample:
+        reader = self.cgroups
+        found: dict[str, Usage] = {}
+        for cid in container_ids:
+            pod_uid = cid.rsplit("_", 2)[0]
+            if not pod_uid or "/" in cid or cid.startswith("."):
+                continue
+            got = reader.usage(f"{CGROUP_PARENT}/{pod_uid}/{cid}")
+            if got.cpu_ns is not None or got.memory_bytes is not None:
+                found[cid] = Usage(got.cpu_ns, got.memory_bytes)
+        node = reader.node_usage()
+        return UsageSample(
+            datetime.datetime.now(datetime.UTC), Usage(node.cpu_ns, node.memory_bytes), found
+        )
 
     def poll_changes(self) -> list[SandboxConfig]:
         """The sandboxes (pods) whose container, running when the agent last asked for its

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -34,10 +35,20 @@ from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, InformerFactory
 from berth.machinery.objects import Frozen, is_deleting, key_of, meta, name, namespace
+from berth.machinery.prometheus import REGISTRY
 from berth.machinery.queue import WorkQueue
 from berth.scheduler import plugins, preemption
 from berth.scheduler.nodeinfo import NodeInfo, PodInfo, node_info, pod_info
 from berth.scheduler.volumes import PodVolumes, VolumeBinding
+
+ATTEMPTS = REGISTRY.counter(
+    "scheduler_schedule_attempts_total",
+    "Number of attempts to schedule pods, by the result (scheduled, unschedulable, error).",
+)
+ATTEMPT_SECONDS = REGISTRY.histogram(
+    "scheduler_scheduling_attempt_duration_seconds",
+    "Scheduling attempt latency in seconds (the placement decision), by result.",
+)
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +323,7 @@ class Scheduler:
         if uid in self.assumed:
             return None
         info = pod_info(pod)
+        started = time.perf_counter()
         volumes: PodVolumes | None = None
         if info.claims:
             prepared = self.volume_binding.prepare(pod)
@@ -323,7 +335,10 @@ class Scheduler:
                 decision = self.find_node(info, volumes)
         else:
             decision = self.find_node(info)
+        result = "unschedulable" if decision.node is None else "scheduled"
+        ATTEMPT_SECONDS.observe(time.perf_counter() - started, result=result)
         if decision.node is None:
+            ATTEMPTS.inc(result="unschedulable")
             self._attempts[key] += 1
             self.unschedulable[key] = self.clock.monotonic()
             self._spawn(self._report_unschedulable(pod, decision.message))
@@ -483,6 +498,7 @@ class Scheduler:
                 await bind(self.client, namespace=ns, pod=pod_name, node=node)
             except (TimeoutError, errors.ApiError, OSError) as exc:
                 self.bind_failures += 1
+                ATTEMPTS.inc(result="error")
                 if self.assumed.pop(info.uid, None) is not None:
                     self._unaccount(info.uid)
                 if isinstance(exc, errors.NotFound | errors.Conflict):
@@ -491,6 +507,7 @@ class Scheduler:
                 self.queue.add_rate_limited(ObjectKey(info.key))
                 return
         self.scheduled += 1
+        ATTEMPTS.inc(result="scheduled")
         self._attempts.pop(ObjectKey(info.key), None)
         self.queue.forget(ObjectKey(info.key))
         await self.recorder.normal(

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import http.client
 import secrets
+import socket
+import ssl
 import time
 import urllib.request
 from collections.abc import Callable
@@ -278,6 +281,60 @@ def _readyz(kubeconfig: Path, spec: ClusterSpec) -> list[CheckResult]:
     return results
 
 
+METRIC_FIGURES = {
+    "apiserver": ("apiserver_request_total", "apiserver_request_duration_seconds"),
+    "agent": ("kubelet_pod_start_duration_seconds", "kubelet_runtime_operations_errors_total"),
+}
+
+
+def _get_text(context: ssl.SSLContext, address: str, port: int, path: str, name: str) -> str:
+    """GET ``path`` over TLS from ``address``, checking the certificate against ``name`` (a
+    node's serving certificate names the node, not necessarily its address)."""
+    raw = socket.create_connection((address, port), timeout=10)
+    conn = http.client.HTTPSConnection(address, port, timeout=10, context=context)
+    conn.sock = context.wrap_socket(raw, server_hostname=name)
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        body = answer.read(4 << 20).decode(errors="replace")
+        if answer.status != 200:
+            raise OSError(f"HTTP {answer.status}: {body[:200]}")
+        return body
+    finally:
+        conn.close()
+
+
+def _metrics(kubeconfig: Path, spec: ClusterSpec, nodes: dict[str, Obj]) -> list[CheckResult]:
+    """The Prometheus figures people alert on answer: each API server's ``/metrics`` and
+    each node agent's (read with the admin certificate)."""
+    context = load_kubeconfig(kubeconfig).ssl_context()
+    targets = [
+        ("API server", "apiserver", h.name, h.address, spec.api_port, h.address)
+        for h in spec.control_plane_hosts
+    ]
+    for name, node in sorted(nodes.items()):
+        address = next(
+            (a.get("address") for a in (node.get("status") or {}).get("addresses") or ()
+             if a.get("type") == "InternalIP"),
+            None,
+        )  # fmt: skip
+        port = (
+            ((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}
+        ).get("Port")
+        if address and isinstance(port, int):
+            targets.append(("agent", "agent", name, str(address), port, name))
+    results = []
+    for label, kind, where, address, port, cert_name in targets:
+        try:
+            text = _get_text(context, address, port, "/metrics", cert_name)
+            missing = [f for f in METRIC_FIGURES[kind] if f"# TYPE {f} " not in text]
+            ok, detail = not missing, ", ".join(f"no {f}" for f in missing)
+        except (OSError, ValueError, ssl.SSLError) as error:
+            ok, detail = False, f"{type(error).__name__}: {error}"
+        results.append(_check(f"{label} on {where} /metrics answers", ok, detail))
+    return results
+
+
 async def _all(
     kubeconfig: Path, spec: ClusterSpec, *, smoke: bool, probe: Probe | None
 ) -> list[CheckResult]:
@@ -291,6 +348,7 @@ async def _all(
         results += await asyncio.to_thread(_readyz, kubeconfig, spec)
         results += node_results
         results += await _leader_checks(client, spec)
+        results += await asyncio.to_thread(_metrics, kubeconfig, spec, nodes)
         if smoke:
             image = None
             if spec.spec.runtime == "runc":

@@ -79,6 +79,22 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
             is_listening == should,
             "" if is_listening == should else ("not listening" if should else "listening"),
         )
+    if "control-plane" in want.target.roles:
+        for component, port, figure in (
+            ("scheduler", layout.SCHEDULER_METRICS_PORT, "scheduler_schedule_attempts_total"),
+            ("controller manager", layout.CONTROLLER_MANAGER_METRICS_PORT, "workqueue_depth"),
+        ):
+            fetch = host.run(
+                "/usr/bin/python3 -c 'import sys, urllib.request;"
+                f' sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:{port}/metrics",'
+                " timeout=5).read().decode())'"
+            )
+            answered = fetch.rc == 0 and f"# TYPE {figure} " in fetch.stdout
+            check(
+                f"{component} /metrics answers (127.0.0.1:{port})",
+                answered,
+                "" if answered else (fetch.stderr.strip()[-200:] or f"no {figure}"),
+            )
     for item in want.files:
         f = host.file(item.remote_path)
         if not f.exists:

@@ -602,6 +602,122 @@ def test_logs_follow_streams_new_lines(cluster: Cluster) -> None:
     assert numbers[-1] > ticks[-1], "--tail shows the newest lines"
 
 
+# -- resource metrics and autoscaling ---------------------------------------------------------
+
+BURN_SECONDS = 45
+
+
+def _burner(image: str) -> list[dict[str, Any]]:
+    """A Deployment whose pods burn a core for BURN_SECONDS after they start, then idle, and
+    an HPA on it (50% of a 100m request; scale-down window 10 s so the test need not wait
+    upstream's 300 s)."""
+    burn = (
+        f"end=$(( $(date +%s) + {BURN_SECONDS} )); "
+        "while [ $(date +%s) -lt $end ]; do :; done; exec sleep 100000"
+    )
+    labels = {"app": "burner", "test": "workloads"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "burner", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "burner"}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [
+                        {
+                            "name": "burn",
+                            "image": image,
+                            "command": ["/bin/sh", "-c", burn],
+                            "resources": {"requests": {"cpu": "100m", "memory": "16Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "burner", "namespace": "default"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "burner"},
+            "minReplicas": 1,
+            "maxReplicas": 2,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 50},
+                    },
+                }
+            ],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 10}},
+        },
+    }
+    return [deployment, hpa]
+
+
+def _top_rows(c: Cluster, *args: str) -> list[list[str]] | None:
+    result = c.kubectl("top", *args, check=False)
+    if result.returncode != 0:
+        return None
+    return [line.split() for line in result.stdout.splitlines()[1:] if line.strip()]
+
+
+def _burner_replicas(c: Cluster, n: int) -> bool | None:
+    d = json.loads(c.kubectl("get", "deployment", "burner", "-o", "json").stdout)
+    return True if d["spec"]["replicas"] == n else None
+
+
+def test_top_answers_soon_after_pods_start_and_the_hpa_follows_cpu_load(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(*_burner(cluster.image))
+    pod = wait_for(
+        "burner running", lambda: next(iter(cluster.pods("app=burner")), None), timeout=60
+    )
+    wait_for("burner running", lambda: _running_pod(cluster, pod["metadata"]["name"]), timeout=60)
+    started = time.monotonic()
+    nodes = wait_for("kubectl top nodes", lambda: _top_rows(cluster, "nodes"), timeout=30)
+    assert len(nodes) == 3, nodes  # every runc node answers
+    rows = wait_for(
+        "kubectl top pods",
+        lambda: _top_rows(cluster, "pods", "-l", "app=burner", "--containers"),
+        timeout=max(1.0, 30 - (time.monotonic() - started)),
+    )
+    assert time.monotonic() - started <= 30
+    # POD NAME CPU MEMORY: the burner's one container burns most of a core
+    assert rows[0][1] == "burn"
+    assert rows[0][2].endswith("m")
+    assert int(rows[0][2][:-1]) > 100, rows  # above its request (the machine is shared)
+    assert rows[0][3].endswith("Mi") or rows[0][3].endswith("Ki"), rows
+    # far above 50% of 100m: the HPA scales to its max (2), then back to 1 once the burning
+    # stops and the 10 s scale-down window has passed
+    wait_for("HPA scaled burner up to 2", lambda: _burner_replicas(cluster, 2), timeout=90)
+    wait_for("HPA scaled burner back to 1", lambda: _burner_replicas(cluster, 1), timeout=150)
+    hpa = json.loads(cluster.kubectl("get", "hpa", "burner", "-o", "json").stdout)
+    conditions = {x["type"]: x for x in hpa["status"]["conditions"]}
+    assert conditions["ScalingActive"]["status"] == "True"
+    events = json.loads(cluster.kubectl("get", "events", "-o", "json").stdout)["items"]
+    rescales = [
+        e["message"]
+        for e in events
+        if e.get("reason") == "SuccessfulRescale" and e["involvedObject"]["name"] == "burner"
+    ]
+    assert "New size: 2; reason: cpu resource utilization (percentage of request) above target" in (
+        rescales
+    ), rescales
+    assert "New size: 1; reason: All metrics below target" in rescales, rescales
+    cluster.kubectl("delete", "hpa", "burner")
+    cluster.kubectl("delete", "deployment", "burner", "--wait=false")
+
+
 # -- images ---------------------------------------------------------------------------------
 
 

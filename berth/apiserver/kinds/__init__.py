@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from berth.api.resources import ResourceDef
 
+from .autoscaling import HorizontalPodAutoscalerStrategy
 from .base import KindStrategy
 from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
@@ -31,6 +32,7 @@ from .rbac import (
     RoleBindingStrategy,
     RoleStrategy,
 )
+from .resourcemetrics import NodeMetricsStrategy, PodMetricsStrategy
 from .scheduling import PriorityClassStrategy
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
@@ -74,6 +76,9 @@ BUILTIN: tuple[KindStrategy, ...] = (
     RoleBindingStrategy(),
     ClusterRoleBindingStrategy(),
     CustomResourceDefinitionStrategy(),
+    HorizontalPodAutoscalerStrategy(),
+    NodeMetricsStrategy(),
+    PodMetricsStrategy(),
 )
 """The built-in kinds' strategies, found by (group, kind)."""
 

@@ -197,11 +197,17 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
                 node_cidr_mask_size=network.node_cidr_mask_size,
                 pki=layout.PKI,
                 pod_eviction_timeout=spec.spec.pod_eviction_timeout,
+                controller_manager_metrics_port=layout.CONTROLLER_MANAGER_METRICS_PORT,
             ),
         ),
         _unit(
             layout.SCHEDULER,
-            _context(data, host, kubeconfig=ha.kubeconfig_path(spec, "scheduler.conf")),
+            _context(
+                data,
+                host,
+                kubeconfig=ha.kubeconfig_path(spec, "scheduler.conf"),
+                scheduler_metrics_port=layout.SCHEDULER_METRICS_PORT,
+            ),
         ),
         Service(layout.APISERVER, restart_on=(config, CURRENT_ID, *credentials)),
         Service(layout.CONTROLLER_MANAGER, restart_on=(CURRENT_ID, *credentials)),

@@ -41,6 +41,10 @@ ALL_UNITS = (*CONTROL_PLANE_UNITS, AGENT)
 
 API_PORT = 6443
 AGENT_PORT = 10250
+# Prometheus /metrics of the scheduler and the controller manager, on 127.0.0.1 only (the
+# ports of kube's former insecure endpoints; nothing else of theirs listens)
+SCHEDULER_METRICS_PORT = 10251
+CONTROLLER_MANAGER_METRICS_PORT = 10252
 ETCD_PORTS = (2379, 2380)
 
 ETCD_UNIT = "berth-etcd.service"

@@ -5,6 +5,7 @@ validation, immutability and the ``kubectl get pv,pvc,sc`` columns."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ def test_volume_defaults_finalizer_and_columns(kubectl: Kubectl, api: k8s.ApiCli
 
 
 def test_default_class_fills_claims_and_columns(kubectl: Kubectl, api: k8s.ApiClient) -> None:
+    # creation times have one-second resolution and a tie goes to the first name (as
+    # upstream): make "fast" clearly newer than berth-local, made when the server started
+    time.sleep(1.1)
     _apply(
         kubectl,
         {

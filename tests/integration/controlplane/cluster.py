@@ -97,6 +97,7 @@ async def control_plane(
     renew_interval: float = 1.0,
     start_delay: float = 0.0,
     serve_logs: bool = False,
+    hpa_sync_period: float = 15.0,
 ) -> AsyncIterator[Cluster]:
     kubeconfig = server.kubeconfig("admin", groups=["system:masters"])
     clock = RealClock()
@@ -119,6 +120,7 @@ async def control_plane(
             node_lifecycle=lifecycle,
             root_ca_pem=server.pki.ca_cert.read_bytes(),
             service_account_signer=_signer(server),
+            hpa_sync_period=hpa_sync_period,
         ),
     )
     sched_client = client("scheduler", "system:kube-scheduler")

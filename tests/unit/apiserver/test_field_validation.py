@@ -230,7 +230,8 @@ def test_warn_sends_a_warning_per_problem_and_ignore_nothing() -> None:
 
 
 def test_every_served_kind_compiles() -> None:
-    for rd in TABLE.resources:
+    # read-only resources (metrics.k8s.io) never decode a client's object
+    for rd in (r for r in TABLE.resources if "create" in r.verbs):
         assert fieldvalidation.tree_for(rd) is not None, rd.kind
 
 

@@ -254,6 +254,8 @@ def test_pod_eviction_timeout_reaches_the_api_server_and_controller_manager(
     unit = render(
         "berth-controller-manager.service.j2",
         {"cluster": "c", "host": "cp", "site": "/s", "kubeconfig": "k", "pod_cidr": "p",
-         "node_cidr_mask_size": 24, "pki": "/pki", "pod_eviction_timeout": 20},
+         "node_cidr_mask_size": 24, "pki": "/pki", "pod_eviction_timeout": 20,
+         "controller_manager_metrics_port": 10252},
     )  # fmt: skip
     assert "--default-toleration-seconds 20" in unit
+    assert "--metrics-port 10252" in unit
