@@ -1,7 +1,7 @@
 """The node's share of the cluster network, kept in step with the API: host-gw routes to every
 other node's pod CIDR (+ the service CIDR route) and the service proxy's nftables table.
 
-Level-triggered: informers on Nodes, Services and Endpoints only mark the state dirty; one
+Level-triggered: informers on Nodes, Services and EndpointSlices only mark the state dirty; one
 loop then renders everything from the caches and applies the difference (``ip route`` for
 routes that changed, one atomic ``nft -f`` when the ruleset changed). A failed sync is logged
 and retried; a periodic resync repairs rules someone removed by hand.
@@ -16,7 +16,7 @@ import logging
 
 from berth.agent.proxy_events import RejectionReporter
 from berth.agent.withdrawal import EndpointWithdrawal
-from berth.api.resources import ENDPOINTS, NODES, SERVICES
+from berth.api.resources import ENDPOINTS, ENDPOINTSLICES, NODES, SERVICES
 from berth.client.interface import ApiClient
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
@@ -75,6 +75,9 @@ class NodeNetwork:
         self.nodes = Informer(client, NODES, clock=clock)
         self.services = Informer(client, SERVICES, clock=clock)
         self.endpoints = Informer(client, ENDPOINTS, clock=clock)
+        # the proxy reads EndpointSlices (as kube-proxy); the withdrawal signal still follows
+        # Endpoints, which list the same pods
+        self.slices = Informer(client, ENDPOINTSLICES, clock=clock)
         # the pods of this node are signalled on deletion once Services no longer list them
         self.withdrawal = EndpointWithdrawal(clock)
         self.endpoints.add_handlers(self.withdrawal.handlers())
@@ -84,7 +87,7 @@ class NodeNetwork:
             on_update=lambda _old, new: self._changed(new),
             on_delete=self._changed,
         )
-        for informer in (self.nodes, self.services, self.endpoints):
+        for informer in (self.nodes, self.services, self.slices):
             informer.add_handlers(handlers)
         self.syncs = 0
 
@@ -121,7 +124,7 @@ class NodeNetwork:
             log.info("node %s: %s", self.node, " ".join(argv))
         services = self.services.list()
         try:
-            if await self.proxy.sync_from_endpoints(services, self.endpoints.list()):
+            if await self.proxy.sync(services, self.slices.list()):
                 log.info("node %s: service rules applied", self.node)
         finally:
             await self.reporter.report(self.proxy.rejected, services)
@@ -130,10 +133,10 @@ class NodeNetwork:
     async def run(self) -> None:
         tasks = [
             asyncio.create_task(i.run(), name=f"agent-network-{i.resource.plural}")
-            for i in (self.nodes, self.services, self.endpoints)
+            for i in (self.nodes, self.services, self.endpoints, self.slices)
         ]
         try:
-            for informer in (self.nodes, self.services, self.endpoints):
+            for informer in (self.nodes, self.services, self.endpoints, self.slices):
                 await informer.wait_synced()
             self._dirty.set()
             while True:

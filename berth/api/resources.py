@@ -146,6 +146,7 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _core("events", "Event", namespaced=True, short=("ev",)),
     _core("serviceaccounts", "ServiceAccount", namespaced=True, short=("sa",), subs=("token",)),
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
+    _grouped("discovery.k8s.io", "endpointslices", "EndpointSlice", namespaced=True),
     _grouped(
         "apps",
         "deployments",
@@ -275,6 +276,7 @@ SECRETS = _served("", "secrets")
 EVENTS = _served("", "events")
 SERVICEACCOUNTS = _served("", "serviceaccounts")
 LEASES = _served("coordination.k8s.io", "leases")
+ENDPOINTSLICES = _served("discovery.k8s.io", "endpointslices")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")

@@ -70,7 +70,11 @@ MONITORED_CORE = [
     "replicationcontrollers",
 ]
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
-MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs"]}
+MONITORED_OTHER = {
+    "coordination.k8s.io": ["leases"],
+    "batch": ["jobs"],
+    "discovery.k8s.io": ["endpointslices"],
+}
 GC_VERBS = [*READ, "patch", "delete"]
 
 
@@ -97,6 +101,8 @@ def controller_manager_rules() -> list[Obj]:
         ),
         # endpoints: create, replace
         rule([""], ["endpoints"], ["create", "update"]),
+        # endpointslice: create, replace (deletes are in GC_VERBS)
+        rule(["discovery.k8s.io"], ["endpointslices"], ["create", "update"]),
         # serviceaccount: each namespace's default account; root-ca-cert-publisher: the
         # kube-root-ca.crt ConfigMap of every namespace (reads are in GC_VERBS)
         rule([""], ["serviceaccounts"], ["create"]),

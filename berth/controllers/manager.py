@@ -19,6 +19,7 @@ from berth.controllers.context import Context
 from berth.controllers.daemonset import DaemonSetController
 from berth.controllers.deployment import DeploymentController
 from berth.controllers.endpoints import EndpointsController
+from berth.controllers.endpointslices import EndpointSliceController
 from berth.controllers.garbagecollector import GarbageCollector
 from berth.controllers.kinds import MANAGED
 from berth.controllers.namespace import NamespaceController
@@ -39,6 +40,7 @@ ALL_CONTROLLERS = (
     "daemonset",
     "nodelifecycle",
     "endpoints",
+    "endpointslice",
     "namespace",
     "garbagecollector",
     "nodeipam",
@@ -107,6 +109,7 @@ class ControllerManager:
             else None
         )
         self.endpoints = EndpointsController(self.ctx) if "endpoints" in want else None
+        self.endpointslices = EndpointSliceController(self.ctx) if "endpointslice" in want else None
         self.namespaces = (
             NamespaceController(self.ctx, resources=[r for r in served if r.namespaced])
             if "namespace" in want
@@ -151,6 +154,7 @@ class ControllerManager:
             self.daemonsets,
             self.nodelifecycle,
             self.endpoints,
+            self.endpointslices,
             self.namespaces,
             self.gc,
             self.nodeipam,

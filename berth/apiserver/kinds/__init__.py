@@ -16,6 +16,7 @@ from berth.api.resources import ResourceDef
 from .base import KindStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
+from .discovery import EndpointSliceStrategy
 from .events import EventStrategy
 from .namespaces import NamespaceStrategy
 from .nodes import NodeStrategy
@@ -39,6 +40,7 @@ BUILTIN: tuple[KindStrategy, ...] = (
     PodStrategy(),
     ServiceStrategy(),
     EndpointsStrategy(),
+    EndpointSliceStrategy(),
     ConfigMapStrategy(),
     SecretStrategy(),
     EventStrategy(),

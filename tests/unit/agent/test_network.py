@@ -12,12 +12,13 @@ import pytest
 
 from berth.agent.config import AgentConfigError, load_config
 from berth.agent.network import NodeNetwork
-from berth.api.resources import ENDPOINTS, NODES, SERVICES
+from berth.api.resources import ENDPOINTSLICES, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed
 from berth.runtime.agent_runtime import _resolved_volumes
 from tests.harness.fake_client import FakeClient
+from tests.harness.slices import slice_from_endpoints
 
 ADDRS = [
     {"ifname": "lo", "addr_info": [{"local": "127.0.0.1"}]},
@@ -56,7 +57,7 @@ def _node(name: str, cidr: str, address: str) -> dict[str, object]:
     }
 
 
-def test_sync_routes_other_nodes_and_renders_services_from_endpoints(
+def test_sync_routes_other_nodes_and_renders_services_from_endpoint_slices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(node_module, "enable_forwarding", lambda: False)
@@ -78,16 +79,18 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoints(
             },
         )
         api.seed(
-            ENDPOINTS,
-            {
-                "metadata": {"name": "web", "namespace": "default"},
-                "subsets": [
-                    {
-                        "addresses": [{"ip": "10.244.1.5"}],
-                        "ports": [{"name": "http", "port": 8080}],
-                    }
-                ],
-            },
+            ENDPOINTSLICES,
+            slice_from_endpoints(
+                {
+                    "metadata": {"name": "web", "namespace": "default"},
+                    "subsets": [
+                        {
+                            "addresses": [{"ip": "10.244.1.5"}],
+                            "ports": [{"name": "http", "port": 8080}],
+                        }
+                    ],
+                }
+            ),
         )
         runner = HostRunner()
         net = NodeNetwork(
@@ -99,7 +102,7 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoints(
             service_cidr="10.96.0.0/12",
             runner=runner,
         )
-        for informer in (net.nodes, net.services, net.endpoints):
+        for informer in (net.nodes, net.services, net.endpoints, net.slices):
             await informer.relist()
         await net.sync_once()
         argvs = [" ".join(a) for a, _ in runner.calls]

@@ -105,6 +105,7 @@ def test_v3_has_one_self_contained_document_per_group_version(docs: Documents) -
         "apis/authentication.k8s.io/v1",
         "apis/authorization.k8s.io/v1",
         "apis/coordination.k8s.io/v1",
+        "apis/discovery.k8s.io/v1",
         "apis/policy/v1",
         "apis/rbac.authorization.k8s.io/v1",
     }
