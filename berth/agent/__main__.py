@@ -57,6 +57,7 @@ async def _make_runtime(config: AgentConfig, clock: Clock, client: ApiClient) ->
         insecure_registries=frozenset(config.runc.insecure_registries),
         registry_cas=config.runc.registry_cas,
         cluster_dns=config.network.cluster_dns or None,
+        cluster_domain=config.network.cluster_domain,
     )
 
 

@@ -98,9 +98,9 @@ def load_config(path: str | Path) -> AgentConfig:
 
     ``runtime: runc`` runs real containers on exactly one node: ``runc: {stateDir, runcRoot,
     insecureRegistries, registryCAs: {registry: PEM}}`` and ``network: {clusterCIDR,
-    serviceCIDR, serviceDevice, clusterDNS, clusterDomain}`` (the agent then also keeps the node's host-gw
-    routes and service rules). Its systemd unit needs ``KillMode=process`` so container shims
-    outlive agent restarts."""
+    serviceCIDR, serviceDevice, clusterDNS, clusterDomain}`` (the agent then also keeps the
+    node's host-gw routes and service rules). Its systemd unit needs ``KillMode=process`` so
+    container shims outlive agent restarts."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
