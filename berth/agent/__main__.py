@@ -71,6 +71,9 @@ def _node_network(config: AgentConfig, clock: Clock, client: ApiClient) -> NodeN
         cluster_cidr=config.network.cluster_cidr or None,
         service_cidr=config.network.service_cidr or None,
         service_device=config.network.service_device,
+        node_local_ips=frozenset(
+            [config.network.cluster_dns] if config.network.cluster_dns else []
+        ),
     )
 
 

@@ -54,6 +54,7 @@ class NodeNetwork:
         cluster_cidr: str | None,
         service_cidr: str | None,
         service_device: str = "",
+        node_local_ips: frozenset[str] = frozenset(),
         runner: Runner | None = None,
         resync_seconds: float = 30.0,
     ) -> None:
@@ -64,6 +65,10 @@ class NodeNetwork:
         self.cluster_cidr = cluster_cidr
         self._reported: dict[str, str] = {}  # node -> why its route is left out (logged once)
         self.service_device = service_device
+        # Service addresses served on this node itself (the cluster DNS on its dummy
+        # interface): no DNAT and no "no endpoints" reject for them, as NodeLocal DNSCache's
+        # NOTRACK rules keep kube-proxy off its address
+        self.node_local_ips = node_local_ips
         self.runner = runner or SubprocessRunner()
         self.proxy = ServiceProxy(
             cluster_cidr=cluster_cidr, runner=self.runner, service_cidr=service_cidr
@@ -123,12 +128,18 @@ class NodeNetwork:
         for argv in commands:
             log.info("node %s: %s", self.node, " ".join(argv))
         services = self.services.list()
+        proxied = [s for s in services if not self._node_local(s)]
         try:
-            if await self.proxy.sync(services, self.slices.list()):
+            if await self.proxy.sync(proxied, self.slices.list()):
                 log.info("node %s: service rules applied", self.node)
         finally:
             await self.reporter.report(self.proxy.rejected, services)
         self.syncs += 1
+
+    def _node_local(self, svc: Frozen) -> bool:
+        spec = svc.get("spec") or {}
+        ips = set(spec.get("clusterIPs") or ()) | {spec.get("clusterIP")}
+        return bool(self.node_local_ips & ips)
 
     async def run(self) -> None:
         tasks = [

@@ -122,6 +122,45 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoint_slices(
     asyncio.run(body())
 
 
+def test_the_node_local_dns_address_gets_no_service_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube-dns has no endpoints: were it proxied, its address would be rejected on every node,
+    where berth-dns answers on it locally."""
+    monkeypatch.setattr(node_module, "enable_forwarding", lambda: False)
+
+    async def body() -> None:
+        clock = FakeClock()
+        api = FakeClient(now=clock.now)
+        api.seed(NODES, _node("n1", "10.244.0.0/24", "10.231.1.11"))
+        for name, ip in (("kube-dns", "10.96.0.10"), ("other", "10.96.0.30")):
+            api.seed(
+                SERVICES,
+                {
+                    "metadata": {"name": name, "namespace": "kube-system"},
+                    "spec": {"clusterIP": ip, "ports": [{"name": "dns", "port": 53}]},
+                },
+            )
+        runner = HostRunner()
+        net = NodeNetwork(
+            api,
+            clock,
+            node="n1",
+            node_address="10.231.1.11",
+            cluster_cidr="10.244.0.0/16",
+            service_cidr="10.96.0.0/12",
+            node_local_ips=frozenset({"10.96.0.10"}),
+            runner=runner,
+        )
+        for informer in (net.nodes, net.services, net.endpoints, net.slices):
+            await informer.relist()
+        await net.sync_once()
+        (ruleset,) = [stdin for a, stdin in runner.calls if a[0] == "nft"]
+        assert ruleset is not None
+        assert b"10.96.0.30" in ruleset, "other Services without endpoints are still rejected"
+        assert b"10.96.0.10" not in ruleset
+
+    asyncio.run(body())
+
+
 def test_resolved_volume_files_replace_api_references() -> None:
     volumes = [
         {"name": "cfg", "configMap": {"name": "app", "items": [{"key": "k", "path": "p"}]}},
