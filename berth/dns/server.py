@@ -103,15 +103,12 @@ class DnsServer:
     # -- transports -----------------------------------------------------------------------
 
     async def start(self, addresses: list[tuple[str, int]]) -> None:
+        """Listen on UDP and TCP at each (host, port); port 0 picks one free for both."""
         self.loop = asyncio.get_running_loop()
         for host, port in addresses:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.bind((host, port))
-            except OSError:
-                sock.close()
-                raise
+            sock, tcp = await self._bind(host, port)
             self._sockets.append(sock)
+            self._tcp.append(tcp)
             bound_port = int(sock.getsockname()[1])
             for i in range(UDP_THREADS):
                 self._threads.append(
@@ -122,13 +119,26 @@ class DnsServer:
                         daemon=True,
                     )
                 )
-            self._tcp.append(
-                await asyncio.start_server(self._tcp_client, host, bound_port, backlog=128)
-            )
         for thread in self._threads:
             thread.start()
         if self.forwarder is not None:
             self.forwarder.start()
+
+    async def _bind(self, host: str, port: int) -> tuple[socket.socket, asyncio.Server]:
+        for attempt in range(20):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind((host, port))
+                bound = int(sock.getsockname()[1])
+                tcp = await asyncio.start_server(self._tcp_client, host, bound, backlog=128)
+            except OSError:
+                sock.close()
+                # an ephemeral UDP port whose TCP twin is taken: try another
+                if port != 0 or attempt == 19:
+                    raise
+                continue
+            return sock, tcp
+        raise AssertionError("unreachable")
 
     def _udp_loop(self, sock: socket.socket) -> None:
         """The UDP hot path, in a thread of its own with a blocking socket: a repeated query is
