@@ -65,7 +65,7 @@ class NodeNetwork:
         self.cluster_cidr = cluster_cidr
         self._reported: dict[str, str] = {}  # node -> why its route is left out (logged once)
         self.service_device = service_device
-        # Service addresses served on this node itself (the cluster DNS on its dummy
+        # Service addresses served on this node itself (the cluster DNS on its loopback
         # interface): no DNAT and no "no endpoints" reject for them, as NodeLocal DNSCache's
         # NOTRACK rules keep kube-proxy off its address
         self.node_local_ips = node_local_ips

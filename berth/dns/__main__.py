@@ -2,7 +2,7 @@
 
 Reads the node agent's config (its kubeconfig, ``network.clusterDNS`` and
 ``network.clusterDomain``), listens on UDP and TCP port 53 of the clusterDNS address (which the
-systemd unit puts on a dummy interface; the node's proxy leaves that address alone) and of any
+systemd unit puts on the loopback interface; the node's proxy leaves that address alone) and of any
 ``--listen`` address, and forwards other names to the resolvers in the host's resolv.conf."""
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 Service, for clients that look it up (upstream clusters have one, in front of CoreDNS).
 
 It has no selector and no endpoints: every node answers on that address itself
-(``berth-dns.service`` puts it on a dummy interface, and the node's proxy leaves the address
-alone), so it only reserves the ClusterIP and names the ports."""
+(``berth-dns.service`` puts it on the node's loopback interface, and the node's proxy leaves
+the address alone), so it only reserves the ClusterIP and names the ports."""
 
 from __future__ import annotations
 

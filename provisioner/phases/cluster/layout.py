@@ -35,8 +35,9 @@ SCHEDULER = "berth-scheduler.service"
 AGENT = "berth-agent.service"
 DNS = "berth-dns.service"
 """The node-local cluster DNS (:mod:`berth.dns`), on every node."""
-DNS_DEVICE = "berth-dns"
-"""The dummy interface carrying the cluster DNS address on every node."""
+DNS_DEVICE = "lo"
+"""Where the cluster DNS address lives on every node: the loopback interface (a dummy interface,
+as NodeLocal DNSCache uses, needs a kernel module lab hosts cannot load)."""
 CONTROL_PLANE_UNITS = (APISERVER, CONTROLLER_MANAGER, SCHEDULER)
 NODE_UNITS = (AGENT, DNS)
 ALL_UNITS = (*CONTROL_PLANE_UNITS, *NODE_UNITS)
