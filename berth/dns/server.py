@@ -35,6 +35,7 @@ MAX_ANSWER_CACHE = 50_000
 MAX_TCP_CONNECTIONS = 256
 TCP_IDLE_SECONDS = 10.0
 TCP_LIMIT = 65535
+MAX_MISS_BACKLOG = 2048
 UDP_THREADS = int(os.environ.get("BERTH_DNS_UDP_THREADS", "2"))
 
 
@@ -46,6 +47,7 @@ class DnsServer:
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._backlog = 0  # misses handed to the loop, not yet answered (approximate)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tcp: list[asyncio.Server] = []
         self._tcp_connections = 0
@@ -161,9 +163,13 @@ class DnsServer:
                 with contextlib.suppress(OSError):
                     send(data[:2] + hit, addr)
                 continue
+            if self._backlog >= MAX_MISS_BACKLOG:
+                continue  # the loop is behind (a flood of new names): shed, clients retry
+            self._backlog += 1
             loop.call_soon_threadsafe(self._udp_miss, sock, data, addr)
 
     def _udp_miss(self, sock: socket.socket, data: bytes, addr: Any) -> None:
+        self._backlog -= 1
         self.served += 1
         local = self.answer_local(data)
         if local is None:
