@@ -220,3 +220,31 @@ def test_every_node_answers_on_the_cluster_dns_address_and_fails_fast_outside(
         assert outside.returncode == 2, (outside.stdout, outside.stderr)  # SERVFAIL
         assert "rcode 2" in outside.stderr
         assert took < 2.0, f"no route out must fail fast, took {took:.2f}s"
+
+
+def test_dns_keeps_answering_pods_across_an_agent_restart(cluster: Cluster) -> None:
+    """The agent re-renders the node's service rules when it starts: the cluster DNS address
+    must stay out of them, and berth-dns does not depend on the agent process."""
+    names = {p["metadata"]["name"] for p in _ready_web(cluster)}
+    host = cluster.lab.hosts[0].name
+    restarted = cluster.ssh(host, "systemctl restart berth-agent.service")
+    assert restarted.returncode == 0, restarted.stderr
+    clusters.wait_for(
+        "the agent active again",
+        lambda: cluster.ssh(host, "systemctl is-active berth-agent.service").returncode == 0,
+        timeout=60,
+    )
+    time.sleep(3)  # its first network sync
+    pod = _client_pod(cluster.image, host)
+    pod["metadata"]["name"] = "dns-client-after-restart"
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
+
+    def finished() -> str | None:
+        status = json.loads(cluster.kubectl("get", "pod", pod["metadata"]["name"], "-o", "json"))
+        phase = status["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    clusters.wait_for("the client pod finished", finished, timeout=90)
+    log = cluster.kubectl("logs", pod["metadata"]["name"])
+    short = log.split("--- dnsweb\n", 1)[1].split("--- dnsweb.default", 1)[0]
+    assert short.strip() in names, log
