@@ -13,7 +13,7 @@ and paced at ``--rate`` queries/s (``-Q``) where the latency of every reply is r
 at 5,000 queries/s. Each server runs alone (one process, one thread for unbound: berth's
 server is one asyncio loop).
 
-Usage: ``python bench/dns.py [--services 500] [--seconds 5] [--rate 5000]``
+Usage: ``python bench/dns.py [--services 500] [--seconds 5] [--rate 5000] [--rounds 2]``
 (needs ``dnsperf`` and ``unbound`` from Debian).
 """
 
@@ -222,6 +222,7 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--serve", nargs=2, metavar=("ZONE_JSON", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -255,15 +256,16 @@ def main() -> None:
         try:
             for port in ports.values():
                 wait_udp(port)
-            results: dict[str, dict[str, float]] = {}
-            for name, port in ports.items():
-                results[name] = dnsperf(port, data, args.seconds, None)
-                results[name].update(
-                    {
-                        f"paced_{k}": v
-                        for k, v in dnsperf(port, data, args.seconds, args.rate).items()
-                    }
-                )
+            # rounds alternate the servers (this machine is shared and noisy): each line is
+            # one round; the verdict takes each server's best round
+            rounds: list[dict[str, dict[str, float]]] = []
+            for _ in range(args.rounds):
+                one: dict[str, dict[str, float]] = {}
+                for name, port in ports.items():
+                    one[name] = dnsperf(port, data, args.seconds, None)
+                    paced = dnsperf(port, data, args.seconds, args.rate)
+                    one[name].update({f"paced_{k}": v for k, v in paced.items()})
+                rounds.append(one)
         finally:
             for p in procs.values():
                 p.send_signal(signal.SIGTERM)
@@ -271,17 +273,22 @@ def main() -> None:
     records = sum(len(rrs) for by_type in zone.records.values() for rrs in by_type.values())
     print(f"zone: {records} records ({args.services} Services + {args.services // 10} headless)")
     print(f"{'server':<10}{'max q/s':>12}{'lost':>8}{'q/s @rate':>12}{'p50 ms':>9}{'p99 ms':>9}")
-    for name, r in results.items():
-        print(
-            f"{name:<10}{r['qps']:>12.0f}{r['lost']:>8.0f}{r['paced_qps']:>12.0f}"
-            f"{r.get('paced_p50_ms', float('nan')):>9.3f}"
-            f"{r.get('paced_p99_ms', float('nan')):>9.3f}"
-        )
-    ratio = results["berth"]["qps"] / results["unbound"]["qps"]
-    p99 = results["berth"].get("paced_p99_ms", float("inf"))
+    for one in rounds:
+        for name, r in one.items():
+            print(
+                f"{name:<10}{r['qps']:>12.0f}{r['lost']:>8.0f}{r['paced_qps']:>12.0f}"
+                f"{r.get('paced_p50_ms', float('nan')):>9.3f}"
+                f"{r.get('paced_p99_ms', float('nan')):>9.3f}"
+            )
+    best = {name: max(one[name]["qps"] for one in rounds) for name in ("berth", "unbound")}
+    p99 = {
+        name: min(one[name].get("paced_p99_ms", float("inf")) for one in rounds)
+        for name in ("berth", "unbound")
+    }
     print(
-        f"berth/unbound max q/s: {ratio:.0%} (goal >= 80%); berth p99 at {args.rate} q/s: "
-        f"{p99:.3f} ms (goal <= 2 ms)"
+        f"best rounds: berth/unbound max q/s {best['berth'] / best['unbound']:.0%} "
+        f"(goal >= 80%); p99 at {args.rate} q/s berth {p99['berth']:.3f} ms "
+        f"(goal <= 2 ms), unbound {p99['unbound']:.3f} ms"
     )
 
 
