@@ -2,7 +2,8 @@
 ``kubernetes`` plugin gives (``<domain>`` is the cluster domain, e.g. ``cluster.local``):
 
 * ``svc.ns.svc.<domain>``: A of the ClusterIP; for a headless Service, one A per ready
-  endpoint address; for an ExternalName Service, a CNAME to the external name;
+  endpoint address; for an ExternalName Service, a CNAME to the external name (followed here
+  when the target is in the zone, by the server through the upstream resolvers otherwise);
 * ``ep.svc.ns.svc.<domain>`` for each ready endpoint of a headless Service, where ``ep`` is
   the endpoint's ``hostname`` (a pod's ``hostname`` whose ``subdomain`` names the Service)
   or else its address with dashes (``10-244-1-5``);

@@ -23,6 +23,7 @@ import os
 import socket
 import struct
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from berth.dns import wire
@@ -61,10 +62,11 @@ class DnsServer:
 
     # -- answering ------------------------------------------------------------------------
 
-    def answer_local(self, data: bytes, *, tcp: bool = False) -> bytes | wire.Query | None:
+    def answer_local(self, data: bytes, *, tcp: bool = False) -> bytes | wire.Query | _Chase | None:
         """The response bytes when the zone answers (or the query is malformed: FORMERR, or
         to be dropped: ``None``); the parsed :class:`~berth.dns.wire.Query` when it must be
-        forwarded."""
+        forwarded; a :class:`_Chase` when the zone answers a CNAME to a name outside it (an
+        ExternalName Service), whose addresses the forwarder must add."""
         try:
             query = wire.parse_query(data)
         except wire.FormError:
@@ -76,6 +78,15 @@ class DnsServer:
         answer = self.zone.lookup(query.name, query.qtype)
         if answer is None:
             return query
+        if (
+            self.forwarder is not None
+            and answer.answers
+            and answer.answers[-1].rtype == wire.CNAME
+            and query.qtype in (wire.A, wire.AAAA)
+        ):
+            target = _target(answer.answers[-1])
+            if not self.zone.owns(target):
+                return _Chase(query, answer.answers, target)
         out = wire.response(
             query,
             answer.rcode,
@@ -93,6 +104,8 @@ class DnsServer:
     async def answer(self, data: bytes, *, tcp: bool = False) -> bytes | None:
         """The full response to ``data`` (``None``: send nothing)."""
         local = self.answer_local(data, tcp=tcp)
+        if isinstance(local, _Chase):
+            return await self._chase(local, tcp=tcp)
         if not isinstance(local, wire.Query):
             return local
         if self.forwarder is None:
@@ -101,6 +114,31 @@ class DnsServer:
         if not tcp and len(reply) > local.udp_size:
             return wire.response(local, wire.rcode_of(reply), authoritative=False, limit=0)
         return reply
+
+    async def _chase(self, chase: _Chase, *, tcp: bool) -> bytes:
+        """The zone's CNAME chain, then the target's records from the upstream resolvers (as
+        CoreDNS resolves an ExternalName's target); the target's own failure is not ours:
+        the CNAME alone is still the answer."""
+        assert self.forwarder is not None
+        question = wire.encode_name(chase.target) + struct.pack("!HH", chase.query.qtype, 1)
+        target_query = wire.Query(
+            id=0,
+            flags=wire.RD,
+            name=chase.target,
+            qtype=chase.query.qtype,
+            qclass=wire.CLASS_IN,
+            question=question,
+            udp_size=wire.OUR_UDP_SIZE,
+            edns=True,
+        )
+        reply = await self.forwarder.resolve(target_query)
+        records = wire.answer_records(reply) if wire.rcode_of(reply) == wire.NOERROR else []
+        return wire.response(
+            chase.query,
+            wire.NOERROR,
+            [*chase.answers, *records],
+            limit=TCP_LIMIT if tcp else None,
+        )
 
     # -- transports -----------------------------------------------------------------------
 
@@ -174,7 +212,7 @@ class DnsServer:
         local = self.answer_local(data)
         if local is None:
             return
-        if not isinstance(local, wire.Query):
+        if isinstance(local, bytes):
             with contextlib.suppress(OSError):
                 sock.sendto(local, addr)
             return
@@ -244,3 +282,15 @@ class DnsServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+@dataclass(frozen=True, slots=True)
+class _Chase:
+    query: wire.Query
+    answers: tuple[wire.Record, ...]
+    target: str
+
+
+def _target(record: wire.Record) -> str:
+    """The name a CNAME record points to (its rdata is uncompressed)."""
+    return wire.read_name(record.rdata, 0)[0]

@@ -226,3 +226,63 @@ def opcode(data: bytes) -> int:
 
 def rcode_of(message: bytes) -> int:
     return message[3] & 0xF if len(message) >= 4 else SERVFAIL
+
+
+def read_name(data: bytes, offset: int) -> tuple[str, int]:
+    """A possibly compressed name at ``offset`` of a message from an upstream: (lower-case
+    name, offset after it). Pointers are followed at most 64 times and only backwards; the
+    name is at most 255 octets."""
+    labels: list[str] = []
+    total = 1
+    end: int | None = None
+    for _ in range(128):
+        if offset >= len(data):
+            raise FormError("name runs past the message")
+        length = data[offset]
+        if length == 0:
+            return ".".join(labels), (end if end is not None else offset + 1)
+        if length & 0xC0 == 0xC0:
+            if offset + 1 >= len(data):
+                raise FormError("pointer runs past the message")
+            target = ((length & 0x3F) << 8) | data[offset + 1]
+            if target >= offset:
+                raise FormError("compression pointer does not point backwards")
+            if end is None:
+                end = offset + 2
+            offset = target
+            continue
+        if length & 0xC0:
+            raise FormError("extended label type")
+        total += length + 1
+        if total > MAX_NAME or offset + 1 + length > len(data):
+            raise FormError("bad name")
+        labels.append(data[offset + 1 : offset + 1 + length].decode("latin-1").lower())
+        offset += 1 + length
+    raise FormError("too many labels or pointers")
+
+
+def answer_records(message: bytes, *, limit: int = 64) -> list[Record]:
+    """The A, AAAA and CNAME records of a response's answer section (names decompressed),
+    at most ``limit``; anything unreadable ends the list."""
+    out: list[Record] = []
+    try:
+        _id, _flags, qd, an, _ns, _ar = _HEADER.unpack_from(message)
+        offset = 12
+        for _ in range(min(qd, 4)):
+            offset = read_name(message, offset)[1] + 4
+        for _ in range(min(an, limit)):
+            name, offset = read_name(message, offset)
+            rtype, _cls, ttl, rdlen = _RRHEAD.unpack_from(message, offset)
+            offset += 10
+            if offset + rdlen > len(message):
+                break
+            rdata = message[offset : offset + rdlen]
+            if rtype == CNAME:
+                rdata = encode_name(read_name(message, offset)[0])
+            offset += rdlen
+            if rtype in (A, AAAA, CNAME):
+                name.encode("ascii")
+                out.append(Record(name, rtype, ttl, rdata))
+    except (FormError, ValueError, struct.error, UnicodeError):
+        pass
+    return out

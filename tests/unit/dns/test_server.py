@@ -129,6 +129,26 @@ def test_other_names_are_forwarded_and_cached() -> None:
                 assert addresses(msg) == ["192.0.2.1"]
                 assert msg.question[0].name.to_text() == "Example.ORG."
             assert upstream.count == 1, "answers are cached for their TTL"
+            # an ExternalName's target outside the zone: CNAME, then the target's address
+            server.set_zone(
+                build_zone(
+                    [
+                        {
+                            "metadata": {"name": "ext", "namespace": "default"},
+                            "spec": {"type": "ExternalName", "externalName": "www.example.org"},
+                        }
+                    ],
+                    [],
+                    domain=D,
+                )
+            )
+            chased = await udp(port, f"ext.default.svc.{D}.")
+            assert [rrset.rdtype for rrset in chased.answer] == [
+                dns.rdatatype.CNAME,
+                dns.rdatatype.A,
+            ]
+            assert addresses(chased) == ["192.0.2.1"]
+            assert chased.answer[1].name.to_text() == "www.example.org."
         finally:
             await server.stop()
             transport.close()

@@ -8,6 +8,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -127,3 +128,26 @@ def test_any_bytes_parse_or_raise_form_error(data: bytes) -> None:
         return
     assert len(q.name) <= 255
     assert 512 <= q.udp_size <= wire.OUR_UDP_SIZE
+
+
+def test_upstream_names_follow_pointers_only_backwards() -> None:
+    msg = dns.message.make_response(dns.message.make_query("a.example.org.", "A"))
+    msg.answer.append(dns.rrset.from_text("a.example.org.", 60, "IN", "CNAME", "b.example.org."))
+    msg.answer.append(dns.rrset.from_text("b.example.org.", 60, "IN", "A", "192.0.2.7"))
+    records = wire.answer_records(msg.to_wire())  # dnspython compresses every name
+    assert [(r.name, r.rtype) for r in records] == [
+        ("a.example.org", wire.CNAME),
+        ("b.example.org", wire.A),
+    ]
+    assert records[0].rdata == wire.encode_name("b.example.org")
+    loop = b"\x00" * 12 + b"\xc0\x0c"  # a pointer to itself
+    with pytest.raises(wire.FormError, match="backwards"):
+        wire.read_name(loop, 12)
+    assert wire.answer_records(_header(qd=1, an=5) + loop) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_upstream_bytes_give_records_or_nothing(data: bytes) -> None:
+    for r in wire.answer_records(data):
+        assert r.rtype in (wire.A, wire.AAAA, wire.CNAME)
