@@ -174,6 +174,16 @@ RESOURCES: tuple[ResourceDef, ...] = (
         cats=("all",),
         subs=("status",),
     ),
+    _grouped("batch", "jobs", "Job", namespaced=True, cats=("all",), subs=("status",)),
+    _grouped(
+        "batch",
+        "cronjobs",
+        "CronJob",
+        namespaced=True,
+        short=("cj",),
+        cats=("all",),
+        subs=("status",),
+    ),
     _grouped(
         "policy",
         "poddisruptionbudgets",
@@ -293,6 +303,8 @@ ENDPOINTSLICES = _served("discovery.k8s.io", "endpointslices")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")
+JOBS = _served("batch", "jobs")
+CRONJOBS = _served("batch", "cronjobs")
 PODDISRUPTIONBUDGETS = _served("policy", "poddisruptionbudgets")
 ROLES = _served("rbac.authorization.k8s.io", "roles")
 ROLEBINDINGS = _served("rbac.authorization.k8s.io", "rolebindings")

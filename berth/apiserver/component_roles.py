@@ -72,7 +72,7 @@ MONITORED_CORE = [
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
 MONITORED_OTHER = {
     "coordination.k8s.io": ["leases"],
-    "batch": ["jobs"],
+    "batch": ["jobs", "cronjobs"],
     "discovery.k8s.io": ["endpointslices"],
 }
 GC_VERBS = [*READ, "patch", "delete"]
@@ -99,6 +99,10 @@ def controller_manager_rules() -> list[Obj]:
         rule(
             ["apps"], ["deployments/status", "replicasets/status", "daemonsets/status"], ["patch"]
         ),
+        # job: its status; cronjob: create Jobs, its status (job pods: "create pods" above;
+        # tracking-finalizer removal, deletes: GC_VERBS)
+        rule(["batch"], ["jobs"], ["create"]),
+        rule(["batch"], ["jobs/status", "cronjobs/status"], ["patch"]),
         # endpoints: create, replace
         rule([""], ["endpoints"], ["create", "update"]),
         # endpointslice: create, replace (deletes are in GC_VERBS)

@@ -160,7 +160,37 @@ BINDING: Schema = {
 }
 ROLE: Schema = {1: ("metadata", "msg", OBJECT_META), 2: ("rules", "rmsg", POLICY_RULE)}
 
+JOB_SPEC: Schema = {
+    1: ("parallelism", "int", None),
+    2: ("completions", "int", None),
+    3: ("activeDeadlineSeconds", "int", None),
+    4: ("selector", "msg", LABEL_SELECTOR),
+    5: ("manualSelector", "bool", None),
+    6: ("template", "msg", POD_TEMPLATE),
+    7: ("backoffLimit", "int", None),
+    8: ("ttlSecondsAfterFinished", "int", None),
+    9: ("completionMode", "string", None),
+    10: ("suspend", "bool", None),
+    12: ("backoffLimitPerIndex", "int", None),
+    13: ("maxFailedIndexes", "int", None),
+    14: ("podReplacementPolicy", "string", None),
+    15: ("managedBy", "string", None),
+}
+CRONJOB_SPEC: Schema = {
+    1: ("schedule", "string", None),
+    2: ("startingDeadlineSeconds", "int", None),
+    3: ("concurrencyPolicy", "string", None),
+    4: ("suspend", "bool", None),
+    5: ("jobTemplate", "msg", {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", JOB_SPEC)}),
+    6: ("successfulJobsHistoryLimit", "int", None),
+    7: ("failedJobsHistoryLimit", "int", None),
+    8: ("timeZone", "string", None),
+}
+
 KINDS: dict[str, Schema] = {
+    # batch/v1 (``kubectl create job|cronjob``)
+    "Job": {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", JOB_SPEC)},
+    "CronJob": {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", CRONJOB_SPEC)},
     "ConfigMap": {
         1: ("metadata", "msg", OBJECT_META),
         2: ("data", "map_ss", None),
@@ -289,6 +319,18 @@ KEEP_ZERO = frozenset(
         "progressDeadlineSeconds",
         "deletionGracePeriodSeconds",
         "activeDeadlineSeconds",
+        # batch/v1 pointers
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+        "suspend",
+        "manualSelector",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
         "automountServiceAccountToken",
         "immutable",
         "orphanDependents",

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
     ENDPOINTSLICES,
     EVENTS,
+    JOBS,
     LEASES,
     NAMESPACES,
     NODES,
@@ -44,4 +46,6 @@ MANAGED: tuple[ResourceDef, ...] = (
     REPLICASETS,
     DAEMONSETS,
     LEASES,
+    JOBS,
+    CRONJOBS,
 )

@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from berth.api import satoken
-from berth.api.resources import EVENTS, ResourceDef
+from berth.api.resources import CRONJOBS, EVENTS, JOBS, ResourceDef
 from berth.client.interface import ApiClient
 from berth.controllers.context import Context
+from berth.controllers.cronjob import CronJobController
 from berth.controllers.daemonset import DaemonSetController
 from berth.controllers.deployment import DeploymentController
 from berth.controllers.endpoints import EndpointsController
 from berth.controllers.endpointslices import EndpointSliceController
 from berth.controllers.garbagecollector import GarbageCollector
+from berth.controllers.job import JobController
 from berth.controllers.kinds import MANAGED
 from berth.controllers.namespace import NamespaceController
 from berth.controllers.nodeipam import NodeIpamController
@@ -29,6 +31,7 @@ from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
+from berth.controllers.ttlafterfinished import TTLAfterFinishedController
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
 from berth.machinery.events import EventRecorder
@@ -48,6 +51,9 @@ ALL_CONTROLLERS = (
     "serviceaccount",
     "root-ca-cert-publisher",
     "serviceaccount-token",
+    "job",
+    "cronjob",
+    "ttl-after-finished",
 )
 
 
@@ -146,6 +152,18 @@ class ControllerManager:
             else None
         )
 
+        # batch/v1 (only when the server serves it: an older server has no Jobs to watch)
+        batch = JOBS in served
+        self.jobs = (
+            JobController(self.ctx, workers=config.workers) if "job" in want and batch else None
+        )
+        self.cronjobs = (
+            CronJobController(self.ctx) if "cronjob" in want and CRONJOBS in served else None
+        )
+        self.ttl = (
+            TTLAfterFinishedController(self.ctx) if "ttl-after-finished" in want and batch else None
+        )
+
     @property
     def controllers(self) -> list[Controller]:
         parts = (
@@ -162,6 +180,9 @@ class ControllerManager:
             self.serviceaccounts,
             self.root_ca,
             self.tokens,
+            self.jobs,
+            self.cronjobs,
+            self.ttl,
         )
         return [p.controller for p in parts if p is not None]
 

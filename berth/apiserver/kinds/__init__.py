@@ -14,6 +14,7 @@ from __future__ import annotations
 from berth.api.resources import ResourceDef
 
 from .base import KindStrategy
+from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
 from .customresourcedefinitions import CustomResourceDefinitionStrategy
@@ -50,6 +51,8 @@ BUILTIN: tuple[KindStrategy, ...] = (
     DeploymentStrategy(),
     ReplicaSetStrategy(),
     DaemonSetStrategy(),
+    JobStrategy(),
+    CronJobStrategy(),
     PodDisruptionBudgetStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),
