@@ -145,6 +145,11 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _core("secrets", "Secret", namespaced=True),
     _core("events", "Event", namespaced=True, short=("ev",)),
     _core("serviceaccounts", "ServiceAccount", namespaced=True, short=("sa",), subs=("token",)),
+    _core("resourcequotas", "ResourceQuota", namespaced=True, short=("quota",), subs=("status",)),
+    _core("limitranges", "LimitRange", namespaced=True, short=("limits",)),
+    _grouped(
+        "scheduling.k8s.io", "priorityclasses", "PriorityClass", namespaced=False, short=("pc",)
+    ),
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
     _grouped("discovery.k8s.io", "endpointslices", "EndpointSlice", namespaced=True),
     _grouped(
@@ -184,6 +189,16 @@ RESOURCES: tuple[ResourceDef, ...] = (
         cats=("all",),
         subs=("status",),
     ),
+    _grouped(
+        "apps",
+        "statefulsets",
+        "StatefulSet",
+        namespaced=True,
+        short=("sts",),
+        cats=("all",),
+        subs=("status", "scale"),
+    ),
+    _grouped("apps", "controllerrevisions", "ControllerRevision", namespaced=True),
     _grouped(
         "policy",
         "poddisruptionbudgets",
@@ -305,7 +320,12 @@ REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")
 JOBS = _served("batch", "jobs")
 CRONJOBS = _served("batch", "cronjobs")
+STATEFULSETS = _served("apps", "statefulsets")
+CONTROLLERREVISIONS = _served("apps", "controllerrevisions")
 PODDISRUPTIONBUDGETS = _served("policy", "poddisruptionbudgets")
+RESOURCEQUOTAS = _served("", "resourcequotas")
+LIMITRANGES = _served("", "limitranges")
+PRIORITYCLASSES = _served("scheduling.k8s.io", "priorityclasses")
 ROLES = _served("rbac.authorization.k8s.io", "roles")
 ROLEBINDINGS = _served("rbac.authorization.k8s.io", "rolebindings")
 CLUSTERROLES = _served("rbac.authorization.k8s.io", "clusterroles")

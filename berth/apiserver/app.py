@@ -60,6 +60,7 @@ from .openapi.documents import OpenApi
 from .options import OPTIONS_KIND, parse_dry_run
 from .params import parse_bool
 from .peers import ApiServerPeers
+from .priority import SYSTEM_CLASSES
 from .rbac import Attributes, bootstrap_policy
 from .rbac_escalation import EscalationCheck
 from .rbac_reconcile import reconcile_bootstrap_roles
@@ -344,6 +345,10 @@ class ApiServer:
             await self.registry.ensure(rd, obj)
             self.authorizer.apply(rd.kind, obj, deleted=False)
         await reconcile_bootstrap_roles(self.registry, bootstrap_policy())
+        pcs = self.table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        if pcs is not None:
+            for pc in SYSTEM_CLASSES:
+                await self.registry.ensure(pcs, pc)
         await retire_node_group_binding(self.registry)
         svc = {
             "metadata": {

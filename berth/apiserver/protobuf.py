@@ -284,6 +284,40 @@ KINDS: dict[str, Schema] = {
             },
         ),
     },
+    # kubectl create quota / create priorityclass
+    "ResourceQuota": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: (
+            "spec",
+            "msg",
+            {
+                1: ("hard", "map_sq", None),
+                2: ("scopes", "rstring", None),
+                3: (
+                    "scopeSelector",
+                    "msg",
+                    {
+                        1: (
+                            "matchExpressions",
+                            "rmsg",
+                            {
+                                1: ("scopeName", "string", None),
+                                2: ("operator", "string", None),
+                                3: ("values", "rstring", None),
+                            },
+                        )
+                    },
+                ),
+            },
+        ),
+    },
+    "PriorityClass": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: ("value", "int", None),
+        3: ("globalDefault", "bool", None),
+        4: ("description", "string", None),
+        5: ("preemptionPolicy", "string", None),
+    },
     "Role": ROLE,
     "ClusterRole": ROLE,
     "RoleBinding": BINDING,
@@ -338,6 +372,7 @@ KEEP_ZERO = frozenset(
         "blockOwnerDeletion",
         "type",
         "intVal",
+        "value",  # PriorityClass.value (int32, always written)
     }
 )
 

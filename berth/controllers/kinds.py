@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CONTROLLERREVISIONS,
     CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
@@ -21,13 +22,16 @@ from berth.api.resources import (
     EVENTS,
     JOBS,
     LEASES,
+    LIMITRANGES,
     NAMESPACES,
     NODES,
     PODS,
     REPLICASETS,
+    RESOURCEQUOTAS,
     SECRETS,
     SERVICEACCOUNTS,
     SERVICES,
+    STATEFULSETS,
     ResourceDef,
 )
 
@@ -45,7 +49,11 @@ MANAGED: tuple[ResourceDef, ...] = (
     DEPLOYMENTS,
     REPLICASETS,
     DAEMONSETS,
+    STATEFULSETS,
+    CONTROLLERREVISIONS,
     LEASES,
+    RESOURCEQUOTAS,
+    LIMITRANGES,
     JOBS,
     CRONJOBS,
 )

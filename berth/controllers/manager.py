@@ -29,8 +29,10 @@ from berth.controllers.nodeipam import NodeIpamController
 from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
+from berth.controllers.resourcequota import ResourceQuotaController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
+from berth.controllers.statefulset import StatefulSetController
 from berth.controllers.ttlafterfinished import TTLAfterFinishedController
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
@@ -41,6 +43,7 @@ ALL_CONTROLLERS = (
     "replicaset",
     "deployment",
     "daemonset",
+    "statefulset",
     "nodelifecycle",
     "endpoints",
     "endpointslice",
@@ -51,6 +54,7 @@ ALL_CONTROLLERS = (
     "serviceaccount",
     "root-ca-cert-publisher",
     "serviceaccount-token",
+    "resourcequota",
     "job",
     "cronjob",
     "ttl-after-finished",
@@ -109,6 +113,7 @@ class ControllerManager:
             DeploymentController(self.ctx, workers=config.workers) if "deployment" in want else None
         )
         self.daemonsets = DaemonSetController(self.ctx) if "daemonset" in want else None
+        self.statefulsets = StatefulSetController(self.ctx) if "statefulset" in want else None
         self.nodelifecycle = (
             NodeLifecycleController(self.ctx, config.node_lifecycle)
             if "nodelifecycle" in want
@@ -145,6 +150,7 @@ class ControllerManager:
             if "root-ca-cert-publisher" in want and ca is not None
             else None
         )
+        self.resourcequota = ResourceQuotaController(self.ctx) if "resourcequota" in want else None
         signer = config.service_account_signer
         self.tokens = (
             TokensController(self.ctx, signer, ca)
@@ -170,6 +176,7 @@ class ControllerManager:
             self.replicasets,
             self.deployments,
             self.daemonsets,
+            self.statefulsets,
             self.nodelifecycle,
             self.endpoints,
             self.endpointslices,
@@ -180,6 +187,7 @@ class ControllerManager:
             self.serviceaccounts,
             self.root_ca,
             self.tokens,
+            self.resourcequota,
             self.jobs,
             self.cronjobs,
             self.ttl,

@@ -20,18 +20,22 @@ from .coordination import LeaseStrategy
 from .customresourcedefinitions import CustomResourceDefinitionStrategy
 from .discovery import EndpointSliceStrategy
 from .events import EventStrategy
+from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .quota import ResourceQuotaStrategy
 from .rbac import (
     ClusterRoleBindingStrategy,
     ClusterRoleStrategy,
     RoleBindingStrategy,
     RoleStrategy,
 )
+from .scheduling import PriorityClassStrategy
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
+from .statefulsets import ControllerRevisionStrategy, StatefulSetStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
 
 __all__ = ["BUILTIN", "KindStrategy", "Strategies", "strategy_for"]
@@ -53,7 +57,12 @@ BUILTIN: tuple[KindStrategy, ...] = (
     DaemonSetStrategy(),
     JobStrategy(),
     CronJobStrategy(),
+    StatefulSetStrategy(),
+    ControllerRevisionStrategy(),
     PodDisruptionBudgetStrategy(),
+    ResourceQuotaStrategy(),
+    LimitRangeStrategy(),
+    PriorityClassStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),
     RoleBindingStrategy(),
