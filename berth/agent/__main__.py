@@ -58,6 +58,7 @@ async def _make_runtime(config: AgentConfig, clock: Clock, client: ApiClient) ->
         insecure_registries=frozenset(config.runc.insecure_registries),
         registry_cas=config.runc.registry_cas,
         cluster_dns=config.network.cluster_dns or None,
+        cluster_domain=config.network.cluster_domain,
     )
 
 
@@ -71,6 +72,9 @@ def _node_network(config: AgentConfig, clock: Clock, client: ApiClient) -> NodeN
         cluster_cidr=config.network.cluster_cidr or None,
         service_cidr=config.network.service_cidr or None,
         service_device=config.network.service_device,
+        node_local_ips=frozenset(
+            [config.network.cluster_dns] if config.network.cluster_dns else []
+        ),
     )
 
 

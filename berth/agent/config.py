@@ -55,6 +55,7 @@ class NetworkConfig:
     service_cidr: str = ""  # routed out of ``service_device`` so ClusterIPs are reachable
     service_device: str = ""  # default: the interface carrying the node's address
     cluster_dns: str = ""  # nameserver written into pods' resolv.conf (ClusterFirst)
+    cluster_domain: str = "cluster.local"  # the search path's base and berth-dns's zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +100,9 @@ def load_config(path: str | Path) -> AgentConfig:
 
     ``runtime: runc`` runs real containers on exactly one node: ``runc: {stateDir, runcRoot,
     volumesDir, insecureRegistries, registryCAs: {registry: PEM}}`` and ``network: {clusterCIDR,
-    serviceCIDR, serviceDevice, clusterDNS}`` (the agent then also keeps the node's host-gw
-    routes and service rules). Its systemd unit needs ``KillMode=process`` so container shims
-    outlive agent restarts."""
+    serviceCIDR, serviceDevice, clusterDNS, clusterDomain}`` (the agent then also keeps the
+    node's host-gw routes and service rules). Its systemd unit needs ``KillMode=process`` so
+    container shims outlive agent restarts."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -149,6 +150,7 @@ def load_config(path: str | Path) -> AgentConfig:
         service_cidr=str(net_raw.get("serviceCIDR") or ""),
         service_device=str(net_raw.get("serviceDevice") or ""),
         cluster_dns=str(net_raw.get("clusterDNS") or ""),
+        cluster_domain=str(net_raw.get("clusterDomain") or "cluster.local").strip(".").lower(),
     )
     for key, value in (
         ("clusterCIDR", network.cluster_cidr),

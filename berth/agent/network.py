@@ -1,7 +1,7 @@
 """The node's share of the cluster network, kept in step with the API: host-gw routes to every
 other node's pod CIDR (+ the service CIDR route) and the service proxy's nftables table.
 
-Level-triggered: informers on Nodes, Services and Endpoints only mark the state dirty; one
+Level-triggered: informers on Nodes, Services and EndpointSlices only mark the state dirty; one
 loop then renders everything from the caches and applies the difference (``ip route`` for
 routes that changed, one atomic ``nft -f`` when the ruleset changed). A failed sync is logged
 and retried; a periodic resync repairs rules someone removed by hand.
@@ -16,7 +16,7 @@ import logging
 
 from berth.agent.proxy_events import RejectionReporter
 from berth.agent.withdrawal import EndpointWithdrawal
-from berth.api.resources import ENDPOINTS, NODES, SERVICES
+from berth.api.resources import ENDPOINTS, ENDPOINTSLICES, NODES, SERVICES
 from berth.client.interface import ApiClient
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
@@ -54,6 +54,7 @@ class NodeNetwork:
         cluster_cidr: str | None,
         service_cidr: str | None,
         service_device: str = "",
+        node_local_ips: frozenset[str] = frozenset(),
         runner: Runner | None = None,
         resync_seconds: float = 30.0,
     ) -> None:
@@ -64,6 +65,10 @@ class NodeNetwork:
         self.cluster_cidr = cluster_cidr
         self._reported: dict[str, str] = {}  # node -> why its route is left out (logged once)
         self.service_device = service_device
+        # Service addresses served on this node itself (the cluster DNS on its loopback
+        # interface): no DNAT and no "no endpoints" reject for them, as NodeLocal DNSCache's
+        # NOTRACK rules keep kube-proxy off its address
+        self.node_local_ips = node_local_ips
         self.runner = runner or SubprocessRunner()
         self.proxy = ServiceProxy(
             cluster_cidr=cluster_cidr, runner=self.runner, service_cidr=service_cidr
@@ -75,6 +80,9 @@ class NodeNetwork:
         self.nodes = Informer(client, NODES, clock=clock)
         self.services = Informer(client, SERVICES, clock=clock)
         self.endpoints = Informer(client, ENDPOINTS, clock=clock)
+        # the proxy reads EndpointSlices (as kube-proxy); the withdrawal signal still follows
+        # Endpoints, which list the same pods
+        self.slices = Informer(client, ENDPOINTSLICES, clock=clock)
         # the pods of this node are signalled on deletion once Services no longer list them
         self.withdrawal = EndpointWithdrawal(clock)
         self.endpoints.add_handlers(self.withdrawal.handlers())
@@ -84,7 +92,7 @@ class NodeNetwork:
             on_update=lambda _old, new: self._changed(new),
             on_delete=self._changed,
         )
-        for informer in (self.nodes, self.services, self.endpoints):
+        for informer in (self.nodes, self.services, self.slices):
             informer.add_handlers(handlers)
         self.syncs = 0
 
@@ -120,20 +128,26 @@ class NodeNetwork:
         for argv in commands:
             log.info("node %s: %s", self.node, " ".join(argv))
         services = self.services.list()
+        proxied = [s for s in services if not self._node_local(s)]
         try:
-            if await self.proxy.sync_from_endpoints(services, self.endpoints.list()):
+            if await self.proxy.sync(proxied, self.slices.list()):
                 log.info("node %s: service rules applied", self.node)
         finally:
             await self.reporter.report(self.proxy.rejected, services)
         self.syncs += 1
 
+    def _node_local(self, svc: Frozen) -> bool:
+        spec = svc.get("spec") or {}
+        ips = set(spec.get("clusterIPs") or ()) | {spec.get("clusterIP")}
+        return bool(self.node_local_ips & ips)
+
     async def run(self) -> None:
         tasks = [
             asyncio.create_task(i.run(), name=f"agent-network-{i.resource.plural}")
-            for i in (self.nodes, self.services, self.endpoints)
+            for i in (self.nodes, self.services, self.endpoints, self.slices)
         ]
         try:
-            for informer in (self.nodes, self.services, self.endpoints):
+            for informer in (self.nodes, self.services, self.endpoints, self.slices):
                 await informer.wait_synced()
             self._dirty.set()
             while True:

@@ -161,6 +161,7 @@ RESOURCES: tuple[ResourceDef, ...] = (
         "persistentvolumes", "PersistentVolume", namespaced=False, short=("pv",), subs=("status",)
     ),
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
+    _grouped("discovery.k8s.io", "endpointslices", "EndpointSlice", namespaced=True),
     _grouped(
         "apps",
         "deployments",
@@ -358,6 +359,7 @@ LEASES = _served("coordination.k8s.io", "leases")
 PERSISTENTVOLUMECLAIMS = _served("", "persistentvolumeclaims")
 PERSISTENTVOLUMES = _served("", "persistentvolumes")
 STORAGECLASSES = _served("storage.k8s.io", "storageclasses")
+ENDPOINTSLICES = _served("discovery.k8s.io", "endpointslices")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")

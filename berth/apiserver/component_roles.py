@@ -78,6 +78,7 @@ MONITORED_OTHER = {
     "coordination.k8s.io": ["leases"],
     "batch": ["jobs", "cronjobs"],
     "autoscaling": ["horizontalpodautoscalers"],
+    "discovery.k8s.io": ["endpointslices"],
 }
 GC_VERBS = [*READ, "patch", "delete"]
 
@@ -134,6 +135,8 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["persistentvolumeclaims"], ["get", "create", "patch"]),
         # endpoints: create, replace
         rule([""], ["endpoints"], ["create", "update"]),
+        # endpointslice: create, replace (deletes are in GC_VERBS)
+        rule(["discovery.k8s.io"], ["endpointslices"], ["create", "update"]),
         # serviceaccount: each namespace's default account; root-ca-cert-publisher: the
         # kube-root-ca.crt ConfigMap of every namespace (reads are in GC_VERBS)
         rule([""], ["serviceaccounts"], ["create"]),

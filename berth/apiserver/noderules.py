@@ -27,6 +27,7 @@ NODE_RULES: tuple[Obj, ...] = (
     ),
     # service environment variables, and the agent's service proxy and host-gw routes
     _rule([""], ["services", "endpoints"], ["get", "list", "watch"]),
+    _rule(["discovery.k8s.io"], ["endpointslices"], ["get", "list", "watch"]),
     # register and report; NodeRestriction admission limits writes to the node's own Node
     _rule([""], ["nodes"], ["create", "get", "list", "watch", "update", "patch"]),
     _rule([""], ["nodes/status"], ["update", "patch"]),

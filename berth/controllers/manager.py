@@ -21,6 +21,7 @@ from berth.controllers.cronjob import CronJobController
 from berth.controllers.daemonset import DaemonSetController
 from berth.controllers.deployment import DeploymentController
 from berth.controllers.endpoints import EndpointsController
+from berth.controllers.endpointslices import EndpointSliceController
 from berth.controllers.garbagecollector import GarbageCollector
 from berth.controllers.job import JobController
 from berth.controllers.kinds import MANAGED
@@ -47,6 +48,7 @@ ALL_CONTROLLERS = (
     "statefulset",
     "nodelifecycle",
     "endpoints",
+    "endpointslice",
     "namespace",
     "garbagecollector",
     "nodeipam",
@@ -123,6 +125,7 @@ class ControllerManager:
             else None
         )
         self.endpoints = EndpointsController(self.ctx) if "endpoints" in want else None
+        self.endpointslices = EndpointSliceController(self.ctx) if "endpointslice" in want else None
         self.namespaces = (
             NamespaceController(self.ctx, resources=[r for r in served if r.namespaced])
             if "namespace" in want
@@ -187,6 +190,7 @@ class ControllerManager:
             self.statefulsets,
             self.nodelifecycle,
             self.endpoints,
+            self.endpointslices,
             self.namespaces,
             self.gc,
             self.nodeipam,

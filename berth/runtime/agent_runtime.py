@@ -48,6 +48,7 @@ from berth.runtime.cgroupstats import CgroupReader
 from berth.runtime.errors import ContainerNotFound, ImageError, ImageNotPresent
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
+from berth.runtime.poddns import ResolvConf, host_resolv_conf, pod_resolv_conf
 from berth.runtime.probetarget import ProbeRefused, check_headers, check_path, resolve_target
 from berth.runtime.registry import RegistryClient, UrllibTransport
 from berth.runtime.runc import (
@@ -137,8 +138,10 @@ class RuncAgentRuntime:
         files: FilesFn | None = None,
         cluster_dns: str | None = None,
         cluster_domain: str = "cluster.local",
+        host_resolv_conf: str = "/etc/resolv.conf",
     ) -> None:
         self.rt = runtime
+        self.host_resolv_conf = host_resolv_conf
         self.files = files
         self.cluster_dns = cluster_dns
         self.cluster_domain = cluster_domain
@@ -157,6 +160,7 @@ class RuncAgentRuntime:
         registry_cas: Mapping[str, str] | None = None,
         files: FilesFn | None = None,
         cluster_dns: str | None = None,
+        cluster_domain: str = "cluster.local",
     ) -> RuncAgentRuntime:
         """Everything wired for a node: image store + registry client under ``state_dir``,
         CNI bridge/host-local/portmap for ``pod_cidr``, runc under ``runc_root``."""
@@ -177,7 +181,7 @@ class RuncAgentRuntime:
             runc_root=runc_root,
             runner=runner,
         )
-        return cls(runtime, files=files, cluster_dns=cluster_dns)
+        return cls(runtime, files=files, cluster_dns=cluster_dns, cluster_domain=cluster_domain)
 
     # ---- sandboxes ----------------------------------------------------------------------------
 
@@ -194,26 +198,27 @@ class RuncAgentRuntime:
         pod, _ = pod_from_k8s({**doc, "spec": {**spec, "containers": []}})
         return dataclasses.replace(pod, volumes=tuple(_volume_shape(v) for v in volumes))
 
-    def _dns(self, namespace: str, spec: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
-        """Nameservers and search path for ``dnsPolicy`` ClusterFirst (the default)."""
-        policy = str(spec.get("dnsPolicy") or "ClusterFirst")
-        if self.cluster_dns is None or policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
-            return (), ()
-        if spec.get("hostNetwork") and policy == "ClusterFirst":
-            return (), ()
-        domain = self.cluster_domain
-        return (self.cluster_dns,), (f"{namespace}.svc.{domain}", f"svc.{domain}", domain)
+    def _dns(self, namespace: str, spec: Mapping[str, Any]) -> ResolvConf:
+        """The pod's resolv.conf (``dnsPolicy``, ``dnsConfig``; see :mod:`poddns`)."""
+        return pod_resolv_conf(
+            spec,
+            namespace,
+            cluster_dns=self.cluster_dns,
+            cluster_domain=self.cluster_domain,
+            host=host_resolv_conf(self.host_resolv_conf),
+        )
 
     async def create_sandbox(self, config: SandboxConfig) -> str:
         spec = {k: v for k, v in config.spec.items() if k not in ("containers", "initContainers")}
-        nameservers, searches = self._dns(config.namespace, spec)
+        resolv = self._dns(config.namespace, spec)
         doc = {"metadata": {"uid": config.uid, "namespace": config.namespace, "name": config.name}}
         volumes, files = _resolved_volumes(spec.get("volumes") or [], config.volume_files)
         pod, _ = pod_from_k8s(
             {**doc, "spec": {**spec, "volumes": volumes, "containers": []}},
             files=files or self.files,
-            dns_nameservers=nameservers,
-            dns_searches=searches,
+            dns_nameservers=resolv.nameservers,
+            dns_searches=resolv.searches,
+            dns_options=resolv.options,
         )
         await self.rt.run_pod_sandbox(
             pod,

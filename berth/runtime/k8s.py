@@ -156,8 +156,11 @@ def pod_from_k8s(
     env_from: EnvFromFn | None = None,
     dns_nameservers: tuple[str, ...] = (),
     dns_searches: tuple[str, ...] = (),
+    dns_options: tuple[str, ...] | None = None,
 ) -> tuple[PodSpec, list[ContainerSpec]]:
-    """Convert a Pod; ``dns_*`` is what the agent computes from ``dnsPolicy`` (ClusterFirst)."""
+    """Convert a Pod; ``dns_*`` is what the agent computes from ``dnsPolicy`` (ClusterFirst).
+    With ``dns_options`` given, the three are the final resolv.conf
+    (:func:`berth.runtime.poddns.pod_resolv_conf` already merged ``dnsConfig``)."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     security = spec.get("securityContext") or {}
@@ -171,8 +174,13 @@ def pod_from_k8s(
         name=str(meta["name"]),
         hostname=str(spec.get("hostname") or ""),
         volumes=tuple(volume_from_k8s(v, files) for v in spec.get("volumes") or []),
-        dns_nameservers=tuple(dns.get("nameservers") or dns_nameservers),
-        dns_searches=tuple(dns.get("searches") or dns_searches),
+        dns_nameservers=dns_nameservers
+        if dns_options is not None
+        else tuple(dns.get("nameservers") or dns_nameservers),
+        dns_searches=dns_searches
+        if dns_options is not None
+        else tuple(dns.get("searches") or dns_searches),
+        **({"dns_options": dns_options} if dns_options is not None else {}),
         supplemental_groups=tuple(int(g) for g in security.get("supplementalGroups") or ()),
         fs_group=security.get("fsGroup"),
         host_network=bool(spec.get("hostNetwork", False)),

@@ -38,6 +38,8 @@ class HostExpectations:
     files: tuple[HostFile, ...]
     bundle_id: str
     sans: tuple[str, ...]  # addresses the API serving certificate must cover (control plane)
+    # (cluster DNS address, a name in the cluster zone, the address it must resolve to)
+    dns: tuple[str, str, str] | None = None
 
 
 def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResult]:
@@ -95,6 +97,19 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
                 answered,
                 "" if answered else (fetch.stderr.strip()[-200:] or f"no {figure}"),
             )
+    if want.dns is not None and layout.DNS in expected_units:
+        server, dns_name, address = want.dns
+        probe = host.run(
+            f"PYTHONPATH={layout.SITE} /usr/bin/python3 -m berth.dns.probe {server} {dns_name}"
+        )
+        answered = probe.stdout.split()
+        check(
+            f"cluster DNS {server} answers {dns_name}",
+            probe.rc == 0 and address in answered,
+            ""
+            if probe.rc == 0 and address in answered
+            else f"got {answered or probe.stderr.strip() or probe.rc}, want {address}",
+        )
     for item in want.files:
         f = host.file(item.remote_path)
         if not f.exists:

@@ -3,6 +3,7 @@ cluster checks through the API; a readable report, JSON, or JUnit XML."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import xml.etree.ElementTree as ET
@@ -85,12 +86,20 @@ class VerifyReport:
 def expectations(spec: ClusterSpec, state: ClusterState, bundle_id: str) -> list[HostExpectations]:
     inventory = inventory_from_spec(spec, known_hosts=state.known_hosts)
     sans = tuple(dict.fromkeys([spec.api_endpoint, *(h.address for h in spec.control_plane_hosts)]))
+    network = spec.spec.network
+    # the kubernetes Service holds the first address of the service CIDR
+    dns = (
+        str(network.cluster_dns),
+        f"kubernetes.default.svc.{network.cluster_domain}",
+        str(next(ipaddress.ip_network(str(network.service_cidr)).hosts())),
+    )
     return [
         HostExpectations(
             target=target,
             files=tuple(files_for_host(spec, state, target.name)),
             bundle_id=bundle_id,
             sans=sans,
+            dns=dns,
         )
         for target in inventory.hosts
     ]

@@ -19,13 +19,14 @@ import pytest
 
 from berth.agent import proxy_events
 from berth.agent.network import NodeNetwork
-from berth.api.resources import ENDPOINTS, EVENTS, NODES, SERVICES
+from berth.api.resources import ENDPOINTS, ENDPOINTSLICES, EVENTS, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed, SubprocessRunner
 from berth.proxy import checks
 from tests.harness.apiserver import ServerHandle, running_server
 from tests.harness.fake_client import FakeClient
+from tests.harness.slices import slice_from_endpoints
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import tenant_in_new_namespace
 
@@ -353,6 +354,7 @@ def _network(api: FakeClient, clock: FakeClock, runner: NodeRunner) -> NodeNetwo
     for svc, eps in [*GOOD.values(), *POISON.values()]:
         api.seed(SERVICES, svc)
         api.seed(ENDPOINTS, eps)
+        api.seed(ENDPOINTSLICES, slice_from_endpoints(eps))
     return NodeNetwork(
         api,
         clock,
@@ -374,7 +376,7 @@ def test_poisoned_services_are_left_out_and_the_others_programmed(
         api = FakeClient(now=clock.now)
         runner = NodeRunner(netns)
         net = _network(api, clock, runner)
-        for informer in (net.nodes, net.services, net.endpoints):
+        for informer in (net.nodes, net.services, net.endpoints, net.slices):
             await informer.relist()
         await net.sync_once()  # raised KeyError / CommandFailed before
         table = runner.table()
@@ -419,7 +421,7 @@ def test_a_service_nft_refuses_for_a_reason_not_foreseen_is_isolated_by_nft_itse
         runner = NodeRunner(netns)
         net = _network(api, clock, runner)
         net.proxy.service_cidr = None
-        for informer in (net.nodes, net.services, net.endpoints):
+        for informer in (net.nodes, net.services, net.endpoints, net.slices):
             await informer.relist()
         await net.sync_once()
         table = runner.table()

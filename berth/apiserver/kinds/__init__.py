@@ -19,6 +19,7 @@ from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
 from .customresourcedefinitions import CustomResourceDefinitionStrategy
+from .discovery import EndpointSliceStrategy
 from .events import EventStrategy
 from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
@@ -52,6 +53,7 @@ BUILTIN: tuple[KindStrategy, ...] = (
     PodStrategy(),
     ServiceStrategy(),
     EndpointsStrategy(),
+    EndpointSliceStrategy(),
     ConfigMapStrategy(),
     SecretStrategy(),
     EventStrategy(),

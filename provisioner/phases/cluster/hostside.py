@@ -257,8 +257,13 @@ def agent_config(spec: ClusterSpec, host: HostTarget, capacity: HostCapacity) ->
             "clientCAFile": f"{layout.PKI}/ca.crt",
         },
     }
+    network = spec.spec.network
+    # every node runs the cluster DNS (berth-dns.service), which reads these two
+    config["network"] = {
+        "clusterDNS": str(network.cluster_dns),
+        "clusterDomain": str(network.cluster_domain),
+    }
     if spec.spec.runtime == "runc":
-        network = spec.spec.network
         config["runc"] = {
             "stateDir": layout.RUNTIME_STATE,
             "runcRoot": layout.RUNC_ROOT,
@@ -268,7 +273,7 @@ def agent_config(spec: ClusterSpec, host: HostTarget, capacity: HostCapacity) ->
         config["network"] = {
             "clusterCIDR": str(network.pod_cidr),
             "serviceCIDR": str(network.service_cidr),
-            "clusterDNS": str(network.cluster_dns),
+            **config["network"],
         }
     return config
 
@@ -318,6 +323,18 @@ def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
         File(layout.AGENT_CONFIG, _yaml(agent_config(spec, host, capacity)), mode=0o600),
         _unit(layout.AGENT, _context(data, host, config=layout.AGENT_CONFIG)),
         Service(layout.AGENT, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
+        # the node-local cluster DNS reads the agent's config (kubeconfig, clusterDNS/domain)
+        _unit(
+            layout.DNS,
+            _context(
+                data,
+                host,
+                config=layout.AGENT_CONFIG,
+                cluster_dns=str(spec.spec.network.cluster_dns),
+                device=layout.DNS_DEVICE,
+            ),
+        ),
+        Service(layout.DNS, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
     )
 
 

@@ -36,8 +36,14 @@ APISERVER = "berth-apiserver.service"
 CONTROLLER_MANAGER = "berth-controller-manager.service"
 SCHEDULER = "berth-scheduler.service"
 AGENT = "berth-agent.service"
+DNS = "berth-dns.service"
+"""The node-local cluster DNS (:mod:`berth.dns`), on every node."""
+DNS_DEVICE = "lo"
+"""Where the cluster DNS address lives on every node: the loopback interface (a dummy interface,
+as NodeLocal DNSCache uses, needs a kernel module lab hosts cannot load)."""
 CONTROL_PLANE_UNITS = (APISERVER, CONTROLLER_MANAGER, SCHEDULER)
-ALL_UNITS = (*CONTROL_PLANE_UNITS, AGENT)
+NODE_UNITS = (AGENT, DNS)
+ALL_UNITS = (*CONTROL_PLANE_UNITS, *NODE_UNITS)
 
 API_PORT = 6443
 AGENT_PORT = 10250
@@ -70,4 +76,4 @@ def version_dir(bundle_id: str) -> str:
 
 def units_for(roles: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """The units a host with ``roles`` runs (every host is a node)."""
-    return (*CONTROL_PLANE_UNITS, AGENT) if "control-plane" in roles else (AGENT,)
+    return (*CONTROL_PLANE_UNITS, *NODE_UNITS) if "control-plane" in roles else NODE_UNITS

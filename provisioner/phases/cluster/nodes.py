@@ -27,6 +27,7 @@ from berth.client.interface import evict
 from berth.client.kubeconfig import load_kubeconfig
 from provisioner.errors import PhaseError
 from provisioner.phases.cluster.context import spec_of, state_of
+from provisioner.phases.cluster.dns import ensure_dns_service
 from provisioner.phases.cluster.removal import (
     forget_host,
     record_hosts,
@@ -257,7 +258,10 @@ def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
             return await _reconcile(data, report, None)
         client = admin_client(path)
         try:
-            return await _reconcile(data, report, client)
+            changes = await _reconcile(data, report, client)
+            return changes + await ensure_dns_service(
+                client, spec_of(data, "nodes"), dry_run=data.dry_run, report=report
+            )
         finally:
             await client.close()
 

@@ -12,12 +12,13 @@ import pytest
 
 from berth.agent.config import AgentConfigError, load_config
 from berth.agent.network import NodeNetwork
-from berth.api.resources import ENDPOINTS, NODES, SERVICES
+from berth.api.resources import ENDPOINTSLICES, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed
 from berth.runtime.agent_runtime import _resolved_volumes
 from tests.harness.fake_client import FakeClient
+from tests.harness.slices import slice_from_endpoints
 
 ADDRS = [
     {"ifname": "lo", "addr_info": [{"local": "127.0.0.1"}]},
@@ -56,7 +57,7 @@ def _node(name: str, cidr: str, address: str) -> dict[str, object]:
     }
 
 
-def test_sync_routes_other_nodes_and_renders_services_from_endpoints(
+def test_sync_routes_other_nodes_and_renders_services_from_endpoint_slices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(node_module, "enable_forwarding", lambda: False)
@@ -78,16 +79,18 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoints(
             },
         )
         api.seed(
-            ENDPOINTS,
-            {
-                "metadata": {"name": "web", "namespace": "default"},
-                "subsets": [
-                    {
-                        "addresses": [{"ip": "10.244.1.5"}],
-                        "ports": [{"name": "http", "port": 8080}],
-                    }
-                ],
-            },
+            ENDPOINTSLICES,
+            slice_from_endpoints(
+                {
+                    "metadata": {"name": "web", "namespace": "default"},
+                    "subsets": [
+                        {
+                            "addresses": [{"ip": "10.244.1.5"}],
+                            "ports": [{"name": "http", "port": 8080}],
+                        }
+                    ],
+                }
+            ),
         )
         runner = HostRunner()
         net = NodeNetwork(
@@ -99,7 +102,7 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoints(
             service_cidr="10.96.0.0/12",
             runner=runner,
         )
-        for informer in (net.nodes, net.services, net.endpoints):
+        for informer in (net.nodes, net.services, net.endpoints, net.slices):
             await informer.relist()
         await net.sync_once()
         argvs = [" ".join(a) for a, _ in runner.calls]
@@ -115,6 +118,45 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoints(
         calls = len(runner.calls)
         await net.sync_once()  # same objects: the ruleset is unchanged, nft does not run again
         assert "nft" not in [a[0] for a, _ in runner.calls[calls:]]
+
+    asyncio.run(body())
+
+
+def test_the_node_local_dns_address_gets_no_service_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube-dns has no endpoints: were it proxied, its address would be rejected on every node,
+    where berth-dns answers on it locally."""
+    monkeypatch.setattr(node_module, "enable_forwarding", lambda: False)
+
+    async def body() -> None:
+        clock = FakeClock()
+        api = FakeClient(now=clock.now)
+        api.seed(NODES, _node("n1", "10.244.0.0/24", "10.231.1.11"))
+        for name, ip in (("kube-dns", "10.96.0.10"), ("other", "10.96.0.30")):
+            api.seed(
+                SERVICES,
+                {
+                    "metadata": {"name": name, "namespace": "kube-system"},
+                    "spec": {"clusterIP": ip, "ports": [{"name": "dns", "port": 53}]},
+                },
+            )
+        runner = HostRunner()
+        net = NodeNetwork(
+            api,
+            clock,
+            node="n1",
+            node_address="10.231.1.11",
+            cluster_cidr="10.244.0.0/16",
+            service_cidr="10.96.0.0/12",
+            node_local_ips=frozenset({"10.96.0.10"}),
+            runner=runner,
+        )
+        for informer in (net.nodes, net.services, net.endpoints, net.slices):
+            await informer.relist()
+        await net.sync_once()
+        (ruleset,) = [stdin for a, stdin in runner.calls if a[0] == "nft"]
+        assert ruleset is not None
+        assert b"10.96.0.30" in ruleset, "other Services without endpoints are still rejected"
+        assert b"10.96.0.10" not in ruleset
 
     asyncio.run(body())
 

@@ -98,12 +98,13 @@ def _written(path: Path, text: str) -> Path:
     return path
 
 
-def test_simulated_nodes_get_no_runc_or_network_section(tmp_path: Path) -> None:
+def test_simulated_nodes_get_no_runc_section_and_only_the_dns_settings(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text(SPEC + "  runtime: simulated\n")
     config = agent_config(load_spec(tmp_path / "c.yaml"), _host(), HostCapacity(2, 1024))
     assert config["runtime"] == "simulated"
     assert "runc" not in config
-    assert "network" not in config
+    # every node runs berth-dns, which reads these from the agent's config
+    assert set(config["network"]) == {"clusterDNS", "clusterDomain"}
 
 
 def test_smoke_image_is_reproducible_and_imports_where_the_phase_looks(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from berth.agent.runtime import ContainerConfig, ImagePullFailed, Runtime
 from berth.runtime.agent_runtime import RuncAgentRuntime, to_agent_status
 from berth.runtime.errors import ContainerError
 from berth.runtime.k8s import configmap_files, parse_quantity, pod_from_k8s, secret_files
+from berth.runtime.poddns import ResolvConf
 from berth.runtime.runc import ContainerState, ContainerStatus
 from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import (
@@ -203,12 +204,17 @@ def test_sandbox_pod_is_rebuilt_from_the_stored_spec(tmp_path: Path) -> None:
     assert [type(v.source).__name__ for v in pod.volumes] == [
         "FilesVolume", "FilesVolume", "HostPath", "EmptyDir",
     ]  # fmt: skip
-    assert adapter._dns("shop", {}) == (
+    host = tmp_path / "host-resolv.conf"
+    host.write_text("nameserver 10.231.0.1\nsearch lab\noptions edns0\n")
+    adapter.host_resolv_conf = str(host)
+    assert adapter._dns("shop", {}) == ResolvConf(
         ("10.96.0.10",),
-        ("shop.svc.cluster.local", "svc.cluster.local", "cluster.local"),
+        ("shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "lab"),
+        ("ndots:5",),
     )
-    assert adapter._dns("shop", {"dnsPolicy": "Default"}) == ((), ())
-    assert adapter._dns("shop", {"hostNetwork": True}) == ((), ()), "host DNS for host network"
+    default = ResolvConf(("10.231.0.1",), ("lab",), ("edns0",))
+    assert adapter._dns("shop", {"dnsPolicy": "Default"}) == default
+    assert adapter._dns("shop", {"hostNetwork": True}) == default, "host DNS for host network"
 
 
 def test_image_failures_become_pull_errors_before_anything_is_created(tmp_path: Path) -> None:

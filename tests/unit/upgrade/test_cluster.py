@@ -93,7 +93,9 @@ def test_switch_checks_the_bundle_swaps_the_link_atomically_and_restarts_the_uni
     (command,) = conns["w1"].commands
     assert command.startswith(f"test -f /opt/berth/versions/{NEW}/.complete && ln -sfn")
     assert "mv -fT /opt/berth/.current.berth-upgrade /opt/berth/current" in command
-    assert command.endswith("date +%s.%N && systemctl restart berth-agent.service")
+    assert command.endswith(
+        "date +%s.%N && systemctl restart berth-agent.service berth-dns.service"
+    )
     with pytest.raises(OperationError, match="cp1: no clock reading"):
         cluster.switch("cp1", OLD)
     assert (
@@ -101,7 +103,7 @@ def test_switch_checks_the_bundle_swaps_the_link_atomically_and_restarts_the_uni
         .commands[-1]
         .endswith(
             "systemctl restart berth-apiserver.service berth-controller-manager.service "
-            "berth-scheduler.service berth-agent.service"
+            "berth-scheduler.service berth-agent.service berth-dns.service"
         )
     )
     assert "cp1: agent crashed" in cluster.logs("cp1")

@@ -1,0 +1,250 @@
+"""Cluster DNS on runc nodes (issue 15): one 2-host lab, one cluster for the module.
+
+* ``berth apply`` installs berth-dns on every node, and its verify asked each node's DNS for
+  the kubernetes Service (the apply fails otherwise);
+* a pod's resolv.conf names the cluster DNS with the cluster search path and ndots:5; the pod
+  reaches a Service by short name and by FQDN (busybox ``nc`` resolves through that
+  resolv.conf), and a headless Service answers with every pod;
+* the kube-dns Service exists at the spec's clusterDNS address;
+* names outside the cluster fail fast on hosts with no route out (SERVFAIL, not a timeout).
+
+Safety: blackhole routes for the pod and service CIDRs exist on this machine for the whole
+session (tests/lab/conftest.py); only lab bridge addresses are contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provisioner.lab import Lab
+from provisioner.smoke_image import smoke_image
+from tests.lab import clusters
+from tests.lab.conftest import LabFactory
+
+pytestmark = pytest.mark.lab
+
+D = "cluster.local"
+SITE = "/opt/berth/current/site"
+LABELS = {"app": "dnsweb"}
+
+
+@dataclass
+class Cluster:
+    lab: Lab
+    kubeconfig: Path
+    image: str
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        result = clusters.kubectl(self.kubeconfig, *args, stdin=stdin)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr[-2000:]}"
+        return result.stdout
+
+    def ssh(self, host: str, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.lab.ssh_argv(host, [command]),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    lab = lab_factory(2)
+    work = tmp_path_factory.mktemp("cluster-dns")
+    started = time.monotonic()
+    kubeconfig = clusters.apply_lab_spec(lab, work)
+    print(f"berth apply (2 hosts, runc): {time.monotonic() - started:.1f}s")
+    return Cluster(lab, kubeconfig, smoke_image().reference)
+
+
+def _web(image: str) -> list[dict[str, Any]]:
+    serve = "hostname > /www/index.html && exec httpd -f -p 8080 -h /www"
+    pod_spec = {
+        "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+        "terminationGracePeriodSeconds": 1,
+        "containers": [
+            {
+                "name": "web",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", serve],
+                "ports": [{"containerPort": 8080, "name": "http"}],
+                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+            }
+        ],
+        "volumes": [{"name": "www", "emptyDir": {}}],
+    }
+    ports = [{"name": "http", "port": 80, "targetPort": "http"}]
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "dnsweb", "namespace": "default"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": LABELS},
+                "template": {"metadata": {"labels": LABELS}, "spec": pod_spec},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "dnsweb", "namespace": "default"},
+            "spec": {"selector": LABELS, "ports": ports},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "dnsweb-hl", "namespace": "default"},
+            "spec": {"clusterIP": "None", "selector": LABELS, "ports": ports},
+        },
+    ]
+
+
+def _ready_web(c: Cluster) -> list[dict[str, Any]]:
+    def ready() -> list[dict[str, Any]] | None:
+        items = json.loads(c.kubectl("get", "pods", "-l", "app=dnsweb", "-o", "json"))["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        ok = len(live) == 2 and all(
+            p["status"].get("podIP")
+            and any(
+                x["type"] == "Ready" and x["status"] == "True"
+                for x in p["status"].get("conditions") or []
+            )
+            for p in live
+        )
+        return live if ok else None
+
+    return clusters.wait_for("2 ready dnsweb replicas", ready, timeout=120)
+
+
+CLIENT_SCRIPT = r"""
+cat /etc/resolv.conf
+for name in dnsweb dnsweb.default.svc.cluster.local; do
+  echo "--- $name"
+  printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 "$name" 80 | tail -n 1
+done
+echo "--- headless"
+nslookup dnsweb-hl.default.svc.cluster.local.
+echo "--- done"
+"""
+
+
+def _client_pod(image: str, node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"dns-client-{node}", "namespace": "default"},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeName": node,
+            "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [
+                {
+                    "name": "client",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["/bin/sh", "-c", CLIENT_SCRIPT],
+                }
+            ],
+        },
+    }
+
+
+def test_kube_dns_service_holds_the_cluster_dns_address(cluster: Cluster) -> None:
+    svc = json.loads(cluster.kubectl("get", "svc", "-n", "kube-system", "kube-dns", "-o", "json"))
+    spec = yaml.safe_load(cluster.lab.spec_path.read_text())["spec"]
+    want = (spec.get("network") or {}).get("clusterDNS", "10.96.0.10")
+    assert svc["spec"]["clusterIP"] == want
+
+
+def test_pods_resolve_and_reach_services_by_short_name_fqdn_and_headless(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(_web(cluster.image)))
+    pods = _ready_web(cluster)
+    names = {p["metadata"]["name"] for p in pods}
+    ips = {p["status"]["podIP"] for p in pods}
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2, "one replica per node"
+    for host in cluster.lab.hosts:
+        cluster.kubectl(
+            "apply", "-f", "-", stdin=yaml.safe_dump(_client_pod(cluster.image, host.name))
+        )
+    for host in cluster.lab.hosts:
+        pod = f"dns-client-{host.name}"
+
+        def finished(pod: str = pod) -> str | None:
+            phase = json.loads(cluster.kubectl("get", "pod", pod, "-o", "json"))["status"].get(
+                "phase"
+            )
+            return phase if phase in ("Succeeded", "Failed") else None
+
+        clusters.wait_for(f"{pod} finished", finished, timeout=90)
+        log = cluster.kubectl("logs", pod)
+        resolv, rest = log.split("--- dnsweb\n", 1)
+        assert "nameserver 10.96.0.10" in resolv.splitlines(), log
+        assert f"search default.svc.{D} svc.{D} {D}" in resolv, log
+        assert "options ndots:5" in resolv, log
+        short, rest = rest.split(f"--- dnsweb.default.svc.{D}\n", 1)
+        fqdn, rest = rest.split("--- headless\n", 1)
+        assert short.strip() in names, log
+        assert fqdn.strip() in names, log
+        headless = rest.split("--- done", 1)[0]
+        answered = set(re.findall(r"Address:\s*(\d+\.\d+\.\d+\.\d+)\s*$", headless, re.MULTILINE))
+        assert ips <= answered, log
+
+
+def test_every_node_answers_on_the_cluster_dns_address_and_fails_fast_outside(
+    cluster: Cluster,
+) -> None:
+    svc = json.loads(cluster.kubectl("get", "svc", "dnsweb", "-o", "json"))
+    for host in cluster.lab.hosts:
+        inside = cluster.ssh(
+            host.name,
+            f"PYTHONPATH={SITE} python3 -m berth.dns.probe 10.96.0.10 dnsweb.default.svc.{D}",
+        )
+        assert inside.returncode == 0, inside.stderr
+        assert inside.stdout.split() == [svc["spec"]["clusterIP"]]
+        started = time.monotonic()
+        outside = cluster.ssh(
+            host.name, f"PYTHONPATH={SITE} python3 -m berth.dns.probe 10.96.0.10 example.org"
+        )
+        took = time.monotonic() - started
+        assert outside.returncode == 2, (outside.stdout, outside.stderr)  # SERVFAIL
+        assert "rcode 2" in outside.stderr
+        assert took < 2.0, f"no route out must fail fast, took {took:.2f}s"
+
+
+def test_dns_keeps_answering_pods_across_an_agent_restart(cluster: Cluster) -> None:
+    """The agent re-renders the node's service rules when it starts: the cluster DNS address
+    must stay out of them, and berth-dns does not depend on the agent process."""
+    names = {p["metadata"]["name"] for p in _ready_web(cluster)}
+    host = cluster.lab.hosts[0].name
+    restarted = cluster.ssh(host, "systemctl restart berth-agent.service")
+    assert restarted.returncode == 0, restarted.stderr
+    clusters.wait_for(
+        "the agent active again",
+        lambda: cluster.ssh(host, "systemctl is-active berth-agent.service").returncode == 0,
+        timeout=60,
+    )
+    time.sleep(3)  # its first network sync
+    pod = _client_pod(cluster.image, host)
+    pod["metadata"]["name"] = "dns-client-after-restart"
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pod))
+
+    def finished() -> str | None:
+        status = json.loads(cluster.kubectl("get", "pod", pod["metadata"]["name"], "-o", "json"))
+        phase = status["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    clusters.wait_for("the client pod finished", finished, timeout=90)
+    log = cluster.kubectl("logs", pod["metadata"]["name"])
+    short = log.split("--- dnsweb\n", 1)[1].split("--- dnsweb.default", 1)[0]
+    assert short.strip() in names, log

@@ -1,0 +1,213 @@
+"""The server over real sockets on 127.0.0.1: UDP (threaded hot path) and TCP, zone swaps,
+forwarding with caching, failing fast without an upstream, hostile packets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import dns.asyncquery
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from berth.dns.forward import Forwarder, host_nameservers
+from berth.dns.records import build_zone
+from berth.dns.server import DnsServer
+
+D = "cluster.local"
+
+
+def zone(ip: str = "10.96.0.20", endpoints: int = 2) -> Any:
+    services = [
+        {"metadata": {"name": "web", "namespace": "default"}, "spec": {"clusterIP": ip}},
+        {"metadata": {"name": "hl", "namespace": "default"}, "spec": {"clusterIP": "None"}},
+    ]
+    slices = [
+        {
+            "metadata": {
+                "name": "hl-x",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "hl"},
+            },
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": [f"10.244.{i // 250}.{i % 250 + 1}"], "conditions": {"ready": True}}
+                for i in range(endpoints)
+            ],
+        }
+    ]
+    return build_zone(services, slices, domain=D, serial=1)
+
+
+def run(
+    fn: Callable[[DnsServer, int], Awaitable[None]], *, forwarder: Forwarder | None = None
+) -> None:
+    async def body() -> None:
+        server = DnsServer(zone(), forwarder)
+        await server.start([("127.0.0.1", 0)])
+        try:
+            await fn(server, server.bound()[0][1])
+        finally:
+            await server.stop()
+
+    asyncio.run(body())
+
+
+async def udp(port: int, name: str, rdtype: str = "A") -> dns.message.Message:
+    q = dns.message.make_query(name, rdtype)
+    return await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=3)
+
+
+def addresses(msg: dns.message.Message) -> list[str]:
+    return sorted(r.address for rrset in msg.answer for r in rrset if hasattr(r, "address"))
+
+
+def test_udp_answers_and_a_new_zone_is_answered_at_once() -> None:
+    async def body(server: DnsServer, port: int) -> None:
+        for _ in range(3):  # the first builds the answer, the others come from the cache
+            msg = await udp(port, f"web.default.svc.{D}.")
+            assert addresses(msg) == ["10.96.0.20"]
+            assert msg.flags & dns.flags.AA
+        server.set_zone(zone(ip="10.96.0.21"))
+        assert addresses(await udp(port, f"web.default.svc.{D}.")) == ["10.96.0.21"]
+        nx = await udp(port, f"nope.default.svc.{D}.")
+        assert nx.rcode() == dns.rcode.NXDOMAIN
+        assert nx.authority[0].rdtype == dns.rdatatype.SOA
+
+    run(body)
+
+
+def test_truncated_over_udp_whole_over_tcp() -> None:
+    async def body(server: DnsServer, port: int) -> None:
+        server.set_zone(zone(endpoints=100))
+        small = await udp(port, f"hl.default.svc.{D}.")
+        assert small.flags & dns.flags.TC
+        q = dns.message.make_query(f"hl.default.svc.{D}.", "A")
+        whole = await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=3)
+        assert len(addresses(whole)) == 100
+
+    run(body)
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    """A fake resolver: answers every A query with 192.0.2.1, TTL 60, counting queries."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.count += 1
+        q = dns.message.from_wire(data)
+        r = dns.message.make_response(q)
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.1"))
+        self.transport.sendto(r.to_wire(), addr)
+
+
+def test_other_names_are_forwarded_and_cached() -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        transport, upstream = await loop.create_datagram_endpoint(
+            _Upstream, local_addr=("127.0.0.1", 0)
+        )
+        up_port = transport.get_extra_info("sockname")[1]
+        server = DnsServer(zone(), Forwarder(["127.0.0.1"], port=up_port))
+        await server.start([("127.0.0.1", 0)])
+        port = server.bound()[0][1]
+        try:
+            for _ in range(3):
+                msg = await udp(port, "Example.ORG.")
+                assert addresses(msg) == ["192.0.2.1"]
+                assert msg.question[0].name.to_text() == "Example.ORG."
+            assert upstream.count == 1, "answers are cached for their TTL"
+            # an ExternalName's target outside the zone: CNAME, then the target's address
+            server.set_zone(
+                build_zone(
+                    [
+                        {
+                            "metadata": {"name": "ext", "namespace": "default"},
+                            "spec": {"type": "ExternalName", "externalName": "www.example.org"},
+                        }
+                    ],
+                    [],
+                    domain=D,
+                )
+            )
+            chased = await udp(port, f"ext.default.svc.{D}.")
+            assert [rrset.rdtype for rrset in chased.answer] == [
+                dns.rdatatype.CNAME,
+                dns.rdatatype.A,
+            ]
+            assert addresses(chased) == ["192.0.2.1"]
+            assert chased.answer[1].name.to_text() == "www.example.org."
+        finally:
+            await server.stop()
+            transport.close()
+
+    asyncio.run(body())
+
+
+def test_without_a_reachable_upstream_servfail_comes_fast() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens once the socket is closed
+
+    async def body(server: DnsServer, port: int) -> None:
+        for _ in range(2):
+            start = time.monotonic()
+            msg = await udp(port, "example.org.")
+            assert msg.rcode() == dns.rcode.SERVFAIL
+            assert time.monotonic() - start < 0.5
+
+    run(body, forwarder=Forwarder(["127.0.0.1"], port=closed))
+    start = time.monotonic()
+    run(body, forwarder=Forwarder([]))  # no resolvers at all
+    assert time.monotonic() - start < 2
+
+
+def test_hostile_packets_do_not_stop_the_server() -> None:
+    async def body(server: DnsServer, port: int) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(1)
+            s.sendto(b"\x00", ("127.0.0.1", port))  # no header: dropped
+            s.sendto(b"\x00" * 5000, ("127.0.0.1", port))  # too long: dropped
+            # a response (QR set) is never answered: no reflection loops
+            s.sendto(
+                struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\x00\x00\x01\x00\x01",
+                ("127.0.0.1", port),
+            )
+            # a pointer in the question: FORMERR
+            s.sendto(
+                struct.pack("!HHHHHH", 2, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\x00\x01\x00\x01",
+                ("127.0.0.1", port),
+            )
+            reply = await asyncio.to_thread(s.recv, 512)  # the loop answers misses
+            assert struct.unpack("!H", reply[:2])[0] == 2
+            assert reply[3] & 0xF == 1
+        # a TCP client announcing a message longer than any query is cut off
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\xff\xff" + b"x" * 100)
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
+        assert addresses(await udp(port, f"web.default.svc.{D}.")) == ["10.96.0.20"]
+
+    run(body)
+
+
+def test_host_nameservers_skip_our_own_addresses(tmp_path: Any) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(
+        "search x\nnameserver 10.96.0.10\nnameserver 1.1.1.1\nnameserver ::1\n"
+        "nameserver bogus\nnameserver 8.8.8.8\nnameserver 9.9.9.9\nnameserver 4.4.4.4\n"
+    )
+    assert host_nameservers(str(conf), exclude=["10.96.0.10"]) == ["1.1.1.1", "8.8.8.8", "9.9.9.9"]
+    assert host_nameservers(str(tmp_path / "missing")) == []
