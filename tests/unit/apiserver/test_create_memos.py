@@ -6,6 +6,7 @@ through)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import uuid
@@ -15,8 +16,12 @@ import pytest
 
 from berth.api.meta import format_now, format_time, new_uid, now, parse_time, random_bytes
 from berth.api.resources import TABLE, ResourceDef
+from berth.apiserver import shapes
+from berth.apiserver.bodycheck import BodyChecks, clean_key
+from berth.apiserver.errors import ApiError
 from berth.apiserver.fieldmanager import FieldManager
 from berth.apiserver.fieldmanager.managers import update as update_managers
+from berth.apiserver.openapi import fieldvalidation
 from berth.apiserver.suffixes import ALPHABET, LENGTH, random_suffix
 
 
@@ -177,3 +182,67 @@ def test_a_forked_child_does_not_repeat_its_parents_random_bytes() -> None:
     os.close(read)
     assert len(child) == 32
     assert child != random_bytes(32)
+
+
+def _body(name: Any = "p", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
+    }
+
+
+def _full_check(obj: dict[str, Any]) -> tuple[Any, list[str]]:
+    """shapes.check then drop_unknown, as every body was checked before the memo."""
+    try:
+        shapes.check(PODS, obj)
+    except ApiError as exc:
+        return ("error", exc.code, exc.message), []
+    return obj, fieldvalidation.drop_unknown(PODS, obj).errors
+
+
+def _memo_check(checks: BodyChecks, obj: dict[str, Any]) -> tuple[Any, list[str]]:
+    try:
+        found = checks.check(PODS, obj)
+    except ApiError as exc:
+        return ("error", exc.code, exc.message), []
+    return obj, found.errors
+
+
+BODIES: list[dict[str, Any]] = [
+    _body(),
+    _body("q"),  # same template, other name: remembered
+    _body(""),
+    _body(5),  # a name of the wrong type: 400, never taken for a remembered "p"
+    _body(None),
+    _body(0),
+    _body(["p"]),
+    _body(nodeName="n1"),
+    _body(nodeName=1),  # wrong type in the spec
+    _body(hostNetwork=True),
+    _body(volumes=None),  # a null list: the type check drops it (changed: not remembered)
+    _body(unknownField=1),  # an unknown field: dropped and reported, every time
+    {**_body(), "metadata": {"name": "p", "labels": {"app": "web"}, "generateName": 7}},
+    {**_body(), "status": {"phase": 1}},
+]
+
+
+def test_remembered_body_checks_answer_as_the_full_checks() -> None:
+    checks = BodyChecks()
+    for _ in range(3):
+        for body in BODIES:
+            expected = _full_check(copy.deepcopy(body))
+            assert _memo_check(checks, copy.deepcopy(body)) == expected, body
+
+
+def test_only_clean_unchanged_pod_bodies_are_remembered() -> None:
+    checks = BodyChecks()
+    for body in BODIES:
+        with contextlib.suppress(ApiError):
+            checks.check(PODS, copy.deepcopy(body))
+    # _body() with any string name, with a null name, with nodeName "n1", with hostNetwork
+    assert len(checks._clean) == 4
+    assert clean_key(PODS, _body("a")) == clean_key(PODS, _body("b"))
+    assert clean_key(PODS, _body("0")) != clean_key(PODS, _body(0))
+    assert clean_key(_rd("", "configmaps"), {"metadata": {"name": "c"}}) is None
