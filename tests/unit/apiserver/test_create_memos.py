@@ -6,6 +6,7 @@ through)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import os
@@ -16,12 +17,14 @@ import pytest
 
 from berth.api.meta import format_now, format_time, new_uid, now, parse_time, random_bytes
 from berth.api.resources import TABLE, ResourceDef
-from berth.apiserver import shapes
+from berth.apiserver import client_warnings, shapes
+from berth.apiserver.auth import UserInfo
 from berth.apiserver.bodycheck import BodyChecks, clean_key
 from berth.apiserver.errors import ApiError
 from berth.apiserver.fieldmanager import FieldManager
 from berth.apiserver.fieldmanager.managers import update as update_managers
 from berth.apiserver.openapi import fieldvalidation
+from berth.apiserver.podsecurity import PodSecurityAdmission, PodSecurityConfig
 from berth.apiserver.suffixes import ALPHABET, LENGTH, random_suffix
 
 
@@ -246,3 +249,55 @@ def test_only_clean_unchanged_pod_bodies_are_remembered() -> None:
     assert clean_key(PODS, _body("a")) == clean_key(PODS, _body("b"))
     assert clean_key(PODS, _body("0")) != clean_key(PODS, _body(0))
     assert clean_key(_rd("", "configmaps"), {"metadata": {"name": "c"}}) is None
+
+
+def test_a_namespace_policy_follows_its_labels_as_they_change() -> None:
+    async def read_namespace(name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "resourceVersion": "1"}}
+
+    async def list_pods(ns: str) -> list[dict[str, Any]]:
+        return []
+
+    psa = PodSecurityAdmission(
+        PodSecurityConfig(), read_namespace=read_namespace, list_pods=list_pods
+    )
+    privileged_pod = {
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "image": "i", "securityContext": {"privileged": True}}]
+        },
+    }
+
+    async def create(revision: int, labels: dict[str, str] | None) -> int:
+        if labels is not None:
+            psa.namespaces.remember(
+                {"metadata": {"name": "ns", "resourceVersion": str(revision), "labels": labels}}
+            )
+        try:
+            with client_warnings.collecting():
+                await psa.review(
+                    UserInfo("u", ()),
+                    "create",
+                    PODS,
+                    subresource="",
+                    namespace="ns",
+                    name="p",
+                    new=copy.deepcopy(privileged_pod),
+                )
+        except ApiError as exc:
+            return exc.code
+        return 201
+
+    async def scenario() -> list[int]:
+        enforce = "pod-security.kubernetes.io/enforce"
+        return [
+            await create(2, {enforce: "privileged"}),
+            await create(0, None),  # the same labels: the kept policy
+            await create(3, {enforce: "baseline"}),
+            await create(0, None),
+            await create(4, {enforce: "privileged"}),
+            await create(5, {enforce: "nonsense"}),  # a label error: the strictest level
+            await create(6, {}),  # no labels: the configured default, baseline
+        ]
+
+    assert asyncio.run(scenario()) == [201, 201, 403, 403, 201, 403, 403]
