@@ -187,7 +187,20 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _grouped(
         "rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False
     ),
+    _grouped(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        short=("crd", "crds"),
+        cats=("api-extensions",),
+        subs=("status",),
+    ),
 )
+
+CRD_RESOURCE = RESOURCES[-1]
+"""``customresourcedefinitions.apiextensions.k8s.io``: the resources it defines are added to a
+server's table while it runs."""
 
 # Groups that hold only non-stored review APIs (berth/apiserver/reviews.py).
 EXTRA_GROUP_VERSIONS: tuple[tuple[str, str], ...] = (

@@ -241,7 +241,14 @@ class Registry:
         kv = await self.store.get(rd.key(ns, name))
         if kv is None:
             raise not_found(rd, name)
-        return kv, self.codec.decode(kv)
+        return kv, self.decode(rd, kv)
+
+    def decode(self, rd: ResourceDef, kv: KeyValue) -> Obj:
+        """The stored object in ``kv`` as ``rd`` serves it (custom resources: in the version
+        asked for)."""
+        obj = self.codec.decode(kv)
+        st = self.strategies.of(rd)
+        return st.to_served(rd, obj) if st.converts else obj
 
     async def get(self, rd: ResourceDef, ns: str, name: str) -> Obj:
         return (await self.get_kv(rd, ns, name))[1]
@@ -263,6 +270,8 @@ class Registry:
                 raise too_large_resource_version(wanted, current)
         exact = opts.field.exact_name()
         items: list[Obj] = []
+        st = self.strategies.of(rd)
+        served = st.to_served if st.converts else None
         try:
             if (
                 exact is not None
@@ -275,6 +284,8 @@ class Registry:
                 kv = await self.store.get(rd.key(ns, exact))
                 if kv is not None:
                     obj = self.codec.decode(kv)
+                    if served is not None:
+                        obj = served(rd, obj)
                     if opts.label.matches(
                         obj["metadata"].get("labels") or {}
                     ) and opts.field.matches(obj):
@@ -289,6 +300,8 @@ class Registry:
                 revision = result.revision
                 for kv in result.items:
                     obj = self.codec.decode(kv)
+                    if served is not None:
+                        obj = served(rd, obj)
                     labels = obj["metadata"].get("labels") or {}
                     if (opts.label.empty or opts.label.matches(labels)) and (
                         opts.field.empty or opts.field.matches(obj)
@@ -384,6 +397,9 @@ class Registry:
         if findings is not None:
             found.extend(findings)
         found.extend(unknown)
+        found.extend(
+            fieldvalidation.unknown_findings(self.strategies.of(rd).prune_unknown(rd, obj))
+        )
         fieldvalidation.enforce(field_validation, rd, found)
         return obj
 
@@ -463,7 +479,8 @@ class Registry:
         for attempt in range(5):
             key = rd.key(ns, name)
             try:
-                kv = await self.store.create(key, self.codec.encode(key, obj))
+                as_stored = st.to_storage(rd, obj) if st.converts else obj
+                kv = await self.store.create(key, self.codec.encode(key, as_stored))
             except KeyExists:
                 if generate and attempt < 4:
                     name = m["generateName"] + random_suffix()
@@ -548,7 +565,7 @@ class Registry:
                     True,
                 )
             raise not_found(rd, name)
-        old = self.codec.decode(kv)
+        old = self.decode(rd, kv)
         wanted_rv = new["metadata"].get("resourceVersion")
         if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):
             raise conflict(rd, name)
@@ -645,8 +662,9 @@ class Registry:
                 meta(new)["resourceVersion"] = str(deleted.mod_revision)
                 await st.after_delete(self, rd, old)
                 return new
+            stored = st.to_storage(rd, new) if st.converts else new
             written = await self.store.update(
-                key, self.codec.encode(key, new), expected_revision=kv.mod_revision
+                key, self.codec.encode(key, stored), expected_revision=kv.mod_revision
             )
         except Conflict:
             await st.unreserve(self, reserved)
@@ -697,7 +715,7 @@ class Registry:
                         rd, ns, body, user=user, dry_run=dry_run, applied_fields=applied
                     )
                 raise not_found(rd, name)
-            old = self.codec.decode(kv)
+            old = self.decode(rd, kv)
             if patch_type == "apply":
                 patched, _ = fm.apply(
                     rd,
@@ -747,9 +765,8 @@ class Registry:
                 raise
         raise conflict(rd, name)
 
-    @staticmethod
     def _drop_unknown_patched(
-        rd: ResourceDef, patched: Obj, field_validation: str, findings: Findings | None
+        self, rd: ResourceDef, patched: Obj, field_validation: str, findings: Findings | None
     ) -> None:
         # Strict shows the patched object as sent, unknown fields included
         shown = copy.deepcopy(patched) if field_validation == fieldvalidation.STRICT else None
@@ -757,6 +774,9 @@ class Registry:
         if findings is not None:
             found.extend(findings)
         found.extend(fieldvalidation.drop_unknown(rd, patched))
+        found.extend(
+            fieldvalidation.unknown_findings(self.strategies.of(rd).prune_unknown(rd, patched))
+        )
         fieldvalidation.enforce_patch(field_validation, found, shown)
 
     # -- delete ------------------------------------------------------------------------------
@@ -803,6 +823,11 @@ class Registry:
                 elif opts.propagation == "Orphan" and "orphan" not in finalizers:
                     finalizers.append("orphan")
                 if finalizers:
+                    if st.converts:  # written back in the storage version
+                        marked = await self.mark_deleting(
+                            kv, st.to_storage(rd, obj), 0, finalizers, dry_run=opts.dry_run
+                        )
+                        return st.to_served(rd, marked), False
                     marked = await self.mark_deleting(kv, obj, 0, finalizers, dry_run=opts.dry_run)
                     return marked, False
                 if opts.dry_run:

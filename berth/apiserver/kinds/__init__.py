@@ -16,6 +16,7 @@ from berth.api.resources import ResourceDef
 from .base import KindStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
+from .customresourcedefinitions import CustomResourceDefinitionStrategy
 from .events import EventStrategy
 from .namespaces import NamespaceStrategy
 from .nodes import NodeStrategy
@@ -52,6 +53,7 @@ BUILTIN: tuple[KindStrategy, ...] = (
     ClusterRoleStrategy(),
     RoleBindingStrategy(),
     ClusterRoleBindingStrategy(),
+    CustomResourceDefinitionStrategy(),
 )
 """The built-in kinds' strategies, found by (group, kind)."""
 

@@ -29,7 +29,8 @@ def docs() -> Documents:
 def _refs(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "$ref":
+            # (JSONSchemaProps, the CRD schema's definition, has a property named "$ref")
+            if key == "$ref" and isinstance(value, str):
                 yield value
             else:
                 yield from _refs(value)
@@ -101,6 +102,7 @@ def test_v2_describes_every_served_operation_with_kubectls_parameters(docs: Docu
 def test_v3_has_one_self_contained_document_per_group_version(docs: Documents) -> None:
     assert set(docs.v3) == {
         "api/v1",
+        "apis/apiextensions.k8s.io/v1",
         "apis/apps/v1",
         "apis/authentication.k8s.io/v1",
         "apis/authorization.k8s.io/v1",
