@@ -11,6 +11,7 @@ import contextlib
 import copy
 import os
 import uuid
+import warnings
 from typing import Any
 
 import pytest
@@ -175,7 +176,9 @@ def test_random_suffixes_use_the_alphabet_and_spread_over_it() -> None:
 def test_a_forked_child_does_not_repeat_its_parents_random_bytes() -> None:
     random_bytes(1)  # the pool holds unread bytes now
     read, write = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():  # newer Pythons warn of forking with threads running
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: send what it draws, then leave at once
         os.write(write, random_bytes(32))
         os._exit(0)
