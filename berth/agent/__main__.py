@@ -15,6 +15,7 @@ from berth.agent.node import NodeAgent
 from berth.agent.runtime import Runtime
 from berth.agent.shutdown import host_shutting_down, shut_down_gracefully
 from berth.agent.simulated import SimulatedRuntime
+from berth.agent.volumes import LocalVolumes
 from berth.api.resources import NODES
 from berth.client.http import HttpClient
 from berth.client.interface import ApiClient
@@ -104,6 +105,9 @@ async def _run(config_path: str) -> None:
         workers=config.workers,
         node_clients=node_clients,
         withdrawal=network.withdrawal if network is not None else None,
+        local_volumes=(
+            LocalVolumes(Path(config.runc.volumes_dir), first) if config.runtime == "runc" else None
+        ),
     )
     network_task: asyncio.Task[None] | None = None
     stop = stop_on_signals()

@@ -41,6 +41,8 @@ class ServerConfig:
 class RuncConfig:
     state_dir: str = "/var/lib/berth/runtime"
     runc_root: str = "/run/berth/runc"
+    # The local provisioner's volume directories on this node (berth.agent.volumes).
+    volumes_dir: str = "/var/lib/berth/volumes"
     insecure_registries: tuple[str, ...] = ()
     registry_cas: Mapping[str, str] = field(default_factory=dict)  # registry -> PEM CA bundle
 
@@ -96,7 +98,7 @@ def load_config(path: str | Path) -> AgentConfig:
     identical simulated nodes (``namePrefix`` + index).
 
     ``runtime: runc`` runs real containers on exactly one node: ``runc: {stateDir, runcRoot,
-    insecureRegistries, registryCAs: {registry: PEM}}`` and ``network: {clusterCIDR,
+    volumesDir, insecureRegistries, registryCAs: {registry: PEM}}`` and ``network: {clusterCIDR,
     serviceCIDR, serviceDevice, clusterDNS}`` (the agent then also keeps the node's host-gw
     routes and service rules). Its systemd unit needs ``KillMode=process`` so container shims
     outlive agent restarts."""
@@ -135,6 +137,7 @@ def load_config(path: str | Path) -> AgentConfig:
     runc = RuncConfig(
         state_dir=str(runc_raw.get("stateDir", defaults.state_dir)),
         runc_root=str(runc_raw.get("runcRoot", defaults.runc_root)),
+        volumes_dir=str(runc_raw.get("volumesDir", defaults.volumes_dir)),
         insecure_registries=tuple(str(r) for r in runc_raw.get("insecureRegistries") or ()),
         registry_cas={
             str(host).lower(): str(pem) for host, pem in (runc_raw.get("registryCAs") or {}).items()

@@ -28,8 +28,10 @@ from berth.agent.pods import PodManager
 from berth.agent.runtime import Runtime, SandboxConfig
 from berth.agent.server import make_app, serve, tls_context
 from berth.agent.simulated import SimulatedRuntime
+from berth.agent.volumes import LocalVolumes
 from berth.agent.withdrawal import EndpointWithdrawal
 from berth.api.resources import PODS
+from berth.client import errors
 from berth.client.interface import ApiClient
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
@@ -52,6 +54,10 @@ class ReportsEndedContainers(Protocol):
     def poll_changes(self) -> list[SandboxConfig]: ...
 
 
+LOCAL_VOLUME_SWEEP = 5.0
+"""Seconds between two looks for deleted local volumes whose directory is still here."""
+
+
 class Fleet:
     def __init__(
         self,
@@ -71,6 +77,7 @@ class Fleet:
         change_poll_period: float = CHANGE_POLL_PERIOD,
         events: bool = True,
         withdrawal: EndpointWithdrawal | None = None,
+        local_volumes: LocalVolumes | None = None,
     ) -> None:
         """``client`` watches pods; each node writes with ``node_clients[name]`` when given
         (its own identity, as the API server's node restriction requires), else ``client``."""
@@ -120,7 +127,9 @@ class Fleet:
             node_client=lambda node: self.node_clients.get(node, client),
             recorder=self._recorder if events else None,
             withdrawal=withdrawal,
+            local_volumes=local_volumes,
         )
+        self.local_volumes = local_volumes
         self.pods.add_handlers(
             Handlers(
                 on_add=self._pod_event,
@@ -196,6 +205,19 @@ class Fleet:
         if self.change_poll_period and isinstance(self.runtime, ReportsEndedContainers):
             poll = self._poll_loop(self.runtime, self.change_poll_period)
             self._tasks.append(asyncio.create_task(poll, name="agent-runtime-changes"))
+        if self.local_volumes is not None:
+            sweep = self._sweep_loop(self.local_volumes)
+            self._tasks.append(asyncio.create_task(sweep, name="agent-local-volumes"))
+
+    async def _sweep_loop(self, local: LocalVolumes) -> None:
+        """Remove the directories of deleted local volumes (see berth.agent.volumes)."""
+        client = self.node_clients.get(local.node, self.client)
+        while True:
+            try:
+                await local.sweep(client)
+            except (errors.ApiError, OSError) as exc:
+                log.warning("local volume cleanup failed: %s", exc)
+            await self.clock.sleep(LOCAL_VOLUME_SWEEP)
 
     async def _relist_loop(self, period: float) -> None:
         while True:

@@ -37,6 +37,7 @@ from berth.agent.runtime import (
     SandboxConfig,
 )
 from berth.agent.tokens import ProjectedTokens, has_projected_token
+from berth.agent.volumes import ClaimNotReady, LocalVolumes, resolve_claims, with_claims
 from berth.agent.withdrawal import EndpointWithdrawal, hold_limit
 from berth.api.meta import format_time
 from berth.api.resources import PODS
@@ -49,6 +50,7 @@ from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
 from berth.machinery.objects import Frozen, meta, name, namespace, thaw
 from berth.machinery.queue import WorkQueue
+from berth.runtime.safepath import UnsafePath
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +189,11 @@ class PodManager:
         node_client: Callable[[str], ApiClient] | None = None,
         recorder: Callable[[str], EventRecorder] | None = None,
         withdrawal: EndpointWithdrawal | None = None,
+        local_volumes: LocalVolumes | None = None,
     ) -> None:
         self.client = client
+        # This node's local volume directories (runc nodes); None: nothing is made on disk.
+        self.local_volumes = local_volumes
         # A deleted pod is signalled only once Services stopped routing to it (see
         # berth.agent.withdrawal); None (no service proxy on these nodes) signals at once.
         self.withdrawal = withdrawal
@@ -291,10 +296,16 @@ class PodManager:
             return
         if not rec.sandbox:
             try:
+                claims = await resolve_claims(
+                    self.client_for(rec.node),
+                    pod,
+                    self.local_volumes,
+                    note=lambda m: rec.event("VolumeSizeNotEnforced", m, warning=True),
+                )
                 files = await resolve_volume_files(
                     self.client_for(rec.node), pod, tokens=self.tokens
                 )
-            except SourceError as exc:
+            except (SourceError, ClaimNotReady, UnsafePath) as exc:
                 rec.event("FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
                 await self._report(pod, rec)
                 await self._post_events(pod, rec)
@@ -310,7 +321,7 @@ class PodManager:
                     node=rec.node,
                     pod_ip=rec.pod_ip,
                     labels=dict(meta(pod).get("labels") or {}),
-                    spec=thaw(pod.get("spec") or {}),
+                    spec=with_claims(thaw(pod.get("spec") or {}), claims),
                     volume_files=files,
                 )
             )

@@ -145,6 +145,21 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _core("secrets", "Secret", namespaced=True),
     _core("events", "Event", namespaced=True, short=("ev",)),
     _core("serviceaccounts", "ServiceAccount", namespaced=True, short=("sa",), subs=("token",)),
+    _core("resourcequotas", "ResourceQuota", namespaced=True, short=("quota",), subs=("status",)),
+    _core("limitranges", "LimitRange", namespaced=True, short=("limits",)),
+    _grouped(
+        "scheduling.k8s.io", "priorityclasses", "PriorityClass", namespaced=False, short=("pc",)
+    ),
+    _core(
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        namespaced=True,
+        short=("pvc",),
+        subs=("status",),
+    ),
+    _core(
+        "persistentvolumes", "PersistentVolume", namespaced=False, short=("pv",), subs=("status",)
+    ),
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
     _grouped(
         "apps",
@@ -173,6 +188,26 @@ RESOURCES: tuple[ResourceDef, ...] = (
         cats=("all",),
         subs=("status",),
     ),
+    _grouped("batch", "jobs", "Job", namespaced=True, cats=("all",), subs=("status",)),
+    _grouped(
+        "batch",
+        "cronjobs",
+        "CronJob",
+        namespaced=True,
+        short=("cj",),
+        cats=("all",),
+        subs=("status",),
+    ),
+    _grouped(
+        "apps",
+        "statefulsets",
+        "StatefulSet",
+        namespaced=True,
+        short=("sts",),
+        cats=("all",),
+        subs=("status", "scale"),
+    ),
+    _grouped("apps", "controllerrevisions", "ControllerRevision", namespaced=True),
     _grouped(
         "policy",
         "poddisruptionbudgets",
@@ -181,6 +216,7 @@ RESOURCES: tuple[ResourceDef, ...] = (
         short=("pdb",),
         subs=("status",),
     ),
+    _grouped("storage.k8s.io", "storageclasses", "StorageClass", namespaced=False, short=("sc",)),
     _grouped("rbac.authorization.k8s.io", "roles", "Role", namespaced=True),
     _grouped("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", namespaced=True),
     _grouped("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False),
@@ -288,10 +324,20 @@ SECRETS = _served("", "secrets")
 EVENTS = _served("", "events")
 SERVICEACCOUNTS = _served("", "serviceaccounts")
 LEASES = _served("coordination.k8s.io", "leases")
+PERSISTENTVOLUMECLAIMS = _served("", "persistentvolumeclaims")
+PERSISTENTVOLUMES = _served("", "persistentvolumes")
+STORAGECLASSES = _served("storage.k8s.io", "storageclasses")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")
+JOBS = _served("batch", "jobs")
+CRONJOBS = _served("batch", "cronjobs")
+STATEFULSETS = _served("apps", "statefulsets")
+CONTROLLERREVISIONS = _served("apps", "controllerrevisions")
 PODDISRUPTIONBUDGETS = _served("policy", "poddisruptionbudgets")
+RESOURCEQUOTAS = _served("", "resourcequotas")
+LIMITRANGES = _served("", "limitranges")
+PRIORITYCLASSES = _served("scheduling.k8s.io", "priorityclasses")
 ROLES = _served("rbac.authorization.k8s.io", "roles")
 ROLEBINDINGS = _served("rbac.authorization.k8s.io", "rolebindings")
 CLUSTERROLES = _served("rbac.authorization.k8s.io", "clusterroles")

@@ -20,6 +20,7 @@ from aiohttp import web
 from berth import __version__
 from berth.api.meta import Obj
 from berth.api.resources import CRD_RESOURCE, RESOURCES, ResourceDef, ResourceTable
+from berth.api.storage import default_storage_class
 from berth.store import config as datastore
 from berth.store.interface import Store, StoreError, Unavailable
 
@@ -60,6 +61,7 @@ from .openapi.documents import OpenApi
 from .options import OPTIONS_KIND, parse_dry_run
 from .params import parse_bool
 from .peers import ApiServerPeers
+from .priority import SYSTEM_CLASSES
 from .rbac import Attributes, bootstrap_policy
 from .rbac_escalation import EscalationCheck
 from .rbac_reconcile import reconcile_bootstrap_roles
@@ -335,6 +337,7 @@ class ApiServer:
 
     async def _bootstrap(self) -> None:
         ns_rd = self._rd("", "namespaces")
+        born = await self.store.get(ns_rd.key("", "default")) is None
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             await self.registry.ensure(ns_rd, {"metadata": {"name": ns}})
             await self.service_accounts.ensure_default_account(self.registry, ns)
@@ -344,6 +347,10 @@ class ApiServer:
             await self.registry.ensure(rd, obj)
             self.authorizer.apply(rd.kind, obj, deleted=False)
         await reconcile_bootstrap_roles(self.registry, bootstrap_policy())
+        pcs = self.table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        if pcs is not None:
+            for pc in SYSTEM_CLASSES:
+                await self.registry.ensure(pcs, pc)
         await retire_node_group_binding(self.registry)
         svc = {
             "metadata": {
@@ -366,6 +373,12 @@ class ApiServer:
         if await self.store.get(self._rd("", "services").key("default", "kubernetes")) is None:
             await self.registry.ensure(self._rd("", "services"), svc)
         # The kubernetes Endpoints are kept by ApiServerPeers once the port is known.
+        if born:
+            # The default StorageClass, once, when the cluster is made (as k3s ships its
+            # local-path class): an administrator may change or delete it for good.
+            await self.registry.ensure(
+                self._rd("storage.k8s.io", "storageclasses"), default_storage_class()
+            )
 
     def _rd(self, group: str, plural: str) -> ResourceDef:
         rd = self.table.lookup(group, "v1", plural)

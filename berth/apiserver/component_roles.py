@@ -68,10 +68,29 @@ MONITORED_CORE = [
     "secrets",
     "serviceaccounts",
     "replicationcontrollers",
+    "resourcequotas",
+    "limitranges",
+    "persistentvolumeclaims",
+    "persistentvolumes",
 ]
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
-MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs"]}
+MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs", "cronjobs"]}
 GC_VERBS = [*READ, "patch", "delete"]
+
+
+QUOTA_COUNTED_GROUPS = [
+    "",
+    "apps",
+    "batch",
+    "policy",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "networking.k8s.io",
+    "storage.k8s.io",
+    "scheduling.k8s.io",
+    "autoscaling",
+]
+"""API groups whose objects the resourcequota controller may list to recount usage."""
 
 
 def controller_manager_rules() -> list[Obj]:
@@ -89,12 +108,26 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["pods"], ["create"]),
         # nodelifecycle: pods' Ready condition; node Unknown status (taints are patches)
         rule([""], ["pods/status", "nodes/status"], ["patch"]),
-        # deployment: create ReplicaSets
-        rule(["apps"], ["replicasets"], ["create"]),
-        # deployment, replicaset, daemonset: their status
+        # deployment: create ReplicaSets; statefulset, daemonset: their ControllerRevisions
+        rule(["apps"], ["replicasets", "controllerrevisions"], ["create"]),
+        # deployment, replicaset, daemonset, statefulset: their status
         rule(
-            ["apps"], ["deployments/status", "replicasets/status", "daemonsets/status"], ["patch"]
+            ["apps"],
+            [
+                "deployments/status",
+                "replicasets/status",
+                "daemonsets/status",
+                "statefulsets/status",
+            ],
+            ["patch"],
         ),
+        # job: its status; cronjob: create Jobs, its status (job pods: "create pods" above;
+        # tracking-finalizer removal, deletes: GC_VERBS)
+        rule(["batch"], ["jobs"], ["create"]),
+        rule(["batch"], ["jobs/status", "cronjobs/status"], ["patch"]),
+        # statefulset: one claim per pod and volumeClaimTemplate (ownerReferences for the
+        # retention policy); inert until the server serves persistentvolumeclaims
+        rule([""], ["persistentvolumeclaims"], ["get", "create", "patch"]),
         # endpoints: create, replace
         rule([""], ["endpoints"], ["create", "update"]),
         # serviceaccount: each namespace's default account; root-ca-cert-publisher: the
@@ -103,19 +136,38 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["configmaps"], ["create", "update"]),
         # serviceaccount-token: fills legacy token Secrets (deletes them with their account)
         rule([""], ["secrets"], ["update"]),
+        # resourcequota: count what quotas name (count/<resource>.<group>) and write their
+        # status. kube's resourcequota-controller lists */*; berth keeps the controller
+        # manager away from RBAC objects and CRD-defined groups (a stolen certificate must not
+        # map who may do what), so those counts are kept as admission charged them.
+        rule(QUOTA_COUNTED_GROUPS, ["*"], ["list"]),
+        rule([""], ["resourcequotas/status"], ["update"]),
+        # persistentvolume-binder: claimRef/volumeName and protection finalizers, phases, the
+        # local provisioner's volumes (deletes are in GC_VERBS)
+        rule([""], ["persistentvolumes"], ["create", "update"]),
+        rule([""], ["persistentvolumeclaims"], ["update"]),
+        rule([""], ["persistentvolumes/status", "persistentvolumeclaims/status"], ["patch"]),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
     ]
 
 
 def scheduler_rules() -> list[Obj]:
     """kube's ``system:kube-scheduler``, without the reads of plugins berth's scheduler does
-    not have (volumes, spreading, PDB-aware preemption, CSI) and without ``delete pods``
-    (kube's scheduler deletes preemption victims; berth's does not preempt)."""
+    not have (volumes, spreading, CSI); ``delete pods`` and reading budgets are for
+    preemption, as kube's."""
     return [
         events_rule(),
         *leader_election_rules("kube-scheduler"),
         rule([""], ["pods", "nodes"], READ),
+        # VolumeBinding: claims, volumes, classes; the selected-node annotation on claims
+        rule([""], ["persistentvolumeclaims", "persistentvolumes"], READ),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
+        rule([""], ["persistentvolumeclaims"], ["patch", "update"]),
         rule([""], ["pods/binding", "bindings"], ["create"]),
         rule([""], ["pods/status"], ["patch", "update"]),
+        # preemption: delete the victims; budgets are weighed when choosing them
+        rule([""], ["pods"], ["delete"]),
+        rule(["policy"], ["poddisruptionbudgets"], ["list", "watch"]),
     ]
 
 

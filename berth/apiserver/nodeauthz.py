@@ -57,6 +57,15 @@ class NodeAuthorizer:
                     return self._related(node, attrs, verbs=("update", "patch"), sub="status")
                 return self._related(node, attrs, verbs=("get",))
             if resource == PV:
+                # its own local volume: read it, drop its cleanup finalizer (NodeRestriction
+                # admission allows nothing else)
+                if (
+                    attrs.name
+                    and self.graph.holds_local_volume(node, attrs.name)
+                    and attrs.verb in ("get", "update", "patch")
+                    and not attrs.subresource
+                ):
+                    return True, ""
                 return self._related(node, attrs, verbs=("get",))
             if resource == SERVICEACCOUNT:
                 return self._create_token(node, attrs)

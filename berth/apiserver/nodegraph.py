@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.api.meta import Obj
+from berth.api.storage import LOCAL_PROVISIONER, PROVISIONED_BY_ANNOTATION, pinned_node
 
 SECRET = "secrets"  # noqa: S105 (a resource name)
 CONFIGMAP = "configmaps"
@@ -113,6 +114,7 @@ class NodeGraph:
         # referenced object -> {node: how many of that node's pods reference it}
         self._nodes_of: dict[Ref, dict[str, int]] = {}
         self._claim_of_pv: dict[str, tuple[str, str]] = {}
+        self._local_pv_node: dict[str, str] = {}
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -163,6 +165,22 @@ class NodeGraph:
             self._claim_of_pv.pop(name, None)
         else:
             self._claim_of_pv[name] = (_name(claim.get("namespace")), _name(claim.get("name")))
+        # A volume of berth's local provisioner belongs to the node its directory is on: that
+        # node reads it and removes its cleanup finalizer, even once no pod uses it.
+        annotations = _dict(_dict(pv.get("metadata")).get("annotations"))
+        node = (
+            pinned_node(pv)
+            if annotations.get(PROVISIONED_BY_ANNOTATION) == LOCAL_PROVISIONER
+            else None
+        )
+        if deleted or not node:
+            self._local_pv_node.pop(name, None)
+        else:
+            self._local_pv_node[name] = node
+
+    def holds_local_volume(self, node: str, name: str) -> bool:
+        """Whether ``name`` is a local volume whose directory is on ``node``."""
+        return self._local_pv_node.get(name) == node
 
     # -- queries -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
+from berth.api.storage import LOCAL_CLEANUP_FINALIZER, LOCAL_VOLUME_MADE_ANNOTATION
 
 from .errors import ApiError, forbidden
 
@@ -99,6 +100,8 @@ def admit(
         _admit(node, verb, rd, subresource=subresource, namespace=namespace, name=name, old=old)
         if rd.kind == "Node":
             _admit_node(node, verb, subresource=subresource, name=name, old=old, new=new)
+        elif rd.kind == "PersistentVolume":
+            _admit_volume(node, old=old, new=new)
     except ApiError as exc:
         target = name or str(get_path(new, "metadata", "name") or "")
         exc.details = {**_object_details(rd, target), **(exc.details or {})}
@@ -139,6 +142,36 @@ def _admit(
             )
         if verb in ("update", "patch") and subresource != "status":
             raise forbidden(f"{who} can only update the status of pods")
+
+
+def _admit_volume(node: str, *, old: Obj | None, new: Obj | None) -> None:
+    """A node writes a PersistentVolume only to say its local directory is gone: the one
+    change allowed is dropping the local provisioner's cleanup finalizer."""
+    why = (
+        f'node "{node}" may only remove the {LOCAL_CLEANUP_FINALIZER} finalizer of its volumes'
+        f" or mark them {LOCAL_VOLUME_MADE_ANNOTATION}"
+    )
+    if old is None or new is None:
+        raise forbidden(why)
+    old_fins = list(get_path(old, "metadata", "finalizers") or [])
+    new_fins = list(get_path(new, "metadata", "finalizers") or [])
+    if new_fins not in (old_fins, [f for f in old_fins if f != LOCAL_CLEANUP_FINALIZER]):
+        raise forbidden(why)
+    skip = ("finalizers", "resourceVersion", "managedFields", "generation", "annotations")
+    for part in ("spec", "status", "metadata"):
+        a, b = old.get(part) or {}, new.get(part) or {}
+        if part == "metadata":
+            a = {k: v for k, v in a.items() if k not in skip}
+            b = {k: v for k, v in b.items() if k not in skip}
+        if a != b:
+            raise forbidden(why)
+    # ... and marking it made (before the node makes its directory)
+    old_notes = dict(get_path(old, "metadata", "annotations") or {})
+    new_notes = dict(get_path(new, "metadata", "annotations") or {})
+    if new_notes.get(LOCAL_VOLUME_MADE_ANNOTATION) == "true":
+        old_notes.setdefault(LOCAL_VOLUME_MADE_ANNOTATION, "true")
+    if old_notes != new_notes:
+        raise forbidden(why)
 
 
 def _admit_node(

@@ -54,11 +54,14 @@ from .errors import (
 )
 from .fieldmanager import FieldManager
 from .kinds import Strategies
+from .limitranger import LimitRanger
 from .openapi import fieldvalidation
 from .openapi.fieldvalidation import IGNORE, Findings
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .podsecurity import PodSecurityAdmission, PodSecurityConfig
+from .priority import PriorityAdmission
+from .quota_admission import QuotaAdmission
 from .rbac_escalation import EscalationCheck
 from .selectors import (
     selector_to_string,
@@ -156,6 +159,11 @@ class Registry:
         # ``field_manager.schemas`` (berth.apiserver.fieldmanager.schema.Schemas.add).
         self.field_manager = FieldManager()
         self.body_checks = BodyChecks()  # types and unknown fields (pod bodies remembered)
+        # ResourceQuota admission (the namespaces' quotas, from the watch hub).
+        self.quotas = QuotaAdmission()
+        # LimitRanger and Priority admission of pods (their objects, from the watch hub).
+        self.limit_ranger = LimitRanger()
+        self.priority = PriorityAdmission()
         self.pod_security = (
             PodSecurityAdmission(
                 pod_security, read_namespace=self._read_namespace, list_pods=self._pods_in
@@ -171,6 +179,13 @@ class Registry:
         keep doing so every ``repair_interval`` seconds (leaks from a crashed server)."""
         await self.services.repair(self._stored_services)
         self._spawn(self._repair_loop(repair_interval))
+        for kv in (await self.store.list(self._rd("", "resourcequotas").key_prefix())).items:
+            self.quotas.remember(kv.key, self.codec.decode(kv))
+        for kv in (await self.store.list(self._rd("", "limitranges").key_prefix())).items:
+            self.limit_ranger.remember(kv.key, self.codec.decode(kv))
+        pcs = self.resources.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        for kv in (await self.store.list(pcs.key_prefix())).items if pcs else []:
+            self.priority.remember(kv.key, self.codec.decode(kv))
         ns = self._rd("", "namespaces")
         for kv in (await self.store.list(ns.key_prefix())).items:
             obj = self.codec.decode(kv)
@@ -194,7 +209,13 @@ class Registry:
                 log.warning("service allocation repair failed; retrying", exc_info=True)
 
     def observe(self, ev: ObjEvent) -> None:
-        """Watch-hub listener keeping the namespace cache current."""
+        """Watch-hub listener keeping the namespace and quota caches current."""
+        if ev.key.startswith("/registry/core/resourcequotas/"):
+            self.quotas.remember(ev.key, None if ev.deleted else ev.obj)
+        elif ev.key.startswith("/registry/core/limitranges/"):
+            self.limit_ranger.remember(ev.key, None if ev.deleted else ev.obj)
+        elif ev.key.startswith("/registry/scheduling.k8s.io/priorityclasses/"):
+            self.priority.remember(ev.key, None if ev.deleted else ev.obj)
         if ev.key.startswith("/registry/core/namespaces/"):
             name = ev.key.rsplit("/", 1)[-1]
             if self.pod_security is not None:
@@ -473,6 +494,7 @@ class Registry:
                 new=obj,
                 template=template,
             )
+        await self.quotas.admit(self, rd, ns, obj, None, dry_run=dry_run)
         reserved = await st.reserve(self, obj, None, dry_run=dry_run)
         if dry_run:
             return obj
@@ -646,6 +668,8 @@ class Registry:
                     f" finalizers {sorted(added)!r}"
                 )
                 raise invalid(rd, name, [forbidden_field("metadata.finalizers", why)])
+        if not subresource and not st.finished_deleting(new):
+            await self.quotas.admit(self, rd, ns, new, old, dry_run=dry_run)
         reserved = await st.reserve(self, new, old, dry_run=dry_run)
         old_cmp = dict(old)
         old_cmp["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}

@@ -107,7 +107,9 @@ def _volume_shape(doc: Mapping[str, Any]) -> Volume:
     source: VolumeSource
     if "hostPath" in doc:
         source = HostPath(
-            path=str(doc["hostPath"]["path"]), type=str(doc["hostPath"].get("type") or "")
+            path=str(doc["hostPath"]["path"]),
+            type=str(doc["hostPath"].get("type") or ""),
+            read_only=bool(doc["hostPath"].get("readOnly")),
         )
     elif "secret" in doc or "configMap" in doc or "projected" in doc:
         kind = "configMap" if "configMap" in doc else "secret"  # projected: tmpfs, as secrets

@@ -7,6 +7,7 @@ golden tests pin the whole document.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -242,6 +243,26 @@ def _safe_subpath(sub_path: str, mount_path: str) -> str:
     return str(PurePosixPath(*parts)) if parts else ""
 
 
+def _contained_subpath(base: Path, sub: str, mount_path: str) -> Path:
+    """``base/sub`` with symlinks resolved, refused when it leaves ``base``: a volume's content
+    is written by containers (a persistent one by earlier pods), and a symlink planted there
+    must not make a later ``subPath`` mount a host directory. Made when missing, as the
+    kubelet does."""
+    root = Path(os.path.realpath(base))
+    target = Path(os.path.realpath(base / sub))
+    if target != root and root not in target.parents:
+        raise ContainerError(
+            f"volumeMount {mount_path}: subPath {sub!r} resolves outside its volume"
+        )
+    if not target.exists():
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if Path(os.path.realpath(target)) != target:  # raced with a symlink
+            raise ContainerError(
+                f"volumeMount {mount_path}: subPath {sub!r} resolves outside its volume"
+            )
+    return target
+
+
 def volume_mounts(
     container: ContainerSpec, volumes: Sequence[Volume], paths: SandboxPaths
 ) -> list[dict[str, Any]]:
@@ -264,8 +285,12 @@ def volume_mounts(
         else:
             base = paths.volumes[vm.name]
         sub = _safe_subpath(vm.sub_path, vm.mount_path)
-        source = base / sub if sub else base
-        read_only = vm.read_only or isinstance(volume.source, FilesVolume)
+        source = _contained_subpath(base, sub, vm.mount_path) if sub else base
+        read_only = (
+            vm.read_only
+            or isinstance(volume.source, FilesVolume)
+            or (isinstance(volume.source, HostPath) and volume.source.read_only)
+        )
         mounts.append(_bind(source, vm.mount_path, read_only=read_only))
     return mounts
 

@@ -70,7 +70,11 @@ def volume_from_k8s(doc: Mapping[str, Any], files: FilesFn | None) -> Volume:
         )
     elif "hostPath" in doc:
         hp = doc["hostPath"]
-        source = HostPath(path=str(hp["path"]), type=str(hp.get("type") or ""))
+        source = HostPath(
+            path=str(hp["path"]),
+            type=str(hp.get("type") or ""),
+            read_only=bool(hp.get("readOnly")),  # set by the agent for read-only claims
+        )
     elif "configMap" in doc or "secret" in doc:
         kind = "configMap" if "configMap" in doc else "secret"
         ref = doc[kind]

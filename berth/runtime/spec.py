@@ -38,6 +38,7 @@ class HostPath:
 
     path: str
     type: str = ""  # "", Directory, DirectoryOrCreate, File, FileOrCreate, Socket
+    read_only: bool = False  # every mount read-only (a PersistentVolumeClaim's ``readOnly``)
 
 
 @dataclass(frozen=True)

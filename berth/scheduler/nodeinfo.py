@@ -40,10 +40,13 @@ class PodInfo:
     host_ports: tuple[tuple[str, str, int], ...]  # (protocol, hostIP, port)
     owner: str  # controller uid ("" when none): used for spreading
     node_name: str = ""
+    priority: int = 0  # spec.priority, set by Priority admission
+    preempts: bool = True  # spec.preemptionPolicy is not Never
+    claims: bool = False  # uses PersistentVolumeClaims (the VolumeBinding plugin applies)
 
     @property
     def simple(self) -> bool:
-        return self.affinity.empty and not self.host_ports
+        return self.affinity.empty and not self.host_ports and not self.claims
 
 
 def _requests(containers: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
@@ -75,6 +78,7 @@ def pod_info(pod: Frozen) -> PodInfo:
         if p.get("hostPort")
     )
     ref = controller_ref(pod)
+    priority = spec.get("priority") or 0
     return PodInfo(
         key=key_of(pod),
         uid=str(meta(pod).get("uid", "")),
@@ -85,6 +89,9 @@ def pod_info(pod: Frozen) -> PodInfo:
         host_ports=ports,
         owner=str(ref.get("uid")) if ref is not None else "",
         node_name=str(spec.get("nodeName") or ""),
+        priority=priority if isinstance(priority, int) else 0,
+        preempts=spec.get("preemptionPolicy") != "Never",
+        claims=any("persistentVolumeClaim" in v for v in spec.get("volumes") or ()),
     )
 
 

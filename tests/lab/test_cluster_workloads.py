@@ -16,6 +16,10 @@ usable for the next):
 * pull failures are reported on the pod (ErrImagePull, ImagePullBackOff, ErrImageNeverPull);
   ``berth images load`` gives every node an image no registry serves (policy Never honoured);
 * restarting every agent keeps pods running without duplicates;
+* a claim of the default class (berth-local, WaitForFirstConsumer) binds once a pod uses it,
+  its directory is made on the pod's node, a successor pod reads what the first wrote (pinned
+  to that node, read-only mount honoured); reclaim Delete removes the directory with the
+  claim, Retain keeps it;
 * deleting everything leaves no container, netns, veth, IP allocation or nft rule behind;
   ``berth.runtime reset`` after an agent stopped cleans its host; ``berth destroy
   --keep-packages`` of nodes with running pods leaves every host verified clean, with runc
@@ -422,6 +426,77 @@ def test_killed_container_process_is_restarted_and_counted(cluster: Cluster) -> 
     assert status["containerID"] != f"runc://{cid}"
 
 
+# -- a StatefulSet -------------------------------------------------------------------------
+
+
+def _statefulset(image: str) -> dict[str, Any]:
+    # each pod turns Ready two seconds after it starts: the next one must not exist before
+    ready_later = "sleep 2; touch /tmp/ready; exec sleep 3600"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "replicas": 3,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db", "test": "workloads"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": image,
+                            "command": ["/bin/sh", "-c", ready_later],
+                            "readinessProbe": {
+                                "exec": {"command": ["test", "-e", "/tmp/ready"]},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _ready_since(pod: dict[str, Any]) -> str:
+    return next(
+        str(c["lastTransitionTime"])
+        for c in pod["status"]["conditions"]
+        if c["type"] == "Ready" and c["status"] == "True"
+    )
+
+
+def test_statefulset_comes_up_in_order_and_a_deleted_pod_returns_by_name(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(_statefulset(cluster.image))
+    cluster.kubectl("rollout", "status", "statefulset/db", "--timeout=180s", timeout=200)
+    pods = {p["metadata"]["name"]: p for p in cluster.pods("app=db")}
+    assert sorted(pods) == ["db-0", "db-1", "db-2"]
+    for before, after in (("db-0", "db-1"), ("db-1", "db-2")):
+        # RFC 3339 UTC stamps compare as strings
+        assert pods[after]["metadata"]["creationTimestamp"] >= _ready_since(pods[before])
+    assert all(_ready(p) for p in pods.values())
+    assert pods["db-1"]["spec"]["hostname"] == "db-1"
+    assert pods["db-1"]["spec"]["subdomain"] == "db"
+    old_uid = pods["db-1"]["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", "db-1", "--wait=false")
+
+    def back() -> dict[str, Any] | None:
+        found = [p for p in cluster.pods("app=db") if p["metadata"]["name"] == "db-1"]
+        fresh = [p for p in found if p["metadata"]["uid"] != old_uid and _ready(p)]
+        return fresh[0] if fresh else None
+
+    again = wait_for("db-1 back under its name", back, timeout=120)
+    assert again["status"]["phase"] == "Running"
+    cluster.kubectl("delete", "statefulset", "db", "--wait=true", timeout=120)
+    wait_for("db pods gone", lambda: not cluster.pods("app=db") or None, timeout=120)
+
+
 # -- crash loops and logs -------------------------------------------------------------------
 
 
@@ -781,6 +856,126 @@ def test_deleting_replicas_under_load_fails_no_request(cluster: Cluster) -> None
     assert after.isdisjoint(p["metadata"]["name"] for p in before)
     cluster.kubectl("delete", "deployment,service", "quick", "--wait=true", timeout=90)
     wait_for("the quick pods gone", lambda: not cluster.pods("app=quick") or None, timeout=60)
+
+
+# -- persistent volumes (issue 16): the default class makes node-local directories ----------
+
+VOLUMES_DIR = "/var/lib/berth/volumes"
+
+
+def _claim(name: str, storage_class: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "64Mi"}},
+    }
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }
+
+
+def _volume_pod(
+    name: str, image: str, claim: str, command: str, *, read_only: bool = False
+) -> dict[str, Any]:
+    pod = _bare_pod(name, image, command, volumeMounts=[{"name": "data", "mountPath": "/data"}])
+    pod["spec"]["restartPolicy"] = "Never"
+    pod["spec"]["volumes"] = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}
+    ]
+    return pod
+
+
+def _get(c: Cluster, *args: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(c.kubectl("get", *args, "-o", "json").stdout)
+    return found
+
+
+def _finished(c: Cluster, name: str) -> dict[str, Any] | None:
+    pod = c.pod(name)
+    return pod if pod["status"].get("phase") in ("Succeeded", "Failed") else None
+
+
+def _has_dir(node: Node, path: str) -> bool:
+    return node.ssh(f"test -d {shlex.quote(path)}", check=False).returncode == 0
+
+
+def _written_then_read(c: Cluster, claim: str, storage_class: str | None) -> tuple[str, str]:
+    """A writer pod puts a file in the claim's volume; its successor (read-only mount) reads
+    it. Returns the volume's name and node."""
+    c.apply(_claim(claim, storage_class))
+    pending = _get(c, "pvc", claim)
+    assert pending["status"]["phase"] == "Pending"  # WaitForFirstConsumer: no pod yet
+    assert not pending["spec"].get("volumeName")
+    writer, reader = f"{claim}-writer", f"{claim}-reader"
+    c.apply(_volume_pod(writer, c.image, claim, "echo kept-by-$(hostname) > /data/note"))
+    done = wait_for(f"{writer} finished", partial(_finished, c, writer), timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    bound = _get(c, "pvc", claim)
+    assert bound["status"]["phase"] == "Bound"
+    node = done["spec"]["nodeName"]
+    assert bound["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == node
+    volume = bound["spec"]["volumeName"]
+    pv = _get(c, "pv", volume)
+    terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert terms[0]["matchExpressions"][0]["values"] == [node]
+    assert _has_dir(c.nodes[node], f"{VOLUMES_DIR}/{volume}")
+    c.kubectl("delete", "pod", writer)
+    probe = "cat /data/note; touch /data/other 2>/dev/null && echo writable || echo read-only"
+    c.apply(_volume_pod(reader, c.image, claim, probe, read_only=True))
+    read = wait_for(f"{reader} finished", partial(_finished, c, reader), timeout=120)
+    assert read["spec"]["nodeName"] == node  # the volume's node affinity brought it back
+    assert c.kubectl("logs", reader).stdout.split() == [f"kept-by-{writer}", "read-only"]
+    c.kubectl("delete", "pod", reader)
+    return volume, node
+
+
+def test_local_volume_outlives_its_pod_and_is_removed_with_its_claim(cluster: Cluster) -> None:
+    volume, node = _written_then_read(cluster, "notes", None)
+    row = cluster.kubectl("get", "pv", volume, "--no-headers").stdout.split()
+    assert row[1:5] == ["64Mi", "RWO", "Delete", "Bound"]
+    assert row[5:7] == ["default/notes", "berth-local"]
+    cluster.kubectl("delete", "pvc", "notes")
+    path = f"{VOLUMES_DIR}/{volume}"
+
+    def cleaned() -> bool | None:
+        gone = cluster.kubectl("get", "pv", volume, check=False).returncode != 0
+        return (gone and not _has_dir(cluster.nodes[node], path)) or None
+
+    wait_for(f"{volume} and {path} removed (reclaim Delete)", cleaned, timeout=90)
+
+
+def test_retained_local_volume_keeps_its_data(cluster: Cluster) -> None:
+    cluster.apply(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "local-retain"},
+            "provisioner": "berth.io/local",
+            "reclaimPolicy": "Retain",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }
+    )
+    volume, node = _written_then_read(cluster, "ledger", "local-retain")
+    cluster.kubectl("delete", "pvc", "ledger")
+
+    def released() -> bool | None:
+        return _get(cluster, "pv", volume)["status"]["phase"] == "Released" or None
+
+    wait_for(f"{volume} Released", released, timeout=60)
+    cluster.kubectl("delete", "pv", volume, "--wait=false")
+
+    def pv_gone() -> bool | None:
+        return cluster.kubectl("get", "pv", volume, check=False).returncode != 0 or None
+
+    wait_for(f"{volume} object removed", pv_gone, timeout=90)
+    note = cluster.nodes[node].ssh(f"cat {VOLUMES_DIR}/{volume}/note").stdout.decode()
+    assert note.strip() == "kept-by-ledger-writer"
+    cluster.nodes[node].ssh(f"rm -rf {VOLUMES_DIR}/{volume}")
+    cluster.kubectl("delete", "storageclass", "local-retain")
 
 
 def test_deleting_everything_leaves_nothing_behind(cluster: Cluster) -> None:

@@ -256,6 +256,7 @@ def agent_config(spec: ClusterSpec, host: HostTarget, capacity: HostCapacity) ->
         config["runc"] = {
             "stateDir": layout.RUNTIME_STATE,
             "runcRoot": layout.RUNC_ROOT,
+            "volumesDir": layout.LOCAL_VOLUMES,
             **registry_settings(spec),
         }
         config["network"] = {

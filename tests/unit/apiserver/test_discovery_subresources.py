@@ -48,6 +48,7 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
     verbs = {name: r["verbs"] for name, r in {**core, **apps}.items() if "/" in name}
     assert verbs == {
         "namespaces/status": ["get", "patch", "update"],
+        "resourcequotas/status": ["get", "patch", "update"],
         "namespaces/finalize": ["update"],
         "nodes/status": ["get", "patch", "update"],
         "pods/status": ["get", "patch", "update"],
@@ -56,11 +57,15 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "pods/eviction": ["create"],
         "services/status": ["get", "patch", "update"],
         "serviceaccounts/token": ["create"],
+        "persistentvolumeclaims/status": ["get", "patch", "update"],
+        "persistentvolumes/status": ["get", "patch", "update"],
         "deployments/status": ["get", "patch", "update"],
         "deployments/scale": ["get", "patch", "update"],
         "replicasets/status": ["get", "patch", "update"],
         "replicasets/scale": ["get", "patch", "update"],
         "daemonsets/status": ["get", "patch", "update"],
+        "statefulsets/status": ["get", "patch", "update"],
+        "statefulsets/scale": ["get", "patch", "update"],
     }
     assert "group" not in core["pods/binding"]
     assert core["pods/binding"]["kind"] == "Binding"

@@ -89,7 +89,8 @@ def test_spec_registries_reach_the_agent_config(tmp_path: Path) -> None:
     assert loaded.runc.registry_cas == {"registry.example:5443": pki.ca_cert.read_text()}
     plain = agent_config(load_spec(_written(tmp_path / "p.yaml", SPEC)), _host(),
                          HostCapacity(2, 1024))  # fmt: skip
-    assert set(plain["runc"]) == {"stateDir", "runcRoot"}
+    assert set(plain["runc"]) == {"stateDir", "runcRoot", "volumesDir"}
+    assert loaded.runc.volumes_dir == "/var/lib/berth/volumes"
 
 
 def _written(path: Path, text: str) -> Path:

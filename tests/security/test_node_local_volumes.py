@@ -1,0 +1,149 @@
+"""A node and the local volumes on its disk (issue 16): with its own certificate a node reads
+the local volumes pinned to it, even once no pod uses them, and may drop their
+``berth.io/local-volume-cleanup`` finalizer — and nothing else: not another node's volume, not
+a volume's spec, labels or other finalizers, not a volume it merely mounts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from berth.api import storage as st
+from tests.harness.apiserver import ServerHandle, running_server
+from tests.security.test_node_authz import Api, _node
+
+JSON_PATCH = "application/json-patch+json"
+
+
+def _local_pv(name: str, node: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "annotations": {st.PROVISIONED_BY_ANNOTATION: st.LOCAL_PROVISIONER},
+            "finalizers": [st.LOCAL_CLEANUP_FINALIZER],
+        },
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "local": {"path": f"{st.LOCAL_VOLUMES_DIR}/{name}"},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/hostname",
+                                    "operator": "In",
+                                    "values": [node],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    with running_server(tmp_path_factory.mktemp("node-volumes")) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def admin(srv: ServerHandle) -> Iterator[Api]:
+    api = Api(srv, "admin", ["system:masters"])
+    for n in ("n1", "n2"):
+        api.ok("POST", "/api/v1/nodes", _node(n))
+    for name, node in (("pv-n1", "n1"), ("pv-n2", "n2"), ("pv-n1-b", "n1")):
+        created = api.ok("POST", "/api/v1/persistentvolumes", _local_pv(name, node))
+    api.seen("/api/v1/persistentvolumes", "pv-n1-b", created["metadata"]["resourceVersion"])
+    hostpath = {
+        "metadata": {"name": "pv-static"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/srv/x"},
+        },
+    }
+    api.ok("POST", "/api/v1/persistentvolumes", hostpath)
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def n1(srv: ServerHandle, admin: Api) -> Iterator[Api]:
+    api = Api(srv, "system:node:n1", ["system:nodes"])
+    yield api
+    api.close()
+
+
+def test_node_reads_only_its_own_local_volumes(n1: Api) -> None:
+    assert n1("GET", "/api/v1/persistentvolumes/pv-n1")[0] == 200
+    assert n1("GET", "/api/v1/persistentvolumes/pv-n2")[0] == 403
+    assert n1("GET", "/api/v1/persistentvolumes/pv-static")[0] == 403
+    assert n1("GET", "/api/v1/persistentvolumes")[0] == 403
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        [{"op": "replace", "path": "/spec/local/path", "value": "/etc"}],
+        [{"op": "replace", "path": "/spec/persistentVolumeReclaimPolicy", "value": "Retain"}],
+        [{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}],
+        [{"op": "add", "path": "/metadata/annotations/x", "value": "y"}],
+        [
+            {
+                "op": "remove",
+                "path": f"/metadata/annotations/{st.PROVISIONED_BY_ANNOTATION.replace('/', '~1')}",
+            }
+        ],
+        [{"op": "add", "path": "/metadata/finalizers/-", "value": "example.com/hold"}],
+        [{"op": "remove", "path": "/spec/claimRef"}],
+    ],
+)
+def test_node_may_change_nothing_but_the_cleanup_finalizer(
+    n1: Api, patch: list[dict[str, Any]]
+) -> None:
+    status, body = n1(
+        "PATCH",
+        "/api/v1/persistentvolumes/pv-n1",
+        patch,
+        content_type=JSON_PATCH,
+    )
+    assert status in (403, 422), body
+    if status == 403:
+        assert st.LOCAL_CLEANUP_FINALIZER in body["message"]
+
+
+def test_node_drops_the_cleanup_finalizer_of_its_volume_only(admin: Api, n1: Api) -> None:
+    drop_all = [{"op": "replace", "path": "/metadata/finalizers", "value": []}]
+    status, _ = n1("PATCH", "/api/v1/persistentvolumes/pv-n1-b", drop_all, content_type=JSON_PATCH)
+    assert status == 403  # pv-protection is not the node's to drop
+    drop = [
+        {"op": "replace", "path": "/metadata/finalizers", "value": [st.PV_PROTECTION_FINALIZER]}
+    ]
+    status, _ = n1("PATCH", "/api/v1/persistentvolumes/pv-n2", drop, content_type=JSON_PATCH)
+    assert status == 403
+    got = n1.ok("PATCH", "/api/v1/persistentvolumes/pv-n1-b", drop, content_type=JSON_PATCH)
+    assert got["metadata"]["finalizers"] == [st.PV_PROTECTION_FINALIZER]
+    theirs = admin.ok("GET", "/api/v1/persistentvolumes/pv-n2")
+    assert sorted(theirs["metadata"]["finalizers"]) == sorted(
+        [st.LOCAL_CLEANUP_FINALIZER, st.PV_PROTECTION_FINALIZER]
+    )
+
+
+def test_node_marks_its_volume_made(n1: Api) -> None:
+    key = st.LOCAL_VOLUME_MADE_ANNOTATION.replace("/", "~1")
+    mark = [{"op": "add", "path": f"/metadata/annotations/{key}", "value": "true"}]
+    status, _ = n1("PATCH", "/api/v1/persistentvolumes/pv-n2", mark, content_type=JSON_PATCH)
+    assert status == 403
+    got = n1.ok("PATCH", "/api/v1/persistentvolumes/pv-n1", mark, content_type=JSON_PATCH)
+    assert got["metadata"]["annotations"][st.LOCAL_VOLUME_MADE_ANNOTATION] == "true"
+    unmark = [{"op": "replace", "path": f"/metadata/annotations/{key}", "value": "false"}]
+    status, _ = n1("PATCH", "/api/v1/persistentvolumes/pv-n1", unmark, content_type=JSON_PATCH)
+    assert status == 403
