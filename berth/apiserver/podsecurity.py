@@ -63,7 +63,7 @@ from .podsecurity_policy import (
     cached_policy_from_labels,
     policy_from_labels,
 )
-from .podtemplate import PodTemplate
+from .podtemplate import PodTemplate, Remembered
 
 __all__ = [
     "PRIVILEGED_EVERYWHERE",
@@ -167,6 +167,9 @@ class PodSecurityAdmission:
         self._read_namespace = read_namespace
         self._list_pods = list_pods
         self.namespaces = NamespaceLabels()
+        # namespace -> (its labels as NamespaceLabels holds them, their policy and errors)
+        self._policies: Remembered[str, tuple[dict[str, Any], Policy, tuple[LabelError, ...]]]
+        self._policies = Remembered()
 
     async def review(
         self,
@@ -204,7 +207,7 @@ class PodSecurityAdmission:
                 raise ApiError(500, "InternalError", f'failed to lookup namespace "{namespace}"')
             self.namespaces.remember(ns)
             labels = dict(_labels(ns))
-        policy, errors = cached_policy_from_labels(labels, self.config.defaults)
+        policy, errors = self._policy(namespace, labels)
         review = Review(user, operation, rd, namespace, name)
         if is_pod:
             if not errors and policy.fully_privileged:
@@ -235,6 +238,17 @@ class PodSecurityAdmission:
         self._evaluate(
             review, policy, errors, template.get("metadata"), template.get("spec"), enforce=False
         )
+
+    def _policy(self, namespace: str, labels: dict[str, Any]) -> tuple[Policy, list[LabelError]]:
+        """The namespace's policy from its labels, kept while :class:`NamespaceLabels` holds
+        the same labels object (a namespace write replaces it; a label read from the store
+        is a fresh copy each time, so never matches)."""
+        kept = self._policies.get(namespace)
+        if kept is not None and kept[0] is labels:
+            return kept[1], list(kept[2])
+        policy, errors = cached_policy_from_labels(labels, self.config.defaults)
+        self._policies.put(namespace, (labels, policy, tuple(errors)))
+        return policy, errors
 
     def _evaluate(
         self,

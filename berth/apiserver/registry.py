@@ -37,6 +37,7 @@ from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import UserInfo
 from .bodies import check_depth
+from .bodycheck import BodyChecks
 from .codec import Codec
 from .disruption import check_budgets
 from .errors import (
@@ -157,6 +158,7 @@ class Registry:
         # managedFields and server-side apply; CRDs add their schemas to
         # ``field_manager.schemas`` (berth.apiserver.fieldmanager.schema.Schemas.add).
         self.field_manager = FieldManager()
+        self.body_checks = BodyChecks()  # types and unknown fields (pod bodies remembered)
         # ResourceQuota admission (the namespaces' quotas, from the watch hub).
         self.quotas = QuotaAdmission()
         # LimitRanger and Priority admission of pods (their objects, from the watch hub).
@@ -409,13 +411,13 @@ class Registry:
                 "the namespace of the provided object does not match the namespace sent on the"
                 " request"
             )
-        shapes.check(rd, obj)
-        # Unknown fields are never stored; reported as fieldValidation says, with the
-        # duplicate keys the caller found in the body (upstream's strict decoding).
+        # Types checked, unknown fields never stored; reported as fieldValidation says, with
+        # the duplicate keys the caller found in the body (upstream's strict decoding).
+        unknown = self.body_checks.check(rd, obj)
         found = Findings()
         if findings is not None:
             found.extend(findings)
-        found.extend(fieldvalidation.drop_unknown(rd, obj))
+        found.extend(unknown)
         found.extend(
             fieldvalidation.unknown_findings(self.strategies.of(rd).prune_unknown(rd, obj))
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 
-from berth.api.meta import Obj, format_time, meta, new_uid, now
+from berth.api.meta import Obj, format_now, meta, new_uid
 from berth.api.resources import ResourceDef
 
 
@@ -75,7 +75,7 @@ def stamp_for_create(rd: ResourceDef, obj: Obj, namespace: str, *, generation: b
     else:
         m.pop("namespace", None)
     m["uid"] = new_uid()
-    m["creationTimestamp"] = format_time(now())
+    m["creationTimestamp"] = format_now()
     m.pop("resourceVersion", None)
     m.pop("deletionTimestamp", None)
     m.pop("deletionGracePeriodSeconds", None)

@@ -9,15 +9,17 @@ beside it: ``fieldpath`` (field sets), ``schema`` (types), ``typed`` (structured
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from berth.api.meta import Obj, format_time, now
+from berth.api.meta import Obj, format_now
 from berth.api.resources import ResourceDef
 from berth.apiserver.errors import ApiError
+from berth.apiserver.podtemplate import Remembered
 
 from .fieldpath import members, path_string
 from .managers import (
@@ -28,6 +30,7 @@ from .managers import (
     Entry,
     Ignored,
     Managed,
+    created_fields,
     decode,
     encode,
     is_reset,
@@ -58,6 +61,7 @@ and the annotation is kept current)."""
 _MISSING: Any = object()
 
 
+@functools.lru_cache(maxsize=256)  # a cluster's clients send a handful of User-Agents
 def manager_from_user_agent(user_agent: str) -> str:
     """Upstream's default manager of a write without ``fieldManager``: the User-Agent up to
     its first ``/``, printable characters only, at most 128 bytes."""
@@ -199,11 +203,48 @@ def _body(obj: Obj | None) -> Obj:
     return out
 
 
+# Identity metadata no manager owns (see ``managers._STRIPPED``), whose scalar values a create's
+# field-set memo leaves out of its key.
+_PER_OBJECT = frozenset(
+    (
+        "name",
+        "namespace",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "clusterName",
+        "generation",
+        "resourceVersion",
+    )
+)
+_MAX_CREATE_KEY = 16 * 1024
+"""Larger objects are not remembered (the memo's memory stays bounded)."""
+
+
+def _create_key(body: Obj) -> bytes | None:
+    """The memo key of a created object's field set (see ``_record_pod_create``); ``None``
+    when it is not to be remembered."""
+    m = body.get("metadata")
+    if not isinstance(m, dict):
+        return None
+    blanked = {
+        k: (0 if k in _PER_OBJECT and v.__class__ in (str, int) else v)
+        for k, v in m.items()
+        if k != "managedFields"
+    }
+    try:
+        data = orjson.dumps({**body, "metadata": blanked})
+    except TypeError:  # not JSON (an integer past 64 bits): never remembered
+        return None
+    return data if len(data) <= _MAX_CREATE_KEY else None
+
+
 class FieldManager:
     """Computes managedFields for writes and merges applied configurations."""
 
     def __init__(self, schemas: Schemas | None = None) -> None:
         self.schemas = schemas or Schemas()
+        self._created: Remembered[tuple[Node, bool, bytes], bytes] = Remembered()
 
     def _ignored(self, rd: ResourceDef, subresource: str) -> Ignored:
         if subresource == "status":
@@ -234,22 +275,56 @@ class FieldManager:
             base = decode(requested)
             if not base:
                 base = decode(live_raw)
-        managed = update_managers(
-            base or {},
-            _body(old) if old is not None else None,
-            _body(new),
-            self.schemas.node_for(rd),
-            manager=manager or "unknown",
-            api_version=rd.api_version,
-            subresource=subresource,
-            time=format_time(now()),
-            ignored=self._ignored(rd, subresource),
-        )
+        node = self.schemas.node_for(rd)
+        ignored = self._ignored(rd, subresource)
+        if old is None and not base and not subresource and rd.kind == "Pod" and rd.group == "":
+            managed = self._record_pod_create(rd, _body(new), node, ignored, manager)
+        else:
+            managed = update_managers(
+                base or {},
+                _body(old) if old is not None else None,
+                _body(new),
+                node,
+                manager=manager or "unknown",
+                api_version=rd.api_version,
+                subresource=subresource,
+                time=format_now(),
+                ignored=ignored,
+            )
         m = new.setdefault("metadata", {})
         if managed:
             m["managedFields"] = encode(managed)
         else:
             m.pop("managedFields", None)
+
+    def _record_pod_create(
+        self, rd: ResourceDef, body: Obj, node: Node, ignored: Ignored, manager: str
+    ) -> Managed:
+        """The managedFields of a created pod (no entries before it): its writer's Update
+        entry owning every field the pod has, as :func:`update_managers` computes it.
+
+        The pods of one template differ only in the identity metadata no manager owns
+        (name, uid, creationTimestamp, ...), so that field set is remembered per template.
+        The key is the pod as JSON with the *values* of those fields blanked when they are
+        scalars: two pods with one key then have the same fields with the same JSON types
+        everywhere, and differ only in scalar values at paths that are stripped, which the
+        walk never reads (a scalar is a leaf whatever its value) -- so their field sets are
+        equal. The field set is kept as JSON bytes and decoded afresh for each pod (no
+        object shares it with another)."""
+        key = _create_key(body)
+        memo_key = None if key is None else (node, ignored.status, key)
+        found = None if memo_key is None else self._created.get(memo_key)
+        if found is not None:
+            fields = orjson.loads(found)
+        else:
+            fields = created_fields(body, node, ignored=ignored)
+            if memo_key is not None:
+                self._created.put(memo_key, orjson.dumps(fields))
+        if not fields:
+            return {}
+        name = manager or "unknown"
+        entry = Entry(name, UPDATE, rd.api_version, fields, format_now(), "")
+        return {entry.ident: entry}
 
     def apply(
         self,
@@ -290,7 +365,7 @@ class FieldManager:
         live_body = _body(live)
         raw = (live.get("metadata") or {}).get("managedFields") if live is not None else None
         managed = decode(raw) or {}
-        when = format_time(now())
+        when = format_now()
         ignored = self._ignored(rd, subresource)
 
         def run(force: bool) -> ApplyResult:

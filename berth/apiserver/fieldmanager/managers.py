@@ -254,6 +254,15 @@ def update(
     return cap_updates(out)
 
 
+def created_fields(new: Any, node: Node, *, ignored: Ignored) -> FieldSet:
+    """The fields of the Update entry a create writes: what :func:`update` gives its writer
+    over no entries and no old object (empty: no entry)."""
+    c = compare(None, new, node)
+    if not c.changed():
+        return {}
+    return ignored.strip(ignored.filter(union(c.modified, c.added)))
+
+
 def cap_updates(managed: Managed) -> Managed:
     updaters = [e for e in managed.values() if e.operation == UPDATE]
     if len(updaters) <= MAX_UPDATE_MANAGERS:

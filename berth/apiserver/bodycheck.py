@@ -1,0 +1,62 @@
+"""The type and unknown-field checks of a write's body, remembered for pod templates.
+
+Every body is checked for its fields' JSON types (:mod:`shapes`) and stripped of the fields
+its schema does not declare (:func:`fieldvalidation.drop_unknown`). The pods of one
+ReplicaSet, Job or DaemonSet arrive with equal bodies but for their names, so a pod body
+found clean -- no type error, no unknown field, and left unchanged by both checks (the
+type check drops declared fields that are null) -- is remembered, and an equal body later
+skips both walks.
+
+The key is the body as JSON with ``metadata.name`` blanked to ``""`` when it is a string:
+both checks read only the name's type, so bodies with one key give one verdict. Anything
+else, a non-string name included, stays in the key (``0`` and ``"0"`` differ: a JSON text
+spells out each value's type). Only built-in pods are remembered (their schema never
+changes at run time), and only bodies up to :data:`MAX_KEY` bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from berth.api.resources import ResourceDef
+
+from . import shapes
+from .openapi import fieldvalidation
+from .openapi.fieldvalidation import Findings
+from .podtemplate import Remembered
+
+MAX_KEY = 16 * 1024
+
+
+def clean_key(rd: ResourceDef, obj: dict[str, Any]) -> bytes | None:
+    """The memo key of a pod body (``None``: not to be remembered)."""
+    if rd.group != "" or rd.kind != "Pod":
+        return None
+    m = obj.get("metadata")
+    if isinstance(m, dict) and m.get("name").__class__ is str:
+        obj = {**obj, "metadata": {**m, "name": ""}}
+    try:
+        data = orjson.dumps(obj)
+    except TypeError:  # not JSON (an integer past 64 bits): checked in full
+        return None
+    return data if len(data) <= MAX_KEY else None
+
+
+class BodyChecks:
+    """Runs the checks, remembering the pod bodies found clean (a small LRU)."""
+
+    def __init__(self) -> None:
+        self._clean: Remembered[tuple[str, bytes], bool] = Remembered()
+
+    def check(self, rd: ResourceDef, obj: dict[str, Any]) -> Findings:
+        """Raise 400 on a type error; drop unknown fields from ``obj`` and return them."""
+        key = clean_key(rd, obj)
+        if key is not None and self._clean.get((rd.api_version, key)):
+            return Findings()
+        shapes.check(rd, obj)
+        unknown = fieldvalidation.drop_unknown(rd, obj)
+        if key is not None and not unknown.errors and clean_key(rd, obj) == key:
+            self._clean.put((rd.api_version, key), True)
+        return unknown

@@ -1,0 +1,306 @@
+"""Remembered work on the create path gives what the full computation gives, for every input.
+
+Each memo here is checked against the code it stands in for: the same answer on a hit, on a
+miss, and for inputs built to look alike but differ (a memo must never let a different input
+through)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import os
+import uuid
+import warnings
+from typing import Any
+
+import pytest
+
+from berth.api.meta import format_now, format_time, new_uid, now, parse_time, random_bytes
+from berth.api.resources import TABLE, ResourceDef
+from berth.apiserver import client_warnings, shapes
+from berth.apiserver.auth import UserInfo
+from berth.apiserver.bodycheck import BodyChecks, clean_key
+from berth.apiserver.errors import ApiError
+from berth.apiserver.fieldmanager import FieldManager
+from berth.apiserver.fieldmanager.managers import update as update_managers
+from berth.apiserver.openapi import fieldvalidation
+from berth.apiserver.podsecurity import PodSecurityAdmission, PodSecurityConfig
+from berth.apiserver.suffixes import ALPHABET, LENGTH, random_suffix
+
+
+def _rd(group: str, plural: str) -> ResourceDef:
+    rd = TABLE.lookup(group, "v1", plural)
+    assert rd is not None
+    return rd
+
+
+PODS = _rd("", "pods")
+
+
+def _full_create_fields(fm: FieldManager, rd: ResourceDef, obj: dict[str, Any]) -> Any:
+    """What record_update computed for a create before any memo: update() over nothing."""
+    body = copy.deepcopy(obj)
+    body["metadata"].pop("managedFields", None)
+    managed = update_managers(
+        {},
+        None,
+        body,
+        fm.schemas.node_for(rd),
+        manager="m",
+        api_version=rd.api_version,
+        subresource="",
+        time="t",
+        ignored=fm._ignored(rd, ""),
+    )
+    return [e.fields for e in managed.values()]
+
+
+def _recorded(fm: FieldManager, rd: ResourceDef, obj: dict[str, Any]) -> Any:
+    created = copy.deepcopy(obj)
+    fm.record_update(rd, None, created, manager="m")
+    return [e["fieldsV1"] for e in created["metadata"].get("managedFields", [])]
+
+
+def _pod(name: Any = "p-1", **extra_meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": f"uid-{name}",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"app": "web"},
+            **extra_meta,
+        },
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": 80}]}],
+            "restartPolicy": "Always",
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+LOOKALIKES: list[dict[str, Any]] = [
+    _pod(),
+    _pod("p-2"),  # same template, other identity: a hit
+    _pod("p-3", generation=1),
+    _pod("p-4", resourceVersion="12"),
+    _pod(None),  # a null name: not a scalar field, must not share with a named pod
+    _pod("p-5", generateName="p-"),
+    _pod("p-6", labels={"app": "web", "tier": "a"}),
+    _pod("p-7", labels={"app": 1}),
+    _pod("p-8", annotations={}),
+    _pod("p-9", managedFields=[{"manager": "x", "operation": "Update"}]),
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "only-identity"}},
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {}},
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "n"}, "spec": {}},
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "n"},
+        "spec": {"containers": [{"name": "other", "image": "busybox"}]},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "n"},
+        "spec": {"containers": [{"name": "c", "image": None}]},
+    },
+]
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_created_pods_field_set_is_the_full_computations_hit_or_miss(order: int) -> None:
+    fm = FieldManager()
+    cases = LOOKALIKES[::order]
+    for _ in range(2):  # the first pass fills the memo, the second answers from it
+        for obj in cases:
+            assert _recorded(fm, PODS, obj) == _full_create_fields(fm, PODS, obj), obj
+
+
+def test_the_remembered_field_set_is_not_shared_between_pods() -> None:
+    fm = FieldManager()
+    a, b = copy.deepcopy(_pod("a")), copy.deepcopy(_pod("b"))
+    fm.record_update(PODS, None, a, manager="m")
+    fm.record_update(PODS, None, b, manager="m")
+    a["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"].clear()
+    c = copy.deepcopy(_pod("c"))
+    fm.record_update(PODS, None, c, manager="m")
+    assert b["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+    assert c["metadata"]["managedFields"][0]["fieldsV1"] == _full_create_fields(fm, PODS, c)[0]
+
+
+def test_a_created_pod_entry_names_its_writer_version_and_time() -> None:
+    fm = FieldManager()
+    pod = copy.deepcopy(_pod())
+    fm.record_update(PODS, None, pod, manager="")
+    (entry,) = pod["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"]) == ("unknown", "Update")
+    assert (entry["apiVersion"], entry["fieldsType"]) == ("v1", "FieldsV1")
+    assert parse_time(entry["time"]) is not None
+    assert "subresource" not in entry
+
+
+def test_the_remembered_stamp_is_the_formatted_time() -> None:
+    for _ in range(3):
+        before = format_time(now())
+        stamp = format_now()
+        after = format_time(now())
+        assert before <= stamp <= after
+        assert parse_time(stamp) is not None
+        assert stamp.endswith("Z")
+        assert len(stamp) == len("2026-01-01T00:00:00Z")
+
+
+def test_uids_are_version_4_uuids_spelled_as_uuid_spells_them() -> None:
+    seen = set()
+    for _ in range(3000):  # crosses several refills of the random pool
+        uid = new_uid()
+        parsed = uuid.UUID(uid)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == uid
+        seen.add(uid)
+    assert len(seen) == 3000
+
+
+def test_random_suffixes_use_the_alphabet_and_spread_over_it() -> None:
+    drawn = [random_suffix() for _ in range(3000)]
+    assert all(len(s) == LENGTH and set(s) <= set(ALPHABET) for s in drawn)
+    assert len(set(drawn)) > 2990  # 27**5 names: a repeat among 3000 is rare
+    for position in range(LENGTH):  # every letter appears at every position
+        assert {s[position] for s in drawn} == set(ALPHABET)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_random_bytes() -> None:
+    random_bytes(1)  # the pool holds unread bytes now
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # newer Pythons warn of forking with threads running
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: send what it draws, then leave at once
+        os.write(write, random_bytes(32))
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64)
+    os.close(read)
+    assert len(child) == 32
+    assert child != random_bytes(32)
+
+
+def _body(name: Any = "p", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
+    }
+
+
+def _full_check(obj: dict[str, Any]) -> tuple[Any, list[str]]:
+    """shapes.check then drop_unknown, as every body was checked before the memo."""
+    try:
+        shapes.check(PODS, obj)
+    except ApiError as exc:
+        return ("error", exc.code, exc.message), []
+    return obj, fieldvalidation.drop_unknown(PODS, obj).errors
+
+
+def _memo_check(checks: BodyChecks, obj: dict[str, Any]) -> tuple[Any, list[str]]:
+    try:
+        found = checks.check(PODS, obj)
+    except ApiError as exc:
+        return ("error", exc.code, exc.message), []
+    return obj, found.errors
+
+
+BODIES: list[dict[str, Any]] = [
+    _body(),
+    _body("q"),  # same template, other name: remembered
+    _body(""),
+    _body(5),  # a name of the wrong type: 400, never taken for a remembered "p"
+    _body(None),
+    _body(0),
+    _body(["p"]),
+    _body(nodeName="n1"),
+    _body(nodeName=1),  # wrong type in the spec
+    _body(hostNetwork=True),
+    _body(volumes=None),  # a null list: the type check drops it (changed: not remembered)
+    _body(unknownField=1),  # an unknown field: dropped and reported, every time
+    {**_body(), "metadata": {"name": "p", "labels": {"app": "web"}, "generateName": 7}},
+    {**_body(), "status": {"phase": 1}},
+]
+
+
+def test_remembered_body_checks_answer_as_the_full_checks() -> None:
+    checks = BodyChecks()
+    for _ in range(3):
+        for body in BODIES:
+            expected = _full_check(copy.deepcopy(body))
+            assert _memo_check(checks, copy.deepcopy(body)) == expected, body
+
+
+def test_only_clean_unchanged_pod_bodies_are_remembered() -> None:
+    checks = BodyChecks()
+    for body in BODIES:
+        with contextlib.suppress(ApiError):
+            checks.check(PODS, copy.deepcopy(body))
+    # _body() with any string name, with a null name, with nodeName "n1", with hostNetwork
+    assert len(checks._clean) == 4
+    assert clean_key(PODS, _body("a")) == clean_key(PODS, _body("b"))
+    assert clean_key(PODS, _body("0")) != clean_key(PODS, _body(0))
+    assert clean_key(_rd("", "configmaps"), {"metadata": {"name": "c"}}) is None
+
+
+def test_a_namespace_policy_follows_its_labels_as_they_change() -> None:
+    async def read_namespace(name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "resourceVersion": "1"}}
+
+    async def list_pods(ns: str) -> list[dict[str, Any]]:
+        return []
+
+    psa = PodSecurityAdmission(
+        PodSecurityConfig(), read_namespace=read_namespace, list_pods=list_pods
+    )
+    privileged_pod = {
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "image": "i", "securityContext": {"privileged": True}}]
+        },
+    }
+
+    async def create(revision: int, labels: dict[str, str] | None) -> int:
+        if labels is not None:
+            psa.namespaces.remember(
+                {"metadata": {"name": "ns", "resourceVersion": str(revision), "labels": labels}}
+            )
+        try:
+            with client_warnings.collecting():
+                await psa.review(
+                    UserInfo("u", ()),
+                    "create",
+                    PODS,
+                    subresource="",
+                    namespace="ns",
+                    name="p",
+                    new=copy.deepcopy(privileged_pod),
+                )
+        except ApiError as exc:
+            return exc.code
+        return 201
+
+    async def scenario() -> list[int]:
+        enforce = "pod-security.kubernetes.io/enforce"
+        return [
+            await create(2, {enforce: "privileged"}),
+            await create(0, None),  # the same labels: the kept policy
+            await create(3, {enforce: "baseline"}),
+            await create(0, None),
+            await create(4, {enforce: "privileged"}),
+            await create(5, {enforce: "nonsense"}),  # a label error: the strictest level
+            await create(6, {}),  # no labels: the configured default, baseline
+        ]
+
+    assert asyncio.run(scenario()) == [201, 201, 403, 403, 201, 403, 403]
