@@ -25,7 +25,7 @@ import dataclasses
 import datetime
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from berth.network.podnet import PodNetwork, node_conflist
 from berth.runtime.errors import ContainerNotFound, ImageError, ImageNotPresent
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
+from berth.runtime.netns_connect import open_connection_in
 from berth.runtime.probetarget import ProbeRefused, check_headers, check_path, resolve_target
 from berth.runtime.registry import RegistryClient, UrllibTransport
 from berth.runtime.runc import (
@@ -370,6 +371,30 @@ class RuncAgentRuntime:
             if status is None or status.phase == "exited":
                 return
             await asyncio.sleep(LOG_POLL_SECONDS)
+
+    # ---- streams (exec, port-forward) ---------------------------------------------------------
+
+    def exec_argv(self, container_id: str, command: Sequence[str], *, tty: bool) -> list[str]:
+        """``runc exec``: the process joins the container's namespaces, cgroup and
+        environment; with ``-t`` runc gives it a terminal and relays its own (a pty the agent
+        holds) to it, copying the size on SIGWINCH."""
+        return [
+            self.rt.runc,
+            "--root",
+            str(self.rt.runc_root),
+            "exec",
+            *(["--tty"] if tty else []),
+            container_id,
+            *command,
+        ]
+
+    async def connect_port(
+        self, sandbox_id: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        record = self.rt.sandboxes.record(PodUID(sandbox_id))
+        if record is None:
+            raise OSError(f"sandbox {sandbox_id} is gone")
+        return await open_connection_in(record.netns, port)
 
     # ---- probes -------------------------------------------------------------------------------
 
