@@ -156,6 +156,9 @@ class PipeProcess:
 
     async def stop(self) -> None:
         await _stop(self.proc)
+        # read the pipes to their end so that their transports close
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.proc.communicate(), KILL_GRACE_SECONDS)
 
 
 class TtyProcess:
@@ -351,8 +354,7 @@ async def _relay_port(
                 await ws.send_bytes(bytes([ch.PF_DATA]) + chunk)
             await ws.send_bytes(bytes([ch.PF_EOF]))
 
-    async def to_pod() -> bool:
-        """Relay the client's bytes; True once it half-closed, False if the session ended."""
+    async def to_pod() -> None:
         async for msg in ws:
             if msg.type != WSMsgType.BINARY or not msg.data:
                 continue
@@ -360,17 +362,19 @@ async def _relay_port(
             if data[0] == ch.PF_DATA:
                 writer.write(data[1:])
                 await writer.drain()
-            elif data[0] == ch.PF_EOF:
-                if writer.can_write_eof():
-                    writer.write_eof()
-                return True
-        return False
+            elif data[0] == ch.PF_EOF and writer.can_write_eof():
+                writer.write_eof()  # the client is done sending; its replies may still come
 
+    # The forward ends when the pod's side does (as the kubelet's does: the client learns it
+    # from the data stream's end), or when the API server closes the session.
     out = asyncio.create_task(from_pod())
+    into = asyncio.create_task(to_pod())
     try:
-        if await to_pod():
-            await out  # both directions are done once the pod's side ends too
+        await asyncio.wait({out, into}, return_when=asyncio.FIRST_COMPLETED)
     except (ConnectionError, OSError, RuntimeError):
         pass
     finally:
         out.cancel()
+        into.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError, RuntimeError):
+            await into

@@ -254,10 +254,12 @@ def _size(obj: dict[str, Any]) -> dict[str, int]:
 
 
 async def _relay_exec(client: ExecClient, agent: AgentStream) -> dict[str, Any]:
-    """Pump both ways until the agent ends the session; its final Status."""
+    """Pump both ways until the agent ends the session (its final Status) or the client goes
+    away (the agent connection is then closed, which stops the command)."""
     status: dict[str, Any] = ch.failure_status("the node agent closed the stream without a status")
-    inputs = asyncio.create_task(client.pump_input(agent))
-    try:
+
+    async def outputs() -> None:
+        nonlocal status
         while (msg := await agent.receive()) is not None:
             if not msg:
                 continue
@@ -269,10 +271,18 @@ async def _relay_exec(client: ExecClient, agent: AgentStream) -> dict[str, Any]:
                     decoded = orjson.loads(data)
                     if isinstance(decoded, dict):
                         status = decoded
+
+    inputs = asyncio.create_task(client.pump_input(agent))
+    relay = asyncio.create_task(outputs())
+    try:
+        await asyncio.wait({inputs, relay}, return_when=asyncio.FIRST_COMPLETED)
+        if not relay.done():
+            status = ch.failure_status("the client went away", "ClientGone")
     finally:
-        inputs.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await inputs
+        for task in (inputs, relay):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await agent.close()
     return status
 

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import socketserver
+import ssl
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import pytest
 from aiohttp import web
 from kubernetes import client as k8s
@@ -449,3 +451,41 @@ def test_exec_is_authorized_per_verb(
     out = nobody.run("exec", "runner", "-n", NS, "--", "true")
     assert out.returncode != 0
     assert "Forbidden" in out.stderr or "forbidden" in out.stderr
+
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v5.channel.k8s.io"])
+def test_websocket_channel_protocols(
+    agent: AgentThread, server: ServerHandle, protocol: str
+) -> None:
+    """The channel layout of each protocol as a client sees it: output channels, the final
+    Status on channel 3 (with the exit code as an ExitCode cause), v5's close of stdin."""
+    cert, key = server.client_cert("admin", ["system:masters"])
+    ctx = ssl.create_default_context(cafile=str(server.pki.ca_cert))
+    ctx.load_cert_chain(str(cert), str(key))
+    query = "command=sh&command=-c&command=cat;+echo+done+>%262;+exit+2&stdin=1&stdout=1&stderr=1"
+
+    async def session() -> tuple[str, dict[int, bytes]]:
+        got: dict[int, bytes] = {}
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(f"{server.url}{EXEC}?{query}", protocols=(protocol,), ssl=ctx) as ws,
+        ):
+            await ws.send_bytes(b"\x00typed")
+            if protocol.startswith("v5"):
+                await ws.send_bytes(b"\xff\x00")  # stdin ends: cat finishes
+            async for msg in ws:
+                got[msg.data[0]] = got.get(msg.data[0], b"") + msg.data[1:]
+                if protocol.startswith("v4") and msg.data[0] == 1:
+                    break  # v4 cannot end stdin: enough seen
+            return str(ws.protocol), got
+
+    chosen, got = asyncio.run(session())
+    assert chosen == protocol
+    assert got[1] == b"typed"
+    if protocol.startswith("v5"):
+        assert got[2] == b"done\n"
+        status = json.loads(got[3])
+        assert status["status"] == "Failure"
+        assert status["reason"] == "NonZeroExitCode"
+        assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "2"}]
+        assert "command terminated with non-zero exit code" in status["message"]
