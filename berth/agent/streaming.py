@@ -247,15 +247,17 @@ def _exit_code(rc: int) -> int:
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """End what is still running of the session: its whole process group (a shell waits for
+    its foreground child before acting on SIGTERM; runc passes the signal into the container)."""
     if proc.returncode is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
 
 
