@@ -1,4 +1,6 @@
-"""API server benchmark: pod creates/s, get/list latency, watch delivery with 1,000 watchers.
+"""API server benchmark: pod creates/s, get/list latency, watch delivery with 1,000 watchers,
+and creates/s of a custom resource (a CRD with a schema, defaults, status and scale) beside
+pods (goal: within 20% of the built-in kind).
 
 Runs ``python -m berth.apiserver`` as a child process (memory store, then SQLite) on
 127.0.0.1 and drives it over mTLS from this process with aiohttp, N concurrent clients.
@@ -70,6 +72,64 @@ def pod(name: str) -> bytes:
     )
 
 
+CRD_GROUP = "bench.example.com"
+WIDGET_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["image"],
+            "properties": {
+                "image": {"type": "string", "pattern": "^[a-z0-9./:-]+$", "maxLength": 256},
+                "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                "size": {"type": "string", "enum": ["small", "large"]},
+                "selector": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}},
+    },
+}
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"widgets.{CRD_GROUP}"},
+    "spec": {
+        "group": CRD_GROUP,
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": WIDGET_SCHEMA},
+                "subresources": {
+                    "status": {},
+                    "scale": {
+                        "specReplicasPath": ".spec.replicas",
+                        "statusReplicasPath": ".status.replicas",
+                    },
+                },
+                "additionalPrinterColumns": [
+                    {"name": "Image", "type": "string", "jsonPath": ".spec.image"}
+                ],
+            }
+        ],
+    },
+}
+
+
+def widget(name: str) -> bytes:
+    return orjson.dumps(
+        {
+            "apiVersion": f"{CRD_GROUP}/v1",
+            "kind": "Widget",
+            "metadata": {"name": name, "labels": {"app": "bench"}},
+            "spec": {"image": "busybox:1.36", "size": "small", "selector": {"app": "bench"}},
+        }
+    )
+
+
 class Bench:
     def __init__(self, proc: ServerProcess, clients: int) -> None:
         files = proc.files
@@ -87,19 +147,28 @@ class Bench:
             timeout=aiohttp.ClientTimeout(total=None),
         )
 
-    async def creates(self, ns: str, total: int) -> tuple[float, list[float]]:
+    async def creates(
+        self, ns: str, total: int, *, custom: bool = False
+    ) -> tuple[float, list[float]]:
+        """Create ``total`` pods (or, ``custom``, Widgets of a CRD created first) in ``ns``
+        with N concurrent clients; creates/s and each create's latency."""
         latencies: list[float] = []
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(total):
             queue.put_nowait(i)
         async with self.session(self.clients) as s:
             await s.post("/api/v1/namespaces", data=orjson.dumps({"metadata": {"name": ns}}))
+            if custom:
+                await self.define_widgets(s)
+                path, body = f"/apis/{CRD_GROUP}/v1/namespaces/{ns}/widgets", widget
+            else:
+                path, body = f"/api/v1/namespaces/{ns}/pods", pod
 
             async def worker() -> None:
                 while not queue.empty():
                     i = queue.get_nowait()
                     t0 = time.perf_counter()
-                    async with s.post(f"/api/v1/namespaces/{ns}/pods", data=pod(f"p-{i}")) as r:
+                    async with s.post(path, data=body(f"p-{i}")) as r:
                         await r.read()
                         assert r.status == 201, r.status
                     latencies.append((time.perf_counter() - t0) * 1000)
@@ -107,8 +176,21 @@ class Bench:
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(self.clients)))
             elapsed = time.perf_counter() - start
-        self.created = total
+        if not custom:
+            self.created = total
         return total / elapsed, latencies
+
+    @staticmethod
+    async def define_widgets(s: aiohttp.ClientSession) -> None:
+        crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        async with s.post(crds, data=orjson.dumps(WIDGET_CRD)) as r:
+            assert r.status == 201, await r.read()
+        for _ in range(200):
+            async with s.get(f"/apis/{CRD_GROUP}/v1") as r:
+                if r.status == 200:
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the CRD was not served within 10 s")
 
     async def reads(self, ns: str, gets: int, lists: int) -> tuple[list[float], list[float]]:
         get_lat: list[float] = []
@@ -205,14 +287,30 @@ def unpack_berth(rev: str, into: Path) -> Path:
     return into
 
 
-async def run_one(label: str, proc: ServerProcess, args: argparse.Namespace) -> tuple[float, float]:
-    """(creates/s, server CPU microseconds per create) of one server."""
+async def run_one(
+    label: str, proc: ServerProcess, args: argparse.Namespace, *, custom: bool = False
+) -> tuple[float, float, float, float]:
+    """(pod creates/s, server CPU microseconds per pod create, and the same two for a
+    custom resource: ``custom`` only, else nan) of one server."""
     b = Bench(proc, args.clients)
     cpu_before = cpu_seconds(proc.process.pid)
     rate, create_lat = await b.creates("bench", args.creates)
     # Server CPU per create: far less noisy than wall time on a shared machine (the
     # namespace create is included: one in thousands).
     cpu_us = (cpu_seconds(proc.process.pid) - cpu_before) / args.creates * 1e6
+    custom_rate = custom_cpu_us = float("nan")
+    if custom:
+        cpu_custom = cpu_seconds(proc.process.pid)
+        custom_rate, custom_lat = await b.creates("benchcr", args.creates, custom=True)
+        # (includes the CRD's creation: one write in thousands)
+        custom_cpu_us = (cpu_seconds(proc.process.pid) - cpu_custom) / args.creates * 1e6
+        c50, c99 = pct(custom_lat, 50), pct(custom_lat, 99)
+        print(
+            f"[{label}] custom resource creates/s {custom_rate:8.0f}   p50 {c50:6.1f} ms"
+            f"   p99 {c99:6.1f} ms   ({custom_rate / rate:.2f}x pods; goal >= 0.80x);"
+            f" server CPU per create {custom_cpu_us:6.0f} us ({cpu_us / custom_cpu_us:.2f}x"
+            " pods' speed)"
+        )
     get_lat, list_lat = await b.reads("bench", gets=2000, lists=40)
     print(f"[{label}] {args.clients} clients, {args.creates} pod creates")
     p50, p99 = pct(create_lat, 50), pct(create_lat, 99)
@@ -236,7 +334,7 @@ async def run_one(label: str, proc: ServerProcess, args: argparse.Namespace) -> 
             f"   max {max(lat):6.1f} ms   (goal p99 <= 200 ms)"
         )
     print(f"  mean create latency {statistics.fmean(create_lat):.1f} ms")
-    return rate, cpu_us
+    return rate, cpu_us, custom_rate, custom_cpu_us
 
 
 def stop(proc: ServerProcess) -> None:
@@ -257,6 +355,9 @@ def main() -> int:
     parser.add_argument("--stores", default="memory,sqlite")
     parser.add_argument("--baseline", metavar="REV", help="also measure commit REV's server")
     parser.add_argument("--rounds", type=int, default=1, help="alternations per store")
+    parser.add_argument(
+        "--no-crd", action="store_true", help="skip the custom resource creates (this tree only)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = unpack_berth(args.baseline, Path(tmp) / "baseline") if args.baseline else None
@@ -266,6 +367,8 @@ def main() -> int:
         for store in args.stores.split(","):
             rates: dict[str, list[float]] = {label: [] for label, _ in servers}
             cpus: dict[str, list[float]] = {label: [] for label, _ in servers}
+            custom_ratios: list[float] = []
+            custom_cpu_ratios: list[float] = []
             for round_no in range(args.rounds):
                 for label, source in servers:
                     d = Path(tmp) / f"{store}-{round_no}-{len(rates[label])}-{label[:4]}"
@@ -274,11 +377,24 @@ def main() -> int:
                     files = prepare(d, datastore=store, sqlite_path=sqlite_path)
                     proc = start_process(files, source=source)
                     try:
-                        rate, cpu_us = asyncio.run(run_one(f"{store}, {label}", proc, args))
+                        # the baseline commit may predate CRDs
+                        custom = source is None and not args.no_crd
+                        rate, cpu_us, custom_rate, custom_cpu_us = asyncio.run(
+                            run_one(f"{store}, {label}", proc, args, custom=custom)
+                        )
                     finally:
                         stop(proc)
                     rates[label].append(rate)
                     cpus[label].append(cpu_us)
+                    if custom:
+                        custom_ratios.append(custom_rate / rate)
+                        custom_cpu_ratios.append(cpu_us / custom_cpu_us)
+            if custom_ratios:
+                print(
+                    f"[{store}] custom resource / pod, median of {len(custom_ratios)}:"
+                    f" creates/s {statistics.median(custom_ratios):.2f},"
+                    f" creates per server CPU second {statistics.median(custom_cpu_ratios):.2f}"
+                )
             if base is not None:
                 before = statistics.median(rates[servers[0][0]])
                 after = statistics.median(rates["this tree"])

@@ -145,6 +145,11 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _core("secrets", "Secret", namespaced=True),
     _core("events", "Event", namespaced=True, short=("ev",)),
     _core("serviceaccounts", "ServiceAccount", namespaced=True, short=("sa",), subs=("token",)),
+    _core("resourcequotas", "ResourceQuota", namespaced=True, short=("quota",), subs=("status",)),
+    _core("limitranges", "LimitRange", namespaced=True, short=("limits",)),
+    _grouped(
+        "scheduling.k8s.io", "priorityclasses", "PriorityClass", namespaced=False, short=("pc",)
+    ),
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
     _grouped(
         "apps",
@@ -173,6 +178,26 @@ RESOURCES: tuple[ResourceDef, ...] = (
         cats=("all",),
         subs=("status",),
     ),
+    _grouped("batch", "jobs", "Job", namespaced=True, cats=("all",), subs=("status",)),
+    _grouped(
+        "batch",
+        "cronjobs",
+        "CronJob",
+        namespaced=True,
+        short=("cj",),
+        cats=("all",),
+        subs=("status",),
+    ),
+    _grouped(
+        "apps",
+        "statefulsets",
+        "StatefulSet",
+        namespaced=True,
+        short=("sts",),
+        cats=("all",),
+        subs=("status", "scale"),
+    ),
+    _grouped("apps", "controllerrevisions", "ControllerRevision", namespaced=True),
     _grouped(
         "policy",
         "poddisruptionbudgets",
@@ -187,7 +212,20 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _grouped(
         "rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False
     ),
+    _grouped(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        short=("crd", "crds"),
+        cats=("api-extensions",),
+        subs=("status",),
+    ),
 )
+
+CRD_RESOURCE = RESOURCES[-1]
+"""``customresourcedefinitions.apiextensions.k8s.io``: the resources it defines are added to a
+server's table while it runs."""
 
 # Groups that hold only non-stored review APIs (berth/apiserver/reviews.py).
 EXTRA_GROUP_VERSIONS: tuple[tuple[str, str], ...] = (
@@ -278,7 +316,14 @@ LEASES = _served("coordination.k8s.io", "leases")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 DAEMONSETS = _served("apps", "daemonsets")
+JOBS = _served("batch", "jobs")
+CRONJOBS = _served("batch", "cronjobs")
+STATEFULSETS = _served("apps", "statefulsets")
+CONTROLLERREVISIONS = _served("apps", "controllerrevisions")
 PODDISRUPTIONBUDGETS = _served("policy", "poddisruptionbudgets")
+RESOURCEQUOTAS = _served("", "resourcequotas")
+LIMITRANGES = _served("", "limitranges")
+PRIORITYCLASSES = _served("scheduling.k8s.io", "priorityclasses")
 ROLES = _served("rbac.authorization.k8s.io", "roles")
 ROLEBINDINGS = _served("rbac.authorization.k8s.io", "rolebindings")
 CLUSTERROLES = _served("rbac.authorization.k8s.io", "clusterroles")

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from berth import __version__
 from berth.api.meta import Obj
-from berth.api.resources import ResourceDef, ResourceTable
+from berth.api.resources import CRD_RESOURCE, RESOURCES, ResourceDef, ResourceTable
 from berth.store import config as datastore
 from berth.store.interface import Store, StoreError, Unavailable
 
@@ -34,6 +34,7 @@ from .auth import (
 from .bodies import read_body
 from .codec import Codec, load_key
 from .config import ServerConfig
+from .crd.manager import CustomResources
 from .errors import (
     DATASTORE_RETRY_AFTER,
     ApiError,
@@ -49,6 +50,8 @@ from .errors import (
 )
 from .handlers import METRIC_VERBS, Call, Endpoint, Route, endpoint_for
 from .kinds import KindStrategy, Strategies
+from .kinds.customresourcedefinitions import CustomResourceDefinitionStrategy
+from .kinds.customresources import CustomObjectStrategy
 from .metrics import Metrics
 from .nodeauthz import NodeAndRbacAuthorizer, retire_node_group_binding
 from .nodegraph import NodeGraph
@@ -57,6 +60,7 @@ from .openapi.documents import OpenApi
 from .options import OPTIONS_KIND, parse_dry_run
 from .params import parse_bool
 from .peers import ApiServerPeers
+from .priority import SYSTEM_CLASSES
 from .rbac import Attributes, bootstrap_policy
 from .rbac_escalation import EscalationCheck
 from .rbac_reconcile import reconcile_bootstrap_roles
@@ -76,6 +80,22 @@ READYZ_DATASTORE_TIMEOUT = 2.0
 """Seconds /readyz waits for the datastore's current revision before answering 503."""
 PEERS_LEAVE_TIMEOUT = 1.0
 """Seconds a stopping server spends deleting its Lease (a dead datastore must not hold it)."""
+
+
+_CRD_PREFIX = CRD_RESOURCE.key_prefix()
+
+
+class _CustomResourceTable:
+    """What :class:`CustomResources` changes: this server's table and strategies."""
+
+    def __init__(self, server: ApiServer) -> None:
+        self.server = server
+
+    def add(self, rd: ResourceDef) -> None:
+        self.server.add_resource(rd, self.server.custom_objects)
+
+    def remove(self, rd: ResourceDef) -> None:
+        self.server.remove_resource(rd)
 
 
 def write_verb(method: str, route: Route) -> str:
@@ -145,6 +165,12 @@ class ApiServer:
         # run time (add_resource / remove_resource).
         self.table = ResourceTable()
         self.strategies = Strategies()
+        # The CRDs this server serves, kept in step with the store (start-up listing, then
+        # the watch): also the ``crd_schemas`` the OpenAPI documents read.
+        self.crd_schemas = CustomResources(_CustomResourceTable(self), RESOURCES)
+        self.custom_objects = CustomObjectStrategy(self.crd_schemas)
+        self.crd_strategy = CustomResourceDefinitionStrategy(self.crd_schemas)
+        self.strategies.register(CRD_RESOURCE, self.crd_strategy)
         self._group_of: dict[str, str] = {}
         self._group_of_generation = -1
         self.openapi = OpenApi(
@@ -185,6 +211,7 @@ class ApiServer:
         await self.hub.start(after=loaded_at)
         await self.registry.load_allocations()
         await self._bootstrap()
+        await self.crd_strategy.resettle(self.registry)
         app = web.Application(client_max_size=MAX_BODY, handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner = web.AppRunner(
@@ -279,11 +306,23 @@ class ApiServer:
                 await self.store.list(self._rd("", plural).key_prefix(), revision=rev)
             ).items:
                 self._apply(kv.key, self.codec.decode(kv), deleted=False)
+        crds = [
+            self.codec.decode(kv)
+            for kv in (await self.store.list(CRD_RESOURCE.key_prefix(), revision=rev)).items
+        ]
+        self.crd_schemas.load(crds)
+        for crd in crds:  # terminating when a server stopped: finish deleting its objects
+            self.crd_strategy.observe(self.registry, crd)
         return rev
 
     def _on_event(self, ev: ObjEvent) -> None:
         self.registry.observe(ev)
-        if ev.key.startswith("/registry/rbac.authorization.k8s.io/"):
+        if ev.key.startswith(_CRD_PREFIX):
+            # A CRD written through any server: serve (or stop serving) its resources here.
+            self.crd_schemas.observe(ev.obj, deleted=ev.deleted, revision=ev.revision)
+            if not ev.deleted:
+                self.crd_strategy.observe(self.registry, ev.obj)
+        elif ev.key.startswith("/registry/rbac.authorization.k8s.io/"):
             kind = ev.obj.get("kind")
             if isinstance(kind, str):
                 self.authorizer.apply(kind, ev.obj, deleted=ev.deleted)
@@ -306,6 +345,10 @@ class ApiServer:
             await self.registry.ensure(rd, obj)
             self.authorizer.apply(rd.kind, obj, deleted=False)
         await reconcile_bootstrap_roles(self.registry, bootstrap_policy())
+        pcs = self.table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        if pcs is not None:
+            for pc in SYSTEM_CLASSES:
+                await self.registry.ensure(pcs, pc)
         await retire_node_group_binding(self.registry)
         svc = {
             "metadata": {

@@ -68,9 +68,11 @@ MONITORED_CORE = [
     "secrets",
     "serviceaccounts",
     "replicationcontrollers",
+    "resourcequotas",
+    "limitranges",
 ]
 MONITORED_APPS = ["deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions"]
-MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs"]}
+MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs", "cronjobs"]}
 GC_VERBS = [*READ, "patch", "delete"]
 
 
@@ -89,12 +91,26 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["pods"], ["create"]),
         # nodelifecycle: pods' Ready condition; node Unknown status (taints are patches)
         rule([""], ["pods/status", "nodes/status"], ["patch"]),
-        # deployment: create ReplicaSets
-        rule(["apps"], ["replicasets"], ["create"]),
-        # deployment, replicaset, daemonset: their status
+        # deployment: create ReplicaSets; statefulset, daemonset: their ControllerRevisions
+        rule(["apps"], ["replicasets", "controllerrevisions"], ["create"]),
+        # deployment, replicaset, daemonset, statefulset: their status
         rule(
-            ["apps"], ["deployments/status", "replicasets/status", "daemonsets/status"], ["patch"]
+            ["apps"],
+            [
+                "deployments/status",
+                "replicasets/status",
+                "daemonsets/status",
+                "statefulsets/status",
+            ],
+            ["patch"],
         ),
+        # job: its status; cronjob: create Jobs, its status (job pods: "create pods" above;
+        # tracking-finalizer removal, deletes: GC_VERBS)
+        rule(["batch"], ["jobs"], ["create"]),
+        rule(["batch"], ["jobs/status", "cronjobs/status"], ["patch"]),
+        # statefulset: one claim per pod and volumeClaimTemplate (ownerReferences for the
+        # retention policy); inert until the server serves persistentvolumeclaims
+        rule([""], ["persistentvolumeclaims"], ["get", "create", "patch"]),
         # endpoints: create, replace
         rule([""], ["endpoints"], ["create", "update"]),
         # serviceaccount: each namespace's default account; root-ca-cert-publisher: the
@@ -103,19 +119,26 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["configmaps"], ["create", "update"]),
         # serviceaccount-token: fills legacy token Secrets (deletes them with their account)
         rule([""], ["secrets"], ["update"]),
+        # resourcequota: count what quotas name (any kind: count/<resource>.<group>, as kube's
+        # resourcequota-controller lists *.*) and write their status
+        rule(["*"], ["*"], ["list"]),
+        rule([""], ["resourcequotas/status"], ["update"]),
     ]
 
 
 def scheduler_rules() -> list[Obj]:
     """kube's ``system:kube-scheduler``, without the reads of plugins berth's scheduler does
-    not have (volumes, spreading, PDB-aware preemption, CSI) and without ``delete pods``
-    (kube's scheduler deletes preemption victims; berth's does not preempt)."""
+    not have (volumes, spreading, CSI); ``delete pods`` and reading budgets are for
+    preemption, as kube's."""
     return [
         events_rule(),
         *leader_election_rules("kube-scheduler"),
         rule([""], ["pods", "nodes"], READ),
         rule([""], ["pods/binding", "bindings"], ["create"]),
         rule([""], ["pods/status"], ["patch", "update"]),
+        # preemption: delete the victims; budgets are weighed when choosing them
+        rule([""], ["pods"], ["delete"]),
+        rule(["policy"], ["poddisruptionbudgets"], ["list", "watch"]),
     ]
 
 

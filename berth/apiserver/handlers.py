@@ -240,6 +240,7 @@ async def watch(server: ApiServer, call: Call) -> web.StreamResponse:
         label=label,
         field=field,
         printer=call.strategy.printer(r.rd),
+        convert=call.strategy.to_served if call.strategy.converts else None,
     )
 
 

@@ -160,7 +160,37 @@ BINDING: Schema = {
 }
 ROLE: Schema = {1: ("metadata", "msg", OBJECT_META), 2: ("rules", "rmsg", POLICY_RULE)}
 
+JOB_SPEC: Schema = {
+    1: ("parallelism", "int", None),
+    2: ("completions", "int", None),
+    3: ("activeDeadlineSeconds", "int", None),
+    4: ("selector", "msg", LABEL_SELECTOR),
+    5: ("manualSelector", "bool", None),
+    6: ("template", "msg", POD_TEMPLATE),
+    7: ("backoffLimit", "int", None),
+    8: ("ttlSecondsAfterFinished", "int", None),
+    9: ("completionMode", "string", None),
+    10: ("suspend", "bool", None),
+    12: ("backoffLimitPerIndex", "int", None),
+    13: ("maxFailedIndexes", "int", None),
+    14: ("podReplacementPolicy", "string", None),
+    15: ("managedBy", "string", None),
+}
+CRONJOB_SPEC: Schema = {
+    1: ("schedule", "string", None),
+    2: ("startingDeadlineSeconds", "int", None),
+    3: ("concurrencyPolicy", "string", None),
+    4: ("suspend", "bool", None),
+    5: ("jobTemplate", "msg", {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", JOB_SPEC)}),
+    6: ("successfulJobsHistoryLimit", "int", None),
+    7: ("failedJobsHistoryLimit", "int", None),
+    8: ("timeZone", "string", None),
+}
+
 KINDS: dict[str, Schema] = {
+    # batch/v1 (``kubectl create job|cronjob``)
+    "Job": {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", JOB_SPEC)},
+    "CronJob": {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", CRONJOB_SPEC)},
     "ConfigMap": {
         1: ("metadata", "msg", OBJECT_META),
         2: ("data", "map_ss", None),
@@ -254,6 +284,40 @@ KINDS: dict[str, Schema] = {
             },
         ),
     },
+    # kubectl create quota / create priorityclass
+    "ResourceQuota": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: (
+            "spec",
+            "msg",
+            {
+                1: ("hard", "map_sq", None),
+                2: ("scopes", "rstring", None),
+                3: (
+                    "scopeSelector",
+                    "msg",
+                    {
+                        1: (
+                            "matchExpressions",
+                            "rmsg",
+                            {
+                                1: ("scopeName", "string", None),
+                                2: ("operator", "string", None),
+                                3: ("values", "rstring", None),
+                            },
+                        )
+                    },
+                ),
+            },
+        ),
+    },
+    "PriorityClass": {
+        1: ("metadata", "msg", OBJECT_META),
+        2: ("value", "int", None),
+        3: ("globalDefault", "bool", None),
+        4: ("description", "string", None),
+        5: ("preemptionPolicy", "string", None),
+    },
     "Role": ROLE,
     "ClusterRole": ROLE,
     "RoleBinding": BINDING,
@@ -289,6 +353,18 @@ KEEP_ZERO = frozenset(
         "progressDeadlineSeconds",
         "deletionGracePeriodSeconds",
         "activeDeadlineSeconds",
+        # batch/v1 pointers
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+        "suspend",
+        "manualSelector",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
         "automountServiceAccountToken",
         "immutable",
         "orphanDependents",
@@ -296,6 +372,7 @@ KEEP_ZERO = frozenset(
         "blockOwnerDeletion",
         "type",
         "intVal",
+        "value",  # PriorityClass.value (int32, always written)
     }
 )
 

@@ -53,11 +53,14 @@ from .errors import (
 )
 from .fieldmanager import FieldManager
 from .kinds import Strategies
+from .limitranger import LimitRanger
 from .openapi import fieldvalidation
 from .openapi.fieldvalidation import IGNORE, Findings
 from .options import DeleteOptions, ListOptions, ListPage
 from .patch import json_merge_patch, json_patch, strategic_merge_patch
 from .podsecurity import PodSecurityAdmission, PodSecurityConfig
+from .priority import PriorityAdmission
+from .quota_admission import QuotaAdmission
 from .rbac_escalation import EscalationCheck
 from .selectors import (
     selector_to_string,
@@ -154,6 +157,11 @@ class Registry:
         # managedFields and server-side apply; CRDs add their schemas to
         # ``field_manager.schemas`` (berth.apiserver.fieldmanager.schema.Schemas.add).
         self.field_manager = FieldManager()
+        # ResourceQuota admission (the namespaces' quotas, from the watch hub).
+        self.quotas = QuotaAdmission()
+        # LimitRanger and Priority admission of pods (their objects, from the watch hub).
+        self.limit_ranger = LimitRanger()
+        self.priority = PriorityAdmission()
         self.pod_security = (
             PodSecurityAdmission(
                 pod_security, read_namespace=self._read_namespace, list_pods=self._pods_in
@@ -169,6 +177,13 @@ class Registry:
         keep doing so every ``repair_interval`` seconds (leaks from a crashed server)."""
         await self.services.repair(self._stored_services)
         self._spawn(self._repair_loop(repair_interval))
+        for kv in (await self.store.list(self._rd("", "resourcequotas").key_prefix())).items:
+            self.quotas.remember(kv.key, self.codec.decode(kv))
+        for kv in (await self.store.list(self._rd("", "limitranges").key_prefix())).items:
+            self.limit_ranger.remember(kv.key, self.codec.decode(kv))
+        pcs = self.resources.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        for kv in (await self.store.list(pcs.key_prefix())).items if pcs else []:
+            self.priority.remember(kv.key, self.codec.decode(kv))
         ns = self._rd("", "namespaces")
         for kv in (await self.store.list(ns.key_prefix())).items:
             obj = self.codec.decode(kv)
@@ -192,7 +207,13 @@ class Registry:
                 log.warning("service allocation repair failed; retrying", exc_info=True)
 
     def observe(self, ev: ObjEvent) -> None:
-        """Watch-hub listener keeping the namespace cache current."""
+        """Watch-hub listener keeping the namespace and quota caches current."""
+        if ev.key.startswith("/registry/core/resourcequotas/"):
+            self.quotas.remember(ev.key, None if ev.deleted else ev.obj)
+        elif ev.key.startswith("/registry/core/limitranges/"):
+            self.limit_ranger.remember(ev.key, None if ev.deleted else ev.obj)
+        elif ev.key.startswith("/registry/scheduling.k8s.io/priorityclasses/"):
+            self.priority.remember(ev.key, None if ev.deleted else ev.obj)
         if ev.key.startswith("/registry/core/namespaces/"):
             name = ev.key.rsplit("/", 1)[-1]
             if self.pod_security is not None:
@@ -239,7 +260,14 @@ class Registry:
         kv = await self.store.get(rd.key(ns, name))
         if kv is None:
             raise not_found(rd, name)
-        return kv, self.codec.decode(kv)
+        return kv, self.decode(rd, kv)
+
+    def decode(self, rd: ResourceDef, kv: KeyValue) -> Obj:
+        """The stored object in ``kv`` as ``rd`` serves it (custom resources: in the version
+        asked for)."""
+        obj = self.codec.decode(kv)
+        st = self.strategies.of(rd)
+        return st.to_served(rd, obj) if st.converts else obj
 
     async def get(self, rd: ResourceDef, ns: str, name: str) -> Obj:
         return (await self.get_kv(rd, ns, name))[1]
@@ -261,6 +289,8 @@ class Registry:
                 raise too_large_resource_version(wanted, current)
         exact = opts.field.exact_name()
         items: list[Obj] = []
+        st = self.strategies.of(rd)
+        served = st.to_served if st.converts else None
         try:
             if (
                 exact is not None
@@ -273,6 +303,8 @@ class Registry:
                 kv = await self.store.get(rd.key(ns, exact))
                 if kv is not None:
                     obj = self.codec.decode(kv)
+                    if served is not None:
+                        obj = served(rd, obj)
                     if opts.label.matches(
                         obj["metadata"].get("labels") or {}
                     ) and opts.field.matches(obj):
@@ -287,6 +319,8 @@ class Registry:
                 revision = result.revision
                 for kv in result.items:
                     obj = self.codec.decode(kv)
+                    if served is not None:
+                        obj = served(rd, obj)
                     labels = obj["metadata"].get("labels") or {}
                     if (opts.label.empty or opts.label.matches(labels)) and (
                         opts.field.empty or opts.field.matches(obj)
@@ -382,6 +416,9 @@ class Registry:
         if findings is not None:
             found.extend(findings)
         found.extend(fieldvalidation.drop_unknown(rd, obj))
+        found.extend(
+            fieldvalidation.unknown_findings(self.strategies.of(rd).prune_unknown(rd, obj))
+        )
         fieldvalidation.enforce(field_validation, rd, found)
         return obj
 
@@ -455,13 +492,15 @@ class Registry:
                 new=obj,
                 template=template,
             )
+        await self.quotas.admit(self, rd, ns, obj, None, dry_run=dry_run)
         reserved = await st.reserve(self, obj, None, dry_run=dry_run)
         if dry_run:
             return obj
         for attempt in range(5):
             key = rd.key(ns, name)
             try:
-                kv = await self.store.create(key, self.codec.encode(key, obj))
+                as_stored = st.to_storage(rd, obj) if st.converts else obj
+                kv = await self.store.create(key, self.codec.encode(key, as_stored))
             except KeyExists:
                 if generate and attempt < 4:
                     name = m["generateName"] + random_suffix()
@@ -546,7 +585,7 @@ class Registry:
                     True,
                 )
             raise not_found(rd, name)
-        old = self.codec.decode(kv)
+        old = self.decode(rd, kv)
         wanted_rv = new["metadata"].get("resourceVersion")
         if wanted_rv not in (None, "") and str(wanted_rv) != str(kv.mod_revision):
             raise conflict(rd, name)
@@ -627,6 +666,8 @@ class Registry:
                     f" finalizers {sorted(added)!r}"
                 )
                 raise invalid(rd, name, [forbidden_field("metadata.finalizers", why)])
+        if not subresource and not st.finished_deleting(new):
+            await self.quotas.admit(self, rd, ns, new, old, dry_run=dry_run)
         reserved = await st.reserve(self, new, old, dry_run=dry_run)
         old_cmp = dict(old)
         old_cmp["metadata"] = {k: v for k, v in old["metadata"].items() if k != "resourceVersion"}
@@ -643,8 +684,9 @@ class Registry:
                 meta(new)["resourceVersion"] = str(deleted.mod_revision)
                 await st.after_delete(self, rd, old)
                 return new
+            stored = st.to_storage(rd, new) if st.converts else new
             written = await self.store.update(
-                key, self.codec.encode(key, new), expected_revision=kv.mod_revision
+                key, self.codec.encode(key, stored), expected_revision=kv.mod_revision
             )
         except Conflict:
             await st.unreserve(self, reserved)
@@ -695,7 +737,7 @@ class Registry:
                         rd, ns, body, user=user, dry_run=dry_run, applied_fields=applied
                     )
                 raise not_found(rd, name)
-            old = self.codec.decode(kv)
+            old = self.decode(rd, kv)
             if patch_type == "apply":
                 patched, _ = fm.apply(
                     rd,
@@ -745,9 +787,8 @@ class Registry:
                 raise
         raise conflict(rd, name)
 
-    @staticmethod
     def _drop_unknown_patched(
-        rd: ResourceDef, patched: Obj, field_validation: str, findings: Findings | None
+        self, rd: ResourceDef, patched: Obj, field_validation: str, findings: Findings | None
     ) -> None:
         # Strict shows the patched object as sent, unknown fields included
         shown = copy.deepcopy(patched) if field_validation == fieldvalidation.STRICT else None
@@ -755,6 +796,9 @@ class Registry:
         if findings is not None:
             found.extend(findings)
         found.extend(fieldvalidation.drop_unknown(rd, patched))
+        found.extend(
+            fieldvalidation.unknown_findings(self.strategies.of(rd).prune_unknown(rd, patched))
+        )
         fieldvalidation.enforce_patch(field_validation, found, shown)
 
     # -- delete ------------------------------------------------------------------------------
@@ -801,6 +845,11 @@ class Registry:
                 elif opts.propagation == "Orphan" and "orphan" not in finalizers:
                     finalizers.append("orphan")
                 if finalizers:
+                    if st.converts:  # written back in the storage version
+                        marked = await self.mark_deleting(
+                            kv, st.to_storage(rd, obj), 0, finalizers, dry_run=opts.dry_run
+                        )
+                        return st.to_served(rd, marked), False
                     marked = await self.mark_deleting(kv, obj, 0, finalizers, dry_run=opts.dry_run)
                     return marked, False
                 if opts.dry_run:

@@ -349,7 +349,106 @@ BINDING = {
     "subjects": ListOf(Struct({"kind": STR, "name": STR, "namespace": STR, "apiGroup": STR})),
 }
 
+JOB_SPEC = Struct(
+    {
+        "parallelism": INT_32,
+        "completions": INT_32,
+        "activeDeadlineSeconds": INT_64,
+        "backoffLimit": INT_32,
+        "backoffLimitPerIndex": INT_32,
+        "maxFailedIndexes": INT_32,
+        "ttlSecondsAfterFinished": INT_32,
+        "completionMode": STR,
+        "suspend": BOOL,
+        "manualSelector": BOOL,
+        "podReplacementPolicy": STR,
+        "managedBy": STR,
+        "selector": LABEL_SELECTOR,
+        "template": POD_TEMPLATE,
+        "podFailurePolicy": Struct(
+            {
+                "rules": ListOf(
+                    Struct(
+                        {
+                            "action": STR,
+                            "onExitCodes": Struct(
+                                {"containerName": STR, "operator": STR, "values": ListOf(INT_32)}
+                            ),
+                            "onPodConditions": ListOf(Struct({"type": STR, "status": STR})),
+                        }
+                    )
+                )
+            }
+        ),
+        "successPolicy": Struct(
+            {"rules": ListOf(Struct({"succeededIndexes": STR, "succeededCount": INT_32}))}
+        ),
+    }
+)
+TIMED_CONDITIONS = ListOf(
+    Struct(
+        {
+            "type": STR,
+            "status": STR,
+            "reason": STR,
+            "message": STR,
+            "lastProbeTime": STR,
+            "lastTransitionTime": STR,
+        }
+    )
+)
+
 _BY_KIND: dict[str, dict[str, Shape]] = {
+    "Job": {
+        "spec": JOB_SPEC,
+        "status": Struct(
+            {
+                "conditions": TIMED_CONDITIONS,
+                "startTime": STR,
+                "completionTime": STR,
+                "active": INT_32,
+                "succeeded": INT_32,
+                "failed": INT_32,
+                "terminating": INT_32,
+                "ready": INT_32,
+                "completedIndexes": STR,
+                "failedIndexes": STR,
+                "uncountedTerminatedPods": Struct({"succeeded": STRINGS, "failed": STRINGS}),
+            }
+        ),
+    },
+    "CronJob": {
+        "spec": Struct(
+            {
+                "schedule": STR,
+                "timeZone": STR,
+                "startingDeadlineSeconds": INT_64,
+                "concurrencyPolicy": STR,
+                "suspend": BOOL,
+                "successfulJobsHistoryLimit": INT_32,
+                "failedJobsHistoryLimit": INT_32,
+                "jobTemplate": Struct({"metadata": OBJECT_META, "spec": JOB_SPEC}),
+            }
+        ),
+        "status": Struct(
+            {
+                "active": ListOf(
+                    Struct(
+                        {
+                            "kind": STR,
+                            "namespace": STR,
+                            "name": STR,
+                            "uid": STR,
+                            "apiVersion": STR,
+                            "resourceVersion": STR,
+                        }
+                    )
+                ),
+                "lastScheduleTime": STR,
+                "lastSuccessfulTime": STR,
+            }
+        ),
+    },
     "Pod": {
         "spec": POD_SPEC,
         "status": Struct(

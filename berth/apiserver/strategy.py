@@ -38,18 +38,22 @@ def pod_spec_defaults(spec: Obj) -> None:
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("securityContext", {})
     spec.setdefault("enableServiceLinks", True)
-    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        if isinstance(c, dict):
-            _container_defaults(c)
+    for key in ("containers", "initContainers"):
+        items = spec.get(key)
+        for c in items if isinstance(items, list) else ():  # validation reports the rest
+            if isinstance(c, dict):
+                _container_defaults(c)
 
 
 def template_defaults(obj: Obj) -> None:
     """Pod defaults inside a workload's ``spec.template``."""
-    tpl = (obj.get("spec") or {}).get("template")
+    spec = obj.get("spec")
+    tpl = spec.get("template") if isinstance(spec, dict) else None
     if isinstance(tpl, dict) and isinstance(tpl.get("spec"), dict):
         pod_spec_defaults(tpl["spec"])
         tm = tpl.setdefault("metadata", {})
-        tm.setdefault("creationTimestamp", None)
+        if isinstance(tm, dict):
+            tm.setdefault("creationTimestamp", None)
 
 
 def _drop_empty_meta(m: Obj) -> None:

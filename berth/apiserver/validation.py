@@ -171,7 +171,8 @@ def workload_fields(obj: Obj, *, needs_replicas: bool) -> list[FieldError]:
         errs.append(required("spec.template"))
     else:
         errs += _containers(tpl.get("spec"), "spec.template.spec")
-        tlabels = (tpl.get("metadata") or {}).get("labels") or {}
+        tmeta = tpl.get("metadata")
+        tlabels = (tmeta.get("labels") if isinstance(tmeta, dict) else None) or {}
         if (
             isinstance(sel, dict)
             and isinstance(sel.get("matchLabels"), dict)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -49,9 +50,11 @@ async def serve_watch(
     label: LabelSelector,
     field: FieldSelector,
     printer: Printer,
+    convert: Callable[[ResourceDef, Obj], Obj] | None = None,
 ) -> web.StreamResponse:
     """Stream watch events for ``rd`` in ``namespace`` (all namespaces when empty);
-    ``printer`` renders them when the client asks for Tables."""
+    ``printer`` renders them when the client asks for Tables; ``convert`` turns stored
+    objects into ``rd``'s version (custom resources)."""
     q = request.query
     timeout = parse_int(q.get("timeoutSeconds"), "timeoutSeconds", minimum=0)
     if not timeout:
@@ -94,6 +97,7 @@ async def serve_watch(
         include=include,
         metrics=server.metrics,
         printer=printer,
+        convert=convert,
     )
     try:
         try:
@@ -266,8 +270,10 @@ class WatchWriter:
         include: str,
         metrics: Metrics,
         printer: Printer,
+        convert: Callable[[ResourceDef, Obj], Obj] | None = None,
     ) -> None:
         self.resp = resp
+        self.convert = convert
         self.printer = printer
         self.rd = rd
         self.label = label
@@ -288,6 +294,16 @@ class WatchWriter:
         return self.label.matches(labels) and self.field.matches(obj)
 
     def event(self, ev: ObjEvent) -> None:
+        if self.convert is not None:
+            # The event is shared by every watcher (of any version): convert copies.
+            rd = self.rd
+            ev = ObjEvent(
+                ev.revision,
+                ev.key,
+                ev.deleted,
+                self.convert(rd, ev.obj),
+                self.convert(rd, ev.prev) if ev.prev is not None else None,
+            )
         if ev.deleted:
             if self._matches(ev.obj):
                 self.add("DELETED", ev.obj, ev)

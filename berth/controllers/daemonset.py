@@ -7,6 +7,10 @@ pod for each eligible node lacking one — pinned with required node affinity on
 ``metadata.name`` so the scheduler binds it there — deletes pods on ineligible nodes,
 duplicates and failed pods, rolls out template changes under RollingUpdate (at most
 ``maxUnavailable`` old pods down at a time; ``OnDelete`` waits for users) and reports status.
+
+Each template the set has had is kept as a ControllerRevision (:mod:`history`), named
+``<set>-<hash>`` where the hash is the pods' ``controller-revision-hash``; ``kubectl rollout
+history/undo daemonset`` read and apply them, an undo renumbering the old revision as newest.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from berth.client.interface import Obj
 from berth.client.keys import ObjectKey, make_key
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
+from berth.controllers.history import History, revision_data, safe_hash
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
@@ -60,10 +65,14 @@ DAEMON_TOLERATIONS: tuple[Obj, ...] = (
 )
 
 
-def template_hash(template: Any) -> str:
-    return hashlib.sha256(orjson.dumps(thaw(template), option=orjson.OPT_SORT_KEYS)).hexdigest()[
-        :10
-    ]
+def template_hash(template: Any, collision_count: int = 0) -> str:
+    """The ``controller-revision-hash`` of a daemon pod template (what its pods and its
+    ControllerRevision carry); without collisions the digest berth always used, so pods made
+    before DaemonSets had revisions still count as up to date."""
+    payload = orjson.dumps(thaw(template), option=orjson.OPT_SORT_KEYS)
+    if collision_count:
+        return safe_hash(payload, collision_count)
+    return hashlib.sha256(payload).hexdigest()[:10]
 
 
 def daemon_pod_template(ds: Frozen) -> Obj:
@@ -101,6 +110,7 @@ class DaemonSetController:
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="daemonsets")
         self.controller = Controller("daemonsets", self, self.queue, workers=workers)
         self.expectations = Expectations(ctx.clock)
+        self.history = History(ctx)
         self.sets.add_handlers(
             Handlers(
                 on_add=self._enqueue,
@@ -152,7 +162,7 @@ class DaemonSetController:
             self.expectations.forget(key)
             return
         tmpl = daemon_pod_template(ds)
-        h = template_hash(tmpl)
+        h, collisions = await self._revision(ds, tmpl)
         owned = [p for p in self.pods.by_index("controller", uid(ds))]
         by_node: dict[str, list[Frozen]] = {}
         for pod in owned:
@@ -192,9 +202,40 @@ class DaemonSetController:
             await self.ctx.recorder.normal(
                 ds, "SuccessfulCreate", f"Created {len(to_create)} daemon pod(s)"
             )
-        retry = await self._update_status(ds, h=h, by_node=by_node, eligible=eligible)
+        retry = await self._update_status(
+            ds, h=h, by_node=by_node, eligible=eligible, collisions=collisions
+        )
+        await self._truncate_history(ds, h=h, pods=owned)
         if retry is not None:
             raise Retry(retry, "waiting for daemon pods to become available")
+
+    async def _revision(self, ds: Frozen, tmpl: Obj) -> tuple[str, int]:
+        """The hash of the template's ControllerRevision (made the newest, created if need
+        be: ``kubectl rollout history/undo ds`` read them) and the collision count."""
+        collisions = int((ds.get("status") or {}).get("collisionCount") or 0)
+        if is_deleting(ds):
+            return template_hash(tmpl, collisions), collisions
+        tmpl_labels = ((ds.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        ensured = await self.history.ensure(
+            ds,
+            data=revision_data(ds),
+            labels=dict(tmpl_labels.get("labels") or {}),
+            hash_label=HASH_LABEL,
+            digest=lambda c: template_hash(tmpl, c),
+            collision_count=collisions,
+        )
+        h = labels(ensured.revision).get(HASH_LABEL) or template_hash(tmpl, collisions)
+        return str(h), ensured.collision_count
+
+    async def _truncate_history(self, ds: Frozen, *, h: str, pods: list[Frozen]) -> None:
+        """Keep ``revisionHistoryLimit`` revisions besides those of the pods and the current."""
+        if is_deleting(ds):
+            return
+        hashes = {h} | {labels(p).get(HASH_LABEL) for p in pods}
+        revisions = self.history.owned(ds)
+        live = {name(r) for r in revisions if labels(r).get(HASH_LABEL) in hashes}
+        limit = int((ds.get("spec") or {}).get("revisionHistoryLimit", 10))
+        await self.history.truncate(revisions, live=live, limit=limit)
 
     @staticmethod
     def _target_node(pod: Frozen) -> str:
@@ -263,7 +304,13 @@ class DaemonSetController:
             await self.ctx.client.delete(PODS, name(pod), namespace=namespace(pod))
 
     async def _update_status(
-        self, ds: Frozen, *, h: str, by_node: dict[str, list[Frozen]], eligible: set[str]
+        self,
+        ds: Frozen,
+        *,
+        h: str,
+        by_node: dict[str, list[Frozen]],
+        eligible: set[str],
+        collisions: int,
     ) -> float | None:
         now = self.ctx.clock.now()
         min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
@@ -291,6 +338,8 @@ class DaemonSetController:
             "updatedNumberScheduled": updated,
             "observedGeneration": meta(ds).get("generation", 1),
         }
+        if collisions:
+            status["collisionCount"] = collisions
         old = ds.get("status") or {}
         if any(old.get(k, 0) != v for k, v in status.items()):
             with contextlib.suppress(errors.NotFound):

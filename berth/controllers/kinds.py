@@ -13,18 +13,24 @@ from __future__ import annotations
 
 from berth.api.resources import (
     CONFIGMAPS,
+    CONTROLLERREVISIONS,
+    CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
     ENDPOINTS,
     EVENTS,
+    JOBS,
     LEASES,
+    LIMITRANGES,
     NAMESPACES,
     NODES,
     PODS,
     REPLICASETS,
+    RESOURCEQUOTAS,
     SECRETS,
     SERVICEACCOUNTS,
     SERVICES,
+    STATEFULSETS,
     ResourceDef,
 )
 
@@ -41,5 +47,11 @@ MANAGED: tuple[ResourceDef, ...] = (
     DEPLOYMENTS,
     REPLICASETS,
     DAEMONSETS,
+    STATEFULSETS,
+    CONTROLLERREVISIONS,
     LEASES,
+    RESOURCEQUOTAS,
+    LIMITRANGES,
+    JOBS,
+    CRONJOBS,
 )

@@ -13,21 +13,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from berth.api import satoken
-from berth.api.resources import EVENTS, ResourceDef
+from berth.api.resources import CRONJOBS, EVENTS, JOBS, ResourceDef
 from berth.client.interface import ApiClient
 from berth.controllers.context import Context
+from berth.controllers.cronjob import CronJobController
 from berth.controllers.daemonset import DaemonSetController
 from berth.controllers.deployment import DeploymentController
 from berth.controllers.endpoints import EndpointsController
 from berth.controllers.garbagecollector import GarbageCollector
+from berth.controllers.job import JobController
 from berth.controllers.kinds import MANAGED
 from berth.controllers.namespace import NamespaceController
 from berth.controllers.nodeipam import NodeIpamController
 from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
+from berth.controllers.resourcequota import ResourceQuotaController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
+from berth.controllers.statefulset import StatefulSetController
+from berth.controllers.ttlafterfinished import TTLAfterFinishedController
 from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller
 from berth.machinery.events import EventRecorder
@@ -37,6 +42,7 @@ ALL_CONTROLLERS = (
     "replicaset",
     "deployment",
     "daemonset",
+    "statefulset",
     "nodelifecycle",
     "endpoints",
     "namespace",
@@ -46,6 +52,10 @@ ALL_CONTROLLERS = (
     "serviceaccount",
     "root-ca-cert-publisher",
     "serviceaccount-token",
+    "resourcequota",
+    "job",
+    "cronjob",
+    "ttl-after-finished",
 )
 
 
@@ -101,6 +111,7 @@ class ControllerManager:
             DeploymentController(self.ctx, workers=config.workers) if "deployment" in want else None
         )
         self.daemonsets = DaemonSetController(self.ctx) if "daemonset" in want else None
+        self.statefulsets = StatefulSetController(self.ctx) if "statefulset" in want else None
         self.nodelifecycle = (
             NodeLifecycleController(self.ctx, config.node_lifecycle)
             if "nodelifecycle" in want
@@ -136,11 +147,24 @@ class ControllerManager:
             if "root-ca-cert-publisher" in want and ca is not None
             else None
         )
+        self.resourcequota = ResourceQuotaController(self.ctx) if "resourcequota" in want else None
         signer = config.service_account_signer
         self.tokens = (
             TokensController(self.ctx, signer, ca)
             if "serviceaccount-token" in want and signer is not None and ca is not None
             else None
+        )
+
+        # batch/v1 (only when the server serves it: an older server has no Jobs to watch)
+        batch = JOBS in served
+        self.jobs = (
+            JobController(self.ctx, workers=config.workers) if "job" in want and batch else None
+        )
+        self.cronjobs = (
+            CronJobController(self.ctx) if "cronjob" in want and CRONJOBS in served else None
+        )
+        self.ttl = (
+            TTLAfterFinishedController(self.ctx) if "ttl-after-finished" in want and batch else None
         )
 
     @property
@@ -149,6 +173,7 @@ class ControllerManager:
             self.replicasets,
             self.deployments,
             self.daemonsets,
+            self.statefulsets,
             self.nodelifecycle,
             self.endpoints,
             self.namespaces,
@@ -158,6 +183,10 @@ class ControllerManager:
             self.serviceaccounts,
             self.root_ca,
             self.tokens,
+            self.resourcequota,
+            self.jobs,
+            self.cronjobs,
+            self.ttl,
         )
         return [p.controller for p in parts if p is not None]
 

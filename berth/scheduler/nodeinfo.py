@@ -40,6 +40,8 @@ class PodInfo:
     host_ports: tuple[tuple[str, str, int], ...]  # (protocol, hostIP, port)
     owner: str  # controller uid ("" when none): used for spreading
     node_name: str = ""
+    priority: int = 0  # spec.priority, set by Priority admission
+    preempts: bool = True  # spec.preemptionPolicy is not Never
 
     @property
     def simple(self) -> bool:
@@ -75,6 +77,7 @@ def pod_info(pod: Frozen) -> PodInfo:
         if p.get("hostPort")
     )
     ref = controller_ref(pod)
+    priority = spec.get("priority") or 0
     return PodInfo(
         key=key_of(pod),
         uid=str(meta(pod).get("uid", "")),
@@ -85,6 +88,8 @@ def pod_info(pod: Frozen) -> PodInfo:
         host_ports=ports,
         owner=str(ref.get("uid")) if ref is not None else "",
         node_name=str(spec.get("nodeName") or ""),
+        priority=priority if isinstance(priority, int) else 0,
+        preempts=spec.get("preemptionPolicy") != "Never",
     )
 
 

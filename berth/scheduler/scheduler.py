@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.api.meta import format_time
-from berth.api.resources import NODES, PODS
+from berth.api.resources import NODES, PODDISRUPTIONBUDGETS, PODS
+from berth.api.selectors import SelectorError, label_selector_from_object
 from berth.client import errors
 from berth.client.interface import ApiClient, bind
 from berth.client.keys import ObjectKey
@@ -34,7 +35,7 @@ from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, InformerFactory
 from berth.machinery.objects import Frozen, is_deleting, key_of, meta, name, namespace
 from berth.machinery.queue import WorkQueue
-from berth.scheduler import plugins
+from berth.scheduler import plugins, preemption
 from berth.scheduler.nodeinfo import NodeInfo, PodInfo, node_info, pod_info
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class SchedulerConfig:
     max_backoff: float = 10.0
     unschedulable_flush: float = 60.0
     report_status: bool = True
+    preemption: bool = True  # evict lower-priority pods for a pod that fits nowhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,12 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.pods = informers.informer(PODS)
         self.nodes = informers.informer(NODES)
+        self.budgets = informers.informer(PODDISRUPTIONBUDGETS) if self.config.preemption else None
+        self.preemptions = 0
+        # node -> {uid: pod} nominated there by a preemption, until bound or gone: pods of
+        # no higher priority are filtered as if they were already there (kube's nominator),
+        # so the room the victims leave is not taken by others.
+        self.nominated: dict[str, dict[str, PodInfo]] = {}
         self.queue: WorkQueue[ObjectKey] = WorkQueue(
             clock,
             base_delay=self.config.initial_backoff,
@@ -123,6 +131,7 @@ class Scheduler:
         uid = str(meta(pod).get("uid"))
         key = key_of(pod)
         if node:
+            self._forget_nomination(uid)
             self.assumed.pop(uid, None)
             self.unschedulable.pop(key, None)
             if _is_terminal(pod):
@@ -139,6 +148,7 @@ class Scheduler:
 
     def _pod_gone(self, pod: Frozen) -> None:
         uid = str(meta(pod).get("uid"))
+        self._forget_nomination(uid)
         self.unschedulable.pop(key_of(pod), None)
         was_assumed = self.assumed.pop(uid, None) is not None
         if self._unaccount(uid) or was_assumed:
@@ -226,9 +236,27 @@ class Scheduler:
         infos = self.node_infos
         simple = pod.simple
         fits_plain = plugins.fits_plain
+        nominated = self.nominated
         for i in range(total):
             node = infos[order[(start + i) % total]]
             evaluated += 1
+            if nominated and node.name in nominated:
+                ahead = [
+                    p
+                    for p in nominated[node.name].values()
+                    if p.uid != pod.uid and p.priority >= pod.priority
+                ]
+                if ahead:
+                    failed = plugins.filter_node(
+                        pod, preemption.with_pods(node, [*node.pods.values(), *ahead])
+                    )
+                    if failed:
+                        reasons.update(failed)
+                        continue
+                    feasible.append(node)
+                    if len(feasible) >= target:
+                        break
+                    continue
             if simple and node.plain:
                 if not fits_plain(pod, node):
                     reasons.update(plugins.resources(pod, node))
@@ -263,12 +291,145 @@ class Scheduler:
             self._attempts[key] += 1
             self.unschedulable[key] = self.clock.monotonic()
             self._spawn(self._report_unschedulable(pod, decision.message))
+            if self.config.preemption and self._may_preempt(pod, info):
+                chosen = preemption.choose(info, list(self.node_infos.values()), self._breaking)
+                if chosen is not None:
+                    self._nominate(info, chosen.node)
+                    self._spawn(self._preempt(pod, chosen))
             return decision
         self.node_infos[decision.node].add_pod(info)
         self._pod_node[uid] = (decision.node, key)
         self.assumed[uid] = decision.node
         self._spawn(self._bind(pod, info, decision.node))
         return decision
+
+    # ---- preemption -----------------------------------------------------------------------
+    def _may_preempt(self, pod: Frozen, info: PodInfo) -> bool:
+        """kube's eligibility: the pod's policy allows it, and it is not still waiting for
+        the victims of an earlier preemption to go."""
+        if not info.preempts:
+            return False
+        nominated = (pod.get("status") or {}).get("nominatedNodeName")
+        node = self.node_infos.get(str(nominated)) if nominated else None
+        if node is None:
+            return True
+        for other in node.pods.values():
+            victim = self.pods.get(ObjectKey(other.key))
+            if victim is not None and is_deleting(victim) and other.priority < info.priority:
+                return False
+        return True
+
+    def _nominate(self, info: PodInfo, node: str) -> None:
+        self._forget_nomination(info.uid)
+        self.nominated.setdefault(node, {})[info.uid] = info
+
+    def _forget_nomination(self, uid: str) -> None:
+        for node, pods in list(self.nominated.items()):
+            if pods.pop(uid, None) is not None and not pods:
+                del self.nominated[node]
+
+    def _breaking(self, victims: list[PodInfo]) -> set[str]:
+        """The victims whose eviction, in this order, would break a PodDisruptionBudget
+        (budgets judged from the pods themselves, as the eviction endpoint does)."""
+        if self.budgets is None:
+            return set()
+        allowed: dict[str, int] = {}
+        out: set[str] = set()
+        for v in victims:
+            victim = self.pods.get(ObjectKey(v.key))
+            if victim is None:
+                continue
+            ns = namespace(victim)
+            labels = meta(victim).get("labels") or {}
+            for pdb in self.budgets.list(ns):
+                spec = pdb.get("spec") or {}
+                try:
+                    selector = label_selector_from_object(spec.get("selector"))
+                except SelectorError:
+                    continue
+                if selector.empty or not selector.matches(labels):
+                    continue
+                k = key_of(pdb)
+                if k not in allowed:
+                    allowed[k] = self._disruptions_allowed(spec, selector, ns)
+                allowed[k] -= 1
+                if allowed[k] < 0:
+                    out.add(v.uid)
+        return out
+
+    def _disruptions_allowed(self, spec: Any, selector: Any, ns: str | None) -> int:
+        covered = [
+            p
+            for p in self.pods.list(ns)
+            if not is_deleting(p) and selector.matches(meta(p).get("labels") or {})
+        ]
+        healthy = sum(
+            1
+            for p in covered
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (p.get("status") or {}).get("conditions") or ()
+            )
+        )
+        expected = len(covered)
+        if "minAvailable" in spec:
+            desired = _scaled(spec["minAvailable"], expected)
+        else:
+            desired = expected - _scaled(spec.get("maxUnavailable", 0), expected)
+        return healthy - desired
+
+    async def _preempt(self, pod: Frozen, chosen: preemption.Candidate) -> None:
+        """Nominate the node for ``pod``, then delete the victims gracefully (each told why,
+        with a ``DisruptionTarget`` condition and a ``Preempted`` event)."""
+        self.preemptions += 1
+        ns, pod_name = namespace(pod), name(pod)
+        try:
+            await self.client.patch(
+                PODS,
+                pod_name,
+                {"status": {"nominatedNodeName": chosen.node}},
+                namespace=ns,
+                subresource="status",
+            )
+        except (errors.ApiError, OSError) as exc:
+            log.info("could not nominate %s for %s/%s: %s", chosen.node, ns, pod_name, exc)
+            return
+        uid = str(meta(pod).get("uid"))
+        for v in chosen.victims:
+            victim = self.pods.get(ObjectKey(v.key))
+            if victim is None:
+                continue
+            cond = {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "PreemptionByScheduler",
+                "message": f"{self.config.scheduler_name}: preempting to accommodate a higher"
+                " priority pod",
+                "lastTransitionTime": format_time(self.clock.now()),
+            }
+            current = [
+                dict(c)
+                for c in (victim.get("status") or {}).get("conditions") or ()
+                if c.get("type") != "DisruptionTarget"
+            ]
+            try:
+                await self.client.patch(
+                    PODS,
+                    name(victim),
+                    {"status": {"conditions": [*current, cond]}},
+                    namespace=namespace(victim),
+                    subresource="status",
+                )
+                await self.client.delete(
+                    PODS, name(victim), namespace=namespace(victim), precondition_uid=v.uid
+                )
+            except (errors.ApiError, OSError) as exc:
+                log.info("could not preempt %s: %s", v.key, exc)
+                continue
+            await self.recorder.normal(
+                victim, "Preempted", f"Preempted by pod {uid} on node {chosen.node}"
+            )
+        log.info("%s/%s preempted %d pod(s) on %s", ns, pod_name, len(chosen.victims), chosen.node)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -356,3 +517,13 @@ class Scheduler:
     async def wait_binds(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _scaled(value: Any, total: int) -> int:
+    """An int-or-percent budget figure of ``total`` pods (percentages round up)."""
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            return -(-int(value[:-1]) * total // 100)
+        except ValueError:
+            return total
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -422,6 +422,77 @@ def test_killed_container_process_is_restarted_and_counted(cluster: Cluster) -> 
     assert status["containerID"] != f"runc://{cid}"
 
 
+# -- a StatefulSet -------------------------------------------------------------------------
+
+
+def _statefulset(image: str) -> dict[str, Any]:
+    # each pod turns Ready two seconds after it starts: the next one must not exist before
+    ready_later = "sleep 2; touch /tmp/ready; exec sleep 3600"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "replicas": 3,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db", "test": "workloads"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": image,
+                            "command": ["/bin/sh", "-c", ready_later],
+                            "readinessProbe": {
+                                "exec": {"command": ["test", "-e", "/tmp/ready"]},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _ready_since(pod: dict[str, Any]) -> str:
+    return next(
+        str(c["lastTransitionTime"])
+        for c in pod["status"]["conditions"]
+        if c["type"] == "Ready" and c["status"] == "True"
+    )
+
+
+def test_statefulset_comes_up_in_order_and_a_deleted_pod_returns_by_name(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(_statefulset(cluster.image))
+    cluster.kubectl("rollout", "status", "statefulset/db", "--timeout=180s", timeout=200)
+    pods = {p["metadata"]["name"]: p for p in cluster.pods("app=db")}
+    assert sorted(pods) == ["db-0", "db-1", "db-2"]
+    for before, after in (("db-0", "db-1"), ("db-1", "db-2")):
+        # RFC 3339 UTC stamps compare as strings
+        assert pods[after]["metadata"]["creationTimestamp"] >= _ready_since(pods[before])
+    assert all(_ready(p) for p in pods.values())
+    assert pods["db-1"]["spec"]["hostname"] == "db-1"
+    assert pods["db-1"]["spec"]["subdomain"] == "db"
+    old_uid = pods["db-1"]["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", "db-1", "--wait=false")
+
+    def back() -> dict[str, Any] | None:
+        found = [p for p in cluster.pods("app=db") if p["metadata"]["name"] == "db-1"]
+        fresh = [p for p in found if p["metadata"]["uid"] != old_uid and _ready(p)]
+        return fresh[0] if fresh else None
+
+    again = wait_for("db-1 back under its name", back, timeout=120)
+    assert again["status"]["phase"] == "Running"
+    cluster.kubectl("delete", "statefulset", "db", "--wait=true", timeout=120)
+    wait_for("db pods gone", lambda: not cluster.pods("app=db") or None, timeout=120)
+
+
 # -- crash loops and logs -------------------------------------------------------------------
 
 

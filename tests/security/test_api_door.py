@@ -621,6 +621,34 @@ SEEDS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    f"{APPS}/statefulsets": {
+        "metadata": {"name": "tc"},
+        "spec": {
+            "serviceName": "tc",
+            "ordinals": {"start": 1},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"},
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        },
+    },
+    f"{APPS}/controllerrevisions": {
+        "metadata": {"name": "tc"},
+        "data": {"spec": {"template": {"$patch": "replace"}}},
+        "revision": 1,
+    },
     f"{NS}/services": {
         "metadata": {"name": "tc"},
         "spec": {"selector": {"a": "b"}, "ports": [{"port": 80, "targetPort": 8080}]},
@@ -675,7 +703,7 @@ def confused_writes(draw: st.DrawFn) -> tuple[str, str, str, Any]:
     body = replaced_at(seed, path, draw(WRONG_VALUES))
     method, suffix, ctype = draw(st.sampled_from(WRITE_KINDS))
     if suffix.endswith("/status") and collection.endswith(
-        ("configmaps", "secrets", "endpoints", "rolebindings")
+        ("configmaps", "secrets", "endpoints", "rolebindings", "controllerrevisions")
     ):
         suffix = suffix.removesuffix("/status")
     url = collection + suffix.format(name="tc") + "?fieldManager=door"

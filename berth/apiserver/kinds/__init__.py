@@ -14,21 +14,27 @@ from __future__ import annotations
 from berth.api.resources import ResourceDef
 
 from .base import KindStrategy
+from .batch import CronJobStrategy, JobStrategy
 from .config import ConfigMapStrategy, SecretStrategy
 from .coordination import LeaseStrategy
+from .customresourcedefinitions import CustomResourceDefinitionStrategy
 from .events import EventStrategy
+from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
+from .quota import ResourceQuotaStrategy
 from .rbac import (
     ClusterRoleBindingStrategy,
     ClusterRoleStrategy,
     RoleBindingStrategy,
     RoleStrategy,
 )
+from .scheduling import PriorityClassStrategy
 from .serviceaccounts import ServiceAccountStrategy
 from .services import EndpointsStrategy, ServiceStrategy
+from .statefulsets import ControllerRevisionStrategy, StatefulSetStrategy
 from .workloads import DaemonSetStrategy, DeploymentStrategy, ReplicaSetStrategy
 
 __all__ = ["BUILTIN", "KindStrategy", "Strategies", "strategy_for"]
@@ -47,11 +53,19 @@ BUILTIN: tuple[KindStrategy, ...] = (
     DeploymentStrategy(),
     ReplicaSetStrategy(),
     DaemonSetStrategy(),
+    JobStrategy(),
+    CronJobStrategy(),
+    StatefulSetStrategy(),
+    ControllerRevisionStrategy(),
     PodDisruptionBudgetStrategy(),
+    ResourceQuotaStrategy(),
+    LimitRangeStrategy(),
+    PriorityClassStrategy(),
     RoleStrategy(),
     ClusterRoleStrategy(),
     RoleBindingStrategy(),
     ClusterRoleBindingStrategy(),
+    CustomResourceDefinitionStrategy(),
 )
 """The built-in kinds' strategies, found by (group, kind)."""
 

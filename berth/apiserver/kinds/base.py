@@ -59,6 +59,10 @@ class KindStrategy:
     """Selectable fields besides ``metadata.name`` and ``metadata.namespace``."""
     columns: Printer = DEFAULT
     """The Table columns ``kubectl get`` prints (see :meth:`printer`)."""
+    converts: bool = False
+    """Objects are stored in one version and served in several (custom resources): the
+    registry passes what it writes through :meth:`to_storage` and what it reads through
+    :meth:`to_served`. False for built-ins, which pay nothing for it."""
     endpoints: Mapping[tuple[str, str], Endpoint] = {}
     """Handlers of this kind's own (verb, subresource) pairs, looked up before the shared
     ones of :data:`berth.apiserver.handlers.ENDPOINTS`."""
@@ -136,6 +140,12 @@ class KindStrategy:
             m["generation"] = generation + 1 if changed else generation
         return new
 
+    def prune_unknown(self, rd: ResourceDef, obj: Obj) -> list[str]:
+        """Drop the fields of a client's ``obj`` that this kind's own schema does not know,
+        returning their paths (``spec.foo``) for ``fieldValidation``. Built-in kinds have
+        none here: their unknown fields are dropped by :mod:`berth.apiserver.openapi`."""
+        return []
+
     # -- validation -------------------------------------------------------------------------
 
     def validate(
@@ -197,6 +207,16 @@ class KindStrategy:
         deletion) and return the object as it now is; ``None`` for the usual path
         (finalizers, then removal)."""
         return None
+
+    # -- versions (only asked when :attr:`converts`) -----------------------------------------
+
+    def to_storage(self, rd: ResourceDef, obj: Obj) -> Obj:
+        """``obj`` (in ``rd``'s version) as it is stored; must not change ``obj``."""
+        return obj
+
+    def to_served(self, rd: ResourceDef, obj: Obj) -> Obj:
+        """A stored ``obj`` as ``rd`` serves it; must not change ``obj``."""
+        return obj
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -304,7 +304,7 @@ class PodStrategy(KindStrategy):
             if not spec.get("serviceAccountName"):
                 spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
             spec.setdefault("serviceAccount", spec["serviceAccountName"])
-            spec.setdefault("priority", 0)
+            # priority and preemptionPolicy: Priority admission (berth.apiserver.priority)
             # not-ready/unreachable tolerations: berth.apiserver.tolerations (admission).
 
     def reset_status(self, rd: ResourceDef, obj: Obj) -> None:
@@ -326,10 +326,23 @@ class PodStrategy(KindStrategy):
         self, reg: Registry, rd: ResourceDef, ns: str, obj: Obj
     ) -> PodTemplate | None:
         add_default_tolerations(obj, reg.default_tolerations)
+        # Before ServiceAccount admission keys the pod by its spec (podtemplate): what
+        # these set is part of that key.
+        reg.limit_ranger.admit_pod(rd, ns, obj)
+        await reg.priority.admit_pod(reg, rd, obj)
         if reg.service_accounts is None:
             return None
         await reg.check_namespace(ns)  # a missing namespace is a 404, as upstream
         return await reg.service_accounts.admit_pod(reg, ns, obj)
+
+    def keep_on_update(self, rd: ResourceDef, old: Obj, new: Obj) -> None:
+        super().keep_on_update(rd, old, new)
+        # set by admission on create: an update that leaves them out keeps them
+        spec, old_spec = new.get("spec"), old.get("spec")
+        if isinstance(spec, dict) and isinstance(old_spec, dict):
+            for field in ("priority", "preemptionPolicy"):
+                if field not in spec and field in old_spec:
+                    spec[field] = old_spec[field]
 
     def admit_update(self, reg: Registry, rd: ResourceDef, new: Obj, subresource: str) -> None:
         if not subresource:

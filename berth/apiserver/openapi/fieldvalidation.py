@@ -18,6 +18,7 @@ for ``--validate=warn`` and ``Ignore`` for ``--validate=false``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,8 +146,14 @@ def json_patch_findings(raw: bytes, operations: Any) -> Findings:
 
 def drop_unknown(rd: ResourceDef, obj: Any) -> Findings:
     """Remove the fields ``rd``'s schema does not declare from ``obj`` (in place)."""
+    return unknown_findings(fieldtree.unknown_fields(tree_for(rd), obj))
+
+
+def unknown_findings(paths: Iterable[str]) -> Findings:
+    """The findings of fields dropped as unknown (``spec.foo``), e.g. by a custom resource's
+    schema (its strategy's ``prune_unknown``)."""
     found = Findings()
-    for path in fieldtree.unknown_fields(tree_for(rd), obj):
+    for path in paths:
         found.add(f"unknown field {duplicates.go_quote(path)}")
     return found
 

@@ -168,15 +168,26 @@ async def drain(client: HttpClient, node: str, *, within: float) -> int:
     await client.patch(NODES, node, {"spec": {"unschedulable": True}})
     pods = (await client.list(PODS, field_selector=f"spec.nodeName={node}")).items
     evicted = 0
+    deadline = time.monotonic() + within
     for pod in pods:
         if _daemon_pod(pod):
             continue
-        try:
-            await evict(client, namespace=pod["metadata"]["namespace"], pod=pod["metadata"]["name"])
-            evicted += 1
-        except api_errors.NotFound:
-            continue
-    deadline = time.monotonic() + within
+        while True:
+            try:
+                await evict(
+                    client, namespace=pod["metadata"]["namespace"], pod=pod["metadata"]["name"]
+                )
+                evicted += 1
+            except api_errors.NotFound:
+                pass
+            except api_errors.TooManyRequests:
+                # a PodDisruptionBudget says not now: retry until the drain's deadline,
+                # then refuse to remove the node, as a first 429 did before
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(1.0)
+                continue
+            break
     while time.monotonic() < deadline:
         remaining = (await client.list(PODS, field_selector=f"spec.nodeName={node}")).items
         left = [p for p in remaining if not _daemon_pod(p)]

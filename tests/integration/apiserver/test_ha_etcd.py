@@ -1,6 +1,7 @@
 """Two ``python -m berth.apiserver`` processes on one real etcd (mTLS, 127.0.0.1): Services
 created concurrently through both never share a ClusterIP or NodePort, a watch on one sees
-writes made through the other, kubectl works against both, the ``kubernetes`` Endpoints list
+writes made through the other, kubectl works against both, a CRD created through one is
+served by the other, the ``kubernetes`` Endpoints list
 both, and when one is killed the other keeps serving."""
 
 from __future__ import annotations
@@ -199,6 +200,76 @@ def test_kubectl_against_both_servers(pair: Pair, tmp_path: Path) -> None:
     assert [r[0] for r in rows_a] == [r[0] for r in rows_b]
     out = through_b("get", "leases", "-n", "kube-system", "-o", "name")
     assert sorted(out.split()) == sorted(f"lease.coordination.k8s.io/{_lease(p)}" for p in pair)
+
+
+def _crd(group: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {"size": {"type": "integer", "default": 1}},
+            }
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gizmos.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gizmos", "kind": "Gizmo"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def _serves(raw: Raw, group: str) -> bool:
+    status, doc = raw.json("GET", f"/apis/{group}/v1")
+    return status == 200 and any(r["name"] == "gizmos" for r in doc["resources"])
+
+
+def test_a_crd_created_through_one_server_is_served_by_the_other(pair: Pair) -> None:
+    cert = _admin(pair)
+    raw_a, raw_b = _raw(pair.a, cert), _raw(pair.b, cert)
+    try:
+        _crd_through_both(raw_a, raw_b)
+    finally:
+        raw_a.close()
+        raw_b.close()
+
+
+def _crd_through_both(raw_a: Raw, raw_b: Raw) -> None:
+    group = "ha.example.com"
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    status, body = raw_a.json("POST", crds, _crd(group))
+    assert status == 201, body
+    created = time.monotonic()
+    while not _serves(raw_b, group):  # b learns it from the watch on etcd
+        assert time.monotonic() - created < 1.0, "b did not serve the CRD within 1 s"
+        time.sleep(0.02)
+    base = f"/apis/{group}/v1/namespaces/default/gizmos"
+    status, body = raw_b.json("POST", base, {"metadata": {"name": "g1"}, "spec": {}})
+    assert status == 201, body
+    assert body["spec"] == {"size": 1}  # b validates and defaults with the CRD's schema
+    status, body = raw_a.json("GET", f"{base}/g1")
+    assert (status, body["apiVersion"]) == (200, f"{group}/v1")
+    # deleted through b: its objects go, and a stops serving it
+    status, _ = raw_b.json("DELETE", f"{crds}/gizmos.{group}")
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while _serves(raw_a, group) or raw_a.json("GET", f"{crds}/gizmos.{group}")[0] != 404:
+        assert time.monotonic() < deadline, "the CRD was not deleted"
+        time.sleep(0.05)
+    assert raw_b.json("GET", base)[0] == 404
 
 
 def test_killing_one_server_leaves_the_other_serving(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 kubectl maps every kind of its prune allow-list through discovery before it prunes anything,
 and stops with ``invalid resource ...: no matches for kind`` at the first kind the server
 does not serve — against kube-apiserver too, when a group is switched off. berth serves no
-PersistentVolumeClaim, PersistentVolume, ReplicationController, Job, CronJob, Ingress or
-StatefulSet yet, and does not pretend to: the default allow-list fails as upstream's does for
+PersistentVolumeClaim, PersistentVolume, ReplicationController, Ingress or StatefulSet yet,
+and does not pretend to: the default allow-list fails as upstream's does for
 an absent kind (the test below turns into a pruning test by itself once every kind of the list
 is served), and an explicit allow-list of served kinds prunes.
 """

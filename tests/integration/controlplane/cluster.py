@@ -60,6 +60,13 @@ class Cluster:
     scheduler: Scheduler
     home: Path
     clients: list[HttpClient] = field(default_factory=list)
+    manager_task: asyncio.Task[None] | None = None
+
+    async def stop_manager(self) -> None:
+        """Stop the controller manager (a controller restart test starts another)."""
+        if self.manager_task is not None:
+            self.manager_task.cancel()
+            await asyncio.gather(self.manager_task, return_exceptions=True)
 
     async def pods(self, namespace: str = "default", selector: str | None = None) -> list[Obj]:
         return (await self.api.list(PODS, namespace=namespace, label_selector=selector)).items
@@ -166,7 +173,9 @@ async def control_plane(
         await informers.wait_for_sync()
         tasks.append(asyncio.create_task(scheduler.run()))
         await manager.informers.wait_for_sync()
-        yield Cluster(server, kubeconfig, api, runtime, fleet, manager, scheduler, home, clients)
+        yield Cluster(
+            server, kubeconfig, api, runtime, fleet, manager, scheduler, home, clients, tasks[0]
+        )
     finally:
         scheduler.queue.shutdown()
         for t in tasks:

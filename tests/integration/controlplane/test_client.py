@@ -41,8 +41,8 @@ def test_errors_watch_and_discovery(server: ServerHandle, tmp_path: Path) -> Non
             assert ("MODIFIED", "a") in seen
             assert await api.served(DEPLOYMENTS)
             # a kind the table does not hold (yet): discovery says it is not served
-            statefulsets = dataclasses.replace(DEPLOYMENTS, plural="statefulsets")
-            assert not await api.served(statefulsets)
+            widgets = dataclasses.replace(DEPLOYMENTS, plural="widgets")
+            assert not await api.served(widgets)
         finally:
             await api.close()
             await asyncio.sleep(0.3)

@@ -60,7 +60,7 @@ def test_protobuf_configmap_body() -> None:
 
 def test_protobuf_errors() -> None:
     with pytest.raises(ApiError) as exc:
-        decode_body(MAGIC + _field(1, _field(2, b"CronJob")))
+        decode_body(MAGIC + _field(1, _field(2, b"StatefulSet")))
     assert exc.value.code == 415
     for junk in (b"no magic", MAGIC + b"\xff\xff\xff", MAGIC + bytes([0x0A, 50]) + b"short"):
         with pytest.raises(ApiError) as exc:

@@ -44,8 +44,14 @@ def test_controller_manager_can_do_its_controllers_work(authorizer: RbacAuthoriz
     a = authorizer
     assert can(a, cm, "create", "pods", ns="x")
     assert can(a, cm, "create", "replicasets", group="apps", ns="x")
-    for kind in ("deployments", "replicasets", "daemonsets"):
+    for kind in ("deployments", "replicasets", "daemonsets", "statefulsets"):
         assert can(a, cm, "patch", kind, group="apps", sub="status", ns="x")
+    # statefulset, daemonset: their ControllerRevisions (created, renumbered, pruned)
+    for verb in ("create", "patch", "delete"):
+        assert can(a, cm, verb, "controllerrevisions", group="apps", ns="x")
+    # statefulset: claims of volumeClaimTemplates
+    for verb in ("get", "create", "patch"):
+        assert can(a, cm, verb, "persistentvolumeclaims", ns="x")
     assert can(a, cm, "patch", "pods", sub="status", ns="x")
     assert can(a, cm, "patch", "nodes", sub="status")
     assert can(a, cm, "update", "namespaces", sub="finalize", name="gone")
@@ -77,6 +83,8 @@ def test_controller_manager_cannot_take_the_cluster(authorizer: RbacAuthorizer) 
     assert not can(a, cm, "create", "pods", sub="exec", ns="x")
     assert not can(a, cm, "get", "pods", sub="log", ns="x")
     assert not can(a, cm, "update", "deployments", group="apps", sub="scale", ns="x")
+    assert not can(a, cm, "update", "statefulsets", group="apps", ns="x")
+    assert not can(a, cm, "delete", "persistentvolumeclaims", ns="x")
     assert not can(a, cm, "get", "poddisruptionbudgets", group="policy", ns="x")
 
 
@@ -86,7 +94,9 @@ def test_scheduler_and_proxy_hold_only_their_work(authorizer: RbacAuthorizer) ->
     assert can(a, SCHEDULER, "patch", "pods", sub="status", ns="x")
     assert can(a, SCHEDULER, "watch", "pods")
     assert can(a, SCHEDULER, "watch", "nodes")
-    for verb, resource in (("list", "configmaps"), ("get", "secrets"), ("delete", "pods")):
+    assert can(a, SCHEDULER, "delete", "pods", ns="x")  # preemption victims
+    assert can(a, SCHEDULER, "watch", "poddisruptionbudgets", group="policy")
+    for verb, resource in (("list", "configmaps"), ("get", "secrets"), ("update", "pods")):
         assert not can(a, SCHEDULER, verb, resource, ns="x"), resource
     assert not can(a, SCHEDULER, "create", "pods", ns="x")
     assert can(a, PROXY, "watch", "services")

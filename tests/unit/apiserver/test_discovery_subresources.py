@@ -48,6 +48,7 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
     verbs = {name: r["verbs"] for name, r in {**core, **apps}.items() if "/" in name}
     assert verbs == {
         "namespaces/status": ["get", "patch", "update"],
+        "resourcequotas/status": ["get", "patch", "update"],
         "namespaces/finalize": ["update"],
         "nodes/status": ["get", "patch", "update"],
         "pods/status": ["get", "patch", "update"],
@@ -61,6 +62,8 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "replicasets/status": ["get", "patch", "update"],
         "replicasets/scale": ["get", "patch", "update"],
         "daemonsets/status": ["get", "patch", "update"],
+        "statefulsets/status": ["get", "patch", "update"],
+        "statefulsets/scale": ["get", "patch", "update"],
     }
     assert "group" not in core["pods/binding"]
     assert core["pods/binding"]["kind"] == "Binding"

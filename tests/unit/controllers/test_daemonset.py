@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from berth.api.resources import DAEMONSETS, NODES, PODS
+from berth.api.resources import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS
 from berth.client.interface import Obj
 from berth.client.keys import ObjectKey
+from berth.controllers.daemonset import HASH_LABEL as HASH
 from berth.controllers.daemonset import DaemonSetController
 
 from .harness import Harness, pod_template, run
@@ -119,5 +120,56 @@ def test_rolling_update_replaces_at_most_max_unavailable_at_a_time() -> None:
         images = {p["spec"]["containers"][0]["image"] for p in h.api.objects(PODS)}
         assert images == {"nginx:2"}
         assert len(pinned_nodes(h)) == 3
+
+    run(body)
+
+
+def test_template_history_is_kept_as_controller_revisions() -> None:
+    """``kubectl rollout history/undo ds`` read ControllerRevisions: one per template, the
+    pods' ``controller-revision-hash`` naming theirs, an undo renumbering the old one."""
+
+    async def body() -> None:
+        h = Harness()
+        c = DaemonSetController(h.ctx)
+        h.api.seed(NODES, node("a"))
+        h.api.seed(
+            DAEMONSETS,
+            {
+                "metadata": {"name": "agent", "namespace": "default"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "agent"}},
+                    "template": pod_template({"app": "agent"}),
+                },
+            },
+        )
+
+        async def set_image(image: str) -> None:
+            tmpl = pod_template({"app": "agent"}, image=image)
+            await h.api.patch(
+                DAEMONSETS, "agent", {"spec": {"template": tmpl}}, namespace="default"
+            )
+            await h.converge(c.controller)
+
+        def revisions() -> dict[str, Obj]:
+            return {
+                r["data"]["spec"]["template"]["spec"]["containers"][0]["image"]: r
+                for r in h.api.objects(CONTROLLERREVISIONS)
+            }
+
+        await h.converge(c.controller)
+        first = revisions()["nginx:1"]
+        assert first["revision"] == 1
+        assert first["metadata"]["labels"]["app"] == "agent"
+        assert first["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet"
+        assert first["metadata"]["name"] == "agent-" + first["metadata"]["labels"][HASH]
+        (pod,) = h.api.objects(PODS)
+        assert pod["metadata"]["labels"][HASH] == first["metadata"]["labels"][HASH]
+        await set_image("nginx:2")
+        await set_image("nginx:1")
+        revs = revisions()
+        assert {k: r["revision"] for k, r in revs.items()} == {"nginx:1": 3, "nginx:2": 2}
+        assert revs["nginx:1"]["metadata"]["uid"] == first["metadata"]["uid"]
+        (pod,) = h.api.objects(PODS)
+        assert pod["metadata"]["labels"][HASH] == first["metadata"]["labels"][HASH]
 
     run(body)

@@ -1,0 +1,138 @@
+"""A StatefulSet pod's PersistentVolumeClaims, one per ``volumeClaimTemplates`` entry.
+
+The claim of template ``data`` for pod ``web-2`` is ``data-web-2``: it is created before the
+pod, found again when the pod is recreated (so a rescheduled pod gets its old volume back) and
+mounted as the pod volume named after the template. ``persistentVolumeClaimRetentionPolicy``
+decides who owns it: ``whenDeleted: Delete`` makes the StatefulSet an owner (the garbage
+collector removes the claims with the set), ``whenScaled: Delete`` makes a condemned pod the
+owner (the claim goes with the pod when the set scales down).
+
+berth does not serve PersistentVolumeClaims yet: while ``persistentvolumeclaims`` is absent
+from the resource table (or the server does not serve it), the templates are validated by the
+API server but nothing is created and pods get no claim volumes; the set gets one Warning event
+saying so. When the storage kinds land, this module is the only place to change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+
+from berth.api.resources import TABLE, ResourceDef
+from berth.client import errors
+from berth.client.interface import Obj
+from berth.controllers.context import Context
+from berth.machinery.objects import (
+    Frozen,
+    meta,
+    name,
+    namespace,
+    owner_reference,
+    owner_references,
+    thaw,
+    uid,
+)
+
+
+def claim_name(template: str, set_name: str, ordinal: int) -> str:
+    return f"{template}-{set_name}-{ordinal}"
+
+
+def _retention(sts: Frozen, field: str) -> str:
+    policy = (sts.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
+    return str(policy.get(field) or "Retain")
+
+
+class ClaimManager:
+    def __init__(self, ctx: Context, resource: ResourceDef | None = None) -> None:
+        self.ctx = ctx
+        self.resource = resource or TABLE.lookup("", "v1", "persistentvolumeclaims")
+        self._served: bool | None = None
+        self._warned: set[str] = set()
+
+    async def available(self) -> bool:
+        if self.resource is None:
+            return False
+        if self._served is None:
+            self._served = await self.ctx.client.served(self.resource)
+        return self._served
+
+    async def prepare(self, sts: Frozen, pod: Obj, ordinal: int) -> None:
+        """Make sure the claims of the pod ``ordinal`` exist and mount them into ``pod``."""
+        templates = (sts.get("spec") or {}).get("volumeClaimTemplates") or ()
+        if not templates:
+            return
+        if not await self.available() or self.resource is None:
+            if uid(sts) not in self._warned:
+                self._warned.add(uid(sts))
+                await self.ctx.recorder.warning(
+                    sts,
+                    "VolumeClaimsNotServed",
+                    "volumeClaimTemplates are ignored: this cluster does not serve "
+                    "persistentvolumeclaims yet, pods get no claim volumes",
+                )
+            return
+        volumes = [
+            v for v in pod["spec"].get("volumes") or [] if not _is_claim_volume(v, templates)
+        ]
+        for tmpl in templates:
+            tname = str((tmpl.get("metadata") or {}).get("name"))
+            cname = claim_name(tname, name(sts), ordinal)
+            await self._ensure(sts, tmpl, cname)
+            volumes.append({"name": tname, "persistentVolumeClaim": {"claimName": cname}})
+        pod["spec"]["volumes"] = volumes
+
+    async def _ensure(self, sts: Frozen, tmpl: Frozen, cname: str) -> None:
+        assert self.resource is not None
+        ns = namespace(sts)
+        with contextlib.suppress(errors.NotFound):
+            await self.ctx.client.get(self.resource, cname, namespace=ns)
+            return
+        body: Obj = thaw(tmpl)
+        body.pop("status", None)
+        m = body.setdefault("metadata", {})
+        m.pop("creationTimestamp", None)
+        m["name"] = cname
+        m["namespace"] = ns
+        selector = ((sts.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        m["labels"] = {**(m.get("labels") or {}), **selector}
+        if _retention(sts, "whenDeleted") == "Delete":
+            m["ownerReferences"] = [
+                owner_reference(sts, block_owner_deletion=True) | {"controller": False}
+            ]
+        body["apiVersion"], body["kind"] = "v1", "PersistentVolumeClaim"
+        with contextlib.suppress(errors.AlreadyExists):
+            await self.ctx.client.create(self.resource, body, namespace=ns)
+
+    async def condemn(self, sts: Frozen, pod: Frozen, ordinal: int) -> None:
+        """The pod is removed by a scale down: with ``whenScaled: Delete`` its claims become
+        the pod's dependents, so they go with it."""
+        templates = (sts.get("spec") or {}).get("volumeClaimTemplates") or ()
+        if not templates or _retention(sts, "whenScaled") != "Delete":
+            return
+        if not await self.available() or self.resource is None:
+            return
+        for tmpl in templates:
+            cname = claim_name(str((tmpl.get("metadata") or {}).get("name")), name(sts), ordinal)
+            try:
+                claim = await self.ctx.client.get(self.resource, cname, namespace=namespace(sts))
+            except errors.NotFound:
+                continue
+            refs = [dict(r) for r in owner_references(claim)]
+            if any(r.get("uid") == uid(pod) for r in refs):
+                continue
+            ref = owner_reference(pod, block_owner_deletion=True) | {"controller": False}
+            patch: Obj = {
+                "metadata": {
+                    "ownerReferences": [*refs, ref],
+                    "resourceVersion": meta(claim).get("resourceVersion"),
+                }
+            }
+            with contextlib.suppress(errors.NotFound, errors.Conflict):
+                await self.ctx.client.patch(self.resource, cname, patch, namespace=namespace(sts))
+
+
+def _is_claim_volume(volume: Frozen, templates: Iterable[Frozen]) -> bool:
+    """A pod volume named like a claim template: the claim replaces it (as kube does)."""
+    names = {str((t.get("metadata") or {}).get("name")) for t in templates}
+    return isinstance(volume, Mapping) and volume.get("name") in names
