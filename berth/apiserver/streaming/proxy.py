@@ -288,19 +288,25 @@ async def _relay_exec(client: ExecClient, agent: AgentStream) -> dict[str, Any]:
 
 
 def _audit(
-    user: UserInfo, sub: str, pod: Obj, protocol: str, extra: dict[str, Any], *, status: str
+    request: web.Request,
+    user: UserInfo,
+    sub: str,
+    pod: Obj,
+    *,
+    protocol: str,
+    extra: dict[str, Any],
+    status: str,
 ) -> None:
+    """One audit line per stream session, once it ended (the verb is the request's: a
+    WebSocket upgrade is a ``get``, a SPDY one a ``create``)."""
     AUDIT.write(
         {
-            "stage": "ResponseComplete",
-            "user": {"username": user.name, "groups": list(user.groups)},
-            "verb": "create",
-            "objectRef": {
-                "resource": "pods",
-                "subresource": sub,
-                "namespace": get_path(pod, "metadata", "namespace"),
-                "name": get_path(pod, "metadata", "name"),
-            },
+            "verb": "get" if request.method == "GET" else "create",
+            "user": user.name,
+            "resource": "pods",
+            "subresource": sub,
+            "namespace": get_path(pod, "metadata", "namespace"),
+            "name": get_path(pod, "metadata", "name"),
             "protocol": protocol,
             **extra,
             "outcome": status,
@@ -350,7 +356,15 @@ async def serve_exec(
             client: ExecClient = WebSocketExec(ws, opts, 5 if chosen.startswith("v5") else 4)
             status = await _relay_exec(client, agent)
             await client.finish(status)
-            _audit(user, sub, pod, chosen, audit_extra, status=str(status.get("status")))
+            _audit(
+                request,
+                user,
+                sub,
+                pod,
+                protocol=chosen,
+                extra=audit_extra,
+                status=str(status.get("status")),
+            )
             return ws
         resp, conn = await switch_protocols(
             request,
@@ -361,12 +375,28 @@ async def serve_exec(
         try:
             streams = await _expected_streams(session, opts)
             if streams is None:
-                _audit(user, sub, pod, "SPDY/3.1", audit_extra, status="StreamsMissing")
+                _audit(
+                    request,
+                    user,
+                    sub,
+                    pod,
+                    protocol="SPDY/3.1",
+                    extra=audit_extra,
+                    status="StreamsMissing",
+                )
                 return resp
             spdy_client = SpdyExec(session, streams)
             status = await _relay_exec(spdy_client, agent)
             await spdy_client.finish(status)
-            _audit(user, sub, pod, "SPDY/3.1", audit_extra, status=str(status.get("status")))
+            _audit(
+                request,
+                user,
+                sub,
+                pod,
+                protocol="SPDY/3.1",
+                extra=audit_extra,
+                status=str(status.get("status")),
+            )
         finally:
             await session.close()
             runner.cancel()
@@ -450,11 +480,12 @@ async def serve_portforward(
 
         await forwarder.serve(spdy.Session(ws_read, ws_write))
         _audit(
+            request,
             user,
             "portforward",
             pod,
-            PORTFORWARD_TUNNEL,
-            {"ports": forwarder.ports},
+            protocol=PORTFORWARD_TUNNEL,
+            extra={"ports": forwarder.ports},
             status="Closed",
         )
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -480,7 +511,15 @@ async def serve_portforward(
         await forwarder.serve(spdy.Session(conn.read, conn.write))
     finally:
         conn.close()
-    _audit(user, "portforward", pod, "SPDY/3.1", {"ports": forwarder.ports}, status="Closed")
+    _audit(
+        request,
+        user,
+        "portforward",
+        pod,
+        protocol="SPDY/3.1",
+        extra={"ports": forwarder.ports},
+        status="Closed",
+    )
     return resp
 
 

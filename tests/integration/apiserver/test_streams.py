@@ -412,6 +412,7 @@ def test_exec_is_authorized_per_verb(
     api: k8s.ApiClient,
     kubectl_binaries: dict[str, Path],
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """kube-apiserver 1.32 authorizes the WebSocket upgrade (a GET) as ``get`` and the SPDY
     one (a POST) as ``create``: with ``create`` alone kubectl 1.32 falls back to SPDY."""
@@ -445,6 +446,18 @@ def test_exec_is_authorized_per_verb(
     )
     out = kubectl.run("exec", "runner", "-n", NS, "--", "echo", "fell back")
     assert (out.returncode, out.stdout) == (0, "fell back\n"), out.stderr
+    audited = [
+        json.loads(line.removeprefix("AUDIT "))
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("AUDIT ") and '"subresource":"exec"' in line
+    ]
+    assert {
+        "verb": "create",
+        "user": "execer",
+        "protocol": "SPDY/3.1",
+        "command": ["echo", "fell back"],
+        "outcome": "Success",
+    }.items() <= audited[-1].items()
     nobody = make_kubectl(
         kubectl_binaries, "1.32", server.kubeconfig("nobody", groups=[]), tmp_path
     )
