@@ -86,7 +86,6 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
     assert "group" not in core["pods/exec"]
 
 
-
 def test_a_new_subresource_is_discovered_from_its_handlers() -> None:
     table = ResourceTable()
     table.add(WIDGETS)
