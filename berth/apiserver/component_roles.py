@@ -76,6 +76,21 @@ MONITORED_OTHER = {"coordination.k8s.io": ["leases"], "batch": ["jobs", "cronjob
 GC_VERBS = [*READ, "patch", "delete"]
 
 
+QUOTA_COUNTED_GROUPS = [
+    "",
+    "apps",
+    "batch",
+    "policy",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "networking.k8s.io",
+    "storage.k8s.io",
+    "scheduling.k8s.io",
+    "autoscaling",
+]
+"""API groups whose objects the resourcequota controller may list to recount usage."""
+
+
 def controller_manager_rules() -> list[Obj]:
     return [
         events_rule(),
@@ -119,9 +134,11 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["configmaps"], ["create", "update"]),
         # serviceaccount-token: fills legacy token Secrets (deletes them with their account)
         rule([""], ["secrets"], ["update"]),
-        # resourcequota: count what quotas name (any kind: count/<resource>.<group>, as kube's
-        # resourcequota-controller lists *.*) and write their status
-        rule(["*"], ["*"], ["list"]),
+        # resourcequota: count what quotas name (count/<resource>.<group>) and write their
+        # status. kube's resourcequota-controller lists */*; berth keeps the controller
+        # manager away from RBAC objects and CRD-defined groups (a stolen certificate must not
+        # map who may do what), so those counts are kept as admission charged them.
+        rule(QUOTA_COUNTED_GROUPS, ["*"], ["list"]),
         rule([""], ["resourcequotas/status"], ["update"]),
     ]
 

@@ -105,11 +105,14 @@ def test_controller_manager_still_does_its_work(component: Any) -> None:
         assert status == 200, (path, body)
 
 
-def test_scheduler_cannot_read_secrets_or_delete_pods(component: Any) -> None:
+def test_scheduler_cannot_read_secrets_or_rewrite_pods(component: Any) -> None:
     sched = component("system:kube-scheduler")
     _refused(sched.json("GET", f"/api/v1/namespaces/{NS}/secrets/db"))
     _refused(sched.json("GET", f"/api/v1/namespaces/{NS}/configmaps"))
-    _refused(sched.json("DELETE", f"/api/v1/namespaces/{NS}/pods/anything"))
+    # preemption deletes victims (as kube's system:kube-scheduler may); rewriting a pod, or
+    # creating one, stays out of reach
+    _refused(sched.json("PUT", f"/api/v1/namespaces/{NS}/pods/anything", {}))
+    _refused(sched.json("POST", f"/api/v1/namespaces/{NS}/pods", {}))
     _refused(sched.json("POST", f"{RBAC}/clusterrolebindings", _cluster_admin_binding("s", "s")))
     status, body = sched.json("GET", "/api/v1/pods")
     assert status == 200, body

@@ -72,8 +72,12 @@ def test_controller_manager_cannot_take_the_cluster(authorizer: RbacAuthorizer) 
     rbac = "rbac.authorization.k8s.io"
     for kind in ("clusterrolebindings", "rolebindings", "clusterroles", "roles"):
         ns = "x" if kind in ("rolebindings", "roles") else ""
-        for verb in ("create", "update", "patch", "delete", "escalate", "bind"):
+        for verb in ("create", "update", "patch", "delete", "escalate", "bind", "list"):
             assert not can(a, cm, verb, kind, group=rbac, ns=ns), (verb, kind)
+    # the quota recount lists built-in groups only: not who may do what, not custom groups
+    assert can(a, cm, "list", "jobs", group="batch", ns="x")
+    assert not can(a, cm, "list", "customresourcedefinitions", group="apiextensions.k8s.io")
+    assert not can(a, cm, "list", "widgets", group="example.com", ns="x")
     for kind in ("users", "groups", "serviceaccounts"):
         assert not can(a, cm, "impersonate", kind)
     assert not can(a, cm, "create", "namespaces")
