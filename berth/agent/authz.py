@@ -68,9 +68,19 @@ class Request:
         )
 
 
+# Endpoints that run something in a container or open a connection into a pod. Their
+# WebSocket form is a GET, which the method mapping would make a ``get``: anyone allowed to
+# read nodes/proxy could then exec into every pod of the node. They are ``create`` whatever
+# the method (the hardening kube-apiserver applies to pods/exec behind
+# AuthorizePodWebsocketUpgradeCreatePermission, and proposed for the kubelet).
+_CREATE_ALWAYS = ("/exec/", "/attach/", "/run/", "/portForward/")
+
+
 def node_request(method: str, path: str, node: str) -> Request:
     """The attributes of ``method path`` on ``node`` (the kubelet's path mapping)."""
     verb = _VERBS.get(method.upper(), "delete" if method.upper() == "DELETE" else "proxy")
+    if path.startswith(_CREATE_ALWAYS):
+        verb = "create"
     for prefix, sub in _SUBRESOURCES:
         if path == prefix or path.startswith(prefix + "/"):
             return Request(verb, sub, node)

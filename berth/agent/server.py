@@ -1,9 +1,12 @@
-"""The agent's HTTPS endpoint (the API server proxies ``pods/log`` here):
-``GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&previous=`` and
-``GET /stats/summary`` (CPU and memory, :mod:`berth.agent.stats`), ``GET /metrics``
-(Prometheus: pod start latency, runtime errors, work queues) and ``GET /healthz``.
-Clients must present a certificate signed by the cluster CA (mTLS), and
-every request is then authorized for that certificate's identity (:mod:`berth.agent.authz`):
+"""The agent's HTTPS endpoint (the API server proxies ``pods/log``, ``pods/exec`` and
+``pods/portforward`` here):
+``GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&previous=``,
+``GET /exec/{namespace}/{pod}/{container}`` and ``GET /portForward/{namespace}/{pod}``
+(WebSockets: :mod:`berth.agent.streaming`), ``GET /stats/summary`` (CPU and memory,
+:mod:`berth.agent.stats`), ``GET /metrics`` (Prometheus: pod start latency, runtime errors,
+work queues) and ``GET /healthz``. Clients must present a certificate signed by the cluster CA
+(mTLS), and every request is then authorized for that certificate's identity
+(:mod:`berth.agent.authz`):
 another node, the service proxy or any other cluster identity gets 403.
 
 Concurrency contract: handlers only read the pod manager's records and the runtime's logs; a
@@ -19,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from berth.agent import streaming
 from berth.agent.authz import AgentAuthorizer, identity_from_peercert, node_request
 from berth.agent.pods import PodManager
 from berth.agent.runtime import Runtime
@@ -109,6 +113,15 @@ def make_app(
     app.router.add_get("/stats/summary", stats_summary)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
+
+    async def exec_(request: web.Request) -> web.StreamResponse:
+        return await streaming.serve_exec(request, manager, runtime)
+
+    async def port_forward(request: web.Request) -> web.StreamResponse:
+        return await streaming.serve_portforward(request, manager, runtime)
+
+    app.router.add_get("/exec/{namespace}/{pod}/{container}", exec_)
+    app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
     return app
 
 

@@ -64,6 +64,21 @@ def agent_ssl_context(server: ApiServer) -> ssl.SSLContext:
     return ctx
 
 
+async def agent_address(server: ApiServer, node_name: str) -> tuple[str, int]:
+    """The address and agent port the Node reports (503 when it reports none)."""
+    node_rd = server.table.lookup("", "v1", "nodes")
+    assert node_rd is not None
+    node = await server.registry.get(node_rd, "", node_name)
+    host, port = _node_address(node), _agent_port(node)
+    if host is None or port is None:
+        raise ApiError(
+            503,
+            "ServiceUnavailable",
+            f"node {node_name} does not report an address and agent port for log streaming",
+        )
+    return host, port
+
+
 async def proxy_logs(request: web.Request, server: ApiServer, pod: Obj) -> web.StreamResponse:
     q = request.query
     name = str(get_path(pod, "metadata", "name"))
@@ -85,16 +100,7 @@ async def proxy_logs(request: web.Request, server: ApiServer, pod: Obj) -> web.S
     node_name = spec.get("nodeName")
     if not node_name:
         raise bad_request(f"pod {name} does not have a host assigned")
-    node_rd = server.table.lookup("", "v1", "nodes")
-    assert node_rd is not None
-    node = await server.registry.get(node_rd, "", str(node_name))
-    host, port = _node_address(node), _agent_port(node)
-    if host is None or port is None:
-        raise ApiError(
-            503,
-            "ServiceUnavailable",
-            f"node {node_name} does not report an address and agent port for log streaming",
-        )
+    host, port = await agent_address(server, str(node_name))
     params: dict[str, str] = {}
     follow = parse_bool(q.get("follow"), "follow")
     if follow:

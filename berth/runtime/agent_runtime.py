@@ -48,6 +48,7 @@ from berth.runtime.cgroupstats import CgroupReader
 from berth.runtime.errors import ContainerNotFound, ImageError, ImageNotPresent
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
+from berth.runtime.netns_connect import open_connection_in
 from berth.runtime.poddns import ResolvConf, host_resolv_conf, pod_resolv_conf
 from berth.runtime.probetarget import ProbeRefused, check_headers, check_path, resolve_target
 from berth.runtime.registry import RegistryClient, UrllibTransport
@@ -402,6 +403,30 @@ class RuncAgentRuntime:
             if status is None or status.phase == "exited":
                 return
             await asyncio.sleep(LOG_POLL_SECONDS)
+
+    # ---- streams (exec, port-forward) ---------------------------------------------------------
+
+    def exec_argv(self, container_id: str, command: Sequence[str], *, tty: bool) -> list[str]:
+        """``runc exec``: the process joins the container's namespaces, cgroup and
+        environment; with ``-t`` runc gives it a terminal and relays its own (a pty the agent
+        holds) to it, copying the size on SIGWINCH."""
+        return [
+            self.rt.runc,
+            "--root",
+            str(self.rt.runc_root),
+            "exec",
+            *(["--tty"] if tty else []),
+            container_id,
+            *command,
+        ]
+
+    async def connect_port(
+        self, sandbox_id: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        record = self.rt.sandboxes.record(PodUID(sandbox_id))
+        if record is None:
+            raise OSError(f"sandbox {sandbox_id} is gone")
+        return await open_connection_in(record.netns, port)
 
     # ---- probes -------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Pods: defaults, QoS class, immutable spec, graceful deletion, and the ``binding``,
-``eviction`` and ``log`` subresources."""
+``eviction``, ``log``, ``exec`` and ``portforward`` subresources."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from berth.api.meta import Obj, format_time, get_path, now
 from berth.api.resources import ResourceDef
 from berth.apiserver.admission import admit
 from berth.apiserver.errors import FieldError, conflict, invalid, required
-from berth.apiserver.handlers import Call, Endpoint, created_status, json_response
+from berth.apiserver.handlers import Call, Endpoint, Handler, created_status, json_response
 from berth.apiserver.logs import proxy_logs
 from berth.apiserver.options import DeleteOptions
 from berth.apiserver.podtemplate import PodTemplate
 from berth.apiserver.selectors import path_getter
 from berth.apiserver.strategy import pod_spec_defaults
+from berth.apiserver.streaming.proxy import serve_exec, serve_portforward
 from berth.apiserver.tables import (
     AGE,
     NAME,
@@ -243,6 +244,26 @@ async def _log(server: ApiServer, call: Call) -> web.StreamResponse:
 _LOG = Endpoint(_log, authorize_as="get", metric_subresource=True)
 
 
+# exec, attach and port-forward are authorized with the request's own verb (a WebSocket
+# upgrade is a GET: ``get``; a SPDY upgrade a POST: ``create``), as kube-apiserver 1.32 does.
+async def _exec(server: ApiServer, call: Call) -> web.StreamResponse:
+    pod = await server.registry.get(call.route.rd, call.route.namespace, call.route.name)
+    return await serve_exec(call.request, server, call.user, pod, attach=False)
+
+
+async def _portforward(server: ApiServer, call: Call) -> web.StreamResponse:
+    pod = await server.registry.get(call.route.rd, call.route.namespace, call.route.name)
+    return await serve_portforward(call.request, server, call.user, pod)
+
+
+def _streaming(handler: Handler, kind: str) -> Endpoint:
+    return Endpoint(handler, metric_subresource=True, kind=("", "", kind))
+
+
+_EXEC = _streaming(_exec, "PodExecOptions")
+_PORTFORWARD = _streaming(_portforward, "PodPortForwardOptions")
+
+
 class PodStrategy(KindStrategy):
     kind = "Pod"
     empty_status: Mapping[str, Any] = {}  # every PodStatus field is omitempty
@@ -270,6 +291,10 @@ class PodStrategy(KindStrategy):
         ),
         ("get", "log"): _LOG,
         ("watch", "log"): _LOG,
+        ("get", "exec"): _EXEC,
+        ("create", "exec"): _EXEC,
+        ("get", "portforward"): _PORTFORWARD,
+        ("create", "portforward"): _PORTFORWARD,
     }
 
     def defaults(self, rd: ResourceDef, obj: Obj) -> None:

@@ -333,6 +333,11 @@ CASES = [
 ]
 
 
+CONNECT_SUBRESOURCES = {"exec", "attach", "portforward"}
+"""Streams to a running container: upstream's connect options carry no dryRun and they write
+nothing to the store (authorized as ``create``, they are not writes)."""
+
+
 def _served_write_pairs() -> set[tuple[str, str]]:
     """Every (verb, subresource) a built-in resource serves that may write."""
     pairs: set[tuple[str, str]] = set()
@@ -340,6 +345,8 @@ def _served_write_pairs() -> set[tuple[str, str]]:
         st = next((s for s in BUILTIN if (s.group, s.kind) == (rd.group, rd.kind)), None)
         own = dict(st.endpoints) if st is not None else {}
         for (verb, sub), _ in [*ENDPOINTS.items(), *own.items()]:
+            if sub in CONNECT_SUBRESOURCES:
+                continue
             if verb in WRITE_VERBS and (not sub or sub in rd.subresources):
                 pairs.add((verb, sub))
     return pairs

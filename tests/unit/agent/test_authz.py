@@ -25,6 +25,13 @@ def test_paths_map_to_node_subresources_as_the_kubelet_does() -> None:
     assert node_request("DELETE", "/pods", "n1") == Request("delete", "pods", "n1")
 
 
+def test_streaming_endpoints_need_create_even_as_websocket_gets() -> None:
+    # a WebSocket upgrade is a GET: mapped to ``get``, nodes/proxy readers could exec
+    for path in ("/exec/ns/p/c", "/attach/ns/p/c", "/portForward/ns/p", "/run/ns/p/c"):
+        assert node_request("GET", path, "n1") == Request("create", "proxy", "n1")
+    assert node_request("GET", "/executive", "n1") == Request("get", "proxy", "n1")
+
+
 def test_identity_is_cn_and_organizations() -> None:
     cert = {
         "subject": (

@@ -55,6 +55,8 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "pods/binding": ["create"],
         "pods/log": ["get"],
         "pods/eviction": ["create"],
+        "pods/exec": ["create", "get"],
+        "pods/portforward": ["create", "get"],
         "services/status": ["get", "patch", "update"],
         "serviceaccounts/token": ["create"],
         "persistentvolumeclaims/status": ["get", "patch", "update"],
@@ -77,6 +79,13 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
     )
     assert core["pods/status"]["kind"] == "Pod"
     assert "group" not in core["pods/status"]
+    # the streaming subresources take options kinds of the core group, named without group
+    # or version, as kube-apiserver lists them
+    assert {k: core[f"pods/{k}"]["kind"] for k in ("exec", "portforward")} == {
+        "exec": "PodExecOptions",
+        "portforward": "PodPortForwardOptions",
+    }
+    assert "group" not in core["pods/exec"]
 
 
 def test_a_new_subresource_is_discovered_from_its_handlers() -> None:

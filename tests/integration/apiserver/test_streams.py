@@ -1,0 +1,506 @@
+"""``pods/exec``, ``pods/attach``-style streams and ``pods/portforward`` end to end: real
+kubectl 1.32 (WebSocket, and SPDY when told to) and 1.20 (SPDY), the Python client's
+``stream``, through the API server to the real agent app over mTLS. The agent here runs a
+stand-in runtime that executes commands on this machine and forwards to this machine's
+ports (the runc runtime, which joins the container, is exercised by the lab)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import pytest
+from aiohttp import web
+from kubernetes import client as k8s
+from kubernetes.stream import stream
+
+from berth.agent.authz import AgentAuthorizer
+from berth.agent.pods import PodManager, PodRecord
+from berth.agent.runtime import ContainerStatus, Runtime
+from berth.agent.server import make_app, tls_context
+from berth.client.keys import ObjectKey
+from berth.machinery.clock import RealClock
+from tests.harness.apiserver import ServerHandle
+
+from .conftest import make_kubectl
+from .helpers import Kubectl, Raw, core_api, node, pod
+
+pytestmark = pytest.mark.timeout(120)
+NS = "streams"
+NODE = "stream-node"
+
+
+class HostRuntime:
+    """Runs "container" commands on this machine; forwards to this machine's ports."""
+
+    name = "host"
+    assigns_pod_ips = False
+
+    def exec_argv(self, container_id: str, command: Sequence[str], *, tty: bool) -> list[str]:
+        return list(command)
+
+    async def connect_port(
+        self, sandbox_id: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", port)
+
+    async def container_status(self, container_id: str) -> ContainerStatus:
+        now = datetime.now(UTC)
+        return ContainerStatus(container_id, "sb", "app", "busybox", "running", now, now)
+
+
+class Records:
+    def __init__(self) -> None:
+        key = ObjectKey(f"{NS}/runner")
+        self.records = {key: PodRecord(uid="u-runner", key=key, node=NODE, sandbox="sb")}
+
+    def container_id(
+        self, ns: str, name: str, container: str, *, previous: bool = False
+    ) -> str | None:
+        return "cid-app" if (ns, name, container) == (NS, "runner", "app") else None
+
+
+class AgentThread:
+    def __init__(self, server: ServerHandle) -> None:
+        cert, key = server.pki.issue(
+            "stream-agent",
+            common_name=f"system:node:{NODE}",
+            server=True,
+            ips=["127.0.0.1"],
+            dns=[NODE],
+        )
+        ctx = tls_context(
+            cert_file=str(cert), key_file=str(key), client_ca_file=str(server.pki.ca_cert)
+        )
+        app = make_app(
+            cast(PodManager, Records()),
+            cast(Runtime, HostRuntime()),
+            authorizer=AgentAuthorizer(RealClock()),
+            default_node=NODE,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ctx)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Echo(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class EchoHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        prefix = self.server.prefix  # type: ignore[attr-defined]
+        while line := self.rfile.readline():
+            self.wfile.write(prefix + line)
+
+
+@pytest.fixture(scope="module")
+def agent(server: ServerHandle, api: k8s.ApiClient) -> Iterator[AgentThread]:
+    a = AgentThread(server)
+    core = core_api(api)
+    core.create_namespace({"metadata": {"name": NS}})
+    core.create_node(node(NODE, ip="127.0.0.1", port=a.port))
+    core.create_namespaced_pod(NS, pod("runner", node_name=NODE))
+    # kubectl port-forward and attach insist on a running pod
+    core.patch_namespaced_pod_status("runner", NS, {"status": {"phase": "Running"}})
+    core.create_namespaced_pod(NS, pod("elsewhere"))
+    yield a
+    a.stop()
+
+
+@pytest.fixture(scope="module")
+def echo_ports() -> Iterator[list[int]]:
+    servers = []
+    for prefix in (b"one:", b"two:"):
+        srv = Echo(("127.0.0.1", 0), EchoHandler)
+        srv.prefix = prefix  # type: ignore[attr-defined]
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+    yield [s.server_address[1] for s in servers]
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+CLIENTS = [
+    pytest.param("1.32", {}, id="1.32-websocket"),
+    pytest.param("1.32", {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}, id="1.32-spdy"),
+    pytest.param("1.20", {}, id="1.20-spdy"),
+]
+
+
+def _kubectl(binaries: dict[str, Path], version: str, kubeconfig: Path, home: Path) -> Kubectl:
+    return make_kubectl(binaries, version, kubeconfig, home)
+
+
+@pytest.mark.parametrize(("version", "env"), CLIENTS)
+def test_kubectl_exec(
+    version: str,
+    env: dict[str, str],
+    agent: AgentThread,
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    out = kubectl.run("exec", "runner", "-n", NS, "--", "echo", "hello from exec", env=env)
+    assert (out.returncode, out.stdout) == (0, "hello from exec\n"), out.stderr
+    # stdin, to its end (v5's close of the stdin channel over WebSocket, FIN over SPDY)
+    out = kubectl.run("exec", "-i", "runner", "-n", NS, "--", "cat", stdin="abc\ndef\n", env=env)
+    assert (out.returncode, out.stdout) == (0, "abc\ndef\n"), out.stderr
+    out = kubectl.run("exec", "runner", "-n", NS, "--", "false", env=env)
+    assert out.returncode == 1
+    out = kubectl.run(
+        "exec", "runner", "-n", NS, "--", "sh", "-c", "echo oops >&2; exit 3", env=env
+    )
+    assert out.returncode == 3
+    assert "oops" in out.stderr
+    assert "command terminated with exit code 3" in out.stderr
+    out = kubectl.run("exec", "elsewhere", "-n", NS, "--", "true", env=env)
+    assert out.returncode != 0
+    assert "does not have a host assigned" in out.stderr
+
+
+@pytest.mark.parametrize(("version", "env"), CLIENTS)
+def test_kubectl_cp_both_ways(
+    version: str,
+    env: dict[str, str],
+    agent: AgentThread,
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    payload = os.urandom(300_000)
+    local = tmp_path / "local.bin"
+    local.write_bytes(payload)
+    inside = tmp_path / "inside"  # "the container's" file system is this machine's here
+    inside.mkdir()
+    out = kubectl.run("cp", str(local), f"{NS}/runner:{inside}/copied.bin", env=env)
+    assert out.returncode == 0, out.stderr
+    assert (inside / "copied.bin").read_bytes() == payload
+    back = tmp_path / "back.bin"
+    out = kubectl.run("cp", f"{NS}/runner:{inside}/copied.bin", str(back), env=env)
+    assert out.returncode == 0, out.stderr
+    assert back.read_bytes() == payload
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("version", "env"),
+    [
+        pytest.param("1.32", {}, id="1.32-websocket-tunnel"),
+        pytest.param("1.32", {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}, id="1.32-spdy"),
+        pytest.param("1.20", {}, id="1.20-spdy"),
+    ],
+)
+def test_kubectl_port_forward_two_ports(
+    version: str,
+    env: dict[str, str],
+    agent: AgentThread,
+    echo_ports: list[int],
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    locals_ = [_free_port(), _free_port()]
+    specs = [f"{lp}:{rp}" for lp, rp in zip(locals_, echo_ports, strict=True)]
+    proc = subprocess.Popen(
+        [
+            str(kubectl.binary),
+            "port-forward",
+            "--address",
+            "127.0.0.1",
+            "-n",
+            NS,
+            "pod/runner",
+            *specs,
+        ],
+        env=kubectl.env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for _ in specs:
+            line = proc.stdout.readline()
+            if not line:
+                proc.wait(10)
+                assert proc.stderr is not None
+                pytest.fail(f"kubectl port-forward ended: {proc.stderr.read()}")
+            assert "Forwarding from 127.0.0.1" in line
+        # several connections at once, on both ports, each with its own bytes
+        with contextlib.ExitStack() as stack:
+            conns = [
+                stack.enter_context(socket.create_connection(("127.0.0.1", lp), timeout=10))
+                for lp in locals_ * 2
+            ]
+            readers = [stack.enter_context(c.makefile("rb")) for c in conns]
+            for i, c in enumerate(conns):
+                c.sendall(f"hello {i}\n".encode())
+            for i, r in enumerate(readers):
+                prefix = "one:" if i % 2 == 0 else "two:"
+                assert r.readline() == f"{prefix}hello {i}\n".encode()
+            big = b"x" * 200_000 + b"\n"
+            conns[0].sendall(big)
+            assert readers[0].readline() == b"one:" + big
+        # closed connections end cleanly; the forward goes on serving new ones
+        with (
+            socket.create_connection(("127.0.0.1", locals_[0]), timeout=10) as c,
+            c.makefile("rb") as r,
+        ):
+            c.sendall(b"again\n")
+            assert r.readline() == b"one:again\n"
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+        print("kubectl port-forward stderr:", err)
+
+
+# The Python client (websocket-client underneath) drops one TLS socket per stream without
+# closing it; collect it inside these tests so its warning does not land on a later one.
+PYTHON_CLIENT_LEAK = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture
+def collect_leaks() -> Iterator[None]:
+    yield
+    gc.collect()
+
+
+@PYTHON_CLIENT_LEAK
+@pytest.mark.usefixtures("collect_leaks")
+def test_python_client_stream_exec(agent: AgentThread, api: k8s.ApiClient) -> None:
+    core = core_api(api)
+    # (_preload_content=False throughout: the preloading form leaves its socket open)
+    resp = stream(
+        core.connect_get_namespaced_pod_exec,
+        "runner",
+        NS,
+        command=["echo", "from python"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    try:
+        resp.run_forever(timeout=10)
+        assert resp.read_stdout() == "from python\n"
+        assert resp.returncode == 0
+    finally:
+        resp.close()
+    resp = stream(
+        core.connect_get_namespaced_pod_exec,
+        "runner",
+        NS,
+        command=["sh", "-c", "read line; echo got $line; exit 4"],
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    try:
+        resp.write_stdin("ping\n")
+        resp.run_forever(timeout=10)
+        assert "got ping" in resp.read_stdout()
+        assert resp.returncode == 4
+    finally:
+        resp.close()
+
+
+@PYTHON_CLIENT_LEAK
+@pytest.mark.usefixtures("collect_leaks")
+def test_python_client_tty_resize(agent: AgentThread, api: k8s.ApiClient) -> None:
+    core = core_api(api)
+    resp = stream(
+        core.connect_get_namespaced_pod_exec,
+        "runner",
+        NS,
+        command=["sh", "-c", "read go; stty size"],
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=True,
+        _preload_content=False,
+    )
+    try:
+        resp.write_channel(4, json.dumps({"Width": 123, "Height": 45}))
+        time.sleep(0.3)
+        resp.write_stdin("go\n")
+        resp.run_forever(timeout=10)
+        assert "45 123" in resp.read_stdout()
+        assert resp.returncode == 0
+    finally:
+        resp.close()
+
+
+WS_UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Protocol": "v5.channel.k8s.io",
+}
+EXEC = f"/api/v1/namespaces/{NS}/pods/runner/exec"
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "code", "message"),
+    [
+        ("command=true&stdout=1", {}, 400, "Upgrade request required"),
+        ("command=true&stdout=1&container=nope", WS_UPGRADE, 400, "container nope is not valid"),
+        ("stdout=1", WS_UPGRADE, 400, "you must specify at least one command"),
+        ("command=true", WS_UPGRADE, 400, "you must specify at least 1 of stdin, stdout, stderr"),
+        ("command=true&stdout=maybe", WS_UPGRADE, 400, "invalid boolean value"),
+        (
+            "command=true&stdout=1",
+            {**WS_UPGRADE, "Sec-WebSocket-Protocol": "base64.channel.k8s.io"},
+            400,
+            "none of the WebSocket subprotocols",
+        ),
+    ],
+)
+def test_exec_errors_are_statuses(
+    agent: AgentThread, raw: Raw, query: str, headers: dict[str, str], code: int, message: str
+) -> None:
+    status, body = raw.json("GET", f"{EXEC}?{query}", headers=headers)
+    assert status == code
+    assert body["kind"] == "Status"
+    assert message in body["message"]
+
+
+def test_exec_is_authorized_per_verb(
+    agent: AgentThread,
+    server: ServerHandle,
+    api: k8s.ApiClient,
+    kubectl_binaries: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """kube-apiserver 1.32 authorizes the WebSocket upgrade (a GET) as ``get`` and the SPDY
+    one (a POST) as ``create``: with ``create`` alone kubectl 1.32 falls back to SPDY."""
+    rbac: Any = k8s.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(
+        NS,
+        {
+            "metadata": {"name": "exec-create"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+                {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        NS,
+        {
+            "metadata": {"name": "exec-create"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "exec-create",
+            },
+            "subjects": [
+                {"kind": "User", "name": "execer", "apiGroup": "rbac.authorization.k8s.io"}
+            ],
+        },
+    )
+    kubectl = make_kubectl(
+        kubectl_binaries, "1.32", server.kubeconfig("execer", groups=[]), tmp_path
+    )
+    out = kubectl.run("exec", "runner", "-n", NS, "--", "echo", "fell back")
+    assert (out.returncode, out.stdout) == (0, "fell back\n"), out.stderr
+    audited = [
+        json.loads(line.removeprefix("AUDIT "))
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("AUDIT ") and '"subresource":"exec"' in line
+    ]
+    assert {
+        "verb": "create",
+        "user": "execer",
+        "protocol": "SPDY/3.1",
+        "command": ["echo", "fell back"],
+        "outcome": "Success",
+    }.items() <= audited[-1].items()
+    nobody = make_kubectl(
+        kubectl_binaries, "1.32", server.kubeconfig("nobody", groups=[]), tmp_path
+    )
+    out = nobody.run("exec", "runner", "-n", NS, "--", "true")
+    assert out.returncode != 0
+    assert "Forbidden" in out.stderr or "forbidden" in out.stderr
+
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v5.channel.k8s.io"])
+def test_websocket_channel_protocols(
+    agent: AgentThread, server: ServerHandle, protocol: str
+) -> None:
+    """The channel layout of each protocol as a client sees it: output channels, the final
+    Status on channel 3 (with the exit code as an ExitCode cause), v5's close of stdin."""
+    cert, key = server.client_cert("admin", ["system:masters"])
+    ctx = ssl.create_default_context(cafile=str(server.pki.ca_cert))
+    ctx.load_cert_chain(str(cert), str(key))
+    query = "command=sh&command=-c&command=cat;+echo+done+>%262;+exit+2&stdin=1&stdout=1&stderr=1"
+
+    async def session() -> tuple[str, dict[int, bytes]]:
+        got: dict[int, bytes] = {}
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(f"{server.url}{EXEC}?{query}", protocols=(protocol,), ssl=ctx) as ws,
+        ):
+            await ws.send_bytes(b"\x00typed")
+            if protocol.startswith("v5"):
+                await ws.send_bytes(b"\xff\x00")  # stdin ends: cat finishes
+            async for msg in ws:
+                got[msg.data[0]] = got.get(msg.data[0], b"") + msg.data[1:]
+                if protocol.startswith("v4") and msg.data[0] == 1:
+                    break  # v4 cannot end stdin: enough seen
+            chosen = str(ws.protocol)
+        await asyncio.sleep(0.2)  # aiohttp finishes closing TLS transports in the background
+        return chosen, got
+
+    chosen, got = asyncio.run(session())
+    assert chosen == protocol
+    assert got[1] == b"typed"
+    if protocol.startswith("v5"):
+        assert got[2] == b"done\n"
+        status = json.loads(got[3])
+        assert status["status"] == "Failure"
+        assert status["reason"] == "NonZeroExitCode"
+        assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "2"}]
+        assert "command terminated with non-zero exit code" in status["message"]

@@ -1,0 +1,215 @@
+"""exec, cp and port-forward on runc nodes with unmodified kubectl 1.32 and 1.20 and the Python
+client (issue 17, "Streams").
+
+One 2-host lab, one cluster for the module. The pod runs the verify smoke image (static
+busybox: ``sh``, ``cat``, ``tar``, ``stty``, ``httpd``) loaded into every node by ``berth
+apply``; its httpd serves a page written at start. exec goes through the API server to the
+node agent, which runs ``runc exec`` in the running container; port-forward reaches the pod's
+127.0.0.1 inside its network namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as kconfig
+from kubernetes.stream import stream
+
+from provisioner.smoke_image import smoke_image
+from tests.lab import clusters
+from tests.lab.conftest import LabFactory
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1200)]
+
+REPO = Path(__file__).resolve().parents[2]
+KUBECTL = {"1.32": "/usr/bin/kubectl", "1.20": str(REPO / ".cache/kubectl-1.20/usr/bin/kubectl")}
+POD = "shell"
+PAGE = "streams-ok"
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    lab = lab_factory(2)
+    work = tmp_path_factory.mktemp("streams")
+    admin = clusters.apply_lab_spec(lab, work)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": POD, "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": smoke_image().reference,
+                    "imagePullPolicy": "Never",
+                    "command": [
+                        "sh",
+                        "-c",
+                        f"mkdir -p /tmp/www && echo {PAGE} > /tmp/www/index.html"
+                        " && exec /bin/smoke-serve /tmp/www",
+                    ],
+                }
+            ],
+        },
+    }
+    out = clusters.kubectl(admin, "apply", "-f", "-", stdin=yaml.safe_dump(pod))
+    assert out.returncode == 0, out.stderr
+
+    def running() -> bool:
+        got = clusters.kubectl(admin, "get", "pod", POD, "-o", "json")
+        return got.returncode == 0 and json.loads(got.stdout)["status"].get("phase") == "Running"
+
+    clusters.wait_for("the shell pod to run", running, timeout=120)
+    return admin
+
+
+def kubectl(
+    kubeconfig: Path, version: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KUBECTL[version], "--kubeconfig", str(kubeconfig), *args],
+        input=stdin, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_exec_runs_in_the_container_with_stdin_and_exit_codes(
+    kubeconfig: Path, version: str
+) -> None:
+    out = kubectl(kubeconfig, version, "exec", POD, "--", "cat", "/tmp/www/index.html")
+    assert (out.returncode, out.stdout) == (0, f"{PAGE}\n"), out.stderr
+    # it is the container's file system and PID namespace, not the host's
+    out = kubectl(kubeconfig, version, "exec", POD, "--", "sh", "-c", "cat /proc/1/cmdline")
+    assert "smoke-serve" in out.stdout.replace("\0", " "), out.stderr
+    out = kubectl(kubeconfig, version, "exec", "-i", POD, "--", "cat", stdin="line one\nline two\n")
+    assert (out.returncode, out.stdout) == (0, "line one\nline two\n"), out.stderr
+    assert kubectl(kubeconfig, version, "exec", POD, "--", "false").returncode == 1
+    out = kubectl(kubeconfig, version, "exec", POD, "--", "sh", "-c", "echo err >&2; exit 7")
+    assert out.returncode == 7
+    assert "err" in out.stderr
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_cp_both_ways(kubeconfig: Path, version: str, tmp_path: Path) -> None:
+    payload = os.urandom(200_000)
+    local = tmp_path / "up.bin"
+    local.write_bytes(payload)
+    target = f"/tmp/cp-{version}.bin"
+    out = kubectl(kubeconfig, version, "cp", str(local), f"default/{POD}:{target}")
+    assert out.returncode == 0, out.stderr
+    out = kubectl(kubeconfig, version, "exec", POD, "--", "wc", "-c", target)
+    assert out.stdout.split()[0] == str(len(payload)), out.stderr
+    back = tmp_path / "down.bin"
+    out = kubectl(kubeconfig, version, "cp", f"default/{POD}:{target}", str(back))
+    assert out.returncode == 0, out.stderr
+    assert back.read_bytes() == payload
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _http_get(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
+        chunks = []
+        while chunk := c.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def _port_forward(kubeconfig: Path, version: str, spec: str) -> Iterator[None]:
+    proc = subprocess.Popen(
+        [KUBECTL[version], "--kubeconfig", str(kubeconfig), "port-forward", "--address",
+         "127.0.0.1", f"pod/{POD}", spec],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "Forwarding from 127.0.0.1" in line, line
+        yield
+        assert proc.poll() is None, "port-forward ended by itself"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+        print(f"kubectl {version} port-forward stderr: {err[-2000:]}")
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_port_forward_from_this_machine(kubeconfig: Path, version: str) -> None:
+    local = _free_port()
+    with _port_forward(kubeconfig, version, f"{local}:8080"):
+        for _ in range(3):  # one connection after another on the same forward
+            reply = _http_get(local)
+            assert reply.startswith(b"HTTP/1."), reply[:300]
+            assert PAGE.encode() in reply, reply[:300]
+        # several at once
+        conns = [socket.create_connection(("127.0.0.1", local), timeout=10) for _ in range(4)]
+        try:
+            for c in conns:
+                c.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            for c in conns:
+                data = b""
+                while chunk := c.recv(65536):
+                    data += chunk
+                assert PAGE.encode() in data
+        finally:
+            for c in conns:
+                c.close()
+
+
+@pytest.fixture(scope="module")
+def api(kubeconfig: Path) -> Iterator[Any]:
+    configuration = k8s.Configuration()
+    kconfig.load_kube_config(str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    with k8s.ApiClient(configuration) as api_client:
+        yield k8s.CoreV1Api(api_client)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_python_client_stream_exec_and_tty(api: Any) -> None:
+    resp = stream(
+        api.connect_get_namespaced_pod_exec, POD, "default",
+        command=["sh", "-c", "read x; echo got $x; exit 5"],
+        stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False,
+    )  # fmt: skip
+    try:
+        resp.write_stdin("hello\n")
+        resp.run_forever(timeout=30)
+        assert "got hello" in resp.read_stdout()
+        assert resp.returncode == 5
+    finally:
+        resp.close()
+    resp = stream(
+        api.connect_get_namespaced_pod_exec, POD, "default",
+        command=["sh", "-c", "read go; stty size"],
+        stdin=True, stdout=True, stderr=True, tty=True, _preload_content=False,
+    )  # fmt: skip
+    try:
+        resp.write_channel(4, json.dumps({"Width": 101, "Height": 33}))
+        time.sleep(1)
+        resp.write_stdin("go\n")
+        resp.run_forever(timeout=30)
+        assert "33 101" in resp.read_stdout()
+        assert resp.returncode == 0
+    finally:
+        resp.close()
+        gc.collect()  # the client drops its TLS sockets unclosed: warn here, not at exit
