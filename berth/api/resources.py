@@ -141,6 +141,14 @@ RESOURCES: tuple[ResourceDef, ...] = (
     ),
     _core("services", "Service", namespaced=True, short=("svc",), cats=("all",), subs=("status",)),
     _core("endpoints", "Endpoints", namespaced=True, short=("ep",)),
+    _core(
+        "replicationcontrollers",
+        "ReplicationController",
+        namespaced=True,
+        short=("rc",),
+        cats=("all",),
+        subs=("status", "scale"),
+    ),
     _core("configmaps", "ConfigMap", namespaced=True, short=("cm",)),
     _core("secrets", "Secret", namespaced=True),
     _core("events", "Event", namespaced=True, short=("ev",)),
@@ -362,6 +370,7 @@ STORAGECLASSES = _served("storage.k8s.io", "storageclasses")
 ENDPOINTSLICES = _served("discovery.k8s.io", "endpointslices")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
+REPLICATIONCONTROLLERS = _served("", "replicationcontrollers")
 DAEMONSETS = _served("apps", "daemonsets")
 JOBS = _served("batch", "jobs")
 CRONJOBS = _served("batch", "cronjobs")

@@ -63,9 +63,6 @@ from .podsecurity import PodSecurityAdmission, PodSecurityConfig
 from .priority import PriorityAdmission
 from .quota_admission import QuotaAdmission
 from .rbac_escalation import EscalationCheck
-from .selectors import (
-    selector_to_string,
-)
 from .services import ServiceAddresses
 from .suffixes import random_suffix
 from .tolerations import DefaultTolerationSeconds
@@ -965,7 +962,7 @@ class Registry:
             "spec": {"replicas": get_path(obj, "spec", "replicas") or 0},
             "status": {
                 "replicas": get_path(obj, "status", "replicas") or 0,
-                "selector": selector_to_string(get_path(obj, "spec", "selector")),
+                "selector": self.strategies.of(rd).scale_selector(obj),
             },
         }
 

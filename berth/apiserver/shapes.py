@@ -490,6 +490,17 @@ _BY_KIND: dict[str, dict[str, Shape]] = {
         ),
         "status": WORKLOAD_STATUS,
     },
+    "ReplicationController": {
+        "spec": Struct(
+            {
+                "replicas": INT_32,
+                "selector": STRING_MAP,
+                "template": POD_TEMPLATE,
+                "minReadySeconds": INT_32,
+            }
+        ),
+        "status": WORKLOAD_STATUS,
+    },
     "DaemonSet": {
         "spec": Struct(
             {

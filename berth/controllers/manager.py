@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from berth.api import satoken
-from berth.api.resources import CRONJOBS, EVENTS, HORIZONTALPODAUTOSCALERS, JOBS, ResourceDef
+from berth.api.resources import (
+    CRONJOBS,
+    EVENTS,
+    HORIZONTALPODAUTOSCALERS,
+    JOBS,
+    REPLICATIONCONTROLLERS,
+    ResourceDef,
+)
 from berth.client.interface import ApiClient
 from berth.controllers.autoscaling.controller import HorizontalPodAutoscalerController
 from berth.controllers.context import Context
@@ -30,6 +37,7 @@ from berth.controllers.nodeipam import NodeIpamController
 from berth.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from berth.controllers.podgc import PodGarbageCollector
 from berth.controllers.replicaset import ReplicaSetController
+from berth.controllers.replicationcontroller import ReplicationControllerController
 from berth.controllers.resourcequota import ResourceQuotaController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
@@ -43,6 +51,7 @@ from berth.machinery.informer import InformerFactory
 
 ALL_CONTROLLERS = (
     "replicaset",
+    "replicationcontroller",
     "deployment",
     "daemonset",
     "statefulset",
@@ -113,6 +122,12 @@ class ControllerManager:
         want = set(config.controllers)
         self.replicasets = (
             ReplicaSetController(self.ctx, workers=config.workers) if "replicaset" in want else None
+        )
+        # core/v1 (only when the server serves it: an older berth has no RCs to watch)
+        self.replicationcontrollers = (
+            ReplicationControllerController(self.ctx, workers=config.workers)
+            if "replicationcontroller" in want and REPLICATIONCONTROLLERS in served
+            else None
         )
         self.deployments = (
             DeploymentController(self.ctx, workers=config.workers) if "deployment" in want else None
@@ -185,6 +200,7 @@ class ControllerManager:
     def controllers(self) -> list[Controller]:
         parts = (
             self.replicasets,
+            self.replicationcontrollers,
             self.deployments,
             self.daemonsets,
             self.statefulsets,

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from berth.api.resources import PODS, REPLICASETS, ResourceDef
-from berth.api.selectors import label_selector_from_object
+from berth.api.selectors import LabelSelector, label_selector_from_object
 from berth.client import errors
 from berth.client.interface import Obj
 from berth.client.keys import ObjectKey, make_key
@@ -44,7 +44,10 @@ BURST = 100  # most pods created or deleted by one reconcile (kube: 500, slow-st
 
 
 class ReplicaSetController:
-    """Also serves ReplicationControllers' shape; only apps/v1 ReplicaSets are wired."""
+    """apps/v1 ReplicaSets; :class:`berth.controllers.replicationcontroller.
+    ReplicationControllerController` runs the same loop over core/v1 ReplicationControllers
+    (as upstream, through an adapter): it overrides ``kind``, ``resource`` and
+    :meth:`selector_of`."""
 
     kind = "ReplicaSet"
     resource: ResourceDef = REPLICASETS
@@ -71,6 +74,10 @@ class ReplicaSetController:
             )
         )
 
+    def selector_of(self, owner: Frozen) -> LabelSelector:
+        """The pods ``owner`` wants: its ``spec.selector``, a ``metav1.LabelSelector``."""
+        return label_selector_from_object((owner.get("spec") or {}).get("selector"))
+
     def _enqueue(self, obj: Frozen) -> None:
         self.queue.add(key_of(obj))
 
@@ -81,9 +88,7 @@ class ReplicaSetController:
         elif ref is None and not is_deleting(pod):
             # An orphan: a ReplicaSet whose selector matches may adopt it.
             for rs in self.sets.list(namespace(pod) or ""):
-                if label_selector_from_object((rs.get("spec") or {}).get("selector")).matches(
-                    labels(pod)
-                ):
+                if self.selector_of(rs).matches(labels(pod)):
                     self._enqueue(rs)
 
     def _pod_updated(self, old: Frozen, new: Frozen) -> None:
@@ -99,7 +104,7 @@ class ReplicaSetController:
             self.expectations.forget(key)
             return
         spec = rs.get("spec") or {}
-        selector = label_selector_from_object(spec.get("selector"))
+        selector = self.selector_of(rs)
         owned = self.pods.by_index("controller", uid(rs))
         if not is_deleting(rs):
             owned = await self._release(rs, selector, owned)

@@ -33,6 +33,7 @@ from .rbac import (
     RoleBindingStrategy,
     RoleStrategy,
 )
+from .replicationcontrollers import ReplicationControllerStrategy
 from .resourcemetrics import NodeMetricsStrategy, PodMetricsStrategy
 from .scheduling import PriorityClassStrategy
 from .serviceaccounts import ServiceAccountStrategy
@@ -64,6 +65,7 @@ BUILTIN: tuple[KindStrategy, ...] = (
     StorageClassStrategy(),
     DeploymentStrategy(),
     ReplicaSetStrategy(),
+    ReplicationControllerStrategy(),
     DaemonSetStrategy(),
     JobStrategy(),
     CronJobStrategy(),

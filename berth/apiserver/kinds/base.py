@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
+from berth.api.selectors import selector_to_string
 from berth.apiserver import strategy
 from berth.apiserver.errors import FieldError
 from berth.apiserver.selectors import FieldGetter
@@ -193,6 +194,11 @@ class KindStrategy:
 
     async def after_delete(self, reg: Registry, rd: ResourceDef, obj: Obj) -> None:
         """Runs once ``obj`` is gone from the store."""
+
+    def scale_selector(self, obj: Obj) -> str:
+        """The ``status.selector`` of this kind's ``scale`` subresource: its
+        ``spec.selector`` (a ``metav1.LabelSelector``) as a string."""
+        return selector_to_string(get_path(obj, "spec", "selector"))
 
     def finished_deleting(self, obj: Obj) -> bool:
         """Whether an update leaves ``obj`` ready to be removed: it is being deleted and no

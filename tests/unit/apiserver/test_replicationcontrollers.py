@@ -1,0 +1,159 @@
+"""ReplicationController strategy through the registry: upstream's defaults (selector and
+labels from the template), validation of the map selector, a mutable selector, the scale
+subresource's selector string, the Table row and the status.replicas field selector."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from berth.api.resources import NAMESPACES, REPLICATIONCONTROLLERS, TABLE
+from berth.apiserver.allocators import IPAllocator, PortAllocator
+from berth.apiserver.codec import Codec
+from berth.apiserver.errors import ApiError
+from berth.apiserver.kinds import strategy_for
+from berth.apiserver.registry import Registry
+from berth.store.memory import MemoryStore
+
+RC = REPLICATIONCONTROLLERS
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _registry() -> Registry:
+    reg = Registry(
+        MemoryStore(), Codec(), service_ips=IPAllocator("10.96.0.0/24"), node_ports=PortAllocator()
+    )
+    await reg.create(NAMESPACES, "", {"metadata": {"name": "default"}}, user=None)
+    return reg
+
+
+def rc(name: str = "web", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "web", "tier": "front"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
+            **spec,
+        },
+    }
+
+
+def causes(exc: pytest.ExceptionInfo[ApiError]) -> list[str]:
+    assert exc.value.code == 422
+    assert exc.value.details is not None
+    return [str(c["field"]) for c in exc.value.details["causes"]]
+
+
+def test_resource_is_served_as_upstream() -> None:
+    assert TABLE.by_kind("", "ReplicationController") is RC
+    assert RC.version == "v1"
+    assert RC.short_names == ("rc",)
+    assert RC.categories == ("all",)
+    assert set(RC.subresources) == {"status", "scale"}
+
+
+def test_defaults_take_selector_and_labels_from_the_template() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        obj = await reg.create(RC, "default", rc(), user=None)
+        assert obj["apiVersion"] == "v1"
+        assert obj["kind"] == "ReplicationController"
+        assert obj["spec"]["replicas"] == 1
+        assert obj["spec"]["selector"] == {"app": "web", "tier": "front"}
+        assert obj["metadata"]["labels"] == {"app": "web", "tier": "front"}
+        assert obj["spec"]["template"]["spec"]["restartPolicy"] == "Always"
+        assert obj["status"] == {"replicas": 0}
+        # given ones are kept
+        mine = rc("mine", replicas=3, selector={"app": "web"})
+        mine["metadata"]["labels"] = {"owner": "me"}
+        obj = await reg.create(RC, "default", mine, user=None)
+        assert obj["spec"]["replicas"] == 3
+        assert obj["spec"]["selector"] == {"app": "web"}
+        assert obj["metadata"]["labels"] == {"owner": "me"}
+
+    run(scenario())
+
+
+def test_validation() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        with pytest.raises(ApiError) as exc:  # the selector must match the template's labels
+            await reg.create(RC, "default", rc(selector={"app": "db"}), user=None)
+        assert causes(exc) == ["spec.template.metadata.labels"]
+        assert "`selector` does not match template `labels`" in exc.value.message
+        bare = rc()  # no labels anywhere: no selector to default to
+        del bare["spec"]["template"]["metadata"]
+        with pytest.raises(ApiError) as exc:
+            await reg.create(RC, "default", bare, user=None)
+        assert "spec.selector" in causes(exc)
+        with pytest.raises(ApiError) as exc:
+            await reg.create(RC, "default", rc(replicas=-1), user=None)
+        assert causes(exc) == ["spec.replicas"]
+        never = rc()
+        never["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+        with pytest.raises(ApiError) as exc:
+            await reg.create(RC, "default", never, user=None)
+        assert causes(exc) == ["spec.template.spec.restartPolicy"]
+        with pytest.raises(ApiError) as exc:  # a LabelSelector is not a label map
+            await reg.create(
+                RC, "default", rc(selector={"matchLabels": {"app": "web"}}), user=None
+            )
+        assert exc.value.code == 400
+        assert "spec.selector[matchLabels]: expected a string" in exc.value.message
+        with pytest.raises(ApiError) as exc:
+            await reg.create(RC, "default", {"metadata": {"name": "nospec"}}, user=None)
+        assert causes(exc) == ["spec.selector", "spec.template"]
+
+    run(scenario())
+
+
+def test_selector_may_change_and_scale_reads_the_map() -> None:
+    async def scenario() -> None:
+        reg = await _registry()
+        await reg.create(RC, "default", rc(selector={"app": "web"}), user=None)
+        obj = await reg.patch(
+            RC, "default", "web", "merge", {"spec": {"selector": {"tier": "front"}}}, user=None
+        )
+        assert obj["spec"]["selector"] == {"app": "web", "tier": "front"}
+        scale = reg.to_scale(RC, obj)
+        assert scale["spec"]["replicas"] == 1
+        assert scale["status"]["selector"] == "app=web,tier=front"
+        scaled = await reg.update_scale(
+            RC,
+            "default",
+            "web",
+            patch_type="merge",
+            body={"spec": {"replicas": 4}},
+            user=None,
+        )
+        assert scaled["kind"] == "Scale"
+        assert scaled["spec"]["replicas"] == 4
+        assert (await reg.get(RC, "default", "web"))["spec"]["replicas"] == 4
+
+    run(scenario())
+
+
+def test_table_row_and_field_selector() -> None:
+    obj = {
+        "metadata": {"name": "web", "creationTimestamp": None},
+        "spec": {
+            "replicas": 3,
+            "selector": {"app": "web"},
+            "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+        },
+        "status": {"replicas": 2, "readyReplicas": 1},
+    }
+    st = strategy_for(RC)
+    printer = st.printer(RC)
+    assert [c.name for c in printer.columns][:5] == ["Name", "Desired", "Current", "Ready", "Age"]
+    row = printer.row(obj)
+    assert row[:4] == ["web", 3, 2, 1]
+    assert row[5:] == ["c", "nginx", "app=web"]
+    assert st.field_selectors["status.replicas"](obj) == "2"
