@@ -58,6 +58,8 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "pods/exec": ["create", "get"],
         "pods/portforward": ["create", "get"],
         "services/status": ["get", "patch", "update"],
+        "replicationcontrollers/status": ["get", "patch", "update"],
+        "replicationcontrollers/scale": ["get", "patch", "update"],
         "serviceaccounts/token": ["create"],
         "persistentvolumeclaims/status": ["get", "patch", "update"],
         "persistentvolumes/status": ["get", "patch", "update"],

@@ -102,9 +102,7 @@ def test_validation() -> None:
             await reg.create(RC, "default", never, user=None)
         assert causes(exc) == ["spec.template.spec.restartPolicy"]
         with pytest.raises(ApiError) as exc:  # a LabelSelector is not a label map
-            await reg.create(
-                RC, "default", rc(selector={"matchLabels": {"app": "web"}}), user=None
-            )
+            await reg.create(RC, "default", rc(selector={"matchLabels": {"app": "web"}}), user=None)
         assert exc.value.code == 400
         assert "spec.selector[matchLabels]: expected a string" in exc.value.message
         with pytest.raises(ApiError) as exc:
