@@ -648,7 +648,9 @@ class Registry:
                     user,
                     "update",
                     rd,
-                    subresource=subresource,
+                    # a write through /scale is a scale request (ignored, as upstream's PSA
+                    # ignores every subresource of a pod controller)
+                    subresource=subresource or (fields_subresource or ""),
                     namespace=ns,
                     name=name,
                     new=new,

@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 
 from berth.api.resources import NAMESPACES, REPLICATIONCONTROLLERS, TABLE
+from berth.apiserver import client_warnings
 from berth.apiserver.allocators import IPAllocator, PortAllocator
+from berth.apiserver.auth import UserInfo
 from berth.apiserver.codec import Codec
 from berth.apiserver.errors import ApiError
 from berth.apiserver.kinds import strategy_for
+from berth.apiserver.podsecurity import PodSecurityConfig
 from berth.apiserver.registry import Registry
 from berth.store.memory import MemoryStore
 
@@ -155,3 +158,32 @@ def test_table_row_and_field_selector() -> None:
     assert row[:4] == ["web", 3, 2, 1]
     assert row[5:] == ["c", "nginx", "app=web"]
     assert st.field_selectors["status.replicas"](obj) == "2"
+
+
+def test_scaling_is_not_a_pod_security_review() -> None:
+    """kubectl scale writes /scale: upstream's Pod Security admission ignores subresources of
+    pod controllers, so only a change of the RC itself warns about its template."""
+
+    async def scenario() -> None:
+        reg = Registry(
+            MemoryStore(),
+            Codec(),
+            service_ips=IPAllocator("10.96.0.0/24"),
+            node_ports=PortAllocator(),
+            pod_security=PodSecurityConfig.from_mapping({"warn": "restricted"}),
+        )
+        await reg.create(NAMESPACES, "", {"metadata": {"name": "default"}}, user=None)
+        alice = UserInfo("alice")
+        with client_warnings.collecting() as warnings:
+            await reg.create(RC, "default", rc(), user=alice)
+        assert any("would violate PodSecurity" in w for w in warnings)
+        with client_warnings.collecting() as warnings:
+            await reg.update_scale(
+                RC, "default", "web", patch_type="merge", body={"spec": {"replicas": 2}}, user=alice
+            )
+        assert warnings == []
+        with client_warnings.collecting() as warnings:
+            await reg.patch(RC, "default", "web", "merge", {"spec": {"replicas": 3}}, user=alice)
+        assert any("would violate PodSecurity" in w for w in warnings)
+
+    run(scenario())
