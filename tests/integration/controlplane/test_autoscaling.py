@@ -94,9 +94,13 @@ async def _up_and_down(server: ServerHandle, tmp_path: Path) -> None:
             return d if d["spec"]["replicas"] == n else None
 
         await wait_until(lambda: replicas(4), within=30, what="scaled up to 4")
-        got = await c.api.get(HORIZONTALPODAUTOSCALERS, "web", namespace="default")
-        status = got["status"]
-        assert status["desiredReplicas"] == 4
+
+        # the controller writes the target's scale, then its own status: wait for the latter
+        async def hpa_status() -> dict[str, Any] | None:
+            got = await c.api.get(HORIZONTALPODAUTOSCALERS, "web", namespace="default")
+            return got["status"] if got["status"].get("desiredReplicas") == 4 else None
+
+        status = await wait_until(hpa_status, within=10, what="status.desiredReplicas 4")
         assert status["lastScaleTime"]
         conditions = {x["type"]: x for x in status["conditions"]}
         assert conditions["ScalingActive"]["reason"] == "ValidMetricFound"
