@@ -7,10 +7,12 @@ decides who owns it: ``whenDeleted: Delete`` makes the StatefulSet an owner (the
 collector removes the claims with the set), ``whenScaled: Delete`` makes a condemned pod the
 owner (the claim goes with the pod when the set scales down).
 
-berth does not serve PersistentVolumeClaims yet: while ``persistentvolumeclaims`` is absent
-from the resource table (or the server does not serve it), the templates are validated by the
-API server but nothing is created and pods get no claim volumes; the set gets one Warning event
-saying so. When the storage kinds land, this module is the only place to change.
+On a server that does not serve ``persistentvolumeclaims`` (an older API server during an
+upgrade), the templates are validated by the API server but nothing is created and pods get no
+claim volumes; the set gets one Warning event saying so. Claims on a WaitForFirstConsumer class
+(the default ``berth-local``) are bound once the scheduler picks the pod's node; a recreated pod
+is then scheduled back onto its volume's node
+(``tests/integration/controlplane/test_statefulset_volumes.py``).
 """
 
 from __future__ import annotations
