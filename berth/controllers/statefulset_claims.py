@@ -5,7 +5,7 @@ pod, found again when the pod is recreated (so a rescheduled pod gets its old vo
 mounted as the pod volume named after the template. ``persistentVolumeClaimRetentionPolicy``
 decides who owns it: ``whenDeleted: Delete`` makes the StatefulSet an owner (the garbage
 collector removes the claims with the set), ``whenScaled: Delete`` makes a condemned pod the
-owner (the claim goes with the pod when the set scales down).
+owner instead of the set (the claim goes with the pod when the set scales down).
 
 On a server that does not serve ``persistentvolumeclaims`` (an older API server during an
 upgrade), the templates are validated by the API server but nothing is created and pods get no
@@ -120,9 +120,15 @@ class ClaimManager:
                 claim = await self.ctx.client.get(self.resource, cname, namespace=namespace(sts))
             except errors.NotFound:
                 continue
-            refs = [dict(r) for r in owner_references(claim)]
-            if any(r.get("uid") == uid(pod) for r in refs):
+            # The pod becomes the claim's only owner from this set: were the set still an
+            # owner too (``whenDeleted: Delete``), the garbage collector would keep the claim
+            # while the set lives and just drop the vanished pod's reference (as kube's
+            # controller does, the set's reference is swapped for the pod's).
+            owners = [dict(r) for r in owner_references(claim)]
+            owner_uids = {r.get("uid") for r in owners}
+            if uid(pod) in owner_uids and uid(sts) not in owner_uids:
                 continue
+            refs = [r for r in owners if r.get("uid") not in (uid(sts), uid(pod))]
             ref = owner_reference(pod, block_owner_deletion=True) | {"controller": False}
             patch: Obj = {
                 "metadata": {

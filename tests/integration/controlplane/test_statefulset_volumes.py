@@ -2,7 +2,8 @@
 the controller manager (StatefulSet controller, volume binder, local provisioner), the
 scheduler's WaitForFirstConsumer handling and a simulated fleet. Each pod gets its own claim
 on the default ``berth-local`` class, bound to a volume made on the pod's node; a deleted pod
-comes back under its name with the same claim, on the same node."""
+comes back under its name with the same claim, on the same node; the retention policy
+removes claims (and so their volumes) on scale down and with the set."""
 
 from __future__ import annotations
 
@@ -112,5 +113,65 @@ def test_each_pod_gets_its_own_bound_claim_on_its_node_and_keeps_it(
             assert pvc["spec"]["volumeName"] == before["spec"]["volumeName"]
             assert pvc["status"]["phase"] == "Bound"
             assert len((await c.api.list(PERSISTENTVOLUMECLAIMS, namespace="default")).items) == 2
+
+    asyncio.run(body())
+
+
+def test_retention_delete_removes_claims_and_their_volumes(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """``whenScaled: Delete``: the claim of a pod removed by a scale down goes with the pod
+    (pvc-protection holds it until then), and its local volume is reclaimed; ``whenDeleted:
+    Delete``: the garbage collector removes the remaining claims with the set."""
+
+    async def body() -> None:
+        async with control_plane(server, tmp_path, nodes=2) as c:
+            sts = statefulset_with_claims("db", 2)
+            sts["spec"]["persistentVolumeClaimRetentionPolicy"] = {
+                "whenDeleted": "Delete",
+                "whenScaled": "Delete",
+            }
+            await c.api.create(STATEFULSETS, sts, namespace="default")
+
+            async def both_bound() -> dict[str, str] | None:
+                items = (await c.api.list(PERSISTENTVOLUMECLAIMS, namespace="default")).items
+                bound = {
+                    p["metadata"]["name"]: p["spec"]["volumeName"]
+                    for p in items
+                    if (p.get("status") or {}).get("phase") == "Bound"
+                }
+                ready = len(await running_pods(c)) == 2
+                return bound if ready and sorted(bound) == ["data-db-0", "data-db-1"] else None
+
+            volumes = await wait_until(both_bound, within=60, what="two pods, two bound claims")
+
+            await c.api.patch(STATEFULSETS, "db", {"spec": {"replicas": 1}}, namespace="default")
+
+            async def claim_and_volume_gone(claim: str) -> bool:
+                names = {
+                    p["metadata"]["name"]
+                    for p in (await c.api.list(PERSISTENTVOLUMECLAIMS, namespace="default")).items
+                }
+                pvs = {p["metadata"]["name"] for p in (await c.api.list(PERSISTENTVOLUMES)).items}
+                return claim not in names and volumes[claim] not in pvs
+
+            async def scaled() -> bool:
+                pods = await c.pods(selector="app=db")
+                return [p["metadata"]["name"] for p in pods] == ["db-0"] and (
+                    await claim_and_volume_gone("data-db-1")
+                )
+
+            await wait_until(scaled, within=60, what="db-1, data-db-1 and its volume gone")
+            kept = await c.api.get(PERSISTENTVOLUMECLAIMS, "data-db-0", namespace="default")
+            assert kept["status"]["phase"] == "Bound"
+
+            await c.api.delete(STATEFULSETS, "db", namespace="default")
+
+            async def all_gone() -> bool:
+                return not await c.pods(selector="app=db") and await claim_and_volume_gone(
+                    "data-db-0"
+                )
+
+            await wait_until(all_gone, within=60, what="the set's pods, claims and volumes gone")
 
     asyncio.run(body())
