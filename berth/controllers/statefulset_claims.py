@@ -80,15 +80,16 @@ class ClaimManager:
         for tmpl in templates:
             tname = str((tmpl.get("metadata") or {}).get("name"))
             cname = claim_name(tname, name(sts), ordinal)
-            await self._ensure(sts, tmpl, cname)
+            await self._ensure(sts, tmpl, cname, name(pod))
             volumes.append({"name": tname, "persistentVolumeClaim": {"claimName": cname}})
         pod["spec"]["volumes"] = volumes
 
-    async def _ensure(self, sts: Frozen, tmpl: Frozen, cname: str) -> None:
+    async def _ensure(self, sts: Frozen, tmpl: Frozen, cname: str, pod_name: str) -> None:
         assert self.resource is not None
         ns = namespace(sts)
         with contextlib.suppress(errors.NotFound):
-            await self.ctx.client.get(self.resource, cname, namespace=ns)
+            found = await self.ctx.client.get(self.resource, cname, namespace=ns)
+            await self._reclaim(sts, found, pod_name)
             return
         body: Obj = thaw(tmpl)
         body.pop("status", None)
@@ -105,6 +106,29 @@ class ClaimManager:
         body["apiVersion"], body["kind"] = "v1", "PersistentVolumeClaim"
         with contextlib.suppress(errors.AlreadyExists):
             await self.ctx.client.create(self.resource, body, namespace=ns)
+
+    async def _reclaim(self, sts: Frozen, claim: Frozen, pod_name: str) -> None:
+        """A claim a scale down gave to its (condemned) pod is wanted again by a new pod
+        ``pod_name`` of the ordinal: the old pod's reference goes (or the garbage collector
+        would delete the claim under the new pod) and, with ``whenDeleted: Delete``, the set
+        owns it again."""
+        assert self.resource is not None
+        owners = [dict(r) for r in owner_references(claim)]
+        kept = [r for r in owners if not (r.get("kind") == "Pod" and r.get("name") == pod_name)]
+        if len(kept) == len(owners):
+            return
+        if _retention(sts, "whenDeleted") == "Delete" and uid(sts) not in {
+            r.get("uid") for r in kept
+        }:
+            kept.append(owner_reference(sts, block_owner_deletion=True) | {"controller": False})
+        patch: Obj = {
+            "metadata": {
+                "ownerReferences": kept,
+                "resourceVersion": meta(claim).get("resourceVersion"),
+            }
+        }
+        with contextlib.suppress(errors.NotFound, errors.Conflict):
+            await self.ctx.client.patch(self.resource, name(claim), patch, namespace=namespace(sts))
 
     async def condemn(self, sts: Frozen, pod: Frozen, ordinal: int) -> None:
         """The pod is removed by a scale down: with ``whenScaled: Delete`` its claims become

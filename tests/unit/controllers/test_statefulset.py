@@ -391,6 +391,13 @@ def test_scaled_down_claim_is_owned_by_its_pod_alone_when_both_policies_delete()
         assert [(o["kind"], o["uid"]) for o in owners] == [("Pod", pod_uid)]
         kept = claims["data-web-0"]["metadata"]["ownerReferences"]
         assert [o["kind"] for o in kept] == ["StatefulSet"]
+        # scaled up again before the collector removed it: the claim is the set's once more
+        await set_spec(h, replicas=2)
+        await h.converge(c.controller)
+        again = {x["metadata"]["name"]: x for x in h.api.objects(CLAIMS)}
+        owners = again["data-web-1"]["metadata"]["ownerReferences"]
+        assert [o["kind"] for o in owners] == ["StatefulSet"]
+        assert again["data-web-1"]["metadata"]["uid"] == claims["data-web-1"]["metadata"]["uid"]
 
     run(body)
 
