@@ -397,12 +397,16 @@ def _etc_hosts(spec: dict[str, Any], field: str) -> list[FieldError]:
     return errs
 
 
-def validate_pod_spec_safety(spec: Any, field: str) -> list[FieldError]:
+def validate_pod_spec_safety(
+    spec: Any, field: str, claim_volumes: frozenset[str] = frozenset()
+) -> list[FieldError]:
     """The rules of the module docstring for the pod spec at ``field`` (``spec`` or
-    ``spec.template.spec``)."""
+    ``spec.template.spec``); ``claim_volumes``: volume names the pods get besides their own
+    (a StatefulSet's ``volumeClaimTemplates``), which mounts may name too."""
     if not isinstance(spec, dict):
         return []
     errs, volumes = _volumes(spec, field)
+    volumes |= claim_volumes
     errs += _names(spec, field)
     for where, container in _containers(spec, field):
         errs += _mounts(container, where, volumes)

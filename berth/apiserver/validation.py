@@ -95,7 +95,9 @@ def validate_metadata(obj: Obj, name_rule: str = SUBDOMAIN) -> list[FieldError]:
     return errs
 
 
-def _containers(spec: Any, field: str) -> list[FieldError]:
+def _containers(
+    spec: Any, field: str, claim_volumes: frozenset[str] = frozenset()
+) -> list[FieldError]:
     if not isinstance(spec, dict):
         return [required(field)]
     errs: list[FieldError] = []
@@ -134,7 +136,8 @@ def _containers(spec: Any, field: str) -> list[FieldError]:
     for i, v in enumerate(spec.get("volumes") or []):
         if not isinstance(v, dict) or not v.get("name"):
             errs.append(required(f"{field}.volumes[{i}].name"))
-    errs += validate_pod_spec_safety(spec, field)  # volumes, mounts, probes (issue 13)
+    # volumes, mounts, probes (issue 13)
+    errs += validate_pod_spec_safety(spec, field, claim_volumes)
     return errs
 
 
@@ -158,7 +161,11 @@ def pod_fields(obj: Obj, template: PodTemplate | None = None) -> list[FieldError
     return errs
 
 
-def workload_fields(obj: Obj, *, needs_replicas: bool) -> list[FieldError]:
+def workload_fields(
+    obj: Obj, *, needs_replicas: bool, claim_volumes: frozenset[str] = frozenset()
+) -> list[FieldError]:
+    """``claim_volumes``: volumes the controller adds to every pod (a StatefulSet's claim
+    templates), so the template's mounts may name them."""
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return [required("spec")]
@@ -170,7 +177,7 @@ def workload_fields(obj: Obj, *, needs_replicas: bool) -> list[FieldError]:
     if not isinstance(tpl, dict):
         errs.append(required("spec.template"))
     else:
-        errs += _containers(tpl.get("spec"), "spec.template.spec")
+        errs += _containers(tpl.get("spec"), "spec.template.spec", claim_volumes)
         tmeta = tpl.get("metadata")
         tlabels = (tmeta.get("labels") if isinstance(tmeta, dict) else None) or {}
         if (

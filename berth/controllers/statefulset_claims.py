@@ -5,12 +5,14 @@ pod, found again when the pod is recreated (so a rescheduled pod gets its old vo
 mounted as the pod volume named after the template. ``persistentVolumeClaimRetentionPolicy``
 decides who owns it: ``whenDeleted: Delete`` makes the StatefulSet an owner (the garbage
 collector removes the claims with the set), ``whenScaled: Delete`` makes a condemned pod the
-owner (the claim goes with the pod when the set scales down).
+owner instead of the set (the claim goes with the pod when the set scales down).
 
-berth does not serve PersistentVolumeClaims yet: while ``persistentvolumeclaims`` is absent
-from the resource table (or the server does not serve it), the templates are validated by the
-API server but nothing is created and pods get no claim volumes; the set gets one Warning event
-saying so. When the storage kinds land, this module is the only place to change.
+On a server that does not serve ``persistentvolumeclaims`` (an older API server during an
+upgrade), the templates are validated by the API server but nothing is created and pods get no
+claim volumes; the set gets one Warning event saying so. Claims on a WaitForFirstConsumer class
+(the default ``berth-local``) are bound once the scheduler picks the pod's node; a recreated pod
+is then scheduled back onto its volume's node
+(``tests/integration/controlplane/test_statefulset_volumes.py``).
 """
 
 from __future__ import annotations
@@ -78,15 +80,16 @@ class ClaimManager:
         for tmpl in templates:
             tname = str((tmpl.get("metadata") or {}).get("name"))
             cname = claim_name(tname, name(sts), ordinal)
-            await self._ensure(sts, tmpl, cname)
+            await self._ensure(sts, tmpl, cname, name(pod))
             volumes.append({"name": tname, "persistentVolumeClaim": {"claimName": cname}})
         pod["spec"]["volumes"] = volumes
 
-    async def _ensure(self, sts: Frozen, tmpl: Frozen, cname: str) -> None:
+    async def _ensure(self, sts: Frozen, tmpl: Frozen, cname: str, pod_name: str) -> None:
         assert self.resource is not None
         ns = namespace(sts)
         with contextlib.suppress(errors.NotFound):
-            await self.ctx.client.get(self.resource, cname, namespace=ns)
+            found = await self.ctx.client.get(self.resource, cname, namespace=ns)
+            await self._reclaim(sts, found, pod_name)
             return
         body: Obj = thaw(tmpl)
         body.pop("status", None)
@@ -104,6 +107,29 @@ class ClaimManager:
         with contextlib.suppress(errors.AlreadyExists):
             await self.ctx.client.create(self.resource, body, namespace=ns)
 
+    async def _reclaim(self, sts: Frozen, claim: Frozen, pod_name: str) -> None:
+        """A claim a scale down gave to its (condemned) pod is wanted again by a new pod
+        ``pod_name`` of the ordinal: the old pod's reference goes (or the garbage collector
+        would delete the claim under the new pod) and, with ``whenDeleted: Delete``, the set
+        owns it again."""
+        assert self.resource is not None
+        owners = [dict(r) for r in owner_references(claim)]
+        kept = [r for r in owners if not (r.get("kind") == "Pod" and r.get("name") == pod_name)]
+        if len(kept) == len(owners):
+            return
+        if _retention(sts, "whenDeleted") == "Delete" and uid(sts) not in {
+            r.get("uid") for r in kept
+        }:
+            kept.append(owner_reference(sts, block_owner_deletion=True) | {"controller": False})
+        patch: Obj = {
+            "metadata": {
+                "ownerReferences": kept,
+                "resourceVersion": meta(claim).get("resourceVersion"),
+            }
+        }
+        with contextlib.suppress(errors.NotFound, errors.Conflict):
+            await self.ctx.client.patch(self.resource, name(claim), patch, namespace=namespace(sts))
+
     async def condemn(self, sts: Frozen, pod: Frozen, ordinal: int) -> None:
         """The pod is removed by a scale down: with ``whenScaled: Delete`` its claims become
         the pod's dependents, so they go with it."""
@@ -118,9 +144,15 @@ class ClaimManager:
                 claim = await self.ctx.client.get(self.resource, cname, namespace=namespace(sts))
             except errors.NotFound:
                 continue
-            refs = [dict(r) for r in owner_references(claim)]
-            if any(r.get("uid") == uid(pod) for r in refs):
+            # The pod becomes the claim's only owner from this set: were the set still an
+            # owner too (``whenDeleted: Delete``), the garbage collector would keep the claim
+            # while the set lives and just drop the vanished pod's reference (as kube's
+            # controller does, the set's reference is swapped for the pod's).
+            owners = [dict(r) for r in owner_references(claim)]
+            owner_uids = {r.get("uid") for r in owners}
+            if uid(pod) in owner_uids and uid(sts) not in owner_uids:
                 continue
+            refs = [r for r in owners if r.get("uid") not in (uid(sts), uid(pod))]
             ref = owner_reference(pod, block_owner_deletion=True) | {"controller": False}
             patch: Obj = {
                 "metadata": {

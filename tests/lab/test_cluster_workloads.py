@@ -19,7 +19,8 @@ usable for the next):
 * a claim of the default class (berth-local, WaitForFirstConsumer) binds once a pod uses it,
   its directory is made on the pod's node, a successor pod reads what the first wrote (pinned
   to that node, read-only mount honoured); reclaim Delete removes the directory with the
-  claim, Retain keeps it;
+  claim, Retain keeps it; a StatefulSet pod gets its own claim from the set's
+  volumeClaimTemplates and, deleted, comes back on its volume's node reading what it wrote;
 * deleting everything leaves no container, netns, veth, IP allocation or nft rule behind;
   ``berth.runtime reset`` after an agent stopped cleans its host; ``berth destroy
   --keep-packages`` of nodes with running pods leaves every host verified clean, with runc
@@ -1092,6 +1093,83 @@ def test_retained_local_volume_keeps_its_data(cluster: Cluster) -> None:
     assert note.strip() == "kept-by-ledger-writer"
     cluster.nodes[node].ssh(f"rm -rf {VOLUMES_DIR}/{volume}")
     cluster.kubectl("delete", "storageclass", "local-retain")
+
+
+def _statefulset_with_claims(image: str) -> dict[str, Any]:
+    # every start appends a line (this pod's name and a random id) to a file in its claim's
+    # volume and prints the whole file: a replacement shows what the pod before it wrote
+    append_and_show = (
+        'echo "$(hostname) $(cat /proc/sys/kernel/random/uuid)" >> /data/starts; '
+        "cat /data/starts; exec sleep 3600"
+    )
+    sts = _statefulset(image)
+    sts["metadata"]["name"] = "vault"
+    spec = sts["spec"]
+    spec["replicas"], spec["serviceName"] = 2, "vault"
+    spec["selector"] = {"matchLabels": {"app": "vault"}}
+    spec["template"]["metadata"]["labels"] = {"app": "vault", "test": "workloads"}
+    container = spec["template"]["spec"]["containers"][0]
+    container["command"] = ["/bin/sh", "-c", append_and_show]
+    container.pop("readinessProbe")
+    container["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    template = _claim("data")  # no class: the default, berth-local
+    del template["apiVersion"], template["kind"], template["metadata"]["namespace"]
+    spec["volumeClaimTemplates"] = [template]
+    return sts
+
+
+def test_statefulset_pod_returns_to_its_claim_and_reads_what_it_wrote(cluster: Cluster) -> None:
+    cluster.apply(_statefulset_with_claims(cluster.image))
+    cluster.kubectl("rollout", "status", "statefulset/vault", "--timeout=180s", timeout=200)
+    pods = {p["metadata"]["name"]: p for p in cluster.pods("app=vault")}
+    assert sorted(pods) == ["vault-0", "vault-1"]
+    volumes: dict[str, tuple[str, str]] = {}  # pod -> (volume, node)
+    for name, pod in pods.items():
+        claim = _get(cluster, "pvc", f"data-{name}")
+        assert claim["status"]["phase"] == "Bound"
+        assert claim["spec"]["storageClassName"] == "berth-local"
+        node, volume = pod["spec"]["nodeName"], claim["spec"]["volumeName"]
+        assert claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == node
+        assert _has_dir(cluster.nodes[node], f"{VOLUMES_DIR}/{volume}")
+        volumes[name] = (volume, node)
+    assert len({volume for volume, _ in volumes.values()}) == 2
+    first = cluster.kubectl("logs", "vault-1").stdout.splitlines()
+    assert len(first) == 1, first
+    assert first[0].split()[0] == "vault-1", first
+
+    old_uid = pods["vault-1"]["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", "vault-1", "--wait=false")
+
+    def back() -> dict[str, Any] | None:
+        found = [p for p in cluster.pods("app=vault") if p["metadata"]["name"] == "vault-1"]
+        fresh = [p for p in found if p["metadata"]["uid"] != old_uid and _ready(p)]
+        return fresh[0] if fresh else None
+
+    again = wait_for("vault-1 back under its name", back, timeout=120)
+    volume, node = volumes["vault-1"]
+    assert again["spec"]["nodeName"] == node  # the volume's node affinity brought it back
+    claim = _get(cluster, "pvc", "data-vault-1")
+    assert claim["spec"]["volumeName"] == volume
+    # the replacement found the first pod's line in the volume, and added its own
+    second = cluster.kubectl("logs", "vault-1").stdout.splitlines()
+    assert len(second) == 2, (first, second)
+    assert second[0] == first[0], (first, second)
+    assert second[1] != first[0]
+
+    cluster.kubectl("delete", "statefulset", "vault", "--wait=true", timeout=120)
+    wait_for("vault pods gone", lambda: not cluster.pods("app=vault") or None, timeout=120)
+    # whenDeleted: Retain (the default) kept the claims; deleting them deletes their volumes
+    cluster.kubectl("delete", "pvc", "-l", "app=vault")
+
+    def cleaned() -> bool | None:
+        for volume, node in volumes.values():
+            if cluster.kubectl("get", "pv", volume, check=False).returncode == 0:
+                return None
+            if _has_dir(cluster.nodes[node], f"{VOLUMES_DIR}/{volume}"):
+                return None
+        return True
+
+    wait_for("the vault volumes and their directories removed", cleaned, timeout=90)
 
 
 def test_deleting_everything_leaves_nothing_behind(cluster: Cluster) -> None:

@@ -128,8 +128,19 @@ def _claim_template(claim: Any, where: str) -> list[FieldError]:
     return errs
 
 
+def _claim_template_names(obj: Obj) -> frozenset[str]:
+    """The names of the ``volumeClaimTemplates``: the controller gives every pod a volume of
+    that name (its claim), so the template's containers may mount it."""
+    claims = get_path(obj, "spec", "volumeClaimTemplates")
+    return frozenset(
+        n
+        for c in (claims if isinstance(claims, list) else ())
+        if isinstance(n := get_path(c, "metadata", "name"), str) and n
+    )
+
+
 def statefulset_fields(obj: Obj) -> list[FieldError]:
-    errs = workload_fields(obj, needs_replicas=True)
+    errs = workload_fields(obj, needs_replicas=True, claim_volumes=_claim_template_names(obj))
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return errs

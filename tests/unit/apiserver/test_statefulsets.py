@@ -125,6 +125,40 @@ def test_validation() -> None:
     run(scenario())
 
 
+def test_containers_may_mount_the_claim_templates_and_only_those() -> None:
+    """Every pod gets a volume per claim template (its claim), so the template's mounts may
+    name one; a mount naming neither a pod volume nor a template is still refused."""
+
+    async def scenario() -> None:
+        reg = await _registry()
+        claim = {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        ok = sts(volumeClaimTemplates=[claim])
+        ok["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+            {"name": "data", "mountPath": "/data"}
+        ]
+        created = await reg.create(STATEFULSETS, "default", ok, user=None)
+        assert created["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0] == {
+            "name": "data",
+            "mountPath": "/data",
+        }
+        bad = sts(volumeClaimTemplates=[claim])
+        bad["metadata"]["name"] = "other"
+        bad["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+            {"name": "logs", "mountPath": "/logs"}
+        ]
+        with pytest.raises(ApiError) as exc:
+            await reg.create(STATEFULSETS, "default", bad, user=None)
+        assert causes(exc) == ["spec.template.spec.containers[0].volumeMounts[0].name"]
+
+    run(scenario())
+
+
 def test_only_some_spec_fields_may_change() -> None:
     async def scenario() -> None:
         reg = await _registry()

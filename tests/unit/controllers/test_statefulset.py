@@ -354,6 +354,54 @@ def test_volume_claims_are_made_per_pod_and_kept_across_recreation() -> None:
     run(body)
 
 
+def test_scaled_down_claim_is_owned_by_its_pod_alone_when_both_policies_delete() -> None:
+    """``whenScaled: Delete`` with ``whenDeleted: Delete``: the condemned pod's claim swaps the
+    set's owner reference for the pod's (with both, the garbage collector would keep the claim
+    as long as the set lives); the kept pod's claim stays the set's."""
+
+    async def body() -> None:
+        h = Harness()
+        claim = {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        h.api.seed(
+            STATEFULSETS,
+            statefulset(
+                2,
+                volumeClaimTemplates=[claim],
+                persistentVolumeClaimRetentionPolicy={
+                    "whenDeleted": "Delete",
+                    "whenScaled": "Delete",
+                },
+            ),
+        )
+        c = StatefulSetController(h.ctx)
+        c.claims = ClaimManager(h.ctx, resource=CLAIMS)
+        await h.converge(c.controller)
+        pod_uid = live(h)["web-1"]["metadata"]["uid"]
+        await set_spec(h, replicas=1)
+        await h.converge(c.controller)
+        assert deleted_pods(h) == ["web-1"]
+        claims = {x["metadata"]["name"]: x for x in h.api.objects(CLAIMS)}
+        owners = claims["data-web-1"]["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["uid"]) for o in owners] == [("Pod", pod_uid)]
+        kept = claims["data-web-0"]["metadata"]["ownerReferences"]
+        assert [o["kind"] for o in kept] == ["StatefulSet"]
+        # scaled up again before the collector removed it: the claim is the set's once more
+        await set_spec(h, replicas=2)
+        await h.converge(c.controller)
+        again = {x["metadata"]["name"]: x for x in h.api.objects(CLAIMS)}
+        owners = again["data-web-1"]["metadata"]["ownerReferences"]
+        assert [o["kind"] for o in owners] == ["StatefulSet"]
+        assert again["data-web-1"]["metadata"]["uid"] == claims["data-web-1"]["metadata"]["uid"]
+
+    run(body)
+
+
 def test_volume_claims_without_served_claims_are_noted_not_made() -> None:
     async def body() -> None:
         h = Harness()
