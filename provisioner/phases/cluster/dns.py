@@ -49,6 +49,12 @@ async def ensure_dns_service(
         have = await client.get(SERVICES, NAME, namespace=NAMESPACE)
     except api_errors.NotFound:
         have = None
+    except (TimeoutError, OSError, api_errors.ApiError):
+        if not dry_run:
+            raise
+        # planning a cluster whose API is not up (yet, or again: an admin kubeconfig outlives
+        # a destroyed cluster): the apply will create the Service
+        have = None
     if have is None:
         report(f"service {NAMESPACE}/{NAME}: create at {want['spec']['clusterIP']}")
         if not dry_run:
