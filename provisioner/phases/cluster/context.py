@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import Any
 
 import berth
-from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_id, pinned_requirements
+from provisioner import platforms
+from provisioner.artifacts.berth_bundle import (
+    DEFAULT_PLATFORM,
+    Bundle,
+    build_bundle,
+    bundle_id,
+    pinned_requirements,
+)
+from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
+from provisioner.facts.system import OsRelease, PythonVersion
 from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
@@ -39,11 +49,40 @@ def local_bundle_id(version: str) -> str:
     return bundle_id(version=version, pins=pinned_requirements())
 
 
+_building = threading.Lock()  # hosts plan at once: one build per ABI, not one per host
+
+
 @functools.cache
-def _bundle(cache_dir: Path, version: str) -> Bundle:
-    return build_bundle(cache_dir, version=version, ident=local_bundle_id(version))
+def _bundle(cache_dir: Path, version: str, platform: platforms.Platform) -> Bundle:
+    return build_bundle(
+        cache_dir, version=version, ident=local_bundle_id(version), platform=platform
+    )
 
 
-def bundle_of(data: PhaseData) -> Bundle:
-    """The bundle this run ships (built once per process; cached on disk across runs)."""
-    return _bundle(data.cache_dir, release(spec_of(data, "artifacts")))
+def host_platform(
+    data: PhaseData, host: HostTarget, phase: str = "artifacts"
+) -> platforms.Platform:
+    """The platform of ``host`` (its release and python3), as preflight accepted it."""
+    facts = data.host_facts(host.name, (OsRelease(), PythonVersion()))
+    os_info, python = facts.get(OsRelease()), facts.get(PythonVersion())
+    if os_info is None:
+        raise PhaseError(phase, f"{host.name}: no /etc/os-release: cannot tell the platform")
+    try:
+        return platforms.match(
+            os_info.id,
+            os_info.version_id,
+            os_info.codename,
+            python.version if python is not None else None,
+            pretty_name=os_info.pretty_name,
+        )
+    except platforms.UnsupportedPlatform as exc:
+        raise PhaseError(phase, f"{host.name}: {exc}") from None
+
+
+def bundle_of(data: PhaseData, host: HostTarget | None = None) -> Bundle:
+    """The bundle this run ships to ``host`` (for its Python ABI; without a host, for the
+    default platform: the id is the same for every ABI). Built once per process and ABI;
+    cached on disk across runs."""
+    platform = DEFAULT_PLATFORM if host is None else host_platform(data, host)
+    with _building:
+        return _bundle(data.cache_dir, release(spec_of(data, "artifacts")), platform)

@@ -69,7 +69,7 @@ def prepare_bundle(data: PhaseData) -> None:
 
 
 def artifact_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
-    bundle = bundle_of(data)
+    bundle = bundle_of(data, host)  # built for the host's own python3
     return (
         footprint.FootprintRecorded(),  # first: its facts show the host as it was before berth
         Directory(layout.OPT),
