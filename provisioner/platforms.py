@@ -23,6 +23,8 @@ class Platform:
     codename: str
     python: tuple[int, int]
     name: str
+    etcd: str
+    """The etcd minor version the release packages (one per cluster: see the etcd phase)."""
 
     @property
     def abi(self) -> str:
@@ -35,8 +37,8 @@ class Platform:
 
 
 SUPPORTED: tuple[Platform, ...] = (
-    Platform("debian", "12", "bookworm", (3, 11), "Debian 12 (bookworm)"),
-    Platform("debian", "13", "trixie", (3, 13), "Debian 13 (trixie)"),
+    Platform("debian", "12", "bookworm", (3, 11), "Debian 12 (bookworm)", etcd="3.4"),
+    Platform("debian", "13", "trixie", (3, 13), "Debian 13 (trixie)", etcd="3.5"),
 )
 
 

@@ -18,7 +18,7 @@ from provisioner.artifacts.berth_bundle import (
 )
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
-from provisioner.facts.system import OsRelease, PythonVersion
+from provisioner.phases.host_platform import host_platform
 from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
@@ -59,30 +59,10 @@ def _bundle(cache_dir: Path, version: str, platform: platforms.Platform) -> Bund
     )
 
 
-def host_platform(
-    data: PhaseData, host: HostTarget, phase: str = "artifacts"
-) -> platforms.Platform:
-    """The platform of ``host`` (its release and python3), as preflight accepted it."""
-    facts = data.host_facts(host.name, (OsRelease(), PythonVersion()))
-    os_info, python = facts.get(OsRelease()), facts.get(PythonVersion())
-    if os_info is None:
-        raise PhaseError(phase, f"{host.name}: no /etc/os-release: cannot tell the platform")
-    try:
-        return platforms.match(
-            os_info.id,
-            os_info.version_id,
-            os_info.codename,
-            python.version if python is not None else None,
-            pretty_name=os_info.pretty_name,
-        )
-    except platforms.UnsupportedPlatform as exc:
-        raise PhaseError(phase, f"{host.name}: {exc}") from None
-
-
 def bundle_of(data: PhaseData, host: HostTarget | None = None) -> Bundle:
     """The bundle this run ships to ``host`` (for its Python ABI; without a host, for the
     default platform: the id is the same for every ABI). Built once per process and ABI;
     cached on disk across runs."""
-    platform = DEFAULT_PLATFORM if host is None else host_platform(data, host)
+    platform = DEFAULT_PLATFORM if host is None else host_platform(data, host.name)
     with _building:
         return _bundle(data.cache_dir, release(spec_of(data, "artifacts")), platform)
