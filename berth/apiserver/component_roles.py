@@ -193,6 +193,17 @@ def vip_holder_rules() -> list[Obj]:
     return leader_election_rules("berth-vip")
 
 
+def network_policy_rules() -> list[Obj]:
+    """berth's NetworkPolicy enforcement on every node (``berth.agent.netpolicy``), run with
+    the cluster network's identity (``system:kube-proxy``): a policy's peers are pods of any
+    node, which the node authorizer does not let a node list. Reads only, as the per-node
+    agents of Calico or kube-router."""
+    return [
+        rule([""], ["pods", "namespaces"], ["list", "watch"]),
+        rule(["networking.k8s.io"], ["networkpolicies"], ["list", "watch"]),
+    ]
+
+
 def node_proxier_rules() -> list[Obj]:
     """kube's ``system:node-proxier``, verbatim (the ``system:kube-proxy`` identity)."""
     return [

@@ -233,12 +233,12 @@ def _rule(raw: Any, peers_key: str) -> Rule:
     raw_peers = raw.get(peers_key)
     raw_ports = raw.get("ports")
     peers: tuple[Peer, ...] | None = None
-    if isinstance(raw_peers, list) and raw_peers:
+    if isinstance(raw_peers, list | tuple) and raw_peers:
         peers = tuple(p for p in map(_peer, raw_peers) if p is not None)
     elif raw_peers:
         peers = ()
     ports: tuple[PortMatch, ...] | None = None
-    if isinstance(raw_ports, list) and raw_ports:
+    if isinstance(raw_ports, list | tuple) and raw_ports:
         ports = tuple(p for p in map(_port_match, raw_ports) if p is not None)
     elif raw_ports:
         ports = ()
@@ -256,12 +256,12 @@ def policy_from_k8s(obj: Mapping[str, Any]) -> Policy:
         selector = EVERYTHING  # fail closed: isolate the whole namespace
     egress_rules = spec.get("egress")
     types = spec.get("policyTypes")
-    if not isinstance(types, list) or not types:
+    if not isinstance(types, list | tuple) or not types:
         types = ["Ingress", "Egress"] if egress_rules else ["Ingress"]
 
     def rules(key: str, peers_key: str) -> tuple[Rule, ...]:
         raw = spec.get(key)
-        return tuple(_rule(r, peers_key) for r in raw) if isinstance(raw, list) else ()
+        return tuple(_rule(r, peers_key) for r in raw) if isinstance(raw, list | tuple) else ()
 
     return Policy(
         namespace=str(meta.get("namespace") or "default"),
