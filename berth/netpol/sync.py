@@ -8,6 +8,7 @@ the policies stay enforced while the agent is down, as the service rules do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
@@ -61,7 +62,9 @@ class PolicyEnforcer:
         """Make bridged pod traffic visible to the forward hook (``br_netfilter``); returns
         whether it is. Without it, same-node pod traffic bypasses the policies (logged)."""
         if not self.bridge_nf.exists():
-            await self.runner.run(["modprobe", "br_netfilter"])
+            # no modprobe (a container): the write below says what is missing
+            with contextlib.suppress(OSError):
+                await self.runner.run(["modprobe", "br_netfilter"])
         try:
             if self.bridge_nf.read_text().strip() != "1":
                 self.bridge_nf.write_text("1\n")

@@ -113,3 +113,24 @@ def test_policy_kubeconfig_is_read_and_resolved(tmp_path: Path) -> None:
     assert load_config(cfg).network.policy_kubeconfig == str(tmp_path / "proxy.conf")
     cfg.write_text("kubeconfig: agent.conf\nruntime: runc\nnodes: [{name: n1}]\n")
     assert load_config(cfg).network.policy_kubeconfig == ""
+
+
+class NoModprobe(NftRunner):
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        if argv[0] == "modprobe":
+            raise FileNotFoundError(argv[0])
+        return await super().run(argv, stdin=stdin, env=env, time_limit=time_limit)
+
+
+def test_without_br_netfilter_the_enforcer_says_so_and_carries_on(tmp_path: Path) -> None:
+    enforcer = PolicyEnforcer(
+        node="n1", runner=NoModprobe(), bridge_nf=tmp_path / "absent" / "bridge-nf-call-iptables"
+    )
+    assert asyncio.run(enforcer.ensure_bridge_netfilter()) is False
