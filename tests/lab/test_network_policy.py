@@ -12,7 +12,10 @@ through ``kubectl exec``, run in this order (each test builds on the policies be
   connection opened before keeps flowing (established traffic is accepted);
 * an allow policy admits ``np-b`` by namespace label and ``role=client`` pods of ``np-a`` by
   pod label, on the named port only; ``np-c`` and ``role=other`` stay refused;
-* an egress deny in ``np-b`` blocks its client again although the ingress side admits it.
+* an egress deny in ``np-b`` blocks its client again although the ingress side admits it;
+* an ipBlock (the other node's pod CIDR, except the ``np-c`` client) on a port range admits
+  ``role=other`` and not the excepted address;
+* the rules hold while the web pod's node agent restarts.
 
 Safety: blackhole routes for the pod and service CIDRs exist on this machine for the whole
 session (tests/lab/conftest.py); only lab bridge addresses are contacted.
@@ -20,7 +23,9 @@ session (tests/lab/conftest.py); only lab bridge addresses are contacted.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +222,40 @@ def test_egress_deny_blocks_a_client_the_ingress_side_admits(cluster: Cluster) -
     assert cluster.reaches("np-a", "same")
     cluster.kubectl("delete", "networkpolicy", "-n", "np-b", "no-egress")
     cluster.wait_reach("np-b", "friend", True)
+
+
+def test_ip_block_with_except_and_a_port_range(cluster: Cluster) -> None:
+    other = _ready(cluster, "np-a", "other")["status"]["podIP"]
+    stranger = _ready(cluster, "np-c", "stranger")["status"]["podIP"]
+    subnet = str(ipaddress.ip_network(f"{stranger}/24", strict=False))
+    assert ipaddress.ip_address(other) in ipaddress.ip_network(subnet), "same node, same CIDR"
+    cluster.apply(
+        _policy(
+            "np-a",
+            "allow-node-cidr",
+            {
+                "podSelector": {"matchLabels": {"app": "web"}},
+                "ingress": [
+                    {
+                        "from": [{"ipBlock": {"cidr": subnet, "except": [f"{stranger}/32"]}}],
+                        "ports": [{"port": 8000, "endPort": 8100}],
+                    }
+                ],
+            },
+        )
+    )
+    cluster.wait_reach("np-a", "other", True)
+    assert not cluster.reaches("np-c", "stranger"), "the excepted address"
+
+
+def test_policies_hold_across_an_agent_restart(cluster: Cluster) -> None:
+    """The table is the kernel's: an agent restart neither drops it nor opens a window."""
+    host = cluster.lab.hosts[0].name  # the web pod's node
+    restarted = subprocess.run(
+        cluster.lab.ssh_argv(host, ["systemctl restart berth-agent.service"]),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert restarted.returncode == 0, restarted.stderr
+    for _ in range(3):
+        assert not cluster.reaches("np-c", "stranger")
+        assert cluster.reaches("np-b", "friend")
