@@ -125,3 +125,10 @@ def test_valid_edge_cases_are_accepted(kubectl: Kubectl, api: k8s.ApiClient) -> 
     got = networking_api(api).read_namespaced_network_policy("np-edge", "default")
     assert got.spec.policy_types == ["Egress"]
     assert got.to_dict()["spec"]["egress"][0]["to"][0]["ip_block"]["_except"] == ["10.1.0.0/16"]
+
+
+def test_unknown_fields_are_refused_under_strict_validation(kubectl: Kubectl) -> None:
+    doc = _policy("np-unknown", ingress=[{"from": [{"podSelector": {}, "bogus": 1}]}])
+    r = kubectl.run("create", "--validate=strict", "-f", "-", stdin=json.dumps(doc))
+    assert r.returncode != 0
+    assert 'unknown field "spec.ingress[0].from[0].bogus"' in r.stderr
