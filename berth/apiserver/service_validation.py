@@ -292,6 +292,23 @@ def _policies(spec: Obj) -> list[FieldError]:
         v = spec.get(f)
         if v not in (None, "") and v not in TRAFFIC_POLICIES:
             errs.append(not_supported(f"spec.{f}", v, TRAFFIC_POLICIES))
+    hc = spec.get("healthCheckNodePort")
+    if hc not in (None, 0):
+        if not (
+            spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+        ):
+            errs.append(
+                invalid_value(
+                    "spec.healthCheckNodePort",
+                    hc,
+                    "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy`"
+                    " is 'Local'",
+                )
+            )
+        elif not is_port_number(hc):
+            errs.append(
+                invalid_value("spec.healthCheckNodePort", hc, "must be between 1 and 65535")
+            )
     ranges = spec.get("loadBalancerSourceRanges")
     if ranges is not None:
         if not isinstance(ranges, list):

@@ -84,6 +84,21 @@ def _endpoints_row(o: Obj) -> list[Cell]:
 ENDPOINTS = Printer((NAME, Column("Endpoints"), AGE), _endpoints_row)
 
 
+def drop_type_dependent_fields(new: Obj, old: Obj) -> None:
+    """A Service that stops needing a health-check node port (no longer a LoadBalancer with
+    externalTrafficPolicy Local) loses the one it carried over unchanged, and a Service that
+    stops being a LoadBalancer loses allocateLoadBalancerNodePorts, as upstream drops
+    type-dependent fields: ``kubectl patch`` of the type alone must not be refused for them."""
+    hc = new.get("healthCheckNodePort")
+    still_local = new.get("type") == "LoadBalancer" and new.get("externalTrafficPolicy") == "Local"
+    if hc and not still_local and hc == old.get("healthCheckNodePort"):
+        new.pop("healthCheckNodePort", None)
+    if new.get("type") != "LoadBalancer" and new.get("allocateLoadBalancerNodePorts") == old.get(
+        "allocateLoadBalancerNodePorts"
+    ):
+        new.pop("allocateLoadBalancerNodePorts", None)
+
+
 class ServiceStrategy(KindStrategy):
     kind = "Service"
     empty_status: Mapping[str, Any] = {"loadBalancer": {}}
@@ -118,6 +133,7 @@ class ServiceStrategy(KindStrategy):
         new_spec, old_spec = new.get("spec"), old.get("spec")
         if isinstance(new_spec, dict) and isinstance(old_spec, dict):
             service_families.carry_on_update(new_spec, old_spec)
+            drop_type_dependent_fields(new_spec, old_spec)
 
     def validate_fields(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
         spec = obj.get("spec")
