@@ -16,6 +16,7 @@ from berth.agent.runtime import Runtime
 from berth.agent.shutdown import host_shutting_down, shut_down_gracefully
 from berth.agent.simulated import SimulatedRuntime
 from berth.agent.volumes import LocalVolumes
+from berth.api.loadbalancers import Pool
 from berth.api.resources import NODES
 from berth.client.http import HttpClient
 from berth.client.interface import ApiClient
@@ -75,6 +76,7 @@ def _node_network(config: AgentConfig, clock: Clock, client: ApiClient) -> NodeN
         node_local_ips=frozenset(
             [config.network.cluster_dns] if config.network.cluster_dns else []
         ),
+        load_balancer_pool=Pool.parse(config.network.load_balancer_pool),
     )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from berth.api.loadbalancers import Pool, PoolError
+
 
 class AgentConfigError(Exception):
     pass
@@ -56,6 +58,8 @@ class NetworkConfig:
     service_device: str = ""  # default: the interface carrying the node's address
     cluster_dns: str = ""  # nameserver written into pods' resolv.conf (ClusterFirst)
     cluster_domain: str = "cluster.local"  # the search path's base and berth-dns's zone
+    # LoadBalancer Services' address pool (CIDRs or first-last ranges); empty: node addresses
+    load_balancer_pool: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +155,12 @@ def load_config(path: str | Path) -> AgentConfig:
         service_device=str(net_raw.get("serviceDevice") or ""),
         cluster_dns=str(net_raw.get("clusterDNS") or ""),
         cluster_domain=str(net_raw.get("clusterDomain") or "cluster.local").strip(".").lower(),
+        load_balancer_pool=tuple(str(b) for b in net_raw.get("loadBalancerPool") or ()),
     )
+    try:
+        Pool.parse(network.load_balancer_pool)
+    except PoolError as exc:
+        raise AgentConfigError(f"{path}: network.loadBalancerPool: {exc}") from exc
     for key, value in (
         ("clusterCIDR", network.cluster_cidr),
         ("serviceCIDR", network.service_cidr),

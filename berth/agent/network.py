@@ -14,8 +14,11 @@ import contextlib
 import json
 import logging
 
+from berth.agent.healthchecks import HealthCheckServers, wanted_checks
+from berth.agent.lbspeaker import Speaker, held_here, nodes_with_ready_endpoints
 from berth.agent.proxy_events import RejectionReporter
 from berth.agent.withdrawal import EndpointWithdrawal
+from berth.api.loadbalancers import Pool, ingress_ips, node_internal_ip
 from berth.api.resources import ENDPOINTS, ENDPOINTSLICES, NODES, SERVICES
 from berth.client.interface import ApiClient
 from berth.machinery.clock import Clock
@@ -57,6 +60,8 @@ class NodeNetwork:
         node_local_ips: frozenset[str] = frozenset(),
         runner: Runner | None = None,
         resync_seconds: float = 30.0,
+        load_balancer_pool: Pool | None = None,
+        health_checks: HealthCheckServers | None = None,
     ) -> None:
         self.clock = clock
         self.node = node
@@ -70,9 +75,20 @@ class NodeNetwork:
         # NOTRACK rules keep kube-proxy off its address
         self.node_local_ips = node_local_ips
         self.runner = runner or SubprocessRunner()
+        self.pool = load_balancer_pool or Pool(())
         self.proxy = ServiceProxy(
-            cluster_cidr=cluster_cidr, runner=self.runner, service_cidr=service_cidr
+            cluster_cidr=cluster_cidr,
+            runner=self.runner,
+            service_cidr=service_cidr,
+            node_name=node,
+            lb_address_allowed=self._lb_address_allowed,
         )
+        # LoadBalancer addresses: this node's share of the pool, and the health checks of
+        # externalTrafficPolicy Local Services
+        self.speaker = Speaker(self.runner, self.pool)
+        self.health_checks = health_checks or HealthCheckServers()
+        self.lb_recorder = EventRecorder(client, clock, component="berth-speaker", host=node)
+        self._lb_problems: dict[str, str] = {}
         self.reporter = RejectionReporter(
             EventRecorder(client, clock, component="berth-proxy", host=node), clock
         )
@@ -134,7 +150,35 @@ class NodeNetwork:
                 log.info("node %s: service rules applied", self.node)
         finally:
             await self.reporter.report(self.proxy.rejected, services)
+        await self._sync_load_balancers(services)
         self.syncs += 1
+
+    def _lb_address_allowed(self, ip: str) -> bool:
+        """The ingress addresses this node forwards: the pool's, or without a pool the nodes'
+        own (what the service-lb controller writes in each mode; anything else is ignored)."""
+        if self.pool:
+            return self.pool.contains(ip)
+        return any(node_internal_ip(n) == ip for n in self.nodes.list())
+
+    async def _sync_load_balancers(self, services: list[Frozen]) -> None:
+        slices = self.slices.list()
+        counts = nodes_with_ready_endpoints(slices)
+        await self.health_checks.sync(wanted_checks(services, counts, self.node))
+        if not self.pool:
+            return
+        wanted = held_here(self.node, self.pool, services, self.nodes.list(), slices)
+        added, removed = await self.speaker.sync(wanted)
+        for address in added:
+            log.info("node %s: announcing load-balancer address %s", self.node, address)
+        for address in removed:
+            log.info("node %s: no longer announcing %s", self.node, address)
+        for address, why in self.speaker.problems.items():
+            if self._lb_problems.get(address) != why:
+                log.warning("node %s: cannot announce %s: %s", self.node, address, why)
+                for svc in services:
+                    if address in ingress_ips(svc):
+                        await self.lb_recorder.warning(svc, "AnnounceFailed", f"{self.node}: {why}")
+        self._lb_problems = dict(self.speaker.problems)
 
     def _node_local(self, svc: Frozen) -> bool:
         spec = svc.get("spec") or {}
@@ -167,6 +211,7 @@ class NodeNetwork:
                     await self.clock.sleep(RETRY_SECONDS)
                     self._dirty.set()
         finally:
+            await self.health_checks.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -124,12 +124,13 @@ def handled_here(svc: Mapping[str, Any]) -> bool:
 
 
 def ingress_ips(svc: Mapping[str, Any]) -> list[str]:
-    """The IPv4 addresses of ``status.loadBalancer.ingress`` (hostnames are skipped)."""
+    """The IPv4 addresses of ``status.loadBalancer.ingress`` (hostnames are skipped). Lists
+    may be tuples: informer caches hold frozen objects."""
     status = svc.get("status")
     lb = status.get("loadBalancer") if isinstance(status, Mapping) else None
     ingress = lb.get("ingress") if isinstance(lb, Mapping) else None
     out = []
-    for item in ingress if isinstance(ingress, list) else ():
+    for item in ingress if isinstance(ingress, list | tuple) else ():
         ip = item.get("ip") if isinstance(item, Mapping) else None
         if isinstance(ip, str):
             try:
@@ -167,7 +168,7 @@ def node_internal_ip(node: Mapping[str, Any]) -> str | None:
     status = node.get("status")
     addresses = status.get("addresses") if isinstance(status, Mapping) else None
     for kind in ("InternalIP", "ExternalIP"):
-        for a in addresses if isinstance(addresses, list) else ():
+        for a in addresses if isinstance(addresses, list | tuple) else ():
             if isinstance(a, Mapping) and a.get("type") == kind:
                 try:
                     return str(ipaddress.IPv4Address(str(a.get("address"))))

@@ -45,6 +45,9 @@ class ServiceLBController:
         self.nodes = ctx.informers.informer(NODES)
         # Service -> the pool address this controller assigned it (or found it holding)
         self.assigned: dict[ObjectKey, str] = {}
+        # Service -> the last warning recorded for it (one Event per new problem, not one
+        # per resync)
+        self._warned: dict[ObjectKey, str] = {}
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="service-lb")
         self.controller = Controller("service-lb", self, self.queue, workers=1)
         self.services.add_handlers(
@@ -88,6 +91,7 @@ class ServiceLBController:
         svc = self.services.get(key)
         if svc is None:
             self.assigned.pop(key, None)
+            self._warned.pop(key, None)
             return
         if not handled_here(svc):
             self.assigned.pop(key, None)
@@ -122,19 +126,17 @@ class ServiceLBController:
         if requested:
             if not self.pool.contains(requested):
                 self.assigned.pop(key, None)
-                await self.ctx.recorder.warning(
+                await self._warn(
+                    key,
                     svc,
-                    "AllocationFailed",
                     f"spec.loadBalancerIP {requested} is not in the load-balancer pool "
                     f"({', '.join(str(b) for b in self.pool.blocks)})",
                 )
                 return None
             if requested in used:
                 self.assigned.pop(key, None)
-                await self.ctx.recorder.warning(
-                    svc,
-                    "AllocationFailed",
-                    f"spec.loadBalancerIP {requested} is already used by another Service",
+                await self._warn(
+                    key, svc, f"spec.loadBalancerIP {requested} is already used by another Service"
                 )
                 return None
             choice: str | None = requested
@@ -145,14 +147,18 @@ class ServiceLBController:
                 choice = self.pool.first_free(used)
         if choice is None:
             self.assigned.pop(key, None)
-            await self.ctx.recorder.warning(
-                svc, "AllocationFailed", "no free address left in the load-balancer pool"
-            )
+            await self._warn(key, svc, "no free address left in the load-balancer pool")
             return None
+        self._warned.pop(key, None)
         if self.assigned.get(key) != choice:
             self.assigned[key] = choice
             await self.ctx.recorder.normal(svc, "IPAllocated", f"assigned IP {choice}")
         return choice
+
+    async def _warn(self, key: ObjectKey, svc: Frozen, message: str) -> None:
+        if self._warned.get(key) != message:
+            self._warned[key] = message
+            await self.ctx.recorder.warning(svc, "AllocationFailed", message)
 
     @staticmethod
     def _has_ip_mode(svc: Frozen, ingress: list[str]) -> bool:

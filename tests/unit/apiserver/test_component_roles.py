@@ -109,3 +109,16 @@ def test_scheduler_and_proxy_hold_only_their_work(authorizer: RbacAuthorizer) ->
     assert not can(a, PROXY, "get", "secrets", ns="x")
     assert not can(a, PROXY, "get", "services", ns="x")  # list/watch only, as upstream
     assert not can(a, PROXY, "create", "pods", ns="x")
+
+
+def test_only_the_controller_manager_writes_load_balancer_status(
+    authorizer: RbacAuthorizer,
+) -> None:
+    # the service-lb controller fills status.loadBalancer.ingress; nobody else of the
+    # control plane (nor the proxy, which forwards those addresses) may
+    a = authorizer
+    assert can(a, CONTROLLER_MANAGER, "update", "services", sub="status", ns="x")
+    for who in (SCHEDULER, PROXY):
+        for verb in ("update", "patch"):
+            assert not can(a, who, verb, "services", sub="status", ns="x")
+    assert not can(a, CONTROLLER_MANAGER, "update", "services", ns="x")
