@@ -23,7 +23,9 @@ def lb(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def node(name: str, ip: str, ready: bool = True, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def node(
+    name: str, ip: str, ready: bool = True, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "labels": labels or {}},
         "status": {
