@@ -10,6 +10,7 @@ from pathlib import Path
 
 from berth.agent.config import AgentConfig, AgentConfigError, load_config
 from berth.agent.fleet import Fleet
+from berth.agent.lbspeaker import STATE_PATH as SPEAKER_STATE
 from berth.agent.network import NodeNetwork
 from berth.agent.node import NodeAgent
 from berth.agent.runtime import Runtime
@@ -77,6 +78,7 @@ def _node_network(config: AgentConfig, clock: Clock, client: ApiClient) -> NodeN
             [config.network.cluster_dns] if config.network.cluster_dns else []
         ),
         load_balancer_pool=Pool.parse(config.network.load_balancer_pool),
+        speaker_state=SPEAKER_STATE,
     )
 
 

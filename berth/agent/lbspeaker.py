@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from berth.api.loadbalancers import (
@@ -36,6 +37,8 @@ from berth.vip.arp import ArpAnnouncer
 log = logging.getLogger(__name__)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MAX_STATE = 1 << 20
+STATE_PATH = Path("/run/berth/lb-addresses")
 
 
 def nodes_with_ready_endpoints(
@@ -89,22 +92,52 @@ def held_here(
 class Speaker:
     """Adds and removes this node's pool addresses; sends gratuitous ARP for new ones."""
 
-    def __init__(self, runner: Runner, pool: Pool, *, announce: bool = True) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        pool: Pool,
+        *,
+        announce: bool = True,
+        state_path: Path | None = None,
+    ) -> None:
         self.runner = runner
         self.pool = pool
         self.announce = announce
+        # The addresses this speaker added, kept across agent restarts (under /run: gone with
+        # the addresses at reboot), so the addresses of a pool that has since been changed or
+        # removed from the spec are dropped too.
+        self.state_path = state_path
         self.problems: dict[str, str] = {}  # address -> why it cannot be placed (last sync)
+
+    def _recorded(self) -> set[str]:
+        if self.state_path is None:
+            return set()
+        try:
+            text = self.state_path.read_text()[:MAX_STATE]
+        except OSError:
+            return set()
+        return {line.strip() for line in text.splitlines() if line.strip()}
+
+    def _record(self, held: set[str]) -> None:
+        if self.state_path is None:
+            return
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{a}\n" for a in sorted(held)))
+        tmp.replace(self.state_path)
 
     async def sync(self, wanted: set[str]) -> tuple[list[str], list[str]]:
         """Make this host hold exactly ``wanted`` (pool addresses); returns (added, removed)."""
-        if not self.pool:
+        recorded = self._recorded()
+        if not self.pool and not recorded:
             return [], []
+        wanted = {a for a in wanted if self.pool.contains(a)}
         result = await check(self.runner, ["ip", "-o", "-4", "addr", "show"], what="list addresses")
         addresses = parse_ipv4_addresses((result.stdout or b"").decode())
         have: dict[str, str] = {}
         for device, cidr in addresses:
             address, _, prefix = cidr.partition("/")
-            if prefix == "32" and self.pool.contains(address):
+            if prefix == "32" and (self.pool.contains(address) or address in recorded):
                 have[address] = device
         added, removed = [], []
         self.problems = {}
@@ -132,6 +165,9 @@ class Speaker:
             added.append(address)
             if self.announce:
                 await self._gratuitous_arp(address, found)
+        held = (set(have) - set(removed)) | set(added)
+        if held != recorded:
+            self._record(held)
         return added, removed
 
     async def _gratuitous_arp(self, address: str, dev: str) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from pathlib import Path
 
 from berth.agent.healthchecks import HealthCheckServers, wanted_checks
 from berth.agent.lbspeaker import Speaker, held_here, nodes_with_ready_endpoints
@@ -62,6 +63,7 @@ class NodeNetwork:
         resync_seconds: float = 30.0,
         load_balancer_pool: Pool | None = None,
         health_checks: HealthCheckServers | None = None,
+        speaker_state: Path | None = None,
     ) -> None:
         self.clock = clock
         self.node = node
@@ -85,7 +87,7 @@ class NodeNetwork:
         )
         # LoadBalancer addresses: this node's share of the pool, and the health checks of
         # externalTrafficPolicy Local Services
-        self.speaker = Speaker(self.runner, self.pool)
+        self.speaker = Speaker(self.runner, self.pool, state_path=speaker_state)
         self.health_checks = health_checks or HealthCheckServers()
         self.lb_recorder = EventRecorder(client, clock, component="berth-speaker", host=node)
         self._lb_problems: dict[str, str] = {}
@@ -164,8 +166,7 @@ class NodeNetwork:
         slices = self.slices.list()
         counts = nodes_with_ready_endpoints(slices)
         await self.health_checks.sync(wanted_checks(services, counts, self.node))
-        if not self.pool:
-            return
+        # without a pool this only drops what an earlier pool left behind (if anything)
         wanted = held_here(self.node, self.pool, services, self.nodes.list(), slices)
         added, removed = await self.speaker.sync(wanted)
         for address in added:

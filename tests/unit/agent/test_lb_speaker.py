@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from berth.agent.healthchecks import Check, HealthCheckServers, wanted_checks
@@ -203,3 +204,23 @@ def test_health_check_server_answers_200_with_local_endpoints_else_503() -> None
             await servers.close()
 
     asyncio.run(body())
+
+
+def test_addresses_of_a_removed_pool_are_dropped_after_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "lb-addresses"
+    runner = IpRunner([("host0", "10.231.0.11/24")])
+    first = Speaker(runner, POOL, announce=False, state_path=state)
+    asyncio.run(first.sync({"10.231.0.241"}))
+    assert state.read_text() == "10.231.0.241\n"
+    # the agent restarts with the pool gone from the spec; the address is still on host0
+    runner.addresses.append(("host0", "10.231.0.241/32"))
+    runner.calls.clear()
+    later = Speaker(runner, Pool(()), announce=False, state_path=state)
+    added, removed = asyncio.run(later.sync(set()))
+    assert (added, removed) == ([], ["10.231.0.241"])
+    assert ["ip", "addr", "del", "10.231.0.241/32", "dev", "host0"] in runner.calls
+    assert state.read_text() == ""
+    # nothing recorded, no pool: not even a look at the addresses
+    runner.calls.clear()
+    asyncio.run(Speaker(runner, Pool(()), state_path=state).sync(set()))
+    assert runner.calls == []
