@@ -91,6 +91,7 @@ class NodeNetwork:
         self.health_checks = health_checks or HealthCheckServers()
         self.lb_recorder = EventRecorder(client, clock, component="berth-speaker", host=node)
         self._lb_problems: dict[str, str] = {}
+        self._node_ips: frozenset[str] = frozenset()  # the nodes' addresses, per sync
         self.reporter = RejectionReporter(
             EventRecorder(client, clock, component="berth-proxy", host=node), clock
         )
@@ -147,6 +148,9 @@ class NodeNetwork:
             log.info("node %s: %s", self.node, " ".join(argv))
         services = self.services.list()
         proxied = [s for s in services if not self._node_local(s)]
+        self._node_ips = frozenset(
+            ip for n in self.nodes.list() if (ip := node_internal_ip(n)) is not None
+        )
         try:
             if await self.proxy.sync(proxied, self.slices.list()):
                 log.info("node %s: service rules applied", self.node)
@@ -160,7 +164,7 @@ class NodeNetwork:
         own (what the service-lb controller writes in each mode; anything else is ignored)."""
         if self.pool:
             return self.pool.contains(ip)
-        return any(node_internal_ip(n) == ip for n in self.nodes.list())
+        return ip in self._node_ips
 
     async def _sync_load_balancers(self, services: list[Frozen]) -> None:
         slices = self.slices.list()
