@@ -9,7 +9,11 @@ from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
 from berth.apiserver import service_families
 from berth.apiserver.errors import FieldError
-from berth.apiserver.service_validation import validate_endpoints, validate_service
+from berth.apiserver.service_validation import (
+    validate_endpoints,
+    validate_service,
+    validate_service_update,
+)
 from berth.apiserver.tables import AGE, NAME, Cell, Column, Printer, age, created, name_of
 from berth.apiserver.validation import LABEL
 
@@ -87,16 +91,17 @@ ENDPOINTS = Printer((NAME, Column("Endpoints"), AGE), _endpoints_row)
 def drop_type_dependent_fields(new: Obj, old: Obj) -> None:
     """A Service that stops needing a health-check node port (no longer a LoadBalancer with
     externalTrafficPolicy Local) loses the one it carried over unchanged, and a Service that
-    stops being a LoadBalancer loses allocateLoadBalancerNodePorts, as upstream drops
+    stops being a LoadBalancer loses allocateLoadBalancerNodePorts and loadBalancerClass
+    (when unchanged), as upstream drops
     type-dependent fields: ``kubectl patch`` of the type alone must not be refused for them."""
     hc = new.get("healthCheckNodePort")
     still_local = new.get("type") == "LoadBalancer" and new.get("externalTrafficPolicy") == "Local"
     if hc and not still_local and hc == old.get("healthCheckNodePort"):
         new.pop("healthCheckNodePort", None)
-    if new.get("type") != "LoadBalancer" and new.get("allocateLoadBalancerNodePorts") == old.get(
-        "allocateLoadBalancerNodePorts"
-    ):
-        new.pop("allocateLoadBalancerNodePorts", None)
+    if new.get("type") != "LoadBalancer":
+        for f in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if f in new and new.get(f) == old.get(f):
+                new.pop(f, None)
 
 
 class ServiceStrategy(KindStrategy):
@@ -139,6 +144,9 @@ class ServiceStrategy(KindStrategy):
         spec = obj.get("spec")
         families = service_families.validate(spec) if isinstance(spec, dict) else []
         return validate_service(obj) + families
+
+    def validate_update(self, rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
+        return validate_service_update(old, new)
 
     async def reserve(self, reg: Registry, new: Obj, old: Obj | None, *, dry_run: bool) -> Any:
         return await reg.services.allocate(new, old, dry_run=dry_run)

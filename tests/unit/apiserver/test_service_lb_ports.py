@@ -102,3 +102,35 @@ def test_type_change_drops_the_type_dependent_fields() -> None:
         assert await _keys(store, "nodeports") == []
 
     asyncio.run(main())
+
+
+def test_load_balancer_class_rules() -> None:
+    async def main() -> None:
+        (a,) = (await _servers(1))[1]
+        with pytest.raises(ApiError) as caught:
+            await a.create(
+                SVC,
+                "default",
+                {
+                    "metadata": {"name": "plain"},
+                    "spec": {"ports": [{"port": 80}], "loadBalancerClass": "example.com/lb"},
+                },
+                user=None,
+            )
+        assert "spec.loadBalancerClass" in str(caught.value.details)
+        with pytest.raises(ApiError):
+            await a.create(SVC, "default", _lb("bad", loadBalancerClass="not a name!"), user=None)
+        made = await a.create(
+            SVC, "default", _lb("web", loadBalancerClass="example.com/lb"), user=None
+        )
+        # immutable while a LoadBalancer: the address's owner would change under it
+        made["spec"]["loadBalancerClass"] = "example.com/other"
+        with pytest.raises(ApiError) as caught:
+            await a.update(SVC, "default", "web", made, user=None)
+        assert "field is immutable" in str(caught.value.details)
+        made["spec"]["loadBalancerClass"] = "example.com/lb"
+        made["spec"]["type"] = "ClusterIP"
+        plain = await a.update(SVC, "default", "web", made, user=None)
+        assert "loadBalancerClass" not in plain["spec"]
+
+    asyncio.run(main())
