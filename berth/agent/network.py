@@ -175,6 +175,12 @@ class NodeNetwork:
         added, removed = await self.speaker.sync(wanted)
         for address in added:
             log.info("node %s: announcing load-balancer address %s", self.node, address)
+            # as MetalLB's speaker: `kubectl describe svc` tells which node holds the address
+            for svc in services:
+                if address in ingress_ips(svc):
+                    await self.lb_recorder.normal(
+                        svc, "nodeAssigned", f"announcing {address} from node {self.node}"
+                    )
         for address in removed:
             log.info("node %s: no longer announcing %s", self.node, address)
         for address, why in self.speaker.problems.items():

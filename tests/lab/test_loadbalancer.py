@@ -257,6 +257,9 @@ def test_pool_addresses_answer_from_the_operator_machine(cluster: Cluster) -> No
         holders = [h for h, addresses in held.items() if ip in addresses]
         assert len(holders) == 1, (name, ip, held)
     assert got["solo"] in held[n2.name]
+    described = cluster.kubectl("describe", "svc", "solo")
+    assert f"announcing {got['solo']} from node {n2.name}" in described, described
+    assert f"LoadBalancer Ingress:     {got['solo']}" in described, described
     # the node addresses no longer answer for the Services
     status, body = _get(n1.address, PORTS["web"])
     assert status == 0, body

@@ -15,7 +15,7 @@ from berth.agent.healthchecks import Check, HealthCheckServers, wanted_checks
 from berth.agent.lbspeaker import Speaker, held_here, nodes_with_ready_endpoints
 from berth.agent.network import NodeNetwork
 from berth.api.loadbalancers import EXCLUDE_LABEL, Pool, announcer, parse_block
-from berth.api.resources import ENDPOINTSLICES, NODES, SERVICES
+from berth.api.resources import ENDPOINTSLICES, EVENTS, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed
@@ -295,7 +295,10 @@ def test_the_node_forwards_only_pool_or_node_addresses(
         await net.sync_once()
         (ruleset,) = [stdin for a, stdin in runner.calls if a[0] == "nft"]
         assert ruleset is not None
-        return ruleset, [a for a, _ in runner.calls if a[:3] == ["ip", "addr", "add"]]
+        added = [a for a, _ in runner.calls if a[:3] == ["ip", "addr", "add"]]
+        events = [e["message"] for e in api.objects(EVENTS) if e["reason"] == "nodeAssigned"]
+        assert events == (["announcing 10.231.1.240 from node n1"] if added else [])
+        return ruleset, added
 
     pooled, added = asyncio.run(sync(Pool.parse(["10.231.1.240-10.231.1.243"])))
     assert b"10.231.1.240 . tcp . 80" in pooled
