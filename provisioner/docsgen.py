@@ -175,8 +175,12 @@ def _inline(value: Any) -> str:
     return f"`{text}`"
 
 
+_YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
+
+
 def _examples(inventories: Path) -> dict[str, tuple[Any, str]]:
-    """Field path -> (first value set in a documented spec, that file's name)."""
+    """Field path -> (first value set in a documented spec, where). The example specs come
+    first, then the annotated format in ``inventories/README.md`` (which sets every field)."""
     found: dict[str, tuple[Any, str]] = {}
 
     def walk(value: Any, path: str, source: str) -> None:
@@ -189,11 +193,14 @@ def _examples(inventories: Path) -> dict[str, tuple[Any, str]]:
             for item in value:
                 walk(item, f"{path}[]", source)
             found.setdefault(path, (value, source))
-        else:
+        elif value is not None:
             found.setdefault(path, (value, source))
 
     for file in sorted(inventories.glob("*.yaml")):
         walk(yaml.safe_load(file.read_text()), "", f"inventories/{file.name}")
+    readme = inventories / "README.md"
+    for block in _YAML_BLOCK.findall(readme.read_text() if readme.exists() else ""):
+        walk(yaml.safe_load(block), "", "inventories/README.md")
     return found
 
 
