@@ -25,7 +25,6 @@ import typer
 import typer.main
 import yaml
 from pydantic import BaseModel
-from typer.testing import CliRunner
 
 from provisioner.cli.main import app
 from provisioner.pki.certlist import CERTS, CertSpec, Scope
@@ -320,48 +319,43 @@ def spec_reference(inventories: Path) -> str:
 
 # -- the CLI reference -------------------------------------------------------------------------
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_HELP_ENV = {
-    "COLUMNS": "100",
-    "TERMINAL_WIDTH": "100",
-    "NO_COLOR": "1",
-    "TERM": "dumb",
-    "FORCE_COLOR": "",
-    "GITHUB_ACTIONS": "",
-}
+HELP_WIDTH = 100
 
 
-def command_paths(app: typer.Typer) -> list[tuple[str, ...]]:
-    """Every command of ``app`` as its words after ``berth``, groups before their commands."""
-    root = typer.main.get_command(app)
-    out: list[tuple[str, ...]] = []
+def help_pages(berth: typer.Typer) -> list[tuple[tuple[str, ...], str]]:
+    """``berth WORDS --help`` of every command (groups before their commands), as click's plain
+    formatter prints it on a 100-column terminal: the same text as the coloured help, without
+    depending on the terminal, the environment or rich's layout."""
+    out: list[tuple[tuple[str, ...], str]] = []
 
-    def walk(command: Any, words: tuple[str, ...]) -> None:
-        out.append(words)
+    def walk(command: Any, words: tuple[str, ...], parent: Any) -> None:
+        command.rich_markup_mode = None  # a fresh object per get_command(): no one else sees it
+        context = command.context_class(
+            command,
+            info_name=words[-1] if words else "berth",
+            parent=parent,
+            terminal_width=HELP_WIDTH,
+            max_content_width=HELP_WIDTH,
+        )
+        text = "\n".join(line.rstrip() for line in command.get_help(context).splitlines())
+        out.append((words, text.strip("\n") + "\n"))
         children: Mapping[str, Any] = getattr(command, "commands", {})
         for name, child in children.items():
             if not getattr(child, "hidden", False):
-                walk(child, (*words, name))
+                walk(child, (*words, name), context)
 
-    walk(root, ())
+    walk(typer.main.get_command(berth), (), None)
     return out
 
 
-def help_text(app: typer.Typer, words: Sequence[str]) -> str:
-    """``berth WORDS --help`` as a user sees it on a 100-column terminal without colours."""
-    result = CliRunner().invoke(app, [*words, "--help"], env=_HELP_ENV, prog_name="berth")
-    if result.exit_code != 0:
-        raise RuntimeError(f"berth {' '.join(words)} --help exited {result.exit_code}")
-    text = _ANSI.sub("", result.output)
-    lines = [line.rstrip() for line in text.splitlines()]
-    while lines and not lines[0]:
-        lines.pop(0)
-    return "\n".join(lines).rstrip() + "\n"
+def command_paths(berth: typer.Typer) -> list[tuple[str, ...]]:
+    """Every command of ``berth`` as its words after ``berth``, groups before their commands."""
+    return [words for words, _ in help_pages(berth)]
 
 
 def cli_reference(berth: typer.Typer) -> str:
     """The Markdown text of ``docs/reference/cli.md``."""
-    paths = command_paths(berth)
+    pages = help_pages(berth)
     lines = [
         _HEADER,
         "# Command reference",
@@ -370,13 +364,13 @@ def cli_reference(berth: typer.Typer) -> str:
         "[troubleshooting](../troubleshooting.md#exit-codes).",
         "",
     ]
-    for words in paths:
+    for words, _ in pages:
         name = " ".join(("berth", *words))
         lines.append(f"- [`{name}`](#{_slug(name)})")
     lines.append("")
-    for words in paths:
+    for words, text in pages:
         name = " ".join(("berth", *words))
-        lines += [f"## {name}", "", "```text", help_text(berth, words).rstrip("\n"), "```", ""]
+        lines += [f"## {name}", "", "```text", text.rstrip("\n"), "```", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -53,3 +53,10 @@ def test_check_names_the_stale_page_and_the_command(
     err = capsys.readouterr().err
     assert "docs/reference/spec.md is stale" in err
     assert "make docs" in err
+
+
+def test_cli_reference_does_not_depend_on_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = (ROOT / docsgen.CLI_PAGE).read_text()
+    for name, value in (("COLUMNS", "40"), ("FORCE_COLOR", "1"), ("TERM", "xterm-256color")):
+        monkeypatch.setenv(name, value)
+    assert docsgen.cli_reference(app) == expected
