@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ RELEASES = ["bookworm", "trixie", "trixie"]
 
 
 @pytest.fixture(scope="module")
-def mixed_lab(lab_factory: LabFactory) -> Iterator[Lab]:
-    yield lab_factory(3, releases=RELEASES)
+def mixed_lab(lab_factory: LabFactory) -> Lab:
+    return lab_factory(3, releases=RELEASES)
 
 
 def _ssh(lab: Lab, host: str, command: str) -> str:
