@@ -120,7 +120,11 @@ def make_app(
     async def port_forward(request: web.Request) -> web.StreamResponse:
         return await streaming.serve_portforward(request, manager, runtime)
 
+    async def attach(request: web.Request) -> web.StreamResponse:
+        return await streaming.serve_attach(request, manager, runtime)
+
     app.router.add_get("/exec/{namespace}/{pod}/{container}", exec_)
+    app.router.add_get("/attach/{namespace}/{pod}/{container}", attach)
     app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
     return app
 

@@ -137,7 +137,7 @@ RESOURCES: tuple[ResourceDef, ...] = (
         namespaced=True,
         short=("po",),
         cats=("all",),
-        subs=("status", "binding", "log", "eviction", "exec", "portforward"),
+        subs=("status", "binding", "log", "eviction", "exec", "attach", "portforward"),
     ),
     _core("services", "Service", namespaced=True, short=("svc",), cats=("all",), subs=("status",)),
     _core("endpoints", "Endpoints", namespaced=True, short=("ep",)),

@@ -420,6 +420,19 @@ class RuncAgentRuntime:
             *command,
         ]
 
+    async def connect_attach(
+        self, container_id: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the container's stdio, kept by its shim (see
+        :mod:`berth.runtime.shim`); None when the container was started without stdin/tty."""
+        try:
+            sock = self.rt.attach_socket(ContainerID(container_id))
+        except ContainerNotFound:
+            return None
+        if sock is None:
+            return None
+        return await asyncio.open_unix_connection(str(sock), limit=1 << 21)
+
     async def connect_port(
         self, sandbox_id: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

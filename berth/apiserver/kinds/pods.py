@@ -251,6 +251,11 @@ async def _exec(server: ApiServer, call: Call) -> web.StreamResponse:
     return await serve_exec(call.request, server, call.user, pod, attach=False)
 
 
+async def _attach(server: ApiServer, call: Call) -> web.StreamResponse:
+    pod = await server.registry.get(call.route.rd, call.route.namespace, call.route.name)
+    return await serve_exec(call.request, server, call.user, pod, attach=True)
+
+
 async def _portforward(server: ApiServer, call: Call) -> web.StreamResponse:
     pod = await server.registry.get(call.route.rd, call.route.namespace, call.route.name)
     return await serve_portforward(call.request, server, call.user, pod)
@@ -262,6 +267,7 @@ def _streaming(handler: Handler, kind: str) -> Endpoint:
 
 _EXEC = _streaming(_exec, "PodExecOptions")
 _PORTFORWARD = _streaming(_portforward, "PodPortForwardOptions")
+_ATTACH = _streaming(_attach, "PodAttachOptions")
 
 
 class PodStrategy(KindStrategy):
@@ -293,6 +299,8 @@ class PodStrategy(KindStrategy):
         ("watch", "log"): _LOG,
         ("get", "exec"): _EXEC,
         ("create", "exec"): _EXEC,
+        ("get", "attach"): _ATTACH,
+        ("create", "attach"): _ATTACH,
         ("get", "portforward"): _PORTFORWARD,
         ("create", "portforward"): _PORTFORWARD,
     }

@@ -56,6 +56,7 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "pods/log": ["get"],
         "pods/eviction": ["create"],
         "pods/exec": ["create", "get"],
+        "pods/attach": ["create", "get"],
         "pods/portforward": ["create", "get"],
         "services/status": ["get", "patch", "update"],
         "replicationcontrollers/status": ["get", "patch", "update"],
