@@ -57,6 +57,7 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "pods/eviction": ["create"],
         "pods/exec": ["create", "get"],
         "pods/attach": ["create", "get"],
+        "pods/ephemeralcontainers": ["get", "patch", "update"],
         "pods/portforward": ["create", "get"],
         "services/status": ["get", "patch", "update"],
         "replicationcontrollers/status": ["get", "patch", "update"],
