@@ -22,6 +22,7 @@ import struct
 import subprocess
 import termios
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def kubeconfig(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": POD, "namespace": "default"},
+        "metadata": {"name": POD, "namespace": "default", "labels": {"app": POD}},
         "spec": {
             "terminationGracePeriodSeconds": 1,
             "containers": [
@@ -360,3 +361,48 @@ def test_debug_with_an_ephemeral_container_sharing_the_targets_processes(
         timeout=60,
     )
     assert status["phase"] == "Running"
+
+
+def test_services_and_nodes_proxy(kubeconfig: Path, tmp_path: Path) -> None:
+    """kubectl get --raw and kubectl proxy through services/proxy to the pod, and nodes/proxy
+    to the agent of the pod's node."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "shell-web", "namespace": "default"},
+        "spec": {
+            "selector": {"app": POD},
+            "ports": [{"name": "web", "port": 80, "targetPort": 8080}],
+        },
+    }
+    out = kubectl(kubeconfig, "1.32", "apply", "-f", "-", stdin=yaml.safe_dump(service))
+    assert out.returncode == 0, out.stderr
+    path = "/api/v1/namespaces/default/services/shell-web:web/proxy/index.html"
+
+    def served() -> str | None:
+        got = kubectl(kubeconfig, "1.32", "get", "--raw", path)
+        return got.stdout if got.returncode == 0 else None
+
+    assert PAGE in clusters.wait_for("the service proxy to answer", served, timeout=90)
+    for version in ("1.32", "1.20"):
+        out = kubectl(kubeconfig, version, "get", "--raw", path)
+        assert (out.returncode, out.stdout.strip()) == (0, PAGE), out.stderr
+    port = _free_port()
+    proc = subprocess.Popen(
+        [KUBECTL["1.32"], "--kubeconfig", str(kubeconfig), "proxy", f"--port={port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "Starting to serve" in proc.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
+            assert resp.read().decode().strip() == PAGE
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    node = kubectl(kubeconfig, "1.32", "get", "pod", POD, "-o", "jsonpath={.spec.nodeName}").stdout
+    out = kubectl(kubeconfig, "1.32", "get", "--raw", f"/api/v1/nodes/{node}/proxy/healthz")
+    assert (out.returncode, out.stdout.strip()) == (0, "ok"), out.stderr
+    out = kubectl(kubeconfig, "1.32", "get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["node"]["nodeName"] == node
