@@ -23,7 +23,7 @@ import tempfile
 import termios
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -64,6 +64,13 @@ class HostRuntime:
         self, sandbox_id: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection("127.0.0.1", port)
+
+    async def logs(
+        self, container_id: str, *, tail_lines: int | None = None, follow: bool = False
+    ) -> AsyncIterator[bytes]:
+        """What the container writes from now on (``tail_lines=0``), until it ends."""
+        assert (tail_lines, follow) == (0, True)
+        yield b"written after the attach\n"
 
     async def connect_attach(
         self, container_id: str
@@ -277,6 +284,20 @@ def test_kubectl_attach_with_stdin(
     assert out.returncode == 0, out.stderr
     assert out.stdout == "got hello\ngot bye\n"
     assert "done" in out.stderr  # the container's stderr, on its own stream
+
+
+@pytest.mark.parametrize(("version", "env"), CLIENTS)
+def test_kubectl_attach_to_a_container_without_kept_stdio_follows_its_output(
+    version: str,
+    env: dict[str, str],
+    agent: AgentThread,
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    out = kubectl.run("attach", "runner", "-n", NS, env=env)
+    assert (out.returncode, out.stdout) == (0, "written after the attach\n"), out.stderr
 
 
 @pytest.mark.parametrize(("version", "env"), CLIENTS)
