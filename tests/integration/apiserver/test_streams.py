@@ -628,6 +628,10 @@ def test_exec_is_authorized_per_verb(
     out = nobody.run("exec", "runner", "-n", NS, "--", "true")
     assert out.returncode != 0
     assert "Forbidden" in out.stderr or "forbidden" in out.stderr
+    # pods/exec does not grant attaching: that is pods/attach's own
+    out = kubectl.run("attach", "-i", "attachee", "-n", NS, stdin="hello\n")
+    assert out.returncode != 0
+    assert 'resource "pods/attach"' in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v5.channel.k8s.io"])
