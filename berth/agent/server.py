@@ -1,7 +1,8 @@
-"""The agent's HTTPS endpoint (the API server proxies ``pods/log``, ``pods/exec`` and
-``pods/portforward`` here):
+"""The agent's HTTPS endpoint (the API server proxies ``pods/log``, ``pods/exec``,
+``pods/attach``, ``pods/portforward`` and ``nodes/proxy`` here):
 ``GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&previous=``,
-``GET /exec/{namespace}/{pod}/{container}`` and ``GET /portForward/{namespace}/{pod}``
+``GET /exec/{namespace}/{pod}/{container}``, ``GET /attach/{namespace}/{pod}/{container}``
+and ``GET /portForward/{namespace}/{pod}``
 (WebSockets: :mod:`berth.agent.streaming`), ``GET /stats/summary`` (CPU and memory,
 :mod:`berth.agent.stats`), ``GET /metrics`` (Prometheus: pod start latency, runtime errors,
 work queues) and ``GET /healthz``. Clients must present a certificate signed by the cluster CA

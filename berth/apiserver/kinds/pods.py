@@ -1,5 +1,6 @@
 """Pods: defaults, QoS class, immutable spec, graceful deletion, and the ``binding``,
-``eviction``, ``log``, ``exec`` and ``portforward`` subresources."""
+``eviction``, ``log``, ``exec``, ``attach``, ``portforward`` and ``ephemeralcontainers``
+subresources."""
 
 from __future__ import annotations
 
