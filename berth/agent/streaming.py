@@ -1,10 +1,12 @@
-"""The agent's end of exec and port-forward (protocol: :mod:`berth.api.agentstreams`).
+"""The agent's end of exec, attach and port-forward (protocol: :mod:`berth.api.agentstreams`).
 
 exec runs the command the runtime names for it (``runc exec [-t] <id> cmd...``: the process
 joins the running container's namespaces and cgroup) with pipes, or with a pseudo-terminal
 whose size follows the client's resize events, and ends the session with the exit code as
 an upstream ``Status``. port-forward opens a TCP connection to ``127.0.0.1:<port>`` inside the
-pod's network namespace and relays it, half-closes included.
+pod's network namespace and relays it, half-closes included. attach connects to the stdio
+the runtime keeps for containers started with stdin/tty (:class:`AttachingRuntime`; the runc
+runtime's shim serves it on a unix socket), or follows the log of any other container.
 
 A runtime offers this through :class:`StreamingRuntime`; one that does not (the simulated
 runtime) answers 501.
