@@ -130,7 +130,7 @@ def _grouped(
 
 RESOURCES: tuple[ResourceDef, ...] = (
     _core("namespaces", "Namespace", namespaced=False, short=("ns",), subs=("status", "finalize")),
-    _core("nodes", "Node", namespaced=False, short=("no",), subs=("status",)),
+    _core("nodes", "Node", namespaced=False, short=("no",), subs=("status", "proxy")),
     _core(
         "pods",
         "Pod",
@@ -148,7 +148,14 @@ RESOURCES: tuple[ResourceDef, ...] = (
             "ephemeralcontainers",
         ),
     ),
-    _core("services", "Service", namespaced=True, short=("svc",), cats=("all",), subs=("status",)),
+    _core(
+        "services",
+        "Service",
+        namespaced=True,
+        short=("svc",),
+        cats=("all",),
+        subs=("status", "proxy"),
+    ),
     _core("endpoints", "Endpoints", namespaced=True, short=("ep",)),
     _core(
         "replicationcontrollers",

@@ -32,6 +32,7 @@ from berth.api.meta import Obj, get_path
 from berth.api.resources import ENDPOINTSLICES
 from berth.api.selectors import parse_label_selector
 from berth.apiserver.errors import ApiError, bad_request
+from berth.apiserver.handlers import Call, Endpoint, Handler
 from berth.apiserver.logs import agent_address, agent_ssl_context
 from berth.apiserver.options import ListOptions
 
@@ -259,3 +260,30 @@ async def serve_service_proxy(
 
 def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
+
+
+# -- discovery ----------------------------------------------------------------------------------
+# The app routes every proxy path to the functions above before a body is read (see
+# ApiServer._proxy); these entries list the subresources in discovery as kube-apiserver does,
+# and serve the same way should a request ever reach them through the dispatch table.
+
+PROXY_VERBS = ("create", "delete", "get", "patch", "update")
+
+
+async def _node_handler(server: ApiServer, call: Call) -> web.StreamResponse:
+    return await serve_node_proxy(server, call.request, call.route.name)
+
+
+async def _service_handler(server: ApiServer, call: Call) -> web.StreamResponse:
+    scheme, name, port = parse_service_name(call.route.name)
+    service = await server.registry.get(call.route.rd, call.route.namespace, name)
+    return await serve_service_proxy(server, call.request, service, scheme=scheme, port=port)
+
+
+def _endpoints(handler: Handler, kind: str) -> dict[tuple[str, str], Endpoint]:
+    endpoint = Endpoint(handler, metric_subresource=True, kind=("", "", kind))
+    return {(verb, "proxy"): endpoint for verb in PROXY_VERBS}
+
+
+NODE_PROXY = _endpoints(_node_handler, "NodeProxyOptions")
+SERVICE_PROXY = _endpoints(_service_handler, "ServiceProxyOptions")

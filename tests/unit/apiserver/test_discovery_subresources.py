@@ -51,6 +51,8 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "resourcequotas/status": ["get", "patch", "update"],
         "namespaces/finalize": ["update"],
         "nodes/status": ["get", "patch", "update"],
+        "nodes/proxy": ["create", "delete", "get", "patch", "update"],
+        "services/proxy": ["create", "delete", "get", "patch", "update"],
         "pods/status": ["get", "patch", "update"],
         "pods/binding": ["create"],
         "pods/log": ["get"],
