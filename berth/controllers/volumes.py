@@ -518,21 +518,7 @@ def local_volume(claim: Frozen, cls: Frozen, node: str) -> dict[str, Any]:
             "persistentVolumeReclaimPolicy": cls.get("reclaimPolicy") or "Delete",
             "storageClassName": name(cls),
             "local": {"path": f"{base}/{pv_name}"},
-            "nodeAffinity": {
-                "required": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "In",
-                                    "values": [node],
-                                }
-                            ]
-                        }
-                    ]
-                }
-            },
+            "nodeAffinity": st.pinned_to(node),
             "claimRef": {
                 "kind": "PersistentVolumeClaim",
                 "apiVersion": "v1",
