@@ -32,7 +32,8 @@ from tests.harness.apiserver import ServerHandle
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[3]
 KUBECTL_120 = ROOT / ".cache" / "kubectl-1.20" / "usr" / "bin" / "kubectl"
-KUBECTL = str(KUBECTL_120 if KUBECTL_120.exists() else Path("/usr/bin/kubectl"))
+KUBECTL_132 = "/usr/bin/kubectl"
+KUBECTL = str(KUBECTL_120 if KUBECTL_120.exists() else Path(KUBECTL_132))
 
 
 async def wait_until(
@@ -95,6 +96,10 @@ class Cluster:
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {err.decode()}")
         return out.decode() + (err.decode() if not check else "")
+
+    async def kubectl_132(self, *args: str) -> str:
+        """kubectl 1.32 (:meth:`kubectl` runs 1.20 when it is cached)."""
+        return await self.kubectl(*args, binary=KUBECTL_132)
 
 
 @asynccontextmanager

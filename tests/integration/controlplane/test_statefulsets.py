@@ -17,9 +17,7 @@ from berth.api.resources import CONTROLLERREVISIONS, DAEMONSETS, PODS, STATEFULS
 from berth.client.interface import Obj
 from tests.harness.apiserver import ServerHandle
 
-from .cluster import KUBECTL_120, Cluster, control_plane, wait_until
-
-KUBECTL_132 = "/usr/bin/kubectl"
+from .cluster import KUBECTL_120, KUBECTL_132, Cluster, control_plane, wait_until
 
 
 def run(coro: object) -> None:
