@@ -124,3 +124,16 @@ def test_network_identity_reads_what_network_policies_need_and_writes_nothing(
         assert not can(authorizer, PROXY, verb, "networkpolicies", group="networking.k8s.io")
     assert not can(authorizer, PROXY, "get", "secrets", ns="x")
     assert not can(authorizer, PROXY, "create", "pods", sub="exec", ns="x")
+
+
+def test_only_the_controller_manager_writes_load_balancer_status(
+    authorizer: RbacAuthorizer,
+) -> None:
+    # the service-lb controller fills status.loadBalancer.ingress; nobody else of the
+    # control plane (nor the proxy, which forwards those addresses) may
+    a = authorizer
+    assert can(a, CONTROLLER_MANAGER, "update", "services", sub="status", ns="x")
+    for who in (SCHEDULER, PROXY):
+        for verb in ("update", "patch"):
+            assert not can(a, who, verb, "services", sub="status", ns="x")
+    assert not can(a, CONTROLLER_MANAGER, "update", "services", ns="x")
