@@ -79,6 +79,7 @@ MONITORED_OTHER = {
     "batch": ["jobs", "cronjobs"],
     "autoscaling": ["horizontalpodautoscalers"],
     "discovery.k8s.io": ["endpointslices"],
+    "networking.k8s.io": ["ingresses"],
 }
 GC_VERBS = [*READ, "patch", "delete"]
 

@@ -23,6 +23,7 @@ from .discovery import EndpointSliceStrategy
 from .events import EventStrategy
 from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
+from .networking import IngressClassStrategy, IngressStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
@@ -55,6 +56,8 @@ BUILTIN: tuple[KindStrategy, ...] = (
     ServiceStrategy(),
     EndpointsStrategy(),
     EndpointSliceStrategy(),
+    IngressStrategy(),
+    IngressClassStrategy(),
     ConfigMapStrategy(),
     SecretStrategy(),
     EventStrategy(),
