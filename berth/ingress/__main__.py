@@ -34,6 +34,7 @@ async def _run(args: argparse.Namespace) -> None:
         Path(args.state_dir),
         listen=Listen(args.address, args.http_port, args.https_port),
         haproxy=args.haproxy,
+        user=args.haproxy_user or None,
     )
     proxy.prepare()
     client = HttpClient.from_kubeconfig(args.kubeconfig, user_agent="berth-ingress")
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http-port", type=int, default=80)
     parser.add_argument("--https-port", type=int, default=443)
     parser.add_argument("--haproxy", default=HAPROXY)
+    parser.add_argument(
+        "--haproxy-user", default="haproxy", help="HAProxy's workers run as this user ('': as is)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(

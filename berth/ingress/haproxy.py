@@ -30,6 +30,8 @@ from berth.api import ingress as ing
 from .routes import Routes
 
 NOT_FOUND_BACKEND = "be_default_404"
+NOT_FOUND_BODY = "404 page not found"
+"""What a request no rule routes gets (``berth verify`` looks for it)."""
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 _HOST_ONLY = re.compile(r"^(\*\.)?[a-z0-9.-]+$")
 
@@ -99,6 +101,7 @@ def render(
     listen: Listen,
     admin_socket: str,
     default_certificate: str,
+    user: str | None = None,
 ) -> Files:
     """The configuration files for ``routes``, to live in ``directory`` (absolute)."""
     d = _check_dir(directory)
@@ -130,6 +133,7 @@ def render(
         "# Written by berth's ingress controller; every change is replaced.",
         "global",
         f"    stats socket {admin_socket} mode 600 level admin expose-fd listeners",
+        *([f"    user {_check_name(user)}", f"    group {_check_name(user)}"] if user else []),
         "    ssl-default-bind-options ssl-min-ver TLSv1.2",
         "    tune.ssl.default-dh-param 2048",
         "",
@@ -174,7 +178,7 @@ def render(
         f"    default_backend {_check_name(routes.default_backend or NOT_FOUND_BACKEND)}",
         "",
         f"backend {NOT_FOUND_BACKEND}",
-        '    http-request return status 404 content-type text/plain string "404 page not found"',
+        f'    http-request return status 404 content-type text/plain string "{NOT_FOUND_BODY}"',
     ]
     for be in sorted(routes.backends.values(), key=lambda b: b.name):
         lines += ["", f"backend {_check_name(be.name)}", "    balance roundrobin"]

@@ -89,7 +89,15 @@ class Applied:
 class HaproxyProxy:
     """Owns ``state_dir`` (created 0700): generations, the admin socket, the pid file."""
 
-    def __init__(self, state_dir: Path, *, listen: Listen, haproxy: str = HAPROXY) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        listen: Listen,
+        haproxy: str = HAPROXY,
+        user: str | None = None,
+    ) -> None:
+        self.user = user
         self.dir = state_dir
         self.listen = listen
         self.haproxy = haproxy
@@ -144,6 +152,7 @@ class HaproxyProxy:
             listen=self.listen,
             admin_socket=str(self.admin_socket),
             default_certificate=str(self.dir / "default.pem"),
+            user=self.user,
         )
         self._write(files, gen_dir)
         ok, output = await self.check(gen_dir / "haproxy.cfg")

@@ -116,7 +116,8 @@ def balanced_kubeconfigs(data: PhaseData, host: HostTarget) -> tuple[Operation, 
     out: list[Operation] = [
         BalancedKubeconfig(
             balanced("agent.conf"), files.kubeconfig(f"nodes/{host.name}.conf"), 0o600
-        )
+        ),
+        BalancedKubeconfig(balanced("ingress.conf"), files.kubeconfig("ingress.conf"), 0o600),
     ]
     if "control-plane" in host.roles:
         out += [

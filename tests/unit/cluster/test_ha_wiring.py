@@ -96,11 +96,12 @@ def test_every_host_of_an_ha_cluster_gets_the_balancer(tmp_path: Path) -> None:
     assert b"python3 -m berth.lb --config /etc/berth/lb.yaml" in unit.content
     assert any(isinstance(op, Service) and op.name == ha.LB_UNIT for op in worker)
     kubeconfigs = {op.path for op in control if isinstance(op, ha.BalancedKubeconfig)}
+    node = ("agent.conf", "ingress.conf")  # every node: the agent, the ingress controller
     assert kubeconfigs == {
-        ha.balanced(n) for n in ("agent.conf", "scheduler.conf", "controller-manager.conf")
+        ha.balanced(n) for n in (*node, "scheduler.conf", "controller-manager.conf")
     }
     assert {op.path for op in worker if isinstance(op, ha.BalancedKubeconfig)} == {
-        ha.balanced("agent.conf")
+        ha.balanced(n) for n in node
     }
     assert ha.kubeconfig_path(spec, "agent.conf") == ha.balanced("agent.conf")
 
