@@ -6,16 +6,22 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
+from typing import cast
 
+from berth.api.ingress import default_class
+from berth.api.resources import INGRESSCLASSES
+from berth.client.http import HttpClient
 from berth.ingress.haproxy import Listen
 from berth.ingress.proxy import HaproxyProxy
 from berth.ingress.routes import Routes
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import hostside, layout
+from provisioner.phases.cluster.ingressclass import ensure_ingress_class
 from provisioner.spec import ClusterSpec
 from provisioner.spec.load import parse_spec
 from provisioner.verify.ingress import ingress_checks
+from tests.harness.fake_client import FakeClient
 from tests.unit.cluster.test_ha_wiring import Data
 
 
@@ -85,3 +91,22 @@ def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
             await proxy.stop()
 
     assert asyncio.run(scenario()) == [True, True]
+
+
+def test_the_default_berth_ingress_class_is_created_once_on_runc_clusters(tmp_path: Path) -> None:
+    api = FakeClient()
+    client = cast(HttpClient, api)
+    said: list[str] = []
+    runc, simulated = _spec(tmp_path, "runc"), _spec(tmp_path, "simulated")
+
+    async def body() -> None:
+        assert await ensure_ingress_class(client, simulated, dry_run=False, report=said.append) == 0
+        assert await ensure_ingress_class(client, runc, dry_run=True, report=said.append) == 1
+        assert api.objects(INGRESSCLASSES) == []
+        assert await ensure_ingress_class(client, runc, dry_run=False, report=said.append) == 1
+        (made,) = api.objects(INGRESSCLASSES)
+        assert made["spec"]["controller"] == "berth.dev/ingress-haproxy"
+        assert default_class([made]) == "berth"
+        assert await ensure_ingress_class(client, runc, dry_run=False, report=said.append) == 0
+
+    asyncio.run(body())
