@@ -208,11 +208,11 @@ def test_apply_installs_the_controller_and_the_default_class(cluster: Cluster) -
 
 def test_two_hosts_tls_by_sni_and_404_from_every_node(cluster: Cluster) -> None:
     for address in cluster.addresses:
-        clusters.wait_for(
-            f"{A_HOST} through {address}",
-            lambda a=address: _routed(cluster, A_HOST, a) == "alpha",
-            timeout=60,
-        )
+
+        def routed(a: str = address) -> bool:
+            return _routed(cluster, A_HOST, a) == "alpha"
+
+        clusters.wait_for(f"{A_HOST} through {address}", routed, timeout=60)
         assert _routed(cluster, B_HOST, address) == "beta"
         out = _curl(B_HOST, address, tls=True, ca=cluster.work / "b.crt")
         assert out.split()[0] == "beta"
