@@ -10,6 +10,7 @@ from pathlib import Path
 
 from berth.agent.config import AgentConfig, AgentConfigError, load_config
 from berth.agent.fleet import Fleet
+from berth.agent.netpolicy import NodeNetworkPolicies
 from berth.agent.network import NodeNetwork
 from berth.agent.node import NodeAgent
 from berth.agent.runtime import Runtime
@@ -113,21 +114,35 @@ async def _run(config_path: str) -> None:
             LocalVolumes(Path(config.runc.volumes_dir), first) if config.runtime == "runc" else None
         ),
     )
+    # NetworkPolicies: with the cluster network's identity, which may read every pod
+    policy_client = (
+        HttpClient.from_kubeconfig(config.network.policy_kubeconfig, user_agent="berth-netpol")
+        if network is not None and config.network.policy_kubeconfig
+        else None
+    )
+    if network is not None and policy_client is None:
+        log.warning("node %s: no network.policyKubeconfig: NetworkPolicies not enforced", first)
     network_task: asyncio.Task[None] | None = None
+    policy_task: asyncio.Task[None] | None = None
     stop = stop_on_signals()
     try:
         await fleet.start()
         if network is not None:
             network_task = asyncio.create_task(network.run(), name="agent-network")
+        if policy_client is not None:
+            policies = NodeNetworkPolicies(policy_client, clock, node=first)
+            policy_task = asyncio.create_task(policies.run(), name="agent-netpol")
         await stop.wait()
         if await asyncio.to_thread(host_shutting_down):
             await shut_down_gracefully(fleet, grace_cap=config.shutdown_grace_period)
     finally:
-        if network_task is not None:
-            network_task.cancel()
-            await asyncio.gather(network_task, return_exceptions=True)
+        for task in (network_task, policy_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await fleet.stop()
-        for c in [client, *node_clients.values()]:
+        extra = [policy_client] if policy_client is not None else []
+        for c in [client, *node_clients.values(), *extra]:
             await c.close()
         await asyncio.sleep(0.25)  # let TLS connections close cleanly
 

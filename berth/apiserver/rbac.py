@@ -17,6 +17,7 @@ from .auth import UserInfo
 from .component_roles import (
     controller_manager_rules,
     ingress_rules,
+    network_policy_rules,
     node_proxier_rules,
     scheduler_rules,
     vip_holder_rules,
@@ -287,6 +288,7 @@ def bootstrap_policy() -> list[Obj]:
         # union of its controllers' rights (see component_roles for what that implies).
         _cluster_role("system:kube-controller-manager", controller_manager_rules()),
         _cluster_role("system:node-proxier", node_proxier_rules()),
+        _cluster_role("system:berth-network-policy", network_policy_rules()),
         _cluster_role("system:berth-vip", vip_holder_rules()),
         _cluster_role("system:berth-ingress", ingress_rules()),
         # Nodes are authorized by the node authorizer (nodeauthz.py), not by this role: as
@@ -312,6 +314,11 @@ def bootstrap_policy() -> list[Obj]:
             "system:node-proxier", "system:node-proxier", [_user("system:kube-proxy")]
         ),
         _cluster_binding("system:berth-vip", "system:berth-vip", [_user("system:berth-vip")]),
+        _cluster_binding(
+            "system:berth-network-policy",
+            "system:berth-network-policy",
+            [_user("system:kube-proxy")],
+        ),
         _cluster_binding(
             "system:berth-ingress", "system:berth-ingress", [_user("system:berth-ingress")]
         ),

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
+from berth import eventloop
 from berth.api import satoken
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         manager = await ControllerManager.create(client, clock, config)
         await manager.run()
 
-    asyncio.run(run_component(args, lead, user_agent="berth-controller-manager"))
+    eventloop.run(run_component(args, lead, user_agent="berth-controller-manager"))
 
 
 if __name__ == "__main__":

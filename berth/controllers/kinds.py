@@ -26,6 +26,7 @@ from berth.api.resources import (
     LEASES,
     LIMITRANGES,
     NAMESPACES,
+    NETWORKPOLICIES,
     NODES,
     PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES,
@@ -66,4 +67,5 @@ MANAGED: tuple[ResourceDef, ...] = (
     CRONJOBS,
     HORIZONTALPODAUTOSCALERS,
     INGRESSES,
+    NETWORKPOLICIES,
 )

@@ -24,6 +24,7 @@ from .events import EventStrategy
 from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
 from .networking import IngressClassStrategy, IngressStrategy
+from .networkpolicies import NetworkPolicyStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
@@ -75,6 +76,7 @@ BUILTIN: tuple[KindStrategy, ...] = (
     StatefulSetStrategy(),
     ControllerRevisionStrategy(),
     PodDisruptionBudgetStrategy(),
+    NetworkPolicyStrategy(),
     ResourceQuotaStrategy(),
     LimitRangeStrategy(),
     PriorityClassStrategy(),

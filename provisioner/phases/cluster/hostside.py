@@ -273,6 +273,8 @@ def agent_config(spec: ClusterSpec, host: HostTarget, capacity: HostCapacity) ->
         config["network"] = {
             "clusterCIDR": str(network.pod_cidr),
             "serviceCIDR": str(network.service_cidr),
+            # NetworkPolicy enforcement reads every pod: the cluster network's identity
+            "policyKubeconfig": ha.kubeconfig_path(spec, "proxy.conf"),
             **config["network"],
         }
     return config

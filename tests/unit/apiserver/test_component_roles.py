@@ -111,6 +111,21 @@ def test_scheduler_and_proxy_hold_only_their_work(authorizer: RbacAuthorizer) ->
     assert not can(a, PROXY, "create", "pods", ns="x")
 
 
+def test_network_identity_reads_what_network_policies_need_and_writes_nothing(
+    authorizer: RbacAuthorizer,
+) -> None:
+    # berth.agent.netpolicy runs with system:kube-proxy's credentials on every node
+    for verb in ("list", "watch"):
+        assert can(authorizer, PROXY, verb, "pods")
+        assert can(authorizer, PROXY, verb, "namespaces")
+        assert can(authorizer, PROXY, verb, "networkpolicies", group="networking.k8s.io")
+    for verb in ("create", "update", "patch", "delete"):
+        assert not can(authorizer, PROXY, verb, "pods", ns="x")
+        assert not can(authorizer, PROXY, verb, "networkpolicies", group="networking.k8s.io")
+    assert not can(authorizer, PROXY, "get", "secrets", ns="x")
+    assert not can(authorizer, PROXY, "create", "pods", sub="exec", ns="x")
+
+
 INGRESS = UserInfo("system:berth-ingress", ("system:authenticated",))
 
 

@@ -96,7 +96,8 @@ def test_every_host_of_an_ha_cluster_gets_the_balancer(tmp_path: Path) -> None:
     assert b"python3 -m berth.lb --config /etc/berth/lb.yaml" in unit.content
     assert any(isinstance(op, Service) and op.name == ha.LB_UNIT for op in worker)
     kubeconfigs = {op.path for op in control if isinstance(op, ha.BalancedKubeconfig)}
-    node = ("agent.conf", "ingress.conf")  # every node: the agent, the ingress controller
+    # every node: the agent, its NetworkPolicy enforcement, the ingress controller
+    node = ("agent.conf", "proxy.conf", "ingress.conf")
     assert kubeconfigs == {
         ha.balanced(n) for n in (*node, "scheduler.conf", "controller-manager.conf")
     }
