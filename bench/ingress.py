@@ -1,9 +1,11 @@
 """Ingress benchmark: requests/s and p99 latency through berth's ingress data plane against the
 same requests sent straight to the "pod", with the same client (wrk), in one run.
 
-The pod is a stand-in web server that answers from memory (an HAProxy answering every request
+The pod is a stand-in web server: ``--pod memory`` (default) an HAProxy answering every request
 with ``http-request return``, so the backend is never the bottleneck and the figure shows what
-the extra hop costs). The ingress is berth's own path: synthetic Ingress, IngressClass,
+the extra hop costs; ``--pod busybox`` busybox ``httpd`` serving a file, what the lab's pods
+run (a process per request: the pod is the bottleneck, as with many real pods).
+The ingress is berth's own path: synthetic Ingress, IngressClass,
 Service and EndpointSlice objects go through :func:`berth.ingress.routes.build_routes`, the
 configuration :func:`berth.ingress.haproxy.render` writes (host map, prefix map) and
 :class:`berth.ingress.proxy.HaproxyProxy` (the checked generation, master-worker HAProxy), with
@@ -15,7 +17,8 @@ ingress, pod) shares this machine's cores, where on a cluster the client and the
 elsewhere: the ratio is a floor.
 
 Usage: ``python bench/ingress.py [--seconds 5] [--rounds 2] [--connections 32]
-[--ingresses 200]`` (needs ``haproxy`` and ``wrk`` from Debian: the Makefile's apt list).
+[--ingresses 200] [--pod memory|busybox]`` (needs ``haproxy``, ``wrk`` and ``busybox`` from
+Debian: the Makefile's apt list).
 """
 
 from __future__ import annotations
@@ -135,8 +138,15 @@ async def _main(args: argparse.Namespace) -> None:
             raise SystemExit(f"{tool} is missing: apt-get install haproxy wrk (Makefile)")
     work = Path(tempfile.mkdtemp(prefix="berth-bench-ingress-"))
     pod_port, http_port, https_port = _free_port(), _free_port(), _free_port()
-    (work / "pod.cfg").write_text(POD_CONFIG.format(port=pod_port))
-    pod = await asyncio.create_subprocess_exec(HAPROXY, "-f", str(work / "pod.cfg"))
+    if args.pod == "busybox":
+        (work / "www").mkdir()
+        (work / "www" / "index.html").write_text("pod\n")
+        pod = await asyncio.create_subprocess_exec(
+            "busybox", "httpd", "-f", "-p", f"127.0.0.1:{pod_port}", "-h", str(work / "www")
+        )
+    else:
+        (work / "pod.cfg").write_text(POD_CONFIG.format(port=pod_port))
+        pod = await asyncio.create_subprocess_exec(HAPROXY, "-f", str(work / "pod.cfg"))
     ingresses, services, slices = _objects(pod_port, args.ingresses)
     routes = build_routes(ingresses, [CONTROLLER_CLASS], services, slices, [])
     assert not routes.problems, routes.problems
@@ -161,7 +171,8 @@ async def _main(args: argparse.Namespace) -> None:
         await pod.wait()
         shutil.rmtree(work, ignore_errors=True)
     print(
-        f"wrk -t2 -c{args.connections}, {args.seconds}s x {args.rounds} rounds; ingress maps "
+        f"pod: {args.pod}; wrk -t2 -c{args.connections}, {args.seconds}s x {args.rounds} rounds;"
+        " ingress maps "
         f"hold {len(routes.routes)} routes of {len(ingresses)} Ingresses"
     )
     print(f"{'path':<10}{'requests/s':>14}{'p99 ms':>10}")
@@ -181,6 +192,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--ingresses", type=int, default=200, help="other Ingresses in the maps")
+    parser.add_argument("--pod", choices=("memory", "busybox"), default="memory")
     asyncio.run(_main(parser.parse_args()))
 
 
