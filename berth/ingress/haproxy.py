@@ -141,7 +141,11 @@ def render(
         "    mode http",
         "    option forwardfor",
         "    option http-keep-alive",
-        "    timeout connect 5s",
+        # a pod that went away before its EndpointSlice said so (a rollout): try another
+        "    retries 3",
+        "    option redispatch 1",
+        "    retry-on conn-failure empty-response",
+        "    timeout connect 2s",
         "    timeout client 60s",
         "    timeout server 60s",
         "    timeout http-request 10s",

@@ -279,3 +279,29 @@ async def _injected(tmp_path: Path) -> None:
         assert "evil" not in config
         assert controller.last is not None
         assert len(controller.last.problems) == 2
+
+
+def test_a_gone_endpoint_costs_no_failed_request(tmp_path: Path) -> None:
+    asyncio.run(_gone_endpoint(tmp_path))
+
+
+async def _gone_endpoint(tmp_path: Path) -> None:
+    async with running(tmp_path) as (e, _controller, ports):
+        # alpha's slice also names an endpoint nobody listens on (a pod that just stopped)
+        dead = _free_port()
+        e.client.seed(
+            ENDPOINTSLICES,
+            {
+                **endpoint_slice("alpha", [("127.0.0.1", True)], port=dead),
+                "metadata": {
+                    "name": "alpha-gone",
+                    "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "alpha"},
+                },
+            },
+        )
+        e.client.seed(INGRESSES, ingress("web", [("a.test", [path("/", "alpha")])]))
+        await _until(lambda: _is(e.get("a.test"), (200, "alpha /")))
+        answers = [await e.get("a.test", f"/{i}") for i in range(30)]
+        assert answers == [(200, f"alpha /{i}") for i in range(30)]
+        assert ports["alpha"] != dead
