@@ -85,11 +85,18 @@ def test_default_class_columns_and_status(kubectl: Kubectl, api: k8s.ApiClient) 
 
 
 def test_kubectl_create_ingress(kubectl: Kubectl, api: k8s.ApiClient) -> None:
-    kubectl("create", "ingress", "made", "--class=plain", "--rule=b.example.com/api*=api:8080")
+    # kubectl's typed client sends protobuf: every field must survive the decoding
+    kubectl(
+        "create", "ingress", "made", "--class=plain", "--default-backend=web:http",
+        "--rule=b.example.com/api*=api:8080,tls=b-tls",
+    )  # fmt: skip
     got: Any = k8s.NetworkingV1Api(api).read_namespaced_ingress("made", "default")
     path = got.spec.rules[0].http.paths[0]
     assert (got.spec.ingress_class_name, path.path, path.path_type) == ("plain", "/api", "Prefix")
-    assert path.backend.service.port.number == 8080
+    assert (path.backend.service.name, path.backend.service.port.number) == ("api", 8080)
+    assert got.spec.rules[0].host == "b.example.com"
+    assert (got.spec.tls[0].hosts, got.spec.tls[0].secret_name) == (["b.example.com"], "b-tls")
+    assert got.spec.default_backend.service.port.name == "http"
 
 
 @pytest.mark.parametrize(
