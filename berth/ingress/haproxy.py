@@ -2,20 +2,25 @@
 
 Request routing, per request:
 
-1. the Host header (port cut, lowercased) picks a *host key*: ``hN`` for a precise host,
-   ``wN`` for a wildcard (one label, as the Ingress API says), ``any`` for rules without a
+1. the Host header (port cut, lowercased) picks a *host key* from ``hosts.map`` (``hN``, a
+   precise host), else from ``wildcards.map`` by the host without its first label (``wN``: a
+   wildcard matches one label, as the Ingress API says), else ``any`` for rules without a
    host; an unknown host gets none and falls to the default backend (404 unless an Ingress
    sets ``defaultBackend``);
 2. ``<host key><path>`` is looked up in ``exact.map`` (Exact paths, and each Prefix path
-   itself), then in ``prefix.map`` (``<host key><prefix>/`` entries, longest first): the
-   Prefix rule's element-wise match (``/foo`` matches ``/foo`` and ``/foo/x``, not
-   ``/foobar``).
+   itself), then in ``prefix.map`` (``<host key><prefix>/`` entries; HAProxy's prefix tree
+   finds the longest): the Prefix rule's element-wise match (``/foo`` matches ``/foo`` and
+   ``/foo/x``, not ``/foobar``).
 
-Injection: hostnames reach the config text only after :func:`berth.api.ingress.is_host`
-(``[a-z0-9.-]`` and a leading ``*.``); paths never reach it (they live in the map files, whose
-keys allow only RFC 3986 path characters: no whitespace, quotes, ``#`` or ``\\``); backend and
-server names come from validated DNS labels and parsed IP addresses; file paths are the
-controller's own. :func:`render` refuses (``ValueError``) anything else rather than quoting it.
+Every lookup is a tree lookup: the cost of a request does not grow with the number of hosts or
+paths.
+
+Injection: no hostname or path reaches the config text: they live in the map files, whose
+lines are ``key value`` with keys checked again here (hosts: :func:`berth.api.ingress.is_host`,
+``[a-z0-9.-]`` and a leading ``*.``; paths: RFC 3986 path characters, so no whitespace, quotes,
+``#`` or ``\\``); backend and server names come from validated DNS labels and parsed IP
+addresses; file paths are the controller's own. :func:`render` refuses (``ValueError``)
+anything else rather than quoting it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class Files:
     """The files one configuration consists of (names relative to its directory)."""
 
     config: str
+    hosts_map: str
+    wildcards_map: str
     exact_map: str
     prefix_map: str
     crt_list: str
@@ -155,30 +162,27 @@ def render(
         f"    bind {_bind(listen.address, listen.http_port)}",
         f"    bind {_bind(listen.address, listen.https_port)} ssl"
         f" crt {default_certificate} crt-list {d}/certificates.list alpn http/1.1",
-        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
-        "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
+        "    http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]",
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
-        "    http-request set-var(txn.path) path",
+        # the host key: a precise host, else a wildcard by the host without its first label
+        # (field 2 onwards: "x.w.test" -> "w.test", so a wildcard matches one label only),
+        # else the rules without a host; two tree lookups whatever the number of hosts
+        f"    http-request set-var(txn.hk) var(txn.host),map_str({d}/hosts.map)",
+        "    http-request set-var(txn.hk) var(txn.host),field(2,.,0)"
+        f",map_str({d}/wildcards.map) if !{{ var(txn.hk) -m found }}",
     ]
-    for host, key in hosts.items():
-        lines.append(
-            f"    http-request set-var(txn.hk) str({key}) if {{ var(txn.host) -m str {host} }}"
-        )
-    for host, key in wildcards.items():
-        suffix = host[1:].replace(".", "\\.")
-        lines.append(
-            f"    http-request set-var(txn.hk) str({key})"
-            f" if !{{ var(txn.hk) -m found }} {{ var(txn.host) -m reg '^[^.]+{suffix}$' }}"
-        )
     if any_host:
         lines.append("    http-request set-var(txn.hk) str(any) if !{ var(txn.hk) -m found }")
     lines += [
+        "    http-request set-var(txn.path) path",
         "    http-request set-var(txn.key) var(txn.hk),concat(,txn.path,)"
         " if { var(txn.hk) -m found }",
-        f"    use_backend %[var(txn.key),map_str({d}/exact.map)]"
-        f" if {{ var(txn.key),map_str({d}/exact.map) -m found }}",
-        f"    use_backend %[var(txn.key),map_beg({d}/prefix.map)]"
-        f" if {{ var(txn.key),map_beg({d}/prefix.map) -m found }}",
+        # one lookup each: the exact map, then the longest prefix (a prefix tree)
+        f"    http-request set-var(txn.be) var(txn.key),map_str({d}/exact.map)"
+        " if { var(txn.key) -m found }",
+        f"    http-request set-var(txn.be) var(txn.key),map_beg({d}/prefix.map)"
+        " if { var(txn.key) -m found } !{ var(txn.be) -m found }",
+        "    use_backend %[var(txn.be)] if { var(txn.be) -m found }",
         f"    default_backend {_check_name(routes.default_backend or NOT_FOUND_BACKEND)}",
         "",
         f"backend {NOT_FOUND_BACKEND}",
@@ -206,6 +210,8 @@ def render(
 
     return Files(
         config="\n".join(lines) + "\n",
+        hosts_map="".join(f"{_check_host(h)} {k}\n" for h, k in hosts.items()),
+        wildcards_map="".join(f"{_check_host(h)[2:]} {k}\n" for h, k in wildcards.items()),
         exact_map=map_text(exact),
         prefix_map=map_text(prefix),
         crt_list="".join(line + "\n" for line in crt_lines),

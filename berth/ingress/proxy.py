@@ -125,6 +125,8 @@ class HaproxyProxy:
         gen_dir.mkdir(mode=0o700)
         for name, data in files.certificates.items():
             write_private(gen_dir / name, data)
+        write_private(gen_dir / "hosts.map", files.hosts_map.encode())
+        write_private(gen_dir / "wildcards.map", files.wildcards_map.encode())
         write_private(gen_dir / "exact.map", files.exact_map.encode())
         write_private(gen_dir / "prefix.map", files.prefix_map.encode())
         write_private(gen_dir / "certificates.list", files.crt_list.encode())

@@ -186,6 +186,7 @@ async def _routes_tls_and_live_changes(tmp_path: Path) -> None:
                 [
                     ("a.test", [path("/", "alpha"), path("/beta", "beta")]),
                     ("b.test", [path("/", "beta"), path("/exact", "alpha", kind="Exact")]),
+                    ("*.w.test", [path("/", "beta")]),
                 ],
                 tls=[
                     {"hosts": ["a.test"], "secretName": "a-tls"},
@@ -200,6 +201,9 @@ async def _routes_tls_and_live_changes(tmp_path: Path) -> None:
         assert await e.get("b.test", "/") == (200, "beta /")
         assert await e.get("b.test", "/exact") == (200, "alpha /exact")
         assert await e.get("b.test", "/exact/x") == (200, "beta /exact/x")
+        assert await e.get("x.w.test", "/") == (200, "beta /")
+        assert (await e.get("y.x.w.test", "/"))[0] == 404  # a wildcard is one label
+        assert (await e.get("w.test", "/"))[0] == 404
         status, body = await e.get("unknown.test")
         assert (status, body) == (404, "404 page not found")
         assert await e.get_tls("a.test", tmp_path / "a.crt") == (200, "alpha /")

@@ -214,7 +214,12 @@ def test_rendered_maps_hold_paths_only_as_single_words() -> None:
         "w0/x": "be_default_web_80",
         "any/any": "be_default_web_80",
     }
-    assert "/api" not in files.config  # paths never reach the config text
+    assert files.hosts_map == "a.test h0\n"
+    assert files.wildcards_map == "w.test w0\n"
+    # neither paths nor hosts reach the config text
+    assert "/api" not in files.config
+    assert "a.test" not in files.config
+    assert "w.test" not in files.config
 
 
 @pytest.mark.parametrize(
