@@ -10,6 +10,7 @@ from pathlib import Path
 
 from berth.agent.config import AgentConfig, AgentConfigError, load_config
 from berth.agent.fleet import Fleet
+from berth.agent.lbspeaker import STATE_PATH as SPEAKER_STATE
 from berth.agent.netpolicy import NodeNetworkPolicies
 from berth.agent.network import NodeNetwork
 from berth.agent.node import NodeAgent
@@ -17,6 +18,7 @@ from berth.agent.runtime import Runtime
 from berth.agent.shutdown import host_shutting_down, shut_down_gracefully
 from berth.agent.simulated import SimulatedRuntime
 from berth.agent.volumes import LocalVolumes
+from berth.api.loadbalancers import Pool
 from berth.api.resources import NODES
 from berth.client.http import HttpClient
 from berth.client.interface import ApiClient
@@ -76,6 +78,8 @@ def _node_network(config: AgentConfig, clock: Clock, client: ApiClient) -> NodeN
         node_local_ips=frozenset(
             [config.network.cluster_dns] if config.network.cluster_dns else []
         ),
+        load_balancer_pool=Pool.parse(config.network.load_balancer_pool),
+        speaker_state=SPEAKER_STATE,
     )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from berth.api.loadbalancers import Pool, PoolError
+
 
 class AgentConfigError(Exception):
     pass
@@ -59,6 +61,8 @@ class NetworkConfig:
     # credentials of the cluster network's identity, which may list every pod, namespace and
     # NetworkPolicy (the node's own may not): empty = NetworkPolicies are not enforced here
     policy_kubeconfig: str = ""
+    # LoadBalancer Services' address pool (CIDRs or first-last ranges); empty: node addresses
+    load_balancer_pool: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +160,12 @@ def load_config(path: str | Path) -> AgentConfig:
         cluster_dns=str(net_raw.get("clusterDNS") or ""),
         cluster_domain=str(net_raw.get("clusterDomain") or "cluster.local").strip(".").lower(),
         policy_kubeconfig=str(net_raw.get("policyKubeconfig") or ""),
+        load_balancer_pool=tuple(str(b) for b in net_raw.get("loadBalancerPool") or ()),
     )
+    try:
+        Pool.parse(network.load_balancer_pool)
+    except PoolError as exc:
+        raise AgentConfigError(f"{path}: network.loadBalancerPool: {exc}") from exc
     for key, value in (
         ("clusterCIDR", network.cluster_cidr),
         ("serviceCIDR", network.service_cidr),

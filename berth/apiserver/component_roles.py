@@ -116,6 +116,8 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["pods/status", "nodes/status"], ["patch"]),
         # deployment: create ReplicaSets; statefulset, daemonset: their ControllerRevisions
         rule(["apps"], ["replicasets", "controllerrevisions"], ["create"]),
+        # service-lb: LoadBalancer Services' ingress addresses (only this identity writes them)
+        rule([""], ["services/status"], ["update"]),
         # replicationcontroller: its status
         rule([""], ["replicationcontrollers/status"], ["patch"]),
         # deployment, replicaset, daemonset, statefulset: their status

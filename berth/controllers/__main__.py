@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> None:
         help="ES256 key signing legacy service-account token Secrets (the API server's"
         " serviceAccountSigningKeyFile); without it those Secrets are not filled",
     )
+    parser.add_argument(
+        "--load-balancer-pool",
+        default="",
+        help="comma-separated CIDRs or ranges (a-b) LoadBalancer Services get addresses from"
+        " (default: none, they get the Ready nodes' addresses)",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     config = ManagerConfig(
@@ -60,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
             default_toleration_seconds=args.default_toleration_seconds,
         ),
         workers=args.concurrent_syncs,
+        load_balancer_pool=tuple(
+            p.strip() for p in args.load_balancer_pool.split(",") if p.strip()
+        ),
         root_ca_pem=(
             args.root_ca_file.read_bytes()
             if args.root_ca_file

@@ -126,6 +126,19 @@ def test_network_identity_reads_what_network_policies_need_and_writes_nothing(
     assert not can(authorizer, PROXY, "create", "pods", sub="exec", ns="x")
 
 
+def test_only_the_controller_manager_writes_load_balancer_status(
+    authorizer: RbacAuthorizer,
+) -> None:
+    # the service-lb controller fills status.loadBalancer.ingress; nobody else of the
+    # control plane (nor the proxy, which forwards those addresses) may
+    a = authorizer
+    assert can(a, CONTROLLER_MANAGER, "update", "services", sub="status", ns="x")
+    for who in (SCHEDULER, PROXY):
+        for verb in ("update", "patch"):
+            assert not can(a, who, verb, "services", sub="status", ns="x")
+    assert not can(a, CONTROLLER_MANAGER, "update", "services", ns="x")
+
+
 INGRESS = UserInfo("system:berth-ingress", ("system:authenticated",))
 
 
