@@ -187,6 +187,15 @@ RESOURCES: tuple[ResourceDef, ...] = (
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
     _grouped("discovery.k8s.io", "endpointslices", "EndpointSlice", namespaced=True),
     _grouped(
+        "networking.k8s.io",
+        "ingresses",
+        "Ingress",
+        namespaced=True,
+        short=("ing",),
+        subs=("status",),
+    ),
+    _grouped("networking.k8s.io", "ingressclasses", "IngressClass", namespaced=False),
+    _grouped(
         "apps",
         "deployments",
         "Deployment",
@@ -387,6 +396,8 @@ PERSISTENTVOLUMECLAIMS = _served("", "persistentvolumeclaims")
 PERSISTENTVOLUMES = _served("", "persistentvolumes")
 STORAGECLASSES = _served("storage.k8s.io", "storageclasses")
 ENDPOINTSLICES = _served("discovery.k8s.io", "endpointslices")
+INGRESSES = _served("networking.k8s.io", "ingresses")
+INGRESSCLASSES = _served("networking.k8s.io", "ingressclasses")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 REPLICATIONCONTROLLERS = _served("", "replicationcontrollers")

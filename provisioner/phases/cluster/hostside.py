@@ -350,6 +350,23 @@ def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
             ),
         ),
         Service(layout.DNS, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
+        *ingress_ops(data, host),
+    )
+
+
+def ingress_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...]:
+    """``berth-ingress`` on a runc node (HAProxy comes with the node packages), with its own
+    identity's kubeconfig (see berth.apiserver.component_roles.ingress_rules)."""
+    if not _runc(data):
+        return ()
+    spec = spec_of(data, "agents")
+    kubeconfig = ha.kubeconfig_path(spec, layout.INGRESS_KUBECONFIG)
+    return (
+        _unit(
+            layout.INGRESS,
+            _context(data, host, kubeconfig=kubeconfig, state_dir=layout.INGRESS_STATE),
+        ),
+        Service(layout.INGRESS, restart_on=(CURRENT_ID, *_pki_ids(data, host))),
     )
 
 
