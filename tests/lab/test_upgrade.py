@@ -152,7 +152,8 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
 
 @pytest.fixture(scope="module")
 def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    lab = lab_factory(3)
+    # n3 runs Debian 13 (python 3.13): each upgrade ships it the new release's cp313 bundle
+    lab = lab_factory(3, releases=["bookworm", "bookworm", "trixie"])
     base = tmp_path_factory.mktemp("upgrade")
     env = {
         **os.environ,
