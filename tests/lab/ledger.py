@@ -122,9 +122,12 @@ class Ledger:
 
     def wait_running(self, *, other_than: str | None = None, timeout: float) -> Record:
         """``ledger-0`` Ready (a pod other than uid ``other_than``) and its record."""
-        pod = clusters.wait_for(
-            f"{POD} Ready", lambda: self._running_pod(other_than), timeout=timeout
-        )
+        try:
+            pod = clusters.wait_for(
+                f"{POD} Ready", lambda: self._running_pod(other_than), timeout=timeout
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnose()}") from None
         claim = self.get("pvc", CLAIM)
         assert claim["status"]["phase"] == "Bound", claim["status"]
         volume = str(claim["spec"]["volumeName"])
@@ -137,6 +140,26 @@ class Ledger:
 
         starts = clusters.wait_for(f"{POD}'s line in its volume", written, timeout=30)
         return Record(str(pod["metadata"]["uid"]), node, volume, starts)
+
+    def diagnose(self) -> str:
+        """What the cluster says about the ledger (for a failure message)."""
+        parts = []
+        for args in (
+            ("get", "pods,pvc,pv,nodes", "-o", "wide"),
+            ("describe", "pod", POD),
+            ("get", "events", "-A", "--sort-by=.lastTimestamp"),
+        ):
+            out = clusters.kubectl(self.kubeconfig, *args)
+            parts.append(f"$ kubectl {' '.join(args)}\n{out.stdout[-6000:]}{out.stderr[-500:]}")
+        for host in self.lab.hosts:
+            _code, journal, _err = run(
+                self.lab,
+                host.name,
+                "journalctl -u berth-agent -u berth-scheduler -u berth-controller-manager "
+                "--no-pager -n 4000 | grep -i -e ledger -e 'data-ledger' | tail -40",
+            )
+            parts.append(f"{host.name} journal:\n{journal}")
+        return "\n".join(parts)
 
     def starts(self, node: str, volume: str) -> list[str]:
         path = shlex.quote(f"{VOLUMES_DIR}/{volume}/starts")
