@@ -517,7 +517,7 @@ def test_a_rolling_upgrade_keeps_the_workload_up_and_rollback_returns(
     assert Path(snapshot).stat().st_mode & 0o777 == 0o600
     # The drain of its node evicted ledger-0; the replacement waited unscheduled while the node
     # was cordoned (its volume is there and nowhere else), then came back on it to its data.
-    again = keeper.wait_running(other_than=first.uid, timeout=120)
+    again = keeper.wait_running(other_than=first.uid, timeout=240)
     assert (again.node, again.volume) == (first.node, first.volume)
     assert len(again.starts) == 2, again.starts
     assert again.starts[0] == first.starts[0], again.starts
