@@ -21,8 +21,9 @@ usable for the next):
 * a claim of the default class (berth-local, WaitForFirstConsumer) binds once a pod uses it,
   its directory is made on the pod's node, a successor pod reads what the first wrote (pinned
   to that node, read-only mount honoured); reclaim Delete removes the directory with the
-  claim, Retain keeps it; a StatefulSet pod gets its own claim from the set's
-  volumeClaimTemplates and, deleted, comes back on its volume's node reading what it wrote;
+  claim, Retain keeps it; every node publishes the room of its volumes' filesystem; a
+  StatefulSet pod gets its own claim from the set's volumeClaimTemplates and, deleted, comes
+  back on its volume's node reading what it wrote;
 * deleting everything leaves no container, netns, veth, IP allocation or nft rule behind;
   ``berth.runtime reset`` after an agent stopped cleans its host; ``berth destroy
   --keep-packages`` of nodes with running pods leaves every host verified clean, with runc
@@ -53,6 +54,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from berth.api.quantity import parse_quantity
 from berth.runtime.sandbox import netns_name
 from provisioner.lab import Lab
 from provisioner.smoke_image import smoke_image
@@ -1179,6 +1181,16 @@ def test_statefulset_pod_returns_to_its_claim_and_reads_what_it_wrote(cluster: C
         assert _has_dir(cluster.nodes[node], f"{VOLUMES_DIR}/{volume}")
         volumes[name] = (volume, node)
     assert len({volume for volume, _ in volumes.values()}) == 2
+    # each runc node publishes the room of its local volumes' filesystem (what the scheduler
+    # and the binder compare a claim's request with), the real df of the host
+    for _volume, node in volumes.values():
+        annotations = _get(cluster, "node", node)["metadata"]["annotations"]
+        size = parse_quantity(annotations["berth.io/local-volumes-capacity"]).value()
+        free = parse_quantity(annotations["berth.io/local-volumes-available"]).value()
+        df = cluster.nodes[node].ssh(f"df -B1 --output=size,avail {VOLUMES_DIR}").stdout
+        real_size, real_free = (int(x) for x in df.decode().split()[-2:])
+        assert 0 < free <= size <= real_size
+        assert abs(free - real_free) <= max(real_size // 50, 256 << 20), (free, real_free)
     first = cluster.kubectl("logs", "vault-1").stdout.splitlines()
     assert len(first) == 1, first
     assert first[0].split()[0] == "vault-1", first
