@@ -10,10 +10,11 @@ BIN := $(VENV)/bin
 # conformance tests; busybox-static, skopeo and docker-registry to build and serve test images
 # without network; runc and the CNI plugins as the machine-side peers of the node runtime tests;
 # vagrant to validate the Vagrantfile (no provider needed for that); dnsperf and unbound for
-# bench/dns.py (the load generator and the peer server).
+# bench/dns.py (the load generator and the peer server); haproxy for the ingress controller's
+# tests and wrk for bench/ingress.py.
 APT_PACKAGES := systemd-container debootstrap iproute2 nftables openssh-client openssl zstd \
 	ca-certificates etcd-server busybox-static skopeo docker-registry runc containernetworking-plugins \
-	vagrant dnsperf unbound
+	vagrant dnsperf unbound haproxy wrk
 LAB_NAME ?= demo
 
 .PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs chaos bench clean demo-down docs

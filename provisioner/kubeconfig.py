@@ -41,6 +41,7 @@ def kubeconfig_plan(spec: ClusterSpec) -> list[KubeconfigSpec]:
             "controller-manager.conf", "system:kube-controller-manager", "controller-manager", local
         ),
         KubeconfigSpec("proxy.conf", "system:kube-proxy", "proxy", endpoint),
+        KubeconfigSpec("ingress.conf", "system:berth-ingress", "ingress", endpoint),
     ]
     if spec.api_vip is not None:
         # the VIP holder speaks to its own host's API server: a renewal through it proves that

@@ -130,16 +130,32 @@ def _grouped(
 
 RESOURCES: tuple[ResourceDef, ...] = (
     _core("namespaces", "Namespace", namespaced=False, short=("ns",), subs=("status", "finalize")),
-    _core("nodes", "Node", namespaced=False, short=("no",), subs=("status",)),
+    _core("nodes", "Node", namespaced=False, short=("no",), subs=("status", "proxy")),
     _core(
         "pods",
         "Pod",
         namespaced=True,
         short=("po",),
         cats=("all",),
-        subs=("status", "binding", "log", "eviction", "exec", "portforward"),
+        subs=(
+            "status",
+            "binding",
+            "log",
+            "eviction",
+            "exec",
+            "attach",
+            "portforward",
+            "ephemeralcontainers",
+        ),
     ),
-    _core("services", "Service", namespaced=True, short=("svc",), cats=("all",), subs=("status",)),
+    _core(
+        "services",
+        "Service",
+        namespaced=True,
+        short=("svc",),
+        cats=("all",),
+        subs=("status", "proxy"),
+    ),
     _core("endpoints", "Endpoints", namespaced=True, short=("ep",)),
     _core(
         "replicationcontrollers",
@@ -170,6 +186,15 @@ RESOURCES: tuple[ResourceDef, ...] = (
     ),
     _grouped("coordination.k8s.io", "leases", "Lease", namespaced=True),
     _grouped("discovery.k8s.io", "endpointslices", "EndpointSlice", namespaced=True),
+    _grouped(
+        "networking.k8s.io",
+        "ingresses",
+        "Ingress",
+        namespaced=True,
+        short=("ing",),
+        subs=("status",),
+    ),
+    _grouped("networking.k8s.io", "ingressclasses", "IngressClass", namespaced=False),
     _grouped(
         "apps",
         "deployments",
@@ -371,6 +396,8 @@ PERSISTENTVOLUMECLAIMS = _served("", "persistentvolumeclaims")
 PERSISTENTVOLUMES = _served("", "persistentvolumes")
 STORAGECLASSES = _served("storage.k8s.io", "storageclasses")
 ENDPOINTSLICES = _served("discovery.k8s.io", "endpointslices")
+INGRESSES = _served("networking.k8s.io", "ingresses")
+INGRESSCLASSES = _served("networking.k8s.io", "ingressclasses")
 DEPLOYMENTS = _served("apps", "deployments")
 REPLICASETS = _served("apps", "replicasets")
 REPLICATIONCONTROLLERS = _served("", "replicationcontrollers")

@@ -79,7 +79,7 @@ MONITORED_OTHER = {
     "batch": ["jobs", "cronjobs"],
     "autoscaling": ["horizontalpodautoscalers"],
     "discovery.k8s.io": ["endpointslices"],
-    "networking.k8s.io": ["networkpolicies"],
+    "networking.k8s.io": ["ingresses", "networkpolicies"],
 }
 GC_VERBS = [*READ, "patch", "delete"]
 
@@ -213,4 +213,23 @@ def node_proxier_rules() -> list[Obj]:
         rule([""], ["services", "endpoints"], ["list", "watch"]),
         rule([""], ["nodes"], READ),
         rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
+    ]
+
+
+def ingress_rules() -> list[Obj]:
+    """berth's ingress controller on every node (``berth.ingress``, ``system:berth-ingress``):
+    what upstream ingress controllers' roles grant (ingress-nginx's ClusterRole): read
+    Ingresses, IngressClasses, Services, EndpointSlices and Nodes (the status addresses), write
+    Ingresses' status, and read Secrets, for the TLS Secrets Ingresses name. The node
+    authorizer gives a node only the Secrets of its own pods, so the controller has its own
+    identity rather than the node's; it lists Secrets only with the ``type=kubernetes.io/tls``
+    field selector, but RBAC cannot narrow a list to that, so this identity can read every
+    Secret — as any upstream ingress controller's service account can (kept off the node's
+    own credentials, and out of the agent's process)."""
+    return [
+        events_rule(),
+        rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], READ),
+        rule(["networking.k8s.io"], ["ingresses/status"], ["patch", "update"]),
+        rule([""], ["services", "secrets", "nodes"], READ),
+        rule(["discovery.k8s.io"], ["endpointslices"], READ),
     ]

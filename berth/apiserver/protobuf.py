@@ -161,6 +161,56 @@ BINDING: Schema = {
 }
 ROLE: Schema = {1: ("metadata", "msg", OBJECT_META), 2: ("rules", "rmsg", POLICY_RULE)}
 
+INGRESS_BACKEND: Schema = {
+    3: (
+        "resource",
+        "msg",
+        {1: ("apiGroup", "string", None), 2: ("kind", "string", None), 3: ("name", "string", None)},
+    ),
+    4: (
+        "service",
+        "msg",
+        {
+            1: ("name", "string", None),
+            2: ("port", "msg", {1: ("name", "string", None), 2: ("number", "int", None)}),
+        },
+    ),
+}
+INGRESS_SPEC: Schema = {
+    1: ("defaultBackend", "msg", INGRESS_BACKEND),
+    2: ("tls", "rmsg", {1: ("hosts", "rstring", None), 2: ("secretName", "string", None)}),
+    3: (
+        "rules",
+        "rmsg",
+        {
+            1: ("host", "string", None),
+            # IngressRuleValue is inlined into the rule in JSON
+            2: (
+                "ingressRuleValue",
+                "inline",
+                {
+                    1: (
+                        "http",
+                        "msg",
+                        {
+                            1: (
+                                "paths",
+                                "rmsg",
+                                {
+                                    1: ("path", "string", None),
+                                    2: ("backend", "msg", INGRESS_BACKEND),
+                                    3: ("pathType", "string", None),
+                                },
+                            )
+                        },
+                    )
+                },
+            ),
+        },
+    ),
+    4: ("ingressClassName", "string", None),
+}
+
 JOB_SPEC: Schema = {
     1: ("parallelism", "int", None),
     2: ("completions", "int", None),
@@ -319,6 +369,8 @@ KINDS: dict[str, Schema] = {
         4: ("description", "string", None),
         5: ("preemptionPolicy", "string", None),
     },
+    # kubectl create ingress (networking.k8s.io/v1)
+    "Ingress": {1: ("metadata", "msg", OBJECT_META), 2: ("spec", "msg", INGRESS_SPEC)},
     "Role": ROLE,
     "ClusterRole": ROLE,
     "RoleBinding": BINDING,
@@ -545,6 +597,8 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
                 obj[name] = bool(value)
         elif kind == "msg":
             obj[name] = decode_message(value if isinstance(value, bytes) else b"", sub)
+        elif kind == "inline":  # a Go struct embedded with `json:",inline"`
+            obj.update(decode_message(value if isinstance(value, bytes) else b"", sub))
         elif kind == "rmsg":
             obj.setdefault(name, []).append(
                 decode_message(value if isinstance(value, bytes) else b"", sub)

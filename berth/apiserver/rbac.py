@@ -16,6 +16,7 @@ from berth.api.meta import Obj
 from .auth import UserInfo
 from .component_roles import (
     controller_manager_rules,
+    ingress_rules,
     network_policy_rules,
     node_proxier_rules,
     scheduler_rules,
@@ -289,6 +290,7 @@ def bootstrap_policy() -> list[Obj]:
         _cluster_role("system:node-proxier", node_proxier_rules()),
         _cluster_role("system:berth-network-policy", network_policy_rules()),
         _cluster_role("system:berth-vip", vip_holder_rules()),
+        _cluster_role("system:berth-ingress", ingress_rules()),
         # Nodes are authorized by the node authorizer (nodeauthz.py), not by this role: as
         # upstream, it exists for operators to bind elsewhere and is bound to nobody.
         _cluster_role("system:node", [dict(r) for r in SYSTEM_NODE_ROLE_RULES]),
@@ -316,6 +318,9 @@ def bootstrap_policy() -> list[Obj]:
             "system:berth-network-policy",
             "system:berth-network-policy",
             [_user("system:kube-proxy")],
+        ),
+        _cluster_binding(
+            "system:berth-ingress", "system:berth-ingress", [_user("system:berth-ingress")]
         ),
         _cluster_binding("system:node", "system:node", []),
     ]

@@ -21,6 +21,7 @@ from berth.api.resources import (
     ENDPOINTSLICES,
     EVENTS,
     HORIZONTALPODAUTOSCALERS,
+    INGRESSES,
     JOBS,
     LEASES,
     LIMITRANGES,
@@ -65,5 +66,6 @@ MANAGED: tuple[ResourceDef, ...] = (
     JOBS,
     CRONJOBS,
     HORIZONTALPODAUTOSCALERS,
+    INGRESSES,
     NETWORKPOLICIES,
 )

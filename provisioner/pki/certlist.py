@@ -254,6 +254,7 @@ CERTS: tuple[CertSpec, ...] = (
         when=_with_vip,
     ),
     CertSpec("proxy", "service proxy client", "ca", _fixed("system:kube-proxy"), CLIENT),
+    CertSpec("ingress", "ingress controller client", "ca", _fixed("system:berth-ingress"), CLIENT),
     CertSpec(
         "admin", "cluster admin client", "ca", _fixed("berth-admin", "system:masters"), CLIENT
     ),

@@ -98,5 +98,11 @@ def files_for_host(spec: ClusterSpec, state: ClusterState, host_name: str) -> li
             0o600,
             "service proxy kubeconfig",
         ),
+        HostFile(
+            f"{REMOTE_KUBECONFIGS}/ingress.conf",
+            files.kubeconfig("ingress.conf"),
+            0o600,
+            "ingress controller kubeconfig",
+        ),
     ]
     return out

@@ -31,6 +31,7 @@ from provisioner.smoke_image import SERVE, SERVE_PORT, smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.spec.model import https_url
 from provisioner.verify.hosts import CheckResult
+from provisioner.verify.ingress import ingress_checks
 
 CLUSTER = "(cluster)"
 SMOKE_NAMESPACE = "berth-verify"
@@ -349,6 +350,7 @@ async def _all(
         results += node_results
         results += await _leader_checks(client, spec)
         results += await asyncio.to_thread(_metrics, kubeconfig, spec, nodes)
+        results += await asyncio.to_thread(ingress_checks, spec)
         if smoke:
             image = None
             if spec.spec.runtime == "runc":

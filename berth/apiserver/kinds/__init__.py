@@ -23,6 +23,7 @@ from .discovery import EndpointSliceStrategy
 from .events import EventStrategy
 from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
+from .networking import IngressClassStrategy, IngressStrategy
 from .networkpolicies import NetworkPolicyStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
@@ -56,6 +57,8 @@ BUILTIN: tuple[KindStrategy, ...] = (
     ServiceStrategy(),
     EndpointsStrategy(),
     EndpointSliceStrategy(),
+    IngressStrategy(),
+    IngressClassStrategy(),
     ConfigMapStrategy(),
     SecretStrategy(),
     EventStrategy(),

@@ -119,6 +119,7 @@ def balanced_kubeconfigs(data: PhaseData, host: HostTarget) -> tuple[Operation, 
         ),
         # the agent's NetworkPolicy enforcement (the cluster network's identity)
         BalancedKubeconfig(balanced("proxy.conf"), files.kubeconfig("proxy.conf"), 0o600),
+        BalancedKubeconfig(balanced("ingress.conf"), files.kubeconfig("ingress.conf"), 0o600),
     ]
     if "control-plane" in host.roles:
         out += [

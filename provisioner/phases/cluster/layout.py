@@ -26,8 +26,9 @@ LOCAL_VOLUMES = f"{VAR}/volumes"
 RUN = "/run/berth"
 RUNC_ROOT = f"{RUN}/runc"
 INCOMING_IMAGES = f"{VAR}/incoming-images"
-NODE_PACKAGES = ("runc", "containernetworking-plugins", "nftables", "iptables")
-"""What a runc node needs from Debian (iptables: the CNI portmap plugin for hostPort)."""
+NODE_PACKAGES = ("runc", "containernetworking-plugins", "nftables", "iptables", "haproxy")
+"""What a runc node needs from Debian (iptables: the CNI portmap plugin for hostPort; haproxy:
+the ingress data plane)."""
 APISERVER_CONFIG = f"{ETC}/apiserver.yaml"
 AGENT_CONFIG = f"{ETC}/agent.yaml"
 UNIT_DIR = "/etc/systemd/system"
@@ -41,6 +42,13 @@ DNS = "berth-dns.service"
 DNS_DEVICE = "lo"
 """Where the cluster DNS address lives on every node: the loopback interface (a dummy interface,
 as NodeLocal DNSCache uses, needs a kernel module lab hosts cannot load)."""
+INGRESS = "berth-ingress.service"
+"""The ingress controller and its HAProxy (:mod:`berth.ingress`), on every runc node (ports 80
+and 443 of the host network; it serves traffic only where containers run)."""
+INGRESS_STATE = f"{RUN}/ingress"
+"""Its generations of HAProxy config, TLS certificates and keys (tmpfs, 0700, the unit's
+RuntimeDirectory: keys never reach a disk)."""
+INGRESS_KUBECONFIG = "ingress.conf"
 CONTROL_PLANE_UNITS = (APISERVER, CONTROLLER_MANAGER, SCHEDULER)
 NODE_UNITS = (AGENT, DNS)
 ALL_UNITS = (*CONTROL_PLANE_UNITS, *NODE_UNITS)
@@ -59,7 +67,7 @@ LB_UNIT = "berth-lb.service"
 """The node's API load balancer in an etcd (HA) cluster (:mod:`provisioner.phases.cluster.ha`)."""
 VIP_UNIT = "berth-vip.service"
 """The API VIP's holder on each control-plane host when the spec sets ``apiServer.vip``."""
-TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT, LB_UNIT, VIP_UNIT)
+TEARDOWN_UNITS = (*ALL_UNITS, ETCD_UNIT, LB_UNIT, VIP_UNIT, INGRESS)
 """Every unit ``berth destroy`` stops and removes."""
 
 INSTALL_PATHS = (OPT, ETC, RUN)

@@ -28,6 +28,7 @@ from berth.client.kubeconfig import load_kubeconfig
 from provisioner.errors import PhaseError
 from provisioner.phases.cluster.context import spec_of, state_of
 from provisioner.phases.cluster.dns import ensure_dns_service
+from provisioner.phases.cluster.ingressclass import ensure_ingress_class
 from provisioner.phases.cluster.removal import (
     forget_host,
     record_hosts,
@@ -259,8 +260,10 @@ def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
         client = admin_client(path)
         try:
             changes = await _reconcile(data, report, client)
-            return changes + await ensure_dns_service(
-                client, spec_of(data, "nodes"), dry_run=data.dry_run, report=report
+            spec = spec_of(data, "nodes")
+            changes += await ensure_dns_service(client, spec, dry_run=data.dry_run, report=report)
+            return changes + await ensure_ingress_class(
+                client, spec, dry_run=data.dry_run, report=report
             )
         finally:
             await client.close()

@@ -3,10 +3,9 @@
 kubectl maps every kind of its prune allow-list through discovery before it prunes anything,
 and stops with ``invalid resource ...: no matches for kind`` at the first kind the server
 does not serve — against kube-apiserver too, when a group is switched off. berth serves every
-kind of kubectl 1.32's list but networking.k8s.io/v1 Ingress, and does not pretend to: the
-default allow-list fails as upstream's does for an absent kind (the test below turns into a
-pruning test by itself once Ingress is served), and an explicit allow-list of served kinds
-prunes. kubectl 1.20's list names batch/v1beta1 CronJob and extensions/v1beta1 Ingress,
+kind of kubectl 1.32's list (networking.k8s.io/v1 Ingress included), so its default allow-list
+prunes; an explicit allow-list of served kinds prunes too. kubectl 1.20's list names
+batch/v1beta1 CronJob and extensions/v1beta1 Ingress,
 versions kube-apiserver stopped serving (1.25, 1.22): its default allow-list fails against a
 1.32 kube-apiserver too, and against berth for the same reason.
 """
@@ -21,7 +20,6 @@ from kubernetes import client as k8s
 
 from berth.api.resources import TABLE
 
-from .conftest import make_kubectl
 from .helpers import Kubectl, core_api
 
 pytestmark = pytest.mark.timeout(120)
@@ -81,16 +79,6 @@ def _configmap(name: str) -> dict[str, object]:
     }
 
 
-@pytest.fixture(params=["1.32", "1.20"])
-def kubectl(
-    request: pytest.FixtureRequest,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
-) -> Kubectl:
-    return make_kubectl(kubectl_binaries, str(request.param), admin_kubeconfig, tmp_path)
-
-
 @pytest.fixture
 def namespace(kubectl: Kubectl, api: k8s.ApiClient, request: pytest.FixtureRequest) -> str:
     which = "default" if "default" in request.node.name else "allow"
@@ -134,13 +122,18 @@ def test_prune_with_an_allowlist_of_served_kinds(
 def test_prune_with_the_default_allowlist(kubectl: Kubectl, namespace: str, tmp_path: Path) -> None:
     only_a = _apply_both_then_only_a(kubectl, namespace, tmp_path)
     absent = [r for r in DEFAULT_ALLOWLIST[kubectl.version] if not _served(*r[:3])]
-    # every kind of the lists still served by kube-apiserver 1.32 is served, but Ingress
-    assert {kind for _, _, kind, _ in absent} <= {"Ingress", "CronJob"}
     r = kubectl.run("apply", "-n", namespace, "--prune", "-l", "app=pruned", "-f", str(only_a))
-    if not absent:  # every kind served: kubectl prunes
+    if kubectl.version == "1.32":  # every kind of the list is served: kubectl prunes
+        assert absent == []
         assert r.returncode == 0, r.stderr
+        assert "configmap/a unchanged" in r.stdout
         assert "configmap/b pruned" in r.stdout
         return
+    # 1.20's list names versions kube-apiserver 1.32 no longer serves either
+    assert [(g, v, k) for g, v, k, _ in absent] == [
+        ("batch", "v1beta1", "CronJob"),
+        ("extensions", "v1beta1", "Ingress"),
+    ]
     group, version, kind, namespaced = absent[0]
     gv = f"{group}/{version}" if group else version
     assert r.returncode == 1

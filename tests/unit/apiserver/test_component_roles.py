@@ -137,3 +137,27 @@ def test_only_the_controller_manager_writes_load_balancer_status(
         for verb in ("update", "patch"):
             assert not can(a, who, verb, "services", sub="status", ns="x")
     assert not can(a, CONTROLLER_MANAGER, "update", "services", ns="x")
+
+
+INGRESS = UserInfo("system:berth-ingress", ("system:authenticated",))
+
+
+def test_the_ingress_controller_reads_what_it_routes_and_writes_only_ingress_status(
+    authorizer: RbacAuthorizer,
+) -> None:
+    a, ing = authorizer, INGRESS
+    net = "networking.k8s.io"
+    for verb in ("get", "list", "watch"):
+        assert can(a, ing, verb, "ingresses", group=net)
+        assert can(a, ing, verb, "ingressclasses", group=net)
+        assert can(a, ing, verb, "services")
+        assert can(a, ing, verb, "endpointslices", group="discovery.k8s.io")
+        assert can(a, ing, verb, "secrets", ns="x")  # TLS Secrets (see ingress_rules)
+        assert can(a, ing, verb, "nodes")
+    assert can(a, ing, "patch", "ingresses", group=net, sub="status", ns="x", name="i")
+    for verb in ("create", "update", "patch", "delete"):
+        assert not can(a, ing, verb, "ingresses", group=net, ns="x")
+        assert not can(a, ing, verb, "secrets", ns="x")
+        assert not can(a, ing, verb, "services", ns="x")
+    assert not can(a, ing, "create", "pods", ns="x")
+    assert not can(a, ing, "get", "configmaps", ns="x")

@@ -96,13 +96,13 @@ def test_every_host_of_an_ha_cluster_gets_the_balancer(tmp_path: Path) -> None:
     assert b"python3 -m berth.lb --config /etc/berth/lb.yaml" in unit.content
     assert any(isinstance(op, Service) and op.name == ha.LB_UNIT for op in worker)
     kubeconfigs = {op.path for op in control if isinstance(op, ha.BalancedKubeconfig)}
+    # every node: the agent, its NetworkPolicy enforcement, the ingress controller
+    node = ("agent.conf", "proxy.conf", "ingress.conf")
     assert kubeconfigs == {
-        ha.balanced(n)
-        for n in ("agent.conf", "proxy.conf", "scheduler.conf", "controller-manager.conf")
+        ha.balanced(n) for n in (*node, "scheduler.conf", "controller-manager.conf")
     }
     assert {op.path for op in worker if isinstance(op, ha.BalancedKubeconfig)} == {
-        ha.balanced("agent.conf"),
-        ha.balanced("proxy.conf"),
+        ha.balanced(n) for n in node
     }
     assert ha.kubeconfig_path(spec, "agent.conf") == ha.balanced("agent.conf")
 

@@ -25,6 +25,7 @@ def test_a_worker_gets_its_own_credentials_only(pristine: ClusterState) -> None:
         "/etc/berth/pki/agent-serving.key",
         "/etc/berth/kubeconfigs/agent.conf",
         "/etc/berth/kubeconfigs/proxy.conf",
+        "/etc/berth/kubeconfigs/ingress.conf",
     }
     assert files["/etc/berth/pki/agent-serving.key"] == (
         pristine.pki_dir / "agent-serving-w1.key",

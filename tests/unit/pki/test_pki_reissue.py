@@ -42,6 +42,7 @@ def test_leaves_inside_the_renewal_window_are_reissued_cas_kept(tree: ClusterSta
             "scheduler.conf",
             "controller-manager.conf",
             "proxy.conf",
+            "ingress.conf",
             "nodes/cp1.conf",
             "nodes/cp2.conf",
             "nodes/cp3.conf",

@@ -28,6 +28,7 @@ CLUSTER_CA_LEAVES = [
     "scheduler",
     "controller-manager",
     "proxy",
+    "ingress",
     "admin",
 ]
 ETCD_CA_LEAVES = [
@@ -86,7 +87,7 @@ def test_files_and_permissions(pristine: ClusterState) -> None:
     for crt in pristine.pki_dir.glob("*.crt"):
         assert stat.S_IMODE(crt.stat().st_mode) == 0o644, crt
     secrets = [pristine.secrets_dir / "encryption-key", *pristine.kubeconfig_dir.rglob("*.conf")]
-    assert len(secrets) == 1 + 4 + 4
+    assert len(secrets) == 1 + 5 + 4  # key; admin, scheduler, cm, proxy, ingress; 4 nodes
     for path in secrets:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
@@ -136,6 +137,7 @@ def test_identities_and_usages(pristine: ClusterState) -> None:
     assert subject("scheduler") == (["system:kube-scheduler"], [])
     assert subject("controller-manager") == (["system:kube-controller-manager"], [])
     assert subject("proxy") == (["system:kube-proxy"], [])
+    assert subject("ingress") == (["system:berth-ingress"], [])
     assert subject("admin") == (["berth-admin"], ["system:masters"])
     assert eku(cert(pristine, "apiserver")) == {server}
     assert eku(cert(pristine, "agent-serving-w1")) == {server}

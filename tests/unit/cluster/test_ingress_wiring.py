@@ -1,0 +1,112 @@
+"""berth-ingress on runc nodes: the unit, its kubeconfig, HAProxy among the node packages, and
+the ``berth verify`` check against a real HAProxy the controller's proxy runs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import cast
+
+from berth.api.ingress import default_class
+from berth.api.resources import INGRESSCLASSES
+from berth.client.http import HttpClient
+from berth.ingress.haproxy import Listen
+from berth.ingress.proxy import HaproxyProxy
+from berth.ingress.routes import Routes
+from provisioner.engine.inventory import inventory_from_spec
+from provisioner.operations.systemd import Service, UnitFile
+from provisioner.phases.cluster import hostside, layout
+from provisioner.phases.cluster.ingressclass import ensure_ingress_class
+from provisioner.spec import ClusterSpec
+from provisioner.spec.load import parse_spec
+from provisioner.verify.ingress import ingress_checks
+from tests.harness.fake_client import FakeClient
+from tests.unit.cluster.test_ha_wiring import Data
+
+
+def _spec(tmp_path: Path, runtime: str) -> ClusterSpec:
+    (tmp_path / "id").write_text("key")
+    text = (
+        "apiVersion: berth.dev/v1alpha1\nkind: Cluster\nmetadata: {name: i}\nspec:\n"
+        "  ssh: {user: root, identityFile: id}\n"
+        f"  runtime: {runtime}\n"
+        "  hosts:\n    - {name: cp1, address: 10.0.0.11, roles: [control-plane, worker]}\n"
+    )
+    return parse_spec(text, source=tmp_path / "cluster.yaml")
+
+
+def test_runc_nodes_run_berth_ingress_with_its_own_kubeconfig(tmp_path: Path) -> None:
+    assert "haproxy" in layout.NODE_PACKAGES
+    assert layout.INGRESS in layout.TEARDOWN_UNITS
+    spec = _spec(tmp_path, "runc")
+    data = Data(spec, inventory_from_spec(spec), tmp_path / "cache", tmp_path / "state")
+    ops = hostside.ingress_ops(data, data.inventory.host("cp1"))
+    unit = next(op for op in ops if isinstance(op, UnitFile))
+    assert unit.name == layout.INGRESS
+    assert (
+        b"ExecStart=/usr/bin/python3 -m berth.ingress"
+        b" --kubeconfig /etc/berth/kubeconfigs/ingress.conf --state-dir /run/berth/ingress"
+    ) in unit.content
+    assert b"RuntimeDirectoryMode=0700" in unit.content
+    assert any(isinstance(op, Service) and op.name == layout.INGRESS for op in ops)
+    simulated = _spec(tmp_path, "simulated")
+    sim = Data(simulated, inventory_from_spec(simulated), tmp_path / "c", tmp_path / "s")
+    assert hostside.ingress_ops(sim, sim.inventory.host("cp1")) == ()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
+    text = (
+        "apiVersion: berth.dev/v1alpha1\nkind: Cluster\nmetadata: {name: v}\nspec:\n"
+        "  ssh: {user: root, identityFile: id}\n"
+        "  hosts:\n    - {name: n1, address: 127.0.0.1, roles: [control-plane, worker]}\n"
+    )
+    (tmp_path / "id").write_text("key")
+    spec = parse_spec(text, source=tmp_path / "cluster.yaml")
+    http, https = _free_port(), _free_port()
+    failed = ingress_checks(spec, http_port=http, https_port=https)
+    assert [r.ok for r in failed] == [False, False]
+
+    async def scenario() -> list[bool]:
+        proxy = HaproxyProxy(tmp_path / "state", listen=Listen("127.0.0.1", http, https))
+        proxy.prepare()
+        try:
+            assert (await proxy.apply(Routes())).ok
+            for _ in range(100):
+                results = await asyncio.to_thread(
+                    ingress_checks, spec, http_port=http, https_port=https
+                )
+                if all(r.ok for r in results):
+                    break
+                await asyncio.sleep(0.05)
+            return [r.ok for r in results]
+        finally:
+            await proxy.stop()
+
+    assert asyncio.run(scenario()) == [True, True]
+
+
+def test_the_default_berth_ingress_class_is_created_once_on_runc_clusters(tmp_path: Path) -> None:
+    api = FakeClient()
+    client = cast(HttpClient, api)
+    said: list[str] = []
+    runc, simulated = _spec(tmp_path, "runc"), _spec(tmp_path, "simulated")
+
+    async def body() -> None:
+        assert await ensure_ingress_class(client, simulated, dry_run=False, report=said.append) == 0
+        assert await ensure_ingress_class(client, runc, dry_run=True, report=said.append) == 1
+        assert api.objects(INGRESSCLASSES) == []
+        assert await ensure_ingress_class(client, runc, dry_run=False, report=said.append) == 1
+        (made,) = api.objects(INGRESSCLASSES)
+        assert made["spec"]["controller"] == "berth.dev/ingress-haproxy"
+        assert default_class([made]) == "berth"
+        assert await ensure_ingress_class(client, runc, dry_run=False, report=said.append) == 0
+
+    asyncio.run(body())
