@@ -313,7 +313,9 @@ class ApiServer:
             rd = self._rd("rbac.authorization.k8s.io", plural)
             for kv in (await self.store.list(rd.key_prefix(), revision=rev)).items:
                 self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
-        for plural in ("serviceaccounts", "pods", "secrets"):
+        # persistentvolumes: the node graph reaches a volume through its claimRef; without
+        # them a restarted server refused nodes the volumes of claims bound before it started
+        for plural in ("serviceaccounts", "pods", "secrets", "persistentvolumes"):
             for kv in (
                 await self.store.list(self._rd("", plural).key_prefix(), revision=rev)
             ).items:
