@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import orjson
@@ -140,3 +141,27 @@ def test_an_installed_berth_ships_itself_even_inside_a_checkout(tmp_path: Path) 
     before = berth_bundle.bundle_id(version="1.0.0", source=installed)
     (installed / "__init__.py").write_text("# another installed berth\n")
     assert berth_bundle.bundle_id(version="1.0.0", source=installed) != before
+
+
+def test_prune_keeps_the_newest_and_any_bundle_in_use(tmp_path: Path) -> None:
+    """Beyond the newest three, a bundle built or reused within the hour stays: another run
+    sharing the cache (a parallel test worker) may be shipping it right now."""
+    now = time.time()
+    ages = {"a": 10, "b": 20, "c": 30, "in-use": 40, "old": 2 * 3600, "older": 3 * 3600}
+    for name, age in ages.items():
+        path = tmp_path / f"{name}{berth_bundle.SUFFIX}"
+        path.write_bytes(b"")
+        os.utime(path, (now - age, now - age))
+    berth_bundle._prune(tmp_path, keep=f"a{berth_bundle.SUFFIX}")
+    left = sorted(p.name.removesuffix(berth_bundle.SUFFIX) for p in tmp_path.iterdir())
+    assert left == ["a", "b", "c", "in-use"]
+
+
+def test_a_reused_bundle_counts_as_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(berth_bundle, "pinned_requirements", lambda: ())
+    out = tmp_path / "bundles" / f"cached{berth_bundle.SUFFIX}"
+    out.parent.mkdir()
+    out.write_bytes(b"")
+    os.utime(out, (1, 1))
+    assert build_bundle(tmp_path, version="0.1.0", ident="cached").path == out
+    assert out.stat().st_mtime > time.time() - 60
