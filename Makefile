@@ -16,13 +16,14 @@ APT_PACKAGES := systemd-container debootstrap iproute2 nftables openssh-client o
 	vagrant dnsperf unbound
 LAB_NAME ?= demo
 
-.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs chaos bench clean demo-down
+.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs chaos bench clean demo-down docs
 help:
 	@echo "make demo   - boot a local lab and bring up a berth cluster on it"
 	@echo "make test   - lint, type check and the whole test suite (lab tests included)"
 	@echo "make chaos  - the chaos durability run on lab clusters (before each release; ~10 min)"
 	@echo "make bench  - run the benchmarks under bench/"
 	@echo "make demo-down - tear the demo lab down (LAB_NAME=demo)"
+	@echo "make docs   - regenerate docs/reference/ (spec and CLI) from the code"
 
 .cache/apt.stamp: Makefile
 	@mkdir -p .cache
@@ -78,6 +79,11 @@ demo: setup lab-rootfs
 
 demo-down: setup
 	$(BIN)/berth lab down --name $(LAB_NAME)
+
+# docs/reference/spec.md and cli.md are generated from the spec models and the CLI; `make test`
+# fails (tests/docs/test_reference.py) when the committed copies are stale.
+docs: setup
+	$(BIN)/python -m provisioner.docsgen
 
 lint: setup
 	$(BIN)/ruff check .

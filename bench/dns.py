@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from berth import eventloop  # noqa: E402
 from berth.dns import wire  # noqa: E402
 from berth.dns.records import Zone, build_zone  # noqa: E402
 from berth.dns.server import DnsServer  # noqa: E402
@@ -214,7 +215,7 @@ def serve(zone_file: str, port: int) -> None:
         await server.start([("127.0.0.1", port)])
         await asyncio.Event().wait()
 
-    asyncio.run(run())
+    eventloop.run(run())  # the loop berth-dns runs on
 
 
 def main() -> None:

@@ -10,12 +10,15 @@ from pathlib import Path
 
 from berth.agent.config import AgentConfig, AgentConfigError, load_config
 from berth.agent.fleet import Fleet
+from berth.agent.lbspeaker import STATE_PATH as SPEAKER_STATE
+from berth.agent.netpolicy import NodeNetworkPolicies
 from berth.agent.network import NodeNetwork
 from berth.agent.node import NodeAgent
 from berth.agent.runtime import Runtime
 from berth.agent.shutdown import host_shutting_down, shut_down_gracefully
 from berth.agent.simulated import SimulatedRuntime
 from berth.agent.volumes import LocalVolumes
+from berth.api.loadbalancers import Pool
 from berth.api.resources import NODES
 from berth.client.http import HttpClient
 from berth.client.interface import ApiClient
@@ -75,6 +78,8 @@ def _node_network(config: AgentConfig, clock: Clock, client: ApiClient) -> NodeN
         node_local_ips=frozenset(
             [config.network.cluster_dns] if config.network.cluster_dns else []
         ),
+        load_balancer_pool=Pool.parse(config.network.load_balancer_pool),
+        speaker_state=SPEAKER_STATE,
     )
 
 
@@ -113,21 +118,35 @@ async def _run(config_path: str) -> None:
             LocalVolumes(Path(config.runc.volumes_dir), first) if config.runtime == "runc" else None
         ),
     )
+    # NetworkPolicies: with the cluster network's identity, which may read every pod
+    policy_client = (
+        HttpClient.from_kubeconfig(config.network.policy_kubeconfig, user_agent="berth-netpol")
+        if network is not None and config.network.policy_kubeconfig
+        else None
+    )
+    if network is not None and policy_client is None:
+        log.warning("node %s: no network.policyKubeconfig: NetworkPolicies not enforced", first)
     network_task: asyncio.Task[None] | None = None
+    policy_task: asyncio.Task[None] | None = None
     stop = stop_on_signals()
     try:
         await fleet.start()
         if network is not None:
             network_task = asyncio.create_task(network.run(), name="agent-network")
+        if policy_client is not None:
+            policies = NodeNetworkPolicies(policy_client, clock, node=first)
+            policy_task = asyncio.create_task(policies.run(), name="agent-netpol")
         await stop.wait()
         if await asyncio.to_thread(host_shutting_down):
             await shut_down_gracefully(fleet, grace_cap=config.shutdown_grace_period)
     finally:
-        if network_task is not None:
-            network_task.cancel()
-            await asyncio.gather(network_task, return_exceptions=True)
+        for task in (network_task, policy_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await fleet.stop()
-        for c in [client, *node_clients.values()]:
+        extra = [policy_client] if policy_client is not None else []
+        for c in [client, *node_clients.values(), *extra]:
             await c.close()
         await asyncio.sleep(0.25)  # let TLS connections close cleanly
 

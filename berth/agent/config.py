@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from berth.api.loadbalancers import Pool, PoolError
+
 
 class AgentConfigError(Exception):
     pass
@@ -56,6 +58,11 @@ class NetworkConfig:
     service_device: str = ""  # default: the interface carrying the node's address
     cluster_dns: str = ""  # nameserver written into pods' resolv.conf (ClusterFirst)
     cluster_domain: str = "cluster.local"  # the search path's base and berth-dns's zone
+    # credentials of the cluster network's identity, which may list every pod, namespace and
+    # NetworkPolicy (the node's own may not): empty = NetworkPolicies are not enforced here
+    policy_kubeconfig: str = ""
+    # LoadBalancer Services' address pool (CIDRs or first-last ranges); empty: node addresses
+    load_balancer_pool: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +107,10 @@ def load_config(path: str | Path) -> AgentConfig:
 
     ``runtime: runc`` runs real containers on exactly one node: ``runc: {stateDir, runcRoot,
     volumesDir, insecureRegistries, registryCAs: {registry: PEM}}`` and ``network: {clusterCIDR,
-    serviceCIDR, serviceDevice, clusterDNS, clusterDomain}`` (the agent then also keeps the
-    node's host-gw routes and service rules). Its systemd unit needs ``KillMode=process`` so
-    container shims outlive agent restarts."""
+    serviceCIDR, serviceDevice, clusterDNS, clusterDomain, policyKubeconfig}`` (the agent then
+    also keeps the node's host-gw routes and service rules, and enforces NetworkPolicies when
+    ``policyKubeconfig`` names credentials that may read every pod). Its systemd unit needs
+    ``KillMode=process`` so container shims outlive agent restarts."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -151,7 +159,13 @@ def load_config(path: str | Path) -> AgentConfig:
         service_device=str(net_raw.get("serviceDevice") or ""),
         cluster_dns=str(net_raw.get("clusterDNS") or ""),
         cluster_domain=str(net_raw.get("clusterDomain") or "cluster.local").strip(".").lower(),
+        policy_kubeconfig=str(net_raw.get("policyKubeconfig") or ""),
+        load_balancer_pool=tuple(str(b) for b in net_raw.get("loadBalancerPool") or ()),
     )
+    try:
+        Pool.parse(network.load_balancer_pool)
+    except PoolError as exc:
+        raise AgentConfigError(f"{path}: network.loadBalancerPool: {exc}") from exc
     for key, value in (
         ("clusterCIDR", network.cluster_cidr),
         ("serviceCIDR", network.service_cidr),
@@ -166,6 +180,8 @@ def load_config(path: str | Path) -> AgentConfig:
     def resolve(p: str) -> str:
         return str(p if not p or Path(p).is_absolute() else base / p)
 
+    if network.policy_kubeconfig:
+        network = replace(network, policy_kubeconfig=resolve(network.policy_kubeconfig))
     return AgentConfig(
         kubeconfig=resolve(str(raw["kubeconfig"])),
         nodes=tuple(nodes),

@@ -13,9 +13,13 @@ import asyncio
 import contextlib
 import json
 import logging
+from pathlib import Path
 
+from berth.agent.healthchecks import HealthCheckServers, wanted_checks
+from berth.agent.lbspeaker import Speaker, held_here, nodes_with_ready_endpoints
 from berth.agent.proxy_events import RejectionReporter
 from berth.agent.withdrawal import EndpointWithdrawal
+from berth.api.loadbalancers import Pool, ingress_ips, node_internal_ip
 from berth.api.resources import ENDPOINTS, ENDPOINTSLICES, NODES, SERVICES
 from berth.client.interface import ApiClient
 from berth.machinery.clock import Clock
@@ -57,6 +61,9 @@ class NodeNetwork:
         node_local_ips: frozenset[str] = frozenset(),
         runner: Runner | None = None,
         resync_seconds: float = 30.0,
+        load_balancer_pool: Pool | None = None,
+        health_checks: HealthCheckServers | None = None,
+        speaker_state: Path | None = None,
     ) -> None:
         self.clock = clock
         self.node = node
@@ -70,9 +77,21 @@ class NodeNetwork:
         # NOTRACK rules keep kube-proxy off its address
         self.node_local_ips = node_local_ips
         self.runner = runner or SubprocessRunner()
+        self.pool = load_balancer_pool or Pool(())
         self.proxy = ServiceProxy(
-            cluster_cidr=cluster_cidr, runner=self.runner, service_cidr=service_cidr
+            cluster_cidr=cluster_cidr,
+            runner=self.runner,
+            service_cidr=service_cidr,
+            node_name=node,
+            lb_address_allowed=self._lb_address_allowed,
         )
+        # LoadBalancer addresses: this node's share of the pool, and the health checks of
+        # externalTrafficPolicy Local Services
+        self.speaker = Speaker(self.runner, self.pool, state_path=speaker_state)
+        self.health_checks = health_checks or HealthCheckServers()
+        self.lb_recorder = EventRecorder(client, clock, component="berth-speaker", host=node)
+        self._lb_problems: dict[str, str] = {}
+        self._node_ips: frozenset[str] = frozenset()  # the nodes' addresses, per sync
         self.reporter = RejectionReporter(
             EventRecorder(client, clock, component="berth-proxy", host=node), clock
         )
@@ -129,12 +148,48 @@ class NodeNetwork:
             log.info("node %s: %s", self.node, " ".join(argv))
         services = self.services.list()
         proxied = [s for s in services if not self._node_local(s)]
+        self._node_ips = frozenset(
+            ip for n in self.nodes.list() if (ip := node_internal_ip(n)) is not None
+        )
         try:
             if await self.proxy.sync(proxied, self.slices.list()):
                 log.info("node %s: service rules applied", self.node)
         finally:
             await self.reporter.report(self.proxy.rejected, services)
+        await self._sync_load_balancers(services)
         self.syncs += 1
+
+    def _lb_address_allowed(self, ip: str) -> bool:
+        """The ingress addresses this node forwards: the pool's, or without a pool the nodes'
+        own (what the service-lb controller writes in each mode; anything else is ignored)."""
+        if self.pool:
+            return self.pool.contains(ip)
+        return ip in self._node_ips
+
+    async def _sync_load_balancers(self, services: list[Frozen]) -> None:
+        slices = self.slices.list()
+        counts = nodes_with_ready_endpoints(slices)
+        await self.health_checks.sync(wanted_checks(services, counts, self.node))
+        # without a pool this only drops what an earlier pool left behind (if anything)
+        wanted = held_here(self.node, self.pool, services, self.nodes.list(), slices)
+        added, removed = await self.speaker.sync(wanted)
+        for address in added:
+            log.info("node %s: announcing load-balancer address %s", self.node, address)
+            # as MetalLB's speaker: `kubectl describe svc` tells which node holds the address
+            for svc in services:
+                if address in ingress_ips(svc):
+                    await self.lb_recorder.normal(
+                        svc, "nodeAssigned", f"announcing {address} from node {self.node}"
+                    )
+        for address in removed:
+            log.info("node %s: no longer announcing %s", self.node, address)
+        for address, why in self.speaker.problems.items():
+            if self._lb_problems.get(address) != why:
+                log.warning("node %s: cannot announce %s: %s", self.node, address, why)
+                for svc in services:
+                    if address in ingress_ips(svc):
+                        await self.lb_recorder.warning(svc, "AnnounceFailed", f"{self.node}: {why}")
+        self._lb_problems = dict(self.speaker.problems)
 
     def _node_local(self, svc: Frozen) -> bool:
         spec = svc.get("spec") or {}
@@ -167,6 +222,7 @@ class NodeNetwork:
                     await self.clock.sleep(RETRY_SECONDS)
                     self._dirty.set()
         finally:
+            await self.health_checks.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

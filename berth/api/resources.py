@@ -226,6 +226,9 @@ RESOURCES: tuple[ResourceDef, ...] = (
         subs=("status",),
     ),
     _grouped("storage.k8s.io", "storageclasses", "StorageClass", namespaced=False, short=("sc",)),
+    _grouped(
+        "networking.k8s.io", "networkpolicies", "NetworkPolicy", namespaced=True, short=("netpol",)
+    ),
     _grouped("rbac.authorization.k8s.io", "roles", "Role", namespaced=True),
     _grouped("rbac.authorization.k8s.io", "rolebindings", "RoleBinding", namespaced=True),
     _grouped("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False),
@@ -377,6 +380,7 @@ CRONJOBS = _served("batch", "cronjobs")
 STATEFULSETS = _served("apps", "statefulsets")
 CONTROLLERREVISIONS = _served("apps", "controllerrevisions")
 PODDISRUPTIONBUDGETS = _served("policy", "poddisruptionbudgets")
+NETWORKPOLICIES = _served("networking.k8s.io", "networkpolicies")
 RESOURCEQUOTAS = _served("", "resourcequotas")
 LIMITRANGES = _served("", "limitranges")
 PRIORITYCLASSES = _served("scheduling.k8s.io", "priorityclasses")

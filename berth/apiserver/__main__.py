@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from berth import eventloop
 from berth.store.interface import StoreError
 
 from .app import ApiServer
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"berth-apiserver: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(server))
+        eventloop.run(_serve(server))
     except (OSError, StoreError) as exc:
         # Port in use, unreadable certificates, datastore locked by another server ...
         print(f"berth-apiserver: cannot start: {exc}", file=sys.stderr)

@@ -79,6 +79,7 @@ MONITORED_OTHER = {
     "batch": ["jobs", "cronjobs"],
     "autoscaling": ["horizontalpodautoscalers"],
     "discovery.k8s.io": ["endpointslices"],
+    "networking.k8s.io": ["networkpolicies"],
 }
 GC_VERBS = [*READ, "patch", "delete"]
 
@@ -115,6 +116,8 @@ def controller_manager_rules() -> list[Obj]:
         rule([""], ["pods/status", "nodes/status"], ["patch"]),
         # deployment: create ReplicaSets; statefulset, daemonset: their ControllerRevisions
         rule(["apps"], ["replicasets", "controllerrevisions"], ["create"]),
+        # service-lb: LoadBalancer Services' ingress addresses (only this identity writes them)
+        rule([""], ["services/status"], ["update"]),
         # replicationcontroller: its status
         rule([""], ["replicationcontrollers/status"], ["patch"]),
         # deployment, replicaset, daemonset, statefulset: their status
@@ -190,6 +193,17 @@ def vip_holder_rules() -> list[Obj]:
     """berth's API VIP holder (``berth.vip``, ``system:berth-vip``): it only campaigns for
     its Lease."""
     return leader_election_rules("berth-vip")
+
+
+def network_policy_rules() -> list[Obj]:
+    """berth's NetworkPolicy enforcement on every node (``berth.agent.netpolicy``), run with
+    the cluster network's identity (``system:kube-proxy``): a policy's peers are pods of any
+    node, which the node authorizer does not let a node list. Reads only, as the per-node
+    agents of Calico or kube-router."""
+    return [
+        rule([""], ["pods", "namespaces"], ["list", "watch"]),
+        rule(["networking.k8s.io"], ["networkpolicies"], ["list", "watch"]),
+    ]
 
 
 def node_proxier_rules() -> list[Obj]:

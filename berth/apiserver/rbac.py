@@ -16,6 +16,7 @@ from berth.api.meta import Obj
 from .auth import UserInfo
 from .component_roles import (
     controller_manager_rules,
+    network_policy_rules,
     node_proxier_rules,
     scheduler_rules,
     vip_holder_rules,
@@ -286,6 +287,7 @@ def bootstrap_policy() -> list[Obj]:
         # union of its controllers' rights (see component_roles for what that implies).
         _cluster_role("system:kube-controller-manager", controller_manager_rules()),
         _cluster_role("system:node-proxier", node_proxier_rules()),
+        _cluster_role("system:berth-network-policy", network_policy_rules()),
         _cluster_role("system:berth-vip", vip_holder_rules()),
         # Nodes are authorized by the node authorizer (nodeauthz.py), not by this role: as
         # upstream, it exists for operators to bind elsewhere and is bound to nobody.
@@ -310,6 +312,11 @@ def bootstrap_policy() -> list[Obj]:
             "system:node-proxier", "system:node-proxier", [_user("system:kube-proxy")]
         ),
         _cluster_binding("system:berth-vip", "system:berth-vip", [_user("system:berth-vip")]),
+        _cluster_binding(
+            "system:berth-network-policy",
+            "system:berth-network-policy",
+            [_user("system:kube-proxy")],
+        ),
         _cluster_binding("system:node", "system:node", []),
     ]
     return roles + bindings

@@ -292,6 +292,24 @@ def _policies(spec: Obj) -> list[FieldError]:
         v = spec.get(f)
         if v not in (None, "") and v not in TRAFFIC_POLICIES:
             errs.append(not_supported(f"spec.{f}", v, TRAFFIC_POLICIES))
+    hc = spec.get("healthCheckNodePort")
+    if hc not in (None, 0):
+        if not (
+            spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+        ):
+            errs.append(
+                invalid_value(
+                    "spec.healthCheckNodePort",
+                    hc,
+                    "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy`"
+                    " is 'Local'",
+                )
+            )
+        elif not is_port_number(hc):
+            errs.append(
+                invalid_value("spec.healthCheckNodePort", hc, "must be between 1 and 65535")
+            )
+    errs += _load_balancer_class(spec)
     ranges = spec.get("loadBalancerSourceRanges")
     if ranges is not None:
         if not isinstance(ranges, list):
@@ -309,6 +327,57 @@ def _policies(spec: Obj) -> list[FieldError]:
                         )
                     )
     return errs
+
+
+def _qualified_name(value: str) -> bool:
+    prefix, _, rest = value.rpartition("/")
+    if prefix and not is_dns_subdomain(prefix):
+        return False
+    if not rest or len(rest) > 63:
+        return False
+    ok = all(c.isascii() and (c.isalnum() or c in "-_.") for c in rest)
+    return ok and rest[0].isalnum() and rest[-1].isalnum()
+
+
+def _load_balancer_class(spec: Obj) -> list[FieldError]:
+    """``loadBalancerClass``: only on LoadBalancers, a qualified name (``example.com/lb``)."""
+    value = spec.get("loadBalancerClass")
+    if value is None:
+        return []
+    if spec.get("type") != "LoadBalancer":
+        return [
+            forbidden_field(
+                "spec.loadBalancerClass", "may only be used when `type` is 'LoadBalancer'"
+            )
+        ]
+    if not isinstance(value, str) or not _qualified_name(value):
+        return [
+            invalid_value(
+                "spec.loadBalancerClass",
+                value,
+                "name part must consist of alphanumeric characters, '-', '_' or '.', and must"
+                " start and end with an alphanumeric character, with an optional DNS subdomain"
+                " prefix and '/' (e.g. 'example.com/MyName')",
+            )
+        ]
+    return []
+
+
+def validate_service_update(old: Obj, new: Obj) -> list[FieldError]:
+    """``loadBalancerClass`` is immutable while the Service stays a LoadBalancer (upstream):
+    the implementation that gave it its address keeps it."""
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if (
+        old_spec.get("type") == "LoadBalancer"
+        and new_spec.get("type") == "LoadBalancer"
+        and old_spec.get("loadBalancerClass") != new_spec.get("loadBalancerClass")
+    ):
+        return [
+            invalid_value(
+                "spec.loadBalancerClass", new_spec.get("loadBalancerClass"), "field is immutable"
+            )
+        ]
+    return []
 
 
 def validate_service(obj: Obj) -> list[FieldError]:

@@ -53,11 +53,22 @@ def owner_of(obj: Obj) -> Owner:
 
 
 def _node_ports(spec: Obj) -> list[int]:
-    return [
+    """The node ports ``spec`` holds: its ports' and its health check's."""
+    ports = [
         p["nodePort"]
         for p in spec.get("ports") or []
         if isinstance(p, dict) and isinstance(p.get("nodePort"), int) and p["nodePort"]
     ]
+    hc = spec.get("healthCheckNodePort")
+    if isinstance(hc, int) and not isinstance(hc, bool) and hc and _needs_health_check(spec):
+        ports.append(hc)
+    return ports
+
+
+def _needs_health_check(spec: Obj) -> bool:
+    """A LoadBalancer with externalTrafficPolicy Local gets a health-check node port, which
+    every node's proxy serves (the load balancer asks it which nodes have local endpoints)."""
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
 
 
 class ServiceAddresses:
@@ -105,12 +116,20 @@ class ServiceAddresses:
             if spec.get("clusterIP"):
                 spec["clusterIPs"] = [spec["clusterIP"]]
             old_ports = set(_node_ports(old_spec))
+            # allocateLoadBalancerNodePorts false: a LoadBalancer gets node ports only when
+            # it names them (its traffic arrives on the load-balancer address itself)
+            no_new_ports = stype == "LoadBalancer" and (
+                spec.get("allocateLoadBalancerNodePorts") is False
+            )
             for p in spec.get("ports") or []:
                 if not isinstance(p, dict):
                     continue
                 if stype in ("NodePort", "LoadBalancer"):
                     np = p.get("nodePort")
                     if np in old_ports and np:
+                        continue
+                    if no_new_ports and not np:
+                        p.pop("nodePort", None)
                         continue
                     if isinstance(np, int) and np:
                         if await self._ports.reserve(np, owner, dry_run=dry_run):
@@ -120,6 +139,7 @@ class ServiceAddresses:
                         taken.ports.append(p["nodePort"])
                 else:
                     p.pop("nodePort", None)
+            await self._health_check_port(spec, old_spec, owner, taken, dry_run=dry_run)
         except BaseException:
             if not dry_run:
                 await self.release(taken)
@@ -127,6 +147,27 @@ class ServiceAddresses:
         if dry_run:
             return Allocation(owner)  # nothing was written, nothing to give back
         return taken
+
+    async def _health_check_port(
+        self, spec: Obj, old_spec: Obj, owner: Owner, taken: Allocation, *, dry_run: bool
+    ) -> None:
+        """Allocate (or keep) ``healthCheckNodePort`` while the Service needs one; drop it
+        when it does not (the old one is then released with the Service's other freed ports)."""
+        if not _needs_health_check(spec):
+            spec.pop("healthCheckNodePort", None)
+            return
+        wanted = spec.get("healthCheckNodePort")
+        kept = old_spec.get("healthCheckNodePort") if _needs_health_check(old_spec) else None
+        if kept and wanted in (None, 0, kept):
+            spec["healthCheckNodePort"] = kept
+        elif isinstance(wanted, int) and wanted:
+            if wanted not in _node_ports(old_spec) and await self._ports.reserve(
+                wanted, owner, dry_run=dry_run
+            ):
+                taken.ports.append(wanted)
+        else:
+            spec["healthCheckNodePort"] = await self._ports.allocate(owner, dry_run=dry_run)
+            taken.ports.append(spec["healthCheckNodePort"])
 
     async def release(self, allocation: Allocation | None, *, keep: Obj | None = None) -> None:
         """Give back what ``allocation`` took, except what the stored Service ``keep``

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
+from berth import eventloop
 from berth.api import satoken
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> None:
         help="ES256 key signing legacy service-account token Secrets (the API server's"
         " serviceAccountSigningKeyFile); without it those Secrets are not filled",
     )
+    parser.add_argument(
+        "--load-balancer-pool",
+        default="",
+        help="comma-separated CIDRs or ranges (a-b) LoadBalancer Services get addresses from"
+        " (default: none, they get the Ready nodes' addresses)",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     config = ManagerConfig(
@@ -60,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
             default_toleration_seconds=args.default_toleration_seconds,
         ),
         workers=args.concurrent_syncs,
+        load_balancer_pool=tuple(
+            p.strip() for p in args.load_balancer_pool.split(",") if p.strip()
+        ),
         root_ca_pem=(
             args.root_ca_file.read_bytes()
             if args.root_ca_file
@@ -76,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         manager = await ControllerManager.create(client, clock, config)
         await manager.run()
 
-    asyncio.run(run_component(args, lead, user_agent="berth-controller-manager"))
+    eventloop.run(run_component(args, lead, user_agent="berth-controller-manager"))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from berth.api.resources import (
     LEASES,
     LIMITRANGES,
     NAMESPACES,
+    NETWORKPOLICIES,
     NODES,
     PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES,
@@ -64,4 +65,5 @@ MANAGED: tuple[ResourceDef, ...] = (
     JOBS,
     CRONJOBS,
     HORIZONTALPODAUTOSCALERS,
+    NETWORKPOLICIES,
 )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from berth.api import satoken
+from berth.api.loadbalancers import Pool
 from berth.api.resources import (
     CRONJOBS,
     EVENTS,
@@ -41,6 +42,7 @@ from berth.controllers.replicationcontroller import ReplicationControllerControl
 from berth.controllers.resourcequota import ResourceQuotaController
 from berth.controllers.satokens import TokensController
 from berth.controllers.serviceaccounts import RootCAPublisher, ServiceAccountsController
+from berth.controllers.servicelb import ServiceLBController
 from berth.controllers.statefulset import StatefulSetController
 from berth.controllers.ttlafterfinished import TTLAfterFinishedController
 from berth.controllers.volumes import VolumeController
@@ -71,6 +73,7 @@ ALL_CONTROLLERS = (
     "cronjob",
     "ttl-after-finished",
     "horizontalpodautoscaling",
+    "service-lb",
 )
 
 
@@ -87,6 +90,8 @@ class ManagerConfig:
     # Signs legacy token Secrets' tokens (None: the token controller does not run).
     service_account_signer: satoken.Signer | None = None
     hpa_sync_period: float = 15.0  # kube: --horizontal-pod-autoscaler-sync-period
+    # LoadBalancer Services' address pool (CIDRs or ranges); empty: the nodes' addresses
+    load_balancer_pool: tuple[str, ...] = ()
 
 
 class ControllerManager:
@@ -184,6 +189,12 @@ class ControllerManager:
             else None
         )
 
+        self.servicelb = (
+            ServiceLBController(self.ctx, Pool.parse(config.load_balancer_pool))
+            if "service-lb" in want
+            else None
+        )
+
         # batch/v1 (only when the server serves it: an older server has no Jobs to watch)
         batch = JOBS in served
         self.jobs = (
@@ -220,6 +231,7 @@ class ControllerManager:
             self.cronjobs,
             self.ttl,
             self.autoscaler,
+            self.servicelb,
         )
         return [p.controller for p in parts if p is not None]
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 
+from berth import eventloop
 from berth.agent.config import AgentConfigError, load_config
 from berth.client.http import HttpClient
 from berth.dns.feed import ZoneFeed
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(_run(args))
+        eventloop.run(_run(args))
     except AgentConfigError as exc:
         raise SystemExit(str(exc)) from None
 

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from berth import eventloop
 from berth.lb.config import ConfigError, LBConfig
 from berth.lb.proxy import LoadBalancer
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"berth-lb: {error}", file=sys.stderr)
         return 2
-    asyncio.run(serve(config))
+    eventloop.run(serve(config))
     return 0
 
 

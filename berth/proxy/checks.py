@@ -11,8 +11,8 @@ are programmed.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from berth.api.services import MAX_AFFINITY_SECONDS, is_port_number
@@ -70,6 +70,9 @@ def service_problem(svc: Service, service_cidr: str | None = None) -> str | None
             service_cidr, strict=False
         ):
             return f"clusterIP {svc.cluster_ip} is outside the service CIDR {service_cidr}"
+    for ip in svc.load_balancer_ips:
+        if not forwardable_ipv4(ip):
+            return f"load-balancer ingress {ip!r} is not a usable IPv4 address"
     if not 0 < svc.affinity_timeout_seconds <= MAX_AFFINITY_SECONDS:
         return (
             f"sessionAffinityConfig.clientIP.timeoutSeconds {svc.affinity_timeout_seconds} is"
@@ -87,6 +90,10 @@ def service_problem(svc: Service, service_cidr: str | None = None) -> str | None
             return f"port {p.port}/{proto} is listed twice"
         if p.name in names:
             return f"port name {p.name!r} is listed twice"
+        if svc.health_check_node_port is not None and not is_port_number(
+            svc.health_check_node_port
+        ):
+            return f"healthCheckNodePort {svc.health_check_node_port!r} is not in 1..65535"
         seen.add((proto, p.port))
         names.add(p.name)
     return None
@@ -127,9 +134,16 @@ class Checked:
         )
 
 
+def _everything(_ip: str) -> bool:
+    return True
+
+
 def _services(
-    objects: Iterable[Mapping[str, Any]], service_cidr: str | None
+    objects: Iterable[Mapping[str, Any]],
+    service_cidr: str | None,
+    lb_allowed: Callable[[str], bool] = _everything,
 ) -> tuple[list[Service], list[Rejected]]:
+    """``lb_allowed`` filters the load-balancer addresses of the Services' status."""
     services: list[Service] = []
     rejected: list[Rejected] = []
     for obj in objects:
@@ -140,6 +154,9 @@ def _services(
             continue
         if svc is None:
             continue
+        if svc.load_balancer_ips:
+            allowed = tuple(ip for ip in dict.fromkeys(svc.load_balancer_ips) if lb_allowed(ip))
+            svc = replace(svc, load_balancer_ips=allowed)
         problem = service_problem(svc, service_cidr)
         if problem is not None:
             rejected.append(Rejected(svc.key, problem))
@@ -165,11 +182,13 @@ def _without_conflicts(services: list[Service]) -> tuple[list[Service], list[Rej
             for p in svc.ports
             if p.protocol.upper() in PROTOCOLS
         ]
+        addresses = list(dict.fromkeys([str(svc.cluster_ip), *svc.load_balancer_ips]))
         clash = next(
             (
-                f"{svc.cluster_ip}:{port}/{proto} is also claimed by Service {ips[key]}"
+                f"{ip}:{port}/{proto} is also claimed by Service {ips[key]}"
                 for proto, port, _ in claims
-                if (key := (str(svc.cluster_ip), proto, port)) in ips
+                for ip in addresses
+                if (key := (ip, proto, port)) in ips
             ),
             None,
         ) or next(
@@ -184,7 +203,8 @@ def _without_conflicts(services: list[Service]) -> tuple[list[Service], list[Rej
             rejected.append(Rejected(svc.key, clash))
             continue
         for proto, port, np in claims:
-            ips[(str(svc.cluster_ip), proto, port)] = svc.key
+            for ip in addresses:
+                ips[(ip, proto, port)] = svc.key
             if np is not None:
                 node_ports[(proto, np)] = svc.key
         kept.append(svc)
@@ -213,9 +233,10 @@ def check_with_endpoints(
     endpoints_objects: Iterable[Mapping[str, Any]],
     *,
     service_cidr: str | None = None,
+    lb_allowed: Callable[[str], bool] = _everything,
 ) -> Checked:
     """Services + ``v1/Endpoints`` objects, each converted and checked on its own."""
-    services, rejected = _services(service_objects, service_cidr)
+    services, rejected = _services(service_objects, service_cidr, lb_allowed)
     endpoints: dict[ServiceKey, list[Endpoint]] = {}
     for obj in endpoints_objects:
         try:
@@ -234,9 +255,10 @@ def check_with_slices(
     slices: Iterable[Mapping[str, Any]],
     *,
     service_cidr: str | None = None,
+    lb_allowed: Callable[[str], bool] = _everything,
 ) -> Checked:
     """Services + EndpointSlices, each converted and checked on its own."""
-    services, rejected = _services(service_objects, service_cidr)
+    services, rejected = _services(service_objects, service_cidr, lb_allowed)
     endpoints: dict[ServiceKey, list[Endpoint]] = {}
     for sl in slices:
         try:

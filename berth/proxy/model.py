@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
+from berth.api.loadbalancers import ingress_ips, local_traffic
+
 ServiceKey = NewType("ServiceKey", str)
 """``namespace/name``."""
 
@@ -34,6 +36,11 @@ class Service:
     type: str = "ClusterIP"
     session_affinity: str = "None"
     affinity_timeout_seconds: int = DEFAULT_AFFINITY_TIMEOUT
+    # status.loadBalancer.ingress addresses (LoadBalancer Services), forwarded like NodePorts
+    load_balancer_ips: tuple[str, ...] = ()
+    # externalTrafficPolicy Local: outside traffic goes only to this node's endpoints, unNATed
+    local_external: bool = False
+    health_check_node_port: int | None = None
 
     @property
     def key(self) -> ServiceKey:
@@ -71,6 +78,7 @@ def service_from_k8s(obj: Mapping[str, Any]) -> Service | None:
     timeout = (
         ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
     ) or DEFAULT_AFFINITY_TIMEOUT
+    hc_port = spec.get("healthCheckNodePort")
     return Service(
         namespace=str(meta.get("namespace") or "default"),
         name=str(meta["name"]),
@@ -79,6 +87,9 @@ def service_from_k8s(obj: Mapping[str, Any]) -> Service | None:
         type=svc_type,
         session_affinity=affinity,
         affinity_timeout_seconds=int(timeout),
+        load_balancer_ips=tuple(ingress_ips(obj)) if svc_type == "LoadBalancer" else (),
+        local_external=local_traffic(obj),
+        health_check_node_port=int(hc_port) if hc_port and local_traffic(obj) else None,
     )
 
 

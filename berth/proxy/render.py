@@ -51,6 +51,7 @@ class _Backend:
     affinity_set: str | None
     ip: str
     port: int
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,25 @@ class _Entry:
     svc_chain: str
     ext_chain: str | None
     backends: tuple[_Backend, ...]
+    local_chain: str | None = None  # externalTrafficPolicy Local: this node's endpoints only
+
+    @property
+    def local_backends(self) -> tuple[_Backend, ...]:
+        return tuple(b for b in self.backends if b.local)
+
+    @property
+    def lb_ips(self) -> tuple[str, ...]:
+        return tuple(
+            ip
+            for ip in dict.fromkeys(self.service.load_balancer_ips)
+            if ip != self.service.cluster_ip
+        )
 
 
 def _entries(
-    services: Iterable[Service], endpoints: Mapping[ServiceKey, Sequence[Endpoint]]
+    services: Iterable[Service],
+    endpoints: Mapping[ServiceKey, Sequence[Endpoint]],
+    node_name: str = "",
 ) -> list[_Entry]:
     entries = []
     for svc in sorted(services, key=lambda s: (s.namespace, s.name)):
@@ -78,11 +94,11 @@ def _entries(
             pid = port.name or str(port.port)
             ready = sorted(
                 {
-                    (ep.ip, ep.ports[port.name])
+                    (ep.ip, ep.ports[port.name], bool(node_name) and ep.node_name == node_name)
                     for ep in endpoints.get(svc.key, ())
                     if ep.ready and port.name in ep.ports
                 },
-                key=lambda item: (ipaddress.IPv4Address(item[0]), item[1]),
+                key=lambda item: (ipaddress.IPv4Address(item[0]), item[1], item[2]),
             )
             affinity = svc.session_affinity == "ClientIP"
             backends = tuple(
@@ -95,10 +111,12 @@ def _entries(
                     ),
                     ip=ip,
                     port=tp,
+                    local=local,
                 )
-                for ip, tp in ready
+                for ip, tp, local in ready
             )
             with_nodeport = port.node_port is not None and svc.type in ("NodePort", "LoadBalancer")
+            external = with_nodeport or bool(svc.load_balancer_ips)
             entries.append(
                 _Entry(
                     service=svc,
@@ -106,9 +124,14 @@ def _entries(
                     proto=proto,
                     svc_chain=_name("svc", svc.namespace, svc.name, pid, proto),
                     ext_chain=(
-                        _name("ext", svc.namespace, svc.name, pid, proto) if with_nodeport else None
+                        _name("ext", svc.namespace, svc.name, pid, proto) if external else None
                     ),
                     backends=backends,
+                    local_chain=(
+                        _name("lcl", svc.namespace, svc.name, pid, proto)
+                        if external and svc.local_external
+                        else None
+                    ),
                 )
             )
     return entries
@@ -126,14 +149,23 @@ def render_ruleset(
     *,
     cluster_cidr: str | None = None,
     table: str = TABLE,
+    node_name: str = "",
 ) -> str:
-    """The complete ``table ip <table> { … }`` text for ``nft -f`` (deterministic output)."""
-    entries = _entries(services, endpoints)
+    """The complete ``table ip <table> { … }`` text for ``nft -f`` (deterministic output).
+    ``node_name`` is this node's: externalTrafficPolicy Local picks its endpoints by it."""
+    entries = _entries(services, endpoints, node_name)
     lines = [f"table ip {table} {{"]
     service_ips = [
         f"{e.service.cluster_ip} . {e.proto} . {e.port.port} : goto {e.svc_chain}"
         for e in entries
         if e.backends
+    ]
+    # load-balancer addresses are external traffic, as NodePorts
+    service_ips += [
+        f"{ip} . {e.proto} . {e.port.port} : goto {e.ext_chain}"
+        for e in entries
+        if e.backends and e.ext_chain
+        for ip in e.lb_ips
     ]
     nodeports = [
         f"{e.proto} . {e.port.node_port} : goto {e.ext_chain}"
@@ -141,7 +173,10 @@ def render_ruleset(
         if e.backends and e.ext_chain
     ]
     dead_ips = [
-        f"{e.service.cluster_ip} . {e.proto} . {e.port.port}" for e in entries if not e.backends
+        f"{ip} . {e.proto} . {e.port.port}"
+        for e in entries
+        if not e.backends
+        for ip in (e.service.cluster_ip, *e.lb_ips)
     ]
     dead_nodeports = [
         f"{e.proto} . {e.port.node_port}" for e in entries if not e.backends and e.ext_chain
@@ -179,7 +214,9 @@ def render_ruleset(
             vmap = ", ".join(f"{i} : goto {b.chain}" for i, b in enumerate(e.backends))
             lines.append(f"\t\tnumgen random mod {len(e.backends)} vmap {{ {vmap} }}")
         lines.append("\t}")
-        if e.ext_chain:
+        if e.ext_chain and e.local_chain:
+            lines += _local_policy_chains(e, cluster_cidr)
+        elif e.ext_chain:
             lines += [
                 f"\tchain {e.ext_chain} {{",
                 f"\t\tmeta mark set meta mark | {MASQ_MARK}",
@@ -223,11 +260,41 @@ def render_ruleset(
         "\t}",
         "\tchain reject_input {",
         "\t\ttype filter hook input priority -10; policy accept;",
+        "\t\tip daddr . meta l4proto . th dport @no_endpoint_ips reject",
         "\t\tfib daddr type local meta l4proto . th dport @no_endpoint_nodeports reject",
         "\t}",
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _local_policy_chains(e: _Entry, cluster_cidr: str | None) -> list[str]:
+    """externalTrafficPolicy Local (as kube-proxy): outside traffic goes to this node's ready
+    endpoints only, without masquerade (the pod sees the client's address), and is dropped
+    when the node has none (the load balancer's health check steers clients elsewhere).
+    Pods and the node itself still reach every endpoint, as for Cluster."""
+    assert e.ext_chain is not None
+    assert e.local_chain is not None
+    lines = [f"\tchain {e.ext_chain} {{"]
+    if cluster_cidr:
+        lines.append(f"\t\tip saddr {cluster_cidr} goto {e.svc_chain}")
+    lines += [
+        f"\t\tfib saddr type local meta mark set meta mark | {MASQ_MARK} goto {e.svc_chain}",
+        f"\t\tgoto {e.local_chain}",
+        "\t}",
+        f"\tchain {e.local_chain} {{",
+    ]
+    local = e.local_backends
+    lines += [f"\t\tip saddr @{b.affinity_set} goto {b.chain}" for b in local if b.affinity_set]
+    if not local:
+        lines.append("\t\tdrop")
+    elif len(local) == 1:
+        lines.append(f"\t\tgoto {local[0].chain}")
+    else:
+        vmap = ", ".join(f"{i} : goto {b.chain}" for i, b in enumerate(local))
+        lines.append(f"\t\tnumgen random mod {len(local)} vmap {{ {vmap} }}")
+    lines.append("\t}")
+    return lines
 
 
 def transaction(ruleset: str, *, table: str = TABLE) -> str:

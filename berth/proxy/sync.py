@@ -12,7 +12,7 @@ left out too. :attr:`ServiceProxy.rejected` lists what the last sync left out, a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from berth.network.command import CommandFailed, Runner, SubprocessRunner
@@ -34,19 +34,33 @@ class ServiceProxy:
         runner: Runner | None = None,
         service_cidr: str | None = None,
         nft: str = "nft",
+        node_name: str = "",
+        lb_address_allowed: Callable[[str], bool] = lambda _ip: False,
     ) -> None:
         self.cluster_cidr = cluster_cidr
         self.service_cidr = service_cidr
+        self.node_name = node_name
+        # Which status.loadBalancer.ingress addresses this node forwards: the pool's, or the
+        # nodes' own without a pool. Whatever else a status names is ignored, so a status
+        # written by someone else cannot pull a node's or the API server's traffic aside.
+        self.lb_address_allowed = lb_address_allowed
         self.applier = NftApplier(runner or SubprocessRunner(), nft=nft)
         self.rejected: list[Rejected] = []
 
     def _render(self, checked: Checked) -> str:
-        return render_ruleset(checked.services, checked.endpoints, cluster_cidr=self.cluster_cidr)
+        return render_ruleset(
+            checked.services,
+            checked.endpoints,
+            cluster_cidr=self.cluster_cidr,
+            node_name=self.node_name,
+        )
 
     def render(
         self, services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]]
     ) -> str:
-        checked = check_with_slices(services, slices, service_cidr=self.service_cidr)
+        checked = check_with_slices(
+            services, slices, service_cidr=self.service_cidr, lb_allowed=self.lb_address_allowed
+        )
         self.rejected = checked.rejected
         return self._render(checked)
 
@@ -54,7 +68,9 @@ class ServiceProxy:
         self, services: Iterable[Mapping[str, Any]], endpoints: Iterable[Mapping[str, Any]]
     ) -> str:
         """Like :meth:`render`, from ``v1/Endpoints`` objects instead of EndpointSlices."""
-        checked = check_with_endpoints(services, endpoints, service_cidr=self.service_cidr)
+        checked = check_with_endpoints(
+            services, endpoints, service_cidr=self.service_cidr, lb_allowed=self.lb_address_allowed
+        )
         self.rejected = checked.rejected
         return self._render(checked)
 
@@ -63,14 +79,18 @@ class ServiceProxy:
     ) -> bool:
         """Apply the table for these objects; returns whether ``nft`` had to run."""
         return await self._apply(
-            check_with_slices(services, slices, service_cidr=self.service_cidr)
+            check_with_slices(
+                services, slices, service_cidr=self.service_cidr, lb_allowed=self.lb_address_allowed
+            )
         )
 
     async def sync_from_endpoints(
         self, services: Iterable[Mapping[str, Any]], endpoints: Iterable[Mapping[str, Any]]
     ) -> bool:
         """Apply the table for Services + ``v1/Endpoints``; returns whether ``nft`` ran."""
-        checked = check_with_endpoints(services, endpoints, service_cidr=self.service_cidr)
+        checked = check_with_endpoints(
+            services, endpoints, service_cidr=self.service_cidr, lb_allowed=self.lb_address_allowed
+        )
         return await self._apply(checked)
 
     async def _apply(self, checked: Checked) -> bool:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
+from berth import eventloop
 from berth.client.http import HttpClient
 from berth.machinery.clock import Clock
 from berth.machinery.component import add_common_flags, run_component, setup_logging
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             await informers.stop()
 
-    asyncio.run(run_component(args, lead, user_agent="berth-scheduler"))
+    eventloop.run(run_component(args, lead, user_agent="berth-scheduler"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from berth import eventloop
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
 from berth.machinery.clock import RealClock
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"berth-vip: {error}", file=sys.stderr)
         return 2
     logging.getLogger(__name__).info("vip: %s on %s", config.address, interface)
-    asyncio.run(serve(config, interface))
+    eventloop.run(serve(config, interface))
     return 0
 
 

@@ -51,11 +51,20 @@ SUFFIX = ".tar.gz"
 HOST_PYTHON = "3.11"
 HOST_ABI = "cp311"
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
-RUNTIME_REQUIREMENTS = ("aiohttp", "orjson", "PyYAML", "cryptography", "google-re2", "croniter")
+RUNTIME_REQUIREMENTS = (
+    "aiohttp",
+    "orjson",
+    "PyYAML",
+    "cryptography",
+    "google-re2",
+    "croniter",
+    "uvloop",
+)
 """What ``berth`` (host side) imports beyond the standard library; transitive deps follow.
 ``google-re2``: CRD schema patterns (``berth.apiserver.crd.regex``); PyPI has its
 cp311 manylinux_2_28 x86_64 wheel, which Debian 12 (glibc 2.36) runs.
-``croniter``: CronJob schedules (validation and the CronJob controller)."""
+``croniter``: CronJob schedules (validation and the CronJob controller).
+``uvloop``: the daemons' event loop (:mod:`berth.eventloop`); cp311 manylinux x86_64 wheel."""
 SCHEMA_PACKAGE = "kubernetes-validate"
 """Ships the upstream Kubernetes schemas the API server serves and validates with. Not a
 runtime requirement (72 MB of schemas for every release): the bundle carries only the one

@@ -45,10 +45,11 @@ def local_cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
 
 def cluster_phases() -> list[Phase]:
     """preflight (the later phases append themselves: artifacts, pki, datastore, ...)."""
+    from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check  # noqa: PLC0415
     from provisioner.phases.cluster.vip_check import with_vip_check  # noqa: PLC0415
 
     preflight = preflight_phase(ports=local_cluster_ports, peer_ports=cluster_ports)
-    return [with_vip_check(preflight), *_CLUSTER_EXTRA]
+    return [with_lb_pool_check(with_vip_check(preflight)), *_CLUSTER_EXTRA]
 
 
 _CLUSTER_EXTRA: list[Phase] = []

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from berth.api.loadbalancers import MAX_POOL_ADDRESSES, parse_block
 from provisioner.spec.model import CONTROL_PLANE, WORKER, ApiServer, Certificates, Host, Network
 from provisioner.spec.problems import Path, Problem
 
@@ -413,6 +414,59 @@ def _inside_cluster_blocks(parts: _Parts, path: Path, address: str) -> Iterator[
             )
 
 
+def _load_balancer_pool(parts: _Parts) -> Iterator[Problem]:
+    """Pool addresses are announced by ARP on the hosts' link: never a host's own address, the
+    API VIP, or inside the pod or service blocks, and no two entries overlap. That they lie in
+    the hosts' subnet needs the hosts' prefixes (not in the spec): each node's agent checks it
+    when it announces an address (an Event names the address it cannot place)."""
+    entries = parts.network.get("load_balancer_pool") or []
+    blocks = [parse_block(e) for e in entries]
+    path = _net_path("load_balancer_pool")
+    for index, block in enumerate(blocks):
+        here = (*path, index)
+        for name in ("pod_cidr", "service_cidr"):
+            net: IpNetwork | None = parts.network.get(name)
+            if isinstance(net, ipaddress.IPv4Network) and block.overlaps(net):
+                alias = Network.model_fields[name].alias
+                yield Problem(
+                    here,
+                    f"overlaps network.{alias} {net}",
+                    entries[index],
+                    hint="pick free addresses of the hosts' own subnet, outside the pod and "
+                    "service blocks",
+                )
+        for host_index, host in parts.hosts:
+            if host.ip in block:
+                yield Problem(
+                    here,
+                    f"contains the address of host '{host.name}' (spec.hosts[{host_index}])",
+                    entries[index],
+                    hint="leave the hosts' addresses out of the pool",
+                )
+        if parts.vip is not None and ipaddress.ip_address(parts.vip) in block:
+            yield Problem(
+                here,
+                "contains apiServer.vip",
+                entries[index],
+                hint="leave the API VIP out of the pool",
+            )
+        for other in range(index):
+            prior = blocks[other]
+            if block.first <= prior.last and prior.first <= block.last:
+                yield Problem(
+                    here,
+                    f"overlaps network.loadBalancerPool[{other}] ({entries[other]})",
+                    entries[index],
+                    hint="list each address once",
+                )
+    if sum(b.size for b in blocks) > MAX_POOL_ADDRESSES:
+        yield Problem(
+            path,
+            f"holds more than {MAX_POOL_ADDRESSES} addresses",
+            hint="a pool is a handful of free addresses of the hosts' subnet",
+        )
+
+
 def _canonical_ip(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value))
@@ -500,6 +554,7 @@ _RULES: tuple[Callable[[_Parts], Iterator[Problem]], ...] = (
     _cluster_dns,
     _api_endpoint,
     _api_vip,
+    _load_balancer_pool,
     _certificate_lifetimes,
     _taints,
     _unique_registries,

@@ -32,6 +32,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from berth import __version__
+from berth.api.loadbalancers import PoolError, parse_block
 from provisioner.spec import syntax
 
 API_VERSION = "berth.dev/v1alpha1"
@@ -95,9 +96,22 @@ def _normalized_cidr(value: str) -> str:
         raise
 
 
+def _pool_entry(value: str) -> str:
+    try:
+        return str(parse_block(value))
+    except PoolError as error:
+        raise PydanticCustomError(
+            "berth",
+            "is neither an IPv4 CIDR nor an address range",
+            {"hint": f"write e.g. 10.231.0.240/28 or 10.231.0.240-10.231.0.250 ({error})"},
+        ) from None
+
+
 IpAddress = Annotated[str, AfterValidator(_normalized_ip)]
 """An IPv4 or IPv6 address, stored in its canonical text form."""
 Cidr = Annotated[str, AfterValidator(_normalized_cidr)]
+LoadBalancerBlock = Annotated[str, AfterValidator(_pool_entry)]
+"""A load-balancer pool entry (CIDR or ``first-last``), stored as ``first-last``."""
 """An address block such as ``10.244.0.0/16``, stored in canonical text form."""
 DnsLabel = Annotated[str, _checked(syntax.dns1123_label, "e.g. 'demo' or 'prod-eu1'")]
 NodeName = Annotated[str, _checked(syntax.dns1123_subdomain, "e.g. 'n1' or 'cp1.lab'")]
@@ -261,6 +275,13 @@ class Network(_Model):
     )
     cluster_dns: IpAddress = Field("10.96.0.10", alias="clusterDNS")
     cluster_domain: NodeName = "cluster.local"
+    load_balancer_pool: list[LoadBalancerBlock] = Field(
+        default_factory=list,
+        alias="loadBalancerPool",
+        description="addresses LoadBalancer Services get (IPv4 CIDRs or ranges first-last), "
+        "free addresses of the hosts' own subnet: one node holds each and answers ARP for it. "
+        "Empty: LoadBalancer Services get the nodes' addresses",
+    )
 
     @property
     def pod_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

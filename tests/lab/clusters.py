@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from kubernetes import client
@@ -57,10 +57,14 @@ def kubectl(
     )  # fmt: skip
 
 
-def apply_lab_spec(lab: Lab, work: Path) -> Path:
-    """``berth apply`` the spec ``berth lab up`` wrote (keys made absolute), state under
-    ``work``; return the admin kubeconfig."""
+def apply_lab_spec(
+    lab: Lab, work: Path, edit: Callable[[dict[str, Any]], None] | None = None
+) -> Path:
+    """``berth apply`` the spec ``berth lab up`` wrote (keys made absolute, then ``edit``
+    applied to the document), state under ``work``; return the admin kubeconfig."""
     document = yaml.safe_load(lab.spec_path.read_text())
+    if edit is not None:
+        edit(document)
     document["spec"]["ssh"]["identityFile"] = str(lab.key_path)
     document["spec"]["ssh"]["knownHostsFile"] = str(lab.known_hosts_path)
     spec = work / "cluster.yaml"

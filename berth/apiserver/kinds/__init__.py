@@ -23,6 +23,7 @@ from .discovery import EndpointSliceStrategy
 from .events import EventStrategy
 from .limitranges import LimitRangeStrategy
 from .namespaces import NamespaceStrategy
+from .networkpolicies import NetworkPolicyStrategy
 from .nodes import NodeStrategy
 from .pods import PodStrategy
 from .policy import PodDisruptionBudgetStrategy
@@ -72,6 +73,7 @@ BUILTIN: tuple[KindStrategy, ...] = (
     StatefulSetStrategy(),
     ControllerRevisionStrategy(),
     PodDisruptionBudgetStrategy(),
+    NetworkPolicyStrategy(),
     ResourceQuotaStrategy(),
     LimitRangeStrategy(),
     PriorityClassStrategy(),

@@ -9,7 +9,11 @@ from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
 from berth.apiserver import service_families
 from berth.apiserver.errors import FieldError
-from berth.apiserver.service_validation import validate_endpoints, validate_service
+from berth.apiserver.service_validation import (
+    validate_endpoints,
+    validate_service,
+    validate_service_update,
+)
 from berth.apiserver.tables import AGE, NAME, Cell, Column, Printer, age, created, name_of
 from berth.apiserver.validation import LABEL
 
@@ -84,6 +88,22 @@ def _endpoints_row(o: Obj) -> list[Cell]:
 ENDPOINTS = Printer((NAME, Column("Endpoints"), AGE), _endpoints_row)
 
 
+def drop_type_dependent_fields(new: Obj, old: Obj) -> None:
+    """A Service that stops needing a health-check node port (no longer a LoadBalancer with
+    externalTrafficPolicy Local) loses the one it carried over unchanged, and a Service that
+    stops being a LoadBalancer loses allocateLoadBalancerNodePorts and loadBalancerClass
+    (when unchanged), as upstream drops
+    type-dependent fields: ``kubectl patch`` of the type alone must not be refused for them."""
+    hc = new.get("healthCheckNodePort")
+    still_local = new.get("type") == "LoadBalancer" and new.get("externalTrafficPolicy") == "Local"
+    if hc and not still_local and hc == old.get("healthCheckNodePort"):
+        new.pop("healthCheckNodePort", None)
+    if new.get("type") != "LoadBalancer":
+        for f in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if f in new and new.get(f) == old.get(f):
+                new.pop(f, None)
+
+
 class ServiceStrategy(KindStrategy):
     kind = "Service"
     empty_status: Mapping[str, Any] = {"loadBalancer": {}}
@@ -118,11 +138,15 @@ class ServiceStrategy(KindStrategy):
         new_spec, old_spec = new.get("spec"), old.get("spec")
         if isinstance(new_spec, dict) and isinstance(old_spec, dict):
             service_families.carry_on_update(new_spec, old_spec)
+            drop_type_dependent_fields(new_spec, old_spec)
 
     def validate_fields(self, rd: ResourceDef, obj: Obj) -> list[FieldError]:
         spec = obj.get("spec")
         families = service_families.validate(spec) if isinstance(spec, dict) else []
         return validate_service(obj) + families
+
+    def validate_update(self, rd: ResourceDef, old: Obj, new: Obj) -> list[FieldError]:
+        return validate_service_update(old, new)
 
     async def reserve(self, reg: Registry, new: Obj, old: Obj | None, *, dry_run: bool) -> Any:
         return await reg.services.allocate(new, old, dry_run=dry_run)

@@ -110,13 +110,15 @@ class BalancedKubeconfig(StateFile):
 
 
 def balanced_kubeconfigs(data: PhaseData, host: HostTarget) -> tuple[Operation, ...]:
-    """The agent's (every host) and the scheduler's and controller manager's (control-plane
+    """The agent's two (every host) and the scheduler's and controller manager's (control-plane
     hosts) kubeconfigs, dialling the balancer."""
     files = PkiFiles(state_of(data))
     out: list[Operation] = [
         BalancedKubeconfig(
             balanced("agent.conf"), files.kubeconfig(f"nodes/{host.name}.conf"), 0o600
-        )
+        ),
+        # the agent's NetworkPolicy enforcement (the cluster network's identity)
+        BalancedKubeconfig(balanced("proxy.conf"), files.kubeconfig("proxy.conf"), 0o600),
     ]
     if "control-plane" in host.roles:
         out += [

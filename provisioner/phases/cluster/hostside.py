@@ -198,6 +198,7 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
                 pki=layout.PKI,
                 pod_eviction_timeout=spec.spec.pod_eviction_timeout,
                 controller_manager_metrics_port=layout.CONTROLLER_MANAGER_METRICS_PORT,
+                load_balancer_pool=",".join(network.load_balancer_pool),
             ),
         ),
         _unit(
@@ -273,8 +274,12 @@ def agent_config(spec: ClusterSpec, host: HostTarget, capacity: HostCapacity) ->
         config["network"] = {
             "clusterCIDR": str(network.pod_cidr),
             "serviceCIDR": str(network.service_cidr),
+            # NetworkPolicy enforcement reads every pod: the cluster network's identity
+            "policyKubeconfig": ha.kubeconfig_path(spec, "proxy.conf"),
             **config["network"],
         }
+        if network.load_balancer_pool:
+            config["network"]["loadBalancerPool"] = list(network.load_balancer_pool)
     return config
 
 

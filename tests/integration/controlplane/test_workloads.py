@@ -16,6 +16,7 @@ from berth.api.resources import (
     DEPLOYMENTS,
     ENDPOINTS,
     NAMESPACES,
+    NETWORKPOLICIES,
     NODES,
     PODS,
     REPLICASETS,
@@ -198,6 +199,11 @@ def test_namespace_deletion_removes_pods_and_services(server: ServerHandle, tmp_
                 },
                 namespace="team",
             )
+            await c.api.create(
+                NETWORKPOLICIES,
+                {"metadata": {"name": "deny", "namespace": "team"}, "spec": {"podSelector": {}}},
+                namespace="team",
+            )
             await running(c, "app=web", 2, namespace="team")
 
             async def endpoints_ready() -> bool:
@@ -215,5 +221,6 @@ def test_namespace_deletion_removes_pods_and_services(server: ServerHandle, tmp_
             )
             assert (await c.api.list(PODS, namespace="team")).items == []
             assert (await c.api.list(SERVICES, namespace="team")).items == []
+            assert (await c.api.list(NETWORKPOLICIES, namespace="team")).items == []
 
     run(body())

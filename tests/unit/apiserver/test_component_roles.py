@@ -109,3 +109,31 @@ def test_scheduler_and_proxy_hold_only_their_work(authorizer: RbacAuthorizer) ->
     assert not can(a, PROXY, "get", "secrets", ns="x")
     assert not can(a, PROXY, "get", "services", ns="x")  # list/watch only, as upstream
     assert not can(a, PROXY, "create", "pods", ns="x")
+
+
+def test_network_identity_reads_what_network_policies_need_and_writes_nothing(
+    authorizer: RbacAuthorizer,
+) -> None:
+    # berth.agent.netpolicy runs with system:kube-proxy's credentials on every node
+    for verb in ("list", "watch"):
+        assert can(authorizer, PROXY, verb, "pods")
+        assert can(authorizer, PROXY, verb, "namespaces")
+        assert can(authorizer, PROXY, verb, "networkpolicies", group="networking.k8s.io")
+    for verb in ("create", "update", "patch", "delete"):
+        assert not can(authorizer, PROXY, verb, "pods", ns="x")
+        assert not can(authorizer, PROXY, verb, "networkpolicies", group="networking.k8s.io")
+    assert not can(authorizer, PROXY, "get", "secrets", ns="x")
+    assert not can(authorizer, PROXY, "create", "pods", sub="exec", ns="x")
+
+
+def test_only_the_controller_manager_writes_load_balancer_status(
+    authorizer: RbacAuthorizer,
+) -> None:
+    # the service-lb controller fills status.loadBalancer.ingress; nobody else of the
+    # control plane (nor the proxy, which forwards those addresses) may
+    a = authorizer
+    assert can(a, CONTROLLER_MANAGER, "update", "services", sub="status", ns="x")
+    for who in (SCHEDULER, PROXY):
+        for verb in ("update", "patch"):
+            assert not can(a, who, verb, "services", sub="status", ns="x")
+    assert not can(a, CONTROLLER_MANAGER, "update", "services", ns="x")

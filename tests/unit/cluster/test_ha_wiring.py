@@ -97,10 +97,12 @@ def test_every_host_of_an_ha_cluster_gets_the_balancer(tmp_path: Path) -> None:
     assert any(isinstance(op, Service) and op.name == ha.LB_UNIT for op in worker)
     kubeconfigs = {op.path for op in control if isinstance(op, ha.BalancedKubeconfig)}
     assert kubeconfigs == {
-        ha.balanced(n) for n in ("agent.conf", "scheduler.conf", "controller-manager.conf")
+        ha.balanced(n)
+        for n in ("agent.conf", "proxy.conf", "scheduler.conf", "controller-manager.conf")
     }
     assert {op.path for op in worker if isinstance(op, ha.BalancedKubeconfig)} == {
-        ha.balanced("agent.conf")
+        ha.balanced("agent.conf"),
+        ha.balanced("proxy.conf"),
     }
     assert ha.kubeconfig_path(spec, "agent.conf") == ha.balanced("agent.conf")
 

@@ -1,0 +1,127 @@
+"""The node's NetworkPolicy enforcement, kept in step with the API (what Calico's or
+kube-router's per-node agent does elsewhere).
+
+Level-triggered: informers on NetworkPolicies, Pods and Namespaces only mark the state dirty;
+one loop renders the node's table from the caches (:mod:`berth.netpol`) and applies it when it
+changed. A failed sync is logged and retried; a periodic resync repairs a table someone
+removed by hand.
+
+Peers are any pod of the cluster, so this loop lists every pod: it runs with the cluster
+network's own identity (``system:kube-proxy``, bound to ``system:berth-network-policy``), not
+with the node's, which the node authorizer keeps to the node's own pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from berth.api.resources import NAMESPACES, NETWORKPOLICIES, PODS
+from berth.client.interface import ApiClient
+from berth.machinery.clock import Clock
+from berth.machinery.informer import Handlers, Informer
+from berth.machinery.objects import Frozen
+from berth.netpol.sync import PolicyEnforcer
+from berth.network.command import CommandFailed, Runner
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 2.0
+
+
+class NodeNetworkPolicies:
+    """Enforces every NetworkPolicy on ``node``'s pods; :meth:`run` until cancelled."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        clock: Clock,
+        *,
+        node: str,
+        runner: Runner | None = None,
+        enforcer: PolicyEnforcer | None = None,
+        resync_seconds: float = 30.0,
+    ) -> None:
+        self.clock = clock
+        self.node = node
+        self.enforcer = enforcer or PolicyEnforcer(node=node, runner=runner)
+        self.resync_seconds = resync_seconds
+        self.policies = Informer(client, NETWORKPOLICIES, clock=clock)
+        self.pods = Informer(client, PODS, clock=clock)
+        self.namespaces = Informer(client, NAMESPACES, clock=clock)
+        self._dirty = asyncio.Event()
+        changed = Handlers(
+            on_add=self._changed,
+            on_update=lambda _old, new: self._changed(new),
+            on_delete=self._changed,
+        )
+        self.policies.add_handlers(changed)
+        self.namespaces.add_handlers(changed)
+        self.pods.add_handlers(
+            Handlers(on_add=self._changed, on_update=self._pod_updated, on_delete=self._changed)
+        )
+        self.syncs = 0
+
+    @property
+    def _informers(self) -> tuple[Informer, ...]:
+        return (self.policies, self.pods, self.namespaces)
+
+    def _changed(self, _obj: Frozen) -> None:
+        self._dirty.set()
+
+    def _pod_updated(self, old: Frozen, new: Frozen) -> None:
+        if _pod_view(old) != _pod_view(new):
+            self._dirty.set()
+
+    async def sync_once(self) -> bool:
+        applied = await self.enforcer.sync(
+            self.policies.list(), self.pods.list(), self.namespaces.list()
+        )
+        if applied:
+            log.info("node %s: network policy rules applied", self.node)
+        self.syncs += 1
+        return applied
+
+    async def run(self) -> None:
+        tasks = [
+            asyncio.create_task(i.run(), name=f"agent-netpol-{i.resource.plural}")
+            for i in self._informers
+        ]
+        try:
+            await self.enforcer.ensure_bridge_netfilter()
+            for informer in self._informers:
+                await informer.wait_synced()
+            self._dirty.set()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), self.resync_seconds)
+                self._dirty.clear()
+                try:
+                    await self.sync_once()
+                # the loop must outlive any bad object: log, retry, never die
+                except Exception as exc:
+                    log.warning(
+                        "node %s: network policy sync failed (retrying): %s",
+                        self.node,
+                        exc,
+                        exc_info=not isinstance(exc, CommandFailed | OSError),
+                    )
+                    await self.clock.sleep(RETRY_SECONDS)
+                    self._dirty.set()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _pod_view(pod: Frozen) -> object:
+    """What of a pod the rules read: labels, spec (node, ports, host network), address and
+    phase; not its conditions or container statuses, which change all the time."""
+    status = pod.get("status") or {}
+    return (
+        (pod.get("metadata") or {}).get("labels"),
+        pod.get("spec"),
+        status.get("podIP"),
+        status.get("phase"),
+    )

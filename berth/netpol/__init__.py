@@ -1,0 +1,1 @@
+"""NetworkPolicy enforcement on a node: objects -> validated model -> one nftables table."""

@@ -1,0 +1,285 @@
+"""LoadBalancer Services on runc nodes (issue 15): one 2-host lab, one cluster for the module.
+
+* without a pool (the lab spec as ``berth lab up`` writes it) a LoadBalancer Service's
+  ingress addresses are the nodes' addresses: the Service answers on both from the operator
+  machine; with externalTrafficPolicy Local only the node with a ready endpoint answers, the
+  pod sees the client's own address, and the health-check node port says 200 there, 503 on
+  the other node;
+* re-applied with ``network.loadBalancerPool`` (addresses of the lab bridge's subnet) each
+  Service gets a pool address, exactly one node holds it (Local: the node with the endpoint),
+  and it answers from the operator machine (this machine sits on the lab bridge); the node
+  addresses stop answering for it;
+* when the node holding an address dies (cable cut), the other node takes the address over
+  once the node is NotReady, and the address answers again.
+
+Safety: only lab bridge addresses are contacted; the pod and service CIDRs are blackholed on
+this machine for the session (tests/lab/conftest.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provisioner.lab import Lab
+from provisioner.smoke_image import smoke_image
+from tests.lab import clusters
+from tests.lab.conftest import LabFactory
+
+pytestmark = pytest.mark.lab
+
+PORTS = {"web": 8081, "solo": 8082, "both": 8083}
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class Cluster:
+    lab: Lab
+    work: Path
+    kubeconfig: Path
+    image: str
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        result = clusters.kubectl(self.kubeconfig, *args, stdin=stdin)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr[-2000:]}"
+        return result.stdout
+
+    def ssh(self, host: str, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.lab.ssh_argv(host, [command]),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    def ingress(self, name: str) -> list[str]:
+        svc = json.loads(self.kubectl("get", "svc", name, "-o", "json"))
+        items = (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+        return [str(i["ip"]) for i in items]
+
+    def addresses_on(self, host: str) -> set[str]:
+        shown = self.ssh(host, "ip -o -4 addr show")
+        assert shown.returncode == 0, shown.stderr
+        return {line.split()[3].split("/")[0] for line in shown.stdout.splitlines()}
+
+
+def _pool(lab: Lab) -> list[str]:
+    net = ipaddress.ip_network(lab.subnet)
+    return [f"{net.network_address + 240}-{net.network_address + 243}"]
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    lab = lab_factory(2)
+    work = tmp_path_factory.mktemp("loadbalancer")
+    started = time.monotonic()
+    kubeconfig = clusters.apply_lab_spec(lab, work)
+    print(f"berth apply (2 hosts, runc): {time.monotonic() - started:.1f}s")
+    c = Cluster(lab, work, kubeconfig, smoke_image().reference)
+    c.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(_objects(c)))
+    _wait_ready(c)
+    return c
+
+
+def _web(side: str, node: str, image: str) -> dict[str, Any]:
+    serve = "hostname > /www/index.html && exec httpd -f -vv -p 8080 -h /www"
+    labels = {"app": "lbweb", "side": side}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"lbweb-{side}", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeName": node,
+                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "command": ["/bin/sh", "-c", serve],
+                            "ports": [{"containerPort": 8080, "name": "http"}],
+                            "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+                            "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+                        }
+                    ],
+                    "volumes": [{"name": "www", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def _service(name: str, selector: dict[str, str], *, local: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "type": "LoadBalancer",
+        "selector": selector,
+        "ports": [{"name": "http", "port": PORTS[name], "targetPort": "http"}],
+    }
+    if local:
+        spec["externalTrafficPolicy"] = "Local"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }
+
+
+def _objects(c: Cluster) -> list[dict[str, Any]]:
+    n1, n2 = (h.name for h in c.lab.hosts)
+    return [
+        _web("a", n1, c.image),
+        _web("b", n2, c.image),
+        # Cluster policy, its only endpoint on n2: n1 forwards (and masquerades) to it
+        _service("web", {"side": "b"}, local=False),
+        # Local policy, its only endpoint on n2
+        _service("solo", {"side": "b"}, local=True),
+        # Local policy, an endpoint on each node (the failover)
+        _service("both", {"app": "lbweb"}, local=True),
+    ]
+
+
+def _wait_ready(c: Cluster) -> dict[str, str]:
+    """side -> pod hostname, once both pods are Ready."""
+
+    def ready() -> dict[str, str] | None:
+        items = json.loads(c.kubectl("get", "pods", "-l", "app=lbweb", "-o", "json"))["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        ok = len(live) == 2 and all(
+            any(
+                x["type"] == "Ready" and x["status"] == "True"
+                for x in p["status"].get("conditions") or []
+            )
+            for p in live
+        )
+        return (
+            {p["metadata"]["labels"]["side"]: p["metadata"]["name"] for p in live} if ok else None
+        )
+
+    return clusters.wait_for("2 ready lbweb pods", ready, timeout=180)
+
+
+def _get(address: str, port: int, path: str = "/", timeout: float = 3.0) -> tuple[int, str]:
+    """(status, body) of an HTTP GET from this machine; (0, error) when nothing answers."""
+    try:
+        with _HTTP.open(f"http://{address}:{port}{path}", timeout=timeout) as r:
+            return int(r.status), r.read().decode().strip()
+    except urllib.error.HTTPError as e:
+        return int(e.code), e.read().decode().strip()
+    except OSError as e:
+        return 0, repr(e)
+
+
+def _answers(address: str, port: int, want: str, within: float = 30.0) -> None:
+    clusters.wait_for(
+        f"{want} answering on {address}:{port}",
+        lambda: _get(address, port) == (200, want),
+        timeout=within,
+    )
+
+
+def test_without_a_pool_the_node_addresses_answer(cluster: Cluster) -> None:
+    pods = _wait_ready(cluster)
+    n1, n2 = cluster.lab.hosts
+    nodes = sorted([n1.address, n2.address], key=ipaddress.ip_address)
+    for name in PORTS:
+
+        def has_nodes(n: str = name) -> bool:
+            return cluster.ingress(n) == nodes
+
+        clusters.wait_for(f"{name}'s node addresses", has_nodes, timeout=60)
+    table = cluster.kubectl("get", "svc", "web")
+    assert ",".join(nodes) in table, table  # EXTERNAL-IP
+    # Cluster: both nodes answer (n1 forwards to the pod on n2)
+    for address in nodes:
+        _answers(address, PORTS["web"], pods["b"])
+    # Local: only the node with the endpoint answers
+    _answers(n2.address, PORTS["solo"], pods["b"])
+    status, body = _get(n1.address, PORTS["solo"])
+    assert status == 0, f"n1 has no local endpoint of solo but answered: {status} {body}"
+    # ... and the pod saw this machine's own address (no masquerade)
+    logs = cluster.kubectl("logs", "deploy/lbweb-b")
+    assert cluster.lab.gateway in logs, logs[-2000:]
+    svc = json.loads(cluster.kubectl("get", "svc", "solo", "-o", "json"))
+    hc = svc["spec"]["healthCheckNodePort"]
+    status, body = _get(n2.address, hc, "/healthz")
+    assert status == 200, body
+    assert json.loads(body)["localEndpoints"] == 1
+    status, body = _get(n1.address, hc, "/healthz")
+    assert status == 503, body
+    assert json.loads(body)["localEndpoints"] == 0
+
+
+def test_pool_addresses_answer_from_the_operator_machine(cluster: Cluster) -> None:
+    pool = _pool(cluster.lab)
+
+    def with_pool(document: dict[str, Any]) -> None:
+        document["spec"].setdefault("network", {})["loadBalancerPool"] = pool
+
+    clusters.apply_lab_spec(cluster.lab, cluster.work, edit=with_pool)
+    pods = _wait_ready(cluster)
+    first, _, last = pool[0].partition("-")
+    lo, hi = ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)
+
+    def pooled(name: str) -> str | None:
+        ips = cluster.ingress(name)
+        return ips[0] if len(ips) == 1 and lo <= ipaddress.IPv4Address(ips[0]) <= hi else None
+
+    got: dict[str, str] = {}
+    for name in PORTS:
+        got[name] = clusters.wait_for(
+            f"{name}'s pool address", functools.partial(pooled, name), timeout=90
+        )
+    assert len(set(got.values())) == 3, got
+    n1, n2 = cluster.lab.hosts
+    _answers(got["web"], PORTS["web"], pods["b"])
+    _answers(got["solo"], PORTS["solo"], pods["b"])
+    status, _ = _get(got["both"], PORTS["both"])
+    assert status == 200
+    # exactly one node holds each address; Local's holder is a node with an endpoint
+    held = {h.name: cluster.addresses_on(h.name) for h in (n1, n2)}
+    for name, ip in got.items():
+        holders = [h for h, addresses in held.items() if ip in addresses]
+        assert len(holders) == 1, (name, ip, held)
+    assert got["solo"] in held[n2.name]
+    described = cluster.kubectl("describe", "svc", "solo")
+    assert f"announcing {got['solo']} from node {n2.name}" in described, described
+    assert re.search(rf"LoadBalancer Ingress:\s+{re.escape(got['solo'])}\b", described), described
+    # the node addresses no longer answer for the Services
+    status, body = _get(n1.address, PORTS["web"])
+    assert status == 0, body
+
+
+def test_the_address_moves_when_its_node_dies(cluster: Cluster) -> None:
+    pods = _wait_ready(cluster)
+    ip = cluster.ingress("both")[0]
+    n1, n2 = cluster.lab.hosts
+    holder, other = (n1, n2) if ip in cluster.addresses_on(n1.name) else (n2, n1)
+    assert ip in cluster.addresses_on(holder.name)
+    survivor = pods["a" if other is n1 else "b"]
+    cluster.lab.cut(holder.name)
+    try:
+        clusters.wait_for(
+            f"{other.name} holding {ip}",
+            lambda: ip in cluster.addresses_on(other.name),
+            timeout=120,
+        )
+        _answers(ip, PORTS["both"], survivor, within=30)
+    finally:
+        cluster.lab.heal(holder.name)

@@ -1,0 +1,136 @@
+"""The agent's NetworkPolicy loop: the node's table follows NetworkPolicies, Pods and
+Namespaces (nft faked; nothing touches this machine's rules), and bridged traffic is made
+visible to the forward hook."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from berth.agent.config import load_config
+from berth.agent.netpolicy import NodeNetworkPolicies
+from berth.api.resources import NAMESPACES, NETWORKPOLICIES, PODS
+from berth.machinery.clock import FakeClock
+from berth.netpol.sync import PolicyEnforcer
+from berth.network.command import Completed
+from tests.harness.fake_client import FakeClient
+
+
+class NftRunner:
+    def __init__(self) -> None:
+        self.scripts: list[bytes] = []
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        if argv[0] == "nft":
+            self.scripts.append(stdin or b"")
+        return Completed(tuple(argv), 0, b"", b"")
+
+
+def _pod(name: str, ip: str, node: str, **labels: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "a", "labels": labels},
+        "spec": {"nodeName": node, "containers": [{"name": "c"}]},
+        "status": {"podIP": ip, "phase": "Running"},
+    }
+
+
+def test_table_follows_policies_pods_and_namespaces(tmp_path: Path) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        api = FakeClient(now=clock.now)
+        api.seed(NAMESPACES, {"metadata": {"name": "a"}})
+        api.seed(PODS, _pod("web", "10.244.1.2", "n1", app="web"))
+        api.seed(PODS, _pod("far", "10.244.2.2", "n2", app="web"))
+        runner = NftRunner()
+        bridge = tmp_path / "bridge-nf-call-iptables"
+        bridge.write_text("0\n")
+        enforcer = PolicyEnforcer(node="n1", runner=runner, bridge_nf=bridge)
+        loop = NodeNetworkPolicies(api, clock, node="n1", enforcer=enforcer)
+        task = asyncio.create_task(loop.run())
+        try:
+            for _ in range(200):
+                if loop.syncs:
+                    break
+                await asyncio.sleep(0.01)
+            assert bridge.read_text() == "1\n"
+            assert len(runner.scripts) == 1
+            assert b"table inet berth-netpol" in runner.scripts[0]
+            assert b"delete table inet berth-netpol" in runner.scripts[0]
+            assert b" : goto " not in runner.scripts[0]  # no policy: nobody isolated
+            await api.create(
+                NETWORKPOLICIES,
+                {
+                    "metadata": {"name": "deny", "namespace": "a"},
+                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+                },
+                namespace="a",
+            )
+            for _ in range(200):
+                if len(runner.scripts) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(runner.scripts) == 2
+            assert b"10.244.1.2 : goto" in runner.scripts[1]
+            assert b"10.244.2.2" not in runner.scripts[1]  # another node's pod
+            # a status change the rules do not read: no new sync
+            syncs = loop.syncs
+            pod = await api.get(PODS, "web", namespace="a")
+            pod["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+            await api.update(PODS, pod)
+            await asyncio.sleep(0.1)
+            assert loop.syncs == syncs
+            # a pod moving into the selection: re-rendered
+            await api.create(PODS, _pod("new", "10.244.1.7", "n1"), namespace="a")
+            for _ in range(200):
+                if len(runner.scripts) == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert b"10.244.1.7 : goto" in runner.scripts[2]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(body())
+
+
+def test_policy_kubeconfig_is_read_and_resolved(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        "kubeconfig: agent.conf\nruntime: runc\nnodes: [{name: n1}]\n"
+        "network: {clusterCIDR: 10.244.0.0/16, policyKubeconfig: proxy.conf}\n"
+    )
+    assert load_config(cfg).network.policy_kubeconfig == str(tmp_path / "proxy.conf")
+    cfg.write_text("kubeconfig: agent.conf\nruntime: runc\nnodes: [{name: n1}]\n")
+    assert load_config(cfg).network.policy_kubeconfig == ""
+
+
+class NoModprobe(NftRunner):
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        time_limit: float = 60.0,
+    ) -> Completed:
+        if argv[0] == "modprobe":
+            raise FileNotFoundError(argv[0])
+        return await super().run(argv, stdin=stdin, env=env, time_limit=time_limit)
+
+
+def test_without_br_netfilter_the_enforcer_says_so_and_carries_on(tmp_path: Path) -> None:
+    enforcer = PolicyEnforcer(
+        node="n1", runner=NoModprobe(), bridge_nf=tmp_path / "absent" / "bridge-nf-call-iptables"
+    )
+    assert asyncio.run(enforcer.ensure_bridge_netfilter()) is False
