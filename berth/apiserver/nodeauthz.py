@@ -155,7 +155,7 @@ class NodeAndRbacAuthorizer(RbacAuthorizer):
     def __init__(self, graph: NodeGraph, ingress_graph: IngressGraph | None = None) -> None:
         super().__init__()
         self.nodes = NodeAuthorizer(graph)
-        self.ingress = IngressAuthorizer(ingress_graph or IngressGraph())
+        self.ingress = IngressAuthorizer(IngressGraph() if ingress_graph is None else ingress_graph)
 
     def allowed(self, attrs: Attributes) -> bool:
         node = attrs.user.node_name
