@@ -155,7 +155,8 @@ def test_debians_haproxy_unit_is_masked_before_install_and_stopped_after(
     spec = _spec(tmp_path, "runc")
     facts = FactSet("cp1")
     facts.put(Machine(), MachineInfo("cp1", "x86_64", "6.1"))
-    facts.put(Packages(), dict.fromkeys(layout.NODE_PACKAGES, "1.0"))
+    installed: dict[str, str | None] = dict.fromkeys(layout.NODE_PACKAGES, "1.0")
+    facts.put(Packages(), installed)
 
     class WithFacts(Data):
         def host_facts(self, host: HostName, wanted: Any) -> FactSet:
