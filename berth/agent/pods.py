@@ -371,6 +371,9 @@ class PodManager:
             for c in spec.get("containers") or ():
                 await self._run_container(pod, rec, c, policy=policy, wake=wake)
                 await self._probe(pod, rec, c, wake=wake)
+            # Ephemeral containers (kubectl debug) run once, never restarted, never probed.
+            for c in spec.get("ephemeralContainers") or ():
+                await self._run_container(pod, rec, c, policy="Never", wake=wake)
         self._recheck_pending(rec, wake)
         await self._report(pod, rec)
         await self._post_events(pod, rec)
@@ -906,6 +909,18 @@ class PodManager:
         }
         if init_statuses:
             status["initContainerStatuses"] = init_statuses
+        ephemeral = list(spec.get("ephemeralContainers") or ())
+        if ephemeral:
+            status["ephemeralContainerStatuses"] = [
+                self._container_status(
+                    c,
+                    rec.containers.get(str(c["name"])),
+                    waiting_reason="ContainerCreating",
+                    pod=pod,
+                    init=True,
+                )
+                for c in ephemeral
+            ]
         return status
 
     async def _report(self, pod: Frozen, rec: PodRecord) -> None:

@@ -1,7 +1,8 @@
-"""The agent's HTTPS endpoint (the API server proxies ``pods/log``, ``pods/exec`` and
-``pods/portforward`` here):
+"""The agent's HTTPS endpoint (the API server proxies ``pods/log``, ``pods/exec``,
+``pods/attach``, ``pods/portforward`` and ``nodes/proxy`` here):
 ``GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&previous=``,
-``GET /exec/{namespace}/{pod}/{container}`` and ``GET /portForward/{namespace}/{pod}``
+``GET /exec/{namespace}/{pod}/{container}``, ``GET /attach/{namespace}/{pod}/{container}``
+and ``GET /portForward/{namespace}/{pod}``
 (WebSockets: :mod:`berth.agent.streaming`), ``GET /stats/summary`` (CPU and memory,
 :mod:`berth.agent.stats`), ``GET /metrics`` (Prometheus: pod start latency, runtime errors,
 work queues) and ``GET /healthz``. Clients must present a certificate signed by the cluster CA
@@ -120,7 +121,11 @@ def make_app(
     async def port_forward(request: web.Request) -> web.StreamResponse:
         return await streaming.serve_portforward(request, manager, runtime)
 
+    async def attach(request: web.Request) -> web.StreamResponse:
+        return await streaming.serve_attach(request, manager, runtime)
+
     app.router.add_get("/exec/{namespace}/{pod}/{container}", exec_)
+    app.router.add_get("/attach/{namespace}/{pod}/{container}", attach)
     app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
     return app
 

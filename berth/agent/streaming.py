@@ -1,10 +1,12 @@
-"""The agent's end of exec and port-forward (protocol: :mod:`berth.api.agentstreams`).
+"""The agent's end of exec, attach and port-forward (protocol: :mod:`berth.api.agentstreams`).
 
 exec runs the command the runtime names for it (``runc exec [-t] <id> cmd...``: the process
 joins the running container's namespaces and cgroup) with pipes, or with a pseudo-terminal
 whose size follows the client's resize events, and ends the session with the exit code as
 an upstream ``Status``. port-forward opens a TCP connection to ``127.0.0.1:<port>`` inside the
-pod's network namespace and relays it, half-closes included.
+pod's network namespace and relays it, half-closes included. attach connects to the stdio
+the runtime keeps for containers started with stdin/tty (:class:`AttachingRuntime`; the runc
+runtime's shim serves it on a unix socket), or follows the log of any other container.
 
 A runtime offers this through :class:`StreamingRuntime`; one that does not (the simulated
 runtime) answers 501.
@@ -55,6 +57,16 @@ class StreamingRuntime(Protocol):
         ...
 
 
+@runtime_checkable
+class AttachingRuntime(Protocol):
+    async def connect_attach(
+        self, container_id: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the stdio the runtime keeps for the container (frames: see
+        :mod:`berth.runtime.shim`); None when it keeps none (started without stdin/tty)."""
+        ...
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "") in _TRUE
 
@@ -69,16 +81,9 @@ async def serve_exec(
         return web.Response(status=400, text="exec needs a command")
     if not isinstance(runtime, StreamingRuntime):
         return web.Response(status=501, text=f"the {runtime.name} runtime cannot exec")
-    cid = manager.container_id(ns, pod, container)
-    status = await runtime.container_status(cid) if cid is not None else None
-    if cid is None or status is None:
-        return web.Response(
-            status=404, text=f'container "{container}" in pod "{pod}" not found on this node'
-        )
-    if status.phase != "running":
-        return web.Response(
-            status=400, text=f'container "{container}" in pod "{pod}" is not running'
-        )
+    cid = await _running_container(request, manager, runtime)
+    if isinstance(cid, web.Response):
+        return cid
     tty = _flag(request, "tty")
     stdin, stdout, stderr = (
         _flag(request, "stdin"),
@@ -107,6 +112,166 @@ async def serve_exec(
         await ws.send_bytes(bytes([ch.ERROR]) + json.dumps(result).encode())
         await ws.close()
     return ws
+
+
+async def _running_container(
+    request: web.Request, manager: PodManager, runtime: Runtime
+) -> str | web.Response:
+    """The id of the running container the request names, else the agent's refusal."""
+    ns, pod = request.match_info["namespace"], request.match_info["pod"]
+    container = request.match_info["container"]
+    cid = manager.container_id(ns, pod, container)
+    status = await runtime.container_status(cid) if cid is not None else None
+    if cid is None or status is None:
+        return web.Response(
+            status=404, text=f'container "{container}" in pod "{pod}" not found on this node'
+        )
+    if status.phase != "running":
+        return web.Response(
+            status=400, text=f'container "{container}" in pod "{pod}" is not running'
+        )
+    return cid
+
+
+async def serve_attach(
+    request: web.Request, manager: PodManager, runtime: Runtime
+) -> web.StreamResponse:
+    """Attach to the container's own stdio: the terminal or pipes its shim keeps; for a
+    container started without stdin/tty, its output as it is written from now on. The
+    session ends when the container's process does (or the client leaves: the container
+    goes on, as upstream's)."""
+    ns, pod = request.match_info["namespace"], request.match_info["pod"]
+    container = request.match_info["container"]
+    if not isinstance(runtime, AttachingRuntime):
+        return web.Response(status=501, text=f"the {runtime.name} runtime cannot attach")
+    cid = await _running_container(request, manager, runtime)
+    if isinstance(cid, web.Response):
+        return cid
+    stdin, stdout, stderr = (
+        _flag(request, "stdin"),
+        _flag(request, "stdout"),
+        _flag(request, "stderr"),
+    )
+    try:
+        conn = await runtime.connect_attach(cid)
+    except OSError as exc:
+        return web.Response(
+            status=400, text=f'cannot attach to container "{container}" in pod "{pod}": {exc}'
+        )
+    process: _Process = AttachedStdio(*conn) if conn is not None else LogFollower(runtime, cid)
+    ws = web.WebSocketResponse(protocols=(ch.EXEC_PROTOCOL,), max_msg_size=ch.MAX_MESSAGE)
+    await ws.prepare(request)
+    try:
+        code = await _run(ws, process, stdin=stdin, stdout=stdout, stderr=stderr)
+    except Exception:
+        log.exception("attach to %s/%s/%s failed", ns, pod, container)
+        code = None
+    finally:
+        await process.stop()
+    result = ch.success_status() if code is not None else ch.failure_status("attach failed")
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_bytes(bytes([ch.ERROR]) + json.dumps(result).encode())
+        await ws.close()
+    return ws
+
+
+ATTACH_FRAME_LIMIT = 1 << 20
+
+
+class AttachedStdio:
+    """A session on the shim's attach socket (frames: channel byte, 4-byte length, data)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.stdout = asyncio.StreamReader()
+        self.stderr = asyncio.StreamReader()
+        self.decoder = asyncio.create_task(self._decode())
+
+    async def _decode(self) -> None:
+        try:
+            while True:
+                header = await self.reader.readexactly(5)
+                length = int.from_bytes(header[1:], "big")
+                if length > ATTACH_FRAME_LIMIT:
+                    return
+                data = await self.reader.readexactly(length)
+                if header[0] == ch.STDOUT:
+                    self.stdout.feed_data(data)
+                elif header[0] == ch.STDERR:
+                    self.stderr.feed_data(data)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            return
+        finally:
+            self.stdout.feed_eof()
+            self.stderr.feed_eof()
+
+    def _send(self, channel: int, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(bytes([channel]) + len(data).to_bytes(4, "big") + data)
+
+    async def write_stdin(self, data: bytes) -> None:
+        self._send(ch.STDIN, data)
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.drain()
+
+    async def close_stdin(self) -> None:
+        self._send(ch.CLOSE, bytes([ch.STDIN]))
+
+    def resize(self, width: int, height: int) -> None:
+        if width > 0 and height > 0:
+            self._send(ch.RESIZE, json.dumps({"Width": width, "Height": height}).encode())
+
+    def outputs(self) -> list[tuple[int, asyncio.StreamReader]]:
+        return [(ch.STDOUT, self.stdout), (ch.STDERR, self.stderr)]
+
+    async def wait(self) -> int:
+        await asyncio.shield(self.decoder)
+        return 0
+
+    async def stop(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+        self.decoder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.decoder
+
+
+class LogFollower:
+    """Attach to a container whose stdio is not kept: what it writes to its log from now."""
+
+    def __init__(self, runtime: Runtime, cid: str) -> None:
+        self.stdout = asyncio.StreamReader()
+        self.task = asyncio.create_task(self._follow(runtime, cid))
+
+    async def _follow(self, runtime: Runtime, cid: str) -> None:
+        try:
+            async for chunk in runtime.logs(cid, tail_lines=0, follow=True):
+                self.stdout.feed_data(chunk)
+        finally:
+            self.stdout.feed_eof()
+
+    async def write_stdin(self, data: bytes) -> None:
+        return
+
+    async def close_stdin(self) -> None:
+        return
+
+    def resize(self, width: int, height: int) -> None:
+        return
+
+    def outputs(self) -> list[tuple[int, asyncio.StreamReader]]:
+        return [(ch.STDOUT, self.stdout)]
+
+    async def wait(self) -> int:
+        await asyncio.shield(self.task)
+        return 0
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
 
 
 class _Process(Protocol):

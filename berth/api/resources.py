@@ -130,16 +130,32 @@ def _grouped(
 
 RESOURCES: tuple[ResourceDef, ...] = (
     _core("namespaces", "Namespace", namespaced=False, short=("ns",), subs=("status", "finalize")),
-    _core("nodes", "Node", namespaced=False, short=("no",), subs=("status",)),
+    _core("nodes", "Node", namespaced=False, short=("no",), subs=("status", "proxy")),
     _core(
         "pods",
         "Pod",
         namespaced=True,
         short=("po",),
         cats=("all",),
-        subs=("status", "binding", "log", "eviction", "exec", "portforward"),
+        subs=(
+            "status",
+            "binding",
+            "log",
+            "eviction",
+            "exec",
+            "attach",
+            "portforward",
+            "ephemeralcontainers",
+        ),
     ),
-    _core("services", "Service", namespaced=True, short=("svc",), cats=("all",), subs=("status",)),
+    _core(
+        "services",
+        "Service",
+        namespaced=True,
+        short=("svc",),
+        cats=("all",),
+        subs=("status", "proxy"),
+    ),
     _core("endpoints", "Endpoints", namespaced=True, short=("ep",)),
     _core(
         "replicationcontrollers",

@@ -151,6 +151,13 @@ def volume_reachable_from(pv: Mapping[str, Any], labels: Mapping[str, str], node
     return volume_node_affinity(pv).matches(labels, node)
 
 
+def pinned_to(node: str) -> dict[str, Any]:
+    """A volume ``nodeAffinity`` naming one node by ``kubernetes.io/hostname`` (what the local
+    provisioner writes; :func:`pinned_node` reads it back)."""
+    expr = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+    return {"required": {"nodeSelectorTerms": [{"matchExpressions": [expr]}]}}
+
+
 def pinned_node(pv: Mapping[str, Any]) -> str | None:
     """The one node a local volume's nodeAffinity names by ``kubernetes.io/hostname`` (the shape
     the local provisioner writes), else None."""

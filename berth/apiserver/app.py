@@ -24,7 +24,7 @@ from berth.api.storage import default_storage_class
 from berth.store import config as datastore
 from berth.store.interface import Store, StoreError, Unavailable
 
-from . import client_warnings, discovery, reviews
+from . import client_warnings, discovery, resourceproxy, reviews
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
@@ -627,8 +627,37 @@ class ApiServer:
             rest = rest[1:]
             if not rest:
                 raise route_not_found()
+        if group == "" and version == "v1" and not watch_prefix:
+            proxied = await self._proxy(request, user, rest)
+            if proxied is not None:
+                return proxied
         route = self._route(group, version, rest)
         return await self._resource(request, user, route, watch_prefix=watch_prefix)
+
+    async def _proxy(
+        self, request: web.Request, user: UserInfo, rest: list[str]
+    ) -> tuple[web.StreamResponse, tuple[str, str]] | None:
+        """``nodes/NAME/proxy/...`` and ``namespaces/NS/services/NAME/proxy/...`` (see
+        :mod:`berth.apiserver.resourceproxy`); None for any other path."""
+        if len(rest) >= 3 and rest[0] == "nodes" and rest[2] == "proxy":
+            rd = self.table.lookup("", "v1", "nodes")
+            assert rd is not None
+            verb = resourceproxy.verb_of(request.method)
+            self._authorize(user, verb, Route(rd, "", rest[1], "proxy"))
+            resp = await resourceproxy.serve_node_proxy(self, request, rest[1])
+            return resp, (METRIC_VERBS[verb], "nodes/proxy")
+        if len(rest) >= 5 and rest[0] == "namespaces" and rest[2:5:2] == ["services", "proxy"]:
+            rd = self.table.lookup("", "v1", "services")
+            assert rd is not None
+            verb = resourceproxy.verb_of(request.method)
+            scheme, name, port = resourceproxy.parse_service_name(rest[3])
+            self._authorize(user, verb, Route(rd, rest[1], name, "proxy"))
+            service = await self.registry.get(rd, rest[1], name)
+            resp = await resourceproxy.serve_service_proxy(
+                self, request, service, scheme=scheme, port=port
+            )
+            return resp, (METRIC_VERBS[verb], "services/proxy")
+        return None
 
     def _server_address(self) -> str:
         return f"{self.config.advertise_address}:{self.port}"

@@ -230,7 +230,7 @@ def _volumes(spec: dict[str, Any], field: str) -> tuple[list[FieldError], set[st
 
 
 def _containers(spec: dict[str, Any], field: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for list_name in ("initContainers", "containers"):
+    for list_name in ("initContainers", "containers", "ephemeralContainers"):
         items = spec.get(list_name)
         if not isinstance(items, list):
             continue

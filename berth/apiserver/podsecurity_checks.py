@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from berth.apiserver.gostrings import go_quote
+
 Obj = dict[str, Any]
 VersionTuple = tuple[int, int]
 CheckFn = Callable[[Obj, Obj], "tuple[str, str] | None"]
@@ -82,27 +84,6 @@ def _plural(singular: str, plural: str, count: int) -> str:
 
 def _quote_all(items: list[str]) -> str:
     return '"' + '", "'.join(items) + '"' if items else ""
-
-
-def go_quote(text: str) -> str:
-    """A double-quoted string with escapes, as Go's ``%q`` writes it."""
-    out = ['"']
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif not ch.isprintable():
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def _containers_phrase(names: list[str]) -> str:

@@ -22,12 +22,12 @@ from berth.api.meta import Obj
 
 from . import discovery
 from .errors import FieldError
+from .gostrings import go_quote
 from .podsecurity_checks import (
     ALLOWED_VOLUME_SOURCES,
     RESTRICTED,
     VersionTuple,
     checks_for,
-    go_quote,
 )
 
 PRIVILEGED = "privileged"

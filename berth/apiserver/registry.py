@@ -530,21 +530,11 @@ class Registry:
         subresource: str = "",
         user: UserInfo | None,
         dry_run: bool = False,
-        field_validation: str = IGNORE,
-        findings: Findings | None = None,
-        field_manager: str = SERVER_MANAGER,
     ) -> Obj:
+        """:meth:`put` for the server's own writes (controllers in the server, reconcilers,
+        tests): fieldValidation=Ignore, the server's field manager, only the written object."""
         obj, _created = await self.put(
-            rd,
-            ns,
-            name,
-            body,
-            subresource=subresource,
-            user=user,
-            dry_run=dry_run,
-            field_validation=field_validation,
-            findings=findings,
-            field_manager=field_manager,
+            rd, ns, name, body, subresource=subresource, user=user, dry_run=dry_run
         )
         return obj
 

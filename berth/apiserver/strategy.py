@@ -15,7 +15,7 @@ from berth.api.meta import Obj, format_now, meta, new_uid
 from berth.api.resources import ResourceDef
 
 
-def _container_defaults(c: Obj) -> None:
+def container_defaults(c: Obj) -> None:
     image = str(c.get("image", ""))
     if "imagePullPolicy" not in c:
         last = image.rsplit("/", 1)[-1]
@@ -42,7 +42,7 @@ def pod_spec_defaults(spec: Obj) -> None:
         items = spec.get(key)
         for c in items if isinstance(items, list) else ():  # validation reports the rest
             if isinstance(c, dict):
-                _container_defaults(c)
+                container_defaults(c)
 
 
 def template_defaults(obj: Obj) -> None:

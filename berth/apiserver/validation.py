@@ -345,7 +345,14 @@ def _pod_spec_mutable_view(spec: Any) -> Any:
     if not isinstance(spec, dict):
         return spec
     view = dict(spec)
-    for f in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
+    # ephemeralContainers: only through their subresource (berth.apiserver.ephemeral); an
+    # update of the pod itself keeps the stored ones (PodStrategy.keep_on_update)
+    for f in (
+        "activeDeadlineSeconds",
+        "tolerations",
+        "terminationGracePeriodSeconds",
+        "ephemeralContainers",
+    ):
         view.pop(f, None)
     for list_name in ("containers", "initContainers"):
         items = view.get(list_name)

@@ -29,11 +29,11 @@ from berth.api.meta import format_time, parse_time
 from berth.api.resources import CRONJOBS, JOBS
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.keys import ObjectKey, make_key
+from berth.client.keys import ObjectKey
 from berth.controllers import jobpolicy as jp
 from berth.controllers.context import Context
+from berth.machinery import ownership
 from berth.machinery.controller import Controller, Retry
-from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
     controller_ref,
@@ -145,28 +145,16 @@ class CronJobController:
         self.jobs.add_index("cronjob", by_cronjob_uid)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="cronjob")
         self.controller = Controller("cronjob", self, self.queue, workers=workers)
-        self.cronjobs.add_handlers(
-            Handlers(
-                on_add=self._enqueue,
-                on_update=lambda _old, new: self._enqueue(new),
-                on_delete=self._enqueue,
-            )
-        )
-        self.jobs.add_handlers(
-            Handlers(
-                on_add=self._job_changed,
-                on_update=lambda _old, new: self._job_changed(new),
-                on_delete=self._job_changed,
-            )
-        )
+        self.cronjobs.add_handlers(ownership.requeue_handlers(self._enqueue))
+        self.jobs.add_handlers(ownership.requeue_handlers(self._job_changed))
 
     def _enqueue(self, obj: Frozen) -> None:
         self.queue.add(key_of(obj))
 
     def _job_changed(self, job: Frozen) -> None:
-        ref = controller_ref(job)
-        if ref is not None and ref.get("kind") == CRONJOBS_KIND:
-            self.queue.add(make_key(namespace(job), str(ref.get("name"))))
+        key = ownership.owner_key(job, CRONJOBS_KIND)
+        if key is not None:
+            self.queue.add(key)
 
     # ---- reconcile ----------------------------------------------------------------------
     async def reconcile(self, key: ObjectKey) -> None:

@@ -33,16 +33,16 @@ from berth.api.scheduling import (
 )
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.keys import ObjectKey, make_key
+from berth.client.keys import ObjectKey
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.controllers.history import History, revision_data, safe_hash
+from berth.machinery import ownership
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
-    controller_ref,
     is_deleting,
     key_of,
     labels,
@@ -111,13 +111,7 @@ class DaemonSetController:
         self.controller = Controller("daemonsets", self, self.queue, workers=workers)
         self.expectations = Expectations(ctx.clock)
         self.history = History(ctx)
-        self.sets.add_handlers(
-            Handlers(
-                on_add=self._enqueue,
-                on_update=lambda _o, n: self._enqueue(n),
-                on_delete=self._enqueue,
-            )
-        )
+        self.sets.add_handlers(ownership.requeue_handlers(self._enqueue))
         self.nodes.add_handlers(
             Handlers(
                 on_add=lambda _n: self._enqueue_all(),
@@ -125,13 +119,7 @@ class DaemonSetController:
                 on_delete=lambda _n: self._enqueue_all(),
             )
         )
-        self.pods.add_handlers(
-            Handlers(
-                on_add=self._pod_changed,
-                on_update=lambda _o, n: self._pod_changed(n),
-                on_delete=self._pod_changed,
-            )
-        )
+        self.pods.add_handlers(ownership.requeue_handlers(self._pod_changed))
 
     def _enqueue(self, ds: Frozen) -> None:
         self.queue.add(key_of(ds))
@@ -145,9 +133,9 @@ class DaemonSetController:
             self._enqueue_all()
 
     def _pod_changed(self, pod: Frozen) -> None:
-        ref = controller_ref(pod)
-        if ref is not None and ref.get("kind") == "DaemonSet":
-            self.queue.add(make_key(namespace(pod), str(ref.get("name"))))
+        key = ownership.owner_key(pod, "DaemonSet")
+        if key is not None:
+            self.queue.add(key)
 
     def eligible(self, ds: Frozen, node: Frozen) -> bool:
         spec = daemon_pod_template(ds).get("spec") or {}
@@ -292,12 +280,15 @@ class DaemonSetController:
         body["metadata"]["name"] = pod_name
         pin_to_node(body["spec"], node)
         # Expectation names carry the node so a lagging cache cannot double a node's pod.
-        self.expectations.created(key, f"{pod_name}@{node}")
-        try:
-            await self.ctx.client.create(PODS, body, namespace=namespace(ds))
-        except errors.ApiError:
-            self.expectations.create_failed(key, f"{pod_name}@{node}")
-            raise
+        await ownership.create_expected(
+            self.ctx.client,
+            self.expectations,
+            key,
+            PODS,
+            body,
+            namespace=namespace(ds),
+            expect_as=f"{pod_name}@{node}",
+        )
 
     async def _delete(self, pod: Frozen) -> None:
         with contextlib.suppress(errors.NotFound):
@@ -342,12 +333,5 @@ class DaemonSetController:
             status["collisionCount"] = collisions
         old = ds.get("status") or {}
         if any(old.get(k, 0) != v for k, v in status.items()):
-            with contextlib.suppress(errors.NotFound):
-                await self.ctx.client.patch(
-                    DAEMONSETS,
-                    name(ds),
-                    {"status": status},
-                    namespace=namespace(ds),
-                    subresource="status",
-                )
+            await ownership.write_status(self.ctx.client, DAEMONSETS, ds, status)
         return min(waits) + 0.01 if waits else None

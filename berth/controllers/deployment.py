@@ -35,8 +35,9 @@ from berth.api.resources import DEPLOYMENTS, REPLICASETS
 from berth.api.selectors import label_selector_from_object
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.keys import ObjectKey, make_key
+from berth.client.keys import ObjectKey
 from berth.controllers.context import Context, by_controller_uid
+from berth.machinery import ownership
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
@@ -159,13 +160,7 @@ class DeploymentController:
         self.pods = ctx.pods()
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="deployments")
         self.controller = Controller("deployments", self, self.queue, workers=workers)
-        self.deployments.add_handlers(
-            Handlers(
-                on_add=self._enqueue,
-                on_update=lambda _o, n: self._enqueue(n),
-                on_delete=self._enqueue,
-            )
-        )
+        self.deployments.add_handlers(ownership.requeue_handlers(self._enqueue))
         self.sets.add_handlers(
             Handlers(
                 on_add=self._owner_of,
@@ -179,9 +174,9 @@ class DeploymentController:
         self.queue.add(key_of(d))
 
     def _owner_of(self, rs: Frozen) -> None:
-        ref = controller_ref(rs)
-        if ref is not None and ref.get("kind") == "Deployment":
-            self.queue.add(make_key(namespace(rs), str(ref.get("name"))))
+        key = ownership.owner_key(rs, "Deployment")
+        if key is not None:
+            self.queue.add(key)
 
     def _rs_updated(self, old: Frozen, new: Frozen) -> None:
         self._owner_of(old)
@@ -189,11 +184,10 @@ class DeploymentController:
 
     def _pod_deleted(self, pod: Frozen) -> None:
         # Recreate waits for old pods to disappear; their deletion must wake the Deployment.
-        ref = controller_ref(pod)
-        if ref is not None and ref.get("kind") == "ReplicaSet":
-            rs = self.sets.get(make_key(namespace(pod), str(ref.get("name"))))
-            if rs is not None:
-                self._owner_of(rs)
+        rs_key = ownership.owner_key(pod, "ReplicaSet")
+        rs = self.sets.get(rs_key) if rs_key is not None else None
+        if rs is not None:
+            self._owner_of(rs)
 
     # ---- reconcile ----------------------------------------------------------------------
     async def reconcile(self, key: ObjectKey) -> None:
@@ -651,14 +645,7 @@ class DeploymentController:
         status["conditions"] = conds
         changed = any(old_status.get(k) != v for k, v in status.items() if k != "conditions")
         if changed or self._conds_differ(old_status.get("conditions") or (), conds):
-            with contextlib.suppress(errors.NotFound):
-                await self.ctx.client.patch(
-                    DEPLOYMENTS,
-                    name(d),
-                    {"status": status},
-                    namespace=namespace(d),
-                    subresource="status",
-                )
+            await ownership.write_status(self.ctx.client, DEPLOYMENTS, d, status)
         cond = next((c for c in conds if c["type"] == "Progressing"), None)
         in_progress = cond is not None and cond["reason"] in (
             "ReplicaSetUpdated",

@@ -20,6 +20,7 @@ from berth.client.interface import Obj
 from berth.client.keys import ObjectKey, split_key
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
+from berth.machinery import ownership
 from berth.machinery.controller import Controller
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import Frozen, is_deleting, key_of, labels, meta, name, namespace, thaw
@@ -50,13 +51,7 @@ class EndpointsController:
         self.pods = ctx.pods()
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="endpoints")
         self.controller = Controller("endpoints", self, self.queue, workers=4)
-        self.services.add_handlers(
-            Handlers(
-                on_add=lambda s: self.queue.add(key_of(s)),
-                on_update=lambda _o, s: self.queue.add(key_of(s)),
-                on_delete=lambda s: self.queue.add(key_of(s)),
-            )
-        )
+        self.services.add_handlers(ownership.requeue_handlers(lambda s: self.queue.add(key_of(s))))
         self.pods.add_handlers(
             Handlers(
                 on_add=self._pod_changed,

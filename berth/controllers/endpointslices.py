@@ -36,6 +36,7 @@ from berth.client.keys import ObjectKey, split_key
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.controllers.endpoints import _resolve_port, _selector
+from berth.machinery import ownership
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import Frozen, is_deleting, key_of, labels, meta, name, namespace, thaw
@@ -154,26 +155,14 @@ class EndpointSliceController:
         self.tracker = _WriteTracker()
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="endpointslice")
         self.controller = Controller("endpointslice", self, self.queue, workers=4)
-        self.services.add_handlers(
-            Handlers(
-                on_add=lambda s: self.queue.add(key_of(s)),
-                on_update=lambda _o, s: self.queue.add(key_of(s)),
-                on_delete=lambda s: self.queue.add(key_of(s)),
-            )
-        )
+        self.services.add_handlers(ownership.requeue_handlers(lambda s: self.queue.add(key_of(s))))
         self.pods.add_handlers(
             Handlers(
                 on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_changed
             )
         )
         # someone else changing or deleting a managed slice: put it back
-        self.slices.add_handlers(
-            Handlers(
-                on_add=self._slice_changed,
-                on_update=lambda _o, s: self._slice_changed(s),
-                on_delete=self._slice_changed,
-            )
-        )
+        self.slices.add_handlers(ownership.requeue_handlers(self._slice_changed))
 
     def _slice_changed(self, sl: Frozen) -> None:
         svc = slice_service(sl)

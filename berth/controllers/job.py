@@ -28,7 +28,6 @@ removed, so deleting a Job never leaves pods stuck.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 from collections.abc import Iterable, Sequence
@@ -43,12 +42,12 @@ from berth.client.keys import ObjectKey, make_key
 from berth.controllers import jobpolicy as jp
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
+from berth.machinery import ownership
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
-    adoption_patch,
     controller_ref,
     is_deleting,
     key_of,
@@ -93,13 +92,7 @@ class JobController:
         """The resourceVersion of each Job's last status write: a cached Job older than
         that is stale, and counting or creating pods from it could double them."""
         self.controller = Controller("job", self, self.queue, workers=workers)
-        self.jobs.add_handlers(
-            Handlers(
-                on_add=self._enqueue,
-                on_update=lambda _old, new: self._enqueue(new),
-                on_delete=self._enqueue,
-            )
-        )
+        self.jobs.add_handlers(ownership.requeue_handlers(self._enqueue))
         self.pods.add_handlers(
             Handlers(
                 on_add=self._pod_changed,
@@ -114,7 +107,7 @@ class JobController:
     def _pod_changed(self, pod: Frozen) -> None:
         for key in by_job_key(pod):
             self.queue.add(ObjectKey(key))
-        if controller_ref(pod) is None and not is_deleting(pod):
+        if ownership.is_orphan(pod):
             # an orphan: a Job whose selector matches may adopt it
             for job in self.jobs.list(namespace(pod) or ""):
                 sel = _job_selector(job)
@@ -464,25 +457,20 @@ class JobController:
     async def _adopt(self, job: Frozen) -> list[Frozen]:
         """Take running orphan pods the Job's selector matches (kube's ClaimPods), adding the
         tracking finalizer so their end is counted like any other pod's."""
-        selector = _job_selector(job)
-        if selector.empty:
-            return []
-        adopted: list[Frozen] = []
-        for pod in self.pods.list(namespace(job) or ""):
-            if controller_ref(pod) is not None or is_deleting(pod) or not podutil.is_active(pod):
-                continue
-            if not selector.matches(labels(pod)):
-                continue
-            patch = adoption_patch(pod, job)
+
+        def track(pod: Frozen, patch: Obj) -> None:
             finalizers = list(meta(pod).get("finalizers") or ())
             patch["metadata"]["finalizers"] = [*finalizers, jp.TRACKING_FINALIZER]
-            try:
-                adopted.append(
-                    await self.ctx.client.patch(PODS, name(pod), patch, namespace=namespace(pod))
-                )
-            except (errors.Conflict, errors.NotFound):
-                continue  # changed under us; its next event brings us back
-        return adopted
+
+        return await ownership.adopt(
+            self.ctx.client,
+            PODS,
+            job,
+            self.pods.list(namespace(job) or ""),
+            _job_selector(job),
+            eligible=podutil.is_active,
+            amend=track,
+        )
 
     # ---- writes -------------------------------------------------------------------------
     async def _write_status(
@@ -534,12 +522,9 @@ class JobController:
                     env = c.setdefault("env", [])
                     if not any(e.get("name") == jp.COMPLETION_INDEX_ENV for e in env):
                         env.append(jp.index_env())
-            self.expectations.created(key, m["name"])
-            try:
-                await self.ctx.client.create(PODS, body, namespace=namespace(job))
-            except errors.ApiError:
-                self.expectations.create_failed(key, m["name"])
-                raise
+            await ownership.create_expected(
+                self.ctx.client, self.expectations, key, PODS, body, namespace=namespace(job)
+            )
             await self.ctx.recorder.normal(job, "SuccessfulCreate", f"Created pod: {m['name']}")
 
         results = await asyncio.gather(*(one(ix) for ix in indexes), return_exceptions=True)
@@ -550,9 +535,7 @@ class JobController:
 
     async def _delete_pods(self, job: Frozen, key: ObjectKey, victims: list[Frozen]) -> None:
         async def one(pod: Frozen) -> None:
-            self.expectations.deleted(key, name(pod))
-            with contextlib.suppress(errors.NotFound):
-                await self.ctx.client.delete(PODS, name(pod), namespace=namespace(pod))
+            await ownership.delete_expected(self.ctx.client, self.expectations, key, PODS, pod)
             await self.ctx.recorder.normal(job, "SuccessfulDelete", f"Deleted pod: {name(pod)}")
 
         await asyncio.gather(*(one(p) for p in victims[:BURST]))

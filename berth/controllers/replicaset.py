@@ -10,23 +10,21 @@ their controller ownerReference.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 from berth.api.resources import PODS, REPLICASETS, ResourceDef
 from berth.api.selectors import LabelSelector, label_selector_from_object
-from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.keys import ObjectKey, make_key
+from berth.client.keys import ObjectKey
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
+from berth.machinery import ownership
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
-    adoption_patch,
     controller_ref,
     is_deleting,
     key_of,
@@ -59,13 +57,7 @@ class ReplicaSetController:
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name=self.resource.plural)
         self.expectations = Expectations(ctx.clock)
         self.controller = Controller(self.resource.plural, self, self.queue, workers=workers)
-        self.sets.add_handlers(
-            Handlers(
-                on_add=self._enqueue,
-                on_update=lambda _old, new: self._enqueue(new),
-                on_delete=self._enqueue,
-            )
-        )
+        self.sets.add_handlers(ownership.requeue_handlers(self._enqueue))
         self.pods.add_handlers(
             Handlers(
                 on_add=self._pod_changed,
@@ -82,10 +74,10 @@ class ReplicaSetController:
         self.queue.add(key_of(obj))
 
     def _pod_changed(self, pod: Frozen) -> None:
-        ref = controller_ref(pod)
-        if ref is not None and ref.get("kind") == self.kind:
-            self.queue.add(make_key(namespace(pod), str(ref.get("name"))))
-        elif ref is None and not is_deleting(pod):
+        key = ownership.owner_key(pod, self.kind)
+        if key is not None:
+            self.queue.add(key)
+        elif ownership.is_orphan(pod):
             # An orphan: a ReplicaSet whose selector matches may adopt it.
             for rs in self.sets.list(namespace(pod) or ""):
                 if self.selector_of(rs).matches(labels(pod)):
@@ -129,43 +121,17 @@ class ReplicaSetController:
     async def _release(self, rs: Frozen, selector: Any, owned: list[Frozen]) -> list[Frozen]:
         """Let go of owned pods whose labels no longer match (they become orphans); returns
         the pods still owned."""
-        kept: list[Frozen] = []
-        for pod in owned:
-            if selector.matches(labels(pod)) or is_deleting(pod):
-                kept.append(pod)
-                continue
-            refs = [
-                dict(r) for r in meta(pod).get("ownerReferences") or () if r.get("uid") != uid(rs)
-            ]
-            patch: Obj = {
-                "metadata": {
-                    "ownerReferences": refs or None,
-                    "resourceVersion": meta(pod).get("resourceVersion"),
-                }
-            }
-            try:
-                await self.ctx.client.patch(PODS, name(pod), patch, namespace=namespace(pod))
-            except (errors.Conflict, errors.NotFound):
-                kept.append(pod)  # changed under us; decide again on its next event
-        return kept
+        return await ownership.release(self.ctx.client, PODS, rs, owned, selector)
 
     async def _adopt(self, rs: Frozen, selector: Any) -> list[Frozen]:
-        adopted: list[Frozen] = []
-        if selector.empty:
-            return adopted
-        for pod in self.pods.list(namespace(rs) or ""):
-            if controller_ref(pod) is not None or is_deleting(pod) or not podutil.is_active(pod):
-                continue
-            if not selector.matches(labels(pod)):
-                continue
-            patch = adoption_patch(pod, rs)
-            try:
-                adopted.append(
-                    await self.ctx.client.patch(PODS, name(pod), patch, namespace=namespace(pod))
-                )
-            except (errors.Conflict, errors.NotFound):
-                continue  # changed under us; the pod event requeues us
-        return adopted
+        return await ownership.adopt(
+            self.ctx.client,
+            PODS,
+            rs,
+            self.pods.list(namespace(rs) or ""),
+            selector,
+            eligible=podutil.is_active,
+        )
 
     async def _create_pods(self, rs: Frozen, key: ObjectKey, count: int) -> None:
         template = (rs.get("spec") or {}).get("template") or {}
@@ -173,12 +139,9 @@ class ReplicaSetController:
         async def one() -> None:
             body = podutil.pod_from_template(template, rs, generate_name=f"{name(rs)}-")
             body["metadata"]["name"] = f"{name(rs)}-{podutil.random_suffix()}"
-            self.expectations.created(key, body["metadata"]["name"])
-            try:
-                await self.ctx.client.create(PODS, body, namespace=namespace(rs))
-            except errors.ApiError:
-                self.expectations.create_failed(key, body["metadata"]["name"])
-                raise
+            await ownership.create_expected(
+                self.ctx.client, self.expectations, key, PODS, body, namespace=namespace(rs)
+            )
 
         results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -190,12 +153,12 @@ class ReplicaSetController:
             raise failures[0]
 
     async def _delete_pods(self, rs: Frozen, key: ObjectKey, victims: list[Frozen]) -> None:
-        async def one(pod: Frozen) -> None:
-            self.expectations.deleted(key, name(pod))
-            with contextlib.suppress(errors.NotFound):
-                await self.ctx.client.delete(PODS, name(pod), namespace=namespace(pod))
-
-        await asyncio.gather(*(one(p) for p in victims))
+        await asyncio.gather(
+            *(
+                ownership.delete_expected(self.ctx.client, self.expectations, key, PODS, p)
+                for p in victims
+            )
+        )
         await self.ctx.recorder.normal(
             rs, "SuccessfulDelete", f"Deleted pod(s): {', '.join(name(p) for p in victims)}"
         )
@@ -216,17 +179,10 @@ class ReplicaSetController:
             "observedGeneration": meta(rs).get("generation", 1),
         }
         old = dict(rs.get("status") or {})
-        if any(old.get(k, 0) != v for k, v in status.items()):
-            try:
-                await self.ctx.client.patch(
-                    self.resource,
-                    name(rs),
-                    {"status": status},
-                    namespace=namespace(rs),
-                    subresource="status",
-                )
-            except errors.NotFound:
-                return None
+        if any(old.get(k, 0) != v for k, v in status.items()) and not (
+            await ownership.write_status(self.ctx.client, self.resource, rs, status)
+        ):
+            return None
         waits = [podutil.available_in(p, min_ready, now) for p in active]
         pending = [w for w in waits if w is not None]
         return min(pending) + 0.01 if pending else None

@@ -22,6 +22,7 @@ from berth.api.resources import SECRETS, SERVICEACCOUNTS
 from berth.client import errors
 from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
+from berth.machinery import ownership
 from berth.machinery.controller import Controller
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
@@ -65,13 +66,7 @@ class TokensController:
                 on_update=lambda _o, s: self.queue.add(key_of(s)),
             )
         )
-        self.accounts.add_handlers(
-            Handlers(
-                on_add=self._account_changed,
-                on_update=lambda _o, sa: self._account_changed(sa),
-                on_delete=self._account_changed,
-            )
-        )
+        self.accounts.add_handlers(ownership.requeue_handlers(self._account_changed))
 
     def _account_changed(self, sa: Frozen) -> None:
         for secret in self.secrets.by_index("account", f"{namespace(sa)}/{name(sa)}"):

@@ -30,7 +30,6 @@ Claims of ``volumeClaimTemplates`` are made by :mod:`statefulset_claims`.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,18 +38,17 @@ from berth.api.resources import PODS, STATEFULSETS
 from berth.api.selectors import label_selector_from_object
 from berth.client import errors
 from berth.client.interface import Obj
-from berth.client.keys import ObjectKey, make_key
+from berth.client.keys import ObjectKey
 from berth.controllers import pods as podutil
 from berth.controllers.context import Context
 from berth.controllers.history import History, data_hash, revision_data
 from berth.controllers.statefulset_claims import ClaimManager
+from berth.machinery import ownership
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import (
     Frozen,
-    adoption_patch,
-    controller_ref,
     is_deleting,
     key_of,
     labels,
@@ -125,20 +123,8 @@ class StatefulSetController:
         self.expectations = Expectations(ctx.clock)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="statefulsets")
         self.controller = Controller("statefulsets", self, self.queue, workers=workers)
-        self.sets.add_handlers(
-            Handlers(
-                on_add=self._enqueue,
-                on_update=lambda _o, n: self._enqueue(n),
-                on_delete=self._enqueue,
-            )
-        )
-        self.pods.add_handlers(
-            Handlers(
-                on_add=self._owned_changed,
-                on_update=lambda _o, n: self._owned_changed(n),
-                on_delete=self._owned_changed,
-            )
-        )
+        self.sets.add_handlers(ownership.requeue_handlers(self._enqueue))
+        self.pods.add_handlers(ownership.requeue_handlers(self._owned_changed))
         self.history.informer.add_handlers(
             Handlers(on_delete=self._owned_changed)  # a user deleted a revision
         )
@@ -147,10 +133,10 @@ class StatefulSetController:
         self.queue.add(key_of(sts))
 
     def _owned_changed(self, obj: Frozen) -> None:
-        ref = controller_ref(obj)
-        if ref is not None and ref.get("kind") == "StatefulSet":
-            self.queue.add(make_key(namespace(obj), str(ref.get("name"))))
-        elif ref is None and not is_deleting(obj) and obj.get("kind", "Pod") == "Pod":
+        key = ownership.owner_key(obj, "StatefulSet")
+        if key is not None:
+            self.queue.add(key)
+        elif ownership.is_orphan(obj) and obj.get("kind", "Pod") == "Pod":
             for sts in self.sets.list(namespace(obj) or ""):
                 if ordinal_of(name(sts), name(obj)) is not None:
                     self._enqueue(sts)
@@ -182,22 +168,14 @@ class StatefulSetController:
 
     async def _adopt(self, sts: Frozen) -> list[Frozen]:
         """Orphans named like the set's pods and matching its selector become its own."""
-        selector = label_selector_from_object(_spec(sts).get("selector"))
-        adopted: list[Frozen] = []
-        if selector.empty:
-            return adopted
-        for pod in self.pods.list(namespace(sts) or ""):
-            if controller_ref(pod) is not None or is_deleting(pod):
-                continue
-            if ordinal_of(name(sts), name(pod)) is None or not selector.matches(labels(pod)):
-                continue
-            with contextlib.suppress(errors.Conflict, errors.NotFound):
-                adopted.append(
-                    await self.ctx.client.patch(
-                        PODS, name(pod), adoption_patch(pod, sts), namespace=namespace(pod)
-                    )
-                )
-        return adopted
+        return await ownership.adopt(
+            self.ctx.client,
+            PODS,
+            sts,
+            self.pods.list(namespace(sts) or ""),
+            label_selector_from_object(_spec(sts).get("selector")),
+            eligible=lambda pod: ordinal_of(name(sts), name(pod)) is not None,
+        )
 
     async def _revisions(self, sts: Frozen) -> _Pass:
         data = revision_data(sts)
@@ -353,11 +331,9 @@ class StatefulSetController:
     async def _delete(
         self, key: ObjectKey, p: _Pass, pod: Frozen, ordinal: int, *, reason: str
     ) -> None:
-        self.expectations.deleted(key, name(pod))
-        with contextlib.suppress(errors.NotFound):
-            await self.ctx.client.delete(
-                PODS, name(pod), namespace=namespace(pod), precondition_uid=uid(pod)
-            )
+        await ownership.delete_expected(
+            self.ctx.client, self.expectations, key, PODS, pod, precondition_uid=uid(pod)
+        )
         p.deleting.add(name(pod))
         await self.ctx.recorder.normal(
             p.sts,
@@ -392,14 +368,7 @@ class StatefulSetController:
             status["currentReplicas"] = status["updatedReplicas"]
         old = sts.get("status") or {}
         if any(old.get(k) != v for k, v in status.items()):
-            with contextlib.suppress(errors.NotFound):
-                await self.ctx.client.patch(
-                    STATEFULSETS,
-                    name(sts),
-                    {"status": status},
-                    namespace=namespace(sts),
-                    subresource="status",
-                )
+            await ownership.write_status(self.ctx.client, STATEFULSETS, sts, status)
 
 
 def _template_of(revision: Frozen) -> Obj:

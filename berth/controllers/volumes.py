@@ -47,6 +47,7 @@ from berth.api.resources import NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
 from berth.client import errors
 from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
+from berth.machinery import ownership
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers
 from berth.machinery.objects import Frozen, annotations_of, is_deleting, meta, name, namespace, thaw
@@ -105,13 +106,7 @@ class VolumeController:
                 on_delete=self._claim_gone,
             )
         )
-        self.volumes.add_handlers(
-            Handlers(
-                on_add=self._volume_seen,
-                on_update=lambda _o, v: self._volume_seen(v),
-                on_delete=self._volume_seen,
-            )
-        )
+        self.volumes.add_handlers(ownership.requeue_handlers(self._volume_seen))
         self.pods.add_handlers(
             Handlers(
                 on_update=lambda _o, p: self._pod_changed(p),
@@ -523,21 +518,7 @@ def local_volume(claim: Frozen, cls: Frozen, node: str) -> dict[str, Any]:
             "persistentVolumeReclaimPolicy": cls.get("reclaimPolicy") or "Delete",
             "storageClassName": name(cls),
             "local": {"path": f"{base}/{pv_name}"},
-            "nodeAffinity": {
-                "required": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "In",
-                                    "values": [node],
-                                }
-                            ]
-                        }
-                    ]
-                }
-            },
+            "nodeAffinity": st.pinned_to(node),
             "claimRef": {
                 "kind": "PersistentVolumeClaim",
                 "apiVersion": "v1",

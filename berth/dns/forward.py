@@ -65,10 +65,10 @@ def min_ttl(reply: bytes) -> int | None:
         _id, _flags, qd, an, ns, _ar = struct.unpack_from("!HHHHHH", reply)
         offset = 12
         for _ in range(qd):
-            offset = _skip_name(reply, offset) + 4
+            offset = wire.skip_name(reply, offset) + 4
         ttls: list[int] = []
         for _ in range(an + ns):
-            offset = _skip_name(reply, offset)
+            offset = wire.skip_name(reply, offset)
             _t, _c, ttl, rdlen = struct.unpack_from("!HHIH", reply, offset)
             ttls.append(ttl)
             offset += 10 + rdlen
@@ -77,17 +77,6 @@ def min_ttl(reply: bytes) -> int | None:
         return min(ttls) if ttls else 0
     except (struct.error, IndexError):
         return None
-
-
-def _skip_name(data: bytes, offset: int) -> int:
-    for _ in range(128):
-        length = data[offset]
-        if length == 0:
-            return offset + 1
-        if length & 0xC0 == 0xC0:
-            return offset + 2
-        offset += 1 + length
-    raise IndexError("name too long")
 
 
 @dataclass

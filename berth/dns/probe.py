@@ -20,27 +20,16 @@ def a_records(reply: bytes, ident: int) -> tuple[int, list[str]]:
     _id, flags, qd, an, _ns, _ar = struct.unpack_from("!HHHHHH", reply)
     offset = 12
     for _ in range(qd):
-        offset = _skip(reply, offset) + 4
+        offset = wire.skip_name(reply, offset) + 4
     out: list[str] = []
     for _ in range(an):
-        offset = _skip(reply, offset)
+        offset = wire.skip_name(reply, offset)
         rtype, _cls, _ttl, rdlen = struct.unpack_from("!HHIH", reply, offset)
         offset += 10
         if rtype == wire.A and rdlen == 4:
             out.append(socket.inet_ntoa(reply[offset : offset + 4]))
         offset += rdlen
     return flags & 0xF, out
-
-
-def _skip(data: bytes, offset: int) -> int:
-    for _ in range(128):
-        length = data[offset]
-        if length == 0:
-            return offset + 1
-        if length & 0xC0 == 0xC0:
-            return offset + 2
-        offset += 1 + length
-    raise ValueError("name too long")
 
 
 def query(server: str, name: str, *, port: int = 53, timeout: float = 2.0) -> tuple[int, list[str]]:

@@ -228,6 +228,19 @@ def rcode_of(message: bytes) -> int:
     return message[3] & 0xF if len(message) >= 4 else SERVFAIL
 
 
+def skip_name(data: bytes, offset: int) -> int:
+    """The offset just past the name at ``offset`` (a pointer ends it), without reading the
+    name; an IndexError when it runs past ``data`` or has more than 128 labels."""
+    for _ in range(128):
+        length = data[offset]
+        if length == 0:
+            return offset + 1
+        if length & 0xC0 == 0xC0:
+            return offset + 2
+        offset += 1 + length
+    raise IndexError("name too long")
+
+
 def read_name(data: bytes, offset: int) -> tuple[str, int]:
     """A possibly compressed name at ``offset`` of a message from an upstream: (lower-case
     name, offset after it). Pointers are followed at most 64 times and only backwards; the

@@ -45,7 +45,7 @@ from berth.network.command import SubprocessRunner
 from berth.network.podnet import PodNetwork, node_conflist
 from berth.runtime.cgroups import CGROUP_PARENT
 from berth.runtime.cgroupstats import CgroupReader
-from berth.runtime.errors import ContainerNotFound, ImageError, ImageNotPresent
+from berth.runtime.errors import ContainerError, ContainerNotFound, ImageError, ImageNotPresent
 from berth.runtime.images import ImageService
 from berth.runtime.k8s import FilesFn, container_from_k8s, pod_from_k8s
 from berth.runtime.netns_connect import open_connection_in
@@ -301,6 +301,11 @@ class RuncAgentRuntime:
             raise ImagePullFailed(str(exc)) from exc
         # Present now: creating the container must not pull a second time.
         spec = dataclasses.replace(spec, image_pull_policy="IfNotPresent")
+        target = str(api.get("targetContainerName") or "")
+        if target:  # an ephemeral container joins its target's processes
+            spec = dataclasses.replace(
+                spec, target_pid_namespace=await self._pid_namespace(sandbox_id, target)
+            )
         pod = self._pod(sandbox_id)
         known = {v.name for v in pod.volumes}
         missing = [m.name for m in spec.volume_mounts if m.name not in known]
@@ -317,6 +322,13 @@ class RuncAgentRuntime:
         if status.state == ContainerState.CREATED:
             await self.rt.start_container(cid)
         return cid
+
+    async def _pid_namespace(self, sandbox_id: str, name: str) -> str:
+        """The pid namespace of the pod's running container ``name`` (its init process's)."""
+        for status in await self.rt.list_containers(pod_uid=PodUID(sandbox_id)):
+            if status.name == name and status.state == ContainerState.RUNNING and status.pid:
+                return f"/proc/{status.pid}/ns/pid"
+        raise ContainerError(f"the target container {name!r} is not running")
 
     async def stop_container(self, container_id: str, *, grace_seconds: float) -> None:
         await self.rt.stop_container(ContainerID(container_id), grace_seconds=grace_seconds)
@@ -419,6 +431,19 @@ class RuncAgentRuntime:
             container_id,
             *command,
         ]
+
+    async def connect_attach(
+        self, container_id: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the container's stdio, kept by its shim (see
+        :mod:`berth.runtime.shim`); None when the container was started without stdin/tty."""
+        try:
+            sock = self.rt.attach_socket(ContainerID(container_id))
+        except ContainerNotFound:
+            return None
+        if sock is None:
+            return None
+        return await asyncio.open_unix_connection(str(sock), limit=1 << 21)
 
     async def connect_port(
         self, sandbox_id: str, port: int

@@ -346,7 +346,10 @@ def render_config(
     hostname = pod.effective_hostname
     env = build_env(container, image, hostname)
     caps = _capabilities(container)
-    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}]
+    pid_ns = {"type": "pid"}
+    if container.target_pid_namespace:  # an ephemeral container sharing its target's
+        pid_ns["path"] = container.target_pid_namespace
+    namespaces: list[dict[str, str]] = [pid_ns, {"type": "ipc"}]
     if paths.netns is not None:  # a host-network pod also keeps the node's hostname
         namespaces.append({"type": "uts"})
     namespaces.append({"type": "mount"})
@@ -367,7 +370,7 @@ def render_config(
     config: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": False,
+            "terminal": container.tty,
             "user": {
                 "uid": user.uid,
                 "gid": user.gid,

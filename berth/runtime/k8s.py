@@ -126,6 +126,9 @@ def container_from_k8s(
         capabilities_add=tuple(caps.get("add") or ()),
         capabilities_drop=tuple(caps.get("drop") or ()),
         resources=_resources(doc.get("resources") or {}),
+        stdin=bool(doc.get("stdin", False)),
+        stdin_once=bool(doc.get("stdinOnce", False)),
+        tty=bool(doc.get("tty", False)),
         volume_mounts=tuple(
             VolumeMount(
                 name=str(m["name"]),

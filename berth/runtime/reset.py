@@ -2,7 +2,8 @@
 
 Order matters: pods first (containers stopped, CNI DEL releases each IP and veth, netns,
 mounts and files removed), then runc containers no sandbox owns, then the node-wide pieces
-(the service proxy's nftables table, host-gw routes, the pod bridge). Idempotent: a second run
+(the service proxy's and the NetworkPolicies' nftables tables, the LoadBalancer addresses this
+node held, host-gw routes, the pod bridge). Idempotent: a second run
 finds nothing and changes nothing. The agent must be stopped first, or it recreates pods.
 """
 
@@ -11,7 +12,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from berth.agent.lbspeaker import STATE_PATH as SPEAKER_STATE
+from berth.agent.lbspeaker import Speaker
+from berth.api.loadbalancers import Pool
+from berth.netpol.sync import PolicyEnforcer
 from berth.network.command import Runner
 from berth.network.podnet import BRIDGE
 from berth.network.routes import RouteSync
@@ -42,7 +48,12 @@ async def bridge_cidr(runner: Runner, bridge: str = BRIDGE) -> str | None:
 
 
 async def reset_node(
-    rt: RuncRuntime, runner: Runner, *, grace_seconds: float = 2.0, bridge: str = BRIDGE
+    rt: RuncRuntime,
+    runner: Runner,
+    *,
+    grace_seconds: float = 2.0,
+    bridge: str = BRIDGE,
+    lb_state: Path = SPEAKER_STATE,
 ) -> ResetReport:
     report = ResetReport()
     for record in rt.sandboxes.list_records():
@@ -57,6 +68,9 @@ async def reset_node(
                                  str(state["id"])])  # fmt: skip
             report.containers.append(str(state["id"]))
     await ServiceProxy(cluster_cidr=None, runner=runner).remove()
+    await PolicyEnforcer(node="", runner=runner).remove()
+    # the addresses the LoadBalancer speaker added (it records them): nothing left answers ARP
+    await Speaker(runner, Pool.parse(()), announce=False, state_path=lb_state).sync(set())
     report.routes = len(await RouteSync(runner).sync(set()))
     if (await runner.run(["ip", "link", "show", "dev", bridge])).ok:
         await runner.run(["ip", "link", "del", "dev", bridge])

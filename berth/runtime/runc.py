@@ -14,8 +14,10 @@ and asks to create the same container again gets the running one back instead of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import enum
+import hashlib
 import json
 import os
 import re
@@ -203,6 +205,9 @@ class RuncRuntime:
         self.containers_dir = state_dir / "containers"
         self.containers_dir.mkdir(parents=True, exist_ok=True)
         self.runc_root = runc_root
+        # The shims' attach sockets: short paths (a unix socket's is at most 107 bytes; a
+        # bundle's is longer), root only like the bundles.
+        self.attach_dir = runc_root.parent / "attach"
         self.runc = runc
         self.python = python
         self.sandboxes = SandboxManager(state_dir=state_dir, network=network, runner=self.runner)
@@ -348,9 +353,10 @@ class RuncRuntime:
                         "createdAt": _now(),
                         "warnings": warnings,
                         "annotations": dict(annotations or {}),
+                        "stdio": _stdio(container),
                     },
                 )
-                await self._spawn_shim(cid, bundle)
+                await self._spawn_shim(cid, bundle, container)
             except BaseException:
                 await self._runc("delete", "--force", cid)
                 await asyncio.to_thread(shutil.rmtree, bundle, True)
@@ -395,8 +401,30 @@ class RuncRuntime:
         ]
         return config, warnings
 
-    async def _spawn_shim(self, cid: ContainerID, bundle: Path) -> None:
+    def attach_socket(self, cid: ContainerID) -> Path | None:
+        """Where the container's shim serves attach (None: its stdio is not kept — it was
+        started without ``stdin`` or ``tty``, its output goes straight to the log)."""
+        if not self._meta(cid).get("stdio"):
+            return None
+        digest = hashlib.sha256(cid.encode()).hexdigest()[:32]
+        return self.attach_dir / f"{digest}.sock"
+
+    async def _spawn_shim(
+        self, cid: ContainerID, bundle: Path, container: ContainerSpec | None = None
+    ) -> None:
         env = host_env()
+        stdio: list[str] = []
+        if container is not None and _stdio(container):
+            self.attach_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.attach_dir, 0o700)
+            sock = self.attach_socket(cid)
+            assert sock is not None
+            stdio = [
+                "--stdio", _stdio(container),
+                "--attach", str(sock),
+                "--console", str(sock.with_suffix(".console")),
+                "--stdin-once", "yes" if container.stdin_once else "no",
+            ]  # fmt: skip
         argv = [
             self.python,
             "-S",  # no site-packages: the shim is standard library only
@@ -413,6 +441,7 @@ class RuncRuntime:
             str(bundle / "container.log"),
             "--exit",
             str(bundle / "exit.json"),
+            *stdio,
         ]
         result = await self.runner.run(argv, env=env)
         if not result.ok:
@@ -490,6 +519,10 @@ class RuncRuntime:
             result = await self._runc("delete", "--force", cid)
             if not result.ok and b"does not exist" not in result.stderr:
                 raise ContainerError(f"runc delete {cid}: {result.describe()}")
+            with contextlib.suppress(ContainerNotFound, OSError):
+                sock = self.attach_socket(cid)
+                if sock is not None:
+                    sock.unlink(missing_ok=True)
             await asyncio.to_thread(shutil.rmtree, self._dir(cid), True)
 
     async def exec_in_container(
@@ -652,6 +685,12 @@ class RuncRuntime:
                 return fh.read()
         except FileNotFoundError as exc:
             raise ContainerNotFound(f"no log for container {cid}") from exc
+
+
+def _stdio(container: ContainerSpec) -> str:
+    """How the shim keeps the container's stdio: a terminal, pipes (an open stdin), or not
+    at all ("": output straight to the log file)."""
+    return "tty" if container.tty else "pipe" if container.stdin else ""
 
 
 def _sandbox_status(record: SandboxRecord) -> SandboxStatus:

@@ -22,12 +22,27 @@ shim's CPU time. Whatever is needed once the container runs is imported then.)
 
 The shim outlives the agent: an agent restart finds running containers via ``runc`` and their
 exit codes in the exit files. Standard library only.
+
+Containers started with ``stdin`` or ``tty`` (``--stdio pipe|tty``) keep their stdio in the
+shim instead: with ``tty``, runc hands the pseudo-terminal's master over ``--console``
+(``runc create --console-socket``); with ``pipe``, the container's stdin, stdout and stderr
+are pipes the shim holds. Either way the shim copies the output to the log file and serves
+``pods/attach`` on the unix socket ``--attach``: any number of clients, each frame one
+channel byte (0 stdin, 1 stdout, 2 stderr, 4 resize as ``{"Width": w, "Height": h}``, 255
+close, data = the channel that ended), a 4-byte big-endian length and the data.
+``--stdin-once yes`` closes the container's stdin when the first attached client is done
+with it (``stdinOnce``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+# Not typing.TYPE_CHECKING: importing typing costs the shim milliseconds (mypy honours the name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -146,6 +161,7 @@ def _wait_for(pid: int, *, reaper: bool) -> tuple[int | None, str | None]:
 
 
 _OPTIONS = ("runc", "root", "bundle", "id", "log", "exit")
+_OPTIONAL = ("stdio", "attach", "console", "stdin-once")
 
 
 def _parse(argv: list[str]) -> dict[str, str] | None:
@@ -154,10 +170,17 @@ def _parse(argv: list[str]) -> dict[str, str] | None:
         return None
     found = {"runc": "runc"}
     for flag, value in zip(argv[::2], argv[1::2], strict=True):
-        if not flag.startswith("--") or flag[2:] not in _OPTIONS:
+        if not flag.startswith("--") or flag[2:] not in _OPTIONS + _OPTIONAL:
             return None
         found[flag[2:]] = value
-    return found if all(o in found for o in _OPTIONS) else None
+    if not all(o in found for o in _OPTIONS):
+        return None
+    stdio = found.get("stdio", "")
+    if stdio not in ("", "pipe", "tty") or (stdio and "attach" not in found):
+        return None
+    if stdio == "tty" and "console" not in found:
+        return None
+    return found
 
 
 def _await_verdict(read_end: int) -> int:
@@ -170,6 +193,320 @@ def _await_verdict(read_end: int) -> int:
         return 0
     print(rest if kind == "error" and rest else "shim died before reporting", file=sys.stderr)
     return 1
+
+
+# --- stdio of containers started with stdin or tty (pods/attach) -------------------------------
+
+OUTPUT_DRAIN_SECONDS = 2.0
+"""How long output is still copied after the container's process ended (a background child
+may hold its stdout open; its output past this is not waited for)."""
+FRAME_LIMIT = 1 << 20
+CLIENT_SEND_SECONDS = 5.0
+"""A client that does not take its output for this long is dropped (the container must not
+stall behind a stuck reader)."""
+CH_STDIN, CH_STDOUT, CH_STDERR, CH_RESIZE, CH_CLOSE = 0, 1, 2, 4, 255
+
+
+def _spawn_pipes(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
+    pid = os.posix_spawnp(
+        argv[0],
+        argv,
+        os.environ,
+        file_actions=[
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+        ],
+    )
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _create_with_pipes(create: list[str], log_fd: int) -> tuple[int, StdioHolder | None]:
+    """``runc create`` passes its own stdio to the container: pipes whose other ends the
+    shim keeps (descriptors from os.pipe are close-on-exec: only the dup2'd ends pass)."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        rc = _spawn_pipes(create, in_r, out_w, err_w)
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    if rc != 0:
+        for fd in (in_w, out_r, err_r):
+            os.close(fd)
+        return rc, None
+    holder = StdioHolder(
+        master=None, outputs=[(CH_STDOUT, out_r), (CH_STDERR, err_r)], log_fd=log_fd, stdin=in_w
+    )
+    return rc, holder
+
+
+def _create_with_console(
+    create: list[str], console: str, devnull: int, log_fd: int
+) -> tuple[int, int | None]:
+    """``runc create --console-socket``: runc sends the terminal's master end over the socket
+    while it creates the container; the exit status and the master (None if none came)."""
+    import socket  # noqa: PLC0415 - only for tty containers
+
+    with _Suppress(FileNotFoundError):
+        os.unlink(console)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(console)
+    os.chmod(console, 0o600)
+    server.listen(1)
+    server.settimeout(0.05)
+    argv = [*create[:-1], "--console-socket", console, create[-1]]
+    pid = os.posix_spawnp(
+        argv[0],
+        argv,
+        os.environ,
+        file_actions=[
+            (os.POSIX_SPAWN_DUP2, devnull, 0),
+            (os.POSIX_SPAWN_DUP2, log_fd, 1),
+            (os.POSIX_SPAWN_DUP2, log_fd, 2),
+        ],
+    )
+    master: int | None = None
+    rc: int | None = None
+    try:
+        while master is None or rc is None:
+            if master is None:
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    conn = None
+                if conn is not None:
+                    with conn:
+                        conn.settimeout(5.0)
+                        _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+                        master = fds[0] if fds else None
+            if rc is None:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    rc = os.waitstatus_to_exitcode(status)
+                    server.settimeout(0.5)  # a connection made just before runc ended
+                    if master is None:
+                        try:
+                            conn, _ = server.accept()
+                        except TimeoutError:
+                            break
+                        with conn:
+                            conn.settimeout(5.0)
+                            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+                            master = fds[0] if fds else None
+    finally:
+        server.close()
+        with _Suppress(FileNotFoundError):
+            os.unlink(console)
+    return (rc if rc is not None else 1), master
+
+
+class _Suppress:
+    """contextlib.suppress without importing contextlib (start-up cost)."""
+
+    def __init__(self, *errors: type[BaseException]) -> None:
+        self.errors = errors
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, self.errors)
+
+
+class StdioHolder:
+    """The container's stdio kept by the shim: output to the log and to every attached
+    client, input from attached clients (see the module docstring for the frames)."""
+
+    def __init__(
+        self,
+        *,
+        master: int | None,
+        outputs: list[tuple[int, int]],
+        log_fd: int,
+        stdin: int | None = None,
+    ) -> None:
+        import threading  # noqa: PLC0415 - after the container was created
+
+        self.master = master
+        self.outputs = outputs
+        self.log_fd = log_fd
+        self.stdin = master if master is not None else stdin
+        self.clients: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.stdin_lock = threading.Lock()
+        self.stdin_once = False
+        self.stdin_used = False
+        self.done = threading.Event()
+        self.listener: socket.socket | None = None
+        self.path = ""
+
+    def serve(self, path: str, *, stdin_once: bool) -> None:
+        import socket  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+
+        self.stdin_once = stdin_once
+        self.path = path
+        with _Suppress(FileNotFoundError):
+            os.unlink(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._copy_output, daemon=True).start()
+
+    def finish(self, seconds: float) -> None:
+        """After the container's process ended: let the output drain, then hang up."""
+        self.done.wait(seconds)
+        with _Suppress(FileNotFoundError):
+            os.unlink(self.path)
+        if self.listener is not None:
+            with _Suppress(OSError):
+                self.listener.close()
+        with self.lock:
+            clients, self.clients = self.clients, []
+        for client in clients:
+            with _Suppress(OSError):
+                client.close()
+
+    def _accept(self) -> None:
+        import threading  # noqa: PLC0415
+
+        assert self.listener is not None
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            client.settimeout(CLIENT_SEND_SECONDS)
+            with self.lock:
+                self.clients.append(client)
+            threading.Thread(target=self._client_input, args=(client,), daemon=True).start()
+
+    def _broadcast(self, channel: int, data: bytes) -> None:
+        frame = bytes([channel]) + len(data).to_bytes(4, "big") + data
+        with self.lock:
+            clients = list(self.clients)
+        for client in clients:
+            try:
+                client.sendall(frame)
+            except OSError:
+                self._drop(client)
+
+    def _drop(self, client: socket.socket) -> None:
+        with self.lock:
+            if client in self.clients:
+                self.clients.remove(client)
+        with _Suppress(OSError):
+            client.close()
+
+    def _copy_output(self) -> None:
+        import selectors  # noqa: PLC0415
+
+        selector = selectors.DefaultSelector()
+        for channel, fd in self.outputs:
+            selector.register(fd, selectors.EVENT_READ, channel)
+        open_fds = len(self.outputs)
+        while open_fds:
+            for key, _ in selector.select():
+                try:
+                    data = os.read(key.fd, 32 * 1024)
+                except OSError:  # EIO: every holder of the terminal's other end closed it
+                    data = b""
+                if not data:
+                    selector.unregister(key.fd)
+                    open_fds -= 1
+                    continue
+                _write_all(self.log_fd, data)
+                self._broadcast(key.data, data)
+        self.done.set()
+
+    def _client_input(self, client: socket.socket) -> None:
+        try:
+            while (frame := _read_frame(client)) is not None:
+                channel, data = frame
+                if channel == CH_STDIN:
+                    self._write_stdin(data)
+                elif channel == CH_CLOSE and data[:1] == bytes([CH_STDIN]):
+                    self._client_stdin_done()
+                elif channel == CH_RESIZE:
+                    self._resize(data)
+        except OSError:
+            pass
+        finally:
+            self._drop(client)
+            self._client_stdin_done()
+
+    def _write_stdin(self, data: bytes) -> None:
+        with self.stdin_lock:
+            self.stdin_used = True
+            if self.stdin is not None:
+                with _Suppress(OSError):
+                    _write_all(self.stdin, data)
+
+    def _client_stdin_done(self) -> None:
+        """stdinOnce: the container's stdin ends with the first session that used it (a
+        terminal has no end of input but the ^D its user types: it stays)."""
+        with self.stdin_lock:
+            once = self.stdin_once and self.stdin_used and self.master is None
+            if once and self.stdin is not None:
+                with _Suppress(OSError):
+                    os.close(self.stdin)
+                self.stdin = None
+
+    def _resize(self, data: bytes) -> None:
+        import fcntl  # noqa: PLC0415
+        import json  # noqa: PLC0415
+        import struct  # noqa: PLC0415
+        import termios  # noqa: PLC0415
+
+        if self.master is None or len(data) > 256:
+            return
+        try:
+            size = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(size, dict):
+            return
+        width, height = size.get("Width"), size.get("Height")
+        if not all(isinstance(v, int) and 0 < v < 65536 for v in (width, height)):
+            return
+        with _Suppress(OSError):
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exactly(client: socket.socket, n: int) -> bytes | None:
+    chunks = b""
+    while len(chunks) < n:
+        try:
+            chunk = client.recv(n - len(chunks))
+        except TimeoutError:
+            continue  # an idle client: input comes when its user types
+        if not chunk:
+            return None
+        chunks += chunk
+    return chunks
+
+
+def _read_frame(client: socket.socket) -> tuple[int, bytes] | None:
+    header = _read_exactly(client, 5)
+    if header is None:
+        return None
+    length = int.from_bytes(header[1:], "big")
+    if length > FRAME_LIMIT:
+        return None
+    data = _read_exactly(client, length) if length else b""
+    return None if data is None else (header[0], data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,17 +533,33 @@ def main(argv: list[str] | None = None) -> int:
         args["runc"], "--root", args["root"], "--log", runc_log, "--log-format", "json",
         "create", "--bundle", bundle, "--pid-file", pid_file, args["id"],
     ]  # fmt: skip
+    stdio = args.get("stdio", "")
+    io: StdioHolder | None = None
     try:
-        rc = _spawn(create, stdin=devnull, output=log_fd)
+        if stdio == "tty":
+            rc, master = _create_with_console(create, args["console"], devnull, log_fd)
+            if master is not None:
+                io = StdioHolder(master=master, outputs=[(1, master)], log_fd=log_fd)
+        elif stdio == "pipe":
+            rc, io = _create_with_pipes(create, log_fd)
+        else:
+            rc = _spawn(create, stdin=devnull, output=log_fd)
     except OSError as exc:
         _report(write_end, f"error cannot run {args['runc']}: {exc.strerror or exc}")
         os._exit(0)
-    os.close(log_fd)
+    if io is None:
+        os.close(log_fd)
     if rc != 0:
         _report(write_end, f"error {_runc_error(runc_log)}")
         os._exit(0)
+    if stdio and io is None:
+        _report(write_end, "error runc did not hand over the container's terminal")
+        os._exit(0)
     with open(pid_file) as fh:
         pid = int(fh.read().strip())
+    if io is not None:
+        # Listening before the verdict: the container can be attached to once it starts.
+        io.serve(args["attach"], stdin_once=args.get("stdin-once") == "yes")
     # Our own pid goes with the verdict: the runtime tells "the exit is being recorded" (the
     # shim still lives) from "no exit will ever be recorded" (the shim is gone) by it.
     shim = os.getpid()
@@ -215,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         f'ok {{"ok": true, "pid": {pid}, "shim": {shim}, "subreaper": {str(reaper).lower()}}}',
     )
     code, sig = _wait_for(pid, reaper=reaper)
+    if io is not None:
+        io.finish(OUTPUT_DRAIN_SECONDS)
     import datetime  # noqa: PLC0415 - after the container ended
 
     _write_atomic(

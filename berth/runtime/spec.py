@@ -107,6 +107,12 @@ class ContainerSpec:
     volume_mounts: tuple[VolumeMount, ...] = ()
     ports: tuple[PortMapping, ...] = ()
     image_pull_policy: str = "IfNotPresent"
+    # stdio kept for pods/attach (see berth.runtime.shim): a terminal, or an open stdin
+    stdin: bool = False
+    stdin_once: bool = False
+    tty: bool = False
+    # an ephemeral container's targetContainerName: it joins that container's pid namespace
+    target_pid_namespace: str = ""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from berth.api.meta import format_time
 from berth.api.resources import NODES, PODDISRUPTIONBUDGETS, PODS
 from berth.api.selectors import SelectorError, label_selector_from_object
 from berth.client import errors
-from berth.client.interface import ApiClient, bind
+from berth.client.interface import ApiClient, Obj, bind
 from berth.client.keys import ObjectKey
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
@@ -458,16 +458,11 @@ class Scheduler:
                 " priority pod",
                 "lastTransitionTime": format_time(self.clock.now()),
             }
-            current = [
-                dict(c)
-                for c in (victim.get("status") or {}).get("conditions") or ()
-                if c.get("type") != "DisruptionTarget"
-            ]
             try:
                 await self.client.patch(
                     PODS,
                     name(victim),
-                    {"status": {"conditions": [*current, cond]}},
+                    _with_condition(victim, cond),
                     namespace=namespace(victim),
                     subresource="status",
                 )
@@ -526,16 +521,11 @@ class Scheduler:
             "lastProbeTime": None,
             "lastTransitionTime": format_time(self.clock.now()),
         }
-        current = [
-            dict(c)
-            for c in (pod.get("status") or {}).get("conditions") or ()
-            if c.get("type") != "PodScheduled"
-        ]
         try:
             await self.client.patch(
                 PODS,
                 name(pod),
-                {"status": {"conditions": [*current, cond]}},
+                _with_condition(pod, cond),
                 namespace=namespace(pod),
                 subresource="status",
             )
@@ -584,3 +574,14 @@ def _scaled(value: Any, total: int) -> int:
         except ValueError:
             return total
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _with_condition(pod: Frozen, cond: Obj) -> Obj:
+    """A status merge patch replacing ``pod``'s condition of ``cond``'s type with ``cond``
+    (a merge patch replaces the whole list, so the other conditions are carried along)."""
+    kept = [
+        dict(c)
+        for c in (pod.get("status") or {}).get("conditions") or ()
+        if c.get("type") != cond["type"]
+    ]
+    return {"status": {"conditions": [*kept, cond]}}

@@ -1,18 +1,21 @@
 """The berth bundle: a prebuilt site-packages tree of ``berth`` and its runtime dependencies.
 
-Hosts run Debian 12's ``python3`` (3.11, no pip, no venv). Instead of installing packages there,
-the operator builds one plain tar once: the binary wheels of the host-side dependencies for
-CPython 3.11 on manylinux x86_64 (pinned to the versions installed next to this provisioner, so
-hosts run what the tests ran), unpacked with ``pip install --target``, plus the ``berth`` package
-itself and a minimal ``berth-<version>.dist-info`` (so ``berth.__version__`` on a host is the
-release it was shipped as, not ``0.0.0+unknown``), all compiled to ``.pyc`` (the same bytecode
-magic as the host's 3.11). The tar is
+Hosts run their release's own ``python3`` (Debian 12: 3.11, Debian 13: 3.13; no pip, no venv:
+:mod:`provisioner.platforms`). Instead of installing packages there, the operator builds one
+plain tar per host Python ABI in the cluster: the binary wheels of the host-side dependencies
+for that CPython on manylinux x86_64 (pinned to the versions installed next to this provisioner,
+so hosts run what the tests ran), unpacked with ``pip install --target``, plus the ``berth``
+package itself and a minimal ``berth-<version>.dist-info`` (so ``berth.__version__`` on a host is
+the release it was shipped as, not ``0.0.0+unknown``). The tar for the operator's own Python
+version is compiled to ``.pyc`` here (the same bytecode magic as the host's); for another
+version the host compiles on first import. Every ABI's tar carries the same id (sources, pins,
+format), so a cluster of mixed releases runs one berth version. The tar is
 streamed over SSH and unpacked into ``/opt/berth/versions/<id>/`` (``<id>`` =
 ``<version>-<hash>``), which is measured as the fastest way from bare host to imports-ok.
 
-Bundles are cached under ``<cache>/bundles/<id>.tar.gz``; the hash covers the ``berth`` sources, the
-pinned requirements, the target platform and the bundle format, so a source edit makes a new id
-and an unchanged tree reuses the cached tar without touching the network.
+Bundles are cached under ``<cache>/bundles/<id>-<abi>.tar.gz``; the hash covers the ``berth``
+sources, the pinned requirements, the wheel platform tags and the bundle format, so a source
+edit makes a new id and an unchanged tree reuses the cached tar without touching the network.
 
 Run from a git checkout, the bundle holds the *committed* ``berth`` (``git archive HEAD:berth``):
 work in progress in the tree is never shipped to hosts by accident, and the id changes only with
@@ -41,13 +44,14 @@ from pathlib import Path
 import berth
 from berth.apiserver.openapi import definitions
 from provisioner.errors import ProvisionerError
+from provisioner.platforms import SUPPORTED, Platform
 
-BUNDLE_FORMAT = 4  # 2: carries berth's dist-info; 3: gzip-compressed; 4: Kubernetes schemas
+BUNDLE_FORMAT = 5  # 2: berth's dist-info; 3: gzip; 4: Kubernetes schemas; 5: one tar per ABI
 SUFFIX = ".tar.gz"
 """Bundles are gzip-compressed tars: a third of the bytes to every host (measured: 38.9 MB ->
 11.4 MB; compressing once costs ~1 s, unpacking on a host ~0.2 s)."""
-HOST_PYTHON = "3.11"
-HOST_ABI = "cp311"
+DEFAULT_PLATFORM = SUPPORTED[0]
+"""The platform of a bundle asked for without naming one (a host's own is preferred)."""
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
 RUNTIME_REQUIREMENTS = (
     "aiohttp",
@@ -81,6 +85,7 @@ class Bundle:
 
     id: str
     path: Path
+    abi: str = DEFAULT_PLATFORM.abi
 
     @property
     def size(self) -> int:
@@ -148,9 +153,7 @@ def committed_tree(root: Path | None = None) -> str | None:
 def bundle_id(*, version: str, source: Path | None = None, pins: tuple[str, ...] = ()) -> str:
     """``<version>-<hash12>``: the hash covers sources, pins, platform and format."""
     root = source or source_root()
-    digest = hashlib.sha256(
-        f"{BUNDLE_FORMAT}\0{HOST_ABI}\0{','.join(PLATFORMS)}\0{','.join(pins)}\0".encode()
-    )
+    digest = hashlib.sha256(f"{BUNDLE_FORMAT}\0{','.join(PLATFORMS)}\0{','.join(pins)}\0".encode())
     digest.update(f"{schema_pin()}\0".encode())
     tree = committed_tree(root)
     if tree is not None:
@@ -162,24 +165,26 @@ def bundle_id(*, version: str, source: Path | None = None, pins: tuple[str, ...]
     return f"{version}-{digest.hexdigest()[:12]}"
 
 
-def _pip_install(target: Path, pins: tuple[str, ...]) -> None:
+def _pip_install(target: Path, pins: tuple[str, ...], platform: Platform) -> None:
     argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--target", str(target), "--only-binary=:all:", "--python-version", HOST_PYTHON,
-            "--implementation", "cp", "--abi", HOST_ABI, "--no-compile"]  # fmt: skip
-    for platform in PLATFORMS:
-        argv += ["--platform", platform]
+            "--target", str(target), "--only-binary=:all:",
+            "--python-version", platform.python_version, "--implementation", "cp",
+            "--abi", platform.abi, "--no-compile"]  # fmt: skip
+    for tag in PLATFORMS:
+        argv += ["--platform", tag]
     result = subprocess.run([*argv, *pins], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = (result.stderr.strip() or result.stdout.strip())[-600:]
         raise BundleError(
-            f"building the berth bundle: pip could not fetch the host wheels ({tail})",
+            f"building the berth bundle for CPython {platform.python_version} ({platform.name}):"
+            f" pip could not fetch the host wheels ({tail})",
             hint="check that PyPI (or the pip cache) is reachable from this machine",
         )
 
 
 def _compile(site: Path) -> None:
-    # The operator's CPython 3.11 writes the same bytecode the hosts' 3.11 reads; shipping the
-    # .pyc saves every host compiling on first start (measured: ~0.3 s per component start).
+    # The operator's CPython writes the same bytecode a host of the same version reads; shipping
+    # the .pyc saves every host compiling on first start (measured: ~0.3 s per component start).
     result = subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "-j", "0", str(site)],
         capture_output=True, text=True, check=False,
@@ -202,26 +207,39 @@ def _write_tar(site: Path, out: Path) -> None:
     tmp.replace(out)
 
 
-def build_bundle(cache_dir: Path, *, version: str, ident: str | None = None) -> Bundle:
-    """The bundle for ``version`` of the current sources: cached, or built now (a few seconds,
-    needs PyPI or a warm pip cache once per dependency set). ``ident``: a precomputed id."""
+def bundle_path(cache_dir: Path, ident: str, platform: Platform = DEFAULT_PLATFORM) -> Path:
+    """Where the tar of bundle ``ident`` for ``platform``'s Python ABI is cached."""
+    return cache_dir / "bundles" / f"{ident}-{platform.abi}{SUFFIX}"
+
+
+def build_bundle(
+    cache_dir: Path,
+    *,
+    version: str,
+    ident: str | None = None,
+    platform: Platform = DEFAULT_PLATFORM,
+) -> Bundle:
+    """The bundle for ``version`` of the current sources and ``platform``'s Python: cached, or
+    built now (a few seconds, needs PyPI or a warm pip cache once per dependency set and ABI).
+    ``ident``: a precomputed id."""
     pins = pinned_requirements()
     ident = ident or bundle_id(version=version, pins=pins)
-    out = cache_dir / "bundles" / f"{ident}{SUFFIX}"
+    out = bundle_path(cache_dir, ident, platform)
     if out.exists():
-        return Bundle(ident, out)
+        return Bundle(ident, out, platform.abi)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="berth-bundle-", dir=out.parent) as scratch:
         site = Path(scratch) / "site"
-        _pip_install(site, pins)
+        _pip_install(site, pins, platform)
         shutil.rmtree(site / "bin", ignore_errors=True)
         _copy_sources(site / "berth")
         write_schemas(site / "berth")
         write_dist_info(site, version)
-        _compile(site)
+        if sys.version_info[:2] == platform.python:
+            _compile(site)
         _write_tar(site, out)
     _prune(out.parent, keep=out.name)
-    return Bundle(ident, out)
+    return Bundle(ident, out, platform.abi)
 
 
 def write_schemas(package: Path) -> Path:
@@ -267,8 +285,9 @@ def _copy_sources(target: Path) -> None:
         tar.extractall(target, filter="data")
 
 
-def _prune(directory: Path, *, keep: str, retain: int = 3) -> None:
-    """Keep the ``retain`` most recent bundles (a cache, not an archive)."""
+def _prune(directory: Path, *, keep: str, retain: int = 3 * len(SUPPORTED)) -> None:
+    """Keep the ``retain`` most recent bundle tars (a cache, not an archive: about the last
+    three versions, each for every ABI)."""
     bundles = sorted(directory.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in bundles[retain:]:
         if old.name != keep:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.artifacts import depends
+from provisioner.artifacts import aptroot, depends
 from provisioner.errors import OperationError
 from provisioner.operations.packages import Deb
 
@@ -39,8 +39,10 @@ class Candidate:
         return f"{self.name}_{self.version.replace(':', '%3a')}_{self.arch}.deb"
 
 
-def _apt(*argv: str, cwd: Path | None = None) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False)
+def _apt(*argv: str, cwd: Path | None = None, options: depends.AptOptions = ()) -> str:
+    done = subprocess.run(
+        [argv[0], *options, *argv[1:]], capture_output=True, text=True, cwd=cwd, check=False
+    )
     if done.returncode != 0:
         raise OperationError(
             f"{' '.join(argv)} failed on this machine (exit {done.returncode}): "
@@ -61,10 +63,10 @@ def _sha256(path: Path) -> str:
 APT_CACHE = Path("/var/cache/apt/pkgcache.bin")
 
 
-def _apt_generation() -> str:
+def _apt_generation(stamp: Path = APT_CACHE) -> str:
     """Changes whenever apt's package lists change (``apt-get update``)."""
     try:
-        stat = APT_CACHE.stat()
+        stat = stamp.stat()
     except FileNotFoundError:
         return "none"
     return f"{stat.st_mtime_ns}:{stat.st_size}"
@@ -75,14 +77,36 @@ class DebCache:
 
     apt's answers (dependency closures, candidate versions) are memoised in ``index.json`` for
     as long as apt's package lists are unchanged, so a no-op run does not spend ~0.5 s per query.
+
+    ``release``: the Debian codename whose packages are wanted (a host's own); another release
+    than this machine's is served by a private apt (:mod:`provisioner.artifacts.aptroot`) kept
+    under the cache's parent, with its own index. The files of every release share the
+    directory: their names carry the version.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, release: str = "") -> None:
         self.root = root
+        self.release = "" if release == aptroot.machine_codename() else release
+        self._options: depends.AptOptions | None = None
+
+    @property
+    def options(self) -> depends.AptOptions:
+        """apt's options for the release (fetching its lists the first time)."""
+        if self._options is None:
+            self._options = aptroot.apt_options(self.root.parent, self.release)
+        return self._options
+
+    def _generation(self) -> str:
+        if not self.release:
+            return _apt_generation()
+        return (
+            f"{self.release}:{_apt_generation(self.root.parent / 'apt' / self.release / 'updated')}"
+        )
 
     def _memo(self, key: str, compute: Callable[[], Any]) -> Any:
-        index_path = self.root / "index.json"
-        generation = _apt_generation()
+        index_path = self.root / (f"index-{self.release}.json" if self.release else "index.json")
+        self.options  # noqa: B018 (a release's lists exist before its generation is read)
+        generation = self._generation()
         with _lock:
             try:
                 index = json.loads(index_path.read_text())
@@ -110,13 +134,13 @@ class DebCache:
     def resolve(self, names: Sequence[str], installed: Mapping[str, str | None]) -> list[str]:
         """``names`` plus the dependencies the host lacks; an ``A | B`` dependency is met by
         either alternative (see :mod:`provisioner.artifacts.depends`)."""
-        return depends.missing(names, installed)
+        return depends.missing(names, installed, options=self.options)
 
     def candidate(self, name: str) -> Candidate:
         """The version apt would download for ``name``."""
 
         def ask() -> list[str]:
-            out = _apt("apt-cache", "show", "--no-all-versions", name)
+            out = _apt("apt-cache", "show", "--no-all-versions", name, options=self.options)
             fields = dict(re.findall(r"^(Package|Version|Architecture): (.+)$", out, re.M))
             return [fields["Package"], fields["Version"], fields["Architecture"]]
 
@@ -136,7 +160,14 @@ class DebCache:
                     )
                 path = self.root / candidate.filename
                 if not path.exists():
-                    _apt("apt-get", "download", "-q", f"{name}={candidate.version}", cwd=self.root)
+                    _apt(
+                        "apt-get",
+                        "download",
+                        "-q",
+                        f"{name}={candidate.version}",
+                        cwd=self.root,
+                        options=self.options,
+                    )
                 if not path.exists():
                     raise OperationError(f"apt-get download {name} did not produce {path.name}")
                 debs.append(Deb(name, candidate.version, _sha256(path), path))

@@ -44,20 +44,24 @@ def parse_depends(output: str) -> dict[str, list[Group]]:
     return out
 
 
-_known: dict[str, tuple[Group, ...]] = {}
+AptOptions = tuple[str, ...]
+"""Options of every apt call for one release (:func:`provisioner.artifacts.aptroot.apt_options`;
+empty: this machine's own)."""
+
+_known: dict[tuple[AptOptions, str], tuple[Group, ...]] = {}
 _known_lock = threading.Lock()  # every host's plan walks at once: one apt-cache run serves all
 
 
-def prefetch(names: Sequence[str]) -> None:
+def prefetch(names: Sequence[str], options: AptOptions = ()) -> None:
     """Learn the dependencies of every name in ``names`` not known yet, in one ``apt-cache``
     run (it loads the whole package cache each time: ~0.1 s, so one run per package made a
     walk take seconds)."""
     with _known_lock:
-        wanted = sorted({n for n in names if n not in _known})
+        wanted = sorted({n for n in names if (options, n) not in _known})
         if not wanted:
             return
         done = subprocess.run(
-            ["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
+            ["apt-cache", *options, "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
              "--no-breaks", "--no-replaces", "--no-enhances", *wanted],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -69,26 +73,29 @@ def prefetch(names: Sequence[str]) -> None:
             )
         parsed = parse_depends(done.stdout)
         for name in wanted:
-            _known[name] = tuple(parsed.get(name, []))
+            _known[options, name] = tuple(parsed.get(name, []))
 
 
-def _prefetch_walk(names: Sequence[str], installed: Mapping[str, str | None]) -> None:
+def _prefetch_walk(
+    names: Sequence[str], installed: Mapping[str, str | None], options: AptOptions
+) -> None:
     """Learn, level by level, every package the walk below may visit: one apt-cache run per
     level of the dependency tree instead of one per package (each run takes ~0.5 s)."""
     frontier = set(names)
     while frontier:
-        prefetch(sorted(frontier))
+        prefetch(sorted(frontier), options)
         frontier = {
             group[0]
             for name in frontier
-            for group in _known[name]
-            if group[0] not in _known and not any(installed.get(a) is not None for a in group)
+            for group in _known[options, name]
+            if (options, group[0]) not in _known
+            and not any(installed.get(a) is not None for a in group)
         }
 
 
-def _apt_depends(name: str) -> tuple[Group, ...]:
-    prefetch([name])
-    return _known[name]
+def _apt_depends(name: str, options: AptOptions = ()) -> tuple[Group, ...]:
+    prefetch([name], options)
+    return _known[options, name]
 
 
 _depends: Callable[[str], Sequence[Group]] = _apt_depends
@@ -100,9 +107,10 @@ def missing(
     installed: Mapping[str, str | None],
     *,
     depends: Callable[[str], Sequence[Group]] | None = None,
+    options: AptOptions = (),
 ) -> list[str]:
     """``names`` plus the dependencies the host lacks (``depends``: a package's dependency
-    groups; this machine's apt by default)."""
+    groups; by default apt's, for the release of ``options``)."""
     if all(installed.get(name) is not None for name in names):
         # dpkg installed them with their dependencies, so there is nothing to walk. This keeps a
         # no-op apply free of apt-cache calls (seconds per run). A newer candidate that adds a
@@ -110,7 +118,11 @@ def missing(
         return list(names)
     lookup = _depends if depends is None else depends
     if lookup is _apt_depends:
-        _prefetch_walk(names, installed)
+        _prefetch_walk(names, installed, options)
+
+        def lookup(name: str) -> Sequence[Group]:
+            return _apt_depends(name, options)
+
     chosen: list[str] = []
     todo = list(names)
     while todo:

@@ -10,6 +10,7 @@ import typer
 
 from provisioner.errors import LabError
 from provisioner.lab import Lab, ensure_rootfs, list_labs
+from provisioner.lab.rootfs import default_recipe, parse_releases
 from provisioner.lab.system import ip_forward_enabled
 
 lab_app = typer.Typer(
@@ -30,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
 
 @lab_app.command()
-def up(
+def up(  # noqa: PLR0917 (typer: every option is a parameter)
     count: Annotated[int, typer.Argument(help="Number of hosts.")] = 3,
     name: NameOption = "demo",
     subnet: Annotated[
@@ -40,11 +41,24 @@ def up(
     hybrid_cgroups: Annotated[
         bool, typer.Option(help="Boot hosts on cgroup v1 (lets runc inside enforce limits).")
     ] = False,
+    release: Annotated[
+        str | None,
+        typer.Option(
+            help="Debian release of the hosts: one for all (trixie), or counts in host order"
+            " (bookworm:2,trixie:1). Default: bookworm."
+        ),
+    ] = None,
 ) -> None:
     """Boot COUNT hosts n1..nCOUNT and write the lab's cluster spec."""
     lab = Lab(name)
     started = time.monotonic()
-    lab.up(count, subnet_cidr=subnet, replace=replace, unified_cgroups=not hybrid_cgroups)
+    lab.up(
+        count,
+        subnet_cidr=subnet,
+        replace=replace,
+        unified_cgroups=not hybrid_cgroups,
+        releases=parse_releases(release, count),
+    )
     typer.echo(
         f"lab {lab.name}: {count} host(s) up in {time.monotonic() - started:.1f}s "
         f"(boot to sshd {lab.boot_seconds or 0:.2f}s)"
@@ -90,9 +104,11 @@ def ssh(
 
 
 @lab_app.command()
-def rootfs() -> None:
-    """Build the shared host rootfs (debootstrap) unless it is cached already."""
-    result = ensure_rootfs()
+def rootfs(
+    release: Annotated[str, typer.Option(help="Debian release (bookworm or trixie).")] = "bookworm",
+) -> None:
+    """Build the shared host rootfs of a release (debootstrap) unless it is cached already."""
+    result = ensure_rootfs(default_recipe(parse_releases(release, 1)[0]))
     how = f"built in {result.seconds:.1f}s" if result.built else "cached"
     typer.echo(f"rootfs {result.path} ({how})")
 
@@ -139,13 +155,14 @@ def _print_status(lab: Lab) -> None:
         raise LabError(f"no lab named {lab.name!r}", hint=f"berth lab up --name {lab.name}")
     state = lab.state
     typer.echo(f"lab {lab.name}: subnet {state.subnet}, bridge {state.bridge} ({state.gateway})")
-    typer.echo(f"{'HOST':<6}{'ADDRESS':<16}{'STATE':<10}{'SSHD':<6}PID")
+    typer.echo(f"{'HOST':<6}{'ADDRESS':<16}{'RELEASE':<10}{'STATE':<10}{'SSHD':<6}PID")
     for item in lab.status():
         condition = "stopped"
         if item.running:
             condition = "frozen" if item.frozen else "cut" if item.cut else "running"
         typer.echo(
-            f"{item.host.name:<6}{item.host.address:<16}{condition:<10}"
+            f"{item.host.name:<6}{item.host.address:<16}"
+            f"{state.hosts[item.host.name].release:<10}{condition:<10}"
             f"{'yes' if item.sshd else 'no':<6}{item.pid or '-'}"
         )
     for a, b in state.partitions:

@@ -15,6 +15,7 @@ from provisioner.artifacts.berth_bundle import (
     Bundle,
     build_bundle,
     bundle_id,
+    bundle_path,
     pinned_requirements,
 )
 from provisioner.cli.locking import WaitLockOption, cluster_locked
@@ -150,7 +151,7 @@ def _upgrade(
     cache = cache_dir()
     # the id is known without building: the skew check refuses before pip or any upload
     ident = bundle_id(version=version, pins=pinned_requirements())
-    planned = Bundle(ident, cache / "bundles" / f"{ident}.tar")
+    planned = Bundle(ident, bundle_path(cache, ident))
     with (
         SshClusterOps(
             spec, state, bundle=planned, cache_dir=cache, gate_timeout=gate_timeout

@@ -15,6 +15,7 @@ class OsInfo:
     id: str
     version_id: str
     pretty_name: str
+    codename: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class OsRelease(Fact[OsInfo | None]):
             id=values.get("ID", ""),
             version_id=values.get("VERSION_ID", ""),
             pretty_name=values.get("PRETTY_NAME", ""),
+            codename=values.get("VERSION_CODENAME", ""),
         )
 
 

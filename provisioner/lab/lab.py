@@ -19,7 +19,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,7 @@ from provisioner.lab.names import (
     nft_table,
     veth_name,
 )
-from provisioner.lab.rootfs import ensure_rootfs
+from provisioner.lab.rootfs import default_recipe, ensure_rootfs, parse_releases
 from provisioner.lab.state import HostState, LabState
 from provisioner.lab.system import (
     mounts_below,
@@ -176,8 +176,12 @@ class Lab:
         replace: bool = False,
         timeout: float = BOOT_TIMEOUT,
         unified_cgroups: bool = True,
+        releases: Sequence[str] | None = None,
     ) -> None:
         """Boot ``count`` hosts and return once every host's sshd answers.
+
+        ``releases``: each host's Debian release in host order (default: all bookworm; see
+        :func:`~provisioner.lab.rootfs.parse_releases`), each booting that release's rootfs.
 
         Builds (or reuses) the cached rootfs, picks a free /24 unless ``subnet_cidr`` is given, and
         writes the lab key, ``known_hosts`` and ``cluster.yaml``. An existing lab of the same
@@ -191,7 +195,10 @@ class Lab:
         if not 1 <= count <= MAX_HOSTS:
             raise LabError(f"a lab has 1 to {MAX_HOSTS} hosts, not {count}")
         wanted = subnet.parse_subnet(subnet_cidr, hosts=count) if subnet_cidr else None
-        rootfs = ensure_rootfs().path
+        per_host = list(releases) if releases is not None else parse_releases(None, count)
+        if len(per_host) != count:
+            raise LabError(f"{len(per_host)} release(s) given for {count} host(s)")
+        rootfs = {r: ensure_rootfs(default_recipe(r)).path for r in dict.fromkeys(per_host)}
         with self._locked():
             if self.exists() or self.dir.exists():
                 if not replace:
@@ -204,7 +211,8 @@ class Lab:
             try:
                 self._create(
                     count,
-                    rootfs=rootfs,
+                    rootfs={host_name(i + 1): rootfs[r] for i, r in enumerate(per_host)},
+                    releases=per_host,
                     wanted=wanted,
                     timeout=timeout,
                     unified_cgroups=unified_cgroups,
@@ -342,13 +350,16 @@ class Lab:
         self,
         count: int,
         *,
-        rootfs: Path,
+        rootfs: dict[str, Path],
+        releases: Sequence[str],
         wanted: ipaddress.IPv4Network | None,
         timeout: float,
         unified_cgroups: bool,
     ) -> None:
         (self.dir / "hosts").mkdir(parents=True)
-        state = LabState(name=self.name, rootfs=str(rootfs), unified_cgroups=unified_cgroups)
+        state = LabState(
+            name=self.name, rootfs=str(rootfs[host_name(1)]), unified_cgroups=unified_cgroups
+        )
         state.save(self.state_path)
         raise_inotify_limit()
         with file_lock(self._machine_lock()):
@@ -377,6 +388,7 @@ class Lab:
                     netns=netns_name(self.name, name),
                     veth=veth_name(self.name, name),
                     machine=machine_name(self.name, name),
+                    release=releases[index - 1],
                 )
                 state.hosts[name] = entry
                 state.record("netns", entry.netns, self.state_path)
@@ -387,7 +399,7 @@ class Lab:
         for entry in state.hosts.values():
             dirs = self._dirs(entry.name)
             state.record("mount", str(dirs.root), self.state_path)
-            overlay.mount(rootfs, dirs)
+            overlay.mount(rootfs[entry.name], dirs)
             overlay.write_identity(
                 dirs.root,
                 hostname=entry.name,

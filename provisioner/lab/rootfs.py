@@ -1,10 +1,10 @@
-"""The one shared Debian bookworm root filesystem every lab host boots from.
+"""The shared Debian root filesystems lab hosts boot from: one per release (bookworm, trixie).
 
 It is built once with debootstrap and cached under ``/var/cache/berth-lab/rootfs-<key>``, where the
-key hashes everything that decides its content (suite, package list, mirror, recipe version). It
-looks like a fresh Debian 12 cloud VM: systemd as init, dbus, sshd, python3, iproute2, ping, and
-little else (no pip, no container runtime). Per-host state (hostname, machine-id, host keys) is
-*not* in it: each host writes those into its own overlay.
+key hashes everything that decides its content (suite, package list, mirror, recipe version).
+It looks like a fresh Debian cloud VM of its release: systemd as init, dbus, sshd, python3,
+iproute2, ping, and little else (no pip, no container runtime). Per-host state (hostname,
+machine-id, host keys) is *not* in it: each host writes those into its own overlay.
 """
 
 from __future__ import annotations
@@ -113,9 +113,44 @@ class RootfsResult:
     seconds: float
 
 
-def default_recipe() -> RootfsRecipe:
-    """The recipe for this machine (its mirror, the standard package list)."""
-    return RootfsRecipe(mirror=debian_mirror())
+def default_recipe(release: str = SUITE) -> RootfsRecipe:
+    """The recipe for this machine (its mirror, the standard package list) and ``release``
+    (a Debian codename: hosts of another release than the machine's come from the same
+    mirror)."""
+    return RootfsRecipe(mirror=debian_mirror(), suite=release)
+
+
+RELEASES = ("bookworm", "trixie")
+"""The Debian releases a lab host may boot (the platforms berth supports)."""
+
+
+def parse_releases(text: str | None, count: int) -> list[str]:
+    """Each host's release from ``--release``: one codename for every host (``trixie``) or
+    counts in host order (``bookworm:2,trixie:1``, summing to ``count``); ``None``: all
+    bookworm."""
+    if not text:
+        return [SUITE] * count
+    out: list[str] = []
+    for part in text.split(","):
+        name, sep, number = part.strip().partition(":")
+        if name not in RELEASES:
+            raise LabError(
+                f"--release: unknown release {name!r}",
+                hint=f"a lab host boots one of {', '.join(RELEASES)}",
+            )
+        if not sep:
+            if "," in text:
+                raise LabError(f"--release {text!r}: give a count for each release (NAME:N)")
+            return [name] * count
+        if not number.isdigit() or int(number) < 1:
+            raise LabError(f"--release {text!r}: {number!r} is not a host count")
+        out += [name] * int(number)
+    if len(out) != count:
+        raise LabError(
+            f"--release {text!r} names {len(out)} host(s), but the lab has {count}",
+            hint="make the counts add up to the number of hosts",
+        )
+    return out
 
 
 def ensure_rootfs(recipe: RootfsRecipe | None = None, *, cache: Path | None = None) -> RootfsResult:

@@ -28,6 +28,7 @@ class HostState(BaseModel):
     address: str
     netns: str
     veth: str
+    release: str = "bookworm"  # the Debian codename of the rootfs it boots
     machine: str
     pid: int | None = None  # the host's systemd-nspawn process, while it runs
     pid_start: int | None = None  # its start time (clock ticks), so a reused PID is not mistaken

@@ -1,9 +1,9 @@
 """Preflight: check every host before anything changes, and report every problem at once.
 
 Checks (all hosts concurrently, one round-trip each): reachability over SSH (done by the engine),
-supported OS, Python version, systemd as PID 1, free disk, clock skew against this machine and
-between hosts, required ports free on hosts not yet managed by berth, and host-to-host TCP
-reachability on the cluster's ports.
+a supported platform (the release and its own python3: :mod:`provisioner.platforms`), systemd
+as PID 1, free disk, clock skew against this machine and between hosts, required ports free on
+hosts not yet managed by berth, and host-to-host TCP reachability on the cluster's ports.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from provisioner import platforms
 from provisioner.connectors.base import Connector, HostName, HostTarget
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
@@ -25,16 +26,9 @@ MANAGED_MARKER = "/var/lib/berth/cluster"
 PortsOf = Callable[[PhaseData, HostTarget], Sequence[int]]
 """The TCP ports of a host, given the run's data (its spec)."""
 
-SUPPORTED_OS = {"debian": (12,), "ubuntu": (22, 4)}
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
-
 
 def preflight_phase(
     *,
-    min_python: tuple[int, int] = (3, 11),
     min_disk_bytes: int = 1 << 30,
     max_skew_seconds: float = 2.0,
     ports: PortsOf = lambda data, host: (),
@@ -70,22 +64,20 @@ def preflight_phase(
                 problems.append(f"{name}: {text}")
 
             os_info = facts.get(OsRelease())
+            python = facts.get(PythonVersion())
             if os_info is None:
                 problem("no /etc/os-release: cannot tell the operating system")
-            elif (
-                os_info.id not in SUPPORTED_OS
-                or _version(os_info.version_id) < SUPPORTED_OS[os_info.id]
-            ):
-                name = os_info.pretty_name or os_info.id
-                problem(f"unsupported OS {name}: need Debian 12+ or Ubuntu 22.04+")
-            python = facts.get(PythonVersion())
-            if python is None:
-                problem("python3 is not installed")
-            elif python.version[:2] < min_python:
-                problem(
-                    f"python3 is {'.'.join(map(str, python.version))}, need "
-                    f"{'.'.join(map(str, min_python))}+"
-                )
+            else:
+                try:
+                    platforms.match(
+                        os_info.id,
+                        os_info.version_id,
+                        os_info.codename,
+                        python.version if python is not None else None,
+                        pretty_name=os_info.pretty_name,
+                    )
+                except platforms.UnsupportedPlatform as exc:
+                    problem(str(exc))
             if not facts.get(Systemd()).running:
                 problem("systemd is not running as PID 1")
             free = facts.get(DiskFree(("/",)))["/"]

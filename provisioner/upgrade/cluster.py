@@ -24,8 +24,9 @@ from berth.api.resources import NODES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
+from provisioner import platforms
 from provisioner import snapshot as datastore_snapshot
-from provisioner.artifacts.berth_bundle import SUFFIX, Bundle
+from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_path
 from provisioner.commands import Raw, Shell
 from provisioner.connectors.base import Connector, HostTarget
 from provisioner.engine.inventory import inventory_from_spec
@@ -33,9 +34,11 @@ from provisioner.engine.runner import ssh_connect
 from provisioner.errors import OperationError, StateError
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
+from provisioner.facts.system import OsRelease, PythonVersion
 from provisioner.operations.base import HostRun, OpContext
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.ops import BundleInstalled
+from provisioner.platforms import Platform
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
 from provisioner.upgrade import drain as draining
@@ -133,6 +136,7 @@ class SshClusterOps:
         self._conns: dict[str, Connector] = {}
         self._loop = asyncio.new_event_loop()
         self._client: HttpClient | None = None
+        self._platforms: dict[str, Platform] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -252,11 +256,38 @@ class SshClusterOps:
             restart = [u for u in self.units(each.name) if u != layout.APISERVER]
             self.sh(each.name, Shell("systemctl", "restart", *restart), "restarting watchers")
 
+    def platform(self, host: str) -> Platform:
+        """``host``'s platform (release and python3), read from the host: each host is
+        shipped the bundle built for its own python3."""
+        if host not in self._platforms:
+            os_fact, py_fact = OsRelease(), PythonVersion()
+            os_run = self.conn(host).run(os_fact.command())
+            py_run = self.conn(host).run(py_fact.command())
+            os_info = os_fact.parse(os_run.stdout, os_run.exit_code)
+            python = py_fact.parse(py_run.stdout, py_run.exit_code)
+            if os_info is None:
+                raise OperationError(f"{host}: no /etc/os-release: cannot tell the platform")
+            try:
+                self._platforms[host] = platforms.match(
+                    os_info.id,
+                    os_info.version_id,
+                    os_info.codename,
+                    python.version if python is not None else None,
+                    pretty_name=os_info.pretty_name,
+                )
+            except platforms.UnsupportedPlatform as exc:
+                raise OperationError(f"{host}: {exc}") from None
+        return self._platforms[host]
+
     def _bundle_for(self, host: str, bundle: str) -> Bundle:
+        platform = self.platform(host)
         if bundle == self.bundle.id:
-            return self.bundle
-        cached = self.cache_dir / "bundles" / f"{bundle}{SUFFIX}"
-        return Bundle(bundle, cached)
+            if self.bundle.abi == platform.abi:
+                return self.bundle
+            # the release being rolled out, for a host of another python3: built on demand
+            version = bundle.rsplit("-", 1)[0]
+            return build_bundle(self.cache_dir, version=version, ident=bundle, platform=platform)
+        return Bundle(bundle, bundle_path(self.cache_dir, bundle, platform), platform.abi)
 
     def install(self, host: str, bundle: str) -> None:
         op = BundleInstalled(self._bundle_for(host, bundle))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,7 @@ def _lab_factory() -> Iterator[LabFactory]:
         subnet_cidr: str | None = None,
         timeout: float = 60.0,
         unified_cgroups: bool = True,
+        releases: Sequence[str] | None = None,
     ) -> Lab:
         lab = Lab(f"pt{os.getpid()}-{next(counter)}")
         made.append(lab)  # before up: a half-made lab is torn down too
@@ -68,6 +69,7 @@ def _lab_factory() -> Iterator[LabFactory]:
             replace=True,
             timeout=timeout,
             unified_cgroups=unified_cgroups,
+            releases=releases,
         )
         return lab
 

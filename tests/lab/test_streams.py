@@ -1,5 +1,5 @@
-"""exec, cp and port-forward on runc nodes with unmodified kubectl 1.32 and 1.20 and the Python
-client (issue 17, "Streams").
+"""exec, attach, debug, cp and port-forward on runc nodes with unmodified kubectl 1.32 and
+1.20 and the Python client (issue 17, "Streams").
 
 One 2-host lab, one cluster for the module. The pod runs the verify smoke image (static
 busybox: ``sh``, ``cat``, ``tar``, ``stty``, ``httpd``) loaded into every node by ``berth
@@ -11,12 +11,18 @@ node agent, which runs ``runc exec`` in the running container; port-forward reac
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import json
 import os
+import pty
+import select
 import socket
+import struct
 import subprocess
+import termios
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +60,7 @@ def kubeconfig(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": POD, "namespace": "default"},
+        "metadata": {"name": POD, "namespace": "default", "labels": {"app": POD}},
         "spec": {
             "terminationGracePeriodSeconds": 1,
             "containers": [
@@ -221,3 +227,182 @@ def test_python_client_stream_exec_and_tty(api: Any) -> None:
     finally:
         resp.close()
         gc.collect()  # the client drops its TLS sockets unclosed: warn here, not at exit
+
+
+def _on_terminal(
+    argv: list[str], steps: list[tuple[bytes, bytes | None]], *, timeout: float = 150
+) -> tuple[int, bytes]:
+    """Run ``argv`` on a pseudo-terminal (as a user at a shell would) and type each step's
+    input every 2 s until its expected output appears (kubectl makes the terminal raw only
+    once it is attached, dropping what was typed before); its exit code and all it showed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 31, 97, 0, 0))
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        env={**os.environ, "TERM": "xterm"},
+    )  # fmt: skip
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        for typed, expected in steps:
+            last = 0.0
+            mark = len(seen)
+            while time.monotonic() < deadline:
+                if expected is not None and expected in seen[mark:]:
+                    break
+                if proc.poll() is not None:
+                    break
+                if time.monotonic() - last > 2.0 and (expected is not None or not last):
+                    os.write(master, typed)
+                    last = time.monotonic()
+                ready, _, _ = select.select([master], [], [], 0.2)
+                if ready:
+                    with contextlib.suppress(OSError):
+                        seen += os.read(master, 65536)
+        while proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                with contextlib.suppress(OSError):
+                    seen += os.read(master, 65536)
+        code = proc.wait(max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    return code, seen
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_run_it_rm_attaches_to_a_terminal_and_cleans_up(kubeconfig: Path, version: str) -> None:
+    name = f"att-{version.replace('.', '')}"
+    code, seen = _on_terminal(
+        [KUBECTL[version], "--kubeconfig", str(kubeconfig), "run", name, "-it", "--rm",
+         "--restart=Never", f"--image={smoke_image().reference}", "--image-pull-policy=Never",
+         "--", "sh"],
+        [(b"stty size; echo mark$((40+2))\r", b"mark42"), (b"exit\r", None)],
+    )  # fmt: skip
+    assert b"mark42" in seen, seen[-2000:]
+    assert b"31 97" in seen, "the terminal's size reached the container's"
+    assert code == 0, seen[-2000:]
+    out = kubectl(kubeconfig, version, "get", "pod", name)
+    assert "NotFound" in out.stderr, "--rm deleted the pod"
+
+
+@pytest.mark.parametrize("version", ["1.32", "1.20"])
+def test_attach_to_stdin_of_a_running_container(kubeconfig: Path, version: str) -> None:
+    """A container started with stdin (no terminal): attach -i feeds it; with stdinOnce its
+    input ends with the session, so it finishes."""
+    name = f"reader-{version.replace('.', '')}"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": smoke_image().reference,
+                    "imagePullPolicy": "Never",
+                    "stdin": True,
+                    "stdinOnce": True,
+                    "command": ["sh", "-c", 'while read l; do echo "got $l"; done; echo bye >&2'],
+                }
+            ],
+        },
+    }
+    out = kubectl(kubeconfig, version, "apply", "-f", "-", stdin=yaml.safe_dump(pod))
+    assert out.returncode == 0, out.stderr
+    clusters.wait_for(
+        f"{name} to run",
+        lambda: (
+            kubectl(
+                kubeconfig, version, "get", "pod", name, "-o", "jsonpath={.status.phase}"
+            ).stdout
+            == "Running"
+        ),
+        timeout=120,
+    )
+    out = kubectl(kubeconfig, version, "attach", "-i", name, stdin="one\ntwo\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "got one\ngot two\n"
+    assert "bye" in out.stderr
+    kubectl(kubeconfig, version, "delete", "pod", name, "--wait=false")
+
+
+def test_debug_with_an_ephemeral_container_sharing_the_targets_processes(
+    kubeconfig: Path,
+) -> None:
+    code, seen = _on_terminal(
+        [KUBECTL["1.32"], "--kubeconfig", str(kubeconfig), "debug", "-it", POD,
+         f"--image={smoke_image().reference}", "--image-pull-policy=Never", "--target=app",
+         "-c", "dbg", "--", "sh"],
+        [(b"cat /proc/1/cmdline; echo; echo mark$((50+5))\r", b"mark55"), (b"exit\r", None)],
+    )  # fmt: skip
+    assert b"mark55" in seen, seen[-2000:]
+    assert b"smoke-serve" in seen, "pid 1 is the target container's process"
+    assert code == 0, seen[-2000:]
+    out = kubectl(kubeconfig, "1.32", "get", "pod", POD, "-o", "json")
+    status = json.loads(out.stdout)["status"]
+    (dbg,) = status["ephemeralContainerStatuses"]
+    assert dbg["name"] == "dbg"
+    # the shell ended with the session; the pod itself is untouched
+    clusters.wait_for(
+        "the debug container's exit to be reported",
+        lambda: (
+            "terminated"
+            in json.loads(kubectl(kubeconfig, "1.32", "get", "pod", POD, "-o", "json").stdout)[
+                "status"
+            ]["ephemeralContainerStatuses"][0]["state"]
+        ),
+        timeout=60,
+    )
+    assert status["phase"] == "Running"
+
+
+def test_services_and_nodes_proxy(kubeconfig: Path, tmp_path: Path) -> None:
+    """kubectl get --raw and kubectl proxy through services/proxy to the pod, and nodes/proxy
+    to the agent of the pod's node."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "shell-web", "namespace": "default"},
+        "spec": {
+            "selector": {"app": POD},
+            "ports": [{"name": "web", "port": 80, "targetPort": 8080}],
+        },
+    }
+    out = kubectl(kubeconfig, "1.32", "apply", "-f", "-", stdin=yaml.safe_dump(service))
+    assert out.returncode == 0, out.stderr
+    path = "/api/v1/namespaces/default/services/shell-web:web/proxy/index.html"
+
+    def served() -> str | None:
+        got = kubectl(kubeconfig, "1.32", "get", "--raw", path)
+        return got.stdout if got.returncode == 0 else None
+
+    assert PAGE in clusters.wait_for("the service proxy to answer", served, timeout=90)
+    for version in ("1.32", "1.20"):
+        out = kubectl(kubeconfig, version, "get", "--raw", path)
+        assert (out.returncode, out.stdout.strip()) == (0, PAGE), out.stderr
+    port = _free_port()
+    proc = subprocess.Popen(
+        [KUBECTL["1.32"], "--kubeconfig", str(kubeconfig), "proxy", f"--port={port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "Starting to serve" in proc.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
+            assert resp.read().decode().strip() == PAGE
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    node = kubectl(kubeconfig, "1.32", "get", "pod", POD, "-o", "jsonpath={.spec.nodeName}").stdout
+    out = kubectl(kubeconfig, "1.32", "get", "--raw", f"/api/v1/nodes/{node}/proxy/healthz")
+    assert (out.returncode, out.stdout.strip()) == (0, "ok"), out.stderr
+    out = kubectl(kubeconfig, "1.32", "get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["node"]["nodeName"] == node

@@ -32,6 +32,7 @@ from berth.client.http import HttpClient
 from berth.controllers.manager import ControllerManager, ManagerConfig
 from berth.machinery.clock import RealClock
 from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.polling import wait_for
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import bind_role
 
@@ -509,17 +510,6 @@ def _token_controller(srv: ServerHandle) -> Iterator[None]:
         loop.close()
 
 
-def _eventually(check: Any, what: str, within: float = 10.0) -> Any:
-    """Poll a condition the controller brings about (it has no event to wait on from here)."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_legacy_token_secret_is_filled_by_the_controller_and_dies_with_its_account(
     srv: ServerHandle, tenant: Raw
 ) -> None:
@@ -542,7 +532,7 @@ def test_legacy_token_secret_is_filled_by_the_controller_and_dies_with_its_accou
             got = tenant.json("GET", f"{path}/legacy-token")[1]
             return got if (got.get("data") or {}).get("token") else None
 
-        got = _eventually(filled, "the token controller to fill the Secret")
+        got = wait_for("the token controller to fill the Secret", filled, timeout=10)
         token = base64.b64decode(got["data"]["token"]).decode()
         assert base64.b64decode(got["data"]["ca.crt"]) == srv.pki.ca_cert.read_bytes()
         assert base64.b64decode(got["data"]["namespace"]) == NS.encode()
@@ -553,7 +543,8 @@ def test_legacy_token_secret_is_filled_by_the_controller_and_dies_with_its_accou
 
         _delete(srv, tenant, f"/api/v1/namespaces/{NS}/serviceaccounts/legacy")
         assert _whoami(srv, token)[0] == 401
-        _eventually(
-            lambda: tenant.json("GET", f"{path}/legacy-token")[0] == 404,
+        wait_for(
             "the token controller to delete the orphaned Secret",
+            lambda: tenant.json("GET", f"{path}/legacy-token")[0] == 404,
+            timeout=10,
         )

@@ -38,27 +38,22 @@ def item_key(item: Any, node: Node, where: str = "") -> str:
         raise TypedError(f"{where}: expected a map item in an associative list")
     keys = node.keys
     if len(keys) == 1:
-        # the common case, without a dict copy when the key is there
+        # the common case, without a loop
         k = keys[0]
-        v = item.get(k)
-        if v is None:
-            if k not in node.key_defaults:
-                raise TypedError(_missing_key(where, k))
-            v = node.key_defaults[k]
-        if isinstance(v, dict | list):
-            raise TypedError(f"{where}: key field {k!r} must be a scalar")
-        return map_key({k: v}, keys)
-    fields: dict[str, Any] = {}
-    for k in keys:
-        v = item.get(k)
-        if v is None:
-            if k not in node.key_defaults:
-                raise TypedError(_missing_key(where, k))
-            v = node.key_defaults[k]
-        if isinstance(v, dict | list):
-            raise TypedError(f"{where}: key field {k!r} must be a scalar")
-        fields[k] = v
-    return map_key(fields, keys)
+        return map_key({k: _key_field(item, node, k, where)}, keys)
+    return map_key({k: _key_field(item, node, k, where) for k in keys}, keys)
+
+
+def _key_field(item: dict[str, Any], node: Node, k: str, where: str) -> Any:
+    """The item's value of key field ``k`` (its schema default when absent): a scalar."""
+    v = item.get(k)
+    if v is None:
+        if k not in node.key_defaults:
+            raise TypedError(_missing_key(where, k))
+        v = node.key_defaults[k]
+    if isinstance(v, dict | list):
+        raise TypedError(f"{where}: key field {k!r} must be a scalar")
+    return v
 
 
 def _missing_key(where: str, key: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
+from berth.apiserver import resourceproxy
 from berth.apiserver.errors import FieldError
 from berth.apiserver.nodevalidation import validate_node, validate_node_update
 from berth.apiserver.selectors import field_string
@@ -69,6 +70,7 @@ NODE = Printer(
 
 class NodeStrategy(KindStrategy):
     kind = "Node"
+    endpoints = resourceproxy.NODE_PROXY
     empty_status: Mapping[str, Any] = {
         # daemonEndpoints and nodeInfo are structs (omitempty does not drop them); the
         # endpoint's Port and every NodeSystemInfo string have no omitempty.

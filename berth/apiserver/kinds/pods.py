@@ -1,5 +1,6 @@
 """Pods: defaults, QoS class, immutable spec, graceful deletion, and the ``binding``,
-``eviction``, ``log``, ``exec`` and ``portforward`` subresources."""
+``eviction``, ``log``, ``exec``, ``attach``, ``portforward`` and ``ephemeralcontainers``
+subresources."""
 
 from __future__ import annotations
 
@@ -11,9 +12,19 @@ from aiohttp import web
 
 from berth.api.meta import Obj, format_time, get_path, now
 from berth.api.resources import ResourceDef
+from berth.apiserver import ephemeral
 from berth.apiserver.admission import admit
 from berth.apiserver.errors import FieldError, conflict, invalid, required
-from berth.apiserver.handlers import Call, Endpoint, Handler, created_status, json_response
+from berth.apiserver.handlers import (
+    Call,
+    Endpoint,
+    Handler,
+    created_status,
+    get_object,
+    json_response,
+    patch,
+    update,
+)
 from berth.apiserver.logs import proxy_logs
 from berth.apiserver.options import DeleteOptions
 from berth.apiserver.podtemplate import PodTemplate
@@ -251,6 +262,11 @@ async def _exec(server: ApiServer, call: Call) -> web.StreamResponse:
     return await serve_exec(call.request, server, call.user, pod, attach=False)
 
 
+async def _attach(server: ApiServer, call: Call) -> web.StreamResponse:
+    pod = await server.registry.get(call.route.rd, call.route.namespace, call.route.name)
+    return await serve_exec(call.request, server, call.user, pod, attach=True)
+
+
 async def _portforward(server: ApiServer, call: Call) -> web.StreamResponse:
     pod = await server.registry.get(call.route.rd, call.route.namespace, call.route.name)
     return await serve_portforward(call.request, server, call.user, pod)
@@ -262,6 +278,7 @@ def _streaming(handler: Handler, kind: str) -> Endpoint:
 
 _EXEC = _streaming(_exec, "PodExecOptions")
 _PORTFORWARD = _streaming(_portforward, "PodPortForwardOptions")
+_ATTACH = _streaming(_attach, "PodAttachOptions")
 
 
 class PodStrategy(KindStrategy):
@@ -293,6 +310,11 @@ class PodStrategy(KindStrategy):
         ("watch", "log"): _LOG,
         ("get", "exec"): _EXEC,
         ("create", "exec"): _EXEC,
+        ("get", "attach"): _ATTACH,
+        ("create", "attach"): _ATTACH,
+        ("get", ephemeral.SUBRESOURCE): Endpoint(get_object),
+        ("update", ephemeral.SUBRESOURCE): Endpoint(update),
+        ("patch", ephemeral.SUBRESOURCE): Endpoint(patch),
         ("get", "portforward"): _PORTFORWARD,
         ("create", "portforward"): _PORTFORWARD,
     }
@@ -335,11 +357,25 @@ class PodStrategy(KindStrategy):
         await reg.check_namespace(ns)  # a missing namespace is a 404, as upstream
         return await reg.service_accounts.admit_pod(reg, ns, obj)
 
+    def prepare_for_update(self, rd: ResourceDef, old: Obj, new: Obj, subresource: str) -> Obj:
+        if subresource != ephemeral.SUBRESOURCE:
+            return super().prepare_for_update(rd, old, new, subresource)
+        merged = ephemeral.merge(old, new)
+        errs = ephemeral.validate(old, merged)
+        if errs:
+            raise invalid(rd, str(get_path(old, "metadata", "name")), errs)
+        return merged
+
     def keep_on_update(self, rd: ResourceDef, old: Obj, new: Obj) -> None:
         super().keep_on_update(rd, old, new)
         # set by admission on create: an update that leaves them out keeps them
         spec, old_spec = new.get("spec"), old.get("spec")
         if isinstance(spec, dict) and isinstance(old_spec, dict):
+            # written only through pods/ephemeralcontainers
+            if "ephemeralContainers" in old_spec:
+                spec["ephemeralContainers"] = old_spec["ephemeralContainers"]
+            else:
+                spec.pop("ephemeralContainers", None)
             for field in ("priority", "preemptionPolicy"):
                 if field not in spec and field in old_spec:
                     spec[field] = old_spec[field]

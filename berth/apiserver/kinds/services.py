@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
-from berth.apiserver import service_families
+from berth.apiserver import resourceproxy, service_families
 from berth.apiserver.errors import FieldError
 from berth.apiserver.service_validation import (
     validate_endpoints,
@@ -106,6 +106,7 @@ def drop_type_dependent_fields(new: Obj, old: Obj) -> None:
 
 class ServiceStrategy(KindStrategy):
     kind = "Service"
+    endpoints = resourceproxy.SERVICE_PROXY
     empty_status: Mapping[str, Any] = {"loadBalancer": {}}
     name_rule = LABEL
     delete_returns_object = True

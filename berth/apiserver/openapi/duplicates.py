@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 import yaml
 
+from berth.apiserver.gostrings import go_quote
+
 MAX_REPORTED = 100
 
 KEY_END = b'":'
@@ -66,28 +68,6 @@ def json_duplicates(raw: bytes, value: Any) -> list[str]:
     found: list[str] = []
     _paths(tree, "", found)
     return list(dict.fromkeys(found))[:MAX_REPORTED]
-
-
-def go_quote(text: str) -> str:
-    """A string as Go's ``%q`` / ``strconv.Quote`` writes it (printable text kept)."""
-    out = ['"']
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def yaml_duplicates(raw: bytes) -> list[str]:

@@ -27,6 +27,7 @@ import orjson
 from berth.api.resources import ResourceDef
 from berth.apiserver.client_warnings import add_warning
 from berth.apiserver.errors import ApiError
+from berth.apiserver.gostrings import go_quote
 
 from . import duplicates, fieldtree
 from .definitions import load_definitions
@@ -51,7 +52,7 @@ def directive(value: str | None, verb: str) -> str:
         return value
     kind = _OPTIONS_KIND.get(verb, "CreateOptions")
     supported = ", ".join(f'"{v}"' for v in DIRECTIVES)
-    why = f"Unsupported value: {duplicates.go_quote(value)}: supported values: {supported}"
+    why = f"Unsupported value: {go_quote(value)}: supported values: {supported}"
     raise ApiError(
         422,
         "Invalid",
@@ -126,7 +127,7 @@ def body_duplicates(raw: bytes, content_type: str, value: Any, *, prefix: str = 
     if "protobuf" in content_type.lower():
         return found
     for path in duplicates.json_duplicates(raw, value):
-        found.add(f"{prefix}duplicate field {duplicates.go_quote(path)}")
+        found.add(f"{prefix}duplicate field {go_quote(path)}")
     return found
 
 
@@ -139,7 +140,7 @@ def json_patch_findings(raw: bytes, operations: Any) -> Findings:
             if isinstance(op, dict):
                 for key in op:
                     if key not in JSON_PATCH_OP_FIELDS:
-                        path = duplicates.go_quote(f"[{index}].{key}")
+                        path = go_quote(f"[{index}].{key}")
                         found.add(f"json patch unknown field {path}")
     return found
 
@@ -154,7 +155,7 @@ def unknown_findings(paths: Iterable[str]) -> Findings:
     schema (its strategy's ``prune_unknown``)."""
     found = Findings()
     for path in paths:
-        found.add(f"unknown field {duplicates.go_quote(path)}")
+        found.add(f"unknown field {go_quote(path)}")
     return found
 
 
@@ -183,7 +184,7 @@ def enforce_patch(how: str, findings: Findings, patched: Any) -> None:
     if not findings or how == IGNORE:
         return
     if how == STRICT:
-        value = duplicates.go_quote(orjson.dumps(patched).decode())
+        value = go_quote(orjson.dumps(patched).decode())
         why = f"Invalid value: {value}: {_strict_message(findings)}"
         raise ApiError(
             422,

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import Any
 
 import berth
-from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_id, pinned_requirements
+from provisioner import platforms
+from provisioner.artifacts.berth_bundle import (
+    DEFAULT_PLATFORM,
+    Bundle,
+    build_bundle,
+    bundle_id,
+    pinned_requirements,
+)
+from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
+from provisioner.phases.host_platform import host_platform
 from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
@@ -39,11 +49,20 @@ def local_bundle_id(version: str) -> str:
     return bundle_id(version=version, pins=pinned_requirements())
 
 
+_building = threading.Lock()  # hosts plan at once: one build per ABI, not one per host
+
+
 @functools.cache
-def _bundle(cache_dir: Path, version: str) -> Bundle:
-    return build_bundle(cache_dir, version=version, ident=local_bundle_id(version))
+def _bundle(cache_dir: Path, version: str, platform: platforms.Platform) -> Bundle:
+    return build_bundle(
+        cache_dir, version=version, ident=local_bundle_id(version), platform=platform
+    )
 
 
-def bundle_of(data: PhaseData) -> Bundle:
-    """The bundle this run ships (built once per process; cached on disk across runs)."""
-    return _bundle(data.cache_dir, release(spec_of(data, "artifacts")))
+def bundle_of(data: PhaseData, host: HostTarget | None = None) -> Bundle:
+    """The bundle this run ships to ``host`` (for its Python ABI; without a host, for the
+    default platform: the id is the same for every ABI). Built once per process and ABI;
+    cached on disk across runs."""
+    platform = DEFAULT_PLATFORM if host is None else host_platform(data, host.name)
+    with _building:
+        return _bundle(data.cache_dir, release(spec_of(data, "artifacts")), platform)

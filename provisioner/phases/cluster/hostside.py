@@ -18,13 +18,18 @@ from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
 from provisioner.facts.base import Fact
 from provisioner.facts.packages import Packages
-from provisioner.facts.system import Machine
+from provisioner.facts.system import Machine, OsRelease, PythonVersion
 from provisioner.operations.base import Operation
 from provisioner.operations.files import Absent, Directory, File, Symlink
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import ha, layout
-from provisioner.phases.cluster.context import bundle_of, release, spec_of, state_of
+from provisioner.phases.cluster.context import (
+    bundle_of,
+    release,
+    spec_of,
+    state_of,
+)
 from provisioner.phases.cluster.ops import (
     BundleInstalled,
     Capacity,
@@ -33,7 +38,7 @@ from provisioner.phases.cluster.ops import (
     ImageLoaded,
     StateFile,
 )
-from provisioner.phases.etcd.packages import missing
+from provisioner.phases.host_platform import host_platform
 from provisioner.phases.workflow import PhaseData
 from provisioner.pki import ensure, files_for_host
 from provisioner.smoke_image import smoke_image
@@ -69,7 +74,7 @@ def prepare_bundle(data: PhaseData) -> None:
 
 
 def artifact_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
-    bundle = bundle_of(data)
+    bundle = bundle_of(data, host)  # built for the host's own python3
     return (
         footprint.FootprintRecorded(),  # first: its facts show the host as it was before berth
         Directory(layout.OPT),
@@ -226,7 +231,8 @@ def _runc(data: PhaseData) -> bool:
 
 def agent_facts(data: PhaseData, host: HostTarget) -> tuple[Fact[Any], ...]:
     if _runc(data):
-        return (Capacity(), Packages(), Machine())
+        # the host's release picks the .debs of runc, the CNI plugins and nftables
+        return (Capacity(), Packages(), Machine(), OsRelease(), PythonVersion())
     return (Capacity(),)
 
 
@@ -310,8 +316,12 @@ def node_software_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...
     facts = data.host_facts(host.name, agent_facts(data, host))
     machine = facts.get(Machine()).arch
     installed = facts.get(Packages())
-    wanted = missing(layout.NODE_PACKAGES, installed)
-    debs = DebCache(data.cache_dir / "debs").fetch(wanted, arch=DEB_ARCH.get(machine, machine))
+    # the packages of the host's own release (a cluster may mix Debian 12 and 13)
+    cache = DebCache(
+        data.cache_dir / "debs", release=host_platform(data, host.name, "agents").codename
+    )
+    wanted = cache.resolve(layout.NODE_PACKAGES, installed)
+    debs = cache.fetch(wanted, arch=DEB_ARCH.get(machine, machine))
     image = smoke_image()
     mask, stopped = stock_haproxy_ops()
     return (

@@ -32,16 +32,16 @@ from typing import Any
 
 from provisioner import footprint
 from provisioner.artifacts.debs import DEB_ARCH, DebCache
-from provisioner.connectors.base import HostTarget
+from provisioner.connectors.base import HostName, HostTarget
 from provisioner.errors import PhaseError
 from provisioner.facts.base import Fact
 from provisioner.facts.packages import Packages
-from provisioner.facts.system import Machine
+from provisioner.facts.system import Machine, OsRelease, PythonVersion
 from provisioner.operations.base import Operation
 from provisioner.operations.files import Absent, Directory, File, Symlink
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import UNIT_DIR, Service, UnitAbsent, UnitFile
-from provisioner.phases.etcd import layout, packages
+from provisioner.phases.etcd import layout
 from provisioner.phases.etcd.created import record_created, was_created
 from provisioner.phases.etcd.layout import PATHS, UNIT
 from provisioner.phases.etcd.ops import (
@@ -52,8 +52,10 @@ from provisioner.phases.etcd.ops import (
     OwnedStateFile,
     Peer,
 )
+from provisioner.phases.host_platform import host_platform
 from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.pki import REMOTE_PKI, ensure, files_for_host
+from provisioner.platforms import Platform
 from provisioner.spec import ClusterSpec
 from provisioner.spec.model import Host
 from provisioner.state import ClusterState
@@ -97,6 +99,28 @@ def _members(spec: ClusterSpec) -> list[Host]:
     return members
 
 
+def _one_etcd_release(data: PhaseData, spec: ClusterSpec) -> dict[str, Platform]:
+    """Each member's platform, refused unless all package the same etcd minor version.
+
+    The policy: one etcd release per cluster. Debian 12 packages etcd 3.4 and Debian 13 etcd
+    3.5; etcd lets members of two minors share a cluster only for the length of a rolling
+    upgrade, one member at a time, which is not a state to bootstrap or to keep. Each member
+    runs its own release's package (a .deb of another release is not installed on a host),
+    so the members' releases must agree."""
+    found = {h.name: host_platform(data, HostName(h.name), "etcd") for h in _members(spec)}
+    if len({p.etcd for p in found.values()}) > 1:
+        listing = ", ".join(
+            f"{name} ({p.name}: etcd {p.etcd})" for name, p in sorted(found.items())
+        )
+        raise PhaseError(
+            "etcd",
+            f"the etcd members run different etcd releases: {listing}; berth keeps one etcd"
+            " release per cluster",
+            hint="put every control-plane host on the same Debian release",
+        )
+    return found
+
+
 def _peer(host: Host) -> Peer:
     return Peer(host.name, layout.peer_url(host.address))
 
@@ -114,7 +138,8 @@ def state_of(data: PhaseData, spec: ClusterSpec) -> ClusterState:
 
 
 def _install_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
-    return (Packages(), Machine())
+    # the members' releases pick their etcd packages (and must agree: _one_etcd_release)
+    return (Packages(), Machine(), OsRelease(), PythonVersion())
 
 
 def _credentials(data: PhaseData, spec: ClusterSpec, host: HostTarget) -> list[OwnedStateFile]:
@@ -154,9 +179,10 @@ def install_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     member = spec.host(host.name)
     facts = data.host_facts(host.name, _install_facts(data, host))
     machine = facts.get(Machine()).arch
-    cache = DebCache(data.cache_dir / "debs")
+    platform = _one_etcd_release(data, spec)[host.name]
+    cache = DebCache(data.cache_dir / "debs", release=platform.codename)
     installed = facts.get(Packages())
-    wanted = packages.missing(layout.PACKAGES, installed)
+    wanted = cache.resolve(layout.PACKAGES, installed)
     debs = cache.fetch(wanted, arch=DEB_ARCH.get(machine, machine))
     context = _context(data, member)
     return (

@@ -74,6 +74,25 @@ def api(admin_kubeconfig: Path) -> Iterator[k8s.ApiClient]:
         yield api_client
 
 
+@pytest.fixture(scope="module", params=["1.32", "1.20"])
+def kubectl_version(request: pytest.FixtureRequest) -> str:
+    """The kubectl versions a module's tests run with; a module testing the server rather
+    than the clients overrides this fixture with one version."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def kubectl(
+    kubectl_version: str,
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Kubectl:
+    """Unmodified kubectl of ``kubectl_version`` as the admin, with a HOME of its own."""
+    home = tmp_path_factory.mktemp(f"home-{kubectl_version}")
+    return make_kubectl(kubectl_binaries, kubectl_version, admin_kubeconfig, home)
+
+
 @pytest.fixture(scope="module")
 def raw(server: ServerHandle) -> Iterator[Raw]:
     r = Raw(server, server.client_cert("admin", ["system:masters"]))

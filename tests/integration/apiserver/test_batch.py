@@ -5,7 +5,6 @@ answers 422 with kube's causes, the template is immutable, and the Python client
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,23 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client as k8s
 
-from .conftest import make_kubectl
 from .helpers import Kubectl, Raw, json_paths, replaced_at, table
 
 pytestmark = pytest.mark.timeout(120)
 
 JOBS = "/apis/batch/v1/namespaces/default/jobs"
 CRONJOBS = "/apis/batch/v1/namespaces/default/cronjobs"
-
-
-@pytest.fixture(params=["1.32", "1.20"])
-def kubectl(
-    request: pytest.FixtureRequest,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
-) -> Kubectl:
-    return make_kubectl(kubectl_binaries, str(request.param), admin_kubeconfig, tmp_path)
 
 
 def job_body(name: str, **spec: Any) -> dict[str, Any]:

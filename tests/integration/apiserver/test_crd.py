@@ -17,7 +17,6 @@ from kubernetes import client as k8s
 
 from tests.harness.apiserver import ServerHandle
 
-from .conftest import make_kubectl
 from .helpers import Kubectl, Raw, Watch, table
 
 pytestmark = pytest.mark.timeout(180)
@@ -103,18 +102,6 @@ def widget(name: str, group: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"image": "nginx:1.25", **spec},
     }
-
-
-@pytest.fixture(scope="module", params=["1.32", "1.20"])
-def kubectl(
-    request: pytest.FixtureRequest,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Kubectl:
-    version = str(request.param)
-    home = tmp_path_factory.mktemp(f"crd-home-{version}")
-    return make_kubectl(kubectl_binaries, version, admin_kubeconfig, home)
 
 
 @pytest.fixture(scope="module")

@@ -156,9 +156,11 @@ def test_kubectl_debug_reports_errors_instead_of_panicking(
     assert r.returncode == 1, r.stderr
     assert 'Error from server (NotFound): pods "missing" not found' in r.stderr
     assert "panic" not in r.stderr
-    # berth serves no ephemeralcontainers subresource: its route 404 has empty details,
-    # which kubectl reads as "the feature is off" (it panicked when details was absent)
+    # the ephemeralcontainers subresource is served: the debug container is added
     r = kubectl.run("debug", "-n", NS, "present", "--image=busybox")
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 0, r.stderr
     assert "panic" not in r.stderr
-    assert "ephemeral containers are disabled for this cluster" in r.stderr
+    r = kubectl.run(
+        "get", "pod", "-n", NS, "present", "-o", "jsonpath={.spec.ephemeralContainers[*].image}"
+    )
+    assert r.stdout == "busybox", r.stderr

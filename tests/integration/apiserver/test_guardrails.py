@@ -7,28 +7,14 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 
-from .conftest import make_kubectl
 from .helpers import Kubectl, core_api, node, pod
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module", params=["1.32", "1.20"])
-def kubectl(
-    request: pytest.FixtureRequest,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Kubectl:
-    version = str(request.param)
-    home = tmp_path_factory.mktemp(f"home-{version}")
-    return make_kubectl(kubectl_binaries, version, admin_kubeconfig, home)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from typing import IO, Any
 import pytest
 
 from tests.harness.apiserver import ServerHandle
+from tests.harness.polling import wait_for
 
 from .helpers import Raw
 
@@ -105,16 +106,6 @@ def peering_crd(plural: str, kind: str, scope: str) -> dict[str, Any]:
     }
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def create_crd(raw: Raw, body: dict[str, Any]) -> None:
     status, out = raw.json("POST", CRD_BASE, body)
     assert status == 201, out
@@ -125,7 +116,7 @@ def create_crd(raw: Raw, body: dict[str, Any]) -> None:
         status, doc = raw.json("GET", f"/apis/{group}/v1")
         return status == 200 and any(r["name"] == plural for r in doc["resources"])
 
-    wait_for(f"{plural} served", served, 5)
+    wait_for(f"{plural} served", served, timeout=5)
 
 
 @pytest.fixture(scope="module")

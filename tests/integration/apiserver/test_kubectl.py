@@ -19,22 +19,9 @@ from kubernetes import client as k8s
 
 from tests.harness.apiserver import ServerHandle
 
-from .conftest import make_kubectl
 from .helpers import Kubectl, Watch, apps_api, core_api, deployment, node, pod, table
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module", params=["1.32", "1.20"])
-def kubectl(
-    request: pytest.FixtureRequest,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Kubectl:
-    version = str(request.param)
-    home = tmp_path_factory.mktemp(f"home-{version}")
-    return make_kubectl(kubectl_binaries, version, admin_kubeconfig, home)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tests.harness.apiserver import ServerHandle
+from tests.harness.polling import wait_for
 
 from .conftest import ROOT
 from .helpers import Raw
@@ -58,16 +58,6 @@ def controller_manager(
         assert "Forbidden" not in log.read_text(), log.read_text()  # its role suffices
 
 
-def _eventually(check: Callable[[], Any], what: str, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def _root_ca(raw: Raw) -> dict[str, Any] | None:
     status, doc = raw.json("GET", ROOT_CA)
     return doc if status == 200 else None
@@ -84,22 +74,20 @@ def test_root_ca_configmap_published_and_kept(
 ) -> None:
     assert raw.json("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})[0] == 201
     ca = server.pki.ca_cert.read_text()
-    cm = _eventually(lambda: _root_ca(raw), "kube-root-ca.crt in a new namespace")
+    cm = wait_for("kube-root-ca.crt in a new namespace", lambda: _root_ca(raw))
     assert cm["data"] == {"ca.crt": ca}
 
     edited = {**cm, "data": {"ca.crt": "not the CA"}}
     assert raw.json("PUT", ROOT_CA, edited)[0] == 200
-    _eventually(
-        lambda: (_root_ca(raw) or {}).get("data") == {"ca.crt": ca}, "the edit to be undone"
-    )
+    wait_for("the edit to be undone", lambda: (_root_ca(raw) or {}).get("data") == {"ca.crt": ca})
 
     assert raw.json("DELETE", ROOT_CA)[0] == 200
-    _eventually(lambda: _root_ca(raw), "kube-root-ca.crt to be recreated")
+    wait_for("kube-root-ca.crt to be recreated", lambda: _root_ca(raw))
 
     assert raw.json("DELETE", f"/api/v1/namespaces/{NS}/serviceaccounts/default")[0] == 200
-    _eventually(
-        lambda: raw.json("GET", f"/api/v1/namespaces/{NS}/serviceaccounts/default")[0] == 200,
+    wait_for(
         "the default account to be recreated",
+        lambda: raw.json("GET", f"/api/v1/namespaces/{NS}/serviceaccounts/default")[0] == 200,
     )
 
 
@@ -110,7 +98,7 @@ def test_every_system_namespace_has_both(raw: Raw, controller_manager: None) -> 
         )
 
     for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
-        _eventually(has_root_ca(ns), f"kube-root-ca.crt in {ns}")
+        wait_for(f"kube-root-ca.crt in {ns}", has_root_ca(ns))
         assert raw.json("GET", f"/api/v1/namespaces/{ns}/serviceaccounts/default")[0] == 200
 
 

@@ -49,18 +49,6 @@ spec:
 """
 
 
-@pytest.fixture(scope="module", params=["1.32", "1.20"])
-def kubectl(
-    request: pytest.FixtureRequest,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Kubectl:
-    version = str(request.param)
-    home = tmp_path_factory.mktemp(f"home-{version}")
-    return make_kubectl(kubectl_binaries, version, admin_kubeconfig, home)
-
-
 @pytest.fixture(scope="module")
 def ns(kubectl: Kubectl, api: k8s.ApiClient) -> str:
     name = "oa" + kubectl.version.replace(".", "")

@@ -20,7 +20,6 @@ from kubernetes import client as k8s
 
 from berth.api.resources import TABLE
 
-from .conftest import make_kubectl
 from .helpers import Kubectl, core_api
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,16 +77,6 @@ def _configmap(name: str) -> dict[str, object]:
         "metadata": {"name": name, "labels": {"app": "pruned"}},
         "data": {"k": "v"},
     }
-
-
-@pytest.fixture(params=["1.32", "1.20"])
-def kubectl(
-    request: pytest.FixtureRequest,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
-) -> Kubectl:
-    return make_kubectl(kubectl_binaries, str(request.param), admin_kubeconfig, tmp_path)
 
 
 @pytest.fixture

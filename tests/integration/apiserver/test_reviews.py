@@ -55,19 +55,6 @@ def setup(api: k8s.ApiClient) -> None:
         )
 
 
-@pytest.fixture(scope="module", params=["1.32", "1.20"])
-def kubectl(
-    request: pytest.FixtureRequest,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Kubectl:
-    version = str(request.param)
-    return make_kubectl(
-        kubectl_binaries, version, admin_kubeconfig, tmp_path_factory.mktemp(f"rv-{version}")
-    )
-
-
 def _rows(out: str) -> dict[str, list[str]]:
     """``auth can-i --list`` rows keyed by their first cell (resource or URL list)."""
     rows = table(out)

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import json
 import os
+import pty
+import select
 import socket
 import socketserver
 import ssl
+import struct
 import subprocess
+import tempfile
+import termios
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -34,6 +40,7 @@ from berth.agent.runtime import ContainerStatus, Runtime
 from berth.agent.server import make_app, tls_context
 from berth.client.keys import ObjectKey
 from berth.machinery.clock import RealClock
+from berth.runtime.shim import StdioHolder
 from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
@@ -58,9 +65,76 @@ class HostRuntime:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection("127.0.0.1", port)
 
+    async def logs(
+        self, container_id: str, *, tail_lines: int | None = None, follow: bool = False
+    ) -> AsyncIterator[bytes]:
+        """What the container writes from now on (``tail_lines=0``), until it ends."""
+        assert (tail_lines, follow) == (0, True)
+        yield b"written after the attach\n"
+
+    async def connect_attach(
+        self, container_id: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """Each attach starts a fresh "container" whose stdio the shim's own holder keeps."""
+        if container_id not in ("cid-attach", "cid-tty"):
+            return None
+        sock = _attached_container(tty=container_id == "cid-tty")
+        return await asyncio.open_unix_connection(str(sock))
+
     async def container_status(self, container_id: str) -> ContainerStatus:
         now = datetime.now(UTC)
         return ContainerStatus(container_id, "sb", "app", "busybox", "running", now, now)
+
+
+# A "container" reading its stdin: answers each line, reports its terminal size on "size"
+# and exits on "bye".
+ATTACHED = (
+    'while read l; do [ "$l" = size ] && l="$(stty size)"; echo "got $l";'
+    ' [ "$l" = bye ] && { echo done >&2; exit 0; }; done'
+)
+
+
+def _attached_container(*, tty: bool) -> Path:
+    sock = Path(tempfile.mkdtemp(prefix="attach-")) / "a.sock"
+    log_fd = os.open(os.devnull, os.O_WRONLY)
+    if tty:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            ["sh", "-c", ATTACHED], stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+        )
+        os.close(slave)
+        holder = StdioHolder(master=master, outputs=[(1, master)], log_fd=log_fd)
+    else:
+        proc = subprocess.Popen(
+            ["sh", "-c", ATTACHED],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        holder = StdioHolder(
+            master=None,
+            outputs=[(1, proc.stdout.fileno()), (2, proc.stderr.fileno())],
+            log_fd=log_fd,
+            stdin=proc.stdin.fileno(),
+        )
+    holder.serve(str(sock), stdin_once=False)
+
+    def reap() -> None:  # what the shim's main thread does once the process ended
+        proc.wait()
+        holder.finish(2.0)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        for fd in (log_fd, *([holder.master] if holder.master is not None else [])):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    threading.Thread(target=reap, daemon=True).start()
+    return sock
 
 
 class Records:
@@ -71,7 +145,11 @@ class Records:
     def container_id(
         self, ns: str, name: str, container: str, *, previous: bool = False
     ) -> str | None:
-        return "cid-app" if (ns, name, container) == (NS, "runner", "app") else None
+        return {
+            (NS, "runner", "app"): "cid-app",
+            (NS, "attachee", "app"): "cid-attach",
+            (NS, "ttyee", "app"): "cid-tty",
+        }.get((ns, name, container))
 
 
 class AgentThread:
@@ -129,6 +207,11 @@ def agent(server: ServerHandle, api: k8s.ApiClient) -> Iterator[AgentThread]:
     core.create_namespaced_pod(NS, pod("runner", node_name=NODE))
     # kubectl port-forward and attach insist on a running pod
     core.patch_namespaced_pod_status("runner", NS, {"status": {"phase": "Running"}})
+    for name, tty in (("attachee", False), ("ttyee", True)):
+        spec = pod(name, node_name=NODE)
+        spec["spec"]["containers"][0].update({"stdin": True, "tty": tty})
+        core.create_namespaced_pod(NS, spec)
+        core.patch_namespaced_pod_status(name, NS, {"status": {"phase": "Running"}})
     core.create_namespaced_pod(NS, pod("elsewhere"))
     yield a
     a.stop()
@@ -185,6 +268,87 @@ def test_kubectl_exec(
     out = kubectl.run("exec", "elsewhere", "-n", NS, "--", "true", env=env)
     assert out.returncode != 0
     assert "does not have a host assigned" in out.stderr
+
+
+@pytest.mark.parametrize(("version", "env"), CLIENTS)
+def test_kubectl_attach_with_stdin(
+    version: str,
+    env: dict[str, str],
+    agent: AgentThread,
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    out = kubectl.run("attach", "-i", "attachee", "-n", NS, stdin="hello\nbye\n", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "got hello\ngot bye\n"
+    assert "done" in out.stderr  # the container's stderr, on its own stream
+
+
+@pytest.mark.parametrize(("version", "env"), CLIENTS)
+def test_kubectl_attach_to_a_container_without_kept_stdio_follows_its_output(
+    version: str,
+    env: dict[str, str],
+    agent: AgentThread,
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    out = kubectl.run("attach", "runner", "-n", NS, env=env)
+    assert (out.returncode, out.stdout) == (0, "written after the attach\n"), out.stderr
+
+
+@pytest.mark.parametrize(("version", "env"), CLIENTS)
+def test_kubectl_attach_it_on_a_terminal(
+    version: str,
+    env: dict[str, str],
+    agent: AgentThread,
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    """``kubectl attach -it`` from a real terminal: raw mode, the terminal's size carried to
+    the container's, the session ending with the container."""
+    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 101, 0, 0))
+    proc = subprocess.Popen(
+        [str(kubectl.binary), "attach", "-it", "ttyee", "-n", NS],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=kubectl.env({**env, "TERM": "xterm"}),
+        start_new_session=True,
+    )
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        last = 0.0
+        while time.monotonic() < deadline and b"got bye" not in seen:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                with contextlib.suppress(OSError):
+                    seen += os.read(master, 4096)
+            # kubectl prints its hint, then makes the terminal raw (dropping what was typed
+            # before): ask until the container answers
+            if b"pressing enter" in seen and time.monotonic() - last > 1.0:
+                os.write(master, b"bye\r" if b"got 37 101" in seen else b"size\r")
+                last = time.monotonic()
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"kubectl attach did not end: {seen!r}")
+        assert code == 0, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    assert b"got 37 101" in seen, seen
+    assert b"got bye" in seen
 
 
 @pytest.mark.parametrize(("version", "env"), CLIENTS)
@@ -464,6 +628,10 @@ def test_exec_is_authorized_per_verb(
     out = nobody.run("exec", "runner", "-n", NS, "--", "true")
     assert out.returncode != 0
     assert "Forbidden" in out.stderr or "forbidden" in out.stderr
+    # pods/exec does not grant attaching: that is pods/attach's own
+    out = kubectl.run("attach", "-i", "attachee", "-n", NS, stdin="hello\n")
+    assert out.returncode != 0
+    assert 'resource "pods/attach"' in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v5.channel.k8s.io"])
@@ -504,3 +672,36 @@ def test_websocket_channel_protocols(
         assert status["reason"] == "NonZeroExitCode"
         assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "2"}]
         assert "command terminated with non-zero exit code" in status["message"]
+
+
+@PYTHON_CLIENT_LEAK
+@pytest.mark.usefixtures("collect_leaks")
+def test_python_client_attach_tty_resize(agent: AgentThread, api: k8s.ApiClient) -> None:
+    core = core_api(api)
+    resp = stream(
+        core.connect_get_namespaced_pod_attach,
+        "ttyee",
+        NS,
+        stdin=True,
+        stdout=True,
+        tty=True,
+        _preload_content=False,
+    )
+    try:
+        resp.write_channel(4, json.dumps({"Width": 80, "Height": 24}))
+        time.sleep(0.3)
+        resp.write_stdin("size\nbye\n")
+        resp.run_forever(timeout=10)
+        assert "got 24 80" in resp.read_stdout()
+    finally:
+        resp.close()
+
+
+def test_attach_errors_are_statuses(agent: AgentThread, raw: Raw) -> None:
+    status, body = raw.json(
+        "GET",
+        f"/api/v1/namespaces/{NS}/pods/attachee/attach?stdout=1&container=nope",
+        headers=WS_UPGRADE,
+    )
+    assert (status, body["kind"]) == (400, "Status")
+    assert "container nope is not valid" in body["message"]

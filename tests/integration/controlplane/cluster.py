@@ -32,7 +32,8 @@ from tests.harness.apiserver import ServerHandle
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[3]
 KUBECTL_120 = ROOT / ".cache" / "kubectl-1.20" / "usr" / "bin" / "kubectl"
-KUBECTL = str(KUBECTL_120 if KUBECTL_120.exists() else Path("/usr/bin/kubectl"))
+KUBECTL_132 = "/usr/bin/kubectl"
+KUBECTL = str(KUBECTL_120 if KUBECTL_120.exists() else Path(KUBECTL_132))
 
 
 async def wait_until(
@@ -71,19 +72,34 @@ class Cluster:
     async def pods(self, namespace: str = "default", selector: str | None = None) -> list[Obj]:
         return (await self.api.list(PODS, namespace=namespace, label_selector=selector)).items
 
-    async def kubectl(self, *args: str, within: float = 60.0, check: bool = True) -> str:
+    async def kubectl(
+        self,
+        *args: str,
+        within: float = 60.0,
+        check: bool = True,
+        binary: str = KUBECTL,
+        stdin: str | None = None,
+    ) -> str:
+        """kubectl against the cluster as the admin; with ``check`` a non-zero exit fails the
+        test, else stderr is appended to the output."""
         env = {**os.environ, "HOME": str(self.home), "KUBECONFIG": str(self.kubeconfig)}
         proc = await asyncio.create_subprocess_exec(
-            KUBECTL,
+            binary,
             *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else None,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), within)
+        feed = stdin.encode() if stdin is not None else None
+        out, err = await asyncio.wait_for(proc.communicate(feed), within)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {err.decode()}")
         return out.decode() + (err.decode() if not check else "")
+
+    async def kubectl_132(self, *args: str) -> str:
+        """kubectl 1.32 (:meth:`kubectl` runs 1.20 when it is cached)."""
+        return await self.kubectl(*args, binary=KUBECTL_132)
 
 
 @asynccontextmanager

@@ -7,7 +7,6 @@ that ``kubectl get hpa`` prints with upstream's columns."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,9 @@ import pytest
 from berth.api.resources import DEPLOYMENTS, EVENTS, HORIZONTALPODAUTOSCALERS
 from tests.harness.apiserver import ServerHandle
 
-from .cluster import KUBECTL, Cluster, control_plane, deployment, wait_until
+from .cluster import KUBECTL, KUBECTL_132, Cluster, control_plane, deployment, wait_until
 
 pytestmark = pytest.mark.timeout(180)
-KUBECTL_132 = "/usr/bin/kubectl"
 
 
 def _app(name: str, replicas: int = 1) -> dict[str, Any]:
@@ -29,13 +27,7 @@ def _app(name: str, replicas: int = 1) -> dict[str, Any]:
 
 
 async def _kubectl(c: Cluster, binary: str, *args: str) -> str:
-    env = {**os.environ, "HOME": str(c.home), "KUBECONFIG": str(c.kubeconfig)}
-    proc = await asyncio.create_subprocess_exec(
-        binary, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+    return await c.kubectl(*args, binary=binary)
 
 
 def test_hpa_scales_a_deployment_up_and_down(server: ServerHandle, tmp_path: Path) -> None:

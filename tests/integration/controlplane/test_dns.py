@@ -6,7 +6,6 @@ slices."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ from berth.dns.server import DnsServer
 from berth.machinery.clock import RealClock
 from tests.harness.apiserver import ServerHandle
 
-from .cluster import Cluster, control_plane, deployment, wait_until
+from .cluster import control_plane, deployment, wait_until
 
 D = "cluster.local"
-KUBECTL_132 = "/usr/bin/kubectl"
 
 
 async def ask(port: int, name: str, rdtype: str = "A") -> dns.message.Message:
@@ -49,16 +47,6 @@ async def within_a_second(port: int, name: str, want: Any, rdtype: str = "A") ->
             return elapsed
         assert elapsed < 1.0, f"{name}: still {got!r} after {elapsed:.2f}s, want {want!r}"
         await asyncio.sleep(0.02)
-
-
-async def kubectl_132(c: Cluster, *args: str) -> str:
-    env = {**os.environ, "HOME": str(c.home), "KUBECONFIG": str(c.kubeconfig)}
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL_132, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 def service(name: str, **spec: Any) -> dict[str, Any]:
@@ -152,7 +140,7 @@ def test_slices_and_dns_follow_pods_and_services(server: ServerHandle, tmp_path:
                 assert slices[0]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
                 srv = await ask(port, f"_http._tcp.web.default.svc.{D}.", "SRV")
                 assert [r.port for rrset in srv.answer for r in rrset] == [80]
-                described = await kubectl_132(c, "describe", "svc", "web")
+                described = await c.kubectl_132("describe", "svc", "web")
                 endpoints_line = next(
                     line for line in described.splitlines() if line.startswith("Endpoints:")
                 )

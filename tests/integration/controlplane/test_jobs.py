@@ -6,8 +6,6 @@ in the middle of a Job (pods finishing while it is down) that loses and doubles 
 from __future__ import annotations
 
 import asyncio
-import os
-from asyncio.subprocess import PIPE
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -236,17 +234,6 @@ def test_active_deadline_and_ttl(server: ServerHandle, tmp_path: Path) -> None:
     run(body())
 
 
-async def kubectl_132(c: Cluster, *args: str) -> str:
-    """kubectl 1.32 (the cluster's default binary is 1.20 when it is cached)."""
-    env = {**os.environ, "HOME": str(c.home), "KUBECONFIG": str(c.kubeconfig)}
-    proc = await asyncio.create_subprocess_exec(
-        "/usr/bin/kubectl", *args, stdout=PIPE, stderr=PIPE, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
 def test_kubectl_create_and_wait(server: ServerHandle, tmp_path: Path) -> None:
     """``kubectl create job`` and ``kubectl wait --for=condition=complete`` (1.20 and 1.32),
     and ``kubectl create job --from=cronjob/x`` (1.32)."""
@@ -254,16 +241,16 @@ def test_kubectl_create_and_wait(server: ServerHandle, tmp_path: Path) -> None:
     async def body() -> None:
         async with control_plane(server, tmp_path) as c:
             await c.kubectl("create", "job", "kc", "--image=busybox:1", "--", "true")
-            await kubectl_132(
-                c, "create", "cronjob", "nightly", "--image=busybox:1", "--schedule=0 3 * * *"
+            await c.kubectl_132(
+                "create", "cronjob", "nightly", "--image=busybox:1", "--schedule=0 3 * * *"
             )
-            await kubectl_132(c, "create", "job", "kc2", "--from=cronjob/nightly")
+            await c.kubectl_132("create", "job", "kc2", "--from=cronjob/nightly")
             waits = [
                 asyncio.create_task(
                     c.kubectl("wait", "--for=condition=complete", "job/kc", "--timeout=40s")
                 ),
                 asyncio.create_task(
-                    kubectl_132(c, "wait", "--for=condition=complete", "job/kc2", "--timeout=40s")
+                    c.kubectl_132("wait", "--for=condition=complete", "job/kc2", "--timeout=40s")
                 ),
             ]
             for job_name, container in (("kc", "kc"), ("kc2", "nightly")):

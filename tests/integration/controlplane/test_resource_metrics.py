@@ -4,7 +4,6 @@ mTLS (``/stats/summary``) and served as ``metrics.k8s.io/v1beta1`` Node/PodMetri
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,9 @@ from berth.client.http import HttpClient
 from berth.machinery.prometheus import REGISTRY
 from tests.harness.apiserver import ServerHandle
 
-from .cluster import Cluster, control_plane, deployment, wait_until
+from .cluster import control_plane, deployment, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-KUBECTL_132 = "/usr/bin/kubectl"
 
 
 def test_kubectl_top_nodes_and_pods(server: ServerHandle, tmp_path: Path) -> None:
@@ -57,7 +55,7 @@ async def _top(server: ServerHandle, tmp_path: Path) -> None:
         assert "node-0" in nodes, nodes
         assert "node-1" in nodes, nodes
         # ``c.kubectl`` is 1.20 (KUBECTL) when cached; 1.32 answers the same API
-        env_out = await _kubectl_132(c, "top", "pods", "-l", "app=busy", "--containers")
+        env_out = await c.kubectl_132("top", "pods", "-l", "app=busy", "--containers")
         assert env_out.count(" app ") == 2, env_out
         # the components' Prometheus figures moved with the work (one process here)
         figures = REGISTRY.render()
@@ -98,13 +96,3 @@ async def _top(server: ServerHandle, tmp_path: Path) -> None:
         raw = await c.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/node-0")
         assert '"kind":"NodeMetrics"' in raw, raw
         assert '"window"' in raw, raw
-
-
-async def _kubectl_132(c: Cluster, *args: str) -> str:
-    env = {**os.environ, "HOME": str(c.home), "KUBECONFIG": str(c.kubeconfig)}
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL_132, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,7 @@ from berth.api.resources import CONTROLLERREVISIONS, DAEMONSETS, PODS, STATEFULS
 from berth.client.interface import Obj
 from tests.harness.apiserver import ServerHandle
 
-from .cluster import KUBECTL_120, Cluster, control_plane, wait_until
-
-KUBECTL_132 = "/usr/bin/kubectl"
+from .cluster import KUBECTL_120, KUBECTL_132, Cluster, control_plane, wait_until
 
 
 def run(coro: object) -> None:
@@ -30,18 +27,7 @@ def run(coro: object) -> None:
 async def kubectl(c: Cluster, *args: str, binary: str = KUBECTL_132, stdin: str = "") -> str:
     """kubectl (1.32 unless ``binary`` says otherwise) against the cluster; fails the test on
     a non-zero exit."""
-    env = {**os.environ, "HOME": str(c.home), "KUBECONFIG": str(c.kubeconfig)}
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 90)
-    assert proc.returncode == 0, f"kubectl {' '.join(args)} failed: {err.decode()}"
-    return out.decode()
+    return await c.kubectl(*args, within=90, binary=binary, stdin=stdin)
 
 
 def statefulset(name: str = "web", replicas: int = 3, image: str = "nginx:1", **spec: Any) -> Obj:

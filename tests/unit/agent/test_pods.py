@@ -219,3 +219,34 @@ def test_restarted_agent_adopts_running_containers() -> None:
         assert fresh.ips.allocate("n1", "10.244.3.0/24") == "10.244.3.3", "adopted IP is taken"
 
     run(body())
+
+
+def test_ephemeral_containers_run_once_and_report_their_own_statuses() -> None:
+    """kubectl debug: an ephemeral container added to a running pod starts, shows in
+    ephemeralContainerStatuses (not containerStatuses), and is never restarted after it
+    ends; the pod stays Running and Ready."""
+
+    async def body() -> None:
+        r = Rig()
+        r.add(
+            ephemeralContainers=[{"name": "dbg", "image": "busybox", "targetContainerName": "app"}]
+        )
+        r.runtime.script_exit("default", "p", "dbg", after=2.0, code=3)
+        await r.sync()
+        st = r.status()
+        assert [c["name"] for c in st["containerStatuses"]] == ["app"]
+        (dbg,) = st["ephemeralContainerStatuses"]
+        assert dbg["name"] == "dbg"
+        assert "running" in dbg["state"]
+        assert r.manager.container_id("default", "p", "dbg") is not None  # attachable
+        r.clock.advance(2.0)
+        await r.sync()
+        r.clock.advance(60.0)
+        await r.sync()
+        (dbg,) = r.status()["ephemeralContainerStatuses"]
+        assert dbg["state"]["terminated"]["exitCode"] == 3
+        assert dbg["restartCount"] == 0
+        assert r.status()["phase"] == "Running"
+        assert r.cond("Ready") == "True"
+
+    run(body())

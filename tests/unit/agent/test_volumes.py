@@ -34,21 +34,7 @@ def local_pv(name: str, root: Path, node: str = "n1", *, path: str | None = None
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
             "local": {"path": path if path is not None else f"{root}/{name}"},
-            "nodeAffinity": {
-                "required": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "In",
-                                    "values": [node],
-                                }
-                            ]
-                        }
-                    ]
-                }
-            },
+            "nodeAffinity": st.pinned_to(node),
         },
     }
 

@@ -1,14 +1,20 @@
 """Label and field selectors: one parser for the server and the clients, read as upstream's
-``labels.Parse`` and ``fields.ParseSelector`` read them."""
+``labels.Parse`` and ``fields.ParseSelector`` read them; the server's wrappers
+(:mod:`berth.apiserver.selectors`) answer the same, errors as 400 Status."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import pytest
 
+from berth.api.resources import TABLE
 from berth.api.selectors import (
     EQUALS,
     IN,
     UNSATISFIABLE,
+    FieldGetter,
+    LabelSelector,
     SelectorError,
     escape_field_value,
     label_selector_from_object,
@@ -23,6 +29,7 @@ from berth.api.selectors import (
 )
 from berth.apiserver import selectors as server_selectors
 from berth.apiserver.errors import ApiError
+from berth.apiserver.kinds import strategy_for
 
 
 @pytest.mark.parametrize(
@@ -63,8 +70,13 @@ from berth.apiserver.errors import ApiError
         ("  app  =  web  ", {"app": "web"}, True),
     ],
 )
-def test_label_selector_matching(selector: str, labels: dict[str, str], expected: bool) -> None:
-    assert parse_label_selector(selector).matches(labels) is expected
+@pytest.mark.parametrize(
+    "parse", [parse_label_selector, server_selectors.parse_label_selector], ids=["api", "server"]
+)
+def test_label_selector_matching(
+    parse: Callable[[str], LabelSelector], selector: str, labels: dict[str, str], expected: bool
+) -> None:
+    assert parse(selector).matches(labels) is expected
 
 
 @pytest.mark.parametrize(
@@ -89,6 +101,9 @@ def test_label_selector_matching(selector: str, labels: dict[str, str], expected
 def test_bad_label_selectors_are_refused(bad: str) -> None:
     with pytest.raises(SelectorError):
         parse_label_selector(bad)
+    with pytest.raises(ApiError) as exc:
+        server_selectors.parse_label_selector(bad)
+    assert exc.value.code == 400
 
 
 def test_the_server_answers_a_bad_selector_with_400() -> None:
@@ -132,6 +147,33 @@ def test_field_selectors() -> None:
         parse_field_selector("spec.schedulerName=x", supported)
 
 
+def _fields(kind: str) -> Mapping[str, FieldGetter]:
+    rd = TABLE.by_kind("", kind)
+    assert rd is not None
+    return strategy_for(rd).field_selectors
+
+
+def test_the_server_reads_field_selectors_over_the_kinds_fields() -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": "Running"},
+    }
+    parse = server_selectors.parse_field_selector
+    sel = parse("spec.nodeName=n1,status.phase!=Failed,status.phase!=Succeeded", _fields("Pod"))
+    assert sel.matches(pod)
+    assert not parse("metadata.namespace==other", _fields("Pod")).matches(pod)
+    assert parse("metadata.name=p", _fields("Pod")).exact_name() == "p"
+    event = {"involvedObject": {"kind": "Node", "name": "n1", "uid": "n1", "namespace": ""}}
+    assert parse("involvedObject.kind=Node,involvedObject.namespace=", _fields("Event")).matches(
+        event
+    )
+    with pytest.raises(ApiError) as exc:
+        parse("spec.nodeName=n1", _fields("ConfigMap"))
+    assert exc.value.code == 400
+    assert '"spec.nodeName" is not a known field selector' in exc.value.message
+
+
 def test_field_selector_values_unescape_and_terms_split_on_unescaped_commas() -> None:
     reqs = parse_field_requirements(r"a=x\,y,b!=p\=q,c==\\")
     assert [(r.field, r.negate, r.value) for r in reqs] == [
@@ -165,11 +207,12 @@ def test_label_selector_objects() -> None:
             {"key": "legacy", "operator": "DoesNotExist"},
         ],
     }
-    assert selector_to_string(obj) == "app=web,!legacy,tier in (a,b)"
+    assert selector_to_string(obj) == "app=web,!legacy,tier in (a,b)"  # sorted by key, as upstream
     sel = label_selector_from_object(obj)
     assert sel.matches({"app": "web", "tier": "a"})
     assert not sel.matches({"app": "web", "tier": "c"})
     assert parse_label_selector(selector_to_string(obj)) == sel
+    assert server_selectors.selector_from_label_selector_object(obj) == sel
     assert label_selector_from_object(None).empty
     assert label_selector_from_object({}).matches({"x": "y"})
     with pytest.raises(SelectorError, match="not a valid label selector operator"):

@@ -29,17 +29,7 @@ def pv(
     if claim_ref is not None:
         spec["claimRef"] = claim_ref
     if node is not None:
-        spec["nodeAffinity"] = {
-            "required": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
-                        ]
-                    }
-                ]
-            }
-        }
+        spec["nodeAffinity"] = st.pinned_to(node)
     return {
         "metadata": {"name": name, "labels": labels or {}},
         "spec": spec,

@@ -12,10 +12,7 @@ from typing import Any
 import pytest
 
 from berth.api.resources import TABLE, ResourceDef
-from berth.apiserver.allocators import IPAllocator, PortAllocator
-from berth.apiserver.codec import Codec
-from berth.apiserver.registry import Registry
-from berth.store.memory import MemoryStore
+from tests.harness.registry import memory_registry
 
 TEMPLATE = {
     "metadata": {"labels": {"app": "x"}},
@@ -88,14 +85,6 @@ CASES: list[tuple[ResourceDef, dict[str, Any], dict[str, Any] | None]] = [
 ]
 
 
-async def _registry() -> Registry:
-    reg = Registry(
-        MemoryStore(), Codec(), service_ips=IPAllocator("10.96.0.0/24"), node_ports=PortAllocator()
-    )
-    await reg.create(_rd("", "namespaces"), "", {"metadata": {"name": "default"}}, user=None)
-    return reg
-
-
 @pytest.mark.parametrize(("rd", "body", "status"), CASES, ids=[c[0].kind for c in CASES])
 def test_created_updated_and_read_objects_carry_the_empty_status(
     rd: ResourceDef, body: dict[str, Any], status: dict[str, Any] | None
@@ -103,7 +92,7 @@ def test_created_updated_and_read_objects_carry_the_empty_status(
     ns = "default" if rd.namespaced else ""
 
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         obj = {"metadata": {"name": "x"}, **copy.deepcopy(body)}
         created = await reg.create(rd, ns, obj, user=None)
         assert created.get("status") == status
@@ -128,7 +117,7 @@ def test_a_status_keeps_what_it_has_and_gains_what_it_lacks() -> None:
     nodes = _rd("", "nodes")
 
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         node = {
             "metadata": {"name": "n1"},
             "status": {"nodeInfo": {"kubeletVersion": "v1.32.0"}, "addresses": []},

@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 
 from berth.api.resources import TABLE, ResourceDef
-from berth.apiserver.allocators import IPAllocator, PortAllocator
-from berth.apiserver.codec import Codec
 from berth.apiserver.errors import ApiError
 from berth.apiserver.registry import Registry
-from berth.store.memory import MemoryStore
+from tests.harness.registry import memory_registry
 
 
 def _rd(plural: str) -> ResourceDef:
@@ -30,14 +28,7 @@ LABEL = "kubernetes.io/metadata.name"
 
 def _run(scenario: Callable[[Registry], Awaitable[None]]) -> None:
     async def main() -> None:
-        reg = Registry(
-            MemoryStore(),
-            Codec(),
-            service_ips=IPAllocator("10.96.0.0/24"),
-            node_ports=PortAllocator(),
-        )
-        await reg.create(NSS, "", {"metadata": {"name": "default"}}, user=None)
-        await scenario(reg)
+        await scenario(await memory_registry())
 
     asyncio.run(main())
 

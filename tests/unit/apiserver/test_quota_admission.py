@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
-from berth.api.resources import CONFIGMAPS, NAMESPACES, PODS, RESOURCEQUOTAS
-from berth.apiserver.allocators import IPAllocator, PortAllocator
-from berth.apiserver.codec import Codec
+from berth.api.resources import CONFIGMAPS, PODS, RESOURCEQUOTAS
 from berth.apiserver.errors import ApiError
 from berth.apiserver.registry import Registry
 from berth.store.interface import KeyValue
 from berth.store.memory import MemoryStore
+from tests.harness.registry import memory_registry
 
 
 class YieldingStore(MemoryStore):
@@ -28,13 +27,7 @@ class YieldingStore(MemoryStore):
 
 
 async def _registry(*quotas: dict[str, Any]) -> Registry:
-    reg = Registry(
-        YieldingStore(),
-        Codec(),
-        service_ips=IPAllocator("10.96.0.0/24"),
-        node_ports=PortAllocator(),
-    )
-    await reg.create(NAMESPACES, "", {"metadata": {"name": "ns"}}, user=None)
+    reg = await memory_registry(store=YieldingStore(), namespaces=("ns",))
     for quota in quotas:
         await reg.create(RESOURCEQUOTAS, "ns", quota, user=None)
     return reg

@@ -8,14 +8,11 @@ from typing import Any
 import pytest
 
 from berth.api.resources import TABLE, ResourceDef
-from berth.apiserver.allocators import IPAllocator, PortAllocator
-from berth.apiserver.codec import Codec
 from berth.apiserver.errors import ApiError, FieldError
 from berth.apiserver.kinds import strategy_for
 from berth.apiserver.options import DeleteOptions, ListOptions
-from berth.apiserver.registry import Registry
 from berth.apiserver.selectors import parse_label_selector
-from berth.store.memory import MemoryStore
+from tests.harness.registry import memory_registry
 
 
 def validate(rd: ResourceDef, obj: dict[str, Any]) -> list[FieldError]:
@@ -34,14 +31,6 @@ PODS, CMS, DEPLOY, NSS = (
     _rd("apps", "deployments"),
     _rd("", "namespaces"),
 )
-
-
-async def _registry() -> Registry:
-    reg = Registry(
-        MemoryStore(), Codec(), service_ips=IPAllocator("10.96.0.0/24"), node_ports=PortAllocator()
-    )
-    await reg.create(NSS, "", {"metadata": {"name": "default"}}, user=None)
-    return reg
 
 
 def run(coro: Any) -> Any:
@@ -64,7 +53,7 @@ def _deployment(replicas: int = 1) -> dict[str, Any]:
 
 def test_generation_bumps_only_on_spec_changes() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         d = await reg.create(DEPLOY, "default", _deployment(), user=None)
         assert d["metadata"]["generation"] == 1
         d = await reg.patch(
@@ -101,7 +90,7 @@ def test_generation_bumps_only_on_spec_changes() -> None:
 
 def test_update_with_stale_resource_version_conflicts() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         cm = await reg.create(
             CMS, "default", {"metadata": {"name": "c"}, "data": {"a": "1"}}, user=None
         )
@@ -121,7 +110,7 @@ def test_update_with_stale_resource_version_conflicts() -> None:
 
 def test_list_pages_keep_selector_and_snapshot() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         for i in range(10):
             await reg.create(
                 CMS,
@@ -151,7 +140,7 @@ def test_list_pages_keep_selector_and_snapshot() -> None:
 
 def test_pod_deletion_grace_and_finalizers() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         pod = {
             "metadata": {"name": "p"},
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
@@ -187,7 +176,7 @@ def test_pod_deletion_grace_and_finalizers() -> None:
 
 def test_creating_in_missing_namespace_is_404() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         with pytest.raises(ApiError) as exc:
             await reg.create(CMS, "nowhere", {"metadata": {"name": "c"}}, user=None)
         assert exc.value.code == 404
@@ -230,7 +219,7 @@ def test_validation_causes() -> None:
 
 def test_pod_spec_and_workload_selectors_are_immutable() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}
         await reg.create(PODS, "default", pod, user=None)
         p = await reg.patch(

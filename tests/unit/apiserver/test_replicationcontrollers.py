@@ -9,30 +9,19 @@ from typing import Any
 
 import pytest
 
-from berth.api.resources import NAMESPACES, REPLICATIONCONTROLLERS, TABLE
+from berth.api.resources import REPLICATIONCONTROLLERS, TABLE
 from berth.apiserver import client_warnings
-from berth.apiserver.allocators import IPAllocator, PortAllocator
 from berth.apiserver.auth import UserInfo
-from berth.apiserver.codec import Codec
 from berth.apiserver.errors import ApiError
 from berth.apiserver.kinds import strategy_for
 from berth.apiserver.podsecurity import PodSecurityConfig
-from berth.apiserver.registry import Registry
-from berth.store.memory import MemoryStore
+from tests.harness.registry import invalid_fields, memory_registry
 
 RC = REPLICATIONCONTROLLERS
 
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-async def _registry() -> Registry:
-    reg = Registry(
-        MemoryStore(), Codec(), service_ips=IPAllocator("10.96.0.0/24"), node_ports=PortAllocator()
-    )
-    await reg.create(NAMESPACES, "", {"metadata": {"name": "default"}}, user=None)
-    return reg
 
 
 def rc(name: str = "web", **spec: Any) -> dict[str, Any]:
@@ -48,12 +37,6 @@ def rc(name: str = "web", **spec: Any) -> dict[str, Any]:
     }
 
 
-def causes(exc: pytest.ExceptionInfo[ApiError]) -> list[str]:
-    assert exc.value.code == 422
-    assert exc.value.details is not None
-    return [str(c["field"]) for c in exc.value.details["causes"]]
-
-
 def test_resource_is_served_as_upstream() -> None:
     assert TABLE.by_kind("", "ReplicationController") is RC
     assert RC.version == "v1"
@@ -64,7 +47,7 @@ def test_resource_is_served_as_upstream() -> None:
 
 def test_defaults_take_selector_and_labels_from_the_template() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         obj = await reg.create(RC, "default", rc(), user=None)
         assert obj["apiVersion"] == "v1"
         assert obj["kind"] == "ReplicationController"
@@ -86,38 +69,38 @@ def test_defaults_take_selector_and_labels_from_the_template() -> None:
 
 def test_validation() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         with pytest.raises(ApiError) as exc:  # the selector must match the template's labels
             await reg.create(RC, "default", rc(selector={"app": "db"}), user=None)
-        assert causes(exc) == ["spec.template.metadata.labels"]
+        assert invalid_fields(exc) == ["spec.template.metadata.labels"]
         assert "`selector` does not match template `labels`" in exc.value.message
         bare = rc()  # no labels anywhere: no selector to default to
         del bare["spec"]["template"]["metadata"]
         with pytest.raises(ApiError) as exc:
             await reg.create(RC, "default", bare, user=None)
-        assert "spec.selector" in causes(exc)
+        assert "spec.selector" in invalid_fields(exc)
         with pytest.raises(ApiError) as exc:
             await reg.create(RC, "default", rc(replicas=-1), user=None)
-        assert causes(exc) == ["spec.replicas"]
+        assert invalid_fields(exc) == ["spec.replicas"]
         never = rc()
         never["spec"]["template"]["spec"]["restartPolicy"] = "Never"
         with pytest.raises(ApiError) as exc:
             await reg.create(RC, "default", never, user=None)
-        assert causes(exc) == ["spec.template.spec.restartPolicy"]
+        assert invalid_fields(exc) == ["spec.template.spec.restartPolicy"]
         with pytest.raises(ApiError) as exc:  # a LabelSelector is not a label map
             await reg.create(RC, "default", rc(selector={"matchLabels": {"app": "web"}}), user=None)
         assert exc.value.code == 400
         assert "spec.selector[matchLabels]: expected a string" in exc.value.message
         with pytest.raises(ApiError) as exc:
             await reg.create(RC, "default", {"metadata": {"name": "nospec"}}, user=None)
-        assert causes(exc) == ["spec.selector", "spec.template"]
+        assert invalid_fields(exc) == ["spec.selector", "spec.template"]
 
     run(scenario())
 
 
 def test_selector_may_change_and_scale_reads_the_map() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         await reg.create(RC, "default", rc(selector={"app": "web"}), user=None)
         obj = await reg.patch(
             RC, "default", "web", "merge", {"spec": {"selector": {"tier": "front"}}}, user=None
@@ -165,14 +148,9 @@ def test_scaling_is_not_a_pod_security_review() -> None:
     pod controllers, so only a change of the RC itself warns about its template."""
 
     async def scenario() -> None:
-        reg = Registry(
-            MemoryStore(),
-            Codec(),
-            service_ips=IPAllocator("10.96.0.0/24"),
-            node_ports=PortAllocator(),
-            pod_security=PodSecurityConfig.from_mapping({"warn": "restricted"}),
+        reg = await memory_registry(
+            pod_security=PodSecurityConfig.from_mapping({"warn": "restricted"})
         )
-        await reg.create(NAMESPACES, "", {"metadata": {"name": "default"}}, user=None)
         alice = UserInfo("alice")
         with client_warnings.collecting() as warnings:
             await reg.create(RC, "default", rc(), user=alice)

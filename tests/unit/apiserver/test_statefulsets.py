@@ -8,25 +8,14 @@ from typing import Any
 
 import pytest
 
-from berth.api.resources import CONTROLLERREVISIONS, NAMESPACES, STATEFULSETS
-from berth.apiserver.allocators import IPAllocator, PortAllocator
-from berth.apiserver.codec import Codec
+from berth.api.resources import CONTROLLERREVISIONS, STATEFULSETS
 from berth.apiserver.errors import ApiError
 from berth.apiserver.kinds import strategy_for
-from berth.apiserver.registry import Registry
-from berth.store.memory import MemoryStore
+from tests.harness.registry import invalid_fields, memory_registry
 
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-async def _registry() -> Registry:
-    reg = Registry(
-        MemoryStore(), Codec(), service_ips=IPAllocator("10.96.0.0/24"), node_ports=PortAllocator()
-    )
-    await reg.create(NAMESPACES, "", {"metadata": {"name": "default"}}, user=None)
-    return reg
 
 
 def sts(**spec: Any) -> dict[str, Any]:
@@ -44,15 +33,9 @@ def sts(**spec: Any) -> dict[str, Any]:
     }
 
 
-def causes(exc: pytest.ExceptionInfo[ApiError]) -> list[str]:
-    assert exc.value.code == 422
-    assert exc.value.details is not None
-    return [str(c["field"]) for c in exc.value.details["causes"]]
-
-
 def test_defaults_and_status() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         claim = {
             "metadata": {"name": "data"},
             "spec": {
@@ -93,7 +76,7 @@ def test_defaults_and_status() -> None:
 
 def test_validation() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         bad = sts(
             replicas=-1,
             podManagementPolicy="Sometimes",
@@ -107,7 +90,7 @@ def test_validation() -> None:
         bad["spec"]["template"]["spec"]["activeDeadlineSeconds"] = 5
         with pytest.raises(ApiError) as exc:
             await reg.create(STATEFULSETS, "default", bad, user=None)
-        assert sorted(causes(exc)) == sorted(
+        assert sorted(invalid_fields(exc)) == sorted(
             [
                 "spec.template.metadata.labels",
                 "spec.replicas",
@@ -130,7 +113,7 @@ def test_containers_may_mount_the_claim_templates_and_only_those() -> None:
     name one; a mount naming neither a pod volume nor a template is still refused."""
 
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         claim = {
             "metadata": {"name": "data"},
             "spec": {
@@ -154,14 +137,14 @@ def test_containers_may_mount_the_claim_templates_and_only_those() -> None:
         ]
         with pytest.raises(ApiError) as exc:
             await reg.create(STATEFULSETS, "default", bad, user=None)
-        assert causes(exc) == ["spec.template.spec.containers[0].volumeMounts[0].name"]
+        assert invalid_fields(exc) == ["spec.template.spec.containers[0].volumeMounts[0].name"]
 
     run(scenario())
 
 
 def test_only_some_spec_fields_may_change() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         await reg.create(STATEFULSETS, "default", sts(replicas=2), user=None)
         for allowed in (
             {"replicas": 5},
@@ -180,7 +163,7 @@ def test_only_some_spec_fields_may_change() -> None:
                 await reg.patch(
                     STATEFULSETS, "default", "web", "merge", {"spec": forbidden}, user=None
                 )
-            assert causes(exc) == ["spec"]
+            assert invalid_fields(exc) == ["spec"]
             assert "updates to statefulset spec for fields other than" in exc.value.message
         scale = reg.to_scale(STATEFULSETS, await reg.get(STATEFULSETS, "default", "web"))
         assert scale["spec"]["replicas"] == 5
@@ -191,7 +174,7 @@ def test_only_some_spec_fields_may_change() -> None:
 
 def test_controller_revision_data_is_immutable_and_revision_renumbers() -> None:
     async def scenario() -> None:
-        reg = await _registry()
+        reg = await memory_registry()
         rev = {
             "metadata": {
                 "name": "web-abc",
@@ -218,12 +201,12 @@ def test_controller_revision_data_is_immutable_and_revision_renumbers() -> None:
             await reg.patch(
                 CONTROLLERREVISIONS, "default", "web-abc", "merge", {"data": {"x": 1}}, user=None
             )
-        assert causes(exc) == ["data"]
+        assert invalid_fields(exc) == ["data"]
         with pytest.raises(ApiError) as exc:
             await reg.create(
                 CONTROLLERREVISIONS, "default", {"metadata": {"name": "empty"}}, user=None
             )
-        assert sorted(causes(exc)) == ["data", "revision"]
+        assert sorted(invalid_fields(exc)) == ["data", "revision"]
         row = strategy_for(CONTROLLERREVISIONS).printer(CONTROLLERREVISIONS).row(obj)
         assert row[:3] == ["web-abc", "statefulset.apps/web", 4]
 

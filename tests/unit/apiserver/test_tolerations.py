@@ -11,17 +11,14 @@ from typing import Any
 import pytest
 
 from berth.api.resources import TABLE
-from berth.apiserver.allocators import IPAllocator, PortAllocator
-from berth.apiserver.codec import Codec
 from berth.apiserver.config import ConfigError, load_config
-from berth.apiserver.registry import Registry
 from berth.apiserver.tolerations import (
     NOT_READY,
     UNREACHABLE,
     DefaultTolerationSeconds,
     add_default_tolerations,
 )
-from berth.store.memory import MemoryStore
+from tests.harness.registry import memory_registry
 
 PODS = TABLE.lookup("", "v1", "pods")
 NSS = TABLE.lookup("", "v1", "namespaces")
@@ -46,14 +43,9 @@ def test_a_pod_without_tolerations_gets_both_for_the_configured_seconds() -> Non
     async def body() -> dict[str, Any]:
         assert PODS is not None
         assert NSS is not None
-        reg = Registry(
-            MemoryStore(),
-            Codec(),
-            service_ips=IPAllocator("10.96.0.0/24"),
-            node_ports=PortAllocator(),
-            default_tolerations=DefaultTolerationSeconds(not_ready=20, unreachable=25),
+        reg = await memory_registry(
+            default_tolerations=DefaultTolerationSeconds(not_ready=20, unreachable=25)
         )
-        await reg.create(NSS, "", {"metadata": {"name": "default"}}, user=None)
         return await reg.create(PODS, "default", _pod(), user=None)
 
     created = asyncio.run(body())

@@ -14,8 +14,10 @@ import orjson
 import pytest
 
 from berth.apiserver.openapi import definitions
+from provisioner import platforms
 from provisioner.artifacts import berth_bundle
 from provisioner.artifacts.berth_bundle import BundleError, build_bundle, write_dist_info
+from provisioner.platforms import Platform
 
 
 def _host_version(site: Path) -> str:
@@ -37,7 +39,7 @@ def _host_version(site: Path) -> str:
 
 def test_the_bundle_carries_berths_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # no PyPI in unit tests: the dependency wheels are beside the point here
-    monkeypatch.setattr(berth_bundle, "_pip_install", lambda target, pins: target.mkdir())
+    monkeypatch.setattr(berth_bundle, "_pip_install", lambda target, pins, platform: target.mkdir())
     monkeypatch.setattr(berth_bundle, "_compile", lambda site: None)
     bundle = build_bundle(tmp_path / "cache", version="9.8.7")
     assert bundle.id.startswith("9.8.7-")
@@ -69,7 +71,7 @@ def test_the_bundle_carries_the_kubernetes_schemas_and_a_host_finds_them(
     """Hosts get the one schema file the API server reads (compressed, inside the berth
     package), not the 72 MB kubernetes-validate package; the loader finds it there."""
 
-    def fake_pip(target: Path, pins: tuple[str, ...]) -> None:
+    def fake_pip(target: Path, pins: tuple[str, ...], platform: Platform) -> None:
         target.mkdir()
         # the loader parses with orjson; the other wheels are beside the point here
         shutil.copytree(Path(orjson.__file__).parent, target / "orjson")
@@ -140,3 +142,35 @@ def test_an_installed_berth_ships_itself_even_inside_a_checkout(tmp_path: Path) 
     before = berth_bundle.bundle_id(version="1.0.0", source=installed)
     (installed / "__init__.py").write_text("# another installed berth\n")
     assert berth_bundle.bundle_id(version="1.0.0", source=installed) != before
+
+
+def test_one_id_and_one_tar_per_python_abi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster mixing Debian 12 (python 3.11) and 13 (3.13) runs one berth version: the id
+    is the same for both ABIs, each ABI gets its own tar with wheels asked for that ABI, and
+    only the operator's own Python version is compiled ahead (another one's bytecode differs)."""
+    asked: list[tuple[str, str]] = []
+    compiled: list[Path] = []
+
+    def fake_pip(target: Path, pins: tuple[str, ...], platform: Platform) -> None:
+        asked.append((platform.python_version, platform.abi))
+        target.mkdir()
+
+    monkeypatch.setattr(berth_bundle, "_pip_install", fake_pip)
+    monkeypatch.setattr(berth_bundle, "_compile", compiled.append)
+    cache = tmp_path / "cache"
+    bookworm, trixie = platforms.by_codename("bookworm"), platforms.by_codename("trixie")
+    old = build_bundle(cache, version="1.0.0", platform=bookworm)
+    compiled_for_311 = len(compiled)
+    new = build_bundle(cache, version="1.0.0", platform=trixie)
+    assert old.id == new.id
+    assert (old.abi, new.abi) == ("cp311", "cp313")
+    assert old.path != new.path
+    assert old.path.is_file()
+    assert new.path.is_file()
+    assert new.path == berth_bundle.bundle_path(cache, new.id, trixie)
+    assert asked == [("3.11", "cp311"), ("3.13", "cp313")]
+    assert sys.version_info[:2] == (3, 11)  # the operator's Python in this project's venv
+    assert (compiled_for_311, len(compiled)) == (1, 1)
+    # cached: asking again builds nothing
+    assert build_bundle(cache, version="1.0.0", platform=trixie) == new
+    assert len(asked) == 2

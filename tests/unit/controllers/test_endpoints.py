@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from berth.api.resources import ENDPOINTS, PODS, SERVICES
 from berth.client.keys import ObjectKey
 from berth.controllers.endpoints import EndpointsController
 
 from .harness import Harness, run
+from .test_endpointslices import pod
 
 KEY = ObjectKey("default/web")
-
-
-def pod(name: str, ip: str, ready: bool, app: str = "web") -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
-        "spec": {
-            "nodeName": "n1",
-            "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}],
-        },
-        "status": {
-            "phase": "Running",
-            "podIP": ip,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        },
-    }
 
 
 def test_endpoints_track_matching_pods() -> None:

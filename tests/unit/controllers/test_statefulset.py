@@ -34,6 +34,12 @@ CLAIMS = ResourceDef(
 )
 
 
+CLAIM_TEMPLATE: Obj = {
+    "metadata": {"name": "data"},
+    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+}
+
+
 def statefulset(replicas: int = 3, **spec: Any) -> Obj:
     """A StatefulSet as the API server stores it (defaults filled)."""
     update = spec.pop(
@@ -54,6 +60,18 @@ def statefulset(replicas: int = 3, **spec: Any) -> Obj:
             **spec,
         },
     }
+
+
+async def running(
+    h: Harness, sts: Obj, *, claims: ResourceDef | None = None
+) -> StatefulSetController:
+    """Seed ``sts`` and converge its controller (its claims made in ``claims`` if given)."""
+    h.api.seed(STATEFULSETS, sts)
+    c = StatefulSetController(h.ctx)
+    if claims is not None:
+        c.claims = ClaimManager(h.ctx, resource=claims)
+    await h.converge(c.controller)
+    return c
 
 
 def live(h: Harness) -> dict[str, Obj]:
@@ -158,9 +176,7 @@ def test_parallel_creates_all_pods_at_once_and_ordinals_start() -> None:
 def test_deleted_pod_comes_back_with_the_same_name() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(3))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(3))
         old_uid = live(h)["web-1"]["metadata"]["uid"]
         await h.api.delete(PODS, "web-1", namespace="default", grace_period_seconds=0)
         await h.converge(c.controller)
@@ -174,9 +190,7 @@ def test_deleted_pod_comes_back_with_the_same_name() -> None:
 def test_failed_pod_is_replaced_under_its_name() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(2))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(2))
         await h.api.patch(
             PODS,
             "web-0",
@@ -194,9 +208,7 @@ def test_failed_pod_is_replaced_under_its_name() -> None:
 def test_scale_down_removes_the_highest_ordinal_first_one_at_a_time() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(4))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(4))
         await set_spec(h, replicas=1)
         await h.sync()
         await c.reconcile(KEY)
@@ -214,9 +226,7 @@ def test_scale_down_removes_the_highest_ordinal_first_one_at_a_time() -> None:
 def test_partitioned_rolling_update_stops_at_the_partition_highest_first() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(3))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(3))
         first = status(h)["currentRevision"]
         await set_spec(
             h, updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}
@@ -255,9 +265,7 @@ def test_partitioned_rolling_update_stops_at_the_partition_highest_first() -> No
 def test_rolling_update_waits_for_each_replaced_pod_to_be_ready() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(3))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(3))
         await set_image(h, "nginx:2")
         # new pods never become ready: only web-2 is replaced
         await h.converge(c.controller, ready=lambda p: image(p) == "nginx:1")
@@ -270,9 +278,7 @@ def test_rolling_update_waits_for_each_replaced_pod_to_be_ready() -> None:
 def test_on_delete_waits_for_users_and_recreates_at_the_update_revision() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(2, updateStrategy={"type": "OnDelete"}))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(2, updateStrategy={"type": "OnDelete"}))
         await set_image(h, "nginx:2")
         await h.converge(c.controller)
         assert deleted_pods(h) == []
@@ -287,9 +293,7 @@ def test_on_delete_waits_for_users_and_recreates_at_the_update_revision() -> Non
 def test_rollback_renumbers_the_old_revision_and_history_is_limited() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(1, revisionHistoryLimit=1))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(1, revisionHistoryLimit=1))
         await set_image(h, "nginx:2")
         await h.converge(c.controller)
         await set_image(h, "nginx:1")  # kubectl rollout undo puts the old template back
@@ -315,27 +319,11 @@ def test_rollback_renumbers_the_old_revision_and_history_is_limited() -> None:
 def test_volume_claims_are_made_per_pod_and_kept_across_recreation() -> None:
     async def body() -> None:
         h = Harness()
-        claim = {
-            "metadata": {"name": "data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-        h.api.seed(
-            STATEFULSETS,
-            statefulset(
-                2,
-                volumeClaimTemplates=[claim],
-                persistentVolumeClaimRetentionPolicy={
-                    "whenDeleted": "Delete",
-                    "whenScaled": "Retain",
-                },
-            ),
+        policy = {"whenDeleted": "Delete", "whenScaled": "Retain"}
+        sts = statefulset(
+            2, volumeClaimTemplates=[CLAIM_TEMPLATE], persistentVolumeClaimRetentionPolicy=policy
         )
-        c = StatefulSetController(h.ctx)
-        c.claims = ClaimManager(h.ctx, resource=CLAIMS)
-        await h.converge(c.controller)
+        c = await running(h, sts, claims=CLAIMS)
         claims = {x["metadata"]["name"]: x for x in h.api.objects(CLAIMS)}
         assert sorted(claims) == ["data-web-0", "data-web-1"]
         assert claims["data-web-0"]["metadata"]["labels"] == {"app": "web"}
@@ -361,27 +349,11 @@ def test_scaled_down_claim_is_owned_by_its_pod_alone_when_both_policies_delete()
 
     async def body() -> None:
         h = Harness()
-        claim = {
-            "metadata": {"name": "data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-        h.api.seed(
-            STATEFULSETS,
-            statefulset(
-                2,
-                volumeClaimTemplates=[claim],
-                persistentVolumeClaimRetentionPolicy={
-                    "whenDeleted": "Delete",
-                    "whenScaled": "Delete",
-                },
-            ),
+        policy = {"whenDeleted": "Delete", "whenScaled": "Delete"}
+        sts = statefulset(
+            2, volumeClaimTemplates=[CLAIM_TEMPLATE], persistentVolumeClaimRetentionPolicy=policy
         )
-        c = StatefulSetController(h.ctx)
-        c.claims = ClaimManager(h.ctx, resource=CLAIMS)
-        await h.converge(c.controller)
+        c = await running(h, sts, claims=CLAIMS)
         pod_uid = live(h)["web-1"]["metadata"]["uid"]
         await set_spec(h, replicas=1)
         await h.converge(c.controller)
@@ -405,14 +377,7 @@ def test_scaled_down_claim_is_owned_by_its_pod_alone_when_both_policies_delete()
 def test_volume_claims_without_served_claims_are_noted_not_made() -> None:
     async def body() -> None:
         h = Harness()
-        claim = {
-            "metadata": {"name": "data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-        h.api.seed(STATEFULSETS, statefulset(1, volumeClaimTemplates=[claim]))
+        h.api.seed(STATEFULSETS, statefulset(1, volumeClaimTemplates=[CLAIM_TEMPLATE]))
         h.api.unserved.add(PERSISTENTVOLUMECLAIMS)  # a server without storage
         c = StatefulSetController(h.ctx)
         await h.converge(c.controller)
@@ -456,9 +421,7 @@ def test_a_revision_name_taken_by_another_object_bumps_the_collision_count() -> 
 def test_parallel_scale_down_deletes_every_condemned_pod_at_once() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(4, podManagementPolicy="Parallel"))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(4, podManagementPolicy="Parallel"))
         await set_spec(h, replicas=1)
         await h.sync()
         await c.reconcile(KEY)
@@ -470,9 +433,7 @@ def test_parallel_scale_down_deletes_every_condemned_pod_at_once() -> None:
 def test_moving_the_start_ordinal_replaces_pods_outside_the_range() -> None:
     async def body() -> None:
         h = Harness()
-        h.api.seed(STATEFULSETS, statefulset(2))
-        c = StatefulSetController(h.ctx)
-        await h.converge(c.controller)
+        c = await running(h, statefulset(2))
         await set_spec(h, ordinals={"start": 1})
         await h.converge(c.controller)
         assert sorted(live(h)) == ["web-1", "web-2"]

@@ -151,3 +151,13 @@ def test_upstream_names_follow_pointers_only_backwards() -> None:
 def test_any_upstream_bytes_give_records_or_nothing(data: bytes) -> None:
     for r in wire.answer_records(data):
         assert r.rtype in (wire.A, wire.AAAA, wire.CNAME)
+
+
+def test_skip_name_steps_over_labels_and_stops_at_a_pointer() -> None:
+    msg = b"\x03www\x07example\x00" + b"\x03api\xc0\x00"
+    assert wire.skip_name(msg, 0) == 13
+    assert wire.skip_name(msg, 13) == 19  # a pointer ends the name, not followed
+    with pytest.raises(IndexError):
+        wire.skip_name(b"\x05ab", 0)  # runs past the message
+    with pytest.raises(IndexError):
+        wire.skip_name(b"\x00" * 4 + b"\x01a" * 200, 4)  # more than 128 labels

@@ -46,7 +46,7 @@ class Data:
 
 def _healthy(name: str, *, clock: float, targets: tuple[tuple[str, int], ...]) -> FactSet:
     facts = FactSet(name)
-    facts.put(OsRelease(), OsInfo("debian", "12", "Debian GNU/Linux 12 (bookworm)"))
+    facts.put(OsRelease(), OsInfo("debian", "12", "Debian GNU/Linux 12 (bookworm)", "bookworm"))
     facts.put(PythonVersion(), PythonInfo("/usr/bin/python3", (3, 11, 2)))
     facts.put(Systemd(), SystemdInfo(running=True, version=252))
     free: dict[str, int | None] = {"/": 10 << 30}
@@ -92,9 +92,11 @@ def test_every_problem_on_every_host_is_reported_together() -> None:
     n2.put(TcpReachability((("10.0.0.1", 6443),)), {("10.0.0.1", 6443): "timeout"})
     problems = phase.check(data, _live())
     assert problems == [
-        "n1: python3 is 3.9.2, need 3.11+",
+        "n1: python3 is 3.9.2, but Debian 12 (bookworm) ships 3.11: berth's bundle for this"
+        " host is built for CPython 3.11; use the release's own python3",
         "n1: port 6443/tcp is already in use",
-        "n2: unsupported OS CentOS Linux 7: need Debian 12+ or Ubuntu 22.04+",
+        "n2: unsupported OS CentOS Linux 7: berth supports Debian 12 (bookworm), Debian 13"
+        " (trixie)",
         "n2: systemd is not running as PID 1",
         "n2: only 100 MiB free on /, need 1024 MiB",
         "n2: cannot reach n1 (10.0.0.1) on 6443/tcp: timeout",
@@ -148,3 +150,40 @@ def test_cluster_ports_follow_the_spec() -> None:
     assert local_cluster_ports(ha, N1) == (6443, 2379, 2380, 6444)
     assert local_cluster_ports(ha, worker) == (10250, 6444)
     assert cluster_ports(ha, worker) == (10250,)
+
+
+def test_a_debian_13_host_with_its_python_313_passes() -> None:
+    phase, data = _phase_and_data()
+    n2 = data.facts["n2"]
+    n2.put(OsRelease(), OsInfo("debian", "13", "Debian GNU/Linux 13 (trixie)", "trixie"))
+    n2.put(PythonVersion(), PythonInfo("/usr/bin/python3", (3, 13, 5)))
+    assert phase.check(data, _live()) == []
+
+
+def test_a_host_without_python_or_with_another_release_python_is_refused() -> None:
+    phase, data = _phase_and_data()
+    n1, n2 = data.facts["n1"], data.facts["n2"]
+    n1.put(PythonVersion(), None)
+    # Debian 13 with a python3 3.11 (say, built by hand): the 3.13 wheels would not import
+    n2.put(OsRelease(), OsInfo("debian", "13", "Debian GNU/Linux 13 (trixie)", "trixie"))
+    problems = phase.check(data, _live())
+    assert problems == [
+        "n1: python3 is not installed: Debian 12 (bookworm) needs its python3 3.11 (apt install"
+        " python3)",
+        "n2: python3 is 3.11.2, but Debian 13 (trixie) ships 3.13: berth's bundle for this"
+        " host is built for CPython 3.13; use the release's own python3",
+    ]
+
+
+def test_an_unknown_release_and_ubuntu_are_refused_by_name() -> None:
+    phase, data = _phase_and_data()
+    n1, n2 = data.facts["n1"], data.facts["n2"]
+    n1.put(OsRelease(), OsInfo("debian", "", "Debian GNU/Linux forky/sid", "forky"))
+    n2.put(OsRelease(), OsInfo("ubuntu", "24.04", "Ubuntu 24.04.1 LTS", "noble"))
+    problems = phase.check(data, _live())
+    assert problems == [
+        "n1: unsupported OS Debian GNU/Linux forky/sid: berth supports Debian 12 (bookworm),"
+        " Debian 13 (trixie)",
+        "n2: unsupported OS Ubuntu 24.04.1 LTS: berth supports Debian 12 (bookworm), Debian 13"
+        " (trixie)",
+    ]

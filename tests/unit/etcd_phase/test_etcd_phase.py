@@ -17,10 +17,10 @@ from provisioner.artifacts import depends as etcd_packages
 from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import HostName
 from provisioner.engine.inventory import inventory_from_spec
-from provisioner.errors import OperationError
+from provisioner.errors import OperationError, PhaseError
 from provisioner.facts.base import FactSet
 from provisioner.facts.packages import Packages
-from provisioner.facts.system import Machine
+from provisioner.facts.system import Machine, OsInfo, OsRelease, PythonInfo, PythonVersion
 from provisioner.operations.base import HostRun, OpContext, Operation, evaluate
 from provisioner.operations.files import Symlink
 from provisioner.operations.packages import Deb, DebPackages
@@ -428,6 +428,8 @@ def test_install_masks_debian_unit_before_the_package_and_owns_credentials(
     facts.put(Packages(), installed)
     facts.put(Machine(), Machine().parse("cp1\nx86_64\n6.1.0\n", 0))
     data.facts["cp1"] = facts
+    for name in ("cp1", "cp2", "cp3"):
+        put_release(data.facts.setdefault(name, FactSet(name)), "bookworm")
     prepare(data)  # makes the etcd credentials in the cluster state
     ops = list(install_ops(data, data.inventory.hosts[0]))
     assert ops[0] == Symlink("/etc/systemd/system/etcd.service", "/dev/null")
@@ -451,6 +453,33 @@ def test_install_masks_debian_unit_before_the_package_and_owns_credentials(
     assert "ETCD_LISTEN_CLIENT_URLS=https://10.0.0.11:2379,https://127.0.0.1:2379\n" in text
     assert "ETCD_PEER_CLIENT_CERT_AUTH=true\n" in text
     assert "ETCD_CLIENT_CERT_AUTH=true\n" in text
+
+
+def put_release(facts: FactSet, codename: str) -> None:
+    version, python = {"bookworm": ("12", (3, 11, 2)), "trixie": ("13", (3, 13, 5))}[codename]
+    facts.put(OsRelease(), OsInfo("debian", version, f"Debian {version}", codename))
+    facts.put(PythonVersion(), PythonInfo("/usr/bin/python3", python))
+
+
+def test_etcd_members_on_releases_with_different_etcd_are_refused(tmp_path: Path) -> None:
+    """One etcd release per cluster: Debian 12 packages etcd 3.4, Debian 13 etcd 3.5."""
+    spec = make_spec(["cp1", "cp2", "cp3"], tmp_path)
+    data = data_for(spec, tmp_path)
+    for name, codename in (("cp1", "bookworm"), ("cp2", "bookworm"), ("cp3", "trixie")):
+        facts = FactSet(name)
+        facts.put(Packages(), {})
+        facts.put(Machine(), Machine().parse(f"{name}\nx86_64\n6.1.0\n", 0))
+        put_release(facts, codename)
+        data.facts[name] = facts
+    with pytest.raises(PhaseError) as caught:
+        install_ops(data, data.inventory.hosts[0])
+    assert caught.value.message == (
+        "phase etcd: the etcd members run different etcd releases: cp1 (Debian 12 (bookworm):"
+        " etcd 3.4),"
+        " cp2 (Debian 12 (bookworm): etcd 3.4), cp3 (Debian 13 (trixie): etcd 3.5); berth"
+        " keeps one etcd release per cluster"
+    )
+    assert "same Debian release" in str(caught.value.hint)
 
 
 APT_DEPENDS = """etcd-server

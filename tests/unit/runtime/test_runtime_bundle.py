@@ -222,3 +222,19 @@ def test_host_network_pod_shares_the_node_network_and_hostname() -> None:
     )
     assert [n["type"] for n in doc["linux"]["namespaces"]] == ["pid", "ipc", "mount"]
     assert "hostname" not in doc
+
+
+def test_terminal_and_target_pid_namespace() -> None:
+    """A tty container's process gets a terminal (runc hands it to the shim); an ephemeral
+    container with a target joins the target's pid namespace instead of a new one."""
+    plain = _render(ContainerSpec(name="web", image="lab/busybox:1.35"))
+    assert plain["process"]["terminal"] is False
+    assert {"type": "pid"} in plain["linux"]["namespaces"]
+    debug = _render(
+        ContainerSpec(
+            name="dbg", image="lab/busybox:1.35", tty=True, target_pid_namespace="/proc/42/ns/pid"
+        )
+    )
+    assert debug["process"]["terminal"] is True
+    pid = [n for n in debug["linux"]["namespaces"] if n["type"] == "pid"]
+    assert pid == [{"type": "pid", "path": "/proc/42/ns/pid"}]

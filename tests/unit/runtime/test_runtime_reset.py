@@ -26,7 +26,9 @@ class Host:
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.scripts: list[str] = []  # what nft -f read
         self.bridge = True
+        self.lb_address = True  # 10.231.1.200/32, held for a LoadBalancer Service
 
     async def run(
         self,
@@ -38,8 +40,16 @@ class Host:
     ) -> Completed:
         argv = list(argv)
         self.calls.append(argv)
+        if stdin is not None:
+            self.scripts.append(stdin.decode())
         out, rc = b"", 0
-        if argv[:3] == ["ip", "-j", "route"]:
+        if argv[:5] == ["ip", "-o", "-4", "addr", "show"]:
+            out = b"2: eth0    inet 10.231.1.11/24 brd 10.231.1.255 scope global eth0\n"
+            if self.lb_address:
+                out += b"2: eth0    inet 10.231.1.200/32 scope global eth0\n"
+        elif argv[:3] == ["ip", "addr", "del"]:
+            self.lb_address = False
+        elif argv[:3] == ["ip", "-j", "route"]:
             done = any(c[:3] == ["ip", "route", "del"] for c in self.calls[:-1])
             out = b"[]" if done else json.dumps(ROUTES).encode()
         elif argv[:4] == ["ip", "-j", "-4", "addr"]:
@@ -68,7 +78,9 @@ def test_reset_removes_table_routes_and_bridge_then_finds_nothing(tmp_path: Path
     host = Host()
     rt = _runtime(tmp_path, host)
     assert asyncio.run(bridge_cidr(host)) == "10.244.1.0/24"
-    report = asyncio.run(reset_node(rt, host))
+    lb_state = tmp_path / "lb-addresses"
+    lb_state.write_text("10.231.1.200\n")
+    report = asyncio.run(reset_node(rt, host, lb_state=lb_state))
     assert report.routes == 2
     assert report.bridge is True
     assert report.pods == []
@@ -77,6 +89,11 @@ def test_reset_removes_table_routes_and_bridge_then_finds_nothing(tmp_path: Path
     assert "ip route del 10.96.0.0/12 dev eth0 proto 199" in commands
     assert "ip link del dev cni0" in commands
     assert any(c == "nft -f -" for c in commands)
-    again = asyncio.run(reset_node(rt, host))
+    # the service proxy's and the NetworkPolicies' tables, each dropped whole
+    assert "add table ip berth\ndelete table ip berth\n" in host.scripts
+    assert "add table inet berth-netpol\ndelete table inet berth-netpol\n" in host.scripts
+    assert "ip addr del 10.231.1.200/32 dev eth0" in commands
+    assert lb_state.read_text() == ""
+    again = asyncio.run(reset_node(rt, host, lb_state=lb_state))
     assert (again.routes, again.bridge) == (0, False)
     assert asyncio.run(bridge_cidr(host)) is None

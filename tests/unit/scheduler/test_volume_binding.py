@@ -36,21 +36,7 @@ def pinned_pv(name: str, node_name: str, cls: str = "manual", claim_ref: Obj | N
         "accessModes": ["ReadWriteOnce"],
         "storageClassName": cls,
         "local": {"path": f"/v/{name}"},
-        "nodeAffinity": {
-            "required": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {
-                                "key": "kubernetes.io/hostname",
-                                "operator": "In",
-                                "values": [node_name],
-                            }
-                        ]
-                    }
-                ]
-            }
-        },
+        "nodeAffinity": st.pinned_to(node_name),
     }
     if claim_ref:
         spec["claimRef"] = claim_ref

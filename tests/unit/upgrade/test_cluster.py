@@ -10,8 +10,10 @@ import pytest
 from provisioner.artifacts.berth_bundle import Bundle
 from provisioner.connectors.base import CommandResult, HostTarget
 from provisioner.errors import OperationError
+from provisioner.platforms import Platform
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
+from provisioner.upgrade import cluster as upgrade_cluster
 from provisioner.upgrade.cluster import SshClusterOps, parse_unit_probe, unit_probe
 from tests.harness.fake_connector import FakeConnector
 
@@ -48,6 +50,16 @@ def test_the_unit_probe_reads_states_and_mapped_bundles() -> None:
     }
 
 
+def platform_answers(codename: str = "bookworm") -> list[tuple[str, CommandResult]]:
+    """What a host says of its release and python3 (each host gets its own bundle)."""
+    version, python = {"bookworm": ("12", "3.11.2"), "trixie": ("13", "3.13.5")}[codename]
+    release = f'ID=debian\nVERSION_ID="{version}"\nVERSION_CODENAME={codename}\n'
+    return [
+        ("cat /etc/os-release", CommandResult(0, release, "")),
+        ("python3 -V", CommandResult(0, f"/usr/bin/python3\nPython {python}\n", "")),
+    ]
+
+
 @pytest.fixture
 def ops(tmp_path: Path) -> tuple[SshClusterOps, dict[str, FakeConnector]]:
     spec_path = tmp_path / "cluster.yaml"
@@ -55,10 +67,12 @@ def ops(tmp_path: Path) -> tuple[SshClusterOps, dict[str, FakeConnector]]:
     (tmp_path / "id").write_text("not a key")
     conns = {
         "cp1": FakeConnector("cp1", responses=[
+            *platform_answers(),
             ("readlink", CommandResult(0, f"versions/{OLD}\n", "")),
             ("journalctl", CommandResult(0, "cp1: agent crashed\n", "")),
         ]),
         "w1": FakeConnector("w1", responses=[
+            *platform_answers(),
             ("readlink", CommandResult(1, "", "no such file")),
             ("systemctl restart", CommandResult(0, "1763773200.250000000\n", "")),
         ]),
@@ -127,7 +141,7 @@ def test_installing_uploads_and_unpacks_beside_the_active_bundle_once(
     cluster, conns = ops
     (tmp_path / "bundle.tar").write_bytes(b"tar bytes")
     conns["w1"].default = CommandResult(1, "", "")
-    conns["w1"].responses = [("tar -C", CommandResult(0, "", ""))]
+    conns["w1"].responses = [*platform_answers(), ("tar -C", CommandResult(0, "", ""))]
     cluster.install("w1", NEW)
     assert [u.path for u in conns["w1"].uploads] == [f"/opt/berth/incoming/{NEW}.tar.gz"]
     assert (
@@ -137,4 +151,33 @@ def test_installing_uploads_and_unpacks_beside_the_active_bundle_once(
     conns["w1"].default = CommandResult(0, "", "")  # the marker is there now
     cluster.install("w1", NEW)
     assert len(conns["w1"].uploads) == 1
+    cluster.close()
+
+
+def test_a_host_of_another_release_is_shipped_the_bundle_of_its_own_python(
+    ops: tuple[SshClusterOps, dict[str, FakeConnector]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Upgrading a mixed cluster: the Debian 13 worker gets the release's cp313 tar (built on
+    demand, same id), not the cp311 one the Debian 12 control plane gets."""
+    cluster, conns = ops
+    built: list[tuple[str, str]] = []
+
+    def fake_build(cache: Path, *, version: str, ident: str, platform: Platform) -> Bundle:
+        built.append((ident, platform.abi))
+        path = tmp_path / f"{ident}-{platform.abi}.tar.gz"
+        path.write_bytes(platform.abi.encode())
+        return Bundle(ident, path, platform.abi)
+
+    monkeypatch.setattr(upgrade_cluster, "build_bundle", fake_build)
+    (tmp_path / "bundle.tar").write_bytes(b"cp311")
+    conns["w1"].default = conns["cp1"].default = CommandResult(1, "", "")
+    conns["w1"].responses = [*platform_answers("trixie"), ("tar -C", CommandResult(0, "", ""))]
+    conns["cp1"].responses = [*platform_answers(), ("tar -C", CommandResult(0, "", ""))]
+    cluster.install("w1", NEW)
+    cluster.install("cp1", NEW)
+    assert built == [(NEW, "cp313")]
+    assert [u.content for u in conns["w1"].uploads] == [b"cp313"]
+    assert [u.content for u in conns["cp1"].uploads] == [b"cp311"]
     cluster.close()

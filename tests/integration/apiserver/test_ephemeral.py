@@ -1,0 +1,192 @@
+"""``pods/ephemeralcontainers`` and ``kubectl debug``: only ephemeral containers may change
+through it, existing ones are immutable, they are validated like containers without the
+serving fields, and Pod Security reviews them like any container (a privileged debug
+container is refused where a privileged container would be). The agent's part (starting
+them, sharing the target's processes) is exercised by the lab (tests/lab/test_streams.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.harness.apiserver import ServerHandle
+
+from .conftest import make_kubectl
+from .helpers import Raw, core_api, pod
+
+pytestmark = pytest.mark.timeout(120)
+NS = "debugging"
+STRICT = "debugging-baseline"
+
+
+@pytest.fixture(scope="module")
+def pods(api: k8s.ApiClient) -> None:
+    core = core_api(api)
+    core.create_namespace({"metadata": {"name": NS}})
+    core.create_namespace(
+        {
+            "metadata": {
+                "name": STRICT,
+                "labels": {"pod-security.kubernetes.io/enforce": "baseline"},
+            }
+        }
+    )
+    for ns in (NS, STRICT):
+        core.create_namespaced_pod(ns, pod("target", node_name="nowhere"))
+
+
+def _path(ns: str = NS) -> str:
+    return f"/api/v1/namespaces/{ns}/pods/target/ephemeralcontainers"
+
+
+def _debugger(name: str = "dbg", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "image": "busybox:1.36", "command": ["sh"], **extra}
+
+
+def _set(raw: Raw, containers: list[dict[str, Any]], ns: str = NS) -> tuple[int, Any]:
+    status, current = raw.json("GET", _path(ns))
+    assert status == 200
+    current["spec"]["ephemeralContainers"] = containers
+    return raw.json("PUT", _path(ns), current)
+
+
+@pytest.mark.usefixtures("pods")
+def test_kubectl_debug_adds_an_ephemeral_container_targeting_a_container(
+    kubectl_binaries: dict[str, Path], admin_kubeconfig: Path, tmp_path: Path, raw: Raw
+) -> None:
+    kubectl = make_kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
+    out = kubectl.run(
+        "debug", "target", "-n", NS, "--image=busybox:1.36", "--target=app", "-c", "dbg1",
+        "--", "sleep", "1000",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    status, got = raw.json("GET", f"/api/v1/namespaces/{NS}/pods/target")
+    assert status == 200
+    (dbg,) = [c for c in got["spec"]["ephemeralContainers"] if c["name"] == "dbg1"]
+    assert dbg["targetContainerName"] == "app"
+    assert dbg["command"] == ["sleep", "1000"]
+    assert dbg["imagePullPolicy"] == "IfNotPresent"  # defaulted like a container
+    # a second one with kubectl's generated name, through a strategic merge patch too
+    out = kubectl.run("debug", "target", "-n", NS, "--image=busybox:1.36", "--", "true")
+    assert out.returncode == 0, out.stderr
+    status, got = raw.json("GET", _path())
+    assert len(got["spec"]["ephemeralContainers"]) == 2
+
+
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda cs: [], "may not be removed"),
+        (lambda cs: [{**cs[0], "image": "busybox:1.37"}, *cs[1:]], "may not be changed"),
+        (lambda cs: [*cs, _debugger("app")], "Duplicate value"),
+        (lambda cs: [*cs, _debugger("x", ports=[{"containerPort": 80}])], "ports"),
+        (lambda cs: [*cs, _debugger("y", readinessProbe={"exec": {"command": ["true"]}})], "Probe"),
+        (lambda cs: [*cs, _debugger("z", resources={"limits": {"cpu": "1"}})], "resources"),
+        (lambda cs: [*cs, _debugger("w", targetContainerName="nope")], "targetContainerName"),
+        (lambda cs: [*cs, _debugger("Bad_Name")], "name"),
+        (lambda cs: [*cs, {"name": "noimage"}], "image"),
+    ],
+)
+def test_invalid_ephemeral_writes_are_refused(raw: Raw, change: Any, message: str) -> None:
+    _, current = raw.json("GET", _path())
+    existing = current["spec"].get("ephemeralContainers", [])
+    if "base" not in [c["name"] for c in existing]:
+        status, current = _set(raw, [*existing, _debugger("base")])
+        assert status == 200, current
+    status, body = _set(raw, change(current["spec"]["ephemeralContainers"]))
+    assert status == 422, body
+    assert body["reason"] == "Invalid"
+    assert message in json.dumps(body)
+
+
+@pytest.mark.usefixtures("pods")
+def test_only_ephemeral_containers_change_through_the_subresource(raw: Raw) -> None:
+    _, current = raw.json("GET", _path())
+    current["metadata"]["labels"] = {"sneaky": "yes"}
+    current["spec"]["containers"][0]["image"] = "evil:1"
+    current["spec"]["ephemeralContainers"] = [
+        *current["spec"].get("ephemeralContainers", []),
+        _debugger("only-this"),
+    ]
+    status, got = raw.json("PUT", _path(), current)
+    assert status == 200, got
+    assert got["spec"]["containers"][0]["image"] == "busybox:1.36"
+    assert "sneaky" not in (got["metadata"].get("labels") or {})
+    assert "only-this" in [c["name"] for c in got["spec"]["ephemeralContainers"]]
+    # and an update of the pod itself cannot add or drop them
+    _, whole = raw.json("GET", f"/api/v1/namespaces/{NS}/pods/target")
+    whole["spec"]["ephemeralContainers"] = []
+    status, got = raw.json("PUT", f"/api/v1/namespaces/{NS}/pods/target", whole)
+    assert status == 200, got
+    assert "only-this" in [c["name"] for c in got["spec"]["ephemeralContainers"]]
+
+
+@pytest.mark.usefixtures("pods")
+def test_pod_security_refuses_a_privileged_ephemeral_container(
+    server: ServerHandle,
+    api: k8s.ApiClient,
+    raw: Raw,
+    kubectl_binaries: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """A tenant allowed to debug pods in a baseline namespace tries to get a privileged
+    container into one, by kubectl's sysadmin profile and by hand."""
+    rbac: Any = k8s.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(
+        STRICT,
+        {
+            "metadata": {"name": "debugger"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods/ephemeralcontainers"],
+                    "verbs": ["get", "patch", "update"],
+                },
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        STRICT,
+        {
+            "metadata": {"name": "debugger"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "debugger",
+            },
+            "subjects": [
+                {"kind": "User", "name": "tenant", "apiGroup": "rbac.authorization.k8s.io"}
+            ],
+        },
+    )
+    kubectl = make_kubectl(
+        kubectl_binaries, "1.32", server.kubeconfig("tenant", groups=[]), tmp_path
+    )
+    out = kubectl.run(
+        "debug", "target", "-n", STRICT, "--image=busybox:1.36", "--profile=sysadmin", "-c", "root",
+        "--", "true",
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "violates PodSecurity" in out.stderr
+    assert "privileged" in out.stderr
+    tenant = Raw(server, server.client_cert("tenant", []))
+    hostile = [
+        _debugger("p1", securityContext={"privileged": True}),
+        _debugger("p2", securityContext={"capabilities": {"add": ["SYS_ADMIN"]}}),
+    ]
+    for container in hostile:  # by hand, past kubectl
+        _, current = raw.json("GET", _path(STRICT))
+        current["spec"]["ephemeralContainers"] = [container]
+        status, body = tenant.json("PUT", _path(STRICT), current)
+        assert status == 403, body
+        assert "violates PodSecurity" in body["message"]
+    tenant.close()
+    # an unprivileged one is fine
+    out = kubectl.run("debug", "target", "-n", STRICT, "--image=busybox:1.36", "--", "true")
+    assert out.returncode == 0, out.stderr
