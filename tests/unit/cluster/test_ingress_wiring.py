@@ -151,7 +151,8 @@ def test_debians_haproxy_unit_is_masked_before_install_and_stopped_after(
     assert _commands(stopped, {states: {"haproxy.service": idle}}) == []
     assert unit in footprint.SHARED_PATHS  # destroy removes the mask it made
 
-    # in a runc node's software: the mask before the packages, the stop after them
+    # in a runc node's software: the mask before the packages, the stop after them (the host's
+    # facts, its release's apt and the smoke image stubbed: only the order is under test)
     spec = _spec(tmp_path, "runc")
     facts = FactSet("cp1")
     facts.put(Machine(), MachineInfo("cp1", "x86_64", "6.1"))
@@ -162,8 +163,19 @@ def test_debians_haproxy_unit_is_masked_before_install_and_stopped_after(
         def host_facts(self, host: HostName, wanted: Any) -> FactSet:
             return facts
 
+    class NoDebs:
+        def __init__(self, *_args: Any, **_kw: Any) -> None: ...
+
+        def resolve(self, *_args: Any) -> list[str]:
+            return []
+
+        def fetch(self, *_args: Any, **_kw: Any) -> tuple[()]:
+            return ()
+
     image = SimpleNamespace(reference="smoke:1", archive=tmp_path / "img.tar", ref_name="smoke")
     monkeypatch.setattr(hostside, "smoke_image", lambda: image)
+    monkeypatch.setattr(hostside, "DebCache", NoDebs)
+    monkeypatch.setattr(hostside, "host_platform", lambda *_a: SimpleNamespace(codename="bookworm"))
     data = WithFacts(spec, inventory_from_spec(spec), tmp_path / "cache", tmp_path / "state")
     ops = list(hostside.node_software_ops(data, data.inventory.host("cp1")))
     packages = next(i for i, op in enumerate(ops) if isinstance(op, DebPackages))
