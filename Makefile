@@ -57,6 +57,7 @@ setup: .cache/apt.stamp .cache/venv.stamp .cache/kubectl-1.20/usr/bin/kubectl
 # /var/cache/berth-lab keyed by its package list; a fast no-op when cached.
 lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs
+	$(BIN)/berth lab rootfs --release trixie
 
 # A 3-host lab, a berth cluster on it (apply ends with verify; the full report follows), then
 # the nodes through kubectl. apply shows its compact progress (plain lines in CI logs) and draws

@@ -53,7 +53,9 @@ from tests.lab import ledger
 from tests.lab.builds import OLD, Build, make_build
 from tests.lab.conftest import LabFactory
 
-pytestmark = pytest.mark.lab
+# the module's cluster is applied inside the first test's setup: 3 hosts, one of them Debian 13
+# (its own bundle and packages), on a machine running other lab modules side by side
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 NEW = "0.2.0"
