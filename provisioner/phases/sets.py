@@ -47,9 +47,13 @@ def cluster_phases() -> list[Phase]:
     """preflight (the later phases append themselves: artifacts, pki, datastore, ...)."""
     from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check  # noqa: PLC0415
     from provisioner.phases.cluster.vip_check import with_vip_check  # noqa: PLC0415
+    from provisioner.phases.etcd_release_check import (  # noqa: PLC0415
+        with_etcd_release_check,
+    )
 
     preflight = preflight_phase(ports=local_cluster_ports, peer_ports=cluster_ports)
-    return [with_lb_pool_check(with_vip_check(preflight)), *_CLUSTER_EXTRA]
+    checked = with_etcd_release_check(with_lb_pool_check(with_vip_check(preflight)))
+    return [checked, *_CLUSTER_EXTRA]
 
 
 _CLUSTER_EXTRA: list[Phase] = []
