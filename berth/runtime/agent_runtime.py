@@ -43,6 +43,7 @@ from berth.agent.runtime import ContainerStatus as AgentContainerStatus
 from berth.network.cni import CniInvoker
 from berth.network.command import SubprocessRunner
 from berth.network.podnet import PodNetwork, node_conflist
+from berth.runtime import timeline
 from berth.runtime.cgroups import CGROUP_PARENT
 from berth.runtime.cgroupstats import CgroupReader
 from berth.runtime.errors import ContainerError, ContainerNotFound, ImageError, ImageNotPresent
@@ -299,6 +300,7 @@ class RuncAgentRuntime:
             raise ImagePullFailed(str(exc), never_pull=True) from exc
         except (ImageError, OSError) as exc:
             raise ImagePullFailed(str(exc)) from exc
+        timeline.stamp(sandbox_id, "image")
         # Present now: creating the container must not pull a second time.
         spec = dataclasses.replace(spec, image_pull_policy="IfNotPresent")
         target = str(api.get("targetContainerName") or "")
@@ -321,6 +323,7 @@ class RuncAgentRuntime:
         status = await self.rt.container_status(cid)
         if status.state == ContainerState.CREATED:
             await self.rt.start_container(cid)
+        timeline.stamp(sandbox_id, "started")
         return cid
 
     async def _pid_namespace(self, sandbox_id: str, name: str) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 from berth.network.command import Completed, Runner, SubprocessRunner, host_env
 from berth.network.podnet import HostPort, PodNetwork
-from berth.runtime import shim
+from berth.runtime import shim, timeline
 from berth.runtime.bundle import SandboxPaths, render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
@@ -356,7 +356,9 @@ class RuncRuntime:
                         "stdio": _stdio(container),
                     },
                 )
+                timeline.stamp(pod.uid, "bundle")
                 await self._spawn_shim(cid, bundle, container)
+                timeline.stamp(pod.uid, "created")
             except BaseException:
                 await self._runc("delete", "--force", cid)
                 await asyncio.to_thread(shutil.rmtree, bundle, True)
