@@ -336,7 +336,7 @@ def agent_stamps(lab: Lab) -> dict[str, dict[str, Any]]:
         for line in text.splitlines():
             doc = timeline.parse(line)
             if doc is not None:
-                out[str(doc["uid"])] = doc
+                out.setdefault(str(doc["uid"]), doc)  # the first: its start
     return out
 
 

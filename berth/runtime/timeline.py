@@ -4,7 +4,8 @@ Off unless the process runs with ``BERTH_POD_TIMELINE=1`` (``bench/pods.py --tim
 it on the lab's agents); off, :func:`stamp` is one flag test. On, each stage's end is stamped
 with :func:`time.monotonic` under the pod's uid where it happens (agent: informer delivery,
 dequeue, volumes, status patch; runtime: netns, CNI, files, image, bundle, shim/runc create,
-runc start), and :func:`flush` logs one line per pod once its Running status is written::
+runc start), and :func:`flush` logs one line per pod once its first status past Pending is
+written (nothing is stamped for that pod afterwards)::
 
     pod timeline {"uid": "...", "seen": 1234.5, ...}
 
@@ -28,11 +29,13 @@ MARKER = "pod timeline "
 # Pods whose line is not written (never Running, deleted early) are dropped past this many.
 _LIMIT = 10_000
 _stamps: dict[str, dict[str, float]] = {}
+# Pods whose line is written: later events (updates, deletion) stamp nothing more.
+_done: set[str] = set()
 
 
 def stamp(uid: str, stage: str) -> None:
     """Record the first time ``stage`` ended for pod ``uid`` (a no-op when off)."""
-    if not ENABLED or not uid:
+    if not ENABLED or not uid or uid in _done:
         return
     marks = _stamps.get(uid)
     if marks is None:
@@ -47,6 +50,9 @@ def flush(uid: str) -> dict[str, float] | None:
     if not ENABLED:
         return None
     marks = _stamps.pop(uid, None)
+    if len(_done) >= _LIMIT:
+        _done.clear()
+    _done.add(uid)
     if marks:
         log.info("%s%s", MARKER, json.dumps({"uid": uid, **marks}, sort_keys=True))
     return marks

@@ -13,6 +13,7 @@ from berth.runtime import timeline
 def enabled(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(timeline, "ENABLED", True)
     monkeypatch.setattr(timeline, "_stamps", {})
+    monkeypatch.setattr(timeline, "_done", set())
 
 
 def test_off_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,6 +40,8 @@ def test_first_stamp_of_a_stage_wins_and_flush_logs_one_parseable_line(
     doc = timeline.parse(record.getMessage())
     assert doc == {"uid": "u1", "seen": first, "started": marks["started"]}
     assert timeline.flush("u1") is None  # forgotten once written
+    timeline.stamp("u1", "seen")  # e.g. the watch echoing its status patch
+    assert "u1" not in timeline._stamps
 
 
 def test_parse_ignores_other_lines() -> None:
