@@ -59,6 +59,7 @@ from berth.runtime.runc import (
     ContainerState,
     ContainerStatus,
     RuncRuntime,
+    container_id,
 )
 from berth.runtime.safepath import child
 from berth.runtime.spec import (
@@ -319,9 +320,11 @@ class RuncAgentRuntime:
             for name in missing:
                 self.rt.sandboxes.volume_dir(pod.uid, name).mkdir(parents=True, exist_ok=True)
         annotations = {"apiSpec": api, "hostNetwork": pod.host_network}  # (probe targets)
+        # A container this call creates is known to be created, not started: asking runc
+        # (a Go process per pod, on the way to Running) is only for one found already there.
+        fresh = not self.rt.has_container(container_id(pod.uid, spec.name, attempt))
         cid = await self.rt.create_container(pod, spec, attempt=attempt, annotations=annotations)
-        status = await self.rt.container_status(cid)
-        if status.state == ContainerState.CREATED:
+        if fresh or (await self.rt.container_status(cid)).state == ContainerState.CREATED:
             await self.rt.start_container(cid)
         timeline.stamp(sandbox_id, "started")
         return cid

@@ -322,6 +322,10 @@ class RuncRuntime:
     def _dir(self, cid: ContainerID) -> Path:
         return child(self.containers_dir, cid, what="container id")
 
+    def has_container(self, cid: ContainerID) -> bool:
+        """Whether ``cid`` has a bundle here (made, or half-made before a crash)."""
+        return self._dir(cid).exists()
+
     async def create_container(
         self,
         pod: PodSpec,
