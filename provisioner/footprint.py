@@ -46,6 +46,9 @@ SHARED_PATHS = (
     "/run/netns",  # `ip netns add` makes it, and mounts it on itself
     f"{UNIT_DIR}/etcd.service",  # the mask of Debian's etcd unit (the etcd phase)
     f"{UNIT_DIR}/haproxy.service",  # the mask of Debian's haproxy unit (runc nodes)
+    # haproxy's postinst makes these (its tmpfiles.d entry, its chroot); purge leaves them
+    "/run/haproxy",
+    "/var/lib/haproxy",
     "/var/lib/etcd",  # etcd-server's default data directory
 )
 """Paths outside berth's own that a berth host gets; each is removed by destroy only when the
