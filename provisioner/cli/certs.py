@@ -18,6 +18,7 @@ from rich.table import Table
 from provisioner import pki
 from provisioner.cli.certs_rollout import Rollout, rollout_order
 from provisioner.cli.locking import WaitLockOption, cluster_locked
+from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ExitCode
 from provisioner.reporting import ConsoleReporter
@@ -114,7 +115,7 @@ def _run(
     if dry_run:
         _err.print(f"dry run: results are in {report.state_root}; the state is unchanged")
     else:
-        admin = pki.PkiFiles(state).kubeconfig("admin.conf")
+        admin = admin_kubeconfig_path(state)
         _err.print(f"admin kubeconfig: {admin} (kubectl --kubeconfig {admin} ...)", markup=False)
     return report
 

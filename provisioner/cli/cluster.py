@@ -14,6 +14,7 @@ from rich.table import Table
 
 import provisioner.phases.cluster  # noqa: F401 - registers the cluster phases
 from provisioner.cli.locking import WaitLockOption, cluster_locked
+from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import HostTarget
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.destroy import destroy_hosts
@@ -174,7 +175,7 @@ def status(inventory: SpecOption, *, state_dir: StateOption = None) -> None:
     hosts = inventory_from_spec(spec, known_hosts=state.known_hosts).hosts
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
         versions = dict(zip([str(h.name) for h in hosts], pool.map(_installed, hosts), strict=True))
-    checks = cluster_checks(state.kubeconfig_dir / "admin.conf", spec, smoke=False)
+    checks = cluster_checks(admin_kubeconfig_path(state), spec, smoke=False)
     ready = {c.name.split()[1]: c.ok for c in checks if c.name.endswith(" Ready")}
     api = next((c for c in checks if c.name in ("API server reachable", "admin kubeconfig")), None)
     table = Table(title=f"cluster {spec.name} (local berth {local_bundle_id(release(spec))})")

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import http.client
 import logging
 import shlex
-import ssl
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -23,10 +21,10 @@ from typing import Any, TypeVar
 from berth.api.resources import NODES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
-from berth.client.kubeconfig import load_kubeconfig
 from provisioner import platforms
 from provisioner import snapshot as datastore_snapshot
 from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_path
+from provisioner.clusterapi import admin_client, admin_kubeconfig_path, readyz
 from provisioner.commands import Raw, Shell
 from provisioner.connectors.base import Connector, HostTarget
 from provisioner.engine.inventory import inventory_from_spec
@@ -164,16 +162,12 @@ class SshClusterOps:
 
     def _admin(self) -> HttpClient:
         if self._client is None:
-            path = self.state.kubeconfig_dir / "admin.conf"
+            path = admin_kubeconfig_path(self.state)
             if not path.exists():
                 raise StateError(
                     f"no admin kubeconfig at {path}", hint="run `berth kubeconfig -i SPEC`"
                 )
-            creds = load_kubeconfig(path)
-            self._client = HttpClient(
-                creds.server, creds.ssl_context(), request_timeout=10.0,
-                user_agent="berth-upgrade",
-            )  # fmt: skip
+            self._client = admin_client(path, timeout=10.0, user_agent="berth-upgrade")
         return self._client
 
     def _api(self, call: Callable[[HttpClient], Coroutine[Any, Any, T]]) -> T:
@@ -355,19 +349,8 @@ class SshClusterOps:
         return HostObservation(states, bundles, node, readyz)
 
     def readyz(self, host: str) -> tuple[int, str] | None:
-        creds = load_kubeconfig(self.state.kubeconfig_dir / "admin.conf")
-        context: ssl.SSLContext = creds.ssl_context()
-        conn = http.client.HTTPSConnection(
-            self.addresses[host], self.spec.api_port, context=context, timeout=5
-        )
-        try:
-            conn.request("GET", "/readyz")
-            response = conn.getresponse()
-            return response.status, response.read(2000).decode(errors="replace")
-        except (OSError, ssl.SSLError, http.client.HTTPException):
-            return None
-        finally:
-            conn.close()
+        answer = readyz(admin_kubeconfig_path(self.state), self.addresses[host], self.spec.api_port)
+        return None if answer.status is None else (answer.status, answer.body)
 
     def gate(self, host: str, bundle: str, *, since: dt.datetime) -> list[GateFailure]:
         deadline = time.monotonic() + self.gate_timeout

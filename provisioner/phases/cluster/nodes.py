@@ -24,7 +24,7 @@ from berth.api.resources import NODES, PODS
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.interface import evict
-from berth.client.kubeconfig import load_kubeconfig
+from provisioner.clusterapi import admin_client, admin_kubeconfig_path
 from provisioner.errors import PhaseError
 from provisioner.phases.cluster.context import spec_of, state_of
 from provisioner.phases.cluster.dns import ensure_dns_service
@@ -124,16 +124,7 @@ def node_patch(node: Obj, want: DesiredNode) -> NodePatch:
 
 
 def admin_kubeconfig(data: PhaseData) -> Path:
-    return state_of(data).kubeconfig_dir / "admin.conf"
-
-
-def admin_client(path: Path, *, timeout: float = 5.0) -> HttpClient:
-    """A client with the admin kubeconfig; short timeouts, since an API server that was just
-    restarted must not stall the apply."""
-    creds = load_kubeconfig(path)
-    return HttpClient(
-        creds.server, creds.ssl_context(), request_timeout=timeout, user_agent="berth-provisioner"
-    )
+    return admin_kubeconfig_path(state_of(data))
 
 
 async def _nodes(client: HttpClient) -> dict[str, Obj]:
