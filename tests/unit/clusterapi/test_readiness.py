@@ -21,7 +21,7 @@ SWITCH = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 
 def _node(status: str | None, beat: str | None = "2026-05-01T12:00:05Z") -> dict[str, Any]:
-    conditions = [{"type": "MemoryPressure", "status": "False"}]
+    conditions: list[dict[str, Any]] = [{"type": "MemoryPressure", "status": "False"}]
     if status is not None:
         conditions.append({"type": "Ready", "status": status, "lastHeartbeatTime": beat})
     return {"metadata": {"name": "w1"}, "status": {"conditions": conditions}}
