@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import provisioner.phases.cluster  # noqa: F401 - registers the cluster phases
 from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import HostTarget

@@ -7,7 +7,7 @@ host's balancer in front of the API servers, :mod:`provisioner.phases.cluster.ha
 node) → ``nodes`` (roles, labels, taints through the API; hosts that left the spec drained,
 deleted and cleaned) → ``cleanup`` (other bundle versions) → ``verify``.
 
-Importing this module adds them to the ``cluster`` phase set.
+The ``cluster`` phase set (:mod:`provisioner.phases.sets`) runs preflight, then these.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from provisioner.phases.cluster.finish import verify_after
 from provisioner.phases.cluster.nodes import nodes_after
 from provisioner.phases.cluster.ops import DirEntries
 from provisioner.phases.etcd import etcd_phase
-from provisioner.phases.sets import extend_cluster_phases
 from provisioner.phases.workflow import Phase, PhaseData
 
 
@@ -51,6 +50,3 @@ def cluster_install_phases() -> tuple[Phase, ...]:
               facts=_versions_fact),
         Phase("verify", "Check the hosts and the cluster", after=verify_after),
     )  # fmt: skip
-
-
-extend_cluster_phases(*cluster_install_phases())
