@@ -25,7 +25,7 @@ from provisioner.connectors.base import CommandResult, Connector, HostName, Host
 from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.runner import Engine, RunContext, ssh_connect
 from provisioner.errors import OperationError
-from provisioner.phases.cluster import cluster_install_phases
+from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.phases.workflow import Inventory, SelectedPhase, select
 from provisioner.reporting import Event, Reporter
 from provisioner.spec import ClusterSpec

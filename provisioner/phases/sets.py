@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from provisioner.connectors.base import HostTarget
-from provisioner.phases.cluster import cluster_install_phases, layout
+from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.ha import LB_PORT
+from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check
 from provisioner.phases.cluster.vip_check import with_vip_check
 from provisioner.phases.demo import demo_phases

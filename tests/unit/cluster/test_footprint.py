@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import provisioner.phases.cluster  # noqa: F401  (first: provisioner.destroy alone is an import cycle)
 from provisioner.commands import Shell, Upload, sha256_hex
 from provisioner.connectors.base import HostName, HostTarget
 from provisioner.destroy import teardown_ops

@@ -19,7 +19,8 @@ from provisioner.facts.files import PathInfo, PathState
 from provisioner.operations.base import HostRun, OpContext
 from provisioner.operations.files import File
 from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import cluster_install_phases, ha, hostside
+from provisioner.phases.cluster import ha, hostside
+from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.phases.cluster.ops import HostCapacity
 from provisioner.phases.workflow import Inventory
 from provisioner.spec import ClusterSpec
