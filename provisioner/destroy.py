@@ -27,9 +27,9 @@ from provisioner.operations.files import Absent
 from provisioner.operations.systemd import UnitAbsent
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.ops import NodeReset
-from provisioner.phases.workflow import Inventory, Phase, PhaseData, select
 from provisioner.reporting import CollectingReporter, Event, Reporter
 from provisioner.verify.clean import clean_problems
+from provisioner.workflow import Inventory, Phase, PhaseData, select
 
 
 def teardown_ops(

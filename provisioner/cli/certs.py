@@ -19,11 +19,11 @@ from provisioner import pki
 from provisioner.cli.certs_rollout import Rollout, rollout_order
 from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.clusterapi import admin_kubeconfig_path
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ExitCode
 from provisioner.reporting import ConsoleReporter
 from provisioner.spec import ClusterSpec, load_spec
 from provisioner.state import ClusterState, cache_dir
+from provisioner.workflow.inventory import inventory_from_spec
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)

@@ -22,14 +22,14 @@ from typing import Any
 from provisioner.clusterapi import admin_kubeconfig_path, get_node, node_not_ready, readyz
 from provisioner.commands import Shell
 from provisioner.connectors.base import CommandResult, Connector, HostName, HostTarget
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.runner import Engine, RunContext, ssh_connect
 from provisioner.errors import OperationError
 from provisioner.phases.cluster.install import cluster_install_phases
-from provisioner.phases.workflow import Inventory, SelectedPhase, select
 from provisioner.reporting import Event, Reporter
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
+from provisioner.workflow import Inventory, SelectedPhase, select
+from provisioner.workflow.inventory import inventory_from_spec
 
 CREDENTIAL_PHASES = ("pki", "etcd", "lb", "control-plane", "agents")
 """The cluster phases that upload certificates/kubeconfigs or restart the units using them."""

@@ -17,7 +17,6 @@ from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import HostTarget
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.destroy import destroy_hosts
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ConnectError, ProvisionerError, StateError
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.admin import write_admin_kubeconfig
@@ -32,6 +31,7 @@ from provisioner.state import ClusterState, cache_dir
 from provisioner.verify.cluster import cluster_checks
 from provisioner.verify.run import verify as run_verify
 from provisioner.verify.run import write_junit
+from provisioner.workflow.inventory import inventory_from_spec
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)

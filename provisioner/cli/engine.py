@@ -22,7 +22,6 @@ import typer
 
 from provisioner.cli import upgrade
 from provisioner.cli.locking import WaitLockOption, cluster_locked
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, RunContext
 from provisioner.errors import ProvisionerError, SpecError
@@ -30,7 +29,6 @@ from provisioner.output.progress import ProgressReporter
 from provisioner.output.record import RunRecord
 from provisioner.output.timeline import write_timeline
 from provisioner.phases.sets import PHASE_SETS
-from provisioner.phases.workflow import select
 from provisioner.reporting import (
     COMMANDS,
     NOOPS,
@@ -44,6 +42,8 @@ from provisioner.reporting import (
 from provisioner.spec import load_spec
 from provisioner.spec.model import ClusterSpec
 from provisioner.state import ClusterState, cache_dir
+from provisioner.workflow import select
+from provisioner.workflow.inventory import inventory_from_spec
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)

@@ -46,8 +46,8 @@ from provisioner.facts.files import PathInfo
 from provisioner.facts.gather import gather
 from provisioner.operations.base import HostRun, OpContext, Operation, Outcome, evaluate
 from provisioner.operations.systemd import DaemonReload
-from provisioner.phases.workflow import Inventory, SelectedPhase
 from provisioner.reporting import CollectingReporter, Event, Reporter
+from provisioner.workflow import Inventory, SelectedPhase
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,7 +75,7 @@ class HostsFailed(ProvisionerError):
 
 @dataclass
 class RunContext:
-    """The :class:`~provisioner.phases.workflow.PhaseData` the engine hands to phases."""
+    """The :class:`~provisioner.workflow.PhaseData` the engine hands to phases."""
 
     inventory: Inventory
     cache_dir: Path

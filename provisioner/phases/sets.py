@@ -18,8 +18,8 @@ from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check
 from provisioner.phases.cluster.vip_check import with_vip_check
 from provisioner.phases.demo import demo_phases
 from provisioner.phases.preflight import preflight_phase
-from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.spec.model import ClusterSpec
+from provisioner.workflow import Phase, PhaseData
 
 
 def cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:

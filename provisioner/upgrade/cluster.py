@@ -27,7 +27,6 @@ from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_path
 from provisioner.clusterapi import admin_client, admin_kubeconfig_path, readyz
 from provisioner.commands import Raw, Shell
 from provisioner.connectors.base import Connector, HostTarget
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.runner import ssh_connect
 from provisioner.errors import OperationError, StateError
 from provisioner.facts.base import FactSet
@@ -41,6 +40,7 @@ from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
 from provisioner.upgrade import drain as draining
 from provisioner.upgrade.gate import GateFailure, HostObservation, evaluate
+from provisioner.workflow.inventory import inventory_from_spec
 
 log = logging.getLogger(__name__)
 

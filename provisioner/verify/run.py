@@ -15,13 +15,13 @@ from pathlib import Path
 from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import Connector, HostTarget
 from provisioner.connectors.ssh import SSHConnector
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ProvisionerError, VerifyError
 from provisioner.pki import files_for_host
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
 from provisioner.verify.cluster import Probe, cluster_checks
 from provisioner.verify.hosts import CheckResult, HostExpectations, host_checks
+from provisioner.workflow.inventory import inventory_from_spec
 
 ConnectFn = Callable[[HostTarget], Connector]
 

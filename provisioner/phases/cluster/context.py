@@ -19,9 +19,9 @@ from provisioner.artifacts.berth_bundle import (
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
 from provisioner.phases.host_platform import host_platform
-from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
+from provisioner.workflow import PhaseData
 
 
 def spec_of(data: PhaseData, phase: str) -> ClusterSpec:

@@ -39,10 +39,10 @@ from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.context import spec_of, state_of
 from provisioner.phases.cluster.ops import StateFile
 from provisioner.phases.etcd import apiserver_datastore
-from provisioner.phases.workflow import PhaseData
 from provisioner.pki import PkiFiles
 from provisioner.spec import ClusterSpec
 from provisioner.templating import render
+from provisioner.workflow import PhaseData
 
 LB_PORT = 6444
 LB_UNIT = layout.LB_UNIT

@@ -39,11 +39,11 @@ from provisioner.phases.cluster.ops import (
     StateFile,
 )
 from provisioner.phases.host_platform import host_platform
-from provisioner.phases.workflow import PhaseData
 from provisioner.pki import ensure, files_for_host
 from provisioner.smoke_image import smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.templating import render
+from provisioner.workflow import PhaseData
 
 CURRENT_ID = f"symlink:{layout.CURRENT}"
 

@@ -12,7 +12,7 @@ from provisioner.phases.cluster.finish import verify_after
 from provisioner.phases.cluster.nodes import nodes_after
 from provisioner.phases.cluster.ops import DirEntries
 from provisioner.phases.etcd import etcd_phase
-from provisioner.phases.workflow import Phase, PhaseData
+from provisioner.workflow import Phase, PhaseData
 
 
 def _versions_fact(data: PhaseData, host: HostTarget) -> tuple[Fact[Any], ...]:

@@ -15,8 +15,8 @@ from berth.vip.addresses import subnet_interface
 from provisioner.connectors.base import Connector, HostName, HostTarget
 from provisioner.facts.base import Fact
 from provisioner.phases.cluster.vip_check import Ipv4Addresses
-from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.spec.model import ClusterSpec
+from provisioner.workflow import Phase, PhaseData
 
 
 def _pool(data: PhaseData) -> list[str]:

@@ -35,8 +35,8 @@ from provisioner.phases.cluster.removal import (
     recorded_hosts,
     remove_host,
 )
-from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
+from provisioner.workflow import PhaseData
 
 ROLE_PREFIX = "node-role.kubernetes.io/"
 MANAGED_LABELS = "berth.dev/managed-labels"

@@ -14,11 +14,11 @@ from typing import Any
 
 from provisioner.connectors.base import HostKeyPolicy, HostName, HostTarget
 from provisioner.destroy import destroy_hosts
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.phases.cluster.context import spec_of, state_of
-from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
+from provisioner.workflow import PhaseData
+from provisioner.workflow.inventory import inventory_from_spec
 
 RECORD = "hosts.json"
 

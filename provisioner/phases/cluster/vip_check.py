@@ -17,8 +17,8 @@ from provisioner.connectors.base import Connector, HostName, HostTarget
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.phases.preflight import MANAGED_MARKER
-from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.spec.model import ClusterSpec
+from provisioner.workflow import Phase, PhaseData
 
 
 @dataclass(frozen=True)

@@ -53,13 +53,13 @@ from provisioner.phases.etcd.ops import (
     Peer,
 )
 from provisioner.phases.host_platform import host_platform
-from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.pki import REMOTE_PKI, ensure, files_for_host
 from provisioner.platforms import Platform
 from provisioner.spec import ClusterSpec
 from provisioner.spec.model import Host
 from provisioner.state import ClusterState
 from provisioner.templating import render
+from provisioner.workflow import Phase, PhaseData
 
 __all__ = ["PATHS", "UNIT", "apiserver_datastore", "etcd_endpoints", "etcd_phase"]
 

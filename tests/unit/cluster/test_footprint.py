@@ -34,7 +34,7 @@ from provisioner.operations.packages import Deb, DebPackages
 from provisioner.operations.systemd import UnitAbsent
 from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.ops import NodeReset
-from provisioner.phases.workflow import Inventory
+from provisioner.workflow import Inventory
 
 DIR = PathState("directory", 0o755, "root", "root", 4096)
 FILE = PathState("file", 0o600, "root", "root", 1)

@@ -13,7 +13,6 @@ from berth.apiserver.podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 from berth.lb.config import LBConfig
 from provisioner.commands import Upload, sha256_hex
 from provisioner.connectors.base import HostName
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.operations.base import HostRun, OpContext
@@ -22,8 +21,9 @@ from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import ha, hostside
 from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.phases.cluster.ops import HostCapacity
-from provisioner.phases.workflow import Inventory
 from provisioner.spec import ClusterSpec
+from provisioner.workflow import Inventory
+from provisioner.workflow.inventory import inventory_from_spec
 from tests.unit.etcd_phase.test_etcd_phase import make_spec
 
 

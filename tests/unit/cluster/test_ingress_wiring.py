@@ -14,13 +14,13 @@ from berth.client.http import HttpClient
 from berth.ingress.haproxy import Listen
 from berth.ingress.proxy import HaproxyProxy
 from berth.ingress.routes import Routes
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import hostside, layout
 from provisioner.phases.cluster.ingressclass import ensure_ingress_class
 from provisioner.spec import ClusterSpec
 from provisioner.spec.load import parse_spec
 from provisioner.verify.ingress import ingress_checks
+from provisioner.workflow.inventory import inventory_from_spec
 from tests.harness.fake_client import FakeClient
 from tests.unit.cluster.test_ha_wiring import Data
 

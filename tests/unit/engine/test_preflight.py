@@ -24,8 +24,8 @@ from provisioner.facts.system import (
 )
 from provisioner.phases.preflight import MANAGED_MARKER, preflight_phase
 from provisioner.phases.sets import cluster_ports, local_cluster_ports
-from provisioner.phases.workflow import Inventory
 from provisioner.spec import parse_spec
+from provisioner.workflow import Inventory
 from tests.harness.fake_connector import FakeConnector
 
 N1 = HostTarget(HostName("n1"), "10.0.0.1", roles=("control-plane",))
