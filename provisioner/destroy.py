@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner import hostlayout as layout
 from provisioner.connectors.base import HostTarget
 from provisioner.engine.runner import Engine, RunContext
 from provisioner.facts.base import Fact
 from provisioner.footprint import CreatedPathAbsent, Footprint, HostFootprint, PackagesPurged
 from provisioner.operations.base import Operation
+from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
 from provisioner.operations.systemd import UnitAbsent
-from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.ops import NodeReset
 from provisioner.reporting import CollectingReporter, Event, Reporter
 from provisioner.verify.clean import clean_problems
 from provisioner.workflow import Inventory, Phase, PhaseData, select

@@ -12,13 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from provisioner import hostlayout as layout
 from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import HostTarget
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.destroy import destroy_hosts
 from provisioner.errors import ConnectError, ProvisionerError, StateError
-from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.admin import write_admin_kubeconfig
 from provisioner.phases.cluster.context import local_bundle_id, release
 from provisioner.phases.cluster.removal import forget_host, recorded_hosts

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from provisioner import hostlayout as layout
 from provisioner.connectors.base import HostTarget
-from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.ha import LB_PORT
 from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check

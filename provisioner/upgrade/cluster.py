@@ -1,7 +1,7 @@
 """The real cluster behind :class:`~provisioner.upgrade.seam.ClusterOps`: hosts over SSH (the
 engine's connectors), the API over HTTPS with the admin kubeconfig of the cluster state.
 
-Host layout and units come from :mod:`provisioner.phases.cluster.layout` (the install phases),
+Host layout and units come from :mod:`provisioner.hostlayout` (shared with the install phases),
 so an upgrade touches exactly what ``berth apply`` installed: bundles side by side under
 ``/opt/berth/versions/<id>/``, the active one named by the ``/opt/berth/current`` symlink that
 every unit's ``PYTHONPATH`` goes through.
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from berth.api.resources import NODES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
+from provisioner import hostlayout as layout
 from provisioner import platforms
 from provisioner import snapshot as datastore_snapshot
 from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_path
@@ -33,8 +34,7 @@ from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.system import OsRelease, PythonVersion
 from provisioner.operations.base import HostRun, OpContext
-from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.ops import BundleInstalled
+from provisioner.operations.cluster import BundleInstalled
 from provisioner.platforms import Platform
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState

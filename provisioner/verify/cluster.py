@@ -26,7 +26,7 @@ from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
 from provisioner.clusterapi import admin_client, is_ready, readyz
 from provisioner.errors import ProvisionerError
-from provisioner.phases.cluster.nodes import desired_nodes, node_patch
+from provisioner.nodestate import desired_nodes, node_patch
 from provisioner.smoke_image import SERVE, SERVE_PORT, smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.verify.hosts import CheckResult

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioner import hostlayout as layout
 from provisioner.connectors.base import HostTarget
 from provisioner.facts.base import Fact
-from provisioner.phases.cluster import ha, hostside, layout
+from provisioner.operations.cluster import DirEntries
+from provisioner.phases.cluster import ha, hostside
 from provisioner.phases.cluster.finish import verify_after
 from provisioner.phases.cluster.nodes import nodes_after
-from provisioner.phases.cluster.ops import DirEntries
 from provisioner.phases.etcd import etcd_phase
 from provisioner.workflow import Phase, PhaseData
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner import hostlayout as layout
 from provisioner.commands import Shell, Upload, sha256_hex
 from provisioner.connectors.base import HostName, HostTarget
 from provisioner.destroy import teardown_ops
@@ -29,11 +30,10 @@ from provisioner.footprint import (
     footprint_problems,
 )
 from provisioner.operations.base import HostRun, OpContext, Operation, evaluate
+from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
 from provisioner.operations.packages import Deb, DebPackages
 from provisioner.operations.systemd import UnitAbsent
-from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.ops import NodeReset
 from provisioner.workflow import Inventory
 
 DIR = PathState("directory", 0o755, "root", "root", 4096)

@@ -16,11 +16,11 @@ from provisioner.connectors.base import HostName
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.operations.base import HostRun, OpContext
+from provisioner.operations.cluster import HostCapacity
 from provisioner.operations.files import File
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import ha, hostside
 from provisioner.phases.cluster.install import cluster_install_phases
-from provisioner.phases.cluster.ops import HostCapacity
 from provisioner.spec import ClusterSpec
 from provisioner.workflow import Inventory
 from provisioner.workflow.inventory import inventory_from_spec

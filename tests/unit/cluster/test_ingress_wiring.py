@@ -14,8 +14,9 @@ from berth.client.http import HttpClient
 from berth.ingress.haproxy import Listen
 from berth.ingress.proxy import HaproxyProxy
 from berth.ingress.routes import Routes
+from provisioner import hostlayout as layout
 from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import hostside, layout
+from provisioner.phases.cluster import hostside
 from provisioner.phases.cluster.ingressclass import ensure_ingress_class
 from provisioner.spec import ClusterSpec
 from provisioner.spec.load import parse_spec
