@@ -47,6 +47,7 @@ from provisioner.facts.gather import gather
 from provisioner.operations.base import HostRun, OpContext, Operation, Outcome, evaluate
 from provisioner.operations.systemd import DaemonReload
 from provisioner.reporting import CollectingReporter, Event, Reporter
+from provisioner.spec import ClusterSpec
 from provisioner.workflow import Inventory, SelectedPhase
 
 T = TypeVar("T")
@@ -79,7 +80,7 @@ class RunContext:
 
     inventory: Inventory
     cache_dir: Path
-    spec: Any = None
+    spec: ClusterSpec | None = None
     dry_run: bool = True
     state_dir: Path | None = None
     """``--state-dir``: phases open the cluster state under it (default: the usual base)."""

@@ -18,7 +18,6 @@ from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check
 from provisioner.phases.cluster.vip_check import with_vip_check
 from provisioner.phases.demo import demo_phases
 from provisioner.phases.preflight import preflight_phase
-from provisioner.spec.model import ClusterSpec
 from provisioner.workflow import Phase, PhaseData
 
 
@@ -26,7 +25,7 @@ def cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
     """Ports berth's components listen on, by role and spec (checked free and reachable in
     preflight): the API server's port on control-plane hosts, etcd's with the etcd datastore,
     the agent's on workers."""
-    spec = data.spec if isinstance(data.spec, ClusterSpec) else None
+    spec = data.spec
     ports: list[int] = []
     if "control-plane" in host.roles:
         ports.append(spec.api_port if spec else layout.API_PORT)
@@ -40,7 +39,7 @@ def cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
 def local_cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
     """:func:`cluster_ports` plus those bound on loopback only (free, but not reachable from
     peers): ``berth-lb`` on every host of an etcd cluster."""
-    spec = data.spec if isinstance(data.spec, ClusterSpec) else None
+    spec = data.spec
     lb = (LB_PORT,) if spec is not None and spec.uses_etcd else ()
     return (*cluster_ports(data, host), *lb)
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from provisioner.connectors.base import Connector, HostName, HostTarget
 from provisioner.facts.base import Fact, FactSet
 from provisioner.operations.base import Operation
+from provisioner.spec import ClusterSpec
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,13 @@ class PhaseData(Protocol):
     def inventory(self) -> Inventory: ...
 
     @property
-    def spec(self) -> Any:
-        """The :class:`~provisioner.spec.ClusterSpec` of this run (``None`` in tests)."""
+    def spec(self) -> ClusterSpec | None:
+        """The cluster spec of this run (``None`` for phase sets that need none, and in tests)."""
+        ...
+
+    @property
+    def state_dir(self) -> Path | None:
+        """``--state-dir``: where the cluster state lives (``None``: the usual base)."""
         ...
 
     @property

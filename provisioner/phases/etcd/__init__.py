@@ -126,15 +126,15 @@ def _peer(host: Host) -> Peer:
 
 
 def _etcd_spec(data: PhaseData) -> ClusterSpec | None:
-    spec: Any = data.spec
-    if not isinstance(spec, ClusterSpec):
+    spec = data.spec
+    if spec is None:
         raise PhaseError("etcd", "the etcd phase needs a cluster spec (berth apply -i SPEC)")
     return spec if spec.uses_etcd else None
 
 
 def state_of(data: PhaseData, spec: ClusterSpec) -> ClusterState:
     """The cluster state (``--state-dir`` when the run context carries one)."""
-    return ClusterState.for_spec(spec, state_dir=getattr(data, "state_dir", None))
+    return ClusterState.for_spec(spec, state_dir=data.state_dir)
 
 
 def _install_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:

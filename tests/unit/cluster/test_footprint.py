@@ -212,6 +212,7 @@ class _Data:
     spec: Any = None
     cache_dir: Path = Path("/nonexistent")
     dry_run: bool = False
+    state_dir: Path | None = None
 
     def host_facts(self, host: HostName, facts: Any) -> FactSet:
         out = FactSet(host)

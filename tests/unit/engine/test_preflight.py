@@ -39,6 +39,7 @@ class Data:
     spec: Any = None
     cache_dir: Path = Path("/nonexistent")
     dry_run: bool = True
+    state_dir: Path | None = None
 
     def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:
         return self.facts[host]
