@@ -583,6 +583,19 @@ def _check_against_plan(plan: Plan, phase: str, host: str, outcome: Outcome) -> 
         )
 
 
+def apply_operation(connector: Connector, op: Operation, run: HostRun | None = None) -> Outcome:
+    """Apply one operation outside a phase run exactly as a phase run would: gather its facts
+    on the host, :func:`~provisioner.operations.base.evaluate` it, execute what it yields
+    (uploads with their mode, owner and group). For tools that act on one host at a time
+    (``berth upgrade`` installing a bundle) instead of faking facts and running commands by
+    hand."""
+    facts = gather(connector, op.facts())
+    outcome = evaluate(op, OpContext(connector.host, facts, run if run is not None else HostRun()))
+    for command in outcome.commands:
+        _execute(connector, command)
+    return outcome
+
+
 def _execute(connector: Connector, command: Command) -> None:
     if isinstance(command, Upload):
         connector.put(

@@ -28,12 +28,9 @@ from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_path
 from provisioner.clusterapi import admin_client, admin_kubeconfig_path, readyz
 from provisioner.commands import Raw, Shell
 from provisioner.connectors.base import Connector, HostTarget
-from provisioner.engine.runner import ssh_connect
+from provisioner.engine.runner import apply_operation, ssh_connect
 from provisioner.errors import OperationError, StateError
-from provisioner.facts.base import FactSet
-from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.system import OsRelease, PythonVersion
-from provisioner.operations.base import HostRun, OpContext
 from provisioner.operations.cluster import BundleInstalled
 from provisioner.platforms import Platform
 from provisioner.spec import ClusterSpec
@@ -284,27 +281,17 @@ class SshClusterOps:
         return Bundle(bundle, bundle_path(self.cache_dir, bundle, platform), platform.abi)
 
     def install(self, host: str, bundle: str) -> None:
+        """Unpack ``bundle`` on ``host`` unless it is there complete (the install phases'
+        operation, applied through the engine: the same facts, commands and upload owner)."""
         op = BundleInstalled(self._bundle_for(host, bundle))
-        conn = self.conn(host)
-        if conn.run(Shell("test", "-f", op.marker)).ok:
-            return  # unpacked completely before (an earlier run, or the version in use)
-        facts = FactSet(host)
-        absent: dict[str, PathState | None] = {op.marker: None}
-        facts.put(PathInfo((op.marker,)), absent)
-        ctx = OpContext(conn.host, facts, HostRun())
         try:
-            commands = list(op.commands(ctx))
+            apply_operation(self.conn(host), op)
         except FileNotFoundError:
             raise OperationError(
                 f"{host}: bundle {bundle} is not on the host and not in the bundle cache "
                 f"({self.cache_dir / 'bundles'})",
                 hint="rebuild it with the berth release that made it, or restore the host",
             ) from None
-        for command in commands:
-            if isinstance(command, Shell):
-                conn.run(command, timeout=300).check(host, f"installing bundle {bundle}")
-            else:
-                conn.put(command.content, command.path, mode=command.mode)
 
     def remove(self, host: str, bundle: str) -> None:
         directory = layout.version_dir(bundle)
