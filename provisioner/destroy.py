@@ -131,6 +131,12 @@ def destroy_hosts(
     return result
 
 
+def remove_hosts(cluster: str, targets: Sequence[HostTarget], cache_dir: Path) -> DestroyResult:
+    """:data:`~provisioner.workflow.RemoveHostsFn` for ``berth apply``: a host that left the spec
+    is destroyed with its data (it is no longer part of the cluster)."""
+    return destroy_hosts(cluster, targets, cache_dir=cache_dir, keep_data=False)
+
+
 class _CountingReporter:
     """Forwards events and counts the changes made per host."""
 

@@ -22,6 +22,7 @@ import typer
 
 from provisioner.cli import upgrade
 from provisioner.cli.locking import WaitLockOption, cluster_locked
+from provisioner.destroy import remove_hosts
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, RunContext
 from provisioner.errors import ProvisionerError, SpecError
@@ -180,6 +181,7 @@ def _build_engine(
         spec=spec,
         phase_set=phase_set,
         state_dir=state_dir,
+        remove_hosts=remove_hosts,
     )
     return Engine(
         ctx, phases, reporter=reporter, parallel=parallel, allow_unreachable=allow_unreachable

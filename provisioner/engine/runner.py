@@ -48,7 +48,7 @@ from provisioner.operations.base import HostRun, OpContext, Operation, Outcome, 
 from provisioner.operations.systemd import DaemonReload
 from provisioner.reporting import CollectingReporter, Event, Reporter
 from provisioner.spec import ClusterSpec
-from provisioner.workflow import Inventory, SelectedPhase
+from provisioner.workflow import Inventory, RemoveHostsFn, SelectedPhase
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,6 +85,8 @@ class RunContext:
     state_dir: Path | None = None
     """``--state-dir``: phases open the cluster state under it (default: the usual base)."""
     phase_set: str = "custom"
+    remove_hosts: RemoveHostsFn | None = None
+    """How phases remove hosts that left the spec (the CLI passes ``berth destroy``'s)."""
     engine: Engine | None = field(default=None, repr=False)
 
     def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:

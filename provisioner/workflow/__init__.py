@@ -39,6 +39,26 @@ class Inventory:
         return tuple(h for h in self.hosts if role in h.roles)
 
 
+class HostsRemoved(Protocol):
+    """What tearing berth down on some hosts came to (``berth destroy``'s result)."""
+
+    @property
+    def ok(self) -> bool:
+        """Every host is clean (none unreachable, none with leftovers)."""
+        ...
+
+    def lines(self) -> list[str]:
+        """One line per host for the user."""
+        ...
+
+
+RemoveHostsFn = Callable[[str, Sequence[HostTarget], Path], HostsRemoved]
+"""``remove_hosts(cluster, targets, cache_dir)``: tear berth down on ``targets`` (hosts outside
+the inventory, e.g. those that left the spec) and check each is clean. Whoever builds the run
+supplies it (the CLI: :func:`provisioner.destroy.remove_hosts`), so a phase can remove hosts
+without importing the engine that does it."""
+
+
 class PhaseData(Protocol):
     """What a phase may use (kept narrow so phases stay testable)."""
 
@@ -63,6 +83,13 @@ class PhaseData(Protocol):
     @property
     def dry_run(self) -> bool:
         """True while planning: ``prepare`` must not write anything outside the cache."""
+        ...
+
+    @property
+    def remove_hosts(self) -> RemoveHostsFn | None:
+        """Tears berth down on hosts outside the inventory (see :data:`RemoveHostsFn`);
+        ``None`` when this run cannot (then the phase tells the user to run
+        ``berth destroy``)."""
         ...
 
     def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:

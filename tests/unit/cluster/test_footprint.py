@@ -34,7 +34,7 @@ from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
 from provisioner.operations.packages import Deb, DebPackages
 from provisioner.operations.systemd import UnitAbsent
-from provisioner.workflow import Inventory
+from provisioner.workflow import Inventory, RemoveHostsFn
 
 DIR = PathState("directory", 0o755, "root", "root", 4096)
 FILE = PathState("file", 0o600, "root", "root", 1)
@@ -213,6 +213,7 @@ class _Data:
     cache_dir: Path = Path("/nonexistent")
     dry_run: bool = False
     state_dir: Path | None = None
+    remove_hosts: RemoveHostsFn | None = None
 
     def host_facts(self, host: HostName, facts: Any) -> FactSet:
         out = FactSet(host)

@@ -22,7 +22,7 @@ from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import ha, hostside
 from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.spec import ClusterSpec
-from provisioner.workflow import Inventory
+from provisioner.workflow import Inventory, RemoveHostsFn
 from provisioner.workflow.inventory import inventory_from_spec
 from tests.unit.etcd_phase.test_etcd_phase import make_spec
 
@@ -34,6 +34,7 @@ class Data:
     cache_dir: Path
     state_dir: Path
     dry_run: bool = False
+    remove_hosts: RemoveHostsFn | None = None
 
     def host_facts(self, host: HostName, facts: Any) -> FactSet:
         raise AssertionError("the HA wiring reads no facts")

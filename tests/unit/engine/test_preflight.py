@@ -25,7 +25,7 @@ from provisioner.facts.system import (
 from provisioner.phases.preflight import MANAGED_MARKER, preflight_phase
 from provisioner.phases.sets import cluster_ports, local_cluster_ports
 from provisioner.spec import parse_spec
-from provisioner.workflow import Inventory
+from provisioner.workflow import Inventory, RemoveHostsFn
 from tests.harness.fake_connector import FakeConnector
 
 N1 = HostTarget(HostName("n1"), "10.0.0.1", roles=("control-plane",))
@@ -40,6 +40,7 @@ class Data:
     cache_dir: Path = Path("/nonexistent")
     dry_run: bool = True
     state_dir: Path | None = None
+    remove_hosts: RemoveHostsFn | None = None
 
     def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:
         return self.facts[host]

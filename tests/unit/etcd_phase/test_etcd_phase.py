@@ -39,7 +39,7 @@ from provisioner.phases.etcd.facts import EtcdMembers, Member
 from provisioner.phases.etcd.ops import OwnedStateFile, retrying
 from provisioner.spec import ClusterSpec, parse_spec
 from provisioner.state import ClusterState
-from provisioner.workflow import Inventory, flatten
+from provisioner.workflow import Inventory, RemoveHostsFn, flatten
 from provisioner.workflow.inventory import inventory_from_spec
 from tests.unit.operations.simhost import Entry
 
@@ -86,6 +86,7 @@ class Data:
     cache_dir: Path
     dry_run: bool = False
     state_dir: Path | None = None
+    remove_hosts: RemoveHostsFn | None = None
     facts: dict[str, FactSet] = field(default_factory=dict)
 
     def host_facts(self, host: HostName, facts: Any) -> FactSet:
