@@ -94,11 +94,19 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy provisioner berth tests bench
 
+# The tests run on pytest-xdist workers, a test file at a time (--dist loadfile), longest files
+# first (tests/conftest.py): each lab module keeps its one cluster on one worker, and independent
+# lab modules run side by side on their own labs (they mostly wait on hosts). A lab module keeps
+# about 2/3 of a core busy (its hosts and the operator side): 3 workers fill the 2-core CI
+# machine without starving the tests that time their hosts.
+TEST_WORKERS ?= 3
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
+
 test: lint typecheck lab-rootfs
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 lab-test: setup lab-rootfs
-	$(BIN)/pytest -m lab
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m lab
 
 # tests/chaos: power cuts, kill -9 and a partition under a full-speed writer on a SQLite and an
 # etcd cluster. Too long for `make test` (see tests/chaos/conftest.py); run before each release.

@@ -45,6 +45,7 @@ SHARED_PATHS = (
     "/var/lib/cni/networks",
     "/run/netns",  # `ip netns add` makes it, and mounts it on itself
     f"{UNIT_DIR}/etcd.service",  # the mask of Debian's etcd unit (the etcd phase)
+    f"{UNIT_DIR}/haproxy.service",  # the mask of Debian's haproxy unit (runc nodes)
     "/var/lib/etcd",  # etcd-server's default data directory
 )
 """Paths outside berth's own that a berth host gets; each is removed by destroy only when the

@@ -45,6 +45,9 @@ as NodeLocal DNSCache uses, needs a kernel module lab hosts cannot load)."""
 INGRESS = "berth-ingress.service"
 """The ingress controller and its HAProxy (:mod:`berth.ingress`), on every runc node (ports 80
 and 443 of the host network; it serves traffic only where containers run)."""
+STOCK_HAPROXY = "haproxy.service"
+"""Debian's own HAProxy unit: masked before the package lands and stopped, so the only HAProxy
+on a node is berth-ingress's child (the stock one would run Debian's config, enabled at boot)."""
 INGRESS_STATE = f"{RUN}/ingress"
 """Its generations of HAProxy config, TLS certificates and keys (tmpfs, 0700, the unit's
 RuntimeDirectory: keys never reach a disk)."""

@@ -111,6 +111,10 @@ class Fleet:
                 renew_interval=renew_interval,
                 status_report_interval=status_report_interval,
                 status_check_interval=status_check_interval,
+                # the host's local volumes are its first node's (a runc agent runs one node)
+                volume_room=local_volumes.room
+                if local_volumes is not None and n.name == local_volumes.node
+                else None,
             )
             for n in nodes
         }

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from berth import __version__
 from berth.agent.config import NodeConfig
+from berth.api import storage as st
 from berth.api.meta import format_micro_time, format_time
 from berth.api.resources import LEASES, NODES
 from berth.client import errors
@@ -32,6 +34,7 @@ NODE_LEASE_NAMESPACE = "kube-node-lease"
 # runs (upgrades are visible there too).
 KUBELET_VERSION = f"v1.20.0+berth.{__version__}"
 SHUTTING_DOWN = "node is shutting down"  # the Ready condition's message (as the kubelet's)
+ROOM_STEP = 64 << 20
 
 
 def os_image(os_release: Path = Path("/etc/os-release")) -> str:
@@ -59,6 +62,7 @@ class NodeAgent:
         renew_interval: float = 10.0,
         status_report_interval: float = 60.0,
         status_check_interval: float | None = None,
+        volume_room: Callable[[], tuple[int, int] | None] | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
@@ -77,6 +81,9 @@ class NodeAgent:
         self.heartbeats = 0
         # Set when the host shuts down (berth.agent.shutdown): Ready=False from then on.
         self.shutting_down = False
+        # (size, free) of the local volumes' filesystem, published with each status report
+        self.volume_room = volume_room
+        self._room_told: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -179,7 +186,36 @@ class NodeAgent:
             if prev is not None and prev.get("status") == c["status"]:
                 c["lastTransitionTime"] = prev.get("lastTransitionTime", c["lastTransitionTime"])
         await self.client.patch(NODES, self.name, {"status": status}, subresource="status")
+        await self.report_room(node)
         return True
+
+    async def report_room(self, node: Obj) -> None:
+        """Publish the local volumes' room on the Node (annotations, see
+        :data:`berth.api.storage.LOCAL_AVAILABLE_ANNOTATION`) when it moved by more than
+        1% of the filesystem (at least 64 MiB) since last told: not a write per heartbeat."""
+        if self.volume_room is None:
+            return
+        room = await asyncio.to_thread(self.volume_room)
+        if room is None:
+            return
+        size, free = room
+        annotations = (node.get("metadata") or {}).get("annotations") or {}
+        told = self._room_told
+        if told is None and annotations.get(st.LOCAL_AVAILABLE_ANNOTATION) == st.room_text(free):
+            told = room  # already on the Node (an agent restart)
+        step = max(size // 100, ROOM_STEP)
+        if told is not None and told[0] == size and abs(told[1] - free) < step:
+            return
+        patch = {
+            "metadata": {
+                "annotations": {
+                    st.LOCAL_CAPACITY_ANNOTATION: st.room_text(size),
+                    st.LOCAL_AVAILABLE_ANNOTATION: st.room_text(free),
+                }
+            }
+        }
+        await self.client.patch(NODES, self.name, patch)
+        self._room_told = room
 
     async def renew_lease(self) -> None:
         now = format_micro_time(self.clock.now())

@@ -14,7 +14,10 @@ pod, make and remove the directories of berth's local volumes.
   ``berth.io/local-volume-cleanup`` finalizer so the object can go.
 
 Size is not enforced: a plain directory has no quota (XFS/ext4 project quotas would be
-needed); :data:`SIZE_NOT_ENFORCED` is reported as an event on first mount.
+needed); :data:`SIZE_NOT_ENFORCED` is reported as an event on first mount. What the node does
+report is the room it has (:meth:`LocalVolumes.room`: the size and free space of the
+filesystem under ``<volumes dir>``, published on its Node by :class:`berth.agent.node.NodeAgent`),
+so that no claim bigger than the free space is placed on it.
 """
 
 from __future__ import annotations
@@ -51,6 +54,18 @@ class LocalVolumes:
     def __init__(self, root: Path, node: str) -> None:
         self.root = root
         self.node = node
+
+    def room(self) -> tuple[int, int] | None:
+        """(size, free bytes for an unprivileged writer) of the filesystem that holds the
+        volumes directory (the nearest existing parent while it does not exist yet)."""
+        where = self.root
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        try:
+            fs = os.statvfs(where)
+        except OSError:
+            return None
+        return fs.f_blocks * fs.f_frsize, fs.f_bavail * fs.f_frsize
 
     def path_of(self, pv_name: str) -> Path:
         return self.root / check_element(pv_name, what="volume name")

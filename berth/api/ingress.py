@@ -90,6 +90,20 @@ def prefix_matches(prefix: str, path: str) -> bool:
     return path == p or path.startswith(p + "/") or path.rstrip("/") == p
 
 
+def class_name(ingress: Mapping[str, Any]) -> str | None:
+    """The IngressClass an Ingress names: ``spec.ingressClassName``, else the legacy
+    ``kubernetes.io/ingress.class`` annotation; ``None`` when it names none (the default class
+    then serves it)."""
+    spec = ingress.get("spec")
+    name = spec.get("ingressClassName") if isinstance(spec, Mapping) else None
+    if name is None:
+        meta = ingress.get("metadata")
+        annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+        if isinstance(annotations, Mapping):
+            name = annotations.get(LEGACY_CLASS_ANNOTATION)
+    return name if isinstance(name, str) else None
+
+
 def is_default_class(ic: Mapping[str, Any]) -> bool:
     annotations = (ic.get("metadata") or {}).get("annotations") or {}
     return annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"

@@ -42,6 +42,15 @@ LOCAL_CLEANUP_FINALIZER = "berth.io/local-volume-cleanup"
 """Held by every volume the local provisioner makes, until the node that holds its directory
 has removed it (only the node can touch its own disk)."""
 
+LOCAL_CAPACITY_ANNOTATION = "berth.io/local-volumes-capacity"
+LOCAL_AVAILABLE_ANNOTATION = "berth.io/local-volumes-available"
+"""Written by a node's agent on its own Node: the size and the free space (quantities, rounded
+down to MiB) of the filesystem that holds its local volumes. A local volume is a plain
+directory: it reserves nothing and its size is not enforced (no project quota), so the one
+promise kept is that a claim bigger than the space a node has free does not go there (the
+scheduler filters such nodes, the binder does not provision on them)."""
+NOT_ENOUGH_SPACE = "node(s) did not have enough free storage"
+
 # -- enumerations ---------------------------------------------------------------------------------
 RWO, ROX, RWX, RWOP = "ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"
 ACCESS_MODES = (RWO, ROX, RWX, RWOP)
@@ -113,6 +122,24 @@ def claim_request(claim: Mapping[str, Any]) -> int:
 
 def volume_capacity(pv: Mapping[str, Any]) -> int:
     return storage_bytes((pv.get("spec") or {}).get("capacity")) or 0
+
+
+def local_available(node: Mapping[str, Any]) -> int | None:
+    """The free bytes a node reports for its local volumes (None: not reported, or bad)."""
+    annotations = (node.get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get(LOCAL_AVAILABLE_ANNOTATION)
+    if not isinstance(raw, str) or len(raw) > 64:
+        return None
+    try:
+        value = parse_quantity(raw).value()
+    except (QuantityError, ValueError, TypeError):
+        return None
+    return value if value >= 0 else None
+
+
+def room_text(size: int) -> str:
+    """``size`` bytes as a quantity rounded down to MiB (what a node reports)."""
+    return f"{max(size, 0) // (1 << 20)}Mi"
 
 
 # -- classes ----------------------------------------------------------------------------------

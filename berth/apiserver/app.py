@@ -50,6 +50,7 @@ from .errors import (
     unsupported_media,
 )
 from .handlers import METRIC_VERBS, Call, Endpoint, Route, endpoint_for
+from .ingressgraph import IngressGraph
 from .kinds import KindStrategy, Strategies
 from .kinds.customresourcedefinitions import CustomResourceDefinitionStrategy
 from .kinds.customresources import CustomObjectStrategy
@@ -155,7 +156,8 @@ class ApiServer:
         self.service_ips = IPAllocator(config.service_cidr)
         self.node_ports = PortAllocator(*config.node_port_range)
         self.node_graph = NodeGraph()
-        self.authorizer = NodeAndRbacAuthorizer(self.node_graph)
+        self.ingress_graph = IngressGraph()
+        self.authorizer = NodeAndRbacAuthorizer(self.node_graph, self.ingress_graph)
         self.tokens = (
             TokenAuthenticator.from_file(config.token_auth_file)
             if config.token_auth_file
@@ -304,8 +306,8 @@ class ApiServer:
         self.hub.floor = max(self.hub.floor, revision)
 
     async def _load_caches(self) -> int:
-        """RBAC objects, service-account tokens and the node graph, read at one revision
-        (returned): the hub replays every event after it, so no write is missed between.
+        """RBAC objects, service-account tokens and the node and ingress graphs, read at one
+        revision (returned): the hub replays every event after it, so no write is missed between.
         Each kind is listed once and fed to every cache that keeps it, as :meth:`_on_event`
         feeds them afterwards."""
         rev = await self.store.current_revision()
@@ -313,9 +315,18 @@ class ApiServer:
             rd = self._rd("rbac.authorization.k8s.io", plural)
             for kv in (await self.store.list(rd.key_prefix(), revision=rev)).items:
                 self.authorizer.apply(rd.kind, self.codec.decode(kv), deleted=False)
-        for plural in ("serviceaccounts", "pods", "secrets"):
+        # persistentvolumes: the node graph reaches a volume through its claimRef; without
+        # them a restarted server refused nodes the volumes of claims bound before it started
+        for plural in ("serviceaccounts", "pods", "secrets", "persistentvolumes"):
             for kv in (
                 await self.store.list(self._rd("", plural).key_prefix(), revision=rev)
+            ).items:
+                self._apply(kv.key, self.codec.decode(kv), deleted=False)
+        for plural in ("ingressclasses", "ingresses"):
+            for kv in (
+                await self.store.list(
+                    self._rd("networking.k8s.io", plural).key_prefix(), revision=rev
+                )
             ).items:
                 self._apply(kv.key, self.codec.decode(kv), deleted=False)
         crds = [
@@ -342,8 +353,10 @@ class ApiServer:
             self._apply(ev.key, ev.obj, deleted=ev.deleted)
 
     def _apply(self, key: str, obj: Obj, *, deleted: bool) -> None:
-        """The node graph and the service-account cache (each ignores what it does not keep)."""
+        """The node and ingress graphs and the service-account cache (each ignores what it does
+        not keep)."""
         self.node_graph.observe(key, obj, deleted=deleted)
+        self.ingress_graph.observe(key, obj, deleted=deleted)
         self.service_accounts.cache.apply(key, obj, deleted=deleted)
 
     async def _bootstrap(self) -> None:

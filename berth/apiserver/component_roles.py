@@ -218,18 +218,16 @@ def node_proxier_rules() -> list[Obj]:
 
 def ingress_rules() -> list[Obj]:
     """berth's ingress controller on every node (``berth.ingress``, ``system:berth-ingress``):
-    what upstream ingress controllers' roles grant (ingress-nginx's ClusterRole): read
-    Ingresses, IngressClasses, Services, EndpointSlices and Nodes (the status addresses), write
-    Ingresses' status, and read Secrets, for the TLS Secrets Ingresses name. The node
-    authorizer gives a node only the Secrets of its own pods, so the controller has its own
-    identity rather than the node's; it lists Secrets only with the ``type=kubernetes.io/tls``
-    field selector, but RBAC cannot narrow a list to that, so this identity can read every
-    Secret — as any upstream ingress controller's service account can (kept off the node's
-    own credentials, and out of the agent's process)."""
+    what upstream ingress controllers' roles grant (ingress-nginx's ClusterRole) but Secrets:
+    read Ingresses, IngressClasses, Services, EndpointSlices and Nodes (the status addresses),
+    write Ingresses' status. Upstream's role reads every Secret; this one reads none, and the
+    ingress authorizer (:mod:`berth.apiserver.ingressauthz`) lets the identity read only the
+    TLS Secrets that Ingresses served by berth name: its credentials are on every node, and a
+    compromised node must not read the cluster's Secrets through them."""
     return [
         events_rule(),
         rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], READ),
         rule(["networking.k8s.io"], ["ingresses/status"], ["patch", "update"]),
-        rule([""], ["services", "secrets", "nodes"], READ),
+        rule([""], ["services", "nodes"], READ),
         rule(["discovery.k8s.io"], ["endpointslices"], READ),
     ]

@@ -27,6 +27,8 @@ from berth.api.selectors import pinned_field_value
 
 from .auth import NODES
 from .errors import ApiError
+from .ingressauthz import INGRESS_USER, IngressAuthorizer
+from .ingressgraph import IngressGraph
 from .nodegraph import CONFIGMAP, POD, PV, PVC, SECRET, SERVICEACCOUNT, NodeGraph
 from .noderestriction import NODE_LEASE_NAMESPACE
 from .noderules import NODE_RULES
@@ -144,25 +146,34 @@ class NodeAuthorizer:
 
 
 class NodeAndRbacAuthorizer(RbacAuthorizer):
-    """The node authorizer for node identities, then RBAC for everybody.
+    """The node authorizer for node identities, the ingress authorizer for the ingress
+    controller's (:mod:`~berth.apiserver.ingressauthz`), then RBAC for everybody.
 
     A subclass so that the RBAC cache (``apply``) and every existing ``allowed`` call site
     keep working unchanged."""
 
-    def __init__(self, graph: NodeGraph) -> None:
+    def __init__(self, graph: NodeGraph, ingress_graph: IngressGraph | None = None) -> None:
         super().__init__()
         self.nodes = NodeAuthorizer(graph)
+        self.ingress = IngressAuthorizer(IngressGraph() if ingress_graph is None else ingress_graph)
 
     def allowed(self, attrs: Attributes) -> bool:
         node = attrs.user.node_name
         if node is not None and self.nodes.decide(node, attrs)[0]:
             return True
+        if attrs.user.name == INGRESS_USER and self.ingress.decide(attrs)[0]:
+            return True
         return super().allowed(attrs)
 
     def denial_reason(self, attrs: Attributes) -> str:
-        """Why the node authorizer refused (empty for other users): appended to the 403."""
+        """Why the node (or ingress) authorizer refused (empty for other users): appended to
+        the 403."""
         node = attrs.user.node_name
-        return "" if node is None else self.nodes.decide(node, attrs)[1]
+        if node is not None:
+            return self.nodes.decide(node, attrs)[1]
+        if attrs.user.name == INGRESS_USER:
+            return self.ingress.decide(attrs)[1]
+        return ""
 
 
 LEGACY_NODE_BINDING = "system:node"

@@ -33,7 +33,18 @@ to two claims, and a half-done bind is finished from the volume's pre-bound ``cl
 The local provisioner (class provisioner ``berth.io/local``) only writes the API object: a
 ``local`` volume at ``<nodePath>/<volume name>`` pinned to the selected node; the node agent
 makes the directory when a pod first mounts it and removes it on delete (only the node can
-touch its disk, and it trusts no path it did not compute itself).
+touch its disk, and it trusts no path it did not compute itself). It provisions only on a node
+that can hold the volume (:meth:`VolumeController._selected_node_problem`):
+
+* the selected node no longer exists: the ``selected-node`` annotation is removed so the
+  scheduler picks again (upstream's external provisioner does the same, "reschedule"); the
+  pods already bound to the gone node are removed by the pod garbage collector and their
+  replacements are scheduled afresh;
+* the node is not Ready, or reports less free space for local volumes than the claim asks
+  (``berth.io/local-volumes-available``): no volume is pinned there, a ``ProvisioningFailed``
+  warning says why, and the claim is looked at again (the node may recover or free space; a
+  node deleted for good ends in the case above). The annotation stays: berth binds a pod to
+  its node together with the annotation, and that pod can only run there.
 """
 
 from __future__ import annotations
@@ -79,6 +90,14 @@ def _free_volume_class(pv: Frozen) -> list[str]:
     return [] if (pv.get("spec") or {}).get("claimRef") else [st.volume_class(pv)]
 
 
+RESCHEDULE = "reschedule"
+
+
+def _ready(node: Frozen) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def _pod_may_run(pod: Frozen) -> bool:
     """The pod may still use its volumes: not finished (a deleted pod leaves the cache only
     once its node has stopped it)."""
@@ -97,6 +116,7 @@ class VolumeController:
         self.pods = ctx.pods()
         self.pods.add_index("claims", _pods_claims)
         self._waiting_told: set[str] = set()
+        self._problem_told: dict[str, str] = {}  # claim uid -> the provisioning problem told
         self.queue: WorkQueue[ObjectKey] = WorkQueue(ctx.clock, name="persistentvolume-binder")
         self.controller = Controller("persistentvolume-binder", self, self.queue, workers=workers)
         self.claims.add_handlers(
@@ -373,6 +393,18 @@ class VolumeController:
                 " and needs volumeBindingMode WaitForFirstConsumer",
             )
             raise Retry(RECHECK, "local volumes need a selected node")
+        problem = await self._selected_node_problem(claim, node)
+        if problem == RESCHEDULE:
+            return
+        uid = str(meta(claim).get("uid"))
+        if problem:
+            if self._problem_told.get(uid) != problem:  # once per problem, not per look
+                if len(self._problem_told) > MAX_TOLD:
+                    self._problem_told.clear()
+                self._problem_told[uid] = problem
+                await self.ctx.recorder.warning(claim, "ProvisioningFailed", problem)
+            raise Retry(RECHECK, problem)
+        self._problem_told.pop(uid, None)
         body = local_volume(claim, cls, node)
         try:
             await self.ctx.client.create(PERSISTENTVOLUMES, body)
@@ -382,6 +414,48 @@ class VolumeController:
             claim,
             "ProvisioningSucceeded",
             f"Successfully provisioned volume {body['metadata']['name']} on node {node}",
+        )
+
+    async def _selected_node_problem(self, claim: Frozen, node: str) -> str:
+        """Why the local provisioner must not make ``claim``'s volume on ``node`` now (empty:
+        it may); :data:`RESCHEDULE` once it has asked the scheduler to pick another node."""
+        found = self.nodes.get(node)
+        if found is None:
+            try:
+                found = await self.ctx.client.get(NODES, node)
+            except errors.NotFound:
+                await self._reschedule(claim, node)
+                return RESCHEDULE
+        if not _ready(found):
+            return f"selected node {node!r} is not Ready: no local volume is made there now"
+        room = st.local_available(found)
+        wanted = st.claim_request(claim)
+        if room is not None and wanted > room:
+            return (
+                f"node {node!r} has {st.room_text(room)} free for local volumes; the claim"
+                f" requests {st.room_text(wanted)}"
+            )
+        return ""
+
+    async def _reschedule(self, claim: Frozen, node: str) -> None:
+        """Drop the claim's selected node (it is gone) so the scheduler chooses again."""
+        log.info(
+            "claim %s/%s: selected node %s not found, rescheduling",
+            namespace(claim),
+            name(claim),
+            node,
+        )
+        with contextlib.suppress(errors.NotFound, errors.Conflict):
+            await self.ctx.client.patch(
+                PERSISTENTVOLUMECLAIMS,
+                name(claim),
+                {"metadata": {"annotations": {st.SELECTED_NODE_ANNOTATION: None}}},
+                namespace=namespace(claim),
+            )
+        await self.ctx.recorder.warning(
+            claim,
+            "ProvisioningFailed",
+            f"selected node {node!r} not found: rescheduling the claim's first consumer",
         )
 
     # -- volumes -------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The ingress controller: level-triggered over informers.
 
-Informers on Ingresses, IngressClasses, Services, EndpointSlices, TLS Secrets and Nodes mark
-the state dirty; one loop recomputes everything from the caches (:func:`build_routes`), hands
+Informers on Ingresses, IngressClasses, Services, EndpointSlices and Nodes, and one per TLS
+Secret an Ingress served here names (:mod:`berth.ingress.secrets`: the identity may read no
+other Secret), mark the state dirty; one loop recomputes everything from the caches
+(:func:`build_routes`), hands
 it to the proxy (which reloads only when the result changed) and writes each served
 Ingress's ``status.loadBalancer`` (the nodes' addresses) when it differs. A burst of changes
 costs one pass (:data:`COALESCE_SECONDS`); a failed pass is retried; HAProxy is started again
@@ -21,7 +23,6 @@ from berth.api.resources import (
     INGRESSCLASSES,
     INGRESSES,
     NODES,
-    SECRETS,
     SERVICES,
 )
 from berth.client.errors import ApiError
@@ -30,12 +31,16 @@ from berth.machinery.clock import Clock
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen
 
-from .routes import TLS_TYPE, Routes, build_routes
+from .routes import Routes, build_routes, is_ours, our_classes, referenced_secrets
+from .secrets import TlsSecrets
 
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.05
 RECHECK_SECONDS = 5.0
+SECRET_SYNC_SECONDS = 2.0
+"""How long a pass waits for the first read of a newly named Secret before rendering without it
+(its arrival marks the state dirty again)."""
 
 
 class Proxy(Protocol):
@@ -65,13 +70,12 @@ class IngressController:
         self.classes = Informer(client, INGRESSCLASSES, clock=clock)
         self.services = Informer(client, SERVICES, clock=clock)
         self.slices = Informer(client, ENDPOINTSLICES, clock=clock)
-        # only TLS Secrets: what an Ingress can use, and less of the cluster in memory
-        self.secrets = Informer(client, SECRETS, clock=clock, field_selector=f"type={TLS_TYPE}")
         self.nodes = Informer(client, NODES, clock=clock)
         self.informers = (
-            self.ingresses, self.classes, self.services, self.slices, self.secrets, self.nodes,
+            self.ingresses, self.classes, self.services, self.slices, self.nodes,
         )  # fmt: skip
         self._dirty = asyncio.Event()
+        self.secrets = TlsSecrets(client, clock, self._dirty.set)
         handlers = Handlers(
             on_add=self._changed,
             on_update=lambda _old, new: self._changed(new),
@@ -87,10 +91,21 @@ class IngressController:
         self._dirty.set()
 
     async def sync(self) -> None:
-        """One pass: routes to the proxy, then statuses."""
+        """One pass: the TLS Secrets to read, routes to the proxy, then statuses."""
+        ingresses, classes = self.ingresses.list(), self.classes.list()
+        names, default_ours = our_classes(classes)
+        served = [i for i in ingresses if is_ours(i, names, default_ours)]
+        started = self.secrets.want(referenced_secrets(served))
+        if started:
+            # a new Ingress's certificate on its first render, not a pass later (no reload
+            # without it); a Secret that cannot be read yet only delays this pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(i.wait_synced() for i in started)), SECRET_SYNC_SECONDS
+                )
         routes = build_routes(
-            self.ingresses.list(),
-            self.classes.list(),
+            ingresses,
+            classes,
             self.services.list(),
             self.slices.list(),
             self.secrets.list(),
@@ -147,3 +162,4 @@ class IngressController:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.gather(*tasks, return_exceptions=True)
+            await self.secrets.stop()

@@ -99,11 +99,7 @@ def our_classes(classes: Iterable[Obj], controller: str = ing.CONTROLLER) -> tup
 
 
 def is_ours(ingress: Obj, classes: set[str], default_is_ours: bool) -> bool:
-    spec = ingress.get("spec")
-    name = spec.get("ingressClassName") if isinstance(spec, Mapping) else None
-    if name is None:
-        annotations = _meta(ingress).get("annotations") or {}
-        name = annotations.get(ing.LEGACY_CLASS_ANNOTATION)
+    name = ing.class_name(ingress)
     if name is None:
         return default_is_ours
     return name in classes

@@ -29,6 +29,7 @@ itself: git is never asked, even when the installation happens to sit inside som
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import io
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,7 +228,9 @@ def build_bundle(
     ident = ident or bundle_id(version=version, pins=pins)
     out = bundle_path(cache_dir, ident, platform)
     if out.exists():
-        return Bundle(ident, out, platform.abi)
+        with contextlib.suppress(FileNotFoundError):  # pruned meanwhile: built again below
+            os.utime(out)  # in use: see _prune
+            return Bundle(ident, out, platform.abi)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="berth-bundle-", dir=out.parent) as scratch:
         site = Path(scratch) / "site"
@@ -285,10 +289,19 @@ def _copy_sources(target: Path) -> None:
         tar.extractall(target, filter="data")
 
 
+IN_USE_SECONDS = 3600
+"""A bundle built or reused this recently may be about to ship from another run (parallel
+applies, parallel test workers sharing the cache): never pruned."""
+
+
 def _prune(directory: Path, *, keep: str, retain: int = 3 * len(SUPPORTED)) -> None:
     """Keep the ``retain`` most recent bundle tars (a cache, not an archive: about the last
-    three versions, each for every ABI)."""
-    bundles = sorted(directory.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in bundles[retain:]:
-        if old.name != keep:
+    three versions, each for every ABI) and any in use."""
+    dated = []
+    for path in directory.glob(f"*{SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):  # another run's prune
+            dated.append((path.stat().st_mtime, path))
+    recent = time.time() - IN_USE_SECONDS
+    for mtime, old in sorted(dated, reverse=True)[retain:]:
+        if old.name != keep and mtime < recent:
             old.unlink(missing_ok=True)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -126,7 +128,7 @@ class DebCache:
                 index = {"generation": generation}
             index[key] = value
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = index_path.with_suffix(f".tmp{threading.get_ident()}")
+            tmp = index_path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
             tmp.write_text(json.dumps(index, sort_keys=True))
             tmp.replace(index_path)
         return value
@@ -160,15 +162,18 @@ class DebCache:
                     )
                 path = self.root / candidate.filename
                 if not path.exists():
-                    _apt(
-                        "apt-get",
-                        "download",
-                        "-q",
-                        f"{name}={candidate.version}",
-                        cwd=self.root,
-                        options=self.options,
-                    )
-                if not path.exists():
-                    raise OperationError(f"apt-get download {name} did not produce {path.name}")
+                    _download(name, candidate.version, path, self.options)
                 debs.append(Deb(name, candidate.version, _sha256(path), path))
         return tuple(debs)
+
+
+def _download(name: str, version: str, path: Path, options: depends.AptOptions = ()) -> None:
+    """``apt-get download`` into a scratch directory, then move the file into place: another
+    process (a parallel apply, a parallel test worker) that shares the cache sees the whole
+    file or none, never a download under way."""
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=path.parent) as scratch:
+        _apt("apt-get", "download", "-q", f"{name}={version}", cwd=Path(scratch), options=options)
+        fetched = Path(scratch) / path.name
+        if not fetched.exists():
+            raise OperationError(f"apt-get download {name} did not produce {path.name}")
+        fetched.replace(path)

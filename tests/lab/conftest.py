@@ -1,11 +1,13 @@
 """Lab fixtures for every ``tests/lab/test_*.py``.
 
 * ``lab`` (session): one 3-host lab (n1 control plane + worker, n2, n3 workers) shared by the
-  whole pytest run. Tests that fault a host must undo the fault before they return.
+  tests of one pytest process (each xdist worker of ``make test`` boots its own, on first use).
+  Tests that fault a host must undo the fault before they return.
 * ``lab_factory`` (session): ``lab_factory(count)`` boots another lab with a fresh unique name;
   every lab it made is torn down when the session ends, even after failures.
 
-Lab names embed this pytest process' PID, so concurrent pytest runs on the machine never collide.
+Lab names embed this pytest process' PID, so concurrent pytest runs on the machine (and the
+parallel workers of one run) never collide.
 Labs left behind by pytest processes that no longer exist (a crashed or killed run) are torn down
 at session start.
 """
@@ -42,8 +44,9 @@ def lab_factory() -> Iterator[LabFactory]:
     unified_cgroups=True) -> Lab``.
 
     Clusters berth applies run real pod networks (runtime runc): for the whole session this
-    machine drops traffic to the default pod and service CIDRs (blackhole routes), so a stray
-    packet to a pod or ClusterIP can never leave by the machine's default route."""
+    machine drops traffic to the default pod and service CIDRs (blackhole routes, held by each
+    worker and removed by the last holder), so a stray packet to a pod or ClusterIP can never
+    leave by the machine's default route."""
     with blackhole_routes():
         yield from _lab_factory()
 

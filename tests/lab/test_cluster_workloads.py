@@ -10,6 +10,8 @@ usable for the next):
 * a 3-replica Deployment of the smoke image spreads over the nodes; every replica answers its
   ClusterIP from every node and its NodePort from this machine; a pod on one node reaches a pod
   on another by pod IP;
+* a 3-replica StatefulSet comes up in order, a deleted pod returns by name; a partitioned
+  rolling update replaces only the pods at or above the partition, the rest when it is 0;
 * a killed container process is restarted and counted; a crashing container ends in
   CrashLoopBackOff; 100 pods that exit at once end Succeeded or Failed per their exit code;
   ``kubectl logs`` (plain, -f, --previous, --tail) shows what it printed;
@@ -19,8 +21,9 @@ usable for the next):
 * a claim of the default class (berth-local, WaitForFirstConsumer) binds once a pod uses it,
   its directory is made on the pod's node, a successor pod reads what the first wrote (pinned
   to that node, read-only mount honoured); reclaim Delete removes the directory with the
-  claim, Retain keeps it; a StatefulSet pod gets its own claim from the set's
-  volumeClaimTemplates and, deleted, comes back on its volume's node reading what it wrote;
+  claim, Retain keeps it; every node publishes the room of its volumes' filesystem; a
+  StatefulSet pod gets its own claim from the set's volumeClaimTemplates and, deleted, comes
+  back on its volume's node reading what it wrote;
 * deleting everything leaves no container, netns, veth, IP allocation or nft rule behind;
   ``berth.runtime reset`` after an agent stopped cleans its host; ``berth destroy
   --keep-packages`` of nodes with running pods leaves every host verified clean, with runc
@@ -51,6 +54,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from berth.api.quantity import parse_quantity
 from berth.runtime.sandbox import netns_name
 from provisioner.lab import Lab
 from provisioner.smoke_image import smoke_image
@@ -496,6 +500,50 @@ def test_statefulset_comes_up_in_order_and_a_deleted_pod_returns_by_name(
     assert again["status"]["phase"] == "Running"
     cluster.kubectl("delete", "statefulset", "db", "--wait=true", timeout=120)
     wait_for("db pods gone", lambda: not cluster.pods("app=db") or None, timeout=120)
+
+
+def test_statefulset_partitioned_rolling_update_stops_at_the_partition(cluster: Cluster) -> None:
+    sts = _statefulset(cluster.image)
+    sts["metadata"]["name"] = "tier"
+    sts["spec"]["serviceName"] = "tier"
+    sts["spec"]["selector"] = {"matchLabels": {"app": "tier"}}
+    sts["spec"]["template"]["metadata"]["labels"] = {"app": "tier", "test": "workloads"}
+    sts["spec"]["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}
+    cluster.apply(sts)
+    cluster.kubectl("rollout", "status", "statefulset/tier", "--timeout=180s", timeout=200)
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.pods("app=tier")}
+    assert sorted(before) == ["tier-0", "tier-1", "tier-2"]
+    cluster.kubectl("set", "env", "statefulset/tier", "RELEASE=2")
+    out = cluster.kubectl(
+        "rollout", "status", "statefulset/tier", "--timeout=180s", timeout=200
+    ).stdout
+    assert "partitioned roll out complete: 1 new pods have been updated" in out, out
+
+    def release(pod: dict[str, Any]) -> str:
+        env = pod["spec"]["containers"][0].get("env") or []
+        return next((e["value"] for e in env if e["name"] == "RELEASE"), "1")
+
+    time.sleep(5)  # the controller has had time to go past the partition if it would
+    pods = {p["metadata"]["name"]: p for p in cluster.pods("app=tier")}
+    assert {n: release(p) for n, p in pods.items()} == {"tier-0": "1", "tier-1": "1", "tier-2": "2"}
+    assert pods["tier-2"]["metadata"]["uid"] != before["tier-2"]
+    for name in ("tier-0", "tier-1"):  # below the partition: never restarted
+        assert pods[name]["metadata"]["uid"] == before[name]
+    assert all(_ready(p) for p in pods.values())
+    status = _get(cluster, "statefulset", "tier")["status"]
+    assert status["updatedReplicas"] == 1
+    assert status["currentRevision"] != status["updateRevision"]
+    hashes = {n: p["metadata"]["labels"]["controller-revision-hash"] for n, p in pods.items()}
+    assert hashes["tier-2"] == status["updateRevision"]
+    assert hashes["tier-0"] == hashes["tier-1"] == status["currentRevision"]
+
+    cluster.kubectl("patch", "statefulset/tier", "-p",
+                    '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}')  # fmt: skip
+    cluster.kubectl("rollout", "status", "statefulset/tier", "--timeout=180s", timeout=200)
+    pods = {p["metadata"]["name"]: p for p in cluster.pods("app=tier")}
+    assert {n: release(p) for n, p in pods.items()} == dict.fromkeys(before, "2")
+    cluster.kubectl("delete", "statefulset", "tier", "--wait=true", timeout=120)
+    wait_for("tier pods gone", lambda: not cluster.pods("app=tier") or None, timeout=120)
 
 
 # -- crash loops and logs -------------------------------------------------------------------
@@ -1133,6 +1181,16 @@ def test_statefulset_pod_returns_to_its_claim_and_reads_what_it_wrote(cluster: C
         assert _has_dir(cluster.nodes[node], f"{VOLUMES_DIR}/{volume}")
         volumes[name] = (volume, node)
     assert len({volume for volume, _ in volumes.values()}) == 2
+    # each runc node publishes the room of its local volumes' filesystem (what the scheduler
+    # and the binder compare a claim's request with), the real df of the host
+    for _volume, node in volumes.values():
+        annotations = _get(cluster, "node", node)["metadata"]["annotations"]
+        size = parse_quantity(annotations["berth.io/local-volumes-capacity"]).value()
+        free = parse_quantity(annotations["berth.io/local-volumes-available"]).value()
+        df = cluster.nodes[node].ssh(f"df -B1 --output=size,avail {VOLUMES_DIR}").stdout
+        real_size, real_free = (int(x) for x in df.decode().split()[-2:])
+        assert 0 < free <= size <= real_size
+        assert abs(free - real_free) <= max(real_size // 50, 256 << 20), (free, real_free)
     first = cluster.kubectl("logs", "vault-1").stdout.splitlines()
     assert len(first) == 1, first
     assert first[0].split()[0] == "vault-1", first

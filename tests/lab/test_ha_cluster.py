@@ -12,6 +12,8 @@ servers.
   kubectl keeps working with the same kubeconfig;
 * partition of one control-plane host from the other two: its API server refuses writes (no
   split brain) while the majority keeps accepting them, and it catches up once healed;
+* a StatefulSet keeps its data in a berth-local volume on the worker through all of it (the
+  upgrade's drain of its node included, and the rollback to the etcd snapshot);
 * destroy leaves every host as it was before berth (a snapshot taken before the first apply):
   no etcd unit mask, ``/var/lib/etcd``, etcd or node packages, ``/run/berth`` or CNI state.
 """
@@ -40,6 +42,7 @@ from provisioner.lab import Lab, run
 from provisioner.phases.etcd.created import was_created
 from provisioner.smoke_image import smoke_image
 from provisioner.state import ClusterState
+from tests.lab import clusters, ledger
 from tests.lab.builds import OLD, make_build
 from tests.lab.clusters import admin_client_for
 from tests.lab.conftest import LabFactory
@@ -65,6 +68,8 @@ class HaCluster:
     commit: str
     before: dict[str, Snapshot]
     """Each host as it was before berth's first apply."""
+    ledger_first: ledger.Record | None = None
+    """The ledger StatefulSet's first pod, once made."""
 
     @property
     def spec_path(self) -> Path:
@@ -223,6 +228,16 @@ def test_apply_builds_three_api_servers_on_etcd_behind_every_hosts_balancer(
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     changed = [line for line in again.stdout.splitlines() if line.startswith("[")]
     assert "plan: 0 change(s)" in again.stdout, "\n".join(changed)
+
+
+def test_a_statefulset_writes_to_a_local_volume_on_the_worker(ha: HaCluster) -> None:
+    """Data the faults below must not lose: the ledger on n4 (the worker no power cut
+    touches; the upgrade drains it)."""
+    keeper = ledger.Ledger(ha.lab, ha.admin_kubeconfig)
+    first = keeper.create(placement={"nodeSelector": {"kubernetes.io/hostname": "n4"}})
+    assert first.node == "n4"
+    assert keeper.pinned_node(first.volume) == ["n4"]
+    ha.ledger_first = first
 
 
 def test_power_cut_of_a_control_plane_host_the_others_keep_serving(ha: HaCluster) -> None:
@@ -472,6 +487,23 @@ def test_an_upgrade_snapshots_etcd_and_rollback_restores_it(ha: HaCluster, tmp_p
         items if len(items := ha.core("n2").list_node().items) == 4
         and all(_ready(n) for n in items) else None))  # fmt: skip
     assert all(n.status.node_info.kubelet_version.endswith(f"+berth.{OLD}") for n in nodes)
+    # The ledger was made before the snapshot, its data lives on n4's disk: after the drain
+    # (its pod evicted, back on n4 once uncordoned) and the restore, its pod runs on n4 again
+    # with everything it wrote.
+    first = ha.ledger_first
+    assert first is not None, "the ledger test did not run"
+    keeper = ledger.Ledger(ha.lab, ha.admin_kubeconfig)
+    record = keeper.wait_running(timeout=180)
+    assert (record.node, record.volume) == (first.node, first.volume)
+    assert record.starts[0] == first.starts[0], record.starts
+    assert len(record.starts) >= 2, record.starts  # the drain's replacement started there too
+
+    def logged() -> str | None:
+        # the pod the API names really runs on n4 (a stale restored status would not log)
+        out = clusters.kubectl(ha.admin_kubeconfig, "logs", ledger.POD)
+        return out.stdout if out.returncode == 0 and first.starts[0] in out.stdout else None
+
+    clusters.wait_for(f"{ledger.POD} logs its volume's first line", logged, timeout=120)
 
 
 def test_destroy_removes_etcd_and_the_balancer_everywhere(ha: HaCluster) -> None:

@@ -1,7 +1,7 @@
 """Ingress on runc nodes (issue 15): one 2-host lab, one cluster for the module.
 
-* ``berth apply`` installs HAProxy (a node package) and ``berth-ingress`` on every node and
-  creates the default ``berth`` IngressClass;
+* ``berth apply`` installs HAProxy (a node package, Debian's own unit masked) and
+  ``berth-ingress`` on every node and creates the default ``berth`` IngressClass;
 * an Ingress routes two hosts to two Services, from this machine (the operator's) through
   either node's port 80 (``curl --resolve``), and TLS for one of them by SNI on port 443 with
   the certificate of its Secret; a host no rule names gets 404;
@@ -204,6 +204,11 @@ def test_apply_installs_the_controller_and_the_default_class(cluster: Cluster) -
     for host in cluster.lab.hosts:
         active = cluster.ssh(host.name, "systemctl is-active berth-ingress.service")
         assert active.stdout.strip() == "active", active.stdout + active.stderr
+        # Debian's own haproxy.service is masked: berth-ingress's child is the only HAProxy
+        stock = cluster.ssh(host.name, "systemctl is-enabled haproxy.service; true")
+        assert stock.stdout.strip() == "masked", stock.stdout + stock.stderr
+        stock = cluster.ssh(host.name, "systemctl is-active haproxy.service; true")
+        assert stock.stdout.strip() != "active", stock.stdout + stock.stderr
 
 
 def test_two_hosts_tls_by_sni_and_404_from_every_node(cluster: Cluster) -> None:

@@ -24,6 +24,7 @@ from provisioner.lab import lab as lab_module
 from provisioner.lab.clusterspec import render
 from provisioner.lab.keys import generate_ed25519, known_hosts_line
 from provisioner.lab.lab import CLUSTER_BLOCKS
+from provisioner.lab.locks import file_lock
 from provisioner.lab.names import (
     IFNAME_MAX,
     MAX_HOSTS,
@@ -469,9 +470,11 @@ def test_pod_and_service_blocks_are_blackholed_while_a_lab_is_up(tmp_path: Path)
             assert route.returncode != 0 or route.stdout.startswith("blackhole"), route
     finally:
         lone.down()
-    # the routes go with the last lab on the machine (whatever its root directory)
-    others = any(blackholes.HOLDERS.iterdir())
-    assert [blackholes.in_place(c) for c in CLUSTER_BLOCKS] == [others, others]
+    # the routes go with the last lab on the machine (whatever its root directory); read
+    # under the holders' lock: labs of parallel test workers come and go meanwhile
+    with file_lock(blackholes.HOLDERS.parent / "blackholes.lock"):
+        others = any(blackholes.HOLDERS.iterdir())
+        assert [blackholes.in_place(c) for c in CLUSTER_BLOCKS] == [others, others]
 
 
 @pytest.mark.lab

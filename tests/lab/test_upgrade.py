@@ -49,6 +49,7 @@ from provisioner.state import ClusterState
 from provisioner.upgrade.cluster import SshClusterOps
 from provisioner.upgrade.gate import evaluate
 from provisioner.upgrade.journal import Journal, RunStatus
+from tests.lab import ledger
 from tests.lab.builds import OLD, Build, make_build
 from tests.lab.conftest import LabFactory
 
@@ -234,12 +235,14 @@ def test_a_broken_build_is_rolled_back_on_its_first_node_and_halts(
 
 class ReadyWatcher:
     """Polls the Deployment's pods through the API while the upgrade runs: the least number
-    of Ready pods seen, and how many polls could not reach the API (its restart)."""
+    of Ready pods seen, and how many polls could not reach the API (its restart). It also
+    records where the ``ledger`` StatefulSet's pod is at each poll: (uid, node or "")."""
 
     def __init__(self, kubeconfig: Path, name: str) -> None:
         self.kubeconfig = kubeconfig
         self.name = name
         self.samples: list[int] = []
+        self.ledger: list[tuple[str, str]] = []
         self.unreachable = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -258,9 +261,16 @@ class ReadyWatcher:
             try:
                 while not self._stop.is_set():
                     try:
-                        pods = await client.list(PODS, namespace="default",
-                                                 label_selector=f"app={self.name}")  # fmt: skip
-                        self.samples.append(sum(_ready(p) for p in pods.items))
+                        pods = await client.list(
+                            PODS, namespace="default",
+                            label_selector=f"app in ({self.name},{ledger.NAME})",
+                        )  # fmt: skip
+                        apps = [(p["metadata"]["labels"]["app"], p) for p in pods.items]
+                        self.samples.append(sum(_ready(p) for a, p in apps if a == self.name))
+                        self.ledger += [
+                            (str(p["metadata"]["uid"]), str(p["spec"].get("nodeName") or ""))
+                            for a, p in apps if a == ledger.NAME
+                        ]  # fmt: skip
                     except Exception:
                         self.unreachable += 1
                     await asyncio.sleep(0.2)
@@ -463,6 +473,15 @@ def test_a_rolling_upgrade_keeps_the_workload_up_and_rollback_returns(
     kubeconfig = cluster.state.kubeconfig_dir / "admin.conf"
     cluster_ip, placed = _deploy(kubeconfig, "web")
     assert sorted(placed.values()) == ["n2", "n3"], f"replicas not spread: {placed}"
+    # a StatefulSet with data in a berth-local volume on a worker (n1 runs the client)
+    keeper = ledger.Ledger(cluster.lab, kubeconfig)
+    off_n1 = {"nodeSelectorTerms": [{"matchExpressions": [NOT_ON_N1]}]}
+    first = keeper.create(
+        placement={
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": off_n1}}
+        }
+    )
+    assert keeper.pinned_node(first.volume) == [first.node]
     url = f"http://{cluster_ip}/"
     with ServiceClient(cluster, "n1", url) as client, ReadyWatcher(kubeconfig, "web") as watcher:
         time.sleep(2)  # the client is under way before the first drain
@@ -496,9 +515,21 @@ def test_a_rolling_upgrade_keeps_the_workload_up_and_rollback_returns(
     snapshot = cluster.journal().replay().snapshot
     assert snapshot is not None
     assert Path(snapshot).stat().st_mode & 0o777 == 0o600
+    # The drain of its node evicted ledger-0; the replacement waited unscheduled while the node
+    # was cordoned (its volume is there and nowhere else), then came back on it to its data.
+    again = keeper.wait_running(other_than=first.uid, timeout=240)
+    assert (again.node, again.volume) == (first.node, first.volume)
+    assert len(again.starts) == 2, again.starts
+    assert again.starts[0] == first.starts[0], again.starts
+    waited = [uid for uid, node in watcher.ledger if uid != first.uid and not node]
+    assert waited, f"the replacement was never seen waiting for its node: {watcher.ledger}"
+    assert {node for _, node in watcher.ledger} <= {"", first.node}, watcher.ledger
     cluster.berth(None, "rollback", "-i", str(cluster.spec_path), "--yes", check=True)
     assert cluster.assert_healthy_on(OLD) == before
     assert cluster.journal().replay().status is RunStatus.ROLLED_BACK
+    still = keeper.wait_running(timeout=120)  # a rollback restarts the agents, drains nothing
+    assert still.starts[:2] == again.starts, still.starts
+    keeper.delete(still)
 
 
 def _wait_for_step(

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.runtime.layout import ImageSpec, tar_directory, write_layout
-from provisioner.lab import Lab, ensure_rootfs
+from provisioner.lab import Lab, blackholes, ensure_rootfs
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -39,7 +40,7 @@ NODE_PACKAGES = ("runc", "containernetworking-plugins", "nftables", "iptables")
 DEB_CACHE = Path("/var/cache/berth-lab/debs")
 REMOTE_BERTH = "/opt/berth-node"
 STATE_DIR = "/var/lib/berth/runtime"
-BLACKHOLE_METRIC = "4242"  # our own routes: never touch a blackhole someone else added
+HOLDER_PREFIX = "pytest-"
 
 
 MACHINE_TOOLS = {
@@ -61,20 +62,33 @@ def require_machine_tools() -> None:
 
 @contextlib.contextmanager
 def blackhole_routes(cidrs: Sequence[str] = (CLUSTER_CIDR, SERVICE_CIDR)) -> Iterator[None]:
-    added = []
+    """The machine blackholes ``cidrs`` while the block runs, held like a lab holds them
+    (:mod:`provisioner.lab.blackholes`): parallel test workers each hold the routes, and the
+    last holder on the machine, a worker or a lab, removes them (a worker done early never
+    pulls them from under another's pod networks)."""
+    _release_dead_holders(cidrs)
+    holder = _holder_dir(os.getpid())
+    blackholes.hold(holder, cidrs)
     try:
-        for cidr in cidrs:
-            argv = ["ip", "route", "add", "blackhole", cidr, "metric", BLACKHOLE_METRIC]
-            if subprocess.run(argv, capture_output=True, check=False).returncode == 0:
-                added.append(cidr)
         yield
     finally:
-        for cidr in added:
-            subprocess.run(
-                ["ip", "route", "del", "blackhole", cidr, "metric", BLACKHOLE_METRIC],
-                capture_output=True,
-                check=False,
-            )
+        blackholes.release(holder, cidrs)
+
+
+def _holder_dir(pid: int) -> Path:
+    # a name for the hold only: blackholes keys holders by directory, nothing is created there
+    return blackholes.HOLDERS.parent / f"{HOLDER_PREFIX}{pid}"
+
+
+def _release_dead_holders(cidrs: Sequence[str]) -> None:
+    """Drop the holds of test processes that were killed before they could release theirs."""
+    if not blackholes.HOLDERS.is_dir():
+        return
+    for entry in blackholes.HOLDERS.iterdir():
+        pid = entry.name.removeprefix(HOLDER_PREFIX).split("-", 1)[0]
+        dead = pid.isdigit() and not Path(f"/proc/{pid}").exists()
+        if entry.name.startswith(HOLDER_PREFIX) and dead:
+            blackholes.release(_holder_dir(int(pid)), cidrs)
 
 
 def download_debs(packages: Sequence[str] = NODE_PACKAGES) -> list[Path]:

@@ -1,11 +1,13 @@
 """A node and the local volumes on its disk (issue 16): with its own certificate a node reads
 the local volumes pinned to it, even once no pod uses them, and may drop their
 ``berth.io/local-volume-cleanup`` finalizer — and nothing else: not another node's volume, not
-a volume's spec, labels or other finalizers, not a volume it merely mounts."""
+a volume's spec, labels or other finalizers, not a volume it merely mounts; a restarted server
+still knows which volumes each node may read."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,3 +135,59 @@ def test_node_marks_its_volume_made(n1: Api) -> None:
     unmark = [{"op": "replace", "path": f"/metadata/annotations/{key}", "value": "false"}]
     status, _ = n1("PATCH", "/api/v1/persistentvolumes/pv-n1", unmark, content_type=JSON_PATCH)
     assert status == 403
+
+
+def test_a_restarted_server_still_lets_a_node_read_the_volumes_it_uses(tmp_path: Path) -> None:
+    """The node graph is rebuilt from the store when a server starts (an upgrade restarts
+    them all): the volumes bound before it, through their claims or pinned to the node, stay
+    readable by the node whose pods use them. (A restarted server forgot every volume until
+    the volume itself changed: pods with claims could not start after an upgrade.)"""
+    db = tmp_path / "state.db"
+    claimed = {
+        "metadata": {"name": "pv-claimed"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/srv/claimed"},
+            "claimRef": {"namespace": "default", "name": "data"},
+        },
+    }
+    claim = {
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": "",
+            "volumeName": "pv-claimed",
+        },
+    }
+    pod = {
+        "metadata": {"name": "user"},
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{"name": "c", "image": "busybox:1.36"}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+        },
+    }
+    volumes = ("/api/v1/persistentvolumes/pv-claimed", "/api/v1/persistentvolumes/pv-local")
+    with running_server(tmp_path / "old", datastore="sqlite", sqlite_path=db) as old:
+        admin = Api(old, "admin", ["system:masters"])
+        admin.ok("POST", "/api/v1/nodes", _node("n1"))
+        admin.ok("POST", "/api/v1/persistentvolumes", claimed)
+        admin.ok("POST", "/api/v1/persistentvolumes", _local_pv("pv-local", "n1"))
+        admin.ok("POST", "/api/v1/namespaces/default/persistentvolumeclaims", claim)
+        made = admin.ok("POST", "/api/v1/namespaces/default/pods", pod)
+        admin.seen("/api/v1/namespaces/default/pods", "user", made["metadata"]["resourceVersion"])
+        node = Api(old, "system:node:n1", ["system:nodes"])
+        assert [node("GET", path)[0] for path in volumes] == [200, 200]
+        node.close()
+        admin.close()
+    with running_server(tmp_path / "new", datastore="sqlite", sqlite_path=db) as new:
+        node = Api(new, "system:node:n1", ["system:nodes"])
+        other = Api(new, "system:node:n2", ["system:nodes"])
+        try:
+            assert [node("GET", path)[0] for path in volumes] == [200, 200]
+            assert [other("GET", path)[0] for path in volumes] == [403, 403]
+        finally:
+            node.close()
+            other.close()

@@ -324,9 +324,21 @@ def node_software_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...
     wanted = cache.resolve(layout.NODE_PACKAGES, installed)
     debs = cache.fetch(wanted, arch=DEB_ARCH.get(machine, machine))
     image = smoke_image()
+    mask, stopped = stock_haproxy_ops()
     return (
+        mask,
         DebPackages(debs, record=footprint.PACKAGES),
+        stopped,
         ImageLoaded(image.reference, image.archive, image.ref_name),
+    )
+
+
+def stock_haproxy_ops() -> tuple[Symlink, Service]:
+    """Debian's ``haproxy.service`` masked, before the package is installed (its postinst would
+    enable and start it), and stopped, after (a node set up before the mask runs it)."""
+    return (
+        Symlink(f"{layout.UNIT_DIR}/{layout.STOCK_HAPROXY}", "/dev/null"),
+        Service(layout.STOCK_HAPROXY, enabled=None, running=False),
     )
 
 

@@ -86,6 +86,10 @@ def world(raw: Raw, api: k8s.ApiClient) -> Raw:
     return raw
 
 
+DEBUGGER = {"name": "debugger", "image": "busybox:1.36", "command": ["sh"], "stdin": True}
+"""An ephemeral container as ``kubectl debug`` adds one."""
+
+
 @dataclass(frozen=True)
 class Case:
     """One dry-run request, the object whose stored form must not change, and what the
@@ -274,6 +278,30 @@ CASES = [
         content_type=MERGE,
     ),
     Case(
+        ("patch", "ephemeralcontainers"),  # kubectl debug's write
+        "PATCH",
+        f"{API}/pods/idle/ephemeralcontainers",
+        {"spec": {"ephemeralContainers": [DEBUGGER]}},
+        200,
+        f"{API}/pods/idle",
+        _eq("spec", "ephemeralContainers", 0, "name", "debugger"),
+        content_type=MERGE,
+    ),
+    Case(
+        ("update", "ephemeralcontainers"),
+        "PUT",
+        f"{API}/pods/idle/ephemeralcontainers",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "idle", "namespace": NS},
+            "spec": {**pod("idle")["spec"], "ephemeralContainers": [DEBUGGER]},
+        },
+        200,
+        f"{API}/pods/idle",
+        _eq("spec", "ephemeralContainers", 0, "name", "debugger"),
+    ),
+    Case(
         ("update", "scale"),
         "PUT",
         f"{APPS}/deployments/web/scale",
@@ -331,9 +359,10 @@ CASES = [
 ]
 
 
-CONNECT_SUBRESOURCES = {"exec", "attach", "portforward"}
-"""Streams to a running container: upstream's connect options carry no dryRun and they write
-nothing to the store (authorized as ``create``, they are not writes)."""
+CONNECT_SUBRESOURCES = {"exec", "attach", "portforward", "proxy"}
+"""Streams to a running container and proxied requests (nodes/proxy, services/proxy):
+upstream's connect options carry no dryRun and they write nothing to the store (authorized
+with the request's verb, they are not writes)."""
 
 
 def _served_write_pairs() -> set[tuple[str, str]]:

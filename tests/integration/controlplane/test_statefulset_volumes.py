@@ -3,7 +3,8 @@ the controller manager (StatefulSet controller, volume binder, local provisioner
 scheduler's WaitForFirstConsumer handling and a simulated fleet. Each pod gets its own claim
 on the default ``berth-local`` class, bound to a volume made on the pod's node; a deleted pod
 comes back under its name with the same claim, on the same node; the retention policy
-removes claims (and so their volumes) on scale down and with the set."""
+removes claims (and so their volumes) on scale down and with the set; a pod evicted from the
+cordoned node holding its volume waits for that node."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ import asyncio
 from pathlib import Path
 
 from berth.api import storage as st
-from berth.api.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, STATEFULSETS
-from berth.client.interface import Obj
+from berth.api.resources import (
+    NODES,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    PODS,
+    STATEFULSETS,
+)
+from berth.client.interface import Obj, evict
 from tests.harness.apiserver import ServerHandle
 
 from .cluster import Cluster, control_plane, wait_until
@@ -173,5 +180,56 @@ def test_retention_delete_removes_claims_and_their_volumes(
                 )
 
             await wait_until(all_gone, within=60, what="the set's pods, claims and volumes gone")
+
+    asyncio.run(body())
+
+
+def test_an_evicted_pod_waits_for_its_cordoned_volume_node_and_returns_there(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """A drain of the node holding a pod's local volume, as ``kubectl drain`` (and ``berth
+    upgrade``) does it: cordon, evict. The replacement can run only where its volume is: it
+    stays unscheduled while the node is cordoned, and is scheduled there once uncordoned."""
+
+    async def body() -> None:
+        async with control_plane(server, tmp_path, nodes=3) as c:
+            await c.api.create(STATEFULSETS, statefulset_with_claims("db", 1), namespace="default")
+
+            async def running() -> Obj | None:
+                return (await running_pods(c)).get("db-0")
+
+            first = await wait_until(running, within=60, what="db-0 Running")
+            node = first["spec"]["nodeName"]
+            await c.api.patch(NODES, node, {"spec": {"unschedulable": True}})
+            await evict(c.api, namespace="default", pod="db-0")
+
+            async def waiting() -> Obj | None:
+                for p in await c.pods(selector="app=db"):
+                    if p["metadata"]["uid"] == first["metadata"]["uid"]:
+                        return None
+                    conditions = (p.get("status") or {}).get("conditions") or []
+                    if any(
+                        x["type"] == "PodScheduled" and x["status"] == "False" for x in conditions
+                    ):
+                        return p
+                return None
+
+            pending = await wait_until(waiting, within=60, what="db-0 replaced, unschedulable")
+            await asyncio.sleep(2)  # the scheduler tries again: it must not move it
+            again = await c.api.get(PODS, "db-0", namespace="default")
+            assert again["metadata"]["uid"] == pending["metadata"]["uid"]
+            assert not again["spec"].get("nodeName")
+            await c.api.patch(NODES, node, {"spec": {"unschedulable": None}})
+
+            async def back() -> Obj | None:
+                p = await running()
+                return (
+                    p
+                    if p is not None and p["metadata"]["uid"] != first["metadata"]["uid"]
+                    else None
+                )
+
+            returned = await wait_until(back, within=60, what="db-0 Running again")
+            assert returned["spec"]["nodeName"] == node
 
     asyncio.run(body())

@@ -2,7 +2,8 @@
 scheduler and a simulated fleet (each node with its own identity): static binding of the
 smallest fitting volume, WaitForFirstConsumer with the local provisioner (the scheduler picks
 the node, the volume is made there, the pod starts once the claim is bound), a pod waiting for
-an unbound Immediate claim, protection finalizers, and the reclaim policies."""
+an unbound Immediate claim, protection finalizers, and the reclaim policies; the room nodes
+report for local volumes, and a claim whose selected node is gone."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from berth.api import storage as st
 from berth.api.resources import (
     EVENTS,
+    NODES,
     PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES,
     PODS,
@@ -232,5 +234,76 @@ def test_wait_for_first_consumer_provisions_on_the_pods_node(
                 return await gone(c, PERSISTENTVOLUMES, pv_name)
 
             await wait_until(volume_gone, what="released local volume deleted")
+
+    run(body())
+
+
+async def scheduling_message(c: Cluster, pod: str) -> str | None:
+    got = await c.api.get(PODS, pod, namespace="default")
+    for cond in (got.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return str(cond.get("message"))
+    return None
+
+
+def test_a_local_claim_goes_where_there_is_room_and_a_gone_selected_node_is_dropped(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """The room nodes report for local volumes steers WaitForFirstConsumer claims (a claim
+    bigger than every node's free space leaves its pod Pending with upstream's reason), and a
+    claim whose selected node no longer exists is given back to the scheduler."""
+
+    async def body() -> None:
+        async with control_plane(server, tmp_path, nodes=3) as c:
+            nodes = sorted(n["metadata"]["name"] for n in (await c.api.list(NODES)).items)
+            for n, free in zip(nodes, ("100Mi", "5Gi", "200Mi"), strict=True):
+                # what a runc node's agent writes (simulated nodes have no disk to report)
+                room = {st.LOCAL_AVAILABLE_ANNOTATION: free}
+                await c.api.patch(NODES, n, {"metadata": {"annotations": room}})
+            await c.api.create(PERSISTENTVOLUMECLAIMS, claim("big", "1Gi"), namespace="default")
+            await c.api.create(PODS, pod_using("big-user", "big"), namespace="default")
+            await wait_phase(c, PODS, "big-user", "Running", "default")
+            placed = await c.api.get(PODS, "big-user", namespace="default")
+            assert placed["spec"]["nodeName"] == nodes[1]
+
+            await c.api.create(PERSISTENTVOLUMECLAIMS, claim("huge", "6Gi"), namespace="default")
+            await c.api.create(PODS, pod_using("huge-user", "huge"), namespace="default")
+
+            async def refused() -> str | None:
+                return await scheduling_message(c, "huge-user")
+
+            message = await wait_until(refused, what="huge-user unschedulable")
+            assert message == "0/3 nodes are available: 3 node(s) did not have enough free storage."
+            await c.api.delete(PODS, "huge-user", namespace="default")
+
+            # The scheduler chose a node that is gone before the volume was made there (as if
+            # the binder had been down meanwhile): the binder gives the claim back.
+            late = claim("late", "1Gi")
+            late["metadata"]["annotations"] = {st.SELECTED_NODE_ANNOTATION: "gone-node"}
+            await c.api.create(PERSISTENTVOLUMECLAIMS, late, namespace="default")
+
+            async def dropped() -> bool:
+                got = await c.api.get(PERSISTENTVOLUMECLAIMS, "late", namespace="default")
+                return st.SELECTED_NODE_ANNOTATION not in (got["metadata"].get("annotations") or {})
+
+            await wait_until(dropped, what="the gone node dropped from the claim")
+            events = (await c.api.list(EVENTS, namespace="default")).items
+            assert any(
+                e["reason"] == "ProvisioningFailed" and "gone-node" in e["message"]
+                for e in events
+                if e["involvedObject"]["name"] == "late"
+            )
+            assert not [
+                pv
+                for pv in (await c.api.list(PERSISTENTVOLUMES)).items
+                if st.pinned_node(pv) == "gone-node"
+            ]
+            await c.api.create(PODS, pod_using("late-user", "late"), namespace="default")
+            await wait_phase(c, PODS, "late-user", "Running", "default")
+            got = await c.api.get(PERSISTENTVOLUMECLAIMS, "late", namespace="default")
+            node = (await c.api.get(PODS, "late-user", namespace="default"))["spec"]["nodeName"]
+            assert got["metadata"]["annotations"][st.SELECTED_NODE_ANNOTATION] == node
+            pv = await c.api.get(PERSISTENTVOLUMES, got["spec"]["volumeName"])
+            assert st.pinned_node(pv) == node == nodes[1]
 
     run(body())

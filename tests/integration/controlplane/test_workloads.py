@@ -126,6 +126,21 @@ def test_daemonset_runs_on_every_eligible_node(server: ServerHandle, tmp_path: P
                 return sorted(p["spec"].get("nodeName", "") for p in pods) == ["node-1", "node-2"]
 
             await wait_until(moved, what="daemon pods follow the node labels")
+            # ControllerRevisions: kubectl's rollout history and undo of a DaemonSet
+            await c.kubectl("set", "image", "daemonset/ds", "app=y")
+            await c.kubectl("rollout", "status", "daemonset/ds", "--timeout=30s")
+            history = await c.kubectl("rollout", "history", "daemonset/ds")
+            assert [line.split()[0] for line in history.splitlines()[2:] if line] == ["1", "2"]
+            await c.kubectl("rollout", "undo", "daemonset/ds")
+
+            async def undone() -> bool:
+                pods = await live_pods(c, "app=ds")
+                images = {x["spec"]["containers"][0]["image"] for x in pods}
+                return len(pods) == 2 and images == {"x"}
+
+            await wait_until(undone, what="daemon pods back on the first template")
+            history = await c.kubectl("rollout", "history", "daemonset/ds")
+            assert [line.split()[0] for line in history.splitlines()[2:] if line] == ["2", "3"]
             await c.kubectl("delete", "daemonset", "ds")
             await wait_until(lambda: _none_left(c, "app=ds"), what="daemon pods removed")
 

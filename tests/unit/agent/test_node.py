@@ -1,12 +1,16 @@
 """NodeAgent: registration (capacity, labels, taints, addresses, daemon endpoint) and Lease
-heartbeat in kube-node-lease; recovery of Ready after the controller marked it Unknown."""
+heartbeat in kube-node-lease; recovery of Ready after the controller marked it Unknown; the
+room for local volumes published on the Node."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 from berth.agent.config import NodeConfig
 from berth.agent.node import NodeAgent
+from berth.agent.volumes import LocalVolumes
 from berth.api.resources import LEASES, NODES
 from berth.machinery.clock import FakeClock
 from tests.harness.fake_client import FakeClient
@@ -77,3 +81,46 @@ def test_agent_restores_ready_after_controller_marked_unknown() -> None:
         await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(body())
+
+
+def test_the_local_volumes_room_is_published_on_the_node_when_it_moves() -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        api = FakeClient(now=clock.now)
+        cfg = NodeConfig(name="n1", address="192.0.2.7", capacity={"cpu": "2"})
+        gib = 1 << 30
+        room = [(100 * gib, 40 * gib)]
+        a = NodeAgent(
+            api, clock, cfg, runtime_name="runc", daemon_port=10250, volume_room=lambda: room[0]
+        )
+        await a.register()
+
+        def annotations() -> dict[str, str]:
+            node = api.stored(NODES, "n1")
+            assert node is not None
+            return dict(node["metadata"].get("annotations") or {})
+
+        assert annotations() == {
+            "berth.io/local-volumes-capacity": "102400Mi",
+            "berth.io/local-volumes-available": "40960Mi",
+        }
+        writes = len(api.actions)
+        room[0] = (100 * gib, 40 * gib - (100 << 20))  # less than 1% of the disk: not told
+        await a.post_status()
+        assert annotations()["berth.io/local-volumes-available"] == "40960Mi"
+        assert len(api.actions) == writes + 1  # the status patch only
+        room[0] = (100 * gib, 30 * gib)
+        await a.post_status()
+        assert annotations()["berth.io/local-volumes-available"] == "30720Mi"
+
+    asyncio.run(body())
+
+
+def test_local_volumes_room_is_the_filesystem_of_the_nearest_existing_directory(
+    tmp_path: Path,
+) -> None:
+    volumes = LocalVolumes(tmp_path / "not" / "yet", "n1")
+    size, free = volumes.room() or (0, 0)
+    fs = os.statvfs(tmp_path)
+    assert size == fs.f_blocks * fs.f_frsize
+    assert 0 < free <= size

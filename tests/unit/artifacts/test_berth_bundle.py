@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import orjson
@@ -174,3 +175,27 @@ def test_one_id_and_one_tar_per_python_abi(tmp_path: Path, monkeypatch: pytest.M
     # cached: asking again builds nothing
     assert build_bundle(cache, version="1.0.0", platform=trixie) == new
     assert len(asked) == 2
+
+
+def test_prune_keeps_the_newest_and_any_bundle_in_use(tmp_path: Path) -> None:
+    """Beyond the newest three, a bundle built or reused within the hour stays: another run
+    sharing the cache (a parallel test worker) may be shipping it right now."""
+    now = time.time()
+    ages = {"a": 10, "b": 20, "c": 30, "in-use": 40, "old": 2 * 3600, "older": 3 * 3600}
+    for name, age in ages.items():
+        path = tmp_path / f"{name}{berth_bundle.SUFFIX}"
+        path.write_bytes(b"")
+        os.utime(path, (now - age, now - age))
+    berth_bundle._prune(tmp_path, keep=f"a{berth_bundle.SUFFIX}", retain=3)
+    left = sorted(p.name.removesuffix(berth_bundle.SUFFIX) for p in tmp_path.iterdir())
+    assert left == ["a", "b", "c", "in-use"]
+
+
+def test_a_reused_bundle_counts_as_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(berth_bundle, "pinned_requirements", lambda: ())
+    out = berth_bundle.bundle_path(tmp_path, "cached")
+    out.parent.mkdir()
+    out.write_bytes(b"")
+    os.utime(out, (1, 1))
+    assert build_bundle(tmp_path, version="0.1.0", ident="cached").path == out
+    assert out.stat().st_mtime > time.time() - 60

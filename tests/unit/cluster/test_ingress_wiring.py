@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
-from typing import cast
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
 
 from berth.api.ingress import default_class
 from berth.api.resources import INGRESSCLASSES
@@ -14,7 +17,17 @@ from berth.client.http import HttpClient
 from berth.ingress.haproxy import Listen
 from berth.ingress.proxy import HaproxyProxy
 from berth.ingress.routes import Routes
+from provisioner import footprint
 from provisioner import hostlayout as layout
+from provisioner.commands import Shell
+from provisioner.connectors.base import HostName
+from provisioner.facts.base import FactSet
+from provisioner.facts.files import PathInfo, PathState
+from provisioner.facts.packages import Packages
+from provisioner.facts.system import Machine, MachineInfo
+from provisioner.facts.systemd import UnitState, UnitStates
+from provisioner.operations.base import HostRun, OpContext, Operation, evaluate
+from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import hostside
 from provisioner.phases.cluster.ingressclass import ensure_ingress_class
@@ -111,3 +124,60 @@ def test_the_default_berth_ingress_class_is_created_once_on_runc_clusters(tmp_pa
         assert await ensure_ingress_class(client, runc, dry_run=False, report=said.append) == 0
 
     asyncio.run(body())
+
+
+def _commands(op: Operation, values: dict[Any, Any]) -> list[str]:
+    facts = FactSet("h")
+    for fact, value in values.items():
+        facts.put(fact, value)
+    outcome = evaluate(op, OpContext(HostName("h"), facts, HostRun()))
+    return [c.render() for c in outcome.commands if isinstance(c, Shell)]
+
+
+def test_debians_haproxy_unit_is_masked_before_install_and_stopped_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mask, stopped = hostside.stock_haproxy_ops()
+    unit = "/etc/systemd/system/haproxy.service"
+    absent = {PathInfo((unit,)): {unit: None}}
+    assert _commands(mask, absent) == [f"ln -sfnT /dev/null {unit}"]
+    linked = PathState("symlink", 0o777, "root", "root", 9, target="/dev/null")
+    assert _commands(mask, {PathInfo((unit,)): {unit: linked}}) == []
+    states = UnitStates(("haproxy.service",))
+    running = UnitState("masked", "active", "running", "masked", False)
+    assert _commands(stopped, {states: {"haproxy.service": running}}) == [
+        "systemctl stop haproxy.service"
+    ]
+    idle = UnitState("masked", "inactive", "dead", "masked", False)
+    assert _commands(stopped, {states: {"haproxy.service": idle}}) == []
+    assert unit in footprint.SHARED_PATHS  # destroy removes the mask it made
+
+    # in a runc node's software: the mask before the packages, the stop after them (the host's
+    # facts, its release's apt and the smoke image stubbed: only the order is under test)
+    spec = _spec(tmp_path, "runc")
+    facts = FactSet("cp1")
+    facts.put(Machine(), MachineInfo("cp1", "x86_64", "6.1"))
+    installed: dict[str, str | None] = dict.fromkeys(layout.NODE_PACKAGES, "1.0")
+    facts.put(Packages(), installed)
+
+    class WithFacts(Data):
+        def host_facts(self, host: HostName, wanted: Any) -> FactSet:
+            return facts
+
+    class NoDebs:
+        def __init__(self, *_args: Any, **_kw: Any) -> None: ...
+
+        def resolve(self, *_args: Any) -> list[str]:
+            return []
+
+        def fetch(self, *_args: Any, **_kw: Any) -> tuple[()]:
+            return ()
+
+    image = SimpleNamespace(reference="smoke:1", archive=tmp_path / "img.tar", ref_name="smoke")
+    monkeypatch.setattr(hostside, "smoke_image", lambda: image)
+    monkeypatch.setattr(hostside, "DebCache", NoDebs)
+    monkeypatch.setattr(hostside, "host_platform", lambda *_a: SimpleNamespace(codename="bookworm"))
+    data = WithFacts(spec, inventory_from_spec(spec), tmp_path / "cache", tmp_path / "state")
+    ops = list(hostside.node_software_ops(data, data.inventory.host("cp1")))
+    packages = next(i for i, op in enumerate(ops) if isinstance(op, DebPackages))
+    assert ops.index(mask) < packages < ops.index(stopped)

@@ -147,3 +147,79 @@ def test_wffc_without_provisioner_goes_where_a_static_volume_is() -> None:
         assert r.placement() == {"p": "n1"}
 
     run(body())
+
+
+def with_room(obj: Obj, free: str) -> Obj:
+    obj["metadata"]["annotations"] = {st.LOCAL_AVAILABLE_ANNOTATION: free}
+    return obj
+
+
+def test_a_local_claim_goes_only_to_a_node_with_room_for_it() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.api.seed(NODES, with_room(node("small", cpu="64"), "512Mi"))
+        r.api.seed(NODES, with_room(node("roomy", cpu="64"), "20Gi"))
+        r.api.seed(STORAGECLASSES, wffc_class("local", st.LOCAL_PROVISIONER))
+        for i in range(4):
+            r.api.seed(PERSISTENTVOLUMECLAIMS, claim(f"data-{i}", "local"))  # 1Gi each
+            r.api.seed(PODS, claim_pod(f"p{i}", f"data-{i}"))
+        await r.sync()
+        await r.drain()
+        assert set(r.placement().values()) == {"roomy"}
+
+    run(body())
+
+
+def test_a_local_claim_bigger_than_every_nodes_free_space_stays_pending() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.api.seed(NODES, with_room(node("a", cpu="64"), "512Mi"))
+        r.api.seed(NODES, with_room(node("b", cpu="64"), "900Mi"))
+        r.api.seed(STORAGECLASSES, wffc_class("local", st.LOCAL_PROVISIONER))
+        r.api.seed(PERSISTENTVOLUMECLAIMS, claim("data", "local"))
+        r.api.seed(PODS, claim_pod("p", "data"))
+        await r.sync()
+        key = r.sched.queue.get_nowait()
+        assert key is not None
+        decision = await r.sched.schedule_one(key)
+        assert decision is not None
+        assert decision.node is None
+        assert decision.message == (
+            "0/2 nodes are available: 2 node(s) did not have enough free storage."
+        )
+        r.sched.queue.done(key)
+        stored = r.api.stored(PERSISTENTVOLUMECLAIMS, "default/data")
+        assert stored is not None
+        assert st.SELECTED_NODE_ANNOTATION not in (stored["metadata"].get("annotations") or {})
+        # the node frees space (its agent reports it): the pod goes there
+        grown = r.api.stored(NODES, "b")
+        assert grown is not None
+        await r.api.update(NODES, with_room(grown, "2Gi"))
+        await r.sync()
+        r.clock.advance(30)
+        await r.drain()
+        assert r.placement() == {"p": "b"}
+
+    run(body())
+
+
+def test_nodes_that_report_no_room_and_other_provisioners_are_not_refused() -> None:
+    async def body() -> None:
+        r = Rig()
+        r.api.seed(NODES, node("silent", cpu="64"))  # a simulated node reports nothing
+        r.api.seed(NODES, with_room(node("full", cpu="64"), "0Mi"))
+        r.api.seed(STORAGECLASSES, wffc_class("local", st.LOCAL_PROVISIONER))
+        r.api.seed(STORAGECLASSES, wffc_class("remote", "example.com/csi"))
+        r.api.seed(PERSISTENTVOLUMECLAIMS, claim("mine", "local"))
+        r.api.seed(PERSISTENTVOLUMECLAIMS, claim("theirs", "remote"))
+        r.api.seed(PODS, claim_pod("local-user", "mine"))
+        for i in range(4):
+            r.api.seed(PERSISTENTVOLUMECLAIMS, claim(f"r{i}", "remote"))
+            r.api.seed(PODS, claim_pod(f"remote-user-{i}", f"r{i}"))
+        await r.sync()
+        await r.drain()
+        placed = r.placement()
+        assert placed.pop("local-user") == "silent"
+        assert set(placed.values()) == {"silent", "full"}  # the room is the local class's
+
+    run(body())
