@@ -20,6 +20,7 @@ from berth.api.resources import NODES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
+from provisioner.kubeconfig import ADMIN_KUBECONFIG
 from provisioner.state import ClusterState
 
 Obj = dict[str, Any]
@@ -30,7 +31,7 @@ server must not make us read more)."""
 
 def admin_kubeconfig_path(state: ClusterState) -> Path:
     """Where the cluster state keeps the admin kubeconfig (0600); the one place that names it."""
-    return state.kubeconfig_dir / "admin.conf"
+    return state.kubeconfig_dir / ADMIN_KUBECONFIG
 
 
 def admin_client(
