@@ -17,7 +17,7 @@ APT_PACKAGES := systemd-container debootstrap iproute2 nftables openssh-client o
 	vagrant dnsperf unbound haproxy wrk
 LAB_NAME ?= demo
 
-.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs chaos bench clean demo-down docs
+.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs lab-rootfs-trixie chaos bench clean demo-down docs
 help:
 	@echo "make demo   - boot a local lab and bring up a berth cluster on it"
 	@echo "make test   - lint, type check and the whole test suite (lab tests included)"
@@ -57,6 +57,10 @@ setup: .cache/apt.stamp .cache/venv.stamp .cache/kubectl-1.20/usr/bin/kubectl
 # /var/cache/berth-lab keyed by its package list; a fast no-op when cached.
 lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs
+
+# Debian 13 hosts for the mixed-release lab tests (tests/lab/test_platforms.py, test_upgrade.py)
+lab-rootfs-trixie: .cache/apt.stamp .cache/venv.stamp
+	$(BIN)/berth lab rootfs --release trixie
 
 # A 3-host lab, a berth cluster on it (apply ends with verify; the full report follows), then
 # the nodes through kubectl. apply shows its compact progress (plain lines in CI logs) and draws
@@ -102,10 +106,10 @@ typecheck: setup
 TEST_WORKERS ?= 3
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
-test: lint typecheck lab-rootfs
+test: lint typecheck lab-rootfs lab-rootfs-trixie
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 
-lab-test: setup lab-rootfs
+lab-test: setup lab-rootfs lab-rootfs-trixie
 	$(BIN)/pytest $(PYTEST_PARALLEL) -m lab
 
 # tests/chaos: power cuts, kill -9 and a partition under a full-speed writer on a SQLite and an

@@ -1,11 +1,13 @@
 """Cold bootstrap and no-op re-apply of a berth cluster on lab hosts, against the issue's goals.
 
-For 3 and 10 hosts: boot bare lab hosts, then time ``berth apply -i SPEC --yes`` from bare hosts
+For 3 and 10 hosts (and a Debian 13 row: 3 trixie hosts, python 3.13): boot bare lab hosts,
+then time ``berth apply -i SPEC --yes`` from bare hosts
 until it exits 0 (which means: every node registered and Ready, and ``berth verify`` passed,
 smoke pods included), then a second apply (no changes), then ``berth destroy``. The bundle build
-is timed once on its own (it is cached on disk and shared by every later run).
+is timed once on its own per Python ABI (it is cached on disk and shared by every later run).
 
-Run: ``.venv/bin/python bench/bootstrap.py [--hosts 3,10]`` (root, as the lab needs).
+Run: ``.venv/bin/python bench/bootstrap.py [--hosts 3,10] [--trixie 3]`` (root, as the lab
+needs; ``--trixie 0`` skips the Debian 13 row).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from provisioner.artifacts.berth_bundle import build_bundle
 from provisioner.lab import Lab
+from provisioner.platforms import SUPPORTED
 
 GOALS = {3: 30.0, 10: 60.0}
 NOOP_GOAL = 3.0
@@ -43,9 +46,9 @@ def timed(args: list[str], env: dict[str, str], *, expect: str = "") -> float:
     return elapsed
 
 
-def bench(count: int) -> tuple[float, float, float]:
-    lab = Lab(f"bench-boot{count}")
-    lab.up(count, replace=True)
+def bench(count: int, release: str = "bookworm") -> tuple[float, float, float]:
+    lab = Lab(f"bench-boot{count}-{release}")
+    lab.up(count, replace=True, releases=[release] * count)
     try:
         with tempfile.TemporaryDirectory(prefix="berth-bench-") as state:
             # ship one commit's berth throughout, even if someone commits meanwhile
@@ -62,20 +65,26 @@ def bench(count: int) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hosts", default="3,10", help="comma-separated host counts")
+    parser.add_argument("--trixie", type=int, default=3, help="Debian 13 hosts (0: no row)")
     args = parser.parse_args()
     cache = Path(os.environ.get("BERTH_CACHE_DIR", "~/.cache/berth")).expanduser()
-    start = time.monotonic()
     os.environ["BERTH_BUNDLE_SOURCE"] = COMMIT
-    bundle = build_bundle(cache, version="0.1.0")
-    print(f"bundle {bundle.id}: {bundle.size / 1e6:.1f} MB, ready in "
-          f"{time.monotonic() - start:.1f}s (cached on disk after the first build)")  # fmt: skip
-    print(f"{'hosts':>5} {'cold apply':>11} {'goal':>6} {'ratio':>6} {'no-op':>7} {'goal':>5} "
+    for platform in SUPPORTED:
+        start = time.monotonic()
+        bundle = build_bundle(cache, version="0.1.0", platform=platform)
+        print(f"bundle {bundle.id} for {platform.name} ({platform.abi}): "
+              f"{bundle.size / 1e6:.1f} MB, ready in {time.monotonic() - start:.1f}s "
+              "(cached on disk after the first build)")  # fmt: skip
+    print(f"{'hosts':>9} {'cold apply':>11} {'goal':>6} {'ratio':>6} {'no-op':>7} {'goal':>5} "
           f"{'ratio':>6} {'destroy':>8}")  # fmt: skip
-    for count in (int(c) for c in args.hosts.split(",")):
-        cold, noop, destroy = bench(count)
+    rows = [(int(c), "bookworm") for c in args.hosts.split(",")]
+    rows += [(args.trixie, "trixie")] if args.trixie else []
+    for count, release in rows:
+        cold, noop, destroy = bench(count, release)
         goal = GOALS.get(count, 60.0)
+        label = f"{count} {'d13' if release == 'trixie' else 'd12'}"
         print(
-            f"{count:>5} {cold:>10.1f}s {goal:>5.0f}s {cold / goal:>6.2f} {noop:>6.2f}s "
+            f"{label:>9} {cold:>10.1f}s {goal:>5.0f}s {cold / goal:>6.2f} {noop:>6.2f}s "
             f"{NOOP_GOAL:>4.0f}s {noop / NOOP_GOAL:>6.2f} {destroy:>7.1f}s"
         )
     print("ratio = measured / goal (issue 8): below 1.00 meets the goal")

@@ -17,6 +17,7 @@ from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check
 from provisioner.phases.cluster.vip_check import with_vip_check
 from provisioner.phases.demo import demo_phases
+from provisioner.phases.etcd_release_check import with_etcd_release_check
 from provisioner.phases.preflight import preflight_phase
 from provisioner.workflow import Phase, PhaseData
 
@@ -45,9 +46,11 @@ def local_cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
 
 
 def cluster_phases() -> list[Phase]:
-    """preflight (with the VIP and load-balancer pool checks), then the install phases."""
+    """preflight (with the VIP, load-balancer pool and etcd release checks), then the install
+    phases."""
     preflight = preflight_phase(ports=local_cluster_ports, peer_ports=cluster_ports)
-    return [with_lb_pool_check(with_vip_check(preflight)), *cluster_install_phases()]
+    checked = with_etcd_release_check(with_lb_pool_check(with_vip_check(preflight)))
+    return [checked, *cluster_install_phases()]
 
 
 PHASE_SETS: dict[str, Callable[[], list[Phase]]] = {

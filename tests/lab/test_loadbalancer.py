@@ -10,7 +10,11 @@
   and it answers from the operator machine (this machine sits on the lab bridge); the node
   addresses stop answering for it;
 * when the node holding an address dies (cable cut), the other node takes the address over
-  once the node is NotReady, and the address answers again.
+  once the node is NotReady, and the address answers again. The node that dies is n2, never
+  n1: n1 runs the only API server, and with it cut off n2 could never learn that n1 is
+  NotReady. The election ranks nodes by a hash of node and address, and the lab's subnet
+  changes from run to run, so ``both`` asks (``spec.loadBalancerIP``) for a pool address the
+  election gives to n2, found with the speaker's own function (:func:`_failover_address`).
 
 Safety: only lab bridge addresses are contacted; the pod and service CIDRs are blackholed on
 this machine for the session (tests/lab/conftest.py).
@@ -33,6 +37,7 @@ from typing import Any
 import pytest
 import yaml
 
+from berth.api.loadbalancers import Pool, announcer
 from provisioner.lab import Lab
 from provisioner.smoke_image import smoke_image
 from tests.lab import clusters
@@ -73,9 +78,31 @@ class Cluster:
         return {line.split()[3].split("/")[0] for line in shown.stdout.splitlines()}
 
 
+# Free addresses of the lab's /24 (hosts are .11, .12, ...; the bridge .1) outside the pool's
+# .240-.243 block, in the order _failover_address tries them. For every /24 a lab can get
+# (10.231.0.0/16) one of the first twelve is n2's, so the search never comes up empty.
+_FAILOVER_OFFSETS = (*range(244, 255), *range(239, 19, -1))
+
+
+@functools.cache
+def _failover_address(subnet: str) -> str:
+    """The first free address of the lab's subnet that the speaker's election, with both nodes
+    as candidates, gives to n2 (the worker that can die without taking the API server with it):
+    the same :func:`announcer` every agent runs, so where the address lands is decided here,
+    not left to the hash of this run's subnet."""
+    base = ipaddress.ip_network(subnet).network_address
+    for offset in _FAILOVER_OFFSETS:
+        address = str(base + offset)
+        if announcer(address, ["n1", "n2"]) == "n2":
+            return address
+    raise AssertionError(f"no address of {subnet} is elected to n2 over n1")
+
+
 def _pool(lab: Lab) -> list[str]:
+    """.240-.243 for the Services that take the first free address, plus ``both``'s own."""
     net = ipaddress.ip_network(lab.subnet)
-    return [f"{net.network_address + 240}-{net.network_address + 243}"]
+    failover = _failover_address(lab.subnet)
+    return [f"{net.network_address + 240}-{net.network_address + 243}", f"{failover}-{failover}"]
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +152,9 @@ def _web(side: str, node: str, image: str) -> dict[str, Any]:
     }
 
 
-def _service(name: str, selector: dict[str, str], *, local: bool) -> dict[str, Any]:
+def _service(
+    name: str, selector: dict[str, str], *, local: bool, address: str | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "type": "LoadBalancer",
         "selector": selector,
@@ -133,6 +162,8 @@ def _service(name: str, selector: dict[str, str], *, local: bool) -> dict[str, A
     }
     if local:
         spec["externalTrafficPolicy"] = "Local"
+    if address is not None:  # used once there is a pool; without one the node addresses are
+        spec["loadBalancerIP"] = address
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -143,6 +174,7 @@ def _service(name: str, selector: dict[str, str], *, local: bool) -> dict[str, A
 
 def _objects(c: Cluster) -> list[dict[str, Any]]:
     n1, n2 = (h.name for h in c.lab.hosts)
+    assert (n1, n2) == ("n1", "n2"), (n1, n2)  # the names _failover_address ranks
     return [
         _web("a", n1, c.image),
         _web("b", n2, c.image),
@@ -150,8 +182,8 @@ def _objects(c: Cluster) -> list[dict[str, Any]]:
         _service("web", {"side": "b"}, local=False),
         # Local policy, its only endpoint on n2
         _service("solo", {"side": "b"}, local=True),
-        # Local policy, an endpoint on each node (the failover)
-        _service("both", {"app": "lbweb"}, local=True),
+        # Local policy, an endpoint on each node (the failover), its address one elected to n2
+        _service("both", {"app": "lbweb"}, local=True, address=_failover_address(c.lab.subnet)),
     ]
 
 
@@ -234,12 +266,11 @@ def test_pool_addresses_answer_from_the_operator_machine(cluster: Cluster) -> No
 
     clusters.apply_lab_spec(cluster.lab, cluster.work, edit=with_pool)
     pods = _wait_ready(cluster)
-    first, _, last = pool[0].partition("-")
-    lo, hi = ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)
+    parsed = Pool.parse(pool)
 
     def pooled(name: str) -> str | None:
         ips = cluster.ingress(name)
-        return ips[0] if len(ips) == 1 and lo <= ipaddress.IPv4Address(ips[0]) <= hi else None
+        return ips[0] if len(ips) == 1 and parsed.contains(ips[0]) else None
 
     got: dict[str, str] = {}
     for name in PORTS:
@@ -247,6 +278,11 @@ def test_pool_addresses_answer_from_the_operator_machine(cluster: Cluster) -> No
             f"{name}'s pool address", functools.partial(pooled, name), timeout=90
         )
     assert len(set(got.values())) == 3, got
+    # the address both asked for (spec.loadBalancerIP), the others from the .240-.243 block
+    assert got["both"] == _failover_address(cluster.lab.subnet), got
+    first, _, last = pool[0].partition("-")
+    for name in ("web", "solo"):
+        assert Pool.parse([f"{first}-{last}"]).contains(got[name]), got
     n1, n2 = cluster.lab.hosts
     _answers(got["web"], PORTS["web"], pods["b"])
     _answers(got["solo"], PORTS["solo"], pods["b"])
@@ -258,6 +294,7 @@ def test_pool_addresses_answer_from_the_operator_machine(cluster: Cluster) -> No
         holders = [h for h, addresses in held.items() if ip in addresses]
         assert len(holders) == 1, (name, ip, held)
     assert got["solo"] in held[n2.name]
+    assert got["both"] in held[n2.name], (got, held)  # where the election puts it
     described = cluster.kubectl("describe", "svc", "solo")
     assert f"announcing {got['solo']} from node {n2.name}" in described, described
     assert re.search(rf"LoadBalancer Ingress:\s+{re.escape(got['solo'])}\b", described), described
@@ -268,18 +305,21 @@ def test_pool_addresses_answer_from_the_operator_machine(cluster: Cluster) -> No
 
 def test_the_address_moves_when_its_node_dies(cluster: Cluster) -> None:
     pods = _wait_ready(cluster)
-    ip = cluster.ingress("both")[0]
+    ip = _failover_address(cluster.lab.subnet)
+    assert cluster.ingress("both") == [ip]
     n1, n2 = cluster.lab.hosts
-    holder, other = (n1, n2) if ip in cluster.addresses_on(n1.name) else (n2, n1)
-    assert ip in cluster.addresses_on(holder.name)
-    survivor = pods["a" if other is n1 else "b"]
-    cluster.lab.cut(holder.name)
+    # n2 holds it (the election over n1 and n2, both with an endpoint), n1 does not; n2 is
+    # the one to die: cutting n1 would cut the only API server too
+    clusters.wait_for(f"n2 holding {ip}", lambda: ip in cluster.addresses_on(n2.name), timeout=30)
+    assert ip not in cluster.addresses_on(n1.name)
+    _answers(ip, PORTS["both"], pods["b"])
+    cluster.lab.cut(n2.name)
     try:
         clusters.wait_for(
-            f"{other.name} holding {ip}",
-            lambda: ip in cluster.addresses_on(other.name),
+            f"{n1.name} holding {ip}",
+            lambda: ip in cluster.addresses_on(n1.name),
             timeout=120,
         )
-        _answers(ip, PORTS["both"], survivor, within=30)
+        _answers(ip, PORTS["both"], pods["a"], within=30)
     finally:
-        cluster.lab.heal(holder.name)
+        cluster.lab.heal(n2.name)

@@ -23,7 +23,7 @@ from provisioner.lab import Lab
 from tests.lab.clusters import BERTH, apply_lab_spec, kubectl
 from tests.lab.conftest import LabFactory
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(900)]
 
 RELEASES = ["bookworm", "trixie", "trixie"]
 

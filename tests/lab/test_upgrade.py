@@ -53,7 +53,9 @@ from tests.lab import ledger
 from tests.lab.builds import OLD, Build, make_build
 from tests.lab.conftest import LabFactory
 
-pytestmark = pytest.mark.lab
+# the module's cluster is applied inside the first test's setup: 3 hosts, one of them Debian 13
+# (its own bundle and packages), on a machine running other lab modules side by side
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 NEW = "0.2.0"
@@ -153,7 +155,8 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
 
 @pytest.fixture(scope="module")
 def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    lab = lab_factory(3)
+    # n3 runs Debian 13 (python 3.13): each upgrade ships it the new release's cp313 bundle
+    lab = lab_factory(3, releases=["bookworm", "bookworm", "trixie"])
     base = tmp_path_factory.mktemp("upgrade")
     env = {
         **os.environ,

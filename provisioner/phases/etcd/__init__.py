@@ -52,6 +52,7 @@ from provisioner.phases.etcd.ops import (
     OwnedStateFile,
     Peer,
 )
+from provisioner.phases.etcd_release_check import etcd_release_problems
 from provisioner.phases.host_platform import host_platform
 from provisioner.pki import REMOTE_PKI, ensure, files_for_host
 from provisioner.platforms import Platform
@@ -108,16 +109,8 @@ def _one_etcd_release(data: PhaseData, spec: ClusterSpec) -> dict[str, Platform]
     runs its own release's package (a .deb of another release is not installed on a host),
     so the members' releases must agree."""
     found = {h.name: host_platform(data, HostName(h.name), "etcd") for h in _members(spec)}
-    if len({p.etcd for p in found.values()}) > 1:
-        listing = ", ".join(
-            f"{name} ({p.name}: etcd {p.etcd})" for name, p in sorted(found.items())
-        )
-        raise PhaseError(
-            "etcd",
-            f"the etcd members run different etcd releases: {listing}; berth keeps one etcd"
-            " release per cluster",
-            hint="put every control-plane host on the same Debian release",
-        )
+    for problem in etcd_release_problems(found):
+        raise PhaseError("etcd", problem, hint="see berth preflight")
     return found
 
 

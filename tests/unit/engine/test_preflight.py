@@ -22,10 +22,11 @@ from provisioner.facts.system import (
     Systemd,
     SystemdInfo,
 )
+from provisioner.phases.etcd_release_check import with_etcd_release_check
 from provisioner.phases.preflight import MANAGED_MARKER, preflight_phase
 from provisioner.phases.sets import cluster_ports, local_cluster_ports
 from provisioner.spec import parse_spec
-from provisioner.workflow import Inventory, RemoveHostsFn
+from provisioner.workflow import Inventory, Phase, RemoveHostsFn
 from tests.harness.fake_connector import FakeConnector
 
 N1 = HostTarget(HostName("n1"), "10.0.0.1", roles=("control-plane",))
@@ -188,4 +189,33 @@ def test_an_unknown_release_and_ubuntu_are_refused_by_name() -> None:
         " Debian 13 (trixie)",
         "n2: unsupported OS Ubuntu 24.04.1 LTS: berth supports Debian 12 (bookworm), Debian 13"
         " (trixie)",
+    ]
+
+
+def _release(facts: FactSet, codename: str) -> None:
+    version, python = {"bookworm": ("12", (3, 11, 2)), "trixie": ("13", (3, 13, 5))}[codename]
+    facts.put(OsRelease(), OsInfo("debian", version, f"Debian {version}", codename))
+    facts.put(PythonVersion(), PythonInfo("/usr/bin/python3", python))
+
+
+def test_etcd_members_on_releases_with_different_etcd_fail_preflight() -> None:
+    """One etcd release per cluster: refused before anything changes; workers may mix."""
+    others = Phase("preflight", "the other checks", check=lambda data, live: [])
+    checked = with_etcd_release_check(others)
+    assert checked.check is not None
+    spec = _spec("etcd", 3, 6443)
+    hosts = tuple(HostTarget(HostName(h.name), h.address, roles=tuple(h.roles)) for h in spec.hosts)
+    data = Data(Inventory("t", hosts), spec=spec)
+    for host, codename in (("c0", "bookworm"), ("c1", "bookworm"), ("c2", "bookworm")):
+        data.facts[host] = _healthy(host, clock=1000.0, targets=())
+        _release(data.facts[host], codename)
+    data.facts["w1"] = _healthy("w1", clock=1000.0, targets=())
+    _release(data.facts["w1"], "trixie")
+    live = {h.name: FakeConnector(h.name) for h in hosts}
+    assert checked.check(data, live) == []  # a Debian 13 worker beside Debian 12 members
+    _release(data.facts["c2"], "trixie")
+    assert checked.check(data, live) == [
+        "the etcd members run different etcd releases: c0 (Debian 12 (bookworm): etcd 3.4), c1"
+        " (Debian 12 (bookworm): etcd 3.4), c2 (Debian 13 (trixie): etcd 3.5); berth keeps one"
+        " etcd release per cluster: put every control-plane host on the same Debian release"
     ]
