@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from provisioner import platforms
 from provisioner.connectors.base import Connector, HostName
 from provisioner.facts.system import OsRelease, PythonVersion
-from provisioner.spec.model import ClusterSpec
 from provisioner.workflow import Phase, PhaseData
 
 
@@ -35,7 +34,7 @@ def with_etcd_release_check(preflight: Phase) -> Phase:
 
     def check(data: PhaseData, live: Mapping[HostName, Connector]) -> list[str]:
         problems = preflight.check(data, live) if preflight.check else []
-        spec = data.spec if isinstance(data.spec, ClusterSpec) else None
+        spec = data.spec
         if spec is None or not spec.uses_etcd:
             return problems
         found: dict[str, platforms.Platform] = {}
