@@ -17,16 +17,23 @@ in a registry on the lab bridge and pulls it on both hosts (so "image present"),
    printed next to section 1's per-pod runtime figures, with the wall times of the whole
    Deployment (``kubectl apply`` -> all Ready, ``kubectl delete`` -> all gone).
 
-Run as root: ``.venv/bin/python bench/pods.py``. The machine blackholes the pod and service
-CIDRs for the duration; all traffic stays on the lab bridge.
+``--timeline`` also prints, per pod and as p50/p99 per stage, where section 3's time between
+bound and Running goes: the agents run with ``BERTH_POD_TIMELINE=1`` (see
+:mod:`berth.runtime.timeline`) and log monotonic stamps per pod, which the bench joins with its
+own watch stamps (same kernel, same monotonic clock). ``--agent-only`` skips sections 1 and 2.
+
+Run as root: ``.venv/bin/python bench/pods.py [--timeline] [--agent-only]``. The machine
+blackholes the pod and service CIDRs for the duration; all traffic stays on the lab bridge.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from berth.api.resources import PODS
 from berth.client.http import HttpClient
+from berth.runtime import timeline
 from provisioner.lab import Lab
 from tests.lab.workloads import (
     CLUSTER_CIDR,
@@ -294,7 +302,78 @@ class PodClock:
             self.nodes.clear()
 
 
-def through_agent(lab: Lab, work: Path) -> dict[str, Any]:
+# Section 3's stages, in order: (stamp that ends it, label). ``scheduled`` and ``running`` are
+# the bench's watch stamps; the others are the agent's and runtime's (berth.runtime.timeline).
+STAGES = (
+    ("seen", "informer delivery to the agent"),
+    ("dequeued", "queueing (wait for a worker)"),
+    ("volumes", "volumes (configMap, token)"),
+    ("netns", "sandbox: netns"),
+    ("cni", "sandbox: CNI ADD"),
+    ("sandbox", "sandbox: pod files"),
+    ("image", "image (present)"),
+    ("bundle", "bundle (rootfs, config)"),
+    ("created", "shim + runc create"),
+    ("started", "runc start"),
+    ("patched", "status patch"),
+    ("running", "watch back to the client"),
+)
+TIMELINE_DROPIN = (
+    "mkdir -p /etc/systemd/system/berth-agent.service.d && printf "
+    "'[Service]\\nEnvironment=BERTH_POD_TIMELINE=1\\n' "
+    "> /etc/systemd/system/berth-agent.service.d/timeline.conf"
+)
+
+
+def agent_stamps(lab: Lab) -> dict[str, dict[str, Any]]:
+    """Every timeline line the lab's agents logged, by pod uid."""
+    out: dict[str, dict[str, Any]] = {}
+    for host in lab.hosts:
+        argv = lab.ssh_argv(
+            host.name, ["journalctl", "-u", "berth-agent", "-o", "cat", "--no-pager"]
+        )
+        text = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False).stdout
+        for line in text.splitlines():
+            doc = timeline.parse(line)
+            if doc is not None:
+                out.setdefault(str(doc["uid"]), doc)  # the first: its start
+    return out
+
+
+def stage_spans(marks: dict[str, float]) -> dict[str, float]:
+    """Per stage, seconds from the previous stamp present to this one's."""
+    spans: dict[str, float] = {}
+    prev = marks.get("scheduled")
+    for stage, _label in STAGES:
+        at = marks.get(stage)
+        if at is None or prev is None:
+            continue
+        spans[stage] = at - prev
+        prev = at
+    return spans
+
+
+def print_timeline(per_pod: list[dict[str, float]]) -> None:
+    ms = 1000
+    print(f"startup timeline, {len(per_pod)} pods: bound -> Running by stage, milliseconds")
+    short = [stage[:7] for stage, _ in STAGES]
+    print("  per pod (t0 = bound; each column the stage's own time)")
+    print(f"  {'pod':>4} " + " ".join(f"{s:>7}" for s in short) + f" {'total':>7}")
+    ordered = sorted(per_pod, key=lambda m: m.get("running", 0.0) - m["scheduled"])
+    for i, marks in enumerate(ordered):
+        spans = stage_spans(marks)
+        cells = " ".join(f"{spans[s] * ms:7.0f}" if s in spans else f"{'-':>7}" for s, _ in STAGES)
+        total = (marks.get("running", marks["scheduled"]) - marks["scheduled"]) * ms
+        print(f"  {i:>4} {cells} {total:7.0f}")
+    print(f"  {'stage':40} {'p50':>8} {'p99':>8} {'mean':>8}")
+    for stage, label in STAGES:
+        values = [sp[stage] for sp in map(stage_spans, per_pod) if stage in sp]
+        if values:
+            print(f"  {label:40} {pct(values, 0.5) * ms:8.1f} {pct(values, 0.99) * ms:8.1f} "
+                  f"{statistics.mean(values) * ms:8.1f}")  # fmt: skip
+
+
+def through_agent(lab: Lab, work: Path, *, with_timeline: bool = False) -> dict[str, Any]:
     """Section 3: pods through API server, scheduler and agent, on the runc nodes `berth apply`
     installs, with berth's smoke image (preloaded on every node by apply). Per pod spans
     (seconds) from a pod watch, and wall times of the whole Deployment."""
@@ -309,6 +388,9 @@ def through_agent(lab: Lab, work: Path) -> dict[str, Any]:
     spec.write_text(yaml.safe_dump(document, sort_keys=False))
     image = smoke_image().reference
     c = Cluster(lab, work, spec, work / "state", image, {})
+    if with_timeline:  # before apply, which loads the agent's unit with this drop-in
+        for host in lab.hosts:
+            subprocess.run(lab.ssh_argv(host.name, [TIMELINE_DROPIN]), check=True)
     try:
         applied = c.berth("apply", "-i", str(spec), "--yes")
         if applied.returncode != 0:
@@ -341,11 +423,18 @@ def through_agent(lab: Lab, work: Path) -> dict[str, Any]:
                 spans["last_added"] = [max(m["added"] for m in pods.times.values()) - started]
                 per_node = {n: list(pods.nodes.values()).count(n) for n in set(pods.nodes.values())}
                 gone_from = time.monotonic()
+                marks = {uid: dict(m) for uid, m in pods.times.items()}
                 c.kubectl("delete", "deployment", "web", "--wait=false")
                 pods.wait("deleted", replicas, timeout=300)
+                stamps = agent_stamps(lab) if with_timeline else {}
+                per_pod = [
+                    {**stamps[uid], **m}
+                    for uid, m in marks.items()
+                    if uid in stamps and "scheduled" in m
+                ]
                 return {
                     **spans, "up": ready - started, "down": time.monotonic() - gone_from,
-                    "nodes": per_node,
+                    "nodes": per_node, "timeline": per_pod,
                 }  # fmt: skip
 
             run(len(lab.hosts))  # warm-up
@@ -355,7 +444,14 @@ def through_agent(lab: Lab, work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--timeline", action="store_true", help="per-pod startup stages")
+    parser.add_argument("--agent-only", action="store_true", help="only section 3")
+    args = parser.parse_args()
     require_machine_tools()
+    if args.agent_only:
+        agent_only(with_timeline=args.timeline)
+        return
     lab = Lab(f"benchpods{os.getpid()}")
     with tempfile.TemporaryDirectory() as tmp, blackhole_routes():
         registry: Registry | None = None
@@ -382,7 +478,7 @@ def main() -> None:
             )
             for node in nodes:
                 teardown_node(node)
-            agent = through_agent(lab, Path(tmp))
+            agent = through_agent(lab, Path(tmp), with_timeline=args.timeline)
         finally:
             for node in nodes:
                 teardown_node(node)
@@ -446,6 +542,37 @@ def main() -> None:
     print(f"{'kubectl apply -> all Ready (agent)':34} {agent['up']:8.2f}")
     print(f"{'kubectl delete -> all gone (agent)':34} {agent['down']:8.2f}")
     print(f"ratio agent/direct: {agent['up'] / direct_wall:.2f}x")
+    if args.timeline:
+        print()
+        print_timeline(agent["timeline"])
+
+
+def agent_only(*, with_timeline: bool) -> None:
+    """Section 3 alone (no registry, no runtime-only figures)."""
+    lab = Lab(f"benchpods{os.getpid()}")
+    with tempfile.TemporaryDirectory() as tmp, blackhole_routes():
+        try:
+            lab.up(2, replace=True)
+            agent = through_agent(lab, Path(tmp), with_timeline=with_timeline)
+        finally:
+            lab.down()
+    ms = 1000
+    n = len(agent["running"])
+    placed = ", ".join(f"{node} {count}" for node, count in sorted(agent["nodes"].items()))
+    print(f"through the API: Deployment of {n} replicas ({placed}), image present, milliseconds")
+    print(f"{'':34} {'p50':>8} {'p99':>8} {'max':>8}")
+    for label, values in (
+        ("created -> Running (agent)", agent["running"]),
+        ("  of which created -> scheduled", agent["scheduled"]),
+        ("  of which scheduled -> Running", agent["node"]),
+    ):
+        print(f"{label:34} {pct(values, 0.5) * ms:8.1f} {pct(values, 0.99) * ms:8.1f} "
+              f"{max(values) * ms:8.1f}")  # fmt: skip
+    print(f"{'kubectl apply -> all Ready':34} {agent['up']:8.2f} s")
+    print(f"{'kubectl delete -> all gone':34} {agent['down']:8.2f} s")
+    if with_timeline:
+        print()
+        print_timeline(agent["timeline"])
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ from berth.client.interface import ApiClient
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Handlers, Informer
-from berth.machinery.objects import Frozen, key_of
+from berth.machinery.objects import Frozen, key_of, meta
+from berth.runtime import timeline
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ class Fleet:
     def _pod_event(self, pod: Frozen) -> None:
         node = (pod.get("spec") or {}).get("nodeName")
         if node in self.agents or key_of(pod) in self.manager.records:
+            if node in self.agents:
+                timeline.stamp(str(meta(pod).get("uid") or ""), "seen")
             self.manager.enqueue(key_of(pod))
 
     async def start(self) -> None:

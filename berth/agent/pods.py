@@ -51,6 +51,7 @@ from berth.machinery.informer import Informer
 from berth.machinery.objects import Frozen, meta, name, namespace, thaw
 from berth.machinery.prometheus import POD_START_BUCKETS, REGISTRY
 from berth.machinery.queue import WorkQueue
+from berth.runtime import timeline
 from berth.runtime.safepath import UnsafePath
 
 POD_START = REGISTRY.histogram(
@@ -301,6 +302,7 @@ class PodManager:
                 await self._teardown(rec)
             return
         uid = str(meta(pod).get("uid"))
+        timeline.stamp(uid, "dequeued")
         if rec is not None and rec.uid != uid:
             await self._teardown(rec)  # same name, new pod
             rec = None
@@ -337,6 +339,7 @@ class PodManager:
                 await self._report(pod, rec)
                 await self._post_events(pod, rec)
                 raise Retry(CONFIG_RETRY, str(exc)) from None
+            timeline.stamp(uid, "volumes")
             host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
             if not self.runtime.assigns_pod_ips and not host_network:
                 rec.pod_ip = self.ips.allocate(rec.node, self.node_cidr(rec.node))
@@ -936,6 +939,9 @@ class PodManager:
         )
         self.status_writes += 1
         rec.last_report = status
+        if status["phase"] != "Pending":
+            timeline.stamp(rec.uid, "patched")
+            timeline.flush(rec.uid)
 
     # ---- logs ---------------------------------------------------------------------------
     def container_id(

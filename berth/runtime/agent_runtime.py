@@ -43,6 +43,7 @@ from berth.agent.runtime import ContainerStatus as AgentContainerStatus
 from berth.network.cni import CniInvoker
 from berth.network.command import SubprocessRunner
 from berth.network.podnet import PodNetwork, node_conflist
+from berth.runtime import timeline
 from berth.runtime.cgroups import CGROUP_PARENT
 from berth.runtime.cgroupstats import CgroupReader
 from berth.runtime.errors import ContainerError, ContainerNotFound, ImageError, ImageNotPresent
@@ -58,6 +59,7 @@ from berth.runtime.runc import (
     ContainerState,
     ContainerStatus,
     RuncRuntime,
+    container_id,
 )
 from berth.runtime.safepath import child
 from berth.runtime.spec import (
@@ -299,6 +301,7 @@ class RuncAgentRuntime:
             raise ImagePullFailed(str(exc), never_pull=True) from exc
         except (ImageError, OSError) as exc:
             raise ImagePullFailed(str(exc)) from exc
+        timeline.stamp(sandbox_id, "image")
         # Present now: creating the container must not pull a second time.
         spec = dataclasses.replace(spec, image_pull_policy="IfNotPresent")
         target = str(api.get("targetContainerName") or "")
@@ -317,10 +320,13 @@ class RuncAgentRuntime:
             for name in missing:
                 self.rt.sandboxes.volume_dir(pod.uid, name).mkdir(parents=True, exist_ok=True)
         annotations = {"apiSpec": api, "hostNetwork": pod.host_network}  # (probe targets)
+        # A container this call creates is known to be created, not started: asking runc
+        # (a Go process per pod, on the way to Running) is only for one found already there.
+        fresh = not self.rt.has_container(container_id(pod.uid, spec.name, attempt))
         cid = await self.rt.create_container(pod, spec, attempt=attempt, annotations=annotations)
-        status = await self.rt.container_status(cid)
-        if status.state == ContainerState.CREATED:
+        if fresh or (await self.rt.container_status(cid)).state == ContainerState.CREATED:
             await self.rt.start_container(cid)
+        timeline.stamp(sandbox_id, "started")
         return cid
 
     async def _pid_namespace(self, sandbox_id: str, name: str) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 from berth.network.command import Completed, Runner, SubprocessRunner, host_env
 from berth.network.podnet import HostPort, PodNetwork
-from berth.runtime import shim
+from berth.runtime import shim, timeline
 from berth.runtime.bundle import SandboxPaths, render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
@@ -213,6 +213,11 @@ class RuncRuntime:
         self.sandboxes = SandboxManager(state_dir=state_dir, network=network, runner=self.runner)
         self.enforce = enforceable_controllers() if enforce is None else enforce
         self._locks: dict[str, asyncio.Lock] = {}
+        # Images made present (and unpacked) by this process, by the reference asked for:
+        # starting a container of a present image takes neither the image's lock (which
+        # queued every pod of a burst on a node behind one another, twice per pod) nor a
+        # worker thread. Forgotten when an image is removed or pruned.
+        self._present: dict[str, tuple[PulledImage, Path]] = {}
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -240,19 +245,32 @@ class RuncRuntime:
 
     async def pull_image(self, reference: str, *, policy: str = "IfNotPresent") -> PulledImage:
         """Make ``reference`` present per ``imagePullPolicy``; verified, stored, unpacked."""
+        known = self._present_image(reference, policy)
+        if known is not None:
+            return known
         async with self._lock(f"image:{reference}"):
+            known = self._present_image(reference, policy)  # made present while we waited
+            if known is not None:
+                return known
             image = await asyncio.to_thread(self.images.ensure, reference, policy=policy)
-            await asyncio.to_thread(self.images.rootfs_snapshot, image)
+            snapshot = await asyncio.to_thread(self.images.rootfs_snapshot, image)
+            self._present[reference] = (image, snapshot)
             return image
+
+    def _present_image(self, reference: str, policy: str) -> PulledImage | None:
+        known = self._present.get(reference) if policy != "Always" else None
+        return known[0] if known is not None and known[1].is_dir() else None
 
     async def remove_image(self, reference: str) -> bool:
         """Forget an image reference; its blobs go with the next :meth:`prune_images`.
         Running containers are unaffected: each has its own copy of the root file system."""
         normalised = str(parse_reference(reference))
+        self._present.clear()
         return await asyncio.to_thread(self.images.store.remove_image, normalised)
 
     async def prune_images(self) -> list[Path]:
         """Delete blobs and snapshots that no image reference uses any more."""
+        self._present.clear()
         return await asyncio.to_thread(self.images.store.prune)
 
     # ---- sandboxes ----------------------------------------------------------------------------
@@ -303,6 +321,10 @@ class RuncRuntime:
 
     def _dir(self, cid: ContainerID) -> Path:
         return child(self.containers_dir, cid, what="container id")
+
+    def has_container(self, cid: ContainerID) -> bool:
+        """Whether ``cid`` has a bundle here (made, or half-made before a crash)."""
+        return self._dir(cid).exists()
 
     async def create_container(
         self,
@@ -356,7 +378,9 @@ class RuncRuntime:
                         "stdio": _stdio(container),
                     },
                 )
+                timeline.stamp(pod.uid, "bundle")
                 await self._spawn_shim(cid, bundle, container)
+                timeline.stamp(pod.uid, "created")
             except BaseException:
                 await self._runc("delete", "--force", cid)
                 await asyncio.to_thread(shutil.rmtree, bundle, True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from berth.network.command import Runner, check
 from berth.network.podnet import HostPort, PodNetwork
+from berth.runtime import timeline
 from berth.runtime.bundle import SandboxPaths
 from berth.runtime.errors import SandboxError
 from berth.runtime.safepath import check_element, child, relative_parts
@@ -181,6 +182,7 @@ class SandboxManager:
         try:
             if record.netns and not _exists(record.netns):
                 await check(self.runner, ["ip", "netns", "add", netns_name(pod.uid)], what="netns")
+            timeline.stamp(pod.uid, "netns")
             if self.network is not None and record.netns:
                 address = await self.network.attach(
                     sandbox_id=pod.uid,
@@ -193,7 +195,9 @@ class SandboxManager:
                 record.ip = address.ip
             else:
                 record.ip = requested_ip
+            timeline.stamp(pod.uid, "cni")
             await self._prepare_files(pod, record)
+            timeline.stamp(pod.uid, "sandbox")
         except Exception as exc:  # undo partial work whatever failed, then report
             await self.remove(pod.uid)
             if isinstance(exc, SandboxError):

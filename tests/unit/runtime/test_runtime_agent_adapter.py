@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from berth.runtime.agent_runtime import RuncAgentRuntime, to_agent_status
 from berth.runtime.errors import ContainerError
 from berth.runtime.k8s import configmap_files, parse_quantity, pod_from_k8s, secret_files
 from berth.runtime.poddns import ResolvConf
-from berth.runtime.runc import ContainerState, ContainerStatus
+from berth.runtime.runc import ContainerState, ContainerStatus, container_id
 from berth.runtime.sandbox import SandboxRecord
 from berth.runtime.spec import (
     ContainerID,
@@ -230,3 +231,43 @@ def test_image_failures_become_pull_errors_before_anything_is_created(tmp_path: 
         asyncio.run(adapter.start_container("uid-1", bad, attempt=0))
     assert info.value.never_pull is False
     assert not list((tmp_path / "state" / "containers").iterdir())
+
+
+def test_a_container_it_just_created_is_started_without_asking_runc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter = runc_adapter(tmp_path)
+    rt = adapter.rt
+    pod_dir = rt.sandboxes.pod_dir(PodUID("u1"))
+    pod_dir.mkdir(parents=True)
+    SandboxRecord(uid="u1", namespace="ns", name="p", netns="", extra={"spec": {}}).save(
+        pod_dir / "sandbox.json"
+    )
+    calls: list[str] = []
+
+    async def pull_image(reference: str, *, policy: str = "IfNotPresent") -> Any:
+        return None
+
+    async def create_container(pod: Any, spec: Any, *, attempt: int = 0, **_: Any) -> str:
+        calls.append("create")
+        cid = container_id(pod.uid, spec.name, attempt)
+        (rt.containers_dir / cid).mkdir(exist_ok=True)
+        return cid
+
+    async def container_status(cid: ContainerID) -> ContainerStatus:
+        calls.append("state")
+        return ContainerStatus(cid, PodUID("u1"), "web", 0, "web:1", "", ContainerState.CREATED)
+
+    async def start_container(cid: ContainerID) -> None:
+        calls.append("start")
+
+    monkeypatch.setattr(rt, "pull_image", pull_image)
+    monkeypatch.setattr(rt, "create_container", create_container)
+    monkeypatch.setattr(rt, "container_status", container_status)
+    monkeypatch.setattr(rt, "start_container", start_container)
+    config = ContainerConfig(name="web", image="web:1", spec={})
+    asyncio.run(adapter.start_container("u1", config, attempt=0))
+    assert calls == ["create", "start"]
+    calls.clear()  # found already there (the agent restarted after creating it): ask runc
+    asyncio.run(adapter.start_container("u1", config, attempt=0))
+    assert calls == ["create", "state", "start"]
