@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner import hostlayout as layout
 from provisioner.connectors.base import HostTarget
 from provisioner.engine.runner import Engine, RunContext
 from provisioner.facts.base import Fact
 from provisioner.footprint import CreatedPathAbsent, Footprint, HostFootprint, PackagesPurged
 from provisioner.operations.base import Operation
+from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
 from provisioner.operations.systemd import UnitAbsent
-from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.ops import NodeReset
-from provisioner.phases.workflow import Inventory, Phase, PhaseData, select
 from provisioner.reporting import CollectingReporter, Event, Reporter
 from provisioner.verify.clean import clean_problems
+from provisioner.workflow import Inventory, Phase, PhaseData, select
 
 
 def teardown_ops(
@@ -129,6 +129,12 @@ def destroy_hosts(
                 if problems:
                     result.dirty[host.name] = problems
     return result
+
+
+def remove_hosts(cluster: str, targets: Sequence[HostTarget], cache_dir: Path) -> DestroyResult:
+    """:data:`~provisioner.workflow.RemoveHostsFn` for ``berth apply``: a host that left the spec
+    is destroyed with its data (it is no longer part of the cluster)."""
+    return destroy_hosts(cluster, targets, cache_dir=cache_dir, keep_data=False)
 
 
 class _CountingReporter:

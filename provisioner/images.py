@@ -23,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner import hostlayout as layout
 from provisioner.connectors.base import HostTarget
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.errors import ExitCode, OperationError, ProvisionerError
-from provisioner.phases.cluster import layout
 
 REF_NAME = "org.opencontainers.image.ref.name"
 RUNTIME_STATE = layout.RUNTIME_STATE

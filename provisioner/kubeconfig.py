@@ -30,12 +30,17 @@ class KubeconfigSpec:
     host: str | None = None  # the host it is for (per-node agent kubeconfigs)
 
 
+ADMIN_KUBECONFIG = "admin.conf"
+"""The admin kubeconfig's file name (its path in a cluster state:
+:func:`provisioner.clusterapi.admin_kubeconfig_path`)."""
+
+
 def kubeconfig_plan(spec: ClusterSpec) -> list[KubeconfigSpec]:
     """Every kubeconfig the cluster needs."""
     local = https_url("127.0.0.1", spec.api_port)
     endpoint = spec.api_server_url
     plan = [
-        KubeconfigSpec("admin.conf", "berth-admin", "admin", endpoint),
+        KubeconfigSpec(ADMIN_KUBECONFIG, "berth-admin", "admin", endpoint),
         KubeconfigSpec("scheduler.conf", "system:kube-scheduler", "scheduler", local),
         KubeconfigSpec(
             "controller-manager.conf", "system:kube-controller-manager", "controller-manager", local

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from provisioner.commands import Shell
 from provisioner.connectors.base import Connector, HostTarget
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.runner import ssh_connect
 from provisioner.errors import ConnectError, OperationError, ProvisionerError
 from provisioner.phases.etcd import layout as etcd_layout
@@ -38,6 +37,7 @@ from provisioner.phases.etcd.facts import etcdctl
 from provisioner.phases.etcd.ops import retrying
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
+from provisioner.workflow.inventory import inventory_from_spec
 
 SQLITE_DB = "/var/lib/berth/datastore/state.db"
 """The API server's database (the cluster phases' ``datastore.path``)."""

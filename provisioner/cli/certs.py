@@ -18,11 +18,12 @@ from rich.table import Table
 from provisioner import pki
 from provisioner.cli.certs_rollout import Rollout, rollout_order
 from provisioner.cli.locking import WaitLockOption, cluster_locked
-from provisioner.engine.inventory import inventory_from_spec
+from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.errors import ExitCode
 from provisioner.reporting import ConsoleReporter
 from provisioner.spec import ClusterSpec, load_spec
 from provisioner.state import ClusterState, cache_dir
+from provisioner.workflow.inventory import inventory_from_spec
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)
@@ -114,7 +115,7 @@ def _run(
     if dry_run:
         _err.print(f"dry run: results are in {report.state_root}; the state is unchanged")
     else:
-        admin = pki.PkiFiles(state).kubeconfig("admin.conf")
+        admin = admin_kubeconfig_path(state)
         _err.print(f"admin kubeconfig: {admin} (kubectl --kubeconfig {admin} ...)", markup=False)
     return report
 

@@ -10,11 +10,8 @@ fresh heartbeat), so clients that retry never lose the whole API at once.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
-import http.client
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -22,20 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from berth.api.resources import NODES
-from berth.client import errors as api_errors
-from berth.client.http import HttpClient
-from berth.client.kubeconfig import load_kubeconfig
+from provisioner.clusterapi import admin_kubeconfig_path, get_node, node_not_ready, readyz
 from provisioner.commands import Shell
 from provisioner.connectors.base import CommandResult, Connector, HostName, HostTarget
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.runner import Engine, RunContext, ssh_connect
 from provisioner.errors import OperationError
-from provisioner.phases.cluster import cluster_install_phases
-from provisioner.phases.workflow import Inventory, SelectedPhase, select
+from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.reporting import Event, Reporter
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
+from provisioner.workflow import Inventory, SelectedPhase, select
+from provisioner.workflow.inventory import inventory_from_spec
 
 CREDENTIAL_PHASES = ("pki", "etcd", "lb", "control-plane", "agents")
 """The cluster phases that upload certificates/kubeconfigs or restart the units using them."""
@@ -203,64 +197,25 @@ class Rollout:
             status = self._readyz(host.address)
             if status != 200:
                 return f"API server /readyz answered {status or 'nothing'}"
-        node = self._node(host.name)
-        if node is None:
-            return "its Node could not be read"
-        for condition in node.get("status", {}).get("conditions") or []:
-            if condition.get("type") != "Ready":
-                continue
-            if condition.get("status") != "True":
-                return "its Node is not Ready"
-            beat = _parse_time(condition.get("lastHeartbeatTime"))
-            if beat is None or beat < since - HEARTBEAT_SLACK:
-                return "its Node has no heartbeat since the restart"
+        problem = node_not_ready(self._node(host.name), since=since - HEARTBEAT_SLACK)
+        if problem is None:
             return ""
-        return "its Node has no Ready condition"
-
-    def _credentials_path(self) -> Path:
-        return self.state.kubeconfig_dir / "admin.conf"
+        return {
+            "missing": "its Node could not be read",
+            "no-condition": "its Node has no Ready condition",
+            "not-ready": "its Node is not Ready",
+            "stale": "its Node has no heartbeat since the restart",
+        }[problem.reason]
 
     def _readyz(self, address: str) -> int | None:
-        context: ssl.SSLContext = load_kubeconfig(self._credentials_path()).ssl_context()
-        conn = http.client.HTTPSConnection(address, self.spec.api_port, context=context, timeout=5)
-        try:
-            conn.request("GET", "/readyz")
-            return conn.getresponse().status
-        except (OSError, ssl.SSLError, http.client.HTTPException):
-            return None
-        finally:
-            conn.close()
+        return readyz(admin_kubeconfig_path(self.state), address, self.spec.api_port).status
 
     def _node(self, name: str) -> dict[str, Any] | None:
-        creds = load_kubeconfig(self._credentials_path())
-
-        async def get() -> dict[str, Any]:
-            client = HttpClient(
-                creds.server, creds.ssl_context(), request_timeout=5.0,
-                user_agent="berth-certs-renew",
-            )  # fmt: skip
-            try:
-                return await client.get(NODES, name)
-            finally:
-                await client.close()
-
-        try:
-            return asyncio.run(get())
-        except (OSError, TimeoutError, api_errors.ApiError):
-            return None
+        return get_node(admin_kubeconfig_path(self.state), name, user_agent="berth-certs-renew")
 
 
 def _is_service(op_id: str) -> bool:
     return op_id.startswith("service:")
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _describe(outcome: HostOutcome) -> str:

@@ -12,14 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import provisioner.phases.cluster  # noqa: F401 - registers the cluster phases
+from provisioner import hostlayout as layout
 from provisioner.cli.locking import WaitLockOption, cluster_locked
+from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import HostTarget
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.destroy import destroy_hosts
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ConnectError, ProvisionerError, StateError
-from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.admin import write_admin_kubeconfig
 from provisioner.phases.cluster.context import local_bundle_id, release
 from provisioner.phases.cluster.removal import forget_host, recorded_hosts
@@ -32,6 +31,7 @@ from provisioner.state import ClusterState, cache_dir
 from provisioner.verify.cluster import cluster_checks
 from provisioner.verify.run import verify as run_verify
 from provisioner.verify.run import write_junit
+from provisioner.workflow.inventory import inventory_from_spec
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)
@@ -174,7 +174,7 @@ def status(inventory: SpecOption, *, state_dir: StateOption = None) -> None:
     hosts = inventory_from_spec(spec, known_hosts=state.known_hosts).hosts
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
         versions = dict(zip([str(h.name) for h in hosts], pool.map(_installed, hosts), strict=True))
-    checks = cluster_checks(state.kubeconfig_dir / "admin.conf", spec, smoke=False)
+    checks = cluster_checks(admin_kubeconfig_path(state), spec, smoke=False)
     ready = {c.name.split()[1]: c.ok for c in checks if c.name.endswith(" Ready")}
     api = next((c for c in checks if c.name in ("API server reachable", "admin kubeconfig")), None)
     table = Table(title=f"cluster {spec.name} (local berth {local_bundle_id(release(spec))})")

@@ -22,7 +22,7 @@ import typer
 
 from provisioner.cli import upgrade
 from provisioner.cli.locking import WaitLockOption, cluster_locked
-from provisioner.engine.inventory import inventory_from_spec
+from provisioner.destroy import remove_hosts
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, RunContext
 from provisioner.errors import ProvisionerError, SpecError
@@ -30,7 +30,6 @@ from provisioner.output.progress import ProgressReporter
 from provisioner.output.record import RunRecord
 from provisioner.output.timeline import write_timeline
 from provisioner.phases.sets import PHASE_SETS
-from provisioner.phases.workflow import select
 from provisioner.reporting import (
     COMMANDS,
     NOOPS,
@@ -44,6 +43,8 @@ from provisioner.reporting import (
 from provisioner.spec import load_spec
 from provisioner.spec.model import ClusterSpec
 from provisioner.state import ClusterState, cache_dir
+from provisioner.workflow import select
+from provisioner.workflow.inventory import inventory_from_spec
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)
@@ -180,6 +181,7 @@ def _build_engine(
         spec=spec,
         phase_set=phase_set,
         state_dir=state_dir,
+        remove_hosts=remove_hosts,
     )
     return Engine(
         ctx, phases, reporter=reporter, parallel=parallel, allow_unreachable=allow_unreachable

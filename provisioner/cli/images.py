@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 
 from provisioner.cli.locking import WaitLockOption, cluster_locked
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.images import ImageArchiveError, choose_reference, load_image, read_archive
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
+from provisioner.workflow.inventory import inventory_from_spec
 
 _out = Console(highlight=False, soft_wrap=True)  # one line per host, never folded
 

@@ -3,8 +3,8 @@
 Public API::
 
     from provisioner.engine import Engine, RunContext, Plan
-    from provisioner.engine.inventory import inventory_from_spec
-    from provisioner.phases.workflow import Phase, select
+    from provisioner.workflow.inventory import inventory_from_spec
+    from provisioner.workflow import Phase, select
 
     ctx = RunContext(inventory_from_spec(spec, known_hosts=state.known_hosts),
                      cache_dir=cache, spec=spec, phase_set="cluster")

@@ -1,36 +1,6 @@
-"""From a cluster spec to the engine's :class:`~provisioner.phases.workflow.Inventory`."""
+"""Moved to :mod:`provisioner.workflow.inventory` (phases use it too, and they sit below the
+engine); this name is kept for code written against the old one and re-exports it."""
 
-from __future__ import annotations
+from provisioner.workflow.inventory import inventory_from_spec
 
-from pathlib import Path
-
-from provisioner.connectors.base import HostKeyPolicy, HostName, HostTarget, JumpHost
-from provisioner.phases.workflow import Inventory
-from provisioner.spec import ClusterSpec
-
-
-def inventory_from_spec(spec: ClusterSpec, *, known_hosts: Path | None = None) -> Inventory:
-    """Every host of ``spec`` with its effective SSH settings; ``known_hosts`` (the cluster
-    state's pinned keys) is used when the spec names no known_hosts file."""
-    targets = []
-    for host in spec.hosts:
-        ssh = spec.ssh_for(host.name, default_known_hosts=known_hosts)
-        jump = None
-        if ssh.jump is not None:
-            jump = JumpHost(ssh.jump.address, ssh.jump.port, ssh.jump.user, ssh.jump.identity_file)
-        targets.append(
-            HostTarget(
-                name=HostName(host.name),
-                address=ssh.address,
-                port=ssh.port,
-                user=ssh.user,
-                identity_file=ssh.identity_file,
-                known_hosts=ssh.known_hosts_file,
-                host_key_policy=HostKeyPolicy(ssh.host_key_policy),
-                connect_timeout=ssh.connect_timeout,
-                retries=ssh.retries,
-                jump=jump,
-                roles=tuple(host.roles),
-            )
-        )
-    return Inventory(spec.name, tuple(targets))
+__all__ = ["inventory_from_spec"]

@@ -46,8 +46,9 @@ from provisioner.facts.files import PathInfo
 from provisioner.facts.gather import gather
 from provisioner.operations.base import HostRun, OpContext, Operation, Outcome, evaluate
 from provisioner.operations.systemd import DaemonReload
-from provisioner.phases.workflow import Inventory, SelectedPhase
 from provisioner.reporting import CollectingReporter, Event, Reporter
+from provisioner.spec import ClusterSpec
+from provisioner.workflow import Inventory, RemoveHostsFn, SelectedPhase
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,15 +76,17 @@ class HostsFailed(ProvisionerError):
 
 @dataclass
 class RunContext:
-    """The :class:`~provisioner.phases.workflow.PhaseData` the engine hands to phases."""
+    """The :class:`~provisioner.workflow.PhaseData` the engine hands to phases."""
 
     inventory: Inventory
     cache_dir: Path
-    spec: Any = None
+    spec: ClusterSpec | None = None
     dry_run: bool = True
     state_dir: Path | None = None
     """``--state-dir``: phases open the cluster state under it (default: the usual base)."""
     phase_set: str = "custom"
+    remove_hosts: RemoveHostsFn | None = None
+    """How phases remove hosts that left the spec (the CLI passes ``berth destroy``'s)."""
     engine: Engine | None = field(default=None, repr=False)
 
     def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:
@@ -580,6 +583,19 @@ def _check_against_plan(plan: Plan, phase: str, host: str, outcome: Outcome) -> 
             f"{outcome.op.describe()}: the plan showed [{shown}] but the host now needs [{now}]",
             hint="the host changed during the apply; run `berth plan` again",
         )
+
+
+def apply_operation(connector: Connector, op: Operation, run: HostRun | None = None) -> Outcome:
+    """Apply one operation outside a phase run exactly as a phase run would: gather its facts
+    on the host, :func:`~provisioner.operations.base.evaluate` it, execute what it yields
+    (uploads with their mode, owner and group). For tools that act on one host at a time
+    (``berth upgrade`` installing a bundle) instead of faking facts and running commands by
+    hand."""
+    facts = gather(connector, op.facts())
+    outcome = evaluate(op, OpContext(connector.host, facts, run if run is not None else HostRun()))
+    for command in outcome.commands:
+        _execute(connector, command)
+    return outcome
 
 
 def _execute(connector: Connector, command: Command) -> None:

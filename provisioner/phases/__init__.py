@@ -1,5 +1,6 @@
-"""Phases: the workflow framework and the phase sets berth runs."""
+"""Phases: the phase sets berth runs (the framework they are written in is
+:mod:`provisioner.workflow`, re-exported here for convenience)."""
 
-from provisioner.phases.workflow import Inventory, Phase, PhaseData, SelectedPhase, select
+from provisioner.workflow import Inventory, Phase, PhaseData, SelectedPhase, select
 
 __all__ = ["Inventory", "Phase", "PhaseData", "SelectedPhase", "select"]

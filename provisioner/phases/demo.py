@@ -23,8 +23,8 @@ from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.operations.users import User
 from provisioner.phases.preflight import preflight_phase
-from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.templating import render
+from provisioner.workflow import Phase, PhaseData
 
 TEMPLATES = files("provisioner.phases") / "demo_templates"
 DEMO_PACKAGES = ("tree",)

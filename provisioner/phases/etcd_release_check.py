@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from provisioner import platforms
 from provisioner.connectors.base import Connector, HostName
 from provisioner.facts.system import OsRelease, PythonVersion
-from provisioner.phases.workflow import Phase, PhaseData
-from provisioner.spec.model import ClusterSpec
+from provisioner.workflow import Phase, PhaseData
 
 
 def etcd_release_problems(found: Mapping[str, platforms.Platform]) -> list[str]:
@@ -35,7 +34,7 @@ def with_etcd_release_check(preflight: Phase) -> Phase:
 
     def check(data: PhaseData, live: Mapping[HostName, Connector]) -> list[str]:
         problems = preflight.check(data, live) if preflight.check else []
-        spec = data.spec if isinstance(data.spec, ClusterSpec) else None
+        spec = data.spec
         if spec is None or not spec.uses_etcd:
             return problems
         found: dict[str, platforms.Platform] = {}

@@ -6,7 +6,7 @@ from provisioner import platforms
 from provisioner.connectors.base import HostName
 from provisioner.errors import PhaseError
 from provisioner.facts.system import OsRelease, PythonVersion
-from provisioner.phases.workflow import PhaseData
+from provisioner.workflow import PhaseData
 
 
 def host_platform(data: PhaseData, host: HostName, phase: str = "artifacts") -> platforms.Platform:

@@ -18,7 +18,7 @@ from provisioner.facts.files import PathInfo
 from provisioner.facts.network import ListeningPorts
 from provisioner.facts.reach import TcpReachability
 from provisioner.facts.system import Clock, DiskFree, OsRelease, PythonVersion, Systemd
-from provisioner.phases.workflow import Phase, PhaseData
+from provisioner.workflow import Phase, PhaseData
 
 MANAGED_MARKER = "/var/lib/berth/cluster"
 """Written by the cluster phases; ports in use on a managed host are berth's own."""

@@ -1,6 +1,8 @@
 """The named phase sets ``berth plan/apply --phases NAME`` can run.
 
-``cluster`` is the real install (the cluster phases register themselves here as they land);
+``cluster`` is the real install: preflight, then the install phases of
+:mod:`provisioner.phases.cluster` in the order that package lists them (written out there, not
+registered by importing anything);
 ``demo`` installs a small service and a shipped .deb to demonstrate and benchmark the engine.
 """
 
@@ -8,21 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from provisioner import hostlayout as layout
 from provisioner.connectors.base import HostTarget
+from provisioner.phases.cluster.ha import LB_PORT
+from provisioner.phases.cluster.install import cluster_install_phases
+from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check
+from provisioner.phases.cluster.vip_check import with_vip_check
 from provisioner.phases.demo import demo_phases
+from provisioner.phases.etcd_release_check import with_etcd_release_check
 from provisioner.phases.preflight import preflight_phase
-from provisioner.phases.workflow import Phase, PhaseData
-from provisioner.spec.model import ClusterSpec
+from provisioner.workflow import Phase, PhaseData
 
 
 def cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
     """Ports berth's components listen on, by role and spec (checked free and reachable in
     preflight): the API server's port on control-plane hosts, etcd's with the etcd datastore,
     the agent's on workers."""
-    # Imported here: the cluster package registers its phases with this module on import.
-    from provisioner.phases.cluster import layout  # noqa: PLC0415
-
-    spec = data.spec if isinstance(data.spec, ClusterSpec) else None
+    spec = data.spec
     ports: list[int] = []
     if "control-plane" in host.roles:
         ports.append(spec.api_port if spec else layout.API_PORT)
@@ -36,32 +40,17 @@ def cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
 def local_cluster_ports(data: PhaseData, host: HostTarget) -> tuple[int, ...]:
     """:func:`cluster_ports` plus those bound on loopback only (free, but not reachable from
     peers): ``berth-lb`` on every host of an etcd cluster."""
-    from provisioner.phases.cluster.ha import LB_PORT  # noqa: PLC0415
-
-    spec = data.spec if isinstance(data.spec, ClusterSpec) else None
+    spec = data.spec
     lb = (LB_PORT,) if spec is not None and spec.uses_etcd else ()
     return (*cluster_ports(data, host), *lb)
 
 
 def cluster_phases() -> list[Phase]:
-    """preflight (the later phases append themselves: artifacts, pki, datastore, ...)."""
-    from provisioner.phases.cluster.lb_pool_check import with_lb_pool_check  # noqa: PLC0415
-    from provisioner.phases.cluster.vip_check import with_vip_check  # noqa: PLC0415
-    from provisioner.phases.etcd_release_check import (  # noqa: PLC0415
-        with_etcd_release_check,
-    )
-
+    """preflight (with the VIP, load-balancer pool and etcd release checks), then the install
+    phases."""
     preflight = preflight_phase(ports=local_cluster_ports, peer_ports=cluster_ports)
     checked = with_etcd_release_check(with_lb_pool_check(with_vip_check(preflight)))
-    return [checked, *_CLUSTER_EXTRA]
-
-
-_CLUSTER_EXTRA: list[Phase] = []
-
-
-def extend_cluster_phases(*phases: Phase) -> None:
-    """Append phases to the ``cluster`` set (called by the modules that define them)."""
-    _CLUSTER_EXTRA.extend(phases)
+    return [checked, *cluster_install_phases()]
 
 
 PHASE_SETS: dict[str, Callable[[], list[Phase]]] = {

@@ -1,7 +1,7 @@
 """The real cluster behind :class:`~provisioner.upgrade.seam.ClusterOps`: hosts over SSH (the
 engine's connectors), the API over HTTPS with the admin kubeconfig of the cluster state.
 
-Host layout and units come from :mod:`provisioner.phases.cluster.layout` (the install phases),
+Host layout and units come from :mod:`provisioner.hostlayout` (shared with the install phases),
 so an upgrade touches exactly what ``berth apply`` installed: bundles side by side under
 ``/opt/berth/versions/<id>/``, the active one named by the ``/opt/berth/current`` symlink that
 every unit's ``PYTHONPATH`` goes through.
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import http.client
 import logging
 import shlex
-import ssl
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -23,26 +21,23 @@ from typing import Any, TypeVar
 from berth.api.resources import NODES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
-from berth.client.kubeconfig import load_kubeconfig
+from provisioner import hostlayout as layout
 from provisioner import platforms
 from provisioner import snapshot as datastore_snapshot
 from provisioner.artifacts.berth_bundle import Bundle, build_bundle, bundle_path
+from provisioner.clusterapi import admin_client, admin_kubeconfig_path, readyz
 from provisioner.commands import Raw, Shell
 from provisioner.connectors.base import Connector, HostTarget
-from provisioner.engine.inventory import inventory_from_spec
-from provisioner.engine.runner import ssh_connect
+from provisioner.engine.runner import apply_operation, ssh_connect
 from provisioner.errors import OperationError, StateError
-from provisioner.facts.base import FactSet
-from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.system import OsRelease, PythonVersion
-from provisioner.operations.base import HostRun, OpContext
-from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.ops import BundleInstalled
+from provisioner.operations.cluster import BundleInstalled
 from provisioner.platforms import Platform
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
 from provisioner.upgrade import drain as draining
 from provisioner.upgrade.gate import GateFailure, HostObservation, evaluate
+from provisioner.workflow.inventory import inventory_from_spec
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +159,12 @@ class SshClusterOps:
 
     def _admin(self) -> HttpClient:
         if self._client is None:
-            path = self.state.kubeconfig_dir / "admin.conf"
+            path = admin_kubeconfig_path(self.state)
             if not path.exists():
                 raise StateError(
                     f"no admin kubeconfig at {path}", hint="run `berth kubeconfig -i SPEC`"
                 )
-            creds = load_kubeconfig(path)
-            self._client = HttpClient(
-                creds.server, creds.ssl_context(), request_timeout=10.0,
-                user_agent="berth-upgrade",
-            )  # fmt: skip
+            self._client = admin_client(path, timeout=10.0, user_agent="berth-upgrade")
         return self._client
 
     def _api(self, call: Callable[[HttpClient], Coroutine[Any, Any, T]]) -> T:
@@ -290,27 +281,17 @@ class SshClusterOps:
         return Bundle(bundle, bundle_path(self.cache_dir, bundle, platform), platform.abi)
 
     def install(self, host: str, bundle: str) -> None:
+        """Unpack ``bundle`` on ``host`` unless it is there complete (the install phases'
+        operation, applied through the engine: the same facts, commands and upload owner)."""
         op = BundleInstalled(self._bundle_for(host, bundle))
-        conn = self.conn(host)
-        if conn.run(Shell("test", "-f", op.marker)).ok:
-            return  # unpacked completely before (an earlier run, or the version in use)
-        facts = FactSet(host)
-        absent: dict[str, PathState | None] = {op.marker: None}
-        facts.put(PathInfo((op.marker,)), absent)
-        ctx = OpContext(conn.host, facts, HostRun())
         try:
-            commands = list(op.commands(ctx))
+            apply_operation(self.conn(host), op)
         except FileNotFoundError:
             raise OperationError(
                 f"{host}: bundle {bundle} is not on the host and not in the bundle cache "
                 f"({self.cache_dir / 'bundles'})",
                 hint="rebuild it with the berth release that made it, or restore the host",
             ) from None
-        for command in commands:
-            if isinstance(command, Shell):
-                conn.run(command, timeout=300).check(host, f"installing bundle {bundle}")
-            else:
-                conn.put(command.content, command.path, mode=command.mode)
 
     def remove(self, host: str, bundle: str) -> None:
         directory = layout.version_dir(bundle)
@@ -355,19 +336,8 @@ class SshClusterOps:
         return HostObservation(states, bundles, node, readyz)
 
     def readyz(self, host: str) -> tuple[int, str] | None:
-        creds = load_kubeconfig(self.state.kubeconfig_dir / "admin.conf")
-        context: ssl.SSLContext = creds.ssl_context()
-        conn = http.client.HTTPSConnection(
-            self.addresses[host], self.spec.api_port, context=context, timeout=5
-        )
-        try:
-            conn.request("GET", "/readyz")
-            response = conn.getresponse()
-            return response.status, response.read(2000).decode(errors="replace")
-        except (OSError, ssl.SSLError, http.client.HTTPException):
-            return None
-        finally:
-            conn.close()
+        answer = readyz(admin_kubeconfig_path(self.state), self.addresses[host], self.spec.api_port)
+        return None if answer.status is None else (answer.status, answer.body)
 
     def gate(self, host: str, bundle: str, *, since: dt.datetime) -> list[GateFailure]:
         deadline = time.monotonic() + self.gate_timeout

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provisioner.clusterapi import node_not_ready
+
 Obj = dict[str, Any]
 
 
@@ -48,38 +50,29 @@ class HostObservation:
     """(HTTP status, body) of the host's API server ``/readyz``; None when not a control plane"""
 
 
-def _parse_time(text: str) -> dt.datetime | None:
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def node_ready_failure(node: Obj | None, *, since: dt.datetime) -> GateFailure | None:
     """Why ``node`` does not count as Ready *after* ``since`` (None when it does)."""
-    if node is None:
+    # heartbeats carry whole seconds: allow the second the switch happened in
+    problem = node_not_ready(node, since=since.replace(microsecond=0))
+    if problem is None:
+        return None
+    ready = problem.ready or {}
+    if problem.reason == "missing":
         return GateFailure("node-ready", "the Node object does not exist")
-    conditions = (node.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
-    if ready is None:
+    if problem.reason == "no-condition":
         return GateFailure("node-ready", "the Node has no Ready condition")
-    if ready.get("status") != "True":
+    if problem.reason == "not-ready":
         reason = ready.get("reason") or "no reason given"
         message = ready.get("message") or ""
         return GateFailure(
             "node-ready",
             f"Ready={ready.get('status')} ({reason}{': ' + message if message else ''})",
         )
-    beat = _parse_time(str(ready.get("lastHeartbeatTime") or ""))
-    # heartbeats carry whole seconds: allow the second the switch happened in
-    if beat is None or beat < since.replace(microsecond=0):
-        return GateFailure(
-            "node-ready",
-            f"Ready=True is stale (last heartbeat {ready.get('lastHeartbeatTime')}, "
-            f"switch at {since.isoformat(timespec='seconds')}): the new agent has not reported",
-        )
-    return None
+    return GateFailure(
+        "node-ready",
+        f"Ready=True is stale (last heartbeat {ready.get('lastHeartbeatTime')}, "
+        f"switch at {since.isoformat(timespec='seconds')}): the new agent has not reported",
+    )
 
 
 def evaluate(

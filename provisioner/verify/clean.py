@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioner import hostlayout as layout
 from provisioner.connectors.base import Connector
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.gather import gather
 from provisioner.facts.packages import Packages
 from provisioner.footprint import HostFootprint, MountPoints, NftTables, footprint_problems
-from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.ops import NODE_LEFTOVER_PROBE
+from provisioner.operations.cluster import NODE_LEFTOVER_PROBE
 from provisioner.verify.testinfra_backend import testinfra_host
 
 

@@ -16,7 +16,6 @@ import secrets
 import socket
 import ssl
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,11 @@ from berth.api.resources import LEASES, NAMESPACES, NODES, PODS, SERVICES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
+from provisioner.clusterapi import admin_client, is_ready, readyz
 from provisioner.errors import ProvisionerError
-from provisioner.phases.cluster.nodes import admin_client, desired_nodes, node_patch
+from provisioner.nodestate import desired_nodes, node_patch
 from provisioner.smoke_image import SERVE, SERVE_PORT, smoke_image
 from provisioner.spec import ClusterSpec
-from provisioner.spec.model import https_url
 from provisioner.verify.hosts import CheckResult
 from provisioner.verify.ingress import ingress_checks
 
@@ -41,11 +40,7 @@ LEASE_STALE_SECONDS = 60.0
 Obj = dict[str, Any]
 
 
-def _ready(node: Obj) -> bool:
-    for cond in (node.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return bool(cond.get("status") == "True")
-    return False
+_ready = is_ready
 
 
 def _check(name: str, ok: bool, detail: str = "") -> CheckResult:
@@ -268,17 +263,11 @@ async def _smoke(
 
 def _readyz(kubeconfig: Path, spec: ClusterSpec) -> list[CheckResult]:
     """``/readyz`` of every API server (each control-plane host, dialled directly)."""
-    context = load_kubeconfig(kubeconfig).ssl_context()
     results = []
     for host in spec.control_plane_hosts:
-        url = f"{https_url(host.address, spec.api_port)}/readyz"
-        try:
-            with urllib.request.urlopen(url, context=context, timeout=10) as answer:  # noqa: S310
-                body = answer.read(200).decode(errors="replace").strip()
-                ok = answer.status == 200
-        except (OSError, ValueError) as error:
-            body, ok = f"{type(error).__name__}: {error}", False
-        results.append(_check(f"API server on {host.name} ready (/readyz)", ok, body))
+        answer = readyz(kubeconfig, host.address, spec.api_port, timeout=10)
+        body = answer.body[:200].strip() if answer.status is not None else answer.body
+        results.append(_check(f"API server on {host.name} ready (/readyz)", answer.ok, body))
     return results
 
 

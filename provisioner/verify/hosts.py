@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from provisioner import hostlayout as layout
 from provisioner.connectors.base import Connector, HostTarget
-from provisioner.phases.cluster import layout
 from provisioner.pki import HostFile
 from provisioner.verify.testinfra_backend import testinfra_host
 

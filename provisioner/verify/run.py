@@ -12,15 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import Connector, HostTarget
 from provisioner.connectors.ssh import SSHConnector
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import ProvisionerError, VerifyError
 from provisioner.pki import files_for_host
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
 from provisioner.verify.cluster import Probe, cluster_checks
 from provisioner.verify.hosts import CheckResult, HostExpectations, host_checks
+from provisioner.workflow.inventory import inventory_from_spec
 
 ConnectFn = Callable[[HostTarget], Connector]
 
@@ -171,9 +172,7 @@ def verify(
         for results in pool.map(one, wanted):
             report.results += results
     probe = ssh_probe([w.target for w in wanted], connect)
-    report.results += cluster_checks(
-        state.kubeconfig_dir / "admin.conf", spec, smoke=smoke, probe=probe
-    )
+    report.results += cluster_checks(admin_kubeconfig_path(state), spec, smoke=smoke, probe=probe)
     return report
 
 

@@ -19,7 +19,7 @@ import pytest
 import urllib3
 from kubernetes import client, config  # the official client, unmodified
 
-from provisioner.phases.cluster import layout
+from provisioner import hostlayout as layout
 from tests.lab.conftest import LabFactory
 from tests.lab.test_e2e import REPO, Cluster, _ready
 

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from provisioner.connectors.base import HostTarget
 from provisioner.connectors.known_hosts import fingerprint
 from provisioner.connectors.ssh import SSHConnector
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, HostsFailed, RunContext, ssh_connect
 from provisioner.errors import ConnectError, ExitCode, PreflightError
@@ -41,9 +40,10 @@ from provisioner.operations.base import Operation
 from provisioner.operations.files import File
 from provisioner.phases.demo import demo_phases
 from provisioner.phases.preflight import preflight_phase
-from provisioner.phases.workflow import Phase, PhaseData, select
 from provisioner.reporting import CollectingReporter
 from provisioner.spec import load_spec
+from provisioner.workflow import Phase, PhaseData, select
+from provisioner.workflow.inventory import inventory_from_spec
 from tests.lab.conftest import LabFactory
 
 pytestmark = pytest.mark.lab

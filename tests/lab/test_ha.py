@@ -35,15 +35,15 @@ from berth.lb import Backend, HealthConfig, LBConfig, LoadBalancer
 from berth.store.etcd import EtcdStore, EtcdTLS
 from berth.store.interface import StoreError
 from provisioner import snapshot
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.engine.runner import Engine, HostsFailed, RunContext
 from provisioner.lab import Lab, run
 from provisioner.phases.etcd import etcd_endpoints, etcd_phase, layout
-from provisioner.phases.workflow import select
 from provisioner.pki.files import PkiFiles
 from provisioner.reporting import CollectingReporter
 from provisioner.spec import ClusterSpec, load_spec
 from provisioner.state import ClusterState
+from provisioner.workflow import select
+from provisioner.workflow.inventory import inventory_from_spec
 from tests.lab.conftest import LabFactory
 
 pytestmark = pytest.mark.lab

@@ -1,17 +1,15 @@
-"""The admin kubeconfig in the cluster state (0600), rewritten from the state's PKI."""
+"""The admin kubeconfig in the cluster state (0600), rewritten from the state's PKI (its path:
+:func:`provisioner.clusterapi.admin_kubeconfig_path`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.kubeconfig import render_kubeconfig
 from provisioner.pki import PkiFiles
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
-
-
-def admin_kubeconfig_path(state: ClusterState) -> Path:
-    return state.kubeconfig_dir / "admin.conf"
 
 
 def write_admin_kubeconfig(spec: ClusterSpec, state: ClusterState) -> Path | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
-from typing import Any
 
 import berth
 from provisioner import platforms
@@ -19,14 +18,14 @@ from provisioner.artifacts.berth_bundle import (
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
 from provisioner.phases.host_platform import host_platform
-from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
+from provisioner.workflow import PhaseData
 
 
 def spec_of(data: PhaseData, phase: str) -> ClusterSpec:
-    spec: Any = data.spec
-    if not isinstance(spec, ClusterSpec):
+    spec = data.spec
+    if spec is None:
         raise PhaseError(phase, "the cluster phases need a cluster spec (berth apply -i SPEC)")
     return spec
 
@@ -34,8 +33,7 @@ def spec_of(data: PhaseData, phase: str) -> ClusterSpec:
 def state_of(data: PhaseData) -> ClusterState:
     """The cluster state (``--state-dir`` when the run context carries one)."""
     spec = spec_of(data, "cluster")
-    state_dir: Path | None = getattr(data, "state_dir", None)
-    return ClusterState.for_spec(spec, state_dir=state_dir)
+    return ClusterState.for_spec(spec, state_dir=data.state_dir)
 
 
 def release(spec: ClusterSpec) -> str:

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from provisioner.phases.cluster.context import local_bundle_id, release, spec_of, state_of
 from provisioner.phases.cluster.nodes import admin_kubeconfig
-from provisioner.phases.workflow import PhaseData
 from provisioner.verify.run import verify
+from provisioner.workflow import PhaseData
 
 
 def verify_after(data: PhaseData, report: Callable[[str], None]) -> int:

@@ -30,19 +30,19 @@ import yaml
 
 from berth.lb.config import Backend, HealthConfig, LBConfig
 from berth.vip.config import VipConfig
+from provisioner import hostlayout as layout
 from provisioner.commands import Command
 from provisioner.connectors.base import HostTarget
 from provisioner.operations.base import OpContext, Operation
+from provisioner.operations.cluster import StateFile
 from provisioner.operations.files import Directory, File
 from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import layout
 from provisioner.phases.cluster.context import spec_of, state_of
-from provisioner.phases.cluster.ops import StateFile
 from provisioner.phases.etcd import apiserver_datastore
-from provisioner.phases.workflow import PhaseData
 from provisioner.pki import PkiFiles
 from provisioner.spec import ClusterSpec
 from provisioner.templating import render
+from provisioner.workflow import PhaseData
 
 LB_PORT = 6444
 LB_UNIT = layout.LB_UNIT

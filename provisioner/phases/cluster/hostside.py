@@ -13,6 +13,7 @@ import yaml
 
 import berth
 from provisioner import footprint
+from provisioner import hostlayout as layout
 from provisioner.artifacts.debs import DEB_ARCH, DebCache
 from provisioner.connectors.base import HostTarget
 from provisioner.errors import PhaseError
@@ -20,17 +21,7 @@ from provisioner.facts.base import Fact
 from provisioner.facts.packages import Packages
 from provisioner.facts.system import Machine, OsRelease, PythonVersion
 from provisioner.operations.base import Operation
-from provisioner.operations.files import Absent, Directory, File, Symlink
-from provisioner.operations.packages import DebPackages
-from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import ha, layout
-from provisioner.phases.cluster.context import (
-    bundle_of,
-    release,
-    spec_of,
-    state_of,
-)
-from provisioner.phases.cluster.ops import (
+from provisioner.operations.cluster import (
     BundleInstalled,
     Capacity,
     DirEntries,
@@ -38,12 +29,22 @@ from provisioner.phases.cluster.ops import (
     ImageLoaded,
     StateFile,
 )
+from provisioner.operations.files import Absent, Directory, File, Symlink
+from provisioner.operations.packages import DebPackages
+from provisioner.operations.systemd import Service, UnitFile
+from provisioner.phases.cluster import ha
+from provisioner.phases.cluster.context import (
+    bundle_of,
+    release,
+    spec_of,
+    state_of,
+)
 from provisioner.phases.host_platform import host_platform
-from provisioner.phases.workflow import PhaseData
 from provisioner.pki import ensure, files_for_host
 from provisioner.smoke_image import smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.templating import render
+from provisioner.workflow import PhaseData
 
 CURRENT_ID = f"symlink:{layout.CURRENT}"
 

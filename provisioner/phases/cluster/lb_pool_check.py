@@ -15,13 +15,12 @@ from berth.vip.addresses import subnet_interface
 from provisioner.connectors.base import Connector, HostName, HostTarget
 from provisioner.facts.base import Fact
 from provisioner.phases.cluster.vip_check import Ipv4Addresses
-from provisioner.phases.workflow import Phase, PhaseData
-from provisioner.spec.model import ClusterSpec
+from provisioner.workflow import Phase, PhaseData
 
 
 def _pool(data: PhaseData) -> list[str]:
     spec = data.spec
-    if not isinstance(spec, ClusterSpec) or spec.spec.runtime != "runc":
+    if spec is None or spec.spec.runtime != "runc":
         return []
     return list(spec.spec.network.load_balancer_pool)
 

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.connectors.base import HostKeyPolicy, HostName, HostTarget
-from provisioner.destroy import destroy_hosts
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.phases.cluster.context import spec_of, state_of
-from provisioner.phases.workflow import PhaseData
 from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
+from provisioner.workflow import PhaseData
+from provisioner.workflow.inventory import inventory_from_spec
 
 RECORD = "hosts.json"
 
@@ -94,9 +93,10 @@ def remove_host(data: PhaseData, name: str, report: Callable[[str], None]) -> bo
     if target is None:
         report(f"host {name}: no record of how to reach it; clean it with `berth destroy`")
         return True
-    result = destroy_hosts(
-        spec_of(data, "nodes").name, [target], cache_dir=data.cache_dir, keep_data=False
-    )
+    if data.remove_hosts is None:
+        report(f"host {name}: this run cannot remove hosts; clean it with `berth destroy`")
+        return False
+    result = data.remove_hosts(spec_of(data, "nodes").name, [target], data.cache_dir)
     for line in result.lines():
         report(f"host {name}: {line}")
     return result.ok

@@ -17,8 +17,8 @@ from provisioner.connectors.base import Connector, HostName, HostTarget
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.phases.preflight import MANAGED_MARKER
-from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.spec.model import ClusterSpec
+from provisioner.workflow import Phase, PhaseData
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Ipv4Addresses(Fact[tuple[tuple[str, str], ...]]):
 
 def _vip(data: PhaseData) -> str | None:
     spec = data.spec
-    return spec.api_vip if isinstance(spec, ClusterSpec) else None
+    return spec.api_vip if spec is not None else None
 
 
 def vip_problems(
@@ -72,7 +72,7 @@ def with_vip_check(preflight: Phase) -> Phase:
     def check(data: PhaseData, live: Mapping[HostName, Connector]) -> list[str]:
         problems = preflight.check(data, live) if preflight.check else []
         spec = data.spec
-        if not isinstance(spec, ClusterSpec) or spec.api_vip is None:
+        if spec is None or spec.api_vip is None:
             return problems
         for host in data.inventory.hosts:
             if host.name not in live or "control-plane" not in host.roles:

@@ -54,13 +54,13 @@ from provisioner.phases.etcd.ops import (
 )
 from provisioner.phases.etcd_release_check import etcd_release_problems
 from provisioner.phases.host_platform import host_platform
-from provisioner.phases.workflow import Phase, PhaseData
 from provisioner.pki import REMOTE_PKI, ensure, files_for_host
 from provisioner.platforms import Platform
 from provisioner.spec import ClusterSpec
 from provisioner.spec.model import Host
 from provisioner.state import ClusterState
 from provisioner.templating import render
+from provisioner.workflow import Phase, PhaseData
 
 __all__ = ["PATHS", "UNIT", "apiserver_datastore", "etcd_endpoints", "etcd_phase"]
 
@@ -119,15 +119,15 @@ def _peer(host: Host) -> Peer:
 
 
 def _etcd_spec(data: PhaseData) -> ClusterSpec | None:
-    spec: Any = data.spec
-    if not isinstance(spec, ClusterSpec):
+    spec = data.spec
+    if spec is None:
         raise PhaseError("etcd", "the etcd phase needs a cluster spec (berth apply -i SPEC)")
     return spec if spec.uses_etcd else None
 
 
 def state_of(data: PhaseData, spec: ClusterSpec) -> ClusterState:
     """The cluster state (``--state-dir`` when the run context carries one)."""
-    return ClusterState.for_spec(spec, state_dir=getattr(data, "state_dir", None))
+    return ClusterState.for_spec(spec, state_dir=data.state_dir)
 
 
 def _install_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:

@@ -17,24 +17,24 @@ from provisioner.connectors.base import HostName, HostTarget
 from provisioner.errors import PhaseError
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
-from provisioner.operations.base import HostRun, OpContext, evaluate
-from provisioner.phases.cluster.hostside import apiserver_config, prepare_bundle
-from provisioner.phases.cluster.nodes import (
+from provisioner.nodestate import (
     CONTROL_PLANE_TAINT,
     MANAGED_LABELS,
     MANAGED_TAINTS,
     DesiredNode,
     desired_nodes,
     node_patch,
-    nodes_after,
 )
-from provisioner.phases.cluster.ops import (
+from provisioner.operations.base import HostRun, OpContext, evaluate
+from provisioner.operations.cluster import (
     BundleInstalled,
     Capacity,
     DirEntries,
     HostCapacity,
     StateFile,
 )
+from provisioner.phases.cluster.hostside import apiserver_config, prepare_bundle
+from provisioner.phases.cluster.nodes import nodes_after
 from provisioner.phases.cluster.removal import forget_host, record_hosts, recorded_hosts
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import provisioner.phases.cluster  # noqa: F401  (first: provisioner.destroy alone is an import cycle)
+from provisioner import hostlayout as layout
 from provisioner.commands import Shell, Upload, sha256_hex
 from provisioner.connectors.base import HostName, HostTarget
 from provisioner.destroy import teardown_ops
@@ -30,12 +30,11 @@ from provisioner.footprint import (
     footprint_problems,
 )
 from provisioner.operations.base import HostRun, OpContext, Operation, evaluate
+from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
 from provisioner.operations.packages import Deb, DebPackages
 from provisioner.operations.systemd import UnitAbsent
-from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.ops import NodeReset
-from provisioner.phases.workflow import Inventory
+from provisioner.workflow import Inventory, RemoveHostsFn
 
 DIR = PathState("directory", 0o755, "root", "root", 4096)
 FILE = PathState("file", 0o600, "root", "root", 1)
@@ -213,6 +212,8 @@ class _Data:
     spec: Any = None
     cache_dir: Path = Path("/nonexistent")
     dry_run: bool = False
+    state_dir: Path | None = None
+    remove_hosts: RemoveHostsFn | None = None
 
     def host_facts(self, host: HostName, facts: Any) -> FactSet:
         out = FactSet(host)

@@ -13,16 +13,17 @@ from berth.apiserver.podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 from berth.lb.config import LBConfig
 from provisioner.commands import Upload, sha256_hex
 from provisioner.connectors.base import HostName
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.operations.base import HostRun, OpContext
+from provisioner.operations.cluster import HostCapacity
 from provisioner.operations.files import File
 from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import cluster_install_phases, ha, hostside
-from provisioner.phases.cluster.ops import HostCapacity
-from provisioner.phases.workflow import Inventory
+from provisioner.phases.cluster import ha, hostside
+from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.spec import ClusterSpec
+from provisioner.workflow import Inventory, RemoveHostsFn
+from provisioner.workflow.inventory import inventory_from_spec
 from tests.unit.etcd_phase.test_etcd_phase import make_spec
 
 
@@ -33,6 +34,7 @@ class Data:
     cache_dir: Path
     state_dir: Path
     dry_run: bool = False
+    remove_hosts: RemoveHostsFn | None = None
 
     def host_facts(self, host: HostName, facts: Any) -> FactSet:
         raise AssertionError("the HA wiring reads no facts")

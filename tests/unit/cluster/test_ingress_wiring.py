@@ -18,9 +18,9 @@ from berth.ingress.haproxy import Listen
 from berth.ingress.proxy import HaproxyProxy
 from berth.ingress.routes import Routes
 from provisioner import footprint
+from provisioner import hostlayout as layout
 from provisioner.commands import Shell
 from provisioner.connectors.base import HostName
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.packages import Packages
@@ -29,11 +29,12 @@ from provisioner.facts.systemd import UnitState, UnitStates
 from provisioner.operations.base import HostRun, OpContext, Operation, evaluate
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import hostside, layout
+from provisioner.phases.cluster import hostside
 from provisioner.phases.cluster.ingressclass import ensure_ingress_class
 from provisioner.spec import ClusterSpec
 from provisioner.spec.load import parse_spec
 from provisioner.verify.ingress import ingress_checks
+from provisioner.workflow.inventory import inventory_from_spec
 from tests.harness.fake_client import FakeClient
 from tests.unit.cluster.test_ha_wiring import Data
 

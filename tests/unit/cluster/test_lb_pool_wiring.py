@@ -9,8 +9,8 @@ from pathlib import Path
 
 from berth.agent.config import load_config
 from provisioner.connectors.base import HostName, HostTarget
+from provisioner.operations.cluster import HostCapacity
 from provisioner.phases.cluster.hostside import agent_config
-from provisioner.phases.cluster.ops import HostCapacity
 from provisioner.spec import load_spec
 from provisioner.templating import render
 

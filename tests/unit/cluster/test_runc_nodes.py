@@ -13,15 +13,14 @@ import pytest
 from berth.agent.config import load_config
 from berth.runtime.images import ImageService
 from berth.runtime.store import ContentStore
+from provisioner import hostlayout as layout
 from provisioner.commands import Shell, Upload
 from provisioner.connectors.base import CommandResult, HostName, HostTarget
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.images import read_archive
 from provisioner.operations.base import HostRun, OpContext, evaluate
-from provisioner.phases.cluster import layout
-from provisioner.phases.cluster.hostside import agent_config
-from provisioner.phases.cluster.ops import (
+from provisioner.operations.cluster import (
     CNI_STATE,
     HostCapacity,
     ImageLoaded,
@@ -29,6 +28,7 @@ from provisioner.phases.cluster.ops import (
     NodeReset,
     image_record_path,
 )
+from provisioner.phases.cluster.hostside import agent_config
 from provisioner.smoke_image import smoke_image
 from provisioner.spec import load_spec
 from provisioner.verify.cluster import _smoke_pod

@@ -11,9 +11,10 @@ import yaml
 from berth.apiserver.auth import UserInfo
 from berth.apiserver.rbac import Attributes, RbacAuthorizer, bootstrap_policy
 from berth.vip.config import VipConfig
+from provisioner import hostlayout as layout
 from provisioner.operations.files import File
 from provisioner.operations.systemd import Service, UnitFile
-from provisioner.phases.cluster import ha, hostside, layout
+from provisioner.phases.cluster import ha, hostside
 from provisioner.pki.distribution import files_for_host
 from provisioner.spec import ClusterSpec, parse_spec
 from provisioner.state import ClusterState

@@ -18,8 +18,8 @@ from provisioner.engine.runner import Engine, HostsFailed, RunContext
 from provisioner.errors import ConnectError, ExitCode
 from provisioner.operations.base import Operation
 from provisioner.operations.files import Directory, File, Symlink
-from provisioner.phases.workflow import Inventory, Phase, PhaseData, select
 from provisioner.reporting import CollectingReporter
+from provisioner.workflow import Inventory, Phase, PhaseData, select
 
 HOSTS = ("h1", "h2")
 

@@ -25,8 +25,8 @@ from provisioner.facts.system import (
 from provisioner.phases.etcd_release_check import with_etcd_release_check
 from provisioner.phases.preflight import MANAGED_MARKER, preflight_phase
 from provisioner.phases.sets import cluster_ports, local_cluster_ports
-from provisioner.phases.workflow import Inventory, Phase
 from provisioner.spec import parse_spec
+from provisioner.workflow import Inventory, Phase, RemoveHostsFn
 from tests.harness.fake_connector import FakeConnector
 
 N1 = HostTarget(HostName("n1"), "10.0.0.1", roles=("control-plane",))
@@ -40,6 +40,8 @@ class Data:
     spec: Any = None
     cache_dir: Path = Path("/nonexistent")
     dry_run: bool = True
+    state_dir: Path | None = None
+    remove_hosts: RemoveHostsFn | None = None
 
     def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:
         return self.facts[host]

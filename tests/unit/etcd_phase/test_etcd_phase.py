@@ -16,7 +16,6 @@ from provisioner.artifacts import debs as debs_module
 from provisioner.artifacts import depends as etcd_packages
 from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import HostName
-from provisioner.engine.inventory import inventory_from_spec
 from provisioner.errors import OperationError, PhaseError
 from provisioner.facts.base import FactSet
 from provisioner.facts.packages import Packages
@@ -38,9 +37,10 @@ from provisioner.phases.etcd import (
 from provisioner.phases.etcd.created import forget_created, was_created
 from provisioner.phases.etcd.facts import EtcdMembers, Member
 from provisioner.phases.etcd.ops import OwnedStateFile, retrying
-from provisioner.phases.workflow import Inventory, flatten
 from provisioner.spec import ClusterSpec, parse_spec
 from provisioner.state import ClusterState
+from provisioner.workflow import Inventory, RemoveHostsFn, flatten
+from provisioner.workflow.inventory import inventory_from_spec
 from tests.unit.operations.simhost import Entry
 
 from .etcdsim import EtcdHost, SimCluster, unwrap_retry
@@ -86,6 +86,7 @@ class Data:
     cache_dir: Path
     dry_run: bool = False
     state_dir: Path | None = None
+    remove_hosts: RemoveHostsFn | None = None
     facts: dict[str, FactSet] = field(default_factory=dict)
 
     def host_facts(self, host: HostName, facts: Any) -> FactSet:

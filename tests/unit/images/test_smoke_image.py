@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import provisioner.phases.cluster  # noqa: F401 - loads before verify.cluster (an import cycle)
 from provisioner.smoke_image import CMD, SERVE, SERVE_PORT, smoke_image
 from provisioner.verify.cluster import _smoke_pod
 

@@ -23,8 +23,8 @@ from provisioner.operations.files import Directory, File
 from provisioner.output.progress import ProgressReporter
 from provisioner.output.record import RunRecord
 from provisioner.output.timeline import write_timeline
-from provisioner.phases.workflow import Inventory, Phase, PhaseData, select
 from provisioner.reporting import Reporter
+from provisioner.workflow import Inventory, Phase, PhaseData, select
 
 HOSTS = ("h1", "h2", "h3")
 SLOW_HOST, SLOW_SECONDS = "h3", 2.6

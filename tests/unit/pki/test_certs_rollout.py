@@ -14,10 +14,10 @@ from provisioner.cli import certs_rollout
 from provisioner.cli.certs_rollout import Rollout, rollout_order
 from provisioner.connectors.base import HostName, HostTarget
 from provisioner.errors import OperationError
-from provisioner.phases.cluster import cluster_install_phases
-from provisioner.phases.workflow import Inventory, SelectedPhase, select
+from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.reporting import CollectingReporter, Event
 from provisioner.state import ClusterState
+from provisioner.workflow import Inventory, SelectedPhase, select
 from tests.unit.pki.conftest import HA, ha_spec
 from tests.unit.pki.test_certs_cli import run
 

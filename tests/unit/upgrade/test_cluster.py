@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,25 @@ def platform_answers(codename: str = "bookworm") -> list[tuple[str, CommandResul
         ("cat /etc/os-release", CommandResult(0, release, "")),
         ("python3 -V", CommandResult(0, f"/usr/bin/python3\nPython {python}\n", "")),
     ]
+
+
+def bundle_facts(installed: set[str]) -> Callable[[str], CommandResult | None]:
+    """Answers the engine's fact round-trip for a bundle's ``.complete`` marker: present for
+    the bundle ids in ``installed`` (a set the test may change), absent otherwise."""
+
+    def respond(script: str) -> CommandResult | None:
+        framed = re.search(r"'@@(\w+) 0'", script)
+        if framed is None or "find " not in script:
+            return None
+        token = framed.group(1)
+        rows = "".join(
+            f"P\t/opt/berth/versions/{bundle}/.complete\tf\t644\troot\troot\t0\t\n"
+            for bundle in sorted(installed)
+            if f"/opt/berth/versions/{bundle}/.complete" in script
+        )
+        return CommandResult(0, f"@@{token} 0\n{rows}\n@@{token} 0 end 0\n", "")
+
+    return respond
 
 
 @pytest.fixture
@@ -129,7 +150,7 @@ def test_a_previous_bundle_gone_from_host_and_cache_is_a_clear_error(
     ops: tuple[SshClusterOps, dict[str, FakeConnector]],
 ) -> None:
     cluster, conns = ops
-    conns["w1"].default = CommandResult(1, "", "")  # no marker: the bundle is not there
+    conns["w1"].responder = bundle_facts(set())  # no marker: the bundle is not there
     with pytest.raises(OperationError, match=f"bundle {OLD} is not on the host and not in"):
         cluster.install("w1", OLD)
     cluster.close()
@@ -140,15 +161,19 @@ def test_installing_uploads_and_unpacks_beside_the_active_bundle_once(
 ) -> None:
     cluster, conns = ops
     (tmp_path / "bundle.tar").write_bytes(b"tar bytes")
-    conns["w1"].default = CommandResult(1, "", "")
+    installed: set[str] = set()
+    conns["w1"].responder = bundle_facts(installed)
     conns["w1"].responses = [*platform_answers(), ("tar -C", CommandResult(0, "", ""))]
     cluster.install("w1", NEW)
-    assert [u.path for u in conns["w1"].uploads] == [f"/opt/berth/incoming/{NEW}.tar.gz"]
+    (upload,) = conns["w1"].uploads
+    assert upload.path == f"/opt/berth/incoming/{NEW}.tar.gz"
+    # applied the way the engine applies it: the upload keeps its owner and group
+    assert (upload.mode, upload.owner, upload.group) == (0o600, "root", "root")
     assert (
         f"mv -T /opt/berth/versions/{NEW}.partial /opt/berth/versions/{NEW}"
         in (conns["w1"].commands[-1])
     )
-    conns["w1"].default = CommandResult(0, "", "")  # the marker is there now
+    installed.add(NEW)  # the marker is there now
     cluster.install("w1", NEW)
     assert len(conns["w1"].uploads) == 1
     cluster.close()
@@ -172,7 +197,7 @@ def test_a_host_of_another_release_is_shipped_the_bundle_of_its_own_python(
 
     monkeypatch.setattr(upgrade_cluster, "build_bundle", fake_build)
     (tmp_path / "bundle.tar").write_bytes(b"cp311")
-    conns["w1"].default = conns["cp1"].default = CommandResult(1, "", "")
+    conns["w1"].responder = conns["cp1"].responder = bundle_facts(set())
     conns["w1"].responses = [*platform_answers("trixie"), ("tar -C", CommandResult(0, "", ""))]
     conns["cp1"].responses = [*platform_answers(), ("tar -C", CommandResult(0, "", ""))]
     cluster.install("w1", NEW)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.runtime.reference import parse_reference
+from provisioner import hostlayout as layout
 from provisioner.artifacts.berth_bundle import SUFFIX, Bundle
 from provisioner.commands import Command, Raw, Shell, Upload
 from provisioner.facts._sh import check_path, words
@@ -16,7 +17,6 @@ from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.operations.base import OpContext, Operation
 from provisioner.operations.files import File
-from provisioner.phases.cluster import layout
 
 
 @dataclass(frozen=True)
