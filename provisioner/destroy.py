@@ -27,6 +27,7 @@ from provisioner.operations.base import Operation
 from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
 from provisioner.operations.systemd import UnitAbsent
+from provisioner.operations.users import GroupAbsent, UserAbsent
 from provisioner.reporting import CollectingReporter, Event, Reporter
 from provisioner.verify.clean import clean_problems
 from provisioner.workflow import Inventory, Phase, PhaseData, select
@@ -52,6 +53,12 @@ def teardown_ops(
             NodeReset(purge=not keep_data),
             # after the units stopped and the node reset (it needs runc and nft)
             *(PackagesPurged(names) for names in purged),
+            # the system users those packages' postinst made (purge leaves them)
+            *(
+                op
+                for name in footprint.absent_accounts
+                for op in (UserAbsent(name), GroupAbsent(name))
+            ),
             *(CreatedPathAbsent(path) for path in footprint.created_paths),
             # last: the footprint lives in /var/lib/berth
             *(Absent(path, recursive=True) for path in paths),

@@ -29,6 +29,7 @@ from provisioner.facts._sh import words
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.packages import Packages
+from provisioner.facts.users import Users
 from provisioner.operations.base import OpContext, Operation
 from provisioner.operations.systemd import UNIT_DIR
 
@@ -53,6 +54,13 @@ SHARED_PATHS = (
 )
 """Paths outside berth's own that a berth host gets; each is removed by destroy only when the
 footprint says it was absent before berth."""
+
+SHARED_ACCOUNTS = ("haproxy", "etcd")
+"""System users (and their groups) the packages berth installs create in their postinst
+(haproxy on runc nodes, etcd-server on etcd members); purging a package leaves them, as Debian
+does. Destroy removes each only when the footprint says it was absent before berth."""
+ACCOUNT = "account:"
+"""How an absent account is written in ``absent-before`` (beside the paths)."""
 
 
 _FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
@@ -105,6 +113,8 @@ class HostFootprint:
     packages: tuple[str, ...] = ()
     nft_before: tuple[str, ...] | None = None
     """The nftables tables there before berth (``None``: not recorded)."""
+    absent_accounts: tuple[str, ...] = ()
+    """The system users (and groups) of :data:`SHARED_ACCOUNTS` absent before berth."""
 
     @property
     def created_paths(self) -> tuple[str, ...]:
@@ -141,6 +151,12 @@ class Footprint(Fact[HostFootprint]):
             # artifacts phase): destroy removes them all the same
             recorded="[absent-before]" in output.splitlines(),
             absent_before=tuple(p for p in sections["[absent-before]"] if p in SHARED_PATHS),
+            absent_accounts=tuple(
+                name
+                for line in sections["[absent-before]"]
+                if line.startswith(ACCOUNT)
+                and (name := line.removeprefix(ACCOUNT)) in SHARED_ACCOUNTS
+            ),
             packages=tuple(sorted(set(sections["[packages]"]))),
             nft_before=(
                 tuple(sorted(set(sections["[nftables-before]"])))
@@ -167,7 +183,7 @@ class FootprintRecorded(Operation):
         return "record what is on the host before berth (its footprint)"
 
     def facts(self) -> tuple[Fact[Any], ...]:
-        return (PathInfo((ABSENT_BEFORE, *SHARED_PATHS)), NftTables())
+        return (PathInfo((ABSENT_BEFORE, *SHARED_PATHS)), NftTables(), Users(SHARED_ACCOUNTS))
 
     def commands(self, ctx: OpContext) -> Iterator[Command]:
         paths = ctx.fact(PathInfo((ABSENT_BEFORE, *SHARED_PATHS)))
@@ -175,6 +191,8 @@ class FootprintRecorded(Operation):
             ctx.noop("the host's footprint was recorded at the first apply")
             return
         absent = [p for p in SHARED_PATHS if paths[p] is None]
+        users = ctx.fact(Users(SHARED_ACCOUNTS))
+        absent += [f"{ACCOUNT}{name}" for name in SHARED_ACCOUNTS if users[name] is None]
         tables = ctx.fact(NftTables())
         yield Shell("mkdir", "-p", "-m", "0700", DIR)
         if tables is not None:  # otherwise the clean check cannot compare tables

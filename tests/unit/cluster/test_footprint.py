@@ -15,10 +15,12 @@ from provisioner.destroy import teardown_ops
 from provisioner.facts.base import Fact, FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.packages import Packages
+from provisioner.facts.users import UserInfo, Users
 from provisioner.footprint import (
     ABSENT_BEFORE,
     NFT_BEFORE,
     PACKAGES,
+    SHARED_ACCOUNTS,
     SHARED_PATHS,
     CreatedPathAbsent,
     Footprint,
@@ -34,6 +36,7 @@ from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
 from provisioner.operations.packages import Deb, DebPackages
 from provisioner.operations.systemd import UnitAbsent
+from provisioner.operations.users import GroupAbsent, UserAbsent
 from provisioner.workflow import Inventory, RemoveHostsFn
 
 DIR = PathState("directory", 0o755, "root", "root", 4096)
@@ -87,7 +90,13 @@ def test_the_first_apply_records_the_shared_paths_absent_before_berth() -> None:
     there = {"/etc/cni", "/var/lib/etcd"}
     state: dict[str, PathState | None] = {p: DIR if p in there else None for p in SHARED_PATHS}
     tables = ("inet filter",)
-    values = {info: {ABSENT_BEFORE: None, **state}, NftTables(): tables}
+    # etcd's user was there (another etcd?), haproxy's was not
+    accounts = {"haproxy": None, "etcd": UserInfo(107, 113, "/var/lib/etcd", "/bin/false")}
+    values = {
+        info: {ABSENT_BEFORE: None, **state},
+        NftTables(): tables,
+        Users(SHARED_ACCOUNTS): accounts,
+    }
     mkdir, nft, upload = evaluate(FootprintRecorded(), _ctx(values)).commands
     assert isinstance(mkdir, Shell)
     assert mkdir.render() == "mkdir -p -m 0700 /var/lib/berth/footprint"
@@ -97,11 +106,17 @@ def test_the_first_apply_records_the_shared_paths_absent_before_berth() -> None:
     assert upload.path == ABSENT_BEFORE
     assert upload.mode == 0o600
     recorded = upload.content.decode().splitlines()
-    assert recorded == [p for p in SHARED_PATHS if p not in there]
+    assert recorded == [*(p for p in SHARED_PATHS if p not in there), "account:haproxy"]
+    parsed = Footprint().parse("[absent-before]\n" + upload.content.decode(), 0)
+    assert parsed.absent_accounts == ("haproxy",)
     # recorded once: a later apply (berth's own paths there now) never rewrites it
     values[info] = {ABSENT_BEFORE: FILE, **state}
     again = evaluate(FootprintRecorded(), _ctx(values))
-    unreadable = {info: {ABSENT_BEFORE: None, **state}, NftTables(): None}
+    unreadable = {
+        info: {ABSENT_BEFORE: None, **state},
+        NftTables(): None,
+        Users(SHARED_ACCOUNTS): accounts,
+    }
     recorded_without_tables = evaluate(FootprintRecorded(), _ctx(unreadable)).commands
     assert [c.path for c in recorded_without_tables if isinstance(c, Upload)] == [ABSENT_BEFORE]
     assert again.commands == ()
@@ -252,3 +267,14 @@ def test_destroy_purges_berths_packages_and_paths_before_its_own_paths() -> None
     # a host without a footprint (installed by an older berth) keeps shared paths and packages
     old, _ = _teardown(HostFootprint(recorded=False), keep_data=False)
     assert not any(isinstance(op, PackagesPurged | CreatedPathAbsent) for op in old)
+
+
+def test_destroy_removes_the_system_users_the_packages_made_after_purging_them() -> None:
+    """haproxy's postinst adds a haproxy user and group; purge leaves them (Debian's rule):
+    destroy removes them when the footprint says they were not there before berth."""
+    footprint = HostFootprint(True, (), ("haproxy",), absent_accounts=("haproxy",))
+    ops, _ = _teardown(footprint, keep_data=False)
+    purge = ops.index(PackagesPurged(("haproxy",)))
+    assert ops[purge + 1 : purge + 3] == (UserAbsent("haproxy"), GroupAbsent("haproxy"))
+    there_before, _ = _teardown(HostFootprint(True, (), ("haproxy",)), keep_data=False)
+    assert not any(isinstance(op, UserAbsent | GroupAbsent) for op in there_before)
