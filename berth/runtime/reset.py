@@ -14,16 +14,51 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berth.agent.lbspeaker import STATE_PATH as SPEAKER_STATE
-from berth.agent.lbspeaker import Speaker
-from berth.api.loadbalancers import Pool
-from berth.netpol.sync import PolicyEnforcer
 from berth.network.command import Runner
 from berth.network.podnet import BRIDGE
 from berth.network.routes import RouteSync
 from berth.proxy.sync import ServiceProxy
 from berth.runtime.runc import RuncRuntime
 from berth.runtime.spec import PodUID
+
+# The node runtime ships stdlib-only (it runs before and after the rest of berth): the names
+# of what the agent's other loops made are written here, and a test keeps them equal to theirs.
+NETPOL_DROP = "add table inet berth-netpol\ndelete table inet berth-netpol\n"
+"""Drops :mod:`berth.netpol`'s table whole (``add`` first: no error when it is gone)."""
+SPEAKER_STATE = Path("/run/berth/lb-addresses")
+"""Where :mod:`berth.agent.lbspeaker` records the LoadBalancer addresses this node holds."""
+
+
+async def drop_lb_addresses(runner: Runner, state: Path) -> list[str]:
+    """Remove the /32 LoadBalancer addresses the speaker recorded (nothing else: an address
+    the node had before berth is never in that record); returns those removed."""
+    recorded = _recorded(state)
+    if not recorded:
+        return []
+    listing = await runner.run(["ip", "-o", "-4", "addr", "show"])
+    removed = []
+    for line in (listing.stdout or b"").decode().splitlines():
+        words = line.split()
+        if "inet" not in words or len(words) < 2:
+            continue
+        address, _, prefix = words[words.index("inet") + 1].partition("/")
+        if prefix == "32" and address in recorded:
+            await runner.run(["ip", "addr", "del", f"{address}/32", "dev", words[1]])
+            removed.append(address)
+    _forget(state)
+    return removed
+
+
+def _recorded(state: Path) -> set[str]:
+    try:
+        text = state.read_text()[:65536]  # a few addresses; bounded all the same
+    except OSError:
+        return set()
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def _forget(state: Path) -> None:
+    state.write_text("")
 
 
 @dataclass
@@ -68,9 +103,8 @@ async def reset_node(
                                  str(state["id"])])  # fmt: skip
             report.containers.append(str(state["id"]))
     await ServiceProxy(cluster_cidr=None, runner=runner).remove()
-    await PolicyEnforcer(node="", runner=runner).remove()
-    # the addresses the LoadBalancer speaker added (it records them): nothing left answers ARP
-    await Speaker(runner, Pool.parse(()), announce=False, state_path=lb_state).sync(set())
+    await runner.run(["nft", "-f", "-"], stdin=NETPOL_DROP.encode())
+    await drop_lb_addresses(runner, lb_state)
     report.routes = len(await RouteSync(runner).sync(set()))
     if (await runner.run(["ip", "link", "show", "dev", bridge])).ok:
         await runner.run(["ip", "link", "del", "dev", bridge])

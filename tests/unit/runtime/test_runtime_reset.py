@@ -97,3 +97,17 @@ def test_reset_removes_table_routes_and_bridge_then_finds_nothing(tmp_path: Path
     again = asyncio.run(reset_node(rt, host, lb_state=lb_state))
     assert (again.routes, again.bridge) == (0, False)
     assert asyncio.run(bridge_cidr(host)) is None
+
+
+def test_the_names_reset_drops_are_those_the_agents_loops_make() -> None:
+    """The node runtime is stdlib-only, so it names the NetworkPolicy table and the speaker's
+    record itself: they must stay those of berth.netpol and berth.agent.lbspeaker."""
+    from berth.agent import lbspeaker  # noqa: PLC0415
+    from berth.netpol import render  # noqa: PLC0415
+    from berth.runtime import reset  # noqa: PLC0415
+
+    assert (
+        f"add table {render.FAMILY} {render.TABLE}\ndelete table {render.FAMILY} {render.TABLE}\n"
+        == reset.NETPOL_DROP
+    )
+    assert reset.SPEAKER_STATE == lbspeaker.STATE_PATH
