@@ -592,8 +592,8 @@ def test_cli_status_and_ssh(lab: Lab) -> None:
     status = _berth("lab", "status", "--name", lab.name)
     assert status.returncode == 0, status.stderr
     rows = [line.split() for line in status.stdout.splitlines() if line.startswith("n")]
-    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
-        (h.name, h.address, "running", "yes") for h in lab.hosts
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+        (h.name, h.address, "bookworm", "running", "yes") for h in lab.hosts
     ]
     # OpenSSH itself, host key checked strictly against the lab's known_hosts
     ssh = _berth("lab", "ssh", "--name", lab.name, "n3", "hostname", "-s")
@@ -602,7 +602,7 @@ def test_cli_status_and_ssh(lab: Lab) -> None:
     assert _berth("lab", "cut", "n3", "--name", lab.name).returncode == 0
     try:
         cut = _berth("lab", "status", "--name", lab.name).stdout
-        assert [line.split()[2] for line in cut.splitlines() if line.startswith("n3")] == ["cut"]
+        assert [line.split()[3] for line in cut.splitlines() if line.startswith("n3")] == ["cut"]
     finally:
         assert _berth("lab", "heal", "n3", "--name", lab.name).returncode == 0
     assert not _status(lab, "n3").cut
