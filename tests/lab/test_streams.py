@@ -281,7 +281,9 @@ def test_run_it_rm_attaches_to_a_terminal_and_cleans_up(kubeconfig: Path, versio
         [KUBECTL[version], "--kubeconfig", str(kubeconfig), "run", name, "-it", "--rm",
          "--restart=Never", f"--image={smoke_image().reference}", "--image-pull-policy=Never",
          "--", "sh"],
-        [(b"stty size; echo mark$((40+2))\r", b"mark42"), (b"exit\r", None)],
+        # typed again until the size shows: kubectl first sends the size plus one row and column
+        # (to force a redraw), then the real one; a shell answering in between sees 32 98
+        [(b"stty size; echo mark$((40+2))\r", b"31 97\r\nmark42"), (b"exit\r", None)],
     )  # fmt: skip
     assert b"mark42" in seen, seen[-2000:]
     assert b"31 97" in seen, "the terminal's size reached the container's"
