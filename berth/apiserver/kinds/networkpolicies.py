@@ -67,6 +67,26 @@ def _too_many(where: str, items: list[Any]) -> list[FieldError]:
     return []
 
 
+def _objects(value: Any, where: str) -> tuple[list[FieldError], list[tuple[str, dict[str, Any]]]]:
+    """A bounded optional list of objects (rules, ports, peers): the errors of its shape, and
+    each object with its path (``None`` is an empty list)."""
+    if value is None:
+        return [], []
+    if not isinstance(value, list):
+        return [invalid_value(where, value, "must be a list")], []
+    errs = _too_many(where, value)
+    if errs:
+        return errs, []
+    items = []
+    for i, item in enumerate(value):
+        at = f"{where}[{i}]"
+        if isinstance(item, dict):
+            items.append((at, item))
+        else:
+            errs.append(invalid_value(at, item, "must be an object"))
+    return errs, items
+
+
 def _selector(sel: Any, where: str) -> list[FieldError]:
     if not isinstance(sel, dict):
         return [invalid_value(where, sel, "must be an object")]
@@ -88,18 +108,8 @@ def _int(value: Any) -> bool:
 
 
 def _ports(ports: Any, where: str) -> list[FieldError]:
-    if ports is None:
-        return []
-    if not isinstance(ports, list):
-        return [invalid_value(where, ports, "must be a list")]
-    errs = _too_many(where, ports)
-    if errs:
-        return errs
-    for i, p in enumerate(ports):
-        at = f"{where}[{i}]"
-        if not isinstance(p, dict):
-            errs.append(invalid_value(at, p, "must be an object"))
-            continue
+    errs, items = _objects(ports, where)
+    for at, p in items:
         proto = p.get("protocol")
         if proto is not None and proto not in PROTOCOLS:
             errs.append(
@@ -188,18 +198,8 @@ def _ip_block(block: Any, where: str) -> list[FieldError]:
 
 
 def _peers(peers: Any, where: str) -> list[FieldError]:
-    if peers is None:
-        return []
-    if not isinstance(peers, list):
-        return [invalid_value(where, peers, "must be a list")]
-    errs = _too_many(where, peers)
-    if errs:
-        return errs
-    for i, peer in enumerate(peers):
-        at = f"{where}[{i}]"
-        if not isinstance(peer, dict):
-            errs.append(invalid_value(at, peer, "must be an object"))
-            continue
+    errs, items = _objects(peers, where)
+    for at, peer in items:
         given = [
             k for k in ("podSelector", "namespaceSelector", "ipBlock") if peer.get(k) is not None
         ]
@@ -220,18 +220,8 @@ def _peers(peers: Any, where: str) -> list[FieldError]:
 
 
 def _rules(rules: Any, where: str, peers_key: str) -> list[FieldError]:
-    if rules is None:
-        return []
-    if not isinstance(rules, list):
-        return [invalid_value(where, rules, "must be a list")]
-    errs = _too_many(where, rules)
-    if errs:
-        return errs
-    for i, rule in enumerate(rules):
-        at = f"{where}[{i}]"
-        if not isinstance(rule, dict):
-            errs.append(invalid_value(at, rule, "must be an object"))
-            continue
+    errs, items = _objects(rules, where)
+    for at, rule in items:
         errs += _ports(rule.get("ports"), f"{at}.ports")
         errs += _peers(rule.get(peers_key), f"{at}.{peers_key}")
     return errs
