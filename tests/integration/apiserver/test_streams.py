@@ -36,7 +36,7 @@ from kubernetes.stream import stream
 
 from berth.agent.authz import AgentAuthorizer
 from berth.agent.pods import PodManager, PodRecord
-from berth.agent.runtime import ContainerStatus, Runtime
+from berth.agent.runtime import ContainerStatus, Runtime, Usage, UsageSample
 from berth.agent.server import make_app, tls_context
 from berth.client.keys import ObjectKey
 from berth.machinery.clock import RealClock
@@ -84,6 +84,10 @@ class HostRuntime:
     async def container_status(self, container_id: str) -> ContainerStatus:
         now = datetime.now(UTC)
         return ContainerStatus(container_id, "sb", "app", "busybox", "running", now, now)
+
+    async def usage(self, container_ids: Sequence[str]) -> UsageSample:
+        """The stats endpoint (scraped by the metrics pipeline): this stand-in cannot tell."""
+        return UsageSample(datetime.now(UTC), Usage(None, None))
 
 
 # A "container" reading its stdin: answers each line, reports its terminal size on "size"
