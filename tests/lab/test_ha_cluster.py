@@ -2,8 +2,14 @@
 (``datastore: etcd``) and one worker, every host with ``berth-lb`` in front of the three API
 servers.
 
-* apply builds it: every node Ready, ``kubernetes`` Endpoints list the three API servers, a
-  second apply changes nothing;
+The control-plane hosts run Debian 13 (trixie: python 3.13, etcd 3.5 from its packages; one
+etcd release per cluster, so all three), the worker Debian 12 (python 3.11): an HA cluster on
+Debian 13 with a Debian 12 worker, through apply, faults, upgrade, rollback and destroy.
+tests/lab/test_ha.py keeps the etcd layer on Debian 12's etcd 3.4.
+
+* apply builds it: every node Ready, each host on its release's bundle and packages (etcd 3.5
+  on every member), ``kubernetes`` Endpoints list the three API servers, a second apply
+  changes nothing;
 * power cut of the control-plane host leading the controller manager: the API keeps serving
   reads and writes through the other two within 10 s, the controller manager's leadership
   moves, and a Deployment scaled during the outage converges;
@@ -54,6 +60,7 @@ BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_PLANE = ("n1", "n2", "n3")
 NEW = "0.2.0"
+RELEASES = ("trixie", "trixie", "trixie", "bookworm")  # n1..n4
 VIP_MOVE_BUDGET = 5.0  # seconds without an acknowledged write through the VIP after a power cut
 SERVE_BUDGET = 10.0  # seconds after a power cut until the API answers reads and writes again
 CONVERGE_BUDGET = 120.0
@@ -129,7 +136,7 @@ class HaCluster:
 
 @pytest.fixture(scope="module")
 def ha(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> HaCluster:
-    lab = lab_factory(4)
+    lab = lab_factory(4, releases=RELEASES)
     work = tmp_path_factory.mktemp("ha-cluster")
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -211,6 +218,14 @@ def test_apply_builds_three_api_servers_on_etcd_behind_every_hosts_balancer(
     nodes = {n.metadata.name: n for n in core.list_node().items}
     assert sorted(nodes) == ["n1", "n2", "n3", "n4"]
     assert all(_ready(n) for n in nodes.values())
+    assert {n: nodes[n].status.node_info.os_image for n in nodes} == {
+        "n1": "Debian GNU/Linux 13 (trixie)", "n2": "Debian GNU/Linux 13 (trixie)",
+        "n3": "Debian GNU/Linux 13 (trixie)", "n4": "Debian GNU/Linux 12 (bookworm)",
+    }  # fmt: skip
+    for host in CONTROL_PLANE:  # trixie's etcd on every member, serving one cluster
+        assert ha.sh(host, "etcd --version").startswith("etcd Version: 3.5."), host
+        assert "cpython-313" in ha.sh(host, "ls /opt/berth/current/site/berth/__pycache__")
+    assert "cpython-311" in ha.sh("n4", "ls /opt/berth/current/site/berth/__pycache__")
     for host in ("n1", "n2", "n3", "n4"):
         assert ha.sh(host, "systemctl is-active berth-lb").strip() == "active"
         # the agent dials its own balancer

@@ -5,8 +5,15 @@ is shipped the berth bundle of its own python3 and the .debs of its own release 
 plugins, nftables); ``berth apply`` ends with ``berth verify`` (smoke pods on runc on every
 node, a Service reaching every pod, DNS, the API checks), so a passing apply is the proof.
 
+* etcd members on Debian 12 and 13 (etcd 3.4 and 3.5) are refused by preflight, naming each,
+  before any host changes (berth keeps one etcd release per cluster);
 * a control plane on Debian 12 with a Debian 13 worker, then torn down clean;
-* the reverse on the same hosts: a control plane on Debian 13 with workers on 13 and 12.
+* a cluster of Debian 13 hosts only (control plane n2, worker n3): applied, checked with
+  kubectl, upgraded to a new release (each host its cp313 bundle), torn down clean.
+
+The other mixes are in other modules, to spend no lab time twice: tests/lab/test_upgrade.py
+upgrades a control plane on 12 with a worker on 13; tests/lab/test_ha_cluster.py runs an HA
+control plane on 13 (etcd 3.5) with a worker on 12 through apply, upgrade and destroy.
 """
 
 from __future__ import annotations
@@ -20,12 +27,16 @@ import pytest
 import yaml
 
 from provisioner.lab import Lab
-from tests.lab.clusters import BERTH, apply_lab_spec, kubectl
+from tests.lab.builds import OLD, make_build
+from tests.lab.clusters import BERTH, apply_lab_spec, kubectl, wait_for
 from tests.lab.conftest import LabFactory
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(900)]
 
 RELEASES = ["bookworm", "trixie", "trixie"]
+NEW = "0.2.0"
+DEBIAN_12 = "Debian GNU/Linux 12 (bookworm)"
+DEBIAN_13 = "Debian GNU/Linux 13 (trixie)"
 
 
 @pytest.fixture(scope="module")
@@ -41,27 +52,63 @@ def _ssh(lab: Lab, host: str, command: str) -> str:
     return done.stdout
 
 
-def _hosts(roles: dict[str, list[str]]) -> Any:
+def _hosts(roles: dict[str, list[str]], *, datastore: str = "sqlite") -> Any:
     def edit(document: dict[str, Any]) -> None:
         hosts = {h["name"]: h for h in document["spec"]["hosts"]}
         document["spec"]["hosts"] = [{**hosts[name], "roles": r} for name, r in roles.items()]
+        document["spec"]["datastore"] = {"type": datastore}
 
     return edit
 
 
-def _destroy(work: Path) -> None:
-    env = {**os.environ, "BERTH_STATE_DIR": str(work / "state")}
-    done = subprocess.run(
-        [*BERTH, "destroy", "-i", str(work / "cluster.yaml"), "--yes"],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+def _berth(work: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BERTH, *args], capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "BERTH_STATE_DIR": str(work / "state"), **env},
     )  # fmt: skip
+
+
+def _destroy_clean(lab: Lab, work: Path, hosts: tuple[str, ...]) -> None:
+    done = _berth(work, "destroy", "-i", str(work / "cluster.yaml"), "--yes")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    for host in hosts:
+        left = _ssh(
+            lab,
+            host,
+            "test -e /opt/berth && echo /opt/berth; systemctl list-units 'berth-*' --all"
+            " --no-legend --plain",
+        )
+        assert left == "", f"{host} kept: {left}"
 
 
-def _nodes(admin: Path) -> set[str]:
+def _nodes(admin: Path) -> dict[str, dict[str, Any]]:
+    """The cluster's Nodes as ``kubectl get nodes`` lists them."""
     out = kubectl(admin, "get", "nodes", "-o", "yaml")
     assert out.returncode == 0, out.stderr
-    return {n["metadata"]["name"] for n in yaml.safe_load(out.stdout)["items"]}
+    return {n["metadata"]["name"]: n for n in yaml.safe_load(out.stdout)["items"]}
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conditions = node["status"].get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _assert_nodes(admin: Path, os_images: dict[str, str], release: str = OLD) -> None:
+    """Every Node of ``os_images`` (and no other) Ready on ``release`` with runc, reporting
+    its host's release (polled: after an upgrade the agents re-register one at a time)."""
+
+    def settled() -> dict[str, dict[str, Any]] | None:
+        nodes = _nodes(admin)
+        ok = set(nodes) == set(os_images) and all(
+            _ready(n) and n["status"]["nodeInfo"]["kubeletVersion"].endswith(f"+berth.{release}")
+            for n in nodes.values()
+        )
+        return nodes if ok else None
+
+    nodes = wait_for(f"every node Ready on {release}", settled, timeout=180)
+    assert {name: n["status"]["nodeInfo"]["osImage"] for name, n in nodes.items()} == os_images
+    runtimes = {n["status"]["nodeInfo"]["containerRuntimeVersion"] for n in nodes.values()}
+    assert all(r.startswith("runc://") for r in runtimes), runtimes
 
 
 def test_the_lab_boots_each_release_with_its_own_python(mixed_lab: Lab) -> None:
@@ -71,30 +118,69 @@ def test_the_lab_boots_each_release_with_its_own_python(mixed_lab: Lab) -> None:
     assert _ssh(mixed_lab, "n2", "python3 -V").startswith("Python 3.13.")
 
 
+def test_etcd_members_on_debian_12_and_13_are_refused_before_any_change(
+    mixed_lab: Lab, tmp_path: Path
+) -> None:
+    """An HA control plane with one Debian 13 member: its etcd 3.5 beside the others' 3.4
+    is what etcd allows only mid-upgrade, so berth refuses the spec in preflight."""
+    roles = ["control-plane", "worker"]
+    document = yaml.safe_load(mixed_lab.spec_path.read_text())
+    _hosts({"n1": roles, "n2": roles, "n3": roles}, datastore="etcd")(document)
+    document["spec"]["ssh"]["identityFile"] = str(mixed_lab.key_path)
+    document["spec"]["ssh"]["knownHostsFile"] = str(mixed_lab.known_hosts_path)
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(yaml.safe_dump(document, sort_keys=False))
+    refused = _berth(tmp_path, "apply", "-i", str(spec), "--yes")
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 4, said[-3000:]  # ExitCode.PREFLIGHT
+    assert (
+        "the etcd members run different etcd releases: n1 (Debian 12 (bookworm): etcd 3.4),"
+        " n2 (Debian 13 (trixie): etcd 3.5), n3 (Debian 13 (trixie): etcd 3.5)"
+    ) in " ".join(said.split()), said[-3000:]
+    for host in ("n1", "n2", "n3"):
+        left = _ssh(mixed_lab, host, "test -e /opt/berth && echo /opt/berth; command -v etcd; true")
+        assert left == "", f"{host} changed: {left}"
+
+
 def test_control_plane_on_12_and_a_worker_on_13_then_torn_down_clean(
     mixed_lab: Lab, tmp_path: Path
 ) -> None:
     roles = {"n1": ["control-plane", "worker"], "n2": ["worker"]}
     admin = apply_lab_spec(mixed_lab, tmp_path, _hosts(roles))
-    assert _nodes(admin) == {"n1", "n2"}
+    _assert_nodes(admin, {"n1": DEBIAN_12, "n2": DEBIAN_13})
     # each host runs the bundle built for its own python3, from its own release's packages
     assert "cpython-313" in _ssh(mixed_lab, "n2", "ls /opt/berth/current/site/berth/__pycache__")
     assert "cpython-311" in _ssh(mixed_lab, "n1", "ls /opt/berth/current/site/berth/__pycache__")
     assert "1.1.15" in _ssh(mixed_lab, "n2", "dpkg-query -W -f '${Version}' runc")
     assert "1.1.5" in _ssh(mixed_lab, "n1", "dpkg-query -W -f '${Version}' runc")
-    _destroy(tmp_path)
-    for host in ("n1", "n2"):
-        left = _ssh(
-            mixed_lab,
-            host,
-            "test -e /opt/berth && echo /opt/berth; systemctl list-units 'berth-*' --all"
-            " --no-legend --plain",
-        )
-        assert left == "", f"{host} kept: {left}"
+    _destroy_clean(mixed_lab, tmp_path, ("n1", "n2"))
 
 
-def test_control_plane_on_13_with_workers_on_13_and_12(mixed_lab: Lab, tmp_path: Path) -> None:
-    roles = {"n2": ["control-plane", "worker"], "n3": ["worker"], "n1": ["worker"]}
+def test_a_debian_13_cluster_applies_upgrades_and_is_torn_down_clean(
+    mixed_lab: Lab, tmp_path: Path
+) -> None:
+    roles = {"n2": ["control-plane", "worker"], "n3": ["worker"]}
     admin = apply_lab_spec(mixed_lab, tmp_path, _hosts(roles))
-    assert _nodes(admin) == {"n1", "n2", "n3"}
-    _destroy(tmp_path)
+    _assert_nodes(admin, {"n2": DEBIAN_13, "n3": DEBIAN_13})
+    for host in ("n2", "n3"):
+        assert "1.1.15" in _ssh(mixed_lab, host, "dpkg-query -W -f '${Version}' runc")
+    # a new release, built from a copy of this tree: each host gets its cp313 bundle
+    build = make_build(tmp_path, NEW)
+    spec = tmp_path / "cluster.yaml"
+    new_spec = tmp_path / "cluster-new.yaml"
+    new_spec.write_text(spec.read_text().replace(f"version: {OLD}", f"version: {NEW}"))
+    upgraded = subprocess.run(
+        [*BERTH, "upgrade", "-i", str(new_spec), "--to", NEW, "--yes"], cwd=build.tree,
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "BERTH_STATE_DIR": str(tmp_path / "state"),
+             "BERTH_BUNDLE_SOURCE": "worktree", "PYTHONPATH": str(build.tree)},
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stdout[-4000:] + upgraded.stderr[-3000:]
+    for host in ("n2", "n3"):
+        current = _ssh(mixed_lab, host, "readlink /opt/berth/current").strip()
+        assert current.rsplit("/", 1)[-1].startswith(f"{NEW}-"), f"{host}: {current}"
+        assert "cpython-313" in _ssh(
+            mixed_lab, host, "ls /opt/berth/current/site/berth/__pycache__"
+        )
+    _assert_nodes(admin, {"n2": DEBIAN_13, "n3": DEBIAN_13}, release=NEW)
+    _destroy_clean(mixed_lab, tmp_path, ("n2", "n3"))
