@@ -5,8 +5,8 @@ is shipped the berth bundle of its own python3 and the .debs of its own release 
 plugins, nftables); ``berth apply`` ends with ``berth verify`` (smoke pods on runc on every
 node, a Service reaching every pod, DNS, the API checks), so a passing apply is the proof.
 
-* etcd members on Debian 12 and 13 (etcd 3.4 and 3.5) are refused by preflight, naming each,
-  before any host changes (berth keeps one etcd release per cluster);
+* etcd members on Debian 12 and 13 (etcd 3.4 and 3.5) are refused by ``berth preflight`` and
+  ``berth apply``, naming each, before any host changes (one etcd release per cluster);
 * a control plane on Debian 12 with a Debian 13 worker, then torn down clean;
 * a cluster of Debian 13 hosts only (control plane n2, worker n3): applied, checked with
   kubectl, upgraded to a new release (each host its cp313 bundle), torn down clean.
@@ -130,13 +130,20 @@ def test_etcd_members_on_debian_12_and_13_are_refused_before_any_change(
     document["spec"]["ssh"]["knownHostsFile"] = str(mixed_lab.known_hosts_path)
     spec = tmp_path / "cluster.yaml"
     spec.write_text(yaml.safe_dump(document, sort_keys=False))
-    refused = _berth(tmp_path, "apply", "-i", str(spec), "--yes")
-    said = refused.stdout + refused.stderr
-    assert refused.returncode == 4, said[-3000:]  # ExitCode.PREFLIGHT
-    assert (
+    members = (
         "the etcd members run different etcd releases: n1 (Debian 12 (bookworm): etcd 3.4),"
         " n2 (Debian 13 (trixie): etcd 3.5), n3 (Debian 13 (trixie): etcd 3.5)"
-    ) in " ".join(said.split()), said[-3000:]
+    )
+    checked = _berth(tmp_path, "preflight", "-i", str(spec))
+    said = checked.stdout + checked.stderr
+    assert checked.returncode == 4, said[-3000:]  # ExitCode.PREFLIGHT
+    assert members in " ".join(said.split()), said[-3000:]
+    # apply plans first: the etcd phase refuses the same when it plans, before any change
+    refused = _berth(tmp_path, "apply", "-i", str(spec), "--yes")
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0, said[-3000:]
+    assert members in " ".join(said.split()), said[-3000:]
+    assert "nothing was changed" in said, said[-3000:]
     for host in ("n1", "n2", "n3"):
         left = _ssh(mixed_lab, host, "test -e /opt/berth && echo /opt/berth; command -v etcd; true")
         assert left == "", f"{host} changed: {left}"
