@@ -136,7 +136,7 @@ class HaCluster:
 
 @pytest.fixture(scope="module")
 def ha(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> HaCluster:
-    lab = lab_factory(4, releases=RELEASES)
+    lab = lab_factory(4, releases=RELEASES, timeout=180)  # sshd on a loaded machine
     work = tmp_path_factory.mktemp("ha-cluster")
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True

@@ -41,7 +41,8 @@ DEBIAN_13 = "Debian GNU/Linux 13 (trixie)"
 
 @pytest.fixture(scope="module")
 def mixed_lab(lab_factory: LabFactory) -> Lab:
-    return lab_factory(3, releases=RELEASES)
+    # trixie hosts under a loaded machine: sshd may take more than the default minute
+    return lab_factory(3, releases=RELEASES, timeout=180)
 
 
 def _ssh(lab: Lab, host: str, command: str) -> str:

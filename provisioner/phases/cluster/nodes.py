@@ -41,6 +41,10 @@ from provisioner.phases.cluster.removal import (
 from provisioner.workflow import PhaseData
 
 REGISTER_TIMEOUT = 90.0
+PATCH_ATTEMPTS = 3
+"""A Node's labels and taints are sent this many times when no answer comes: the patch sets
+values (no resourceVersion), so sending it again after a request that was applied but not
+answered (an API server slow under load) changes nothing more."""
 
 Obj = dict[str, Any]
 
@@ -112,6 +116,17 @@ async def drain(client: HttpClient, node: str, *, within: float) -> int:
     return evicted
 
 
+async def _patch_node(client: HttpClient, name: str, patch: Obj) -> None:
+    for attempt in range(1, PATCH_ATTEMPTS + 1):
+        try:
+            await client.patch(NODES, name, patch)
+            return
+        except api_errors.Unreachable:
+            if attempt == PATCH_ATTEMPTS:
+                raise
+            await asyncio.sleep(1.0)
+
+
 async def _reconcile(
     data: PhaseData, report: Callable[[str], None], client: HttpClient | None
 ) -> int:
@@ -144,7 +159,7 @@ async def _reconcile(
         if not patch.patch:
             continue
         if not data.dry_run:
-            await client.patch(NODES, want.name, patch.patch)
+            await _patch_node(client, want.name, patch.patch)
         if patch.changes:
             report(f"node {want.name}: {'; '.join(patch.changes)}")
             changes += 1

@@ -3,14 +3,17 @@ bundle and state-file operations against recorded facts, and the verify report f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from berth.api.resources import NODES
+from berth.client import errors as api_errors
 from provisioner.artifacts.berth_bundle import Bundle, bundle_id
 from provisioner.commands import Shell, Upload, sha256_hex
 from provisioner.connectors.base import HostName, HostTarget
@@ -34,13 +37,14 @@ from provisioner.operations.cluster import (
     StateFile,
 )
 from provisioner.phases.cluster.hostside import apiserver_config, prepare_bundle
-from provisioner.phases.cluster.nodes import nodes_after
+from provisioner.phases.cluster.nodes import _reconcile, nodes_after
 from provisioner.phases.cluster.removal import forget_host, record_hosts, recorded_hosts
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
 from provisioner.templating import render
 from provisioner.verify.hosts import CheckResult
 from provisioner.verify.run import VerifyReport
+from tests.harness.fake_client import FakeClient
 
 SPEC = """\
 apiVersion: berth.dev/v1alpha1
@@ -230,6 +234,23 @@ def test_planning_a_new_cluster_predicts_every_node_without_an_api(tmp_path: Pat
     assert nodes_after(data, lines.append) == 4
     assert lines[0].startswith("node cp: register, label node-role.kubernetes.io/control-plane")
     assert not (tmp_path / "state" / "unit" / "hosts.json").exists()  # planning writes nothing
+
+
+def test_a_node_patch_left_unanswered_is_sent_again(tmp_path: Path) -> None:
+    """An API server slow under load answers a Node's label patch after the client's timeout:
+    apply sends the same patch again (it sets values: a second copy changes nothing more)."""
+    (tmp_path / "c.yaml").write_text(SPEC)
+    spec = load_spec(tmp_path / "c.yaml")
+    data = SimpleNamespace(spec=spec, dry_run=False, state_dir=tmp_path / "state")
+    client = FakeClient()
+    for host in spec.hosts:
+        client.seed(NODES, {"metadata": {"name": host.name}})
+    client.fail_next("patch", NODES, api_errors.Unreachable("PATCH /api/v1/nodes/cp: timed out"))
+    lines: list[str] = []
+    assert asyncio.run(_reconcile(data, lines.append, cast(Any, client))) == 4
+    labels = {n["metadata"]["name"]: n["metadata"].get("labels", {}) for n in client.objects(NODES)}
+    assert "node-role.kubernetes.io/control-plane" in labels["cp"]
+    assert labels["w"]["tier"] == "gold"
 
 
 def test_pod_eviction_timeout_reaches_the_api_server_and_controller_manager(
