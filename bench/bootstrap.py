@@ -53,7 +53,8 @@ def timed(args: list[str], env: dict[str, str], *, expect: str = "") -> float:
 
 def bench(count: int, release: str = "bookworm") -> tuple[float, float, float]:
     lab = Lab(f"bench-boot{count}-{release}")
-    lab.up(count, replace=True, releases=[release] * count)
+    # a loaded machine may need more than the default minute for every sshd to answer
+    lab.up(count, replace=True, releases=[release] * count, timeout=180)
     try:
         with tempfile.TemporaryDirectory(prefix="berth-bench-") as state:
             # ship one commit's berth throughout, even if someone commits meanwhile
