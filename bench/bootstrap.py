@@ -85,9 +85,14 @@ def main() -> None:
     rows = [(int(c), "bookworm") for c in args.hosts.split(",")]
     rows += [(args.trixie, "trixie")] if args.trixie else []
     runs: dict[tuple[int, str], list[tuple[float, float, float]]] = {row: [] for row in rows}
-    for _ in range(args.repeat):
+    for round_ in range(1, args.repeat + 1):
         for row in rows:
             runs[row].append(bench(*row))
+            cold, noop, destroy = runs[row][-1]
+            # each run as it ends: a long run on a loaded machine is worth something if cut
+            load = os.getloadavg()[0]
+            print(f"round {round_} {row[0]} {row[1]}: cold {cold:.1f}s, no-op {noop:.2f}s,"
+                  f" destroy {destroy:.1f}s, load {load:.1f}", flush=True)  # fmt: skip
     print(f"median of {args.repeat} (range), rounds alternating; load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")  # fmt: skip
     print(f"{'hosts':>9} {'cold apply':>19} {'goal':>6} {'ratio':>6} {'no-op':>15} {'goal':>5} "
