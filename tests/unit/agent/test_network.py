@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ from berth.agent.network import NodeNetwork
 from berth.api.resources import ENDPOINTSLICES, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
-from berth.network.command import Completed
 from berth.runtime.agent_runtime import _resolved_volumes
 from tests.harness.fake_client import FakeClient
+from tests.harness.fake_runner import FakeRunner
 from tests.harness.slices import slice_from_endpoints
 
 ADDRS = [
@@ -26,27 +25,12 @@ ADDRS = [
 ]
 
 
-class HostRunner:
-    """Answers ``ip -j`` queries like a host with no berth routes yet; records the rest."""
+HOST = [(("ip", "-j", "route"), b"[]"), (("ip", "-j", "-4"), json.dumps(ADDRS).encode())]
+"""``ip -j`` answers of a host with no berth routes yet (host0 carries the node address)."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[str], bytes | None]] = []
 
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        self.calls.append((list(argv), stdin))
-        out = b""
-        if list(argv[:3]) == ["ip", "-j", "route"]:
-            out = b"[]"
-        elif list(argv[:3]) == ["ip", "-j", "-4"]:
-            out = json.dumps(ADDRS).encode()
-        return Completed(tuple(argv), 0, out, b"")
+def host_runner() -> FakeRunner:
+    return FakeRunner(HOST)
 
 
 def _node(name: str, cidr: str, address: str) -> dict[str, object]:
@@ -92,7 +76,7 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoint_slices(
                 }
             ),
         )
-        runner = HostRunner()
+        runner = host_runner()
         net = NodeNetwork(
             api,
             clock,
@@ -139,7 +123,7 @@ def test_the_node_local_dns_address_gets_no_service_rules(monkeypatch: pytest.Mo
                     "spec": {"clusterIP": ip, "ports": [{"name": "dns", "port": 53}]},
                 },
             )
-        runner = HostRunner()
+        runner = host_runner()
         net = NodeNetwork(
             api,
             clock,
