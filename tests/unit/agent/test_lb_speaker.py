@@ -12,7 +12,6 @@ import pytest
 
 from berth.agent.healthchecks import Check, HealthCheckServers, wanted_checks
 from berth.agent.lbspeaker import Speaker, held_here, nodes_with_ready_endpoints
-from berth.agent.network import NodeNetwork
 from berth.api.loadbalancers import EXCLUDE_LABEL, Pool, announcer, parse_block
 from berth.api.resources import ENDPOINTSLICES, EVENTS, NODES, SERVICES
 from berth.machinery.clock import FakeClock
@@ -20,7 +19,7 @@ from berth.network import node as node_module
 from tests.harness.fake_client import FakeClient
 from tests.harness.fake_runner import FakeRunner
 from tests.harness.slices import slice_from_endpoints
-from tests.unit.agent.test_network import HOST, _node
+from tests.unit.agent.test_network import HOST, _node, synced_network
 
 POOL = Pool.parse(["10.231.0.240/29"])
 NAMES = ["n1", "n2", "n3"]
@@ -269,21 +268,13 @@ def test_the_node_forwards_only_pool_or_node_addresses(
             ),
         )
         runner = FakeRunner([(("ip", "-o", "-4"), LB_HOST), *HOST])
-        net = NodeNetwork(
+        await synced_network(
             api,
             clock,
-            node="n1",
-            node_address="10.231.1.11",
-            cluster_cidr="10.244.0.0/16",
-            service_cidr="10.96.0.0/12",
-            runner=runner,
+            runner,
             load_balancer_pool=pool,
             speaker_state=tmp_path / "state",
         )
-        net.speaker.announce = False
-        for informer in (net.nodes, net.services, net.endpoints, net.slices):
-            await informer.relist()
-        await net.sync_once()
         (ruleset,) = [stdin for a, stdin in runner.calls if a[0] == "nft"]
         assert ruleset is not None
         added = [a for a, _ in runner.calls if a[:3] == ["ip", "addr", "add"]]

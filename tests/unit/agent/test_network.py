@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,28 @@ HOST = [(("ip", "-j", "route"), b"[]"), (("ip", "-j", "-4"), json.dumps(ADDRS).e
 
 def host_runner() -> FakeRunner:
     return FakeRunner(HOST)
+
+
+async def synced_network(
+    api: FakeClient, clock: FakeClock, runner: FakeRunner, **options: Any
+) -> NodeNetwork:
+    """Node n1's network (10.231.1.11; pods 10.244.0.0/16, services 10.96.0.0/12) with its
+    caches filled from ``api``, after one sync; its speaker sends no ARP."""
+    net = NodeNetwork(
+        api,
+        clock,
+        node="n1",
+        node_address="10.231.1.11",
+        cluster_cidr="10.244.0.0/16",
+        service_cidr="10.96.0.0/12",
+        runner=runner,
+        **options,
+    )
+    net.speaker.announce = False
+    for informer in (net.nodes, net.services, net.endpoints, net.slices):
+        await informer.relist()
+    await net.sync_once()
+    return net
 
 
 def _node(name: str, cidr: str, address: str) -> dict[str, object]:
@@ -77,18 +100,7 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoint_slices(
             ),
         )
         runner = host_runner()
-        net = NodeNetwork(
-            api,
-            clock,
-            node="n1",
-            node_address="10.231.1.11",
-            cluster_cidr="10.244.0.0/16",
-            service_cidr="10.96.0.0/12",
-            runner=runner,
-        )
-        for informer in (net.nodes, net.services, net.endpoints, net.slices):
-            await informer.relist()
-        await net.sync_once()
+        net = await synced_network(api, clock, runner)
         argvs = [" ".join(a) for a, _ in runner.calls]
         assert "ip route replace 10.244.1.0/24 via 10.231.1.12 proto 199" in argvs
         assert "ip route replace 10.96.0.0/12 dev host0 proto 199" in argvs
@@ -124,19 +136,7 @@ def test_the_node_local_dns_address_gets_no_service_rules(monkeypatch: pytest.Mo
                 },
             )
         runner = host_runner()
-        net = NodeNetwork(
-            api,
-            clock,
-            node="n1",
-            node_address="10.231.1.11",
-            cluster_cidr="10.244.0.0/16",
-            service_cidr="10.96.0.0/12",
-            node_local_ips=frozenset({"10.96.0.10"}),
-            runner=runner,
-        )
-        for informer in (net.nodes, net.services, net.endpoints, net.slices):
-            await informer.relist()
-        await net.sync_once()
+        await synced_network(api, clock, runner, node_local_ips=frozenset({"10.96.0.10"}))
         (ruleset,) = [stdin for a, stdin in runner.calls if a[0] == "nft"]
         assert ruleset is not None
         assert b"10.96.0.30" in ruleset, "other Services without endpoints are still rejected"
