@@ -42,6 +42,7 @@ from berth.client.keys import ObjectKey
 from berth.machinery.clock import RealClock
 from berth.runtime.shim import StdioHolder
 from tests.harness.apiserver import ServerHandle
+from tests.harness.port_forward import port_forward
 
 from .conftest import make_kubectl
 from .helpers import Kubectl, Raw, core_api, node, pod
@@ -379,11 +380,9 @@ def test_kubectl_cp_both_ways(
     assert back.read_bytes() == payload
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _port_forward_argv(kubectl: Kubectl, *specs: str) -> list[str]:
+    pf = ["port-forward", "--address", "127.0.0.1", "-n", NS, "pod/runner"]
+    return [str(kubectl.binary), *pf, *specs]
 
 
 @pytest.mark.parametrize(
@@ -404,37 +403,15 @@ def test_kubectl_port_forward_two_ports(
     tmp_path: Path,
 ) -> None:
     kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
-    locals_ = [_free_port(), _free_port()]
-    specs = [f"{lp}:{rp}" for lp, rp in zip(locals_, echo_ports, strict=True)]
-    proc = subprocess.Popen(
-        [
-            str(kubectl.binary),
-            "port-forward",
-            "--address",
-            "127.0.0.1",
-            "-n",
-            NS,
-            "pod/runner",
-            *specs,
-        ],
-        env=kubectl.env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for _ in specs:
-            line = proc.stdout.readline()
-            if not line:
-                proc.wait(10)
-                assert proc.stderr is not None
-                pytest.fail(f"kubectl port-forward ended: {proc.stderr.read()}")
-            assert "Forwarding from 127.0.0.1" in line
+    # kubectl picks the local ports (":REMOTE"): a port picked here could be bound by another
+    # process before kubectl listens on it, and kubectl then serves the other port only
+    argv = _port_forward_argv(kubectl, *(f":{rp}" for rp in echo_ports))
+    with port_forward(argv, kubectl.env(env), ports=len(echo_ports)) as fwd:
+        locals_ = [fwd.local[rp] for rp in echo_ports]
         # several connections at once, on both ports, each with its own bytes
         with contextlib.ExitStack() as stack:
             conns = [
-                stack.enter_context(socket.create_connection(("127.0.0.1", lp), timeout=10))
+                stack.enter_context(socket.create_connection(("127.0.0.1", lp), timeout=30))
                 for lp in locals_ * 2
             ]
             readers = [stack.enter_context(c.makefile("rb")) for c in conns]
@@ -448,16 +425,37 @@ def test_kubectl_port_forward_two_ports(
             assert readers[0].readline() == b"one:" + big
         # closed connections end cleanly; the forward goes on serving new ones
         with (
-            socket.create_connection(("127.0.0.1", locals_[0]), timeout=10) as c,
+            socket.create_connection(("127.0.0.1", locals_[0]), timeout=30) as c,
             c.makefile("rb") as r,
         ):
             c.sendall(b"again\n")
             assert r.readline() == b"one:again\n"
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
-        print("kubectl port-forward stderr:", err)
+        assert fwd.proc.poll() is None
+
+
+def test_kubectl_port_forward_that_cannot_listen_fails_with_its_stderr(
+    agent: AgentThread,
+    echo_ports: list[int],
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    """The CI hang, forced: a local port asked for is taken when kubectl starts. kubectl
+    reports it on stderr and serves the other port forever; the test ends at once, with
+    kubectl's own words, instead of waiting for a second "Forwarding from" line."""
+    kubectl = _kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = _port_forward_argv(kubectl, f"{port}:{echo_ports[0]}", f":{echo_ports[1]}")
+        with (
+            pytest.raises(pytest.fail.Exception, match="could not listen") as failed,
+            port_forward(argv, kubectl.env(), ports=2),
+        ):
+            pass
+    assert f"Unable to listen on port {port}" in str(failed.value)
+    assert "address already in use" in str(failed.value)
 
 
 # The Python client (websocket-client underneath) drops one TLS socket per stream without
