@@ -50,6 +50,8 @@ from .helpers import Kubectl, Raw, core_api, node, pod
 pytestmark = pytest.mark.timeout(120)
 STREAM_SECONDS = 60
 """The most a stream's end is waited for (ends far sooner; generous for a loaded machine)."""
+AGENT_CLOSE_SECONDS = 30
+"""The most the agent's stop waits for its open connections to close (takes milliseconds)."""
 NS = "streams"
 NODE = "stream-node"
 
@@ -187,10 +189,26 @@ class AgentThread:
         self.thread.start()
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        closing = asyncio.run_coroutine_threadsafe(self._close(), self.loop)
+        closing.result(AGENT_CLOSE_SECONDS + 10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+    async def _close(self) -> None:
+        """Stop serving, then wait until the connections still open are really closed (the
+        API server's metrics scraper keeps one): closing a TLS connection waits for the peer's
+        close_notify, and a loop stopped before that leaves the socket to the garbage
+        collector, whose ResourceWarning then fails whichever test runs at that moment."""
+        server = self.runner.server
+        handlers = server.connections if server is not None else []
+        socks = [h.transport.get_extra_info("socket") for h in handlers if h.transport]
+        await self.runner.cleanup()
+        deadline = self.loop.time() + AGENT_CLOSE_SECONDS
+        while self.loop.time() < deadline:
+            if all(s.fileno() == -1 for s in socks):  # -1: the socket itself is closed
+                break
+            await asyncio.sleep(0.05)
 
 
 class Echo(socketserver.ThreadingTCPServer):
