@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tarfile
@@ -64,6 +63,7 @@ from provisioner.phases.sets import cluster_phases
 from provisioner.smoke_image import smoke_image
 from provisioner.workflow import select
 from tests.harness.apiserver import TestPKI
+from tests.harness.ports import free_port
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 from tests.lab.workloads import (
@@ -836,9 +836,7 @@ def test_top_answers_soon_after_pods_start_and_the_hpa_follows_cpu_load(
 
 def _closed_port(address: str) -> int:
     """A port nothing listens on at ``address`` (a lab bridge address)."""
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return int(probe.getsockname()[1])
+    return free_port(address)
 
 
 def test_pull_errors_are_reported_on_the_pod(cluster: Cluster) -> None:

@@ -34,6 +34,7 @@ from kubernetes import config as kconfig
 from kubernetes.stream import stream
 
 from provisioner.smoke_image import smoke_image
+from tests.harness.ports import free_port
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 
@@ -131,13 +132,6 @@ def test_cp_both_ways(kubeconfig: Path, version: str, tmp_path: Path) -> None:
     assert back.read_bytes() == payload
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _http_get(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
@@ -168,7 +162,7 @@ def _port_forward(kubeconfig: Path, version: str, spec: str) -> Iterator[None]:
 
 @pytest.mark.parametrize("version", ["1.32", "1.20"])
 def test_port_forward_from_this_machine(kubeconfig: Path, version: str) -> None:
-    local = _free_port()
+    local = free_port()
     with _port_forward(kubeconfig, version, f"{local}:8080"):
         for _ in range(3):  # one connection after another on the same forward
             reply = _http_get(local)
@@ -389,7 +383,7 @@ def test_services_and_nodes_proxy(kubeconfig: Path, tmp_path: Path) -> None:
     for version in ("1.32", "1.20"):
         out = kubectl(kubeconfig, version, "get", "--raw", path)
         assert (out.returncode, out.stdout.strip()) == (0, PAGE), out.stderr
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [KUBECTL["1.32"], "--kubeconfig", str(kubeconfig), "proxy", f"--port={port}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tarfile
@@ -32,6 +31,7 @@ from typing import Any
 
 from berth.runtime.layout import ImageSpec, tar_directory, write_layout
 from provisioner.lab import Lab, blackholes, ensure_rootfs
+from tests.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -137,9 +137,7 @@ class Registry:
     def __init__(
         self, address: str, workdir: Path, *, tls: tuple[Path, Path, Path] | None = None
     ) -> None:
-        with socket.socket() as probe:
-            probe.bind((address, 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port(address)  # below the ephemeral range: see tests/harness/ports.py
         self.host = f"{address}:{self.port}"
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from berth.machinery.events import EventRecorder
 from berth.machinery.informer import InformerFactory
 from berth.scheduler.scheduler import Scheduler
 from tests.harness.apiserver import ServerHandle
+from tests.harness.ports import free_port
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[3]
@@ -159,7 +159,7 @@ async def control_plane(
         )
         server_cfg = ServerConfig(
             address="127.0.0.1",
-            port=_free_port(),
+            port=free_port(),
             cert_file=str(cert),
             key_file=str(key),
             client_ca_file=str(server.pki.ca_cert),
@@ -210,12 +210,6 @@ def _signer(server: ServerHandle) -> satoken.Signer | None:
     """The API server's service-account key, as the controller manager gets it."""
     key = server.config.service_account_signing_key_file
     return satoken.Signer(satoken.load_private_key(key)) if key is not None else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def deployment(name: str, *, replicas: int = 3, image: str = "nginx:1", **spec: Any) -> Obj:
