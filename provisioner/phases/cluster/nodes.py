@@ -170,7 +170,11 @@ def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
     async def run() -> int:
         if not path.exists():
             return await _reconcile(data, report, None)
-        client = admin_client(path)
+        # The API servers were (re)started moments ago and this machine's load is the
+        # operator's business: a node PATCH that takes more than admin_client's default 5 s
+        # (it did, on a loaded CI machine, right after an HA control plane came up on etcd)
+        # is slow, not lost. Every request here is idempotent (merge patches, create-if-absent).
+        client = admin_client(path, timeout=30.0)
         try:
             changes = await _reconcile(data, report, client)
             spec = spec_of(data, "nodes")
