@@ -31,6 +31,23 @@ _NAME = re.compile(r"^pt(\d+)-\d+$")
 LabFactory = Callable[..., Lab]
 
 
+LAB_TEST_TIMEOUT = 1200
+"""pytest-timeout's bound for a lab test that sets none (pyproject's 300 s is for the rest).
+
+pytest-timeout counts a test's fixture setup: the first test of a lab module carries the
+module's lab boot and ``berth apply``, which took 235-350 s in full ``make test`` runs on the
+loaded machine (test_wheel's setup 264 s and test_certs_renew's renew 258 s ran within a minute
+of 300 s). It is a guard against hangs, not a speed check: every wait inside has its own bound."""
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(_HERE) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LAB_TEST_TIMEOUT))
+
+
 def _reap_abandoned_labs() -> None:
     for name in list_labs():
         match = _NAME.match(name)
