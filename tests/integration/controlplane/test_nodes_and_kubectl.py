@@ -46,7 +46,7 @@ def test_failed_node_goes_not_ready_and_its_pods_are_replaced_elsewhere(
                 for k in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
             ]
             await c.api.create(DEPLOYMENTS, spec)
-            await c.kubectl("rollout", "status", "deployment/svc", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/svc", "--timeout=90s")
             pods = await c.pods(selector="app=svc")
             assert sorted(p["spec"]["nodeName"] for p in pods) == ["node-0", "node-1", "node-2"]
             victim = next(p for p in pods if p["spec"]["nodeName"] == "node-0")
@@ -140,7 +140,7 @@ def test_kubectl_get_pods_watch_shows_the_lifecycle(server: ServerHandle, tmp_pa
             await c.api.delete(PODS, "watch-probe", namespace="default")
             await wait_until(lambda: _gone(c, "watch-probe"), what="the probe pod deleted")
             await c.api.create(DEPLOYMENTS, deployment("w", replicas=1))
-            await c.kubectl("rollout", "status", "deployment/w", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/w", "--timeout=90s")
             (pod,) = await c.pods(selector="app=w")
             await c.api.delete(PODS, pod["metadata"]["name"], namespace="default")
             await wait_until(lambda: _gone(c, pod["metadata"]["name"]), what="pod deleted")
@@ -170,7 +170,7 @@ def test_kubectl_logs_are_served_by_the_agent(server: ServerHandle, tmp_path: Pa
     async def body() -> None:
         async with control_plane(server, tmp_path, serve_logs=True) as c:
             await c.api.create(DEPLOYMENTS, deployment("logs", replicas=1))
-            await c.kubectl("rollout", "status", "deployment/logs", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/logs", "--timeout=90s")
             (pod,) = await c.pods(selector="app=logs")
             name = pod["metadata"]["name"]
             c.runtime.append_log("default", name, "app", line="hello from the simulated runtime")
@@ -286,7 +286,7 @@ def test_cordon_and_drain_move_pods_to_other_nodes(server: ServerHandle, tmp_pat
     async def body() -> None:
         async with control_plane(server, tmp_path, nodes=3) as c:
             await c.api.create(DEPLOYMENTS, deployment("drain", replicas=3))
-            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=90s")
             await c.kubectl("drain", "node-0", "--ignore-daemonsets", "--timeout=60s")
             node = await c.api.get(NODES, "node-0")
             assert node["spec"]["unschedulable"] is True
@@ -303,7 +303,7 @@ def test_cordon_and_drain_move_pods_to_other_nodes(server: ServerHandle, tmp_pat
             await wait_until(moved, what="pods running off the drained node")
             await c.kubectl("uncordon", "node-0")
             await c.kubectl("scale", "deployment/drain", "--replicas=6")
-            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=90s")
             pods = await c.pods(selector="app=drain")
             assert any(p["spec"]["nodeName"] == "node-0" for p in pods), "uncordoned node used"
 
