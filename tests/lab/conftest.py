@@ -57,7 +57,7 @@ def _reap_abandoned_labs() -> None:
 
 @pytest.fixture(scope="session")
 def lab_factory() -> Iterator[LabFactory]:
-    """Boot labs with unique names: ``lab_factory(count, *, subnet_cidr=None, timeout=60,
+    """Boot labs with unique names: ``lab_factory(count, *, subnet_cidr=None, timeout=180,
     unified_cgroups=True) -> Lab``.
 
     Clusters berth applies run real pod networks (runtime runc): for the whole session this
@@ -77,7 +77,9 @@ def _lab_factory() -> Iterator[LabFactory]:
         count: int = 3,
         *,
         subnet_cidr: str | None = None,
-        timeout: float = 60.0,
+        # until every host's sshd answers: seconds on a quiet machine, but the hosts boot
+        # while other workers' labs apply clusters (make test); a bound against hangs only
+        timeout: float = 180.0,
         unified_cgroups: bool = True,
         releases: Sequence[str] | None = None,
     ) -> Lab:
