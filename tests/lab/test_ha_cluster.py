@@ -87,7 +87,8 @@ class HaCluster:
         body = document["spec"]
         body["ssh"]["identityFile"] = str(self.lab.key_path)
         body["ssh"]["knownHostsFile"] = str(self.lab.known_hosts_path)
-        body["ssh"].update(connectTimeout=3, retries=1)
+        # the product default (10 s): an SSH handshake with a busy lab host can take seconds
+        body["ssh"].update(connectTimeout=10, retries=1)
         for host in body["hosts"]:
             cp = host["name"] in CONTROL_PLANE
             host["roles"] = ["control-plane", "worker"] if cp else ["worker"]
