@@ -37,9 +37,12 @@ KUBECTL = str(KUBECTL_120 if KUBECTL_120.exists() else Path(KUBECTL_132))
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[T | bool | None]], *, within: float = 20.0, what: str = ""
+    check: Callable[[], Awaitable[T | bool | None]], *, within: float = 60.0, what: str = ""
 ) -> T:
-    """Poll ``check`` every 100ms until it returns something truthy (which is returned)."""
+    """Poll ``check`` every 100ms until it returns something truthy (which is returned).
+
+    The default is 60 s (was 20 s): controllers, the simulated nodes and the API server share
+    the machine with other test workers and lab hosts under ``make test``."""
     deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
@@ -92,6 +95,10 @@ class Cluster:
             env=env,
         )
         feed = stdin.encode() if stdin is not None else None
+        # a kubectl given its own --timeout=Ns (rollout status, wait) gets that long and more
+        for arg in args:
+            if arg.startswith("--timeout=") and arg.endswith("s") and arg[10:-1].isdigit():
+                within = max(within, int(arg[10:-1]) + 30.0)
         out, err = await asyncio.wait_for(proc.communicate(feed), within)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {err.decode()}")
