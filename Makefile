@@ -107,7 +107,7 @@ TEST_WORKERS ?= 3
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck lab-rootfs lab-rootfs-trixie
-	$(BIN)/pytest $(PYTEST_PARALLEL)
+	$(BIN)/pytest $(PYTEST_PARALLEL) --durations=40
 
 lab-test: setup lab-rootfs lab-rootfs-trixie
 	$(BIN)/pytest $(PYTEST_PARALLEL) -m lab
