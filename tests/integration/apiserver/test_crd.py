@@ -596,9 +596,12 @@ def test_deleting_the_crd_deletes_its_objects(
     kubectl: Kubectl, group: str, ns: str, raw: Raw
 ) -> None:
     base = f"/apis/{group}/v1/namespaces/{ns}/widgets"
+    # a widget of this test's own (it does not lean on what earlier tests left)
+    status, _ = raw.json("POST", base, widget("doomed", group))
+    assert status in (201, 409), status
     status, listed = raw.json("GET", base)
     assert status == 200
-    assert listed["items"], "earlier tests left widgets"
+    assert "doomed" in [w["metadata"]["name"] for w in listed["items"]]
     kubectl("delete", "crd", f"widgets.{group}", "--timeout=20s")
     status, _ = raw.json("GET", f"{CRD_BASE}/widgets.{group}")
     assert status == 404
