@@ -19,13 +19,14 @@ from pathlib import Path
 
 import paramiko
 import pytest
+import yaml
 
 from provisioner.lab import boot, network, qemu, run
 from provisioner.lab.vmlab import VmLab
-from tests.lab.clusters import BERTH, apply_lab_spec, kubectl, wait_for
+from tests.lab.clusters import BERTH, kubectl, wait_for
 from tests.vm.conftest import VmLabFactory
 
-pytestmark = [pytest.mark.lab, pytest.mark.vm]
+pytestmark = [pytest.mark.lab, pytest.mark.vm, pytest.mark.timeout(2400)]  # TCG: slow
 
 BOOT = 600.0  # a reboot under TCG on a loaded machine: shutdown + ~30-90 s boot, generously
 
@@ -43,16 +44,27 @@ class VmCluster:
         assert status == 0, f"{command}: exit {status}: {err}"
         return out.strip()
 
+    @property
+    def spec(self) -> Path:
+        """The lab's spec with absolute key paths (written by the fixture)."""
+        return self.work / "cluster.yaml"
+
     def berth(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run berth with this cluster's state dir; an emulated host is slow: 30 min at most."""
         env = {**os.environ, "BERTH_STATE_DIR": str(self.work / "state")}
         return subprocess.run(
-            [*BERTH, *args], capture_output=True, text=True, env=env, timeout=900, check=False
+            [*BERTH, *args], capture_output=True, text=True, env=env, timeout=1800, check=False
         )
 
 
 @pytest.fixture(scope="module")
 def vm(vm_lab_factory: VmLabFactory, tmp_path_factory: pytest.TempPathFactory) -> VmCluster:
-    return VmCluster(vm_lab_factory(1), tmp_path_factory.mktemp("vm-smoke"))
+    cluster = VmCluster(vm_lab_factory(1), tmp_path_factory.mktemp("vm-smoke"))
+    document = yaml.safe_load(cluster.lab.spec_path.read_text())
+    document["spec"]["ssh"]["identityFile"] = str(cluster.lab.key_path)
+    document["spec"]["ssh"]["knownHostsFile"] = str(cluster.lab.known_hosts_path)
+    cluster.spec.write_text(yaml.safe_dump(document, sort_keys=False))
+    return cluster
 
 
 def _boot_id(vm: VmCluster) -> str | None:
@@ -86,7 +98,9 @@ def test_the_vm_runs_its_own_kernel_with_systemd(vm: VmCluster) -> None:
 
 
 def test_apply_passes_on_a_real_kernel(vm: VmCluster) -> None:
-    vm.kubeconfig = apply_lab_spec(vm.lab, vm.work)
+    applied = vm.berth("apply", "-i", str(vm.spec), "--yes")
+    assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
+    vm.kubeconfig = vm.work / "state" / vm.lab.name / "kubeconfigs" / "admin.conf"
     assert _node_ready(vm)
 
 
@@ -97,8 +111,7 @@ def test_after_a_clean_reboot_the_node_comes_back_ready_by_itself(vm: VmCluster)
     vm.lab.reboot("n1")
     wait_for("n1 to boot again", lambda: (_boot_id(vm) or before) != before, timeout=BOOT)
     wait_for("node n1 Ready after the reboot", lambda: _node_ready(vm), timeout=BOOT)
-    spec = vm.work / "cluster.yaml"
-    verify = vm.berth("verify", "-i", str(spec))
+    verify = vm.berth("verify", "-i", str(vm.spec))
     assert verify.returncode == 0, verify.stdout[-4000:] + verify.stderr[-2000:]
 
 
