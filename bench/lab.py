@@ -9,7 +9,8 @@ project); ratios < 1 mean berth's lab is faster.
 The VM rows (``berth lab up --vm``) boot one VM per round (its accelerator, KVM or TCG, is
 printed); the base image is built first if not cached (not timed). Their peers are the figures in
 test-hosts.md / issue 23 for a TCG VM on this kind of machine (26 s to SSH; ~10 s from kernel
-to multi-user.target). ``--no-vm`` skips them, ``--vm-only`` runs only them.
+to multi-user.target), and one nspawn host beside it (its reference: the 3-host figures).
+``--no-vm`` skips them, ``--vm-only`` runs only them.
 
 Run as root: ``.venv/bin/python bench/lab.py [ROUNDS] [--no-vm|--vm-only]``.
 """
@@ -17,6 +18,7 @@ Run as root: ``.venv/bin/python bench/lab.py [ROUNDS] [--no-vm|--vm-only]``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -81,8 +83,12 @@ def _print(kind: str, count: int, figures: dict[str, list[float]], peer: dict[st
         values = figures[metric]
         median = statistics.median(values)
         spread = f"{median:6.2f}s [{min(values):.2f}-{max(values):.2f}]"
-        ratio = median / peer[metric] if peer[metric] == peer[metric] else float("nan")
-        print(f"{kind:<7}{count:>5}  {label:<26}{spread:>22}{peer[metric]:>13.2f}s{ratio:>8.2f}")
+        reference = peer[metric]
+        if math.isnan(reference):  # not measured by the reference
+            print(f"{kind:<7}{count:>5}  {label:<26}{spread:>22}{'-':>14}{'-':>8}")
+            continue
+        ratio = median / reference
+        print(f"{kind:<7}{count:>5}  {label:<26}{spread:>22}{reference:>13.2f}s{ratio:>8.2f}")
 
 
 def main() -> None:
