@@ -104,6 +104,7 @@ class Lab:
     """One named lab on this machine; see the module docstring."""
 
     KIND = "nspawn"
+    PROCESS = "systemd-nspawn"  # what runs a host, as boot failures name it
     SSHD_BANNER_TIMEOUT = 0.5  # seconds a booted host's sshd takes at most to send its banner
     SSHD_PROBE_INTERVAL = 0.05
 
@@ -500,7 +501,7 @@ class Lab:
         )
         if not late and not dead:
             return
-        problems = [f"{h}: its {self.KIND} process exited during boot" for h in dead]
+        problems = [f"{h}: {self.PROCESS} exited during boot" for h in dead]
         problems += [f"{h}: sshd did not answer within {timeout:.0f}s" for h in late]
         first = (dead or late)[0]
         tail, console = self._boot_tail(first)

@@ -45,6 +45,7 @@ class VmLab(Lab):
     """A lab whose hosts are QEMU VMs (see the module docstring)."""
 
     KIND = "vm"
+    PROCESS = "QEMU"
     SSHD_BANNER_TIMEOUT = 10.0  # an emulated sshd forks and re-execs per connection: slow
     SSHD_PROBE_INTERVAL = 1.0
 
