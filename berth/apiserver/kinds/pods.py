@@ -12,7 +12,7 @@ from aiohttp import web
 
 from berth.api.meta import Obj, format_time, get_path, now
 from berth.api.resources import ResourceDef
-from berth.apiserver import ephemeral
+from berth.apiserver import ephemeral, resourceproxy
 from berth.apiserver.admission import admit
 from berth.apiserver.errors import FieldError, conflict, invalid, required
 from berth.apiserver.handlers import (
@@ -317,6 +317,7 @@ class PodStrategy(KindStrategy):
         ("patch", ephemeral.SUBRESOURCE): Endpoint(patch),
         ("get", "portforward"): _PORTFORWARD,
         ("create", "portforward"): _PORTFORWARD,
+        **resourceproxy.POD_PROXY,
     }
 
     def defaults(self, rd: ResourceDef, obj: Obj) -> None:
