@@ -475,8 +475,9 @@ async def serve_portforward(
                 ):
                     return b""
 
-        async def ws_write(data: bytes) -> None:
-            await ws.send_bytes(data)
+        async def ws_write(data: bytes | bytearray) -> None:
+            # aiohttp takes any bytes-like object (its annotation says bytes)
+            await ws.send_bytes(data)  # type: ignore[arg-type]
 
         await forwarder.serve(spdy.Session(ws_read, ws_write))
         _audit(
@@ -588,10 +589,15 @@ class PortForwarder:
         await _relay_port(agent, data, error)
 
 
+_PF_DATA = bytes([ch.PF_DATA])
+
+
 async def _relay_port(agent: AgentStream, data: spdy.Stream, error: spdy.Stream) -> None:
     async def upstream() -> None:
         while chunk := await data.read():
-            await agent.send(bytes([ch.PF_DATA]) + chunk)
+            # one message per read (reads join what arrived), none past the agent's bound
+            for i in range(0, len(chunk), ch.PF_CHUNK):
+                await agent.send(_PF_DATA + chunk[i : i + ch.PF_CHUNK])
         await agent.send(bytes([ch.PF_EOF]))
 
     up = asyncio.create_task(upstream())
@@ -599,7 +605,7 @@ async def _relay_port(agent: AgentStream, data: spdy.Stream, error: spdy.Stream)
         while (msg := await agent.receive()) is not None:
             if not msg:
                 continue
-            kind, payload = msg[0], msg[1:]
+            kind, payload = msg[0], memoryview(msg)[1:]  # no copy of the payload
             if kind == ch.PF_DATA:
                 await data.write(payload)
             elif kind == ch.PF_ERROR:

@@ -130,7 +130,7 @@ class Pipe:
     async def read(self) -> bytes:
         return await self.to_server.get()
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray) -> None:
         self.from_server += data
 
     def received(self) -> list[spdy.Frame]:
@@ -237,5 +237,53 @@ async def _test_streams_beyond_the_bound_are_refused() -> None:
         await asyncio.sleep(0)
     refused = [f for f in pipe.received() if isinstance(f, spdy.RstStream)]
     assert refused == [spdy.RstStream(2 * spdy.MAX_STREAMS + 1, spdy.REFUSED_STREAM)]
+    pipe.to_server.put_nowait(b"")
+    await runner
+
+
+def test_reads_join_what_arrived_and_writes_go_out_at_once() -> None:
+    asyncio.run(_test_reads_join_what_arrived_and_writes_go_out_at_once())
+
+
+async def _test_reads_join_what_arrived_and_writes_go_out_at_once() -> None:
+    pipe = Pipe()
+    writes: list[int] = []
+    original = pipe.write
+
+    async def counting_write(data: bytes | bytearray) -> None:
+        writes.append(len(data))
+        await original(data)
+
+    session = spdy.Session(pipe.read, counting_write)
+    runner = asyncio.create_task(session.run())
+    pipe.to_server.put_nowait(syn(pipe.codec, 1, streamtype="data"))
+    stream = await session.accept()
+    assert stream is not None
+    # frames that arrived before a read come back joined, up to READ_COALESCE per read
+    small = [bytes([i]) * 32 * 1024 for i in range(12)]  # 384 KiB in 32 KiB frames
+    pipe.to_server.put_nowait(
+        b"".join(spdy.encode_data(1, s) for s in small) + spdy.encode_data(1, b"", fin=True)
+    )
+    await _settle()
+    first = await stream.read()
+    assert first == b"".join(small[:8])  # 256 KiB
+    assert await stream.read() == b"".join(small[8:])
+    assert await stream.read() == b""  # the end comes last, and stays
+    assert await stream.read() == b""
+    # a large write: DATA frames of at most SEND_FRAME bytes, in one write to the connection
+    pipe.received()
+    writes.clear()
+    big = bytes(range(256)) * (3 * spdy.SEND_FRAME // 256 + 7)
+    await stream.write(memoryview(big))
+    assert len(writes) == 1
+    frames = pipe.received()
+    assert all(isinstance(f, spdy.DataFrame) and f.stream_id == 1 for f in frames)
+    assert [len(f.data) for f in frames if isinstance(f, spdy.DataFrame)] == [
+        spdy.SEND_FRAME,
+        spdy.SEND_FRAME,
+        spdy.SEND_FRAME,
+        7 * 256,
+    ]
+    assert b"".join(f.data for f in frames if isinstance(f, spdy.DataFrame)) == big
     pipe.to_server.put_nowait(b"")
     await runner
