@@ -47,6 +47,7 @@ from yarl import URL
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ENDPOINTSLICES
 from berth.api.selectors import parse_label_selector
+from berth.apiserver import proxyhtml
 from berth.apiserver.errors import ApiError, bad_request
 from berth.apiserver.handlers import Call, Endpoint, Handler
 from berth.apiserver.logs import agent_address, agent_ssl_context
@@ -349,6 +350,12 @@ async def forward(
                 response.headers["Location"] = rewrite_location(location, url, prefix)
             await response.prepare(request)
             sent = 0
+            if prefix is not None and proxyhtml.is_rewritable(upstream.headers):
+                page = await _read_up_to(upstream, proxyhtml.MAX_HTML)
+                sent = len(page)
+                if sent <= proxyhtml.MAX_HTML:  # whole: links to the backend stay proxied
+                    page = proxyhtml.rewrite(page, url, prefix)
+                await response.write(page)
             async for chunk in upstream.content.iter_chunked(CHUNK):
                 sent += len(chunk)
                 if sent > MAX_RESPONSE_BODY:
@@ -356,6 +363,17 @@ async def forward(
                 await response.write(chunk)
             await response.write_eof()
             return response
+
+
+async def _read_up_to(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body's first bytes: all of it when it holds at most ``limit`` bytes, else a bit
+    more than ``limit`` (the rest is still to be read)."""
+    page = bytearray()
+    async for chunk in upstream.content.iter_chunked(CHUNK):
+        page += chunk
+        if len(page) > limit:
+            break
+    return bytes(page)
 
 
 async def serve_node_proxy(

@@ -461,12 +461,11 @@ class Stream:
         if len(view) <= SEND_FRAME:
             await self.session.send(encode_data(self.id, view))
             return
-        out = bytearray()
+        parts: list[bytes | memoryview] = []
         for i in range(0, len(view), SEND_FRAME):
             part = view[i : i + SEND_FRAME]
-            out += _HEAD.pack(self.id & 0x7FFFFFFF, len(part))
-            out += part
-        await self.session.send(out)
+            parts += (_HEAD.pack(self.id & 0x7FFFFFFF, len(part)), part)
+        await self.session.send(b"".join(parts))  # one allocation, one copy
 
     async def close(self) -> None:
         """Finish our side (FIN)."""

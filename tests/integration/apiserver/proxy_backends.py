@@ -55,6 +55,8 @@ class EchoHandler(BaseHTTPRequestHandler):
             self._redirect("http://192.0.2.1:81/elsewhere")
         elif self.path.startswith("/huge"):
             self._huge()
+        elif self.path.startswith("/page"):
+            self._page()
         else:
             self._echo(body)
 
@@ -79,6 +81,21 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def _page(self) -> None:
+        """HTML linking to this server by absolute path and by full URL, and elsewhere."""
+        address: Any = self.server.server_address
+        host, port = address[0], address[1]
+        page = (
+            f'<html><body><a id="path" href="/linked?x=1">by path</a>'
+            f'<img id="url" src="http://{host}:{port}/image">'
+            f'<a id="away" href="http://192.0.2.1/away">elsewhere</a></body></html>'
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
 
     def _huge(self) -> None:
         chunk = b"y" * (1 << 20)

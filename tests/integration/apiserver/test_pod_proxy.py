@@ -144,7 +144,7 @@ def test_python_client_proxy_calls(backends: dict[str, Backend], api: k8s.ApiCli
     assert (doc["backend"], doc["path"]) == ("secure", "/x/y")
 
 
-def test_browsing_through_kubectl_proxy_follows_redirects_to_the_pod(
+def test_browsing_through_kubectl_proxy_stays_on_the_proxy(
     backends: dict[str, Backend],
     kubectl_binaries: dict[str, Path],
     admin_kubeconfig: Path,
@@ -166,6 +166,15 @@ def test_browsing_through_kubectl_proxy_follows_redirects_to_the_pod(
         with urllib.request.urlopen(f"{base}/redirect-here", timeout=60) as resp:
             assert resp.url == f"{base}/landing?from=here"
             assert json.loads(resp.read())["path"] == "/landing?from=here"
+        # links in its pages to itself go through the proxy too
+        with urllib.request.urlopen(f"{base}/page", timeout=60) as resp:
+            page = resp.read().decode()
+        assert f'href="{PODS}/web/proxy/linked?x=1"' in page
+        assert f'src="{PODS}/web/proxy/image"' in page
+        assert 'href="http://192.0.2.1/away"' in page
+        link = page.split('href="', 1)[1].split('"', 1)[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{link}", timeout=60) as resp:
+            assert json.loads(resp.read())["path"] == "/linked?x=1"
         req = urllib.request.Request(f"{base}/form", data=b"a=1", method="POST")
         with urllib.request.urlopen(req, timeout=60) as resp:
             doc = json.loads(resp.read())
