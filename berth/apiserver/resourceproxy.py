@@ -11,7 +11,9 @@
   authorized as ``services/proxy``.
 * ``/api/v1/namespaces/NS/pods/[SCHEME:]NAME[:PORT]/proxy/PATH`` goes to the pod's own IP
   (``status.podIPs[0]``), PORT a number or the name of one of its containers' ports, by
-  default the first declared port (upstream's rule), authorized as ``pods/proxy``.
+  default the first declared port (upstream's rule), authorized as ``pods/proxy``. A pod on
+  the host network shares the node's IP, so only the ports it declares are reached (upstream
+  reaches any: every service of the node).
 
 SCHEME is ``http`` (the default) or ``https``. As kube-apiserver does, an https backend's
 certificate is not verified (pods and endpoints are dialled by IP: no name to check it
@@ -186,6 +188,11 @@ def pod_target(pod: Obj, scheme: str, port: str) -> tuple[str, int]:
                 raise bad_request(f'pod "{name}" has no port named "{port}"')
     if not 0 < number < 65536:
         raise bad_request(f'pod "{name}" declares an invalid port {number}')
+    if get_path(pod, "spec", "hostNetwork") and all(p["containerPort"] != number for p in declared):
+        # Its IP is the node's: any other port would be some other service of the node's.
+        raise bad_request(
+            f'pod "{name}" uses the host network: only the ports it declares can be proxied'
+        )
     ips = get_path(pod, "status", "podIPs") or []
     first = ips[0].get("ip") if ips and isinstance(ips[0], dict) else None
     first = first or get_path(pod, "status", "podIP")

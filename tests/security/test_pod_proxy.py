@@ -262,3 +262,41 @@ def test_pods_proxy_is_authorized_per_verb_and_namespace(
 def test_unknown_methods_are_refused(backends: Any, admin: Raw) -> None:
     status, _, data = admin.request("TRACE", f"{PODS}/web/proxy/x")
     assert status == 405, data
+
+
+def test_a_host_network_pod_reaches_only_its_declared_ports(
+    backends: dict[str, Backend], admin: Raw
+) -> None:
+    """Its IP is the node's: any other port would be whatever else the node serves."""
+    ns = "hostnet"
+    labels = {"pod-security.kubernetes.io/enforce": "privileged"}
+    status, body = admin.json(
+        "POST", "/api/v1/namespaces", {"metadata": {"name": ns, "labels": labels}}
+    )
+    assert status == 201, body
+    plain, secure = backends["plain"], backends["secure"]
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    spec = {
+        "hostNetwork": True,
+        "containers": [
+            {
+                "name": "web",
+                "image": "nginx:1.27",
+                "ports": [{"name": "http", "containerPort": plain.port}],
+            }
+        ],
+    }
+    status, created = admin.json("POST", pods, {"metadata": {"name": "node-web"}, "spec": spec})
+    assert status == 201, created
+    address = host_address()
+    created["status"] = {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}]}
+    status, body = admin.json("PUT", f"{pods}/node-web/status", created)
+    assert status == 200, body
+    for target in ("node-web", "node-web:http", f"node-web:{plain.port}"):
+        status, body = admin.json("GET", f"{pods}/{target}/proxy/ok")
+        assert (status, body["backend"]) == (200, "plain"), (target, body)
+    secure.seen.requests.clear()
+    status, body = admin.json("GET", f"{pods}/https:node-web:{secure.port}/proxy/")
+    assert status == 400, body
+    assert "host network" in body["message"]
+    assert secure.seen.requests == []
