@@ -66,6 +66,10 @@ SEND_FRAME = 256 * 1024
 SPDY allows; fewer, larger frames cut its CPU per byte (measured: bench/streams.py)."""
 READ_COALESCE = 256 * 1024
 """Most bytes one :meth:`Stream.read` joins from frames already received."""
+PAUSE_BUFFER = 1 << 20
+"""Unread bytes of a stream being read at which the session stops reading the connection
+until the reader catches up (one connection read past it stays far under
+:data:`MAX_STREAM_BUFFER`)."""
 
 _HEAD = struct.Struct(">II")
 
@@ -429,16 +433,45 @@ class Stream:
     _buffered: int = 0
     remote_closed: bool = False
     local_closed: bool = False
+    _reading: bool = False
+    """Someone reads this stream: the session waits for it rather than overrun it."""
+    _abandoned: bool = False
+    _drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _backlogged(self) -> bool:
+        return self._reading and not self._abandoned and self._buffered > PAUSE_BUFFER
+
+    def _consumed(self, size: int) -> None:
+        self._buffered -= size
+        if self._buffered <= PAUSE_BUFFER // 2:
+            self._drained.set()
+
+    def will_read(self) -> None:
+        """Its reader is on the way (it may start later, after a dial): from now on the
+        session waits for it instead of overrunning it."""
+        self._reading = True
+
+    def abandon(self) -> None:
+        """Nobody will read this stream again: drop what is buffered and what still comes
+        (instead of holding the session for it, or ending it at the buffer bound)."""
+        self._abandoned = True
+        while not self._chunks.empty():
+            if not self._chunks.get_nowait():
+                self._chunks.put_nowait(b"")
+                break
+        self._buffered = 0
+        self._drained.set()
 
     async def read(self) -> bytes:
         """The next bytes the peer sent (what arrived since the last read, joined, up to
         :data:`READ_COALESCE`); ``b""`` once it finished (FIN, reset, session end)."""
+        self._reading = True
         chunk = await self._chunks.get()
         if not chunk:
             self._chunks.put_nowait(b"")  # every later read sees the end too
             return chunk
         if self._chunks.empty():
-            self._buffered -= len(chunk)
+            self._consumed(len(chunk))
             return chunk
         # The peer's frames are small (kubectl: 32 KiB); whoever relays them pays per read.
         parts, size = [chunk], len(chunk)
@@ -449,7 +482,7 @@ class Stream:
                 break
             parts.append(more)
             size += len(more)
-        self._buffered -= size
+        self._consumed(size)
         return b"".join(parts)
 
     async def write(self, data: bytes | memoryview) -> None:
@@ -481,7 +514,7 @@ class Stream:
     def _deliver(self, data: bytes) -> None:
         if self.remote_closed:
             raise SpdyError(f"data on stream {self.id} after its FIN")
-        if data:
+        if data and not self._abandoned:
             self._buffered += len(data)
             if self._buffered > MAX_STREAM_BUFFER:
                 raise SpdyError(f"stream {self.id} has {self._buffered} unread bytes")
@@ -491,6 +524,7 @@ class Stream:
         if not self.remote_closed:
             self.remote_closed = True
             self._chunks.put_nowait(b"")
+        self._drained.set()  # nothing more comes: the session need not wait for it
 
 
 class Session:
@@ -534,6 +568,7 @@ class Session:
                     break
                 for frame in self._reader.feed(data):
                     await self._handle(frame)
+                await self._wait_for_readers()
         except SpdyError as exc:
             self.error = str(exc)
             with contextlib.suppress(Exception):
@@ -542,6 +577,19 @@ class Session:
             pass
         finally:
             self._shutdown()
+
+    async def _wait_for_readers(self) -> None:
+        """Back-pressure: while a stream someone reads holds more than
+        :data:`PAUSE_BUFFER` unread bytes, read nothing more from the connection (the client
+        then waits on TCP) until its reader has caught up. A stream nobody reads gets no
+        such grace: past :data:`MAX_STREAM_BUFFER` it ends the session."""
+        while not self.closed:
+            full = next((s for s in self.streams.values() if s._backlogged()), None)
+            if full is None:
+                return
+            full._drained.clear()
+            if full._backlogged():
+                await full._drained.wait()
 
     def _shutdown(self) -> None:
         self.closed = True

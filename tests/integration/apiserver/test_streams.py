@@ -185,6 +185,8 @@ class AgentThread:
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        # the transports cleanup closed finish closing on the loop's next turns
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.5), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -753,7 +755,13 @@ def test_kubectl_port_forward_moves_megabytes_intact(
                 got += chunk
             sender.join(60)
         assert bytes(got) == expected
+        # the forward goes on serving (and the big one has wound down behind it)
+        with socket.create_connection(("127.0.0.1", local), timeout=60) as conn:
+            conn.sendall(b"after\n")
+            with conn.makefile("rb") as reader:
+                assert reader.readline() == b"one:after\n"
         assert proc.poll() is None
     finally:
         proc.terminate()
-        proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
+        print("kubectl port-forward stderr:", err)

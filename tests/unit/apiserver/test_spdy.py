@@ -287,3 +287,45 @@ async def _test_reads_join_what_arrived_and_writes_go_out_at_once() -> None:
     assert b"".join(f.data for f in frames if isinstance(f, spdy.DataFrame)) == big
     pipe.to_server.put_nowait(b"")
     await runner
+
+
+def test_a_stream_being_read_holds_the_connection_instead_of_overrunning() -> None:
+    asyncio.run(_test_a_stream_being_read_holds_the_connection_instead_of_overrunning())
+
+
+async def _test_a_stream_being_read_holds_the_connection_instead_of_overrunning() -> None:
+    pipe = Pipe()
+    session = spdy.Session(pipe.read, pipe.write)
+    runner = asyncio.create_task(session.run())
+    pipe.to_server.put_nowait(syn(pipe.codec, 1, streamtype="data"))
+    stream = await session.accept()
+    assert stream is not None
+    stream.will_read()  # as a port-forward does while it dials the agent
+    chunk = spdy.encode_data(1, b"x" * 500_000)
+    total = spdy.MAX_STREAM_BUFFER // 500_000 + 4  # more than the bound
+    for _ in range(total):
+        pipe.to_server.put_nowait(chunk)
+    await _settle()
+    # the session stopped reading the connection: nothing ended, the client waits on TCP
+    assert not session.closed
+    assert not pipe.to_server.empty()
+    got = 0
+    while got < total * 500_000:
+        got += len(await asyncio.wait_for(stream.read(), 5))
+    assert pipe.to_server.empty()
+    assert not session.closed
+    # a stream given up drops what still comes, without holding or ending the session
+    stream.abandon()
+    for _ in range(total):
+        pipe.to_server.put_nowait(chunk)
+    pipe.to_server.put_nowait(spdy.encode_ping(3))
+    for _ in range(50):
+        await _settle()
+        if pipe.to_server.empty():
+            break
+    assert pipe.to_server.empty()
+    assert not session.closed
+    assert spdy.Ping(3) in pipe.received()
+    pipe.to_server.put_nowait(b"")
+    await asyncio.wait_for(runner, 5)
+    assert session.error == ""
