@@ -1,11 +1,13 @@
 """Benchmark: berth apply vs pyinfra doing the same operations on 3 and 20 lab hosts.
 
-For each host count and each tool a fresh lab is booted, then the tool runs twice from the
-command line: a cold apply (a user, two directories, two templated files, a page, a symlink, a
-systemd unit enabled and started, and the ``tree`` .deb shipped and installed) and a no-op
-re-apply. Both tools use strict host-key checking with the lab's pinned keys. berth's run also
-includes its preflight (OS, Python, systemd, disk, clock skew, host-to-host reachability), which
-pyinfra does not do. Prints both times and pyinfra/berth ratios.
+For each host count and each tool a fresh lab is booted, then the tool runs from the command
+line: a cold apply (a user, two directories, two templated files, a page, a symlink, a systemd
+unit enabled and started, and the ``tree`` .deb shipped and installed), then three no-op
+re-applies (``BENCH_NOOPS``), of which the median is shown. Both tools use strict host-key
+checking with the lab's pinned keys. berth's run also includes its preflight (OS, Python,
+systemd, disk, clock skew, host-to-host reachability), which pyinfra does not do. Prints both
+times and pyinfra/berth ratios, against the goals: no-op on 20 hosts <= 0.6 s and >= 8x
+pyinfra (issue 18).
 
 Run: ``.venv/bin/python bench/apply.py [3 20]`` (root; pyinfra from the ``bench`` extra).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,13 @@ BIN = Path(sys.executable).parent
 PYINFRA = Path(
     os.environ.get("BERTH_PYINFRA", str(ROOT / ".cache" / "pyinfra-venv" / "bin" / "pyinfra"))
 )
+
+NOOPS = int(os.environ.get("BENCH_NOOPS", "3"))
+"""No-op re-applies per tool and size; the median is the figure."""
+NOOP_GOAL = 0.6
+"""Seconds for berth's no-op re-apply on 20 hosts (issue 18)."""
+NOOP_RATIO_GOAL = 8.0
+"""pyinfra's no-op time over berth's, at least (issue 18)."""
 
 PYINFRA_DEPLOY = """
 from pyinfra import host
@@ -116,11 +126,14 @@ def bench_berth(count: int, work: Path) -> tuple[float, float]:
         argv = [str(BIN / "berth"), "apply", "-i", str(lab.spec_path), "--phases", "demo",
                 "--yes", "--output", "json", "--parallel", "32"]  # fmt: skip
         cold, _ = _timed(argv, cwd=work, env=env)
-        noop, out = _timed(argv, cwd=work, env=env)
-        events = [json.loads(line) for line in out.splitlines()]
-        changes = [e for e in events if e["kind"] == "change"]
-        assert not changes, f"berth re-apply was not a no-op: {changes[:3]}"
-        return cold, noop
+        noops = []
+        for _ in range(NOOPS):
+            noop, out = _timed(argv, cwd=work, env=env)
+            events = [json.loads(line) for line in out.splitlines()]
+            changes = [e for e in events if e["kind"] == "change"]
+            assert not changes, f"berth re-apply was not a no-op: {changes[:3]}"
+            noops.append(noop)
+        return cold, statistics.median(noops)
     finally:
         lab.down()
 
@@ -135,10 +148,13 @@ def bench_pyinfra(count: int, work: Path, deb: Path) -> tuple[float, float]:
         inventory = _pyinfra_inventory(lab, deploy, deb)
         argv = [str(PYINFRA), "-y", "--parallel", "32", str(inventory), "deploy.py"]
         cold, _ = _timed(argv, cwd=deploy, env=dict(os.environ))
-        noop, out = _timed(argv, cwd=deploy, env=dict(os.environ))
-        if os.environ.get("BENCH_DEBUG"):
-            print(out)
-        return cold, noop
+        noops = []
+        for _ in range(NOOPS):
+            noop, out = _timed(argv, cwd=deploy, env=dict(os.environ))
+            if os.environ.get("BENCH_DEBUG"):
+                print(out)
+            noops.append(noop)
+        return cold, statistics.median(noops)
     finally:
         lab.down()
 
@@ -161,8 +177,9 @@ def main() -> None:
             print(f"{count:>5} | {b_cold:>10.2f}s {p_cold:>7.2f}s {p_cold / b_cold:>5.1f}x | "
                   f"{b_noop:>11.2f}s {p_noop:>7.2f}s {p_noop / b_noop:>5.1f}x")  # fmt: skip
         print(
-            "ratio = pyinfra time / berth time (higher is better for berth); goal: no-op on "
-            "20 hosts < 2 s and >= 3x"
+            f"ratio = pyinfra time / berth time (higher is better for berth); no-op = median of "
+            f"{NOOPS}; goal: no-op on 20 hosts <= {NOOP_GOAL} s and >= {NOOP_RATIO_GOAL:g}x; "
+            f"load average {os.getloadavg()[0]:.0f} at the end"
         )
 
 

@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     VERIFY = 7
     LAB = 8
     STATE = 9
+    READER_GONE = 141  # 128 + SIGPIPE: stdout's reader went away (provisioner/cli/pipes.py)
 
 
 class ProvisionerError(Exception):

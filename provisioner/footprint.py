@@ -20,7 +20,7 @@ removes them last, so an interrupted destroy can be run again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from provisioner.facts._sh import words
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.packages import Packages
-from provisioner.facts.users import Users
+from provisioner.facts.users import UserInfo, Users
 from provisioner.operations.base import OpContext, Operation
 from provisioner.operations.systemd import UNIT_DIR
 
@@ -296,9 +296,12 @@ def footprint_problems(
     keep_packages: bool,
     own_paths: tuple[str, ...] = (),
     tables: tuple[str, ...] = (),
+    users: Mapping[str, UserInfo | None] | None = None,
+    groups: Mapping[str, int | None] | None = None,
 ) -> list[str]:
     """What of ``footprint`` is still on the host (from the host's facts after destroy), and
-    any mount left under ``own_paths`` (berth's own places)."""
+    any mount left under ``own_paths`` (berth's own places). ``users`` and ``groups``: the
+    ``Users`` and ``Groups`` facts of the footprint's absent accounts."""
     problems = []
     if not keep_packages:
         problems += [
@@ -317,4 +320,10 @@ def footprint_problems(
             for t in tables
             if t not in footprint.nft_before
         ]
+    for name in footprint.absent_accounts:
+        # destroy removes both, whatever keep_packages says (the teardown phase)
+        if (users or {}).get(name) is not None:
+            problems.append(f"user {name} (not there before berth) is still there")
+        if (groups or {}).get(name) is not None:
+            problems.append(f"group {name} (not there before berth) is still there")
     return problems

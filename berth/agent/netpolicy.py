@@ -1,10 +1,10 @@
 """The node's NetworkPolicy enforcement, kept in step with the API (what Calico's or
 kube-router's per-node agent does elsewhere).
 
-Level-triggered: informers on NetworkPolicies, Pods and Namespaces only mark the state dirty;
-one loop renders the node's table from the caches (:mod:`berth.netpol`) and applies it when it
-changed. A failed sync is logged and retried; a periodic resync repairs a table someone
-removed by hand.
+Level-triggered (:mod:`berth.agent.syncloop`): informers on NetworkPolicies, Pods and
+Namespaces only mark the state dirty; one loop renders the node's table from the caches
+(:mod:`berth.netpol`) and applies it when it changed. A failed sync is logged and retried; a
+periodic resync repairs a table someone removed by hand.
 
 Peers are any pod of the cluster, so this loop lists every pod: it runs with the cluster
 network's own identity (``system:kube-proxy``, bound to ``system:berth-network-policy``), not
@@ -14,20 +14,18 @@ with the node's, which the node authorizer keeps to the node's own pods.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from berth.agent.syncloop import marks_dirty, run_sync_loop
 from berth.api.resources import NAMESPACES, NETWORKPOLICIES, PODS
 from berth.client.interface import ApiClient
 from berth.machinery.clock import Clock
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen
 from berth.netpol.sync import PolicyEnforcer
-from berth.network.command import CommandFailed, Runner
+from berth.network.command import Runner
 
 log = logging.getLogger(__name__)
-
-RETRY_SECONDS = 2.0
 
 
 class NodeNetworkPolicies:
@@ -51,11 +49,7 @@ class NodeNetworkPolicies:
         self.pods = Informer(client, PODS, clock=clock)
         self.namespaces = Informer(client, NAMESPACES, clock=clock)
         self._dirty = asyncio.Event()
-        changed = Handlers(
-            on_add=self._changed,
-            on_update=lambda _old, new: self._changed(new),
-            on_delete=self._changed,
-        )
+        changed = marks_dirty(self._dirty)
         self.policies.add_handlers(changed)
         self.namespaces.add_handlers(changed)
         self.pods.add_handlers(
@@ -84,35 +78,16 @@ class NodeNetworkPolicies:
         return applied
 
     async def run(self) -> None:
-        tasks = [
-            asyncio.create_task(i.run(), name=f"agent-netpol-{i.resource.plural}")
-            for i in self._informers
-        ]
-        try:
-            await self.enforcer.ensure_bridge_netfilter()
-            for informer in self._informers:
-                await informer.wait_synced()
-            self._dirty.set()
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._dirty.wait(), self.resync_seconds)
-                self._dirty.clear()
-                try:
-                    await self.sync_once()
-                # the loop must outlive any bad object: log, retry, never die
-                except Exception as exc:
-                    log.warning(
-                        "node %s: network policy sync failed (retrying): %s",
-                        self.node,
-                        exc,
-                        exc_info=not isinstance(exc, CommandFailed | OSError),
-                    )
-                    await self.clock.sleep(RETRY_SECONDS)
-                    self._dirty.set()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_sync_loop(
+            self._informers,
+            self.sync_once,
+            dirty=self._dirty,
+            clock=self.clock,
+            resync_seconds=self.resync_seconds,
+            what=f"node {self.node}: network policy",
+            task_prefix="agent-netpol",
+            prepare=self.enforcer.ensure_bridge_netfilter,
+        )
 
 
 def _pod_view(pod: Frozen) -> object:

@@ -1,16 +1,16 @@
 """The node's share of the cluster network, kept in step with the API: host-gw routes to every
 other node's pod CIDR (+ the service CIDR route) and the service proxy's nftables table.
 
-Level-triggered: informers on Nodes, Services and EndpointSlices only mark the state dirty; one
-loop then renders everything from the caches and applies the difference (``ip route`` for
-routes that changed, one atomic ``nft -f`` when the ruleset changed). A failed sync is logged
-and retried; a periodic resync repairs rules someone removed by hand.
+Level-triggered (:mod:`berth.agent.syncloop`): informers on Nodes, Services and EndpointSlices
+only mark the state dirty; one loop then renders everything from the caches and applies the
+difference (``ip route`` for routes that changed, one atomic ``nft -f`` when the ruleset
+changed). A failed sync is logged and retried; a periodic resync repairs rules someone removed
+by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -18,21 +18,20 @@ from pathlib import Path
 from berth.agent.healthchecks import HealthCheckServers, wanted_checks
 from berth.agent.lbspeaker import Speaker, held_here, nodes_with_ready_endpoints
 from berth.agent.proxy_events import RejectionReporter
+from berth.agent.syncloop import marks_dirty, run_sync_loop
 from berth.agent.withdrawal import EndpointWithdrawal
 from berth.api.loadbalancers import Pool, ingress_ips, node_internal_ip
 from berth.api.resources import ENDPOINTS, ENDPOINTSLICES, NODES, SERVICES
 from berth.client.interface import ApiClient
 from berth.machinery.clock import Clock
 from berth.machinery.events import EventRecorder
-from berth.machinery.informer import Handlers, Informer
+from berth.machinery.informer import Informer
 from berth.machinery.objects import Frozen
 from berth.network.command import CommandFailed, Runner, SubprocessRunner, check
 from berth.network.node import sync_node_network, usable_peers
 from berth.proxy.sync import ServiceProxy
 
 log = logging.getLogger(__name__)
-
-RETRY_SECONDS = 2.0
 
 
 async def device_with_address(runner: Runner, address: str) -> str:
@@ -106,17 +105,10 @@ class NodeNetwork:
         self.withdrawal = EndpointWithdrawal(clock)
         self.endpoints.add_handlers(self.withdrawal.handlers())
         self._dirty = asyncio.Event()
-        handlers = Handlers(
-            on_add=self._changed,
-            on_update=lambda _old, new: self._changed(new),
-            on_delete=self._changed,
-        )
+        handlers = marks_dirty(self._dirty)
         for informer in (self.nodes, self.services, self.slices):
             informer.add_handlers(handlers)
         self.syncs = 0
-
-    def _changed(self, _obj: Frozen) -> None:
-        self._dirty.set()
 
     async def sync_once(self) -> None:
         """Make routes and rules match the caches now."""
@@ -197,32 +189,15 @@ class NodeNetwork:
         return bool(self.node_local_ips & ips)
 
     async def run(self) -> None:
-        tasks = [
-            asyncio.create_task(i.run(), name=f"agent-network-{i.resource.plural}")
-            for i in (self.nodes, self.services, self.endpoints, self.slices)
-        ]
         try:
-            for informer in (self.nodes, self.services, self.endpoints, self.slices):
-                await informer.wait_synced()
-            self._dirty.set()
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._dirty.wait(), self.resync_seconds)
-                self._dirty.clear()
-                try:
-                    await self.sync_once()
-                # the loop must outlive any bad object: log, retry, never die
-                except Exception as exc:
-                    log.warning(
-                        "node %s: network sync failed (retrying): %s",
-                        self.node,
-                        exc,
-                        exc_info=not isinstance(exc, CommandFailed | OSError),
-                    )
-                    await self.clock.sleep(RETRY_SECONDS)
-                    self._dirty.set()
+            await run_sync_loop(
+                (self.nodes, self.services, self.endpoints, self.slices),
+                self.sync_once,
+                dirty=self._dirty,
+                clock=self.clock,
+                resync_seconds=self.resync_seconds,
+                what=f"node {self.node}: network",
+                task_prefix="agent-network",
+            )
         finally:
             await self.health_checks.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)

@@ -85,6 +85,10 @@ class Endpoint:
     """(group, version, kind) of the object a subresource takes and answers with, as
     discovery shows it (``scale`` is an ``autoscaling/v1`` Scale); ``None``: the resource's
     own kind. An empty group and version stay out of discovery (the core ``Binding``)."""
+    connect: bool = False
+    """A connect subresource (exec, attach, portforward, proxy): a stream to a running
+    container or a proxied request; upstream's connect options carry no dryRun, and the
+    handler writes nothing to the store whatever the request's verb."""
 
 
 METRIC_VERBS = {

@@ -10,7 +10,7 @@ consulted before RBAC as the node authorizer is, allows exactly:
   in that Ingress's namespace (:class:`~berth.apiserver.ingressgraph.IngressGraph`);
 * ``list``/``watch`` of such a Secret in its namespace, pinned to it by the field selector
   ``metadata.name=<name>`` (the controller's per-Secret informer, as a kubelet watches one
-  object).
+  object): the node authorizer's rule (:mod:`~berth.apiserver.objectreads`).
 
 Listing or watching a namespace, or all namespaces, is refused; so is any write. A request
 it does not allow falls through to RBAC (an operator can still grant more explicitly). As
@@ -20,15 +20,12 @@ watch of a Secret once no Ingress names it.
 
 from __future__ import annotations
 
-from berth.api.selectors import pinned_field_value
-
 from .ingressgraph import IngressGraph
+from .objectreads import single_object_read
 from .rbac import Attributes
 
 INGRESS_USER = "system:berth-ingress"
 """The ingress controller's identity (its client certificate's common name)."""
-
-READ_VERBS = ("get", "list", "watch")
 
 
 class IngressAuthorizer:
@@ -41,19 +38,9 @@ class IngressAuthorizer:
         """``(allowed, why not)`` for a request by the ingress identity."""
         if not attrs.resource_request or attrs.api_group != "" or attrs.resource != "secrets":
             return False, ""
-        if attrs.verb not in READ_VERBS:
-            return False, "the ingress controller can only read secrets"
-        if attrs.subresource:
-            return False, "cannot read subresource"
-        if not attrs.namespace:
-            return False, "the ingress controller can only read secrets in one namespace"
-        name = attrs.name
-        if not name and attrs.verb != "get":
-            name = pinned_field_value(attrs.field_selector, "metadata.name") or ""
-            if not name:
-                return False, "the ingress controller can only read individual secrets"
+        name, why_not = single_object_read(attrs, "the ingress controller")
         if not name:
-            return False, "no object name found"
+            return False, why_not
         if self.graph.names_secret(attrs.namespace, name):
             return True, ""
         return False, "no Ingress served by berth names this secret for TLS"

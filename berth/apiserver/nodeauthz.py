@@ -3,8 +3,9 @@
 A node agent (user ``system:node:<name>`` in group ``system:nodes``) holds no RBAC binding;
 what it may do is decided here:
 
-* Secrets and ConfigMaps: ``get`` (or a list/watch of one named object) of those referenced by
-  pods bound to the node. Listing or watching a whole namespace is refused.
+* Secrets and ConfigMaps: ``get`` (or a list/watch of one named object,
+  :mod:`~berth.apiserver.objectreads`) of those referenced by pods bound to the node. Listing
+  or watching a whole namespace is refused.
 * PersistentVolumeClaims and the PersistentVolumes bound to them: ``get`` when a pod bound to
   the node uses the claim (and ``update``/``patch`` of the claim's status).
 * ServiceAccounts: only ``create`` of the ``token`` subresource, for the account of a pod
@@ -32,12 +33,11 @@ from .ingressgraph import IngressGraph
 from .nodegraph import CONFIGMAP, POD, PV, PVC, SECRET, SERVICEACCOUNT, NodeGraph
 from .noderestriction import NODE_LEASE_NAMESPACE
 from .noderules import NODE_RULES
+from .objectreads import single_object_read
 from .rbac import RBAC_GROUP, Attributes, RbacAuthorizer, rule_allows
 from .registry import Registry
 
 log = logging.getLogger(__name__)
-
-READ_VERBS = ("get", "list", "watch")
 
 
 class NodeAuthorizer:
@@ -87,18 +87,9 @@ class NodeAuthorizer:
         return False, f"no relationship found between node '{node}' and this object"
 
     def _read_one(self, node: str, attrs: Attributes) -> tuple[bool, str]:
-        if attrs.verb not in READ_VERBS:
-            return False, "can only read resources of this type"
-        if attrs.subresource:
-            return False, "cannot read subresource"
-        if not attrs.namespace:
-            return False, "can only read namespaced object of this type"
-        name = attrs.name
-        if not name and attrs.verb != "get":
-            # a list/watch pinned to one object by metadata.name reads only that object
-            name = pinned_field_value(attrs.field_selector, "metadata.name") or ""
-            if not name:
-                return False, f"node '{node}' can only get individual {attrs.resource}"
+        name, why_not = single_object_read(attrs, f"node '{node}'")
+        if not name:
+            return False, why_not
         return self._linked(node, attrs.resource, attrs, name)
 
     def _related(

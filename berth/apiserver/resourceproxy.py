@@ -450,7 +450,7 @@ async def _pod_handler(server: ApiServer, call: Call) -> web.StreamResponse:
 
 
 def _endpoints(handler: Handler, kind: str) -> dict[tuple[str, str], Endpoint]:
-    endpoint = Endpoint(handler, metric_subresource=True, kind=("", "", kind))
+    endpoint = Endpoint(handler, metric_subresource=True, kind=("", "", kind), connect=True)
     return {(verb, "proxy"): endpoint for verb in PROXY_VERBS}
 
 

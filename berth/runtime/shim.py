@@ -120,21 +120,25 @@ def _set_subreaper() -> bool:
         return False
 
 
-def _spawn(argv: list[str], *, stdin: int, output: int) -> int:
-    """Run ``argv`` (PATH lookup) with stdin and stdout+stderr redirected; its exit code.
+def _start(argv: list[str], *, stdin: int, stdout: int, stderr: int) -> int:
+    """Start ``argv`` (PATH lookup) on these descriptors as its 0, 1 and 2; its pid.
     posix_spawn (vfork) instead of :mod:`subprocess`, whose import costs milliseconds here;
     every other descriptor the shim holds is close-on-exec and stays behind."""
-    pid = os.posix_spawnp(
+    return os.posix_spawnp(
         argv[0],
         argv,
         os.environ,
         file_actions=[
             (os.POSIX_SPAWN_DUP2, stdin, 0),
-            (os.POSIX_SPAWN_DUP2, output, 1),
-            (os.POSIX_SPAWN_DUP2, output, 2),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
         ],
     )
-    _, status = os.waitpid(pid, 0)
+
+
+def _spawn(argv: list[str], *, stdin: int, stdout: int, stderr: int) -> int:
+    """Run ``argv`` as :func:`_start` does and wait for it; its exit code."""
+    _, status = os.waitpid(_start(argv, stdin=stdin, stdout=stdout, stderr=stderr), 0)
     return os.waitstatus_to_exitcode(status)
 
 
@@ -207,21 +211,6 @@ stall behind a stuck reader)."""
 CH_STDIN, CH_STDOUT, CH_STDERR, CH_RESIZE, CH_CLOSE = 0, 1, 2, 4, 255
 
 
-def _spawn_pipes(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
-    pid = os.posix_spawnp(
-        argv[0],
-        argv,
-        os.environ,
-        file_actions=[
-            (os.POSIX_SPAWN_DUP2, stdin, 0),
-            (os.POSIX_SPAWN_DUP2, stdout, 1),
-            (os.POSIX_SPAWN_DUP2, stderr, 2),
-        ],
-    )
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 def _create_with_pipes(create: list[str], log_fd: int) -> tuple[int, StdioHolder | None]:
     """``runc create`` passes its own stdio to the container: pipes whose other ends the
     shim keeps (descriptors from os.pipe are close-on-exec: only the dup2'd ends pass)."""
@@ -229,7 +218,7 @@ def _create_with_pipes(create: list[str], log_fd: int) -> tuple[int, StdioHolder
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        rc = _spawn_pipes(create, in_r, out_w, err_w)
+        rc = _spawn(create, stdin=in_r, stdout=out_w, stderr=err_w)
     finally:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
@@ -248,59 +237,58 @@ def _create_with_console(
 ) -> tuple[int, int | None]:
     """``runc create --console-socket``: runc sends the terminal's master end over the socket
     while it creates the container; the exit status and the master (None if none came)."""
-    import socket  # noqa: PLC0415 - only for tty containers
-
-    with _Suppress(FileNotFoundError):
-        os.unlink(console)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(console)
-    os.chmod(console, 0o600)
-    server.listen(1)
+    server = _listen(console, backlog=1)
     server.settimeout(0.05)
     argv = [*create[:-1], "--console-socket", console, create[-1]]
-    pid = os.posix_spawnp(
-        argv[0],
-        argv,
-        os.environ,
-        file_actions=[
-            (os.POSIX_SPAWN_DUP2, devnull, 0),
-            (os.POSIX_SPAWN_DUP2, log_fd, 1),
-            (os.POSIX_SPAWN_DUP2, log_fd, 2),
-        ],
-    )
+    pid = _start(argv, stdin=devnull, stdout=log_fd, stderr=log_fd)
     master: int | None = None
     rc: int | None = None
     try:
         while master is None or rc is None:
             if master is None:
-                try:
-                    conn, _ = server.accept()
-                except TimeoutError:
-                    conn = None
-                if conn is not None:
-                    with conn:
-                        conn.settimeout(5.0)
-                        _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
-                        master = fds[0] if fds else None
+                master = _receive_master(server)
             if rc is None:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     rc = os.waitstatus_to_exitcode(status)
                     server.settimeout(0.5)  # a connection made just before runc ended
                     if master is None:
-                        try:
-                            conn, _ = server.accept()
-                        except TimeoutError:
+                        master = _receive_master(server)
+                        if master is None:
                             break
-                        with conn:
-                            conn.settimeout(5.0)
-                            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
-                            master = fds[0] if fds else None
     finally:
         server.close()
         with _Suppress(FileNotFoundError):
             os.unlink(console)
     return (rc if rc is not None else 1), master
+
+
+def _listen(path: str, *, backlog: int) -> socket.socket:
+    """A unix socket listening at ``path`` (whatever was there replaced), for root only."""
+    import socket  # noqa: PLC0415 - only for containers with stdin or a terminal
+
+    with _Suppress(FileNotFoundError):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o600)
+    server.listen(backlog)
+    return server
+
+
+def _receive_master(server: socket.socket) -> int | None:
+    """The terminal's master end runc sends on a connection to ``server``; None when no
+    connection comes within the server's timeout (or it carries no descriptor)."""
+    import socket  # noqa: PLC0415 - only for tty containers
+
+    try:
+        conn, _ = server.accept()
+    except TimeoutError:
+        return None
+    with conn:
+        conn.settimeout(5.0)
+        _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+    return fds[0] if fds else None
 
 
 class _Suppress:
@@ -344,18 +332,11 @@ class StdioHolder:
         self.path = ""
 
     def serve(self, path: str, *, stdin_once: bool) -> None:
-        import socket  # noqa: PLC0415
         import threading  # noqa: PLC0415
 
         self.stdin_once = stdin_once
         self.path = path
-        with _Suppress(FileNotFoundError):
-            os.unlink(path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
-        os.chmod(path, 0o600)
-        listener.listen(16)
-        self.listener = listener
+        self.listener = _listen(path, backlog=16)
         threading.Thread(target=self._accept, daemon=True).start()
         threading.Thread(target=self._copy_output, daemon=True).start()
 
@@ -543,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         elif stdio == "pipe":
             rc, io = _create_with_pipes(create, log_fd)
         else:
-            rc = _spawn(create, stdin=devnull, output=log_fd)
+            rc = _spawn(create, stdin=devnull, stdout=log_fd, stderr=log_fd)
     except OSError as exc:
         _report(write_end, f"error cannot run {args['runc']}: {exc.strerror or exc}")
         os._exit(0)

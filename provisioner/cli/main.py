@@ -16,8 +16,19 @@ import typer
 from rich.console import Console
 
 from provisioner.build_info import describe
-from provisioner.cli import certs, cluster, engine, images, lab, locking, snapshot, spec, upgrade
-from provisioner.errors import ProvisionerError
+from provisioner.cli import (
+    certs,
+    cluster,
+    engine,
+    images,
+    lab,
+    locking,
+    pipes,
+    snapshot,
+    spec,
+    upgrade,
+)
+from provisioner.errors import ExitCode, ProvisionerError
 
 app = typer.Typer(
     name="berth",
@@ -75,10 +86,17 @@ def main() -> None:
     debug = "--debug" in sys.argv or os.environ.get("BERTH_DEBUG") == "1"
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
+    stdout = pipes.StdoutPipe(sys.stdout)
     try:
         # standalone mode: typer/click handle --help, usage errors (exit 2) and Ctrl-C itself;
         # only our own errors come out here.
         app()
+    except SystemExit as done:
+        if stdout.ended_on_lost_reader(sys.stdout, done.code):
+            # the reader of our output went away (`berth kubeconfig | head -1`): end the way
+            # Unix tools do: quietly (stdout is silenced already), with SIGPIPE's status
+            sys.exit(int(ExitCode.READER_GONE))
+        raise done
     except ProvisionerError as error:
         if debug:
             raise

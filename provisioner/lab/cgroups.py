@@ -10,8 +10,10 @@ per-host accounting and a per-host freezer (the ``freeze`` fault).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,16 +82,23 @@ def pids(relpath: str) -> set[int]:
         top = hierarchy.mountpoint / relpath
         if not top.is_dir():
             continue
-        for procs in top.rglob("cgroup.procs"):
+        # os.walk, not Path.rglob: cgroups vanish while we walk (nspawn and the host's
+        # systemd remove theirs as they die), and a vanished directory is simply skipped
+        for dirpath, _dirs, _files in os.walk(top):
             try:
-                found.update(int(p) for p in procs.read_text().split())
+                found.update(int(p) for p in (Path(dirpath) / "cgroup.procs").read_text().split())
             except OSError:
                 continue  # removed while walking
     return found
 
 
 def kill_all(relpath: str) -> None:
-    """SIGKILL whatever still runs in ``relpath`` (after nspawn is gone or stuck)."""
+    """SIGKILL whatever still runs in ``relpath`` (after nspawn is gone or stuck). On cgroup v2
+    ``cgroup.kill`` kills the whole subtree at once, forks racing the kill included."""
+    for hierarchy in hierarchies():
+        if hierarchy.version == 2:
+            with contextlib.suppress(OSError):  # gone already, or a kernel before 5.14
+                (hierarchy.mountpoint / relpath / "cgroup.kill").write_text("1")
     for pid in pids(relpath):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -102,12 +111,23 @@ def _rmdir_tree(top: Path, *, keep_top: bool) -> None:
     for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
         if keep_top and Path(dirpath) == top:
             continue
+        _rmdir_cgroup(Path(dirpath))
+
+
+def _rmdir_cgroup(path: Path, *, wait: float = 30.0) -> None:
+    """rmdir one cgroup. EBUSY while the kernel still counts a killed process in it (it is
+    released once the process is reaped, which a loaded machine delays): retry until ``wait``."""
+    deadline = time.monotonic() + wait
+    while True:
         try:
-            os.rmdir(dirpath)
+            os.rmdir(path)
+            return
         except FileNotFoundError:
-            pass
+            return
         except OSError as exc:
-            raise LabError(f"cannot remove cgroup {dirpath}: {exc.strerror}") from exc
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise LabError(f"cannot remove cgroup {path}: {exc.strerror}") from exc
+            time.sleep(0.1)
 
 
 def remove_children(relpath: str) -> None:

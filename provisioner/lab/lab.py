@@ -652,8 +652,10 @@ def _process(entry: HostState) -> boot.HostProcess | None:
 
 
 def _kill_leftovers(relpath: str) -> None:
-    """SIGKILL anything still in the cgroup and wait (briefly) until it is empty."""
-    deadline = time.monotonic() + 5.0
+    """SIGKILL anything still in the cgroup and wait until it is empty. A killed process ends
+    only when the kernel next schedules it (and after any uninterruptible I/O): on a loaded
+    machine that took longer than 5 s, so the wait is a minute."""
+    deadline = time.monotonic() + 60.0
     while cgroups.pids(relpath):
         cgroups.kill_all(relpath)
         if time.monotonic() > deadline:

@@ -2,7 +2,7 @@
 listening port or process, and nothing of a runc node's pods and network (bridge, nftables
 table, routes, network namespaces, containers, CNI IP allocations); with the host's footprint
 (:mod:`provisioner.footprint`), also none of the packages berth installed and none of the shared
-paths that were not there before berth, and no mount left in them."""
+paths and system accounts that were not there before berth, and no mount left in them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.gather import gather
 from provisioner.facts.packages import Packages
+from provisioner.facts.users import Groups, Users
 from provisioner.footprint import HostFootprint, MountPoints, NftTables, footprint_problems
 from provisioner.operations.cluster import NODE_LEFTOVER_PROBE
 from provisioner.verify.testinfra_backend import testinfra_host
@@ -51,8 +52,11 @@ def clean_problems(
         tables = NftTables() if footprint.nft_before is not None else None
         paths = PathInfo(footprint.created_paths) if footprint.created_paths else None
         packages = Packages(footprint.packages) if footprint.packages else None
+        accounts = footprint.absent_accounts
+        users = Users(accounts) if accounts else None
+        groups = Groups(accounts) if accounts else None
         wanted: list[Fact[Any]] = [MountPoints()]
-        wanted += [item for item in (tables, paths, packages) if item is not None]
+        wanted += [f for f in (tables, paths, packages, users, groups) if f is not None]
         facts = gather(connector, wanted)
         now = facts.get(tables) if tables else None  # None: not recorded, or cannot be read
         problems += footprint_problems(
@@ -63,6 +67,8 @@ def clean_problems(
             keep_packages=keep_packages,
             own_paths=own,
             tables=now or (),
+            users=facts.get(users) if users else None,
+            groups=facts.get(groups) if groups else None,
         )
     leftover = host.run("pgrep -a -f '^/usr/bin/python3 -m berth[.]' || true").stdout.strip()
     if leftover:

@@ -1,6 +1,7 @@
 """Helpers shared by lab tests: tearing labs down (tests/lab and tests/chaos fixtures), applying
 a real cluster from the lab's own spec and driving it with kubectl (test_security.py,
-test_security_psa.py, test_cluster_workloads.py), and an admin client for one API server of an
+test_security_psa.py, test_cluster_workloads.py; :class:`LabCluster` for test_ingress.py,
+test_loadbalancer.py and test_cluster_dns.py), and an admin client for one API server of an
 HA cluster (test_ha_cluster.py, tests/chaos)."""
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import yaml
 from kubernetes import client
@@ -19,6 +21,7 @@ from kubernetes import config as kconfig
 
 from provisioner.errors import LabError
 from provisioner.lab import Lab
+from provisioner.smoke_image import smoke_image
 
 BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 T = TypeVar("T")
@@ -77,6 +80,70 @@ def apply_lab_spec(
     )  # fmt: skip
     assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
     return state / lab.name / "kubeconfigs" / "admin.conf"
+
+
+@dataclass
+class LabCluster:
+    """A cluster ``berth apply`` made from a lab's own spec (state under ``work``), driven as
+    the admin with kubectl and on its hosts with ssh; ``image`` is the smoke image the lab's
+    nodes hold (pods use it with imagePullPolicy Never). Modules subclass it for their own
+    probes."""
+
+    lab: Lab
+    work: Path
+    kubeconfig: Path
+    image: str
+
+    @classmethod
+    def apply(cls, lab: Lab, work: Path) -> Self:
+        """``berth apply`` the lab's spec (timed, for the log) and return the cluster."""
+        started = time.monotonic()
+        kubeconfig = apply_lab_spec(lab, work)
+        elapsed = time.monotonic() - started
+        print(f"berth apply ({len(lab.hosts)} hosts, runc): {elapsed:.1f}s")
+        return cls(lab, work, kubeconfig, smoke_image().reference)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        """kubectl's output; the test fails on a non-zero exit."""
+        result = kubectl(self.kubeconfig, *args, stdin=stdin)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr[-2000:]}"
+        return result.stdout
+
+    def ssh(self, host: str, command: str) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` on ``host`` (two minutes at most); the caller judges the exit."""
+        return subprocess.run(
+            self.lab.ssh_argv(host, [command]),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    @property
+    def addresses(self) -> list[str]:
+        """The hosts' addresses on the lab bridge, in host order."""
+        return [h.address for h in self.lab.hosts]
+
+
+def web_pod_spec(image: str, page: str, *, verbose: bool = False) -> dict[str, Any]:
+    """A pod spec (tolerating every NoSchedule taint) whose busybox httpd serves, on its port
+    ``http`` (8080), the page the shell command ``page`` prints (written once at start);
+    Ready once the port is open. ``verbose`` makes httpd log each request's client address."""
+    httpd = "httpd -f -vv" if verbose else "httpd -f"
+    serve = f"{page} > /www/index.html && exec {httpd} -p 8080 -h /www"
+    return {
+        "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+        "terminationGracePeriodSeconds": 1,
+        "containers": [
+            {
+                "name": "web",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", serve],
+                "ports": [{"containerPort": 8080, "name": "http"}],
+                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+            }
+        ],
+        "volumes": [{"name": "www", "emptyDir": {}}],
+    }
 
 
 def admin_client_for(

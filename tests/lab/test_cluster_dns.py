@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from provisioner.lab import Lab
-from provisioner.smoke_image import smoke_image
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 
@@ -37,52 +32,16 @@ SITE = "/opt/berth/current/site"
 LABELS = {"app": "dnsweb"}
 
 
-@dataclass
-class Cluster:
-    lab: Lab
-    kubeconfig: Path
-    image: str
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        result = clusters.kubectl(self.kubeconfig, *args, stdin=stdin)
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr[-2000:]}"
-        return result.stdout
-
-    def ssh(self, host: str, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.lab.ssh_argv(host, [command]),
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+Cluster = clusters.LabCluster
 
 
 @pytest.fixture(scope="module")
 def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    lab = lab_factory(2)
-    work = tmp_path_factory.mktemp("cluster-dns")
-    started = time.monotonic()
-    kubeconfig = clusters.apply_lab_spec(lab, work)
-    print(f"berth apply (2 hosts, runc): {time.monotonic() - started:.1f}s")
-    return Cluster(lab, kubeconfig, smoke_image().reference)
+    return Cluster.apply(lab_factory(2), tmp_path_factory.mktemp("cluster-dns"))
 
 
 def _web(image: str) -> list[dict[str, Any]]:
-    serve = "hostname > /www/index.html && exec httpd -f -p 8080 -h /www"
-    pod_spec = {
-        "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
-        "terminationGracePeriodSeconds": 1,
-        "containers": [
-            {
-                "name": "web",
-                "image": image,
-                "imagePullPolicy": "Never",
-                "command": ["/bin/sh", "-c", serve],
-                "ports": [{"containerPort": 8080, "name": "http"}],
-                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
-                "volumeMounts": [{"name": "www", "mountPath": "/www"}],
-            }
-        ],
-        "volumes": [{"name": "www", "emptyDir": {}}],
-    }
+    pod_spec = clusters.web_pod_spec(image, "hostname")
     ports = [{"name": "http", "port": 80, "targetPort": "http"}]
     return [
         {

@@ -38,12 +38,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
 import sys
 import tarfile
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,7 +59,10 @@ import yaml
 from berth.api.quantity import parse_quantity
 from berth.runtime.sandbox import netns_name
 from provisioner.lab import Lab
+from provisioner.output.record import CLUSTER
+from provisioner.phases.sets import cluster_phases
 from provisioner.smoke_image import smoke_image
+from provisioner.workflow import select
 from tests.harness.apiserver import TestPKI
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
@@ -93,6 +98,13 @@ class Cluster:
     image: str
     nodes: dict[str, Node]
     registries: dict[str, str] = field(default_factory=dict)  # name -> host:port
+    applied: str = ""
+    """What the cold ``berth apply`` printed (its default output: plain lines, no terminal)."""
+
+    @property
+    def timeline(self) -> Path:
+        """The cold apply's ``--timeline`` SVG."""
+        return self.workdir / "apply-timeline.svg"
 
     @property
     def kubeconfig(self) -> Path:
@@ -194,15 +206,67 @@ def _applied(lab: Lab, work: Path, registries: dict[str, Registry]) -> Cluster:
     c = Cluster(lab, work, spec, work / "state", smoke_image().reference, nodes)
     c.registries = {name: registry.host for name, registry in registries.items()}
     started = time.monotonic()
-    applied = c.berth("apply", "-i", str(spec), "--yes")
+    applied = c.berth("apply", "-i", str(spec), "--yes", "--timeline", str(c.timeline))
     assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
     print(f"berth apply (3 hosts, runc, cold): {time.monotonic() - started:.1f}s")
+    c.applied = applied.stdout
     assert "smoke Service" in applied.stdout  # verify reached every smoke pod through a Service
     items = json.loads(c.kubectl("get", "nodes", "-o", "json").stdout)["items"]
     runtimes = sorted(n["status"]["nodeInfo"]["containerRuntimeVersion"] for n in items)
     assert len(runtimes) == 3
     assert all(r.startswith("runc://") for r in runtimes), runtimes
     return c
+
+
+# -- the apply's timeline --------------------------------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+STAGES = {"connecting", "plan", "preflight"}
+ENDED = re.compile(r"\[([\w/-]+)\] (?:(\d+)/(\d+) hosts|\(cluster\)),.*")
+"""A phase's (or stage's) line in the plain output, printed when its last host is done."""
+
+
+def test_the_apply_timeline_names_every_host_and_phase(cluster: Cluster) -> None:
+    """``berth apply --timeline``: a row per host (and the operator side), a legend entry per
+    stage and phase the apply went through, and a bar per host in each, with its seconds."""
+    root = ET.parse(cluster.timeline).getroot()  # well-formed XML
+    assert root.tag == f"{SVG}svg"
+    ended = {m.group(1): m for line in cluster.applied.splitlines() if (m := ENDED.fullmatch(line))}
+    installed = set(ended) - STAGES
+    paths = {p.path for p in select(cluster_phases(), only=(), skip=())}
+    assert installed <= paths, installed - paths
+    assert {"artifacts", "pki", "datastore", "control-plane", "agents", "nodes", "verify"} <= (
+        installed
+    ), sorted(ended)
+    assert set(ended) >= STAGES, sorted(ended)
+
+    texts = {t.text for t in root.iter(f"{SVG}text")}
+    hosts = [h.name for h in cluster.lab.hosts]
+    assert {*hosts, CLUSTER} <= texts, texts
+    legend = [t.attrib["data-phase"] for t in root.iter(f"{SVG}text") if "data-phase" in t.attrib]
+    assert sorted(legend) == sorted(ended), (legend, sorted(ended))
+    # the legend lists the install phases in the order the phase set runs them
+    order = [p.path for p in select(cluster_phases(), only=(), skip=())]
+    ran = [p for p in legend if p in installed]
+    assert ran == sorted(ran, key=order.index), ran
+
+    bars: dict[str, set[str]] = {}
+    for rect in root.iter(f"{SVG}rect"):
+        title = rect.find(f"{SVG}title")
+        if title is not None and title.text:
+            match = re.fullmatch(r"(\S+) \[(\S+)\] (\d+\.\d\d)s", title.text)
+            assert match, title.text  # no turn failed
+            assert float(rect.attrib["width"]) >= 1.0
+            bars.setdefault(match.group(2), set()).add(match.group(1))
+    for phase, line in ended.items():
+        if line.group(2) is None:  # an operator-side step
+            assert bars[phase] == {CLUSTER}, (phase, bars.get(phase))
+        else:  # "[phase] n/n hosts": a bar for each of the n hosts, all of them lab hosts
+            assert line.group(2) == line.group(3), line.group(0)
+            on_hosts = bars[phase] - {CLUSTER}  # a phase may also have an operator-side step
+            assert len(on_hosts) == int(line.group(3)), (phase, bars.get(phase))
+            assert on_hosts <= set(hosts), (phase, bars[phase])
+    assert bars["pki"] == set(hosts)  # every host gets its certificates
 
 
 # -- the Deployment and its Service ---------------------------------------------------------

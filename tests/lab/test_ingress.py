@@ -33,58 +33,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from provisioner.lab import Lab
-from provisioner.smoke_image import smoke_image
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 
 pytestmark = pytest.mark.lab
 
 A_HOST, B_HOST = "a.lab.test", "b.lab.test"
-
-
-@dataclass
-class Cluster:
-    lab: Lab
-    kubeconfig: Path
-    image: str
-    work: Path
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        result = clusters.kubectl(self.kubeconfig, *args, stdin=stdin)
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr[-2000:]}"
-        return result.stdout
-
-    def ssh(self, host: str, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.lab.ssh_argv(host, [command]),
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-
-    @property
-    def addresses(self) -> list[str]:
-        return [h.address for h in self.lab.hosts]
+Cluster = clusters.LabCluster
 
 
 def _web(name: str, image: str) -> list[dict[str, Any]]:
     labels = {"app": name}
-    serve = f"echo {name} $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
-    pod_spec = {
-        "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
-        "terminationGracePeriodSeconds": 1,
-        "containers": [
-            {
-                "name": "web",
-                "image": image,
-                "imagePullPolicy": "Never",
-                "command": ["/bin/sh", "-c", serve],
-                "ports": [{"containerPort": 8080, "name": "http"}],
-                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
-                "volumeMounts": [{"name": "www", "mountPath": "/www"}],
-            }
-        ],
-        "volumes": [{"name": "www", "emptyDir": {}}],
-    }
+    pod_spec = clusters.web_pod_spec(image, f"echo {name} $(hostname)")
     return [
         {
             "apiVersion": "apps/v1",
@@ -150,12 +110,8 @@ def _ingress(a_backend: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    lab = lab_factory(2)
     work = tmp_path_factory.mktemp("ingress")
-    started = time.monotonic()
-    kubeconfig = clusters.apply_lab_spec(lab, work)
-    print(f"berth apply (2 hosts, runc): {time.monotonic() - started:.1f}s")
-    c = Cluster(lab, kubeconfig, smoke_image().reference, work)
+    c = Cluster.apply(lab_factory(2), work)
     docs = _web("alpha", c.image) + _web("beta", c.image)
     crt, key = _certificate(B_HOST)
     (work / "b.crt").write_bytes(crt)

@@ -26,12 +26,8 @@ import functools
 import ipaddress
 import json
 import re
-import subprocess
-import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +35,6 @@ import yaml
 
 from berth.api.loadbalancers import Pool, announcer
 from provisioner.lab import Lab
-from provisioner.smoke_image import smoke_image
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 
@@ -49,24 +44,7 @@ PORTS = {"web": 8081, "solo": 8082, "both": 8083}
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-@dataclass
-class Cluster:
-    lab: Lab
-    work: Path
-    kubeconfig: Path
-    image: str
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        result = clusters.kubectl(self.kubeconfig, *args, stdin=stdin)
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr[-2000:]}"
-        return result.stdout
-
-    def ssh(self, host: str, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.lab.ssh_argv(host, [command]),
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-
+class Cluster(clusters.LabCluster):
     def ingress(self, name: str) -> list[str]:
         svc = json.loads(self.kubectl("get", "svc", name, "-o", "json"))
         items = (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
@@ -107,20 +85,16 @@ def _pool(lab: Lab) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
-    lab = lab_factory(2)
-    work = tmp_path_factory.mktemp("loadbalancer")
-    started = time.monotonic()
-    kubeconfig = clusters.apply_lab_spec(lab, work)
-    print(f"berth apply (2 hosts, runc): {time.monotonic() - started:.1f}s")
-    c = Cluster(lab, work, kubeconfig, smoke_image().reference)
+    c = Cluster.apply(lab_factory(2), tmp_path_factory.mktemp("loadbalancer"))
     c.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(_objects(c)))
     _wait_ready(c)
     return c
 
 
 def _web(side: str, node: str, image: str) -> dict[str, Any]:
-    serve = "hostname > /www/index.html && exec httpd -f -vv -p 8080 -h /www"
     labels = {"app": "lbweb", "side": side}
+    # verbose: httpd logs each client's address (the Local policy keeps it)
+    pod_spec = {"nodeName": node, **clusters.web_pod_spec(image, "hostname", verbose=True)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -130,23 +104,7 @@ def _web(side: str, node: str, image: str) -> dict[str, Any]:
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "nodeName": node,
-                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [
-                        {
-                            "name": "web",
-                            "image": image,
-                            "imagePullPolicy": "Never",
-                            "command": ["/bin/sh", "-c", serve],
-                            "ports": [{"containerPort": 8080, "name": "http"}],
-                            "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
-                            "volumeMounts": [{"name": "www", "mountPath": "/www"}],
-                        }
-                    ],
-                    "volumes": [{"name": "www", "emptyDir": {}}],
-                },
+                "spec": pod_spec,
             },
         },
     }

@@ -288,7 +288,7 @@ async def _portforward(server: ApiServer, call: Call) -> web.StreamResponse:
 
 
 def _streaming(handler: Handler, kind: str) -> Endpoint:
-    return Endpoint(handler, metric_subresource=True, kind=("", "", kind))
+    return Endpoint(handler, metric_subresource=True, kind=("", "", kind), connect=True)
 
 
 _EXEC = _streaming(_exec, "PodExecOptions")

@@ -359,20 +359,17 @@ CASES = [
 ]
 
 
-CONNECT_SUBRESOURCES = {"exec", "attach", "portforward", "proxy"}
-"""Streams to a running container and proxied requests (nodes/proxy, services/proxy):
-upstream's connect options carry no dryRun and they write nothing to the store (authorized
-with the request's verb, they are not writes)."""
-
-
 def _served_write_pairs() -> set[tuple[str, str]]:
-    """Every (verb, subresource) a built-in resource serves that may write."""
+    """Every (verb, subresource) a built-in resource serves that may write. Connect
+    endpoints (exec, attach, portforward, proxy) are left out: upstream's connect options
+    carry no dryRun and they write nothing to the store (authorized with the request's verb,
+    they are not writes)."""
     pairs: set[tuple[str, str]] = set()
     for rd in TABLE.resources:
         st = next((s for s in BUILTIN if (s.group, s.kind) == (rd.group, rd.kind)), None)
         own = dict(st.endpoints) if st is not None else {}
-        for (verb, sub), _ in [*ENDPOINTS.items(), *own.items()]:
-            if sub in CONNECT_SUBRESOURCES:
+        for (verb, sub), endpoint in [*ENDPOINTS.items(), *own.items()]:
+            if endpoint.connect:
                 continue
             if verb in WRITE_VERBS and (not sub or sub in rd.subresources):
                 pairs.add((verb, sub))

@@ -42,11 +42,16 @@ from berth.client.keys import ObjectKey
 from berth.machinery.clock import RealClock
 from berth.runtime.shim import StdioHolder
 from tests.harness.apiserver import ServerHandle
+from tests.harness.port_forward import port_forward
 
 from .conftest import make_kubectl
 from .helpers import Kubectl, Raw, core_api, node, pod
 
 pytestmark = pytest.mark.timeout(120)
+STREAM_SECONDS = 60
+"""The most a stream's end is waited for (ends far sooner; generous for a loaded machine)."""
+AGENT_CLOSE_SECONDS = 30
+"""The most the agent's stop waits for its open connections to close (takes milliseconds)."""
 NS = "streams"
 NODE = "stream-node"
 
@@ -184,12 +189,26 @@ class AgentThread:
         self.thread.start()
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        # the transports cleanup closed finish closing on the loop's next turns
-        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.5), self.loop).result(10)
+        closing = asyncio.run_coroutine_threadsafe(self._close(), self.loop)
+        closing.result(AGENT_CLOSE_SECONDS + 10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+    async def _close(self) -> None:
+        """Stop serving, then wait until the connections still open are really closed (the
+        API server's metrics scraper keeps one): closing a TLS connection waits for the peer's
+        close_notify, and a loop stopped before that leaves the socket to the garbage
+        collector, whose ResourceWarning then fails whichever test runs at that moment."""
+        server = self.runner.server
+        handlers = server.connections if server is not None else []
+        socks = [h.transport.get_extra_info("socket") for h in handlers if h.transport]
+        await self.runner.cleanup()
+        deadline = self.loop.time() + AGENT_CLOSE_SECONDS
+        while self.loop.time() < deadline:
+            if all(s.fileno() == -1 for s in socks):  # -1: the socket itself is closed
+                break
+            await asyncio.sleep(0.05)
 
 
 class Echo(socketserver.ThreadingTCPServer):
@@ -330,7 +349,7 @@ def test_kubectl_attach_it_on_a_terminal(
     )
     seen = b""
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STREAM_SECONDS
         last = 0.0
         while time.monotonic() < deadline and b"got bye" not in seen:
             ready, _, _ = select.select([master], [], [], 0.2)
@@ -381,11 +400,9 @@ def test_kubectl_cp_both_ways(
     assert back.read_bytes() == payload
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _port_forward_argv(kubectl: Kubectl, *specs: str) -> list[str]:
+    pf = ["port-forward", "--address", "127.0.0.1", "-n", NS, "pod/runner"]
+    return [str(kubectl.binary), *pf, *specs]
 
 
 @pytest.mark.parametrize(
@@ -406,37 +423,15 @@ def test_kubectl_port_forward_two_ports(
     tmp_path: Path,
 ) -> None:
     kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
-    locals_ = [_free_port(), _free_port()]
-    specs = [f"{lp}:{rp}" for lp, rp in zip(locals_, echo_ports, strict=True)]
-    proc = subprocess.Popen(
-        [
-            str(kubectl.binary),
-            "port-forward",
-            "--address",
-            "127.0.0.1",
-            "-n",
-            NS,
-            "pod/runner",
-            *specs,
-        ],
-        env=kubectl.env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for _ in specs:
-            line = proc.stdout.readline()
-            if not line:
-                proc.wait(10)
-                assert proc.stderr is not None
-                pytest.fail(f"kubectl port-forward ended: {proc.stderr.read()}")
-            assert "Forwarding from 127.0.0.1" in line
+    # kubectl picks the local ports (":REMOTE"): a port picked here could be bound by another
+    # process before kubectl listens on it, and kubectl then serves the other port only
+    argv = _port_forward_argv(kubectl, *(f":{rp}" for rp in echo_ports))
+    with port_forward(argv, kubectl.env(env), ports=len(echo_ports)) as fwd:
+        locals_ = [fwd.local[rp] for rp in echo_ports]
         # several connections at once, on both ports, each with its own bytes
         with contextlib.ExitStack() as stack:
             conns = [
-                stack.enter_context(socket.create_connection(("127.0.0.1", lp), timeout=10))
+                stack.enter_context(socket.create_connection(("127.0.0.1", lp), timeout=30))
                 for lp in locals_ * 2
             ]
             readers = [stack.enter_context(c.makefile("rb")) for c in conns]
@@ -450,16 +445,37 @@ def test_kubectl_port_forward_two_ports(
             assert readers[0].readline() == b"one:" + big
         # closed connections end cleanly; the forward goes on serving new ones
         with (
-            socket.create_connection(("127.0.0.1", locals_[0]), timeout=10) as c,
+            socket.create_connection(("127.0.0.1", locals_[0]), timeout=30) as c,
             c.makefile("rb") as r,
         ):
             c.sendall(b"again\n")
             assert r.readline() == b"one:again\n"
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
-        print("kubectl port-forward stderr:", err)
+        assert fwd.proc.poll() is None
+
+
+def test_kubectl_port_forward_that_cannot_listen_fails_with_its_stderr(
+    agent: AgentThread,
+    echo_ports: list[int],
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    """The CI hang, forced: a local port asked for is taken when kubectl starts. kubectl
+    reports it on stderr and serves the other port forever; the test ends at once, with
+    kubectl's own words, instead of waiting for a second "Forwarding from" line."""
+    kubectl = _kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = _port_forward_argv(kubectl, f"{port}:{echo_ports[0]}", f":{echo_ports[1]}")
+        with (
+            pytest.raises(pytest.fail.Exception, match="could not listen") as failed,
+            port_forward(argv, kubectl.env(), ports=2),
+        ):
+            pass
+    assert f"Unable to listen on port {port}" in str(failed.value)
+    assert "address already in use" in str(failed.value)
 
 
 # The Python client (websocket-client underneath) drops one TLS socket per stream without
@@ -490,7 +506,7 @@ def test_python_client_stream_exec(agent: AgentThread, api: k8s.ApiClient) -> No
         _preload_content=False,
     )
     try:
-        resp.run_forever(timeout=10)
+        resp.run_forever(timeout=STREAM_SECONDS)
         assert resp.read_stdout() == "from python\n"
         assert resp.returncode == 0
     finally:
@@ -508,7 +524,7 @@ def test_python_client_stream_exec(agent: AgentThread, api: k8s.ApiClient) -> No
     )
     try:
         resp.write_stdin("ping\n")
-        resp.run_forever(timeout=10)
+        resp.run_forever(timeout=STREAM_SECONDS)
         assert "got ping" in resp.read_stdout()
         assert resp.returncode == 4
     finally:
@@ -534,7 +550,7 @@ def test_python_client_tty_resize(agent: AgentThread, api: k8s.ApiClient) -> Non
         resp.write_channel(4, json.dumps({"Width": 123, "Height": 45}))
         time.sleep(0.3)
         resp.write_stdin("go\n")
-        resp.run_forever(timeout=10)
+        resp.run_forever(timeout=STREAM_SECONDS)
         assert "45 123" in resp.read_stdout()
         assert resp.returncode == 0
     finally:
@@ -668,7 +684,7 @@ def test_websocket_channel_protocols(
         await asyncio.sleep(0.2)  # aiohttp finishes closing TLS transports in the background
         return chosen, got
 
-    chosen, got = asyncio.run(session())
+    chosen, got = asyncio.run(asyncio.wait_for(session(), STREAM_SECONDS))
     assert chosen == protocol
     assert got[1] == b"typed"
     if protocol.startswith("v5"):
@@ -697,7 +713,7 @@ def test_python_client_attach_tty_resize(agent: AgentThread, api: k8s.ApiClient)
         resp.write_channel(4, json.dumps({"Width": 80, "Height": 24}))
         time.sleep(0.3)
         resp.write_stdin("size\nbye\n")
-        resp.run_forever(timeout=10)
+        resp.run_forever(timeout=STREAM_SECONDS)
         assert "got 24 80" in resp.read_stdout()
     finally:
         resp.close()
@@ -734,15 +750,9 @@ def test_kubectl_port_forward_moves_megabytes_intact(
     (SPDY frames of up to 256 KiB to the client, reads joined towards the agent), and every
     byte must come out once and in order."""
     kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
-    local = _free_port()
-    proc = subprocess.Popen(
-        [str(kubectl.binary), "port-forward", "--address", "127.0.0.1", "-n", NS,
-         "pod/runner", f"{local}:{echo_ports[0]}"],
-        env=kubectl.env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert "Forwarding from 127.0.0.1" in proc.stdout.readline()
+    argv = _port_forward_argv(kubectl, f":{echo_ports[0]}")
+    with port_forward(argv, kubectl.env(env), ports=1) as fwd:
+        local = fwd.local[echo_ports[0]]
         payload = os.urandom(6 << 20).replace(b"\n", b"-") + b"\n"
         expected = b"one:" + payload
         with socket.create_connection(("127.0.0.1", local), timeout=120) as conn:
@@ -753,15 +763,11 @@ def test_kubectl_port_forward_moves_megabytes_intact(
                 chunk = conn.recv(1 << 20)
                 assert chunk, f"the stream ended after {len(got)} of {len(expected)} bytes"
                 got += chunk
-            sender.join(60)
+            sender.join(STREAM_SECONDS)
         assert bytes(got) == expected
         # the forward goes on serving (and the big one has wound down behind it)
         with socket.create_connection(("127.0.0.1", local), timeout=60) as conn:
             conn.sendall(b"after\n")
             with conn.makefile("rb") as reader:
                 assert reader.readline() == b"one:after\n"
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-        print("kubectl port-forward stderr:", err)
+        assert fwd.proc.poll() is None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,14 @@ import pytest
 
 from berth.agent.healthchecks import Check, HealthCheckServers, wanted_checks
 from berth.agent.lbspeaker import Speaker, held_here, nodes_with_ready_endpoints
-from berth.agent.network import NodeNetwork
 from berth.api.loadbalancers import EXCLUDE_LABEL, Pool, announcer, parse_block
 from berth.api.resources import ENDPOINTSLICES, EVENTS, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
-from berth.network.command import Completed
 from tests.harness.fake_client import FakeClient
+from tests.harness.fake_runner import FakeRunner
 from tests.harness.slices import slice_from_endpoints
-from tests.unit.agent.test_network import HostRunner, _node
+from tests.unit.agent.test_network import HOST, _node, synced_network
 
 POOL = Pool.parse(["10.231.0.240/29"])
 NAMES = ["n1", "n2", "n3"]
@@ -105,45 +103,32 @@ def test_addresses_outside_the_pool_and_foreign_classes_are_never_held() -> None
     assert all(not held_here(n, Pool(()), [lb("a", "10.231.0.241")], nodes, []) for n in NAMES)
 
 
-class IpRunner:
-    """Answers ``ip -o -4 addr show`` from a list, records the changes."""
+def ip_runner(addresses: list[tuple[str, str]]) -> FakeRunner:
+    """A host whose ``ip -o -4 addr show`` lists ``addresses`` (as they are at each call)."""
 
-    def __init__(self, addresses: list[tuple[str, str]]) -> None:
-        self.addresses = addresses
-        self.calls: list[list[str]] = []
+    def shown() -> bytes:
+        return "".join(
+            f"{i}: {dev}    inet {cidr} scope global {dev}\\       valid_lft forever\n"
+            for i, (dev, cidr) in enumerate(addresses, 2)
+        ).encode()
 
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        self.calls.append(list(argv))
-        out = ""
-        if list(argv[:2]) == ["ip", "-o"]:
-            out = "".join(
-                f"{i}: {dev}    inet {cidr} scope global {dev}\\       valid_lft forever\n"
-                for i, (dev, cidr) in enumerate(self.addresses, 2)
-            )
-        return Completed(tuple(argv), 0, out.encode(), b"")
+    return FakeRunner([(("ip", "-o"), shown)])
 
 
 def test_speaker_adds_and_drops_pool_addresses_on_the_subnets_interface() -> None:
-    runner = IpRunner(
+    runner = ip_runner(
         [("host0", "10.231.0.11/24"), ("host0", "10.231.0.245/32"), ("lo", "10.96.0.10/32")]
     )
     speaker = Speaker(runner, POOL, announce=False)
     added, removed = asyncio.run(speaker.sync({"10.231.0.241"}))
     assert (added, removed) == (["10.231.0.241"], ["10.231.0.245"])
-    changes = [c for c in runner.calls if c[1] in ("addr",) and c[2] in ("add", "del")]
+    changes = [c for c in runner.argvs() if c[1] in ("addr",) and c[2] in ("add", "del")]
     assert changes == [
         ["ip", "addr", "del", "10.231.0.245/32", "dev", "host0"],
         ["ip", "addr", "add", "10.231.0.241/32", "dev", "host0"],
     ]
     # an address no interface's subnet contains is reported, not added
-    lonely = Speaker(IpRunner([("host0", "192.168.5.2/24")]), POOL, announce=False)
+    lonely = Speaker(ip_runner([("host0", "192.168.5.2/24")]), POOL, announce=False)
     added, _ = asyncio.run(lonely.sync({"10.231.0.241"}))
     assert added == []
     assert (
@@ -217,22 +202,27 @@ def test_health_check_server_answers_200_with_local_endpoints_else_503() -> None
 
 def test_addresses_of_a_removed_pool_are_dropped_after_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "lb-addresses"
-    runner = IpRunner([("host0", "10.231.0.11/24")])
+    addresses = [("host0", "10.231.0.11/24")]
+    runner = ip_runner(addresses)
     first = Speaker(runner, POOL, announce=False, state_path=state)
     asyncio.run(first.sync({"10.231.0.241"}))
     assert state.read_text() == "10.231.0.241\n"
     # the agent restarts with the pool gone from the spec; the address is still on host0
-    runner.addresses.append(("host0", "10.231.0.241/32"))
+    addresses.append(("host0", "10.231.0.241/32"))
     runner.calls.clear()
     later = Speaker(runner, Pool(()), announce=False, state_path=state)
     added, removed = asyncio.run(later.sync(set()))
     assert (added, removed) == ([], ["10.231.0.241"])
-    assert ["ip", "addr", "del", "10.231.0.241/32", "dev", "host0"] in runner.calls
+    assert ["ip", "addr", "del", "10.231.0.241/32", "dev", "host0"] in runner.argvs()
     assert state.read_text() == ""
     # nothing recorded, no pool: not even a look at the addresses
     runner.calls.clear()
     asyncio.run(Speaker(runner, Pool(()), state_path=state).sync(set()))
     assert runner.calls == []
+
+
+LB_HOST = b"2: host0    inet 10.231.1.11/24 scope global host0\\ valid_lft forever\n"
+"""``ip -o -4 addr show`` of a host with ``host0`` 10.231.1.11/24."""
 
 
 def _lb_service(ip_list: list[str], **spec: Any) -> dict[str, Any]:
@@ -277,22 +267,14 @@ def test_the_node_forwards_only_pool_or_node_addresses(
                 }
             ),
         )
-        runner = LbHostRunner()
-        net = NodeNetwork(
+        runner = FakeRunner([(("ip", "-o", "-4"), LB_HOST), *HOST])
+        await synced_network(
             api,
             clock,
-            node="n1",
-            node_address="10.231.1.11",
-            cluster_cidr="10.244.0.0/16",
-            service_cidr="10.96.0.0/12",
-            runner=runner,
+            runner,
             load_balancer_pool=pool,
             speaker_state=tmp_path / "state",
         )
-        net.speaker.announce = False
-        for informer in (net.nodes, net.services, net.endpoints, net.slices):
-            await informer.relist()
-        await net.sync_once()
         (ruleset,) = [stdin for a, stdin in runner.calls if a[0] == "nft"]
         assert ruleset is not None
         added = [a for a, _ in runner.calls if a[:3] == ["ip", "addr", "add"]]
@@ -310,21 +292,3 @@ def test_the_node_forwards_only_pool_or_node_addresses(
     assert b"10.231.1.240" not in plain
     assert b"10.231.1.5" not in plain
     assert added == []
-
-
-class LbHostRunner(HostRunner):
-    """A host with ``host0`` 10.231.1.11/24 for ``ip -o -4 addr show``."""
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        if list(argv[:3]) == ["ip", "-o", "-4"]:
-            self.calls.append((list(argv), stdin))
-            line = "2: host0    inet 10.231.1.11/24 scope global host0\\ valid_lft forever\n"
-            return Completed(tuple(argv), 0, line.encode(), b"")
-        return await super().run(argv, stdin=stdin, env=env, time_limit=time_limit)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +14,8 @@ from berth.agent.netpolicy import NodeNetworkPolicies
 from berth.api.resources import NAMESPACES, NETWORKPOLICIES, PODS
 from berth.machinery.clock import FakeClock
 from berth.netpol.sync import PolicyEnforcer
-from berth.network.command import Completed
 from tests.harness.fake_client import FakeClient
-
-
-class NftRunner:
-    def __init__(self) -> None:
-        self.scripts: list[bytes] = []
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        if argv[0] == "nft":
-            self.scripts.append(stdin or b"")
-        return Completed(tuple(argv), 0, b"", b"")
+from tests.harness.fake_runner import FakeRunner
 
 
 def _pod(name: str, ip: str, node: str, **labels: str) -> dict[str, Any]:
@@ -51,7 +33,7 @@ def test_table_follows_policies_pods_and_namespaces(tmp_path: Path) -> None:
         api.seed(NAMESPACES, {"metadata": {"name": "a"}})
         api.seed(PODS, _pod("web", "10.244.1.2", "n1", app="web"))
         api.seed(PODS, _pod("far", "10.244.2.2", "n2", app="web"))
-        runner = NftRunner()
+        runner = FakeRunner()
         bridge = tmp_path / "bridge-nf-call-iptables"
         bridge.write_text("0\n")
         enforcer = PolicyEnforcer(node="n1", runner=runner, bridge_nf=bridge)
@@ -63,10 +45,10 @@ def test_table_follows_policies_pods_and_namespaces(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.01)
             assert bridge.read_text() == "1\n"
-            assert len(runner.scripts) == 1
-            assert b"table inet berth-netpol" in runner.scripts[0]
-            assert b"delete table inet berth-netpol" in runner.scripts[0]
-            assert b" : goto " not in runner.scripts[0]  # no policy: nobody isolated
+            assert len(runner.stdins("nft")) == 1
+            assert b"table inet berth-netpol" in runner.stdins("nft")[0]
+            assert b"delete table inet berth-netpol" in runner.stdins("nft")[0]
+            assert b" : goto " not in runner.stdins("nft")[0]  # no policy: nobody isolated
             await api.create(
                 NETWORKPOLICIES,
                 {
@@ -76,12 +58,12 @@ def test_table_follows_policies_pods_and_namespaces(tmp_path: Path) -> None:
                 namespace="a",
             )
             for _ in range(200):
-                if len(runner.scripts) == 2:
+                if len(runner.stdins("nft")) == 2:
                     break
                 await asyncio.sleep(0.01)
-            assert len(runner.scripts) == 2
-            assert b"10.244.1.2 : goto" in runner.scripts[1]
-            assert b"10.244.2.2" not in runner.scripts[1]  # another node's pod
+            assert len(runner.stdins("nft")) == 2
+            assert b"10.244.1.2 : goto" in runner.stdins("nft")[1]
+            assert b"10.244.2.2" not in runner.stdins("nft")[1]  # another node's pod
             # a status change the rules do not read: no new sync
             syncs = loop.syncs
             pod = await api.get(PODS, "web", namespace="a")
@@ -92,10 +74,10 @@ def test_table_follows_policies_pods_and_namespaces(tmp_path: Path) -> None:
             # a pod moving into the selection: re-rendered
             await api.create(PODS, _pod("new", "10.244.1.7", "n1"), namespace="a")
             for _ in range(200):
-                if len(runner.scripts) == 3:
+                if len(runner.stdins("nft")) == 3:
                     break
                 await asyncio.sleep(0.01)
-            assert b"10.244.1.7 : goto" in runner.scripts[2]
+            assert b"10.244.1.7 : goto" in runner.stdins("nft")[2]
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,22 +97,9 @@ def test_policy_kubeconfig_is_read_and_resolved(tmp_path: Path) -> None:
     assert load_config(cfg).network.policy_kubeconfig == ""
 
 
-class NoModprobe(NftRunner):
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        if argv[0] == "modprobe":
-            raise FileNotFoundError(argv[0])
-        return await super().run(argv, stdin=stdin, env=env, time_limit=time_limit)
-
-
 def test_without_br_netfilter_the_enforcer_says_so_and_carries_on(tmp_path: Path) -> None:
+    no_modprobe = FakeRunner([(("modprobe",), FileNotFoundError("modprobe"))])
     enforcer = PolicyEnforcer(
-        node="n1", runner=NoModprobe(), bridge_nf=tmp_path / "absent" / "bridge-nf-call-iptables"
+        node="n1", runner=no_modprobe, bridge_nf=tmp_path / "absent" / "bridge-nf-call-iptables"
     )
     assert asyncio.run(enforcer.ensure_bridge_netfilter()) is False

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,9 +15,9 @@ from berth.agent.network import NodeNetwork
 from berth.api.resources import ENDPOINTSLICES, NODES, SERVICES
 from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
-from berth.network.command import Completed
 from berth.runtime.agent_runtime import _resolved_volumes
 from tests.harness.fake_client import FakeClient
+from tests.harness.fake_runner import FakeRunner
 from tests.harness.slices import slice_from_endpoints
 
 ADDRS = [
@@ -26,27 +26,34 @@ ADDRS = [
 ]
 
 
-class HostRunner:
-    """Answers ``ip -j`` queries like a host with no berth routes yet; records the rest."""
+HOST = [(("ip", "-j", "route"), b"[]"), (("ip", "-j", "-4"), json.dumps(ADDRS).encode())]
+"""``ip -j`` answers of a host with no berth routes yet (host0 carries the node address)."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[str], bytes | None]] = []
 
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        self.calls.append((list(argv), stdin))
-        out = b""
-        if list(argv[:3]) == ["ip", "-j", "route"]:
-            out = b"[]"
-        elif list(argv[:3]) == ["ip", "-j", "-4"]:
-            out = json.dumps(ADDRS).encode()
-        return Completed(tuple(argv), 0, out, b"")
+def host_runner() -> FakeRunner:
+    return FakeRunner(HOST)
+
+
+async def synced_network(
+    api: FakeClient, clock: FakeClock, runner: FakeRunner, **options: Any
+) -> NodeNetwork:
+    """Node n1's network (10.231.1.11; pods 10.244.0.0/16, services 10.96.0.0/12) with its
+    caches filled from ``api``, after one sync; its speaker sends no ARP."""
+    net = NodeNetwork(
+        api,
+        clock,
+        node="n1",
+        node_address="10.231.1.11",
+        cluster_cidr="10.244.0.0/16",
+        service_cidr="10.96.0.0/12",
+        runner=runner,
+        **options,
+    )
+    net.speaker.announce = False
+    for informer in (net.nodes, net.services, net.endpoints, net.slices):
+        await informer.relist()
+    await net.sync_once()
+    return net
 
 
 def _node(name: str, cidr: str, address: str) -> dict[str, object]:
@@ -92,19 +99,8 @@ def test_sync_routes_other_nodes_and_renders_services_from_endpoint_slices(
                 }
             ),
         )
-        runner = HostRunner()
-        net = NodeNetwork(
-            api,
-            clock,
-            node="n1",
-            node_address="10.231.1.11",
-            cluster_cidr="10.244.0.0/16",
-            service_cidr="10.96.0.0/12",
-            runner=runner,
-        )
-        for informer in (net.nodes, net.services, net.endpoints, net.slices):
-            await informer.relist()
-        await net.sync_once()
+        runner = host_runner()
+        net = await synced_network(api, clock, runner)
         argvs = [" ".join(a) for a, _ in runner.calls]
         assert "ip route replace 10.244.1.0/24 via 10.231.1.12 proto 199" in argvs
         assert "ip route replace 10.96.0.0/12 dev host0 proto 199" in argvs
@@ -139,20 +135,8 @@ def test_the_node_local_dns_address_gets_no_service_rules(monkeypatch: pytest.Mo
                     "spec": {"clusterIP": ip, "ports": [{"name": "dns", "port": 53}]},
                 },
             )
-        runner = HostRunner()
-        net = NodeNetwork(
-            api,
-            clock,
-            node="n1",
-            node_address="10.231.1.11",
-            cluster_cidr="10.244.0.0/16",
-            service_cidr="10.96.0.0/12",
-            node_local_ips=frozenset({"10.96.0.10"}),
-            runner=runner,
-        )
-        for informer in (net.nodes, net.services, net.endpoints, net.slices):
-            await informer.relist()
-        await net.sync_once()
+        runner = host_runner()
+        await synced_network(api, clock, runner, node_local_ips=frozenset({"10.96.0.10"}))
         (ruleset,) = [stdin for a, stdin in runner.calls if a[0] == "nft"]
         assert ruleset is not None
         assert b"10.96.0.30" in ruleset, "other Services without endpoints are still rejected"

@@ -11,6 +11,7 @@ from typing import Any
 from provisioner import hostlayout as layout
 from provisioner.commands import Shell, Upload, sha256_hex
 from provisioner.connectors.base import HostName, HostTarget
+from provisioner.connectors.local import LocalConnector
 from provisioner.destroy import teardown_ops
 from provisioner.facts.base import Fact, FactSet
 from provisioner.facts.files import PathInfo, PathState
@@ -37,6 +38,7 @@ from provisioner.operations.files import Absent
 from provisioner.operations.packages import Deb, DebPackages
 from provisioner.operations.systemd import UnitAbsent
 from provisioner.operations.users import GroupAbsent, UserAbsent
+from provisioner.verify.clean import clean_problems
 from provisioner.workflow import Inventory, RemoveHostsFn
 
 DIR = PathState("directory", 0o755, "root", "root", 4096)
@@ -278,3 +280,45 @@ def test_destroy_removes_the_system_users_the_packages_made_after_purging_them()
     assert ops[purge + 1 : purge + 3] == (UserAbsent("haproxy"), GroupAbsent("haproxy"))
     there_before, _ = _teardown(HostFootprint(True, (), ("haproxy",)), keep_data=False)
     assert not any(isinstance(op, UserAbsent | GroupAbsent) for op in there_before)
+
+
+def test_the_clean_check_names_the_system_accounts_destroy_left() -> None:
+    """The accounts the footprint says were absent before berth (haproxy's postinst made them)
+    are a problem while their user or their group is still there."""
+    footprint = HostFootprint(True, absent_accounts=("haproxy", "etcd"))
+    haproxy = UserInfo(107, 113, "/var/lib/haproxy", "/usr/sbin/nologin")
+    problems = footprint_problems(
+        footprint,
+        packages={},
+        paths={},
+        mounts=(),
+        keep_packages=True,  # destroy removes the accounts all the same
+        users={"haproxy": haproxy, "etcd": None},
+        groups={"haproxy": None, "etcd": 114},
+    )
+    assert problems == [
+        "user haproxy (not there before berth) is still there",
+        "group etcd (not there before berth) is still there",
+    ]
+    gone = footprint_problems(
+        footprint,
+        packages={},
+        paths={},
+        mounts=(),
+        keep_packages=False,
+        users={"haproxy": None, "etcd": None},
+        groups={"haproxy": None, "etcd": None},
+    )
+    assert gone == []
+
+
+def test_the_clean_check_reads_the_accounts_from_the_host() -> None:
+    """clean_problems asks the host (this machine, read-only probes) for the footprint's absent
+    accounts: root is there (user and group), a name nobody has is not."""
+    footprint = HostFootprint(True, absent_accounts=("root", "berth-no-such-account"))
+    problems = clean_problems(LocalConnector(), footprint=footprint)
+    accounts = [p for p in problems if p.startswith(("user ", "group "))]
+    assert accounts == [
+        "user root (not there before berth) is still there",
+        "group root (not there before berth) is still there",
+    ]

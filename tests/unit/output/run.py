@@ -13,15 +13,19 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-SCENARIO = [sys.executable, "-m", "tests.unit.output.scenario"]
+SCENARIO = (sys.executable, "-m", "tests.unit.output.scenario")
+BERTH = (sys.executable, "-m", "tests.unit.output.berth_cli")
+"""``berth`` itself on the scenario's hosts (:mod:`tests.unit.output.berth_cli`)."""
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def _env(terminal: bool) -> dict[str, str]:
+def _env(terminal: bool, extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORCE_", "TTY_", "NO_COLOR"))}
+    env.update(extra)
     env.pop("COLUMNS", None)
     env.pop("LINES", None)
     env["PYTHONPATH"] = str(ROOT)
@@ -29,12 +33,19 @@ def _env(terminal: bool) -> dict[str, str]:
     return env
 
 
-def in_terminal(*args: str, timeout: float = 60) -> tuple[int, str]:
-    """Run the scenario on a 120x30 pseudo-terminal; its exit code and everything it wrote."""
+def in_terminal(
+    *args: str,
+    timeout: float = 60,
+    command: Sequence[str] = SCENARIO,
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, str]:
+    """Run the scenario (or ``command``) on a 120x30 pseudo-terminal; its exit code and
+    everything it wrote."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
     process = subprocess.Popen(
-        [*SCENARIO, *args], stdin=slave, stdout=slave, stderr=slave, env=_env(True), cwd=ROOT,
+        [*command, *args], stdin=slave, stdout=slave, stderr=slave, env=_env(True, env or {}),
+        cwd=ROOT,
         close_fds=True,
     )  # fmt: skip
     os.close(slave)
@@ -61,10 +72,15 @@ def in_terminal(*args: str, timeout: float = 60) -> tuple[int, str]:
     return code, b"".join(chunks).decode("utf-8", "replace")
 
 
-def in_pipe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the scenario with stdout and stderr on pipes (a CI job)."""
+def in_pipe(
+    *args: str,
+    timeout: float = 60,
+    command: Sequence[str] = SCENARIO,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the scenario (or ``command``) with stdout and stderr on pipes (a CI job)."""
     return subprocess.run(
-        [*SCENARIO, *args], capture_output=True, text=True, env=_env(False), cwd=ROOT,
+        [*command, *args], capture_output=True, text=True, env=_env(False, env or {}), cwd=ROOT,
         timeout=timeout, check=False,
     )  # fmt: skip
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from berth.network.command import CommandFailed, Completed
+from berth.network.command import CommandFailed
 from berth.proxy.apply import NftApplier
 from berth.proxy.model import (
     Endpoint,
@@ -23,6 +23,7 @@ from berth.proxy.model import (
 )
 from berth.proxy.render import render_ruleset, transaction
 from berth.proxy.sync import ServiceProxy
+from tests.harness.fake_runner import FakeRunner
 
 GOLDEN = Path(__file__).parent / "golden"
 WEB = Service(
@@ -175,24 +176,6 @@ def test_kubernetes_objects_convert() -> None:
     assert [(e.ip, e.ready) for e in eps] == [("10.244.1.2", True), ("10.244.2.2", False)]
 
 
-class FakeRunner:
-    def __init__(self, rc: int = 0) -> None:
-        self.rc = rc
-        self.calls: list[tuple[list[str], bytes | None]] = []
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        time_limit: float = 60.0,
-    ) -> Completed:
-        self.calls.append((list(argv), stdin))
-        err = b"Error: syntax error" if self.rc else b""
-        return Completed(tuple(argv), self.rc, b"", err)
-
-
 def test_applier_runs_nft_once_per_distinct_ruleset() -> None:
     runner = FakeRunner()
     applier = NftApplier(runner)
@@ -207,7 +190,7 @@ def test_applier_runs_nft_once_per_distinct_ruleset() -> None:
 
 
 def test_applier_failure_is_raised_and_retried_next_time() -> None:
-    runner = FakeRunner(rc=1)
+    runner = FakeRunner(rc=1, stderr=b"Error: syntax error")
     applier = NftApplier(runner)
     with pytest.raises(CommandFailed, match=r"apply nftables table berth.*syntax error"):
         asyncio.run(applier.apply("table ip berth {\n}\n"))
