@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 
 from berth.agent.authz import AgentAuthorizer  # noqa: E402
 from berth.agent.pods import PodManager, PodRecord  # noqa: E402
-from berth.agent.runtime import ContainerStatus, Runtime  # noqa: E402
+from berth.agent.runtime import ContainerStatus, Runtime, Usage, UsageSample  # noqa: E402
 from berth.agent.server import make_app, tls_context  # noqa: E402
 from berth.client.keys import ObjectKey  # noqa: E402
 from berth.machinery.clock import RealClock  # noqa: E402
@@ -98,6 +98,10 @@ class HostRuntime:
     async def container_status(self, container_id: str) -> ContainerStatus:
         now = datetime.now(UTC)
         return ContainerStatus(container_id, "sb", "app", "bench", "running", now, now)
+
+    async def usage(self, container_ids: Sequence[str]) -> UsageSample:
+        """The stats endpoint (scraped by the metrics pipeline): this stand-in cannot tell."""
+        return UsageSample(datetime.now(UTC), Usage(None, None))
 
 
 class Records:
