@@ -711,7 +711,8 @@ def test_logs_follow_streams_new_lines(cluster: Cluster) -> None:
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
     out = ""
     deadline = time.monotonic() + 90
     try:
@@ -726,6 +727,9 @@ def test_logs_follow_streams_new_lines(cluster: Cluster) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        pumping.join(timeout=30)  # kubectl gone: the pump reads EOF and ends
+        assert proc.stdout is not None
+        proc.stdout.close()  # left open, its finalizer's ResourceWarning failed the test
     ticks = [int(line.split("-")[1]) for line in out.splitlines() if line.startswith("tick-")]
     assert len(ticks) >= 6, out
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "in order, none lost"
