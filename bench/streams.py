@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 
 from berth.agent.authz import AgentAuthorizer  # noqa: E402
 from berth.agent.pods import PodManager, PodRecord  # noqa: E402
-from berth.agent.runtime import ContainerStatus, Runtime  # noqa: E402
+from berth.agent.runtime import ContainerStatus, Runtime, Usage, UsageSample  # noqa: E402
 from berth.agent.server import make_app, tls_context  # noqa: E402
 from berth.client.keys import ObjectKey  # noqa: E402
 from berth.machinery.clock import RealClock  # noqa: E402
@@ -98,6 +98,10 @@ class HostRuntime:
     async def container_status(self, container_id: str) -> ContainerStatus:
         now = datetime.now(UTC)
         return ContainerStatus(container_id, "sb", "app", "bench", "running", now, now)
+
+    async def usage(self, container_ids: Sequence[str]) -> UsageSample:
+        """The stats endpoint (scraped by the metrics pipeline): this stand-in cannot tell."""
+        return UsageSample(datetime.now(UTC), Usage(None, None))
 
 
 class Records:
@@ -227,7 +231,8 @@ async def exec_echo_rtts(files: ServerFiles, count: int) -> list[float]:
 
 
 @contextlib.contextmanager
-def port_forward(kubeconfig: Path, pod_port: int, *, websocket: bool) -> Iterator[int]:
+def port_forward(kubeconfig: Path, pod_port: int, *, websocket: bool) -> Iterator[tuple[int, int]]:
+    """(local port, kubectl's pid) of a running ``kubectl port-forward``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         local = s.getsockname()[1]
@@ -242,10 +247,32 @@ def port_forward(kubeconfig: Path, pod_port: int, *, websocket: bool) -> Iterato
         line = proc.stdout.readline()
         if "Forwarding from" not in line:
             raise RuntimeError(f"kubectl port-forward did not start: {line}")
-        yield local
+        yield local, proc.pid
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` used so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds the given processes spend during a ``with`` block: on a loaded machine
+    the cost per byte is steadier than the throughput."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = {n: cpu_seconds(p) - self._start[n] for n, p in self.pids.items()}
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -283,12 +310,15 @@ def main() -> int:
             kubeconfig = server.kubeconfig()
             setup_cluster(kubeconfig, agent_port)
             results: dict[str, list[float]] = {"direct": [], "pf-websocket": [], "pf-spdy": []}
+            cpu: dict[str, list[dict[str, float]]] = {"pf-websocket": [], "pf-spdy": []}
+            ours = {"apiserver": server.process.pid, "agent": int(agent.pid or 0)}
             for _ in range(args.rounds):  # interleaved: the machine's load hits all alike
                 results["direct"].append(receive(pod_port, size))
-                with port_forward(kubeconfig, pod_port, websocket=True) as local:
-                    results["pf-websocket"].append(receive(local, size))
-                with port_forward(kubeconfig, pod_port, websocket=False) as local:
-                    results["pf-spdy"].append(receive(local, size))
+                for name, websocket in (("pf-websocket", True), ("pf-spdy", False)):
+                    with port_forward(kubeconfig, pod_port, websocket=websocket) as (local, pid):
+                        with CpuMeter({**ours, "kubectl": pid}) as meter:
+                            results[name].append(receive(local, size))
+                        cpu[name].append(meter.used)
             direct_rtt = tcp_echo_rtts(pod_port, args.echoes)
             exec_rtt = asyncio.run(exec_echo_rtts(files, args.echoes))
         finally:
@@ -308,6 +338,14 @@ def main() -> int:
         print(
             f"  {'kubectl port-forward ' + name[3:]:<34} {mbps:9.1f} MB/s"
             f"   direct/port-forward {ratio:5.1f}x  {'ok' if meets else 'BELOW GOAL'}"
+        )
+        per_mb = {
+            proc: statistics.median(r[proc] for r in cpu[name]) * 1000 / args.mb
+            for proc in ("apiserver", "agent", "kubectl")
+        }
+        print(
+            f"  {'':<34} CPU ms per MB: "
+            + ", ".join(f"{proc} {ms:.2f}" for proc, ms in per_mb.items())
         )
     print(f"one-byte round trips ({args.echoes}): median / p99")
     print(

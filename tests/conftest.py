@@ -23,6 +23,7 @@ EXPECTED_SECONDS = {
     "tests/lab/test_e2e.py": 750,
     "tests/lab/test_ha_cluster.py": 700,
     "tests/lab/test_upgrade.py": 600,
+    "tests/lab/test_platforms.py": 600,  # two clusters, one after the other
     "tests/lab/test_cluster_workloads.py": 580,
     "tests/lab/test_ha.py": 340,
     "tests/lab/test_wheel.py": 300,

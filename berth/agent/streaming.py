@@ -37,6 +37,7 @@ from berth.client.keys import ObjectKey
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 32 * 1024
+_PF_DATA = bytes([ch.PF_DATA])
 DRAIN_AFTER_EXIT_SECONDS = 0.5
 """How long output is still read after the process exited (a background child may hold the
 terminal open forever; its output past this is not waited for)."""
@@ -517,8 +518,8 @@ async def _relay_port(
 ) -> None:
     async def from_pod() -> None:
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-            while chunk := await reader.read(READ_CHUNK):
-                await ws.send_bytes(bytes([ch.PF_DATA]) + chunk)
+            while chunk := await reader.read(ch.PF_CHUNK):
+                await ws.send_bytes(_PF_DATA + chunk)
             await ws.send_bytes(bytes([ch.PF_EOF]))
 
     async def to_pod() -> None:

@@ -26,6 +26,12 @@ PF_DATA, PF_ERROR, PF_EOF = 0, 1, 2
 MAX_MESSAGE = 1 << 20
 """Largest WebSocket message either side accepts."""
 
+PF_CHUNK = 256 * 1024
+"""Most port-forward payload put in one message (well under :data:`MAX_MESSAGE`). Each
+message costs a fixed amount of Python work on every hop (framing, a TLS record, a task
+switch): bigger messages are what makes port-forward throughput approach a direct
+connection's. Reads return what is there, so small exchanges stay small."""
+
 NON_ZERO_EXIT = "NonZeroExitCode"
 EXIT_CODE_CAUSE = "ExitCode"
 

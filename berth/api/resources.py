@@ -146,6 +146,7 @@ RESOURCES: tuple[ResourceDef, ...] = (
             "attach",
             "portforward",
             "ephemeralcontainers",
+            "proxy",
         ),
     ),
     _core(

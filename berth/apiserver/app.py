@@ -221,7 +221,7 @@ class ApiServer:
         await self._bootstrap()
         await self.crd_strategy.resettle(self.registry)
         app = web.Application(client_max_size=MAX_BODY, handler_args={"max_field_size": 65536})
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.router.add_route("*", "/{tail:(?s:.*)}", self.handle)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
         )
@@ -639,7 +639,7 @@ class ApiServer:
     async def _proxy(
         self, request: web.Request, user: UserInfo, rest: list[str]
     ) -> tuple[web.StreamResponse, tuple[str, str]] | None:
-        """``nodes/NAME/proxy/...`` and ``namespaces/NS/services/NAME/proxy/...`` (see
+        """``nodes/NAME/proxy/...`` and ``namespaces/NS/{services,pods}/NAME/proxy/...`` (see
         :mod:`berth.apiserver.resourceproxy`); None for any other path."""
         if len(rest) >= 3 and rest[0] == "nodes" and rest[2] == "proxy":
             rd = self.table.lookup("", "v1", "nodes")
@@ -648,17 +648,25 @@ class ApiServer:
             self._authorize(user, verb, Route(rd, "", rest[1], "proxy"))
             resp = await resourceproxy.serve_node_proxy(self, request, rest[1])
             return resp, (METRIC_VERBS[verb], "nodes/proxy")
-        if len(rest) >= 5 and rest[0] == "namespaces" and rest[2:5:2] == ["services", "proxy"]:
-            rd = self.table.lookup("", "v1", "services")
+        if (
+            len(rest) >= 5
+            and rest[0] == "namespaces"
+            and rest[2] in ("services", "pods")
+            and rest[4] == "proxy"
+        ):
+            rd = self.table.lookup("", "v1", rest[2])
             assert rd is not None
             verb = resourceproxy.verb_of(request.method)
-            scheme, name, port = resourceproxy.parse_service_name(rest[3])
+            scheme, name, port = resourceproxy.parse_target(rest[3], rd.singular)
             self._authorize(user, verb, Route(rd, rest[1], name, "proxy"))
-            service = await self.registry.get(rd, rest[1], name)
-            resp = await resourceproxy.serve_service_proxy(
-                self, request, service, scheme=scheme, port=port
-            )
-            return resp, (METRIC_VERBS[verb], "services/proxy")
+            obj = await self.registry.get(rd, rest[1], name)
+            if rest[2] == "pods":
+                resp = await resourceproxy.serve_pod_proxy(request, obj, scheme=scheme, port=port)
+            else:
+                resp = await resourceproxy.serve_service_proxy(
+                    self, request, obj, scheme=scheme, port=port
+                )
+            return resp, (METRIC_VERBS[verb], f"{rest[2]}/proxy")
         return None
 
     def _server_address(self) -> str:

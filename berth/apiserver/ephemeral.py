@@ -17,7 +17,15 @@ from typing import Any
 
 from berth.api.meta import Obj
 
-from .errors import FieldError, duplicate, forbidden_field, invalid_value, not_supported, required
+from .errors import (
+    FieldError,
+    bad_request,
+    duplicate,
+    forbidden_field,
+    invalid_value,
+    not_supported,
+    required,
+)
 from .strategy import container_defaults
 from .validation import LABEL, validate_name
 
@@ -125,3 +133,68 @@ def validate(old: Obj, new: Obj) -> list[FieldError]:
                 forbidden_field(FIELD, f"existing ephemeral containers {name!r} may not be changed")
             )
     return errs
+
+
+# -- the EphemeralContainers kind of kubectl 1.20 and 1.21 ----------------------------------
+# Before 1.22 the subresource took and answered with a v1 ``EphemeralContainers`` object
+# (the pod's metadata plus the list). kubectl 1.20's ``debug`` GETs the subresource, appends
+# its container and PUTs that kind back. A 1.22+ server answers the GET with the Pod, which
+# 1.20 cannot read (it keeps an empty object), so the PUT it sends holds only its new
+# container and no metadata. Ephemeral containers can only ever be added, so such a PUT is
+# read as "add these": the stored ones it leaves out stay, any it names must be unchanged.
+
+LEGACY_KIND = "EphemeralContainers"
+
+
+def is_legacy(body: object) -> bool:
+    return (
+        isinstance(body, dict)
+        and body.get("kind") == LEGACY_KIND
+        and body.get("apiVersion") in (None, "v1")
+    )
+
+
+def legacy_to_pod(body: Obj, stored: Obj) -> Obj:
+    """The Pod write an ``EphemeralContainers`` PUT means, against the ``stored`` pod."""
+    items = body.get("ephemeralContainers")
+    if items is None:
+        items = []
+    if not isinstance(items, list) or len(items) > MAX_EPHEMERAL:
+        raise bad_request(
+            f"ephemeralContainers must be a list of at most {MAX_EPHEMERAL} containers"
+        )
+    named = {c.get("name") for c in items if isinstance(c, dict)}
+    kept = [
+        c
+        for c in (stored.get("spec") or {}).get("ephemeralContainers") or []
+        if isinstance(c, dict) and c.get("name") not in named
+    ]
+    raw_meta = body.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    stored_meta = stored.get("metadata") or {}
+    metadata = {
+        "name": stored_meta.get("name"),
+        "namespace": stored_meta.get("namespace"),
+        # the client's precondition if it sent one, else the version the list was built on
+        "resourceVersion": meta.get("resourceVersion") or stored_meta.get("resourceVersion"),
+    }
+    if meta.get("uid"):
+        metadata["uid"] = meta["uid"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"ephemeralContainers": [*copy.deepcopy(kept), *items]},
+    }
+
+
+def pod_to_legacy(pod: Obj) -> Obj:
+    """The ``EphemeralContainers`` object a pre-1.22 client reads back."""
+    return {
+        "kind": LEGACY_KIND,
+        "apiVersion": "v1",
+        "metadata": copy.deepcopy(pod.get("metadata") or {}),
+        "ephemeralContainers": copy.deepcopy(
+            (pod.get("spec") or {}).get("ephemeralContainers") or []
+        ),
+    }

@@ -18,6 +18,9 @@ import threading
 
 CLONE_NEWNET = 0x40000000
 CONNECT_SECONDS = 5.0
+BUFFER_LIMIT = 1 << 20
+"""Bytes the stream reader buffers before it stops reading the socket: room for whole
+port-forward messages (``berth.api.agentstreams.PF_CHUNK``) per read, not asyncio's 64 KiB."""
 
 
 def _setns(fd: int) -> None:
@@ -41,7 +44,8 @@ async def open_connection_in(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to ``127.0.0.1:port`` in the namespace at ``netns`` (a path; "" = ours)."""
     if not netns:
-        return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), CONNECT_SECONDS)
+        opening = asyncio.open_connection("127.0.0.1", port, limit=BUFFER_LIMIT)
+        return await asyncio.wait_for(opening, CONNECT_SECONDS)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[socket.socket] = loop.create_future()
 
@@ -57,7 +61,7 @@ async def open_connection_in(
     sock = await done
     sock.settimeout(None)
     sock.setblocking(False)
-    return await asyncio.open_connection(sock=sock)
+    return await asyncio.open_connection(sock=sock, limit=BUFFER_LIMIT)
 
 
 def _succeed(fut: asyncio.Future[socket.socket], sock: socket.socket) -> None:

@@ -1,4 +1,5 @@
-"""`berth lab`: boot, inspect, fault and tear down a local multi-host lab (systemd-nspawn)."""
+"""`berth lab`: boot, inspect, fault and tear down a local multi-host lab (systemd-nspawn
+containers, or QEMU VMs with ``--vm``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from provisioner.errors import LabError
 from provisioner.lab import Lab, ensure_rootfs, list_labs
 from provisioner.lab.rootfs import default_recipe, parse_releases
 from provisioner.lab.system import ip_forward_enabled
+from provisioner.lab.vmlab import VmLab, open_lab
 
 lab_app = typer.Typer(
-    help="A local multi-host lab: systemd-nspawn hosts on a private bridge, faults on demand.",
+    help="A local multi-host lab: systemd-nspawn hosts (or QEMU VMs) on a private bridge, "
+    "faults on demand.",
     no_args_is_help=True,
 )
 
@@ -48,9 +51,17 @@ def up(  # noqa: PLR0917 (typer: every option is a parameter)
             " (bookworm:2,trixie:1). Default: bookworm."
         ),
     ] = None,
+    vm: Annotated[
+        bool,
+        typer.Option(
+            "--vm",
+            help="QEMU VMs (own kernel; KVM if a probe shows it works, else TCG) instead of"
+            " containers. Debian 12 only.",
+        ),
+    ] = False,
 ) -> None:
     """Boot COUNT hosts n1..nCOUNT and write the lab's cluster spec."""
-    lab = Lab(name)
+    lab = VmLab(name) if vm else Lab(name)
     started = time.monotonic()
     lab.up(
         count,
@@ -69,7 +80,7 @@ def up(  # noqa: PLR0917 (typer: every option is a parameter)
 @lab_app.command()
 def down(name: NameOption = "demo") -> None:
     """Remove the lab and everything it made on this machine."""
-    lab = Lab(name)
+    lab = open_lab(name)
     existed = lab.exists()
     started = time.monotonic()
     lab.down()
@@ -80,15 +91,16 @@ def down(name: NameOption = "demo") -> None:
 @lab_app.command()
 def status(name: NameOption = "demo") -> None:
     """Show each host's state, and how to reach it."""
-    _print_status(Lab(name))
+    _print_status(open_lab(name))
 
 
 @lab_app.command("list")
 def list_() -> None:
     """List the labs on this machine."""
     for lab_name in list_labs():
-        lab = Lab(lab_name)
-        typer.echo(f"{lab_name}\t{lab.subnet or '-'}\t{len(lab.hosts)} host(s)\t{lab.dir}")
+        lab = open_lab(lab_name)
+        kind = lab.state.kind
+        typer.echo(f"{lab_name}\t{kind}\t{lab.subnet or '-'}\t{len(lab.hosts)} host(s)\t{lab.dir}")
 
 
 @lab_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -98,7 +110,7 @@ def ssh(
     name: NameOption = "demo",
 ) -> None:
     """Log in to HOST as root (or run COMMAND there), host key checked strictly."""
-    argv = Lab(name).ssh_argv(host, command or [])
+    argv = open_lab(name).ssh_argv(host, command or [])
     # Replace this process: the user's terminal talks to ssh directly.
     os.execvp(argv[0], argv)  # noqa: S606 - argv list from Lab.ssh_argv, no shell
 
@@ -113,9 +125,14 @@ def rootfs(
     typer.echo(f"rootfs {result.path} ({how})")
 
 
+VM_ONLY = ("reboot", "reset")
+
+
 def _fault(verb: str, doc: str) -> None:
     def command(host: HostArgument, name: NameOption = "demo") -> None:
-        lab = Lab(name)
+        lab = open_lab(name)
+        if verb in VM_ONLY and not isinstance(lab, VmLab):
+            raise LabError(f"`berth lab {verb}` needs a VM lab (berth lab up --vm)")
         started = time.monotonic()
         getattr(lab, verb)(host)
         typer.echo(f"{lab.name}/{host}: {verb} done in {time.monotonic() - started:.2f}s")
@@ -132,6 +149,8 @@ for _verb, _doc in (
     ("thaw", "Unfreeze HOST."),
     ("cut", "Unplug HOST's network cable."),
     ("heal", "Plug HOST's network cable back in."),
+    ("reboot", "Reboot HOST cleanly from inside (VM labs; returns at once)."),
+    ("reset", "Press HOST's reset button: no shutdown (VM labs)."),
 ):
     _fault(_verb, _doc)
 
@@ -139,14 +158,14 @@ for _verb, _doc in (
 @lab_app.command()
 def partition(a: HostArgument, b: HostArgument, name: NameOption = "demo") -> None:
     """Drop all traffic between hosts A and B."""
-    Lab(name).partition(a, b)
+    open_lab(name).partition(a, b)
     typer.echo(f"{name}: {a} and {b} partitioned")
 
 
 @lab_app.command()
 def unpartition(a: HostArgument, b: HostArgument, name: NameOption = "demo") -> None:
     """Let traffic between hosts A and B pass again."""
-    Lab(name).unpartition(a, b)
+    open_lab(name).unpartition(a, b)
     typer.echo(f"{name}: {a} and {b} reconnected")
 
 
@@ -154,7 +173,10 @@ def _print_status(lab: Lab) -> None:
     if not lab.exists():
         raise LabError(f"no lab named {lab.name!r}", hint=f"berth lab up --name {lab.name}")
     state = lab.state
-    typer.echo(f"lab {lab.name}: subnet {state.subnet}, bridge {state.bridge} ({state.gateway})")
+    kind = f"QEMU VMs ({state.accel})" if state.kind == "vm" else "nspawn"
+    typer.echo(
+        f"lab {lab.name}: {kind}, subnet {state.subnet}, bridge {state.bridge} ({state.gateway})"
+    )
     typer.echo(f"{'HOST':<6}{'ADDRESS':<16}{'RELEASE':<10}{'STATE':<10}{'SSHD':<6}PID")
     for item in lab.status():
         condition = "stopped"

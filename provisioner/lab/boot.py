@@ -158,21 +158,29 @@ def sshd_answers(address: str, *, timeout: float = 0.5) -> bool:
 
 
 def wait_sshd(
-    targets: dict[str, tuple[str, HostProcess]], *, timeout: float
+    targets: dict[str, tuple[str, HostProcess]],
+    *,
+    timeout: float,
+    banner_timeout: float = 0.5,
+    interval: float = 0.05,
 ) -> tuple[list[str], list[str]]:
-    """Wait until every host's sshd answers; return (not ready in time, whose nspawn exited)."""
+    """Wait until every host's sshd answers; return (not ready in time, whose process exited).
+
+    A slow host (an emulated VM) needs a longer ``banner_timeout`` and ``interval``: each probe
+    costs its sshd a forked child, and probes abandoned before the banner pile up until sshd's
+    MaxStartups throttling drops connections (seen under TCG)."""
     pending = dict(targets)
     dead: list[str] = []
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for name, (address, proc) in list(pending.items()):
-            if sshd_answers(address):
+            if sshd_answers(address, timeout=banner_timeout):
                 del pending[name]
             elif not is_running(proc):
                 dead.append(name)
                 del pending[name]
         if pending:
-            time.sleep(0.05)
+            time.sleep(interval)
     return sorted(pending), dead
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.errors import LabError
-from provisioner.lab import blackholes, boot, cgroups, clusterspec, network, overlay, subnet
+from provisioner.lab import blackholes, boot, cgroups, clusterspec, network, overlay, qemu, subnet
 from provisioner.lab.keys import generate_ed25519, known_hosts_line, write_key_pair
 from provisioner.lab.locks import file_lock
 from provisioner.lab.names import (
@@ -102,6 +102,11 @@ class HostStatus:
 
 class Lab:
     """One named lab on this machine; see the module docstring."""
+
+    KIND = "nspawn"
+    PROCESS = "systemd-nspawn"  # what runs a host, as boot failures name it
+    SSHD_BANNER_TIMEOUT = 0.5  # seconds a booted host's sshd takes at most to send its banner
+    SSHD_PROBE_INTERVAL = 0.05
 
     def __init__(self, name: str = "demo", *, root: Path | None = None) -> None:
         self.name: LabName = lab_name(name)
@@ -190,15 +195,14 @@ class Lab:
         tests that need runc to enforce resource limits inside a host.
         """
         require_root()
-        require_tools()
-        require_kernel_features()
+        self._preflight()
         if not 1 <= count <= MAX_HOSTS:
             raise LabError(f"a lab has 1 to {MAX_HOSTS} hosts, not {count}")
         wanted = subnet.parse_subnet(subnet_cidr, hosts=count) if subnet_cidr else None
         per_host = list(releases) if releases is not None else parse_releases(None, count)
         if len(per_host) != count:
             raise LabError(f"{len(per_host)} release(s) given for {count} host(s)")
-        rootfs = {r: ensure_rootfs(default_recipe(r)).path for r in dict.fromkeys(per_host)}
+        rootfs = self._images(per_host)
         with self._locked():
             if self.exists() or self.dir.exists():
                 if not replace:
@@ -291,7 +295,12 @@ class Lab:
             running = boot.is_running(proc)
             frozen = running and self._is_frozen(entry)
             cut = network.link_exists(entry.veth) and not network.link_is_up(entry.veth)
-            sshd = running and not frozen and not cut and boot.sshd_answers(entry.address)
+            sshd = (
+                running
+                and not frozen
+                and not cut
+                and boot.sshd_answers(entry.address, timeout=self.SSHD_BANNER_TIMEOUT)
+            )
             result.append(
                 HostStatus(
                     host=_public(entry),
@@ -342,6 +351,52 @@ class Lab:
             where = f" ({exc.filename})" if exc.filename else ""
             raise LabError(f"lab {self.name!r}: {exc.strerror or exc}{where}") from exc
 
+    def _preflight(self) -> None:
+        """Fail early on what this kind of lab needs from the machine."""
+        require_tools()
+        require_kernel_features()
+
+    def _images(self, releases: Sequence[str]) -> dict[str, Path]:
+        """What each release's hosts boot, built or taken from the cache (release -> path)."""
+        return {r: ensure_rootfs(default_recipe(r)).path for r in dict.fromkeys(releases)}
+
+    def _claim_network(
+        self, state: LabState, wanted: ipaddress.IPv4Network | None
+    ) -> ipaddress.IPv4Network:
+        """Pick the lab's /24 and make its bridge (the machine-wide lock held by the caller)."""
+        used = subnet.networks_in_use() + subnet.networks_claimed(
+            self.dir.parent, except_lab=self.name
+        )
+        if wanted is not None:
+            subnet.check_free(wanted, used)
+        net = wanted or subnet.choose_free(used)
+        bridge = bridge_name(self.name)
+        if network.link_exists(bridge):
+            raise LabError(
+                f"interface {bridge} (this lab's bridge) already exists on the machine",
+                hint=f"a previous lab {self.name!r} was not torn down: "
+                f"berth lab down --name {self.name}",
+            )
+        gateway = subnet.gateway_address(net)
+        state.subnet, state.bridge, state.gateway = str(net), bridge, str(gateway)
+        state.record("bridge", bridge, self.state_path)
+        network.create_bridge(bridge, ipaddress.IPv4Interface(f"{gateway}/{net.prefixlen}"))
+        return net
+
+    def _write_spec(self, state: LabState, host_keys: dict[str, str]) -> None:
+        """known_hosts (the hosts' pinned keys) and cluster.yaml, once every host is up."""
+        known = [known_hosts_line(e.address, host_keys[e.name]) for e in state.hosts.values()]
+        clusterspec.write_atomically(self.known_hosts_path, "\n".join(known) + "\n")
+        clusterspec.write_atomically(
+            self.spec_path,
+            clusterspec.render(
+                name=self.name,
+                hosts=[(e.name, e.address) for e in state.hosts.values()],
+                identity_file=self.key_path.name,
+                known_hosts_file=self.known_hosts_path.name,
+            ),
+        )
+
     def _machine_lock(self) -> Path:
         """The lock for machine-wide choices: subnets, /run/netns."""
         return self.dir.parent / ".locks" / "machine.lock"
@@ -363,23 +418,7 @@ class Lab:
         state.save(self.state_path)
         raise_inotify_limit()
         with file_lock(self._machine_lock()):
-            used = subnet.networks_in_use() + subnet.networks_claimed(
-                self.dir.parent, except_lab=self.name
-            )
-            if wanted is not None:
-                subnet.check_free(wanted, used)
-            net = wanted or subnet.choose_free(used)
-            bridge = bridge_name(self.name)
-            if network.link_exists(bridge):
-                raise LabError(
-                    f"interface {bridge} (this lab's bridge) already exists on the machine",
-                    hint=f"a previous lab {self.name!r} was not torn down: "
-                    f"berth lab down --name {self.name}",
-                )
-            gateway = subnet.gateway_address(net)
-            state.subnet, state.bridge, state.gateway = str(net), bridge, str(gateway)
-            state.record("bridge", bridge, self.state_path)
-            network.create_bridge(bridge, ipaddress.IPv4Interface(f"{gateway}/{net.prefixlen}"))
+            net = self._claim_network(state, wanted)
             for index in range(1, count + 1):
                 name = host_name(index)
                 entry = HostState(
@@ -423,19 +462,9 @@ class Lab:
         self._await_sshd(state, list(state.hosts.values()), timeout=timeout)
         self.boot_seconds = time.monotonic() - started
 
-        known = [
-            known_hosts_line(e.address, overlay.read_host_key(self._dirs(e.name).root))
-            for e in state.hosts.values()
-        ]
-        clusterspec.write_atomically(self.known_hosts_path, "\n".join(known) + "\n")
-        clusterspec.write_atomically(
-            self.spec_path,
-            clusterspec.render(
-                name=self.name,
-                hosts=[(e.name, e.address) for e in state.hosts.values()],
-                identity_file=self.key_path.name,
-                known_hosts_file=self.known_hosts_path.name,
-            ),
+        self._write_spec(
+            state,
+            {e.name: overlay.read_host_key(self._dirs(e.name).root) for e in state.hosts.values()},
         )
 
     def _dirs(self, host: str) -> overlay.HostDirs:
@@ -464,19 +493,29 @@ class Lab:
         targets = {
             e.name: (e.address, boot.HostProcess(e.pid or 0, e.pid_start or 0)) for e in entries
         }
-        late, dead = boot.wait_sshd(targets, timeout=timeout)
+        late, dead = boot.wait_sshd(
+            targets,
+            timeout=timeout,
+            banner_timeout=self.SSHD_BANNER_TIMEOUT,
+            interval=self.SSHD_PROBE_INTERVAL,
+        )
         if not late and not dead:
             return
-        problems = [f"{h}: systemd-nspawn exited during boot" for h in dead]
+        problems = [f"{h}: {self.PROCESS} exited during boot" for h in dead]
         problems += [f"{h}: sshd did not answer within {timeout:.0f}s" for h in late]
         first = (dead or late)[0]
-        dirs = self._dirs(first)
-        tail = boot.journal_tail(dirs.root if dirs.root.is_dir() else dirs.upper, dirs.console_log)
+        tail, console = self._boot_tail(first)
         raise LabError(
             f"host(s) failed to boot: {'; '.join(problems)}\n--- {first} ---\n{tail}",
-            hint=f"full console output: {dirs.console_log}; "
+            hint=f"full console output: {console}; "
             f"clean up with: berth lab down --name {self.name}",
         )
+
+    def _boot_tail(self, host: str) -> tuple[str, Path]:
+        """The last lines a host that failed to boot left (journal, console); and its console."""
+        dirs = self._dirs(host)
+        root = dirs.root if dirs.root.is_dir() else dirs.upper
+        return boot.journal_tail(root, dirs.console_log), dirs.console_log
 
     def _stop_host(self, entry: HostState, *, graceful: bool) -> None:
         proc = _process(entry)
@@ -576,6 +615,7 @@ class Lab:
                 boot.signal_process(proc, signal.SIGKILL)
                 boot.wait_exit(proc, 5.0)
         _kill_leftovers(cgroup_relpath(self.name))
+        qemu.kill_all_under(self.dir)  # a VM lab's hosts (whichever class opened the lab)
         # 2. Filesystems, firewall, network, cgroups: recorded resources plus anything named
         #    after this lab (a crash may have come between creating a thing and recording it).
         for mountpoint in mounts_below(self.dir):
@@ -614,7 +654,7 @@ class Lab:
 
     def _netns_names(self, state: LabState) -> list[str]:
         names = {r.id for r in state.resources if r.kind == "netns"}
-        names |= {h.netns for h in state.hosts.values()}
+        names |= {h.netns for h in state.hosts.values() if h.netns}
         if network.NETNS_DIR.is_dir():
             prefix = f"{self.name}-n"
             names |= {
@@ -625,7 +665,7 @@ class Lab:
         return sorted(names)
 
     def _link_names(self, state: LabState) -> list[str]:
-        names = {r.id for r in state.resources if r.kind in ("veth", "bridge")}
+        names = {r.id for r in state.resources if r.kind in ("veth", "tap", "bridge")}
         tag = iface_tag(self.name)
         names |= {
             p.name

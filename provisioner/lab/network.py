@@ -50,6 +50,12 @@ def plug_host(*, netns: str, veth: str, bridge: str, address: ipaddress.IPv4Inte
     run(["ip", "-n", netns, "link", "set", "eth0", "up"])
 
 
+def create_tap(name: str, bridge: str) -> None:
+    """A VM's cable: a persistent tap on the bridge, which the VM's QEMU opens by name."""
+    run(["ip", "tuntap", "add", "dev", name, "mode", "tap"])
+    run(["ip", "link", "set", name, "master", bridge, "up"])
+
+
 def delete_link(name: str) -> None:
     """Remove an interface if it exists.
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from provisioner.errors import LabError
 
-ResourceKind = Literal["bridge", "netns", "veth", "mount", "cgroup", "nft-table", "dir"]
+ResourceKind = Literal["bridge", "netns", "veth", "tap", "mount", "cgroup", "nft-table", "dir"]
 
 
 class Resource(BaseModel):
@@ -26,11 +26,11 @@ class HostState(BaseModel):
 
     name: str
     address: str
-    netns: str
-    veth: str
+    netns: str  # empty for a VM (its network stack is its own kernel's)
+    veth: str  # the machine-side end of its cable on the bridge: a veth, or a VM's tap
     release: str = "bookworm"  # the Debian codename of the rootfs it boots
     machine: str
-    pid: int | None = None  # the host's systemd-nspawn process, while it runs
+    pid: int | None = None  # the host's systemd-nspawn (or QEMU) process, while it runs
     pid_start: int | None = None  # its start time (clock ticks), so a reused PID is not mistaken
     frozen: bool = False
     cut: bool = False
@@ -40,6 +40,8 @@ class LabState(BaseModel):
     """The whole state of one lab, saved as JSON in the lab directory."""
 
     name: str
+    kind: Literal["nspawn", "vm"] = "nspawn"
+    accel: str = ""  # a VM lab's QEMU accelerator (kvm or tcg), chosen at ``up``
     subnet: str = ""
     bridge: str = ""
     gateway: str = ""  # the bridge's own address: how the machine reaches the hosts

@@ -22,11 +22,17 @@ TOOLS = {
 INOTIFY_INSTANCES = 8192  # every booted systemd takes ~7 of root's shared budget (default 128)
 
 
-def run(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> str:
+def run(
+    argv: Sequence[str],
+    *,
+    input_text: str | None = None,
+    check: bool = True,
+    cwd: Path | None = None,
+) -> str:
     """Run ``argv`` and return its stdout; on failure raise :class:`LabError` naming the command."""
     try:
         proc = subprocess.run(
-            list(argv), input=input_text, capture_output=True, text=True, check=False
+            list(argv), input=input_text, capture_output=True, text=True, check=False, cwd=cwd
         )
     except FileNotFoundError as exc:
         raise LabError(f"{argv[0]}: command not found", hint=_install_hint(argv[0])) from exc

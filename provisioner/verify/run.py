@@ -106,21 +106,30 @@ def expectations(spec: ClusterSpec, state: ClusterState, bundle_id: str) -> list
     ]
 
 
-PROBE_SCRIPT = """
+PROBE_WITHIN = 90
+"""Seconds a host's probe may wait for every smoke pod to answer through the Service. Right
+after an apply each node's routes to the other nodes' pod networks and its Service rules are
+still converging (agents that just started, on hosts that may be busy); 30 s was not enough on
+a loaded CI machine (a lab HA apply failed verify with one node's pod unreached). A healthy
+cluster answers within a second or two: the probe stops as soon as every pod answered."""
+
+PROBE_SCRIPT = f"""
 import collections, json, sys, time, urllib.request
 url, want = sys.argv[1], int(sys.argv[2])
 counts = collections.Counter()
-deadline = time.monotonic() + 30
+deadline = time.monotonic() + {PROBE_WITHIN}
 while time.monotonic() < deadline and len([k for k in counts if not k.startswith("error")]) < want:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
             counts[answer.read(200).decode(errors="replace").strip()] += 1
+        time.sleep(0.02)  # thousands of back-to-back requests only load a busy host
     except Exception as error:
         counts["error: " + type(error).__name__] += 1
         time.sleep(0.3)
 print(json.dumps(counts))
 """
-"""Runs on a host: GET the URL until ``want`` distinct bodies answered (30 s at most)."""
+"""Runs on a host: GET the URL until ``want`` distinct bodies answered (PROBE_WITHIN s at
+most)."""
 
 
 def ssh_probe(targets: list[HostTarget], connect: ConnectFn) -> Probe:
@@ -134,7 +143,7 @@ def ssh_probe(targets: list[HostTarget], connect: ConnectFn) -> Probe:
             return {f"error: {error.message}": 1}
         try:
             command = shlex.join(["python3", "-c", PROBE_SCRIPT, url, str(expected)])
-            result = connector.run(command, timeout=60)
+            result = connector.run(command, timeout=PROBE_WITHIN + 60)
             if not result.ok:
                 return {f"error: {result.stderr.strip()[-200:]}": 1}
             counts: dict[str, int] = json.loads(result.stdout)

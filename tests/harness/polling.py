@@ -11,7 +11,7 @@ T = TypeVar("T")
 
 
 def wait_for(
-    what: str, check: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.1
+    what: str, check: Callable[[], T | None], *, timeout: float = 60.0, interval: float = 0.1
 ) -> T:
     """Call ``check`` every ``interval`` seconds until it returns something truthy, and return
     that; fail the test after ``timeout`` seconds."""

@@ -39,14 +39,31 @@ def tear_down_labs(made: list[Lab]) -> None:
 
 
 def wait_for(what: str, check: Callable[[], T | None], *, timeout: float) -> T:
-    """Poll ``check`` (twice a second) until it returns something truthy."""
+    """Poll ``check`` (twice a second) until it returns something truthy.
+
+    An exception from ``check`` counts as "not yet", like a falsy answer: what a lab test polls
+    is usually on its way (a pod still starting that ``kubectl exec`` cannot enter yet, a file
+    not written yet, a 409/5xx or a refused connection while a component restarts), and on a
+    loaded machine that window is long enough to be hit. A real error still fails the test, at
+    the deadline, with the last exception shown and chained."""
     deadline = time.monotonic() + timeout
     last: T | None = None
+    error: Exception | None = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            last = check()
+        except Exception as exc:  # "not yet" (see the docstring); shown at the deadline
+            last, error = None, exc
+        else:
+            error = None
+            if last:
+                return last
         time.sleep(0.5)
+    if error is not None:
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for {what} "
+            f"(last attempt raised {type(error).__name__}: {error})"
+        ) from error
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 

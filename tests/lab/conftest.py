@@ -31,6 +31,23 @@ _NAME = re.compile(r"^pt(\d+)-\d+$")
 LabFactory = Callable[..., Lab]
 
 
+LAB_TEST_TIMEOUT = 1200
+"""pytest-timeout's bound for a lab test that sets none (pyproject's 300 s is for the rest).
+
+pytest-timeout counts a test's fixture setup: the first test of a lab module carries the
+module's lab boot and ``berth apply``, which took 235-350 s in full ``make test`` runs on the
+loaded machine (test_wheel's setup 264 s and test_certs_renew's renew 258 s ran within a minute
+of 300 s). It is a guard against hangs, not a speed check: every wait inside has its own bound."""
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(_HERE) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LAB_TEST_TIMEOUT))
+
+
 def _reap_abandoned_labs() -> None:
     for name in list_labs():
         match = _NAME.match(name)
@@ -40,7 +57,7 @@ def _reap_abandoned_labs() -> None:
 
 @pytest.fixture(scope="session")
 def lab_factory() -> Iterator[LabFactory]:
-    """Boot labs with unique names: ``lab_factory(count, *, subnet_cidr=None, timeout=60,
+    """Boot labs with unique names: ``lab_factory(count, *, subnet_cidr=None, timeout=180,
     unified_cgroups=True) -> Lab``.
 
     Clusters berth applies run real pod networks (runtime runc): for the whole session this
@@ -60,7 +77,9 @@ def _lab_factory() -> Iterator[LabFactory]:
         count: int = 3,
         *,
         subnet_cidr: str | None = None,
-        timeout: float = 60.0,
+        # until every host's sshd answers: seconds on a quiet machine, but the hosts boot
+        # while other workers' labs apply clusters (make test); a bound against hangs only
+        timeout: float = 180.0,
         unified_cgroups: bool = True,
         releases: Sequence[str] | None = None,
     ) -> Lab:

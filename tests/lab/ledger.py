@@ -138,7 +138,7 @@ class Ledger:
             lines = self.starts(node, volume)
             return lines if lines and lines[-1].startswith(f"{POD} ") else None
 
-        starts = clusters.wait_for(f"{POD}'s line in its volume", written, timeout=30)
+        starts = clusters.wait_for(f"{POD}'s line in its volume", written, timeout=90)
         return Record(str(pod["metadata"]["uid"]), node, volume, starts)
 
     def diagnose(self) -> str:

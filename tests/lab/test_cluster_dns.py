@@ -86,14 +86,28 @@ def _ready_web(c: Cluster) -> list[dict[str, Any]]:
     return clusters.wait_for("2 ready dnsweb replicas", ready, timeout=120)
 
 
+# Each lookup is tried for up to ~40 s: the web pods being Ready (what the test waited for) and
+# the node's DNS server and service rules knowing their endpoints are independent steps (slice
+# controller, then each node's watchers), and on a loaded machine the client pod could start
+# in between. A name that never resolves still fails the test (empty answer).
 CLIENT_SCRIPT = r"""
 cat /etc/resolv.conf
 for name in dnsweb dnsweb.default.svc.cluster.local; do
   echo "--- $name"
-  printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 "$name" 80 | tail -n 1
+  for try in 1 2 3 4 5 6 7 8 9 10; do
+    out=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$name" 80 | tail -n 1)
+    [ -n "$out" ] && break
+    sleep 1
+  done
+  echo "$out"
 done
 echo "--- headless"
-nslookup dnsweb-hl.default.svc.cluster.local.
+for try in 1 2 3 4 5 6 7 8 9 10; do
+  out=$(nslookup dnsweb-hl.default.svc.cluster.local.)
+  [ "$(echo "$out" | grep -cE '^Address:[[:space:]]*[0-9.]+[[:space:]]*$')" -ge 2 ] && break
+  sleep 1
+done
+echo "$out"
 echo "--- done"
 """
 
@@ -145,7 +159,7 @@ def test_pods_resolve_and_reach_services_by_short_name_fqdn_and_headless(cluster
             )
             return phase if phase in ("Succeeded", "Failed") else None
 
-        clusters.wait_for(f"{pod} finished", finished, timeout=90)
+        clusters.wait_for(f"{pod} finished", finished, timeout=180)
         log = cluster.kubectl("logs", pod)
         resolv, rest = log.split("--- dnsweb\n", 1)
         assert "nameserver 10.96.0.10" in resolv.splitlines(), log
@@ -160,6 +174,13 @@ def test_pods_resolve_and_reach_services_by_short_name_fqdn_and_headless(cluster
         assert ips <= answered, log
 
 
+TIMED_OUTSIDE_QUERY = (
+    "import json, time; from berth.dns.probe import query; started = time.monotonic(); "
+    'rcode, _ = query("10.96.0.10", "example.org", timeout=10.0); '
+    "print(json.dumps([rcode, time.monotonic() - started]))"
+)
+
+
 def test_every_node_answers_on_the_cluster_dns_address_and_fails_fast_outside(
     cluster: Cluster,
 ) -> None:
@@ -171,13 +192,17 @@ def test_every_node_answers_on_the_cluster_dns_address_and_fails_fast_outside(
         )
         assert inside.returncode == 0, inside.stderr
         assert inside.stdout.split() == [svc["spec"]["clusterIP"]]
-        started = time.monotonic()
         outside = cluster.ssh(
             host.name, f"PYTHONPATH={SITE} python3 -m berth.dns.probe 10.96.0.10 example.org"
         )
-        took = time.monotonic() - started
         assert outside.returncode == 2, (outside.stdout, outside.stderr)  # SERVFAIL
         assert "rcode 2" in outside.stderr
+        # Timed on the host around the query alone: timing the whole ssh round trip and a
+        # Python start on a loaded machine measured the machine, not the DNS server.
+        timed = cluster.ssh(host.name, f"PYTHONPATH={SITE} python3 -c '{TIMED_OUTSIDE_QUERY}'")
+        assert timed.returncode == 0, timed.stderr
+        rcode, took = json.loads(timed.stdout)
+        assert rcode == 2
         assert took < 2.0, f"no route out must fail fast, took {took:.2f}s"
 
 
@@ -203,7 +228,7 @@ def test_dns_keeps_answering_pods_across_an_agent_restart(cluster: Cluster) -> N
         phase = status["status"].get("phase")
         return phase if phase in ("Succeeded", "Failed") else None
 
-    clusters.wait_for("the client pod finished", finished, timeout=90)
+    clusters.wait_for("the client pod finished", finished, timeout=180)
     log = cluster.kubectl("logs", pod["metadata"]["name"])
     short = log.split("--- dnsweb\n", 1)[1].split("--- dnsweb.default", 1)[0]
     assert short.strip() in names, log

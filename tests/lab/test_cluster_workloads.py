@@ -38,12 +38,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -64,6 +65,7 @@ from provisioner.phases.sets import cluster_phases
 from provisioner.smoke_image import smoke_image
 from provisioner.workflow import select
 from tests.harness.apiserver import TestPKI
+from tests.harness.ports import free_port
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 from tests.lab.workloads import (
@@ -489,7 +491,7 @@ def test_killed_container_process_is_restarted_and_counted(cluster: Cluster) -> 
         status = _container(current)
         return current if status.get("restartCount") == 1 and _ready(current) else None
 
-    after = wait_for(f"{name} restarted", restarted, timeout=60)
+    after = wait_for(f"{name} restarted", restarted, timeout=120)
     status = _container(after)
     assert status["lastState"]["terminated"]["exitCode"] == 137
     assert status["containerID"] != f"runc://{cid}"
@@ -637,7 +639,7 @@ def test_crashing_container_ends_in_crash_loop_back_off_with_its_logs(cluster: C
         crashed = _waiting_reason(pod) == "CrashLoopBackOff"
         return pod if crashed and _container(pod).get("restartCount", 0) >= 1 else None
 
-    pod = wait_for("crasher in CrashLoopBackOff", looping, timeout=60)
+    pod = wait_for("crasher in CrashLoopBackOff", looping, timeout=120)
     status = _container(pod)
     assert status["lastState"]["terminated"]["exitCode"] == 3
     assert pod["status"]["phase"] == "Running"
@@ -694,25 +696,53 @@ def test_short_lived_pods_end_in_the_phase_their_exit_code_says(cluster: Cluster
 def test_logs_follow_streams_new_lines(cluster: Cluster) -> None:
     ticker = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.3; done"
     cluster.apply(_bare_pod("ticker", cluster.image, ticker))
-    wait_for("ticker running", lambda: _ready(cluster.pod("ticker")), timeout=60)
+    wait_for("ticker running", lambda: _ready(cluster.pod("ticker")), timeout=120)
     proc = subprocess.Popen(
         ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "logs", "-f", "ticker"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
+    # Read the stream until it has brought 6 lines (not "whatever came in 3 s": kubectl's start
+    # and the stream's setup are CPU work, and a loaded machine took most of those 3 s).
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    out = ""
+    deadline = time.monotonic() + 90
     try:
-        time.sleep(3.0)
+        while out.count("tick-") < 6 and (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:  # kubectl ended
+                break
+            out += line
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+        proc.wait(timeout=30)
+        pumping.join(timeout=30)  # kubectl gone: the pump reads EOF and ends
+        assert proc.stdout is not None
+        proc.stdout.close()  # left open, its finalizer's ResourceWarning failed the test
     ticks = [int(line.split("-")[1]) for line in out.splitlines() if line.startswith("tick-")]
     assert len(ticks) >= 6, out
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), "in order, none lost"
-    time.sleep(1.0)  # a few more ticks after the stream stopped
-    later = cluster.kubectl("logs", "ticker", "--tail=3").stdout.splitlines()
-    numbers = [int(line.split("-")[1]) for line in later]
+
+    def newer_tail() -> list[int] | None:
+        later = cluster.kubectl("logs", "ticker", "--tail=3").stdout.splitlines()
+        numbers = [int(line.split("-")[1]) for line in later]
+        return numbers if numbers and numbers[-1] > ticks[-1] else None
+
+    # a few more ticks after the stream stopped (polled: the pod's loop is slow under load)
+    numbers = wait_for("--tail shows lines newer than the stream's", newer_tail, timeout=60)
     assert len(numbers) == 3
     assert numbers == list(range(numbers[0], numbers[0] + 3))
-    assert numbers[-1] > ticks[-1], "--tail shows the newest lines"
 
 
 # -- resource metrics and autoscaling ---------------------------------------------------------
@@ -836,9 +866,7 @@ def test_top_answers_soon_after_pods_start_and_the_hpa_follows_cpu_load(
 
 def _closed_port(address: str) -> int:
     """A port nothing listens on at ``address`` (a lab bridge address)."""
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return int(probe.getsockname()[1])
+    return free_port(address)
 
 
 def test_pull_errors_are_reported_on_the_pod(cluster: Cluster) -> None:
@@ -856,7 +884,7 @@ def test_pull_errors_are_reported_on_the_pod(cluster: Cluster) -> None:
 
         return check
 
-    pod = wait_for("ImagePullBackOff", reason("missing", "ImagePullBackOff"), timeout=60)
+    pod = wait_for("ImagePullBackOff", reason("missing", "ImagePullBackOff"), timeout=120)
     assert pod["status"]["phase"] == "Pending"
     assert _container(pod)["restartCount"] == 0
     events = cluster.kubectl(
@@ -864,7 +892,7 @@ def test_pull_errors_are_reported_on_the_pod(cluster: Cluster) -> None:
     ).stdout
     messages = [e["message"] for e in json.loads(events)["items"] if e["reason"] == "Failed"]
     assert any("lab/missing:1" in m for m in messages), messages
-    pod = wait_for("ErrImageNeverPull", reason("never", "ErrImageNeverPull"), timeout=60)
+    pod = wait_for("ErrImageNeverPull", reason("never", "ErrImageNeverPull"), timeout=120)
     message = _container(pod)["state"]["waiting"]["message"]
     assert "imagePullPolicy is Never" in message
 
@@ -886,7 +914,7 @@ def test_images_come_from_the_registries_the_spec_trusts(cluster: Cluster) -> No
         pod = cluster.pod("from-unlisted")
         return pod if _waiting_reason(pod) in ("ErrImagePull", "ImagePullBackOff") else None
 
-    pod = wait_for("from-unlisted refused", refused, timeout=60)
+    pod = wait_for("from-unlisted refused", refused, timeout=120)
     events = cluster.kubectl(
         "get", "events", "--field-selector", "involvedObject.name=from-unlisted", "-o", "json"
     ).stdout
@@ -963,7 +991,7 @@ def test_restarting_the_agents_keeps_pods_running_without_duplicates(cluster: Cl
     for node in cluster.nodes.values():
         pid = _agent_pid(node)
         node.ssh(f"kill -TERM {pid}")
-        wait_for(f"{node.name}'s agent back", partial(_agent_restarted, node, pid), timeout=30)
+        wait_for(f"{node.name}'s agent back", partial(_agent_restarted, node, pid), timeout=90)
     time.sleep(5.0)  # the restarted agents adopt, reconcile and report
     after = {p["metadata"]["name"]: p for p in _web_pods(cluster)}
     assert sorted(after) == sorted(before)
@@ -1076,7 +1104,7 @@ def test_deleting_replicas_under_load_fails_no_request(cluster: Cluster) -> None
     counts: dict[str, int] = wait_for(
         "the load client's counts",
         lambda: json.loads(client.ssh(f"cat {log}").stdout or b"null"),
-        timeout=10,
+        timeout=60,  # its last request (2 s bound), then a Python exit on a loaded host
     )
     print(f"load client through 2 deletions: {counts}")
     assert set(counts) == {"ok"}, counts
@@ -1084,7 +1112,7 @@ def test_deleting_replicas_under_load_fails_no_request(cluster: Cluster) -> None
     after = {p["metadata"]["name"] for p in _quick_pods(cluster)}
     assert after.isdisjoint(p["metadata"]["name"] for p in before)
     cluster.kubectl("delete", "deployment,service", "quick", "--wait=true", timeout=90)
-    wait_for("the quick pods gone", lambda: not cluster.pods("app=quick") or None, timeout=60)
+    wait_for("the quick pods gone", lambda: not cluster.pods("app=quick") or None, timeout=120)
 
 
 # -- persistent volumes (issue 16): the default class makes node-local directories ----------
@@ -1194,7 +1222,7 @@ def test_retained_local_volume_keeps_its_data(cluster: Cluster) -> None:
     def released() -> bool | None:
         return _get(cluster, "pv", volume)["status"]["phase"] == "Released" or None
 
-    wait_for(f"{volume} Released", released, timeout=60)
+    wait_for(f"{volume} Released", released, timeout=120)
     cluster.kubectl("delete", "pv", volume, "--wait=false")
 
     def pv_gone() -> bool | None:

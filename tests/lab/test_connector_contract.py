@@ -42,7 +42,7 @@ def ssh_target(lab: Lab, host: str) -> HostTarget:
         identity_file=lab.key_path,
         known_hosts=lab.known_hosts_path,
         host_key_policy=HostKeyPolicy.STRICT,
-        connect_timeout=5,
+        connect_timeout=15,  # a handshake with a busy lab host (other labs apply meanwhile)
         retries=1,
     )
 

@@ -79,7 +79,9 @@ class Cluster:
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
 
-    def berth(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def berth(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        # 600 s, as apply_lab_spec: a hang guard only. An apply took up to ~350 s in full
+        # `make test` runs (labs side by side), and test_certs_renew's renew goes through here.
         env = {
             **os.environ,
             "BERTH_STATE_DIR": str(self.state_dir),

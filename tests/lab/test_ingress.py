@@ -192,7 +192,7 @@ def test_status_lists_the_node_addresses(cluster: Cluster) -> None:
         )
         return found if found == sorted(cluster.addresses) else None
 
-    clusters.wait_for("the ingress status", addresses, timeout=30)
+    clusters.wait_for("the ingress status", addresses, timeout=120)  # controller work (CPU)
 
 
 @dataclass

@@ -268,16 +268,17 @@ def test_systemctl_enables_and_starts_a_unit(lab: Lab) -> None:
     try:
         assert status == 0, out + err
         assert out.split()[-2:] == ["enabled", "active"]
-        # ...and another host reaches it over the lab network (TCP, by address)
+        # ...and another host reaches it over the lab network (TCP, by address); up to ~30 s:
+        # active means started, and the server listens a moment later (longer under load)
         fetch = (
-            'python3 -c "import time, urllib.request\nfor _ in range(50):\n'
+            'python3 -c "import time, urllib.request\nfor _ in range(300):\n'
             "    try:\n"
             f"        url = 'http://{n1.address}:8080/'\n"
             "        print(urllib.request.urlopen(url, timeout=2).status)\n"
             "        break\n"
             '    except OSError:\n        time.sleep(0.1)"'
         )
-        assert run(lab, "n2", fetch)[1].strip() == "200"
+        assert run(lab, "n2", fetch, timeout=90)[1].strip() == "200"
     finally:
         run(
             lab,
@@ -485,9 +486,12 @@ def test_down_does_not_wait_for_processes_that_ignore_sigterm(lab_factory: LabFa
     start = (
         "mkdir -p /sys/fs/cgroup/stubborn; setsid sh -c 'echo $$ > "
         '/sys/fs/cgroup/stubborn/cgroup.procs; trap "" TERM; exec sleep 1000\' '
-        "</dev/null >/dev/null 2>&1 & sleep 0.3; cat /sys/fs/cgroup/stubborn/cgroup.procs"
+        "</dev/null >/dev/null 2>&1 & "
+        # until the child has joined the cgroup (a fixed 0.3 s was not always enough under load)
+        "for i in $(seq 300); do grep -q . /sys/fs/cgroup/stubborn/cgroup.procs && break; "
+        "sleep 0.1; done; cat /sys/fs/cgroup/stubborn/cgroup.procs"
     )
-    code, out, err = run(stubborn, "n1", start)
+    code, out, err = run(stubborn, "n1", start, timeout=60)
     assert code == 0, err
     assert out.strip(), "the stubborn process runs"
     machines = [h.machine for h in stubborn.hosts]

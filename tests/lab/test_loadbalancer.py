@@ -176,7 +176,8 @@ def _get(address: str, port: int, path: str = "/", timeout: float = 3.0) -> tupl
         return 0, repr(e)
 
 
-def _answers(address: str, port: int, want: str, within: float = 30.0) -> None:
+def _answers(address: str, port: int, want: str, within: float = 90.0) -> None:
+    # 90 s: endpoints, the speaker's election and each node's rules are CPU work
     clusters.wait_for(
         f"{want} answering on {address}:{port}",
         lambda: _get(address, port) == (200, want),
@@ -193,7 +194,7 @@ def test_without_a_pool_the_node_addresses_answer(cluster: Cluster) -> None:
         def has_nodes(n: str = name) -> bool:
             return cluster.ingress(n) == nodes
 
-        clusters.wait_for(f"{name}'s node addresses", has_nodes, timeout=60)
+        clusters.wait_for(f"{name}'s node addresses", has_nodes, timeout=120)
     table = cluster.kubectl("get", "svc", "web")
     assert ",".join(nodes) in table, table  # EXTERNAL-IP
     # Cluster: both nodes answer (n1 forwards to the pod on n2)
@@ -268,7 +269,7 @@ def test_the_address_moves_when_its_node_dies(cluster: Cluster) -> None:
     n1, n2 = cluster.lab.hosts
     # n2 holds it (the election over n1 and n2, both with an endpoint), n1 does not; n2 is
     # the one to die: cutting n1 would cut the only API server too
-    clusters.wait_for(f"n2 holding {ip}", lambda: ip in cluster.addresses_on(n2.name), timeout=30)
+    clusters.wait_for(f"n2 holding {ip}", lambda: ip in cluster.addresses_on(n2.name), timeout=120)
     assert ip not in cluster.addresses_on(n1.name)
     _answers(ip, PORTS["both"], pods["b"])
     cluster.lab.cut(n2.name)
@@ -278,6 +279,6 @@ def test_the_address_moves_when_its_node_dies(cluster: Cluster) -> None:
             lambda: ip in cluster.addresses_on(n1.name),
             timeout=120,
         )
-        _answers(ip, PORTS["both"], pods["a"], within=30)
+        _answers(ip, PORTS["both"], pods["a"])
     finally:
         cluster.lab.heal(n2.name)

@@ -67,11 +67,13 @@ class Cluster:
         return "200 OK" in result.stdout
 
     def wait_reach(self, ns: str, pod: str, want: bool) -> None:
-        """The rules follow the API within a few seconds: wait for ``want``, then hold."""
+        """The rules follow the API within a few seconds: wait for ``want``, then hold. (90 s:
+        the policy controller and each node's rules are CPU work, and so is every kubectl exec
+        this polls with, on a machine other labs load.)"""
         clusters.wait_for(
             f"{ns}/{pod} {'reaches' if want else 'is refused by'} the web pod",
             lambda: True if self.reaches(ns, pod) == want else None,
-            timeout=30,
+            timeout=90,
         )
 
 
@@ -174,8 +176,9 @@ def _echoed(c: Cluster) -> int:
 
 
 def test_without_policies_every_client_reaches_the_web_pod(cluster: Cluster) -> None:
+    # polled: the web pod is Running once its shell started, and httpd listens a moment later
     for ns, name in CLIENTS:
-        assert cluster.reaches(ns, name), f"{ns}/{name}"
+        cluster.wait_reach(ns, name, True)
     clusters.wait_for(
         "the long connection echoes", lambda: _echoed(cluster) > 2 or None, timeout=90
     )
@@ -189,9 +192,14 @@ def test_default_deny_blocks_new_connections_but_not_established_ones(cluster: C
         assert not cluster.reaches(ns, name), f"{ns}/{name} (same node: {name == 'same'})"
     # the connection opened before the policy keeps flowing both ways
     during = _echoed(cluster)
-    time.sleep(3)
-    after = _echoed(cluster)
-    assert after > during >= before, (before, during, after)
+    assert during >= before, (before, during)
+    # a line a second while the connection lives (polled: the pod's loop and each kubectl
+    # exec are slow on a loaded machine; a cut connection never grows and fails at the end)
+    clusters.wait_for(
+        "the established connection still echoing",
+        lambda: _echoed(cluster) > during or None,
+        timeout=60,
+    )
 
 
 def test_allow_policy_admits_by_namespace_and_by_pod_label(cluster: Cluster) -> None:

@@ -33,7 +33,7 @@ def _connector(lab: Lab, name: str) -> SSHConnector:
             identity_file=lab.key_path,
             known_hosts=lab.known_hosts_path,
             host_key_policy=HostKeyPolicy.STRICT,
-            connect_timeout=5,
+            connect_timeout=15,  # a handshake with a busy lab host
             retries=1,
         )
     ).connect()

@@ -34,6 +34,7 @@ from kubernetes import config as kconfig
 from kubernetes.stream import stream
 
 from provisioner.smoke_image import smoke_image
+from tests.harness.ports import free_port
 from tests.lab import clusters
 from tests.lab.conftest import LabFactory
 
@@ -86,6 +87,13 @@ def kubeconfig(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory
         return got.returncode == 0 and json.loads(got.stdout)["status"].get("phase") == "Running"
 
     clusters.wait_for("the shell pod to run", running, timeout=120)
+
+    def page_written() -> bool:
+        # Running means its shell started; the page is written just after
+        got = clusters.kubectl(admin, "exec", POD, "--", "cat", "/tmp/www/index.html")
+        return got.returncode == 0 and got.stdout == f"{PAGE}\n"
+
+    clusters.wait_for("the shell pod's page", page_written, timeout=120)
     return admin
 
 
@@ -131,13 +139,6 @@ def test_cp_both_ways(kubeconfig: Path, version: str, tmp_path: Path) -> None:
     assert back.read_bytes() == payload
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _http_get(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
@@ -145,6 +146,15 @@ def _http_get(port: int) -> bytes:
         while chunk := c.recv(65536):
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _first_line(proc: subprocess.Popen[str], *, within: float = 90) -> str:
+    """The first line ``proc`` prints, waiting ``within`` seconds at most (a bare readline
+    would hang the test until pytest-timeout if kubectl never printed)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], within)
+    assert ready, f"kubectl printed nothing within {within:.0f}s"
+    return proc.stdout.readline()
 
 
 @contextlib.contextmanager
@@ -155,8 +165,7 @@ def _port_forward(kubeconfig: Path, version: str, spec: str) -> Iterator[None]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = _first_line(proc)
         assert "Forwarding from 127.0.0.1" in line, line
         yield
         assert proc.poll() is None, "port-forward ended by itself"
@@ -168,7 +177,7 @@ def _port_forward(kubeconfig: Path, version: str, spec: str) -> Iterator[None]:
 
 @pytest.mark.parametrize("version", ["1.32", "1.20"])
 def test_port_forward_from_this_machine(kubeconfig: Path, version: str) -> None:
-    local = _free_port()
+    local = free_port()
     with _port_forward(kubeconfig, version, f"{local}:8080"):
         for _ in range(3):  # one connection after another on the same forward
             reply = _http_get(local)
@@ -212,17 +221,26 @@ def test_python_client_stream_exec_and_tty(api: Any) -> None:
         assert resp.returncode == 5
     finally:
         resp.close()
+    # the shell answers `stty size` for every line typed, until "last": the resize message and
+    # stdin are separate channels, applied independently, so one line typed a second after the
+    # resize (as this was) could be read before the resize landed on a loaded machine
     resp = stream(
         api.connect_get_namespaced_pod_exec, POD, "default",
-        command=["sh", "-c", "read go; stty size"],
+        command=["sh", "-c", 'while read go; do stty size; [ "$go" = last ] && exit 0; done'],
         stdin=True, stdout=True, stderr=True, tty=True, _preload_content=False,
     )  # fmt: skip
     try:
         resp.write_channel(4, json.dumps({"Width": 101, "Height": 33}))
-        time.sleep(1)
-        resp.write_stdin("go\n")
+        seen = ""
+        deadline = time.monotonic() + 60
+        while "33 101" not in seen and time.monotonic() < deadline and resp.is_open():
+            resp.write_stdin("again\n")
+            resp.update(timeout=2)
+            seen += resp.read_stdout(timeout=0)
+        resp.write_stdin("last\n")
         resp.run_forever(timeout=30)
-        assert "33 101" in resp.read_stdout()
+        seen += resp.read_stdout(timeout=0)
+        assert "33 101" in seen, seen
         assert resp.returncode == 0
     finally:
         resp.close()
@@ -360,7 +378,7 @@ def test_debug_with_an_ephemeral_container_sharing_the_targets_processes(
                 "status"
             ]["ephemeralContainerStatuses"][0]["state"]
         ),
-        timeout=60,
+        timeout=120,
     )
     assert status["phase"] == "Running"
 
@@ -389,14 +407,13 @@ def test_services_and_nodes_proxy(kubeconfig: Path, tmp_path: Path) -> None:
     for version in ("1.32", "1.20"):
         out = kubectl(kubeconfig, version, "get", "--raw", path)
         assert (out.returncode, out.stdout.strip()) == (0, PAGE), out.stderr
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [KUBECTL["1.32"], "--kubeconfig", str(kubeconfig), "proxy", f"--port={port}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert proc.stdout is not None
-        assert "Starting to serve" in proc.stdout.readline()
+        assert "Starting to serve" in _first_line(proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
             assert resp.read().decode().strip() == PAGE
     finally:

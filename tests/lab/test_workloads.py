@@ -173,7 +173,7 @@ def test_killing_the_container_process_is_detected_with_its_exit_code(cluster: C
     status = node.berth("status", "--pod", uid)["containers"][0]
     assert status["state"] == "running"
     node.ssh(f"kill -KILL {status['pid']}")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # each status is an ssh + python3 start on a loaded host
     while status["state"] == "running" and time.monotonic() < deadline:
         time.sleep(0.2)
         status = node.berth("status", "--pod", uid)["containers"][0]
@@ -246,9 +246,14 @@ async def main():
         command=("/bin/httpd", "-f", "-v", "-p", "8080", "-h", "/"), spec=spec), attempt=0)
     again = await agent.start_container(sid, ContainerConfig(name="web", image="{image}",
         command=("/bin/httpd", "-f", "-v", "-p", "8080", "-h", "/"), spec=spec), attempt=0)
-    await asyncio.sleep(0.3)
     out["same_id"] = again == cid
     probe = lambda p: agent.probe(cid, "readiness", p, pod_ip="{ip}")
+    # httpd listens a moment after its start: wait for the port (it was a fixed 0.3 s, not
+    # always enough on a loaded host); a bare TCP connect leaves nothing in httpd's log
+    for _ in range(600):
+        if await probe({{"tcpSocket": {{"port": 8080}}}}):
+            break
+        await asyncio.sleep(0.1)
     out["http"] = await probe({{"httpGet": {{"port": "http", "path": "/etc/passwd"}}}})
     out["http_404"] = await probe({{"httpGet": {{"port": 8080, "path": "/nope"}}}})
     out["tcp"] = await probe({{"tcpSocket": {{"port": 8080}}}})

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tarfile
@@ -32,6 +31,7 @@ from typing import Any
 
 from berth.runtime.layout import ImageSpec, tar_directory, write_layout
 from provisioner.lab import Lab, blackholes, ensure_rootfs
+from tests.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -97,7 +97,7 @@ def download_debs(packages: Sequence[str] = NODE_PACKAGES) -> list[Path]:
     simulate = subprocess.run(
         ["apt-get", "-s", "-o", f"Dir::State::status={status}", "install",
          "--no-install-recommends", *packages],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
     names = [line.split()[1] for line in simulate.stdout.splitlines() if line.startswith("Inst ")]
     key = hashlib.sha256(" ".join(sorted(names)).encode()).hexdigest()[:12]
@@ -105,7 +105,7 @@ def download_debs(packages: Sequence[str] = NODE_PACKAGES) -> list[Path]:
     if not (target / ".complete").exists():
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(["apt-get", "download", "-q", *names], cwd=target, check=True,
-                       capture_output=True)  # fmt: skip
+                       capture_output=True, timeout=900)  # fmt: skip
         (target / ".complete").write_text("\n".join(names))
     return sorted(target.glob("*.deb"))
 
@@ -118,7 +118,9 @@ def build_busybox_layout(layout: Path, *, ref_name: str = "bb") -> str:
         for d in ("bin", "etc", "tmp", "www", "proc", "sys", "dev"):
             (root / d).mkdir()
         shutil.copy(busybox, root / "bin/busybox")
-        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+        applets = subprocess.run(
+            [busybox, "--list"], capture_output=True, text=True, check=True, timeout=60
+        )
         for applet in applets.stdout.split():
             if applet != "busybox":
                 (root / "bin" / applet).symlink_to("busybox")
@@ -137,9 +139,7 @@ class Registry:
     def __init__(
         self, address: str, workdir: Path, *, tls: tuple[Path, Path, Path] | None = None
     ) -> None:
-        with socket.socket() as probe:
-            probe.bind((address, 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port(address)  # below the ephemeral range: see tests/harness/ports.py
         self.host = f"{address}:{self.port}"
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ class Registry:
         subprocess.run(
             ["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false",
              f"oci:{layout}:{ref_name}", f"docker://{reference}"],
-            check=True, capture_output=True,
+            check=True, capture_output=True, timeout=300,
         )  # fmt: skip
         return reference
 

@@ -62,7 +62,7 @@ def _ingress(raw: Raw, name: str) -> list[object]:
     return list(((doc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
 
 
-def _wait(check: object, what: str, within: float = 20.0) -> None:
+def _wait(check: object, what: str, within: float = 60.0) -> None:
     assert callable(check)
     deadline = time.monotonic() + within
     while not check():

@@ -121,7 +121,7 @@ def _grant(admin: Raw, user: str, rules: list[Any], *, namespace: str = "") -> N
     _ok(admin.json("POST", _path(kind, namespace), _role(name, rules, namespace=namespace)))
     binding = _binding(name, kind, name, user, namespace=namespace)
     _ok(admin.json("POST", _path(binding["kind"], namespace), binding))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # the authorizer follows the store (load)
     while not all(_can(admin, user, namespace, r) for r in rules if "resources" in r):
         assert time.monotonic() < deadline, f"{user} never got {rules}"
         time.sleep(0.02)

@@ -8,11 +8,12 @@ import dataclasses
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from berth.api.meta import Obj, format_time, get_path, now
 from berth.api.resources import ResourceDef
-from berth.apiserver import ephemeral
+from berth.apiserver import ephemeral, resourceproxy
 from berth.apiserver.admission import admit
 from berth.apiserver.errors import FieldError, conflict, invalid, required
 from berth.apiserver.handlers import (
@@ -255,6 +256,20 @@ async def _log(server: ApiServer, call: Call) -> web.StreamResponse:
 _LOG = Endpoint(_log, authorize_as="get", metric_subresource=True)
 
 
+async def _update_ephemeral(server: ApiServer, call: Call) -> web.StreamResponse:
+    """PUT of ``pods/ephemeralcontainers``: a Pod, or the ``EphemeralContainers`` kind
+    kubectl 1.20 sends (see :mod:`berth.apiserver.ephemeral`), answered in the same kind."""
+    if not ephemeral.is_legacy(call.body):
+        return await update(server, call)
+    r = call.route
+    stored = await server.registry.get(r.rd, r.namespace, r.name)
+    as_pod = ephemeral.legacy_to_pod(call.body, stored)
+    response = await update(server, dataclasses.replace(call, body=as_pod))
+    assert isinstance(response, web.Response)
+    written = orjson.loads(response.body)  # type: ignore[arg-type]
+    return json_response(ephemeral.pod_to_legacy(written), response.status)
+
+
 # exec, attach and port-forward are authorized with the request's own verb (a WebSocket
 # upgrade is a GET: ``get``; a SPDY upgrade a POST: ``create``), as kube-apiserver 1.32 does.
 async def _exec(server: ApiServer, call: Call) -> web.StreamResponse:
@@ -313,10 +328,11 @@ class PodStrategy(KindStrategy):
         ("get", "attach"): _ATTACH,
         ("create", "attach"): _ATTACH,
         ("get", ephemeral.SUBRESOURCE): Endpoint(get_object),
-        ("update", ephemeral.SUBRESOURCE): Endpoint(update),
+        ("update", ephemeral.SUBRESOURCE): Endpoint(_update_ephemeral),
         ("patch", ephemeral.SUBRESOURCE): Endpoint(patch),
         ("get", "portforward"): _PORTFORWARD,
         ("create", "portforward"): _PORTFORWARD,
+        **resourceproxy.POD_PROXY,
     }
 
     def defaults(self, rd: ResourceDef, obj: Obj) -> None:

@@ -3,6 +3,7 @@ checked for the node's name exactly as for ``pods/log``: see :mod:`berth.apiserv
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -123,6 +124,9 @@ async def dial(
             f"refusing to proxy to {target.host}:{target.port}: it does not present the serving"
             f" certificate of node {target.node}: {exc.certificate_error}",
         ) from exc
+    except asyncio.CancelledError:
+        await session.close()  # the session ended while the agent was dialled
+        raise
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         await session.close()
         raise ApiError(

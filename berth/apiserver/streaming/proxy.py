@@ -227,7 +227,8 @@ class SpdyExec:
                 if isinstance(obj, dict):
                     await agent.send(bytes([ch.RESIZE]) + orjson.dumps(_size(obj)))
             if len(buf) > MAX_RESIZE_BUFFER:
-                return  # not resize events: stop listening rather than buffer
+                stream.abandon()  # not resize events: stop listening rather than buffer
+                return
 
     async def output(self, channel: int, data: bytes) -> None:
         stream = self.streams.get("stdout" if channel == ch.STDOUT else "stderr")
@@ -355,7 +356,7 @@ async def serve_exec(
             await ws.prepare(request)
             client: ExecClient = WebSocketExec(ws, opts, 5 if chosen.startswith("v5") else 4)
             status = await _relay_exec(client, agent)
-            await client.finish(status)
+            # audited before the client hears the end (it may act on the line at once)
             _audit(
                 request,
                 user,
@@ -365,6 +366,7 @@ async def serve_exec(
                 extra=audit_extra,
                 status=str(status.get("status")),
             )
+            await client.finish(status)
             return ws
         resp, conn = await switch_protocols(
             request,
@@ -387,7 +389,6 @@ async def serve_exec(
                 return resp
             spdy_client = SpdyExec(session, streams)
             status = await _relay_exec(spdy_client, agent)
-            await spdy_client.finish(status)
             _audit(
                 request,
                 user,
@@ -397,6 +398,7 @@ async def serve_exec(
                 extra=audit_extra,
                 status=str(status.get("status")),
             )
+            await spdy_client.finish(status)
         finally:
             await session.close()
             runner.cancel()
@@ -422,6 +424,8 @@ async def _expected_streams(
                 return
             kind = stream.headers.get("streamtype", "")
             if kind in wanted and kind not in streams:
+                if kind in ("stdin", "resize"):
+                    stream.will_read()
                 streams[kind] = stream
             else:
                 await stream.reset(spdy.PROTOCOL_ERROR)
@@ -475,8 +479,9 @@ async def serve_portforward(
                 ):
                     return b""
 
-        async def ws_write(data: bytes) -> None:
-            await ws.send_bytes(data)
+        async def ws_write(data: bytes | bytearray) -> None:
+            # aiohttp takes any bytes-like object (its annotation says bytes)
+            await ws.send_bytes(data)  # type: ignore[arg-type]
 
         await forwarder.serve(spdy.Session(ws_read, ws_write))
         _audit(
@@ -557,6 +562,8 @@ class PortForwarder:
             await stream.reset(spdy.PROTOCOL_ERROR)
             return
         pair[kind] = stream
+        if kind == "data":
+            stream.will_read()  # what the client sends while the agent is dialled waits
         if len(pair) == 2:
             del self._pending[request_id]
             task = asyncio.create_task(self._forward(pair["data"], pair["error"]))
@@ -567,6 +574,7 @@ class PortForwarder:
         raw = data.headers.get("port", "")
         port = int(raw) if raw.isdigit() else 0
         if not 0 < port < 65536:
+            data.abandon()
             await error.write(f"invalid port {raw!r}".encode())
             await error.close()
             await data.close()
@@ -581,6 +589,7 @@ class PortForwarder:
                 [("port", str(port))],
             )
         except ApiError as exc:
+            data.abandon()
             await error.write(f"error forwarding port {port} to pod: {exc.message}".encode())
             await error.close()
             await data.close()
@@ -588,10 +597,15 @@ class PortForwarder:
         await _relay_port(agent, data, error)
 
 
+_PF_DATA = bytes([ch.PF_DATA])
+
+
 async def _relay_port(agent: AgentStream, data: spdy.Stream, error: spdy.Stream) -> None:
     async def upstream() -> None:
         while chunk := await data.read():
-            await agent.send(bytes([ch.PF_DATA]) + chunk)
+            # one message per read (reads join what arrived), none past the agent's bound
+            for i in range(0, len(chunk), ch.PF_CHUNK):
+                await agent.send(_PF_DATA + chunk[i : i + ch.PF_CHUNK])
         await agent.send(bytes([ch.PF_EOF]))
 
     up = asyncio.create_task(upstream())
@@ -599,7 +613,7 @@ async def _relay_port(agent: AgentStream, data: spdy.Stream, error: spdy.Stream)
         while (msg := await agent.receive()) is not None:
             if not msg:
                 continue
-            kind, payload = msg[0], msg[1:]
+            kind, payload = msg[0], memoryview(msg)[1:]  # no copy of the payload
             if kind == ch.PF_DATA:
                 await data.write(payload)
             elif kind == ch.PF_ERROR:
@@ -608,6 +622,7 @@ async def _relay_port(agent: AgentStream, data: spdy.Stream, error: spdy.Stream)
                 await data.close()
     finally:
         up.cancel()
+        data.abandon()  # what the client still sends for this connection goes nowhere
         await agent.close()
         await data.close()
         await error.close()

@@ -61,6 +61,15 @@ MAX_STREAMS = 512
 """Most streams open at once in one session (port-forward opens two per connection)."""
 MAX_STREAM_BUFFER = 4 << 20
 """Most bytes received on a stream and not yet read before the session is torn down."""
+SEND_FRAME = 256 * 1024
+"""Largest DATA payload we send. kubectl (1.20's and 1.32's spdystream) takes any length
+SPDY allows; fewer, larger frames cut its CPU per byte (measured: bench/streams.py)."""
+READ_COALESCE = 256 * 1024
+"""Most bytes one :meth:`Stream.read` joins from frames already received."""
+PAUSE_BUFFER = 1 << 20
+"""Unread bytes of a stream being read at which the session stops reading the connection
+until the reader catches up (one connection read past it stays far under
+:data:`MAX_STREAM_BUFFER`)."""
 
 _HEAD = struct.Struct(">II")
 
@@ -294,7 +303,7 @@ def _control(kind: int, flags: int, payload: bytes) -> bytes:
     return _HEAD.pack(0x80000000 | (VERSION << 16) | kind, (flags << 24) | len(payload)) + payload
 
 
-def encode_data(stream_id: int, data: bytes, *, fin: bool = False) -> bytes:
+def encode_data(stream_id: int, data: bytes | memoryview, *, fin: bool = False) -> bytes:
     return _HEAD.pack(stream_id & 0x7FFFFFFF, ((FLAG_FIN if fin else 0) << 24) | len(data)) + data
 
 
@@ -410,7 +419,7 @@ class FrameReader:
 
 ReadFn = Callable[[], Awaitable[bytes]]
 """Reads the next bytes of the connection; ``b""`` at its end."""
-WriteFn = Callable[[bytes], Awaitable[None]]
+WriteFn = Callable[[bytes | bytearray], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -424,20 +433,72 @@ class Stream:
     _buffered: int = 0
     remote_closed: bool = False
     local_closed: bool = False
+    _reading: bool = False
+    """Someone reads this stream: the session waits for it rather than overrun it."""
+    _abandoned: bool = False
+    _drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _backlogged(self) -> bool:
+        return self._reading and not self._abandoned and self._buffered > PAUSE_BUFFER
+
+    def _consumed(self, size: int) -> None:
+        self._buffered -= size
+        if self._buffered <= PAUSE_BUFFER // 2:
+            self._drained.set()
+
+    def will_read(self) -> None:
+        """Its reader is on the way (it may start later, after a dial): from now on the
+        session waits for it instead of overrunning it."""
+        self._reading = True
+
+    def abandon(self) -> None:
+        """Nobody will read this stream again: drop what is buffered and what still comes
+        (instead of holding the session for it, or ending it at the buffer bound)."""
+        self._abandoned = True
+        while not self._chunks.empty():
+            if not self._chunks.get_nowait():
+                self._chunks.put_nowait(b"")
+                break
+        self._buffered = 0
+        self._drained.set()
 
     async def read(self) -> bytes:
-        """The next bytes the peer sent; ``b""`` once it finished (FIN, reset, session end)."""
+        """The next bytes the peer sent (what arrived since the last read, joined, up to
+        :data:`READ_COALESCE`); ``b""`` once it finished (FIN, reset, session end)."""
+        self._reading = True
         chunk = await self._chunks.get()
         if not chunk:
             self._chunks.put_nowait(b"")  # every later read sees the end too
-        self._buffered -= len(chunk)
-        return chunk
+            return chunk
+        if self._chunks.empty():
+            self._consumed(len(chunk))
+            return chunk
+        # The peer's frames are small (kubectl: 32 KiB); whoever relays them pays per read.
+        parts, size = [chunk], len(chunk)
+        while size < READ_COALESCE and not self._chunks.empty():
+            more = self._chunks.get_nowait()
+            if not more:
+                self._chunks.put_nowait(b"")  # the end stays the last thing read
+                break
+            parts.append(more)
+            size += len(more)
+        self._consumed(size)
+        return b"".join(parts)
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
+        """Send ``data`` as DATA frames of at most :data:`SEND_FRAME` bytes, written to the
+        connection at once (one write, not one per frame)."""
         if self.local_closed or not data:
             return
-        for i in range(0, len(data), 32 * 1024):
-            await self.session.send(encode_data(self.id, data[i : i + 32 * 1024]))
+        view = memoryview(data)
+        if len(view) <= SEND_FRAME:
+            await self.session.send(encode_data(self.id, view))
+            return
+        parts: list[bytes | memoryview] = []
+        for i in range(0, len(view), SEND_FRAME):
+            part = view[i : i + SEND_FRAME]
+            parts += (_HEAD.pack(self.id & 0x7FFFFFFF, len(part)), part)
+        await self.session.send(b"".join(parts))  # one allocation, one copy
 
     async def close(self) -> None:
         """Finish our side (FIN)."""
@@ -453,7 +514,7 @@ class Stream:
     def _deliver(self, data: bytes) -> None:
         if self.remote_closed:
             raise SpdyError(f"data on stream {self.id} after its FIN")
-        if data:
+        if data and not self._abandoned:
             self._buffered += len(data)
             if self._buffered > MAX_STREAM_BUFFER:
                 raise SpdyError(f"stream {self.id} has {self._buffered} unread bytes")
@@ -463,6 +524,7 @@ class Stream:
         if not self.remote_closed:
             self.remote_closed = True
             self._chunks.put_nowait(b"")
+        self._drained.set()  # nothing more comes: the session need not wait for it
 
 
 class Session:
@@ -481,7 +543,7 @@ class Session:
         self.closed = False
         self.error: str = ""
 
-    async def send(self, frame: bytes) -> None:
+    async def send(self, frame: bytes | bytearray) -> None:
         if self.closed:
             return
         async with self._lock:
@@ -506,6 +568,7 @@ class Session:
                     break
                 for frame in self._reader.feed(data):
                     await self._handle(frame)
+                await self._wait_for_readers()
         except SpdyError as exc:
             self.error = str(exc)
             with contextlib.suppress(Exception):
@@ -514,6 +577,19 @@ class Session:
             pass
         finally:
             self._shutdown()
+
+    async def _wait_for_readers(self) -> None:
+        """Back-pressure: while a stream someone reads holds more than
+        :data:`PAUSE_BUFFER` unread bytes, read nothing more from the connection (the client
+        then waits on TCP) until its reader has caught up. A stream nobody reads gets no
+        such grace: past :data:`MAX_STREAM_BUFFER` it ends the session."""
+        while not self.closed:
+            full = next((s for s in self.streams.values() if s._backlogged()), None)
+            if full is None:
+                return
+            full._drained.clear()
+            if full._backlogged():
+                await full._drained.wait()
 
     def _shutdown(self) -> None:
         self.closed = True

@@ -67,7 +67,7 @@ class RawConnection:
     async def read(self) -> bytes:
         return await self.reader.read()
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray) -> None:
         if self._transport.is_closing():
             raise ConnectionResetError("the client connection is closed")
         self._transport.write(data)

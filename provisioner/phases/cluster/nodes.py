@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,27 @@ async def _reconcile(
     return changes
 
 
+REACHABLE_WITHIN = 60.0
+"""How long the create-if-absent steps after the Nodes retry a refused or unanswered request."""
+
+
+async def until_reachable(
+    step: Callable[[], Awaitable[int]], *, within: float = REACHABLE_WITHIN, pause: float = 1.0
+) -> int:
+    """Run the idempotent ``step`` again while the API server cannot be reached, for up to
+    ``within`` seconds. (In a CI run an API server refused connections between the Nodes'
+    patches and the kube-dns Service lookup, and the whole apply failed.) Answers the server
+    gives, errors included, are not retried."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await step()
+        except api_errors.Unreachable:
+            if time.monotonic() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+
+
 def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
     """The ``after`` step of the ``nodes`` phase (see the module docstring)."""
     path = admin_kubeconfig(data)
@@ -185,13 +206,19 @@ def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
     async def run() -> int:
         if not path.exists():
             return await _reconcile(data, report, None)
-        client = admin_client(path)
+        # The API servers were (re)started moments ago and this machine's load is the
+        # operator's business: a node PATCH that takes more than admin_client's default 5 s
+        # (it did, on a loaded CI machine, right after an HA control plane came up on etcd)
+        # is slow, not lost. Every request here is idempotent (merge patches, create-if-absent).
+        client = admin_client(path, timeout=30.0)
         try:
             changes = await _reconcile(data, report, client)
             spec = spec_of(data, "nodes")
-            changes += await ensure_dns_service(client, spec, dry_run=data.dry_run, report=report)
-            return changes + await ensure_ingress_class(
-                client, spec, dry_run=data.dry_run, report=report
+            changes += await until_reachable(
+                lambda: ensure_dns_service(client, spec, dry_run=data.dry_run, report=report)
+            )
+            return changes + await until_reachable(
+                lambda: ensure_ingress_class(client, spec, dry_run=data.dry_run, report=report)
             )
         finally:
             await client.close()

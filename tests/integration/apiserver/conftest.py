@@ -31,15 +31,18 @@ def _kubectl_120() -> Path:
         return binary
     with tempfile.TemporaryDirectory() as tmp:
         download = ["apt-get", "download", "kubernetes-client"]
-        if subprocess.run(download, cwd=tmp, check=False, capture_output=True).returncode != 0:
+        fetched = subprocess.run(download, cwd=tmp, check=False, capture_output=True, timeout=600)
+        if fetched.returncode != 0:
             # A fresh machine may have no package lists yet.
-            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
-            subprocess.run(download, cwd=tmp, check=True, capture_output=True)
+            subprocess.run(
+                ["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600
+            )
+            subprocess.run(download, cwd=tmp, check=True, capture_output=True, timeout=600)
         debs = glob.glob(f"{tmp}/kubernetes-client_*.deb")
         assert debs, "apt-get download kubernetes-client produced no .deb"
         staging = KUBECTL_120_DIR.with_suffix(".tmp")
         shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(["dpkg-deb", "-x", debs[0], str(staging)], check=True)
+        subprocess.run(["dpkg-deb", "-x", debs[0], str(staging)], check=True, timeout=120)
         staging.rename(KUBECTL_120_DIR)
     return binary
 
@@ -48,8 +51,9 @@ def _kubectl_120() -> Path:
 def kubectl_binaries() -> dict[str, Path]:
     binary = _kubectl_120()
     out = subprocess.run(
-        [str(binary), "version", "--client", "--short"], capture_output=True, text=True, check=True
-    )
+        [str(binary), "version", "--client", "--short"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
     assert "v1.20.2" in out.stdout
     return {"1.32": KUBECTL_132, "1.20": binary}
 

@@ -254,7 +254,9 @@ def _crd_through_both(raw_a: Raw, raw_b: Raw) -> None:
     assert status == 201, body
     created = time.monotonic()
     while not _serves(raw_b, group):  # b learns it from the watch on etcd
-        assert time.monotonic() - created < 1.0, "b did not serve the CRD within 1 s"
+        # from the watch on etcd, so within seconds (a relist would take a period): 5 s, as
+        # 1 s was a quiet machine's figure
+        assert time.monotonic() - created < 5.0, "b did not serve the CRD within 5 s"
         time.sleep(0.02)
     base = f"/apis/{group}/v1/namespaces/default/gizmos"
     status, body = raw_b.json("POST", base, {"metadata": {"name": "g1"}, "spec": {}})
@@ -265,7 +267,7 @@ def _crd_through_both(raw_a: Raw, raw_b: Raw) -> None:
     # deleted through b: its objects go, and a stops serving it
     status, _ = raw_b.json("DELETE", f"{crds}/gizmos.{group}")
     assert status == 200
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # an API server on a loaded machine
     while _serves(raw_a, group) or raw_a.json("GET", f"{crds}/gizmos.{group}")[0] != 404:
         assert time.monotonic() < deadline, "the CRD was not deleted"
         time.sleep(0.05)
@@ -299,7 +301,9 @@ def test_killing_one_server_leaves_the_other_serving(tmp_path: Path) -> None:
         assert _wait_endpoints(api_b, [p.a, p.b])
         p.a.process.send_signal(signal.SIGTERM)
         assert p.a.process.wait(10) == 0
-        assert _wait_endpoints(api_b, [p.b], within=2.0)
+        # "at once": well before the Lease would expire; 6 s (was 2 s) leaves room for the
+        # survivor's watch and reconcile on a loaded machine
+        assert _wait_endpoints(api_b, [p.b], within=6.0)
     finally:
         p.stop()
 
@@ -312,7 +316,7 @@ def _lease(proc: ServerProcess) -> str:
     return f"apiserver-127-0-0-1-{_port(proc)}"
 
 
-def _wait_endpoints(api: Any, procs: list[ServerProcess], within: float = 15.0) -> bool:
+def _wait_endpoints(api: Any, procs: list[ServerProcess], within: float = 60.0) -> bool:
     """True once the kubernetes Endpoints list exactly the ports of ``procs``."""
     wanted = sorted(_port(p) for p in procs)
     deadline = time.monotonic() + within

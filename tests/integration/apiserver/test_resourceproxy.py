@@ -214,7 +214,7 @@ def test_loopback_and_link_local_endpoints_are_never_dialled(
     ("path", "code"),
     [
         (f"{SVC}/web:https/proxy/", 503),  # no such port
-        (f"{SVC}/https:web:http/proxy/", 400),
+        (f"{SVC}/ftp:web:http/proxy/", 400),  # https is served: see test_pod_proxy.py
         (f"{SVC}/missing/proxy/", 404),
         (f"{SVC}/a:b:c:d/proxy/", 400),
     ],

@@ -727,3 +727,47 @@ def test_attach_errors_are_statuses(agent: AgentThread, raw: Raw) -> None:
     )
     assert (status, body["kind"]) == (400, "Status")
     assert "container nope is not valid" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("version", "env"),
+    [
+        pytest.param("1.32", {}, id="1.32-websocket-tunnel"),
+        pytest.param("1.32", {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}, id="1.32-spdy"),
+        pytest.param("1.20", {}, id="1.20-spdy"),
+    ],
+)
+def test_kubectl_port_forward_moves_megabytes_intact(
+    version: str,
+    env: dict[str, str],
+    agent: AgentThread,
+    echo_ports: list[int],
+    kubectl_binaries: dict[str, Path],
+    admin_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    """Both ways, several MB in one go: the relays join and split what they pass on
+    (SPDY frames of up to 256 KiB to the client, reads joined towards the agent), and every
+    byte must come out once and in order."""
+    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    argv = _port_forward_argv(kubectl, f":{echo_ports[0]}")
+    with port_forward(argv, kubectl.env(env), ports=1) as fwd:
+        local = fwd.local[echo_ports[0]]
+        payload = os.urandom(6 << 20).replace(b"\n", b"-") + b"\n"
+        expected = b"one:" + payload
+        with socket.create_connection(("127.0.0.1", local), timeout=120) as conn:
+            sender = threading.Thread(target=conn.sendall, args=(payload,), daemon=True)
+            sender.start()
+            got = bytearray()
+            while len(got) < len(expected):
+                chunk = conn.recv(1 << 20)
+                assert chunk, f"the stream ended after {len(got)} of {len(expected)} bytes"
+                got += chunk
+            sender.join(STREAM_SECONDS)
+        assert bytes(got) == expected
+        # the forward goes on serving (and the big one has wound down behind it)
+        with socket.create_connection(("127.0.0.1", local), timeout=60) as conn:
+            conn.sendall(b"after\n")
+            with conn.makefile("rb") as reader:
+                assert reader.readline() == b"one:after\n"
+        assert fwd.proc.poll() is None

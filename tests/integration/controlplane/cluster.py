@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from berth.machinery.events import EventRecorder
 from berth.machinery.informer import InformerFactory
 from berth.scheduler.scheduler import Scheduler
 from tests.harness.apiserver import ServerHandle
+from tests.harness.ports import free_port
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[3]
@@ -37,9 +37,12 @@ KUBECTL = str(KUBECTL_120 if KUBECTL_120.exists() else Path(KUBECTL_132))
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[T | bool | None]], *, within: float = 20.0, what: str = ""
+    check: Callable[[], Awaitable[T | bool | None]], *, within: float = 60.0, what: str = ""
 ) -> T:
-    """Poll ``check`` every 100ms until it returns something truthy (which is returned)."""
+    """Poll ``check`` every 100ms until it returns something truthy (which is returned).
+
+    The default is 60 s (was 20 s): controllers, the simulated nodes and the API server share
+    the machine with other test workers and lab hosts under ``make test``."""
     deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
@@ -92,6 +95,10 @@ class Cluster:
             env=env,
         )
         feed = stdin.encode() if stdin is not None else None
+        # a kubectl given its own --timeout=Ns (rollout status, wait) gets that long and more
+        for arg in args:
+            if arg.startswith("--timeout=") and arg.endswith("s") and arg[10:-1].isdigit():
+                within = max(within, int(arg[10:-1]) + 30.0)
         out, err = await asyncio.wait_for(proc.communicate(feed), within)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {err.decode()}")
@@ -159,7 +166,7 @@ async def control_plane(
         )
         server_cfg = ServerConfig(
             address="127.0.0.1",
-            port=_free_port(),
+            port=free_port(),
             cert_file=str(cert),
             key_file=str(key),
             client_ca_file=str(server.pki.ca_cert),
@@ -210,12 +217,6 @@ def _signer(server: ServerHandle) -> satoken.Signer | None:
     """The API server's service-account key, as the controller manager gets it."""
     key = server.config.service_account_signing_key_file
     return satoken.Signer(satoken.load_private_key(key)) if key is not None else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def deployment(name: str, *, replicas: int = 3, image: str = "nginx:1", **spec: Any) -> Obj:

@@ -36,15 +36,15 @@ def test_components_recover_from_an_api_server_restart(tmp_path: Path) -> None:
     async def body() -> None:
         async with control_plane(ProcessServer(proc), tmp_path) as c:  # type: ignore[arg-type]
             await c.api.create(DEPLOYMENTS, deployment("before", replicas=2))
-            await c.kubectl("rollout", "status", "deployment/before", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/before", "--timeout=90s")
             proc.process.send_signal(signal.SIGKILL)
             proc.process.wait()
             await asyncio.sleep(1.0)  # every watch is now broken
             restarted.append(await asyncio.to_thread(start_process, files, port=port))
             await c.api.create(DEPLOYMENTS, deployment("after", replicas=2))
-            out = await c.kubectl("rollout", "status", "deployment/after", "--timeout=45s")
+            out = await c.kubectl("rollout", "status", "deployment/after", "--timeout=90s")
             assert "successfully rolled out" in out
-            out = await c.kubectl("rollout", "status", "deployment/before", "--timeout=10s")
+            out = await c.kubectl("rollout", "status", "deployment/before", "--timeout=90s")
             assert "successfully rolled out" in out
 
     try:

@@ -46,11 +46,11 @@ def test_rolling_update_replaces_pods_and_rollout_status_finishes(
     async def body() -> None:
         async with control_plane(server, tmp_path) as c:
             await c.api.create(DEPLOYMENTS, deployment("web", replicas=4))
-            out = await c.kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+            out = await c.kubectl("rollout", "status", "deployment/web", "--timeout=90s")
             assert 'deployment "web" successfully rolled out' in out
             assert await running_images(c, "web") == {"nginx:1": 4}
             await set_image(c, "web", "nginx:2")
-            out = await c.kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+            out = await c.kubectl("rollout", "status", "deployment/web", "--timeout=90s")
             assert "successfully rolled out" in out
             await wait_until(
                 lambda: _equals(running_images(c, "web"), {"nginx:2": 4}), what="new pods only"
@@ -81,7 +81,7 @@ def test_recreate_deletes_old_pods_before_creating_new_ones(
             await c.api.create(
                 DEPLOYMENTS, deployment("rc", replicas=3, strategy={"type": "Recreate"})
             )
-            await c.kubectl("rollout", "status", "deployment/rc", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/rc", "--timeout=90s")
             seen_mixed = False
 
             async def watch_mix() -> None:
@@ -93,7 +93,7 @@ def test_recreate_deletes_old_pods_before_creating_new_ones(
 
             watcher = asyncio.create_task(watch_mix())
             await set_image(c, "rc", "nginx:2")
-            await c.kubectl("rollout", "status", "deployment/rc", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/rc", "--timeout=90s")
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
             assert not seen_mixed, "Recreate must never run old and new pods together"
@@ -106,11 +106,11 @@ def test_rollback_with_kubectl_rollout_undo(server: ServerHandle, tmp_path: Path
     async def body() -> None:
         async with control_plane(server, tmp_path) as c:
             await c.api.create(DEPLOYMENTS, deployment("undo", replicas=2))
-            await c.kubectl("rollout", "status", "deployment/undo", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/undo", "--timeout=90s")
             await set_image(c, "undo", "nginx:2")
-            await c.kubectl("rollout", "status", "deployment/undo", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/undo", "--timeout=90s")
             await c.kubectl("rollout", "undo", "deployment/undo")
-            await c.kubectl("rollout", "status", "deployment/undo", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/undo", "--timeout=90s")
             await wait_until(
                 lambda: _equals(running_images(c, "undo"), {"nginx:1": 2}), what="rolled back"
             )
@@ -131,7 +131,7 @@ def test_proportional_scaling_and_rollover(server: ServerHandle, tmp_path: Path)
                 "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2},
             }
             await c.api.create(DEPLOYMENTS, deployment("prop", replicas=10, strategy=strategy))
-            await c.kubectl("rollout", "status", "deployment/prop", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/prop", "--timeout=90s")
 
             # An image whose pods never become ready stalls the rollout at 8 old + 5 new.
             c.runtime.set_image_probe("nginx:broken", kind="readiness", ok=False)
@@ -194,7 +194,7 @@ def test_rollout_status_reports_progress_deadline_exceeded(
             c.runtime.set_image_probe("nginx:1", kind="readiness", ok=False)
             await c.api.create(DEPLOYMENTS, spec)
             out = await c.kubectl(
-                "rollout", "status", "deployment/stuck", "--timeout=30s", check=False
+                "rollout", "status", "deployment/stuck", "--timeout=90s", check=False
             )
             assert 'deployment "stuck" exceeded its progress deadline' in out
 
@@ -205,14 +205,14 @@ def test_paused_deployment_waits_for_resume(server: ServerHandle, tmp_path: Path
     async def body() -> None:
         async with control_plane(server, tmp_path) as c:
             await c.api.create(DEPLOYMENTS, deployment("paused", replicas=2))
-            await c.kubectl("rollout", "status", "deployment/paused", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/paused", "--timeout=90s")
             await c.kubectl("rollout", "pause", "deployment/paused")
             await set_image(c, "paused", "nginx:2")
             await asyncio.sleep(1.0)
             assert len(await replicasets(c, "paused")) == 1, "no rollout while paused"
             assert await running_images(c, "paused") == {"nginx:1": 2}
             await c.kubectl("rollout", "resume", "deployment/paused")
-            await c.kubectl("rollout", "status", "deployment/paused", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/paused", "--timeout=90s")
             await wait_until(
                 lambda: _equals(running_images(c, "paused"), {"nginx:2": 2}), what="resumed"
             )

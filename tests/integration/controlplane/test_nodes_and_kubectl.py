@@ -7,6 +7,7 @@ leader."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def test_failed_node_goes_not_ready_and_its_pods_are_replaced_elsewhere(
                 for k in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
             ]
             await c.api.create(DEPLOYMENTS, spec)
-            await c.kubectl("rollout", "status", "deployment/svc", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/svc", "--timeout=90s")
             pods = await c.pods(selector="app=svc")
             assert sorted(p["spec"]["nodeName"] for p in pods) == ["node-0", "node-1", "node-2"]
             victim = next(p for p in pods if p["spec"]["nodeName"] == "node-0")
@@ -56,14 +57,16 @@ def test_failed_node_goes_not_ready_and_its_pods_are_replaced_elsewhere(
             await wait_until(
                 lambda: _is(node_ready(c, "node-0"), "Unknown"), within=10, what="node-0 NotReady"
             )
-            assert loop.time() - stopped < 3.0 + 1.5, "Unknown within the grace period"
+            # the grace period (3 s) plus a margin for monitor passes (0.5 s) and API round trips
+            # on a loaded machine (was 1.5 s): still far below the default 40 s grace
+            assert loop.time() - stopped < 3.0 + 4.0, "Unknown within the grace period"
 
             async def tainted() -> bool:
                 node = await c.api.get(NODES, "node-0")
                 keys = {t["key"] for t in node["spec"].get("taints") or []}
                 return keys == {"node.kubernetes.io/unreachable"}
 
-            await wait_until(tainted, within=2, what="unreachable taint")
+            await wait_until(tainted, within=10, what="unreachable taint")
             table = await c.kubectl("get", "nodes")
             row = next(line.split() for line in table.splitlines() if line.startswith("node-0"))
             # kubectl (kube's printer) shows NotReady for Ready=Unknown; berth's table printer
@@ -74,7 +77,7 @@ def test_failed_node_goes_not_ready_and_its_pods_are_replaced_elsewhere(
                 p = await c.api.get(PODS, victim["metadata"]["name"], namespace="default")
                 return bool(p["metadata"].get("deletionTimestamp"))
 
-            await wait_until(evicted, within=10, what="pod on node-0 evicted")
+            await wait_until(evicted, within=30, what="pod on node-0 evicted")
 
             async def replaced() -> bool:
                 live = [
@@ -85,7 +88,7 @@ def test_failed_node_goes_not_ready_and_its_pods_are_replaced_elsewhere(
                 ]
                 return len(live) == 3 and all(p["spec"]["nodeName"] != "node-0" for p in live)
 
-            await wait_until(replaced, within=15, what="replacement running on other nodes")
+            await wait_until(replaced, within=60, what="replacement running on other nodes")
             # Nobody is left to finish the evicted pod: removing the dead Node collects it.
             await c.kubectl("delete", "node", "node-0")
 
@@ -93,7 +96,7 @@ def test_failed_node_goes_not_ready_and_its_pods_are_replaced_elsewhere(
                 names = {p["metadata"]["name"] for p in await c.pods(selector="app=svc")}
                 return victim["metadata"]["name"] not in names
 
-            await wait_until(collected, within=10, what="pod of the deleted node collected")
+            await wait_until(collected, within=30, what="pod of the deleted node collected")
 
     run(body())
 
@@ -117,9 +120,27 @@ def test_kubectl_get_pods_watch_shows_the_lifecycle(server: ServerHandle, tmp_pa
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
             )
-            await asyncio.sleep(1.0)  # let the watch start
+            # The watch is under way once kubectl has shown a pod of its selector: a probe pod
+            # no node can take (a fixed second was not always enough for kubectl's start on a
+            # loaded machine, and a pod created before its list shows up Running, without
+            # Pending/ContainerCreating). It goes before the Deployment's pod is made.
+            probe = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "watch-probe", "namespace": "default", "labels": {"app": "w"}},
+                "spec": {
+                    "nodeSelector": {"no-such-node": "true"},
+                    "containers": [{"name": "app", "image": "nginx:1"}],
+                },
+            }
+            await c.api.create(PODS, probe)
+            assert proc.stdout is not None
+            while b"watch-probe" not in await asyncio.wait_for(proc.stdout.readline(), 60):
+                pass
+            await c.api.delete(PODS, "watch-probe", namespace="default")
+            await wait_until(lambda: _gone(c, "watch-probe"), what="the probe pod deleted")
             await c.api.create(DEPLOYMENTS, deployment("w", replicas=1))
-            await c.kubectl("rollout", "status", "deployment/w", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/w", "--timeout=90s")
             (pod,) = await c.pods(selector="app=w")
             await c.api.delete(PODS, pod["metadata"]["name"], namespace="default")
             await wait_until(lambda: _gone(c, pod["metadata"]["name"]), what="pod deleted")
@@ -149,7 +170,7 @@ def test_kubectl_logs_are_served_by_the_agent(server: ServerHandle, tmp_path: Pa
     async def body() -> None:
         async with control_plane(server, tmp_path, serve_logs=True) as c:
             await c.api.create(DEPLOYMENTS, deployment("logs", replicas=1))
-            await c.kubectl("rollout", "status", "deployment/logs", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/logs", "--timeout=90s")
             (pod,) = await c.pods(selector="app=logs")
             name = pod["metadata"]["name"]
             c.runtime.append_log("default", name, "app", line="hello from the simulated runtime")
@@ -169,13 +190,18 @@ def test_kubectl_logs_are_served_by_the_agent(server: ServerHandle, tmp_path: Pa
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
             )
-            await asyncio.sleep(1.0)  # the stream is open
-            c.runtime.append_log("default", name, "app", line="streamed line")
+            # a line a second until the stream shows one: with --tail=0, a line written before
+            # kubectl's stream is open is not shown, and kubectl starts slowly under load
             assert follow.stdout is not None
-            line = await asyncio.wait_for(follow.stdout.readline(), 10)
-            assert line.decode().strip().endswith("streamed line")
+            line = b""
+            for n in range(60):
+                c.runtime.append_log("default", name, "app", line=f"streamed line {n}")
+                with contextlib.suppress(TimeoutError):
+                    line = await asyncio.wait_for(follow.stdout.readline(), 1.0)
+                    break
+            assert line.decode().strip().rsplit(" ", 1)[0].endswith("streamed line"), line
             c.runtime.exit("default", name, "app", code=2)
-            rest, _ = await asyncio.wait_for(follow.communicate(), 10)  # ends with the container
+            rest, _ = await asyncio.wait_for(follow.communicate(), 30)  # ends with the container
             assert "exited app with code 2" in rest.decode()
 
             async def restarted() -> bool:
@@ -236,7 +262,7 @@ def test_two_candidates_one_leader(server: ServerHandle, tmp_path: Path) -> None
             tasks[int(first[-1])].cancel()
             await asyncio.gather(tasks[int(first[-1])], return_exceptions=True)
             await wait_until(
-                _truthy(lambda: active == [f"cm-{1 - int(first[-1])}"]), within=10, what="takeover"
+                _truthy(lambda: active == [f"cm-{1 - int(first[-1])}"]), within=30, what="takeover"
             )
         finally:
             for t in tasks:
@@ -260,7 +286,7 @@ def test_cordon_and_drain_move_pods_to_other_nodes(server: ServerHandle, tmp_pat
     async def body() -> None:
         async with control_plane(server, tmp_path, nodes=3) as c:
             await c.api.create(DEPLOYMENTS, deployment("drain", replicas=3))
-            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=90s")
             await c.kubectl("drain", "node-0", "--ignore-daemonsets", "--timeout=60s")
             node = await c.api.get(NODES, "node-0")
             assert node["spec"]["unschedulable"] is True
@@ -277,7 +303,7 @@ def test_cordon_and_drain_move_pods_to_other_nodes(server: ServerHandle, tmp_pat
             await wait_until(moved, what="pods running off the drained node")
             await c.kubectl("uncordon", "node-0")
             await c.kubectl("scale", "deployment/drain", "--replicas=6")
-            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/drain", "--timeout=90s")
             pods = await c.pods(selector="app=drain")
             assert any(p["spec"]["nodeName"] == "node-0" for p in pods), "uncordoned node used"
 

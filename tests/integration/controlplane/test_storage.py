@@ -183,15 +183,17 @@ def test_wait_for_first_consumer_provisions_on_the_pods_node(
         async with control_plane(server, tmp_path, nodes=3) as c:
             # No class named: the default (berth-local, WaitForFirstConsumer) is filled in.
             await c.api.create(PERSISTENTVOLUMECLAIMS, claim("data", "1Gi"), namespace="default")
-            await asyncio.sleep(1.0)
+
+            async def reasons() -> list[str]:
+                events = (await c.api.list(EVENTS, namespace="default")).items
+                return [e["reason"] for e in events if e["involvedObject"]["name"] == "data"]
+
+            # the binder's event, polled (it was 'sleep 1 s, then it must be there')
+            assert await wait_until(reasons, what="the claim's event") == ["WaitForFirstConsumer"]
             got = await c.api.get(PERSISTENTVOLUMECLAIMS, "data", namespace="default")
             assert got["spec"]["storageClassName"] == st.LOCAL_STORAGE_CLASS
             assert got["status"]["phase"] == "Pending"  # waits for its first consumer
             assert not (await c.api.list(PERSISTENTVOLUMES)).items
-            events = (await c.api.list(EVENTS, namespace="default")).items
-            assert [e["reason"] for e in events if e["involvedObject"]["name"] == "data"] == [
-                "WaitForFirstConsumer"
-            ]
 
             await c.api.create(PODS, pod_using("user", "data"), namespace="default")
             await wait_phase(c, PODS, "user", "Running", "default")

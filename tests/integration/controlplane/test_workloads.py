@@ -115,7 +115,7 @@ def test_daemonset_runs_on_every_eligible_node(server: ServerHandle, tmp_path: P
             )
             pods = await running(c, "app=ds", 2)
             assert sorted(p["spec"]["nodeName"] for p in pods) == ["node-0", "node-1"]
-            out = await c.kubectl("rollout", "status", "daemonset/ds", "--timeout=30s")
+            out = await c.kubectl("rollout", "status", "daemonset/ds", "--timeout=90s")
             assert "successfully rolled out" in out
             # A node joining the pool gets a daemon pod; one leaving loses it.
             await c.api.patch(NODES, "node-2", {"metadata": {"labels": {"pool": "a"}}})
@@ -128,7 +128,7 @@ def test_daemonset_runs_on_every_eligible_node(server: ServerHandle, tmp_path: P
             await wait_until(moved, what="daemon pods follow the node labels")
             # ControllerRevisions: kubectl's rollout history and undo of a DaemonSet
             await c.kubectl("set", "image", "daemonset/ds", "app=y")
-            await c.kubectl("rollout", "status", "daemonset/ds", "--timeout=30s")
+            await c.kubectl("rollout", "status", "daemonset/ds", "--timeout=90s")
             history = await c.kubectl("rollout", "history", "daemonset/ds")
             assert [line.split()[0] for line in history.splitlines()[2:] if line] == ["1", "2"]
             await c.kubectl("rollout", "undo", "daemonset/ds")
@@ -176,7 +176,7 @@ def test_garbage_collection_cascade_orphan_and_foreground(
             assert len(pods_before) == 2
             # A new Deployment with the same selector adopts the orphan instead of starting over.
             await c.api.create(DEPLOYMENTS, deployment("orphan", replicas=2))
-            await c.kubectl("rollout", "status", "deployment/orphan", "--timeout=30s")
+            await c.kubectl("rollout", "status", "deployment/orphan", "--timeout=90s")
             (adopted,) = (
                 await c.api.list(REPLICASETS, namespace="default", label_selector="app=orphan")
             ).items

@@ -9,7 +9,6 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -21,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.harness.ports import free_port
 
 STARTUP_TIMEOUT = 20.0
 
@@ -135,13 +136,6 @@ def _die_with_parent() -> None:
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class EtcdProcess:
     url: str
@@ -176,7 +170,7 @@ class _EtcdExited(RuntimeError):
 
 def _start_etcd(workdir: Path, tls: TLSFiles | None) -> EtcdProcess:
     workdir.mkdir(parents=True, exist_ok=True)
-    client_port, peer_port = _free_port(), _free_port()
+    client_port, peer_port = free_port(), free_port()
     scheme = "https" if tls else "http"
     url = f"{scheme}://127.0.0.1:{client_port}"
     peer = f"http://127.0.0.1:{peer_port}"
@@ -231,8 +225,8 @@ def start_etcd_cluster(workdir: Path, *, tls: TLSFiles, members: int = 3) -> lis
     returns once every member serves clients."""
     workdir.mkdir(parents=True, exist_ok=True)
     names = [f"m{i}" for i in range(members)]
-    clients = [f"https://127.0.0.1:{_free_port()}" for _ in names]
-    peers = [f"http://127.0.0.1:{_free_port()}" for _ in names]
+    clients = [f"https://127.0.0.1:{free_port()}" for _ in names]
+    peers = [f"http://127.0.0.1:{free_port()}" for _ in names]
     initial = ",".join(f"{name}={peer}" for name, peer in zip(names, peers, strict=True))
     started: list[EtcdProcess] = []
     for name, url, peer in zip(names, clients, peers, strict=True):

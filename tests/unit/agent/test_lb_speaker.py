@@ -18,6 +18,7 @@ from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from tests.harness.fake_client import FakeClient
 from tests.harness.fake_runner import FakeRunner
+from tests.harness.ports import free_port
 from tests.harness.slices import slice_from_endpoints
 from tests.unit.agent.test_network import HOST, _node, synced_network
 
@@ -165,18 +166,10 @@ async def _get(port: int) -> tuple[str, dict[str, Any]]:
     return head.splitlines()[0], json.loads(body)
 
 
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_health_check_server_answers_200_with_local_endpoints_else_503() -> None:
     async def body() -> None:
         servers = HealthCheckServers(host="127.0.0.1")
-        port = _free_port()
+        port = free_port()
         try:
             await servers.sync({port: Check("default", "web", 2)})
             status, doc = await _get(port)

@@ -53,6 +53,7 @@ def test_built_in_subresources_list_the_verbs_kube_apiserver_lists() -> None:
         "nodes/status": ["get", "patch", "update"],
         "nodes/proxy": ["create", "delete", "get", "patch", "update"],
         "services/proxy": ["create", "delete", "get", "patch", "update"],
+        "pods/proxy": ["create", "delete", "get", "patch", "update"],
         "pods/status": ["get", "patch", "update"],
         "pods/binding": ["create"],
         "pods/log": ["get"],

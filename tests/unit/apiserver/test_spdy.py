@@ -130,7 +130,7 @@ class Pipe:
     async def read(self) -> bytes:
         return await self.to_server.get()
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray) -> None:
         self.from_server += data
 
     def received(self) -> list[spdy.Frame]:
@@ -239,3 +239,93 @@ async def _test_streams_beyond_the_bound_are_refused() -> None:
     assert refused == [spdy.RstStream(2 * spdy.MAX_STREAMS + 1, spdy.REFUSED_STREAM)]
     pipe.to_server.put_nowait(b"")
     await runner
+
+
+def test_reads_join_what_arrived_and_writes_go_out_at_once() -> None:
+    asyncio.run(_test_reads_join_what_arrived_and_writes_go_out_at_once())
+
+
+async def _test_reads_join_what_arrived_and_writes_go_out_at_once() -> None:
+    pipe = Pipe()
+    writes: list[int] = []
+    original = pipe.write
+
+    async def counting_write(data: bytes | bytearray) -> None:
+        writes.append(len(data))
+        await original(data)
+
+    session = spdy.Session(pipe.read, counting_write)
+    runner = asyncio.create_task(session.run())
+    pipe.to_server.put_nowait(syn(pipe.codec, 1, streamtype="data"))
+    stream = await session.accept()
+    assert stream is not None
+    # frames that arrived before a read come back joined, up to READ_COALESCE per read
+    small = [bytes([i]) * 32 * 1024 for i in range(12)]  # 384 KiB in 32 KiB frames
+    pipe.to_server.put_nowait(
+        b"".join(spdy.encode_data(1, s) for s in small) + spdy.encode_data(1, b"", fin=True)
+    )
+    await _settle()
+    first = await stream.read()
+    assert first == b"".join(small[:8])  # 256 KiB
+    assert await stream.read() == b"".join(small[8:])
+    assert await stream.read() == b""  # the end comes last, and stays
+    assert await stream.read() == b""
+    # a large write: DATA frames of at most SEND_FRAME bytes, in one write to the connection
+    pipe.received()
+    writes.clear()
+    big = bytes(range(256)) * (3 * spdy.SEND_FRAME // 256 + 7)
+    await stream.write(memoryview(big))
+    assert len(writes) == 1
+    frames = pipe.received()
+    assert all(isinstance(f, spdy.DataFrame) and f.stream_id == 1 for f in frames)
+    assert [len(f.data) for f in frames if isinstance(f, spdy.DataFrame)] == [
+        spdy.SEND_FRAME,
+        spdy.SEND_FRAME,
+        spdy.SEND_FRAME,
+        7 * 256,
+    ]
+    assert b"".join(f.data for f in frames if isinstance(f, spdy.DataFrame)) == big
+    pipe.to_server.put_nowait(b"")
+    await runner
+
+
+def test_a_stream_being_read_holds_the_connection_instead_of_overrunning() -> None:
+    asyncio.run(_test_a_stream_being_read_holds_the_connection_instead_of_overrunning())
+
+
+async def _test_a_stream_being_read_holds_the_connection_instead_of_overrunning() -> None:
+    pipe = Pipe()
+    session = spdy.Session(pipe.read, pipe.write)
+    runner = asyncio.create_task(session.run())
+    pipe.to_server.put_nowait(syn(pipe.codec, 1, streamtype="data"))
+    stream = await session.accept()
+    assert stream is not None
+    stream.will_read()  # as a port-forward does while it dials the agent
+    chunk = spdy.encode_data(1, b"x" * 500_000)
+    total = spdy.MAX_STREAM_BUFFER // 500_000 + 4  # more than the bound
+    for _ in range(total):
+        pipe.to_server.put_nowait(chunk)
+    await _settle()
+    # the session stopped reading the connection: nothing ended, the client waits on TCP
+    assert not session.closed
+    assert not pipe.to_server.empty()
+    got = 0
+    while got < total * 500_000:
+        got += len(await asyncio.wait_for(stream.read(), 5))
+    assert pipe.to_server.empty()
+    assert not session.closed
+    # a stream given up drops what still comes, without holding or ending the session
+    stream.abandon()
+    for _ in range(total):
+        pipe.to_server.put_nowait(chunk)
+    pipe.to_server.put_nowait(spdy.encode_ping(3))
+    for _ in range(50):
+        await _settle()
+        if pipe.to_server.empty():
+            break
+    assert pipe.to_server.empty()
+    assert not session.closed
+    assert spdy.Ping(3) in pipe.received()
+    pipe.to_server.put_nowait(b"")
+    await asyncio.wait_for(runner, 5)
+    assert session.error == ""

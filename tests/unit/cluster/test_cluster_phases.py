@@ -37,7 +37,7 @@ from provisioner.operations.cluster import (
     StateFile,
 )
 from provisioner.phases.cluster.hostside import apiserver_config, prepare_bundle
-from provisioner.phases.cluster.nodes import _reconcile, nodes_after
+from provisioner.phases.cluster.nodes import _reconcile, nodes_after, until_reachable
 from provisioner.phases.cluster.removal import forget_host, record_hosts, recorded_hosts
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
@@ -280,3 +280,33 @@ def test_pod_eviction_timeout_reaches_the_api_server_and_controller_manager(
     )  # fmt: skip
     assert "--default-toleration-seconds 20" in unit
     assert "--metrics-port 10252" in unit
+
+
+def test_the_create_if_absent_steps_after_the_nodes_outlast_a_short_api_outage() -> None:
+    attempts: list[int] = []
+
+    async def flaky_step() -> int:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise api_errors.Unreachable("GET /api/v1/namespaces/kube-system/services/kube-dns")
+        return 1
+
+    assert asyncio.run(until_reachable(flaky_step, within=5.0, pause=0.01)) == 1
+    assert len(attempts) == 3
+
+
+def test_the_steps_after_the_nodes_give_up_on_a_lasting_outage_and_never_retry_answers() -> None:
+    async def down() -> int:
+        raise api_errors.Unreachable("connection refused")
+
+    with pytest.raises(api_errors.Unreachable):
+        asyncio.run(until_reachable(down, within=0.05, pause=0.01))
+    answered: list[int] = []
+
+    async def forbidden() -> int:
+        answered.append(1)
+        raise api_errors.Forbidden(403, "Forbidden", "no")
+
+    with pytest.raises(api_errors.Forbidden):
+        asyncio.run(until_reachable(forbidden, within=5.0, pause=0.01))
+    assert len(answered) == 1

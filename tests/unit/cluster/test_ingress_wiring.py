@@ -4,7 +4,6 @@ the ``berth verify`` check against a real HAProxy the controller's proxy runs.""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -36,6 +35,7 @@ from provisioner.spec.load import parse_spec
 from provisioner.verify.ingress import ingress_checks
 from provisioner.workflow.inventory import inventory_from_spec
 from tests.harness.fake_client import FakeClient
+from tests.harness.ports import free_port
 from tests.unit.cluster.test_ha_wiring import Data
 
 
@@ -69,13 +69,6 @@ def test_runc_nodes_run_berth_ingress_with_its_own_kubeconfig(tmp_path: Path) ->
     assert hostside.ingress_ops(sim, sim.inventory.host("cp1")) == ()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
     text = (
         "apiVersion: berth.dev/v1alpha1\nkind: Cluster\nmetadata: {name: v}\nspec:\n"
@@ -84,7 +77,7 @@ def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
     )
     (tmp_path / "id").write_text("key")
     spec = parse_spec(text, source=tmp_path / "cluster.yaml")
-    http, https = _free_port(), _free_port()
+    http, https = free_port(), free_port()
     failed = ingress_checks(spec, http_port=http, https_port=https)
     assert [r.ok for r in failed] == [False, False]
 

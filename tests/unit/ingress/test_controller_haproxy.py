@@ -35,17 +35,11 @@ from berth.ingress.haproxy import Listen
 from berth.ingress.proxy import HaproxyProxy
 from berth.machinery.clock import RealClock
 from tests.harness.fake_client import FakeClient
+from tests.harness.ports import free_port
 
 from .objects import CLASS, endpoint_slice, ingress, key_and_cert, path, service
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _backend(name: str) -> tuple[web.AppRunner, int]:
@@ -56,7 +50,7 @@ async def _backend(name: str) -> tuple[web.AppRunner, int]:
     app.router.add_route("GET", "/{tail:.*}", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, port
 
@@ -137,7 +131,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Env, IngressController,
             "status": {"addresses": [{"type": "InternalIP", "address": "10.231.0.11"}]},
         },
     )
-    http, https = _free_port(), _free_port()
+    http, https = free_port(), free_port()
     state = tmp_path / "state"
     proxy = HaproxyProxy(state, listen=Listen("127.0.0.1", http, https), user="haproxy")
     proxy.prepare()
@@ -294,7 +288,7 @@ def test_a_gone_endpoint_costs_no_failed_request(tmp_path: Path) -> None:
 async def _gone_endpoint(tmp_path: Path) -> None:
     async with running(tmp_path) as (e, _controller, ports):
         # alpha's slice also names an endpoint nobody listens on (a pod that just stopped)
-        dead = _free_port()
+        dead = free_port()
         e.client.seed(
             ENDPOINTSLICES,
             {

@@ -26,11 +26,12 @@ def test_the_live_display_updates_then_ends_in_the_summary_table(tmp_path: Path)
     assert seen[0] < 3, seen
     assert seen[-1] == 3, seen
     assert seen == sorted(seen), seen
-    # while only the slow host is left, its operation in flight is named with its time
-    assert any(re.search(rf"{SLOW_HOST}: sleep {SLOW_SECONDS}s \(2\.\ds\)", f) for f in frames), (
-        frames[-3:]
-    )
-    assert any(re.search(r"berth apply: 3 host\(s\), [12]\.\ds", f) for f in frames)
+    # while only the slow host is left, its operation in flight is named with its time (2 s
+    # or more into its 2.6 s sleep; the times are only bounded from below: a loaded machine
+    # stretches them and redraws less often)
+    in_flight = rf"{SLOW_HOST}: sleep {SLOW_SECONDS}s \((?:[2-9]|\d\d+)\.\ds\)"
+    assert any(re.search(in_flight, f) for f in frames), frames[-3:]
+    assert any(re.search(r"berth apply: 3 host\(s\), [1-9]\d*\.\ds", f) for f in frames)
 
     # after the last frame: the apply's summary and the table, one row per host
     tail = plain(raw.rsplit(REDRAW, 1)[1]).strip().splitlines()
