@@ -60,8 +60,7 @@ setup: .cache/apt.stamp .cache/venv.stamp .cache/kubectl-1.20/usr/bin/kubectl
 lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs
 
-# Debian 13 hosts for the lab tests of Debian 13 (tests/lab/test_platforms.py, test_upgrade.py,
-# test_ha_cluster.py)
+# Debian 13 hosts for the lab tests of Debian 13 (tests/lab/test_platforms.py, test_upgrade.py)
 lab-rootfs-trixie: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs --release trixie
 

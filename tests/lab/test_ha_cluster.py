@@ -2,14 +2,8 @@
 (``datastore: etcd``) and one worker, every host with ``berth-lb`` in front of the three API
 servers.
 
-The control-plane hosts run Debian 13 (trixie: python 3.13, etcd 3.5 from its packages; one
-etcd release per cluster, so all three), the worker Debian 12 (python 3.11): an HA cluster on
-Debian 13 with a Debian 12 worker, through apply, faults, upgrade, rollback and destroy.
-tests/lab/test_ha.py keeps the etcd layer on Debian 12's etcd 3.4.
-
-* apply builds it: every node Ready, each host on its release's bundle and packages (etcd 3.5
-  on every member), ``kubernetes`` Endpoints list the three API servers, a second apply
-  changes nothing;
+* apply builds it: every node Ready, ``kubernetes`` Endpoints list the three API servers, a
+  second apply changes nothing;
 * power cut of the control-plane host leading the controller manager: the API keeps serving
   reads and writes through the other two within 10 s, the controller manager's leadership
   moves, and a Deployment scaled during the outage converges;
@@ -62,7 +56,6 @@ BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_PLANE = ("n1", "n2", "n3")
 NEW = "0.2.0"
-RELEASES = ("trixie", "trixie", "trixie", "bookworm")  # n1..n4
 # Seconds without an acknowledged write through the VIP after a power cut of its holder. The
 # nominal move is ~2-4 s: the 2 s lease, a 0.25 s retry, an etcd election when the victim also
 # led etcd, the writer's 1 s request bound. Measured 0.1-3.8 s on the busy shared machine, and
@@ -147,7 +140,7 @@ class HaCluster:
 
 @pytest.fixture(scope="module")
 def ha(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> HaCluster:
-    lab = lab_factory(4, releases=RELEASES, timeout=180)  # sshd on a loaded machine
+    lab = lab_factory(4)
     work = tmp_path_factory.mktemp("ha-cluster")
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -241,28 +234,15 @@ def _configmap(name: str) -> client.V1ConfigMap:
     )
 
 
-# a cold HA apply took 8.5 min and then over 10 at load 70-116 on this machine (2 cores)
-@pytest.mark.timeout(1500)
 def test_apply_builds_three_api_servers_on_etcd_behind_every_hosts_balancer(
     ha: HaCluster,
 ) -> None:
-    result = ha.berth("apply", "-i", str(ha.spec_path), "--yes", timeout=1400)
+    result = ha.berth("apply", "-i", str(ha.spec_path), "--yes")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     core = ha.core("n2")
     nodes = {n.metadata.name: n for n in core.list_node().items}
     assert sorted(nodes) == ["n1", "n2", "n3", "n4"]
     assert all(_ready(n) for n in nodes.values())
-    assert {n: nodes[n].status.node_info.os_image for n in nodes} == {
-        "n1": "Debian GNU/Linux 13 (trixie)", "n2": "Debian GNU/Linux 13 (trixie)",
-        "n3": "Debian GNU/Linux 13 (trixie)", "n4": "Debian GNU/Linux 12 (bookworm)",
-    }  # fmt: skip
-    for host in CONTROL_PLANE:  # trixie's etcd on every member, serving one cluster
-        assert ha.sh(host, "etcd --version").startswith("etcd Version: 3.5."), host
-    # each host's bundle holds the compiled wheels of its own python3
-    wheels = "find /opt/berth/current/site/ -name '*.cpython-*-x86_64-linux-gnu.so'"
-    for host, abi in (("n1", "313"), ("n2", "313"), ("n3", "313"), ("n4", "311")):
-        found = {f.rsplit(".cpython-", 1)[1].split("-")[0] for f in ha.sh(host, wheels).split()}
-        assert found == {abi}, host
     for host in ("n1", "n2", "n3", "n4"):
         assert ha.sh(host, "systemctl is-active berth-lb").strip() == "active"
         # the agent dials its own balancer
