@@ -12,6 +12,7 @@ import ipaddress
 import logging
 
 from berth.api.resources import NODES
+from berth.client import errors
 from berth.client.keys import ObjectKey
 from berth.controllers.context import Context
 from berth.machinery.controller import Controller, Permanent
@@ -60,6 +61,23 @@ class NodeIpamController:
             if owner == name(node):
                 del self.used[cidr]
 
+    async def _refresh_used(self, node_name: str) -> bool:
+        """Rebuild the used ranges from the API; whether ``node_name`` has one there."""
+        listed = await self.ctx.client.list(NODES)
+        used: dict[str, str] = {}
+        has_range = False
+        for node in listed.items:
+            cidr = (node.get("spec") or {}).get("podCIDR")
+            if not cidr:
+                continue
+            try:
+                used[str(ipaddress.ip_network(str(cidr), strict=False))] = name(node)
+            except ValueError:
+                continue
+            has_range = has_range or name(node) == node_name
+        self.used = used
+        return has_range
+
     def _next_free(self) -> str | None:
         for subnet in self.network.subnets(new_prefix=self.mask):
             if str(subnet) not in self.used:
@@ -74,6 +92,13 @@ class NodeIpamController:
             # assigned by us, but the cache still shows an older Node (an update made before
             # our patch arrived after it): a second CIDR would move the node's pods' range
             return
+        # The cache can lag the store: a patch of ours whose answer never came (a timeout on a
+        # loaded machine) but that was committed, or the last patches of a leader before us
+        # that our watch has not delivered yet. Taking a range from the cache alone then gave
+        # two nodes one range (an HA lab cluster: routes to both dropped as overlapping), so
+        # the used ranges come from a fresh list before every assignment.
+        if await self._refresh_used(str(key)):
+            return  # the store already gives this node a range
         cidr = self._next_free()
         if cidr is None:
             await self.ctx.recorder.warning(
@@ -85,7 +110,8 @@ class NodeIpamController:
             await self.ctx.client.patch(
                 NODES, str(key), {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
             )
-        except Exception:
-            del self.used[cidr]
-            raise
+        except errors.ApiError as error:
+            if error.status != 0:  # the server answered: nothing was written
+                del self.used[cidr]
+            raise  # no answer: it may have been written; the next try lists and sees
         log.info("node %s: podCIDR %s", key, cidr)
