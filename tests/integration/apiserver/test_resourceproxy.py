@@ -24,23 +24,11 @@ from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
 from .helpers import Raw, core_api, node
+from .proxy_backends import host_address
 from .test_streams import NODE, AgentThread
 
 pytestmark = pytest.mark.timeout(120)
 NS = "proxied"
-
-
-def _host_address() -> str:
-    """A non-loopback address of this machine (the proxy refuses loopback endpoints)."""
-    out = subprocess.run(
-        ["ip", "-o", "-4", "addr", "show", "scope", "global"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    for line in out.stdout.splitlines():
-        address = line.split()[3].split("/")[0]
-        if address:
-            return address
-    raise AssertionError("this machine has no global IPv4 address to serve the backend on")
 
 
 class Backend(BaseHTTPRequestHandler):
@@ -82,7 +70,7 @@ def _serve(address: str) -> tuple[ThreadingHTTPServer, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def backend(api: k8s.ApiClient) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    address = _host_address()
+    address = host_address()
     srv, seen = _serve(address)
     port = srv.server_address[1]
     core = core_api(api)
@@ -207,7 +195,7 @@ def test_loopback_and_link_local_endpoints_are_never_dialled(
         },
     )
     assert status == 422, body
-    assert resourceproxy.proxyable(_host_address())
+    assert resourceproxy.proxyable(host_address())
 
 
 @pytest.mark.parametrize(
