@@ -10,11 +10,17 @@ Services (10 %), SRV (10 %), and names off the search path that are NXDOMAIN (10
 Two passes per server: unbounded (``dnsperf -q 100``: the maximum queries/s on this machine)
 and paced at ``--rate`` queries/s (``-Q``) where the latency of every reply is recorded
 (``dnsperf -v``) and p99 computed. Goal: berth >= 80 % of unbound's queries/s and p99 <= 2 ms
-at 5,000 queries/s. Each server runs alone (one process, one thread for unbound: berth's
-server is one asyncio loop).
+at 5,000 queries/s. Each server is one process as it runs on a node: unbound with one thread,
+berth-dns with its asyncio loop and its UDP receiving threads (``BERTH_DNS_UDP_THREADS``, 2; they
+share one interpreter lock). Beside queries/s the table shows each server's CPU time per
+answered query (from /proc, all its threads): on this shared 2-core machine the queries/s of
+a round move with the other load, the CPU per query much less.
 
-Usage: ``python bench/dns.py [--services 500] [--seconds 5] [--rate 5000] [--rounds 2]``
-(needs ``dnsperf`` and ``unbound`` from Debian).
+``--per-datagram`` adds berth-dns's fallback UDP loop (``recvfrom``/``sendto`` per datagram,
+``BERTH_DNS_UDP_BATCH=0``) as a third server in the same rounds.
+
+Usage: ``python bench/dns.py [--services 500] [--seconds 5] [--rate 5000] [--rounds 2]
+[--per-datagram]`` (needs ``dnsperf`` and ``unbound`` from Debian).
 """
 
 from __future__ import annotations
@@ -184,7 +190,16 @@ def wait_udp(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"no DNS server answering on port {port}")
 
 
-def dnsperf(port: int, datafile: Path, seconds: float, rate: int | None) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dnsperf(
+    port: int, datafile: Path, seconds: float, rate: int | None, pid: int
+) -> dict[str, float]:
+    cpu = cpu_seconds(pid)
     argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile)]
     argv += ["-l", str(seconds), "-c", "1", "-T", "1", "-t", "1"]
     if rate:
@@ -192,9 +207,14 @@ def dnsperf(port: int, datafile: Path, seconds: float, rate: int | None) -> dict
     else:
         argv += ["-q", "100"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu
     qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lost = re.search(r"Queries lost:\s+(\d+)", out)
+    done = re.search(r"Queries completed:\s+(\d+)", out)
     result = {"qps": qps, "lost": float(lost.group(1)) if lost else 0.0}
+    if done and int(done.group(1)):
+        # the server's CPU per answered query: what a loaded, shared machine disturbs least
+        result["cpu_us"] = cpu * 1e6 / int(done.group(1))
     if rate:
         lat = sorted(
             float(m.group(1)) for m in re.finditer(r"^> \S+ .* ([\d.]+)$", out, re.MULTILINE)
@@ -224,6 +244,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--per-datagram",
+        action="store_true",
+        help="also run berth's per-datagram UDP loop (recvfrom/sendto), as 'berth-1x1'",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("ZONE_JSON", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -254,6 +279,19 @@ def main() -> None:
             ),
         }
         ports = {"unbound": ub_port, "berth": berth_port}
+        if args.per_datagram:
+            ports["berth-1x1"] = free_port()
+            procs["berth-1x1"] = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve",
+                    str(work / "zone.json"),
+                    str(ports["berth-1x1"]),
+                ],
+                env={**env, "BERTH_DNS_UDP_BATCH": "0"},
+            )
+        load = [os.getloadavg()[0]]
         try:
             for port in ports.values():
                 wait_udp(port)
@@ -263,21 +301,30 @@ def main() -> None:
             for _ in range(args.rounds):
                 one: dict[str, dict[str, float]] = {}
                 for name, port in ports.items():
-                    one[name] = dnsperf(port, data, args.seconds, None)
-                    paced = dnsperf(port, data, args.seconds, args.rate)
+                    pid = procs[name].pid
+                    one[name] = dnsperf(port, data, args.seconds, None, pid)
+                    paced = dnsperf(port, data, args.seconds, args.rate, pid)
                     one[name].update({f"paced_{k}": v for k, v in paced.items()})
                 rounds.append(one)
+                load.append(os.getloadavg()[0])
         finally:
             for p in procs.values():
                 p.send_signal(signal.SIGTERM)
                 p.wait(timeout=10)
     records = sum(len(rrs) for by_type in zone.records.values() for rrs in by_type.values())
     print(f"zone: {records} records ({args.services} Services + {args.services // 10} headless)")
-    print(f"{'server':<10}{'max q/s':>12}{'lost':>8}{'q/s @rate':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    print(
+        "load average (1 min) at start and after each round: " + " ".join(f"{x:.1f}" for x in load)
+    )
+    print(
+        f"{'server':<10}{'max q/s':>12}{'lost':>8}{'CPU us/q':>10}"
+        f"{'q/s @rate':>12}{'p50 ms':>9}{'p99 ms':>9}"
+    )
     for one in rounds:
         for name, r in one.items():
             print(
-                f"{name:<10}{r['qps']:>12.0f}{r['lost']:>8.0f}{r['paced_qps']:>12.0f}"
+                f"{name:<10}{r['qps']:>12.0f}{r['lost']:>8.0f}"
+                f"{r.get('cpu_us', float('nan')):>10.2f}{r['paced_qps']:>12.0f}"
                 f"{r.get('paced_p50_ms', float('nan')):>9.3f}"
                 f"{r.get('paced_p99_ms', float('nan')):>9.3f}"
             )
