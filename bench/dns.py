@@ -16,11 +16,12 @@ share one interpreter lock). Beside queries/s the table shows each server's CPU 
 answered query (from /proc, all its threads): on this shared 2-core machine the queries/s of
 a round move with the other load, the CPU per query much less.
 
-``--per-datagram`` adds berth-dns's fallback UDP loop (``recvfrom``/``sendto`` per datagram,
-``BERTH_DNS_UDP_BATCH=0``) as a third server in the same rounds.
+``--variant NAME:VAR=VALUE`` adds another berth-dns with these environment variables to the
+same rounds, e.g. ``berth-1x1:BERTH_DNS_UDP_BATCH=0`` (the fallback UDP loop: ``recvfrom``/
+``sendto`` per datagram) or ``berth-t1:BERTH_DNS_UDP_THREADS=1``.
 
 Usage: ``python bench/dns.py [--services 500] [--seconds 5] [--rate 5000] [--rounds 2]
-[--per-datagram]`` (needs ``dnsperf`` and ``unbound`` from Debian).
+[--variant NAME:VAR=VALUE ...]`` (needs ``dnsperf`` and ``unbound`` from Debian).
 """
 
 from __future__ import annotations
@@ -245,9 +246,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
-        "--per-datagram",
-        action="store_true",
-        help="also run berth's per-datagram UDP loop (recvfrom/sendto), as 'berth-1x1'",
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+        help="another berth-dns in the same rounds, with these environment variables "
+        "(e.g. berth-1x1:BERTH_DNS_UDP_BATCH=0 for the per-datagram UDP loop)",
     )
     parser.add_argument("--serve", nargs=2, metavar=("ZONE_JSON", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -279,17 +283,13 @@ def main() -> None:
             ),
         }
         ports = {"unbound": ub_port, "berth": berth_port}
-        if args.per_datagram:
-            ports["berth-1x1"] = free_port()
-            procs["berth-1x1"] = subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--serve",
-                    str(work / "zone.json"),
-                    str(ports["berth-1x1"]),
-                ],
-                env={**env, "BERTH_DNS_UDP_BATCH": "0"},
+        for variant in args.variant:
+            name, _, assignments = variant.partition(":")
+            extra = dict(a.split("=", 1) for a in assignments.split(",") if a)
+            ports[name] = free_port()
+            procs[name] = subprocess.Popen(
+                [sys.executable, __file__, "--serve", str(work / "zone.json"), str(ports[name])],
+                env={**env, **extra},
             )
         load = [os.getloadavg()[0]]
         try:
