@@ -35,6 +35,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,7 @@ def unbound_conf(zone: Zone, port: int, workdir: Path) -> str:
         f'  pidfile: "{workdir}/unbound.pid"',
         "  num-threads: 1",
         "  do-ip6: no",
+        "  do-tcp: no",  # dnsperf asks over UDP; and no TCP twin of the port to find free
         "  access-control: 127.0.0.0/8 allow",
         "  verbosity: 0",
         f'  local-zone: "{DOMAIN}." static',
@@ -227,13 +229,15 @@ def dnsperf(
 
 
 def serve(zone_file: str, port: int) -> None:
-    """Child mode: berth's server on 127.0.0.1:port with the zone of ``zone_file``."""
+    """Child mode: berth's server on 127.0.0.1:port (0: one free for UDP and TCP) with the zone
+    of ``zone_file``; prints the port it serves on."""
     data = json.loads(Path(zone_file).read_text())
     zone = build_zone(data["services"], data["slices"], domain=DOMAIN, serial=1)
 
     async def run() -> None:
         server = DnsServer(zone)
         await server.start([("127.0.0.1", port)])
+        print(server.bound()[0][1], flush=True)
         await asyncio.Event().wait()
 
     eventloop.run(run())  # the loop berth-dns runs on
@@ -268,31 +272,30 @@ def main() -> None:
         (work / "zone.json").write_text(json.dumps({"services": svcs, "slices": slices}))
         data = work / "queries.txt"
         data.write_text("\n".join(queries(args.services)) + "\n")
-        ub_port, berth_port = free_port(), free_port()
+        ub_port = free_port()
         (work / "unbound.conf").write_text(unbound_conf(zone, ub_port, work))
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        procs = {
+        procs: dict[str, subprocess.Popen[bytes]] = {
             "unbound": subprocess.Popen(
                 ["/usr/sbin/unbound", "-d", "-c", str(work / "unbound.conf")],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-            ),
-            "berth": subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(work / "zone.json"), str(berth_port)],
-                env=env,
-            ),
-        }
-        ports = {"unbound": ub_port, "berth": berth_port}
-        for variant in args.variant:
-            name, _, assignments = variant.partition(":")
-            extra = dict(a.split("=", 1) for a in assignments.split(",") if a)
-            ports[name] = free_port()
-            procs[name] = subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(work / "zone.json"), str(ports[name])],
-                env={**env, **extra},
             )
+        }
+        ports = {"unbound": ub_port}
         load = [os.getloadavg()[0]]
         try:
+            for variant in ["berth", *args.variant]:
+                name, _, assignments = variant.partition(":")
+                extra = dict(kv.split("=", 1) for kv in assignments.split(",") if kv)
+                child = subprocess.Popen(
+                    [sys.executable, __file__, "--serve", str(work / "zone.json"), "0"],
+                    env={**env, **extra},
+                    stdout=subprocess.PIPE,
+                )
+                procs[name] = child
+                assert child.stdout is not None
+                ports[name] = int(child.stdout.readline())  # the port it bound
             for port in ports.values():
                 wait_udp(port)
             # rounds alternate the servers (this machine is shared and noisy): each line is
@@ -333,10 +336,18 @@ def main() -> None:
         name: min(one[name].get("paced_p99_ms", float("inf")) for one in rounds)
         for name in ("berth", "unbound")
     }
+    cpu = {
+        name: statistics.median(one[name].get("cpu_us", float("nan")) for one in rounds)
+        for name in rounds[0]
+    }
     print(
         f"best rounds: berth/unbound max q/s {best['berth'] / best['unbound']:.0%} "
         f"(goal >= 80%); p99 at {args.rate} q/s berth {p99['berth']:.3f} ms "
         f"(goal <= 2 ms), unbound {p99['unbound']:.3f} ms"
+    )
+    print(
+        "CPU per answered query, median of rounds: "
+        + ", ".join(f"{n} {v:.2f} us" for n, v in cpu.items())
     )
 
 
