@@ -7,12 +7,14 @@ with a named port, a tenth of that many headless ones with 5 ready endpoints eac
 in a ``static`` local zone. The query mix is what pods send: A for Services (70 %), headless
 Services (10 %), SRV (10 %), and names off the search path that are NXDOMAIN (10 %).
 
-Two passes per server: unbounded (``dnsperf -q 100``: the maximum queries/s on this machine)
-and paced at ``--rate`` queries/s (``-Q``) where the latency of every reply is recorded
-(``dnsperf -v``) and p99 computed. Goal: berth >= 80 % of unbound's queries/s and p99 <= 2 ms
-at 5,000 queries/s. Each server is one process as it runs on a node: unbound with one thread,
-berth-dns with its asyncio loop and its UDP receiving threads (``BERTH_DNS_UDP_THREADS``, 2; they
-share one interpreter lock). Beside queries/s the table shows each server's CPU time per
+Two passes per server and round: unbounded (``dnsperf -q 100``: the maximum queries/s on this
+machine), the servers one after the other; then paced at ``--rate`` queries/s (``-Q``), where
+the latency of every reply is recorded (``dnsperf -v``) and p99 computed, all servers at once
+(each its own dnsperf at that rate), so that the other load of this shared machine, which is
+what decides a p99 here, falls on all of them alike. Goal: berth >= 80 % of unbound's
+queries/s and p99 <= 2 ms at 5,000 queries/s. Each server is one process as it runs on a
+node: unbound with one thread, berth-dns with its asyncio loop and its UDP receiving thread
+(``BERTH_DNS_UDP_THREADS``). Beside queries/s the table shows each server's CPU time per
 answered query (from /proc, all its threads): on this shared 2-core machine the queries/s of
 a round move with the other load, the CPU per query much less.
 
@@ -40,8 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from subprocess import Popen
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -199,18 +203,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def dnsperf(
-    port: int, datafile: Path, seconds: float, rate: int | None, pid: int
-) -> dict[str, float]:
-    cpu = cpu_seconds(pid)
+@dataclass
+class Dnsperf:
+    proc: Popen[str]
+    out: IO[str]
+
+
+def dnsperf_start(port: int, datafile: Path, seconds: float, rate: int | None) -> Dnsperf:
+    """dnsperf against 127.0.0.1:port, its output going to a temporary file (``-v`` writes a
+    line per query: more than a pipe holds)."""
     argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(datafile)]
     argv += ["-l", str(seconds), "-c", "1", "-T", "1", "-t", "1"]
     if rate:
         argv += ["-Q", str(rate), "-v"]
     else:
         argv += ["-q", "100"]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by dnsperf_result)
+    return Dnsperf(subprocess.Popen(argv, stdout=out, text=True), out)
+
+
+def dnsperf_result(run: Dnsperf, rate: int | None, pid: int, cpu: float) -> dict[str, float]:
+    """What ``run`` measured; ``cpu``: the server's (``pid``) CPU time when it started."""
+    if run.proc.wait() != 0:
+        raise RuntimeError(f"{run.proc.args!r} failed with status {run.proc.returncode}")
     cpu = cpu_seconds(pid) - cpu
+    run.out.seek(0)
+    out = run.out.read()
+    run.out.close()
     qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lost = re.search(r"Queries lost:\s+(\d+)", out)
     done = re.search(r"Queries completed:\s+(\d+)", out)
@@ -303,11 +322,22 @@ def main() -> None:
             rounds: list[dict[str, dict[str, float]]] = []
             for _ in range(args.rounds):
                 one: dict[str, dict[str, float]] = {}
-                for name, port in ports.items():
-                    pid = procs[name].pid
-                    one[name] = dnsperf(port, data, args.seconds, None, pid)
-                    paced = dnsperf(port, data, args.seconds, args.rate, pid)
-                    one[name].update({f"paced_{k}": v for k, v in paced.items()})
+                for name, port in ports.items():  # one after the other: all the machine
+                    cpu = cpu_seconds(procs[name].pid)
+                    proc = dnsperf_start(port, data, args.seconds, None)
+                    one[name] = dnsperf_result(proc, None, procs[name].pid, cpu)
+                # paced: side by side, so every server sees the same moments of the machine's
+                # other load (which is what decides a p99 here)
+                paced = {
+                    name: (
+                        dnsperf_start(port, data, args.seconds, args.rate),
+                        cpu_seconds(procs[name].pid),
+                    )
+                    for name, port in ports.items()
+                }
+                for name, (proc, cpu) in paced.items():
+                    result = dnsperf_result(proc, args.rate, procs[name].pid, cpu)
+                    one[name].update({f"paced_{k}": v for k, v in result.items()})
                 rounds.append(one)
                 load.append(os.getloadavg()[0])
         finally:
@@ -336,7 +366,7 @@ def main() -> None:
         name: min(one[name].get("paced_p99_ms", float("inf")) for one in rounds)
         for name in ("berth", "unbound")
     }
-    cpu = {
+    cpu_us = {
         name: statistics.median(one[name].get("cpu_us", float("nan")) for one in rounds)
         for name in rounds[0]
     }
@@ -347,7 +377,7 @@ def main() -> None:
     )
     print(
         "CPU per answered query, median of rounds: "
-        + ", ".join(f"{n} {v:.2f} us" for n, v in cpu.items())
+        + ", ".join(f"{n} {v:.2f} us" for n, v in cpu_us.items())
     )
 
 
