@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from berth.apiserver import resourceproxy
-from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle
 from tests.integration.apiserver.helpers import Raw
 from tests.integration.apiserver.proxy_backends import Backend, host_address
 from tests.security.helpers import bind_role
@@ -20,19 +20,6 @@ from tests.security.helpers import bind_role
 pytestmark = pytest.mark.timeout(180)
 NS = "victims"
 PODS = f"/api/v1/namespaces/{NS}/pods"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    with running_server(tmp_path_factory.mktemp("apiserver")) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def admin(server: ServerHandle) -> Iterator[Raw]:
-    r = Raw(server, server.client_cert("admin", ["system:masters"]))
-    yield r
-    r.close()
 
 
 def _pod(admin: Raw, name: str, ip: str | None, port: int = 8080) -> None:
