@@ -16,7 +16,8 @@ from kubernetes import client as k8s
 from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
-from .helpers import Raw, core_api, pod
+from .debug_targets import assert_kubectl_debug_adds_containers, create_targets
+from .helpers import Raw, grant
 
 pytestmark = pytest.mark.timeout(120)
 NS = "debugging"
@@ -25,18 +26,7 @@ STRICT = "debugging-baseline"
 
 @pytest.fixture(scope="module")
 def pods(api: k8s.ApiClient) -> None:
-    core = core_api(api)
-    core.create_namespace({"metadata": {"name": NS}})
-    core.create_namespace(
-        {
-            "metadata": {
-                "name": STRICT,
-                "labels": {"pod-security.kubernetes.io/enforce": "baseline"},
-            }
-        }
-    )
-    for ns in (NS, STRICT):
-        core.create_namespaced_pod(ns, pod("target", node_name="nowhere"))
+    create_targets(api, NS, STRICT)
 
 
 def _path(ns: str = NS) -> str:
@@ -59,22 +49,7 @@ def test_kubectl_debug_adds_an_ephemeral_container_targeting_a_container(
     kubectl_binaries: dict[str, Path], admin_kubeconfig: Path, tmp_path: Path, raw: Raw
 ) -> None:
     kubectl = make_kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
-    out = kubectl.run(
-        "debug", "target", "-n", NS, "--image=busybox:1.36", "--target=app", "-c", "dbg1",
-        "--", "sleep", "1000",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    status, got = raw.json("GET", f"/api/v1/namespaces/{NS}/pods/target")
-    assert status == 200
-    (dbg,) = [c for c in got["spec"]["ephemeralContainers"] if c["name"] == "dbg1"]
-    assert dbg["targetContainerName"] == "app"
-    assert dbg["command"] == ["sleep", "1000"]
-    assert dbg["imagePullPolicy"] == "IfNotPresent"  # defaulted like a container
-    # a second one with kubectl's generated name, through a strategic merge patch too
-    out = kubectl.run("debug", "target", "-n", NS, "--image=busybox:1.36", "--", "true")
-    assert out.returncode == 0, out.stderr
-    status, got = raw.json("GET", _path())
-    assert len(got["spec"]["ephemeralContainers"]) == 2
+    assert_kubectl_debug_adds_containers(kubectl, raw, NS)
 
 
 @pytest.mark.usefixtures("pods")
@@ -136,35 +111,15 @@ def test_pod_security_refuses_a_privileged_ephemeral_container(
 ) -> None:
     """A tenant allowed to debug pods in a baseline namespace tries to get a privileged
     container into one, by kubectl's sysadmin profile and by hand."""
-    rbac: Any = k8s.RbacAuthorizationV1Api(api)
-    rbac.create_namespaced_role(
-        STRICT,
+    rules = [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
         {
-            "metadata": {"name": "debugger"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods/ephemeralcontainers"],
-                    "verbs": ["get", "patch", "update"],
-                },
-            ],
+            "apiGroups": [""],
+            "resources": ["pods/ephemeralcontainers"],
+            "verbs": ["get", "patch", "update"],
         },
-    )
-    rbac.create_namespaced_role_binding(
-        STRICT,
-        {
-            "metadata": {"name": "debugger"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "debugger",
-            },
-            "subjects": [
-                {"kind": "User", "name": "tenant", "apiGroup": "rbac.authorization.k8s.io"}
-            ],
-        },
-    )
+    ]
+    grant(api, "tenant", "debugger", rules, namespace=STRICT)
     kubectl = make_kubectl(
         kubectl_binaries, "1.32", server.kubeconfig("tenant", groups=[]), tmp_path
     )

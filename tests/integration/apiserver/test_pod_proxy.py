@@ -6,8 +6,6 @@ through the proxy), the Python client's ``connect_*_namespaced_pod_proxy_with_pa
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,16 +149,7 @@ def test_browsing_through_kubectl_proxy_stays_on_the_proxy(
     tmp_path: Path,
 ) -> None:
     kubectl = make_kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [str(kubectl.binary), "proxy", f"--port={port}"],
-        env=kubectl.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert "Starting to serve" in proc.stdout.readline()
+    with kubectl.proxy() as port:
         base = f"http://127.0.0.1:{port}{PODS}/web/proxy"
         # the pod redirects to its own /landing: the browser lands there through the proxy
         with urllib.request.urlopen(f"{base}/redirect-here", timeout=60) as resp:
@@ -179,9 +168,6 @@ def test_browsing_through_kubectl_proxy_stays_on_the_proxy(
         with urllib.request.urlopen(req, timeout=60) as resp:
             doc = json.loads(resp.read())
             assert (doc["method"], doc["body"], doc["path"]) == ("POST", "a=1", "/form")
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
 
 
 def test_discovery_lists_pods_proxy(raw: Raw) -> None:

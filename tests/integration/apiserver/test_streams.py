@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import aiohttp
 import pytest
@@ -45,7 +45,7 @@ from tests.harness.apiserver import ServerHandle
 from tests.harness.port_forward import port_forward
 
 from .conftest import make_kubectl
-from .helpers import Kubectl, Raw, core_api, node, pod
+from .helpers import Kubectl, Raw, core_api, grant, node, pod
 
 pytestmark = pytest.mark.timeout(120)
 STREAM_SECONDS = 60
@@ -602,31 +602,11 @@ def test_exec_is_authorized_per_verb(
 ) -> None:
     """kube-apiserver 1.32 authorizes the WebSocket upgrade (a GET) as ``get`` and the SPDY
     one (a POST) as ``create``: with ``create`` alone kubectl 1.32 falls back to SPDY."""
-    rbac: Any = k8s.RbacAuthorizationV1Api(api)
-    rbac.create_namespaced_role(
-        NS,
-        {
-            "metadata": {"name": "exec-create"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
-            ],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        NS,
-        {
-            "metadata": {"name": "exec-create"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "exec-create",
-            },
-            "subjects": [
-                {"kind": "User", "name": "execer", "apiGroup": "rbac.authorization.k8s.io"}
-            ],
-        },
-    )
+    rules = [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
+    ]
+    grant(api, "execer", "exec-create", rules, namespace=NS)
     kubectl = make_kubectl(
         kubectl_binaries, "1.32", server.kubeconfig("execer", groups=[]), tmp_path
     )
