@@ -27,6 +27,29 @@ def host_address() -> str:
     raise AssertionError("this machine has no global IPv4 address to serve the backend on")
 
 
+PRIVATE_HEADERS = {
+    "Cookie": "session=secret",
+    "Proxy-Authorization": "Basic c2VjcmV0",
+    "X-Remote-User": "system:admin",
+    "X-Remote-Group": "system:masters",
+    "Connection": "X-Private",
+    "X-Private": "hop",
+    "X-Custom": "kept",
+}
+"""Headers a client sends through a proxy: its credentials, impersonation headers, a hop-by-hop
+header (named in Connection) and one of its own (``X-Custom``, the only one to arrive)."""
+
+
+def assert_only_the_clients_own_header_arrived(headers: dict[str, str]) -> None:
+    """What a backend got for :data:`PRIVATE_HEADERS`: none of the client's credentials (nor the
+    API server's own), no hop-by-hop header, its own header unchanged."""
+    got = {k.lower(): v for k, v in headers.items()}
+    private = ("cookie", "proxy-authorization", "authorization", "x-remote-user", "x-remote-group")
+    for name in (*private, "x-private"):
+        assert name not in got, name
+    assert got["x-custom"] == "kept"
+
+
 @dataclass
 class Seen:
     requests: list[dict[str, Any]] = field(default_factory=list)
