@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kubernetes import client as k8s
 
 from .helpers import Kubectl, Raw, core_api, pod
@@ -17,6 +19,11 @@ def create_targets(api: k8s.ApiClient, namespace: str, baseline: str) -> None:
     core.create_namespace({"metadata": {"name": baseline, "labels": labels}})
     for ns in (namespace, baseline):
         core.create_namespaced_pod(ns, pod("target", node_name="nowhere"))
+
+
+def debugger(name: str, **extra: Any) -> dict[str, Any]:
+    """An ephemeral container named ``name`` (``extra``: more of its fields)."""
+    return {"name": name, "image": "busybox:1.36", "command": ["sh"], **extra}
 
 
 def assert_kubectl_debug_adds_containers(kubectl: Kubectl, raw: Raw, namespace: str) -> None:

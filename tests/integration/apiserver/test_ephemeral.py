@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
-from .debug_targets import assert_kubectl_debug_adds_containers, create_targets
+from .debug_targets import assert_kubectl_debug_adds_containers, create_targets, debugger
 from .helpers import Raw, grant
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,10 +31,6 @@ def pods(api: k8s.ApiClient) -> None:
 
 def _path(ns: str = NS) -> str:
     return f"/api/v1/namespaces/{ns}/pods/target/ephemeralcontainers"
-
-
-def _debugger(name: str = "dbg", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": "busybox:1.36", "command": ["sh"], **extra}
 
 
 def _set(raw: Raw, containers: list[dict[str, Any]], ns: str = NS) -> tuple[int, Any]:
@@ -58,12 +54,12 @@ def test_kubectl_debug_adds_an_ephemeral_container_targeting_a_container(
     [
         (lambda cs: [], "may not be removed"),
         (lambda cs: [{**cs[0], "image": "busybox:1.37"}, *cs[1:]], "may not be changed"),
-        (lambda cs: [*cs, _debugger("app")], "Duplicate value"),
-        (lambda cs: [*cs, _debugger("x", ports=[{"containerPort": 80}])], "ports"),
-        (lambda cs: [*cs, _debugger("y", readinessProbe={"exec": {"command": ["true"]}})], "Probe"),
-        (lambda cs: [*cs, _debugger("z", resources={"limits": {"cpu": "1"}})], "resources"),
-        (lambda cs: [*cs, _debugger("w", targetContainerName="nope")], "targetContainerName"),
-        (lambda cs: [*cs, _debugger("Bad_Name")], "name"),
+        (lambda cs: [*cs, debugger("app")], "Duplicate value"),
+        (lambda cs: [*cs, debugger("x", ports=[{"containerPort": 80}])], "ports"),
+        (lambda cs: [*cs, debugger("y", readinessProbe={"exec": {"command": ["true"]}})], "Probe"),
+        (lambda cs: [*cs, debugger("z", resources={"limits": {"cpu": "1"}})], "resources"),
+        (lambda cs: [*cs, debugger("w", targetContainerName="nope")], "targetContainerName"),
+        (lambda cs: [*cs, debugger("Bad_Name")], "name"),
         (lambda cs: [*cs, {"name": "noimage"}], "image"),
     ],
 )
@@ -71,7 +67,7 @@ def test_invalid_ephemeral_writes_are_refused(raw: Raw, change: Any, message: st
     _, current = raw.json("GET", _path())
     existing = current["spec"].get("ephemeralContainers", [])
     if "base" not in [c["name"] for c in existing]:
-        status, current = _set(raw, [*existing, _debugger("base")])
+        status, current = _set(raw, [*existing, debugger("base")])
         assert status == 200, current
     status, body = _set(raw, change(current["spec"]["ephemeralContainers"]))
     assert status == 422, body
@@ -86,7 +82,7 @@ def test_only_ephemeral_containers_change_through_the_subresource(raw: Raw) -> N
     current["spec"]["containers"][0]["image"] = "evil:1"
     current["spec"]["ephemeralContainers"] = [
         *current["spec"].get("ephemeralContainers", []),
-        _debugger("only-this"),
+        debugger("only-this"),
     ]
     status, got = raw.json("PUT", _path(), current)
     assert status == 200, got
@@ -132,8 +128,8 @@ def test_pod_security_refuses_a_privileged_ephemeral_container(
     assert "privileged" in out.stderr
     tenant = Raw(server, server.client_cert("tenant", []))
     hostile = [
-        _debugger("p1", securityContext={"privileged": True}),
-        _debugger("p2", securityContext={"capabilities": {"add": ["SYS_ADMIN"]}}),
+        debugger("p1", securityContext={"privileged": True}),
+        debugger("p2", securityContext={"capabilities": {"add": ["SYS_ADMIN"]}}),
     ]
     for container in hostile:  # by hand, past kubectl
         _, current = raw.json("GET", _path(STRICT))

@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
-from .debug_targets import assert_kubectl_debug_adds_containers, create_targets
+from .debug_targets import assert_kubectl_debug_adds_containers, create_targets, debugger
 from .helpers import Raw, grant
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,10 +33,6 @@ def _legacy(*containers: dict[str, Any], **metadata: Any) -> dict[str, Any]:
         "metadata": metadata,
         "ephemeralContainers": list(containers),
     }
-
-
-def _debugger(name: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": "busybox:1.36", "command": ["sh"], **extra}
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +56,16 @@ def test_kubectl_120_debug_adds_ephemeral_containers(
 
 @pytest.mark.usefixtures("pods")
 def test_the_legacy_kind_is_answered_in_kind_and_checked_like_a_pod_write(raw: Raw) -> None:
-    status, body = raw.json("PUT", _path(), _legacy(_debugger("legacy-a")))
+    status, body = raw.json("PUT", _path(), _legacy(debugger("legacy-a")))
     assert status == 200, body
     assert body["kind"] == "EphemeralContainers"
     assert body["metadata"]["name"] == "target"
     assert "legacy-a" in [c["name"] for c in body["ephemeralContainers"]]
     before = _names(raw)
     for containers, message in (
-        ([{**_debugger("legacy-a"), "image": "busybox:1.37"}], "may not be changed"),
-        ([_debugger("app")], "Duplicate value"),
-        ([_debugger("p", ports=[{"containerPort": 80}])], "ports"),
+        ([{**debugger("legacy-a"), "image": "busybox:1.37"}], "may not be changed"),
+        ([debugger("app")], "Duplicate value"),
+        ([debugger("p", ports=[{"containerPort": 80}])], "ports"),
         ([{"name": "noimage"}], "image"),
     ):
         status, body = raw.json("PUT", _path(), _legacy(*containers))
@@ -77,7 +73,7 @@ def test_the_legacy_kind_is_answered_in_kind_and_checked_like_a_pod_write(raw: R
         assert message in str(body), body
     # a stale precondition is a conflict, as for a Pod
     status, body = raw.json(
-        "PUT", _path(), _legacy(_debugger("late"), name="target", resourceVersion="1")
+        "PUT", _path(), _legacy(debugger("late"), name="target", resourceVersion="1")
     )
     assert status == 409, body
     status, body = raw.json("PUT", _path(), {**_legacy(), "ephemeralContainers": "nope"})
@@ -97,14 +93,14 @@ def test_pod_security_applies_to_the_legacy_kind(
     grant(api, "tenant", "debugger", rules, namespace=BASELINE)
     tenant = Raw(server, server.client_cert("tenant", []))
     try:
-        privileged = _debugger("root", securityContext={"privileged": True})
+        privileged = debugger("root", securityContext={"privileged": True})
         status, body = tenant.json("PUT", _path(BASELINE), _legacy(privileged))
         assert status == 403, body
         assert "violates PodSecurity" in body["message"]
-        status, body = tenant.json("PUT", _path(BASELINE), _legacy(_debugger("plain")))
+        status, body = tenant.json("PUT", _path(BASELINE), _legacy(debugger("plain")))
         assert status == 200, body
         # and without the subresource in another namespace: forbidden
-        status, body = tenant.json("PUT", _path(NS), _legacy(_debugger("sneaky")))
+        status, body = tenant.json("PUT", _path(NS), _legacy(debugger("sneaky")))
         assert status == 403, body
         assert "pods/ephemeralcontainers" in body["message"]
     finally:

@@ -8,7 +8,9 @@ The fake API's watches never end and never send anything by themselves: a stalle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -46,72 +48,77 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def _started(api: RecordingWatches, clock: FakeClock) -> tuple[Informer, asyncio.Task[None]]:
-    inf = Informer(api, CONFIGMAPS, clock=clock)
-    task = asyncio.create_task(inf.run())
-    await asyncio.wait_for(inf.wait_synced(), 10)
-    await settle()
-    return inf, task
+@dataclass
+class Rig:
+    api: RecordingWatches
+    clock: FakeClock
+    informer: Informer
+    task: asyncio.Task[None]
 
 
-async def _stopped(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+@contextlib.asynccontextmanager
+async def running_informer() -> AsyncIterator[Rig]:
+    """A ConfigMap informer on a fake clock, listed and watching; stopped afterwards."""
+    api, clock = RecordingWatches(), FakeClock()
+    informer = Informer(api, CONFIGMAPS, clock=clock)
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.wait_synced(), 10)
+        await settle()
+        yield Rig(api, clock, informer, task)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_a_watch_silent_past_two_bookmark_intervals_is_replaced_from_the_last_version() -> None:
     assert 2 * BOOKMARK_INTERVAL < SILENCE_LIMIT < 3 * BOOKMARK_INTERVAL
 
     async def body() -> None:
-        api, clock = RecordingWatches(), FakeClock()
-        inf, task = await _started(api, clock)
-        await api.create(CONFIGMAPS, cm("before"))
-        await settle()
-        listed_at, seen = api.watched_from[0], inf.resource_version
-        assert inf.get("default/before") is not None
-        assert len(api.watched_from) == 1
+        async with running_informer() as rig:
+            api, clock, inf = rig.api, rig.clock, rig.informer
+            await api.create(CONFIGMAPS, cm("before"))
+            await settle()
+            listed_at, seen = api.watched_from[0], inf.resource_version
+            assert inf.get("default/before") is not None
+            assert len(api.watched_from) == 1
 
-        await clock.step(SILENCE_LIMIT - 1)
-        assert len(api.watched_from) == 1, "a quiet watch is kept until the limit"
-        await clock.step(2)
-        assert api.watched_from == [listed_at, seen]
-        assert inf.silent_watches == 1
-        assert inf.relists == 1, "the new watch resumes; nothing is listed again"
+            await clock.step(SILENCE_LIMIT - 1)
+            assert len(api.watched_from) == 1, "a quiet watch is kept until the limit"
+            await clock.step(2)
+            assert api.watched_from == [listed_at, seen]
+            assert inf.silent_watches == 1
+            assert inf.relists == 1, "the new watch resumes; nothing is listed again"
 
-        await api.create(CONFIGMAPS, cm("after"))
-        await settle()
-        assert inf.get("default/after") is not None
-        await _stopped(task)
+            await api.create(CONFIGMAPS, cm("after"))
+            await settle()
+            assert inf.get("default/after") is not None
 
     asyncio.run(body())
 
 
 def test_bookmarks_and_events_keep_a_quiet_watch() -> None:
     async def body() -> None:
-        api, clock = RecordingWatches(), FakeClock()
-        inf, task = await _started(api, clock)
-        for _ in range(5):  # ten minutes in all, never silent for a whole limit
-            await clock.step(BOOKMARK_INTERVAL)
-            api.bookmark()
-            await clock.step(BOOKMARK_INTERVAL)
-            await api.create(CONFIGMAPS, cm(f"cm-{clock.monotonic():.0f}"))
-        await settle()
-        assert len(api.watched_from) == 1
-        assert inf.silent_watches == 0
-        assert len(inf) == 5
-        await _stopped(task)
+        async with running_informer() as rig:
+            for _ in range(5):  # ten minutes in all, never silent for a whole limit
+                await rig.clock.step(BOOKMARK_INTERVAL)
+                rig.api.bookmark()
+                await rig.clock.step(BOOKMARK_INTERVAL)
+                await rig.api.create(CONFIGMAPS, cm(f"cm-{rig.clock.monotonic():.0f}"))
+            await settle()
+            assert len(rig.api.watched_from) == 1
+            assert rig.informer.silent_watches == 0
+            assert len(rig.informer) == 5
 
     asyncio.run(body())
 
 
 def test_stopping_an_informer_during_a_silent_watch_still_stops_it() -> None:
     async def body() -> None:
-        api, clock = RecordingWatches(), FakeClock()
-        _, task = await _started(api, clock)
-        await clock.step(SILENCE_LIMIT / 2)
-        await _stopped(task)
-        assert task.cancelled()
-        assert clock.pending == 0, "the watchdog's timer went with the watch"
+        async with running_informer() as rig:
+            await rig.clock.step(SILENCE_LIMIT / 2)
+        assert rig.task.cancelled()
+        assert rig.clock.pending == 0, "the watchdog's timer went with the watch"
 
     asyncio.run(body())
 
