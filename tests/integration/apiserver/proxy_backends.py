@@ -93,11 +93,14 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "tls": isinstance(self.connection, ssl.SSLSocket),
             }
         ).encode()
+        self._ok("application/json", reply)
+
+    def _ok(self, content_type: str, body: bytes) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(reply)
+        self.wfile.write(body)
 
     def _redirect(self, location: str) -> None:
         self.send_response(302)
@@ -114,11 +117,7 @@ class EchoHandler(BaseHTTPRequestHandler):
             f'<img id="url" src="http://{host}:{port}/image">'
             f'<a id="away" href="http://192.0.2.1/away">elsewhere</a></body></html>'
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(page)))
-        self.end_headers()
-        self.wfile.write(page)
+        self._ok("text/html; charset=utf-8", page)
 
     def _huge(self) -> None:
         chunk = b"y" * (1 << 20)
