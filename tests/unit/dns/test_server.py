@@ -163,17 +163,20 @@ def test_without_a_reachable_upstream_servfail_comes_fast() -> None:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]  # nothing listens once the socket is closed
 
+    # "Fast" means the refusal ends the query, not the forwarder's timeout: the timeout is set
+    # far above the bound, so only the refusal path can answer within it, even on a loaded
+    # machine (a fixed sub-second bound flaked under CI load).
+    slow_timeout = 60.0
+
     async def body(server: DnsServer, port: int) -> None:
         for _ in range(2):
             start = time.monotonic()
             msg = await udp(port, "example.org.")
             assert msg.rcode() == dns.rcode.SERVFAIL
-            assert time.monotonic() - start < 0.5
+            assert time.monotonic() - start < slow_timeout / 4
 
-    run(body, forwarder=Forwarder(["127.0.0.1"], port=closed))
-    start = time.monotonic()
-    run(body, forwarder=Forwarder([]))  # no resolvers at all
-    assert time.monotonic() - start < 2
+    run(body, forwarder=Forwarder(["127.0.0.1"], port=closed, timeout=slow_timeout))
+    run(body, forwarder=Forwarder([], timeout=slow_timeout))  # no resolvers at all
 
 
 def test_hostile_packets_do_not_stop_the_server() -> None:
