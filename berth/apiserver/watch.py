@@ -2,8 +2,14 @@
 
 The hub follows ``/registry/`` from the store, decodes each event once and keeps the most
 recent ones in a ring so that a client can resume from any resourceVersion the ring still
-covers. Each client watch is a :class:`Subscriber` with a bounded queue: a client that cannot
-keep up is cut off (its stream ends, and the client relists) instead of holding memory or
+covers. The ring holds the store's events as they came (JSON bytes), not decoded: a decoded
+object takes several times its JSON in Python objects, and a ring full of decoded pods (each
+with its previous state) was the largest part of what the API server grew by with 100 pods per
+node (bench/footprint.py). A resuming client's backlog is decoded when it subscribes, only the
+events under its prefix.
+
+Each client watch is a :class:`Subscriber` with a bounded queue: a client that cannot keep up
+is cut off (its stream ends, and the client relists) instead of holding memory or
 slowing anyone else. A resume point older than the ring is served from the store's own log;
 one older than the store's compaction point is ``410 Expired``.
 """
@@ -101,7 +107,7 @@ class WatchHub:
     ) -> None:
         self.store = store
         self.codec = codec
-        self.ring: deque[ObjEvent] = deque(maxlen=ring_size)
+        self.ring: deque[Event] = deque(maxlen=ring_size)  # raw: see the module docstring
         self.subscriber_capacity = subscriber_capacity
         self.floor = 0  # every event with revision > floor is in the ring
         self.latest = 0  # highest revision seen
@@ -172,8 +178,8 @@ class WatchHub:
         if ev is None:
             return
         if len(self.ring) == self.ring.maxlen and self.ring:
-            self.floor = self.ring[0].revision
-        self.ring.append(ev)
+            self.floor = self.ring[0].kv.mod_revision
+        self.ring.append(event)
         for listener in self.listeners:
             try:
                 listener(ev)
@@ -188,13 +194,18 @@ class WatchHub:
         if after < self.floor:
             return None
         sub = Subscriber(prefix, after, self.subscriber_capacity)
-        backlog: list[ObjEvent] = []
-        for ev in reversed(self.ring):  # usually only the newest few are wanted
-            if ev.revision <= after:
+        backlog: list[Event] = []
+        for raw in reversed(self.ring):  # usually only the newest few are wanted
+            if raw.kv.mod_revision <= after:
                 break
-            backlog.append(ev)
-        for ev in reversed(backlog):
-            sub.offer(ev)
+            if raw.kv.key.startswith(prefix):
+                backlog.append(raw)
+        # Oldest first; one past the queue's capacity is enough to overflow it, as the live
+        # path would: no need to decode the rest.
+        for raw in backlog[::-1][: self.subscriber_capacity + 1]:
+            ev = self.decode_event(raw)
+            if ev is not None:
+                sub.offer(ev)
         self.subscribers.add(sub)
         return sub
 
