@@ -94,6 +94,16 @@ class Subscriber:
             self._timer = None
 
 
+RING_BYTES = 16 << 20
+"""The most the ring holds in values (objects and their previous states, as JSON): with pods
+of ~8 KiB each (managedFields) 4096 events would be ~64 MiB; past this, the oldest go and a
+resume from before them is read from the store's log."""
+
+
+def _held_bytes(event: Event) -> int:
+    return len(event.kv.value) + (len(event.prev.value) if event.prev is not None else 0)
+
+
 class WatchHub:
     """Server-wide event fan-out with a resumable ring of recent events."""
 
@@ -103,11 +113,15 @@ class WatchHub:
         codec: Codec,
         *,
         ring_size: int = 4096,  # older resume points are served from the store log
+        ring_bytes: int = RING_BYTES,
         subscriber_capacity: int = 2000,
     ) -> None:
         self.store = store
         self.codec = codec
-        self.ring: deque[Event] = deque(maxlen=ring_size)  # raw: see the module docstring
+        self.ring: deque[Event] = deque()  # raw: see the module docstring
+        self.ring_size = ring_size
+        self.ring_bytes = ring_bytes
+        self._held = 0  # bytes of the values in the ring
         self.subscriber_capacity = subscriber_capacity
         self.floor = 0  # every event with revision > floor is in the ring
         self.latest = 0  # highest revision seen
@@ -150,6 +164,7 @@ class WatchHub:
                 rev = await self.store.current_revision()
                 self.floor = max(self.floor, rev)
                 self.ring.clear()
+                self._held = 0
                 log.warning("watch hub lost history; continuing from revision %d", rev)
             except StoreError:
                 log.exception("watch hub: store watch failed; retrying")
@@ -177,9 +192,14 @@ class WatchHub:
         self.latest = max(self.latest, event.kv.mod_revision)
         if ev is None:
             return
-        if len(self.ring) == self.ring.maxlen and self.ring:
-            self.floor = self.ring[0].kv.mod_revision
         self.ring.append(event)
+        self._held += _held_bytes(event)
+        while len(self.ring) > self.ring_size or (
+            self._held > self.ring_bytes and len(self.ring) > 1
+        ):
+            dropped = self.ring.popleft()
+            self._held -= _held_bytes(dropped)
+            self.floor = dropped.kv.mod_revision
         for listener in self.listeners:
             try:
                 listener(ev)

@@ -96,3 +96,29 @@ def test_ring_keeps_store_events_undecoded_and_replays_a_backlog_decoded() -> No
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_ring_is_bounded_by_the_bytes_it_holds() -> None:
+    """Big objects push the oldest events out before the count does; resuming from before
+    them is refused (the caller reads the store's log), from after them is served."""
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        hub = WatchHub(store, Codec(), ring_size=100, ring_bytes=3000)
+        await hub.start()
+        body = b'{"metadata":{},"data":"' + b"x" * 900 + b'"}'
+        revisions = []
+        for i in range(6):
+            kv = await store.create(f"/registry/core/configmaps/a/c{i}", body)
+            revisions.append(kv.mod_revision)
+        await _settle()
+        assert len(hub.ring) == 3  # 3 x ~930 bytes fit in 3000, 4 do not
+        assert hub.floor == revisions[2]
+        assert hub.subscribe("/registry/", revisions[1]) is None
+        served = hub.subscribe("/registry/", revisions[2])
+        assert served is not None
+        assert [e.revision for e in served.queue] == revisions[3:]
+        await hub.stop()
+        await store.close()
+
+    asyncio.run(scenario())
