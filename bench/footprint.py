@@ -512,9 +512,16 @@ def soak(cluster: Any, pids: Any, hosts: list[str], minutes: float) -> None:
             a, b = first.get((host, component)), marks["end"].get((host, component))
             if a is None or b is None or not a.rss:
                 continue
-            change = b.rss / a.rss - 1
-            flag = "" if abs(change) <= LEAK_TOLERANCE or component == "shim" else "  > 10 %"
-            print(f"{component:20}{host:>6}{a.rss / MIB:11.1f}M{b.rss / MIB:9.1f}M"
+            # shims come and go with the pods: compare one shim's RSS, not their sum
+            ra, rb = (
+                (a.rss / a.processes, b.rss / b.processes)
+                if component == "shim"
+                else (a.rss, b.rss)
+            )
+            change = rb / ra - 1
+            flag = "" if abs(change) <= LEAK_TOLERANCE else "  > 10 %"
+            label = f"{component} (each)" if component == "shim" else component
+            print(f"{label:20}{host:>6}{ra / MIB:11.1f}M{rb / MIB:9.1f}M"
                   f"{change * 100:8.1f}%{flag}")  # fmt: skip
 
 
