@@ -24,6 +24,7 @@ from berth.apiserver.auth import UserInfo
 from berth.apiserver.bodycheck import BodyChecks, clean_key
 from berth.apiserver.errors import ApiError
 from berth.apiserver.fieldmanager import FieldManager
+from berth.apiserver.fieldmanager.managers import encode as encode_managed
 from berth.apiserver.fieldmanager.managers import update as update_managers
 from berth.apiserver.openapi import fieldvalidation
 from berth.apiserver.podsecurity import PodSecurityAdmission, PodSecurityConfig
@@ -482,3 +483,32 @@ def test_a_remembered_judgement_never_outlives_the_namespace_policy() -> None:
         (403, 'pods "p5"'),
         (403, 'pods "p6"'),
     ]
+
+
+def test_a_created_pods_managed_fields_entry_is_the_general_one() -> None:
+    """The pod-create shortcut writes the entry :func:`encode` would: same keys in the same
+    order, manager (``unknown`` when none), operation, version, and a time."""
+    fm = FieldManager()
+    for manager in ("kubectl-client-side-apply", ""):
+        for _ in range(2):  # a miss, then a remembered field set
+            created = _pod()
+            fm.record_update(PODS, None, created, manager=manager)
+            body = _pod()
+            general = encode_managed(
+                update_managers(
+                    {},
+                    None,
+                    body,
+                    fm.schemas.node_for(PODS),
+                    manager=manager or "unknown",
+                    api_version="v1",
+                    subresource="",
+                    time="t",
+                    ignored=fm._ignored(PODS, ""),
+                )
+            )
+            got = created["metadata"]["managedFields"]
+            assert [list(e) for e in got] == [list(e) for e in general]
+            assert [{**e, "time": "t"} for e in got] == general
+            assert isinstance(got[0]["time"], str)
+            assert got[0]["time"].endswith("Z")
