@@ -31,6 +31,8 @@ from .codec import Codec, CodecError
 log = logging.getLogger(__name__)
 
 ROOT_PREFIX = "/registry/"
+MAX_WRITTEN = 1024
+"""Bound on the objects :meth:`WatchHub.written` holds for events not yet dispatched."""
 
 
 @dataclass(slots=True)
@@ -129,6 +131,8 @@ class WatchHub:
         self.listeners: list[Callable[[ObjEvent], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._seen = asyncio.Event()
+        # key -> (revision, object) of creates this server just stored (see :meth:`written`)
+        self._written: dict[str, tuple[int, Obj]] = {}
 
     async def start(self, after: int | None = None) -> None:
         """Follow the store from revision ``after`` (default: now); events after it reach
@@ -172,7 +176,38 @@ class WatchHub:
             finally:
                 await watch.aclose()
 
+    def written(self, key: str, revision: int, obj: Obj) -> None:
+        """This server stored ``obj`` under ``key`` at ``revision`` (a create: no previous
+        value), and nothing will change ``obj`` any more: its event takes ``obj`` instead of
+        decoding the bytes just encoded from it (a pod create's largest single cost after
+        its validation). Only for objects whose stored bytes are exactly their JSON, with
+        ``metadata.resourceVersion`` set to ``revision``, and that nobody mutates: the
+        registry hands over the object of an API create it then only serializes.
+
+        An event already dispatched (the store's watch was faster) is not waited for; an
+        entry whose event never comes (history compacted) is dropped with the rest once
+        :data:`MAX_WRITTEN` are held."""
+        if revision <= self.latest:
+            return
+        if len(self._written) >= MAX_WRITTEN:
+            self._written.clear()
+        self._written[key] = (revision, obj)
+
     def decode_event(self, event: Event) -> ObjEvent | None:
+        mine = self._written.pop(event.kv.key, None) if self._written else None
+        if (
+            mine is not None
+            and mine[0] == event.kv.mod_revision
+            and event.prev is None
+            and event.type is EventType.PUT
+        ):
+            return ObjEvent(
+                revision=event.kv.mod_revision,
+                key=event.kv.key,
+                deleted=False,
+                obj=mine[1],
+                prev=None,
+            )
         try:
             obj = self.codec.decode(event.kv)
             prev = self.codec.decode(event.prev) if event.prev is not None else None
