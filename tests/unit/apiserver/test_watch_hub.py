@@ -207,12 +207,15 @@ def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(tmp_path: Pat
             hand_over(key, revision, obj)
 
         server.hub.written = written  # type: ignore[method-assign]
+        # the ring keeps raw store events; the decoded (or shared) ones reach the listeners
+        dispatched: list[ObjEvent] = []
+        server.hub.listeners.append(dispatched.append)
         name = asyncio.run(create())
         pod_key = f"/registry/core/pods/default/{name}"
 
         async def compare() -> None:
             for _ in range(200):
-                events = [e for e in server.hub.ring if e.key == pod_key]
+                events = [e for e in dispatched if e.key == pod_key]
                 if events:
                     break
                 await asyncio.sleep(0.05)
