@@ -209,6 +209,7 @@ class ApiServer:
         )
         self.registry.escalation = EscalationCheck(self.authorizer, self.registry.get)
         self.registry.service_accounts = self.service_accounts
+        self.registry.hub = self.hub
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -284,6 +284,7 @@ async def create(server: ApiServer, call: Call) -> web.StreamResponse:
         field_validation=how,
         findings=findings,
         field_manager=manager,
+        only_serialized=True,
     )
     return json_response(obj, 201)
 

@@ -137,6 +137,17 @@ class NamespaceLabels:
 PodLister = Callable[[str], Awaitable[list[Obj]]]
 
 
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What a policy makes of one pod, apart from the request: the audit annotations it
+    adds, the warning, and the reason to refuse (``None``: admitted)."""
+
+    exempt: bool = False
+    annotations: tuple[tuple[str, str], ...] = ()
+    warning: str | None = None
+    refusal: str | None = None
+
+
 @dataclass
 class Review:
     """One request's facts, for messages and the audit line."""
@@ -168,8 +179,11 @@ class PodSecurityAdmission:
         self._list_pods = list_pods
         self.namespaces = NamespaceLabels()
         # namespace -> (its labels as NamespaceLabels holds them, their policy and errors)
-        self._policies: Remembered[str, tuple[dict[str, Any], Policy, tuple[LabelError, ...]]]
+        self._policies: Remembered[str, tuple[dict[str, Any], Policy, tuple[LabelError, ...], str]]
         self._policies = Remembered()
+        # (policy, label errors, enforce, a created pod's template key and annotations) ->
+        # the judgement: pods of one template in one policy are judged once
+        self._judged: Remembered[Hashable, Judgement] = Remembered()
 
     async def review(
         self,
@@ -207,7 +221,7 @@ class PodSecurityAdmission:
                 raise ApiError(500, "InternalError", f'failed to lookup namespace "{namespace}"')
             self.namespaces.remember(ns)
             labels = dict(_labels(ns))
-        policy, errors = self._policy(namespace, labels)
+        policy, errors, policy_key = self._policy(namespace, labels)
         review = Review(user, operation, rd, namespace, name)
         if is_pod:
             if not errors and policy.fully_privileged:
@@ -228,6 +242,7 @@ class PodSecurityAdmission:
                 new.get("spec"),
                 enforce=True,
                 fingerprint=fingerprint,
+                policy_key=policy_key,
             )
             return
         if not errors and policy.warn.level == PRIVILEGED and policy.audit.level == PRIVILEGED:
@@ -239,16 +254,23 @@ class PodSecurityAdmission:
             review, policy, errors, template.get("metadata"), template.get("spec"), enforce=False
         )
 
-    def _policy(self, namespace: str, labels: dict[str, Any]) -> tuple[Policy, list[LabelError]]:
+    def _policy(
+        self, namespace: str, labels: dict[str, Any]
+    ) -> tuple[Policy, list[LabelError], str]:
         """The namespace's policy from its labels, kept while :class:`NamespaceLabels` holds
         the same labels object (a namespace write replaces it; a label read from the store
-        is a fresh copy each time, so never matches)."""
+        is a fresh copy each time, so never matches); and the text of the policy and its
+        label errors, which stands for both in the judgements remembered (a str keeps its
+        hash, a dataclass computes it in Python on every lookup)."""
         kept = self._policies.get(namespace)
         if kept is not None and kept[0] is labels:
-            return kept[1], list(kept[2])
+            return kept[1], list(kept[2]), kept[3]
         policy, errors = cached_policy_from_labels(labels, self.config.defaults)
-        self._policies.put(namespace, (labels, policy, tuple(errors)))
-        return policy, errors
+        key = (
+            f"{policy.enforce} {policy.audit} {policy.warn} {_aggregate(errors) if errors else ''}"
+        )
+        self._policies.put(namespace, (labels, policy, tuple(errors), key))
+        return policy, errors, key
 
     def _evaluate(
         self,
@@ -260,12 +282,61 @@ class PodSecurityAdmission:
         *,
         enforce: bool,
         fingerprint: Hashable | None = None,
+        policy_key: str = "",
     ) -> None:
+        """Judge a pod (or a template) and act on the judgement: annotations, the warning,
+        the audit line, and the refusal. ``fingerprint``: a created pod's template key and
+        annotations, by which (with ``policy_key``, the text of the policy and its label
+        errors from :meth:`_policy`) the whole judgement is remembered: it depends on
+        nothing else (the exempt runtime classes are the server's configuration)."""
+        judged: Judgement | None
+        if fingerprint is None or not policy_key:
+            judged = self._judge(policy, errors, metadata, spec, enforce=enforce)
+        else:
+            memo_key = (policy_key, enforce, fingerprint)
+            judged = self._judged.get(memo_key)
+            if judged is None:
+                judged = self._judge(
+                    policy, errors, metadata, spec, enforce=enforce, fingerprint=fingerprint
+                )
+                self._judged.put(memo_key, judged)
+        if judged.exempt:
+            return
+        review.annotations.update(judged.annotations)
+        if judged.warning is not None:
+            add_warning(judged.warning)
+        self._audit(review)
+        if judged.refusal is not None:
+            named = (
+                f'{review.rd.group_resource} "{review.name}"'
+                if review.name
+                else (review.rd.group_resource)
+            )
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"{named} is forbidden: {judged.refusal}",
+                details={"name": review.name, "kind": review.rd.plural},
+            )
+
+    def _judge(
+        self,
+        policy: Policy,
+        errors: list[LabelError],
+        metadata: Any,
+        spec: Any,
+        *,
+        enforce: bool,
+        fingerprint: Hashable | None = None,
+    ) -> Judgement:
+        """What the policy says of a pod: nothing here names the request (its user, the
+        pod's name), so one judgement serves every pod of a template."""
         runtime_class = spec.get("runtimeClassName") if isinstance(spec, dict) else None
         if runtime_class and runtime_class in self.config.exempt_runtime_classes:
-            return
+            return Judgement(exempt=True)
+        annotations: dict[str, str] = {}
         if errors:
-            review.annotations["error"] = "Failed to parse policy: " + _aggregate(errors)
+            annotations["error"] = "Failed to parse policy: " + _aggregate(errors)
         verdicts: dict[LevelVersion, Verdict] = {}
         if fingerprint is None:
             fingerprint = self.evaluator.fingerprint(metadata, spec)
@@ -278,35 +349,23 @@ class PodSecurityAdmission:
                 )
             return found
 
-        refusal: ApiError | None = None
+        refusal: str | None = None
         if enforce:
-            review.annotations["enforce-policy"] = str(policy.enforce)
+            annotations["enforce-policy"] = str(policy.enforce)
             enforced = verdict(policy.enforce)
             if not enforced.allowed:
-                named = (
-                    f'{review.rd.group_resource} "{review.name}"'
-                    if review.name
-                    else (review.rd.group_resource)
-                )
-                refusal = ApiError(
-                    403,
-                    "Forbidden",
-                    f'{named} is forbidden: violates PodSecurity "{policy.enforce}":'
-                    f" {enforced.detail()}",
-                    details={"name": review.name, "kind": review.rd.plural},
-                )
+                refusal = f'violates PodSecurity "{policy.enforce}": {enforced.detail()}'
         audited = verdict(policy.audit)
         if not audited.allowed:
-            review.annotations["audit-violations"] = (
+            annotations["audit-violations"] = (
                 f'would violate PodSecurity "{policy.audit}": {audited.detail()}'
             )
+        warning: str | None = None
         if refusal is None:  # no warnings on a request refused anyway
             warned = verdict(policy.warn)
             if not warned.allowed:
-                add_warning(f'would violate PodSecurity "{policy.warn}": {warned.detail()}')
-        self._audit(review)
-        if refusal is not None:
-            raise refusal
+                warning = f'would violate PodSecurity "{policy.warn}": {warned.detail()}'
+        return Judgement(annotations=tuple(annotations.items()), warning=warning, refusal=refusal)
 
     # -- namespaces -----------------------------------------------------------------------------
 

@@ -48,19 +48,25 @@ SYSTEM_CLASSES: tuple[Obj, ...] = (
 class PriorityAdmission:
     def __init__(self) -> None:
         self.classes: dict[str, Obj] = {}
+        # global_default()'s answer until a class changes (every pod create asks)
+        self._default: tuple[Obj | None] | None = None
 
     def remember(self, key: str, obj: Obj | None) -> None:
         name = key[len(PREFIX) :]
+        self._default = None
         if obj is None:
             self.classes.pop(name, None)
         else:
             self.classes[name] = obj
 
     def global_default(self) -> Obj | None:
+        if self._default is not None:
+            return self._default[0]
         # The oldest default wins should two be marked (upstream allows one at a time).
         found = [c for c in self.classes.values() if c.get("globalDefault") is True]
         found.sort(key=lambda c: str(get_path(c, "metadata", "creationTimestamp") or ""))
-        return found[0] if found else None
+        self._default = (found[0] if found else None,)
+        return self._default[0]
 
     async def admit_pod(self, reg: Registry, rd: ResourceDef, pod: Obj) -> None:
         spec = pod.get("spec")

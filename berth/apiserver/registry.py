@@ -66,7 +66,7 @@ from .rbac_escalation import EscalationCheck
 from .services import ServiceAddresses
 from .suffixes import random_suffix
 from .tolerations import DefaultTolerationSeconds
-from .watch import ObjEvent
+from .watch import ObjEvent, WatchHub
 
 if TYPE_CHECKING:
     from .serviceaccounts import ServiceAccounts
@@ -161,6 +161,9 @@ class Registry:
         # LimitRanger and Priority admission of pods (their objects, from the watch hub).
         self.limit_ranger = LimitRanger()
         self.priority = PriorityAdmission()
+        # The server's watch hub: an API create hands it the object it stored (set by the
+        # server; None in registries built without one).
+        self.hub: WatchHub | None = None
         self.pod_security = (
             PodSecurityAdmission(
                 pod_security, read_namespace=self._read_namespace, list_pods=self._pods_in
@@ -446,9 +449,12 @@ class Registry:
         findings: Findings | None = None,
         field_manager: str = SERVER_MANAGER,
         applied_fields: Any = _NO_FIELDS,
+        only_serialized: bool = False,
     ) -> Obj:
         """Create ``body``; ``field_manager`` owns what it sets (an Update entry), unless
-        ``applied_fields`` holds the managedFields of the server-side apply creating it."""
+        ``applied_fields`` holds the managedFields of the server-side apply creating it.
+        ``only_serialized``: the caller does nothing with the returned object but serialize
+        it, so the watch hub may share it instead of decoding the stored bytes again."""
         obj = self._check_identity(
             rd, ns, body, field_validation=field_validation, findings=findings
         )
@@ -514,6 +520,8 @@ class Registry:
                 await st.unreserve(self, reserved)
                 raise
             m["resourceVersion"] = str(kv.mod_revision)
+            if only_serialized and self.hub is not None and st.shares_created(as_stored, obj):
+                self.hub.written(key, kv.mod_revision, obj)
             await st.after_create(self, rd, obj)
             return obj
         raise AssertionError("unreachable")

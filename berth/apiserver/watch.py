@@ -2,8 +2,14 @@
 
 The hub follows ``/registry/`` from the store, decodes each event once and keeps the most
 recent ones in a ring so that a client can resume from any resourceVersion the ring still
-covers. Each client watch is a :class:`Subscriber` with a bounded queue: a client that cannot
-keep up is cut off (its stream ends, and the client relists) instead of holding memory or
+covers. The ring holds the store's events as they came (JSON bytes), not decoded: a decoded
+object takes several times its JSON in Python objects, and a ring full of decoded pods (each
+with its previous state) was the largest part of what the API server grew by with 100 pods per
+node (bench/footprint.py). A resuming client's backlog is decoded when it subscribes, only the
+events under its prefix.
+
+Each client watch is a :class:`Subscriber` with a bounded queue: a client that cannot keep up
+is cut off (its stream ends, and the client relists) instead of holding memory or
 slowing anyone else. A resume point older than the ring is served from the store's own log;
 one older than the store's compaction point is ``410 Expired``.
 """
@@ -25,6 +31,8 @@ from .codec import Codec, CodecError
 log = logging.getLogger(__name__)
 
 ROOT_PREFIX = "/registry/"
+MAX_WRITTEN = 1024
+"""Bound on the objects :meth:`WatchHub.written` holds for events not yet dispatched."""
 
 
 @dataclass(slots=True)
@@ -88,6 +96,16 @@ class Subscriber:
             self._timer = None
 
 
+RING_BYTES = 16 << 20
+"""The most the ring holds in values (objects and their previous states, as JSON): with pods
+of ~8 KiB each (managedFields) 4096 events would be ~64 MiB; past this, the oldest go and a
+resume from before them is read from the store's log."""
+
+
+def _held_bytes(event: Event) -> int:
+    return len(event.kv.value) + (len(event.prev.value) if event.prev is not None else 0)
+
+
 class WatchHub:
     """Server-wide event fan-out with a resumable ring of recent events."""
 
@@ -97,11 +115,15 @@ class WatchHub:
         codec: Codec,
         *,
         ring_size: int = 4096,  # older resume points are served from the store log
+        ring_bytes: int = RING_BYTES,
         subscriber_capacity: int = 2000,
     ) -> None:
         self.store = store
         self.codec = codec
-        self.ring: deque[ObjEvent] = deque(maxlen=ring_size)
+        self.ring: deque[Event] = deque()  # raw: see the module docstring
+        self.ring_size = ring_size
+        self.ring_bytes = ring_bytes
+        self._held = 0  # bytes of the values in the ring
         self.subscriber_capacity = subscriber_capacity
         self.floor = 0  # every event with revision > floor is in the ring
         self.latest = 0  # highest revision seen
@@ -109,6 +131,8 @@ class WatchHub:
         self.listeners: list[Callable[[ObjEvent], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._seen = asyncio.Event()
+        # key -> (revision, object) of creates this server just stored (see :meth:`written`)
+        self._written: dict[str, tuple[int, Obj]] = {}
 
     async def start(self, after: int | None = None) -> None:
         """Follow the store from revision ``after`` (default: now); events after it reach
@@ -144,6 +168,7 @@ class WatchHub:
                 rev = await self.store.current_revision()
                 self.floor = max(self.floor, rev)
                 self.ring.clear()
+                self._held = 0
                 log.warning("watch hub lost history; continuing from revision %d", rev)
             except StoreError:
                 log.exception("watch hub: store watch failed; retrying")
@@ -151,7 +176,38 @@ class WatchHub:
             finally:
                 await watch.aclose()
 
+    def written(self, key: str, revision: int, obj: Obj) -> None:
+        """This server stored ``obj`` under ``key`` at ``revision`` (a create: no previous
+        value), and nothing will change ``obj`` any more: its event takes ``obj`` instead of
+        decoding the bytes just encoded from it (a pod create's largest single cost after
+        its validation). Only for objects whose stored bytes are exactly their JSON, with
+        ``metadata.resourceVersion`` set to ``revision``, and that nobody mutates: the
+        registry hands over the object of an API create it then only serializes.
+
+        An event already dispatched (the store's watch was faster) is not waited for; an
+        entry whose event never comes (history compacted) is dropped with the rest once
+        :data:`MAX_WRITTEN` are held."""
+        if revision <= self.latest:
+            return
+        if len(self._written) >= MAX_WRITTEN:
+            self._written.clear()
+        self._written[key] = (revision, obj)
+
     def decode_event(self, event: Event) -> ObjEvent | None:
+        mine = self._written.pop(event.kv.key, None) if self._written else None
+        if (
+            mine is not None
+            and mine[0] == event.kv.mod_revision
+            and event.prev is None
+            and event.type is EventType.PUT
+        ):
+            return ObjEvent(
+                revision=event.kv.mod_revision,
+                key=event.kv.key,
+                deleted=False,
+                obj=mine[1],
+                prev=None,
+            )
         try:
             obj = self.codec.decode(event.kv)
             prev = self.codec.decode(event.prev) if event.prev is not None else None
@@ -171,9 +227,14 @@ class WatchHub:
         self.latest = max(self.latest, event.kv.mod_revision)
         if ev is None:
             return
-        if len(self.ring) == self.ring.maxlen and self.ring:
-            self.floor = self.ring[0].revision
-        self.ring.append(ev)
+        self.ring.append(event)
+        self._held += _held_bytes(event)
+        while len(self.ring) > self.ring_size or (
+            self._held > self.ring_bytes and len(self.ring) > 1
+        ):
+            dropped = self.ring.popleft()
+            self._held -= _held_bytes(dropped)
+            self.floor = dropped.kv.mod_revision
         for listener in self.listeners:
             try:
                 listener(ev)
@@ -188,13 +249,18 @@ class WatchHub:
         if after < self.floor:
             return None
         sub = Subscriber(prefix, after, self.subscriber_capacity)
-        backlog: list[ObjEvent] = []
-        for ev in reversed(self.ring):  # usually only the newest few are wanted
-            if ev.revision <= after:
+        backlog: list[Event] = []
+        for raw in reversed(self.ring):  # usually only the newest few are wanted
+            if raw.kv.mod_revision <= after:
                 break
-            backlog.append(ev)
-        for ev in reversed(backlog):
-            sub.offer(ev)
+            if raw.kv.key.startswith(prefix):
+                backlog.append(raw)
+        # Oldest first; one past the queue's capacity is enough to overflow it, as the live
+        # path would: no need to decode the rest.
+        for raw in backlog[::-1][: self.subscriber_capacity + 1]:
+            ev = self.decode_event(raw)
+            if ev is not None:
+                sub.offer(ev)
         self.subscribers.add(sub)
         return sub
 

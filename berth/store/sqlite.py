@@ -81,6 +81,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 SCHEMA_VERSION = 1
 COMPACT_CHUNK = 5000  # revisions per compaction transaction, so writers are not held up long
 READER_THREADS = 2
+WRITER_CACHE_KIB = 16384
+"""SQLite page cache of the writer connection: the pages a write touches (indexes, the
+latest rows) stay hot."""
+READER_CACHE_KIB = 4096
+"""Page cache of each reader connection. Lists scan whole prefixes, so a reader's cache fills up
+to the database's size; a page it misses is a read from the kernel's page cache (the file
+is hot there), while a full 16 MiB cache per reader was resident memory of the API server
+(bench/footprint.py)."""
 DEFAULT_MAX_BATCH = 512
 
 
@@ -221,11 +229,11 @@ class SqliteStore:
         )
 
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path, *, cache_kib: int = WRITER_CACHE_KIB) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA cache_size = -16384")  # 16 MiB of page cache per connection
+        conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")  # negative: KiB, not pages
         # A burst of writes can grow the WAL a lot; shrink it back after checkpoints.
         conn.execute("PRAGMA journal_size_limit = 67108864")
         return conn
@@ -275,7 +283,7 @@ class SqliteStore:
     def _in_read_txn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._connect(self.path)
+            conn = self._local.conn = self._connect(self.path, cache_kib=READER_CACHE_KIB)
             with self._readers_lock:
                 self._readers.append(conn)
         conn.execute("BEGIN")  # one snapshot for everything fn reads

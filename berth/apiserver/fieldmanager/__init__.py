@@ -21,7 +21,7 @@ from berth.api.resources import ResourceDef
 from berth.apiserver.errors import ApiError
 from berth.apiserver.podtemplate import Remembered
 
-from .fieldpath import members, path_string
+from .fieldpath import FieldSet, members, path_string
 from .managers import (
     UPDATE,
     ApplyResult,
@@ -222,7 +222,7 @@ _MAX_CREATE_KEY = 16 * 1024
 
 
 def _create_key(body: Obj) -> bytes | None:
-    """The memo key of a created object's field set (see ``_record_pod_create``); ``None``
+    """The memo key of a created object's field set (see ``_pod_create_fields``); ``None``
     when it is not to be remembered."""
     m = body.get("metadata")
     if not isinstance(m, dict):
@@ -278,30 +278,43 @@ class FieldManager:
         node = self.schemas.node_for(rd)
         ignored = self._ignored(rd, subresource)
         if old is None and not base and not subresource and rd.kind == "Pod" and rd.group == "":
-            managed = self._record_pod_create(rd, _body(new), node, ignored, manager)
-        else:
-            managed = update_managers(
-                base or {},
-                _body(old) if old is not None else None,
-                _body(new),
-                node,
-                manager=manager or "unknown",
-                api_version=rd.api_version,
-                subresource=subresource,
-                time=format_now(),
-                ignored=ignored,
-            )
+            fields = self._pod_create_fields(_body(new), node, ignored)
+            m = new.setdefault("metadata", {})
+            if fields:
+                # encode() of the one Update entry, built directly (every pod create)
+                m["managedFields"] = [
+                    {
+                        "manager": manager or "unknown",
+                        "operation": UPDATE,
+                        "apiVersion": rd.api_version,
+                        "time": format_now(),
+                        "fieldsType": "FieldsV1",
+                        "fieldsV1": fields,
+                    }
+                ]
+            else:
+                m.pop("managedFields", None)
+            return
+        managed = update_managers(
+            base or {},
+            _body(old) if old is not None else None,
+            _body(new),
+            node,
+            manager=manager or "unknown",
+            api_version=rd.api_version,
+            subresource=subresource,
+            time=format_now(),
+            ignored=ignored,
+        )
         m = new.setdefault("metadata", {})
         if managed:
             m["managedFields"] = encode(managed)
         else:
             m.pop("managedFields", None)
 
-    def _record_pod_create(
-        self, rd: ResourceDef, body: Obj, node: Node, ignored: Ignored, manager: str
-    ) -> Managed:
-        """The managedFields of a created pod (no entries before it): its writer's Update
-        entry owning every field the pod has, as :func:`update_managers` computes it.
+    def _pod_create_fields(self, body: Obj, node: Node, ignored: Ignored) -> FieldSet:
+        """The fields a created pod's writer owns (no entries before it): its Update entry
+        owns every field the pod has, as :func:`update_managers` computes it.
 
         The pods of one template differ only in the identity metadata no manager owns
         (name, uid, creationTimestamp, ...), so that field set is remembered per template.
@@ -315,16 +328,12 @@ class FieldManager:
         memo_key = None if key is None else (node, ignored.status, key)
         found = None if memo_key is None else self._created.get(memo_key)
         if found is not None:
-            fields = orjson.loads(found)
-        else:
-            fields = created_fields(body, node, ignored=ignored)
-            if memo_key is not None:
-                self._created.put(memo_key, orjson.dumps(fields))
-        if not fields:
-            return {}
-        name = manager or "unknown"
-        entry = Entry(name, UPDATE, rd.api_version, fields, format_now(), "")
-        return {entry.ident: entry}
+            fields: FieldSet = orjson.loads(found)
+            return fields
+        fields = created_fields(body, node, ignored=ignored)
+        if memo_key is not None:
+            self._created.put(memo_key, orjson.dumps(fields))
+        return fields
 
     def apply(
         self,

@@ -189,6 +189,13 @@ class KindStrategy:
     async def after_create(self, reg: Registry, rd: ResourceDef, obj: Obj) -> None:
         """Runs once ``obj`` is stored (not on dry runs)."""
 
+    def shares_created(self, stored: Obj, obj: Obj) -> bool:
+        """Whether the watch event of a create may carry ``obj`` itself instead of a decoded
+        copy of what was stored (:meth:`berth.apiserver.watch.WatchHub.written`): only when
+        ``obj`` was stored as it is and :meth:`after_create` is the default one (an override
+        may still change the object, or keep it)."""
+        return stored is obj and type(self).after_create is KindStrategy.after_create
+
     async def after_update(self, reg: Registry, rd: ResourceDef, old: Obj, new: Obj) -> None:
         """Runs once ``new`` replaced ``old`` in the store (not on dry runs)."""
 

@@ -19,13 +19,16 @@ import pytest
 from berth.api.meta import format_now, format_time, new_uid, now, parse_time, random_bytes
 from berth.api.resources import TABLE, ResourceDef
 from berth.apiserver import client_warnings, shapes
+from berth.apiserver.audit import AuditLog
 from berth.apiserver.auth import UserInfo
 from berth.apiserver.bodycheck import BodyChecks, clean_key
 from berth.apiserver.errors import ApiError
 from berth.apiserver.fieldmanager import FieldManager
+from berth.apiserver.fieldmanager.managers import encode as encode_managed
 from berth.apiserver.fieldmanager.managers import update as update_managers
 from berth.apiserver.openapi import fieldvalidation
 from berth.apiserver.podsecurity import PodSecurityAdmission, PodSecurityConfig
+from berth.apiserver.podtemplate import PodTemplate, spec_bytes
 from berth.apiserver.suffixes import ALPHABET, LENGTH, random_suffix
 
 
@@ -304,3 +307,208 @@ def test_a_namespace_policy_follows_its_labels_as_they_change() -> None:
         ]
 
     assert asyncio.run(scenario()) == [201, 201, 403, 403, 201, 403, 403]
+
+
+class _RecordingAudit(AuditLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, event: dict[str, Any]) -> None:
+        self.lines.append(event)
+
+
+def _psa(config: PodSecurityConfig) -> tuple[PodSecurityAdmission, _RecordingAudit]:
+    async def read_namespace(name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "resourceVersion": "1"}}
+
+    async def list_pods(ns: str) -> list[dict[str, Any]]:
+        return []
+
+    audit = _RecordingAudit()
+    psa = PodSecurityAdmission(
+        config, read_namespace=read_namespace, list_pods=list_pods, audit_log=audit
+    )
+    return psa, audit
+
+
+_PSA_SPECS: list[dict[str, Any]] = [
+    {"containers": [{"name": "c", "image": "i"}]},
+    {"containers": [{"name": "c", "image": "i", "securityContext": {"privileged": True}}]},
+    {"containers": [{"name": "c", "image": "i"}], "hostNetwork": True},
+    {
+        "containers": [{"name": "c", "image": "i"}],
+        "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+    },
+    {
+        "containers": [
+            {
+                "name": "c",
+                "image": "i",
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "runAsNonRoot": True,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+            }
+        ]
+    },
+    {"containers": [{"name": "c", "image": "i"}], "runtimeClassName": "sandboxed"},
+]
+_PSA_ANNOTATIONS: list[dict[str, str] | None] = [
+    None,
+    {"seccomp.security.alpha.kubernetes.io/pod": "unconfined"},
+    {"other": "x"},
+]
+_PSA_LABELS: list[dict[str, str]] = [
+    {},
+    {"pod-security.kubernetes.io/enforce": "privileged"},
+    {"pod-security.kubernetes.io/enforce": "restricted"},
+    {
+        "pod-security.kubernetes.io/enforce": "baseline",
+        "pod-security.kubernetes.io/enforce-version": "v1.22",
+        "pod-security.kubernetes.io/audit": "restricted",
+    },
+    {"pod-security.kubernetes.io/warn": "nonsense"},  # a label error
+]
+
+
+def _judged(
+    psa: PodSecurityAdmission,
+    audit: _RecordingAudit,
+    *,
+    user: str,
+    name: str,
+    labels: dict[str, str],
+    revision: int,
+    spec: dict[str, Any],
+    annotations: dict[str, str] | None,
+    remembered: bool,
+) -> tuple[Any, ...]:
+    """(refusal code and message, warnings, audit lines) of one pod create reviewed with its
+    template key (``remembered``) or without one (judged in full)."""
+    psa.namespaces.remember(
+        {"metadata": {"name": "ns", "resourceVersion": str(revision), "labels": labels}}
+    )
+    metadata: dict[str, Any] = {"name": name, "namespace": "ns"}
+    if annotations is not None:
+        metadata["annotations"] = dict(annotations)
+    pod = {"metadata": metadata, "spec": copy.deepcopy(spec)}
+    template = None
+    if remembered:
+        key = spec_bytes(pod["spec"])
+        assert key is not None
+        template = PodTemplate(key, True)
+    before = len(audit.lines)
+    refused: tuple[int, str] | None = None
+    with client_warnings.collecting() as warned:
+        try:
+            asyncio.run(
+                psa.review(
+                    UserInfo(user, ()),
+                    "create",
+                    PODS,
+                    subresource="",
+                    namespace="ns",
+                    name=name,
+                    new=pod,
+                    template=template,
+                )
+            )
+        except ApiError as exc:
+            refused = (exc.code, exc.message)
+    return refused, list(warned), audit.lines[before:]
+
+
+def test_remembered_pod_security_judgements_are_the_full_ones() -> None:
+    """Every pod, annotation set and namespace policy: a create judged through the
+    template memo (warm, after other pods and policies were remembered) refuses, warns and
+    audits exactly as one judged in full, naming its own pod and user."""
+    config = PodSecurityConfig(exempt_runtime_classes=("sandboxed",))
+    full, full_audit = _psa(config)
+    memo, memo_audit = _psa(config)
+    revision = 1
+    for round_no in range(2):  # the second round runs on a warm memo
+        for i, (spec, extra, labels) in enumerate(
+            (s, a, lb) for s in _PSA_SPECS for a in _PSA_ANNOTATIONS for lb in _PSA_LABELS
+        ):
+            revision += 1
+            args: dict[str, Any] = {
+                "user": f"u{round_no}",
+                "name": f"p-{round_no}-{i}",
+                "labels": labels,
+                "revision": revision,
+                "spec": spec,
+                "annotations": extra,
+            }
+            expected = _judged(full, full_audit, remembered=False, **args)
+            got = _judged(memo, memo_audit, remembered=True, **args)
+            assert got == expected, (spec, extra, labels)
+    assert len(memo._judged) > 0
+
+
+def test_a_remembered_judgement_never_outlives_the_namespace_policy() -> None:
+    """One template, created again and again while the namespace's labels change: each
+    create is judged by the labels of that moment, and names its own pod."""
+    psa, audit = _psa(PodSecurityConfig())
+    spec = _PSA_SPECS[1]  # privileged
+    outcomes = []
+    for revision, labels in enumerate(
+        [
+            {"pod-security.kubernetes.io/enforce": "privileged"},
+            {"pod-security.kubernetes.io/enforce": "baseline"},
+            {"pod-security.kubernetes.io/enforce": "privileged"},
+            {"pod-security.kubernetes.io/enforce": "baseline", "other": "label"},
+            {"pod-security.kubernetes.io/enforce": "baseline"},
+        ],
+        start=2,
+    ):
+        refused, _, _ = _judged(
+            psa,
+            audit,
+            user="u",
+            name=f"p{revision}",
+            labels=labels,
+            revision=revision,
+            spec=spec,
+            annotations=None,
+            remembered=True,
+        )
+        outcomes.append(refused and (refused[0], refused[1].split(" is forbidden")[0]))
+    assert outcomes == [
+        None,
+        (403, 'pods "p3"'),
+        None,
+        (403, 'pods "p5"'),
+        (403, 'pods "p6"'),
+    ]
+
+
+def test_a_created_pods_managed_fields_entry_is_the_general_one() -> None:
+    """The pod-create shortcut writes the entry :func:`encode` would: same keys in the same
+    order, manager (``unknown`` when none), operation, version, and a time."""
+    fm = FieldManager()
+    for manager in ("kubectl-client-side-apply", ""):
+        for _ in range(2):  # a miss, then a remembered field set
+            created = _pod()
+            fm.record_update(PODS, None, created, manager=manager)
+            body = _pod()
+            general = encode_managed(
+                update_managers(
+                    {},
+                    None,
+                    body,
+                    fm.schemas.node_for(PODS),
+                    manager=manager or "unknown",
+                    api_version="v1",
+                    subresource="",
+                    time="t",
+                    ignored=fm._ignored(PODS, ""),
+                )
+            )
+            got = created["metadata"]["managedFields"]
+            assert [list(e) for e in got] == [list(e) for e in general]
+            assert [{**e, "time": "t"} for e in got] == general
+            assert isinstance(got[0]["time"], str)
+            assert got[0]["time"].endswith("Z")

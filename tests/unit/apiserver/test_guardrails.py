@@ -233,6 +233,21 @@ def test_priority_comes_from_the_class_or_the_global_default() -> None:
     assert (spec["priorityClassName"], spec["priority"]) == ("std", 7)
 
 
+def test_the_global_default_follows_the_classes_as_they_change() -> None:
+    """The default is kept between creates, and forgotten when any class is written."""
+    adm = _classes({"metadata": {"name": "high"}, "value": 1000})
+    assert "priorityClassName" not in _admit(adm, _pod(_c("a")))
+    std = {"metadata": {"name": "std"}, "value": 7, "globalDefault": True}
+    adm.remember(PRIORITYCLASSES.key("", "std"), std)
+    assert _admit(adm, _pod(_c("a")))["priority"] == 7
+    adm.remember(PRIORITYCLASSES.key("", "std"), {**std, "globalDefault": False})
+    assert _admit(adm, _pod(_c("a")))["priority"] == 0
+    adm.remember(PRIORITYCLASSES.key("", "high"), {**std, "metadata": {"name": "high"}})
+    assert _admit(adm, _pod(_c("a")))["priorityClassName"] == "high"
+    adm.remember(PRIORITYCLASSES.key("", "high"), None)
+    assert "priorityClassName" not in _admit(adm, _pod(_c("a")))
+
+
 def test_unknown_classes_and_contradicting_values_are_refused() -> None:
     adm = _classes({"metadata": {"name": "high"}, "value": 1000})
     unknown = _pod(_c("a"))
