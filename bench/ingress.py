@@ -12,19 +12,35 @@ configuration :func:`berth.ingress.haproxy.render` writes (host map, prefix map)
 ``--ingresses`` other Ingresses' hosts and paths in its maps. Rounds alternate direct and
 through-ingress runs (this machine is shared: alternation spreads the noise over both).
 
-Goal (issue 15): through the ingress >= 90 % of the direct requests/s. Everything here (client,
-ingress, pod) shares this machine's cores, where on a cluster the client and the pod are
-elsewhere: the ratio is a floor.
+Goal (issue 15): through the ingress >= 90 % of the direct requests/s. Two placements run side
+by side, each with its own pod and ingress, rounds going through all four runs:
 
-Usage: ``python bench/ingress.py [--seconds 5] [--rounds 2] [--connections 32]
-[--ingresses 200] [--pod memory|busybox]`` (needs ``haproxy``, ``wrk`` and ``busybox`` from
-Debian: the Makefile's apt list).
+- ``shared CPUs``: client (``wrk -t2``), ingress and pod float over all of this machine's
+  cores (2 here). The direct run gets the CPU the proxy otherwise uses, so its ratio measures
+  the proxy's CPU cost against the client's and the pod's, not what a client sees.
+- ``proxy on its own core``: models separate machines with CPU affinity: client (``wrk -t1``)
+  and pod pinned to the first core, HAProxy to the second (started pinned, so it runs one
+  thread, as on a one-core ingress node); the direct run is pinned the same way, so the only
+  difference is the hop. This is what the issue's ratio means on a cluster, where the ingress
+  runs on its own node. Below it, the proxy's CPU bound: one core divided by HAProxy's CPU per
+  request, beside the direct requests/s.
+
+Each run reports requests/s, wrk's p99 and HAProxy's CPU time per request (user + system of
+the master and its workers, from /proc). On a machine loaded by other work a pinned process
+competes for its one core with everything scheduled there, so compare the ratios within one
+run, and the CPU per request (the least noisy figure) across runs.
+
+Usage: ``python bench/ingress.py [--seconds 5] [--rounds 3] [--connections 32]
+[--ingresses 200] [--pod memory|busybox] [--placement both|shared|own-core]`` (needs
+``haproxy``, ``wrk`` and ``busybox`` from Debian: the Makefile's apt list).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import re
 import shutil
 import socket
@@ -32,6 +48,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +62,27 @@ from berth.ingress.proxy import HAPROXY, HaproxyProxy  # noqa: E402
 from berth.ingress.routes import build_routes  # noqa: E402
 
 HOST = "bench.example.com"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs each party may use (``None``: any)."""
+
+    name: str
+    title: str
+    client: set[int] | None
+    backend: set[int] | None
+    proxy: set[int] | None
+
+
+@dataclass(frozen=True)
+class Run:
+    rps: float
+    p99_ms: float
+    cpu_us: float
+    """HAProxy's CPU time (user + system, all its processes and threads) per request."""
+
+
 CONTROLLER_CLASS = {
     "metadata": {"name": "berth", "annotations": {}},
     "spec": {"controller": "berth.dev/ingress-haproxy"},
@@ -116,10 +155,13 @@ frontend pod
 """
 
 
-def _wrk(url: str, host: str, seconds: int, connections: int) -> tuple[float, float]:
+def _wrk(
+    url: str, host: str, seconds: int, connections: int, threads: int, cpus: set[int] | None
+) -> tuple[float, float]:
+    pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus is not None else []
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {host}",
-         url],
+        [*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-H", f"Host: {host}", url],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -132,68 +174,185 @@ def _wrk(url: str, host: str, seconds: int, connections: int) -> tuple[float, fl
     return rps, p99_ms
 
 
+@dataclass
+class Stack:
+    """One placement's processes: a pod and an ingress routing to it, pinned as it says."""
+
+    placement: Placement
+    pod: asyncio.subprocess.Process
+    proxy: HaproxyProxy
+    direct_url: str
+    ingress_url: str
+    routes: int = 0
+
+
+@contextlib.contextmanager
+def _pinned(cpus: set[int] | None) -> Iterator[None]:
+    """Children started inside inherit ``cpus`` (this thread's affinity is restored after)."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` (all its threads), in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _haproxy_pids(master: int) -> list[int]:
+    """The master-worker HAProxy's processes: the master and its workers."""
+    children: list[int] = []
+    for task in Path(f"/proc/{master}/task").iterdir():
+        with contextlib.suppress(OSError):
+            children += [int(p) for p in (task / "children").read_text().split()]
+    return [master, *children]
+
+
+def _pod_command(work: Path, kind: str, port: int) -> list[str]:
+    work.mkdir()
+    if kind == "busybox":
+        (work / "www").mkdir()
+        (work / "www" / "index.html").write_text("pod\n")
+        return ["busybox", "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", str(work / "www")]
+    (work / "pod.cfg").write_text(POD_CONFIG.format(port=port))
+    return [HAPROXY, "-f", str(work / "pod.cfg")]
+
+
+async def _start_stack(
+    placement: Placement, work: Path, args: argparse.Namespace, ingresses: int
+) -> Stack:
+    pod_port, http_port, https_port = _free_port(), _free_port(), _free_port()
+    with _pinned(placement.backend):
+        pod = await asyncio.create_subprocess_exec(*_pod_command(work, args.pod, pod_port))
+    ingress_objects, services, slices = _objects(pod_port, ingresses)
+    routes = build_routes(ingress_objects, [CONTROLLER_CLASS], services, slices, [])
+    assert not routes.problems, routes.problems
+    proxy = HaproxyProxy(work / "ingress", listen=Listen("127.0.0.1", http_port, https_port))
+    proxy.prepare()
+    # HAProxy starts one thread per CPU it may run on: 2 when shared, 1 on its own core
+    with _pinned(placement.proxy):
+        applied = await proxy.apply(routes)
+    assert applied.ok, applied.error
+    return Stack(
+        placement, pod, proxy,
+        f"http://127.0.0.1:{pod_port}/", f"http://127.0.0.1:{http_port}/", len(routes.routes),
+    )  # fmt: skip
+
+
+async def _stop_stack(stack: Stack) -> None:
+    await stack.proxy.stop()
+    if stack.pod.returncode is None:
+        stack.pod.terminate()
+    await stack.pod.wait()
+
+
+def _measure(stack: Stack, url: str, args: argparse.Namespace, seconds: int) -> Run:
+    assert stack.proxy.process is not None
+    pids = _haproxy_pids(stack.proxy.process.pid)
+    before = sum(_cpu_ticks(p) for p in pids)
+    threads = 1 if stack.placement.client is not None else 2
+    rps, p99 = _wrk(url, HOST, seconds, args.connections, threads, stack.placement.client)
+    ticks = sum(_cpu_ticks(p) for p in pids) - before
+    cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(rps * seconds, 1.0)
+    return Run(rps, p99, cpu_us)
+
+
 async def _main(args: argparse.Namespace) -> None:
     for tool in ("wrk", HAPROXY):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: apt-get install haproxy wrk (Makefile)")
+    placements = _placements(args.placement)
     work = Path(tempfile.mkdtemp(prefix="berth-bench-ingress-"))
-    pod_port, http_port, https_port = _free_port(), _free_port(), _free_port()
-    if args.pod == "busybox":
-        (work / "www").mkdir()
-        (work / "www" / "index.html").write_text("pod\n")
-        pod = await asyncio.create_subprocess_exec(
-            "busybox", "httpd", "-f", "-p", f"127.0.0.1:{pod_port}", "-h", str(work / "www")
-        )
-    else:
-        (work / "pod.cfg").write_text(POD_CONFIG.format(port=pod_port))
-        pod = await asyncio.create_subprocess_exec(HAPROXY, "-f", str(work / "pod.cfg"))
-    ingresses, services, slices = _objects(pod_port, args.ingresses)
-    routes = build_routes(ingresses, [CONTROLLER_CLASS], services, slices, [])
-    assert not routes.problems, routes.problems
-    proxy = HaproxyProxy(work / "ingress", listen=Listen("127.0.0.1", http_port, https_port))
-    proxy.prepare()
+    load_before = os.getloadavg()
+    stacks: list[Stack] = []
     try:
-        applied = await proxy.apply(routes)
-        assert applied.ok, applied.error
+        for p in placements:
+            stacks.append(await _start_stack(p, work / p.name, args, args.ingresses))
         await asyncio.sleep(0.5)
-        direct_url = f"http://127.0.0.1:{pod_port}/"
-        ingress_url = f"http://127.0.0.1:{http_port}/"
-        await asyncio.to_thread(_wrk, ingress_url, HOST, 1, args.connections)  # warm up
-        await asyncio.to_thread(_wrk, direct_url, HOST, 1, args.connections)
-        results: dict[str, list[tuple[float, float]]] = {"direct": [], "ingress": []}
+        for stack in stacks:  # warm up
+            for url in (stack.ingress_url, stack.direct_url):
+                await asyncio.to_thread(_measure, stack, url, args, 1)
+        results: dict[tuple[str, str], list[Run]] = {}
+        # one round: every placement's direct then ingress run, so a burst of load from the
+        # machine's other work spreads over all of them
         for _ in range(args.rounds):
-            for name, url in (("direct", direct_url), ("ingress", ingress_url)):
-                run = await asyncio.to_thread(_wrk, url, HOST, args.seconds, args.connections)
-                results[name].append(run)
+            for stack in stacks:
+                for path, url in (("direct", stack.direct_url), ("ingress", stack.ingress_url)):
+                    run = await asyncio.to_thread(_measure, stack, url, args, args.seconds)
+                    results.setdefault((stack.placement.name, path), []).append(run)
     finally:
-        await proxy.stop()
-        pod.terminate()
-        await pod.wait()
+        for stack in stacks:
+            await _stop_stack(stack)
         shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()
     print(
-        f"pod: {args.pod}; wrk -t2 -c{args.connections}, {args.seconds}s x {args.rounds} rounds;"
-        " ingress maps "
-        f"hold {len(routes.routes)} routes of {len(ingresses)} Ingresses"
+        f"pod: {args.pod}; wrk -c{args.connections}, {args.seconds}s x {args.rounds} rounds"
+        f" (medians); ingress maps hold {stacks[0].routes} routes of {args.ingresses + 1}"
+        f" Ingresses; load average {load_before[0]:.1f} before,"
+        f" {load_after[0]:.1f} after"
     )
-    print(f"{'path':<10}{'requests/s':>14}{'p99 ms':>10}")
-    summary = {}
-    for name, runs in results.items():
-        rps = statistics.median(r for r, _ in runs)
-        p99 = statistics.median(p for _, p in runs)
-        summary[name] = (rps, p99)
-        print(f"{name:<10}{rps:>14,.0f}{p99:>10.2f}")
-    ratio = summary["ingress"][0] / summary["direct"][0]
-    print(f"through the ingress: {ratio:.0%} of direct requests/s (goal >= 90%)")
+    print(
+        f"{'placement':<26}{'path':<9}{'requests/s':>12}{'p99 ms':>9}"
+        f"{'HAProxy CPU/request':>21}{'of direct':>11}"
+    )
+    for p in placements:
+        direct = _median(results[(p.name, "direct")])
+        for path in ("direct", "ingress"):
+            m = _median(results[(p.name, path)])
+            cpu = f"{m.cpu_us:.1f} us" if path == "ingress" else ""
+            share = f"{m.rps / direct.rps:.0%}" if path == "ingress" else ""
+            print(f"{p.title:<26}{path:<9}{m.rps:>12,.0f}{m.p99_ms:>9.2f}{cpu:>21}{share:>11}")
+        if p.proxy is not None:
+            # what the proxy's core could carry were it the only bound: its CPU per request
+            # counts little of this shared machine's scheduling noise
+            cap = 1e6 / _median(results[(p.name, "ingress")]).cpu_us
+            print(
+                f"{'':<26}HAProxy's CPU bound on its own core: {cap:,.0f}/s ="
+                f" {min(cap / direct.rps, 1.0):.0%} of direct"
+            )
+    print("goal (issue 15): through the ingress >= 90% of direct requests/s")
+
+
+def _median(runs: list[Run]) -> Run:
+    return Run(
+        statistics.median(r.rps for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+        statistics.median(r.cpu_us for r in runs),
+    )
+
+
+def _placements(which: str) -> list[Placement]:
+    cpus = sorted(os.sched_getaffinity(0))
+    shared = Placement("shared", "shared CPUs", None, None, None)
+    if which == "shared":
+        return [shared]
+    if len(cpus) < 2:
+        raise SystemExit("the 'own-core' placement needs 2 CPUs")
+    a, b = {cpus[0]}, {cpus[1]}
+    own = Placement("own-core", "proxy on its own core", a, a, b)
+    return [own] if which == "own-core" else [shared, own]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--ingresses", type=int, default=200, help="other Ingresses in the maps")
     parser.add_argument("--pod", choices=("memory", "busybox"), default="memory")
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument(
+        "--placement", choices=("both", "shared", "own-core"), default="both",
+        help="shared CPUs, the proxy on its own core, or both side by side",
+    )  # fmt: skip
+    args = parser.parse_args()
+    asyncio.run(_main(args))
 
 
 if __name__ == "__main__":
