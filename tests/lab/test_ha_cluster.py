@@ -271,6 +271,8 @@ def test_apply_builds_three_api_servers_on_etcd_behind_every_hosts_balancer(
 ) -> None:
     result = ha.berth("apply", "-i", str(ha.spec_path), "--yes", timeout=1300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    # verify's smoke lines: how long each node waited for every pod behind the smoke Service
+    print("\n".join(line for line in result.stdout.splitlines() if "smoke" in line))
     core = ha.core("n2")
     nodes = {n.metadata.name: n for n in core.list_node().items}
     assert sorted(nodes) == ["n1", "n2", "n3", "n4"]
