@@ -480,7 +480,15 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
         ha.lab.start(victim)
     # the restarted host serves again and does not take the VIP back while it is held
     _until("the restarted API server serves", CONVERGE_BUDGET, ha.core(victim).list_node)
-    assert _holder(ha, survivor, "berth-vip") == new_holder
+    holder = _holder(ha, survivor, "berth-vip")
+    moves = "\n".join(
+        f"{h}: {line}"
+        for h in CONTROL_PLANE
+        for line in ha.sh(h, "journalctl -u berth-vip --no-pager -o short-precise").splitlines()
+        if "vip:" in line
+    )
+    print(moves)
+    assert holder == new_holder, moves
     assert f"{ha.vip}/32" not in ha.sh(victim, "ip -o -4 addr show")
 
 
