@@ -28,6 +28,7 @@ keeps the etcd layer on Debian 12's etcd 3.4.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import itertools
 import os
@@ -448,7 +449,7 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
             CONVERGE_BUDGET,
             lambda: True if len(writer.acked) >= 5 else None,
         )
-        cut = time.monotonic()
+        cut, cut_at = time.monotonic(), dt.datetime.now(dt.UTC)
         ha.lab.kill(victim)
         dead = time.monotonic()  # the victim's processes are gone by now
         _until(
@@ -478,18 +479,59 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
         assert "node/n4" in kubectl.stdout
     finally:
         ha.lab.start(victim)
-    # the restarted host serves again and does not take the VIP back while it is held
+    # The restarted host serves again and never took the VIP while another host held it. The
+    # holder itself may have changed meanwhile: every lab host shares this 2-core machine, and
+    # at load 30-50 a renewal through a busy API server outlasts the 1.5 s renew deadline now
+    # and then (the holder drops the VIP, another host takes the lease: ~15 moves in 4 minutes
+    # of a loaded HA apply, in a run that logged every one, none overlapping). So the test
+    # checks what must hold under any load: the takes and drops berth-vip logged since the
+    # cut never overlap, and the VIP ends on its lease holder alone.
     _until("the restarted API server serves", CONVERGE_BUDGET, ha.core(victim).list_node)
-    holder = _holder(ha, survivor, "berth-vip")
-    moves = "\n".join(
-        f"{h}: {line}"
-        for h in CONTROL_PLANE
-        for line in ha.sh(h, "journalctl -u berth-vip --no-pager -o short-precise").splitlines()
-        if "vip:" in line
-    )
+    events = _vip_log(ha, since=cut_at)
+    moves = "\n".join(f"{when:%H:%M:%S.%f} {host} {what}" for when, host, what in events)
     print(moves)
-    assert holder == new_holder, moves
-    assert f"{ha.vip}/32" not in ha.sh(victim, "ip -o -4 addr show")
+    assert not _overlaps(events), moves
+    assert any(what == "holds" for _, _, what in events), moves  # the take after the cut
+
+    def alone() -> str | None:
+        holder = _holder(ha, survivor, "berth-vip")
+        on = [h for h in CONTROL_PLANE if f"{ha.vip}/32" in ha.sh(h, "ip -o -4 addr show")]
+        return holder if on == [holder] else None
+
+    _until("the VIP on its lease holder alone", CONVERGE_BUDGET, alone)
+
+
+def _vip_log(ha: HaCluster, since: dt.datetime) -> list[tuple[dt.datetime, str, str]]:
+    """Each control-plane host's takes (``holds``) and drops (``drops``) of the VIP logged by
+    berth-vip from ``since`` on, in time order: ``(when, host, what)``. The times are the
+    processes' own (the journal's receive times lag under load), lab hosts run UTC on the one
+    kernel clock of this machine."""
+    events = []
+    for host in CONTROL_PLANE:
+        for line in ha.sh(host, "journalctl -u berth-vip --no-pager -o cat").splitlines():
+            # "2026-12-07 04:42:17,010 INFO vip: n3 holds 10.231.2.200"
+            what = next((w for w in ("holds", "drops") if f" vip: {host} {w} " in line), None)
+            if what is None:
+                continue
+            when = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=dt.UTC)
+            if when >= since:
+                events.append((when, host, what))
+    return sorted(events)
+
+
+def _overlaps(events: list[tuple[dt.datetime, str, str]]) -> list[str]:
+    """A host taking the VIP while another still held it (by ``events``, which begin with
+    nobody holding it)."""
+    holding: set[str] = set()
+    found = []
+    for when, host, what in events:
+        if what == "drops":
+            holding.discard(host)
+            continue
+        if others := sorted(holding - {host}):
+            found.append(f"{when:%H:%M:%S.%f}: {host} took it while {', '.join(others)} held it")
+        holding.add(host)
+    return found
 
 
 def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaCluster) -> None:
