@@ -44,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from berth.api.watch import BOOKMARK_INTERVAL
 from berth.store.config import DatastoreConfig, DatastoreConfigError
 
 from .podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
@@ -75,7 +76,7 @@ class ServerConfig:
     token_auth_file: Path | None = None
     agent_client_cert_file: Path | None = None
     agent_client_key_file: Path | None = None
-    watch_bookmark_interval: float = 60.0
+    watch_bookmark_interval: float = BOOKMARK_INTERVAL  # informers count on it (SILENCE_LIMIT)
     # Service-account tokens. Without a signing key the server signs with a key it makes at
     # start (tokens then die with the process and other servers refuse them).
     service_account_signing_key_file: Path | None = None
@@ -163,7 +164,7 @@ def load_config(path: Path) -> ServerConfig:
         token_auth_file=_path(data.get("tokenAuthFile"), base),
         agent_client_cert_file=_path(agent.get("certFile"), base),
         agent_client_key_file=_path(agent.get("keyFile"), base),
-        watch_bookmark_interval=float(data.get("watchBookmarkInterval", 60.0)),
+        watch_bookmark_interval=float(data.get("watchBookmarkInterval", BOOKMARK_INTERVAL)),
         service_account_signing_key_file=_path(data.get("serviceAccountSigningKeyFile"), base),
         service_account_key_files=_paths(data.get("serviceAccountKeyFile"), base),
         service_account_issuer=str(data.get("serviceAccountIssuer") or DEFAULT_ISSUER),

@@ -43,7 +43,7 @@ from urllib.parse import quote, unquote
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from berth.api.meta import Obj, get_path
@@ -249,11 +249,23 @@ async def service_target(server: ApiServer, ns: str, service: Obj, port: str) ->
     return random.choice(candidates)  # noqa: S311 - spreading load, not a secret
 
 
+def _connection_options(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    """The header names a message's ``Connection`` fields list: hop-by-hop for this message
+    alone, so a proxy drops them (RFC 9110 7.6.1), as Go's ReverseProxy does for upstream."""
+    return frozenset(
+        option.strip().lower()
+        for value in headers.getall("Connection", [])
+        for option in value.split(",")
+        if option.strip()
+    )
+
+
 def _forward_headers(request: web.Request) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
+    listed = _connection_options(request.headers)
     for key, value in request.headers.items():
         lower = key.lower()
-        if lower in _DROP_REQUEST or lower.startswith("impersonate-"):
+        if lower in _DROP_REQUEST or lower in listed or lower.startswith("impersonate-"):
             continue
         out.add(key, value)
     return out
@@ -347,8 +359,9 @@ async def forward(
             ) from exc
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            listed = _connection_options(upstream.headers)
             for key, value in upstream.headers.items():
-                if key.lower() not in _DROP_RESPONSE:
+                if key.lower() not in _DROP_RESPONSE and key.lower() not in listed:
                     response.headers.add(key, value)
             if "Content-Encoding" in upstream.headers:
                 response.headers["Content-Encoding"] = upstream.headers["Content-Encoding"]

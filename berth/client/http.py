@@ -268,7 +268,8 @@ class HttpClient:
             params["timeoutSeconds"] = str(timeout_seconds)
         url = self.server + resource.collection_path(namespace) + "?" + urlencode(params)
         # No total timeout: the server ends the stream after timeoutSeconds. A read timeout a
-        # minute beyond that catches a server that vanished without closing the connection.
+        # minute beyond that is the last resort against a server that vanished without closing
+        # the connection; informers give up on a silent watch much sooner (berth.api.watch).
         idle = (timeout_seconds or 300) + 60
         import aiohttp  # noqa: PLC0415 - on first use (see the module docstring)
 

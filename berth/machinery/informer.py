@@ -13,6 +13,11 @@ Concurrency contract:
 * The watch resumes from the last seen resourceVersion when a stream ends; an ERROR 410
   (or :class:`~berth.client.errors.Gone`) makes it relist, and the relist reports deletions
   it missed as ``on_delete`` of the last known state. Other errors back off on the clock.
+* A watch that delivers nothing, not even the BOOKMARK the server sends a quiet watch every
+  :data:`~berth.api.watch.BOOKMARK_INTERVAL`, for ``watch_silence_limit`` seconds of the
+  clock is taken for dead (a peer gone without closing the connection, e.g. behind the node's
+  berth-lb) and replaced at once by a new watch from the last seen resourceVersion. client-go
+  gets the same from HTTP/2 health-check pings; this client speaks HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from berth.api.resources import ResourceDef
+from berth.api.watch import SILENCE_LIMIT
 from berth.client import errors
 from berth.client.interface import ApiClient, WatchEvent
 from berth.client.keys import ObjectKey
 from berth.machinery.clock import Clock
 from berth.machinery.objects import Frozen, freeze, key_of, meta
+from berth.machinery.silence import SilenceWatchdog, Silent
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ class Informer:
         field_selector: str | None = None,
         resync_period: float | None = None,
         watch_timeout: int = 300,
+        watch_silence_limit: float = SILENCE_LIMIT,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -67,6 +75,7 @@ class Informer:
         self._fields = field_selector
         self._resync = resync_period
         self._watch_timeout = watch_timeout
+        self._silence_limit = watch_silence_limit
         self._items: dict[ObjectKey, Frozen] = {}
         self._indexers: dict[str, IndexFunc] = {
             "namespace": lambda o: [meta(o).get("namespace") or ""]
@@ -76,6 +85,10 @@ class Informer:
         self._synced = asyncio.Event()
         self.resource_version = ""
         self.relists = 0
+        self._failures = 0
+        """Failed watches (or lists) in a row, for the backoff; an event resets it."""
+        self.silent_watches = 0
+        """Watches abandoned because they went silent (see the module docstring)."""
 
     # ---- reading ------------------------------------------------------------------------
     def get(self, key: str) -> Frozen | None:
@@ -215,7 +228,7 @@ class Informer:
     async def run(self) -> None:
         """List, then watch forever (until cancelled)."""
         resync_task = asyncio.create_task(self._resync_loop()) if self._resync else None
-        failures = 0
+        self._failures = 0
         need_list = True
         try:
             while True:
@@ -223,38 +236,54 @@ class Informer:
                     if need_list:
                         await self.relist()
                         need_list = False
-                    async for event in self.client.watch(
-                        self.resource,
-                        namespace=self._namespace,
-                        resource_version=self.resource_version,
-                        label_selector=self._label,
-                        field_selector=self._fields,
-                        timeout_seconds=self._watch_timeout,
-                    ):
-                        if event.type == "ERROR":
-                            code = int(event.object.get("code") or 0)
-                            if code == 410:
-                                need_list = True
-                                break
-                            raise errors.from_status(code or 500, event.object)
-                        self.apply(event)
-                        failures = 0
+                    need_list = await self._follow_watch()
+                except Silent as silence:
+                    self.silent_watches += 1
+                    log.warning(
+                        "%s informer: watch went silent (%s); watching again from %s",
+                        self.resource.plural,
+                        silence,
+                        self.resource_version,
+                    )
                 except errors.Gone:
                     need_list = True
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    failures += 1
-                    delay = min(0.2 * (2 ** min(failures, 6)), 10.0)
+                    self._failures += 1
+                    delay = min(0.2 * (2 ** min(self._failures, 6)), 10.0)
                     log.warning(
                         "%s informer: %s; retrying in %.1fs", self.resource.plural, exc, delay
                     )
                     await self._clock.sleep(delay)
-                    if failures > 3:
+                    if self._failures > 3:
                         need_list = True
         finally:
             if resync_task is not None:
                 resync_task.cancel()
+
+    async def _follow_watch(self) -> bool:
+        """Apply one watch stream's events until it ends; True when it ended asking for a
+        relist (410). Raises :class:`Silent` when it went quiet for the silence limit."""
+        watchdog = SilenceWatchdog(self._clock, self._silence_limit)
+        async with watchdog:
+            async for event in self.client.watch(
+                self.resource,
+                namespace=self._namespace,
+                resource_version=self.resource_version,
+                label_selector=self._label,
+                field_selector=self._fields,
+                timeout_seconds=self._watch_timeout,
+            ):
+                watchdog.heard()
+                if event.type == "ERROR":
+                    code = int(event.object.get("code") or 0)
+                    if code == 410:
+                        return True
+                    raise errors.from_status(code or 500, event.object)
+                self.apply(event)
+                self._failures = 0
+        return False
 
     async def _resync_loop(self) -> None:
         assert self._resync is not None

@@ -160,6 +160,17 @@ class FakeClient:
         self._compacted = self._rv
         self._history.clear()
 
+    def bookmark(self) -> None:
+        """Send every open watch a BOOKMARK at the latest resourceVersion (what a server sends
+        a quiet watch that allows bookmarks)."""
+        for w in self._watchers:
+            obj = {
+                "kind": w.resource.kind,
+                "apiVersion": w.resource.api_version,
+                "metadata": {"resourceVersion": str(self._rv)},
+            }
+            w.queue.put_nowait(WatchEvent("BOOKMARK", obj))
+
     def end_watches(self) -> None:
         """Close every open watch stream (as a server does at ``timeoutSeconds``)."""
         for w in self._watchers:

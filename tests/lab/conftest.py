@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from provisioner.lab import Lab, list_labs
+from provisioner.lab import Lab
 from tests.lab.clusters import tear_down_labs
+from tests.lab.optin import reap_abandoned_labs
 from tests.lab.workloads import blackhole_routes
-
-_NAME = re.compile(r"^pt(\d+)-\d+$")
 
 LabFactory = Callable[..., Lab]
 
@@ -48,13 +46,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(LAB_TEST_TIMEOUT))
 
 
-def _reap_abandoned_labs() -> None:
-    for name in list_labs():
-        match = _NAME.match(name)
-        if match and not Path(f"/proc/{match.group(1)}").exists():
-            Lab(name).down()
-
-
 @pytest.fixture(scope="session")
 def lab_factory() -> Iterator[LabFactory]:
     """Boot labs with unique names: ``lab_factory(count, *, subnet_cidr=None, timeout=180,
@@ -69,7 +60,7 @@ def lab_factory() -> Iterator[LabFactory]:
 
 
 def _lab_factory() -> Iterator[LabFactory]:
-    _reap_abandoned_labs()
+    reap_abandoned_labs()
     counter = itertools.count(1)
     made: list[Lab] = []
 

@@ -9,20 +9,13 @@ still get its own verdict, with its own name in every message.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from berth.apiserver import podsecurity_policy, validation
-from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle
 from tests.security.test_pod_security import LABEL, ROOT_MOUNT, Client, pod
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    with running_server(tmp_path_factory.mktemp("memo")) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

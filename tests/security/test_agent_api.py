@@ -25,7 +25,7 @@ from berth.agent import server as agent_server
 from berth.agent.authz import AgentAuthorizer, Identity, Request, subject_access_reviewer
 from berth.client.http import HttpClient
 from berth.machinery.clock import FakeClock
-from tests.harness.apiserver import ServerHandle, TestPKI, running_server
+from tests.harness.apiserver import ServerHandle, TestPKI
 from tests.integration.apiserver.helpers import Raw, node, pod, serve_requiring_client_certs
 
 pytestmark = pytest.mark.timeout(60)
@@ -137,12 +137,6 @@ def test_other_identities_are_asked_about_with_a_subject_access_review(pki: Test
 
 
 # -- the SubjectAccessReview against a real API server ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    with running_server(tmp_path_factory.mktemp("apiserver")) as srv:
-        yield srv
 
 
 def test_subject_access_review_follows_rbac(server: ServerHandle) -> None:

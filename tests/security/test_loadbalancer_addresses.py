@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle
 from tests.harness.controller_manager import running_controller_manager
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import tenant_in_new_namespace
@@ -23,12 +23,6 @@ SVCS = f"/api/v1/namespaces/{NS}/services"
 POOL = "10.231.0.240/30"
 NODE_ADDRESS = "10.231.0.11"
 API_SERVER_ADDRESS = "127.0.0.1"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    with running_server(tmp_path_factory.mktemp("apiserver")) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from berth.api.resources import RESOURCES
 from berth.apiserver.kinds import strategy_for
-from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import tenant_in_new_namespace
 
@@ -24,12 +24,6 @@ pytestmark = pytest.mark.timeout(120)
 NS = "tenant"
 PODS = f"/api/v1/namespaces/{NS}/pods"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    with running_server(tmp_path_factory.mktemp("apiserver")) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle
 from tests.integration.apiserver.helpers import Kubectl
 
 KUBECTL_132 = Path("/usr/bin/kubectl")
@@ -86,12 +85,6 @@ RESTRICTED_OK_CONTAINER = {
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    with running_server(tmp_path_factory.mktemp("psa")) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

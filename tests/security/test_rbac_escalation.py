@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle
 from tests.integration.apiserver.helpers import Raw
 from tests.security.helpers import groupless_clients
 
@@ -32,19 +32,6 @@ MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    with running_server(tmp_path_factory.mktemp("rbac-escalation")) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def admin(server: ServerHandle) -> Iterator[Raw]:
-    r = Raw(server, server.client_cert("admin", ["system:masters"]))
-    yield r
-    r.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from berth.machinery.clock import FakeClock
 from berth.network import node as node_module
 from berth.network.command import Completed, SubprocessRunner
 from berth.proxy import checks
-from tests.harness.apiserver import ServerHandle, running_server
+from tests.harness.apiserver import ServerHandle
 from tests.harness.fake_client import FakeClient
 from tests.harness.slices import slice_from_endpoints
 from tests.integration.apiserver.helpers import Raw
@@ -34,12 +34,6 @@ pytestmark = pytest.mark.timeout(120)
 NS = "tenant"
 
 # -- at the API: a tenant's bad objects are refused ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    with running_server(tmp_path_factory.mktemp("apiserver")) as srv:
-        yield srv
 
 
 EPS = f"/api/v1/namespaces/{NS}/endpoints"

@@ -12,55 +12,21 @@ skipped): a run that was not asked for them neither runs nor reports them.
 
 from __future__ import annotations
 
-import itertools
-import os
-import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from provisioner.lab import Lab, list_labs
 from provisioner.lab.vmlab import VmLab
-from tests.lab.clusters import tear_down_labs
-from tests.lab.workloads import blackhole_routes
-
-_NAME = re.compile(r"^pt(\d+)-v\d+$")
+from tests.lab.optin import deselect_unless_asked, session_labs
 
 VmLabFactory = Callable[[int], VmLab]
 
 
-def _asked_for(config: pytest.Config) -> bool:
-    marker_expression = str(config.getoption("markexpr", "") or "")
-    return os.environ.get("BERTH_VM") == "1" or (
-        "vm" in marker_expression.split() and "not vm" not in marker_expression
-    )
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _asked_for(config):
-        return
-    vm = [item for item in items if item.get_closest_marker("vm") is not None]
-    if vm:
-        config.hook.pytest_deselected(items=vm)
-        items[:] = [item for item in items if item.get_closest_marker("vm") is None]
+    deselect_unless_asked(config, items, "vm", "BERTH_VM")
 
 
 @pytest.fixture(scope="session")
 def vm_lab_factory() -> Iterator[VmLabFactory]:
-    with blackhole_routes():
-        for name in list_labs():
-            match = _NAME.match(name)
-            if match and not Path(f"/proc/{match.group(1)}").exists():
-                Lab(name).down()  # left behind by a killed run (Lab.down stops its QEMUs too)
-        counter = itertools.count(1)
-        made: list[Lab] = []
-
-        def make(count: int) -> VmLab:
-            lab = VmLab(f"pt{os.getpid()}-v{next(counter)}")
-            made.append(lab)  # before up: a half-made lab is torn down too
-            lab.up(count, replace=True)
-            return lab
-
+    with session_labs(VmLab, "v") as make:
         yield make
-        tear_down_labs(made)

@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from berth.api.resources import NODES, PODS
 from berth.client import errors as api_errors
@@ -41,12 +43,18 @@ from provisioner.phases.cluster.removal import (
 from provisioner.workflow import PhaseData
 
 REGISTER_TIMEOUT = 90.0
-PATCH_ATTEMPTS = 3
-"""A Node's labels and taints are sent this many times when no answer comes: the patch sets
-values (no resourceVersion), so sending it again after a request that was applied but not
-answered (an API server slow under load) changes nothing more."""
+REQUEST_TIMEOUT = 30.0
+"""Each request's own limit. The API servers were (re)started moments ago and this machine's
+load is the operator's business: a node PATCH that takes more than admin_client's default 5 s
+(it did, on a loaded CI machine, right after an HA control plane came up on etcd) is slow, not
+lost."""
+REACHABLE_WITHIN = 3 * REQUEST_TIMEOUT
+"""How long a step of this phase is tried again while the API server cannot be reached: three
+requests that each go unanswered for the whole :data:`REQUEST_TIMEOUT`, or a minute and a half
+of refused connections (an API server restarting). Every step retried is idempotent."""
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 
 
 def admin_kubeconfig(data: PhaseData) -> Path:
@@ -116,19 +124,41 @@ async def drain(client: HttpClient, node: str, *, within: float) -> int:
     return evicted
 
 
-async def _patch_node(client: HttpClient, name: str, patch: Obj) -> None:
-    for attempt in range(1, PATCH_ATTEMPTS + 1):
+@dataclass(frozen=True)
+class Retry:
+    """How long, and how often, an idempotent step is tried again while the API server
+    cannot be reached."""
+
+    within: float = REACHABLE_WITHIN
+    pause: float = 1.0
+
+
+async def until_reachable(step: Callable[[], Awaitable[T]], retry: Retry = Retry()) -> T:
+    """Run the idempotent ``step`` again while the API server cannot be reached (refused, or
+    no answer within the request's timeout), for up to ``retry.within`` seconds. Answers the
+    server gives, errors included, are not retried.
+
+    Every step of this phase that talks to the API server after the Nodes registered goes
+    through here: a Node's label and taint patch sets values (no resourceVersion), so a copy
+    sent after one that was applied but not answered changes nothing more (an HA apply under
+    load failed on an unanswered PATCH /api/v1/nodes/n4); the kube-dns Service and the
+    IngressClass are create-if-absent (in a CI run an API server refused connections between
+    the Nodes' patches and the kube-dns Service lookup, and the whole apply failed)."""
+    deadline = time.monotonic() + retry.within
+    while True:
         try:
-            await client.patch(NODES, name, patch)
-            return
+            return await step()
         except api_errors.Unreachable:
-            if attempt == PATCH_ATTEMPTS:
+            if time.monotonic() + retry.pause > deadline:
                 raise
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(retry.pause)
 
 
 async def _reconcile(
-    data: PhaseData, report: Callable[[str], None], client: HttpClient | None
+    data: PhaseData,
+    report: Callable[[str], None],
+    client: HttpClient | None,
+    retry: Retry = Retry(),
 ) -> int:
     spec = spec_of(data, "nodes")
     wanted = desired_nodes(spec)
@@ -159,7 +189,7 @@ async def _reconcile(
         if not patch.patch:
             continue
         if not data.dry_run:
-            await _patch_node(client, want.name, patch.patch)
+            await until_reachable(partial(client.patch, NODES, want.name, patch.patch), retry)
         if patch.changes:
             report(f"node {want.name}: {'; '.join(patch.changes)}")
             changes += 1
@@ -178,27 +208,6 @@ async def _reconcile(
     return changes
 
 
-REACHABLE_WITHIN = 60.0
-"""How long the create-if-absent steps after the Nodes retry a refused or unanswered request."""
-
-
-async def until_reachable(
-    step: Callable[[], Awaitable[int]], *, within: float = REACHABLE_WITHIN, pause: float = 1.0
-) -> int:
-    """Run the idempotent ``step`` again while the API server cannot be reached, for up to
-    ``within`` seconds. (In a CI run an API server refused connections between the Nodes'
-    patches and the kube-dns Service lookup, and the whole apply failed.) Answers the server
-    gives, errors included, are not retried."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return await step()
-        except api_errors.Unreachable:
-            if time.monotonic() + pause > deadline:
-                raise
-            await asyncio.sleep(pause)
-
-
 def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
     """The ``after`` step of the ``nodes`` phase (see the module docstring)."""
     path = admin_kubeconfig(data)
@@ -206,11 +215,7 @@ def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
     async def run() -> int:
         if not path.exists():
             return await _reconcile(data, report, None)
-        # The API servers were (re)started moments ago and this machine's load is the
-        # operator's business: a node PATCH that takes more than admin_client's default 5 s
-        # (it did, on a loaded CI machine, right after an HA control plane came up on etcd)
-        # is slow, not lost. Every request here is idempotent (merge patches, create-if-absent).
-        client = admin_client(path, timeout=30.0)
+        client = admin_client(path, timeout=REQUEST_TIMEOUT)
         try:
             changes = await _reconcile(data, report, client)
             spec = spec_of(data, "nodes")

@@ -3,6 +3,7 @@ the document surgery the fuzz tests use (every path into a JSON document; one va
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.client
 import json
@@ -21,6 +22,7 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
 from tests.harness.apiserver import ServerHandle, ServerProcess, prepare, start_process
+from tests.harness.ports import free_port
 
 # The kubernetes client's generated models are loosely typed (optional everywhere); tests
 # handle them as Any and assert on the values instead.
@@ -37,6 +39,31 @@ def apps_api(api: k8s.ApiClient) -> Any:
 
 def rbac_api(api: k8s.ApiClient) -> Any:
     return k8s.RbacAuthorizationV1Api(api)
+
+
+def grant(
+    api: k8s.ApiClient, user: str, name: str, rules: list[Any], *, namespace: str | None = None
+) -> None:
+    """Give ``user`` the ``rules``: a Role in ``namespace`` (without one, a ClusterRole) named
+    ``name``, and a binding of it to the user, named the same."""
+    rbac = rbac_api(api)
+    group = "rbac.authorization.k8s.io"
+    role = {"metadata": {"name": name}, "rules": rules}
+    binding = {
+        "metadata": {"name": name},
+        "roleRef": {
+            "apiGroup": group,
+            "kind": "Role" if namespace else "ClusterRole",
+            "name": name,
+        },
+        "subjects": [{"kind": "User", "name": user, "apiGroup": group}],
+    }
+    if namespace is None:
+        rbac.create_cluster_role(role)
+        rbac.create_cluster_role_binding(binding)
+    else:
+        rbac.create_namespaced_role(namespace, role)
+        rbac.create_namespaced_role_binding(namespace, binding)
 
 
 @dataclass
@@ -85,6 +112,22 @@ class Kubectl:
 
     def with_kubeconfig(self, kubeconfig: Path) -> Kubectl:
         return Kubectl(self.binary, kubeconfig, self.home, self.version)
+
+    @contextlib.contextmanager
+    def proxy(self) -> Iterator[int]:
+        """``kubectl proxy`` on a port of this test worker's; yields the port once it serves."""
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(self.binary), "proxy", f"--port={port}"],
+            env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            assert "Starting to serve" in proc.stdout.readline()
+            yield port
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=30)
 
 
 def table(output: str) -> list[list[str]]:

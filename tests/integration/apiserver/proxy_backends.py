@@ -27,6 +27,29 @@ def host_address() -> str:
     raise AssertionError("this machine has no global IPv4 address to serve the backend on")
 
 
+PRIVATE_HEADERS = {
+    "Cookie": "session=secret",
+    "Proxy-Authorization": "Basic c2VjcmV0",
+    "X-Remote-User": "system:admin",
+    "X-Remote-Group": "system:masters",
+    "Connection": "X-Private",
+    "X-Private": "hop",
+    "X-Custom": "kept",
+}
+"""Headers a client sends through a proxy: its credentials, impersonation headers, a hop-by-hop
+header (named in Connection) and one of its own (``X-Custom``, the only one to arrive)."""
+
+
+def assert_only_the_clients_own_header_arrived(headers: dict[str, str]) -> None:
+    """What a backend got for :data:`PRIVATE_HEADERS`: none of the client's credentials (nor the
+    API server's own), no hop-by-hop header, its own header unchanged."""
+    got = {k.lower(): v for k, v in headers.items()}
+    private = ("cookie", "proxy-authorization", "authorization", "x-remote-user", "x-remote-group")
+    for name in (*private, "x-private"):
+        assert name not in got, name
+    assert got["x-custom"] == "kept"
+
+
 @dataclass
 class Seen:
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -70,11 +93,14 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "tls": isinstance(self.connection, ssl.SSLSocket),
             }
         ).encode()
+        self._ok("application/json", reply)
+
+    def _ok(self, content_type: str, body: bytes) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(reply)
+        self.wfile.write(body)
 
     def _redirect(self, location: str) -> None:
         self.send_response(302)
@@ -91,11 +117,7 @@ class EchoHandler(BaseHTTPRequestHandler):
             f'<img id="url" src="http://{host}:{port}/image">'
             f'<a id="away" href="http://192.0.2.1/away">elsewhere</a></body></html>'
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(page)))
-        self.end_headers()
-        self.wfile.write(page)
+        self._ok("text/html; charset=utf-8", page)
 
     def _huge(self) -> None:
         chunk = b"y" * (1 << 20)

@@ -16,7 +16,8 @@ from kubernetes import client as k8s
 from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
-from .helpers import Raw, core_api, pod
+from .debug_targets import assert_kubectl_debug_adds_containers, create_targets, debugger
+from .helpers import Raw, grant
 
 pytestmark = pytest.mark.timeout(120)
 NS = "debugging"
@@ -25,26 +26,11 @@ STRICT = "debugging-baseline"
 
 @pytest.fixture(scope="module")
 def pods(api: k8s.ApiClient) -> None:
-    core = core_api(api)
-    core.create_namespace({"metadata": {"name": NS}})
-    core.create_namespace(
-        {
-            "metadata": {
-                "name": STRICT,
-                "labels": {"pod-security.kubernetes.io/enforce": "baseline"},
-            }
-        }
-    )
-    for ns in (NS, STRICT):
-        core.create_namespaced_pod(ns, pod("target", node_name="nowhere"))
+    create_targets(api, NS, STRICT)
 
 
 def _path(ns: str = NS) -> str:
     return f"/api/v1/namespaces/{ns}/pods/target/ephemeralcontainers"
-
-
-def _debugger(name: str = "dbg", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": "busybox:1.36", "command": ["sh"], **extra}
 
 
 def _set(raw: Raw, containers: list[dict[str, Any]], ns: str = NS) -> tuple[int, Any]:
@@ -59,22 +45,7 @@ def test_kubectl_debug_adds_an_ephemeral_container_targeting_a_container(
     kubectl_binaries: dict[str, Path], admin_kubeconfig: Path, tmp_path: Path, raw: Raw
 ) -> None:
     kubectl = make_kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
-    out = kubectl.run(
-        "debug", "target", "-n", NS, "--image=busybox:1.36", "--target=app", "-c", "dbg1",
-        "--", "sleep", "1000",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    status, got = raw.json("GET", f"/api/v1/namespaces/{NS}/pods/target")
-    assert status == 200
-    (dbg,) = [c for c in got["spec"]["ephemeralContainers"] if c["name"] == "dbg1"]
-    assert dbg["targetContainerName"] == "app"
-    assert dbg["command"] == ["sleep", "1000"]
-    assert dbg["imagePullPolicy"] == "IfNotPresent"  # defaulted like a container
-    # a second one with kubectl's generated name, through a strategic merge patch too
-    out = kubectl.run("debug", "target", "-n", NS, "--image=busybox:1.36", "--", "true")
-    assert out.returncode == 0, out.stderr
-    status, got = raw.json("GET", _path())
-    assert len(got["spec"]["ephemeralContainers"]) == 2
+    assert_kubectl_debug_adds_containers(kubectl, raw, NS)
 
 
 @pytest.mark.usefixtures("pods")
@@ -83,12 +54,12 @@ def test_kubectl_debug_adds_an_ephemeral_container_targeting_a_container(
     [
         (lambda cs: [], "may not be removed"),
         (lambda cs: [{**cs[0], "image": "busybox:1.37"}, *cs[1:]], "may not be changed"),
-        (lambda cs: [*cs, _debugger("app")], "Duplicate value"),
-        (lambda cs: [*cs, _debugger("x", ports=[{"containerPort": 80}])], "ports"),
-        (lambda cs: [*cs, _debugger("y", readinessProbe={"exec": {"command": ["true"]}})], "Probe"),
-        (lambda cs: [*cs, _debugger("z", resources={"limits": {"cpu": "1"}})], "resources"),
-        (lambda cs: [*cs, _debugger("w", targetContainerName="nope")], "targetContainerName"),
-        (lambda cs: [*cs, _debugger("Bad_Name")], "name"),
+        (lambda cs: [*cs, debugger("app")], "Duplicate value"),
+        (lambda cs: [*cs, debugger("x", ports=[{"containerPort": 80}])], "ports"),
+        (lambda cs: [*cs, debugger("y", readinessProbe={"exec": {"command": ["true"]}})], "Probe"),
+        (lambda cs: [*cs, debugger("z", resources={"limits": {"cpu": "1"}})], "resources"),
+        (lambda cs: [*cs, debugger("w", targetContainerName="nope")], "targetContainerName"),
+        (lambda cs: [*cs, debugger("Bad_Name")], "name"),
         (lambda cs: [*cs, {"name": "noimage"}], "image"),
     ],
 )
@@ -96,7 +67,7 @@ def test_invalid_ephemeral_writes_are_refused(raw: Raw, change: Any, message: st
     _, current = raw.json("GET", _path())
     existing = current["spec"].get("ephemeralContainers", [])
     if "base" not in [c["name"] for c in existing]:
-        status, current = _set(raw, [*existing, _debugger("base")])
+        status, current = _set(raw, [*existing, debugger("base")])
         assert status == 200, current
     status, body = _set(raw, change(current["spec"]["ephemeralContainers"]))
     assert status == 422, body
@@ -111,7 +82,7 @@ def test_only_ephemeral_containers_change_through_the_subresource(raw: Raw) -> N
     current["spec"]["containers"][0]["image"] = "evil:1"
     current["spec"]["ephemeralContainers"] = [
         *current["spec"].get("ephemeralContainers", []),
-        _debugger("only-this"),
+        debugger("only-this"),
     ]
     status, got = raw.json("PUT", _path(), current)
     assert status == 200, got
@@ -136,35 +107,15 @@ def test_pod_security_refuses_a_privileged_ephemeral_container(
 ) -> None:
     """A tenant allowed to debug pods in a baseline namespace tries to get a privileged
     container into one, by kubectl's sysadmin profile and by hand."""
-    rbac: Any = k8s.RbacAuthorizationV1Api(api)
-    rbac.create_namespaced_role(
-        STRICT,
+    rules = [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
         {
-            "metadata": {"name": "debugger"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods/ephemeralcontainers"],
-                    "verbs": ["get", "patch", "update"],
-                },
-            ],
+            "apiGroups": [""],
+            "resources": ["pods/ephemeralcontainers"],
+            "verbs": ["get", "patch", "update"],
         },
-    )
-    rbac.create_namespaced_role_binding(
-        STRICT,
-        {
-            "metadata": {"name": "debugger"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "debugger",
-            },
-            "subjects": [
-                {"kind": "User", "name": "tenant", "apiGroup": "rbac.authorization.k8s.io"}
-            ],
-        },
-    )
+    ]
+    grant(api, "tenant", "debugger", rules, namespace=STRICT)
     kubectl = make_kubectl(
         kubectl_binaries, "1.32", server.kubeconfig("tenant", groups=[]), tmp_path
     )
@@ -177,8 +128,8 @@ def test_pod_security_refuses_a_privileged_ephemeral_container(
     assert "privileged" in out.stderr
     tenant = Raw(server, server.client_cert("tenant", []))
     hostile = [
-        _debugger("p1", securityContext={"privileged": True}),
-        _debugger("p2", securityContext={"capabilities": {"add": ["SYS_ADMIN"]}}),
+        debugger("p1", securityContext={"privileged": True}),
+        debugger("p2", securityContext={"capabilities": {"add": ["SYS_ADMIN"]}}),
     ]
     for container in hostile:  # by hand, past kubectl
         _, current = raw.json("GET", _path(STRICT))

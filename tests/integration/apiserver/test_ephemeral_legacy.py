@@ -14,7 +14,8 @@ from kubernetes import client as k8s
 from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
-from .helpers import Raw, core_api, pod
+from .debug_targets import assert_kubectl_debug_adds_containers, create_targets, debugger
+from .helpers import Raw, grant
 
 pytestmark = pytest.mark.timeout(120)
 NS = "legacy-debug"
@@ -34,24 +35,9 @@ def _legacy(*containers: dict[str, Any], **metadata: Any) -> dict[str, Any]:
     }
 
 
-def _debugger(name: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": "busybox:1.36", "command": ["sh"], **extra}
-
-
 @pytest.fixture(scope="module")
 def pods(api: k8s.ApiClient) -> None:
-    core = core_api(api)
-    core.create_namespace({"metadata": {"name": NS}})
-    core.create_namespace(
-        {
-            "metadata": {
-                "name": BASELINE,
-                "labels": {"pod-security.kubernetes.io/enforce": "baseline"},
-            }
-        }
-    )
-    for ns in (NS, BASELINE):
-        core.create_namespaced_pod(ns, pod("target", node_name="nowhere"))
+    create_targets(api, NS, BASELINE)
 
 
 def _names(raw: Raw, ns: str = NS) -> list[str]:
@@ -65,36 +51,21 @@ def test_kubectl_120_debug_adds_ephemeral_containers(
     kubectl_binaries: dict[str, Path], admin_kubeconfig: Path, tmp_path: Path, raw: Raw
 ) -> None:
     kubectl = make_kubectl(kubectl_binaries, "1.20", admin_kubeconfig, tmp_path)
-    out = kubectl.run(
-        "debug", "target", "-n", NS, "--image=busybox:1.36", "--target=app", "-c", "dbg1",
-        "--", "sleep", "1000",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    _, got = raw.json("GET", f"/api/v1/namespaces/{NS}/pods/target")
-    (dbg,) = got["spec"]["ephemeralContainers"]
-    assert (dbg["name"], dbg["targetContainerName"]) == ("dbg1", "app")
-    assert dbg["command"] == ["sleep", "1000"]
-    assert dbg["imagePullPolicy"] == "IfNotPresent"  # defaulted like a container
-    # a second one, with kubectl's generated name: the first one stays
-    out = kubectl.run("debug", "target", "-n", NS, "--image=busybox:1.36", "--", "true")
-    assert out.returncode == 0, out.stderr
-    names = _names(raw)
-    assert names[0] == "dbg1"
-    assert len(names) == 2
+    assert_kubectl_debug_adds_containers(kubectl, raw, NS)
 
 
 @pytest.mark.usefixtures("pods")
 def test_the_legacy_kind_is_answered_in_kind_and_checked_like_a_pod_write(raw: Raw) -> None:
-    status, body = raw.json("PUT", _path(), _legacy(_debugger("legacy-a")))
+    status, body = raw.json("PUT", _path(), _legacy(debugger("legacy-a")))
     assert status == 200, body
     assert body["kind"] == "EphemeralContainers"
     assert body["metadata"]["name"] == "target"
     assert "legacy-a" in [c["name"] for c in body["ephemeralContainers"]]
     before = _names(raw)
     for containers, message in (
-        ([{**_debugger("legacy-a"), "image": "busybox:1.37"}], "may not be changed"),
-        ([_debugger("app")], "Duplicate value"),
-        ([_debugger("p", ports=[{"containerPort": 80}])], "ports"),
+        ([{**debugger("legacy-a"), "image": "busybox:1.37"}], "may not be changed"),
+        ([debugger("app")], "Duplicate value"),
+        ([debugger("p", ports=[{"containerPort": 80}])], "ports"),
         ([{"name": "noimage"}], "image"),
     ):
         status, body = raw.json("PUT", _path(), _legacy(*containers))
@@ -102,7 +73,7 @@ def test_the_legacy_kind_is_answered_in_kind_and_checked_like_a_pod_write(raw: R
         assert message in str(body), body
     # a stale precondition is a conflict, as for a Pod
     status, body = raw.json(
-        "PUT", _path(), _legacy(_debugger("late"), name="target", resourceVersion="1")
+        "PUT", _path(), _legacy(debugger("late"), name="target", resourceVersion="1")
     )
     assert status == 409, body
     status, body = raw.json("PUT", _path(), {**_legacy(), "ephemeralContainers": "nope"})
@@ -115,45 +86,21 @@ def test_the_legacy_kind_is_answered_in_kind_and_checked_like_a_pod_write(raw: R
 def test_pod_security_applies_to_the_legacy_kind(
     server: ServerHandle, api: k8s.ApiClient, raw: Raw
 ) -> None:
-    rbac: Any = k8s.RbacAuthorizationV1Api(api)
-    rbac.create_namespaced_role(
-        BASELINE,
-        {
-            "metadata": {"name": "debugger"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods/ephemeralcontainers"],
-                    "verbs": ["get", "update"],
-                },
-            ],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        BASELINE,
-        {
-            "metadata": {"name": "debugger"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "debugger",
-            },
-            "subjects": [
-                {"kind": "User", "name": "tenant", "apiGroup": "rbac.authorization.k8s.io"}
-            ],
-        },
-    )
+    rules = [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods/ephemeralcontainers"], "verbs": ["get", "update"]},
+    ]
+    grant(api, "tenant", "debugger", rules, namespace=BASELINE)
     tenant = Raw(server, server.client_cert("tenant", []))
     try:
-        privileged = _debugger("root", securityContext={"privileged": True})
+        privileged = debugger("root", securityContext={"privileged": True})
         status, body = tenant.json("PUT", _path(BASELINE), _legacy(privileged))
         assert status == 403, body
         assert "violates PodSecurity" in body["message"]
-        status, body = tenant.json("PUT", _path(BASELINE), _legacy(_debugger("plain")))
+        status, body = tenant.json("PUT", _path(BASELINE), _legacy(debugger("plain")))
         assert status == 200, body
         # and without the subresource in another namespace: forbidden
-        status, body = tenant.json("PUT", _path(NS), _legacy(_debugger("sneaky")))
+        status, body = tenant.json("PUT", _path(NS), _legacy(debugger("sneaky")))
         assert status == 403, body
         assert "pods/ephemeralcontainers" in body["message"]
     finally:

@@ -6,8 +6,6 @@ through the proxy), the Python client's ``connect_*_namespaced_pod_proxy_with_pa
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from kubernetes import client as k8s
 from tests.harness.apiserver import ServerHandle
 
 from .conftest import make_kubectl
-from .helpers import Raw, core_api
+from .helpers import Kubectl, Raw, core_api
 from .proxy_backends import Backend, host_address
 
 pytestmark = pytest.mark.timeout(180)
@@ -83,6 +81,12 @@ def backends(server: ServerHandle, raw: Raw, api: k8s.ApiClient) -> Iterator[dic
     secure.close()
 
 
+@pytest.fixture(scope="module")
+def kubectl_version() -> str:
+    """kubectl 1.32 (the conftest's ``kubectl``); test_get_raw_reaches_the_pod runs 1.20 too."""
+    return "1.32"
+
+
 def test_get_raw_reaches_the_pod(
     backends: dict[str, Backend],
     kubectl_binaries: dict[str, Path],
@@ -101,12 +105,8 @@ def test_get_raw_reaches_the_pod(
 
 
 def test_https_through_pods_and_services_proxy(
-    backends: dict[str, Backend],
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
+    backends: dict[str, Backend], kubectl: Kubectl
 ) -> None:
-    kubectl = make_kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
     secure = backends["secure"]
     for path in (
         f"{PODS}/https:tls:https/proxy/over-tls",
@@ -145,22 +145,9 @@ def test_python_client_proxy_calls(backends: dict[str, Backend], api: k8s.ApiCli
 
 
 def test_browsing_through_kubectl_proxy_stays_on_the_proxy(
-    backends: dict[str, Backend],
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
+    backends: dict[str, Backend], kubectl: Kubectl
 ) -> None:
-    kubectl = make_kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [str(kubectl.binary), "proxy", f"--port={port}"],
-        env=kubectl.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert "Starting to serve" in proc.stdout.readline()
+    with kubectl.proxy() as port:
         base = f"http://127.0.0.1:{port}{PODS}/web/proxy"
         # the pod redirects to its own /landing: the browser lands there through the proxy
         with urllib.request.urlopen(f"{base}/redirect-here", timeout=60) as resp:
@@ -179,9 +166,6 @@ def test_browsing_through_kubectl_proxy_stays_on_the_proxy(
         with urllib.request.urlopen(req, timeout=60) as resp:
             doc = json.loads(resp.read())
             assert (doc["method"], doc["body"], doc["path"]) == ("POST", "a=1", "/form")
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
 
 
 def test_discovery_lists_pods_proxy(raw: Raw) -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import aiohttp
 import pytest
@@ -45,7 +45,7 @@ from tests.harness.apiserver import ServerHandle
 from tests.harness.port_forward import port_forward
 
 from .conftest import make_kubectl
-from .helpers import Kubectl, Raw, core_api, node, pod
+from .helpers import Kubectl, Raw, core_api, grant, node, pod
 
 pytestmark = pytest.mark.timeout(120)
 STREAM_SECONDS = 60
@@ -256,27 +256,47 @@ def echo_ports() -> Iterator[list[int]]:
         s.server_close()
 
 
-CLIENTS = [
-    pytest.param("1.32", {}, id="1.32-websocket"),
-    pytest.param("1.32", {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}, id="1.32-spdy"),
-    pytest.param("1.20", {}, id="1.20-spdy"),
-]
+KubectlWithEnv = tuple[Kubectl, dict[str, str]]
+"""A kubectl and the environment that picks its protocol."""
 
 
-def _kubectl(binaries: dict[str, Path], version: str, kubeconfig: Path, home: Path) -> Kubectl:
-    return make_kubectl(binaries, version, kubeconfig, home)
+def _protocols(switch: str, websocket: str) -> pytest.MarkDecorator:
+    """Run a test with every protocol of a kubectl command: 1.32's WebSocket one, SPDY (1.32
+    told so by the environment variable ``switch``, and 1.20, which has nothing else)."""
+    return pytest.mark.parametrize(
+        "kubectl_client",
+        [
+            pytest.param(("1.32", {}), id=f"1.32-{websocket}"),
+            pytest.param(("1.32", {switch: "false"}), id="1.32-spdy"),
+            pytest.param(("1.20", {}), id="1.20-spdy"),
+        ],
+        indirect=True,
+    )
 
 
-@pytest.mark.parametrize(("version", "env"), CLIENTS)
-def test_kubectl_exec(
-    version: str,
-    env: dict[str, str],
-    agent: AgentThread,
+EVERY_STREAM_PROTOCOL = _protocols("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "websocket")
+"""exec, attach and cp: WebSocket v5 or SPDY."""
+EVERY_FORWARD_PROTOCOL = _protocols("KUBECTL_PORT_FORWARD_WEBSOCKETS", "websocket-tunnel")
+"""port-forward: the WebSocket tunnel or SPDY."""
+
+
+@pytest.fixture
+def kubectl_client(
+    request: pytest.FixtureRequest,
     kubectl_binaries: dict[str, Path],
     admin_kubeconfig: Path,
     tmp_path: Path,
+) -> KubectlWithEnv:
+    version, env = request.param
+    return make_kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path), env
+
+
+@EVERY_STREAM_PROTOCOL
+def test_kubectl_exec(
+    kubectl_client: KubectlWithEnv,
+    agent: AgentThread,
 ) -> None:
-    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    kubectl, env = kubectl_client
     out = kubectl.run("exec", "runner", "-n", NS, "--", "echo", "hello from exec", env=env)
     assert (out.returncode, out.stdout) == (0, "hello from exec\n"), out.stderr
     # stdin, to its end (v5's close of the stdin channel over WebSocket, FIN over SPDY)
@@ -295,48 +315,36 @@ def test_kubectl_exec(
     assert "does not have a host assigned" in out.stderr
 
 
-@pytest.mark.parametrize(("version", "env"), CLIENTS)
+@EVERY_STREAM_PROTOCOL
 def test_kubectl_attach_with_stdin(
-    version: str,
-    env: dict[str, str],
+    kubectl_client: KubectlWithEnv,
     agent: AgentThread,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
 ) -> None:
-    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    kubectl, env = kubectl_client
     out = kubectl.run("attach", "-i", "attachee", "-n", NS, stdin="hello\nbye\n", env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "got hello\ngot bye\n"
     assert "done" in out.stderr  # the container's stderr, on its own stream
 
 
-@pytest.mark.parametrize(("version", "env"), CLIENTS)
+@EVERY_STREAM_PROTOCOL
 def test_kubectl_attach_to_a_container_without_kept_stdio_follows_its_output(
-    version: str,
-    env: dict[str, str],
+    kubectl_client: KubectlWithEnv,
     agent: AgentThread,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
 ) -> None:
-    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    kubectl, env = kubectl_client
     out = kubectl.run("attach", "runner", "-n", NS, env=env)
     assert (out.returncode, out.stdout) == (0, "written after the attach\n"), out.stderr
 
 
-@pytest.mark.parametrize(("version", "env"), CLIENTS)
+@EVERY_STREAM_PROTOCOL
 def test_kubectl_attach_it_on_a_terminal(
-    version: str,
-    env: dict[str, str],
+    kubectl_client: KubectlWithEnv,
     agent: AgentThread,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
 ) -> None:
     """``kubectl attach -it`` from a real terminal: raw mode, the terminal's size carried to
     the container's, the session ending with the container."""
-    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    kubectl, env = kubectl_client
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 101, 0, 0))
     proc = subprocess.Popen(
@@ -376,16 +384,13 @@ def test_kubectl_attach_it_on_a_terminal(
     assert b"got bye" in seen
 
 
-@pytest.mark.parametrize(("version", "env"), CLIENTS)
+@EVERY_STREAM_PROTOCOL
 def test_kubectl_cp_both_ways(
-    version: str,
-    env: dict[str, str],
+    kubectl_client: KubectlWithEnv,
     agent: AgentThread,
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
     tmp_path: Path,
 ) -> None:
-    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    kubectl, env = kubectl_client
     payload = os.urandom(300_000)
     local = tmp_path / "local.bin"
     local.write_bytes(payload)
@@ -405,24 +410,13 @@ def _port_forward_argv(kubectl: Kubectl, *specs: str) -> list[str]:
     return [str(kubectl.binary), *pf, *specs]
 
 
-@pytest.mark.parametrize(
-    ("version", "env"),
-    [
-        pytest.param("1.32", {}, id="1.32-websocket-tunnel"),
-        pytest.param("1.32", {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}, id="1.32-spdy"),
-        pytest.param("1.20", {}, id="1.20-spdy"),
-    ],
-)
+@EVERY_FORWARD_PROTOCOL
 def test_kubectl_port_forward_two_ports(
-    version: str,
-    env: dict[str, str],
+    kubectl_client: KubectlWithEnv,
     agent: AgentThread,
     echo_ports: list[int],
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
 ) -> None:
-    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    kubectl, env = kubectl_client
     # kubectl picks the local ports (":REMOTE"): a port picked here could be bound by another
     # process before kubectl listens on it, and kubectl then serves the other port only
     argv = _port_forward_argv(kubectl, *(f":{rp}" for rp in echo_ports))
@@ -463,7 +457,7 @@ def test_kubectl_port_forward_that_cannot_listen_fails_with_its_stderr(
     """The CI hang, forced: a local port asked for is taken when kubectl starts. kubectl
     reports it on stderr and serves the other port forever; the test ends at once, with
     kubectl's own words, instead of waiting for a second "Forwarding from" line."""
-    kubectl = _kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
+    kubectl = make_kubectl(kubectl_binaries, "1.32", admin_kubeconfig, tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -602,31 +596,11 @@ def test_exec_is_authorized_per_verb(
 ) -> None:
     """kube-apiserver 1.32 authorizes the WebSocket upgrade (a GET) as ``get`` and the SPDY
     one (a POST) as ``create``: with ``create`` alone kubectl 1.32 falls back to SPDY."""
-    rbac: Any = k8s.RbacAuthorizationV1Api(api)
-    rbac.create_namespaced_role(
-        NS,
-        {
-            "metadata": {"name": "exec-create"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
-            ],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        NS,
-        {
-            "metadata": {"name": "exec-create"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "exec-create",
-            },
-            "subjects": [
-                {"kind": "User", "name": "execer", "apiGroup": "rbac.authorization.k8s.io"}
-            ],
-        },
-    )
+    rules = [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
+    ]
+    grant(api, "execer", "exec-create", rules, namespace=NS)
     kubectl = make_kubectl(
         kubectl_binaries, "1.32", server.kubeconfig("execer", groups=[]), tmp_path
     )
@@ -729,27 +703,16 @@ def test_attach_errors_are_statuses(agent: AgentThread, raw: Raw) -> None:
     assert "container nope is not valid" in body["message"]
 
 
-@pytest.mark.parametrize(
-    ("version", "env"),
-    [
-        pytest.param("1.32", {}, id="1.32-websocket-tunnel"),
-        pytest.param("1.32", {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}, id="1.32-spdy"),
-        pytest.param("1.20", {}, id="1.20-spdy"),
-    ],
-)
+@EVERY_FORWARD_PROTOCOL
 def test_kubectl_port_forward_moves_megabytes_intact(
-    version: str,
-    env: dict[str, str],
+    kubectl_client: KubectlWithEnv,
     agent: AgentThread,
     echo_ports: list[int],
-    kubectl_binaries: dict[str, Path],
-    admin_kubeconfig: Path,
-    tmp_path: Path,
 ) -> None:
     """Both ways, several MB in one go: the relays join and split what they pass on
     (SPDY frames of up to 256 KiB to the client, reads joined towards the agent), and every
     byte must come out once and in order."""
-    kubectl = _kubectl(kubectl_binaries, version, admin_kubeconfig, tmp_path)
+    kubectl, env = kubectl_client
     argv = _port_forward_argv(kubectl, f":{echo_ports[0]}")
     with port_forward(argv, kubectl.env(env), ports=1) as fwd:
         local = fwd.local[echo_ports[0]]

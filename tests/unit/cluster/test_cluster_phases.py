@@ -37,7 +37,7 @@ from provisioner.operations.cluster import (
     StateFile,
 )
 from provisioner.phases.cluster.hostside import apiserver_config, prepare_bundle
-from provisioner.phases.cluster.nodes import _reconcile, nodes_after, until_reachable
+from provisioner.phases.cluster.nodes import Retry, _reconcile, nodes_after, until_reachable
 from provisioner.phases.cluster.removal import forget_host, record_hosts, recorded_hosts
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
@@ -236,21 +236,56 @@ def test_planning_a_new_cluster_predicts_every_node_without_an_api(tmp_path: Pat
     assert not (tmp_path / "state" / "unit" / "hosts.json").exists()  # planning writes nothing
 
 
-def test_a_node_patch_left_unanswered_is_sent_again(tmp_path: Path) -> None:
+def test_a_node_patch_left_unanswered_is_sent_again_under_the_phase_retry_policy(
+    tmp_path: Path,
+) -> None:
     """An API server slow under load answers a Node's label patch after the client's timeout:
-    apply sends the same patch again (it sets values: a second copy changes nothing more)."""
+    apply sends the same patch again (it sets values: a second copy changes nothing more),
+    under the same policy as the phase's other steps: for as long as the retry window lasts,
+    not a fixed number of attempts (three, once)."""
     (tmp_path / "c.yaml").write_text(SPEC)
     spec = load_spec(tmp_path / "c.yaml")
     data = SimpleNamespace(spec=spec, dry_run=False, state_dir=tmp_path / "state")
     client = FakeClient()
     for host in spec.hosts:
         client.seed(NODES, {"metadata": {"name": host.name}})
-    client.fail_next("patch", NODES, api_errors.Unreachable("PATCH /api/v1/nodes/cp: timed out"))
+    for _ in range(4):
+        client.fail_next(
+            "patch", NODES, api_errors.Unreachable("PATCH /api/v1/nodes/cp: timed out")
+        )
     lines: list[str] = []
-    assert asyncio.run(_reconcile(data, lines.append, cast(Any, client))) == 4
+    window = Retry(within=60.0, pause=0.01)
+    assert asyncio.run(_reconcile(data, lines.append, cast(Any, client), window)) == 4
     labels = {n["metadata"]["name"]: n["metadata"].get("labels", {}) for n in client.objects(NODES)}
     assert "node-role.kubernetes.io/control-plane" in labels["cp"]
     assert labels["w"]["tier"] == "gold"
+
+
+def test_a_node_patch_gives_up_when_the_window_closes_and_never_resends_an_answer(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "c.yaml").write_text(SPEC)
+    lines: list[str] = []
+    spec = load_spec(tmp_path / "c.yaml")
+    data = SimpleNamespace(spec=spec, dry_run=False, state_dir=tmp_path / "state")
+    client = FakeClient()
+    for host in spec.hosts:
+        client.seed(NODES, {"metadata": {"name": host.name}})
+    for _ in range(1000):  # more than fit into the window below
+        client.fail_next("patch", NODES, api_errors.Unreachable("connection refused"))
+    with pytest.raises(api_errors.Unreachable):
+        asyncio.run(
+            _reconcile(data, lines.append, cast(Any, client), Retry(within=0.05, pause=0.01))
+        )
+    client = FakeClient()
+    for host in spec.hosts:
+        client.seed(NODES, {"metadata": {"name": host.name}})
+    client.fail_next("patch", NODES, api_errors.Forbidden(403, "Forbidden", "no"))
+    with pytest.raises(api_errors.Forbidden):
+        asyncio.run(
+            _reconcile(data, lines.append, cast(Any, client), Retry(within=60.0, pause=0.01))
+        )
+    assert len(client.writes("patch", NODES)) == 0
 
 
 def test_pod_eviction_timeout_reaches_the_api_server_and_controller_manager(
@@ -291,7 +326,7 @@ def test_the_create_if_absent_steps_after_the_nodes_outlast_a_short_api_outage()
             raise api_errors.Unreachable("GET /api/v1/namespaces/kube-system/services/kube-dns")
         return 1
 
-    assert asyncio.run(until_reachable(flaky_step, within=5.0, pause=0.01)) == 1
+    assert asyncio.run(until_reachable(flaky_step, Retry(within=5.0, pause=0.01))) == 1
     assert len(attempts) == 3
 
 
@@ -300,7 +335,7 @@ def test_the_steps_after_the_nodes_give_up_on_a_lasting_outage_and_never_retry_a
         raise api_errors.Unreachable("connection refused")
 
     with pytest.raises(api_errors.Unreachable):
-        asyncio.run(until_reachable(down, within=0.05, pause=0.01))
+        asyncio.run(until_reachable(down, Retry(within=0.05, pause=0.01)))
     answered: list[int] = []
 
     async def forbidden() -> int:
@@ -308,5 +343,5 @@ def test_the_steps_after_the_nodes_give_up_on_a_lasting_outage_and_never_retry_a
         raise api_errors.Forbidden(403, "Forbidden", "no")
 
     with pytest.raises(api_errors.Forbidden):
-        asyncio.run(until_reachable(forbidden, within=5.0, pause=0.01))
+        asyncio.run(until_reachable(forbidden, Retry(within=5.0, pause=0.01)))
     assert len(answered) == 1
