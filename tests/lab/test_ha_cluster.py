@@ -434,11 +434,12 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
     _all_serving(ha)
     admin = yaml.safe_load(ha.admin_kubeconfig.read_text())
     assert admin["clusters"][0]["cluster"]["server"] == f"https://{ha.vip}:6443"
-    victim, _ = _until(
-        "a host holds the VIP lease", CONVERGE_BUDGET, lambda: _holder(ha, "n2", "berth-vip")
-    )
+    # polled: under load a holder that missed its renew deadline has dropped the address
+    # while the Lease still names it, until it renews or another host takes over
+    victim, _ = _until("a host holds the VIP lease and its address", CONVERGE_BUDGET, lambda: (
+        h if f"{ha.vip}/32" in ha.sh(h := _holder(ha, "n2", "berth-vip"), "ip -o -4 addr show")
+        else None))  # fmt: skip
     assert victim in CONTROL_PLANE
-    assert f"{ha.vip}/32" in ha.sh(victim, "ip -o -4 addr show")
     survivor = next(h for h in CONTROL_PLANE if h != victim)
     writer = VipWriter(ha.admin_kubeconfig)
     thread = threading.Thread(target=writer.run, daemon=True)
@@ -470,7 +471,6 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
         assert new_holder != victim
         assert new_holder in CONTROL_PLANE
         assert gap < VIP_MOVE_BUDGET, f"the VIP answered again only after {gap:.2f} s"
-        assert f"{ha.vip}/32" in ha.sh(new_holder, "ip -o -4 addr show")
         kubectl = subprocess.run(
             ["kubectl", "--kubeconfig", str(ha.admin_kubeconfig), "get", "nodes", "-o", "name"],
             capture_output=True, text=True, timeout=30, check=False,
