@@ -12,7 +12,8 @@ keeps one ``/bin/sh`` reading commands from the channel and frames each command'
 The subshell keeps ``exit``/``cd``/variables from leaking into the session, ``</dev/null`` keeps
 a command from eating the following ones, and a fresh random token per command means no output
 can forge a frame. One newline before each marker is ours and is stripped again. Commands that
-need stdin, or a timeout, use a fresh exec channel instead (see the SSH connector).
+need stdin use a fresh exec channel instead (see the SSH connector), as do commands issued while
+another thread holds the session.
 """
 
 from __future__ import annotations

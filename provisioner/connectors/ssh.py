@@ -366,20 +366,23 @@ class SSHConnector:
         self, command: Shell | str, *, stdin: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
         """Run ``command`` with ``/bin/sh``: on the host's persistent shell session when
-        possible (see :mod:`provisioner.connectors.shell_session`), else on a new channel."""
+        possible (see :mod:`provisioner.connectors.shell_session`), else on a new channel.
+        ``timeout`` (default: ``command_timeout``) bounds the command either way; a session
+        whose command timed out is closed, as a channel would be."""
         text = render(command)
-        if stdin is None and timeout is None and self._session_lock.acquire(blocking=False):
+        if stdin is None and self._session_lock.acquire(blocking=False):
             try:
-                return self._run_in_session(text)
+                return self._run_in_session(text, timeout)
             finally:
                 self._session_lock.release()
         return self._run_in_channel(text, stdin=stdin, timeout=timeout)
 
-    def _run_in_session(self, text: str) -> CommandResult:
+    def _run_in_session(self, text: str, timeout: float | None = None) -> CommandResult:
+        limit = self.command_timeout if timeout is None else timeout
         try:
             if self._session is None or not self._session.alive:
                 self._session = ShellSession(self._live(), timeout=self.target.connect_timeout)
-            return self._session.run(text, timeout=self.command_timeout)
+            return self._session.run(text, timeout=limit)
         except ShellTimeout:
             # the command may still run there: this shell is out of step, a new one starts fresh
             session, self._session = self._session, None
@@ -387,8 +390,7 @@ class SSHConnector:
                 with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                     session.close()
             raise OperationError(
-                f"{self.host}: command did not finish within {self.command_timeout:.0f}s: "
-                f"{_excerpt(text)}",
+                f"{self.host}: command did not finish within {limit:.0f}s: {_excerpt(text)}",
                 hint="check the host (load, a hung process); the command may still be running",
             ) from None
         except ShellDied:

@@ -17,6 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,15 @@ async def _node_checks(
     client: HttpClient, spec: ClusterSpec
 ) -> tuple[list[CheckResult], dict[str, Obj]]:
     results: list[CheckResult] = []
-    nodes = {n["metadata"]["name"]: n for n in (await client.list(NODES)).items}
+    # right after an apply a node that just registered may not be Ready yet: list again until
+    # every node of the spec is there and Ready, or NODES_WITHIN seconds passed
+    deadline = time.monotonic() + NODES_WITHIN
+    while True:
+        nodes = {n["metadata"]["name"]: n for n in (await client.list(NODES)).items}
+        settled = all(w.name in nodes and _ready(nodes[w.name]) for w in desired_nodes(spec))
+        if settled or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.5)
     for want in desired_nodes(spec):
         node = nodes.get(want.name)
         if node is None:
@@ -282,6 +291,13 @@ def _readyz(kubeconfig: Path, spec: ClusterSpec) -> list[CheckResult]:
     return results
 
 
+NODES_WITHIN = 60.0
+"""Seconds the nodes of the spec may take to be registered and Ready."""
+METRICS_WITHIN = 60.0
+"""Seconds every /metrics endpoint may take to answer right (as long as the smoke pods may
+take to run)."""
+METRICS_RETRY_EVERY = 0.25
+
 METRIC_FIGURES = {
     "apiserver": ("apiserver_request_total", "apiserver_request_duration_seconds"),
     "agent": ("kubelet_pod_start_duration_seconds", "kubelet_runtime_operations_errors_total"),
@@ -305,9 +321,13 @@ def _get_text(context: ssl.SSLContext, address: str, port: int, path: str, name:
         conn.close()
 
 
-def _metrics(kubeconfig: Path, spec: ClusterSpec, nodes: dict[str, Obj]) -> list[CheckResult]:
+def _metrics(
+    kubeconfig: Path, spec: ClusterSpec, nodes: dict[str, Obj], *, within: float = METRICS_WITHIN
+) -> list[CheckResult]:
     """The Prometheus figures people alert on answer: each API server's ``/metrics`` and
-    each node agent's (read with the admin certificate)."""
+    each node agent's (read with the admin certificate). Asked again until they answer right
+    or ``within`` seconds passed: right after an apply an agent has registered its Node before
+    its own server listens."""
     context = load_kubeconfig(kubeconfig).ssl_context()
     targets = [
         ("API server", "apiserver", h.name, h.address, spec.api_port, h.address)
@@ -324,16 +344,26 @@ def _metrics(kubeconfig: Path, spec: ClusterSpec, nodes: dict[str, Obj]) -> list
         ).get("Port")
         if address and isinstance(port, int):
             targets.append(("agent", "agent", name, str(address), port, name))
-    results = []
-    for label, kind, where, address, port, cert_name in targets:
-        try:
-            text = _get_text(context, address, port, "/metrics", cert_name)
-            missing = [f for f in METRIC_FIGURES[kind] if f"# TYPE {f} " not in text]
-            ok, detail = not missing, ", ".join(f"no {f}" for f in missing)
-        except (OSError, ValueError, ssl.SSLError) as error:
-            ok, detail = False, f"{type(error).__name__}: {error}"
-        results.append(_check(f"{label} on {where} /metrics answers", ok, detail))
-    return results
+    deadline = time.monotonic() + within
+
+    def ask(target: tuple[str, str, str, str, int, str]) -> CheckResult:
+        label, kind, where, address, port, cert_name = target
+        while True:
+            try:
+                text = _get_text(context, address, port, "/metrics", cert_name)
+                missing = [f for f in METRIC_FIGURES[kind] if f"# TYPE {f} " not in text]
+                ok, detail = not missing, ", ".join(f"no {f}" for f in missing)
+            except (OSError, ValueError, ssl.SSLError) as error:
+                ok, detail = False, f"{type(error).__name__}: {error}"
+            if ok or time.monotonic() >= deadline:
+                return _check(f"{label} on {where} /metrics answers", ok, detail)
+            time.sleep(METRICS_RETRY_EVERY)
+
+    if not targets:
+        return []
+    # in parallel, against one deadline: a dead endpoint costs `within` once, not per target
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        return list(pool.map(ask, targets))
 
 
 async def _all(

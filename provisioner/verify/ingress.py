@@ -3,12 +3,17 @@
 From the operator's machine, each node's port 80 (HTTP) and 443 (TLS, with an SNI no Ingress
 serves) must answer a request for a host no Ingress names with the controller's own 404: that
 response exists only in a configuration berth's ingress controller rendered and HAProxy
-accepted, so it proves the controller, its HAProxy and both listeners are up."""
+accepted, so it proves the controller, its HAProxy and both listeners are up.
+
+Right after an apply the controller may still be starting (its unit is among the last an apply
+starts, and verify follows at once), so each node and port is asked again until it answers
+right or :data:`INGRESS_WITHIN` seconds passed."""
 
 from __future__ import annotations
 
 import http.client
 import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from berth.ingress.haproxy import NOT_FOUND_BODY
@@ -17,6 +22,10 @@ from provisioner.verify.hosts import CheckResult
 
 PROBE_HOST = "berth-verify.invalid"
 TIMEOUT = 3.0
+INGRESS_WITHIN = 60.0
+"""Seconds a node's port may take to answer with the controller's 404 (as long as the smoke pods
+may take to run): a healthy controller answers within a few seconds of its start."""
+RETRY_EVERY = 0.25
 
 
 def _ask(address: str, port: int, *, tls: bool) -> tuple[bool, str]:
@@ -40,10 +49,25 @@ def _ask(address: str, port: int, *, tls: bool) -> tuple[bool, str]:
     return ok, "" if ok else f"answered {response.status} {body[:60]!r}"
 
 
+def _ask_until(address: str, port: int, *, tls: bool, within: float) -> tuple[bool, str]:
+    """:func:`_ask` until it answers right or ``within`` seconds passed (once at least)."""
+    deadline = time.monotonic() + within
+    while True:
+        ok, detail = _ask(address, port, tls=tls)
+        if ok or time.monotonic() >= deadline:
+            return ok, detail
+        time.sleep(RETRY_EVERY)
+
+
 def ingress_checks(
-    spec: ClusterSpec, *, http_port: int = 80, https_port: int = 443
+    spec: ClusterSpec,
+    *,
+    http_port: int = 80,
+    https_port: int = 443,
+    within: float = INGRESS_WITHIN,
 ) -> list[CheckResult]:
-    """One check per runc node and port; none on simulated clusters (no ingress there)."""
+    """One check per runc node and port; none on simulated clusters (no ingress there).
+    ``within``: how long each may take to answer right (0: ask once)."""
     if spec.spec.runtime != "runc":
         return []
     asks = [
@@ -53,7 +77,7 @@ def ingress_checks(
     ]
     # in parallel: an unreachable node costs one timeout, not one per node and port
     with ThreadPoolExecutor(max_workers=min(16, len(asks))) as pool:
-        answers = list(pool.map(lambda a: _ask(a[1], a[3], tls=a[2]), asks))
+        answers = list(pool.map(lambda a: _ask_until(a[1], a[3], tls=a[2], within=within), asks))
     return [
         CheckResult(f"ingress controller answers on port {port}", name, ok, detail)
         for (name, _address, _tls, port), (ok, detail) in zip(asks, answers, strict=True)

@@ -78,7 +78,7 @@ def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
     (tmp_path / "id").write_text("key")
     spec = parse_spec(text, source=tmp_path / "cluster.yaml")
     http, https = free_port(), free_port()
-    failed = ingress_checks(spec, http_port=http, https_port=https)
+    failed = ingress_checks(spec, http_port=http, https_port=https, within=0)
     assert [r.ok for r in failed] == [False, False]
 
     async def scenario() -> list[bool]:
@@ -94,6 +94,34 @@ def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
             return [r.ok for r in results]
+        finally:
+            await proxy.stop()
+
+    assert asyncio.run(scenario()) == [True, True]
+
+
+def test_verify_waits_for_a_controller_that_is_still_starting(tmp_path: Path) -> None:
+    """verify follows the apply at once: a controller whose listeners come up a moment after
+    verify asked the first time passes (it used to fail on the first refused connection)."""
+    text = (
+        "apiVersion: berth.dev/v1alpha1\nkind: Cluster\nmetadata: {name: v}\nspec:\n"
+        "  ssh: {user: root, identityFile: id}\n"
+        "  hosts:\n    - {name: n1, address: 127.0.0.1, roles: [control-plane, worker]}\n"
+    )
+    (tmp_path / "id").write_text("key")
+    spec = parse_spec(text, source=tmp_path / "cluster.yaml")
+    http, https = free_port(), free_port()
+
+    async def scenario() -> list[bool]:
+        asked = asyncio.create_task(
+            asyncio.to_thread(ingress_checks, spec, http_port=http, https_port=https, within=60)
+        )
+        await asyncio.sleep(0.5)  # verify has asked (and been refused) before HAProxy listens
+        proxy = HaproxyProxy(tmp_path / "state", listen=Listen("127.0.0.1", http, https))
+        proxy.prepare()
+        try:
+            assert (await proxy.apply(Routes())).ok
+            return [r.ok for r in await asked]
         finally:
             await proxy.stop()
 

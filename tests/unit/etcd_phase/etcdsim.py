@@ -78,7 +78,12 @@ class EtcdHost(SimHost):
             case ["sh", "-c", script] if "endpoint health" in script:
                 self.log.append("health wait")
                 assert self.name in self.cluster.running, "waiting on a member that never started"
-            case ["systemctl", "start" | "restart", layout.UNIT]:
+            case ["systemctl", "start" | "restart", layout.UNIT] | [
+                "systemctl",
+                "enable",
+                "--now",
+                layout.UNIT,
+            ]:
                 super()._segment(argv)
                 self._start_member()
             case _:

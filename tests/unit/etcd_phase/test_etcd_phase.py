@@ -188,23 +188,20 @@ def test_new_cluster_joins_one_member_at_a_time_and_a_second_run_yields_nothing(
     assert commands == {
         "etcd/join-1 cp1": [
             upload_line(boot_text(p1, "new")),
-            "systemctl enable berth-etcd.service",
-            "systemctl start berth-etcd.service",
-            commands["etcd/join-1 cp1"][3],
+            "systemctl enable --now berth-etcd.service",
+            commands["etcd/join-1 cp1"][2],
         ],
         "etcd/join-2 cp2": [
             add2,
             upload_line(boot_text(f"{p1},{p2}", "existing")),
-            "systemctl enable berth-etcd.service",
-            "systemctl start berth-etcd.service",
-            commands["etcd/join-2 cp2"][4],
+            "systemctl enable --now berth-etcd.service",
+            commands["etcd/join-2 cp2"][3],
         ],
         "etcd/join-3 cp3": [
             add3,
             upload_line(boot_text(f"{p1},{p2},{p3}", "existing")),
-            "systemctl enable berth-etcd.service",
-            "systemctl start berth-etcd.service",
-            commands["etcd/join-3 cp3"][4],
+            "systemctl enable --now berth-etcd.service",
+            commands["etcd/join-3 cp3"][3],
         ],
     }
     assert all(

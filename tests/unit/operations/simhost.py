@@ -159,6 +159,27 @@ class SimHost:
             else:
                 segment.append(arg)
 
+    def _reload(self) -> None:
+        loaded: dict[str, bytes | None] = dict.fromkeys(self.vendor, b"(vendor)")
+        for p, e in self.paths.items():
+            if p.startswith(UNIT_DIR):
+                loaded[p[len(UNIT_DIR) :]] = e.content
+        self.loaded = loaded
+
+    def _systemctl(self, verb: str, name: str) -> None:
+        state = self._unit_state(name)
+        assert state.exists, f"systemctl {verb} {name}: unit not loaded (daemon-reload?)"
+        assert not state.needs_reload, f"systemctl {verb} {name} before daemon-reload"
+        unit = self.units[name]
+        if verb in ("enable", "disable"):
+            unit["enabled"] = verb + "d"
+        elif verb in ("start", "restart"):
+            unit["active"] = "active"
+        elif verb == "stop":
+            unit["active"] = "inactive"
+        else:
+            raise AssertionError(f"simhost: systemctl {verb}")
+
     def _segment(self, argv: list[str | Raw]) -> None:
         words = [a for a in argv if isinstance(a, str)]
         redirect = next((a.text for a in argv if isinstance(a, Raw)), None)
@@ -179,24 +200,14 @@ class SimHost:
                 for p in [p for p in self.paths if p == path or p.startswith(path + "/")]:
                     del self.paths[p]
             case ["systemctl", "daemon-reload"]:
-                loaded: dict[str, bytes | None] = dict.fromkeys(self.vendor, b"(vendor)")
-                for p, e in self.paths.items():
-                    if p.startswith(UNIT_DIR):
-                        loaded[p[len(UNIT_DIR) :]] = e.content
-                self.loaded = loaded
+                self._reload()
+            case ["systemctl", "enable", "--now", name]:
+                # enable links the unit and reloads the manager, then --now starts it
+                self._reload()
+                self._systemctl("enable", name)
+                self._systemctl("start", name)
             case ["systemctl", verb, name]:
-                state = self._unit_state(name)
-                assert state.exists, f"systemctl {verb} {name}: unit not loaded (daemon-reload?)"
-                assert not state.needs_reload, f"systemctl {verb} {name} before daemon-reload"
-                unit = self.units[name]
-                if verb in ("enable", "disable"):
-                    unit["enabled"] = verb + "d"
-                elif verb in ("start", "restart"):
-                    unit["active"] = "active"
-                elif verb == "stop":
-                    unit["active"] = "inactive"
-                else:
-                    raise AssertionError(f"simhost: systemctl {verb}")
+                self._systemctl(verb, name)
             case ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "-i", *debs]:
                 for deb in debs:
                     fields = dict(
