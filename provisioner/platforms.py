@@ -24,7 +24,16 @@ class Platform:
     python: tuple[int, int]
     name: str
     etcd: str
-    """The etcd minor version the release packages (one per cluster: see the etcd phase)."""
+    """The etcd minor version the release packages."""
+    etcd_runs_on: tuple[str, ...]
+    """The codenames of the releases whose hosts may install this release's ``etcd-server``
+    and ``etcd-client`` .debs (their dependencies checked against those releases): a cluster's
+    etcd members all run the newest etcd among their releases (see
+    :mod:`provisioner.phases.etcd_release_check`), so a member must be on one of these."""
+
+    @property
+    def etcd_version(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.etcd.split("."))
 
     @property
     def abi(self) -> str:
@@ -37,9 +46,18 @@ class Platform:
 
 
 SUPPORTED: tuple[Platform, ...] = (
-    Platform("debian", "12", "bookworm", (3, 11), "Debian 12 (bookworm)", etcd="3.4"),
-    Platform("debian", "13", "trixie", (3, 13), "Debian 13 (trixie)", etcd="3.5"),
-)
+    Platform(
+        "debian", "12", "bookworm", (3, 11), "Debian 12 (bookworm)",
+        etcd="3.4", etcd_runs_on=("bookworm",),
+    ),
+    # trixie's etcd-server 3.5.16-4 needs adduser, libc6 (>= 2.34) and init-system-helpers
+    # (>= 1.54~), etcd-client libc6 (>= 2.34): bookworm has glibc 2.36 and
+    # init-system-helpers 1.65 (a lab test runs it on bookworm members)
+    Platform(
+        "debian", "13", "trixie", (3, 13), "Debian 13 (trixie)",
+        etcd="3.5", etcd_runs_on=("trixie", "bookworm"),
+    ),
+)  # fmt: skip
 
 
 class UnsupportedPlatform(ValueError):

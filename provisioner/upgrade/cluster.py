@@ -177,7 +177,9 @@ class SshClusterOps:
             try:
                 return self._api(call)
             except (OSError, TimeoutError, api_errors.ApiError) as error:
-                if isinstance(error, api_errors.ApiError) and error.status < 500:
+                # an answer below 500 is final; Unreachable (status 0: refused, reset, no
+                # answer in time) is what a restarting API server or a moving VIP gives
+                if isinstance(error, api_errors.ApiError) and 0 < error.status < 500:
                     raise
                 if time.monotonic() > deadline:
                     raise OperationError(f"the API server did not answer: {error}") from None

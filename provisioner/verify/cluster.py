@@ -189,6 +189,22 @@ async def _wait_pods(
     return phases, placed
 
 
+def service_result(
+    host: str, cluster_ip: str, backends: set[str], counts: dict[str, int], seconds: float
+) -> CheckResult:
+    """``host``'s probe of the smoke Service: ``counts`` of each answer (a pod's node name, or
+    ``error: ...``), ``seconds`` the probe took (its SSH session included) — how long a node
+    waited for every pod, which is what bounds the probe (see ``PROBE_WITHIN``)."""
+    answered = {body for body in counts if not body.startswith("error")}
+    missing = sorted(backends - answered)
+    detail = " ".join(f"{k}x{v}" for k, v in sorted(counts.items()))
+    if missing:
+        detail += f"; no answer from the pod on {', '.join(missing)} in {seconds:.1f} s"
+    else:
+        detail += f"; every pod answered in {seconds:.1f} s"
+    return CheckResult(f"smoke Service {cluster_ip} reaches every pod", host, not missing, detail)
+
+
 async def _service_checks(
     client: HttpClient, run: str, pods: dict[str, str], probe: Probe
 ) -> list[CheckResult]:
@@ -216,15 +232,10 @@ async def _service_checks(
         hosts = sorted(backends)
 
         async def one(host: str) -> CheckResult:
+            started = time.monotonic()
             counts = await asyncio.to_thread(probe, host, url, len(backends))
-            answered = {body for body in counts if not body.startswith("error")}
-            missing = sorted(backends - answered)
-            detail = " ".join(f"{k}x{v}" for k, v in sorted(counts.items()))
-            if missing:
-                detail += f"; no answer from the pod on {', '.join(missing)}"
-            return CheckResult(
-                f"smoke Service {cluster_ip} reaches every pod", host, not missing, detail
-            )
+            took = time.monotonic() - started
+            return service_result(host, cluster_ip, backends, counts, took)
 
         return list(await asyncio.gather(*(one(host) for host in hosts)))
     finally:

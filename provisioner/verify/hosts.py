@@ -4,6 +4,8 @@ versions, leftovers."""
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -14,6 +16,28 @@ from provisioner.pki import HostFile
 from provisioner.verify.testinfra_backend import testinfra_host
 
 CERT_WARN_DAYS = 30
+LISTEN_WITHIN = 60.0
+"""Seconds a port that must listen may take to start listening: an apply verifies right after
+its agents phase, and an agent registers its Node before it listens on its port (on a busy
+Debian 13 host, compiling its modules on first start, apply's verify met a control plane's
+10250 not listening yet). A port that listens is seen at the first look."""
+
+
+def listens_within(
+    listening: Callable[[], bool],
+    within: float = LISTEN_WITHIN,
+    *,
+    pause: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Ask ``listening`` until it says yes, for up to ``within`` seconds."""
+    deadline = clock() + within
+    while not listening():
+        if clock() + pause > deadline:
+            return False
+        sleep(pause)
+    return True
 
 
 @dataclass(frozen=True)
@@ -72,10 +96,15 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
         layout.AGENT_PORT: True,
     }
     for port, should in listening.items():
-        is_listening = any(
-            host.socket(f"tcp://{address}:{port}").is_listening
-            for address in ("0.0.0.0", want.target.address)  # noqa: S104 - a probe address
-        )
+
+        def now_listening(port: int = port) -> bool:
+            return any(
+                host.socket(f"tcp://{address}:{port}").is_listening
+                for address in ("0.0.0.0", want.target.address)  # noqa: S104 - a probe address
+            )
+
+        # a port that must listen may still be starting; one that must not is looked at once
+        is_listening = listens_within(now_listening) if should else now_listening()
         check(
             f"port {port}/tcp {'listening' if should else 'closed'}",
             is_listening == should,

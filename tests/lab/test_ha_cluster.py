@@ -2,7 +2,15 @@
 (``datastore: etcd``) and one worker, every host with ``berth-lb`` in front of the three API
 servers.
 
-* apply builds it: every node Ready, ``kubernetes`` Endpoints list the three API servers, a
+The control plane mixes releases: n1 runs Debian 13 (trixie: python 3.13), n2 and n3 Debian 12
+(bookworm: python 3.11), the worker n4 Debian 12. etcd members of 3.4 and 3.5 may share a
+cluster only mid-upgrade, so every member runs Debian 13's etcd 3.5 (one etcd release shipped to
+every member, the newest of their releases): an HA cluster with one Debian 13 member, through
+apply, faults, upgrade (each host its own bundle), rollback and destroy. tests/lab/test_ha.py
+keeps the etcd layer on Debian 12's etcd 3.4.
+
+* apply builds it: every node Ready, each host on its release's bundle, Debian 13's etcd 3.5 on
+  every member and all three healthy, ``kubernetes`` Endpoints list the three API servers, a
   second apply changes nothing;
 * power cut of the control-plane host leading the controller manager: the API keeps serving
   reads and writes through the other two within 10 s, the controller manager's leadership
@@ -20,6 +28,7 @@ servers.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import itertools
 import os
@@ -56,6 +65,13 @@ BERTH = [sys.executable, "-m", "provisioner.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_PLANE = ("n1", "n2", "n3")
 NEW = "0.2.0"
+RELEASES = ("trixie", "bookworm", "bookworm", "bookworm")  # n1..n4
+DEBIAN_12 = "Debian GNU/Linux 12 (bookworm)"
+DEBIAN_13 = "Debian GNU/Linux 13 (trixie)"
+ETCDCTL = (
+    "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/berth/etcd/pki/ca.crt"
+    " --cert=/etc/berth/etcd/pki/client.crt --key=/etc/berth/etcd/pki/client.key"
+)
 # Seconds without an acknowledged write through the VIP after a power cut of its holder. The
 # nominal move is ~2-4 s: the 2 s lease, a 0.25 s retry, an etcd election when the victim also
 # led etcd, the writer's 1 s request bound. Measured 0.1-3.8 s on the busy shared machine, and
@@ -140,7 +156,7 @@ class HaCluster:
 
 @pytest.fixture(scope="module")
 def ha(lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> HaCluster:
-    lab = lab_factory(4)
+    lab = lab_factory(len(RELEASES), releases=RELEASES)
     work = tmp_path_factory.mktemp("ha-cluster")
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -234,15 +250,50 @@ def _configmap(name: str) -> client.V1ConfigMap:
     )
 
 
+def _abis(ha: HaCluster, host: str) -> set[str]:
+    """The CPython tags of the compiled modules in the bundle ``host`` runs (its wheels)."""
+    found = ha.sh(host, "find /opt/berth/current/site/ -name '*.cpython-*-x86_64-linux-gnu.so'")
+    return {line.rsplit(".cpython-", 1)[1].split("-")[0] for line in found.split()}
+
+
+def _healthy_members(ha: HaCluster) -> set[str] | None:
+    """The addresses of the etcd members ``etcdctl endpoint health --cluster`` run on n2 finds
+    healthy, once all three are (its plain lines read the same in etcd 3.4 and 3.5:
+    ``https://10.0.0.1:2379 is healthy: successfully committed proposal ...``)."""
+    code, out, _ = run(ha.lab, "n2", f"{ETCDCTL} endpoint health --cluster")
+    ok = {line.split()[0] for line in out.splitlines() if " is healthy" in line}
+    return {e.split("//")[1].rsplit(":", 1)[0] for e in ok} if code == 0 and len(ok) == 3 else None
+
+
+# a cold HA apply (three members joined one at a time, two bundles, then verify) took 8.5 min,
+# and then over 10, at load 70-116 on this 2-core machine
 def test_apply_builds_three_api_servers_on_etcd_behind_every_hosts_balancer(
     ha: HaCluster,
 ) -> None:
-    result = ha.berth("apply", "-i", str(ha.spec_path), "--yes")
+    result = ha.berth("apply", "-i", str(ha.spec_path), "--yes", timeout=1300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    # verify's smoke lines: how long each node waited for every pod behind the smoke Service
+    print("\n".join(line for line in result.stdout.splitlines() if "smoke" in line))
     core = ha.core("n2")
     nodes = {n.metadata.name: n for n in core.list_node().items}
     assert sorted(nodes) == ["n1", "n2", "n3", "n4"]
     assert all(_ready(n) for n in nodes.values())
+    assert {name: n.status.node_info.os_image for name, n in nodes.items()} == {
+        "n1": DEBIAN_13, "n2": DEBIAN_12, "n3": DEBIAN_12, "n4": DEBIAN_12,
+    }  # fmt: skip
+    # each host runs the bundle built for its own python3
+    assert {host: _abis(ha, host) for host in nodes} == {
+        "n1": {"313"}, "n2": {"311"}, "n3": {"311"}, "n4": {"311"},
+    }  # fmt: skip
+    # Debian 13's etcd .debs on every member, the Debian 12 ones included, serving one cluster
+    query = "dpkg-query -W -f '${Package} ${Version}\\n' etcd-server etcd-client"
+    for host in CONTROL_PLANE:
+        assert ha.sh(host, "etcd --version").startswith("etcd Version: 3.5."), host
+        shipped = dict(line.split() for line in ha.sh(host, query).splitlines())
+        assert sorted(shipped) == ["etcd-client", "etcd-server"], f"{host}: {shipped}"
+        assert all(v.startswith("3.5.") for v in shipped.values()), f"{host}: {shipped}"
+    members, _ = _until("every etcd member healthy", CONVERGE_BUDGET, lambda: _healthy_members(ha))
+    assert members == {ha.lab.host(h).address for h in CONTROL_PLANE}
     for host in ("n1", "n2", "n3", "n4"):
         assert ha.sh(host, "systemctl is-active berth-lb").strip() == "active"
         # the agent dials its own balancer
@@ -383,11 +434,12 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
     _all_serving(ha)
     admin = yaml.safe_load(ha.admin_kubeconfig.read_text())
     assert admin["clusters"][0]["cluster"]["server"] == f"https://{ha.vip}:6443"
-    victim, _ = _until(
-        "a host holds the VIP lease", CONVERGE_BUDGET, lambda: _holder(ha, "n2", "berth-vip")
-    )
+    # polled: under load a holder that missed its renew deadline has dropped the address
+    # while the Lease still names it, until it renews or another host takes over
+    victim, _ = _until("a host holds the VIP lease and its address", CONVERGE_BUDGET, lambda: (
+        h if f"{ha.vip}/32" in ha.sh(h := _holder(ha, "n2", "berth-vip"), "ip -o -4 addr show")
+        else None))  # fmt: skip
     assert victim in CONTROL_PLANE
-    assert f"{ha.vip}/32" in ha.sh(victim, "ip -o -4 addr show")
     survivor = next(h for h in CONTROL_PLANE if h != victim)
     writer = VipWriter(ha.admin_kubeconfig)
     thread = threading.Thread(target=writer.run, daemon=True)
@@ -398,7 +450,7 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
             CONVERGE_BUDGET,
             lambda: True if len(writer.acked) >= 5 else None,
         )
-        cut = time.monotonic()
+        cut, cut_at = time.monotonic(), dt.datetime.now(dt.UTC)
         ha.lab.kill(victim)
         dead = time.monotonic()  # the victim's processes are gone by now
         _until(
@@ -419,7 +471,6 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
         assert new_holder != victim
         assert new_holder in CONTROL_PLANE
         assert gap < VIP_MOVE_BUDGET, f"the VIP answered again only after {gap:.2f} s"
-        assert f"{ha.vip}/32" in ha.sh(new_holder, "ip -o -4 addr show")
         kubectl = subprocess.run(
             ["kubectl", "--kubeconfig", str(ha.admin_kubeconfig), "get", "nodes", "-o", "name"],
             capture_output=True, text=True, timeout=30, check=False,
@@ -428,10 +479,59 @@ def test_power_cut_of_the_vip_holder_moves_the_vip_within_seconds(ha: HaCluster)
         assert "node/n4" in kubectl.stdout
     finally:
         ha.lab.start(victim)
-    # the restarted host serves again and does not take the VIP back while it is held
+    # The restarted host serves again and never took the VIP while another host held it. The
+    # holder itself may have changed meanwhile: every lab host shares this 2-core machine, and
+    # at load 30-50 a renewal through a busy API server outlasts the 1.5 s renew deadline now
+    # and then (the holder drops the VIP, another host takes the lease: ~15 moves in 4 minutes
+    # of a loaded HA apply, in a run that logged every one, none overlapping). So the test
+    # checks what must hold under any load: the takes and drops berth-vip logged since the
+    # cut never overlap, and the VIP ends on its lease holder alone.
     _until("the restarted API server serves", CONVERGE_BUDGET, ha.core(victim).list_node)
-    assert _holder(ha, survivor, "berth-vip") == new_holder
-    assert f"{ha.vip}/32" not in ha.sh(victim, "ip -o -4 addr show")
+    events = _vip_log(ha, since=cut_at)
+    moves = "\n".join(f"{when:%H:%M:%S.%f} {host} {what}" for when, host, what in events)
+    print(moves)
+    assert not _overlaps(events), moves
+    assert any(what == "holds" for _, _, what in events), moves  # the take after the cut
+
+    def alone() -> str | None:
+        holder = _holder(ha, survivor, "berth-vip")
+        on = [h for h in CONTROL_PLANE if f"{ha.vip}/32" in ha.sh(h, "ip -o -4 addr show")]
+        return holder if on == [holder] else None
+
+    _until("the VIP on its lease holder alone", CONVERGE_BUDGET, alone)
+
+
+def _vip_log(ha: HaCluster, since: dt.datetime) -> list[tuple[dt.datetime, str, str]]:
+    """Each control-plane host's takes (``holds``) and drops (``drops``) of the VIP logged by
+    berth-vip from ``since`` on, in time order: ``(when, host, what)``. The times are the
+    processes' own (the journal's receive times lag under load), lab hosts run UTC on the one
+    kernel clock of this machine."""
+    events = []
+    for host in CONTROL_PLANE:
+        for line in ha.sh(host, "journalctl -u berth-vip --no-pager -o cat").splitlines():
+            # "2026-12-07 04:42:17,010 INFO vip: n3 holds 10.231.2.200"
+            what = next((w for w in ("holds", "drops") if f" vip: {host} {w} " in line), None)
+            if what is None:
+                continue
+            when = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=dt.UTC)
+            if when >= since:
+                events.append((when, host, what))
+    return sorted(events)
+
+
+def _overlaps(events: list[tuple[dt.datetime, str, str]]) -> list[str]:
+    """A host taking the VIP while another still held it (by ``events``, which begin with
+    nobody holding it)."""
+    holding: set[str] = set()
+    found = []
+    for when, host, what in events:
+        if what == "drops":
+            holding.discard(host)
+            continue
+        if others := sorted(holding - {host}):
+            found.append(f"{when:%H:%M:%S.%f}: {host} took it while {', '.join(others)} held it")
+        holding.add(host)
+    return found
 
 
 def test_partitioned_control_plane_host_refuses_writes_and_catches_up(ha: HaCluster) -> None:

@@ -23,6 +23,7 @@ def test_the_readme_lists_exactly_the_platforms_preflight_accepts() -> None:
             p.codename,
             p.python_version,
             p.etcd,
+            ", ".join(p.etcd_runs_on),
         ]
         for p in SUPPORTED
     ]

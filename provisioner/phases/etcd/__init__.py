@@ -1,9 +1,11 @@
 """The etcd phase: a mutual-TLS etcd cluster on the control-plane hosts, one member at a time.
 
 ``etcd/install`` (every control-plane host at once): Debian's ``etcd-server`` and
-``etcd-client`` from shipped ``.deb`` files (Debian's own ``etcd.service`` masked first, so the
-package never starts an unconfigured etcd), the member's credentials owned by the ``etcd`` user,
-its environment file and the ``berth-etcd.service`` unit (templates under ``templates/etcd/``).
+``etcd-client`` from shipped ``.deb`` files, the same on every member (those of the members'
+release with the newest etcd: see :mod:`provisioner.phases.etcd_release_check`; Debian's own
+``etcd.service`` masked first, so the package never starts an unconfigured etcd), the member's
+credentials owned by the ``etcd`` user, its environment file and the ``berth-etcd.service``
+unit (templates under ``templates/etcd/``).
 
 ``etcd/members`` (first control-plane host): members whose host left the spec — or is no
 control-plane host any more — are removed, before the ``nodes`` phase destroys those hosts.
@@ -52,7 +54,11 @@ from provisioner.phases.etcd.ops import (
     OwnedStateFile,
     Peer,
 )
-from provisioner.phases.etcd_release_check import etcd_release_problems
+from provisioner.phases.etcd_release_check import (
+    SERVER_PACKAGE,
+    cluster_etcd,
+    etcd_release_problems,
+)
 from provisioner.phases.host_platform import host_platform
 from provisioner.pki import REMOTE_PKI, ensure, files_for_host
 from provisioner.platforms import Platform
@@ -100,18 +106,23 @@ def _members(spec: ClusterSpec) -> list[Host]:
     return members
 
 
-def _one_etcd_release(data: PhaseData, spec: ClusterSpec) -> dict[str, Platform]:
-    """Each member's platform, refused unless all package the same etcd minor version.
+def _cluster_etcd(data: PhaseData, spec: ClusterSpec) -> tuple[dict[str, Platform], Platform]:
+    """Each member's platform and the release whose etcd packages every member installs.
 
-    The policy: one etcd release per cluster. Debian 12 packages etcd 3.4 and Debian 13 etcd
-    3.5; etcd lets members of two minors share a cluster only for the length of a rolling
-    upgrade, one member at a time, which is not a state to bootstrap or to keep. Each member
-    runs its own release's package (a .deb of another release is not installed on a host),
-    so the members' releases must agree."""
-    found = {h.name: host_platform(data, HostName(h.name), "etcd") for h in _members(spec)}
-    for problem in etcd_release_problems(found):
+    The policy (:mod:`provisioner.phases.etcd_release_check`): one etcd release shipped to
+    every member, the newest etcd of the members' releases. etcd lets members of two minors
+    share a cluster only for the length of a rolling upgrade, which is not a state to
+    bootstrap or to keep; a member whose release cannot run that etcd, or a member already
+    running another etcd minor, is refused (preflight says the same first)."""
+    members = _members(spec)
+    found = {h.name: host_platform(data, HostName(h.name), "etcd") for h in members}
+    installed = {
+        h.name: data.host_facts(HostName(h.name), (Packages(),)).get(Packages()).get(SERVER_PACKAGE)
+        for h in members
+    }
+    for problem in etcd_release_problems(found, installed):
         raise PhaseError("etcd", problem, hint="see berth preflight")
-    return found
+    return found, cluster_etcd(found)
 
 
 def _peer(host: Host) -> Peer:
@@ -131,7 +142,7 @@ def state_of(data: PhaseData, spec: ClusterSpec) -> ClusterState:
 
 
 def _install_facts(data: PhaseData, host: HostTarget) -> Sequence[Fact[Any]]:
-    # the members' releases pick their etcd packages (and must agree: _one_etcd_release)
+    # the members' releases pick the cluster's etcd packages (_cluster_etcd)
     return (Packages(), Machine(), OsRelease(), PythonVersion())
 
 
@@ -172,10 +183,19 @@ def install_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     member = spec.host(host.name)
     facts = data.host_facts(host.name, _install_facts(data, host))
     machine = facts.get(Machine()).arch
-    platform = _one_etcd_release(data, spec)[host.name]
-    cache = DebCache(data.cache_dir / "debs", release=platform.codename)
+    found, source = _cluster_etcd(data, spec)
+    cache = DebCache(data.cache_dir / "debs", release=source.codename)
     installed = facts.get(Packages())
     wanted = cache.resolve(layout.PACKAGES, installed)
+    lacking = [name for name in wanted if name not in layout.PACKAGES]
+    if source.codename != found[host.name].codename and lacking:
+        # another release's etcd: its own .debs only, never that release's libraries
+        raise PhaseError(
+            "etcd",
+            f"{host.name} ({found[host.name].name}) lacks {', '.join(lacking)}, needed by"
+            f" {source.name}'s etcd {source.etcd} that every member runs",
+            hint=f"install {', '.join(lacking)} on {host.name} from its own release",
+        )
     debs = cache.fetch(wanted, arch=DEB_ARCH.get(machine, machine))
     context = _context(data, member)
     return (

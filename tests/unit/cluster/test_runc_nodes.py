@@ -31,7 +31,7 @@ from provisioner.operations.cluster import (
 from provisioner.phases.cluster.hostside import agent_config
 from provisioner.smoke_image import smoke_image
 from provisioner.spec import load_spec
-from provisioner.verify.cluster import _smoke_pod
+from provisioner.verify.cluster import _smoke_pod, service_result
 from provisioner.verify.run import ssh_probe
 from tests.harness.apiserver import TestPKI
 
@@ -223,3 +223,18 @@ def test_ssh_probe_runs_the_counter_on_the_named_host(
     assert fake.closed
     assert fake.commands[0].startswith("python3 -c ")
     assert fake.commands[0].endswith(" http://10.60.0.5/ 2")
+
+
+def test_the_smoke_service_check_says_how_long_each_nodes_probe_took() -> None:
+    """The seconds a node waited for every pod are in the check's detail (apply prints it):
+    the evidence for how long ``PROBE_WITHIN`` must be."""
+    backends = {"n1", "n2"}
+    answered = service_result("n3", "10.96.0.9", backends, {"n1": 3, "n2": 2}, 1.3)
+    assert answered.ok
+    assert answered.name == "smoke Service 10.96.0.9 reaches every pod"
+    assert answered.host == "n3"
+    assert answered.detail == "n1x3 n2x2; every pod answered in 1.3 s"
+    counts = {"n1": 40, "error: TimeoutError": 7}
+    silent = service_result("n3", "10.96.0.9", backends, counts, 90.4)
+    assert not silent.ok
+    assert silent.detail == ("error: TimeoutErrorx7 n1x40; no answer from the pod on n2 in 90.4 s")

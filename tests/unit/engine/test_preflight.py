@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from provisioner import platforms
 from provisioner.connectors.base import HostName, HostTarget
 from provisioner.facts.base import Fact, FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.network import Listener, ListeningPorts
+from provisioner.facts.packages import Packages
 from provisioner.facts.reach import TcpReachability
 from provisioner.facts.system import (
     Clock,
@@ -22,7 +27,11 @@ from provisioner.facts.system import (
     Systemd,
     SystemdInfo,
 )
-from provisioner.phases.etcd_release_check import with_etcd_release_check
+from provisioner.phases.etcd_release_check import (
+    cluster_etcd,
+    etcd_release_problems,
+    with_etcd_release_check,
+)
 from provisioner.phases.preflight import MANAGED_MARKER, preflight_phase
 from provisioner.phases.sets import cluster_ports, local_cluster_ports
 from provisioner.spec import parse_spec
@@ -192,30 +201,89 @@ def test_an_unknown_release_and_ubuntu_are_refused_by_name() -> None:
     ]
 
 
-def _release(facts: FactSet, codename: str) -> None:
+def _release(facts: FactSet, codename: str, etcd_server: str | None = None) -> None:
     version, python = {"bookworm": ("12", (3, 11, 2)), "trixie": ("13", (3, 13, 5))}[codename]
     facts.put(OsRelease(), OsInfo("debian", version, f"Debian {version}", codename))
     facts.put(PythonVersion(), PythonInfo("/usr/bin/python3", python))
+    installed: dict[str, str | None] = {"libc6": "2.36-9+deb12u14", "etcd-server": etcd_server}
+    facts.put(Packages(), installed)
 
 
-def test_etcd_members_on_releases_with_different_etcd_fail_preflight() -> None:
-    """One etcd release per cluster: refused before anything changes; workers may mix."""
+def _etcd_checked(releases: Mapping[str, tuple[str, str | None]]) -> list[str]:
+    """Preflight's etcd policy check of a spec with control-plane hosts c0, c1, c2 and a
+    worker w1; ``releases``: each host's codename and installed etcd-server version."""
     others = Phase("preflight", "the other checks", check=lambda data, live: [])
     checked = with_etcd_release_check(others)
     assert checked.check is not None
     spec = _spec("etcd", 3, 6443)
     hosts = tuple(HostTarget(HostName(h.name), h.address, roles=tuple(h.roles)) for h in spec.hosts)
     data = Data(Inventory("t", hosts), spec=spec)
-    for host, codename in (("c0", "bookworm"), ("c1", "bookworm"), ("c2", "bookworm")):
+    for host, (codename, etcd_server) in releases.items():
         data.facts[host] = _healthy(host, clock=1000.0, targets=())
-        _release(data.facts[host], codename)
-    data.facts["w1"] = _healthy("w1", clock=1000.0, targets=())
-    _release(data.facts["w1"], "trixie")
-    live = {h.name: FakeConnector(h.name) for h in hosts}
-    assert checked.check(data, live) == []  # a Debian 13 worker beside Debian 12 members
-    _release(data.facts["c2"], "trixie")
-    assert checked.check(data, live) == [
-        "the etcd members run different etcd releases: c0 (Debian 12 (bookworm): etcd 3.4), c1"
-        " (Debian 12 (bookworm): etcd 3.4), c2 (Debian 13 (trixie): etcd 3.5); berth keeps one"
-        " etcd release per cluster: put every control-plane host on the same Debian release"
+        _release(data.facts[host], codename, etcd_server)
+    return checked.check(data, {h.name: FakeConnector(h.name) for h in hosts})
+
+
+def test_etcd_members_on_debian_12_and_13_pass_preflight_all_on_debian_13s_etcd() -> None:
+    """One etcd release shipped to every member: Debian 13's etcd 3.5 runs on Debian 12."""
+    fresh = {"c0": ("bookworm", None), "c1": ("bookworm", None), "c2": ("trixie", None)}
+    assert _etcd_checked({**fresh, "w1": ("trixie", None)}) == []
+    # a running mixed cluster re-applied: every member already on 3.5
+    running = {name: (codename, "3.5.16-4") for name, (codename, _) in fresh.items()}
+    assert _etcd_checked(running) == []
+    # Debian 12 members only: their own etcd 3.4, whatever the workers run
+    debian_12 = {"c0": ("bookworm", "3.4.23-4+b4"), "c1": ("bookworm", None)}
+    assert _etcd_checked({**debian_12, "c2": ("bookworm", None), "w1": ("trixie", None)}) == []
+
+
+def test_etcd_members_whose_release_cannot_run_the_newest_etcd_fail_preflight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A combination the platforms table does not know to work is refused, naming hosts."""
+    bookworm, trixie = platforms.SUPPORTED
+    only_own = dataclasses.replace(trixie, etcd_runs_on=("trixie",))
+    monkeypatch.setattr(platforms, "SUPPORTED", (bookworm, only_own))
+    problems = _etcd_checked(
+        {"c0": ("bookworm", None), "c1": ("bookworm", None), "c2": ("trixie", None)}
+    )
+    assert problems == [
+        "every etcd member runs the newest etcd of the members' releases, Debian 13 (trixie)'s"
+        " etcd 3.5, but its packages are not known to install on c0 (Debian 12 (bookworm)),"
+        " c1 (Debian 12 (bookworm)): put the control-plane hosts on releases that run it"
+        " (Debian 13 (trixie)), or move c0, c1 off the control plane"
+    ]
+
+
+def test_an_etcd_34_cluster_gaining_a_debian_13_member_fails_preflight() -> None:
+    """An in-place etcd minor upgrade (3.4 -> 3.5) is out of scope: refused before changes."""
+    problems = _etcd_checked(
+        {
+            "c0": ("bookworm", "3.4.23-4+b4"),
+            "c1": ("bookworm", "3.4.23-4+b4"),
+            "c2": ("trixie", None),
+        }
+    )
+    assert problems == [
+        "etcd members already run another etcd minor than the etcd 3.5 of Debian 13 (trixie)"
+        " (c2) that every member now needs: c0 (etcd-server 3.4.23-4+b4), c1 (etcd-server"
+        " 3.4.23-4+b4); berth does not upgrade or downgrade etcd's minor version in place: keep"
+        " the control plane on releases whose etcd is the one running (move c2 off the control"
+        " plane), or build a new cluster"
+    ]
+
+
+def test_cluster_etcd_is_the_newest_etcd_of_the_members_releases() -> None:
+    bookworm, trixie = platforms.SUPPORTED
+    forky = dataclasses.replace(
+        trixie, version_id="14", codename="forky", name="Debian 14 (forky)", etcd="3.10",
+        etcd_runs_on=("forky",),
+    )  # fmt: skip
+    assert cluster_etcd({"a": bookworm, "b": trixie, "c": bookworm}) is trixie
+    assert cluster_etcd({"a": bookworm}) is bookworm
+    # versions compare as numbers: 3.10 is newer than 3.5
+    assert cluster_etcd({"a": trixie, "b": forky}) is forky
+    assert etcd_release_problems({"a": trixie, "b": forky}) == [
+        "every etcd member runs the newest etcd of the members' releases, Debian 14 (forky)'s"
+        " etcd 3.10, but its packages are not known to install on a (Debian 13 (trixie)): put"
+        " the control-plane hosts on releases that run it (forky), or move a off the control plane"
     ]

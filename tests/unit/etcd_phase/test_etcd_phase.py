@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from provisioner.artifacts import aptroot
 from provisioner.artifacts import debs as debs_module
 from provisioner.artifacts import depends as etcd_packages
+from provisioner.artifacts.debs import DebCache
 from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import HostName
 from provisioner.errors import OperationError, PhaseError
@@ -428,6 +431,8 @@ def test_install_masks_debian_unit_before_the_package_and_owns_credentials(
     data.facts["cp1"] = facts
     for name in ("cp1", "cp2", "cp3"):
         put_release(data.facts.setdefault(name, FactSet(name)), "bookworm")
+        if Packages() not in data.facts[name]:
+            data.facts[name].put(Packages(), {})
     prepare(data)  # makes the etcd credentials in the cluster state
     ops = list(install_ops(data, data.inventory.hosts[0]))
     assert ops[0] == Symlink("/etc/systemd/system/etcd.service", "/dev/null")
@@ -459,24 +464,98 @@ def put_release(facts: FactSet, codename: str) -> None:
     facts.put(PythonVersion(), PythonInfo("/usr/bin/python3", python))
 
 
-def test_etcd_members_on_releases_with_different_etcd_are_refused(tmp_path: Path) -> None:
-    """One etcd release per cluster: Debian 12 packages etcd 3.4, Debian 13 etcd 3.5."""
+def mixed_members(
+    tmp_path: Path, installed: Mapping[str, str | None], etcd_server: str | None = None
+) -> Data:
+    """cp1 and cp2 on Debian 12, cp3 on Debian 13; each member has ``installed`` (and
+    ``etcd-server`` at ``etcd_server`` on the Debian 12 ones)."""
     spec = make_spec(["cp1", "cp2", "cp3"], tmp_path)
     data = data_for(spec, tmp_path)
     for name, codename in (("cp1", "bookworm"), ("cp2", "bookworm"), ("cp3", "trixie")):
         facts = FactSet(name)
-        facts.put(Packages(), {})
+        server = etcd_server if codename == "bookworm" else None
+        facts.put(Packages(), {**installed, "etcd-server": server})
         facts.put(Machine(), Machine().parse(f"{name}\nx86_64\n6.1.0\n", 0))
         put_release(facts, codename)
         data.facts[name] = facts
+    return data
+
+
+ETCD_DEPENDS = {
+    "etcd-server": [("init-system-helpers",), ("adduser",), ("libc6",)],
+    "etcd-client": [("libc6",)],
+}
+BASE: dict[str, str | None] = {
+    "init-system-helpers": "1.65.2",
+    "adduser": "3.134",
+    "libc6": "2.36-9+deb12u14",
+}
+
+
+@pytest.fixture
+def apt_of_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(release, package) of each package the etcd phase resolves with apt (this machine
+    is Debian 12: its own release is apt's plain one, ``""``)."""
+    monkeypatch.setattr(aptroot, "machine_codename", lambda: "bookworm")
+    asked: list[tuple[str, str]] = []
+
+    def resolve(self: DebCache, names: list[str], installed: dict[str, str | None]) -> list[str]:
+        return etcd_packages.missing(
+            names, installed, depends=lambda name: ETCD_DEPENDS.get(name, [])
+        )
+
+    def fetch(self: DebCache, names: list[str], *, arch: str) -> tuple[Deb, ...]:
+        asked.extend((self.release, n) for n in names)
+        return tuple(Deb(n, "3.5.16-4", "0" * 64, tmp_path / f"{n}.deb") for n in names)
+
+    monkeypatch.setattr(debs_module.DebCache, "resolve", resolve)
+    monkeypatch.setattr(debs_module.DebCache, "fetch", fetch)
+    return asked
+
+
+def test_a_mixed_control_plane_installs_debian_13s_etcd_on_every_member(
+    tmp_path: Path, apt_of_releases: list[tuple[str, str]]
+) -> None:
+    """One etcd release shipped to every member: the newest etcd of their releases."""
+    data = mixed_members(tmp_path, BASE)
+    prepare(data)
+    for host in data.inventory.hosts:
+        install_ops(data, host)
+    assert apt_of_releases == [("trixie", "etcd-server"), ("trixie", "etcd-client")] * 3
+
+
+def test_another_releases_etcd_never_brings_that_releases_libraries(
+    tmp_path: Path, apt_of_releases: list[tuple[str, str]]
+) -> None:
+    data = mixed_members(tmp_path, {k: v for k, v in BASE.items() if k != "adduser"})
+    prepare(data)
     with pytest.raises(PhaseError) as caught:
         install_ops(data, data.inventory.hosts[0])
     assert caught.value.message == (
-        "phase etcd: the etcd members run different etcd releases: cp1 (Debian 12 (bookworm):"
-        " etcd 3.4), cp2 (Debian 12 (bookworm): etcd 3.4), cp3 (Debian 13 (trixie): etcd 3.5);"
-        " berth keeps one etcd release per cluster: put every control-plane host on the same"
-        " Debian release"
+        "phase etcd: cp1 (Debian 12 (bookworm)) lacks adduser, needed by Debian 13 (trixie)'s"
+        " etcd 3.5 that every member runs"
     )
+    assert apt_of_releases == []
+    # on its own release the host gets it from that release, as any dependency
+    install_ops(data, data.inventory.hosts[2])
+    assert ("trixie", "adduser") in apt_of_releases
+
+
+def test_an_etcd_34_cluster_gaining_a_debian_13_member_is_refused(
+    tmp_path: Path, apt_of_releases: list[tuple[str, str]]
+) -> None:
+    """An in-place etcd minor upgrade is out of scope: the phase refuses before any change."""
+    data = mixed_members(tmp_path, BASE, etcd_server="3.4.23-4+b4")
+    with pytest.raises(PhaseError) as caught:
+        install_ops(data, data.inventory.hosts[0])
+    assert caught.value.message == (
+        "phase etcd: etcd members already run another etcd minor than the etcd 3.5 of Debian 13"
+        " (trixie) (cp3) that every member now needs: cp1 (etcd-server 3.4.23-4+b4), cp2"
+        " (etcd-server 3.4.23-4+b4); berth does not upgrade or downgrade etcd's minor version in"
+        " place: keep the control plane on releases whose etcd is the one running (move cp3 off"
+        " the control plane), or build a new cluster"
+    )
+    assert apt_of_releases == []
 
 
 APT_DEPENDS = """etcd-server

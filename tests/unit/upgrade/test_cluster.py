@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from berth.client import errors as api_errors
 from provisioner.artifacts.berth_bundle import Bundle
 from provisioner.connectors.base import CommandResult, HostTarget
 from provisioner.errors import OperationError
@@ -205,4 +206,39 @@ def test_a_host_of_another_release_is_shipped_the_bundle_of_its_own_python(
     assert built == [(NEW, "cp313")]
     assert [u.content for u in conns["w1"].uploads] == [b"cp313"]
     assert [u.content for u in conns["cp1"].uploads] == [b"cp311"]
+    cluster.close()
+
+
+def test_api_calls_wait_out_an_unreachable_api_server_but_not_a_refusal(
+    ops: tuple[SshClusterOps, dict[str, FakeConnector]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unreachable (status 0: the API server restarting, or the VIP moving to another host)
+    is retried until the gate's deadline; a 4xx answer is final. A lab HA upgrade failed on
+    one Unreachable cordon PATCH through the VIP, never retried."""
+    cluster, _ = ops
+    monkeypatch.setattr(cluster, "_admin", lambda: None)
+    monkeypatch.setattr("provisioner.upgrade.cluster.time.sleep", lambda _seconds: None)
+    failures: list[api_errors.ApiError] = [
+        api_errors.Unreachable("PATCH /api/v1/nodes/n1: "),
+        api_errors.Unreachable("PATCH /api/v1/nodes/n1: timed out"),
+    ]
+    calls = []
+
+    async def cordon(_client: object) -> str:
+        calls.append(1)
+        if failures:
+            raise failures.pop(0)
+        return "cordoned"
+
+    assert cluster._api_retrying(cordon) == "cordoned"
+    assert len(calls) == 3
+
+    async def invalid(_client: object) -> str:
+        calls.append(1)
+        raise api_errors.from_status(422, None)
+
+    with pytest.raises(api_errors.ApiError) as refused:
+        cluster._api_retrying(invalid)
+    assert refused.value.status == 422
+    assert len(calls) == 4
     cluster.close()
