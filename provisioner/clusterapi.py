@@ -12,9 +12,11 @@ import asyncio
 import datetime as dt
 import http.client
 import ssl
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from berth.api.resources import NODES
 from berth.client import errors as api_errors
@@ -144,3 +146,34 @@ def node_not_ready(node: Obj | None, *, since: dt.datetime) -> NotReady | None:
     if beat is None or beat < since:
         return NotReady("stale", ready)
     return None
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How long, and how often, an idempotent step is tried again while the API server
+    cannot be reached."""
+
+    within: float
+    pause: float = 1.0
+
+
+async def until_reachable(step: Callable[[], Awaitable[T]], retry: Retry) -> T:
+    """Run the idempotent ``step`` again while the API server cannot be reached (refused, or
+    no answer within the request's timeout), for up to ``retry.within`` seconds. Answers the
+    server gives, errors included, are not retried.
+
+    Used by the nodes phase (every step after the Nodes registered) and by verify's smoke
+    workload: an HA control plane under load drops or refuses a request now and then (an HA
+    apply failed on an unanswered PATCH /api/v1/nodes/n4, another on a refused POST of the
+    smoke namespace through the VIP while it moved)."""
+    deadline = time.monotonic() + retry.within
+    while True:
+        try:
+            return await step()
+        except api_errors.Unreachable:
+            if time.monotonic() + retry.pause > deadline:
+                raise
+            await asyncio.sleep(retry.pause)

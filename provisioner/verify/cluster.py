@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from berth.api.resources import LEASES, NAMESPACES, NODES, PODS, SERVICES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
-from provisioner.clusterapi import admin_client, is_ready, readyz
+from provisioner.clusterapi import Retry, admin_client, is_ready, readyz, until_reachable
 from provisioner.errors import ProvisionerError
 from provisioner.nodestate import desired_nodes, node_patch
 from provisioner.smoke_image import SERVE, SERVE_PORT, smoke_image
@@ -172,8 +173,8 @@ async def _wait_pods(
         for pod in pods:
             try:
                 obj = await client.get(PODS, pod, namespace=SMOKE_NAMESPACE)
-            except api_errors.NotFound:
-                continue
+            except (api_errors.NotFound, api_errors.Unreachable):
+                continue  # not there yet, or no answer this time: ask again until the deadline
             phase = (obj.get("status") or {}).get("phase", "")
             if serving and phase == "Running" and not _ready(obj):
                 phase = "Running (not Ready)"
@@ -243,21 +244,41 @@ async def _service_checks(
             await client.delete(SERVICES, service, namespace=SMOKE_NAMESPACE)
 
 
+SMOKE_RETRY = Retry(within=60.0)
+"""How long verify's smoke writes are tried again while the API server cannot be reached: an
+HA control plane under load refuses or drops a request now and then (the VIP moving)."""
+
+
+async def _create_if_absent(
+    client: HttpClient, resource: Any, body: Obj, namespace: str | None = None
+) -> None:
+    """Create ``body``; one that exists (an earlier try committed but went unanswered) is
+    fine: the names are this run's own."""
+    with contextlib.suppress(api_errors.AlreadyExists):
+        await client.create(resource, body, namespace=namespace)
+
+
 async def _smoke(
     client: HttpClient, nodes: dict[str, Obj], *, image: str | None, probe: Probe | None
 ) -> list[CheckResult]:
     targets = sorted(name for name, node in nodes.items() if _schedulable(node) and _ready(node))
     if not targets:
         return [_check("smoke workload", False, "no schedulable Ready node")]
-    with contextlib.suppress(api_errors.AlreadyExists):
-        await client.create(NAMESPACES, {"metadata": {"name": SMOKE_NAMESPACE}})
+    await until_reachable(
+        lambda: _create_if_absent(client, NAMESPACES, {"metadata": {"name": SMOKE_NAMESPACE}}),
+        SMOKE_RETRY,
+    )
     run = secrets.token_hex(3)
     pods = {}
     try:
         for name in targets:
             pod = f"smoke-{name}-{run}"
-            await client.create(PODS, _smoke_pod(pod, name, run, image), namespace=SMOKE_NAMESPACE)
             pods[pod] = name
+            body = _smoke_pod(pod, name, run, image)
+            await until_reachable(
+                partial(_create_if_absent, client, PODS, body, SMOKE_NAMESPACE),
+                SMOKE_RETRY,
+            )
         phases, placed = await _wait_pods(client, pods, serving=image is not None)
         results = []
         for pod, node in pods.items():
@@ -388,7 +409,11 @@ async def _all(
                     image = smoke_image().reference
                 except ProvisionerError as error:
                     return [*results, _check("smoke image", False, error.message)]
-            results += await _smoke(client, nodes, image=image, probe=probe)
+            try:
+                results += await _smoke(client, nodes, image=image, probe=probe)
+            except (TimeoutError, OSError, api_errors.ApiError) as error:
+                # a failed check with the reason, never a traceback out of verify or apply
+                results.append(_check("smoke workload", False, f"{type(error).__name__}: {error}"))
         return results
     finally:
         await client.close()

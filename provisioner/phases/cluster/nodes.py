@@ -15,17 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from berth.api.resources import NODES, PODS
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.interface import evict
-from provisioner.clusterapi import admin_client, admin_kubeconfig_path
+from provisioner.clusterapi import Retry, admin_client, admin_kubeconfig_path, until_reachable
 from provisioner.errors import PhaseError
 from provisioner.nodestate import (
     desired_nodes,
@@ -53,8 +52,9 @@ REACHABLE_WITHIN = 3 * REQUEST_TIMEOUT
 requests that each go unanswered for the whole :data:`REQUEST_TIMEOUT`, or a minute and a half
 of refused connections (an API server restarting). Every step retried is idempotent."""
 
+NODES_RETRY = Retry(within=REACHABLE_WITHIN)
+
 Obj = dict[str, Any]
-T = TypeVar("T")
 
 
 def admin_kubeconfig(data: PhaseData) -> Path:
@@ -124,41 +124,11 @@ async def drain(client: HttpClient, node: str, *, within: float) -> int:
     return evicted
 
 
-@dataclass(frozen=True)
-class Retry:
-    """How long, and how often, an idempotent step is tried again while the API server
-    cannot be reached."""
-
-    within: float = REACHABLE_WITHIN
-    pause: float = 1.0
-
-
-async def until_reachable(step: Callable[[], Awaitable[T]], retry: Retry = Retry()) -> T:
-    """Run the idempotent ``step`` again while the API server cannot be reached (refused, or
-    no answer within the request's timeout), for up to ``retry.within`` seconds. Answers the
-    server gives, errors included, are not retried.
-
-    Every step of this phase that talks to the API server after the Nodes registered goes
-    through here: a Node's label and taint patch sets values (no resourceVersion), so a copy
-    sent after one that was applied but not answered changes nothing more (an HA apply under
-    load failed on an unanswered PATCH /api/v1/nodes/n4); the kube-dns Service and the
-    IngressClass are create-if-absent (in a CI run an API server refused connections between
-    the Nodes' patches and the kube-dns Service lookup, and the whole apply failed)."""
-    deadline = time.monotonic() + retry.within
-    while True:
-        try:
-            return await step()
-        except api_errors.Unreachable:
-            if time.monotonic() + retry.pause > deadline:
-                raise
-            await asyncio.sleep(retry.pause)
-
-
 async def _reconcile(
     data: PhaseData,
     report: Callable[[str], None],
     client: HttpClient | None,
-    retry: Retry = Retry(),
+    retry: Retry = NODES_RETRY,
 ) -> int:
     spec = spec_of(data, "nodes")
     wanted = desired_nodes(spec)
@@ -220,10 +190,12 @@ def nodes_after(data: PhaseData, report: Callable[[str], None]) -> int:
             changes = await _reconcile(data, report, client)
             spec = spec_of(data, "nodes")
             changes += await until_reachable(
-                lambda: ensure_dns_service(client, spec, dry_run=data.dry_run, report=report)
+                lambda: ensure_dns_service(client, spec, dry_run=data.dry_run, report=report),
+                NODES_RETRY,
             )
             return changes + await until_reachable(
-                lambda: ensure_ingress_class(client, spec, dry_run=data.dry_run, report=report)
+                lambda: ensure_ingress_class(client, spec, dry_run=data.dry_run, report=report),
+                NODES_RETRY,
             )
         finally:
             await client.close()

@@ -15,6 +15,7 @@ import pytest
 from berth.api.resources import NODES
 from berth.client import errors as api_errors
 from provisioner.artifacts.berth_bundle import Bundle, bundle_id
+from provisioner.clusterapi import Retry, until_reachable
 from provisioner.commands import Shell, Upload, sha256_hex
 from provisioner.connectors.base import HostName, HostTarget
 from provisioner.errors import PhaseError
@@ -37,7 +38,7 @@ from provisioner.operations.cluster import (
     StateFile,
 )
 from provisioner.phases.cluster.hostside import apiserver_config, prepare_bundle
-from provisioner.phases.cluster.nodes import Retry, _reconcile, nodes_after, until_reachable
+from provisioner.phases.cluster.nodes import _reconcile, nodes_after
 from provisioner.phases.cluster.removal import forget_host, record_hosts, recorded_hosts
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState

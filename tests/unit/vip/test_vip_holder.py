@@ -81,7 +81,15 @@ class Host:
 
 
 def config(identity: str) -> VipConfig:
-    return VipConfig(address=VIP, kubeconfig=Path("/k"), identity=identity)
+    # the timings these tests were written for (the defaults are slower: see berth.vip.config)
+    return VipConfig(
+        address=VIP,
+        kubeconfig=Path("/k"),
+        identity=identity,
+        lease_duration=2.0,
+        renew_deadline=1.5,
+        retry_period=0.25,
+    )
 
 
 def make_host(name: str, api: FakeClient, clock: FakeClock) -> Host:

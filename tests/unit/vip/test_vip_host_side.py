@@ -90,7 +90,7 @@ def test_the_config_round_trips_and_refuses_unsafe_timing(tmp_path: Path) -> Non
     config = VipConfig(address="10.0.0.200", kubeconfig=Path("/k"), identity="n1")
     assert VipConfig.from_mapping(config.to_mapping()) == config
     with pytest.raises(ConfigError, match="renewDeadlineSeconds < leaseDurationSeconds"):
-        VipConfig.from_mapping({**config.to_mapping(), "renewDeadlineSeconds": 2})
+        VipConfig.from_mapping({**config.to_mapping(), "renewDeadlineSeconds": 4})
     with pytest.raises(ConfigError, match="not IPv4"):
         VipConfig.from_mapping({**config.to_mapping(), "address": "fd00::1"})
     with pytest.raises(ConfigError, match="identity: required"):
@@ -98,4 +98,4 @@ def test_the_config_round_trips_and_refuses_unsafe_timing(tmp_path: Path) -> Non
     path = tmp_path / "vip.yaml"
     path.write_text("address: 10.0.0.200\nkubeconfig: /k\nidentity: n2\ninterface: eth0\n")
     loaded = VipConfig.load(path)
-    assert (loaded.identity, loaded.interface, loaded.lease_duration) == ("n2", "eth0", 2.0)
+    assert (loaded.identity, loaded.interface, loaded.lease_duration) == ("n2", "eth0", 4.0)
