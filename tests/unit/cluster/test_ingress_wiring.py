@@ -69,14 +69,19 @@ def test_runc_nodes_run_berth_ingress_with_its_own_kubeconfig(tmp_path: Path) ->
     assert hostside.ingress_ops(sim, sim.inventory.host("cp1")) == ()
 
 
-def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
+def _local_spec(tmp_path: Path) -> ClusterSpec:
+    """One control-plane host on 127.0.0.1, where the tests run their HAProxy."""
     text = (
         "apiVersion: berth.dev/v1alpha1\nkind: Cluster\nmetadata: {name: v}\nspec:\n"
         "  ssh: {user: root, identityFile: id}\n"
         "  hosts:\n    - {name: n1, address: 127.0.0.1, roles: [control-plane, worker]}\n"
     )
     (tmp_path / "id").write_text("key")
-    spec = parse_spec(text, source=tmp_path / "cluster.yaml")
+    return parse_spec(text, source=tmp_path / "cluster.yaml")
+
+
+def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
+    spec = _local_spec(tmp_path)
     http, https = free_port(), free_port()
     failed = ingress_checks(spec, http_port=http, https_port=https, within=0)
     assert [r.ok for r in failed] == [False, False]
@@ -103,13 +108,7 @@ def test_verify_finds_the_controllers_404_on_both_ports(tmp_path: Path) -> None:
 def test_verify_waits_for_a_controller_that_is_still_starting(tmp_path: Path) -> None:
     """verify follows the apply at once: a controller whose listeners come up a moment after
     verify asked the first time passes (it used to fail on the first refused connection)."""
-    text = (
-        "apiVersion: berth.dev/v1alpha1\nkind: Cluster\nmetadata: {name: v}\nspec:\n"
-        "  ssh: {user: root, identityFile: id}\n"
-        "  hosts:\n    - {name: n1, address: 127.0.0.1, roles: [control-plane, worker]}\n"
-    )
-    (tmp_path / "id").write_text("key")
-    spec = parse_spec(text, source=tmp_path / "cluster.yaml")
+    spec = _local_spec(tmp_path)
     http, https = free_port(), free_port()
 
     async def scenario() -> list[bool]:
