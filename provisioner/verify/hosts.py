@@ -40,6 +40,18 @@ def listens_within(
     return True
 
 
+def port_listens(
+    listening: Callable[[], bool],
+    should: bool,
+    unit_running: bool,
+    wait: Callable[[Callable[[], bool]], bool] = listens_within,
+) -> bool:
+    """Whether a port listens. One that must listen may still be starting, but only while
+    its unit runs: a stopped unit's port is looked at once (no minute's wait to report what
+    the unit check already found); a port that must stay closed is looked at once."""
+    return wait(listening) if should and unit_running else listening()
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """One named check on one host (or ``(cluster)``): passed or not, and why."""
@@ -75,10 +87,13 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
         results.append(CheckResult(check_name, name, ok, detail))
 
     expected_units = layout.units_for(want.target.roles)
+    running_units: set[str] = set()
     for unit in layout.ALL_UNITS:
         service = host.service(unit)
         if unit in expected_units:
             running, enabled = service.is_running, service.is_enabled
+            if running:
+                running_units.add(unit)
             detail = "" if running and enabled else (
                 f"{'active' if running else 'NOT active'}, "
                 f"{'enabled' if enabled else 'NOT enabled'}"
@@ -95,6 +110,7 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
         layout.API_PORT: "control-plane" in want.target.roles,
         layout.AGENT_PORT: True,
     }
+    owner = {layout.API_PORT: layout.APISERVER, layout.AGENT_PORT: layout.AGENT}
     for port, should in listening.items():
 
         def now_listening(port: int = port) -> bool:
@@ -103,8 +119,7 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
                 for address in ("0.0.0.0", want.target.address)  # noqa: S104 - a probe address
             )
 
-        # a port that must listen may still be starting; one that must not is looked at once
-        is_listening = listens_within(now_listening) if should else now_listening()
+        is_listening = port_listens(now_listening, should, owner[port] in running_units)
         check(
             f"port {port}/tcp {'listening' if should else 'closed'}",
             is_listening == should,

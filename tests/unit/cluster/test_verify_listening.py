@@ -3,7 +3,9 @@ verifies right after its agents phase; an agent registers its Node before it lis
 
 from __future__ import annotations
 
-from provisioner.verify.hosts import listens_within
+from collections.abc import Callable
+
+from provisioner.verify.hosts import listens_within, port_listens
 
 
 class FakeClock:
@@ -41,3 +43,21 @@ def test_a_listening_port_is_seen_at_the_first_look() -> None:
     clock = FakeClock()
     assert listens_within(lambda: True, 60.0, clock=clock.monotonic, sleep=clock.sleep)
     assert clock.now == 0.0
+
+
+def test_only_a_port_whose_unit_runs_is_waited_for() -> None:
+    waited: list[bool] = []
+
+    def wait(listening: Callable[[], bool]) -> bool:
+        waited.append(True)
+        return True  # the port came up while we waited
+
+    closed = lambda: False  # noqa: E731 - a probe that finds nothing listening
+    # the unit runs: its port may still be starting
+    assert port_listens(closed, should=True, unit_running=True, wait=wait)
+    assert waited == [True]
+    # the unit is stopped: looked at once, reported at once (the unit check says why)
+    assert not port_listens(closed, should=True, unit_running=False, wait=wait)
+    # a port that must stay closed is never waited for
+    assert not port_listens(closed, should=False, unit_running=True, wait=wait)
+    assert waited == [True]
