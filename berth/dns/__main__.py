@@ -33,7 +33,9 @@ async def _run(args: argparse.Namespace) -> None:
     if not listen:
         raise AgentConfigError(f"{args.config}: network.clusterDNS is not set and no --listen")
     upstreams = host_nameservers(args.resolv_conf, exclude=listen)
-    server = DnsServer(build_zone([], [], domain=domain, dns_ip=dns_ip), Forwarder(upstreams))
+    server = DnsServer(
+        build_zone([], [], domain=domain, dns_ip=dns_ip), Forwarder(upstreams), synced=False
+    )
     client = HttpClient.from_kubeconfig(config.kubeconfig, user_agent="berth-dns")
     feed = ZoneFeed(client, RealClock(), server, domain=domain, dns_ip=dns_ip)
     await server.start([(a, args.port) for a in listen])

@@ -53,8 +53,15 @@ UDP_THREADS = int(os.environ.get("BERTH_DNS_UDP_THREADS", "1" if UDP_BATCH else 
 
 
 class DnsServer:
-    def __init__(self, zone: Zone, forwarder: Forwarder | None = None) -> None:
+    def __init__(
+        self, zone: Zone, forwarder: Forwarder | None = None, *, synced: bool = True
+    ) -> None:
         self.zone = zone
+        # False until the first zone built from the API arrives (set_zone): until then a name
+        # of the cluster zone is answered SERVFAIL, not NXDOMAIN. An empty zone would deny
+        # every Service, and resolvers cache a denial (a pod starting while berth-dns
+        # restarts would not find its Services for the negative TTL); SERVFAIL is retried.
+        self.synced = synced
         self.forwarder = forwarder
         self._answers: dict[bytes, bytes] = {}
         self._sockets: list[socket.socket] = []
@@ -71,6 +78,7 @@ class DnsServer:
         """Answer from ``zone`` from now on (the previous answers are forgotten)."""
         self.zone = zone
         self._answers = {}
+        self.synced = True
 
     # -- answering ------------------------------------------------------------------------
 
@@ -87,6 +95,8 @@ class DnsServer:
             return wire.error_response(data, wire.NOTIMP)
         if query.qclass not in (wire.CLASS_IN, wire.ANY):
             return wire.response(query, wire.NOTIMP, authoritative=False)
+        if not self.synced and self.zone.owns(query.name):
+            return wire.response(query, wire.SERVFAIL, authoritative=False)  # not cached
         answer = self.zone.lookup(query.name, query.qtype)
         if answer is None:
             return query

@@ -48,10 +48,13 @@ def zone(ip: str = "10.96.0.20", endpoints: int = 2) -> Any:
 
 
 def run(
-    fn: Callable[[DnsServer, int], Awaitable[None]], *, forwarder: Forwarder | None = None
+    fn: Callable[[DnsServer, int], Awaitable[None]],
+    *,
+    forwarder: Forwarder | None = None,
+    synced: bool = True,
 ) -> None:
     async def body() -> None:
-        server = DnsServer(zone(), forwarder)
+        server = DnsServer(zone(), forwarder, synced=synced)
         await server.start([("127.0.0.1", 0)])
         try:
             await fn(server, server.bound()[0][1])
@@ -68,6 +71,23 @@ async def udp(port: int, name: str, rdtype: str = "A") -> dns.message.Message:
 
 def addresses(msg: dns.message.Message) -> list[str]:
     return sorted(r.address for rrset in msg.answer for r in rrset if hasattr(r, "address"))
+
+
+def test_before_its_first_zone_from_the_api_the_cluster_zone_is_servfail_not_nxdomain() -> None:
+    """berth-dns starts serving before its informers synced: a denial then would be cached
+    by resolvers (a pod starting during a berth-dns restart would not find its Services for
+    the negative TTL); SERVFAIL is retried. Other names are still forwarded."""
+
+    async def body(server: DnsServer, port: int) -> None:
+        for _ in range(2):  # the second must not come from a cache either
+            early = await udp(port, f"web.default.svc.{D}.")
+            assert early.rcode() == dns.rcode.SERVFAIL
+        assert (await udp(port, f"nope.default.svc.{D}.")).rcode() == dns.rcode.SERVFAIL
+        server.set_zone(zone())
+        assert addresses(await udp(port, f"web.default.svc.{D}.")) == ["10.96.0.20"]
+        assert (await udp(port, f"nope.default.svc.{D}.")).rcode() == dns.rcode.NXDOMAIN
+
+    run(body, synced=False)
 
 
 def test_udp_answers_and_a_new_zone_is_answered_at_once() -> None:
