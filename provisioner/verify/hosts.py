@@ -16,24 +16,25 @@ from provisioner.pki import HostFile
 from provisioner.verify.testinfra_backend import testinfra_host
 
 CERT_WARN_DAYS = 30
-LISTEN_WITHIN = 60.0
-"""Seconds a port that must listen may take to start listening: an apply verifies right after
-its agents phase, and an agent registers its Node before it listens on its port (on a busy
-Debian 13 host, compiling its modules on first start, apply's verify met a control plane's
-10250 not listening yet). A port that listens is seen at the first look."""
+STARTING_WITHIN = 60.0
+"""Seconds a component whose unit runs may take to be ready for a host check (its port
+listening, berth-dns answering from its first zone): an apply verifies right after its agents
+phase, and an agent registers its Node before it listens on its port (on a busy Debian 13 host,
+compiling its modules on first start, apply's verify met a control plane's 10250 not listening
+yet). A ready component is seen at the first look."""
 
 
-def listens_within(
-    listening: Callable[[], bool],
-    within: float = LISTEN_WITHIN,
+def holds_within(
+    check: Callable[[], bool],
+    within: float = STARTING_WITHIN,
     *,
     pause: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
-    """Ask ``listening`` until it says yes, for up to ``within`` seconds."""
+    """Ask ``check`` until it says yes, for up to ``within`` seconds."""
     deadline = clock() + within
-    while not listening():
+    while not check():
         if clock() + pause > deadline:
             return False
         sleep(pause)
@@ -44,7 +45,7 @@ def port_listens(
     listening: Callable[[], bool],
     should: bool,
     unit_running: bool,
-    wait: Callable[[Callable[[], bool]], bool] = listens_within,
+    wait: Callable[[Callable[[], bool]], bool] = holds_within,
 ) -> bool:
     """Whether a port listens. One that must listen may still be starting, but only while
     its unit runs: a stopped unit's port is looked at once (no minute's wait to report what
@@ -155,7 +156,7 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
         # berth-dns answers SERVFAIL until its first zone from the API (a just-started
         # berth-dns on a busy host): ask again while its unit runs, as for a starting port
         if layout.DNS in running_units:
-            listens_within(resolves)
+            holds_within(resolves)
         else:
             resolves()
         probe = probes[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from provisioner.verify.hosts import listens_within, port_listens
+from provisioner.verify.hosts import holds_within, port_listens
 
 
 class FakeClock:
@@ -22,7 +22,7 @@ class FakeClock:
 def test_a_port_that_starts_listening_late_passes() -> None:
     clock = FakeClock()
     answers = iter([False, False, False, True])
-    assert listens_within(lambda: next(answers), 60.0, clock=clock.monotonic, sleep=clock.sleep)
+    assert holds_within(lambda: next(answers), 60.0, clock=clock.monotonic, sleep=clock.sleep)
     assert clock.now == 1.5  # asked four times, half a second apart
 
 
@@ -34,14 +34,14 @@ def test_a_port_that_never_listens_fails_at_the_deadline() -> None:
         asked.append(clock.now)
         return False
 
-    assert not listens_within(never, 60.0, clock=clock.monotonic, sleep=clock.sleep)
+    assert not holds_within(never, 60.0, clock=clock.monotonic, sleep=clock.sleep)
     assert clock.now <= 60.0
     assert len(asked) == 121  # every half second from 0 to 60 s
 
 
 def test_a_listening_port_is_seen_at_the_first_look() -> None:
     clock = FakeClock()
-    assert listens_within(lambda: True, 60.0, clock=clock.monotonic, sleep=clock.sleep)
+    assert holds_within(lambda: True, 60.0, clock=clock.monotonic, sleep=clock.sleep)
     assert clock.now == 0.0
 
 
