@@ -96,18 +96,31 @@ def test_an_endpoint_that_never_answers_fails_at_the_deadline(
     assert clock.now == cluster.METRICS_WITHIN
 
 
-def test_a_stopped_agents_metrics_fail_at_once_naming_the_unit(
-    tmp_path: Path, endpoints: dict[int, int], asked: list[int]
+@pytest.mark.parametrize(
+    ("unit", "port", "check"),
+    [
+        (layout.AGENT, 10250, "agent on n1 /metrics answers"),
+        (layout.APISERVER, 6443, "API server on n1 /metrics answers"),
+    ],
+)
+def test_a_stopped_units_metrics_fail_at_once_naming_the_unit(
+    tmp_path: Path,
+    endpoints: dict[int, int],
+    asked: list[int],
+    unit: str,
+    port: int,
+    check: str,
 ) -> None:
-    endpoints[10250] = 10**9
+    endpoints[port] = 10**9
     clock = FakeClock()
     units = UnitStates()
-    units.found("n1", layout.AGENT, running=False)  # the host check found it stopped
-    ok, detail = _run(tmp_path, clock=clock, units=units)["agent on n1 /metrics answers"]
+    for each in (layout.AGENT, layout.APISERVER):
+        units.found("n1", each, running=each != unit)  # what the host checks found
+    ok, detail = _run(tmp_path, clock=clock, units=units)[check]
     assert not ok
     assert "ConnectionRefusedError" in detail
-    assert "berth-agent.service is not running on n1" in detail
-    assert asked.count(10250) == 1
+    assert f"{unit} is not running on n1" in detail
+    assert asked.count(port) == 1
     assert clock.now == 0.0  # no wait
 
 
@@ -132,21 +145,6 @@ def test_the_wait_ends_when_the_host_check_finds_the_unit_stopped(
     assert "berth-agent.service is not running on n1" in detail
     assert asked.count(10250) == 4
     assert clock.now == 3 * cluster.METRICS_RETRY_EVERY
-
-
-def test_a_stopped_api_servers_metrics_fail_at_once(
-    tmp_path: Path, endpoints: dict[int, int], asked: list[int]
-) -> None:
-    endpoints[6443] = 10**9
-    clock = FakeClock()
-    units = UnitStates()
-    units.found("n1", layout.APISERVER, running=False)
-    units.found("n1", layout.AGENT, running=True)
-    ok, detail = _run(tmp_path, clock=clock, units=units)["API server on n1 /metrics answers"]
-    assert not ok
-    assert "berth-apiserver.service is not running on n1" in detail
-    assert asked.count(6443) == 1
-    assert clock.now == 0.0
 
 
 class Nodes:

@@ -6,54 +6,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any
 
 import pytest
 
 from provisioner.verify.waiting import Deadline, ask_until, ask_until_async
 from tests.harness.verify_clock import FakeClock
 
-
-class Asker(Protocol):
-    def __call__(
-        self,
-        attempt: Callable[[], int],
-        holds: Callable[[int], bool],
-        deadline: Deadline,
-        *,
-        pause: float,
-        worth_waiting: Callable[[int], bool] | None = None,
-    ) -> int: ...
+Asker = Callable[..., int]
+"""``ask_until``'s signature, on ``int`` answers."""
 
 
-def _sync(
-    attempt: Callable[[], int],
-    holds: Callable[[int], bool],
-    deadline: Deadline,
-    *,
-    pause: float,
-    worth_waiting: Callable[[int], bool] | None = None,
-) -> int:
-    return ask_until(attempt, holds, deadline, pause=pause, worth_waiting=worth_waiting)
+def _on_the_loop(attempt: Callable[[], int], *args: Any, **kwargs: Any) -> int:
+    """``ask_until_async`` run like ``ask_until``."""
 
-
-def _on_the_loop(
-    attempt: Callable[[], int],
-    holds: Callable[[int], bool],
-    deadline: Deadline,
-    *,
-    pause: float,
-    worth_waiting: Callable[[int], bool] | None = None,
-) -> int:
     async def attempt_async() -> int:
         return attempt()
 
-    return asyncio.run(
-        ask_until_async(attempt_async, holds, deadline, pause=pause, worth_waiting=worth_waiting)
-    )
+    answer: int = asyncio.run(ask_until_async(attempt_async, *args, **kwargs))
+    return answer
 
 
-@pytest.fixture(params=[_sync, _on_the_loop], ids=["sync", "async"])
+@pytest.fixture(params=[ask_until, _on_the_loop], ids=["sync", "async"])
 def ask(request: pytest.FixtureRequest) -> Asker:
     asker: Asker = request.param
     return asker
