@@ -6,8 +6,9 @@ only while the unit behind it may still bring it up: once a host's unit check ha
 unit not running, the wait ends at once and the check fails naming the unit, as the host
 check of a port does (``hosts.port_listens``). A stopped unit is already a failed check of its
 own, so ending the wait never changes whether verify passes; it only stops verify from
-spending a minute to report it (test_e2e's stopped-agent verify: 26 s, then 80 s with the
-waits, back with this).
+spending a minute (or two: node Ready, then /metrics) to report it. Verify of a 2-host lab
+with one agent just stopped, alternating the old and this code at load 56-76: 65-67 s -> 13-21 s
+(the same failed checks); once its Node went Unknown: 125 s -> 11 s.
 
 Until a host's unit check has run (or when the host cannot be reached) nothing is known, and
 the waits go on as before: the unit may be starting.
