@@ -12,6 +12,7 @@ from cryptography import x509
 
 from provisioner import hostlayout as layout
 from provisioner.connectors.base import Connector, HostTarget
+from provisioner.operations.kernel import module_file, sysctl_file
 from provisioner.pki import HostFile
 from provisioner.verify.testinfra_backend import testinfra_host
 from provisioner.verify.units import UnitStates
@@ -79,6 +80,7 @@ class HostExpectations:
     sans: tuple[str, ...]  # addresses the API serving certificate must cover (control plane)
     # (cluster DNS address, a name in the cluster zone, the address it must resolve to)
     dns: tuple[str, str, str] | None = None
+    kernel: bool = False  # a runc node: its modules and sysctls (hostlayout) now and at boot
 
 
 def unit_checks(
@@ -222,8 +224,36 @@ def host_checks(
     python = host.run("/usr/bin/python3 -c 'import sys; print(sys.version.split()[0])'")
     check("python3 is 3.11+", python.stdout.startswith("3.1") and python.stdout[2:4] >= "11",
           python.stdout.strip())  # fmt: skip
+    if want.kernel:
+        results += kernel_checks(lambda command: host.run(command).stdout, name)
     results += _cert_checks(connector, want)
     return results
+
+
+def kernel_checks(run: Callable[[str], str], host: str) -> list[CheckResult]:
+    """A runc node's kernel modules present and its sysctls set, now and in the files that
+    apply them at every boot; ``run`` returns a shell command's output on the host."""
+    out: list[CheckResult] = []
+    for name, provides in layout.NODE_MODULES:
+        here = run(f"[ -e /sys/module/{name} ] || [ -e {provides} ] && echo yes").strip()
+        listed = run(f"cat {module_file(name)} 2>/dev/null").split()
+        ok = here == "yes" and name in listed
+        detail = (
+            ""
+            if ok
+            else ("" if here == "yes" else "not in the kernel; ")
+            + ("" if name in listed else f"not in {module_file(name)}")
+        )
+        out.append(CheckResult(f"kernel module {name} present and loaded at boot", host, ok,
+                               detail.strip("; ")))  # fmt: skip
+    for key, value in layout.NODE_SYSCTLS:
+        path = "/proc/sys/" + key.replace(".", "/")
+        now = run(f"cat {path} 2>/dev/null").strip()
+        persisted = run(f"cat {sysctl_file(key)} 2>/dev/null").strip()
+        ok = now == value and persisted == f"{key} = {value}"
+        detail = "" if ok else f"is {now or 'missing'}, at boot: {persisted or 'not set'}"
+        out.append(CheckResult(f"sysctl {key}={value} now and at boot", host, ok, detail))
+    return out
 
 
 def _cert_checks(connector: Connector, want: HostExpectations) -> list[CheckResult]:

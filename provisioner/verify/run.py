@@ -102,6 +102,7 @@ def expectations(spec: ClusterSpec, state: ClusterState, bundle_id: str) -> list
             bundle_id=bundle_id,
             sans=sans,
             dns=dns,
+            kernel=spec.spec.runtime == "runc",
         )
         for target in inventory.hosts
     ]

@@ -35,6 +35,7 @@ from provisioner.footprint import (
 from provisioner.operations.base import Operation, evaluate
 from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
+from provisioner.operations.kernel import SysctlAbsent, module_file
 from provisioner.operations.packages import Deb, DebPackages
 from provisioner.operations.systemd import UnitAbsent
 from provisioner.operations.users import GroupAbsent, UserAbsent
@@ -257,6 +258,11 @@ def test_destroy_purges_berths_packages_and_paths_before_its_own_paths() -> None
         for p in ("/opt/berth", "/etc/berth", "/run/berth", "/var/lib/berth")
     )  # the footprint, in /var/lib/berth, goes last
     assert created > purge
+    # a runc node's kernel settings no longer apply at the next boot (running values stay)
+    for key, _value in layout.NODE_SYSCTLS:
+        assert SysctlAbsent(key) in ops[:-4]
+    for name, _path in layout.NODE_MODULES:
+        assert Absent(module_file(name)) in ops[:-4]
     kept, _ = _teardown(footprint, keep_data=True, keep_packages=True)
     assert not any(isinstance(op, PackagesPurged) for op in kept)
     assert Absent(layout.VAR, recursive=True) not in kept
