@@ -12,7 +12,7 @@ import hashlib
 import threading
 from pathlib import Path
 
-import paramiko
+from provisioner.sshlib import paramiko
 
 
 def fingerprint(key: paramiko.PKey) -> str:

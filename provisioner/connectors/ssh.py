@@ -42,8 +42,6 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import cast
 
-import paramiko
-
 from provisioner.commands import Shell
 from provisioner.connectors.base import (
     CommandResult,
@@ -63,6 +61,7 @@ from provisioner.connectors.liveness import (
 )
 from provisioner.connectors.shell_session import ShellDied, ShellSession, ShellTimeout
 from provisioner.errors import ConnectError, OperationError
+from provisioner.sshlib import paramiko
 
 _BUF = 1 << 16
 _POLL = 0.5
