@@ -101,7 +101,7 @@ def _load_key(path: Path, host: str) -> paramiko.PKey:
 
 def _known_hosts(path: Path | None, host: str) -> KnownHosts:
     try:
-        return KnownHosts(path)
+        return KnownHosts.shared(path)
     except OSError as error:
         raise ConnectError(
             f"{host}: cannot read known_hosts file {path}: {error.strerror}",
