@@ -26,7 +26,6 @@ from provisioner.engine.runner import Engine, RunContext
 from provisioner.errors import ProvisionerError, SpecError
 from provisioner.output.progress import ProgressReporter
 from provisioner.output.record import RunRecord
-from provisioner.output.timeline import write_timeline
 from provisioner.phases.sets import PHASE_SETS
 from provisioner.reporting import (
     COMMANDS,
@@ -111,6 +110,9 @@ def _timeline(record: RunRecord, path: Path | None, *, title: str) -> Iterator[N
         yield
     finally:
         if path is not None and record.spans():
+            # imported here: its XML escaping pulls in urllib.request, http.client and ssl
+            from provisioner.output.timeline import write_timeline  # noqa: PLC0415
+
             write_timeline(record, path, title=title)
 
 

@@ -29,6 +29,9 @@ NOT_FOR_APPLY = (
     "provisioner.phases.cluster",
     "berth.lb",
     "berth.ingress",
+    "provisioner.output.timeline",  # only with --timeline: its XML escaping loads http, ssl
+    "http",
+    "ssl",
 )
 
 
