@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from provisioner.pki import REMOTE_KUBECONFIGS, REMOTE_PKI
-
 OPT = "/opt/berth"
 VERSIONS = f"{OPT}/versions"
 CURRENT = f"{OPT}/current"
@@ -11,8 +9,8 @@ SITE = f"{CURRENT}/site"
 """``PYTHONPATH`` of every berth unit: the active bundle's site-packages."""
 INCOMING = f"{OPT}/incoming"
 ETC = "/etc/berth"
-PKI = REMOTE_PKI
-KUBECONFIGS = REMOTE_KUBECONFIGS
+PKI = f"{ETC}/pki"
+KUBECONFIGS = f"{ETC}/kubeconfigs"
 VAR = "/var/lib/berth"
 MARKER = f"{VAR}/cluster"
 """Names the cluster a host belongs to (preflight treats marked hosts as berth's own)."""
