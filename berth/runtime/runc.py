@@ -593,6 +593,25 @@ class RuncRuntime:
             return None
         return process_start_ticks(pid, self.proc) == ticks
 
+    def shim_pidfd(self, cid: ContainerID) -> int | None:
+        """A pidfd of the container's shim (readable once the shim exits, i.e. once the exit
+        is recorded), or None: no shim recorded, already gone, or no pidfd support."""
+        try:
+            meta = self._meta(cid)
+        except ContainerNotFound:
+            return None
+        pid, ticks = meta.get("shimPid"), meta.get("shimStartTicks")
+        if not isinstance(pid, int) or not isinstance(ticks, int):
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            return None
+        if process_start_ticks(pid, self.proc) != ticks:  # a reused pid: not our shim
+            os.close(fd)
+            return None
+        return fd
+
     def has_ended(self, cid: ContainerID) -> bool:
         """Cheap exit check for a container believed running (no runc): its shim wrote the
         exit file, or its shim is gone without writing one. While the shim lives, the exit is
