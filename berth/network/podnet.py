@@ -145,10 +145,17 @@ class PodNetwork:
         return PodAddress(ip=ip, gateway=gateway)
 
     async def detach(self, *, sandbox_id: str, netns: str, ports: Sequence[HostPort] = ()) -> None:
-        """DEL eth0 and lo; safe to repeat and safe after the netns is gone."""
+        """DEL eth0 and lo (concurrently); safe to repeat and safe after the netns is gone."""
         lo, eth0 = self._attachments(sandbox_id, netns, {"IgnoreUnknown": "1"}, ports)
-        await self.invoker.delete(self.conflist, eth0)
-        await self.invoker.delete(LOOPBACK_CONFLIST, lo)
+        # Both at once, as in attach: a failure of one still lets the other finish.
+        done = await asyncio.gather(
+            self.invoker.delete(self.conflist, eth0),
+            self.invoker.delete(LOOPBACK_CONFLIST, lo),
+            return_exceptions=True,
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def check(self, *, sandbox_id: str, netns: str) -> None:
         """CHECK the pod's eth0 against its cached ADD result."""
