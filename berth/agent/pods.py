@@ -646,8 +646,12 @@ class PodManager:
         for cr in rec.containers.values():
             if cr.last_status is not None and cr.last_status.phase == "running":
                 rec.event("Killing", f"Stopping container {cr.name}")
-        await self._post_events(pod, rec)
-        await asyncio.gather(*(self.runtime.stop_container(i, grace_seconds=grace) for i in ids))
+        # The Killing events go out beside the stop, not before it: the signal does not wait
+        # for an Event's round trip to the API server (the recorder never raises).
+        await asyncio.gather(
+            self._post_events(pod, rec),
+            *(self.runtime.stop_container(i, grace_seconds=grace) for i in ids),
+        )
         for cr in rec.containers.values():
             await self._refresh(cr)
             cr.ready = False
