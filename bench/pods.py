@@ -398,6 +398,25 @@ def _node_uids(lab: Lab, hosts: list[str]) -> set[str]:
     return found
 
 
+def _host_cpu(lab: Lab) -> dict[str, float]:
+    """CPU seconds each lab host (everything in it: agent, shims, runc, CNI plugins, and the
+    control plane on n1) used so far, from the machine's cpuacct cgroup: what a burst costs
+    whatever else runs on the machine."""
+    out: dict[str, float] = {}
+    for host in lab.hosts:
+        path = Path("/sys/fs/cgroup/cpuacct/berth-lab") / lab.name / host.name / "cpuacct.usage"
+        try:
+            out[host.name] = int(path.read_text()) / 1e9
+        except (OSError, ValueError):
+            continue  # a cgroup2-only machine: no figure
+    return out
+
+
+def _cpu_since(lab: Lab, before: dict[str, float]) -> dict[str, float]:
+    now = _host_cpu(lab)
+    return {h: now[h] - before[h] for h in before if h in now}
+
+
 def _set_workers(lab: Lab, c: Any, workers: int) -> None:
     """Every agent with ``workers`` pod workers (its config key), restarted; returns once every
     node is Ready again."""
@@ -478,9 +497,11 @@ def through_agent(
                         }
                     }
                 }  # fmt: skip
+                cpu = _host_cpu(lab)
                 started = time.monotonic()
                 c.apply(deployment)
                 ready = pods.wait("ready", replicas, timeout=600)
+                up_cpu = _cpu_since(lab, cpu)
                 spans = {
                     "running": pods.spans("added", "running"),
                     "ready": pods.spans("added", "ready"),
@@ -491,6 +512,7 @@ def through_agent(
                 spans["last_added"] = [max(m["added"] for m in pods.times.values()) - started]
                 per_node = {n: list(pods.nodes.values()).count(n) for n in set(pods.nodes.values())}
                 marks = {uid: dict(m) for uid, m in pods.times.items()}
+                cpu = _host_cpu(lab)
                 gone_from = time.monotonic()
                 c.kubectl("delete", "deployment", "web", "--wait=false")
                 api_gone = pods.wait("deleted", replicas, timeout=600) - gone_from
@@ -502,6 +524,7 @@ def through_agent(
                         raise SystemExit("deleted pods still on their nodes after 120 s")
                     time.sleep(0.05)
                 node_gone = time.monotonic() - gone_from
+                down_cpu = _cpu_since(lab, cpu)
                 stamps = agent_stamps(lab) if with_timeline else {}
                 per_pod = [
                     {**stamps[uid], **m}
@@ -510,7 +533,8 @@ def through_agent(
                 ]
                 return {
                     **spans, "up": ready - started, "down": api_gone, "node_down": node_gone,
-                    "nodes": per_node, "timeline": per_pod,
+                    "nodes": per_node, "timeline": per_pod, "up_cpu": up_cpu,
+                    "down_cpu": down_cpu,
                 }  # fmt: skip
 
             results: list[dict[str, Any]] = []
@@ -566,6 +590,15 @@ def print_burst(agent: dict[str, Any], runtime: list[float] | None) -> None:
     print(f"{'kubectl delete -> all gone (API)':34} {down:8.2f} s")
     print(f"{'kubectl delete -> all gone (nodes)':34} {node_down:8.2f} s"
           + (f"  goal <= {DELETE_GOAL:.0f} s: {verdict} it" if n <= 30 else ""))  # fmt: skip
+    # CPU per pod of each host running pods (n1 also runs the control plane): load-insensitive.
+    for label, used in (("start", agent["up_cpu"]), ("delete", agent["down_cpu"])):
+        cells = ", ".join(
+            f"{h} {used[h] / agent['nodes'][h] * ms:.0f}"
+            for h in sorted(used)
+            if h in agent["nodes"]
+        )
+        if cells:
+            print(f"{'CPU ms per pod, ' + label + ' (host)':34} {cells}")
 
 
 def main() -> None:
