@@ -128,6 +128,23 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat()
 
 
+async def _readable(fd: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``fd`` to become readable (a pidfd: its process ended)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await asyncio.wait([ready], timeout=max(seconds, 0.0))
+    finally:
+        loop.remove_reader(fd)
+    return ready.done()
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text())
@@ -531,6 +548,16 @@ class RuncRuntime:
         exit_file = self._dir(cid) / "exit.json"
         meta = _read_json(self._dir(cid) / "meta.json") or {}
         ended = False  # runc says the process is gone
+        if not exit_file.exists():
+            # Its shim ends once it has recorded the exit: wait for that event (a pidfd)
+            # rather than polling; what follows then answers at once. Without a shim to
+            # watch (none recorded, or no pidfd support), poll.
+            fd = self.shim_pidfd(cid)
+            if fd is not None:
+                try:
+                    await _readable(fd, seconds)
+                finally:
+                    os.close(fd)
         while True:
             if exit_file.exists():
                 return True

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -289,3 +291,44 @@ def test_one_pods_containers_are_listed_without_runc_list(tmp_path: Path) -> Non
     assert (status.state, status.exit_code) == (ContainerState.EXITED, 143)
     assert runner.calls == []
     assert asyncio.run(rt.list_containers(pod_uid=PodUID("pod-3"))) == []
+
+
+def test_stopping_waits_for_the_shims_end_not_a_poll(tmp_path: Path) -> None:
+    """With a shim to watch, the stop waits on its pidfd: /proc is looked at again only after
+    the shim ended (here a real process that records the exit and ends a little later), not
+    every 50 ms meanwhile."""
+    rt, _runner, proc = _runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4242, ticks=777)
+    asyncio.run(rt.start_container(cid))
+    exit_file = rt.containers_dir / cid / "exit.json"
+    record = f"import time; time.sleep(0.5); open({str(exit_file)!r}, 'w').write('{{}}')"
+    shim = subprocess.Popen([sys.executable, "-c", record])
+    _stat(proc, shim.pid, ticks=555)  # the staged /proc names the real process as the shim
+    meta = json.loads((rt.containers_dir / cid / "meta.json").read_text())
+    meta.update(shimPid=shim.pid, shimStartTicks=555)
+    (rt.containers_dir / cid / "meta.json").write_text(json.dumps(meta))
+    looks = 0
+    known_running = rt._known_running
+
+    def counted(cid: ContainerID, meta: Mapping[str, object]) -> bool:
+        nonlocal looks
+        looks += 1
+        return known_running(cid, meta)
+
+    rt._known_running = counted  # type: ignore[method-assign]
+    reaped = asyncio.run(_reaped_after_stop(rt, cid, shim))
+    assert reaped
+    assert exit_file.exists()
+    assert looks <= 1, f"polled {looks} times while the shim ran"
+
+
+async def _reaped_after_stop(
+    rt: RuncRuntime, cid: ContainerID, shim: subprocess.Popen[bytes]
+) -> bool:
+    # The shim is this test's child: it becomes readable only once reaped, as the real shim is
+    # by its parent (init, on a node). Reap it in a thread while the stop waits.
+    reaper = asyncio.create_task(asyncio.to_thread(shim.wait))
+    stopped = await rt._wait_stopped(cid, 60.0)
+    await reaper
+    return stopped
