@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from aiohttp import web
 
 from berth.agent.authz import AgentAuthorizer, subject_access_reviewer
-from berth.agent.config import NodeConfig, ServerConfig
+from berth.agent.config import POD_WORKERS, NodeConfig, ServerConfig
 from berth.agent.node import NodeAgent
 from berth.agent.pods import PodManager
 from berth.agent.runtime import Runtime, SandboxConfig
@@ -85,7 +85,7 @@ class Fleet:
         renew_interval: float = 10.0,
         status_report_interval: float = 60.0,
         status_check_interval: float | None = None,
-        workers: int = 8,
+        workers: int = POD_WORKERS,
         node_clients: Mapping[str, ApiClient] | None = None,
         relist_period: float | None = None,
         change_poll_period: float | None = None,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from berth.agent.config import POD_WORKERS
 from berth.agent.env import SourceError, resolve_env, resolve_volume_files
 from berth.agent.runtime import (
     ContainerConfig,
@@ -212,7 +213,7 @@ class PodManager:
         pods: Informer,
         node_address: Callable[[str], str | None],
         node_cidr: Callable[[str], str],
-        workers: int = 8,
+        workers: int = POD_WORKERS,
         node_client: Callable[[str], ApiClient] | None = None,
         recorder: Callable[[str], EventRecorder] | None = None,
         withdrawal: EndpointWithdrawal | None = None,
