@@ -23,7 +23,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -118,6 +118,10 @@ class ContainerRecord:
     pull_message: str = ""
     pull_failures: int = 0
     pull_retry_at: float = 0.0
+    # The current instance ran in a sandbox that died (the node rebooted): it runs no more,
+    # whatever the runtime last said, and is started again in the pod's new sandbox (init
+    # containers all over again, app containers as the restartPolicy says), restartCount+1.
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,8 @@ class PodRecord:
     key: ObjectKey
     node: str
     sandbox: str = ""
+    # ``sandbox`` is dead (its network namespace went with a reboot): the pod gets a new one.
+    sandbox_dead: bool = False
     pod_ip: str = ""
     start_time: datetime | None = None
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
@@ -269,7 +275,18 @@ class PodManager:
             if cfg.node not in nodes:
                 continue
             key = make_key(cfg.namespace, cfg.name)
-            rec = PodRecord(uid=cfg.uid, key=key, node=cfg.node, sandbox=sb.id, pod_ip=cfg.pod_ip)
+            # A sandbox that is not ready died with everything in it (after a reboot: its
+            # network namespace is gone). Its containers' history (restart counts, last
+            # states) is kept; the pod gets a new sandbox and address on its next reconcile.
+            dead = not sb.ready
+            rec = PodRecord(
+                uid=cfg.uid,
+                key=key,
+                node=cfg.node,
+                sandbox=sb.id,
+                sandbox_dead=dead,
+                pod_ip="" if dead else cfg.pod_ip,
+            )
             by_name: dict[str, list[ContainerStatus]] = {}
             for st in sb.containers:
                 by_name.setdefault(st.name, []).append(st)
@@ -277,7 +294,8 @@ class PodManager:
                 attempts.sort(key=lambda st: st.attempt)
                 latest = attempts[-1]
                 cr = ContainerRecord(cname, current=latest.id, restarts=latest.attempt)
-                cr.last_status = latest
+                cr.stale = dead
+                self._observe(cr, latest)
                 # No probe state survives a restart: assume started (a startup probe that
                 # already passed) and let readiness be re-probed.
                 cr.started = True
@@ -287,8 +305,8 @@ class PodManager:
                 first = attempts[0].created_at
                 if rec.start_time is None or first < rec.start_time:
                     rec.start_time = first
-            if cfg.pod_ip:
-                self.ips.claim(cfg.node, cfg.pod_ip)
+            if rec.pod_ip:
+                self.ips.claim(cfg.node, rec.pod_ip)
             self.records[key] = rec
             self.queue.add(key)
             adopted += 1
@@ -324,7 +342,16 @@ class PodManager:
             if not rec.settled:
                 await self._report(pod, rec)
             return
-        if not rec.sandbox:
+        spec = pod.get("spec") or {}
+        policy = str(spec.get("restartPolicy") or "Always")
+        if rec.sandbox_dead and policy == "Never" and rec.containers:
+            # As the kubelet: a pod that never restarts gets no new sandbox once its
+            # containers ran; what they ended with (exits unknown: failed) is its status.
+            self._recheck_pending(rec, [])
+            await self._report(pod, rec)
+            await self._post_events(pod, rec)
+            return
+        if not rec.sandbox or rec.sandbox_dead:
             try:
                 claims = await resolve_claims(
                     self.client_for(rec.node),
@@ -342,7 +369,7 @@ class PodManager:
                 raise Retry(CONFIG_RETRY, str(exc)) from None
             timeline.stamp(uid, "volumes")
             host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
-            if not self.runtime.assigns_pod_ips and not host_network:
+            if not self.runtime.assigns_pod_ips and not host_network and not rec.pod_ip:
                 rec.pod_ip = self.ips.allocate(rec.node, self.node_cidr(rec.node))
             rec.sandbox = await _counted(
                 "create_sandbox",
@@ -363,11 +390,11 @@ class PodManager:
                 rec.pod_ip = await self.runtime.sandbox_ip(rec.sandbox)
             if host_network:
                 rec.pod_ip = self.node_address(rec.node) or ""
-            rec.start_time = self.clock.now()
+            rec.sandbox_dead = False
+            if rec.start_time is None:  # a pod given a new sandbox keeps its startTime
+                rec.start_time = self.clock.now()
         wake: list[float] = []
         await self._renew_tokens(pod, rec, wake)
-        spec = pod.get("spec") or {}
-        policy = str(spec.get("restartPolicy") or "Always")
         init_done = await self._run_init(pod, rec, policy=policy, wake=wake)
         if init_done is None:  # an init container failed for good
             rec.init_failed = rec.finished = True
@@ -391,6 +418,13 @@ class PodManager:
         return cr.last_status
 
     def _observe(self, cr: ContainerRecord, st: ContainerStatus | None) -> None:
+        if cr.stale and st is not None:
+            # Its sandbox died: it runs no more, and how it ended will never be recorded
+            # (no wait for an exit code, see UNKNOWN_CONFIRM).
+            if st.phase != "exited":
+                st = replace(st, phase="exited", exit_code=None, reason="Unknown")
+            cr.last_status, cr.unknown_since = st, None
+            return
         cr.last_status = st
         if st is not None and st.phase == "exited" and st.exit_code is None:
             if cr.unknown_since is None:
@@ -462,6 +496,7 @@ class PodManager:
         if cr.current is not None:
             cr.previous, cr.previous_status = cr.current, cr.last_status
             cr.restarts += 1
+        cr.stale = False
         cr.started = _probe_spec(c, "startup") is None
         cr.ready = False
         cr.successes.clear()
@@ -488,7 +523,7 @@ class PodManager:
         for c in (pod.get("spec") or {}).get("initContainers") or ():
             cr = rec.containers.get(str(c["name"]))
             st = await self._refresh(cr) if cr is not None else None
-            if cr is None or st is None:
+            if cr is None or st is None or cr.stale:  # (stale: all init containers rerun)
                 retry = await self._start(pod, rec, c, init=True)
                 if retry is not None:
                     wake.append(retry)
@@ -524,7 +559,9 @@ class PodManager:
         restart = policy == "Always" or (policy == "OnFailure" and st.exit_code != 0)
         if not restart:
             return
-        left = self._backoff_left(cr, st)
+        # In a new sandbox, the first start is at once (the kubelet's back-off lives in its
+        # memory, gone with the reboot).
+        left = 0.0 if cr.stale else self._backoff_left(cr, st)
         if left > 0:
             wake.append(self.clock.monotonic() + left)
             rec.event("BackOff", "Back-off restarting failed container", warning=True)

@@ -99,7 +99,11 @@ class Runtime(Protocol):
     # with :meth:`sandbox_ip` instead of choosing one).
     assigns_pod_ips: bool
 
-    async def create_sandbox(self, config: SandboxConfig) -> str: ...
+    async def create_sandbox(self, config: SandboxConfig) -> str:
+        """Make the pod's sandbox, or find it when it is there and ready. One that is dead
+        (listed not ready: the node rebooted) is replaced by a new one, the pod's volumes
+        kept; its containers stay known as exited."""
+        ...
 
     async def sandbox_ip(self, sandbox_id: str) -> str:
         """The pod IP the sandbox got ("" for host-network pods)."""

@@ -55,6 +55,7 @@ class _Sandbox:
     id: str
     config: SandboxConfig
     containers: dict[str, _Container] = field(default_factory=dict)
+    ready: bool = True  # False once the node "rebooted" (see SimulatedRuntime.reboot)
 
 
 def _exited(c: _Container) -> bool:
@@ -173,12 +174,39 @@ class SimulatedRuntime:
 
     # ---- Runtime ------------------------------------------------------------------------
     async def create_sandbox(self, config: SandboxConfig) -> str:
+        dead: _Sandbox | None = None
         for sb in self._sandboxes.values():
             if sb.config.uid == config.uid:
-                return sb.id
+                if sb.ready:
+                    return sb.id
+                dead = sb
         sid = f"sb-{next(self._ids)}"
-        self._sandboxes[sid] = _Sandbox(sid, config)
+        new = _Sandbox(sid, config)
+        if dead is not None:
+            # A dead sandbox is replaced, as the runc runtime does; its exited containers
+            # stay known (their statuses and logs) and go with the new sandbox's removal.
+            del self._sandboxes[dead.id]
+            new.containers.update(dead.containers)
+        self._sandboxes[sid] = new
         return sid
+
+    def reboot(self) -> None:
+        """What a node's reboot or power cut leaves: every sandbox dead (not ready), every
+        container ended without a recorded exit (no code), nothing notified."""
+        for sb in self._sandboxes.values():
+            sb.ready = False
+            for c in sb.containers.values():
+                for t in c.timers:
+                    t.cancel()
+                c.timers.clear()
+                if c.status.phase != "exited":
+                    c.status = replace(
+                        c.status,
+                        phase="exited",
+                        exit_code=None,
+                        reason="",
+                        started_at=c.status.started_at or self.clock.now(),
+                    )
 
     async def sandbox_ip(self, sandbox_id: str) -> str:
         sb = self._sandboxes.get(sandbox_id)
@@ -282,7 +310,9 @@ class SimulatedRuntime:
 
     async def list_sandboxes(self) -> list[SandboxStatus]:
         return [
-            SandboxStatus(sb.id, sb.config, True, tuple(c.status for c in sb.containers.values()))
+            SandboxStatus(
+                sb.id, sb.config, sb.ready, tuple(c.status for c in sb.containers.values())
+            )
             for sb in self._sandboxes.values()
         ]
 

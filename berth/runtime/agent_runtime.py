@@ -279,7 +279,9 @@ class RuncAgentRuntime:
                 SandboxStatus(
                     id=record.uid,
                     config=config,
-                    ready=record.state == "ready",
+                    # Not ready once its network namespace is gone (node rebooted): the
+                    # agent then makes the pod a new sandbox instead of adopting this one.
+                    ready=self.rt.sandboxes.is_live(record),
                     containers=tuple(by_pod.get(record.uid, ())),
                 )
             )

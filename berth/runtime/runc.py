@@ -19,6 +19,7 @@ import datetime
 import enum
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,8 @@ from berth.runtime.reference import parse_reference
 from berth.runtime.safepath import check_element, child
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
 from berth.runtime.spec import ContainerID, ContainerSpec, HostPath, PodSpec, PodUID
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = Path("/var/lib/berth/runtime")
 DEFAULT_RUNC_ROOT = Path("/run/berth/runc")
@@ -304,16 +307,40 @@ class RuncRuntime:
 
         ``requested_ip`` pins the pod IP (the CNI IPAM must grant exactly it); ``extra`` is
         stored with the sandbox for the caller (e.g. labels) and survives restarts."""
+        old = self.sandboxes.record(pod.uid)
+        if old is not None and old.state == "ready" and not self.sandboxes.is_live(old):
+            # A dead sandbox is replaced (see SandboxManager.create): nothing of it may run
+            # on in the old namespaces. After a reboot nothing does, and runc (its root is
+            # on a tmpfs) knows none of them: only what runc still knows is killed, never a
+            # process that merely reuses a recorded pid.
+            for meta in self._pod_metas(pod.uid):
+                cid = ContainerID(str(meta["id"]))
+                if (self._dir(cid) / "exit.json").exists() or await self.runc_state(cid) is None:
+                    continue
+                try:
+                    await self.stop_container(cid, grace_seconds=0.0)
+                except ContainerError as exc:
+                    log.warning("pod %s: stopping %s of its dead sandbox: %s", pod.uid, cid, exc)
         async with self._lock(f"pod:{pod.uid}"):
             record = await self.sandboxes.create(pod, ports, requested_ip=requested_ip, extra=extra)
-        return _sandbox_status(record)
+        return self._sandbox_status(record)
 
     def sandbox_status(self, uid: PodUID) -> SandboxStatus | None:
         record = self.sandboxes.record(uid)
-        return _sandbox_status(record) if record else None
+        return self._sandbox_status(record) if record else None
 
     def list_sandboxes(self) -> list[SandboxStatus]:
-        return [_sandbox_status(r) for r in self.sandboxes.list_records()]
+        return [self._sandbox_status(r) for r in self.sandboxes.list_records()]
+
+    def _sandbox_status(self, record: SandboxRecord) -> SandboxStatus:
+        return SandboxStatus(
+            uid=PodUID(record.uid),
+            namespace=record.namespace,
+            name=record.name,
+            ip=record.ip,
+            netns=record.netns,
+            ready=self.sandboxes.is_live(record),
+        )
 
     async def stop_pod_sandbox(self, uid: PodUID, *, grace_seconds: float = 10.0) -> None:
         """Stop every container of the pod, then release its network (IP, veth)."""
@@ -793,17 +820,6 @@ def _stdio(container: ContainerSpec) -> str:
     """How the shim keeps the container's stdio: a terminal, pipes (an open stdin), or not
     at all ("": output straight to the log file)."""
     return "tty" if container.tty else "pipe" if container.stdin else ""
-
-
-def _sandbox_status(record: SandboxRecord) -> SandboxStatus:
-    return SandboxStatus(
-        uid=PodUID(record.uid),
-        namespace=record.namespace,
-        name=record.name,
-        ip=record.ip,
-        netns=record.netns,
-        ready=record.state == "ready",
-    )
 
 
 def copy_tree(source: Path, target: Path, *, hardlink: bool) -> None:

@@ -4,7 +4,9 @@ A sandbox owns, under ``<state>/pods/<uid>/``: ``sandbox.json`` (what was made, 
 the next step so teardown can always finish), ``hosts``/``hostname``/``resolv.conf`` (bind-
 mounted into every container) and ``volumes/<name>/`` (emptyDir, configMap, secret on tmpfs).
 The network namespace is ``/run/netns/berth-<uid>``. Teardown is idempotent and leaves no
-namespace, veth, IP reservation, mount or directory behind.
+namespace, veth, IP reservation, mount or directory behind. A sandbox whose namespace is gone
+(the node rebooted: /run/netns is a tmpfs) is dead: not live, and :meth:`SandboxManager.create`
+replaces it with a new one, keeping the pod's volumes.
 """
 
 from __future__ import annotations
@@ -158,14 +160,17 @@ class SandboxManager:
         for volume in pod.volumes:  # refuse before anything is made, not half-way through
             check_element(volume.name, what="volume name")
         existing = self.record(pod.uid)
+        replacing = False  # a dead sandbox is replaced: the pod's volumes are kept
         if existing is not None and existing.state == "ready":
-            if not existing.netns or _exists(existing.netns):
+            if self.is_live(existing):
                 return existing
-            raise SandboxError(
-                f"pod {pod.namespace}/{pod.name}: sandbox record exists but its network "
-                f"namespace {existing.netns} is gone (node rebooted?); remove and recreate it"
-            )
-        if existing is not None:
+            # Its network namespace is gone: /run/netns is a tmpfs, so after a reboot or a
+            # power cut every sandbox of the node is dead. Like the kubelet, make the pod a
+            # new one (new namespace, new address) but keep its volumes: an emptyDir's
+            # content on disk survives a reboot.
+            await self._teardown(pod.uid, keep_volumes=True)
+            replacing = True
+        elif existing is not None:
             # Half-made (the agent crashed mid-way) or stopped: plugins refuse a second ADD
             # for a live attachment, so tear down what is there and start clean.
             await self.remove(pod.uid)
@@ -199,7 +204,7 @@ class SandboxManager:
             await self._prepare_files(pod, record)
             timeline.stamp(pod.uid, "sandbox")
         except Exception as exc:  # undo partial work whatever failed, then report
-            await self.remove(pod.uid)
+            await self._teardown(pod.uid, keep_volumes=replacing)
             if isinstance(exc, SandboxError):
                 raise
             raise SandboxError(
@@ -291,6 +296,12 @@ class SandboxManager:
         elif source.type == "File" and not path.is_file():
             raise SandboxError(f"hostPath {path} is not an existing file")
 
+    def is_live(self, record: SandboxRecord) -> bool:
+        """Ready, and its network namespace (if it has one) still exists. A node's reboot
+        empties /run/netns (a tmpfs): every sandbox recorded before it is dead then, and its
+        containers with it, whatever its record says."""
+        return record.state == "ready" and (not record.netns or _exists(record.netns))
+
     async def stop_network(self, uid: PodUID) -> None:
         """CNI DEL (releases the IP and the veth); the namespace stays until :meth:`remove`.
         Once: a pod's teardown stops its sandbox, then removes it (which stops it too), and a
@@ -301,12 +312,23 @@ class SandboxManager:
         if record.state == "stopped":
             return
         ports = [_host_port(p) for p in record.ports]
-        await self.network.detach(sandbox_id=uid, netns=record.netns, ports=ports)
+        # A namespace that is gone (node rebooted) is passed as "", as containerd does: the
+        # plugins then release the address (IPAM) and host-side state (port mappings) and
+        # skip the namespace's inside, instead of failing to enter it. The address must
+        # not leak: host-local keeps its allocations on disk, across reboots.
+        netns = record.netns if _exists(record.netns) else ""
+        await self.network.detach(sandbox_id=uid, netns=netns, ports=ports)
         record.state = "stopped"
         record.save(self.pod_dir(uid) / "sandbox.json")
 
     async def remove(self, uid: PodUID) -> None:
         """Tear everything down; safe to call repeatedly and after partial creation."""
+        await self._teardown(uid, keep_volumes=False)
+
+    async def _teardown(self, uid: PodUID, *, keep_volumes: bool) -> None:
+        """Release the network, unmount, delete the namespace and the sandbox's files;
+        ``keep_volumes`` keeps ``volumes/`` (the content of disk-backed emptyDirs) for a
+        sandbox made anew for the same pod."""
         pod_dir = self.pod_dir(uid)
         record = self.record(uid)
         if record is not None:
@@ -319,7 +341,17 @@ class SandboxManager:
         name = netns_name(uid)
         if _exists(str(self.netns_dir / name)):
             await check(self.runner, ["ip", "netns", "del", name], what="delete netns")
-        shutil.rmtree(pod_dir, ignore_errors=True)
+        if not keep_volumes:
+            shutil.rmtree(pod_dir, ignore_errors=True)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(pod_dir):
+                if entry.name == "volumes":
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
 
 
 def _exists(path: str) -> bool:

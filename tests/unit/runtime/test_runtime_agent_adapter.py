@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from berth.agent.runtime import ContainerConfig, ImagePullFailed, Runtime
+from berth.agent.runtime import ContainerConfig, ImagePullFailed, Runtime, SandboxConfig
+from berth.network.command import Completed
 from berth.runtime.agent_runtime import RuncAgentRuntime, to_agent_status
 from berth.runtime.errors import ContainerError
 from berth.runtime.k8s import configmap_files, parse_quantity, pod_from_k8s, secret_files
@@ -26,7 +29,7 @@ from berth.runtime.spec import (
     PortMapping,
     Resources,
 )
-from tests.unit.runtime.helpers import runc_adapter
+from tests.unit.runtime.helpers import FakeNetnsHost, runc_adapter, runc_runtime
 
 
 def test_adapter_satisfies_the_agent_runtime_protocol(tmp_path: Path) -> None:
@@ -271,3 +274,58 @@ def test_a_container_it_just_created_is_started_without_asking_runc(
     calls.clear()  # found already there (the agent restarted after creating it): ask runc
     asyncio.run(adapter.start_container("u1", config, attempt=0))
     assert calls == ["create", "state", "start"]
+
+
+class _NoRuncHost(FakeNetnsHost):
+    """A fake host whose runc knows no container (its root, on /run, went with a reboot)."""
+
+    async def run(self, argv: Sequence[str], **kw: Any) -> Completed:
+        if "state" in argv:
+            self.calls.append(list(argv))
+            return Completed(tuple(argv), 1, b"", b"container does not exist")
+        return await super().run(argv, **kw)
+
+
+def test_a_sandbox_whose_netns_is_gone_is_not_ready_and_is_made_anew(tmp_path: Path) -> None:
+    """The reboot of issue 23: the agent lists a sandbox whose namespace is gone as not
+    ready (so it does not adopt it), and creating the pod's sandbox again replaces it, its
+    emptyDir content and its exited containers kept; runc is asked about them, nothing is
+    signalled (after a reboot a recorded pid may be another process's)."""
+    netns = tmp_path / "netns"
+    netns.mkdir()
+    host = _NoRuncHost(netns)
+    adapter = RuncAgentRuntime(runc_runtime(tmp_path, runner=host))
+    adapter.rt.sandboxes.netns_dir = netns
+    config = SandboxConfig(
+        namespace="ns",
+        name="p",
+        uid="u1",
+        node="n1",
+        pod_ip="",
+        spec={"volumes": [{"name": "scratch", "emptyDir": {}}]},
+    )
+    assert asyncio.run(adapter.create_sandbox(config)) == "u1"
+    (sandbox,) = asyncio.run(adapter.list_sandboxes())
+    assert sandbox.ready is True
+    data = adapter.rt.sandboxes.volume_dir(PodUID("u1"), "scratch") / "f"
+    data.write_text("kept")
+    cid = container_id(PodUID("u1"), "web", 0)
+    bundle = adapter.rt.containers_dir / cid
+    bundle.mkdir()
+    meta = {"id": cid, "podUid": "u1", "name": "web", "attempt": 0, "image": "web:1",
+            "imageId": "sha256:x", "startedAt": "2026-01-01T00:00:00+00:00",
+            "initPid": os.getpid(), "initStartTicks": -1}  # fmt: skip
+    (bundle / "meta.json").write_text(json.dumps(meta))
+    (netns / "berth-u1").unlink()  # the reboot: /run/netns is empty again
+    (sandbox,) = asyncio.run(adapter.list_sandboxes())
+    assert sandbox.ready is False
+    (old,) = sandbox.containers
+    assert (old.phase, old.exit_code) == ("exited", None), "ended, how unknown"
+    host.calls.clear()
+    assert asyncio.run(adapter.create_sandbox(config)) == "u1"
+    (sandbox,) = asyncio.run(adapter.list_sandboxes())
+    assert sandbox.ready is True
+    assert data.read_text() == "kept"
+    assert [c for c in host.calls if "kill" in c] == [], "nothing of it is signalled"
+    assert (netns / "berth-u1").exists()
+    assert bundle.is_dir(), "the old container stays known (restart counts, last state)"

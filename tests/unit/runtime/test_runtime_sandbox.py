@@ -161,3 +161,99 @@ def test_a_pods_teardown_deletes_its_network_once(tmp_path: Path) -> None:
     asyncio.run(manager.create(POD))
     asyncio.run(manager.remove(POD.uid))
     assert network.detached == [POD.uid, POD.uid]
+
+
+class RecordingNetwork:
+    """A pod network handing out a new address per ADD, recording DELs (sandbox, netns)."""
+
+    def __init__(self) -> None:
+        self.added = 0
+        self.detached: list[tuple[str, str]] = []
+
+    async def attach(self, *, sandbox_id: str, **_kw: object) -> PodAddress:
+        self.added += 1
+        return PodAddress(ip=f"10.244.1.{8 + self.added}", gateway="10.244.1.1")
+
+    async def detach(self, *, sandbox_id: str, netns: str, **_kw: object) -> None:
+        self.detached.append((sandbox_id, netns))
+
+
+def _reboot(host: FakeNetnsHost) -> None:
+    """What a reboot leaves of the sandboxes: /run/netns (a tmpfs) empty, state on disk."""
+    for path in host.netns_dir.iterdir():
+        path.unlink()
+
+
+def test_a_sandbox_whose_netns_is_gone_is_replaced_keeping_its_volumes(tmp_path: Path) -> None:
+    """After a reboot the recorded sandbox is dead: not live; creating it again tears it down
+    (CNI DEL without the gone namespace: the address is released) and makes a new one with
+    a new address, and an emptyDir's content on disk is still there."""
+    manager, host = _manager(tmp_path)
+    network = RecordingNetwork()
+    manager.network = cast(PodNetwork, network)
+    first = asyncio.run(manager.create(POD))
+    assert manager.is_live(first)
+    kept = manager.volume_dir(POD.uid, "scratch") / "data.txt"
+    kept.write_text("written before the reboot")
+    _reboot(host)
+    dead = manager.record(POD.uid)
+    assert dead is not None
+    assert dead.state == "ready"
+    assert not manager.is_live(dead), "its namespace is gone"
+    host.calls.clear()
+    again = asyncio.run(manager.create(POD))
+    assert again.state == "ready"
+    assert manager.is_live(again)
+    assert network.detached == [(POD.uid, "")], "DEL once, without the gone namespace"
+    assert (first.ip, again.ip) == ("10.244.1.9", "10.244.1.10")
+    assert ["ip", "netns", "add", "berth-pod-1"] in host.calls
+    assert (host.netns_dir / "berth-pod-1").exists()
+    assert kept.read_text() == "written before the reboot"
+    token = manager.volume_dir(POD.uid, "token") / "token"
+    assert token.read_bytes() == b"s3cr3t", "projected files are written again"
+    pod_dir = manager.pod_dir(POD.uid)
+    assert "10.244.1.10\tweb" in (pod_dir / "hosts").read_text()
+    assert asyncio.run(manager.create(POD)) == again, "the new one is found, not remade"
+    asyncio.run(manager.remove(POD.uid))
+    assert not pod_dir.exists(), "removing the pod removes its volumes"
+
+
+def test_removing_a_dead_sandbox_releases_its_address_without_the_namespace(
+    tmp_path: Path,
+) -> None:
+    """A pod deleted while its node was down: its sandbox's teardown after the reboot does
+    not try to enter (or delete) the gone namespace, and releases the address."""
+    manager, host = _manager(tmp_path)
+    network = RecordingNetwork()
+    manager.network = cast(PodNetwork, network)
+    asyncio.run(manager.create(POD))
+    _reboot(host)
+    host.calls.clear()
+    asyncio.run(manager.remove(POD.uid))
+    assert network.detached == [(POD.uid, "")]
+    assert [c for c in host.calls if c[0] == "ip"] == []
+    assert not manager.pod_dir(POD.uid).exists()
+
+
+def test_a_failed_replacement_keeps_the_volumes(tmp_path: Path) -> None:
+    """Remaking a dead sandbox may fail (CNI ADD refused): what was made is undone, the
+    emptyDir content stays for the next try."""
+    manager, host = _manager(tmp_path)
+    asyncio.run(manager.create(POD))
+    kept = manager.volume_dir(POD.uid, "scratch") / "data.txt"
+    kept.write_text("keep me")
+    _reboot(host)
+
+    class Refusing(RecordingNetwork):
+        async def attach(self, *, sandbox_id: str, **_kw: object) -> PodAddress:
+            raise SandboxError("no address left")
+
+    manager.network = cast(PodNetwork, Refusing())
+    with pytest.raises(SandboxError, match="no address left"):
+        asyncio.run(manager.create(POD))
+    assert manager.record(POD.uid) is None
+    assert kept.read_text() == "keep me"
+    assert list(host.netns_dir.iterdir()) == []
+    manager.network = cast(PodNetwork, RecordingNetwork())
+    assert asyncio.run(manager.create(POD)).state == "ready"
+    assert kept.read_text() == "keep me"
