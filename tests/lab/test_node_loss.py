@@ -10,6 +10,11 @@ applied with ``spec.podEvictionTimeout: 20``:
   API server once the host is off; booted again, the node does not run those pods again
   (their replacements do).
 
+* a worker power-cut and booted again (issue 23): /run/netns is empty after the boot, so a
+  pod the agent did not stop (no clean shutdown) has a dead sandbox; it comes back Running in
+  a new sandbox with its restartCount up and its emptyDir content kept, and the dead
+  sandbox's address is released (host-local keeps one allocation for the pod, not two).
+
 The power-cut test leaves its host off (the lab is this module's own): each test faults a
 worker that is still up, in either order.
 """
@@ -173,3 +178,65 @@ def test_a_clean_poweroff_stops_pods_and_marks_the_node_not_ready_first(
     assert not [u for u in uids if u in running], running
     assert {cluster.pod(n)["status"]["phase"] for n in names} == {"Failed"}
     cluster.kubectl("delete", "deployment", "drain", "--wait=false")
+
+
+def test_a_power_cut_worker_runs_its_pods_again_in_new_sandboxes(cluster: Cluster) -> None:
+    host = _ready_workers(cluster)[0]
+    tolerate = [  # not evicted while the host is down: the pod itself must come back
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 900}
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+    ]
+    # Each start of the container appends a line to its emptyDir.
+    serve = (
+        "echo started >> /data/starts; trap 'exit 0' TERM; while true; do sleep 1 & wait $!; done"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "survivor", "namespace": "default"},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": host},
+            "tolerations": tolerate,
+            "terminationGracePeriodSeconds": 5,
+            "volumes": [{"name": "data", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": cluster.image,
+                    "command": ["/bin/sh", "-c", serve],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+        },
+    }
+    cluster.apply(pod)
+
+    def running(restarts: int) -> dict[str, Any] | None:
+        got = cluster.pod("survivor")
+        statuses = (got.get("status") or {}).get("containerStatuses") or []
+        if got["status"].get("phase") != "Running" or not statuses:
+            return None
+        ok = "running" in statuses[0]["state"] and statuses[0]["restartCount"] >= restarts
+        return got if ok else None
+
+    before = wait_for("the survivor pod running", lambda: running(0), timeout=120)
+    starts = cluster.kubectl("exec", "survivor", "--", "cat", "/data/starts").stdout
+    assert starts == "started\n", starts
+    cluster.lab.kill(host)  # a power cut: the agent stops nothing, /run is lost
+    cluster.lab.start(host)
+    wait_for(
+        f"{host} Ready again",
+        lambda: _ready_condition(cluster, host)["status"] == "True",
+        timeout=180,  # a host boot, then its agent's start and first status (CPU)
+    )
+    after = wait_for("the survivor pod running again", lambda: running(1), timeout=180)
+    assert after["metadata"]["uid"] == before["metadata"]["uid"], "the same pod, not a new one"
+    assert after["status"]["podIP"], after["status"]
+    starts = cluster.kubectl("exec", "survivor", "--", "cat", "/data/starts").stdout
+    assert starts == "started\nstarted\n", f"emptyDir content lost or not restarted: {starts}"
+    # host-local records an allocation as a file holding the sandbox's id (the pod uid): the
+    # dead sandbox's was released by its CNI DEL, only the new sandbox's is left.
+    uid = after["metadata"]["uid"]
+    held = cluster.nodes[host].ssh(f"grep -rlx {uid} /var/lib/cni/networks", check=False)
+    assert len(held.stdout.split()) == 1, held.stdout
+    cluster.kubectl("delete", "pod", "survivor", "--wait=false")
