@@ -30,6 +30,7 @@ from berth.runtime.safepath import check_element, child, relative_parts
 from berth.runtime.spec import EmptyDir, FilesVolume, HostPath, PodSpec, PodUID
 
 NETNS_DIR = Path("/run/netns")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # new at every boot of the kernel
 _SAFE_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
@@ -49,6 +50,7 @@ class SandboxRecord:
     ports: list[dict[str, object]] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
     state: str = "creating"  # creating -> ready -> stopped
+    boot_id: str = ""  # the kernel's boot it was made in ("": not known)
     extra: dict[str, object] = field(default_factory=dict)  # the caller's own bookkeeping
 
     @classmethod
@@ -103,12 +105,14 @@ class SandboxManager:
         network: PodNetwork | None,
         runner: Runner,
         netns_dir: Path = NETNS_DIR,
+        boot_id: str | None = None,
     ) -> None:
         self.pods_dir = state_dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.network = network
         self.runner = runner
         self.netns_dir = netns_dir  # where ``ip netns`` keeps namespaces (tests use a tmp dir)
+        self.boot_id = _read_boot_id() if boot_id is None else boot_id
 
     def pod_dir(self, uid: PodUID) -> Path:
         if not _SAFE_KEY.fullmatch(uid):
@@ -182,6 +186,7 @@ class SandboxManager:
             netns="" if pod.host_network else str(self.netns_dir / netns_name(pod.uid)),
             ports=[p.as_capability() for p in ports],
             extra=dict(extra or {}),
+            boot_id=self.boot_id,
         )
         record.save(pod_dir / "sandbox.json")
         try:
@@ -297,10 +302,16 @@ class SandboxManager:
             raise SandboxError(f"hostPath {path} is not an existing file")
 
     def is_live(self, record: SandboxRecord) -> bool:
-        """Ready, and its network namespace (if it has one) still exists. A node's reboot
-        empties /run/netns (a tmpfs): every sandbox recorded before it is dead then, and its
-        containers with it, whatever its record says."""
-        return record.state == "ready" and (not record.netns or _exists(record.netns))
+        """Ready, made since the kernel booted, and its network namespace (if it has one)
+        still exists. A node's reboot empties /run/netns (a tmpfs): every sandbox recorded
+        before it is dead then, and its containers with it, whatever its record says. The
+        boot id tells it for host-network pods too (no namespace); a container host (an
+        nspawn lab host) shares its kernel's boot id: there the namespace tells."""
+        if record.state != "ready":
+            return False
+        if record.boot_id and self.boot_id and record.boot_id != self.boot_id:
+            return False
+        return not record.netns or _exists(record.netns)
 
     async def stop_network(self, uid: PodUID) -> None:
         """CNI DEL (releases the IP and the veth); the namespace stays until :meth:`remove`.
@@ -352,6 +363,13 @@ class SandboxManager:
                     shutil.rmtree(entry.path, ignore_errors=True)
                 else:
                     os.unlink(entry.path)
+
+
+def _read_boot_id() -> str:
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _exists(path: str) -> bool:

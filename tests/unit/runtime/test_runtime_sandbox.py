@@ -257,3 +257,34 @@ def test_a_failed_replacement_keeps_the_volumes(tmp_path: Path) -> None:
     manager.network = cast(PodNetwork, RecordingNetwork())
     assert asyncio.run(manager.create(POD)).state == "ready"
     assert kept.read_text() == "keep me"
+
+
+def test_a_sandbox_made_before_the_kernel_booted_again_is_dead(tmp_path: Path) -> None:
+    """The boot id tells a reboot for a host-network pod (no namespace to go missing): its
+    sandbox is replaced, its emptyDir content kept; a record without a boot id (made by an
+    older agent) is judged by its namespace alone."""
+    netns = tmp_path / "netns"
+    netns.mkdir()
+    host = FakeNetnsHost(netns)
+    state = tmp_path / "state"
+    before = SandboxManager(state_dir=state, network=None, runner=host, netns_dir=netns,
+                            boot_id="boot-1")  # fmt: skip
+    pod = PodSpec(uid=PodUID("pod-6"), namespace="d", name="p", host_network=True,
+                  volumes=(Volume("scratch", EmptyDir()),))  # fmt: skip
+    first = asyncio.run(before.create(pod, requested_ip="10.231.0.11"))
+    assert first.boot_id == "boot-1"
+    kept = before.volume_dir(pod.uid, "scratch") / "f"
+    kept.write_text("kept")
+    after = SandboxManager(state_dir=state, network=None, runner=host, netns_dir=netns,
+                           boot_id="boot-2")  # fmt: skip
+    assert before.is_live(first)
+    assert not after.is_live(first)
+    again = asyncio.run(after.create(pod, requested_ip="10.231.0.11"))
+    assert (again.boot_id, again.state) == ("boot-2", "ready")
+    assert after.is_live(again)
+    assert kept.read_text() == "kept"
+    unknown = SandboxManager(state_dir=state, network=None, runner=host, netns_dir=netns,
+                             boot_id="")  # fmt: skip
+    assert unknown.is_live(again)
+    again.boot_id = ""
+    assert after.is_live(again), "an older record: its namespace alone decides"
