@@ -234,9 +234,10 @@ def test_a_power_cut_worker_runs_its_pods_again_in_new_sandboxes(cluster: Cluste
     assert after["status"]["podIP"], after["status"]
     starts = cluster.kubectl("exec", "survivor", "--", "cat", "/data/starts").stdout
     assert starts == "started\nstarted\n", f"emptyDir content lost or not restarted: {starts}"
-    # host-local records an allocation as a file holding the sandbox's id (the pod uid): the
-    # dead sandbox's was released by its CNI DEL, only the new sandbox's is left.
+    # host-local records an allocation as a file named by the address, holding the sandbox's
+    # id (the pod uid) and "\r\n" and the interface: the dead sandbox's was released by its
+    # CNI DEL, only the new sandbox's is left.
     uid = after["metadata"]["uid"]
-    held = cluster.nodes[host].ssh(f"grep -rlx {uid} /var/lib/cni/networks", check=False)
+    held = cluster.nodes[host].ssh(f"grep -rl {uid} /var/lib/cni/networks", check=False)
     assert len(held.stdout.split()) == 1, held.stdout
     cluster.kubectl("delete", "pod", "survivor", "--wait=false")
