@@ -347,7 +347,6 @@ class PodManager:
         if rec.sandbox_dead and policy == "Never" and rec.containers:
             # As the kubelet: a pod that never restarts gets no new sandbox once its
             # containers ran; what they ended with (exits unknown: failed) is its status.
-            self._recheck_pending(rec, [])
             await self._report(pod, rec)
             await self._post_events(pod, rec)
             return
