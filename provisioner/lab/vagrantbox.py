@@ -39,7 +39,7 @@ from provisioner.lab.vmimage import DISK_SIZE, EXTRA_PACKAGES, ImagePlan, build_
 
 BOX_NAME = "berth/bookworm"
 BOX_PACKAGES = (*EXTRA_PACKAGES, "sudo")
-BOX_VERSION = 2  # bump when the box layer changes: older cached boxes are not reused
+BOX_VERSION = 3  # bump when the box layer changes: older cached boxes are not reused
 # tsc=unstable: under TCG on a loaded machine the emulated TSC ran minutes fast before the
 # kernel's watchdog gave up on it (w1 was +319 s after a `vagrant up` at load 45: preflight's
 # clock check refused the cluster); HPET follows QEMU's clock, which follows the machine's.
@@ -104,6 +104,7 @@ BOX_DIR = File.dirname(File.expand_path(__FILE__))
 
 Vagrant.configure("2") do |config|
   config.vm.box_check_update = false
+  config.vm.boot_timeout = 1200  # TCG on a loaded machine: Vagrant's 300 s is not enough
   config.ssh.username = "vagrant"
   config.ssh.private_key_path = File.join(BOX_DIR, "{KEY_NAME}")
   config.vm.provider :libvirt do |lv|
