@@ -9,7 +9,6 @@ when the build runs in a git checkout, or from ``BERTH_BUILD_COMMIT``); otherwis
 
 from __future__ import annotations
 
-import importlib.metadata
 import shutil
 import subprocess
 from importlib.resources import files
@@ -22,6 +21,8 @@ UNKNOWN = "unknown"
 
 def release() -> str:
     """The release of the installed ``berth`` distribution (``0.0.0+unknown`` without one)."""
+    import importlib.metadata  # noqa: PLC0415 - pulls in email.*; only --version asks
+
     try:
         return importlib.metadata.version("berth")
     except importlib.metadata.PackageNotFoundError:

@@ -26,6 +26,7 @@ from provisioner.footprint import CreatedPathAbsent, Footprint, HostFootprint, P
 from provisioner.operations.base import Operation
 from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
+from provisioner.operations.kernel import SysctlAbsent, module_file
 from provisioner.operations.systemd import UnitAbsent
 from provisioner.operations.users import GroupAbsent, UserAbsent
 from provisioner.reporting import CollectingReporter, Event, Reporter
@@ -60,6 +61,9 @@ def teardown_ops(
                 for op in (UserAbsent(name), GroupAbsent(name))
             ),
             *(CreatedPathAbsent(path) for path in footprint.created_paths),
+            # a runc node's kernel settings for the next boot (the running values stay)
+            *(Absent(module_file(name)) for name, _path in layout.NODE_MODULES),
+            *(SysctlAbsent(key) for key, _value in layout.NODE_SYSCTLS),
             # last: the footprint lives in /var/lib/berth
             *(Absent(path, recursive=True) for path in paths),
         )

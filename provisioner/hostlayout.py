@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from provisioner.pki import REMOTE_KUBECONFIGS, REMOTE_PKI
-
 OPT = "/opt/berth"
 VERSIONS = f"{OPT}/versions"
 CURRENT = f"{OPT}/current"
@@ -11,8 +9,8 @@ SITE = f"{CURRENT}/site"
 """``PYTHONPATH`` of every berth unit: the active bundle's site-packages."""
 INCOMING = f"{OPT}/incoming"
 ETC = "/etc/berth"
-PKI = REMOTE_PKI
-KUBECONFIGS = REMOTE_KUBECONFIGS
+PKI = f"{ETC}/pki"
+KUBECONFIGS = f"{ETC}/kubeconfigs"
 VAR = "/var/lib/berth"
 MARKER = f"{VAR}/cluster"
 """Names the cluster a host belongs to (preflight treats marked hosts as berth's own)."""
@@ -29,6 +27,15 @@ INCOMING_IMAGES = f"{VAR}/incoming-images"
 NODE_PACKAGES = ("runc", "containernetworking-plugins", "nftables", "iptables", "haproxy")
 """What a runc node needs from Debian (iptables: the CNI portmap plugin for hostPort; haproxy:
 the ingress data plane)."""
+NODE_MODULES = (("br_netfilter", "/proc/sys/net/bridge"),)
+"""Kernel modules a runc node needs, loaded by the agents phase and at every boot, each with the
+path that shows it is in the kernel (built in, or a container's host has it): br_netfilter
+hands bridged pod traffic to nftables (NetworkPolicy between two pods of one node)."""
+NODE_SYSCTLS = (("net.ipv4.ip_forward", "1"), ("net.bridge.bridge-nf-call-iptables", "1"))
+"""Sysctls a runc node needs, set by the agents phase and at every boot (systemd-sysctl, after
+systemd-modules-load): a node routes pod and Service traffic between its pod bridge and the
+other nodes; bridged IPv4 goes through the netfilter hooks (needs br_netfilter above).
+``destroy`` removes the persisted files; the running values stay until the next boot."""
 APISERVER_CONFIG = f"{ETC}/apiserver.yaml"
 AGENT_CONFIG = f"{ETC}/agent.yaml"
 UNIT_DIR = "/etc/systemd/system"

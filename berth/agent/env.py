@@ -21,10 +21,11 @@ volume merges its sources the same way: ``secret``, ``configMap``, ``downwardAPI
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from berth.agent.tokens import DEFAULT_EXPIRATION, ProjectedTokens, TokenRequestError
 from berth.api.quantity import parse_quantity
@@ -33,6 +34,8 @@ from berth.client import errors
 from berth.client.interface import ApiClient, Obj
 from berth.machinery.clock import RealClock
 from berth.machinery.objects import Frozen, meta
+
+T = TypeVar("T")
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
@@ -86,15 +89,38 @@ def resource_value(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
     return str(-(-have // unit))
 
 
+async def _all_in_order(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await ``calls`` concurrently (each is an API round trip); their results in order. When
+    some fail, the first failure in order is raised once all have ended, as one after the
+    other would have raised it."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
+
+
 class _Sources:
-    """ConfigMaps and Secrets fetched once per resolution, as raw bytes per key."""
+    """ConfigMaps and Secrets fetched once per resolution, as raw bytes per key (volumes
+    resolved concurrently share one fetch of a source)."""
 
     def __init__(self, client: ApiClient, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
         self._cache: dict[tuple[str, str], dict[str, bytes] | None] = {}
+        self._fetching: dict[tuple[str, str], asyncio.Task[dict[str, bytes] | None]] = {}
 
     async def raw(self, kind: str, name: str) -> dict[str, bytes] | None:
+        key = (kind, name)
+        if key in self._cache:
+            return self._cache[key]
+        task = self._fetching.get(key)
+        if task is None:
+            task = self._fetching[key] = asyncio.ensure_future(self._fetch(kind, name))
+            task.add_done_callback(lambda _t: self._fetching.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, kind: str, name: str) -> dict[str, bytes] | None:
         if (kind, name) not in self._cache:
             resource = SECRETS if kind == "secret" else CONFIGMAPS
             try:
@@ -185,12 +211,12 @@ async def resolve_volume_files(
     volumes (``tokens`` caches projected service-account tokens; without it each resolution
     requests new ones)."""
     sources = _Sources(client, str(meta(pod).get("namespace") or "default"))
-    out: dict[str, dict[str, bytes]] = {}
+    names: list[str] = []
+    calls: list[Awaitable[dict[str, bytes]]] = []
     for vol in (pod.get("spec") or {}).get("volumes") or ():
         if "projected" in vol:
-            out[str(vol["name"])] = await _projected(
-                client, pod, sources, vol["projected"] or {}, tokens
-            )
+            names.append(str(vol["name"]))
+            calls.append(_projected(client, pod, sources, vol["projected"] or {}, tokens))
             continue
         if "configMap" in vol:
             kind, ref, name = "configmap", vol["configMap"] or {}, "name"
@@ -198,8 +224,11 @@ async def resolve_volume_files(
             kind, ref, name = "secret", vol["secret"] or {}, "secretName"
         else:
             continue
-        out[str(vol["name"])] = await _source_files(sources, kind, ref, str(ref.get(name)))
-    return out
+        names.append(str(vol["name"]))
+        calls.append(_source_files(sources, kind, ref, str(ref.get(name))))
+    # Concurrently: a pod's volumes (its token, the CA ConfigMap, its own ConfigMaps) were
+    # one API round trip after another on the way to its sandbox.
+    return dict(zip(names, await _all_in_order(calls), strict=True))
 
 
 async def _source_files(
@@ -231,37 +260,55 @@ async def _projected(
     projected: Mapping[str, Any],
     tokens: ProjectedTokens | None,
 ) -> dict[str, bytes]:
+    parts = await _all_in_order(
+        [
+            _projected_source(client, pod, sources, src, tokens)
+            for src in projected.get("sources") or ()
+        ]
+    )
     files: dict[str, bytes] = {}
-    for src in projected.get("sources") or ():
-        if "secret" in src or "configMap" in src:
-            kind = "secret" if "secret" in src else "configmap"
-            ref = src.get("secret") or src.get("configMap") or {}
-            files.update(await _source_files(sources, kind, ref, str(ref.get("name"))))
-        elif "downwardAPI" in src:
-            for item in (src.get("downwardAPI") or {}).get("items") or ():
-                path = str(item.get("path"))
-                if "fieldRef" in item:
-                    field = str((item["fieldRef"] or {}).get("fieldPath"))
-                    files[path] = field_value(pod, field, pod_ip="", host_ip="").encode()
-                elif "resourceFieldRef" in item:
-                    ref = item["resourceFieldRef"] or {}
-                    wanted = ref.get("containerName")
-                    containers = (pod.get("spec") or {}).get("containers") or ()
-                    container: Mapping[str, Any] = next(
-                        (c for c in containers if c.get("name") == wanted), {}
-                    )
-                    files[path] = resource_value(container, ref).encode()
-        elif "serviceAccountToken" in src:
-            ref = src.get("serviceAccountToken") or {}
-            audience = str(ref.get("audience") or "")
-            expiration = int(ref.get("expirationSeconds") or DEFAULT_EXPIRATION)
-            cache = tokens if tokens is not None else ProjectedTokens(RealClock())
-            try:
-                token = await cache.get(client, pod, audience=audience, expiration=expiration)
-            except (errors.ApiError, TokenRequestError) as exc:
-                raise SourceError(f"failed to fetch token: {exc}") from exc
-            files[str(ref.get("path") or "token")] = token
-        else:
-            kinds = sorted(src)
-            raise SourceError(f"unsupported projected volume source {kinds}")
+    for part in parts:  # later sources win, as in order
+        files.update(part)
+    return files
+
+
+async def _projected_source(
+    client: ApiClient,
+    pod: Frozen,
+    sources: _Sources,
+    src: Mapping[str, Any],
+    tokens: ProjectedTokens | None,
+) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    if "secret" in src or "configMap" in src:
+        kind = "secret" if "secret" in src else "configmap"
+        ref = src.get("secret") or src.get("configMap") or {}
+        files.update(await _source_files(sources, kind, ref, str(ref.get("name"))))
+    elif "downwardAPI" in src:
+        for item in (src.get("downwardAPI") or {}).get("items") or ():
+            path = str(item.get("path"))
+            if "fieldRef" in item:
+                field = str((item["fieldRef"] or {}).get("fieldPath"))
+                files[path] = field_value(pod, field, pod_ip="", host_ip="").encode()
+            elif "resourceFieldRef" in item:
+                ref = item["resourceFieldRef"] or {}
+                wanted = ref.get("containerName")
+                containers = (pod.get("spec") or {}).get("containers") or ()
+                container: Mapping[str, Any] = next(
+                    (c for c in containers if c.get("name") == wanted), {}
+                )
+                files[path] = resource_value(container, ref).encode()
+    elif "serviceAccountToken" in src:
+        ref = src.get("serviceAccountToken") or {}
+        audience = str(ref.get("audience") or "")
+        expiration = int(ref.get("expirationSeconds") or DEFAULT_EXPIRATION)
+        cache = tokens if tokens is not None else ProjectedTokens(RealClock())
+        try:
+            token = await cache.get(client, pod, audience=audience, expiration=expiration)
+        except (errors.ApiError, TokenRequestError) as exc:
+            raise SourceError(f"failed to fetch token: {exc}") from exc
+        files[str(ref.get("path") or "token")] = token
+    else:
+        kinds = sorted(src)
+        raise SourceError(f"unsupported projected volume source {kinds}")
     return files

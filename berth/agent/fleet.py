@@ -7,22 +7,24 @@ Concurrency contract: everything runs on one loop; pod events and runtime change
 pod keys; node agents run as independent heartbeat tasks.
 
 Container exits reach the pod manager one of three ways, cheapest first: the runtime calls
-back (simulated); the runtime is polled for what ended (:class:`ReportsEndedContainers`, runc:
-twice a second, a stat per container, with a slow full relist as a safety net); or every pod
-is re-reconciled each second (any other runtime).
+back (:class:`NotifiesEndedContainers`: simulated; runc, through a pidfd per container shim);
+the runtime is polled for what ended (:class:`ReportsEndedContainers`, runc: a stat per
+container, every 0.5 s when nothing calls back, every 5 s as a safety net when something
+does, with a slow full relist besides); or every pod is re-reconciled each second (any other
+runtime).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
 from berth.agent.authz import AgentAuthorizer, subject_access_reviewer
-from berth.agent.config import NodeConfig, ServerConfig
+from berth.agent.config import POD_WORKERS, NodeConfig, ServerConfig
 from berth.agent.node import NodeAgent
 from berth.agent.pods import PodManager
 from berth.agent.runtime import Runtime, SandboxConfig
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # Polled runtimes: how often to ask what ended, and how often to re-reconcile every pod anyway.
 CHANGE_POLL_PERIOD = 0.5
+# ... when the runtime also calls back on each exit (the poll only catches what a callback
+# could not watch, e.g. a container adopted without a recorded shim).
+NOTIFIED_POLL_PERIOD = 5.0
 RESYNC_PERIOD = 10.0
 # Runtimes that report nothing: every pod is re-reconciled this often.
 RELIST_PERIOD = 1.0
@@ -53,6 +58,14 @@ class ReportsEndedContainers(Protocol):
     """A runtime that can say cheaply which pods' containers ended since it was last asked."""
 
     def poll_changes(self) -> list[SandboxConfig]: ...
+
+
+@runtime_checkable
+class NotifiesEndedContainers(Protocol):
+    """A runtime that calls ``on_change`` callbacks with a pod's sandbox when a container
+    of that pod ended."""
+
+    on_change: list[Callable[[SandboxConfig], None]]
 
 
 LOCAL_VOLUME_SWEEP = 5.0
@@ -72,10 +85,10 @@ class Fleet:
         renew_interval: float = 10.0,
         status_report_interval: float = 60.0,
         status_check_interval: float | None = None,
-        workers: int = 8,
+        workers: int = POD_WORKERS,
         node_clients: Mapping[str, ApiClient] | None = None,
         relist_period: float | None = None,
-        change_poll_period: float = CHANGE_POLL_PERIOD,
+        change_poll_period: float | None = None,
         events: bool = True,
         withdrawal: EndpointWithdrawal | None = None,
         local_volumes: LocalVolumes | None = None,
@@ -92,6 +105,9 @@ class Fleet:
         # Exits reach the pod manager by callback (simulated), by polling what ended, or by
         # re-reconciling every pod (see the module docstring). A full relist forks the
         # runtime's status command per container: at 1 s it was CPU taken from starting pods.
+        notifies = isinstance(runtime, NotifiesEndedContainers)
+        if change_poll_period is None:
+            change_poll_period = NOTIFIED_POLL_PERIOD if notifies else CHANGE_POLL_PERIOD
         self.change_poll_period = (
             change_poll_period if isinstance(runtime, ReportsEndedContainers) else None
         )
@@ -142,7 +158,7 @@ class Fleet:
                 on_delete=self._pod_event,
             )
         )
-        if isinstance(runtime, SimulatedRuntime):
+        if isinstance(runtime, NotifiesEndedContainers):
             runtime.on_change.append(self.manager.on_sandbox_change)
         self._tasks: list[asyncio.Task[None]] = []
         self._node_tasks: dict[str, asyncio.Task[None]] = {}

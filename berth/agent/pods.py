@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from berth.agent.config import POD_WORKERS
 from berth.agent.env import SourceError, resolve_env, resolve_volume_files
 from berth.agent.runtime import (
     ContainerConfig,
@@ -212,7 +213,7 @@ class PodManager:
         pods: Informer,
         node_address: Callable[[str], str | None],
         node_cidr: Callable[[str], str],
-        workers: int = 8,
+        workers: int = POD_WORKERS,
         node_client: Callable[[str], ApiClient] | None = None,
         recorder: Callable[[str], EventRecorder] | None = None,
         withdrawal: EndpointWithdrawal | None = None,
@@ -646,8 +647,12 @@ class PodManager:
         for cr in rec.containers.values():
             if cr.last_status is not None and cr.last_status.phase == "running":
                 rec.event("Killing", f"Stopping container {cr.name}")
-        await self._post_events(pod, rec)
-        await asyncio.gather(*(self.runtime.stop_container(i, grace_seconds=grace) for i in ids))
+        # The Killing events go out beside the stop, not before it: the signal does not wait
+        # for an Event's round trip to the API server (the recorder never raises).
+        await asyncio.gather(
+            self._post_events(pod, rec),
+            *(self.runtime.stop_container(i, grace_seconds=grace) for i in ids),
+        )
         for cr in rec.containers.values():
             await self._refresh(cr)
             cr.ready = False

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from berth.network.cni import Attachment, CniError, CniInvoker, first_ipv4
 
@@ -111,7 +112,8 @@ class PodNetwork:
         ports: Sequence[HostPort] = (),
         requested_ip: str | None = None,
     ) -> PodAddress:
-        """ADD lo and eth0. A failed ADD is followed by DEL (plugins leave half-made links).
+        """ADD lo and eth0 (concurrently). A failed ADD is followed by DEL of both (plugins
+        leave half-made links).
 
         ``requested_ip`` asks host-local for that exact address (``CNI_ARGS`` ``IP=``), for
         callers that choose pod IPs themselves."""
@@ -124,20 +126,36 @@ class PodNetwork:
         if requested_ip:
             k8s_args["IP"] = requested_ip
         lo, eth0 = self._attachments(sandbox_id, netns, k8s_args, ports)
-        await self.invoker.add(LOOPBACK_CONFLIST, lo)
+        # Both at once: they touch different interfaces of the netns, and each is a chain of
+        # plugin processes a busy node waits for (one after the other, lo's wait was added
+        # to every pod's start).
+        done = await asyncio.gather(
+            self.invoker.add(LOOPBACK_CONFLIST, lo),
+            self.invoker.add(self.conflist, eth0),
+            return_exceptions=True,
+        )
         try:
-            result = await self.invoker.add(self.conflist, eth0)
-            ip, gateway = first_ipv4(result)
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            ip, gateway = first_ipv4(cast(Mapping[str, Any], done[1]))
         except CniError:
             await self.detach(sandbox_id=sandbox_id, netns=netns, ports=ports)
             raise
         return PodAddress(ip=ip, gateway=gateway)
 
     async def detach(self, *, sandbox_id: str, netns: str, ports: Sequence[HostPort] = ()) -> None:
-        """DEL eth0 and lo; safe to repeat and safe after the netns is gone."""
+        """DEL eth0 and lo (concurrently); safe to repeat and safe after the netns is gone."""
         lo, eth0 = self._attachments(sandbox_id, netns, {"IgnoreUnknown": "1"}, ports)
-        await self.invoker.delete(self.conflist, eth0)
-        await self.invoker.delete(LOOPBACK_CONFLIST, lo)
+        # Both at once, as in attach: a failure of one still lets the other finish.
+        done = await asyncio.gather(
+            self.invoker.delete(self.conflist, eth0),
+            self.invoker.delete(LOOPBACK_CONFLIST, lo),
+            return_exceptions=True,
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def check(self, *, sandbox_id: str, netns: str) -> None:
         """CHECK the pod's eth0 against its cached ADD result."""

@@ -24,8 +24,9 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import os
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,12 @@ class RuncAgentRuntime:
         self.cgroups = CgroupReader()
         # Containers last seen running (by container_status), watched by poll_changes.
         self._running: dict[ContainerID, PodUID] = {}
+        # Called with a pod's sandbox when one of its running containers ended: each running
+        # container's shim is watched through a pidfd (readable when the shim exits, which
+        # is once the exit is recorded), so an exit reaches the agent at once instead of at
+        # its next poll_changes (which stays, as a safety net).
+        self.on_change: list[Callable[[SandboxConfig], None]] = []
+        self._watched: dict[ContainerID, int] = {}
 
     @classmethod
     def for_node(
@@ -348,6 +355,8 @@ class RuncAgentRuntime:
             return None
         if status.state == ContainerState.RUNNING:
             self._running[cid] = status.pod_uid
+            if self.on_change and cid not in self._watched:
+                self._watch(cid)
         else:
             self._running.pop(cid, None)
         return to_agent_status(status)
@@ -372,6 +381,37 @@ class RuncAgentRuntime:
             datetime.datetime.now(datetime.UTC), Usage(node.cpu_ns, node.memory_bytes), found
         )
 
+    def _watch(self, cid: ContainerID) -> None:
+        fd = self.rt.shim_pidfd(cid)
+        if fd is None:
+            return  # no shim to watch: poll_changes notices the exit
+        self._watched[cid] = fd
+        asyncio.get_running_loop().add_reader(fd, self._shim_ended, cid)
+
+    def _shim_ended(self, cid: ContainerID) -> None:
+        fd = self._watched.pop(cid, None)
+        if fd is None:
+            return
+        asyncio.get_running_loop().remove_reader(fd)
+        os.close(fd)
+        uid = self._running.pop(cid, None)
+        config = self._sandbox_config(uid) if uid is not None else None
+        if config is not None:
+            for callback in self.on_change:
+                callback(config)
+
+    def _sandbox_config(self, uid: PodUID) -> SandboxConfig | None:
+        record = self.rt.sandboxes.record(uid)
+        if record is None:
+            return None
+        return SandboxConfig(
+            namespace=record.namespace,
+            name=record.name,
+            uid=record.uid,
+            node=str(record.extra.get("node") or ""),
+            pod_ip=record.ip or "",
+        )
+
     def poll_changes(self) -> list[SandboxConfig]:
         """The sandboxes (pods) whose container, running when the agent last asked for its
         status, has ended since: the agent reconciles just those. A stat and a /proc read
@@ -381,15 +421,9 @@ class RuncAgentRuntime:
             if not self.rt.has_ended(cid):
                 continue
             del self._running[cid]
-            record = self.rt.sandboxes.record(uid)
-            if record is not None and uid not in changed:
-                changed[uid] = SandboxConfig(
-                    namespace=record.namespace,
-                    name=record.name,
-                    uid=record.uid,
-                    node=str(record.extra.get("node") or ""),
-                    pod_ip=record.ip or "",
-                )
+            config = self._sandbox_config(uid) if uid not in changed else None
+            if config is not None:
+                changed[uid] = config
         return list(changed.values())
 
     async def logs(

@@ -128,6 +128,23 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat()
 
 
+async def _readable(fd: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``fd`` to become readable (a pidfd: its process ended)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await asyncio.wait([ready], timeout=max(seconds, 0.0))
+    finally:
+        loop.remove_reader(fd)
+    return ready.done()
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text())
@@ -503,7 +520,16 @@ class RuncRuntime:
 
     async def stop_container(self, cid: ContainerID, *, grace_seconds: float = 10.0) -> None:
         """SIGTERM, then SIGKILL once ``grace_seconds`` have passed; returns when it is gone."""
-        state = await self.runc_state(cid)
+        try:
+            meta = self._meta(cid)
+        except ContainerNotFound:
+            return  # no bundle: runc cannot know it either (see create_container)
+        if (self._dir(cid) / "exit.json").exists():
+            return  # its shim recorded the exit: nothing runs
+        # A container known to run (see _known_running) is signalled without asking runc
+        # first: on a pod's deletion every `runc state` is a Go process on the way out.
+        known = self._known_running(cid, meta)
+        state = {"status": "running"} if known else await self.runc_state(cid)
         if state is None or state.get("status") == "stopped":
             return
         if state.get("status") == "created":
@@ -522,6 +548,16 @@ class RuncRuntime:
         exit_file = self._dir(cid) / "exit.json"
         meta = _read_json(self._dir(cid) / "meta.json") or {}
         ended = False  # runc says the process is gone
+        if not exit_file.exists():
+            # Its shim ends once it has recorded the exit: wait for that event (a pidfd)
+            # rather than polling; what follows then answers at once. Without a shim to
+            # watch (none recorded, or no pidfd support), poll.
+            fd = self.shim_pidfd(cid)
+            if fd is not None:
+                try:
+                    await _readable(fd, seconds)
+                finally:
+                    os.close(fd)
         while True:
             if exit_file.exists():
                 return True
@@ -569,9 +605,16 @@ class RuncRuntime:
         return meta
 
     async def container_status(self, cid: ContainerID) -> ContainerStatus:
-        meta = self._meta(cid)
+        return await self._status_of(self._meta(cid))
+
+    async def _status_of(self, meta: dict[str, Any]) -> ContainerStatus:
+        """Its status from disk and /proc when they tell (known running, or an exit its shim
+        recorded: runc's answer changes nothing then), else with ``runc state``."""
+        cid = ContainerID(str(meta["id"]))
         if self._known_running(cid, meta):
             return self._status(meta, {"status": "running", "pid": meta["initPid"]})
+        if (self._dir(cid) / "exit.json").exists():
+            return self._status(meta, None)
         return self._status(meta, await self.runc_state(cid))
 
     def _known_running(self, cid: ContainerID, meta: Mapping[str, Any]) -> bool:
@@ -592,6 +635,25 @@ class RuncRuntime:
         if not isinstance(pid, int) or not isinstance(ticks, int):
             return None
         return process_start_ticks(pid, self.proc) == ticks
+
+    def shim_pidfd(self, cid: ContainerID) -> int | None:
+        """A pidfd of the container's shim (readable once the shim exits, i.e. once the exit
+        is recorded), or None: no shim recorded, already gone, or no pidfd support."""
+        try:
+            meta = self._meta(cid)
+        except ContainerNotFound:
+            return None
+        pid, ticks = meta.get("shimPid"), meta.get("shimStartTicks")
+        if not isinstance(pid, int) or not isinstance(ticks, int):
+            return None
+        try:
+            fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            return None
+        if process_start_ticks(pid, self.proc) != ticks:  # a reused pid: not our shim
+            os.close(fd)
+            return None
+        return fd
 
     def has_ended(self, cid: ContainerID) -> bool:
         """Cheap exit check for a container believed running (no runc): its shim wrote the
@@ -659,15 +721,31 @@ class RuncRuntime:
         )
 
     async def list_containers(self, *, pod_uid: PodUID | None = None) -> list[ContainerStatus]:
-        """Every container this runtime made (from disk), with live state from ``runc list``."""
+        """Every container this runtime made (from disk), with live state from ``runc list``;
+        one pod's from disk, /proc and ``runc state`` of just those runc must tell about (a
+        pod's teardown asks twice: ``runc list`` reads every container on the node)."""
+        if pod_uid is not None:
+            return [await self._status_of(meta) for meta in self._pod_metas(pod_uid)]
         states = {str(s["id"]): s for s in await self.runc_list()}
         out = []
         for meta_path in sorted(self.containers_dir.glob("*/meta.json")):
             meta = _read_json(meta_path)
-            if meta is None or (pod_uid is not None and meta.get("podUid") != pod_uid):
+            if meta is None:
                 continue
             out.append(self._status(meta, states.get(str(meta["id"]))))
         return out
+
+    def _pod_metas(self, pod_uid: PodUID) -> list[dict[str, Any]]:
+        prefix = f"{pod_uid}_"  # container_id's form: only these directories can be the pod's
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in sorted(os.listdir(self.containers_dir)):
+                if not entry.startswith(prefix):
+                    continue
+                meta = _read_json(self.containers_dir / entry / "meta.json")
+                if meta is not None and meta.get("podUid") == pod_uid:
+                    found.append(meta)
+        return found
 
     async def recover(self) -> RecoveryReport:
         """After an agent restart: list what still exists, and delete runc containers that

@@ -292,9 +292,13 @@ class SandboxManager:
             raise SandboxError(f"hostPath {path} is not an existing file")
 
     async def stop_network(self, uid: PodUID) -> None:
-        """CNI DEL (releases the IP and the veth); the namespace stays until :meth:`remove`."""
+        """CNI DEL (releases the IP and the veth); the namespace stays until :meth:`remove`.
+        Once: a pod's teardown stops its sandbox, then removes it (which stops it too), and a
+        second DEL is every plugin of both chains run again for nothing."""
         record = self.record(uid)
         if record is None or self.network is None or not record.netns:
+            return
+        if record.state == "stopped":
             return
         ports = [_host_port(p) for p in record.ports]
         await self.network.detach(sandbox_id=uid, netns=record.netns, ports=ports)

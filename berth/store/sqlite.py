@@ -445,7 +445,10 @@ class SqliteStore:
                 events = [o[1] for o in outcomes if not isinstance(o, BaseException)]
                 if events:
                     self._revision = events[-1].kv.mod_revision
-                    self._broadcaster.publish(events)
+                # Writers are answered before watchers are offered the events: both are only
+                # woken here and run later in that order, so a writer's code after its write
+                # runs before any watcher sees it. The API server's create handler thus hands
+                # its object to the watch hub in time, which then need not decode the bytes.
                 for write, outcome in zip(batch, outcomes, strict=True):
                     if write.future.done():
                         continue
@@ -453,6 +456,8 @@ class SqliteStore:
                         write.future.set_exception(outcome)
                     else:
                         write.future.set_result(outcome[0])
+                if events:
+                    self._broadcaster.publish(events)
             if pending is not None:
                 await self._run_compact(pending)
             if stop:

@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provisioner.cli import upgrade
 from provisioner.cli.locking import WaitLockOption, cluster_locked
-from provisioner.destroy import remove_hosts
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import Engine, RunContext
 from provisioner.errors import ProvisionerError, SpecError
 from provisioner.output.progress import ProgressReporter
 from provisioner.output.record import RunRecord
-from provisioner.output.timeline import write_timeline
 from provisioner.phases.sets import PHASE_SETS
 from provisioner.reporting import (
     COMMANDS,
@@ -45,6 +42,10 @@ from provisioner.spec.model import ClusterSpec
 from provisioner.state import ClusterState, cache_dir
 from provisioner.workflow import select
 from provisioner.workflow.inventory import inventory_from_spec
+
+if TYPE_CHECKING:
+    from provisioner.connectors.base import HostTarget
+    from provisioner.destroy import DestroyResult
 
 SpecOption = Annotated[
     Path, typer.Option("--inventory", "-i", help="cluster spec (YAML)", show_default=False)
@@ -109,6 +110,9 @@ def _timeline(record: RunRecord, path: Path | None, *, title: str) -> Iterator[N
         yield
     finally:
         if path is not None and record.spans():
+            # imported here: its XML escaping pulls in urllib.request, http.client and ssl
+            from provisioner.output.timeline import write_timeline  # noqa: PLC0415
+
             write_timeline(record, path, title=title)
 
 
@@ -157,6 +161,14 @@ def _engine(
         yield engine
 
 
+def _remove_hosts(cluster: str, targets: Sequence[HostTarget], cache_dir: Path) -> DestroyResult:
+    # imported on use: the teardown machinery (footprints, clean checks) is heavy, and only a
+    # phase that removes hosts from the cluster calls it
+    from provisioner.destroy import remove_hosts  # noqa: PLC0415
+
+    return remove_hosts(cluster, targets, cache_dir)
+
+
 def _build_engine(
     spec: ClusterSpec,
     state: ClusterState,
@@ -181,7 +193,7 @@ def _build_engine(
         spec=spec,
         phase_set=phase_set,
         state_dir=state_dir,
-        remove_hosts=remove_hosts,
+        remove_hosts=_remove_hosts,
     )
     return Engine(
         ctx, phases, reporter=reporter, parallel=parallel, allow_unreachable=allow_unreachable
@@ -234,7 +246,10 @@ def plan(
     """Show what `apply` would change on every host, per phase (no changes are made); with
     `--to VERSION`, the rolling upgrade plan instead."""
     if to is not None:
-        # one planner for upgrades: the same one `berth upgrade --plan` prints
+        # one planner for upgrades: the same one `berth upgrade --plan` prints (imported here:
+        # the upgrade machinery is heavy and `plan`/`apply` need it only for this)
+        from provisioner.cli import upgrade  # noqa: PLC0415
+
         upgrade.upgrade(inventory, to=to, plan=True, state_dir=state_dir)
         return
     reporter = _reporter(output, verbose)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import paramiko
+from provisioner.sshlib import paramiko
 
 ALIVE_INTERVAL = 5.0
 """Seconds without hearing from the peer before we ask it for a sign of life (OpenSSH's

@@ -23,9 +23,8 @@ import secrets
 import select
 import time
 
-import paramiko
-
 from provisioner.connectors.base import CommandResult
+from provisioner.sshlib import paramiko
 
 _BUF = 1 << 16
 _POLL = 0.5

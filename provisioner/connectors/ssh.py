@@ -42,8 +42,6 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import cast
 
-import paramiko
-
 from provisioner.commands import Shell
 from provisioner.connectors.base import (
     CommandResult,
@@ -63,6 +61,7 @@ from provisioner.connectors.liveness import (
 )
 from provisioner.connectors.shell_session import ShellDied, ShellSession, ShellTimeout
 from provisioner.errors import ConnectError, OperationError
+from provisioner.sshlib import paramiko
 
 _BUF = 1 << 16
 _POLL = 0.5
@@ -102,7 +101,7 @@ def _load_key(path: Path, host: str) -> paramiko.PKey:
 
 def _known_hosts(path: Path | None, host: str) -> KnownHosts:
     try:
-        return KnownHosts(path)
+        return KnownHosts.shared(path)
     except OSError as error:
         raise ConnectError(
             f"{host}: cannot read known_hosts file {path}: {error.strerror}",

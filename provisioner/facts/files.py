@@ -40,11 +40,14 @@ class PathInfo(Fact[dict[str, PathState | None]]):
             check_path(path)
 
     def command(self) -> str:
+        # sha256sum prints straight after the H prefix: no command substitution and no `cut`,
+        # two processes fewer per file on the host (a no-op re-apply reads every managed file);
+        # `|| echo` ends the line of a file it cannot read (an empty digest, as before)
         quoted = words(self.paths)
         return (
             f"find {quoted} -maxdepth 0 -printf 'P\\t%p\\t%y\\t%m\\t%u\\t%g\\t%s\\t%l\\n'; "
             f'for p in {quoted}; do [ -f "$p" ] && [ ! -L "$p" ] && '
-            f'printf \'H\\t%s\\t%s\\n\' "$p" "$(sha256sum < "$p" | cut -d" " -f1)"; done; true'
+            f'printf \'H\\t%s\\t\' "$p" && {{ sha256sum < "$p" || echo; }}; done; true'
         )
 
     def parse(self, output: str, exit_code: int) -> dict[str, PathState | None]:
@@ -55,7 +58,8 @@ class PathInfo(Fact[dict[str, PathState | None]]):
             if fields[0] == "P":
                 rows[fields[1]] = fields[2:]
             elif fields[0] == "H":
-                digests[fields[1]] = fields[2]
+                # "<hex>  -" from sha256sum itself (earlier berths cut it to "<hex>")
+                digests[fields[1]] = fields[2].split(" ", 1)[0]
         result: dict[str, PathState | None] = {}
         for path in self.paths:
             row = rows.get(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import paramiko
+from provisioner.sshlib import paramiko
 
 if TYPE_CHECKING:
     from provisioner.lab.lab import Lab

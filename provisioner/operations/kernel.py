@@ -8,6 +8,7 @@ from typing import Any
 
 from provisioner.commands import Command, Raw, Shell
 from provisioner.facts.base import Fact
+from provisioner.facts.files import PathInfo
 from provisioner.facts.system import KernelModules, Sysctls
 from provisioner.operations.base import OpContext, Operation
 from provisioner.operations.files import Absent, File
@@ -16,8 +17,14 @@ SYSCTL_DIR = "/etc/sysctl.d"
 MODULES_DIR = "/etc/modules-load.d"
 
 
-def _sysctl_file(key: str) -> str:
+def sysctl_file(key: str) -> str:
+    """Where berth persists the sysctl ``key`` (read by systemd-sysctl at every boot)."""
     return f"{SYSCTL_DIR}/90-berth-{key}.conf"
+
+
+def module_file(name: str) -> str:
+    """Where berth lists the module ``name`` (loaded by systemd-modules-load at every boot)."""
+    return f"{MODULES_DIR}/berth-{name}.conf"
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class Sysctl(Operation):
         return f"sysctl {self.key}={self.value}"
 
     def _file(self) -> File:
-        return File(_sysctl_file(self.key), f"{self.key} = {self.value}\n".encode())
+        return File(sysctl_file(self.key), f"{self.key} = {self.value}\n".encode())
 
     def facts(self) -> tuple[Fact[Any], ...]:
         return (Sysctls((self.key,)), *(self._file().facts() if self.persist else ()))
@@ -74,18 +81,25 @@ class SysctlAbsent(Operation):
         return f"remove sysctl file for {self.key}"
 
     def facts(self) -> tuple[Fact[Any], ...]:
-        return Absent(_sysctl_file(self.key)).facts()
+        return Absent(sysctl_file(self.key)).facts()
 
     def commands(self, ctx: OpContext) -> Iterator[Command]:
-        return Absent(_sysctl_file(self.key)).commands(ctx)
+        return Absent(sysctl_file(self.key)).commands(ctx)
 
 
 @dataclass(frozen=True)
 class KernelModule(Operation):
-    """The module ``name`` loaded now and listed in ``/etc/modules-load.d`` for reboots."""
+    """The module ``name`` loaded now and listed in ``/etc/modules-load.d`` for reboots.
+
+    ``provides``: a path that exists once the module's function is in the kernel. A module built
+    into the kernel has no ``/sys/module`` entry unless it takes parameters (``br_netfilter``
+    built in shows only as ``/proc/sys/net/bridge``), and a container sees its host's kernel
+    without its modules or ``modprobe``: there the path, not ``modprobe``, says it is present.
+    """
 
     name: str
     persist: bool = True
+    provides: str = ""
 
     @property
     def id(self) -> str:
@@ -95,14 +109,21 @@ class KernelModule(Operation):
         return f"kernel module {self.name}"
 
     def _file(self) -> File:
-        return File(f"{MODULES_DIR}/berth-{self.name}.conf", f"{self.name}\n".encode())
+        return File(module_file(self.name), f"{self.name}\n".encode())
+
+    def _provided(self) -> tuple[PathInfo, ...]:
+        return (PathInfo((self.provides,)),) if self.provides else ()
 
     def facts(self) -> tuple[Fact[Any], ...]:
-        return (KernelModules(), *(self._file().facts() if self.persist else ()))
+        persisted = self._file().facts() if self.persist else ()
+        return (KernelModules(), *self._provided(), *persisted)
 
     def commands(self, ctx: OpContext) -> Iterator[Command]:
         changed = False
-        if self.name not in ctx.fact(KernelModules()):
+        present = self.name in ctx.fact(KernelModules()) or any(
+            ctx.fact(fact)[self.provides] is not None for fact in self._provided()
+        )
+        if not present:
             changed = True
             yield Shell("modprobe", self.name)
         if self.persist:
@@ -127,7 +148,7 @@ class KernelModuleAbsent(Operation):
         return f"unload kernel module {self.name}"
 
     def _absent(self) -> Absent:
-        return Absent(f"{MODULES_DIR}/berth-{self.name}.conf")
+        return Absent(module_file(self.name))
 
     def facts(self) -> tuple[Fact[Any], ...]:
         return (KernelModules(), *self._absent().facts())

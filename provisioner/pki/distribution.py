@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.hostlayout import KUBECONFIGS, PKI
 from provisioner.pki.files import PkiFiles
 from provisioner.spec.model import ClusterSpec
 from provisioner.state import ClusterState
 
-REMOTE_PKI = "/etc/berth/pki"
-REMOTE_KUBECONFIGS = "/etc/berth/kubeconfigs"
+REMOTE_PKI = PKI
+REMOTE_KUBECONFIGS = KUBECONFIGS
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,10 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-import paramiko
-from cryptography import x509
-
 from provisioner.spec.model import ClusterSpec
 from provisioner.spec.problems import Path as FieldPath
 from provisioner.spec.problems import Problem
+from provisioner.sshlib import paramiko
 
 _RELATIVE = "relative paths resolve against the spec file's directory; ~ works"
 
@@ -120,6 +118,8 @@ def _registry_ca_problems(spec: ClusterSpec) -> Iterator[Problem]:
                 hint="relative paths resolve against the spec file's directory",
             )
             continue
+        from cryptography import x509  # noqa: PLC0415 - a tenth of `berth apply`'s start
+
         try:
             certificates = x509.load_pem_x509_certificates(data)
         except ValueError:

@@ -17,7 +17,14 @@ from provisioner.facts.packages import Packages
 from provisioner.facts.users import Groups, Users
 from provisioner.footprint import HostFootprint, MountPoints, NftTables, footprint_problems
 from provisioner.operations.cluster import NODE_LEFTOVER_PROBE
+from provisioner.operations.kernel import module_file, sysctl_file
 from provisioner.verify.testinfra_backend import testinfra_host
+
+
+def kernel_files() -> tuple[str, ...]:
+    """The files that load a runc node's modules and set its sysctls at boot."""
+    modules = tuple(module_file(name) for name, _path in layout.NODE_MODULES)
+    return modules + tuple(sysctl_file(key) for key, _value in layout.NODE_SYSCTLS)
 
 
 def clean_problems(
@@ -37,7 +44,7 @@ def clean_problems(
             problems.append(f"unit {unit} is still running")
         if host.file(f"{layout.UNIT_DIR}/{unit}").exists:
             problems.append(f"unit file {layout.UNIT_DIR}/{unit} is still there")
-    for path in layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS):
+    for path in layout.INSTALL_PATHS + (() if keep_data else layout.DATA_PATHS) + kernel_files():
         if host.file(path).exists:
             problems.append(f"{path} is still there")
     for port in (layout.API_PORT, layout.AGENT_PORT, *layout.ETCD_PORTS):

@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from berth.api.resources import LEASES, NAMESPACES, NODES, PODS, SERVICES
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from berth.client.kubeconfig import load_kubeconfig
+from provisioner import hostlayout as layout
 from provisioner.clusterapi import Retry, admin_client, is_ready, readyz, until_reachable
 from provisioner.errors import ProvisionerError
 from provisioner.nodestate import desired_nodes, node_patch
@@ -33,10 +35,19 @@ from provisioner.smoke_image import SERVE, SERVE_PORT, smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.verify.hosts import CheckResult
 from provisioner.verify.ingress import ingress_checks
+from provisioner.verify.units import UnitStates
+from provisioner.verify.waiting import (
+    SYSTEM_CLOCK,
+    Clock,
+    Deadline,
+    ask_until,
+    ask_until_async,
+)
 
 CLUSTER = "(cluster)"
 SMOKE_NAMESPACE = "berth-verify"
 SMOKE_TIMEOUT = 60.0
+SMOKE_RETRY_EVERY = 0.5
 RUN_LABEL = "berth.dev/verify-run"
 LEASE_STALE_SECONDS = 60.0
 Obj = dict[str, Any]
@@ -49,23 +60,44 @@ def _check(name: str, ok: bool, detail: str = "") -> CheckResult:
     return CheckResult(name, CLUSTER, ok, detail)
 
 
+def _noted(detail: str, note: str) -> str:
+    """``detail`` with ``note`` after it (either may be empty)."""
+    return "; ".join(part for part in (detail, note) if part)
+
+
 async def _node_checks(
-    client: HttpClient, spec: ClusterSpec
+    client: HttpClient,
+    spec: ClusterSpec,
+    units: UnitStates | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> tuple[list[CheckResult], dict[str, Obj]]:
     results: list[CheckResult] = []
+    units = units or UnitStates()
+    wanted = [w.name for w in desired_nodes(spec)]
+
+    async def listing() -> dict[str, Obj]:
+        return {n["metadata"]["name"]: n for n in (await client.list(NODES)).items}
+
+    def unsettled(nodes: dict[str, Obj]) -> list[str]:
+        return [name for name in wanted if name not in nodes or not _ready(nodes[name])]
+
     # right after an apply a node that just registered may not be Ready yet: list again until
-    # every node of the spec is there and Ready, or NODES_WITHIN seconds passed
-    deadline = time.monotonic() + NODES_WITHIN
-    while True:
-        nodes = {n["metadata"]["name"]: n for n in (await client.list(NODES)).items}
-        settled = all(w.name in nodes and _ready(nodes[w.name]) for w in desired_nodes(spec))
-        if settled or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.5)
+    # every node of the spec is there and Ready, or NODES_WITHIN seconds passed, while an
+    # agent that could still make one Ready runs
+    nodes = await ask_until_async(
+        listing,
+        lambda nodes: not unsettled(nodes),
+        Deadline.after(NODES_WITHIN, clock),
+        pause=NODES_RETRY_EVERY,
+        worth_waiting=lambda nodes: any(
+            not units.stopped(name, layout.AGENT) for name in unsettled(nodes)
+        ),
+    )
     for want in desired_nodes(spec):
         node = nodes.get(want.name)
         if node is None:
-            results.append(_check(f"node {want.name} registered", False, "no Node object"))
+            why = _noted("no Node object", units.why_not_waited(want.name, layout.AGENT))
+            results.append(_check(f"node {want.name} registered", False, why))
             continue
         results.append(_check(f"node {want.name} registered", True))
         patch = node_patch(node, want)
@@ -76,7 +108,9 @@ async def _node_checks(
                 "; ".join(f"needs {c}" for c in patch.changes),
             )
         )
-        results.append(_check(f"node {want.name} Ready", _ready(node)))
+        ready = _ready(node)
+        why = "" if ready else units.why_not_waited(want.name, layout.AGENT)
+        results.append(_check(f"node {want.name} Ready", ready, why))
     extra = sorted(set(nodes) - {h.name for h in spec.hosts})
     results.append(
         _check("no nodes outside the spec", not extra, ", ".join(extra) if extra else "")
@@ -163,13 +197,23 @@ def _smoke_pod(name: str, node: str, run: str, image: str | None) -> Obj:
 
 
 async def _wait_pods(
-    client: HttpClient, pods: dict[str, str], *, serving: bool
+    client: HttpClient,
+    pods: dict[str, str],
+    *,
+    serving: bool,
+    units: UnitStates,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Poll until every pod runs (and is Ready when it serves); its phase and node."""
-    deadline = time.monotonic() + SMOKE_TIMEOUT
+    """Poll until every pod runs (and is Ready when it serves), for up to SMOKE_TIMEOUT
+    seconds while an agent that could still run one of them runs; its phase and node.
+    ``pods``: each pod's node."""
     phases: dict[str, str] = {}
     placed: dict[str, str] = {}
-    while time.monotonic() < deadline:
+
+    def running(pod: str) -> bool:
+        return phases.get(pod) in ("Running", "Succeeded")
+
+    async def look() -> None:
         for pod in pods:
             try:
                 obj = await client.get(PODS, pod, namespace=SMOKE_NAMESPACE)
@@ -184,9 +228,16 @@ async def _wait_pods(
                     phase += f" ({waiting['reason']}: {str(waiting.get('message', ''))[:160]})"
             phases[pod] = phase
             placed[pod] = (obj.get("spec") or {}).get("nodeName", "")
-        if all(phases.get(p) in ("Running", "Succeeded") for p in pods):
-            break
-        await asyncio.sleep(0.5)
+
+    await ask_until_async(
+        look,
+        lambda _: all(running(p) for p in pods),
+        Deadline.after(SMOKE_TIMEOUT, clock),
+        pause=SMOKE_RETRY_EVERY,
+        worth_waiting=lambda _: any(
+            not units.stopped(node, layout.AGENT) for p, node in pods.items() if not running(p)
+        ),
+    )
     return phases, placed
 
 
@@ -259,8 +310,14 @@ async def _create_if_absent(
 
 
 async def _smoke(
-    client: HttpClient, nodes: dict[str, Obj], *, image: str | None, probe: Probe | None
+    client: HttpClient,
+    nodes: dict[str, Obj],
+    *,
+    image: str | None,
+    probe: Probe | None,
+    units: UnitStates | None = None,
 ) -> list[CheckResult]:
+    units = units or UnitStates()
     targets = sorted(name for name, node in nodes.items() if _schedulable(node) and _ready(node))
     if not targets:
         return [_check("smoke workload", False, "no schedulable Ready node")]
@@ -279,20 +336,19 @@ async def _smoke(
                 partial(_create_if_absent, client, PODS, body, SMOKE_NAMESPACE),
                 SMOKE_RETRY,
             )
-        phases, placed = await _wait_pods(client, pods, serving=image is not None)
+        phases, placed = await _wait_pods(client, pods, serving=image is not None, units=units)
         results = []
         for pod, node in pods.items():
             runtime = _runtime_of(nodes[node])
             ok = phases.get(pod) in ("Running", "Succeeded") and placed.get(pod) == node
             simulated = " (simulated: no container ran)" if runtime.startswith("simulated") else ""
-            results.append(
-                _check(
-                    f"smoke pod on {node}",
-                    ok,
-                    f"{phases.get(pod) or 'not started'} on {placed.get(pod) or 'no node'}; "
-                    f"runtime {runtime}{simulated}",
-                )
+            detail = (
+                f"{phases.get(pod) or 'not started'} on {placed.get(pod) or 'no node'}; "
+                f"runtime {runtime}{simulated}"
             )
+            if not ok:
+                detail = _noted(detail, units.why_not_waited(node, layout.AGENT))
+            results.append(_check(f"smoke pod on {node}", ok, detail))
         if image is not None and probe is not None and all(r.ok for r in results):
             results += await _service_checks(client, run, pods, probe)
         return results
@@ -314,6 +370,7 @@ def _readyz(kubeconfig: Path, spec: ClusterSpec) -> list[CheckResult]:
 
 NODES_WITHIN = 60.0
 """Seconds the nodes of the spec may take to be registered and Ready."""
+NODES_RETRY_EVERY = 0.5
 METRICS_WITHIN = 60.0
 """Seconds every /metrics endpoint may take to answer right (as long as the smoke pods may
 take to run)."""
@@ -342,16 +399,36 @@ def _get_text(context: ssl.SSLContext, address: str, port: int, path: str, name:
         conn.close()
 
 
+@dataclass(frozen=True)
+class _MetricsEndpoint:
+    label: str  # "API server" or "agent"
+    kind: str  # its METRIC_FIGURES key
+    host: str  # the host (or node) it runs on
+    address: str
+    port: int
+    cert_name: str  # the name its serving certificate is checked against
+    unit: str  # the unit that serves it
+
+
 def _metrics(
-    kubeconfig: Path, spec: ClusterSpec, nodes: dict[str, Obj], *, within: float = METRICS_WITHIN
+    kubeconfig: Path,
+    spec: ClusterSpec,
+    nodes: dict[str, Obj],
+    *,
+    units: UnitStates | None = None,
+    within: float = METRICS_WITHIN,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> list[CheckResult]:
     """The Prometheus figures people alert on answer: each API server's ``/metrics`` and
     each node agent's (read with the admin certificate). Asked again until they answer right
-    or ``within`` seconds passed: right after an apply an agent has registered its Node before
-    its own server listens."""
+    or ``within`` seconds passed, while the unit serving them runs: right after an apply an
+    agent has registered its Node before its own server listens."""
+    units = units or UnitStates()
     context = load_kubeconfig(kubeconfig).ssl_context()
     targets = [
-        ("API server", "apiserver", h.name, h.address, spec.api_port, h.address)
+        _MetricsEndpoint(
+            "API server", "apiserver", h.name, h.address, spec.api_port, h.address, layout.APISERVER
+        )
         for h in spec.control_plane_hosts
     ]
     for name, node in sorted(nodes.items()):
@@ -364,43 +441,58 @@ def _metrics(
             ((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}
         ).get("Port")
         if address and isinstance(port, int):
-            targets.append(("agent", "agent", name, str(address), port, name))
-    deadline = time.monotonic() + within
+            targets.append(
+                _MetricsEndpoint("agent", "agent", name, str(address), port, name, layout.AGENT)
+            )
+    # one deadline for all (asked side by side): a dead endpoint costs `within` once
+    deadline = Deadline.after(within, clock)
 
-    def ask(target: tuple[str, str, str, str, int, str]) -> CheckResult:
-        label, kind, where, address, port, cert_name = target
-        while True:
-            try:
-                text = _get_text(context, address, port, "/metrics", cert_name)
-                missing = [f for f in METRIC_FIGURES[kind] if f"# TYPE {f} " not in text]
-                ok, detail = not missing, ", ".join(f"no {f}" for f in missing)
-            except (OSError, ValueError, ssl.SSLError) as error:
-                ok, detail = False, f"{type(error).__name__}: {error}"
-            if ok or time.monotonic() >= deadline:
-                return _check(f"{label} on {where} /metrics answers", ok, detail)
-            time.sleep(METRICS_RETRY_EVERY)
+    def answer(target: _MetricsEndpoint) -> tuple[bool, str]:
+        try:
+            text = _get_text(context, target.address, target.port, "/metrics", target.cert_name)
+        except (OSError, ValueError, ssl.SSLError) as error:
+            return False, f"{type(error).__name__}: {error}"
+        missing = [f for f in METRIC_FIGURES[target.kind] if f"# TYPE {f} " not in text]
+        return not missing, ", ".join(f"no {f}" for f in missing)
+
+    def ask(target: _MetricsEndpoint) -> CheckResult:
+        ok, detail = ask_until(
+            partial(answer, target),
+            lambda answered: answered[0],
+            deadline,
+            pause=METRICS_RETRY_EVERY,
+            worth_waiting=lambda _: not units.stopped(target.host, target.unit),
+        )
+        if not ok:
+            detail = _noted(detail, units.why_not_waited(target.host, target.unit))
+        return _check(f"{target.label} on {target.host} /metrics answers", ok, detail)
 
     if not targets:
         return []
-    # in parallel, against one deadline: a dead endpoint costs `within` once, not per target
     with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
         return list(pool.map(ask, targets))
 
 
 async def _all(
-    kubeconfig: Path, spec: ClusterSpec, *, smoke: bool, probe: Probe | None
+    kubeconfig: Path,
+    spec: ClusterSpec,
+    *,
+    smoke: bool,
+    probe: Probe | None,
+    units: UnitStates | None = None,
 ) -> list[CheckResult]:
+    units = units or UnitStates()
     client = admin_client(kubeconfig, timeout=10.0)
     try:
         try:
-            node_results, nodes = await _node_checks(client, spec)
+            node_results, nodes = await _node_checks(client, spec, units)
         except (TimeoutError, OSError, api_errors.ApiError) as error:
             return [_check("API server reachable", False, f"{type(error).__name__}: {error}")]
         results = [_check("API server reachable", True, spec.api_server_url)]
         results += await asyncio.to_thread(_readyz, kubeconfig, spec)
         results += node_results
         results += await _leader_checks(client, spec)
-        results += await asyncio.to_thread(_metrics, kubeconfig, spec, nodes)
+        results += await asyncio.to_thread(_metrics, kubeconfig, spec, nodes, units=units)
         results += await asyncio.to_thread(ingress_checks, spec)
         if smoke:
             image = None
@@ -410,7 +502,7 @@ async def _all(
                 except ProvisionerError as error:
                     return [*results, _check("smoke image", False, error.message)]
             try:
-                results += await _smoke(client, nodes, image=image, probe=probe)
+                results += await _smoke(client, nodes, image=image, probe=probe, units=units)
             except (TimeoutError, OSError, api_errors.ApiError) as error:
                 # a failed check with the reason, never a traceback out of verify or apply
                 results.append(_check("smoke workload", False, f"{type(error).__name__}: {error}"))
@@ -420,10 +512,17 @@ async def _all(
 
 
 def cluster_checks(
-    kubeconfig: Path, spec: ClusterSpec, *, smoke: bool = True, probe: Probe | None = None
+    kubeconfig: Path,
+    spec: ClusterSpec,
+    *,
+    smoke: bool = True,
+    probe: Probe | None = None,
+    units: UnitStates | None = None,
 ) -> list[CheckResult]:
     """Every cluster check (see the module docstring). ``probe`` lets the runc smoke check
-    reach the smoke Service from every node (without it the Service is not checked)."""
+    reach the smoke Service from every node (without it the Service is not checked).
+    ``units``: what the host checks (run beside) find; a wait for a component whose unit they
+    found stopped ends at once (without it every wait runs its course)."""
     if not kubeconfig.exists():
         return [_check("admin kubeconfig", False, f"{kubeconfig} is missing; run `berth apply`")]
-    return asyncio.run(_all(kubeconfig, spec, smoke=smoke, probe=probe))
+    return asyncio.run(_all(kubeconfig, spec, smoke=smoke, probe=probe, units=units))

@@ -4,16 +4,19 @@ versions, leftovers."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import testinfra.host
 from cryptography import x509
 
 from provisioner import hostlayout as layout
 from provisioner.connectors.base import Connector, HostTarget
+from provisioner.operations.kernel import module_file, sysctl_file
 from provisioner.pki import HostFile
 from provisioner.verify.testinfra_backend import testinfra_host
+from provisioner.verify.units import UnitStates
+from provisioner.verify.waiting import SYSTEM_CLOCK, Clock, Deadline, ask_until
 
 CERT_WARN_DAYS = 30
 STARTING_WITHIN = 60.0
@@ -22,35 +25,35 @@ listening, berth-dns answering from its first zone): an apply verifies right aft
 phase, and an agent registers its Node before it listens on its port (on a busy Debian 13 host,
 compiling its modules on first start, apply's verify met a control plane's 10250 not listening
 yet). A ready component is seen at the first look."""
+STARTING_PAUSE = 0.5
+"""Seconds between two asks of a host check that waits for its component to start."""
 
 
-def holds_within(
-    check: Callable[[], bool],
-    within: float = STARTING_WITHIN,
-    *,
-    pause: float = 0.5,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+def holds_while_running(
+    check: Callable[[], bool], unit_running: bool, *, clock: Clock = SYSTEM_CLOCK
 ) -> bool:
-    """Ask ``check`` until it says yes, for up to ``within`` seconds."""
-    deadline = clock() + within
-    while not check():
-        if clock() + pause > deadline:
-            return False
-        sleep(pause)
-    return True
+    """Ask ``check`` until it says yes, for up to :data:`STARTING_WITHIN` seconds, but only
+    while the unit behind it runs: a stopped unit's check is looked at once (no minute's wait
+    to report what the unit check already found)."""
+    return ask_until(
+        check,
+        bool,
+        Deadline.after(STARTING_WITHIN, clock),
+        pause=STARTING_PAUSE,
+        worth_waiting=lambda _no: unit_running,
+    )
 
 
 def port_listens(
     listening: Callable[[], bool],
     should: bool,
     unit_running: bool,
-    wait: Callable[[Callable[[], bool]], bool] = holds_within,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> bool:
-    """Whether a port listens. One that must listen may still be starting, but only while
-    its unit runs: a stopped unit's port is looked at once (no minute's wait to report what
-    the unit check already found); a port that must stay closed is looked at once."""
-    return wait(listening) if should and unit_running else listening()
+    """Whether a port listens. One that must listen may still be starting, while its unit
+    runs (:func:`holds_while_running`); a port that must stay closed is looked at once."""
+    return holds_while_running(listening, should and unit_running, clock=clock)
 
 
 @dataclass(frozen=True)
@@ -77,36 +80,57 @@ class HostExpectations:
     sans: tuple[str, ...]  # addresses the API serving certificate must cover (control plane)
     # (cluster DNS address, a name in the cluster zone, the address it must resolve to)
     dns: tuple[str, str, str] | None = None
+    kernel: bool = False  # a runc node: its modules and sysctls (hostlayout) now and at boot
 
 
-def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResult]:
-    host = testinfra_host(connector)
+def unit_checks(
+    host: testinfra.host.Host, want: HostExpectations, units: UnitStates
+) -> tuple[list[CheckResult], set[str]]:
+    """Each berth unit of the host: active and enabled where its roles want it, not running
+    elsewhere; the units found running. What it finds goes to ``units`` (the cluster checks'
+    waits read it)."""
     name = str(want.target.name)
     results: list[CheckResult] = []
-
-    def check(check_name: str, ok: bool, detail: str = "") -> None:
-        results.append(CheckResult(check_name, name, ok, detail))
-
     expected_units = layout.units_for(want.target.roles)
     running_units: set[str] = set()
     for unit in layout.ALL_UNITS:
         service = host.service(unit)
         if unit in expected_units:
             running, enabled = service.is_running, service.is_enabled
+            units.found(name, unit, running=running)
             if running:
                 running_units.add(unit)
             detail = "" if running and enabled else (
                 f"{'active' if running else 'NOT active'}, "
                 f"{'enabled' if enabled else 'NOT enabled'}"
             )  # fmt: skip
-            check(f"unit {unit} active+enabled", running and enabled, detail)
+            results.append(
+                CheckResult(f"unit {unit} active+enabled", name, running and enabled, detail)
+            )
         else:
             stray = service.is_running
-            check(
-                f"unit {unit} not running",
-                not stray,
-                "running where it should not" if stray else "",
+            results.append(
+                CheckResult(
+                    f"unit {unit} not running",
+                    name,
+                    not stray,
+                    "running where it should not" if stray else "",
+                )
             )
+    return results, running_units
+
+
+def host_checks(
+    connector: Connector, want: HostExpectations, units: UnitStates | None = None
+) -> list[CheckResult]:
+    """Every check of one host; what its unit checks find goes to ``units`` too."""
+    host = testinfra_host(connector)
+    name = str(want.target.name)
+    results, running_units = unit_checks(host, want, units or UnitStates())
+
+    def check(check_name: str, ok: bool, detail: str = "") -> None:
+        results.append(CheckResult(check_name, name, ok, detail))
+
     listening = {
         layout.API_PORT: "control-plane" in want.target.roles,
         layout.AGENT_PORT: True,
@@ -142,7 +166,7 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
                 answered,
                 "" if answered else (fetch.stderr.strip()[-200:] or f"no {figure}"),
             )
-    if want.dns is not None and layout.DNS in expected_units:
+    if want.dns is not None and layout.DNS in layout.units_for(want.target.roles):
         server, dns_name, address = want.dns
         command = (
             f"PYTHONPATH={layout.SITE} /usr/bin/python3 -m berth.dns.probe {server} {dns_name}"
@@ -155,10 +179,7 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
 
         # berth-dns answers SERVFAIL until its first zone from the API (a just-started
         # berth-dns on a busy host): ask again while its unit runs, as for a starting port
-        if layout.DNS in running_units:
-            holds_within(resolves)
-        else:
-            resolves()
+        holds_while_running(resolves, layout.DNS in running_units)
         probe = probes[-1]
         answered = probe.stdout.split()
         check(
@@ -203,8 +224,36 @@ def host_checks(connector: Connector, want: HostExpectations) -> list[CheckResul
     python = host.run("/usr/bin/python3 -c 'import sys; print(sys.version.split()[0])'")
     check("python3 is 3.11+", python.stdout.startswith("3.1") and python.stdout[2:4] >= "11",
           python.stdout.strip())  # fmt: skip
+    if want.kernel:
+        results += kernel_checks(lambda command: host.run(command).stdout, name)
     results += _cert_checks(connector, want)
     return results
+
+
+def kernel_checks(run: Callable[[str], str], host: str) -> list[CheckResult]:
+    """A runc node's kernel modules present and its sysctls set, now and in the files that
+    apply them at every boot; ``run`` returns a shell command's output on the host."""
+    out: list[CheckResult] = []
+    for name, provides in layout.NODE_MODULES:
+        here = run(f"[ -e /sys/module/{name} ] || [ -e {provides} ] && echo yes").strip()
+        listed = run(f"cat {module_file(name)} 2>/dev/null").split()
+        ok = here == "yes" and name in listed
+        detail = (
+            ""
+            if ok
+            else ("" if here == "yes" else "not in the kernel; ")
+            + ("" if name in listed else f"not in {module_file(name)}")
+        )
+        out.append(CheckResult(f"kernel module {name} present and loaded at boot", host, ok,
+                               detail.strip("; ")))  # fmt: skip
+    for key, value in layout.NODE_SYSCTLS:
+        path = "/proc/sys/" + key.replace(".", "/")
+        now = run(f"cat {path} 2>/dev/null").strip()
+        persisted = run(f"cat {sysctl_file(key)} 2>/dev/null").strip()
+        ok = now == value and persisted == f"{key} = {value}"
+        detail = "" if ok else f"is {now or 'missing'}, at boot: {persisted or 'not set'}"
+        out.append(CheckResult(f"sysctl {key}={value} now and at boot", host, ok, detail))
+    return out
 
 
 def _cert_checks(connector: Connector, want: HostExpectations) -> list[CheckResult]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import http.client
 import ssl
-import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from berth.ingress.haproxy import NOT_FOUND_BODY
 from provisioner.spec import ClusterSpec
 from provisioner.verify.hosts import CheckResult
+from provisioner.verify.waiting import Deadline, ask_until
 
 PROBE_HOST = "berth-verify.invalid"
 TIMEOUT = 3.0
@@ -49,16 +50,6 @@ def _ask(address: str, port: int, *, tls: bool) -> tuple[bool, str]:
     return ok, "" if ok else f"answered {response.status} {body[:60]!r}"
 
 
-def _ask_until(address: str, port: int, *, tls: bool, within: float) -> tuple[bool, str]:
-    """:func:`_ask` until it answers right or ``within`` seconds passed (once at least)."""
-    deadline = time.monotonic() + within
-    while True:
-        ok, detail = _ask(address, port, tls=tls)
-        if ok or time.monotonic() >= deadline:
-            return ok, detail
-        time.sleep(RETRY_EVERY)
-
-
 def ingress_checks(
     spec: ClusterSpec,
     *,
@@ -75,9 +66,18 @@ def ingress_checks(
         for host in spec.hosts
         for tls, port in ((False, http_port), (True, https_port))
     ]
+
+    def ask_until_right(address: str, port: int, tls: bool) -> tuple[bool, str]:
+        return ask_until(
+            partial(_ask, address, port, tls=tls),
+            lambda answer: answer[0],
+            Deadline.after(within),
+            pause=RETRY_EVERY,
+        )
+
     # in parallel: an unreachable node costs one timeout, not one per node and port
     with ThreadPoolExecutor(max_workers=min(16, len(asks))) as pool:
-        answers = list(pool.map(lambda a: _ask_until(a[1], a[3], tls=a[2], within=within), asks))
+        answers = list(pool.map(lambda a: ask_until_right(a[1], a[3], a[2]), asks))
     return [
         CheckResult(f"ingress controller answers on port {port}", name, ok, detail)
         for (name, _address, _tls, port), (ok, detail) in zip(asks, answers, strict=True)

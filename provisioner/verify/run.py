@@ -21,6 +21,7 @@ from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
 from provisioner.verify.cluster import Probe, cluster_checks
 from provisioner.verify.hosts import CheckResult, HostExpectations, host_checks
+from provisioner.verify.units import UnitStates
 from provisioner.workflow.inventory import inventory_from_spec
 
 ConnectFn = Callable[[HostTarget], Connector]
@@ -101,6 +102,7 @@ def expectations(spec: ClusterSpec, state: ClusterState, bundle_id: str) -> list
             bundle_id=bundle_id,
             sans=sans,
             dns=dns,
+            kernel=spec.spec.runtime == "runc",
         )
         for target in inventory.hosts
     ]
@@ -172,18 +174,24 @@ def verify(
         except ProvisionerError as error:
             return [CheckResult("reachable over SSH", want.target.name, False, error.message)]
         try:
-            return host_checks(connector, want)
+            return host_checks(connector, want, units)
         finally:
             connector.close()
 
     report = VerifyReport()
     probe = ssh_probe([w.target for w in wanted], connect)
+    units = UnitStates()  # the host checks' findings, read by the cluster checks' waits
     # the host checks (dozens of commands per host over SSH) and the cluster checks (the API,
     # the smoke pods and Service) do not depend on each other: they run at the same time, and
     # the report still lists the hosts' results first
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(wanted))) + 1) as pool:
         cluster = pool.submit(
-            cluster_checks, admin_kubeconfig_path(state), spec, smoke=smoke, probe=probe
+            cluster_checks,
+            admin_kubeconfig_path(state),
+            spec,
+            smoke=smoke,
+            probe=probe,
+            units=units,
         )
         for results in pool.map(one, wanted):
             report.results += results

@@ -14,16 +14,12 @@ One VM, one module (each step needs the one before; a failure stops the rest):
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
-import paramiko
 import pytest
-import yaml
 
-from provisioner.lab import boot, network, qemu, run
-from provisioner.lab.vmlab import VmLab
-from tests.lab.clusters import BERTH, kubectl, wait_for
+from provisioner.lab import boot, network, qemu
+from tests.lab.clusters import wait_for
+from tests.vm.cluster import VmCluster
 from tests.vm.conftest import VmLabFactory
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm, pytest.mark.timeout(2400)]  # TCG: slow
@@ -31,57 +27,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.vm, pytest.mark.timeout(2400)]  # TCG
 BOOT = 600.0  # a reboot under TCG on a loaded machine: shutdown + ~30-90 s boot, generously
 
 
-class VmCluster:
-    """The module's VM lab and the cluster applied on it."""
-
-    def __init__(self, lab: VmLab, work: Path) -> None:
-        self.lab = lab
-        self.work = work
-        self.kubeconfig: Path | None = None
-
-    def ssh(self, command: str, *, timeout: float = 60.0) -> str:
-        status, out, err = run(self.lab, "n1", command, timeout=timeout)
-        assert status == 0, f"{command}: exit {status}: {err}"
-        return out.strip()
-
-    @property
-    def spec(self) -> Path:
-        """The lab's spec with absolute key paths (written by the fixture)."""
-        return self.work / "cluster.yaml"
-
-    def berth(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run berth with this cluster's state dir; an emulated host is slow: 30 min at most."""
-        env = {**os.environ, "BERTH_STATE_DIR": str(self.work / "state")}
-        return subprocess.run(
-            [*BERTH, *args], capture_output=True, text=True, env=env, timeout=1800, check=False
-        )
-
-
 @pytest.fixture(scope="module")
 def vm(vm_lab_factory: VmLabFactory, tmp_path_factory: pytest.TempPathFactory) -> VmCluster:
-    cluster = VmCluster(vm_lab_factory(1), tmp_path_factory.mktemp("vm-smoke"))
-    document = yaml.safe_load(cluster.lab.spec_path.read_text())
-    document["spec"]["ssh"]["identityFile"] = str(cluster.lab.key_path)
-    document["spec"]["ssh"]["knownHostsFile"] = str(cluster.lab.known_hosts_path)
-    cluster.spec.write_text(yaml.safe_dump(document, sort_keys=False))
-    return cluster
-
-
-def _boot_id(vm: VmCluster) -> str | None:
-    try:
-        return vm.ssh("cat /proc/sys/kernel/random/boot_id", timeout=20)
-    except (OSError, AssertionError, EOFError, paramiko.SSHException):  # down or booting
-        return None
-
-
-def _node_ready(vm: VmCluster) -> bool:
-    assert vm.kubeconfig is not None
-    got = kubectl(
-        vm.kubeconfig,
-        "get", "node", "n1", "-o",
-        'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
-    )  # fmt: skip
-    return got.returncode == 0 and got.stdout.strip() == "True"
+    return VmCluster(vm_lab_factory(1), tmp_path_factory.mktemp("vm-smoke"))
 
 
 def test_the_vm_runs_its_own_kernel_with_systemd(vm: VmCluster) -> None:
@@ -100,17 +48,16 @@ def test_the_vm_runs_its_own_kernel_with_systemd(vm: VmCluster) -> None:
 def test_apply_passes_on_a_real_kernel(vm: VmCluster) -> None:
     applied = vm.berth("apply", "-i", str(vm.spec), "--yes")
     assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
-    vm.kubeconfig = vm.work / "state" / vm.lab.name / "kubeconfigs" / "admin.conf"
-    assert _node_ready(vm)
+    assert vm.node_ready("n1")
 
 
 def test_after_a_clean_reboot_the_node_comes_back_ready_by_itself(vm: VmCluster) -> None:
-    assert vm.kubeconfig is not None, "apply failed"
-    before = _boot_id(vm)
+    assert vm.kubeconfig.is_file(), "apply failed"
+    before = vm.boot_id()
     assert before
     vm.lab.reboot("n1")
-    wait_for("n1 to boot again", lambda: (_boot_id(vm) or before) != before, timeout=BOOT)
-    wait_for("node n1 Ready after the reboot", lambda: _node_ready(vm), timeout=BOOT)
+    wait_for("n1 to boot again", lambda: (vm.boot_id() or before) != before, timeout=BOOT)
+    wait_for("node n1 Ready after the reboot", lambda: vm.node_ready("n1"), timeout=BOOT)
     verify = vm.berth("verify", "-i", str(vm.spec))
     assert verify.returncode == 0, verify.stdout[-4000:] + verify.stderr[-2000:]
 

@@ -30,6 +30,7 @@ from provisioner.operations.cluster import (
     StateFile,
 )
 from provisioner.operations.files import Absent, Directory, File, Symlink
+from provisioner.operations.kernel import KernelModule, Sysctl
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import ha
@@ -333,6 +334,18 @@ def node_software_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...
     )
 
 
+def node_kernel_ops(spec: ClusterSpec) -> tuple[Operation, ...]:
+    """What a runc node needs from its kernel (:data:`layout.NODE_MODULES`,
+    :data:`layout.NODE_SYSCTLS`), now and persisted for every boot: a real host (a VM) that
+    reboots has none of it until the agent would set it, and a container lab never showed it."""
+    if spec.spec.runtime != "runc":
+        return ()
+    return (
+        *(KernelModule(name, provides=path) for name, path in layout.NODE_MODULES),
+        *(Sysctl(key, value) for key, value in layout.NODE_SYSCTLS),
+    )
+
+
 def stock_haproxy_ops() -> tuple[Symlink, Service]:
     """Debian's ``haproxy.service`` masked, before the package is installed (its postinst would
     enable and start it), and stopped, after (a node set up before the mask runs it)."""
@@ -347,6 +360,7 @@ def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     config = f"file:{layout.AGENT_CONFIG}"
     capacity = data.host_facts(host.name, (Capacity(),)).get(Capacity())
     return (
+        *node_kernel_ops(spec),
         *node_software_ops(data, host),
         File(layout.AGENT_CONFIG, _yaml(agent_config(spec, host, capacity)), mode=0o600),
         _unit(layout.AGENT, _context(data, host, config=layout.AGENT_CONFIG)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from typing import Any
 
 import pytest
@@ -241,5 +242,69 @@ def test_a_source_the_node_may_not_read_yet_is_retried_not_skipped() -> None:
         )
         with pytest.raises(SourceError, match='configmap "c" is not readable'):
             await resolve_volume_files(_RefusingClient(), pod)
+
+    asyncio.run(body())
+
+
+class _SlowClient(FakeClient):
+    """Each get waits until every get expected is in flight (or a second has passed)."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.gets: list[str] = []
+        self.in_flight = 0
+        self.most = 0
+        self.all_in = asyncio.Event()
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        self.gets.append(str(args[1]))
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight >= self.expected:
+            self.all_in.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.all_in.wait(), 1.0)
+        self.in_flight -= 1
+        return await super().get(*args, **kwargs)
+
+
+def test_volume_sources_are_fetched_at_once_and_each_once() -> None:
+    async def body() -> None:
+        api = _SlowClient(expected=3)
+        for name in ("a", "b", "c"):
+            api.seed(
+                CONFIGMAPS, {"metadata": {"name": name, "namespace": "ns"}, "data": {name: name}}
+            )
+        pod = freeze(
+            {
+                "metadata": {"name": "p", "namespace": "ns"},
+                "spec": {
+                    "volumes": [
+                        {"name": "va", "configMap": {"name": "a"}},
+                        {"name": "va2", "configMap": {"name": "a"}},
+                        {"name": "vb", "configMap": {"name": "b"}},
+                        {
+                            "name": "both",
+                            "projected": {
+                                "sources": [
+                                    {"configMap": {"name": "c"}},
+                                    {"configMap": {"name": "a"}},
+                                ]
+                            },
+                        },
+                    ]
+                },
+            }
+        )
+        files = await resolve_volume_files(api, pod)
+        assert files == {
+            "va": {"a": b"a"},
+            "va2": {"a": b"a"},
+            "vb": {"b": b"b"},
+            "both": {"c": b"c", "a": b"a"},
+        }
+        assert sorted(api.gets) == ["a", "b", "c"]  # a shared source is read once
+        assert api.most == 3  # all three round trips at once, not one after another
 
     asyncio.run(body())

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 from berth.agent.config import NodeConfig
-from berth.agent.fleet import CHANGE_POLL_PERIOD, RESYNC_PERIOD, Fleet
+from berth.agent.fleet import CHANGE_POLL_PERIOD, NOTIFIED_POLL_PERIOD, RESYNC_PERIOD, Fleet
 from berth.agent.runtime import SandboxConfig
 from berth.client.keys import make_key
 from berth.machinery.clock import FakeClock
@@ -51,8 +51,11 @@ def _sandbox(name: str) -> SandboxConfig:
 
 def test_runc_is_polled_for_exits_and_relisted_only_as_a_safety_net(tmp_path: Path) -> None:
     clock = FakeClock()
-    fleet = _fleet(ScriptedRunc(tmp_path, []), clock)
-    assert fleet.change_poll_period == CHANGE_POLL_PERIOD
+    runtime = ScriptedRunc(tmp_path, [])
+    fleet = _fleet(runtime, clock)
+    # runc also calls back on each exit (a pidfd per shim): the poll is only a safety net
+    assert fleet.change_poll_period == NOTIFIED_POLL_PERIOD
+    assert runtime.on_change == [fleet.manager.on_sandbox_change]
     assert fleet.relist_period == RESYNC_PERIOD
     assert RESYNC_PERIOD >= 10 * CHANGE_POLL_PERIOD
     explicit = _fleet(ScriptedRunc(tmp_path, []), clock, relist=2.0)

@@ -3,7 +3,9 @@ conditions, restarts with crash-loop backoff, probes, init containers, graceful 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from typing import Any
 
 from berth.agent.pods import PodManager
 from berth.api.resources import EVENTS, PODS
@@ -248,5 +250,36 @@ def test_ephemeral_containers_run_once_and_report_their_own_statuses() -> None:
         assert dbg["restartCount"] == 0
         assert r.status()["phase"] == "Running"
         assert r.cond("Ready") == "True"
+
+    run(body())
+
+
+def test_a_deleted_pods_containers_are_signalled_before_its_killing_event_is_written() -> None:
+    """The Killing event is posted beside the stop: the recorder here finishes writing it only
+    once the runtime was asked to stop the container (posting it first would wait forever)."""
+
+    async def body() -> None:
+        r = Rig()
+        await r.started()
+        stopping = asyncio.Event()
+        stop = r.runtime.stop_container
+
+        async def signalled(container_id: str, *, grace_seconds: float) -> None:
+            stopping.set()
+            await stop(container_id, grace_seconds=grace_seconds)
+
+        create = r.api.create
+
+        async def after_the_signal(resource: Any, body: Any, **kw: Any) -> Any:
+            if resource == EVENTS and body.get("reason") == "Killing":
+                await stopping.wait()
+            return await create(resource, body, **kw)
+
+        r.runtime.stop_container = signalled  # type: ignore[method-assign]
+        r.api.create = after_the_signal  # type: ignore[method-assign]
+        await r.delete(30)
+        await asyncio.wait_for(r.sync(), 60)  # a deadlock, not a deadline: it is instant
+        assert r.gone()
+        assert "Killing" in r.events()
 
     run(body())

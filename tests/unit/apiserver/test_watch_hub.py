@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
 from berth.apiserver.codec import Codec
 from berth.apiserver.watch import ObjEvent, WatchHub
@@ -169,10 +170,16 @@ def test_ring_is_bounded_by_the_bytes_it_holds() -> None:
     asyncio.run(scenario())
 
 
-def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("datastore", ["memory", "sqlite"])
+def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(
+    tmp_path: Path, datastore: str
+) -> None:
     """The object an API create shares with the watch hub is the one a decode of the stored
-    bytes gives: same values, same types, same key order (watchers get the same JSON)."""
-    with running_server(tmp_path) as srv:
+    bytes gives: same values, same types, same key order (watchers get the same JSON). With
+    either store the event carries that very object: SQLite's writer answers the create
+    before its watchers run, so the hand-over is not too late."""
+    sqlite_path = tmp_path / "state.db" if datastore == "sqlite" else None
+    with running_server(tmp_path, datastore=datastore, sqlite_path=sqlite_path) as srv:
         cert, key = srv.client_cert("admin", ["system:masters"])
         ctx = ssl.create_default_context(cafile=str(srv.pki.ca_cert))
         ctx.load_cert_chain(str(cert), str(key))
@@ -200,10 +207,12 @@ def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(tmp_path: Pat
 
         server = srv.server
         handed: list[str] = []
+        objects: list[dict[str, object]] = []
         hand_over = server.hub.written
 
         def written(key: str, revision: int, obj: dict[str, object]) -> None:
             handed.append(key)
+            objects.append(obj)
             hand_over(key, revision, obj)
 
         server.hub.written = written  # type: ignore[method-assign]
@@ -220,7 +229,8 @@ def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(tmp_path: Pat
                     break
                 await asyncio.sleep(0.05)
             assert len(events) == 1
-            assert handed == [pod_key]  # shared, not decoded
+            assert handed == [pod_key]
+            assert events[0].obj is objects[0]  # shared, not decoded
             kv = await server.store.get(pod_key)
             assert kv is not None
             decoded = server.codec.decode(kv)

@@ -19,7 +19,6 @@ from provisioner.clusterapi import Retry, until_reachable
 from provisioner.commands import Shell, Upload, sha256_hex
 from provisioner.connectors.base import HostName, HostTarget
 from provisioner.errors import PhaseError
-from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.nodestate import (
     CONTROL_PLANE_TAINT,
@@ -29,7 +28,7 @@ from provisioner.nodestate import (
     desired_nodes,
     node_patch,
 )
-from provisioner.operations.base import HostRun, OpContext, evaluate
+from provisioner.operations.base import evaluate
 from provisioner.operations.cluster import (
     BundleInstalled,
     Capacity,
@@ -46,6 +45,7 @@ from provisioner.templating import render
 from provisioner.verify.hosts import CheckResult
 from provisioner.verify.run import VerifyReport
 from tests.harness.fake_client import FakeClient
+from tests.harness.op_context import op_context
 
 SPEC = """\
 apiVersion: berth.dev/v1alpha1
@@ -63,13 +63,6 @@ spec:
       taints: [{key: dedicated, value: db, effect: NoSchedule}]
   datastore: {type: etcd}
 """
-
-
-def _ctx(values: dict[Any, Any]) -> OpContext:
-    facts = FactSet("h")
-    for fact, value in values.items():
-        facts.put(fact, value)
-    return OpContext(HostName("h"), facts, HostRun())
 
 
 def test_control_plane_only_hosts_are_tainted_and_hosts_with_both_roles_are_not(
@@ -146,7 +139,7 @@ def test_bundle_is_uploaded_and_unpacked_only_when_its_marker_is_missing(tmp_pat
     tar.write_bytes(b"tar bytes")
     op = BundleInstalled(Bundle("1.0-abc", tar))
     marker = PathInfo((op.marker,))
-    missing = evaluate(op, _ctx({marker: {op.marker: None}}))
+    missing = evaluate(op, op_context({marker: {op.marker: None}}))
     upload, unpack = missing.commands
     assert isinstance(upload, Upload)
     assert upload.content == b"tar bytes"
@@ -156,20 +149,20 @@ def test_bundle_is_uploaded_and_unpacked_only_when_its_marker_is_missing(tmp_pat
         unpack.render()
     )
     present = PathState("file", 0o644, "root", "root", 0)
-    assert evaluate(op, _ctx({marker: {op.marker: present}})).commands == ()
+    assert evaluate(op, op_context({marker: {op.marker: present}})).commands == ()
 
 
 def test_state_file_uploads_the_state_content_and_is_a_noop_when_equal(tmp_path: Path) -> None:
     source = tmp_path / "k.key"
     op = StateFile("/etc/berth/pki/k.key", source, 0o600)
     info = PathInfo((op.path,))
-    planned = evaluate(op, _ctx({info: {op.path: None}}))
+    planned = evaluate(op, op_context({info: {op.path: None}}))
     assert planned.commands == (Upload(b"", op.path, 0o600),)  # planned before PKI exists
     source.write_bytes(b"secret")
     same = PathState("file", 0o600, "root", "root", 6, sha256=sha256_hex(b"secret"))
-    assert evaluate(op, _ctx({info: {op.path: same}})).commands == ()
+    assert evaluate(op, op_context({info: {op.path: same}})).commands == ()
     wide = PathState("file", 0o644, "root", "root", 6, sha256=sha256_hex(b"secret"))
-    fixed = evaluate(op, _ctx({info: {op.path: wide}})).commands
+    fixed = evaluate(op, op_context({info: {op.path: wide}})).commands
     assert fixed == (Shell("chmod", "0600", op.path),)
 
 

@@ -32,28 +32,23 @@ from provisioner.footprint import (
     PackagesPurged,
     footprint_problems,
 )
-from provisioner.operations.base import HostRun, OpContext, Operation, evaluate
+from provisioner.operations.base import Operation, evaluate
 from provisioner.operations.cluster import NodeReset
 from provisioner.operations.files import Absent
+from provisioner.operations.kernel import SysctlAbsent, module_file
 from provisioner.operations.packages import Deb, DebPackages
 from provisioner.operations.systemd import UnitAbsent
 from provisioner.operations.users import GroupAbsent, UserAbsent
 from provisioner.verify.clean import clean_problems
 from provisioner.workflow import Inventory, RemoveHostsFn
+from tests.harness.op_context import op_context
 
 DIR = PathState("directory", 0o755, "root", "root", 4096)
 FILE = PathState("file", 0o600, "root", "root", 1)
 
 
-def _ctx(values: dict[Any, Any]) -> OpContext:
-    facts = FactSet("h")
-    for fact, value in values.items():
-        facts.put(fact, value)
-    return OpContext(HostName("h"), facts, HostRun())
-
-
 def _rendered(op: Operation, values: dict[Any, Any]) -> list[str]:
-    outcome = evaluate(op, _ctx(values))
+    outcome = evaluate(op, op_context(values))
     return [c.render() if isinstance(c, Shell) else c.describe() for c in outcome.commands]
 
 
@@ -99,7 +94,7 @@ def test_the_first_apply_records_the_shared_paths_absent_before_berth() -> None:
         NftTables(): tables,
         Users(SHARED_ACCOUNTS): accounts,
     }
-    mkdir, nft, upload = evaluate(FootprintRecorded(), _ctx(values)).commands
+    mkdir, nft, upload = evaluate(FootprintRecorded(), op_context(values)).commands
     assert isinstance(mkdir, Shell)
     assert mkdir.render() == "mkdir -p -m 0700 /var/lib/berth/footprint"
     assert isinstance(nft, Upload)
@@ -113,13 +108,13 @@ def test_the_first_apply_records_the_shared_paths_absent_before_berth() -> None:
     assert parsed.absent_accounts == ("haproxy",)
     # recorded once: a later apply (berth's own paths there now) never rewrites it
     values[info] = {ABSENT_BEFORE: FILE, **state}
-    again = evaluate(FootprintRecorded(), _ctx(values))
+    again = evaluate(FootprintRecorded(), op_context(values))
     unreadable = {
         info: {ABSENT_BEFORE: None, **state},
         NftTables(): None,
         Users(SHARED_ACCOUNTS): accounts,
     }
-    recorded_without_tables = evaluate(FootprintRecorded(), _ctx(unreadable)).commands
+    recorded_without_tables = evaluate(FootprintRecorded(), op_context(unreadable)).commands
     assert [c.path for c in recorded_without_tables if isinstance(c, Upload)] == [ABSENT_BEFORE]
     assert again.commands == ()
     assert again.noop_reason == "the host's footprint was recorded at the first apply"
@@ -165,7 +160,7 @@ def test_purge_removes_only_the_recorded_packages_still_installed() -> None:
     assert _rendered(op, {Packages(names): {"etcd-server": "3.4", "runc": None}}) == [
         "env DEBIAN_FRONTEND=noninteractive dpkg --purge etcd-server >/dev/null"
     ]
-    outcome = evaluate(op, _ctx({Packages(names): {"etcd-server": None, "runc": None}}))
+    outcome = evaluate(op, op_context({Packages(names): {"etcd-server": None, "runc": None}}))
     assert outcome.commands == ()
     assert outcome.noop_reason == "no package berth installed is left"
 
@@ -184,7 +179,7 @@ def test_a_created_path_is_unmounted_deepest_first_then_removed() -> None:
     assert _rendered(op, gone) == []
     # the mask of Debian's etcd unit: systemd reloads its units once the mask is gone
     mask = "/etc/systemd/system/etcd.service"
-    ctx = _ctx({PathInfo((mask,)): {mask: FILE}, MountPoints(): mounts})
+    ctx = op_context({PathInfo((mask,)): {mask: FILE}, MountPoints(): mounts})
     assert [
         c.render() for c in evaluate(CreatedPathAbsent(mask), ctx).commands if isinstance(c, Shell)
     ] == [f"rm -rf -- {mask}"]
@@ -263,6 +258,11 @@ def test_destroy_purges_berths_packages_and_paths_before_its_own_paths() -> None
         for p in ("/opt/berth", "/etc/berth", "/run/berth", "/var/lib/berth")
     )  # the footprint, in /var/lib/berth, goes last
     assert created > purge
+    # a runc node's kernel settings no longer apply at the next boot (running values stay)
+    for key, _value in layout.NODE_SYSCTLS:
+        assert SysctlAbsent(key) in ops[:-4]
+    for name, _path in layout.NODE_MODULES:
+        assert Absent(module_file(name)) in ops[:-4]
     kept, _ = _teardown(footprint, keep_data=True, keep_packages=True)
     assert not any(isinstance(op, PackagesPurged) for op in kept)
     assert Absent(layout.VAR, recursive=True) not in kept

@@ -15,7 +15,6 @@ from provisioner.commands import Upload, sha256_hex
 from provisioner.connectors.base import HostName
 from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
-from provisioner.operations.base import HostRun, OpContext
 from provisioner.operations.cluster import HostCapacity
 from provisioner.operations.files import File
 from provisioner.operations.systemd import Service, UnitFile
@@ -24,6 +23,7 @@ from provisioner.phases.cluster.install import cluster_install_phases
 from provisioner.spec import ClusterSpec
 from provisioner.workflow import Inventory, RemoveHostsFn
 from provisioner.workflow.inventory import inventory_from_spec
+from tests.harness.op_context import op_context
 from tests.unit.etcd_phase.test_etcd_phase import make_spec
 
 
@@ -38,13 +38,6 @@ class Data:
 
     def host_facts(self, host: HostName, facts: Any) -> FactSet:
         raise AssertionError("the HA wiring reads no facts")
-
-
-def _ctx(values: dict[Any, Any]) -> OpContext:
-    facts = FactSet("h")
-    for fact, value in values.items():
-        facts.put(fact, value)
-    return OpContext(HostName("h"), facts, HostRun())
 
 
 def _data(tmp: Path, spec: ClusterSpec) -> Data:
@@ -115,13 +108,13 @@ def test_a_balanced_kubeconfig_uploads_the_rewritten_state_file(tmp_path: Path) 
     op = ha.BalancedKubeconfig(ha.balanced("agent.conf"), source, 0o600)
     assert "via the node's balancer" in op.describe()
     info = PathInfo((op.path,))
-    absent = _ctx({info: {op.path: None}})
+    absent = op_context({info: {op.path: None}})
     (upload,) = list(op.commands(absent))
     assert isinstance(upload, Upload)
     assert b"https://127.0.0.1:6444" in upload.content
     assert upload.mode == 0o600
     same = PathState("file", 0o600, "root", "root", 1, sha256=sha256_hex(upload.content))
-    up_to_date = _ctx({info: {op.path: same}})
+    up_to_date = op_context({info: {op.path: same}})
     assert list(op.commands(up_to_date)) == []
     assert up_to_date.noop_reason
 

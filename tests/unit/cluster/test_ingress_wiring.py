@@ -25,7 +25,7 @@ from provisioner.facts.files import PathInfo, PathState
 from provisioner.facts.packages import Packages
 from provisioner.facts.system import Machine, MachineInfo
 from provisioner.facts.systemd import UnitState, UnitStates
-from provisioner.operations.base import HostRun, OpContext, Operation, evaluate
+from provisioner.operations.base import Operation, evaluate
 from provisioner.operations.packages import DebPackages
 from provisioner.operations.systemd import Service, UnitFile
 from provisioner.phases.cluster import hostside
@@ -35,6 +35,7 @@ from provisioner.spec.load import parse_spec
 from provisioner.verify.ingress import ingress_checks
 from provisioner.workflow.inventory import inventory_from_spec
 from tests.harness.fake_client import FakeClient
+from tests.harness.op_context import op_context
 from tests.harness.ports import free_port
 from tests.unit.cluster.test_ha_wiring import Data
 
@@ -147,10 +148,7 @@ def test_the_default_berth_ingress_class_is_created_once_on_runc_clusters(tmp_pa
 
 
 def _commands(op: Operation, values: dict[Any, Any]) -> list[str]:
-    facts = FactSet("h")
-    for fact, value in values.items():
-        facts.put(fact, value)
-    outcome = evaluate(op, OpContext(HostName("h"), facts, HostRun()))
+    outcome = evaluate(op, op_context(values))
     return [c.render() for c in outcome.commands if isinstance(c, Shell)]
 
 

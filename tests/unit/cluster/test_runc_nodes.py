@@ -16,10 +16,9 @@ from berth.runtime.store import ContentStore
 from provisioner import hostlayout as layout
 from provisioner.commands import Shell, Upload
 from provisioner.connectors.base import CommandResult, HostName, HostTarget
-from provisioner.facts.base import FactSet
 from provisioner.facts.files import PathInfo, PathState
 from provisioner.images import read_archive
-from provisioner.operations.base import HostRun, OpContext, evaluate
+from provisioner.operations.base import evaluate
 from provisioner.operations.cluster import (
     CNI_STATE,
     HostCapacity,
@@ -34,6 +33,7 @@ from provisioner.spec import load_spec
 from provisioner.verify.cluster import _smoke_pod, service_result
 from provisioner.verify.run import ssh_probe
 from tests.harness.apiserver import TestPKI
+from tests.harness.op_context import op_context
 
 SPEC = """\
 apiVersion: berth.dev/v1alpha1
@@ -46,13 +46,6 @@ spec:
 """
 SITE_BERTH = f"{layout.SITE}/berth"
 PRESENT = PathState("file", 0o600, "root", "root", 1)
-
-
-def _ctx(values: dict[Any, Any]) -> OpContext:
-    facts = FactSet("h")
-    for fact, value in values.items():
-        facts.put(fact, value)
-    return OpContext(HostName("h"), facts, HostRun())
 
 
 def _host() -> HostTarget:
@@ -126,8 +119,8 @@ def test_smoke_image_is_reproducible_and_imports_where_the_phase_looks(tmp_path:
 def test_image_is_loaded_only_when_the_node_has_no_record_of_it() -> None:
     op = ImageLoaded("berth.local/verify-smoke:abc", b"archive", "smoke")
     info = PathInfo((op.record,))
-    assert evaluate(op, _ctx({info: {op.record: PRESENT}})).commands == ()
-    mkdir, upload, load = evaluate(op, _ctx({info: {op.record: None}})).commands
+    assert evaluate(op, op_context({info: {op.record: PRESENT}})).commands == ()
+    mkdir, upload, load = evaluate(op, op_context({info: {op.record: None}})).commands
     assert isinstance(mkdir, Shell)
     assert isinstance(upload, Upload)
     assert upload.content == b"archive"
@@ -144,7 +137,7 @@ def _reset(purge: bool, leftovers: tuple[str, ...], installed: bool = True) -> t
         NodeLeftovers(): leftovers,
         PathInfo((SITE_BERTH,)): {SITE_BERTH: PRESENT if installed else None},
     }
-    commands = evaluate(NodeReset(purge), _ctx(facts)).commands
+    commands = evaluate(NodeReset(purge), op_context(facts)).commands
     assert all(isinstance(c, Shell) for c in commands)
     return tuple(c.render() for c in commands if isinstance(c, Shell))
 

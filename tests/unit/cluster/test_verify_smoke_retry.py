@@ -1,6 +1,7 @@
 """verify's smoke workload on an API server that drops requests (an HA control plane under
 load, the VIP moving): unanswered writes are sent again, a write that committed without an
-answer is not an error, and what still fails is a failed check, not a traceback."""
+answer is not an error, and what still fails is a failed check, not a traceback. Smoke pods
+are waited for while the agent that would run them runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pytest
 from berth.client import errors as api_errors
 from berth.client.http import HttpClient
 from provisioner import clusterapi
+from provisioner import hostlayout as layout
 from provisioner.verify import cluster as verify_cluster
+from provisioner.verify.units import UnitStates
+from tests.harness.verify_clock import FakeClock
 
 Obj = dict[str, Any]
 
@@ -83,7 +87,7 @@ def test_an_api_server_that_stays_away_is_a_failed_check_not_a_traceback(
     with pytest.raises(api_errors.Unreachable):
         asyncio.run(verify_cluster._smoke(cast(HttpClient, api), _nodes(), image=None, probe=None))
 
-    async def node_checks(client: Any, spec: Any) -> tuple[list[Any], dict[str, Obj]]:
+    async def node_checks(*_: Any) -> tuple[list[Any], dict[str, Obj]]:
         return [], _nodes()
 
     async def nothing(*_: Any, **__: Any) -> list[Any]:
@@ -92,7 +96,7 @@ def test_an_api_server_that_stays_away_is_a_failed_check_not_a_traceback(
     monkeypatch.setattr(verify_cluster, "_node_checks", node_checks)
     monkeypatch.setattr(verify_cluster, "_leader_checks", nothing)
     monkeypatch.setattr(verify_cluster, "_readyz", lambda *_: [])
-    monkeypatch.setattr(verify_cluster, "_metrics", lambda *_: [])
+    monkeypatch.setattr(verify_cluster, "_metrics", lambda *_, **__: [])
     monkeypatch.setattr(verify_cluster, "ingress_checks", lambda *_: [])
     monkeypatch.setattr(verify_cluster, "admin_client", lambda *_, **__: _Closing(api))
     spec = cast(Any, type("Spec", (), {"api_server_url": "https://vip:6443", "spec": None})())
@@ -112,3 +116,75 @@ class _Closing:
 
     async def close(self) -> None:
         pass
+
+
+class PendingOn:
+    """Pods run on their node after ``runs_after`` reads of each, except on ``stuck`` nodes
+    (their agent is stopped: the pod stays Pending)."""
+
+    def __init__(self, stuck: set[str], runs_after: int) -> None:
+        self.stuck = stuck
+        self.runs_after = runs_after
+        self.reads: dict[str, int] = {}
+
+    async def get(self, resource: Any, name: str, namespace: str | None = None) -> Obj:
+        self.reads[name] = self.reads.get(name, 0) + 1
+        node = name.split("-")[1]
+        running = node not in self.stuck and self.reads[name] > self.runs_after
+        return {
+            "spec": {"nodeName": node},
+            "status": {"phase": "Running" if running else "Pending"},
+        }
+
+
+def test_a_pod_on_a_node_whose_agent_is_stopped_is_not_waited_for() -> None:
+    api = PendingOn(stuck={"n2"}, runs_after=0)
+    units = UnitStates()
+    units.found("n1", layout.AGENT, running=True)
+    units.found("n2", layout.AGENT, running=False)
+    clock = FakeClock()
+    pods = {"smoke-n1-abc": "n1", "smoke-n2-abc": "n2"}
+    phases, _placed = asyncio.run(
+        verify_cluster._wait_pods(
+            cast(HttpClient, api), pods, serving=False, units=units, clock=clock
+        )
+    )
+    assert phases == {"smoke-n1-abc": "Running", "smoke-n2-abc": "Pending"}
+    assert api.reads == {"smoke-n1-abc": 1, "smoke-n2-abc": 1}
+    assert clock.now == 0.0
+
+
+def test_pods_on_running_agents_are_waited_for() -> None:
+    api = PendingOn(stuck=set(), runs_after=3)  # the agents are still pulling and starting
+    units = UnitStates()
+    units.found("n1", layout.AGENT, running=True)
+    clock = FakeClock()
+    pods = {"smoke-n1-abc": "n1", "smoke-n2-abc": "n2"}  # n2: not looked at yet
+    phases, _placed = asyncio.run(
+        verify_cluster._wait_pods(
+            cast(HttpClient, api), pods, serving=False, units=units, clock=clock
+        )
+    )
+    assert phases == {"smoke-n1-abc": "Running", "smoke-n2-abc": "Running"}
+    assert clock.now == 3 * verify_cluster.SMOKE_RETRY_EVERY
+
+
+def test_a_smoke_pod_that_failed_on_a_stopped_agent_names_the_unit() -> None:
+    class StuckApi(DroppingApi):
+        async def get(self, resource: Any, name: str, namespace: str | None = None) -> Obj:
+            pod = self.objects[name]
+            node = name.split("-")[1]
+            phase = "Pending" if node == "n2" else "Running"
+            return {**pod, "spec": {**pod["spec"], "nodeName": node}, "status": {"phase": phase}}
+
+    units = UnitStates()
+    units.found("n2", layout.AGENT, running=False)
+    results = asyncio.run(
+        verify_cluster._smoke(
+            cast(HttpClient, StuckApi()), _nodes(), image=None, probe=None, units=units
+        )
+    )
+    by_name = {r.name: r for r in results}
+    assert by_name["smoke pod on n1"].ok
+    assert not by_name["smoke pod on n2"].ok
+    assert "berth-agent.service is not running on n2" in by_name["smoke pod on n2"].detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,21 @@ def test_one_round_trip_for_many_facts_against_a_real_shell(tmp_path: Path) -> N
     assert info[str(tmp_path / "missing")] is None
     assert info[str(tmp_path / "f")] is not None
     assert result.round_trip is not None
+
+
+def test_path_digests_from_a_real_shell_are_the_files_sha256(tmp_path: Path) -> None:
+    first, second, folder = tmp_path / "a", tmp_path / "b c", tmp_path / "d"
+    first.write_bytes(b"one\n")
+    second.write_bytes(b"")
+    folder.mkdir()
+    fact = PathInfo((str(first), str(folder), str(second)))
+    info = gather(LocalConnector(), [fact]).get(fact)
+    digests = {path: state.sha256 if state else "absent" for path, state in info.items()}
+    assert digests == {
+        str(first): hashlib.sha256(b"one\n").hexdigest(),
+        str(folder): None,
+        str(second): hashlib.sha256(b"").hexdigest(),
+    }
 
 
 def test_fingerprint_ignores_volatile_facts_and_tracks_the_rest(tmp_path: Path) -> None:

@@ -73,3 +73,44 @@ def test_pins_are_found_by_spec_name_and_non_default_port(tmp_path: Path) -> Non
         host="other", address="10.0.0.1", port=2222, offered=key, known=KnownHosts(path),
         policy=HostKeyPolicy.STRICT,
     )  # fmt: skip
+
+
+def test_connections_share_one_reading_of_an_unchanged_known_hosts_file(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    key = _ed25519(1)
+    path.write_text(f"10.231.0.11 {key.get_name()} {key.get_base64()}\n")
+    first = KnownHosts.shared(path)
+    assert KnownHosts.shared(path) is first  # unchanged: not parsed again
+    _verify(KnownHosts.shared(path), key, HostKeyPolicy.STRICT)
+
+
+def test_a_changed_known_hosts_file_is_read_again_never_served_stale(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    old, new = _ed25519(1), _ed25519(2)
+    path.write_text(f"10.231.0.11 {old.get_name()} {old.get_base64()}\n")
+    first = KnownHosts.shared(path)
+    # re-keyed by another tool (same size, so only the inode or time tells them apart)
+    replacement = tmp_path / "known_hosts.new"
+    replacement.write_text(f"10.231.0.11 {new.get_name()} {new.get_base64()}\n")
+    replacement.replace(path)
+    again = KnownHosts.shared(path)
+    assert again is not first
+    _verify(again, new, HostKeyPolicy.STRICT)
+    with pytest.raises(ConnectError):
+        _verify(KnownHosts.shared(path), old, HostKeyPolicy.STRICT)
+
+
+def test_a_pin_made_through_the_shared_reading_is_seen_by_the_next_connection(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "known_hosts"
+    _verify(KnownHosts.shared(path), _ed25519(1), HostKeyPolicy.ACCEPT_NEW)  # no file yet
+    verify_host_key(
+        host="n2", address="10.231.0.12", port=22, offered=_ed25519(2),
+        known=KnownHosts.shared(path), policy=HostKeyPolicy.ACCEPT_NEW,
+    )  # fmt: skip
+    for address, key in (("10.231.0.11", _ed25519(1)), ("10.231.0.12", _ed25519(2))):
+        verify_host_key(
+            host="n", address=address, port=22, offered=key,
+            known=KnownHosts.shared(path), policy=HostKeyPolicy.STRICT,
+        )  # fmt: skip

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import stat
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from berth.network.podnet import PodAddress, PodNetwork
 from berth.runtime.errors import SandboxError
 from berth.runtime.sandbox import SandboxManager
 from berth.runtime.spec import EmptyDir, FilesVolume, HostPath, PodSpec, PodUID, Volume
@@ -131,3 +133,31 @@ def test_a_half_made_sandbox_is_torn_down_and_recreated(tmp_path: Path) -> None:
     assert again.state == "ready"
     netns_calls = [c[:3] for c in host.calls if c[0] == "ip"]
     assert netns_calls == [["ip", "netns", "del"], ["ip", "netns", "add"]]
+
+
+class CountingNetwork:
+    """A pod network that hands out one address and counts its DELs."""
+
+    def __init__(self) -> None:
+        self.detached: list[str] = []
+
+    async def attach(self, *, sandbox_id: str, **_kw: object) -> PodAddress:
+        return PodAddress(ip="10.244.1.9", gateway="10.244.1.1")
+
+    async def detach(self, *, sandbox_id: str, **_kw: object) -> None:
+        self.detached.append(sandbox_id)
+
+
+def test_a_pods_teardown_deletes_its_network_once(tmp_path: Path) -> None:
+    """stop then remove (what the runtime's pod teardown does): one CNI DEL, not two; a
+    sandbox made ready again is detached again."""
+    manager, _host = _manager(tmp_path)
+    network = CountingNetwork()
+    manager.network = cast(PodNetwork, network)
+    asyncio.run(manager.create(POD))
+    asyncio.run(manager.stop_network(POD.uid))
+    asyncio.run(manager.remove(POD.uid))
+    assert network.detached == [POD.uid]
+    asyncio.run(manager.create(POD))
+    asyncio.run(manager.remove(POD.uid))
+    assert network.detached == [POD.uid, POD.uid]

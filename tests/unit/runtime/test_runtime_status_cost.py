@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -114,7 +116,7 @@ def test_an_ended_or_replaced_process_is_asked_of_runc(tmp_path: Path) -> None:
     assert rt.has_ended(cid) is True, "the shim's exit file wins over a live-looking pid"
     status = asyncio.run(rt.container_status(cid))
     assert (status.state, status.exit_code) == (ContainerState.EXITED, 3)
-    assert len(runner.runc("state")) == 2
+    assert len(runner.runc("state")) == 1, "a recorded exit is answered without runc"
 
 
 def test_stopping_polls_proc_not_runc_while_the_process_lives(tmp_path: Path) -> None:
@@ -235,3 +237,98 @@ def test_stopping_returns_once_the_shim_recorded_the_exit(tmp_path: Path) -> Non
     assert asyncio.run(stop()) is True
     status = asyncio.run(rt.container_status(cid))
     assert (status.state, status.exit_code) == (ContainerState.EXITED, 7)
+
+
+class ExitOnTerm(RecordingRunner):
+    """A container that exits at its SIGTERM: `runc kill` makes its shim record the exit."""
+
+    exit_file: Path | None = None
+
+    def answer(self, argv: tuple[str, ...]) -> Completed:
+        if "kill" in argv and self.exit_file is not None:
+            self.exit_file.write_text('{"exitCode": 0}')
+        return super().answer(argv)
+
+
+def test_stopping_a_running_container_signals_it_without_asking_runc(tmp_path: Path) -> None:
+    """A pod's deletion: a container known to run gets its SIGTERM at once (no `runc state`
+    first), and once its shim recorded the exit, stopping it again and reading its status ask
+    runc nothing."""
+    rt, _runner, proc = _runtime(tmp_path)
+    runner = ExitOnTerm()
+    rt.runner = runner
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4242, ticks=777)
+    asyncio.run(rt.start_container(cid))
+    runner.exit_file = rt.containers_dir / cid / "exit.json"
+    runner.calls.clear()
+    asyncio.run(rt.stop_container(cid, grace_seconds=30))
+    assert [c[-2:] for c in runner.runc("kill")] == [(cid, "TERM")]
+    assert runner.runc("state") == []
+    asyncio.run(rt.stop_container(cid, grace_seconds=30))
+    status = asyncio.run(rt.container_status(cid))
+    assert (status.state, status.exit_code) == (ContainerState.EXITED, 0)
+    assert runner.runc("state") == []
+    assert len(runner.runc("kill")) == 1
+
+
+def test_one_pods_containers_are_listed_without_runc_list(tmp_path: Path) -> None:
+    """A pod's teardown lists its containers twice: that reads only its own bundles (and runc
+    for none of them when they are known running or exited), never `runc list` of the whole
+    node."""
+    rt, runner, proc = _runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4242, ticks=777)
+    asyncio.run(rt.start_container(cid))
+    other = rt.containers_dir / "pod-2_web_0"  # another pod's container
+    other.mkdir()
+    (other / "meta.json").write_text(json.dumps({"id": "pod-2_web_0", "podUid": "pod-2"}))
+    runner.calls.clear()
+    (status,) = asyncio.run(rt.list_containers(pod_uid=POD))
+    assert (status.id, status.state) == (cid, ContainerState.RUNNING)
+    (rt.containers_dir / cid / "exit.json").write_text('{"exitCode": 143}')
+    (status,) = asyncio.run(rt.list_containers(pod_uid=POD))
+    assert (status.state, status.exit_code) == (ContainerState.EXITED, 143)
+    assert runner.calls == []
+    assert asyncio.run(rt.list_containers(pod_uid=PodUID("pod-3"))) == []
+
+
+def test_stopping_waits_for_the_shims_end_not_a_poll(tmp_path: Path) -> None:
+    """With a shim to watch, the stop waits on its pidfd: /proc is looked at again only after
+    the shim ended (here a real process that records the exit and ends a little later), not
+    every 50 ms meanwhile."""
+    rt, _runner, proc = _runtime(tmp_path)
+    cid = _created(rt, pid=4242)
+    _stat(proc, 4242, ticks=777)
+    asyncio.run(rt.start_container(cid))
+    exit_file = rt.containers_dir / cid / "exit.json"
+    record = f"import time; time.sleep(0.5); open({str(exit_file)!r}, 'w').write('{{}}')"
+    shim = subprocess.Popen([sys.executable, "-c", record])
+    _stat(proc, shim.pid, ticks=555)  # the staged /proc names the real process as the shim
+    meta = json.loads((rt.containers_dir / cid / "meta.json").read_text())
+    meta.update(shimPid=shim.pid, shimStartTicks=555)
+    (rt.containers_dir / cid / "meta.json").write_text(json.dumps(meta))
+    looks = 0
+    known_running = rt._known_running
+
+    def counted(cid: ContainerID, meta: Mapping[str, object]) -> bool:
+        nonlocal looks
+        looks += 1
+        return known_running(cid, meta)
+
+    rt._known_running = counted  # type: ignore[method-assign]
+    reaped = asyncio.run(_reaped_after_stop(rt, cid, shim))
+    assert reaped
+    assert exit_file.exists()
+    assert looks <= 1, f"polled {looks} times while the shim ran"
+
+
+async def _reaped_after_stop(
+    rt: RuncRuntime, cid: ContainerID, shim: subprocess.Popen[bytes]
+) -> bool:
+    # The shim is this test's child: it becomes readable only once reaped, as the real shim is
+    # by its parent (init, on a node). Reap it in a thread while the stop waits.
+    reaper = asyncio.create_task(asyncio.to_thread(shim.wait))
+    stopped = await rt._wait_stopped(cid, 60.0)
+    await reaper
+    return stopped
