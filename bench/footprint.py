@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PODS_PER_NODE = 100
 LABEL = "bench-footprint"
 MIB = 2**20
+MB = 10**6  # the issue's goals are in MB: 250 MB is 238.4 MiB
 K3S = {
     # k3s resource profiling, v1.26.5, SQLite datastore, with a workload (the issue's anchors);
     # v1.19's figures in brackets
@@ -418,9 +419,9 @@ def control_plane(usage: dict[tuple[str, str], Usage], hosts: list[str]) -> tupl
 def print_goals(usage: dict[tuple[str, str], Usage], hosts: list[str], *, loaded: bool) -> None:
     host, cp = control_plane(usage, hosts)
     print(f"control plane (API server with SQLite + scheduler + controller manager, {host}): "
-          f"RSS {cp.rss / MIB:.0f} MiB, PSS {cp.pss / MIB:.0f} MiB, "
+          f"RSS {cp.rss / MIB:.0f} MiB ({cp.rss / MB:.0f} MB), PSS {cp.pss / MIB:.0f} MiB, "
           f"CPU {cp.cpu:.2f} %")  # fmt: skip
-    mem = "meets" if cp.rss / MIB <= CONTROL_PLANE_GOAL_MB else "MISSES"
+    mem = "meets" if cp.rss / MB <= CONTROL_PLANE_GOAL_MB else "MISSES"
     cpu = "meets" if cp.cpu <= CONTROL_PLANE_GOAL_CPU else "MISSES"
     print(
         f"  goal <= {CONTROL_PLANE_GOAL_MB:.0f} MB RSS: {mem} it"
@@ -432,7 +433,7 @@ def print_goals(usage: dict[tuple[str, str], Usage], hosts: list[str], *, loaded
         extra = sum(usage.get((h, c), Usage()).rss for c in node_side)
         shims = usage.get((h, "shim"), Usage())
         per_shim = shims.rss / shims.processes / MIB if shims.processes else 0.0
-        verdict = "meets" if agent.rss / MIB <= AGENT_GOAL_MB else "MISSES"
+        verdict = "meets" if agent.rss / MB <= AGENT_GOAL_MB else "MISSES"
         print(f"agent {h}: RSS {agent.rss / MIB:.0f} MiB, CPU {agent.cpu:.2f} %"
               + (f" (goal <= {AGENT_GOAL_MB:.0f} MB with 100 pods: {verdict} it)" if loaded else "")
               + f"; all node components (agent, DNS, ingress + HAProxy, LB, {shims.processes} shims"
@@ -493,9 +494,16 @@ def soak(cluster: Any, pids: Any, hosts: list[str], minutes: float) -> None:
     marks: dict[str, dict[tuple[str, str], Usage]] = {}
     deleted = 0
     while (elapsed := time.monotonic() - started) < minutes * 60:
-        if "5" not in marks and elapsed >= 300:
-            marks["5"] = measure(pids, 1.0)
-            print(f"  minute 5: RSS sampled ({deleted} pods deleted so far)", flush=True)
+        minute = int(elapsed // 300) * 5  # a mark every 5 minutes shows the trend, not only ends
+        if minute and str(minute) not in marks:
+            marks[str(minute)] = sample = measure(pids, 1.0)
+            _, cp = control_plane(sample, hosts)
+            parts = ", ".join(
+                f"{c} {sum(u.rss for (_, comp), u in sample.items() if comp == c) / MIB:.1f}"
+                for c in CONTROL_PLANE
+            )
+            print(f"  minute {minute}: control plane {cp.rss / MIB:.1f} MiB RSS ({parts});"
+                  f" {deleted} pods deleted so far, {load()}", flush=True)  # fmt: skip
         deleted += churn_once(cluster, 0.05)
         time.sleep(20)
     marks["end"] = measure(pids, 1.0)

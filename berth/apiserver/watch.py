@@ -96,10 +96,13 @@ class Subscriber:
             self._timer = None
 
 
-RING_BYTES = 16 << 20
+RING_BYTES = 4 << 20
 """The most the ring holds in values (objects and their previous states, as JSON): with pods
 of ~8 KiB each (managedFields) 4096 events would be ~64 MiB; past this, the oldest go and a
-resume from before them is read from the store's log."""
+resume from before them is read from the store's log. A watch resumes from the last event its
+client saw, almost always among the newest few hundred: 4 MiB (500-1000 pod events) serves
+those from memory, where 16 MiB cost the API server 12 MiB of RSS once a cluster of 300 pods
+had churned enough to fill it (bench/footprint.py)."""
 
 
 def _held_bytes(event: Event) -> int:

@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from berth.api.resources import ResourceDef
 from berth.api.watch import SILENCE_LIMIT
@@ -34,12 +35,14 @@ from berth.client import errors
 from berth.client.interface import ApiClient, WatchEvent
 from berth.client.keys import ObjectKey
 from berth.machinery.clock import Clock
-from berth.machinery.objects import Frozen, freeze, key_of, meta
+from berth.machinery.objects import Frozen, cache_view, key_of, meta
 from berth.machinery.silence import SilenceWatchdog, Silent
 
 log = logging.getLogger(__name__)
 
 IndexFunc = Callable[[Frozen], Iterable[str]]
+Transform = Callable[[Mapping[str, Any]], Frozen]
+"""Turns an object from the API into what the cache keeps (client-go's SetTransform)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +69,10 @@ class Informer:
         resync_period: float | None = None,
         watch_timeout: int = 300,
         watch_silence_limit: float = SILENCE_LIMIT,
+        transform: Transform = cache_view,
     ) -> None:
         self.client = client
+        self._transform = transform
         self.resource = resource
         self._clock = clock
         self._namespace = namespace
@@ -138,7 +143,7 @@ class Informer:
     # ---- feeding (run() uses these; unit tests may call them directly) -----------------
     def replace(self, items: Iterable[Frozen | dict[str, object]], resource_version: str) -> None:
         """Replace the cache with a fresh list, dispatching adds, updates and deletions."""
-        fresh = {key_of(o): freeze(o) for o in items}
+        fresh = {key_of(o): self._transform(o) for o in items}
         for key in [k for k in self._items if k not in fresh]:
             gone = self._remove(key)
             if gone is not None:
@@ -154,7 +159,7 @@ class Informer:
         self._synced.set()
 
     def apply(self, event: WatchEvent) -> None:
-        obj = freeze(event.object)
+        obj = self._transform(event.object)
         rv = meta(obj).get("resourceVersion")
         if rv:
             self.resource_version = str(rv)
@@ -295,8 +300,16 @@ class Informer:
 class InformerFactory:
     """Shares one informer per (resource, namespace, selectors) between controllers."""
 
-    def __init__(self, client: ApiClient, *, clock: Clock, resync_period: float | None = None):
+    def __init__(
+        self,
+        client: ApiClient,
+        *,
+        clock: Clock,
+        resync_period: float | None = None,
+        transform: Transform = cache_view,
+    ):
         self.client = client
+        self._transform = transform
         self.clock = clock
         self._resync = resync_period
         self._informers: dict[tuple[str, str | None, str | None, str | None], Informer] = {}
@@ -320,6 +333,7 @@ class InformerFactory:
                 label_selector=label_selector,
                 field_selector=field_selector,
                 resync_period=self._resync,
+                transform=self._transform,
             )
         return self._informers[ident]
 

@@ -32,6 +32,22 @@ def freeze(value: Any) -> Any:
     return value
 
 
+def cache_view(obj: Mapping[str, Any]) -> Frozen:
+    """What an informer caches of ``obj``: :func:`freeze`, without ``metadata.managedFields``.
+
+    No component decides anything from managedFields (the API server keeps the stored ones
+    when a write omits them), yet they are often the largest part of an object (a pod's
+    entries for its controller, the scheduler's binding and the agent's status writes): kept in
+    every cache of every component they cost memory and nothing else. kube-scheduler and
+    kube-controller-manager drop them from their informers the same way (client-go's
+    ``TransformStripManagedFields``)."""
+    m = obj.get("metadata")
+    if isinstance(m, Mapping) and "managedFields" in m:
+        obj = {**obj, "metadata": {k: v for k, v in m.items() if k != "managedFields"}}
+    frozen: Frozen = freeze(obj)
+    return frozen
+
+
 def thaw(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}

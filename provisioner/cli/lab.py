@@ -13,6 +13,7 @@ from provisioner.errors import LabError
 from provisioner.lab import Lab, ensure_rootfs, list_labs
 from provisioner.lab.rootfs import default_recipe, parse_releases
 from provisioner.lab.system import ip_forward_enabled
+from provisioner.lab.vagrantbox import ensure_box
 from provisioner.lab.vmlab import VmLab, open_lab
 
 lab_app = typer.Typer(
@@ -123,6 +124,15 @@ def rootfs(
     result = ensure_rootfs(default_recipe(parse_releases(release, 1)[0]))
     how = f"built in {result.seconds:.1f}s" if result.built else "cached"
     typer.echo(f"rootfs {result.path} ({how})")
+
+
+@lab_app.command()
+def box() -> None:
+    """Build the Vagrant box (vagrant-libvirt) from the VM lab's image unless it is cached;
+    print its path (add it with `vagrant box add --name berth/bookworm PATH`)."""
+    result = ensure_box(ensure_rootfs(default_recipe("bookworm")).path)
+    how = f"built in {result.seconds:.1f}s" if result.built else "cached"
+    typer.echo(f"box {result.path} ({how})")
 
 
 VM_ONLY = ("reboot", "reset")

@@ -21,7 +21,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,6 +250,18 @@ def ensure_base_image(rootfs: Path, *, cache: Path | None = None) -> tuple[BaseI
 
 
 def _build(plan: ImagePlan, rootfs: Path, scratch: Path) -> None:
+    build_image(plan, rootfs, scratch)
+
+
+def build_image(
+    plan: ImagePlan,
+    rootfs: Path,
+    scratch: Path,
+    *,
+    customise: Callable[[Path], None] | None = None,
+) -> None:
+    """Build ``disk.raw``, ``vmlinuz`` and ``initrd.img`` into ``scratch``: the lab's image,
+    then ``customise(tree)`` (e.g. the Vagrant box's layer) before the tree becomes ext4."""
     started = time.monotonic()
     tree, debs = scratch / "tree", scratch / "debs"
     debs.mkdir(parents=True)
@@ -279,6 +291,8 @@ def _build(plan: ImagePlan, rootfs: Path, scratch: Path) -> None:
     shutil.rmtree(inside)
     run(["chroot", str(tree), "depmod", "-a", release])
     _customise(tree)
+    if customise is not None:
+        customise(tree)
     modules = tree / "lib/modules" / release
     (scratch / "initrd.img").write_bytes(
         cpio_newc(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any, TypeVar
 
 from berth.api.meta import format_time
@@ -14,7 +15,8 @@ from berth.controllers.context import Context
 from berth.machinery.clock import FakeClock
 from berth.machinery.controller import Controller
 from berth.machinery.events import EventRecorder
-from berth.machinery.informer import InformerFactory
+from berth.machinery.informer import InformerFactory, Transform
+from berth.machinery.objects import cache_view
 from tests.harness.fake_client import FakeClient
 
 T = TypeVar("T")
@@ -25,10 +27,15 @@ def run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        api: Callable[[Callable[[], datetime]], FakeClient] = FakeClient,
+        transform: Transform = cache_view,
+    ) -> None:
+        """``api`` makes the fake API from a clock; ``transform``: what informers cache."""
         self.clock = FakeClock()
-        self.api = FakeClient(now=self.clock.now)
-        self.informers = InformerFactory(self.api, clock=self.clock)
+        self.api = api(self.clock.now)
+        self.informers = InformerFactory(self.api, clock=self.clock, transform=transform)
         self.recorder = EventRecorder(self.api, self.clock, component="test")
         self.ctx = Context(self.api, self.informers, self.clock, self.recorder)
 

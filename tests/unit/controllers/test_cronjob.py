@@ -4,7 +4,10 @@ history limits and the status it keeps."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -380,3 +383,25 @@ def test_history_limits_delete_the_oldest_finished_jobs() -> None:
         assert kinds.count("Failed") == 0
 
     run(body)
+
+
+def test_croniter_is_imported_with_the_first_schedule_not_with_the_controller_manager() -> None:
+    """Memory: a controller manager without CronJobs does not load croniter and dateutil."""
+    script = (
+        "import sys\n"
+        "import berth.controllers.__main__\n"
+        "from berth.api import cron\n"
+        "before = 'croniter' in sys.modules\n"
+        "fires = cron.parse('*/5 * * * *').next_after(datetime.datetime(2026, 1, 1, 0, 1,"
+        " tzinfo=datetime.UTC))\n"
+        "print(before, 'croniter' in sys.modules, fires.minute)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import datetime\n" + script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert out.stdout.split() == ["False", "True", "5"]
