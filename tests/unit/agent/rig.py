@@ -47,6 +47,19 @@ class Rig:
             withdrawal=self.view,
         )
 
+    def restart_agent(self) -> PodManager:
+        """A new agent process: the same runtime state and API, empty memory (no event
+        recorder, no withdrawal view); it becomes the rig's manager."""
+        self.manager = PodManager(
+            self.api,
+            self.clock,
+            self.runtime,
+            pods=self.pods,
+            node_address=lambda n: "192.0.2.10" if n == "n1" else None,
+            node_cidr=lambda _n: "10.244.3.0/24",
+        )
+        return self.manager
+
     def events(self) -> list[str]:
         return [e["reason"] for e in self.api.objects(EVENTS)]
 

@@ -5,21 +5,7 @@ all over again), and a pod that never restarts is not remade."""
 
 from __future__ import annotations
 
-from berth.agent.pods import PodManager
 from tests.unit.agent.rig import Rig, run
-
-
-def _restarted_agent(r: Rig) -> PodManager:
-    """A new agent process after the reboot: same runtime state on disk, empty memory."""
-    r.manager = PodManager(
-        r.api,
-        r.clock,
-        r.runtime,
-        pods=r.pods,
-        node_address=lambda n: "192.0.2.10" if n == "n1" else None,
-        node_cidr=lambda _n: "10.244.3.0/24",
-    )
-    return r.manager
 
 
 def _sandbox_ids(r: Rig) -> list[str]:
@@ -35,7 +21,7 @@ def test_after_a_reboot_the_pod_gets_a_new_sandbox_and_its_containers_restart() 
         started_at = r.status()["startTime"]
         old_sandboxes = _sandbox_ids(r)
         r.runtime.reboot()
-        fresh = _restarted_agent(r)
+        fresh = r.restart_agent()
         assert await fresh.recover({"n1"}) == 1
         await r.sync()
         assert _sandbox_ids(r) != old_sandboxes, "a new sandbox, not the dead one"
@@ -68,7 +54,7 @@ def test_after_a_reboot_init_containers_run_again_before_the_app() -> None:
         await r.sync()  # the init container completed: the app runs
         assert "running" in r.container()["state"]
         r.runtime.reboot()
-        assert await _restarted_agent(r).recover({"n1"}) == 1
+        assert await r.restart_agent().recover({"n1"}) == 1
         await r.sync()
         (init,) = r.status()["initContainerStatuses"]
         assert init["restartCount"] == 1, "the init container ran again"
@@ -85,7 +71,7 @@ def test_after_a_reboot_a_never_restarting_pod_is_not_remade() -> None:
         r = Rig()
         await r.started(restartPolicy="Never")
         r.runtime.reboot()
-        assert await _restarted_agent(r).recover({"n1"}) == 1
+        assert await r.restart_agent().recover({"n1"}) == 1
         await r.sync()
         st = r.status()
         assert st["phase"] == "Failed", st
@@ -108,7 +94,7 @@ def test_after_a_reboot_on_failure_restarts_only_what_did_not_succeed() -> None:
         await r.sync()
         assert r.container("done")["state"]["terminated"]["exitCode"] == 0
         r.runtime.reboot()
-        assert await _restarted_agent(r).recover({"n1"}) == 1
+        assert await r.restart_agent().recover({"n1"}) == 1
         await r.sync()
         assert r.container("app")["restartCount"] == 1
         assert "running" in r.container("app")["state"]

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 from typing import Any
 
-from berth.agent.pods import PodManager
 from berth.api.resources import EVENTS, PODS
 from tests.unit.agent.rig import Rig, run
 
@@ -200,17 +199,9 @@ def test_restarted_agent_adopts_running_containers() -> None:
         before = r.container()
         assert before["restartCount"] == 1
         # A new agent process (same runtime, empty memory) adopts instead of restarting.
-        fresh = PodManager(
-            r.api,
-            r.clock,
-            r.runtime,
-            pods=r.pods,
-            node_address=lambda n: "192.0.2.10" if n == "n1" else None,
-            node_cidr=lambda _n: "10.244.3.0/24",
-        )
+        fresh = r.restart_agent()
         assert await fresh.recover({"n1"}) == 1
         assert await fresh.recover({"other-node"}) == 0
-        r.manager = fresh
         starts = len([a for a in r.api.actions])
         await r.sync()
         after = r.container()
