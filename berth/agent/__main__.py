@@ -28,6 +28,7 @@ from berth.client.interface import ApiClient
 from berth.client.kubeconfig import KubeconfigError
 from berth.machinery.clock import Clock, RealClock
 from berth.machinery.component import setup_logging, stop_on_signals
+from berth.network.command import use_pidfd_child_watcher
 
 log = logging.getLogger("berth.agent")
 
@@ -87,6 +88,7 @@ def _node_network(config: AgentConfig, clock: Clock, client: ApiClient) -> NodeN
 
 
 async def _run(config_path: str) -> None:
+    use_pidfd_child_watcher()  # no thread per tool the agent runs (Python 3.11)
     config = load_config(config_path)
     clock = RealClock()
     client = HttpClient.from_kubeconfig(config.kubeconfig, user_agent="berth-agent")
