@@ -28,9 +28,9 @@ from . import client_warnings, discovery, resourceproxy, reviews
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
+    CertificateUsers,
     TokenAuthenticator,
     UserInfo,
-    user_from_peercert,
 )
 from .bodies import read_body
 from .codec import Codec, load_key
@@ -164,6 +164,7 @@ class ApiServer:
             else TokenAuthenticator()
         )
         self.service_accounts = ServiceAccounts(config)
+        self.cert_users = CertificateUsers()
         self.metrics = Metrics()
         # Resource metrics (metrics.k8s.io) from the agents' stats (resourcemetrics.py).
         self.resource_metrics = MetricsStore()
@@ -466,8 +467,9 @@ class ApiServer:
 
     def _authenticate(self, request: web.Request) -> UserInfo:
         transport = request.transport
-        cert = transport.get_extra_info("peercert") if transport is not None else None
-        user = user_from_peercert(cert)
+        user = self.cert_users.user(
+            transport.get_extra_info("ssl_object") if transport is not None else None
+        )
         if user is not None:
             return user
         header = request.headers.get("Authorization")
