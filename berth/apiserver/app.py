@@ -417,23 +417,25 @@ class ApiServer:
         start = time.perf_counter()
         label = ("", "")
         # Warnings (Pod Security's, for one) added while serving become Warning headers.
-        with client_warnings.collecting() as warnings:
-            try:
-                resp, label = await self._dispatch(request)
-            except ApiError as err:
-                resp = _status_response(err)
-            except Unavailable as exc:  # e.g. this server's etcd member has no quorum
-                resp = _status_response(
-                    datastore_unavailable(str(exc), outcome_unknown=exc.outcome_unknown)
-                )
-            except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
-                reason = "RequestEntityTooLarge" if exc.status == 413 else "BadRequest"
-                resp = _status_response(ApiError(exc.status, reason, exc.reason or reason))
-            except (ConnectionError, asyncio.CancelledError):
-                raise
-            except Exception:
-                log.exception("unhandled error serving %s %s", request.method, request.path)
-                resp = _status_response(internal())
+        warnings, token = client_warnings.begin()
+        try:
+            resp, label = await self._dispatch(request)
+        except ApiError as err:
+            resp = _status_response(err)
+        except Unavailable as exc:  # e.g. this server's etcd member has no quorum
+            resp = _status_response(
+                datastore_unavailable(str(exc), outcome_unknown=exc.outcome_unknown)
+            )
+        except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
+            reason = "RequestEntityTooLarge" if exc.status == 413 else "BadRequest"
+            resp = _status_response(ApiError(exc.status, reason, exc.reason or reason))
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            resp = _status_response(internal())
+        finally:
+            client_warnings.end(token)
         client_warnings.attach(resp, warnings)
         verb = label[0] or request.method
         self.metrics.observe(
