@@ -387,6 +387,21 @@ class Registry:
         field_validation: str = IGNORE,
         findings: Findings | None = None,
     ) -> Obj:
+        return self._check_identity_keyed(
+            rd, ns, obj, field_validation=field_validation, findings=findings
+        )[0]
+
+    def _check_identity_keyed(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        obj: Any,
+        *,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+    ) -> tuple[Obj, bytes | None]:
+        """:meth:`_check_identity`, and the body checks' key of the checked body
+        (:meth:`BodyChecks.check_keyed`; ``None`` when there is none)."""
         if not isinstance(obj, dict):
             raise bad_request("the body of the request must be a JSON object")
         api_version = obj.get("apiVersion")
@@ -413,16 +428,17 @@ class Registry:
             )
         # Types checked, unknown fields never stored; reported as fieldValidation says, with
         # the duplicate keys the caller found in the body (upstream's strict decoding).
-        unknown = self.body_checks.check(rd, obj)
+        unknown, key = self.body_checks.check_keyed(rd, obj)
         found = Findings()
         if findings is not None:
             found.extend(findings)
         found.extend(unknown)
-        found.extend(
-            fieldvalidation.unknown_findings(self.strategies.of(rd).prune_unknown(rd, obj))
-        )
+        pruned = self.strategies.of(rd).prune_unknown(rd, obj)
+        if pruned:
+            key = None  # the body changed after it was keyed
+        found.extend(fieldvalidation.unknown_findings(pruned))
         fieldvalidation.enforce(field_validation, rd, found)
-        return obj
+        return obj, key
 
     async def _check_escalation(
         self,
@@ -455,7 +471,7 @@ class Registry:
         ``applied_fields`` holds the managedFields of the server-side apply creating it.
         ``only_serialized``: the caller does nothing with the returned object but serialize
         it, so the watch hub may share it instead of decoding the stored bytes again."""
-        obj = self._check_identity(
+        obj, body_key = self._check_identity_keyed(
             rd, ns, body, field_validation=field_validation, findings=findings
         )
         m = obj["metadata"]
@@ -471,10 +487,14 @@ class Registry:
             if applied_fields:
                 m["managedFields"] = applied_fields
         elif requested is _NO_FIELDS:
-            self.field_manager.record_update(rd, None, obj, manager=field_manager)
+            # body_key: the body as checked, which the preparation just done turned into
+            # ``obj`` by a function of it alone (see ``FieldManager._pod_create_fields``).
+            self.field_manager.record_update(
+                rd, None, obj, manager=field_manager, body_key=body_key
+            )
         else:
             self.field_manager.record_update(
-                rd, None, obj, manager=field_manager, requested=requested
+                rd, None, obj, manager=field_manager, requested=requested, body_key=body_key
             )
         template = await st.admit_create(self, rd, ns, obj)  # verdicts are remembered by it
         errs = st.validate(rd, obj, template=template)
