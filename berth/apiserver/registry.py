@@ -15,7 +15,7 @@ import base64
 import copy
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import orjson
 
@@ -38,7 +38,7 @@ from .allocators import IPAllocator, PortAllocator
 from .auth import UserInfo
 from .bodies import check_depth
 from .bodycheck import BodyChecks
-from .codec import Codec
+from .codec import Codec, answer
 from .disruption import check_budgets
 from .errors import (
     ApiError,
@@ -453,6 +453,38 @@ class Registry:
         if user is not None and self.escalation is not None:
             await self.escalation.check(user, rd, ns, name=name, old=old, new=new)
 
+    @overload
+    async def create(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        body: Any,
+        *,
+        user: UserInfo | None,
+        dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+        field_manager: str = SERVER_MANAGER,
+        applied_fields: Any = _NO_FIELDS,
+        only_serialized: Literal[False] = False,
+    ) -> Obj: ...
+
+    @overload
+    async def create(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        body: Any,
+        *,
+        user: UserInfo | None,
+        dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+        field_manager: str = SERVER_MANAGER,
+        applied_fields: Any = _NO_FIELDS,
+        only_serialized: bool,
+    ) -> Obj | orjson.Fragment: ...
+
     async def create(
         self,
         rd: ResourceDef,
@@ -466,11 +498,13 @@ class Registry:
         field_manager: str = SERVER_MANAGER,
         applied_fields: Any = _NO_FIELDS,
         only_serialized: bool = False,
-    ) -> Obj:
+    ) -> Obj | orjson.Fragment:
         """Create ``body``; ``field_manager`` owns what it sets (an Update entry), unless
         ``applied_fields`` holds the managedFields of the server-side apply creating it.
         ``only_serialized``: the caller does nothing with the returned object but serialize
-        it, so the watch hub may share it instead of decoding the stored bytes again."""
+        it with ``orjson.dumps``, so the watch hub may share it instead of decoding the
+        stored bytes again, and what is returned may be its JSON already, as an
+        :class:`orjson.Fragment` (:meth:`Codec.encode_created`)."""
         obj, body_key = self._check_identity_keyed(
             rd, ns, body, field_validation=field_validation, findings=findings
         )
@@ -525,7 +559,16 @@ class Registry:
             key = rd.key(ns, name)
             try:
                 as_stored = st.to_storage(rd, obj) if st.converts else obj
-                kv = await self.store.create(key, self.codec.encode(key, as_stored))
+                # What the caller serializes is what is stored with its resourceVersion (see
+                # ``shares_created``): one encoding serves both.
+                encoded = (
+                    self.codec.encode_created(key, obj)
+                    if only_serialized and st.shares_created(as_stored, obj)
+                    else None
+                )
+                kv = await self.store.create(
+                    key, self.codec.encode(key, as_stored) if encoded is None else encoded[0]
+                )
             except KeyExists:
                 if generate and attempt < 4:
                     name = m["generateName"] + random_suffix()
@@ -543,6 +586,8 @@ class Registry:
             if only_serialized and self.hub is not None and st.shares_created(as_stored, obj):
                 self.hub.written(key, kv.mod_revision, obj)
             await st.after_create(self, rd, obj)
+            if encoded is not None:
+                return orjson.Fragment(answer(encoded[1], encoded[2], m["resourceVersion"]))
             return obj
         raise AssertionError("unreachable")
 
