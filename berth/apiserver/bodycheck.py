@@ -12,6 +12,11 @@ both checks read only the name's type, so bodies with one key give one verdict. 
 else, a non-string name included, stays in the key (``0`` and ``"0"`` differ: a JSON text
 spells out each value's type). Only built-in pods are remembered (their schema never
 changes at run time), and only bodies up to :data:`MAX_KEY` bytes.
+
+The key is handed back to the caller (:meth:`BodyChecks.check_keyed`) when it describes the
+body as it leaves the checks (a remembered body, or one both checks left unchanged): the
+registry keys the created pod's field set by it too (see
+``FieldManager._pod_create_fields``), so that one encoding of the body serves both memos.
 """
 
 from __future__ import annotations
@@ -52,11 +57,17 @@ class BodyChecks:
 
     def check(self, rd: ResourceDef, obj: dict[str, Any]) -> Findings:
         """Raise 400 on a type error; drop unknown fields from ``obj`` and return them."""
+        return self.check_keyed(rd, obj)[0]
+
+    def check_keyed(self, rd: ResourceDef, obj: dict[str, Any]) -> tuple[Findings, bytes | None]:
+        """:meth:`check`, and the memo key of ``obj`` as the checks leave it (``None``: not
+        remembered, or the checks changed it)."""
         key = clean_key(rd, obj)
         if key is not None and self._clean.get((rd.api_version, key)):
-            return Findings()
+            return Findings(), key
         shapes.check(rd, obj)
         unknown = fieldvalidation.drop_unknown(rd, obj)
         if key is not None and not unknown.errors and clean_key(rd, obj) == key:
             self._clean.put((rd.api_version, key), True)
-        return unknown
+            return unknown, key
+        return unknown, None

@@ -24,6 +24,19 @@ _NONCE = 12
 SECRETS_PREFIX = "/registry/core/secrets/"
 
 
+_PLACEHOLDER = orjson.Fragment(b"@")
+"""The resourceVersion an object is encoded with by :meth:`Codec.encode_created`: not JSON."""
+_PLACEHOLDER_SEGMENT = b',"resourceVersion":@}'
+
+
+def answer(data: bytes, at: int, resource_version: str) -> bytes:
+    """The unsealed ``data`` and ``at`` of :meth:`Codec.encode_created` with
+    ``metadata.resourceVersion`` set to ``resource_version`` (digits: their own JSON)."""
+    return b"".join(
+        (data[:at], b',"resourceVersion":"', resource_version.encode(), b'"', data[at:])
+    )
+
+
 class CodecError(Exception):
     """A stored value cannot be read (corrupt, or sealed with another key)."""
 
@@ -63,6 +76,38 @@ class Codec:
         finally:
             if rv is not None and isinstance(meta, dict):
                 meta["resourceVersion"] = rv
+        return self.seal(key, data)
+
+    def encode_created(self, key: str, obj: Obj) -> tuple[bytes, bytes, int] | None:
+        """:meth:`encode` of an object about to be created, those bytes before sealing, and
+        where in them ``,"resourceVersion":"N"`` goes to give ``orjson.dumps(obj)`` once
+        ``metadata.resourceVersion`` is set to ``"N"`` (see :func:`answer`): a created object
+        is encoded once for the store and for the answer to its create.
+
+        Setting a resourceVersion an object's metadata lacks puts it last, so the object is
+        encoded once with :data:`_PLACEHOLDER` there, and those bytes without it are what
+        :meth:`encode` gives. The placeholder's segment occurs once in those bytes: ``@`` is
+        no JSON value, so no value decoded from a client's JSON encodes to it (and in a
+        string, the segment's quotes would be escaped). ``None`` (encode it twice) when
+        ``metadata`` is not a non-empty object or holds a resourceVersion already."""
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict) or not meta or "resourceVersion" in meta:
+            return None
+        meta["resourceVersion"] = _PLACEHOLDER
+        try:
+            data = orjson.dumps(obj)
+        finally:
+            del meta["resourceVersion"]
+        at = data.find(_PLACEHOLDER_SEGMENT)
+        if at < 0:  # cannot be: metadata is not empty
+            return None
+        # The segment ends with the metadata's closing brace, which stays.
+        data = data[:at] + data[at + len(_PLACEHOLDER_SEGMENT) - 1 :]
+        return self.seal(key, data), data, at
+
+    def seal(self, key: str, data: bytes) -> bytes:
+        """The stored value of the JSON ``data`` under ``key`` (Secrets sealed when the
+        server has a key)."""
         if self._aead is not None and key.startswith(SECRETS_PREFIX):
             nonce = os.urandom(_NONCE)
             return self._prefix + nonce + self._aead.encrypt(nonce, data, key.encode())

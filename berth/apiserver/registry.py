@@ -15,7 +15,7 @@ import base64
 import copy
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import orjson
 
@@ -38,7 +38,7 @@ from .allocators import IPAllocator, PortAllocator
 from .auth import UserInfo
 from .bodies import check_depth
 from .bodycheck import BodyChecks
-from .codec import Codec
+from .codec import Codec, answer
 from .disruption import check_budgets
 from .errors import (
     ApiError,
@@ -387,6 +387,21 @@ class Registry:
         field_validation: str = IGNORE,
         findings: Findings | None = None,
     ) -> Obj:
+        return self._check_identity_keyed(
+            rd, ns, obj, field_validation=field_validation, findings=findings
+        )[0]
+
+    def _check_identity_keyed(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        obj: Any,
+        *,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+    ) -> tuple[Obj, bytes | None]:
+        """:meth:`_check_identity`, and the body checks' key of the checked body
+        (:meth:`BodyChecks.check_keyed`; ``None`` when there is none)."""
         if not isinstance(obj, dict):
             raise bad_request("the body of the request must be a JSON object")
         api_version = obj.get("apiVersion")
@@ -413,16 +428,17 @@ class Registry:
             )
         # Types checked, unknown fields never stored; reported as fieldValidation says, with
         # the duplicate keys the caller found in the body (upstream's strict decoding).
-        unknown = self.body_checks.check(rd, obj)
+        unknown, key = self.body_checks.check_keyed(rd, obj)
         found = Findings()
         if findings is not None:
             found.extend(findings)
         found.extend(unknown)
-        found.extend(
-            fieldvalidation.unknown_findings(self.strategies.of(rd).prune_unknown(rd, obj))
-        )
+        pruned = self.strategies.of(rd).prune_unknown(rd, obj)
+        if pruned:
+            key = None  # the body changed after it was keyed
+        found.extend(fieldvalidation.unknown_findings(pruned))
         fieldvalidation.enforce(field_validation, rd, found)
-        return obj
+        return obj, key
 
     async def _check_escalation(
         self,
@@ -437,6 +453,38 @@ class Registry:
         if user is not None and self.escalation is not None:
             await self.escalation.check(user, rd, ns, name=name, old=old, new=new)
 
+    @overload
+    async def create(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        body: Any,
+        *,
+        user: UserInfo | None,
+        dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+        field_manager: str = SERVER_MANAGER,
+        applied_fields: Any = _NO_FIELDS,
+        only_serialized: Literal[False] = False,
+    ) -> Obj: ...
+
+    @overload
+    async def create(
+        self,
+        rd: ResourceDef,
+        ns: str,
+        body: Any,
+        *,
+        user: UserInfo | None,
+        dry_run: bool = False,
+        field_validation: str = IGNORE,
+        findings: Findings | None = None,
+        field_manager: str = SERVER_MANAGER,
+        applied_fields: Any = _NO_FIELDS,
+        only_serialized: bool,
+    ) -> Obj | orjson.Fragment: ...
+
     async def create(
         self,
         rd: ResourceDef,
@@ -450,12 +498,14 @@ class Registry:
         field_manager: str = SERVER_MANAGER,
         applied_fields: Any = _NO_FIELDS,
         only_serialized: bool = False,
-    ) -> Obj:
+    ) -> Obj | orjson.Fragment:
         """Create ``body``; ``field_manager`` owns what it sets (an Update entry), unless
         ``applied_fields`` holds the managedFields of the server-side apply creating it.
         ``only_serialized``: the caller does nothing with the returned object but serialize
-        it, so the watch hub may share it instead of decoding the stored bytes again."""
-        obj = self._check_identity(
+        it with ``orjson.dumps``, so the watch hub may share it instead of decoding the
+        stored bytes again, and what is returned may be its JSON already, as an
+        :class:`orjson.Fragment` (:meth:`Codec.encode_created`)."""
+        obj, body_key = self._check_identity_keyed(
             rd, ns, body, field_validation=field_validation, findings=findings
         )
         m = obj["metadata"]
@@ -471,10 +521,14 @@ class Registry:
             if applied_fields:
                 m["managedFields"] = applied_fields
         elif requested is _NO_FIELDS:
-            self.field_manager.record_update(rd, None, obj, manager=field_manager)
+            # body_key: the body as checked, which the preparation just done turned into
+            # ``obj`` by a function of it alone (see ``FieldManager._pod_create_fields``).
+            self.field_manager.record_update(
+                rd, None, obj, manager=field_manager, body_key=body_key
+            )
         else:
             self.field_manager.record_update(
-                rd, None, obj, manager=field_manager, requested=requested
+                rd, None, obj, manager=field_manager, requested=requested, body_key=body_key
             )
         template = await st.admit_create(self, rd, ns, obj)  # verdicts are remembered by it
         errs = st.validate(rd, obj, template=template)
@@ -505,7 +559,16 @@ class Registry:
             key = rd.key(ns, name)
             try:
                 as_stored = st.to_storage(rd, obj) if st.converts else obj
-                kv = await self.store.create(key, self.codec.encode(key, as_stored))
+                # What the caller serializes is what is stored with its resourceVersion (see
+                # ``shares_created``): one encoding serves both.
+                encoded = (
+                    self.codec.encode_created(key, obj)
+                    if only_serialized and st.shares_created(as_stored, obj)
+                    else None
+                )
+                kv = await self.store.create(
+                    key, self.codec.encode(key, as_stored) if encoded is None else encoded[0]
+                )
             except KeyExists:
                 if generate and attempt < 4:
                     name = m["generateName"] + random_suffix()
@@ -523,6 +586,8 @@ class Registry:
             if only_serialized and self.hub is not None and st.shares_created(as_stored, obj):
                 self.hub.written(key, kv.mod_revision, obj)
             await st.after_create(self, rd, obj)
+            if encoded is not None:
+                return orjson.Fragment(answer(encoded[1], encoded[2], m["resourceVersion"]))
             return obj
         raise AssertionError("unreachable")
 

@@ -244,7 +244,7 @@ class FieldManager:
 
     def __init__(self, schemas: Schemas | None = None) -> None:
         self.schemas = schemas or Schemas()
-        self._created: Remembered[tuple[Node, bool, bytes], bytes] = Remembered()
+        self._created: Remembered[tuple[Node, bool, str, bytes], bytes] = Remembered()
 
     def _ignored(self, rd: ResourceDef, subresource: str) -> Ignored:
         if subresource == "status":
@@ -260,11 +260,14 @@ class FieldManager:
         manager: str,
         subresource: str = "",
         requested: Any = _MISSING,
+        body_key: bytes | None = None,
     ) -> None:
         """Set ``new``'s managedFields after ``manager`` wrote it over ``old`` (``None`` for a
         create). ``requested`` is the managedFields the request carried, if any: a client may
         set them (kubectl's migration from client-side apply does), ``[]`` clears them, and
-        anything malformed or empty keeps the stored ones."""
+        anything malformed or empty keeps the stored ones. ``body_key`` (a created pod's):
+        the body checks' key of the body ``new`` was prepared from (see
+        :meth:`_pod_create_fields`)."""
         live_raw = (old.get("metadata") or {}).get("managedFields") if old is not None else None
         base: Managed | None
         if subresource or requested is _MISSING or requested is None:
@@ -278,7 +281,7 @@ class FieldManager:
         node = self.schemas.node_for(rd)
         ignored = self._ignored(rd, subresource)
         if old is None and not base and not subresource and rd.kind == "Pod" and rd.group == "":
-            fields = self._pod_create_fields(_body(new), node, ignored)
+            fields = self._pod_create_fields(_body(new), node, ignored, body_key)
             m = new.setdefault("metadata", {})
             if fields:
                 # encode() of the one Update entry, built directly (every pod create)
@@ -312,7 +315,9 @@ class FieldManager:
         else:
             m.pop("managedFields", None)
 
-    def _pod_create_fields(self, body: Obj, node: Node, ignored: Ignored) -> FieldSet:
+    def _pod_create_fields(
+        self, body: Obj, node: Node, ignored: Ignored, body_key: bytes | None = None
+    ) -> FieldSet:
         """The fields a created pod's writer owns (no entries before it): its Update entry
         owns every field the pod has, as :func:`update_managers` computes it.
 
@@ -323,9 +328,24 @@ class FieldManager:
         everywhere, and differ only in scalar values at paths that are stripped, which the
         walk never reads (a scalar is a leaf whatever its value) -- so their field sets are
         equal. The field set is kept as JSON bytes and decoded afresh for each pod (no
-        object shares it with another)."""
-        key = _create_key(body)
-        memo_key = None if key is None else (node, ignored.status, key)
+        object shares it with another).
+
+        ``body_key``, when given, keys it instead: the body checks' key of the request body
+        (:mod:`berth.apiserver.bodycheck`: the body as JSON with a string name blanked), from
+        which the registry prepared the pod by functions of the body alone (the identity
+        metadata stamped, the status reset, the spec defaulted), so equal keys give pods that
+        differ only in those identity values -- and the pod need not be encoded again. The
+        two kinds of key are told apart in the memo (a tag), never compared."""
+        if body_key is not None:
+            memo_key: tuple[Node, bool, str, bytes] | None = (
+                node,
+                ignored.status,
+                "body",
+                body_key,
+            )
+        else:
+            key = _create_key(body)
+            memo_key = None if key is None else (node, ignored.status, "pod", key)
         found = None if memo_key is None else self._created.get(memo_key)
         if found is not None:
             fields: FieldSet = orjson.loads(found)

@@ -26,6 +26,7 @@ from berth.apiserver.errors import ApiError
 from berth.apiserver.fieldmanager import FieldManager
 from berth.apiserver.fieldmanager.managers import encode as encode_managed
 from berth.apiserver.fieldmanager.managers import update as update_managers
+from berth.apiserver.kinds import Strategies
 from berth.apiserver.openapi import fieldvalidation
 from berth.apiserver.podsecurity import PodSecurityAdmission, PodSecurityConfig
 from berth.apiserver.podtemplate import PodTemplate, spec_bytes
@@ -512,3 +513,68 @@ def test_a_created_pods_managed_fields_entry_is_the_general_one() -> None:
             assert [{**e, "time": "t"} for e in got] == general
             assert isinstance(got[0]["time"], str)
             assert got[0]["time"].endswith("Z")
+
+
+# Request bodies as clients send them, keyed by the body checks and then prepared as the
+# registry prepares a create: the field set remembered by the body's key must be the one
+# computed in full from the prepared pod, for bodies built to look alike.
+_REQUEST_BODIES: list[dict[str, Any]] = [
+    _body("a"),
+    _body("b"),  # same key as "a": answered from the memo
+    {**_body(""), "metadata": {"name": "", "generateName": "g-", "labels": {"app": "web"}}},
+    {**_body(), "metadata": {"generateName": "g-", "labels": {"app": "web"}}},
+    {**_body(), "metadata": {"name": "p", "labels": {"app": "web"}, "uid": "chosen"}},
+    {**_body(), "metadata": {"name": "p", "labels": {"app": "web"}, "namespace": "default"}},
+    {**_body(), "metadata": {"name": "p", "labels": {"app": "web"}, "generation": 9}},
+    {**_body(), "metadata": {"name": "p", "labels": {"app": "web"}, "annotations": {}}},
+    {**_body(), "metadata": {"name": "p", "labels": {"app": "web"}, "managedFields": []}},
+    {**_body(), "status": {"phase": "Running", "podIP": "10.0.0.1"}},
+    {**_body(), "kind": "Pod", "apiVersion": "v1"},
+    {k: v for k, v in _body().items() if k not in ("kind", "apiVersion")},
+    _body(nodeName="n1"),
+    _body(restartPolicy="Never"),
+    _body(containers=[{"name": "c", "image": "busybox", "resources": {"limits": {"cpu": "1"}}}]),
+    _body(containers=[{"name": "c", "image": "busybox", "ports": [{"containerPort": 80}]}]),
+    _body(terminationGracePeriodSeconds=2**62),
+    _body(containers=[{"name": "c", "image": "busybox", "env": [{"name": "é", "value": "ü"}]}]),
+    _body(containers=[{"name": "c", "image": "busybox", "args": ["9" * 30]}]),
+    _body(volumes=None),  # changed by the checks: no key
+    _body(unknownField=1),  # changed by the checks: no key
+]
+
+
+def _prepared(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """The registry's preparation of a create: a generated name, then the pod strategy's."""
+    m = body["metadata"]
+    if not m.get("name") and isinstance(m.get("generateName"), str):
+        m["name"] = m["generateName"] + name
+    Strategies().of(PODS).prepare_for_create(PODS, body, "ns")
+    return body
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_field_set_remembered_by_the_body_key_is_the_full_computations(order: int) -> None:
+    checks, fm = BodyChecks(), FieldManager()
+    keyed = 0
+    for round_ in range(3):  # the first round fills both memos, the others answer from them
+        for i, request in enumerate(_REQUEST_BODIES[::order]):
+            body = copy.deepcopy(request)
+            _, key = checks.check_keyed(PODS, body)
+            keyed += key is not None
+            pod = _prepared(body, f"{round_}x{i}")
+            full = _full_create_fields(fm, PODS, pod)
+            fm.record_update(PODS, None, pod, manager="m", body_key=key)
+            got = [e["fieldsV1"] for e in pod["metadata"].get("managedFields", [])]
+            assert got == full, request
+    assert keyed == 3 * (len(_REQUEST_BODIES) - 2)
+
+
+def test_the_body_key_is_given_only_for_the_body_as_the_checks_leave_it() -> None:
+    checks = BodyChecks()
+    for _ in range(2):
+        for changed in (_body(volumes=None), _body(unknownField=1), _body(5)):
+            with contextlib.suppress(ApiError):
+                assert checks.check_keyed(PODS, copy.deepcopy(changed))[1] is None
+        body = _body("x")
+        assert checks.check_keyed(PODS, body)[1] == clean_key(PODS, body)
+    assert checks.check_keyed(_rd("", "configmaps"), {"metadata": {"name": "c"}})[1] is None

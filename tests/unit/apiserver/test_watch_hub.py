@@ -186,7 +186,11 @@ def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"generateName": "web-", "labels": {"app": "web"}},
+            "metadata": {
+                "generateName": "web-",
+                "labels": {"app": "web"},
+                "annotations": {"a": ',"resourceVersion":@} ü', "resourceVersion": "1"},
+            },
             "spec": {
                 "containers": [
                     {"name": "c", "image": "busybox", "resources": {"limits": {"cpu": 0.5}}}
@@ -194,6 +198,8 @@ def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(
                 "tolerations": [{"key": "k", "operator": "Exists"}],
             },
         }
+
+        answered: list[bytes] = []
 
         async def create() -> str:
             async with (
@@ -203,6 +209,7 @@ def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(
                 s.post("/api/v1/namespaces/default/pods", json=pod) as r,
             ):
                 assert r.status == 201, await r.text()
+                answered.append(await r.read())
                 return str((await r.json())["metadata"]["name"])
 
         server = srv.server
@@ -236,5 +243,8 @@ def test_a_pod_created_through_the_api_reaches_the_watch_as_stored(
             decoded = server.codec.decode(kv)
             assert events[0].obj == decoded
             assert orjson.dumps(events[0].obj) == orjson.dumps(decoded)
+            # the answer to the create is the stored object with its resourceVersion, byte
+            # for byte (one encoding serves both: Codec.encode_created)
+            assert answered == [orjson.dumps(decoded)]
 
         srv.call(compare())
