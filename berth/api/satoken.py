@@ -22,16 +22,15 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+
+# cryptography is imported where a key is first used, not with this module: it costs ~7 MiB
+# resident (its Rust extension, measured in the controller manager), and the controller
+# manager, which imports this module for its names, signs only legacy token Secrets.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 LEGACY_ISSUER = "kubernetes/serviceaccount"
 USER_PREFIX = "system:serviceaccount:"
@@ -78,23 +77,55 @@ def _unb64(text: str) -> bytes:
 
 def key_id(public: ec.EllipticCurvePublicKey) -> str:
     """Upstream's ``kid``: the unpadded base64url SHA-256 of the DER public key."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - see the top
+
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return _b64(hashlib.sha256(der).digest())
 
 
-@dataclass(frozen=True, slots=True)
 class Signer:
-    """Signs claims with a P-256 key (ES256)."""
+    """Signs claims with a P-256 key (ES256): a parsed key, or (:meth:`from_file`) a PEM file
+    read at once and parsed at the first signature."""
 
-    key: ec.EllipticCurvePrivateKey
+    __slots__ = ("_key", "_pem", "_source")
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        self._key: ec.EllipticCurvePrivateKey | None = key
+        self._pem = b""
+        self._source = Path()
+
+    @classmethod
+    def from_file(cls, path: Path) -> Signer:
+        """A signer for the PEM P-256 private key in ``path``. The file is read now (a missing
+        or unreadable file fails at once); a malformed key fails at the first :meth:`sign`,
+        with the same ``ValueError`` as :func:`load_private_key`."""
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the service-account signing key: {exc}") from exc
+        signer = cls.__new__(cls)
+        signer._key, signer._pem, signer._source = None, pem, path
+        return signer
+
+    @property
+    def key(self) -> ec.EllipticCurvePrivateKey:
+        if self._key is None:
+            self._key = _parse_private_key(self._pem, self._source)
+        return self._key
 
     @property
     def kid(self) -> str:
         return key_id(self.key.public_key())
 
     def sign(self, claims: Mapping[str, Any]) -> str:
+        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - see the top
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: PLC0415
+            decode_dss_signature,
+        )
+
         header = {"alg": "ES256", "kid": self.kid}
         signing_input = f"{_b64(orjson.dumps(header))}.{_b64(orjson.dumps(dict(claims)))}"
         der = self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
@@ -110,6 +141,13 @@ class Verifier:
         self._keys = {key_id(k): k for k in keys}
 
     def claims(self, token: str) -> dict[str, Any]:
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - see the top
+        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: PLC0415
+            encode_dss_signature,
+        )
+
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError("token too long")
         parts = token.split(".")
@@ -148,8 +186,19 @@ class Verifier:
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """A PEM P-256 private key (``sa.key`` of the PKI)."""
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the service-account signing key: {exc}") from exc
+    return _parse_private_key(pem, path)
+
+
+def _parse_private_key(pem: bytes, path: Path) -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - see the top
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: cannot read the service-account signing key: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise ValueError(f"{path}: the service-account signing key must be ECDSA P-256 (ES256)")
@@ -159,6 +208,9 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
 def load_public_keys(path: Path) -> list[ec.EllipticCurvePublicKey]:
     """Every P-256 public key in a PEM file (public keys, or private keys whose public half is
     used), so that a file with the old and the new key verifies both during a rotation."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - see the top
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     try:
         text = path.read_bytes()
     except OSError as exc:

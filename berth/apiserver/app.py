@@ -73,6 +73,7 @@ from .rbac_reconcile import reconcile_bootstrap_roles
 from .registry import PATCH_TYPES, Registry
 from .resourcemetrics import RESOLUTION, MetricsStore, Scraper
 from .serviceaccounts import ServiceAccounts
+from .slicedbody import slice_large_body
 from .watch import ObjEvent, WatchHub
 
 log = logging.getLogger(__name__)
@@ -491,6 +492,7 @@ class ApiServer:
             code=resp.status,
             seconds=time.perf_counter() - start,
         )
+        slice_large_body(resp)
         return resp
 
     def _metric_group(self, resource: str) -> str:

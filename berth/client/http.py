@@ -43,6 +43,17 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
 }
 
 
+# Connections for ordinary requests, per client. Each TLS connection costs ~200 KiB resident
+# on both ends (uvloop's SSL transport reads through a 256 KiB buffer of its own), and the API
+# server serves one request at a time per connection on one event loop, so connections beyond a
+# handful queue requests in the server instead of the client without serving any more of them:
+# 400 concurrent creates through one client (tests/harness API server, 2 cores) went at 228-297/s
+# with 64 connections, 307-413/s with 8, 310-399/s with 16, with less server CPU per create.
+# With 64, a loaded lab's controller manager held ~94 sockets, the scheduler ~75, each agent ~70,
+# and the API server ~390: memory the bursts left behind in every process.
+MAX_CONNECTIONS = 8
+
+
 class HttpClient:
     """:class:`berth.client.interface.ApiClient` over HTTPS."""
 
@@ -52,7 +63,7 @@ class HttpClient:
         ssl_context: ssl.SSLContext | None,
         *,
         request_timeout: float = 30.0,
-        max_connections: int = 64,
+        max_connections: int = MAX_CONNECTIONS,
         user_agent: str = "berth",
     ) -> None:
         self.server = server.rstrip("/")

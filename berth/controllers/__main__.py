@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             else load_kubeconfig(args.kubeconfig).ca_pem
         ),
         service_account_signer=(
-            satoken.Signer(satoken.load_private_key(args.service_account_private_key_file))
+            satoken.Signer.from_file(args.service_account_private_key_file)
             if args.service_account_private_key_file
             else None
         ),

@@ -12,7 +12,7 @@ import pytest
 
 from berth.api.resources import CONFIGMAPS, DEPLOYMENTS
 from berth.client import errors
-from berth.client.http import HttpClient
+from berth.client.http import MAX_CONNECTIONS, HttpClient
 from berth.client.kubeconfig import load_kubeconfig
 from tests.harness.apiserver import ServerHandle
 
@@ -65,5 +65,46 @@ def test_a_server_that_is_not_there_is_unreachable(server: ServerHandle) -> None
                     pass
         finally:
             await api.close()
+
+    asyncio.run(body())
+
+
+def _established_to(port: int) -> int:
+    """TCP connections of this machine (this network namespace) in ESTABLISHED state whose
+    remote end is ``port`` on 127.0.0.1: the client ends of connections to the server."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == "01" and remote == f"0100007F:{port:04X}":
+            count += 1
+    return count
+
+
+def test_concurrent_requests_share_a_bounded_pool(server: ServerHandle) -> None:
+    """A burst of requests from one client queues on at most ``MAX_CONNECTIONS`` connections:
+    every TLS connection costs memory on both ends (see berth.client.http)."""
+    port = int(server.url.rsplit(":", 1)[1])
+
+    async def body() -> None:
+        api = HttpClient.from_kubeconfig(server.kubeconfig())
+        try:
+            names = [f"pool-{i}" for i in range(60)]
+            await asyncio.gather(
+                *(
+                    api.create(CONFIGMAPS, {"metadata": {"name": n, "namespace": "default"}})
+                    for n in names
+                )
+            )
+            open_now = _established_to(port)
+            got = await asyncio.gather(
+                *(api.get(CONFIGMAPS, n, namespace="default") for n in names)
+            )
+            assert [o["metadata"]["name"] for o in got] == names
+            assert 1 <= open_now <= MAX_CONNECTIONS
+            assert _established_to(port) <= MAX_CONNECTIONS
+        finally:
+            await api.close()
+            await asyncio.sleep(0.3)
 
     asyncio.run(body())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,41 @@ def test_key_files_must_hold_p256_keys(tmp_path: Path) -> None:
     empty.write_text("nothing here\n")
     with pytest.raises(ValueError, match="no PEM key"):
         satoken.load_public_keys(empty)
+
+
+def test_a_signer_from_a_key_file_parses_the_key_at_its_first_signature(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "sa.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    token = satoken.Signer.from_file(path).sign({"k": 1})
+    assert satoken.Verifier([key.public_key()]).claims(token) == {"k": 1}
+    with pytest.raises(ValueError, match="cannot read"):
+        satoken.Signer.from_file(tmp_path / "missing.key")  # at once, not at the first use
+    (tmp_path / "bad.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\nnope\n")
+    bad = satoken.Signer.from_file(tmp_path / "bad.key")
+    with pytest.raises(ValueError, match=r"bad\.key: cannot read"):
+        bad.sign({"k": 1})
+
+
+def test_the_controller_manager_does_not_load_cryptography() -> None:
+    """cryptography costs ~7 MiB resident; the controller manager parses its signing key only
+    when it first signs a legacy token Secret."""
+    code = (
+        "import sys, berth.controllers.__main__, berth.controllers.manager;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+    )
+    assert out.stdout.strip() == "[]"
