@@ -100,6 +100,23 @@ def _prefetch_walk(
         }
 
 
+def closure(names: Sequence[str], options: AptOptions = ()) -> dict[str, list[list[str]]]:
+    """Every package the walk of :func:`missing` from ``names`` may visit on any host (every
+    alternative, transitively) with its dependency groups: one recursive apt-cache run, then a
+    run per level for anything it did not reach. It depends on apt's lists alone, not on a
+    host, so it can be memoised beside them (:meth:`DebCache.resolve
+    <provisioner.artifacts.debs.DebCache.resolve>`) and a later run need not ask apt at all."""
+    prefetch(sorted(names), options, recurse=True)
+    graph: dict[str, list[list[str]]] = {}
+    todo = sorted(set(names))
+    while todo:
+        prefetch(todo, options)
+        for name in todo:
+            graph[name] = [list(group) for group in _known[options, name]]
+        todo = sorted({a for n in todo for g in graph[n] for a in g if a not in graph})
+    return graph
+
+
 def _apt_depends(name: str, options: AptOptions = ()) -> tuple[Group, ...]:
     prefetch([name], options)
     return _known[options, name]

@@ -326,7 +326,7 @@ def node_software_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...
     )
     wanted = cache.resolve(layout.NODE_PACKAGES, installed)
     debs = cache.fetch(wanted, arch=DEB_ARCH.get(machine, machine))
-    image = smoke_image()
+    image = smoke_image(data.cache_dir)
     mask, stopped = stock_haproxy_ops()
     return (
         mask,
