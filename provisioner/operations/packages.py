@@ -1,9 +1,8 @@
 """Debian packages installed from shipped ``.deb`` files (hosts need no package mirror).
 
 Each ``.deb`` is uploaded once to a content-addressed path (``ARTIFACT_DIR/<sha256>.deb``) and
-installed with one ``dpkg --unpack`` and one ``dpkg --configure`` (``dpkg -i``'s two halves, a
-file-system sync between them: see :func:`install`) of every package not already at the wanted
-version, so dpkg orders dependencies among them itself.
+installed with one ``dpkg -i`` for every package not already at the wanted version, so dpkg
+orders dependencies among them itself.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ class Deb:
 
 @dataclass(frozen=True)
 class DebPackages(Operation):
-    """Every package in ``debs`` installed at exactly its version (installed only if not)."""
+    """Every package in ``debs`` installed at exactly its version (``dpkg -i`` only if not)."""
 
     debs: tuple[Deb, ...]
     record: str | None = None
@@ -77,28 +76,10 @@ class DebPackages(Operation):
             shipped = paths[deb.remote_path]
             if shipped is None or shipped.sha256 != deb.sha256:
                 yield Upload(deb.source.read_bytes(), deb.remote_path, 0o644)
-        yield install(todo)
-
-
-def install(debs: list[Deb]) -> Shell:
-    """``dpkg -i`` of ``debs`` as its two halves, with one file-system sync between them instead
-    of dpkg's fsync of every unpacked file (``--force-unsafe-io``; measured on a lab node: 701 →
-    375 fsyncs for the 15 node packages, the rest being dpkg's own database, which it still
-    writes safely).
-
-    Crash safety: ``--unpack`` leaves the packages *unpacked*, never *installed*; a crash before
-    ``sync`` returned may leave some of their files empty or torn, but the :class:`Packages`
-    fact counts only *installed* packages, so the next apply unpacks them all again, rewriting
-    every one of their files. ``--configure`` (the maintainer scripts, and the *installed*
-    state) starts only once ``sync`` has made the unpacked files durable, so no package is ever
-    recorded installed over files a crash could still lose. ``sync --file-system`` flushes the
-    file systems dpkg writes to, not every mount of the host."""
-    dpkg = ("env", "DEBIAN_FRONTEND=noninteractive", "dpkg")
-    return Shell(
-        *dpkg, "--unpack", "--force-unsafe-io", *(d.remote_path for d in debs), Raw(">/dev/null"),
-        Raw("&&"), "sync", "--file-system", "/", "/usr", "/var", "/etc",
-        Raw("&&"), *dpkg, "--configure", *(d.name for d in debs), Raw(">/dev/null"),
-    )  # fmt: skip
+        yield Shell(
+            "env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "-i", *(d.remote_path for d in todo),
+            Raw(">/dev/null"),
+        )  # fmt: skip
 
 
 def record_names(path: str, names: tuple[str, ...]) -> Shell:

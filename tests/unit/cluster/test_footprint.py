@@ -146,7 +146,7 @@ def test_packages_berth_installs_are_recorded_before_dpkg_runs(tmp_path: Path) -
         "2>/dev/null; printf '%s\\n' runc ; } | sort -u > /var/lib/berth/footprint/packages.tmp"
         " && mv -f -- /var/lib/berth/footprint/packages.tmp /var/lib/berth/footprint/packages"
     )
-    assert commands[-1].startswith("env DEBIAN_FRONTEND=noninteractive dpkg --unpack")
+    assert commands[-1].startswith("env DEBIAN_FRONTEND=noninteractive dpkg -i")
     # without a record (other callers), nothing is written
     assert not any("footprint" in c for c in _rendered(DebPackages(debs), values))
     # nothing new: no record

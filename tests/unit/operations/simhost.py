@@ -38,8 +38,6 @@ class SimHost:
     units: dict[str, dict[str, str]] = field(default_factory=dict)
     loaded: dict[str, bytes | None] = field(default_factory=dict)
     packages: dict[str, str] = field(default_factory=dict)
-    unpacked: dict[str, str] = field(default_factory=dict)
-    """Packages `dpkg --unpack` left unpacked, not yet configured (not installed)."""
     users: dict[str, UserInfo] = field(default_factory=dict)
     groups: dict[str, int] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)
@@ -203,26 +201,19 @@ class SimHost:
                     del self.paths[p]
             case ["systemctl", "daemon-reload"]:
                 self._reload()
-            case ["systemctl", "enable", "--now", *names]:
-                # enable links the units and reloads the manager, then --now starts them
+            case ["systemctl", "enable", "--now", name]:
+                # enable links the unit and reloads the manager, then --now starts it
                 self._reload()
-                for name in names:
-                    self._systemctl("enable", name)
-                    self._systemctl("start", name)
+                self._systemctl("enable", name)
+                self._systemctl("start", name)
             case ["systemctl", verb, name]:
                 self._systemctl(verb, name)
-            case ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--unpack", *opts_debs]:
-                # unpacked is not installed: the Packages fact does not count these yet
-                for deb in (d for d in opts_debs if not d.startswith("--")):
+            case ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "-i", *debs]:
+                for deb in debs:
                     fields = dict(
                         re.findall(r"^(\w+): (.*)$", self.paths[deb].content.decode(), re.M)
                     )
-                    self.unpacked[fields["Package"]] = fields["Version"]
-            case ["sync", "--file-system", *_]:
-                pass
-            case ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--configure", *names]:
-                for name in names:
-                    self.packages[name] = self.unpacked.pop(name)
+                    self.packages[fields["Package"]] = fields["Version"]
             case ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--purge", name]:
                 del self.packages[name]
             case ["useradd", *opts, name]:
