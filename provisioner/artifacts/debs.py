@@ -136,16 +136,9 @@ class DebCache:
     def resolve(self, names: Sequence[str], installed: Mapping[str, str | None]) -> list[str]:
         """``names`` plus the dependencies the host lacks; an ``A | B`` dependency is met by
         either alternative (see :mod:`provisioner.artifacts.depends`)."""
-        if all(installed.get(name) is not None for name in names):
-            return list(names)  # nothing to walk (see depends.missing)
-        # the dependency tree, memoised with apt's lists: the recursive apt-cache run took
+        # the dependency tree is memoised with apt's lists: the recursive apt-cache run took
         # 2-3 s on the critical path of every cold plan (and apply) on a busy machine
-        graph: dict[str, list[list[str]]] = self._memo(
-            "closure:" + ",".join(sorted(names)), lambda: depends.closure(names, self.options)
-        )
-        return depends.missing(
-            names, installed, depends=lambda name: [tuple(g) for g in graph[name]]
-        )
+        return depends.missing(names, installed, options=self.options, memo=self._memo)
 
     def candidate(self, name: str) -> Candidate:
         """The version apt would download for ``name``."""
