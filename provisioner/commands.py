@@ -13,6 +13,7 @@ plan records, so ``berth apply PLAN`` can prove it runs exactly what was shown).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 from dataclasses import dataclass, field
@@ -69,8 +70,9 @@ class Upload:
     owner: str = "root"
     group: str = "root"
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
+        # once per upload: describe() and digest() both want it, and the bundle is megabytes
         return sha256_hex(self.content)
 
     def describe(self) -> str:

@@ -100,6 +100,28 @@ def _prefetch_walk(
         }
 
 
+Graph = dict[str, list[list[str]]]
+Memo = Callable[[str, Callable[[], Graph]], Graph]
+"""``memo(key, compute)``: the value kept under ``key``, or ``compute()``'s, kept."""
+
+
+def closure(names: Sequence[str], options: AptOptions = ()) -> Graph:
+    """Every package the walk of :func:`missing` from ``names`` may visit on any host (every
+    alternative, transitively) with its dependency groups: one recursive apt-cache run, then a
+    run per level for anything it did not reach. It depends on apt's lists alone, not on a
+    host, so it can be memoised beside them (:meth:`DebCache.resolve
+    <provisioner.artifacts.debs.DebCache.resolve>`) and a later run need not ask apt at all."""
+    prefetch(sorted(names), options, recurse=True)
+    graph: Graph = {}
+    todo = sorted(set(names))
+    while todo:
+        prefetch(todo, options)
+        for name in todo:
+            graph[name] = [list(group) for group in _known[options, name]]
+        todo = sorted({a for n in todo for g in graph[n] for a in g if a not in graph})
+    return graph
+
+
 def _apt_depends(name: str, options: AptOptions = ()) -> tuple[Group, ...]:
     prefetch([name], options)
     return _known[options, name]
@@ -115,16 +137,24 @@ def missing(
     *,
     depends: Callable[[str], Sequence[Group]] | None = None,
     options: AptOptions = (),
+    memo: Memo | None = None,
 ) -> list[str]:
     """``names`` plus the dependencies the host lacks (``depends``: a package's dependency
-    groups; by default apt's, for the release of ``options``)."""
+    groups; by default apt's, for the release of ``options``, walked over their
+    :func:`closure` as ``memo`` keeps it when one is given)."""
     if all(installed.get(name) is not None for name in names):
         # dpkg installed them with their dependencies, so there is nothing to walk. This keeps a
         # no-op apply free of apt-cache calls (seconds per run). A newer candidate that adds a
         # dependency is the one case this misses; dpkg then names the missing package.
         return list(names)
     lookup = _depends if depends is None else depends
-    if lookup is _apt_depends:
+    if lookup is _apt_depends and memo is not None:
+        graph = memo("closure:" + ",".join(sorted(names)), lambda: closure(names, options))
+
+        def lookup(name: str) -> Sequence[Group]:
+            return [tuple(group) for group in graph[name]]
+
+    elif lookup is _apt_depends:
         _prefetch_walk(names, installed, options)
 
         def lookup(name: str) -> Sequence[Group]:

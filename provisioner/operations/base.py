@@ -31,6 +31,10 @@ class HostRun:
     changed: set[str] = field(default_factory=set)
     """Ids of operations that yielded commands (``file:/etc/x``, ``unit:api.service``)."""
     pending_daemon_reload: bool = False
+    started: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Units :class:`~provisioner.operations.systemd.ServicesStarted` started in this run, each
+    with the ids in ``changed`` when it did: a fresh start already runs those changes, so its
+    :class:`~provisioner.operations.systemd.Service` restarts it only for later ones."""
 
 
 @dataclass

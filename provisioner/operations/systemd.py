@@ -89,6 +89,7 @@ class Service(Operation):
         elif self.enabled is False and state.is_enabled:
             wanted.append(Shell("systemctl", "disable", self.name))
         triggers = {f"unit:{self.name}", *self.restart_on} & ctx.run.changed
+        triggers -= ctx.run.started.get(self.name, frozenset())
         if self.running is True and not state.is_active:
             wanted.append(Shell("systemctl", "start", self.name))
         elif self.running is True and triggers:
@@ -112,6 +113,42 @@ class Service(Operation):
             ctx.run.pending_daemon_reload = False
             yield RELOAD
         yield from wanted
+
+
+@dataclass(frozen=True)
+class ServicesStarted(Operation):
+    """The new units among ``names`` enabled and started together, by one
+    ``systemctl enable --now A B C``: one manager reload for all of them (``enable`` reloads
+    itself) and the services starting side by side, not one after another. A unit counts as new
+    when it is neither enabled nor active; the others are left to their own :class:`Service`.
+
+    Put it after the unit files and configs of ``names`` and before their :class:`Service`
+    operations: those then see the units running and restart one only for a change made after
+    this started it (:attr:`HostRun.started`).
+    Example: ``ServicesStarted(("berth-agent.service", "berth-dns.service"))``.
+    """
+
+    names: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return "services-started:" + ",".join(self.names)
+
+    def describe(self) -> str:
+        return "start new services " + ", ".join(self.names)
+
+    def facts(self) -> tuple[Fact[Any], ...]:
+        return (UnitStates(self.names),)
+
+    def commands(self, ctx: OpContext) -> Iterator[Command]:
+        states = ctx.fact(UnitStates(self.names))
+        new = [n for n in self.names if not states[n].is_enabled and not states[n].is_active]
+        if not new:
+            ctx.noop("no new service among " + ", ".join(self.names))
+            return
+        ctx.run.pending_daemon_reload = False  # `enable` reloads the manager itself
+        ctx.run.started.update(dict.fromkeys(new, frozenset(ctx.run.changed)))
+        yield Shell("systemctl", "enable", "--now", *new)
 
 
 @dataclass(frozen=True)

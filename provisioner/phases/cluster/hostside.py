@@ -32,7 +32,7 @@ from provisioner.operations.cluster import (
 from provisioner.operations.files import Absent, Directory, File, Symlink
 from provisioner.operations.kernel import KernelModule, Sysctl
 from provisioner.operations.packages import DebPackages
-from provisioner.operations.systemd import Service, UnitFile
+from provisioner.operations.systemd import Service, ServicesStarted, UnitFile
 from provisioner.phases.cluster import ha
 from provisioner.phases.cluster.context import (
     bundle_of,
@@ -217,6 +217,8 @@ def control_plane_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
                 scheduler_metrics_port=layout.SCHEDULER_METRICS_PORT,
             ),
         ),
+        # the three start side by side (one systemctl; the others retry until the API answers)
+        ServicesStarted((layout.APISERVER, layout.CONTROLLER_MANAGER, layout.SCHEDULER)),
         Service(layout.APISERVER, restart_on=(config, CURRENT_ID, *credentials)),
         Service(layout.CONTROLLER_MANAGER, restart_on=(CURRENT_ID, *credentials)),
         Service(layout.SCHEDULER, restart_on=(CURRENT_ID, *credentials)),
@@ -324,7 +326,7 @@ def node_software_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...
     )
     wanted = cache.resolve(layout.NODE_PACKAGES, installed)
     debs = cache.fetch(wanted, arch=DEB_ARCH.get(machine, machine))
-    image = smoke_image()
+    image = smoke_image(data.cache_dir)
     mask, stopped = stock_haproxy_ops()
     return (
         mask,
@@ -359,12 +361,12 @@ def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
     spec = spec_of(data, "agents")
     config = f"file:{layout.AGENT_CONFIG}"
     capacity = data.host_facts(host.name, (Capacity(),)).get(Capacity())
+    ingress = ingress_ops(data, host)
     return (
         *node_kernel_ops(spec),
         *node_software_ops(data, host),
         File(layout.AGENT_CONFIG, _yaml(agent_config(spec, host, capacity)), mode=0o600),
         _unit(layout.AGENT, _context(data, host, config=layout.AGENT_CONFIG)),
-        Service(layout.AGENT, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
         # the node-local cluster DNS reads the agent's config (kubeconfig, clusterDNS/domain)
         _unit(
             layout.DNS,
@@ -376,14 +378,19 @@ def agent_ops(data: PhaseData, host: HostTarget) -> Sequence[Operation]:
                 device=layout.DNS_DEVICE,
             ),
         ),
+        *ingress[:1],
+        # a new node's services start side by side, with one systemctl
+        ServicesStarted((layout.AGENT, layout.DNS, *((layout.INGRESS,) if ingress else ()))),
+        Service(layout.AGENT, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
         Service(layout.DNS, restart_on=(config, CURRENT_ID, *_pki_ids(data, host))),
-        *ingress_ops(data, host),
+        *ingress[1:],
     )
 
 
 def ingress_ops(data: PhaseData, host: HostTarget) -> tuple[Operation, ...]:
     """``berth-ingress`` on a runc node (HAProxy comes with the node packages), with its own
-    identity's kubeconfig (see berth.apiserver.component_roles.ingress_rules)."""
+    identity's kubeconfig (see berth.apiserver.component_roles.ingress_rules): its unit file,
+    then its service (nothing on other nodes)."""
     if not _runc(data):
         return ()
     spec = spec_of(data, "agents")

@@ -7,11 +7,13 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from provisioner.artifacts import depends
+from provisioner.artifacts import debs, depends
+from provisioner.artifacts.debs import DebCache
 
 # name -> dependency groups (alternatives), as apt-cache would print them
 GRAPH: dict[str, list[tuple[str, ...]]] = {
@@ -91,3 +93,26 @@ def test_hosts_planned_at_once_share_one_walk(apt: list[list[str]]) -> None:
         thread.join()
     assert len({tuple(r) for r in results}) == 1
     assert len(apt) == 1
+
+
+def test_the_tree_is_memoised_with_apt_lists_so_a_later_run_asks_apt_nothing(
+    apt: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recursive apt-cache run was on the critical path of every cold plan: DebCache keeps
+    the closure beside apt's lists, and a later process (nothing known in memory) walks it for
+    another host with the answer apt itself would give, without running apt-cache."""
+    monkeypatch.setattr(debs, "_apt_generation", lambda stamp=None: "lists-1")
+    cache = DebCache(tmp_path / "debs")  # this machine's release: no private apt
+    first = cache.resolve(["runc", "nftables"], {"libc6": "2.36"})
+    assert first == depends.missing(
+        ["runc", "nftables"], {"libc6": "2.36"}, depends=GRAPH.__getitem__
+    )
+    assert len(apt) == 1
+    monkeypatch.setattr(depends, "_known", {})  # a later process
+    other_host: dict[str, str | None] = {"libedit2": "3.1"}
+    later = DebCache(tmp_path / "debs").resolve(["nftables", "runc"], other_host)
+    assert later == depends.missing(["nftables", "runc"], other_host, depends=GRAPH.__getitem__)
+    assert len(apt) == 1, "served from the memo"
+    monkeypatch.setattr(debs, "_apt_generation", lambda stamp=None: "lists-2")  # apt-get update
+    DebCache(tmp_path / "debs").resolve(["runc"], {})
+    assert len(apt) == 2, "new lists, asked again"

@@ -192,7 +192,7 @@ def test_debians_haproxy_unit_is_masked_before_install_and_stopped_after(
             return ()
 
     image = SimpleNamespace(reference="smoke:1", archive=tmp_path / "img.tar", ref_name="smoke")
-    monkeypatch.setattr(hostside, "smoke_image", lambda: image)
+    monkeypatch.setattr(hostside, "smoke_image", lambda cache_dir=None: image)
     monkeypatch.setattr(hostside, "DebCache", NoDebs)
     monkeypatch.setattr(hostside, "host_platform", lambda *_a: SimpleNamespace(codename="bookworm"))
     data = WithFacts(spec, inventory_from_spec(spec), tmp_path / "cache", tmp_path / "state")

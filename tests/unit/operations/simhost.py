@@ -201,11 +201,12 @@ class SimHost:
                     del self.paths[p]
             case ["systemctl", "daemon-reload"]:
                 self._reload()
-            case ["systemctl", "enable", "--now", name]:
-                # enable links the unit and reloads the manager, then --now starts it
+            case ["systemctl", "enable", "--now", *names]:
+                # enable links the units and reloads the manager, then --now starts them
                 self._reload()
-                self._systemctl("enable", name)
-                self._systemctl("start", name)
+                for name in names:
+                    self._systemctl("enable", name)
+                    self._systemctl("start", name)
             case ["systemctl", verb, name]:
                 self._systemctl(verb, name)
             case ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "-i", *debs]:
