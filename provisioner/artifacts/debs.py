@@ -65,6 +65,9 @@ def _sha256(path: Path) -> str:
 APT_CACHE = Path("/var/cache/apt/pkgcache.bin")
 
 
+APT_LISTS = Path("/var/lib/apt/lists")
+
+
 def _apt_generation(stamp: Path = APT_CACHE) -> str:
     """Changes whenever apt's package lists change (``apt-get update``)."""
     try:
@@ -72,6 +75,22 @@ def _apt_generation(stamp: Path = APT_CACHE) -> str:
     except FileNotFoundError:
         return "none"
     return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def _lists_generation(lists: Path = APT_LISTS) -> str:
+    """The machine's package lists themselves, name, size and mtime of each: apt's binary
+    cache (:data:`APT_CACHE`) is switched off on many Debian images (containers, CI), and
+    without it a memo keyed on the cache alone would never see an ``apt-get update``."""
+    digest = hashlib.sha256()
+    try:
+        entries = sorted(os.scandir(lists), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return "none"
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False):
+            stat = entry.stat(follow_symlinks=False)
+            digest.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 class DebCache:
@@ -100,7 +119,7 @@ class DebCache:
 
     def _generation(self) -> str:
         if not self.release:
-            return _apt_generation()
+            return f"{_apt_generation()}|{_lists_generation()}"
         return (
             f"{self.release}:{_apt_generation(self.root.parent / 'apt' / self.release / 'updated')}"
         )

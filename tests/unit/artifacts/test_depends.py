@@ -116,3 +116,20 @@ def test_the_tree_is_memoised_with_apt_lists_so_a_later_run_asks_apt_nothing(
     monkeypatch.setattr(debs, "_apt_generation", lambda stamp=None: "lists-2")  # apt-get update
     DebCache(tmp_path / "debs").resolve(["runc"], {})
     assert len(apt) == 2, "new lists, asked again"
+
+
+def test_an_apt_get_update_is_seen_without_apt_s_binary_cache(tmp_path: Path) -> None:
+    """Debian's container images switch pkgcache.bin off: the memo's generation must then come
+    from the lists themselves, or a dependency tree cached before `apt-get update` would be
+    served for ever."""
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "deb.debian.org_dists_bookworm_InRelease").write_text("one")
+    (lists / "lock").write_text("")
+    before = debs._lists_generation(lists)
+    assert debs._lists_generation(lists) == before, "unchanged lists, same generation"
+    replaced = lists / "partial-new"
+    replaced.write_text("two, longer")
+    replaced.replace(lists / "deb.debian.org_dists_bookworm_InRelease")  # how apt lands a list
+    assert debs._lists_generation(lists) != before
+    assert debs._lists_generation(tmp_path / "absent") == "none"
