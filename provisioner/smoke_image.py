@@ -154,5 +154,20 @@ def _store(cache_dir: Path, key: tuple[Path, int, int], image: SmokeImage) -> No
             tmp = base.with_suffix(f"{suffix}.{os.getpid()}.tmp")
             tmp.write_bytes(data)
             tmp.replace(base.with_suffix(suffix))
+        _prune(base.parent, keep=base.with_suffix(".ref"))
     except OSError:
         return
+
+
+KEPT_IMAGES = 4
+"""Images kept on disk (~1 MB each): one per busybox or berth source edit would pile up."""
+
+
+def _prune(directory: Path, keep: Path) -> None:
+    """Remove all but ``keep`` (the image just written) and the most recently written others,
+    :data:`KEPT_IMAGES` in all (mtimes can tie within a clock tick: ``keep`` is named)."""
+    others = [ref for ref in directory.glob("*.ref") if ref != keep]
+    others.sort(key=lambda ref: ref.stat().st_mtime_ns, reverse=True)
+    for ref in others[KEPT_IMAGES - 1 :]:
+        ref.unlink(missing_ok=True)  # the reference first: a half-removed image is not found
+        ref.with_suffix(".tar").unlink(missing_ok=True)

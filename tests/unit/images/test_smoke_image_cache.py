@@ -40,3 +40,15 @@ def test_a_half_written_cache_entry_is_built_again(
     monkeypatch.setattr(module, "_built", {})
     assert smoke_image(tmp_path) == built
     assert ref.read_text() == built.reference
+
+
+def test_only_the_latest_images_stay_on_disk(tmp_path: Path) -> None:
+    """Each busybox or source edit writes a new ~1 MB image: older ones beyond the kept few go."""
+    image = module.SmokeImage(b"archive", "berth.local/smoke:0")
+    for size in range(module.KEPT_IMAGES + 3):
+        module._store(tmp_path, (Path("/bin/busybox"), size, 0), image)
+    names = sorted(p.name for p in (tmp_path / "smoke").iterdir())
+    assert len(names) == 2 * module.KEPT_IMAGES
+    newest = module._cache_name((Path("/bin/busybox"), module.KEPT_IMAGES + 2, 0))
+    assert f"{newest}.ref" in names
+    assert f"{newest}.tar" in names
