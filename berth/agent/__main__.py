@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,7 +160,9 @@ async def _run(config_path: str) -> None:
 PROFILE_ENV = "BERTH_AGENT_PROFILE"
 """Set to a file path, the agent runs under :mod:`cProfile` and writes its stats there when it
 stops (``python3 -m pstats PATH``): where the agent's own CPU per pod goes (bench/pods.py
-``--profile``). Off by default: profiling about doubles the agent's CPU."""
+``--profile``). The profiler's clock is the process's CPU time, not wall time: on a loaded host
+wall time charges other processes' turns to whatever the agent was running. Off by default:
+profiling about doubles the agent's CPU."""
 
 
 @contextlib.contextmanager
@@ -169,7 +172,7 @@ def _profiled(path: str) -> Iterator[None]:
         return
     import cProfile  # noqa: PLC0415 - only when asked for
 
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.process_time)
     profile.enable()
     try:
         yield

@@ -151,6 +151,33 @@ def pod_from_k8s(obj: Mapping[str, Any]) -> Pod | None:
     )
 
 
+_POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels")
+
+
+def policy_pod_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a pod :func:`pod_from_k8s` reads, plus what an informer keys and resumes
+    by (name, namespace, uid, resourceVersion): ``pod_from_k8s`` of it is ``pod_from_k8s`` of
+    the whole pod. What the node agent's NetworkPolicy informer caches of every pod of the
+    cluster: volumes, env, affinity, conditions and container statuses are most of a pod and
+    the rules read none of them."""
+    meta = _meta(obj)
+    view: dict[str, Any] = {"metadata": {k: meta[k] for k in _POD_METADATA if k in meta}}
+    spec = obj.get("spec")
+    if isinstance(spec, Mapping):
+        kept = {k: spec[k] for k in ("nodeName", "hostNetwork") if k in spec}
+        containers = spec.get("containers")
+        if isinstance(containers, list | tuple):
+            kept["containers"] = [
+                {"ports": c["ports"]} if isinstance(c, Mapping) and "ports" in c else {}
+                for c in containers
+            ]
+        view["spec"] = kept
+    status = obj.get("status")
+    if isinstance(status, Mapping):
+        view["status"] = {k: status[k] for k in ("podIP", "phase") if k in status}
+    return view
+
+
 def namespace_from_k8s(obj: Mapping[str, Any]) -> Namespace:
     name = str(_meta(obj).get("name") or "")
     labels = _labels(obj)

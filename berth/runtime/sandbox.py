@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from berth.network.command import Runner, check
@@ -60,9 +60,14 @@ class SandboxRecord:
     def save(self, path: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "w") as out:
-            # dumps, not dump: json.dump always takes the pure-Python encoder
-            out.write(json.dumps(asdict(self)))
+            # dumps, not dump: json.dump always takes the pure-Python encoder. The fields are
+            # JSON already: no dataclasses.asdict, whose deep copy of ``extra`` (the pod's
+            # spec) cost more than the encoding.
+            out.write(json.dumps({name: getattr(self, name) for name in _RECORD_FIELDS}))
         os.replace(tmp, path)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(SandboxRecord))
 
 
 def render_hosts(

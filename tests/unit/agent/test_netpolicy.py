@@ -13,6 +13,8 @@ from berth.agent.config import load_config
 from berth.agent.netpolicy import NodeNetworkPolicies
 from berth.api.resources import NAMESPACES, NETWORKPOLICIES, PODS
 from berth.machinery.clock import FakeClock
+from berth.machinery.objects import freeze
+from berth.netpol.model import pod_from_k8s, policy_pod_fields
 from berth.netpol.sync import PolicyEnforcer
 from tests.harness.fake_client import FakeClient
 from tests.harness.fake_runner import FakeRunner
@@ -84,6 +86,82 @@ def test_table_follows_policies_pods_and_namespaces(tmp_path: Path) -> None:
                 await task
 
     asyncio.run(body())
+
+
+def _full_pod(**changes: Any) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "metadata": {
+            "name": "web",
+            "namespace": "a",
+            "uid": "u1",
+            "resourceVersion": "9",
+            "labels": {"app": "web"},
+            "annotations": {"note": "x"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "web-1", "uid": "r1"}],
+        },
+        "spec": {
+            "nodeName": "n1",
+            "volumes": [{"name": "cfg", "configMap": {"name": "web"}}],
+            "containers": [
+                {"name": "c", "image": "busybox", "env": [{"name": "A", "value": "1"}]},
+                {
+                    "name": "d",
+                    "image": "busybox",
+                    "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                },
+            ],
+            "tolerations": [{"operator": "Exists"}],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.1.2",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "c", "ready": True}],
+        },
+    }
+    for path, value in changes.items():
+        part, _, key = path.partition("__")
+        pod[part][key] = value
+    return pod
+
+
+def test_the_pods_cache_keeps_only_what_the_rules_read() -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        api = FakeClient(now=clock.now)
+        api.seed(PODS, _full_pod())
+        loop = NodeNetworkPolicies(api, clock, node="n1", enforcer=PolicyEnforcer(node="n1"))
+        task = asyncio.create_task(loop.pods.run())
+        try:
+            await asyncio.wait_for(loop.pods.wait_synced(), 60)
+            (cached,) = loop.pods.list()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert set(cached["metadata"]) == {"name", "namespace", "uid", "resourceVersion", "labels"}
+        assert set(cached["spec"]) == {"nodeName", "containers"}
+        assert [dict(c) for c in cached["spec"]["containers"]] == [
+            {},
+            {"ports": ({"name": "http", "containerPort": 8080, "protocol": "TCP"},)},
+        ]
+        assert dict(cached["status"]) == {"phase": "Running", "podIP": "10.244.1.2"}
+
+    asyncio.run(body())
+
+
+def test_the_rules_see_the_same_pod_in_the_cached_part() -> None:
+    variants = [
+        _full_pod(),
+        _full_pod(spec__hostNetwork=True),
+        _full_pod(status__phase="Succeeded"),
+        _full_pod(status__podIP=""),
+        _full_pod(metadata__labels={}),
+        _full_pod(spec__containers="not a list"),
+    ]
+    for pod in variants:
+        assert pod_from_k8s(freeze(policy_pod_fields(pod))) == pod_from_k8s(pod)
+    assert pod_from_k8s(_full_pod()) is not None
 
 
 def test_policy_kubeconfig_is_read_and_resolved(tmp_path: Path) -> None:
