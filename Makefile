@@ -21,7 +21,7 @@ APT_PACKAGES := systemd-container debootstrap iproute2 nftables openssh-client o
 VM_APT_PACKAGES := vagrant-libvirt libvirt-daemon-system dnsmasq-base
 LAB_NAME ?= demo
 
-.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs lab-rootfs-trixie chaos vm-test vagrant-box bench clean demo-down docs
+.PHONY: help setup demo test lint typecheck unit lab-test lab-rootfs lab-rootfs-trixie lab-vm-image chaos vm-test vagrant-box bench clean demo-down docs
 help:
 	@echo "make demo   - boot a local lab and bring up a berth cluster on it"
 	@echo "make test   - lint, type check and the whole test suite (lab tests included)"
@@ -63,6 +63,12 @@ setup: .cache/apt.stamp .cache/venv.stamp .cache/kubectl-1.20/usr/bin/kubectl
 # /var/cache/berth-lab keyed by its package list; a fast no-op when cached.
 lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 	$(BIN)/berth lab rootfs
+
+# The VM lab's base image over the bookworm rootfs (Debian's cloud kernel from the package
+# archive, our initramfs, an ext4 disk; ~20 s), cached beside it: tests/vm/test_vm_smoke.py
+# (part of `make test`) and `make vm-test` boot their VMs from it.
+lab-vm-image: lab-rootfs
+	$(BIN)/berth lab rootfs --vm
 
 # Debian 13 hosts for the lab tests of Debian 13 (tests/lab/test_platforms.py, test_upgrade.py)
 lab-rootfs-trixie: .cache/apt.stamp .cache/venv.stamp
@@ -112,10 +118,10 @@ typecheck: setup
 TEST_WORKERS ?= 3
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
-test: lint typecheck lab-rootfs lab-rootfs-trixie
+test: lint typecheck lab-rootfs lab-rootfs-trixie lab-vm-image
 	$(BIN)/pytest $(PYTEST_PARALLEL) --durations=40
 
-lab-test: setup lab-rootfs lab-rootfs-trixie
+lab-test: setup lab-rootfs lab-rootfs-trixie lab-vm-image
 	$(BIN)/pytest $(PYTEST_PARALLEL) -m lab
 
 # tests/vm: berth on QEMU VMs (own kernel: modules, sysctls, reboots, power cuts):
