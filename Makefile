@@ -66,9 +66,10 @@ lab-rootfs: .cache/apt.stamp .cache/venv.stamp
 
 # The VM lab's base image over the bookworm rootfs (Debian's cloud kernel from the package
 # archive, our initramfs, an ext4 disk; ~20 s), cached beside it: tests/vm/test_vm_smoke.py
-# (part of `make test`) and `make vm-test` boot their VMs from it.
+# (part of `make test`) and `make vm-test` boot their VMs from it. The kernel and kmod/udev come
+# from the machine's package lists: on a machine whose lists were never fetched, fetch them once.
 lab-vm-image: lab-rootfs
-	$(BIN)/berth lab rootfs --vm
+	$(BIN)/berth lab rootfs --vm || { apt-get update -qq && $(BIN)/berth lab rootfs --vm; }
 
 # Debian 13 hosts for the lab tests of Debian 13 (tests/lab/test_platforms.py, test_upgrade.py)
 lab-rootfs-trixie: .cache/apt.stamp .cache/venv.stamp
