@@ -9,8 +9,8 @@ rest):
 * ``berth apply`` of a single-node cluster passes (it ends with ``berth verify``);
 * a power cut (QEMU's reset: no shutdown, tmpfs and page cache lost) of the node, which is its
   own control plane: the API comes back and the node Ready by itself (units enabled, what the
-  install phases set persisted), *the same* pod runs again in a new sandbox (its old one, whose
-  netns lived on a tmpfs, is gone: restartCount + 1), and ``berth verify`` passes again;
+  install phases set persisted), *the same* pod runs again in a new sandbox and container (its
+  old sandbox, whose netns lived on a tmpfs, is gone), and ``berth verify`` passes again;
 * freeze/thaw pause and resume the VM (SSH hangs, then answers);
 * ``lab down`` leaves no QEMU process, tap, bridge or disk behind.
 """
@@ -74,9 +74,13 @@ def _ready_pod(vm: VmCluster) -> dict[str, Any] | None:
     return pod if ready else None
 
 
-def _container(pod: dict[str, Any]) -> tuple[str, int]:
+def _started(pod: dict[str, Any]) -> str:
+    """When the pod's running container started (by the node's clock): a new process after
+    a power cut. (Its id and restart count may repeat: the runtime's record of a container
+    started shortly before the cut can be lost with the page cache, and the kubelet too counts
+    restarts from the records its runtime kept.)"""
     (status,) = pod["status"]["containerStatuses"]
-    return str(status.get("containerID", "")), int(status.get("restartCount", 0))
+    return str(((status.get("state") or {}).get("running") or {}).get("startedAt", ""))
 
 
 def test_after_a_power_cut_the_node_and_its_pod_come_back_by_themselves(vm: VmCluster) -> None:
@@ -94,11 +98,10 @@ def test_after_a_power_cut_the_node_and_its_pod_come_back_by_themselves(vm: VmCl
 
     def restarted() -> dict[str, Any] | None:
         pod = _ready_pod(vm)
-        return pod if pod and _container(pod)[0] != _container(before)[0] else None
+        return pod if pod and _started(pod) not in ("", _started(before)) else None
 
     after = wait_for("the pod Ready again in a new container", restarted, timeout=CONVERGE)
     assert after["metadata"]["uid"] == before["metadata"]["uid"]  # the same pod, not replaced
-    assert _container(after)[1] > _container(before)[1]  # restarted, not recreated
     verify = vm.berth("verify", "-i", str(vm.spec))
     assert verify.returncode == 0, verify.stdout[-4000:] + verify.stderr[-2000:]
 
