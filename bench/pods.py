@@ -29,6 +29,12 @@ bound and Running goes: the agents run with ``BERTH_POD_TIMELINE=1`` (see
 :mod:`berth.runtime.timeline`) and log monotonic stamps per pod, which the bench joins with its
 own watch stamps (same kernel, same monotonic clock). ``--agent-only`` skips sections 1 and 2.
 
+``--profile DIR`` runs the agents under cProfile (``BERTH_AGENT_PROFILE``) and fetches their
+stats to ``DIR/<host>.prof`` after the bursts; ``--bursts 30`` runs only the 30-pod burst.
+Section 3 prints CPU per pod per host, and of it the agent's unit split into the agent
+process (its Python), the tools it ran (CNI plugins, runc, ip, cp: its waited-for
+children) and the rest of the unit (the shims).
+
 Run as root: ``.venv/bin/python bench/pods.py [--timeline] [--agent-only] [--workers N,M]``.
 The machine blackholes the pod and service CIDRs for the duration; all traffic stays on the lab
 bridge.
@@ -325,6 +331,12 @@ STAGES = (
     ("patched", "status patch"),
     ("running", "watch back to the client"),
 )
+PROFILE_PATH = "/var/lib/berth/agent.prof"
+PROFILE_DROPIN = (
+    "mkdir -p /etc/systemd/system/berth-agent.service.d && printf "
+    f"'[Service]\\nEnvironment=BERTH_AGENT_PROFILE={PROFILE_PATH}\\n' "
+    "> /etc/systemd/system/berth-agent.service.d/profile.conf"
+)
 TIMELINE_DROPIN = (
     "mkdir -p /etc/systemd/system/berth-agent.service.d && printf "
     "'[Service]\\nEnvironment=BERTH_POD_TIMELINE=1\\n' "
@@ -409,12 +421,67 @@ def _host_cpu(lab: Lab) -> dict[str, float]:
             out[host.name] = int(path.read_text()) / 1e9
         except (OSError, ValueError):
             continue  # a cgroup2-only machine: no figure
+        out.update(_agent_cpu(lab, host.name))
+    return out
+
+
+AGENT_CGROUP = "payload/system.slice/berth-agent.service"
+"""The agent's unit inside a lab host, under the machine's cgroup2 tree of that host: the
+agent, the tools it runs (CNI plugins, runc, ip, cp) and the containers' shims."""
+
+
+def _agent_cpu(lab: Lab, host: str) -> dict[str, float]:
+    """CPU seconds so far of ``host``'s agent unit, split (keys suffixed to ``host``):
+    ``/agent`` the agent process itself (its Python), ``/tools`` the children it has
+    waited for (every CNI plugin, ``runc``, ``ip``, ``cp``, and the shim's first process),
+    ``/unit`` the whole unit (``/unit`` minus both: the shims that stay, and the ``runc
+    create`` each runs). Read from the machine (it sees the host's processes): no ssh."""
+    unit = Path("/sys/fs/cgroup/unified/berth-lab") / lab.name / host / AGENT_CGROUP
+    out: dict[str, float] = {}
+    try:
+        stat = (unit / "cpu.stat").read_text().split()
+        out[f"{host}/unit"] = int(stat[stat.index("usage_usec") + 1]) / 1e6
+        pids = (unit / "cgroup.procs").read_text().split()
+    except (OSError, ValueError):
+        return out
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            if b"berth.agent" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        utime, stime, cutime, cstime = (int(f) / ticks for f in fields[11:15])
+        out[f"{host}/agent"] = utime + stime
+        out[f"{host}/tools"] = cutime + cstime
+        out[f"{host}/pid"] = float(pid)
     return out
 
 
 def _cpu_since(lab: Lab, before: dict[str, float]) -> dict[str, float]:
     now = _host_cpu(lab)
-    return {h: now[h] - before[h] for h in before if h in now}
+    if any(now.get(k) != v for k, v in before.items() if k.endswith("/pid")):
+        # An agent restarted in between: its process figures start again from zero.
+        now = {k: v for k, v in now.items() if "/" not in k}
+    return {h: now[h] - before[h] for h in before if h in now and not h.endswith("/pid")}
+
+
+IDLE_SECONDS = 5.0
+
+
+def _idle_rate(lab: Lab) -> dict[str, float]:
+    """CPU seconds per second each host (and agent part) uses with no burst going (leases,
+    node status, informers; the control plane on n1): taken off a burst's CPU in proportion
+    to how long it ran, so that a burst slowed by the machine's load does not look costlier
+    per pod."""
+    before = _host_cpu(lab)
+    time.sleep(IDLE_SECONDS)
+    return {k: v / IDLE_SECONDS for k, v in _cpu_since(lab, before).items()}
+
+
+def _net_of(idle: dict[str, float], used: dict[str, float], seconds: float) -> dict[str, float]:
+    return {k: v - idle.get(k, 0.0) * seconds for k, v in used.items()}
 
 
 def _set_workers(lab: Lab, c: Any, workers: int) -> None:
@@ -445,6 +512,8 @@ def through_agent(
     *,
     with_timeline: bool = False,
     workers: tuple[int, ...] = (),
+    sizes: tuple[int, ...] = (),
+    profile: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Section 3: pods through API server, scheduler and agent, on the runc nodes `berth apply`
     installs, with berth's smoke image (preloaded on every node by apply). One result per burst
@@ -465,6 +534,9 @@ def through_agent(
     if with_timeline:  # before apply, which loads the agent's unit with this drop-in
         for host in lab.hosts:
             subprocess.run(lab.ssh_argv(host.name, [TIMELINE_DROPIN]), check=True)
+    if profile is not None:
+        for host in lab.hosts:
+            subprocess.run(lab.ssh_argv(host.name, [PROFILE_DROPIN]), check=True)
     hosts = [h.name for h in lab.hosts]
     try:
         applied = c.berth("apply", "-i", str(spec), "--yes")
@@ -497,11 +569,12 @@ def through_agent(
                         }
                     }
                 }  # fmt: skip
+                idle = _idle_rate(lab)
                 cpu = _host_cpu(lab)
                 started = time.monotonic()
                 c.apply(deployment)
                 ready = pods.wait("ready", replicas, timeout=600)
-                up_cpu = _cpu_since(lab, cpu)
+                up_cpu = _net_of(idle, _cpu_since(lab, cpu), time.monotonic() - started)
                 spans = {
                     "running": pods.spans("added", "running"),
                     "ready": pods.spans("added", "ready"),
@@ -524,7 +597,7 @@ def through_agent(
                         raise SystemExit("deleted pods still on their nodes after 120 s")
                     time.sleep(0.05)
                 node_gone = time.monotonic() - gone_from
-                down_cpu = _cpu_since(lab, cpu)
+                down_cpu = _net_of(idle, _cpu_since(lab, cpu), time.monotonic() - gone_from)
                 stamps = agent_stamps(lab) if with_timeline else {}
                 per_pod = [
                     {**stamps[uid], **m}
@@ -546,11 +619,26 @@ def through_agent(
                 for replicas, n_nodes, goal in BURSTS:
                     if n_nodes > len(hosts) or (replicas != BURSTS[0][0] and count != counts[-1]):
                         continue  # the larger bursts run once, with the last worker count
+                    if sizes and replicas not in sizes:
+                        continue
                     result = run(replicas, hosts[:n_nodes])
                     results.append({**result, "workers": count, "goal": goal})
+            if profile is not None:
+                _fetch_profiles(lab, profile)
             return results
     finally:
         c.berth("destroy", "-i", str(spec), "--yes")
+
+
+def _fetch_profiles(lab: Lab, into: Path) -> None:
+    """Stop every agent (it writes its cProfile stats as it stops) and copy the stats to
+    ``into/<host>.prof``."""
+    into.mkdir(parents=True, exist_ok=True)
+    for host in lab.hosts:
+        subprocess.run(lab.ssh_argv(host.name, ["systemctl", "stop", "berth-agent"]), check=True)
+        argv = lab.ssh_argv(host.name, ["cat", PROFILE_PATH])
+        got = subprocess.run(argv, capture_output=True, timeout=120, check=True)
+        (into / f"{host.name}.prof").write_bytes(got.stdout)
 
 
 def print_burst(agent: dict[str, Any], runtime: list[float] | None) -> None:
@@ -590,7 +678,9 @@ def print_burst(agent: dict[str, Any], runtime: list[float] | None) -> None:
     print(f"{'kubectl delete -> all gone (API)':34} {down:8.2f} s")
     print(f"{'kubectl delete -> all gone (nodes)':34} {node_down:8.2f} s"
           + (f"  goal <= {DELETE_GOAL:.0f} s: {verdict} it" if n <= 30 else ""))  # fmt: skip
-    # CPU per pod of each host running pods (n1 also runs the control plane): load-insensitive.
+    # CPU per pod of each host running pods (n1 also runs the control plane), net of what the
+    # host uses idle over as long as the burst ran: load-insensitive.
+    # Of which the agent's unit: its Python, the tools it ran, the rest of the unit (shims).
     for label, used in (("start", agent["up_cpu"]), ("delete", agent["down_cpu"])):
         cells = ", ".join(
             f"{h} {used[h] / agent['nodes'][h] * ms:.0f}"
@@ -598,7 +688,28 @@ def print_burst(agent: dict[str, Any], runtime: list[float] | None) -> None:
             if h in agent["nodes"]
         )
         if cells:
-            print(f"{'CPU ms per pod, ' + label + ' (host)':34} {cells}")
+            print(f"{'CPU ms per pod, ' + label + ' (net of idle)':34} {cells}")
+        parts = (
+            ("agent", "agent process"),
+            ("tools", "tools it ran"),
+            ("unit", "rest of its unit (shims)"),
+        )
+        for part, what in parts:
+            cells = ", ".join(
+                f"{h} {_unit_part(used, h, part) / agent['nodes'][h] * ms:.0f}"
+                for h in sorted(agent["nodes"])
+                if f"{h}/{part}" in used
+            )
+            if cells:
+                print(f"{'  of which ' + what:34} {cells}")
+
+
+def _unit_part(used: dict[str, float], host: str, part: str) -> float:
+    """``part`` of ``host``'s agent unit; ``unit``: what neither the agent process nor the
+    tools it waited for used."""
+    if part != "unit":
+        return used[f"{host}/{part}"]
+    return used[f"{host}/unit"] - used.get(f"{host}/agent", 0.0) - used.get(f"{host}/tools", 0.0)
 
 
 def main() -> None:
@@ -611,11 +722,20 @@ def main() -> None:
         help="comma-separated pod worker counts: the 30-pod burst once per count (agents "
         "restarted with it), the 150-pod burst with the last",
     )
+    parser.add_argument(
+        "--bursts", default="", help="comma-separated burst sizes to run (default: all)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the agents under cProfile and write their stats to DIR/<host>.prof",
+    )
     args = parser.parse_args()
     workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
+    sizes = tuple(int(b) for b in args.bursts.split(",") if b.strip())
     require_machine_tools()
     if args.agent_only:
-        agent_only(with_timeline=args.timeline, workers=workers)
+        agent_only(with_timeline=args.timeline, workers=workers, sizes=sizes, profile=args.profile)
         return
     lab = Lab(f"benchpods{os.getpid()}")
     with tempfile.TemporaryDirectory() as tmp, blackhole_routes():
@@ -643,7 +763,14 @@ def main() -> None:
             )
             for node in nodes:
                 teardown_node(node)
-            bursts = through_agent(lab, Path(tmp), with_timeline=args.timeline, workers=workers)
+            bursts = through_agent(
+                lab,
+                Path(tmp),
+                with_timeline=args.timeline,
+                workers=workers,
+                sizes=sizes,
+                profile=args.profile,
+            )
         finally:
             for node in nodes:
                 teardown_node(node)
@@ -688,13 +815,26 @@ def main() -> None:
             print_timeline(agent["timeline"])
 
 
-def agent_only(*, with_timeline: bool, workers: tuple[int, ...]) -> None:
+def agent_only(
+    *,
+    with_timeline: bool,
+    workers: tuple[int, ...],
+    sizes: tuple[int, ...] = (),
+    profile: Path | None = None,
+) -> None:
     """Section 3 alone (no registry, no runtime-only figures)."""
     lab = Lab(f"benchpods{os.getpid()}")
     with tempfile.TemporaryDirectory() as tmp, blackhole_routes():
         try:
             lab.up(3, replace=True)
-            bursts = through_agent(lab, Path(tmp), with_timeline=with_timeline, workers=workers)
+            bursts = through_agent(
+                lab,
+                Path(tmp),
+                with_timeline=with_timeline,
+                workers=workers,
+                sizes=sizes,
+                profile=profile,
+            )
         finally:
             lab.down()
     for agent in bursts:

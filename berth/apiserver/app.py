@@ -15,7 +15,11 @@ import time
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import HttpVersion11, RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from berth import __version__
 from berth.api.meta import Obj
@@ -28,9 +32,9 @@ from . import client_warnings, discovery, resourceproxy, reviews
 from .allocators import IPAllocator, PortAllocator
 from .auth import (
     ANONYMOUS,
+    CertificateUsers,
     TokenAuthenticator,
     UserInfo,
-    user_from_peercert,
 )
 from .bodies import read_body
 from .codec import Codec, load_key
@@ -164,6 +168,7 @@ class ApiServer:
             else TokenAuthenticator()
         )
         self.service_accounts = ServiceAccounts(config)
+        self.cert_users = CertificateUsers()
         self.metrics = Metrics()
         # Resource metrics (metrics.k8s.io) from the agents' stats (resourcemetrics.py).
         self.resource_metrics = MetricsStore()
@@ -185,7 +190,7 @@ class ApiServer:
             lambda: openapi_http.discovery_groups(self.table),
             lambda: getattr(self, "crd_schemas", None),
         )
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._site: web.TCPSite | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._peers_task: asyncio.Task[None] | None = None
@@ -221,10 +226,17 @@ class ApiServer:
         await self.registry.load_allocations()
         await self._bootstrap()
         await self.crd_strategy.resettle(self.registry)
-        app = web.Application(client_max_size=MAX_BODY, handler_args={"max_field_size": 65536})
-        app.router.add_route("*", "/{tail:(?s:.*)}", self.handle)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+        # aiohttp's low-level server, not a web.Application: every path comes to one handler
+        # (routing is ours, :meth:`_dispatch`), so the application's router (a regex match
+        # and a match-info object per request) and its middleware chain were pure overhead.
+        web_server = web.Server(
+            self._serve,
+            request_factory=self._make_request,
+            access_log=None,
+            max_field_size=65536,
+        )
+        self._runner = web.ServerRunner(
+            web_server, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
         )
         await self._runner.setup()
         self._site = web.TCPSite(
@@ -412,27 +424,64 @@ class ApiServer:
 
     # -- request entry ----------------------------------------------------------------------
 
+    def _make_request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.Request:
+        """A request as an aiohttp application would make it (bodies up to
+        :data:`MAX_BODY`); it has no match info and no ``app``: nothing here reads them."""
+        return web.Request(
+            message,
+            payload,
+            protocol,
+            writer,
+            task,
+            asyncio.get_running_loop(),
+            client_max_size=MAX_BODY,
+        )
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The low-level server's handler: ``Expect`` as an aiohttp application's default
+        handler answers it (``100 Continue`` before the body is read; 417 for any other
+        expectation), then :meth:`handle`."""
+        assert isinstance(request, web.Request)
+        expect = request.headers.get(hdrs.EXPECT)
+        if expect:
+            if request.version == HttpVersion11:
+                if expect.lower() != "100-continue":
+                    raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0
+            await request.writer.drain()
+        return await self.handle(request)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
         label = ("", "")
         # Warnings (Pod Security's, for one) added while serving become Warning headers.
-        with client_warnings.collecting() as warnings:
-            try:
-                resp, label = await self._dispatch(request)
-            except ApiError as err:
-                resp = _status_response(err)
-            except Unavailable as exc:  # e.g. this server's etcd member has no quorum
-                resp = _status_response(
-                    datastore_unavailable(str(exc), outcome_unknown=exc.outcome_unknown)
-                )
-            except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
-                reason = "RequestEntityTooLarge" if exc.status == 413 else "BadRequest"
-                resp = _status_response(ApiError(exc.status, reason, exc.reason or reason))
-            except (ConnectionError, asyncio.CancelledError):
-                raise
-            except Exception:
-                log.exception("unhandled error serving %s %s", request.method, request.path)
-                resp = _status_response(internal())
+        warnings, token = client_warnings.begin()
+        try:
+            resp, label = await self._dispatch(request)
+        except ApiError as err:
+            resp = _status_response(err)
+        except Unavailable as exc:  # e.g. this server's etcd member has no quorum
+            resp = _status_response(
+                datastore_unavailable(str(exc), outcome_unknown=exc.outcome_unknown)
+            )
+        except web.HTTPException as exc:  # aiohttp's own (e.g. body too large)
+            reason = "RequestEntityTooLarge" if exc.status == 413 else "BadRequest"
+            resp = _status_response(ApiError(exc.status, reason, exc.reason or reason))
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            resp = _status_response(internal())
+        finally:
+            client_warnings.end(token)
         client_warnings.attach(resp, warnings)
         verb = label[0] or request.method
         self.metrics.observe(
@@ -466,8 +515,9 @@ class ApiServer:
 
     def _authenticate(self, request: web.Request) -> UserInfo:
         transport = request.transport
-        cert = transport.get_extra_info("peercert") if transport is not None else None
-        user = user_from_peercert(cert)
+        user = self.cert_users.user(
+            transport.get_extra_info("ssl_object") if transport is not None else None
+        )
         if user is not None:
             return user
         header = request.headers.get("Authorization")

@@ -58,6 +58,42 @@ def user_from_peercert(cert: Any) -> UserInfo | None:
     return UserInfo(cn, (*groups, AUTHENTICATED))
 
 
+class CertificateUsers:
+    """The identity of a connection's client certificate, remembered by the certificate's
+    DER bytes.
+
+    ``getpeercert()`` decodes the whole certificate into nested tuples on every call (about
+    5k instructions, plus walking the subject in Python): every request of a keep-alive
+    connection paid it again. The DER bytes cost one ``i2d`` copy, and the identity is a
+    function of them. Only identities are remembered: a connection whose certificate gives
+    none (no CN) is decoded each time, and the server's TLS context (``CERT_OPTIONAL``)
+    verifies every certificate a client presents or ends the handshake, so bytes remembered
+    were verified bytes."""
+
+    LIMIT = 4096
+    """Certificates remembered at most (then forgotten all at once: re-decoded on use)."""
+
+    def __init__(self) -> None:
+        self._by_der: dict[bytes, UserInfo] = {}
+
+    def user(self, ssl_object: Any) -> UserInfo | None:
+        """The user of a connection's ``ssl.SSLObject`` (``None``: no usable certificate)."""
+        if ssl_object is None:
+            return None
+        der = ssl_object.getpeercert(True)
+        if not der:
+            return None
+        user = self._by_der.get(der)
+        if user is None:
+            user = user_from_peercert(ssl_object.getpeercert())
+            if user is None:
+                return None
+            if len(self._by_der) >= self.LIMIT:
+                self._by_der.clear()
+            self._by_der[der] = user
+        return user
+
+
 class TokenAuthenticator:
     """Static bearer tokens."""
 

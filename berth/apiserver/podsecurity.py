@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,9 +146,27 @@ class Judgement:
     annotations: tuple[tuple[str, str], ...] = ()
     warning: str | None = None
     refusal: str | None = None
+    audited: dict[str, str] | None = field(default=None, compare=False)
+    """The annotations as the audit line writes them (``pod-security.kubernetes.io/...``),
+    made once with the judgement; ``None``: nothing to audit (no violation, no label
+    error). Shared by every line written from this judgement: never mutated."""
+
+    @staticmethod
+    def of(annotations: dict[str, str], warning: str | None, refusal: str | None) -> Judgement:
+        audited = (
+            {LABEL_PREFIX + k: v for k, v in annotations.items()}
+            if "audit-violations" in annotations or "error" in annotations
+            else None
+        )
+        return Judgement(
+            annotations=tuple(annotations.items()),
+            warning=warning,
+            refusal=refusal,
+            audited=audited,
+        )
 
 
-@dataclass
+@dataclass(slots=True)
 class Review:
     """One request's facts, for messages and the audit line."""
 
@@ -157,7 +175,6 @@ class Review:
     rd: ResourceDef
     namespace: str
     name: str
-    annotations: dict[str, str] = field(default_factory=dict)
 
 
 class PodSecurityAdmission:
@@ -256,7 +273,7 @@ class PodSecurityAdmission:
 
     def _policy(
         self, namespace: str, labels: dict[str, Any]
-    ) -> tuple[Policy, list[LabelError], str]:
+    ) -> tuple[Policy, Sequence[LabelError], str]:
         """The namespace's policy from its labels, kept while :class:`NamespaceLabels` holds
         the same labels object (a namespace write replaces it; a label read from the store
         is a fresh copy each time, so never matches); and the text of the policy and its
@@ -264,7 +281,7 @@ class PodSecurityAdmission:
         hash, a dataclass computes it in Python on every lookup)."""
         kept = self._policies.get(namespace)
         if kept is not None and kept[0] is labels:
-            return kept[1], list(kept[2]), kept[3]
+            return kept[1], kept[2], kept[3]
         policy, errors = cached_policy_from_labels(labels, self.config.defaults)
         key = (
             f"{policy.enforce} {policy.audit} {policy.warn} {_aggregate(errors) if errors else ''}"
@@ -276,7 +293,7 @@ class PodSecurityAdmission:
         self,
         review: Review,
         policy: Policy,
-        errors: list[LabelError],
+        errors: Sequence[LabelError],
         metadata: Any,
         spec: Any,
         *,
@@ -302,10 +319,10 @@ class PodSecurityAdmission:
                 self._judged.put(memo_key, judged)
         if judged.exempt:
             return
-        review.annotations.update(judged.annotations)
         if judged.warning is not None:
             add_warning(judged.warning)
-        self._audit(review)
+        if judged.audited is not None:
+            self._audit(review, judged.audited)
         if judged.refusal is not None:
             named = (
                 f'{review.rd.group_resource} "{review.name}"'
@@ -322,7 +339,7 @@ class PodSecurityAdmission:
     def _judge(
         self,
         policy: Policy,
-        errors: list[LabelError],
+        errors: Sequence[LabelError],
         metadata: Any,
         spec: Any,
         *,
@@ -365,7 +382,7 @@ class PodSecurityAdmission:
             warned = verdict(policy.warn)
             if not warned.allowed:
                 warning = f'would violate PodSecurity "{policy.warn}": {warned.detail()}'
-        return Judgement(annotations=tuple(annotations.items()), warning=warning, refusal=refusal)
+        return Judgement.of(annotations, warning, refusal)
 
     # -- namespaces -----------------------------------------------------------------------------
 
@@ -484,11 +501,9 @@ class PodSecurityAdmission:
                 first.append(pod)
         return first + siblings
 
-    def _audit(self, review: Review) -> None:
-        """The request's audit annotations, as a line of the audit log (only when there is a
-        violation or a label error to record)."""
-        if "audit-violations" not in review.annotations and "error" not in review.annotations:
-            return
+    def _audit(self, review: Review, annotations: dict[str, str]) -> None:
+        """The request's audit annotations, as a line of the audit log (written only when
+        there is a violation or a label error to record: :attr:`Judgement.audited`)."""
         self.audit_log.write(
             {
                 "verb": review.operation,
@@ -496,7 +511,7 @@ class PodSecurityAdmission:
                 "resource": review.rd.group_resource,
                 "namespace": review.namespace,
                 "name": review.name,
-                "annotations": {LABEL_PREFIX + k: v for k, v in review.annotations.items()},
+                "annotations": annotations,
             }
         )
 
@@ -506,7 +521,7 @@ def _labels(obj: Obj) -> Mapping[str, Any]:
     return labels if isinstance(labels, dict) else {}
 
 
-def _aggregate(errors: list[LabelError]) -> str:
+def _aggregate(errors: Sequence[LabelError]) -> str:
     texts = [str(e) for e in errors]
     return texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
 

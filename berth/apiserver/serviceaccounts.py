@@ -429,22 +429,21 @@ def _token_projection_errors(spec: Obj) -> list[FieldError]:
     return errs
 
 
+def _mounts_token(container: Obj) -> bool:
+    for m in container.get("volumeMounts") or ():
+        if isinstance(m, dict) and m.get("mountPath") == MOUNT_PATH:
+            return True
+    return False
+
+
 def _mount_token_volume(spec: Obj) -> bool:
     """Add the ``kube-api-access-*`` volume and mount it where it is missing; ``False`` when
     every container mounts something at :data:`MOUNT_PATH` already (nothing added)."""
-    containers = [
-        c
-        for key in ("initContainers", "containers")
-        for c in spec.get(key) or []
-        if isinstance(c, dict)
-    ]
     needing = [
         c
-        for c in containers
-        if not any(
-            isinstance(m, dict) and m.get("mountPath") == MOUNT_PATH
-            for m in c.get("volumeMounts") or []
-        )
+        for key in ("initContainers", "containers")
+        for c in spec.get(key) or ()
+        if isinstance(c, dict) and not _mounts_token(c)
     ]
     if not needing:
         return False

@@ -157,7 +157,7 @@ class CniInvoker:
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "w") as out:
-            json.dump(doc, out)
+            out.write(json.dumps(doc))  # dumps: json.dump is the pure-Python encoder
         os.replace(tmp, path)
 
     async def add(self, conflist: Mapping[str, Any], attachment: Attachment) -> dict[str, Any]:

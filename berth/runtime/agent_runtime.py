@@ -332,8 +332,14 @@ class RuncAgentRuntime:
         # A container this call creates is known to be created, not started: asking runc
         # (a Go process per pod, on the way to Running) is only for one found already there.
         fresh = not self.rt.has_container(container_id(pod.uid, spec.name, attempt))
-        cid = await self.rt.create_container(pod, spec, attempt=attempt, annotations=annotations)
-        if fresh or (await self.rt.container_status(cid)).state == ContainerState.CREATED:
+        # A new one is created and started by one `runc run` (see create_container).
+        cid = await self.rt.create_container(
+            pod, spec, attempt=attempt, annotations=annotations, start=fresh
+        )
+        if fresh:
+            if not self.rt.was_started(cid):
+                await self.rt.start_container(cid)
+        elif (await self.rt.container_status(cid)).state == ContainerState.CREATED:
             await self.rt.start_container(cid)
         timeline.stamp(sandbox_id, "started")
         return cid

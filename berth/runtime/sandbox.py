@@ -60,7 +60,8 @@ class SandboxRecord:
     def save(self, path: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "w") as out:
-            json.dump(asdict(self), out)
+            # dumps, not dump: json.dump always takes the pure-Python encoder
+            out.write(json.dumps(asdict(self)))
         os.replace(tmp, path)
 
 

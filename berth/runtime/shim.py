@@ -165,7 +165,7 @@ def _wait_for(pid: int, *, reaper: bool) -> tuple[int | None, str | None]:
 
 
 _OPTIONS = ("runc", "root", "bundle", "id", "log", "exit")
-_OPTIONAL = ("stdio", "attach", "console", "stdin-once")
+_OPTIONAL = ("stdio", "attach", "console", "stdin-once", "start")
 
 
 def _parse(argv: list[str]) -> dict[str, str] | None:
@@ -184,6 +184,8 @@ def _parse(argv: list[str]) -> dict[str, str] | None:
         return None
     if stdio == "tty" and "console" not in found:
         return None
+    if found.get("start", "no") not in ("yes", "no") or (stdio and found.get("start") == "yes"):
+        return None  # a container with stdio starts once its attach socket listens
     return found
 
 
@@ -510,9 +512,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, fd)
     reaper = _set_subreaper()
     log_fd = os.open(args["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    # `--start yes`: `runc run --detach`, created and started by one runc process (the
+    # runtime then runs no `runc start`: a Go process less per container).
+    verb = ["run", "--detach"] if args.get("start") == "yes" else ["create"]
     create = [
         args["runc"], "--root", args["root"], "--log", runc_log, "--log-format", "json",
-        "create", "--bundle", bundle, "--pid-file", pid_file, args["id"],
+        *verb, "--bundle", bundle, "--pid-file", pid_file, args["id"],
     ]  # fmt: skip
     stdio = args.get("stdio", "")
     io: StdioHolder | None = None

@@ -181,7 +181,15 @@ def test_pod_network_attach_adds_lo_and_eth0_and_cleans_up_on_failure(
     conflist["plugins"][0]["failWith"] = "ADD"
     failing = PodNetwork(_invoker(plugins, tmp_path), conflist)
     with pytest.raises(CniError):
-        asyncio.run(failing.attach(sandbox_id="s2", netns="/run/netns/s2", namespace="n", name="q"))
+        asyncio.run(
+            failing.attach(
+                sandbox_id="s2",
+                netns="/run/netns/s2",
+                namespace="n",
+                name="q",
+                ports=[HostPort(host_port=30003, container_port=80)],
+            )
+        )
     after = [(c["plugin"], c["env"]["CNI_COMMAND"]) for c in _calls(plugins)[3:]]
     assert sorted(after[:2]) == [("bridge", "ADD"), ("loopback", "ADD")]
     assert sorted(after[2:]) == [
@@ -204,9 +212,34 @@ def test_pod_network_adds_lo_and_eth0_at_once(plugins: Path, tmp_path: Path) -> 
 def test_pod_network_deletes_lo_and_eth0_at_once(plugins: Path, tmp_path: Path) -> None:
     (plugins / "rendezvous-del").mkdir()
     net = PodNetwork(_invoker(plugins, tmp_path), node_conflist(pod_cidr="10.244.1.0/24"))
-    asyncio.run(net.attach(sandbox_id="s1", netns="/run/netns/s1", namespace="ns", name="p"))
-    asyncio.run(net.detach(sandbox_id="s1", netns="/run/netns/s1"))
+    ports = [HostPort(host_port=30001, container_port=80)]
+    asyncio.run(
+        net.attach(sandbox_id="s1", netns="/run/netns/s1", namespace="ns", name="p", ports=ports)
+    )
+    asyncio.run(net.detach(sandbox_id="s1", netns="/run/netns/s1", ports=ports))
     dels = [c for c in _calls(plugins) if c["env"]["CNI_COMMAND"] == "DEL"]
     assert sorted(c["plugin"] for c in dels) == ["bridge", "loopback", "portmap"]
     together = {c["plugin"]: c["together"] for c in dels if c["plugin"] != "bridge"}
     assert together == {"loopback": True, "portmap": True}
+
+
+def test_pod_network_runs_portmap_only_for_pods_with_host_ports(
+    plugins: Path, tmp_path: Path
+) -> None:
+    net = PodNetwork(_invoker(plugins, tmp_path), node_conflist(pod_cidr="10.244.1.0/24"))
+    asyncio.run(net.attach(sandbox_id="s1", netns="/run/netns/s1", namespace="ns", name="p"))
+    asyncio.run(net.detach(sandbox_id="s1", netns="/run/netns/s1"))
+    ran = sorted((c["plugin"], c["env"]["CNI_COMMAND"]) for c in _calls(plugins))
+    assert ran == [("bridge", "ADD"), ("bridge", "DEL"), ("loopback", "ADD"), ("loopback", "DEL")]
+
+    ports = [HostPort(host_port=30002, container_port=80)]
+    asyncio.run(
+        net.attach(sandbox_id="s2", netns="/run/netns/s2", namespace="ns", name="q", ports=ports)
+    )
+    asyncio.run(net.detach(sandbox_id="s2", netns="/run/netns/s2", ports=ports))
+    eth0 = [
+        (c["plugin"], c["env"]["CNI_COMMAND"])
+        for c in _calls(plugins)[4:]
+        if c["env"]["CNI_IFNAME"] == "eth0"
+    ]
+    assert eth0 == [("bridge", "ADD"), ("portmap", "ADD"), ("portmap", "DEL"), ("bridge", "DEL")]

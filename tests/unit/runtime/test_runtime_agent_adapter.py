@@ -251,10 +251,17 @@ def test_a_container_it_just_created_is_started_without_asking_runc(
     async def pull_image(reference: str, *, policy: str = "IfNotPresent") -> Any:
         return None
 
-    async def create_container(pod: Any, spec: Any, *, attempt: int = 0, **_: Any) -> str:
-        calls.append("create")
+    runs_asked: list[bool] = [True]  # False: a container with stdio, started apart
+
+    async def create_container(
+        pod: Any, spec: Any, *, attempt: int = 0, start: bool = False, **_: Any
+    ) -> str:
+        start = start and runs_asked[0]
+        calls.append("run" if start else "create")
         cid = container_id(pod.uid, spec.name, attempt)
         (rt.containers_dir / cid).mkdir(exist_ok=True)
+        meta = {"startedAt": "2026-12-07T10:00:00Z"} if start else {}
+        (rt.containers_dir / cid / "meta.json").write_text(json.dumps(meta))
         return cid
 
     async def container_status(cid: ContainerID) -> ContainerStatus:
@@ -270,10 +277,15 @@ def test_a_container_it_just_created_is_started_without_asking_runc(
     monkeypatch.setattr(rt, "start_container", start_container)
     config = ContainerConfig(name="web", image="web:1", spec={})
     asyncio.run(adapter.start_container("u1", config, attempt=0))
-    assert calls == ["create", "start"]
+    assert calls == ["run"], "a new container is created and started by one runc process"
     calls.clear()  # found already there (the agent restarted after creating it): ask runc
+    (rt.containers_dir / container_id(PodUID("u1"), "web", 0) / "meta.json").write_text("{}")
     asyncio.run(adapter.start_container("u1", config, attempt=0))
     assert calls == ["create", "state", "start"]
+    calls.clear()  # new, but the runtime only created it (stdin or tty): started apart
+    runs_asked[0] = False
+    asyncio.run(adapter.start_container("u1", config, attempt=1))
+    assert calls == ["create", "start"]
 
 
 class _NoRuncHost(FakeNetnsHost):

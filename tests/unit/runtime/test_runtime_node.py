@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[3]
 FAKE_RUNC = """#!{python}
 import subprocess, sys
 args = sys.argv[1:]
+open(args[args.index("--bundle") + 1] + "/argv", "w").write(" ".join(args))
 if "--fail" in open(args[args.index("--bundle") + 1] + "/mode").read():
     print('{{"level":"error","msg":"container_linux.go: no such rootfs"}}',
           file=open(args[args.index("--log") + 1], "a"))
@@ -39,7 +40,8 @@ open(args[args.index("--pid-file") + 1], "w").write(str(proc.pid))
 """
 
 
-def _shim(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
+def _shim(tmp_path: Path, mode: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     runc = tmp_path / "runc"
     runc.write_text(FAKE_RUNC.format(python=sys.executable))
     runc.chmod(0o755)
@@ -51,6 +53,7 @@ def _shim(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
             sys.executable, "-S", str(ROOT / "berth/runtime/shim.py"), "--runc", str(runc),
             "--root", str(tmp_path / "root"), "--bundle", str(bundle), "--id", "c1",
             "--log", str(bundle / "container.log"), "--exit", str(bundle / "exit.json"),
+            *extra,
         ],
         capture_output=True, text=True, timeout=10, cwd=ROOT, check=False,
     )  # fmt: skip
@@ -70,6 +73,21 @@ def test_shim_reports_creation_then_records_the_exit_code(tmp_path: Path) -> Non
     assert doc["exitCode"] == 3
     assert doc["signal"] is None
     assert (tmp_path / "bundle" / "container.log").read_text() == "out\nerr\n"
+
+
+def test_shim_creates_or_runs_the_container_as_asked(tmp_path: Path) -> None:
+    created = _shim(tmp_path / "a", "ok")
+    started = _shim(tmp_path / "b", "ok", "--start", "yes")
+    assert (created.returncode, started.returncode) == (0, 0), created.stderr + started.stderr
+    verbs = [
+        (tmp_path / run / "bundle" / "argv").read_text().split(" --bundle ")[0].split()[-2:]
+        for run in ("a", "b")
+    ]
+    assert verbs == [["json", "create"], ["run", "--detach"]]
+    # A container with stdio starts only once the shim serves its attach socket.
+    attach = ["--stdio", "pipe", "--attach", str(tmp_path / "s.sock")]
+    refused = _shim(tmp_path / "c", "ok", *attach, "--start", "yes")
+    assert refused.returncode == 2
 
 
 def test_shim_refuses_bad_arguments(tmp_path: Path) -> None:
