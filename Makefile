@@ -128,7 +128,8 @@ lab-test: setup lab-rootfs lab-rootfs-trixie lab-vm-image
 # tests/vm: berth on QEMU VMs (own kernel: modules, sysctls, reboots, power cuts), under TCG here
 # (/dev/kvm is a PVM-only KVM: a stock guest kernel hangs on it; see provisioner/lab/qemu.py).
 # test_vm_smoke.py (1 VM: apply, a power cut, the same pod back, verify) is part of `make test`
-# (started first). `make vm-test` runs the rest: test_vm_cluster.py (3 VMs: apply, a DaemonSet,
+# (started first; 5.7 min alone at load 2-11, 4.8 min beside test_e2e.py and
+# test_cluster_workloads.py on 3 workers at load 1-16; its apply took 4.8 min at load 8-36). `make vm-test` runs the rest: test_vm_cluster.py (3 VMs: apply, a DaemonSet,
 # a worker and the control-plane VM rebooted, a worker's power cut, destroy, lab down; 29 min at
 # load 12-73: apply with verify 8 min, each fault + verify ~5 min, destroy 4 min) and
 # test_vagrant.py, the real `vagrant up`/`destroy` (vagrant-libvirt) of 2 machines on the box
