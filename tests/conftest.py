@@ -20,6 +20,7 @@ EXPECTED_SECONDS = {
     # per file, setup and teardown included, from a 3-4 worker run on the shared 2-core
     # machine (busy: every figure is ~3x a quiet run's); only the order matters. Files not
     # listed take under ~20 s, or are new lab modules (below).
+    "tests/vm/test_vm_smoke.py": 900,  # one QEMU VM under TCG: boot, apply, power cut, verify
     "tests/lab/test_e2e.py": 750,
     "tests/lab/test_ha_cluster.py": 700,
     "tests/lab/test_upgrade.py": 600,

@@ -14,6 +14,7 @@ from provisioner.lab import Lab, ensure_rootfs, list_labs
 from provisioner.lab.rootfs import default_recipe, parse_releases
 from provisioner.lab.system import ip_forward_enabled
 from provisioner.lab.vagrantbox import ensure_box
+from provisioner.lab.vmimage import ensure_base_image
 from provisioner.lab.vmlab import VmLab, open_lab
 
 lab_app = typer.Typer(
@@ -119,11 +120,26 @@ def ssh(
 @lab_app.command()
 def rootfs(
     release: Annotated[str, typer.Option(help="Debian release (bookworm or trixie).")] = "bookworm",
+    vm: Annotated[
+        bool,
+        typer.Option(
+            "--vm",
+            help="Also build the VM lab's base image over it (Debian's cloud kernel from the "
+            "package archive, initramfs, disk); bookworm only.",
+        ),
+    ] = False,
 ) -> None:
     """Build the shared host rootfs of a release (debootstrap) unless it is cached already."""
     result = ensure_rootfs(default_recipe(parse_releases(release, 1)[0]))
     how = f"built in {result.seconds:.1f}s" if result.built else "cached"
     typer.echo(f"rootfs {result.path} ({how})")
+    if vm:
+        if release != "bookworm":
+            raise LabError(f"VM labs boot Debian 12 (bookworm) only, not {release}")
+        started = time.monotonic()
+        image, built = ensure_base_image(result.path)
+        how = f"built in {time.monotonic() - started:.1f}s" if built else "cached"
+        typer.echo(f"VM image {image.directory} ({how})")
 
 
 @lab_app.command()

@@ -39,6 +39,11 @@ from provisioner.lab.vmimage import BaseImage, ensure_base_image, write_seed
 VM_BOOT_TIMEOUT = 300.0  # TCG on a loaded 2-core machine: ~30-90 s to sshd per VM
 VM_STOP_TIMEOUT = 120.0  # ACPI poweroff of an emulated guest
 VM_TOOLS = ("qemu-system-x86_64", "qemu-img", "busybox", "mkfs.ext4")
+CONTROL_PLANE_CPUS = 2
+CONTROL_PLANE_MEMORY_MIB = 2048
+"""n1, the lab spec's control plane, runs the API server, controller manager, scheduler, DNS
+and ingress controller beside its own agent and pods: with 1 emulated vCPU (TCG) it lagged every
+worker (its ingress ports and smoke pod were last to come up, minutes after the workers')."""
 
 
 class VmLab(Lab):
@@ -50,11 +55,28 @@ class VmLab(Lab):
     SSHD_PROBE_INTERVAL = 1.0
 
     def __init__(
-        self, name: str = "demo", *, root: Path | None = None, memory_mib: int = 1024, cpus: int = 1
+        self,
+        name: str = "demo",
+        *,
+        root: Path | None = None,
+        memory_mib: int = 1024,
+        cpus: int = 1,
+        control_plane_memory_mib: int = CONTROL_PLANE_MEMORY_MIB,
+        control_plane_cpus: int = CONTROL_PLANE_CPUS,
     ) -> None:
+        """``memory_mib``/``cpus``: each worker VM's; ``control_plane_*``: n1's."""
         super().__init__(name, root=root)
         self.memory_mib = memory_mib
         self.cpus = cpus
+        self.control_plane_memory_mib = control_plane_memory_mib
+        self.control_plane_cpus = control_plane_cpus
+
+    def size(self, host: str) -> tuple[int, int]:
+        """``host``'s (vCPUs, MiB): n1 is the lab spec's control plane (see
+        :data:`CONTROL_PLANE_CPUS`)."""
+        if host == host_name(1):
+            return self.control_plane_cpus, self.control_plane_memory_mib
+        return self.cpus, self.memory_mib
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -181,6 +203,7 @@ class VmLab(Lab):
 
     def _spec(self, state: LabState, entry: HostState) -> qemu.VmSpec:
         base = self.dir / "hosts" / entry.name
+        cpus, memory_mib = self.size(entry.name)
         return qemu.VmSpec(
             name=f"berth-lab-{entry.machine}",
             image=BaseImage(Path(state.rootfs)),
@@ -192,8 +215,8 @@ class VmLab(Lab):
             pidfile=base / "qemu.pid",
             console=base / "console.log",
             accel="kvm" if state.accel == "kvm" else "tcg",
-            memory_mib=self.memory_mib,
-            cpus=self.cpus,
+            memory_mib=memory_mib,
+            cpus=cpus,
         )
 
     def _qmp_path(self, host: str) -> Path:

@@ -35,7 +35,7 @@ from provisioner.smoke_image import SERVE, SERVE_PORT, smoke_image
 from provisioner.spec import ClusterSpec
 from provisioner.verify.hosts import CheckResult
 from provisioner.verify.ingress import ingress_checks
-from provisioner.verify.units import UnitStates
+from provisioner.verify.units import UnitStates, UnitWatch, deadline_for
 from provisioner.verify.waiting import (
     SYSTEM_CLOCK,
     Clock,
@@ -70,6 +70,7 @@ async def _node_checks(
     spec: ClusterSpec,
     units: UnitStates | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    watch: UnitWatch | None = None,
 ) -> tuple[list[CheckResult], dict[str, Obj]]:
     results: list[CheckResult] = []
     units = units or UnitStates()
@@ -83,11 +84,21 @@ async def _node_checks(
 
     # right after an apply a node that just registered may not be Ready yet: list again until
     # every node of the spec is there and Ready, or NODES_WITHIN seconds passed, while an
-    # agent that could still make one Ready runs
+    # agent that could still make one Ready runs (longer while the agents of the nodes still
+    # missing demonstrably start: ``watch``)
+    seen: dict[str, Obj] = {}
+
+    async def listed() -> dict[str, Obj]:
+        seen.clear()
+        seen.update(await listing())
+        return seen
+
     nodes = await ask_until_async(
-        listing,
+        listed,
         lambda nodes: not unsettled(nodes),
-        Deadline.after(NODES_WITHIN, clock),
+        deadline_for(
+            watch, NODES_WITHIN, lambda: ((n, layout.AGENT) for n in unsettled(seen)), clock
+        ),
         pause=NODES_RETRY_EVERY,
         worth_waiting=lambda nodes: any(
             not units.stopped(name, layout.AGENT) for name in unsettled(nodes)
@@ -203,6 +214,7 @@ async def _wait_pods(
     serving: bool,
     units: UnitStates,
     clock: Clock = SYSTEM_CLOCK,
+    watch: UnitWatch | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Poll until every pod runs (and is Ready when it serves), for up to SMOKE_TIMEOUT
     seconds while an agent that could still run one of them runs; its phase and node.
@@ -232,7 +244,12 @@ async def _wait_pods(
     await ask_until_async(
         look,
         lambda _: all(running(p) for p in pods),
-        Deadline.after(SMOKE_TIMEOUT, clock),
+        deadline_for(
+            watch,
+            SMOKE_TIMEOUT,
+            lambda: {(node, layout.AGENT) for p, node in pods.items() if not running(p)},
+            clock,
+        ),
         pause=SMOKE_RETRY_EVERY,
         worth_waiting=lambda _: any(
             not units.stopped(node, layout.AGENT) for p, node in pods.items() if not running(p)
@@ -316,6 +333,7 @@ async def _smoke(
     image: str | None,
     probe: Probe | None,
     units: UnitStates | None = None,
+    watch: UnitWatch | None = None,
 ) -> list[CheckResult]:
     units = units or UnitStates()
     targets = sorted(name for name, node in nodes.items() if _schedulable(node) and _ready(node))
@@ -336,7 +354,9 @@ async def _smoke(
                 partial(_create_if_absent, client, PODS, body, SMOKE_NAMESPACE),
                 SMOKE_RETRY,
             )
-        phases, placed = await _wait_pods(client, pods, serving=image is not None, units=units)
+        phases, placed = await _wait_pods(
+            client, pods, serving=image is not None, units=units, watch=watch
+        )
         results = []
         for pod, node in pods.items():
             runtime = _runtime_of(nodes[node])
@@ -418,6 +438,7 @@ def _metrics(
     units: UnitStates | None = None,
     within: float = METRICS_WITHIN,
     clock: Clock = SYSTEM_CLOCK,
+    watch: UnitWatch | None = None,
 ) -> list[CheckResult]:
     """The Prometheus figures people alert on answer: each API server's ``/metrics`` and
     each node agent's (read with the admin certificate). Asked again until they answer right
@@ -444,7 +465,8 @@ def _metrics(
             targets.append(
                 _MetricsEndpoint("agent", "agent", name, str(address), port, name, layout.AGENT)
             )
-    # one deadline for all (asked side by side): a dead endpoint costs `within` once
+    # one deadline for all (asked side by side): a dead endpoint costs `within` once; with a
+    # ``watch``, each its own patient one (still started together)
     deadline = Deadline.after(within, clock)
 
     def answer(target: _MetricsEndpoint) -> tuple[bool, str]:
@@ -459,7 +481,9 @@ def _metrics(
         ok, detail = ask_until(
             partial(answer, target),
             lambda answered: answered[0],
-            deadline,
+            deadline
+            if watch is None
+            else deadline_for(watch, within, lambda: [(target.host, target.unit)], clock),
             pause=METRICS_RETRY_EVERY,
             worth_waiting=lambda _: not units.stopped(target.host, target.unit),
         )
@@ -480,20 +504,23 @@ async def _all(
     smoke: bool,
     probe: Probe | None,
     units: UnitStates | None = None,
+    watch: UnitWatch | None = None,
 ) -> list[CheckResult]:
     units = units or UnitStates()
     client = admin_client(kubeconfig, timeout=10.0)
     try:
         try:
-            node_results, nodes = await _node_checks(client, spec, units)
+            node_results, nodes = await _node_checks(client, spec, units, watch=watch)
         except (TimeoutError, OSError, api_errors.ApiError) as error:
             return [_check("API server reachable", False, f"{type(error).__name__}: {error}")]
         results = [_check("API server reachable", True, spec.api_server_url)]
         results += await asyncio.to_thread(_readyz, kubeconfig, spec)
         results += node_results
         results += await _leader_checks(client, spec)
-        results += await asyncio.to_thread(_metrics, kubeconfig, spec, nodes, units=units)
-        results += await asyncio.to_thread(ingress_checks, spec)
+        results += await asyncio.to_thread(
+            _metrics, kubeconfig, spec, nodes, units=units, watch=watch
+        )
+        results += await asyncio.to_thread(ingress_checks, spec, watch=watch)
         if smoke:
             image = None
             if spec.spec.runtime == "runc":
@@ -502,7 +529,9 @@ async def _all(
                 except ProvisionerError as error:
                     return [*results, _check("smoke image", False, error.message)]
             try:
-                results += await _smoke(client, nodes, image=image, probe=probe, units=units)
+                results += await _smoke(
+                    client, nodes, image=image, probe=probe, units=units, watch=watch
+                )
             except (TimeoutError, OSError, api_errors.ApiError) as error:
                 # a failed check with the reason, never a traceback out of verify or apply
                 results.append(_check("smoke workload", False, f"{type(error).__name__}: {error}"))
@@ -518,11 +547,14 @@ def cluster_checks(
     smoke: bool = True,
     probe: Probe | None = None,
     units: UnitStates | None = None,
+    watch: UnitWatch | None = None,
 ) -> list[CheckResult]:
     """Every cluster check (see the module docstring). ``probe`` lets the runc smoke check
     reach the smoke Service from every node (without it the Service is not checked).
     ``units``: what the host checks (run beside) find; a wait for a component whose unit they
-    found stopped ends at once (without it every wait runs its course)."""
+    found stopped ends at once (without it every wait runs its course). ``watch``: looks at
+    units on their hosts, so that a wait for a component still starting goes on past its
+    first minute while the unit behind it demonstrably starts (without it: a minute at most)."""
     if not kubeconfig.exists():
         return [_check("admin kubeconfig", False, f"{kubeconfig} is missing; run `berth apply`")]
-    return asyncio.run(_all(kubeconfig, spec, smoke=smoke, probe=probe, units=units))
+    return asyncio.run(_all(kubeconfig, spec, smoke=smoke, probe=probe, units=units, watch=watch))

@@ -7,7 +7,8 @@ accepted, so it proves the controller, its HAProxy and both listeners are up.
 
 Right after an apply the controller may still be starting (its unit is among the last an apply
 starts, and verify follows at once), so each node and port is asked again until it answers
-right or :data:`INGRESS_WITHIN` seconds passed."""
+right or :data:`INGRESS_WITHIN` seconds passed (longer while its unit demonstrably starts, when
+verify can look at units: :class:`~provisioner.verify.units.UnitWatch`)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from berth.ingress.haproxy import NOT_FOUND_BODY
+from provisioner import hostlayout as layout
 from provisioner.spec import ClusterSpec
 from provisioner.verify.hosts import CheckResult
-from provisioner.verify.waiting import Deadline, ask_until
+from provisioner.verify.units import UnitWatch, deadline_for
+from provisioner.verify.waiting import ask_until
 
 PROBE_HOST = "berth-verify.invalid"
 TIMEOUT = 3.0
@@ -56,9 +59,11 @@ def ingress_checks(
     http_port: int = 80,
     https_port: int = 443,
     within: float = INGRESS_WITHIN,
+    watch: UnitWatch | None = None,
 ) -> list[CheckResult]:
     """One check per runc node and port; none on simulated clusters (no ingress there).
-    ``within``: how long each may take to answer right (0: ask once)."""
+    ``within``: how long each may take to answer right (0: ask once); ``watch``: longer while
+    the node's ingress unit demonstrably starts."""
     if spec.spec.runtime != "runc":
         return []
     asks = [
@@ -67,17 +72,17 @@ def ingress_checks(
         for tls, port in ((False, http_port), (True, https_port))
     ]
 
-    def ask_until_right(address: str, port: int, tls: bool) -> tuple[bool, str]:
+    def ask_until_right(host: str, address: str, port: int, tls: bool) -> tuple[bool, str]:
         return ask_until(
             partial(_ask, address, port, tls=tls),
             lambda answer: answer[0],
-            Deadline.after(within),
+            deadline_for(watch, within, lambda: [(host, layout.INGRESS)]),
             pause=RETRY_EVERY,
         )
 
     # in parallel: an unreachable node costs one timeout, not one per node and port
     with ThreadPoolExecutor(max_workers=min(16, len(asks))) as pool:
-        answers = list(pool.map(lambda a: ask_until_right(a[1], a[3], a[2]), asks))
+        answers = list(pool.map(lambda a: ask_until_right(a[0], a[1], a[3], a[2]), asks))
     return [
         CheckResult(f"ingress controller answers on port {port}", name, ok, detail)
         for (name, _address, _tls, port), (ok, detail) in zip(asks, answers, strict=True)

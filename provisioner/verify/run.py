@@ -21,7 +21,7 @@ from provisioner.spec import ClusterSpec
 from provisioner.state import ClusterState
 from provisioner.verify.cluster import Probe, cluster_checks
 from provisioner.verify.hosts import CheckResult, HostExpectations, host_checks
-from provisioner.verify.units import UnitStates
+from provisioner.verify.units import UnitLook, UnitStates, UnitWatch
 from provisioner.workflow.inventory import inventory_from_spec
 
 ConnectFn = Callable[[HostTarget], Connector]
@@ -156,6 +156,36 @@ def ssh_probe(targets: list[HostTarget], connect: ConnectFn) -> Probe:
     return probe
 
 
+def ssh_unit_look(targets: list[HostTarget], connect: ConnectFn) -> UnitLook:
+    """A :data:`~provisioner.verify.units.UnitLook` over SSH: ``systemctl show`` of the unit's
+    state and main PID (None when the host cannot be asked)."""
+    by_name: dict[str, HostTarget] = {t.name: t for t in targets}
+
+    def look(host: str, unit: str) -> tuple[str, str] | None:
+        target = by_name.get(host)
+        if target is None:
+            return None
+        try:
+            connector = connect(target)
+        except ProvisionerError:
+            return None
+        try:
+            command = shlex.join(
+                ["systemctl", "show", "-p", "ActiveState", "-p", "ExecMainPID", unit]
+            )
+            result = connector.run(command, timeout=60)
+        except (ProvisionerError, OSError):
+            return None
+        finally:
+            connector.close()
+        if not result.ok:
+            return None
+        shown = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+        return shown.get("ActiveState", ""), shown.get("ExecMainPID", "")
+
+    return look
+
+
 def verify(
     spec: ClusterSpec,
     state: ClusterState,
@@ -181,6 +211,9 @@ def verify(
     report = VerifyReport()
     probe = ssh_probe([w.target for w in wanted], connect)
     units = UnitStates()  # the host checks' findings, read by the cluster checks' waits
+    # a cluster check waiting for a component still starting looks at its unit on the host
+    # when its first minute is up, and goes on while the unit starts (a slow or emulated host)
+    watch = UnitWatch(ssh_unit_look([w.target for w in wanted], connect))
     # the host checks (dozens of commands per host over SSH) and the cluster checks (the API,
     # the smoke pods and Service) do not depend on each other: they run at the same time, and
     # the report still lists the hosts' results first
@@ -192,6 +225,7 @@ def verify(
             smoke=smoke,
             probe=probe,
             units=units,
+            watch=watch,
         )
         for results in pool.map(one, wanted):
             report.results += results

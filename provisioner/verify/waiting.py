@@ -14,6 +14,13 @@ on the event loop): one loop, one set of rules:
   unit behind the check is not running, so no wait would help (see
   :class:`~provisioner.verify.units.UnitStates`).
 
+A wait may be *patient* (:class:`Patience`): past its first ``within`` seconds it goes on,
+another ``within`` at a time up to ``at_most``, while the component demonstrably still starts
+(its unit active, with the same main process as at the previous look: not crash-looping, see
+:class:`~provisioner.verify.units.UnitWatch`). A slow host (an emulated VM, a loaded machine)
+is waited for as long as it converges; a component that crashed or restarts is reported after
+``within`` as before.
+
 Time comes from an injectable :class:`Clock`, so tests run these loops on a fake one.
 """
 
@@ -76,10 +83,49 @@ class Deadline:
         return None if left <= 0 else min(most, left)
 
 
+class Patience:
+    """A deadline ``within`` seconds away that moves ``within`` further each time it is reached
+    while ``progressing()`` says yes, up to ``at_most`` seconds from now (see the module
+    docstring). ``progressing`` is asked only when the deadline is reached (it may cost a
+    command on a host). Not shared between waits: each keeps its own."""
+
+    def __init__(
+        self,
+        within: float,
+        progressing: Callable[[], bool],
+        *,
+        at_most: float,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.clock = clock
+        now = clock.monotonic()
+        self._within = within
+        self._at = now + within
+        self._limit = now + max(within, at_most)
+        self._progressing = progressing
+        self.extensions = 0
+
+    def pause(self, most: float) -> float | None:
+        """Like :meth:`Deadline.pause`; at the deadline, pushed back while progressing."""
+        now = self.clock.monotonic()
+        if now >= self._at:
+            if now >= self._limit or not self._progressing():
+                return None
+            now = self.clock.monotonic()  # the look may have taken a while
+            self._at = min(now + self._within, self._limit)
+            self.extensions += 1
+        left = self._at - now
+        return None if left <= 0 else min(most, left)
+
+
+Timeline = Deadline | Patience
+"""What a wait stops at: a fixed deadline, or a patient one."""
+
+
 def ask_until(
     attempt: Callable[[], T],
     holds: Callable[[T], bool],
-    deadline: Deadline,
+    deadline: Timeline,
     *,
     pause: float,
     worth_waiting: Callable[[T], bool] | None = None,
@@ -97,7 +143,7 @@ def ask_until(
 async def ask_until_async(
     attempt: Callable[[], Awaitable[T]],
     holds: Callable[[T], bool],
-    deadline: Deadline,
+    deadline: Timeline,
     *,
     pause: float,
     worth_waiting: Callable[[T], bool] | None = None,
@@ -114,7 +160,7 @@ async def ask_until_async(
 def _next_pause(
     answer: T,
     holds: Callable[[T], bool],
-    deadline: Deadline,
+    deadline: Timeline,
     pause: float,
     worth_waiting: Callable[[T], bool] | None,
 ) -> float | None:

@@ -1,7 +1,9 @@
-"""VM lab tests: berth on QEMU VMs (``berth lab up --vm``), outside the default ``pytest`` run.
+"""VM lab tests: berth on QEMU VMs (``berth lab up --vm``).
 
 Under TCG (no usable KVM on the CI machines) a VM boots in 30-90 s and a cluster apply on it takes
-minutes, and each VM holds ~1 GiB and most of a core, so they are collected only when asked for:
+minutes, and each VM holds 1-2 GiB and most of a core. The 1-VM smoke (test_vm_smoke.py: apply,
+a power cut, verify) is part of ``make test``; the modules marked ``vm`` (3 VMs with reboots and a
+power cut, the real ``vagrant up``: most of an hour) are collected only when asked for:
 ``make vm-test`` (``pytest -m vm``) or ``BERTH_VM=1``. Without either they are deselected (not
 skipped): a run that was not asked for them neither runs nor reports them.
 

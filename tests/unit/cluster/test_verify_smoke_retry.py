@@ -87,7 +87,7 @@ def test_an_api_server_that_stays_away_is_a_failed_check_not_a_traceback(
     with pytest.raises(api_errors.Unreachable):
         asyncio.run(verify_cluster._smoke(cast(HttpClient, api), _nodes(), image=None, probe=None))
 
-    async def node_checks(*_: Any) -> tuple[list[Any], dict[str, Obj]]:
+    async def node_checks(*_: Any, **__: Any) -> tuple[list[Any], dict[str, Obj]]:
         return [], _nodes()
 
     async def nothing(*_: Any, **__: Any) -> list[Any]:
@@ -97,7 +97,7 @@ def test_an_api_server_that_stays_away_is_a_failed_check_not_a_traceback(
     monkeypatch.setattr(verify_cluster, "_leader_checks", nothing)
     monkeypatch.setattr(verify_cluster, "_readyz", lambda *_: [])
     monkeypatch.setattr(verify_cluster, "_metrics", lambda *_, **__: [])
-    monkeypatch.setattr(verify_cluster, "ingress_checks", lambda *_: [])
+    monkeypatch.setattr(verify_cluster, "ingress_checks", lambda *_, **__: [])
     monkeypatch.setattr(verify_cluster, "admin_client", lambda *_, **__: _Closing(api))
     spec = cast(Any, type("Spec", (), {"api_server_url": "https://vip:6443", "spec": None})())
     spec.spec = type("S", (), {"runtime": "simulated"})()

@@ -16,6 +16,7 @@ import pytest
 from provisioner.errors import LabError
 from provisioner.lab import qemu
 from provisioner.lab.qemu import Qmp, QmpError, VmSpec, mac_address, qemu_argv
+from provisioner.lab.state import HostState, LabState
 from provisioner.lab.vmimage import (
     VIRTIO_MODULES,
     BaseImage,
@@ -26,6 +27,7 @@ from provisioner.lab.vmimage import (
     parse_kernel_dependency,
     parse_version,
 )
+from provisioner.lab.vmlab import VmLab
 
 META_SHOW = """Package: linux-image-cloud-amd64
 Source: linux-signed-amd64 (6.1.192+3)
@@ -142,6 +144,23 @@ def test_qemu_argv_wires_disk_seed_tap_console_and_qmp(tmp_path: Path) -> None:
     assert "-no-reboot" not in argv  # a guest reboot stays in the same QEMU
     assert _option(argv, "-m") == ["1024"]
     assert _option(argv, "-smp") == ["1"]
+
+
+def test_the_control_plane_vm_gets_two_vcpus_and_2_gib_and_workers_one_and_1_gib(
+    tmp_path: Path,
+) -> None:
+    lab = VmLab("demo", root=tmp_path)
+    state = LabState(name="demo", kind="vm", rootfs=str(tmp_path / "img"))
+    for index in (1, 2):
+        name = f"n{index}"
+        state.hosts[name] = HostState(
+            name=name, address=f"10.0.0.{index}", netns="", veth=f"vl-x-{index}",
+            machine=f"demo-{name}", release="bookworm",
+        )  # fmt: skip
+    specs = {name: lab._spec(state, entry) for name, entry in state.hosts.items()}
+    assert (specs["n1"].cpus, specs["n1"].memory_mib) == (2, 2048)  # the lab spec's control plane
+    assert (specs["n2"].cpus, specs["n2"].memory_mib) == (1, 1024)
+    assert _option(qemu_argv(specs["n1"]), "-smp") == ["2"]
 
 
 def test_kvm_uses_a_cpu_model_that_does_not_abort() -> None:
