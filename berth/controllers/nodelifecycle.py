@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
+STALE_RETRY = 0.2
+"""Seconds before a reconcile whose taint write met a newer Node runs again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ class NodeLifecycleController:
         grace = self.config.grace_period if ready is not None else self.config.startup_grace_period
         silent = now - seen.observed_at
         if silent >= grace and status != "Unknown":
-            await self._mark_unknown(node)
+            node = await self._mark_unknown(node)
             status = "Unknown"
         wait = [max(grace - silent, 0.01)] if status != "Unknown" else []
         due = await self._sync_taints_and_evict(node, status)
@@ -148,7 +150,9 @@ class NodeLifecycleController:
         if wait:
             raise Retry(min(*wait, self.config.monitor_period), "node health check")
 
-    async def _mark_unknown(self, node: Frozen) -> None:
+    async def _mark_unknown(self, node: Frozen) -> Frozen:
+        """Mark the Node's conditions Unknown; returns the Node as written (the taints that
+        follow are written over this version, not over the cache's older one)."""
         stamp = format_time(self.ctx.clock.now())
         conditions = []
         for raw in (node.get("status") or {}).get("conditions") or ():
@@ -173,7 +177,7 @@ class NodeLifecycleController:
                 }
             )
         log.warning("node %s stopped posting status: marking it Unknown", name(node))
-        await self.ctx.client.patch(
+        written = await self.ctx.client.patch(
             NODES, name(node), {"status": {"conditions": conditions}}, subresource="status"
         )
         await self.ctx.recorder.normal(
@@ -181,6 +185,7 @@ class NodeLifecycleController:
         )
         for pod in self.pods.by_index("node", name(node)):
             await self._mark_pod_not_ready(pod, stamp)
+        return written
 
     async def _mark_pod_not_ready(self, pod: Frozen, stamp: str) -> None:
         conditions = []
@@ -216,7 +221,17 @@ class NodeLifecycleController:
                     taint["timeAdded"] = old.get("timeAdded", stamp) if old else stamp
                 desired.append(taint)
         if desired != taints:
-            await self.ctx.client.patch(NODES, name(node), {"spec": {"taints": desired or None}})
+            # The list is replaced whole, so only over the Node it was computed from: from a
+            # stale cache it would drop a taint written meanwhile (berth apply's control-plane
+            # taint, an operator's). A Conflict means the watch has a newer Node coming.
+            patch: Obj = {"spec": {"taints": desired or None}}
+            version = str((node.get("metadata") or {}).get("resourceVersion") or "")
+            if version:
+                patch["metadata"] = {"resourceVersion": version}
+            try:
+                await self.ctx.client.patch(NODES, name(node), patch)
+            except errors.Conflict:
+                raise Retry(STALE_RETRY, "stale Node in the cache") from None
         return await self._evict(node, [t for t in desired if t.get("effect") == "NoExecute"])
 
     async def _evict(self, node: Frozen, no_execute: list[Obj]) -> float | None:

@@ -183,3 +183,50 @@ def test_retry_is_requested_for_the_next_check() -> None:
             await c.reconcile(NODE)
 
     run(body)
+
+
+def test_a_stale_cached_node_never_drops_a_taint_written_meanwhile() -> None:
+    """The taint list is written whole: computed from a Node the watch has not caught up with,
+    it would drop the control-plane taint `berth apply` had just added (seen on a slow VM)."""
+
+    async def body() -> None:
+        h = Harness()
+        seed(h)
+        c = NodeLifecycleController(h.ctx, NodeLifecycleConfig(grace_period=40))
+        await reconcile(h, c)
+        h.clock.advance(40)
+        await reconcile(h, c)  # silent: Unknown, tainted unreachable
+        stored = h.api.stored(NODES, "n1")
+        assert stored is not None
+        taints = [*stored["spec"]["taints"], CONTROL_PLANE_TAINT]
+        await h.api.patch(NODES, "n1", {"spec": {"taints": taints}})  # not in the cache yet
+        stamp = format_time(h.clock.now())
+        await h.api.patch(
+            NODES,
+            "n1",
+            {
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": stamp}]
+                }
+            },
+            subresource="status",
+        )
+        cached = h.api.stored(NODES, "n1")  # Ready again, but without the new taint
+        assert cached is not None
+        cached["spec"]["taints"] = [t for t in cached["spec"]["taints"] if t != CONTROL_PLANE_TAINT]
+        cached["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"]
+        c.nodes.replace([cached], str(cached["metadata"]["resourceVersion"]))
+        with pytest.raises(Retry):
+            await c.reconcile(NODE)
+        after = h.api.stored(NODES, "n1")
+        assert after is not None
+        assert CONTROL_PLANE_TAINT in after["spec"]["taints"]
+        await reconcile(h, c)  # the watch caught up: the unreachable taints go, the other stays
+        after = h.api.stored(NODES, "n1")
+        assert after is not None
+        assert after["spec"]["taints"] == [CONTROL_PLANE_TAINT]
+
+    run(body)
+
+
+CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
