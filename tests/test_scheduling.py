@@ -19,6 +19,10 @@ def test_a_new_lab_module_starts_among_the_long_ones() -> None:
     """A lab module nobody timed yet boots its own cluster: it starts before every short file."""
     new = expected_seconds("tests/lab/test_not_timed_yet.py")
     assert new == NEW_LAB_MODULE_SECONDS
-    short = [seconds for path, seconds in EXPECTED_SECONDS.items() if "/lab/" not in path]
+    short = [
+        seconds
+        for path, seconds in EXPECTED_SECONDS.items()
+        if "/lab/" not in path and "/vm/" not in path  # the VM smoke boots its own VM
+    ]
     assert new > max(short)
     assert expected_seconds("tests/unit/test_not_timed_yet.py") == 0
