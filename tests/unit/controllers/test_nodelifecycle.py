@@ -66,6 +66,21 @@ async def reconcile(h: Harness, c: NodeLifecycleController) -> None:
     assert delay <= c.config.monitor_period
 
 
+async def post_ready(h: Harness) -> None:
+    """The node's agent posts Ready again (a heartbeat now)."""
+    stamp = format_time(h.clock.now())
+    await h.api.patch(
+        NODES,
+        "n1",
+        {
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": stamp}]
+            }
+        },
+        subresource="status",
+    )
+
+
 def ready_status(h: Harness) -> str:
     node = h.api.stored(NODES, "n1")
     assert node is not None
@@ -154,17 +169,7 @@ def test_recovered_node_loses_its_taints() -> None:
         h.clock.advance(40)
         await reconcile(h, c)
         assert ready_status(h) == "Unknown"
-        stamp = format_time(h.clock.now())
-        await h.api.patch(
-            NODES,
-            "n1",
-            {
-                "status": {
-                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": stamp}]
-                }
-            },
-            subresource="status",
-        )
+        await post_ready(h)
         await reconcile(h, c)
         node = h.api.stored(NODES, "n1")
         assert node is not None
@@ -200,17 +205,7 @@ def test_a_stale_cached_node_never_drops_a_taint_written_meanwhile() -> None:
         assert stored is not None
         taints = [*stored["spec"]["taints"], CONTROL_PLANE_TAINT]
         await h.api.patch(NODES, "n1", {"spec": {"taints": taints}})  # not in the cache yet
-        stamp = format_time(h.clock.now())
-        await h.api.patch(
-            NODES,
-            "n1",
-            {
-                "status": {
-                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": stamp}]
-                }
-            },
-            subresource="status",
-        )
+        await post_ready(h)
         cached = h.api.stored(NODES, "n1")  # Ready again, but without the new taint
         assert cached is not None
         cached["spec"]["taints"] = [t for t in cached["spec"]["taints"] if t != CONTROL_PLANE_TAINT]
