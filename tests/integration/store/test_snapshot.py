@@ -25,16 +25,18 @@ def test_sqlite_snapshot_under_load_restores_exactly_its_revision(tmp_path: Path
         try:
             for i in range(50):
                 await store.create(f"/before/{i}", b"x" * 100)
-            stop = asyncio.Event()
+            stop, writing = asyncio.Event(), asyncio.Event()
 
             async def keep_writing() -> None:
                 i = 0
                 while not stop.is_set():
                     await store.create(f"/during/{i}", b"y")
                     i += 1
+                    if i == 4:
+                        writing.set()
 
             writer = asyncio.create_task(keep_writing())
-            await asyncio.sleep(0.01)
+            await writing.wait()  # concurrent writes have begun landing (no sleep-and-hope)
             info = await save_sqlite(db, snap)
             stop.set()
             await writer
