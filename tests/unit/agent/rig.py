@@ -36,29 +36,24 @@ class Rig:
         self.runtime = SimulatedRuntime(self.clock, start_delay=start_delay)
         self.pods = Informer(self.api, PODS, clock=self.clock)
         recorder = EventRecorder(self.api, self.clock, component="kubelet", host="n1")
-        self.manager = PodManager(
-            self.api,
-            self.clock,
-            self.runtime,
-            pods=self.pods,
-            node_address=lambda n: "192.0.2.10" if n == "n1" else None,
-            node_cidr=lambda _n: "10.244.3.0/24",
-            recorder=lambda _n: recorder,
-            withdrawal=self.view,
-        )
+        self.manager = self._agent(recorder=lambda _n: recorder, withdrawal=self.view)
 
     def restart_agent(self) -> PodManager:
         """A new agent process: the same runtime state and API, empty memory (no event
         recorder, no withdrawal view); it becomes the rig's manager."""
-        self.manager = PodManager(
+        self.manager = self._agent()
+        return self.manager
+
+    def _agent(self, **extra: Any) -> PodManager:
+        return PodManager(
             self.api,
             self.clock,
             self.runtime,
             pods=self.pods,
             node_address=lambda n: "192.0.2.10" if n == "n1" else None,
             node_cidr=lambda _n: "10.244.3.0/24",
+            **extra,
         )
-        return self.manager
 
     def events(self) -> list[str]:
         return [e["reason"] for e in self.api.objects(EVENTS)]

@@ -160,15 +160,21 @@ def test_pods_marked_not_ready_and_evicted_after_toleration_seconds() -> None:
     run(body)
 
 
+async def gone_unknown(h: Harness) -> NodeLifecycleController:
+    """A seeded node that stopped posting for the whole grace period: marked Unknown."""
+    seed(h)
+    c = NodeLifecycleController(h.ctx, NodeLifecycleConfig(grace_period=40))
+    await reconcile(h, c)
+    h.clock.advance(40)
+    await reconcile(h, c)
+    assert ready_status(h) == "Unknown"
+    return c
+
+
 def test_recovered_node_loses_its_taints() -> None:
     async def body() -> None:
         h = Harness()
-        seed(h)
-        c = NodeLifecycleController(h.ctx, NodeLifecycleConfig(grace_period=40))
-        await reconcile(h, c)
-        h.clock.advance(40)
-        await reconcile(h, c)
-        assert ready_status(h) == "Unknown"
+        c = await gone_unknown(h)
         await post_ready(h)
         await reconcile(h, c)
         node = h.api.stored(NODES, "n1")
@@ -196,11 +202,7 @@ def test_a_stale_cached_node_never_drops_a_taint_written_meanwhile() -> None:
 
     async def body() -> None:
         h = Harness()
-        seed(h)
-        c = NodeLifecycleController(h.ctx, NodeLifecycleConfig(grace_period=40))
-        await reconcile(h, c)
-        h.clock.advance(40)
-        await reconcile(h, c)  # silent: Unknown, tainted unreachable
+        c = await gone_unknown(h)  # tainted unreachable
         stored = h.api.stored(NODES, "n1")
         assert stored is not None
         taints = [*stored["spec"]["taints"], CONTROL_PLANE_TAINT]
