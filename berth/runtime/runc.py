@@ -39,6 +39,7 @@ from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
 from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.inroot import UnsafeRootPath, read_file_in_root, subpath_in_root
+from berth.runtime.netns import NamespaceMaker
 from berth.runtime.reference import parse_reference
 from berth.runtime.safepath import check_element, child
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
@@ -215,6 +216,7 @@ class RuncRuntime:
         python: str = sys.executable,
         enforce: frozenset[str] | None = None,
         proc: Path = Path("/proc"),
+        namespaces: NamespaceMaker | None = None,
     ) -> None:
         self.images = images
         self.proc = proc
@@ -232,7 +234,9 @@ class RuncRuntime:
         self.attach_dir = runc_root.parent / "attach"
         self.runc = runc
         self.python = python
-        self.sandboxes = SandboxManager(state_dir=state_dir, network=network, runner=self.runner)
+        self.sandboxes = SandboxManager(
+            state_dir=state_dir, network=network, runner=self.runner, namespaces=namespaces
+        )
         self.enforce = enforceable_controllers() if enforce is None else enforce
         self._locks: dict[str, asyncio.Lock] = {}
         # Images made present (and unpacked) by this process, by the reference asked for:
