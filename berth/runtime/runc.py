@@ -36,6 +36,7 @@ from berth.network.podnet import HostPort, PodNetwork
 from berth.runtime import shim, timeline
 from berth.runtime.bundle import SandboxPaths, render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
+from berth.runtime.durable import write_durably
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
 from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.inroot import UnsafeRootPath, read_file_in_root, subpath_in_root
@@ -158,12 +159,22 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Replace ``path`` atomically (not fsync'd: see :func:`_write_record`)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w") as out:
         # json.dumps, not json.dump: dump always runs the pure-Python encoder (one call per
         # value), ~10x the C encoder's CPU on a container's config.json.
         out.write(json.dumps(doc))
     os.replace(tmp, path)
+
+
+async def _write_record(path: Path, doc: dict[str, Any]) -> None:
+    """A container's first ``meta.json``, durably (:mod:`berth.runtime.durable`), in a thread
+    (the disk's wait must not stall the event loop): its identity (pod, name, attempt: the
+    restart count) must outlive a power cut, or the agent loses the container's history.
+    Later updates (pids, start time) are atomic only: after a power cut the processes are
+    gone whatever they say, and a rename over an existing file keeps the old or the new."""
+    await asyncio.to_thread(write_durably, path, json.dumps(doc).encode())
 
 
 def _read_pid(path: Path) -> int | None:
@@ -416,7 +427,7 @@ class RuncRuntime:
                     self._prepare_bundle, pod, container, image, record, bundle
                 )
                 _write_json(bundle / "config.json", config)
-                _write_json(
+                await _write_record(
                     bundle / "meta.json",
                     {
                         "id": cid,

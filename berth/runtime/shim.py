@@ -50,10 +50,20 @@ PR_SET_CHILD_SUBREAPER = 36
 def _write_atomic(path: str, doc: dict[str, object]) -> None:
     import json  # noqa: PLC0415 - after the container started (see the module docstring)
 
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    # fsync'd (file, then the directory after the rename): a container's exit code must
+    # outlive a power cut (a Job's succeeded pod is not run again, nor reported lost)
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
     with open(tmp, "w") as out:
         out.write(json.dumps(doc))
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _report(fd: int, verdict: str) -> None:
