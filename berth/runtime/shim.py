@@ -627,7 +627,7 @@ def zygote(path: str) -> int:
     # cannot tell the zygote from the shims it made.
     os.ftruncate(lock, 0)
     os.write(lock, str(os.getpid()).encode())
-    _set_subreaper_ready()  # the warm part: what every shim needs before runc create
+    _warm_up()
     if os.path.exists(path):
         os.unlink(path)  # a dead zygote's (we hold the lock)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -701,8 +701,13 @@ def _serve_one(conn: socket.socket, zygote_fds: tuple[int, ...]) -> None:
             os.close(fd)
 
 
-def _set_subreaper_ready() -> None:
-    import ctypes  # noqa: PLC0415 - loaded once here, inherited by every forked shim
+def _warm_up() -> None:
+    """Import once what every forked shim needs: ctypes before ``runc create``, and what it
+    imports once its container ended (the exit record), which a spawned shim pays then."""
+    import ctypes  # noqa: PLC0415 - zygote mode only
+    import datetime  # noqa: PLC0415, F401
+    import json  # noqa: PLC0415, F401
+    import signal  # noqa: PLC0415, F401
 
     ctypes.CDLL(None, use_errno=True)
 

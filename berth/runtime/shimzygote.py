@@ -76,7 +76,10 @@ class ShimZygote:
             except (OSError, subprocess.SubprocessError) as exc:
                 log.warning("shim zygote: cannot start: %s", exc)
                 ok = False
-            if not ok:
+            if ok:
+                log.info("shim zygote: serving at %s", self.path)
+            else:
+                log.warning("shim zygote: none serves at %s; shims are spawned", self.path)
                 self._failed_at = loop.time()
             return ok
 
