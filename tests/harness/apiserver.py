@@ -339,6 +339,7 @@ def running_server(
     token_auth_file: Path | None = None,
     bookmark_interval: float | None = None,
     pod_security: PodSecurityConfig = SECURE_POD_SECURITY,
+    event_ttl: int | None = None,
 ) -> Iterator[ServerHandle]:
     """Run an :class:`ApiServer` in a thread on a free port; stop it on exit.
 
@@ -355,6 +356,8 @@ def running_server(
     config = files.config
     if bookmark_interval is not None:
         config = dataclasses.replace(config, watch_bookmark_interval=bookmark_interval)
+    if event_ttl is not None:
+        config = dataclasses.replace(config, event_ttl=event_ttl)
     handle = ServerHandle(files.directory, files.pki, config)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
