@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from berth.apiserver.app import ApiServer
-from berth.apiserver.config import ServerConfig
+from berth.apiserver.config import DEFAULT_EVENT_TTL, ServerConfig
 from berth.apiserver.podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 from berth.store.config import DatastoreConfig
 
@@ -430,6 +430,8 @@ def write_config_file(files: ServerFiles, path: Path, *, port: int) -> Path:
     if c.service_account_key_files:
         doc["serviceAccountKeyFile"] = [str(p) for p in c.service_account_key_files]
     doc["serviceAccountIssuer"] = c.service_account_issuer
+    if c.event_ttl != DEFAULT_EVENT_TTL:
+        doc["eventTTL"] = c.event_ttl
     if c.agent_client_cert_file and c.agent_client_key_file:
         doc["agentClient"] = {
             "certFile": str(c.agent_client_cert_file),
