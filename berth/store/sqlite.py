@@ -430,11 +430,7 @@ class SqliteStore:
         if self._closed:
             raise StoreError("store is closed")
         future: asyncio.Future[KeyValue] = asyncio.get_running_loop().create_future()
-        deadline = 0.0
-        if ttl > 0:
-            deadline = time.time() + ttl
-            # Lowered before the write lands: the sweep may look early, never late.
-            self._next_expiry = min(self._next_expiry, deadline)
+        deadline = time.time() + ttl if ttl > 0 else 0.0
         self._queue.put_nowait(_Write(kind, key, value, expected, future, deadline))
         # A caller cancelled before its batch starts is dropped from it; one cancelled while
         # the batch is being committed may still have been written (as with any database).
@@ -490,6 +486,10 @@ class SqliteStore:
                 # runs before any watcher sees it. The API server's create handler thus hands
                 # its object to the watch hub in time, which then need not decode the bytes.
                 for write, outcome in zip(batch, outcomes, strict=True):
+                    if write.deadline and not isinstance(outcome, BaseException):
+                        # Lowered once committed, on this loop: a sweep that reset it before
+                        # now either read the row or sees this (see expire_due).
+                        self._next_expiry = min(self._next_expiry, write.deadline)
                     if write.future.done():
                         continue
                     if isinstance(outcome, BaseException):
