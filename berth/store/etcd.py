@@ -534,8 +534,12 @@ class EtcdStore:
                 self._leases[ttl] = fresh
                 granting.set_result(fresh)
             except BaseException as exc:
+                # Waiters (if any) fail too, but are not cancelled by the granting caller's
+                # cancellation; nothing was written for any of them.
+                if isinstance(exc, asyncio.CancelledError):
+                    exc = EtcdUnavailable("the etcd lease grant was cancelled")
                 granting.set_exception(exc)
-                granting.exception()  # retrieved: waiters (if any) get it too
+                granting.exception()  # retrieved: no warning when nobody waits
                 raise
             finally:
                 del self._granting[ttl]
