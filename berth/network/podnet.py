@@ -1,23 +1,21 @@
-"""The node's pod network: bridge + host-local IPAM + portmap, plus loopback, via CNI."""
+"""The node's pod network: bridge + host-local IPAM + portmap, via CNI.
+
+The pod's ``lo`` is not CNI's: the runtime brings it up when it makes the namespace
+(:mod:`berth.runtime.netns`), one plugin process less per pod start and stop."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from berth.network.cni import Attachment, CniError, CniInvoker, first_ipv4
 
 CNI_VERSION = "1.0.0"
 NETWORK_NAME = "berth"
 BRIDGE = "cni0"
-LOOPBACK_CONFLIST: dict[str, Any] = {
-    "cniVersion": CNI_VERSION,
-    "name": "berth-lo",
-    "plugins": [{"type": "loopback"}],
-}
+_OLD_LOOPBACK_NETWORK = "berth-lo"  # lo was an attachment of this CNI network in earlier versions
 
 
 def node_conflist(
@@ -97,22 +95,20 @@ class PodNetwork:
     def _chain(self, ports: Sequence[HostPort]) -> Mapping[str, Any]:
         return self.conflist if ports else self._portless
 
-    def _attachments(
+    def _attachment(
         self,
         sandbox_id: str,
         netns: str,
         k8s_args: Mapping[str, str],
         ports: Sequence[HostPort],
-    ) -> tuple[Attachment, Attachment]:
-        lo = Attachment(container_id=sandbox_id, netns=netns, ifname="lo", args=k8s_args)
-        eth0 = Attachment(
+    ) -> Attachment:
+        return Attachment(
             container_id=sandbox_id,
             netns=netns,
             ifname="eth0",
             args=k8s_args,
             capability_args={"portMappings": [p.as_capability() for p in ports]} if ports else {},
         )
-        return lo, eth0
 
     async def attach(
         self,
@@ -124,8 +120,7 @@ class PodNetwork:
         ports: Sequence[HostPort] = (),
         requested_ip: str | None = None,
     ) -> PodAddress:
-        """ADD lo and eth0 (concurrently). A failed ADD is followed by DEL of both (plugins
-        leave half-made links).
+        """ADD eth0. A failed ADD is followed by a DEL (plugins leave half-made links).
 
         ``requested_ip`` asks host-local for that exact address (``CNI_ARGS`` ``IP=``), for
         callers that choose pod IPs themselves."""
@@ -137,39 +132,26 @@ class PodNetwork:
         }
         if requested_ip:
             k8s_args["IP"] = requested_ip
-        lo, eth0 = self._attachments(sandbox_id, netns, k8s_args, ports)
-        # Both at once: they touch different interfaces of the netns, and each is a chain of
-        # plugin processes a busy node waits for (one after the other, lo's wait was added
-        # to every pod's start).
-        done = await asyncio.gather(
-            self.invoker.add(LOOPBACK_CONFLIST, lo),
-            self.invoker.add(self._chain(ports), eth0),
-            return_exceptions=True,
-        )
+        eth0 = self._attachment(sandbox_id, netns, k8s_args, ports)
         try:
-            for outcome in done:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            ip, gateway = first_ipv4(cast(Mapping[str, Any], done[1]))
+            result = await self.invoker.add(self._chain(ports), eth0)
+            ip, gateway = first_ipv4(result)
         except CniError:
             await self.detach(sandbox_id=sandbox_id, netns=netns, ports=ports)
             raise
         return PodAddress(ip=ip, gateway=gateway)
 
     async def detach(self, *, sandbox_id: str, netns: str, ports: Sequence[HostPort] = ()) -> None:
-        """DEL eth0 and lo (concurrently); safe to repeat and safe after the netns is gone."""
-        lo, eth0 = self._attachments(sandbox_id, netns, {"IgnoreUnknown": "1"}, ports)
-        # Both at once, as in attach: a failure of one still lets the other finish.
-        done = await asyncio.gather(
-            self.invoker.delete(self._chain(ports), eth0),
-            self.invoker.delete(LOOPBACK_CONFLIST, lo),
-            return_exceptions=True,
+        """DEL eth0; safe to repeat and safe after the netns is gone."""
+        eth0 = self._attachment(sandbox_id, netns, {"IgnoreUnknown": "1"}, ports)
+        await self.invoker.delete(self._chain(ports), eth0)
+        # A pod made before lo left CNI has the loopback plugin's cached ADD result: its
+        # namespace (and lo) go with the sandbox, the cache file must not stay behind.
+        (self.invoker.cache_dir / f"{_OLD_LOOPBACK_NETWORK}-{sandbox_id}-lo").unlink(
+            missing_ok=True
         )
-        for outcome in done:
-            if isinstance(outcome, BaseException):
-                raise outcome
 
     async def check(self, *, sandbox_id: str, netns: str) -> None:
         """CHECK the pod's eth0 against its cached ADD result."""
-        _, eth0 = self._attachments(sandbox_id, netns, {"IgnoreUnknown": "1"}, ())
+        eth0 = self._attachment(sandbox_id, netns, {"IgnoreUnknown": "1"}, ())
         await self.invoker.check(self.conflist, eth0)

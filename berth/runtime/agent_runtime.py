@@ -190,6 +190,7 @@ class RuncAgentRuntime:
             state_dir=state_dir,
             runc_root=runc_root,
             runner=runner,
+            shim_zygote=True,
         )
         return cls(runtime, files=files, cluster_dns=cluster_dns, cluster_domain=cluster_domain)
 

@@ -36,12 +36,15 @@ from berth.network.podnet import HostPort, PodNetwork
 from berth.runtime import shim, timeline
 from berth.runtime.bundle import SandboxPaths, render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
+from berth.runtime.durable import write_durably
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
 from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.inroot import UnsafeRootPath, read_file_in_root, subpath_in_root
+from berth.runtime.netns import NamespaceMaker
 from berth.runtime.reference import parse_reference
 from berth.runtime.safepath import check_element, child
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
+from berth.runtime.shimzygote import ShimZygote
 from berth.runtime.spec import ContainerID, ContainerSpec, HostPath, PodSpec, PodUID
 
 log = logging.getLogger(__name__)
@@ -157,12 +160,22 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Replace ``path`` atomically (not fsync'd: see :func:`_write_record`)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w") as out:
         # json.dumps, not json.dump: dump always runs the pure-Python encoder (one call per
         # value), ~10x the C encoder's CPU on a container's config.json.
         out.write(json.dumps(doc))
     os.replace(tmp, path)
+
+
+async def _write_record(path: Path, doc: dict[str, Any]) -> None:
+    """A container's first ``meta.json``, durably (:mod:`berth.runtime.durable`), in a thread
+    (the disk's wait must not stall the event loop): its identity (pod, name, attempt: the
+    restart count) must outlive a power cut, or the agent loses the container's history.
+    Later updates (pids, start time) are atomic only: after a power cut the processes are
+    gone whatever they say, and a rename over an existing file keeps the old or the new."""
+    await asyncio.to_thread(write_durably, path, json.dumps(doc).encode())
 
 
 def _read_pid(path: Path) -> int | None:
@@ -215,6 +228,8 @@ class RuncRuntime:
         python: str = sys.executable,
         enforce: frozenset[str] | None = None,
         proc: Path = Path("/proc"),
+        namespaces: NamespaceMaker | None = None,
+        shim_zygote: bool = False,
     ) -> None:
         self.images = images
         self.proc = proc
@@ -232,7 +247,18 @@ class RuncRuntime:
         self.attach_dir = runc_root.parent / "attach"
         self.runc = runc
         self.python = python
-        self.sandboxes = SandboxManager(state_dir=state_dir, network=network, runner=self.runner)
+        # Shims forked from a warm zygote (the node agent's runtime; see shimzygote): a
+        # fresh Python per container is ~10-15 ms CPU of the pod-start path.
+        self.zygote = (
+            ShimZygote(
+                python=python, shim=_SHIM, directory=runc_root.parent / "zygote", env=host_env()
+            )
+            if shim_zygote
+            else None
+        )
+        self.sandboxes = SandboxManager(
+            state_dir=state_dir, network=network, runner=self.runner, namespaces=namespaces
+        )
         self.enforce = enforceable_controllers() if enforce is None else enforce
         self._locks: dict[str, asyncio.Lock] = {}
         # Images made present (and unpacked) by this process, by the reference asked for:
@@ -412,7 +438,7 @@ class RuncRuntime:
                     self._prepare_bundle, pod, container, image, record, bundle
                 )
                 _write_json(bundle / "config.json", config)
-                _write_json(
+                await _write_record(
                     bundle / "meta.json",
                     {
                         "id": cid,
@@ -526,7 +552,9 @@ class RuncRuntime:
             str(bundle / "exit.json"),
             *stdio,
         ]
-        result = await self.runner.run(argv, env=env)
+        result = await self.zygote.run(argv[3:]) if self.zygote is not None else None
+        if result is None:  # no zygote, or none could serve: a shim of its own
+            result = await self.runner.run(argv, env=env)
         if not result.ok:
             raise ContainerError(
                 f"runc create {cid} failed: {result.stderr.decode(errors='replace').strip()}"

@@ -50,10 +50,20 @@ PR_SET_CHILD_SUBREAPER = 36
 def _write_atomic(path: str, doc: dict[str, object]) -> None:
     import json  # noqa: PLC0415 - after the container started (see the module docstring)
 
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    # fsync'd (file, then the directory after the rename): a container's exit code must
+    # outlive a power cut (a Job's succeeded pod is not run again, nor reported lost)
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
     with open(tmp, "w") as out:
         out.write(json.dumps(doc))
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _report(fd: int, verdict: str) -> None:
@@ -506,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         return _await_verdict(read_end)
     # child: detach from the caller entirely
     os.close(read_end)
+    for fd in _FORKED_FROM_ZYGOTE:  # the zygote's request socket: its caller waits for EOF
+        os.close(fd)
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -571,5 +583,136 @@ def main(argv: list[str] | None = None) -> int:
     os._exit(0)
 
 
+# --- the zygote: shims forked from one warm process -----------------------------------------
+
+ZYGOTE_IDLE_SECONDS = 60.0
+"""A zygote with no request for this long exits (it costs a process' memory; the next
+container start makes a new one). An upgraded runtime's zygote has another socket name
+(:func:`berth.runtime.shimzygote.socket_path`), so an old one ends this way too."""
+_ZYGOTE_TICK_SECONDS = 5.0
+_REQUEST_LIMIT = 1 << 16
+_FORKED_FROM_ZYGOTE: list[int] = []
+
+
+def zygote(path: str) -> int:
+    """Serve shim starts on the unix socket ``path``: each request (the shim's arguments,
+    NUL-separated, with stdin/stdout/stderr passed as descriptors) is a fork of this warm
+    process running :func:`main`, which answers its exit code once the verdict is out. A
+    shim costs a fork instead of an interpreter start and ``import ctypes`` (~10-15 ms CPU).
+
+    Daemonizes: returns (exit 0) once the socket listens. Only one zygote serves a path: it
+    holds ``path.lock`` (flock) for its life; a second one exits at once."""
+    import contextlib  # noqa: PLC0415 - zygote mode only
+    import fcntl  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    ready_r, ready_w = os.pipe()
+    if os.fork():
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            return 0 if ready.read() == b"ok" else 1
+    os.close(ready_r)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # another zygote serves this path
+        os.write(ready_w, b"ok")
+        os._exit(0)
+    # Its pid in the lock file: forked shims keep the zygote's command line, so ``ps``
+    # cannot tell the zygote from the shims it made.
+    os.ftruncate(lock, 0)
+    os.write(lock, str(os.getpid()).encode())
+    _warm_up()
+    if os.path.exists(path):
+        os.unlink(path)  # a dead zygote's (we hold the lock)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server.bind(path)
+    os.chmod(path, 0o600)
+    server.listen(128)
+    server.settimeout(_ZYGOTE_TICK_SECONDS)
+    os.write(ready_w, b"ok")
+    os.close(ready_w)
+    import time  # noqa: PLC0415
+
+    last = time.monotonic()
+    while True:
+        _reap()
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            if time.monotonic() - last > ZYGOTE_IDLE_SECONDS:
+                os.unlink(path)  # before the lock goes: no request reaches a closing zygote
+                os._exit(0)
+            continue
+        except OSError:
+            continue
+        last = time.monotonic()
+        # a failure fails this request (its caller sees no answer), not the zygote
+        with conn, contextlib.suppress(OSError):
+            _serve_one(conn, (server.fileno(), lock))
+
+
+def _reap() -> None:
+    """Collect the zygote's children that answered their request (each lives ~ms)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _serve_one(conn: socket.socket, zygote_fds: tuple[int, ...]) -> None:
+    import socket  # noqa: PLC0415 - imported already (zygote)
+
+    conn.settimeout(5.0)
+    try:
+        raw, fds, _, _ = socket.recv_fds(conn, _REQUEST_LIMIT, 3)
+    except OSError:
+        return
+    try:
+        if len(fds) != 3 or not raw:  # a liveness probe (no request), or garbage
+            return
+        argv = raw.decode(errors="replace").split("\0")
+        if os.fork() == 0:
+            for fd in zygote_fds:  # the listening socket and the lock stay the zygote's
+                os.close(fd)
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+            _FORKED_FROM_ZYGOTE.append(conn.fileno())
+            try:
+                rc = main(argv)
+            except BaseException as exc:
+                print(f"shim: {exc}", file=sys.stderr)
+                rc = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            conn.send(str(rc).encode())
+            os._exit(0)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _warm_up() -> None:
+    """Import once what every forked shim needs: ctypes before ``runc create``, and what it
+    imports once its container ended (the exit record), which a spawned shim pays then."""
+    import ctypes  # noqa: PLC0415 - zygote mode only
+    import datetime  # noqa: PLC0415, F401
+    import json  # noqa: PLC0415, F401
+    import signal  # noqa: PLC0415, F401
+
+    ctypes.CDLL(None, use_errno=True)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--zygote"] and len(sys.argv) == 3:
+        sys.exit(zygote(sys.argv[2]))
     sys.exit(main())

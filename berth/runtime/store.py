@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from berth.runtime.digest import Digest, copy_and_hash, digest_hex, parse_digest, sha256_digest
+from berth.runtime.durable import fsync_dir, write_durably
 from berth.runtime.errors import DigestMismatch, ImageError
 from berth.runtime.manifest import ImageConfig, parse_image_config
 from berth.runtime.unpack import (
@@ -90,17 +91,11 @@ def chain_id(diff_ids: tuple[Digest, ...]) -> Digest:
 
 
 def _atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    # Durable: a blob's name is its digest, so a power cut must never leave an empty or torn
+    # file under it (the image would look present and fail at every unpack), nor an image
+    # record that names blobs the disk never got.
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_durably(path, data, mode=mode)
 
 
 class ContentStore:
@@ -172,12 +167,15 @@ class ContentStore:
         try:
             with os.fdopen(fd, "wb") as out:
                 actual, written = copy_and_hash(stream, out, limit=bound, what=what)
-            if actual != expected:
-                raise DigestMismatch(what=what, expected=expected, actual=actual)
-            if size is not None and written != size:
-                raise ImageError(f"{what}: got {written} bytes, descriptor says {size}")
+                if actual != expected:
+                    raise DigestMismatch(what=what, expected=expected, actual=actual)
+                if size is not None and written != size:
+                    raise ImageError(f"{what}: got {written} bytes, descriptor says {size}")
+                out.flush()
+                os.fsync(out.fileno())  # durable before it takes its digest's name
             os.chmod(tmp, 0o644)
             os.replace(tmp, self.blob_path(expected))
+            fsync_dir(self.blobs)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

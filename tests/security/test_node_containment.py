@@ -75,7 +75,11 @@ def node(tmp_path: Path) -> Node:
     os.chmod(victim, 0o700)
     host = FakeNetnsHost(base / "netns", missing_ok=True)
     manager = SandboxManager(
-        state_dir=base / "state", network=None, runner=host, netns_dir=base / "netns"
+        state_dir=base / "state",
+        network=None,
+        runner=host,
+        netns_dir=base / "netns",
+        namespaces=host,
     )
     return manager, host, victim
 

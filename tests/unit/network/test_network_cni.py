@@ -19,26 +19,10 @@ FAKE_PLUGIN = """#!{python}
 import json, os, sys
 conf = json.load(sys.stdin)
 name = os.path.basename(sys.argv[0])
-# With a "rendezvous" dir beside the plugins, loopback and bridge ADDs each wait
-# for the other to have started (10 s), and log whether it did: were they run at once?
-rv = os.path.join(os.environ["CNI_PATH"].split(":")[0], "rendezvous")
-# With "rendezvous-del", loopback and portmap (the first of eth0's chain in reverse) DELs do.
-pair = dict(ADD=("loopback", "bridge"), DEL=("loopback", "portmap")).get(os.environ["CNI_COMMAND"])
-if os.environ["CNI_COMMAND"] == "DEL":
-    rv += "-del"
-together = None
-if os.path.isdir(rv) and pair and name in pair:
-    import time
-    open(os.path.join(rv, name), "w").close()
-    other = os.path.join(rv, pair[1] if name == pair[0] else pair[0])
-    deadline = time.monotonic() + 10  # generous: a loaded machine starts processes slowly
-    while not os.path.exists(other) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    together = os.path.exists(other)
 keys = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
 with open(os.environ["CNI_PATH"].split(":")[0] + "/calls.jsonl", "a") as log:
     log.write(json.dumps({{"plugin": name, "env": {{k: os.environ.get(k) for k in keys}},
-                          "stdin": conf, "together": together}}) + "\\n")
+                          "stdin": conf}}) + "\\n")
 if conf.get("failWith") and conf["failWith"] == os.environ["CNI_COMMAND"]:
     print(json.dumps({{"cniVersion": "1.0.0", "code": 7, "msg": "boom", "details": "fake"}}))
     sys.exit(1)
@@ -153,7 +137,7 @@ def test_missing_plugin_names_the_search_path(plugins: Path, tmp_path: Path) -> 
         _invoker(plugins, tmp_path).find_plugin("../bridge")
 
 
-def test_pod_network_attach_adds_lo_and_eth0_and_cleans_up_on_failure(
+def test_pod_network_attach_adds_eth0_only_and_cleans_up_on_failure(
     plugins: Path, tmp_path: Path
 ) -> None:
     conflist = node_conflist(pod_cidr="10.244.1.0/24")
@@ -169,14 +153,12 @@ def test_pod_network_attach_adds_lo_and_eth0_and_cleans_up_on_failure(
     )
     assert (addr.ip, addr.gateway) == ("10.244.1.7", "10.244.1.1")
     calls = _calls(plugins)
-    assert sorted((c["plugin"], c["env"]["CNI_IFNAME"]) for c in calls) == [
+    # a chain, in order; lo is the runtime's own (berth.runtime.netns), no loopback plugin
+    assert [(c["plugin"], c["env"]["CNI_IFNAME"]) for c in calls] == [
         ("bridge", "eth0"),
-        ("loopback", "lo"),
         ("portmap", "eth0"),
     ]
-    eth0 = [c for c in calls if c["env"]["CNI_IFNAME"] == "eth0"]
-    assert [c["plugin"] for c in eth0] == ["bridge", "portmap"]  # a chain, in order
-    assert "K8S_POD_INFRA_CONTAINER_ID=s1" in eth0[0]["env"]["CNI_ARGS"]
+    assert "K8S_POD_INFRA_CONTAINER_ID=s1" in calls[0]["env"]["CNI_ARGS"]
 
     conflist["plugins"][0]["failWith"] = "ADD"
     failing = PodNetwork(_invoker(plugins, tmp_path), conflist)
@@ -190,37 +172,27 @@ def test_pod_network_attach_adds_lo_and_eth0_and_cleans_up_on_failure(
                 ports=[HostPort(host_port=30003, container_port=80)],
             )
         )
-    after = [(c["plugin"], c["env"]["CNI_COMMAND"]) for c in _calls(plugins)[3:]]
-    assert sorted(after[:2]) == [("bridge", "ADD"), ("loopback", "ADD")]
-    assert sorted(after[2:]) == [
-        ("bridge", "DEL"),
-        ("loopback", "DEL"),
+    after = [(c["plugin"], c["env"]["CNI_COMMAND"]) for c in _calls(plugins)[2:]]
+    assert after == [
+        ("bridge", "ADD"),
         ("portmap", "DEL"),
-    ], "a failed ADD is undone with DEL"
-    eth0_dels = [p for p, _ in after[2:] if p != "loopback"]
-    assert eth0_dels == ["portmap", "bridge"], "eth0's chain is deleted in reverse"
+        ("bridge", "DEL"),
+    ], "a failed ADD is undone with DEL, the chain in reverse"
 
 
-def test_pod_network_adds_lo_and_eth0_at_once(plugins: Path, tmp_path: Path) -> None:
-    (plugins / "rendezvous").mkdir()
-    net = PodNetwork(_invoker(plugins, tmp_path), node_conflist(pod_cidr="10.244.1.0/24"))
+def test_pod_network_detach_drops_an_older_versions_loopback_cache(
+    plugins: Path, tmp_path: Path
+) -> None:
+    """A pod started before lo left CNI has the loopback plugin's cached ADD result; its
+    DEL (after the upgrade) leaves no cache file behind, and runs no loopback plugin."""
+    invoker = _invoker(plugins, tmp_path)
+    net = PodNetwork(invoker, node_conflist(pod_cidr="10.244.1.0/24"))
     asyncio.run(net.attach(sandbox_id="s1", netns="/run/netns/s1", namespace="ns", name="p"))
-    together = {c["plugin"]: c["together"] for c in _calls(plugins) if c["plugin"] != "portmap"}
-    assert together == {"loopback": True, "bridge": True}
-
-
-def test_pod_network_deletes_lo_and_eth0_at_once(plugins: Path, tmp_path: Path) -> None:
-    (plugins / "rendezvous-del").mkdir()
-    net = PodNetwork(_invoker(plugins, tmp_path), node_conflist(pod_cidr="10.244.1.0/24"))
-    ports = [HostPort(host_port=30001, container_port=80)]
-    asyncio.run(
-        net.attach(sandbox_id="s1", netns="/run/netns/s1", namespace="ns", name="p", ports=ports)
-    )
-    asyncio.run(net.detach(sandbox_id="s1", netns="/run/netns/s1", ports=ports))
-    dels = [c for c in _calls(plugins) if c["env"]["CNI_COMMAND"] == "DEL"]
-    assert sorted(c["plugin"] for c in dels) == ["bridge", "loopback", "portmap"]
-    together = {c["plugin"]: c["together"] for c in dels if c["plugin"] != "bridge"}
-    assert together == {"loopback": True, "portmap": True}
+    old_lo = invoker.cache_dir / "berth-lo-s1-lo"
+    old_lo.write_text('{"cniVersion": "1.0.0", "ips": []}')
+    asyncio.run(net.detach(sandbox_id="s1", netns="/run/netns/s1"))
+    assert sorted(p.name for p in invoker.cache_dir.iterdir()) == []
+    assert "loopback" not in {c["plugin"] for c in _calls(plugins)}
 
 
 def test_pod_network_runs_portmap_only_for_pods_with_host_ports(
@@ -230,7 +202,7 @@ def test_pod_network_runs_portmap_only_for_pods_with_host_ports(
     asyncio.run(net.attach(sandbox_id="s1", netns="/run/netns/s1", namespace="ns", name="p"))
     asyncio.run(net.detach(sandbox_id="s1", netns="/run/netns/s1"))
     ran = sorted((c["plugin"], c["env"]["CNI_COMMAND"]) for c in _calls(plugins))
-    assert ran == [("bridge", "ADD"), ("bridge", "DEL"), ("loopback", "ADD"), ("loopback", "DEL")]
+    assert ran == [("bridge", "ADD"), ("bridge", "DEL")]
 
     ports = [HostPort(host_port=30002, container_port=80)]
     asyncio.run(
@@ -239,7 +211,7 @@ def test_pod_network_runs_portmap_only_for_pods_with_host_ports(
     asyncio.run(net.detach(sandbox_id="s2", netns="/run/netns/s2", ports=ports))
     eth0 = [
         (c["plugin"], c["env"]["CNI_COMMAND"])
-        for c in _calls(plugins)[4:]
+        for c in _calls(plugins)[2:]
         if c["env"]["CNI_IFNAME"] == "eth0"
     ]
     assert eth0 == [("bridge", "ADD"), ("portmap", "ADD"), ("portmap", "DEL"), ("bridge", "DEL")]

@@ -71,7 +71,8 @@ class FakeTransport:
 
 
 class FakeNetnsHost:
-    """Stands in for ``ip``/``mount``/``umount`` under a SandboxManager: records argv, fakes
+    """Stands in for ``mount``/``umount`` and the namespace maker under a SandboxManager:
+    records argv (a namespace made or deleted as ``["netns", "add"|"del", NAME]``), fakes
     netns files. ``missing_ok``: deleting a netns that is not there passes (else it raises)."""
 
     def __init__(self, netns_dir: Path, *, missing_ok: bool = False) -> None:
@@ -88,11 +89,15 @@ class FakeNetnsHost:
         time_limit: float = 60.0,
     ) -> Completed:
         self.calls.append(list(argv))
-        if argv[:3] == ["ip", "netns", "add"]:
-            (self.netns_dir / argv[3]).touch()
-        if argv[:3] == ["ip", "netns", "del"]:
-            (self.netns_dir / argv[3]).unlink(missing_ok=self.missing_ok)
         return Completed(tuple(argv), 0, b"", b"")
+
+    async def add_netns(self, path: Path) -> None:
+        self.calls.append(["netns", "add", path.name])
+        path.touch(exist_ok=False)  # noqa: ASYNC240 (a fake: one empty file)
+
+    def delete_netns(self, path: Path) -> None:
+        self.calls.append(["netns", "del", path.name])
+        path.unlink(missing_ok=self.missing_ok)
 
 
 def runc_runtime(tmp_path: Path, **kwargs: Any) -> RuncRuntime:

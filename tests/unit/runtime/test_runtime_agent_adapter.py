@@ -308,6 +308,7 @@ def test_a_sandbox_whose_netns_is_gone_is_not_ready_and_is_made_anew(tmp_path: P
     host = _NoRuncHost(netns)
     adapter = RuncAgentRuntime(runc_runtime(tmp_path, runner=host))
     adapter.rt.sandboxes.netns_dir = netns
+    adapter.rt.sandboxes.namespaces = host
     config = SandboxConfig(
         namespace="ns",
         name="p",

@@ -21,7 +21,7 @@ def _manager(tmp_path: Path) -> tuple[SandboxManager, FakeNetnsHost]:
     netns.mkdir()
     host = FakeNetnsHost(netns)
     return SandboxManager(state_dir=tmp_path / "state", network=None, runner=host,
-                          netns_dir=netns), host  # fmt: skip
+                          netns_dir=netns, namespaces=host), host  # fmt: skip
 
 
 POD = PodSpec(
@@ -72,7 +72,7 @@ def test_remove_deletes_netns_and_directory_and_repeats_safely(tmp_path: Path) -
     manager, host = _manager(tmp_path)
     asyncio.run(manager.create(POD))
     asyncio.run(manager.remove(POD.uid))
-    assert ["ip", "netns", "del", "berth-pod-1"] in host.calls
+    assert ["netns", "del", "berth-pod-1"] in host.calls
     assert not manager.pod_dir(POD.uid).exists()
     assert list(host.netns_dir.iterdir()) == []
     asyncio.run(manager.remove(POD.uid))
@@ -131,8 +131,8 @@ def test_a_half_made_sandbox_is_torn_down_and_recreated(tmp_path: Path) -> None:
     host.calls.clear()
     again = asyncio.run(manager.create(POD))
     assert again.state == "ready"
-    netns_calls = [c[:3] for c in host.calls if c[0] == "ip"]
-    assert netns_calls == [["ip", "netns", "del"], ["ip", "netns", "add"]]
+    netns_calls = [c[:2] for c in host.calls if c[0] == "netns"]
+    assert netns_calls == [["netns", "del"], ["netns", "add"]]
 
 
 class CountingNetwork:
@@ -206,7 +206,7 @@ def test_a_sandbox_whose_netns_is_gone_is_replaced_keeping_its_volumes(tmp_path:
     assert manager.is_live(again)
     assert network.detached == [(POD.uid, "")], "DEL once, without the gone namespace"
     assert (first.ip, again.ip) == ("10.244.1.9", "10.244.1.10")
-    assert ["ip", "netns", "add", "berth-pod-1"] in host.calls
+    assert ["netns", "add", "berth-pod-1"] in host.calls
     assert (host.netns_dir / "berth-pod-1").exists()
     assert kept.read_text() == "written before the reboot"
     token = manager.volume_dir(POD.uid, "token") / "token"
@@ -268,7 +268,7 @@ def test_a_sandbox_made_before_the_kernel_booted_again_is_dead(tmp_path: Path) -
     host = FakeNetnsHost(netns)
     state = tmp_path / "state"
     before = SandboxManager(state_dir=state, network=None, runner=host, netns_dir=netns,
-                            boot_id="boot-1")  # fmt: skip
+                            boot_id="boot-1", namespaces=host)  # fmt: skip
     pod = PodSpec(uid=PodUID("pod-6"), namespace="d", name="p", host_network=True,
                   volumes=(Volume("scratch", EmptyDir()),))  # fmt: skip
     first = asyncio.run(before.create(pod, requested_ip="10.231.0.11"))
@@ -276,7 +276,7 @@ def test_a_sandbox_made_before_the_kernel_booted_again_is_dead(tmp_path: Path) -
     kept = before.volume_dir(pod.uid, "scratch") / "f"
     kept.write_text("kept")
     after = SandboxManager(state_dir=state, network=None, runner=host, netns_dir=netns,
-                           boot_id="boot-2")  # fmt: skip
+                           boot_id="boot-2", namespaces=host)  # fmt: skip
     assert before.is_live(first)
     assert not after.is_live(first)
     again = asyncio.run(after.create(pod, requested_ip="10.231.0.11"))
@@ -284,7 +284,7 @@ def test_a_sandbox_made_before_the_kernel_booted_again_is_dead(tmp_path: Path) -
     assert after.is_live(again)
     assert kept.read_text() == "kept"
     unknown = SandboxManager(state_dir=state, network=None, runner=host, netns_dir=netns,
-                             boot_id="")  # fmt: skip
+                             boot_id="", namespaces=host)  # fmt: skip
     assert unknown.is_live(again)
     again.boot_id = ""
     assert after.is_live(again), "an older record: its namespace alone decides"

@@ -1,0 +1,151 @@
+"""Shims started by forking a warm zygote (``shim.py --zygote SOCKET``), not as new Pythons.
+
+A shim started as ``python3 -S shim.py ...`` spends ~10-15 ms CPU on the interpreter's start
+and ``import ctypes`` before it runs ``runc``: per container, on the busy node's pod-start
+path. The zygote pays that once and forks each shim (~1 ms). A forked shim is the same
+program as a spawned one (:func:`berth.runtime.shim.main`, same arguments, same
+descriptors 0-2): it outlives the agent and the zygote alike (it starts its own session),
+and records its container's exit as before. The zygote only starts shims: if it dies, the
+running shims and containers are unaffected, and the next start makes a new zygote (or,
+when none can serve, falls back to spawning the shim the old way).
+
+The socket's name carries a hash of the shim's code and interpreter: an upgraded runtime
+never forks an old zygote's code; an old zygote exits after
+:data:`berth.runtime.shim.ZYGOTE_IDLE_SECONDS` without requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import socket
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from berth.network.command import Completed
+
+log = logging.getLogger(__name__)
+
+_RC_LIMIT = 16
+_OUTPUT_LIMIT = 1 << 20
+START_SECONDS = 30.0  # a loaded node starts Python slowly
+RESTART_BACKOFF_SECONDS = 5.0
+
+
+def socket_path(directory: Path, python: str, shim: str) -> Path:
+    code = hashlib.sha256(Path(shim).read_bytes() + python.encode()).hexdigest()[:16]
+    return directory / f"shim-zygote-{code}.sock"
+
+
+class ShimZygote:
+    """The runtime's side: ``run`` starts one shim through the zygote (starting the zygote
+    when there is none); ``None`` when no zygote can serve (the caller spawns the shim)."""
+
+    def __init__(self, *, python: str, shim: str, directory: Path, env: Mapping[str, str]) -> None:
+        self.python = python
+        self.shim = shim
+        self.directory = directory
+        self.env = dict(env)
+        self.path = socket_path(directory, python, shim)
+        self._starting: asyncio.Lock | None = None
+        self._failed_at = -RESTART_BACKOFF_SECONDS
+
+    async def run(self, shim_args: Sequence[str]) -> Completed | None:
+        request = "\0".join(shim_args).encode()
+        outcome = await asyncio.to_thread(self._request, request)
+        if outcome is not None:
+            return outcome
+        if not await self._start():
+            return None
+        return await asyncio.to_thread(self._request, request)
+
+    async def _start(self) -> bool:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            loop = asyncio.get_running_loop()
+            if await asyncio.to_thread(self._alive):  # a racing start made it meanwhile
+                return True
+            if loop.time() - self._failed_at < RESTART_BACKOFF_SECONDS:
+                return False
+            try:
+                ok = await asyncio.to_thread(self._spawn)
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("shim zygote: cannot start: %s", exc)
+                ok = False
+            if ok:
+                log.info("shim zygote: serving at %s", self.path)
+            else:
+                log.warning("shim zygote: none serves at %s; shims are spawned", self.path)
+                self._failed_at = loop.time()
+            return ok
+
+    def _spawn(self) -> bool:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        argv = [self.python, "-S", self.shim, "--zygote", str(self.path)]
+        done = subprocess.run(  # returns once the zygote listens (it daemonizes)
+            argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=START_SECONDS,
+            check=False,
+        )
+        return done.returncode == 0 and self.path.exists()
+
+    def _alive(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as probe:
+            try:
+                probe.connect(str(self.path))
+            except OSError:
+                return False
+        return True
+
+    def _request(self, request: bytes) -> Completed | None:
+        """One shim start, blocking (run in a thread); ``None``: the zygote took nothing."""
+        try:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        except OSError:
+            return None
+        with conn:
+            try:
+                conn.connect(str(self.path))
+            except OSError:
+                return None
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                socket.send_fds(conn, [request], [devnull, out_w, err_w])
+            except OSError:
+                for fd in (out_r, out_w, err_r, err_w, devnull):
+                    os.close(fd)
+                return None
+            for fd in (out_w, err_w, devnull):
+                os.close(fd)
+            stdout = _read_all(out_r)
+            stderr = _read_all(err_r)
+            try:
+                raw = conn.recv(_RC_LIMIT)
+            except OSError:
+                raw = b""
+        argv = (self.python, "-S", self.shim, *request.decode().split("\0"))
+        if not raw:
+            if not stdout and not stderr:
+                return None  # the zygote died before it forked: nothing was started
+            return Completed(argv, 1, stdout, stderr + b"\nshim zygote: no exit code")
+        try:
+            rc = int(raw)
+        except ValueError:
+            rc = 1
+        return Completed(argv, rc, stdout, stderr)
+
+
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as pipe:
+        return pipe.read(_OUTPUT_LIMIT)
