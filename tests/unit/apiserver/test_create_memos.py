@@ -14,6 +14,7 @@ import uuid
 import warnings
 from typing import Any
 
+import orjson
 import pytest
 
 from berth.api.meta import format_now, format_time, new_uid, now, parse_time, random_bytes
@@ -21,7 +22,7 @@ from berth.api.resources import TABLE, ResourceDef
 from berth.apiserver import client_warnings, shapes
 from berth.apiserver.audit import AuditLog
 from berth.apiserver.auth import UserInfo
-from berth.apiserver.bodycheck import BodyChecks, clean_key
+from berth.apiserver.bodycheck import BodyChecks, clean_key, key_ends
 from berth.apiserver.errors import ApiError
 from berth.apiserver.fieldmanager import FieldManager
 from berth.apiserver.fieldmanager.managers import encode as encode_managed
@@ -630,3 +631,34 @@ def test_the_body_key_is_given_only_for_the_body_as_the_checks_leave_it() -> Non
         assert checks.check_keyed(PODS, body)[1] == clean_key(PODS, body)
     assert checks.check_keyed(_rd("", "configmaps"), {"metadata": {"name": "c"}})[1] is None
 
+
+DUPLICATE_BODIES: list[bytes] = [
+    b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p-1","labels":{"app":"x"}}}',
+    b'{"kind":"Pod","metadata":{"name":"p-1","name":"p-2"}}',
+    b'{"metadata":{"name":"a\\":","labels":{"a":"1","a":"2"}}}',  # a name hiding a key end
+    b'{"metadata":{"name":"a\\":"},"spec":{}}',
+    b'{"metadata":{"name":"\\"\\":\\":"},"metadata":{"name":"\\":"}}',
+    b'{"metadata":{"name":"\\u0022:"},"spec":{"a":1,"a":2}}',
+    b'{"metadata":{"name":"\\u00e9t\\u00e9\\":x"},"spec":{"containers":[{"n":1,"n":1}]}}',
+    b'{"metadata":{"name":null,"labels":{"k\\":":"v"}},"status":{}}',
+    b'{"metadata":{"name":7},"spec":{"x":{"y":1,"y":1}}}',
+    b'{"metadata":{},"spec":{"a":"\\":\\":"}}',
+    b'{"metadata":{"generateName":"g\\":","name":"n\\":"},"x":1,"x":1}',
+    b'{ "metadata" : {"name":"spaced"} }',
+]
+
+
+@pytest.mark.parametrize("raw", DUPLICATE_BODIES)
+def test_the_body_keys_count_of_key_ends_is_the_bodys(raw: bytes) -> None:
+    """The duplicate-key check counts the key ends of the body from its body key (no second
+    encoding): the same count, so the same findings, whatever the name holds."""
+    value = orjson.loads(raw)
+    key = clean_key(PODS, value)
+    assert key is not None
+    assert key_ends(key, value) == orjson.dumps(value).count(b'":')
+    for content_type in ("application/json", "application/yaml"):
+        given = fieldvalidation.body_duplicates(raw, content_type, value, key_ends=None)
+        shared = fieldvalidation.body_duplicates(
+            raw, content_type, value, key_ends=key_ends(key, value)
+        )
+        assert (shared.errors, shared.warnings) == (given.errors, given.warnings)
