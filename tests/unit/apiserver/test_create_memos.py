@@ -368,7 +368,7 @@ class _RecordingAudit(AuditLog):
         self.lines: list[dict[str, Any]] = []
 
     def write(self, event: dict[str, Any]) -> None:
-        self.lines.append(event)
+        self.lines.append(orjson.loads(orjson.dumps(event)))  # the line's JSON, as written
 
 
 def _psa(config: PodSecurityConfig) -> tuple[PodSecurityAdmission, _RecordingAudit]:
