@@ -21,6 +21,7 @@ registry keys the created pod's field set by it too (see
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import orjson
@@ -28,11 +29,20 @@ import orjson
 from berth.api.resources import ResourceDef
 
 from . import shapes
-from .openapi import fieldvalidation
+from .openapi import duplicates, fieldvalidation
 from .openapi.fieldvalidation import Findings
 from .podtemplate import Remembered
 
 MAX_KEY = 16 * 1024
+
+
+class Unkeyed(enum.Enum):
+    """No body key given (a key may be ``None``: not to be remembered)."""
+
+    UNKEYED = enum.auto()
+
+
+UNKEYED = Unkeyed.UNKEYED
 
 
 def clean_key(rd: ResourceDef, obj: dict[str, Any]) -> bytes | None:
@@ -49,6 +59,22 @@ def clean_key(rd: ResourceDef, obj: dict[str, Any]) -> bytes | None:
     return data if len(data) <= MAX_KEY else None
 
 
+def key_ends(key: bytes, obj: dict[str, Any]) -> int:
+    """The number of ``":`` (a key's end: :data:`duplicates.KEY_END`) in ``orjson.dumps(obj)``,
+    from ``key = clean_key(rd, obj)``, for the duplicate-key check of the request body
+    (:func:`duplicates.json_duplicates`), which would otherwise encode the body once more.
+
+    The key is that encoding with a string ``metadata.name`` written ``""``: they differ only
+    inside that string, whose own encoding holds a ``":`` only where the name has a ``"``
+    (escaped ``\\"``) before a ``:``. Nothing around it can make one: the string follows a
+    ``:`` and is followed by ``,`` or ``}``."""
+    count = key.count(duplicates.KEY_END)
+    name = obj["metadata"].get("name")
+    if name.__class__ is str and '"' in name:
+        count += orjson.dumps(name).count(duplicates.KEY_END)
+    return count
+
+
 class BodyChecks:
     """Runs the checks, remembering the pod bodies found clean (a small LRU)."""
 
@@ -59,10 +85,14 @@ class BodyChecks:
         """Raise 400 on a type error; drop unknown fields from ``obj`` and return them."""
         return self.check_keyed(rd, obj)[0]
 
-    def check_keyed(self, rd: ResourceDef, obj: dict[str, Any]) -> tuple[Findings, bytes | None]:
+    def check_keyed(
+        self, rd: ResourceDef, obj: dict[str, Any], *, key: bytes | Unkeyed | None = UNKEYED
+    ) -> tuple[Findings, bytes | None]:
         """:meth:`check`, and the memo key of ``obj`` as the checks leave it (``None``: not
-        remembered, or the checks changed it)."""
-        key = clean_key(rd, obj)
+        remembered, or the checks changed it). ``key``: ``clean_key(rd, obj)`` if the caller
+        computed it already (for :func:`key_ends`), on ``obj`` as it is now."""
+        if key is UNKEYED:
+            key = clean_key(rd, obj)
         if key is not None and self._clean.get((rd.api_version, key)):
             return Findings(), key
         shapes.check(rd, obj)

@@ -23,7 +23,9 @@ from aiohttp import web
 from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
 
+from . import bodycheck
 from .auth import UserInfo
+from .bodycheck import UNKEYED
 from .errors import ApiError
 from .fieldmanager import request_field_manager
 from .openapi import fieldvalidation
@@ -259,22 +261,41 @@ def field_manager(call: Call) -> tuple[str, bool]:
     )
 
 
-async def field_validation(call: Call, verb: str) -> tuple[str, Findings | None]:
+async def field_validation(
+    call: Call, verb: str, body_key: bytes | None = None
+) -> tuple[str, Findings | None]:
     """The ``fieldValidation`` directive of a write and the duplicate keys of its body
-    (not looked for with ``Ignore``). The body was read before: aiohttp keeps its bytes."""
+    (not looked for with ``Ignore``). The body was read before: aiohttp keeps its bytes.
+    ``body_key``: the body checks' key of the body (``bodycheck.clean_key``), if known."""
     how = fieldvalidation.directive(call.request.query.get("fieldValidation"), verb)
     if how == fieldvalidation.IGNORE:
         return how, None
     raw = await call.request.read()
     if call.patch_type == "json":
         return how, fieldvalidation.json_patch_findings(raw, call.body)
-    return how, fieldvalidation.body_duplicates(raw, call.request.content_type or "", call.body)
+    return how, fieldvalidation.body_duplicates(
+        raw,
+        call.request.content_type or "",
+        call.body,
+        key_ends=None if body_key is None else bodycheck.key_ends(body_key, call.body),
+    )
 
 
 async def create(server: ApiServer, call: Call) -> web.StreamResponse:
     r = call.route
     manager, _ = field_manager(call)
-    how, findings = await field_validation(call, "create")
+    body = call.body
+    # The body checks' key, computed once here for both the duplicate-key check and the
+    # registry's body checks (it encodes the body); only for a body with metadata, which
+    # the registry then checks as it is.
+    body_key = (
+        bodycheck.clean_key(r.rd, body)
+        if body.__class__ is dict and body.get("metadata").__class__ is dict
+        else UNKEYED
+    )
+    how, findings = await field_validation(
+        call, "create", None if body_key is UNKEYED else body_key
+    )
     obj = await server.registry.create(
         r.rd,
         r.namespace,
@@ -285,6 +306,7 @@ async def create(server: ApiServer, call: Call) -> web.StreamResponse:
         findings=findings,
         field_manager=manager,
         only_serialized=True,
+        body_key=body_key,
     )
     return json_response(obj, 201)
 

@@ -38,6 +38,8 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from berth.api.meta import Obj, get_path
 from berth.api.resources import ResourceDef
 
@@ -146,15 +148,15 @@ class Judgement:
     annotations: tuple[tuple[str, str], ...] = ()
     warning: str | None = None
     refusal: str | None = None
-    audited: dict[str, str] | None = field(default=None, compare=False)
+    audited: orjson.Fragment | None = field(default=None, compare=False)
     """The annotations as the audit line writes them (``pod-security.kubernetes.io/...``),
-    made once with the judgement; ``None``: nothing to audit (no violation, no label
-    error). Shared by every line written from this judgement: never mutated."""
+    encoded once with the judgement (JSON, spliced into each line as it is); ``None``:
+    nothing to audit (no violation, no label error)."""
 
     @staticmethod
     def of(annotations: dict[str, str], warning: str | None, refusal: str | None) -> Judgement:
         audited = (
-            {LABEL_PREFIX + k: v for k, v in annotations.items()}
+            orjson.Fragment(orjson.dumps({LABEL_PREFIX + k: v for k, v in annotations.items()}))
             if "audit-violations" in annotations or "error" in annotations
             else None
         )
@@ -501,7 +503,7 @@ class PodSecurityAdmission:
                 first.append(pod)
         return first + siblings
 
-    def _audit(self, review: Review, annotations: dict[str, str]) -> None:
+    def _audit(self, review: Review, annotations: orjson.Fragment) -> None:
         """The request's audit annotations, as a line of the audit log (written only when
         there is a violation or a label error to record: :attr:`Judgement.audited`)."""
         self.audit_log.write(

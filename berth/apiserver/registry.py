@@ -37,7 +37,7 @@ from .admission import admit
 from .allocators import IPAllocator, PortAllocator
 from .auth import UserInfo
 from .bodies import check_depth
-from .bodycheck import BodyChecks
+from .bodycheck import UNKEYED, BodyChecks, Unkeyed
 from .codec import Codec, answer
 from .config import DEFAULT_EVENT_TTL
 from .disruption import check_budgets
@@ -403,9 +403,11 @@ class Registry:
         *,
         field_validation: str = IGNORE,
         findings: Findings | None = None,
+        body_key: bytes | Unkeyed | None = UNKEYED,
     ) -> tuple[Obj, bytes | None]:
         """:meth:`_check_identity`, and the body checks' key of the checked body
-        (:meth:`BodyChecks.check_keyed`; ``None`` when there is none)."""
+        (:meth:`BodyChecks.check_keyed`; ``None`` when there is none). ``body_key``: that
+        key of ``obj`` as given, if the caller computed it (``bodycheck.clean_key``)."""
         if not isinstance(obj, dict):
             raise bad_request("the body of the request must be a JSON object")
         api_version = obj.get("apiVersion")
@@ -422,6 +424,7 @@ class Registry:
         m = obj.get("metadata")
         if m is None:
             m = obj["metadata"] = {}
+            body_key = UNKEYED  # not the body it was computed from any more
         if not isinstance(m, dict):
             raise bad_request("metadata must be an object")
         body_ns = m.get("namespace")
@@ -432,7 +435,7 @@ class Registry:
             )
         # Types checked, unknown fields never stored; reported as fieldValidation says, with
         # the duplicate keys the caller found in the body (upstream's strict decoding).
-        unknown, key = self.body_checks.check_keyed(rd, obj)
+        unknown, key = self.body_checks.check_keyed(rd, obj, key=body_key)
         found = Findings()
         if findings is not None:
             found.extend(findings)
@@ -471,6 +474,7 @@ class Registry:
         field_manager: str = SERVER_MANAGER,
         applied_fields: Any = _NO_FIELDS,
         only_serialized: Literal[False] = False,
+        body_key: bytes | Unkeyed | None = UNKEYED,
     ) -> Obj: ...
 
     @overload
@@ -487,6 +491,7 @@ class Registry:
         field_manager: str = SERVER_MANAGER,
         applied_fields: Any = _NO_FIELDS,
         only_serialized: bool,
+        body_key: bytes | Unkeyed | None = UNKEYED,
     ) -> Obj | orjson.Fragment: ...
 
     async def create(
@@ -502,15 +507,17 @@ class Registry:
         field_manager: str = SERVER_MANAGER,
         applied_fields: Any = _NO_FIELDS,
         only_serialized: bool = False,
+        body_key: bytes | Unkeyed | None = UNKEYED,
     ) -> Obj | orjson.Fragment:
         """Create ``body``; ``field_manager`` owns what it sets (an Update entry), unless
         ``applied_fields`` holds the managedFields of the server-side apply creating it.
         ``only_serialized``: the caller does nothing with the returned object but serialize
         it with ``orjson.dumps``, so the watch hub may share it instead of decoding the
         stored bytes again, and what is returned may be its JSON already, as an
-        :class:`orjson.Fragment` (:meth:`Codec.encode_created`)."""
+        :class:`orjson.Fragment` (:meth:`Codec.encode_created`). ``body_key``: the body
+        checks' key of ``body`` (``bodycheck.clean_key``), if the caller computed it."""
         obj, body_key = self._check_identity_keyed(
-            rd, ns, body, field_validation=field_validation, findings=findings
+            rd, ns, body, field_validation=field_validation, findings=findings, body_key=body_key
         )
         m = obj["metadata"]
         generate = (

@@ -244,3 +244,40 @@ def valid_fields(node: Any, depth: int = 0) -> bool:
         if not valid_fields(child, depth + 1):
             return False
     return True
+
+
+class FrozenFields(dict[str, Any]):
+    """A field set that refuses every change in place, for one set shared by many objects
+    (the remembered field set of created pods: see ``FieldManager._pod_create_fields``).
+
+    It is a ``dict`` (JSON encoders, equality and the functions here treat it as one; they
+    never mutate their arguments anyway), whose mutating methods raise ``TypeError``. A copy
+    (``copy.copy``, ``copy.deepcopy``, pickling) is a plain, mutable ``dict``."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a shared field set cannot be changed in place: copy it first")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return {key: _thaw(child) for key, child in self.items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+def _thaw(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _thaw(child) for key, child in node.items()}
+    return node
+
+
+def frozen(s: FieldSet) -> FrozenFields:
+    """``s`` as :class:`FrozenFields` all the way down (field sets hold only nested dicts)."""
+    return FrozenFields({key: frozen(child) for key, child in s.items()})

@@ -57,12 +57,16 @@ def is_json(raw: bytes) -> bool:
     return True
 
 
-def json_duplicates(raw: bytes, value: Any) -> list[str]:
+def json_duplicates(raw: bytes, value: Any, *, key_ends: int | None = None) -> list[str]:
     """The paths of the repeated keys in JSON text ``raw`` (decoded as ``value``), in
-    document order, without repeats, at most :data:`MAX_REPORTED`."""
+    document order, without repeats, at most :data:`MAX_REPORTED`. ``key_ends``: the
+    number of ``":`` in ``orjson.dumps(value)`` when the caller knows it already (see
+    :func:`berth.apiserver.bodycheck.key_ends`), which spares encoding ``value`` again."""
     if not isinstance(value, dict | list):
         return []
-    if raw.count(KEY_END) == orjson.dumps(value).count(KEY_END):
+    if key_ends is None:
+        key_ends = orjson.dumps(value).count(KEY_END)
+    if raw.count(KEY_END) == key_ends:
         return []
     tree = json.loads(raw, object_pairs_hook=_Pairs)
     found: list[str] = []

@@ -107,9 +107,12 @@ class Findings:
         return bool(self.errors)
 
 
-def body_duplicates(raw: bytes, content_type: str, value: Any, *, prefix: str = "") -> Findings:
+def body_duplicates(
+    raw: bytes, content_type: str, value: Any, *, prefix: str = "", key_ends: int | None = None
+) -> Findings:
     """The repeated keys of a request body (JSON: ``duplicate field "a.b"``; YAML: go-yaml's
-    line messages, which Strict shows under one ``error converting YAML to JSON`` line)."""
+    line messages, which Strict shows under one ``error converting YAML to JSON`` line).
+    ``key_ends``: see :func:`duplicates.json_duplicates`."""
     found = Findings()
     if not raw:
         return found
@@ -126,7 +129,7 @@ def body_duplicates(raw: bytes, content_type: str, value: Any, *, prefix: str = 
         return found
     if "protobuf" in content_type.lower():
         return found
-    for path in duplicates.json_duplicates(raw, value):
+    for path in duplicates.json_duplicates(raw, value, key_ends=key_ends):
         found.add(f"{prefix}duplicate field {go_quote(path)}")
     return found
 

@@ -14,6 +14,7 @@ import uuid
 import warnings
 from typing import Any
 
+import orjson
 import pytest
 
 from berth.api.meta import format_now, format_time, new_uid, now, parse_time, random_bytes
@@ -21,7 +22,7 @@ from berth.api.resources import TABLE, ResourceDef
 from berth.apiserver import client_warnings, shapes
 from berth.apiserver.audit import AuditLog
 from berth.apiserver.auth import UserInfo
-from berth.apiserver.bodycheck import BodyChecks, clean_key
+from berth.apiserver.bodycheck import BodyChecks, clean_key, key_ends
 from berth.apiserver.errors import ApiError
 from berth.apiserver.fieldmanager import FieldManager
 from berth.apiserver.fieldmanager.managers import encode as encode_managed
@@ -124,16 +125,67 @@ def test_a_created_pods_field_set_is_the_full_computations_hit_or_miss(order: in
             assert _recorded(fm, PODS, obj) == _full_create_fields(fm, PODS, obj), obj
 
 
-def test_the_remembered_field_set_is_not_shared_between_pods() -> None:
+def _fields_of(obj: dict[str, Any]) -> Any:
+    return obj["metadata"]["managedFields"][0]["fieldsV1"]
+
+
+def _untimed(obj: dict[str, Any]) -> Any:
+    """The managedFields entries without their times (two writes may straddle a second)."""
+    return [{k: v for k, v in e.items() if k != "time"} for e in obj["metadata"]["managedFields"]]
+
+
+def test_the_remembered_field_set_is_shared_and_refuses_changes_in_place() -> None:
     fm = FieldManager()
     a, b = copy.deepcopy(_pod("a")), copy.deepcopy(_pod("b"))
     fm.record_update(PODS, None, a, manager="m")
     fm.record_update(PODS, None, b, manager="m")
-    a["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"].clear()
+    shared = _fields_of(a)
+    assert shared is _fields_of(b)  # one set for the pods of one template
+    spec, labels = shared["f:spec"], shared["f:metadata"]["f:labels"]
+    changes: list[tuple[Any, str, tuple[Any, ...]]] = [
+        (spec, "clear", ()),
+        (shared, "__setitem__", ("f:x", {})),
+        (spec, "pop", ("f:containers",)),
+        (labels, "update", ({"f:y": {}},)),
+        (shared, "setdefault", ("f:z", {})),
+        (spec, "popitem", ()),
+    ]
+    for target, method, args in changes:
+        with pytest.raises(TypeError):
+            getattr(target, method)(*args)
+    with pytest.raises(TypeError):
+        del shared["f:spec"]
     c = copy.deepcopy(_pod("c"))
     fm.record_update(PODS, None, c, manager="m")
-    assert b["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
-    assert c["metadata"]["managedFields"][0]["fieldsV1"] == _full_create_fields(fm, PODS, c)[0]
+    assert _fields_of(c) == _full_create_fields(fm, PODS, c)[0]
+    thawed = copy.deepcopy(a)  # a copy of a pod is a plain, mutable object
+    _fields_of(thawed)["f:spec"].clear()
+    assert _fields_of(thawed) != shared
+    assert _fields_of(c)["f:spec"]
+
+
+def test_writes_over_a_pod_holding_the_shared_field_set_are_the_full_computations() -> None:
+    """A created pod handed back as it is (the live object of an update, or its own
+    managedFields in the body) works as with a decoded copy, and leaves the set intact."""
+    fm, plain = FieldManager(), FieldManager()
+    live = copy.deepcopy(_pod("a"))
+    fm.record_update(PODS, None, live, manager="m")
+    before = copy.deepcopy(_fields_of(live))
+    decoded = copy.deepcopy(live)  # what a read from the store gives
+    new = copy.deepcopy(decoded)
+    new["spec"]["containers"][0]["image"] = "other"
+    new["metadata"]["labels"] = {"tier": "b"}
+    for requested in ({}, {"requested": live["metadata"]["managedFields"]}):
+        got, want = copy.deepcopy(new), copy.deepcopy(new)
+        fm.record_update(PODS, live, got, manager="n", **requested)
+        plain.record_update(PODS, decoded, want, manager="n", **requested)
+        assert _untimed(got) == _untimed(want)
+    config = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}}
+    config["spec"] = {"containers": [{"name": "c", "image": "applied"}]}
+    applied, _ = fm.apply(PODS, live, copy.deepcopy(config), manager="k", force=True)
+    want_applied, _ = plain.apply(PODS, decoded, copy.deepcopy(config), manager="k", force=True)
+    assert _untimed(applied) == _untimed(want_applied)
+    assert _fields_of(live) == before
 
 
 def test_a_created_pod_entry_names_its_writer_version_and_time() -> None:
@@ -316,7 +368,7 @@ class _RecordingAudit(AuditLog):
         self.lines: list[dict[str, Any]] = []
 
     def write(self, event: dict[str, Any]) -> None:
-        self.lines.append(event)
+        self.lines.append(orjson.loads(orjson.dumps(event)))  # the line's JSON, as written
 
 
 def _psa(config: PodSecurityConfig) -> tuple[PodSecurityAdmission, _RecordingAudit]:
@@ -578,3 +630,35 @@ def test_the_body_key_is_given_only_for_the_body_as_the_checks_leave_it() -> Non
         body = _body("x")
         assert checks.check_keyed(PODS, body)[1] == clean_key(PODS, body)
     assert checks.check_keyed(_rd("", "configmaps"), {"metadata": {"name": "c"}})[1] is None
+
+
+DUPLICATE_BODIES: list[bytes] = [
+    b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p-1","labels":{"app":"x"}}}',
+    b'{"kind":"Pod","metadata":{"name":"p-1","name":"p-2"}}',
+    b'{"metadata":{"name":"a\\":","labels":{"a":"1","a":"2"}}}',  # a name hiding a key end
+    b'{"metadata":{"name":"a\\":"},"spec":{}}',
+    b'{"metadata":{"name":"\\"\\":\\":"},"metadata":{"name":"\\":"}}',
+    b'{"metadata":{"name":"\\u0022:"},"spec":{"a":1,"a":2}}',
+    b'{"metadata":{"name":"\\u00e9t\\u00e9\\":x"},"spec":{"containers":[{"n":1,"n":1}]}}',
+    b'{"metadata":{"name":null,"labels":{"k\\":":"v"}},"status":{}}',
+    b'{"metadata":{"name":7},"spec":{"x":{"y":1,"y":1}}}',
+    b'{"metadata":{},"spec":{"a":"\\":\\":"}}',
+    b'{"metadata":{"generateName":"g\\":","name":"n\\":"},"x":1,"x":1}',
+    b'{ "metadata" : {"name":"spaced"} }',
+]
+
+
+@pytest.mark.parametrize("raw", DUPLICATE_BODIES)
+def test_the_body_keys_count_of_key_ends_is_the_bodys(raw: bytes) -> None:
+    """The duplicate-key check counts the key ends of the body from its body key (no second
+    encoding): the same count, so the same findings, whatever the name holds."""
+    value = orjson.loads(raw)
+    key = clean_key(PODS, value)
+    assert key is not None
+    assert key_ends(key, value) == orjson.dumps(value).count(b'":')
+    for content_type in ("application/json", "application/yaml"):
+        given = fieldvalidation.body_duplicates(raw, content_type, value, key_ends=None)
+        shared = fieldvalidation.body_duplicates(
+            raw, content_type, value, key_ends=key_ends(key, value)
+        )
+        assert (shared.errors, shared.warnings) == (given.errors, given.warnings)
