@@ -21,8 +21,21 @@ from provisioner.errors import FactError
 T = TypeVar("T")
 
 
+_CLASSES: dict[str, type[Fact[Any]]] = {}
+
+
+def fact_class(name: str) -> type[Fact[Any]] | None:
+    """The fact class called ``name`` (among those imported), for rebuilding a fact from its
+    :meth:`Fact.key`."""
+    return _CLASSES.get(name)
+
+
 class Fact(ABC, Generic[T]):
     """Base of every fact (subclasses are ``@dataclass(frozen=True)``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _CLASSES[cls.__name__] = cls
 
     volatile: ClassVar[bool] = False
     """True for facts that change by themselves (time, free space): left out of fingerprints."""

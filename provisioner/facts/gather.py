@@ -44,16 +44,24 @@ SOLO_TRIES = 3
 
 
 def gather(
-    connector: Connector, facts: Sequence[Fact[Any]], into: FactSet | None = None
+    connector: Connector,
+    facts: Sequence[Fact[Any]],
+    into: FactSet | None = None,
+    *,
+    speculative: Sequence[Fact[Any]] = (),
 ) -> FactSet:
     """Run every fact in ``facts`` on the host in one round-trip and parse the results.
 
     Facts marked ``solo`` (the clock) get their own short round-trip each, best of three by
     round-trip time, so slower facts in the batch do not blur when they were read.
+    ``speculative`` facts (probably needed next) ride along in the same batch; one whose output
+    does not parse is left out instead of failing the host.
     """
     result = into if into is not None else FactSet(connector.host)
     unique = list(dict.fromkeys(facts))
-    _batch(connector, [f for f in unique if not f.solo], result)
+    wanted = set(unique)
+    extra = [f for f in dict.fromkeys(speculative) if not f.solo and f not in wanted]
+    _batch(connector, [f for f in unique if not f.solo], result, optional=extra)
     for fact in (f for f in unique if f.solo):
         best: FactSet | None = None
         for _ in range(SOLO_TRIES):
@@ -73,9 +81,16 @@ def _spread(facts: FactSet, fact: Fact[Any]) -> float:
     return received - sent
 
 
-def _batch(connector: Connector, unique: list[Fact[Any]], result: FactSet) -> FactSet:
-    if not unique:
-        return result
+def _batch(
+    connector: Connector,
+    required: list[Fact[Any]],
+    result: FactSet,
+    *,
+    optional: Sequence[Fact[Any]] = (),
+) -> FactSet:
+    if not required:
+        return result  # speculation alone never costs a round trip
+    unique = [*required, *optional]
     token = secrets.token_hex(8)
     sent = time.time()
     answer = connector.run(batch_script(unique, token))
@@ -88,7 +103,12 @@ def _batch(connector: Connector, unique: list[Fact[Any]], result: FactSet) -> Fa
             f"{answer.stderr.strip()[-300:]}"
         ) from None
     result.round_trip = (sent, received)
-    for fact, (output, code) in zip(unique, sections, strict=True):
-        result.add(fact, output, code)
+    for index, (fact, (output, code)) in enumerate(zip(unique, sections, strict=True)):
+        try:
+            result.add(fact, output, code)
+        except FactError:
+            if index < len(required):
+                raise
+            continue  # a speculative fact that does not parse: as if never asked
         result.times[fact.key()] = (sent, received)
     return result
