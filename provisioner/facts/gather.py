@@ -91,24 +91,43 @@ def _batch(
     if not required:
         return result  # speculation alone never costs a round trip
     unique = [*required, *optional]
+    runs = _combined(unique)
     token = secrets.token_hex(8)
     sent = time.time()
-    answer = connector.run(batch_script(unique, token))
+    answer = connector.run(batch_script([run for run, _ in runs], token))
     received = time.time()
     try:
-        sections = split_sections(answer.stdout, token, len(unique))
+        sections = split_sections(answer.stdout, token, len(runs))
     except FactError as error:
         raise FactError(
             f"{connector.host}: gathering facts failed ({error}); exit {answer.exit_code}: "
             f"{answer.stderr.strip()[-300:]}"
         ) from None
     result.round_trip = (sent, received)
-    for index, (fact, (output, code)) in enumerate(zip(unique, sections, strict=True)):
-        try:
-            result.add(fact, output, code)
-        except FactError:
-            if index < len(required):
-                raise
-            continue  # a speculative fact that does not parse: as if never asked
-        result.times[fact.key()] = (sent, received)
+    needed = set(required)
+    for (_, members), (output, code) in zip(runs, sections, strict=True):
+        for fact in members:
+            try:
+                own = fact.portion(output) if type(fact).combinable else output
+                result.add(fact, own, code)
+            except FactError:
+                if fact in needed:
+                    raise
+                continue  # a speculative fact that does not parse: as if never asked
+            result.times[fact.key()] = (sent, received)
     return result
+
+
+def _combined(facts: list[Fact[Any]]) -> list[tuple[Fact[Any], list[Fact[Any]]]]:
+    """What runs on the host: (command's fact, the facts parsed from its output). Facts of a
+    combinable class run as one combined fact, even alone, so each one's raw output (its
+    portion, which digests and drift checks compare) never depends on its batch-mates."""
+    runs: list[tuple[Fact[Any], list[Fact[Any]]]] = []
+    groups: dict[type[Fact[Any]], list[Fact[Any]]] = {}
+    for fact in facts:
+        if type(fact).combinable:
+            groups.setdefault(type(fact), []).append(fact)
+        else:
+            runs.append((fact, [fact]))
+    runs += [(cls.combine(members), members) for cls, members in groups.items()]
+    return runs
