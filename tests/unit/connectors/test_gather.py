@@ -14,7 +14,8 @@ from provisioner.errors import FactError
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.gather import gather
-from provisioner.facts.system import Clock, OsRelease, Sysctls
+from provisioner.facts.packages import Packages
+from provisioner.facts.system import Clock, Machine, OsRelease, Sysctls
 from tests.harness.fake_connector import FakeConnector
 
 
@@ -107,6 +108,25 @@ def test_path_facts_of_a_batch_run_as_one_command_each_with_its_own_output(
     # each fact's own output (what digests and drift checks compare) does not depend on what
     # else was gathered with it
     for fact in (alone, mixed, overlapping):
+        solo = gather(LocalConnector(), [fact])
+        assert solo.get(fact) == together.get(fact)
+        assert solo.digests([fact]) == together.digests([fact])
+
+
+def test_package_facts_of_a_batch_run_as_one_dpkg_query_each_with_its_own_output() -> None:
+    every, some = Packages(), Packages(("bash", "no-such-package-here"))
+    sent: list[str] = []
+
+    class Counting(LocalConnector):
+        def run(self, command, *, stdin=None, timeout=None):  # type: ignore[no-untyped-def]
+            sent.append(str(command))
+            return super().run(command, stdin=stdin, timeout=timeout)
+
+    together = gather(Counting(), [some, Machine(), every])
+    assert sent[0].count("dpkg-query") == 1
+    assert together.get(some)["no-such-package-here"] is None
+    assert together.get(some)["bash"] == together.get(every)["bash"] is not None
+    for fact in (every, some):
         solo = gather(LocalConnector(), [fact])
         assert solo.get(fact) == together.get(fact)
         assert solo.digests([fact]) == together.digests([fact])
