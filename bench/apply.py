@@ -10,12 +10,16 @@ times and pyinfra/berth ratios, against the goals: no-op on 20 hosts <= 0.6 s an
 pyinfra (issue 18).
 
 Run: ``.venv/bin/python bench/apply.py [3 20]`` (root; pyinfra from the ``bench`` extra).
+``BENCH_BASELINE=/path/to/main-checkout`` also alternates that berth's no-ops with this tree's
+on the same lab and prints both with their CPU (local and the lab hosts'), the figures a loaded
+machine distorts least. ``BENCH_LAB_PREFIX`` prefixes the labs' names.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +38,13 @@ PYINFRA = Path(
     os.environ.get("BERTH_PYINFRA", str(ROOT / ".cache" / "pyinfra-venv" / "bin" / "pyinfra"))
 )
 
+BASELINE = os.environ.get("BENCH_BASELINE")
+"""A checkout of another berth (e.g. a worktree of main): its no-op re-applies alternate with
+this tree's on the same lab, and both are printed with their CPU (local and the lab hosts'),
+which the machine's load distorts far less than wall time."""
+LAB_PREFIX = os.environ.get("BENCH_LAB_PREFIX", "")
+"""Prefix for the labs' names (``bb20``, ``bp20``), so two benches on one machine do not
+replace each other's labs."""
 NOOPS = int(os.environ.get("BENCH_NOOPS", "3"))
 """No-op re-applies per tool and size; the median is the figure."""
 NOOP_GOAL = 0.6
@@ -118,8 +129,52 @@ def _timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, s
     return elapsed, done.stdout
 
 
+def _lab_cpu(lab: Lab) -> float:
+    """CPU seconds the lab's hosts used so far (their cgroup; 0 where it cannot be read)."""
+    try:
+        v1 = Path(f"/sys/fs/cgroup/cpuacct/berth-lab/{lab.name}/cpuacct.usage")
+        return int(v1.read_text()) / 1e9
+    except (OSError, ValueError):
+        pass
+    for base in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        try:
+            stat = Path(f"{base}/berth-lab/{lab.name}/cpu.stat").read_text()
+            return int(stat.split()[1]) / 1e6  # usage_usec
+        except (OSError, ValueError, IndexError):
+            continue
+    return 0.0
+
+
+def _noop_cpu(argv: list[str], lab: Lab, *, cwd: Path, env: dict[str, str]) -> tuple[float, ...]:
+    """(wall, local CPU, lab hosts' CPU) of one berth no-op re-apply, checked to change nothing."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    hosts = _lab_cpu(lab)
+    wall, out = _timed(argv, cwd=cwd, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    events = [json.loads(line) for line in out.splitlines()]
+    changes = [e for e in events if e["kind"] == "change"]
+    assert not changes, f"berth re-apply was not a no-op: {changes[:3]}"
+    local = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, local, _lab_cpu(lab) - hosts
+
+
+def _against_baseline(argv: list[str], lab: Lab, *, cwd: Path, env: dict[str, str]) -> None:
+    """No-ops of BENCH_BASELINE's berth and this one, alternating on the same lab."""
+    assert BASELINE is not None
+    trees = {"baseline": BASELINE, "this tree": str(ROOT)}
+    figures: dict[str, list[tuple[float, ...]]] = {name: [] for name in trees}
+    for _ in range(NOOPS):
+        for name, tree in trees.items():
+            run_env = dict(env, PYTHONPATH=tree)
+            figures[name].append(_noop_cpu(argv, lab, cwd=cwd, env=run_env))
+    for name, runs in figures.items():
+        wall, local, hosts = (statistics.median(r[i] for r in runs) for i in range(3))
+        print(f"{lab.name} {name:>9}: no-op wall {wall:.2f}s, CPU local {local:.2f}s + hosts "
+              f"{hosts:.2f}s (median of {NOOPS}, load {os.getloadavg()[0]:.0f})")  # fmt: skip
+
+
 def bench_berth(count: int, work: Path) -> tuple[float, float]:
-    lab = _boot(f"bb{count}", count)
+    lab = _boot(f"{LAB_PREFIX}bb{count}", count)
     try:
         env = dict(os.environ, BERTH_CACHE_DIR=str(work / "cache"),
                    BERTH_STATE_DIR=str(work / "state"))  # fmt: skip
@@ -130,6 +185,9 @@ def bench_berth(count: int, work: Path) -> tuple[float, float]:
         argv = [str(BIN / "berth"), "apply", "-i", str(lab.spec_path), "--phases", "demo",
                 "--yes", "--output", "json", "--parallel", "32"]  # fmt: skip
         cold, _ = _timed(argv, cwd=work, env=env)
+        if BASELINE:
+            _timed(argv, cwd=work, env=dict(env, PYTHONPATH=BASELINE))  # compile its bytecode
+            _against_baseline(argv, lab, cwd=work, env=env)
         noops = []
         for _ in range(NOOPS):
             noop, out = _timed(argv, cwd=work, env=env)
@@ -143,7 +201,7 @@ def bench_berth(count: int, work: Path) -> tuple[float, float]:
 
 
 def bench_pyinfra(count: int, work: Path, deb: Path) -> tuple[float, float]:
-    lab = _boot(f"bp{count}", count)
+    lab = _boot(f"{LAB_PREFIX}bp{count}", count)
     try:
         deploy = work / "pyinfra"
         deploy.mkdir(exist_ok=True)

@@ -44,9 +44,12 @@ class ShellSession:
     def __init__(self, transport: paramiko.Transport, *, timeout: float) -> None:
         self.channel = transport.open_session(timeout=timeout)
         self.channel.exec_command("exec /bin/sh")
+        self._out = bytearray()
+        self._err = bytearray()
         # anything the login shell printed before sh took over (an rc file's echo) is swallowed
-        # by this first frame instead of landing in the first real command's output
-        self.run(":")
+        # by this first frame instead of landing in the first real command's output; it is
+        # read with that command's frame (sent right behind it), so it costs no round trip
+        self._swallow: str | None = self._send(":")
 
     @property
     def alive(self) -> bool:
@@ -61,6 +64,14 @@ class ShellSession:
     def run(self, text: str, *, timeout: float | None = None) -> CommandResult:
         """Run ``text``; raises :class:`ShellTimeout` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        token = self._send(text)
+        if self._swallow is not None:
+            first, self._swallow = self._swallow, None
+            self._read(first, deadline, text)
+        return self._read(token, deadline, text)
+
+    def _send(self, text: str) -> str:
+        """Send ``text`` framed by a fresh token (returned); its frame is read by :meth:`_read`."""
         token = secrets.token_hex(8)
         script = (
             f"( {text}\n) </dev/null\n"
@@ -68,13 +79,27 @@ class ShellSession:
             f"printf '\\n@@{token}\\n' >&2\n"
         )
         self.channel.sendall(script.encode())
+        return token
+
+    def _read(self, token: str, deadline: float | None, text: str) -> CommandResult:
+        """The frame of ``token``: frames come back in the order they were sent, and the bytes
+        after one frame (the next one's, when commands were sent back to back) are kept."""
         out_end = re.compile(rb"\n@@" + token.encode() + rb" (\d+)\n")
         err_end = b"\n@@" + token.encode() + b"\n"
-        out = bytearray()
-        err = bytearray()
+        out, err = self._out, self._err
         code: int | None = None
-        err_done = False
-        while code is None or not err_done:
+        stderr: bytes | None = None
+        stdout = b""
+        while code is None or stderr is None:
+            if code is None and (match := out_end.search(out)):
+                code = int(match.group(1))
+                stdout = bytes(out[: match.start()])
+                del out[: match.end()]
+            if stderr is None and (cut := err.find(err_end)) >= 0:
+                stderr = bytes(err[:cut])
+                del err[: cut + len(err_end)]
+            if code is not None and stderr is not None:
+                break
             # wake up now and then: a transport that dies does not always wake the channel
             wait = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
             select.select([self.channel], [], [], wait)
@@ -82,18 +107,14 @@ class ShellSession:
                 err += self.channel.recv_stderr(_BUF)
             while self.channel.recv_ready():
                 out += self.channel.recv(_BUF)
-            if code is None and (match := out_end.search(out)):
-                code = int(match.group(1))
-                del out[match.start() :]
-            if not err_done and err.endswith(err_end):
-                err_done = True
-                del err[-len(err_end) :]
-            if (code is None or not err_done) and not self.alive and not self._pending():
+            pending = (code is None and not out_end.search(out)) or (
+                stderr is None and err_end not in err
+            )
+            if pending and not self.alive and not self._pending():
                 raise ShellDied(bytes(err[-300:]).decode(errors="replace"))
-            pending = code is None or not err_done
             if pending and deadline is not None and time.monotonic() >= deadline:
                 raise ShellTimeout(text)
-        return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"))
+        return CommandResult(code, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
     def _pending(self) -> bool:
         return self.channel.recv_ready() or self.channel.recv_stderr_ready()

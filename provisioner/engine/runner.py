@@ -20,6 +20,7 @@ hosts finish the phase, and the run then stops with exit 6.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -33,6 +34,7 @@ from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import Connector, HostName, HostTarget
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.engine.diff import upload_diff
+from provisioner.engine.factmemo import FactMemo, memo_path, selection_key
 from provisioner.engine.plan import Plan, PlanDriftError, PlannedOp
 from provisioner.errors import (
     ConnectError,
@@ -134,6 +136,7 @@ class Engine:
         """Seconds between ``warning`` events naming the hosts a stage or phase waits for."""
         self._doing: dict[HostName, str] = {}  # the operation each host is applying now
         self._failed_op: dict[HostName, str | None] = {}  # the operation a failed host was in
+        self._memo: FactMemo | None = None  # set by plan(): the facts the last plan needed
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -241,13 +244,17 @@ class Engine:
                 hint="nothing was changed; fix the hosts or pass --allow-unreachable to skip them",
             )
 
-    def host_facts(self, host: HostName, facts: Sequence[Fact[Any]]) -> FactSet:
-        """Facts of ``host``, gathering (in one round-trip) only those not cached yet."""
+    def host_facts(
+        self, host: HostName, facts: Sequence[Fact[Any]], *, speculative: Sequence[Fact[Any]] = ()
+    ) -> FactSet:
+        """Facts of ``host``, gathering (in one round-trip) only those not cached yet, with
+        the ``speculative`` ones not cached yet riding along (see :func:`gather`)."""
         with self._fact_locks[host]:
             cached = self._facts.setdefault(host, FactSet(host))
             missing = [f for f in facts if f not in cached]
             if missing:
-                gather(self.connectors[host], missing, into=cached)
+                extra = [f for f in speculative if f not in cached]
+                gather(self.connectors[host], missing, into=cached, speculative=extra)
             return cached
 
     # -- phases ---------------------------------------------------------------------------------
@@ -340,6 +347,10 @@ class Engine:
             unreachable=sorted(self.unreachable),
         )
         failures: list[str] = []
+        self._memo = FactMemo(
+            memo_path(self.ctx.cache_dir, self.ctx.inventory.cluster),
+            selection_key([p.path for p in self.phases]),
+        )
         self.emit("stage", "plan", phase="plan", total=len(self.hosts))
         for host, result in self._map(self._plan_host, self.hosts, stage="plan"):
             if isinstance(result, BaseException):
@@ -352,6 +363,9 @@ class Engine:
             raise HostsFailed(
                 failures, exit_code=ExitCode.APPLY, what="planning", hint="nothing was changed"
             )
+        with contextlib.suppress(OSError):  # only a prediction: the next plan reads more
+            self._memo.save()
+        self._memo = None
         order = {p.path: i for i, p in enumerate(self.phases)}
         hosts = {h: i for i, h in enumerate(plan.hosts)}
         for selected in self.phases:
@@ -367,10 +381,27 @@ class Engine:
         return plan
 
     def _plan_host(self, host: HostTarget) -> tuple[list[PlannedOp], dict[str, str]]:
-        self.host_facts(host.name, self._phase_facts(host, checks=False))  # cached after preflight
+        # one round trip for the whole plan: a phase that declares no facts builds its
+        # operations without any, so their facts join the declared ones (cached after
+        # preflight) in one batch, and the facts of operations built *from* facts ride along
+        # as predicted by the last plan (the memo); only a wrong prediction costs a second trip
+        early = [
+            fact
+            for p in self.phases
+            if p.phase.operations is not None and p.phase.facts is None
+            for op in self.operations(p, host)
+            for fact in op.facts()
+        ]
+        declared = [*self._phase_facts(host, checks=False), *early]
+        memo = self._memo
+        predicted = memo.predicted(host.name) if memo is not None else []
+        self.host_facts(host.name, declared, speculative=predicted)
         by_phase = self._phase_ops(host)
         wanted = [f for _, ops in by_phase for op in ops for f in op.facts()]
         facts = self.host_facts(host.name, wanted)
+        if memo is not None:
+            known = set(declared)
+            memo.record(host.name, [f for f in wanted if f not in known])
         run = HostRun()
         planned: list[PlannedOp] = []
         for selected, ops in by_phase:

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from provisioner.errors import FactError
@@ -21,8 +21,21 @@ from provisioner.errors import FactError
 T = TypeVar("T")
 
 
+_CLASSES: dict[str, type[Fact[Any]]] = {}
+
+
+def fact_class(name: str) -> type[Fact[Any]] | None:
+    """The fact class called ``name`` (among those imported), for rebuilding a fact from its
+    :meth:`Fact.key`."""
+    return _CLASSES.get(name)
+
+
 class Fact(ABC, Generic[T]):
     """Base of every fact (subclasses are ``@dataclass(frozen=True)``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _CLASSES[cls.__name__] = cls
 
     volatile: ClassVar[bool] = False
     """True for facts that change by themselves (time, free space): left out of fingerprints."""
@@ -30,6 +43,21 @@ class Fact(ABC, Generic[T]):
     solo: ClassVar[bool] = False
     """True for facts whose value depends on *when* they are read (the clock): gathered in their
     own short round-trip, best of three, so ``FactSet.times`` bounds the reading tightly."""
+
+    combinable: ClassVar[bool] = False
+    """True for facts whose class can read many instances with one command (:meth:`combine`)
+    and cut each one's own output from it (:meth:`portion`): gathering then runs that one
+    command per batch instead of one per fact (files: one ``find`` for all paths)."""
+
+    @classmethod
+    def combine(cls, facts: Sequence[Fact[Any]]) -> Fact[Any]:
+        """One fact of this class that reads everything ``facts`` (all of this class) read."""
+        raise NotImplementedError(f"{cls.__name__} facts are not combinable")
+
+    def portion(self, output: str) -> str:
+        """This fact's own output, cut from the output of a :meth:`combine` d fact that covers
+        it; always the same text for the same host state however facts were combined."""
+        return output
 
     @property
     def name(self) -> str:

@@ -44,16 +44,24 @@ SOLO_TRIES = 3
 
 
 def gather(
-    connector: Connector, facts: Sequence[Fact[Any]], into: FactSet | None = None
+    connector: Connector,
+    facts: Sequence[Fact[Any]],
+    into: FactSet | None = None,
+    *,
+    speculative: Sequence[Fact[Any]] = (),
 ) -> FactSet:
     """Run every fact in ``facts`` on the host in one round-trip and parse the results.
 
     Facts marked ``solo`` (the clock) get their own short round-trip each, best of three by
     round-trip time, so slower facts in the batch do not blur when they were read.
+    ``speculative`` facts (probably needed next) ride along in the same batch; one whose output
+    does not parse is left out instead of failing the host.
     """
     result = into if into is not None else FactSet(connector.host)
     unique = list(dict.fromkeys(facts))
-    _batch(connector, [f for f in unique if not f.solo], result)
+    wanted = set(unique)
+    extra = [f for f in dict.fromkeys(speculative) if not f.solo and f not in wanted]
+    _batch(connector, [f for f in unique if not f.solo], result, optional=extra)
     for fact in (f for f in unique if f.solo):
         best: FactSet | None = None
         for _ in range(SOLO_TRIES):
@@ -73,22 +81,53 @@ def _spread(facts: FactSet, fact: Fact[Any]) -> float:
     return received - sent
 
 
-def _batch(connector: Connector, unique: list[Fact[Any]], result: FactSet) -> FactSet:
-    if not unique:
-        return result
+def _batch(
+    connector: Connector,
+    required: list[Fact[Any]],
+    result: FactSet,
+    *,
+    optional: Sequence[Fact[Any]] = (),
+) -> FactSet:
+    if not required:
+        return result  # speculation alone never costs a round trip
+    unique = [*required, *optional]
+    runs = _combined(unique)
     token = secrets.token_hex(8)
     sent = time.time()
-    answer = connector.run(batch_script(unique, token))
+    answer = connector.run(batch_script([run for run, _ in runs], token))
     received = time.time()
     try:
-        sections = split_sections(answer.stdout, token, len(unique))
+        sections = split_sections(answer.stdout, token, len(runs))
     except FactError as error:
         raise FactError(
             f"{connector.host}: gathering facts failed ({error}); exit {answer.exit_code}: "
             f"{answer.stderr.strip()[-300:]}"
         ) from None
     result.round_trip = (sent, received)
-    for fact, (output, code) in zip(unique, sections, strict=True):
-        result.add(fact, output, code)
-        result.times[fact.key()] = (sent, received)
+    needed = set(required)
+    for (_, members), (output, code) in zip(runs, sections, strict=True):
+        for fact in members:
+            try:
+                own = fact.portion(output) if type(fact).combinable else output
+                result.add(fact, own, code)
+            except FactError:
+                if fact in needed:
+                    raise
+                continue  # a speculative fact that does not parse: as if never asked
+            result.times[fact.key()] = (sent, received)
     return result
+
+
+def _combined(facts: list[Fact[Any]]) -> list[tuple[Fact[Any], list[Fact[Any]]]]:
+    """What runs on the host: (command's fact, the facts parsed from its output). Facts of a
+    combinable class run as one combined fact, even alone, so each one's raw output (its
+    portion, which digests and drift checks compare) never depends on its batch-mates."""
+    runs: list[tuple[Fact[Any], list[Fact[Any]]]] = []
+    groups: dict[type[Fact[Any]], list[Fact[Any]]] = {}
+    for fact in facts:
+        if type(fact).combinable:
+            groups.setdefault(type(fact), []).append(fact)
+        else:
+            runs.append((fact, [fact]))
+    runs += [(cls.combine(members), members) for cls, members in groups.items()]
+    return runs

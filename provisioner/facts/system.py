@@ -104,10 +104,15 @@ class Machine(Fact[MachineInfo]):
     """Hostname, CPU architecture (``uname -m``) and kernel release."""
 
     def command(self) -> str:
-        return "uname -n; uname -m; uname -r"
+        # one process: uname prints node name, kernel release and machine in that order
+        return "uname -nrm"
 
     def parse(self, output: str, exit_code: int) -> MachineInfo:
-        hostname, arch, kernel = output.splitlines()[:3]
+        lines = output.splitlines()
+        if len(lines) >= 3:  # earlier berths: one uname per line (-n, -m, -r)
+            hostname, arch, kernel = lines[:3]
+        else:
+            hostname, kernel, arch = lines[0].split()
         return MachineInfo(hostname=hostname, arch=arch, kernel=kernel)
 
 

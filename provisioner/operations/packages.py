@@ -53,12 +53,17 @@ class DebPackages(Operation):
         return "packages " + ", ".join(f"{d.name}={d.version}" for d in self.debs)
 
     def facts(self) -> tuple[Fact[Any], ...]:
+        if not self.debs:
+            return ()  # nothing to ship (every package installed): nothing to read either
         return (
             Packages(tuple(d.name for d in self.debs)),
             PathInfo((ARTIFACT_DIR, *(d.remote_path for d in self.debs))),
         )
 
     def commands(self, ctx: OpContext) -> Iterator[Command]:
+        if not self.debs:
+            ctx.noop("no packages to ship")
+            return
         installed = ctx.fact(Packages(tuple(d.name for d in self.debs)))
         paths = ctx.fact(PathInfo((ARTIFACT_DIR, *(d.remote_path for d in self.debs))))
         todo = [d for d in self.debs if installed.get(d.name) != d.version]

@@ -14,7 +14,8 @@ from provisioner.errors import FactError
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
 from provisioner.facts.gather import gather
-from provisioner.facts.system import Clock, OsRelease, Sysctls
+from provisioner.facts.packages import Packages
+from provisioner.facts.system import Clock, Machine, OsRelease, Sysctls
 from tests.harness.fake_connector import FakeConnector
 
 
@@ -81,3 +82,51 @@ def test_unparseable_output_names_host_and_fact() -> None:
 
     with pytest.raises(FactError, match=r"n3: cannot parse fact Clock\{\}"):
         gather(FakeConnector("n3", responder=respond), [Clock()])
+
+
+def test_path_facts_of_a_batch_run_as_one_command_each_with_its_own_output(
+    tmp_path: Path,
+) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / name).write_text(name)
+    a, b, c = (str(tmp_path / n) for n in ("a", "b", "c"))
+    alone, mixed, overlapping = PathInfo((a,)), PathInfo((c, str(tmp_path))), PathInfo((b, a))
+    sent: list[str] = []
+
+    class Counting(LocalConnector):
+        def run(self, command, *, stdin=None, timeout=None):  # type: ignore[no-untyped-def]
+            sent.append(str(command))
+            return super().run(command, stdin=stdin, timeout=timeout)
+
+    together = gather(Counting(), [alone, OsRelease(), mixed, overlapping])
+    # one find and one sha256sum for every path of the batch, however many facts named them
+    assert sent[0].count("find ") == 1
+    assert sent[0].count("sha256sum") == 1
+    assert together.get(overlapping)[a] == together.get(alone)[a]
+    assert together.get(mixed)[str(tmp_path)] is not None
+    assert together.get(mixed)[c] is not None
+    # each fact's own output (what digests and drift checks compare) does not depend on what
+    # else was gathered with it
+    for fact in (alone, mixed, overlapping):
+        solo = gather(LocalConnector(), [fact])
+        assert solo.get(fact) == together.get(fact)
+        assert solo.digests([fact]) == together.digests([fact])
+
+
+def test_package_facts_of_a_batch_run_as_one_dpkg_query_each_with_its_own_output() -> None:
+    every, some = Packages(), Packages(("bash", "no-such-package-here"))
+    sent: list[str] = []
+
+    class Counting(LocalConnector):
+        def run(self, command, *, stdin=None, timeout=None):  # type: ignore[no-untyped-def]
+            sent.append(str(command))
+            return super().run(command, stdin=stdin, timeout=timeout)
+
+    together = gather(Counting(), [some, Machine(), every])
+    assert sent[0].count("dpkg-query") == 1
+    assert together.get(some)["no-such-package-here"] is None
+    assert together.get(some)["bash"] == together.get(every)["bash"] is not None
+    for fact in (every, some):
+        solo = gather(LocalConnector(), [fact])
+        assert solo.get(fact) == together.get(fact)
+        assert solo.digests([fact]) == together.digests([fact])

@@ -131,3 +131,28 @@ def test_a_command_that_never_finishes_times_out() -> None:
     with pytest.raises(ShellTimeout):
         session.run("sleep 1000", timeout=0.2)
     assert time.monotonic() - started < 2
+
+
+def test_the_first_command_goes_out_with_the_swallowed_frame_in_one_exchange() -> None:
+    transport = FakeTransport()
+    channel = transport.channel
+    channel.out = b"motd from an rc file\n"  # what a login shell may print before sh takes over
+    sent: list[bytes] = []
+    real_sendall = channel.sendall
+
+    def sendall(data: bytes) -> None:
+        sent.append(data)
+        real_sendall(data)
+
+    def recv_ready() -> bool:
+        # nothing is read while only the swallow frame is out: no round trip of its own
+        assert len(sent) >= 2, "read before the first command was sent"
+        return bool(channel.out)
+
+    channel.sendall = sendall  # type: ignore[method-assign]
+    channel.recv_ready = recv_ready  # type: ignore[method-assign]
+    session = ShellSession(transport, timeout=1)  # type: ignore[arg-type]
+    assert len(sent) == 1
+    assert session.run("echo first; echo oops >&2; exit 4") == CommandResult(4, "first\n", "oops\n")
+    assert session.run("echo second") == CommandResult(0, "second\n", "")
+    assert len(sent) == 3
