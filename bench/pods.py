@@ -422,6 +422,25 @@ def _host_cpu(lab: Lab) -> dict[str, float]:
         except (OSError, ValueError):
             continue  # a cgroup2-only machine: no figure
         out.update(_agent_cpu(lab, host.name))
+        out.update(_control_plane_cpu(lab, host.name))
+    return out
+
+
+CONTROL_PLANE_UNITS = ("apiserver", "scheduler", "controller-manager")
+"""The control plane's units (``berth-<name>.service``), on the hosts that run them."""
+
+
+def _control_plane_cpu(lab: Lab, host: str) -> dict[str, float]:
+    """CPU seconds so far of each control-plane unit on ``host`` (keyed ``cp/<name>``; none
+    where the unit does not run), from the machine's cgroup2 tree as for the agent."""
+    slice_ = Path("/sys/fs/cgroup/unified/berth-lab") / lab.name / host / "payload/system.slice"
+    out: dict[str, float] = {}
+    for unit in CONTROL_PLANE_UNITS:
+        try:
+            stat = (slice_ / f"berth-{unit}.service" / "cpu.stat").read_text().split()
+        except OSError:
+            continue
+        out[f"cp/{unit}"] = int(stat[stat.index("usage_usec") + 1]) / 1e6
     return out
 
 
@@ -702,6 +721,14 @@ def print_burst(agent: dict[str, Any], runtime: list[float] | None) -> None:
             )
             if cells:
                 print(f"{'  of which ' + what:34} {cells}")
+        # The control plane works for every pod of the burst, wherever it runs.
+        cells = ", ".join(
+            f"{unit} {used[f'cp/{unit}'] / n * ms:.1f}"
+            for unit in CONTROL_PLANE_UNITS
+            if f"cp/{unit}" in used
+        )
+        if cells:
+            print(f"{'  control plane, ms per pod':34} {cells}")
 
 
 def _unit_part(used: dict[str, float], host: str, part: str) -> float:
