@@ -337,6 +337,14 @@ PROFILE_DROPIN = (
     f"'[Service]\\nEnvironment=BERTH_AGENT_PROFILE={PROFILE_PATH}\\n' "
     "> /etc/systemd/system/berth-agent.service.d/profile.conf"
 )
+APISERVER_PROFILE_PATH = "/var/lib/berth/apiserver.prof"
+APISERVER_PROFILE_DROPIN = (
+    "mkdir -p /etc/systemd/system/berth-apiserver.service.d && printf "
+    f"'[Service]\\nEnvironment=BERTH_APISERVER_PROFILE={APISERVER_PROFILE_PATH}\\n' "
+    "> /etc/systemd/system/berth-apiserver.service.d/profile.conf"
+)
+APISERVER_PROFILE_TOGGLE = "systemctl kill -s USR1 --kill-whom=main berth-apiserver"
+"""Starts, then stops and writes, the API server's profile (see berth.apiserver.__main__)."""
 TIMELINE_DROPIN = (
     "mkdir -p /etc/systemd/system/berth-agent.service.d && printf "
     "'[Service]\\nEnvironment=BERTH_POD_TIMELINE=1\\n' "
@@ -556,6 +564,7 @@ def through_agent(
     if profile is not None:
         for host in lab.hosts:
             subprocess.run(lab.ssh_argv(host.name, [PROFILE_DROPIN]), check=True)
+        subprocess.run(lab.ssh_argv(lab.hosts[0].name, [APISERVER_PROFILE_DROPIN]), check=True)
     hosts = [h.name for h in lab.hosts]
     try:
         applied = c.berth("apply", "-i", str(spec), "--yes")
@@ -640,7 +649,17 @@ def through_agent(
                         continue  # the larger bursts run once, with the last worker count
                     if sizes and replicas not in sizes:
                         continue
+                    toggle = lab.ssh_argv(hosts[0], [APISERVER_PROFILE_TOGGLE])
+                    if profile is not None:  # the API server's profile: the bursts only
+                        subprocess.run(toggle, check=True, timeout=60)
                     result = run(replicas, hosts[:n_nodes])
+                    if profile is not None:
+                        subprocess.run(toggle, check=True, timeout=60)
+                        time.sleep(2)  # it writes its stats
+                        argv = lab.ssh_argv(hosts[0], ["cat", APISERVER_PROFILE_PATH])
+                        got = subprocess.run(argv, capture_output=True, timeout=120, check=True)
+                        profile.mkdir(parents=True, exist_ok=True)
+                        (profile / f"apiserver-{replicas}.prof").write_bytes(got.stdout)
                     results.append({**result, "workers": count, "goal": goal})
             if profile is not None:
                 _fetch_profiles(lab, profile)
