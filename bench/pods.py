@@ -337,7 +337,7 @@ PROFILE_DROPIN = (
     f"'[Service]\\nEnvironment=BERTH_AGENT_PROFILE={PROFILE_PATH}\\n' "
     "> /etc/systemd/system/berth-agent.service.d/profile.conf"
 )
-APISERVER_PROFILE_PATH = "/var/lib/berth/apiserver.prof"
+APISERVER_PROFILE_PATH = "/var/lib/berth/datastore/apiserver.prof"  # its one writable dir
 APISERVER_PROFILE_DROPIN = (
     "mkdir -p /etc/systemd/system/berth-apiserver.service.d && printf "
     f"'[Service]\\nEnvironment=BERTH_APISERVER_PROFILE={APISERVER_PROFILE_PATH}\\n' "
