@@ -418,8 +418,8 @@ def test_a_burst_of_pods_reads_a_shared_configmap_once_and_a_retry_reads_anew() 
                 },
             )
         await r.pods.relist()
-        for pod in r.pods.list():
-            r.manager.observe(pod)  # as the fleet does when the informer delivers them
+        for seen in r.pods.list():
+            r.manager.observe(seen)  # as the fleet does when the informer delivers them
         r.clock.advance(0.01)
         for key in (KEY, ObjectKey("default/q")):
             with pytest.raises(Retry):
