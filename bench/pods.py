@@ -30,10 +30,15 @@ bound and Running goes: the agents run with ``BERTH_POD_TIMELINE=1`` (see
 own watch stamps (same kernel, same monotonic clock). ``--agent-only`` skips sections 1 and 2.
 
 ``--profile DIR`` runs the agents under cProfile (``BERTH_AGENT_PROFILE``) and fetches their
-stats to ``DIR/<host>.prof`` after the bursts; ``--bursts 30`` runs only the 30-pod burst.
+stats to ``DIR/<host>.prof`` after the bursts, and profiles the API server over each measured
+burst, start and delete (``BERTH_APISERVER_PROFILE``, toggled by SIGUSR1), into
+``DIR/apiserver-<pods>.prof``; ``--bursts 30`` runs only the 30-pod burst. cProfile charges
+many small Python calls (``copy.deepcopy``) far more than they cost unprofiled: confirm a
+finding without it.
 Section 3 prints CPU per pod per host, and of it the agent's unit split into the agent
 process (its Python), the tools it ran (CNI plugins, runc, ip, cp: its waited-for
-children) and the rest of the unit (the shims).
+children) and the rest of the unit (the shims). The control plane's CPU per pod (API
+server, scheduler, controller manager units) is printed beside it.
 
 Run as root: ``.venv/bin/python bench/pods.py [--timeline] [--agent-only] [--workers N,M]``.
 The machine blackholes the pod and service CIDRs for the duration; all traffic stays on the lab
