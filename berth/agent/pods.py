@@ -49,7 +49,7 @@ from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
-from berth.machinery.objects import Frozen, meta, name, namespace, thaw
+from berth.machinery.objects import Frozen, key_of, meta, name, namespace, thaw
 from berth.machinery.prometheus import POD_START_BUCKETS, REGISTRY
 from berth.machinery.queue import WorkQueue
 from berth.runtime import timeline
@@ -256,8 +256,12 @@ class PodManager:
         self._first_seen: dict[str, float] = {}
 
     def observe(self, pod: Frozen) -> None:
-        """Note when a pod of these nodes was first seen (before its key is queued)."""
+        """Note when a pod of these nodes was first seen (before its key is queued). Not for
+        a pod reconciled already or being deleted: nothing would forget it again."""
         uid = str(meta(pod).get("uid") or "")
+        rec = self.records.get(key_of(pod))
+        if (rec is not None and rec.uid == uid) or meta(pod).get("deletionTimestamp"):
+            return
         if uid and uid not in self._first_seen:
             if len(self._first_seen) >= MAX_FIRST_SEEN:  # pods that left before a reconcile
                 del self._first_seen[next(iter(self._first_seen))]

@@ -435,3 +435,18 @@ def test_a_burst_of_pods_reads_a_shared_configmap_once_and_a_retry_reads_anew() 
         assert gets == ["settings", "settings"]
 
     asyncio.run(body())
+
+
+def test_first_sightings_are_not_kept_for_pods_reconciled_or_deleting() -> None:
+    async def body() -> None:
+        r = Rig()
+        await r.started()
+        (pod,) = r.pods.list()
+        r.manager.observe(pod)  # an update of a pod already reconciled
+        await r.delete(grace=30)
+        await r.pods.relist()
+        (deleting,) = r.pods.list()
+        r.manager.observe(deleting)
+        assert r.manager._first_seen == {}
+
+    asyncio.run(body())
