@@ -34,6 +34,8 @@ NODE_LEASE_NAMESPACE = "kube-node-lease"
 # runs (upgrades are visible there too).
 KUBELET_VERSION = f"v1.20.0+berth.{__version__}"
 SHUTTING_DOWN = "node is shutting down"  # the Ready condition's message (as the kubelet's)
+STALE_ATTEMPTS = 3
+"""Reads of the Node a status post makes at most when it keeps changing under the write."""
 ROOM_STEP = 64 << 20
 
 
@@ -168,6 +170,14 @@ class NodeAgent:
         """Post status (fetching the Node first, as the kubelet does). With
         ``only_if_not_ready``, post only when the server's Ready is not True — e.g. after the
         node lifecycle controller marked it Unknown. Returns whether it posted."""
+        for _attempt in range(STALE_ATTEMPTS):
+            try:
+                return await self._post_status(only_if_not_ready=only_if_not_ready)
+            except errors.Conflict:
+                continue  # the Node changed between our read and write: read it again
+        raise errors.Conflict(409, "Conflict", f"node {self.name} kept changing")
+
+    async def _post_status(self, *, only_if_not_ready: bool) -> bool:
         status = self._status()
         node = await self.client.get(NODES, self.name)
         if only_if_not_ready:
@@ -185,7 +195,15 @@ class NodeAgent:
             prev = old.get(c["type"])
             if prev is not None and prev.get("status") == c["status"]:
                 c["lastTransitionTime"] = prev.get("lastTransitionTime", c["lastTransitionTime"])
-        await self.client.patch(NODES, self.name, {"status": status}, subresource="status")
+        # The list is written whole: the conditions other writers own (NetworkUnavailable, a
+        # problem detector's) are carried along, over the version they were read from.
+        ours = {c["type"] for c in status["conditions"]}
+        status["conditions"] += [dict(c) for t, c in old.items() if t not in ours]
+        patch: Obj = {"status": status}
+        version = (node.get("metadata") or {}).get("resourceVersion")
+        if version:
+            patch["metadata"] = {"resourceVersion": version}
+        await self.client.patch(NODES, self.name, patch, subresource="status")
         await self.report_room(node)
         return True
 

@@ -697,7 +697,12 @@ class PodManager:
             },
         ]
         await self.client_for(rec.node).patch(
-            PODS, name(pod), {"status": status}, namespace=namespace(pod), subresource="status"
+            PODS,
+            name(pod),
+            {"status": status},
+            namespace=namespace(pod),
+            subresource="status",
+            patch_type="strategic",  # only the agent's own conditions (see _report)
         )
 
     # ---- termination --------------------------------------------------------------------
@@ -1005,11 +1010,19 @@ class PodManager:
         if status == rec.last_report:
             return
         current = thaw(pod.get("status") or {})
-        if all(current.get(k) == v for k, v in status.items()):
+        if all(_reported(k, current.get(k), v) for k, v in status.items()):
             rec.last_report = status
             return
+        # Strategic: conditions merge by type, so only the agent's own are written and a
+        # condition another writer added (DisruptionTarget, a readiness gate's) stays even when
+        # the cached pod predates it; every other status field is a scalar or an atomic list.
         await self.client_for(rec.node).patch(
-            PODS, name(pod), {"status": status}, namespace=namespace(pod), subresource="status"
+            PODS,
+            name(pod),
+            {"status": status},
+            namespace=namespace(pod),
+            subresource="status",
+            patch_type="strategic",
         )
         self.status_writes += 1
         rec.last_report = status
@@ -1028,6 +1041,25 @@ class PodManager:
         if cr is None:
             return None
         return cr.previous if previous else cr.current
+
+
+def _reported(field: str, current: Any, wanted: Any) -> bool:
+    """Whether the pod's status ``field`` already shows what the agent would write. The agent's
+    conditions are compared by type, whatever their order among the others' conditions, and
+    without their null fields (the strategic merge drops them, as it drops any null)."""
+    if field != "conditions" or not isinstance(current, list) or not isinstance(wanted, list):
+        return bool(current == wanted)
+    ours = {c.get("type"): _without_nulls(c) for c in wanted}
+    shown = {
+        c.get("type"): _without_nulls(c)
+        for c in current
+        if isinstance(c, dict) and c.get("type") in ours
+    }
+    return shown == ours
+
+
+def _without_nulls(condition: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in condition.items() if v is not None}
 
 
 def _exit_code(st: ContainerStatus) -> int | None:

@@ -213,6 +213,7 @@ class ApiServer:
             resources=self.table,
             strategies=self.strategies,
         )
+        self.registry.event_ttl = self.config.event_ttl
         self.registry.escalation = EscalationCheck(self.authorizer, self.registry.get)
         self.registry.service_accounts = self.service_accounts
         self.registry.hub = self.hub

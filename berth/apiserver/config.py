@@ -33,11 +33,13 @@ Example ``apiserver.yaml``::
     defaultTolerationSeconds: # DefaultTolerationSeconds admission (berth.apiserver.tolerations)
       notReady: 300           # seconds a pod stays on a not-ready / unreachable node
       unreachable: 300
+    eventTTL: 1h              # an Event is deleted this long after its last write (or seconds)
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,12 @@ DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_MAX_TOKEN_EXPIRATION = 48 * 3600
 """Seconds; upstream has no cap by default, a shorter bound limits what a leaked token is worth
 (pods' projected tokens are refreshed long before, so nothing depends on longer ones)."""
+
+
+DEFAULT_EVENT_TTL = 3600
+"""Seconds an Event lives after its last write (kube-apiserver's ``--event-ttl`` default)."""
+MAX_EVENT_TTL = 366 * 24 * 3600
+_DURATION = re.compile(r"(?:(\d{1,7})h)?(?:(\d{1,9})m)?(?:(\d{1,10})s)?")
 
 
 class ConfigError(Exception):
@@ -86,6 +94,7 @@ class ServerConfig:
     service_account_max_token_expiration: int = DEFAULT_MAX_TOKEN_EXPIRATION
     pod_security: PodSecurityConfig = SECURE_POD_SECURITY
     default_tolerations: DefaultTolerationSeconds = field(default_factory=DefaultTolerationSeconds)
+    event_ttl: int = DEFAULT_EVENT_TTL  # seconds; Events expire this long after their last write
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,7 +183,28 @@ def load_config(path: Path) -> ServerConfig:
         ),
         pod_security=pod_security,
         default_tolerations=default_tolerations,
+        event_ttl=parse_ttl(data.get("eventTTL", DEFAULT_EVENT_TTL), f"{path}: eventTTL"),
     )
+
+
+def parse_ttl(v: Any, where: str) -> int:
+    """Whole seconds from a number of seconds or a duration as Go writes it (``1h``, ``30m``,
+    ``1h0m0s``, ``90s``): between 1 s and a year."""
+    seconds = -1
+    if isinstance(v, int) and not isinstance(v, bool):
+        seconds = v
+    elif isinstance(v, str) and 0 < len(v) <= 32:
+        if v.isdigit():
+            seconds = int(v)
+        elif (m := _DURATION.fullmatch(v)) is not None and any(m.groups()):
+            h, mi, s = (int(g or 0) for g in m.groups())
+            seconds = h * 3600 + mi * 60 + s
+    if not 1 <= seconds <= MAX_EVENT_TTL:
+        raise ConfigError(
+            f"{where}: must be seconds or a duration such as 1h, 30m or 90s, between 1s and"
+            f" {MAX_EVENT_TTL}s, got {v!r}"
+        )
+    return seconds
 
 
 def _list(v: Any) -> list[Any]:
@@ -226,6 +256,9 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--service-account-signing-key-file", type=Path)
     p.add_argument("--service-account-key-file", type=Path, action="append")
     p.add_argument("--service-account-issuer")
+    p.add_argument(
+        "--event-ttl", help="how long an Event is kept after its last write (default 1h)"
+    )
     a = p.parse_args(argv)
     if a.config is not None:
         cfg = load_config(a.config)
@@ -257,6 +290,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
             changes[attr] = value
     if a.service_account_key_file:
         changes["service_account_key_files"] = tuple(a.service_account_key_file)
+    if a.event_ttl is not None:
+        changes["event_ttl"] = parse_ttl(a.event_ttl, "--event-ttl")
     if a.node_port_range:
         changes["node_port_range"] = _port_range(a.node_port_range, "--node-port-range")
     if a.datastore:

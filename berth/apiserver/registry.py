@@ -39,6 +39,7 @@ from .auth import UserInfo
 from .bodies import check_depth
 from .bodycheck import BodyChecks
 from .codec import Codec, answer
+from .config import DEFAULT_EVENT_TTL
 from .disruption import check_budgets
 from .errors import (
     ApiError,
@@ -138,6 +139,9 @@ class Registry:
         strategies: Strategies | None = None,
     ) -> None:
         self.store = store
+        # Seconds an object of an expiring kind (Events) lives after its last write
+        # (ServerConfig.event_ttl; the store deletes it).
+        self.event_ttl = DEFAULT_EVENT_TTL
         # Each resource's kind strategy (berth.apiserver.kinds): every per-kind rule.
         self.strategies = strategies or Strategies()
         self.codec = codec
@@ -568,7 +572,9 @@ class Registry:
                     else None
                 )
                 kv = await self.store.create(
-                    key, self.codec.encode(key, as_stored) if encoded is None else encoded[0]
+                    key,
+                    self.codec.encode(key, as_stored) if encoded is None else encoded[0],
+                    ttl=self.event_ttl if st.expires else 0,
                 )
             except KeyExists:
                 if generate and attempt < 4:
@@ -751,7 +757,10 @@ class Registry:
                 return new
             stored = st.to_storage(rd, new) if st.converts else new
             written = await self.store.update(
-                key, self.codec.encode(key, stored), expected_revision=kv.mod_revision
+                key,
+                self.codec.encode(key, stored),
+                expected_revision=kv.mod_revision,
+                ttl=self.event_ttl if st.expires else 0,
             )
         except Conflict:
             await st.unreserve(self, reserved)

@@ -61,6 +61,9 @@ REVISION = "deployment.kubernetes.io/revision"
 DESIRED = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 HASH_LABEL = "pod-template-hash"
+OWN_CONDITIONS = ("Available", "Progressing")
+"""The status conditions this controller writes (others' stay: its status patch merges them
+by type)."""
 _NOT_COPIED = ("kubectl.kubernetes.io/last-applied-configuration", REVISION, DESIRED, MAX_REPLICAS)
 _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -642,10 +645,14 @@ class DeploymentController:
                 )
             else:
                 retry = int(deadline) - elapsed + 0.01
-        status["conditions"] = conds
-        changed = any(old_status.get(k) != v for k, v in status.items() if k != "conditions")
+        changed = any(old_status.get(k) != v for k, v in status.items())
         if changed or self._conds_differ(old_status.get("conditions") or (), conds):
-            await ownership.write_status(self.ctx.client, DEPLOYMENTS, d, status)
+            # Only the controller's own conditions, merged by type: the whole list, computed
+            # from the cache, would drop a condition another writer added since.
+            status["conditions"] = [c for c in conds if c.get("type") in OWN_CONDITIONS]
+            await ownership.write_status(
+                self.ctx.client, DEPLOYMENTS, d, status, patch_type="strategic"
+            )
         cond = next((c for c in conds if c["type"] == "Progressing"), None)
         in_progress = cond is not None and cond["reason"] in (
             "ReplicaSetUpdated",
@@ -670,4 +677,5 @@ class DeploymentController:
 
     @staticmethod
     def _conds_differ(old: Any, new: list[Obj]) -> bool:
-        return bool(thaw(old) != new)
+        # By type: the status patch merges them by type, so the stored order is not ours.
+        return {c.get("type"): thaw(c) for c in old} != {c.get("type"): c for c in new}

@@ -33,7 +33,7 @@ from berth.client.interface import Obj, PropagationPolicy
 from berth.client.keys import ObjectKey, split_key
 from berth.controllers.context import Context
 from berth.controllers.kinds import MANAGED
-from berth.machinery.controller import Controller
+from berth.machinery.controller import Controller, Retry
 from berth.machinery.informer import Handlers, Informer
 from berth.machinery.objects import Frozen, is_deleting, key_of, meta, name, namespace, uid
 from berth.machinery.queue import WorkQueue
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
+STALE_RETRY = 0.2
+"""Seconds before an owner whose dependents changed under an orphaning write is tried again."""
 MONITORED: tuple[ResourceDef, ...] = tuple(r for r in MANAGED if r != EVENTS)
 ABSENT_OWNERS = 500
 """Owners confirmed absent by a live GET that are remembered (least recently used go first):
@@ -210,18 +212,35 @@ class GarbageCollector:
                 yield node
 
     async def _orphan_dependents(self, owner: Node) -> None:
+        """Drop ``owner``'s reference from each dependent. The list is written whole, so only
+        over the version it was computed from: from a stale cache it would drop a reference
+        added meanwhile (an adoption, a second owner). A Conflict reconciles the owner again
+        (its orphan finalizer stays until every dependent is let go)."""
+        stale = 0
         for dep in self._dependents(owner.uid):
             obj = self._cached(dep)
             if obj is None:
                 continue
-            keep = [dict(r) for r in dep.owners if str(r.get("uid")) != owner.uid]
-            with contextlib.suppress(errors.NotFound):
+            refs = meta(obj).get("ownerReferences") or ()
+            keep = [dict(r) for r in refs if str(r.get("uid")) != owner.uid]
+            if len(keep) == len(refs):
+                continue  # the cache already shows it let go; its event updates the graph
+            patch: Obj = {
+                "metadata": {
+                    "ownerReferences": keep or None,
+                    "resourceVersion": meta(obj).get("resourceVersion"),
+                }
+            }
+            try:
                 await self.ctx.client.patch(
-                    dep.resource,
-                    name(obj),
-                    {"metadata": {"ownerReferences": keep or None}},
-                    namespace=namespace(obj),
+                    dep.resource, name(obj), patch, namespace=namespace(obj)
                 )
+            except errors.NotFound:
+                continue
+            except errors.Conflict:
+                stale += 1
+        if stale:
+            raise Retry(STALE_RETRY, f"{stale} dependent(s) changed since the cache read")
 
     async def _delete_dependents_foreground(self, owner: Node) -> bool:
         """Delete dependents; True when none that block the owner's deletion remain."""

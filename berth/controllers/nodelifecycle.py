@@ -41,7 +41,17 @@ NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 STALE_RETRY = 0.2
-"""Seconds before a reconcile whose taint write met a newer Node runs again."""
+"""Seconds before a reconcile whose Node write met a newer Node runs again."""
+STALE_ATTEMPTS = 3
+"""Reads of a pod whose condition write keeps meeting a newer version, at most."""
+
+
+def _over_version(obj: Frozen | Obj, patch: Obj) -> Obj:
+    """``patch`` (a merge patch) made to apply only over ``obj``'s resourceVersion."""
+    version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    if version:
+        patch["metadata"] = {"resourceVersion": version}
+    return patch
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +186,14 @@ class NodeLifecycleController:
                     "lastHeartbeatTime": stamp,
                 }
             )
-        log.warning("node %s stopped posting status: marking it Unknown", name(node))
-        written = await self.ctx.client.patch(
-            NODES, name(node), {"status": {"conditions": conditions}}, subresource="status"
-        )
+        # The conditions are written whole, so only over the Node they were computed from: a
+        # status the agent posted since the cache read (a heartbeat) must not be overwritten.
+        patch = _over_version(node, {"status": {"conditions": conditions}})
+        try:
+            written = await self.ctx.client.patch(NODES, name(node), patch, subresource="status")
+        except errors.Conflict:
+            raise Retry(STALE_RETRY, "stale Node in the cache") from None
+        log.warning("node %s stopped posting status: marked it Unknown", name(node))
         await self.ctx.recorder.normal(
             node, "NodeNotReady", f"Node {name(node)} status is now: NodeNotReady"
         )
@@ -188,23 +202,36 @@ class NodeLifecycleController:
         return written
 
     async def _mark_pod_not_ready(self, pod: Frozen, stamp: str) -> None:
-        conditions = []
-        changed = False
-        for raw in (pod.get("status") or {}).get("conditions") or ():
-            c = thaw(raw)
-            if c.get("type") in ("Ready", "ContainersReady") and c.get("status") != "False":
-                c.update(status="False", lastTransitionTime=stamp)
-                changed = True
-            conditions.append(c)
-        if changed:
-            with contextlib.suppress(errors.NotFound):
+        """Set the pod's Ready and ContainersReady conditions False. The list is written whole,
+        over the version it was computed from (a condition another writer added since the cache
+        read must stay); on a Conflict it is read again and recomputed (once the Node is
+        Unknown nothing marks its pods again)."""
+        current: Frozen | Obj = pod
+        for _attempt in range(STALE_ATTEMPTS):
+            conditions = []
+            changed = False
+            for raw in (current.get("status") or {}).get("conditions") or ():
+                c = thaw(raw)
+                if c.get("type") in ("Ready", "ContainersReady") and c.get("status") != "False":
+                    c.update(status="False", lastTransitionTime=stamp)
+                    changed = True
+                conditions.append(c)
+            if not changed:
+                return
+            patch = _over_version(current, {"status": {"conditions": conditions}})
+            try:
                 await self.ctx.client.patch(
-                    PODS,
-                    name(pod),
-                    {"status": {"conditions": conditions}},
-                    namespace=namespace(pod),
-                    subresource="status",
+                    PODS, name(pod), patch, namespace=namespace(pod), subresource="status"
                 )
+                return
+            except errors.NotFound:
+                return
+            except errors.Conflict:
+                try:
+                    current = await self.ctx.client.get(PODS, name(pod), namespace=namespace(pod))
+                except errors.NotFound:
+                    return
+        log.warning("pod %s/%s kept changing: not marked not ready", namespace(pod), name(pod))
 
     async def _sync_taints_and_evict(self, node: Frozen, status: str) -> float | None:
         taints = [thaw(t) for t in (node.get("spec") or {}).get("taints") or ()]
@@ -224,10 +251,7 @@ class NodeLifecycleController:
             # The list is replaced whole, so only over the Node it was computed from: from a
             # stale cache it would drop a taint written meanwhile (berth apply's control-plane
             # taint, an operator's). A Conflict means the watch has a newer Node coming.
-            patch: Obj = {"spec": {"taints": desired or None}}
-            version = str((node.get("metadata") or {}).get("resourceVersion") or "")
-            if version:
-                patch["metadata"] = {"resourceVersion": version}
+            patch = _over_version(node, {"spec": {"taints": desired or None}})
             try:
                 await self.ctx.client.patch(NODES, name(node), patch)
             except errors.Conflict:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from berth.api.resources import ResourceDef
 from berth.api.selectors import LabelSelector
 from berth.client import errors
-from berth.client.interface import ApiClient, Obj
+from berth.client.interface import ApiClient, Obj, PatchType
 from berth.client.keys import ObjectKey, make_key
 from berth.machinery.expectations import Expectations
 from berth.machinery.informer import Handlers
@@ -151,11 +151,25 @@ async def delete_expected(
         )
 
 
-async def write_status(client: ApiClient, resource: ResourceDef, obj: Frozen, status: Obj) -> bool:
-    """Merge ``status`` into ``obj``'s status subresource; False when ``obj`` is gone."""
+async def write_status(
+    client: ApiClient,
+    resource: ResourceDef,
+    obj: Frozen,
+    status: Obj,
+    *,
+    patch_type: PatchType = "merge",
+) -> bool:
+    """Merge ``status`` into ``obj``'s status subresource; False when ``obj`` is gone. A
+    ``strategic`` patch merges ``status.conditions`` by type: only the conditions sent are
+    written."""
     try:
         await client.patch(
-            resource, name(obj), {"status": status}, namespace=namespace(obj), subresource="status"
+            resource,
+            name(obj),
+            {"status": status},
+            namespace=namespace(obj),
+            subresource="status",
+            patch_type=patch_type,
         )
     except errors.NotFound:
         return False

@@ -53,6 +53,8 @@ ATTEMPT_SECONDS = REGISTRY.histogram(
 log = logging.getLogger(__name__)
 
 DEFAULT_SCHEDULER = "default-scheduler"
+STALE_ATTEMPTS = 3
+"""Reads of a pod whose condition write keeps meeting a newer version, at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,13 +461,8 @@ class Scheduler:
                 "lastTransitionTime": format_time(self.clock.now()),
             }
             try:
-                await self.client.patch(
-                    PODS,
-                    name(victim),
-                    _with_condition(victim, cond),
-                    namespace=namespace(victim),
-                    subresource="status",
-                )
+                if not await self._set_condition(victim, cond):
+                    continue  # gone, or no longer the pod chosen
                 await self.client.delete(
                     PODS, name(victim), namespace=namespace(victim), precondition_uid=v.uid
                 )
@@ -522,15 +519,39 @@ class Scheduler:
             "lastTransitionTime": format_time(self.clock.now()),
         }
         try:
-            await self.client.patch(
-                PODS,
-                name(pod),
-                _with_condition(pod, cond),
-                namespace=namespace(pod),
-                subresource="status",
-            )
+            await self._set_condition(pod, cond, unless_bound=True)
         except (errors.ApiError, OSError) as exc:
             log.debug("could not mark %s unschedulable: %s", name(pod), exc)
+
+    async def _set_condition(self, pod: Frozen, cond: Obj, *, unless_bound: bool = False) -> bool:
+        """Put ``cond`` in ``pod``'s conditions. The merge patch replaces the whole list, so it
+        applies only over the version it was computed from: a condition another writer added
+        since the cache read (the agent's Ready, a DisruptionTarget) stays. On a Conflict the
+        pod is read again (same uid, and with ``unless_bound`` still unbound) and the list
+        recomputed. Returns False when the pod is gone or no longer the one meant."""
+        current: Frozen | Obj = pod
+        for _attempt in range(STALE_ATTEMPTS):
+            try:
+                await self.client.patch(
+                    PODS,
+                    name(pod),
+                    _with_condition(current, cond),
+                    namespace=namespace(pod),
+                    subresource="status",
+                )
+                return True
+            except errors.NotFound:
+                return False
+            except errors.Conflict:
+                try:
+                    current = await self.client.get(PODS, name(pod), namespace=namespace(pod))
+                except errors.NotFound:
+                    return False
+                if meta(current).get("uid") != meta(pod).get("uid"):
+                    return False
+                if unless_bound and (current.get("spec") or {}).get("nodeName"):
+                    return False
+        raise errors.Conflict(409, "Conflict", f"pod {name(pod)} kept changing")
 
     # ---- running ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -576,12 +597,17 @@ def _scaled(value: Any, total: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _with_condition(pod: Frozen, cond: Obj) -> Obj:
+def _with_condition(pod: Frozen | Obj, cond: Obj) -> Obj:
     """A status merge patch replacing ``pod``'s condition of ``cond``'s type with ``cond``
-    (a merge patch replaces the whole list, so the other conditions are carried along)."""
+    (a merge patch replaces the whole list, so the other conditions are carried along, and
+    ``pod``'s resourceVersion makes it apply only over the version they were read from)."""
     kept = [
         dict(c)
         for c in (pod.get("status") or {}).get("conditions") or ()
         if c.get("type") != cond["type"]
     ]
-    return {"status": {"conditions": [*kept, cond]}}
+    patch: Obj = {"status": {"conditions": [*kept, cond]}}
+    version = (pod.get("metadata") or {}).get("resourceVersion")
+    if version:
+        patch["metadata"] = {"resourceVersion": str(version)}
+    return patch

@@ -17,6 +17,12 @@ Mapping onto the store contract:
   :class:`~berth.store.interface.WatchOverflow` is never raised. A broken connection is
   resumed from the last delivered revision, trying each endpoint in turn.
 * etcd compacts the whole keyspace; compacting at or below its compaction point is a no-op.
+* a write with a ``ttl`` attaches the key to an etcd lease, which etcd itself revokes (deleting
+  its keys, DELETE watch events) when it runs out. As kube-apiserver does, one lease serves
+  every write with the same ttl for a short window (:func:`lease_window`, up to
+  :data:`LEASE_MAX_KEYS` keys): it is granted for ttl + window, so a key lives between its ttl
+  and ttl + window, and a burst of Events costs one grant, not one lease each. A write whose
+  lease etcd no longer has gets a new one and is sent again (the failed one wrote nothing).
 
 Writes are not retried on another endpoint once sent (a retried create or CAS could report a
 failure for a write that in fact succeeded); only failures to connect fail over.
@@ -77,6 +83,25 @@ one to two election timeouts (1-2 s by default) after it happens."""
 _UNAVAILABLE_CODES = (4, 14)  # gRPC DEADLINE_EXCEEDED, UNAVAILABLE
 _NO_LEADER = "no leader"
 _COMPACTED = "required revision has been compacted"
+_LEASE_GONE = "requested lease not found"
+LEASE_MAX_KEYS = 1000
+"""Keys attached to one lease at most (its revocation deletes them in one transaction)."""
+
+
+def lease_window(ttl: int) -> int:
+    """Seconds after a lease's grant during which later writes with the same ``ttl`` reuse it
+    (5 % of the ttl, at least 1 s, at most 60 s): their keys then live up to this much longer
+    than their ttl."""
+    return max(1, min(60, ttl // 20))
+
+
+@dataclass(slots=True)
+class _Lease:
+    id: str
+    reusable_until: float  # event-loop time
+    keys: int = 0
+
+
 _FUTURE = "required revision is a future revision"
 
 
@@ -213,6 +238,8 @@ class EtcdStore:
         self._watch_session: aiohttp.ClientSession | None = None
         self._closed = False
         self._probes: dict[int, asyncio.Future[bool]] = {}
+        self._leases: dict[int, _Lease] = {}  # by ttl: the lease new writes attach to
+        self._granting: dict[int, asyncio.Future[_Lease]] = {}
 
     @classmethod
     async def open(
@@ -453,23 +480,72 @@ class EtcdStore:
         kvs = answer["responses"][0]["response_range"].get("kvs") or []
         return decode_kv(kvs[0]) if kvs else None
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        put = {"request_put": {"key": b64(key.encode()), "value": b64(value)}}
-        answer = await self._txn(
-            key, [{"target": "CREATE", "result": "EQUAL", "create_revision": "0"}], put
-        )
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        put: Json = {"key": b64(key.encode()), "value": b64(value)}
+        absent = [{"target": "CREATE", "result": "EQUAL", "create_revision": "0"}]
+        answer = await self._put(key, absent, put, ttl)
         if not answer.get("succeeded"):
             raise KeyExists(key)
         rev = header_revision(answer)
         return KeyValue(key, value, rev, rev)
 
-    async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
-        put = {"request_put": {"key": b64(key.encode()), "value": b64(value), "prev_kv": True}}
-        answer = await self._txn(key, self._cas(expected_revision, always=True), put)
+    async def update(
+        self, key: str, value: bytes, *, expected_revision: int, ttl: int = 0
+    ) -> KeyValue:
+        put: Json = {"key": b64(key.encode()), "value": b64(value), "prev_kv": True}
+        answer = await self._put(key, self._cas(expected_revision, always=True), put, ttl)
         if not answer.get("succeeded"):
             raise self._failure(key, answer)
         prev = decode_kv(answer["responses"][0]["response_put"]["prev_kv"])
         return KeyValue(key, value, prev.create_revision, header_revision(answer))
+
+    async def _put(self, key: str, compare: builtins.list[Json], put: Json, ttl: int) -> Json:
+        """The put transaction, attached to a lease when ``ttl`` > 0 (without one, a put
+        detaches the key from any lease it had: it no longer expires)."""
+        if ttl <= 0:
+            return await self._txn(key, compare, {"request_put": put})
+        for attempt in range(2):
+            lease = await self._lease(ttl)
+            try:
+                return await self._txn(key, compare, {"request_put": {**put, "lease": lease.id}})
+            except EtcdError as exc:
+                if _LEASE_GONE not in str(exc) or attempt:
+                    raise
+                # Revoked or expired under us (etcd restored, clock jump): nothing was
+                # written; take a new lease.
+                if self._leases.get(ttl) is lease:
+                    del self._leases[ttl]
+        raise AssertionError("unreachable")
+
+    async def _lease(self, ttl: int) -> _Lease:
+        loop = asyncio.get_running_loop()
+        lease = self._leases.get(ttl)
+        if lease is not None and lease.reusable_until > loop.time() and lease.keys < LEASE_MAX_KEYS:
+            lease.keys += 1
+            return lease
+        granting = self._granting.get(ttl)
+        if granting is None:  # one grant at a time per ttl, shared by the writes waiting
+            granting = loop.create_future()
+            self._granting[ttl] = granting
+            try:
+                window = lease_window(ttl)
+                answer = await self._call("/v3/lease/grant", {"TTL": str(ttl + window)})
+                fresh = _Lease(str(answer["ID"]), loop.time() + window)
+                self._leases[ttl] = fresh
+                granting.set_result(fresh)
+            except BaseException as exc:
+                # Waiters (if any) fail too, but are not cancelled by the granting caller's
+                # cancellation; nothing was written for any of them.
+                if isinstance(exc, asyncio.CancelledError):
+                    exc = EtcdUnavailable("the etcd lease grant was cancelled")
+                granting.set_exception(exc)
+                granting.exception()  # retrieved: no warning when nobody waits
+                raise
+            finally:
+                del self._granting[ttl]
+        lease = await asyncio.shield(granting)
+        lease.keys += 1
+        return lease
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
         delete = {"request_delete_range": {"key": b64(key.encode()), "prev_kv": True}}

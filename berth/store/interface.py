@@ -6,6 +6,13 @@ the key's ``mod_revision``. A watch replays every event after a given revision a
 live writes; once a revision has been compacted away, reading or watching from it fails with
 :class:`Compacted`, which the API server turns into ``410 Gone``.
 
+A create or update may give the key a time to live (``ttl`` seconds, etcd's leases; the API
+server gives Events one, as kube-apiserver's ``--event-ttl``): once it has passed the store
+deletes the key itself, as an ordinary delete (the next revision, a DELETE watch event). A
+later write without a ``ttl`` makes the key permanent again; one with a ``ttl`` starts the
+clock again. The deletion comes at most a few seconds late (stores sweep, etcd rounds leases)
+and survives a restart of the store.
+
 Every successful write (create, update, delete) takes exactly the next revision; failed writes
 take none. A fresh store is at revision 1, as etcd is, so the first write is revision 2 and a
 revision is never 0 (``0`` means "now" in :meth:`Store.list`).
@@ -161,13 +168,17 @@ class Store(Protocol):
         :class:`FutureRevision` when it is above the current revision."""
         ...
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        """Create ``key``; raises :class:`KeyExists`."""
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        """Create ``key`` (deleted by the store ``ttl`` seconds later if ``ttl`` > 0); raises
+        :class:`KeyExists`."""
         ...
 
-    async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
-        """Replace ``key`` if its mod_revision is ``expected_revision``; raises
-        :class:`Conflict` or :class:`KeyNotFound`."""
+    async def update(
+        self, key: str, value: bytes, *, expected_revision: int, ttl: int = 0
+    ) -> KeyValue:
+        """Replace ``key`` if its mod_revision is ``expected_revision`` (``ttl`` as in
+        :meth:`create`; 0: the key no longer expires); raises :class:`Conflict` or
+        :class:`KeyNotFound`."""
         ...
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:

@@ -4,12 +4,19 @@ Same semantics as the durable stores (revisions, CAS, history, compaction, bound
 buffers) and passes the same conformance suite, but nothing survives the process. Every
 method runs on the event loop without awaiting anything else, so each write is atomic with
 respect to other coroutines.
+
+Keys written with a ``ttl`` go on one heap of (deadline, key, revision); one task, started at
+the first such write, deletes those whose deadline passed and whose revision is still current.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import builtins
+import contextlib
+import heapq
+import time
 from dataclasses import dataclass, field
 
 from berth.store.fanout import DEFAULT_WATCH_BUFFER, Broadcaster, LogWatch
@@ -45,9 +52,12 @@ class _History:
 
 
 class MemoryStore:
-    """In-memory store. ``MemoryStore(watch_buffer=1000)``."""
+    """In-memory store. ``MemoryStore(watch_buffer=1000)``; ``expiry_interval``: seconds
+    between sweeps for keys whose ``ttl`` has passed."""
 
-    def __init__(self, *, watch_buffer: int = DEFAULT_WATCH_BUFFER) -> None:
+    def __init__(
+        self, *, watch_buffer: int = DEFAULT_WATCH_BUFFER, expiry_interval: float = 1.0
+    ) -> None:
         self._revision = 1
         self._compacted = 0  # nothing compacted yet (etcd also reports 0)
         self._keys: list[str] = []  # sorted; every key that has history
@@ -55,6 +65,9 @@ class MemoryStore:
         self._log: list[Event] = []  # events with revision > _compacted, in order
         self._broadcaster = Broadcaster(watch_buffer)
         self._closed = False
+        self._expiry_interval = expiry_interval
+        self._expiring: list[tuple[float, str, int]] = []  # heap: (deadline, key, revision)
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -100,16 +113,19 @@ class MemoryStore:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
         self._check_open()
         if self._current(key) is not None:
             raise KeyExists(key)
         rev = self._revision + 1
         kv = KeyValue(key=key, value=value, create_revision=rev, mod_revision=rev)
         self._commit(Event(EventType.PUT, kv, None))
+        self._expire_later(kv, ttl)
         return kv
 
-    async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
+    async def update(
+        self, key: str, value: bytes, *, expected_revision: int, ttl: int = 0
+    ) -> KeyValue:
         self._check_open()
         current = self._current(key)
         if current is None:
@@ -118,7 +134,35 @@ class MemoryStore:
             raise Conflict(key, current)
         kv = KeyValue(key, value, current.create_revision, self._revision + 1)
         self._commit(Event(EventType.PUT, kv, current))
+        self._expire_later(kv, ttl)
         return kv
+
+    def _expire_later(self, kv: KeyValue, ttl: int) -> None:
+        # A write without a ttl needs nothing here: the entry of an older version no longer
+        # matches the key's revision when it comes due, and is dropped.
+        if ttl <= 0:
+            return
+        heapq.heappush(self._expiring, (time.time() + ttl, kv.key, kv.mod_revision))
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self._expiry_interval)
+            self.expire_due(time.time())
+
+    def expire_due(self, now: float) -> int:
+        """Delete every key whose ttl ran out by ``now`` and that was not written since;
+        returns how many were deleted."""
+        deleted = 0
+        while self._expiring and self._expiring[0][0] <= now and not self._closed:
+            _, key, revision = heapq.heappop(self._expiring)
+            current = self._current(key)
+            if current is not None and current.mod_revision == revision:
+                kv = KeyValue(key, current.value, current.create_revision, self._revision + 1)
+                self._commit(Event(EventType.DELETE, kv, current))
+                deleted += 1
+        return deleted
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
         self._check_open()
@@ -201,4 +245,8 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         self._broadcaster.close()

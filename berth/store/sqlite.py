@@ -28,6 +28,12 @@ Concurrency and durability:
   flight).
 * **Watches** are fed in-process from the write path (no polling): after each commit the
   batch's events go to :class:`~berth.store.fanout.Broadcaster`; history is read from the log.
+* **Time to live.** A write with a ``ttl`` also records ``(key, revision, deadline)`` in the
+  ``expiry`` table, in the same transaction. One sweep task deletes, through the ordinary write
+  path, each key whose deadline passed and whose revision is still the recorded one (a later
+  write without a ttl thus makes it permanent); a row that no longer matches is dropped. The
+  table is on disk, so a restart keeps every deadline. The sweep skips its query until the
+  earliest known deadline (kept in memory) has passed.
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ import asyncio
 import builtins
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,6 +69,7 @@ from berth.store.interface import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -76,6 +85,12 @@ CREATE TABLE IF NOT EXISTS log (
 CREATE INDEX IF NOT EXISTS log_name_id ON log (name, id);
 CREATE UNIQUE INDEX IF NOT EXISTS log_name_prev_revision ON log (name, prev_revision);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS expiry (
+    name TEXT PRIMARY KEY,            -- a key written with a ttl
+    revision INTEGER NOT NULL,        -- the write that set it: a newer one cancels it
+    at REAL NOT NULL                  -- the deadline (Unix time)
+);
+CREATE INDEX IF NOT EXISTS expiry_at ON expiry (at);
 """
 
 SCHEMA_VERSION = 1
@@ -90,15 +105,21 @@ to the database's size; a page it misses is a read from the kernel's page cache 
 is hot there), while a full 16 MiB cache per reader was resident memory of the API server
 (bench/footprint.py)."""
 DEFAULT_MAX_BATCH = 512
+EXPIRY_INTERVAL = 1.0
+"""Seconds between checks for keys whose ttl has passed (a check with no deadline due is a
+comparison, no query)."""
+EXPIRE_CHUNK = 500
+"""Keys deleted per sweep round at most (the rest in the next round)."""
 
 
 @dataclass(slots=True)
 class _Write:
-    kind: Literal["create", "update", "delete"]
+    kind: Literal["create", "update", "delete", "expire"]
     key: str
     value: bytes
     expected: int
     future: asyncio.Future[KeyValue] = field(repr=False)
+    deadline: float = 0.0  # create/update with a ttl: when the key expires (Unix time)
 
 
 @dataclass(slots=True)
@@ -180,6 +201,7 @@ class SqliteStore:
         revision: int,
         watch_buffer: int,
         max_batch: int,
+        expiry_interval: float = EXPIRY_INTERVAL,
     ) -> None:
         self.path = path
         self._lock = lock
@@ -200,6 +222,10 @@ class SqliteStore:
         self._released = False  # threads, connections and lock given back
         self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
         self._writer_task.add_done_callback(self._writer_stopped)
+        # The earliest deadline in the expiry table, or sooner (0: unknown, look at once).
+        self._next_expiry = 0.0
+        self._expiry_interval = expiry_interval
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
 
     @classmethod
     async def open(
@@ -208,6 +234,7 @@ class SqliteStore:
         *,
         watch_buffer: int = DEFAULT_WATCH_BUFFER,
         max_batch: int = DEFAULT_MAX_BATCH,
+        expiry_interval: float = EXPIRY_INTERVAL,
     ) -> SqliteStore:
         """Open (creating if needed) the database at ``path`` for exclusive use by this
         process. The parent directory must exist."""
@@ -226,6 +253,7 @@ class SqliteStore:
             revision=revision,
             watch_buffer=watch_buffer,
             max_batch=max_batch,
+            expiry_interval=expiry_interval,
         )
 
     @staticmethod
@@ -380,22 +408,30 @@ class SqliteStore:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        return await self._submit("create", key, value, 0)
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        return await self._submit("create", key, value, 0, ttl)
 
-    async def update(self, key: str, value: bytes, *, expected_revision: int) -> KeyValue:
-        return await self._submit("update", key, value, expected_revision)
+    async def update(
+        self, key: str, value: bytes, *, expected_revision: int, ttl: int = 0
+    ) -> KeyValue:
+        return await self._submit("update", key, value, expected_revision, ttl)
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
         return await self._submit("delete", key, b"", expected_revision)
 
     async def _submit(
-        self, kind: Literal["create", "update", "delete"], key: str, value: bytes, expected: int
+        self,
+        kind: Literal["create", "update", "delete", "expire"],
+        key: str,
+        value: bytes,
+        expected: int,
+        ttl: int = 0,
     ) -> KeyValue:
         if self._closed:
             raise StoreError("store is closed")
         future: asyncio.Future[KeyValue] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Write(kind, key, value, expected, future))
+        deadline = time.time() + ttl if ttl > 0 else 0.0
+        self._queue.put_nowait(_Write(kind, key, value, expected, future, deadline))
         # A caller cancelled before its batch starts is dropped from it; one cancelled while
         # the batch is being committed may still have been written (as with any database).
         return await future
@@ -450,6 +486,10 @@ class SqliteStore:
                 # runs before any watcher sees it. The API server's create handler thus hands
                 # its object to the watch hub in time, which then need not decode the bytes.
                 for write, outcome in zip(batch, outcomes, strict=True):
+                    if write.deadline and not isinstance(outcome, BaseException):
+                        # Lowered once committed, on this loop: a sweep that reset it before
+                        # now either read the row or sees this (see expire_due).
+                        self._next_expiry = min(self._next_expiry, write.deadline)
                     if write.future.done():
                         continue
                     if isinstance(outcome, BaseException):
@@ -495,6 +535,16 @@ class SqliteStore:
         head, current = self._head(conn, write.key)
         rev = self._next_revision + 1
         row: _Row
+        if write.kind == "expire":
+            # The ttl set by revision ``expected`` ran out: delete the key if that is still
+            # its version. Either way the deadline is done with.
+            conn.execute(
+                "DELETE FROM expiry WHERE name = ? AND revision = ?", (write.key, write.expected)
+            )
+            if current is None:
+                return KeyNotFound(write.key)
+            if current.mod_revision != write.expected:
+                return Conflict(write.key, current)
         if write.kind == "create":
             if current is not None:
                 return KeyExists(write.key)
@@ -508,15 +558,64 @@ class SqliteStore:
                 current.mod_revision != write.expected
             ):
                 return Conflict(write.key, current)
-            deleted = write.kind == "delete"
+            deleted = write.kind in ("delete", "expire")
             value = current.value if deleted else write.value
             kv = KeyValue(write.key, value, current.create_revision, rev)
             row = (rev, write.key, 0, int(deleted), kv.create_revision, current.mod_revision,
                    value, current.value)  # fmt: skip
             event = Event(EventType.DELETE if deleted else EventType.PUT, kv, current)
         conn.execute("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        if write.deadline:
+            conn.execute(
+                "INSERT OR REPLACE INTO expiry VALUES (?, ?, ?)", (write.key, rev, write.deadline)
+            )
         self._next_revision = rev
         return kv, event
+
+    # -- time to live --------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self._expiry_interval)
+            if time.time() < self._next_expiry:
+                continue
+            try:
+                await self.expire_due(time.time())
+            except StoreError as exc:  # close() cancels this task first: not a closed store
+                # Nothing is lost: the deadlines stay in the table for the next round.
+                log.warning("expiring keys whose ttl passed failed (will retry): %s", exc)
+
+    async def expire_due(self, now: float) -> int:
+        """Delete the keys whose ttl ran out by ``now`` (at most :data:`EXPIRE_CHUNK`);
+        returns how many were deleted."""
+        # Reset before reading: a ttl write racing the read lowers it again (see _submit).
+        self._next_expiry = float("inf")
+
+        def read(conn: sqlite3.Connection) -> tuple[builtins.list[tuple[str, int]], float]:
+            due = conn.execute(
+                "SELECT name, revision FROM expiry WHERE at <= ? ORDER BY at LIMIT ?",
+                (now, EXPIRE_CHUNK),
+            ).fetchall()
+            (earliest,) = conn.execute("SELECT MIN(at) FROM expiry").fetchone()
+            return due, float("inf") if earliest is None else float(earliest)
+
+        try:
+            due, earliest = await self._read(read)
+        except BaseException:
+            self._next_expiry = 0.0
+            raise
+        self._next_expiry = min(self._next_expiry, earliest)
+        outcomes = await asyncio.gather(
+            *(self._submit("expire", name, b"", revision) for name, revision in due),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(
+                outcome, (Conflict, KeyNotFound)
+            ):
+                self._next_expiry = 0.0
+                raise outcome
+        return sum(1 for outcome in outcomes if isinstance(outcome, KeyValue))
 
     # -- compaction ----------------------------------------------------------------------
 
@@ -584,6 +683,9 @@ class SqliteStore:
             return
         self._released = True
         self._closed = True
+        self._sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper
         if not self._writer_task.done():
             self._queue.put_nowait(None)
         with contextlib.suppress(asyncio.CancelledError):

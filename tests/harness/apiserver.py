@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from berth.apiserver.app import ApiServer
-from berth.apiserver.config import ServerConfig
+from berth.apiserver.config import DEFAULT_EVENT_TTL, ServerConfig
 from berth.apiserver.podsecurity import SECURE_POD_SECURITY, PodSecurityConfig
 from berth.store.config import DatastoreConfig
 
@@ -339,6 +339,7 @@ def running_server(
     token_auth_file: Path | None = None,
     bookmark_interval: float | None = None,
     pod_security: PodSecurityConfig = SECURE_POD_SECURITY,
+    event_ttl: int | None = None,
 ) -> Iterator[ServerHandle]:
     """Run an :class:`ApiServer` in a thread on a free port; stop it on exit.
 
@@ -355,6 +356,8 @@ def running_server(
     config = files.config
     if bookmark_interval is not None:
         config = dataclasses.replace(config, watch_bookmark_interval=bookmark_interval)
+    if event_ttl is not None:
+        config = dataclasses.replace(config, event_ttl=event_ttl)
     handle = ServerHandle(files.directory, files.pki, config)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -427,6 +430,8 @@ def write_config_file(files: ServerFiles, path: Path, *, port: int) -> Path:
     if c.service_account_key_files:
         doc["serviceAccountKeyFile"] = [str(p) for p in c.service_account_key_files]
     doc["serviceAccountIssuer"] = c.service_account_issuer
+    if c.event_ttl != DEFAULT_EVENT_TTL:
+        doc["eventTTL"] = c.event_ttl
     if c.agent_client_cert_file and c.agent_client_key_file:
         doc["agentClient"] = {
             "certFile": str(c.agent_client_cert_file),

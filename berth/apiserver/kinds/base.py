@@ -51,6 +51,9 @@ class KindStrategy:
     ``LABEL`` or ``PATH_SEGMENT``)."""
     upsert: bool = False
     """A PUT of a missing object creates it (Endpoints, Lease, Event, as kube-apiserver)."""
+    expires: bool = False
+    """Every create and update gives the object the server's ``event_ttl``: the store deletes
+    it that long after its last write (Events, as kube-apiserver's ``--event-ttl``)."""
     delete_returns_object: bool = False
     """DELETE answers with the deleted object rather than a ``Status`` (Pod, Service)."""
     teardown_gracefully: bool = False

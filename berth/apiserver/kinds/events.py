@@ -55,6 +55,7 @@ class EventStrategy(KindStrategy):
     kind = "Event"
     specless = True
     upsert = True
+    expires = True  # an Event lives event_ttl after its last write, then the store drops it
     field_selectors = {
         f"involvedObject.{f}": path_getter("involvedObject", f)
         for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")

@@ -129,3 +129,32 @@ def test_open_store_reaches_etcd_over_mtls(tls_etcd: EtcdProcess, tls_files: TLS
             await store.close()
 
     asyncio.run(main())
+
+
+def test_writes_with_one_ttl_share_a_lease_and_a_lost_lease_is_replaced(
+    etcd_server: EtcdProcess,
+) -> None:
+    """A burst of Events costs one lease grant, not one lease (and one etcd timer) each; a
+    write whose lease etcd no longer has gets a new one."""
+
+    async def leases(store: EtcdStore) -> set[str]:
+        answer = await store._call("/v3/lease/leases", {})
+        return {str(lease["ID"]) for lease in answer.get("leases") or ()}
+
+    async def main() -> None:
+        store = await EtcdStore.open([etcd_server.url])
+        try:
+            before = await leases(store)
+            await asyncio.gather(*(store.create(f"/lease/{i}", b"e", ttl=3600) for i in range(40)))
+            granted = await leases(store) - before
+            assert len(granted) == 1
+            (lease,) = granted
+            await store._call("/v3/lease/revoke", {"ID": lease})  # its keys go with it
+            assert (await store.list("/lease/")).items == []
+            kv = await store.create("/lease/after", b"e", ttl=3600)
+            assert await store.get("/lease/after") == kv
+            assert len(await leases(store) - before - {lease}) == 1
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -246,3 +246,39 @@ def test_compaction_removes_versions_kept_by_an_earlier_compaction(tmp_path: Pat
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_ttl_outlives_a_restart_and_expires_after_it(tmp_path: Path) -> None:
+    """The deadline is on disk: a key written with a ttl before a restart is deleted after it
+    (an ordinary delete, in the log), and a key without one stays."""
+    db = tmp_path / "state.db"
+
+    async def before() -> int:
+        store = await SqliteStore.open(db, expiry_interval=3600)  # no sweep before the close
+        try:
+            await store.create("/events/a", b"a", ttl=1)
+            kept = await store.create("/events/b", b"b")
+            return kept.mod_revision
+        finally:
+            await store.close()
+
+    async def after(last: int) -> None:
+        store = await SqliteStore.open(db, expiry_interval=0.1)
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while await store.get("/events/a") is not None:
+                assert asyncio.get_running_loop().time() < deadline, "the ttl was forgotten"
+                await asyncio.sleep(0.1)
+            watch = store.watch("/events/", revision=last)
+            try:
+                gone = await asyncio.wait_for(watch.__anext__(), 10)
+            finally:
+                await watch.aclose()
+            assert (gone.type.value, gone.kv.key, gone.kv.value) == ("DELETE", "/events/a", b"a")
+            assert [kv.key for kv in (await store.list("/events/")).items] == ["/events/b"]
+            with sqlite3.connect(db) as conn:  # the deadline is done with
+                assert conn.execute("SELECT COUNT(*) FROM expiry").fetchone() == (0,)
+        finally:
+            await store.close()
+
+    asyncio.run(after(asyncio.run(before())))

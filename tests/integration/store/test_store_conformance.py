@@ -408,3 +408,58 @@ def test_a_watch_from_a_future_revision_waits_for_it(backend: Backend) -> None:
             await watch.aclose()
 
     backend.run(scenario)
+
+
+TTL_PATIENCE = 18.0
+"""Seconds a ttl of 1 s may take to be acted on (sweeps every second; etcd rounds a lease up
+to its minimum and checks leases every 500 ms), with room for a loaded machine."""
+
+
+async def wait_gone(store: Store, key: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TTL_PATIENCE
+    while await store.get(key) is not None:
+        assert loop.time() < deadline, f"{key} outlived its ttl"
+        await asyncio.sleep(0.2)
+
+
+def test_a_key_with_a_ttl_is_deleted_by_the_store_and_watchers_see_it(backend: Backend) -> None:
+    async def scenario(store: Store, p: str) -> None:
+        start = await store.current_revision()
+        watch = store.watch(p, revision=start)
+        try:
+            short = await store.create(p + "short", b"s", ttl=1)
+            kept = await store.create(p + "kept", b"k")
+            made_permanent = await store.create(p + "permanent", b"p0", ttl=1)
+            # A later write without a ttl makes the key permanent (etcd: detached from its lease).
+            made_permanent = await store.update(
+                p + "permanent", b"p1", expected_revision=made_permanent.mod_revision
+            )
+            await wait_gone(store, p + "short")
+            seen = await take(watch, 5)  # three creates, the update, the expiry
+            gone = seen[4]
+            assert (gone.type, gone.kv.key, gone.kv.value) == (EventType.DELETE, p + "short", b"s")
+            assert gone.kv.mod_revision > made_permanent.mod_revision
+            assert gone.prev is not None
+            assert gone.prev.mod_revision == short.mod_revision
+            assert await store.get(p + "kept") == kept
+            # Past its first deadline too (created together with "short"), and still there.
+            assert await store.get(p + "permanent") == made_permanent
+            listed = await store.list(p)
+            assert keys(listed.items) == [p + "kept", p + "permanent"]
+        finally:
+            await watch.aclose()
+
+    backend.run(scenario, watch_buffer=1000)
+
+
+def test_an_update_with_a_ttl_starts_its_clock_again(backend: Backend) -> None:
+    async def scenario(store: Store, p: str) -> None:
+        first = await store.create(p + "k", b"1", ttl=1)
+        again = await store.update(p + "k", b"2", expected_revision=first.mod_revision, ttl=3600)
+        other = await store.create(p + "probe", b"x", ttl=1)
+        await wait_gone(store, p + "probe")  # a ttl of 1 s has passed for both by now
+        assert other.mod_revision > again.mod_revision
+        assert await store.get(p + "k") == again
+
+    backend.run(scenario)

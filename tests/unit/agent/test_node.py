@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 from berth.agent.config import NodeConfig
 from berth.agent.node import NodeAgent
@@ -77,6 +78,50 @@ def test_agent_restores_ready_after_controller_marked_unknown() -> None:
         assert node is not None
         ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "True"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(body())
+
+
+def test_a_status_post_keeps_the_conditions_other_writers_own() -> None:
+    """The agent writes the condition list whole: the conditions it does not own stay, also
+    one written between its read of the Node and its write (the write then reads again)."""
+
+    async def body() -> None:
+        clock, api, a = agent()
+        task = asyncio.create_task(a.run())
+        await clock.step(0)
+        network = {"type": "NetworkUnavailable", "status": "False", "reason": "RouteCreated"}
+        problem = {"type": "example.com/KernelDeadlock", "status": "False", "reason": "Fine"}
+
+        async def add(condition: dict[str, str]) -> None:
+            node = api.stored(NODES, "n1")
+            assert node is not None
+            patch = {"status": {"conditions": [*node["status"]["conditions"], condition]}}
+            await api.patch(NODES, "n1", patch, subresource="status")
+
+        await add(network)
+        reads = 0
+        get = api.get
+
+        async def get_then_write(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            node = await get(*args, **kwargs)
+            reads += 1
+            if reads == 1:  # another writer, between the agent's read and its write
+                await add(problem)
+            return node
+
+        api.get = get_then_write  # type: ignore[method-assign]
+        assert await a.post_status()
+        node = api.stored(NODES, "n1")
+        assert node is not None
+        by_type = {c["type"]: c for c in node["status"]["conditions"]}
+        assert by_type["NetworkUnavailable"] == network
+        assert by_type["example.com/KernelDeadlock"] == problem
+        assert by_type["Ready"]["status"] == "True"
+        assert reads == 2
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

@@ -8,7 +8,7 @@ import hashlib
 from typing import Any
 
 from berth.api.resources import EVENTS, PODS
-from tests.unit.agent.rig import Rig, run
+from tests.unit.agent.rig import KEY, Rig, run
 
 
 def test_bound_pod_runs_and_reports_ready_with_ips() -> None:
@@ -272,5 +272,27 @@ def test_a_deleted_pods_containers_are_signalled_before_its_killing_event_is_wri
         await asyncio.wait_for(r.sync(), 60)  # a deadlock, not a deadline: it is instant
         assert r.gone()
         assert "Killing" in r.events()
+
+    run(body())
+
+
+def test_status_reports_keep_a_condition_another_writer_added() -> None:
+    """The agent writes its own conditions only: one another writer added (here while the
+    agent's cache had not seen it yet) stays through the agent's next report."""
+
+    async def body() -> None:
+        r = Rig(start_delay=2.0)
+        await r.started()
+        assert r.cond("Ready") == "False"
+        target = {"type": "DisruptionTarget", "status": "True", "reason": "Tested"}
+        conditions = [*r.status()["conditions"], target]
+        patch = {"status": {"conditions": conditions}}
+        await r.api.patch(PODS, "p", patch, namespace="default", subresource="status")
+        r.clock.advance(2.0)
+        await r.manager.reconcile(KEY)  # no relist: the cached pod predates the condition
+        assert r.cond("Ready") == "True"
+        assert next(c for c in r.status()["conditions"] if c["type"] == "DisruptionTarget") == (
+            target
+        )
 
     run(body())

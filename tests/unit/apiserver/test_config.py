@@ -115,3 +115,32 @@ def test_etcd_over_https_without_a_ca_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"apiserver.yaml: datastore.caFile: required"):
         load_config(f)
+
+
+def test_event_ttl_defaults_to_an_hour_and_takes_seconds_or_go_durations(tmp_path: Path) -> None:
+    f = tmp_path / "apiserver.yaml"
+    f.write_text(GOOD)
+    assert load_config(f).event_ttl == 3600
+    for value, seconds in (("90", 90), ("2h", 7200), ("1h30m", 5400), ("1h0m0s", 3600)):
+        f.write_text(GOOD + f"eventTTL: '{value}'\n")
+        assert load_config(f).event_ttl == seconds
+    f.write_text(GOOD + "eventTTL: 45\n")
+    assert load_config(f).event_ttl == 45
+    assert parse_args(["--config", str(f), "--event-ttl", "10m"]).event_ttl == 600
+    for bad in ("0", "-5", "1d", "", "h", "5 m", "9999999h", "true"):
+        f.write_text(GOOD + f"eventTTL: '{bad}'\n")
+        with pytest.raises(ConfigError, match="eventTTL: must be seconds or a duration"):
+            load_config(f)
+    with pytest.raises(ConfigError, match="--event-ttl"):
+        parse_args(
+            [
+                "--tls-cert-file",
+                "c",
+                "--tls-private-key-file",
+                "k",
+                "--client-ca-file",
+                "a",
+                "--event-ttl",
+                "soon",
+            ]
+        )

@@ -46,9 +46,9 @@ class OutageStore(MemoryStore):
         self._check()
         return await super().list(prefix, revision=revision, limit=limit, start_after=start_after)
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
         self._check()
-        return await super().create(key, value)
+        return await super().create(key, value, ttl=ttl)
 
 
 def _scenario(tmp_path: Path) -> dict[str, Any]:

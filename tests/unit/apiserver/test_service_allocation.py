@@ -123,10 +123,10 @@ class _SlowObjectWrites(MemoryStore):
             prefix, revision=revision, limit=limit, start_after=start_after
         )
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
         if key.startswith("/registry/"):
             await asyncio.sleep(0.05)
-        return await self.inner.create(key, value)
+        return await self.inner.create(key, value, ttl=ttl)
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
         return await self.inner.delete(key, expected_revision=expected_revision)

@@ -274,3 +274,38 @@ def test_orphaned_replicaset_with_matching_labels_is_adopted() -> None:
         assert r.h.api.writes("create", REPLICASETS) == []
 
     run(body)
+
+
+def test_status_write_keeps_a_condition_written_since_the_cache_read() -> None:
+    """The controller writes its own conditions only: computed from a cached Deployment that
+    predates another writer's condition, the whole list would drop it."""
+
+    async def body() -> None:
+        r = Rig()
+        r.h.api.seed(DEPLOYMENTS, deployment(2))
+        await r.converge()
+        assert status(r.h)["readyReplicas"] == 2
+        audited = {"type": "example.com/Audited", "status": "True", "reason": "Tested"}
+        conditions = [*status(r.h)["conditions"], audited]
+        patch = {"status": {"conditions": conditions}}
+        await r.h.api.patch(DEPLOYMENTS, "web", patch, namespace="default", subresource="status")
+        victim = next(p for p in r.h.api.objects(PODS))
+        await r.h.api.patch(
+            PODS,
+            victim["metadata"]["name"],
+            {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+            namespace="default",
+            subresource="status",
+        )
+        for _ in range(2):  # every cache but the Deployments' catches up; the sets settle
+            for informer in r.h.informers.all():
+                if informer.resource is not DEPLOYMENTS:
+                    await informer.relist()
+            await r.rs.controller.drain()
+        with contextlib.suppress(Retry):
+            await r.d.reconcile(KEY)
+        assert status(r.h)["readyReplicas"] == 1
+        assert condition(r.h, "example.com/Audited") == audited
+        assert condition(r.h, "Available")["status"] == "False"  # 1 of 2 ready, none may be out
+
+    run(body)

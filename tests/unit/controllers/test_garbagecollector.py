@@ -205,3 +205,34 @@ def test_the_dependents_of_a_deleted_owner_confirm_its_absence_once() -> None:
         assert owner_gets == ["rs"]
 
     run(body)
+
+
+def test_orphaning_keeps_an_owner_reference_added_since_the_cache_read() -> None:
+    """The dependent's ownerReferences are written whole: computed from a cache that has not
+    seen a second owner yet, the write would drop it."""
+
+    async def body() -> None:
+        h, gc, _rs, _pod = setup()
+        cm = h.api.seed(CONFIGMAPS, {"metadata": {"name": "cm", "namespace": "default"}})
+        await settle(h, gc)
+        stored = h.api.stored(PODS, "default/p")
+        assert stored is not None
+        second = owner_ref(cm, block=False) | {"controller": False}
+        refs = [*stored["metadata"]["ownerReferences"], second]
+        await h.api.patch(PODS, "p", {"metadata": {"ownerReferences": refs}}, namespace="default")
+        await h.api.delete(REPLICASETS, "rs", namespace="default", propagation_policy="Orphan")
+        for informer in h.informers.all():  # the owner's deletion is seen, the pod's change not
+            if informer.resource is REPLICASETS:
+                await informer.relist()
+        await gc.controller.drain()
+        pod = h.api.stored(PODS, "default/p")
+        assert pod is not None
+        assert second in pod["metadata"]["ownerReferences"]
+        assert h.api.stored(REPLICASETS, "default/rs") is not None, "not let go yet: kept"
+        await settle(h, gc)  # the cache caught up: only the deleted owner's reference goes
+        pod = h.api.stored(PODS, "default/p")
+        assert pod is not None
+        assert pod["metadata"]["ownerReferences"] == [second]
+        assert h.api.stored(REPLICASETS, "default/rs") is None
+
+    run(body)

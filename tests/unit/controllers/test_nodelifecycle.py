@@ -179,7 +179,7 @@ def test_recovered_node_loses_its_taints() -> None:
         await reconcile(h, c)
         node = h.api.stored(NODES, "n1")
         assert node is not None
-        assert not node["spec"].get("taints")
+        assert not (node.get("spec") or {}).get("taints")
 
     run(body)
 
@@ -227,3 +227,53 @@ def test_a_stale_cached_node_never_drops_a_taint_written_meanwhile() -> None:
 
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+
+
+def test_a_status_posted_since_the_cache_read_is_not_marked_unknown() -> None:
+    """The Node's conditions are written whole: computed from a cached Node that predates the
+    agent's last post, marking it Unknown would overwrite a fresh Ready (and taint a live
+    node)."""
+
+    async def body() -> None:
+        h = Harness()
+        seed(h)
+        c = NodeLifecycleController(h.ctx, NodeLifecycleConfig(grace_period=40))
+        await reconcile(h, c)
+        h.clock.advance(40)
+        await post_ready(h)  # the agent is back; the cache has not seen it yet
+        with pytest.raises(Retry):
+            await c.reconcile(NODE)
+        assert ready_status(h) == "True"
+        await reconcile(h, c)  # the cache caught up: a fresh heartbeat, Ready stays
+        assert ready_status(h) == "True"
+        node = h.api.stored(NODES, "n1")
+        assert node is not None
+        assert not (node.get("spec") or {}).get("taints")
+
+    run(body)
+
+
+def test_marking_a_pod_not_ready_keeps_a_condition_written_since_the_cache_read() -> None:
+    async def body() -> None:
+        h = Harness()
+        seed(h)
+        h.api.seed(PODS, pod("p"))
+        c = NodeLifecycleController(h.ctx, NodeLifecycleConfig(grace_period=40))
+        await reconcile(h, c)
+        h.clock.advance(40)
+        stored = h.api.stored(PODS, "default/p")
+        assert stored is not None
+        disruption = {"type": "DisruptionTarget", "status": "True", "reason": "Tested"}
+        conditions = [*stored["status"]["conditions"], disruption]
+        patch = {"status": {"conditions": conditions}}  # not in the controller's cache yet
+        await h.api.patch(PODS, "p", patch, namespace="default", subresource="status")
+        with pytest.raises(Retry):  # the node is Unknown now: the eviction timers run
+            await c.reconcile(NODE)
+        assert ready_status(h) == "Unknown"
+        after = h.api.stored(PODS, "default/p")
+        assert after is not None
+        by_type = {c["type"]: c for c in after["status"]["conditions"]}
+        assert by_type["Ready"]["status"] == "False"
+        assert by_type["DisruptionTarget"] == disruption
+
+    run(body)

@@ -201,3 +201,28 @@ def test_pods_for_other_schedulers_and_bound_pods_are_ignored() -> None:
         assert r.sched.node_infos["n1"].req_cpu == 500
 
     run(body())
+
+
+def test_unschedulable_condition_keeps_a_condition_written_since_the_cache_read() -> None:
+    """The condition list is written whole: computed from a cached pod that predates another
+    writer's condition, it would drop that condition."""
+
+    async def body() -> None:
+        r = Rig()
+        r.api.seed(NODES, node("n1", cpu="100m"))
+        r.api.seed(PODS, pod("big"))
+        await r.sync()
+        gate = {"type": "example.com/gate", "status": "True"}
+        patch = {"status": {"conditions": [gate]}}  # not in the scheduler's cache yet
+        await r.api.patch(PODS, "big", patch, namespace="default", subresource="status")
+        await r.drain()
+        stored = r.api.stored(PODS, "default/big")
+        assert stored is not None
+        by_type = {c["type"]: c for c in stored["status"]["conditions"]}
+        assert by_type["example.com/gate"] == gate
+        assert (by_type["PodScheduled"]["status"], by_type["PodScheduled"]["reason"]) == (
+            "False",
+            "Unschedulable",
+        )
+
+    run(body())
