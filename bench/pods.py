@@ -30,10 +30,15 @@ bound and Running goes: the agents run with ``BERTH_POD_TIMELINE=1`` (see
 own watch stamps (same kernel, same monotonic clock). ``--agent-only`` skips sections 1 and 2.
 
 ``--profile DIR`` runs the agents under cProfile (``BERTH_AGENT_PROFILE``) and fetches their
-stats to ``DIR/<host>.prof`` after the bursts; ``--bursts 30`` runs only the 30-pod burst.
+stats to ``DIR/<host>.prof`` after the bursts, and profiles the API server over each measured
+burst, start and delete (``BERTH_APISERVER_PROFILE``, toggled by SIGUSR1), into
+``DIR/apiserver-<pods>.prof``; ``--bursts 30`` runs only the 30-pod burst. cProfile charges
+many small Python calls (``copy.deepcopy``) far more than they cost unprofiled: confirm a
+finding without it.
 Section 3 prints CPU per pod per host, and of it the agent's unit split into the agent
 process (its Python), the tools it ran (CNI plugins, runc, ip, cp: its waited-for
-children) and the rest of the unit (the shims).
+children) and the rest of the unit (the shims). The control plane's CPU per pod (API
+server, scheduler, controller manager units) is printed beside it.
 
 Run as root: ``.venv/bin/python bench/pods.py [--timeline] [--agent-only] [--workers N,M]``.
 The machine blackholes the pod and service CIDRs for the duration; all traffic stays on the lab
@@ -337,6 +342,14 @@ PROFILE_DROPIN = (
     f"'[Service]\\nEnvironment=BERTH_AGENT_PROFILE={PROFILE_PATH}\\n' "
     "> /etc/systemd/system/berth-agent.service.d/profile.conf"
 )
+APISERVER_PROFILE_PATH = "/var/lib/berth/datastore/apiserver.prof"  # its one writable dir
+APISERVER_PROFILE_DROPIN = (
+    "mkdir -p /etc/systemd/system/berth-apiserver.service.d && printf "
+    f"'[Service]\\nEnvironment=BERTH_APISERVER_PROFILE={APISERVER_PROFILE_PATH}\\n' "
+    "> /etc/systemd/system/berth-apiserver.service.d/profile.conf"
+)
+APISERVER_PROFILE_TOGGLE = "systemctl kill -s USR1 --kill-whom=main berth-apiserver"
+"""Starts, then stops and writes, the API server's profile (see berth.apiserver.__main__)."""
 TIMELINE_DROPIN = (
     "mkdir -p /etc/systemd/system/berth-agent.service.d && printf "
     "'[Service]\\nEnvironment=BERTH_POD_TIMELINE=1\\n' "
@@ -422,6 +435,25 @@ def _host_cpu(lab: Lab) -> dict[str, float]:
         except (OSError, ValueError):
             continue  # a cgroup2-only machine: no figure
         out.update(_agent_cpu(lab, host.name))
+        out.update(_control_plane_cpu(lab, host.name))
+    return out
+
+
+CONTROL_PLANE_UNITS = ("apiserver", "scheduler", "controller-manager")
+"""The control plane's units (``berth-<name>.service``), on the hosts that run them."""
+
+
+def _control_plane_cpu(lab: Lab, host: str) -> dict[str, float]:
+    """CPU seconds so far of each control-plane unit on ``host`` (keyed ``cp/<name>``; none
+    where the unit does not run), from the machine's cgroup2 tree as for the agent."""
+    slice_ = Path("/sys/fs/cgroup/unified/berth-lab") / lab.name / host / "payload/system.slice"
+    out: dict[str, float] = {}
+    for unit in CONTROL_PLANE_UNITS:
+        try:
+            stat = (slice_ / f"berth-{unit}.service" / "cpu.stat").read_text().split()
+        except OSError:
+            continue
+        out[f"cp/{unit}"] = int(stat[stat.index("usage_usec") + 1]) / 1e6
     return out
 
 
@@ -537,6 +569,7 @@ def through_agent(
     if profile is not None:
         for host in lab.hosts:
             subprocess.run(lab.ssh_argv(host.name, [PROFILE_DROPIN]), check=True)
+        subprocess.run(lab.ssh_argv(lab.hosts[0].name, [APISERVER_PROFILE_DROPIN]), check=True)
     hosts = [h.name for h in lab.hosts]
     try:
         applied = c.berth("apply", "-i", str(spec), "--yes")
@@ -621,7 +654,17 @@ def through_agent(
                         continue  # the larger bursts run once, with the last worker count
                     if sizes and replicas not in sizes:
                         continue
+                    toggle = lab.ssh_argv(hosts[0], [APISERVER_PROFILE_TOGGLE])
+                    if profile is not None:  # the API server's profile: the bursts only
+                        subprocess.run(toggle, check=True, timeout=60)
                     result = run(replicas, hosts[:n_nodes])
+                    if profile is not None:
+                        subprocess.run(toggle, check=True, timeout=60)
+                        time.sleep(2)  # it writes its stats
+                        argv = lab.ssh_argv(hosts[0], ["cat", APISERVER_PROFILE_PATH])
+                        got = subprocess.run(argv, capture_output=True, timeout=120, check=True)
+                        profile.mkdir(parents=True, exist_ok=True)
+                        (profile / f"apiserver-{replicas}.prof").write_bytes(got.stdout)
                     results.append({**result, "workers": count, "goal": goal})
             if profile is not None:
                 _fetch_profiles(lab, profile)
@@ -702,6 +745,14 @@ def print_burst(agent: dict[str, Any], runtime: list[float] | None) -> None:
             )
             if cells:
                 print(f"{'  of which ' + what:34} {cells}")
+        # The control plane works for every pod of the burst, wherever it runs.
+        cells = ", ".join(
+            f"{unit} {used[f'cp/{unit}'] / n * ms:.1f}"
+            for unit in CONTROL_PLANE_UNITS
+            if f"cp/{unit}" in used
+        )
+        if cells:
+            print(f"{'  control plane, ms per pod':34} {cells}")
 
 
 def _unit_part(used: dict[str, float], host: str, part: str) -> float:

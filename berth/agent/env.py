@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from berth.agent.tokens import DEFAULT_EXPIRATION, ProjectedTokens, TokenRequestError
@@ -32,13 +34,14 @@ from berth.api.quantity import parse_quantity
 from berth.api.resources import CONFIGMAPS, SECRETS
 from berth.client import errors
 from berth.client.interface import ApiClient, Obj
-from berth.machinery.clock import RealClock
+from berth.machinery.clock import Clock, RealClock
 from berth.machinery.objects import Frozen, meta
 
 T = TypeVar("T")
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
+SHARED_READS = 256  # sources whose latest read a node's agent keeps (least recently used out)
 
 
 class SourceError(Exception):
@@ -100,13 +103,102 @@ async def _all_in_order(calls: Sequence[Awaitable[T]]) -> list[T]:
     return cast(list[T], results)
 
 
+async def _read(client: ApiClient, namespace: str, kind: str, name: str) -> dict[str, bytes] | None:
+    """ConfigMap/Secret ``name`` as raw bytes per key; None when it does not exist."""
+    resource = SECRETS if kind == "secret" else CONFIGMAPS
+    try:
+        obj: Obj = await client.get(resource, name, namespace=namespace)
+    except errors.NotFound:
+        return None
+    except errors.Forbidden as exc:
+        # The node authorizer lets a node get only what its pods reference; an API
+        # server that has not seen the pod's binding yet refuses: retry like a miss.
+        raise SourceError(f'{kind} "{name}" is not readable by this node yet: {exc}') from exc
+    values: dict[str, bytes] = {}
+    encoded = "data" if kind == "secret" else "binaryData"
+    for k, v in (obj.get(encoded) or {}).items():
+        values[k] = base64.b64decode(v)
+    plain = "stringData" if kind == "secret" else "data"
+    for k, v in (obj.get(plain) or {}).items():
+        values[k] = str(v).encode()
+    return values
+
+
+@dataclass(slots=True)
+class _Read:
+    started: float  # clock.monotonic() when the GET was sent
+    task: asyncio.Task[dict[str, bytes] | None]
+
+
+class SharedSources:
+    """ConfigMap and Secret reads shared by the pods of a node: a burst of pods mounting the
+    same ConfigMaps (every pod mounts its namespace's ``kube-root-ca.crt``) made one GET per
+    pod and source. A read serves a pod only when it was sent after the agent first saw that
+    pod (strictly after: a read of the same instant may have been sent first): it reflects
+    every write made before the pod existed, as a read of the pod's own would (the kubelet's
+    managers never give a pod an older view than the one at its registration either). Only
+    a pod's first pass uses this (the pod manager forgets when it was seen after it); a
+    retry reads what is current. Reads are per node: each node's identity is authorised for
+    the objects of its own pods only, and a read refused for one pod is made again for the
+    next.
+    """
+
+    def __init__(self, clock: Clock, capacity: int = SHARED_READS) -> None:
+        self.clock = clock
+        self.capacity = capacity
+        self._reads: OrderedDict[tuple[str, str, str, str], _Read] = OrderedDict()
+        self.gets = 0
+
+    async def raw(
+        self,
+        client: ApiClient,
+        node: str,
+        namespace: str,
+        kind: str,
+        name: str,
+        *,
+        not_before: float,
+    ) -> dict[str, bytes] | None:
+        key = (node, namespace, kind, name)
+        shared = self._reads.get(key)
+        if shared is not None and shared.started > not_before:
+            self._reads.move_to_end(key)
+            try:
+                return await asyncio.shield(shared.task)
+            except SourceError:
+                pass  # refused for the pod that sent it (authorisation lags): ask for this one
+        self.gets += 1
+        read = _Read(
+            self.clock.monotonic(), asyncio.ensure_future(_read(client, namespace, kind, name))
+        )
+        # retrieved here so a read whose sender was cancelled logs nothing
+        read.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._reads[key] = read
+        self._reads.move_to_end(key)
+        while len(self._reads) > self.capacity:
+            self._reads.popitem(last=False)
+        return await asyncio.shield(read.task)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFor:
+    """What a pod's resolution needs to use :class:`SharedSources`: its node, and when the
+    agent first saw the pod (reads sent before that do not serve it)."""
+
+    sources: SharedSources
+    node: str
+    seen_at: float
+
+
 class _Sources:
     """ConfigMaps and Secrets fetched once per resolution, as raw bytes per key (volumes
-    resolved concurrently share one fetch of a source)."""
+    resolved concurrently share one fetch of a source); with ``shared``, reads made for the
+    node's other pods serve this one when fresh enough (:class:`SharedSources`)."""
 
-    def __init__(self, client: ApiClient, namespace: str) -> None:
+    def __init__(self, client: ApiClient, namespace: str, shared: SharedFor | None = None) -> None:
         self.client = client
         self.namespace = namespace
+        self.shared = shared
         self._cache: dict[tuple[str, str], dict[str, bytes] | None] = {}
         self._fetching: dict[tuple[str, str], asyncio.Task[dict[str, bytes] | None]] = {}
 
@@ -122,26 +214,18 @@ class _Sources:
 
     async def _fetch(self, kind: str, name: str) -> dict[str, bytes] | None:
         if (kind, name) not in self._cache:
-            resource = SECRETS if kind == "secret" else CONFIGMAPS
-            try:
-                obj: Obj = await self.client.get(resource, name, namespace=self.namespace)
-            except errors.NotFound:
-                self._cache[(kind, name)] = None
-            except errors.Forbidden as exc:
-                # The node authorizer lets a node get only what its pods reference; an API
-                # server that has not seen the pod's binding yet refuses: retry like a miss.
-                raise SourceError(
-                    f'{kind} "{name}" is not readable by this node yet: {exc}'
-                ) from exc
+            if self.shared is None:
+                got = await _read(self.client, self.namespace, kind, name)
             else:
-                values: dict[str, bytes] = {}
-                encoded = "data" if kind == "secret" else "binaryData"
-                for k, v in (obj.get(encoded) or {}).items():
-                    values[k] = base64.b64decode(v)
-                plain = "stringData" if kind == "secret" else "data"
-                for k, v in (obj.get(plain) or {}).items():
-                    values[k] = str(v).encode()
-                self._cache[(kind, name)] = values
+                got = await self.shared.sources.raw(
+                    self.client,
+                    self.shared.node,
+                    self.namespace,
+                    kind,
+                    name,
+                    not_before=self.shared.seen_at,
+                )
+            self._cache[(kind, name)] = got
         return self._cache[(kind, name)]
 
     async def data(self, kind: str, name: str) -> dict[str, str] | None:
@@ -158,8 +242,9 @@ async def resolve_env(
     *,
     pod_ip: str,
     host_ip: str,
+    shared: SharedFor | None = None,
 ) -> dict[str, str]:
-    sources = _Sources(client, str(meta(pod).get("namespace") or "default"))
+    sources = _Sources(client, str(meta(pod).get("namespace") or "default"), shared)
     env: dict[str, str] = {}
     for src in container.get("envFrom") or ():
         prefix = str(src.get("prefix") or "")
@@ -205,12 +290,16 @@ async def resolve_env(
 
 
 async def resolve_volume_files(
-    client: ApiClient, pod: Frozen, *, tokens: ProjectedTokens | None = None
+    client: ApiClient,
+    pod: Frozen,
+    *,
+    tokens: ProjectedTokens | None = None,
+    shared: SharedFor | None = None,
 ) -> dict[str, dict[str, bytes]]:
     """``{volume name: {path: content}}`` for the pod's ConfigMap, Secret and projected
     volumes (``tokens`` caches projected service-account tokens; without it each resolution
-    requests new ones)."""
-    sources = _Sources(client, str(meta(pod).get("namespace") or "default"))
+    requests new ones; ``shared``: see :class:`SharedSources`)."""
+    sources = _Sources(client, str(meta(pod).get("namespace") or "default"), shared)
     names: list[str] = []
     calls: list[Awaitable[dict[str, bytes]]] = []
     for vol in (pod.get("spec") or {}).get("volumes") or ():

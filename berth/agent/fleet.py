@@ -184,6 +184,7 @@ class Fleet:
         if node in self.agents or key_of(pod) in self.manager.records:
             if node in self.agents:
                 timeline.stamp(str(meta(pod).get("uid") or ""), "seen")
+                self.manager.observe(pod)
             self.manager.enqueue(key_of(pod))
 
     async def start(self) -> None:

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from berth.agent.config import POD_WORKERS
-from berth.agent.env import SourceError, resolve_env, resolve_volume_files
+from berth.agent.env import SharedFor, SharedSources, SourceError, resolve_env, resolve_volume_files
 from berth.agent.runtime import (
     ContainerConfig,
     ContainerStatus,
@@ -49,7 +49,7 @@ from berth.machinery.clock import Clock
 from berth.machinery.controller import Controller, Retry
 from berth.machinery.events import EventRecorder
 from berth.machinery.informer import Informer
-from berth.machinery.objects import Frozen, meta, name, namespace, thaw
+from berth.machinery.objects import Frozen, key_of, meta, name, namespace, thaw
 from berth.machinery.prometheus import POD_START_BUCKETS, REGISTRY
 from berth.machinery.queue import WorkQueue
 from berth.runtime import timeline
@@ -82,6 +82,7 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 CONFIG_RETRY = 10.0  # retry a container whose ConfigMap/Secret is missing
+MAX_FIRST_SEEN = 10_000  # first-seen times kept for pods not yet reconciled
 PULL_BACKOFF_REPORT = 1.0  # ErrImagePull shows this long before it becomes ImagePullBackOff
 # An exit the runtime reports without a code (it has no record of how the container ended) is
 # believed only once it stayed so this long, looked at every UNKNOWN_RECHECK seconds: a
@@ -249,6 +250,28 @@ class PodManager:
         self.status_writes = 0
         # Projected service-account tokens of the pods here, renewed before they expire.
         self.tokens = ProjectedTokens(clock)
+        # ConfigMap/Secret reads shared by pods seen before they were sent, and when each pod
+        # (by uid) was first seen (see berth.agent.env.SharedSources).
+        self.sources = SharedSources(clock)
+        self._first_seen: dict[str, float] = {}
+
+    def observe(self, pod: Frozen) -> None:
+        """Note when a pod of these nodes was first seen (before its key is queued). Not for
+        a pod reconciled already or being deleted: nothing would forget it again."""
+        uid = str(meta(pod).get("uid") or "")
+        rec = self.records.get(key_of(pod))
+        if (rec is not None and rec.uid == uid) or meta(pod).get("deletionTimestamp"):
+            return
+        if uid and uid not in self._first_seen:
+            if len(self._first_seen) >= MAX_FIRST_SEEN:  # pods that left before a reconcile
+                del self._first_seen[next(iter(self._first_seen))]
+            self._first_seen[uid] = self.clock.monotonic()
+
+    def _shared(self, rec: PodRecord) -> SharedFor:
+        seen = self._first_seen.get(rec.uid)
+        return SharedFor(
+            self.sources, rec.node, seen if seen is not None else self.clock.monotonic()
+        )
 
     def mine(self, pod: Frozen) -> bool:
         node = (pod.get("spec") or {}).get("nodeName")
@@ -315,6 +338,15 @@ class PodManager:
     # ---- reconcile ----------------------------------------------------------------------
     async def reconcile(self, key: ObjectKey) -> None:
         pod = self.pods.get(key)
+        try:
+            await self._reconcile(key, pod)
+        finally:
+            # Only a pod's first pass may use reads sent since it was first seen; a retry
+            # (a source missing, a runtime error) reads what is current then.
+            if pod is not None:
+                self._first_seen.pop(str(meta(pod).get("uid") or ""), None)
+
+    async def _reconcile(self, key: ObjectKey, pod: Frozen | None) -> None:
         rec = self.records.get(key)
         if pod is None or not self.mine(pod):
             if rec is not None:
@@ -359,7 +391,7 @@ class PodManager:
                     note=lambda m: rec.event("VolumeSizeNotEnforced", m, warning=True),
                 )
                 files = await resolve_volume_files(
-                    self.client_for(rec.node), pod, tokens=self.tokens
+                    self.client_for(rec.node), pod, tokens=self.tokens, shared=self._shared(rec)
                 )
             except (SourceError, ClaimNotReady, UnsafePath) as exc:
                 rec.event("FailedMount", f"MountVolume.SetUp failed: {exc}", warning=True)
@@ -457,6 +489,7 @@ class PodManager:
                 c,
                 pod_ip=rec.pod_ip,
                 host_ip=self.node_address(rec.node) or "",
+                shared=self._shared(rec),
             )
         except SourceError as exc:
             if cr.config_error != str(exc):

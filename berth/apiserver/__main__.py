@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
+import time
 
 from berth import eventloop
 from berth.store.interface import StoreError
@@ -30,6 +32,34 @@ def _tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+PROFILE_ENV = "BERTH_APISERVER_PROFILE"
+"""Set to a file path, SIGUSR1 starts a :mod:`cProfile` of the server (CPU clock) and the next
+SIGUSR1 stops it and writes its stats there: what a span of work (bench/pods.py ``--profile``:
+one pod burst) costs the server, without its start-up. Off by default."""
+
+
+def _profile_toggle(path: str) -> None:
+    import cProfile  # noqa: PLC0415 - only when asked for
+
+    profile: list[cProfile.Profile] = []
+
+    def toggle() -> None:
+        if profile:
+            profile.pop().disable()
+            return
+        current = cProfile.Profile(time.process_time)
+        profile.append(current)
+        current.enable()
+
+    def toggle_and_dump() -> None:
+        running = profile[0] if profile else None
+        toggle()
+        if running is not None:
+            running.dump_stats(path)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, toggle_and_dump)
+
+
 async def _serve(server: ApiServer) -> None:
     await server.start()
     _tune_gc()
@@ -37,6 +67,8 @@ async def _serve(server: ApiServer) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if os.environ.get(PROFILE_ENV):
+        _profile_toggle(os.environ[PROFILE_ENV])
     # Tell a supervising process (tests, systemd wrappers) where we listen.
     print(f"listening on {server.config.bind_address}:{server.port}", flush=True)
     await stop.wait()

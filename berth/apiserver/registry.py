@@ -54,6 +54,7 @@ from .errors import (
     too_large_resource_version,
 )
 from .fieldmanager import FieldManager
+from .jsoncopy import json_copy
 from .kinds import Strategies
 from .limitranger import LimitRanger
 from .openapi import fieldvalidation
@@ -821,7 +822,7 @@ class Registry:
             if patch_type == "apply":
                 patched, _ = fm.apply(
                     rd,
-                    copy.deepcopy(old),
+                    json_copy(old),
                     patch,
                     manager=field_manager,
                     force=force,
@@ -1130,7 +1131,7 @@ def patch_has_no_precondition(patch: Any) -> bool:
 
 
 def apply_patch(patch_type: str | None, original: Obj, patch: Any) -> Any:
-    base = copy.deepcopy(original)
+    base = json_copy(original)
     if patch_type == "json":
         return json_patch(base, patch)
     if patch_type == "merge":

@@ -9,10 +9,10 @@ which call these helpers.
 
 from __future__ import annotations
 
-import copy
-
 from berth.api.meta import Obj, format_now, meta, new_uid
 from berth.api.resources import ResourceDef
+
+from .jsoncopy import json_copy
 
 
 def container_defaults(c: Obj) -> None:
@@ -108,10 +108,10 @@ def status_update(old: Obj, new: Obj) -> Obj:
     pods, ownerReferences; for workloads, labels) but let labels/annotations through on some
     kinds: here a status writer such as a node agent cannot relabel a pod into a Service's
     selector or rewrite its annotations."""
-    result = copy.deepcopy(old)
+    # Status writers may not change metadata except by accident: the stored one is kept,
+    # like the spec (one copy of both; the old status is not copied to be thrown away).
+    result = json_copy({k: v for k, v in old.items() if k != "status"})
     result["status"] = new.get("status") or {}
-    # Status writers may not change metadata except by accident; keep the stored one.
-    result["metadata"] = copy.deepcopy(old["metadata"])
     return result
 
 

@@ -108,3 +108,36 @@ def test_concurrent_requests_share_a_bounded_pool(server: ServerHandle) -> None:
             await asyncio.sleep(0.3)
 
     asyncio.run(body())
+
+
+def _local_ports_to(port: int) -> set[int]:
+    """Local ports of this machine's ESTABLISHED connections to ``port`` on 127.0.0.1."""
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if state == "01" and remote == f"0100007F:{port:04X}":
+            ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_an_idle_connection_outlives_a_pause_between_bursts(server: ServerHandle) -> None:
+    """A connection idle for longer than aiohttp's default keep-alive (15 s) serves the next
+    request: a node agent's burst of pods must not begin with TLS handshakes."""
+    port = int(server.url.rsplit(":", 1)[1])
+
+    async def body() -> None:
+        api = HttpClient.from_kubeconfig(server.kubeconfig())
+        try:
+            await api.create(CONFIGMAPS, {"metadata": {"name": "idle", "namespace": "default"}})
+            before = _local_ports_to(port)
+            await asyncio.sleep(16.5)  # idle, past aiohttp's 15 s default
+            await api.get(CONFIGMAPS, "idle", namespace="default")
+            after = _local_ports_to(port)
+            assert len(before) == 1
+            assert after == before  # the same connection, no new handshake
+        finally:
+            await api.close()
+            await asyncio.sleep(0.3)
+
+    asyncio.run(body())

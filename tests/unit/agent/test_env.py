@@ -11,9 +11,18 @@ from typing import Any
 
 import pytest
 
-from berth.agent.env import SourceError, expand, resolve_env, resolve_volume_files
+from berth.agent.env import (
+    SharedFor,
+    SharedSources,
+    SourceError,
+    expand,
+    resolve_env,
+    resolve_volume_files,
+)
 from berth.api.resources import CONFIGMAPS, PODS, SECRETS
 from berth.client import errors
+from berth.client.keys import ObjectKey
+from berth.machinery.clock import FakeClock
 from berth.machinery.controller import Retry
 from berth.machinery.objects import freeze
 from tests.harness.fake_client import FakeClient
@@ -306,5 +315,138 @@ def test_volume_sources_are_fetched_at_once_and_each_once() -> None:
         }
         assert sorted(api.gets) == ["a", "b", "c"]  # a shared source is read once
         assert api.most == 3  # all three round trips at once, not one after another
+
+    asyncio.run(body())
+
+
+class _CountingClient(FakeClient):
+    """Counts ConfigMap/Secret GETs; refuses the first ``refuse`` of them (a node graph that
+    has not seen the pod's binding yet)."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        super().__init__()
+        self.gets = 0
+        self.refuse = refuse
+
+    async def get(self, resource: Any, name: str, **kwargs: Any) -> Any:
+        self.gets += 1
+        if self.refuse:
+            self.refuse -= 1
+            raise errors.Forbidden(403, "Forbidden", "no relationship found between node 'n1'")
+        return await super().get(resource, name, **kwargs)
+
+
+def _mounting(uid: str) -> Any:
+    return freeze(
+        {
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid},
+            "spec": {"nodeName": "n1", "volumes": [{"name": "v", "configMap": {"name": "cfg"}}]},
+        }
+    )
+
+
+def test_pods_seen_before_a_read_share_it_and_pods_seen_after_read_again() -> None:
+    async def body() -> None:
+        api = _CountingClient()
+        api.seed(CONFIGMAPS, {"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "1"}})
+        clock = FakeClock()
+        shared = SharedSources(clock)
+        seen_first = SharedFor(shared, "n1", clock.monotonic())
+        clock.advance(0.01)
+        for uid in ("a", "b", "c"):  # a burst: all three seen before the first read
+            files = await resolve_volume_files(api, _mounting(uid), shared=seen_first)
+            assert files == {"v": {"k": b"1"}}
+        assert api.gets == 1
+        await api.update(
+            CONFIGMAPS,
+            {"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "2"}},
+        )
+        clock.advance(1)
+        later = SharedFor(shared, "n1", clock.monotonic())  # created after the read: reads anew
+        clock.advance(0.01)
+        assert await resolve_volume_files(api, _mounting("d"), shared=later) == {"v": {"k": b"2"}}
+        assert api.gets == 2
+        # ... and that read serves pods seen before it, not the older one
+        assert await resolve_volume_files(api, _mounting("e"), shared=seen_first) == {
+            "v": {"k": b"2"}
+        }
+        other_node = SharedFor(shared, "n2", 0.0)  # another node's identity reads for itself
+        await resolve_volume_files(api, _mounting("f"), shared=other_node)
+        assert api.gets == 3
+
+    asyncio.run(body())
+
+
+def test_a_shared_read_refused_for_one_pod_is_made_again_for_the_next() -> None:
+    async def body() -> None:
+        api = _CountingClient(refuse=1)
+        api.seed(CONFIGMAPS, {"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "1"}})
+        clock = FakeClock()
+        seen = SharedFor(SharedSources(clock), "n1", clock.monotonic())
+        clock.advance(0.01)
+        with pytest.raises(SourceError, match="not readable by this node yet"):
+            await resolve_volume_files(api, _mounting("a"), shared=seen)
+        assert await resolve_volume_files(api, _mounting("b"), shared=seen) == {"v": {"k": b"1"}}
+        assert api.gets == 2
+
+    asyncio.run(body())
+
+
+def test_a_burst_of_pods_reads_a_shared_configmap_once_and_a_retry_reads_anew() -> None:
+    async def body() -> None:
+        r = Rig()
+        gets: list[str] = []
+        real_get = r.api.get
+
+        async def counting_get(resource: Any, name: str, **kw: Any) -> Any:
+            if resource == CONFIGMAPS:
+                gets.append(name)
+            return await real_get(resource, name, **kw)
+
+        r.api.get = counting_get  # type: ignore[method-assign]
+        volumes = [{"name": "cfg", "configMap": {"name": "settings"}}]
+        for pod in ("p", "q"):
+            r.api.seed(
+                PODS,
+                {
+                    "metadata": {"name": pod, "namespace": "default"},
+                    "spec": {
+                        "nodeName": "n1",
+                        "containers": [{"name": "app", "image": "web:1"}],
+                        "volumes": volumes,
+                    },
+                },
+            )
+        await r.pods.relist()
+        for seen in r.pods.list():
+            r.manager.observe(seen)  # as the fleet does when the informer delivers them
+        r.clock.advance(0.01)
+        for key in (KEY, ObjectKey("default/q")):
+            with pytest.raises(Retry):
+                await r.manager.reconcile(key)  # no ConfigMap yet: FailedMount
+        assert gets == ["settings"]  # q used p's read, sent after both were seen
+        await r.api.create(
+            CONFIGMAPS,
+            {"metadata": {"name": "settings", "namespace": "default"}, "data": {"mode": "fast"}},
+        )
+        r.clock.advance(0.01)
+        await r.sync()  # the retry reads again, and sees it
+        assert r.status()["phase"] == "Running"
+        assert gets == ["settings", "settings"]
+
+    asyncio.run(body())
+
+
+def test_first_sightings_are_not_kept_for_pods_reconciled_or_deleting() -> None:
+    async def body() -> None:
+        r = Rig()
+        await r.started()
+        (pod,) = r.pods.list()
+        r.manager.observe(pod)  # an update of a pod already reconciled
+        await r.delete(grace=30)
+        await r.pods.relist()
+        (deleting,) = r.pods.list()
+        r.manager.observe(deleting)
+        assert r.manager._first_seen == {}
 
     asyncio.run(body())

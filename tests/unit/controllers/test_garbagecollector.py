@@ -171,6 +171,42 @@ def test_dependency_circle_does_not_block_background_deletion() -> None:
     run(body)
 
 
+def test_the_dependents_of_a_deleted_owner_confirm_its_absence_once() -> None:
+    """Five pods of a deleted ReplicaSet: one live GET says the owner is gone, not five (the
+    upstream collector's absent-owner cache); every pod is still collected."""
+
+    async def body() -> None:
+        h, gc, rs, _pod = setup()
+        for i in range(4):
+            h.api.seed(
+                PODS,
+                {
+                    "metadata": {
+                        "name": f"p{i}",
+                        "namespace": "default",
+                        "ownerReferences": [owner_ref(rs)],
+                    },
+                    "spec": {"containers": [{"name": "c"}]},
+                },
+            )
+        await settle(h, gc)
+        owner_gets: list[str] = []
+        real_get = h.api.get
+
+        async def counting_get(resource: Any, name: str, **kw: Any) -> Obj:
+            if resource == REPLICASETS:
+                owner_gets.append(name)
+            return await real_get(resource, name, **kw)
+
+        h.api.get = counting_get  # type: ignore[method-assign]
+        await h.api.delete(REPLICASETS, "rs", namespace="default", propagation_policy="Background")
+        await settle(h, gc)
+        assert [p["metadata"]["name"] for p in h.api.objects(PODS)] == []
+        assert owner_gets == ["rs"]
+
+    run(body)
+
+
 def test_orphaning_keeps_an_owner_reference_added_since_the_cache_read() -> None:
     """The dependent's ownerReferences are written whole: computed from a cache that has not
     seen a second owner yet, the write would drop it."""
