@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -143,21 +144,36 @@ class Bench:
     def session(self, limit: int) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
             base_url=self.url,
-            connector=aiohttp.TCPConnector(ssl=self.ssl, limit=limit),
+            # idle connections kept for 10 min: a caller that passes its own session to
+            # several rounds (api_callgrind.py) keeps its connections however slow a round is
+            connector=aiohttp.TCPConnector(ssl=self.ssl, limit=limit, keepalive_timeout=600),
             timeout=aiohttp.ClientTimeout(total=None),
         )
 
     async def creates(
-        self, ns: str, total: int, *, custom: bool = False
+        self,
+        ns: str,
+        total: int,
+        *,
+        custom: bool = False,
+        session: aiohttp.ClientSession | None = None,
     ) -> tuple[float, list[float]]:
         """Create ``total`` pods (or, ``custom``, Widgets of a CRD created first) in ``ns``
-        with N concurrent clients; creates/s and each create's latency."""
+        with N concurrent clients; creates/s and each create's latency. With ``session``
+        the round runs on its (already open) connections; otherwise on a new session's."""
         latencies: list[float] = []
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(total):
             queue.put_nowait(i)
-        async with self.session(self.clients) as s:
-            await s.post("/api/v1/namespaces", data=orjson.dumps({"metadata": {"name": ns}}))
+        async with contextlib.AsyncExitStack() as stack:
+            s = session
+            if s is None:
+                s = await stack.enter_async_context(self.session(self.clients))
+            # read, so its connection goes back to the pool (a shared session keeps it)
+            async with s.post(
+                "/api/v1/namespaces", data=orjson.dumps({"metadata": {"name": ns}})
+            ) as r:
+                await r.read()
             if custom:
                 await self.define_widgets(s)
                 path, body = f"/apis/{CRD_GROUP}/v1/namespaces/{ns}/widgets", widget

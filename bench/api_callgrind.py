@@ -4,10 +4,9 @@ counts are not).
 
 The server runs under ``valgrind --tool=callgrind`` with instrumentation off until it has
 served a warm-up round; then two rounds of bench/api.py's pod creates (16 clients, a new
-namespace each) are counted: N creates, then 3N. Each round also pays its clients' 16 TLS
-handshakes and its namespace's create, which would dilute the per-create figure (a round of
-300 creates carries ~0.6M instructions of handshakes per create): the difference of the two
-rounds cancels them, so the figure is the steady cost of one create as bench/api.py's 2,000
+namespace each) are counted: N creates, then 3N, on the connections the warm-up opened (no
+TLS handshake is counted). Each round also pays its namespace's create: the difference of the
+two rounds cancels it, so the figure is the steady cost of one create as bench/api.py's 2,000
 creates see it. ``--baseline REV`` counts another commit's server the same way and prints
 the ratio (baseline instructions / this tree's: above 1 is faster).
 
@@ -44,6 +43,22 @@ def _control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
+async def _rounds(bench: Bench, pid: int, n: int) -> None:
+    """The warm-up round, then the two counted rounds, all on one session: the counted
+    rounds run on connections the warm-up opened, so they carry no TLS handshakes (each is
+    millions of instructions, and whether a round's clients resumed a session or not moved
+    the per-create figure by tens of thousands)."""
+    async with bench.session(bench.clients) as s:
+        await bench.creates("warm", 200, session=s)
+        _control(pid, "-i", "on")
+        _control(pid, "-z")
+        await bench.creates("small", n, session=s)
+        _control(pid, "-d")
+        await bench.creates("large", 3 * n, session=s)
+        _control(pid, "-d")
+        _control(pid, "-i", "off")
+
+
 def count(source: Path | None, store: str, n: int, workdir: Path) -> float:
     """Instructions per pod create of the server in ``source`` (``None``: this tree)."""
     files = prepare(
@@ -78,14 +93,7 @@ def count(source: Path | None, store: str, n: int, workdir: Path) -> float:
             raise RuntimeError(f"the API server did not start under valgrind: {line!r}")
         files.url = f"https://127.0.0.1:{int(line.strip().rsplit(':', 1)[1])}"
         bench = Bench(ServerProcess(files, proc, config), 16)
-        asyncio.run(bench.creates("warm", 200))
-        _control(proc.pid, "-i", "on")
-        _control(proc.pid, "-z")
-        asyncio.run(bench.creates("small", n))
-        _control(proc.pid, "-d")
-        asyncio.run(bench.creates("large", 3 * n))
-        _control(proc.pid, "-d")
-        _control(proc.pid, "-i", "off")
+        asyncio.run(_rounds(bench, proc.pid, n))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(600)
