@@ -1,14 +1,15 @@
 """Remove everything berth's node runtime and network made on this host (node teardown).
 
-Order matters: pods first (containers stopped, CNI DEL releases each IP and veth, netns,
-mounts and files removed), then runc containers no sandbox owns, then the node-wide pieces
-(the service proxy's and the NetworkPolicies' nftables tables, the LoadBalancer addresses this
-node held, host-gw routes, the pod bridge). Idempotent: a second run
-finds nothing and changes nothing. The agent must be stopped first, or it recreates pods.
+Order matters: the shim zygotes first, then pods (containers stopped, CNI DEL releases each
+IP and veth, netns, mounts and files removed), then runc containers no sandbox owns, then the
+node-wide pieces (the service proxy's and the NetworkPolicies' nftables tables, the
+LoadBalancer addresses this node held, host-gw routes, the pod bridge). Idempotent: a second
+run finds nothing and changes nothing. The agent must be stopped first, or it recreates pods.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from berth.network.podnet import BRIDGE
 from berth.network.routes import RouteSync
 from berth.proxy.sync import ServiceProxy
 from berth.runtime.runc import RuncRuntime
+from berth.runtime.shimzygote import directory_of, stop_zygotes
 from berth.runtime.spec import PodUID
 
 # The node runtime ships stdlib-only (it runs before and after the rest of berth): the names
@@ -65,6 +67,7 @@ def _forget(state: Path) -> None:
 class ResetReport:
     pods: list[str] = field(default_factory=list)  # sandbox uids removed
     containers: list[str] = field(default_factory=list)  # containers no sandbox owned
+    zygotes: list[int] = field(default_factory=list)  # shim zygotes killed (their pids)
     routes: int = 0  # host-gw / service routes deleted
     bridge: bool = False  # the pod bridge was deleted
 
@@ -91,6 +94,9 @@ async def reset_node(
     lb_state: Path = SPEAKER_STATE,
 ) -> ResetReport:
     report = ResetReport()
+    # first: a zygote left serving would fork shims for nobody, and keeps the stopped agent's
+    # unit loaded (it lives in its control group)
+    report.zygotes = await asyncio.to_thread(stop_zygotes, directory_of(rt.runc_root))
     for record in rt.sandboxes.list_records():
         await rt.remove_pod_sandbox(PodUID(record.uid), grace_seconds=grace_seconds)
         report.pods.append(record.uid)

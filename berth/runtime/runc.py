@@ -44,7 +44,7 @@ from berth.runtime.netns import NamespaceMaker
 from berth.runtime.reference import parse_reference
 from berth.runtime.safepath import check_element, child
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
-from berth.runtime.shimzygote import ShimZygote
+from berth.runtime.shimzygote import ShimZygote, directory_of
 from berth.runtime.spec import ContainerID, ContainerSpec, HostPath, PodSpec, PodUID
 
 log = logging.getLogger(__name__)
@@ -250,9 +250,7 @@ class RuncRuntime:
         # Shims forked from a warm zygote (the node agent's runtime; see shimzygote): a
         # fresh Python per container is ~10-15 ms CPU of the pod-start path.
         self.zygote = (
-            ShimZygote(
-                python=python, shim=_SHIM, directory=runc_root.parent / "zygote", env=host_env()
-            )
+            ShimZygote(python=python, shim=_SHIM, directory=directory_of(runc_root), env=host_env())
             if shim_zygote
             else None
         )

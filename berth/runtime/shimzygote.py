@@ -20,8 +20,10 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,6 +35,58 @@ _RC_LIMIT = 16
 _OUTPUT_LIMIT = 1 << 20
 START_SECONDS = 30.0  # a loaded node starts Python slowly
 RESTART_BACKOFF_SECONDS = 5.0
+
+
+def directory_of(runc_root: Path) -> Path:
+    """Where a runtime whose runc state is under ``runc_root`` keeps its zygotes' sockets."""
+    return runc_root.parent / "zygote"
+
+
+def stop_zygotes(directory: Path, *, proc: Path = Path("/proc"), wait: float = 5.0) -> list[int]:
+    """Node teardown: kill every zygote serving under ``directory`` and remove its socket and
+    lock; the pids killed. A zygote outlives the agent that started it (for up to
+    ZYGOTE_IDLE_SECONDS), in the agent unit's control group: left there, it keeps the unit
+    loaded after the unit file is gone. Only the process that holds a lock open is killed:
+    the pid written in a lock file may belong to another process by now (forked shims even
+    share the zygote's command line, but none keeps its lock open)."""
+    killed = []
+    for lock in sorted(directory.glob("shim-zygote-*.sock.lock")):
+        pid = _lock_holder(lock, proc)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        lock.with_suffix("").unlink(missing_ok=True)  # the socket: "....sock"
+        lock.unlink(missing_ok=True)
+    deadline = time.monotonic() + wait
+    while any(_running(pid, proc) for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.02)  # gone (or a zombie) before the caller looks at the control group
+    return killed
+
+
+def _lock_holder(lock: Path, proc: Path) -> int | None:
+    try:
+        text = lock.read_bytes()[:16].decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    if not text.isdigit() or int(text) <= 1:
+        return None
+    fds = proc / text / "fd"
+    try:
+        links = [os.readlink(fd) for fd in fds.iterdir()]
+    except OSError:  # gone, or not ours to read
+        return None
+    return int(text) if str(lock) in links else None
+
+
+def _running(pid: int, proc: Path) -> bool:
+    try:
+        status = (proc / str(pid) / "status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
 
 
 def socket_path(directory: Path, python: str, shim: str) -> Path:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ import pytest
 
 from berth.network.command import Completed
 from berth.runtime import shim
-from berth.runtime.shimzygote import ShimZygote
+from berth.runtime.shimzygote import ShimZygote, stop_zygotes
 
 SHIM = str(Path(shim.__file__).resolve())
 
@@ -150,3 +151,29 @@ def test_no_zygote_possible_means_none_and_the_caller_spawns(base: Path) -> None
         python=str(base / "no-such-python"), shim=SHIM, directory=base / "z", env={}
     )
     assert _start(zygote, base, "c1", "0.1 0") is None
+
+
+def test_teardown_kills_the_serving_zygote_and_no_process_a_stale_lock_names(base: Path) -> None:
+    """``berth.runtime reset`` (destroy) stops the zygote: left alone it outlived the agent in
+    the agent unit's control group, which kept ``berth-agent.service`` loaded after destroy
+    removed its file. A lock file naming a process that does not hold it (a pid reused since)
+    kills nothing."""
+    zygote = CountingZygote(base)
+    started = _start(zygote, base, "c1", "0.5 6")
+    assert started is not None
+    assert started.returncode == 0, started.stderr
+    (zygote_pid,) = _zygotes(base)
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        stale = base / "z" / "shim-zygote-0123456789abcdef.sock.lock"
+        stale.write_text(str(bystander.pid))
+        assert stop_zygotes(base / "z") == [zygote_pid]
+        status = Path(f"/proc/{zygote_pid}/status")
+        assert not status.exists() or "State:\tZ" in status.read_text(), "the zygote is gone"
+        assert bystander.poll() is None, "a process named by a lock it does not hold lives"
+        assert sorted(p.name for p in (base / "z").iterdir()) == []
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert _exit_record(base / "c1")["exitCode"] == 6, "the running shim was not the zygote"
+    assert stop_zygotes(base / "z") == [], "a second teardown finds nothing"
