@@ -24,6 +24,7 @@ from berth.agent.simulated import SimulatedRuntime
 from berth.agent.volumes import LocalVolumes
 from berth.api.loadbalancers import Pool
 from berth.api.resources import NODES
+from berth.client import errors
 from berth.client.http import HttpClient
 from berth.client.interface import ApiClient
 from berth.client.kubeconfig import KubeconfigError
@@ -38,7 +39,11 @@ async def _pod_cidr(client: ApiClient, clock: Clock, node: str) -> str:
     """Wait until the controller manager has given ``node`` its podCIDR."""
     waited = 0.0
     while True:
-        obj = await client.get(NODES, node)
+        try:
+            obj = await client.get(NODES, node)
+        except (errors.ApiError, OSError) as exc:  # an API server restarting: wait, not exit
+            log.warning("node %s: reading its podCIDR failed: %s", node, exc)
+            obj = {}
         cidr = str((obj.get("spec") or {}).get("podCIDR") or "")
         if cidr:
             return cidr
@@ -54,7 +59,9 @@ async def _make_runtime(config: AgentConfig, clock: Clock, client: ApiClient) ->
     # runc: the pod network is configured from the node's podCIDR, so register first.
     node = config.nodes[0]
     port = config.server.port if config.server else 10250
-    await NodeAgent(client, clock, node, runtime_name="runc", daemon_port=port).register()
+    # retried: an exception here ends the agent, and systemd's restart leaves a window
+    # where the node's agent is not running (verify caught one on a loaded machine)
+    await NodeAgent(client, clock, node, runtime_name="runc", daemon_port=port).register_retrying()
     cidr = await _pod_cidr(client, clock, node.name)
     # Imported here: only real nodes need the runc/CNI stack (and its dependencies).
     from berth.runtime.agent_runtime import RuncAgentRuntime  # noqa: PLC0415

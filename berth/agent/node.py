@@ -269,17 +269,23 @@ class NodeAgent:
             await self.client.create(LEASES, body, namespace=NODE_LEASE_NAMESPACE)
         self.heartbeats += 1
 
-    async def run(self) -> None:
-        """Register, then heartbeat (Lease) and report status until cancelled."""
+    async def register_retrying(self) -> None:
+        """Register, retrying with backoff until it succeeds: an API server still starting,
+        or a Node that kept changing under the first status post (the IPAM controller's
+        podCIDR, the nodes phase's labels, taints: each a Conflict), is no reason to exit."""
         delay = 0.2
         while True:
             try:
                 await self.register()
-                break
+                return
             except (errors.ApiError, OSError) as exc:
                 log.warning("node %s: registration failed: %s", self.name, exc)
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, 7.0)
+
+    async def run(self) -> None:
+        """Register, then heartbeat (Lease) and report status until cancelled."""
+        await self.register_retrying()
         last_status = last_check = self.clock.monotonic()
         while True:
             try:

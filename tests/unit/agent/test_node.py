@@ -169,3 +169,40 @@ def test_local_volumes_room_is_the_filesystem_of_the_nearest_existing_directory(
     fs = os.statvfs(tmp_path)
     assert size == fs.f_blocks * fs.f_frsize
     assert 0 < free <= size
+
+
+def test_registration_outlasts_a_node_that_keeps_changing_under_its_status_posts() -> None:
+    """A starting runc agent registers before anything else (berth.agent.__main__): a Node
+    changed between each of the status post's reads and writes (podCIDR, labels, taints
+    written by others as it appears) used to end the agent with a Conflict, and systemd's
+    restart left a window where verify found the agent not running. It retries instead."""
+
+    async def body() -> None:
+        clock, api, a = agent()
+        get = api.get
+        reads = 0
+
+        async def get_then_write(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            node = await get(*args, **kwargs)
+            reads += 1
+            if reads <= 4:  # more changes in a row than one status post reads again
+                await api.patch(NODES, "n1", {"metadata": {"labels": {"seen": str(reads)}}})
+            return node
+
+        api.get = get_then_write  # type: ignore[method-assign]
+        task = asyncio.create_task(a.register_retrying())
+        for _ in range(20):
+            await clock.step(1)
+            if task.done():
+                break
+        assert task.done(), "registered once the Node stopped changing"
+        await task  # no exception
+        node = api.stored(NODES, "n1")
+        assert node is not None
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        assert node["metadata"]["labels"]["seen"] == "4"
+        assert reads == 5
+
+    asyncio.run(body())
