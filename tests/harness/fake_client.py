@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from berth.api import patches
 from berth.api.meta import format_time
@@ -683,3 +684,18 @@ class FakeClient:
 
     async def close(self) -> None:
         self.end_watches()
+
+
+def count_gets(api: FakeClient, resource: ResourceDef) -> list[str]:
+    """From now on, the name of every GET of ``resource`` made through ``api``, in order
+    (the other GETs pass through uncounted)."""
+    names: list[str] = []
+    real_get = api.get
+
+    async def counting_get(res: ResourceDef, name: str, **kw: Any) -> Obj:
+        if res == resource:
+            names.append(name)
+        return await real_get(res, name, **kw)
+
+    api.get = counting_get  # type: ignore[method-assign,assignment]
+    return names

@@ -25,7 +25,7 @@ from berth.client.keys import ObjectKey
 from berth.machinery.clock import FakeClock
 from berth.machinery.controller import Retry
 from berth.machinery.objects import freeze
-from tests.harness.fake_client import FakeClient
+from tests.harness.fake_client import FakeClient, count_gets
 from tests.unit.agent.rig import KEY, Rig
 
 POD = freeze(
@@ -395,15 +395,7 @@ def test_a_shared_read_refused_for_one_pod_is_made_again_for_the_next() -> None:
 def test_a_burst_of_pods_reads_a_shared_configmap_once_and_a_retry_reads_anew() -> None:
     async def body() -> None:
         r = Rig()
-        gets: list[str] = []
-        real_get = r.api.get
-
-        async def counting_get(resource: Any, name: str, **kw: Any) -> Any:
-            if resource == CONFIGMAPS:
-                gets.append(name)
-            return await real_get(resource, name, **kw)
-
-        r.api.get = counting_get  # type: ignore[method-assign]
+        gets = count_gets(r.api, CONFIGMAPS)
         volumes = [{"name": "cfg", "configMap": {"name": "settings"}}]
         for pod in ("p", "q"):
             r.api.seed(

@@ -9,6 +9,7 @@ from berth.api.resources import CONFIGMAPS, PODS, REPLICASETS
 from berth.client.interface import Obj
 from berth.client.keys import ObjectKey
 from berth.controllers.garbagecollector import GarbageCollector
+from tests.harness.fake_client import count_gets
 
 from .harness import Harness, run
 
@@ -190,15 +191,7 @@ def test_the_dependents_of_a_deleted_owner_confirm_its_absence_once() -> None:
                 },
             )
         await settle(h, gc)
-        owner_gets: list[str] = []
-        real_get = h.api.get
-
-        async def counting_get(resource: Any, name: str, **kw: Any) -> Obj:
-            if resource == REPLICASETS:
-                owner_gets.append(name)
-            return await real_get(resource, name, **kw)
-
-        h.api.get = counting_get  # type: ignore[method-assign]
+        owner_gets = count_gets(h.api, REPLICASETS)
         await h.api.delete(REPLICASETS, "rs", namespace="default", propagation_policy="Background")
         await settle(h, gc)
         assert [p["metadata"]["name"] for p in h.api.objects(PODS)] == []
