@@ -1384,8 +1384,12 @@ def test_node_reset_after_the_agent_stops_leaves_the_host_clean(cluster: Cluster
     assert sh("ip route show proto 199") == ""
     assert node.ssh("nft list table ip berth", check=False).returncode != 0
     assert node.ssh("ip link show cni0", check=False).returncode != 0
+    # the stopped agent's control group empties (KillMode=process left its shims and the shim
+    # zygote there; a zygote left serving kept the unit loaded after destroy removed its file)
+    procs = f"/sys/fs/cgroup/system.slice/{AGENT_UNIT}.service/cgroup.procs"
+    wait_for("the stopped agent's control group empty", lambda: sh(f"cat {procs}") == "" or None)
     again = json.loads(node.ssh(f"PYTHONPATH={SITE} python3 -m berth.runtime reset").stdout)
-    assert again == {"pods": [], "containers": [], "routes": 0, "bridge": False}
+    assert again == {"pods": [], "containers": [], "zygotes": [], "routes": 0, "bridge": False}
     cluster.kubectl("delete", "pod", "leftover", "--force", "--grace-period=0")
 
 
