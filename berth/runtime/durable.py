@@ -26,20 +26,31 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (see the module docstring);
-    ``mode``: the file's permission bits (else mkstemp's 0600)."""
+def write_atomically(
+    path: Path, data: bytes, *, mode: int | None = None, durable: bool = False
+) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file + rename: a reader sees the old
+    file or the new one, never a torn one); ``durable`` also fsyncs the file and then the
+    directory (see the module docstring); ``mode``: the file's permission bits (else
+    mkstemp's 0600)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-            out.flush()
             if mode is not None:
                 os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_durably(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (see the module docstring)."""
+    write_atomically(path, data, mode=mode, durable=True)

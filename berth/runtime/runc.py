@@ -25,7 +25,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from berth.network.podnet import HostPort, PodNetwork
 from berth.runtime import shim, timeline
 from berth.runtime.bundle import SandboxPaths, render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
-from berth.runtime.durable import write_durably
+from berth.runtime.durable import write_atomically, write_durably
 from berth.runtime.errors import ContainerError, ContainerNotFound, SandboxError
 from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.inroot import UnsafeRootPath, read_file_in_root, subpath_in_root
@@ -161,12 +160,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     """Replace ``path`` atomically (not fsync'd: see :func:`_write_record`)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as out:
-        # json.dumps, not json.dump: dump always runs the pure-Python encoder (one call per
-        # value), ~10x the C encoder's CPU on a container's config.json.
-        out.write(json.dumps(doc))
-    os.replace(tmp, path)
+    # json.dumps, not json.dump: dump always runs the pure-Python encoder (one call per
+    # value), ~10x the C encoder's CPU on a container's config.json.
+    write_atomically(path, json.dumps(doc).encode())
 
 
 async def _write_record(path: Path, doc: dict[str, Any]) -> None:

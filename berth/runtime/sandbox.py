@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,7 +25,7 @@ from berth.network.command import Runner, check
 from berth.network.podnet import HostPort, PodNetwork
 from berth.runtime import timeline
 from berth.runtime.bundle import SandboxPaths
-from berth.runtime.durable import write_durably
+from berth.runtime.durable import write_atomically
 from berth.runtime.errors import SandboxError
 from berth.runtime.netns import KernelNamespaces, NamespaceMaker
 from berth.runtime.safepath import check_element, child, relative_parts
@@ -68,13 +67,7 @@ class SandboxRecord:
         # JSON already: no dataclasses.asdict, whose deep copy of ``extra`` (the pod's spec)
         # cost more than the encoding.
         data = json.dumps({name: getattr(self, name) for name in _RECORD_FIELDS}).encode()
-        if durable:
-            write_durably(path, data)
-            return
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
+        write_atomically(path, data, durable=durable)
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(SandboxRecord))
@@ -104,11 +97,7 @@ def render_resolv_conf(pod: PodSpec) -> str:
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    write_atomically(path, data, mode=mode)
 
 
 class SandboxManager:
