@@ -412,6 +412,15 @@ class ClusterSpecBody(_Model):
         "before it is evicted and replaced elsewhere (Kubernetes' default not-ready/unreachable "
         "tolerations, 300); the node is noticed as down 40 s after its last heartbeat first",
     )
+    event_ttl: int = Field(
+        3600,
+        alias="eventTTL",
+        ge=1,
+        le=366 * 24 * 3600,
+        description="seconds an Event is kept after its last write, then deleted by the "
+        "datastore (kube-apiserver's --event-ttl, default 1 hour); shorter keeps a busy "
+        "cluster's datastore smaller, longer keeps more history for `kubectl get events`",
+    )
     registries: list[Registry] = Field(
         default_factory=list,
         description="registries needing a CA bundle or plain HTTP (runc nodes)",

@@ -165,6 +165,8 @@ def apiserver_config(spec: ClusterSpec, host: HostTarget) -> dict[str, Any]:
             "notReady": spec.spec.pod_eviction_timeout,
             "unreachable": spec.spec.pod_eviction_timeout,
         },
+        # Events expire this long after their last write (berth.apiserver.config).
+        "eventTTL": spec.spec.event_ttl,
     }
     # Service-account tokens: signed with the PKI's sa.key, checked with sa.pub.
     config["serviceAccountSigningKeyFile"] = f"{layout.PKI}/sa.key"

@@ -13,6 +13,7 @@ from typing import Any, cast
 import pytest
 
 from berth.api.resources import NODES
+from berth.apiserver.config import load_config
 from berth.client import errors as api_errors
 from provisioner.artifacts.berth_bundle import Bundle, bundle_id
 from provisioner.clusterapi import Retry, until_reachable
@@ -36,7 +37,7 @@ from provisioner.operations.cluster import (
     HostCapacity,
     StateFile,
 )
-from provisioner.phases.cluster.hostside import apiserver_config, prepare_bundle
+from provisioner.phases.cluster.hostside import _yaml, apiserver_config, prepare_bundle
 from provisioner.phases.cluster.nodes import _reconcile, nodes_after
 from provisioner.phases.cluster.removal import forget_host, record_hosts, recorded_hosts
 from provisioner.spec import load_spec
@@ -309,6 +310,18 @@ def test_pod_eviction_timeout_reaches_the_api_server_and_controller_manager(
     )  # fmt: skip
     assert "--default-toleration-seconds 20" in unit
     assert "--metrics-port 10252" in unit
+
+
+def test_event_ttl_reaches_the_api_server_config(tmp_path: Path) -> None:
+    """spec.eventTTL (seconds, default upstream's 1 h) is what the API server reads from the
+    config file berth writes, not only a key in it."""
+    host = HostTarget(HostName("cp"), "10.0.0.1")
+    for extra, expected in (("", 3600), ("  eventTTL: 600\n", 600)):
+        (tmp_path / "c.yaml").write_text(SPEC + extra)
+        config = apiserver_config(load_spec(tmp_path / "c.yaml"), host)
+        written = tmp_path / "apiserver.yaml"
+        written.write_bytes(_yaml(config))
+        assert load_config(written).event_ttl == expected
 
 
 def test_the_create_if_absent_steps_after_the_nodes_outlast_a_short_api_outage() -> None:

@@ -49,7 +49,7 @@ CASES = [
     pytest.param(
         ONE_HOST + "colour: blue\n",
         [
-            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, hosts, network, podEvictionTimeout, podSecurity, registries, runtime, secretsEncryption, ssh, upgrade, version",
+            "cluster.yaml:7:3: spec.colour: unknown field 'colour'; hint: known fields here: apiServer, certificates, datastore, eventTTL, hosts, network, podEvictionTimeout, podSecurity, registries, runtime, secretsEncryption, ssh, upgrade, version",
         ],
         id="unknown_key_without_a_close_match",
     ),
@@ -364,6 +364,13 @@ CASES = [
             "cluster.yaml:10:78: spec.podSecurity.exemptions.usernames[1]: repeats usernames[0] (got 'a'); hint: list each exemption once",
         ],
         id="pod_security",
+    ),
+    pytest.param(
+        ONE_HOST + "eventTTL: 0\n",
+        [
+            "cluster.yaml:7:13: spec.eventTTL: must be at least 1 (got 0)",
+        ],
+        id="event_ttl",
     ),
 ]
 
