@@ -131,8 +131,10 @@ def _remove(doc: Any, tokens: list[str]) -> Any:
     return doc
 
 
-def json_patch(doc: Any, ops: Any) -> Any:
-    """Apply an RFC 6902 operation list; raises :class:`PatchError` on any failure."""
+def json_patch(doc: Any, ops: Any, *, owned: bool = False) -> Any:
+    """Apply an RFC 6902 operation list; raises :class:`PatchError` on any failure.
+    ``owned``: ``doc`` is the caller's own copy, changed in place (see
+    :func:`strategic_merge_patch`); after a failure it is half-patched."""
     if not isinstance(ops, list):
         raise PatchFormatError("a JSON patch must be a list of operations")
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
@@ -140,7 +142,8 @@ def json_patch(doc: Any, ops: Any) -> Any:
             f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
             f"got {len(ops)}"
         )
-    doc = copy.deepcopy(doc)
+    if not owned:
+        doc = copy.deepcopy(doc)
     for op in ops:
         if not isinstance(op, dict):
             raise PatchError("each JSON patch operation must be an object")
@@ -228,14 +231,22 @@ def _is_delete_item(v: Any) -> bool:
     return isinstance(v, dict) and v.get("$patch") == "delete"
 
 
-def strategic_merge_patch(original: Any, patch: Any) -> Any:
-    """Apply a strategic merge patch to ``original`` (a decoded object); returns a new value."""
+def strategic_merge_patch(original: Any, patch: Any, *, owned: bool = False) -> Any:
+    """Apply a strategic merge patch to ``original`` (a decoded object); returns a new value.
+
+    ``owned``: ``original`` is the caller's own copy (no subtree shared with anything else,
+    as a JSON round trip gives): it is changed in place instead of copied map by map. The API
+    server copies the stored object once before patching it; copying it again here was a
+    second deep copy of the whole object on every strategic patch (each status patch of a
+    pod, managedFields included)."""
     if not isinstance(patch, dict):
         raise PatchFormatError("a strategic merge patch must be a JSON object")
-    return _merge_map(original if isinstance(original, dict) else {}, patch, ())
+    return _merge_map(original if isinstance(original, dict) else {}, patch, (), owned)
 
 
-def _merge_map(orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...]) -> Any:
+def _merge_map(
+    orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...], owned: bool = False
+) -> Any:
     directive = patch.get("$patch")
     if directive == "replace":
         return _strip_directives({k: v for k, v in patch.items() if k != "$patch"})
@@ -243,7 +254,7 @@ def _merge_map(orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...
         return None
     if directive not in (None, "merge"):
         raise PatchError(f"unknown $patch directive {directive!r}")
-    result = copy.deepcopy(orig)
+    result = orig if owned else copy.deepcopy(orig)
     orders: dict[str, list[Any]] = {}
     retain: list[str] | None = None
     for k, v in patch.items():
@@ -274,13 +285,14 @@ def _merge_map(orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...
             continue
         sub_path = (*path, k)
         if isinstance(v, dict):
-            merged = _merge_map(result[k] if isinstance(result.get(k), dict) else {}, v, sub_path)
+            below = result[k] if isinstance(result.get(k), dict) else {}
+            merged = _merge_map(below, v, sub_path, owned)
             if merged is None:
                 result.pop(k, None)
             else:
                 result[k] = merged
         elif isinstance(v, list):
-            result[k] = _merge_list(result.get(k), v, sub_path)
+            result[k] = _merge_list(result.get(k), v, sub_path, owned)
         else:
             result[k] = v
     for field, order in orders.items():
@@ -292,7 +304,9 @@ def _merge_map(orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...
     return result
 
 
-def _merge_list(orig: Any, patch: list[Any], path: tuple[str, ...]) -> list[Any]:
+def _merge_list(
+    orig: Any, patch: list[Any], path: tuple[str, ...], owned: bool = False
+) -> list[Any]:
     key = merge_key_for(path)
     if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
         return [_strip_directives(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
@@ -306,7 +320,7 @@ def _merge_list(orig: Any, patch: list[Any], path: tuple[str, ...]) -> list[Any]
         if key is None:
             return [_strip_directives(i) for i in patch]
         orig = []
-    result: list[Any] = copy.deepcopy(orig)
+    result: list[Any] = orig if owned else copy.deepcopy(orig)
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"list {'.'.join(path)} merges by {key!r}; items must be objects")
@@ -323,7 +337,7 @@ def _merge_list(orig: Any, patch: list[Any], path: tuple[str, ...]) -> list[Any]
         if idx is None:
             result.append(_strip_directives(item))
         else:
-            merged = _merge_map(result[idx], item, path)
+            merged = _merge_map(result[idx], item, path, owned)
             result[idx] = merged
     return result
 

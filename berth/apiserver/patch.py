@@ -17,9 +17,9 @@ class PatchError(ApiError):
         super().__init__(422, "Invalid", message)
 
 
-def _answering(apply: Callable[[Any, Any], Any], target: Any, patch: Any) -> Any:
+def _answering(apply: Callable[..., Any], target: Any, patch: Any, **options: Any) -> Any:
     try:
-        return apply(target, patch)
+        return apply(target, patch, **options)
     except patches.PatchFormatError as exc:
         raise bad_request(str(exc)) from None
     except patches.PatchTooLarge as exc:
@@ -32,9 +32,10 @@ def json_merge_patch(target: Any, patch: Any) -> Any:
     return patches.json_merge_patch(target, patch)
 
 
-def json_patch(doc: Any, ops: Any) -> Any:
-    return _answering(patches.json_patch, doc, ops)
+def json_patch(doc: Any, ops: Any, *, owned: bool = False) -> Any:
+    return _answering(patches.json_patch, doc, ops, owned=owned)
 
 
-def strategic_merge_patch(original: Any, patch: Any) -> Any:
-    return _answering(patches.strategic_merge_patch, original, patch)
+def strategic_merge_patch(original: Any, patch: Any, *, owned: bool = False) -> Any:
+    """``owned``: ``original`` is the caller's own copy, changed in place (no second copy)."""
+    return _answering(patches.strategic_merge_patch, original, patch, owned=owned)

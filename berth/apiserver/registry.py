@@ -1131,11 +1131,13 @@ def patch_has_no_precondition(patch: Any) -> bool:
 
 
 def apply_patch(patch_type: str | None, original: Obj, patch: Any) -> Any:
+    # One copy of the stored object, which the patch then changes in place (the patch
+    # functions would otherwise deep-copy it a second time).
     base = json_copy(original)
     if patch_type == "json":
-        return json_patch(base, patch)
+        return json_patch(base, patch, owned=True)
     if patch_type == "merge":
         return json_merge_patch(base, patch)
     if patch_type in ("strategic", "apply"):
-        return strategic_merge_patch(base, patch)
+        return strategic_merge_patch(base, patch, owned=True)
     raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type!r}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -152,3 +153,58 @@ def test_json_patch_operations() -> None:
     ):
         with pytest.raises(ApiError):
             json_patch(doc, bad)
+
+
+_STRATEGIC_CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (
+        _deploy([{"name": "a", "image": "a", "ports": [{"containerPort": 80}]}, {"name": "b"}]),
+        {
+            "spec": {
+                "replicas": 2,
+                "template": {
+                    "spec": {
+                        "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+                        "containers": [{"name": "a", "image": "a2"}, {"name": "c"}],
+                    }
+                },
+            }
+        },
+    ),
+    (
+        _deploy([{"name": "a"}, {"name": "b", "env": [{"name": "X", "value": "1"}]}]),
+        {"spec": {"template": {"spec": {"containers": [{"name": "a", "$patch": "delete"}]}}}},
+    ),
+    (
+        {"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}},
+        {"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}, "paused": None}},
+    ),
+    (
+        {"metadata": {"finalizers": ["a"], "labels": {"x": "1"}}, "status": {"phase": "P"}},
+        {"metadata": {"finalizers": ["b"], "labels": {"x": None}}, "status": {"phase": "R"}},
+    ),
+    (
+        {"status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "Other"}]}},
+        {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("original", "patch"), _STRATEGIC_CASES)
+def test_an_owned_original_is_patched_in_place_to_the_same_result(
+    original: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    """The API server hands the patch functions its own copy (``owned``): patched in place, the
+    result is what the copying path gives, and the copying path leaves the original alone."""
+    before = copy.deepcopy(original)
+    copied = strategic_merge_patch(original, patch)
+    assert original == before
+    assert strategic_merge_patch(copy.deepcopy(original), patch, owned=True) == copied
+    ops = [
+        {"op": "add", "path": "/metadata", "value": {"labels": {"k": "v"}}},
+        {"op": "copy", "from": "/metadata", "path": "/copied"},
+        {"op": "replace", "path": "/copied/labels/k", "value": "w"},
+    ]
+    plain = json_patch(original, ops)
+    assert original == before
+    assert plain["metadata"] == {"labels": {"k": "v"}}  # the copy op shares nothing with it
+    assert json_patch(copy.deepcopy(original), ops, owned=True) == plain
