@@ -13,8 +13,9 @@ neither a handshake nor paramiko.
 
 Who may use it:
 
-* the socket lives in a directory of its own (``$XDG_RUNTIME_DIR/berth-mux``, else
-  ``/tmp/berth-mux-UID``; ``BERTH_MUX_DIR`` overrides) that must be a real directory (not a
+* the socket lives in a directory of its own (``$XDG_RUNTIME_DIR/berth-mux-TAG``, else
+  ``/tmp/berth-mux-UID-TAG``, TAG naming this installation: another checkout or release has a
+  multiplexer of its own; ``BERTH_MUX_DIR`` overrides) that must be a real directory (not a
   symbolic link) owned by this user with mode 0700, and the socket itself must be a socket (not a
   link) owned by this user with mode 0600; anything else is refused and berth connects directly
   (saying why on stderr);
@@ -23,8 +24,9 @@ Who may use it:
 * a kept connection is used only for the very same target: name, address, port, user, identity
   file (path and content), known_hosts file, host-key policy, timeouts and jump host must all be
   equal, and before each reuse its host keys are checked again against the pins as they are now
-  (:meth:`~provisioner.connectors.ssh.SSHConnector.check_pins`): a removed or changed pin, or a
-  stricter policy, ends its use exactly as it would refuse a new connection.
+  (:meth:`~provisioner.connectors.ssh.SSHConnector.check_pins`): after a removed or changed pin,
+  or under a stricter policy, it is closed instead, and a new connection is made and checked
+  as without the multiplexer (refused, or accepted if the pins now name the new host's key).
 
 Failures: a multiplexer that cannot be reached or started (a stale socket is replaced; two
 runs starting one at once end with one, the other says ``busy`` and both use it) means a direct
@@ -128,8 +130,17 @@ def persist_from_env(value: str | None = None) -> float:
     return seconds
 
 
+def _install_tag() -> str:
+    """This berth's installation (where its code is, and this file's version of it): each has a
+    multiplexer of its own, so one never serves a run of another checkout or release."""
+    here = Path(__file__).resolve()
+    st = here.stat()
+    where = f"{here}\0{st.st_mtime_ns}\0{st.st_size}\0{PROTOCOL}"
+    return hashlib.sha256(where.encode()).hexdigest()[:12]
+
+
 def default_dir() -> Path:
-    """The multiplexer's directory for this user (see the module docstring)."""
+    """The multiplexer's directory for this user and installation (module docstring)."""
     override = os.environ.get(DIR_ENV)
     if override:
         return Path(override)
@@ -139,8 +150,8 @@ def default_dir() -> Path:
         with contextlib.suppress(OSError):
             st = os.lstat(runtime)
             if stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
-                return Path(runtime) / "berth-mux"
-    return Path(tempfile.gettempdir()) / f"berth-mux-{uid}"
+                return Path(runtime) / f"berth-mux-{_install_tag()}"
+    return Path(tempfile.gettempdir()) / f"berth-mux-{uid}-{_install_tag()}"
 
 
 # -- the rules that keep other users out ---------------------------------------------------------
@@ -474,9 +485,14 @@ class MuxServer:
         try:
             with kept.connecting:
                 connector = kept.connector
-                # held to today's pins and policy before reuse, exactly as a new connection
-                connector.check_pins()
                 before = connector.transport
+                try:
+                    # held to today's pins and policy before reuse, as a new connection is
+                    connector.check_pins()
+                except ConnectError:
+                    # not reused; a new connection (checked against those pins) may be fine:
+                    # the address is another machine now, re-pinned (a lab made again)
+                    connector.close()
                 connector.connect()
                 if connector.transport is not before:
                     with self._lock:
