@@ -228,6 +228,11 @@ def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
     return header, payload
 
 
+def _abs(path: Path | None) -> str | None:
+    """A path as the multiplexer must see it: absolute (it runs in ``/``, not the run's cwd)."""
+    return None if path is None else os.path.abspath(path)
+
+
 def _target_json(target: HostTarget) -> dict[str, Any]:
     jump = target.jump
     return {
@@ -235,8 +240,8 @@ def _target_json(target: HostTarget) -> dict[str, Any]:
         "address": target.address,
         "port": target.port,
         "user": target.user,
-        "identity_file": str(target.identity_file) if target.identity_file else None,
-        "known_hosts": str(target.known_hosts) if target.known_hosts else None,
+        "identity_file": _abs(target.identity_file),
+        "known_hosts": _abs(target.known_hosts),
         "host_key_policy": str(target.host_key_policy),
         "connect_timeout": target.connect_timeout,
         "retries": target.retries,
@@ -246,7 +251,7 @@ def _target_json(target: HostTarget) -> dict[str, Any]:
             "address": jump.address,
             "port": jump.port,
             "user": jump.user,
-            "identity_file": str(jump.identity_file) if jump.identity_file else None,
+            "identity_file": _abs(jump.identity_file),
         },
     }
 
@@ -560,6 +565,7 @@ def serve_main(directory: Path, ready: int) -> int:
         return 0
     if os.fork():
         os._exit(0)  # the starter's wait ends here; the server lives on, its own session
+    os.chdir("/")  # holds no run's working directory (or its mount) for its lifetime
     server = MuxServer(directory)
     server.listen()
     pid_file = directory / f".{PID_NAME}.tmp"
@@ -647,7 +653,7 @@ class Mux:
 
     def __init__(self, persist: float = DEFAULT_PERSIST, directory: Path | None = None) -> None:
         self.persist = persist
-        self.directory = default_dir() if directory is None else directory
+        self.directory = (default_dir() if directory is None else directory).absolute()
         self.failed: str | None = None
         """Why this run stopped using the multiplexer (None while it uses it)."""
         self._started = False

@@ -209,3 +209,21 @@ def test_connect_retries_then_names_host_and_attempts(lab: Lab) -> None:
     assert caught.value.message.endswith("gave up after 3 attempt(s))")
     assert "id_ed25519" not in caught.value.message  # never the credentials
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.lab
+def test_the_next_run_reaches_the_host_over_the_kept_connection(lab: Lab, tmp_path: Path) -> None:
+    directory = tmp_path / "mux"
+    target = ssh_target(lab, "n2")
+    seen = []
+    try:
+        for _ in range(2):  # two runs, each with its own Mux as each berth process has
+            with closing(Mux(60, directory).connect(target)) as connector:
+                seen.append(connector.run("echo $SSH_CONNECTION").stdout.split())
+        # the same TCP connection (client port) both times: no new handshake, no new sshd
+        assert seen[0] == seen[1]
+        # without persistence, a connection of its own
+        with closing(SSHConnector(target).connect()) as direct:
+            assert direct.run("echo $SSH_CONNECTION").stdout.split()[1] != seen[0][1]
+    finally:
+        request_mux(directory, "stop")
