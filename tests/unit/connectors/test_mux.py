@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -207,6 +209,22 @@ def test_a_multiplexer_gone_mid_run_fails_the_command_then_connects_directly(
     assert connector.get(path) == b"ok"
     assert connector.run("echo direct").stdout == "direct\n"
     connector.close()
+
+
+def test_an_unused_multiplexer_ends_after_the_persistence_time(
+    sshd: tuple[HostTarget, paramiko.PKey], mux_dir: Path
+) -> None:
+    target, _ = sshd
+    started = time.monotonic()
+    mux.Mux(1, mux_dir).connect(target).close()
+    pid = int(mux.request(mux_dir, "stats")["pid"])
+    ended = os.pidfd_open(pid)  # readable once the process has exited
+    try:
+        assert select.select([ended], [], [], 30)[0] == [ended]
+    finally:
+        os.close(ended)
+    assert time.monotonic() - started >= 1
+    assert not (mux_dir / mux.SOCKET_NAME).exists()
 
 
 def test_a_stale_socket_is_replaced(sshd: tuple[HostTarget, paramiko.PKey], mux_dir: Path) -> None:
