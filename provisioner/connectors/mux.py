@@ -380,7 +380,7 @@ class MuxServer:
             listener.bind(str(path))
         finally:
             os.umask(old)
-        os.chmod(path, 0o600, follow_symlinks=False)
+        os.chmod(path, 0o600)  # (the umask made it so already; our own 0700 directory)
         listener.listen(128)
         listener.settimeout(_REAP)
         self._listener = listener
@@ -505,9 +505,11 @@ class MuxServer:
         except BaseException:
             with self._lock:
                 kept.users -= 1
-                if kept.users == 0 and self.kept.get(key) is kept:
+                unused = kept.users == 0
+                if unused and self.kept.get(key) is kept:
                     del self.kept[key]
-            kept.connector.close()
+            if unused:  # else another run uses it: its own next call meets the same state
+                kept.connector.close()
             raise
         return kept
 
