@@ -31,7 +31,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from provisioner.commands import Raw, Shell
 from provisioner.connectors import mux
-from provisioner.connectors.base import CommandResult, HostKeyPolicy, HostName, HostTarget
+from provisioner.connectors.base import (
+    CommandResult,
+    HostKeyPolicy,
+    HostName,
+    HostTarget,
+    JumpHost,
+)
 from provisioner.connectors.known_hosts import host_entry
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.errors import ConnectError, OperationError
@@ -150,6 +156,39 @@ def test_another_target_never_gets_the_kept_connection(
     with pytest.raises(ConnectError, match="was refused"):
         mux.Mux(60, mux_dir).connect(target)
     assert _stats(mux_dir)["handshakes"] == 2
+
+
+def test_every_part_of_the_target_tells_kept_connections_apart(tmp_path: Path) -> None:
+    identity = tmp_path / "id"
+    _key_file(identity)
+    other_identity = tmp_path / "id2"
+    _key_file(other_identity)
+    base = HostTarget(
+        name=HostName("h1"), address="10.0.0.1", identity_file=identity,
+        known_hosts=tmp_path / "known_hosts",
+    )  # fmt: skip
+    jump = JumpHost("10.0.0.9")
+    variants = [
+        replace(base, name=HostName("h2")),
+        replace(base, address="10.0.0.2"),
+        replace(base, port=2222),
+        replace(base, user="admin"),
+        replace(base, identity_file=other_identity),
+        replace(base, known_hosts=tmp_path / "other_known_hosts"),
+        replace(base, host_key_policy=HostKeyPolicy.ACCEPT_NEW),
+        replace(base, connect_timeout=3),
+        replace(base, retries=0),
+        replace(base, jump=jump),
+        replace(base, jump=replace(jump, port=2200)),
+        replace(base, jump=replace(jump, user="hop")),
+        replace(base, jump=replace(jump, identity_file=other_identity)),
+    ]
+    keys = [mux.target_key(t) for t in [base, *variants]]
+    assert len(set(keys)) == len(keys)
+    assert mux.target_key(replace(base, roles=("worker",))) == keys[0]  # roles: not a target
+    before = mux.target_key(base)
+    _key_file(identity)  # the same path, another key in it
+    assert mux.target_key(base) != before
 
 
 def test_a_kept_connection_is_held_to_the_pins_as_they_are_now(
