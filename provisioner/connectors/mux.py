@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import json
 import os
 import select
@@ -577,6 +578,9 @@ def serve_main(directory: Path, ready: int) -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, ready)  # the starter's pipe closes; stray prints go nowhere
     os.close(devnull)
+    # the SSH code loads while the run that started us still reads its spec
+    threading.Thread(target=importlib.import_module, args=("provisioner.connectors.ssh",),
+                     daemon=True).start()  # fmt: skip
     server.serve()
     return 0
 
