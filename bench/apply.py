@@ -166,10 +166,12 @@ def _noop_cpu(argv: list[str], lab: Lab, *, cwd: Path, env: dict[str, str]) -> t
     to change nothing; local CPU includes the multiplexer's."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     hosts = _lab_cpu(lab)
+    # only a run that uses the multiplexer is charged for it (it idles on during the others)
+    uses_mux = env.get("BERTH_SSH_PERSIST") != "0" and env.get("PYTHONPATH") == str(ROOT)
     mux = _mux_cpu(env)
     wall, out = _timed(argv, cwd=cwd, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    mux = _mux_cpu(env) - mux
+    mux = _mux_cpu(env) - mux if uses_mux else 0.0
     events = [json.loads(line) for line in out.splitlines()]
     changes = [e for e in events if e["kind"] == "change"]
     assert not changes, f"berth re-apply was not a no-op: {changes[:3]}"
