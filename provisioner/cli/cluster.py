@@ -17,6 +17,7 @@ from provisioner.cli.locking import WaitLockOption, cluster_locked
 from provisioner.cli.persist import NoPersistOption, PersistOption, connect_fn
 from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import HostTarget
+from provisioner.connectors.mux import forget
 from provisioner.destroy import destroy_hosts
 from provisioner.errors import ConnectError, ProvisionerError, StateError
 from provisioner.phases.cluster.admin import write_admin_kubeconfig
@@ -111,10 +112,15 @@ def destroy(
     spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
-        _destroy(
-            spec, state, yes=yes, keep_data=keep_data, keep_packages=keep_packages,
-            parallel=parallel,
-        )  # fmt: skip
+        try:
+            _destroy(
+                spec, state, yes=yes, keep_data=keep_data, keep_packages=keep_packages,
+                parallel=parallel,
+            )  # fmt: skip
+        finally:
+            # connections an apply or verify kept open keep a session on the hosts: closed
+            hosts = inventory_from_spec(spec, known_hosts=state.known_hosts).hosts
+            forget([t.address for t in hosts])
 
 
 def _destroy(

@@ -447,6 +447,9 @@ class MuxServer:
                 send_frame(sock, {})
                 self.stop()
                 return
+            if header.get("op") == "forget":
+                send_frame(sock, {"closed": self._forget(set(header.get("addresses", [])))})
+                return
             if header.get("op") != "open" or header.get("protocol") != PROTOCOL:
                 send_frame(sock, {"error": {"kind": "protocol", "message": "protocol mismatch"}})
                 return
@@ -475,6 +478,20 @@ class MuxServer:
                 if kept is not None:
                     kept.users -= 1
                     kept.last_used = time.monotonic()
+
+    def _forget(self, addresses: set[str]) -> int:
+        """Close the unused kept connections to ``addresses`` (a destroyed cluster's hosts);
+        one in use by another run is left to it and to the persistence time."""
+        with self._lock:
+            doomed = [
+                (key, each) for key, each in self.kept.items()
+                if each.users == 0 and each.connector.target.address in addresses
+            ]  # fmt: skip
+            for key, _ in doomed:
+                del self.kept[key]
+        for _, each in doomed:
+            each.connector.close()
+        return len(doomed)
 
     def _acquire(self, target: HostTarget, persist: float) -> _Kept:
         # imported here: a run that only talks to a multiplexer never loads paramiko
@@ -662,6 +679,18 @@ def request(directory: Path, op: str) -> dict[str, Any]:
     with dial(directory) as sock:
         send_frame(sock, {"op": op})
         return recv_frame(sock)[0]
+
+
+def forget(addresses: list[str], directory: Path | None = None) -> int:
+    """Ask this installation's multiplexer, if one runs, to close its unused connections to
+    ``addresses`` (``berth destroy`` leaves no session of ours on the hosts it cleaned); the
+    number closed, 0 when none runs or it cannot be used."""
+    try:
+        with dial(default_dir() if directory is None else directory) as sock:
+            send_frame(sock, {"op": "forget", "addresses": addresses})
+            return int(recv_frame(sock)[0].get("closed", 0))
+    except (OSError, EOFError, ValueError, MuxUnsafe):
+        return 0
 
 
 # -- the client side ----------------------------------------------------------------------------

@@ -214,6 +214,22 @@ def test_a_kept_connection_is_held_to_the_pins_as_they_are_now(
     connector.close()
 
 
+def test_forget_closes_the_unused_connections_to_destroyed_hosts(
+    sshd: tuple[HostTarget, paramiko.PKey], mux_dir: Path
+) -> None:
+    target, _ = sshd
+    mux.Mux(60, mux_dir).connect(target).close()
+    in_use = mux.Mux(60, mux_dir).connect(replace(target, name=HostName("h2")))
+    assert mux.forget(["10.9.9.9"], mux_dir) == 0  # another address
+    assert mux.forget([target.address], mux_dir) == 1  # h1; h2 is in use: left alone
+    assert in_use.run("echo still").stdout == "still\n"
+    in_use.close()
+    assert _stats(mux_dir)["kept"] == 1
+    mux.Mux(60, mux_dir).connect(target).close()
+    assert _stats(mux_dir)["handshakes"] == 3  # h1 connected anew
+    assert mux.forget([target.address], mux_dir / "none") == 0  # no multiplexer: nothing
+
+
 # -- failure modes ------------------------------------------------------------------------------
 
 
