@@ -12,11 +12,14 @@ pyinfra (issue 18).
 Run: ``.venv/bin/python bench/apply.py [3 20]`` (root; pyinfra from the ``bench`` extra).
 ``BENCH_BASELINE=/path/to/main-checkout`` also alternates that berth's no-ops with this tree's
 on the same lab and prints both with their CPU (local and the lab hosts'), the figures a loaded
-machine distorts least. ``BENCH_LAB_PREFIX`` prefixes the labs' names.
+machine distorts least, and this tree once more with ``BERTH_SSH_PERSIST=0`` (no connection
+multiplexer: every run connects afresh); the multiplexer's CPU counts as local.
+``BENCH_LAB_PREFIX`` prefixes the labs' names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -28,6 +31,8 @@ import time
 from pathlib import Path
 
 from provisioner.artifacts.debs import DebCache
+from provisioner.connectors.mux import MuxUnsafe
+from provisioner.connectors.mux import request as request_mux
 from provisioner.lab import Lab, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,39 +150,63 @@ def _lab_cpu(lab: Lab) -> float:
     return 0.0
 
 
+def _mux_cpu(env: dict[str, str]) -> float:
+    """CPU seconds the connection multiplexer of ``env`` used so far (0 when none runs): it is
+    not a child of this process, so its share of a run is counted here."""
+    try:
+        pid = int((Path(env["BERTH_MUX_DIR"]) / "pid").read_text())
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (KeyError, OSError, ValueError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def _noop_cpu(argv: list[str], lab: Lab, *, cwd: Path, env: dict[str, str]) -> tuple[float, ...]:
-    """(wall, local CPU, lab hosts' CPU) of one berth no-op re-apply, checked to change nothing."""
+    """(wall, local CPU, lab hosts' CPU, multiplexer CPU) of one berth no-op re-apply, checked
+    to change nothing; local CPU includes the multiplexer's."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     hosts = _lab_cpu(lab)
+    # only a run that uses the multiplexer is charged for it (it idles on during the others)
+    uses_mux = env.get("BERTH_SSH_PERSIST") != "0" and env.get("PYTHONPATH") == str(ROOT)
+    mux = _mux_cpu(env)
     wall, out = _timed(argv, cwd=cwd, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mux = _mux_cpu(env) - mux if uses_mux else 0.0
     events = [json.loads(line) for line in out.splitlines()]
     changes = [e for e in events if e["kind"] == "change"]
     assert not changes, f"berth re-apply was not a no-op: {changes[:3]}"
-    local = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return wall, local, _lab_cpu(lab) - hosts
+    local = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime + mux
+    return wall, local, _lab_cpu(lab) - hosts, mux
 
 
 def _against_baseline(argv: list[str], lab: Lab, *, cwd: Path, env: dict[str, str]) -> None:
     """No-ops of BENCH_BASELINE's berth and this one, alternating on the same lab."""
     assert BASELINE is not None
-    trees = {"baseline": BASELINE, "this tree": str(ROOT)}
+    # this tree twice: keeping its connections between runs (the default) and not
+    trees = {
+        "baseline": dict(env, PYTHONPATH=BASELINE),
+        "this tree": dict(env, PYTHONPATH=str(ROOT)),
+        "no-persist": dict(env, PYTHONPATH=str(ROOT), BERTH_SSH_PERSIST="0"),
+    }
     figures: dict[str, list[tuple[float, ...]]] = {name: [] for name in trees}
     for _ in range(NOOPS):
-        for name, tree in trees.items():
-            run_env = dict(env, PYTHONPATH=tree)
+        for name, run_env in trees.items():
             figures[name].append(_noop_cpu(argv, lab, cwd=cwd, env=run_env))
     for name, runs in figures.items():
-        wall, local, hosts = (statistics.median(r[i] for r in runs) for i in range(3))
-        print(f"{lab.name} {name:>9}: no-op wall {wall:.2f}s, CPU local {local:.2f}s + hosts "
-              f"{hosts:.2f}s (median of {NOOPS}, load {os.getloadavg()[0]:.0f})")  # fmt: skip
+        wall, local, hosts, mux = (statistics.median(r[i] for r in runs) for i in range(4))
+        print(f"{lab.name} {name:>10}: no-op wall {wall:.2f}s, CPU local {local:.2f}s (of which "
+              f"multiplexer {mux:.2f}s) + hosts {hosts:.2f}s (median of {NOOPS}, load "
+              f"{os.getloadavg()[0]:.1f})")  # fmt: skip
 
 
 def bench_berth(count: int, work: Path) -> tuple[float, float]:
     lab = _boot(f"{LAB_PREFIX}bb{count}", count)
     try:
+        # the connection multiplexer of these runs has a directory of its own (another run of
+        # berth on this machine does not share it; its CPU is counted, see _mux_cpu)
         env = dict(os.environ, BERTH_CACHE_DIR=str(work / "cache"),
-                   BERTH_STATE_DIR=str(work / "state"))  # fmt: skip
+                   BERTH_STATE_DIR=str(work / "state"),
+                   BERTH_MUX_DIR=str(work / "mux"))  # fmt: skip
         # berth runs as an installed copy does, from bytecode compiled once (pip compiles a
         # wheel's modules when it installs them, as it did pyinfra's): with this variable set
         # (dev shells, CI) a checkout recompiles ~200 modules on every run, ~0.4 s of CPU
@@ -197,6 +226,8 @@ def bench_berth(count: int, work: Path) -> tuple[float, float]:
             noops.append(noop)
         return cold, statistics.median(noops)
     finally:
+        with contextlib.suppress(OSError, EOFError, MuxUnsafe):
+            request_mux(work / "mux", "stop")
         lab.down()
 
 

@@ -12,6 +12,9 @@ Without xdist (plain ``pytest``) nothing here changes the order.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -89,3 +92,25 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from tests.xdist_scheduling import LongestFirstFileScheduling  # noqa: PLC0415
 
     return LongestFirstFileScheduling(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _connection_multiplexer_of_this_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """berth runs the tests start keep their SSH connections (the default) in a multiplexer of
+    this test session, not the user's, and it is stopped when the session ends."""
+    from provisioner.connectors import mux  # noqa: PLC0415
+
+    directory = tmp_path_factory.mktemp("mux") / "sock-dir"
+    saved = os.environ.get(mux.DIR_ENV)
+    os.environ[mux.DIR_ENV] = str(directory)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, EOFError, mux.MuxUnsafe):
+            mux.request(directory, "stop")
+        if saved is None:
+            os.environ.pop(mux.DIR_ENV, None)
+        else:
+            os.environ[mux.DIR_ENV] = saved

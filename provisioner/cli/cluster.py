@@ -14,9 +14,10 @@ from rich.table import Table
 
 from provisioner import hostlayout as layout
 from provisioner.cli.locking import WaitLockOption, cluster_locked
+from provisioner.cli.persist import NoPersistOption, PersistOption, connect_fn
 from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import HostTarget
-from provisioner.connectors.ssh import SSHConnector
+from provisioner.connectors.mux import forget
 from provisioner.destroy import destroy_hosts
 from provisioner.errors import ConnectError, ProvisionerError, StateError
 from provisioner.phases.cluster.admin import write_admin_kubeconfig
@@ -62,6 +63,8 @@ def verify(
     output: Annotated[str, typer.Option("--output", help="text or json")] = "text",
     smoke: Annotated[bool, typer.Option("--smoke/--no-smoke", help="run a pod per node")] = True,
     state_dir: StateOption = None,
+    persist: PersistOption = None,
+    no_persist: NoPersistOption = False,
 ) -> None:
     """Check every host (units, ports, key files, certificates, versions, leftovers) and the
     cluster through its API (nodes, roles, readiness, leaders, a smoke pod on every schedulable
@@ -70,7 +73,10 @@ def verify(
         raise typer.BadParameter("--output must be text or json")
     spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
-    report = run_verify(spec, state, bundle_id=local_bundle_id(release(spec)), smoke=smoke)
+    report = run_verify(
+        spec, state, bundle_id=local_bundle_id(release(spec)), smoke=smoke,
+        connect=connect_fn(persist, no_persist),
+    )  # fmt: skip
     if junit is not None:
         write_junit(report, junit)
     if output == "json":
@@ -106,10 +112,15 @@ def destroy(
     spec = load_spec(inventory, ssh_files=True)
     state = ClusterState.for_spec(spec, state_dir=state_dir)
     with cluster_locked(state, wait_lock=wait_lock, spec=inventory):
-        _destroy(
-            spec, state, yes=yes, keep_data=keep_data, keep_packages=keep_packages,
-            parallel=parallel,
-        )  # fmt: skip
+        try:
+            _destroy(
+                spec, state, yes=yes, keep_data=keep_data, keep_packages=keep_packages,
+                parallel=parallel,
+            )  # fmt: skip
+        finally:
+            # connections an apply or verify kept open keep a session on the hosts: closed
+            hosts = inventory_from_spec(spec, known_hosts=state.known_hosts).hosts
+            forget([t.address for t in hosts])
 
 
 def _destroy(
@@ -156,6 +167,8 @@ def _destroy(
 
 
 def _installed(target: HostTarget) -> str:
+    from provisioner.connectors.ssh import SSHConnector  # noqa: PLC0415 - paramiko on use only
+
     try:
         connector = SSHConnector(target).connect()
     except ProvisionerError as error:

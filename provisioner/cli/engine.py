@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provisioner.cli.locking import WaitLockOption, cluster_locked
+from provisioner.cli.persist import NoPersistOption, PersistOption, connect_fn
 from provisioner.engine.plan import Plan, PlanDriftError
-from provisioner.engine.runner import Engine, RunContext
+from provisioner.engine.runner import ConnectFn, Engine, RunContext, ssh_connect
 from provisioner.errors import ProvisionerError, SpecError
 from provisioner.output.progress import ProgressReporter
 from provisioner.output.record import RunRecord
@@ -144,6 +145,7 @@ def _engine(
     parallel: int,
     lock: bool = False,
     wait_lock: str | None = None,
+    connect: ConnectFn | None = None,
 ) -> Iterator[Engine]:
     """The engine for ``spec_path``; with ``lock``, the cluster lock is held from before the
     first host is contacted until the engine is closed (a second apply is refused, exit 9)."""
@@ -157,6 +159,7 @@ def _engine(
     with holding, _build_engine(
         spec, state, phase_set=phase_set, only=only, skip=skip, reporter=reporter,
         allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
+        connect=connect,
     ) as engine:  # fmt: skip
         yield engine
 
@@ -180,6 +183,7 @@ def _build_engine(
     allow_unreachable: bool,
     state_dir: Path | None,
     parallel: int,
+    connect: ConnectFn | None = None,
 ) -> Engine:
     if phase_set not in PHASE_SETS:
         raise typer.BadParameter(f"unknown phase set {phase_set!r}; known: {', '.join(PHASE_SETS)}")
@@ -196,8 +200,9 @@ def _build_engine(
         remove_hosts=_remove_hosts,
     )
     return Engine(
-        ctx, phases, reporter=reporter, parallel=parallel, allow_unreachable=allow_unreachable
-    )
+        ctx, phases, reporter=reporter, parallel=parallel, allow_unreachable=allow_unreachable,
+        connect=connect or ssh_connect,
+    )  # fmt: skip
 
 
 def _digest(path: Path) -> str:
@@ -234,6 +239,8 @@ def plan(
     state_dir: StateOption = None,
     parallel: ParallelOption = 16,
     verbose: VerboseOption = False,
+    persist: PersistOption = None,
+    no_persist: NoPersistOption = False,
     to: Annotated[
         str | None,
         typer.Option(
@@ -253,9 +260,11 @@ def plan(
         upgrade.upgrade(inventory, to=to, plan=True, state_dir=state_dir)
         return
     reporter = _reporter(output, verbose)
+    connect = connect_fn(persist, no_persist)
     with _final_error_event(reporter, output), _engine(
         inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
         allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
+        connect=connect,
     ) as engine:  # fmt: skip
         engine.connect_all(tolerate=True)
         engine.preflight()
@@ -291,11 +300,14 @@ def apply(
         bool, typer.Option("--no-verify", help="skip the final `verify` phase (= --skip verify)")
     ] = False,
     wait_lock: WaitLockOption = None,
+    persist: PersistOption = None,
+    no_persist: NoPersistOption = False,
 ) -> None:
     """Apply a saved plan exactly (`berth apply PLAN`), or plan, show, confirm and apply
     (`berth apply -i SPEC`). Preflight runs whenever something is to change."""
     record = RunRecord()
     reporter = _apply_reporter(output, verbose, record)
+    connect = connect_fn(persist, no_persist)
     if no_verify and phases == "cluster":
         skip = [*skip, "verify"]
     title = f"berth apply {inventory or plan_file}"
@@ -310,7 +322,7 @@ def apply(
             with _engine(
                 spec_path, phase_set=saved.phase_set, only=saved.only, skip=saved.skip,
                 reporter=reporter, allow_unreachable=allow_unreachable, state_dir=state_dir,
-                parallel=parallel, lock=True, wait_lock=wait_lock,
+                parallel=parallel, lock=True, wait_lock=wait_lock, connect=connect,
             ) as engine:  # fmt: skip
                 engine.connect_all()
                 engine.apply(saved)
@@ -320,7 +332,7 @@ def apply(
         with _engine(
             inventory, phase_set=phases, only=only, skip=skip, reporter=reporter,
             allow_unreachable=allow_unreachable, state_dir=state_dir, parallel=parallel,
-            lock=True, wait_lock=wait_lock,
+            lock=True, wait_lock=wait_lock, connect=connect,
         ) as engine:  # fmt: skip
             engine.connect_all(tolerate=True)
             if engine.unreachable:

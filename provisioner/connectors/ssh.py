@@ -244,6 +244,32 @@ class SSHConnector:
                 hint="check the host is up and sshd listens there; adjust spec.ssh.connectTimeout",
             )
 
+    def check_pins(self) -> None:
+        """Re-read the pinned keys and hold the open connection's host keys (the target's and
+        its jump host's) to them, as :meth:`connect` holds a new one: a connection kept open
+        between runs (:mod:`provisioner.connectors.mux`) is trusted only while the pins and the
+        policy as they are *now* accept it. Raises :class:`ConnectError` like a connect."""
+        t = self.target
+        self._known = _known_hosts(t.known_hosts, t.name)
+        jump, transport = self._jump, self._transport
+        if jump is not None and t.jump is not None and jump.is_active():
+            verify_host_key(
+                host=f"{t.name} via jump host {t.jump.address}", address=t.jump.address,
+                port=t.jump.port, offered=jump.get_remote_server_key(), known=self._known,
+                policy=t.host_key_policy,
+            )  # fmt: skip
+        if transport is not None and transport.is_active():
+            verify_host_key(
+                host=t.name, address=t.address, port=t.port,
+                offered=transport.get_remote_server_key(), known=self._known,
+                policy=t.host_key_policy,
+            )  # fmt: skip
+
+    @property
+    def transport(self) -> paramiko.Transport | None:
+        """The open transport to the target (None before :meth:`connect` or once closed)."""
+        return self._transport
+
     def _sock(self, t: HostTarget) -> socket.socket | paramiko.Channel:
         if t.jump is None:
             return _dial(t.address, t.port, t.connect_timeout)

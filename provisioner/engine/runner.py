@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 
 from provisioner.commands import Command, Shell, Upload
 from provisioner.connectors.base import Connector, HostName, HostTarget
-from provisioner.connectors.ssh import SSHConnector
 from provisioner.engine.diff import upload_diff
 from provisioner.engine.factmemo import FactMemo, memo_path, selection_key
 from provisioner.engine.plan import Plan, PlanDriftError, PlannedOp
@@ -60,7 +59,10 @@ CLUSTER = "(cluster)"
 
 
 def ssh_connect(target: HostTarget) -> Connector:
-    """The default connector factory: a connected :class:`SSHConnector`."""
+    """The default connector factory: a connected :class:`SSHConnector` (imported on use: a
+    run whose connections are kept by the multiplexer never loads paramiko)."""
+    from provisioner.connectors.ssh import SSHConnector  # noqa: PLC0415
+
     return SSHConnector(target).connect()
 
 

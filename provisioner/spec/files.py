@@ -10,6 +10,7 @@ located line from `berth validate`, not a connection failure per host."""
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from collections.abc import Iterator
@@ -18,7 +19,6 @@ from pathlib import Path
 from provisioner.spec.model import ClusterSpec
 from provisioner.spec.problems import Path as FieldPath
 from provisioner.spec.problems import Problem
-from provisioner.sshlib import paramiko
 
 _RELATIVE = "relative paths resolve against the spec file's directory; ~ works"
 
@@ -56,12 +56,43 @@ def _identity_fields(spec: ClusterSpec) -> Iterator[tuple[FieldPath, str]]:
             yield ("spec", "hosts", index, "ssh", "identityFile"), host.ssh.identity_file
 
 
+_OPENSSH_BEGIN = b"-----BEGIN OPENSSH PRIVATE KEY-----"
+_OPENSSH_END = b"-----END OPENSSH PRIVATE KEY-----"
+_OPENSSH_MAGIC = b"openssh-key-v1\0"
+
+
+def _plain_openssh_key(data: bytes) -> bool:
+    """True for an unencrypted private key in OpenSSH's format (what ``ssh-keygen`` writes: its
+    cipher and KDF are ``none``), told without paramiko, which a run talking to the connection
+    multiplexer would otherwise import for this alone; anything else is left to paramiko."""
+    text = data.strip()
+    if not (text.startswith(_OPENSSH_BEGIN) and text.endswith(_OPENSSH_END)):
+        return False
+    body = b"".join(text[len(_OPENSSH_BEGIN) : -len(_OPENSSH_END)].split())
+    try:
+        blob = base64.b64decode(body, validate=True)
+    except ValueError:
+        return False
+    if not blob.startswith(_OPENSSH_MAGIC):
+        return False
+    pos, names = len(_OPENSSH_MAGIC), []
+    for _ in range(2):  # ciphername, kdfname: SSH strings (uint32 length, bytes)
+        size = int.from_bytes(blob[pos : pos + 4], "big")
+        names.append(blob[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return names == [b"none", b"none"] and pos + 4 <= len(blob)
+
+
 def _identity_problem(path: Path) -> tuple[str, str] | None:
     """What is wrong with the private key at ``path`` and the hint, or ``None``."""
     hint = f"give the private key (not the .pub file), unencrypted; {_RELATIVE}"
     problem = _unreadable(path, "identity file")
     if problem is not None:
         return problem, hint
+    if _plain_openssh_key(path.read_bytes()):
+        return None
+    from provisioner.sshlib import paramiko  # noqa: PLC0415 - for the other formats only
+
     try:
         paramiko.PKey.from_path(str(path))
     except (paramiko.PasswordRequiredException, TypeError):  # TypeError: from cryptography

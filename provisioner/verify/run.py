@@ -14,7 +14,6 @@ from pathlib import Path
 
 from provisioner.clusterapi import admin_kubeconfig_path
 from provisioner.connectors.base import Connector, HostTarget
-from provisioner.connectors.ssh import SSHConnector
 from provisioner.errors import ProvisionerError, VerifyError
 from provisioner.pki import files_for_host
 from provisioner.spec import ClusterSpec
@@ -28,6 +27,8 @@ ConnectFn = Callable[[HostTarget], Connector]
 
 
 def _connect(target: HostTarget) -> Connector:
+    from provisioner.connectors.ssh import SSHConnector  # noqa: PLC0415 - paramiko on use only
+
     return SSHConnector(target).connect()
 
 

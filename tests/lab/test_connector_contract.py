@@ -1,4 +1,5 @@
-"""One contract for every connector backend: local, fake, and SSH against a lab host.
+"""One contract for every connector backend: local, fake, and SSH against a lab host, directly
+and through the connection multiplexer (``provisioner.connectors.mux``).
 
 The fake serves canned outputs, so for commands it is held to the *shape* of the contract (it
 returns what it was told and records what it was asked); local and SSH run real commands.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import stat
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -25,13 +27,22 @@ from provisioner.connectors.base import (
     JumpHost,
 )
 from provisioner.connectors.local import LocalConnector
+from provisioner.connectors.mux import Mux, MuxConnector
+from provisioner.connectors.mux import request as request_mux
 from provisioner.connectors.ssh import SSHConnector
 from provisioner.errors import ConnectError, OperationError
 from provisioner.lab import Lab
 from tests.harness.fake_connector import FakeConnector
 
-BACKENDS = ["local", "fake", pytest.param("ssh", marks=pytest.mark.lab)]
-RUN_BACKENDS = ["local", pytest.param("ssh", marks=pytest.mark.lab)]
+BACKENDS = [
+    "local", "fake", pytest.param("ssh", marks=pytest.mark.lab),
+    pytest.param("mux", marks=pytest.mark.lab),
+]  # fmt: skip
+RUN_BACKENDS = [
+    "local",
+    pytest.param("ssh", marks=pytest.mark.lab),
+    pytest.param("mux", marks=pytest.mark.lab),
+]
 
 
 def ssh_target(lab: Lab, host: str) -> HostTarget:
@@ -58,11 +69,19 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Co
         yield fake, "/scratch"
     else:
         lab: Lab = request.getfixturevalue("lab")
-        connector = SSHConnector(ssh_target(lab, "n1")).connect()
+        directory = tmp_path / "mux"
+        connector: Connector = (
+            SSHConnector(ssh_target(lab, "n1")).connect()
+            if kind == "ssh"
+            else Mux(60, directory).connect(ssh_target(lab, "n1"))
+        )
+        assert isinstance(connector, MuxConnector if kind == "mux" else SSHConnector)
         workdir = connector.run("mktemp -d").check("n1", "mktemp").stdout.strip()
         yield connector, workdir
         connector.run(Shell("rm", "-rf", "--", workdir))
         connector.close()
+        if kind == "mux":
+            request_mux(directory, "stop")
 
 
 @pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
@@ -127,6 +146,19 @@ def test_commands_are_isolated_from_each_other(backend: tuple[Connector, str]) -
 
 
 @pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
+def test_calls_from_several_threads_at_once(backend: tuple[Connector, str]) -> None:
+    connector, workdir = backend
+
+    def one(i: int) -> tuple[str, bytes]:
+        connector.put(f"{i}\n".encode(), f"{workdir}/f{i}")
+        return connector.run(f"sleep 0.2; echo {i}").stdout, connector.get(f"{workdir}/f{i}")
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(one, range(12)))
+    assert results == [(f"{i}\n", f"{i}\n".encode()) for i in range(12)]
+
+
+@pytest.mark.parametrize("backend", RUN_BACKENDS, indirect=True)
 def test_a_syntax_error_is_reported_and_the_next_command_works(
     backend: tuple[Connector, str],
 ) -> None:
@@ -177,3 +209,21 @@ def test_connect_retries_then_names_host_and_attempts(lab: Lab) -> None:
     assert caught.value.message.endswith("gave up after 3 attempt(s))")
     assert "id_ed25519" not in caught.value.message  # never the credentials
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.lab
+def test_the_next_run_reaches_the_host_over_the_kept_connection(lab: Lab, tmp_path: Path) -> None:
+    directory = tmp_path / "mux"
+    target = ssh_target(lab, "n2")
+    seen = []
+    try:
+        for _ in range(2):  # two runs, each with its own Mux as each berth process has
+            with closing(Mux(60, directory).connect(target)) as connector:
+                seen.append(connector.run("echo $SSH_CONNECTION").stdout.split())
+        # the same TCP connection (client port) both times: no new handshake, no new sshd
+        assert seen[0] == seen[1]
+        # without persistence, a connection of its own
+        with closing(SSHConnector(target).connect()) as direct:
+            assert direct.run("echo $SSH_CONNECTION").stdout.split()[1] != seen[0][1]
+    finally:
+        request_mux(directory, "stop")

@@ -62,6 +62,24 @@ def test_apply_with_the_demo_phases_loads_none_of_the_heavy_modules() -> None:
     assert heavy == []
 
 
+def test_apply_through_the_connection_multiplexer_loads_no_paramiko() -> None:
+    # the multiplexer holds the SSH connections: a run that talks to it needs no SSH code, and
+    # the spec's identity-file check tells a plain OpenSSH key without paramiko
+    loaded = _modules_after(
+        "from provisioner.cli import main as m\n"
+        "m.build_app(m.areas_for(['apply', '-i', 'x.yaml', '--phases', 'demo']))\n"
+        "from provisioner.phases.sets import PHASE_SETS\n"
+        "PHASE_SETS['demo']()\n"
+        "import provisioner.connectors.mux, provisioner.spec, provisioner.verify.run\n"
+    )
+    assert "provisioner.connectors.mux" in loaded
+    ssh = sorted(
+        name for name in loaded
+        if name == "paramiko" or name.startswith(("paramiko.", "provisioner.connectors.ssh"))
+    )  # fmt: skip
+    assert ssh == []
+
+
 def test_paramiko_without_invoke_leaves_invoke_importable_afterwards() -> None:
     loaded = _modules_after(
         "from provisioner.sshlib import paramiko\n"

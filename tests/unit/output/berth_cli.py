@@ -14,7 +14,6 @@ summary table, ``--timeline`` and the exit codes are the command's own.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from provisioner.cli import engine as cli_engine
 from provisioner.cli.main import main as berth
 from provisioner.connectors.base import Connector, HostTarget
 from provisioner.connectors.local import LocalConnector
-from provisioner.engine.runner import Engine
 from provisioner.phases.sets import PHASE_SETS
 from tests.unit.output.scenario import phases
 
@@ -56,8 +54,8 @@ def main() -> None:
     fail = "--fail-scenario" in args  # the scenario's phase that fails on one host
     PHASE_SETS["scenario"] = lambda: phases(root, fail=fail)
     args = [a for a in args if a != "--fail-scenario"]
-    # the command builds its engine with the module's name `Engine`: one bound to local hosts
-    setattr(cli_engine, "Engine", functools.partial(Engine, connect=_local))  # noqa: B010
+    # the command takes its connect function from the module's name `connect_fn`: local hosts
+    setattr(cli_engine, "connect_fn", lambda persist, no_persist: _local)  # noqa: B010
     sys.argv = ["berth", *args]
     berth()
 

@@ -176,3 +176,45 @@ def test_plan_refuses_a_missing_identity_file_before_connecting(
     assert code == 3
     assert err.count("identity file") == 1
     assert "sshd" not in err
+
+
+def test_a_plain_openssh_key_is_told_without_paramiko_and_others_still_by_it(
+    tmp_path: Path,
+) -> None:
+    # the fast path accepts only what paramiko accepts too: unencrypted OpenSSH keys; an
+    # encrypted one, a PEM key or junk in OpenSSH armour go to paramiko (and its messages)
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from provisioner.spec.files import _identity_problem, _plain_openssh_key  # noqa: PLC0415
+
+    plain = write_identity(tmp_path / "plain")
+    assert _plain_openssh_key(plain.read_bytes())
+    key = ed25519.Ed25519PrivateKey.generate()
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    armoured_junk = (
+        b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    for data in (encrypted, pem, armoured_junk):
+        assert not _plain_openssh_key(data)
+    (tmp_path / "encrypted").write_bytes(encrypted)
+    found = _identity_problem(tmp_path / "encrypted")
+    assert found is not None
+    assert "is encrypted" in found[0]
+    (tmp_path / "junk").write_bytes(armoured_junk)
+    found = _identity_problem(tmp_path / "junk")
+    assert found is not None
+    assert "not an OpenSSH or PEM private key" in found[0]
+    code = (
+        "import sys; from pathlib import Path; from provisioner.spec.files import "
+        f"_identity_problem as p; assert p(Path({str(plain)!r})) is None; "
+        "assert 'paramiko' not in sys.modules, 'paramiko imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
