@@ -4,14 +4,15 @@
 ADD: an address from host-local's own store (:mod:`berth.network.hostlocal`), a veth pair
 whose host end (``veth`` + 8 hex digits of a hash of the pod's id) is up, a port of the
 bridge with hairpin mode, and whose other end is created as ``eth0`` right in the pod's
-namespace, up, with the address (and its broadcast), a default route via the bridge's
-address, and a gratuitous ARP. DEL: the address released (by owner, as host-local does)
-and ``eth0`` deleted in the pod's namespace (its host end goes with it). Both are what the
-plugins leave and expect, so the plugins can undo a pod made here and the other way round.
+namespace, with the address (and its broadcast), then up (announcing the address: the
+plugin's gratuitous ARP, through ``arp_notify``), and a default route via the bridge's
+address. DEL: the address released (by owner, as host-local does) and ``eth0`` deleted in
+the pod's namespace (its host end goes with it). Both are what the plugins leave and
+expect, so the plugins can undo a pod made here and the other way round.
 
-The bridge itself is the plugin's to make: :meth:`VethBridge.ready` says whether it exists,
-is up and carries the gateway address, and IP forwarding is on; until then (a node's first
-pod) the caller runs the plugins, which set all of that up.
+The bridge itself is the plugin's to make: until it exists, is up and carries the gateway
+address, and IP forwarding is on (a node's first pod), :meth:`VethBridge.add` declines
+(:class:`VethError`, nothing done) and the caller runs the plugins, which set that up.
 
 Namespaces are entered per thread, so each operation runs in a thread started for it and
 ended after it (see :mod:`berth.runtime.netns`), never in a pooled one.
@@ -177,20 +178,19 @@ class VethBridge:
                 raise VethError(f"{veth} vanished after it was made")
             host.set_hairpin(host_link.index)
             pod_sock = netlink.socket_in(pod_fd, socket.AF_NETLINK, socket.SOCK_RAW, 0)
-            arp = netlink.socket_in(pod_fd, socket.AF_PACKET, socket.SOCK_RAW, 0)
         finally:
             os.close(pod_fd)
-        with netlink.Netlink(pod_sock) as pod, arp:
+        with netlink.Netlink(pod_sock) as pod:
             eth0 = pod.link(self.ifname)
             if eth0 is None:
                 raise VethError(f"{self.ifname} is not in {netns} after it was made")
-            if not eth0.up:
-                pod.set_up(eth0.index)
             broadcast = str(self.net.broadcast_address)
             pod.add_ipv4_address(eth0.index, ip, self.net.prefixlen, broadcast)
+            # addressed before it comes up: coming up, it announces the address (the
+            # plugin's gratuitous ARP)
+            pod.set_arp_notify(eth0.index)
+            pod.set_up(eth0.index)
             pod.add_default_route(eth0.index, self.gateway)
-            with contextlib.suppress(OSError):  # best effort, as the plugin's
-                netlink.gratuitous_arp(arp, self.ifname, eth0.mac, ip)
         return {
             "cniVersion": "1.0.0",
             "interfaces": [

@@ -183,6 +183,10 @@ def test_in_process_eth0_matches_the_plugins_and_each_undoes_the_other(
     assert attach(net, "pod-b", b) == "10.244.1.3"
     assert runner.calls == ["bridge"], "no plugin ran for pod b"
     assert eth0_shape(b) == eth0_shape(a)
+    # eth0 announces its address whenever it comes up (the plugin's gratuitous ARP)
+    notify = "/proc/sys/net/ipv4/conf/eth0/arp_notify"
+    argv = ["nsenter", f"--net={b}", "cat", notify]
+    assert subprocess.run(argv, capture_output=True, text=True, check=True).stdout == "1\n"
     shape = eth0_shape(b)
     assert shape["broadcast"] == "10.244.1.255"
     assert ("default", "10.244.1.1", "eth0", "boot", "global") in shape["routes"]
