@@ -287,3 +287,39 @@ def test_ids_that_would_break_a_file_or_link_name_never_reach_the_kernel_or_disk
     assert netlink.check_ifname(name) == name
     assert len(name) == 12
     assert name.startswith("veth")
+
+
+def test_a_crash_half_way_through_add_is_undone_by_the_records_teardown(
+    lab: dict[str, Any],
+) -> None:
+    """The agent died after the address was taken and the veth made, before the address
+    was set or the record got the IP: the restarted agent's DEL (no IP known) undoes it."""
+    net, node = lab["net"], lab["node"]
+    attach(net, "first", lab["pod"]("first"))
+    veth = net.in_process
+    assert veth is not None
+    crashed = lab["pod"]("crashed")
+    ip = veth.ipam.allocate("crashed", "eth0")
+
+    def half_add() -> None:
+        node_fd = os.open(node, os.O_RDONLY)
+        pod_fd = os.open(crashed, os.O_RDONLY)
+        try:
+            sock = netlink.socket_in(node_fd, socket.AF_NETLINK, socket.SOCK_RAW, 0)
+            with netlink.Netlink(sock) as host:
+                bridge = host.link("cni0")
+                assert bridge is not None
+                name = host_veth_name("crashed")
+                host.add_veth(name, "eth0", peer_netns_fd=pod_fd, master=bridge.index, mtu=None)
+        finally:
+            os.close(node_fd)
+            os.close(pod_fd)
+
+    asyncio.run(in_own_thread(half_add))
+    assert host_veth_name("crashed") in host_veths(node)
+    detach(net, "crashed", crashed)  # the record had no IP yet
+    assert host_veth_name("crashed") not in host_veths(node)
+    assert not (lab["ipam"] / ip).exists()
+    # and the pod can be made again from scratch (the next address: round-robin)
+    assert ip == "10.244.1.3"
+    assert attach(net, "crashed", crashed) == "10.244.1.4"
