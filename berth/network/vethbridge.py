@@ -6,8 +6,8 @@ whose host end (``veth`` + 8 hex digits of a hash of the pod's id) is up, a port
 bridge with hairpin mode, and whose other end is created as ``eth0`` right in the pod's
 namespace, with the address (and its broadcast), then up (announcing the address: the
 plugin's gratuitous ARP, through ``arp_notify``), and a default route via the bridge's
-address. DEL: the address released (by owner, as host-local does) and ``eth0`` deleted in
-the pod's namespace (its host end goes with it). Both are what the plugins leave and
+address. DEL: ``eth0`` deleted in the pod's namespace (its host end goes with it), then the
+address released (by owner, as host-local does). Both are what the plugins leave and
 expect, so the plugins can undo a pod made here and the other way round.
 
 The bridge itself is the plugin's to make: until it exists, is up and carries the gateway
@@ -191,6 +191,8 @@ class VethBridge:
             pod.set_arp_notify(eth0.index)
             pod.set_up(eth0.index)
             pod.add_default_route(eth0.index, self.gateway)
+        # as the plugin: the bridge's MAC may change when a port is added
+        bridge = host.link(self.bridge) or bridge
         return {
             "cniVersion": "1.0.0",
             "interfaces": [
@@ -218,11 +220,12 @@ class VethBridge:
             pod.delete_link(self.ifname)
 
     def delete(self, container_id: str, netns: str, ip_hint: str | None = None) -> None:
-        """DEL (blocking; run in a thread of its own): the address released, eth0 deleted.
+        """DEL (blocking; run in a thread of its own): eth0 deleted, the address released.
         Idempotent; ``netns`` "" (gone) releases the address only, like the plugin."""
         try:
             check_id(container_id, self.ifname)
         except IpamError as exc:
             raise VethError(str(exc)) from exc
-        self.ipam.release(container_id, self.ifname, ip_hint)
+        # eth0 first: its address is free for another pod only once nothing carries it
         self._unplug(netns)
+        self.ipam.release(container_id, self.ifname, ip_hint)
