@@ -145,6 +145,16 @@ class CniInvoker:
         result = doc.get("result")
         return result if isinstance(result, dict) else None
 
+    def remember(self, network: str, attachment: Attachment, result: Mapping[str, Any]) -> None:
+        """Cache ``result`` as the ADD result of ``attachment`` (an ADD done without the
+        plugins, which CHECK and DEL may still be asked to undo)."""
+        self._write_cache(network, attachment, result)
+
+    def forget(self, network: str, attachment: Attachment) -> None:
+        """Drop the cached ADD result (the attachment was deleted without the plugins)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._cache_path(network, attachment).unlink()
+
     def _write_cache(self, network: str, attachment: Attachment, result: Mapping[str, Any]) -> None:
         path = self._cache_path(network, attachment)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from berth.agent.runtime import (
 from berth.agent.runtime import ContainerStatus as AgentContainerStatus
 from berth.network.cni import CniInvoker
 from berth.network.command import SubprocessRunner
-from berth.network.podnet import PodNetwork, node_conflist
+from berth.network.podnet import PodNetwork, node_conflist, veth_bridge
 from berth.runtime import timeline
 from berth.runtime.cgroups import CGROUP_PARENT
 from berth.runtime.cgroupstats import CgroupReader
@@ -183,7 +183,11 @@ class RuncAgentRuntime:
             ),
         )
         invoker = CniInvoker(runner, cache_dir=state_dir / "cni-results")
-        network = PodNetwork(invoker, node_conflist(pod_cidr=pod_cidr))
+        conflist = node_conflist(pod_cidr=pod_cidr)
+        # eth0 of pods without hostPorts made in-process (same veth, address, routes and
+        # host-local files as the plugins'): the bridge + host-local plugins were two Go
+        # processes per pod start and stop, serialised on host-local's lock under a burst
+        network = PodNetwork(invoker, conflist, in_process=veth_bridge(conflist))
         runtime = RuncRuntime(
             images=images,
             network=network,

@@ -32,7 +32,7 @@ from typing import Any
 from berth.network.cni import CniInvoker
 from berth.network.command import SubprocessRunner
 from berth.network.node import sync_node_network
-from berth.network.podnet import HostPort, PodNetwork, node_conflist
+from berth.network.podnet import HostPort, PodNetwork, node_conflist, veth_bridge
 from berth.network.routes import Peer
 from berth.proxy.sync import ServiceProxy
 from berth.runtime.images import ImageService
@@ -54,7 +54,8 @@ def _runtime(args: argparse.Namespace) -> RuncRuntime:
     network = None
     if args.pod_cidr:
         invoker = CniInvoker(runner, cache_dir=state / "cni-results")
-        network = PodNetwork(invoker, node_conflist(pod_cidr=args.pod_cidr))
+        conflist = node_conflist(pod_cidr=args.pod_cidr)
+        network = PodNetwork(invoker, conflist, in_process=veth_bridge(conflist))
     return RuncRuntime(
         images=images,
         network=network,

@@ -340,7 +340,7 @@ class SandboxManager:
         # skip the namespace's inside, instead of failing to enter it. The address must
         # not leak: host-local keeps its allocations on disk, across reboots.
         netns = record.netns if _exists(record.netns) else ""
-        await self.network.detach(sandbox_id=uid, netns=netns, ports=ports)
+        await self.network.detach(sandbox_id=uid, netns=netns, ports=ports, ip=record.ip)
         record.state = "stopped"
         # Not fsync'd: losing it to a power cut leaves "ready", whose sandbox is dead after
         # the reboot and torn down again (a second DEL is harmless); the directory goes next.

@@ -6,13 +6,14 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from berth.network.cni import Attachment, CniError, CniInvoker
 from berth.network.command import SubprocessRunner
 from berth.network.podnet import HostPort, PodNetwork, node_conflist
+from berth.network.vethbridge import VethBridge
 
 # A fake plugin: records its environment and stdin, answers like a CNI plugin would.
 FAKE_PLUGIN = """#!{python}
@@ -215,3 +216,48 @@ def test_pod_network_runs_portmap_only_for_pods_with_host_ports(
         if c["env"]["CNI_IFNAME"] == "eth0"
     ]
     assert eth0 == [("bridge", "ADD"), ("portmap", "ADD"), ("portmap", "DEL"), ("bridge", "DEL")]
+
+
+class RecordingVeth:
+    """Stands in for the in-process eth0 (:class:`VethBridge`): records what it was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def add(self, container_id: str, netns: str, requested_ip: str | None = None) -> dict[str, Any]:
+        self.calls.append(("ADD", container_id))
+        return {
+            "cniVersion": "1.0.0",
+            "ips": [{"address": "10.244.1.9/24", "gateway": "10.244.1.1"}],
+        }
+
+    def delete(self, container_id: str, netns: str, ip_hint: str | None = None) -> None:
+        self.calls.append(("DEL", container_id))
+
+
+def test_host_port_pods_go_through_the_plugins_and_the_rest_in_process(
+    plugins: Path, tmp_path: Path
+) -> None:
+    veth = RecordingVeth()
+    invoker = _invoker(plugins, tmp_path)
+    conflist = node_conflist(pod_cidr="10.244.1.0/24")
+    net = PodNetwork(invoker, conflist, in_process=cast(VethBridge, veth))
+    ports = [HostPort(host_port=30002, container_port=80)]
+    for uid, pod_ports in (("plain", []), ("hostport", ports)):
+        asyncio.run(
+            net.attach(sandbox_id=uid, netns=f"/n/{uid}", namespace="n", name=uid, ports=pod_ports)
+        )
+    assert veth.calls == [("ADD", "plain")]
+    assert [(c["plugin"], c["env"]["CNI_CONTAINERID"]) for c in _calls(plugins)] == [
+        ("bridge", "hostport"),
+        ("portmap", "hostport"),
+    ]
+    # the in-process ADD's result is cached as the plugins' is (their CHECK and DEL read it)
+    assert invoker.cached_result("berth", Attachment("plain", "/n/plain", "eth0")) == {
+        "cniVersion": "1.0.0",
+        "ips": [{"address": "10.244.1.9/24", "gateway": "10.244.1.1"}],
+    }
+    for uid, pod_ports in (("plain", []), ("hostport", ports)):
+        asyncio.run(net.detach(sandbox_id=uid, netns=f"/n/{uid}", ports=pod_ports))
+    assert veth.calls == [("ADD", "plain"), ("DEL", "plain")]
+    assert sorted(invoker.cache_dir.iterdir()) == []
