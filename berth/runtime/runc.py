@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from berth.runtime.images import ImageService, PulledImage
 from berth.runtime.inroot import UnsafeRootPath, read_file_in_root, subpath_in_root
 from berth.runtime.netns import NamespaceMaker
 from berth.runtime.reference import parse_reference
+from berth.runtime.rootcopy import CopyError, SnapshotListing, copy_root
 from berth.runtime.safepath import check_element, child
 from berth.runtime.sandbox import SandboxManager, SandboxRecord
 from berth.runtime.shimzygote import ShimZygote, directory_of
@@ -174,6 +174,13 @@ async def _write_record(path: Path, doc: dict[str, Any]) -> None:
     await asyncio.to_thread(write_durably, path, json.dumps(doc).encode())
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    """Write a new file (it must not exist; never through a symlink), not atomically."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
@@ -260,6 +267,8 @@ class RuncRuntime:
         # queued every pod of a burst on a node behind one another, twice per pod) nor a
         # worker thread. Forgotten when an image is removed or pruned.
         self._present: dict[str, tuple[PulledImage, Path]] = {}
+        # What each image snapshot holds, read once: a container's copy only writes.
+        self._listings = SnapshotListing()
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -308,11 +317,13 @@ class RuncRuntime:
         Running containers are unaffected: each has its own copy of the root file system."""
         normalised = str(parse_reference(reference))
         self._present.clear()
+        self._listings.forget()
         return await asyncio.to_thread(self.images.store.remove_image, normalised)
 
     async def prune_images(self) -> list[Path]:
         """Delete blobs and snapshots that no image reference uses any more."""
         self._present.clear()
+        self._listings.forget()
         return await asyncio.to_thread(self.images.store.prune)
 
     # ---- sandboxes ----------------------------------------------------------------------------
@@ -428,10 +439,11 @@ class RuncRuntime:
                 await asyncio.to_thread(shutil.rmtree, bundle)
             bundle.mkdir(parents=True)
             try:
-                config, warnings = await asyncio.to_thread(
-                    self._prepare_bundle, pod, container, image, record, bundle
-                )
-                _write_json(bundle / "config.json", config)
+                # The durable record first: its fsync then commits a small journal
+                # transaction, not one holding the root file system's copy (every inode of
+                # it, and with ext4's ordered data, the copied files' data too). A crash
+                # before runc create leaves a bundle runc does not know, whatever the order:
+                # the next create_container of this id replaces it.
                 await _write_record(
                     bundle / "meta.json",
                     {
@@ -444,17 +456,22 @@ class RuncRuntime:
                         "image": container.image,
                         "imageId": image.image_id,
                         "createdAt": _now(),
-                        "warnings": warnings,
+                        "warnings": self._warnings(container),
                         "annotations": dict(annotations or {}),
                         "stdio": _stdio(container),
                     },
                 )
+                config, _ = await asyncio.to_thread(
+                    self._prepare_bundle, pod, container, image, record, bundle
+                )
+                # Not atomic: runc reads it only once create_container runs it, and a torn
+                # one (a crash) is in a bundle runc does not know (replaced, as above).
+                _write_new(bundle / "config.json", json.dumps(config).encode())
                 timeline.stamp(pod.uid, "bundle")
                 start = start and not _stdio(container)
+                # a started container's start is recorded with its shim (one meta.json write)
                 await self._spawn_shim(cid, bundle, container, start=start)
                 timeline.stamp(pod.uid, "created")
-                if start:
-                    self._note_started(cid)
             except BaseException:
                 await self._runc("delete", "--force", cid)
                 await asyncio.to_thread(shutil.rmtree, bundle, True)
@@ -471,8 +488,14 @@ class RuncRuntime:
     ) -> tuple[dict[str, Any], list[str]]:
         snapshot = self.images.rootfs_snapshot(image)
         rootfs = bundle / "rootfs"
+        bundle.mkdir(parents=True, exist_ok=True)
         # Hard links cost nothing and are safe when the container cannot write its root.
-        copy_tree(snapshot, rootfs, hardlink=container.read_only_root_filesystem)
+        copy_tree(
+            snapshot,
+            rootfs,
+            hardlink=container.read_only_root_filesystem,
+            listings=self._listings,
+        )
         user = resolve_user(
             spec_uid=container.run_as_user,
             spec_gid=container.run_as_group,
@@ -493,11 +516,13 @@ class RuncRuntime:
             cgroups_path=f"/{CGROUP_PARENT}/{pod.uid}/{bundle.name}",
             enforce=self.enforce,
         )
-        warnings = [
+        return config, self._warnings(container)
+
+    def _warnings(self, container: ContainerSpec) -> list[str]:
+        return [
             f"{limit} limit not enforced: this node's cgroups do not offer that controller"
             for limit in unenforced_limits(container, self.enforce)
         ]
-        return config, warnings
 
     def attach_socket(self, cid: ContainerID) -> Path | None:
         """Where the container's shim serves attach (None: its stdio is not kept — it was
@@ -561,9 +586,14 @@ class RuncRuntime:
             verdict = {}
         shim_pid = verdict.get("shim") if isinstance(verdict, dict) else None
         ticks = process_start_ticks(shim_pid, self.proc) if isinstance(shim_pid, int) else None
+        found: dict[str, Any] = {}
         if isinstance(shim_pid, int) and ticks is not None:
+            found["shimPid"], found["shimStartTicks"] = shim_pid, ticks
+        if start:  # `runc run`: started too
+            found.update(self._started(cid))
+        if found:
             meta = self._meta(cid)
-            meta["shimPid"], meta["shimStartTicks"] = shim_pid, ticks
+            meta.update(found)
             _write_json(bundle / "meta.json", meta)
 
     async def start_container(self, cid: ContainerID) -> None:
@@ -579,16 +609,21 @@ class RuncRuntime:
         return "startedAt" in self._meta(cid)
 
     def _note_started(self, cid: ContainerID) -> None:
-        """Record that the container's process runs now (``runc start`` or ``run``)."""
+        """Record that the container's process runs now (``runc start``)."""
         meta = self._meta(cid)
-        meta["startedAt"] = _now()
-        # The init process's identity, so that container_status can tell "still running"
-        # from /proc instead of forking `runc state` (see _known_running).
+        meta.update(self._started(cid))
+        _write_json(self._dir(cid) / "meta.json", meta)
+
+    def _started(self, cid: ContainerID) -> dict[str, Any]:
+        """What meta.json records of a started container: when, and its init process's
+        identity, so that container_status can tell "still running" from /proc instead of
+        forking `runc state` (see _known_running)."""
+        found: dict[str, Any] = {"startedAt": _now()}
         pid = _read_pid(self._dir(cid) / "init.pid")
         ticks = process_start_ticks(pid, self.proc) if pid is not None else None
         if pid is not None and ticks is not None:
-            meta["initPid"], meta["initStartTicks"] = pid, ticks
-        _write_json(self._dir(cid) / "meta.json", meta)
+            found["initPid"], found["initStartTicks"] = pid, ticks
+        return found
 
     async def stop_container(self, cid: ContainerID, *, grace_seconds: float = 10.0) -> None:
         """SIGTERM, then SIGKILL once ``grace_seconds`` have passed; returns when it is gone."""
@@ -867,12 +902,17 @@ def _stdio(container: ContainerSpec) -> str:
     return "tty" if container.tty else "pipe" if container.stdin else ""
 
 
-def copy_tree(source: Path, target: Path, *, hardlink: bool) -> None:
-    """``cp -a`` (or ``cp -al``) ``source``'s content into ``target``: ownership, modes,
-    xattrs and special files survive, which ``shutil.copytree`` does not guarantee."""
-    target.mkdir(parents=True, exist_ok=True)
-    argv = ["cp", "-al" if hardlink else "-a", f"{source}/.", str(target)]
-    proc = subprocess.run(argv, capture_output=True, check=False)
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip() or f"rc {proc.returncode}"
-        raise ContainerError(f"copying the image root file system to {target} failed: {detail}")
+def copy_tree(
+    source: Path, target: Path, *, hardlink: bool, listings: SnapshotListing | None = None
+) -> None:
+    """``cp -a`` (or ``cp -al``) ``source``'s content into the new directory ``target``:
+    ownership, modes, xattrs, times and special files survive, which ``shutil.copytree``
+    does not guarantee; in this process, from ``source``'s listing read once (see
+    :mod:`berth.runtime.rootcopy`)."""
+    try:
+        entries = (listings or SnapshotListing(limit=0)).get(source)
+        copy_root(source, target, entries, hardlink=hardlink)
+    except (CopyError, OSError) as exc:
+        raise ContainerError(
+            f"copying the image root file system to {target} failed: {exc}"
+        ) from None
