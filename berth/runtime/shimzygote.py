@@ -109,12 +109,12 @@ class ShimZygote:
 
     async def run(self, shim_args: Sequence[str]) -> Completed | None:
         request = "\0".join(shim_args).encode()
-        outcome = await asyncio.to_thread(self._request, request)
+        outcome = await self._request(request)
         if outcome is not None:
             return outcome
         if not await self._start():
             return None
-        return await asyncio.to_thread(self._request, request)
+        return await self._request(request)
 
     async def _start(self) -> bool:
         if self._starting is None:
@@ -160,32 +160,24 @@ class ShimZygote:
                 return False
         return True
 
-    def _request(self, request: bytes) -> Completed | None:
-        """One shim start, blocking (run in a thread); ``None``: the zygote took nothing."""
-        try:
-            conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        except OSError:
+    async def _request(self, request: bytes) -> Completed | None:
+        """One shim start; ``None``: the zygote took nothing. Its answer (the shim's stdout,
+        stderr and exit code, once ``runc create`` is done) is waited for on the event loop
+        (readers on the pipes and the socket), not in a worker thread: a burst's shims would
+        hold the loop's few threads (min(32, cores + 4)) for as long as runc runs, and the
+        root file system copies and durable writes of the other pods queued behind them."""
+        connected = self._connect(request)
+        if connected is None:
             return None
+        conn, out_r, err_r = connected
         with conn:
             try:
-                conn.connect(str(self.path))
-            except OSError:
-                return None
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                stdout, stderr = await asyncio.gather(_read_all(out_r), _read_all(err_r))
+            finally:
+                os.close(out_r)
+                os.close(err_r)
             try:
-                socket.send_fds(conn, [request], [devnull, out_w, err_w])
-            except OSError:
-                for fd in (out_r, out_w, err_r, err_w, devnull):
-                    os.close(fd)
-                return None
-            for fd in (out_w, err_w, devnull):
-                os.close(fd)
-            stdout = _read_all(out_r)
-            stderr = _read_all(err_r)
-            try:
-                raw = conn.recv(_RC_LIMIT)
+                raw = await asyncio.get_running_loop().sock_recv(conn, _RC_LIMIT)
             except OSError:
                 raw = b""
         argv = (self.python, "-S", self.shim, *request.decode().split("\0"))
@@ -199,7 +191,61 @@ class ShimZygote:
             rc = 1
         return Completed(argv, rc, stdout, stderr)
 
+    def _connect(self, request: bytes) -> tuple[socket.socket, int, int] | None:
+        """Send the request with the shim's stdio (connecting to a listening unix socket
+        and sending one message do not block); the socket and the read ends of stdout and
+        stderr, non-blocking. ``None``: no zygote listens."""
+        try:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            conn.connect(str(self.path))
+        except OSError:
+            conn.close()
+            return None
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.set_blocking(out_r, False)  # our ends only: the shim's block as usual
+            os.set_blocking(err_r, False)
+            socket.send_fds(conn, [request], [devnull, out_w, err_w])
+        except OSError:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            conn.close()
+            return None
+        finally:
+            for fd in (out_w, err_w, devnull):
+                os.close(fd)
+        conn.setblocking(False)
+        return conn, out_r, err_r
 
-def _read_all(fd: int) -> bytes:
-    with os.fdopen(fd, "rb") as pipe:
-        return pipe.read(_OUTPUT_LIMIT)
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _read_all(fd: int) -> bytes:
+    """Everything until EOF from the non-blocking pipe ``fd`` (at most _OUTPUT_LIMIT kept)."""
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    kept = 0
+    while True:
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, readable)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(fd)
+            continue
+        if not data:
+            return b"".join(chunks)
+        if kept < _OUTPUT_LIMIT:
+            chunks.append(data[: _OUTPUT_LIMIT - kept])
+            kept += len(chunks[-1])

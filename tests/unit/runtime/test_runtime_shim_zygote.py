@@ -13,8 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,6 +25,7 @@ from berth.runtime import shim
 from berth.runtime.shimzygote import ShimZygote, stop_zygotes
 
 SHIM = str(Path(shim.__file__).resolve())
+T = TypeVar("T")
 
 # `runc create` stand-in: starts the "container" (a grandchild that outlives this script)
 # from the bundle's `mode` file: "fail", or "<seconds> <exit code>"; writes --pid-file.
@@ -78,15 +81,19 @@ class CountingZygote(ShimZygote):
         return super()._spawn()
 
 
-def _start(zygote: ShimZygote, base: Path, name: str, mode: str) -> Completed | None:
+def _shim_args(base: Path, name: str, mode: str) -> list[str]:
+    """A new bundle ``name`` whose fake runc does ``mode``; the shim's arguments for it."""
     bundle = base / name
     bundle.mkdir()
     (bundle / "mode").write_text(mode)
-    args = [
+    return [
         "--runc", str(base / "runc"), "--root", str(base / "root"), "--bundle", str(bundle),
         "--id", name, "--log", str(bundle / "container.log"), "--exit", str(bundle / "exit.json"),
     ]  # fmt: skip
-    return asyncio.run(zygote.run(args))
+
+
+def _start(zygote: ShimZygote, base: Path, name: str, mode: str) -> Completed | None:
+    return asyncio.run(zygote.run(_shim_args(base, name, mode)))
 
 
 def _exit_record(bundle: Path) -> dict[str, object]:
@@ -177,3 +184,35 @@ def test_teardown_kills_the_serving_zygote_and_no_process_a_stale_lock_names(bas
         bystander.wait()
     assert _exit_record(base / "c1")["exitCode"] == 6, "the running shim was not the zygote"
     assert stop_zygotes(base / "z") == [], "a second teardown finds nothing"
+
+
+class _NoThreads(ThreadPoolExecutor):
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        raise AssertionError("a worker thread was used to wait for a shim")
+
+
+def test_a_shim_start_is_waited_for_on_the_loop_not_in_a_worker_thread(base: Path) -> None:
+    """A burst's shims must not hold the loop's few worker threads while runc runs (the
+    root file system copies of other pods wait for those): several starts at once, on a
+    loop whose executor refuses work, each answered in full."""
+    zygote = CountingZygote(base)
+    warm = _start(zygote, base, "warm", "0 0")  # the zygote is started (in a thread) here
+    assert warm is not None
+    assert warm.returncode == 0
+
+    async def burst() -> list[Completed | None]:
+        asyncio.get_running_loop().set_default_executor(_NoThreads(max_workers=1))
+        modes = ["0.2 0", "0.2 0", "0.2 0", "fail"]
+        return await asyncio.gather(
+            *(zygote.run(_shim_args(base, f"c{n}", mode)) for n, mode in enumerate(modes))
+        )
+
+    results = asyncio.run(burst())
+    assert [r.returncode if r is not None else None for r in results] == [0, 0, 0, 1]
+    for n, result in enumerate(results[:3]):
+        assert result is not None
+        assert json.loads(result.stdout)["shim"] > 0
+        assert _exit_record(base / f"c{n}")["exitCode"] == 0
+    assert results[3] is not None
+    assert b"no such rootfs" in results[3].stderr
+    assert zygote.spawned == 1
