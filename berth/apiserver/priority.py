@@ -72,7 +72,6 @@ class PriorityAdmission:
         spec = pod.get("spec")
         if not isinstance(spec, dict):
             return
-        name = str(get_path(pod, "metadata", "name") or "")
         wanted = spec.get("priorityClassName")
         if not wanted:
             pc = self.global_default()
@@ -84,6 +83,7 @@ class PriorityAdmission:
                 pc_rd = reg.resources.lookup("scheduling.k8s.io", "v1", "priorityclasses")
                 kv = await reg.store.get(pc_rd.key("", str(wanted))) if pc_rd else None
                 if kv is None:
+                    name = _name(pod)
                     raise forbidden(
                         f'pods "{name}" is forbidden: no PriorityClass with name {wanted} was'
                         " found",
@@ -95,6 +95,7 @@ class PriorityAdmission:
         policy = (pc.get("preemptionPolicy") if pc is not None else None) or PREEMPT
         given = spec.get("priority")
         if given is not None and given != value:
+            name = _name(pod)
             raise forbidden(
                 f'pods "{name}" is forbidden: the integer value of priority ({given}) must not'
                 f" be provided in pod spec; priority admission controller computed {value}"
@@ -105,6 +106,7 @@ class PriorityAdmission:
         spec["priority"] = value
         given_policy = spec.get("preemptionPolicy")
         if given_policy is not None and given_policy != policy:
+            name = _name(pod)
             raise forbidden(
                 f'pods "{name}" is forbidden: the string value of PreemptionPolicy'
                 f" ({given_policy}) must not be provided in pod spec; priority admission"
@@ -113,3 +115,8 @@ class PriorityAdmission:
                 name,
             )
         spec["preemptionPolicy"] = policy
+
+
+def _name(pod: Obj) -> str:
+    """The pod's name, for a refusal (read only then: every pod create passes here)."""
+    return str(get_path(pod, "metadata", "name") or "")
