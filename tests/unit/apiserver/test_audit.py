@@ -91,3 +91,24 @@ def test_a_closed_stream_does_not_fail_the_request(monkeypatch: pytest.MonkeyPat
     stream.close()
     monkeypatch.setattr("sys.stderr", stream)
     AuditLog().write(EVENT)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        EVENT,
+        {},
+        {"time": "given", "verb": "get"},
+        {"name": 'a"b\\c\u2028'},
+        {"n": [1, {"x": None}]},
+    ],
+)
+def test_the_line_is_the_time_then_the_event_as_one_object(
+    event: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = AuditLog()
+    for now in (1_800_000_000.2, 1_800_000_000.9, 1_800_000_001.1):  # same second, then next
+        monkeypatch.setattr("time.time", lambda now=now: now)
+        line = log._line(event)
+        expected = orjson.dumps({"time": log._now(), **event}, option=orjson.OPT_APPEND_NEWLINE)
+        assert line == b"AUDIT " + expected
