@@ -229,7 +229,11 @@ def _is_delete_item(v: Any) -> bool:
 
 
 def strategic_merge_patch(original: Any, patch: Any) -> Any:
-    """Apply a strategic merge patch to ``original`` (a decoded object); returns a new value."""
+    """Apply a strategic merge patch to ``original`` (a decoded object); returns a new value.
+    ``original`` is never modified; the result is new along the paths the patch touches and
+    shares the other subtrees with ``original`` (as :func:`json_merge_patch`): copy it
+    before mutating. (Each level deep-copied what it merged into: a pod status patch copied
+    the pod, then its status, then each condition, and a pod is mostly managedFields.)"""
     if not isinstance(patch, dict):
         raise PatchFormatError("a strategic merge patch must be a JSON object")
     return _merge_map(original if isinstance(original, dict) else {}, patch, ())
@@ -243,7 +247,7 @@ def _merge_map(orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...
         return None
     if directive not in (None, "merge"):
         raise PatchError(f"unknown $patch directive {directive!r}")
-    result = copy.deepcopy(orig)
+    result = dict(orig)  # new here; what the patch does not reach stays shared
     orders: dict[str, list[Any]] = {}
     retain: list[str] | None = None
     for k, v in patch.items():
@@ -306,7 +310,7 @@ def _merge_list(orig: Any, patch: list[Any], path: tuple[str, ...]) -> list[Any]
         if key is None:
             return [_strip_directives(i) for i in patch]
         orig = []
-    result: list[Any] = copy.deepcopy(orig)
+    result: list[Any] = list(orig)  # items merged into are replaced, never modified
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"list {'.'.join(path)} merges by {key!r}; items must be objects")

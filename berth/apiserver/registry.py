@@ -831,7 +831,8 @@ class Registry:
                 applied = patched["metadata"].get("managedFields", [])
             else:
                 patched = apply_patch(patch_type, old, patch)
-            check_depth(patched, "the patched object")  # JSON patch ops can deepen it
+            if patch_type not in _DEPTH_KEEPING:  # JSON patch ops can deepen it
+                check_depth(patched, "the patched object")
             if not isinstance(patched, dict):
                 raise ApiError(422, "Invalid", "the patch produced something that is not an object")
             if not isinstance(patched.get("metadata"), dict):
@@ -1118,6 +1119,13 @@ class Registry:
                 raise
             return self.to_scale(rd, written)
         raise conflict(rd, name)
+
+
+_DEPTH_KEEPING = frozenset({"merge", "strategic"})
+"""Patch types whose result nests no deeper than the object or the patch body did (each value
+stays at the path it had in one of them; both are within MAX_DEPTH: the body was checked as
+it was read, the object as it was written): the walk of the whole object is skipped for them
+(a pod status patch walked all of the pod's managedFields)."""
 
 
 def patch_has_no_precondition(patch: Any) -> bool:
