@@ -154,7 +154,7 @@ class Fleet:
         self.pods.add_handlers(
             Handlers(
                 on_add=self._pod_event,
-                on_update=lambda _o, n: self._pod_event(n),
+                on_update=self._pod_updated,
                 on_delete=self._pod_event,
             )
         )
@@ -178,6 +178,12 @@ class Fleet:
     def _cidr(self, node: str) -> str:
         agent = self.agents.get(node)
         return agent.pod_cidr if agent is not None else ""
+
+    def _pod_updated(self, old: Frozen, new: Frozen) -> None:
+        # The watch bringing back the agent's own status write: a reconcile would find
+        # nothing to do (it re-read every container's state from the runtime to learn so).
+        if not self.manager.is_status_echo(old, new):
+            self._pod_event(new)
 
     def _pod_event(self, pod: Frozen) -> None:
         node = (pod.get("spec") or {}).get("nodeName")

@@ -55,6 +55,9 @@ class NodeNetworkPolicies:
         changed = marks_dirty(self._dirty)
         self.policies.add_handlers(changed)
         self.namespaces.add_handlers(changed)
+        # Without a NetworkPolicy the table holds no pod (render_ruleset), so a pod's change
+        # changes nothing: no sync (each rendered every pod of the cluster, and a burst of
+        # pods changes several times per pod). The first policy's own event syncs them all.
         self.pods.add_handlers(
             Handlers(on_add=self._changed, on_update=self._pod_updated, on_delete=self._changed)
         )
@@ -65,10 +68,11 @@ class NodeNetworkPolicies:
         return (self.policies, self.pods, self.namespaces)
 
     def _changed(self, _obj: Frozen) -> None:
-        self._dirty.set()
+        if len(self.policies):
+            self._dirty.set()
 
     def _pod_updated(self, old: Frozen, new: Frozen) -> None:
-        if _pod_view(old) != _pod_view(new):
+        if len(self.policies) and _pod_view(old) != _pod_view(new):
             self._dirty.set()
 
     async def sync_once(self) -> bool:

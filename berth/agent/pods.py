@@ -95,6 +95,8 @@ UNKNOWN_RECHECK = 1.0
 UNKNOWN_EXIT_CODE = 137
 SHUTDOWN_POD_MESSAGE = "Pod was terminated in response to imminent node shutdown."
 _PROBE_KINDS: tuple[ProbeKind, ...] = ("startup", "liveness", "readiness")
+_NOT_SPEC = frozenset({"status", "metadata"})  # what is_status_echo compares apart
+_VOLATILE = frozenset({"resourceVersion", "managedFields"})  # changed by any write
 
 
 @dataclass(slots=True)
@@ -272,6 +274,24 @@ class PodManager:
         return SharedFor(
             self.sources, rec.node, seen if seen is not None else self.clock.monotonic()
         )
+
+    def is_status_echo(self, old: Frozen, new: Frozen) -> bool:
+        """True when ``new`` differs from ``old`` only in its status (and resourceVersion), and
+        that status shows what this agent last reported for the pod: the watch bringing back
+        the agent's own status write. Nothing in it is news to the pod's reconcile (the
+        runtime's changes and the pod's timers enqueue it themselves; the kubelet's pod
+        config ignores status-only updates too); a status another writer changed away from
+        the report, or any change to the rest of the pod, is not an echo."""
+        rec = self.records.get(key_of(new))
+        if rec is None or rec.last_report is None or rec.uid != meta(new).get("uid"):
+            return False
+        if any(old.get(k) != new.get(k) for k in old.keys() | new.keys() if k not in _NOT_SPEC):
+            return False
+        was, now = meta(old), meta(new)
+        if any(was.get(k) != now.get(k) for k in was.keys() | now.keys() if k not in _VOLATILE):
+            return False
+        current = thaw(new.get("status") or {})
+        return all(_reported(k, current.get(k), v) for k, v in rec.last_report.items())
 
     def mine(self, pod: Frozen) -> bool:
         node = (pod.get("spec") or {}).get("nodeName")

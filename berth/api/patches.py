@@ -133,8 +133,9 @@ def _remove(doc: Any, tokens: list[str]) -> Any:
 
 def json_patch(doc: Any, ops: Any, *, owned: bool = False) -> Any:
     """Apply an RFC 6902 operation list; raises :class:`PatchError` on any failure.
-    ``owned``: ``doc`` is the caller's own copy, changed in place (see
-    :func:`strategic_merge_patch`); after a failure it is half-patched."""
+    ``owned``: ``doc`` is the caller's own copy (the API server's json_copy of the stored
+    object), changed in place instead of deep-copied again; after a failure it is
+    half-patched."""
     if not isinstance(ops, list):
         raise PatchFormatError("a JSON patch must be a list of operations")
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
@@ -231,22 +232,18 @@ def _is_delete_item(v: Any) -> bool:
     return isinstance(v, dict) and v.get("$patch") == "delete"
 
 
-def strategic_merge_patch(original: Any, patch: Any, *, owned: bool = False) -> Any:
+def strategic_merge_patch(original: Any, patch: Any) -> Any:
     """Apply a strategic merge patch to ``original`` (a decoded object); returns a new value.
-
-    ``owned``: ``original`` is the caller's own copy (no subtree shared with anything else,
-    as a JSON round trip gives): it is changed in place instead of copied map by map. The API
-    server copies the stored object once before patching it; copying it again here was a
-    second deep copy of the whole object on every strategic patch (each status patch of a
-    pod, managedFields included)."""
+    ``original`` is never modified; the result is new along the paths the patch touches and
+    shares the other subtrees with ``original`` (as :func:`json_merge_patch`): copy it
+    before mutating. (Each level deep-copied what it merged into: a pod status patch copied
+    the pod, then its status, then each condition, and a pod is mostly managedFields.)"""
     if not isinstance(patch, dict):
         raise PatchFormatError("a strategic merge patch must be a JSON object")
-    return _merge_map(original if isinstance(original, dict) else {}, patch, (), owned)
+    return _merge_map(original if isinstance(original, dict) else {}, patch, ())
 
 
-def _merge_map(
-    orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...], owned: bool = False
-) -> Any:
+def _merge_map(orig: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...]) -> Any:
     directive = patch.get("$patch")
     if directive == "replace":
         return _strip_directives({k: v for k, v in patch.items() if k != "$patch"})
@@ -254,7 +251,7 @@ def _merge_map(
         return None
     if directive not in (None, "merge"):
         raise PatchError(f"unknown $patch directive {directive!r}")
-    result = orig if owned else copy.deepcopy(orig)
+    result = dict(orig)  # new here; what the patch does not reach stays shared
     orders: dict[str, list[Any]] = {}
     retain: list[str] | None = None
     for k, v in patch.items():
@@ -285,14 +282,13 @@ def _merge_map(
             continue
         sub_path = (*path, k)
         if isinstance(v, dict):
-            below = result[k] if isinstance(result.get(k), dict) else {}
-            merged = _merge_map(below, v, sub_path, owned)
+            merged = _merge_map(result[k] if isinstance(result.get(k), dict) else {}, v, sub_path)
             if merged is None:
                 result.pop(k, None)
             else:
                 result[k] = merged
         elif isinstance(v, list):
-            result[k] = _merge_list(result.get(k), v, sub_path, owned)
+            result[k] = _merge_list(result.get(k), v, sub_path)
         else:
             result[k] = v
     for field, order in orders.items():
@@ -304,9 +300,7 @@ def _merge_map(
     return result
 
 
-def _merge_list(
-    orig: Any, patch: list[Any], path: tuple[str, ...], owned: bool = False
-) -> list[Any]:
+def _merge_list(orig: Any, patch: list[Any], path: tuple[str, ...]) -> list[Any]:
     key = merge_key_for(path)
     if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
         return [_strip_directives(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
@@ -320,7 +314,7 @@ def _merge_list(
         if key is None:
             return [_strip_directives(i) for i in patch]
         orig = []
-    result: list[Any] = orig if owned else copy.deepcopy(orig)
+    result: list[Any] = list(orig)  # items merged into are replaced, never modified
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"list {'.'.join(path)} merges by {key!r}; items must be objects")
@@ -337,7 +331,7 @@ def _merge_list(
         if idx is None:
             result.append(_strip_directives(item))
         else:
-            merged = _merge_map(result[idx], item, path, owned)
+            merged = _merge_map(result[idx], item, path)
             result[idx] = merged
     return result
 

@@ -36,6 +36,5 @@ def json_patch(doc: Any, ops: Any, *, owned: bool = False) -> Any:
     return _answering(patches.json_patch, doc, ops, owned=owned)
 
 
-def strategic_merge_patch(original: Any, patch: Any, *, owned: bool = False) -> Any:
-    """``owned``: ``original`` is the caller's own copy, changed in place (no second copy)."""
-    return _answering(patches.strategic_merge_patch, original, patch, owned=owned)
+def strategic_merge_patch(original: Any, patch: Any) -> Any:
+    return _answering(patches.strategic_merge_patch, original, patch)

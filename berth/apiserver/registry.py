@@ -831,7 +831,8 @@ class Registry:
                 applied = patched["metadata"].get("managedFields", [])
             else:
                 patched = apply_patch(patch_type, old, patch)
-            check_depth(patched, "the patched object")  # JSON patch ops can deepen it
+            if patch_type not in _DEPTH_KEEPING:  # JSON patch ops can deepen it
+                check_depth(patched, "the patched object")
             if not isinstance(patched, dict):
                 raise ApiError(422, "Invalid", "the patch produced something that is not an object")
             if not isinstance(patched.get("metadata"), dict):
@@ -1120,6 +1121,13 @@ class Registry:
         raise conflict(rd, name)
 
 
+_DEPTH_KEEPING = frozenset({"merge", "strategic"})
+"""Patch types whose result nests no deeper than the object or the patch body did (each value
+stays at the path it had in one of them; both are within MAX_DEPTH: the body was checked as
+it was read, the object as it was written): the walk of the whole object is skipped for them
+(a pod status patch walked all of the pod's managedFields)."""
+
+
 def patch_has_no_precondition(patch: Any) -> bool:
     if isinstance(patch, dict):
         return get_path(patch, "metadata", "resourceVersion") in (None, "")
@@ -1131,13 +1139,13 @@ def patch_has_no_precondition(patch: Any) -> bool:
 
 
 def apply_patch(patch_type: str | None, original: Obj, patch: Any) -> Any:
-    # One copy of the stored object, which the patch then changes in place (the patch
-    # functions would otherwise deep-copy it a second time).
+    # One copy of the stored object: a JSON patch changes it in place, the merges make new
+    # maps only where they merge (and share the rest with this copy, never with the store's).
     base = json_copy(original)
     if patch_type == "json":
         return json_patch(base, patch, owned=True)
     if patch_type == "merge":
         return json_merge_patch(base, patch)
     if patch_type in ("strategic", "apply"):
-        return strategic_merge_patch(base, patch, owned=True)
+        return strategic_merge_patch(base, patch)
     raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type!r}")

@@ -15,7 +15,7 @@ from berth.api.resources import NAMESPACES, NETWORKPOLICIES, PODS
 from berth.machinery.clock import FakeClock
 from berth.machinery.objects import freeze
 from berth.netpol.model import pod_from_k8s, policy_pod_fields
-from berth.netpol.sync import PolicyEnforcer
+from berth.netpol.sync import PolicyEnforcer, render_from_objects
 from tests.harness.fake_client import FakeClient
 from tests.harness.fake_runner import FakeRunner
 
@@ -181,3 +181,70 @@ def test_without_br_netfilter_the_enforcer_says_so_and_carries_on(tmp_path: Path
         node="n1", runner=no_modprobe, bridge_nf=tmp_path / "absent" / "bridge-nf-call-iptables"
     )
     assert asyncio.run(enforcer.ensure_bridge_netfilter()) is False
+
+
+def test_without_policies_pod_changes_cause_no_sync(tmp_path: Path) -> None:
+    """With no NetworkPolicy the table holds no pod, so a burst of pods starting (each
+    changing several times) re-renders nothing; the first policy then sees every pod."""
+    pods = [_pod("web", "10.244.1.2", "n1", app="web"), _pod("db", "10.244.1.3", "n1")]
+    assert render_from_objects([], pods, [], node="n1") == render_from_objects(
+        [], [], [], node="n1"
+    )
+
+    async def body() -> None:
+        clock = FakeClock()
+        api = FakeClient(now=clock.now)
+        api.seed(NAMESPACES, {"metadata": {"name": "a"}})
+        runner = FakeRunner()
+        bridge = tmp_path / "bridge-nf-call-iptables"
+        enforcer = PolicyEnforcer(node="n1", runner=runner, bridge_nf=bridge)
+        loop = NodeNetworkPolicies(api, clock, node="n1", enforcer=enforcer)
+        task = asyncio.create_task(loop.run())
+        try:
+            for _ in range(200):
+                if loop.syncs:
+                    break
+                await asyncio.sleep(0.01)
+            assert loop.syncs == 1
+            for i in range(5):
+                pod = _pod(f"p{i}", "", "n1", app="web")
+                created = await api.create(PODS, pod, namespace="a")
+                created["status"]["podIP"] = f"10.244.1.{10 + i}"
+                await api.update(PODS, created, subresource="status")
+            await api.delete(PODS, "p0", namespace="a", grace_period_seconds=0)
+            for _ in range(50):
+                if len(loop.pods) == 4:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(loop.pods) == 4
+            await asyncio.sleep(0.05)
+            assert loop.syncs == 1
+            await api.create(
+                NETWORKPOLICIES,
+                {
+                    "metadata": {"name": "deny", "namespace": "a"},
+                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+                },
+                namespace="a",
+            )
+            for _ in range(200):
+                if len(runner.stdins("nft")) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            table = runner.stdins("nft")[1]
+            assert all(f"10.244.1.{10 + i} : goto".encode() in table for i in range(1, 5))
+            assert b"10.244.1.10" not in table
+            # with a policy in place, a pod's change does sync again
+            syncs = loop.syncs
+            await api.create(PODS, _pod("late", "10.244.1.20", "n1"), namespace="a")
+            for _ in range(200):
+                if loop.syncs > syncs:
+                    break
+                await asyncio.sleep(0.01)
+            assert b"10.244.1.20 : goto" in runner.stdins("nft")[-1]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(body())

@@ -4,6 +4,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from berth.apiserver.errors import ApiError
 from berth.apiserver.patch import json_merge_patch, json_patch, strategic_merge_patch
@@ -193,12 +195,13 @@ _STRATEGIC_CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
 def test_an_owned_original_is_patched_in_place_to_the_same_result(
     original: dict[str, Any], patch: dict[str, Any]
 ) -> None:
-    """The API server hands the patch functions its own copy (``owned``): patched in place, the
-    result is what the copying path gives, and the copying path leaves the original alone."""
+    """The API server hands json_patch its own copy (``owned``): patched in place, the result
+    is what the copying path gives, and the copying path leaves the original alone (as the
+    strategic merge always does)."""
     before = copy.deepcopy(original)
-    copied = strategic_merge_patch(original, patch)
+    merged = strategic_merge_patch(original, patch)
     assert original == before
-    assert strategic_merge_patch(copy.deepcopy(original), patch, owned=True) == copied
+    assert strategic_merge_patch(copy.deepcopy(original), patch) == merged
     ops = [
         {"op": "add", "path": "/metadata", "value": {"labels": {"k": "v"}}},
         {"op": "copy", "from": "/metadata", "path": "/copied"},
@@ -208,3 +211,93 @@ def test_an_owned_original_is_patched_in_place_to_the_same_result(
     assert original == before
     assert plain["metadata"] == {"labels": {"k": "v"}}  # the copy op shares nothing with it
     assert json_patch(copy.deepcopy(original), ops, owned=True) == plain
+
+
+def test_strategic_merge_never_modifies_the_original_and_copies_only_what_it_reaches() -> None:
+    """The merge makes new maps and lists along the paths the patch touches and shares the
+    rest with the original (a pod status patch deep-copied the whole pod, managedFields and
+    all, once per level), without ever modifying the original, even where it holds the same
+    map twice."""
+    labels = {"app": "web"}
+    original: dict[str, Any] = {
+        "metadata": {"name": "p", "labels": labels, "managedFields": [{"f": {"g": {}}}]},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "containers": [{"name": "a", "image": "a"}, {"name": "b", "image": "b"}],
+            "finalizers": ["x"],
+        },
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "Ready", "status": "False", "lastProbeTime": None},
+                {"type": "Other", "status": "True"},
+            ],
+        },
+    }
+    snapshot = copy.deepcopy(original)
+    patch = {
+        "metadata": {"labels": {"tier": "1"}, "finalizers": ["y"]},
+        "spec": {
+            "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+            "containers": [{"name": "a", "image": "a2"}, {"name": "c", "$patch": "delete"}],
+        },
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    out = strategic_merge_patch(original, patch)
+    assert original == snapshot
+    assert labels == {"app": "web"}
+    assert out["metadata"]["labels"] == {"app": "web", "tier": "1"}
+    assert out["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    assert [c["image"] for c in out["spec"]["containers"]] == ["b", "a2"]
+    assert out["status"] == {
+        "phase": "Running",
+        "conditions": [
+            {"type": "Ready", "status": "True", "lastProbeTime": None},
+            {"type": "Other", "status": "True"},
+        ],
+    }
+    # untouched subtrees are shared, not copied
+    assert out["metadata"]["managedFields"] is original["metadata"]["managedFields"]
+    assert out["spec"]["selector"] is original["spec"]["selector"]
+    assert out["status"]["conditions"][1] is original["status"]["conditions"][1]
+    # what was merged into is new
+    assert out["status"] is not original["status"]
+    assert out["status"]["conditions"][0] is not original["status"]["conditions"][0]
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+_KEYS = st.sampled_from(
+    ["spec", "status", "containers", "conditions", "name", "type", "x", "$patch"]
+)
+_JSON = st.recursive(
+    st.none() | st.integers(0, 3) | st.sampled_from(["a", "b", "delete", "replace", "merge"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    original=st.dictionaries(_KEYS, _JSON, max_size=3),
+    patch=st.dictionaries(_KEYS, _JSON, max_size=3),
+)
+def test_merge_patches_nest_no_deeper_than_their_inputs(original: Any, patch: Any) -> None:
+    """Why the API server does not walk a merge or strategic patch's result for its depth
+    (registry._DEPTH_KEEPING): every value keeps the path it had in the object or the
+    patch, and both were within the bound."""
+    bound = max(_depth(original), _depth(patch))
+    snapshot = copy.deepcopy(original)
+    assert _depth(json_merge_patch(original, patch)) <= bound
+    try:
+        out = strategic_merge_patch(original, patch)
+    except ApiError:
+        return  # a patch that does not apply
+    assert _depth(out) <= bound
+    assert original == snapshot
