@@ -80,7 +80,13 @@ async def _node_checks(
         return {n["metadata"]["name"]: n for n in (await client.list(NODES)).items}
 
     def unsettled(nodes: dict[str, Obj]) -> list[str]:
-        return [name for name in wanted if name not in nodes or not _ready(nodes[name])]
+        # A node Ready again still carries the lifecycle controller's not-ready/unreachable
+        # taints until its next pass (a slow VM's heartbeat gap): nothing is scheduled there yet.
+        return [
+            name
+            for name in wanted
+            if name not in nodes or not _ready(nodes[name]) or _lifecycle_tainted(nodes[name])
+        ]
 
     # right after an apply a node that just registered may not be Ready yet: list again until
     # every node of the spec is there and Ready, or NODES_WITHIN seconds passed, while an
@@ -157,6 +163,17 @@ async def _leader_checks(client: HttpClient, cluster: ClusterSpec) -> list[Check
             )
         )
     return results
+
+
+LIFECYCLE_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
+"""Taints the node lifecycle controller puts on a node that stopped heartbeating (and takes
+off once it is back): verify waits for them to go like it waits for Ready."""
+
+
+def _lifecycle_tainted(node: Obj) -> bool:
+    return any(
+        t.get("key") in LIFECYCLE_TAINTS for t in (node.get("spec") or {}).get("taints") or []
+    )
 
 
 def _schedulable(node: Obj) -> bool:
