@@ -164,29 +164,27 @@ def secure_dir(path: Path, *, create: bool = False) -> None:
     if create:
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
-    st = os.lstat(path)  # FileNotFoundError: no directory, so no multiplexer either
-    if stat.S_ISLNK(st.st_mode):
-        raise MuxUnsafe(f"{path} is a symbolic link")
-    if not stat.S_ISDIR(st.st_mode):
-        raise MuxUnsafe(f"{path} is not a directory")
-    if st.st_uid != os.geteuid():
-        raise MuxUnsafe(f"{path} belongs to uid {st.st_uid}, not {os.geteuid()}")
-    if st.st_mode & 0o077:
-        raise MuxUnsafe(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, not 0700")
+    # FileNotFoundError: no directory, so no multiplexer either
+    _check_private(path, stat.S_ISDIR, "a directory", "0700")
 
 
 def check_socket(path: Path) -> None:
     """Raise :class:`MuxUnsafe` unless ``path`` is a socket (not a link) owned by this user with
     mode 0600; :class:`FileNotFoundError` when there is none (no multiplexer)."""
+    _check_private(path, stat.S_ISSOCK, "a socket", "0600")
+
+
+def _check_private(path: Path, is_kind: Callable[[int], bool], kind: str, mode: str) -> None:
+    """``path`` itself (never a link's target) is ``kind``, ours, and closed to group/others."""
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         raise MuxUnsafe(f"{path} is a symbolic link")
-    if not stat.S_ISSOCK(st.st_mode):
-        raise MuxUnsafe(f"{path} is not a socket")
+    if not is_kind(st.st_mode):
+        raise MuxUnsafe(f"{path} is not {kind}")
     if st.st_uid != os.geteuid():
         raise MuxUnsafe(f"{path} belongs to uid {st.st_uid}, not {os.geteuid()}")
     if st.st_mode & 0o077:
-        raise MuxUnsafe(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, not 0600")
+        raise MuxUnsafe(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, not {mode}")
 
 
 def peer_uid(sock: socket.socket) -> int:

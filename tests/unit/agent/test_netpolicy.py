@@ -28,6 +28,23 @@ def _pod(name: str, ip: str, node: str, **labels: str) -> dict[str, Any]:
     }
 
 
+async def _deny_ingress_in_a(api: FakeClient, runner: FakeRunner) -> None:
+    """Create a deny-all-ingress policy in namespace ``a``; wait (up to 2 s) for the second
+    nft table, the one the policy's event syncs."""
+    await api.create(
+        NETWORKPOLICIES,
+        {
+            "metadata": {"name": "deny", "namespace": "a"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        },
+        namespace="a",
+    )
+    for _ in range(200):
+        if len(runner.stdins("nft")) == 2:
+            break
+        await asyncio.sleep(0.01)
+
+
 def test_table_follows_policies_pods_and_namespaces(tmp_path: Path) -> None:
     async def body() -> None:
         clock = FakeClock()
@@ -51,18 +68,7 @@ def test_table_follows_policies_pods_and_namespaces(tmp_path: Path) -> None:
             assert b"table inet berth-netpol" in runner.stdins("nft")[0]
             assert b"delete table inet berth-netpol" in runner.stdins("nft")[0]
             assert b" : goto " not in runner.stdins("nft")[0]  # no policy: nobody isolated
-            await api.create(
-                NETWORKPOLICIES,
-                {
-                    "metadata": {"name": "deny", "namespace": "a"},
-                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
-                },
-                namespace="a",
-            )
-            for _ in range(200):
-                if len(runner.stdins("nft")) == 2:
-                    break
-                await asyncio.sleep(0.01)
+            await _deny_ingress_in_a(api, runner)
             assert len(runner.stdins("nft")) == 2
             assert b"10.244.1.2 : goto" in runner.stdins("nft")[1]
             assert b"10.244.2.2" not in runner.stdins("nft")[1]  # another node's pod
@@ -219,18 +225,7 @@ def test_without_policies_pod_changes_cause_no_sync(tmp_path: Path) -> None:
             assert len(loop.pods) == 4
             await asyncio.sleep(0.05)
             assert loop.syncs == 1
-            await api.create(
-                NETWORKPOLICIES,
-                {
-                    "metadata": {"name": "deny", "namespace": "a"},
-                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
-                },
-                namespace="a",
-            )
-            for _ in range(200):
-                if len(runner.stdins("nft")) == 2:
-                    break
-                await asyncio.sleep(0.01)
+            await _deny_ingress_in_a(api, runner)
             table = runner.stdins("nft")[1]
             assert all(f"10.244.1.{10 + i} : goto".encode() in table for i in range(1, 5))
             assert b"10.244.1.10" not in table
