@@ -13,14 +13,16 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from provisioner.build_info import describe
 from provisioner.cli import pipes
 from provisioner.errors import ExitCode, ProvisionerError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 AREAS: dict[str, tuple[str, ...]] = {
     "lab": ("lab",),
@@ -102,22 +104,31 @@ def _whole_app() -> typer.Typer:
     return build_app()
 
 
-def __getattr__(name: str) -> typer.Typer:
-    # ``provisioner.cli.main.app``: the whole command (docs, tests), built on first use only
+@functools.cache
+def _stderr() -> Console:
+    # imported when an error is printed: rich costs ~30 ms of every start, and a run that
+    # succeeds with --output json never prints through it.
+    # soft_wrap: never fold a FILE:LINE:COL line at 80 columns in CI logs
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def __getattr__(name: str) -> Any:
+    # ``provisioner.cli.main.app``: the whole command (docs, tests), built on first use only;
+    # ``_err``: the console errors are printed on (tests adjust it)
     if name == "app":
         return _whole_app()
+    if name == "_err":
+        return _stderr()
     raise AttributeError(name)
-
-
-# soft_wrap: never fold a FILE:LINE:COL line at 80 columns in CI logs
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def report(error: ProvisionerError) -> None:
     """Print one error the way every berth command does."""
     for line in error.lines():
         style = "yellow" if line.startswith("hint:") else "red"
-        _err.print(line, style=style, markup=False)
+        _stderr().print(line, style=style, markup=False)
 
 
 def main() -> None:
