@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
@@ -157,10 +157,22 @@ class JsonReporter:
         self._lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
-        line = json.dumps(asdict(event), sort_keys=True, default=str)
+        # the event's fields as asdict() gives them, without its deep copy of ``data`` (most of
+        # a no-op run's events carry none): a dataclass inside ``data`` is converted when met
+        fields = {"data": event.data, "host": event.host, "kind": event.kind,
+                  "message": event.message, "phase": event.phase}  # fmt: skip
+        line = json.dumps(fields, sort_keys=True, default=_json_value)
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
+
+
+def _json_value(value: object) -> object:
+    """What ``asdict`` makes of a dataclass (a dict, converted all the way down); anything
+    else JSON cannot write, as text."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return str(value)
 
 
 class TeeReporter:

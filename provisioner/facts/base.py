@@ -65,8 +65,13 @@ class Fact(ABC, Generic[T]):
 
     def key(self) -> str:
         """A stable text key: the fact's name and arguments (used in plans and golden tests)."""
-        args = json.dumps(to_data(self), sort_keys=True, separators=(",", ":"))
-        return f"{self.name}{args}"
+        # computed once per fact: a fact is frozen and its arguments immutable, and a plan asks
+        # for the key of each of its facts many times (parsing, fingerprints, the fact memo)
+        cached: str | None = self.__dict__.get("_key")
+        if cached is None:
+            args = json.dumps(to_data(self), sort_keys=True, separators=(",", ":"))
+            cached = self.__dict__["_key"] = f"{self.name}{args}"
+        return cached
 
     @abstractmethod
     def command(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -95,6 +96,37 @@ def test_json_reporter_writes_one_event_per_line() -> None:
         "data": {"commands": ["upload /etc/x"]},
     }
     assert events[1]["kind"] == "summary"
+
+
+@dataclasses.dataclass
+class _Inner:
+    path: Path
+    modes: tuple[int, ...]
+
+
+def test_json_reporter_lines_are_what_asdict_gives() -> None:
+    # the reporter builds the event's dict itself (no deep copy): every line must stay what
+    # json.dumps(asdict(event), sort_keys=True, default=str) wrote before
+    events = [
+        Event("noop", "demo", "n1", "directory /etc/x exists"),
+        Event("change", "demo", "n1", "file /x", {"commands": ["a", "b"], "diff": None}),
+        Event("end", "plan", "n2", "plan", {"ok": True, "seconds": 0.25, "z": {"b": 1, "a": 2}}),
+        Event(
+            "x",
+            data={
+                "inner": _Inner(Path("/p"), (1, 2)),
+                "nested": [[_Inner(Path("/q"), ())]],
+                "path": Path("/r"),
+                "tuple": (1, "2"),
+            },
+        ),
+    ]
+    stream = io.StringIO()
+    reporter = JsonReporter(stream)
+    for event in events:
+        reporter.emit(event)
+    expected = [json.dumps(dataclasses.asdict(e), sort_keys=True, default=str) for e in events]
+    assert stream.getvalue().splitlines() == expected
 
 
 def test_console_lines_are_prefixed_with_phase_and_host() -> None:
