@@ -12,20 +12,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, TextIO
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 @dataclass(frozen=True)
@@ -85,6 +77,10 @@ class ConsoleReporter:
         verbosity: int = COMMANDS,
         progress: bool | None = None,
     ) -> None:
+        # rich is imported by the reporters that print with it, not with this module: the
+        # JSON stream (``--output json``) never loads it (~30 ms of a start)
+        from rich.console import Console  # noqa: PLC0415
+
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.verbosity = verbosity
         self.show_progress = self.console.is_terminal if progress is None else progress
@@ -93,6 +89,16 @@ class ConsoleReporter:
         self._lock = threading.Lock()
 
     def _track(self, event: Event) -> None:
+        from rich.markup import escape  # noqa: PLC0415
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         if event.kind in ("stage", "phase"):
             if self._progress is None:
                 self._progress = Progress(
@@ -112,6 +118,8 @@ class ConsoleReporter:
             self._progress = None
 
     def emit(self, event: Event) -> None:
+        from rich.markup import escape  # noqa: PLC0415
+
         with self._lock:
             if self.show_progress:
                 self._track(event)
@@ -149,10 +157,22 @@ class JsonReporter:
         self._lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
-        line = json.dumps(asdict(event), sort_keys=True, default=str)
+        # the event's fields as asdict() gives them, without its deep copy of ``data`` (most of
+        # a no-op run's events carry none): a dataclass inside ``data`` is converted when met
+        fields = {"data": event.data, "host": event.host, "kind": event.kind,
+                  "message": event.message, "phase": event.phase}  # fmt: skip
+        line = json.dumps(fields, sort_keys=True, default=_json_value)
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
+
+
+def _json_value(value: object) -> object:
+    """What ``asdict`` makes of a dataclass (a dict, converted all the way down); anything
+    else JSON cannot write, as text."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return str(value)
 
 
 class TeeReporter:

@@ -6,10 +6,15 @@ and an installed wheel (never relative to a source tree).
 
 A failure raises :class:`~provisioner.errors.TemplateError` naming the template, the line, and
 the lines around it, so the operator can fix the template without a traceback.
+
+A template is compiled once per process and root (jinja2's lexing, parsing and code generation
+cost ~1 ms each time; a run renders the same few templates for every host with another
+context): each use reads the template's source again and compiles it anew if it changed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -38,17 +43,38 @@ class _TraversableLoader(jinja2.BaseLoader):
         path = self.root.joinpath(*parts)
         if not path.is_file():
             raise jinja2.TemplateNotFound(template)
+        source = path.read_text(encoding="utf-8")
+
+        def uptodate() -> bool:
+            # asked by the environment's cache at each use of the compiled template
+            try:
+                return path.is_file() and path.read_text(encoding="utf-8") == source
+            except (OSError, UnicodeDecodeError):
+                return False
+
         # the name given as "filename": tracebacks then end in the template's own name
-        return path.read_text(encoding="utf-8"), template, lambda: True
+        return source, template, uptodate
+
+
+_environments: dict[tuple[type[Traversable], str], jinja2.Environment] = {}
+_environments_lock = threading.Lock()
 
 
 def _environment(root: Traversable) -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=_TraversableLoader(root),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 - config files and unit files, not HTML
-    )
+    """The environment of ``root``, kept for the process: it caches the compiled templates
+    (each checked against its source at every use, see :class:`_TraversableLoader`)."""
+    key = (type(root), str(root))
+    with _environments_lock:
+        env = _environments.get(key)
+        if env is None:
+            env = _environments[key] = jinja2.Environment(
+                loader=_TraversableLoader(root),
+                undefined=jinja2.StrictUndefined,
+                keep_trailing_newline=True,
+                autoescape=False,  # noqa: S701 - config files and unit files, not HTML
+                auto_reload=True,  # ask the loader's uptodate() before using a cached template
+            )
+        return env
 
 
 def _context_lines(source: str, line: int, around: int = 2) -> str:

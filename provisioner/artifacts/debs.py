@@ -54,12 +54,30 @@ def _apt(*argv: str, cwd: Path | None = None, options: depends.AptOptions = ()) 
     return done.stdout
 
 
+_digests: dict[tuple[str, int, int, int, int], str] = {}
+"""SHA-256 of each cached file read in this process, by path and the file's device, inode,
+size and modification time: every host of a run ships the same ``.deb`` files (runc, the CNI
+plugins: ~13 MB per node), hashed once instead of once per host. A file replaced (the cache
+renames new files into place: another inode) or rewritten (another size or mtime) is hashed
+again."""
+_digests_lock = threading.Lock()
+
+
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
+        stat = os.fstat(handle.fileno())  # of the very file read below
+        key = (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with _digests_lock:
+            known = _digests.get(key)
+        if known is not None:
+            return known
+        digest = hashlib.sha256()
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    hexdigest = digest.hexdigest()
+    with _digests_lock:
+        _digests[key] = hexdigest
+    return hexdigest
 
 
 APT_CACHE = Path("/var/cache/apt/pkgcache.bin")

@@ -25,7 +25,6 @@ from provisioner.cli.persist import NoPersistOption, PersistOption, connect_fn
 from provisioner.engine.plan import Plan, PlanDriftError
 from provisioner.engine.runner import ConnectFn, Engine, RunContext, ssh_connect
 from provisioner.errors import ProvisionerError, SpecError
-from provisioner.output.progress import ProgressReporter
 from provisioner.output.record import RunRecord
 from provisioner.phases.sets import PHASE_SETS
 from provisioner.reporting import (
@@ -100,6 +99,9 @@ def _apply_reporter(output: str, verbosity: int, record: RunRecord) -> Reporter:
     elif verbosity > 0:
         shown = ConsoleReporter(verbosity=OPS if verbosity == 1 else NOOPS)
     else:
+        # imported here: the display is drawn with rich, which a JSON stream never loads
+        from provisioner.output.progress import ProgressReporter  # noqa: PLC0415
+
         return ProgressReporter(record=record)
     return TeeReporter(shown, record)
 
@@ -347,7 +349,7 @@ def apply(
             if not yes:
                 if output == "json":
                     raise typer.BadParameter("--output json needs --yes (no prompt in a stream)")
-                if isinstance(reporter, ProgressReporter):
+                if verbose == 0:  # the progress display (it shows the plan in brief)
                     typer.echo(f"each change and its diff: berth plan -i {inventory}")
                 typer.confirm("Apply the changes above?", abort=True)
             engine.apply()

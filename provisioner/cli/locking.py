@@ -5,16 +5,19 @@ rollback, certs renew/ensure, snapshot restore, images load) holds it for its wh
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from provisioner.cluster_lock import LockHolder, parse_duration
 from provisioner.spec import load_spec
 from provisioner.state import ClusterState
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 WaitLockOption = Annotated[
     str | None,
@@ -27,11 +30,17 @@ WaitLockOption = Annotated[
     ),
 ]
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@functools.cache
+def _err() -> Console:
+    # imported when something is said: most runs never wait for the lock (rich is ~30 ms)
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _say(line: str) -> None:
-    _err.print(line, style="yellow", markup=False)
+    _err().print(line, style="yellow", markup=False)
 
 
 def wait_seconds(wait_lock: str | None) -> float | None:

@@ -18,6 +18,12 @@ from provisioner.commands import Raw, Shell
 from provisioner.errors import OperationError
 
 HostName = NewType("HostName", str)
+
+COMMAND_TIMEOUT = 1800.0
+"""Seconds any command may run when its caller gave no timeout (package installs included) on a
+host that still answers; a host that stops answering fails much sooner (see
+:mod:`provisioner.connectors.ssh`). Here, not there: the multiplexer's client needs it without
+loading paramiko."""
 """A host's name in the spec (``n1``), used in every message about it."""
 
 

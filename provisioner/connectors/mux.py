@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.commands import Shell
 from provisioner.connectors.base import (
+    COMMAND_TIMEOUT,
     CommandResult,
     Connector,
     HostKeyPolicy,
@@ -848,8 +849,6 @@ class MuxConnector:
     def run(
         self, command: Shell | str, *, stdin: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
-        from provisioner.connectors.ssh import COMMAND_TIMEOUT  # noqa: PLC0415
-
         text = render(command)
         header = {"op": "run", "command": text, "timeout": timeout, "stdin": stdin is not None}
         what = f"running {text.strip().splitlines()[0][:120] if text.strip() else text!r}"

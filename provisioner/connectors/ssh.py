@@ -44,6 +44,7 @@ from typing import cast
 
 from provisioner.commands import Shell
 from provisioner.connectors.base import (
+    COMMAND_TIMEOUT,
     CommandResult,
     HostKeyPolicy,
     HostName,
@@ -65,9 +66,6 @@ from provisioner.sshlib import paramiko
 
 _BUF = 1 << 16
 _POLL = 0.5
-COMMAND_TIMEOUT = 1800.0
-"""Seconds any command may run when its caller gave no timeout (package installs included) on a
-host that still answers; a host that stops answering fails much sooner (module docstring)."""
 STALL_TIMEOUT = 120.0
 """Seconds an upload, download or a command's stdin may make no progress before it fails, on a
 host that still answers keepalives (its disk or sftp-server hangs); a dead host fails sooner."""

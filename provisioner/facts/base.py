@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 
 _CLASSES: dict[str, type[Fact[Any]]] = {}
+_KEYS: dict[Fact[Any], str] = {}
+"""Each fact's key, by the fact (frozen dataclasses compare and hash by class and fields)."""
 
 
 def fact_class(name: str) -> type[Fact[Any]] | None:
@@ -65,8 +67,17 @@ class Fact(ABC, Generic[T]):
 
     def key(self) -> str:
         """A stable text key: the fact's name and arguments (used in plans and golden tests)."""
-        args = json.dumps(to_data(self), sort_keys=True, separators=(",", ":"))
-        return f"{self.name}{args}"
+        # computed once per fact: a fact is frozen and its arguments immutable, and a plan asks
+        # for the key of each of its facts many times (parsing, fingerprints, the fact memo),
+        # and every host's operations make equal facts anew (equal: same class, same fields)
+        cached: str | None = self.__dict__.get("_key")
+        if cached is None:
+            cached = _KEYS.get(self)
+            if cached is None:
+                args = json.dumps(to_data(self), sort_keys=True, separators=(",", ":"))
+                cached = _KEYS[self] = f"{self.name}{args}"
+            self.__dict__["_key"] = cached
+        return cached
 
     @abstractmethod
     def command(self) -> str:

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from berth import __version__
+import berth
 from berth.api.loadbalancers import PoolError, parse_block
 from provisioner.spec import syntax
 
@@ -522,7 +522,9 @@ class ClusterSpec(_Model):
     @property
     def berth_version(self) -> str:
         """The berth release to install on hosts: ``spec.version``, or the operator's own."""
-        return self.spec.version or __version__
+        # berth.__version__ searches the installed distributions (importlib.metadata): looked
+        # up here, when asked, not when the spec module is imported by every command
+        return self.spec.version or berth.__version__
 
     @property
     def uses_etcd(self) -> bool:

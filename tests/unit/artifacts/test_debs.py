@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +51,37 @@ def test_a_download_that_produces_nothing_is_an_error(
     with pytest.raises(OperationError, match="did not produce"):
         DebCache(tmp_path).fetch(["tool"], arch="amd64")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_debs_digest_is_computed_once_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = {data: hashlib.sha256(data).hexdigest() for data in (b"one", b"two", b"3", b"4")}
+    hashed: list[bytes] = []
+    real = hashlib.sha256
+
+    def counting(*args: Any) -> Any:
+        hashed.append(b"".join(args))
+        return real(*args)
+
+    monkeypatch.setattr(hashlib, "sha256", counting)
+    deb = tmp_path / "a.deb"
+    deb.write_bytes(b"one")
+    # every host of a run ships the same file: hashed once
+    assert [debs._sha256(deb) for _ in range(3)] == [expected[b"one"]] * 3
+    assert len(hashed) == 1
+    # replaced the way the cache replaces files (a rename), same size and same mtime: new inode
+    stamp = deb.stat().st_mtime_ns
+    other = tmp_path / "b.deb"
+    other.write_bytes(b"two")
+    os.utime(other, ns=(stamp, stamp))
+    other.replace(deb)
+    assert debs._sha256(deb) == expected[b"two"]
+    # rewritten in place: another size
+    deb.write_bytes(b"3")
+    assert debs._sha256(deb) == expected[b"3"]
+    # rewritten in place with the same size: another modification time
+    deb.write_bytes(b"4")
+    os.utime(deb, ns=(stamp + 10**9, stamp + 10**9))
+    assert debs._sha256(deb) == expected[b"4"]
+    assert len(hashed) == 4

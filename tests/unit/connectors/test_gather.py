@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from provisioner.connectors.local import LocalConnector
 from provisioner.errors import FactError
 from provisioner.facts.base import Fact
 from provisioner.facts.files import PathInfo
-from provisioner.facts.gather import gather
+from provisioner.facts.gather import gather, split_sections
 from provisioner.facts.packages import Packages
 from provisioner.facts.system import Clock, Machine, OsRelease, Sysctls
 from tests.harness.fake_connector import FakeConnector
@@ -130,3 +131,69 @@ def test_package_facts_of_a_batch_run_as_one_dpkg_query_each_with_its_own_output
         solo = gather(LocalConnector(), [fact])
         assert solo.get(fact) == together.get(fact)
         assert solo.digests([fact]) == together.digests([fact])
+
+
+def _by_expression(stdout: str, token: str, count: int) -> list[tuple[str, int]] | None:
+    """The sections as the regular expression alone cuts them (the reference)."""
+    found = {
+        int(m.group(1)): (m.group(2), int(m.group(3)))
+        for m in re.finditer(
+            rf"@@{token} (\d+)\n(.*?)\n@@{token} \1 end (\d+)\n", stdout, re.DOTALL
+        )
+    }
+    return [found[i] for i in range(count)] if all(i in found for i in range(count)) else None
+
+
+TOKEN = "0123456789abcdef"
+BODIES = ["", "one line", "two\nlines", "\n", "@@other 0\nlooks like a frame\n@@other 0 end 0",
+          "trailing newline\n", "\n@@0123 0 end 1", "tab\tseparated\tinstalled"]  # fmt: skip
+
+
+def _framed(bodies: list[str], codes: list[int]) -> str:
+    return "".join(
+        f"@@{TOKEN} {i}\n{body}\n@@{TOKEN} {i} end {code}\n"
+        for i, (body, code) in enumerate(zip(bodies, codes, strict=True))
+    )
+
+
+@pytest.mark.parametrize("count", [1, 2, len(BODIES)])
+def test_sections_cut_in_order_equal_the_expressions(
+    count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = BODIES[:count]
+    codes = [i % 3 for i in range(count)]
+    stdout = "login banner\n" + _framed(bodies, codes) + "motd after\n"
+    expected = _by_expression(stdout, TOKEN, count)
+    assert expected == list(zip(bodies, codes, strict=True))
+
+    def no_compile(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the in-order output needs no expression")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(re, "compile", no_compile)
+        cut = split_sections(stdout, TOKEN, count)
+    assert cut == expected
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        f"@@{TOKEN} 1\nb\n@@{TOKEN} 1 end 1\n@@{TOKEN} 0\na\n@@{TOKEN} 0 end 0\n",  # reversed
+        _framed(["a", "b"], [0, 1]) + _framed(["again"], [5]),  # a section twice: the last wins
+        _framed(["a", f"x @@{TOKEN} 0\n"], [0, 1]),  # the token inside an output
+        f"@@{TOKEN} 0\nbody\n@@{TOKEN} 0 end x\nmore\n@@{TOKEN} 0 end 4\n"
+        + _framed(["", "b"], [0, 1])[len(f"@@{TOKEN} 0\n\n@@{TOKEN} 0 end 0\n") :],
+    ],
+)
+def test_other_output_is_cut_by_the_expression(stdout: str) -> None:
+    expected = _by_expression(stdout, TOKEN, 2)
+    if expected is None:
+        with pytest.raises(FactError, match="sections"):
+            split_sections(stdout, TOKEN, 2)
+    else:
+        assert split_sections(stdout, TOKEN, 2) == expected
+
+
+def test_a_missing_section_is_an_error() -> None:
+    with pytest.raises(FactError, match=r"sections \[1\] missing"):
+        split_sections(_framed(["a"], [0]), TOKEN, 2)

@@ -80,6 +80,48 @@ def test_apply_through_the_connection_multiplexer_loads_no_paramiko() -> None:
     assert ssh == []
 
 
+def test_a_command_run_through_the_multiplexer_loads_no_paramiko() -> None:
+    # MuxConnector.run read the default command timeout from the SSH connector's module, which
+    # loaded paramiko (~0.1 s of CPU, with every host's thread waiting on the import lock)
+    loaded = _modules_after(
+        "from pathlib import Path\n"
+        "from provisioner.connectors import mux\n"
+        "from provisioner.connectors.base import HostName, HostTarget\n"
+        "seen = []\n"
+        "def call(header, payload, **kw):\n"
+        "    seen.append(kw['timeout'])\n"
+        "    return {'exit': 0, 'stdout': 'ok', 'stderr': ''}, b''\n"
+        "c = mux.MuxConnector(HostTarget(HostName('n1'), '10.0.0.1'), mux.Mux(60, Path('/x')))\n"
+        "c._call = call\n"
+        "assert c.run('true').stdout == 'ok'\n"
+        "assert seen == [1800.0], seen\n"
+    )
+    assert "provisioner.connectors.mux" in loaded
+    ssh = sorted(
+        name for name in loaded
+        if name == "paramiko" or name.startswith(("paramiko.", "provisioner.connectors.ssh"))
+    )  # fmt: skip
+    assert ssh == []
+
+
+def test_apply_with_json_output_loads_no_rich() -> None:
+    # rich draws the progress display and colours errors: the JSON stream of a run that
+    # succeeds needs neither (it was ~30 ms of every start)
+    loaded = _modules_after(
+        "from provisioner.cli import main as m\n"
+        "m.build_app(m.areas_for(['apply', '-i', 'x.yaml', '--output', 'json']))\n"
+        "from provisioner.cli.engine import _apply_reporter\n"
+        "from provisioner.output.record import RunRecord\n"
+        "from provisioner.phases.sets import PHASE_SETS\n"
+        "from provisioner.reporting import Event\n"
+        "PHASE_SETS['demo']()\n"
+        "_apply_reporter('json', 0, RunRecord()).emit(Event('summary', message='plan'))\n"
+        "import provisioner.connectors.mux, provisioner.spec\n"
+    )
+    assert "provisioner.cli.engine" in loaded
+    assert sorted(n for n in loaded if n == "rich" or n.startswith("rich.")) == []
+
+
 def test_paramiko_without_invoke_leaves_invoke_importable_afterwards() -> None:
     loaded = _modules_after(
         "from provisioner.sshlib import paramiko\n"

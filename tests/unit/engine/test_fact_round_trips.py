@@ -153,6 +153,25 @@ def test_a_fact_rebuilds_from_its_key(fact: Fact[Any]) -> None:
     assert again.key() == fact.key()
 
 
+def test_a_facts_key_is_kept_per_fact_and_follows_its_arguments() -> None:
+    fact = PathInfo(("/etc/hosts",))
+    assert fact.key() == 'PathInfo{"paths":["/etc/hosts"]}'
+    assert fact.key() is fact.key()  # computed once
+    assert PathInfo(("/etc/hosts",)).key() is fact.key()  # and once for equal facts
+    assert Packages().key() == 'Packages{"names":[]}'
+    # another class with the same fields' values
+    assert UnitStates(("x.service",)).key() != Packages(("x.service",)).key()
+    # a fact with other arguments (replace() copies nothing it should not) has its own key
+    other = dataclasses.replace(fact, paths=("/etc/passwd",))
+    assert other.key() == 'PathInfo{"paths":["/etc/passwd"]}'
+    assert fact.key() == 'PathInfo{"paths":["/etc/hosts"]}'
+    # the kept key is no field: equality, hashing and the fields themselves are as before
+    assert fact == PathInfo(("/etc/hosts",))
+    assert hash(fact) == hash(PathInfo(("/etc/hosts",)))
+    assert [f.name for f in dataclasses.fields(fact)] == ["paths"]
+    assert rebuild(fact.key()) == fact
+
+
 def test_keys_that_do_not_rebuild_exactly_are_skipped() -> None:
     assert rebuild('NoSuchFact{"paths":[]}') is None
     assert rebuild('PathInfo{"nope":[]}') is None
