@@ -2,8 +2,9 @@
 
 A frozen dataclass sets each field in ``__init__`` through ``object.__setattr__`` (its own
 ``__setattr__`` refuses): about 560 instructions a field, against a plain attribute store's
-few dozen. A pod create builds a route, a call, the authorizer's attributes and the store's
-key-value and event, ~28 fields: ~17k instructions, 2 % of the whole create (callgrind).
+few dozen. A pod create builds a route, a call, the authorizer's attributes, the store's
+key-value and event and a token-cache entry, ~30 fields: making them value classes took
+29-37k instructions off the ~780k of a create (callgrind, bench/api_callgrind.py's count).
 
 :func:`value_class` makes a slotted dataclass, hashed and compared by its fields as a frozen
 one is, which ``mypy --strict`` (run over berth and its tests in CI) treats as frozen

@@ -67,8 +67,8 @@ class CertificateUsers:
     certificate can follow it on the connection: ``app.server_ssl_context``).
     Its identity is remembered by that very dict, held in the entry so that its ``id`` is
     not reused while remembered: a request on a kept-alive connection neither copies the
-    certificate (``getpeercert(True)``, an ``i2d`` plus hashing the bytes: ~10k
-    instructions a request) nor walks its subject again. The server's context
+    certificate (``getpeercert(True)``, an ``i2d``: ~6k instructions, plus hashing the
+    bytes) nor walks its subject again. The server's context
     (``CERT_OPTIONAL``) verifies every certificate a client presents or ends the handshake;
     an unverified one decodes to ``{}``, which is no user. Only identities are remembered."""
 
