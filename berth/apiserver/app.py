@@ -142,6 +142,10 @@ async def open_store(config: ServerConfig) -> Store:
 def server_ssl_context(config: ServerConfig) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The certificate a client presents in the handshake is the connection's identity for
+    # its life (auth.CertificateUsers remembers it per connection): no TLS 1.2
+    # renegotiation can bring another (Go's servers, kube-apiserver's, never renegotiate).
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
     ctx.load_cert_chain(str(config.tls_cert_file), str(config.tls_key_file))
     ctx.load_verify_locations(cafile=str(config.client_ca_file))
     # Optional, so that bearer-token clients (service accounts) can connect too.
@@ -519,7 +523,7 @@ class ApiServer:
     def _authenticate(self, request: web.Request) -> UserInfo:
         transport = request.transport
         user = self.cert_users.user(
-            transport.get_extra_info("ssl_object") if transport is not None else None
+            transport.get_extra_info("peercert") if transport is not None else None
         )
         if user is not None:
             return user

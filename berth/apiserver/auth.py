@@ -59,38 +59,38 @@ def user_from_peercert(cert: Any) -> UserInfo | None:
 
 
 class CertificateUsers:
-    """The identity of a connection's client certificate, remembered by the certificate's
-    DER bytes.
+    """The identity of a connection's client certificate, remembered per connection.
 
-    ``getpeercert()`` decodes the whole certificate into nested tuples on every call (about
-    5k instructions, plus walking the subject in Python): every request of a keep-alive
-    connection paid it again. The DER bytes cost one ``i2d`` copy, and the identity is a
-    function of them. Only identities are remembered: a connection whose certificate gives
-    none (no CN) is decoded each time, and the server's TLS context (``CERT_OPTIONAL``)
-    verifies every certificate a client presents or ends the handshake, so bytes remembered
-    were verified bytes."""
+    ``cert`` is what the event loop's TLS transport decoded with ``getpeercert()`` when the
+    handshake completed (its ``peercert`` extra info): one dict per connection, for the
+    connection's life (the server's TLS context refuses renegotiation, so no other
+    certificate can follow it on the connection: ``app.server_ssl_context``).
+    Its identity is remembered by that very dict, held in the entry so that its ``id`` is
+    not reused while remembered: a request on a kept-alive connection neither copies the
+    certificate (``getpeercert(True)``, an ``i2d``: ~6k instructions, plus hashing the
+    bytes) nor walks its subject again. The server's context
+    (``CERT_OPTIONAL``) verifies every certificate a client presents or ends the handshake;
+    an unverified one decodes to ``{}``, which is no user. Only identities are remembered."""
 
-    LIMIT = 4096
-    """Certificates remembered at most (then forgotten all at once: re-decoded on use)."""
+    LIMIT = 256
+    """Connections remembered at most (then forgotten all at once: walked again on use)."""
 
     def __init__(self) -> None:
-        self._by_der: dict[bytes, UserInfo] = {}
+        self._by_cert: dict[int, tuple[Any, UserInfo]] = {}
 
-    def user(self, ssl_object: Any) -> UserInfo | None:
-        """The user of a connection's ``ssl.SSLObject`` (``None``: no usable certificate)."""
-        if ssl_object is None:
+    def user(self, cert: Any) -> UserInfo | None:
+        """The user of a connection's decoded peer certificate (``None``: no usable one)."""
+        if not cert:
             return None
-        der = ssl_object.getpeercert(True)
-        if not der:
-            return None
-        user = self._by_der.get(der)
+        hit = self._by_cert.get(id(cert))
+        if hit is not None and hit[0] is cert:
+            return hit[1]
+        user = user_from_peercert(cert)
         if user is None:
-            user = user_from_peercert(ssl_object.getpeercert())
-            if user is None:
-                return None
-            if len(self._by_der) >= self.LIMIT:
-                self._by_der.clear()
-            self._by_der[der] = user
+            return None
+        if len(self._by_cert) >= self.LIMIT:
+            self._by_cert.clear()
+        self._by_cert[id(cert)] = (cert, user)
         return user
 
 

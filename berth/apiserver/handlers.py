@@ -22,6 +22,7 @@ from aiohttp import web
 
 from berth.api.meta import Obj
 from berth.api.resources import ResourceDef
+from berth.api.values import value_class
 
 from . import bodycheck
 from .auth import UserInfo
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 JSON = "application/json"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Route:
     rd: ResourceDef
     namespace: str
@@ -52,7 +53,7 @@ class Route:
     subresource: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Call:
     """One authorized request to a resource, as its handler gets it."""
 

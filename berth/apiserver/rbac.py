@@ -8,10 +8,10 @@ kube-apiserver), so an operator cannot lock themselves out by deleting a binding
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from berth.api.meta import Obj
+from berth.api.values import value_class
 
 from .auth import UserInfo
 from .component_roles import (
@@ -27,7 +27,7 @@ from .noderules import SYSTEM_NODE_ROLE_RULES
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Attributes:
     """What a request wants to do."""
 

@@ -437,15 +437,16 @@ class Registry:
         # Types checked, unknown fields never stored; reported as fieldValidation says, with
         # the duplicate keys the caller found in the body (upstream's strict decoding).
         unknown, key = self.body_checks.check_keyed(rd, obj, key=body_key)
-        found = Findings()
-        if findings is not None:
-            found.extend(findings)
-        found.extend(unknown)
         pruned = self.strategies.of(rd).prune_unknown(rd, obj)
         if pruned:
             key = None  # the body changed after it was keyed
-        found.extend(fieldvalidation.unknown_findings(pruned))
-        fieldvalidation.enforce(field_validation, rd, found)
+        if findings or unknown or pruned:  # else nothing to report (``enforce`` would agree)
+            found = Findings()
+            if findings is not None:
+                found.extend(findings)
+            found.extend(unknown)
+            found.extend(fieldvalidation.unknown_findings(pruned))
+            fieldvalidation.enforce(field_validation, rd, found)
         return obj, key
 
     async def _check_escalation(

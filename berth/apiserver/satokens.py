@@ -21,11 +21,11 @@ import base64
 import hmac
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from berth.api import satoken
 from berth.api.meta import Obj, parse_time
+from berth.api.values import value_class
 
 from .auth import AUTHENTICATED, UserInfo
 
@@ -41,7 +41,7 @@ _PREFIXES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Entry:
     """What token validation needs of one object."""
 

@@ -115,6 +115,20 @@ def status_update(old: Obj, new: Obj) -> Obj:
     return result
 
 
+def status_update_sharing(old: Obj, new: Obj) -> Obj:
+    """:func:`status_update` sharing with ``old`` all but its ``metadata`` map (copied: the
+    write sets managedFields and resourceVersion in it) and the status: no copy of the spec
+    and metadata values. For a caller whose ``old`` is its own (decoded for this write) and
+    that changes neither object beyond ``status`` and ``metadata``'s own keys afterwards (a
+    built-in kind's status write: CRD defaulting, which changes the spec, copies). Fields
+    compared with ``old`` (managedFields, the no-op check) then stop at the shared values."""
+    result = {k: v for k, v in old.items() if k != "status"}
+    m = result.get("metadata")
+    result["metadata"] = dict(m) if isinstance(m, dict) else {}
+    result["status"] = new.get("status") or {}
+    return result
+
+
 def stamp_for_update(rd: ResourceDef, old: Obj, new: Obj) -> None:
     """Keep the server-owned metadata of ``old`` in ``new`` (an update of the object)."""
     new["apiVersion"] = rd.api_version

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from berth.api.values import value_class
+
 
 class StoreError(Exception):
     """Base of all storage errors."""
@@ -108,7 +110,7 @@ class Compacted(StoreError):
         self.compacted = compacted
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class KeyValue:
     key: str
     value: bytes
@@ -121,7 +123,7 @@ class EventType(Enum):
     DELETE = "DELETE"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Event:
     """One change. For DELETE, ``kv`` holds the last value and ``kv.mod_revision`` is the
     revision of the delete itself; ``prev`` is the value before the change, if any."""

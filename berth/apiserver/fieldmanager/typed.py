@@ -252,9 +252,12 @@ def _cmp_entry(
     rem: FieldSet,
     in_item: bool,
 ) -> None:
+    if nv is ov:
+        # The very same value (a patch shares what it did not touch with the stored
+        # object): nothing added, modified or removed under it.
+        return
     if nv is None:
-        if ov is not None:
-            _added_entry(rem, key, ov, node, in_item=in_item)
+        _added_entry(rem, key, ov, node, in_item=in_item)
         return
     if ov is None:
         _added_entry(add, key, nv, node, in_item=in_item)

@@ -126,7 +126,9 @@ class KindStrategy:
     def prepare_for_update(self, rd: ResourceDef, old: Obj, new: Obj, subresource: str) -> Obj:
         """Merge ``new`` over ``old`` according to who may write what; bump generation."""
         if subresource == "status":
-            merged = strategy.status_update(old, new)
+            # ``old`` is the registry's own decode of the stored object; of the result only
+            # status and metadata's own keys change from here on (fill_status, the write).
+            merged = strategy.status_update_sharing(old, new)
             self.fill_status(merged)
             return merged
         if subresource:

@@ -654,3 +654,26 @@ def test_fields_a_write_resets_neither_conflict_nor_change_owners() -> None:
         DEPLOYS, obj, {**dep, "status": {"replicas": 5}}, manager="owner", force=False
     )
     assert entries(out)[("ctrl", "Update")]["fieldsV1"] == {"f:status": {"f:replicas": {}}}
+
+
+def test_compare_of_shared_values_equals_compare_of_copies() -> None:
+    """A status write shares the stored spec and metadata values with the written object:
+    the comparison stops at the shared values and finds what it finds on copies."""
+    node = builtin_node(PODS)
+    assert node is not None
+    old = copy.deepcopy(POD)
+    old["status"] = {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}
+    shared = {k: v for k, v in old.items() if k != "status"}
+    shared["metadata"] = dict(old["metadata"])
+    shared["metadata"]["labels"] = {**old["metadata"]["labels"], "tier": "front"}
+    shared["status"] = {"phase": "Running", "podIP": "10.0.0.9"}
+    copied = copy.deepcopy(shared)
+    assert shared["spec"] is old["spec"]
+    a, b = typed.compare(old, shared, node), typed.compare(old, copied, node)
+    assert (a.added, a.modified, a.removed) == (b.added, b.modified, b.removed)
+    assert a.modified == {"f:status": {"f:phase": {}}}
+    assert a.added["f:metadata"] == {"f:labels": {"f:tier": {}}}
+    assert a.added["f:status"] == {"f:podIP": {}}
+    assert "f:conditions" in a.removed["f:status"]
+    assert "f:spec" not in a.added
+    assert "f:spec" not in a.removed

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import pytest
 
 from berth.api.resources import TABLE, ResourceDef
+from berth.apiserver import strategy
 from berth.apiserver.errors import ApiError, FieldError
 from berth.apiserver.kinds import strategy_for
 from berth.apiserver.options import DeleteOptions, ListOptions
+from berth.apiserver.registry import SERVER_MANAGER
 from berth.apiserver.selectors import parse_label_selector
 from tests.harness.registry import memory_registry
 
@@ -269,3 +272,62 @@ def test_secret_data_must_be_base64() -> None:
         "data": {"k": "not base64!", "bad/key": "YQ=="},
     }
     assert [e.field for e in validate(secrets, bad)] == ["data[k]", "data[bad/key]"]
+
+
+def test_a_status_write_shares_the_stored_values_and_changes_only_status() -> None:
+    """A built-in kind's status write keeps the stored spec and metadata by sharing the
+    decoded object's values (no copy): the stored object and its managedFields are those of
+    a copying write, the decoded ``old`` is left as it was, and a later write of the spec
+    still finds its change."""
+
+    async def scenario() -> None:
+        reg = await memory_registry()
+        await reg.create(DEPLOY, "default", _deployment(), user=None)
+        before = await reg.get(DEPLOY, "default", "web")
+        d = await reg.patch(
+            DEPLOY,
+            "default",
+            "web",
+            "strategic",
+            {
+                "status": {"replicas": 3},
+                "spec": {"replicas": 9},
+                "metadata": {"labels": {"x": "y"}},
+            },
+            subresource="status",
+            user=None,
+            field_manager="agent",
+        )
+        stored = await reg.get(DEPLOY, "default", "web")
+        for obj in (d, stored):
+            assert obj["spec"] == before["spec"]
+            assert obj["status"]["replicas"] == 3
+            assert "labels" not in obj["metadata"]
+        entries = {e["manager"]: e for e in stored["metadata"]["managedFields"]}
+        assert entries["agent"]["subresource"] == "status"
+        assert entries["agent"]["fieldsV1"] == {"f:status": {"f:replicas": {}}}
+        assert (
+            entries[SERVER_MANAGER]["fieldsV1"]
+            == before["metadata"]["managedFields"][0]["fieldsV1"]
+        )
+        d = await reg.patch(DEPLOY, "default", "web", "merge", {"spec": {"replicas": 2}}, user=None)
+        assert (d["metadata"]["generation"], d["spec"]["replicas"]) == (2, 2)
+        assert d["status"]["replicas"] == 3
+
+    asyncio.run(scenario())
+
+
+def test_the_shared_status_write_equals_the_copying_one() -> None:
+    old: dict[str, Any] = {
+        "metadata": {"name": "p", "labels": {"a": "b"}, "resourceVersion": "3"},
+        "spec": {"containers": [{"name": "c"}]},
+        "status": {"phase": "Pending"},
+    }
+    kept = copy.deepcopy(old)
+    new = {"metadata": {"labels": {}}, "spec": {}, "status": {"phase": "Running"}}
+    shared = strategy.status_update_sharing(old, new)
+    assert shared == strategy.status_update(old, new)
+    assert shared["spec"] is old["spec"]
+    shared["metadata"]["managedFields"] = []
+    shared["metadata"]["resourceVersion"] = "4"
+    assert old == kept
