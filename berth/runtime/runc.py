@@ -248,6 +248,10 @@ class RuncRuntime:
         os.chmod(state_dir, 0o700)
         self.containers_dir = state_dir / "containers"
         self.containers_dir.mkdir(parents=True, exist_ok=True)
+        # Resolved: runc refuses a rootfs path with a symlink on it ("invalid rootfs: not an
+        # absolute path, or a symlink"), and the containers directory may be one onto a disk
+        # of its own (as on the lab's hosts: provisioner.lab.overlay).
+        self.containers_dir = Path(os.path.realpath(self.containers_dir))
         # Containers' roots as overlay mounts over the image snapshot (see overlay): None =
         # probed on the first container (a real test mount), False = always copied.
         self._overlay = overlay_root

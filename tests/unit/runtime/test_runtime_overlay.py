@@ -355,3 +355,23 @@ def test_unmount_of_something_not_mounted_is_quiet_and_a_real_error_is_raised(
     with pytest.raises(overlay.OverlayError) as caught:
         overlay.unmount(tmp_path / ("x" * 5000))
     assert caught.value.errno == errno.ENAMETOOLONG
+
+
+def test_a_containers_directory_symlinked_onto_a_disk_gives_runc_a_resolved_rootfs(
+    tmp_path: Path,
+) -> None:
+    """runc refuses a rootfs path with a symlink on it: the lab's hosts keep the containers
+    directory on a disk of their own through one."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state/containers").symlink_to(disk)
+    rt = _runtime(tmp_path)
+    _image(rt, tmp_path)
+    bundle = _create(rt)
+    assert bundle.parent == disk
+    root = json.loads((bundle / "config.json").read_text())["root"]["path"]
+    assert root == os.path.realpath(root) == str(disk / bundle.name / "rootfs")
+    assert _mounted(bundle / "rootfs")
+    asyncio.run(rt.remove_container(container_id(POD, "web", 0)))
+    assert list(disk.iterdir()) == [disk / ".overlay-probe.lock"]
