@@ -4,7 +4,7 @@ Boots a 3-host lab, installs runc/CNI/nftables and berth's node packages on n1 a
 busybox image in a registry on the lab bridge and pulls it there (so "image present"), then:
 
 1. **startup**: 30 pods (15 per host, n1 and n2 at once), each = sandbox (netns + CNI ADD of
-   lo and eth0, pod files, a ConfigMap volume) + bundle (rootfs hard-link copy, config.json) +
+   lo and eth0, pod files, a ConfigMap volume) + bundle (rootfs overlay or copy, config.json) +
    ``runc create`` through the shim + ``runc start``, timed inside one runtime process per
    host. Peer, same hosts, same run: the bare floor — ``runc run -d`` of a ready-made bundle
    with no network and no volumes.

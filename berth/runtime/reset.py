@@ -1,9 +1,10 @@
 """Remove everything berth's node runtime and network made on this host (node teardown).
 
 Order matters: the shim zygotes first, then pods (containers stopped, CNI DEL releases each
-IP and veth, netns, mounts and files removed), then runc containers no sandbox owns, then the
-node-wide pieces (the service proxy's and the NetworkPolicies' nftables tables, the
-LoadBalancer addresses this node held, host-gw routes, the pod bridge). Idempotent: a second
+IP and veth, netns, mounts and files removed), then runc containers no sandbox owns and any
+container root still mounted, then the node-wide pieces (the service proxy's and the
+NetworkPolicies' nftables tables, the LoadBalancer addresses this node held, host-gw routes,
+the pod bridge). Idempotent: a second
 run finds nothing and changes nothing. The agent must be stopped first, or it recreates pods.
 """
 
@@ -19,6 +20,7 @@ from berth.network.command import Runner
 from berth.network.podnet import BRIDGE
 from berth.network.routes import RouteSync
 from berth.proxy.sync import ServiceProxy
+from berth.runtime import overlay
 from berth.runtime.runc import RuncRuntime
 from berth.runtime.shimzygote import directory_of, stop_zygotes
 from berth.runtime.spec import PodUID
@@ -108,6 +110,9 @@ async def reset_node(
             await rt.runner.run([rt.runc, "--root", str(rt.runc_root), "delete", "--force",
                                  str(state["id"])])  # fmt: skip
             report.containers.append(str(state["id"]))
+    # container roots still mounted (a bundle a crashed create left without its meta.json):
+    # never removed, nor purged, through the mount
+    await asyncio.to_thread(overlay.unmount_all, rt.containers_dir)
     await ServiceProxy(cluster_cidr=None, runner=runner).remove()
     await runner.run(["nft", "-f", "-"], stdin=NETPOL_DROP.encode())
     await drop_lb_addresses(runner, lb_state)

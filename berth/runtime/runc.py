@@ -1,7 +1,9 @@
 """``RuncRuntime``: pods as CNI-attached network namespaces, containers as runc containers.
 
 Per container, under ``<state>/containers/<id>/``: the OCI bundle (``config.json`` and a
-``rootfs/`` copied from the image's shared snapshot — hard links when the root is read-only),
+``rootfs/``: an overlay mount over the image's shared snapshot with ``upper/`` and ``work/``
+beside it (:mod:`berth.runtime.overlay`), or where the node cannot mount one, a copy of the
+snapshot — hard links when the root is read-only),
 ``meta.json`` (pod, name, image, timestamps), ``container.log`` (stdout+stderr, rotated by
 copy+truncate) and ``exit.json`` (written by the :mod:`berth.runtime.shim` when the process
 ends). runc's own state lives in ``runc_root`` (a tmpfs: it does not survive a reboot, and
@@ -25,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import Any
 
 from berth.network.command import Completed, Runner, SubprocessRunner, host_env
 from berth.network.podnet import HostPort, PodNetwork
-from berth.runtime import shim, timeline
+from berth.runtime import overlay, shim, timeline
 from berth.runtime.bundle import SandboxPaths, render_config, resolve_user, unenforced_limits
 from berth.runtime.cgroups import CGROUP_PARENT, enforceable_controllers, remove_pod_cgroups
 from berth.runtime.durable import write_atomically, write_durably
@@ -233,6 +236,7 @@ class RuncRuntime:
         proc: Path = Path("/proc"),
         namespaces: NamespaceMaker | None = None,
         shim_zygote: bool = False,
+        overlay_root: bool | None = None,
     ) -> None:
         self.images = images
         self.proc = proc
@@ -244,6 +248,14 @@ class RuncRuntime:
         os.chmod(state_dir, 0o700)
         self.containers_dir = state_dir / "containers"
         self.containers_dir.mkdir(parents=True, exist_ok=True)
+        # Resolved: runc refuses a rootfs path with a symlink on it ("invalid rootfs: not an
+        # absolute path, or a symlink"), and the containers directory may be one onto a disk
+        # of its own (as on the lab's hosts: provisioner.lab.overlay).
+        self.containers_dir = Path(os.path.realpath(self.containers_dir))
+        # Containers' roots as overlay mounts over the image snapshot (see overlay): None =
+        # probed on the first container (a real test mount), False = always copied.
+        self._overlay = overlay_root
+        self._overlay_lock = threading.Lock()
         self.runc_root = runc_root
         # The shims' attach sockets: short paths (a unix socket's is at most 107 bytes; a
         # bundle's is longer), root only like the bundles.
@@ -312,15 +324,18 @@ class RuncRuntime:
 
     async def remove_image(self, reference: str) -> bool:
         """Forget an image reference; its blobs go with the next :meth:`prune_images`.
-        Running containers are unaffected: each has its own copy of the root file system."""
+        Running containers are unaffected: their snapshots stay while a bundle names them."""
         normalised = str(parse_reference(reference))
         self._present.clear()
         return await asyncio.to_thread(self.images.store.remove_image, normalised)
 
     async def prune_images(self) -> list[Path]:
-        """Delete blobs and snapshots that no image reference uses any more."""
+        """Delete blobs and snapshots that no image reference uses any more, except snapshots
+        a container's bundle names (its root may be an overlay over it)."""
         self._present.clear()
-        return await asyncio.to_thread(self.images.store.prune)
+        return await asyncio.to_thread(
+            lambda: self.images.store.prune(keep_snapshots=self.snapshots_in_use())
+        )
 
     # ---- sandboxes ----------------------------------------------------------------------------
 
@@ -432,7 +447,7 @@ class RuncRuntime:
                 )
             image = await self.pull_image(container.image, policy=container.image_pull_policy)
             if bundle.exists():  # a half-made attempt from before a crash
-                await asyncio.to_thread(shutil.rmtree, bundle)
+                await asyncio.to_thread(self._remove_bundle, bundle)
             bundle.mkdir(parents=True)
             try:
                 # The durable record first: its fsync then commits a small journal
@@ -455,6 +470,8 @@ class RuncRuntime:
                         "warnings": self._warnings(container),
                         "annotations": dict(annotations or {}),
                         "stdio": _stdio(container),
+                        # the snapshot its root may be mounted over: kept by prune_images
+                        "snapshot": self.images.store.snapshot_path(image.record).name,
                     },
                 )
                 config, _ = await asyncio.to_thread(
@@ -470,7 +487,7 @@ class RuncRuntime:
                 timeline.stamp(pod.uid, "created")
             except BaseException:
                 await self._runc("delete", "--force", cid)
-                await asyncio.to_thread(shutil.rmtree, bundle, True)
+                await asyncio.to_thread(self._remove_bundle, bundle, quiet=True)
                 raise
             return cid
 
@@ -484,8 +501,17 @@ class RuncRuntime:
     ) -> tuple[dict[str, Any], list[str]]:
         snapshot = self.images.rootfs_snapshot(image)
         rootfs = bundle / "rootfs"
-        # Hard links cost nothing and are safe when the container cannot write its root.
-        copy_tree(snapshot, rootfs, hardlink=container.read_only_root_filesystem)
+        if self.overlay_root():
+            # Read-only roots too: runc makes the mount points it needs (volumes, resolv.conf)
+            # in the upper directory, then remounts the root read-only (config root.readonly).
+            try:
+                bundle.mkdir(parents=True, exist_ok=True)
+                overlay.prepare(snapshot, bundle)
+            except OSError as exc:
+                raise ContainerError(f"overlay root file system at {rootfs}: {exc}") from None
+        else:
+            # Hard links cost nothing and are safe when the container cannot write its root.
+            copy_tree(snapshot, rootfs, hardlink=container.read_only_root_filesystem)
         user = resolve_user(
             spec_uid=container.run_as_user,
             spec_gid=container.run_as_group,
@@ -507,6 +533,39 @@ class RuncRuntime:
             enforce=self.enforce,
         )
         return config, self._warnings(container)
+
+    def overlay_root(self) -> bool:
+        """Whether containers' roots are overlay mounts here: probed once (a real test mount
+        where the bundles live, see overlay.probe); False: copied with ``cp -a``."""
+        with self._overlay_lock:
+            if self._overlay is None:
+                try:
+                    why = overlay.probe(self.containers_dir, self.images.store.tmp)
+                except OSError as exc:
+                    why = str(exc)
+                self._overlay = why is None
+                if why is not None:
+                    log.warning("container roots are copied, not overlay mounts: %s", why)
+            return self._overlay
+
+    def _remove_bundle(self, bundle: Path, *, quiet: bool = False) -> None:
+        """Unmount the bundle's root (never delete through it), then remove its files."""
+        try:
+            overlay.remove_bundle(bundle)
+        except OSError as exc:
+            if quiet:
+                log.warning("leaving bundle %s: %s", bundle, exc)
+                return
+            raise ContainerError(f"removing bundle {bundle}: {exc}") from None
+
+    def snapshots_in_use(self) -> set[str]:
+        """The snapshots bundles on this node name (their roots may be mounted over them)."""
+        used = set()
+        for meta_path in self.containers_dir.glob("*/meta.json"):
+            name = (_read_json(meta_path) or {}).get("snapshot")
+            if isinstance(name, str):
+                used.add(name)
+        return used
 
     def _warnings(self, container: ContainerSpec) -> list[str]:
         return [
@@ -680,7 +739,7 @@ class RuncRuntime:
                 sock = self.attach_socket(cid)
                 if sock is not None:
                     sock.unlink(missing_ok=True)
-            await asyncio.to_thread(shutil.rmtree, self._dir(cid), True)
+            await asyncio.to_thread(self._remove_bundle, self._dir(cid))
 
     async def exec_in_container(
         self, cid: ContainerID, argv: Sequence[str], *, time_limit: float = 10.0

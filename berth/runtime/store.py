@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -251,13 +251,15 @@ class ContentStore:
             shutil.rmtree(work, ignore_errors=True)
         return final
 
-    def prune(self) -> list[Path]:
-        """Remove blobs and snapshots no image record refers to; returns what was removed."""
+    def prune(self, *, keep_snapshots: Collection[str] = ()) -> list[Path]:
+        """Remove blobs and snapshots no image record refers to, but not the snapshots named
+        in ``keep_snapshots`` (a container's root is mounted over it); returns what was
+        removed."""
         records = self.list_images()
         keep_blobs = {
             digest_hex(d) for r in records for d in (r.manifest_digest, r.config_digest, *r.layers)
         }
-        keep_snaps = {digest_hex(r.chain_id) for r in records}
+        keep_snaps = {digest_hex(r.chain_id) for r in records} | set(keep_snapshots)
         removed: list[Path] = []
         for path in self._entries(self.blobs):
             if path.name not in keep_blobs:

@@ -38,6 +38,9 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
+_OVERLAY_XATTRS = ("SCHILY.xattr.trusted.overlay.", "SCHILY.xattr.user.overlay.")
+
+
 class _HashingReader(io.RawIOBase):
     """Hashes every byte read through it (the layer's diff id is over the uncompressed tar)."""
 
@@ -288,6 +291,10 @@ class LayerApplier:
             with contextlib.suppress(OSError, NotImplementedError):
                 os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
         for key, value in member.pax_headers.items():
+            # never overlayfs' own attributes: a container's root is an overlay over the
+            # snapshot, and an image must not forge its whiteouts, redirects or metacopies
+            if key.startswith(_OVERLAY_XATTRS):
+                continue
             if key.startswith("SCHILY.xattr.") and self._as_root:
                 with contextlib.suppress(OSError):
                     os.setxattr(

@@ -45,8 +45,11 @@ class HostProcess:
     start: int
 
 
-def nspawn_argv(*, root: Path, machine: str, hostname: str, netns: str) -> list[str]:
-    """The systemd-nspawn command line of one host."""
+def nspawn_argv(
+    *, root: Path, machine: str, hostname: str, netns: str, disk: tuple[Path, str] | None = None
+) -> list[str]:
+    """The systemd-nspawn command line of one host; ``disk``: a directory of the machine bound
+    at a path of the host (see :mod:`provisioner.lab.overlay`)."""
     return [
         "systemd-nspawn",
         "--quiet",
@@ -64,6 +67,7 @@ def nspawn_argv(*, root: Path, machine: str, hostname: str, netns: str) -> list[
         # Nested runc (the node agent's workloads) needs every capability, the keyring and bpf.
         "--capability=all",
         "--system-call-filter=@keyring bpf",
+        *([f"--bind={disk[0]}:{disk[1]}"] if disk is not None else []),
     ]
 
 

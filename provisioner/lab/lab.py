@@ -439,6 +439,7 @@ class Lab:
             dirs = self._dirs(entry.name)
             state.record("mount", str(dirs.root), self.state_path)
             overlay.mount(rootfs[entry.name], dirs)
+            overlay.link_runtime_disk(dirs.root)
             overlay.write_identity(
                 dirs.root,
                 hostname=entry.name,
@@ -481,6 +482,7 @@ class Lab:
                     machine=entry.machine,
                     hostname=entry.name,
                     netns=entry.netns,
+                    disk=(dirs.disk, overlay.DISK) if dirs.disk.is_dir() else None,
                 ),
                 cgroup_procs=cgroups.procs_files(relpath),
                 log=dirs.console_log,

@@ -110,6 +110,35 @@ def test_pods_on_two_hosts_reach_each_other_by_pod_ip(cluster: Cluster) -> None:
         assert out["stdout"].strip() == ("pod-b" if dst is b else "pod-a")
 
 
+def test_container_roots_are_overlays_whose_writes_never_reach_the_image(
+    cluster: Cluster,
+) -> None:
+    """A lab host's runtime keeps its bundles on the host's disk (provisioner.lab.overlay), so
+    a container's root is an overlay mount over the image's snapshot, as on a real node; what
+    the container writes lands in its bundle's upper directory, never in the snapshot."""
+    a = cluster.pods["a"]
+    node: Node = a["node"]
+    cid = a["containers"][0]
+    found = node.ssh(f"findmnt -n -o FSTYPE,OPTIONS {STATE_DIR}/containers/{cid}/rootfs")
+    fstype, _, options = found.stdout.decode().strip().partition(" ")
+    assert fstype == "overlay", found
+    opts = dict(o.partition("=")[::2] for o in options.split(","))
+    assert opts["lowerdir"].startswith(f"{STATE_DIR}/images/snapshots/"), opts
+    assert opts.get("index", "off") == "off"  # shown only when not the kernel's default
+    snapshot = opts["lowerdir"]
+    # the pod's root is read-only (readOnlyRootFilesystem): runc remounted the overlay so
+    out = _exec(node, cid, "sh", "-c", "echo a-was-here >> /etc/group")
+    assert "Read-only file system" in out["stderr"], out
+    # a write through the overlay on the host (as the container's would be) stays in the upper
+    node.ssh(f"echo a-was-here >> {STATE_DIR}/containers/{cid}/rootfs/etc/group")
+    left = node.ssh(
+        f"grep -c a-was-here {snapshot}/etc/group; "
+        f"grep -c a-was-here {STATE_DIR}/containers/{cid}/upper/etc/group",
+        check=False,
+    )
+    assert left.stdout.decode().split() == ["0", "1"], left
+
+
 def test_cni_check_confirms_the_pod_attachment(cluster: Cluster) -> None:
     a = cluster.pods["a"]
     assert a["node"].berth("check-pod", a["uid"]) == {"checked": a["uid"]}

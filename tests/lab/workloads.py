@@ -385,10 +385,14 @@ def setup_nodes(lab: Lab, registry: str, debs: Sequence[Path], names: Sequence[s
 
 
 def teardown_node(node: Node) -> None:
-    """Remove every pod, berth's nft table, routes, and the installed state from the host."""
+    """Remove every pod, berth's nft table, routes, and the installed state from the host
+    (what the containers directory holds, not the directory: on a lab host it is a symlink
+    onto the host's disk, see provisioner.lab.overlay, which the next install uses again)."""
     status = node.berth("status", check=False)
     for sandbox in status.get("sandboxes", []) if isinstance(status, dict) else []:
         node.berth("remove-pod", sandbox["uid"], "--grace", "1", check=False)
     node.ssh("nft delete table ip berth 2>/dev/null; "
              "ip route flush proto 199 2>/dev/null; ip link del cni0 2>/dev/null; "
-             f"rm -rf {STATE_DIR}", check=False)  # fmt: skip
+             f"find {STATE_DIR} -mindepth 1 -maxdepth 1 ! -name containers -exec rm -rf {{}} +; "
+             f"find {STATE_DIR}/containers/ -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +",
+             check=False)  # fmt: skip

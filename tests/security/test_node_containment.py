@@ -178,6 +178,8 @@ except BaseException as exc:
     print(json.dumps({"error": type(exc).__name__, "message": str(exc)[:300]}))
 else:
     print(json.dumps({"user": config["process"]["user"]}))
+finally:  # its root may be an overlay mount (where this machine can): never left behind
+    rt._remove_bundle(tmp / "bundle")
 """
 
 
@@ -288,7 +290,10 @@ def _prepare_mounting(
     record = SandboxRecord(uid="pod-1", namespace="default", name="p", netns="", state="ready")
     mount = VolumeMount("scratch", "/data", sub_path=sub_path)
     container = ContainerSpec(name="c", image="img", volume_mounts=(mount,))
-    config, _ = rt._prepare_bundle(pod, container, image, record, bundle)
+    try:
+        config, _ = rt._prepare_bundle(pod, container, image, record, bundle)
+    finally:  # its root may be an overlay mount: never left behind
+        rt._remove_bundle(bundle)
     return config
 
 

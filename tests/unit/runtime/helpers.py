@@ -102,14 +102,17 @@ class FakeNetnsHost:
 
 def runc_runtime(tmp_path: Path, **kwargs: Any) -> RuncRuntime:
     """A RuncRuntime kept under ``tmp_path`` (no network, no enforcement); ``kwargs`` go to
-    the constructor (a ``runner``, a ``proc`` directory)."""
+    the constructor (a ``runner``, a ``proc`` directory). Container roots are copied unless
+    ``overlay_root`` says otherwise: tests with a fake runc do not remove every bundle, and
+    an overlay mount left in a temp dir would outlive the test (test_runtime_overlay mounts
+    them, and unmounts what it mounted)."""
     return RuncRuntime(
         images=ImageService(ContentStore(tmp_path / "images")),
         network=None,
         state_dir=tmp_path / "state",
         runc_root=tmp_path / "runc",
         enforce=frozenset(),
-        **kwargs,
+        **{"overlay_root": False, **kwargs},
     )
 
 
