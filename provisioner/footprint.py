@@ -216,10 +216,12 @@ class PackagesPurged(Operation):
         return "remove the packages berth installed: " + ", ".join(self.names)
 
     def facts(self) -> tuple[Fact[Any], ...]:
-        return (Packages(self.names),)
+        # what dpkg has, synced or not: a package whose install never reached the disk in
+        # full is purged too
+        return (Packages(self.names, unsynced_missing=False),)
 
     def commands(self, ctx: OpContext) -> Iterator[Command]:
-        installed = ctx.fact(Packages(self.names))
+        installed = ctx.fact(Packages(self.names, unsynced_missing=False))
         todo = [name for name in self.names if installed.get(name) is not None]
         if not todo:
             ctx.noop("no package berth installed is left")

@@ -13,19 +13,38 @@ from provisioner.facts.base import Fact
 _NAME = re.compile(r"[a-z0-9][a-z0-9+.\-]+")
 
 
+def check_package_name(name: str) -> str:
+    """``name`` if it is a Debian package name (lower-case letters, digits, ``+ - .``, two or
+    more, starting alphanumeric: never a path, an option or shell syntax), else ValueError."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"not a package name: {name!r}")
+    return name
+
+
+UNSYNCED_DIR = "/var/lib/berth/dpkg-unsynced"
+"""One empty file per package whose ``dpkg -i`` ran with ``--force-unsafe-io`` and whose files
+are not yet known to be on disk: made (and its directory fsynced) before dpkg starts, removed
+after dpkg and a ``sync`` returned (:class:`~provisioner.operations.packages.DebPackages`). A
+package named here counts as not installed (:class:`Packages`), so the next apply installs it
+again after a crash left dpkg's status saying "installed" over files that never reached disk."""
+
+
 @dataclass(frozen=True)
 class Packages(Fact[dict[str, str | None]]):
     """Installed version of each package in ``names`` (``None``: not installed).
 
     With ``names=()`` every installed package is returned (used to resolve .deb dependencies).
+    A package with a mark in :data:`UNSYNCED_DIR` (its install may not have reached the disk)
+    counts as not installed, unless ``unsynced_missing`` is false: removals ask that way, so a
+    package dpkg has is purged whether or not its files were synced.
     """
 
     names: tuple[str, ...] = ()
+    unsynced_missing: bool = True
 
     def __post_init__(self) -> None:
         for name in self.names:
-            if not _NAME.fullmatch(name):
-                raise ValueError(f"not a package name: {name!r}")
+            check_package_name(name)
 
     combinable = True
 
@@ -45,24 +64,36 @@ class Packages(Fact[dict[str, str | None]]):
         lines = set()
         for line in output.splitlines():
             fields = line.split("\t")
-            if len(fields) == 3 and fields[2] == "installed":
+            if len(fields) == 3 and fields[2] in ("installed", "unsynced"):
                 name = fields[0].split(":")[0]
                 if not wanted or name in wanted:
-                    lines.add(f"{name}\t{fields[1]}\tinstalled")
+                    lines.add(f"{name}\t{fields[1]}\t{fields[2]}")
         return "".join(f"{line}\n" for line in sorted(lines))
 
     def command(self) -> str:
         # exit status 0 even when a name is unknown (dpkg-query says 1): the status is not
         # read, and a combined query must not answer differently from a single one
         fmt = "'${Package}\\t${Version}\\t${db:Status-Status}\\n'"
-        return f"dpkg-query -W -f={fmt} {words(self.names)}".rstrip() + " || true"
+        query = f"dpkg-query -W -f={fmt} {words(self.names)}".rstrip() + " || true"
+        # then one "NAME\t-\tunsynced" line per mark (none, and no process, without marks)
+        marks = (
+            f'for m in {UNSYNCED_DIR}/*; do [ -e "$m" ] && '
+            "printf '%s\\t-\\tunsynced\\n' \"${m##*/}\"; done; true"
+        )
+        return f"{{ {query}; }}; {marks}"
 
     def parse(self, output: str, exit_code: int) -> dict[str, str | None]:
         installed: dict[str, str | None] = dict.fromkeys(self.names)
+        unsynced: set[str] = set()
         for line in output.splitlines():
             fields = line.split("\t")
             if len(fields) == 3 and fields[2] == "installed":
                 name = fields[0].split(":")[0]
                 if not self.names or name in installed:
                     installed[name] = fields[1]
+            elif len(fields) == 3 and fields[2] == "unsynced":
+                unsynced.add(fields[0])
+        if self.unsynced_missing:
+            for name in unsynced & installed.keys():
+                installed[name] = None
         return installed

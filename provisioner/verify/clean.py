@@ -58,7 +58,9 @@ def clean_problems(
         # what the footprint asks about, read in one round-trip
         tables = NftTables() if footprint.nft_before is not None else None
         paths = PathInfo(footprint.created_paths) if footprint.created_paths else None
-        packages = Packages(footprint.packages) if footprint.packages else None
+        packages = (
+            Packages(footprint.packages, unsynced_missing=False) if footprint.packages else None
+        )
         accounts = footprint.absent_accounts
         users = Users(accounts) if accounts else None
         groups = Groups(accounts) if accounts else None

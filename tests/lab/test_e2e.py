@@ -7,6 +7,8 @@ leaves the cluster healthy for the next):
   official ``kubernetes`` client and running runc (the default runtime), verify passed as part
   of apply (its smoke pods answered through a ClusterIP Service from every node);
 * a second apply changes nothing and says so;
+* a package install whose closing sync never returned (its unsynced mark left, a file empty)
+  is done again by the next apply, and only that;
 * adding n4 changes only n4 (and registers its Node);
 * ``berth verify`` fails, naming the checks, when a unit is stopped or a key file is 0644;
   apply repairs both;
@@ -185,6 +187,25 @@ def test_status_and_kubeconfig(cluster: Cluster) -> None:
 
 
 def test_second_apply_changes_nothing(cluster: Cluster) -> None:
+    result = cluster.berth("apply", "-i", str(cluster.spec(3)), "--yes")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "plan: 0 change(s)" in result.stdout
+
+
+def test_an_install_whose_sync_never_returned_is_done_again(cluster: Cluster) -> None:
+    # dpkg runs with --force-unsafe-io and one sync after it (operations.packages): a power cut
+    # before that sync returned leaves dpkg's status saying "installed" over files that may
+    # never have reached the disk, and the package's unsynced mark in place. Simulated on n2:
+    # the mark back, runc's binary empty. The next apply installs runc again, and only that.
+    whole = cluster.sh("n2", "sha256sum /usr/sbin/runc")
+    marks = "/var/lib/berth/dpkg-unsynced"
+    cluster.sh("n2", f": > /usr/sbin/runc && mkdir -p -m 0700 {marks} && touch {marks}/runc")
+    events = cluster.events("apply", "-i", str(cluster.spec(3)), "--yes")
+    done = {e["data"].get("op") for e in events if e["kind"] == "done" and e["host"] == "n2"}
+    assert _changed_hosts(events) - {"(cluster)"} == {"n2"}
+    assert [str(op).split(":")[0] for op in done - {None}] == ["debs"], done
+    assert cluster.sh("n2", "sha256sum /usr/sbin/runc") == whole
+    assert cluster.sh("n2", f"ls -A {marks}") == ""
     result = cluster.berth("apply", "-i", str(cluster.spec(3)), "--yes")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "plan: 0 change(s)" in result.stdout

@@ -138,6 +138,7 @@ def test_packages_berth_installs_are_recorded_before_dpkg_runs(tmp_path: Path) -
     values: dict[Fact[Any], Any] = {
         # nftables was there (another version): an upgrade, never recorded; jq is right already
         Packages(names): {"runc": None, "nftables": "0.9", "jq": "2"},
+        Packages(names, unsynced_missing=False): {"runc": None, "nftables": "0.9", "jq": "2"},
         paths: {p: None for p in paths.paths},
     }
     commands = _rendered(DebPackages(debs, record=PACKAGES), values)
@@ -146,21 +147,30 @@ def test_packages_berth_installs_are_recorded_before_dpkg_runs(tmp_path: Path) -
         "2>/dev/null; printf '%s\\n' runc ; } | sort -u > /var/lib/berth/footprint/packages.tmp"
         " && mv -f -- /var/lib/berth/footprint/packages.tmp /var/lib/berth/footprint/packages"
     )
-    assert commands[-1].startswith("env DEBIAN_FRONTEND=noninteractive dpkg -i")
+    assert "env DEBIAN_FRONTEND=noninteractive dpkg --force-unsafe-io -i" in commands[-1]
     # without a record (other callers), nothing is written
     assert not any("footprint" in c for c in _rendered(DebPackages(debs), values))
     # nothing new: no record
     values[Packages(names)] = {"runc": "1.0", "nftables": "0.9", "jq": "2"}
+    values[Packages(names, unsynced_missing=False)] = values[Packages(names)]
     assert not any("footprint" in c for c in _rendered(DebPackages(debs, record=PACKAGES), values))
+    # nftables's upgrade never reached the disk (its unsynced mark counts it as missing): it is
+    # installed again, but dpkg had it before berth, so it is still not recorded as berth's
+    values[Packages(names)] = {"runc": "1.0", "nftables": None, "jq": "2"}
+    commands = _rendered(DebPackages(debs, record=PACKAGES), values)
+    assert "dpkg --force-unsafe-io -i" in commands[-1]
+    assert not any("footprint" in c for c in commands)
 
 
 def test_purge_removes_only_the_recorded_packages_still_installed() -> None:
     names = ("etcd-server", "runc")
     op = PackagesPurged(names)
-    assert _rendered(op, {Packages(names): {"etcd-server": "3.4", "runc": None}}) == [
+    # what dpkg has, synced or not (a package marked unsynced is purged too)
+    dpkg = Packages(names, unsynced_missing=False)
+    assert _rendered(op, {dpkg: {"etcd-server": "3.4", "runc": None}}) == [
         "env DEBIAN_FRONTEND=noninteractive dpkg --purge etcd-server >/dev/null"
     ]
-    outcome = evaluate(op, op_context({Packages(names): {"etcd-server": None, "runc": None}}))
+    outcome = evaluate(op, op_context({dpkg: {"etcd-server": None, "runc": None}}))
     assert outcome.commands == ()
     assert outcome.noop_reason == "no package berth installed is left"
 

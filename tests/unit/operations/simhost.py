@@ -7,14 +7,17 @@ test, which keeps this model and the operations honest with each other.
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import re
+import tarfile
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from provisioner.commands import Command, Raw, Shell, Upload, sha256_hex
 from provisioner.facts.base import Fact, FactSet
 from provisioner.facts.files import PathInfo, PathState
-from provisioner.facts.packages import Packages
+from provisioner.facts.packages import UNSYNCED_DIR, Packages
 from provisioner.facts.system import KernelModules, Sysctls
 from provisioner.facts.systemd import MISSING, UnitState, UnitStates
 from provisioner.facts.users import Groups, UserInfo, Users
@@ -125,7 +128,13 @@ class SimHost:
         if isinstance(fact, UnitStates):
             return {u: self._unit_state(u) for u in fact.units}
         if isinstance(fact, Packages):
-            return {n: self.packages.get(n) for n in fact.names}
+            # a package marked unsynced (its install may not be on disk) counts as not installed
+            return {
+                n: None
+                if fact.unsynced_missing and f"{UNSYNCED_DIR}/{n}" in self.paths
+                else self.packages.get(n)
+                for n in fact.names
+            }
         if isinstance(fact, Users):
             return {n: self.users.get(n) for n in fact.names}
         if isinstance(fact, Groups):
@@ -194,8 +203,30 @@ class SimHost:
                 self.paths[path].owner, self.paths[path].group = owner, group
             case ["ln", "-sfnT", target, path]:
                 self.paths[path] = Entry("symlink", 0o777, target=target)
-            case ["rm", "-f", "--", path] | ["rmdir", "--", path]:
+            case ["rm", "-f", "--", *paths] if paths:
+                for path in paths:
+                    self.paths.pop(path, None)
+            case ["rm", "-f", "--"] if redirect is not None and redirect.endswith("*.tar"):
+                for path in [p for p in self.paths if fnmatch.fnmatch(p, redirect)]:
+                    del self.paths[path]
+            case ["rmdir", "--", path]:
                 del self.paths[path]
+            case ["touch", "--", *paths]:
+                for path in paths:
+                    assert path.rpartition("/")[0] in self.paths, f"touch {path}: no directory"
+                    self.paths.setdefault(path, Entry("file", 0o644))
+            case ["sync", *_]:
+                pass
+            case ["tar", "-x", "--no-same-owner", "-f", archive, "-C", directory]:
+                assert directory in self.paths, f"tar -C {directory}: no directory"
+                with tarfile.open(fileobj=io.BytesIO(self.paths[archive].content)) as tar:
+                    for member in tar.getmembers():
+                        extracted = tar.extractfile(member)
+                        assert extracted is not None
+                        assert "/" not in member.name
+                        self.paths[f"{directory}/{member.name}"] = Entry(
+                            "file", member.mode, content=extracted.read()
+                        )
             case ["rm", "-rf", "--", path]:
                 for p in [p for p in self.paths if p == path or p.startswith(path + "/")]:
                     del self.paths[p]
@@ -209,7 +240,14 @@ class SimHost:
                     self._systemctl("start", name)
             case ["systemctl", verb, name]:
                 self._systemctl(verb, name)
-            case ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "-i", *debs]:
+            case [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "dpkg",
+                "--force-unsafe-io",
+                "-i",
+                *debs,
+            ]:
                 for deb in debs:
                     fields = dict(
                         re.findall(r"^(\w+): (.*)$", self.paths[deb].content.decode(), re.M)

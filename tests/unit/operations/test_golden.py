@@ -94,3 +94,26 @@ def test_golden(case: Path, tmp_path: Path) -> None:
     second = _plan(host, ops, HostRun())
     assert [c.describe() for o in second for c in o.commands] == []
     assert all(o.noop_reason for o in second)
+
+
+def test_debs_shipped_as_one_tar_land_under_their_digests_and_the_tar_is_gone(
+    tmp_path: Path,
+) -> None:
+    host = SimHost.from_data({})
+    debs = _arg(
+        "debs", [{"name": "hello", "version": "1"}, {"name": "tree", "version": "2"}], tmp_path
+    )
+    op = packages.DebPackages(debs)
+    _plan(host, [op], HostRun())
+    shipped = {
+        p: e.content for p, e in host.paths.items() if p.startswith(packages.ARTIFACT_DIR + "/")
+    }
+    assert shipped == {d.remote_path: d.source.read_bytes() for d in debs}
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a b", "-rf", "x;reboot", "UPPER", ""])
+def test_an_unsynced_mark_is_never_made_from_a_name_that_is_not_a_package_name(name: str) -> None:
+    # the marks are files named after packages: a name that is a path (or an option, or shell
+    # syntax) would touch and then remove a file outside the marks' directory
+    with pytest.raises(ValueError, match="not a package name"):
+        packages.install_synced(("/var/lib/berth/artifacts/x.deb",), (name,))
