@@ -158,7 +158,7 @@ def test_a_facts_key_is_kept_per_fact_and_follows_its_arguments() -> None:
     assert fact.key() == 'PathInfo{"paths":["/etc/hosts"]}'
     assert fact.key() is fact.key()  # computed once
     assert PathInfo(("/etc/hosts",)).key() is fact.key()  # and once for equal facts
-    assert Packages().key() == 'Packages{"names":[]}'
+    assert Packages().key() == 'Packages{"names":[],"unsynced_missing":true}'
     # another class with the same fields' values
     assert UnitStates(("x.service",)).key() != Packages(("x.service",)).key()
     # a fact with other arguments (replace() copies nothing it should not) has its own key
