@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from berth.runtime.mountinfo import unescape
 from provisioner.commands import Command, Raw, Shell, Upload
 from provisioner.facts._sh import words
 from provisioner.facts.base import Fact
@@ -239,20 +240,7 @@ class MountPoints(Fact[tuple[str, ...]]):
         return "awk '{print $5}' /proc/self/mountinfo"
 
     def parse(self, output: str, exit_code: int) -> tuple[str, ...]:
-        return tuple(_unescape(line) for line in output.splitlines() if line.strip())
-
-
-def _unescape(field: str) -> str:
-    # the kernel writes space, tab, newline and backslash in mount paths as \ooo
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+        return tuple(unescape(line) for line in output.splitlines() if line.strip())
 
 
 def mounts_under(path: str, mounts: tuple[str, ...]) -> tuple[str, ...]:

@@ -29,6 +29,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from berth.runtime.mountinfo import mount_points
+
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
@@ -65,8 +67,7 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, what: str) 
 
 
 def _mountpoints() -> set[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as info:
-        return {fields[4] for line in info if len(fields := line.split()) > 4}
+    return set(mount_points())
 
 
 def ensure_shared_dir(directory: Path) -> None:

@@ -38,6 +38,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from berth.runtime.mountinfo import mount_points
+
 OPTIONS = "index=off,xino=off"
 MNT_DETACH = 2
 # Characters that would split or escape the overlay's option string (a path holding a comma
@@ -81,30 +83,6 @@ def mount(lower: Path, upper: Path, work: Path, target: Path) -> None:
     if _libc().mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode()) != 0:
         err = ctypes.get_errno()
         raise OverlayError(err, f"mount -t overlay at {target}: {os.strerror(err)}")
-
-
-def _unescape(field: str) -> str:
-    """A mountinfo path: spaces, tabs, newlines and backslashes are octal escapes there."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def mount_points(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
-    """Every mount point of this process' mount namespace."""
-    try:
-        lines = mountinfo.read_text().splitlines()
-    except OSError:
-        return []
-    return [_unescape(f[4]) for f in (line.split() for line in lines) if len(f) > 4]
 
 
 def mounts_at_or_under(path: Path) -> list[Path]:

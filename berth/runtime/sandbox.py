@@ -27,6 +27,7 @@ from berth.runtime import timeline
 from berth.runtime.bundle import SandboxPaths
 from berth.runtime.durable import write_atomically
 from berth.runtime.errors import SandboxError
+from berth.runtime.mountinfo import mount_points
 from berth.runtime.netns import KernelNamespaces, NamespaceMaker
 from berth.runtime.safepath import check_element, child, relative_parts
 from berth.runtime.spec import EmptyDir, FilesVolume, HostPath, PodSpec, PodUID
@@ -402,18 +403,11 @@ def _host_port(doc: Mapping[str, object]) -> HostPort:
     )
 
 
-def _mountinfo() -> list[str]:
-    try:
-        return Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return []
-
-
 def _is_mountpoint(path: Path) -> bool:
-    return str(path) in {line.split()[4] for line in _mountinfo() if len(line.split()) > 4}
+    return str(path) in set(mount_points())
 
 
 def _mounts_under(directory: Path) -> list[Path]:
     prefix = str(directory) + "/"
-    points = {line.split()[4] for line in _mountinfo() if len(line.split()) > 4}
+    points = set(mount_points())
     return sorted((Path(p) for p in points if p.startswith(prefix)), reverse=True)
