@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from provisioner.footprint import NftTables
 from provisioner.lab import Lab, run
+from provisioner.lab.overlay import RUNTIME_CONTAINERS
 
 # the trees berth writes in or next to (its own, the CNI's, runc's, etcd's, systemd's units)
 TREES = (
@@ -27,10 +28,24 @@ ASPECTS = {
     "netns": "ip netns list",
     "users": "sed 's/:.*//; s/^/user /' /etc/passwd; sed 's/:.*//; s/^/group /' /etc/group",
     "files": f"find {' '.join(TREES)} 2>/dev/null; true",
-    "top": "ls -1A /etc /var/lib /run /usr/lib /usr/libexec /usr/bin /usr/sbin",
+    # each entry with its directory: "berth" in /etc and in /var/lib are different findings
+    "top": "for d in /etc /var/lib /run /usr/lib /usr/libexec /usr/bin /usr/sbin; do"
+    ' ls -1A "$d" | sed "s|^|$d/|"; done',
 }
 
 Snapshot = dict[str, frozenset[str]]
+
+# The lab's own furniture, not berth's: a lab host's runtime containers directory is a symlink
+# onto the host's disk (provisioner.lab.overlay.link_runtime_disk), made before berth comes;
+# destroy removes it with the rest of /var/lib/berth. Anything else under /var/lib/berth
+# still counts.
+_PARTS = RUNTIME_CONTAINERS.split("/")
+NOT_BERTHS = {
+    "files": frozenset("/" + "/".join(_PARTS[:n]) for n in range(3, len(_PARTS) + 1)),
+    # and Debian's, not berth's: adduser (run by a package's postinst) leaves its lock file on
+    # /run (a tmpfs: gone at the next boot); deleting another tool's lock is not destroy's job
+    "top": frozenset({"/" + "/".join(_PARTS[:3]), "/run/adduser"}),
+}
 
 
 def snapshot(lab: Lab, host: str) -> Snapshot:
@@ -39,7 +54,10 @@ def snapshot(lab: Lab, host: str) -> Snapshot:
     for aspect, command in ASPECTS.items():
         code, stdout, stderr = run(lab, host, command, timeout=60)
         assert code == 0, f"{host}: snapshot of {aspect} failed: {stderr}"
-        out[aspect] = frozenset(line for line in stdout.splitlines() if line.strip())
+        not_berths = NOT_BERTHS.get(aspect, frozenset())
+        out[aspect] = frozenset(
+            line for line in stdout.splitlines() if line.strip() and line not in not_berths
+        )
     return out
 
 
