@@ -35,6 +35,14 @@ NOT_FOR_APPLY = (
 )
 
 
+def _ssh_modules(loaded: set[str]) -> list[str]:
+    """The SSH code among ``loaded``: paramiko and berth's paramiko connector."""
+    return sorted(
+        name for name in loaded
+        if name == "paramiko" or name.startswith(("paramiko.", "provisioner.connectors.ssh"))
+    )  # fmt: skip
+
+
 def _modules_after(code: str) -> set[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
@@ -73,11 +81,7 @@ def test_apply_through_the_connection_multiplexer_loads_no_paramiko() -> None:
         "import provisioner.connectors.mux, provisioner.spec, provisioner.verify.run\n"
     )
     assert "provisioner.connectors.mux" in loaded
-    ssh = sorted(
-        name for name in loaded
-        if name == "paramiko" or name.startswith(("paramiko.", "provisioner.connectors.ssh"))
-    )  # fmt: skip
-    assert ssh == []
+    assert _ssh_modules(loaded) == []
 
 
 def test_a_command_run_through_the_multiplexer_loads_no_paramiko() -> None:
@@ -97,11 +101,7 @@ def test_a_command_run_through_the_multiplexer_loads_no_paramiko() -> None:
         "assert seen == [1800.0], seen\n"
     )
     assert "provisioner.connectors.mux" in loaded
-    ssh = sorted(
-        name for name in loaded
-        if name == "paramiko" or name.startswith(("paramiko.", "provisioner.connectors.ssh"))
-    )  # fmt: skip
-    assert ssh == []
+    assert _ssh_modules(loaded) == []
 
 
 def test_apply_with_json_output_loads_no_rich() -> None:
