@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from berth.runtime.mountinfo import mount_points
 from provisioner.lab.keys import KeyPair
 from provisioner.lab.rootfs import ETC_HOSTS
 from provisioner.lab.system import run
@@ -66,12 +67,7 @@ host's tree: a symlink to ``containers`` on the disk."""
 
 def is_mounted(path: Path) -> bool:
     """Whether ``path`` is a mount point on the machine."""
-    target = str(path)
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 4 and fields[4] == target:
-            return True
-    return False
+    return str(path) in mount_points()
 
 
 def mount(rootfs: Path, dirs: HostDirs) -> None:
